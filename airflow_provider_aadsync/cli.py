@@ -1,0 +1,207 @@
+"""The ``aadsync`` command: the local world for developers and tests, imports, reports and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from airflow_provider_aadsync.engine.store import Store
+
+log = logging.getLogger("aadsync")
+
+
+def _dev_dc():
+    from airflow_provider_aadsync.devenv.paths import dev_dc_home
+    from airflow_provider_aadsync.devenv.samba import SambaDC
+
+    return SambaDC(dev_dc_home())
+
+
+def _ad_hook(conn_id: str | None):
+    """The hook for ``conn_id``, or for the local dev DC when no connection id is given."""
+    from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, ADConnectionSettings
+
+    if conn_id:
+        return ActiveDirectoryHook(conn_id)
+    dc = _dev_dc()
+    if not dc.is_running():
+        raise click.ClickException("the local DC is not running: start it with `aadsync dev up` or pass --conn-id")
+    info = dc.connection_info()
+    return ActiveDirectoryHook(
+        settings=ADConnectionSettings(
+            host=info["host"],
+            port=info["port"],
+            bind_dn=info["login"],
+            password=info["password"],
+            **info["extra"],
+        )
+    )
+
+
+def _open_store(store_url: str | None, instance: str) -> Store:
+    return Store.open(store_url, instance=instance)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+def main(verbose: bool) -> None:
+    """AADSync: Entra Connect style identity sync as Airflow tasks."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ dev world
+@main.group()
+def dev() -> None:
+    """The local world: a Samba AD DC on 127.0.0.1 (the Graph emulator joins later)."""
+
+
+@dev.command("up")
+@click.option("--users", type=int, default=0, help="Restore (or build once and cache) a directory seeded with N users.")
+@click.option("--groups", type=int, default=0, help="Groups for the seeded directory.")
+@click.option("--group-size", type=int, default=0, help="Members of one extra big group.")
+def dev_up(users: int, groups: int, group_size: int) -> None:
+    """Provision (once) and start the local Samba AD DC; with --users, from a cached seeded fixture."""
+    from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
+
+    dc = _dev_dc()
+    if users:
+        dc.stop()
+        dc = cached_seeded_dc(dc.home, users=users, groups=groups, group_size=group_size)
+    elif dc.is_running():
+        click.echo(f"local DC already running (pid {dc.status()['pid']})")
+        return
+    else:
+        if not dc.is_provisioned():
+            seconds = dc.provision()
+            click.echo(f"provisioned {dc.realm} in {seconds:.1f} s at {dc.home}")
+        dc.start()
+    click.echo(f'local DC running at {dc.ldaps_url} (base DN {dc.base_dn}); `eval "$(aadsync dev env)"` for Airflow')
+
+
+@dev.command("down")
+def dev_down() -> None:
+    """Stop the local DC (by its PID); its data stays for the next `dev up`."""
+    dc = _dev_dc()
+    was_running = dc.is_running()
+    dc.stop()
+    click.echo("local DC stopped" if was_running else "local DC was not running")
+
+
+@dev.command("status")
+def dev_status() -> None:
+    """Print the local world's state as JSON."""
+    click.echo(json.dumps({"samba": _dev_dc().status()}, indent=2))
+
+
+@dev.command("seed")
+@click.option("--users", type=int, required=True)
+@click.option("--groups", type=int, required=True)
+@click.option("--group-size", type=int, default=0, help="Members of one extra big group (needs users >= K).")
+@click.option("--seed", "seed_value", type=int, default=42, help="Random seed: same seed, same directory.")
+def dev_seed(users: int, groups: int, group_size: int, seed_value: int) -> None:
+    """Fill the running local DC with OUs, users, nested groups and optionally one big group."""
+    from airflow_provider_aadsync.devenv.seed import seed_directory
+
+    dc = _dev_dc()
+    if not dc.is_running():
+        raise click.ClickException("the local DC is not running: start it with `aadsync dev up`")
+    conn = dc.connect()
+    try:
+        report = seed_directory(conn, dc.base_dn, users=users, groups=groups, group_size=group_size, seed=seed_value)
+    finally:
+        conn.unbind()
+    state = "already seeded" if report.reused else f"seeded in {report.seconds:.1f} s"
+    click.echo(f"{state}: {report.users} users, {report.groups} groups, big group {report.big_group_dn or 'none'}")
+
+
+@dev.command("env")
+def dev_env() -> None:
+    """Print the local world's Airflow connections as `export AIRFLOW_CONN_...` lines, for eval."""
+    info = _dev_dc().connection_info()
+    connection = {"conn_type": "aadsync_ad", **info}
+    click.echo(f"export AIRFLOW_CONN_AADSYNC_AD={shlex.quote(json.dumps(connection))}")
+
+
+# -------------------------------------------------------------------------------------------------- imports
+@main.command("import-ad")
+@click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
+@click.option("--conn-id", default=None, help="Airflow connection id (default: the local dev DC).")
+@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@click.option("--instance", default="default", show_default=True, help="Sync instance name.")
+@click.option("--connector", default="ad", show_default=True, help="Connector space name.")
+def import_ad(mode: str, conn_id: str | None, store_url: str | None, instance: str, connector: str) -> None:
+    """Import Active Directory into the store and print the run report."""
+    from airflow_provider_aadsync.engine.report import render_runs
+    from airflow_provider_aadsync.operators.ad_import import run_ad_import
+
+    with _open_store(store_url, instance) as store:
+        result = run_ad_import(_ad_hook(conn_id), store, mode=mode, connector=connector)
+        click.echo(render_runs(store, [result["run_id"]]))
+
+
+@main.command("report")
+@click.argument("run_ids", nargs=-1, type=int)
+@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@click.option("--instance", default="default", show_default=True)
+@click.option("--last", type=int, default=2, show_default=True, help="Without RUN_IDS: how many recent runs.")
+def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last: int) -> None:
+    """Print the run report of RUN_IDS (default: the most recent runs)."""
+    from airflow_provider_aadsync.engine.report import render_runs
+
+    with _open_store(store_url, instance) as store:
+        click.echo(render_runs(store, list(run_ids), last=last))
+
+
+# ----------------------------------------------------------------------------------------------- main job
+@main.command("demo")
+@click.option("--users", type=int, default=2000, show_default=True)
+@click.option("--groups", type=int, default=50, show_default=True)
+@click.option("--group-size", type=int, default=1501, show_default=True)
+@click.option("--report-file", type=click.Path(path_type=Path), default=None, help="Also save the report here.")
+def demo(users: int, groups: int, group_size: int, report_file: Path | None) -> None:
+    """The main job for now: local AD up and seeded, full import, some changes, delta import, report."""
+    from airflow_provider_aadsync.devenv.demo import make_demo_changes
+    from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
+    from airflow_provider_aadsync.devenv.paths import aadsync_home
+    from airflow_provider_aadsync.engine.report import render_runs
+    from airflow_provider_aadsync.operators.ad_import import run_ad_import
+
+    dc = _dev_dc()
+    dc.stop()
+    dc = cached_seeded_dc(dc.home, users=users, groups=groups, group_size=group_size)
+    store_path = aadsync_home() / "store" / "demo.sqlite"
+    for leftover in store_path.parent.glob(f"{store_path.name}*"):
+        leftover.unlink()
+    with Store.open(f"sqlite:///{store_path}", instance="demo") as store:
+        full = run_ad_import(_ad_hook(None), store, mode="full")
+        changes = make_demo_changes(dc)
+        click.echo(f"changed in AD between the imports: {changes}", err=True)
+        delta = run_ad_import(_ad_hook(None), store, mode="delta")
+        text = render_runs(store, [full["run_id"], delta["run_id"]])
+    click.echo(text)
+    if report_file:
+        report_file.write_text(text)
+    if full["result"] != "success" or delta["result"] != "success":
+        raise SystemExit(1)
+
+
+@main.command("bench", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Run the benchmark (see bench/README.md); arguments go to the benchmark runner."""
+    from airflow_provider_aadsync.devenv.bench import main as bench_main
+
+    raise SystemExit(bench_main(list(args)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

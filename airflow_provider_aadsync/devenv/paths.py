@@ -1,0 +1,27 @@
+"""Filesystem locations of the developer world (test DC, fixture cache).
+
+Kept in one place so the CLI, the test fixtures and the benchmarks agree on where things live and so a
+developer can redirect everything with ``AADSYNC_HOME`` / ``AADSYNC_FIXTURE_CACHE``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def aadsync_home() -> Path:
+    """Root of all local state: ``$AADSYNC_HOME`` or ``~/.aadsync``."""
+    env = os.environ.get("AADSYNC_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".aadsync"
+
+
+def dev_dc_home() -> Path:
+    """Home of the developer's long-lived Samba DC (``aadsync dev up``)."""
+    return aadsync_home() / "dev" / "samba"
+
+
+def fixture_cache_dir() -> Path:
+    """Where seeded-DC snapshots are cached: ``$AADSYNC_FIXTURE_CACHE`` or ``<home>/fixtures``."""
+    env = os.environ.get("AADSYNC_FIXTURE_CACHE")
+    return Path(env).expanduser() if env else aadsync_home() / "fixtures"

@@ -1,0 +1,209 @@
+"""Turn raw Active Directory entries (extended DNs, raw attribute bytes) into SourceObjects.
+
+Pure: takes the bytes an LDAP client returned, so the same code serves paged full imports and DirSync deltas,
+and unit tests can feed it entries without a server.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ldap3.protocol.formatters.formatters import format_sid
+
+from airflow_provider_aadsync.engine.source import ObjectDecodeError, Reference, SourceObject
+
+#: What the shipped rules read; a connection's ``attributes`` extra replaces it.
+DEFAULT_AD_ATTRIBUTES: tuple[str, ...] = (
+    "objectGUID",
+    "objectSid",
+    "objectClass",
+    "sAMAccountName",
+    "userPrincipalName",
+    "cn",
+    "name",
+    "displayName",
+    "givenName",
+    "sn",
+    "initials",
+    "description",
+    "department",
+    "title",
+    "company",
+    "employeeID",
+    "telephoneNumber",
+    "mobile",
+    "physicalDeliveryOfficeName",
+    "streetAddress",
+    "l",
+    "st",
+    "postalCode",
+    "c",
+    "mail",
+    "mailNickname",
+    "proxyAddresses",
+    "userAccountControl",
+    "isCriticalSystemObject",
+    "mS-DS-ConsistencyGuid",
+    "groupType",
+    "info",
+    "member",
+    "manager",
+    "managedBy",
+)
+
+#: Attributes whose values are DNs of other objects; stored as reference rows, never inside ``attrs``.
+DEFAULT_REFERENCE_ATTRIBUTES: frozenset[str] = frozenset({"member", "manager", "managedBy"})
+
+#: Octet-string attributes kept as base64 (GUID- and SID-typed ones get their canonical text form instead).
+DEFAULT_BINARY_ATTRIBUTES: frozenset[str] = frozenset(
+    {"thumbnailphoto", "usercertificate", "jpegphoto", "msexchmailboxguid", "msds-generationid"}
+)
+_GUID_ATTRIBUTES = frozenset({"objectguid", "ms-ds-consistencyguid"})
+_SID_ATTRIBUTES = frozenset({"objectsid", "securityidentifier", "sidhistory"})
+
+_EXTENDED_DN = re.compile(r"^(?:<(?P<kind>GUID|SID|WKGUID)=(?P<value>[^>]*)>;)")
+_RANGE_OPTION = re.compile(r"^(?P<name>[^;]+);range=(?P<low>\d+)-(?P<high>\d+|\*)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ExtendedDn:
+    dn: str
+    guid: str | None
+    sid: str | None
+
+
+def parse_extended_dn(value: str) -> ExtendedDn:
+    """Split ``<GUID=...>;<SID=...>;CN=...`` into its parts (string or hex GUID form)."""
+    guid = sid = None
+    rest = value
+    while match := _EXTENDED_DN.match(rest):
+        kind, component = match.group("kind"), match.group("value")
+        if kind == "GUID":
+            guid = str(uuid.UUID(bytes_le=bytes.fromhex(component))) if len(component) == 32 else component
+            guid = guid.lower()
+        elif kind == "SID":
+            sid = component
+        rest = rest[match.end() :]
+    return ExtendedDn(dn=rest, guid=guid, sid=sid)
+
+
+def reference_from_value(value: str) -> Reference:
+    """A DN-valued attribute value as a reference; without an extended GUID, the DN stands in as placeholder."""
+    parsed = parse_extended_dn(value)
+    return (parsed.guid or f"dn:{parsed.dn.lower()}", parsed.dn)
+
+
+def split_range_option(attribute: str) -> tuple[str, int | None, str | None]:
+    """``member;range=0-1499`` → ("member", 0, "1499"); a plain name → (name, None, None)."""
+    match = _RANGE_OPTION.match(attribute)
+    if not match:
+        return attribute, None, None
+    return match.group("name"), int(match.group("low")), match.group("high")
+
+
+def classify(object_classes: Iterable[str]) -> str | None:
+    """The connector-space object type for an AD objectClass chain; None for types we do not import."""
+    classes = {value.lower() for value in object_classes}
+    if "computer" in classes:
+        return None
+    if "group" in classes:
+        return "group"
+    if "contact" in classes:
+        return "contact"
+    if "user" in classes:
+        return "user"
+    if "organizationalunit" in classes:
+        return "organizationalUnit"
+    return None
+
+
+@dataclass
+class EntryDecoder:
+    """Decodes raw entries with a given notion of which attributes are references or binary."""
+
+    reference_attributes: frozenset[str] = DEFAULT_REFERENCE_ATTRIBUTES
+    binary_attributes: frozenset[str] = DEFAULT_BINARY_ATTRIBUTES
+    _reference_lower: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._reference_lower = frozenset(name.lower() for name in self.reference_attributes)
+        self.binary_attributes = frozenset(name.lower() for name in self.binary_attributes)
+
+    def decode(self, extended_dn: str, raw: Mapping[str, list[bytes]], *, partial: bool) -> SourceObject | None:
+        """Decode one entry; None when it is of a type we do not import (e.g. a computer).
+
+        :raise ObjectDecodeError: a value cannot be decoded; the caller records it against this object.
+        """
+        parsed = parse_extended_dn(extended_dn)
+        anchor = parsed.guid
+        raw_guid = _first(raw, "objectGUID")
+        if raw_guid is not None:
+            anchor = str(uuid.UUID(bytes_le=raw_guid))
+        if anchor is None:
+            raise ObjectDecodeError(
+                "entry has neither an objectGUID value nor a GUID in its extended DN",
+                dn=parsed.dn,
+                code="missing-anchor",
+            )
+        deleted = (_first(raw, "isDeleted") or b"").upper() == b"TRUE"
+        object_classes = [value.decode("ascii", "replace") for value in _values(raw, "objectClass")]
+        object_type = classify(object_classes) if object_classes else None
+        if object_classes and object_type is None and not deleted:
+            return None
+        result = SourceObject(anchor=anchor, dn=parsed.dn, object_type=object_type, deleted=deleted, partial=partial)
+        for attribute, raw_values in raw.items():
+            values = raw_values or []
+            name, low, high = split_range_option(attribute)
+            lowered = name.lower()
+            if lowered == "isdeleted":
+                continue
+            if lowered in self._reference_lower:
+                references = [reference_from_value(self._text(value, name, parsed.dn, anchor)) for value in values]
+                if partial and low is not None and high is not None and high != "*" and low == int(high):
+                    # DirSync incremental values: range=1-1 are values added, range=0-0 values removed.
+                    target = result.reference_adds if low == 1 else result.reference_removes
+                    target.setdefault(name, []).extend(references)
+                else:
+                    result.references.setdefault(name, []).extend(references)
+                continue
+            result.attrs[name] = [self._convert(lowered, name, value, parsed.dn, anchor) for value in values]
+        return result
+
+    def _convert(self, lowered: str, name: str, value: bytes, dn: str, anchor: str) -> str:
+        if lowered in _GUID_ATTRIBUTES and len(value) == 16:
+            return str(uuid.UUID(bytes_le=value))
+        if lowered in _SID_ATTRIBUTES:
+            return format_sid(value)
+        if lowered in self.binary_attributes:
+            return base64.b64encode(value).decode("ascii")
+        return self._text(value, name, dn, anchor)
+
+    @staticmethod
+    def _text(value: bytes, name: str, dn: str, anchor: str) -> str:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ObjectDecodeError(
+                f"attribute {name!r} has a value that is not valid UTF-8 ({error.reason} at byte {error.start}); "
+                "declare it binary in the connection's binary_attributes if it holds bytes",
+                dn=dn,
+                anchor=anchor,
+                code="undecodable-value",
+            ) from None
+
+
+def _values(raw: Mapping[str, list[bytes]], name: str) -> list[bytes]:
+    lowered = name.lower()
+    for attribute, values in raw.items():
+        if attribute.lower() == lowered:
+            return values
+    return []
+
+
+def _first(raw: Mapping[str, list[bytes]], name: str) -> bytes | None:
+    values = _values(raw, name)
+    return values[0] if values else None

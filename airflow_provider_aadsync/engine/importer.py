@@ -1,0 +1,470 @@
+"""Write imported objects into a connector space: full imports by page, deltas by change.
+
+A full import compares each page with an index of what the connector space holds (column operations over the
+page), writes only what changed, diffs reference sets with set operations, and at the end marks everything it did
+not see as deleted. A delta applies changes object by object: its work is proportional to the changes, not to
+the directory. Every write happens inside the caller's transaction, which also saves the watermark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from airflow_provider_aadsync.engine.source import (
+    Reference,
+    SourceObject,
+    adjust_references_hash,
+    format_hash,
+    references_hash,
+)
+from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, utcnow
+
+log = logging.getLogger(__name__)
+
+#: How many anchors go into one ``IN (...)`` list.
+_IN_CHUNK = 500
+
+PENDING_ADD = "add"
+PENDING_UPDATE = "update"
+PENDING_DELETE = "delete"
+
+
+def serialize_attrs(attrs: dict[str, list[str]]) -> str:
+    return json.dumps(attrs, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def attrs_digest(serialized: str) -> str:
+    return hashlib.blake2b(serialized.encode(), digest_size=16).hexdigest()
+
+
+def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+class ConnectorSpaceWriter:
+    """Applies imported objects to one connector's space inside one transaction, counting what it did."""
+
+    def __init__(self, store: Store, connection: Connection, connector: str, run_id: int):
+        self.store = store
+        self.connection = connection
+        self.connector = connector
+        self.run_id = run_id
+        self.counters: Counter[str] = Counter()
+        self._index: pd.DataFrame | None = None
+        self._seen: set[str] = set()
+
+    # ------------------------------------------------------------------------------------------ full import
+    def begin_full(self) -> None:
+        """Load the index (anchor, DN, digests, state) that full-import pages are compared with."""
+        query = sa.select(
+            cs_object.c.anchor,
+            cs_object.c.dn,
+            cs_object.c.attrs_hash,
+            cs_object.c.refs_hash,
+            cs_object.c.is_deleted,
+            cs_object.c.pending_import,
+        ).where(cs_object.c.connector == self.connector)
+        self._index = pd.DataFrame(
+            self.connection.execute(query).all(),
+            columns=["anchor", "dn", "attrs_hash", "refs_hash", "is_deleted", "pending_import"],
+        ).set_index("anchor")
+        self._seen = set()
+
+    def write_full_page(self, objects: Sequence[SourceObject]) -> None:
+        """Compare one page with the index and write adds, updates and reference changes."""
+        if self._index is None:
+            raise RuntimeError("begin_full() must be called before write_full_page()")
+        if not objects:
+            return
+        serialized = [serialize_attrs(obj.attrs) for obj in objects]
+        page = pd.DataFrame(
+            {
+                "anchor": [obj.anchor for obj in objects],
+                "dn": [obj.dn for obj in objects],
+                "object_type": [obj.object_type for obj in objects],
+                "attrs": serialized,
+                "attrs_hash": [attrs_digest(text) for text in serialized],
+                "refs_hash": [format_hash(references_hash(_pairs(obj.references))) for obj in objects],
+                "position": range(len(objects)),
+            }
+        ).drop_duplicates("anchor", keep="last")
+        self._seen.update(page["anchor"])
+        self.counters["objects_read"] += len(page)
+
+        stored = self._index.reindex(page["anchor"])
+        stored.index = page.index
+        is_new = stored["attrs_hash"].isna() | stored["is_deleted"].eq(True)
+        renamed = ~is_new & stored["dn"].ne(page["dn"])
+        attrs_changed = ~is_new & (stored["attrs_hash"].ne(page["attrs_hash"]) | renamed)
+        refs_changed = ~is_new & stored["refs_hash"].ne(page["refs_hash"])
+        changed = attrs_changed | refs_changed
+        write = is_new | changed
+
+        page["pending_import"] = stored["pending_import"].where(
+            stored["pending_import"].isin([PENDING_ADD]), PENDING_UPDATE
+        )
+        page.loc[is_new, "pending_import"] = PENDING_ADD
+        self.counters["adds"] += int(is_new.sum())
+        self.counters["updates"] += int(changed.sum())
+        self.counters["renames"] += int(renamed.sum())
+        self.counters["unchanged"] += int((~write).sum())
+
+        to_write = page[write]
+        if to_write.empty:
+            return
+        now = utcnow()
+        rows = [
+            {
+                "connector": self.connector,
+                "anchor": row.anchor,
+                "dn": row.dn,
+                "object_type": row.object_type,
+                "attrs": row.attrs,
+                "attrs_hash": row.attrs_hash,
+                "refs_hash": row.refs_hash,
+                "is_deleted": False,
+                "pending_import": row.pending_import,
+                "last_run_id": self.run_id,
+                "updated_at": now,
+            }
+            for row in to_write.itertuples(index=False)
+        ]
+        self.store.upsert(
+            self.connection,
+            cs_object,
+            rows,
+            update=[
+                "dn",
+                "object_type",
+                "attrs",
+                "attrs_hash",
+                "refs_hash",
+                "is_deleted",
+                "pending_import",
+                "last_run_id",
+                "updated_at",
+            ],
+        )
+        new_positions = page.loc[is_new, "position"].tolist()
+        self._insert_references([objects[i] for i in new_positions])
+        changed_positions = page.loc[refs_changed, "position"].tolist()
+        if changed_positions:
+            self._replace_references([objects[i] for i in changed_positions])
+
+    def finish_full(self) -> None:
+        """Everything the connector space holds alive that this full import did not see was deleted."""
+        if self._index is None:
+            raise RuntimeError("begin_full() must be called before finish_full()")
+        alive = self._index[self._index["is_deleted"].ne(True)]
+        missing = alive.index.difference(pd.Index(list(self._seen)))
+        if len(missing):
+            self._delete(missing.tolist(), alive.loc[missing, "pending_import"].tolist())
+        self._index = None
+        self._seen = set()
+
+    # ------------------------------------------------------------------------------------------------ delta
+    def write_delta_page(self, objects: Sequence[SourceObject]) -> None:
+        """Apply one page of changes; objects unknown to the connector space become adds."""
+        if not objects:
+            return
+        stored = self._load_rows([obj.anchor for obj in objects])
+        now = utcnow()
+        for obj in objects:
+            self.counters["objects_read"] += 1
+            current = stored.get(obj.anchor)
+            alive = current is not None and not current["is_deleted"]
+            if obj.deleted:
+                if alive:
+                    self._delete([obj.anchor], [current["pending_import"]])
+                    stored.pop(obj.anchor)
+                else:
+                    self.counters["deletes_ignored"] += 1
+                continue
+            if not alive:
+                row = self._delta_add(obj, now)
+            else:
+                row = self._delta_update(obj, current, now)
+            if row is not None:
+                stored[obj.anchor] = row
+
+    def _delta_add(self, obj: SourceObject, now: Any) -> dict[str, Any] | None:
+        if obj.object_type is None:
+            self.counters["skipped_untyped"] += 1
+            log.warning("delta entry %s (%s) has no object type and is not in the connector space", obj.dn, obj.anchor)
+            return None
+        attrs = {name: values for name, values in obj.attrs.items() if values}
+        serialized = serialize_attrs(attrs)
+        references = {name: list(values) for name, values in obj.references.items()}
+        for name, values in obj.reference_adds.items():
+            references.setdefault(name, []).extend(values)
+        removed = {(name, target) for name, values in obj.reference_removes.items() for target, _dn in values}
+        references = {
+            name: list({target: (target, dn) for target, dn in values if (name, target) not in removed}.values())
+            for name, values in references.items()
+        }
+        row = {
+            "connector": self.connector,
+            "anchor": obj.anchor,
+            "dn": obj.dn,
+            "object_type": obj.object_type,
+            "attrs": serialized,
+            "attrs_hash": attrs_digest(serialized),
+            "refs_hash": format_hash(references_hash(_pairs(references))),
+            "is_deleted": False,
+            "pending_import": PENDING_ADD,
+            "last_run_id": self.run_id,
+            "updated_at": now,
+        }
+        self.store.upsert(self.connection, cs_object, [row], update=list(row)[2:])
+        self.connection.execute(
+            sa.delete(cs_reference).where(
+                cs_reference.c.connector == self.connector, cs_reference.c.anchor == obj.anchor
+            )
+        )
+        self._insert_references([SourceObject(anchor=obj.anchor, dn=obj.dn, object_type=None, references=references)])
+        self.counters["adds"] += 1
+        return {**row, "attrs": attrs}
+
+    def _delta_update(self, obj: SourceObject, current: dict[str, Any], now: Any) -> dict[str, Any] | None:
+        attrs = dict(current["attrs"])
+        for name, values in obj.attrs.items():
+            if values:
+                attrs[name] = values
+            else:
+                attrs.pop(name, None)
+        serialized = serialize_attrs(attrs)
+        digest = attrs_digest(serialized)
+        renamed = obj.dn != current["dn"]
+        added, removed = self._apply_reference_changes(obj)
+        refs_hash = current["refs_hash"]
+        if added or removed:
+            refs_hash = format_hash(adjust_references_hash(int(refs_hash, 16), added, removed))
+        if not renamed and digest == current["attrs_hash"] and not (added or removed):
+            self.counters["unchanged"] += 1
+            return current
+        pending = PENDING_ADD if current["pending_import"] == PENDING_ADD else PENDING_UPDATE
+        self.connection.execute(
+            sa.update(cs_object)
+            .where(cs_object.c.connector == self.connector, cs_object.c.anchor == obj.anchor)
+            .values(
+                dn=obj.dn,
+                attrs=serialized,
+                attrs_hash=digest,
+                refs_hash=refs_hash,
+                pending_import=pending,
+                last_run_id=self.run_id,
+                updated_at=now,
+            )
+        )
+        self.counters["updates"] += 1
+        self.counters["renames"] += int(renamed)
+        return {
+            **current,
+            "dn": obj.dn,
+            "attrs": attrs,
+            "attrs_hash": digest,
+            "refs_hash": refs_hash,
+            "pending_import": pending,
+        }
+
+    def _apply_reference_changes(self, obj: SourceObject) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Apply full-set and incremental reference changes; return the (attribute, target) pairs really changed."""
+        added: list[tuple[str, str]] = []
+        removed: list[tuple[str, str]] = []
+        for name, values in obj.references.items():
+            stored = self._stored_targets(obj.anchor, name)
+            incoming = {target: dn for target, dn in values}
+            add = [(target, incoming[target]) for target in incoming.keys() - stored]
+            remove = list(stored - incoming.keys())
+            self._write_reference_changes(obj.anchor, name, add, remove)
+            added += [(name, target) for target, _ in add]
+            removed += [(name, target) for target in remove]
+        for name, values in obj.reference_adds.items():
+            stored = self._stored_targets(obj.anchor, name, [target for target, _ in values])
+            add = list({target: (target, dn) for target, dn in values if target not in stored}.values())
+            self._write_reference_changes(obj.anchor, name, add, [])
+            added += [(name, target) for target, _ in add]
+        for name, values in obj.reference_removes.items():
+            stored = self._stored_targets(obj.anchor, name, [target for target, _ in values])
+            remove = list({target for target, _ in values if target in stored})
+            self._write_reference_changes(obj.anchor, name, [], remove)
+            removed += [(name, target) for target in remove]
+        self.counters["reference_adds"] += len(added)
+        self.counters["reference_removes"] += len(removed)
+        return added, removed
+
+    # ---------------------------------------------------------------------------------------------- helpers
+    def _load_rows(self, anchors: Sequence[str]) -> dict[str, dict[str, Any]]:
+        rows: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(anchors))
+        for chunk in _chunks(unique):
+            query = sa.select(cs_object).where(cs_object.c.connector == self.connector, cs_object.c.anchor.in_(chunk))
+            for row in self.connection.execute(query).mappings():
+                rows[row["anchor"]] = {**row, "attrs": json.loads(row["attrs"])}
+        return rows
+
+    def _stored_targets(self, anchor: str, attribute: str, among: Sequence[str] | None = None) -> set[str]:
+        base = sa.select(cs_reference.c.target_anchor).where(
+            cs_reference.c.connector == self.connector,
+            cs_reference.c.anchor == anchor,
+            cs_reference.c.attribute == attribute,
+        )
+        if among is None:
+            return set(self.connection.execute(base).scalars())
+        found: set[str] = set()
+        for chunk in _chunks(list(dict.fromkeys(among))):
+            found.update(self.connection.execute(base.where(cs_reference.c.target_anchor.in_(chunk))).scalars())
+        return found
+
+    def _write_reference_changes(
+        self, anchor: str, attribute: str, add: Sequence[Reference], remove: Sequence[str]
+    ) -> None:
+        if add:
+            self.store.insert_chunked(
+                self.connection,
+                cs_reference,
+                [
+                    {
+                        "connector": self.connector,
+                        "anchor": anchor,
+                        "attribute": attribute,
+                        "target_anchor": target,
+                        "target_dn": dn,
+                    }
+                    for target, dn in add
+                ],
+            )
+        if remove:
+            self._delete_reference_rows([(anchor, attribute, target) for target in remove])
+
+    def _delete_reference_rows(self, keys: Sequence[tuple[str, str, str]]) -> None:
+        statement = sa.delete(cs_reference).where(
+            cs_reference.c.connector == self.connector,
+            cs_reference.c.anchor == sa.bindparam("b_anchor"),
+            cs_reference.c.attribute == sa.bindparam("b_attribute"),
+            cs_reference.c.target_anchor == sa.bindparam("b_target"),
+        )
+        for chunk in _chunks(keys, 5_000):
+            self.connection.execute(statement, [{"b_anchor": a, "b_attribute": n, "b_target": t} for a, n, t in chunk])
+
+    def _insert_references(self, objects: Sequence[SourceObject]) -> None:
+        rows = [
+            {
+                "connector": self.connector,
+                "anchor": obj.anchor,
+                "attribute": name,
+                "target_anchor": target,
+                "target_dn": dn,
+            }
+            for obj in objects
+            for name, values in obj.references.items()
+            for target, dn in dict.fromkeys(values)
+        ]
+        self.store.insert_chunked(self.connection, cs_reference, rows)
+        self.counters["reference_adds"] += len(rows)
+
+    def _replace_references(self, objects: Sequence[SourceObject]) -> None:
+        """Diff each object's stored reference set with the incoming one using frame set operations."""
+        anchors = [obj.anchor for obj in objects]
+        stored_parts = []
+        for chunk in _chunks(anchors):
+            query = sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor).where(
+                cs_reference.c.connector == self.connector, cs_reference.c.anchor.in_(chunk)
+            )
+            stored_parts.append(
+                pd.DataFrame(self.connection.execute(query).all(), columns=["anchor", "attribute", "target_anchor"])
+            )
+        stored = pd.concat(stored_parts, ignore_index=True)
+        incoming = pd.DataFrame(
+            [
+                (obj.anchor, name, target, dn)
+                for obj in objects
+                for name, values in obj.references.items()
+                for target, dn in values
+            ],
+            columns=["anchor", "attribute", "target_anchor", "target_dn"],
+        ).drop_duplicates(["anchor", "attribute", "target_anchor"])
+        merged = incoming.merge(stored, on=["anchor", "attribute", "target_anchor"], how="outer", indicator=True)
+        adds = merged[merged["_merge"] == "left_only"]
+        removes = merged[merged["_merge"] == "right_only"]
+        if not adds.empty:
+            rows = adds[["anchor", "attribute", "target_anchor", "target_dn"]].assign(connector=self.connector)
+            self.store.insert_chunked(self.connection, cs_reference, rows.to_dict("records"))
+        if not removes.empty:
+            self._delete_reference_rows(
+                list(removes[["anchor", "attribute", "target_anchor"]].itertuples(index=False, name=None))
+            )
+        self.counters["reference_adds"] += len(adds)
+        self.counters["reference_removes"] += len(removes)
+
+    def _delete(self, anchors: Sequence[str], pending: Sequence[str | None]) -> None:
+        """Delete objects: never-synced adds vanish, others stay as pending deletes for the sync engine.
+
+        References to the deleted objects are dropped here, because AD's DirSync does not report the member
+        removal of a deleted member on the group.
+        """
+        now = utcnow()
+        vanish = [anchor for anchor, state in zip(anchors, pending, strict=True) if state == PENDING_ADD]
+        tombstone = [anchor for anchor, state in zip(anchors, pending, strict=True) if state != PENDING_ADD]
+        for chunk in _chunks(vanish):
+            self.connection.execute(
+                sa.delete(cs_object).where(cs_object.c.connector == self.connector, cs_object.c.anchor.in_(chunk))
+            )
+        for chunk in _chunks(tombstone):
+            self.connection.execute(
+                sa.update(cs_object)
+                .where(cs_object.c.connector == self.connector, cs_object.c.anchor.in_(chunk))
+                .values(
+                    is_deleted=True,
+                    pending_import=PENDING_DELETE,
+                    last_run_id=self.run_id,
+                    updated_at=now,
+                    refs_hash=format_hash(0),
+                )
+            )
+        for chunk in _chunks(list(anchors)):
+            self.connection.execute(
+                sa.delete(cs_reference).where(
+                    cs_reference.c.connector == self.connector, cs_reference.c.anchor.in_(chunk)
+                )
+            )
+        self.counters["deletes"] += len(anchors)
+        self._drop_references_to(anchors, now)
+
+    def _drop_references_to(self, targets: Sequence[str], now: Any) -> None:
+        dangling: list[tuple[str, str, str]] = []
+        for chunk in _chunks(list(targets)):
+            query = sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor).where(
+                cs_reference.c.connector == self.connector, cs_reference.c.target_anchor.in_(chunk)
+            )
+            dangling.extend(self.connection.execute(query).all())
+        if not dangling:
+            return
+        self._delete_reference_rows(dangling)
+        self.counters["reference_removes"] += len(dangling)
+        by_source: dict[str, list[tuple[str, str]]] = {}
+        for anchor, attribute, target in dangling:
+            by_source.setdefault(anchor, []).append((attribute, target))
+        for anchor, row in self._load_rows(list(by_source)).items():
+            refs_hash = format_hash(adjust_references_hash(int(row["refs_hash"], 16), [], by_source[anchor]))
+            pending = PENDING_ADD if row["pending_import"] == PENDING_ADD else PENDING_UPDATE
+            self.connection.execute(
+                sa.update(cs_object)
+                .where(cs_object.c.connector == self.connector, cs_object.c.anchor == anchor)
+                .values(refs_hash=refs_hash, pending_import=pending, last_run_id=self.run_id, updated_at=now)
+            )
+            self.counters["updates"] += 1
+
+
+def _pairs(references: dict[str, list[Reference]]) -> Iterable[tuple[str, str]]:
+    return {(name, target) for name, values in references.items() for target, _dn in values}

@@ -1,0 +1,378 @@
+"""The persistent store: connector spaces, references, watermarks, run history and the instance lock.
+
+SQLAlchemy Core only, so the same code serves the embedded SQLite file (the default, like the product's LocalDB)
+and PostgreSQL (for deployments whose tasks run on several workers). The schema is created and migrated by the
+code through a small versioned migration table; later issues add tables as new migration steps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+#: Rows per INSERT/UPSERT statement: large enough to amortise round trips, small enough for SQLite's limits.
+WRITE_CHUNK_ROWS = 2_000
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+cs_object = sa.Table(
+    "cs_object",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("anchor", sa.String(255), primary_key=True),
+    sa.Column("dn", sa.Text, nullable=False),
+    sa.Column("object_type", sa.String(64), nullable=False),
+    # A JSON document {attribute: [values]}, serialized once by the importer (it also feeds attrs_hash).
+    sa.Column("attrs", sa.Text, nullable=False),
+    # Digests let a full import tell "unchanged" from "changed" without loading every stored attribute.
+    sa.Column("attrs_hash", sa.String(40), nullable=False),
+    sa.Column("refs_hash", sa.String(40), nullable=False),
+    sa.Column("is_deleted", sa.Boolean, nullable=False, default=False),
+    # add | update | delete, cleared by the sync engine once it has processed the object.
+    sa.Column("pending_import", sa.String(16), nullable=True),
+    sa.Column("pending_export", sa.String(16), nullable=True),
+    sa.Column("export_memory", sa.Text, nullable=True),
+    sa.Column("last_run_id", sa.Integer, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_cs_object_dn", cs_object.c.connector, cs_object.c.dn)
+sa.Index("ix_cs_object_pending_import", cs_object.c.connector, cs_object.c.pending_import)
+
+cs_reference = sa.Table(
+    "cs_reference",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("anchor", sa.String(255), primary_key=True),
+    sa.Column("attribute", sa.String(128), primary_key=True),
+    sa.Column("target_anchor", sa.String(255), primary_key=True),
+    sa.Column("target_dn", sa.Text, nullable=True),
+)
+sa.Index("ix_cs_reference_target", cs_reference.c.connector, cs_reference.c.target_anchor)
+
+watermark = sa.Table(
+    "watermark",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("partition", sa.String(255), primary_key=True),
+    sa.Column("cookie", sa.LargeBinary, nullable=True),
+    sa.Column("dc_name", sa.String(255), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+run = sa.Table(
+    "run",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("profile", sa.String(64), nullable=False),
+    sa.Column("connector", sa.String(64), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("result", sa.String(64), nullable=True),
+    sa.Column("counters", sa.JSON, nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),
+)
+
+run_error = sa.Table(
+    "run_error",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("anchor", sa.String(255), nullable=True),
+    sa.Column("dn", sa.Text, nullable=True),
+    sa.Column("code", sa.String(128), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+)
+
+store_lock = sa.Table(
+    "store_lock",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+_VERSION_1_TABLES = [cs_object, cs_reference, watermark, run, run_error, store_lock]
+
+
+def _migrate_to_1(connection: Connection) -> None:
+    metadata.create_all(connection, tables=_VERSION_1_TABLES)
+
+
+#: Ordered migration steps; append, never edit a released step.
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migrate_to_1)]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+class StoreError(Exception):
+    """Raised when the store cannot be opened or migrated."""
+
+
+class StoreLockedError(StoreError):
+    """Raised when another run of the same sync instance holds the store lock."""
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """SQLite hands timezone-aware columns back naive; treat them as the UTC they were written in."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def default_store_url(instance: str = "default") -> str:
+    """The embedded store: one SQLite file per sync instance under AADSYNC_HOME (or ~/.aadsync)."""
+    home = Path(os.environ.get("AADSYNC_HOME") or Path.home() / ".aadsync")
+    return f"sqlite:///{home / 'store' / f'{instance}.sqlite'}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@dataclass(frozen=True)
+class Watermark:
+    cookie: bytes | None
+    dc_name: str | None
+    updated_at: dt.datetime
+
+
+class Store:
+    """A handle on one sync instance's store (a SQLite file or a PostgreSQL database)."""
+
+    def __init__(self, url: str, *, instance: str = "default", engine_options: dict[str, Any] | None = None):
+        self.url = url
+        self.instance = instance
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = sa.create_engine(url, **(engine_options or {}))
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @classmethod
+    def open(cls, url: str | None = None, *, instance: str = "default") -> Store:
+        """Open (creating or migrating as needed) the store at ``url`` or the embedded default."""
+        store = cls(url or default_store_url(instance), instance=instance)
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for logs and reports."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # ----------------------------------------------------------------------------------------------- schema
+    def current_version(self) -> int:
+        with self.engine.connect() as connection:
+            if not sa.inspect(connection).has_table("schema_version"):
+                return 0
+            return connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+
+    def migrate(self) -> int:
+        """Bring the schema to SCHEMA_VERSION; safe to call from several processes at once."""
+        version = self.current_version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.display_url} has schema version {version}, newer than this package's "
+                f"{SCHEMA_VERSION}: upgrade airflow-provider-aadsync"
+            )
+        for step_version, step in MIGRATIONS:
+            if step_version <= version:
+                continue
+            try:
+                with self.engine.begin() as connection:
+                    metadata.create_all(connection, tables=[schema_version])
+                    step(connection)
+                    connection.execute(sa.insert(schema_version).values(version=step_version, applied_at=utcnow()))
+            except sa.exc.IntegrityError:
+                log.info("schema step %s was applied concurrently by another process", step_version)
+            log.info("store %s migrated to schema version %s", self.display_url, step_version)
+        return SCHEMA_VERSION
+
+    # ------------------------------------------------------------------------------------------------ writes
+    def upsert(
+        self,
+        connection: Connection,
+        table: sa.Table,
+        rows: Sequence[dict[str, Any]],
+        *,
+        update: Iterable[str],
+    ) -> None:
+        """Insert ``rows``, replacing the ``update`` columns of rows whose primary key exists; chunked."""
+        if not rows:
+            return
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        key = [column.name for column in table.primary_key.columns]
+        for start in range(0, len(rows), WRITE_CHUNK_ROWS):
+            statement = insert(table)
+            statement = statement.on_conflict_do_update(
+                index_elements=key, set_={name: statement.excluded[name] for name in update}
+            )
+            connection.execute(statement, list(rows[start : start + WRITE_CHUNK_ROWS]))
+
+    @staticmethod
+    def insert_chunked(connection: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        for start in range(0, len(rows), WRITE_CHUNK_ROWS):
+            connection.execute(sa.insert(table), list(rows[start : start + WRITE_CHUNK_ROWS]))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    # -------------------------------------------------------------------------------------------- watermarks
+    def get_watermark(self, connector: str, partition: str) -> Watermark | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(watermark.c.cookie, watermark.c.dc_name, watermark.c.updated_at).where(
+                    watermark.c.connector == connector, watermark.c.partition == partition
+                )
+            ).first()
+        if row is None:
+            return None
+        return Watermark(cookie=row.cookie, dc_name=row.dc_name, updated_at=as_utc(row.updated_at))
+
+    def save_watermark(
+        self,
+        connection: Connection,
+        connector: str,
+        partition: str,
+        cookie: bytes | None,
+        dc_name: str | None,
+    ) -> None:
+        """Save inside the caller's transaction, so the watermark commits with the imported rows or not at all."""
+        self.upsert(
+            connection,
+            watermark,
+            [
+                {
+                    "connector": connector,
+                    "partition": partition,
+                    "cookie": cookie,
+                    "dc_name": dc_name,
+                    "updated_at": utcnow(),
+                }
+            ],
+            update=["cookie", "dc_name", "updated_at"],
+        )
+
+    # -------------------------------------------------------------------------------------------------- runs
+    def start_run(self, profile: str, connector: str) -> int:
+        with self.engine.begin() as connection:
+            return connection.execute(
+                sa.insert(run)
+                .values(profile=profile, connector=connector, started_at=utcnow(), result="in-progress")
+                .returning(run.c.id)
+            ).scalar_one()
+
+    def finish_run(self, run_id: int, result: str, counters: dict[str, int], detail: str | None = None) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(run)
+                .where(run.c.id == run_id)
+                .values(ended_at=utcnow(), result=result, counters=counters, detail=detail)
+            )
+
+    def record_errors(self, run_id: int, errors: Sequence[dict[str, Any]]) -> None:
+        """Store per-object errors (dicts with anchor, dn, code, message) in their own transaction."""
+        if errors:
+            with self.engine.begin() as connection:
+                self.insert_chunked(connection, run_error, [{"run_id": run_id, **error} for error in errors])
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(run).where(run.c.id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(run).order_by(run.c.id.desc()).limit(limit)).mappings()
+            return [dict(row) for row in rows]
+
+    def run_errors(self, run_id: int, limit: int | None = None) -> list[dict[str, Any]]:
+        query = sa.select(run_error).where(run_error.c.run_id == run_id).order_by(run_error.c.id)
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query.limit(limit)).mappings()]
+
+    # -------------------------------------------------------------------------------------------------- lock
+    @contextmanager
+    def locked(self, holder: str, *, lease: dt.timedelta = dt.timedelta(hours=2)) -> Iterator[None]:
+        """Hold the instance lock so two runs of one sync instance never interleave.
+
+        The lock is a row, so it works the same on SQLite and PostgreSQL and across workers. A lease bounds how
+        long a killed task can block others; the same ``holder`` (e.g. an Airflow retry of the same DAG run)
+        may take its own lock back at once.
+        """
+        self.acquire_lock(holder, lease=lease)
+        try:
+            yield
+        finally:
+            self.release_lock(holder)
+
+    def acquire_lock(self, holder: str, *, lease: dt.timedelta = dt.timedelta(hours=2)) -> None:
+        now = utcnow()
+        with self.engine.begin() as connection:
+            current = connection.execute(
+                sa.select(store_lock).where(store_lock.c.name == self.instance).with_for_update()
+            ).first()
+            if current is not None:
+                expired = as_utc(current.expires_at) <= now
+                if current.holder != holder and not expired:
+                    raise StoreLockedError(
+                        f"sync instance {self.instance!r} is locked by {current.holder!r} since "
+                        f"{as_utc(current.acquired_at):%Y-%m-%d %H:%M:%S} UTC (lease ends "
+                        f"{as_utc(current.expires_at):%Y-%m-%d %H:%M:%S} UTC); another run is in progress"
+                    )
+                if expired and current.holder != holder:
+                    log.warning("taking over the expired lock of %r", current.holder)
+                connection.execute(sa.delete(store_lock).where(store_lock.c.name == self.instance))
+            try:
+                connection.execute(
+                    sa.insert(store_lock).values(
+                        name=self.instance, holder=holder, acquired_at=now, expires_at=now + lease
+                    )
+                )
+            except sa.exc.IntegrityError as error:
+                raise StoreLockedError(
+                    f"sync instance {self.instance!r} was locked by another run at the same moment"
+                ) from error
+
+    def release_lock(self, holder: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.delete(store_lock).where(store_lock.c.name == self.instance, store_lock.c.holder == holder)
+            )

@@ -1,0 +1,96 @@
+"""Provider metadata for Airflow's ``apache_airflow_provider`` entry point.
+
+Connection form fields and behaviour live here as data (``conn-fields``/``ui-field-behaviour``), so Airflow's API
+server can render the connection form without importing the hooks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PACKAGE_NAME = "airflow-provider-aadsync"
+VERSION = "0.1.0"
+
+
+def _text(label: str, description: str | None = None, **schema: Any) -> dict[str, Any]:
+    field: dict[str, Any] = {"label": label, "schema": {"type": ["string", "null"], **schema}}
+    if description:
+        field["description"] = description
+    return field
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "AADSync (Entra Connect sync as Airflow tasks)",
+        "description": "Identity sync from Active Directory to Microsoft Entra ID, in the manner of "
+        "Azure AD Connect / Entra Connect sync, run as Airflow tasks.",
+        "versions": [VERSION],
+        "integrations": [
+            {
+                "integration-name": "Active Directory (AADSync)",
+                "external-doc-url": "https://learn.microsoft.com/windows-server/identity/ad-ds/",
+                "tags": ["protocol"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Active Directory (AADSync)",
+                "python-modules": ["airflow_provider_aadsync.hooks.active_directory"],
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_provider_aadsync.hooks.active_directory.ActiveDirectoryHook",
+                "hook-name": "Active Directory (AADSync)",
+                "connection-type": "aadsync_ad",
+                "conn-fields": {
+                    "base_dn": _text("Base DN", "Subtree to import, e.g. DC=corp,DC=example,DC=com"),
+                    "tls": {
+                        "label": "Transport security",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "default": "ldaps",
+                            "enum": ["ldaps", "starttls", "none"],
+                        },
+                        "description": "ldaps (636) or starttls (389) validate the DC's certificate; "
+                        "none sends the bind password in clear and must be chosen explicitly.",
+                    },
+                    "ca_cert": _text(
+                        "CA certificate",
+                        "Path to a PEM file, or the PEM text itself, that signs "
+                        "the DC's certificate (empty: system trust store)",
+                    ),
+                    "page_size": {
+                        "label": "Page size",
+                        "schema": {
+                            "type": ["integer", "null"],
+                            "default": 1000,
+                            "minimum": 1,
+                            "maximum": 5000,
+                        },
+                    },
+                    "attributes": _text(
+                        "Attributes",
+                        "Comma-separated attributes to import (empty: what the shipped rules need)",
+                    ),
+                    "binary_attributes": _text(
+                        "Binary attributes", "Comma-separated octet-string attributes to keep as base64"
+                    ),
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "extra"],
+                    "relabeling": {
+                        "login": "Bind DN",
+                        "password": "Bind password",
+                        "host": "Domain controller",
+                    },
+                    "placeholders": {
+                        "host": "dc1.corp.example.com",
+                        "port": "636 (ldaps) or 389 (starttls)",
+                        "login": "CN=svc-aadsync,OU=Service Accounts,DC=corp,DC=example,DC=com",
+                    },
+                },
+            }
+        ],
+    }

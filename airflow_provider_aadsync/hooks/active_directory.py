@@ -1,0 +1,407 @@
+"""ActiveDirectoryHook: an LDAP client for Active Directory (and Samba AD) built on ldap3.
+
+It reads the directory the way a sync engine needs: paged full reads, DirSync deltas with their cookie, and
+ranged retrieval of large ``member`` attributes. It returns raw entries (extended DN, attribute bytes); the engine
+decodes them. TLS with certificate validation is the default; plain LDAP is an explicit, logged opt-in.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import ldap3
+from ldap3.core import exceptions as ldap_errors
+from ldap3.protocol.microsoft import dir_sync_control, extended_dn_control, show_deleted_control
+from ldap3.utils.conv import escape_filter_chars
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from airflow_provider_aadsync.engine.source import WatermarkRejectedError
+
+try:  # Airflow 3 task SDK; the hook is also usable without a running Airflow for the CLI.
+    from airflow.sdk import BaseHook
+except ImportError:  # pragma: no cover - Airflow is a hard dependency, this only helps static tools
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+log = logging.getLogger(__name__)
+
+RawEntry = tuple[str, dict[str, list[bytes]]]
+
+DIRSYNC_OID = "1.2.840.113556.1.4.841"
+PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
+
+#: Objects the import reads. Tombstones keep objectClass (not objectCategory), so DirSync filters on it alone.
+IMPORT_FILTER = "(|(objectClass=user)(objectClass=group)(objectClass=contact)(objectClass=organizationalUnit))"
+#: Matches nothing: a DirSync with it returns no entries, only a cookie for "now".
+_EMPTY_FILTER = "(&(objectClass=group)(objectClass=organizationalUnit))"
+_RANGED_ATTRIBUTES = ("member",)
+#: Values asked for per ranged read. AD caps a read at MaxValRange (1,500) whatever is asked; Samba returns every
+#: value for ``range=0-*`` but honours explicit windows, so asking for explicit windows makes both range.
+RANGE_WINDOW = 1500
+_EXTENDED_PREFIX = re.compile(r"^(?:<[^>]*>;)+")
+
+
+class ActiveDirectoryError(Exception):
+    """Base class: an Active Directory operation failed; the message names the server and the cause."""
+
+
+class ActiveDirectoryConnectionError(ActiveDirectoryError):
+    """Raised when the DC cannot be reached, its certificate is not trusted, or the bind is refused."""
+
+
+class DirSyncCookieRejected(ActiveDirectoryError, WatermarkRejectedError):
+    """Raised when the DC refuses the saved DirSync cookie (expired, from another DC or corrupt)."""
+
+
+class ADConnectionSettings(BaseModel):
+    """Validated settings of an ``aadsync_ad`` connection (password kept as a SecretStr)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    bind_dn: str = Field(min_length=1)
+    password: SecretStr
+    base_dn: str = Field(min_length=1)
+    tls: Literal["ldaps", "starttls", "none"] = "ldaps"
+    ca_cert: str | None = None
+    page_size: int = Field(default=1000, ge=1, le=5000)
+    attributes: list[str] | None = None
+    binary_attributes: list[str] | None = None
+    connect_timeout: int = Field(default=10, gt=0)
+    receive_timeout: int = Field(default=600, gt=0)
+
+    @field_validator("attributes", "binary_attributes", mode="before")
+    @classmethod
+    def _split_text(cls, value: Any) -> Any:
+        """The connection form stores lists as comma-separated text."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()] or None
+        return value
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (636 if self.tls == "ldaps" else 389)
+
+    @property
+    def url(self) -> str:
+        return f"{'ldaps' if self.tls == 'ldaps' else 'ldap'}://{self.host}:{self.effective_port}"
+
+    @classmethod
+    def from_connection(cls, connection: Connection) -> ADConnectionSettings:
+        extra = connection.extra_dejson
+        fields = {key: value for key, value in extra.items() if value not in (None, "")}
+        try:
+            return cls(
+                host=connection.host or "",
+                port=connection.port,
+                bind_dn=connection.login or "",
+                password=connection.password or "",
+                **fields,
+            )
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
+            )
+            raise ActiveDirectoryError(f"connection {connection.conn_id!r} is not usable: {problems}") from None
+
+
+class ActiveDirectoryHook(BaseHook):
+    """Interact with Active Directory over LDAP.
+
+    :param ad_conn_id: the ``aadsync_ad`` connection to use (default ``aadsync_ad``).
+    :param settings: ready settings instead of a connection (the CLI and tests use this).
+    """
+
+    conn_name_attr = "ad_conn_id"
+    default_conn_name = "aadsync_ad"
+    conn_type = "aadsync_ad"
+    hook_name = "Active Directory (AADSync)"
+
+    def __init__(self, ad_conn_id: str = default_conn_name, *, settings: ADConnectionSettings | None = None):
+        super().__init__()
+        self.ad_conn_id = ad_conn_id
+        self._settings = settings
+        self._conn: ldap3.Connection | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Return custom field behaviour (the provider info carries the same for the API server)."""
+        from airflow_provider_aadsync.get_provider_info import get_provider_info
+
+        for conn_type in get_provider_info()["connection-types"]:
+            if conn_type["connection-type"] == cls.conn_type:
+                behaviour = conn_type["ui-field-behaviour"]
+                return {
+                    "hidden_fields": behaviour["hidden-fields"],
+                    "relabeling": behaviour["relabeling"],
+                    "placeholders": behaviour["placeholders"],
+                }
+        return {}
+
+    # ------------------------------------------------------------------------------------------- connection
+    @cached_property
+    def settings(self) -> ADConnectionSettings:
+        if self._settings is not None:
+            return self._settings
+        return ADConnectionSettings.from_connection(self.get_connection(self.ad_conn_id))
+
+    def _tls(self) -> ldap3.Tls | None:
+        settings = self.settings
+        if settings.tls == "none":
+            return None
+        ca_file = ca_data = None
+        if settings.ca_cert and "-----BEGIN" in settings.ca_cert:
+            ca_data = settings.ca_cert
+        elif settings.ca_cert:
+            if not Path(settings.ca_cert).is_file():
+                raise ActiveDirectoryConnectionError(f"CA certificate file {settings.ca_cert!r} does not exist")
+            ca_file = settings.ca_cert
+        return ldap3.Tls(
+            validate=ssl.CERT_REQUIRED,
+            version=ssl.PROTOCOL_TLS_CLIENT,
+            ca_certs_file=ca_file,
+            ca_certs_data=ca_data,
+        )
+
+    def get_conn(self) -> ldap3.Connection:
+        """Return a bound connection, opened once per hook."""
+        if self._conn is not None and self._conn.bound and not self._conn.closed:
+            return self._conn
+        settings = self.settings
+        if settings.tls == "none":
+            log.warning("connection %s uses plain LDAP without TLS, as configured (tls=none)", settings.url)
+        server = ldap3.Server(
+            settings.host,
+            port=settings.effective_port,
+            use_ssl=settings.tls == "ldaps",
+            tls=self._tls(),
+            get_info=ldap3.NONE,
+            connect_timeout=settings.connect_timeout,
+        )
+        conn = ldap3.Connection(
+            server,
+            user=settings.bind_dn,
+            password=settings.password.get_secret_value(),
+            auto_bind=ldap3.AUTO_BIND_NONE,
+            raise_exceptions=True,
+            auto_range=False,
+            return_empty_attributes=False,
+            receive_timeout=settings.receive_timeout,
+            read_only=False,
+        )
+        where = f"{settings.url} as {settings.bind_dn}"
+        try:
+            conn.open()
+            if settings.tls == "starttls":
+                conn.start_tls()
+            conn.bind()
+        except ldap_errors.LDAPInvalidCredentialsResult:
+            raise ActiveDirectoryConnectionError(
+                f"bind to {where} was refused: invalid credentials (check the connection's login and password)"
+            ) from None
+        except ldap_errors.LDAPStrongerAuthRequiredResult:
+            raise ActiveDirectoryConnectionError(
+                f"bind to {where} was refused: the server requires a TLS-protected bind; set tls to ldaps or starttls"
+            ) from None
+        except (
+            ldap_errors.LDAPSocketOpenError,
+            ldap_errors.LDAPStartTLSError,
+            ldap_errors.LDAPSocketReceiveError,
+            ldap_errors.LDAPSessionTerminatedByServerError,
+        ) as error:
+            text = str(error)
+            if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+                raise ActiveDirectoryConnectionError(
+                    f"TLS certificate of {settings.url} could not be verified against the configured CA "
+                    f"({settings.ca_cert or 'system trust store'}): {_short(text)}"
+                ) from None
+            raise ActiveDirectoryConnectionError(f"could not reach {settings.url}: {_short(text)}") from None
+        except ldap_errors.LDAPException as error:
+            raise ActiveDirectoryConnectionError(f"bind to {where} failed: {_short(str(error))}") from None
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.unbind()
+            self._conn = None
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Bind and read the rootDSE; never raises."""
+        try:
+            naming_context = self.naming_context()
+            return (
+                True,
+                f"Connected to {self.settings.url} ({self.server_name()}), naming context {naming_context}",
+            )
+        except Exception as error:
+            return False, str(error)
+
+    @cached_property
+    def root_dse(self) -> dict[str, list[str]]:
+        conn = self.get_conn()
+        conn.search(
+            "",
+            "(objectClass=*)",
+            ldap3.BASE,
+            attributes=["defaultNamingContext", "dnsHostName", "highestCommittedUSN", "supportedControl"],
+        )
+        raw = conn.response[0]["raw_attributes"]
+        return {name: [value.decode() for value in values] for name, values in raw.items()}
+
+    def naming_context(self) -> str:
+        return self.root_dse["defaultNamingContext"][0]
+
+    def server_name(self) -> str:
+        return (self.root_dse.get("dnsHostName") or [self.settings.host])[0]
+
+    # ---------------------------------------------------------------------------------------------- reading
+    def find_objects(self, attribute: str, value: str, attributes: Sequence[str] = ("objectGUID",)) -> list[RawEntry]:
+        """Find objects whose ``attribute`` equals ``value``; the value is escaped, never spliced raw."""
+        conn = self.get_conn()
+        search_filter = f"(&{IMPORT_FILTER}({attribute}={escape_filter_chars(value)}))"
+        conn.search(
+            self.settings.base_dn,
+            search_filter,
+            ldap3.SUBTREE,
+            attributes=list(attributes),
+            controls=[extended_dn_control(criticality=False, hex_format=False)],
+        )
+        return [
+            (entry["dn"], dict(entry["raw_attributes"])) for entry in conn.response if entry["type"] == "searchResEntry"
+        ]
+
+    def full_import_pages(self, attributes: Sequence[str]) -> Iterator[list[RawEntry]]:
+        """Yield the directory under the base DN page by page, large attributes completed by ranged reads."""
+        conn = self.get_conn()
+        window = f"range=0-{RANGE_WINDOW - 1}"
+        requested = [f"{name};{window}" if name.lower() in _RANGED_ATTRIBUTES else name for name in attributes]
+        cookie: bytes | None = None
+        while True:
+            conn.search(
+                self.settings.base_dn,
+                IMPORT_FILTER,
+                ldap3.SUBTREE,
+                attributes=requested,
+                paged_size=self.settings.page_size,
+                paged_cookie=cookie,
+                controls=[extended_dn_control(criticality=False, hex_format=False)],
+            )
+            # Read the paging cookie before ranged follow-up reads replace the connection's last result.
+            cookie = conn.result.get("controls", {}).get(PAGED_RESULTS_OID, {}).get("value", {}).get("cookie")
+            entries = [entry for entry in conn.response if entry["type"] == "searchResEntry"]
+            page = [(entry["dn"], self._complete_ranges(entry["dn"], dict(entry["raw_attributes"]))) for entry in entries]
+            yield page
+            if not cookie:
+                return
+
+    def _complete_ranges(self, extended_dn: str, raw: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
+        """Merge ``member;range=a-b`` chunks into one ``member`` list, reading further ranges until ``*``."""
+        for attribute in list(raw):
+            name, _, option = attribute.partition(";")
+            if not option.lower().startswith("range="):
+                continue
+            values = list(raw.pop(attribute))
+            high = option.split("-", 1)[1]
+            while high != "*":
+                next_low = int(high) + 1
+                chunk_name, chunk = self._read_range(extended_dn, name, next_low)
+                values.extend(chunk)
+                high = chunk_name.split("-", 1)[1] if chunk_name else "*"
+            raw[name] = values
+        return raw
+
+    def _read_range(self, extended_dn: str, name: str, low: int) -> tuple[str | None, list[bytes]]:
+        conn = self.get_conn()
+        conn.search(
+            _EXTENDED_PREFIX.sub("", extended_dn),
+            "(objectClass=*)",
+            ldap3.BASE,
+            attributes=[f"{name};range={low}-{low + RANGE_WINDOW - 1}"],
+            controls=[extended_dn_control(criticality=False, hex_format=False)],
+        )
+        raw = conn.response[0]["raw_attributes"] if conn.response else {}
+        for attribute, values in raw.items():
+            if attribute.lower().startswith(f"{name.lower()};range="):
+                return attribute, list(values)
+        return None, []
+
+    # ------------------------------------------------------------------------------------------------ DirSync
+    def _dirsync_search(self, search_filter: str, attributes: Sequence[str], cookie: bytes | None):
+        conn = self.get_conn()
+        requested = list(dict.fromkeys([*attributes, "objectGUID", "objectClass", "isDeleted"]))
+        try:
+            conn.search(
+                self.naming_context(),
+                search_filter,
+                ldap3.SUBTREE,
+                attributes=requested,
+                controls=[
+                    dir_sync_control(
+                        criticality=True,
+                        object_security=False,
+                        ancestors_first=True,
+                        public_data_only=False,
+                        incremental_values=True,
+                        max_length=2**31 - 1,
+                        cookie=cookie,
+                    ),
+                    extended_dn_control(criticality=False, hex_format=False),
+                    show_deleted_control(criticality=False),
+                ],
+            )
+        except ldap_errors.LDAPOperationResult as error:
+            if cookie:
+                raise DirSyncCookieRejected(
+                    f"{self.settings.url} answered {error.description or error.result}: {_short(str(error))}"
+                ) from None
+            raise
+        control = conn.result.get("controls", {}).get(DIRSYNC_OID)
+        if control is None:
+            raise ActiveDirectoryError(f"{self.settings.url} did not return a DirSync control; is it an AD DC?")
+        # DirSync adds attributes of its own (parentGUID, instanceType, name): keep only what was asked for.
+        wanted = {name.lower() for name in requested}
+        entries = [
+            (
+                entry["dn"],
+                {
+                    name: values or []  # a cleared attribute arrives without values
+                    for name, values in entry["raw_attributes"].items()
+                    if name.split(";", 1)[0].lower() in wanted
+                },
+            )
+            for entry in conn.response
+            if entry["type"] == "searchResEntry"
+        ]
+        return entries, control["value"]["cookie"], bool(control["value"]["more_results"])
+
+    def dirsync_watermark(self) -> bytes:
+        """A DirSync cookie for "now", read with a filter that matches nothing (so nothing is transferred)."""
+        _, cookie, _ = self._dirsync_search(_EMPTY_FILTER, ["objectGUID"], None)
+        return cookie
+
+    def dirsync_pages(self, attributes: Sequence[str], cookie: bytes) -> Iterator[tuple[list[RawEntry], bytes]]:
+        """Yield (changed entries, cookie after them) until the DC says there is nothing more."""
+        while True:
+            entries, cookie, more = self._dirsync_search(IMPORT_FILTER, attributes, cookie)
+            yield entries, cookie
+            if not more:
+                return
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"

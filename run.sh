@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Set up everything this project needs on a Debian machine, then run one of its jobs.
+#   ./run.sh demo   the main job: local Samba AD DC, seed, full + delta AD import, run report
+#   ./run.sh test   lint and the whole test suite (what CI runs)
+#   ./run.sh setup  only install (apt packages, .venv with the pinned dependency set)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(samba samba-dsdb-modules samba-ad-provision ldb-tools ldap-utils zstd postgresql)
+VENV=.venv
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_system_packages() {
+    local missing=()
+    for package in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "run.sh: installing Debian packages: ${missing[*]}" >&2
+        as_root apt-get update -qq
+        # The packages' own services are never used: the project starts its servers itself, on loopback.
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        # Debian starts its default services on install where it can; ours run from the project's own directories.
+        as_root sh -c 'command -v systemctl >/dev/null && systemctl disable --now samba-ad-dc postgresql >/dev/null 2>&1 || true'
+    fi
+}
+
+install_python_environment() {
+    local stamp="$VENV/.installed"
+    local wanted
+    wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+        return
+    fi
+    echo "run.sh: installing the Python environment into $VENV" >&2
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    # pip's "Location ... is ignored" lines come from machine-wide find-links that may not exist; they are noise.
+    "$VENV/bin/pip" install -q -c constraints.txt -e ".[dev]" 2> >(grep -v -e "^WARNING: Location" -e "BuildBackendWarning" >&2)
+    echo "$wanted" > "$stamp"
+}
+
+setup() {
+    install_system_packages
+    install_python_environment
+}
+
+case "${1:-}" in
+    setup)
+        setup
+        ;;
+    demo)
+        setup
+        shift
+        "$VENV/bin/aadsync" demo "$@"
+        ;;
+    test)
+        setup
+        shift
+        "$VENV/bin/ruff" check airflow_provider_aadsync tests bench
+        "$VENV/bin/ruff" format --check airflow_provider_aadsync tests bench
+        "$VENV/bin/pytest" "$@"
+        ;;
+    *)
+        echo "usage: ./run.sh demo|test|setup" >&2
+        exit 2
+        ;;
+esac

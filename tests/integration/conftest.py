@@ -1,0 +1,55 @@
+"""Shared fixtures for integration tests: a real Samba AD DC (from the fixture cache) and hooks pointed at it.
+
+Only one DC can listen on 127.0.0.1:389/636, so each module starts its own and stops it when the module ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
+from airflow_provider_aadsync.devenv.samba import SambaDC
+from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, ADConnectionSettings
+
+
+def settings_for(dc: SambaDC, **overrides) -> ADConnectionSettings:
+    info = dc.connection_info()
+    fields = {
+        "host": info["host"],
+        "port": info["port"],
+        "bind_dn": info["login"],
+        "password": info["password"],
+        **info["extra"],
+        **overrides,
+    }
+    return ADConnectionSettings(**fields)
+
+
+def hook_for(dc: SambaDC, **overrides) -> ActiveDirectoryHook:
+    return ActiveDirectoryHook(settings=settings_for(dc, **overrides))
+
+
+@pytest.fixture(scope="module")
+def start_dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., SambaDC]]:
+    """Start a DC seeded with the given parameters (cached); stopped when the module ends."""
+    started: list[SambaDC] = []
+
+    def start(*, users: int, groups: int, group_size: int = 0) -> SambaDC:
+        home: Path = tmp_path_factory.mktemp("samba") / "home"
+        dc = cached_seeded_dc(home, users=users, groups=groups, group_size=group_size)
+        started.append(dc)
+        return dc
+
+    yield start
+    for dc in started:
+        dc.stop()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
+        yield opened

@@ -1,0 +1,69 @@
+"""Bad connection settings give clear errors naming the problem, never the password."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_aadsync.devenv.tls import make_ca_and_server_cert
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConnectionError
+from tests.integration.conftest import hook_for
+
+pytestmark = pytest.mark.integration
+
+WRONG_PASSWORD = "Wrong-Passw0rd-Secret!"
+
+
+@pytest.fixture(scope="module")
+def dc(start_dc):
+    return start_dc(users=0, groups=0)
+
+
+def connect_error(hook) -> str:
+    with pytest.raises(ActiveDirectoryConnectionError) as caught:
+        hook.get_conn()
+    ok, message = hook.test_connection()
+    assert not ok and message == str(caught.value)
+    return message
+
+
+def test_good_settings_connect(dc):
+    ok, message = hook_for(dc).test_connection()
+    assert ok, message
+    assert "DC=corp,DC=example,DC=test" in message
+
+
+def test_wrong_password(dc):
+    message = connect_error(hook_for(dc, password=WRONG_PASSWORD))
+    assert "invalid credentials" in message and "CN=Administrator" in message
+    assert WRONG_PASSWORD not in message
+
+
+def test_wrong_ca(dc, tmp_path):
+    other = make_ca_and_server_cert(tmp_path / "other-ca")
+    message = connect_error(hook_for(dc, ca_cert=str(other.ca_cert)))
+    assert "could not be verified" in message and str(other.ca_cert) in message
+
+
+def test_missing_ca_file(dc, tmp_path):
+    message = connect_error(hook_for(dc, ca_cert=str(tmp_path / "nope.pem")))
+    assert "does not exist" in message
+
+
+def test_ca_as_pem_text(dc):
+    pem = dc.tls_files.ca_cert.read_text()
+    assert hook_for(dc, ca_cert=pem).test_connection()[0]
+
+
+def test_unreachable_host(dc):
+    message = connect_error(hook_for(dc, port=1))
+    assert "could not reach ldaps://127.0.0.1:1" in message
+
+
+def test_plain_ldap_refused_by_strong_auth(dc):
+    message = connect_error(hook_for(dc, tls="none", port=389))
+    assert "requires a TLS-protected bind" in message
+
+
+def test_starttls(dc):
+    ok, message = hook_for(dc, tls="starttls", port=389).test_connection()
+    assert ok, message

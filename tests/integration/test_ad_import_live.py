@@ -1,0 +1,231 @@
+"""The AD import against a real Samba AD DC: full, DirSync delta, ranged members, restarts, errors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import ldap3
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.devenv.samba import SambaDC
+from airflow_provider_aadsync.engine.ad_entries import DEFAULT_AD_ATTRIBUTES
+from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
+from airflow_provider_aadsync.hooks.active_directory import IMPORT_FILTER
+from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from tests.integration.conftest import hook_for
+
+pytestmark = pytest.mark.integration
+
+USERS, GROUPS, BIG = 1600, 20, 1501
+
+
+@pytest.fixture(scope="module")
+def dc(start_dc) -> SambaDC:
+    return start_dc(users=USERS, groups=GROUPS, group_size=BIG)
+
+
+@pytest.fixture(scope="module")
+def admin(dc: SambaDC):
+    conn = dc.connect()
+    yield conn
+    conn.unbind()
+
+
+def ou(dc: SambaDC, name: str) -> str:
+    return f"OU={name},OU=AADSync,{dc.base_dn}"
+
+
+def add_user(admin: ldap3.Connection, dc: SambaDC, name: str, **attrs) -> str:
+    dn = f"CN={name},{ou(dc, 'Users')}"
+    assert admin.add(
+        dn,
+        ["top", "person", "organizationalPerson", "user"],
+        {"sAMAccountName": name[:20], "displayName": name, **attrs},
+    ), admin.result
+    return dn
+
+
+def guid_of(admin: ldap3.Connection, dn: str) -> str:
+    admin.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["objectGUID"])
+    return str(uuid.UUID(bytes_le=admin.response[0]["raw_attributes"]["objectGUID"][0]))
+
+
+def run(dc: SambaDC, store: Store, mode: str, **overrides) -> dict:
+    return run_ad_import(hook_for(dc, **overrides), store, mode=mode)
+
+
+def live_rows(store: Store) -> dict[str, dict]:
+    with store.engine.connect() as connection:
+        query = sa.select(cs_object).where(cs_object.c.is_deleted.is_(False))
+        return {row.anchor: dict(row._mapping) for row in connection.execute(query)}
+
+
+def members(store: Store, anchor: str) -> list[str]:
+    with store.engine.connect() as connection:
+        return list(
+            connection.execute(
+                sa.select(cs_reference.c.target_anchor).where(
+                    cs_reference.c.anchor == anchor, cs_reference.c.attribute == "member"
+                )
+            ).scalars()
+        )
+
+
+def directory_objects(admin: ldap3.Connection, base: str) -> dict[str, dict]:
+    """An independent read of what the import should see: GUID → class and member count."""
+    found = {}
+    for entry in admin.extend.standard.paged_search(
+        base, IMPORT_FILTER, attributes=["objectGUID", "objectClass"], paged_size=1000, generator=True
+    ):
+        if entry["type"] != "searchResEntry":
+            continue
+        classes = {c.lower() for c in entry["attributes"]["objectClass"]}
+        if "computer" in classes:
+            continue
+        found[str(uuid.UUID(bytes_le=entry["raw_attributes"]["objectGUID"][0]))] = classes
+    return found
+
+
+def test_full_import_counts_equal_the_directory_and_second_run_changes_nothing(dc, admin, store):
+    first = run(dc, store, "full")
+    assert first["result"] == "success", first
+    expected = directory_objects(admin, dc.base_dn)
+    rows = live_rows(store)
+    assert set(rows) == set(expected)
+    assert first["counters"]["adds"] == len(expected) >= USERS + GROUPS
+    by_type = {t: sum(1 for r in rows.values() if r["object_type"] == t) for t in ("user", "group")}
+    assert by_type["user"] == sum(1 for c in expected.values() if "user" in c and "group" not in c)
+    assert by_type["group"] == sum(1 for c in expected.values() if "group" in c)
+    # a user's attributes arrive decoded
+    admin.search(ou(dc, "Users"), "(employeeID=E0000001)", attributes=["objectGUID", "mail", "proxyAddresses"])
+    entry = admin.response[0]
+    attrs = json.loads(rows[str(uuid.UUID(bytes_le=entry["raw_attributes"]["objectGUID"][0]))]["attrs"])
+    assert (
+        attrs["mail"] == entry["attributes"]["mail"]
+        if isinstance(entry["attributes"]["mail"], list)
+        else [entry["attributes"]["mail"]]
+    )
+    assert sorted(attrs["proxyAddresses"]) == sorted(entry["attributes"]["proxyAddresses"])
+    assert attrs["objectSid"][0].startswith("S-1-5-21-")
+
+    second = run(dc, store, "full")
+    counters = second["counters"]
+    assert (counters["adds"], counters["updates"], counters["renames"], counters["deletes"]) == (0, 0, 0, 0)
+    assert counters["unchanged"] == len(expected)
+
+
+def test_delta_shows_exactly_the_changes(dc, admin, store):
+    doomed = add_user(admin, dc, "Delta Doomed")
+    run(dc, store, "full")
+    modified, renamed = add_user(admin, dc, "Delta Modified"), add_user(admin, dc, "Delta Renamed")
+    run(dc, store, "delta")  # picks up the two new users
+    group = f"CN=Delta Group,{ou(dc, 'Groups')}"
+    assert admin.add(group, ["top", "group"], {"sAMAccountName": "delta-group", "member": [modified]}), admin.result
+    run(dc, store, "delta")
+
+    added = add_user(admin, dc, "Delta Added", department="Sales")
+    assert admin.modify(modified, {"title": [(ldap3.MODIFY_REPLACE, ["Chief Modifier"])]})
+    assert admin.modify_dn(renamed, "CN=Delta Renamed Twice")
+    assert admin.delete(doomed)
+    assert admin.modify(group, {"member": [(ldap3.MODIFY_ADD, [added]), (ldap3.MODIFY_DELETE, [modified])]})
+
+    delta = run(dc, store, "delta")
+    assert delta["mode"] == "delta" and delta["fallback_reason"] is None
+    counters = delta["counters"]
+    # added user; updates: modified title, rename, group membership
+    assert (counters["adds"], counters["updates"], counters["renames"], counters["deletes"]) == (1, 3, 1, 1)
+    assert (counters["reference_adds"], counters["reference_removes"]) == (1, 1)
+    rows = live_rows(store)
+    assert rows[guid_of(admin, added)]["pending_import"] == "add"
+    assert json.loads(rows[guid_of(admin, modified)]["attrs"])["title"] == ["Chief Modifier"]
+    renamed_row = rows[guid_of(admin, f"CN=Delta Renamed Twice,{ou(dc, 'Users')}")]
+    assert renamed_row["dn"] == f"CN=Delta Renamed Twice,{ou(dc, 'Users')}"
+    assert members(store, guid_of(admin, group)) == [guid_of(admin, added)]
+    assert "Delta Doomed" not in {row["dn"].split(",")[0][3:] for row in rows.values()}
+
+    again = run(dc, store, "delta")
+    assert again["mode"] == "delta"
+    assert sum(again["counters"][name] for name in ("adds", "updates", "renames", "deletes")) == 0
+
+
+def test_deleted_member_is_dropped_from_its_group(dc, admin, store):
+    member = add_user(admin, dc, "Leaving Member")
+    group = f"CN=Leaving Group,{ou(dc, 'Groups')}"
+    assert admin.add(group, ["top", "group"], {"sAMAccountName": "leaving-group", "member": [member]}), admin.result
+    group_guid = guid_of(admin, group)
+    run(dc, store, "full")
+    assert len(members(store, group_guid)) == 1
+    assert admin.delete(member)
+    delta = run(dc, store, "delta")
+    assert delta["counters"]["deletes"] == 1
+    assert members(store, group_guid) == []
+
+
+@pytest.mark.parametrize("size", [1499, 1500, BIG])
+def test_ranged_member_retrieval(dc, admin, store, size):
+    admin.search(ou(dc, "Users"), "(employeeID=*)", attributes=["objectGUID", "employeeID"])
+    users = sorted(
+        (e["attributes"]["employeeID"], e["dn"], str(uuid.UUID(bytes_le=e["raw_attributes"]["objectGUID"][0])))
+        for e in admin.response
+        if e["type"] == "searchResEntry"
+    )
+    if size == BIG:
+        group = f"CN=BigGroup-{BIG},{ou(dc, 'Groups')}"
+    else:
+        group = f"CN=Ranged-{size},{ou(dc, 'Groups')}"
+        if not admin.search(group, "(objectClass=group)", ldap3.BASE):
+            assert admin.add(group, ["top", "group"], {"sAMAccountName": f"ranged-{size}"}), admin.result
+            assert admin.modify(group, {"member": [(ldap3.MODIFY_REPLACE, [dn for _, dn, _ in users[:size]])]})
+    expected = {guid for _, _, guid in users[:size]} if size != BIG else None
+    run(dc, store, "full")
+    stored = members(store, guid_of(admin, group))
+    assert len(stored) == size == len(set(stored))
+    if expected is not None:
+        assert set(stored) == expected
+    # the DC really answers in ranges: the hook's first window ends the list only for groups up to 1,500 members
+    probe = hook_for(dc).get_conn()  # ldap3 without auto-range, as the import reads
+    probe.search(group, "(objectClass=*)", ldap3.BASE, attributes=["member;range=0-1499"])
+    [returned] = [name for name in probe.response[0]["raw_attributes"] if name.startswith("member;range=")]
+    assert returned == ("member;range=0-*" if size <= 1500 else "member;range=0-1499")
+
+
+def test_cookie_survives_a_restart_of_the_task(dc, admin, tmp_path):
+    url = f"sqlite:///{tmp_path / 'restart.sqlite'}"
+    with Store.open(url) as store:
+        run(dc, store, "full")
+    add_user(admin, dc, "After Restart")
+    with Store.open(url) as reopened:  # a new process: new store handle, new hook, new LDAP connection
+        delta = run(dc, reopened, "delta")
+    assert delta["mode"] == "delta" and delta["counters"]["adds"] == 1
+    assert delta["counters"]["objects_read"] == 1
+
+
+def test_rejected_cookie_falls_back_to_full_import(dc, store):
+    run(dc, store, "full")
+    with store.transaction() as connection:
+        connection.execute(sa.text("UPDATE watermark SET cookie = :c"), {"c": b"not-a-cookie"})
+    result = run(dc, store, "delta")
+    assert result["mode"] == "full"
+    assert "rejected the DirSync cookie" in result["fallback_reason"]
+    assert result["counters"]["adds"] == 0 and result["counters"]["unchanged"] > USERS
+
+
+def test_undecodable_value_is_a_per_object_error(dc, admin, store):
+    bad = add_user(admin, dc, "Bad Bytes")
+    assert admin.modify(bad, {"photo": [(ldap3.MODIFY_REPLACE, [b"\xff\xd8\xff\xe0"])]}), admin.result
+    result = run(dc, store, "full", attributes=[*DEFAULT_AD_ATTRIBUTES, "photo"])
+    assert result["result"] == "completed-import-errors"
+    assert result["counters"]["errors"] == 1
+    [error] = store.run_errors(result["run_id"])
+    assert error["dn"] == bad and error["code"] == "undecodable-value" and "photo" in error["message"]
+    assert result["counters"]["adds"] > USERS  # the rest of the import went on
+    assert admin.modify(bad, {"photo": [(ldap3.MODIFY_DELETE, [])]})
+
+
+def test_filter_built_from_data_is_escaped(dc, admin):
+    injected = "*)(objectClass=*"
+    add_user(admin, dc, "Injection Probe", description=injected)
+    found = hook_for(dc).find_objects("description", injected)
+    assert len(found) == 1 and "CN=Injection Probe" in found[0][0]

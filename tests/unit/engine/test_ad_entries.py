@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from airflow_provider_aadsync.engine.ad_entries import (
+    EntryDecoder,
+    classify,
+    parse_extended_dn,
+    split_range_option,
+)
+from airflow_provider_aadsync.engine.source import ObjectDecodeError
+
+GUID = uuid.UUID("2c5ae0de-1c33-4a4b-9d3e-0a1b2c3d4e5f")
+MEMBER_GUID = uuid.UUID("11111111-2222-3333-4444-555555555555")
+
+
+def extended(guid: uuid.UUID, dn: str, sid: str = "S-1-5-21-1-2-3-1105") -> str:
+    return f"<GUID={guid}>;<SID={sid}>;{dn}"
+
+
+class TestParseExtendedDn:
+    def test_string_form(self):
+        parsed = parse_extended_dn(extended(GUID, "CN=Alice,OU=Users,DC=corp,DC=test"))
+        assert parsed == parse_extended_dn(extended(GUID, "CN=Alice,OU=Users,DC=corp,DC=test"))
+        assert parsed.guid == str(GUID)
+        assert parsed.sid == "S-1-5-21-1-2-3-1105"
+        assert parsed.dn == "CN=Alice,OU=Users,DC=corp,DC=test"
+
+    def test_hex_form_is_little_endian_guid_bytes(self):
+        parsed = parse_extended_dn(f"<GUID={GUID.bytes_le.hex()}>;CN=Alice,DC=corp,DC=test")
+        assert parsed.guid == str(GUID)
+
+    def test_plain_dn(self):
+        parsed = parse_extended_dn("CN=Alice,DC=corp,DC=test")
+        assert (parsed.guid, parsed.dn) == (None, "CN=Alice,DC=corp,DC=test")
+
+
+def test_split_range_option():
+    assert split_range_option("member;range=0-1499") == ("member", 0, "1499")
+    assert split_range_option("member;range=1500-*") == ("member", 1500, "*")
+    assert split_range_option("member") == ("member", None, None)
+
+
+@pytest.mark.parametrize(
+    ("classes", "expected"),
+    [
+        (["top", "person", "organizationalPerson", "user"], "user"),
+        (["top", "person", "organizationalPerson", "user", "computer"], None),
+        (["top", "group"], "group"),
+        (["top", "person", "organizationalPerson", "contact"], "contact"),
+        (["top", "organizationalUnit"], "organizationalUnit"),
+        (["top", "container"], None),
+    ],
+)
+def test_classify(classes, expected):
+    assert classify(classes) == expected
+
+
+class TestEntryDecoder:
+    def test_full_entry(self):
+        raw = {
+            "objectGUID": [GUID.bytes_le],
+            "objectSid": [bytes.fromhex("010500000000000515000000a1b2c3d4a1b2c3d4a1b2c3d451040000")],
+            "objectClass": [b"top", b"person", b"organizationalPerson", b"user"],
+            "displayName": ["Zoë Ünal".encode()],
+            "proxyAddresses": [b"SMTP:zoe@corp.test", b"smtp:z@corp.test"],
+            "member": [extended(MEMBER_GUID, "CN=Bob,DC=corp,DC=test").encode()],
+        }
+        obj = EntryDecoder().decode(extended(GUID, "CN=Zoe,DC=corp,DC=test"), raw, partial=False)
+        assert obj is not None
+        assert obj.anchor == str(GUID)
+        assert obj.object_type == "user"
+        assert obj.attrs["objectGUID"] == [str(GUID)]
+        assert obj.attrs["objectSid"][0].startswith("S-1-5-21-")
+        assert obj.attrs["displayName"] == ["Zoë Ünal"]
+        assert obj.references == {"member": [(str(MEMBER_GUID), "CN=Bob,DC=corp,DC=test")]}
+        assert "member" not in obj.attrs
+
+    def test_incremental_member_values(self):
+        raw = {
+            "objectGUID": [GUID.bytes_le],
+            "member;range=1-1": [extended(MEMBER_GUID, "CN=Bob,DC=corp,DC=test").encode()],
+            "member;range=0-0": [extended(GUID, "CN=Carol,DC=corp,DC=test").encode()],
+        }
+        obj = EntryDecoder().decode(extended(GUID, "CN=G,DC=corp,DC=test"), raw, partial=True)
+        assert obj.object_type is None
+        assert obj.reference_adds == {"member": [(str(MEMBER_GUID), "CN=Bob,DC=corp,DC=test")]}
+        assert obj.reference_removes == {"member": [(str(GUID), "CN=Carol,DC=corp,DC=test")]}
+        assert obj.references == {}
+
+    def test_tombstone(self):
+        raw = {"objectGUID": [GUID.bytes_le], "isDeleted": [b"TRUE"], "objectClass": [b"top", b"user"]}
+        dn = extended(GUID, "CN=Alice\\0ADEL:2c5ae0de,CN=Deleted Objects,DC=corp,DC=test")
+        obj = EntryDecoder().decode(dn, raw, partial=True)
+        assert obj.deleted and obj.anchor == str(GUID)
+
+    def test_computer_is_skipped(self):
+        raw = {"objectGUID": [GUID.bytes_le], "objectClass": [b"top", b"user", b"computer"]}
+        assert EntryDecoder().decode(extended(GUID, "CN=PC1,DC=corp,DC=test"), raw, partial=False) is None
+
+    def test_undecodable_value_names_attribute_and_object(self):
+        raw = {"objectGUID": [GUID.bytes_le], "objectClass": [b"user"], "jpegPhoto": [b"\xff\xd8\xff"]}
+        decoder = EntryDecoder(binary_attributes=frozenset())
+        with pytest.raises(ObjectDecodeError) as caught:
+            decoder.decode(extended(GUID, "CN=Alice,DC=corp,DC=test"), raw, partial=False)
+        assert "jpegPhoto" in str(caught.value)
+        assert caught.value.dn == "CN=Alice,DC=corp,DC=test"
+        assert caught.value.code == "undecodable-value"
+
+    def test_binary_attribute_kept_as_base64(self):
+        raw = {"objectGUID": [GUID.bytes_le], "objectClass": [b"user"], "jpegPhoto": [b"\xff\xd8\xff"]}
+        obj = EntryDecoder().decode(extended(GUID, "CN=Alice,DC=corp,DC=test"), raw, partial=False)
+        assert obj.attrs["jpegPhoto"] == ["/9j/"]

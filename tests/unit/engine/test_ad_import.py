@@ -1,0 +1,270 @@
+"""The AD import against an in-memory directory source: full, delta, fallbacks, errors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.ad_import import import_active_directory
+from airflow_provider_aadsync.engine.source import WatermarkRejectedError
+from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
+
+NC = "DC=corp,DC=test"
+ATTRS = ["objectGUID", "objectClass", "displayName", "member"]
+
+
+def guid(n: int) -> uuid.UUID:
+    return uuid.UUID(int=n)
+
+
+class FakeDirectory:
+    """Holds objects as raw entries; DirSync returns whatever the test queued."""
+
+    def __init__(self, page_size: int = 2):
+        self.objects: dict[uuid.UUID, tuple[str, dict[str, list[bytes]]]] = {}
+        self.page_size = page_size
+        self.delta_batches: list[list[tuple[str, dict[str, list[bytes]]]]] = []
+        self.reject_cookie = False
+        self.cookies_seen: list[bytes] = []
+
+    def add_user(self, n: int, name: str) -> None:
+        self.objects[guid(n)] = (
+            self.ext(n, f"CN={name},{NC}"),
+            {
+                "objectGUID": [guid(n).bytes_le],
+                "objectClass": [b"top", b"user"],
+                "displayName": [name.encode()],
+            },
+        )
+
+    def add_group(self, n: int, name: str, members: Sequence[int]) -> None:
+        self.objects[guid(n)] = (
+            self.ext(n, f"CN={name},{NC}"),
+            {
+                "objectGUID": [guid(n).bytes_le],
+                "objectClass": [b"top", b"group"],
+                "member": [self.ext(m, self.objects[guid(m)][0].split(";")[-1]).encode() for m in members],
+            },
+        )
+
+    @staticmethod
+    def ext(n: int, dn: str) -> str:
+        return f"<GUID={guid(n)}>;{dn}"
+
+    def naming_context(self) -> str:
+        return NC
+
+    def server_name(self) -> str:
+        return "dc1.corp.test"
+
+    def full_import_pages(self, attributes: Sequence[str]) -> Iterator[list]:
+        entries = list(self.objects.values())
+        for start in range(0, len(entries), self.page_size):
+            yield entries[start : start + self.page_size]
+
+    def dirsync_watermark(self) -> bytes:
+        return b"cookie-0"
+
+    def dirsync_pages(self, attributes: Sequence[str], cookie: bytes) -> Iterator:
+        self.cookies_seen.append(cookie)
+        if self.reject_cookie:
+            raise WatermarkRejectedError("invalid cookie")
+        batches, self.delta_batches = self.delta_batches, []
+        for number, batch in enumerate(batches or [[]], start=1):
+            yield batch, cookie + b"+%d" % number
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def directory():
+    directory = FakeDirectory()
+    for n in range(1, 6):
+        directory.add_user(n, f"user{n}")
+    directory.add_group(100, "group1", [1, 2, 3])
+    return directory
+
+
+def rows(store: Store) -> dict[str, dict]:
+    with store.engine.connect() as connection:
+        return {row.anchor: dict(row._mapping) for row in connection.execute(sa.select(cs_object))}
+
+
+def members(store: Store, group: int) -> set[str]:
+    with store.engine.connect() as connection:
+        return set(
+            connection.execute(
+                sa.select(cs_reference.c.target_anchor).where(cs_reference.c.anchor == str(guid(group)))
+            ).scalars()
+        )
+
+
+def run_import(directory, store, mode):
+    return import_active_directory(directory, store, mode=mode, attributes=ATTRS)
+
+
+class TestFullImport:
+    def test_counts_equal_directory_and_second_run_changes_nothing(self, directory, store):
+        first = run_import(directory, store, "full")
+        assert first.counters["adds"] == 6
+        assert first.result == "success"
+        assert members(store, 100) == {str(guid(n)) for n in (1, 2, 3)}
+        assert all(row["pending_import"] == "add" for row in rows(store).values())
+        second = run_import(directory, store, "full")
+        assert (second.counters["adds"], second.counters["updates"], second.counters["deletes"]) == (0, 0, 0)
+        assert second.counters["unchanged"] == 6
+
+    def test_changes_between_full_imports(self, directory, store):
+        run_import(directory, store, "full")
+        directory.objects[guid(1)][1]["displayName"] = [b"renamed display"]
+        dn, raw = directory.objects[guid(2)]
+        directory.objects[guid(2)] = (dn.replace("CN=user2", "CN=user2-moved"), raw)
+        del directory.objects[guid(5)]
+        directory.add_group(100, "group1", [1, 2, 4])
+        result = run_import(directory, store, "full")
+        assert result.counters["updates"] == 3  # user1 attrs, user2 rename, group1 members
+        assert result.counters["renames"] == 1
+        assert result.counters["deletes"] == 1
+        assert result.counters["reference_adds"] == 1 and result.counters["reference_removes"] == 1
+        assert members(store, 100) == {str(guid(n)) for n in (1, 2, 4)}
+        # never synced: a deleted add vanishes instead of lingering as a tombstone
+        assert str(guid(5)) not in rows(store)
+
+    def test_delete_after_sync_leaves_pending_delete_and_drops_references(self, directory, store):
+        run_import(directory, store, "full")
+        with store.transaction() as connection:  # what the sync engine does after processing
+            connection.execute(sa.update(cs_object).values(pending_import=None))
+        del directory.objects[guid(3)]
+        result = run_import(directory, store, "full")
+        state = rows(store)[str(guid(3))]
+        assert state["is_deleted"] and state["pending_import"] == "delete"
+        assert str(guid(3)) not in members(store, 100)
+        assert result.counters["deletes"] == 1
+
+
+class TestDeltaImport:
+    def test_delta_without_cookie_becomes_full(self, directory, store):
+        result = run_import(directory, store, "delta")
+        assert result.mode == "full"
+        assert "no DirSync cookie" in result.fallback_reason
+        assert store.get_watermark("ad", NC).cookie == b"cookie-0"
+
+    def test_delta_applies_changes_and_advances_cookie(self, directory, store):
+        run_import(directory, store, "full")
+        directory.delta_batches = [
+            [
+                (
+                    FakeDirectory.ext(1, f"CN=user1,{NC}"),
+                    {"objectGUID": [guid(1).bytes_le], "displayName": [b"Changed"]},
+                ),
+                (
+                    FakeDirectory.ext(100, f"CN=group1,{NC}"),
+                    {
+                        "objectGUID": [guid(100).bytes_le],
+                        "member;range=1-1": [FakeDirectory.ext(5, f"CN=user5,{NC}").encode()],
+                        "member;range=0-0": [FakeDirectory.ext(1, f"CN=user1,{NC}").encode()],
+                    },
+                ),
+            ],
+            [
+                (FakeDirectory.ext(2, f"CN=user2-new,{NC}"), {"objectGUID": [guid(2).bytes_le]}),
+                (
+                    FakeDirectory.ext(4, f"CN=user4\\0ADEL,CN=Deleted Objects,{NC}"),
+                    {"objectGUID": [guid(4).bytes_le], "isDeleted": [b"TRUE"]},
+                ),
+                (
+                    FakeDirectory.ext(50, f"CN=user50,{NC}"),
+                    {
+                        "objectGUID": [guid(50).bytes_le],
+                        "objectClass": [b"top", b"user"],
+                        "displayName": [b"New"],
+                    },
+                ),
+            ],
+        ]
+        result = run_import(directory, store, "delta")
+        assert result.mode == "delta"
+        counters = result.counters
+        assert (counters["adds"], counters["updates"], counters["renames"], counters["deletes"]) == (
+            1,
+            3,
+            1,
+            1,
+        )
+        assert (counters["reference_adds"], counters["reference_removes"]) == (1, 1)
+        state = rows(store)
+        assert json.loads(state[str(guid(1))]["attrs"])["displayName"] == ["Changed"]
+        assert state[str(guid(2))]["dn"] == f"CN=user2-new,{NC}"
+        assert str(guid(4)) not in state  # never synced, so gone
+        assert members(store, 100) == {str(guid(n)) for n in (2, 3, 5)}
+        assert store.get_watermark("ad", NC).cookie == b"cookie-0+2"
+        # a full import afterwards agrees with the delta about the group's member digest
+        directory.add_group(100, "group1", [2, 3, 5])
+        directory.objects[guid(1)][1]["displayName"] = [b"Changed"]
+        directory.objects[guid(2)] = (
+            FakeDirectory.ext(2, f"CN=user2-new,{NC}"),
+            directory.objects[guid(2)][1],
+        )
+        del directory.objects[guid(4)]
+        directory.add_user(50, "user50")
+        directory.objects[guid(50)][1]["displayName"] = [b"New"]
+        after = run_import(directory, store, "full")
+        assert (after.counters["adds"], after.counters["updates"], after.counters["deletes"]) == (0, 0, 0)
+
+    def test_deleted_member_is_dropped_from_groups(self, directory, store):
+        run_import(directory, store, "full")
+        directory.delta_batches = [
+            [
+                (
+                    FakeDirectory.ext(2, f"CN=x,CN=Deleted Objects,{NC}"),
+                    {"objectGUID": [guid(2).bytes_le], "isDeleted": [b"TRUE"]},
+                )
+            ]
+        ]
+        run_import(directory, store, "delta")
+        assert members(store, 100) == {str(guid(1)), str(guid(3))}
+
+    def test_rejected_cookie_falls_back_to_full(self, directory, store):
+        run_import(directory, store, "full")
+        directory.reject_cookie = True
+        result = run_import(directory, store, "delta")
+        assert result.mode == "full" and "rejected" in result.fallback_reason
+        assert result.counters["unchanged"] == 6
+
+    def test_undecodable_object_is_recorded_and_the_rest_imports(self, directory, store):
+        directory.objects[guid(3)][1]["displayName"] = [b"\xff\xfe"]
+        result = run_import(directory, store, "full")
+        assert result.result == "completed-import-errors"
+        assert result.counters["errors"] == 1 and result.counters["adds"] == 5
+        [error] = store.run_errors(result.run_id)
+        assert error["dn"] == f"CN=user3,{NC}" and "displayName" in error["message"]
+
+    def test_failed_import_keeps_old_watermark_and_rows(self, directory, store):
+        run_import(directory, store, "full")
+
+        def broken(attributes, cookie):
+            yield (
+                [
+                    (
+                        FakeDirectory.ext(1, f"CN=user1,{NC}"),
+                        {"objectGUID": [guid(1).bytes_le], "displayName": [b"half"]},
+                    )
+                ],
+                b"cookie-x",
+            )
+            raise ConnectionError("server went away")
+
+        directory.dirsync_pages = broken
+        with pytest.raises(ConnectionError):
+            run_import(directory, store, "delta")
+        assert store.get_watermark("ad", NC).cookie == b"cookie-0"
+        assert json.loads(rows(store)[str(guid(1))]["attrs"])["displayName"] == ["user1"]
+        assert store.list_runs(1)[0]["result"] == "stopped-server-down"
