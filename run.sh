@@ -35,8 +35,12 @@ install_python_environment() {
     fi
     echo "run.sh: installing the Python environment into $VENV" >&2
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    # pip's "Location ... is ignored" lines come from machine-wide find-links that may not exist; they are noise.
-    "$VENV/bin/pip" install -q -c constraints.txt -e ".[dev]" 2> >(grep -v -e "^WARNING: Location" -e "BuildBackendWarning" >&2)
+    # pip and setuptools warn a lot about things that are not ours; keep their output, show it only on failure.
+    if ! "$VENV/bin/pip" install -q -c constraints.txt -e ".[dev]" > "$VENV/install.log" 2>&1; then
+        cat "$VENV/install.log" >&2
+        echo "run.sh: installing the Python environment failed (log above, also in $VENV/install.log)" >&2
+        exit 1
+    fi
     echo "$wanted" > "$stamp"
 }
 

@@ -167,7 +167,8 @@ def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last:
 @click.option("--groups", type=int, default=50, show_default=True)
 @click.option("--group-size", type=int, default=1501, show_default=True)
 @click.option("--report-file", type=click.Path(path_type=Path), default=None, help="Also save the report here.")
-def demo(users: int, groups: int, group_size: int, report_file: Path | None) -> None:
+@click.option("--keep-running", is_flag=True, help="Leave the local DC running afterwards (stop: aadsync dev down).")
+def demo(users: int, groups: int, group_size: int, report_file: Path | None, keep_running: bool) -> None:
     """The main job for now: local AD up and seeded, full import, some changes, delta import, report."""
     from airflow_provider_aadsync.devenv.demo import make_demo_changes
     from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
@@ -181,12 +182,16 @@ def demo(users: int, groups: int, group_size: int, report_file: Path | None) -> 
     store_path = aadsync_home() / "store" / "demo.sqlite"
     for leftover in store_path.parent.glob(f"{store_path.name}*"):
         leftover.unlink()
-    with Store.open(f"sqlite:///{store_path}", instance="demo") as store:
-        full = run_ad_import(_ad_hook(None), store, mode="full")
-        changes = make_demo_changes(dc)
-        click.echo(f"changed in AD between the imports: {changes}", err=True)
-        delta = run_ad_import(_ad_hook(None), store, mode="delta")
-        text = render_runs(store, [full["run_id"], delta["run_id"]])
+    try:
+        with Store.open(f"sqlite:///{store_path}", instance="demo") as store:
+            full = run_ad_import(_ad_hook(None), store, mode="full")
+            changes = make_demo_changes(dc)
+            click.echo(f"changed in AD between the imports: {json.dumps(changes, indent=2)}", err=True)
+            delta = run_ad_import(_ad_hook(None), store, mode="delta")
+            text = render_runs(store, [full["run_id"], delta["run_id"]])
+    finally:
+        if not keep_running:
+            dc.stop()
     click.echo(text)
     if report_file:
         report_file.write_text(text)

@@ -304,7 +304,9 @@ class ActiveDirectoryHook(BaseHook):
             # Read the paging cookie before ranged follow-up reads replace the connection's last result.
             cookie = conn.result.get("controls", {}).get(PAGED_RESULTS_OID, {}).get("value", {}).get("cookie")
             entries = [entry for entry in conn.response if entry["type"] == "searchResEntry"]
-            page = [(entry["dn"], self._complete_ranges(entry["dn"], dict(entry["raw_attributes"]))) for entry in entries]
+            page = [
+                (entry["dn"], self._complete_ranges(entry["dn"], dict(entry["raw_attributes"]))) for entry in entries
+            ]
             yield page
             if not cookie:
                 return

@@ -53,3 +53,42 @@ def start_dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...,
 def store(tmp_path: Path) -> Iterator[Store]:
     with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
         yield opened
+
+
+# ----------------------------------------------------------------------------------------------- PostgreSQL
+# Imported here rather than at the top so this section stays an append-only addition to the file.
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import uuid  # noqa: E402
+
+from airflow_provider_aadsync.devenv.postgres import LocalPostgres, PostgresNotInstalledError  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """One throw-away PostgreSQL server for the whole session, stopped at the end.
+
+    Its home is a ``tempfile.mkdtemp()`` directory, not ``tmp_path_factory``: as root the server runs as the
+    ``postgres`` user, which cannot enter pytest's root-private temp tree. Skips if PostgreSQL is not installed.
+    """
+    home = Path(tempfile.mkdtemp(prefix="aadsync-pg-"))
+    server = LocalPostgres(home)
+    try:
+        server.start()
+    except PostgresNotInstalledError as error:
+        shutil.rmtree(home, ignore_errors=True)
+        pytest.skip(str(error))
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_store(postgres_server: LocalPostgres) -> Iterator[Store]:
+    """A store in a fresh PostgreSQL database of its own, so tests never see each other's rows or locks."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with Store.open(postgres_server.create_database(name), instance="test") as opened:
+        yield opened
+    postgres_server.drop_database(name)

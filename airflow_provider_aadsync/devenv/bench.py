@@ -1,0 +1,157 @@
+"""The benchmark runner behind ``aadsync bench``: figures, the floor measured in the same run, and ratios.
+
+Each import runs in a child process (``aadsync import-ad``), so its peak RSS is its own; its duration comes from
+the run record in the store (the import itself, not interpreter start-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ldap3
+
+from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc, seeded_cache_path
+from airflow_provider_aadsync.devenv.samba import SambaDC
+from airflow_provider_aadsync.engine.ad_entries import DEFAULT_AD_ATTRIBUTES
+from airflow_provider_aadsync.engine.store import Store, as_utc
+from airflow_provider_aadsync.hooks.active_directory import IMPORT_FILTER
+
+#: Targets from DESIGN §8.
+FULL_IMPORT_VS_LDAPSEARCH = 1.5
+DELTA_VS_FULL = 0.02
+BENCH_CONN_ID = "aadsync_bench"
+
+
+def _aadsync() -> str:
+    return str(Path(sys.executable).with_name("aadsync"))
+
+
+def _child(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Run a child; return (wall seconds, peak RSS in bytes, stdout)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stderr = process.stderr.read() if process.stderr else ""
+        out.seek(0)
+        stdout = out.read().decode(errors="replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:3])} failed ({process.returncode}): {stderr[-2000:]}")
+    return time.perf_counter() - started, usage.ru_maxrss * 1024, stdout
+
+
+def ldapsearch_floor(dc: SambaDC, attributes: list[str]) -> tuple[float, int]:
+    """A raw paged ldapsearch dump of the same objects and attributes (C client, output discarded)."""
+    if not shutil.which("ldapsearch"):
+        raise RuntimeError("ldapsearch is missing: apt-get install ldap-utils")
+    command = [
+        "ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-H", dc.ldaps_url, "-x", "-D", dc.admin_dn, "-y", "/dev/stdin",
+        "-b", dc.base_dn, "-E", "pr=1000/noprompt", IMPORT_FILTER, *attributes,
+    ]  # fmt: skip
+    env = {**os.environ, "LDAPTLS_CACERT": str(dc.tls_files.ca_cert)}
+    started = time.perf_counter()
+    done = subprocess.run(command, input=dc.admin_password, env=env, capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - started
+    return seconds, done.stdout.count("\ndn: ") + done.stdout.startswith("dn: ")
+
+
+def _run_seconds(store_url: str) -> tuple[float, dict[str, Any]]:
+    with Store(store_url) as store:
+        run = store.list_runs(limit=1)[0]
+    return (as_utc(run["ended_at"]) - as_utc(run["started_at"])).total_seconds(), run
+
+
+def _change_users(dc: SambaDC, count: int) -> None:
+    conn = dc.connect()
+    try:
+        conn.search(f"OU=Users,OU=AADSync,{dc.base_dn}", "(employeeID=*)", attributes=["1.1"], size_limit=count)
+        entries = [e for e in conn.response if e["type"] == "searchResEntry"][:count]
+        for number, entry in enumerate(entries):
+            conn.modify(entry["dn"], {"title": [(ldap3.MODIFY_REPLACE, [f"Bench title {time.time():.0f}-{number}"])]})
+    finally:
+        conn.unbind()
+
+
+def bench_ad_import(users: int, groups: int, group_size: int, changes: int, home: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {"users": users, "groups": groups, "group_size": group_size}
+    cached = seeded_cache_path(users=users, groups=groups, group_size=group_size).exists()
+    started = time.perf_counter()
+    dc = cached_seeded_dc(home / "samba", users=users, groups=groups, group_size=group_size)
+    results["fixture_seconds"] = time.perf_counter() - started
+    results["fixture"] = "restored from cache" if cached else "built and cached"
+    try:
+        attributes = [name for name in DEFAULT_AD_ATTRIBUTES]
+        floor, entries = ldapsearch_floor(dc, attributes)
+        results.update(ldapsearch_seconds=floor, ldapsearch_entries=entries)
+        info = dc.connection_info()
+        env = {**os.environ, f"AIRFLOW_CONN_{BENCH_CONN_ID.upper()}": json.dumps({"conn_type": "aadsync_ad", **info})}
+        store_url = f"sqlite:///{home / 'bench-store.sqlite'}"
+        command = [_aadsync(), "import-ad", "--conn-id", BENCH_CONN_ID, "--store", store_url]
+        wall, rss, _ = _child([*command, "--mode", "full"], env)
+        seconds, run = _run_seconds(store_url)
+        results.update(
+            full_seconds=seconds,
+            full_wall_seconds=wall,
+            full_peak_rss=rss,
+            full_objects=run["counters"].get("objects_read", 0),
+        )
+        _, _, _ = _child([*command, "--mode", "full"], env)
+        results["full_again_seconds"], run = _run_seconds(store_url)
+        results["full_again_unchanged"] = run["counters"].get("unchanged", 0)
+        _change_users(dc, changes)
+        _, delta_rss, _ = _child([*command, "--mode", "delta"], env)
+        results["delta_seconds"], run = _run_seconds(store_url)
+        results.update(delta_changes=changes, delta_updates=run["counters"].get("updates", 0), delta_peak_rss=delta_rss)
+    finally:
+        dc.stop()
+    return results
+
+
+def render(results: dict[str, Any]) -> str:
+    full, floor = results["full_seconds"], results["ldapsearch_seconds"]
+    lines = [
+        f"AD import benchmark: {results['users']:,} users, {results['groups']:,} groups"
+        + (f", one group of {results['group_size']:,}" if results["group_size"] else ""),
+        f"fixture: {results['fixture']} in {results['fixture_seconds']:.1f} s",
+        "",
+        "| figure | value | floor / target | ratio |",
+        "|---|---:|---:|---:|",
+        f"| raw paged ldapsearch dump (floor) | {floor:.2f} s ({results['ldapsearch_entries']:,} entries) | | |",
+        f"| full import | {full:.2f} s, {results['full_objects'] / full:,.0f} objects/s | "
+        f"≤ {FULL_IMPORT_VS_LDAPSEARCH} × floor | {full / floor:.2f} × floor |",
+        f"| full import peak RSS (whole child process) | {results['full_peak_rss'] / 2**20:,.0f} MiB | | |",
+        f"| full import again, nothing changed | {results['full_again_seconds']:.2f} s "
+        f"({results['full_again_unchanged']:,} unchanged) | | {results['full_again_seconds'] / full:.2f} × full |",
+        f"| delta import of {results['delta_changes']} changes | {results['delta_seconds']:.3f} s "
+        f"({results['delta_updates']} updates) | ≤ {DELTA_VS_FULL:.0%} of full | "
+        f"{results['delta_seconds'] / full:.2%} of full |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="aadsync bench")
+    sub = parser.add_subparsers(dest="bench", required=True)
+    ad = sub.add_parser("ad-import", help="full and delta AD import against the local Samba DC")
+    ad.add_argument("--users", type=int, default=100_000)
+    ad.add_argument("--groups", type=int, default=5_000)
+    ad.add_argument("--group-size", type=int, default=0)
+    ad.add_argument("--changes", type=int, default=10)
+    ad.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="aadsync-bench-") as scratch:
+        results = bench_ad_import(args.users, args.groups, args.group_size, args.changes, Path(scratch))
+    print(render(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0

@@ -1,0 +1,51 @@
+"""Airflow discovers the provider, its hook and its connection form through the entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_aadsync import get_provider_info
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("airflow-home")
+    return {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+
+
+def airflow(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout
+
+
+def test_provider_info_names_the_distribution():
+    info = get_provider_info()
+    assert info["package-name"] == "airflow-provider-aadsync"
+    [conn_type] = info["connection-types"]
+    assert conn_type["connection-type"] == "aadsync_ad"
+    assert conn_type["hook-class-name"] == "airflow_provider_aadsync.hooks.active_directory.ActiveDirectoryHook"
+    assert {"base_dn", "tls", "ca_cert", "page_size", "attributes"} <= set(conn_type["conn-fields"])
+
+
+def test_airflow_lists_the_provider(airflow_env):
+    providers = json.loads(airflow(airflow_env, "providers", "list", "-o", "json"))
+    assert {"package_name": "airflow-provider-aadsync"}.items() <= next(
+        p for p in providers if p["package_name"] == "airflow-provider-aadsync"
+    ).items()
+
+
+def test_airflow_lists_the_hook_and_its_form_fields(airflow_env):
+    hooks = json.loads(airflow(airflow_env, "providers", "hooks", "-o", "json"))
+    [hook] = [h for h in hooks if h["connection_type"] == "aadsync_ad"]
+    assert hook["class"] == "airflow_provider_aadsync.hooks.active_directory.ActiveDirectoryHook"
+    assert hook["conn_id_attribute_name"] == "ad_conn_id"
+    widgets = airflow(airflow_env, "providers", "widgets", "-o", "json")
+    assert "extra__aadsync_ad__base_dn" in widgets and "extra__aadsync_ad__tls" in widgets
