@@ -197,9 +197,15 @@ def _decode(
             if len(errors) >= error_limit:
                 raise ErrorLimitExceeded from error
             continue
-        # DirSync reads the whole naming context; scope by DN here. Deletions are kept: tombstones live elsewhere.
-        if obj is not None and (obj.deleted or obj.dn.lower().endswith(scope)):
-            objects.append(obj)
+        if obj is None:
+            continue
+        # DirSync reads the whole naming context: scope by DN here. Tombstones live elsewhere and are kept; in a
+        # delta, an object now outside the scope was moved out of it, which for the connector space is a delete.
+        if not obj.deleted and not obj.dn.lower().endswith(scope):
+            if not partial:
+                continue
+            obj.deleted = True
+        objects.append(obj)
     return objects
 
 

@@ -136,8 +136,8 @@ def utcnow() -> dt.datetime:
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands timezone-aware columns back naive; treat them as the UTC they were written in."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    """SQLite hands timezone-aware columns back naive (UTC as written); PostgreSQL in the session's time zone."""
+    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def default_store_url(instance: str = "default") -> str:

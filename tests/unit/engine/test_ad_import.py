@@ -268,3 +268,17 @@ class TestDeltaImport:
         assert store.get_watermark("ad", NC).cookie == b"cookie-0"
         assert json.loads(rows(store)[str(guid(1))]["attrs"])["displayName"] == ["user1"]
         assert store.list_runs(1)[0]["result"] == "stopped-server-down"
+
+
+def test_object_moved_out_of_scope_is_deleted_by_delta(directory, store):
+    import_active_directory(directory, store, mode="full", attributes=ATTRS, scope_dn=f"OU=In,{NC}")
+    assert rows(store) == {}  # nothing lives under OU=In yet
+    for n in (1, 2):
+        dn, raw = directory.objects[guid(n)]
+        directory.objects[guid(n)] = (dn.replace(f",{NC}", f",OU=In,{NC}"), raw)
+    result = import_active_directory(directory, store, mode="full", attributes=ATTRS, scope_dn=f"OU=In,{NC}")
+    assert result.counters["adds"] == 2
+    directory.delta_batches = [[(FakeDirectory.ext(1, f"CN=user1,OU=Out,{NC}"), {"objectGUID": [guid(1).bytes_le]})]]
+    delta = import_active_directory(directory, store, mode="delta", attributes=ATTRS, scope_dn=f"OU=In,{NC}")
+    assert delta.counters["deletes"] == 1
+    assert set(rows(store)) == {str(guid(2))}

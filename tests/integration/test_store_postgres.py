@@ -1,0 +1,325 @@
+"""The store's behaviours against a real PostgreSQL server (the multi-worker deployment's backend).
+
+SQLite hides what differs on PostgreSQL: timestamptz values come back in the session's time zone, bytea and
+JSON round trips, ``SELECT ... FOR UPDATE`` and unique-index waits between concurrent transactions. Each test
+gets a fresh database on one session-wide server (see ``postgres_server`` / ``pg_store`` in conftest.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.devenv.postgres import LocalPostgres
+from airflow_provider_aadsync.engine.ad_import import import_active_directory
+from airflow_provider_aadsync.engine.store import (
+    SCHEMA_VERSION,
+    WRITE_CHUNK_ROWS,
+    Store,
+    StoreLockedError,
+    cs_object,
+    cs_reference,
+    run,
+    run_error,
+    schema_version,
+)
+from tests.unit.engine import test_ad_import as unit
+from tests.unit.engine.test_ad_import import ATTRS, NC, FakeDirectory, guid, members, rows
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+
+@pytest.fixture
+def new_database(postgres_server: LocalPostgres) -> Iterator[Callable[[], str]]:
+    """Make empty databases (URLs) on the shared server; dropped after the test."""
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"t_{uuid.uuid4().hex[:16]}")
+        return postgres_server.create_database(names[-1])
+
+    yield make
+    for name in names:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def second_handle(pg_store: Store) -> Iterator[Store]:
+    """Another Store on the same database with its own engine and pool: what a second Airflow worker has."""
+    with Store(pg_store.url, instance=pg_store.instance) as other:
+        yield other
+
+
+def cs_row(anchor: str = "a", **overrides: object) -> dict[str, object]:
+    return {
+        "connector": "ad",
+        "anchor": anchor,
+        "dn": f"CN={anchor}",
+        "object_type": "user",
+        "attrs": "{}",
+        "attrs_hash": "x",
+        "refs_hash": "0",
+        "is_deleted": False,
+        "pending_import": "add",
+        "updated_at": dt.datetime.now(dt.UTC),
+        **overrides,
+    }
+
+
+def run_together(count: int, action: Callable[[int], None]) -> tuple[list[int], list[BaseException]]:
+    """Run ``action(i)`` in ``count`` threads released at the same instant; returns (succeeded, errors)."""
+    barrier = threading.Barrier(count)
+    succeeded: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            action(i)
+            succeeded.append(i)
+        except BaseException as error:  # noqa: B036 - collected and asserted on by the caller
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return succeeded, errors
+
+
+# --------------------------------------------------------------------------------------------------- schema
+def test_open_creates_schema_once(new_database):
+    url = new_database()
+    with Store.open(url) as first:
+        assert first.engine.dialect.name == "postgresql"
+        assert first.current_version() == SCHEMA_VERSION
+    with Store.open(url) as second:
+        assert second.migrate() == SCHEMA_VERSION
+        with second.engine.connect() as connection:
+            inspector = sa.inspect(connection)
+            assert {"cs_object", "cs_reference", "watermark", "run", "run_error", "store_lock"} <= set(
+                inspector.get_table_names()
+            )
+            assert connection.execute(sa.select(sa.func.count()).select_from(schema_version)).scalar() == 1
+            types = {column["name"]: column["type"] for column in inspector.get_columns("watermark")}
+            assert isinstance(types["cookie"], sa.LargeBinary)  # bytea
+            assert types["updated_at"].timezone  # timestamptz, not a naive timestamp
+
+
+def test_concurrent_first_opens_migrate_once(new_database):
+    """Several workers opening a brand-new database at once: all succeed, the schema is applied once."""
+    url = new_database()
+    succeeded, errors = run_together(4, lambda _i: Store.open(url).close())
+    assert errors == [] and len(succeeded) == 4
+    with Store(url) as store, store.engine.connect() as connection:
+        assert connection.execute(sa.select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION]
+
+
+# --------------------------------------------------------------------------------------------------- writes
+def test_upsert_replaces_named_columns(pg_store):
+    with pg_store.transaction() as connection:
+        pg_store.upsert(connection, cs_object, [cs_row()], update=["dn"])
+        pg_store.upsert(connection, cs_object, [cs_row(dn="CN=B", attrs_hash="y")], update=["dn"])
+    with pg_store.engine.connect() as connection:
+        stored = connection.execute(sa.select(cs_object.c.dn, cs_object.c.attrs_hash)).one()
+    assert tuple(stored) == ("CN=B", "x")
+
+
+def test_upsert_in_chunks_inserts_then_updates(pg_store):
+    count = 2 * WRITE_CHUNK_ROWS + 17
+    with pg_store.transaction() as connection:
+        pg_store.upsert(connection, cs_object, [cs_row(f"a{i}") for i in range(count)], update=["dn"])
+    with pg_store.transaction() as connection:
+        pg_store.upsert(
+            connection, cs_object, [cs_row(f"a{i}", dn=f"CN=new{i}") for i in range(0, count, 2)], update=["dn"]
+        )
+    with pg_store.engine.connect() as connection:
+        total = connection.execute(sa.select(sa.func.count()).select_from(cs_object)).scalar()
+        renamed = connection.execute(
+            sa.select(sa.func.count()).select_from(cs_object).where(cs_object.c.dn.like("CN=new%"))
+        ).scalar()
+    assert (total, renamed) == (count, (count + 1) // 2)
+
+
+def test_watermark_commits_with_transaction_or_not_at_all(pg_store):
+    with pytest.raises(RuntimeError), pg_store.transaction() as connection:
+        pg_store.save_watermark(connection, "ad", "DC=corp", b"cookie-1", "dc1")
+        raise RuntimeError("import failed")
+    assert pg_store.get_watermark("ad", "DC=corp") is None
+    with pg_store.transaction() as connection:
+        pg_store.save_watermark(connection, "ad", "DC=corp", b"cookie-2\x00\xff", "dc1")
+    with pytest.raises(RuntimeError), pg_store.transaction() as connection:
+        pg_store.save_watermark(connection, "ad", "DC=corp", b"cookie-3", "dc2")
+        raise RuntimeError("import failed")
+    saved = pg_store.get_watermark("ad", "DC=corp")
+    assert type(saved.cookie) is bytes and saved.cookie == b"cookie-2\x00\xff"  # bytea comes back as bytes
+    assert saved.dc_name == "dc1"
+    assert saved.updated_at.utcoffset() == dt.timedelta(0)
+    assert abs(dt.datetime.now(dt.UTC) - saved.updated_at) < dt.timedelta(minutes=1)
+
+
+def test_times_read_back_as_utc_whatever_the_session_time_zone(pg_store, postgres_server):
+    """A server configured in local time must not shift lease checks or the UTC times shown in lock errors."""
+    database = pg_store.engine.url.database
+    with postgres_server.connect() as connection, connection.cursor() as cursor:
+        cursor.execute(f"ALTER DATABASE \"{database}\" SET timezone TO 'Asia/Kathmandu'")  # UTC+05:45
+    with Store(pg_store.url, instance="test") as local_time:
+        with local_time.engine.connect() as connection:
+            assert connection.execute(sa.text("SHOW timezone")).scalar() == "Asia/Kathmandu"
+        before = dt.datetime.now(dt.UTC)
+        local_time.acquire_lock("dag_run_1")
+        with pytest.raises(StoreLockedError) as refused:
+            local_time.acquire_lock("dag_run_2")
+        # Minutes are enough to tell UTC from UTC+05:45 without racing the clock on seconds.
+        assert f"since {before:%Y-%m-%d %H:%M}" in str(refused.value)
+        with local_time.transaction() as connection:
+            local_time.save_watermark(connection, "ad", NC, b"c", "dc1")
+        assert local_time.get_watermark("ad", NC).updated_at.utcoffset() == dt.timedelta(0)
+
+
+# ----------------------------------------------------------------------------------------------------- lock
+def test_lock_excludes_other_holders_but_not_the_same_one(pg_store):
+    with pg_store.locked("dag_run_1"):
+        with pytest.raises(StoreLockedError, match="locked by 'dag_run_1'"):
+            pg_store.acquire_lock("dag_run_2")
+        pg_store.acquire_lock("dag_run_1")  # an Airflow retry of the same run takes its lock back
+    pg_store.acquire_lock("dag_run_2")
+    pg_store.release_lock("dag_run_2")
+
+
+def test_expired_lock_is_taken_over(pg_store):
+    pg_store.acquire_lock("killed_task", lease=dt.timedelta(seconds=-1))
+    pg_store.acquire_lock("next_run")
+    with pytest.raises(StoreLockedError, match="locked by 'next_run'"):
+        pg_store.acquire_lock("killed_task")
+
+
+def test_two_handles_exclude_each_other(pg_store, second_handle):
+    with pg_store.locked("worker_a"):
+        with pytest.raises(StoreLockedError, match="locked by 'worker_a'"):
+            second_handle.acquire_lock("worker_b")
+        # a second worker cannot run an import either, and records nothing while refused
+        with pytest.raises(StoreLockedError, match="locked by 'worker_a'"):
+            import_active_directory(FakeDirectory(), second_handle, mode="full", attributes=ATTRS, lock_holder="b")
+    assert second_handle.list_runs() == []
+    with second_handle.locked("worker_b"):
+        with pytest.raises(StoreLockedError, match="locked by 'worker_b'"):
+            pg_store.acquire_lock("worker_a")
+
+
+@pytest.mark.parametrize("previous", [None, "expired"], ids=["free", "expired-lease"])
+def test_simultaneous_acquires_from_separate_handles_admit_exactly_one(pg_store, previous):
+    """Workers racing for a free lock (unique-index wait) or an expired one (row lock): one wins, others refused."""
+    if previous:
+        pg_store.acquire_lock("killed_task", lease=dt.timedelta(seconds=-1))
+    handles = [Store(pg_store.url, instance="test") for _ in range(6)]
+    try:
+        succeeded, errors = run_together(len(handles), lambda i: handles[i].acquire_lock(f"worker_{i}"))
+    finally:
+        for handle in handles:
+            handle.close()
+    assert len(succeeded) == 1, errors
+    assert len(errors) == len(handles) - 1 and all(isinstance(error, StoreLockedError) for error in errors)
+    with pytest.raises(StoreLockedError, match=f"locked by 'worker_{succeeded[0]}'"):
+        pg_store.acquire_lock("someone_else")
+
+
+# ----------------------------------------------------------------------------------------------------- runs
+def test_runs_and_errors(pg_store):
+    run_id = pg_store.start_run("full-import", "ad")
+    second = pg_store.start_run("delta-import", "ad")
+    assert second > run_id
+    pg_store.record_errors(
+        run_id,
+        [
+            {"anchor": "a", "dn": "CN=A", "code": "undecodable-value", "message": "m"},
+            {"anchor": None, "dn": None, "code": "other", "message": "ünïcode"},
+        ],
+    )
+    pg_store.finish_run(run_id, "completed-import-errors", {"adds": 1, "errors": 2}, "detail")
+    stored = pg_store.get_run(run_id)
+    assert stored["counters"] == {"adds": 1, "errors": 2}
+    assert stored["result"] == "completed-import-errors" and stored["detail"] == "detail"
+    assert stored["ended_at"] >= stored["started_at"] and stored["started_at"].utcoffset() is not None
+    assert [error["code"] for error in pg_store.run_errors(run_id)] == ["undecodable-value", "other"]
+    assert pg_store.run_errors(run_id)[1]["message"] == "ünïcode"
+    assert [entry["id"] for entry in pg_store.list_runs()] == [second, run_id]
+    assert pg_store.get_run(second)["result"] == "in-progress"
+    with pg_store.transaction() as connection:  # run_error rows go with their run
+        connection.execute(sa.delete(run).where(run.c.id == run_id))
+        assert connection.execute(sa.select(sa.func.count()).select_from(run_error)).scalar() == 0
+
+
+# --------------------------------------------------------------------------------------------------- import
+@pytest.fixture
+def store(pg_store: Store) -> Store:
+    """The unit tests' ``store``, on PostgreSQL: the inherited import tests below run unchanged against it."""
+    return pg_store
+
+
+@pytest.fixture
+def directory() -> FakeDirectory:
+    directory = FakeDirectory()
+    for n in range(1, 6):
+        directory.add_user(n, f"user{n}")
+    directory.add_group(100, "group1", [1, 2, 3])
+    return directory
+
+
+class TestFullImportOnPostgres(unit.TestFullImport):
+    """Every full-import expectation of tests/unit/engine/test_ad_import.py, on PostgreSQL."""
+
+
+class TestDeltaImportOnPostgres(unit.TestDeltaImport):
+    """Every delta-import expectation of tests/unit/engine/test_ad_import.py, on PostgreSQL."""
+
+
+def test_full_then_delta_import_rows_in_postgres(directory, pg_store):
+    """The connector space as PostgreSQL holds it after a full import and a delta, checked with plain SQL."""
+    full = import_active_directory(directory, pg_store, mode="delta", attributes=ATTRS)
+    assert (full.mode, full.result, full.counters["adds"]) == ("full", "success", 6)
+    with pg_store.engine.connect() as connection:
+        objects = connection.execute(
+            sa.select(cs_object.c.anchor, cs_object.c.object_type, cs_object.c.pending_import, cs_object.c.last_run_id)
+        ).all()
+        references = connection.execute(
+            sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor)
+        ).all()
+    assert {(anchor, kind) for anchor, kind, _pending, _run in objects} == {
+        *((str(guid(n)), "user") for n in range(1, 6)),
+        (str(guid(100)), "group"),
+    }
+    assert {(pending, run_id) for _anchor, _kind, pending, run_id in objects} == {("add", full.run_id)}
+    assert sorted(references) == sorted((str(guid(100)), "member", str(guid(n))) for n in (1, 2, 3))
+    assert pg_store.get_watermark("ad", NC).cookie == b"cookie-0"
+
+    directory.delta_batches = [
+        [
+            (FakeDirectory.ext(1, f"CN=user1,{NC}"), {"objectGUID": [guid(1).bytes_le], "displayName": [b"Changed"]}),
+            (
+                FakeDirectory.ext(100, f"CN=group1,{NC}"),
+                {"objectGUID": [guid(100).bytes_le], "member;range=1-1": [FakeDirectory.ext(4, "CN=user4").encode()]},
+            ),
+            (
+                FakeDirectory.ext(3, f"CN=user3,CN=Deleted Objects,{NC}"),
+                {"objectGUID": [guid(3).bytes_le], "isDeleted": [b"TRUE"]},
+            ),
+        ]
+    ]
+    delta = import_active_directory(directory, pg_store, mode="delta", attributes=ATTRS)
+    assert (delta.mode, delta.result) == ("delta", "success")
+    # user1; group1 gaining user4; group1 again when the deleted user3's membership is dropped
+    assert (delta.counters["updates"], delta.counters["deletes"]) == (3, 1)
+    assert (delta.counters["reference_adds"], delta.counters["reference_removes"]) == (1, 1)
+    state = rows(pg_store)
+    assert '"displayName":["Changed"]' in state[str(guid(1))]["attrs"]
+    assert str(guid(3)) not in state  # never synced: the add vanishes
+    assert members(pg_store, 100) == {str(guid(n)) for n in (1, 2, 4)}
+    assert pg_store.get_watermark("ad", NC).cookie == b"cookie-0+1"
+    assert [entry["result"] for entry in pg_store.list_runs()] == ["success", "success"]

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+import shlex
+
+from airflow.sdk import Connection
+from click.testing import CliRunner
+
+from airflow_provider_aadsync.cli import main
+from airflow_provider_aadsync.engine.store import Store
+
+
+def test_dev_env_prints_an_airflow_json_connection(tmp_path, monkeypatch):
+    monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
+    result = CliRunner().invoke(main, ["dev", "env"])
+    assert result.exit_code == 0, result.output
+    [line] = result.output.strip().splitlines()
+    name, _, value = line.removeprefix("export ").partition("=")
+    assert name == "AIRFLOW_CONN_AADSYNC_AD"
+    connection = Connection.from_json(shlex.split(value)[0], conn_id="aadsync_ad")
+    assert connection.conn_type == "aadsync_ad" and connection.host == "127.0.0.1" and connection.port == 636
+    assert connection.extra_dejson["tls"] == "ldaps"
+    assert connection.extra_dejson["ca_cert"] == str(tmp_path / "dev" / "samba" / "tls" / "ca.pem")
+
+
+def test_dev_status_when_nothing_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
+    result = CliRunner().invoke(main, ["dev", "status"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["samba"]["running"] is False
+
+
+def test_import_without_a_running_dc_says_how_to_start_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
+    result = CliRunner().invoke(main, ["import-ad", "--mode", "full"])
+    assert result.exit_code != 0 and "aadsync dev up" in result.output
+
+
+def test_report_prints_recorded_runs(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.sqlite'}"
+    with Store.open(url) as store:
+        run_id = store.start_run("full-import", "ad")
+        store.record_errors(run_id, [{"anchor": "a", "dn": "CN=Bad", "code": "undecodable-value", "message": "m"}])
+        store.finish_run(run_id, "completed-import-errors", {"adds": 1200, "errors": 1})
+    result = CliRunner().invoke(main, ["report", "--store", url])
+    assert result.exit_code == 0, result.output
+    assert "full-import on `ad` — completed-import-errors" in result.output
+    assert "| adds | 1,200 |" in result.output and "| undecodable-value | CN=Bad | m |" in result.output
