@@ -31,16 +31,8 @@ def _ad_hook(conn_id: str | None):
     dc = _dev_dc()
     if not dc.is_running():
         raise click.ClickException("the local DC is not running: start it with `aadsync dev up` or pass --conn-id")
-    info = dc.connection_info()
-    return ActiveDirectoryHook(
-        settings=ADConnectionSettings(
-            host=info["host"],
-            port=info["port"],
-            bind_dn=info["login"],
-            password=info["password"],
-            **info["extra"],
-        )
-    )
+    settings = ADConnectionSettings.from_fields(name="of the local DC", **dc.connection_info())
+    return ActiveDirectoryHook(settings=settings)
 
 
 def _open_store(store_url: str | None, instance: str) -> Store:

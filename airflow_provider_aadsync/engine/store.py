@@ -215,11 +215,23 @@ class Store:
                 continue
             try:
                 with self.engine.begin() as connection:
+                    if connection.dialect.name == "postgresql":
+                        # Concurrent CREATE TABLEs race with DuplicateTable, not IntegrityError: take turns instead.
+                        connection.execute(
+                            sa.text("SELECT pg_advisory_xact_lock(hashtext('aadsync-schema-migration'))")
+                        )
                     metadata.create_all(connection, tables=[schema_version])
+                    applied = connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+                    if applied >= step_version:
+                        continue
                     step(connection)
                     connection.execute(sa.insert(schema_version).values(version=step_version, applied_at=utcnow()))
-            except sa.exc.IntegrityError:
+            except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError):
+                # SQLite has no advisory lock: a concurrent opener may have won the race; fine if it finished.
+                if self.current_version() < step_version:
+                    raise
                 log.info("schema step %s was applied concurrently by another process", step_version)
+                continue
             log.info("store %s migrated to schema version %s", self.display_url, step_version)
         return SCHEMA_VERSION
 

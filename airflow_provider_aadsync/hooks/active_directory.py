@@ -102,21 +102,35 @@ class ADConnectionSettings(BaseModel):
 
     @classmethod
     def from_connection(cls, connection: Connection) -> ADConnectionSettings:
-        extra = connection.extra_dejson
+        return cls.from_fields(
+            name=repr(connection.conn_id),
+            host=connection.host,
+            port=connection.port,
+            login=connection.login,
+            password=connection.password,
+            extra=connection.extra_dejson,
+        )
+
+    @classmethod
+    def from_fields(
+        cls,
+        *,
+        name: str,
+        host: str | None,
+        port: int | None,
+        login: str | None,
+        password: str | None,
+        extra: dict[str, Any],
+    ) -> ADConnectionSettings:
+        """Build from an Airflow connection's fields; errors name the connection and the field, never the password."""
         fields = {key: value for key, value in extra.items() if value not in (None, "")}
         try:
-            return cls(
-                host=connection.host or "",
-                port=connection.port,
-                bind_dn=connection.login or "",
-                password=connection.password or "",
-                **fields,
-            )
+            return cls(host=host or "", port=port, bind_dn=login or "", password=password or "", **fields)
         except ValidationError as error:
             problems = "; ".join(
                 f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
             )
-            raise ActiveDirectoryError(f"connection {connection.conn_id!r} is not usable: {problems}") from None
+            raise ActiveDirectoryError(f"connection {name} is not usable: {problems}") from None
 
 
 class ActiveDirectoryHook(BaseHook):

@@ -17,16 +17,12 @@ from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook,
 
 
 def settings_for(dc: SambaDC, **overrides) -> ADConnectionSettings:
+    """The DC's connection fields with some replaced (port and password are fields, the rest live in extra)."""
     info = dc.connection_info()
-    fields = {
-        "host": info["host"],
-        "port": info["port"],
-        "bind_dn": info["login"],
-        "password": info["password"],
-        **info["extra"],
-        **overrides,
-    }
-    return ADConnectionSettings(**fields)
+    fields = {name: overrides.pop(name) for name in ("port", "password") if name in overrides}
+    return ADConnectionSettings.from_fields(
+        name="of the test DC", **{**info, **fields, "extra": {**info["extra"], **overrides}}
+    )
 
 
 def hook_for(dc: SambaDC, **overrides) -> ActiveDirectoryHook:
