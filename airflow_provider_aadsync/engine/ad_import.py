@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 from airflow_provider_aadsync.engine.ad_entries import EntryDecoder
 from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
+from airflow_provider_aadsync.engine.prefetch import prefetch
 from airflow_provider_aadsync.engine.source import ObjectDecodeError, SourceObject, WatermarkRejectedError
 from airflow_provider_aadsync.engine.store import Store, utcnow
 
@@ -144,7 +145,7 @@ def _run(
                 # Take the watermark before reading: changes made while we page are seen again by the next delta.
                 new_cookie = source.dirsync_watermark()
                 writer.begin_full()
-                for entries in source.full_import_pages(attributes):
+                for entries in prefetch(source.full_import_pages(attributes)):
                     writer.write_full_page(_decode(entries, decoder, scope, errors, error_limit, partial=False))
                 writer.finish_full()
             else:
