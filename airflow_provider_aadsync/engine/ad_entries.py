@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import base64
 import re
+import struct
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-
-from ldap3.protocol.formatters.formatters import format_sid
 
 from airflow_provider_aadsync.engine.source import ObjectDecodeError, Reference, SourceObject
 
@@ -99,6 +98,8 @@ def reference_from_value(value: str) -> Reference:
 
 def split_range_option(attribute: str) -> tuple[str, int | None, str | None]:
     """``member;range=0-1499`` → ("member", 0, "1499"); a plain name → (name, None, None)."""
+    if ";" not in attribute:
+        return attribute, None, None
     match = _RANGE_OPTION.match(attribute)
     if not match:
         return attribute, None, None
@@ -177,7 +178,10 @@ class EntryDecoder:
         if lowered in _GUID_ATTRIBUTES and len(value) == 16:
             return str(uuid.UUID(bytes_le=value))
         if lowered in _SID_ATTRIBUTES:
-            return format_sid(value)
+            try:
+                return format_sid(value)
+            except ValueError as error:
+                raise ObjectDecodeError(str(error), dn=dn, anchor=anchor, code="undecodable-value") from None
         if lowered in self.binary_attributes:
             return base64.b64encode(value).decode("ascii")
         return self._text(value, name, dn, anchor)
@@ -196,7 +200,19 @@ class EntryDecoder:
             ) from None
 
 
+def format_sid(value: bytes) -> str:
+    """The text form of a binary SID (MS-DTYP 2.4.2): S-revision-authority-subauthorities."""
+    if len(value) < 8 or len(value) != 8 + 4 * value[1]:
+        raise ValueError(f"not a SID: {value.hex()}")
+    authority = int.from_bytes(value[2:8], "big")
+    subauthorities = struct.unpack(f"<{value[1]}I", value[8:])
+    return f"S-{value[0]}-{authority}" + "".join(f"-{part}" for part in subauthorities)
+
+
 def _values(raw: Mapping[str, list[bytes]], name: str) -> list[bytes]:
+    exact = raw.get(name)  # ldap3 hands a case-insensitive dict; plain dicts fall through to the scan
+    if exact is not None:
+        return exact
     lowered = name.lower()
     for attribute, values in raw.items():
         if attribute.lower() == lowered:

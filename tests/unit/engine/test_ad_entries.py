@@ -113,3 +113,14 @@ class TestEntryDecoder:
         raw = {"objectGUID": [GUID.bytes_le], "objectClass": [b"user"], "jpegPhoto": [b"\xff\xd8\xff"]}
         obj = EntryDecoder().decode(extended(GUID, "CN=Alice,DC=corp,DC=test"), raw, partial=False)
         assert obj.attrs["jpegPhoto"] == ["/9j/"]
+
+
+def test_format_sid_matches_ldap3():
+    from ldap3.protocol.formatters.formatters import format_sid as ldap3_format_sid
+
+    from airflow_provider_aadsync.engine.ad_entries import format_sid
+
+    raw = bytes.fromhex("010500000000000515000000a1b2c3d4a1b2c3d4a1b2c3d451040000")
+    assert format_sid(raw) == ldap3_format_sid(raw) == "S-1-5-21-3569595041-3569595041-3569595041-1105"
+    with pytest.raises(ValueError, match="not a SID"):
+        format_sid(b"\x01\x05\x00")
