@@ -22,13 +22,13 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from airflow_provider_aadsync.devenv.processes import HOST, free_port, group_members, port_in_use, proc_state
+
 SUPERUSER = "postgres"
 OS_USER = "postgres"
 DEBIAN_PACKAGE = "postgresql"
@@ -66,43 +66,6 @@ def find_bin_dir() -> Path:
         f"PostgreSQL server binaries (initdb, postgres) not found; install the Debian package {DEBIAN_PACKAGE!r} "
         f"(apt-get install {DEBIAN_PACKAGE})"
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.3)
-        return s.connect_ex((HOST, port)) == 0
-
-
-def _proc_state(pid: int) -> str | None:
-    """Linux process state letter (R, S, Z, ...) or None if there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is *pgid*."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(entry))
-    return pids
 
 
 class LocalPostgres:
@@ -253,7 +216,7 @@ class LocalPostgres:
             pid = int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
-        state = _proc_state(pid)
+        state = proc_state(pid)
         if state is None or state == "Z":
             return None
         try:
@@ -290,7 +253,7 @@ class LocalPostgres:
         t0 = time.monotonic()
         self.init()
         for attempt in range(3):
-            if _port_in_use(self.port):
+            if port_in_use(self.port):
                 if not self._auto_port:
                     raise PostgresError(f"port {self.port} on {HOST} is already in use by another server")
                 self.port = free_port()
@@ -381,8 +344,8 @@ class LocalPostgres:
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.pid == pid:
                 self._proc.poll()  # reap our child so it does not linger as a zombie
-            state = _proc_state(pid)
-            if (state is None or state == "Z") and not _group_members(pid):
+            state = proc_state(pid)
+            if (state is None or state == "Z") and not group_members(pid):
                 return True
             time.sleep(0.02)
         return False

@@ -21,7 +21,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -31,6 +30,7 @@ from typing import Any
 import ldap3
 from ldap3.core.exceptions import LDAPException
 
+from airflow_provider_aadsync.devenv.processes import HOST, group_members, port_in_use, proc_state
 from airflow_provider_aadsync.devenv.tls import TlsFiles, make_ca_and_server_cert
 
 DEV_ADMIN_PASSWORD = "Dev-Adm1n-Passw0rd!"
@@ -38,7 +38,6 @@ DEV_ADMIN_PASSWORD = "Dev-Adm1n-Passw0rd!"
 
 DEFAULT_REALM = "CORP.EXAMPLE.TEST"
 DEFAULT_DOMAIN = "CORP"
-HOST = "127.0.0.1"
 LDAP_PORT = 389
 LDAPS_PORT = 636
 NETBIOS_NAME = "DC1"
@@ -67,37 +66,6 @@ def _which(name: str) -> str:
     if not found:
         raise SambaError(f"{name!r} not found; install the Debian packages samba, samba-ad-provision, ldb-tools")
     return found
-
-
-def _port_in_use(port: int) -> bool:
-    """True if something accepts TCP connections on 127.0.0.1:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.3)
-        return s.connect_ex((HOST, port)) == 0
-
-
-def _proc_state(pid: int) -> str | None:
-    """Linux process state letter (R, S, Z, ...) or None if there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is *pgid*."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(entry))
-    return pids
 
 
 class SambaDC:
@@ -277,7 +245,7 @@ class SambaDC:
         pid = self._read_pid()
         if pid is None:
             return False
-        state = _proc_state(pid)
+        state = proc_state(pid)
         if state is None or state == "Z":
             return False
         try:
@@ -297,7 +265,7 @@ class SambaDC:
         if not self.is_provisioned():
             raise SambaError(f"no provisioned DC in {self.home}; call provision() or restore() first")
         for port in (LDAP_PORT, LDAPS_PORT):
-            if _port_in_use(port):
+            if port_in_use(port):
                 raise SambaError(
                     f"port {port} on {HOST} is already in use: another DC (or LDAP server) may be running. "
                     "Stop it first, e.g. `aadsync dev down`."
@@ -373,7 +341,7 @@ class SambaDC:
             while time.monotonic() < deadline:
                 if self._proc is not None:
                     self._proc.poll()  # reap our child so it does not linger as a zombie
-                if not _group_members(pid):
+                if not group_members(pid):
                     break
                 time.sleep(0.05)
             else:

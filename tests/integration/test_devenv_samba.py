@@ -14,6 +14,7 @@ import ldap3
 import pytest
 
 from airflow_provider_aadsync.devenv import samba as samba_mod
+from airflow_provider_aadsync.devenv.processes import group_members, port_in_use
 from airflow_provider_aadsync.devenv.samba import SambaDC, SambaError
 from airflow_provider_aadsync.devenv.seed import seed_directory
 
@@ -24,7 +25,7 @@ PERSON = "(&(objectCategory=person)(objectClass=user))"
 
 
 def _ports_busy() -> bool:
-    return samba_mod._port_in_use(samba_mod.LDAP_PORT) or samba_mod._port_in_use(samba_mod.LDAPS_PORT)
+    return port_in_use(samba_mod.LDAP_PORT) or port_in_use(samba_mod.LDAPS_PORT)
 
 
 def _count(conn: ldap3.Connection, base: str, flt: str) -> int:
@@ -147,7 +148,7 @@ def test_snapshot_restore_round_trip_and_stop(dc: SambaDC, tmp_path: Path) -> No
     finally:
         copy.stop()
     assert not copy.is_running()
-    assert not samba_mod._group_members(pid)
+    assert not group_members(pid)
     assert not copy.pid_path.exists()
     assert not _ports_busy()
     copy.stop()  # no-op when stopped

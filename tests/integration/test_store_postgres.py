@@ -30,7 +30,11 @@ from airflow_provider_aadsync.engine.store import (
     schema_version,
 )
 from tests.unit.engine import test_ad_import as unit
-from tests.unit.engine.test_ad_import import ATTRS, NC, FakeDirectory, guid, members, rows
+from tests.unit.engine.test_ad_import import ATTRS, NC, FakeDirectory, directory, guid, members, rows  # noqa: F401
+from tests.unit.engine.test_store import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
+    test_expired_lock_is_taken_over,
+    test_lock_excludes_other_holders_but_not_the_same_one,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -206,22 +210,6 @@ def test_times_read_back_as_utc_whatever_the_session_time_zone(pg_store, postgre
 
 
 # ----------------------------------------------------------------------------------------------------- lock
-def test_lock_excludes_other_holders_but_not_the_same_one(pg_store):
-    with pg_store.locked("dag_run_1"):
-        with pytest.raises(StoreLockedError, match="locked by 'dag_run_1'"):
-            pg_store.acquire_lock("dag_run_2")
-        pg_store.acquire_lock("dag_run_1")  # an Airflow retry of the same run takes its lock back
-    pg_store.acquire_lock("dag_run_2")
-    pg_store.release_lock("dag_run_2")
-
-
-def test_expired_lock_is_taken_over(pg_store):
-    pg_store.acquire_lock("killed_task", lease=dt.timedelta(seconds=-1))
-    pg_store.acquire_lock("next_run")
-    with pytest.raises(StoreLockedError, match="locked by 'next_run'"):
-        pg_store.acquire_lock("killed_task")
-
-
 def test_two_handles_exclude_each_other(pg_store, second_handle):
     with pg_store.locked("worker_a"):
         with pytest.raises(StoreLockedError, match="locked by 'worker_a'"):
@@ -285,15 +273,6 @@ def store(pg_store: Store) -> Store:
     return pg_store
 
 
-@pytest.fixture
-def directory() -> FakeDirectory:
-    directory = FakeDirectory()
-    for n in range(1, 6):
-        directory.add_user(n, f"user{n}")
-    directory.add_group(100, "group1", [1, 2, 3])
-    return directory
-
-
 class TestFullImportOnPostgres(unit.TestFullImport):
     """Every full-import expectation of tests/unit/engine/test_ad_import.py, on PostgreSQL."""
 
@@ -302,7 +281,7 @@ class TestDeltaImportOnPostgres(unit.TestDeltaImport):
     """Every delta-import expectation of tests/unit/engine/test_ad_import.py, on PostgreSQL."""
 
 
-def test_full_then_delta_import_rows_in_postgres(directory, pg_store):
+def test_full_then_delta_import_rows_in_postgres(directory, pg_store):  # noqa: F811 - the imported fixture
     """The connector space as PostgreSQL holds it after a full import and a delta, checked with plain SQL."""
     full = import_active_directory(directory, pg_store, mode="delta", attributes=ATTRS)
     assert (full.mode, full.result, full.counters["adds"]) == ("full", "success", 6)
