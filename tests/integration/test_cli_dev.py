@@ -1,0 +1,41 @@
+"""The `aadsync` command drives the local world and the import, as a person would."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from airflow_provider_aadsync.cli import main
+from airflow_provider_aadsync.devenv.paths import fixture_cache_dir
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def dev_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("AADSYNC_FIXTURE_CACHE", str(fixture_cache_dir()))  # keep the shared fixture cache
+    monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
+    yield tmp_path
+    CliRunner().invoke(main, ["dev", "down"])
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_dev_lifecycle_import_and_report(dev_home):
+    assert "local DC running" in invoke("dev", "up", "--users", "200", "--groups", "10", "--group-size", "150")
+    status = json.loads(invoke("dev", "status"))["samba"]
+    assert status["running"] and status["user_count"] >= 200  # plus the built-in accounts
+    assert "already seeded" in invoke("dev", "seed", "--users", "200", "--groups", "10", "--group-size", "150")
+    assert "already running" in invoke("dev", "up")
+    report = invoke("import-ad", "--mode", "delta")
+    assert "full-import on `ad` — success" in report  # no cookie yet: the delta became a full import
+    assert "delta-import on `ad` — success" in invoke("import-ad", "--mode", "delta")
+    assert "# AADSync run report" in invoke("report")
+    assert "local DC stopped" in invoke("dev", "down")
+    assert json.loads(invoke("dev", "status"))["samba"]["running"] is False
