@@ -122,6 +122,16 @@ def classify(object_classes: Iterable[str]) -> str | None:
     return None
 
 
+_SKIP, _TEXT, _REFERENCE, _GUID, _SID, _BINARY = "skip", "text", "reference", "guid", "sid", "binary"
+
+
+@dataclass(frozen=True, slots=True)
+class _AttributePlan:
+    name: str  # without range options
+    kind: str
+    incremental: bool | None  # DirSync incremental values: True added (range=1-1), False removed (0-0)
+
+
 @dataclass
 class EntryDecoder:
     """Decodes raw entries with a given notion of which attributes are references or binary."""
@@ -129,6 +139,7 @@ class EntryDecoder:
     reference_attributes: frozenset[str] = DEFAULT_REFERENCE_ATTRIBUTES
     binary_attributes: frozenset[str] = DEFAULT_BINARY_ATTRIBUTES
     _reference_lower: frozenset[str] = field(init=False)
+    _plans: dict[str, _AttributePlan] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._reference_lower = frozenset(name.lower() for name in self.reference_attributes)
@@ -157,32 +168,60 @@ class EntryDecoder:
             return None
         result = SourceObject(anchor=anchor, dn=parsed.dn, object_type=object_type, deleted=deleted, partial=partial)
         for attribute, raw_values in raw.items():
+            plan = self._plans.get(attribute) or self._plan(attribute)
+            name, kind = plan.name, plan.kind
             values = raw_values or []
-            name, low, high = split_range_option(attribute)
-            lowered = name.lower()
-            if lowered == "isdeleted":
+            if kind == _SKIP:
                 continue
-            if lowered in self._reference_lower:
+            if kind == _TEXT:  # the common case, kept to one comprehension per attribute
+                try:
+                    result.attrs[name] = [value.decode("utf-8") for value in values]
+                except UnicodeDecodeError:
+                    result.attrs[name] = [self._text(value, name, parsed.dn, anchor) for value in values]
+            elif kind == _REFERENCE:
                 references = [reference_from_value(self._text(value, name, parsed.dn, anchor)) for value in values]
-                if partial and low is not None and high is not None and high != "*" and low == int(high):
+                if partial and plan.incremental is not None:
                     # DirSync incremental values: range=1-1 are values added, range=0-0 values removed.
-                    target = result.reference_adds if low == 1 else result.reference_removes
+                    target = result.reference_adds if plan.incremental else result.reference_removes
                     target.setdefault(name, []).extend(references)
                 else:
                     result.references.setdefault(name, []).extend(references)
-                continue
-            result.attrs[name] = [self._convert(lowered, name, value, parsed.dn, anchor) for value in values]
+            else:
+                result.attrs[name] = [self._convert(kind, name, value, parsed.dn, anchor) for value in values]
         return result
 
-    def _convert(self, lowered: str, name: str, value: bytes, dn: str, anchor: str) -> str:
-        if lowered in _GUID_ATTRIBUTES and len(value) == 16:
+    def _plan(self, attribute: str) -> _AttributePlan:
+        """How to decode one attribute name (as the server spelled it), worked out once and cached."""
+        name, low, high = split_range_option(attribute)
+        lowered = name.lower()
+        incremental = None
+        if low is not None and high is not None and high != "*" and low == int(high) and low in (0, 1):
+            incremental = low == 1
+        if lowered == "isdeleted":
+            kind = _SKIP
+        elif lowered in self._reference_lower:
+            kind = _REFERENCE
+        elif lowered in _GUID_ATTRIBUTES:
+            kind = _GUID
+        elif lowered in _SID_ATTRIBUTES:
+            kind = _SID
+        elif lowered in self.binary_attributes:
+            kind = _BINARY
+        else:
+            kind = _TEXT
+        plan = _AttributePlan(name, kind, incremental)
+        self._plans[attribute] = plan
+        return plan
+
+    def _convert(self, kind: str, name: str, value: bytes, dn: str, anchor: str) -> str:
+        if kind == _GUID and len(value) == 16:
             return str(uuid.UUID(bytes_le=value))
-        if lowered in _SID_ATTRIBUTES:
+        if kind == _SID:
             try:
                 return format_sid(value)
             except ValueError as error:
                 raise ObjectDecodeError(str(error), dn=dn, anchor=anchor, code="undecodable-value") from None
-        if lowered in self.binary_attributes:
+        if kind == _BINARY:
             return base64.b64encode(value).decode("ascii")
         return self._text(value, name, dn, anchor)
 
