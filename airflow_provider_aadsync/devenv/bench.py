@@ -7,6 +7,7 @@ the run record in the store (the import itself, not interpreter start-up).
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -29,6 +30,10 @@ from airflow_provider_aadsync.hooks.active_directory import IMPORT_FILTER
 FULL_IMPORT_VS_LDAPSEARCH = 1.5
 DELTA_VS_FULL = 0.02
 BENCH_CONN_ID = "aadsync_bench"
+#: The extended-DN control the import sends (string GUID/SID form: BER SEQUENCE { INTEGER 1 }), so the floor asks
+#: the DC for the same work.
+EXTENDED_DN_OID = "1.2.840.113556.1.4.529"
+EXTENDED_DN_STRING_FORM = base64.b64encode(bytes.fromhex("3003020101")).decode()
 
 
 def _aadsync() -> str:
@@ -51,18 +56,20 @@ def _child(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
 
 
 def ldapsearch_floor(dc: SambaDC, attributes: list[str]) -> tuple[float, int]:
-    """A raw paged ldapsearch dump of the same objects and attributes (C client, output discarded)."""
+    """A raw paged ldapsearch dump of the same objects, attributes and controls (C client, output discarded)."""
     if not shutil.which("ldapsearch"):
         raise RuntimeError("ldapsearch is missing: apt-get install ldap-utils")
     command = [
         "ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-H", dc.ldaps_url, "-x", "-D", dc.admin_dn, "-y", "/dev/stdin",
-        "-b", dc.base_dn, "-E", "pr=1000/noprompt", IMPORT_FILTER, *attributes,
+        "-b", dc.base_dn, "-E", "pr=1000/noprompt", "-E", f"{EXTENDED_DN_OID}=::{EXTENDED_DN_STRING_FORM}",
+        IMPORT_FILTER, *attributes,
     ]  # fmt: skip
     env = {**os.environ, "LDAPTLS_CACERT": str(dc.tls_files.ca_cert)}
     started = time.perf_counter()
     done = subprocess.run(command, input=dc.admin_password, env=env, capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - started
-    return seconds, done.stdout.count("\ndn: ") + done.stdout.startswith("dn: ")
+    # extended DNs start with "<", so LDIF writes them base64-encoded as "dn:: ..."
+    return seconds, sum(1 for line in done.stdout.splitlines() if line.startswith("dn:"))
 
 
 def _run_seconds(store_url: str) -> tuple[float, dict[str, Any]]:
