@@ -12,9 +12,6 @@ import click
 
 from airflow_provider_aadsync.engine.store import Store
 
-log = logging.getLogger("aadsync")
-
-
 def _dev_dc():
     from airflow_provider_aadsync.devenv.paths import dev_dc_home
     from airflow_provider_aadsync.devenv.samba import SambaDC
@@ -33,10 +30,6 @@ def _ad_hook(conn_id: str | None):
         raise click.ClickException("the local DC is not running: start it with `aadsync dev up` or pass --conn-id")
     settings = ADConnectionSettings.from_fields(name="of the local DC", **dc.connection_info())
     return ActiveDirectoryHook(settings=settings)
-
-
-def _open_store(store_url: str | None, instance: str) -> Store:
-    return Store.open(store_url, instance=instance)
 
 
 @click.group()
@@ -135,7 +128,7 @@ def import_ad(mode: str, conn_id: str | None, store_url: str | None, instance: s
     from airflow_provider_aadsync.engine.report import render_runs
     from airflow_provider_aadsync.operators.ad_import import run_ad_import
 
-    with _open_store(store_url, instance) as store:
+    with Store.open(store_url, instance=instance) as store:
         result = run_ad_import(_ad_hook(conn_id), store, mode=mode, connector=connector)
         click.echo(render_runs(store, [result["run_id"]]))
 
@@ -149,7 +142,7 @@ def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last:
     """Print the run report of RUN_IDS (default: the most recent runs)."""
     from airflow_provider_aadsync.engine.report import render_runs
 
-    with _open_store(store_url, instance) as store:
+    with Store.open(store_url, instance=instance) as store:
         click.echo(render_runs(store, list(run_ids), last=last))
 
 
