@@ -12,6 +12,7 @@ import click
 
 from airflow_provider_aadsync.engine.store import Store
 
+
 def _dev_dc():
     from airflow_provider_aadsync.devenv.paths import dev_dc_home
     from airflow_provider_aadsync.devenv.samba import SambaDC
