@@ -65,11 +65,15 @@ def ldapsearch_floor(dc: SambaDC, attributes: list[str]) -> tuple[float, int]:
         IMPORT_FILTER, *attributes,
     ]  # fmt: skip
     env = {**os.environ, "LDAPTLS_CACERT": str(dc.tls_files.ca_cert)}
-    started = time.perf_counter()
-    done = subprocess.run(command, input=dc.admin_password, env=env, capture_output=True, text=True, check=True)
-    seconds = time.perf_counter() - started
-    # extended DNs start with "<", so LDIF writes them base64-encoded as "dn:: ..."
-    return seconds, sum(1 for line in done.stdout.splitlines() if line.startswith("dn:"))
+    # The dump goes to a file, never into this process: its memory would show in the import child's peak RSS.
+    with tempfile.TemporaryFile() as dump:
+        started = time.perf_counter()
+        subprocess.run(command, input=dc.admin_password.encode(), env=env, stdout=dump, check=True)
+        seconds = time.perf_counter() - started
+        dump.seek(0)
+        # extended DNs start with "<", so LDIF writes them base64-encoded as "dn:: ..."
+        entries = sum(1 for line in dump if line.startswith(b"dn:"))
+    return seconds, entries
 
 
 def _run_seconds(store_url: str) -> tuple[float, dict[str, Any]]:
