@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -77,10 +79,13 @@ def import_active_directory(
     attributes: Sequence[str],
     decoder: EntryDecoder | None = None,
     scope_dn: str | None = None,
-    lock_holder: str = "aadsync-import",
+    lock_holder: str | None = None,
     error_limit: int = ERROR_LIMIT,
 ) -> ImportResult:
     """Import the directory into connector space ``connector``.
+
+    ``lock_holder`` names who holds the store lock: an Airflow task passes ``dag_id:run_id`` so its retries take the
+    lock back; by default it is this process, so two separate processes always exclude each other.
 
     ``mode="delta"`` uses the saved DirSync cookie; without one, with one older than the tombstone lifetime, or
     when the DC rejects it, the run becomes a full import and says why. Rows and the new cookie commit in one
@@ -89,7 +94,7 @@ def import_active_directory(
     decoder = decoder or EntryDecoder()
     partition = source.naming_context()
     scope = (scope_dn or partition).lower()
-    with store.locked(lock_holder):
+    with store.locked(lock_holder or process_holder()):
         fallback_reason = None
         saved = store.get_watermark(connector, partition) if mode == "delta" else None
         if mode == "delta":
@@ -121,6 +126,11 @@ def import_active_directory(
         result = _run(store, source, connector, "full", attributes, decoder, scope, partition, None, error_limit)
         result.fallback_reason = fallback_reason
         return result
+
+
+def process_holder() -> str:
+    """A lock holder name unique to this process on this host."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _run(

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def run_ad_import(
-    hook: ActiveDirectoryHook, store: Store, *, mode: str, connector: str = "ad", lock_holder: str = "aadsync"
+    hook: ActiveDirectoryHook, store: Store, *, mode: str, connector: str = "ad", lock_holder: str | None = None
 ) -> dict[str, Any]:
     """Glue shared by the operator and the CLI: hook in, engine run, small summary out."""
     settings = hook.settings

@@ -282,3 +282,12 @@ def test_object_moved_out_of_scope_is_deleted_by_delta(directory, store):
     delta = import_active_directory(directory, store, mode="delta", attributes=ATTRS, scope_dn=f"OU=In,{NC}")
     assert delta.counters["deletes"] == 1
     assert set(rows(store)) == {str(guid(2))}
+
+
+def test_import_refuses_to_interleave_with_another_run(directory, store):
+    from airflow_provider_aadsync.engine.store import StoreLockedError
+
+    store.acquire_lock("aadsync_cycle:scheduled__2026-11-25T12:00")
+    with pytest.raises(StoreLockedError, match="aadsync_cycle:scheduled__2026-11-25T12:00"):
+        run_import(directory, store, "full")  # another process: a holder of its own
+    assert store.list_runs() == [] and rows(store) == {}
