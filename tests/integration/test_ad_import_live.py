@@ -229,3 +229,17 @@ def test_filter_built_from_data_is_escaped(dc, admin):
     add_user(admin, dc, "Injection Probe", description=injected)
     found = hook_for(dc).find_objects("description", injected)
     assert len(found) == 1 and "CN=Injection Probe" in found[0][0]
+
+
+def test_contacts_and_ous_are_imported_with_their_types(dc, admin, store):
+    contact = f"CN=External Partner,{ou(dc, 'Users')}"
+    assert admin.add(
+        contact,
+        ["top", "person", "organizationalPerson", "contact"],
+        {"displayName": "External Partner", "mail": "partner@example.org"},
+    ), admin.result
+    run(dc, store, "full")
+    by_dn = {row["dn"]: row for row in live_rows(store).values()}
+    assert by_dn[contact]["object_type"] == "contact"
+    assert json.loads(by_dn[contact]["attrs"])["mail"] == ["partner@example.org"]
+    assert by_dn[ou(dc, "Users")]["object_type"] == "organizationalUnit"
