@@ -31,13 +31,22 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Active Directory (AADSync)",
                 "external-doc-url": "https://learn.microsoft.com/windows-server/identity/ad-ds/",
                 "tags": ["protocol"],
-            }
+            },
+            {
+                "integration-name": "Entra ID (AADSync)",
+                "external-doc-url": "https://learn.microsoft.com/graph/overview",
+                "tags": ["azure"],
+            },
         ],
         "hooks": [
             {
                 "integration-name": "Active Directory (AADSync)",
                 "python-modules": ["airflow_provider_aadsync.hooks.active_directory"],
-            }
+            },
+            {
+                "integration-name": "Entra ID (AADSync)",
+                "python-modules": ["airflow_provider_aadsync.hooks.entra"],
+            },
         ],
         "connection-types": [
             {
@@ -91,6 +100,31 @@ def get_provider_info() -> dict[str, Any]:
                         "login": "CN=svc-aadsync,OU=Service Accounts,DC=corp,DC=example,DC=com",
                     },
                 },
-            }
+            },
+            {
+                "hook-class-name": "airflow_provider_aadsync.hooks.entra.EntraHook",
+                "hook-name": "Entra ID (AADSync)",
+                "connection-type": "aadsync_entra",
+                "conn-fields": {
+                    "tenant_id": _text("Tenant ID", "Directory (tenant) id or initial domain"),
+                    "cloud": {
+                        "label": "Cloud",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "default": "global",
+                            "enum": ["global", "china", "usgov", "usgov-dod"],
+                        },
+                        "description": "National cloud. The retired Germany cloud is refused.",
+                    },
+                    "authority_host": _text("Authority host override", "e.g. https://127.0.0.1:8443 for the emulator"),
+                    "graph_url": _text("Graph URL override", "e.g. https://127.0.0.1:8443 for the emulator"),
+                    "ca_bundle": _text("CA bundle", "Path to a PEM bundle to trust (empty: system trust store)"),
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "extra", "host", "port"],
+                    "relabeling": {"login": "Client ID", "password": "Client Secret"},
+                    "placeholders": {"login": "00000000-0000-0000-0000-000000000000"},
+                },
+            },
         ],
     }

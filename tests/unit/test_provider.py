@@ -29,10 +29,13 @@ def airflow(env: dict[str, str], *args: str) -> str:
 def test_provider_info_names_the_distribution():
     info = get_provider_info()
     assert info["package-name"] == "airflow-provider-aadsync"
-    [conn_type] = info["connection-types"]
-    assert conn_type["connection-type"] == "aadsync_ad"
-    assert conn_type["hook-class-name"] == "airflow_provider_aadsync.hooks.active_directory.ActiveDirectoryHook"
-    assert {"base_dn", "tls", "ca_cert", "page_size", "attributes"} <= set(conn_type["conn-fields"])
+    ad, entra = info["connection-types"]
+    assert ad["connection-type"] == "aadsync_ad"
+    assert ad["hook-class-name"] == "airflow_provider_aadsync.hooks.active_directory.ActiveDirectoryHook"
+    assert {"base_dn", "tls", "ca_cert", "page_size", "attributes"} <= set(ad["conn-fields"])
+    assert entra["connection-type"] == "aadsync_entra"
+    assert entra["hook-class-name"] == "airflow_provider_aadsync.hooks.entra.EntraHook"
+    assert entra["conn-fields"]["cloud"]["schema"]["enum"] == ["global", "china", "usgov", "usgov-dod"]
 
 
 def test_airflow_lists_the_provider(airflow_env):
@@ -44,8 +47,10 @@ def test_airflow_lists_the_provider(airflow_env):
 
 def test_airflow_lists_the_hook_and_its_form_fields(airflow_env):
     hooks = json.loads(airflow(airflow_env, "providers", "hooks", "-o", "json"))
-    [hook] = [h for h in hooks if h["connection_type"] == "aadsync_ad"]
-    assert hook["class"] == "airflow_provider_aadsync.hooks.active_directory.ActiveDirectoryHook"
-    assert hook["conn_id_attribute_name"] == "ad_conn_id"
+    by_type = {h["connection_type"]: h for h in hooks}
+    assert by_type["aadsync_ad"]["class"] == "airflow_provider_aadsync.hooks.active_directory.ActiveDirectoryHook"
+    assert by_type["aadsync_ad"]["conn_id_attribute_name"] == "ad_conn_id"
+    assert by_type["aadsync_entra"]["class"] == "airflow_provider_aadsync.hooks.entra.EntraHook"
+    assert by_type["aadsync_entra"]["conn_id_attribute_name"] == "entra_conn_id"
     widgets = airflow(airflow_env, "providers", "widgets", "-o", "json")
     assert "extra__aadsync_ad__base_dn" in widgets and "extra__aadsync_ad__tls" in widgets

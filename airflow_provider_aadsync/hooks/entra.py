@@ -1,0 +1,309 @@
+"""EntraHook: a Microsoft Graph client for Entra ID (msal client credentials + httpx), per national cloud.
+
+Thin and reusable: it knows clouds, tokens, paging, retries and Graph's error bodies; what to read or write is the
+engine's business. Production code talks to Graph's URLs; the Graph emulator is reached only through the
+connection's authority/Graph URL overrides and CA bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+import msal
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+try:  # Airflow 3 task SDK
+    from airflow.sdk import BaseHook
+except ImportError:  # pragma: no cover - Airflow is a hard dependency, this only helps static tools
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+log = logging.getLogger(__name__)
+
+#: HTTP statuses worth another try: throttling and transient server trouble.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """The endpoints of one national cloud."""
+
+    name: str
+    authority_host: str
+    graph_url: str
+
+
+CLOUDS: dict[str, Cloud] = {
+    "global": Cloud("global", "https://login.microsoftonline.com", "https://graph.microsoft.com"),
+    "china": Cloud("china", "https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn"),
+    "usgov": Cloud("usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us"),
+    "usgov-dod": Cloud("usgov-dod", "https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
+}
+#: Hosts for which msal's authority validation and instance discovery stay on.
+MICROSOFT_AUTHORITY_HOSTS = frozenset(urlsplit(cloud.authority_host).hostname for cloud in CLOUDS.values())
+RETIRED_CLOUDS = {
+    "germany": "the Microsoft Cloud Deutschland (Germany) was retired in October 2021 and the V2 sync endpoint was "
+    "never offered there; migrate the tenant to the global cloud and set cloud to 'global'",
+}
+
+
+class EntraError(Exception):
+    """Base class: an Entra ID / Graph operation failed; the message names the cause, never a secret."""
+
+
+class EntraAuthError(EntraError):
+    """Raised when no token can be obtained (wrong secret, unknown tenant or app, unreachable authority)."""
+
+
+class GraphError(EntraError):
+    """Raised for a Graph error answer; carries Graph's status, error code and request id."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        request_id: str | None = None,
+        method: str = "",
+        url: str = "",
+        retry_after: float | None = None,
+    ):
+        super().__init__(
+            f"{method} {url} → {status} {code}: {message}" + (f" (request-id {request_id})" if request_id else "")
+        )
+        self.status = status
+        self.code = code
+        self.graph_message = message
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+
+class EntraConnectionSettings(BaseModel):
+    """Validated settings of an ``aadsync_entra`` connection (client secret kept as a SecretStr)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    tenant_id: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    cloud: Literal["global", "china", "usgov", "usgov-dod"] = "global"
+    authority_host: str | None = None
+    graph_url: str | None = None
+    ca_bundle: str | None = None
+    timeout: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1, le=20)
+
+    @field_validator("cloud", mode="before")
+    @classmethod
+    def _known_cloud(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value in RETIRED_CLOUDS:
+                raise ValueError(f"cloud {value!r} is refused: {RETIRED_CLOUDS[value]}")
+        return value
+
+    @field_validator("authority_host", "graph_url", mode="before")
+    @classmethod
+    def _https_url(cls, value: Any) -> Any:
+        if isinstance(value, str) and value:
+            if not value.startswith("https://"):
+                raise ValueError(f"must be an https:// URL (msal and Graph require TLS), got {value!r}")
+            return value.rstrip("/")
+        return value or None
+
+    @model_validator(mode="after")
+    def _no_secret_in_urls(self) -> EntraConnectionSettings:
+        secret = self.client_secret.get_secret_value()
+        if secret and any(secret in (url or "") for url in (self.authority_host, self.graph_url)):
+            raise ValueError("the client secret must not appear in a URL")
+        return self
+
+    @property
+    def endpoints(self) -> Cloud:
+        cloud = CLOUDS[self.cloud]
+        return Cloud(self.cloud, self.authority_host or cloud.authority_host, self.graph_url or cloud.graph_url)
+
+    @property
+    def authority(self) -> str:
+        return f"{self.endpoints.authority_host}/{self.tenant_id}"
+
+    @property
+    def scope(self) -> str:
+        """Tokens are always asked for the cloud's own Graph resource, also when Graph's URL is overridden."""
+        return f"{CLOUDS[self.cloud].graph_url}/.default"
+
+    @classmethod
+    def from_connection(cls, connection: Connection) -> EntraConnectionSettings:
+        extra = {key: value for key, value in connection.extra_dejson.items() if value not in (None, "")}
+        try:
+            return cls(client_id=connection.login or "", client_secret=connection.password or "", **extra)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in item['loc'])}: {item['msg'].removeprefix('Value error, ')}"
+                for item in error.errors()
+            )
+            raise EntraError(f"connection {connection.conn_id!r} is not usable: {problems}") from None
+
+
+def _retry_after(state: RetryCallState) -> float:
+    """Honour Graph's Retry-After exactly; otherwise back off exponentially with jitter."""
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, GraphError) and error.retry_after is not None:
+        return error.retry_after
+    return wait_random_exponential(multiplier=0.5, max=30)(state)
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, GraphError):
+        return error.status in RETRYABLE_STATUSES
+    return isinstance(error, httpx.TransportError)
+
+
+class EntraHook(BaseHook):
+    """Interact with Entra ID through Microsoft Graph.
+
+    :param entra_conn_id: the ``aadsync_entra`` connection to use (default ``aadsync_entra``).
+    :param settings: ready settings instead of a connection (the CLI and tests use this).
+    """
+
+    conn_name_attr = "entra_conn_id"
+    default_conn_name = "aadsync_entra"
+    conn_type = "aadsync_entra"
+    hook_name = "Entra ID (AADSync)"
+
+    def __init__(self, entra_conn_id: str = default_conn_name, *, settings: EntraConnectionSettings | None = None):
+        super().__init__()
+        self.entra_conn_id = entra_conn_id
+        self._settings = settings
+        self.counters: dict[str, float] = {"requests": 0, "retries": 0, "throttled": 0, "retry_wait_seconds": 0.0}
+
+    @cached_property
+    def settings(self) -> EntraConnectionSettings:
+        if self._settings is not None:
+            return self._settings
+        return EntraConnectionSettings.from_connection(self.get_connection(self.entra_conn_id))
+
+    @cached_property
+    def _msal_app(self) -> msal.ConfidentialClientApplication:
+        """Created lazily and once: msal makes a network call when the app is constructed."""
+        settings = self.settings
+        microsoft = urlsplit(settings.endpoints.authority_host).hostname in MICROSOFT_AUTHORITY_HOSTS
+        try:
+            return msal.ConfidentialClientApplication(
+                settings.client_id,
+                client_credential=settings.client_secret.get_secret_value(),
+                authority=settings.authority,
+                validate_authority=microsoft,
+                instance_discovery=microsoft,
+                verify=settings.ca_bundle or True,
+                timeout=settings.timeout,
+            )
+        except ValueError as error:  # msal raises ValueError when tenant discovery fails
+            raise EntraAuthError(f"authority {settings.authority} is not usable: {error}") from None
+        except Exception as error:
+            raise EntraAuthError(f"could not reach the authority {settings.authority}: {error}") from None
+
+    def get_token(self) -> str:
+        """An access token for Graph, from msal's cache while valid."""
+        result = self._msal_app.acquire_token_for_client(scopes=[self.settings.scope])
+        if "access_token" not in result:
+            description = (result.get("error_description") or "").splitlines()[0]
+            raise EntraAuthError(
+                f"no token for client {self.settings.client_id} in tenant {self.settings.tenant_id}: "
+                f"{result.get('error')}: {description}"
+            )
+        return result["access_token"]
+
+    @cached_property
+    def _http(self) -> httpx.Client:
+        settings = self.settings
+        return httpx.Client(
+            base_url=f"{settings.endpoints.graph_url}/v1.0",
+            verify=settings.ca_bundle or True,
+            timeout=settings.timeout,
+            headers={"Accept": "application/json"},
+        )
+
+    def get_conn(self) -> httpx.Client:
+        return self._http
+
+    def close(self) -> None:
+        if "_http" in self.__dict__:
+            self._http.close()
+            del self.__dict__["_http"]
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Get a token and read /organization; never raises."""
+        try:
+            organization = self.request("GET", "/organization")["value"][0]
+            return True, f"Connected to tenant {organization.get('displayName')} ({organization.get('id')})"
+        except Exception as error:
+            return False, str(error)
+
+    # ------------------------------------------------------------------------------------------------ requests
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        """Send one Graph request with retries on throttling and transient errors; return the JSON body or None."""
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            wait=_retry_after,
+            stop=stop_after_attempt(self.settings.max_attempts),
+            reraise=True,
+            before_sleep=self._count_retry,
+        )
+        return retrying(self._send, method, url, **kwargs)
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.counters["retries"] += 1
+        if isinstance(error, GraphError) and error.status == 429:
+            self.counters["throttled"] += 1
+        wait = state.next_action.sleep if state.next_action else 0.0
+        self.counters["retry_wait_seconds"] += wait
+        log.info("retrying %s in %.1f s after %s", state.args[1] if len(state.args) > 1 else "", wait, error)
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.get_token()}", **kwargs.pop("headers", {})}
+        self.counters["requests"] += 1
+        response = self._http.request(method, url, headers=headers, **kwargs)
+        if response.status_code >= 400:
+            raise self._error(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    @staticmethod
+    def _error(response: httpx.Response) -> GraphError:
+        try:
+            body = response.json().get("error", {})
+        except ValueError:
+            body = {}
+        retry_after = response.headers.get("Retry-After")
+        return GraphError(
+            response.status_code,
+            body.get("code") or response.reason_phrase,
+            body.get("message") or response.text[:300],
+            request_id=(body.get("innerError") or {}).get("request-id") or response.headers.get("request-id"),
+            method=response.request.method,
+            url=str(response.request.url.copy_with(query=None)),
+            retry_after=float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None,
+        )
+
+    def paginate(self, url: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Yield each page's JSON, following ``@odata.nextLink`` verbatim (it already carries the query)."""
+        page = self.request("GET", url, params=params, **kwargs)
+        while True:
+            yield page
+            next_link = page.get("@odata.nextLink")
+            if not next_link:
+                return
+            page = self.request("GET", next_link, **kwargs)

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from airflow.sdk import Connection
+
+from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraError, EntraHook, GraphError
+
+SECRET = "Cl1ent-Secret-Value~xyz"
+
+
+def connection(**extra) -> Connection:
+    return Connection(
+        conn_id="aadsync_entra",
+        conn_type="aadsync_entra",
+        login="11111111-2222-3333-4444-555555555555",
+        password=SECRET,
+        extra=json.dumps({"tenant_id": "contoso.onmicrosoft.com", **extra}),
+    )
+
+
+class TestEntraConnectionSettings:
+    @pytest.mark.parametrize(
+        ("cloud", "authority", "graph"),
+        [
+            ("global", "https://login.microsoftonline.com", "https://graph.microsoft.com"),
+            ("china", "https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn"),
+            ("usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us"),
+            ("usgov-dod", "https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
+        ],
+    )
+    def test_clouds(self, cloud, authority, graph):
+        settings = EntraConnectionSettings.from_connection(connection(cloud=cloud))
+        assert settings.authority == f"{authority}/contoso.onmicrosoft.com"
+        assert settings.endpoints.graph_url == graph
+        assert settings.scope == f"{graph}/.default"
+
+    def test_germany_is_refused_with_the_reason(self):
+        with pytest.raises(EntraError, match=r"cloud 'germany' is refused: .*retired.*V2 sync endpoint was never"):
+            EntraConnectionSettings.from_connection(connection(cloud="Germany"))
+
+    def test_overrides_reach_the_emulator_but_scope_stays_graphs(self):
+        settings = EntraConnectionSettings.from_connection(
+            connection(authority_host="https://127.0.0.1:8443/", graph_url="https://127.0.0.1:8443")
+        )
+        assert settings.authority == "https://127.0.0.1:8443/contoso.onmicrosoft.com"
+        assert settings.endpoints.graph_url == "https://127.0.0.1:8443"
+        assert settings.scope == "https://graph.microsoft.com/.default"
+
+    def test_plain_http_override_is_refused(self):
+        with pytest.raises(EntraError, match="graph_url: must be an https:// URL"):
+            EntraConnectionSettings.from_connection(connection(graph_url="http://127.0.0.1:8080"))
+
+    def test_secret_never_in_repr_or_errors(self):
+        settings = EntraConnectionSettings.from_connection(connection())
+        assert SECRET not in repr(settings)
+        with pytest.raises(EntraError) as caught:
+            EntraConnectionSettings.from_connection(connection(cloud="mars"))
+        assert SECRET not in str(caught.value)
+
+
+class TestEntraHookRequests:
+    """Retry and error translation over httpx's transport seam (the emulator tests cover real HTTP)."""
+
+    @pytest.fixture
+    def hook(self, monkeypatch):
+        hook = EntraHook(
+            settings=EntraConnectionSettings(tenant_id="t", client_id="c", client_secret=SECRET, max_attempts=3)
+        )
+        monkeypatch.setattr(hook, "get_token", lambda: "token")
+        return hook
+
+    def use(self, hook, handler):
+        hook.__dict__["_http"] = httpx.Client(
+            base_url="https://graph.test/v1.0", transport=httpx.MockTransport(handler)
+        )
+
+    def test_retry_after_is_honoured_then_success(self, hook, monkeypatch):
+        slept = []
+        monkeypatch.setattr("tenacity.nap.time.sleep", slept.append)
+        answers = iter(
+            [
+                httpx.Response(
+                    429, headers={"Retry-After": "2"}, json={"error": {"code": "TooManyRequests", "message": "x"}}
+                ),
+                httpx.Response(200, json={"value": [1]}),
+            ]
+        )
+        self.use(hook, lambda request: next(answers))
+        assert hook.request("GET", "/users") == {"value": [1]}
+        assert slept == [2.0]
+        assert hook.counters["throttled"] == 1 and hook.counters["retry_wait_seconds"] == 2.0
+
+    def test_graph_error_is_translated_and_not_retried(self, hook):
+        calls = []
+
+        def handler(request):
+            calls.append(request)
+            return httpx.Response(
+                400,
+                json={"error": {"code": "Request_BadRequest", "message": "bad", "innerError": {"request-id": "rid-1"}}},
+            )
+
+        self.use(hook, handler)
+        with pytest.raises(GraphError) as caught:
+            hook.request("POST", "/users", json={})
+        assert (caught.value.status, caught.value.code, caught.value.request_id) == (400, "Request_BadRequest", "rid-1")
+        assert len(calls) == 1
+
+    def test_paging_follows_next_link_verbatim(self, hook):
+        seen = []
+
+        def handler(request):
+            seen.append(str(request.url))
+            if "skiptoken" in str(request.url):
+                return httpx.Response(200, json={"value": [2]})
+            return httpx.Response(
+                200, json={"value": [1], "@odata.nextLink": "https://graph.test/v1.0/users?$skiptoken=abc"}
+            )
+
+        self.use(hook, handler)
+        assert [page["value"] for page in hook.paginate("/users", params={"$top": 1})] == [[1], [2]]
+        assert seen[1] == "https://graph.test/v1.0/users?$skiptoken=abc"
