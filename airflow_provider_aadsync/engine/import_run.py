@@ -1,0 +1,197 @@
+"""One import run of any connector: lock, delta-or-full decision, one transaction, watermarks, run record.
+
+Connector-specific reading lives in an :class:`ImportSteps` (Active Directory, Entra ID); everything a run must
+guarantee whatever the source lives here: rows and watermarks commit together or not at all, a delta without a
+usable watermark becomes a full import and says why, per-object errors are recorded and capped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
+from airflow_provider_aadsync.engine.source import ObjectDecodeError, WatermarkRejectedError
+from airflow_provider_aadsync.engine.store import Store, Watermark, utcnow
+
+log = logging.getLogger(__name__)
+
+#: A run stops after this many per-object errors, as the product's run profiles do.
+ERROR_LIMIT = 5_000
+
+Mode = Literal["full", "delta"]
+
+
+class ErrorLimitExceeded(Exception):
+    """Raised inside an import when the per-object error limit is reached; the transaction rolls back."""
+
+
+class ErrorSink:
+    """Collects per-object errors for the run record; raises once there are ``limit`` of them."""
+
+    def __init__(self, limit: int = ERROR_LIMIT):
+        self.limit = limit
+        self.errors: list[dict[str, Any]] = []
+
+    def add(self, error: ObjectDecodeError) -> None:
+        self.errors.append({"anchor": error.anchor, "dn": error.dn, "code": error.code, "message": str(error)})
+        if len(self.errors) >= self.limit:
+            raise ErrorLimitExceeded from error
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+
+class ImportSteps(Protocol):
+    """The connector-specific part of an import."""
+
+    #: What the watermark is called in messages ("DirSync cookie", "delta link").
+    watermark_name: str
+    #: A watermark older than this may have missed deletions: import fully instead.
+    watermark_lifetime: dt.timedelta
+
+    def partitions(self) -> Sequence[str]: ...
+
+    def server_name(self) -> str | None: ...
+
+    def full(self, writer: ConnectorSpaceWriter, errors: ErrorSink) -> Mapping[str, bytes]:
+        """Read everything into ``writer`` (begin_full … finish_full); return the new watermark per partition."""
+        ...
+
+    def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
+        """Apply the changes since ``saved``; return the new watermark per partition.
+
+        :raise WatermarkRejectedError: the server no longer accepts a saved watermark.
+        """
+        ...
+
+
+@dataclass
+class ImportResult:
+    run_id: int
+    connector: str
+    mode: Mode
+    result: str
+    counters: dict[str, int] = field(default_factory=dict)
+    fallback_reason: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """A small dict for XCom and logs: never objects, never secrets."""
+        return {
+            "run_id": self.run_id,
+            "connector": self.connector,
+            "mode": self.mode,
+            "result": self.result,
+            "counters": self.counters,
+            "fallback_reason": self.fallback_reason,
+        }
+
+
+def process_holder() -> str:
+    """A lock holder name unique to this process on this host."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_import(
+    store: Store,
+    steps: ImportSteps,
+    *,
+    connector: str,
+    mode: Mode,
+    lock_holder: str | None = None,
+    error_limit: int = ERROR_LIMIT,
+) -> ImportResult:
+    """Run one import of ``connector``, recorded as a run.
+
+    ``lock_holder`` names who holds the store lock: an Airflow task passes ``dag_id:run_id`` so its retries take the
+    lock back; by default it is this process, so two separate processes always exclude each other.
+    """
+    with store.locked(lock_holder or process_holder()):
+        fallback_reason = None
+        if mode == "delta":
+            saved: dict[str, Watermark | None] = {
+                partition: store.get_watermark(connector, partition) for partition in steps.partitions()
+            }
+            missing = [partition for partition, mark in saved.items() if mark is None or not mark.cookie]
+            stale = [
+                partition
+                for partition, mark in saved.items()
+                if mark is not None and utcnow() - mark.updated_at > steps.watermark_lifetime
+            ]
+            if missing:
+                fallback_reason = f"no {steps.watermark_name} saved yet for {', '.join(missing)}"
+            elif stale:
+                fallback_reason = (
+                    f"the {steps.watermark_name} of {', '.join(stale)} is older than "
+                    f"{steps.watermark_lifetime.days} days"
+                )
+            else:
+                cookies = {partition: mark.cookie for partition, mark in saved.items() if mark and mark.cookie}
+                try:
+                    return _execute(store, steps, connector, "delta", cookies, error_limit)
+                except WatermarkRejectedError as error:
+                    fallback_reason = f"the server rejected the {steps.watermark_name} ({error})"
+            log.warning("delta import of %s becomes a full import: %s", connector, fallback_reason)
+        result = _execute(store, steps, connector, "full", {}, error_limit)
+        result.fallback_reason = fallback_reason
+        return result
+
+
+def _execute(
+    store: Store,
+    steps: ImportSteps,
+    connector: str,
+    mode: Mode,
+    saved: Mapping[str, bytes],
+    error_limit: int,
+) -> ImportResult:
+    run_id = store.start_run(f"{mode}-import", connector)
+    errors = ErrorSink(error_limit)
+    writer: ConnectorSpaceWriter | None = None
+    try:
+        with store.transaction() as connection:
+            writer = ConnectorSpaceWriter(store, connection, connector, run_id)
+            watermarks = steps.full(writer, errors) if mode == "full" else steps.delta(writer, errors, saved)
+            for partition, cookie in watermarks.items():
+                store.save_watermark(connection, connector, partition, cookie, steps.server_name())
+    except ErrorLimitExceeded:
+        counters = _counters(writer, errors)
+        store.record_errors(run_id, errors.errors)
+        store.finish_run(run_id, "stopped-error-limit", counters, f"stopped after {len(errors)} object errors")
+        return ImportResult(run_id, connector, mode, "stopped-error-limit", counters)
+    except WatermarkRejectedError:
+        store.finish_run(run_id, "stopped-watermark-rejected", _counters(writer, errors), steps.watermark_name)
+        raise
+    except Exception as error:
+        store.record_errors(run_id, errors.errors)
+        store.finish_run(
+            run_id,
+            "stopped-server-down" if _is_connection_error(error) else "stopped-extension-error",
+            _counters(writer, errors),
+            f"{type(error).__name__}: {error}",
+        )
+        raise
+    counters = _counters(writer, errors)
+    result = "completed-import-errors" if len(errors) else "success"
+    store.record_errors(run_id, errors.errors)
+    store.finish_run(run_id, result, counters)
+    log.info("%s import of %s finished: %s %s", mode, connector, result, counters)
+    return ImportResult(run_id, connector, mode, result, counters)
+
+
+def _counters(writer: ConnectorSpaceWriter | None, errors: ErrorSink) -> dict[str, int]:
+    counters = dict(writer.counters) if writer else {}
+    counters["errors"] = len(errors)
+    for name in ("adds", "updates", "renames", "deletes"):
+        counters.setdefault(name, 0)
+    return counters
+
+
+def _is_connection_error(error: Exception) -> bool:
+    names = {klass.__name__ for klass in type(error).__mro__}
+    return any(word in name for name in names for word in ("Socket", "Connection", "Communication", "Transport"))
