@@ -8,7 +8,7 @@ connection's authority/Graph URL overrides and CA bundle.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,6 +23,8 @@ try:  # Airflow 3 task SDK
     from airflow.sdk import BaseHook
 except ImportError:  # pragma: no cover - Airflow is a hard dependency, this only helps static tools
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+
+from airflow_provider_aadsync.engine.source import WatermarkRejectedError
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -86,6 +88,14 @@ class GraphError(EntraError):
         self.graph_message = message
         self.request_id = request_id
         self.retry_after = retry_after
+
+
+class DeltaLinkExpired(EntraError, WatermarkRejectedError):
+    """Raised when Graph no longer accepts a saved delta link; the import falls back to a full one."""
+
+
+#: Graph's error codes for delta state it no longer has (tokens expire after 7 days for directory objects).
+DELTA_STATE_LOST_CODES = frozenset({"syncStateNotFound", "resyncRequired", "syncStateInvalid"})
 
 
 class EntraConnectionSettings(BaseModel):
@@ -297,6 +307,24 @@ class EntraHook(BaseHook):
             url=str(response.request.url.copy_with(query=None)),
             retry_after=float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None,
         )
+
+    def server_name(self) -> str:
+        return urlsplit(self.settings.endpoints.graph_url).netloc
+
+    def delta_pages(self, resource: str, select: Sequence[str], delta_link: str | None) -> Iterator[dict[str, Any]]:
+        """Yield the pages of ``/{resource}/delta`` from the start, or from a saved ``delta_link``.
+
+        :raise DeltaLinkExpired: Graph no longer knows the delta state (``syncStateNotFound``, 410 Gone).
+        """
+        try:
+            if delta_link:
+                yield from self.paginate(delta_link)
+            else:
+                yield from self.paginate(f"/{resource}/delta", params={"$select": ",".join(select)})
+        except GraphError as error:
+            if error.status == 410 or error.code in DELTA_STATE_LOST_CODES:
+                raise DeltaLinkExpired(str(error)) from error
+            raise
 
     def paginate(self, url: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yield each page's JSON, following ``@odata.nextLink`` verbatim (it already carries the query)."""

@@ -1,0 +1,194 @@
+"""The Entra ID import against an in-memory Graph delta source shaped like Graph's documented answers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.entra_import import graph_object, import_entra
+from airflow_provider_aadsync.engine.source import WatermarkRejectedError
+from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, utcnow, watermark
+
+
+def oid(n: int) -> str:
+    return str(uuid.UUID(int=n))
+
+
+def user(n: int, **props: Any) -> dict[str, Any]:
+    return {
+        "id": oid(n),
+        "userPrincipalName": f"user{n}@contoso.test",
+        "displayName": f"User {n}",
+        "accountEnabled": True,
+        **props,
+    }
+
+
+def member(n: int, removed: bool = False) -> dict[str, Any]:
+    entry: dict[str, Any] = {"@odata.type": "#microsoft.graph.user", "id": oid(n)}
+    if removed:
+        entry["@removed"] = {"reason": "deleted"}
+    return entry
+
+
+class FakeGraph:
+    """Serves queued delta rounds: a round is a list of pages (lists of items); the last page gets a deltaLink."""
+
+    def __init__(self):
+        self.rounds: dict[str, list[list[list[dict[str, Any]]]]] = {"users": [], "groups": []}
+        self.links_used: list[str | None] = []
+        self.expired = False
+        self.counter = 0
+
+    def server_name(self) -> str:
+        return "graph.test"
+
+    def delta_pages(self, resource: str, select: Sequence[str], delta_link: str | None) -> Iterator[dict[str, Any]]:
+        self.links_used.append(delta_link)
+        if delta_link and self.expired:
+            raise WatermarkRejectedError("syncStateNotFound")
+        pages = self.rounds[resource].pop(0) if self.rounds[resource] else [[]]
+        for number, items in enumerate(pages, start=1):
+            page: dict[str, Any] = {"@odata.context": "https://graph.test/v1.0/$metadata#users", "value": items}
+            if number < len(pages):
+                page["@odata.nextLink"] = f"https://graph.test/v1.0/{resource}/delta?$skiptoken=s{number}"
+            else:
+                self.counter += 1
+                page["@odata.deltaLink"] = f"https://graph.test/v1.0/{resource}/delta?$deltatoken=d{self.counter}"
+            yield page
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def graph() -> FakeGraph:
+    graph = FakeGraph()
+    graph.rounds["users"].append([[user(1), user(2)], [user(3, department="Sales")]])
+    group = {"id": oid(100), "displayName": "Team", "groupTypes": ["Unified"], "securityEnabled": False}
+    graph.rounds["groups"].append(
+        [
+            [{**group, "members@delta": [member(1), member(2)]}],
+            [{"id": oid(100), "members@delta": [member(3)]}],  # Graph repeats a big group on later pages
+        ]
+    )
+    return graph
+
+
+def rows(store: Store) -> dict[str, dict]:
+    with store.engine.connect() as connection:
+        return {row.anchor: dict(row._mapping) for row in connection.execute(sa.select(cs_object))}
+
+
+def members(store: Store, group: int) -> set[str]:
+    with store.engine.connect() as connection:
+        return set(
+            connection.execute(
+                sa.select(cs_reference.c.target_anchor).where(
+                    cs_reference.c.anchor == oid(group), cs_reference.c.attribute == "members"
+                )
+            ).scalars()
+        )
+
+
+def test_graph_object_keeps_types_and_splits_member_changes():
+    obj = graph_object(
+        "groups",
+        {
+            "id": oid(7),
+            "mailEnabled": False,
+            "groupTypes": ["Unified"],
+            "description": None,
+            "members@delta": [member(1), member(2, removed=True)],
+        },
+        partial=True,
+    )
+    assert obj.attrs == {"id": [oid(7)], "mailEnabled": [False], "groupTypes": ["Unified"], "description": []}
+    assert obj.reference_adds == {"members": [(oid(1), None)]}
+    assert obj.reference_removes == {"members": [(oid(2), None)]}
+    removed = graph_object("users", {"id": oid(8), "@removed": {"reason": "changed"}}, partial=True)
+    assert removed.deleted and removed.object_type == "user"
+
+
+def test_full_import_gathers_groups_across_pages_and_saves_both_delta_links(graph, store):
+    result = import_entra(graph, store, mode="full")
+    assert result.result == "success" and result.counters["adds"] == 4
+    assert members(store, 100) == {oid(1), oid(2), oid(3)}
+    state = rows(store)
+    assert json.loads(state[oid(1)]["attrs"])["accountEnabled"] == [True]
+    assert state[oid(100)]["object_type"] == "group" and state[oid(1)]["dn"] == f"users/{oid(1)}"
+    with store.engine.connect() as connection:
+        links = dict(connection.execute(sa.select(watermark.c.partition, watermark.c.cookie)).all())
+    assert links == {
+        "users": b"https://graph.test/v1.0/users/delta?$deltatoken=d1",
+        "groups": b"https://graph.test/v1.0/groups/delta?$deltatoken=d2",
+    }
+
+
+def test_delta_applies_changes_from_the_saved_links(graph, store):
+    import_entra(graph, store, mode="full")
+    graph.rounds["users"].append(
+        [
+            [
+                {"id": oid(1), "displayName": "Renamed"},
+                {"id": oid(2), "@removed": {"reason": "deleted"}},
+                user(4),
+            ]
+        ]
+    )
+    graph.rounds["groups"].append([[{"id": oid(100), "members@delta": [member(4), member(1, removed=True)]}]])
+    result = import_entra(graph, store, mode="delta")
+    assert result.mode == "delta" and result.fallback_reason is None
+    assert graph.links_used[-2:] == [
+        "https://graph.test/v1.0/users/delta?$deltatoken=d1",
+        "https://graph.test/v1.0/groups/delta?$deltatoken=d2",
+    ]
+    counters = result.counters
+    assert (counters["adds"], counters["deletes"]) == (1, 1)
+    assert json.loads(rows(store)[oid(1)]["attrs"])["displayName"] == ["Renamed"]
+    assert members(store, 100) == {oid(3), oid(4)}  # 2 was deleted with its user, 1 removed, 4 added
+
+
+def test_expired_delta_link_falls_back_to_full(graph, store):
+    import_entra(graph, store, mode="full")
+    graph.expired = True
+    graph.rounds["users"].append([[user(1), user(2), user(3, department="Sales")]])
+    graph.rounds["groups"].append(
+        [
+            [
+                {
+                    "id": oid(100),
+                    "displayName": "Team",
+                    "groupTypes": ["Unified"],
+                    "securityEnabled": False,
+                    "members@delta": [member(1), member(2), member(3)],
+                }
+            ]
+        ]
+    )
+    result = import_entra(graph, store, mode="delta")
+    assert result.mode == "full" and "rejected the delta link" in result.fallback_reason
+    assert (result.counters["adds"], result.counters["updates"], result.counters["deletes"]) == (0, 0, 0)
+
+
+def test_delta_link_older_than_seven_days_means_full(graph, store):
+    import_entra(graph, store, mode="full")
+    with store.transaction() as connection:
+        connection.execute(sa.update(watermark).values(updated_at=utcnow().replace(year=2020)))
+    result = import_entra(graph, store, mode="delta")
+    assert result.mode == "full" and "older than 7 days" in result.fallback_reason
+
+
+def test_item_without_id_is_a_per_object_error(graph, store):
+    graph.rounds["users"][0][0].append({"displayName": "ghost"})
+    result = import_entra(graph, store, mode="full")
+    assert result.result == "completed-import-errors" and result.counters["adds"] == 4
+    assert store.run_errors(result.run_id)[0]["code"] == "missing-anchor"
