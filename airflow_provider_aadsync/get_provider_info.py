@@ -119,6 +119,12 @@ def get_provider_info() -> dict[str, Any]:
                     "authority_host": _text("Authority host override", "e.g. https://127.0.0.1:8443 for the emulator"),
                     "graph_url": _text("Graph URL override", "e.g. https://127.0.0.1:8443 for the emulator"),
                     "ca_bundle": _text("CA bundle", "Path to a PEM bundle to trust (empty: system trust store)"),
+                    "certificate": {
+                        "label": "Certificate private key",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                        "description": "Instead of a client secret: the PEM private key (or a path to it)",
+                    },
+                    "certificate_thumbprint": _text("Certificate thumbprint", "SHA-1 thumbprint, hex"),
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "extra", "host", "port"],

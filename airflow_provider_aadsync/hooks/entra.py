@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -105,7 +106,10 @@ class EntraConnectionSettings(BaseModel):
 
     tenant_id: str = Field(min_length=1)
     client_id: str = Field(min_length=1)
-    client_secret: SecretStr
+    client_secret: SecretStr | None = None
+    #: Certificate credential instead of a secret: the private key (PEM text or a path to it) and its SHA-1 thumbprint.
+    certificate: SecretStr | None = None
+    certificate_thumbprint: str | None = None
     cloud: Literal["global", "china", "usgov", "usgov-dod"] = "global"
     authority_host: str | None = None
     graph_url: str | None = None
@@ -132,11 +136,25 @@ class EntraConnectionSettings(BaseModel):
         return value or None
 
     @model_validator(mode="after")
-    def _no_secret_in_urls(self) -> EntraConnectionSettings:
-        secret = self.client_secret.get_secret_value()
+    def _one_credential(self) -> EntraConnectionSettings:
+        secret = self.client_secret.get_secret_value() if self.client_secret else ""
+        if bool(secret) == bool(self.certificate):
+            raise ValueError("give either a client secret (password) or a certificate with its thumbprint, not both")
+        if self.certificate and not self.certificate_thumbprint:
+            raise ValueError("certificate_thumbprint is required with a certificate")
         if secret and any(secret in (url or "") for url in (self.authority_host, self.graph_url)):
             raise ValueError("the client secret must not appear in a URL")
         return self
+
+    def client_credential(self) -> str | dict[str, str]:
+        """What msal takes: the secret, or the certificate's private key and thumbprint."""
+        if self.client_secret and self.client_secret.get_secret_value():
+            return self.client_secret.get_secret_value()
+        assert self.certificate is not None and self.certificate_thumbprint is not None
+        key = self.certificate.get_secret_value()
+        if "-----BEGIN" not in key:
+            key = Path(key).read_text()
+        return {"private_key": key, "thumbprint": self.certificate_thumbprint.replace(":", "")}
 
     @property
     def endpoints(self) -> Cloud:
@@ -156,7 +174,7 @@ class EntraConnectionSettings(BaseModel):
     def from_connection(cls, connection: Connection) -> EntraConnectionSettings:
         extra = {key: value for key, value in connection.extra_dejson.items() if value not in (None, "")}
         try:
-            return cls(client_id=connection.login or "", client_secret=connection.password or "", **extra)
+            return cls(client_id=connection.login or "", client_secret=connection.password or None, **extra)
         except ValidationError as error:
             problems = "; ".join(
                 f"{'.'.join(str(part) for part in item['loc'])}: {item['msg'].removeprefix('Value error, ')}"
@@ -211,7 +229,7 @@ class EntraHook(BaseHook):
         try:
             return msal.ConfidentialClientApplication(
                 settings.client_id,
-                client_credential=settings.client_secret.get_secret_value(),
+                client_credential=settings.client_credential(),
                 authority=settings.authority,
                 validate_authority=microsoft,
                 instance_discovery=microsoft,
