@@ -134,6 +134,23 @@ def import_ad(mode: str, conn_id: str | None, store_url: str | None, instance: s
         click.echo(render_runs(store, [result["run_id"]]))
 
 
+@main.command("import-entra")
+@click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
+@click.option("--conn-id", default="aadsync_entra", show_default=True, help="Airflow connection id.")
+@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@click.option("--instance", default="default", show_default=True, help="Sync instance name.")
+@click.option("--connector", default="entra", show_default=True, help="Connector space name.")
+def import_entra_command(mode: str, conn_id: str, store_url: str | None, instance: str, connector: str) -> None:
+    """Import Entra ID users and groups into the store and print the run report."""
+    from airflow_provider_aadsync.engine.report import render_runs
+    from airflow_provider_aadsync.hooks.entra import EntraHook
+    from airflow_provider_aadsync.operators.entra_import import run_entra_import
+
+    with Store.open(store_url, instance=instance) as store:
+        result = run_entra_import(EntraHook(conn_id), store, mode=mode, connector=connector)
+        click.echo(render_runs(store, [result["run_id"]]))
+
+
 @main.command("report")
 @click.argument("run_ids", nargs=-1, type=int)
 @click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
