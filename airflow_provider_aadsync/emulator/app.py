@@ -1,0 +1,182 @@
+"""The ASGI app: identity platform + Graph v1.0 + the emulator's admin API under ``/_emulator``.
+
+Admin API (no auth; refused unless the caller is on loopback):
+
+- ``POST /_emulator/tenants`` ``{"id"?, "name"?, "displayName"?, "verifiedDomains"?: [...],
+  "apps"?: [{"clientId"?, "clientSecret"?, "displayName"?}]}`` → 201 with the tenant (generated ids and secrets
+  included); ``GET /_emulator/tenants``, ``GET``/``DELETE /_emulator/tenants/{id}``;
+- ``POST /_emulator/tenants/{id}/objects`` ``{"@odata.type": "#microsoft.graph.user|group|orgContact", ...}`` →
+  201: seed an object, read-only properties allowed (``onPremisesSyncEnabled``, ``proxyAddresses``, contacts);
+- ``POST /_emulator/reset`` → 204 (no tenants, default settings, counters zeroed);
+- ``GET /_emulator/counters`` (requests by method and route template, per status, 4xx/5xx; admin calls are not
+  counted), ``DELETE`` zeroes them;
+- ``GET``/``PUT /_emulator/settings`` ``{"tokenLifetimeSeconds": N}``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from airflow_provider_aadsync.emulator import exceptions as err
+from airflow_provider_aadsync.emulator import graph, identity
+from airflow_provider_aadsync.emulator.models import EmulatorState
+
+_MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+_LOOPBACK_CLIENTS = {"127.0.0.1", "::1", "localhost", "testclient"}
+
+
+class GraphMiddleware:
+    """Per request: a ``request-id`` (echoed with ``client-request-id``), the counters, and the state snapshot."""
+
+    def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = str(uuid.uuid4())
+        client_request_id = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"client-request-id"), request_id
+        )
+        scope["emulator.request_id"] = request_id
+        scope["emulator.client_request_id"] = client_request_id
+        status = 500
+
+        async def wrapped_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"request-id", request_id.encode()))
+                headers.append((b"client-request-id", client_request_id.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, wrapped_send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "(unmatched)"
+            if not scope["path"].startswith("/_emulator/"):
+                self.state.count(scope["method"], template, status)
+            if scope["method"] in _MUTATING and status < 400 and not template.endswith("/token"):
+                self.state.save()
+
+
+def _graph_error(request: Request, error: err.GraphError) -> JSONResponse:
+    body = error.body(
+        request_id=request.scope.get("emulator.request_id", ""),
+        client_request_id=request.scope.get("emulator.client_request_id", ""),
+    )
+    return JSONResponse(body, status_code=error.status, headers=error.headers, media_type=graph.ODATA_JSON)
+
+
+async def _on_graph_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, err.GraphError)
+    return _graph_error(request, exc)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/v1.0"):
+        if exc.status_code == 405:
+            return _graph_error(request, err.MethodNotAllowed())
+        if exc.status_code == 404:
+            segment = next((s for s in reversed(request.url.path.split("/")) if s), "v1.0")
+            return _graph_error(request, err.SegmentNotFound(segment))
+    return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
+def _admin_routes(state: EmulatorState) -> list[Route]:
+    def loopback_only(request: Request) -> None:
+        if request.client is None or request.client.host not in _LOOPBACK_CLIENTS:
+            raise err.GraphError(403, "Forbidden", "The admin API answers loopback clients only.")
+
+    async def body_of(request: Request) -> Any:
+        try:
+            return await request.json()
+        except ValueError:
+            raise err.BadRequest("A JSON body is expected.") from None
+
+    def tenant_of(request: Request):
+        tenant = state.find_tenant(request.path_params["tenant"])
+        if tenant is None:
+            raise err.ResourceNotFound(request.path_params["tenant"])
+        return tenant
+
+    async def tenants(request: Request) -> Response:
+        loopback_only(request)
+        if request.method == "POST":
+            tenant = state.create_tenant(await body_of(request))
+            return JSONResponse(tenant.summary(), status_code=201)
+        with state.lock:
+            return JSONResponse({"value": [t.summary() for t in state.tenants.values()]})
+
+    async def tenant(request: Request) -> Response:
+        loopback_only(request)
+        found = tenant_of(request)
+        if request.method == "DELETE":
+            state.delete_tenant(found.id)
+            return Response(status_code=204)
+        return JSONResponse(found.summary())
+
+    async def objects(request: Request) -> Response:
+        loopback_only(request)
+        props = tenant_of(request).seed(await body_of(request))
+        return JSONResponse(props, status_code=201)
+
+    async def reset(request: Request) -> Response:
+        loopback_only(request)
+        state.reset()
+        return Response(status_code=204)
+
+    async def counters(request: Request) -> Response:
+        loopback_only(request)
+        if request.method == "DELETE":
+            state.reset_counters()
+            return Response(status_code=204)
+        return JSONResponse(state.counters_snapshot())
+
+    async def settings(request: Request) -> Response:
+        loopback_only(request)
+        if request.method == "PUT":
+            body = await body_of(request)
+            lifetime = body.get("tokenLifetimeSeconds") if isinstance(body, dict) else None
+            if lifetime is not None:
+                if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime < 0:
+                    raise err.BadRequest("tokenLifetimeSeconds must be a non-negative integer.")
+                with state.lock:
+                    state.token_lifetime = lifetime
+        return JSONResponse({"tokenLifetimeSeconds": state.token_lifetime})
+
+    return [
+        Route("/_emulator/tenants", tenants, methods=["GET", "POST"]),
+        Route("/_emulator/tenants/{tenant}", tenant, methods=["GET", "DELETE"]),
+        Route("/_emulator/tenants/{tenant}/objects", objects, methods=["POST"]),
+        Route("/_emulator/reset", reset, methods=["POST"]),
+        Route("/_emulator/counters", counters, methods=["GET", "DELETE"]),
+        Route("/_emulator/settings", settings, methods=["GET", "PUT"]),
+    ]
+
+
+def create_app(state: EmulatorState) -> Starlette:
+    """The emulator as an ASGI app over *state*; ``app.state.emulator`` and ``app.state.tokens`` expose both."""
+    tokens = identity.TokenService(state)
+    app = Starlette(
+        routes=[*_admin_routes(state), *graph.routes(tokens), *identity.routes(state, tokens)],
+        exception_handlers={err.GraphError: _on_graph_error, HTTPException: _on_http_error},
+    )
+    app.add_middleware(GraphMiddleware, state=state)
+    app.state.emulator = state
+    app.state.tokens = tokens
+    return app

@@ -1,0 +1,801 @@
+"""The emulator's state: tenants with their directory objects, and every domain rule Graph enforces on them.
+
+Routes stay thin: they parse the request, call one method here and render the result. All reads and writes take
+the one lock of :class:`EmulatorState`, so the state is safe to use from uvicorn's thread and from tests at once.
+Objects are plain property dicts (Graph's JSON names); relationships (group members, owners) live beside them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_aadsync.emulator import exceptions as err
+
+USER = "user"
+GROUP = "group"
+CONTACT = "orgContact"
+ODATA_TYPES = {USER: "#microsoft.graph.user", GROUP: "#microsoft.graph.group", CONTACT: "#microsoft.graph.orgContact"}
+RESOURCE_NAMES = {USER: "User", GROUP: "Group", CONTACT: "OrgContact"}
+ENTITY_SETS = {USER: "users", GROUP: "groups", CONTACT: "contacts"}
+MAX_LINK_CHANGES = 20
+DEFAULT_TOKEN_LIFETIME = 3599
+
+# Property name -> access: "rw" writable, "ro" read-only (only the admin API may seed it), "wo" write-only.
+_USER_PROPS = {
+    "id": "ro",
+    "accountEnabled": "rw",
+    "ageGroup": "rw",
+    "businessPhones": "rw",
+    "city": "rw",
+    "companyName": "rw",
+    "country": "rw",
+    "createdDateTime": "ro",
+    "creationType": "ro",
+    "deletedDateTime": "ro",
+    "department": "rw",
+    "displayName": "rw",
+    "employeeHireDate": "rw",
+    "employeeId": "rw",
+    "employeeType": "rw",
+    "externalUserState": "ro",
+    "faxNumber": "rw",
+    "givenName": "rw",
+    "imAddresses": "ro",
+    "jobTitle": "rw",
+    "mail": "rw",
+    "mailNickname": "rw",
+    "mobilePhone": "rw",
+    "officeLocation": "rw",
+    "onPremisesDistinguishedName": "ro",
+    "onPremisesDomainName": "ro",
+    "onPremisesExtensionAttributes": "rw",
+    "onPremisesImmutableId": "rw",
+    "onPremisesLastSyncDateTime": "ro",
+    "onPremisesSamAccountName": "ro",
+    "onPremisesSecurityIdentifier": "ro",
+    "onPremisesSyncEnabled": "ro",
+    "onPremisesUserPrincipalName": "ro",
+    "otherMails": "rw",
+    "passwordPolicies": "rw",
+    "passwordProfile": "wo",
+    "postalCode": "rw",
+    "preferredLanguage": "rw",
+    "proxyAddresses": "ro",
+    "showInAddressList": "rw",
+    "state": "rw",
+    "streetAddress": "rw",
+    "surname": "rw",
+    "usageLocation": "rw",
+    "userPrincipalName": "rw",
+    "userType": "rw",
+}
+_USER_DEFAULT_SELECT = (
+    "businessPhones",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "id",
+)
+_GROUP_PROPS = {
+    "id": "ro",
+    "classification": "rw",
+    "createdDateTime": "ro",
+    "deletedDateTime": "ro",
+    "description": "rw",
+    "displayName": "rw",
+    "expirationDateTime": "ro",
+    "groupTypes": "rw",
+    "isAssignableToRole": "rw",
+    "mail": "ro",
+    "mailEnabled": "rw",
+    "mailNickname": "rw",
+    "membershipRule": "rw",
+    "membershipRuleProcessingState": "rw",
+    "onPremisesDomainName": "ro",
+    "onPremisesLastSyncDateTime": "ro",
+    "onPremisesNetBiosName": "ro",
+    "onPremisesSamAccountName": "ro",
+    "onPremisesSecurityIdentifier": "ro",
+    "onPremisesSyncEnabled": "ro",
+    "preferredLanguage": "rw",
+    "proxyAddresses": "ro",
+    "renewedDateTime": "ro",
+    "securityEnabled": "rw",
+    "securityIdentifier": "ro",
+    "visibility": "rw",
+}
+_GROUP_DEFAULT_SELECT = tuple(_GROUP_PROPS)
+_CONTACT_PROPS = {
+    "id": "ro",
+    "addresses": "ro",
+    "companyName": "ro",
+    "deletedDateTime": "ro",
+    "department": "ro",
+    "displayName": "ro",
+    "givenName": "ro",
+    "jobTitle": "ro",
+    "mail": "ro",
+    "mailNickname": "ro",
+    "onPremisesLastSyncDateTime": "ro",
+    "onPremisesSyncEnabled": "ro",
+    "phones": "ro",
+    "proxyAddresses": "ro",
+    "surname": "ro",
+}
+PROPERTIES = {USER: _USER_PROPS, GROUP: _GROUP_PROPS, CONTACT: _CONTACT_PROPS}
+DEFAULT_SELECT = {USER: _USER_DEFAULT_SELECT, GROUP: _GROUP_DEFAULT_SELECT, CONTACT: tuple(_CONTACT_PROPS)}
+_COLLECTIONS = {"businessPhones", "imAddresses", "otherMails", "proxyAddresses", "groupTypes", "addresses", "phones"}
+_BOOLEANS = {"accountEnabled", "mailEnabled", "securityEnabled", "isAssignableToRole", "showInAddressList"}
+_OBJECTS = {"passwordProfile", "onPremisesExtensionAttributes"}
+# Attributes a directory-synchronised object keeps writable in the cloud.
+_CLOUD_WRITABLE_ON_SYNCED = {"usageLocation", "passwordProfile", "passwordPolicies", "preferredLanguage"}
+
+_MAIL_NICKNAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]{1,64}$")
+_UPN_LOCAL = re.compile(r"^[A-Za-z0-9'.\-_!#^~]{1,113}$")
+_ODATA_ID = re.compile(r"/(?:v1\.0|beta)/(?:directoryObjects|users|groups|contacts)/([^/?#]+)/?(?:[?#].*)?$", re.I)
+_REQUIRED = {
+    USER: ("accountEnabled", "displayName", "mailNickname", "userPrincipalName", "passwordProfile"),
+    GROUP: ("displayName", "mailEnabled", "mailNickname", "securityEnabled"),
+}
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def security_identifier(object_id: str) -> str:
+    """The ``S-1-12-1-...`` SID Entra ID derives from a cloud object's GUID."""
+    raw = uuid.UUID(object_id).bytes_le
+    parts = [int.from_bytes(raw[i : i + 4], "little") for i in range(0, 16, 4)]
+    return "S-1-12-1-" + "-".join(str(p) for p in parts)
+
+
+def object_id_from_url(url: Any) -> str:
+    """The object id in an ``@odata.bind`` / ``@odata.id`` URL, on Graph's host or the emulator's."""
+    if not isinstance(url, str):
+        raise err.BadRequest("Invalid object identifier in reference URL.")
+    match = _ODATA_ID.search(url.strip())
+    if not match:
+        raise err.BadRequest(f"Invalid object identifier '{url}'.")
+    return match.group(1)
+
+
+@dataclass
+class App:
+    client_id: str
+    secret: str
+    display_name: str = "aadsync"
+    service_principal_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "clientId": self.client_id,
+            "clientSecret": self.secret,
+            "displayName": self.display_name,
+            "servicePrincipalId": self.service_principal_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> App:
+        return cls(
+            client_id=str(data.get("clientId") or uuid.uuid4()),
+            secret=str(data.get("clientSecret") or secrets.token_urlsafe(30)),
+            display_name=str(data.get("displayName") or "aadsync"),
+            service_principal_id=str(data.get("servicePrincipalId") or uuid.uuid4()),
+        )
+
+
+@dataclass
+class DirectoryObject:
+    kind: str
+    seq: int
+    props: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.props["id"]
+
+
+@dataclass
+class Deleted:
+    obj: DirectoryObject
+    member_of: list[str]
+    members: list[str]
+
+
+class Tenant:
+    """One Entra tenant: organization facts, app registrations, directory objects and their links."""
+
+    def __init__(
+        self,
+        lock: threading.RLock,
+        *,
+        tenant_id: str,
+        name: str,
+        display_name: str | None = None,
+        verified_domains: Iterable[str] = (),
+        apps: Iterable[App] = (),
+        created: str | None = None,
+    ) -> None:
+        self._lock = lock
+        self.id = tenant_id
+        self.name = name
+        self.initial_domain = f"{name}.onmicrosoft.com".lower()
+        self.display_name = display_name or name
+        domains = [self.initial_domain] + [d.lower() for d in verified_domains]
+        self.verified_domains = list(dict.fromkeys(domains))
+        self.apps = {app.client_id: app for app in apps}
+        self.created = created or now_iso()
+        self._seq = 0
+        self._objects: dict[str, DirectoryObject] = {}
+        self._deleted: dict[str, Deleted] = {}
+        self._members: dict[str, dict[str, int]] = {}  # group id -> {member id: link sequence number}
+        self._owners: dict[str, dict[str, int]] = {}
+
+    # ------------------------------------------------------------------------------------------- organization
+
+    def organization(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "displayName": self.display_name,
+            "createdDateTime": self.created,
+            "onPremisesSyncEnabled": None,
+            "onPremisesLastSyncDateTime": None,
+            "tenantType": "AAD",
+            "verifiedDomains": [
+                {
+                    "capabilities": "Email, OfficeCommunicationsOnline",
+                    "isDefault": name == self.initial_domain,
+                    "isInitial": name == self.initial_domain,
+                    "name": name,
+                    "type": "Managed",
+                }
+                for name in self.verified_domains
+            ],
+        }
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "id": self.id,
+                "name": self.name,
+                "displayName": self.display_name,
+                "initialDomain": self.initial_domain,
+                "verifiedDomains": list(self.verified_domains),
+                "apps": [app.to_dict() for app in self.apps.values()],
+                "counts": {
+                    "users": sum(1 for o in self._objects.values() if o.kind == USER),
+                    "groups": sum(1 for o in self._objects.values() if o.kind == GROUP),
+                    "contacts": sum(1 for o in self._objects.values() if o.kind == CONTACT),
+                    "deletedItems": len(self._deleted),
+                },
+            }
+
+    # ------------------------------------------------------------------------------------------- lookups
+
+    def _find(self, kind: str | None, key: str) -> DirectoryObject:
+        obj = self._objects.get(key) or self._objects.get(key.lower())
+        if obj is None and kind == USER and "@" in key:
+            wanted = key.lower()
+            obj = next(
+                (
+                    o
+                    for o in self._objects.values()
+                    if o.kind == USER and o.props["userPrincipalName"].lower() == wanted
+                ),
+                None,
+            )
+        if obj is None or (kind is not None and obj.kind != kind):
+            raise err.ResourceNotFound(key)
+        return obj
+
+    def get(self, kind: str | None, key: str) -> tuple[str, dict[str, Any]]:
+        """``(kind, properties copy)`` of a live object by id (or UPN for users); 404 otherwise."""
+        with self._lock:
+            obj = self._find(kind, key)
+            return obj.kind, dict(obj.props)
+
+    def list(self, kind: str, predicate: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+        """Live objects of *kind* in creation order, each a copy with ``_seq`` (the paging cursor) added."""
+        with self._lock:
+            return [
+                {**o.props, "_seq": o.seq}
+                for o in self._objects.values()
+                if o.kind == kind and (predicate is None or predicate(o.props))
+            ]
+
+    def members(self, group_id: str) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            group = self._find(GROUP, group_id)
+            out = []
+            for member_id, seq in self._members.get(group.id, {}).items():
+                obj = self._objects[member_id]
+                out.append((obj.kind, {**obj.props, "_seq": seq}))
+            return out
+
+    def deleted_items(self, kind: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            return [
+                (d.obj.kind, {**d.obj.props, "_seq": d.obj.seq})
+                for d in self._deleted.values()
+                if kind is None or d.obj.kind == kind
+            ]
+
+    def get_deleted(self, object_id: str) -> tuple[str, dict[str, Any]]:
+        with self._lock:
+            deleted = self._deleted.get(object_id.lower())
+            if deleted is None:
+                raise err.ResourceNotFound(object_id)
+            return deleted.obj.kind, dict(deleted.obj.props)
+
+    # ------------------------------------------------------------------------------------------- validation
+
+    def _check_body(self, kind: str, body: dict[str, Any], *, admin: bool) -> dict[str, Any]:
+        """The plain properties of *body*, type-checked; ``@odata.*`` annotations and binds are dropped."""
+        if not isinstance(body, dict):
+            raise err.BadRequest("Empty Payload, JSON content expected.")
+        odata_type = body.get("@odata.type")
+        if odata_type is not None and str(odata_type).lstrip("#") != ODATA_TYPES[kind].lstrip("#"):
+            raise err.BadRequest(
+                f"A type named '{str(odata_type).lstrip('#')}' could not be resolved by the model. When a model is "
+                "available, each type name must resolve to a valid type."
+            )
+        props = PROPERTIES[kind]
+        out: dict[str, Any] = {}
+        for name, value in body.items():
+            if "@" in name:
+                continue  # annotations (@odata.type) and binds (members@odata.bind) are handled by the caller
+            access = props.get(name)
+            if access is None:
+                raise err.UnknownProperty(name)
+            if access == "ro" and not admin:
+                raise err.ReadOnlyProperty(name)
+            if value is not None:
+                if name in _COLLECTIONS and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                    raise err.InvalidPropertyValue(name, RESOURCE_NAMES[kind])
+                if name in _BOOLEANS and not isinstance(value, bool):
+                    raise err.InvalidPropertyValue(name, RESOURCE_NAMES[kind])
+                if name in _OBJECTS and not isinstance(value, dict):
+                    raise err.InvalidPropertyValue(name, RESOURCE_NAMES[kind])
+                if (
+                    name not in _COLLECTIONS | _BOOLEANS | _OBJECTS
+                    and name != "onPremisesSyncEnabled"
+                    and not isinstance(value, str)
+                ):
+                    raise err.InvalidPropertyValue(name, RESOURCE_NAMES[kind])
+            out[name] = value
+        return out
+
+    def _check_user_values(self, values: dict[str, Any], *, exclude: str | None) -> None:
+        if "mailNickname" in values and not _MAIL_NICKNAME.match(values["mailNickname"] or ""):
+            raise err.InvalidPropertyValue("mailNickname", "User")
+        if "userPrincipalName" in values:
+            upn = values["userPrincipalName"] or ""
+            local, at, domain = upn.rpartition("@")
+            if not at or not _UPN_LOCAL.match(local) or not domain:
+                raise err.InvalidPropertyValue("userPrincipalName", "User")
+            if domain.lower() not in self.verified_domains:
+                raise err.UnverifiedUpnDomain()
+            if self._upn_taken(upn, exclude):
+                raise err.ObjectConflict("userPrincipalName")
+        if "passwordProfile" in values:
+            profile = values["passwordProfile"]
+            if not isinstance(profile, dict) or not isinstance(profile.get("password"), str) or not profile["password"]:
+                raise err.InvalidPropertyValue("passwordProfile", "User")
+
+    def _upn_taken(self, upn: str, exclude: str | None) -> bool:
+        wanted = upn.lower()
+        return any(
+            o.kind == USER and o.id != exclude and o.props["userPrincipalName"].lower() == wanted
+            for o in self._objects.values()
+        )
+
+    def _check_proxies(self, proxies: Iterable[str], exclude: str | None) -> None:
+        wanted = {p.lower() for p in proxies}
+        if not wanted:
+            return
+        for o in self._objects.values():
+            if o.id != exclude and wanted & {p.lower() for p in o.props.get("proxyAddresses") or []}:
+                raise err.ObjectConflict("proxyAddresses")
+
+    def _check_synced(self, obj: DirectoryObject, changed: Iterable[str]) -> None:
+        if obj.props.get("onPremisesSyncEnabled") and any(n not in _CLOUD_WRITABLE_ON_SYNCED for n in changed):
+            raise err.DirSyncMastered()
+
+    def _bind_ids(self, body: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """The member and owner ids in ``members@odata.bind`` / ``owners@odata.bind``; at most 20 in all."""
+        found: dict[str, list[str]] = {"members": [], "owners": []}
+        for name, value in body.items():
+            if not name.endswith("@odata.bind"):
+                continue
+            prop = name[: -len("@odata.bind")]
+            if prop not in found:
+                raise err.UnknownProperty(prop)
+            if not isinstance(value, list):
+                raise err.BadRequest(f"Invalid value for '{name}': an array of URLs is expected.")
+            found[prop].extend(object_id_from_url(url) for url in value)
+        if len(found["members"]) + len(found["owners"]) > MAX_LINK_CHANGES:
+            raise err.TooManyLinkChanges()
+        for prop, ids in found.items():
+            if len({i.lower() for i in ids}) != len(ids):
+                raise err.ReferenceAlreadyExists(prop)
+            for object_id in ids:
+                if object_id.lower() not in self._objects:
+                    raise err.ResourceNotFound(object_id)
+        return [i.lower() for i in found["members"]], [i.lower() for i in found["owners"]]
+
+    # ------------------------------------------------------------------------------------------- writes
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _new(self, kind: str, props: dict[str, Any]) -> DirectoryObject:
+        obj = DirectoryObject(kind, self._next_seq(), props)
+        self._objects[obj.id] = obj
+        return obj
+
+    def _new_id(self, requested: Any) -> str:
+        object_id = str(uuid.UUID(str(requested))) if requested else str(uuid.uuid4())
+        if object_id in self._objects or object_id in self._deleted:
+            raise err.ObjectConflict("id")
+        return object_id
+
+    def create_user(self, body: dict[str, Any], *, admin: bool = False) -> dict[str, Any]:
+        with self._lock:
+            values = self._check_body(USER, body, admin=admin)
+            for name in _REQUIRED[USER]:
+                if values.get(name) in (None, ""):
+                    raise err.PropertyRequired(name)
+            self._check_user_values(values, exclude=None)
+            values.pop("passwordProfile", None)  # never stored: the emulator keeps no passwords
+            proxies = values.get("proxyAddresses")
+            if proxies is None:
+                proxies = [f"SMTP:{values['mail']}"] if values.get("mail") else []
+            self._check_proxies(proxies, None)
+            object_id = self._new_id(values.pop("id", None))
+            props = {name: None for name in _USER_PROPS if name != "passwordProfile"}
+            props.update(
+                businessPhones=[],
+                imAddresses=[],
+                otherMails=[],
+                userType="Member",
+                creationType=None,
+                createdDateTime=now_iso(),
+            )
+            props.update(values)
+            props.update(id=object_id, proxyAddresses=list(proxies))
+            return dict(self._new(USER, props).props)
+
+    def update_user(self, key: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            obj = self._find(USER, key)
+            values = self._check_body(USER, body, admin=False)
+            self._check_synced(obj, values)
+            for name in ("accountEnabled", "displayName", "mailNickname", "userPrincipalName"):
+                if name in values and values[name] in (None, ""):
+                    raise err.InvalidPropertyValue(name, "User")
+            self._check_user_values(values, exclude=obj.id)
+            values.pop("passwordProfile", None)
+            if values.get("mail") and values["mail"] != obj.props.get("mail"):
+                proxies = [p for p in obj.props["proxyAddresses"] if not p.startswith("SMTP:")]
+                proxies.insert(0, f"SMTP:{values['mail']}")
+                self._check_proxies(proxies, obj.id)
+                values["proxyAddresses"] = proxies
+            obj.props.update(values)
+
+    def create_group(self, body: dict[str, Any], *, admin: bool = False) -> dict[str, Any]:
+        with self._lock:
+            values = self._check_body(GROUP, body, admin=admin)
+            for name in _REQUIRED[GROUP]:
+                if values.get(name) in (None, ""):
+                    raise err.PropertyRequired(name)
+            if not _MAIL_NICKNAME.match(values["mailNickname"]):
+                raise err.InvalidPropertyValue("mailNickname", "Group")
+            group_types = values.get("groupTypes") or []
+            unified = any(t.lower() == "unified" for t in group_types)
+            if values["mailEnabled"] and not unified and not admin:
+                raise err.BadRequest(
+                    "Only Microsoft 365 groups (groupTypes ['Unified']) can be mail-enabled here; "
+                    "mail-enabled security groups and distribution lists cannot be created."
+                )
+            if not values["mailEnabled"] and unified:
+                raise err.InvalidPropertyValue("mailEnabled", "Group")
+            members, owners = self._bind_ids(body)
+            object_id = self._new_id(values.pop("id", None))
+            mail = f"{values['mailNickname']}@{self.initial_domain}" if unified else None
+            proxies = values.get("proxyAddresses")
+            if proxies is None:
+                proxies = [f"SMTP:{mail}"] if mail else []
+            self._check_proxies(proxies, None)
+            props = {name: None for name in _GROUP_PROPS}
+            props.update(
+                createdDateTime=now_iso(),
+                renewedDateTime=now_iso(),
+                groupTypes=list(group_types),
+                mail=mail,
+                visibility="Public" if unified else None,
+                securityIdentifier=security_identifier(object_id),
+            )
+            props.update(values)
+            props.update(id=object_id, proxyAddresses=list(proxies))
+            obj = self._new(GROUP, props)
+            self._add_links(obj.id, self._members, members, "members")
+            self._add_links(obj.id, self._owners, owners, "owners")
+            return dict(obj.props)
+
+    def update_group(self, key: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            obj = self._find(GROUP, key)
+            values = self._check_body(GROUP, body, admin=False)
+            members, owners = self._bind_ids(body)
+            self._check_synced(obj, list(values) + (["members"] if members or owners else []))
+            if "mailNickname" in values and not _MAIL_NICKNAME.match(values["mailNickname"] or ""):
+                raise err.InvalidPropertyValue("mailNickname", "Group")
+            self._add_links(obj.id, self._members, members, "members")
+            self._add_links(obj.id, self._owners, owners, "owners")
+            obj.props.update(values)
+
+    def _add_links(self, group_id: str, table: dict[str, dict[str, int]], ids: list[str], prop: str) -> None:
+        existing = table.setdefault(group_id, {})
+        if len(set(ids)) != len(ids) or any(i in existing for i in ids):
+            raise err.ReferenceAlreadyExists(prop)
+        for object_id in ids:
+            existing[object_id] = self._next_seq()
+
+    def add_member(self, group_id: str, member_url: Any) -> None:
+        with self._lock:
+            group = self._find(GROUP, group_id)
+            member_id = object_id_from_url(member_url).lower()
+            if member_id not in self._objects:
+                raise err.ResourceNotFound(member_id)
+            self._check_synced(group, ["members"])
+            self._add_links(group.id, self._members, [member_id], "members")
+
+    def remove_member(self, group_id: str, member_id: str) -> None:
+        with self._lock:
+            group = self._find(GROUP, group_id)
+            members = self._members.setdefault(group.id, {})
+            if member_id.lower() not in members:
+                raise err.ResourceNotFound(member_id)
+            self._check_synced(group, ["members"])
+            del members[member_id.lower()]
+
+    def delete(self, kind: str, key: str) -> None:
+        """Users and Microsoft 365 groups go to deleted items (30 days in Entra); other groups are gone at once."""
+        with self._lock:
+            obj = self._find(kind, key)
+            self._check_synced(obj, ["deleted"])
+            member_of = [g for g, members in self._members.items() if obj.id in members]
+            for g in member_of:
+                del self._members[g][obj.id]
+            for owners in self._owners.values():
+                owners.pop(obj.id, None)
+            members = list(self._members.pop(obj.id, {}))
+            self._owners.pop(obj.id, None)
+            del self._objects[obj.id]
+            soft = kind == USER or any(t.lower() == "unified" for t in obj.props.get("groupTypes") or [])
+            if soft:
+                obj.props["deletedDateTime"] = now_iso()
+                if kind == USER:
+                    obj.props["userPrincipalName"] = obj.id.replace("-", "") + obj.props["userPrincipalName"]
+                self._deleted[obj.id] = Deleted(obj, member_of, members)
+
+    def restore(self, object_id: str) -> tuple[str, dict[str, Any]]:
+        with self._lock:
+            deleted = self._deleted.get(object_id.lower())
+            if deleted is None:
+                raise err.ResourceNotFound(object_id)
+            obj = deleted.obj
+            if obj.kind == USER:
+                upn = obj.props["userPrincipalName"][len(obj.id.replace("-", "")) :]
+                if self._upn_taken(upn, obj.id):
+                    raise err.ObjectConflict("userPrincipalName")
+                obj.props["userPrincipalName"] = upn
+            self._check_proxies(obj.props.get("proxyAddresses") or [], obj.id)
+            obj.props["deletedDateTime"] = None
+            del self._deleted[obj.id]
+            self._objects[obj.id] = obj
+            for g in deleted.member_of:
+                if g in self._members:
+                    self._members[g][obj.id] = self._next_seq()
+            if obj.kind == GROUP:
+                self._members[obj.id] = {m: self._next_seq() for m in deleted.members if m in self._objects}
+                self._owners.setdefault(obj.id, {})
+            return obj.kind, dict(obj.props)
+
+    def purge(self, object_id: str) -> None:
+        with self._lock:
+            if self._deleted.pop(object_id.lower(), None) is None:
+                raise err.ResourceNotFound(object_id)
+
+    def seed(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Admin-only create that may set read-only properties (synced objects, proxyAddresses, contacts)."""
+        kind = {v.lstrip("#"): k for k, v in ODATA_TYPES.items()}.get(str(body.get("@odata.type", "")).lstrip("#"))
+        if kind == USER:
+            return self.create_user({"passwordProfile": {"password": secrets.token_urlsafe(12)}, **body}, admin=True)
+        if kind == GROUP:
+            return self.create_group(body, admin=True)
+        if kind == CONTACT:
+            with self._lock:
+                values = self._check_body(CONTACT, body, admin=True)
+                if not values.get("displayName"):
+                    raise err.PropertyRequired("displayName")
+                proxies = values.get("proxyAddresses") or ([f"SMTP:{values['mail']}"] if values.get("mail") else [])
+                self._check_proxies(proxies, None)
+                object_id = self._new_id(values.pop("id", None))
+                props = {name: None for name in _CONTACT_PROPS}
+                props.update(addresses=[], phones=[])
+                props.update(values)
+                props.update(id=object_id, proxyAddresses=list(proxies))
+                return dict(self._new(CONTACT, props).props)
+        raise err.BadRequest(
+            "@odata.type must be #microsoft.graph.user, #microsoft.graph.group or #microsoft.graph.orgContact."
+        )
+
+    # ------------------------------------------------------------------------------------------- persistence
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "id": self.id,
+                "name": self.name,
+                "displayName": self.display_name,
+                "verifiedDomains": self.verified_domains[1:],
+                "created": self.created,
+                "apps": [a.to_dict() for a in self.apps.values()],
+                "seq": self._seq,
+                "objects": [{"kind": o.kind, "seq": o.seq, "props": o.props} for o in self._objects.values()],
+                "deleted": [
+                    {
+                        "kind": d.obj.kind,
+                        "seq": d.obj.seq,
+                        "props": d.obj.props,
+                        "memberOf": d.member_of,
+                        "members": d.members,
+                    }
+                    for d in self._deleted.values()
+                ],
+                "members": {g: dict(m) for g, m in self._members.items()},
+                "owners": {g: dict(m) for g, m in self._owners.items()},
+            }
+
+    @classmethod
+    def from_dict(cls, lock: threading.RLock, data: dict[str, Any]) -> Tenant:
+        tenant = cls(
+            lock,
+            tenant_id=data["id"],
+            name=data["name"],
+            display_name=data.get("displayName"),
+            verified_domains=data.get("verifiedDomains", []),
+            apps=[App.from_dict(a) for a in data.get("apps", [])],
+            created=data.get("created"),
+        )
+        tenant._seq = data.get("seq", 0)
+        for o in data.get("objects", []):
+            tenant._objects[o["props"]["id"]] = DirectoryObject(o["kind"], o["seq"], o["props"])
+        for d in data.get("deleted", []):
+            obj = DirectoryObject(d["kind"], d["seq"], d["props"])
+            tenant._deleted[obj.id] = Deleted(obj, d.get("memberOf", []), d.get("members", []))
+        tenant._members = {g: dict(m) for g, m in data.get("members", {}).items()}
+        tenant._owners = {g: dict(m) for g, m in data.get("owners", {}).items()}
+        return tenant
+
+
+class EmulatorState:
+    """Every tenant, the settings and the request counters, behind one re-entrant lock; optionally persisted."""
+
+    def __init__(self, *, state_file: Path | None = None, token_lifetime: int = DEFAULT_TOKEN_LIFETIME) -> None:
+        self.lock = threading.RLock()
+        self.state_file = Path(state_file) if state_file else None
+        self.token_lifetime = token_lifetime
+        self.tenants: dict[str, Tenant] = {}
+        self.counters: dict[str, Any] = {}
+        self.reset_counters()
+        if self.state_file and self.state_file.exists():
+            self.load()
+
+    # ------------------------------------------------------------------------------------------- tenants
+
+    def create_tenant(self, spec: dict[str, Any]) -> Tenant:
+        if not isinstance(spec, dict):
+            raise err.BadRequest("A JSON object is expected.")
+        tenant_id = str(uuid.UUID(str(spec["id"]))) if spec.get("id") else str(uuid.uuid4())
+        name = str(spec.get("name") or f"tenant{tenant_id[:8]}").lower()
+        if not re.fullmatch(r"[a-z0-9]{1,27}", name):
+            raise err.BadRequest("name must be 1-27 letters or digits (it becomes <name>.onmicrosoft.com).")
+        apps = [App.from_dict(a) for a in spec.get("apps") or [{}]]
+        with self.lock:
+            if tenant_id in self.tenants or any(t.name == name for t in self.tenants.values()):
+                raise err.GraphError(409, "Conflict", f"Tenant '{tenant_id}' or name '{name}' already exists.")
+            tenant = Tenant(
+                self.lock,
+                tenant_id=tenant_id,
+                name=name,
+                display_name=spec.get("displayName"),
+                verified_domains=spec.get("verifiedDomains") or [],
+                apps=apps,
+            )
+            self.tenants[tenant_id] = tenant
+            return tenant
+
+    def find_tenant(self, key: str) -> Tenant | None:
+        """A tenant by id or by one of its verified domain names (as the identity platform accepts both)."""
+        with self.lock:
+            wanted = key.lower()
+            if wanted in self.tenants:
+                return self.tenants[wanted]
+            return next((t for t in self.tenants.values() if wanted in t.verified_domains), None)
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        with self.lock:
+            if self.tenants.pop(tenant_id.lower(), None) is None:
+                raise err.ResourceNotFound(tenant_id)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.tenants.clear()
+            self.token_lifetime = DEFAULT_TOKEN_LIFETIME
+            self.reset_counters()
+
+    # ------------------------------------------------------------------------------------------- counters
+
+    def reset_counters(self) -> None:
+        with self.lock:
+            self.counters = {"total": 0, "requests": {}, "status": {}, "4xx": 0, "5xx": 0}
+
+    def count(self, method: str, route: str, status: int) -> None:
+        with self.lock:
+            key = f"{method} {route}"
+            self.counters["total"] += 1
+            self.counters["requests"][key] = self.counters["requests"].get(key, 0) + 1
+            self.counters["status"][str(status)] = self.counters["status"].get(str(status), 0) + 1
+            if 400 <= status < 500:
+                self.counters["4xx"] += 1
+            elif status >= 500:
+                self.counters["5xx"] += 1
+
+    def counters_snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return json.loads(json.dumps(self.counters))
+
+    # ------------------------------------------------------------------------------------------- persistence
+
+    def save(self) -> None:
+        if not self.state_file:
+            return
+        with self.lock:
+            data = {
+                "version": 1,
+                "tokenLifetime": self.token_lifetime,
+                "tenants": [t.to_dict() for t in self.tenants.values()],
+            }
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_file.with_suffix(self.state_file.suffix + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh)
+            os.replace(tmp, self.state_file)
+
+    def load(self) -> None:
+        assert self.state_file is not None
+        data = json.loads(self.state_file.read_text(encoding="utf-8"))
+        with self.lock:
+            self.token_lifetime = int(data.get("tokenLifetime", DEFAULT_TOKEN_LIFETIME))
+            self.tenants = {t["id"]: Tenant.from_dict(self.lock, t) for t in data.get("tenants", [])}

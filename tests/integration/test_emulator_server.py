@@ -1,0 +1,107 @@
+"""The emulator over real TLS on loopback, driven by msal and httpx exactly as the EntraHook will drive it."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import httpx
+import msal
+import pytest
+
+from airflow_provider_aadsync.emulator.server import EmulatorServer
+
+CLIENT_ID = "6a7b8c9d-0000-4000-8000-00000000c11e"
+SECRET = "integration-secret"
+SCOPES = ["https://graph.microsoft.com/.default"]
+
+
+def trust(server: EmulatorServer) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(server.ca_cert))
+
+
+@pytest.fixture
+def server(tmp_path):
+    emulator = EmulatorServer(tmp_path / "emulator").start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def tenant(server):
+    response = httpx.post(
+        f"{server.base_url}/_emulator/tenants",
+        json={"name": "contoso", "apps": [{"clientId": CLIENT_ID, "clientSecret": SECRET}]},
+        verify=trust(server),
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def msal_app(server, tenant, secret=SECRET):
+    return msal.ConfidentialClientApplication(
+        CLIENT_ID,
+        client_credential=secret,
+        authority=f"{server.base_url}/{tenant['id']}",
+        validate_authority=False,
+        instance_discovery=False,
+        verify=str(server.ca_cert),
+    )
+
+
+@pytest.fixture(params=["unset", "emulator-ca"])
+def ca_env(request, monkeypatch, server):
+    """requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override msal's verify=: run with both unset, and with
+    REQUESTS_CA_BUNDLE pointing at the emulator's CA."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    if request.param == "emulator-ca":
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca_cert))
+
+
+def test_msal_token_then_graph_over_tls(server, tenant, ca_env):
+    result = msal_app(server, tenant).acquire_token_for_client(scopes=SCOPES)
+    assert "access_token" in result, result
+    assert result["token_type"] == "Bearer"
+    with httpx.Client(base_url=f"{server.base_url}/v1.0", verify=trust(server)) as graph:
+        headers = {"Authorization": f"Bearer {result['access_token']}"}
+        created = graph.post(
+            "/users",
+            headers=headers,
+            json={
+                "accountEnabled": True,
+                "displayName": "Ada",
+                "mailNickname": "ada",
+                "userPrincipalName": "ada@contoso.onmicrosoft.com",
+                "passwordProfile": {"password": "Xy!12345678"},
+            },
+        )
+        assert created.status_code == 201, created.text
+        listed = graph.get("/users", headers=headers).json()
+        assert listed["@odata.context"] == f"{server.base_url}/v1.0/$metadata#users"
+        assert [u["userPrincipalName"] for u in listed["value"]] == ["ada@contoso.onmicrosoft.com"]
+
+
+def test_msal_wrong_secret_gives_invalid_client(server, tenant, ca_env):
+    result = msal_app(server, tenant, secret="wrong").acquire_token_for_client(scopes=SCOPES)
+    assert result["error"] == "invalid_client"
+    assert result["error_codes"] == [7000215]
+    assert "access_token" not in result
+
+
+def test_server_stops_cleanly(tmp_path):
+    emulator = EmulatorServer(tmp_path / "emulator").start()
+    port = emulator.port
+    assert httpx.get(f"{emulator.base_url}/_emulator/counters", verify=trust(emulator)).status_code == 200
+    emulator.stop()
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_state_file_survives_a_restart(tmp_path, monkeypatch):
+    state_file = tmp_path / "state.json"
+    with EmulatorServer(tmp_path / "emulator", state_file=state_file) as first:
+        httpx.post(f"{first.base_url}/_emulator/tenants", json={"name": "contoso"}, verify=trust(first))
+    with EmulatorServer(tmp_path / "emulator", state_file=state_file) as second:
+        tenants = httpx.get(f"{second.base_url}/_emulator/tenants", verify=trust(second)).json()["value"]
+        assert [t["name"] for t in tenants] == ["contoso"]

@@ -1,0 +1,189 @@
+"""Graph groups: create, members@odata.bind (20-link limit), $ref add/remove, member paging, deletes."""
+
+from __future__ import annotations
+
+from .conftest import assert_graph_error, new_group, new_user
+
+BASE = "https://testserver/v1.0"
+
+
+def users(client, auth, count, start=0):
+    out = []
+    for n in range(start, start + count):
+        response = client.post("/v1.0/users", headers=auth, json=new_user(n))
+        assert response.status_code == 201, response.text
+        out.append(response.json()["id"])
+    return out
+
+
+def bind(ids, host="https://graph.microsoft.com"):
+    return [f"{host}/v1.0/directoryObjects/{i}" for i in ids]
+
+
+def test_create_security_and_m365_groups(client, auth):
+    response = client.post(
+        "/v1.0/groups", headers=auth, json={"@odata.type": "#microsoft.graph.group", **new_group("sec")}
+    )
+    assert response.status_code == 201
+    group = response.json()
+    assert group["@odata.context"] == f"{BASE}/$metadata#groups/$entity"
+    assert group["securityEnabled"] is True and group["mail"] is None and group["groupTypes"] == []
+    assert group["securityIdentifier"].startswith("S-1-12-1-")
+    assert group["onPremisesSyncEnabled"] is None
+    m365 = client.post(
+        "/v1.0/groups",
+        headers=auth,
+        json=new_group("team", mailEnabled=True, securityEnabled=False, groupTypes=["Unified"]),
+    ).json()
+    assert m365["mail"] == "team@contoso.onmicrosoft.com"
+    assert m365["proxyAddresses"] == ["SMTP:team@contoso.onmicrosoft.com"]
+
+
+def test_create_group_requires_properties(client, auth):
+    body = new_group("g")
+    del body["securityEnabled"]
+    response = client.post("/v1.0/groups", headers=auth, json=body)
+    assert_graph_error(
+        response, 400, "Request_BadRequest", "Property securityEnabled value is required but is empty or missing."
+    )
+
+
+def test_bind_up_to_20_on_create_and_patch(client, auth):
+    ids = users(client, auth, 41)
+    response = client.post("/v1.0/groups", headers=auth, json={**new_group("g"), "members@odata.bind": bind(ids[:20])})
+    assert response.status_code == 201, response.text
+    group_id = response.json()["id"]
+    too_many = client.patch(f"/v1.0/groups/{group_id}", headers=auth, json={"members@odata.bind": bind(ids[20:41])})
+    assert_graph_error(too_many, 400, "Request_BadRequest", "A resource cannot contain more than 20 link changes.")
+    emulator_host = client.patch(
+        f"/v1.0/groups/{group_id}",
+        headers=auth,
+        json={"members@odata.bind": bind(ids[20:40], host="https://testserver")},
+    )
+    assert emulator_host.status_code == 204
+    members = client.get(f"/v1.0/groups/{group_id}/members?$top=999", headers=auth).json()["value"]
+    assert [m["id"] for m in members] == ids[:40]
+    too_many_on_create = client.post(
+        "/v1.0/groups", headers=auth, json={**new_group("h"), "members@odata.bind": bind(ids[:21])}
+    )
+    assert_graph_error(too_many_on_create, 400, "Request_BadRequest")
+
+
+def test_bind_of_existing_member_or_unknown_object(client, auth):
+    ids = users(client, auth, 2)
+    group_id = client.post(
+        "/v1.0/groups", headers=auth, json={**new_group("g"), "members@odata.bind": bind(ids[:1])}
+    ).json()["id"]
+    response = client.patch(f"/v1.0/groups/{group_id}", headers=auth, json={"members@odata.bind": bind(ids)})
+    assert_graph_error(
+        response,
+        400,
+        "Request_BadRequest",
+        "One or more added object references already exist for the following modified properties: 'members'.",
+    )
+    unknown = "5e5e5e5e-0000-4000-8000-000000000000"
+    response = client.patch(f"/v1.0/groups/{group_id}", headers=auth, json={"members@odata.bind": bind([unknown])})
+    assert_graph_error(response, 404, "Request_ResourceNotFound")
+    members = client.get(f"/v1.0/groups/{group_id}/members", headers=auth).json()["value"]
+    assert [m["id"] for m in members] == ids[:1]  # a failed PATCH changes nothing
+
+
+def test_ref_add_duplicate_and_remove(client, auth):
+    [user_id] = users(client, auth, 1)
+    group_id = client.post("/v1.0/groups", headers=auth, json=new_group("g")).json()["id"]
+    ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{user_id}"}
+    added = client.post(f"/v1.0/groups/{group_id}/members/$ref", headers=auth, json=ref)
+    assert added.status_code == 204
+    again = client.post(f"/v1.0/groups/{group_id}/members/$ref", headers=auth, json=ref)
+    assert_graph_error(
+        again,
+        400,
+        "Request_BadRequest",
+        "One or more added object references already exist for the following modified properties: 'members'.",
+    )
+    removed = client.delete(f"/v1.0/groups/{group_id}/members/{user_id}/$ref", headers=auth)
+    assert removed.status_code == 204
+    missing = client.delete(f"/v1.0/groups/{group_id}/members/{user_id}/$ref", headers=auth)
+    assert_graph_error(missing, 404, "Request_ResourceNotFound")
+
+
+def test_members_are_paged_and_typed(client, auth):
+    ids = users(client, auth, 45)
+    group_id = client.post("/v1.0/groups", headers=auth, json=new_group("big")).json()["id"]
+    nested = client.post("/v1.0/groups", headers=auth, json=new_group("nested")).json()["id"]
+    for start in range(0, 40, 20):
+        client.patch(
+            f"/v1.0/groups/{group_id}", headers=auth, json={"members@odata.bind": bind(ids[start : start + 20])}
+        )
+    client.patch(f"/v1.0/groups/{group_id}", headers=auth, json={"members@odata.bind": bind(ids[40:] + [nested])})
+    url, seen = f"/v1.0/groups/{group_id}/members?$top=20", []
+    while url:
+        body = client.get(url, headers=auth).json()
+        assert body["@odata.context"] == f"{BASE}/$metadata#directoryObjects"
+        seen += body["value"]
+        url = body.get("@odata.nextLink")
+    assert [m["id"] for m in seen] == ids + [nested]
+    assert {m["@odata.type"] for m in seen[:45]} == {"#microsoft.graph.user"}
+    assert seen[-1]["@odata.type"] == "#microsoft.graph.group"
+    assert "userPrincipalName" in seen[0]
+    selected = client.get(f"/v1.0/groups/{group_id}/members?$select=id&$top=1", headers=auth).json()["value"]
+    assert selected == [{"@odata.type": "#microsoft.graph.user", "id": ids[0]}]
+
+
+def test_group_list_filter_and_patch(client, auth):
+    a = client.post("/v1.0/groups", headers=auth, json=new_group("alpha")).json()
+    client.post(
+        "/v1.0/groups",
+        headers=auth,
+        json=new_group("team", mailEnabled=True, securityEnabled=False, groupTypes=["Unified"]),
+    )
+    body = client.get("/v1.0/groups?$filter=groupTypes/any(c:c eq 'Unified')&$select=displayName", headers=auth).json()
+    assert [g["displayName"] for g in body["value"]] == ["team"]
+    assert client.patch(f"/v1.0/groups/{a['id']}", headers=auth, json={"description": "first"}).status_code == 204
+    got = client.get(f"/v1.0/groups/{a['id']}", headers=auth).json()
+    assert got["description"] == "first"
+
+
+def test_security_groups_are_hard_deleted_m365_soft(client, auth):
+    sec = client.post("/v1.0/groups", headers=auth, json=new_group("sec")).json()["id"]
+    m365 = client.post(
+        "/v1.0/groups",
+        headers=auth,
+        json=new_group("team", mailEnabled=True, securityEnabled=False, groupTypes=["Unified"]),
+    ).json()
+    assert client.delete(f"/v1.0/groups/{sec}", headers=auth).status_code == 204
+    assert client.delete(f"/v1.0/groups/{m365['id']}", headers=auth).status_code == 204
+    deleted = client.get("/v1.0/directory/deletedItems/microsoft.graph.group", headers=auth).json()["value"]
+    assert [g["id"] for g in deleted] == [m365["id"]]
+
+
+def test_deleting_a_user_removes_its_memberships(client, auth):
+    [user_id] = users(client, auth, 1)
+    group_id = client.post(
+        "/v1.0/groups", headers=auth, json={**new_group("g"), "members@odata.bind": bind([user_id])}
+    ).json()["id"]
+    client.delete(f"/v1.0/users/{user_id}", headers=auth)
+    assert client.get(f"/v1.0/groups/{group_id}/members", headers=auth).json()["value"] == []
+    client.post(f"/v1.0/directory/deletedItems/{user_id}/restore", headers=auth)
+    assert [m["id"] for m in client.get(f"/v1.0/groups/{group_id}/members", headers=auth).json()["value"]] == [user_id]
+
+
+def test_synced_group_membership_is_read_only(client, auth, tenant):
+    [user_id] = users(client, auth, 1)
+    seeded = client.post(
+        f"/_emulator/tenants/{tenant['id']}/objects",
+        json={"@odata.type": "#microsoft.graph.group", **new_group("synced"), "onPremisesSyncEnabled": True},
+    )
+    group_id = seeded.json()["id"]
+    response = client.post(
+        f"/v1.0/groups/{group_id}/members/$ref",
+        headers=auth,
+        json={"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{user_id}"},
+    )
+    assert_graph_error(response, 400, "Request_BadRequest")
+
+
+def test_directory_objects_endpoint(client, auth):
+    [user_id] = users(client, auth, 1)
+    body = client.get(f"/v1.0/directoryObjects/{user_id}", headers=auth).json()
+    assert body["@odata.type"] == "#microsoft.graph.user" and body["id"] == user_id
