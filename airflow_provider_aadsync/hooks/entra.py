@@ -8,6 +8,7 @@ connection's authority/Graph URL overrides and CA bundle.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,6 +18,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import msal
+import requests
+import requests.adapters
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -183,6 +186,30 @@ class EntraConnectionSettings(BaseModel):
             raise EntraError(f"connection {connection.conn_id!r} is not usable: {problems}") from None
 
 
+class _PinnedCASession(requests.Session):
+    """A requests session for msal whose CA bundle wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE.
+
+    requests lets those environment variables replace a session's ``verify``; with a private CA (an on-premises
+    proxy, the Graph emulator) that would silently trust the wrong bundle and fail, or worse, the reverse.
+    """
+
+    def __init__(self, ca_bundle: str, timeout: float):
+        super().__init__()
+        self.verify = ca_bundle
+        self.timeout = timeout
+        # as msal's own session does: one retry on connection errors
+        self.mount("https://", requests.adapters.HTTPAdapter(max_retries=1))
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        settings["verify"] = self.verify
+        return settings
+
+
 def _retry_after(state: RetryCallState) -> float:
     """Honour Graph's Retry-After exactly; otherwise back off exponentially with jitter."""
     error = state.outcome.exception() if state.outcome else None
@@ -233,7 +260,7 @@ class EntraHook(BaseHook):
                 authority=settings.authority,
                 validate_authority=microsoft,
                 instance_discovery=microsoft,
-                verify=settings.ca_bundle or True,
+                http_client=_PinnedCASession(settings.ca_bundle, settings.timeout) if settings.ca_bundle else None,
                 timeout=settings.timeout,
             )
         except ValueError as error:  # msal raises ValueError when tenant discovery fails
@@ -257,7 +284,7 @@ class EntraHook(BaseHook):
         settings = self.settings
         return httpx.Client(
             base_url=f"{settings.endpoints.graph_url}/v1.0",
-            verify=settings.ca_bundle or True,
+            verify=ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True,
             timeout=settings.timeout,
             headers={"Accept": "application/json"},
         )
