@@ -20,6 +20,13 @@ def _dev_dc():
     return SambaDC(dev_dc_home())
 
 
+def _dev_graph():
+    from airflow_provider_aadsync.devenv.graph import LocalGraphEmulator
+    from airflow_provider_aadsync.devenv.paths import dev_graph_home
+
+    return LocalGraphEmulator(dev_graph_home())
+
+
 def _ad_hook(conn_id: str | None):
     """The hook for ``conn_id``, or for the local dev DC when no connection id is given."""
     from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, ADConnectionSettings
@@ -55,7 +62,8 @@ def dev() -> None:
 @click.option("--groups", type=int, default=0, help="Groups for the seeded directory.")
 @click.option("--group-size", type=int, default=0, help="Members of one extra big group.")
 def dev_up(users: int, groups: int, group_size: int) -> None:
-    """Provision (once) and start the local Samba AD DC; with --users, from a cached seeded fixture."""
+    """Start the local world: the Samba AD DC (provisioned once; with --users, from a cached seeded fixture) and
+    the Graph emulator with its dev tenant."""
     from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
 
     dc = _dev_dc()
@@ -64,28 +72,31 @@ def dev_up(users: int, groups: int, group_size: int) -> None:
         dc = cached_seeded_dc(dc.home, users=users, groups=groups, group_size=group_size)
     elif dc.is_running():
         click.echo(f"local DC already running (pid {dc.status()['pid']})")
-        return
     else:
         if not dc.is_provisioned():
             seconds = dc.provision()
             click.echo(f"provisioned {dc.realm} in {seconds:.1f} s at {dc.home}")
         dc.start()
-    click.echo(f'local DC running at {dc.ldaps_url} (base DN {dc.base_dn}); `eval "$(aadsync dev env)"` for Airflow')
+    click.echo(f"local DC running at {dc.ldaps_url} (base DN {dc.base_dn})")
+    graph = _dev_graph()
+    graph.start()
+    click.echo(f"Graph emulator running at {graph.base_url} (tenant {graph.status()['tenant_id']})")
+    click.echo('`eval "$(aadsync dev env)"` points Airflow at both')
 
 
 @dev.command("down")
 def dev_down() -> None:
-    """Stop the local DC (by its PID); its data stays for the next `dev up`."""
-    dc = _dev_dc()
-    was_running = dc.is_running()
-    dc.stop()
-    click.echo("local DC stopped" if was_running else "local DC was not running")
+    """Stop the local DC and the Graph emulator (by their PIDs); their data stays for the next `dev up`."""
+    for name, server in (("local DC", _dev_dc()), ("Graph emulator", _dev_graph())):
+        was_running = server.is_running()
+        server.stop()
+        click.echo(f"{name} stopped" if was_running else f"{name} was not running")
 
 
 @dev.command("status")
 def dev_status() -> None:
     """Print the local world's state as JSON."""
-    click.echo(json.dumps({"samba": _dev_dc().status()}, indent=2))
+    click.echo(json.dumps({"samba": _dev_dc().status(), "graph": _dev_graph().status()}, indent=2))
 
 
 @dev.command("seed")
@@ -112,9 +123,27 @@ def dev_seed(users: int, groups: int, group_size: int, seed_value: int) -> None:
 @dev.command("env")
 def dev_env() -> None:
     """Print the local world's Airflow connections as `export AIRFLOW_CONN_...` lines, for eval."""
-    info = _dev_dc().connection_info()
-    connection = {"conn_type": "aadsync_ad", **info}
-    click.echo(f"export AIRFLOW_CONN_AADSYNC_AD={shlex.quote(json.dumps(connection))}")
+    ad = {"conn_type": "aadsync_ad", **_dev_dc().connection_info()}
+    click.echo(f"export AIRFLOW_CONN_AADSYNC_AD={shlex.quote(json.dumps(ad))}")
+    click.echo(f"export AIRFLOW_CONN_AADSYNC_ENTRA={shlex.quote(json.dumps(_dev_graph().connection_info()))}")
+
+
+@main.group()
+def emulator() -> None:
+    """The Microsoft Graph emulator (identity platform + Graph v1.0 over TLS on 127.0.0.1)."""
+
+
+@emulator.command("serve")
+@click.option("--port", type=int, default=8443, show_default=True, help="TCP port on 127.0.0.1 (0: any free port).")
+@click.option("--state", "state_file", type=click.Path(path_type=Path), default=None, help="JSON state file.")
+@click.option("--home", type=click.Path(path_type=Path), default=None, help="TLS files (default: next to the state).")
+def emulator_serve(port: int, state_file: Path | None, home: Path | None) -> None:
+    """Serve the emulator in the foreground until interrupted."""
+    from airflow_provider_aadsync.devenv.paths import aadsync_home
+    from airflow_provider_aadsync.emulator.server import EmulatorServer
+
+    home = home or (state_file.parent if state_file else aadsync_home() / "emulator")
+    EmulatorServer(home, port=port, state_file=state_file).serve_forever()
 
 
 # -------------------------------------------------------------------------------------------------- imports

@@ -25,3 +25,8 @@ def fixture_cache_dir() -> Path:
     """Where seeded-DC snapshots are cached: ``$AADSYNC_FIXTURE_CACHE`` or ``<home>/fixtures``."""
     env = os.environ.get("AADSYNC_FIXTURE_CACHE")
     return Path(env).expanduser() if env else aadsync_home() / "fixtures"
+
+
+def dev_graph_home() -> Path:
+    """Where ``aadsync dev up`` keeps the Graph emulator's TLS files, state and PID."""
+    return aadsync_home() / "dev" / "graph"

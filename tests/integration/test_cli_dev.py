@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 from click.testing import CliRunner
 
 from airflow_provider_aadsync.cli import main
+from airflow_provider_aadsync.devenv.graph import DEV_TENANT_ID
 from airflow_provider_aadsync.devenv.paths import fixture_cache_dir
+from airflow_provider_aadsync.hooks.entra import EntraHook
 
 pytestmark = pytest.mark.integration
 
@@ -21,16 +24,32 @@ def dev_home(tmp_path, monkeypatch):
     CliRunner().invoke(main, ["dev", "down"])
 
 
+@pytest.fixture
+def monkeypatch_env_from(monkeypatch):
+    """Apply `export NAME='value'` lines as `eval "$(aadsync dev env)"` would."""
+
+    def apply(output: str) -> None:
+        for line in output.strip().splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            monkeypatch.setenv(name, shlex.split(value)[0])
+
+    return apply
+
+
 def invoke(*args: str) -> str:
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
 
 
-def test_dev_lifecycle_import_and_report(dev_home):
+def test_dev_lifecycle_import_and_report(dev_home, monkeypatch_env_from):
     assert "local DC running" in invoke("dev", "up", "--users", "200", "--groups", "10", "--group-size", "150")
-    status = json.loads(invoke("dev", "status"))["samba"]
-    assert status["running"] and status["user_count"] >= 200  # plus the built-in accounts
+    status = json.loads(invoke("dev", "status"))
+    assert status["samba"]["running"] and status["samba"]["user_count"] >= 200  # plus the built-in accounts
+    assert status["graph"]["running"]
+    monkeypatch_env_from(invoke("dev", "env"))
+    ok, message = EntraHook().test_connection()
+    assert ok and DEV_TENANT_ID in message, message
     assert "already seeded" in invoke("dev", "seed", "--users", "200", "--groups", "10", "--group-size", "150")
     assert "already running" in invoke("dev", "up")
     report = invoke("import-ad", "--mode", "delta")
@@ -38,4 +57,5 @@ def test_dev_lifecycle_import_and_report(dev_home):
     assert "delta-import on `ad` — success" in invoke("import-ad", "--mode", "delta")
     assert "# AADSync run report" in invoke("report")
     assert "local DC stopped" in invoke("dev", "down")
-    assert json.loads(invoke("dev", "status"))["samba"]["running"] is False
+    status = json.loads(invoke("dev", "status"))
+    assert status["samba"]["running"] is False and status["graph"]["running"] is False

@@ -14,20 +14,23 @@ def test_dev_env_prints_an_airflow_json_connection(tmp_path, monkeypatch):
     monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
     result = CliRunner().invoke(main, ["dev", "env"])
     assert result.exit_code == 0, result.output
-    [line] = result.output.strip().splitlines()
-    name, _, value = line.removeprefix("export ").partition("=")
-    assert name == "AIRFLOW_CONN_AADSYNC_AD"
-    connection = Connection.from_json(shlex.split(value)[0], conn_id="aadsync_ad")
-    assert connection.conn_type == "aadsync_ad" and connection.host == "127.0.0.1" and connection.port == 636
-    assert connection.extra_dejson["tls"] == "ldaps"
-    assert connection.extra_dejson["ca_cert"] == str(tmp_path / "dev" / "samba" / "tls" / "ca.pem")
+    exports = dict(line.removeprefix("export ").partition("=")[::2] for line in result.output.strip().splitlines())
+    assert set(exports) == {"AIRFLOW_CONN_AADSYNC_AD", "AIRFLOW_CONN_AADSYNC_ENTRA"}
+    ad = Connection.from_json(shlex.split(exports["AIRFLOW_CONN_AADSYNC_AD"])[0], conn_id="aadsync_ad")
+    assert ad.conn_type == "aadsync_ad" and ad.host == "127.0.0.1" and ad.port == 636
+    assert ad.extra_dejson["tls"] == "ldaps"
+    assert ad.extra_dejson["ca_cert"] == str(tmp_path / "dev" / "samba" / "tls" / "ca.pem")
+    entra = Connection.from_json(shlex.split(exports["AIRFLOW_CONN_AADSYNC_ENTRA"])[0], conn_id="aadsync_entra")
+    assert entra.conn_type == "aadsync_entra" and entra.extra_dejson["graph_url"] == "https://127.0.0.1:8443"
+    assert entra.extra_dejson["ca_bundle"] == str(tmp_path / "dev" / "graph" / "tls" / "ca.pem")
 
 
 def test_dev_status_when_nothing_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
     result = CliRunner().invoke(main, ["dev", "status"])
     assert result.exit_code == 0
-    assert json.loads(result.output)["samba"]["running"] is False
+    status = json.loads(result.output)
+    assert status["samba"]["running"] is False and status["graph"]["running"] is False
 
 
 def test_import_without_a_running_dc_says_how_to_start_it(tmp_path, monkeypatch):

@@ -1,0 +1,142 @@
+"""The local Graph emulator as a background process for ``aadsync dev up``: start/stop by PID, a dev tenant.
+
+The emulator keeps its state in a JSON file under its home, so the dev tenant and what was written to it survive a
+``dev down`` / ``dev up``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from airflow_provider_aadsync.devenv.processes import HOST, group_members, port_in_use
+
+#: The dev tenant and app registration (the local world only; real tenants come from Airflow connections).
+DEV_TENANT_ID = "00000000-0000-4000-8000-0000000dec0d"
+DEV_TENANT_NAME = "contosodev"
+DEV_CLIENT_ID = "00000000-0000-4000-8000-00000000a9e5"
+DEV_CLIENT_SECRET = "dev-graph-emulator-secret"
+DEFAULT_PORT = 8443
+
+
+class GraphEmulatorError(RuntimeError):
+    """Raised when the local Graph emulator cannot be started or reached."""
+
+
+class LocalGraphEmulator:
+    """One emulator process serving ``https://127.0.0.1:PORT`` with its state under *home*."""
+
+    def __init__(self, home: Path, *, port: int = DEFAULT_PORT):
+        self.home = Path(home)
+        self.port = port
+
+    @property
+    def pid_path(self) -> Path:
+        return self.home / "emulator.pid"
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "state.json"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.home / "tls" / "ca.pem"
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    def _pid(self) -> int | None:
+        try:
+            return int(self.pid_path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def is_running(self) -> bool:
+        pid = self._pid()
+        return pid is not None and bool(group_members(pid))
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Start in its own session (stopped by PID), wait until it answers, make sure the dev tenant exists."""
+        if self.is_running():
+            return
+        if port_in_use(self.port):
+            raise GraphEmulatorError(f"port {self.port} on {HOST} is already in use: stop what listens there first")
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = open(self.home / "emulator.log", "ab")  # noqa: SIM115 - handed to the child process
+        command = [sys.executable, "-m", "airflow_provider_aadsync.emulator", "--home", str(self.home),
+                   "--port", str(self.port), "--state-file", str(self.state_file)]  # fmt: skip
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.pid_path.write_text(f"{process.pid}\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise GraphEmulatorError(
+                    f"the emulator exited ({process.returncode}); see {self.home / 'emulator.log'}"
+                )
+            try:
+                self._admin("GET", "/_emulator/tenants")
+                break
+            except (httpx.TransportError, FileNotFoundError, ssl.SSLError):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise GraphEmulatorError(f"the emulator did not answer within {timeout:.0f} s") from None
+                time.sleep(0.1)
+        self.ensure_dev_tenant()
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        pid = self._pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while group_members(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if group_members(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+        self.pid_path.unlink(missing_ok=True)
+
+    def _admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        context = ssl.create_default_context(cafile=str(self.ca_cert))
+        return httpx.request(method, f"{self.base_url}{path}", verify=context, timeout=5, **kwargs)
+
+    def ensure_dev_tenant(self) -> None:
+        if self._admin("GET", f"/_emulator/tenants/{DEV_TENANT_ID}").status_code == 200:
+            return
+        response = self._admin("POST", "/_emulator/tenants", json={
+            "id": DEV_TENANT_ID, "name": DEV_TENANT_NAME, "displayName": "Contoso (dev)",
+            "apps": [{"clientId": DEV_CLIENT_ID, "clientSecret": DEV_CLIENT_SECRET}],
+        })  # fmt: skip
+        if response.status_code != 201:
+            raise GraphEmulatorError(f"creating the dev tenant failed: {response.status_code} {response.text[:300]}")
+
+    def status(self) -> dict[str, Any]:
+        running = self.is_running()
+        return {"running": running, "pid": self._pid() if running else None, "home": str(self.home),
+                "url": self.base_url, "tenant_id": DEV_TENANT_ID}  # fmt: skip
+
+    def connection_info(self) -> dict[str, Any]:
+        """The fields of an Airflow ``aadsync_entra`` connection (JSON form) pointing at this emulator."""
+        return {
+            "conn_type": "aadsync_entra",
+            "login": DEV_CLIENT_ID,
+            "password": DEV_CLIENT_SECRET,
+            "extra": {
+                "tenant_id": DEV_TENANT_ID,
+                "cloud": "global",
+                "authority_host": self.base_url,
+                "graph_url": self.base_url,
+                "ca_bundle": str(self.ca_cert),
+            },
+        }
