@@ -8,9 +8,18 @@ Admin API (no auth; refused unless the caller is on loopback):
 - ``POST /_emulator/tenants/{id}/objects`` ``{"@odata.type": "#microsoft.graph.user|group|orgContact", ...}`` →
   201: seed an object, read-only properties allowed (``onPremisesSyncEnabled``, ``proxyAddresses``, contacts);
 - ``POST /_emulator/reset`` → 204 (no tenants, default settings, counters zeroed);
-- ``GET /_emulator/counters`` (requests by method and route template, per status, 4xx/5xx; admin calls are not
+- ``POST /_emulator/tenants/{id}/deltaTokens/expire`` → 204: every delta/skip token issued so far for the tenant
+  answers ``400 syncStateNotFound`` from now on;
+- ``GET /_emulator/counters`` (requests by method and route template, per status, 4xx/5xx, 429s, ``batchItems``;
+  each ``$batch`` request counts once plus once per inner request under its own route; admin calls are not
   counted), ``DELETE`` zeroes them;
-- ``GET``/``PUT /_emulator/settings`` ``{"tokenLifetimeSeconds": N}``.
+- ``GET``/``PUT /_emulator/settings``: a partial object of ``tokenLifetimeSeconds``, ``deltaTokenLifetimeSeconds``
+  (7 days), ``deltaPageSize`` (200), ``deltaMembersPerItem`` (100), ``throttlingEnabled`` (false),
+  ``throttleResourceUnits`` (null: 3,500/5,000/8,000 by tenant size) per ``throttleResourceWindowSeconds`` (10),
+  ``throttleAppWrites`` (3,000) per ``throttleAppWriteWindowSeconds`` (150), ``throttleTenantWrites`` (18,000) per
+  ``throttleTenantWriteWindowSeconds`` (300), ``faultRatio5xx`` (0: share of requests answered 503),
+  ``faultRetryAfterSeconds`` (1), ``latencyMs`` (0), ``randomSeed`` (null; setting it reseeds the fault dice);
+  ``null`` restores a default. ``GET`` answers every setting, ``PUT`` the ones it changed.
 """
 
 from __future__ import annotations
@@ -150,19 +159,19 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
     async def settings(request: Request) -> Response:
         loopback_only(request)
         if request.method == "PUT":
-            body = await body_of(request)
-            lifetime = body.get("tokenLifetimeSeconds") if isinstance(body, dict) else None
-            if lifetime is not None:
-                if not isinstance(lifetime, int) or isinstance(lifetime, bool) or lifetime < 0:
-                    raise err.BadRequest("tokenLifetimeSeconds must be a non-negative integer.")
-                with state.lock:
-                    state.token_lifetime = lifetime
-        return JSONResponse({"tokenLifetimeSeconds": state.token_lifetime})
+            return JSONResponse(state.update_settings(await body_of(request)))
+        return JSONResponse(state.settings_snapshot())
+
+    async def expire_delta_tokens(request: Request) -> Response:
+        loopback_only(request)
+        state.expire_delta_tokens(tenant_of(request))
+        return Response(status_code=204)
 
     return [
         Route("/_emulator/tenants", tenants, methods=["GET", "POST"]),
         Route("/_emulator/tenants/{tenant}", tenant, methods=["GET", "DELETE"]),
         Route("/_emulator/tenants/{tenant}/objects", objects, methods=["POST"]),
+        Route("/_emulator/tenants/{tenant}/deltaTokens/expire", expire_delta_tokens, methods=["POST"]),
         Route("/_emulator/reset", reset, methods=["POST"]),
         Route("/_emulator/counters", counters, methods=["GET", "DELETE"]),
         Route("/_emulator/settings", settings, methods=["GET", "PUT"]),

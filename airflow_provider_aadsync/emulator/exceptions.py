@@ -156,6 +156,27 @@ class SegmentNotFound(ODataBadRequest):
         super().__init__(f"Resource not found for the segment '{segment}'.")
 
 
+class SyncStateNotFound(GraphError):
+    """A delta or skip token that is expired, revoked, forged or from another tenant/collection: resync fully."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            400,
+            "syncStateNotFound",
+            "The sync state generation is not found. The delta token is expired and data must be synchronized again.",
+        )
+
+
+class InvalidBatchPayload(ODataBadRequest):
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__("Invalid batch payload format." + (f" {detail}" if detail else ""))
+
+
+class BatchTooLarge(ODataBadRequest):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Number of batch requests exceeds the maximum of {limit}.")
+
+
 # ------------------------------------------------------------------------------------------------- 401/404/405
 
 
@@ -187,6 +208,35 @@ class ResourceNotFound(GraphError):
 class MethodNotAllowed(GraphError):
     def __init__(self) -> None:
         super().__init__(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
+
+
+class FailedDependency(GraphError):
+    """424 for a ``$batch`` request whose ``dependsOn`` request failed; it is not executed."""
+
+    def __init__(self) -> None:
+        super().__init__(424, "FailedDependency", "The request could not be processed because a dependency failed.")
+
+
+# ------------------------------------------------------------------------------------------------- 429/5xx
+
+
+class TooManyRequests(GraphError):
+    """429 from throttling, with ``Retry-After`` in whole seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(429, "TooManyRequests", "Please retry again later.", headers={"Retry-After": str(retry_after)})
+
+
+class ServiceUnavailable(GraphError):
+    """503 from fault injection, with ``Retry-After`` in whole seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            503,
+            "serviceNotAvailable",
+            "The service is temporarily unavailable. Try the request again after a delay.",
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 # ------------------------------------------------------------------------------------------------- identity platform

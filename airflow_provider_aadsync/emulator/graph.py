@@ -1,14 +1,23 @@
-"""Microsoft Graph v1.0 routes: thin handlers that authenticate, parse, call the tenant model and render JSON."""
+"""Microsoft Graph v1.0 routes: thin handlers that authenticate, parse, call the tenant model and render JSON.
+
+Every route first rolls the fault-injection dice, authenticates, and charges the request to the throttling limits
+(see :class:`~airflow_provider_aadsync.emulator.models.EmulatorState`). ``POST /v1.0/$batch`` runs each inner request
+through the whole app again, so inner requests meet every rule, error, throttle and counter a direct call meets.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Message
 
 from airflow_provider_aadsync.emulator import exceptions as err
 from airflow_provider_aadsync.emulator import odata
@@ -25,6 +34,9 @@ from airflow_provider_aadsync.emulator.models import (
 )
 
 ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+MAX_BATCH = 20
+DELTA_SUFFIXES = ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()")
+_BATCH_HEADERS = {"content-type", "location", "retry-after", "preference-applied", "odata-version"}
 Handler = Callable[[Request, Tenant], Awaitable[Response]]
 _ANY_PROPERTIES = {**PROPERTIES[CONTACT], **PROPERTIES[GROUP], **PROPERTIES[USER]}
 _DELETED_KINDS = {"microsoft.graph.user": USER, "microsoft.graph.group": GROUP}
@@ -63,10 +75,138 @@ def _select_only(request: Request, kind: str) -> list[str] | None:
     return odata.parse_query(params, request.headers, kind, properties=PROPERTIES[kind]).select
 
 
+def _batch_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The validated requests of a ``$batch`` body, each with ``dependsOn`` (``depends_on`` accepted too)."""
+    requests = body.get("requests")
+    if not isinstance(requests, list) or not requests:
+        raise err.InvalidBatchPayload("The 'requests' property must be a non-empty array.")
+    if len(requests) > MAX_BATCH:
+        raise err.BatchTooLarge(MAX_BATCH)
+    items, seen = [], set()
+    for raw in requests:
+        if not isinstance(raw, dict):
+            raise err.InvalidBatchPayload()
+        item_id, method, url = raw.get("id"), raw.get("method"), raw.get("url")
+        if isinstance(item_id, int) and not isinstance(item_id, bool):
+            item_id = str(item_id)
+        if not isinstance(item_id, str) or not item_id or not isinstance(method, str) or not isinstance(url, str):
+            raise err.InvalidBatchPayload("Each request needs a string 'id', 'method' and 'url'.")
+        if item_id.lower() in seen:
+            raise err.InvalidBatchPayload(f"The id '{item_id}' is used by more than one request.")
+        seen.add(item_id.lower())
+        depends = raw.get("dependsOn", raw.get("depends_on")) or []
+        headers = raw.get("headers") or {}
+        if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
+            raise err.InvalidBatchPayload("'dependsOn' must be an array of request ids.")
+        if not isinstance(headers, dict):
+            raise err.InvalidBatchPayload("'headers' must be an object.")
+        items.append({**raw, "id": item_id, "method": method.upper(), "dependsOn": depends, "headers": headers})
+    for item in items:
+        for dep in item["dependsOn"]:
+            if dep.lower() not in seen or dep.lower() == item["id"].lower():
+                raise err.InvalidBatchPayload(f"Request '{item['id']}' depends on an unknown request '{dep}'.")
+    return items
+
+
+def _batch_order(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Dependencies first (requests without ``dependsOn`` keep their order); 400 on a dependency cycle."""
+    done: set[str] = set()
+    order: list[dict[str, Any]] = []
+    pending = list(items)
+    while pending:
+        ready = [i for i in pending if all(d.lower() in done for d in i["dependsOn"])]
+        if not ready:
+            raise err.InvalidBatchPayload("The 'dependsOn' references form a cycle.")
+        for item in ready:
+            order.append(item)
+            done.add(item["id"].lower())
+            pending.remove(item)
+    return order
+
+
+async def _dispatch(request: Request, item: dict[str, Any]) -> dict[str, Any]:
+    """Run one ``$batch`` request through the whole app (middleware, routing, rules) and capture its answer."""
+    parts = urlsplit(item["url"].strip())
+    path = parts.path if parts.scheme else item["url"].strip().split("?", 1)[0]
+    query = parts.query
+    if path == "/v1.0" or path.startswith("/v1.0/"):
+        path = path[len("/v1.0") :]
+    path = "/v1.0" + ("" if path.startswith("/") else "/") + path
+    headers = {k.lower(): str(v) for k, v in item["headers"].items()}
+    headers.setdefault("authorization", request.headers.get("authorization", ""))
+    headers["host"] = request.headers.get("host", request.url.netloc)
+    body = item.get("body")
+    if body is None:
+        raw = b""
+    elif isinstance(body, str):
+        raw = body.encode()
+    else:
+        raw = json.dumps(body).encode()
+        headers.setdefault("content-type", "application/json")
+    scope = {
+        "type": "http",
+        "asgi": request.scope.get("asgi", {"version": "3.0"}),
+        "http_version": "1.1",
+        "method": item["method"],
+        "scheme": request.url.scheme,
+        "server": request.scope.get("server"),
+        "client": request.scope.get("client"),
+        "root_path": "",
+        "path": unquote(path),
+        "raw_path": path.encode(),
+        "query_string": query.encode("latin-1"),
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+    }
+    sent = False
+    answer: dict[str, Any] = {"status": 500, "headers": [], "body": b""}
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+            answer["headers"] = message.get("headers", [])
+        elif message["type"] == "http.response.body":
+            answer["body"] += message.get("body", b"")
+
+    try:
+        await request.app(scope, receive, send)
+    except Exception:  # noqa: BLE001 - an inner 500 is answered in the envelope, as Graph does
+        answer["status"] = 500
+    out: dict[str, Any] = {"id": item["id"], "status": answer["status"], "headers": {"Cache-Control": "no-cache"}}
+    content_type = ""
+    for key, value in answer["headers"]:
+        name = key.decode("latin-1").lower()
+        if name in _BATCH_HEADERS:
+            out["headers"]["-".join(p.capitalize() for p in name.split("-")).replace("Odata", "OData")] = value.decode(
+                "latin-1"
+            )
+            if name == "content-type":
+                content_type = value.decode("latin-1")
+    if answer["body"]:
+        text = answer["body"].decode("utf-8", "replace")
+        out["body"] = json.loads(text) if "json" in content_type else text
+    return out
+
+
 def routes(tokens: TokenService) -> list[Route]:
-    def graph(path: str, handler: Handler, methods: list[str]) -> Route:
+    state = tokens.state
+
+    def graph(path: str, handler: Handler, methods: list[str], *, throttled: bool = True) -> Route:
         async def endpoint(request: Request) -> Response:
-            tenant = tokens.authenticate(request.headers.get("authorization"))
+            latency, fault = state.fault()
+            if latency:
+                await asyncio.sleep(latency)
+            if fault is not None:
+                raise fault
+            tenant, app_id = tokens.authenticate_app(request.headers.get("authorization"))
+            if throttled:
+                state.throttle(tenant, app_id, request.method, request.url.path, _params(request))
             return await handler(request, tenant)
 
         return Route(path, endpoint, methods=methods)
@@ -142,6 +282,43 @@ def routes(tokens: TokenService) -> list[Route]:
             return Response(status_code=204)
 
         return handler
+
+    def delta(kind: str) -> Handler:
+        async def handler(request: Request, tenant: Tenant) -> Response:
+            prefer = [p.strip().lower() for p in request.headers.get("prefer", "").split(",")]
+            minimal = "return=minimal" in prefer
+            page = state.delta(tenant, kind, _params(request), minimal=minimal)
+            base = base_url(request)
+            entity_set = ENTITY_SETS[kind]
+            body: dict[str, Any] = {"@odata.context": odata.context_url(base, entity_set, page.select)}
+            link = f"{base}/v1.0/{entity_set}/delta?"
+            if page.skiptoken:
+                body["@odata.nextLink"] = f"{link}$skiptoken={page.skiptoken}"
+            else:
+                body["@odata.deltaLink"] = f"{link}$deltatoken={page.deltatoken}"
+            body["value"] = page.items
+            return GraphJSON(body, headers={"Preference-Applied": "return=minimal"} if minimal else None)
+
+        return handler
+
+    async def batch(request: Request, tenant: Tenant) -> Response:
+        items = _batch_items(await _json_body(request))
+        results: dict[str, dict[str, Any]] = {}
+        for item in _batch_order(items):
+            if any(results[d.lower()]["status"] >= 400 for d in item["dependsOn"]):
+                request_id = str(uuid.uuid4())
+                error = err.FailedDependency()
+                results[item["id"].lower()] = {
+                    "id": item["id"],
+                    "status": error.status,
+                    "headers": {"Cache-Control": "no-cache", "Content-Type": ODATA_JSON},
+                    "body": error.body(request_id=request_id, client_request_id=request_id),
+                }
+                state.count(item["method"], "(failed dependency)", error.status)
+                continue
+            results[item["id"].lower()] = await _dispatch(request, item)
+        state.count_batch_items(len(items))
+        return GraphJSON({"responses": [results[i["id"].lower()] for i in items]})
 
     # ------------------------------------------------------------------------------------------- others
 
@@ -231,7 +408,14 @@ def routes(tokens: TokenService) -> list[Route]:
         context = f"{base}/v1.0/$metadata#directoryObjects/$entity"
         return GraphJSON({"@odata.context": context, **_typed(kind, props, None)})
 
+    delta_routes = [
+        graph(f"/v1.0/{ENTITY_SETS[kind]}/{suffix}", delta(kind), ["GET"])
+        for kind in (USER, GROUP)
+        for suffix in DELTA_SUFFIXES
+    ]
     return [
+        graph("/v1.0/$batch", batch, ["POST"], throttled=False),
+        *delta_routes,
         graph("/v1.0/organization", organization, ["GET"]),
         graph("/v1.0/organization/{id}", organization_one, ["GET"]),
         graph("/v1.0/users", list_of(USER), ["GET"]),

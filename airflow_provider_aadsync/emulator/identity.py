@@ -113,6 +113,10 @@ class TokenService:
 
     def authenticate(self, authorization: str | None) -> Tenant:
         """The tenant a Graph request acts in, from its bearer token; 401 ``InvalidAuthenticationToken`` otherwise."""
+        return self.authenticate_app(authorization)[0]
+
+    def authenticate_app(self, authorization: str | None) -> tuple[Tenant, str]:
+        """The tenant and the calling app's client id (``appid``) of a Graph request's bearer token."""
         scheme, _, token = (authorization or "").strip().partition(" ")
         token = token.strip()
         if not authorization or not token or scheme.lower() != "bearer":
@@ -141,7 +145,7 @@ class TokenService:
             tenant = self.state.tenants.get(str(claims["tid"]))
         if tenant is None:
             raise err.InvalidAuthenticationToken("Access token validation failure. Invalid issuer or tenant.")
-        return tenant
+        return tenant, str(claims.get("appid", ""))
 
 
 def _identity_error(error: err.IdentityError) -> JSONResponse:

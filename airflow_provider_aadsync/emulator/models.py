@@ -7,13 +7,21 @@ Objects are plain property dicts (Graph's JSON names); relationships (group memb
 
 from __future__ import annotations
 
+import base64
+import bisect
 import datetime as dt
+import hashlib
+import hmac
 import json
+import math
 import os
+import random
 import re
 import secrets
 import threading
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +37,26 @@ RESOURCE_NAMES = {USER: "User", GROUP: "Group", CONTACT: "OrgContact"}
 ENTITY_SETS = {USER: "users", GROUP: "groups", CONTACT: "contacts"}
 MAX_LINK_CHANGES = 20
 DEFAULT_TOKEN_LIFETIME = 3599
+DELTA_KINDS = (USER, GROUP)
+MEMBERS = "members"
+#: Settings of ``PUT /_emulator/settings``: name -> (default, minimum, maximum or None, type).
+SETTINGS: dict[str, tuple[Any, float, float | None, type]] = {
+    "tokenLifetimeSeconds": (DEFAULT_TOKEN_LIFETIME, 0, None, int),
+    "deltaTokenLifetimeSeconds": (7 * 24 * 3600, 0, None, int),
+    "deltaPageSize": (200, 1, None, int),
+    "deltaMembersPerItem": (100, 1, None, int),
+    "throttlingEnabled": (False, 0, None, bool),
+    "throttleResourceUnits": (None, 1, None, int),  # None: 3,500 / 5,000 / 8,000 by tenant size
+    "throttleResourceWindowSeconds": (10, 0.001, None, float),
+    "throttleAppWrites": (3000, 1, None, int),
+    "throttleAppWriteWindowSeconds": (150, 0.001, None, float),
+    "throttleTenantWrites": (18000, 1, None, int),
+    "throttleTenantWriteWindowSeconds": (300, 0.001, None, float),
+    "faultRatio5xx": (0.0, 0, 1, float),
+    "faultRetryAfterSeconds": (1, 0, None, int),
+    "latencyMs": (0, 0, 60000, int),
+    "randomSeed": (None, 0, None, int),
+}
 
 # Property name -> access: "rw" writable, "ro" read-only (only the admin API may seed it), "wo" write-only.
 _USER_PROPS = {
@@ -219,6 +247,92 @@ class Deleted:
     members: list[str]
 
 
+# Change-log operations. A restore is logged as CREATED: the object comes back in its full representation.
+CREATED, UPDATED, REMOVED, MEMBER_ADDED, MEMBER_REMOVED = "c", "u", "r", "m+", "m-"
+
+
+@dataclass(slots=True)
+class Change:
+    """One entry of a tenant's change log: what happened to a user or group at sequence number ``seq``."""
+
+    seq: int
+    kind: str
+    object_id: str
+    op: str
+    names: tuple[str, ...] = ()
+    member_id: str = ""
+    member_kind: str = ""
+
+    def to_list(self) -> list[Any]:
+        return [self.seq, self.kind, self.object_id, self.op, list(self.names), self.member_id, self.member_kind]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> Change:
+        seq, kind, object_id, op, names, member_id, member_kind = data
+        return cls(seq, kind, object_id, op, tuple(names), member_id, member_kind)
+
+
+@dataclass
+class DeltaCursor:
+    """What a delta state token carries.
+
+    A ``$deltatoken`` names where the next round starts (``since``); a ``$skiptoken`` names a page inside a round:
+    the round's window ``(since, until]`` of change sequence numbers (``since`` None: the initial round, every live
+    object as of ``until``), and the position: ``after`` is the order key of the last object returned whole, or of the
+    object being returned in member chunks when ``member_after`` (the last member sequence number returned) is set.
+    """
+
+    tenant: str
+    kind: str
+    select: list[str] | None
+    members: bool
+    since: int | None
+    until: int | None = None
+    after: int = 0
+    member_after: int | None = None
+    issued: float = 0.0
+    epoch: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "t": self.tenant,
+            "k": self.kind,
+            "sel": self.select,
+            "m": self.members,
+            "s": self.since,
+            "u": self.until,
+            "a": self.after,
+            "ma": self.member_after,
+            "i": self.issued,
+            "e": self.epoch,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeltaCursor:
+        return cls(
+            tenant=str(data["t"]),
+            kind=str(data["k"]),
+            select=None if data["sel"] is None else [str(n) for n in data["sel"]],
+            members=bool(data["m"]),
+            since=None if data["s"] is None else int(data["s"]),
+            until=None if data["u"] is None else int(data["u"]),
+            after=int(data["a"]),
+            member_after=None if data["ma"] is None else int(data["ma"]),
+            issued=float(data["i"]),
+            epoch=int(data["e"]),
+        )
+
+
+@dataclass
+class DeltaPage:
+    """One page of a delta round: the items and either the next page's skiptoken or the round's deltatoken."""
+
+    items: list[dict[str, Any]]
+    select: list[str] | None
+    skiptoken: str | None = None
+    deltatoken: str | None = None
+
+
 class Tenant:
     """One Entra tenant: organization facts, app registrations, directory objects and their links."""
 
@@ -247,6 +361,11 @@ class Tenant:
         self._deleted: dict[str, Deleted] = {}
         self._members: dict[str, dict[str, int]] = {}  # group id -> {member id: link sequence number}
         self._owners: dict[str, dict[str, int]] = {}
+        self._changes: list[Change] = []  # append-only, in sequence order: what delta queries report
+        self.delta_epoch = 0  # bumped to invalidate every delta token issued so far
+        self._order_cache: dict[str, tuple[int, list[tuple[int, str]]]] = {}
+        self._user_count = (-1, 0)
+        self._delta_cache: dict[str, tuple[tuple[Any, ...], list[Any]]] = {}  # (seq it was counted at, live users)
 
     # ------------------------------------------------------------------------------------------- organization
 
@@ -449,7 +568,28 @@ class Tenant:
     def _new(self, kind: str, props: dict[str, Any]) -> DirectoryObject:
         obj = DirectoryObject(kind, self._next_seq(), props)
         self._objects[obj.id] = obj
+        self._log(kind, obj.id, CREATED, seq=obj.seq)
         return obj
+
+    def _log(
+        self,
+        kind: str,
+        object_id: str,
+        op: str,
+        *,
+        names: Iterable[str] = (),
+        member: str = "",
+        seq: int | None = None,
+    ) -> int:
+        """Append a change of a user or group (other kinds have no delta) and return its sequence number."""
+        seq = self._next_seq() if seq is None else seq
+        if kind in DELTA_KINDS:
+            member_kind = ""
+            if member:
+                found = self._objects.get(member) or (self._deleted[member].obj if member in self._deleted else None)
+                member_kind = found.kind if found else USER
+            self._changes.append(Change(seq, kind, object_id, op, tuple(names), member, member_kind))
+        return seq
 
     def _new_id(self, requested: Any) -> str:
         object_id = str(uuid.UUID(str(requested))) if requested else str(uuid.uuid4())
@@ -498,7 +638,10 @@ class Tenant:
                 proxies.insert(0, f"SMTP:{values['mail']}")
                 self._check_proxies(proxies, obj.id)
                 values["proxyAddresses"] = proxies
+            changed = [n for n, v in values.items() if obj.props.get(n) != v]
             obj.props.update(values)
+            if changed:
+                self._log(USER, obj.id, UPDATED, names=changed)
 
     def create_group(self, body: dict[str, Any], *, admin: bool = False) -> dict[str, Any]:
         with self._lock:
@@ -550,14 +693,20 @@ class Tenant:
                 raise err.InvalidPropertyValue("mailNickname", "Group")
             self._add_links(obj.id, self._members, members, "members")
             self._add_links(obj.id, self._owners, owners, "owners")
+            changed = [n for n, v in values.items() if obj.props.get(n) != v]
             obj.props.update(values)
+            if changed:
+                self._log(GROUP, obj.id, UPDATED, names=changed)
 
     def _add_links(self, group_id: str, table: dict[str, dict[str, int]], ids: list[str], prop: str) -> None:
         existing = table.setdefault(group_id, {})
         if len(set(ids)) != len(ids) or any(i in existing for i in ids):
             raise err.ReferenceAlreadyExists(prop)
         for object_id in ids:
-            existing[object_id] = self._next_seq()
+            if prop == MEMBERS:
+                existing[object_id] = self._log(GROUP, group_id, MEMBER_ADDED, member=object_id)
+            else:
+                existing[object_id] = self._next_seq()
 
     def add_member(self, group_id: str, member_url: Any) -> None:
         with self._lock:
@@ -576,6 +725,7 @@ class Tenant:
                 raise err.ResourceNotFound(member_id)
             self._check_synced(group, ["members"])
             del members[member_id.lower()]
+            self._log(GROUP, group.id, MEMBER_REMOVED, member=member_id.lower())
 
     def delete(self, kind: str, key: str) -> None:
         """Users and Microsoft 365 groups go to deleted items (30 days in Entra); other groups are gone at once."""
@@ -585,6 +735,7 @@ class Tenant:
             member_of = [g for g, members in self._members.items() if obj.id in members]
             for g in member_of:
                 del self._members[g][obj.id]
+                self._log(GROUP, g, MEMBER_REMOVED, member=obj.id)
             for owners in self._owners.values():
                 owners.pop(obj.id, None)
             members = list(self._members.pop(obj.id, {}))
@@ -596,6 +747,7 @@ class Tenant:
                 if kind == USER:
                     obj.props["userPrincipalName"] = obj.id.replace("-", "") + obj.props["userPrincipalName"]
                 self._deleted[obj.id] = Deleted(obj, member_of, members)
+            self._log(kind, obj.id, REMOVED)
 
     def restore(self, object_id: str) -> tuple[str, dict[str, Any]]:
         with self._lock:
@@ -612,18 +764,23 @@ class Tenant:
             obj.props["deletedDateTime"] = None
             del self._deleted[obj.id]
             self._objects[obj.id] = obj
+            self._log(obj.kind, obj.id, CREATED)
             for g in deleted.member_of:
                 if g in self._members:
-                    self._members[g][obj.id] = self._next_seq()
+                    self._members[g][obj.id] = self._log(GROUP, g, MEMBER_ADDED, member=obj.id)
             if obj.kind == GROUP:
-                self._members[obj.id] = {m: self._next_seq() for m in deleted.members if m in self._objects}
+                self._members[obj.id] = {
+                    m: self._log(GROUP, obj.id, MEMBER_ADDED, member=m) for m in deleted.members if m in self._objects
+                }
                 self._owners.setdefault(obj.id, {})
             return obj.kind, dict(obj.props)
 
     def purge(self, object_id: str) -> None:
         with self._lock:
-            if self._deleted.pop(object_id.lower(), None) is None:
+            deleted = self._deleted.pop(object_id.lower(), None)
+            if deleted is None:
                 raise err.ResourceNotFound(object_id)
+            self._log(deleted.obj.kind, deleted.obj.id, REMOVED)
 
     def seed(self, body: dict[str, Any]) -> dict[str, Any]:
         """Admin-only create that may set read-only properties (synced objects, proxyAddresses, contacts)."""
@@ -648,6 +805,162 @@ class Tenant:
         raise err.BadRequest(
             "@odata.type must be #microsoft.graph.user, #microsoft.graph.group or #microsoft.graph.orgContact."
         )
+
+    # ------------------------------------------------------------------------------------------- delta
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def user_count(self) -> int:
+        """Live users (the throttling tier of the tenant); cached until the next change."""
+        with self._lock:
+            if self._user_count[0] != self._seq:
+                self._user_count = (self._seq, sum(1 for o in self._objects.values() if o.kind == USER))
+            return self._user_count[1]
+
+    def _live_order(self, kind: str) -> list[tuple[int, str]]:
+        """``(creation seq, id)`` of the live objects of *kind*, sorted; cached until the next change."""
+        cached = self._order_cache.get(kind)
+        if cached is None or cached[0] != self._seq:
+            order = sorted((o.seq, o.id) for o in self._objects.values() if o.kind == kind)
+            cached = self._order_cache[kind] = (self._seq, order)
+        return cached[1]
+
+    def _render(self, obj: DirectoryObject, cur: DeltaCursor, names: Iterable[str] | None) -> dict[str, Any]:
+        """The tracked properties of *obj* (only *names* of them when given) plus ``id``."""
+        if names is None:
+            wanted = [*cur.select, "id"] if cur.select else list(DEFAULT_SELECT[obj.kind])
+        else:
+            tracked = set(cur.select or PROPERTIES[obj.kind])
+            wanted = [n for n in (cur.select or PROPERTIES[obj.kind]) if n in set(names) & tracked] + ["id"]
+        out: dict[str, Any] = {}
+        for name in wanted:
+            if name not in out and name != "passwordProfile":
+                out[name] = obj.props.get(name)
+        return out
+
+    def _current_members(self, group_id: str, until: int) -> list[tuple[int, str, str, bool]]:
+        """``(link seq, kind, id, removed=False)`` of a group's members linked by *until*, in link order; cached."""
+        cache_key = ("members", group_id, until, self._seq)
+        cached = self._delta_cache.get("members")
+        if cached is None or cached[0] != cache_key:
+            links = self._members.get(group_id, {})
+            rows = sorted((seq, self._objects[m].kind, m, False) for m, seq in links.items() if seq <= until)
+            cached = self._delta_cache["members"] = (cache_key, rows)
+        return cached[1]
+
+    def _window(self, cur: DeltaCursor) -> list[tuple[int, str, dict[str, Any]]]:
+        """``(order key, object id, summary)`` of the objects of the cursor's kind changed in ``(since, until]``.
+
+        The log up to *until* never changes, so the last window of each kind is cached for the following pages.
+        """
+        assert cur.since is not None and cur.until is not None
+        cache_key = ("window", cur.kind, cur.since, cur.until)
+        cached = self._delta_cache.get(cur.kind)
+        if cached is not None and cached[0] == cache_key:
+            return cached[1]
+        lo = bisect.bisect_right(self._changes, cur.since, key=lambda c: c.seq)
+        hi = bisect.bisect_right(self._changes, cur.until, key=lambda c: c.seq)
+        found: dict[str, dict[str, Any]] = {}
+        for change in self._changes[lo:hi]:
+            if change.kind != cur.kind:
+                continue
+            summary = found.setdefault(
+                change.object_id, {"key": change.seq, "created": False, "names": set(), "members": {}}
+            )
+            if change.op == CREATED:
+                summary["created"] = True
+            elif change.op == UPDATED:
+                summary["names"].update(change.names)
+            elif change.op in (MEMBER_ADDED, MEMBER_REMOVED):
+                summary["members"].pop(change.member_id, None)
+                summary["members"][change.member_id] = (
+                    change.seq,
+                    change.member_kind,
+                    change.member_id,
+                    change.op == MEMBER_REMOVED,
+                )
+        for summary in found.values():
+            summary["rows"] = sorted(summary.pop("members").values())
+        entries = [(s["key"], object_id, s) for object_id, s in found.items()]
+        self._delta_cache[cur.kind] = (cache_key, entries)
+        return entries
+
+    def delta_items(
+        self, cur: DeltaCursor, *, page_size: int, per_item: int, minimal: bool
+    ) -> tuple[list[dict[str, Any]], DeltaCursor | None]:
+        """One page of the delta round *cur* and the cursor of the next page (None: the round is complete).
+
+        A group whose ``members@delta`` exceed *per_item* is returned in chunks: the page ends after each partial
+        chunk and the next page repeats the group with the following members, as Graph does.
+        """
+        with self._lock:
+            assert cur.until is not None
+            entries: list[tuple[int, str]] | list[tuple[int, str, dict[str, Any]]]
+            entries = self._live_order(cur.kind) if cur.since is None else self._window(cur)
+            end = len(entries)
+            if cur.since is None:
+                end = bisect.bisect_right(entries, cur.until, key=lambda e: e[0])
+            find = bisect.bisect_right if cur.member_after is None else bisect.bisect_left
+            index = find(entries, cur.after, 0, end, key=lambda e: e[0])
+            items: list[dict[str, Any]] = []
+            while index < end and len(items) < page_size:
+                entry = entries[index]
+                key, object_id = entry[0], entry[1]
+                summary = entry[2] if len(entry) == 3 else None
+                resume = cur.member_after if cur.member_after is not None and key == cur.after else None
+                index += 1
+                item, members = self._delta_item(cur, object_id, summary, minimal=minimal)
+                if item is None:
+                    continue
+                if members is None:
+                    items.append(item)
+                    continue
+                start = 0 if resume is None else bisect.bisect_right(members, resume, key=lambda m: m[0])
+                chunk = members[start : start + per_item]
+                if chunk:
+                    item["members@delta"] = [
+                        {
+                            "@odata.type": ODATA_TYPES[mkind],
+                            "id": mid,
+                            **({"@removed": {"reason": "deleted"}} if gone else {}),
+                        }
+                        for _, mkind, mid, gone in chunk
+                    ]
+                if resume is not None and not chunk:
+                    continue  # the rest of the members went away between pages
+                items.append(item)
+                if len(members) > start + per_item:
+                    nxt = DeltaCursor(**{**cur.__dict__, "after": key, "member_after": chunk[-1][0]})
+                    return items, nxt
+            if index >= end:
+                return items, None
+            last_key = entries[index - 1][0]
+            return items, DeltaCursor(**{**cur.__dict__, "after": last_key, "member_after": None})
+
+    def _delta_item(
+        self, cur: DeltaCursor, object_id: str, summary: dict[str, Any] | None, *, minimal: bool
+    ) -> tuple[dict[str, Any] | None, list[tuple[int, str, str, bool]] | None]:
+        """An object's delta representation and, for groups tracking members, its member rows (or None)."""
+        assert cur.until is not None
+        obj = self._objects.get(object_id)
+        if obj is None:
+            if summary is None:
+                return None, None  # gone since the round began: the next round reports it
+            reason = "changed" if object_id in self._deleted else "deleted"
+            return {"id": object_id, "@removed": {"reason": reason}}, None
+        tracks_members = cur.kind == GROUP and cur.members
+        if summary is None or summary["created"]:
+            item = self._render(obj, cur, None)
+            return item, self._current_members(obj.id, cur.until) if tracks_members else None
+        tracked = set(cur.select or PROPERTIES[obj.kind])
+        changed = summary["names"] & tracked
+        member_rows = summary["rows"] if tracks_members else []
+        if not changed and not member_rows:
+            return None, None  # only untracked properties changed
+        item = self._render(obj, cur, changed if minimal else None)
+        return item, member_rows if tracks_members else None
 
     # ------------------------------------------------------------------------------------------- persistence
 
@@ -674,6 +987,8 @@ class Tenant:
                 ],
                 "members": {g: dict(m) for g, m in self._members.items()},
                 "owners": {g: dict(m) for g, m in self._owners.items()},
+                "changes": [c.to_list() for c in self._changes],
+                "deltaEpoch": self.delta_epoch,
             }
 
     @classmethod
@@ -695,21 +1010,285 @@ class Tenant:
             tenant._deleted[obj.id] = Deleted(obj, d.get("memberOf", []), d.get("members", []))
         tenant._members = {g: dict(m) for g, m in data.get("members", {}).items()}
         tenant._owners = {g: dict(m) for g, m in data.get("owners", {}).items()}
+        tenant._changes = [Change.from_list(c) for c in data.get("changes", [])]
+        tenant.delta_epoch = int(data.get("deltaEpoch", 0))
         return tenant
 
 
+class _Window:
+    """A sliding window of charged units: ``(time, units)`` entries and their running total."""
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[float, int]] = deque()
+        self.used = 0
+
+    def wait(self, now: float, window: float, cap: int, cost: int) -> float:
+        """0.0 if *cost* more units fit under *cap* now, else the seconds until enough entries leave the window."""
+        while self.entries and self.entries[0][0] <= now - window:
+            self.used -= self.entries.popleft()[1]
+        excess = self.used + cost - cap
+        if excess <= 0:
+            return 0.0
+        for stamp, spent in self.entries:
+            excess -= spent
+            if excess <= 0:
+                return max(stamp + window - now, 0.001)
+        return window  # more than the cap in one request: it never fits; answer a full window
+
+    def charge(self, now: float, cost: int) -> None:
+        self.entries.append((now, cost))
+        self.used += cost
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def request_cost(method: str, path: str, params: dict[str, str]) -> tuple[int, int]:
+    """``(resource units, write units)`` of a Graph request, after the identity-and-access cost table."""
+    method = method.upper()
+    parts = [p for p in path.split("/") if p][1:]  # without the version segment
+    base = 1
+    if method == "GET" and parts in (["users"], ["applications"], ["oauth2PermissionGrants"]):
+        base = 2
+    elif method == "GET" and len(parts) == 3 and parts[0] == "groups" and parts[2] == "members":
+        base = 3
+    cost = base
+    if "$select" in params:
+        cost -= 1
+    if "$expand" in params:
+        cost += 1
+    top = params.get("$top", "")
+    if top.isdigit() and int(top) < 20:
+        cost -= 1
+    return max(cost, 1), 1 if method in ("POST", "PATCH", "PUT", "DELETE") else 0
+
+
 class EmulatorState:
-    """Every tenant, the settings and the request counters, behind one re-entrant lock; optionally persisted."""
+    """Every tenant, the settings and the request counters, behind one re-entrant lock; optionally persisted.
+
+    Also the service-wide behaviours: delta state tokens (signed, so clients cannot forge them), throttling and
+    fault injection (both off by default). ``clock`` is the time source of all three; tests may replace it.
+    """
 
     def __init__(self, *, state_file: Path | None = None, token_lifetime: int = DEFAULT_TOKEN_LIFETIME) -> None:
         self.lock = threading.RLock()
         self.state_file = Path(state_file) if state_file else None
+        self.clock: Callable[[], float] = time.time
+        self.settings: dict[str, Any] = {name: spec[0] for name, spec in SETTINGS.items()}
         self.token_lifetime = token_lifetime
+        self.delta_key = secrets.token_bytes(32)
+        self.random = random.Random()
+        self._windows: dict[tuple[str, ...], _Window] = {}
         self.tenants: dict[str, Tenant] = {}
         self.counters: dict[str, Any] = {}
         self.reset_counters()
         if self.state_file and self.state_file.exists():
             self.load()
+
+    @property
+    def token_lifetime(self) -> int:
+        return int(self.settings["tokenLifetimeSeconds"])
+
+    @token_lifetime.setter
+    def token_lifetime(self, value: int) -> None:
+        self.settings["tokenLifetimeSeconds"] = int(value)
+
+    # ------------------------------------------------------------------------------------------- settings
+
+    def settings_snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return dict(self.settings)
+
+    def update_settings(self, body: Any) -> dict[str, Any]:
+        """Validate and apply a partial settings object (all or nothing; ``null`` restores a default); answer the
+        new values of the settings it named."""
+        if not isinstance(body, dict):
+            raise err.BadRequest("A JSON object is expected.")
+        updates: dict[str, Any] = {}
+        for name, value in body.items():
+            if name not in SETTINGS:
+                raise err.BadRequest(f"Unknown setting '{name}'; known: {', '.join(SETTINGS)}.")
+            default, low, high, kind = SETTINGS[name]
+            if value is None:
+                updates[name] = default
+                continue
+            if kind is bool:
+                if not isinstance(value, bool):
+                    raise err.BadRequest(f"{name} must be true or false.")
+            elif (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or (kind is int and not isinstance(value, int))
+                or value < low
+                or (high is not None and value > high)
+            ):
+                bounds = f"at least {low}" + (f" and at most {high}" if high is not None else "")
+                raise err.BadRequest(f"{name} must be {'an integer' if kind is int else 'a number'} {bounds}.")
+            updates[name] = value
+        with self.lock:
+            self.settings.update(updates)
+            if "randomSeed" in updates:
+                self.random = random.Random(updates["randomSeed"])
+            return {name: self.settings[name] for name in updates}
+
+    # ------------------------------------------------------------------------------------------- delta
+
+    def encode_delta(self, cursor: DeltaCursor) -> str:
+        payload = json.dumps(cursor.to_dict(), separators=(",", ":")).encode()
+        signature = hmac.new(self.delta_key, payload, hashlib.sha256).digest()[:18]
+        return f"{_b64(payload)}.{_b64(signature)}"
+
+    def decode_delta(self, token: str, tenant: Tenant, kind: str) -> DeltaCursor:
+        """The cursor a state token carries; ``syncStateNotFound`` when forged, foreign, revoked or expired."""
+        try:
+            payload_text, _, signature_text = token.partition(".")
+            payload = _unb64(payload_text)
+            expected = hmac.new(self.delta_key, payload, hashlib.sha256).digest()[:18]
+            if not hmac.compare_digest(expected, _unb64(signature_text)):
+                raise ValueError("bad signature")
+            cursor = DeltaCursor.from_dict(json.loads(payload))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise err.SyncStateNotFound() from None
+        lifetime = self.settings["deltaTokenLifetimeSeconds"]
+        if (
+            cursor.tenant != tenant.id
+            or cursor.kind != kind
+            or cursor.epoch != tenant.delta_epoch
+            or self.clock() - cursor.issued >= lifetime
+            or max(cursor.since or 0, cursor.until or 0) > tenant.seq
+        ):
+            raise err.SyncStateNotFound()
+        return cursor
+
+    def delta(self, tenant: Tenant, kind: str, params: dict[str, str], *, minimal: bool) -> DeltaPage:
+        """One page of ``GET /{users|groups}/delta`` for *params* (``$select``, ``$expand=members``, tokens)."""
+        for name in params:
+            if name.startswith("$") and name.lower() not in ("$select", "$expand", "$top", "$skiptoken", "$deltatoken"):
+                raise err.UnsupportedQuery(f"The query option '{name}' is not supported with delta queries.")
+        with self.lock:
+            now = self.clock()
+            skiptoken = params.get("$skiptoken")
+            deltatoken = params.get("$deltatoken")
+            if skiptoken:
+                cursor = self.decode_delta(skiptoken, tenant, kind)
+                if cursor.until is None:
+                    raise err.SyncStateNotFound()
+            else:
+                select, members = self._delta_select(kind, params)
+                if deltatoken and deltatoken.lower() != "latest":
+                    cursor = self.decode_delta(deltatoken, tenant, kind)
+                    if cursor.until is not None:
+                        raise err.SyncStateNotFound()  # a skiptoken passed as a deltatoken
+                    if "$select" in params or "$expand" in params:
+                        cursor.select, cursor.members = select, members
+                else:
+                    since = tenant.seq if deltatoken else None
+                    cursor = DeltaCursor(tenant.id, kind, select, members, since, epoch=tenant.delta_epoch)
+                if deltatoken and deltatoken.lower() == "latest":
+                    cursor.issued = now
+                    return DeltaPage([], cursor.select, deltatoken=self.encode_delta(cursor))
+                cursor.until = tenant.seq
+                cursor.after, cursor.member_after = 0, None
+            items, following = tenant.delta_items(
+                cursor,
+                page_size=int(self.settings["deltaPageSize"]),
+                per_item=int(self.settings["deltaMembersPerItem"]),
+                minimal=minimal,
+            )
+            if following is not None:
+                following.issued = now
+                return DeltaPage(items, cursor.select, skiptoken=self.encode_delta(following))
+            done = DeltaCursor(tenant.id, kind, cursor.select, cursor.members, cursor.until, issued=now)
+            done.epoch = tenant.delta_epoch
+            return DeltaPage(items, cursor.select, deltatoken=self.encode_delta(done))
+
+    @staticmethod
+    def _delta_select(kind: str, params: dict[str, str]) -> tuple[list[str] | None, bool]:
+        """The tracked properties (None: all, default set returned) and whether group members are tracked."""
+        expand = [e.strip().lower() for e in params.get("$expand", "").split(",") if e.strip()]
+        if any(e != MEMBERS for e in expand) or (expand and kind != GROUP):
+            raise err.UnsupportedQuery("Only $expand=members is supported with group delta queries.")
+        select: list[str] | None = None
+        members = kind == GROUP and not params.get("$select")
+        if params.get("$select"):
+            select = []
+            for raw in params["$select"].split(","):
+                name = raw.strip()
+                if kind == GROUP and name.lower() == MEMBERS:
+                    members = True
+                    continue
+                match = next(
+                    (p for p in PROPERTIES[kind] if p.lower() == name.lower() and p != "passwordProfile"), None
+                )
+                if match is None:
+                    raise err.ODataBadRequest(
+                        "Parsing OData Select and Expand failed: Could not find a property named "
+                        f"'{name}' on type 'microsoft.graph.{kind}'."
+                    )
+                if match not in select:
+                    select.append(match)
+            select = [n for n in select if n != "id"] or ["id"]
+        return select, members or bool(expand)
+
+    def expire_delta_tokens(self, tenant: Tenant) -> None:
+        """Revoke every delta and skip token issued so far for *tenant* (the next use answers syncStateNotFound)."""
+        with self.lock:
+            tenant.delta_epoch += 1
+
+    # ------------------------------------------------------------------------------------------- throttling, faults
+
+    def throttle(self, tenant: Tenant, app_id: str, method: str, path: str, params: dict[str, str]) -> None:
+        """Charge a request to the tenant's limits; raise ``TooManyRequests`` (429, Retry-After) when over one."""
+        with self.lock:
+            settings = self.settings
+            if not settings["throttlingEnabled"]:
+                return
+            now = self.clock()
+            units, writes = request_cost(method, path, params)
+            limit = settings["throttleResourceUnits"]
+            if limit is None:
+                users = tenant.user_count()
+                limit = 3500 if users < 50 else 5000 if users <= 500 else 8000
+            checks = [(("ru", tenant.id, app_id), limit, settings["throttleResourceWindowSeconds"], units)]
+            if writes:
+                checks.append(
+                    (
+                        ("w", tenant.id, app_id),
+                        settings["throttleAppWrites"],
+                        settings["throttleAppWriteWindowSeconds"],
+                        writes,
+                    )
+                )
+                checks.append(
+                    (
+                        ("w", tenant.id),
+                        settings["throttleTenantWrites"],
+                        settings["throttleTenantWriteWindowSeconds"],
+                        writes,
+                    )
+                )
+            waits = [
+                self._windows.setdefault(key, _Window()).wait(now, window, cap, cost)
+                for key, cap, window, cost in checks
+            ]
+            if any(waits):
+                raise err.TooManyRequests(max(1, math.ceil(max(waits))))
+            for key, _, _, cost in checks:
+                self._windows[key].charge(now, cost)
+
+    def fault(self) -> tuple[float, err.GraphError | None]:
+        """The injected latency (seconds) and, by ``faultRatio5xx``, a 503 to answer instead; seeded when set."""
+        with self.lock:
+            latency = self.settings["latencyMs"] / 1000
+            ratio = self.settings["faultRatio5xx"]
+            if ratio and self.random.random() < ratio:
+                return latency, err.ServiceUnavailable(int(self.settings["faultRetryAfterSeconds"]))
+            return latency, None
 
     # ------------------------------------------------------------------------------------------- tenants
 
@@ -751,14 +1330,16 @@ class EmulatorState:
     def reset(self) -> None:
         with self.lock:
             self.tenants.clear()
-            self.token_lifetime = DEFAULT_TOKEN_LIFETIME
+            self.settings = {name: spec[0] for name, spec in SETTINGS.items()}
+            self.random = random.Random()
+            self._windows.clear()
             self.reset_counters()
 
     # ------------------------------------------------------------------------------------------- counters
 
     def reset_counters(self) -> None:
         with self.lock:
-            self.counters = {"total": 0, "requests": {}, "status": {}, "4xx": 0, "5xx": 0}
+            self.counters = {"total": 0, "requests": {}, "status": {}, "4xx": 0, "5xx": 0, "429": 0, "batchItems": 0}
 
     def count(self, method: str, route: str, status: int) -> None:
         with self.lock:
@@ -766,10 +1347,16 @@ class EmulatorState:
             self.counters["total"] += 1
             self.counters["requests"][key] = self.counters["requests"].get(key, 0) + 1
             self.counters["status"][str(status)] = self.counters["status"].get(str(status), 0) + 1
+            if status == 429:
+                self.counters["429"] += 1
             if 400 <= status < 500:
                 self.counters["4xx"] += 1
             elif status >= 500:
                 self.counters["5xx"] += 1
+
+    def count_batch_items(self, n: int) -> None:
+        with self.lock:
+            self.counters["batchItems"] += n
 
     def counters_snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -784,6 +1371,8 @@ class EmulatorState:
             data = {
                 "version": 1,
                 "tokenLifetime": self.token_lifetime,
+                "settings": self.settings,
+                "deltaKey": self.delta_key.hex(),
                 "tenants": [t.to_dict() for t in self.tenants.values()],
             }
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -797,5 +1386,8 @@ class EmulatorState:
         assert self.state_file is not None
         data = json.loads(self.state_file.read_text(encoding="utf-8"))
         with self.lock:
+            self.settings.update({k: v for k, v in data.get("settings", {}).items() if k in SETTINGS})
             self.token_lifetime = int(data.get("tokenLifetime", DEFAULT_TOKEN_LIFETIME))
+            if data.get("deltaKey"):
+                self.delta_key = bytes.fromhex(data["deltaKey"])
             self.tenants = {t["id"]: Tenant.from_dict(self.lock, t) for t in data.get("tenants", [])}

@@ -105,3 +105,38 @@ def test_state_file_survives_a_restart(tmp_path, monkeypatch):
     with EmulatorServer(tmp_path / "emulator", state_file=state_file) as second:
         tenants = httpx.get(f"{second.base_url}/_emulator/tenants", verify=trust(second)).json()["value"]
         assert [t["name"] for t in tenants] == ["contoso"]
+
+
+def test_delta_and_batch_over_tls(server, tenant, ca_env):
+    """Absolute links point back at the TLS server; $batch items with percent-encoded queries and depends_on."""
+    result = msal_app(server, tenant).acquire_token_for_client(scopes=SCOPES)
+    headers = {"Authorization": f"Bearer {result['access_token']}", "Accept": "*/*"}
+    with httpx.Client(base_url=f"{server.base_url}/v1.0", verify=trust(server)) as graph:
+        user = {
+            "accountEnabled": True,
+            "displayName": "Ada",
+            "mailNickname": "ada",
+            "userPrincipalName": "ada@contoso.onmicrosoft.com",
+            "passwordProfile": {"password": "Xy!12345678"},
+        }
+        batch = graph.post(
+            "/$batch",
+            headers=headers,
+            json={
+                "requests": [
+                    {"id": "1", "method": "POST", "url": "/users", "body": user,
+                     "headers": {"Content-Type": "application/json"}},
+                    {"id": "2", "method": "GET", "url": "/users?%24select=displayName", "depends_on": ["1"]},
+                ]
+            },
+        )  # fmt: skip
+        assert batch.status_code == 200, batch.text
+        responses = {r["id"]: r for r in batch.json()["responses"]}
+        assert responses["1"]["status"] == 201
+        assert responses["2"]["body"]["value"] == [{"displayName": "Ada", "id": responses["1"]["body"]["id"]}]
+        first = graph.get("/users/delta()", params={"$select": "displayName"}, headers=headers).json()
+        assert first["value"] == [{"displayName": "Ada", "id": responses["1"]["body"]["id"]}]
+        assert first["@odata.deltaLink"].startswith(f"{server.base_url}/v1.0/users/delta?$deltatoken=")
+        graph.patch(f"/users/{responses['1']['body']['id']}", headers=headers, json={"displayName": "Ada L."})
+        second = graph.get(first["@odata.deltaLink"], headers=headers).json()
+        assert [u["displayName"] for u in second["value"]] == ["Ada L."]

@@ -1,0 +1,97 @@
+"""The Entra ID import through the EntraHook against the Graph emulator over TLS: full, delta, fallbacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.store import cs_object, cs_reference
+from airflow_provider_aadsync.operators.entra_import import run_entra_import
+from tests.integration.conftest import entra_hook_for
+
+USERS = 260
+BIG_GROUP = 230  # more members than one delta page item carries
+
+
+def create_user(hook, domain: str, number: int) -> str:
+    return hook.request("POST", "/users", json={
+        "accountEnabled": True, "displayName": f"User {number}", "mailNickname": f"user{number}",
+        "userPrincipalName": f"user{number}@{domain}", "department": "Sales" if number % 2 else "Engineering",
+        "passwordProfile": {"password": "Xy!12345678abc"}})["id"]  # fmt: skip
+
+
+def create_group(hook, name: str, members: list[str], unified: bool) -> str:
+    group = hook.request("POST", "/groups", json={
+        "displayName": name, "mailNickname": name.lower(), "mailEnabled": unified, "securityEnabled": not unified,
+        "groupTypes": ["Unified"] if unified else []})  # fmt: skip
+    for member in members:
+        hook.request(
+            "POST",
+            f"/groups/{group['id']}/members/$ref",
+            json={"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{member}"},
+        )
+    return group["id"]
+
+
+@pytest.fixture
+def tenant_with_data(graph_server, graph_tenant):
+    hook = entra_hook_for(graph_server, graph_tenant)
+    users = [create_user(hook, graph_tenant["initialDomain"], number) for number in range(USERS)]
+    groups = {
+        "team": create_group(hook, "Team", users[:BIG_GROUP], unified=True),
+        "security": create_group(hook, "Security", users[:5], unified=False),
+    }
+    return hook, users, groups
+
+
+def live(store) -> dict[str, dict]:
+    with store.engine.connect() as connection:
+        query = sa.select(cs_object).where(cs_object.c.is_deleted.is_(False))
+        return {row.anchor: dict(row._mapping) for row in connection.execute(query)}
+
+
+def members(store, group: str) -> set[str]:
+    with store.engine.connect() as connection:
+        return set(
+            connection.execute(
+                sa.select(cs_reference.c.target_anchor).where(
+                    cs_reference.c.anchor == group, cs_reference.c.attribute == "members"
+                )
+            ).scalars()
+        )
+
+
+def test_full_then_delta_import(graph_server, graph_tenant, tenant_with_data, store):
+    hook, users, groups = tenant_with_data
+    full = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+    assert full["mode"] == "full" and "no delta link" in full["fallback_reason"]
+    assert full["result"] == "success" and full["counters"]["adds"] == USERS + 2
+    rows = live(store)
+    assert sum(row["object_type"] == "user" for row in rows.values()) == USERS
+    assert members(store, groups["team"]) == set(users[:BIG_GROUP])
+    assert json.loads(rows[groups["team"]]["attrs"])["groupTypes"] == ["Unified"]
+    assert json.loads(rows[users[1]]["attrs"])["department"] == ["Sales"]
+
+    hook.request("PATCH", f"/users/{users[1]}", json={"department": "Finance"})
+    hook.request("DELETE", f"/users/{users[2]}")
+    added = create_user(hook, graph_tenant["initialDomain"], 9999)
+    hook.request(
+        "POST",
+        f"/groups/{groups['security']}/members/$ref",
+        json={"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{added}"},
+    )
+    hook.request("DELETE", f"/groups/{groups['security']}/members/{users[3]}/$ref")
+
+    delta = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+    assert delta["mode"] == "delta" and delta["result"] == "success"
+    assert (delta["counters"]["adds"], delta["counters"]["deletes"]) == (1, 1)
+    rows = live(store)
+    assert json.loads(rows[users[1]]["attrs"])["department"] == ["Finance"]
+    assert users[2] not in rows and added in rows
+    assert members(store, groups["security"]) == {users[0], users[1], users[4], added}  # 2 deleted, 3 removed
+    assert members(store, groups["team"]) == set(users[:BIG_GROUP]) - {users[2]}
+
+    again = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+    assert sum(again["counters"][name] for name in ("adds", "updates", "deletes")) == 0
