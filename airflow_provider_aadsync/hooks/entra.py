@@ -324,7 +324,8 @@ class EntraHook(BaseHook):
             self.counters["throttled"] += 1
         wait = state.next_action.sleep if state.next_action else 0.0
         self.counters["retry_wait_seconds"] += wait
-        log.info("retrying %s in %.1f s after %s", state.args[1] if len(state.args) > 1 else "", wait, error)
+        url = str(state.args[1]).split("?", 1)[0] if len(state.args) > 1 else ""  # tokens stay out of the log
+        log.info("retrying %s in %.1f s after %s", url, wait, error)
 
     def _send(self, method: str, url: str, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {self.get_token()}", **kwargs.pop("headers", {})}

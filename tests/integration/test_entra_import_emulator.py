@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.store import cs_object, cs_reference
 from airflow_provider_aadsync.operators.entra_import import run_entra_import
-from tests.integration.conftest import entra_hook_for
+from tests.integration.conftest import entra_hook_for, trust
 
 USERS = 260
 BIG_GROUP = 230  # more members than one delta page item carries
@@ -95,3 +96,55 @@ def test_full_then_delta_import(graph_server, graph_tenant, tenant_with_data, st
 
     again = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
     assert sum(again["counters"][name] for name in ("adds", "updates", "deletes")) == 0
+
+
+def admin(graph_server, method: str, path: str, **kwargs):
+    response = httpx.request(method, f"{graph_server.base_url}/_emulator{path}", verify=trust(graph_server), **kwargs)
+    assert response.status_code < 300, response.text
+    return response
+
+
+@pytest.fixture
+def emulator_settings(graph_server):
+    """Change emulator settings for one test; the defaults come back afterwards (the server is per module)."""
+    changed: list[str] = []
+
+    def apply(**settings):
+        changed.extend(settings)
+        admin(graph_server, "PUT", "/settings", json=settings)
+
+    yield apply
+    if changed:
+        admin(graph_server, "PUT", "/settings", json=dict.fromkeys(changed))
+
+
+def test_expired_delta_link_falls_back_to_full_import(graph_server, graph_tenant, tenant_with_data, store):
+    run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="full")
+    admin(graph_server, "POST", f"/tenants/{graph_tenant['id']}/deltaTokens/expire")
+    result = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+    assert result["mode"] == "full" and "rejected the delta link" in result["fallback_reason"]
+    assert "syncStateNotFound" in result["fallback_reason"]
+    assert (result["counters"]["adds"], result["counters"]["updates"], result["counters"]["deletes"]) == (0, 0, 0)
+    with store.engine.connect() as connection:
+        runs = [row.result for row in connection.execute(sa.text("SELECT result FROM run ORDER BY id"))]
+    assert runs == ["success", "stopped-watermark-rejected", "success"]
+
+
+def test_import_rides_out_throttling_and_server_faults(
+    graph_server, graph_tenant, tenant_with_data, store, emulator_settings
+):
+    emulator_settings(
+        throttlingEnabled=True,
+        throttleResourceUnits=2,
+        throttleResourceWindowSeconds=1,
+        faultRatio5xx=0.2,
+        faultRetryAfterSeconds=0,
+        randomSeed=7,
+    )
+    hook = entra_hook_for(graph_server, graph_tenant)
+    result = run_entra_import(hook, store, mode="full")
+    assert result["result"] == "success" and result["counters"]["adds"] == USERS + 2
+    assert result["graph"]["throttled"] >= 1 and result["graph"]["retries"] > result["graph"]["throttled"]
+    assert result["graph"]["retry_wait_seconds"] >= 1  # Retry-After honoured, not hammered through
+    counters = admin(graph_server, "GET", "/counters").json()
+    assert counters["429"] >= 1
