@@ -3,13 +3,20 @@
 Admin API (no auth; refused unless the caller is on loopback):
 
 - ``POST /_emulator/tenants`` ``{"id"?, "name"?, "displayName"?, "verifiedDomains"?: [...],
-  "apps"?: [{"clientId"?, "clientSecret"?, "displayName"?}]}`` → 201 with the tenant (generated ids and secrets
-  included); ``GET /_emulator/tenants``, ``GET``/``DELETE /_emulator/tenants/{id}``;
+  "apps"?: [{"clientId"?, "clientSecret"?, "displayName"?, "certificates"?: [PEM, ...]}]}`` → 201 with the tenant
+  (generated ids and secrets included); ``GET /_emulator/tenants``, ``GET``/``DELETE /_emulator/tenants/{id}``;
+- ``POST /_emulator/tenants/{id}/apps`` (one app object as above) → 201 with the app;
+- ``POST /_emulator/tenants/{id}/apps/{clientId}/certificates`` ``{"certificate": PEM}`` (or the PEM itself as the
+  body) → 201 ``{"thumbprint" (SHA-1 hex), "thumbprintSha256", "subject", "startDateTime", "endDateTime"}``: a
+  certificate credential whose private key may then sign client assertions; ``GET`` lists them (``{"value"}``),
+  ``DELETE .../certificates/{thumbprint}`` → 204;
 - ``POST /_emulator/tenants/{id}/objects`` ``{"@odata.type": "#microsoft.graph.user|group|orgContact", ...}`` →
   201: seed an object, read-only properties allowed (``onPremisesSyncEnabled``, ``proxyAddresses``, contacts);
+  a JSON array of such objects seeds them in order (stopping at the first refused one) → 201 ``{"value": [...]}``;
 - ``POST /_emulator/reset`` → 204 (no tenants, default settings, counters zeroed);
 - ``POST /_emulator/tenants/{id}/deltaTokens/expire`` → 204: every delta/skip token issued so far for the tenant
-  answers ``400 syncStateNotFound`` from now on;
+  answers ``400 syncStateNotFound`` from now on; with ``?mode=gone`` it answers ``410 Gone`` (``resyncRequired``)
+  with a ``Location`` header naming a fresh full round (same ``$select``) to restart from;
 - ``GET /_emulator/counters`` (requests by method and route template, per status, 4xx/5xx, 429s, ``batchItems``;
   each ``$batch`` request counts once plus once per inner request under its own route; admin calls are not
   counted), ``DELETE`` zeroes them;
@@ -24,6 +31,7 @@ Admin API (no auth; refused unless the caller is on loopback):
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -39,6 +47,7 @@ from airflow_provider_aadsync.emulator import graph, identity
 from airflow_provider_aadsync.emulator.models import EmulatorState
 
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+_SLASHES = re.compile("/{2,}")
 _LOOPBACK_CLIENTS = {"127.0.0.1", "::1", "localhost", "testclient"}
 
 
@@ -53,6 +62,10 @@ class GraphMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "//" in scope["path"]:
+            # The msgraph SDK joins its base URL (which httpx ends with "/") and "/users": Graph ignores empty segments.
+            scope = {**scope, "path": _SLASHES.sub("/", scope["path"])}
+            scope["raw_path"] = re.sub(rb"/{2,}", b"/", scope.get("raw_path") or scope["path"].encode())
         request_id = str(uuid.uuid4())
         client_request_id = next(
             (v.decode("latin-1") for k, v in scope["headers"] if k == b"client-request-id"), request_id
@@ -141,8 +154,32 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
 
     async def objects(request: Request) -> Response:
         loopback_only(request)
-        props = tenant_of(request).seed(await body_of(request))
-        return JSONResponse(props, status_code=201)
+        body = await body_of(request)
+        found = tenant_of(request)
+        if isinstance(body, list):  # bulk seeding: one request for thousands of objects
+            return JSONResponse({"value": [found.seed(item) for item in body]}, status_code=201)
+        return JSONResponse(found.seed(body), status_code=201)
+
+    async def apps(request: Request) -> Response:
+        loopback_only(request)
+        app = tenant_of(request).add_app(await body_of(request))
+        return JSONResponse(app.to_dict(), status_code=201)
+
+    async def certificates(request: Request) -> Response:
+        loopback_only(request)
+        found = tenant_of(request)
+        client_id = request.path_params["client_id"]
+        if request.method == "GET":
+            return JSONResponse({"value": [c.summary() for c in found.app(client_id).certificates]})
+        raw = (await request.body()).decode("utf-8", "replace")
+        body: Any = raw if raw.lstrip().startswith("-----BEGIN") else await body_of(request)
+        certificate = found.add_app_certificate(client_id, body)
+        return JSONResponse(certificate.summary(), status_code=201)
+
+    async def certificate(request: Request) -> Response:
+        loopback_only(request)
+        tenant_of(request).remove_app_certificate(request.path_params["client_id"], request.path_params["thumbprint"])
+        return Response(status_code=204)
 
     async def reset(request: Request) -> Response:
         loopback_only(request)
@@ -164,13 +201,18 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
 
     async def expire_delta_tokens(request: Request) -> Response:
         loopback_only(request)
-        state.expire_delta_tokens(tenant_of(request))
+        state.expire_delta_tokens(tenant_of(request), gone=request.query_params.get("mode") == "gone")
         return Response(status_code=204)
 
     return [
         Route("/_emulator/tenants", tenants, methods=["GET", "POST"]),
         Route("/_emulator/tenants/{tenant}", tenant, methods=["GET", "DELETE"]),
         Route("/_emulator/tenants/{tenant}/objects", objects, methods=["POST"]),
+        Route("/_emulator/tenants/{tenant}/apps", apps, methods=["POST"]),
+        Route("/_emulator/tenants/{tenant}/apps/{client_id}/certificates", certificates, methods=["GET", "POST"]),
+        Route(
+            "/_emulator/tenants/{tenant}/apps/{client_id}/certificates/{thumbprint}", certificate, methods=["DELETE"]
+        ),
         Route("/_emulator/tenants/{tenant}/deltaTokens/expire", expire_delta_tokens, methods=["POST"]),
         Route("/_emulator/reset", reset, methods=["POST"]),
         Route("/_emulator/counters", counters, methods=["GET", "DELETE"]),

@@ -167,6 +167,22 @@ class SyncStateNotFound(GraphError):
         )
 
 
+class SyncStateGone(GraphError):
+    """410 Gone: the delta state was reset on the service side; restart from the ``Location`` header's link (a
+    fresh full round with the same ``$select``), which the route fills in."""
+
+    def __init__(self, select: list[str] | None, members: bool, location: str = "") -> None:
+        super().__init__(
+            410,
+            "resyncRequired",
+            "The delta token is no longer valid and the sync state must be reset. Restart the synchronization from "
+            "the URL in the Location header and replace the local copies with what it returns.",
+            headers={"Location": location} if location else None,
+        )
+        self.select = select
+        self.members = members
+
+
 class InvalidBatchPayload(ODataBadRequest):
     def __init__(self, detail: str | None = None) -> None:
         super().__init__("Invalid batch payload format." + (f" {detail}" if detail else ""))
@@ -313,14 +329,125 @@ class MissingClientCredential(IdentityError):
         )
 
 
-class ClientAssertionNotSupported(IdentityError):
-    def __init__(self) -> None:
+_KEYS_HINT = (
+    "Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id "
+    "'{client_id}'. Review the documentation at https://docs.microsoft.com/en-us/graph/deployments to determine the "
+    "corresponding service endpoint and https://docs.microsoft.com/en-us/graph/api/application-get?view=graph-rest-1.0"
+    "&tabs=http to build a query request URL, such as 'https://graph.microsoft.com/beta/applications/{client_id}'"
+)
+_CERT_DOCS = "Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials ."
+
+
+def _key_dates(start: dt.datetime, end: dt.datetime) -> str:
+    return f"Start={start:%m/%d/%Y %H:%M:%S}, End={end:%m/%d/%Y %H:%M:%S}"
+
+
+class InvalidClientAssertion(IdentityError):
+    """AADSTS700027 for a client assertion that is not a verifiable JWT at all (or names no certificate)."""
+
+    def __init__(self, reason: str = "") -> None:
         super().__init__(
             401,
             "invalid_client",
             700027,
-            "Client assertion failed signature validation. (The emulator does not accept certificate credentials "
-            "yet; use a client secret.)",
+            "Client assertion failed signature validation." + (f" [Reason - {reason}]" if reason else ""),
+        )
+
+
+class CertificateNotRegistered(IdentityError):
+    """AADSTS700027: the assertion's ``x5t``/``x5t#S256`` names no certificate registered on the app."""
+
+    def __init__(self, thumbprint: str, client_id: str) -> None:
+        super().__init__(
+            401,
+            "invalid_client",
+            700027,
+            "The certificate with identifier used to sign the client assertion is not registered on application. "
+            f"[Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}', "
+            + _KEYS_HINT.format(client_id=client_id)
+            + "].",
+        )
+
+
+class InvalidAssertionSignature(IdentityError):
+    """AADSTS700027: the certificate was found but the assertion's signature does not verify with it (or it is
+    outside its validity period)."""
+
+    def __init__(
+        self, thumbprint: str, start: dt.datetime, end: dt.datetime, *, client_id: str, expired: bool = False
+    ) -> None:
+        reason = (
+            "The key used is expired."
+            if expired
+            else "The provided signature value did not match the expected signature value."
+        )
+        super().__init__(
+            401,
+            "invalid_client",
+            700027,
+            f"Client assertion contains an invalid signature. [Reason - {reason}, Thumbprint of key used by client: "
+            f"'{thumbprint}', Found key '{_key_dates(start, end)}', " + _KEYS_HINT.format(client_id=client_id) + "].",
+        )
+
+
+class AssertionNotInValidTimeRange(IdentityError):
+    """AADSTS700024: the assertion's ``exp`` has passed (or its ``nbf`` is in the future)."""
+
+    def __init__(self, now: dt.datetime, valid_from: dt.datetime, expires: dt.datetime) -> None:
+        fmt = "%Y-%m-%dT%H:%M:%S.%f0Z"
+        super().__init__(
+            401,
+            "invalid_client",
+            700024,
+            f"Client assertion is not within its valid time range. Current time: {now.strftime(fmt)}, assertion "
+            f"valid from {valid_from.strftime(fmt)}, expiry time of assertion {expires.strftime(fmt)}. {_CERT_DOCS}",
+        )
+
+
+class AssertionAudienceMismatch(IdentityError):
+    """AADSTS50012: the assertion's ``aud`` is not this tenant's token endpoint."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            401, "invalid_client", 50012, f"Client assertion audience claim does not match Realm issuer. {_CERT_DOCS}"
+        )
+
+
+class TooManyAssertionAudiences(IdentityError):
+    """AADSTS5002741: the assertion's ``aud`` holds more than one value."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(
+            401,
+            "invalid_client",
+            5002741,
+            f"Number of audience values in the provided client credential exceed maximum allowed. {count} audience "
+            "values provided, maximum allowed is 1.",
+        )
+
+
+class AssertionIssuerMismatch(IdentityError):
+    """AADSTS700021: the assertion's ``iss``/``sub`` is not the ``client_id`` of the request."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            401,
+            "invalid_client",
+            700021,
+            f"Client assertion application identifier doesn't match 'client_id' parameter. {_CERT_DOCS}",
+        )
+
+
+class UnsupportedAssertionType(IdentityError):
+    """A ``client_assertion_type`` other than the JWT bearer one (AADSTS50027: invalid JWT)."""
+
+    def __init__(self, assertion_type: str) -> None:
+        super().__init__(
+            400,
+            "invalid_request",
+            50027,
+            f"JWT token is invalid or malformed. The client_assertion_type '{assertion_type}' is not supported; "
+            "use 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.",
         )
 
 

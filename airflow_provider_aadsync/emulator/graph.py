@@ -8,6 +8,7 @@ through the whole app again, so inner requests meet every rule, error, throttle 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -139,7 +140,12 @@ async def _dispatch(request: Request, item: dict[str, Any]) -> dict[str, Any]:
     if body is None:
         raw = b""
     elif isinstance(body, str):
-        raw = body.encode()
+        # A non-JSON-object body travels base64-encoded (the msgraph SDK does so for any body that is not a JSON
+        # object); text that is not base64 is taken as it is.
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except ValueError:
+            raw = body.encode()
     else:
         raw = json.dumps(body).encode()
         headers.setdefault("content-type", "application/json")
@@ -287,9 +293,14 @@ def routes(tokens: TokenService) -> list[Route]:
         async def handler(request: Request, tenant: Tenant) -> Response:
             prefer = [p.strip().lower() for p in request.headers.get("prefer", "").split(",")]
             minimal = "return=minimal" in prefer
-            page = state.delta(tenant, kind, _params(request), minimal=minimal)
             base = base_url(request)
             entity_set = ENTITY_SETS[kind]
+            try:
+                page = state.delta(tenant, kind, _params(request), minimal=minimal)
+            except err.SyncStateGone as gone:
+                names = [*(gone.select or []), *(["members"] if gone.members and kind == GROUP else [])]
+                restart = f"{base}/v1.0/{entity_set}/delta" + (f"?$select={','.join(names)}" if gone.select else "")
+                raise err.SyncStateGone(gone.select, gone.members, restart) from None
             body: dict[str, Any] = {"@odata.context": odata.context_url(base, entity_set, page.select)}
             link = f"{base}/v1.0/{entity_set}/delta?"
             if page.skiptoken:

@@ -2,7 +2,8 @@
 validation of the bearer tokens Graph requests carry.
 
 msal needs, from discovery, ``authorization_endpoint`` and ``token_endpoint`` (it takes the tenant from the
-latter); it POSTs ``client_id``, ``grant_type``, ``scope``, ``client_secret`` (or ``client_assertion``) and
+latter); it POSTs ``client_id``, ``grant_type``, ``scope``, ``client_secret`` (or ``client_assertion_type`` and a
+``client_assertion`` signed by a certificate registered on the app, see :func:`verify_client_assertion`) and
 ``client_info=1`` as a form, and reads ``access_token``/``expires_in`` from the JSON answer, or ``error`` from any
 non-5xx error body. Tokens are RS256 JWTs signed with a key generated when the app is built.
 """
@@ -10,6 +11,7 @@ non-5xx error body. Tokens are RS256 JWTs signed with a key generated when the a
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import secrets
 import time
@@ -24,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from airflow_provider_aadsync.emulator import exceptions as err
-from airflow_provider_aadsync.emulator.models import EmulatorState, Tenant
+from airflow_provider_aadsync.emulator.models import App, EmulatorState, Tenant
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_HOSTS = {
@@ -37,6 +39,8 @@ GRAPH_HOSTS = {
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _USER_SCOPES = {"openid", "profile", "offline_access"}
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_ALGORITHMS = ("RS256", "PS256", "RS384", "PS384", "RS512", "PS512", "ES256", "ES384")
+CLOCK_SKEW = 300  # seconds of clock skew tolerated on a client assertion's exp/nbf
 
 
 def _b64(value: bytes) -> str:
@@ -199,6 +203,82 @@ def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
+def verify_client_assertion(fields: dict[str, str], app: App, audiences: set[str], *, now: float) -> None:
+    """Check a certificate credential (``private_key_jwt``) as the identity platform does, or raise its error.
+
+    The assertion is a JWT signed (RS256/PS256, or ES256) by the private key of a certificate registered on the app,
+    named by the ``x5t#S256`` header (base64url SHA-256 thumbprint; msal's default) or else ``x5t`` (base64url
+    SHA-1 thumbprint; msal given a ``thumbprint``). ``aud`` is the token endpoint, ``iss`` = ``sub`` = the client id,
+    ``exp`` (and ``nbf`` if present) must hold within five minutes of clock skew. A reused ``jti`` is accepted (msal
+    reuses one assertion for up to ten minutes).
+    """
+    assertion_type = fields.get("client_assertion_type")
+    if not assertion_type:
+        raise err.MissingParameter("client_assertion_type")
+    if assertion_type != CLIENT_ASSERTION_TYPE:
+        raise err.UnsupportedAssertionType(assertion_type)
+    assertion = fields.get("client_assertion")
+    if not assertion:
+        raise err.MissingParameter("client_assertion")
+    try:
+        header = jwt.get_unverified_header(assertion)
+    except jwt.PyJWTError:
+        raise err.InvalidClientAssertion() from None
+    x5t_s256, x5t = header.get("x5t#S256"), header.get("x5t")
+    if not isinstance(x5t_s256, str) and not isinstance(x5t, str):
+        raise err.InvalidClientAssertion("The key was not found.")
+    certificate = app.find_certificate(
+        x5t=x5t if isinstance(x5t, str) else None, x5t_s256=x5t_s256 if isinstance(x5t_s256, str) else None
+    )
+    if certificate is None:
+        raise err.CertificateNotRegistered(_thumbprint_hex(x5t_s256 or x5t), app.client_id)
+    thumbprint = certificate.thumbprint_sha256 if isinstance(x5t_s256, str) else certificate.thumbprint
+    if header.get("alg") not in ASSERTION_ALGORITHMS:
+        raise err.InvalidClientAssertion(f"The signing algorithm '{header.get('alg')}' is not supported.")
+    try:
+        claims = jwt.decode(
+            assertion,
+            certificate.cert.public_key(),  # type: ignore[arg-type]
+            algorithms=list(ASSERTION_ALGORITHMS),
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False},
+        )
+    except jwt.InvalidSignatureError:
+        raise err.InvalidAssertionSignature(
+            thumbprint, certificate.start, certificate.end, client_id=app.client_id
+        ) from None
+    except jwt.PyJWTError:
+        raise err.InvalidClientAssertion() from None
+    when = dt.datetime.fromtimestamp(now, dt.UTC)
+    if not certificate.start <= when <= certificate.end:
+        raise err.InvalidAssertionSignature(
+            thumbprint, certificate.start, certificate.end, client_id=app.client_id, expired=True
+        )
+    audience = claims.get("aud")
+    if isinstance(audience, list):
+        if len(audience) != 1:
+            raise err.TooManyAssertionAudiences(len(audience))
+        audience = audience[0]
+    if not isinstance(audience, str) or audience.rstrip("/").lower() not in audiences:
+        raise err.AssertionAudienceMismatch()
+    if claims.get("iss") != app.client_id or claims.get("sub", app.client_id) != app.client_id:
+        raise err.AssertionIssuerMismatch()
+    exp, nbf = claims.get("exp"), claims.get("nbf", 0)
+    if not isinstance(exp, int | float) or not isinstance(nbf, int | float):
+        raise err.InvalidClientAssertion("The assertion needs numeric 'exp' (and 'nbf') claims.")
+    if now > exp + CLOCK_SKEW or now + CLOCK_SKEW < nbf:
+        raise err.AssertionNotInValidTimeRange(
+            when, dt.datetime.fromtimestamp(nbf, dt.UTC), dt.datetime.fromtimestamp(exp, dt.UTC)
+        )
+
+
+def _thumbprint_hex(x5t: str) -> str:
+    """The upper-case hex of a base64url thumbprint header, as the identity platform's messages show it."""
+    try:
+        return base64.urlsafe_b64decode(x5t + "=" * (-len(x5t) % 4)).hex().upper()
+    except ValueError:
+        return x5t
+
+
 def routes(state: EmulatorState, tokens: TokenService) -> list[Route]:
     def tenant_or_error(key: str, *, discovery: bool) -> Tenant:
         tenant = state.find_tenant(key)
@@ -234,12 +314,18 @@ def routes(state: EmulatorState, tokens: TokenService) -> list[Route]:
             if app is None:
                 raise err.ApplicationNotFound(client_id, tenant.id)
             if fields.get("client_assertion") or fields.get("client_assertion_type"):
-                raise err.ClientAssertionNotSupported()
-            secret = fields.get("client_secret") or basic_secret
-            if not secret:
-                raise err.MissingClientCredential()
-            if not secrets.compare_digest(secret.encode(), app.secret.encode()):
-                raise err.InvalidClientSecret(client_id)
+                audiences = {
+                    f"{base_url(request)}/{key}/{path}".lower()
+                    for key in {tenant.id, request.path_params["tenant"].lower(), *tenant.verified_domains}
+                    for path in ("oauth2/v2.0/token", "oauth2/token")
+                }
+                verify_client_assertion(fields, app, audiences, now=state.clock())
+            else:
+                secret = fields.get("client_secret") or basic_secret
+                if not secret:
+                    raise err.MissingClientCredential()
+                if not secrets.compare_digest(secret.encode(), app.secret.encode()):
+                    raise err.InvalidClientSecret(client_id)
             scopes = [s for s in fields.get("scope", "").split() if s.lower() not in _USER_SCOPES]
             if not scopes:
                 raise err.MissingParameter("scope")

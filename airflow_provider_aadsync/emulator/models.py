@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from airflow_provider_aadsync.emulator import exceptions as err
 
 USER = "user"
@@ -204,29 +208,118 @@ def object_id_from_url(url: Any) -> str:
     return match.group(1)
 
 
+@dataclass(frozen=True)
+class AppCertificate:
+    """A certificate credential of an app registration (a ``keyCredential`` of type ``AsymmetricX509Cert``): the
+    public certificate whose private key signs the app's client assertions."""
+
+    pem: str
+    cert: x509.Certificate
+
+    @classmethod
+    def parse(cls, value: Any) -> AppCertificate:
+        """From a PEM certificate, or the base64 DER a Graph ``keyCredential.key`` carries; 400 otherwise."""
+        if isinstance(value, dict):
+            value = value.get("certificate") or value.get("key")
+        if not isinstance(value, str) or not value.strip():
+            raise err.BadRequest("A certificate is expected: a PEM string or base64 DER.")
+        try:
+            if "-----BEGIN" in value:
+                cert = x509.load_pem_x509_certificate(value.strip().encode())
+            else:
+                cert = x509.load_der_x509_certificate(base64.b64decode("".join(value.split()), validate=True))
+        except ValueError:
+            raise err.BadRequest("The certificate could not be parsed (PEM or base64 DER X.509 expected).") from None
+        if not isinstance(cert.public_key(), rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise err.BadRequest("Only RSA and EC certificates can sign client assertions.")
+        return cls(cert.public_bytes(serialization.Encoding.PEM).decode(), cert)
+
+    @property
+    def thumbprint(self) -> str:
+        """The SHA-1 thumbprint in upper-case hex, as the portal shows it (msal's ``thumbprint``)."""
+        return self.cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - the x5t thumbprint is SHA-1
+
+    @property
+    def thumbprint_sha256(self) -> str:
+        return self.cert.fingerprint(hashes.SHA256()).hex().upper()
+
+    @property
+    def x5t(self) -> str:
+        """The JOSE ``x5t`` header value: base64url of the SHA-1 thumbprint's bytes."""
+        return _b64(bytes.fromhex(self.thumbprint))
+
+    @property
+    def x5t_s256(self) -> str:
+        """The JOSE ``x5t#S256`` header value: base64url of the SHA-256 thumbprint's bytes."""
+        return _b64(bytes.fromhex(self.thumbprint_sha256))
+
+    @property
+    def start(self) -> dt.datetime:
+        return self.cert.not_valid_before_utc
+
+    @property
+    def end(self) -> dt.datetime:
+        return self.cert.not_valid_after_utc
+
+    def summary(self) -> dict[str, str]:
+        return {
+            "thumbprint": self.thumbprint,
+            "thumbprintSha256": self.thumbprint_sha256,
+            "subject": self.cert.subject.rfc4514_string(),
+            "startDateTime": self.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "endDateTime": self.end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+
 @dataclass
 class App:
     client_id: str
     secret: str
     display_name: str = "aadsync"
     service_principal_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    certificates: list[AppCertificate] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, str]:
+    def add_certificate(self, value: Any) -> AppCertificate:
+        """Register a certificate credential (idempotent by thumbprint)."""
+        certificate = AppCertificate.parse(value)
+        if all(c.thumbprint != certificate.thumbprint for c in self.certificates):
+            self.certificates.append(certificate)
+        return certificate
+
+    def find_certificate(self, *, x5t: str | None = None, x5t_s256: str | None = None) -> AppCertificate | None:
+        """The registered certificate a client assertion's ``x5t#S256`` or ``x5t`` header names."""
+        for certificate in self.certificates:
+            if (x5t_s256 and certificate.x5t_s256 == x5t_s256.rstrip("=")) or (
+                x5t and not x5t_s256 and certificate.x5t == x5t.rstrip("=")
+            ):
+                return certificate
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "clientId": self.client_id,
             "clientSecret": self.secret,
             "displayName": self.display_name,
             "servicePrincipalId": self.service_principal_id,
+            "certificates": [{**c.summary(), "certificate": c.pem} for c in self.certificates],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> App:
-        return cls(
+        if not isinstance(data, dict):
+            raise err.BadRequest("Each app must be a JSON object.")
+        certificates = data.get("certificates") or []
+        if not isinstance(certificates, list):
+            raise err.BadRequest("certificates must be an array of PEM certificates.")
+        app = cls(
             client_id=str(data.get("clientId") or uuid.uuid4()),
             secret=str(data.get("clientSecret") or secrets.token_urlsafe(30)),
             display_name=str(data.get("displayName") or "aadsync"),
             service_principal_id=str(data.get("servicePrincipalId") or uuid.uuid4()),
         )
+        for certificate in certificates:
+            app.add_certificate(certificate)
+        return app
 
 
 @dataclass
@@ -358,13 +451,19 @@ class Tenant:
         self.created = created or now_iso()
         self._seq = 0
         self._objects: dict[str, DirectoryObject] = {}
+        # Indexes of the live objects, lower-cased, kept by _index/_unindex wherever _objects changes: uniqueness
+        # checks and UPN lookups are O(1) instead of a scan of every object.
+        self._by_upn: dict[str, str] = {}  # userPrincipalName -> user id
+        self._by_proxy: dict[str, str] = {}  # proxyAddresses entry -> object id
+        self._by_nickname: dict[str, set[str]] = {}  # mailNickname -> object ids (not unique in Entra)
+        self._kind_counts: dict[str, int] = {}
         self._deleted: dict[str, Deleted] = {}
         self._members: dict[str, dict[str, int]] = {}  # group id -> {member id: link sequence number}
         self._owners: dict[str, dict[str, int]] = {}
         self._changes: list[Change] = []  # append-only, in sequence order: what delta queries report
         self.delta_epoch = 0  # bumped to invalidate every delta token issued so far
+        self.delta_gone_epochs: set[int] = set()  # epochs whose tokens answer 410 Gone (restart) rather than 400
         self._order_cache: dict[str, tuple[int, list[tuple[int, str]]]] = {}
-        self._user_count = (-1, 0)
         self._delta_cache: dict[str, tuple[tuple[Any, ...], list[Any]]] = {}  # (seq it was counted at, live users)
 
     # ------------------------------------------------------------------------------------------- organization
@@ -399,27 +498,81 @@ class Tenant:
                 "verifiedDomains": list(self.verified_domains),
                 "apps": [app.to_dict() for app in self.apps.values()],
                 "counts": {
-                    "users": sum(1 for o in self._objects.values() if o.kind == USER),
-                    "groups": sum(1 for o in self._objects.values() if o.kind == GROUP),
-                    "contacts": sum(1 for o in self._objects.values() if o.kind == CONTACT),
+                    "users": self._kind_counts.get(USER, 0),
+                    "groups": self._kind_counts.get(GROUP, 0),
+                    "contacts": self._kind_counts.get(CONTACT, 0),
                     "deletedItems": len(self._deleted),
                 },
             }
 
+    # ------------------------------------------------------------------------------------------- app registrations
+
+    def add_app(self, spec: Any) -> App:
+        """Register another app (``{"clientId"?, "clientSecret"?, "displayName"?, "certificates"?: [PEM]}``)."""
+        app = App.from_dict(spec if spec is not None else {})
+        with self._lock:
+            if app.client_id in self.apps:
+                raise err.GraphError(409, "Conflict", f"App '{app.client_id}' already exists in the tenant.")
+            self.apps[app.client_id] = app
+            return app
+
+    def app(self, client_id: str) -> App:
+        with self._lock:
+            app = self.apps.get(client_id)
+            if app is None:
+                raise err.ResourceNotFound(client_id)
+            return app
+
+    def add_app_certificate(self, client_id: str, certificate: Any) -> AppCertificate:
+        """Add a certificate credential (PEM, or ``{"certificate": PEM}``) to an app; idempotent by thumbprint."""
+        with self._lock:
+            return self.app(client_id).add_certificate(certificate)
+
+    def remove_app_certificate(self, client_id: str, thumbprint: str) -> None:
+        with self._lock:
+            app = self.app(client_id)
+            kept = [c for c in app.certificates if thumbprint.upper() not in (c.thumbprint, c.thumbprint_sha256)]
+            if len(kept) == len(app.certificates):
+                raise err.ResourceNotFound(thumbprint)
+            app.certificates = kept
+
     # ------------------------------------------------------------------------------------------- lookups
+
+    def _index(self, obj: DirectoryObject) -> None:
+        """Add a live object to the indexes (after it joined ``_objects`` or its properties changed)."""
+        if obj.kind == USER:
+            self._by_upn[obj.props["userPrincipalName"].lower()] = obj.id
+        for proxy in obj.props.get("proxyAddresses") or []:
+            self._by_proxy[proxy.lower()] = obj.id
+        if obj.props.get("mailNickname"):
+            self._by_nickname.setdefault(obj.props["mailNickname"].lower(), set()).add(obj.id)
+        self._kind_counts[obj.kind] = self._kind_counts.get(obj.kind, 0) + 1
+
+    def _unindex(self, obj: DirectoryObject) -> None:
+        """Remove a live object from the indexes (before it leaves ``_objects`` or its properties change)."""
+        if obj.kind == USER and self._by_upn.get(obj.props["userPrincipalName"].lower()) == obj.id:
+            del self._by_upn[obj.props["userPrincipalName"].lower()]
+        for proxy in obj.props.get("proxyAddresses") or []:
+            if self._by_proxy.get(proxy.lower()) == obj.id:
+                del self._by_proxy[proxy.lower()]
+        if obj.props.get("mailNickname"):
+            holders = self._by_nickname.get(obj.props["mailNickname"].lower())
+            if holders is not None:
+                holders.discard(obj.id)
+                if not holders:
+                    del self._by_nickname[obj.props["mailNickname"].lower()]
+        self._kind_counts[obj.kind] -= 1
+
+    def with_mail_nickname(self, nickname: str) -> list[str]:
+        """Ids of the live objects with this ``mailNickname`` (case-insensitive), from the index."""
+        with self._lock:
+            return sorted(self._by_nickname.get(nickname.lower(), ()))
 
     def _find(self, kind: str | None, key: str) -> DirectoryObject:
         obj = self._objects.get(key) or self._objects.get(key.lower())
         if obj is None and kind == USER and "@" in key:
-            wanted = key.lower()
-            obj = next(
-                (
-                    o
-                    for o in self._objects.values()
-                    if o.kind == USER and o.props["userPrincipalName"].lower() == wanted
-                ),
-                None,
-            )
+            found = self._by_upn.get(key.lower())
+            obj = self._objects.get(found) if found else None
         if obj is None or (kind is not None and obj.kind != kind):
             raise err.ResourceNotFound(key)
         return obj
@@ -519,19 +672,11 @@ class Tenant:
                 raise err.InvalidPropertyValue("passwordProfile", "User")
 
     def _upn_taken(self, upn: str, exclude: str | None) -> bool:
-        wanted = upn.lower()
-        return any(
-            o.kind == USER and o.id != exclude and o.props["userPrincipalName"].lower() == wanted
-            for o in self._objects.values()
-        )
+        return self._by_upn.get(upn.lower(), exclude) != exclude
 
     def _check_proxies(self, proxies: Iterable[str], exclude: str | None) -> None:
-        wanted = {p.lower() for p in proxies}
-        if not wanted:
-            return
-        for o in self._objects.values():
-            if o.id != exclude and wanted & {p.lower() for p in o.props.get("proxyAddresses") or []}:
-                raise err.ObjectConflict("proxyAddresses")
+        if any(self._by_proxy.get(p.lower(), exclude) != exclude for p in proxies):
+            raise err.ObjectConflict("proxyAddresses")
 
     def _check_synced(self, obj: DirectoryObject, changed: Iterable[str]) -> None:
         if obj.props.get("onPremisesSyncEnabled") and any(n not in _CLOUD_WRITABLE_ON_SYNCED for n in changed):
@@ -568,6 +713,7 @@ class Tenant:
     def _new(self, kind: str, props: dict[str, Any]) -> DirectoryObject:
         obj = DirectoryObject(kind, self._next_seq(), props)
         self._objects[obj.id] = obj
+        self._index(obj)
         self._log(kind, obj.id, CREATED, seq=obj.seq)
         return obj
 
@@ -639,7 +785,9 @@ class Tenant:
                 self._check_proxies(proxies, obj.id)
                 values["proxyAddresses"] = proxies
             changed = [n for n, v in values.items() if obj.props.get(n) != v]
+            self._unindex(obj)
             obj.props.update(values)
+            self._index(obj)
             if changed:
                 self._log(USER, obj.id, UPDATED, names=changed)
 
@@ -694,7 +842,9 @@ class Tenant:
             self._add_links(obj.id, self._members, members, "members")
             self._add_links(obj.id, self._owners, owners, "owners")
             changed = [n for n, v in values.items() if obj.props.get(n) != v]
+            self._unindex(obj)
             obj.props.update(values)
+            self._index(obj)
             if changed:
                 self._log(GROUP, obj.id, UPDATED, names=changed)
 
@@ -740,6 +890,7 @@ class Tenant:
                 owners.pop(obj.id, None)
             members = list(self._members.pop(obj.id, {}))
             self._owners.pop(obj.id, None)
+            self._unindex(obj)
             del self._objects[obj.id]
             soft = kind == USER or any(t.lower() == "unified" for t in obj.props.get("groupTypes") or [])
             if soft:
@@ -764,6 +915,7 @@ class Tenant:
             obj.props["deletedDateTime"] = None
             del self._deleted[obj.id]
             self._objects[obj.id] = obj
+            self._index(obj)
             self._log(obj.kind, obj.id, CREATED)
             for g in deleted.member_of:
                 if g in self._members:
@@ -784,6 +936,8 @@ class Tenant:
 
     def seed(self, body: dict[str, Any]) -> dict[str, Any]:
         """Admin-only create that may set read-only properties (synced objects, proxyAddresses, contacts)."""
+        if not isinstance(body, dict):
+            raise err.BadRequest("Each object to seed must be a JSON object with an '@odata.type'.")
         kind = {v.lstrip("#"): k for k, v in ODATA_TYPES.items()}.get(str(body.get("@odata.type", "")).lstrip("#"))
         if kind == USER:
             return self.create_user({"passwordProfile": {"password": secrets.token_urlsafe(12)}, **body}, admin=True)
@@ -813,11 +967,9 @@ class Tenant:
         return self._seq
 
     def user_count(self) -> int:
-        """Live users (the throttling tier of the tenant); cached until the next change."""
+        """Live users (the throttling tier of the tenant)."""
         with self._lock:
-            if self._user_count[0] != self._seq:
-                self._user_count = (self._seq, sum(1 for o in self._objects.values() if o.kind == USER))
-            return self._user_count[1]
+            return self._kind_counts.get(USER, 0)
 
     def _live_order(self, kind: str) -> list[tuple[int, str]]:
         """``(creation seq, id)`` of the live objects of *kind*, sorted; cached until the next change."""
@@ -989,6 +1141,7 @@ class Tenant:
                 "owners": {g: dict(m) for g, m in self._owners.items()},
                 "changes": [c.to_list() for c in self._changes],
                 "deltaEpoch": self.delta_epoch,
+                "deltaGoneEpochs": sorted(self.delta_gone_epochs),
             }
 
     @classmethod
@@ -1004,7 +1157,9 @@ class Tenant:
         )
         tenant._seq = data.get("seq", 0)
         for o in data.get("objects", []):
-            tenant._objects[o["props"]["id"]] = DirectoryObject(o["kind"], o["seq"], o["props"])
+            obj = DirectoryObject(o["kind"], o["seq"], o["props"])
+            tenant._objects[obj.id] = obj
+            tenant._index(obj)
         for d in data.get("deleted", []):
             obj = DirectoryObject(d["kind"], d["seq"], d["props"])
             tenant._deleted[obj.id] = Deleted(obj, d.get("memberOf", []), d.get("members", []))
@@ -1012,6 +1167,7 @@ class Tenant:
         tenant._owners = {g: dict(m) for g, m in data.get("owners", {}).items()}
         tenant._changes = [Change.from_list(c) for c in data.get("changes", [])]
         tenant.delta_epoch = int(data.get("deltaEpoch", 0))
+        tenant.delta_gone_epochs = {int(e) for e in data.get("deltaGoneEpochs", [])}
         return tenant
 
 
@@ -1155,6 +1311,8 @@ class EmulatorState:
         except (ValueError, KeyError, TypeError, AttributeError):
             raise err.SyncStateNotFound() from None
         lifetime = self.settings["deltaTokenLifetimeSeconds"]
+        if cursor.tenant == tenant.id and cursor.kind == kind and cursor.epoch in tenant.delta_gone_epochs:
+            raise err.SyncStateGone(cursor.select, cursor.members)
         if (
             cursor.tenant != tenant.id
             or cursor.kind != kind
@@ -1235,9 +1393,12 @@ class EmulatorState:
             select = [n for n in select if n != "id"] or ["id"]
         return select, members or bool(expand)
 
-    def expire_delta_tokens(self, tenant: Tenant) -> None:
-        """Revoke every delta and skip token issued so far for *tenant* (the next use answers syncStateNotFound)."""
+    def expire_delta_tokens(self, tenant: Tenant, *, gone: bool = False) -> None:
+        """Revoke every delta and skip token issued so far for *tenant*: the next use answers ``400
+        syncStateNotFound``, or with *gone* ``410 Gone`` with a ``Location`` to restart the sync from."""
         with self.lock:
+            if gone:
+                tenant.delta_gone_epochs.add(tenant.delta_epoch)
             tenant.delta_epoch += 1
 
     # ------------------------------------------------------------------------------------------- throttling, faults

@@ -118,12 +118,15 @@ def emulator_settings(graph_server):
         admin(graph_server, "PUT", "/settings", json=dict.fromkeys(changed))
 
 
-def test_expired_delta_link_falls_back_to_full_import(graph_server, graph_tenant, tenant_with_data, store):
+@pytest.mark.parametrize(("expiry", "answer"), [("", "400 syncStateNotFound"), ("?mode=gone", "410")])
+def test_expired_delta_link_falls_back_to_full_import(
+    graph_server, graph_tenant, tenant_with_data, store, expiry, answer
+):
     run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="full")
-    admin(graph_server, "POST", f"/tenants/{graph_tenant['id']}/deltaTokens/expire")
+    admin(graph_server, "POST", f"/tenants/{graph_tenant['id']}/deltaTokens/expire{expiry}")
     result = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
     assert result["mode"] == "full" and "rejected the delta link" in result["fallback_reason"]
-    assert "syncStateNotFound" in result["fallback_reason"]
+    assert answer in result["fallback_reason"]
     assert (result["counters"]["adds"], result["counters"]["updates"], result["counters"]["deletes"]) == (0, 0, 0)
     with store.engine.connect() as connection:
         runs = [row.result for row in connection.execute(sa.text("SELECT result FROM run ORDER BY id"))]

@@ -150,3 +150,23 @@ def test_inner_requests_are_counted(client, auth):
     }
     assert counters["batchItems"] == 3 and counters["total"] == 4
     assert counters["status"] == {"200": 2, "404": 1, "424": 1}
+
+
+def test_string_bodies_are_base64_as_the_sdk_sends_them(client, auth):
+    import base64
+    import json
+
+    encoded = base64.b64encode(json.dumps(new_user(7)).encode()).decode()
+    response = batch(
+        client,
+        auth,
+        [
+            {"id": "1", "method": "POST", "url": "/users", "headers": {"content-type": "application/json"},
+             "body": encoded},
+            {"id": "2", "method": "PATCH", "url": "/users/user7@contoso.com",
+             "headers": {"Content-Type": "application/json"}, "body": '{"displayName": "Seven"}'},
+        ],
+    )  # fmt: skip
+    items = by_id(response)
+    assert items["1"]["status"] == 201, items["1"]
+    assert items["2"]["status"] == 204, items["2"]

@@ -365,3 +365,26 @@ def test_delta_links_survive_a_restart_with_a_state_file(tmp_path):
     with TestClient(create_app(EmulatorState(state_file=state_file)), base_url="https://testserver") as second:
         pages, _ = run_round(second, connect(second), delta_link)
         assert items(pages) == [{"displayName": "User 1", "id": user["id"]}]
+
+
+def test_admin_hook_can_answer_410_gone_with_a_restart_location(client, auth, tenant):
+    user_id = create_user(client, auth, 1)
+    create_group(client, auth, "g", members=[user_id])
+    _, users_link = run_round(client, auth, "/v1.0/users/delta?$select=displayName,mail")
+    _, groups_link = run_round(client, auth, "/v1.0/groups/delta?$select=displayName,members")
+    assert client.post(f"/_emulator/tenants/{tenant['id']}/deltaTokens/expire?mode=gone").status_code == 204
+    gone = client.get(users_link, headers=auth)
+    assert_graph_error(gone, 410, "resyncRequired")
+    assert gone.headers["Location"] == f"{BASE}/users/delta?$select=displayName,mail"
+    restarted, _ = run_round(client, auth, gone.headers["Location"])
+    assert items(restarted) == [{"displayName": "User 1", "mail": None, "id": user_id}]
+    gone = client.get(groups_link, headers=auth)
+    assert_graph_error(gone, 410, "resyncRequired")
+    assert gone.headers["Location"] == f"{BASE}/groups/delta?$select=displayName,members"
+    restarted, _ = run_round(client, auth, gone.headers["Location"])
+    assert [m["id"] for m in items(restarted)[0]["members@delta"]] == [user_id]
+    # Tokens issued after the reset work; a later plain expiry answers 400 again.
+    _, fresh = run_round(client, auth, "/v1.0/users/delta")
+    assert client.get(fresh, headers=auth).status_code == 200
+    client.post(f"/_emulator/tenants/{tenant['id']}/deltaTokens/expire")
+    assert_graph_error(client.get(fresh, headers=auth), 400, "syncStateNotFound")

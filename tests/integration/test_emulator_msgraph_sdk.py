@@ -1,0 +1,214 @@
+"""Conformance: the official msgraph-sdk (kiota) and azure-identity work unchanged against the emulator over TLS.
+
+The supported way to point them at another host: ``ClientSecretCredential(..., authority="https://127.0.0.1:PORT",
+disable_instance_discovery=True, connection_verify=<CA file>)`` (azure-identity insists on https and, without
+``disable_instance_discovery``, asks login.microsoftonline.com whether the authority is known); and a
+``GraphRequestAdapter`` over an ``httpx.AsyncClient`` whose ``base_url`` is the emulator's ``/v1.0`` and which trusts
+the emulator's CA, wrapped by ``GraphClientFactory.create_with_default_middleware`` (retry, redirect, telemetry...).
+kiota derives the token scope from the request host (``https://127.0.0.1/.default``), which the emulator accepts as
+Graph; the default allowed-hosts list is empty (every https host gets the token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from azure.identity import ClientSecretCredential
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.method import Method
+from kiota_abstractions.request_information import RequestInformation
+from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
+from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder
+from msgraph.generated.models.group import Group
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.password_profile import PasswordProfile
+from msgraph.generated.models.reference_create import ReferenceCreate
+from msgraph.generated.models.user import User
+from msgraph.generated.users.delta.delta_get_response import DeltaGetResponse
+from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+from msgraph.graph_request_adapter import options as graph_options
+from msgraph_core import GraphClientFactory
+from msgraph_core.requests.batch_request_content import BatchRequestContent
+from msgraph_core.requests.batch_request_item import BatchRequestItem
+from msgraph_core.tasks.page_iterator import PageIterator
+
+from airflow_provider_aadsync.emulator.server import EmulatorServer
+
+CLIENT_ID = "5f6e7d8c-0000-4000-8000-0000000005dc"
+SECRET = "sdk-secret"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    emulator = EmulatorServer(tmp_path_factory.mktemp("emulator")).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def tenant(server):
+    trust = ssl.create_default_context(cafile=str(server.ca_cert))
+    httpx.post(f"{server.base_url}/_emulator/reset", verify=trust)
+    response = httpx.post(
+        f"{server.base_url}/_emulator/tenants",
+        json={"name": "contoso", "apps": [{"clientId": CLIENT_ID, "clientSecret": SECRET}]},
+        verify=trust,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture
+def run_with_client(server, tenant, monkeypatch) -> Callable[[Callable[[GraphServiceClient], Awaitable[Any]]], Any]:
+    """Run a coroutine function with a GraphServiceClient pointed at the emulator (a fresh event loop per call)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")  # must not defeat connection_verify
+    credential = ClientSecretCredential(
+        tenant["id"],
+        CLIENT_ID,
+        SECRET,
+        authority=server.base_url,
+        disable_instance_discovery=True,
+        connection_verify=str(server.ca_cert),
+    )
+
+    def run(body: Callable[[GraphServiceClient], Awaitable[Any]]) -> Any:
+        async def main() -> Any:
+            async with httpx.AsyncClient(
+                base_url=f"{server.base_url}/v1.0", verify=ssl.create_default_context(cafile=str(server.ca_cert))
+            ) as http:
+                http_client = GraphClientFactory.create_with_default_middleware(client=http, options=graph_options)
+                adapter = GraphRequestAdapter(AzureIdentityAuthenticationProvider(credential), client=http_client)
+                return await body(GraphServiceClient(request_adapter=adapter))
+
+        return asyncio.run(main())
+
+    return run
+
+
+def new_user(n: int, domain: str) -> User:
+    return User(
+        account_enabled=True,
+        display_name=f"User {n}",
+        mail_nickname=f"user{n}",
+        user_principal_name=f"user{n}@{domain}",
+        password_profile=PasswordProfile(password="Xy!12345678abc", force_change_password_next_sign_in=False),
+    )
+
+
+def test_users_create_select_and_page_iterator(run_with_client, tenant):
+    domain = tenant["initialDomain"]
+
+    async def body(client: GraphServiceClient) -> None:
+        for n in range(7):
+            created = await client.users.post(new_user(n, domain))
+            assert created is not None and created.id and created.user_principal_name == f"user{n}@{domain}"
+        query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(select=["id", "displayName"], top=3)
+        first = await client.users.get(RequestConfiguration(query_parameters=query))
+        assert first is not None and first.odata_next_link and len(first.value) == 3
+        assert first.value[0].user_principal_name is None  # not selected, so not returned
+        names: list[str] = []
+
+        def collect(user: User) -> bool:
+            names.append(user.display_name)
+            return True
+
+        iterator = PageIterator(first, client.request_adapter)
+        await iterator.iterate(collect)
+        assert names == [f"User {n}" for n in range(7)]
+        by_upn = await client.users.by_user_id(f"user3@{domain}").get()
+        assert by_upn is not None and by_upn.display_name == "User 3"
+        with pytest.raises(ODataError) as caught:
+            await client.users.post(new_user(3, domain))
+        assert caught.value.response_status_code == 400
+        assert caught.value.error is not None and caught.value.error.code == "Request_BadRequest"
+        with pytest.raises(ODataError) as missing:
+            await client.users.by_user_id("00000000-0000-4000-8000-000000000000").get()
+        assert missing.value.response_status_code == 404
+        assert missing.value.error is not None and missing.value.error.code == "Request_ResourceNotFound"
+
+    run_with_client(body)
+
+
+def test_group_members_ref_post_and_delete(run_with_client, tenant):
+    domain = tenant["initialDomain"]
+
+    async def body(client: GraphServiceClient) -> None:
+        user = await client.users.post(new_user(1, domain))
+        group = await client.groups.post(
+            Group(display_name="Team", mail_enabled=False, mail_nickname="team", security_enabled=True)
+        )
+        assert user is not None and group is not None and group.id
+        reference = ReferenceCreate(odata_id=f"https://graph.microsoft.com/v1.0/directoryObjects/{user.id}")
+        await client.groups.by_group_id(group.id).members.ref.post(reference)
+        with pytest.raises(ODataError) as again:
+            await client.groups.by_group_id(group.id).members.ref.post(reference)
+        assert again.value.response_status_code == 400
+        members = await client.groups.by_group_id(group.id).members.get()
+        assert members is not None and [m.id for m in members.value] == [user.id]
+        assert members.value[0].odata_type == "#microsoft.graph.user"
+        await client.groups.by_group_id(group.id).members.by_directory_object_id(user.id).ref.delete()
+        members = await client.groups.by_group_id(group.id).members.get()
+        assert members is not None and members.value == []
+        query = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(filter="displayName eq 'Team'")
+        found = await client.groups.get(RequestConfiguration(query_parameters=query))
+        assert found is not None and [g.id for g in found.value] == [group.id]
+
+    run_with_client(body)
+
+
+def test_users_delta_then_delta_link(run_with_client, tenant):
+    domain = tenant["initialDomain"]
+
+    async def body(client: GraphServiceClient) -> None:
+        ids = [(await client.users.post(new_user(n, domain))).id for n in range(3)]
+        first = await client.users.delta.get()
+        assert first is not None and first.odata_delta_link and not first.odata_next_link
+        assert sorted(u.id for u in first.value) == sorted(ids)
+        await client.users.by_user_id(ids[0]).patch(User(display_name="Renamed"))
+        await client.users.by_user_id(ids[1]).delete()
+        second = await client.users.delta.with_url(first.odata_delta_link).get()
+        assert isinstance(second, DeltaGetResponse) and second.odata_delta_link
+        changed = {u.id: u for u in second.value}
+        assert changed[ids[0]].display_name == "Renamed"
+        assert changed[ids[1]].additional_data["@removed"] == {"reason": "changed"}
+
+    run_with_client(body)
+
+
+def test_batch_with_depends_on(run_with_client, tenant):
+    domain = tenant["initialDomain"]
+
+    async def body(client: GraphServiceClient) -> None:
+        create = client.users.to_post_request_information(new_user(1, domain))
+        listing = client.users.to_get_request_information(
+            RequestConfiguration(
+                query_parameters=UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(select=["displayName"])
+            )
+        )
+        first = BatchRequestItem(request_information=create, id="create")
+        second = BatchRequestItem(request_information=listing, id="list", depends_on=[first])
+        raw = RequestInformation(Method.GET, "https://127.0.0.1/v1.0/users/nosuch@example.com")
+        missing = BatchRequestItem(request_information=raw, id="missing")
+        duplicate = BatchRequestItem(request_information=client.users.to_post_request_information(new_user(1, domain)))
+        duplicate.id = "duplicate"
+        duplicate.set_depends_on([first])
+        after = BatchRequestItem(request_information=listing, id="after", depends_on=[duplicate])
+        content = BatchRequestContent({i.id: i for i in (first, second, missing, duplicate, after)})
+        result = await client.batch.post(content)
+        # The SDK sends depends_on in snake_case: the emulator ran "create" first and failed "after" with 424.
+        statuses = result.get_response_status_codes()
+        assert statuses == {"create": 201, "list": 200, "missing": 404, "duplicate": 400, "after": 424}
+        assert result.get_response_by_id("create").headers["Location"]
+        # msgraph-core's BatchResponseItem reads each body with get_bytes_value(), which drops JSON-object bodies
+        # (microsoft/kiota-python#737): an SDK bug whatever the server, since Graph answers JSON bodies as objects.
+        # So the effect is checked with a plain SDK call.
+        created = await client.users.by_user_id(f"user1@{domain}").get()
+        assert created is not None and created.display_name == "User 1"
+
+    run_with_client(body)
