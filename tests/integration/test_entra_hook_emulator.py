@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+import datetime as dt
+import json
 
-from airflow_provider_aadsync.hooks.entra import EntraAuthError, EntraHook, GraphError
-from tests.integration.conftest import entra_connection, entra_hook_for
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from airflow_provider_aadsync.hooks.entra import EntraAuthError, EntraConnectionSettings, EntraHook, GraphError
+from tests.integration.conftest import GRAPH_CLIENT_ID, entra_connection, entra_hook_for, trust
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +75,36 @@ def test_writes_reads_errors_and_paging(graph_server, graph_tenant):
         hook.request("GET", "/users/00000000-0000-0000-0000-000000000000")
     assert (missing.value.status, missing.value.code) == (404, "Request_ResourceNotFound")
     assert hook.counters["requests"] >= 254
+
+
+def test_certificate_credential(graph_server, graph_tenant, tmp_path):
+    """The hook signs in with the app's certificate (private key file + thumbprint) instead of a secret."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aadsync-hook")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    key_file = tmp_path / "app.key"
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    registered = httpx.post(
+        f"{graph_server.base_url}/_emulator/tenants/{graph_tenant['id']}/apps/{GRAPH_CLIENT_ID}/certificates",
+        json={"certificate": cert.public_bytes(serialization.Encoding.PEM).decode()},
+        verify=trust(graph_server),
+    )
+    assert registered.status_code == 201, registered.text
+    connection = entra_connection(graph_server, graph_tenant)
+    connection.password = None
+    extra = {
+        **connection.extra_dejson,
+        "certificate": str(key_file),
+        "certificate_thumbprint": cert.fingerprint(hashes.SHA1()).hex(),
+    }  # noqa: S303 - Entra's thumbprint
+    connection.extra = json.dumps(extra)
+    hook = EntraHook(settings=EntraConnectionSettings.from_connection(connection))
+    ok, message = hook.test_connection()
+    assert ok, message
