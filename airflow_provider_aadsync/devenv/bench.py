@@ -21,6 +21,8 @@ from typing import Any
 import ldap3
 
 from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc, seeded_cache_path
+from airflow_provider_aadsync.devenv.graph import DEV_TENANT_ID, DEV_TENANT_NAME, LocalGraphEmulator
+from airflow_provider_aadsync.devenv.processes import free_port
 from airflow_provider_aadsync.devenv.samba import SambaDC
 from airflow_provider_aadsync.engine.ad_entries import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.store import Store, as_utc
@@ -150,6 +152,96 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+ENTRA_IMPORT_VS_HTTPX = 1.3
+
+
+def _seed_tenant(emulator: LocalGraphEmulator, users: int, groups: int) -> None:
+    """Bulk-seed the emulator's dev tenant through its admin API: users, and groups of up to 20 members each."""
+    user_ids: list[str] = []
+    for start in range(0, users, 5_000):
+        batch = [
+            {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": f"Bench User {n}",
+             "mailNickname": f"bench{n}", "userPrincipalName": f"bench{n}@{DEV_TENANT_NAME}.onmicrosoft.com",
+             "department": ("Sales", "Engineering", "Finance")[n % 3]}
+            for n in range(start, min(start + 5_000, users))
+        ]  # fmt: skip
+        response = emulator.admin("POST", f"/_emulator/tenants/{DEV_TENANT_ID}/objects", json=batch, timeout=600)
+        response.raise_for_status()
+        user_ids += [created["id"] for created in response.json()["value"]]
+    graph = "https://graph.microsoft.com/v1.0/directoryObjects"
+    batch = [
+        {"@odata.type": "#microsoft.graph.group", "displayName": f"Bench Group {n}", "mailNickname": f"bgroup{n}",
+         "mailEnabled": False, "securityEnabled": True,
+         "members@odata.bind": [f"{graph}/{user_ids[(n * 20 + k) % len(user_ids)]}" for k in range(20)]}
+        for n in range(groups)
+    ]  # fmt: skip
+    emulator.admin("POST", f"/_emulator/tenants/{DEV_TENANT_ID}/objects", json=batch, timeout=600).raise_for_status()
+
+
+def httpx_delta_floor(hook: Any) -> tuple[float, int]:
+    """Raw httpx paging of the same delta endpoints with the same $select (JSON parsed, nothing stored)."""
+    from airflow_provider_aadsync.engine.entra_import import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
+
+    token = hook.get_token()
+    client = hook.get_conn()
+    started = time.perf_counter()
+    items = 0
+    for resource, select in (("users", DEFAULT_USER_PROPERTIES), ("groups", DEFAULT_GROUP_PROPERTIES)):
+        url: str | None = f"/{resource}/delta?$select={','.join(select)}"
+        while url:
+            page = client.get(url, headers={"Authorization": f"Bearer {token}"}).raise_for_status().json()
+            items += len(page["value"])
+            url = page.get("@odata.nextLink")
+    return time.perf_counter() - started, items
+
+
+def bench_entra_import(users: int, groups: int, home: Path) -> dict[str, Any]:
+    from airflow.sdk import Connection
+
+    from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
+
+    emulator = LocalGraphEmulator(home / "graph", port=free_port())
+    results: dict[str, Any] = {"users": users, "groups": groups}
+    emulator.start()
+    try:
+        started = time.perf_counter()
+        _seed_tenant(emulator, users, groups)
+        results["seed_seconds"] = time.perf_counter() - started
+        info = emulator.connection_info()
+        connection = Connection(conn_id="aadsync_bench_entra", **{**info, "extra": json.dumps(info["extra"])})
+        hook = EntraHook(settings=EntraConnectionSettings.from_connection(connection))
+        results["httpx_seconds"], results["httpx_items"] = httpx_delta_floor(hook)
+        env = {**os.environ, "AIRFLOW_CONN_AADSYNC_BENCH_ENTRA": json.dumps(info)}
+        store_url = f"sqlite:///{home / 'entra-store.sqlite'}"
+        command = [_aadsync(), "import-entra", "--conn-id", "aadsync_bench_entra", "--store", store_url, "--mode"]
+        wall, rss, _ = _child([*command, "full"], env)
+        results["full_seconds"], run = _run_seconds(store_url)
+        results.update(full_wall_seconds=wall, full_peak_rss=rss, full_objects=run["counters"].get("objects_read", 0))
+        _child([*command, "delta"], env)
+        results["delta_seconds"], _ = _run_seconds(store_url)
+    finally:
+        emulator.stop()
+    return results
+
+
+def render_entra(results: dict[str, Any]) -> str:
+    full, floor = results["full_seconds"], results["httpx_seconds"]
+    lines = [
+        f"Entra import benchmark: {results['users']:,} users, {results['groups']:,} groups of 20 (emulator seeded "
+        f"in {results['seed_seconds']:.1f} s)",
+        "",
+        "| figure | value | floor / target | ratio |",
+        "|---|---:|---:|---:|",
+        f"| raw httpx paging of /users/delta + /groups/delta (floor) | {floor:.2f} s ({results['httpx_items']:,} "
+        "items) | | |",
+        f"| full import | {full:.2f} s, {results['full_objects'] / full:,.0f} objects/s | "
+        f"≤ {ENTRA_IMPORT_VS_HTTPX} × floor | {full / floor:.2f} × floor |",
+        f"| full import peak RSS (whole child process) | {results['full_peak_rss'] / 2**20:,.0f} MiB | | |",
+        f"| delta import, nothing changed | {results['delta_seconds']:.3f} s | | |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="aadsync bench")
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -159,10 +251,18 @@ def main(argv: list[str]) -> int:
     ad.add_argument("--group-size", type=int, default=0)
     ad.add_argument("--changes", type=int, default=10)
     ad.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    entra = sub.add_parser("entra-import", help="full and delta Entra import against the Graph emulator")
+    entra.add_argument("--users", type=int, default=100_000)
+    entra.add_argument("--groups", type=int, default=5_000)
+    entra.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aadsync-bench-") as scratch:
-        results = bench_ad_import(args.users, args.groups, args.group_size, args.changes, Path(scratch))
-    print(render(results))
+        if args.bench == "ad-import":
+            results = bench_ad_import(args.users, args.groups, args.group_size, args.changes, Path(scratch))
+            print(render(results))
+        else:
+            results = bench_entra_import(args.users, args.groups, Path(scratch))
+            print(render_entra(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

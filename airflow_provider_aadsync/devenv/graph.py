@@ -85,7 +85,7 @@ class LocalGraphEmulator:
                     f"the emulator exited ({process.returncode}); see {self.home / 'emulator.log'}"
                 )
             try:
-                self._admin("GET", "/_emulator/tenants")
+                self.admin("GET", "/_emulator/tenants")
                 break
             except (httpx.TransportError, FileNotFoundError, ssl.SSLError):
                 if time.monotonic() > deadline:
@@ -107,14 +107,15 @@ class LocalGraphEmulator:
                     os.killpg(pid, signal.SIGKILL)
         self.pid_path.unlink(missing_ok=True)
 
-    def _admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def admin(self, method: str, path: str, *, timeout: float = 5, **kwargs: Any) -> httpx.Response:
+        """A call to the emulator's admin API (``/_emulator/...``)."""
         context = ssl.create_default_context(cafile=str(self.ca_cert))
-        return httpx.request(method, f"{self.base_url}{path}", verify=context, timeout=5, **kwargs)
+        return httpx.request(method, f"{self.base_url}{path}", verify=context, timeout=timeout, **kwargs)
 
     def ensure_dev_tenant(self) -> None:
-        if self._admin("GET", f"/_emulator/tenants/{DEV_TENANT_ID}").status_code == 200:
+        if self.admin("GET", f"/_emulator/tenants/{DEV_TENANT_ID}").status_code == 200:
             return
-        response = self._admin("POST", "/_emulator/tenants", json={
+        response = self.admin("POST", "/_emulator/tenants", json={
             "id": DEV_TENANT_ID, "name": DEV_TENANT_NAME, "displayName": "Contoso (dev)",
             "apps": [{"clientId": DEV_CLIENT_ID, "clientSecret": DEV_CLIENT_SECRET}],
         })  # fmt: skip

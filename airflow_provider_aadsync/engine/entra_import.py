@@ -56,8 +56,8 @@ DEFAULT_GROUP_PROPERTIES: tuple[str, ...] = (
 #: The connector-space attribute that holds group members (reference rows).
 MEMBERS = "members"
 _OBJECT_TYPES = {"users": "user", "groups": "group"}
-#: Groups are written in batches of this many once a full delta round has gathered them.
-_GROUP_BATCH = 1_000
+#: Objects compared and written per batch in a full import.
+_WRITE_BATCH = 5_000
 
 
 class GraphDeltaSource(Protocol):
@@ -124,10 +124,15 @@ class EntraImportSteps:
         links: dict[str, bytes] = {}
         writer.begin_full()
         pages = self.source.delta_pages("users", self.select["users"], None)
+        batch: list[SourceObject] = []
         for page in prefetch(pages):
             items = [item for item in page["value"] if "@removed" not in item]
-            writer.write_full_page(_objects("users", items, errors, partial=False))
+            batch += _objects("users", items, errors, partial=False)
+            if len(batch) >= _WRITE_BATCH:  # Graph pages are small (200): compare and write in bigger batches
+                writer.write_full_page(batch)
+                batch = []
             links["users"] = _delta_link(page, links.get("users"))
+        writer.write_full_page(batch)
         # A group can come back on several pages, its members split across them: gather before writing.
         groups: dict[str, SourceObject] = {}
         for page in prefetch(self.source.delta_pages("groups", self.select["groups"], None)):
@@ -136,8 +141,8 @@ class EntraImportSteps:
                     _gather(groups, obj, item)
             links["groups"] = _delta_link(page, links.get("groups"))
         gathered = list(groups.values())
-        for start in range(0, len(gathered), _GROUP_BATCH):
-            writer.write_full_page(gathered[start : start + _GROUP_BATCH])
+        for start in range(0, len(gathered), _WRITE_BATCH):
+            writer.write_full_page(gathered[start : start + _WRITE_BATCH])
         writer.finish_full()
         return _require_links(links, self.select)
 
