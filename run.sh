@@ -61,8 +61,8 @@ case "${1:-}" in
     test)
         setup
         shift
-        "$VENV/bin/ruff" check airflow_provider_aadsync tests bench
-        "$VENV/bin/ruff" format --check airflow_provider_aadsync tests bench
+        "$VENV/bin/ruff" check airflow_provider_aadsync tests bench dags
+        "$VENV/bin/ruff" format --check airflow_provider_aadsync tests bench dags
         "$VENV/bin/pytest" "$@"
         ;;
     *)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import BaseOperator
+from typing import Any
 
 from airflow_provider_aadsync.engine.entra_import import import_entra
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.entra import EntraHook
-
-if TYPE_CHECKING:
-    from airflow.sdk import Context
+from airflow_provider_aadsync.operators.base import ImportOperator
 
 
 def run_entra_import(
@@ -28,45 +24,27 @@ def run_entra_import(
     return summary
 
 
-class EntraImportOperator(BaseOperator):
+class EntraImportOperator(ImportOperator):
     """Import Entra ID (Graph delta query, full or delta) into the sync store.
 
-    :param mode: ``full`` or ``delta`` (templated); a delta without a usable delta link becomes a full import.
     :param entra_conn_id: the ``aadsync_entra`` connection (templated).
+    :param mode: ``full`` or ``delta`` (templated); a delta without a usable delta link becomes a full import.
     :param store_url: SQLAlchemy URL of the store (templated); default: the embedded SQLite store.
     :param instance: sync instance name (templated).
-    :param connector: connector space name.
+    :param connector: connector space name (default ``entra``).
     :return: a small run summary (run id, counters, Graph request counters, result) for XCom.
     """
 
-    template_fields: Sequence[str] = ("mode", "entra_conn_id", "store_url", "instance")
+    template_fields: Sequence[str] = (*ImportOperator.template_fields, "entra_conn_id")
+    step_name = "Entra import"
 
     def __init__(
-        self,
-        *,
-        mode: str = "delta",
-        entra_conn_id: str = EntraHook.default_conn_name,
-        store_url: str | None = None,
-        instance: str = "default",
-        connector: str = "entra",
-        **kwargs: Any,
+        self, *, entra_conn_id: str = EntraHook.default_conn_name, connector: str = "entra", **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
-        self.mode = mode
+        super().__init__(connector=connector, **kwargs)
         self.entra_conn_id = entra_conn_id
-        self.store_url = store_url
-        self.instance = instance
-        self.connector = connector
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        if self.mode not in ("full", "delta"):
-            raise ValueError(f"mode must be 'full' or 'delta', not {self.mode!r}")
-        holder = f"{context['dag'].dag_id}:{context['run_id']}"
-        with Store.open(self.store_url, instance=self.instance) as store:
-            summary = run_entra_import(
-                EntraHook(self.entra_conn_id), store, mode=self.mode, connector=self.connector, lock_holder=holder
-            )
-        self.log.info("Entra import %s", summary)
-        if summary["result"] not in ("success", "completed-import-errors"):
-            raise RuntimeError(f"Entra import stopped: {summary['result']} (run {summary['run_id']})")
-        return summary
+    def run_import(self, store: Store, lock_holder: str) -> dict[str, Any]:
+        return run_entra_import(
+            EntraHook(self.entra_conn_id), store, mode=self.mode, connector=self.connector, lock_holder=lock_holder
+        )

@@ -6,6 +6,7 @@ Only one DC can listen on 127.0.0.1:389/636, so each module starts its own and s
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import ssl
@@ -17,6 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 from airflow.sdk import Connection
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
 from airflow_provider_aadsync.devenv.postgres import LocalPostgres, PostgresNotInstalledError
@@ -141,3 +146,19 @@ def entra_connection(server: EmulatorServer, tenant: dict, secret: str = GRAPH_S
 
 def entra_hook_for(server: EmulatorServer, tenant: dict, secret: str = GRAPH_SECRET) -> EntraHook:
     return EntraHook(settings=EntraConnectionSettings.from_connection(entra_connection(server, tenant, secret)))
+
+
+def self_signed_certificate(common_name: str = "aadsync") -> tuple[str, x509.Certificate]:
+    """An app credential for tests: (PKCS#8 private key PEM, its self-signed certificate valid for 30 days)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return private.decode(), cert

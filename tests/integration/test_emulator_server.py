@@ -10,6 +10,7 @@ import msal
 import pytest
 
 from airflow_provider_aadsync.emulator.server import EmulatorServer
+from tests.integration.conftest import self_signed_certificate
 
 CLIENT_ID = "6a7b8c9d-0000-4000-8000-00000000c11e"
 SECRET = "integration-secret"
@@ -145,28 +146,9 @@ def test_delta_and_batch_over_tls(server, tenant, ca_env):
 def test_msal_certificate_credential(server, tenant, ca_env):
     """msal signs a client assertion with the app's private key (x5t = SHA-1 thumbprint, or x5t#S256 when given the
     public certificate); a certificate the app does not have, or another key, is refused with AADSTS700027."""
-    import datetime as dt
-
-    from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
 
-    def self_signed() -> tuple[str, x509.Certificate]:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aadsync")])
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256())
-        )  # fmt: skip
-        private = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode()
-        return private, cert
-
-    private, cert = self_signed()
+    private, cert = self_signed_certificate()
     public = cert.public_bytes(serialization.Encoding.PEM).decode()
     thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
     registered = httpx.post(
@@ -184,7 +166,7 @@ def test_msal_certificate_credential(server, tenant, ca_env):
     by_certificate = acquire({"private_key": private, "public_certificate": public})
     assert "access_token" in by_certificate, by_certificate
 
-    other_private, other_cert = self_signed()
+    other_private, other_cert = self_signed_certificate()
     other_thumbprint = other_cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
     unknown = acquire({"private_key": other_private, "thumbprint": other_thumbprint})
     assert unknown["error"] == "invalid_client" and unknown["error_codes"] == [700027], unknown

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import httpx
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from airflow_provider_aadsync.hooks.entra import EntraAuthError, EntraConnectionSettings, EntraHook, GraphError
-from tests.integration.conftest import GRAPH_CLIENT_ID, entra_connection, entra_hook_for, trust
+from tests.integration.conftest import GRAPH_CLIENT_ID, entra_connection, entra_hook_for, self_signed_certificate, trust
 
 
 @pytest.fixture(autouse=True)
@@ -79,18 +75,9 @@ def test_writes_reads_errors_and_paging(graph_server, graph_tenant):
 
 def test_certificate_credential(graph_server, graph_tenant, tmp_path):
     """The hook signs in with the app's certificate (private key file + thumbprint) instead of a secret."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aadsync-hook")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256())
-    )  # fmt: skip
+    private, cert = self_signed_certificate("aadsync-hook")
     key_file = tmp_path / "app.key"
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    key_file.write_text(private)
     registered = httpx.post(
         f"{graph_server.base_url}/_emulator/tenants/{graph_tenant['id']}/apps/{GRAPH_CLIENT_ID}/certificates",
         json={"certificate": cert.public_bytes(serialization.Encoding.PEM).decode()},
