@@ -124,7 +124,7 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["string", "null"], "format": "password"},
                         "description": "Instead of a client secret: the PEM private key (or a path to it)",
                     },
-                    "certificate_thumbprint": _text("Certificate thumbprint", "SHA-1 thumbprint, hex"),
+                    "thumbprint": _text("Certificate thumbprint", "SHA-1 thumbprint, hex"),
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "extra", "host", "port"],

@@ -112,7 +112,7 @@ class EntraConnectionSettings(BaseModel):
     client_secret: SecretStr | None = None
     #: Certificate credential instead of a secret: the private key (PEM text or a path to it) and its SHA-1 thumbprint.
     certificate: SecretStr | None = None
-    certificate_thumbprint: str | None = None
+    thumbprint: str | None = None
     cloud: Literal["global", "china", "usgov", "usgov-dod"] = "global"
     authority_host: str | None = None
     graph_url: str | None = None
@@ -143,8 +143,8 @@ class EntraConnectionSettings(BaseModel):
         secret = self.client_secret.get_secret_value() if self.client_secret else ""
         if bool(secret) == bool(self.certificate):
             raise ValueError("give either a client secret (password) or a certificate with its thumbprint, not both")
-        if self.certificate and not self.certificate_thumbprint:
-            raise ValueError("certificate_thumbprint is required with a certificate")
+        if self.certificate and not self.thumbprint:
+            raise ValueError("a thumbprint is required with a certificate")
         if secret and any(secret in (url or "") for url in (self.authority_host, self.graph_url)):
             raise ValueError("the client secret must not appear in a URL")
         return self
@@ -153,11 +153,11 @@ class EntraConnectionSettings(BaseModel):
         """What msal takes: the secret, or the certificate's private key and thumbprint."""
         if self.client_secret and self.client_secret.get_secret_value():
             return self.client_secret.get_secret_value()
-        assert self.certificate is not None and self.certificate_thumbprint is not None
+        assert self.certificate is not None and self.thumbprint is not None
         key = self.certificate.get_secret_value()
         if "-----BEGIN" not in key:
             key = Path(key).read_text()
-        return {"private_key": key, "thumbprint": self.certificate_thumbprint.replace(":", "")}
+        return {"private_key": key, "thumbprint": self.thumbprint.replace(":", "")}
 
     @property
     def endpoints(self) -> Cloud:

@@ -162,3 +162,25 @@ def self_signed_certificate(common_name: str = "aadsync") -> tuple[str, x509.Cer
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return private.decode(), cert
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    from airflow_provider_aadsync.devenv.processes import free_port
+
+    return free_port()
+
+
+@pytest.fixture
+def emulator_settings_for() -> Iterator[Callable[..., None]]:
+    """Change Graph emulator settings for one test; the defaults come back afterwards (servers live per module)."""
+    changed: list[tuple[EmulatorServer, list[str]]] = []
+
+    def apply(server: EmulatorServer, **settings) -> None:
+        changed.append((server, list(settings)))
+        response = httpx.put(f"{server.base_url}/_emulator/settings", json=settings, verify=trust(server))
+        assert response.status_code == 200, response.text
+
+    yield apply
+    for server, names in changed:
+        httpx.put(f"{server.base_url}/_emulator/settings", json=dict.fromkeys(names), verify=trust(server))

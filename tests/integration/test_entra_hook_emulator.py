@@ -9,7 +9,14 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 
 from airflow_provider_aadsync.hooks.entra import EntraAuthError, EntraConnectionSettings, EntraHook, GraphError
-from tests.integration.conftest import GRAPH_CLIENT_ID, entra_connection, entra_hook_for, self_signed_certificate, trust
+from tests.integration.conftest import (
+    GRAPH_CLIENT_ID,
+    GRAPH_SECRET,
+    entra_connection,
+    entra_hook_for,
+    self_signed_certificate,
+    trust,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -89,9 +96,28 @@ def test_certificate_credential(graph_server, graph_tenant, tmp_path):
     extra = {
         **connection.extra_dejson,
         "certificate": str(key_file),
-        "certificate_thumbprint": cert.fingerprint(hashes.SHA1()).hex(),
+        "thumbprint": cert.fingerprint(hashes.SHA1()).hex(),
     }  # noqa: S303 - Entra's thumbprint
     connection.extra = json.dumps(extra)
     hook = EntraHook(settings=EntraConnectionSettings.from_connection(connection))
     ok, message = hook.test_connection()
     assert ok, message
+
+
+def test_unreachable_graph_is_a_clear_error(graph_server, graph_tenant, unused_tcp_port):
+    connection = entra_connection(graph_server, graph_tenant)
+    extra = {**connection.extra_dejson, "authority_host": f"https://127.0.0.1:{unused_tcp_port}"}
+    connection.extra = json.dumps(extra)
+    hook = EntraHook(settings=EntraConnectionSettings.from_connection(connection))
+    ok, message = hook.test_connection()
+    assert not ok and f"127.0.0.1:{unused_tcp_port}" in message
+
+
+def test_no_secret_or_token_in_logs(graph_server, graph_tenant, caplog, emulator_settings_for):
+    emulator_settings_for(graph_server, faultRatio5xx=0.5, faultRetryAfterSeconds=0, randomSeed=3)
+    hook = entra_hook_for(graph_server, graph_tenant)
+    with caplog.at_level("DEBUG"):
+        pages = list(hook.paginate("/users", params={"$top": "5"}))
+        token = hook.get_token()
+    assert pages and hook.counters["retries"] >= 1
+    assert GRAPH_SECRET not in caplog.text and token not in caplog.text

@@ -105,17 +105,8 @@ def admin(graph_server, method: str, path: str, **kwargs):
 
 
 @pytest.fixture
-def emulator_settings(graph_server):
-    """Change emulator settings for one test; the defaults come back afterwards (the server is per module)."""
-    changed: list[str] = []
-
-    def apply(**settings):
-        changed.extend(settings)
-        admin(graph_server, "PUT", "/settings", json=settings)
-
-    yield apply
-    if changed:
-        admin(graph_server, "PUT", "/settings", json=dict.fromkeys(changed))
+def emulator_settings(graph_server, emulator_settings_for):
+    return lambda **settings: emulator_settings_for(graph_server, **settings)
 
 
 @pytest.mark.parametrize(("expiry", "answer"), [("", "400 syncStateNotFound"), ("?mode=gone", "410")])

@@ -129,7 +129,7 @@ class TestCredentials:
     def test_certificate_instead_of_secret(self, tmp_path):
         key = tmp_path / "app.key"
         key.write_text("-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n")
-        conn = connection(certificate=str(key), certificate_thumbprint="AB:CD:EF")
+        conn = connection(certificate=str(key), thumbprint="AB:CD:EF")
         conn.password = None
         settings = EntraConnectionSettings.from_connection(conn)
         assert settings.client_credential() == {"private_key": key.read_text(), "thumbprint": "ABCDEF"}
@@ -137,7 +137,7 @@ class TestCredentials:
 
     def test_exactly_one_credential(self):
         with pytest.raises(EntraError, match="either a client secret .* or a certificate"):
-            EntraConnectionSettings.from_connection(connection(certificate="-----BEGIN x", certificate_thumbprint="ab"))
+            EntraConnectionSettings.from_connection(connection(certificate="-----BEGIN x", thumbprint="ab"))
         conn = connection()
         conn.password = None
         with pytest.raises(EntraError, match="either a client secret"):
