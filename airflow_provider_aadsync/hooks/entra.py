@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -100,6 +101,35 @@ class DeltaLinkExpired(EntraError, WatermarkRejectedError):
 
 #: Graph's error codes for delta state it no longer has (tokens expire after 7 days for directory objects).
 DELTA_STATE_LOST_CODES = frozenset({"syncStateNotFound", "resyncRequired", "syncStateInvalid"})
+
+
+#: Graph's limit of requests in one JSON batch.
+BATCH_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One request of a JSON batch; ``url`` is relative to the Graph version root (``/users``)."""
+
+    id: str
+    method: str
+    url: str
+    body: Any = None
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The final answer to one batched request."""
+
+    id: str
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
 
 
 class EntraConnectionSettings(BaseModel):
@@ -353,6 +383,96 @@ class EntraHook(BaseHook):
             url=str(response.request.url.copy_with(query=None)),
             retry_after=float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None,
         )
+
+    def batch(self, requests: Sequence[BatchRequest]) -> dict[str, BatchResult]:
+        """Run requests through ``$batch``, 20 per call, keeping ``dependsOn`` order; return the result per id.
+
+        Only throttled or transiently failed inner requests (429, 5xx) are sent again, after the longest
+        ``Retry-After`` they carry; a request whose dependency finally failed gets 424 without being sent.
+        """
+        known = {request.id for request in requests}
+        if len(known) != len(requests):
+            raise ValueError("batch request ids must be unique")
+        unknown = {dep for request in requests for dep in request.depends_on} - known
+        if unknown:
+            raise ValueError(f"dependsOn names requests that are not in the batch: {sorted(unknown)}")
+        results: dict[str, BatchResult] = {}
+        attempts: dict[str, int] = {}
+        pending = list(requests)
+        while pending:
+            chunk, waiting = self._next_chunk(pending, results)
+            pending = waiting
+            if not chunk:
+                continue
+            retry_after = self._send_chunk(chunk, results, attempts)
+            again = [request for request in chunk if request.id not in results]
+            if again:
+                self.counters["retries"] += len(again)
+                self.counters["retry_wait_seconds"] += retry_after
+                time.sleep(retry_after)
+                pending = again + pending
+        return results
+
+    def _next_chunk(
+        self, pending: list[BatchRequest], results: dict[str, BatchResult]
+    ) -> tuple[list[BatchRequest], list[BatchRequest]]:
+        """Up to 20 requests whose dependencies are done or travel with them; 424 for failed dependencies."""
+        chunk: list[BatchRequest] = []
+        waiting: list[BatchRequest] = []
+        in_chunk: set[str] = set()
+        for request in pending:
+            failed = [dep for dep in request.depends_on if dep in results and not results[dep].ok]
+            if failed:
+                body = {"error": {"code": "FailedDependency", "message": f"dependency {failed[0]} failed"}}
+                results[request.id] = BatchResult(request.id, 424, body, {})
+            elif len(chunk) < BATCH_LIMIT and all(dep in results or dep in in_chunk for dep in request.depends_on):
+                chunk.append(request)
+                in_chunk.add(request.id)
+            else:
+                waiting.append(request)
+        return chunk, waiting
+
+    def _send_chunk(
+        self, chunk: list[BatchRequest], results: dict[str, BatchResult], attempts: dict[str, int]
+    ) -> float:
+        """Send one ``$batch``; store final results; return how long to wait before re-sending the rest."""
+        in_chunk = {request.id for request in chunk}
+        items = []
+        for request in chunk:
+            item: dict[str, Any] = {"id": request.id, "method": request.method, "url": request.url}
+            if request.body is not None:
+                item.update(body=request.body, headers={"Content-Type": "application/json"})
+            dependencies = [dep for dep in request.depends_on if dep in in_chunk]
+            if dependencies:
+                item["dependsOn"] = dependencies
+            items.append(item)
+        answer = self.request("POST", "/$batch", json={"requests": items})
+        self.counters["batch_requests"] = self.counters.get("batch_requests", 0) + 1
+        self.counters["batch_items"] = self.counters.get("batch_items", 0) + len(items)
+        by_id = {request.id: request for request in chunk}
+        wait = 0.0
+        transient: set[str] = set()
+        responses = sorted(answer["responses"], key=lambda item: item["status"] != 424)  # 424s after their causes
+        for item in responses:
+            request_id, status = item["id"], int(item["status"])
+            headers = {key.lower(): value for key, value in (item.get("headers") or {}).items()}
+            attempts[request_id] = attempts.get(request_id, 0) + 1
+            depends_on_transient = status == 424 and any(dep in transient for dep in by_id[request_id].depends_on)
+            if (status in RETRYABLE_STATUSES and attempts[request_id] < self.settings.max_attempts) or (
+                depends_on_transient
+            ):
+                transient.add(request_id)
+                if status == 429:
+                    self.counters["throttled"] += 1
+                retry_after = headers.get("retry-after")
+                wait = max(wait, float(retry_after) if retry_after else min(2.0 ** attempts[request_id], 30.0))
+                continue
+            results[request_id] = BatchResult(request_id, status, item.get("body"), headers)
+        for request in chunk:  # a request the answer left out is not retried forever
+            if request.id not in results and request.id not in transient:
+                body = {"error": {"code": "missingResponse", "message": "the $batch answer had no item for it"}}
+                results[request.id] = BatchResult(request.id, 502, body, {})
+        return wait
 
     def server_name(self) -> str:
         return urlsplit(self.settings.endpoints.graph_url).netloc

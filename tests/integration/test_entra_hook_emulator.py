@@ -8,7 +8,13 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 
-from airflow_provider_aadsync.hooks.entra import EntraAuthError, EntraConnectionSettings, EntraHook, GraphError
+from airflow_provider_aadsync.hooks.entra import (
+    BatchRequest,
+    EntraAuthError,
+    EntraConnectionSettings,
+    EntraHook,
+    GraphError,
+)
 from tests.integration.conftest import (
     GRAPH_CLIENT_ID,
     GRAPH_SECRET,
@@ -121,3 +127,35 @@ def test_no_secret_or_token_in_logs(graph_server, graph_tenant, caplog, emulator
         token = hook.get_token()
     assert pages and hook.counters["retries"] >= 1
     assert GRAPH_SECRET not in caplog.text and token not in caplog.text
+
+
+def new_user(request_id: str, number: int, domain: str) -> BatchRequest:
+    return BatchRequest(request_id, "POST", "/users", {
+        "accountEnabled": True, "displayName": f"Batch {number}", "mailNickname": f"batch{number}",
+        "userPrincipalName": f"batch{number}@{domain}", "passwordProfile": {"password": "Xy!12345678abc"}})  # fmt: skip
+
+
+def test_batch_splits_into_twenties_and_keeps_dependencies(graph_server, graph_tenant):
+    hook = entra_hook_for(graph_server, graph_tenant)
+    domain = graph_tenant["initialDomain"]
+    requests = [new_user(f"u{n}", n, domain) for n in range(45)]
+    requests.append(BatchRequest("read", "GET", f"/users/batch44@{domain}?$select=id,displayName", depends_on=("u44",)))
+    requests.append(BatchRequest("bad", "POST", "/users", {"displayName": "no UPN"}))
+    requests.append(BatchRequest("child", "GET", "/users?$top=1", depends_on=("bad",)))
+    results = hook.batch(requests)
+    assert all(results[f"u{n}"].status == 201 for n in range(45))
+    assert results["read"].ok and results["read"].body["displayName"] == "Batch 44"
+    assert results["bad"].status == 400 and results["bad"].body["error"]["code"] == "Request_BadRequest"
+    assert results["child"].status == 424
+    assert hook.counters["batch_requests"] == 3  # 48 requests, 20 per call
+
+
+def test_batch_under_write_throttling_loses_nothing(graph_server, graph_tenant, emulator_settings_for):
+    emulator_settings_for(graph_server, throttlingEnabled=True, throttleAppWrites=15, throttleAppWriteWindowSeconds=1)
+    hook = entra_hook_for(graph_server, graph_tenant)
+    results = hook.batch([new_user(f"u{n}", n, graph_tenant["initialDomain"]) for n in range(60)])
+    assert sorted({result.status for result in results.values()}) == [201]
+    assert hook.counters["throttled"] >= 1 and hook.counters["retry_wait_seconds"] >= 1
+    listed = [user for page in hook.paginate("/users", params={"$select": "id", "$top": "999"})
+              for user in page["value"]]  # fmt: skip
+    assert len(listed) == 60
