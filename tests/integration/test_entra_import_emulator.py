@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.store import cs_object, cs_reference
+from airflow_provider_aadsync.hooks.entra import BatchRequest
 from airflow_provider_aadsync.operators.entra_import import run_entra_import
 from tests.integration.conftest import entra_hook_for, trust
 
@@ -142,3 +143,38 @@ def test_import_rides_out_throttling_and_server_faults(
     assert result["graph"]["retry_wait_seconds"] >= 1  # Retry-After honoured, not hammered through
     counters = admin(graph_server, "GET", "/counters").json()
     assert counters["429"] >= 1
+
+
+def test_sixty_thousand_member_group_full_and_delta(graph_server, graph_tenant, store):
+    """60,000 users and one group holding all of them (members split over 600 delta items), then a member delta."""
+    size = 60_000
+    tenant = graph_tenant["id"]
+    users: list[str] = []
+    for start in range(0, size, 10_000):
+        seeded = admin(graph_server, "POST", f"/tenants/{tenant}/objects", timeout=300, json=[
+            {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": f"Big {n}",
+             "mailNickname": f"big{n}", "userPrincipalName": f"big{n}@{graph_tenant['initialDomain']}"}
+            for n in range(start, start + 10_000)])  # fmt: skip
+        users += [user["id"] for user in seeded.json()["value"]]
+    hook = entra_hook_for(graph_server, graph_tenant)
+    group = hook.request("POST", "/groups", json={"displayName": "Everyone", "mailNickname": "everyone",
+                                                  "mailEnabled": False, "securityEnabled": True})["id"]  # fmt: skip
+    bind = "https://graph.microsoft.com/v1.0/directoryObjects"
+    results = hook.batch([
+        BatchRequest(f"m{start}", "PATCH", f"/groups/{group}",
+                     {"members@odata.bind": [f"{bind}/{user}" for user in users[start : start + 20]]})
+        for start in range(0, size, 20)
+    ])  # fmt: skip
+    assert {result.status for result in results.values()} == {204}
+    assert hook.counters["batch_requests"] == size // 400  # the protocol minimum: 20 links x 20 requests per call
+
+    full = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="full")
+    assert full["result"] == "success" and full["counters"]["adds"] == size + 1
+    assert members(store, group) == set(users)
+
+    for user in users[:10]:
+        hook.request("DELETE", f"/groups/{group}/members/{user}/$ref")
+    delta = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+    assert delta["mode"] == "delta"
+    assert (delta["counters"]["updates"], delta["counters"]["reference_removes"]) == (1, 10)
+    assert len(members(store, group)) == size - 10
