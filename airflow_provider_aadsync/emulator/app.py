@@ -25,7 +25,8 @@ Admin API (no auth; refused unless the caller is on loopback):
   ``throttleResourceUnits`` (null: 3,500/5,000/8,000 by tenant size) per ``throttleResourceWindowSeconds`` (10),
   ``throttleAppWrites`` (3,000) per ``throttleAppWriteWindowSeconds`` (150), ``throttleTenantWrites`` (18,000) per
   ``throttleTenantWriteWindowSeconds`` (300), ``faultRatio5xx`` (0: share of requests answered 503),
-  ``faultRetryAfterSeconds`` (1), ``latencyMs`` (0), ``randomSeed`` (null; setting it reseeds the fault dice);
+  ``faultRetryAfterSeconds`` (1), ``faultDropRatio`` (0: share of Graph requests processed whose connection is then
+  cut mid-answer), ``latencyMs`` (0), ``randomSeed`` (null; setting it reseeds the fault dice);
   ``null`` restores a default. ``GET`` answers every setting, ``PUT`` the ones it changed.
 """
 
@@ -84,8 +85,23 @@ class GraphMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        dropped = scope["path"].startswith("/v1.0/") and self.state.drop_connection()
+
+        async def swallowed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
         try:
-            await self.app(scope, receive, wrapped_send)
+            if dropped:
+                # The request is processed (a write happens), but the client never gets a whole answer: the response
+                # promises more bytes than it sends, so the server closes the connection mid-body.
+                await self.app(scope, receive, swallowed_send)
+                headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": b'{"value": [', "more_body": False})
+            else:
+                await self.app(scope, receive, wrapped_send)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "(unmatched)"

@@ -58,6 +58,7 @@ SETTINGS: dict[str, tuple[Any, float, float | None, type]] = {
     "throttleTenantWriteWindowSeconds": (300, 0.001, None, float),
     "faultRatio5xx": (0.0, 0, 1, float),
     "faultRetryAfterSeconds": (1, 0, None, int),
+    "faultDropRatio": (0.0, 0, 1, float),  # share of Graph requests whose connection drops after processing
     "latencyMs": (0, 0, 60000, int),
     "randomSeed": (None, 0, None, int),
 }
@@ -1450,6 +1451,12 @@ class EmulatorState:
             if ratio and self.random.random() < ratio:
                 return latency, err.ServiceUnavailable(int(self.settings["faultRetryAfterSeconds"]))
             return latency, None
+
+    def drop_connection(self) -> bool:
+        """Whether to cut this Graph request's connection after processing it, by ``faultDropRatio``; seeded."""
+        with self.lock:
+            ratio = self.settings["faultDropRatio"]
+            return bool(ratio) and self.random.random() < ratio
 
     # ------------------------------------------------------------------------------------------- tenants
 

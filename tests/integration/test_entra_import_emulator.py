@@ -125,7 +125,7 @@ def test_expired_delta_link_falls_back_to_full_import(
     assert runs == ["success", "stopped-watermark-rejected", "success"]
 
 
-def test_import_rides_out_throttling_and_server_faults(
+def test_import_rides_out_throttling_server_faults_and_dropped_connections(
     graph_server, graph_tenant, tenant_with_data, store, emulator_settings
 ):
     emulator_settings(
@@ -133,6 +133,7 @@ def test_import_rides_out_throttling_and_server_faults(
         throttleResourceUnits=2,
         throttleResourceWindowSeconds=1,
         faultRatio5xx=0.2,
+        faultDropRatio=0.15,
         faultRetryAfterSeconds=0,
         randomSeed=7,
     )

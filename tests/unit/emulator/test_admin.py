@@ -93,3 +93,15 @@ def test_state_file_round_trip(tmp_path):
         assert second.get(f"/v1.0/users/{user['id']}", headers=auth).json()["userPrincipalName"] == "user1@contoso.com"
         members = second.get(f"/v1.0/groups/{group['id']}/members", headers=auth).json()["value"]
         assert [m["id"] for m in members] == [user["id"]]
+
+
+def test_drop_ratio_is_a_setting_with_bounds():
+    from starlette.testclient import TestClient
+
+    from airflow_provider_aadsync.emulator.app import create_app
+    from airflow_provider_aadsync.emulator.models import EmulatorState
+
+    client = TestClient(create_app(EmulatorState()))
+    assert client.get("/_emulator/settings").json()["faultDropRatio"] == 0.0
+    assert client.put("/_emulator/settings", json={"faultDropRatio": 0.25}).json() == {"faultDropRatio": 0.25}
+    assert client.put("/_emulator/settings", json={"faultDropRatio": 2}).status_code == 400
