@@ -47,6 +47,17 @@ class GraphJSON(JSONResponse):
     media_type = ODATA_JSON
 
 
+def _paged(
+    request: Request, params: dict[str, str], query: Any, rows: list[Any], entity_set: str, render: Any
+) -> Response:
+    """One page of a collection with Graph's ``@odata.context`` and an absolute ``@odata.nextLink``."""
+    base = base_url(request)
+    context = odata.context_url(base, entity_set, query.select)
+    return GraphJSON(
+        odata.page(rows, query, base=base, path=request.url.path, params=params, context=context, render=render)
+    )
+
+
 def _params(request: Request) -> dict[str, str]:
     return dict(request.query_params)
 
@@ -224,17 +235,10 @@ def routes(tokens: TokenService) -> list[Route]:
             params = _params(request)
             query = odata.parse_query(params, request.headers, kind, properties=PROPERTIES[kind])
             rows = tenant.list(kind, query.predicate)
-            base = base_url(request)
-            body = odata.page(
-                rows,
-                query,
-                base=base,
-                path=request.url.path,
-                params=params,
-                context=odata.context_url(base, ENTITY_SETS[kind], query.select),
-                render=lambda row: odata.shape(kind, row, query.select, DEFAULT_SELECT[kind]),
-            )
-            return GraphJSON(body)
+            return _paged(
+                request, params, query, rows, ENTITY_SETS[kind],
+                lambda row: odata.shape(kind, row, query.select, DEFAULT_SELECT[kind]),
+            )  # fmt: skip
 
         return handler
 
@@ -357,17 +361,10 @@ def routes(tokens: TokenService) -> list[Route]:
         )
         rows = tenant.members(request.path_params["id"])
         kinds = {row["_seq"]: kind for kind, row in rows}
-        base = base_url(request)
-        body = odata.page(
-            [row for _, row in rows],
-            query,
-            base=base,
-            path=request.url.path,
-            params=params,
-            context=odata.context_url(base, "directoryObjects", query.select),
-            render=lambda row: _typed(kinds[row["_seq"]], row, query.select),
-        )
-        return GraphJSON(body)
+        return _paged(
+            request, params, query, [row for _, row in rows], "directoryObjects",
+            lambda row: _typed(kinds[row["_seq"]], row, query.select),
+        )  # fmt: skip
 
     async def add_member(request: Request, tenant: Tenant) -> Response:
         body = await _json_body(request)
@@ -388,17 +385,10 @@ def routes(tokens: TokenService) -> list[Route]:
         params = _params(request)
         query = odata.parse_query(params, request.headers, kind, properties=PROPERTIES[kind])
         rows = [row for _, row in tenant.deleted_items(kind) if query.predicate is None or query.predicate(row)]
-        base = base_url(request)
-        body = odata.page(
-            rows,
-            query,
-            base=base,
-            path=request.url.path,
-            params=params,
-            context=odata.context_url(base, f"directory/deletedItems/{cast}", query.select),
-            render=lambda row: odata.shape(kind, row, query.select, DEFAULT_SELECT[kind]),
-        )
-        return GraphJSON(body)
+        return _paged(
+            request, params, query, rows, f"directory/deletedItems/{cast}",
+            lambda row: odata.shape(kind, row, query.select, DEFAULT_SELECT[kind]),
+        )  # fmt: skip
 
     async def deleted_one(request: Request, tenant: Tenant) -> Response:
         if request.path_params["id"].lower().startswith("microsoft.graph."):
