@@ -22,6 +22,7 @@ from ldap3.utils.conv import escape_filter_chars
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from airflow_provider_aadsync.engine.source import WatermarkRejectedError
+from airflow_provider_aadsync.hooks._settings import describe_validation_error
 
 try:  # Airflow 3 task SDK; the hook is also usable without a running Airflow for the CLI.
     from airflow.sdk import BaseHook
@@ -127,9 +128,7 @@ class ADConnectionSettings(BaseModel):
         try:
             return cls(host=host or "", port=port, bind_dn=login or "", password=password or "", **fields)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
-            )
+            problems = describe_validation_error(error)
             raise ActiveDirectoryError(f"connection {name} is not usable: {problems}") from None
 
 

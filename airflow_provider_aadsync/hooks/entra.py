@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - Airflow is a hard dependency, this onl
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
 from airflow_provider_aadsync.engine.source import WatermarkRejectedError
+from airflow_provider_aadsync.hooks._settings import describe_validation_error
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -209,10 +210,7 @@ class EntraConnectionSettings(BaseModel):
         try:
             return cls(client_id=connection.login or "", client_secret=connection.password or None, **extra)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in item['loc'])}: {item['msg'].removeprefix('Value error, ')}"
-                for item in error.errors()
-            )
+            problems = describe_validation_error(error)
             raise EntraError(f"connection {connection.conn_id!r} is not usable: {problems}") from None
 
 
