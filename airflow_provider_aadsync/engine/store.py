@@ -113,13 +113,121 @@ store_lock = sa.Table(
 
 _VERSION_1_TABLES = [cs_object, cs_reference, watermark, run, run_error, store_lock]
 
+# ----------------------------------------------------------------------------------------- version 2: the metaverse
+mv_object = sa.Table(
+    "mv_object",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("object_type", sa.String(64), nullable=False),
+    # The resolved values {attribute: [values]} that outbound rules read.
+    sa.Column("attrs", sa.Text, nullable=False),
+    # Who contributed what: {attribute: {"connector|rule": [precedence, merge type, values]}}; precedence decides.
+    sa.Column("contributions", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_mv_object_type", mv_object.c.object_type)
+
+#: Multi-valued references between metaverse objects (group members, manager): one row per value.
+mv_reference = sa.Table(
+    "mv_reference",
+    metadata,
+    sa.Column("mv_id", sa.Integer, primary_key=True),
+    sa.Column("attribute", sa.String(128), primary_key=True),
+    sa.Column("target_mv_id", sa.Integer, primary_key=True),
+)
+sa.Index("ix_mv_reference_target", mv_reference.c.target_mv_id)
+
+#: Values of the metaverse attributes that join rules look up, so a join is an indexed query, not a scan.
+mv_join_key = sa.Table(
+    "mv_join_key",
+    metadata,
+    sa.Column("mv_id", sa.Integer, primary_key=True),
+    sa.Column("attribute", sa.String(128), primary_key=True),
+    sa.Column("value", sa.String(1024), primary_key=True),
+    sa.Column("value_folded", sa.String(1024), nullable=False),
+)
+sa.Index("ix_mv_join_key_value", mv_join_key.c.attribute, mv_join_key.c.value)
+sa.Index("ix_mv_join_key_folded", mv_join_key.c.attribute, mv_join_key.c.value_folded)
+
+#: The lineage: which connector-space object is joined to which metaverse object, by which rule.
+link = sa.Table(
+    "link",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("anchor", sa.String(255), primary_key=True),
+    sa.Column("mv_id", sa.Integer, nullable=False),
+    sa.Column("rule", sa.String(255), nullable=False),
+    # join | sticky-join | projection | provision
+    sa.Column("link_type", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_link_mv", link.c.mv_id)
+
+#: What sync wants written to a connected directory, one row per object, with per-operation state for resume.
+pending_export = sa.Table(
+    "pending_export",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("anchor", sa.String(255), primary_key=True),
+    sa.Column("object_type", sa.String(64), nullable=False),
+    sa.Column("dn", sa.Text, nullable=False),
+    # add | update | delete
+    sa.Column("operation", sa.String(16), nullable=False),
+    # {attribute: [new values]} (an empty list clears); references travel in pending_export_reference.
+    sa.Column("changes", sa.Text, nullable=False),
+    # pending | sent | confirmed | failed
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("run_id", sa.Integer, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index("ix_pending_export_state", pending_export.c.connector, pending_export.c.state)
+
+#: Reference value changes (a 250,000-member group is 250,000 rows, not one document), with their own state.
+pending_export_reference = sa.Table(
+    "pending_export_reference",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("anchor", sa.String(255), primary_key=True),
+    sa.Column("attribute", sa.String(128), primary_key=True),
+    sa.Column("target_anchor", sa.String(255), primary_key=True),
+    # add | remove
+    sa.Column("operation", sa.String(8), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=True),
+)
+sa.Index(
+    "ix_pending_export_reference_state",
+    pending_export_reference.c.connector,
+    pending_export_reference.c.state,
+)
+
+#: Per connector: the rule set a full sync last ran with, so a changed configuration forces a full sync.
+sync_state = sa.Table(
+    "sync_state",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("rules_fingerprint", sa.String(64), nullable=True),
+    sa.Column("last_full_sync_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_sync_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+_VERSION_2_TABLES = [mv_object, mv_reference, mv_join_key, link, pending_export, pending_export_reference, sync_state]
+
 
 def _migrate_to_1(connection: Connection) -> None:
     metadata.create_all(connection, tables=_VERSION_1_TABLES)
 
 
+def _migrate_to_2(connection: Connection) -> None:
+    metadata.create_all(connection, tables=_VERSION_2_TABLES)
+
+
 #: Ordered migration steps; append, never edit a released step.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migrate_to_1)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migrate_to_1), (2, _migrate_to_2)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

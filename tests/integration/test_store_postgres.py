@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from airflow_provider_aadsync.devenv.postgres import LocalPostgres, PostgresNotInstalledError
 from airflow_provider_aadsync.engine.ad_import import import_active_directory
 from airflow_provider_aadsync.engine.store import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     WRITE_CHUNK_ROWS,
     Store,
@@ -129,7 +130,8 @@ def test_open_creates_schema_once(new_database):
             assert {"cs_object", "cs_reference", "watermark", "run", "run_error", "store_lock"} <= set(
                 inspector.get_table_names()
             )
-            assert connection.execute(sa.select(sa.func.count()).select_from(schema_version)).scalar() == 1
+            applied = connection.execute(sa.select(sa.func.count()).select_from(schema_version)).scalar()
+            assert applied == len(MIGRATIONS)
             types = {column["name"]: column["type"] for column in inspector.get_columns("watermark")}
             assert isinstance(types["cookie"], sa.LargeBinary)  # bytea
             assert types["updated_at"].timezone  # timestamptz, not a naive timestamp
@@ -144,7 +146,8 @@ def test_concurrent_first_opens_migrate_once(new_database):
             raise errors[0]
         assert len(succeeded) == 8
         with Store(url) as store, store.engine.connect() as connection:
-            assert connection.execute(sa.select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION]
+            versions = connection.execute(sa.select(schema_version.c.version).order_by(schema_version.c.version))
+            assert versions.scalars().all() == [version for version, _step in MIGRATIONS]
 
 
 # --------------------------------------------------------------------------------------------------- writes
