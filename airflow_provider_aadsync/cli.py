@@ -193,6 +193,137 @@ def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last:
         click.echo(render_runs(store, list(run_ids), last=last))
 
 
+# ------------------------------------------------------------------------------------------- expressions
+_EXPR_VALUE_HELP = """Values are strings unless prefixed: int:42, num:1.5, bool:true, b64:<base64> (binary),
+hex:<hex> (binary), guid:<GUID> (binary, AD objectGUID byte order), sid:S-1-5-... (binary SID),
+date:<date> (UTC DateTime), refs:<count> (unloaded reference values), null: (NULL), str:<text> (a string that
+starts with a prefix)."""
+
+
+def _typed_value(text: str) -> object:
+    """A command-line value: a string, or a typed value when it starts with one of the prefixes of --help."""
+    import base64
+    import datetime as dt
+    import uuid
+
+    from airflow_provider_aadsync.engine.expressions import ReferenceValues
+
+    prefix, sep, rest = text.partition(":")
+    if not sep:
+        return text
+    prefix = prefix.lower()
+    try:
+        if prefix == "str":
+            return rest
+        if prefix == "int":
+            return int(rest, 0)
+        if prefix == "num":
+            return float(rest)
+        if prefix == "bool":
+            if rest.lower() not in ("true", "false", "1", "0"):
+                raise ValueError("expected true or false")
+            return rest.lower() in ("true", "1")
+        if prefix == "b64":
+            return base64.b64decode(rest, validate=True)
+        if prefix == "hex":
+            return bytes.fromhex(rest)
+        if prefix == "guid":
+            return uuid.UUID(rest.strip("{}")).bytes_le
+        if prefix == "sid":
+            return _sid_bytes(rest)
+        if prefix == "date":
+            from airflow_provider_aadsync.engine.expressions.dates import parse_date
+
+            value = parse_date(rest)
+            if value is None:
+                raise ValueError("not a date")
+            return value.astimezone(dt.UTC)
+        if prefix == "refs":
+            return ReferenceValues(int(rest))
+        if prefix == "null" and not rest:
+            return None
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: {exc}") from None
+    return text  # "mailto:x", "SMTP:a@b": not a known prefix, so a plain string
+
+
+def _sid_bytes(text: str) -> bytes:
+    parts = text.split("-")
+    if len(parts) < 3 or parts[0].upper() != "S":
+        raise ValueError("expected S-1-<authority>-<subauthorities>")
+    subs = [int(p) for p in parts[3:]]
+    return (
+        bytes([int(parts[1]), len(subs)])
+        + int(parts[2]).to_bytes(6, "big")
+        + b"".join(s.to_bytes(4, "little") for s in subs)
+    )
+
+
+def _json_value(value: object) -> object:
+    """A result as JSON data: NULL → null, binary → base64, DateTime → ISO 8601, sentinels → their names."""
+    import base64
+    import datetime as dt
+
+    from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
+
+    if value is AuthoritativeNull or value is IgnoreThisFlow:
+        return repr(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def _name_values(pairs: tuple[str, ...], option: str) -> dict[str, object]:
+    values: dict[str, list[object]] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint=option)
+        values.setdefault(name, []).append(_typed_value(text))
+    return {name: found[0] if len(found) == 1 else found for name, found in values.items()}
+
+
+@main.command("expr", epilog=_EXPR_VALUE_HELP)
+@click.argument("expression")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An attribute value; repeat a name for a "
+    "multi-valued attribute (--set proxyAddresses=SMTP:a@x --set proxyAddresses=smtp:b@x).",
+)
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A %NAME% parameter's value.")
+def expr(expression: str, sets: tuple[str, ...], params: tuple[str, ...]) -> None:
+    """Compile EXPRESSION (sync rule expression language) and evaluate it against the --set attribute values;
+    print the result as JSON (null for NULL, binary as base64, sentinels by name).
+
+    Exit code 2 with line and column on stderr for an expression that does not compile, 1 when evaluating fails.
+    """
+    from airflow_provider_aadsync.engine.expressions import (
+        ExpressionEvaluationError,
+        ExpressionSyntaxError,
+        compile_expression,
+    )
+
+    attributes = _name_values(sets, "--set")
+    try:
+        compiled = compile_expression(expression, parameters=_name_values(params, "--param"))
+    except ExpressionSyntaxError as exc:
+        click.echo(f"syntax error: {exc}", err=True)
+        raise SystemExit(2) from None
+    try:
+        result = compiled.evaluate(attributes)
+    except ExpressionEvaluationError as exc:
+        click.echo(f"evaluation error: {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(json.dumps(_json_value(result), ensure_ascii=False))
+
+
 # ----------------------------------------------------------------------------------------------- main job
 @main.command("demo")
 @click.option("--users", type=int, default=2000, show_default=True)

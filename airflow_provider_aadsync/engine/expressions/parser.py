@@ -1,0 +1,85 @@
+"""Parse expression text into a Lark tree, turning Lark's errors into ``ExpressionSyntaxError`` with a position."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from airflow_provider_aadsync.engine.expressions.errors import ExpressionSyntaxError
+from airflow_provider_aadsync.engine.expressions.grammar import GRAMMAR
+
+# What the user should read for Lark's terminal names in "expected ..." lists.
+_TERMINAL_WORDS = {
+    "STRING": "a string",
+    "NUMBER": "a number",
+    "HEX": "a hex number",
+    "ATTRIBUTE": "an [attribute]",
+    "PARAMETER": "a %parameter%",
+    "VARIABLE": "a $variable",
+    "NAME": "a name",
+    "OP": "an operator",
+    "MINUS": "'-'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "COMMA": "','",
+}
+
+
+@cache
+def _lark() -> Lark:
+    return Lark(GRAMMAR, parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=True)
+
+
+def parse(text: str) -> Tree:
+    """Parse ``text``; raise ``ExpressionSyntaxError`` (with the offending token's line and column) when it is bad."""
+    if not text.strip():
+        raise ExpressionSyntaxError("empty expression", 1, 1, text)
+    try:
+        return _lark().parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, text) from None
+
+
+def _expected(names: set[str] | frozenset[str]) -> str:
+    words = sorted({_TERMINAL_WORDS.get(name, name.lower()) for name in names if not name.startswith("$")})
+    return ", ".join(words)
+
+
+def _syntax_error(exc: UnexpectedInput, text: str) -> ExpressionSyntaxError:
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        line, column = _end_position(text)
+        expected = _expected(exc.expected)
+        return ExpressionSyntaxError(
+            "unexpected end of expression" + (f"; expected {expected}" if expected else ""), line, column, text
+        )
+    if isinstance(exc, UnexpectedToken):
+        token: Token = exc.token
+        expected = _expected(exc.expected)
+        return ExpressionSyntaxError(
+            f"unexpected {str(token)!r}" + (f"; expected {expected}" if expected else ""),
+            token.line or 1,
+            token.column or 1,
+            text,
+        )
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        if char == '"':
+            message = "unterminated string"
+        elif char == "[":
+            message = "unterminated [attribute]"
+        elif char == "%":
+            message = "unterminated %parameter%"
+        else:
+            message = f"unexpected character {char!r}"
+        return ExpressionSyntaxError(message, exc.line, exc.column, text)
+    return ExpressionSyntaxError(str(exc), getattr(exc, "line", 1) or 1, getattr(exc, "column", 1) or 1, text)
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    """Line and column just past the last non-blank character."""
+    stripped = text.rstrip()
+    line = stripped.count("\n") + 1
+    column = len(stripped) - (stripped.rfind("\n") + 1) + 1
+    return line, column
