@@ -1,0 +1,343 @@
+"""Loading rule files: the happy path, every load error (worded with file, rule, path), fingerprints."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_aadsync.engine.rules import (
+    Direction,
+    FlowType,
+    LinkType,
+    MergeType,
+    RuleLoadError,
+    load_default_rules,
+    load_rules,
+    load_rules_text,
+)
+from airflow_provider_aadsync.engine.rules import loader as loader_module
+from tests.unit.rules.conftest import rule_dict
+
+GOOD = textwrap.dedent(
+    """\
+    rules:
+      - name: In from AD - User Join
+        description: joins and projects users
+        direction: inbound
+        connector: ad
+        source_object_type: user
+        target_object_type: person
+        link_type: Provision
+        precedence: 100
+        scoping:
+          - - {attribute: isCriticalSystemObject, operator: NOTEQUAL, value: "True"}
+            - {attribute: sAMAccountName, operator: ISNOTNULL}
+        join:
+          - - {source: objectGUID, target: sourceAnchorBinary, case_sensitive: false}
+        flows:
+          - {type: Direct, source: givenName, target: givenName}
+          - {type: Constant, value: "User", target: objectKind, apply_once: true}
+          - {type: Constant, value: [a, b], target: multi, merge: MergeCaseInsensitive}
+      - name: Out to Entra - User
+        direction: outbound
+        connector: entra
+        source_object_type: person
+        target_object_type: user
+        link_type: Provision
+        precedence: 100
+        enabled: false
+    """
+)
+
+
+def load_error(path: Path | str, **kwargs) -> RuleLoadError:
+    with pytest.raises(RuleLoadError) as info:
+        load_rules([path], **kwargs)
+    return info.value
+
+
+class TestLoadRules:
+    def test_loads_a_file(self, write_rules):
+        ruleset = load_rules([write_rules("rules.yaml", text=GOOD)])
+        assert [rule.name for rule in ruleset.rules] == ["In from AD - User Join", "Out to Entra - User"]
+        join = ruleset.get("in from ad - user join")
+        assert join is not None
+        assert join.direction is Direction.INBOUND
+        assert join.link_type is LinkType.PROVISION
+        assert join.rule.description == "joins and projects users"
+        assert join.join_groups == ((("objectGUID", "sourceAnchorBinary", False),),)
+        assert join.join_groups[0][0].case_sensitive is False
+        assert [(s.target, s.type, s.source, s.apply_once, s.merge) for s in join.flow_specs] == [
+            ("givenName", FlowType.DIRECT, "givenName", False, MergeType.UPDATE),
+            ("objectKind", FlowType.CONSTANT, None, True, MergeType.UPDATE),
+            ("multi", FlowType.CONSTANT, None, False, MergeType.MERGE_CASE_INSENSITIVE),
+        ]
+        assert join.attributes == {"isCriticalSystemObject", "sAMAccountName", "objectGUID", "givenName"}
+        assert not join.needs_member_of
+        assert ruleset.connectors == {"ad", "entra"}
+
+    def test_enabled_rules_by_direction(self, write_rules):
+        ruleset = load_rules([write_rules("rules.yaml", text=GOOD)])
+        assert [r.name for r in ruleset.inbound("AD")] == ["In from AD - User Join"]
+        assert ruleset.inbound("ad", "group") == ()
+        assert ruleset.outbound() == ()  # the only outbound rule is disabled
+        assert len(ruleset) == 2
+
+    def test_rules_are_ordered_by_precedence(self, write_rules):
+        path = write_rules(
+            "rules.yaml",
+            [rule_dict(name="late", precedence=300), rule_dict(name="early", precedence=5)],
+        )
+        assert [rule.name for rule in load_rules([path])] == ["early", "late"]
+
+    def test_directory_of_files_and_yml(self, write_rules, tmp_path):
+        write_rules("dir/b.yml", [rule_dict(name="b", precedence=2)])
+        write_rules("dir/a.yaml", [rule_dict(name="a", precedence=1)])
+        write_rules("dir/notes.txt", text="not rules")
+        assert {rule.name for rule in load_rules([tmp_path / "dir"])} == {"a", "b"}
+
+    def test_enum_values_in_any_case(self, write_rules):
+        path = write_rules(
+            "rules.yaml",
+            [
+                rule_dict(
+                    direction="Inbound",
+                    link_type="stickyjoin",
+                    scoping=[[{"attribute": "a", "operator": "isNotNull"}]],
+                    flows=[{"type": "direct", "source": "a", "target": "b", "merge": "merge"}],
+                )
+            ],
+        )
+        rule = load_rules([path]).rules[0]
+        assert rule.link_type is LinkType.STICKY_JOIN
+        assert rule.flow_specs[0].merge is MergeType.MERGE
+
+    def test_inbound_join_rule_without_join_groups_loads(self, write_rules):
+        # The product's own pattern: "In from AD - User Common" is a Join rule with no join conditions; it
+        # contributes flows to objects another rule joined (see the report for why this is not an error).
+        path = write_rules(
+            "rules.yaml", [rule_dict(link_type="Join"), rule_dict(name="s", precedence=1, link_type="StickyJoin")]
+        )
+        assert len(load_rules([path])) == 2
+
+    def test_empty_file_and_empty_rules(self, write_rules):
+        assert len(load_rules([write_rules("empty.yaml", text="")])) == 0
+        assert len(load_rules([write_rules("none.yaml", text="rules:\n")])) == 0
+
+    def test_default_rules_load_when_folder_is_empty_or_absent(self, tmp_path, monkeypatch):
+        monkeypatch.setattr(loader_module, "DEFAULT_RULES_DIR", tmp_path / "absent")
+        assert len(load_default_rules()) == 0
+        (tmp_path / "default").mkdir()
+        monkeypatch.setattr(loader_module, "DEFAULT_RULES_DIR", tmp_path / "default")
+        assert len(load_default_rules({"x": 1})) == 0
+
+
+class TestLoadErrors:
+    def test_yaml_syntax_error_gives_file_line_and_column(self, write_rules):
+        path = write_rules("broken.yaml", text="rules:\n  - name: x\n    flows: [a, b\n")
+        error = load_error(path)
+        (issue,) = error.issues
+        assert issue.file == str(path)
+        assert issue.line is not None and issue.column is not None
+        assert "YAML syntax error" in str(error)
+        assert f"broken.yaml:{issue.line}:{issue.column}" in str(error)
+
+    def test_unknown_key(self, write_rules):
+        path = write_rules("rules.yaml", [rule_dict(flows=[{"type": "Direct", "sourec": "a", "target": "b"}])])
+        error = load_error(path)
+        text = str(error)
+        assert "rules.yaml:" in text and "rule 'r1'" in text
+        assert "flows[0].sourec: unknown key" in text
+        assert "flows[0].source: a Direct flow needs 'source'" not in text  # structure errors stop the rule
+
+    def test_unknown_top_level_key(self, write_rules):
+        error = load_error(write_rules("rules.yaml", text="rules: []\nrulez: []\n"))
+        assert "rulez: unknown key" in str(error)
+
+    def test_wrong_enum_value_lists_allowed_ones(self, write_rules):
+        path = write_rules(
+            "rules.yaml",
+            [rule_dict(link_type="Projection", scoping=[[{"attribute": "a", "operator": "LIKE", "value": "x"}]])],
+        )
+        text = str(load_error(path))
+        assert "link_type: Input should be 'Join', 'StickyJoin' or 'Provision'" in text
+        assert "scoping[0][0].operator: Input should be 'EQUAL', 'NOTEQUAL'" in text
+        assert "'ISNOTMEMBEROF'" in text
+
+    def test_missing_name_is_named_by_index(self, write_rules):
+        rule = rule_dict()
+        del rule["name"]
+        path = write_rules("rules.yaml", [rule_dict(name="ok"), rule])
+        (issue,) = load_error(path).issues
+        assert issue.rule == "rules[1]"
+        assert issue.path == "name"
+        assert "rules.yaml:" in str(issue) and "rules[1]: name: required key missing" in str(issue)
+
+    def test_all_errors_of_a_file_are_collected(self, write_rules):
+        bad_precedence = rule_dict(name="a", precedence=-1)
+        bad_flow = rule_dict(name="b", precedence=2, flows=[{"type": "Constant", "target": "x"}])
+        bad_direction = rule_dict(name="c", precedence=3, direction="sideways")
+        error = load_error(write_rules("rules.yaml", [bad_precedence, bad_flow, bad_direction]))
+        assert [(issue.rule, issue.path) for issue in error.issues] == [
+            ("a", "precedence"),
+            ("b", "flows[0].value"),
+            ("c", "direction"),
+        ]
+        assert str(error).startswith("3 errors in sync rules:")
+
+    def test_issue_carries_the_yaml_position_of_the_field(self, write_rules):
+        path = write_rules(
+            "rules.yaml", text=GOOD.replace("precedence: 100\n    scoping", "precedence: x\n    scoping")
+        )
+        (issue,) = load_error(path).issues
+        assert issue.path == "precedence"
+        assert issue.line == GOOD.splitlines().index("    precedence: 100") + 1
+        assert issue.column == len("    precedence: ") + 1
+
+    def test_duplicate_rule_names_across_files(self, write_rules, tmp_path):
+        write_rules("d/one.yaml", [rule_dict(name="Same", precedence=1)])
+        write_rules("d/two.yaml", [rule_dict(name="same", precedence=2)])
+        error = load_error(tmp_path / "d")
+        (issue,) = error.issues
+        assert issue.file is not None and issue.file.endswith("two.yaml")
+        assert "rule 'same': name: duplicate rule name (also defined in" in str(error)
+        assert "one.yaml" in str(error)
+
+    def test_precedence_clash_across_two_files(self, write_rules, tmp_path):
+        write_rules("d/one.yaml", [rule_dict(name="first", precedence=50)])
+        write_rules("d/two.yaml", [rule_dict(name="second", precedence=50, direction="outbound")])
+        error = load_error(tmp_path / "d")
+        assert {(issue.rule, issue.path) for issue in error.issues} == {
+            ("first", "precedence"),
+            ("second", "precedence"),
+        }
+        text = str(error)
+        assert "one.yaml" in text and "two.yaml" in text
+        assert "precedence 50 on connector 'ad' is used by more than one enabled rule" in text
+
+    def test_precedence_may_repeat_on_other_connectors_and_disabled_rules(self, write_rules):
+        path = write_rules(
+            "rules.yaml",
+            [
+                rule_dict(name="a", precedence=50),
+                rule_dict(name="b", precedence=50, connector="entra"),
+                rule_dict(name="c", precedence=50, enabled=False),
+            ],
+        )
+        assert len(load_rules([path])) == 3
+
+    def test_two_flows_to_one_target(self, write_rules):
+        flows = [
+            {"type": "Direct", "source": "a", "target": "mail"},
+            {"type": "Constant", "value": "x", "target": "Mail"},
+        ]
+        (issue,) = load_error(write_rules("rules.yaml", [rule_dict(flows=flows)])).issues
+        assert (issue.rule, issue.path) == ("r1", "flows[1].target")
+        assert "flows[0] already flows to 'Mail'" in issue.message
+
+    @pytest.mark.parametrize(
+        ("flow", "path", "message"),
+        [
+            ({"type": "Direct", "target": "t"}, "flows[0].source", "a Direct flow needs 'source'"),
+            ({"type": "Constant", "target": "t"}, "flows[0].value", "a Constant flow needs 'value'"),
+            ({"type": "Constant", "target": "t", "value": None}, "flows[0].value", "a Constant flow needs 'value'"),
+            ({"type": "Expression", "target": "t"}, "flows[0].expression", "an Expression flow needs"),
+            ({"type": "Direct", "source": "s", "value": 1, "target": "t"}, "flows[0].value", "takes no 'value'"),
+            ({"type": "Constant", "value": {"a": 1}, "target": "t"}, "flows[0].value", "a Constant value is"),
+            ({"type": "Copy", "source": "s", "target": "t"}, "flows[0].type", "'Direct', 'Constant' or 'Expression'"),
+            ({"type": "Direct", "source": "s", "target": "t", "merge": "Add"}, "flows[0].merge", "'Update', 'Merge'"),
+        ],
+    )
+    def test_flow_field_errors(self, write_rules, flow, path, message):
+        (issue,) = load_error(write_rules("rules.yaml", [rule_dict(flows=[flow])])).issues
+        assert issue.path == path
+        assert message in issue.message
+        assert f"rules.yaml:{issue.line}:{issue.column}: rule 'r1': {path}: " in str(issue)
+
+    @pytest.mark.parametrize(
+        ("clause", "path", "message"),
+        [
+            ({"attribute": "a", "operator": "ISNULL", "value": "x"}, "scoping[0][0].value", "ISNULL takes no value"),
+            ({"attribute": "a", "operator": "EQUAL"}, "scoping[0][0].value", "EQUAL needs a value"),
+            ({"operator": "EQUAL", "value": "x"}, "scoping[0][0].attribute", "EQUAL needs an attribute"),
+            ({"attribute": "a", "operator": "ISBITSET", "value": "&HXY"}, "scoping[0][0].value", "bit mask"),
+        ],
+    )
+    def test_scoping_clause_errors(self, write_rules, clause, path, message):
+        (issue,) = load_error(write_rules("rules.yaml", [rule_dict(scoping=[[clause]])])).issues
+        assert (issue.rule, issue.path) == ("r1", path)
+        assert message in issue.message
+
+    def test_empty_scoping_group(self, write_rules):
+        (issue,) = load_error(write_rules("rules.yaml", [rule_dict(scoping=[[]])])).issues
+        assert issue.path == "scoping[0]"
+
+    def test_duplicate_yaml_key(self, write_rules):
+        text = GOOD.replace("precedence: 100\n    scoping", "precedence: 100\n    precedence: 7\n    scoping")
+        (issue,) = load_error(write_rules("rules.yaml", text=text)).issues
+        assert "'precedence' is written twice" in issue.message
+        assert issue.line is not None
+
+    def test_missing_path(self, tmp_path):
+        error = load_error(tmp_path / "nope.yaml")
+        assert "nope.yaml: no such rule file or directory" in str(error)
+
+    def test_rule_that_is_not_a_mapping(self, write_rules):
+        (issue,) = load_error(write_rules("rules.yaml", text="rules:\n  - just text\n")).issues
+        assert issue.rule == "rules[0]"
+        assert issue.line == 2
+
+    def test_load_rules_text_names_the_source(self):
+        with pytest.raises(RuleLoadError, match=r"inline\.yaml:\d+:\d+: rule 'r1': precedence"):
+            load_rules_text("rules:\n" + _yaml_rule(precedence="high"), name="inline.yaml")
+
+
+def _yaml_rule(**overrides) -> str:
+    import yaml
+
+    return textwrap.indent(yaml.safe_dump([rule_dict(**overrides)], sort_keys=False), "  ")
+
+
+class TestFingerprint:
+    def test_stable_under_reordering_of_files_and_keys(self, write_rules, tmp_path):
+        a = rule_dict(name="a", precedence=1, flows=[{"type": "Direct", "source": "x", "target": "y"}])
+        b = rule_dict(name="b", precedence=2)
+        write_rules("one/1.yaml", [a])
+        write_rules("one/2.yaml", [b])
+        reordered_a = dict(reversed(list(a.items())))
+        write_rules("two/x.yaml", [b, reordered_a])
+        first = load_rules([tmp_path / "one"]).fingerprint
+        assert first == load_rules([tmp_path / "two"]).fingerprint
+        assert first == load_rules([tmp_path / "one" / "2.yaml", tmp_path / "one" / "1.yaml"]).fingerprint
+        assert len(first) == 64
+
+    def test_defaults_written_out_do_not_change_it(self, write_rules):
+        plain = load_rules([write_rules("a.yaml", [rule_dict()])]).fingerprint
+        explicit = load_rules([write_rules("b.yaml", [rule_dict(enabled=True, scoping=[], join=[])])]).fingerprint
+        assert plain == explicit
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"precedence": 101},
+            {"enabled": False},
+            {"description": "now documented"},
+            {"scoping": [[{"attribute": "a", "operator": "ISNULL"}]]},
+            {"flows": [{"type": "Constant", "value": "x", "target": "y"}]},
+            {"join": [[{"source": "a", "target": "b"}]]},
+            {"name": "r1 renamed"},
+        ],
+    )
+    def test_changed_by_any_content_change(self, write_rules, change):
+        base = load_rules([write_rules("a.yaml", [rule_dict()])]).fingerprint
+        assert load_rules([write_rules("b.yaml", [rule_dict(**change)])]).fingerprint != base
+
+    def test_changed_by_parameters(self, write_rules):
+        path = write_rules("a.yaml", [rule_dict()])
+        assert load_rules([path]).fingerprint != load_rules([path], parameters={"Domain": "corp"}).fingerprint
+        assert (
+            load_rules([path], parameters={"a": 1, "b": 2}).fingerprint
+            == load_rules([path], parameters={"b": 2, "a": 1}).fingerprint
+        )
