@@ -39,9 +39,12 @@ class ErrorSink:
         self.errors: list[dict[str, Any]] = []
 
     def add(self, error: ObjectDecodeError) -> None:
-        self.errors.append({"anchor": error.anchor, "dn": error.dn, "code": error.code, "message": str(error)})
+        self.record(anchor=error.anchor, dn=error.dn, code=error.code, message=str(error))
+
+    def record(self, *, anchor: str | None, dn: str | None, code: str, message: str) -> None:
+        self.errors.append({"anchor": anchor, "dn": dn, "code": code, "message": message})
         if len(self.errors) >= self.limit:
-            raise ErrorLimitExceeded from error
+            raise ErrorLimitExceeded(f"{len(self.errors)} object errors")
 
     def __len__(self) -> int:
         return len(self.errors)

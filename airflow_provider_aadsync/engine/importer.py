@@ -73,7 +73,11 @@ class ConnectorSpaceWriter:
             cs_object.c.refs_hash,
             cs_object.c.is_deleted,
             cs_object.c.pending_import,
-        ).where(cs_object.c.connector == self.connector)
+        ).where(
+            cs_object.c.connector == self.connector,
+            # Objects sync plans to create (no import has seen them yet) are not the directory's to delete.
+            cs_object.c.attrs_hash != "",
+        )
         self._index = pd.DataFrame(
             self.connection.execute(query).all(),
             columns=["anchor", "dn", "attrs_hash", "refs_hash", "is_deleted", "pending_import"],

@@ -1,0 +1,82 @@
+"""Precedence: which rule's value a metaverse attribute holds when several rules flow to it.
+
+Every contribution is kept per attribute and per contributor (``connector|rule``) with its precedence and merge
+type, so the value can be recomputed when one contributor goes away (a NULL flow, a disconnection, a rule out of
+scope) without re-reading the other connectors:
+
+- the contribution with the lowest precedence number wins (``Update``);
+- ``Merge``/``MergeCaseInsensitive`` contributions are united, in precedence order, without duplicates;
+- ``AuthoritativeNull`` is a contribution of "no value" that lower-precedence rules cannot override;
+- reference attributes (group members) are contributed as a marker; the winning connector's reference rows fill them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: The values of a contribution: a list, None for AuthoritativeNull, or REFERENCE_MARKER for reference attributes.
+REFERENCE_MARKER = "@references"
+
+Contribution = list[Any]  # [precedence, merge type, values]
+Contributions = dict[str, dict[str, Contribution]]
+
+
+def contributor_key(connector: str, rule_name: str) -> str:
+    return f"{connector}|{rule_name}"
+
+
+def contributor_connector(key: str) -> str:
+    return key.split("|", 1)[0]
+
+
+def resolve_attribute(entries: Mapping[str, Contribution]) -> tuple[list[Any] | str, str | None]:
+    """The value of one attribute and the contributor that decided it (None when nobody contributes)."""
+    if not entries:
+        return [], None
+    ordered = sorted(entries.items(), key=lambda item: (item[1][0], item[0]))
+    winner, (_precedence, merge, values) = ordered[0]
+    if values == REFERENCE_MARKER:
+        return REFERENCE_MARKER, winner
+    if merge == "Update" or values is None:
+        return list(values or []), winner
+    merged: list[Any] = []
+    seen: set[Any] = set()
+    for _key, (_p, entry_merge, entry_values) in ordered:
+        if entry_merge == "Update" or not isinstance(entry_values, list):
+            continue
+        for value in entry_values:
+            folded = value.casefold() if entry_merge == "MergeCaseInsensitive" and isinstance(value, str) else value
+            marker = repr(folded)
+            if marker not in seen:
+                seen.add(marker)
+                merged.append(value)
+    return merged, winner
+
+
+def resolve(contributions: Contributions) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """All attribute values (reference attributes excluded) and, per attribute, the winning contributor."""
+    attrs: dict[str, list[Any]] = {}
+    winners: dict[str, str] = {}
+    for attribute, entries in contributions.items():
+        values, winner = resolve_attribute(entries)
+        if winner is None:
+            continue
+        winners[attribute] = winner
+        if values != REFERENCE_MARKER and values:
+            attrs[attribute] = values  # type: ignore[assignment]
+    return attrs, winners
+
+
+def drop_connector(contributions: Contributions, connector: str) -> bool:
+    """Remove every contribution of ``connector`` (it disconnected); True if anything was removed."""
+    removed = False
+    prefix = f"{connector}|"
+    for attribute in list(contributions):
+        entries = contributions[attribute]
+        for key in [key for key in entries if key.startswith(prefix)]:
+            del entries[key]
+            removed = True
+        if not entries:
+            del contributions[attribute]
+    return removed
