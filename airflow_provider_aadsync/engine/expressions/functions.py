@@ -904,3 +904,7 @@ def describe(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return format_number(value)
     return f"{type_name(value)} {value!r}"
+
+
+# The Cert* functions register themselves on import; they live in their own module (and need `cryptography`).
+from airflow_provider_aadsync.engine.expressions import certificates as _certificates  # noqa: E402, F401

@@ -266,11 +266,10 @@ def test_every_documented_function_is_registered():
         "Trim UCase Word ValueCount ImportedValue"
     ).split()
     assert len(documented) == 87
-    missing = [name for name in documented if name.casefold() not in FUNCTIONS and "Cert" not in name]
+    missing = [name for name in documented if name.casefold() not in FUNCTIONS]
     assert not missing
-    assert {FUNCTIONS[name.casefold()].name for name in documented if "Cert" not in name} == {
-        name for name in documented if "Cert" not in name
-    }
+    assert {FUNCTIONS[name.casefold()].name for name in documented} == set(documented)
+    assert len(FUNCTIONS) == len(documented)
 
 
 class TestImmutableId:
