@@ -1,0 +1,249 @@
+"""Sync rule features on hand-built rules: joins, precedence, sentinels, apply-once, merge, sticky joins, references,
+rule changes, the error limit and preview."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.rules import load_rules_text
+from airflow_provider_aadsync.engine.source import SourceObject
+from airflow_provider_aadsync.engine.store import Store, mv_object, run_error
+from airflow_provider_aadsync.engine.sync import PreviewError, preview, run_sync
+from tests.unit.sync.world import import_delta, import_full, links, metaverse, mv_by, mv_members
+
+RULES = """
+rules:
+  - name: In from HR
+    direction: inbound
+    connector: hr
+    source_object_type: employee
+    target_object_type: person
+    link_type: Provision
+    precedence: 10
+    scoping:
+      - - {attribute: status, operator: EQUAL, value: active}
+      - - {attribute: status, operator: EQUAL, value: sticky}
+    join:
+      - - {source: employeeId, target: employeeId}
+    flows:
+      - {type: Direct, source: employeeId, target: employeeId}
+      - {type: Direct, source: title, target: title}
+      - {type: Expression, target: department, expression: 'IIF(IsPresent([dept]), UCase([dept]), AuthoritativeNull)'}
+      - {type: Expression, target: office, expression: 'IIF(IsPresent([office]), [office], IgnoreThisFlow)'}
+      - {type: Direct, source: mailAliases, target: proxyAddresses, merge: MergeCaseInsensitive}
+      - {type: Direct, source: hireCode, target: hireCode, apply_once: true}
+      - {type: Expression, target: badge, expression: 'IIF([badge] = "bad", Error("badge revoked"), [badge])'}
+  - name: In from Directory
+    direction: inbound
+    connector: dir
+    source_object_type: account
+    target_object_type: person
+    link_type: Join
+    precedence: 20
+    join:
+      - - {source: mail, target: mail, case_sensitive: false}
+      - - {source: empNo, target: employeeId}
+    flows:
+      - {type: Direct, source: title, target: title}
+      - {type: Direct, source: department, target: department}
+      - {type: Direct, source: office, target: office}
+      - {type: Direct, source: mail, target: mail}
+      - {type: Direct, source: addresses, target: proxyAddresses, merge: MergeCaseInsensitive}
+"""
+
+
+def employee(n: int, **attrs) -> SourceObject:
+    values = {"employeeId": [f"E{n}"], "status": ["active"]}
+    values.update({k: (v if isinstance(v, list) else [v]) for k, v in attrs.items() if v is not None})
+    for k in [k for k, v in attrs.items() if v is None]:
+        values.pop(k, None)
+    return SourceObject(anchor=f"hr-{n}", dn=f"employee/{n}", object_type="employee", attrs=values)
+
+
+def account(n: int, **attrs) -> SourceObject:
+    values = {k: (v if isinstance(v, list) else [v]) for k, v in attrs.items()}
+    return SourceObject(anchor=f"dir-{n}", dn=f"account/{n}", object_type="account", attrs=values)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
+        yield opened
+
+
+@pytest.fixture
+def rules():
+    return load_rules_text(RULES, name="features.yaml")
+
+
+def person(store, n: int) -> tuple[int, dict]:
+    return mv_by(store, "employeeId", f"E{n}")
+
+
+def test_join_groups_in_order_and_precedence_across_connectors(store, rules):
+    import_full(store, "hr", [employee(1, title="Engineer", mail="x"), employee(2, title="Analyst")])
+    run_sync(store, rules, connector="hr", mode="full")
+    # first join group: mail (case-insensitive) matches nothing (hr flows no mail); second: empNo = employeeId
+    import_full(store, "dir", [account(1, empNo="E1", title="Ignored", office="B12", mail="A@X")])
+    result = run_sync(store, rules, connector="dir", mode="full")
+    assert result.counters["joins"] == 1
+    mv_id, attrs = person(store, 1)
+    assert links(store, "dir")[("dir", "dir-1")] == (mv_id, "join")
+    assert attrs["title"] == ["Engineer"]  # HR (10) beats the directory (20)
+    assert attrs["office"] == ["B12"]  # HR's IgnoreThisFlow lets the directory contribute
+    assert attrs["mail"] == ["A@X"]
+    # the directory account joins by mail (group 1, case-insensitive) once mail is in the metaverse
+    import_full(store, "dir", [account(1, empNo="E1", office="B12", mail="A@X"), account(2, mail="a@x")])
+    result = run_sync(store, rules, connector="dir", mode="full")
+    assert result.result == "completed-sync-errors"  # dir-2 matches a person dir-1 is joined to
+    with store.engine.connect() as connection:
+        codes = connection.execute(sa.select(run_error.c.code).where(run_error.c.run_id == result.run_id)).scalars()
+        assert list(codes) == ["join-conflict"]
+
+
+def test_ambiguous_join_is_a_per_object_error(store, rules):
+    import_full(store, "hr", [employee(1, mail="same"), employee(2, mail="same")])
+    run_sync(store, rules, connector="hr", mode="full")
+    with store.transaction() as connection:  # give both persons the same mail, as a second source would
+        for mv_id, _ in metaverse(store).items():
+            connection.execute(sa.update(mv_object).where(mv_object.c.id == mv_id).values(attrs='{"mail":["Same"]}'))
+        from airflow_provider_aadsync.engine.store import mv_join_key
+
+        connection.execute(
+            sa.insert(mv_join_key),
+            [{"mv_id": m, "attribute": "mail", "value": "Same", "value_folded": "same"} for m in metaverse(store)],
+        )
+    import_full(store, "dir", [account(9, mail="SAME")])
+    result = run_sync(store, rules, connector="dir", mode="full")
+    with store.engine.connect() as connection:
+        errors = connection.execute(sa.select(run_error).where(run_error.c.run_id == result.run_id)).all()
+    assert [e.code for e in errors] == ["ambiguous-join"] and "2 metaverse objects" in errors[0].message
+    assert ("dir", "dir-9") not in links(store)
+
+
+def test_authoritative_null_beats_lower_precedence_and_null_lets_it_through(store, rules):
+    import_full(store, "hr", [employee(1, dept="rd")])
+    run_sync(store, rules, connector="hr", mode="full")
+    import_full(store, "dir", [account(1, empNo="E1", department="Marketing")])
+    run_sync(store, rules, connector="dir", mode="full")
+    assert person(store, 1)[1]["department"] == ["RD"]
+    import_delta(store, "hr", [employee(1, dept=[])])  # cleared in HR → AuthoritativeNull
+    run_sync(store, rules, connector="hr", mode="delta")
+    assert "department" not in person(store, 1)[1]  # the directory's Marketing may not show through
+    # title: HR's Direct flow of an absent value is NULL, no contribution: the directory's value shows
+    import_delta(store, "dir", [account(1, empNo="E1", department="Marketing", title="Director")])
+    run_sync(store, rules, connector="dir", mode="delta")
+    assert person(store, 1)[1]["title"] == ["Director"]
+    import_delta(store, "hr", [employee(1, title="VP")])
+    run_sync(store, rules, connector="hr", mode="delta")
+    assert person(store, 1)[1]["title"] == ["VP"]
+
+
+def test_apply_once_keeps_the_first_value(store, rules):
+    import_full(store, "hr", [employee(1, hireCode="H-1")])
+    run_sync(store, rules, connector="hr", mode="full")
+    import_delta(store, "hr", [employee(1, hireCode="H-2")])
+    run_sync(store, rules, connector="hr", mode="delta")
+    assert person(store, 1)[1]["hireCode"] == ["H-1"]
+
+
+def test_merge_case_insensitive_unites_values_of_both_connectors(store, rules):
+    import_full(store, "hr", [employee(1, mailAliases=["SMTP:a@x", "smtp:b@x"])])
+    run_sync(store, rules, connector="hr", mode="full")
+    import_full(store, "dir", [account(1, empNo="E1", addresses=["smtp:B@X", "smtp:c@x"])])
+    run_sync(store, rules, connector="dir", mode="full")
+    assert person(store, 1)[1]["proxyAddresses"] == ["SMTP:a@x", "smtp:b@x", "smtp:c@x"]
+
+
+def test_expression_error_is_per_object_and_the_rest_goes_on(store, rules):
+    import_full(store, "hr", [employee(1, badge="bad"), employee(2, badge="ok")])
+    result = run_sync(store, rules, connector="hr", mode="full")
+    assert result.result == "completed-sync-errors" and result.counters["errors"] == 1
+    with store.engine.connect() as connection:
+        error = connection.execute(sa.select(run_error).where(run_error.c.run_id == result.run_id)).one()
+    assert error.anchor == "hr-1" and "badge revoked" in error.message
+    assert person(store, 2)[1]["badge"] == ["ok"]
+
+
+def test_out_of_scope_disconnects_and_deletes_the_person_but_sticky_joins_stay(store, rules):
+    sticky = RULES.replace("link_type: Join\n    precedence: 20", "link_type: StickyJoin\n    precedence: 20")
+    sticky_rules = load_rules_text(sticky + _DIR_SCOPE, name="sticky.yaml")
+    import_full(store, "hr", [employee(1), employee(2)])
+    run_sync(store, sticky_rules, connector="hr", mode="full")
+    import_full(store, "dir", [account(1, empNo="E1", kind="staff"), account(2, empNo="E2", kind="staff")])
+    run_sync(store, sticky_rules, connector="dir", mode="full")
+    mv2 = person(store, 2)[0]
+    import_delta(store, "dir", [account(2, empNo="E2", kind="contractor")])  # out of the StickyJoin rule's scope
+    run_sync(store, sticky_rules, connector="dir", mode="delta")
+    assert links(store, "dir")[("dir", "dir-2")] == (mv2, "sticky-join")
+    import_delta(store, "hr", [employee(1, status="left")])  # out of the projecting rule's scope
+    result = run_sync(store, sticky_rules, connector="hr", mode="delta")
+    assert result.counters["disconnections"] == 1 and result.counters["metaverse_deletes"] == 1
+    assert not [m for m, a in metaverse(store).items() if a.get("employeeId") == ["E1"]]
+    assert ("dir", "dir-1") not in links(store)  # the joined account lost its metaverse object
+
+
+_DIR_SCOPE = """    scoping:
+      - - {attribute: kind, operator: EQUAL, value: staff}
+"""
+
+
+def test_members_imported_after_their_group_resolve_in_a_later_pass(store):
+    rules = load_rules_text(GROUP_RULES, name="groups.yaml")
+    group = SourceObject(
+        anchor="g1", dn="CN=G", object_type="group", attrs={"name": ["G"]}, references={"member": [("u1", "CN=U1")]}
+    )
+    import_full(store, "ad", [group])
+    result = run_sync(store, rules, connector="ad", mode="full")
+    assert result.counters["references_pending"] == 1
+    group_id = mv_by(store, "name", "G")[0]
+    assert mv_members(store, group_id) == set()
+    import_delta(store, "ad", [SourceObject(anchor="u1", dn="CN=U1", object_type="user", attrs={"name": ["U1"]})])
+    result = run_sync(store, rules, connector="ad", mode="delta")
+    assert result.counters["objects_evaluated"] == 1  # only the new user; its group is re-resolved by reference
+    assert mv_members(store, group_id) == {mv_by(store, "name", "U1")[0]}
+
+
+GROUP_RULES = """
+rules:
+  - {name: users, direction: inbound, connector: ad, source_object_type: user, target_object_type: person,
+     link_type: Provision, precedence: 1, flows: [{type: Direct, source: name, target: name}]}
+  - {name: groups, direction: inbound, connector: ad, source_object_type: group, target_object_type: group,
+     link_type: Provision, precedence: 2,
+     flows: [{type: Direct, source: name, target: name}, {type: Direct, source: member, target: member}]}
+"""
+
+
+def test_changed_rules_turn_a_delta_sync_into_a_full_one(store, rules):
+    import_full(store, "hr", [employee(1)])
+    first = run_sync(store, rules, connector="hr", mode="delta")
+    assert first.mode == "full" and first.fallback_reason == "no full sync has run yet"
+    assert run_sync(store, rules, connector="hr", mode="delta").mode == "delta"
+    changed = load_rules_text(RULES.replace("precedence: 10", "precedence: 11"), name="features.yaml")
+    again = run_sync(store, changed, connector="hr", mode="delta")
+    assert again.mode == "full" and "rules changed" in again.fallback_reason
+
+
+def test_error_limit_stops_the_run_and_applies_nothing(store, rules):
+    import_full(store, "hr", [employee(n, badge="bad") for n in range(5)])
+    result = run_sync(store, rules, connector="hr", mode="full", error_limit=3)
+    assert result.result == "stopped-error-limit"
+    assert metaverse(store) == {}
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(run_error)).scalar() == 3
+
+
+def test_preview_reports_decisions_and_writes_nothing(store, rules):
+    import_full(store, "hr", [employee(1, title="Engineer", office="B1")])
+    trace = preview(store, rules, connector="hr", anchor="hr-1")
+    assert trace["inbound_rules_in_scope"] == ["In from HR"]
+    assert trace["decision"].startswith("projected by rule 'In from HR'")
+    flows = {flow["target"]: flow["value"] for flow in trace["inbound_flows"]}
+    assert flows["title"] == ["Engineer"] and flows["office"] == ["B1"]
+    assert trace["winners"]["title"] == "hr|In from HR"
+    assert metaverse(store) == {} and links(store) == {}
+    same = preview(store, rules, connector="hr", dn="EMPLOYEE/1")
+    assert same["anchor"] == "hr-1"
+    with pytest.raises(PreviewError, match="no object 'nope'"):
+        preview(store, rules, connector="hr", anchor="nope")
