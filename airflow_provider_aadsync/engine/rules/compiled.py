@@ -175,6 +175,9 @@ def compile_rule(
         groups.append(tuple(clauses))
     scope = CompiledScope(tuple(groups))
 
+    # An inbound Join/StickyJoin rule without join groups is *not* an error: it is how the product's own
+    # "In from AD - User Common"-style rules work (they contribute flows to objects another rule joined or
+    # projected), and Microsoft's filtering how-to builds its filter rules that way ("Leave the Join rules empty").
     join_groups = tuple(
         tuple(JoinCondition(pair.source, pair.target, pair.case_sensitive) for pair in group) for group in rule.join
     )

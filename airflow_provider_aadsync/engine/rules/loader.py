@@ -215,9 +215,9 @@ def _check_across(rules: list[tuple[CompiledRule, _YamlFile, int]], issues: _Col
             by_precedence[(rule.connector.casefold(), rule.precedence)].append(entry)
     for entries in by_name.values():
         if len(entries) > 1:
-            first = entries[0]
+            _, first_source, first_index = entries[0]
+            where = f"{first_source.label}:{first_source.position(('rules', first_index))[0]}"
             for rule, source, index in entries[1:]:
-                where = f"{first[1].label}" + (f":{first[1].position(('rules', first[2]))[0]}")
                 issues.add(
                     source,
                     rule.name,

@@ -171,18 +171,25 @@ class _Column:
     """One attribute of a frame, exploded to one row per value, with derived forms computed on demand."""
 
     raw: np.ndarray  # one cell per object (object dtype)
-    values: np.ndarray  # one entry per value (lists exploded; absent → NaN)
+    values: np.ndarray  # one entry per value (lists exploded; absent → None/NaN)
     positions: np.ndarray | None  # object position of each value; None when values align with raw
+    kind: str  # pandas' inferred kind of the values ("string", "integer", "mixed", ...)
     _text: pd.Series | None = field(default=None, repr=False)
     _numbers: pd.Series | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, raw: np.ndarray) -> _Column:
+        # infer_dtype is a quick C scan; only columns that may hold lists (kind "mixed" and the like) pay for
+        # explode(), and explode() itself only repeats the rows that hold lists.
+        kind = pd.api.types.infer_dtype(raw, skipna=True)
+        if kind in _PLAIN_KINDS:
+            return cls(raw, raw, None, kind)
         exploded = pd.Series(raw, dtype=object, copy=False).explode()
         values = exploded.to_numpy(dtype=object)
+        kind = pd.api.types.infer_dtype(values, skipna=True)
         if len(values) == len(raw):
-            return cls(raw, values, None)
-        return cls(raw, values, exploded.index.to_numpy(dtype=np.intp))
+            return cls(raw, values, None, kind)
+        return cls(raw, values, exploded.index.to_numpy(dtype=np.intp), kind)
 
     def any(self, hits: np.ndarray) -> np.ndarray:
         """Per object: does any of its values hit?"""
@@ -205,9 +212,8 @@ class _Column:
         """Casefolded text of each value (pandas string dtype; NaN where a value has no text form)."""
         if self._text is None:
             series = pd.Series(self.values, dtype=object, copy=False)
-            kind = pd.api.types.infer_dtype(self.values, skipna=True)
             text = series.astype(str)
-            if kind not in _PLAIN_KINDS:
+            if self.kind not in _PLAIN_KINDS:
                 # References, bytes and other non-text cells have no text to compare; str() of them is noise.
                 plain = np.fromiter((isinstance(v, _TEXT_SCALARS) for v in self.values), bool, len(self.values))
                 text = text.where(plain)
