@@ -83,8 +83,14 @@ class EvaluationContext(Protocol):
 
 # ------------------------------------------------------------------------------------------- normalising
 def mv_result(values: Iterable[Any]) -> Any:
-    """A multi-valued result as a value cell: NULLs dropped; none → ``None``, one → that value, more → a list."""
-    kept = [v for v in values if v is not None]
+    """A multi-valued result as a value cell: NULLs dropped, multi-valued items flattened (cells do not nest);
+    none → ``None``, one → that value, more → a list."""
+    kept: list[Any] = []
+    for value in values:
+        if isinstance(value, list):
+            kept.extend(v for v in value if v is not None)
+        elif value is not None:
+            kept.append(value)
     if not kept:
         return None
     if len(kept) == 1:

@@ -417,3 +417,34 @@ def test_escape_dn_component_example_with_balanced_brackets(ev):
     )
     with pytest.raises(Exception, match="unexpected '\\)'"):
         compile_expression(text + ")", parameters={"ForestLDAP": "x"})
+
+
+@pytest.mark.parametrize(
+    ("text", "context", "expected"),
+    [
+        (r"DNComponent([dn],1)", {"dn": r"CN=Doe\, John,OU=Sales,DC=contoso,DC=com"}, "Doe, John"),
+        (r"DNComponent([dn],2)", {"dn": r"CN=Doe\2C John,OU=Sales,DC=contoso,DC=com"}, "Sales"),
+        (r"DNComponent([dn],1)", {"dn": r"CN=Doe\2C John,OU=Sales"}, "Doe, John"),
+        ("DNComponent([dn],9)", {"dn": "CN=a,DC=b"}, None),
+        ("DNComponentRev([dn],1)", {"dn": "CN=a,DC=b"}, "b"),
+        ('Join([missing],",")', {}, None),
+        ('Contains([missing],"x")', {}, 0),
+        ('Where($i, Split("a,b,c", ","), $i <> "b")', {}, ["a", "c"]),
+        ('Select($i, [v], IIF($i = "b", NULL, UCase($i)))', {"v": ["a", "b", "c"]}, ["A", "C"]),
+        ('Select($i, [v], Select($i, Split($i, "-"), Left($i, 1)))', {"v": ["ab-cd", "ef"]}, ["a", "c", "e"]),
+        ('With($x, [a] & "!", With($y, $x & "?", $y & $x))', {"a": "hi"}, "hi!?hi!"),
+        ("Where($i, [missing], True)", {}, None),
+        ('"a" + "b"', {}, "ab"),
+        ("5 + [n]", {"n": "2"}, 7),
+        ('LCase([proxyAddresses]) = "smtp:a@x"', {"proxyAddresses": ["SMTP:a@x", "smtp:b@x"]}, [True, False]),
+        ("[a] = [b]", {"a": ["x", "y"], "b": ["y", "x"]}, True),
+        ("[a] <> [b]", {"a": ["x", "y"], "b": ["y", "z"]}, True),
+    ],
+)
+def test_more_behaviour(ev, text, context, expected):
+    assert ev(text, context) == expected
+
+
+def test_two_multi_valued_operands_only_compare(ev):
+    with pytest.raises(ExpressionEvaluationError, match="two multi-valued operands"):
+        ev("[a] & [b]", {"a": ["x", "y"], "b": ["y", "z"]})
