@@ -193,6 +193,89 @@ def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last:
         click.echo(render_runs(store, list(run_ids), last=last))
 
 
+# ------------------------------------------------------------------------------------------------- sync
+_RULES_OPTION = click.option(
+    "--rules",
+    "rule_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Rule file or folder (repeatable; default: the shipped rules).",
+)
+_ENDPOINT_OPTION = click.option(
+    "--endpoint",
+    type=click.Choice(["v2", "v1"]),
+    default="v2",
+    show_default=True,
+    help="Group member limit of the shipped rules: v2 = 250,000, v1 = 50,000.",
+)
+
+
+def _load_rules(rule_paths: tuple[Path, ...], endpoint: str):
+    from airflow_provider_aadsync.engine.rules import RuleLoadError
+    from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+
+    try:
+        return load_sync_rules(rule_paths, mode=endpoint)
+    except RuleLoadError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command("sync")
+@click.option("--connector", required=True, help="Connector space to synchronize (ad, entra, ...).")
+@click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
+@_RULES_OPTION
+@_ENDPOINT_OPTION
+@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@click.option("--instance", default="default", show_default=True, help="Sync instance name.")
+def sync_command(
+    connector: str, mode: str, rule_paths: tuple[Path, ...], endpoint: str, store_url: str | None, instance: str
+) -> None:
+    """Synchronize one connector space with the metaverse and stage pending exports; print the run report."""
+    from airflow_provider_aadsync.engine.report import render_runs
+    from airflow_provider_aadsync.engine.sync import run_sync
+
+    rules = _load_rules(rule_paths, endpoint)
+    with Store.open(store_url, instance=instance) as store:
+        result = run_sync(store, rules, connector=connector, mode=mode)
+        click.echo(render_runs(store, [result.run_id]))
+    if result.result.startswith("stopped"):
+        sys.exit(1)
+
+
+@main.command("preview")
+@click.option("--connector", required=True, help="Connector space of the object.")
+@click.option("--dn", default=None, help="The object's DN (case-insensitive).")
+@click.option("--anchor", default=None, help="The object's anchor (objectGUID, Graph id).")
+@_RULES_OPTION
+@_ENDPOINT_OPTION
+@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@click.option("--instance", default="default", show_default=True, help="Sync instance name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the preview as JSON.")
+def preview_command(
+    connector: str,
+    dn: str | None,
+    anchor: str | None,
+    rule_paths: tuple[Path, ...],
+    endpoint: str,
+    store_url: str | None,
+    instance: str,
+    as_json: bool,
+) -> None:
+    """Show what sync would do with one object (rules, join, flows, exports) without writing anything."""
+    from airflow_provider_aadsync.engine.report import render_preview
+    from airflow_provider_aadsync.engine.sync import PreviewError, preview
+
+    if (dn is None) == (anchor is None):
+        raise click.UsageError("give exactly one of --dn and --anchor")
+    rules = _load_rules(rule_paths, endpoint)
+    with Store.open(store_url, instance=instance) as store:
+        try:
+            trace = preview(store, rules, connector=connector, anchor=anchor, dn=dn)
+        except PreviewError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(json.dumps(trace, indent=2, default=str) if as_json else render_preview(trace), nl=not as_json)
+
+
 # ------------------------------------------------------------------------------------------- expressions
 _EXPR_VALUE_HELP = """Values are strings unless prefixed: int:42, num:1.5, bool:true, b64:<base64> (binary),
 hex:<hex> (binary), guid:<GUID> (binary, AD objectGUID byte order), sid:S-1-5-... (binary SID),

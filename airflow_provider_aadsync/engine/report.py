@@ -59,3 +59,62 @@ def render_runs(store: Store, run_ids: Sequence[int] | None = None, *, last: int
         return "No runs recorded in this store yet.\n"
     header = f"# AADSync run report\n\nStore: `{store.display_url}`\n\n"
     return header + "\n".join(render_run(store, run) for run in runs)
+
+
+def _values_text(values: Any) -> str:
+    if values is None:
+        return "AuthoritativeNull"
+    if isinstance(values, str):
+        return values
+    if not values:
+        return "(no value)"
+    shown = ", ".join(repr(value) for value in list(values)[:5])
+    return shown + (f", … ({len(values)} values)" if len(values) > 5 else "")
+
+
+def render_preview(trace: dict[str, Any]) -> str:
+    """A sync preview of one object (see ``engine.sync.preview``) as readable text."""
+    lines = [
+        f"Preview of {trace['connector']} {trace['object_type']} {trace['dn']}",
+        f"  anchor: {trace['anchor']}   pending import: {trace.get('pending_import') or 'none'}",
+        "",
+        "Inbound rules in scope: " + (", ".join(trace.get("inbound_rules_in_scope") or []) or "none"),
+        f"Decision: {trace.get('decision', 'nothing to do')}",
+    ]
+    for note in trace.get("metaverse", []):
+        lines.append(f"Metaverse: {note}")
+    flows = trace.get("inbound_flows") or []
+    if flows:
+        winners = trace.get("winners") or {}
+        lines += ["", "Inbound flows (rule, precedence → metaverse attribute = value):"]
+        for flow in flows:
+            key = f"{trace['connector']}|{flow['rule']}"
+            mark = "  (wins)" if winners.get(flow["target"]) == key else ""
+            lines.append(
+                f"  {flow['rule']} [{flow['precedence']}] → {flow['target']} = {_values_text(flow['value'])}{mark}"
+            )
+    if trace.get("metaverse_after") is not None:
+        lines += ["", f"Metaverse object {trace.get('metaverse_id', '(new)')} after sync:"]
+        for name, values in sorted(trace["metaverse_after"].items()):
+            winner = (trace.get("winners") or {}).get(name, "")
+            lines.append(f"  {name} = {_values_text(values)}" + (f"   ← {winner}" if winner else ""))
+    for connector, outbound in (trace.get("outbound") or {}).items():
+        lines += ["", f"Outbound to {connector}: rules in scope: {', '.join(outbound['rules_in_scope']) or 'none'}"]
+    for note in trace.get("exports", []):
+        lines.append(f"  {note}")
+    exports = trace.get("pending_exports") or []
+    if exports:
+        lines += ["", "Pending exports it would stage:"]
+        for export in exports:
+            lines.append(f"  {export['connector']}: {export['operation']} {export['dn']}")
+            for name, values in sorted(export["changes"].items()):
+                lines.append(f"      {name} = {_values_text(values)}")
+    for change in trace.get("pending_reference_changes") or []:
+        lines.append(
+            f"  {change['connector']}: {change['attribute']} +{change['adds']:,} / -{change['removes']:,} references"
+        )
+    errors = trace.get("errors") or []
+    if errors:
+        lines += ["", "Errors:"] + [f"  {error['code']}: {error['message']}" for error in errors]
+    lines += ["", "Nothing was written."]
+    return "\n".join(lines) + "\n"

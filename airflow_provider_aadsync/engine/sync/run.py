@@ -8,6 +8,7 @@ connector's last full sync, or when it never had one.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, ErrorLimitExceeded, ErrorSink, process_holder
 from airflow_provider_aadsync.engine.rules import RuleSet
-from airflow_provider_aadsync.engine.store import Store, cs_object, sync_state, utcnow
+from airflow_provider_aadsync.engine.store import Store, cs_object, link, mv_object, sync_state, utcnow
+from airflow_provider_aadsync.engine.sync.contributions import resolve
 from airflow_provider_aadsync.engine.sync.schema import ConnectorSchema
 from airflow_provider_aadsync.engine.sync.synchronizer import Synchronizer
 
@@ -183,6 +185,16 @@ def preview(
             synchronizer = Synchronizer(store, connection, rules, connector, None, errors, schemas=schemas, trace=trace)
             synchronizer.run("full", anchors=[row.anchor])
             trace["counters"] = dict(synchronizer.counters)
+            joined = connection.execute(
+                sa.select(mv_object.c.id, mv_object.c.contributions)
+                .join(link, link.c.mv_id == mv_object.c.id)
+                .where(link.c.connector == connector, link.c.anchor == row.anchor)
+            ).first()
+            if joined is not None:
+                attrs, winners = resolve(json.loads(joined.contributions))
+                trace["metaverse_id"] = joined.id
+                trace["metaverse_after"] = attrs
+                trace["winners"] = winners
             return trace
         finally:
             transaction.rollback()

@@ -131,6 +131,7 @@ class Synchronizer:
         self.newly_linked: set[str] = set()
         self.processed: list[str] = []
         self.tombstones: list[str] = []
+        self._batch_dns: dict[str, str] = {}
 
     # ================================================================================================ the pass
     def run(self, mode: str, *, anchors: Sequence[str] | None = None) -> None:
@@ -197,6 +198,7 @@ class Synchronizer:
         if self.trace is not None and len(deleted):
             self.trace["decision"] = "deleted in the connected directory: disconnect"
         self.processed += live["anchor"].tolist()
+        self._batch_dns = dict(zip(batch["anchor"], batch["dn"], strict=True))
 
         records = {row.anchor: json.loads(row.attrs) for row in live.itertuples()}
         mv_updates: dict[int, dict[str, Any]] = {}  # mv_id → {"type", "contributions", "new"}
@@ -529,7 +531,10 @@ class Synchronizer:
             for anchor, error in outcome.errors.items():
                 failed.add(anchor)
                 self._error(
-                    anchor, None, getattr(error, "code", "expression-error"), getattr(error, "message", str(error))
+                    anchor,
+                    self._batch_dns.get(anchor),
+                    getattr(error, "code", "expression-error"),
+                    getattr(error, "message", str(error)),
                 )
             results[compiled.rule.name] = (compiled, outcome.values.to_dict("index"))
         for anchor, mv_value in zip(linked.index, linked["mv_id"], strict=True):
@@ -864,11 +869,12 @@ class Synchronizer:
             outcome = compiled.evaluate_flows(frame.loc[rows])
             for mv_id, error in outcome.errors.items():
                 failed.add(mv_id)
+                name = (loaded[mv_id]["attrs"].get("displayName") or [f"#{mv_id}"])[0]
                 self._error(
-                    links.get((mv_id, connector), (f"mv:{mv_id}", ""))[0],
-                    None,
+                    links.get((mv_id, connector), (f"metaverse:{mv_id}", ""))[0],
+                    f"metaverse {loaded[mv_id]['type']} {name!r} (id {mv_id})",
                     getattr(error, "code", "expression-error"),
-                    f"outbound to {connector}: {getattr(error, 'message', str(error))}",
+                    f"outbound rule {compiled.rule.name!r} to {connector}: {getattr(error, 'message', str(error))}",
                 )
             outcomes[compiled.rule.name] = outcome.values.to_dict("index")
         provisioning = [r for r in rules if r.rule.link_type == "Provision"]

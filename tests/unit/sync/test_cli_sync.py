@@ -1,0 +1,58 @@
+"""`aadsync sync` and `aadsync preview` on a store seeded through the connector-space writer."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from airflow_provider_aadsync.cli import main
+from airflow_provider_aadsync.engine.store import Store
+from tests.unit.sync.world import ad_group, ad_user, import_full, metaverse
+
+
+def seeded(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with Store.open(url) as store:
+        import_full(store, "ad", [ad_user(1, department="Sales"), ad_group(20, "Staff", members=[1])])
+    return url
+
+
+def test_sync_prints_the_run_report(tmp_path):
+    url = seeded(tmp_path)
+    result = CliRunner().invoke(main, ["sync", "--connector", "ad", "--mode", "full", "--store", url])
+    assert result.exit_code == 0, result.output
+    assert "full-sync on `ad` — success" in result.output
+    assert "| projections | 2 |" in result.output and "| export_adds_staged | 2 |" in result.output
+    with Store.open(url) as store:
+        assert len(metaverse(store)) == 2
+
+
+def test_preview_prints_decisions_and_writes_nothing(tmp_path):
+    url = seeded(tmp_path)
+    dn = "cn=user1,ou=users,dc=corp,dc=example"
+    result = CliRunner().invoke(main, ["preview", "--connector", "ad", "--dn", dn, "--store", url])
+    assert result.exit_code == 0, result.output
+    assert "Inbound rules in scope: In from AD - User Join" in result.output
+    assert "Decision: projected by rule 'In from AD - User Join'" in result.output
+    assert "department = 'Sales'" in result.output and "entra: add users/provisional:" in result.output
+    assert result.output.rstrip().endswith("Nothing was written.")
+    as_json = CliRunner().invoke(main, ["preview", "--connector", "ad", "--dn", dn, "--store", url, "--json"])
+    assert json.loads(as_json.output)["pending_exports"][0]["changes"]["department"] == ["Sales"]
+    with Store.open(url) as store:
+        assert metaverse(store) == {}
+
+
+def test_preview_of_an_unknown_object_and_a_bad_rule_file(tmp_path):
+    url = seeded(tmp_path)
+    unknown = CliRunner().invoke(main, ["preview", "--connector", "ad", "--anchor", "nope", "--store", url])
+    assert unknown.exit_code == 1 and "no object 'nope' in the 'ad' connector space" in unknown.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "rules:\n  - name: Broken\n    direction: inbound\n    connector: ad\n    source_object_type: user\n"
+        "    target_object_type: person\n    link_type: Provision\n    precedence: 1\n"
+        "    flows:\n      - {type: Expression, target: x, expression: 'Left([a], '}\n"
+    )
+    result = CliRunner().invoke(main, ["sync", "--connector", "ad", "--rules", str(bad), "--store", url])
+    assert result.exit_code == 1
+    assert "bad.yaml" in result.output and "Broken" in result.output and "flows[0].expression" in result.output
