@@ -213,7 +213,13 @@ class _Column:
         if self._text is None:
             series = pd.Series(self.values, dtype=object, copy=False)
             text = series.astype(str)
-            if self.kind not in _PLAIN_KINDS:
+            if self.kind in ("floating", "mixed-integer-float"):
+                # An integer column with gaps often arrives as float64 (512.0); compare it as the integer it is.
+                numbers = self.numbers
+                integral = numbers.notna() & (numbers % 1 == 0)
+                if integral.any():
+                    text = text.where(~integral, numbers[integral].astype("int64").astype(str))
+            elif self.kind not in _PLAIN_KINDS:
                 # References, bytes and other non-text cells have no text to compare; str() of them is noise.
                 plain = np.fromiter((isinstance(v, _TEXT_SCALARS) for v in self.values), bool, len(self.values))
                 text = text.where(plain)

@@ -45,6 +45,12 @@ class TestTextOperators:
         assert one([512, "512", True, 5.0], "EQUAL", 512) == [True, True, False, False]
         assert one([True, "TRUE", False], "EQUAL", True) == [True, True, False]
 
+    def test_integral_floats_compare_as_integers(self):
+        # what an integer column with gaps becomes after Series.map(int): float64 with NaN
+        frame = pd.DataFrame({"a": [512.0, float("nan"), 514.0, 512.5]})
+        assert run(frame, [{"attribute": "a", "operator": "EQUAL", "value": "512"}]) == [True, False, False, False]
+        assert run(frame, [{"attribute": "a", "operator": "ISBITSET", "value": "&H2"}]) == [False, False, True, False]
+
     def test_contains_and_notcontains(self):
         values = ["CN=Bob,OU=Sales", "cn=eve,ou=sales", "CN=Al", None, ["x", "OU=SALES,dc"]]
         assert one(values, "CONTAINS", "ou=Sales") == [True, True, False, False, True]
