@@ -89,7 +89,9 @@ class ConnectorSchema:
         for column in frame.columns:
             convert = self.typed.get(str(column).lower())
             if convert is not None:
-                frame[column] = frame[column].map(lambda cell, convert=convert: _convert_cell(cell, convert))
+                # An object column, so integers with gaps stay integers (a map would make them floats).
+                cells = [_convert_cell(cell, convert) for cell in frame[column]]
+                frame[column] = pd.Series(cells, index=frame.index, dtype=object)
         return frame
 
     def default_dn(self, object_type: str, anchor: str) -> str:
