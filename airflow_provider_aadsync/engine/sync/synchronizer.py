@@ -211,7 +211,7 @@ class Synchronizer:
                 disconnects += [(anchor, int(mv)) for anchor, mv in zip(linked["anchor"], linked["mv_id"], strict=True)]
                 self.counters["disconnectors"] += int(part["mv_id"].isna().sum())
                 continue
-            frame = self._frame([records[a] for a in part.index], rules, part.index, part)
+            frame = self._frame([records[a] for a in part.index], rules, part.index)
             scope = pd.DataFrame({r.rule.name: r.in_scope(frame).astype(bool) for r in rules}, index=part.index)
             if self.trace is not None:
                 self.trace["inbound_rules_in_scope"] = [name for name in scope.columns if bool(scope[name].iloc[0])]
@@ -223,9 +223,7 @@ class Synchronizer:
             self._flow(frame, rules, scope, mv_updates)
         self._write_metaverse(mv_updates)
 
-    def _frame(
-        self, records: list[dict[str, Any]], rules: Sequence[CompiledRule], index: pd.Index, part: pd.DataFrame
-    ) -> pd.DataFrame:
+    def _frame(self, records: list[dict[str, Any]], rules: Sequence[CompiledRule], index: pd.Index) -> pd.DataFrame:
         attributes = sorted({name for r in rules for name in r.attributes})
         frame = frame_from_records(records, attributes)
         frame.index = index
@@ -275,13 +273,14 @@ class Synchronizer:
         if self.trace is not None and linked.any() and not out_of_scope.any():
             self._note("decision", f"already joined to metaverse object {int(part['mv_id'].iloc[0])}")
 
-        pending = part.index[~linked & in_scope]
+        pending = list(part.index[~linked & in_scope])
+        in_scope_of = _members_by_rule(scope)
         new_links: list[dict[str, Any]] = []
         taken: dict[int, str] | None = None
         for compiled in linking:
             if len(pending) == 0:
                 break
-            candidates = [a for a in pending if bool(scope.at[a, compiled.rule.name])]
+            candidates = [a for a in pending if a in in_scope_of[compiled.rule.name]]
             resolved: set[str] = set()
             for group in compiled.join_groups:
                 if not candidates:
@@ -326,10 +325,12 @@ class Synchronizer:
                     new_links.append(self._link_row(anchor, target, compiled, "join"))
                     self.counters["joins"] += 1
                     self._note("decision", f"joined by rule {compiled.rule.name!r} to metaverse object {target}")
-                candidates = [a for a in candidates if a not in resolved]
-            pending = [a for a in pending if a not in resolved]
+                if resolved:
+                    candidates = [a for a in candidates if a not in resolved]
+            if resolved:
+                pending = [a for a in pending if a not in resolved]
             if compiled.rule.link_type == "Provision":
-                projected = [a for a in pending if bool(scope.at[a, compiled.rule.name])]
+                projected = [a for a in pending if a in in_scope_of[compiled.rule.name]]
                 new_ids = self._allocate_mv_ids(len(projected))
                 for anchor, mv_id in zip(projected, new_ids, strict=True):
                     mv_ids[anchor] = mv_id
@@ -337,7 +338,8 @@ class Synchronizer:
                     new_links.append(self._link_row(anchor, mv_id, compiled, "projection"))
                     self._note("decision", f"projected by rule {compiled.rule.name!r} as new metaverse object")
                 self.counters["projections"] += len(projected)
-                pending = [a for a in pending if a not in set(projected)]
+                projected_set = set(projected)
+                pending = [a for a in pending if a not in projected_set]
         self.counters["disconnectors"] += int((~linked & ~in_scope).sum()) + len(pending)
         if self.trace is not None and not linked.any() and "decision" not in self.trace:
             self._note("decision", "stays a disconnector: no joining or projecting rule applies")
@@ -515,9 +517,9 @@ class Synchronizer:
         if linked.empty:
             return
         mv_ids = sorted({int(v) for v in linked["mv_id"]})
-        if self.mode != "delta":
-            # A full pass re-evaluates outbound rules for every joined object, whether or not its values changed.
-            self.touched_mv.update(mv_ids)
+        # Outbound rules run for every metaverse object whose connector-space object was synced, changed or not:
+        # a change on the target side (an edit in the cloud) is corrected by the next export too.
+        self.touched_mv.update(mv_ids)
         loaded = self._load_mv([m for m in mv_ids if m not in mv_updates])
         for mv_id, row in loaded.items():
             mv_updates[mv_id] = row
@@ -537,27 +539,28 @@ class Synchronizer:
                     getattr(error, "message", str(error)),
                 )
             results[compiled.rule.name] = (compiled, outcome.values.to_dict("index"))
+        in_scope_of = _members_by_rule(linked[[r.rule.name for r in rules]])
         for anchor, mv_value in zip(linked.index, linked["mv_id"], strict=True):
             if anchor in failed:
                 continue
             entry = mv_updates.get(int(mv_value))
             if entry is None:
                 continue
-            self._contribute(anchor, entry, rules, linked, results)
+            self._contribute(anchor, entry, rules, in_scope_of, results)
 
     def _contribute(
         self,
         anchor: str,
         entry: dict[str, Any],
         rules: Sequence[CompiledRule],
-        scope: pd.DataFrame,
+        in_scope_of: Mapping[str, set[Any]],
         results: Mapping[str, tuple[CompiledRule, dict[str, dict[str, Any]]]],
     ) -> None:
         contributions: Contributions = entry["contributions"]
         before = {a: dict(e) for a, e in contributions.items()}
         drop_connector(contributions, self.connector)
         for compiled in rules:
-            if compiled.rule.target_object_type != entry["type"] or not bool(scope.at[anchor, compiled.rule.name]):
+            if compiled.rule.target_object_type != entry["type"] or anchor not in in_scope_of[compiled.rule.name]:
                 continue
             values = results.get(compiled.rule.name, (None, {}))[1].get(anchor)
             if values is None:
@@ -598,17 +601,19 @@ class Synchronizer:
             )
 
     # ------------------------------------------------------------------------------------- metaverse writes
-    def _load_mv(self, mv_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    def _load_mv(self, mv_ids: Sequence[int], *, contributions: bool = True) -> dict[int, dict[str, Any]]:
+        """Metaverse rows by id; outbound sync reads only the resolved values (``contributions=False``)."""
         loaded: dict[int, dict[str, Any]] = {}
+        with_contributions = contributions
+        columns = [mv_object.c.id, mv_object.c.object_type, mv_object.c.attrs]
+        if with_contributions:
+            columns.append(mv_object.c.contributions)
         for chunk in chunks(list(mv_ids)):
-            query = sa.select(mv_object.c.id, mv_object.c.object_type, mv_object.c.attrs, mv_object.c.contributions)
-            for mv_id, object_type, attrs, contributions in self.connection.execute(
-                query.where(mv_object.c.id.in_(chunk))
-            ):
-                loaded[mv_id] = {
-                    "type": object_type,
-                    "attrs": json.loads(attrs),
-                    "contributions": json.loads(contributions),
+            for row in self.connection.execute(sa.select(*columns).where(mv_object.c.id.in_(chunk))):
+                loaded[row.id] = {
+                    "type": row.object_type,
+                    "attrs": json.loads(row.attrs),
+                    "contributions": json.loads(row.contributions) if with_contributions else {},
                     "new": False,
                 }
         return loaded
@@ -777,13 +782,21 @@ class Synchronizer:
             )
 
     def _clear_mv_references(self, clears: Sequence[tuple[int, str]]) -> None:
+        """Drop the reference rows of attributes nobody contributes any more (one statement per chunk)."""
+        by_attribute: dict[str, list[int]] = defaultdict(list)
         for mv_id, attribute in clears:
-            removed = self.connection.execute(
-                sa.delete(mv_reference).where(mv_reference.c.mv_id == mv_id, mv_reference.c.attribute == attribute)
-            ).rowcount
-            if removed:
+            by_attribute[attribute].append(mv_id)
+        for attribute, mv_ids in by_attribute.items():
+            for chunk in chunks(mv_ids):
+                condition = sa.and_(mv_reference.c.attribute == attribute, mv_reference.c.mv_id.in_(chunk))
+                cleared = (
+                    self.connection.execute(sa.select(mv_reference.c.mv_id).where(condition).distinct()).scalars().all()
+                )
+                if not cleared:
+                    continue
+                removed = self.connection.execute(sa.delete(mv_reference).where(condition)).rowcount
                 self.counters["metaverse_reference_removes"] += removed
-                self.touched_mv.add(mv_id)
+                self.touched_mv.update(cleared)
 
     # ============================================================================================ outbound
     def _outbound(self, mv_ids: Sequence[int]) -> None:
@@ -818,7 +831,7 @@ class Synchronizer:
         reference_work: dict[tuple[str, str, str], dict[int, str]],
         provisioned: dict[str, set[int]],
     ) -> None:
-        loaded = self._load_mv(mv_ids)
+        loaded = self._load_mv(mv_ids, contributions=False)
         links: dict[tuple[int, str], tuple[str, str]] = {}
         for chunk in chunks(list(loaded)):
             for mv_id, connector, anchor, link_type in self.connection.execute(
@@ -879,13 +892,14 @@ class Synchronizer:
             outcomes[compiled.rule.name] = outcome.values.to_dict("index")
         provisioning = [r for r in rules if r.rule.link_type == "Provision"]
         current = self._load_cs(connector, [links[(m, connector)][0] for m in mv_ids if (m, connector) in links])
+        in_scope_of = _members_by_rule(scope)
         staged: list[tuple[str, str, str, str, dict[str, list[Any]]]] = []
         new_objects: list[dict[str, Any]] = []
         new_links: list[dict[str, Any]] = []
         for mv_id in mv_ids:
-            in_scope = [r for r in rules if bool(scope.at[mv_id, r.rule.name])]
+            in_scope = [r for r in rules if mv_id in in_scope_of[r.rule.name]]
             existing = links.get((mv_id, connector))
-            provision_rule = next((r for r in provisioning if bool(scope.at[mv_id, r.rule.name])), None)
+            provision_rule = next((r for r in provisioning if mv_id in in_scope_of[r.rule.name]), None)
             if self.trace is not None:
                 self.trace.setdefault("outbound", {})[connector] = {"rules_in_scope": [r.rule.name for r in in_scope]}
             if mv_id in failed:
@@ -1042,11 +1056,10 @@ class Synchronizer:
             if current is not None and current.state == "sent":
                 log.info("the pending export of %s/%s is in flight; the export reconciles it", connector, anchor)
                 continue
-            where = sa.and_(pending_export.c.connector == connector, pending_export.c.anchor == anchor)
             if operation == "update" and not changes:
                 if current is not None and current.state in ("pending", "failed") and current.operation == "update":
                     if not self._has_reference_changes(connector, anchor):
-                        self.connection.execute(sa.delete(pending_export).where(where))
+                        self.connection.execute(sa.delete(pending_export).where(_export_key(connector, anchor)))
                 continue
             if current is not None and current.state in ("pending", "failed"):
                 if (current.operation, current.changes, current.dn) == (operation, serialized, dn):
@@ -1065,7 +1078,9 @@ class Synchronizer:
             if current is None:
                 inserts.append({"connector": connector, "anchor": anchor, "created_at": now, **values})
             else:
-                self.connection.execute(sa.update(pending_export).where(where).values(**values))
+                self.connection.execute(
+                    sa.update(pending_export).where(_export_key(connector, anchor)).values(**values)
+                )
             self.counters[f"export_{operation}s_staged"] += 1
         self.store.insert_chunked(self.connection, pending_export, inserts)
 
@@ -1235,6 +1250,15 @@ def _column(frame: pd.DataFrame, name: str) -> Iterable[Any]:
         if str(column).lower() == name.lower():
             return frame[column]
     return [None] * len(frame)
+
+
+def _export_key(connector: str, anchor: str) -> sa.ColumnElement[bool]:
+    return sa.and_(pending_export.c.connector == connector, pending_export.c.anchor == anchor)
+
+
+def _members_by_rule(scope: pd.DataFrame) -> dict[str, set[Any]]:
+    """Per rule column of a boolean scope frame, the set of index labels in scope (set lookups, not .at)."""
+    return {str(name): set(scope.index[scope[name].to_numpy(dtype=bool)]) for name in scope.columns if name != "mv_id"}
 
 
 def _count_changes(before: Mapping[str, list[Any]], after: Mapping[str, list[Any]]) -> int:

@@ -227,3 +227,31 @@ def test_v1_and_v2_member_limits():
     assert member_limit("v2") == 250_000 and member_limit("v1") == 50_000
     with pytest.raises(ValueError, match="v2"):
         member_limit("v3")
+
+
+def test_a_cloud_side_edit_is_corrected_by_the_next_delta_sync(store, rules):
+    seed(store)
+    run_sync(store, rules, connector="ad", mode="full")
+    import_full(
+        store,
+        "entra",
+        [
+            entra_user(
+                "cloud-1",
+                "user1@corp.example",
+                immutable_id(guid(1)),
+                displayName="User 1",
+                givenName="Given1",
+                surname="Surname1",
+                department="Sales",
+                mailNickname="user1",
+                accountEnabled=True,
+            )
+        ],
+    )
+    run_sync(store, rules, connector="entra", mode="full")
+    assert "cloud-1" not in exports(store)  # in step: nothing to write
+    import_delta(store, "entra", [entra_user("cloud-1", "user1@corp.example", department="Edited in the portal")])
+    result = run_sync(store, rules, connector="entra", mode="delta")
+    assert result.counters["objects_evaluated"] == 1
+    assert exports(store)["cloud-1"]["changes"] == {"department": ["Sales"]}
