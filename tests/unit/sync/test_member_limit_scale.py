@@ -1,0 +1,44 @@
+"""The V2 member limit at its real size: 250,000 members sync, 250,001 are a per-object error (slow: bench scale)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
+from airflow_provider_aadsync.engine.store import Store, pending_export_reference, run_error
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import V2_MEMBER_LIMIT, load_sync_rules
+from tests.unit.sync.world import ad_group, ad_user, export_for, mv_by
+
+pytestmark = pytest.mark.slow
+
+
+def test_250000_members_sync_and_250001_are_an_error(tmp_path):
+    users = V2_MEMBER_LIMIT + 1
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as store:
+        run_id = store.start_run("full-import", "ad")
+        with store.transaction() as connection:
+            writer = ConnectorSpaceWriter(store, connection, "ad", run_id)
+            writer.begin_full()
+            for start in range(1, users + 1, 10_000):
+                writer.write_full_page([ad_user(n) for n in range(start, min(start + 10_000, users + 1))])
+            writer.write_full_page(
+                [
+                    ad_group(users + 1, "AtLimit", members=range(1, V2_MEMBER_LIMIT + 1)),
+                    ad_group(users + 2, "OverLimit", members=range(1, users + 1)),
+                ]
+            )
+            writer.finish_full()
+        result = run_sync(store, load_sync_rules(mode="v2"), connector="ad", mode="full")
+        assert result.result == "completed-sync-errors"
+        with store.engine.connect() as connection:
+            errors = connection.execute(sa.select(run_error).where(run_error.c.run_id == result.run_id)).all()
+        assert [error.code for error in errors] == ["flow-error"]
+        assert "Maximum member count exceeded: more than 250000 members" in errors[0].message
+        at_limit = export_for(store, mv_by(store, "accountName", "AtLimit")[0])
+        with store.engine.connect() as connection:
+            staged = connection.execute(
+                sa.select(sa.func.count()).where(pending_export_reference.c.anchor == at_limit["anchor"])
+            ).scalar()
+        assert staged == V2_MEMBER_LIMIT
