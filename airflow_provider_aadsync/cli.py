@@ -415,11 +415,14 @@ def expr(expression: str, sets: tuple[str, ...], params: tuple[str, ...]) -> Non
 @click.option("--report-file", type=click.Path(path_type=Path), default=None, help="Also save the report here.")
 @click.option("--keep-running", is_flag=True, help="Leave the local DC running afterwards (stop: aadsync dev down).")
 def demo(users: int, groups: int, group_size: int, report_file: Path | None, keep_running: bool) -> None:
-    """The main job for now: local AD up and seeded, full import, some changes, delta import, report."""
+    """The main job for now: local AD up and seeded, full import + full sync, some changes, delta import + delta
+    sync (default rules), then the run report and the export plan for Entra ID."""
     from airflow_provider_aadsync.devenv.demo import make_demo_changes
     from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
     from airflow_provider_aadsync.devenv.paths import aadsync_home
-    from airflow_provider_aadsync.engine.report import render_runs
+    from airflow_provider_aadsync.engine.report import render_pending_exports, render_runs
+    from airflow_provider_aadsync.engine.sync import run_sync
+    from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
     from airflow_provider_aadsync.operators.ad_import import run_ad_import
 
     dc = _dev_dc()
@@ -430,18 +433,23 @@ def demo(users: int, groups: int, group_size: int, report_file: Path | None, kee
         leftover.unlink()
     try:
         with Store.open(f"sqlite:///{store_path}", instance="demo") as store:
+            rules = load_sync_rules()
             full = run_ad_import(_ad_hook(None), store, mode="full")
+            full_sync = run_sync(store, rules, connector="ad", mode="full")
             changes = make_demo_changes(dc)
             click.echo(f"changed in AD between the imports: {json.dumps(changes, indent=2)}", err=True)
             delta = run_ad_import(_ad_hook(None), store, mode="delta")
-            text = render_runs(store, [full["run_id"], delta["run_id"]])
+            delta_sync = run_sync(store, rules, connector="ad", mode="delta")
+            runs = [full["run_id"], full_sync.run_id, delta["run_id"], delta_sync.run_id]
+            text = render_runs(store, runs) + "\n" + render_pending_exports(store)
     finally:
         if not keep_running:
             dc.stop()
     click.echo(text)
     if report_file:
         report_file.write_text(text)
-    if full["result"] != "success" or delta["result"] != "success":
+    results = [full["result"], full_sync.result, delta["result"], delta_sync.result]
+    if any(result != "success" for result in results):
         raise SystemExit(1)
 
 

@@ -118,3 +118,47 @@ def render_preview(trace: dict[str, Any]) -> str:
         lines += ["", "Errors:"] + [f"  {error['code']}: {error['message']}" for error in errors]
     lines += ["", "Nothing was written."]
     return "\n".join(lines) + "\n"
+
+
+def render_pending_exports(store: Store, *, connector: str | None = None) -> str:
+    """The export plan as the store holds it: pending operations by connector, operation, type and state."""
+    import sqlalchemy as sa
+
+    from airflow_provider_aadsync.engine.store import pending_export, pending_export_reference
+
+    objects = sa.select(
+        pending_export.c.connector,
+        pending_export.c.operation,
+        pending_export.c.object_type,
+        pending_export.c.state,
+        sa.func.count(),
+    ).group_by(
+        pending_export.c.connector, pending_export.c.operation, pending_export.c.object_type, pending_export.c.state
+    )
+    references = sa.select(
+        pending_export_reference.c.connector,
+        pending_export_reference.c.operation,
+        pending_export_reference.c.attribute,
+        pending_export_reference.c.state,
+        sa.func.count(),
+    ).group_by(
+        pending_export_reference.c.connector,
+        pending_export_reference.c.operation,
+        pending_export_reference.c.attribute,
+        pending_export_reference.c.state,
+    )
+    if connector:
+        objects = objects.where(pending_export.c.connector == connector)
+        references = references.where(pending_export_reference.c.connector == connector)
+    with store.engine.connect() as connection:
+        object_rows = connection.execute(objects.order_by(*objects.selected_columns[:4])).all()
+        reference_rows = connection.execute(references.order_by(*references.selected_columns[:4])).all()
+    lines = ["## Pending exports", ""]
+    if not object_rows and not reference_rows:
+        return "\n".join(lines + ["Nothing to export.", ""])
+    lines += ["| connector | operation | object type / attribute | state | count |", "|---|---|---|---|---:|"]
+    lines += [f"| {c} | {op} | {kind} | {state} | {n:,} |" for c, op, kind, state, n in object_rows]
+    lines += [
+        f"| {c} | reference {op} | {attribute} | {state} | {n:,} |" for c, op, attribute, state, n in reference_rows
+    ]
+    return "\n".join(lines) + "\n"
