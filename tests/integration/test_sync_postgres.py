@@ -1,0 +1,23 @@
+"""The sync engine on PostgreSQL (multi-worker deployments): the default-rule scenarios, unchanged."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_aadsync.engine.store import Store
+from tests.unit.sync.test_default_rules_sync import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
+    rules,
+    test_deleting_the_ad_user_deprovisions_its_cloud_user,
+    test_entra_hard_match_joins_existing_cloud_user_instead_of_creating_one,
+    test_full_sync_projects_in_scope_objects_and_stages_entra_adds,
+    test_membership_delta_stages_member_add_and_remove,
+    test_second_full_sync_stages_nothing,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+
+@pytest.fixture
+def store(pg_store: Store) -> Store:
+    """The unit tests' ``store``, on PostgreSQL."""
+    return pg_store
