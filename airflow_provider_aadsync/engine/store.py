@@ -218,6 +218,23 @@ sync_state = sa.Table(
 _VERSION_2_TABLES = [mv_object, mv_reference, mv_join_key, link, pending_export, pending_export_reference, sync_state]
 
 
+# ------------------------------------------------------------------- version 3: duplicate attribute resiliency
+#: Values an export could not write because another object holds them (UPN, SMTP address), until released.
+export_conflict = sa.Table(
+    "export_conflict",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("anchor", sa.String(255), primary_key=True),
+    sa.Column("attribute", sa.String(128), primary_key=True),
+    sa.Column("wanted_value", sa.Text, nullable=False),
+    # What was written instead (the UPN placeholder), or None when the value was dropped.
+    sa.Column("placeholder", sa.Text, nullable=True),
+    sa.Column("detected_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("run_id", sa.Integer, nullable=True),
+)
+
+
 def _migrate_to_1(connection: Connection) -> None:
     metadata.create_all(connection, tables=_VERSION_1_TABLES)
 
@@ -226,8 +243,16 @@ def _migrate_to_2(connection: Connection) -> None:
     metadata.create_all(connection, tables=_VERSION_2_TABLES)
 
 
+def _migrate_to_3(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[export_conflict])
+
+
 #: Ordered migration steps; append, never edit a released step.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migrate_to_1), (2, _migrate_to_2)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
+    (1, _migrate_to_1),
+    (2, _migrate_to_2),
+    (3, _migrate_to_3),
+]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -475,6 +475,10 @@ class EntraHook(BaseHook):
     def server_name(self) -> str:
         return urlsplit(self.settings.endpoints.graph_url).netloc
 
+    def directory_object_url(self, object_id: str) -> str:
+        """The URL ``members@odata.bind`` and ``$ref`` bodies name an object by."""
+        return f"{self.settings.endpoints.graph_url}/v1.0/directoryObjects/{object_id}"
+
     def delta_pages(self, resource: str, select: Sequence[str], delta_link: str | None) -> Iterator[dict[str, Any]]:
         """Yield the pages of ``/{resource}/delta`` from the start, or from a saved ``delta_link``.
 

@@ -1,0 +1,968 @@
+"""Export to Entra ID through Microsoft Graph with the V2 endpoint's capabilities: pending exports → ``$batch`` calls.
+
+The plan is what sync staged (``pending_export`` and ``pending_export_reference``). Writes go in phases, so nothing
+refers to an object before it exists: user creates, group creates, updates, member changes, deletes. Every request
+travels in a ``$batch`` of up to 20; member adds are packed 20 references per request, so a 250,000-member group
+is 625 calls (the protocol minimum). Before each call its operations are marked ``sent`` and after it ``confirmed``
+(applied to the connector space and removed from the plan) or ``failed``, each in its own transaction: a task
+killed anywhere and retried re-sends only what is not confirmed, and reconciles what it had sent (an object created
+before the kill is found and adopted; "already exists" on a member add and 404 on a member remove or a delete count
+as done). Writes are paced to the tenant's write budget, so the export runs at the throttle cap instead of into
+429s (which are still honoured).
+
+Guards, as the product has them: the deletion threshold stops the export before the first write, staging mode
+writes nothing, 5,000 errors stop the run; duplicate attribute resiliency gives a conflicting UPN a placeholder and
+drops a conflicting SMTP address, records the conflict, and releases it when the conflict is gone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import random
+import secrets
+import string
+import time
+from collections import Counter, deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+
+from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, process_holder
+from airflow_provider_aadsync.engine.importer import attrs_digest, serialize_attrs
+from airflow_provider_aadsync.engine.source import adjust_references_hash, format_hash
+from airflow_provider_aadsync.engine.store import (
+    Store,
+    cs_object,
+    cs_reference,
+    export_conflict,
+    link,
+    pending_export,
+    pending_export_reference,
+    utcnow,
+)
+from airflow_provider_aadsync.engine.sync.synchronizer import PROVISIONAL_PREFIX
+
+log = logging.getLogger(__name__)
+
+#: Graph's limits: requests per ``$batch``, link changes per request.
+BATCH_SIZE = 20
+LINKS_PER_REQUEST = 20
+#: Graph properties that are collections (everything else is sent as a single value).
+COLLECTION_PROPERTIES = frozenset({"businessPhones", "otherMails", "groupTypes", "proxyAddresses", "imAddresses"})
+_RESOURCES = {"user": "users", "group": "groups", "contact": "contacts"}
+MEMBERS = "members"
+
+
+# ============================================================================================== the Graph side
+@dataclass(frozen=True)
+class GraphCall:
+    """One request of a ``$batch`` (the EntraHook's ``batch`` takes these: id, method, url, body, depends_on)."""
+
+    id: str
+    method: str
+    url: str
+    body: Any = None
+    depends_on: tuple[str, ...] = ()
+
+
+class GraphAnswer(Protocol):
+    id: str
+    status: int
+    body: Any
+
+    @property
+    def ok(self) -> bool: ...
+
+
+class GraphWriter(Protocol):
+    """What the export needs from a Graph connection (the EntraHook in production)."""
+
+    counters: dict[str, float]
+
+    def batch(self, requests: Sequence[GraphCall]) -> Mapping[str, GraphAnswer]: ...
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any: ...
+
+    def directory_object_url(self, object_id: str) -> str: ...
+
+
+# ============================================================================================== settings
+class ExportSettings(BaseModel):
+    """How one export run behaves; the operator fills it from task parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Compute and store the plan, write nothing.
+    staging: bool = False
+    #: More pending deletes than this stops the export before anything is written.
+    deletion_threshold: int = Field(500, ge=0)
+    error_limit: int = Field(ERROR_LIMIT, ge=1)
+    #: The tenant's write budget for this app: requests per window (Graph: 3,000 per 150 s per app and tenant).
+    write_budget: int = Field(3_000, ge=1)
+    write_window_seconds: float = Field(150.0, gt=0)
+
+
+class WritePacer:
+    """Keeps writes within the budget of a sliding window, sleeping before a call that would exceed it."""
+
+    def __init__(self, budget: int, window: float, *, clock=time.monotonic, sleep=time.sleep):
+        self.budget = budget
+        self.window = window
+        self.clock = clock
+        self.sleep = sleep
+        self.sent: deque[tuple[float, int]] = deque()
+        self.in_window = 0
+        self.waited = 0.0
+
+    def acquire(self, writes: int) -> None:
+        writes = min(writes, self.budget)
+        while True:
+            now = self.clock()
+            while self.sent and self.sent[0][0] <= now - self.window:
+                self.in_window -= self.sent.popleft()[1]
+            if self.in_window + writes <= self.budget:
+                self.sent.append((now, writes))
+                self.in_window += writes
+                return
+            pause = self.sent[0][0] + self.window - now + 0.001
+            self.waited += pause
+            self.sleep(pause)
+
+
+# ============================================================================================== results
+@dataclass
+class ExportResult:
+    run_id: int
+    connector: str
+    result: str
+    counters: dict[str, float] = field(default_factory=dict)
+    detail: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "connector": self.connector,
+            "mode": "export",
+            "result": self.result,
+            "counters": self.counters,
+            "detail": self.detail,
+        }
+
+
+class ErrorLimitReached(Exception):
+    pass
+
+
+@dataclass
+class _Operation:
+    """One Graph request's worth of the plan, and how to record its outcome."""
+
+    kind: str  # create | update | delete | member-add | member-add-one | member-remove
+    anchor: str
+    object_type: str
+    dn: str
+    changes: dict[str, list[Any]] = field(default_factory=dict)
+    targets: list[str] = field(default_factory=list)
+    resend: bool = False  # it was sent by an earlier, interrupted attempt
+
+
+def plan_counts(store: Store, connector: str) -> dict[str, int]:
+    """The export plan by operation and object type, plus member changes: what an export would write."""
+    open_states = ("pending", "sent", "failed")
+    with store.engine.connect() as connection:
+        objects = connection.execute(
+            sa.select(pending_export.c.operation, pending_export.c.object_type, sa.func.count())
+            .where(pending_export.c.connector == connector, pending_export.c.state.in_(open_states))
+            .group_by(pending_export.c.operation, pending_export.c.object_type)
+        ).all()
+        references = connection.execute(
+            sa.select(pending_export_reference.c.operation, sa.func.count())
+            .where(
+                pending_export_reference.c.connector == connector,
+                pending_export_reference.c.state.in_(open_states),
+            )
+            .group_by(pending_export_reference.c.operation)
+        ).all()
+        add_counts = connection.execute(
+            sa.select(sa.func.count())
+            .where(
+                pending_export_reference.c.connector == connector,
+                pending_export_reference.c.operation == "add",
+                pending_export_reference.c.state.in_(open_states),
+            )
+            .group_by(pending_export_reference.c.anchor)
+        ).scalars()
+        member_add_requests = sum(math.ceil(n / LINKS_PER_REQUEST) for n in add_counts)
+    counts: dict[str, int] = {}
+    for operation, object_type, number in objects:
+        counts[f"planned_{object_type}_{operation}s"] = number
+    for operation, number in references:
+        counts[f"planned_member_{operation}s"] = number
+    counts["planned_deletes"] = sum(n for op, _t, n in objects if op == "delete")
+    object_requests = sum(n for op, t, n in objects if op != "update" and t in _RESOURCES)
+    object_requests += _count_updates_with_changes(store, connector)
+    member_requests = member_add_requests + counts.get("planned_member_removes", 0)
+    counts["planned_requests"] = object_requests + member_requests
+    # Object writes, then member changes (which need the created ids): the least number of $batch calls.
+    counts["batch_calls_minimum"] = math.ceil(object_requests / BATCH_SIZE) + math.ceil(member_requests / BATCH_SIZE)
+    return counts
+
+
+def _count_updates_with_changes(store: Store, connector: str) -> int:
+    with store.engine.connect() as connection:
+        return connection.execute(
+            sa.select(sa.func.count()).where(
+                pending_export.c.connector == connector,
+                pending_export.c.operation == "update",
+                pending_export.c.changes != "{}",
+                pending_export.c.state.in_(("pending", "sent", "failed")),
+            )
+        ).scalar()
+
+
+def run_entra_export(
+    store: Store,
+    writer: GraphWriter,
+    *,
+    connector: str = "entra",
+    settings: ExportSettings | None = None,
+    lock_holder: str | None = None,
+) -> ExportResult:
+    """Export the pending plan of ``connector`` to Entra ID, recorded as a run."""
+    settings = settings or ExportSettings()
+    with store.locked(lock_holder or process_holder()):
+        run_id = store.start_run("export-staging" if settings.staging else "export", connector)
+        counts = plan_counts(store, connector)
+        deletes = counts["planned_deletes"]
+        if deletes > settings.deletion_threshold:
+            detail = (
+                f"{deletes:,} deletes are pending, more than the deletion threshold of "
+                f"{settings.deletion_threshold:,}; "
+                "nothing was written. If the deletes are intended, run the export again with a deletion threshold of "
+                f"at least {deletes:,} (task parameter `deletion_threshold`, or `aadsync export-entra "
+                f"--deletion-threshold {deletes}`)"
+            )
+            store.finish_run(run_id, "stopped-deletion-threshold-exceeded", counts, detail)
+            return ExportResult(run_id, connector, "stopped-deletion-threshold-exceeded", counts, detail)
+        if settings.staging:
+            detail = "staging mode: the plan is stored and nothing was written"
+            store.finish_run(run_id, "staged", counts, detail)
+            return ExportResult(run_id, connector, "staged", counts, detail)
+        exporter = EntraExporter(store, writer, connector, run_id, settings)
+        try:
+            exporter.run()
+        except ErrorLimitReached:
+            final = exporter.final_counters(counts)
+            store.record_errors(run_id, exporter.errors)
+            detail = f"stopped after {len(exporter.errors)} object errors"
+            store.finish_run(run_id, "stopped-error-limit", final, detail)
+            return ExportResult(run_id, connector, "stopped-error-limit", final, detail)
+        except Exception as error:
+            store.record_errors(run_id, exporter.errors)
+            store.finish_run(run_id, "stopped-extension-error", exporter.final_counters(counts), repr(error))
+            raise
+        final = exporter.final_counters(counts)
+        result = "completed-export-errors" if exporter.errors else "success"
+        store.record_errors(run_id, exporter.errors)
+        store.finish_run(run_id, result, final)
+        log.info("export to %s finished: %s %s", connector, result, final)
+        return ExportResult(run_id, connector, result, final)
+
+
+class EntraExporter:
+    """Runs the phases of one export; every ``$batch`` is bracketed by state writes in the store."""
+
+    def __init__(self, store: Store, writer: GraphWriter, connector: str, run_id: int, settings: ExportSettings):
+        self.store = store
+        self.writer = writer
+        self.connector = connector
+        self.run_id = run_id
+        self.settings = settings
+        self.pacer = WritePacer(settings.write_budget, settings.write_window_seconds)
+        self.counters: Counter[str] = Counter()
+        self.errors: list[dict[str, Any]] = []
+        self._start = dict(writer.counters)
+        self._initial_domain: str | None = None
+        self._retry: list[_Operation] = []
+
+    # ------------------------------------------------------------------------------------------------ phases
+    def run(self) -> None:
+        # Object writes share calls; deletes first, so a UPN they free is free for the creates that follow.
+        self._execute(
+            itertools.chain(
+                self._object_operations("delete"),
+                self._creates("user"),
+                self._creates("group"),
+                self._object_operations("update"),
+            )
+        )
+        self._report_unsupported_creates()
+        # Member changes need the ids of the objects created above: Graph's JSON batching cannot hand one
+        # request's result to another, so they travel in later calls.
+        self._execute(self._member_operations())
+        self._forget_empty_updates()
+
+    def final_counters(self, planned: Mapping[str, int]) -> dict[str, float]:
+        calls = self.writer.counters.get("batch_requests", 0) - self._start.get("batch_requests", 0)
+        waits = self.writer.counters.get("retry_wait_seconds", 0.0) - self._start.get("retry_wait_seconds", 0.0)
+        throttled = self.writer.counters.get("throttled", 0) - self._start.get("throttled", 0)
+        result: dict[str, float] = {**planned, **self.counters}
+        result["batch_calls"] = calls
+        result["round_trips_vs_minimum"] = (
+            round(calls / planned["batch_calls_minimum"], 3) if planned["batch_calls_minimum"] else 0.0
+        )
+        result["throttled_requests"] = throttled
+        result["throttle_wait_seconds"] = round(waits, 2)
+        result["pacing_wait_seconds"] = round(self.pacer.waited, 2)
+        result["errors"] = len(self.errors)
+        return result
+
+    def _execute(self, operations: Iterator[_Operation]) -> None:
+        """Send operations 20 per ``$batch``; retries (conflicts, split member packs) join the following calls."""
+        chunk: list[_Operation] = []
+        for operation in operations:
+            chunk.append(operation)
+            chunk += self._take_retries()
+            while len(chunk) >= BATCH_SIZE:
+                self._send(chunk[:BATCH_SIZE])
+                chunk = chunk[BATCH_SIZE:] + self._take_retries()
+        chunk += self._take_retries()
+        while chunk:
+            self._send(chunk[:BATCH_SIZE])
+            chunk = chunk[BATCH_SIZE:] + self._take_retries()
+
+    def _take_retries(self) -> list[_Operation]:
+        retries, self._retry = self._retry, []
+        return retries
+
+    # ------------------------------------------------------------------------------------------ read the plan
+    def _plan_rows(self, operation: str, object_type: str | None = None) -> Iterator[Any]:
+        """Open rows of the plan in anchor order, read a page at a time (the plan may be large)."""
+        query = sa.select(pending_export).where(
+            pending_export.c.connector == self.connector,
+            pending_export.c.operation == operation,
+            pending_export.c.state.in_(("pending", "sent", "failed")),
+        )
+        if object_type:
+            query = query.where(pending_export.c.object_type == object_type)
+        last = ""
+        while True:
+            with self.store.engine.connect() as connection:
+                rows = connection.execute(
+                    query.where(pending_export.c.anchor > last).order_by(pending_export.c.anchor).limit(1_000)
+                ).all()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].anchor
+
+    def _creates(self, object_type: str) -> Iterator[_Operation]:
+        for row in self._plan_rows("add", object_type):
+            operation = _Operation(
+                "create", row.anchor, object_type, row.dn, json.loads(row.changes), resend=row.state == "sent"
+            )
+            if operation.resend and self._adopt_existing(operation):
+                continue
+            yield operation
+
+    def _report_unsupported_creates(self) -> None:
+        """Contacts (and any type Graph cannot create) are a per-object error, never silently dropped."""
+        for row in self._plan_rows("add"):
+            if row.object_type not in ("user", "group"):
+                self._fail_rows(
+                    [row.anchor],
+                    "unsupported-by-graph",
+                    f"Graph has no API to create {row.object_type} objects; it stays in the metaverse",
+                    dn=row.dn,
+                )
+
+    def _object_operations(self, operation: str) -> Iterator[_Operation]:
+        for row in self._plan_rows(operation):
+            if row.anchor.startswith(PROVISIONAL_PREFIX):
+                continue  # its create has not succeeded yet
+            changes = json.loads(row.changes)
+            if operation == "update" and not changes:
+                continue  # a marker for member changes only
+            if row.object_type not in ("user", "group"):
+                self._fail_rows([row.anchor], "unsupported-by-graph", f"Graph cannot write {row.object_type} objects")
+                continue
+            kind = "update" if operation == "update" else "delete"
+            yield _Operation(kind, row.anchor, row.object_type, row.dn, changes, resend=row.state == "sent")
+
+    def _member_operations(self) -> Iterator[_Operation]:
+        """Member adds packed 20 per request; removes one per request (Graph removes one reference per call)."""
+        query = sa.select(
+            pending_export_reference.c.anchor,
+            pending_export_reference.c.target_anchor,
+            pending_export_reference.c.operation,
+            pending_export_reference.c.state,
+        ).where(
+            pending_export_reference.c.connector == self.connector,
+            pending_export_reference.c.attribute == MEMBERS,
+            pending_export_reference.c.state.in_(("pending", "sent", "failed")),
+        )
+        last = ("", "", "")
+        pack: list[str] = []
+        pack_group = None
+        while True:
+            with self.store.engine.connect() as connection:
+                rows = connection.execute(
+                    query.where(
+                        sa.tuple_(
+                            pending_export_reference.c.anchor,
+                            pending_export_reference.c.operation,
+                            pending_export_reference.c.target_anchor,
+                        )
+                        > last
+                    )
+                    .order_by(
+                        pending_export_reference.c.anchor,
+                        pending_export_reference.c.operation,
+                        pending_export_reference.c.target_anchor,
+                    )
+                    .limit(4_000)
+                ).all()
+            if not rows:
+                break
+            last = (rows[-1].anchor, rows[-1].operation, rows[-1].target_anchor)
+            unresolved = [r.target_anchor for r in rows if r.target_anchor.startswith(PROVISIONAL_PREFIX)]
+            for row in rows:
+                if row.anchor.startswith(PROVISIONAL_PREFIX):
+                    self.counters["member_changes_waiting_for_group_create"] += 1
+                    continue
+                if row.target_anchor.startswith(PROVISIONAL_PREFIX):
+                    continue
+                if row.operation == "remove":
+                    yield _Operation("member-remove", row.anchor, "group", "", targets=[row.target_anchor])
+                    continue
+                if pack and (pack_group != row.anchor or len(pack) == LINKS_PER_REQUEST):
+                    yield _Operation("member-add", pack_group, "group", "", targets=pack)
+                    pack = []
+                pack_group = row.anchor
+                pack.append(row.target_anchor)
+            if unresolved:
+                self._fail_references(unresolved, "member-not-created", "the member's create in Entra ID failed")
+        if pack:
+            yield _Operation("member-add", pack_group, "group", "", targets=pack)
+
+    # ----------------------------------------------------------------------------------------------- requests
+    def _request(self, index: int, operation: _Operation) -> GraphCall:
+        resource = _RESOURCES[operation.object_type]
+        request_id = str(index)
+        if operation.kind == "create":
+            body = graph_body(operation.changes)
+            if operation.object_type == "user":
+                body["passwordProfile"] = {"password": _initial_password(), "forceChangePasswordNextSignIn": True}
+            return GraphCall(request_id, "POST", f"/{resource}", body)
+        if operation.kind == "update":
+            return GraphCall(request_id, "PATCH", f"/{resource}/{operation.anchor}", graph_body(operation.changes))
+        if operation.kind == "delete":
+            return GraphCall(request_id, "DELETE", f"/{resource}/{operation.anchor}")
+        if operation.kind == "member-add":
+            urls = [self.writer.directory_object_url(target) for target in operation.targets]
+            return GraphCall(request_id, "PATCH", f"/groups/{operation.anchor}", {"members@odata.bind": urls})
+        if operation.kind == "member-add-one":
+            url = self.writer.directory_object_url(operation.targets[0])
+            return GraphCall(request_id, "POST", f"/groups/{operation.anchor}/members/$ref", {"@odata.id": url})
+        return GraphCall(request_id, "DELETE", f"/groups/{operation.anchor}/members/{operation.targets[0]}/$ref")
+
+    def _send(self, operations: list[_Operation]) -> None:
+        self._mark_sent(operations)
+        self.pacer.acquire(len(operations))
+        answers = self.writer.batch([self._request(i, op) for i, op in enumerate(operations)])
+        for index, operation in enumerate(operations):
+            answer = answers[str(index)]
+            handler = getattr(self, f"_after_{operation.kind.replace('-', '_')}")
+            handler(operation, answer)
+
+    # -------------------------------------------------------------------------------------------- outcomes
+    def _after_create(self, operation: _Operation, answer: GraphAnswer) -> None:
+        if answer.ok:
+            written = dict(operation.changes)
+            self._adopt(operation, answer.body["id"], written)
+            self.counters[f"{operation.object_type}_creates"] += 1
+            return
+        if self._resolve_conflict(operation, answer):
+            return
+        self._fail(operation, answer)
+
+    def _after_update(self, operation: _Operation, answer: GraphAnswer) -> None:
+        if answer.ok:
+            with self.store.transaction() as connection:
+                self._write_attributes(connection, operation.anchor, operation.changes)
+                self._release_conflicts(connection, operation.anchor, operation.changes)
+                connection.execute(sa.delete(pending_export).where(self._row(operation.anchor)))
+            self.counters[f"{operation.object_type}_updates"] += 1
+            return
+        if self._resolve_conflict(operation, answer):
+            return
+        self._fail(operation, answer)
+
+    def _after_delete(self, operation: _Operation, answer: GraphAnswer) -> None:
+        if answer.ok or answer.status == 404:
+            with self.store.transaction() as connection:
+                for table in (pending_export, pending_export_reference, cs_reference, cs_object):
+                    connection.execute(
+                        sa.delete(table).where(table.c.connector == self.connector, table.c.anchor == operation.anchor)
+                    )
+                connection.execute(
+                    sa.delete(cs_reference).where(
+                        cs_reference.c.connector == self.connector, cs_reference.c.target_anchor == operation.anchor
+                    )
+                )
+            self.counters[f"{operation.object_type}_deletes"] += 1
+            return
+        self._fail(operation, answer)
+
+    def _after_member_add(self, operation: _Operation, answer: GraphAnswer) -> None:
+        if answer.ok:
+            self._confirm_members(operation.anchor, operation.targets, added=True)
+            return
+        if answer.status == 400 and "already exist" in _message(answer):
+            # One of the 20 is already a member (an earlier attempt got through): add them one by one.
+            self._retry += [
+                _Operation("member-add-one", operation.anchor, "group", "", targets=[target])
+                for target in operation.targets
+            ]
+            self.counters["member_packs_split"] += 1
+            return
+        self._fail_member(operation, answer)
+
+    def _after_member_add_one(self, operation: _Operation, answer: GraphAnswer) -> None:
+        if answer.ok or (answer.status == 400 and "already exist" in _message(answer)):
+            self._confirm_members(operation.anchor, operation.targets, added=True)
+            return
+        self._fail_member(operation, answer)
+
+    def _after_member_remove(self, operation: _Operation, answer: GraphAnswer) -> None:
+        if answer.ok or answer.status == 404:
+            self._confirm_members(operation.anchor, operation.targets, added=False)
+            return
+        self._fail_member(operation, answer)
+
+    # ---------------------------------------------------------------------------------------- state in the store
+    def _row(self, anchor: str) -> sa.ColumnElement[bool]:
+        return sa.and_(pending_export.c.connector == self.connector, pending_export.c.anchor == anchor)
+
+    def _mark_sent(self, operations: Sequence[_Operation]) -> None:
+        objects = [op.anchor for op in operations if op.kind in ("create", "update", "delete")]
+        with self.store.transaction() as connection:
+            if objects:
+                connection.execute(
+                    sa.update(pending_export)
+                    .where(pending_export.c.connector == self.connector, pending_export.c.anchor.in_(objects))
+                    .values(
+                        state="sent", attempts=pending_export.c.attempts + 1, run_id=self.run_id, updated_at=utcnow()
+                    )
+                )
+            for operation in operations:
+                if operation.kind.startswith("member"):
+                    connection.execute(
+                        sa.update(pending_export_reference)
+                        .where(self._references(operation.anchor, operation.targets))
+                        .values(state="sent", run_id=self.run_id)
+                    )
+
+    def _references(self, anchor: str, targets: Sequence[str]) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            pending_export_reference.c.connector == self.connector,
+            pending_export_reference.c.anchor == anchor,
+            pending_export_reference.c.attribute == MEMBERS,
+            pending_export_reference.c.target_anchor.in_(list(targets)),
+        )
+
+    def _adopt(self, operation: _Operation, object_id: str, written: Mapping[str, list[Any]]) -> None:
+        """The object exists in Entra ID now: its real id replaces the provisional anchor everywhere."""
+        provisional = operation.anchor
+        resource = _RESOURCES[operation.object_type]
+        attrs = {name: values for name, values in written.items() if values}
+        attrs["id"] = [object_id]
+        serialized = serialize_attrs(attrs)
+        with self.store.transaction() as connection:
+            connection.execute(
+                sa.update(cs_object)
+                .where(cs_object.c.connector == self.connector, cs_object.c.anchor == provisional)
+                .values(
+                    anchor=object_id,
+                    dn=f"{resource}/{object_id}",
+                    attrs=serialized,
+                    attrs_hash=attrs_digest(serialized),
+                    refs_hash=format_hash(0),
+                    pending_export=None,
+                    last_run_id=self.run_id,
+                    updated_at=utcnow(),
+                )
+            )
+            connection.execute(
+                sa.update(link)
+                .where(link.c.connector == self.connector, link.c.anchor == provisional)
+                .values(anchor=object_id)
+            )
+            connection.execute(sa.delete(pending_export).where(self._row(provisional)))
+            for column in (pending_export_reference.c.anchor, pending_export_reference.c.target_anchor):
+                connection.execute(
+                    sa.update(pending_export_reference)
+                    .where(pending_export_reference.c.connector == self.connector, column == provisional)
+                    .values({column.name: object_id})
+                )
+            connection.execute(
+                sa.update(export_conflict)
+                .where(export_conflict.c.connector == self.connector, export_conflict.c.anchor == provisional)
+                .values(anchor=object_id)
+            )
+        operation.anchor = object_id
+
+    def _adopt_existing(self, operation: _Operation) -> bool:
+        """A create sent by an interrupted run may have succeeded: find the object and adopt it instead."""
+        changes = operation.changes
+        if operation.object_type == "user" and changes.get("onPremisesImmutableId"):
+            query = f"onPremisesImmutableId eq '{_odata_quote(changes['onPremisesImmutableId'][0])}'"
+        elif operation.object_type == "group" and changes.get("mailNickname"):
+            query = f"mailNickname eq '{_odata_quote(changes['mailNickname'][0])}'"
+        else:
+            return False
+        found = self.writer.request(
+            "GET", f"/{_RESOURCES[operation.object_type]}", params={"$filter": query, "$select": "id,displayName"}
+        )["value"]
+        if operation.object_type == "group":
+            found = [item for item in found if item.get("displayName") == (changes.get("displayName") or [None])[0]]
+        if len(found) != 1:
+            return False
+        self._adopt(operation, found[0]["id"], operation.changes)
+        self.counters["creates_reconciled"] += 1
+        return True
+
+    def _write_attributes(self, connection: sa.Connection, anchor: str, changes: Mapping[str, list[Any]]) -> None:
+        row = connection.execute(
+            sa.select(cs_object.c.attrs).where(cs_object.c.connector == self.connector, cs_object.c.anchor == anchor)
+        ).first()
+        if row is None:
+            return
+        attrs = json.loads(row.attrs)
+        for name, values in changes.items():
+            if values:
+                attrs[name] = values
+            else:
+                attrs.pop(name, None)
+        serialized = serialize_attrs(attrs)
+        connection.execute(
+            sa.update(cs_object)
+            .where(cs_object.c.connector == self.connector, cs_object.c.anchor == anchor)
+            .values(attrs=serialized, attrs_hash=attrs_digest(serialized), last_run_id=self.run_id, updated_at=utcnow())
+        )
+
+    def _confirm_members(self, group: str, targets: Sequence[str], *, added: bool) -> None:
+        with self.store.transaction() as connection:
+            connection.execute(sa.delete(pending_export_reference).where(self._references(group, targets)))
+            current = connection.execute(
+                sa.select(cs_reference.c.target_anchor).where(
+                    cs_reference.c.connector == self.connector,
+                    cs_reference.c.anchor == group,
+                    cs_reference.c.attribute == MEMBERS,
+                    cs_reference.c.target_anchor.in_(list(targets)),
+                )
+            ).scalars()
+            present = set(current)
+            if added:
+                new = [t for t in targets if t not in present]
+                if new:
+                    connection.execute(
+                        sa.insert(cs_reference),
+                        [
+                            {"connector": self.connector, "anchor": group, "attribute": MEMBERS, "target_anchor": t}
+                            for t in new
+                        ],
+                    )
+                changed_add, changed_remove = new, []
+            else:
+                gone = [t for t in targets if t in present]
+                if gone:
+                    connection.execute(
+                        sa.delete(cs_reference).where(
+                            cs_reference.c.connector == self.connector,
+                            cs_reference.c.anchor == group,
+                            cs_reference.c.attribute == MEMBERS,
+                            cs_reference.c.target_anchor.in_(gone),
+                        )
+                    )
+                changed_add, changed_remove = [], gone
+            row = connection.execute(
+                sa.select(cs_object.c.refs_hash).where(
+                    cs_object.c.connector == self.connector, cs_object.c.anchor == group
+                )
+            ).first()
+            if row is not None and (changed_add or changed_remove):
+                refs_hash = adjust_references_hash(
+                    int(row.refs_hash or "0", 16),
+                    [(MEMBERS, t) for t in changed_add],
+                    [(MEMBERS, t) for t in changed_remove],
+                )
+                connection.execute(
+                    sa.update(cs_object)
+                    .where(cs_object.c.connector == self.connector, cs_object.c.anchor == group)
+                    .values(refs_hash=format_hash(refs_hash))
+                )
+        self.counters["member_adds" if added else "member_removes"] += len(targets)
+
+    def _forget_empty_updates(self) -> None:
+        """Update rows that only announced member changes are done when no member change is left."""
+        open_references = (
+            sa.select(pending_export_reference.c.anchor)
+            .where(
+                pending_export_reference.c.connector == self.connector,
+                pending_export_reference.c.anchor == pending_export.c.anchor,
+            )
+            .exists()
+        )
+        with self.store.transaction() as connection:
+            connection.execute(
+                sa.delete(pending_export).where(
+                    pending_export.c.connector == self.connector,
+                    pending_export.c.operation == "update",
+                    pending_export.c.changes == "{}",
+                    ~open_references,
+                )
+            )
+
+    # ------------------------------------------------------------------------------------ conflicts and errors
+    def _resolve_conflict(self, operation: _Operation, answer: GraphAnswer) -> bool:
+        """Duplicate attribute resiliency: placeholder UPN, dropped SMTP address; the write is retried."""
+        if operation.object_type != "user":
+            return False
+        sent_upn = (operation.changes.get("userPrincipalName") or [""])[0]
+        if _invalid_target(answer) == "userPrincipalName" and "+" in sent_upn and _is_placeholder(sent_upn):
+            # Graph's documented UPN characters exclude "+", which the product's private endpoint accepts: keep the
+            # placeholder's digits with an allowed separator.
+            local, _, domain = sent_upn.rpartition("@")
+            fallback = f"{local[:-5]}_{local[-4:]}@{domain}"
+            self._update_placeholder(operation.anchor, fallback)
+            operation.changes = {**operation.changes, "userPrincipalName": [fallback]}
+            self._retry.append(operation)
+            return True
+        target = _conflict_target(answer)
+        if target is None:
+            return False
+        if target == "userPrincipalName" and operation.changes.get("userPrincipalName"):
+            wanted = operation.changes["userPrincipalName"][0]
+            if _is_placeholder(wanted):
+                return False
+            placeholder = self._placeholder_upn(wanted)
+            self._record_conflict(operation.anchor, "userPrincipalName", wanted, placeholder)
+            operation.changes = {**operation.changes, "userPrincipalName": [placeholder]}
+        elif target == "proxyAddresses" and operation.changes.get("mail"):
+            wanted = operation.changes["mail"][0]
+            self._record_conflict(operation.anchor, "mail", wanted, None)
+            operation.changes = {k: v for k, v in operation.changes.items() if k != "mail"}
+        else:
+            return False
+        self.counters["conflicts_recorded"] += 1
+        if operation.kind == "update" and not operation.changes:
+            with self.store.transaction() as connection:
+                connection.execute(sa.delete(pending_export).where(self._row(operation.anchor)))
+            return True
+        self._retry.append(operation)
+        return True
+
+    def _placeholder_upn(self, wanted: str) -> str:
+        if self._initial_domain is None:
+            organization = self.writer.request("GET", "/organization")["value"][0]
+            domains = organization.get("verifiedDomains") or []
+            initial = [d["name"] for d in domains if d.get("isInitial")]
+            self._initial_domain = initial[0] if initial else wanted.rpartition("@")[2]
+        prefix = wanted.rpartition("@")[0]
+        return f"{prefix}+{random.randint(1000, 9999)}@{self._initial_domain}"
+
+    def _record_conflict(self, anchor: str, attribute: str, wanted: str, placeholder: str | None) -> None:
+        with self.store.transaction() as connection:
+            self.store.upsert(
+                connection,
+                export_conflict,
+                [
+                    {
+                        "connector": self.connector,
+                        "anchor": anchor,
+                        "attribute": attribute,
+                        "wanted_value": wanted,
+                        "placeholder": placeholder,
+                        "detected_at": utcnow(),
+                        "released_at": None,
+                        "run_id": self.run_id,
+                    }
+                ],
+                update=["wanted_value", "placeholder", "released_at", "run_id"],
+            )
+        log.warning("duplicate %s %r on %s: %s", attribute, wanted, anchor, placeholder or "value dropped")
+
+    def _update_placeholder(self, anchor: str, placeholder: str) -> None:
+        with self.store.transaction() as connection:
+            connection.execute(
+                sa.update(export_conflict)
+                .where(
+                    export_conflict.c.connector == self.connector,
+                    export_conflict.c.anchor == anchor,
+                    export_conflict.c.attribute == "userPrincipalName",
+                )
+                .values(placeholder=placeholder)
+            )
+
+    def _release_conflicts(self, connection: sa.Connection, anchor: str, changes: Mapping[str, list[Any]]) -> None:
+        """A write of the wanted value went through: the conflict is resolved upstream."""
+        released = [
+            name
+            for name in ("userPrincipalName", "mail")
+            if changes.get(name) and not _is_placeholder(str(changes[name][0]))
+        ]
+        if released:
+            connection.execute(
+                sa.update(export_conflict)
+                .where(
+                    export_conflict.c.connector == self.connector,
+                    export_conflict.c.anchor == anchor,
+                    export_conflict.c.attribute.in_(released),
+                    export_conflict.c.released_at.is_(None),
+                )
+                .values(released_at=utcnow())
+            )
+
+    def _source_dn(self, anchor: str) -> str | None:
+        """The DN of the object this export comes from (AD), so an error names what people know."""
+        target = link.alias("target_link")
+        source = link.alias("source_link")
+        query = (
+            sa.select(cs_object.c.dn)
+            .select_from(target)
+            .join(source, sa.and_(source.c.mv_id == target.c.mv_id, source.c.connector != self.connector))
+            .join(
+                cs_object, sa.and_(cs_object.c.connector == source.c.connector, cs_object.c.anchor == source.c.anchor)
+            )
+            .where(target.c.connector == self.connector, target.c.anchor == anchor, source.c.link_type == "projection")
+        )
+        with self.store.engine.connect() as connection:
+            return connection.execute(query.limit(1)).scalar()
+
+    def _fail(self, operation: _Operation, answer: GraphAnswer) -> None:
+        code, message = _error(answer)
+        self._fail_rows([operation.anchor], code, f"{operation.kind} of {operation.dn}: {message}", dn=operation.dn)
+
+    def _fail_rows(self, anchors: Sequence[str], code: str, message: str, *, dn: str | None = None) -> None:
+        with self.store.transaction() as connection:
+            connection.execute(
+                sa.update(pending_export)
+                .where(pending_export.c.connector == self.connector, pending_export.c.anchor.in_(list(anchors)))
+                .values(state="failed", last_error=f"{code}: {message}"[:2000], updated_at=utcnow())
+            )
+        for anchor in anchors:
+            self._error(anchor, dn, code, message)
+
+    def _fail_member(self, operation: _Operation, answer: GraphAnswer) -> None:
+        code, message = _error(answer)
+        self._fail_references([], code, message, group=operation.anchor, targets=operation.targets)
+
+    def _fail_references(
+        self,
+        unresolved_targets: Sequence[str],
+        code: str,
+        message: str,
+        *,
+        group: str | None = None,
+        targets: Sequence[str] = (),
+    ) -> None:
+        with self.store.transaction() as connection:
+            if group is not None:
+                connection.execute(
+                    sa.update(pending_export_reference).where(self._references(group, targets)).values(state="failed")
+                )
+                self._error(group, None, code, f"member change of {len(targets)} members: {message}")
+            for chunk in _chunks(list(unresolved_targets)):
+                connection.execute(
+                    sa.update(pending_export_reference)
+                    .where(
+                        pending_export_reference.c.connector == self.connector,
+                        pending_export_reference.c.target_anchor.in_(chunk),
+                    )
+                    .values(state="failed")
+                )
+        if unresolved_targets:
+            self.counters["member_changes_unresolved"] += len(unresolved_targets)
+
+    def _error(self, anchor: str | None, dn: str | None, code: str, message: str) -> None:
+        source = self._source_dn(anchor) if anchor else None
+        self.errors.append({"anchor": anchor, "dn": source or dn, "code": code, "message": message[:2000]})
+        if len(self.errors) >= self.settings.error_limit:
+            raise ErrorLimitReached
+
+
+# ================================================================================================== helpers
+def graph_body(changes: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """Connector-space values as a Graph JSON body: collections as lists, other properties as one value or null."""
+    body: dict[str, Any] = {}
+    for name, values in changes.items():
+        if name in COLLECTION_PROPERTIES:
+            body[name] = list(values)
+        else:
+            body[name] = values[0] if values else None
+    return body
+
+
+def _initial_password() -> str:
+    """A random initial password meeting Entra ID's complexity rules; never logged or stored."""
+    alphabet = string.ascii_letters + string.digits
+    core = "".join(secrets.choice(alphabet) for _ in range(20))
+    return f"{core}!{secrets.choice(string.ascii_uppercase)}{secrets.choice(string.digits)}a"
+
+
+def _odata_quote(value: str) -> str:
+    return str(value).replace("'", "''")
+
+
+def _is_placeholder(upn: str) -> bool:
+    """``prefix+1234@...`` (the product's form) or ``prefix_1234@...`` (its Graph-valid fallback)."""
+    local = upn.rpartition("@")[0]
+    return len(local) > 5 and local[-5] in "+_" and local[-4:].isdigit()
+
+
+def _error_body(answer: GraphAnswer) -> dict[str, Any]:
+    body = answer.body if isinstance(answer.body, dict) else {}
+    return body.get("error") or {}
+
+
+def _message(answer: GraphAnswer) -> str:
+    return str(_error_body(answer).get("message", ""))
+
+
+def _invalid_target(answer: GraphAnswer) -> str | None:
+    if answer.status != 400:
+        return None
+    for detail in _error_body(answer).get("details") or []:
+        if detail.get("code") == "InvalidValue":
+            return detail.get("target")
+    return None
+
+
+def _conflict_target(answer: GraphAnswer) -> str | None:
+    if answer.status != 400:
+        return None
+    for detail in _error_body(answer).get("details") or []:
+        if detail.get("code") == "ObjectConflict":
+            return detail.get("target")
+    return None
+
+
+def _error(answer: GraphAnswer) -> tuple[str, str]:
+    error = _error_body(answer)
+    details = error.get("details") or []
+    code = (details[0].get("code") if details else None) or error.get("code") or f"http-{answer.status}"
+    request_id = (error.get("innerError") or {}).get("request-id")
+    message = f"Graph {answer.status} {error.get('code', '')}: {error.get('message', '')}".strip()
+    return code, message + (f" (request-id {request_id})" if request_id else "")
+
+
+def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

@@ -1,0 +1,225 @@
+"""The V2 export through the EntraHook against the Graph emulator over TLS: creates, members, updates, deletes,
+guards, conflicts, throttling, faults and a killed-and-retried export."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
+from airflow_provider_aadsync.engine.entra_import import import_entra
+from airflow_provider_aadsync.engine.store import export_conflict, pending_export, pending_export_reference
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, entra_hook_for, trust
+from tests.unit.sync.world import ad_group, ad_user, deleted, guid, immutable_id, import_delta, import_full
+
+pytestmark = pytest.mark.integration
+
+DOMAIN = "corp.example"
+
+
+@pytest.fixture
+def tenant(graph_server):
+    """A tenant that has verified the AD users' UPN domain."""
+    response = httpx.post(
+        f"{graph_server.base_url}/_emulator/tenants",
+        json={
+            "name": "contoso",
+            "verifiedDomains": [DOMAIN],
+            "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}],
+        },
+        verify=trust(graph_server),
+    )
+    assert response.status_code == 201, response.text
+    yield response.json()
+    httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{response.json()['id']}", verify=trust(graph_server))
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_sync_rules()
+
+
+def graph_users(hook) -> dict[str, dict]:
+    select = "id,userPrincipalName,displayName,department,onPremisesImmutableId,accountEnabled"
+    return {
+        user["onPremisesImmutableId"]: user
+        for page in hook.paginate("/users", params={"$select": select, "$top": "999"})
+        for user in page["value"]
+        if user.get("onPremisesImmutableId")
+    }
+
+
+def graph_groups(hook) -> dict[str, dict]:
+    return {
+        group["displayName"]: group
+        for page in hook.paginate("/groups", params={"$top": "999"})
+        for group in page["value"]
+    }
+
+
+def graph_members(hook, group_id: str) -> set[str]:
+    return {
+        member["id"]
+        for page in hook.paginate(f"/groups/{group_id}/members", params={"$select": "id", "$top": "999"})
+        for member in page["value"]
+    }
+
+
+def open_plan(store) -> tuple[int, int]:
+    with store.engine.connect() as connection:
+        objects = connection.execute(sa.select(sa.func.count()).select_from(pending_export)).scalar()
+        references = connection.execute(sa.select(sa.func.count()).select_from(pending_export_reference)).scalar()
+    return objects, references
+
+
+def seed_and_sync(store, rules, users: int = 60, big: int = 45) -> None:
+    objects = [ad_user(n, department=f"D{n % 3}") for n in range(1, users + 1)]
+    objects += [
+        ad_group(1001, "Everyone", members=range(1, big + 1)),
+        ad_group(1002, "Small", members=[1, 2, 1003]),
+        ad_group(1003, "Nested", members=[3]),
+    ]
+    import_full(store, "ad", objects)
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+
+
+def confirm(store, hook, rules) -> None:
+    """The confirming import and sync of the cycle: Entra's view comes back into the connector space."""
+    assert import_entra(hook, store, connector="entra", mode="delta").result == "success"
+    assert run_sync(store, rules, connector="entra", mode="delta").result == "success"
+
+
+def test_initial_export_then_nothing_to_write(graph_server, tenant, store, rules):
+    hook = entra_hook_for(graph_server, tenant)
+    seed_and_sync(store, rules)
+    result = run_entra_export(store, hook)
+    assert result.result == "success", (result, store.run_errors(result.run_id))
+    counters = result.counters
+    assert counters["user_creates"] == 60 and counters["group_creates"] == 3
+    assert counters["member_adds"] == 45 + 3 + 1
+    assert counters["batch_calls"] <= 1.05 * counters["batch_calls_minimum"]
+    assert open_plan(store) == (0, 0)
+
+    users = graph_users(hook)
+    assert len(users) == 60
+    first = users[immutable_id(guid(1))]
+    assert first["userPrincipalName"] == f"user1@{DOMAIN}" and first["department"] == "D1"
+    groups = graph_groups(hook)
+    assert groups["Everyone"]["securityEnabled"] is True and groups["Everyone"]["mailEnabled"] is False
+    everyone = graph_members(hook, groups["Everyone"]["id"])
+    assert everyone == {users[immutable_id(guid(n))]["id"] for n in range(1, 46)}
+    assert graph_members(hook, groups["Small"]["id"]) == {
+        users[immutable_id(guid(1))]["id"],
+        users[immutable_id(guid(2))]["id"],
+        groups["Nested"]["id"],
+    }
+
+    confirm(store, hook, rules)
+    assert open_plan(store) == (0, 0), "the confirming import found differences"
+    again = run_entra_export(store, hook)
+    assert again.result == "success" and again.counters["batch_calls"] == 0
+
+
+def test_member_deltas_updates_and_deletes(graph_server, tenant, store, rules):
+    hook = entra_hook_for(graph_server, tenant)
+    seed_and_sync(store, rules)
+    run_entra_export(store, hook)
+    confirm(store, hook, rules)
+
+    import_delta(
+        store,
+        "ad",
+        [
+            ad_group(1001, "Everyone", members=list(range(5, 50))),  # 1-4 out, 46-49 in
+            ad_user(7, department="Changed"),
+            deleted(guid(60)),
+        ],
+    )
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    result = run_entra_export(store, hook)
+    assert result.result == "success", store.run_errors(result.run_id)
+    assert (result.counters["member_adds"], result.counters["member_removes"]) == (4, 4)
+    assert result.counters["user_updates"] == 1 and result.counters["user_deletes"] == 1
+    users = graph_users(hook)
+    assert immutable_id(guid(60)) not in users
+    assert users[immutable_id(guid(7))]["department"] == "Changed"
+    everyone = graph_members(hook, graph_groups(hook)["Everyone"]["id"])
+    assert everyone == {users[immutable_id(guid(n))]["id"] for n in range(5, 50)}
+    confirm(store, hook, rules)
+    assert open_plan(store) == (0, 0)
+
+
+def test_deletion_threshold_stops_before_any_write_and_staging_writes_nothing(graph_server, tenant, store, rules):
+    hook = entra_hook_for(graph_server, tenant)
+    seed_and_sync(store, rules, users=12, big=5)
+    staged = run_entra_export(store, hook, settings=ExportSettings(staging=True))
+    assert staged.result == "staged" and staged.counters["planned_user_adds"] == 12
+    assert graph_users(hook) == {} and hook.counters.get("batch_requests", 0) == 0
+    run_entra_export(store, hook)
+    confirm(store, hook, rules)
+
+    import_delta(store, "ad", [deleted(guid(n)) for n in range(1, 5)])
+    run_sync(store, rules, connector="ad", mode="delta")
+    calls = hook.counters["batch_requests"]
+    stopped = run_entra_export(store, hook, settings=ExportSettings(deletion_threshold=3))
+    assert stopped.result == "stopped-deletion-threshold-exceeded"
+    assert "deletion threshold of at least 4" in stopped.detail
+    assert hook.counters["batch_requests"] == calls and len(graph_users(hook)) == 12
+    allowed = run_entra_export(store, hook, settings=ExportSettings(deletion_threshold=4))
+    assert allowed.result == "success" and len(graph_users(hook)) == 8
+
+
+def test_upn_conflict_gets_a_placeholder_and_is_released_later(graph_server, tenant, store, rules):
+    hook = entra_hook_for(graph_server, tenant)
+    squatter = hook.request(
+        "POST",
+        "/users",
+        json={
+            "accountEnabled": True,
+            "displayName": "Cloud squatter",
+            "mailNickname": "squatter",
+            "userPrincipalName": f"user1@{DOMAIN}",
+            "passwordProfile": {"password": "Xy!12345678abc"},
+        },
+    )
+    seed_and_sync(store, rules, users=3, big=2)
+    result = run_entra_export(store, hook)
+    assert result.result == "success", [(e["code"], e["message"]) for e in store.run_errors(result.run_id)]
+    assert result.counters["conflicts_recorded"] == 1
+    upn = graph_users(hook)[immutable_id(guid(1))]["userPrincipalName"]
+    local, _, domain = upn.partition("@")
+    # the product's user1+1234 form, with "_" because Graph's UPN characters do not include "+"
+    assert local.startswith("user1_") and local[-4:].isdigit() and len(local) == len("user1_1234")
+    assert domain == tenant["initialDomain"]
+    with store.engine.connect() as connection:
+        conflict = connection.execute(sa.select(export_conflict)).one()
+    assert conflict.wanted_value == f"user1@{DOMAIN}" and conflict.placeholder == upn and conflict.released_at is None
+
+    hook.request("DELETE", f"/users/{squatter['id']}")  # resolved upstream
+    confirm(store, hook, rules)
+    released = run_entra_export(store, hook)
+    assert released.result == "success"
+    assert graph_users(hook)[immutable_id(guid(1))]["userPrincipalName"] == f"user1@{DOMAIN}"
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.select(export_conflict.c.released_at)).scalar() is not None
+
+
+def test_contacts_are_reported_as_unsupported(graph_server, tenant, store, rules):
+    from airflow_provider_aadsync.engine.source import SourceObject
+
+    hook = entra_hook_for(graph_server, tenant)
+    contact = SourceObject(
+        anchor=guid(500),
+        dn="CN=Partner,OU=Contacts,DC=corp,DC=example",
+        object_type="contact",
+        attrs={"objectGUID": [guid(500)], "cn": ["Partner"], "mail": ["partner@example.org"]},
+    )
+    import_full(store, "ad", [ad_user(1), contact])
+    run_sync(store, rules, connector="ad", mode="full")
+    result = run_entra_export(store, hook)
+    assert result.result == "completed-export-errors" and result.counters["user_creates"] == 1
+    errors = store.run_errors(result.run_id)
+    assert [e["code"] for e in errors] == ["unsupported-by-graph"] and "Partner" in errors[0]["dn"]
