@@ -106,6 +106,8 @@ class ExportSettings(BaseModel):
     #: The tenant's write budget for this app: requests per window (Graph: 3,000 per 150 s per app and tenant).
     write_budget: int = Field(3_000, ge=1)
     write_window_seconds: float = Field(150.0, gt=0)
+    #: Before looking up creates an interrupted run had sent: Graph may still be processing the cut-off call.
+    resend_settle_seconds: float = Field(5.0, ge=0)
 
 
 class WritePacer:
@@ -290,6 +292,7 @@ class EntraExporter:
         self._start = dict(writer.counters)
         self._initial_domain: str | None = None
         self._retry: list[_Operation] = []
+        self._settled = False
 
     # ------------------------------------------------------------------------------------------------ phases
     def run(self) -> None:
@@ -367,9 +370,20 @@ class EntraExporter:
             operation = _Operation(
                 "create", row.anchor, object_type, row.dn, json.loads(row.changes), resend=row.state == "sent"
             )
-            if operation.resend and self._adopt_existing(operation):
-                continue
+            if operation.resend:
+                self._settle_once()
+                if self._adopt_existing(operation):
+                    continue
             yield operation
+
+    def _settle_once(self) -> None:
+        """An interrupted run left creates in flight: give Graph a moment to finish them before looking them up."""
+        if not self._settled:
+            self._settled = True
+            log.info(
+                "reconciling creates an interrupted export had sent (after %.1f s)", self.settings.resend_settle_seconds
+            )
+            time.sleep(self.settings.resend_settle_seconds)
 
     def _report_unsupported_creates(self) -> None:
         """Contacts (and any type Graph cannot create) are a per-object error, never silently dropped."""
@@ -488,6 +502,8 @@ class EntraExporter:
             self._adopt(operation, answer.body["id"], written)
             self.counters[f"{operation.object_type}_creates"] += 1
             return
+        if _conflict_target(answer) and self._adopt_existing(operation):
+            return  # our own earlier attempt holds the value: that object is ours
         if self._resolve_conflict(operation, answer):
             return
         self._fail(operation, answer)
@@ -622,14 +638,18 @@ class EntraExporter:
         """A create sent by an interrupted run may have succeeded: find the object and adopt it instead."""
         changes = operation.changes
         if operation.object_type == "user" and changes.get("onPremisesImmutableId"):
-            query = f"onPremisesImmutableId eq '{_odata_quote(changes['onPremisesImmutableId'][0])}'"
+            key, value = "onPremisesImmutableId", changes["onPremisesImmutableId"][0]
         elif operation.object_type == "group" and changes.get("mailNickname"):
-            query = f"mailNickname eq '{_odata_quote(changes['mailNickname'][0])}'"
+            key, value = "mailNickname", changes["mailNickname"][0]
         else:
             return False
         found = self.writer.request(
-            "GET", f"/{_RESOURCES[operation.object_type]}", params={"$filter": query, "$select": "id,displayName"}
+            "GET",
+            f"/{_RESOURCES[operation.object_type]}",
+            params={"$filter": f"{key} eq '{_odata_quote(value)}'", "$select": f"id,displayName,{key}"},
         )["value"]
+        # $filter compares strings case-insensitively; base64 ImmutableIds differ by case: keep exact matches only.
+        found = [item for item in found if item.get(key) == value]
         if operation.object_type == "group":
             found = [item for item in found if item.get("displayName") == (changes.get("displayName") or [None])[0]]
         if len(found) != 1:

@@ -223,3 +223,64 @@ def test_contacts_are_reported_as_unsupported(graph_server, tenant, store, rules
     assert result.result == "completed-export-errors" and result.counters["user_creates"] == 1
     errors = store.run_errors(result.run_id)
     assert [e["code"] for e in errors] == ["unsupported-by-graph"] and "Partner" in errors[0]["dn"]
+
+
+CHILD = """
+import sys
+from airflow_provider_aadsync.engine.entra_export import run_entra_export
+from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.hooks.entra import EntraHook
+with Store.open(sys.argv[1]) as store:
+    run_entra_export(store, EntraHook("aadsync_entra"), lock_holder="dag:run-1")
+"""
+
+
+def batch_calls(server) -> int:
+    counters = httpx.get(f"{server.base_url}/_emulator/counters", verify=trust(server)).json()
+    return sum(n for key, n in counters["requests"].items() if key.startswith("POST") and key.endswith("/$batch"))
+
+
+@pytest.mark.parametrize("kill_after_calls", [7, 21])  # among the user creates / in the member call
+def test_an_export_killed_between_calls_resumes_without_duplicates_or_gaps(
+    graph_server, tenant, store, rules, emulator_settings_for, kill_after_calls
+):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.integration.conftest import entra_connection
+
+    users = 400
+    import_full(store, "ad", [ad_user(n) for n in range(1, users + 1)] + [ad_group(1001, "All", range(1, users + 1))])
+    run_sync(store, rules, connector="ad", mode="full")
+    connection = entra_connection(graph_server, tenant)
+    env = {**os.environ, "AIRFLOW_CONN_AADSYNC_ENTRA": connection.as_json()}
+    emulator_settings_for(graph_server, latencyMs=40)
+    httpx.delete(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server))
+    child = subprocess.Popen([sys.executable, "-c", CHILD, store.url], env=env)
+    deadline = time.monotonic() + 120
+    while batch_calls(graph_server) < kill_after_calls and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, "the export finished before it could be killed"
+    emulator_settings_for(graph_server, latencyMs=0)
+
+    hook = entra_hook_for(graph_server, tenant)
+    result = run_entra_export(store, hook, lock_holder="dag:run-1")  # the Airflow retry: same DAG run, same lock
+    assert result.result == "success", [(e["code"], e["message"]) for e in store.run_errors(result.run_id)]
+    listed = [
+        user
+        for page in hook.paginate("/users", params={"$select": "id,onPremisesImmutableId", "$top": "999"})
+        for user in page["value"]
+    ]
+    immutable_ids = [user["onPremisesImmutableId"] for user in listed]
+    assert len(immutable_ids) == len(set(immutable_ids)) == users  # no duplicate, no gap
+    groups = [g for page in hook.paginate("/groups", params={"$top": "999"}) for g in page["value"]]
+    assert [g["displayName"] for g in groups] == ["All"]
+    assert graph_members(hook, groups[0]["id"]) == {user["id"] for user in listed}
+    assert open_plan(store) == (0, 0)
+    confirm(store, hook, rules)
+    assert open_plan(store) == (0, 0)
