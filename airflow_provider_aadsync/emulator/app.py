@@ -85,7 +85,9 @@ class GraphMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        dropped = scope["path"].startswith("/v1.0/") and self.state.drop_connection()
+        dropped = (
+            scope["path"].startswith("/v1.0/") and not scope.get("emulator.batch_item") and self.state.drop_connection()
+        )
 
         async def swallowed_send(message: Message) -> None:
             nonlocal status

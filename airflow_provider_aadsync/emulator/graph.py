@@ -173,6 +173,8 @@ async def _dispatch(request: Request, item: dict[str, Any]) -> dict[str, Any]:
         "raw_path": path.encode(),
         "query_string": query.encode("latin-1"),
         "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+        # an inner request has no connection of its own to drop
+        "emulator.batch_item": True,
     }
     sent = False
     answer: dict[str, Any] = {"status": 500, "headers": [], "body": b""}

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, process_holder
 from airflow_provider_aadsync.engine.importer import attrs_digest, serialize_attrs
-from airflow_provider_aadsync.engine.source import adjust_references_hash, format_hash
+from airflow_provider_aadsync.engine.source import WriteOutcomeUnknownError, adjust_references_hash, format_hash
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,
@@ -85,7 +85,9 @@ class GraphWriter(Protocol):
 
     counters: dict[str, float]
 
-    def batch(self, requests: Sequence[GraphCall]) -> Mapping[str, GraphAnswer]: ...
+    def batch(self, requests: Sequence[GraphCall], *, resend_if_unknown: bool = True) -> Mapping[str, GraphAnswer]:
+        """Results by request id; with ``resend_if_unknown=False`` raises WriteOutcomeUnknownError on a drop."""
+        ...
 
     def request(self, method: str, url: str, **kwargs: Any) -> Any: ...
 
@@ -111,7 +113,11 @@ class ExportSettings(BaseModel):
 
 
 class WritePacer:
-    """Keeps writes within the budget of a sliding window, sleeping before a call that would exceed it."""
+    """Keeps writes within the budget of a sliding window, sleeping before a call that would exceed it.
+
+    A call's writes count from the moment its answer arrived (``spent``), never earlier than Graph charged them,
+    so this window always frees up after Graph's does: paced calls are not throttled.
+    """
 
     def __init__(self, budget: int, window: float, *, clock=time.monotonic, sleep=time.sleep):
         self.budget = budget
@@ -123,18 +129,22 @@ class WritePacer:
         self.waited = 0.0
 
     def acquire(self, writes: int) -> None:
+        """Wait until ``writes`` more fit in the window."""
         writes = min(writes, self.budget)
         while True:
             now = self.clock()
             while self.sent and self.sent[0][0] <= now - self.window:
                 self.in_window -= self.sent.popleft()[1]
             if self.in_window + writes <= self.budget:
-                self.sent.append((now, writes))
-                self.in_window += writes
                 return
             pause = self.sent[0][0] + self.window - now + 0.001
             self.waited += pause
             self.sleep(pause)
+
+    def spent(self, writes: int) -> None:
+        """Charge ``writes`` to the window now (after the call's answer)."""
+        self.sent.append((self.clock(), writes))
+        self.in_window += writes
 
 
 # ============================================================================================== results
@@ -489,11 +499,31 @@ class EntraExporter:
     def _send(self, operations: list[_Operation]) -> None:
         self._mark_sent(operations)
         self.pacer.acquire(len(operations))
-        answers = self.writer.batch([self._request(i, op) for i, op in enumerate(operations)])
+        unknown: list[str] = []
+        try:
+            answers = self.writer.batch(
+                [self._request(i, op) for i, op in enumerate(operations)], resend_if_unknown=False
+            )
+        except WriteOutcomeUnknownError as error:
+            # The call may have been carried out: reconcile what it held instead of sending it blindly again.
+            log.warning("%s; reconciling its %d operations", error, len(error.unknown))
+            self.counters["calls_with_unknown_outcome"] += 1
+            answers, unknown = error.results, error.unknown
+            if any(operations[int(index)].kind == "create" for index in unknown):
+                time.sleep(self.settings.resend_settle_seconds)  # let Graph finish what it may be processing
+        self.pacer.spent(len(operations))
         for index, operation in enumerate(operations):
-            answer = answers[str(index)]
+            if str(index) in unknown:
+                self._reconcile(operation)
+                continue
             handler = getattr(self, f"_after_{operation.kind.replace('-', '_')}")
-            handler(operation, answer)
+            handler(operation, answers[str(index)])
+
+    def _reconcile(self, operation: _Operation) -> None:
+        """An operation whose call was cut off: creates are looked up (and adopted); the rest are idempotent."""
+        if operation.kind == "create" and self._adopt_existing(operation):
+            return
+        self._retry.append(operation)
 
     # -------------------------------------------------------------------------------------------- outcomes
     def _after_create(self, operation: _Operation, answer: GraphAnswer) -> None:

@@ -22,6 +22,19 @@ class WatermarkRejectedError(Exception):
     """
 
 
+class WriteOutcomeUnknownError(Exception):
+    """Raised by a writer when a call may or may not have been carried out (the connection dropped after sending).
+
+    ``results`` holds the final answers it did get, by request id; ``unknown`` the ids whose outcome is unknown.
+    The caller reconciles those instead of blindly sending them again (a create sent twice is two objects).
+    """
+
+    def __init__(self, message: str, *, results: dict | None = None, unknown: list[str] | None = None):
+        super().__init__(message)
+        self.results = results or {}
+        self.unknown = unknown or []
+
+
 class ObjectDecodeError(Exception):
     """Raised for one object whose values cannot be read; it becomes a per-object run error."""
 

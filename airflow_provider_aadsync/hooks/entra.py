@@ -29,7 +29,7 @@ try:  # Airflow 3 task SDK
 except ImportError:  # pragma: no cover - Airflow is a hard dependency, this only helps static tools
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
-from airflow_provider_aadsync.engine.source import WatermarkRejectedError
+from airflow_provider_aadsync.engine.source import WatermarkRejectedError, WriteOutcomeUnknownError
 from airflow_provider_aadsync.hooks._settings import describe_validation_error
 
 if TYPE_CHECKING:
@@ -252,6 +252,17 @@ def _retryable(error: BaseException) -> bool:
     return isinstance(error, httpx.TransportError)
 
 
+#: Transport errors raised before the request reached Graph: sending again cannot do anything twice.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def _retryable_when_sent_once(error: BaseException) -> bool:
+    """For writes that are not idempotent: a dropped connection after sending is not retried blindly."""
+    if isinstance(error, httpx.TransportError):
+        return isinstance(error, _NOT_SENT)
+    return _retryable(error)
+
+
 class EntraHook(BaseHook):
     """Interact with Entra ID through Microsoft Graph.
 
@@ -334,10 +345,13 @@ class EntraHook(BaseHook):
             return False, str(error)
 
     # ------------------------------------------------------------------------------------------------ requests
-    def request(self, method: str, url: str, **kwargs: Any) -> Any:
-        """Send one Graph request with retries on throttling and transient errors; return the JSON body or None."""
+    def request(self, method: str, url: str, *, resend_if_unknown: bool = True, **kwargs: Any) -> Any:
+        """Send one Graph request with retries on throttling and transient errors; return the JSON body or None.
+
+        ``resend_if_unknown=False``: a connection lost after the request was sent raises instead of sending it again.
+        """
         retrying = Retrying(
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(_retryable if resend_if_unknown else _retryable_when_sent_once),
             wait=_retry_after,
             stop=stop_after_attempt(self.settings.max_attempts),
             reraise=True,
@@ -382,11 +396,13 @@ class EntraHook(BaseHook):
             retry_after=float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None,
         )
 
-    def batch(self, requests: Sequence[BatchRequest]) -> dict[str, BatchResult]:
+    def batch(self, requests: Sequence[BatchRequest], *, resend_if_unknown: bool = True) -> dict[str, BatchResult]:
         """Run requests through ``$batch``, 20 per call, keeping ``dependsOn`` order; return the result per id.
 
         Only throttled or transiently failed inner requests (429, 5xx) are sent again, after the longest
         ``Retry-After`` they carry; a request whose dependency finally failed gets 424 without being sent.
+        With ``resend_if_unknown=False`` a call whose connection dropped after sending raises
+        :class:`WriteOutcomeUnknownError` (with the results known so far) instead of being sent again.
         """
         known = {request.id for request in requests}
         if len(known) != len(requests):
@@ -402,7 +418,17 @@ class EntraHook(BaseHook):
             pending = waiting
             if not chunk:
                 continue
-            retry_after = self._send_chunk(chunk, results, attempts)
+            try:
+                retry_after = self._send_chunk(chunk, results, attempts, resend_if_unknown=resend_if_unknown)
+            except httpx.TransportError as error:
+                if resend_if_unknown:
+                    raise
+                unknown = [request.id for request in chunk]
+                raise WriteOutcomeUnknownError(
+                    f"the connection dropped after a $batch of {len(chunk)} requests was sent: {error!r}",
+                    results=dict(results),
+                    unknown=unknown,
+                ) from error
             again = [request for request in chunk if request.id not in results]
             if again:
                 self.counters["retries"] += len(again)
@@ -431,7 +457,12 @@ class EntraHook(BaseHook):
         return chunk, waiting
 
     def _send_chunk(
-        self, chunk: list[BatchRequest], results: dict[str, BatchResult], attempts: dict[str, int]
+        self,
+        chunk: list[BatchRequest],
+        results: dict[str, BatchResult],
+        attempts: dict[str, int],
+        *,
+        resend_if_unknown: bool = True,
     ) -> float:
         """Send one ``$batch``; store final results; return how long to wait before re-sending the rest."""
         in_chunk = {request.id for request in chunk}
@@ -444,7 +475,7 @@ class EntraHook(BaseHook):
             if dependencies:
                 item["dependsOn"] = dependencies
             items.append(item)
-        answer = self.request("POST", "/$batch", json={"requests": items})
+        answer = self.request("POST", "/$batch", json={"requests": items}, resend_if_unknown=resend_if_unknown)
         self.counters["batch_requests"] = self.counters.get("batch_requests", 0) + 1
         self.counters["batch_items"] = self.counters.get("batch_items", 0) + len(items)
         by_id = {request.id: request for request in chunk}

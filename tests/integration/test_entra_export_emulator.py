@@ -284,3 +284,56 @@ def test_an_export_killed_between_calls_resumes_without_duplicates_or_gaps(
     assert open_plan(store) == (0, 0)
     confirm(store, hook, rules)
     assert open_plan(store) == (0, 0)
+
+
+def test_export_paced_to_the_write_budget_under_throttling(graph_server, tenant, store, rules, emulator_settings_for):
+    """The emulated tenant allows 100 writes per 2 s; the export paces itself to that and loses nothing."""
+    import math
+    import time
+
+    emulator_settings_for(
+        graph_server, throttlingEnabled=True, throttleAppWrites=100, throttleAppWriteWindowSeconds=2.0
+    )
+    hook = entra_hook_for(graph_server, tenant)
+    seed_and_sync(store, rules, users=300, big=260)
+    started = time.monotonic()
+    result = run_entra_export(store, hook, settings=ExportSettings(write_budget=100, write_window_seconds=2.0))
+    elapsed = time.monotonic() - started
+    assert result.result == "success", store.run_errors(result.run_id)
+    writes = result.counters["planned_requests"]
+    # the cap lets N writes through in no less than (ceil(N / 100) - 1) windows of 2 s: we need at most 1/0.9 of that
+    fastest_allowed = (math.ceil(writes / 100) - 1) * 2.0
+    assert fastest_allowed / elapsed >= 0.9, (writes, elapsed)
+    assert result.counters["throttled_requests"] <= 2 and result.counters["pacing_wait_seconds"] > 0
+    assert len(graph_users(hook)) == 300
+    assert len(graph_members(hook, graph_groups(hook)["Everyone"]["id"])) == 260
+
+
+def test_export_rides_out_429s_5xx_dropped_connections_and_token_expiry(
+    graph_server, tenant, store, rules, emulator_settings_for
+):
+    """No pacing (budget far above the tenant's), injected faults, 2-second tokens: the result is still exact."""
+    emulator_settings_for(
+        graph_server,
+        throttlingEnabled=True,
+        throttleAppWrites=60,
+        throttleAppWriteWindowSeconds=1.0,
+        faultRatio5xx=0.15,
+        faultRetryAfterSeconds=0,
+        faultDropRatio=0.1,
+        tokenLifetimeSeconds=2,
+        randomSeed=7,
+    )
+    hook = entra_hook_for(graph_server, tenant)
+    seed_and_sync(store, rules, users=240, big=200)
+    result = run_entra_export(store, hook, settings=ExportSettings(resend_settle_seconds=0.2))
+    assert result.result == "success", [(e["code"], e["message"]) for e in store.run_errors(result.run_id)]
+    assert result.counters["throttled_requests"] > 0 and result.counters["calls_with_unknown_outcome"] > 0
+    users = graph_users(hook)
+    assert len(users) == 240
+    groups = graph_groups(hook)
+    assert sorted(groups) == ["Everyone", "Nested", "Small"]  # no group created twice
+    assert graph_members(hook, groups["Everyone"]["id"]) == {users[immutable_id(guid(n))]["id"] for n in range(1, 201)}
+    emulator_settings_for(graph_server, faultRatio5xx=0.0, faultDropRatio=0.0, throttlingEnabled=False)
+    confirm(store, hook, rules)
+    assert open_plan(store) == (0, 0)
