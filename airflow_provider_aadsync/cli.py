@@ -266,6 +266,19 @@ def export_entra_command(
         sys.exit(1)
 
 
+@main.command("export-plan")
+@click.option("--connector", default="entra", show_default=True, help="Connector space name.")
+@click.option("--limit", type=int, default=20, show_default=True, help="How many operations to list.")
+@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@click.option("--instance", default="default", show_default=True, help="Sync instance name.")
+def export_plan_command(connector: str, limit: int, store_url: str | None, instance: str) -> None:
+    """Show what the next export would write: counts by operation and type, and the first operations."""
+    from airflow_provider_aadsync.engine.report import render_export_plan
+
+    with Store.open(store_url, instance=instance) as store:
+        click.echo(render_export_plan(store, connector=connector, limit=limit))
+
+
 @main.command("preview")
 @click.option("--connector", required=True, help="Connector space of the object.")
 @click.option("--dn", default=None, help="The object's DN (case-insensitive).")

@@ -251,6 +251,8 @@ def run_entra_export(
     with store.locked(lock_holder or process_holder()):
         run_id = store.start_run("export-staging" if settings.staging else "export", connector)
         counts = plan_counts(store, connector)
+        # The plan is on record before the first write: `aadsync report` shows it while the export runs.
+        store.update_run(run_id, counts, "export plan recorded; writing")
         deletes = counts["planned_deletes"]
         if deletes > settings.deletion_threshold:
             detail = (

@@ -162,3 +162,39 @@ def render_pending_exports(store: Store, *, connector: str | None = None) -> str
         f"| {c} | reference {op} | {attribute} | {state} | {n:,} |" for c, op, attribute, state, n in reference_rows
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_export_plan(store: Store, *, connector: str = "entra", limit: int = 20) -> str:
+    """The pending exports in the store: counts, then the first ``limit`` operations with their attribute changes."""
+    import json
+
+    import sqlalchemy as sa
+
+    from airflow_provider_aadsync.engine.entra_export import plan_counts
+    from airflow_provider_aadsync.engine.store import pending_export, pending_export_reference
+
+    counts = plan_counts(store, connector)
+    lines = [f"# Export plan for `{connector}`", "", "| planned | count |", "|---|---:|"]
+    lines += [f"| {name} | {value:,} |" for name, value in sorted(counts.items())]
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(pending_export)
+            .where(pending_export.c.connector == connector)
+            .order_by(pending_export.c.operation, pending_export.c.object_type, pending_export.c.dn)
+            .limit(limit)
+        ).all()
+        references = dict(
+            connection.execute(
+                sa.select(pending_export_reference.c.anchor, sa.func.count())
+                .where(pending_export_reference.c.connector == connector)
+                .group_by(pending_export_reference.c.anchor)
+            ).all()
+        )
+    if rows:
+        lines += ["", f"First {len(rows)} operations:", ""]
+        for row in rows:
+            changes = json.loads(row.changes)
+            extra = f", {references[row.anchor]:,} member changes" if row.anchor in references else ""
+            lines.append(f"- {row.operation} {row.object_type} `{row.dn}` ({row.state}{extra})")
+            lines += [f"    - {name}: {values}" for name, values in sorted(changes.items())]
+    return "\n".join(lines) + "\n"

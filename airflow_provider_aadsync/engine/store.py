@@ -444,6 +444,11 @@ class Store:
                 .returning(run.c.id)
             ).scalar_one()
 
+    def update_run(self, run_id: int, counters: dict[str, Any], detail: str | None = None) -> None:
+        """Record counters of a run still in progress (an export's plan, before its first write)."""
+        with self.engine.begin() as connection:
+            connection.execute(sa.update(run).where(run.c.id == run_id).values(counters=counters, detail=detail))
+
     def finish_run(self, run_id: int, result: str, counters: dict[str, int], detail: str | None = None) -> None:
         with self.engine.begin() as connection:
             connection.execute(

@@ -267,6 +267,9 @@ def test_an_export_killed_between_calls_resumes_without_duplicates_or_gaps(
     child.wait()
     assert child.returncode == -signal.SIGKILL, "the export finished before it could be killed"
     emulator_settings_for(graph_server, latencyMs=0)
+    killed = store.list_runs(limit=1)[0]  # its plan was on record before its first write
+    assert (killed["profile"], killed["result"]) == ("export", "in-progress")
+    assert killed["counters"]["planned_user_adds"] == users and killed["counters"]["planned_member_adds"] == users
 
     hook = entra_hook_for(graph_server, tenant)
     result = run_entra_export(store, hook, lock_holder="dag:run-1")  # the Airflow retry: same DAG run, same lock

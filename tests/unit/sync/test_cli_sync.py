@@ -56,3 +56,13 @@ def test_preview_of_an_unknown_object_and_a_bad_rule_file(tmp_path):
     result = CliRunner().invoke(main, ["sync", "--connector", "ad", "--rules", str(bad), "--store", url])
     assert result.exit_code == 1
     assert "bad.yaml" in result.output and "Broken" in result.output and "flows[0].expression" in result.output
+
+
+def test_export_plan_lists_counts_and_operations(tmp_path):
+    url = seeded(tmp_path)
+    CliRunner().invoke(main, ["sync", "--connector", "ad", "--mode", "full", "--store", url])
+    result = CliRunner().invoke(main, ["export-plan", "--store", url])
+    assert result.exit_code == 0, result.output
+    assert "| planned_user_adds | 1 |" in result.output and "| planned_member_adds | 1 |" in result.output
+    assert "- add group `groups/provisional:" in result.output and "1 member changes" in result.output
+    assert "    - department: ['Sales']" in result.output
