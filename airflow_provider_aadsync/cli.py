@@ -246,11 +246,23 @@ def sync_command(
 @click.option("--conn-id", default="aadsync_entra", show_default=True, help="Airflow connection id.")
 @click.option("--staging", is_flag=True, help="Compute and store the export plan; write nothing.")
 @click.option("--deletion-threshold", type=int, default=500, show_default=True, help="Stop above this many deletes.")
+@click.option(
+    "--write-budget",
+    default="3000/150",
+    show_default=True,
+    help="Writes per seconds the export paces itself to (Graph's per-app limit: 3000/150).",
+)
 @click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="entra", show_default=True, help="Connector space name.")
 def export_entra_command(
-    conn_id: str, staging: bool, deletion_threshold: int, store_url: str | None, instance: str, connector: str
+    conn_id: str,
+    staging: bool,
+    deletion_threshold: int,
+    write_budget: str,
+    store_url: str | None,
+    instance: str,
+    connector: str,
 ) -> None:
     """Write the pending exports to Entra ID (V2 capabilities) and print the run report and what is left."""
     from airflow_provider_aadsync.engine.entra_export import ExportSettings
@@ -258,7 +270,16 @@ def export_entra_command(
     from airflow_provider_aadsync.hooks.entra import EntraHook
     from airflow_provider_aadsync.operators.entra_export import COMPLETED_EXPORT_RESULTS, export_to_entra
 
-    settings = ExportSettings(staging=staging, deletion_threshold=deletion_threshold)
+    writes, _, seconds = write_budget.partition("/")
+    try:
+        settings = ExportSettings(
+            staging=staging,
+            deletion_threshold=deletion_threshold,
+            write_budget=int(writes),
+            write_window_seconds=float(seconds or 1),
+        )
+    except ValueError as error:
+        raise click.BadParameter(f"{write_budget!r}: {error}", param_hint="--write-budget") from None
     with Store.open(store_url, instance=instance) as store:
         summary = export_to_entra(EntraHook(conn_id), store, settings=settings, connector=connector)
         click.echo(render_runs(store, [summary["run_id"]]) + "\n" + render_pending_exports(store, connector=connector))
