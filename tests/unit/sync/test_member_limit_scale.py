@@ -42,3 +42,29 @@ def test_250000_members_sync_and_250001_are_an_error(tmp_path):
                 sa.select(sa.func.count()).where(pending_export_reference.c.anchor == at_limit["anchor"])
             ).scalar()
         assert staged == V2_MEMBER_LIMIT
+
+
+def test_v1_mode_caps_groups_at_50000_members(tmp_path):
+    from airflow_provider_aadsync.engine.sync.settings import V1_MEMBER_LIMIT
+
+    users = V1_MEMBER_LIMIT + 1
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as store:
+        run_id = store.start_run("full-import", "ad")
+        with store.transaction() as connection:
+            writer = ConnectorSpaceWriter(store, connection, "ad", run_id)
+            writer.begin_full()
+            for start in range(1, users + 1, 10_000):
+                writer.write_full_page([ad_user(n) for n in range(start, min(start + 10_000, users + 1))])
+            writer.write_full_page(
+                [
+                    ad_group(users + 1, "AtLimit", members=range(1, V1_MEMBER_LIMIT + 1)),
+                    ad_group(users + 2, "OverLimit", members=range(1, users + 1)),
+                ]
+            )
+            writer.finish_full()
+        result = run_sync(store, load_sync_rules(mode="v1"), connector="ad", mode="full")
+        with store.engine.connect() as connection:
+            errors = connection.execute(sa.select(run_error).where(run_error.c.run_id == result.run_id)).all()
+        assert [error.code for error in errors] == ["flow-error"]
+        assert "more than 50000 members" in errors[0].message and "OverLimit" in errors[0].dn
+        assert export_for(store, mv_by(store, "accountName", "AtLimit")[0])["operation"] == "add"
