@@ -32,8 +32,10 @@ Admin API (no auth; refused unless the caller is on loopback):
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -110,7 +112,7 @@ class GraphMiddleware:
             if not scope["path"].startswith("/_emulator/"):
                 self.state.count(scope["method"], template, status)
             if scope["method"] in _MUTATING and status < 400 and not template.endswith("/token"):
-                self.state.save()
+                self.state.save_soon()
 
 
 def _graph_error(request: Request, error: err.GraphError) -> JSONResponse:
@@ -241,9 +243,16 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
 def create_app(state: EmulatorState) -> Starlette:
     """The emulator as an ASGI app over *state*; ``app.state.emulator`` and ``app.state.tokens`` expose both."""
     tokens = identity.TokenService(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        state.flush()  # writes coalesced by save_soon must reach the file before the process ends
+
     app = Starlette(
         routes=[*_admin_routes(state), *graph.routes(tokens), *identity.routes(state, tokens)],
         exception_handlers={err.GraphError: _on_graph_error, HTTPException: _on_http_error},
+        lifespan=lifespan,
     )
     app.add_middleware(GraphMiddleware, state=state)
     app.state.emulator = state

@@ -1244,6 +1244,9 @@ class EmulatorState:
         self.tenants: dict[str, Tenant] = {}
         self.counters: dict[str, Any] = {}
         self.reset_counters()
+        self._last_save = 0.0
+        self._save_cost = 0.0
+        self._save_timer: threading.Timer | None = None
         if self.state_file and self.state_file.exists():
             self.load()
 
@@ -1532,10 +1535,33 @@ class EmulatorState:
 
     # ------------------------------------------------------------------------------------------- persistence
 
+    def save_soon(self) -> None:
+        """Persist after a write, at most about once a second: writing the whole state after every request would
+        make bulk writes (a 100,000-user export) quadratic. ``flush`` on shutdown writes what is pending."""
+        if not self.state_file:
+            return
+        with self.lock:
+            wait = self._last_save + max(1.0, 5 * self._save_cost) - time.monotonic()
+            if wait <= 0:
+                self.save()
+            elif self._save_timer is None:
+                self._save_timer = threading.Timer(wait, self.flush)
+                self._save_timer.daemon = True
+                self._save_timer.start()
+
+    def flush(self) -> None:
+        """Write pending state now (timer, shutdown)."""
+        with self.lock:
+            if self._save_timer is not None:
+                self._save_timer.cancel()
+                self._save_timer = None
+                self.save()
+
     def save(self) -> None:
         if not self.state_file:
             return
         with self.lock:
+            started = time.monotonic()
             data = {
                 "version": 1,
                 "tokenLifetime": self.token_lifetime,
@@ -1549,6 +1575,8 @@ class EmulatorState:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh)
             os.replace(tmp, self.state_file)
+            self._last_save = time.monotonic()
+            self._save_cost = self._last_save - started
 
     def load(self) -> None:
         assert self.state_file is not None
