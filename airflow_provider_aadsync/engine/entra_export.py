@@ -305,10 +305,12 @@ class EntraExporter:
         self._initial_domain: str | None = None
         self._retry: list[_Operation] = []
         self._settled = False
+        self._phase = "object"
 
     # ------------------------------------------------------------------------------------------------ phases
     def run(self) -> None:
         # Object writes share calls; deletes first, so a UPN they free is free for the creates that follow.
+        self._phase = "object"
         self._execute(
             itertools.chain(
                 self._object_operations("delete"),
@@ -320,6 +322,7 @@ class EntraExporter:
         self._report_unsupported_creates()
         # Member changes need the ids of the objects created above: Graph's JSON batching cannot hand one
         # request's result to another, so they travel in later calls.
+        self._phase = "member"
         self._execute(self._member_operations())
         self._forget_empty_updates()
 
@@ -499,6 +502,7 @@ class EntraExporter:
         return GraphCall(request_id, "DELETE", f"/groups/{operation.anchor}/members/{operation.targets[0]}/$ref")
 
     def _send(self, operations: list[_Operation]) -> None:
+        self.counters[f"{self._phase}_batch_calls"] += 1
         self._mark_sent(operations)
         self.pacer.acquire(len(operations))
         unknown: list[str] = []

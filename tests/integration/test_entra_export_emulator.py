@@ -340,3 +340,39 @@ def test_export_rides_out_429s_5xx_dropped_connections_and_token_expiry(
     emulator_settings_for(graph_server, faultRatio5xx=0.0, faultDropRatio=0.0, throttlingEnabled=False)
     confirm(store, hook, rules)
     assert open_plan(store) == (0, 0)
+
+
+def test_smtp_conflict_drops_the_mail_value_and_is_released_later(graph_server, tenant, store, rules):
+    hook = entra_hook_for(graph_server, tenant)
+    squatter = hook.request(
+        "POST",
+        "/users",
+        json={
+            "accountEnabled": True,
+            "displayName": "Holder of the address",
+            "mailNickname": "holder",
+            "userPrincipalName": f"holder@{DOMAIN}",
+            "mail": f"shared@{DOMAIN}",
+            "passwordProfile": {"password": "Xy!12345678abc"},
+        },
+    )
+    import_full(store, "ad", [ad_user(1, mail=f"shared@{DOMAIN}"), ad_user(2)])
+    run_sync(store, rules, connector="ad", mode="full")
+    result = run_entra_export(store, hook)
+    assert result.result == "success", [(e["code"], e["message"]) for e in store.run_errors(result.run_id)]
+    assert result.counters["user_creates"] == 2 and result.counters["conflicts_recorded"] == 1
+    select = {"$select": "id,mail,onPremisesImmutableId"}
+    user = hook.request("GET", "/users", params={**select, "$filter": f"userPrincipalName eq 'user1@{DOMAIN}'"})
+    assert user["value"][0]["mail"] is None  # the conflicting value was dropped, the user exists
+    with store.engine.connect() as connection:
+        conflict = connection.execute(sa.select(export_conflict)).one()
+    assert (conflict.attribute, conflict.wanted_value, conflict.placeholder) == ("mail", f"shared@{DOMAIN}", None)
+
+    hook.request("DELETE", f"/users/{squatter['id']}")
+    confirm(store, hook, rules)  # the confirming import shows no mail: sync plans it again
+    released = run_entra_export(store, hook)
+    assert released.result == "success" and released.counters["user_updates"] == 1
+    user = hook.request("GET", "/users", params={**select, "$filter": f"userPrincipalName eq 'user1@{DOMAIN}'"})
+    assert user["value"][0]["mail"] == f"shared@{DOMAIN}"
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.select(export_conflict.c.released_at)).scalar() is not None
