@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, process_holder
+from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, StepResult, process_holder
 from airflow_provider_aadsync.engine.importer import attrs_digest, serialize_attrs
 from airflow_provider_aadsync.engine.source import WriteOutcomeUnknownError, adjust_references_hash, format_hash
 from airflow_provider_aadsync.engine.store import (
@@ -148,23 +148,8 @@ class WritePacer:
 
 
 # ============================================================================================== results
-@dataclass
-class ExportResult:
-    run_id: int
-    connector: str
-    result: str
-    counters: dict[str, float] = field(default_factory=dict)
-    detail: str | None = None
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "connector": self.connector,
-            "mode": "export",
-            "result": self.result,
-            "counters": self.counters,
-            "detail": self.detail,
-        }
+#: An export run's result (mode ``export``; ``detail`` says why it stopped).
+ExportResult = StepResult
 
 
 class ErrorLimitReached(Exception):
@@ -263,11 +248,13 @@ def run_entra_export(
                 f"--deletion-threshold {deletes}`)"
             )
             store.finish_run(run_id, "stopped-deletion-threshold-exceeded", counts, detail)
-            return ExportResult(run_id, connector, "stopped-deletion-threshold-exceeded", counts, detail)
+            return ExportResult(
+                run_id, connector, "export", "stopped-deletion-threshold-exceeded", counts, detail=detail
+            )
         if settings.staging:
             detail = "staging mode: the plan is stored and nothing was written"
             store.finish_run(run_id, "staged", counts, detail)
-            return ExportResult(run_id, connector, "staged", counts, detail)
+            return ExportResult(run_id, connector, "export", "staged", counts, detail=detail)
         exporter = EntraExporter(store, writer, connector, run_id, settings)
         try:
             exporter.run()
@@ -276,7 +263,7 @@ def run_entra_export(
             store.record_errors(run_id, exporter.errors)
             detail = f"stopped after {len(exporter.errors)} object errors"
             store.finish_run(run_id, "stopped-error-limit", final, detail)
-            return ExportResult(run_id, connector, "stopped-error-limit", final, detail)
+            return ExportResult(run_id, connector, "export", "stopped-error-limit", final, detail=detail)
         except Exception as error:
             store.record_errors(run_id, exporter.errors)
             store.finish_run(run_id, "stopped-extension-error", exporter.final_counters(counts), repr(error))
@@ -286,7 +273,7 @@ def run_entra_export(
         store.record_errors(run_id, exporter.errors)
         store.finish_run(run_id, result, final)
         log.info("export to %s finished: %s %s", connector, result, final)
-        return ExportResult(run_id, connector, result, final)
+        return ExportResult(run_id, connector, "export", result, final)
 
 
 class EntraExporter:

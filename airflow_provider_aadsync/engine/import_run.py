@@ -75,13 +75,16 @@ class ImportSteps(Protocol):
 
 
 @dataclass
-class ImportResult:
+class StepResult:
+    """The outcome of one recorded step (import, sync, export), as the run history and XCom show it."""
+
     run_id: int
     connector: str
-    mode: Mode
+    mode: str
     result: str
-    counters: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, Any] = field(default_factory=dict)
     fallback_reason: str | None = None
+    detail: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """A small dict for XCom and logs: never objects, never secrets."""
@@ -92,7 +95,12 @@ class ImportResult:
             "result": self.result,
             "counters": self.counters,
             "fallback_reason": self.fallback_reason,
+            "detail": self.detail,
         }
+
+
+#: An import's result (full or delta).
+ImportResult = StepResult
 
 
 def process_holder() -> str:

@@ -133,6 +133,27 @@ def graph_tenant(graph_server: EmulatorServer) -> Iterator[dict]:
     httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{response.json()['id']}", verify=trust(graph_server))
 
 
+@pytest.fixture
+def tenant_verifying(graph_server: EmulatorServer) -> Iterator[Callable[[str], dict]]:
+    """Make tenants (with the test app) that have verified the given UPN domain; removed after the test."""
+    made: list[str] = []
+
+    def make(domain: str) -> dict:
+        response = httpx.post(
+            f"{graph_server.base_url}/_emulator/tenants",
+            json={"name": f"t{len(made)}{domain.split('.')[0]}", "verifiedDomains": [domain],
+                  "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
+            verify=trust(graph_server),
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+        made.append(response.json()["id"])
+        return response.json()
+
+    yield make
+    for tenant_id in made:
+        httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{tenant_id}", verify=trust(graph_server))
+
+
 def entra_connection(server: EmulatorServer, tenant: dict, secret: str = GRAPH_SECRET) -> Connection:
     return Connection(
         conn_id="aadsync_entra",

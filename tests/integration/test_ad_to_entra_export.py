@@ -3,7 +3,6 @@ confirmed by an Entra import, and a second export with nothing to write."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -15,7 +14,7 @@ from airflow_provider_aadsync.engine.store import cs_object, link, mv_object, mv
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, entra_hook_for, hook_for, trust
+from tests.integration.conftest import entra_hook_for, hook_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,16 +27,9 @@ def dc(start_dc) -> SambaDC:
 
 
 @pytest.fixture
-def tenant(graph_server):
-    response = httpx.post(
-        f"{graph_server.base_url}/_emulator/tenants",
-        json={"name": "corp", "verifiedDomains": [MAIL_DOMAIN],
-              "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
-        verify=trust(graph_server),
-    )  # fmt: skip
-    assert response.status_code == 201, response.text
-    yield response.json()
-    httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{response.json()['id']}", verify=trust(graph_server))
+def tenant(tenant_verifying):
+    """A tenant that has verified the AD users' UPN domain."""
+    return tenant_verifying(MAIL_DOMAIN)
 
 
 def members_in_graph(hook, group_id: str) -> set[str]:

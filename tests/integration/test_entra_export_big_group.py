@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, entra_hook_for, trust
+from tests.integration.conftest import entra_hook_for
 from tests.unit.sync.world import ad_group, ad_user
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # minutes on 2 cores: bench scale, not CI
@@ -18,16 +17,9 @@ MEMBERS = 60_000
 
 
 @pytest.fixture
-def tenant(graph_server):
-    response = httpx.post(
-        f"{graph_server.base_url}/_emulator/tenants",
-        json={"name": "big", "verifiedDomains": ["corp.example"],
-              "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
-        verify=trust(graph_server),
-    )  # fmt: skip
-    assert response.status_code == 201, response.text
-    yield response.json()
-    httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{response.json()['id']}", verify=trust(graph_server))
+def tenant(tenant_verifying):
+    """A tenant that has verified the AD users' UPN domain."""
+    return tenant_verifying("corp.example")
 
 
 def test_60000_member_group_export(graph_server, tenant, store):

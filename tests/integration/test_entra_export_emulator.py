@@ -12,7 +12,7 @@ from airflow_provider_aadsync.engine.entra_import import import_entra
 from airflow_provider_aadsync.engine.store import export_conflict, pending_export, pending_export_reference
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, entra_hook_for, trust
+from tests.integration.conftest import entra_hook_for, trust
 from tests.unit.sync.world import ad_group, ad_user, deleted, guid, immutable_id, import_delta, import_full
 
 pytestmark = pytest.mark.integration
@@ -21,20 +21,9 @@ DOMAIN = "corp.example"
 
 
 @pytest.fixture
-def tenant(graph_server):
+def tenant(tenant_verifying):
     """A tenant that has verified the AD users' UPN domain."""
-    response = httpx.post(
-        f"{graph_server.base_url}/_emulator/tenants",
-        json={
-            "name": "contoso",
-            "verifiedDomains": [DOMAIN],
-            "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}],
-        },
-        verify=trust(graph_server),
-    )
-    assert response.status_code == 201, response.text
-    yield response.json()
-    httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{response.json()['id']}", verify=trust(graph_server))
+    return tenant_verifying(DOMAIN)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +55,19 @@ def graph_members(hook, group_id: str) -> set[str]:
         for page in hook.paginate(f"/groups/{group_id}/members", params={"$select": "id", "$top": "999"})
         for member in page["value"]
     }
+
+
+def cloud_user(hook, nickname: str, *, upn: str | None = None, **values) -> dict:
+    """A user created in the cloud, holding a value our export will want (a UPN, an SMTP address)."""
+    body = {
+        "accountEnabled": True,
+        "displayName": f"Cloud {nickname}",
+        "mailNickname": nickname,
+        "userPrincipalName": upn or f"{nickname}@{DOMAIN}",
+        "passwordProfile": {"password": "Xy!12345678abc"},
+        **values,
+    }
+    return hook.request("POST", "/users", json=body)
 
 
 def open_plan(store) -> tuple[int, int]:
@@ -174,17 +176,7 @@ def test_deletion_threshold_stops_before_any_write_and_staging_writes_nothing(gr
 
 def test_upn_conflict_gets_a_placeholder_and_is_released_later(graph_server, tenant, store, rules):
     hook = entra_hook_for(graph_server, tenant)
-    squatter = hook.request(
-        "POST",
-        "/users",
-        json={
-            "accountEnabled": True,
-            "displayName": "Cloud squatter",
-            "mailNickname": "squatter",
-            "userPrincipalName": f"user1@{DOMAIN}",
-            "passwordProfile": {"password": "Xy!12345678abc"},
-        },
-    )
+    squatter = cloud_user(hook, "squatter", upn=f"user1@{DOMAIN}")
     seed_and_sync(store, rules, users=3, big=2)
     result = run_entra_export(store, hook)
     assert result.result == "success", [(e["code"], e["message"]) for e in store.run_errors(result.run_id)]
@@ -344,18 +336,7 @@ def test_export_rides_out_429s_5xx_dropped_connections_and_token_expiry(
 
 def test_smtp_conflict_drops_the_mail_value_and_is_released_later(graph_server, tenant, store, rules):
     hook = entra_hook_for(graph_server, tenant)
-    squatter = hook.request(
-        "POST",
-        "/users",
-        json={
-            "accountEnabled": True,
-            "displayName": "Holder of the address",
-            "mailNickname": "holder",
-            "userPrincipalName": f"holder@{DOMAIN}",
-            "mail": f"shared@{DOMAIN}",
-            "passwordProfile": {"password": "Xy!12345678abc"},
-        },
-    )
+    squatter = cloud_user(hook, "holder", mail=f"shared@{DOMAIN}")
     import_full(store, "ad", [ad_user(1, mail=f"shared@{DOMAIN}"), ad_user(2)])
     run_sync(store, rules, connector="ad", mode="full")
     result = run_entra_export(store, hook)

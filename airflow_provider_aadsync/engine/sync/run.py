@@ -11,12 +11,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, ErrorLimitExceeded, ErrorSink, process_holder
+from airflow_provider_aadsync.engine.import_run import (
+    ERROR_LIMIT,
+    ErrorLimitExceeded,
+    ErrorSink,
+    StepResult,
+    process_holder,
+)
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.store import Store, cs_object, link, mv_object, sync_state, utcnow
 from airflow_provider_aadsync.engine.sync.contributions import resolve
@@ -46,25 +51,8 @@ REPORTED_COUNTERS = (
 )
 
 
-@dataclass
-class SyncResult:
-    run_id: int
-    connector: str
-    mode: Mode
-    result: str
-    counters: dict[str, int] = field(default_factory=dict)
-    fallback_reason: str | None = None
-
-    def summary(self) -> dict[str, Any]:
-        """A small dict for XCom and logs."""
-        return {
-            "run_id": self.run_id,
-            "connector": self.connector,
-            "mode": self.mode,
-            "result": self.result,
-            "counters": self.counters,
-            "fallback_reason": self.fallback_reason,
-        }
+#: A sync run's result.
+SyncResult = StepResult
 
 
 def full_sync_reason(store: Store, connector: str, rules: RuleSet) -> str | None:

@@ -59,6 +59,21 @@ def seed(store):
     )
 
 
+def cloud_twin_of_user1(department: str):
+    """User 1 as it exists in Entra ID already (same ImmutableId and values), but for its department."""
+    return entra_user(
+        "cloud-1",
+        "user1@corp.example",
+        immutable_id(guid(1)),
+        displayName="User 1",
+        givenName="Given1",
+        surname="Surname1",
+        department=department,
+        mailNickname="user1",
+        accountEnabled=True,
+    )
+
+
 def test_full_sync_projects_in_scope_objects_and_stages_entra_adds(store, rules):
     seed(store)
     result = run_sync(store, rules, connector="ad", mode="full")
@@ -148,20 +163,7 @@ def test_entra_hard_match_joins_existing_cloud_user_instead_of_creating_one(stor
     import_full(
         store,
         "entra",
-        [
-            entra_user(
-                "cloud-1",
-                "user1@corp.example",
-                immutable_id(guid(1)),
-                displayName="User 1",
-                givenName="Given1",
-                surname="Surname1",
-                department="Old department",
-                mailNickname="user1",
-                accountEnabled=True,
-            ),
-            entra_user("cloud-only", "someone@corp.onmicrosoft.com"),
-        ],
+        [cloud_twin_of_user1("Old department"), entra_user("cloud-only", "someone@corp.onmicrosoft.com")],
     )
     result = run_sync(store, rules, connector="entra", mode="full")
     assert result.result == "success", result
@@ -232,23 +234,7 @@ def test_v1_and_v2_member_limits():
 def test_a_cloud_side_edit_is_corrected_by_the_next_delta_sync(store, rules):
     seed(store)
     run_sync(store, rules, connector="ad", mode="full")
-    import_full(
-        store,
-        "entra",
-        [
-            entra_user(
-                "cloud-1",
-                "user1@corp.example",
-                immutable_id(guid(1)),
-                displayName="User 1",
-                givenName="Given1",
-                surname="Surname1",
-                department="Sales",
-                mailNickname="user1",
-                accountEnabled=True,
-            )
-        ],
-    )
+    import_full(store, "entra", [cloud_twin_of_user1("Sales")])
     run_sync(store, rules, connector="entra", mode="full")
     assert "cloud-1" not in exports(store)  # in step: nothing to write
     import_delta(store, "entra", [entra_user("cloud-1", "user1@corp.example", department="Edited in the portal")])
