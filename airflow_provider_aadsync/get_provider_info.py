@@ -37,6 +37,31 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://learn.microsoft.com/graph/overview",
                 "tags": ["azure"],
             },
+            {
+                "integration-name": "AADSync sync engine",
+                "external-doc-url": "https://learn.microsoft.com/entra/identity/hybrid/connect/concept-azure-ad-connect-sync-architecture",
+                "tags": ["software"],
+            },
+        ],
+        "operators": [
+            {
+                "integration-name": "Active Directory (AADSync)",
+                "python-modules": ["airflow_provider_aadsync.operators.ad_import"],
+            },
+            {
+                "integration-name": "Entra ID (AADSync)",
+                "python-modules": [
+                    "airflow_provider_aadsync.operators.entra_import",
+                    "airflow_provider_aadsync.operators.entra_export",
+                ],
+            },
+            {
+                "integration-name": "AADSync sync engine",
+                "python-modules": [
+                    "airflow_provider_aadsync.operators.sync",
+                    "airflow_provider_aadsync.operators.report",
+                ],
+            },
         ],
         "hooks": [
             {

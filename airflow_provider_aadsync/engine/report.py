@@ -198,3 +198,130 @@ def render_export_plan(store: Store, *, connector: str = "entra", limit: int = 2
             lines.append(f"- {row.operation} {row.object_type} `{row.dn}` ({row.state}{extra})")
             lines += [f"    - {name}: {values}" for name, values in sorted(changes.items())]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- cycle report
+#: What a step's summary line shows, by kind of run: (counter, label), in this order, non-zero values only.
+_HIGHLIGHTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "import": (
+        ("adds", "adds"),
+        ("updates", "updates"),
+        ("renames", "renames"),
+        ("deletes", "deletes"),
+        ("reference_adds", "member adds"),
+        ("reference_removes", "member removes"),
+        ("errors", "errors"),
+    ),
+    "sync": (
+        ("projections", "projections"),
+        ("joins", "joins"),
+        ("disconnections", "disconnections"),
+        ("metaverse_attribute_changes", "metaverse changes"),
+        ("metaverse_deletes", "metaverse deletes"),
+        ("provisioned", "provisioned"),
+        ("export_adds_staged", "export adds staged"),
+        ("export_updates_staged", "export updates staged"),
+        ("export_deletes_staged", "export deletes staged"),
+        ("export_reference_adds_staged", "member adds staged"),
+        ("export_reference_removes_staged", "member removes staged"),
+        ("errors", "errors"),
+    ),
+    "export": (
+        ("user_creates", "user creates"),
+        ("group_creates", "group creates"),
+        ("user_updates", "user updates"),
+        ("group_updates", "group updates"),
+        ("user_deletes", "user deletes"),
+        ("group_deletes", "group deletes"),
+        ("member_adds", "member adds"),
+        ("member_removes", "member removes"),
+        ("creates_reconciled", "creates reconciled after an interruption"),
+        ("throttled_requests", "throttled requests"),
+        ("throttle_wait_seconds", "throttle wait s"),
+        ("errors", "errors"),
+    ),
+    "export-staging": (
+        ("planned_user_adds", "planned user adds"),
+        ("planned_group_adds", "planned group adds"),
+        ("planned_user_updates", "planned user updates"),
+        ("planned_group_updates", "planned group updates"),
+        ("planned_deletes", "planned deletes"),
+        ("planned_member_adds", "planned member adds"),
+        ("planned_member_removes", "planned member removes"),
+    ),
+}
+
+
+def _kind(profile: str) -> str:
+    if profile.startswith("export"):
+        return profile
+    return profile.rsplit("-", 1)[-1]
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def step_highlights(run: dict[str, Any]) -> str:
+    """One line of what a run changed: its non-zero headline counters (export: `$batch` calls vs the minimum)."""
+    counters = run.get("counters") or {}
+    parts = [
+        f"{label} {_number(counters[name])}"
+        for name, label in _HIGHLIGHTS.get(_kind(run["profile"]), ())
+        if counters.get(name)
+    ]
+    if run["profile"] == "export":
+        parts.append(
+            f"$batch calls {_number(counters.get('batch_calls', 0))} "
+            f"(minimum {_number(counters.get('batch_calls_minimum', 0))})"
+        )
+    return " · ".join(parts) or "no changes"
+
+
+def render_cycle_report(
+    store: Store,
+    steps: Sequence[dict[str, Any]],
+    *,
+    title: str,
+    plan_connector: str = "entra",
+    plan_limit: int = 10,
+) -> str:
+    """The report of one sync cycle: a line per step, which deltas ran as full runs and why, each run's counters
+    and top errors, and what is left to export.
+
+    :param steps: in cycle order, ``{"task": id, "state": task state or None, "summary": the step's summary or None}``
+        (a summary has at least ``run_id``, and ``fallback_reason`` when a delta became a full run).
+    """
+    runs: list[dict[str, Any]] = []
+    lines = [f"# AADSync cycle report: {title}", "", f"Store: `{store.display_url}`", ""]
+    lines += ["| step | run | ran as | result | what it did |", "|---|---:|---|---|---|"]
+    fallbacks: list[str] = []
+    for step in steps:
+        summary = step.get("summary") or {}
+        run = store.get_run(summary["run_id"]) if summary.get("run_id") is not None else None
+        if run is None:
+            state = step.get("state") or "no run"
+            why = "no run recorded: see the task's log" if state == "failed" else "no run recorded"
+            lines.append(f"| {step['task']} | | | {state} | {why} |")
+            continue
+        runs.append(run)
+        lines.append(
+            f"| {step['task']} | {run['id']} | {run['profile']} on `{run['connector']}` | {run['result']} "
+            f"| {step_highlights(run)} |"
+        )
+        if summary.get("fallback_reason"):
+            fallbacks.append(
+                f"- {step['task']}: the delta ran as a **{run['profile']}** because {summary['fallback_reason']}"
+            )
+    if fallbacks:
+        lines += ["", "Deltas that became full runs:", "", *fallbacks]
+    lines.append("")
+    text = "\n".join(lines) + "\n" + "\n".join(render_run(store, run) for run in runs)
+    from airflow_provider_aadsync.engine.entra_export import plan_counts
+
+    left = {name: value for name, value in plan_counts(store, plan_connector).items() if value}
+    if left:
+        text += "\n" + render_export_plan(store, connector=plan_connector, limit=plan_limit).replace("# ", "## ", 1)
+    else:
+        text += f"\n## Export plan for `{plan_connector}`\n\nNothing left to export.\n"
+    return text

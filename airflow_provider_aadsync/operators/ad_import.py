@@ -43,7 +43,7 @@ class ADImportOperator(ImportOperator):
 
     :param ad_conn_id: the ``aadsync_ad`` connection (templated).
     :param mode: ``full`` or ``delta`` (templated); a delta without a usable cookie becomes a full import.
-    :param store_url: SQLAlchemy URL of the store (templated); default: the embedded SQLite store.
+    :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :param connector: connector space name (default ``ad``).
     :return: a small run summary (run id, counters, result) for XCom; the data stays in the store.

@@ -1,4 +1,4 @@
-"""What every import operator shares: templated mode/store/instance, the store lock holder, the summary check."""
+"""What the step operators share: templated mode/store/instance, the store lock holder, the summary check."""
 
 from __future__ import annotations
 
@@ -12,22 +12,70 @@ from airflow_provider_aadsync.engine.store import Store
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: Step results after which the task succeeds; anything else (stopped-*) fails it with the result in the message.
+#: Step results after which an import task succeeds; anything else (stopped-*) fails it with the result in the message.
 COMPLETED_RESULTS = ("success", "completed-import-errors")
+#: XCom key of the summary of a step that stopped (the task fails, so it has no return value): the report reads it.
+STOPPED_SUMMARY_KEY = "stopped_summary"
 
 
-class ImportOperator(BaseOperator):
-    """Base of the import operators: opens the store, runs one import, returns its small summary for XCom.
+def lock_holder(context: Context) -> str:
+    """Who holds the store lock for this task: its DAG run, so a retry of the same run takes the lock back and any
+    other run (or process) is kept out."""
+    return f"{context['dag'].dag_id}:{context['run_id']}"
 
-    :param mode: ``full`` or ``delta`` (templated); a delta without a usable watermark becomes a full import.
-    :param store_url: SQLAlchemy URL of the store (templated); default: the embedded SQLite store.
+
+def store_url_or_default(url: str | None) -> str | None:
+    """A templated store URL that rendered empty (the Variable is not set) means the embedded SQLite store."""
+    return (url or "").strip() or None
+
+
+def check_summary(context: Context, summary: dict[str, Any], completed: Sequence[str], step_name: str) -> None:
+    """Fail the task when the step stopped, with the result in the message; keep its summary for the report."""
+    if summary["result"] in completed:
+        return
+    context["ti"].xcom_push(key=STOPPED_SUMMARY_KEY, value=summary)
+    detail = f": {summary['detail']}" if summary.get("detail") else ""
+    raise RuntimeError(f"{step_name} stopped: {summary['result']} (run {summary['run_id']}){detail}")
+
+
+def last_run_id(store: Store) -> int:
+    """The newest run id of the store (0 when none): runs after it belong to the step about to start."""
+    newest = store.list_runs(limit=1)
+    return newest[0]["id"] if newest else 0
+
+
+def keep_failed_run(context: Context, store: Store, connector: str, after_run_id: int) -> None:
+    """A step that raised may still have recorded its run (``stopped-server-down``, ``stopped-extension-error``):
+    keep that run's summary for the report, as for a step that stopped."""
+    try:
+        runs = [run for run in store.list_runs(limit=10) if run["id"] > after_run_id and run["connector"] == connector]
+        if runs:
+            run = runs[0]
+            summary = {"run_id": run["id"], "connector": connector, "result": run["result"], "detail": run["detail"]}
+            context["ti"].xcom_push(key=STOPPED_SUMMARY_KEY, value=summary)
+    except Exception:  # never hide the step's own error
+        pass
+
+
+def log_fallback(operator: BaseOperator, step_name: str, summary: dict[str, Any]) -> None:
+    if summary.get("fallback_reason"):
+        operator.log.warning("%s: the delta ran as a full one: %s", step_name, summary["fallback_reason"])
+
+
+class StoreStepOperator(BaseOperator):
+    """Base of the operators that run one recorded engine step against the store and return its small summary.
+
+    :param mode: ``full`` or ``delta`` (templated); a delta the engine cannot do becomes a full run and says why.
+    :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :param connector: connector space name.
     """
 
     template_fields: Sequence[str] = ("mode", "store_url", "instance")
-    #: Named in logs and errors ("AD import", "Entra import").
-    step_name = "import"
+    #: Named in logs and errors ("AD import", "sync of ad").
+    step_name = "step"
+    #: Results after which the task succeeds.
+    completed_results: Sequence[str] = ("success",)
 
     def __init__(
         self,
@@ -44,18 +92,41 @@ class ImportOperator(BaseOperator):
         self.instance = instance
         self.connector = connector
 
-    def run_import(self, store: Store, lock_holder: str) -> dict[str, Any]:
-        """Run the import into ``store``; return its summary."""
+    def run_step(self, store: Store, lock_holder: str) -> dict[str, Any]:
+        """Run the step against ``store``; return its summary."""
         raise NotImplementedError
 
     def execute(self, context: Context) -> dict[str, Any]:
         if self.mode not in ("full", "delta"):
             raise ValueError(f"mode must be 'full' or 'delta', not {self.mode!r}")
-        # A retry of the same DAG run takes its own store lock back; any other run is kept out.
-        holder = f"{context['dag'].dag_id}:{context['run_id']}"
-        with Store.open(self.store_url, instance=self.instance) as store:
-            summary = self.run_import(store, holder)
+        with Store.open(store_url_or_default(self.store_url), instance=self.instance or "default") as store:
+            before = last_run_id(store)
+            try:
+                summary = self.run_step(store, lock_holder(context))
+            except Exception:
+                keep_failed_run(context, store, self.connector, before)
+                raise
         self.log.info("%s %s", self.step_name, summary)
-        if summary["result"] not in COMPLETED_RESULTS:
-            raise RuntimeError(f"{self.step_name} stopped: {summary['result']} (run {summary['run_id']})")
+        log_fallback(self, self.step_name, summary)
+        check_summary(context, summary, self.completed_results, self.step_name)
         return summary
+
+
+class ImportOperator(StoreStepOperator):
+    """Base of the import operators: opens the store, runs one import, returns its small summary for XCom.
+
+    :param mode: ``full`` or ``delta`` (templated); a delta without a usable watermark becomes a full import.
+    :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
+    :param instance: sync instance name (templated).
+    :param connector: connector space name.
+    """
+
+    step_name = "import"
+    completed_results = COMPLETED_RESULTS
+
+    def run_import(self, store: Store, lock_holder: str) -> dict[str, Any]:
+        """Run the import into ``store``; return its summary."""
+        raise NotImplementedError
+
+    def run_step(self, store: Store, lock_holder: str) -> dict[str, Any]:
+        return self.run_import(store, lock_holder)

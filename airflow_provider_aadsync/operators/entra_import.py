@@ -29,7 +29,7 @@ class EntraImportOperator(ImportOperator):
 
     :param entra_conn_id: the ``aadsync_entra`` connection (templated).
     :param mode: ``full`` or ``delta`` (templated); a delta without a usable delta link becomes a full import.
-    :param store_url: SQLAlchemy URL of the store (templated); default: the embedded SQLite store.
+    :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :param connector: connector space name (default ``entra``).
     :return: a small run summary (run id, counters, Graph request counters, result) for XCom.

@@ -54,3 +54,20 @@ def test_airflow_lists_the_hook_and_its_form_fields(airflow_env):
     assert by_type["aadsync_entra"]["conn_id_attribute_name"] == "entra_conn_id"
     widgets = airflow(airflow_env, "providers", "widgets", "-o", "json")
     assert "extra__aadsync_ad__base_dn" in widgets and "extra__aadsync_ad__tls" in widgets
+
+
+def test_provider_info_lists_the_operator_modules_and_matches_airflows_schema():
+    import importlib
+    import importlib.resources
+
+    import jsonschema
+
+    info = get_provider_info()
+    schema = json.loads((importlib.resources.files("airflow") / "provider_info.schema.json").read_text())
+    jsonschema.validate(info, schema)
+    integrations = {integration["integration-name"] for integration in info["integrations"]}
+    assert {entry["integration-name"] for entry in info["operators"]} <= integrations
+    modules = [module for entry in info["operators"] for module in entry["python-modules"]]
+    assert {f"airflow_provider_aadsync.operators.{name}" for name in ("sync", "report", "entra_export")} <= set(modules)
+    for module in modules:
+        importlib.import_module(module)

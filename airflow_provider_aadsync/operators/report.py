@@ -1,0 +1,138 @@
+"""SyncReportOperator: the Markdown report of one DAG run's sync cycle, in the task log and saved as a file."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_provider_aadsync.engine.report import render_cycle_report
+from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.operators.base import STOPPED_SUMMARY_KEY, StoreStepOperator, store_url_or_default
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+#: Task states of steps that did not complete (the report of a failed cycle lists them).
+_FAILED_STATES = ("failed", "upstream_failed")
+
+
+def default_report_dir() -> Path:
+    """``$AIRFLOW_HOME/aadsync/reports`` (Airflow's own default home is ``~/airflow``)."""
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser() / "aadsync" / "reports"
+
+
+def report_path(dag_id: str, run_id: str, report_dir: str | Path | None = None) -> Path:
+    """Where the report of one DAG run is saved: ``<report_dir>/<dag_id>/<run_id>.md``."""
+    folder = Path(str(report_dir).strip()) if report_dir and str(report_dir).strip() else default_report_dir()
+    safe = re.sub(r"[^A-Za-z0-9._+:-]", "_", run_id)
+    return folder / dag_id / f"{safe}.md"
+
+
+def save_report(text: str, context: Context, report_dir: str | Path | None = None) -> Path:
+    path = report_path(context["dag"].dag_id, context["run_id"], report_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _step_operator_types() -> tuple[type, ...]:
+    from airflow_provider_aadsync.operators.entra_export import EntraExportOperator
+
+    return (StoreStepOperator, EntraExportOperator)
+
+
+class SyncReportOperator(BaseOperator):
+    """Render the report of this DAG run's steps (imports, syncs, exports) as Markdown: into the task log and into
+    ``<report_dir>/<dag_id>/<run_id>.md``.
+
+    The run ids come from the steps' XCom summaries (a step that stopped leaves its summary under the
+    ``stopped_summary`` key); the report then reads the runs from the store: a line per step, which deltas ran as full
+    runs and why, each run's counters and top errors, and the export plan that is left. Used as the cycle's
+    teardown, it reports failed cycles too without changing the DAG run's state; with no step summary at all (a
+    preview run) it skips itself.
+
+    :param step_task_ids: the tasks to report, in order; default: every upstream import, sync and export task.
+    :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
+    :param instance: sync instance name (templated).
+    :param plan_connector: whose export plan to show (default ``entra``).
+    :param report_dir: folder of the report files (templated); empty: ``$AIRFLOW_HOME/aadsync/reports``.
+    :return: the report's path and the reported run ids.
+    """
+
+    template_fields: Sequence[str] = ("store_url", "instance", "report_dir")
+
+    def __init__(
+        self,
+        *,
+        step_task_ids: Sequence[str] | None = None,
+        store_url: str | None = None,
+        instance: str = "default",
+        plan_connector: str = "entra",
+        report_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.step_task_ids = list(step_task_ids) if step_task_ids is not None else None
+        self.store_url = store_url
+        self.instance = instance
+        self.plan_connector = plan_connector
+        self.report_dir = report_dir
+
+    def _steps(self) -> list[str]:
+        if self.step_task_ids is not None:
+            return self.step_task_ids
+        upstream = self.get_flat_relative_ids(upstream=True)
+        kinds = _step_operator_types()
+        return [task.task_id for task in _in_order(self.dag) if task.task_id in upstream and isinstance(task, kinds)]
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        ti = context["ti"]
+        task_ids = self._steps()
+        states = _task_states(context, task_ids)
+        steps = []
+        for task_id in task_ids:
+            summary = ti.xcom_pull(task_ids=task_id) or ti.xcom_pull(task_ids=task_id, key=STOPPED_SUMMARY_KEY)
+            steps.append({"task": task_id, "state": states.get(task_id), "summary": summary})
+        if not any(step["summary"] or step["state"] in _FAILED_STATES for step in steps):
+            raise AirflowSkipException("no step of this DAG run ran (a preview run?): nothing to report")
+        title = f"{context['dag'].dag_id} / {context['run_id']}"
+        with Store.open(store_url_or_default(self.store_url), instance=self.instance or "default") as store:
+            text = render_cycle_report(store, steps, title=title, plan_connector=self.plan_connector)
+        self.log.info("AADSync cycle report:\n%s", text)
+        path = save_report(text, context, self.report_dir)
+        self.log.info("report saved to %s", path)
+        return {
+            "report": str(path),
+            "runs": {step["task"]: step["summary"]["run_id"] for step in steps if step["summary"]},
+        }
+
+
+def _in_order(dag: Any) -> Iterator[Any]:
+    """The DAG's tasks, each after its upstream tasks (task groups flattened)."""
+
+    def nested(group: Any) -> Iterator[Any]:
+        for node in group.topological_sort():
+            if hasattr(node, "topological_sort"):
+                yield from nested(node)
+            else:
+                yield node
+
+    return nested(dag.task_group)
+
+
+def _task_states(context: Context, task_ids: list[str]) -> dict[str, str | None]:
+    """Each step task's state in this DAG run (failed, skipped, ...), for the steps that left no summary."""
+    try:
+        found = context["ti"].get_task_states(
+            dag_id=context["dag"].dag_id, task_ids=task_ids, run_ids=[context["run_id"]]
+        )
+    except Exception:  # a report without states is still a report
+        return {}
+    return dict(found.get(context["run_id"], {}))

@@ -1,0 +1,182 @@
+"""SyncOperator and the preview path: synchronize one connector space with the metaverse, or show what a sync would
+do with one object, as Airflow tasks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseBranchOperator, BaseOperator
+
+from airflow_provider_aadsync.engine.report import render_preview
+from airflow_provider_aadsync.engine.rules import RuleSet
+from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.sync import preview, run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from airflow_provider_aadsync.operators.base import StoreStepOperator, store_url_or_default
+from airflow_provider_aadsync.operators.report import save_report
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: Sync results after which the task succeeds; ``stopped-*`` fails it with the result in the message.
+COMPLETED_SYNC_RESULTS = ("success", "completed-sync-errors")
+
+
+def rule_paths(rules: str | Sequence[str] | None) -> list[str]:
+    """Rule files or folders from a list, or from one (templated) string separated by commas or newlines;
+    empty means the shipped default rules."""
+    if rules is None:
+        return []
+    if isinstance(rules, str):
+        rules = re.split(r"[,\n]", rules)
+    return [path.strip() for path in rules if path and path.strip()]
+
+
+def load_rules_for(rules: str | Sequence[str] | None, endpoint: str) -> RuleSet:
+    if endpoint not in ("v2", "v1"):
+        raise ValueError(f"endpoint must be 'v2' or 'v1', not {endpoint!r}")
+    return load_sync_rules(rule_paths(rules), mode=endpoint)  # type: ignore[arg-type]
+
+
+class SyncOperator(StoreStepOperator):
+    """Synchronize one connector space with the metaverse and stage the pending exports (full or delta sync).
+
+    :param connector: the connector space to synchronize (``ad``, ``entra``, ...).
+    :param mode: ``full`` or ``delta`` (templated); a delta becomes a full sync when no full sync ran yet or the rule
+        set (files or endpoint) changed since the last one, and the run says why.
+    :param rules: rule files or folders (templated): a list, or one string separated by commas or newlines; empty:
+        the shipped default rules.
+    :param endpoint: ``v2`` (groups up to 250,000 members, the default) or ``v1`` (50,000) (templated).
+    :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
+    :param instance: sync instance name (templated).
+    :return: a small run summary (run id, mode, result, counters, why a delta became full) for XCom.
+    """
+
+    template_fields: Sequence[str] = (*StoreStepOperator.template_fields, "rules", "endpoint")
+    completed_results = COMPLETED_SYNC_RESULTS
+
+    def __init__(
+        self,
+        *,
+        connector: str,
+        rules: str | Sequence[str] | None = None,
+        endpoint: str = "v2",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(connector=connector, **kwargs)
+        self.rules = rules
+        self.endpoint = endpoint
+        self.step_name = f"sync of {connector}"
+
+    def run_step(self, store: Store, lock_holder: str) -> dict[str, Any]:
+        rules = load_rules_for(self.rules, self.endpoint)
+        return run_sync(store, rules, connector=self.connector, mode=self.mode, lock_holder=lock_holder).summary()  # type: ignore[arg-type]
+
+
+def preview_requested(dn: str | None, anchor: str | None) -> bool:
+    """Whether a DN or an anchor was given (templated ``None`` params render as the string ``"None"``)."""
+    return any(value and str(value).strip() not in ("", "None") for value in (dn, anchor))
+
+
+def _given(value: str | None) -> str | None:
+    return str(value).strip() if preview_requested(value, None) else None
+
+
+class CyclePreviewBranchOperator(BaseBranchOperator):
+    """Choose the path of a DAG run: the sync cycle, or only the preview of one object when a DN or anchor is given.
+
+    :param preview_dn: DN of the object to preview (templated); empty: run the cycle.
+    :param preview_anchor: anchor of the object to preview (templated); empty: run the cycle.
+    :param preview_task_id: the task that shows the preview.
+    :param cycle_task_id: the first task of the cycle.
+    """
+
+    template_fields: Sequence[str] = ("preview_dn", "preview_anchor")
+
+    def __init__(
+        self,
+        *,
+        preview_dn: str | None = None,
+        preview_anchor: str | None = None,
+        preview_task_id: str,
+        cycle_task_id: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.preview_dn = preview_dn
+        self.preview_anchor = preview_anchor
+        self.preview_task_id = preview_task_id
+        self.cycle_task_id = cycle_task_id
+
+    def choose_branch(self, context: Context) -> str:
+        if preview_requested(self.preview_dn, self.preview_anchor):
+            self.log.info("a preview was asked for: this run previews one object and writes nothing")
+            return self.preview_task_id
+        return self.cycle_task_id
+
+
+class SyncPreviewOperator(BaseOperator):
+    """Show what a sync would do with one connector-space object, and write nothing (neither store nor directory).
+
+    The preview goes to the task log and to the run's report file (see :class:`SyncReportOperator`).
+
+    :param connector: connector space of the object (templated).
+    :param dn: the object's DN (templated); give this or ``anchor``.
+    :param anchor: the object's anchor (objectGUID, Graph id) (templated).
+    :param rules: rule files or folders (templated), as for :class:`SyncOperator`; empty: the shipped rules.
+    :param endpoint: ``v2`` or ``v1`` member limit (templated).
+    :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
+    :param instance: sync instance name (templated).
+    :param report_dir: folder of the report files (templated); empty: ``$AIRFLOW_HOME/aadsync/reports``.
+    :return: a small summary: the object, the decision, the number of exports it would stage, the report path.
+    """
+
+    template_fields: Sequence[str] = (
+        "connector", "dn", "anchor", "rules", "endpoint", "store_url", "instance", "report_dir"
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        connector: str = "ad",
+        dn: str | None = None,
+        anchor: str | None = None,
+        rules: str | Sequence[str] | None = None,
+        endpoint: str = "v2",
+        store_url: str | None = None,
+        instance: str = "default",
+        report_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.connector = connector
+        self.dn = dn
+        self.anchor = anchor
+        self.rules = rules
+        self.endpoint = endpoint
+        self.store_url = store_url
+        self.instance = instance
+        self.report_dir = report_dir
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        dn, anchor = _given(self.dn), _given(self.anchor)
+        if (dn is None) == (anchor is None):
+            raise ValueError("a preview needs exactly one of a DN and an anchor")
+        rules = load_rules_for(self.rules, self.endpoint)
+        with Store.open(store_url_or_default(self.store_url), instance=self.instance or "default") as store:
+            trace = preview(store, rules, connector=self.connector, anchor=anchor, dn=dn)
+        text = render_preview(trace)
+        self.log.info("Sync preview (nothing was written):\n%s", text)
+        title = f"# AADSync preview: {context['dag'].dag_id} / {context['run_id']}\n\n"
+        path = save_report(title + "```\n" + text + "```\n", context, self.report_dir)
+        self.log.info("preview saved to %s", path)
+        return {
+            "connector": self.connector,
+            "dn": trace.get("dn"),
+            "anchor": trace.get("anchor"),
+            "decision": trace.get("decision"),
+            "exports_it_would_stage": len(trace.get("pending_exports") or []),
+            "report": str(path),
+        }

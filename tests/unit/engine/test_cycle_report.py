@@ -1,0 +1,68 @@
+"""The cycle report: a line per step, the deltas that became full runs, each run's details, what is left to export."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
+from airflow_provider_aadsync.engine.report import render_cycle_report, step_highlights
+from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.unit.sync.world import ad_group, ad_user, import_full
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
+        yield opened
+
+
+def test_report_lists_steps_fallbacks_runs_and_the_plan_left(store):
+    import_full(store, "ad", [ad_user(1), ad_user(2), ad_group(20, "Staff", members=[1, 2])])
+    imported = store.list_runs(limit=1)[0]["id"]
+    synced = run_sync(store, load_sync_rules(), connector="ad", mode="delta")  # no full sync yet: runs as full
+    staged = run_entra_export(store, writer=None, settings=ExportSettings(staging=True))  # type: ignore[arg-type]
+    steps = [
+        {"task": "import_ad", "state": "success", "summary": {"run_id": imported}},
+        {"task": "sync_ad", "state": "success", "summary": synced.summary()},
+        {"task": "sync_entra", "state": "upstream_failed", "summary": None},
+        {"task": "import_entra", "state": "failed", "summary": None},
+        {"task": "export_entra", "state": "success", "summary": staged.summary()},
+    ]
+    text = render_cycle_report(store, steps, title="aadsync_cycle / manual__1")
+    assert text.startswith("# AADSync cycle report: aadsync_cycle / manual__1\n")
+    assert f"| import_ad | {imported} | full-import on `ad` | success | no changes |" in text
+    assert (f"| sync_ad | {synced.run_id} | full-sync on `ad` | success | projections 3 · metaverse changes") in text
+    assert "| sync_entra | | | upstream_failed | no run recorded |" in text
+    assert "| import_entra | | | failed | no run recorded: see the task's log |" in text
+    assert (
+        f"| export_entra | {staged.run_id} | export-staging on `entra` | staged | planned user adds 2 · "
+        "planned group adds 1 · planned member adds 2 |"
+    ) in text
+    assert "- sync_ad: the delta ran as a **full-sync** because no full sync has run yet" in text
+    assert f"## Run {synced.run_id}: full-sync on `ad` — success" in text
+    assert "## Export plan for `entra`" in text and "| planned_user_adds | 2 |" in text
+
+
+def test_report_says_nothing_is_left_to_export_and_no_fallbacks(store):
+    import_full(store, "ad", [ad_user(1)])
+    synced = run_sync(store, load_sync_rules(), connector="ad", mode="full")
+    store.finish_run(store.start_run("export", "entra"), "success", {"batch_calls": 0, "batch_calls_minimum": 0})
+    text = render_cycle_report(
+        store, [{"task": "sync_ad", "state": "success", "summary": synced.summary()}], title="t", plan_connector="x"
+    )
+    assert "Deltas that became full runs" not in text
+    assert "## Export plan for `x`\n\nNothing left to export." in text
+
+
+def test_export_highlights_show_writes_and_batch_calls_against_the_minimum():
+    run = {
+        "profile": "export",
+        "counters": {"user_creates": 2000, "member_adds": 2204, "user_updates": 0, "batch_calls": 110,
+                     "batch_calls_minimum": 110, "throttle_wait_seconds": 1.5},
+    }  # fmt: skip
+    assert step_highlights(run) == (
+        "user creates 2,000 · member adds 2,204 · throttle wait s 1.50 · $batch calls 110 (minimum 110)"
+    )
+    assert step_highlights({"profile": "delta-import", "counters": {"adds": 0}}) == "no changes"

@@ -1,0 +1,104 @@
+"""The operators' templated fields, their small parsers, the report file location and the failure hook."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from airflow_provider_aadsync.operators.ad_import import ADImportOperator
+from airflow_provider_aadsync.operators.callbacks import on_task_failure
+from airflow_provider_aadsync.operators.entra_export import EntraExportOperator
+from airflow_provider_aadsync.operators.entra_import import EntraImportOperator
+from airflow_provider_aadsync.operators.report import SyncReportOperator, report_path
+from airflow_provider_aadsync.operators.sync import (
+    CyclePreviewBranchOperator,
+    SyncOperator,
+    SyncPreviewOperator,
+    preview_requested,
+    rule_paths,
+)
+
+OPERATORS = [
+    ADImportOperator(task_id="import_ad"),
+    EntraImportOperator(task_id="import_entra"),
+    SyncOperator(task_id="sync_ad", connector="ad"),
+    EntraExportOperator(task_id="export_entra"),
+    SyncReportOperator(task_id="report"),
+    SyncPreviewOperator(task_id="preview"),
+    CyclePreviewBranchOperator(task_id="choose", preview_task_id="preview", cycle_task_id="import_ad"),
+]
+
+
+@pytest.mark.parametrize("operator", OPERATORS, ids=lambda operator: type(operator).__name__)
+def test_template_fields(operator):
+    for name in operator.template_fields:
+        getattr(operator, name)
+    assert "store_url" in operator.template_fields or isinstance(operator, CyclePreviewBranchOperator)
+
+
+def test_sync_operator_templates_mode_rules_and_endpoint():
+    assert {"mode", "rules", "endpoint", "store_url", "instance"} <= set(SyncOperator.template_fields)
+    assert {"staging", "deletion_threshold", "entra_conn_id"} <= set(EntraExportOperator.template_fields)
+
+
+@pytest.mark.parametrize(
+    ("rules", "paths"),
+    [
+        (None, []),
+        ("", []),
+        ("  ", []),
+        ("/etc/aadsync/rules", ["/etc/aadsync/rules"]),
+        ("/a.yaml, /b\n/c/", ["/a.yaml", "/b", "/c/"]),
+        (["/a.yaml", " ", "/b"], ["/a.yaml", "/b"]),
+    ],
+)
+def test_rule_paths_when_given_as_list_or_templated_string(rules, paths):
+    assert rule_paths(rules) == paths
+
+
+@pytest.mark.parametrize(
+    ("dn", "anchor", "requested"),
+    [(None, None, False), ("", "", False), ("None", "None", False), ("CN=x", "", True), ("", "abc", True)],
+)
+def test_preview_requested_when_params_render_empty_or_none(dn, anchor, requested):
+    assert preview_requested(dn, anchor) is requested
+
+
+def test_report_path_when_run_id_has_unsafe_characters(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    path = report_path("aadsync_cycle", "manual__2026-01-01T00:00:00+00:00/../x")
+    assert path == tmp_path / "aadsync" / "reports" / "aadsync_cycle" / "manual__2026-01-01T00:00:00+00:00_.._x.md"
+    assert report_path("d", "r", tmp_path / "elsewhere") == tmp_path / "elsewhere" / "d" / "r.md"
+    assert report_path("d", "r", " ").parent.parent == tmp_path / "aadsync" / "reports"
+
+
+class _TaskInstance:
+    dag_id, task_id = "aadsync_cycle", "export_entra"
+
+
+def called_back(context) -> None:
+    called_back.contexts.append(context)
+
+
+called_back.contexts = []
+
+
+def test_failure_hook_logs_when_no_callable_is_named(monkeypatch, caplog):
+    monkeypatch.delenv("AIRFLOW_VAR_AADSYNC_ON_FAILURE_CALLBACK", raising=False)
+    with caplog.at_level(logging.ERROR):
+        on_task_failure({"ti": _TaskInstance(), "run_id": "r1", "exception": RuntimeError("boom")})
+    assert "AADSync task aadsync_cycle.export_entra (run r1) failed: boom" in caplog.text
+
+
+def test_failure_hook_calls_the_callable_named_by_the_variable(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_AADSYNC_ON_FAILURE_CALLBACK", f"{__name__}.called_back")
+    context = {"ti": _TaskInstance(), "run_id": "r2"}
+    on_task_failure(context)
+    assert called_back.contexts[-1] is context
+
+
+def test_failure_hook_never_raises_when_the_named_callable_fails(monkeypatch, caplog):
+    monkeypatch.setenv("AIRFLOW_VAR_AADSYNC_ON_FAILURE_CALLBACK", "no.such.module.function")
+    on_task_failure({"ti": _TaskInstance(), "run_id": "r3"})
+    assert "the on-failure callback named by the Variable aadsync_on_failure_callback failed" in caplog.text
