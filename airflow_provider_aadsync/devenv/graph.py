@@ -1,7 +1,8 @@
 """The local Graph emulator as a background process for ``aadsync dev up``: start/stop by PID, a dev tenant.
 
 The emulator keeps its state in a JSON file under its home, so the dev tenant and what was written to it survive a
-``dev down`` / ``dev up``.
+``dev down`` / ``dev up``. The dev tenant has verified the seeded directory's mail domain, so the seeded AD users'
+UPNs can be exported to it as they are. The port the emulator was started on is remembered next to its PID.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 
 from airflow_provider_aadsync.devenv.processes import HOST, group_members, port_in_use
+from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
 
 #: The dev tenant and app registration (the local world only; real tenants come from Airflow connections).
 DEV_TENANT_ID = "00000000-0000-4000-8000-0000000dec0d"
@@ -35,9 +37,20 @@ class GraphEmulatorError(RuntimeError):
 class LocalGraphEmulator:
     """One emulator process serving ``https://127.0.0.1:PORT`` with its state under *home*."""
 
-    def __init__(self, home: Path, *, port: int = DEFAULT_PORT):
+    def __init__(self, home: Path, *, port: int | None = None):
+        """``port``: default, the port it was last started on, else :data:`DEFAULT_PORT`."""
         self.home = Path(home)
-        self.port = port
+        self.port = port or self._saved_port() or DEFAULT_PORT
+
+    @property
+    def port_path(self) -> Path:
+        return self.home / "emulator.port"
+
+    def _saved_port(self) -> int | None:
+        try:
+            return int(self.port_path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
 
     @property
     def pid_path(self) -> Path:
@@ -78,6 +91,7 @@ class LocalGraphEmulator:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.pid_path.write_text(f"{process.pid}\n")
+        self.port_path.write_text(f"{self.port}\n")
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
@@ -113,10 +127,18 @@ class LocalGraphEmulator:
         return httpx.request(method, f"{self.base_url}{path}", verify=context, timeout=timeout, **kwargs)
 
     def ensure_dev_tenant(self) -> None:
-        if self.admin("GET", f"/_emulator/tenants/{DEV_TENANT_ID}").status_code == 200:
+        """Create the dev tenant if it is missing (or recreate it empty if it predates its verified domain)."""
+        found = self.admin("GET", f"/_emulator/tenants/{DEV_TENANT_ID}")
+        if found.status_code == 200 and MAIL_DOMAIN in found.json().get("verifiedDomains", []):
             return
+        self.reset_dev_tenant()
+
+    def reset_dev_tenant(self) -> None:
+        """Replace the dev tenant with an empty one (same id, app and secret)."""
+        self.admin("DELETE", f"/_emulator/tenants/{DEV_TENANT_ID}")
         response = self.admin("POST", "/_emulator/tenants", json={
             "id": DEV_TENANT_ID, "name": DEV_TENANT_NAME, "displayName": "Contoso (dev)",
+            "verifiedDomains": [MAIL_DOMAIN],
             "apps": [{"clientId": DEV_CLIENT_ID, "clientSecret": DEV_CLIENT_SECRET}],
         })  # fmt: skip
         if response.status_code != 201:

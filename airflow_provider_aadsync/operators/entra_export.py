@@ -10,12 +10,21 @@ from airflow.sdk import BaseOperator
 from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.entra import EntraHook
+from airflow_provider_aadsync.operators.base import (
+    check_summary,
+    keep_failed_run,
+    last_run_id,
+    lock_holder,
+    store_url_or_default,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 #: Export results after which the task succeeds; ``stopped-*`` fails it with the result in the message.
 COMPLETED_EXPORT_RESULTS = ("success", "completed-export-errors", "staged")
+#: Pending deletes above which an export stops before writing anything (Entra Connect's default).
+DEFAULT_DELETION_THRESHOLD = ExportSettings.model_fields["deletion_threshold"].default
 
 
 def export_to_entra(
@@ -41,21 +50,35 @@ class EntraExportOperator(BaseOperator):
 
     :param entra_conn_id: the ``aadsync_entra`` connection (templated).
     :param staging: compute and store the export plan, write nothing (templated; ``"True"``/``"False"`` accepted).
-    :param deletion_threshold: more pending deletes than this stop the export before any write (templated).
-    :param store_url: SQLAlchemy URL of the store (templated); default: the embedded SQLite store.
+    :param deletion_threshold: more pending deletes than this stop the export before any write (templated; an
+        empty value means the default, 500).
+    :param write_budget: writes per ``write_window_seconds`` the export paces itself to (templated; Graph's per-app
+        limit, 3,000 per 150 s, by default).
+    :param write_window_seconds: the pacing window in seconds (templated).
+    :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :param connector: connector space name (default ``entra``).
     :return: a small run summary (run id, result, counters such as ``batch_calls`` vs ``batch_calls_minimum``).
     """
 
-    template_fields: Sequence[str] = ("entra_conn_id", "staging", "deletion_threshold", "store_url", "instance")
+    template_fields: Sequence[str] = (
+        "entra_conn_id",
+        "staging",
+        "deletion_threshold",
+        "write_budget",
+        "write_window_seconds",
+        "store_url",
+        "instance",
+    )
 
     def __init__(
         self,
         *,
         entra_conn_id: str = EntraHook.default_conn_name,
         staging: bool | str = False,
-        deletion_threshold: int | str = 500,
+        deletion_threshold: int | str | None = DEFAULT_DELETION_THRESHOLD,
+        write_budget: int | str = ExportSettings.model_fields["write_budget"].default,
+        write_window_seconds: float | str = ExportSettings.model_fields["write_window_seconds"].default,
         store_url: str | None = None,
         instance: str = "default",
         connector: str = "entra",
@@ -65,23 +88,33 @@ class EntraExportOperator(BaseOperator):
         self.entra_conn_id = entra_conn_id
         self.staging = staging
         self.deletion_threshold = deletion_threshold
+        self.write_budget = write_budget
+        self.write_window_seconds = write_window_seconds
         self.store_url = store_url
         self.instance = instance
         self.connector = connector
 
     def execute(self, context: Context) -> dict[str, Any]:
+        threshold = str(self.deletion_threshold).strip()
         settings = ExportSettings(
             staging=str(self.staging).strip().lower() in ("true", "1", "yes"),
-            deletion_threshold=int(self.deletion_threshold),
+            deletion_threshold=int(threshold) if threshold not in ("", "None") else DEFAULT_DELETION_THRESHOLD,
+            write_budget=int(self.write_budget),
+            write_window_seconds=float(self.write_window_seconds),
         )
-        holder = f"{context['dag'].dag_id}:{context['run_id']}"
-        with Store.open(self.store_url, instance=self.instance) as store:
-            summary = export_to_entra(
-                EntraHook(self.entra_conn_id), store, settings=settings, connector=self.connector, lock_holder=holder
-            )
+        with Store.open(store_url_or_default(self.store_url), instance=self.instance or "default") as store:
+            before = last_run_id(store)
+            try:
+                summary = export_to_entra(
+                    EntraHook(self.entra_conn_id),
+                    store,
+                    settings=settings,
+                    connector=self.connector,
+                    lock_holder=lock_holder(context),
+                )
+            except Exception:
+                keep_failed_run(context, store, self.connector, before)
+                raise
         self.log.info("Entra export %s", summary)
-        if summary["result"] not in COMPLETED_EXPORT_RESULTS:
-            raise RuntimeError(
-                f"Entra export stopped: {summary['result']} (run {summary['run_id']}): {summary.get('detail') or ''}"
-            )
+        check_summary(context, summary, COMPLETED_EXPORT_RESULTS, "Entra export")
         return summary

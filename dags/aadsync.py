@@ -1,0 +1,201 @@
+"""The sync cycle as Airflow DAGs, in the product's order: import AD → import Entra ID → sync AD → sync Entra ID →
+export to Entra ID, then the run report.
+
+- ``aadsync_cycle``: a delta cycle every 30 minutes (one run at a time, no catch-up). A delta whose watermark is
+  missing or too old, or a sync after the rule set changed, runs as a full one by itself, and the report says why.
+- ``aadsync_full``: the initial / full cycle, triggered by hand: full imports and full syncs, then the export.
+
+Both take the same params in the trigger form (staging, deletion threshold, endpoint, preview of one object; the
+cycle also takes ``mode``) and read their configuration from Airflow Variables with defaults that work in the local
+dev environment; see the README's "The DAGs" section.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import DAG, Param, Variable
+
+from airflow_provider_aadsync.operators.ad_import import ADImportOperator
+from airflow_provider_aadsync.operators.callbacks import on_task_failure
+from airflow_provider_aadsync.operators.entra_export import EntraExportOperator
+from airflow_provider_aadsync.operators.entra_import import EntraImportOperator
+from airflow_provider_aadsync.operators.report import SyncReportOperator
+from airflow_provider_aadsync.operators.sync import CyclePreviewBranchOperator, SyncOperator, SyncPreviewOperator
+
+
+def parse_time_setting(name: str, default: str) -> str:
+    """A Variable read when this file is parsed, for what operators cannot template (pool, retries).
+
+    The dag processor sees Variables from the metadata DB; ``airflow dags test`` parses the file itself and sees
+    only environment Variables (``AIRFLOW_VAR_<NAME>``), which every parser sees.
+    """
+    try:
+        value = Variable.get(name, default=None)
+    except Exception:  # no metadata DB or API at parse time (e.g. a DagBag check): the default
+        value = None
+    return default if value is None or str(value).strip() == "" else str(value).strip()
+
+
+def variable(name: str, default: str) -> str:
+    """A template that reads a Variable when the task runs (no metadata DB access while parsing)."""
+    return f"{{{{ var.value.get('{name}', '{default}') }}}}"
+
+
+GRAPH_WRITER_POOL = parse_time_setting("aadsync_graph_writer_pool", "default_pool")
+RETRIES = int(parse_time_setting("aadsync_retries", "2"))
+RETRY_DELAY = dt.timedelta(seconds=float(parse_time_setting("aadsync_retry_delay_seconds", "60")))
+
+AD_CONN_ID = variable("aadsync_ad_conn_id", "aadsync_ad")
+ENTRA_CONN_ID = variable("aadsync_entra_conn_id", "aadsync_entra")
+STORE_URL = variable("aadsync_store_url", "")  # empty: SQLite under $AADSYNC_HOME/store (~/.aadsync/store)
+INSTANCE = variable("aadsync_instance", "default")
+RULES = variable("aadsync_rules_path", "")  # empty: the shipped default rules
+REPORT_DIR = variable("aadsync_reports_dir", "")  # empty: $AIRFLOW_HOME/aadsync/reports
+DELETION_THRESHOLD = (
+    "{{ params.deletion_threshold if params.deletion_threshold is not none "
+    "else var.value.get('aadsync_deletion_threshold', 500) }}"
+)
+ENDPOINT = "{{ params.endpoint }}"
+
+COMMON_PARAMS: dict[str, Param] = {
+    "staging": Param(
+        False,
+        type="boolean",
+        title="Staging",
+        description="Import and synchronize, store the export plan, write nothing to Entra ID "
+        "(the report lists what an export would write).",
+    ),
+    "deletion_threshold": Param(
+        None,
+        type=["null", "integer"],
+        minimum=0,
+        title="Deletion threshold for this run",
+        description="More pending deletes than this stop the export before any write. Empty: the Variable "
+        "aadsync_deletion_threshold, else 500.",
+    ),
+    "endpoint": Param(
+        "v2",
+        type="string",
+        enum=["v2", "v1"],
+        title="Group member limit",
+        description="v2: groups of up to 250,000 members (the V2 endpoint's capability); v1: 50,000. A group above "
+        "the limit is a per-object sync error, never a truncated group. Changing it changes the rule set, so the "
+        "next sync of each connector is a full one.",
+    ),
+    "preview_connector": Param(
+        "ad",
+        type="string",
+        enum=["ad", "entra"],
+        title="Preview: connector",
+        description="Connector space of the object to preview.",
+    ),
+    "preview_dn": Param(
+        None,
+        type=["null", "string"],
+        title="Preview: DN",
+        description="Preview what sync would do with this object (rules in scope, join, flows, exports) instead of "
+        "running the cycle: the run writes nothing. Give a DN or an anchor, not both.",
+    ),
+    "preview_anchor": Param(
+        None,
+        type=["null", "string"],
+        title="Preview: anchor",
+        description="As the DN, by anchor (AD: objectGUID; Entra ID: object id).",
+    ),
+}
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "retries": RETRIES,
+    "retry_delay": RETRY_DELAY,
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": dt.timedelta(minutes=30),
+    "on_failure_callback": on_task_failure,
+}
+
+
+def sync_cycle_dag(dag_id: str, *, schedule: dt.timedelta | None, mode: str, params: dict[str, Param], doc: str) -> DAG:
+    """One cycle: the preview branch, the steps in the product's order, and the report as the cycle's teardown."""
+    store = {"store_url": STORE_URL, "instance": INSTANCE}
+    with DAG(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        max_active_runs=1,  # with the store lock: two runs of one sync instance never interleave
+        params=params,
+        default_args=DEFAULT_ARGS,
+        doc_md=doc,
+        tags=["aadsync"],
+    ) as dag:
+        choose = CyclePreviewBranchOperator(
+            task_id="choose_path",
+            preview_dn="{{ params.preview_dn or '' }}",
+            preview_anchor="{{ params.preview_anchor or '' }}",
+            preview_task_id="preview",
+            cycle_task_id="import_ad",
+            retries=0,  # deterministic: a retry would only repeat the same answer
+        )
+        preview = SyncPreviewOperator(
+            task_id="preview",
+            connector="{{ params.preview_connector }}",
+            dn="{{ params.preview_dn or '' }}",
+            anchor="{{ params.preview_anchor or '' }}",
+            rules=RULES,
+            endpoint=ENDPOINT,
+            report_dir=REPORT_DIR,
+            retries=0,
+            **store,
+        )
+        import_ad = ADImportOperator(task_id="import_ad", ad_conn_id=AD_CONN_ID, mode=mode, **store)
+        import_entra = EntraImportOperator(task_id="import_entra", entra_conn_id=ENTRA_CONN_ID, mode=mode, **store)
+        sync_ad = SyncOperator(task_id="sync_ad", connector="ad", mode=mode, rules=RULES, endpoint=ENDPOINT, **store)
+        sync_entra = SyncOperator(
+            task_id="sync_entra", connector="entra", mode=mode, rules=RULES, endpoint=ENDPOINT, **store
+        )
+        export_entra = EntraExportOperator(
+            task_id="export_entra",
+            entra_conn_id=ENTRA_CONN_ID,
+            staging="{{ params.staging }}",
+            deletion_threshold=DELETION_THRESHOLD,
+            pool=GRAPH_WRITER_POOL,  # caps the tasks writing to Graph at once, across DAGs
+            **store,
+        )
+        report = SyncReportOperator(task_id="report", report_dir=REPORT_DIR, **store)
+        choose >> [preview, import_ad]
+        # The report is the cycle's teardown: it runs whatever happened before it, and a failed step still fails
+        # the DAG run.
+        import_ad >> import_entra >> sync_ad >> sync_entra >> export_entra >> report.as_teardown()
+    return dag
+
+
+aadsync_cycle = sync_cycle_dag(
+    "aadsync_cycle",
+    schedule=dt.timedelta(minutes=30),
+    mode="{{ params.mode }}",
+    params={
+        "mode": Param(
+            "delta",
+            type="string",
+            enum=["delta", "full"],
+            title="Mode",
+            description="delta: the changes since the last run (DirSync, Graph delta query, objects with pending "
+            "imports); full: read and evaluate everything.",
+        ),
+        **COMMON_PARAMS,
+    },
+    doc="""The delta sync cycle, every 30 minutes: import AD → import Entra ID → sync AD → sync Entra ID → export to
+Entra ID → report. A delta without a usable watermark (none yet, older than its lifetime, rejected) or after a rule
+set change runs as a full one, and the report says why. Trigger it with params for a full cycle, a staging run or
+the preview of one object.""",
+)
+
+aadsync_full = sync_cycle_dag(
+    "aadsync_full",
+    schedule=None,
+    mode="full",
+    params=dict(COMMON_PARAMS),
+    doc="""The initial / full sync cycle, triggered by hand: full import of AD and Entra ID, full sync of both,
+export to Entra ID, report. Run it first, and after changing the configuration.""",
+)

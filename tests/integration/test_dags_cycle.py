@@ -1,0 +1,329 @@
+"""Airflow 3.3 itself runs the shipped DAGs (``airflow dags test``) against the real DC and the Graph emulator:
+``aadsync_full`` then ``aadsync_cycle`` bring Entra ID to the directory's state; staging and preview runs write
+nothing; an export that fails midway is retried by Airflow and ends exact; a failed step fails the DAG run, still
+gets its report, and calls the failure hook."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import ldap3
+import pytest
+
+from airflow_provider_aadsync.devenv.airflow_runs import DagRunOutcome, LocalAirflow, outcome, task_states
+from airflow_provider_aadsync.devenv.demo import make_demo_changes
+from airflow_provider_aadsync.devenv.samba import SambaDC
+from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+from airflow_provider_aadsync.engine.store import Store
+from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, entra_connection, entra_hook_for, trust
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+USERS, GROUPS, BIG = 200, 10, 150
+
+
+@pytest.fixture(scope="module")
+def dc(start_dc) -> SambaDC:
+    return start_dc(users=USERS, groups=GROUPS, group_size=BIG)
+
+
+def new_tenant(graph_server, name: str) -> dict:
+    response = httpx.post(
+        f"{graph_server.base_url}/_emulator/tenants",
+        json={"name": name, "verifiedDomains": [MAIL_DOMAIN],
+              "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
+        verify=trust(graph_server),
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def tenant(graph_server):
+    created = new_tenant(graph_server, "corp")
+    yield created
+    httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{created['id']}", verify=trust(graph_server))
+
+
+@pytest.fixture(scope="module")
+def airflow(dc, graph_server, tenant, tmp_path_factory) -> LocalAirflow:
+    """One AIRFLOW_HOME (metadata DB migrated once) and one AADSYNC_HOME (stores) for the module."""
+    root = tmp_path_factory.mktemp("airflow-world")
+    world = LocalAirflow(
+        root / "airflow",
+        dags_folder=REPO / "dags",
+        connections={
+            "aadsync_ad": {"conn_type": "aadsync_ad", **dc.connection_info()},
+            "aadsync_entra": json.loads(entra_connection(graph_server, tenant).as_json()),
+        },
+        variables={"aadsync_instance": "main", "aadsync_retry_delay_seconds": "1"},
+        env={"AADSYNC_HOME": str(root / "aadsync"), "PYTHONPATH": str(REPO)},
+    )
+    world.migrate()
+    return world
+
+
+def main_store(airflow: LocalAirflow, instance: str = "main") -> Store:
+    return Store.open(f"sqlite:///{Path(airflow.extra_env['AADSYNC_HOME']) / 'store' / f'{instance}.sqlite'}")
+
+
+def succeeded(run: DagRunOutcome, dc: SambaDC) -> DagRunOutcome:
+    assert run.succeeded, run.tail()
+    assert dc.admin_password not in run.output and GRAPH_SECRET not in run.output
+    print(f"{run.dag_id}: {run.seconds:.1f} s")  # the measured cost of one DAG run (pytest -s shows it)
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- expected state
+def immutable_id(guid_bytes: bytes) -> str:
+    return base64.b64encode(guid_bytes).decode()
+
+
+def first(value):
+    return value[0] if isinstance(value, list) else value
+
+
+def ad_state(dc: SambaDC) -> tuple[set[str], dict[str, set[str]]]:
+    """The AD side: the users' ImmutableIds, and each group's members (users by ImmutableId, groups by name)."""
+    conn = dc.connect()
+    try:
+        root = f"OU=AADSync,{dc.base_dn}"
+        conn.search(root, "(&(objectCategory=person)(objectClass=user))", ldap3.SUBTREE, attributes=["objectGUID"])
+        users = {entry["dn"].lower(): immutable_id(entry["raw_attributes"]["objectGUID"][0]) for entry in conn.response}
+        conn.search(root, "(objectClass=group)", ldap3.SUBTREE, attributes=["cn", "member"])
+        names = {entry["dn"].lower(): first(entry["attributes"]["cn"]) for entry in conn.response}
+        groups = {
+            first(entry["attributes"]["cn"]): {
+                users.get(member.lower()) or f"group:{names[member.lower()]}"
+                for member in entry["attributes"]["member"]
+            }
+            for entry in conn.response
+        }
+    finally:
+        conn.unbind()
+    return set(users.values()), groups
+
+
+def graph_state(hook) -> tuple[set[str], dict[str, set[str]]]:
+    """The Entra side, read independently through Graph, in the same shape as :func:`ad_state`."""
+    users = [
+        user
+        for page in hook.paginate("/users", params={"$select": "id,onPremisesImmutableId", "$top": "999"})
+        for user in page["value"]
+    ]
+    immutable_ids = [user["onPremisesImmutableId"] for user in users]
+    assert len(immutable_ids) == len(set(immutable_ids)), "a user was created twice"
+    groups: dict[str, set[str]] = {}
+    for page in hook.paginate("/groups", params={"$select": "id,displayName", "$top": "999"}):
+        for group in page["value"]:
+            assert group["displayName"] not in groups, f"group {group['displayName']} was created twice"
+            members = [
+                member
+                for members_page in hook.paginate(
+                    f"/groups/{group['id']}/members",
+                    params={"$select": "id,displayName,onPremisesImmutableId", "$top": "999"},
+                )
+                for member in members_page["value"]
+            ]
+            groups[group["displayName"]] = {
+                member["onPremisesImmutableId"]
+                if member["@odata.type"] == "#microsoft.graph.user"
+                else f"group:{member['displayName']}"
+                for member in members
+            }
+    return set(immutable_ids), groups
+
+
+def write_requests(graph_server) -> int:
+    """Graph writes so far (token requests are POSTs too, but write nothing)."""
+    counters = httpx.get(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server)).json()
+    return sum(
+        n
+        for key, n in counters["requests"].items()
+        if key.split(" ", 1)[0] in ("POST", "PATCH", "DELETE") and "/oauth2/" not in key
+    )
+
+
+# ------------------------------------------------------------------------------------------------------ tests
+@pytest.fixture(scope="module")
+def synced(airflow, dc, graph_server, tenant) -> dict:
+    """``aadsync_full`` on the seeded directory, the demo's AD changes, then ``aadsync_cycle``; what the later tests
+    start from."""
+    hook = entra_hook_for(graph_server, tenant)
+    full = succeeded(airflow.dags_test("aadsync_full"), dc)
+    after_full = (graph_state(hook), ad_state(dc))
+    changes = make_demo_changes(dc)
+    cycle = succeeded(airflow.dags_test("aadsync_cycle"), dc)
+    return {"full": full, "after_full": after_full, "changes": changes, "cycle": cycle, "hook": hook}
+
+
+def test_full_then_cycle_bring_entra_to_the_directory_state(airflow, dc, synced):
+    graph, ad = synced["after_full"]
+    assert graph == ad
+    assert len(ad[0]) == USERS and len(ad[1][f"BigGroup-{BIG}"]) == BIG
+    report = airflow.report(synced["full"])
+    for line in ("full-import on `ad` | success", "full-import on `entra` | success", "full-sync on `ad` | success",
+                 "full-sync on `entra` | success", f"export on `entra` | success | user creates {USERS} · group "
+                 f"creates {GROUPS + 1} · member adds"):  # fmt: skip
+        assert line in report, report
+    assert "Nothing left to export." in report
+
+    hook = synced["hook"]
+    assert graph_state(hook) == ad_state(dc)  # after the demo's changes and the delta cycle
+    new_hire = hook.request("GET", "/users", params={"$filter": f"userPrincipalName eq 'demo.newhire@{MAIL_DOMAIN}'"})
+    assert [user["displayName"] for user in new_hire["value"]] == ["Demo New Hire"]
+    report = airflow.report(synced["cycle"])
+    assert "delta-import on `ad` | success | adds 1 · updates 4 · renames 1 · deletes 1" in report, report
+    assert "delta-sync on `ad` | success" in report and "Deltas that became full runs" not in report
+    assert (
+        "export on `entra` | success | user creates 1 · user updates 1 · user deletes 1 · member adds 1 · "
+        "member removes 2 · $batch calls 2 (minimum 2)"
+    ) in report
+    with main_store(airflow) as store:
+        runs = [(run["profile"], run["connector"], run["result"]) for run in reversed(store.list_runs(limit=5))]
+    assert runs == [("delta-import", "ad", "success"), ("delta-import", "entra", "success"),
+                    ("delta-sync", "ad", "success"), ("delta-sync", "entra", "success"),
+                    ("export", "entra", "success")]  # fmt: skip
+
+
+def test_staging_run_writes_nothing_and_reports_the_plan(airflow, dc, graph_server, synced):
+    conn = dc.connect()
+    try:
+        assert conn.add(
+            f"CN=Staged Hire,OU=Users,OU=AADSync,{dc.base_dn}",
+            ["top", "person", "organizationalPerson", "user"],
+            {
+                "sAMAccountName": "staged.hire",
+                "userPrincipalName": f"staged.hire@{MAIL_DOMAIN}",
+                "sn": "Hire",
+                "displayName": "Staged Hire",
+            },
+        ), conn.result
+    finally:
+        conn.unbind()
+    before = write_requests(graph_server)
+    run = succeeded(airflow.dags_test("aadsync_cycle", {"staging": True}), dc)
+    assert write_requests(graph_server) == before
+    report = airflow.report(run)
+    assert "export-staging on `entra` | staged | planned user adds 1" in report, report
+    assert "## Export plan for `entra`" in report and f"- userPrincipalName: ['staged.hire@{MAIL_DOMAIN}']" in report
+
+
+def test_preview_run_writes_nothing(airflow, dc, graph_server, synced):
+    with main_store(airflow) as store:
+        runs_before = store.list_runs(limit=1)[0]["id"]
+    before = write_requests(graph_server)
+    dn = f"CN=Staged Hire,OU=Users,OU=AADSync,{dc.base_dn}"
+    run = succeeded(airflow.dags_test("aadsync_cycle", {"preview_dn": dn}), dc)
+    assert write_requests(graph_server) == before
+    with main_store(airflow) as store:
+        assert store.list_runs(limit=1)[0]["id"] == runs_before  # no import, sync or export ran
+    states = task_states(airflow.home, "aadsync_cycle", run.run_id)
+    assert states["preview"][0] == "success" and states["import_ad"][0] == states["report"][0] == "skipped"
+    report = airflow.report(run)
+    assert f"Preview of ad user {dn}" in report and "Nothing was written." in report
+    assert "Outbound to entra" in report
+
+
+def test_export_failed_midway_is_retried_by_airflow_and_ends_exact(airflow, dc, graph_server):
+    """A fresh instance and tenant: the cycle's deltas run as full ones; Graph starts failing (503) in the middle of
+    the export, so the task fails; Airflow retries it after the backoff and the retry resumes: no duplicate, no gap."""
+    tenant = new_tenant(graph_server, "retry")
+    hook = entra_hook_for(graph_server, tenant)
+    settings = f"{graph_server.base_url}/_emulator/settings"
+    env = {
+        "AIRFLOW_CONN_AADSYNC_ENTRA": entra_connection(graph_server, tenant).as_json(),
+        "AIRFLOW_VAR_AADSYNC_INSTANCE": "retry",
+        "AIRFLOW_VAR_AADSYNC_RETRY_DELAY_SECONDS": "2",
+    }
+    httpx.delete(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server))
+    httpx.put(settings, json={"latencyMs": 40}, verify=trust(graph_server))
+    started = time.monotonic()
+    child = subprocess.Popen(
+        airflow.dags_test_command("aadsync_cycle"),
+        env=airflow.environment(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=airflow.home,
+    )
+    try:
+        while batch_calls(graph_server) < 4 and child.poll() is None and time.monotonic() - started < 120:
+            time.sleep(0.005)
+        httpx.put(settings, json={"faultRatio5xx": 1.0, "faultRetryAfterSeconds": 0}, verify=trust(graph_server))
+        with main_store(airflow, "retry") as store:
+            while not any(run["result"] == "stopped-extension-error" for run in store.list_runs(limit=3)):
+                assert child.poll() is None and time.monotonic() - started < 120, "the export did not fail"
+                time.sleep(0.02)
+        httpx.put(settings, json={"faultRatio5xx": None, "latencyMs": None}, verify=trust(graph_server))
+        output, _ = child.communicate(timeout=300)
+    finally:
+        httpx.put(settings, json={"faultRatio5xx": None, "latencyMs": None, "faultRetryAfterSeconds": None},
+                  verify=trust(graph_server))  # fmt: skip
+        if child.poll() is None:
+            child.kill()
+    run = succeeded(outcome("aadsync_cycle", child.returncode, output, time.monotonic() - started), dc)
+    assert task_states(airflow.home, "aadsync_cycle", run.run_id)["export_entra"] == ("success", 2)
+    assert graph_state(hook) == ad_state(dc)
+    with main_store(airflow, "retry") as store:
+        exports = [run["result"] for run in reversed(store.list_runs(limit=2))]
+    assert exports == ["stopped-extension-error", "success"]
+    report = airflow.report(run)
+    assert "Deltas that became full runs" in report
+    assert "import_ad: the delta ran as a **full-import** because no DirSync cookie saved yet" in report, report
+    assert "sync_ad: the delta ran as a **full-sync** because no full sync has run yet" in report
+
+
+def batch_calls(graph_server) -> int:
+    counters = httpx.get(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server)).json()
+    return sum(n for key, n in counters["requests"].items() if key.startswith("POST") and key.endswith("/$batch"))
+
+
+def test_deletion_threshold_override_stops_the_export_fails_the_run_and_calls_the_failure_hook(
+    airflow, dc, graph_server, synced, tmp_path
+):
+    """A run with the param ``deletion_threshold=0`` and a pending delete: the export stops before any write, the
+    task fails with the step result, the DAG run fails, the report still shows the stopped run, and the callable
+    named by the Variable receives the failure. The next run (default threshold) writes the delete and the staged
+    add: Entra ID matches AD again."""
+    marker = tmp_path / "failed.json"
+    conn = dc.connect()
+    try:
+        assert conn.delete(f"CN=Demo New Hire,OU=Users,OU=AADSync,{dc.base_dn}"), conn.result
+    finally:
+        conn.unbind()
+    before = write_requests(graph_server)
+    run = airflow.dags_test(
+        "aadsync_cycle",
+        {"deletion_threshold": 0},
+        AIRFLOW_VAR_AADSYNC_RETRIES="0",
+        AIRFLOW_VAR_AADSYNC_ON_FAILURE_CALLBACK="tests.integration.test_dags_cycle.record_failure",
+        AADSYNC_TEST_FAILURE_FILE=str(marker),
+    )
+    assert run.returncode == 1 and run.state == "failed", run.tail()
+    assert write_requests(graph_server) == before
+    assert "Entra export stopped: stopped-deletion-threshold-exceeded" in run.output
+    states = task_states(airflow.home, "aadsync_cycle", run.run_id)
+    assert states["export_entra"][0] == "failed" and states["report"][0] == "success"
+    report = airflow.report(run)
+    assert "export on `entra` | stopped-deletion-threshold-exceeded |" in report, report
+    assert "1 deletes are pending, more than the deletion threshold of 0; nothing was written" in report
+    assert json.loads(marker.read_text()) == {"task": "export_entra", "run_id": run.run_id}
+
+    succeeded(airflow.dags_test("aadsync_cycle"), dc)
+    assert graph_state(synced["hook"]) == ad_state(dc)
+
+
+def record_failure(context) -> None:
+    """The failure hook of the test above: named by the Variable, imported and called by the DAG's callback."""
+    import os
+
+    Path(os.environ["AADSYNC_TEST_FAILURE_FILE"]).write_text(
+        json.dumps({"task": context["ti"].task_id, "run_id": context["run_id"]})
+    )

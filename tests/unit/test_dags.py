@@ -1,0 +1,99 @@
+"""The shipped DAGs parse with no import errors and have the shape the README promises: schedule, one run at a time,
+the cycle's order, the params of the trigger form, the Graph writer pool, retries and the failure hook."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CYCLE = ["import_ad", "import_entra", "sync_ad", "sync_entra", "export_entra", "report"]
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def test_dags_import_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dags) == {"aadsync_cycle", "aadsync_full"}
+
+
+def test_cycle_runs_every_30_minutes_one_at_a_time_without_catchup(dagbag):
+    cycle = dagbag.dags["aadsync_cycle"]
+    assert cycle.timetable.delta == dt.timedelta(minutes=30)
+    assert cycle.max_active_runs == 1 and cycle.catchup is False
+    full = dagbag.dags["aadsync_full"]
+    assert type(full.timetable).__name__ == "NullTimetable" and full.max_active_runs == 1  # manual trigger only
+
+
+@pytest.mark.parametrize("dag_id", ["aadsync_cycle", "aadsync_full"])
+def test_steps_run_in_the_products_order_after_the_preview_branch(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    for upstream, downstream in zip(CYCLE, CYCLE[1:], strict=False):
+        assert dag.get_task(downstream).upstream_task_ids == {upstream}
+    assert dag.get_task("choose_path").downstream_task_ids == {"preview", "import_ad"}
+    assert dag.get_task("report").is_teardown  # reports failed cycles without changing the run's state
+    modes = {dag.get_task(task_id).mode for task_id in ("import_ad", "import_entra", "sync_ad", "sync_entra")}
+    assert modes == ({"{{ params.mode }}"} if dag_id == "aadsync_cycle" else {"full"})
+
+
+def test_params_of_the_trigger_form(dagbag):
+    params = dagbag.dags["aadsync_cycle"].params
+    schema = {name: params.get_param(name).schema for name in params}
+    assert schema["mode"]["enum"] == ["delta", "full"] and params["mode"] == "delta"
+    assert schema["staging"]["type"] == "boolean" and params["staging"] is False
+    assert schema["deletion_threshold"]["type"] == ["null", "integer"] and params["deletion_threshold"] is None
+    assert schema["endpoint"]["enum"] == ["v2", "v1"] and params["endpoint"] == "v2"
+    assert schema["preview_connector"]["enum"] == ["ad", "entra"]
+    assert params["preview_dn"] is None and params["preview_anchor"] is None
+    assert all(params.get_param(name).description for name in params)
+    assert "mode" not in dagbag.dags["aadsync_full"].params
+
+
+def test_retries_backoff_failure_hook_and_the_default_pool(dagbag):
+    from airflow_provider_aadsync.operators.callbacks import on_task_failure
+
+    task = dagbag.dags["aadsync_cycle"].get_task("export_entra")
+    assert task.retries == 2 and task.retry_delay == dt.timedelta(seconds=60)
+    assert task.retry_exponential_backoff == 2.0 and task.max_retry_delay == dt.timedelta(minutes=30)
+    assert task.on_failure_callback == [on_task_failure]
+    assert task.pool == "default_pool"
+
+
+def test_pool_and_retries_come_from_variables_when_the_file_is_parsed(tmp_path):
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(REPO / 'dags')!r})\n"
+        "task = bag.dags['aadsync_full'].get_task('export_entra')\n"
+        "print(task.pool, task.retries, task.retry_delay.total_seconds())\n"
+    )
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW_VAR_AADSYNC_GRAPH_WRITER_POOL": "aadsync_graph_writers",
+        "AIRFLOW_VAR_AADSYNC_RETRIES": "5",
+        "AIRFLOW_VAR_AADSYNC_RETRY_DELAY_SECONDS": "7",
+    }
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-3:] == ["aadsync_graph_writers", "5", "7.0"]
+
+
+def test_configuration_is_templated_from_variables_with_defaults(dagbag):
+    dag = dagbag.dags["aadsync_cycle"]
+    assert dag.get_task("import_ad").ad_conn_id == "{{ var.value.get('aadsync_ad_conn_id', 'aadsync_ad') }}"
+    export = dag.get_task("export_entra")
+    assert export.entra_conn_id == "{{ var.value.get('aadsync_entra_conn_id', 'aadsync_entra') }}"
+    assert export.store_url == "{{ var.value.get('aadsync_store_url', '') }}"
+    assert export.instance == "{{ var.value.get('aadsync_instance', 'default') }}"
+    assert "aadsync_deletion_threshold" in export.deletion_threshold and export.staging == "{{ params.staging }}"
+    assert dag.get_task("sync_ad").rules == "{{ var.value.get('aadsync_rules_path', '') }}"
