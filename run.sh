@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything this project needs on a Debian machine, then run one of its jobs.
-#   ./run.sh demo   the main job: local Samba AD DC, seed, full + delta AD import, run report
+#   ./run.sh demo   the main job: local AD + Graph emulator, then Airflow runs the full and a delta sync cycle
 #   ./run.sh test   lint and the whole test suite (what CI runs)
 #   ./run.sh setup  only install (apt packages, .venv with the pinned dependency set)
 set -euo pipefail

@@ -470,44 +470,27 @@ def expr(expression: str, sets: tuple[str, ...], params: tuple[str, ...]) -> Non
 @click.option("--users", type=int, default=2000, show_default=True)
 @click.option("--groups", type=int, default=50, show_default=True)
 @click.option("--group-size", type=int, default=1501, show_default=True)
-@click.option("--report-file", type=click.Path(path_type=Path), default=None, help="Also save the report here.")
-@click.option("--keep-running", is_flag=True, help="Leave the local DC running afterwards (stop: aadsync dev down).")
+@click.option("--report-file", type=click.Path(path_type=Path), default=None, help="Also save the reports here.")
+@click.option(
+    "--keep-running", is_flag=True, help="Leave the local DC and the emulator running afterwards (aadsync dev down)."
+)
 def demo(users: int, groups: int, group_size: int, report_file: Path | None, keep_running: bool) -> None:
-    """The main job for now: local AD up and seeded, full import + full sync, some changes, delta import + delta
-    sync (default rules), then the run report and the export plan for Entra ID."""
-    from airflow_provider_aadsync.devenv.demo import make_demo_changes
-    from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
-    from airflow_provider_aadsync.devenv.paths import aadsync_home
-    from airflow_provider_aadsync.engine.report import render_pending_exports, render_runs
-    from airflow_provider_aadsync.engine.sync import run_sync
-    from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-    from airflow_provider_aadsync.operators.ad_import import run_ad_import
+    """The main job: the local AD (seeded) and the Graph emulator up, then Airflow itself runs the sync cycle DAGs
+    (`airflow dags test`, embedded SQLite metadata DB): aadsync_full, a few changes in AD, aadsync_cycle. Prints both
+    cycle reports, with the Entra ID export counters. Resets the local DC and the emulator's dev tenant."""
+    from airflow_provider_aadsync.devenv.demo import run_demo
 
-    dc = _dev_dc()
-    dc.stop()
-    dc = cached_seeded_dc(dc.home, users=users, groups=groups, group_size=group_size)
-    store_path = aadsync_home() / "store" / "demo.sqlite"
-    for leftover in store_path.parent.glob(f"{store_path.name}*"):
-        leftover.unlink()
-    try:
-        with Store.open(f"sqlite:///{store_path}", instance="demo") as store:
-            rules = load_sync_rules()
-            full = run_ad_import(_ad_hook(None), store, mode="full")
-            full_sync = run_sync(store, rules, connector="ad", mode="full")
-            changes = make_demo_changes(dc)
-            click.echo(f"changed in AD between the imports: {json.dumps(changes, indent=2)}", err=True)
-            delta = run_ad_import(_ad_hook(None), store, mode="delta")
-            delta_sync = run_sync(store, rules, connector="ad", mode="delta")
-            runs = [full["run_id"], full_sync.run_id, delta["run_id"], delta_sync.run_id]
-            text = render_runs(store, runs) + "\n" + render_pending_exports(store)
-    finally:
-        if not keep_running:
-            dc.stop()
-    click.echo(text)
+    result = run_demo(
+        users=users,
+        groups=groups,
+        group_size=group_size,
+        keep_running=keep_running,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    click.echo(result.text)
     if report_file:
-        report_file.write_text(text)
-    results = [full["result"], full_sync.result, delta["result"], delta_sync.result]
-    if any(result != "success" for result in results):
+        report_file.write_text(result.text)
+    if not result.succeeded:
         raise SystemExit(1)
 
 

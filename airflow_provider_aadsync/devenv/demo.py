@@ -1,10 +1,18 @@
-"""Changes the demo makes in the local AD between its full and its delta import, one of each kind."""
+"""The README's main job (``aadsync demo``): the local world up, then the sync cycle DAGs run by Airflow itself;
+and the changes it makes in the local AD between its full and its delta cycle, one of each kind."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import ldap3
 
 from airflow_provider_aadsync.devenv.samba import SambaDC
+
+#: The sync instance (store) of the demo: started empty on every run.
+DEMO_INSTANCE = "demo"
 
 
 def _first_dns(conn: ldap3.Connection, base: str, search_filter: str, count: int) -> list[str]:
@@ -66,3 +74,90 @@ def make_demo_changes(dc: SambaDC) -> dict[str, str]:
         "member_added": f"{added} → {group}",
         "member_removed": f"{member} ✗ {group}",
     }
+
+
+# --------------------------------------------------------------------------------------------------- the demo
+@dataclass
+class DemoResult:
+    """What ``aadsync demo`` prints: the reports of its two DAG runs, and whether both succeeded."""
+
+    text: str
+    succeeded: bool
+    seconds: dict[str, float]
+
+
+def run_demo(
+    *,
+    users: int,
+    groups: int,
+    group_size: int,
+    keep_running: bool = False,
+    progress: Callable[[str], None] = print,
+) -> DemoResult:
+    """The README's main job, through Airflow itself.
+
+    Start the local AD DC (restored from the seeded fixture cache, built once) and the Graph emulator (its dev tenant
+    reset to empty), migrate Airflow's embedded SQLite metadata DB under ``$AADSYNC_HOME/airflow``, run the
+    ``aadsync_full`` DAG, make a few changes in AD, run ``aadsync_cycle`` (a delta cycle), and return both cycle
+    reports. The sync store is the ``demo`` instance, started empty each time. Both servers are stopped at the end
+    unless ``keep_running``.
+    """
+    from airflow_provider_aadsync.devenv.airflow_runs import LocalAirflow
+    from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
+    from airflow_provider_aadsync.devenv.graph import LocalGraphEmulator
+    from airflow_provider_aadsync.devenv.paths import aadsync_home, dev_dc_home, dev_graph_home
+    from airflow_provider_aadsync.devenv.processes import free_port, port_in_use
+
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    dc = SambaDC(dev_dc_home())
+    dc.stop()
+    dc = cached_seeded_dc(dc.home, users=users, groups=groups, group_size=group_size)
+    graph = LocalGraphEmulator(dev_graph_home())
+    try:
+        if not graph.is_running() and port_in_use(graph.port):
+            graph = LocalGraphEmulator(graph.home, port=free_port())
+        graph.start()
+        graph.reset_dev_tenant()
+        seconds["servers"] = time.monotonic() - started
+        progress(
+            f"local AD at {dc.ldaps_url} ({users:,} users, {groups:,} groups, a {group_size:,}-member group) and the "
+            f"Graph emulator at {graph.base_url} (empty dev tenant) up in {seconds['servers']:.1f} s"
+        )
+        home = aadsync_home()
+        store = home / "store" / f"{DEMO_INSTANCE}.sqlite"
+        for leftover in store.parent.glob(f"{store.name}*"):
+            leftover.unlink()
+        airflow = LocalAirflow(
+            home / "airflow",
+            connections={
+                "aadsync_ad": {"conn_type": "aadsync_ad", **dc.connection_info()},
+                "aadsync_entra": graph.connection_info(),
+            },
+            variables={"aadsync_instance": DEMO_INSTANCE},
+            env={"AADSYNC_HOME": str(home)},
+        )
+        seconds["airflow db migrate"] = airflow.migrate()
+        progress(f"Airflow metadata DB (SQLite) migrated in {seconds['airflow db migrate']:.1f} s at {airflow.home}")
+        reports = []
+        for dag_id in ("aadsync_full", "aadsync_cycle"):
+            if dag_id == "aadsync_cycle":
+                changes = make_demo_changes(dc)
+                progress("changed in AD since aadsync_full:\n" + "\n".join(f"  {k}: {v}" for k, v in changes.items()))
+            progress(f"airflow dags test {dag_id} ...")
+            run = airflow.dags_test(dag_id)
+            seconds[dag_id] = run.seconds
+            progress(f"{dag_id}: {run.state or 'did not finish'} in {run.seconds:.1f} s (run {run.run_id})")
+            if run.run_id is not None:
+                try:
+                    reports.append(airflow.report(run))
+                except FileNotFoundError:
+                    pass
+            if not run.succeeded:
+                progress(f"{dag_id} failed; the end of its output:\n{run.tail()}")
+                return DemoResult("\n".join(reports), False, seconds)
+        return DemoResult("\n".join(reports), True, seconds)
+    finally:
+        if not keep_running:
+            dc.stop()
+            graph.stop()
