@@ -271,9 +271,23 @@ def main(argv: list[str]) -> int:
     entra.add_argument("--users", type=int, default=100_000)
     entra.add_argument("--groups", type=int, default=5_000)
     entra.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    from airflow_provider_aadsync.devenv import bench_sync  # imports this module: only once it is loaded
+
+    bench_sync.add_arguments(sub.add_parser("sync", help="rule evaluation, full and delta sync (no servers)"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aadsync-bench-") as scratch:
-        if args.bench == "ad-import":
+        if args.bench == "sync":
+            results = bench_sync.bench_sync(
+                args.users,
+                args.groups,
+                args.group_size,
+                args.changes,
+                Path(scratch),
+                member_changes=args.member_changes,
+                profile=args.profile,
+            )
+            print(bench_sync.render_sync(results))
+        elif args.bench == "ad-import":
             results = bench_ad_import(args.users, args.groups, args.group_size, args.changes, Path(scratch))
             print(render(results))
         else:
