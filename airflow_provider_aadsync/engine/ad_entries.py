@@ -13,6 +13,9 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ldap3.core.exceptions import LDAPInvalidDnError
+from ldap3.utils.dn import parse_dn
+
 from airflow_provider_aadsync.engine.source import ObjectDecodeError, Reference, SourceObject
 
 #: What the shipped rules read; a connection's ``attributes`` extra replaces it.
@@ -94,6 +97,28 @@ def reference_from_value(value: str) -> Reference:
     """A DN-valued attribute value as a reference; without an extended GUID, the DN stands in as placeholder."""
     parsed = parse_extended_dn(value)
     return (parsed.guid or f"dn:{parsed.dn.lower()}", parsed.dn)
+
+
+_DN_ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2}|.)")
+
+
+def rdn_value(dn: str, kind: str) -> str | None:
+    """The unescaped value of ``dn``'s first RDN when it is of type ``kind`` (``CN=Smith\\, J`` → ``Smith, J``)."""
+    try:
+        first = parse_dn(dn)[0]
+    except (LDAPInvalidDnError, IndexError):
+        return None
+    if first[0].lower() != kind.lower():
+        return None
+    raw = bytearray()
+    position = 0
+    for match in _DN_ESCAPE.finditer(first[1]):
+        raw += first[1][position : match.start()].encode()
+        escaped = match.group(1)
+        raw += bytes.fromhex(escaped) if len(escaped) == 2 else escaped.encode()
+        position = match.end()
+    raw += first[1][position:].encode()
+    return raw.decode("utf-8", "replace")
 
 
 def split_range_option(attribute: str) -> tuple[str, int | None, str | None]:
@@ -188,6 +213,11 @@ class EntryDecoder:
                     result.references.setdefault(name, []).extend(references)
             else:
                 result.attrs[name] = [self._convert(kind, name, value, parsed.dn, anchor) for value in values]
+        if not deleted and "cn" not in {name.lower() for name in result.attrs}:
+            # DirSync may leave the naming attribute out of an added object; it is the DN's first RDN value.
+            rdn = rdn_value(parsed.dn, "CN")
+            if rdn is not None:
+                result.attrs["cn"] = [rdn]
         return result
 
     def _plan(self, attribute: str) -> _AttributePlan:

@@ -90,6 +90,12 @@ class TestEntryDecoder:
         assert obj.reference_removes == {"member": [(str(GUID), "CN=Carol,DC=corp,DC=test")]}
         assert obj.references == {}
 
+    def test_added_object_without_cn_gets_it_from_its_dn(self):
+        """DirSync may leave the naming attribute out of an added object; rules read it (displayName fallback)."""
+        raw = {"objectGUID": [GUID.bytes_le], "objectClass": [b"top", b"user"], "sAMAccountName": [b"new"]}
+        obj = EntryDecoder().decode(extended(GUID, "CN=Smith\\, J\\C3\\BCrgen,OU=X,DC=corp,DC=test"), raw, partial=True)
+        assert obj.attrs["cn"] == ["Smith, Jürgen"]
+
     def test_tombstone(self):
         raw = {"objectGUID": [GUID.bytes_le], "isDeleted": [b"TRUE"], "objectClass": [b"top", b"user"]}
         dn = extended(GUID, "CN=Alice\\0ADEL:2c5ae0de,CN=Deleted Objects,DC=corp,DC=test")
