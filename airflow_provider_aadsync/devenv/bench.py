@@ -271,9 +271,10 @@ def main(argv: list[str]) -> int:
     entra.add_argument("--users", type=int, default=100_000)
     entra.add_argument("--groups", type=int, default=5_000)
     entra.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    from airflow_provider_aadsync.devenv import bench_sync  # imports this module: only once it is loaded
+    from airflow_provider_aadsync.devenv import bench_export, bench_sync  # they import this module: load them last
 
     bench_sync.add_arguments(sub.add_parser("sync", help="rule evaluation, full and delta sync (no servers)"))
+    bench_export.add_arguments(sub.add_parser("export", help="the Entra export against the Graph emulator"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aadsync-bench-") as scratch:
         if args.bench == "sync":
@@ -287,6 +288,17 @@ def main(argv: list[str]) -> int:
                 profile=args.profile,
             )
             print(bench_sync.render_sync(results))
+        elif args.bench == "export":
+            results = bench_export.bench_export(
+                args.users,
+                args.groups,
+                args.group_size,
+                args.updates,
+                args.cap_writes,
+                args.cap_seconds,
+                Path(scratch),
+            )
+            print(bench_export.render_export(results))
         elif args.bench == "ad-import":
             results = bench_ad_import(args.users, args.groups, args.group_size, args.changes, Path(scratch))
             print(render(results))
