@@ -17,6 +17,7 @@ drops a conflicting SMTP address, records the conflict, and releases it when the
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -293,6 +294,7 @@ class EntraExporter:
         self._retry: list[_Operation] = []
         self._settled = False
         self._phase = "object"
+        self._connection: sa.Connection | None = None
 
     # ------------------------------------------------------------------------------------------------ phases
     def run(self) -> None:
@@ -505,12 +507,18 @@ class EntraExporter:
             if any(operations[int(index)].kind == "create" for index in unknown):
                 time.sleep(self.settings.resend_settle_seconds)  # let Graph finish what it may be processing
         self.pacer.spent(len(operations))
-        for index, operation in enumerate(operations):
-            if str(index) in unknown:
-                self._reconcile(operation)
-                continue
-            handler = getattr(self, f"_after_{operation.kind.replace('-', '_')}")
-            handler(operation, answers[str(index)])
+        # Every outcome of this call in one transaction: one commit per call, not per operation.
+        with self.store.transaction() as connection:
+            self._connection = connection
+            try:
+                for index, operation in enumerate(operations):
+                    if str(index) in unknown:
+                        self._reconcile(operation)
+                        continue
+                    handler = getattr(self, f"_after_{operation.kind.replace('-', '_')}")
+                    handler(operation, answers[str(index)])
+            finally:
+                self._connection = None
 
     def _reconcile(self, operation: _Operation) -> None:
         """An operation whose call was cut off: creates are looked up (and adopted); the rest are idempotent."""
@@ -533,7 +541,7 @@ class EntraExporter:
 
     def _after_update(self, operation: _Operation, answer: GraphAnswer) -> None:
         if answer.ok:
-            with self.store.transaction() as connection:
+            with self._transaction() as connection:
                 self._write_attributes(connection, operation.anchor, operation.changes)
                 self._release_conflicts(connection, operation.anchor, operation.changes)
                 connection.execute(sa.delete(pending_export).where(self._row(operation.anchor)))
@@ -545,7 +553,7 @@ class EntraExporter:
 
     def _after_delete(self, operation: _Operation, answer: GraphAnswer) -> None:
         if answer.ok or answer.status == 404:
-            with self.store.transaction() as connection:
+            with self._transaction() as connection:
                 for table in (pending_export, pending_export_reference, cs_reference, cs_object):
                     connection.execute(
                         sa.delete(table).where(table.c.connector == self.connector, table.c.anchor == operation.anchor)
@@ -586,12 +594,21 @@ class EntraExporter:
         self._fail_member(operation, answer)
 
     # ---------------------------------------------------------------------------------------- state in the store
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """The open transaction of the call being recorded, or a new one: a call's outcomes commit together."""
+        if self._connection is not None:
+            yield self._connection
+            return
+        with self.store.transaction() as connection:
+            yield connection
+
     def _row(self, anchor: str) -> sa.ColumnElement[bool]:
         return sa.and_(pending_export.c.connector == self.connector, pending_export.c.anchor == anchor)
 
     def _mark_sent(self, operations: Sequence[_Operation]) -> None:
         objects = [op.anchor for op in operations if op.kind in ("create", "update", "delete")]
-        with self.store.transaction() as connection:
+        with self._transaction() as connection:
             if objects:
                 connection.execute(
                     sa.update(pending_export)
@@ -623,7 +640,7 @@ class EntraExporter:
         attrs = {name: values for name, values in written.items() if values}
         attrs["id"] = [object_id]
         serialized = serialize_attrs(attrs)
-        with self.store.transaction() as connection:
+        with self._transaction() as connection:
             connection.execute(
                 sa.update(cs_object)
                 .where(cs_object.c.connector == self.connector, cs_object.c.anchor == provisional)
@@ -701,7 +718,7 @@ class EntraExporter:
         )
 
     def _confirm_members(self, group: str, targets: Sequence[str], *, added: bool) -> None:
-        with self.store.transaction() as connection:
+        with self._transaction() as connection:
             connection.execute(sa.delete(pending_export_reference).where(self._references(group, targets)))
             current = connection.execute(
                 sa.select(cs_reference.c.target_anchor).where(
@@ -763,7 +780,7 @@ class EntraExporter:
             )
             .exists()
         )
-        with self.store.transaction() as connection:
+        with self._transaction() as connection:
             connection.execute(
                 sa.delete(pending_export).where(
                     pending_export.c.connector == self.connector,
@@ -806,7 +823,7 @@ class EntraExporter:
             return False
         self.counters["conflicts_recorded"] += 1
         if operation.kind == "update" and not operation.changes:
-            with self.store.transaction() as connection:
+            with self._transaction() as connection:
                 connection.execute(sa.delete(pending_export).where(self._row(operation.anchor)))
             return True
         self._retry.append(operation)
@@ -822,7 +839,7 @@ class EntraExporter:
         return f"{prefix}+{random.randint(1000, 9999)}@{self._initial_domain}"
 
     def _record_conflict(self, anchor: str, attribute: str, wanted: str, placeholder: str | None) -> None:
-        with self.store.transaction() as connection:
+        with self._transaction() as connection:
             self.store.upsert(
                 connection,
                 export_conflict,
@@ -843,7 +860,7 @@ class EntraExporter:
         log.warning("duplicate %s %r on %s: %s", attribute, wanted, anchor, placeholder or "value dropped")
 
     def _update_placeholder(self, anchor: str, placeholder: str) -> None:
-        with self.store.transaction() as connection:
+        with self._transaction() as connection:
             connection.execute(
                 sa.update(export_conflict)
                 .where(
@@ -894,7 +911,7 @@ class EntraExporter:
         self._fail_rows([operation.anchor], code, f"{operation.kind} of {operation.dn}: {message}", dn=operation.dn)
 
     def _fail_rows(self, anchors: Sequence[str], code: str, message: str, *, dn: str | None = None) -> None:
-        with self.store.transaction() as connection:
+        with self._transaction() as connection:
             connection.execute(
                 sa.update(pending_export)
                 .where(pending_export.c.connector == self.connector, pending_export.c.anchor.in_(list(anchors)))
@@ -916,7 +933,7 @@ class EntraExporter:
         group: str | None = None,
         targets: Sequence[str] = (),
     ) -> None:
-        with self.store.transaction() as connection:
+        with self._transaction() as connection:
             if group is not None:
                 connection.execute(
                     sa.update(pending_export_reference).where(self._references(group, targets)).values(state="failed")
