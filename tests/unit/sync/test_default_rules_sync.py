@@ -209,7 +209,9 @@ def test_moving_out_of_scope_disconnects_and_deprovisions(store, rules):
 
 
 def test_member_limit_is_a_per_object_error_and_the_rest_goes_on(store):
-    rules = load_default_rules({"MemberLimit": 2})
+    from airflow_provider_aadsync.engine.sync.settings import rule_parameters
+
+    rules = load_default_rules({**rule_parameters(), "MemberLimit": 2})
     seed(store)
     result = run_sync(store, rules, connector="ad", mode="full")
     assert result.result == "completed-sync-errors"

@@ -1,0 +1,125 @@
+"""The shipped group writeback rules on a hand-built world: Microsoft 365 groups → pending AD exports."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_aadsync.engine.source import SourceObject
+from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
+from airflow_provider_aadsync.engine.sync.settings import (
+    WRITEBACK_LIMIT_DEFAULT,
+    WRITEBACK_OU_DEFAULT,
+    load_sync_rules,
+    writeback_limit,
+)
+from tests.unit.sync.world import (
+    ad_group,
+    ad_user,
+    entra_user,
+    exports,
+    guid,
+    immutable_id,
+    import_full,
+    links,
+    metaverse,
+    reference_exports,
+)
+
+GROUP_ID = "5a1e5000-0000-4000-8000-00000000c0de"
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
+        yield opened
+
+
+def cloud_group(object_id: str, name: str, members: list[str], *, unified: bool = True, **attrs) -> SourceObject:
+    values = {
+        "id": [object_id],
+        "displayName": [name],
+        "mailNickname": [name.lower().replace(" ", "")],
+        "groupTypes": ["Unified"] if unified else [],
+        "mailEnabled": [unified],
+        "securityEnabled": [not unified],
+        **{key: value if isinstance(value, list) else [value] for key, value in attrs.items()},
+    }
+    return SourceObject(
+        anchor=object_id,
+        dn=f"groups/{object_id}",
+        object_type="group",
+        attrs={k: v for k, v in values.items() if v},
+        references={"members": [(m, None) for m in members]},
+    )
+
+
+def world(store, rules, *, members=("cloud-1", "cloud-2", "cloud-3", "cloud-9")):
+    import_full(store, "ad", [ad_user(1), ad_user(2), ad_user(3), ad_group(20, "Staff", members=[1])])
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    cloud = [entra_user(f"cloud-{n}", f"user{n}@corp.example", immutable_id(guid(n))) for n in (1, 2, 3)]
+    cloud.append(entra_user("cloud-9", "cloudonly@corp.example"))  # only in the cloud
+    cloud.append(
+        cloud_group(
+            GROUP_ID,
+            "Project Falcon",
+            list(members),
+            description="M365",
+            mail="falcon@corp.example",
+            proxyAddresses=["SMTP:falcon@corp.example", "smtp:falcon@corp.onmicrosoft.com"],
+        )
+    )
+    cloud.append(cloud_group("5ec00000-0000-4000-8000-000000000001", "Sec", ["cloud-1"], unified=False))
+    import_full(store, "entra", cloud)
+    return run_sync(store, rules, connector="entra", mode="full")
+
+
+def test_m365_group_is_staged_as_universal_distribution_group_with_joined_members(store):
+    result = world(store, load_sync_rules())
+    assert result.result == "success", result
+    cloud_groups = [attrs for attrs in metaverse(store).values() if attrs["type"] == "cloudGroup"]
+    assert [g["cloudAnchor"] for g in cloud_groups] == [[GROUP_ID]]  # the security group is not written back
+    (anchor, export), *others = exports(store, "ad").items()
+    assert not others and anchor.startswith(PROVISIONAL_PREFIX) and export["operation"] == "add"
+    assert export["dn"] == f"CN=Group_{GROUP_ID},{WRITEBACK_OU_DEFAULT}"
+    changes = export["changes"]
+    assert changes["groupType"] == ["8"] and changes["sAMAccountName"] == ["Group_00000000c0de"]
+    assert changes["displayName"] == ["Project Falcon"] and changes["description"] == ["M365"]
+    assert changes["mail"] == ["falcon@corp.example"]
+    assert sorted(changes["proxyAddresses"]) == ["SMTP:falcon@corp.example", "smtp:falcon@corp.onmicrosoft.com"]
+    # members are the AD users the cloud members are joined to; the cloud-only member is skipped and counted
+    assert reference_exports(store, "ad") == {(anchor, guid(n), "add") for n in (1, 2, 3)}
+    assert result.counters["references_pending"] == 1
+    # the AD group "Staff" is not joined to the cloud group, and nothing of the cloud group goes back to Entra
+    names = {tuple(e["changes"].get("displayName", [])) for e in exports(store, "entra").values()}
+    assert ("Project Falcon",) not in names and ("Staff",) in names
+    assert len([1 for (_c, _a), (mv, _t) in links(store).items() if mv == links(store, "ad")[("ad", anchor)][0]]) == 2
+
+
+def test_display_name_naming_keeps_cn_within_64_characters(store):
+    rules = load_sync_rules(writeback_naming="displayName")
+    import_full(store, "entra", [cloud_group(GROUP_ID, "x" * 80 + ", Sales", [])])
+    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+    (export,) = exports(store, "ad").values()
+    cn = export["dn"].split(",OU=")[0]
+    assert cn == "CN=" + "x" * 51 + "_00000000c0de" and len(cn) - 3 == 64
+
+
+def test_group_over_the_writeback_limit_is_an_object_error_until_the_limit_is_raised(store):
+    result = world(store, load_sync_rules(writeback_size_limit=2))
+    assert result.result == "completed-sync-errors"
+    (error,) = store.run_errors(result.run_id)
+    assert "Group writeback size limit exceeded: more than 2 members" in error["message"]
+    assert exports(store, "ad") == {}
+    raised = run_sync(store, load_sync_rules(writeback_size_limit=3), connector="entra", mode="delta")
+    assert raised.result == "success" and raised.mode == "full"  # a changed limit re-evaluates everything
+    assert len(reference_exports(store, "ad")) == 3
+
+
+def test_writeback_limit_defaults_to_50000_and_is_refused_above_250000():
+    assert writeback_limit() == WRITEBACK_LIMIT_DEFAULT == 50_000
+    assert writeback_limit("100,000") == 100_000 and writeback_limit(250_000) == 250_000
+    with pytest.raises(ValueError, match="cannot be raised above 250,000 members"):
+        writeback_limit(250_001)
+    with pytest.raises(ValueError, match="whole number"):
+        writeback_limit("lots")
