@@ -51,6 +51,7 @@ DEFAULT_AD_ATTRIBUTES: tuple[str, ...] = (
     "isCriticalSystemObject",
     "mS-DS-ConsistencyGuid",
     "groupType",
+    "adminDescription",
     "info",
     "member",
     "manager",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import ssl
+import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +23,8 @@ from ldap3.protocol.microsoft import dir_sync_control, extended_dn_control, show
 from ldap3.utils.conv import escape_filter_chars
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from airflow_provider_aadsync.engine.ad_entries import parse_extended_dn
+from airflow_provider_aadsync.engine.ad_export import ADWriteRefused
 from airflow_provider_aadsync.engine.source import WatermarkRejectedError
 from airflow_provider_aadsync.hooks._settings import describe_validation_error
 
@@ -37,6 +41,8 @@ log = logging.getLogger(__name__)
 RawEntry = tuple[str, dict[str, list[bytes]]]
 
 DIRSYNC_OID = "1.2.840.113556.1.4.841"
+#: LDAP_SERVER_PERMISSIVE_MODIFY_OID: adding a value already present or removing one that is absent succeeds.
+PERMISSIVE_MODIFY_OID = "1.2.840.113556.1.4.1413"
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 
 #: Objects the import reads. Tombstones keep objectClass (not objectCategory), so DirSync filters on it alone.
@@ -60,6 +66,14 @@ class ActiveDirectoryConnectionError(ActiveDirectoryError):
 
 class DirSyncCookieRejected(ActiveDirectoryError, WatermarkRejectedError):
     """Raised when the DC refuses the saved DirSync cookie (expired, from another DC or corrupt)."""
+
+
+class ActiveDirectoryWriteError(ActiveDirectoryError, ADWriteRefused):
+    """Raised when the DC refuses a write; ``code`` is the LDAP result's name (``entryAlreadyExists``, ...)."""
+
+    def __init__(self, message: str, *, code: str, dn: str):
+        ADWriteRefused.__init__(self, message, code=code)
+        self.dn = dn
 
 
 class ADConnectionSettings(BaseModel):
@@ -416,6 +430,156 @@ class ActiveDirectoryHook(BaseHook):
             yield entries, cookie
             if not more:
                 return
+
+    # ------------------------------------------------------------------------------------------------ writing
+    # Objects that exist are addressed as <GUID=...>: AD and Samba accept it for every operation, so a write reaches
+    # the object even after someone renamed or moved it. Member values are <GUID=...> too: no DN lookups.
+    def add_object(self, dn: str, object_class: str, attributes: dict[str, list[Any]]) -> str:
+        """Create ``dn`` with ``attributes``; return its objectGUID (text form)."""
+        values = {name: list(vals) for name, vals in attributes.items() if vals}
+        self._write("add", dn, lambda conn: conn.add(dn, object_class, values))
+        guid = self.object_guid(dn)
+        if guid is None:
+            raise ActiveDirectoryWriteError(f"{dn} was added but cannot be read back", code="noSuchObject", dn=dn)
+        return guid
+
+    def modify_object(self, guid: str, replace: dict[str, list[Any]]) -> None:
+        """Replace the values of attributes (an empty list clears the attribute)."""
+        changes = {name: [(ldap3.MODIFY_REPLACE, list(values))] for name, values in replace.items()}
+        target = guid_dn(guid)
+        self._write("modify", target, lambda conn: conn.modify(target, changes, controls=_PERMISSIVE))
+
+    def modify_references(
+        self, guid: str, attribute: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> None:
+        """Add and remove reference values (target objectGUIDs) of one attribute in one modify operation.
+
+        Idempotent: the permissive-modify control asks the DC to accept a value already present or already absent.
+        Samba 4.17 ignores that control for linked attributes such as ``member`` (entryAlreadyExists /
+        unwillingToPerform), so on those refusals the current values are read once and only the difference is sent.
+        """
+        operations = _reference_operations(add, remove)
+        if not operations:
+            return
+        target = guid_dn(guid)
+        try:
+            self._write(
+                "modify", target, lambda conn: conn.modify(target, {attribute: operations}, controls=_PERMISSIVE)
+            )
+        except ActiveDirectoryWriteError as error:
+            if error.code not in ("entryAlreadyExists", "unwillingToPerform", "noSuchAttribute"):
+                raise
+            present = {_value_guid(value) for value in self.read_values(guid, attribute)}
+            self.counters["ldap_reconcile_reads"] += 1
+            operations = _reference_operations(
+                [t for t in add if t.lower() not in present], [t for t in remove if t.lower() in present]
+            )
+            if operations:
+                self._write("modify", target, lambda conn: conn.modify(target, {attribute: operations}))
+
+    def move_object(self, guid: str, new_dn: str) -> None:
+        """Rename and/or move the object to ``new_dn`` (one modify DN operation)."""
+        rdn, _, superior = _split_rdn(new_dn)
+        target = guid_dn(guid)
+        self._write(
+            "modify DN", target, lambda conn: conn.modify_dn(target, rdn, delete_old_dn=True, new_superior=superior)
+        )
+
+    def delete_object(self, guid: str) -> None:
+        target = guid_dn(guid)
+        self._write("delete", target, lambda conn: conn.delete(target))
+
+    def object_guid(self, dn: str) -> str | None:
+        """The objectGUID of the object at ``dn``, or None when there is none."""
+        entry = self._read_base(dn, ["objectGUID"])
+        raw = (entry or {}).get("objectGUID")
+        return str(uuid.UUID(bytes_le=raw[0])) if raw else None
+
+    def object_dn(self, guid: str) -> str | None:
+        """The current DN of the object with this objectGUID, or None when there is none."""
+        conn = self.get_conn()
+        try:
+            conn.search(guid_dn(guid), "(objectClass=*)", ldap3.BASE, attributes=["objectGUID"])
+        except ldap_errors.LDAPNoSuchObjectResult:
+            return None
+        entries = [entry for entry in conn.response if entry["type"] == "searchResEntry"]
+        return entries[0]["dn"] if entries else None
+
+    def read_values(self, guid: str, attribute: str) -> list[bytes]:
+        """All values of ``attribute`` of an object, ranged reads included (the import's code path)."""
+        dn = self.object_dn(guid)
+        if dn is None:
+            return []
+        conn = self.get_conn()
+        conn.search(
+            dn,
+            "(objectClass=*)",
+            ldap3.BASE,
+            attributes=[f"{attribute};range=0-{RANGE_WINDOW - 1}"],
+            controls=[extended_dn_control(criticality=False, hex_format=False)],
+        )
+        entry = conn.response[0]
+        return self._complete_ranges(entry["dn"], dict(entry["raw_attributes"])).get(attribute, [])
+
+    def _read_base(self, dn: str, attributes: Sequence[str]) -> dict[str, list[bytes]] | None:
+        conn = self.get_conn()
+        try:
+            conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=list(attributes))
+        except ldap_errors.LDAPNoSuchObjectResult:
+            return None
+        entries = [entry for entry in conn.response if entry["type"] == "searchResEntry"]
+        return dict(entries[0]["raw_attributes"]) if entries else None
+
+    def _write(self, what: str, dn: str, call) -> None:
+        """Run one write; a refusal becomes an ActiveDirectoryWriteError naming the LDAP result."""
+        conn = self.get_conn()
+        self.counters["ldap_writes"] += 1
+        try:
+            call(conn)
+        except ldap_errors.LDAPOperationResult as error:
+            code = error.description or str(error.result)
+            message = f"{what} of {dn} refused by {self.settings.url}: {code} {_short(error.message or '')}".strip()
+            raise ActiveDirectoryWriteError(message, code=code, dn=dn) from None
+
+    @cached_property
+    def counters(self) -> Counter[str]:
+        """LDAP writes sent through this hook (the export reports them)."""
+        return Counter()
+
+
+_PERMISSIVE = [(PERMISSIVE_MODIFY_OID, False, None)]
+
+
+def _reference_operations(add: Sequence[str], remove: Sequence[str]) -> list[tuple[str, list[str]]]:
+    operations: list[tuple[str, list[str]]] = []
+    if remove:
+        operations.append((ldap3.MODIFY_DELETE, [guid_dn(target) for target in remove]))
+    if add:
+        operations.append((ldap3.MODIFY_ADD, [guid_dn(target) for target in add]))
+    return operations
+
+
+def _value_guid(value: bytes) -> str | None:
+    """The GUID of a value read with the extended-DN control (``<GUID=...>;<SID=...>;CN=...``)."""
+    return parse_extended_dn(value.decode("utf-8", "replace")).guid
+
+
+def guid_dn(guid: str) -> str:
+    """The ``<GUID=...>`` form that addresses an object by objectGUID whatever its DN."""
+    return f"<GUID={guid}>"
+
+
+def _split_rdn(dn: str) -> tuple[str, str, str]:
+    """``CN=a\\,b,OU=x,DC=y`` → (``CN=a\\,b``, ",", ``OU=x,DC=y``), honouring escaped commas."""
+    escaped = False
+    for index, char in enumerate(dn):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ",":
+            return dn[:index], ",", dn[index + 1 :]
+    return dn, "", ""
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -1,0 +1,606 @@
+"""Export to Active Directory (group writeback): pending exports of the ``ad`` connector → LDAP writes.
+
+The same shape as the Entra export (``entra_export.py``): the plan is what sync staged (``pending_export`` and
+``pending_export_reference``); writes go in phases so nothing refers to an object before it exists — deletes, adds,
+updates (renames/moves, then attribute replaces), member changes. Every LDAP operation is bracketed by state writes
+in the store: its rows are marked ``sent`` before it and ``confirmed`` (applied to the connector space and removed
+from the plan) or ``failed`` after it, each in its own transaction. A task killed anywhere and retried re-sends
+only what is not confirmed: an add it had sent is looked up at its DN and adopted; modifies replace values and
+member changes are idempotent (permissive modify, with a read-and-diff fallback in the hook), so re-sending them
+is harmless; a delete of an object already gone counts as done.
+
+Membership travels in modify operations of many values each (``member_chunk``, 5,000 by default): a 250,000-member
+group is 50 modifies. Objects that exist are addressed by ``<GUID=...>``, so a group someone renamed in AD is still
+found. Guards as in the Entra export: the deletion threshold stops the export before the first write, staging mode
+writes nothing, 5,000 errors stop the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from airflow_provider_aadsync.engine.entra_export import ErrorLimitReached, ExportResult
+from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, process_holder
+from airflow_provider_aadsync.engine.importer import attrs_digest, serialize_attrs
+from airflow_provider_aadsync.engine.source import adjust_references_hash, format_hash
+from airflow_provider_aadsync.engine.store import (
+    Store,
+    cs_object,
+    cs_reference,
+    link,
+    pending_export,
+    pending_export_reference,
+    utcnow,
+)
+from airflow_provider_aadsync.engine.sync.synchronizer import PROVISIONAL_PREFIX
+
+log = logging.getLogger(__name__)
+
+_OPEN = ("pending", "sent", "failed")
+#: LDAP object class per connector-space object type the export can create.
+_OBJECT_CLASSES = {"group": "group"}
+
+
+class ADWriteRefused(Exception):
+    """Raised by a writer when the DC refuses one operation (the hook's ActiveDirectoryWriteError is one).
+
+    ``code`` is the LDAP result's name: ``entryAlreadyExists``, ``noSuchObject``, ``constraintViolation``, ...
+    """
+
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+class ADWriter(Protocol):
+    """What the export needs from an LDAP connection (the ActiveDirectoryHook in production)."""
+
+    counters: Mapping[str, int]
+
+    def add_object(self, dn: str, object_class: str, attributes: dict[str, list[Any]]) -> str:
+        """Create the object; return its objectGUID."""
+        ...
+
+    def modify_object(self, guid: str, replace: dict[str, list[Any]]) -> None: ...
+
+    def modify_references(
+        self, guid: str, attribute: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> None: ...
+
+    def move_object(self, guid: str, new_dn: str) -> None: ...
+
+    def delete_object(self, guid: str) -> None: ...
+
+    def object_guid(self, dn: str) -> str | None: ...
+
+    def object_dn(self, guid: str) -> str | None: ...
+
+
+class ADExportSettings(BaseModel):
+    """How one AD export run behaves; the operator fills it from task parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Compute and store the plan, write nothing.
+    staging: bool = False
+    #: More pending deletes than this stops the export before anything is written.
+    deletion_threshold: int = Field(500, ge=0)
+    error_limit: int = Field(ERROR_LIMIT, ge=1)
+    #: Member values per modify operation.
+    member_chunk: int = Field(5_000, ge=1, le=100_000)
+    #: What deprovisioning does: delete the object, or move it to ``holding_ou`` (outside the import's base DN).
+    deprovision: Literal["delete", "move"] = "delete"
+    holding_ou: str | None = None
+
+    @model_validator(mode="after")
+    def _holding_ou_for_move(self) -> ADExportSettings:
+        if self.deprovision == "move" and not (self.holding_ou or "").strip():
+            raise ValueError("deprovision='move' needs a holding_ou (an OU outside the AD connection's base DN)")
+        return self
+
+
+def plan_counts(store: Store, connector: str, member_chunk: int) -> dict[str, int]:
+    """The plan by operation and object type, member changes, and the least number of LDAP writes it needs."""
+    with store.engine.connect() as connection:
+        objects = connection.execute(
+            sa.select(pending_export.c.operation, pending_export.c.object_type, sa.func.count())
+            .where(pending_export.c.connector == connector, pending_export.c.state.in_(_OPEN))
+            .group_by(pending_export.c.operation, pending_export.c.object_type)
+        ).all()
+        updates = connection.execute(
+            sa.select(pending_export.c.changes).where(
+                pending_export.c.connector == connector,
+                pending_export.c.operation == "update",
+                pending_export.c.changes != "{}",
+                pending_export.c.state.in_(_OPEN),
+            )
+        ).scalars()
+        update_writes = 0
+        for changes in updates:
+            parsed = json.loads(changes)
+            update_writes += ("dn" in parsed) + bool(set(parsed) - {"dn"})
+        references = connection.execute(
+            sa.select(pending_export_reference.c.operation, sa.func.count())
+            .where(pending_export_reference.c.connector == connector, pending_export_reference.c.state.in_(_OPEN))
+            .group_by(pending_export_reference.c.anchor, pending_export_reference.c.operation)
+        ).all()
+    counts: dict[str, int] = {}
+    for operation, object_type, number in objects:
+        counts[f"planned_{object_type}_{operation}s"] = number
+    counts["planned_deletes"] = sum(n for op, _t, n in objects if op == "delete")
+    counts["planned_member_adds"] = sum(n for op, n in references if op == "add")
+    counts["planned_member_removes"] = sum(n for op, n in references if op == "remove")
+    member_writes = sum(math.ceil(n / member_chunk) for _op, n in references)
+    object_writes = sum(n for op, _t, n in objects if op in ("add", "delete")) + update_writes
+    counts["ldap_writes_minimum"] = object_writes + member_writes
+    return counts
+
+
+def run_ad_export(
+    store: Store,
+    writer: ADWriter,
+    *,
+    connector: str = "ad",
+    settings: ADExportSettings | None = None,
+    lock_holder: str | None = None,
+) -> ExportResult:
+    """Export the pending plan of ``connector`` to Active Directory, recorded as a run."""
+    settings = settings or ADExportSettings()
+    with store.locked(lock_holder or process_holder()):
+        run_id = store.start_run("export-staging" if settings.staging else "export", connector)
+        counts = plan_counts(store, connector, settings.member_chunk)
+        store.update_run(run_id, counts, "export plan recorded; writing")
+        deletes = counts["planned_deletes"]
+        if deletes > settings.deletion_threshold:
+            detail = (
+                f"{deletes:,} deletes are pending, more than the deletion threshold of "
+                f"{settings.deletion_threshold:,}; nothing was written. If the deletes are intended, run the export "
+                f"again with a deletion threshold of at least {deletes:,} (task parameter `deletion_threshold`, or "
+                f"`aadsync export-ad --deletion-threshold {deletes}`)"
+            )
+            store.finish_run(run_id, "stopped-deletion-threshold-exceeded", counts, detail)
+            return ExportResult(
+                run_id, connector, "export", "stopped-deletion-threshold-exceeded", counts, detail=detail
+            )
+        if settings.staging:
+            detail = "staging mode: the plan is stored and nothing was written"
+            store.finish_run(run_id, "staged", counts, detail)
+            return ExportResult(run_id, connector, "export", "staged", counts, detail=detail)
+        exporter = ADExporter(store, writer, connector, run_id, settings)
+        try:
+            exporter.run()
+        except ErrorLimitReached:
+            final = exporter.final_counters(counts)
+            store.record_errors(run_id, exporter.errors)
+            detail = f"stopped after {len(exporter.errors)} object errors"
+            store.finish_run(run_id, "stopped-error-limit", final, detail)
+            return ExportResult(run_id, connector, "export", "stopped-error-limit", final, detail=detail)
+        except Exception as error:
+            store.record_errors(run_id, exporter.errors)
+            store.finish_run(run_id, "stopped-extension-error", exporter.final_counters(counts), repr(error))
+            raise
+        final = exporter.final_counters(counts)
+        result = "completed-export-errors" if exporter.errors else "success"
+        store.record_errors(run_id, exporter.errors)
+        store.finish_run(run_id, result, final)
+        log.info("export to %s finished: %s %s", connector, result, final)
+        return ExportResult(run_id, connector, "export", result, final)
+
+
+class ADExporter:
+    """Runs the phases of one AD export; every LDAP write is bracketed by state writes in the store."""
+
+    def __init__(self, store: Store, writer: ADWriter, connector: str, run_id: int, settings: ADExportSettings):
+        self.store = store
+        self.writer = writer
+        self.connector = connector
+        self.run_id = run_id
+        self.settings = settings
+        self.counters: Counter[str] = Counter()
+        self.errors: list[dict[str, Any]] = []
+        self._start = dict(writer.counters)
+
+    def run(self) -> None:
+        for row in self._plan_rows("delete"):
+            self._delete(row)
+        for row in self._plan_rows("add"):
+            self._add(row)
+        for row in self._plan_rows("update"):
+            self._update(row)
+        self._members()
+        self._forget_empty_updates()
+
+    def final_counters(self, planned: Mapping[str, int]) -> dict[str, float]:
+        result: dict[str, float] = {**planned, **self.counters}
+        for name in ("ldap_writes", "ldap_reconcile_reads"):
+            result[name] = self.writer.counters.get(name, 0) - self._start.get(name, 0)
+        minimum = planned.get("ldap_writes_minimum", 0)
+        result["ldap_writes_vs_minimum"] = round(result["ldap_writes"] / minimum, 3) if minimum else 0.0
+        result["errors"] = len(self.errors)
+        return result
+
+    # ------------------------------------------------------------------------------------------ read the plan
+    def _plan_rows(self, operation: str) -> Iterator[Any]:
+        query = sa.select(pending_export).where(
+            pending_export.c.connector == self.connector,
+            pending_export.c.operation == operation,
+            pending_export.c.state.in_(_OPEN),
+        )
+        last = ""
+        while True:
+            with self.store.engine.connect() as connection:
+                rows = connection.execute(
+                    query.where(pending_export.c.anchor > last).order_by(pending_export.c.anchor).limit(1_000)
+                ).all()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].anchor
+
+    # ---------------------------------------------------------------------------------------------- objects
+    def _delete(self, row: Any) -> None:
+        if row.anchor.startswith(PROVISIONAL_PREFIX):
+            return
+        self._mark_sent([row.anchor])
+        try:
+            if self.settings.deprovision == "move":
+                rdn = _first_rdn(self.writer.object_dn(row.anchor) or row.dn)
+                self.writer.move_object(row.anchor, f"{rdn},{self.settings.holding_ou}")
+            else:
+                self.writer.delete_object(row.anchor)
+        except ADWriteRefused as error:
+            if error.code != "noSuchObject":
+                self._fail(row, error)
+                return
+        with self.store.transaction() as connection:
+            for table in (pending_export, pending_export_reference, cs_reference, cs_object):
+                connection.execute(
+                    sa.delete(table).where(table.c.connector == self.connector, table.c.anchor == row.anchor)
+                )
+        self.counters[
+            f"{row.object_type}_{'moves_to_holding' if self.settings.deprovision == 'move' else 'deletes'}"
+        ] += 1
+
+    def _add(self, row: Any) -> None:
+        object_class = _OBJECT_CLASSES.get(row.object_type)
+        if object_class is None:
+            self._fail(row, None, code="unsupported", message=f"the AD export cannot create {row.object_type} objects")
+            return
+        changes = json.loads(row.changes)
+        if row.state == "sent":
+            # An interrupted run sent this add: the object may exist already; then it is ours.
+            found = self.writer.object_guid(row.dn)
+            if found is not None:
+                self._adopt(row, found, changes)
+                self.counters["adds_reconciled"] += 1
+                return
+        self._mark_sent([row.anchor])
+        try:
+            guid = self.writer.add_object(row.dn, object_class, {k: v for k, v in changes.items() if v})
+        except ADWriteRefused as error:
+            found = self.writer.object_guid(row.dn) if error.code == "entryAlreadyExists" else None
+            if found is None or self._linked_elsewhere(found):
+                self._fail(row, error)
+                return
+            # An object at our DN that nothing else is linked to: a create of ours whose answer was lost.
+            guid = found
+            self.counters["adds_reconciled"] += 1
+        self._adopt(row, guid, changes)
+        self.counters[f"{row.object_type}_adds"] += 1
+
+    def _update(self, row: Any) -> None:
+        if row.anchor.startswith(PROVISIONAL_PREFIX):
+            return
+        changes = json.loads(row.changes)
+        if not changes:
+            return  # a marker for member changes only
+        self._mark_sent([row.anchor])
+        new_dn = (changes.pop("dn", None) or [None])[0]
+        try:
+            if new_dn and (self.writer.object_dn(row.anchor) or "").lower() != new_dn.lower():
+                self.writer.move_object(row.anchor, new_dn)
+                self.counters[f"{row.object_type}_renames"] += 1
+            if changes:
+                self.writer.modify_object(row.anchor, changes)
+        except ADWriteRefused as error:
+            self._fail(row, error)
+            return
+        with self.store.transaction() as connection:
+            self._write_attributes(connection, row.anchor, changes, new_dn)
+            connection.execute(sa.delete(pending_export).where(self._row(row.anchor)))
+        self.counters[f"{row.object_type}_updates"] += 1
+
+    # ---------------------------------------------------------------------------------------------- members
+    def _members(self) -> None:
+        """Per group and operation, chunks of ``member_chunk`` values, each one modify operation."""
+        query = (
+            sa.select(
+                pending_export_reference.c.anchor,
+                pending_export_reference.c.attribute,
+                pending_export_reference.c.operation,
+                sa.func.count(),
+            )
+            .where(
+                pending_export_reference.c.connector == self.connector,
+                pending_export_reference.c.state.in_(_OPEN),
+            )
+            .group_by(
+                pending_export_reference.c.anchor,
+                pending_export_reference.c.attribute,
+                pending_export_reference.c.operation,
+            )
+            .order_by(pending_export_reference.c.anchor, pending_export_reference.c.operation.desc())
+        )
+        with self.store.engine.connect() as connection:
+            work = connection.execute(query).all()
+        for group, attribute, operation, _count in work:
+            if group.startswith(PROVISIONAL_PREFIX):
+                self.counters["member_changes_waiting_for_group_add"] += _count
+                continue
+            for targets in self._reference_chunks(group, attribute, operation):
+                self._member_chunk(group, attribute, operation, targets)
+
+    def _reference_chunks(self, group: str, attribute: str, operation: str) -> Iterator[list[str]]:
+        last = ""
+        size = self.settings.member_chunk
+        while True:
+            with self.store.engine.connect() as connection:
+                targets = (
+                    connection.execute(
+                        sa.select(pending_export_reference.c.target_anchor)
+                        .where(
+                            pending_export_reference.c.connector == self.connector,
+                            pending_export_reference.c.anchor == group,
+                            pending_export_reference.c.attribute == attribute,
+                            pending_export_reference.c.operation == operation,
+                            pending_export_reference.c.state.in_(_OPEN),
+                            pending_export_reference.c.target_anchor > last,
+                        )
+                        .order_by(pending_export_reference.c.target_anchor)
+                        .limit(size)
+                    )
+                    .scalars()
+                    .all()
+                )
+            if not targets:
+                return
+            last = targets[-1]
+            unresolved = [t for t in targets if t.startswith(PROVISIONAL_PREFIX)]
+            if unresolved:
+                self.counters["member_changes_unresolved"] += len(unresolved)
+            yield [t for t in targets if not t.startswith(PROVISIONAL_PREFIX)]
+
+    def _member_chunk(self, group: str, attribute: str, operation: str, targets: list[str]) -> None:
+        if not targets:
+            return
+        with self.store.transaction() as connection:
+            self._set_reference_state(connection, group, attribute, targets, "sent")
+        try:
+            if operation == "add":
+                self.writer.modify_references(group, attribute, add=targets)
+            else:
+                self.writer.modify_references(group, attribute, remove=targets)
+        except ADWriteRefused as error:
+            with self.store.transaction() as connection:
+                self._set_reference_state(connection, group, attribute, targets, "failed")
+            self._error(group, None, error.code, f"member {operation} of {len(targets)} values: {error}")
+            return
+        self._confirm_members(group, attribute, targets, added=operation == "add")
+        self.counters["member_modify_operations"] += 1
+
+    def _confirm_members(self, group: str, attribute: str, targets: Sequence[str], *, added: bool) -> None:
+        with self.store.transaction() as connection:
+            for part in _chunks(targets):
+                connection.execute(sa.delete(pending_export_reference).where(self._references(group, attribute, part)))
+            present: set[str] = set()
+            for part in _chunks(targets):
+                present.update(
+                    connection.execute(
+                        sa.select(cs_reference.c.target_anchor).where(
+                            cs_reference.c.connector == self.connector,
+                            cs_reference.c.anchor == group,
+                            cs_reference.c.attribute == attribute,
+                            cs_reference.c.target_anchor.in_(list(part)),
+                        )
+                    ).scalars()
+                )
+            if added:
+                changed = [t for t in targets if t not in present]
+                self.store.insert_chunked(
+                    connection,
+                    cs_reference,
+                    [
+                        {"connector": self.connector, "anchor": group, "attribute": attribute, "target_anchor": t}
+                        for t in changed
+                    ],
+                )
+            else:
+                changed = [t for t in targets if t in present]
+                for part in _chunks(changed):
+                    connection.execute(
+                        sa.delete(cs_reference).where(
+                            cs_reference.c.connector == self.connector,
+                            cs_reference.c.anchor == group,
+                            cs_reference.c.attribute == attribute,
+                            cs_reference.c.target_anchor.in_(list(part)),
+                        )
+                    )
+            row = connection.execute(
+                sa.select(cs_object.c.refs_hash).where(
+                    cs_object.c.connector == self.connector, cs_object.c.anchor == group
+                )
+            ).first()
+            if row is not None and changed:
+                pairs = [(attribute, t) for t in changed]
+                refs_hash = adjust_references_hash(
+                    int(row.refs_hash or "0", 16), pairs if added else [], [] if added else pairs
+                )
+                connection.execute(
+                    sa.update(cs_object)
+                    .where(cs_object.c.connector == self.connector, cs_object.c.anchor == group)
+                    .values(refs_hash=format_hash(refs_hash))
+                )
+        self.counters["member_adds" if added else "member_removes"] += len(targets)
+
+    # ----------------------------------------------------------------------------------- state in the store
+    def _row(self, anchor: str) -> sa.ColumnElement[bool]:
+        return sa.and_(pending_export.c.connector == self.connector, pending_export.c.anchor == anchor)
+
+    def _references(self, group: str, attribute: str, targets: Sequence[str]) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            pending_export_reference.c.connector == self.connector,
+            pending_export_reference.c.anchor == group,
+            pending_export_reference.c.attribute == attribute,
+            pending_export_reference.c.target_anchor.in_(list(targets)),
+        )
+
+    def _set_reference_state(
+        self, connection: sa.Connection, group: str, attribute: str, targets: Sequence[str], state: str
+    ) -> None:
+        for part in _chunks(targets):
+            connection.execute(
+                sa.update(pending_export_reference)
+                .where(self._references(group, attribute, part))
+                .values(state=state, run_id=self.run_id)
+            )
+
+    def _mark_sent(self, anchors: Sequence[str]) -> None:
+        with self.store.transaction() as connection:
+            connection.execute(
+                sa.update(pending_export)
+                .where(pending_export.c.connector == self.connector, pending_export.c.anchor.in_(list(anchors)))
+                .values(state="sent", attempts=pending_export.c.attempts + 1, run_id=self.run_id, updated_at=utcnow())
+            )
+
+    def _linked_elsewhere(self, guid: str) -> bool:
+        with self.store.engine.connect() as connection:
+            return (
+                connection.execute(
+                    sa.select(link.c.anchor).where(link.c.connector == self.connector, link.c.anchor == guid)
+                ).first()
+                is not None
+            )
+
+    def _adopt(self, row: Any, guid: str, written: Mapping[str, list[Any]]) -> None:
+        """The object exists in AD now: its objectGUID replaces the provisional anchor everywhere."""
+        provisional = row.anchor
+        attrs = {name: values for name, values in written.items() if values}
+        attrs["objectGUID"] = [guid]
+        serialized = serialize_attrs(attrs)
+        with self.store.transaction() as connection:
+            connection.execute(
+                sa.update(cs_object)
+                .where(cs_object.c.connector == self.connector, cs_object.c.anchor == provisional)
+                .values(
+                    anchor=guid,
+                    attrs=serialized,
+                    attrs_hash=attrs_digest(serialized),
+                    refs_hash=format_hash(0),
+                    pending_export=None,
+                    last_run_id=self.run_id,
+                    updated_at=utcnow(),
+                )
+            )
+            connection.execute(
+                sa.update(link)
+                .where(link.c.connector == self.connector, link.c.anchor == provisional)
+                .values(anchor=guid)
+            )
+            connection.execute(sa.delete(pending_export).where(self._row(provisional)))
+            for column in (pending_export_reference.c.anchor, pending_export_reference.c.target_anchor):
+                connection.execute(
+                    sa.update(pending_export_reference)
+                    .where(pending_export_reference.c.connector == self.connector, column == provisional)
+                    .values({column.name: guid})
+                )
+
+    def _write_attributes(
+        self, connection: sa.Connection, anchor: str, changes: Mapping[str, list[Any]], new_dn: str | None
+    ) -> None:
+        row = connection.execute(
+            sa.select(cs_object.c.attrs).where(cs_object.c.connector == self.connector, cs_object.c.anchor == anchor)
+        ).first()
+        if row is None:
+            return
+        attrs = json.loads(row.attrs)
+        lowered = {name.lower(): name for name in attrs}
+        for name, values in changes.items():
+            attrs.pop(lowered.get(name.lower(), name), None)
+            if values:
+                attrs[name] = values
+        serialized = serialize_attrs(attrs)
+        values: dict[str, Any] = {
+            "attrs": serialized,
+            "attrs_hash": attrs_digest(serialized),
+            "last_run_id": self.run_id,
+            "updated_at": utcnow(),
+        }
+        if new_dn:
+            values["dn"] = new_dn
+        connection.execute(
+            sa.update(cs_object)
+            .where(cs_object.c.connector == self.connector, cs_object.c.anchor == anchor)
+            .values(**values)
+        )
+
+    def _forget_empty_updates(self) -> None:
+        """Update rows that only announced member changes are done when no member change is left."""
+        open_references = (
+            sa.select(pending_export_reference.c.anchor)
+            .where(
+                pending_export_reference.c.connector == self.connector,
+                pending_export_reference.c.anchor == pending_export.c.anchor,
+            )
+            .exists()
+        )
+        with self.store.transaction() as connection:
+            connection.execute(
+                sa.delete(pending_export).where(
+                    pending_export.c.connector == self.connector,
+                    pending_export.c.operation == "update",
+                    pending_export.c.changes == "{}",
+                    ~open_references,
+                )
+            )
+
+    # ------------------------------------------------------------------------------------------------ errors
+    def _fail(self, row: Any, error: Exception | None, *, code: str = "", message: str = "") -> None:
+        code = code or getattr(error, "code", "ldap-error")
+        message = message or f"{row.operation} of {row.dn}: {error}"
+        with self.store.transaction() as connection:
+            connection.execute(
+                sa.update(pending_export)
+                .where(self._row(row.anchor))
+                .values(state="failed", last_error=f"{code}: {message}"[:2000], updated_at=utcnow())
+            )
+        self._error(row.anchor, row.dn, code, message)
+
+    def _error(self, anchor: str | None, dn: str | None, code: str, message: str) -> None:
+        self.errors.append({"anchor": anchor, "dn": dn, "code": code, "message": message[:2000]})
+        if len(self.errors) >= self.settings.error_limit:
+            raise ErrorLimitReached
+
+
+def _first_rdn(dn: str) -> str:
+    escaped = False
+    for index, char in enumerate(dn):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ",":
+            return dn[:index]
+    return dn
+
+
+def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

@@ -1,0 +1,223 @@
+"""Group writeback end to end: Microsoft 365 groups created in the Graph emulator, imported and synchronized, written
+to a real AD (Samba) by the AD export, read back from AD with ranged retrieval."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.devenv.samba import SambaDC
+from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
+from airflow_provider_aadsync.engine.entra_export import run_entra_export
+from airflow_provider_aadsync.engine.entra_import import import_entra
+from airflow_provider_aadsync.engine.store import cs_reference, link, pending_export
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import WRITEBACK_OU_DEFAULT, load_sync_rules
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, _value_guid
+from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from tests.integration.conftest import entra_hook_for, hook_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def dc(start_dc) -> SambaDC:
+    dc = start_dc(users=200, groups=10, group_size=150)
+    conn = hook_for(dc).get_conn()
+    conn.add(WRITEBACK_OU_DEFAULT, "organizationalUnit")
+    return dc
+
+
+@pytest.fixture
+def world(dc, graph_server, tenant_verifying, store):
+    """AD exported to a fresh tenant; returns (graph hook, AD hook, rules, the Entra ids of AD users)."""
+    rules = load_sync_rules()
+    graph = entra_hook_for(graph_server, tenant_verifying(MAIL_DOMAIN))
+    ad = hook_for(dc)
+    assert run_ad_import(ad, store, mode="full")["result"] == "success"
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    assert run_entra_export(store, graph).result == "success"
+    with store.engine.connect() as connection:
+        pairs = connection.execute(
+            sa.select(link.c.anchor, sa.literal_column("ad_link.anchor"))
+            .select_from(link.join(link.alias("ad_link"), sa.literal_column("ad_link.mv_id") == link.c.mv_id))
+            .where(link.c.connector == "entra", sa.literal_column("ad_link.connector") == "ad")
+        ).all()
+    users = {entra: ad_guid for entra, ad_guid in pairs if _is_user(graph, entra)}
+    return graph, ad, rules, users
+
+
+def _is_user(graph, object_id: str) -> bool:
+    return graph.request("GET", f"/directoryObjects/{object_id}").get("@odata.type") == "#microsoft.graph.user"
+
+
+def m365_group(graph, name: str, members: list[str]) -> str:
+    body = {
+        "displayName": name,
+        "mailNickname": name.lower().replace(" ", ""),
+        "mailEnabled": True,
+        "securityEnabled": False,
+        "groupTypes": ["Unified"],
+        "description": f"{name} team",
+    }
+    group = graph.request("POST", "/groups", json=body)
+    for start in range(0, len(members), 20):
+        urls = [graph.directory_object_url(m) for m in members[start : start + 20]]
+        graph.request("PATCH", f"/groups/{group['id']}", json={"members@odata.bind": urls})
+    return group["id"]
+
+
+def cycle(store, graph, ad, rules, *, export: bool = True, settings: ADExportSettings | None = None):
+    """The product's cycle order: import AD, import Entra, sync AD, sync Entra, (export Entra), export AD."""
+    assert run_ad_import(ad, store, mode="delta")["result"] == "success"
+    assert import_entra(graph, store, connector="entra", mode="delta").result in ("success",)
+    ad_sync = run_sync(store, rules, connector="ad", mode="delta")
+    entra_sync = run_sync(store, rules, connector="entra", mode="delta")
+    if not export:
+        return ad_sync, entra_sync, None
+    return ad_sync, entra_sync, run_ad_export(store, ad, settings=settings)
+
+
+def written_back(ad: ActiveDirectoryHook, group_id: str) -> tuple[str, dict[str, list[bytes]]]:
+    conn = ad.get_conn()
+    conn.search(
+        WRITEBACK_OU_DEFAULT,
+        f"(cn=Group_{group_id})",
+        attributes=["objectGUID", "groupType", "sAMAccountName", "description", "displayName"],
+    )
+    (entry,) = [e for e in conn.response if e["type"] == "searchResEntry"]
+    return str(uuid.UUID(bytes_le=entry["raw_attributes"]["objectGUID"][0])), entry["raw_attributes"]
+
+
+def members_in_ad(ad: ActiveDirectoryHook, guid: str) -> list[str]:
+    """Every member value, read with explicit ranges (the import's code path)."""
+    return [_value_guid(value) for value in ad.read_values(guid, "member")]
+
+
+def test_m365_group_written_back_with_members_then_delta_and_ad_edit_overwritten(store, world):
+    graph, ad, rules, users = world
+    entra_ids = sorted(users)
+    cloud_only = graph.request(
+        "POST",
+        "/users",
+        json={"accountEnabled": True, "displayName": "Cloud Only", "mailNickname": "cloudonly",
+              "userPrincipalName": f"cloudonly@{MAIL_DOMAIN}",
+              "passwordProfile": {"password": "Xy-12345678-aB!", "forceChangePasswordNextSignIn": True}},
+    )["id"]  # fmt: skip
+    group_id = m365_group(graph, "Project Falcon", [*entra_ids[:3], cloud_only])
+
+    _ad_sync, entra_sync, export = cycle(store, graph, ad, rules)
+    assert entra_sync.result == "success" and entra_sync.counters["references_pending"] == 1  # the cloud-only one
+    assert export.result == "success", store.run_errors(export.run_id)
+    assert export.counters["group_adds"] == 1 and export.counters["member_adds"] == 3
+    guid, attrs = written_back(ad, group_id)
+    assert attrs["groupType"] == [b"8"] and attrs["description"] == [b"Project Falcon team"]
+    assert attrs["sAMAccountName"] == [f"Group_{group_id[-12:]}".encode()]
+    assert sorted(members_in_ad(ad, guid)) == sorted(users[e] for e in entra_ids[:3])
+
+    # the next cycle reads the group back from AD and has nothing to write
+    _a, _e, again = cycle(store, graph, ad, rules)
+    assert again.result == "success" and again.counters["ldap_writes"] == 0, again.counters
+
+    # membership delta in the cloud: one removed, two added
+    graph.request("DELETE", f"/groups/{group_id}/members/{entra_ids[0]}/$ref")
+    urls = [graph.directory_object_url(m) for m in entra_ids[3:5]]
+    graph.request("PATCH", f"/groups/{group_id}", json={"members@odata.bind": urls})
+    _a, _e, delta = cycle(store, graph, ad, rules)
+    assert delta.result == "success"
+    assert (delta.counters["member_adds"], delta.counters["member_removes"]) == (2, 1)
+    assert delta.counters["member_modify_operations"] == 2
+    assert sorted(members_in_ad(ad, guid)) == sorted(users[e] for e in entra_ids[1:5])
+
+    # an edit made in AD is overwritten by the next cycle: the cloud is the source of authority
+    ad.modify_object(guid, {"description": ["edited in AD"]})
+    ad.modify_references(guid, "member", add=[users[entra_ids[9]]])
+    _a, _e, fixed = cycle(store, graph, ad, rules)
+    assert fixed.result == "success" and fixed.counters["member_removes"] == 1
+    _guid, attrs = written_back(ad, group_id)
+    assert attrs["description"] == [b"Project Falcon team"]
+    assert sorted(members_in_ad(ad, guid)) == sorted(users[e] for e in entra_ids[1:5])
+
+    # the group deleted in the cloud is deleted in AD
+    graph.request("DELETE", f"/groups/{group_id}")
+    _a, _e, gone = cycle(store, graph, ad, rules)
+    assert gone.result == "success" and gone.counters["group_deletes"] == 1
+    assert ad.object_dn(guid) is None
+
+
+def test_group_above_the_writeback_limit_is_an_error_until_the_limit_is_raised(store, world):
+    graph, ad, _rules, users = world
+    group_id = m365_group(graph, "Big Team", sorted(users)[:5])
+    limited = load_sync_rules(writeback_size_limit=4)
+    _a, entra_sync, export = cycle(store, graph, ad, limited)
+    assert entra_sync.result == "completed-sync-errors"
+    (error,) = store.run_errors(entra_sync.run_id)
+    assert "Group writeback size limit exceeded: more than 4 members" in error["message"]
+    assert export.counters.get("group_adds", 0) == 0
+    with pytest.raises(ValueError, match="cannot be raised above 250,000"):
+        load_sync_rules(writeback_size_limit=250_001)
+
+    raised = load_sync_rules(writeback_size_limit=5)
+    _a, entra_sync, export = cycle(store, graph, ad, raised)
+    assert entra_sync.result == "success" and entra_sync.mode == "full"  # a changed limit re-evaluates every object
+    assert export.counters["group_adds"] == 1 and export.counters["member_adds"] == 5
+    guid, _attrs = written_back(ad, group_id)
+    assert len(members_in_ad(ad, guid)) == 5
+
+
+class Killed(BaseException):
+    """Stands for the task being killed: not an Exception, so nothing in the export catches it."""
+
+
+class KillAfter:
+    """The real hook, killed right after the DC carried out the n-th write of a kind (its answer never recorded)."""
+
+    def __init__(self, hook: ActiveDirectoryHook, kind: str, after: int):
+        self.hook, self.kind, self.left = hook, kind, after
+        self.counters = hook.counters
+
+    def __getattr__(self, name):
+        method = getattr(self.hook, name)
+        if name != self.kind:
+            return method
+
+        def killed_after(*args, **kwargs):
+            result = method(*args, **kwargs)
+            self.left -= 1
+            if self.left == 0:
+                raise Killed
+            return result
+
+        return killed_after
+
+
+@pytest.mark.parametrize("kind", ["add_object", "modify_references"])
+def test_killed_and_retried_export_has_no_duplicates(store, world, kind):
+    graph, ad, rules, users = world
+    members = sorted(users)[:7]
+    group_id = m365_group(graph, f"Resume {kind}", members)
+    cycle(store, graph, ad, rules, export=False)
+    settings = ADExportSettings(member_chunk=3)
+    with pytest.raises(Killed):
+        run_ad_export(store, KillAfter(ad, kind, 1 if kind == "add_object" else 2), settings=settings)
+    with store.engine.connect() as connection:
+        assert connection.execute(
+            sa.select(sa.func.count()).where(pending_export.c.connector == "ad", pending_export.c.state == "sent")
+        ).scalar() == (1 if kind == "add_object" else 0)
+    retried = run_ad_export(store, ad, settings=settings)
+    assert retried.result == "success", store.run_errors(retried.run_id)
+    if kind == "add_object":
+        assert retried.counters["adds_reconciled"] == 1
+    guid, _attrs = written_back(ad, group_id)  # exactly one group
+    in_ad = members_in_ad(ad, guid)
+    assert len(in_ad) == len(set(in_ad)) == 7 and set(in_ad) == {users[m] for m in members}
+    with store.engine.connect() as connection:
+        recorded = connection.execute(
+            sa.select(sa.func.count()).where(cs_reference.c.connector == "ad", cs_reference.c.anchor == guid)
+        ).scalar()
+    assert recorded == 7
+    _a, _e, again = cycle(store, graph, ad, rules)
+    assert again.counters["ldap_writes"] == 0, again.counters
