@@ -247,11 +247,22 @@ def _migrate_to_3(connection: Connection) -> None:
     metadata.create_all(connection, tables=[export_conflict])
 
 
+#: An export that creates an object renames its provisional anchor where it is a member target: look those up by index.
+ix_pending_export_reference_target = sa.Index(
+    "ix_pending_export_reference_target", pending_export_reference.c.connector, pending_export_reference.c.target_anchor
+)
+
+
+def _migrate_to_4(connection: Connection) -> None:
+    ix_pending_export_reference_target.create(connection, checkfirst=True)
+
+
 #: Ordered migration steps; append, never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _migrate_to_1),
     (2, _migrate_to_2),
     (3, _migrate_to_3),
+    (4, _migrate_to_4),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
