@@ -210,14 +210,33 @@ _ENDPOINT_OPTION = click.option(
 )
 
 
-def _load_rules(rule_paths: tuple[Path, ...], endpoint: str):
+_WRITEBACK_LIMIT_OPTION = click.option(
+    "--writeback-size-limit",
+    default=None,
+    help="Group writeback size limit (default 50,000; at most 250,000): larger groups are not written back.",
+)
+_WRITEBACK_OU_OPTION = click.option(
+    "--writeback-ou", default=None, help="OU for written-back groups (default: the local dev DC's OU=Writeback)."
+)
+_WRITEBACK_NAMING_OPTION = click.option(
+    "--writeback-naming",
+    type=click.Choice(["objectId", "displayName"]),
+    default="objectId",
+    show_default=True,
+    help="CN of written-back groups: Group_<objectId>, or <displayName>_<last 12 characters of the objectId>.",
+)
+
+
+def _load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
     from airflow_provider_aadsync.engine.rules import RuleLoadError
     from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 
     try:
-        return load_sync_rules(rule_paths, mode=endpoint)
+        return load_sync_rules(rule_paths, mode=endpoint, **writeback)
     except RuleLoadError as error:
         raise click.ClickException(str(error)) from None
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @main.command("sync")
@@ -225,16 +244,33 @@ def _load_rules(rule_paths: tuple[Path, ...], endpoint: str):
 @click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
 @_RULES_OPTION
 @_ENDPOINT_OPTION
+@_WRITEBACK_LIMIT_OPTION
+@_WRITEBACK_OU_OPTION
+@_WRITEBACK_NAMING_OPTION
 @click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 def sync_command(
-    connector: str, mode: str, rule_paths: tuple[Path, ...], endpoint: str, store_url: str | None, instance: str
+    connector: str,
+    mode: str,
+    rule_paths: tuple[Path, ...],
+    endpoint: str,
+    writeback_size_limit: str | None,
+    writeback_ou: str | None,
+    writeback_naming: str,
+    store_url: str | None,
+    instance: str,
 ) -> None:
     """Synchronize one connector space with the metaverse and stage pending exports; print the run report."""
     from airflow_provider_aadsync.engine.report import render_runs
     from airflow_provider_aadsync.engine.sync import run_sync
 
-    rules = _load_rules(rule_paths, endpoint)
+    rules = _load_rules(
+        rule_paths,
+        endpoint,
+        writeback_size_limit=writeback_size_limit,
+        writeback_ou=writeback_ou,
+        writeback_naming=writeback_naming,
+    )
     with Store.open(store_url, instance=instance) as store:
         result = run_sync(store, rules, connector=connector, mode=mode)
         click.echo(render_runs(store, [result.run_id]))
@@ -282,6 +318,55 @@ def export_entra_command(
         raise click.BadParameter(f"{write_budget!r}: {error}", param_hint="--write-budget") from None
     with Store.open(store_url, instance=instance) as store:
         summary = export_to_entra(EntraHook(conn_id), store, settings=settings, connector=connector)
+        click.echo(render_runs(store, [summary["run_id"]]) + "\n" + render_pending_exports(store, connector=connector))
+    if summary["result"] not in COMPLETED_EXPORT_RESULTS:
+        sys.exit(1)
+
+
+@main.command("export-ad")
+@click.option("--conn-id", default=None, help="Airflow connection id (default: the local dev DC).")
+@click.option("--staging", is_flag=True, help="Compute and store the export plan; write nothing.")
+@click.option("--deletion-threshold", type=int, default=500, show_default=True, help="Stop above this many deletes.")
+@click.option("--member-chunk", type=int, default=5000, show_default=True, help="Member values per modify operation.")
+@click.option(
+    "--deprovision",
+    type=click.Choice(["delete", "move"]),
+    default="delete",
+    show_default=True,
+    help="What happens to a written-back group whose cloud group is gone.",
+)
+@click.option("--holding-ou", default=None, help="With --deprovision move: the OU (outside the base DN) to move to.")
+@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@click.option("--instance", default="default", show_default=True, help="Sync instance name.")
+@click.option("--connector", default="ad", show_default=True, help="Connector space name.")
+def export_ad_command(
+    conn_id: str | None,
+    staging: bool,
+    deletion_threshold: int,
+    member_chunk: int,
+    deprovision: str,
+    holding_ou: str | None,
+    store_url: str | None,
+    instance: str,
+    connector: str,
+) -> None:
+    """Write the pending exports of the AD connector (group writeback) to AD; print the run report and what is left."""
+    from airflow_provider_aadsync.engine.report import render_pending_exports, render_runs
+    from airflow_provider_aadsync.operators.ad_export import ad_export_settings, export_to_ad
+    from airflow_provider_aadsync.operators.entra_export import COMPLETED_EXPORT_RESULTS
+
+    try:
+        settings = ad_export_settings(
+            staging=staging,
+            deletion_threshold=deletion_threshold,
+            member_chunk=member_chunk,
+            deprovision=deprovision,
+            holding_ou=holding_ou,
+        )
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    with Store.open(store_url, instance=instance) as store:
+        summary = export_to_ad(_ad_hook(conn_id), store, settings=settings, connector=connector)
         click.echo(render_runs(store, [summary["run_id"]]) + "\n" + render_pending_exports(store, connector=connector))
     if summary["result"] not in COMPLETED_EXPORT_RESULTS:
         sys.exit(1)

@@ -46,7 +46,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Active Directory (AADSync)",
-                "python-modules": ["airflow_provider_aadsync.operators.ad_import"],
+                "python-modules": [
+                    "airflow_provider_aadsync.operators.ad_import",
+                    "airflow_provider_aadsync.operators.ad_export",
+                ],
             },
             {
                 "integration-name": "Entra ID (AADSync)",

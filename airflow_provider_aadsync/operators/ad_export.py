@@ -1,0 +1,142 @@
+"""ADExportOperator: write the pending exports of the AD connector (group writeback) to Active Directory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
+from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
+from airflow_provider_aadsync.operators.base import (
+    check_summary,
+    keep_failed_run,
+    last_run_id,
+    lock_holder,
+    store_url_or_default,
+)
+from airflow_provider_aadsync.operators.entra_export import COMPLETED_EXPORT_RESULTS, DEFAULT_DELETION_THRESHOLD
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DEFAULT_MEMBER_CHUNK = ADExportSettings.model_fields["member_chunk"].default
+
+
+def export_to_ad(
+    hook: ActiveDirectoryHook,
+    store: Store,
+    *,
+    settings: ADExportSettings,
+    connector: str = "ad",
+    lock_holder: str | None = None,
+) -> dict[str, Any]:
+    """Glue shared by the operator and the CLI: hook in, engine run, small summary out."""
+    try:
+        result = run_ad_export(store, hook, connector=connector, settings=settings, lock_holder=lock_holder)  # type: ignore[arg-type]
+    finally:
+        hook.close()
+    return result.summary()
+
+
+def ad_export_settings(
+    *,
+    staging: bool | str = False,
+    deletion_threshold: int | str | None = None,
+    member_chunk: int | str | None = None,
+    deprovision: str | None = None,
+    holding_ou: str | None = None,
+) -> ADExportSettings:
+    """Settings from templated task parameters (strings accepted; empty values mean the defaults)."""
+    threshold = str(deletion_threshold).strip()
+    chunk = str(member_chunk).strip()
+    return ADExportSettings(
+        staging=str(staging).strip().lower() in ("true", "1", "yes"),
+        deletion_threshold=int(threshold) if threshold not in ("", "None") else DEFAULT_DELETION_THRESHOLD,
+        member_chunk=int(chunk) if chunk not in ("", "None") else DEFAULT_MEMBER_CHUNK,
+        deprovision=(str(deprovision or "").strip() or "delete"),  # type: ignore[arg-type]
+        holding_ou=(str(holding_ou or "").strip() or None),
+    )
+
+
+class ADExportOperator(BaseOperator):
+    """Export the sync store's pending operations for Active Directory (group writeback) over LDAP.
+
+    A retried task resumes: confirmed writes are never sent again, interrupted ones are reconciled.
+
+    :param ad_conn_id: the ``aadsync_ad`` connection (templated); its account needs write access to the writeback OU.
+    :param staging: compute and store the export plan, write nothing (templated).
+    :param deletion_threshold: more pending deletes than this stop the export before any write (templated; empty
+        means the default, 500).
+    :param member_chunk: member values per modify operation (templated; default 5,000).
+    :param deprovision: ``delete`` (default) or ``move``: what happens to a written-back group whose cloud group
+        is gone (templated).
+    :param holding_ou: with ``deprovision="move"``, the OU outside the import's base DN to move groups to (templated).
+    :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
+    :param instance: sync instance name (templated).
+    :param connector: connector space name (default ``ad``).
+    :return: a small run summary (run id, result, counters such as ``ldap_writes`` vs ``ldap_writes_minimum``).
+    """
+
+    template_fields: Sequence[str] = (
+        "ad_conn_id",
+        "staging",
+        "deletion_threshold",
+        "member_chunk",
+        "deprovision",
+        "holding_ou",
+        "store_url",
+        "instance",
+    )
+
+    def __init__(
+        self,
+        *,
+        ad_conn_id: str = ActiveDirectoryHook.default_conn_name,
+        staging: bool | str = False,
+        deletion_threshold: int | str | None = DEFAULT_DELETION_THRESHOLD,
+        member_chunk: int | str | None = DEFAULT_MEMBER_CHUNK,
+        deprovision: str = "delete",
+        holding_ou: str | None = None,
+        store_url: str | None = None,
+        instance: str = "default",
+        connector: str = "ad",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.ad_conn_id = ad_conn_id
+        self.staging = staging
+        self.deletion_threshold = deletion_threshold
+        self.member_chunk = member_chunk
+        self.deprovision = deprovision
+        self.holding_ou = holding_ou
+        self.store_url = store_url
+        self.instance = instance
+        self.connector = connector
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        settings = ad_export_settings(
+            staging=self.staging,
+            deletion_threshold=self.deletion_threshold,
+            member_chunk=self.member_chunk,
+            deprovision=self.deprovision,
+            holding_ou=self.holding_ou,
+        )
+        with Store.open(store_url_or_default(self.store_url), instance=self.instance or "default") as store:
+            before = last_run_id(store)
+            try:
+                summary = export_to_ad(
+                    ActiveDirectoryHook(self.ad_conn_id),
+                    store,
+                    settings=settings,
+                    connector=self.connector,
+                    lock_holder=lock_holder(context),
+                )
+            except Exception:
+                keep_failed_run(context, store, self.connector, before)
+                raise
+        self.log.info("AD export %s", summary)
+        check_summary(context, summary, COMPLETED_EXPORT_RESULTS, "AD export")
+        return summary

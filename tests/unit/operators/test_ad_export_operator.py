@@ -1,0 +1,27 @@
+"""ADExportOperator: templated fields and the settings it builds from task parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_aadsync.operators.ad_export import ADExportOperator, ad_export_settings
+
+
+def test_template_fields():
+    operator = ADExportOperator(task_id="export_ad")
+    for name in operator.template_fields:
+        getattr(operator, name)
+    assert {"ad_conn_id", "staging", "deletion_threshold", "member_chunk", "store_url"} <= set(operator.template_fields)
+
+
+def test_ad_export_settings_when_parameters_are_templated_strings():
+    settings = ad_export_settings(staging="True", deletion_threshold="", member_chunk="2500")
+    assert settings.staging and settings.deletion_threshold == 500 and settings.member_chunk == 2500
+    assert settings.deprovision == "delete"
+
+
+def test_ad_export_settings_when_move_has_no_holding_ou():
+    with pytest.raises(ValueError, match="needs a holding_ou"):
+        ad_export_settings(deprovision="move")
+    moved = ad_export_settings(deprovision="move", holding_ou="OU=Disabled,DC=corp,DC=example,DC=test")
+    assert moved.holding_ou == "OU=Disabled,DC=corp,DC=example,DC=test"
