@@ -4,7 +4,8 @@
 >>> expr.evaluate({"employeeType": "Intern", "alias": "jdoe"})
 't-jdoe'
 
-Pure Python: compile once (``compile_expression``), evaluate per object (``CompiledExpression.evaluate``). The
+Pure Python: compile once (``compile_expression``), evaluate per object (``CompiledExpression.evaluate``) or for
+many objects at once (``CompiledExpression.evaluate_column``, numpy; see ``columns``, imported on first use). The
 value-cell convention shared with the rules engine is described in ``values``; the functions, registered by name,
 in ``functions`` (implementations in ``conversion``, ``directory``, ``flow``, ``text``, ``certificates``).
 

@@ -4,8 +4,8 @@ sub-expressions folded, so evaluating an expression for each of many objects wal
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from lark import Token, Tree
 
@@ -27,7 +27,13 @@ from airflow_provider_aadsync.engine.expressions.values import (
     lookup_in,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_provider_aadsync.engine.expressions.columns import ColumnResult, Columns
+
 Thunk = Callable[["_Env"], Any]
+_NOT_COMPILED = object()
 
 _CONSTANTS: dict[str, Any] = {
     "true": True,
@@ -61,13 +67,22 @@ class CompiledExpression:
     :ivar is_constant: True when the expression reads nothing and folded to one value (a Constant flow).
     """
 
-    __slots__ = ("text", "attributes", "is_constant", "_thunk")
+    __slots__ = ("text", "attributes", "is_constant", "_thunk", "_parameters", "_columns")
 
-    def __init__(self, text: str, attributes: frozenset[str], is_constant: bool, thunk: Thunk) -> None:
+    def __init__(
+        self,
+        text: str,
+        attributes: frozenset[str],
+        is_constant: bool,
+        thunk: Thunk,
+        parameters: Mapping[str, object] | None = None,
+    ) -> None:
         self.text = text
         self.attributes = attributes
         self.is_constant = is_constant
         self._thunk = thunk
+        self._parameters = dict(parameters or {})
+        self._columns: Any = _NOT_COMPILED
 
     def evaluate(self, context: Mapping[str, Any] | Any = None) -> Any:
         """Evaluate against ``context`` (a Mapping, searched case-insensitively, or an object with ``get(name)``)
@@ -77,6 +92,31 @@ class CompiledExpression:
         :raise FlowError: the expression called ``Error("...")``.
         """
         return self._thunk(_Env({} if context is None else context))
+
+    def evaluate_column(
+        self, columns: Columns | pd.DataFrame | Mapping[str, Sequence[Any]], size: int | None = None
+    ) -> ColumnResult | None:
+        """Evaluate for many objects at once: row ``i`` of ``columns`` is one object's context.
+
+        The result holds, for every object, what ``evaluate`` returns for it, except for the objects it marks
+        ``per_row`` — those whose evaluation raises (``evaluate`` raises the same error) and the few cases with no
+        column form (a multi-valued IIF condition): evaluate those with ``evaluate``. None when the expression has
+        no column form at all (Select, Where, With, ImportedValue, Now, GUID, RandomNum); see ``columns``.
+
+        :param columns: a ``Columns`` (shared by several expressions: each attribute is prepared once), a DataFrame
+            (pandas' missing markers are NULL) or a mapping of attribute name → cells; names are matched as
+            ``evaluate`` matches them
+        :param size: the number of objects, for a mapping with no columns
+        """
+        if self._columns is _NOT_COMPILED:
+            from airflow_provider_aadsync.engine.expressions.columns import compile_columns
+
+            self._columns = compile_columns(self.text, self._parameters)
+        if self._columns is None:
+            return None
+        from airflow_provider_aadsync.engine.expressions.columns import Columns
+
+        return self._columns(Columns.of(columns, size))
 
     def __repr__(self) -> str:
         return f"CompiledExpression({self.text!r})"
@@ -90,7 +130,7 @@ def compile_expression(text: str, *, parameters: Mapping[str, object] | None = N
     """
     compiler = _Compiler(text, parameters or {})
     thunk, constant = compiler.expression(parse(text))
-    return CompiledExpression(text, frozenset(compiler.attributes), constant, thunk)
+    return CompiledExpression(text, frozenset(compiler.attributes), constant, thunk, parameters)
 
 
 def _constant(value: Any) -> Thunk:

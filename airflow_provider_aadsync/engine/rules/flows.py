@@ -1,13 +1,15 @@
 """Attribute flows of one rule, evaluated over a frame of in-scope objects.
 
-Direct flows copy a column, Constant flows (and expressions that use no attribute) broadcast one value; only
-genuine expressions run per object, over a row context built from the columns they read. Which value wins when
-several rules flow to one target (precedence, merge, AuthoritativeNull) is the engine's business, not this one's.
+Direct flows copy a column, Constant flows (and expressions that use no attribute) broadcast one value; genuine
+expressions run column-wise (``CompiledExpression.evaluate_column``) and per object only for the objects the column
+form leaves: those whose evaluation fails (the per-object run raises and records the error) and the rare cases
+without a column form. Which value wins when several rules flow to one target (precedence, merge,
+AuthoritativeNull) is the engine's business, not this one's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -20,6 +22,7 @@ from airflow_provider_aadsync.engine.rules.scoping import FrameView
 
 if TYPE_CHECKING:
     from airflow_provider_aadsync.engine.expressions import CompiledExpression
+    from airflow_provider_aadsync.engine.expressions.columns import Columns
 
 __all__ = ["EXPRESSION_ERROR", "FLOW_ERROR", "FlowResult", "FlowSpec", "JoinCondition", "evaluate_flows"]
 
@@ -80,6 +83,13 @@ def _broadcast(value: Any, size: int) -> np.ndarray:
     return out
 
 
+def _expression_columns(view: FrameView) -> Columns:
+    """The frame's columns as the rule's expressions read them, each prepared once for all of them."""
+    from airflow_provider_aadsync.engine.expressions.columns import Columns
+
+    return Columns(lambda name: _value_cells(view.cells(name)), view.size, view.frame.index)
+
+
 def _object_error(rule: str, spec: FlowSpec, exc: BaseException) -> RuleObjectError:
     from airflow_provider_aadsync.engine.expressions import ExpressionError, FlowError
 
@@ -101,6 +111,7 @@ def _evaluate_expression(
     rule: str,
     spec: FlowSpec,
     view: FrameView,
+    columns: Columns,
     failed: dict[int, RuleObjectError],
 ) -> np.ndarray:
     expression = spec.compiled
@@ -114,16 +125,23 @@ def _evaluate_expression(
             for position in range(size):
                 failed.setdefault(position, error)
             return _broadcast(None, size)
+    # Column-wise first: the objects it leaves (errors, cases without a column form) are evaluated one by one
+    # below, and raise their errors there.
+    result = expression.evaluate_column(columns)
+    if result is None:
+        out = np.empty(size, dtype=object)
+        positions: Iterable[int] = range(size)
+    else:
+        out = result.values.to_numpy(dtype=object, copy=True)
+        positions = np.flatnonzero(result.per_row).tolist()
     names = sorted(expression.attributes)
-    columns = [_value_cells(view.cells(name)).tolist() for name in names]
-    rows = zip(*columns, strict=True) if columns else ((),) * size
-    out = np.empty(size, dtype=object)
+    cells = [columns.cells(name) for name in names]
     evaluate = expression.evaluate
-    for position, row in enumerate(rows):
+    for position in positions:
         if position in failed:
             continue
         try:
-            out[position] = evaluate(dict(zip(names, row, strict=True)))
+            out[position] = evaluate({name: column[position] for name, column in zip(names, cells, strict=True)})
         except Exception as exc:  # noqa: BLE001 - recorded per object, see _object_error
             failed[position] = _object_error(rule, spec, exc)
     return out
@@ -135,13 +153,14 @@ def evaluate_flows(rule: str, specs: tuple[FlowSpec, ...], frame: pd.DataFrame |
     size = view.size
     failed: dict[int, RuleObjectError] = {}
     data: dict[str, np.ndarray] = {}
+    columns = _expression_columns(view)
     for spec in specs:
         if spec.type is FlowType.DIRECT:
             data[spec.target] = _value_cells(view.cells(spec.source or ""))
         elif spec.type is FlowType.CONSTANT:
             data[spec.target] = _broadcast(spec.value, size)
         else:
-            data[spec.target] = _evaluate_expression(rule, spec, view, failed)
+            data[spec.target] = _evaluate_expression(rule, spec, view, columns, failed)
     index = view.frame.index
     values = pd.DataFrame(data, index=index, columns=[spec.target for spec in specs], dtype=object)
     if not failed:
