@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, Variable
 
+from airflow_provider_aadsync.operators.ad_export import ADExportOperator
 from airflow_provider_aadsync.operators.ad_import import ADImportOperator
 from airflow_provider_aadsync.operators.callbacks import on_task_failure
 from airflow_provider_aadsync.operators.entra_export import EntraExportOperator
@@ -58,6 +59,12 @@ DELETION_THRESHOLD = (
     "else var.value.get('aadsync_deletion_threshold', 500) }}"
 )
 ENDPOINT = "{{ params.endpoint }}"
+#: Group writeback (Microsoft 365 groups → AD): empty values mean the shipped defaults (50,000; OU=Writeback,...).
+WRITEBACK = {
+    "writeback_size_limit": variable("aadsync_writeback_size_limit", ""),
+    "writeback_ou": variable("aadsync_writeback_ou", ""),
+    "writeback_naming": variable("aadsync_writeback_naming", "objectId"),
+}
 
 COMMON_PARAMS: dict[str, Param] = {
     "staging": Param(
@@ -150,9 +157,11 @@ def sync_cycle_dag(dag_id: str, *, schedule: dt.timedelta | None, mode: str, par
         )
         import_ad = ADImportOperator(task_id="import_ad", ad_conn_id=AD_CONN_ID, mode=mode, **store)
         import_entra = EntraImportOperator(task_id="import_entra", entra_conn_id=ENTRA_CONN_ID, mode=mode, **store)
-        sync_ad = SyncOperator(task_id="sync_ad", connector="ad", mode=mode, rules=RULES, endpoint=ENDPOINT, **store)
+        sync_ad = SyncOperator(
+            task_id="sync_ad", connector="ad", mode=mode, rules=RULES, endpoint=ENDPOINT, **WRITEBACK, **store
+        )
         sync_entra = SyncOperator(
-            task_id="sync_entra", connector="entra", mode=mode, rules=RULES, endpoint=ENDPOINT, **store
+            task_id="sync_entra", connector="entra", mode=mode, rules=RULES, endpoint=ENDPOINT, **WRITEBACK, **store
         )
         export_entra = EntraExportOperator(
             task_id="export_entra",
@@ -162,11 +171,18 @@ def sync_cycle_dag(dag_id: str, *, schedule: dt.timedelta | None, mode: str, par
             pool=GRAPH_WRITER_POOL,  # caps the tasks writing to Graph at once, across DAGs
             **store,
         )
+        export_ad = ADExportOperator(
+            task_id="export_ad",
+            ad_conn_id=AD_CONN_ID,
+            staging="{{ params.staging }}",
+            deletion_threshold=DELETION_THRESHOLD,
+            **store,
+        )
         report = SyncReportOperator(task_id="report", report_dir=REPORT_DIR, **store)
         choose >> [preview, import_ad]
         # The report is the cycle's teardown: it runs whatever happened before it, and a failed step still fails
         # the DAG run.
-        import_ad >> import_entra >> sync_ad >> sync_entra >> export_entra >> report.as_teardown()
+        import_ad >> import_entra >> sync_ad >> sync_entra >> export_entra >> export_ad >> report.as_teardown()
     return dag
 
 

@@ -43,9 +43,10 @@ def save_report(text: str, context: Context, report_dir: str | Path | None = Non
 
 
 def _step_operator_types() -> tuple[type, ...]:
+    from airflow_provider_aadsync.operators.ad_export import ADExportOperator
     from airflow_provider_aadsync.operators.entra_export import EntraExportOperator
 
-    return (StoreStepOperator, EntraExportOperator)
+    return (StoreStepOperator, EntraExportOperator, ADExportOperator)
 
 
 class SyncReportOperator(BaseOperator):

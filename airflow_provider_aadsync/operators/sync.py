@@ -34,10 +34,12 @@ def rule_paths(rules: str | Sequence[str] | None) -> list[str]:
     return [path.strip() for path in rules if path and path.strip()]
 
 
-def load_rules_for(rules: str | Sequence[str] | None, endpoint: str) -> RuleSet:
+def load_rules_for(rules: str | Sequence[str] | None, endpoint: str, **writeback: Any) -> RuleSet:
     if endpoint not in ("v2", "v1"):
         raise ValueError(f"endpoint must be 'v2' or 'v1', not {endpoint!r}")
-    return load_sync_rules(rule_paths(rules), mode=endpoint)  # type: ignore[arg-type]
+    # Templated empty values mean the defaults of the group writeback settings.
+    chosen = {name: value for name, value in writeback.items() if value not in (None, "", "None")}
+    return load_sync_rules(rule_paths(rules), mode=endpoint, **chosen)  # type: ignore[arg-type]
 
 
 class SyncOperator(StoreStepOperator):
@@ -49,12 +51,22 @@ class SyncOperator(StoreStepOperator):
     :param rules: rule files or folders (templated): a list, or one string separated by commas or newlines; empty:
         the shipped default rules.
     :param endpoint: ``v2`` (groups up to 250,000 members, the default) or ``v1`` (50,000) (templated).
+    :param writeback_size_limit: group writeback size limit (templated; empty: 50,000; at most 250,000).
+    :param writeback_ou: OU for written-back groups (templated; empty: the shipped default).
+    :param writeback_naming: ``objectId`` or ``displayName`` naming of written-back groups (templated).
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :return: a small run summary (run id, mode, result, counters, why a delta became full) for XCom.
     """
 
-    template_fields: Sequence[str] = (*StoreStepOperator.template_fields, "rules", "endpoint")
+    template_fields: Sequence[str] = (
+        *StoreStepOperator.template_fields,
+        "rules",
+        "endpoint",
+        "writeback_size_limit",
+        "writeback_ou",
+        "writeback_naming",
+    )
     completed_results = COMPLETED_SYNC_RESULTS
 
     def __init__(
@@ -63,15 +75,27 @@ class SyncOperator(StoreStepOperator):
         connector: str,
         rules: str | Sequence[str] | None = None,
         endpoint: str = "v2",
+        writeback_size_limit: int | str | None = None,
+        writeback_ou: str | None = None,
+        writeback_naming: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(connector=connector, **kwargs)
         self.rules = rules
         self.endpoint = endpoint
+        self.writeback_size_limit = writeback_size_limit
+        self.writeback_ou = writeback_ou
+        self.writeback_naming = writeback_naming
         self.step_name = f"sync of {connector}"
 
     def run_step(self, store: Store, lock_holder: str) -> dict[str, Any]:
-        rules = load_rules_for(self.rules, self.endpoint)
+        rules = load_rules_for(
+            self.rules,
+            self.endpoint,
+            writeback_size_limit=self.writeback_size_limit,
+            writeback_ou=self.writeback_ou,
+            writeback_naming=self.writeback_naming,
+        )
         return run_sync(store, rules, connector=self.connector, mode=self.mode, lock_holder=lock_holder).summary()  # type: ignore[arg-type]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CYCLE = ["import_ad", "import_entra", "sync_ad", "sync_entra", "export_entra", "report"]
+CYCLE = ["import_ad", "import_entra", "sync_ad", "sync_entra", "export_entra", "export_ad", "report"]
 
 
 @pytest.fixture(scope="module")
