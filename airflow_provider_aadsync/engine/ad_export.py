@@ -27,8 +27,8 @@ from typing import Any, Literal, Protocol
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from airflow_provider_aadsync.engine.entra_export import ErrorLimitReached, ExportResult
-from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, process_holder
+from airflow_provider_aadsync.engine.export_run import ErrorLimitReached, ExportResult, run_export
+from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT
 from airflow_provider_aadsync.engine.importer import attrs_digest, serialize_attrs
 from airflow_provider_aadsync.engine.source import adjust_references_hash, format_hash
 from airflow_provider_aadsync.engine.store import (
@@ -154,45 +154,15 @@ def run_ad_export(
 ) -> ExportResult:
     """Export the pending plan of ``connector`` to Active Directory, recorded as a run."""
     settings = settings or ADExportSettings()
-    with store.locked(lock_holder or process_holder()):
-        run_id = store.start_run("export-staging" if settings.staging else "export", connector)
-        counts = plan_counts(store, connector, settings.member_chunk)
-        store.update_run(run_id, counts, "export plan recorded; writing")
-        deletes = counts["planned_deletes"]
-        if deletes > settings.deletion_threshold:
-            detail = (
-                f"{deletes:,} deletes are pending, more than the deletion threshold of "
-                f"{settings.deletion_threshold:,}; nothing was written. If the deletes are intended, run the export "
-                f"again with a deletion threshold of at least {deletes:,} (task parameter `deletion_threshold`, or "
-                f"`aadsync export-ad --deletion-threshold {deletes}`)"
-            )
-            store.finish_run(run_id, "stopped-deletion-threshold-exceeded", counts, detail)
-            return ExportResult(
-                run_id, connector, "export", "stopped-deletion-threshold-exceeded", counts, detail=detail
-            )
-        if settings.staging:
-            detail = "staging mode: the plan is stored and nothing was written"
-            store.finish_run(run_id, "staged", counts, detail)
-            return ExportResult(run_id, connector, "export", "staged", counts, detail=detail)
-        exporter = ADExporter(store, writer, connector, run_id, settings)
-        try:
-            exporter.run()
-        except ErrorLimitReached:
-            final = exporter.final_counters(counts)
-            store.record_errors(run_id, exporter.errors)
-            detail = f"stopped after {len(exporter.errors)} object errors"
-            store.finish_run(run_id, "stopped-error-limit", final, detail)
-            return ExportResult(run_id, connector, "export", "stopped-error-limit", final, detail=detail)
-        except Exception as error:
-            store.record_errors(run_id, exporter.errors)
-            store.finish_run(run_id, "stopped-extension-error", exporter.final_counters(counts), repr(error))
-            raise
-        final = exporter.final_counters(counts)
-        result = "completed-export-errors" if exporter.errors else "success"
-        store.record_errors(run_id, exporter.errors)
-        store.finish_run(run_id, result, final)
-        log.info("export to %s finished: %s %s", connector, result, final)
-        return ExportResult(run_id, connector, "export", result, final)
+    return run_export(
+        store,
+        connector=connector,
+        settings=settings,
+        plan=lambda: plan_counts(store, connector, settings.member_chunk),
+        exporter=lambda run_id: ADExporter(store, writer, connector, run_id, settings),
+        command="export-ad",
+        lock_holder=lock_holder,
+    )
 
 
 class ADExporter:
