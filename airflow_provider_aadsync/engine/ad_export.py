@@ -27,10 +27,16 @@ from typing import Any, Literal, Protocol
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from airflow_provider_aadsync.engine.export_run import ErrorLimitReached, ExportResult, run_export
+from airflow_provider_aadsync.engine.export_run import (
+    ErrorLimitReached,
+    ExportResult,
+    adopt_anchor,
+    forget_empty_updates,
+    record_attributes,
+    record_references,
+    run_export,
+)
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT
-from airflow_provider_aadsync.engine.importer import attrs_digest, serialize_attrs
-from airflow_provider_aadsync.engine.source import adjust_references_hash, format_hash
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,
@@ -284,7 +290,7 @@ class ADExporter:
             self._fail(row, error)
             return
         with self.store.transaction() as connection:
-            self._write_attributes(connection, row.anchor, changes, new_dn)
+            record_attributes(connection, self.connector, row.anchor, changes, run_id=self.run_id, dn=new_dn)
             connection.execute(sa.delete(pending_export).where(self._row(row.anchor)))
         self.counters[f"{row.object_type}_updates"] += 1
 
@@ -368,56 +374,7 @@ class ADExporter:
 
     def _confirm_members(self, group: str, attribute: str, targets: Sequence[str], *, added: bool) -> None:
         with self.store.transaction() as connection:
-            for part in _chunks(targets):
-                connection.execute(sa.delete(pending_export_reference).where(self._references(group, attribute, part)))
-            present: set[str] = set()
-            for part in _chunks(targets):
-                present.update(
-                    connection.execute(
-                        sa.select(cs_reference.c.target_anchor).where(
-                            cs_reference.c.connector == self.connector,
-                            cs_reference.c.anchor == group,
-                            cs_reference.c.attribute == attribute,
-                            cs_reference.c.target_anchor.in_(list(part)),
-                        )
-                    ).scalars()
-                )
-            if added:
-                changed = [t for t in targets if t not in present]
-                self.store.insert_chunked(
-                    connection,
-                    cs_reference,
-                    [
-                        {"connector": self.connector, "anchor": group, "attribute": attribute, "target_anchor": t}
-                        for t in changed
-                    ],
-                )
-            else:
-                changed = [t for t in targets if t in present]
-                for part in _chunks(changed):
-                    connection.execute(
-                        sa.delete(cs_reference).where(
-                            cs_reference.c.connector == self.connector,
-                            cs_reference.c.anchor == group,
-                            cs_reference.c.attribute == attribute,
-                            cs_reference.c.target_anchor.in_(list(part)),
-                        )
-                    )
-            row = connection.execute(
-                sa.select(cs_object.c.refs_hash).where(
-                    cs_object.c.connector == self.connector, cs_object.c.anchor == group
-                )
-            ).first()
-            if row is not None and changed:
-                pairs = [(attribute, t) for t in changed]
-                refs_hash = adjust_references_hash(
-                    int(row.refs_hash or "0", 16), pairs if added else [], [] if added else pairs
-                )
-                connection.execute(
-                    sa.update(cs_object)
-                    .where(cs_object.c.connector == self.connector, cs_object.c.anchor == group)
-                    .values(refs_hash=format_hash(refs_hash))
-                )
+            record_references(self.store, connection, self.connector, group, attribute, targets, added=added)
         self.counters["member_adds" if added else "member_removes"] += len(targets)
 
     # ----------------------------------------------------------------------------------- state in the store
@@ -461,85 +418,14 @@ class ADExporter:
 
     def _adopt(self, row: Any, guid: str, written: Mapping[str, list[Any]]) -> None:
         """The object exists in AD now: its objectGUID replaces the provisional anchor everywhere."""
-        provisional = row.anchor
         attrs = {name: values for name, values in written.items() if values}
         attrs["objectGUID"] = [guid]
-        serialized = serialize_attrs(attrs)
         with self.store.transaction() as connection:
-            connection.execute(
-                sa.update(cs_object)
-                .where(cs_object.c.connector == self.connector, cs_object.c.anchor == provisional)
-                .values(
-                    anchor=guid,
-                    attrs=serialized,
-                    attrs_hash=attrs_digest(serialized),
-                    refs_hash=format_hash(0),
-                    pending_export=None,
-                    last_run_id=self.run_id,
-                    updated_at=utcnow(),
-                )
-            )
-            connection.execute(
-                sa.update(link)
-                .where(link.c.connector == self.connector, link.c.anchor == provisional)
-                .values(anchor=guid)
-            )
-            connection.execute(sa.delete(pending_export).where(self._row(provisional)))
-            for column in (pending_export_reference.c.anchor, pending_export_reference.c.target_anchor):
-                connection.execute(
-                    sa.update(pending_export_reference)
-                    .where(pending_export_reference.c.connector == self.connector, column == provisional)
-                    .values({column.name: guid})
-                )
-
-    def _write_attributes(
-        self, connection: sa.Connection, anchor: str, changes: Mapping[str, list[Any]], new_dn: str | None
-    ) -> None:
-        row = connection.execute(
-            sa.select(cs_object.c.attrs).where(cs_object.c.connector == self.connector, cs_object.c.anchor == anchor)
-        ).first()
-        if row is None:
-            return
-        attrs = json.loads(row.attrs)
-        lowered = {name.lower(): name for name in attrs}
-        for name, values in changes.items():
-            attrs.pop(lowered.get(name.lower(), name), None)
-            if values:
-                attrs[name] = values
-        serialized = serialize_attrs(attrs)
-        values: dict[str, Any] = {
-            "attrs": serialized,
-            "attrs_hash": attrs_digest(serialized),
-            "last_run_id": self.run_id,
-            "updated_at": utcnow(),
-        }
-        if new_dn:
-            values["dn"] = new_dn
-        connection.execute(
-            sa.update(cs_object)
-            .where(cs_object.c.connector == self.connector, cs_object.c.anchor == anchor)
-            .values(**values)
-        )
+            adopt_anchor(connection, self.connector, row.anchor, guid, attrs, run_id=self.run_id)
 
     def _forget_empty_updates(self) -> None:
-        """Update rows that only announced member changes are done when no member change is left."""
-        open_references = (
-            sa.select(pending_export_reference.c.anchor)
-            .where(
-                pending_export_reference.c.connector == self.connector,
-                pending_export_reference.c.anchor == pending_export.c.anchor,
-            )
-            .exists()
-        )
         with self.store.transaction() as connection:
-            connection.execute(
-                sa.delete(pending_export).where(
-                    pending_export.c.connector == self.connector,
-                    pending_export.c.operation == "update",
-                    pending_export.c.changes == "{}",
-                    ~open_references,
-                )
-            )
+            forget_empty_updates(connection, self.connector)
 
     # ------------------------------------------------------------------------------------------------ errors
     def _fail(self, row: Any, error: Exception | None, *, code: str = "", message: str = "") -> None:

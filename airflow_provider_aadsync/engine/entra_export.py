@@ -34,10 +34,17 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_provider_aadsync.engine.export_run import ErrorLimitReached, ExportResult, run_export
+from airflow_provider_aadsync.engine.export_run import (
+    ErrorLimitReached,
+    ExportResult,
+    adopt_anchor,
+    forget_empty_updates,
+    record_attributes,
+    record_references,
+    run_export,
+)
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT
-from airflow_provider_aadsync.engine.importer import attrs_digest, serialize_attrs
-from airflow_provider_aadsync.engine.source import WriteOutcomeUnknownError, adjust_references_hash, format_hash
+from airflow_provider_aadsync.engine.source import WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,
@@ -503,7 +510,7 @@ class EntraExporter:
     def _after_update(self, operation: _Operation, answer: GraphAnswer) -> None:
         if answer.ok:
             with self._transaction() as connection:
-                self._write_attributes(connection, operation.anchor, operation.changes)
+                record_attributes(connection, self.connector, operation.anchor, operation.changes, run_id=self.run_id)
                 self._release_conflicts(connection, operation.anchor, operation.changes)
                 connection.execute(sa.delete(pending_export).where(self._row(operation.anchor)))
             self.counters[f"{operation.object_type}_updates"] += 1
@@ -596,42 +603,17 @@ class EntraExporter:
 
     def _adopt(self, operation: _Operation, object_id: str, written: Mapping[str, list[Any]]) -> None:
         """The object exists in Entra ID now: its real id replaces the provisional anchor everywhere."""
-        provisional = operation.anchor
-        resource = _RESOURCES[operation.object_type]
         attrs = {name: values for name, values in written.items() if values}
         attrs["id"] = [object_id]
-        serialized = serialize_attrs(attrs)
         with self._transaction() as connection:
-            connection.execute(
-                sa.update(cs_object)
-                .where(cs_object.c.connector == self.connector, cs_object.c.anchor == provisional)
-                .values(
-                    anchor=object_id,
-                    dn=f"{resource}/{object_id}",
-                    attrs=serialized,
-                    attrs_hash=attrs_digest(serialized),
-                    refs_hash=format_hash(0),
-                    pending_export=None,
-                    last_run_id=self.run_id,
-                    updated_at=utcnow(),
-                )
-            )
-            connection.execute(
-                sa.update(link)
-                .where(link.c.connector == self.connector, link.c.anchor == provisional)
-                .values(anchor=object_id)
-            )
-            connection.execute(sa.delete(pending_export).where(self._row(provisional)))
-            for column in (pending_export_reference.c.anchor, pending_export_reference.c.target_anchor):
-                connection.execute(
-                    sa.update(pending_export_reference)
-                    .where(pending_export_reference.c.connector == self.connector, column == provisional)
-                    .values({column.name: object_id})
-                )
-            connection.execute(
-                sa.update(export_conflict)
-                .where(export_conflict.c.connector == self.connector, export_conflict.c.anchor == provisional)
-                .values(anchor=object_id)
+            adopt_anchor(
+                connection,
+                self.connector,
+                operation.anchor,
+                object_id,
+                attrs,
+                run_id=self.run_id,
+                dn=f"{_RESOURCES[operation.object_type]}/{object_id}",
             )
         operation.anchor = object_id
 
@@ -659,97 +641,14 @@ class EntraExporter:
         self.counters["creates_reconciled"] += 1
         return True
 
-    def _write_attributes(self, connection: sa.Connection, anchor: str, changes: Mapping[str, list[Any]]) -> None:
-        row = connection.execute(
-            sa.select(cs_object.c.attrs).where(cs_object.c.connector == self.connector, cs_object.c.anchor == anchor)
-        ).first()
-        if row is None:
-            return
-        attrs = json.loads(row.attrs)
-        for name, values in changes.items():
-            if values:
-                attrs[name] = values
-            else:
-                attrs.pop(name, None)
-        serialized = serialize_attrs(attrs)
-        connection.execute(
-            sa.update(cs_object)
-            .where(cs_object.c.connector == self.connector, cs_object.c.anchor == anchor)
-            .values(attrs=serialized, attrs_hash=attrs_digest(serialized), last_run_id=self.run_id, updated_at=utcnow())
-        )
-
     def _confirm_members(self, group: str, targets: Sequence[str], *, added: bool) -> None:
         with self._transaction() as connection:
-            connection.execute(sa.delete(pending_export_reference).where(self._references(group, targets)))
-            current = connection.execute(
-                sa.select(cs_reference.c.target_anchor).where(
-                    cs_reference.c.connector == self.connector,
-                    cs_reference.c.anchor == group,
-                    cs_reference.c.attribute == MEMBERS,
-                    cs_reference.c.target_anchor.in_(list(targets)),
-                )
-            ).scalars()
-            present = set(current)
-            if added:
-                new = [t for t in targets if t not in present]
-                if new:
-                    connection.execute(
-                        sa.insert(cs_reference),
-                        [
-                            {"connector": self.connector, "anchor": group, "attribute": MEMBERS, "target_anchor": t}
-                            for t in new
-                        ],
-                    )
-                changed_add, changed_remove = new, []
-            else:
-                gone = [t for t in targets if t in present]
-                if gone:
-                    connection.execute(
-                        sa.delete(cs_reference).where(
-                            cs_reference.c.connector == self.connector,
-                            cs_reference.c.anchor == group,
-                            cs_reference.c.attribute == MEMBERS,
-                            cs_reference.c.target_anchor.in_(gone),
-                        )
-                    )
-                changed_add, changed_remove = [], gone
-            row = connection.execute(
-                sa.select(cs_object.c.refs_hash).where(
-                    cs_object.c.connector == self.connector, cs_object.c.anchor == group
-                )
-            ).first()
-            if row is not None and (changed_add or changed_remove):
-                refs_hash = adjust_references_hash(
-                    int(row.refs_hash or "0", 16),
-                    [(MEMBERS, t) for t in changed_add],
-                    [(MEMBERS, t) for t in changed_remove],
-                )
-                connection.execute(
-                    sa.update(cs_object)
-                    .where(cs_object.c.connector == self.connector, cs_object.c.anchor == group)
-                    .values(refs_hash=format_hash(refs_hash))
-                )
+            record_references(self.store, connection, self.connector, group, MEMBERS, targets, added=added)
         self.counters["member_adds" if added else "member_removes"] += len(targets)
 
     def _forget_empty_updates(self) -> None:
-        """Update rows that only announced member changes are done when no member change is left."""
-        open_references = (
-            sa.select(pending_export_reference.c.anchor)
-            .where(
-                pending_export_reference.c.connector == self.connector,
-                pending_export_reference.c.anchor == pending_export.c.anchor,
-            )
-            .exists()
-        )
         with self._transaction() as connection:
-            connection.execute(
-                sa.delete(pending_export).where(
-                    pending_export.c.connector == self.connector,
-                    pending_export.c.operation == "update",
-                    pending_export.c.changes == "{}",
-                    ~open_references,
-                )
-            )
+            forget_empty_updates(connection, self.connector)
 
     # ------------------------------------------------------------------------------------ conflicts and errors
     def _resolve_conflict(self, operation: _Operation, answer: GraphAnswer) -> bool:

@@ -1,4 +1,5 @@
-"""One recorded export run of any connector: the guards every export has, around a connector's exporter.
+"""One recorded export run of any connector: the guards every export has, around a connector's exporter, and what
+every exporter records in the connector space once a write is confirmed.
 
 The plan is on the run record before the first write (`aadsync report` shows it while the export runs); more pending
 deletes than the threshold stop the run before anything is written; staging stores the plan and writes nothing;
@@ -7,12 +8,26 @@ the error limit stops the exporter; every outcome is recorded with its counters 
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+import sqlalchemy as sa
+
 from airflow_provider_aadsync.engine.import_run import StepResult, process_holder
-from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.importer import attrs_digest, serialize_attrs
+from airflow_provider_aadsync.engine.source import adjust_references_hash, format_hash
+from airflow_provider_aadsync.engine.store import (
+    Store,
+    cs_object,
+    cs_reference,
+    export_conflict,
+    link,
+    pending_export,
+    pending_export_reference,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +111,176 @@ def _finish(
     store.record_errors(run_id, errors)
     store.finish_run(run_id, result, counters, detail)
     return ExportResult(run_id, connector, "export", result, counters, detail=detail)
+
+
+# ============================================================================ what an export records of its writes
+def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def adopt_anchor(
+    connection: sa.Connection,
+    connector: str,
+    provisional: str,
+    anchor: str,
+    attrs: Mapping[str, list[Any]],
+    *,
+    run_id: int,
+    dn: str | None = None,
+) -> None:
+    """A created object's real anchor replaces the provisional one everywhere; ``attrs`` (what was written) become
+    its connector-space values, so the next sync sees no difference."""
+    serialized = serialize_attrs(dict(attrs))
+    values: dict[str, Any] = {
+        "anchor": anchor,
+        "attrs": serialized,
+        "attrs_hash": attrs_digest(serialized),
+        "refs_hash": format_hash(0),
+        "pending_export": None,
+        "last_run_id": run_id,
+        "updated_at": utcnow(),
+    }
+    if dn:
+        values["dn"] = dn
+    connection.execute(
+        sa.update(cs_object)
+        .where(cs_object.c.connector == connector, cs_object.c.anchor == provisional)
+        .values(**values)
+    )
+    connection.execute(
+        sa.update(link).where(link.c.connector == connector, link.c.anchor == provisional).values(anchor=anchor)
+    )
+    connection.execute(
+        sa.delete(pending_export).where(pending_export.c.connector == connector, pending_export.c.anchor == provisional)
+    )
+    for column in (pending_export_reference.c.anchor, pending_export_reference.c.target_anchor):
+        connection.execute(
+            sa.update(pending_export_reference)
+            .where(pending_export_reference.c.connector == connector, column == provisional)
+            .values({column.name: anchor})
+        )
+    connection.execute(
+        sa.update(export_conflict)
+        .where(export_conflict.c.connector == connector, export_conflict.c.anchor == provisional)
+        .values(anchor=anchor)
+    )
+
+
+def record_attributes(
+    connection: sa.Connection,
+    connector: str,
+    anchor: str,
+    changes: Mapping[str, list[Any]],
+    *,
+    run_id: int,
+    dn: str | None = None,
+) -> None:
+    """Written attribute values (an empty list: cleared) become the object's connector-space values."""
+    row = connection.execute(
+        sa.select(cs_object.c.attrs).where(cs_object.c.connector == connector, cs_object.c.anchor == anchor)
+    ).first()
+    if row is None:
+        return
+    attrs = json.loads(row.attrs)
+    spelled = {name.lower(): name for name in attrs}
+    for name, values in changes.items():
+        attrs.pop(spelled.get(name.lower(), name), None)
+        if values:
+            attrs[name] = values
+    serialized = serialize_attrs(attrs)
+    update: dict[str, Any] = {
+        "attrs": serialized,
+        "attrs_hash": attrs_digest(serialized),
+        "last_run_id": run_id,
+        "updated_at": utcnow(),
+    }
+    if dn:
+        update["dn"] = dn
+    connection.execute(
+        sa.update(cs_object).where(cs_object.c.connector == connector, cs_object.c.anchor == anchor).values(**update)
+    )
+
+
+def record_references(
+    store: Store,
+    connection: sa.Connection,
+    connector: str,
+    group: str,
+    attribute: str,
+    targets: Sequence[str],
+    *,
+    added: bool,
+) -> None:
+    """Confirmed member adds or removes: their pending rows go, the connector space's reference rows and the group's
+    reference digest follow (so the next full import sees the group unchanged)."""
+    for part in _chunks(targets):
+        connection.execute(
+            sa.delete(pending_export_reference).where(
+                pending_export_reference.c.connector == connector,
+                pending_export_reference.c.anchor == group,
+                pending_export_reference.c.attribute == attribute,
+                pending_export_reference.c.target_anchor.in_(list(part)),
+            )
+        )
+    present: set[str] = set()
+    for part in _chunks(targets):
+        present.update(
+            connection.execute(
+                sa.select(cs_reference.c.target_anchor).where(
+                    cs_reference.c.connector == connector,
+                    cs_reference.c.anchor == group,
+                    cs_reference.c.attribute == attribute,
+                    cs_reference.c.target_anchor.in_(list(part)),
+                )
+            ).scalars()
+        )
+    if added:
+        changed = [target for target in targets if target not in present]
+        store.insert_chunked(
+            connection,
+            cs_reference,
+            [{"connector": connector, "anchor": group, "attribute": attribute, "target_anchor": t} for t in changed],
+        )
+    else:
+        changed = [target for target in targets if target in present]
+        for part in _chunks(changed):
+            connection.execute(
+                sa.delete(cs_reference).where(
+                    cs_reference.c.connector == connector,
+                    cs_reference.c.anchor == group,
+                    cs_reference.c.attribute == attribute,
+                    cs_reference.c.target_anchor.in_(list(part)),
+                )
+            )
+    row = connection.execute(
+        sa.select(cs_object.c.refs_hash).where(cs_object.c.connector == connector, cs_object.c.anchor == group)
+    ).first()
+    if row is not None and changed:
+        pairs = [(attribute, target) for target in changed]
+        digest = adjust_references_hash(int(row.refs_hash or "0", 16), pairs if added else [], [] if added else pairs)
+        connection.execute(
+            sa.update(cs_object)
+            .where(cs_object.c.connector == connector, cs_object.c.anchor == group)
+            .values(refs_hash=format_hash(digest))
+        )
+
+
+def forget_empty_updates(connection: sa.Connection, connector: str) -> None:
+    """Update rows that only announced member changes are done when no member change is left."""
+    open_references = (
+        sa.select(pending_export_reference.c.anchor)
+        .where(
+            pending_export_reference.c.connector == connector,
+            pending_export_reference.c.anchor == pending_export.c.anchor,
+        )
+        .exists()
+    )
+    connection.execute(
+        sa.delete(pending_export).where(
+            pending_export.c.connector == connector,
+            pending_export.c.operation == "update",
+            pending_export.c.changes == "{}",
+            ~open_references,
+        )
+    )
