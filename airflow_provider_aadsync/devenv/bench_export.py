@@ -19,11 +19,10 @@ import argparse
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_aadsync.devenv.bench import _child, _run_seconds
+from airflow_provider_aadsync.devenv.bench import _run_seconds, cli_child
 from airflow_provider_aadsync.devenv.bench_sync import directory, import_delta, import_full, user_dn, user_guid
 from airflow_provider_aadsync.devenv.graph import LocalGraphEmulator
 from airflow_provider_aadsync.devenv.processes import free_port
@@ -40,24 +39,10 @@ CONN_ID = "aadsync_bench_entra"
 UNPACED = "1000000000/1"
 
 
-#: The export as a child process that reports its own peak RSS (VmHWM) afterwards: ``wait4``'s figure would count
-#: this process's memory at fork time too.
-_CHILD = """
-import sys
-from airflow_provider_aadsync.cli import main
-from airflow_provider_aadsync.devenv.bench_sync import own_peak_rss
-try:
-    main(sys.argv[1:], standalone_mode=False)
-finally:
-    print("PEAK_RSS", own_peak_rss())
-"""
-
-
 def _export(store_url: str, env: dict[str, str], budget: str) -> dict[str, Any]:
     """One export in a child process: its run's seconds and counters, and the child's wall time and peak RSS."""
     arguments = ["export-entra", "--conn-id", CONN_ID, "--store", store_url, "--write-budget", budget]
-    wall, _, stdout = _child([sys.executable, "-c", _CHILD, *arguments], env)
-    rss = int(stdout.rsplit("PEAK_RSS", 1)[1].split()[0])
+    wall, rss, _ = cli_child(arguments, env)
     seconds, run = _run_seconds(store_url)
     if run["result"] != "success":
         raise RuntimeError(f"export ended {run['result']}: {run.get('detail')}")

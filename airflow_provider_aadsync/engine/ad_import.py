@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from airflow_provider_aadsync.engine.ad_entries import EntryDecoder
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
-from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
+from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter, ObjectPage
 from airflow_provider_aadsync.engine.prefetch import prefetch
 from airflow_provider_aadsync.engine.source import ObjectDecodeError, SourceObject
 
@@ -64,8 +64,13 @@ class ADImportSteps:
         # Take the watermark before reading: changes made while we page are seen again by the next delta.
         cookie = self.source.dirsync_watermark()
         writer.begin_full()
-        for entries in prefetch(self.source.full_import_pages(self.attributes)):
-            writer.write_full_page(self._decode(entries, errors, partial=False))
+        # Pages are read, decoded and shaped ahead in another thread while this one writes the store.
+        pages = (
+            ObjectPage.from_objects(self._decode(entries, errors, partial=False))
+            for entries in self.source.full_import_pages(self.attributes)
+        )
+        for page in prefetch(pages):
+            writer.write_full_columns(page)
         writer.finish_full()
         return {self.partition: cookie}
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
-from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
+from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter, ObjectPage, serialize_attrs
 from airflow_provider_aadsync.engine.prefetch import prefetch
 from airflow_provider_aadsync.engine.source import ObjectDecodeError, Reference, SourceObject
 
@@ -58,6 +58,8 @@ MEMBERS = "members"
 _OBJECT_TYPES = {"users": "user", "groups": "group"}
 #: Objects compared and written per batch in a full import.
 _WRITE_BATCH = 5_000
+#: Batches read ahead while one is written.
+_READ_AHEAD_BATCHES = 2
 
 
 class GraphDeltaSource(Protocol):
@@ -82,10 +84,7 @@ def graph_object(resource: str, item: dict[str, Any], *, partial: bool) -> Sourc
     if "@removed" in item:
         obj.deleted = True
         return obj
-    for key, value in item.items():
-        if key.startswith("@") or "@" in key:  # @odata.type, members@delta
-            continue
-        obj.attrs[key] = [] if value is None else list(value) if isinstance(value, list) else [value]
+    obj.attrs = graph_attrs(item)
     changes = item.get("members@delta") or []
     added: list[Reference] = [(member["id"], None) for member in changes if "@removed" not in member]
     removed: list[Reference] = [(member["id"], None) for member in changes if "@removed" in member]
@@ -97,6 +96,33 @@ def graph_object(resource: str, item: dict[str, Any], *, partial: bool) -> Sourc
     elif added:
         obj.references[MEMBERS] = added
     return obj
+
+
+def graph_attrs(item: dict[str, Any]) -> dict[str, list[Any]]:
+    """A delta item's properties as connector-space attributes: every value a list, null an empty one."""
+    return {
+        key: [] if value is None else list(value) if type(value) is list else [value]
+        for key, value in item.items()
+        if "@" not in key  # @odata.type, members@delta
+    }
+
+
+def _user_page(items: list[dict[str, Any]], errors: ErrorSink, page: ObjectPage) -> None:
+    """Add a full round's user items to ``page`` as columns: no SourceObject per user (100,000s of them).
+
+    Attributes without a value are left out, as the connector space stores them (see ``ObjectPage.from_objects``).
+    """
+    for item in items:
+        anchor = item.get("id")
+        if not anchor:
+            errors.add(ObjectDecodeError(f"a users delta item has no id: {sorted(item)}", code="missing-anchor"))
+        elif "@removed" not in item:
+            attrs = {
+                key: value if type(value) is list else [value]
+                for key, value in item.items()
+                if value is not None and value != [] and "@" not in key
+            }
+            page.add(anchor, f"users/{anchor}", "user", serialize_attrs(attrs))
 
 
 class EntraImportSteps:
@@ -121,30 +147,40 @@ class EntraImportSteps:
         return self.source.server_name()
 
     def full(self, writer: ConnectorSpaceWriter, errors: ErrorSink) -> Mapping[str, bytes]:
-        links: dict[str, bytes] = {}
         writer.begin_full()
-        pages = self.source.delta_pages("users", self.select["users"], None)
-        batch: list[SourceObject] = []
-        for page in prefetch(pages):
-            items = [item for item in page["value"] if "@removed" not in item]
-            batch += _objects("users", items, errors, partial=False)
-            if len(batch) >= _WRITE_BATCH:  # Graph pages are small (200): compare and write in bigger batches
-                writer.write_full_page(batch)
-                batch = []
-            links["users"] = _delta_link(page, links.get("users"))
-        writer.write_full_page(batch)
-        # A group can come back on several pages, its members split across them: gather before writing.
+        links: dict[str, bytes] = {}
+        # Reading, decoding and shaping pages runs ahead in another thread while this one writes the store
+        # (SQLite releases the GIL while it works); see bench/README.md for the figures.
+        for batch, links_so_far in prefetch(self._full_batches(errors), _READ_AHEAD_BATCHES):
+            writer.write_full_columns(batch)
+            links = links_so_far
+        writer.finish_full()
+        return _require_links(links, self.select)
+
+    def _full_batches(self, errors: ErrorSink) -> Iterator[tuple[ObjectPage, dict[str, bytes]]]:
+        """Both delta rounds from the start, as batches of columns to write, each with the delta links so far.
+
+        Groups come first: their batch is only complete at the end of their round (a group's members can be split
+        across pages), and writing it while the users are read keeps it out of the import's tail.
+        """
+        links: dict[str, bytes] = {}
         groups: dict[str, SourceObject] = {}
-        for page in prefetch(self.source.delta_pages("groups", self.select["groups"], None)):
+        for page in self.source.delta_pages("groups", self.select["groups"], None):
             for item in page["value"]:
                 for obj in _objects("groups", [item], errors, partial=False):
                     _gather(groups, obj, item)
             links["groups"] = _delta_link(page, links.get("groups"))
         gathered = list(groups.values())
         for start in range(0, len(gathered), _WRITE_BATCH):
-            writer.write_full_page(gathered[start : start + _WRITE_BATCH])
-        writer.finish_full()
-        return _require_links(links, self.select)
+            yield ObjectPage.from_objects(gathered[start : start + _WRITE_BATCH]), dict(links)
+        users = ObjectPage()
+        for page in self.source.delta_pages("users", self.select["users"], None):
+            _user_page(page["value"], errors, users)
+            links["users"] = _delta_link(page, links.get("users"))
+            if len(users.anchors) >= _WRITE_BATCH:  # Graph pages are small (200): compare and write in bigger batches
+                yield users, dict(links)
+                users = ObjectPage()
+        yield users, dict(links)
 
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
         links: dict[str, bytes] = {}

@@ -13,8 +13,10 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -38,12 +40,79 @@ PENDING_UPDATE = "update"
 PENDING_DELETE = "delete"
 
 
-def serialize_attrs(attrs: dict[str, list[str]]) -> str:
-    return json.dumps(attrs, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+_ATTRS_ENCODER = msgspec.json.Encoder(order="sorted")
+_WRITTEN_COLUMNS = ("anchor", "dn", "object_type", "attrs", "attrs_hash", "refs_hash", "pending_import")
+_REFERENCE_COLUMNS = ("anchor", "attribute", "target_anchor", "target_dn")
+
+
+def serialize_attrs(attrs: dict[str, list[Any]]) -> str:
+    """The canonical JSON of an attribute dict (sorted keys, compact, UTF-8): what is stored and digested.
+
+    msgspec writes what ``json.dumps(sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` writes (floats
+    with exponents aside), about 8 times faster; a full import serializes every object.
+    """
+    return _ATTRS_ENCODER.encode(attrs).decode()
 
 
 def attrs_digest(serialized: str) -> str:
     return hashlib.blake2b(serialized.encode(), digest_size=16).hexdigest()
+
+
+#: refs_hash of an object without references.
+NO_REFERENCES_HASH = format_hash(0)
+
+
+@dataclass(slots=True)
+class ObjectPage:
+    """A page of full-import objects as columns, one entry per object: what the writer compares and stores.
+
+    Why columns: a source that reads many objects per page (Graph) fills it directly, without building a
+    SourceObject per object, and the writer hands whole columns to the store. ``references`` holds
+    ``(position of the object in the page, attribute, target anchor, target DN)``.
+    """
+
+    anchors: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    object_types: list[str | None] = field(default_factory=list)
+    attrs: list[str] = field(default_factory=list)
+    refs_hashes: list[str] = field(default_factory=list)
+    references: list[tuple[int, str, str, str | None]] = field(default_factory=list)
+
+    @classmethod
+    def from_objects(cls, objects: Iterable[SourceObject], *, serialize: bool = True) -> ObjectPage:
+        page = cls()
+        for obj in objects:
+            # An attribute without values is stored as absent, as a delta import stores a cleared one.
+            attrs = serialize_attrs({name: values for name, values in obj.attrs.items() if values}) if serialize else ""
+            page.add(obj.anchor, obj.dn, obj.object_type, attrs, obj.references)
+        return page
+
+    def add(
+        self,
+        anchor: str,
+        dn: str,
+        object_type: str | None,
+        serialized_attrs: str,
+        references: dict[str, list[Reference]] | None = None,
+    ) -> None:
+        position = len(self.anchors)
+        self.anchors.append(anchor)
+        self.dns.append(dn)
+        self.object_types.append(object_type)
+        self.attrs.append(serialized_attrs)
+        if not references:
+            self.refs_hashes.append(NO_REFERENCES_HASH)
+            return
+        self.refs_hashes.append(format_hash(references_hash(_pairs(references))))
+        self.references += [
+            (position, name, target, dn) for name, values in references.items() for target, dn in values
+        ]
+
+    def reference_frame(self) -> pd.DataFrame:
+        """The references as rows: position, anchor, attribute, target_anchor, target_dn."""
+        frame = pd.DataFrame(self.references, columns=["position", "attribute", "target_anchor", "target_dn"])
+        frame.insert(1, "anchor", pd.Series(self.anchors, dtype=object).take(frame["position"]).to_numpy())
+        return frame
 
 
 def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -85,85 +154,73 @@ class ConnectorSpaceWriter:
         self._seen = set()
 
     def write_full_page(self, objects: Sequence[SourceObject]) -> None:
-        """Compare one page with the index and write adds, updates and reference changes."""
+        """Compare one page of objects with the index and write adds, updates and reference changes."""
+        self.write_full_columns(ObjectPage.from_objects(objects))
+
+    def write_full_columns(self, page: ObjectPage) -> None:
+        """Compare one page (as columns) with the index and write adds, updates and reference changes."""
         if self._index is None:
             raise RuntimeError("begin_full() must be called before write_full_page()")
-        if not objects:
+        if not page.anchors:
             return
-        serialized = [serialize_attrs(obj.attrs) for obj in objects]
-        page = pd.DataFrame(
+        frame = pd.DataFrame(
             {
-                "anchor": [obj.anchor for obj in objects],
-                "dn": [obj.dn for obj in objects],
-                "object_type": [obj.object_type for obj in objects],
-                "attrs": serialized,
-                "attrs_hash": [attrs_digest(text) for text in serialized],
-                "refs_hash": [format_hash(references_hash(_pairs(obj.references))) for obj in objects],
-                "position": range(len(objects)),
+                "anchor": page.anchors,
+                "dn": page.dns,
+                "object_type": page.object_types,
+                "attrs": page.attrs,
+                "attrs_hash": [attrs_digest(text) for text in page.attrs],
+                "refs_hash": page.refs_hashes,
+                "position": range(len(page.anchors)),
             }
         ).drop_duplicates("anchor", keep="last")
-        self._seen.update(page["anchor"])
-        self.counters["objects_read"] += len(page)
+        self._seen.update(page.anchors)
+        self.counters["objects_read"] += len(frame)
 
-        stored = self._index.reindex(page["anchor"])
-        stored.index = page.index
+        stored = self._index.reindex(frame["anchor"])
+        stored.index = frame.index
         is_new = stored["attrs_hash"].isna() | stored["is_deleted"].eq(True)
-        renamed = ~is_new & stored["dn"].ne(page["dn"])
-        attrs_changed = ~is_new & (stored["attrs_hash"].ne(page["attrs_hash"]) | renamed)
-        refs_changed = ~is_new & stored["refs_hash"].ne(page["refs_hash"])
+        renamed = ~is_new & stored["dn"].ne(frame["dn"])
+        attrs_changed = ~is_new & (stored["attrs_hash"].ne(frame["attrs_hash"]) | renamed)
+        refs_changed = ~is_new & stored["refs_hash"].ne(frame["refs_hash"])
         changed = attrs_changed | refs_changed
         write = is_new | changed
 
-        page["pending_import"] = stored["pending_import"].where(
+        frame["pending_import"] = stored["pending_import"].where(
             stored["pending_import"].isin([PENDING_ADD]), PENDING_UPDATE
         )
-        page.loc[is_new, "pending_import"] = PENDING_ADD
+        frame.loc[is_new, "pending_import"] = PENDING_ADD
         self.counters["adds"] += int(is_new.sum())
         self.counters["updates"] += int(changed.sum())
         self.counters["renames"] += int(renamed.sum())
         self.counters["unchanged"] += int((~write).sum())
 
-        to_write = page[write]
+        # Rows in key order: neighbouring inserts land on the same index pages (about 20 % faster in SQLite).
+        to_write = frame[write].sort_values("anchor")
         if to_write.empty:
             return
-        now = utcnow()
-        rows = [
-            {
-                "connector": self.connector,
-                "anchor": row.anchor,
-                "dn": row.dn,
-                "object_type": row.object_type,
-                "attrs": row.attrs,
-                "attrs_hash": row.attrs_hash,
-                "refs_hash": row.refs_hash,
-                "is_deleted": False,
-                "pending_import": row.pending_import,
-                "last_run_id": self.run_id,
-                "updated_at": now,
-            }
-            for row in to_write.itertuples(index=False)
-        ]
-        self.store.upsert(
+        written = {name: to_write[name].tolist() for name in _WRITTEN_COLUMNS}
+        self.store.write_columns(
             self.connection,
             cs_object,
-            rows,
-            update=[
-                "dn",
-                "object_type",
-                "attrs",
-                "attrs_hash",
-                "refs_hash",
-                "is_deleted",
-                "pending_import",
-                "last_run_id",
-                "updated_at",
-            ],
+            {
+                "connector": self.connector,
+                **written,
+                "is_deleted": False,
+                "last_run_id": self.run_id,
+                "updated_at": utcnow(),
+            },
+            update=[*_WRITTEN_COLUMNS, "is_deleted", "last_run_id", "updated_at"],
         )
-        new_positions = page.loc[is_new, "position"].tolist()
-        self._insert_references([objects[i] for i in new_positions])
-        changed_positions = page.loc[refs_changed, "position"].tolist()
-        if changed_positions:
-            self._replace_references([objects[i] for i in changed_positions])
+        if not page.references:
+            return
+        references = page.reference_frame()
+        references = references[references["position"].isin(frame["position"])]
+        new_references = references[references["position"].isin(frame.loc[is_new, "position"])]
+        self._insert_reference_frame(new_references)
+        changed_anchors = frame.loc[refs_changed, "anchor"].tolist()
+        if changed_anchors:
+            self._replace_references(changed_anchors, references[references["anchor"].isin(changed_anchors)])
 
     def finish_full(self) -> None:
         """Everything the connector space holds alive that this full import did not see was deleted."""
@@ -362,24 +419,19 @@ class ConnectorSpaceWriter:
             self.connection.execute(statement, [{"b_anchor": a, "b_attribute": n, "b_target": t} for a, n, t in chunk])
 
     def _insert_references(self, objects: Sequence[SourceObject]) -> None:
-        rows = [
-            {
-                "connector": self.connector,
-                "anchor": obj.anchor,
-                "attribute": name,
-                "target_anchor": target,
-                "target_dn": dn,
-            }
-            for obj in objects
-            for name, values in obj.references.items()
-            for target, dn in dict.fromkeys(values)
-        ]
-        self.store.insert_chunked(self.connection, cs_reference, rows)
-        self.counters["reference_adds"] += len(rows)
+        self._insert_reference_frame(ObjectPage.from_objects(objects, serialize=False).reference_frame())
 
-    def _replace_references(self, objects: Sequence[SourceObject]) -> None:
-        """Diff each object's stored reference set with the incoming one using frame set operations."""
-        anchors = [obj.anchor for obj in objects]
+    def _insert_reference_frame(self, references: pd.DataFrame) -> None:
+        """Insert reference rows (columns anchor, attribute, target_anchor, target_dn), each value once."""
+        references = references.drop_duplicates(["anchor", "attribute", "target_anchor"])
+        self.counters["reference_adds"] += self.store.write_columns(
+            self.connection,
+            cs_reference,
+            {"connector": self.connector, **{name: references[name].tolist() for name in _REFERENCE_COLUMNS}},
+        )
+
+    def _replace_references(self, anchors: Sequence[str], incoming: pd.DataFrame) -> None:
+        """Diff these objects' stored reference sets with the incoming rows using frame set operations."""
         stored_parts = []
         for chunk in _chunks(anchors):
             query = sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor).where(
@@ -389,26 +441,15 @@ class ConnectorSpaceWriter:
                 pd.DataFrame(self.connection.execute(query).all(), columns=["anchor", "attribute", "target_anchor"])
             )
         stored = pd.concat(stored_parts, ignore_index=True)
-        incoming = pd.DataFrame(
-            [
-                (obj.anchor, name, target, dn)
-                for obj in objects
-                for name, values in obj.references.items()
-                for target, dn in values
-            ],
-            columns=["anchor", "attribute", "target_anchor", "target_dn"],
-        ).drop_duplicates(["anchor", "attribute", "target_anchor"])
+        incoming = incoming[list(_REFERENCE_COLUMNS)].drop_duplicates(["anchor", "attribute", "target_anchor"])
         merged = incoming.merge(stored, on=["anchor", "attribute", "target_anchor"], how="outer", indicator=True)
         adds = merged[merged["_merge"] == "left_only"]
         removes = merged[merged["_merge"] == "right_only"]
-        if not adds.empty:
-            rows = adds[["anchor", "attribute", "target_anchor", "target_dn"]].assign(connector=self.connector)
-            self.store.insert_chunked(self.connection, cs_reference, rows.to_dict("records"))
+        self._insert_reference_frame(adds)
         if not removes.empty:
             self._delete_reference_rows(
                 list(removes[["anchor", "attribute", "target_anchor"]].itertuples(index=False, name=None))
             )
-        self.counters["reference_adds"] += len(adds)
         self.counters["reference_removes"] += len(removes)
 
     def _delete(self, anchors: Sequence[str], pending: Sequence[str | None]) -> None:

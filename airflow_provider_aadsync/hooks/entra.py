@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import msal
+import msgspec
 import requests
 import requests.adapters
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -377,7 +378,8 @@ class EntraHook(BaseHook):
             raise self._error(response)
         if response.status_code == 204 or not response.content:
             return None
-        return response.json()
+        # msgspec (an Airflow dependency) decodes to the same dicts and lists as json, about twice as fast.
+        return msgspec.json.decode(response.content)
 
     @staticmethod
     def _error(response: httpx.Response) -> GraphError:

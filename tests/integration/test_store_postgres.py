@@ -33,6 +33,7 @@ from airflow_provider_aadsync.engine.store import (
 from tests.unit.engine import test_ad_import as unit
 from tests.unit.engine.test_ad_import import ATTRS, NC, FakeDirectory, directory, guid, members, rows  # noqa: F401
 from tests.unit.engine.test_store import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
+    check_write_columns,
     test_expired_lock_is_taken_over,
     test_lock_excludes_other_holders_but_not_the_same_one,
 )
@@ -327,3 +328,7 @@ def test_full_then_delta_import_rows_in_postgres(directory, pg_store):  # noqa: 
     assert members(pg_store, 100) == {str(guid(n)) for n in (1, 2, 4)}
     assert pg_store.get_watermark("ad", NC).cookie == b"cookie-0+1"
     assert [entry["result"] for entry in pg_store.list_runs()] == ["success", "success"]
+
+
+def test_write_columns(pg_store):
+    check_write_columns(pg_store)

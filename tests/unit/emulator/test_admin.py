@@ -105,3 +105,22 @@ def test_drop_ratio_is_a_setting_with_bounds():
     assert client.get("/_emulator/settings").json()["faultDropRatio"] == 0.0
     assert client.put("/_emulator/settings", json={"faultDropRatio": 0.25}).json() == {"faultDropRatio": 0.25}
     assert client.put("/_emulator/settings", json={"faultDropRatio": 2}).status_code == 400
+
+
+def test_flush_writes_pending_state_and_counter_resets_schedule_no_save(tmp_path):
+    state_file = tmp_path / "state.json"
+    state = EmulatorState(state_file=state_file)
+    with TestClient(create_app(state), base_url="https://testserver") as client:
+        tenant = client.post(
+            "/_emulator/tenants", json={"name": "flush", "displayName": "Flush", "verifiedDomains": ["contoso.com"]}
+        ).json()
+        seeded = client.post(
+            f"/_emulator/tenants/{tenant['id']}/objects",
+            json={"@odata.type": "#microsoft.graph.user", **new_user("flushed")},
+        )
+        assert seeded.status_code == 201, seeded.text  # the tenant was saved just before: this save is deferred
+        assert state._save_timer is not None
+        assert client.post("/_emulator/flush").status_code == 204
+        assert "flushed" in state_file.read_text() and state._save_timer is None
+        assert client.delete("/_emulator/counters").status_code == 204
+        assert state._save_timer is None  # counters are not part of the saved state

@@ -43,7 +43,7 @@ class FakeGraph:
         self.rounds: dict[str, list[list[list[dict[str, Any]]]]] = {"users": [], "groups": []}
         self.links_used: list[str | None] = []
         self.expired = False
-        self.counter = 0
+        self.rounds_served = {"users": 0, "groups": 0}
 
     def server_name(self) -> str:
         return "graph.test"
@@ -58,8 +58,9 @@ class FakeGraph:
             if number < len(pages):
                 page["@odata.nextLink"] = f"https://graph.test/v1.0/{resource}/delta?$skiptoken=s{number}"
             else:
-                self.counter += 1
-                page["@odata.deltaLink"] = f"https://graph.test/v1.0/{resource}/delta?$deltatoken=d{self.counter}"
+                self.rounds_served[resource] += 1
+                served = self.rounds_served[resource]
+                page["@odata.deltaLink"] = f"https://graph.test/v1.0/{resource}/delta?$deltatoken=d{served}"
             yield page
 
 
@@ -129,7 +130,7 @@ def test_full_import_gathers_groups_across_pages_and_saves_both_delta_links(grap
         links = dict(connection.execute(sa.select(watermark.c.partition, watermark.c.cookie)).all())
     assert links == {
         "users": b"https://graph.test/v1.0/users/delta?$deltatoken=d1",
-        "groups": b"https://graph.test/v1.0/groups/delta?$deltatoken=d2",
+        "groups": b"https://graph.test/v1.0/groups/delta?$deltatoken=d1",
     }
 
 
@@ -147,9 +148,9 @@ def test_delta_applies_changes_from_the_saved_links(graph, store):
     graph.rounds["groups"].append([[{"id": oid(100), "members@delta": [member(4), member(1, removed=True)]}]])
     result = import_entra(graph, store, mode="delta")
     assert result.mode == "delta" and result.fallback_reason is None
-    assert graph.links_used[-2:] == [
+    assert sorted(graph.links_used[-2:]) == [
+        "https://graph.test/v1.0/groups/delta?$deltatoken=d1",
         "https://graph.test/v1.0/users/delta?$deltatoken=d1",
-        "https://graph.test/v1.0/groups/delta?$deltatoken=d2",
     ]
     counters = result.counters
     assert (counters["adds"], counters["deletes"]) == (1, 1)

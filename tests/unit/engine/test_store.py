@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.store import SCHEMA_VERSION, Store, StoreLockedError, cs_object
+from airflow_provider_aadsync.engine.store import SCHEMA_VERSION, Store, StoreLockedError, as_utc, cs_object
 
 
 @pytest.fixture
@@ -77,3 +77,54 @@ def test_runs_and_errors(store):
     store.finish_run(run_id, "completed-import-errors", {"adds": 1, "errors": 1})
     assert store.get_run(run_id)["counters"] == {"adds": 1, "errors": 1}
     assert store.run_errors(run_id)[0]["code"] == "undecodable-value"
+
+
+def check_write_columns(store: Store) -> None:
+    """write_columns broadcasts constants, converts them as the column types do, and upserts the named columns."""
+    now = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+    columns = {
+        "connector": "entra",
+        "anchor": ["b", "a", "c"],
+        "dn": ["users/b", "users/a", "users/c"],
+        "object_type": "user",
+        "attrs": ['{"x":["é"]}', "{}", "{}"],
+        "attrs_hash": ["hb", "ha", "hc"],
+        "refs_hash": "0",
+        "is_deleted": False,
+        "pending_import": "add",
+        "updated_at": now,
+    }
+    with store.transaction() as connection:
+        assert store.write_columns(connection, cs_object, columns, update=["dn", "attrs_hash"]) == 3
+        changed = {**columns, "anchor": ["a"], "dn": ["users/A"], "attrs": ["{}"], "attrs_hash": ["ha2"]}
+        assert store.write_columns(connection, cs_object, changed, update=["dn", "attrs_hash"]) == 1
+        empty = {name: [] if isinstance(values, list) else values for name, values in columns.items()}
+        assert store.write_columns(connection, cs_object, empty) == 0
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.attrs, cs_object.c.attrs_hash,
+                      cs_object.c.is_deleted, cs_object.c.updated_at).order_by(cs_object.c.anchor)
+        ).all()  # fmt: skip
+    assert [tuple(row[:5]) for row in rows] == [
+        ("a", "users/A", "{}", "ha2", False),
+        ("b", "users/b", '{"x":["é"]}', "hb", False),
+        ("c", "users/c", "{}", "hc", False),
+    ]
+    assert {as_utc(row.updated_at) for row in rows} == {now}
+
+
+def test_write_columns(store):
+    check_write_columns(store)
+
+
+def test_write_columns_names_what_is_wrong(store):
+    with store.transaction() as connection:
+        with pytest.raises(ValueError, match=r"columns of different lengths for cs_object: \[1, 2\]"):
+            store.write_columns(connection, cs_object, {"connector": "ad", "anchor": ["a", "b"], "dn": ["x"]})
+        with pytest.raises(ValueError, match=r"write_columns\(cs_object\) needs values for is_deleted"):
+            store.write_columns(
+                connection,
+                cs_object,
+                {"connector": "ad", "anchor": ["a"], "dn": ["x"], "object_type": "user", "attrs": "{}",
+                 "attrs_hash": "h", "refs_hash": "0", "updated_at": dt.datetime.now(dt.UTC)},
+            )  # fmt: skip
