@@ -315,10 +315,12 @@ def main(argv: list[str]) -> int:
     entra.add_argument("--users", type=int, default=100_000)
     entra.add_argument("--groups", type=int, default=5_000)
     entra.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    from airflow_provider_aadsync.devenv import bench_export, bench_sync  # they import this module: load them last
+    # they import this module: load them last
+    from airflow_provider_aadsync.devenv import bench_export, bench_sync, bench_writeback
 
     bench_sync.add_arguments(sub.add_parser("sync", help="rule evaluation, full and delta sync (no servers)"))
     bench_export.add_arguments(sub.add_parser("export", help="the Entra export against the Graph emulator"))
+    bench_writeback.add_arguments(sub.add_parser("writeback", help="an M365 group written back to the Samba DC"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aadsync-bench-") as scratch:
         if args.bench == "sync":
@@ -343,6 +345,9 @@ def main(argv: list[str]) -> int:
                 Path(scratch),
             )
             print(bench_export.render_export(results))
+        elif args.bench == "writeback":
+            results = bench_writeback.bench_writeback(args.members, Path(scratch))
+            print(bench_writeback.render_writeback(results))
         elif args.bench == "ad-import":
             results = bench_ad_import(args.users, args.groups, args.group_size, args.changes, Path(scratch))
             print(render(results))

@@ -17,9 +17,12 @@ from pathlib import Path
 
 from airflow_provider_aadsync.devenv.paths import fixture_cache_dir
 from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.devenv.seed import SEED_VERSION, seed_directory
+from airflow_provider_aadsync.devenv.seed import SEED_VERSION, offline_entries, seed_directory
 
 FIXTURE_VERSION = 1 * 100 + SEED_VERSION
+#: From this many users, the OUs and users are added offline (``SambaDC.add_offline``, ~480 users/s, near-linear)
+#: instead of over LDAP (~250 users/s on an empty DC, ~12/s at 60,000 users). The directory is the same.
+OFFLINE_SEED_MIN_USERS = 5_000
 
 
 def _suffix() -> str:
@@ -76,11 +79,22 @@ def cached_seeded_dc(home: Path, *, users: int, groups: int, group_size: int = 0
             dc.restore(target)
         else:
             dc = provisioned_dc(home)
+            offline = users >= OFFLINE_SEED_MIN_USERS
+            if offline:
+                dc.add_offline(offline_entries(dc.base_dn, users=users, seed=seed))
             dc.start()
             try:
                 conn = dc.connect()
                 try:
-                    seed_directory(conn, dc.base_dn, users=users, groups=groups, group_size=group_size, seed=seed)
+                    seed_directory(
+                        conn,
+                        dc.base_dn,
+                        users=users,
+                        groups=groups,
+                        group_size=group_size,
+                        seed=seed,
+                        users_present=offline,
+                    )
                 finally:
                     conn.unbind()
             finally:

@@ -18,12 +18,15 @@ DirSync and extended DNs work with this LDAP-only config; nothing extra is neede
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import ssl
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +59,58 @@ _SNAPSHOT_EXCLUDES = (
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
+#: Run by Samba's own Python (the ``python3-samba`` bindings the ``samba`` package depends on): adds JSON-lines
+#: records ``[dn, objectClasses, {attribute: value or [values]}]`` through the full DSDB module stack of a *stopped*
+#: DC (objectGUID, objectSid, security descriptors and metadata are generated as for an LDAP add), committing every
+#: ``per_transaction`` records. Why: each LDAP add is a transaction of its own, and each commit rewrites the
+#: directory's ever-growing low-cardinality index records, so adds over LDAP slow down with the directory's size
+#: (measured: ~12 users/s at 60,000 users); a few thousand adds per commit keep it near-linear (~480 users/s).
+_OFFLINE_ADD_SCRIPT = r"""
+import json, sys
+from samba.auth import system_session
+from samba.param import LoadParm
+from samba.samdb import SamDB
+
+conf, url, records, per_transaction = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+lp = LoadParm()
+lp.load(conf)
+samdb = SamDB(url=url, session_info=system_session(), lp=lp, options=["batch_mode:1"])
+added = 0
+samdb.transaction_start()
+with open(records, encoding="utf-8") as lines:
+    for line in lines:
+        dn, classes, attrs = json.loads(line)
+        message = {"dn": dn, "objectClass": classes}
+        for name, value in attrs.items():
+            message[name] = [str(v) for v in value] if isinstance(value, list) else str(value)
+        try:
+            samdb.add(message)
+        except Exception as error:
+            sys.exit(f"adding {dn} failed: {error}")
+        added += 1
+        if added % per_transaction == 0:
+            samdb.transaction_commit()
+            samdb.transaction_start()
+samdb.transaction_commit()
+print(added)
+"""
+
+#: Entries an offline add commits at once.
+OFFLINE_ADDS_PER_TRANSACTION = 2_000
+
+OfflineEntry = tuple[str, list[str], dict[str, object]]
+
+
 class SambaError(RuntimeError):
     """Raised when the dev DC cannot be provisioned, started or snapshotted."""
+
+
+def _samba_python() -> str:
+    """The Python interpreter that has Samba's bindings (Debian: ``/usr/bin/python3`` with ``python3-samba``)."""
+    for candidate in ("/usr/bin/python3", shutil.which("python3")):
+        if candidate and subprocess.run([candidate, "-c", "import samba.samdb"], capture_output=True).returncode == 0:
+            return candidate
+    raise SambaError("no Python with Samba's bindings: apt-get install python3-samba (a dependency of samba)")
 
 
 def _which(name: str) -> str:
@@ -233,6 +286,37 @@ class SambaDC:
             "samba-tool domain passwordsettings set",
         )
         return time.monotonic() - t0
+
+    def add_offline(
+        self, entries: Iterable[OfflineEntry], *, per_transaction: int = OFFLINE_ADDS_PER_TRANSACTION
+    ) -> int:
+        """Add ``(dn, objectClasses, attributes)`` entries to this *stopped* DC's database; return how many.
+
+        Far faster than LDAP for tens of thousands of entries (see ``_OFFLINE_ADD_SCRIPT``). A failing entry
+        raises :class:`SambaError` naming it; entries committed before it stay.
+        """
+        if self.is_running():
+            raise SambaError(f"add_offline needs the DC at {self.home} stopped")
+        if not self.is_provisioned():
+            raise SambaError(f"add_offline needs a provisioned DC at {self.home}")
+        self.write_config()
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", dir=self.home, encoding="utf-8") as records:
+            for entry in entries:
+                records.write(json.dumps(list(entry)) + "\n")
+            records.flush()
+            result = self._run(
+                [
+                    _samba_python(),
+                    "-c",
+                    _OFFLINE_ADD_SCRIPT,
+                    str(self.conf_path),
+                    str(self.home / "private" / "sam.ldb"),
+                    records.name,
+                    str(per_transaction),
+                ],
+                "offline add",
+            )
+        return int(result.stdout.split()[-1])
 
     def _read_pid(self) -> int | None:
         try:

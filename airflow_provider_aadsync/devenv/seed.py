@@ -226,6 +226,21 @@ def _dns_under(conn: ldap3.Connection, base: str, flt: str) -> list[str]:
     return sorted(e["dn"] for e in entries if e.get("type") == "searchResEntry")
 
 
+def _layout(base_dn: str) -> tuple[str, str, str, list[str]]:
+    """(root OU, users OU, groups OU, every OU) of a seeded directory."""
+    root = f"OU=AADSync,{base_dn}"
+    users_ou, groups_ou = f"OU=Users,{root}", f"OU=Groups,{root}"
+    return root, users_ou, groups_ou, [root, users_ou, groups_ou] + [f"OU={d},{users_ou}" for d in DEPARTMENTS]
+
+
+def offline_entries(base_dn: str, *, users: int, seed: int = 42) -> list[tuple[str, list[str], dict[str, object]]]:
+    """The OUs and users :func:`seed_directory` creates, with the same DNs and attributes, for an offline add
+    (``SambaDC.add_offline``); then ``seed_directory(..., users_present=True)`` adds the rest over LDAP."""
+    _root, users_ou, _groups_ou, ou_dns = _layout(base_dn)
+    entries = [(dn, ["top", "organizationalUnit"], {}) for dn in ou_dns]
+    return entries + [(user.dn, list(USER_CLASSES), user.attrs) for user in _plan_users(users, seed, users_ou)]
+
+
 def seed_directory(
     conn: ldap3.Connection,
     base_dn: str,
@@ -234,18 +249,18 @@ def seed_directory(
     groups: int,
     group_size: int = 0,
     seed: int = 42,
+    users_present: bool = False,
 ) -> SeedReport:
     """Create ``OU=AADSync,<base_dn>`` with *users* users, *groups* nested security groups and, if
     *group_size* > 0, ``CN=BigGroup-<group_size>`` holding exactly that many users. Deterministic per seed.
 
     Layout: ``OU=AADSync`` / ``OU=Users`` / ``OU=<Department>`` (users), ``OU=AADSync`` / ``OU=Groups``.
+    ``users_present``: the OUs and users were already added offline (:func:`offline_entries`).
     """
     if group_size > users:
         raise ValueError(f"group_size={group_size} needs users >= group_size (users={users})")
     t0 = time.monotonic()
-    root = f"OU=AADSync,{base_dn}"
-    users_ou, groups_ou = f"OU=Users,{root}", f"OU=Groups,{root}"
-    ou_dns = [root, users_ou, groups_ou] + [f"OU={d},{users_ou}" for d in DEPARTMENTS]
+    root, users_ou, groups_ou, ou_dns = _layout(base_dn)
     marker = _marker(users, groups, group_size, seed)
     big_dn = f"CN=BigGroup-{group_size},{groups_ou}" if group_size > 0 else None
 
@@ -268,12 +283,12 @@ def seed_directory(
             reused=True,
         )
 
-    for dn in ou_dns:
-        _add(conn, dn, ["top", "organizationalUnit"], {})
-
     planned = _plan_users(users, seed, users_ou)
-    for u in planned:
-        _add(conn, u.dn, USER_CLASSES, u.attrs)
+    if not users_present:
+        for dn in ou_dns:
+            _add(conn, dn, ["top", "organizationalUnit"], {})
+        for u in planned:
+            _add(conn, u.dn, USER_CLASSES, u.attrs)
     user_dns = [u.dn for u in planned]
 
     rng = random.Random(seed * 7919 + 1)

@@ -11,7 +11,8 @@ Admin API (no auth; refused unless the caller is on loopback):
   certificate credential whose private key may then sign client assertions; ``GET`` lists them (``{"value"}``),
   ``DELETE .../certificates/{thumbprint}`` → 204;
 - ``POST /_emulator/tenants/{id}/objects`` ``{"@odata.type": "#microsoft.graph.user|group|orgContact", ...}`` →
-  201: seed an object, read-only properties allowed (``onPremisesSyncEnabled``, ``proxyAddresses``, contacts);
+  201: seed an object, read-only properties allowed (``onPremisesSyncEnabled``, ``proxyAddresses``, contacts), and
+  a group's ``members@odata.bind`` may name any number of members (Graph takes 20 per request);
   a JSON array of such objects seeds them in order (stopping at the first refused one) → 201 ``{"value": [...]}``;
 - ``POST /_emulator/reset`` → 204 (no tenants, default settings, counters zeroed);
 - ``POST /_emulator/flush`` → 204 once pending state is written to the state file (writes are saved at most about

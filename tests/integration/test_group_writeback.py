@@ -3,6 +3,7 @@ to a real AD (Samba) by the AD export, read back from AD with ranged retrieval."
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -57,7 +58,7 @@ def _is_user(graph, object_id: str) -> bool:
 def m365_group(graph, name: str, members: list[str]) -> str:
     body = {
         "displayName": name,
-        "mailNickname": name.lower().replace(" ", ""),
+        "mailNickname": re.sub(r"[^a-z0-9]", "", name.lower())[:64],
         "mailEnabled": True,
         "securityEnabled": False,
         "groupTypes": ["Unified"],
@@ -221,3 +222,38 @@ def test_killed_and_retried_export_has_no_duplicates(store, world, kind):
     assert recorded == 7
     _a, _e, again = cycle(store, graph, ad, rules)
     assert again.counters["ldap_writes"] == 0, again.counters
+
+
+def test_display_name_naming_fits_ad_limits_and_follows_a_cloud_rename(store, world):
+    """Display-name naming: CN=<displayName (at most 51)>_<last 12 of the id>, escaped for the DN, renamed with it."""
+    graph, ad, _rules, users = world
+    rules = load_sync_rules(writeback_naming="displayName")
+    name = '  R&D, Platform + Ops #1 = <Core> "Team"; with a display name longer than sixty-four characters  '
+    group_id = m365_group(graph, name, sorted(users)[:2])
+    _a, _e, export = cycle(store, graph, ad, rules)
+    assert export.result == "success", store.run_errors(export.run_id)
+    expected_cn = f"{name.strip()[:51]}_{group_id[-12:]}"
+    assert len(expected_cn) == 64  # AD's CN limit, reached exactly
+    conn = ad.get_conn()
+    conn.search(WRITEBACK_OU_DEFAULT, f"(adminDescription=Group_{group_id})",
+                attributes=["cn", "sAMAccountName", "displayName", "member"])  # fmt: skip
+    (entry,) = [e for e in conn.response if e["type"] == "searchResEntry"]
+    assert _one(entry["attributes"]["cn"]) == expected_cn  # Samba took the escaped DN: the value reads back unescaped
+    assert _one(entry["attributes"]["sAMAccountName"]) == f"Group_{group_id[-12:]}"  # 18 characters, under 20
+    assert _one(entry["attributes"]["displayName"]) == name  # the attribute keeps the whole name
+    assert len(entry["attributes"]["member"]) == 2
+
+    graph.request("PATCH", f"/groups/{group_id}", json={"displayName": "Platform Ops"})
+    _a, _e, renamed = cycle(store, graph, ad, rules)
+    assert renamed.result == "success" and renamed.counters["group_renames"] == 1, renamed.counters
+    conn = ad.get_conn()  # the cycle's import closed the hook's connection
+    conn.search(WRITEBACK_OU_DEFAULT, f"(adminDescription=Group_{group_id})", attributes=["cn", "member"])
+    (entry,) = [e for e in conn.response if e["type"] == "searchResEntry"]
+    assert _one(entry["attributes"]["cn"]) == f"Platform Ops_{group_id[-12:]}"
+    assert len(entry["attributes"]["member"]) == 2
+    _a, _e, again = cycle(store, graph, ad, rules)
+    assert again.counters["ldap_writes"] == 0, again.counters
+
+
+def _one(value):
+    return value[0] if isinstance(value, list) else value

@@ -124,3 +124,20 @@ def test_flush_writes_pending_state_and_counter_resets_schedule_no_save(tmp_path
         assert "flushed" in state_file.read_text() and state._save_timer is None
         assert client.delete("/_emulator/counters").status_code == 204
         assert state._save_timer is None  # counters are not part of the saved state
+
+
+def test_admin_seeding_binds_any_number_of_members_graph_only_twenty(client, auth, tenant):
+    seeded = client.post(
+        f"/_emulator/tenants/{tenant['id']}/objects",
+        json=[{"@odata.type": "#microsoft.graph.user", **new_user(n)} for n in range(25)],
+    ).json()["value"]
+    binds = [f"https://graph.microsoft.com/v1.0/directoryObjects/{user['id']}" for user in seeded]
+    group = {"displayName": "Big", "mailNickname": "big", "mailEnabled": False, "securityEnabled": True,
+             "members@odata.bind": binds}  # fmt: skip
+    assert_graph_error(client.post("/v1.0/groups", headers=auth, json=group), 400, "Request_BadRequest")
+    created = client.post(
+        f"/_emulator/tenants/{tenant['id']}/objects", json={"@odata.type": "#microsoft.graph.group", **group}
+    )
+    assert created.status_code == 201, created.text
+    members = client.get(f"/v1.0/groups/{created.json()['id']}/members?$select=id&$top=999", headers=auth).json()
+    assert {member["id"] for member in members["value"]} == {user["id"] for user in seeded}

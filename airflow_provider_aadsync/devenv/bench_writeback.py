@@ -1,0 +1,159 @@
+"""Group writeback benchmark: one Microsoft 365 group of N members written back to a real Samba AD.
+
+``bench/run writeback --members 60000`` (and ``--members 250000``): a DC with N users (built once and cached), their
+cloud twins in the Graph emulator (same ImmutableId, so the Entra import joins them), one M365 group holding all of
+them; imports and syncs run in-process (not measured); then ``aadsync export-ad`` writes the group back in a child
+process that reports its own peak RSS. Every member is read back from AD with ranged retrieval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.devenv.bench import BENCH_CONN_ID, _run_seconds, cli_child
+from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc, seeded_cache_path
+from airflow_provider_aadsync.devenv.graph import DEV_TENANT_ID, LocalGraphEmulator
+from airflow_provider_aadsync.devenv.processes import free_port
+from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+from airflow_provider_aadsync.engine.entra_import import import_entra
+from airflow_provider_aadsync.engine.store import Store, link, mv_object
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import WRITEBACK_OU_DEFAULT, load_sync_rules
+from airflow_provider_aadsync.operators.ad_import import run_ad_import
+
+#: Member values per LDAP modify (the exporter's default): the minimum is one add plus ceil(N / chunk) modifies.
+MEMBER_CHUNK = 5_000
+_SEED_BATCH = 5_000
+_GRAPH = "https://graph.microsoft.com/v1.0/directoryObjects"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--members", type=int, default=60_000, help="members of the written-back group")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+
+
+def _cloud_twins(store: Store, count: int) -> list[str]:
+    """The sourceAnchors (ImmutableIds) of the first ``count`` AD users the sync projected."""
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(mv_object.c.attrs)
+            .join(link, sa.and_(link.c.mv_id == mv_object.c.id, link.c.connector == "ad"))
+            .where(mv_object.c.object_type == "person")
+            .order_by(mv_object.c.id)
+            .limit(count)
+        ).scalars()
+        return [json.loads(attrs)["sourceAnchor"][0] for attrs in rows]
+
+
+def _seed_cloud(emulator: LocalGraphEmulator, anchors: list[str]) -> str:
+    """Cloud twins of the AD users and one Microsoft 365 group holding all of them; returns the group's id."""
+    ids: list[str] = []
+    for start in range(0, len(anchors), _SEED_BATCH):
+        body = [
+            {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": f"Twin {start + i}",
+             "mailNickname": f"twin{start + i}", "userPrincipalName": f"twin{start + i}@{MAIL_DOMAIN}",
+             "onPremisesImmutableId": anchor}
+            for i, anchor in enumerate(anchors[start : start + _SEED_BATCH])
+        ]  # fmt: skip
+        response = emulator.admin("POST", f"/_emulator/tenants/{DEV_TENANT_ID}/objects", json=body, timeout=600)
+        response.raise_for_status()
+        ids += [user["id"] for user in response.json()["value"]]
+    group = {"@odata.type": "#microsoft.graph.group", "displayName": "Everyone Writeback", "mailNickname": "everyone",
+             "mailEnabled": True, "securityEnabled": False, "groupTypes": ["Unified"],
+             "members@odata.bind": [f"{_GRAPH}/{object_id}" for object_id in ids]}  # fmt: skip
+    response = emulator.admin("POST", f"/_emulator/tenants/{DEV_TENANT_ID}/objects", json=group, timeout=600)
+    response.raise_for_status()
+    emulator.admin("POST", "/_emulator/flush", timeout=600).raise_for_status()
+    return response.json()["id"]
+
+
+def bench_writeback(members: int, home: Path) -> dict[str, Any]:
+    from airflow.sdk import Connection
+
+    from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, ADConnectionSettings
+    from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
+
+    results: dict[str, Any] = {"members": members}
+    cached = seeded_cache_path(users=members, groups=0).exists()
+    started = time.perf_counter()
+    dc = cached_seeded_dc(home / "samba", users=members, groups=0)
+    results.update(fixture_seconds=time.perf_counter() - started, fixture="restored" if cached else "built")
+    emulator = LocalGraphEmulator(home / "graph", port=free_port())
+    emulator.start()
+    try:
+        info = dc.connection_info()
+        ad = ActiveDirectoryHook(settings=ADConnectionSettings.from_fields(name="of the bench DC", **info))
+        ad.get_conn().add(WRITEBACK_OU_DEFAULT, "organizationalUnit")
+        store_url = f"sqlite:///{home / 'writeback-store.sqlite'}"
+        rules = load_sync_rules(writeback_size_limit=max(members, 50_000))
+        started = time.perf_counter()
+        with Store.open(store_url) as store:
+            if run_ad_import(ad, store, mode="full")["result"] != "success":
+                raise RuntimeError("the AD import failed")
+            run_sync(store, rules, connector="ad", mode="full")
+            group_id = _seed_cloud(emulator, _cloud_twins(store, members))
+            graph_info = emulator.connection_info()
+            graph = EntraHook(
+                settings=EntraConnectionSettings.from_connection(
+                    Connection(conn_id="bench", **{**graph_info, "extra": json.dumps(graph_info["extra"])})
+                )
+            )
+            import_entra(graph, store, connector="entra", mode="full")
+            synced = run_sync(store, rules, connector="entra", mode="full")
+            if synced.result != "success":
+                raise RuntimeError(f"the Entra sync ended {synced.result}: {store.run_errors(synced.run_id, 3)}")
+        results["prepare_seconds"] = time.perf_counter() - started
+        env = {**os.environ, f"AIRFLOW_CONN_{BENCH_CONN_ID.upper()}": json.dumps({"conn_type": "aadsync_ad", **info})}
+        arguments = ["export-ad", "--conn-id", BENCH_CONN_ID, "--store", store_url, "--member-chunk", str(MEMBER_CHUNK)]
+        results["export_wall_seconds"], results["export_peak_rss"], _ = cli_child(arguments, env)
+        results["export_seconds"], run = _run_seconds(store_url)
+        if run["result"] != "success":
+            raise RuntimeError(f"the AD export ended {run['result']}: {run.get('detail')}")
+        results["counters"] = run["counters"]
+        started = time.perf_counter()
+        conn = ad.get_conn()
+        conn.search(WRITEBACK_OU_DEFAULT, f"(cn=Group_{group_id})", attributes=["objectGUID"])
+        (entry,) = [e for e in conn.response if e["type"] == "searchResEntry"]
+        guid = str(uuid.UUID(bytes_le=entry["raw_attributes"]["objectGUID"][0]))
+        values = ad.read_values(guid, "member")
+        results.update(read_back_seconds=time.perf_counter() - started, members_in_ad=len(set(values)))
+        cli_child(arguments, env)  # again: nothing left to write
+        results["second_export_writes"] = _run_seconds(store_url)[1]["counters"].get("ldap_writes", 0)
+        ad.close()
+    finally:
+        emulator.stop()
+        dc.stop()
+    return results
+
+
+def render_writeback(results: dict[str, Any]) -> str:
+    counters = results["counters"]
+    members = results["members"]
+    minimum = 1 + math.ceil(members / MEMBER_CHUNK)
+    seconds = results["export_seconds"]
+    lines = [
+        f"Group writeback benchmark: one Microsoft 365 group of {members:,} members written back to Samba AD "
+        f"(fixture {results['fixture']} in {results['fixture_seconds']:.0f} s; imports and syncs "
+        f"{results['prepare_seconds']:.0f} s, not measured)",
+        "",
+        "| figure | value | target | ratio |",
+        "|---|---:|---:|---:|",
+        f"| export: seconds (run record) | {seconds:.1f} s ({members / seconds:,.0f} members/s) | reported | |",
+        f"| export: LDAP writes (1 add + member modifies of {MEMBER_CHUNK:,}) | {counters.get('ldap_writes', 0):,} | "
+        f"{minimum:,} | {counters.get('ldap_writes', 0) / minimum:.2f} × |",
+        f"| export: member values written | {counters.get('member_adds', 0):,} | {members:,} | |",
+        f"| export: peak RSS (the exporting process) | {results['export_peak_rss'] / 2**20:,.0f} MiB | reported | |",
+        f"| members read back from AD (ranged retrieval) | {results['members_in_ad']:,} in "
+        f"{results['read_back_seconds']:.1f} s | {members:,} | |",
+        f"| second export: LDAP writes | {results['second_export_writes']} | 0 | |",
+    ]
+    return "\n".join(lines) + "\n"
