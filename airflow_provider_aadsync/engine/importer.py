@@ -110,8 +110,10 @@ class ObjectPage:
 
     def reference_frame(self) -> pd.DataFrame:
         """The references as rows: position, anchor, attribute, target_anchor, target_dn."""
-        frame = pd.DataFrame(self.references, columns=["position", "attribute", "target_anchor", "target_dn"])
-        frame.insert(1, "anchor", pd.Series(self.anchors, dtype=object).take(frame["position"]).to_numpy())
+        # object columns: a string column would turn a missing target DN (None) into NaN
+        columns = ["position", "attribute", "target_anchor", "target_dn"]
+        frame = pd.DataFrame(self.references, columns=columns, dtype=object)
+        frame.insert(1, "anchor", pd.Series(self.anchors, dtype=object).take(frame["position"].astype(int)).to_numpy())
         return frame
 
 
@@ -210,7 +212,7 @@ class ConnectorSpaceWriter:
                 "last_run_id": self.run_id,
                 "updated_at": utcnow(),
             },
-            update=[*_WRITTEN_COLUMNS, "is_deleted", "last_run_id", "updated_at"],
+            update=[*_WRITTEN_COLUMNS[1:], "is_deleted", "last_run_id", "updated_at"],  # all but the key
         )
         if not page.references:
             return
@@ -424,10 +426,10 @@ class ConnectorSpaceWriter:
     def _insert_reference_frame(self, references: pd.DataFrame) -> None:
         """Insert reference rows (columns anchor, attribute, target_anchor, target_dn), each value once."""
         references = references.drop_duplicates(["anchor", "attribute", "target_anchor"])
+        columns = {name: references[name].tolist() for name in _REFERENCE_COLUMNS}
+        columns["target_dn"] = [dn if isinstance(dn, str) else None for dn in columns["target_dn"]]  # NaN → NULL
         self.counters["reference_adds"] += self.store.write_columns(
-            self.connection,
-            cs_reference,
-            {"connector": self.connector, **{name: references[name].tolist() for name in _REFERENCE_COLUMNS}},
+            self.connection, cs_reference, {"connector": self.connector, **columns}
         )
 
     def _replace_references(self, anchors: Sequence[str], incoming: pd.DataFrame) -> None:
