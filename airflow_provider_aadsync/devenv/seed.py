@@ -1,12 +1,14 @@
 """Deterministic, realistic test data for the dev DC (users, nested security groups, one big group).
 
-Why over LDAP: measured on Samba 4.17 (2 cores), one LDAP add per user over a single LDAPS connection is the
-fastest correct method (~250 users/s on an empty DC, slowing as the directory grows because Samba rewrites
-its low-cardinality index records, e.g. objectClass=user, on every commit). Parallel connections are not
-faster (Samba serialises writes) and an offline ``ldbadd`` into ``private/sam.ldb`` with Samba's modules was
-*slower* (~195 users/s, more CPU per object). Group members are written in MODIFY operations carrying
-thousands of values, which is fast. Passwords are not set (a password set costs far more than the add), so
-users are created disabled, which the sync engine must handle anyway (accountEnabled=false).
+Why over LDAP: one LDAP add per user over a single LDAPS connection is correct and simple (~250 users/s on an
+empty Samba 4.17 DC, 2 cores), but each add is its own transaction and each commit copies records that grow with
+the directory (perf: memmove and page faults in ldb's key-value layer, e.g. index lists), so the rate falls with
+the directory's size (~12 users/s at 60,000 users). Parallel connections are not faster (Samba serialises writes).
+Big fixtures therefore add their OUs and users offline first (:func:`offline_entries` + ``SambaDC.add_offline``:
+the DSDB module stack of the stopped DC, 2,000 adds per commit, ~480 users/s) and call :func:`seed_directory` with
+``users_present=True`` for the rest. Group members are written in MODIFY operations carrying thousands of values,
+which is fast. Passwords are not set (a password set costs far more than the add), so users are created disabled,
+which the sync engine must handle anyway (accountEnabled=false).
 
 Idempotency: when seeding completes, the params are written to ``description`` of ``OU=AADSync``. Seeding a
 directory carrying the same marker only re-reads what is there; a different marker raises ``ValueError``; a
