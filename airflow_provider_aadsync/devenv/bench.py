@@ -23,7 +23,7 @@ from typing import Any
 import ldap3
 
 from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc, seeded_cache_path
-from airflow_provider_aadsync.devenv.graph import DEV_TENANT_ID, DEV_TENANT_NAME, LocalGraphEmulator
+from airflow_provider_aadsync.devenv.graph import DEV_TENANT_NAME, LocalGraphEmulator
 from airflow_provider_aadsync.devenv.processes import free_port
 from airflow_provider_aadsync.devenv.samba import SambaDC
 from airflow_provider_aadsync.engine.ad_entries import DEFAULT_AD_ATTRIBUTES
@@ -174,25 +174,36 @@ ENTRA_IMPORT_VS_HTTPX = 1.3
 
 def _seed_tenant(emulator: LocalGraphEmulator, users: int, groups: int) -> None:
     """Bulk-seed the emulator's dev tenant through its admin API: users, and groups of up to 20 members each."""
-    user_ids: list[str] = []
-    for start in range(0, users, 5_000):
-        batch = [
-            {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": f"Bench User {n}",
-             "mailNickname": f"bench{n}", "userPrincipalName": f"bench{n}@{DEV_TENANT_NAME}.onmicrosoft.com",
-             "department": ("Sales", "Engineering", "Finance")[n % 3]}
-            for n in range(start, min(start + 5_000, users))
-        ]  # fmt: skip
-        response = emulator.admin("POST", f"/_emulator/tenants/{DEV_TENANT_ID}/objects", json=batch, timeout=600)
-        response.raise_for_status()
-        user_ids += [created["id"] for created in response.json()["value"]]
+    user_ids = [
+        created["id"]
+        for created in emulator.seed(
+            [
+                {
+                    "@odata.type": "#microsoft.graph.user",
+                    "accountEnabled": True,
+                    "displayName": f"Bench User {n}",
+                    "mailNickname": f"bench{n}",
+                    "userPrincipalName": f"bench{n}@{DEV_TENANT_NAME}.onmicrosoft.com",
+                    "department": ("Sales", "Engineering", "Finance")[n % 3],
+                }
+                for n in range(users)
+            ]  # fmt: skip
+        )
+    ]
     graph = "https://graph.microsoft.com/v1.0/directoryObjects"
-    batch = [
-        {"@odata.type": "#microsoft.graph.group", "displayName": f"Bench Group {n}", "mailNickname": f"bgroup{n}",
-         "mailEnabled": False, "securityEnabled": True,
-         "members@odata.bind": [f"{graph}/{user_ids[(n * 20 + k) % len(user_ids)]}" for k in range(20)]}
-        for n in range(groups)
-    ]  # fmt: skip
-    emulator.admin("POST", f"/_emulator/tenants/{DEV_TENANT_ID}/objects", json=batch, timeout=600).raise_for_status()
+    emulator.seed(
+        [
+            {
+                "@odata.type": "#microsoft.graph.group",
+                "displayName": f"Bench Group {n}",
+                "mailNickname": f"bgroup{n}",
+                "mailEnabled": False,
+                "securityEnabled": True,
+                "members@odata.bind": [f"{graph}/{user_ids[(n * 20 + k) % len(user_ids)]}" for k in range(20)],
+            }
+            for n in range(groups)
+        ]  # fmt: skip
+    )
 
 
 def httpx_delta_floor(hook: Any) -> tuple[float, int]:
@@ -244,10 +255,6 @@ def emulator_throughput(hook: Any, requests: int = 2_000) -> float:
 
 
 def bench_entra_import(users: int, groups: int, home: Path) -> dict[str, Any]:
-    from airflow.sdk import Connection
-
-    from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
-
     emulator = LocalGraphEmulator(home / "graph", port=free_port())
     results: dict[str, Any] = {"users": users, "groups": groups}
     emulator.start()
@@ -257,8 +264,7 @@ def bench_entra_import(users: int, groups: int, home: Path) -> dict[str, Any]:
         emulator.admin("POST", "/_emulator/flush", timeout=600).raise_for_status()  # no deferred save while measuring
         results["seed_seconds"] = time.perf_counter() - started
         info = emulator.connection_info()
-        connection = Connection(conn_id="aadsync_bench_entra", **{**info, "extra": json.dumps(info["extra"])})
-        hook = EntraHook(settings=EntraConnectionSettings.from_connection(connection))
+        hook = emulator.entra_hook("aadsync_bench_entra")
         results["emulator_requests_per_second"] = emulator_throughput(hook)
         results["httpx_seconds"], results["httpx_items"] = httpx_delta_floor(hook)
         emulator.admin("DELETE", "/_emulator/counters")

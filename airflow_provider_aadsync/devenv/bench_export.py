@@ -71,10 +71,6 @@ def _throttled_updates_in_graph(hook: Any) -> int:
 def bench_export(
     users: int, groups: int, group_size: int, updates: int, cap_writes: int, cap_seconds: float, home: Path
 ) -> dict[str, Any]:
-    from airflow.sdk import Connection
-
-    from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
-
     if group_size > users:
         raise ValueError("--group-size needs at least as many --users")
     results: dict[str, Any] = {
@@ -110,8 +106,7 @@ def bench_export(
         results["throttled"] = _export(store_url, env, f"{cap_writes}/{cap_seconds}")
         results["throttled_429s"] = emulator.admin("GET", "/_emulator/counters").json()["429"]
         emulator.admin("PUT", "/_emulator/settings", json={"throttlingEnabled": False}).raise_for_status()
-        connection = Connection(conn_id=CONN_ID, **{**info, "extra": json.dumps(info["extra"])})
-        hook = EntraHook(settings=EntraConnectionSettings.from_connection(connection))
+        hook = emulator.entra_hook(CONN_ID)
         results["throttled_in_graph"] = _throttled_updates_in_graph(hook)
         hook.close()
     finally:

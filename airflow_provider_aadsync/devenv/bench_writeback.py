@@ -21,18 +21,17 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.devenv.bench import BENCH_CONN_ID, _run_seconds, cli_child
 from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc, seeded_cache_path
-from airflow_provider_aadsync.devenv.graph import DEV_TENANT_ID, LocalGraphEmulator
+from airflow_provider_aadsync.devenv.graph import LocalGraphEmulator
 from airflow_provider_aadsync.devenv.processes import free_port
 from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
-from airflow_provider_aadsync.engine.entra_import import import_entra
 from airflow_provider_aadsync.engine.store import Store, link, mv_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import WRITEBACK_OU_DEFAULT, load_sync_rules
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from airflow_provider_aadsync.operators.entra_import import run_entra_import
 
 #: Member values per LDAP modify (the exporter's default): the minimum is one add plus ceil(N / chunk) modifies.
 MEMBER_CHUNK = 5_000
-_SEED_BATCH = 5_000
 _GRAPH = "https://graph.microsoft.com/v1.0/directoryObjects"
 
 
@@ -56,31 +55,30 @@ def _cloud_twins(store: Store, count: int) -> list[str]:
 
 def _seed_cloud(emulator: LocalGraphEmulator, anchors: list[str]) -> str:
     """Cloud twins of the AD users and one Microsoft 365 group holding all of them; returns the group's id."""
-    ids: list[str] = []
-    for start in range(0, len(anchors), _SEED_BATCH):
-        body = [
-            {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": f"Twin {start + i}",
-             "mailNickname": f"twin{start + i}", "userPrincipalName": f"twin{start + i}@{MAIL_DOMAIN}",
-             "onPremisesImmutableId": anchor}
-            for i, anchor in enumerate(anchors[start : start + _SEED_BATCH])
+    twins = emulator.seed(
+        [
+            {
+                "@odata.type": "#microsoft.graph.user",
+                "accountEnabled": True,
+                "displayName": f"Twin {n}",
+                "mailNickname": f"twin{n}",
+                "userPrincipalName": f"twin{n}@{MAIL_DOMAIN}",
+                "onPremisesImmutableId": anchor,
+            }
+            for n, anchor in enumerate(anchors)
         ]  # fmt: skip
-        response = emulator.admin("POST", f"/_emulator/tenants/{DEV_TENANT_ID}/objects", json=body, timeout=600)
-        response.raise_for_status()
-        ids += [user["id"] for user in response.json()["value"]]
-    group = {"@odata.type": "#microsoft.graph.group", "displayName": "Everyone Writeback", "mailNickname": "everyone",
-             "mailEnabled": True, "securityEnabled": False, "groupTypes": ["Unified"],
-             "members@odata.bind": [f"{_GRAPH}/{object_id}" for object_id in ids]}  # fmt: skip
-    response = emulator.admin("POST", f"/_emulator/tenants/{DEV_TENANT_ID}/objects", json=group, timeout=600)
-    response.raise_for_status()
+    )
+    (group,) = emulator.seed(
+        [{"@odata.type": "#microsoft.graph.group", "displayName": "Everyone Writeback", "mailNickname": "everyone",
+          "mailEnabled": True, "securityEnabled": False, "groupTypes": ["Unified"],
+          "members@odata.bind": [f"{_GRAPH}/{twin['id']}" for twin in twins]}]
+    )  # fmt: skip
     emulator.admin("POST", "/_emulator/flush", timeout=600).raise_for_status()
-    return response.json()["id"]
+    return group["id"]
 
 
 def bench_writeback(members: int, home: Path) -> dict[str, Any]:
-    from airflow.sdk import Connection
-
     from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, ADConnectionSettings
-    from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
 
     results: dict[str, Any] = {"members": members}
     cached = seeded_cache_path(users=members, groups=0).exists()
@@ -101,13 +99,8 @@ def bench_writeback(members: int, home: Path) -> dict[str, Any]:
                 raise RuntimeError("the AD import failed")
             run_sync(store, rules, connector="ad", mode="full")
             group_id = _seed_cloud(emulator, _cloud_twins(store, members))
-            graph_info = emulator.connection_info()
-            graph = EntraHook(
-                settings=EntraConnectionSettings.from_connection(
-                    Connection(conn_id="bench", **{**graph_info, "extra": json.dumps(graph_info["extra"])})
-                )
-            )
-            import_entra(graph, store, connector="entra", mode="full")
+            if run_entra_import(emulator.entra_hook(), store, mode="full")["result"] != "success":
+                raise RuntimeError("the Entra import failed")
             synced = run_sync(store, rules, connector="entra", mode="full")
             if synced.result != "success":
                 raise RuntimeError(f"the Entra sync ended {synced.result}: {store.run_errors(synced.run_id, 3)}")

@@ -8,6 +8,7 @@ UPNs can be exported to it as they are. The port the emulator was started on is 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import ssl
@@ -15,12 +16,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from airflow_provider_aadsync.devenv.processes import HOST, group_members, port_in_use
 from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+
+if TYPE_CHECKING:
+    from airflow_provider_aadsync.hooks.entra import EntraHook
 
 #: The dev tenant and app registration (the local world only; real tenants come from Airflow connections).
 DEV_TENANT_ID = "00000000-0000-4000-8000-0000000dec0d"
@@ -125,6 +129,29 @@ class LocalGraphEmulator:
         """A call to the emulator's admin API (``/_emulator/...``)."""
         context = ssl.create_default_context(cafile=str(self.ca_cert))
         return httpx.request(method, f"{self.base_url}{path}", verify=context, timeout=timeout, **kwargs)
+
+    def seed(self, objects: list[dict[str, Any]], *, chunk: int = 5_000) -> list[dict[str, Any]]:
+        """Create ``objects`` (each with its ``@odata.type``) in the dev tenant through the admin API, in order and
+        ``chunk`` per call; return what the emulator created (ids included)."""
+        created: list[dict[str, Any]] = []
+        for start in range(0, len(objects), chunk):
+            response = self.admin(
+                "POST", f"/_emulator/tenants/{DEV_TENANT_ID}/objects", json=objects[start : start + chunk], timeout=600
+            )
+            if response.status_code != 201:
+                raise GraphEmulatorError(f"seeding failed: {response.status_code} {response.text[:300]}")
+            created += response.json()["value"]
+        return created
+
+    def entra_hook(self, conn_id: str = "aadsync_dev_entra") -> EntraHook:
+        """An EntraHook on the dev tenant of this emulator, for tools in this process (benchmarks)."""
+        from airflow.sdk import Connection
+
+        from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
+
+        info = self.connection_info()
+        connection = Connection(conn_id=conn_id, **{**info, "extra": json.dumps(info["extra"])})
+        return EntraHook(settings=EntraConnectionSettings.from_connection(connection))
 
     def ensure_dev_tenant(self) -> None:
         """Create the dev tenant if it is missing (or recreate it empty if it predates its verified domain)."""
