@@ -10,13 +10,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
-from airflow_provider_aadsync.operators.base import (
-    check_summary,
-    keep_failed_run,
-    last_run_id,
-    lock_holder,
-    store_url_or_default,
-)
+from airflow_provider_aadsync.operators.base import run_recorded_step, templated_flag, templated_int
 from airflow_provider_aadsync.operators.entra_export import COMPLETED_EXPORT_RESULTS, DEFAULT_DELETION_THRESHOLD
 
 if TYPE_CHECKING:
@@ -50,12 +44,10 @@ def ad_export_settings(
     holding_ou: str | None = None,
 ) -> ADExportSettings:
     """Settings from templated task parameters (strings accepted; empty values mean the defaults)."""
-    threshold = str(deletion_threshold).strip()
-    chunk = str(member_chunk).strip()
     return ADExportSettings(
-        staging=str(staging).strip().lower() in ("true", "1", "yes"),
-        deletion_threshold=int(threshold) if threshold not in ("", "None") else DEFAULT_DELETION_THRESHOLD,
-        member_chunk=int(chunk) if chunk not in ("", "None") else DEFAULT_MEMBER_CHUNK,
+        staging=templated_flag(staging),
+        deletion_threshold=templated_int(deletion_threshold, DEFAULT_DELETION_THRESHOLD),
+        member_chunk=templated_int(member_chunk, DEFAULT_MEMBER_CHUNK),
         deprovision=(str(deprovision or "").strip() or "delete"),  # type: ignore[arg-type]
         holding_ou=(str(holding_ou or "").strip() or None),
     )
@@ -124,19 +116,19 @@ class ADExportOperator(BaseOperator):
             deprovision=self.deprovision,
             holding_ou=self.holding_ou,
         )
-        with Store.open(store_url_or_default(self.store_url), instance=self.instance or "default") as store:
-            before = last_run_id(store)
-            try:
-                summary = export_to_ad(
-                    ActiveDirectoryHook(self.ad_conn_id),
-                    store,
-                    settings=settings,
-                    connector=self.connector,
-                    lock_holder=lock_holder(context),
-                )
-            except Exception:
-                keep_failed_run(context, store, self.connector, before)
-                raise
-        self.log.info("AD export %s", summary)
-        check_summary(context, summary, COMPLETED_EXPORT_RESULTS, "AD export")
-        return summary
+        return run_recorded_step(
+            self,
+            context,
+            store_url=self.store_url,
+            instance=self.instance,
+            connector=self.connector,
+            step_name="AD export",
+            completed=COMPLETED_EXPORT_RESULTS,
+            step=lambda store, holder: export_to_ad(
+                ActiveDirectoryHook(self.ad_conn_id),
+                store,
+                settings=settings,
+                connector=self.connector,
+                lock_holder=holder,
+            ),
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -27,6 +27,23 @@ def lock_holder(context: Context) -> str:
 def store_url_or_default(url: str | None) -> str | None:
     """A templated store URL that rendered empty (the Variable is not set) means the embedded SQLite store."""
     return (url or "").strip() or None
+
+
+def templated_value(value: object) -> str | None:
+    """A templated parameter's text, or None when it rendered empty or as ``"None"`` (an unset param or Variable)."""
+    text = "" if value is None else str(value).strip()
+    return None if text in ("", "None") else text
+
+
+def templated_flag(value: object) -> bool:
+    """A templated yes/no parameter (``True``, ``"true"``, ``"1"``, ``"yes"``)."""
+    return (templated_value(value) or "").lower() in ("true", "1", "yes")
+
+
+def templated_int(value: object, default: int) -> int:
+    """A templated number; ``default`` when it rendered empty or as ``"None"``."""
+    text = templated_value(value)
+    return default if text is None else int(text)
 
 
 def check_summary(context: Context, summary: dict[str, Any], completed: Sequence[str], step_name: str) -> None:
@@ -60,6 +77,34 @@ def keep_failed_run(context: Context, store: Store, connector: str, after_run_id
 def log_fallback(operator: BaseOperator, step_name: str, summary: dict[str, Any]) -> None:
     if summary.get("fallback_reason"):
         operator.log.warning("%s: the delta ran as a full one: %s", step_name, summary["fallback_reason"])
+
+
+def run_recorded_step(
+    operator: BaseOperator,
+    context: Context,
+    *,
+    store_url: str | None,
+    instance: str,
+    connector: str,
+    step_name: str,
+    completed: Sequence[str],
+    step: Callable[[Store, str], dict[str, Any]],
+) -> dict[str, Any]:
+    """Open the store, run ``step(store, lock holder)``, log its summary and fail the task if the step stopped.
+
+    A step that raised keeps its recorded run's summary for the report (:func:`keep_failed_run`).
+    """
+    with Store.open(store_url_or_default(store_url), instance=instance or "default") as store:
+        before = last_run_id(store)
+        try:
+            summary = step(store, lock_holder(context))
+        except Exception:
+            keep_failed_run(context, store, connector, before)
+            raise
+    operator.log.info("%s %s", step_name, summary)
+    log_fallback(operator, step_name, summary)
+    check_summary(context, summary, completed, step_name)
+    return summary
 
 
 class StoreStepOperator(BaseOperator):
@@ -99,17 +144,16 @@ class StoreStepOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         if self.mode not in ("full", "delta"):
             raise ValueError(f"mode must be 'full' or 'delta', not {self.mode!r}")
-        with Store.open(store_url_or_default(self.store_url), instance=self.instance or "default") as store:
-            before = last_run_id(store)
-            try:
-                summary = self.run_step(store, lock_holder(context))
-            except Exception:
-                keep_failed_run(context, store, self.connector, before)
-                raise
-        self.log.info("%s %s", self.step_name, summary)
-        log_fallback(self, self.step_name, summary)
-        check_summary(context, summary, self.completed_results, self.step_name)
-        return summary
+        return run_recorded_step(
+            self,
+            context,
+            store_url=self.store_url,
+            instance=self.instance,
+            connector=self.connector,
+            step_name=self.step_name,
+            completed=self.completed_results,
+            step=self.run_step,
+        )
 
 
 class ImportOperator(StoreStepOperator):

@@ -10,13 +10,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.entra import EntraHook
-from airflow_provider_aadsync.operators.base import (
-    check_summary,
-    keep_failed_run,
-    last_run_id,
-    lock_holder,
-    store_url_or_default,
-)
+from airflow_provider_aadsync.operators.base import run_recorded_step, templated_flag, templated_int
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -95,26 +89,21 @@ class EntraExportOperator(BaseOperator):
         self.connector = connector
 
     def execute(self, context: Context) -> dict[str, Any]:
-        threshold = str(self.deletion_threshold).strip()
         settings = ExportSettings(
-            staging=str(self.staging).strip().lower() in ("true", "1", "yes"),
-            deletion_threshold=int(threshold) if threshold not in ("", "None") else DEFAULT_DELETION_THRESHOLD,
+            staging=templated_flag(self.staging),
+            deletion_threshold=templated_int(self.deletion_threshold, DEFAULT_DELETION_THRESHOLD),
             write_budget=int(self.write_budget),
             write_window_seconds=float(self.write_window_seconds),
         )
-        with Store.open(store_url_or_default(self.store_url), instance=self.instance or "default") as store:
-            before = last_run_id(store)
-            try:
-                summary = export_to_entra(
-                    EntraHook(self.entra_conn_id),
-                    store,
-                    settings=settings,
-                    connector=self.connector,
-                    lock_holder=lock_holder(context),
-                )
-            except Exception:
-                keep_failed_run(context, store, self.connector, before)
-                raise
-        self.log.info("Entra export %s", summary)
-        check_summary(context, summary, COMPLETED_EXPORT_RESULTS, "Entra export")
-        return summary
+        return run_recorded_step(
+            self,
+            context,
+            store_url=self.store_url,
+            instance=self.instance,
+            connector=self.connector,
+            step_name="Entra export",
+            completed=COMPLETED_EXPORT_RESULTS,
+            step=lambda store, holder: export_to_entra(
+                EntraHook(self.entra_conn_id), store, settings=settings, connector=self.connector, lock_holder=holder
+            ),
+        )

@@ -14,7 +14,7 @@ from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import preview, run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.operators.base import StoreStepOperator, store_url_or_default
+from airflow_provider_aadsync.operators.base import StoreStepOperator, store_url_or_default, templated_value
 from airflow_provider_aadsync.operators.report import save_report
 
 if TYPE_CHECKING:
@@ -101,11 +101,7 @@ class SyncOperator(StoreStepOperator):
 
 def preview_requested(dn: str | None, anchor: str | None) -> bool:
     """Whether a DN or an anchor was given (templated ``None`` params render as the string ``"None"``)."""
-    return any(value and str(value).strip() not in ("", "None") for value in (dn, anchor))
-
-
-def _given(value: str | None) -> str | None:
-    return str(value).strip() if preview_requested(value, None) else None
+    return any(templated_value(value) for value in (dn, anchor))
 
 
 class CyclePreviewBranchOperator(BaseBranchOperator):
@@ -185,7 +181,7 @@ class SyncPreviewOperator(BaseOperator):
         self.report_dir = report_dir
 
     def execute(self, context: Context) -> dict[str, Any]:
-        dn, anchor = _given(self.dn), _given(self.anchor)
+        dn, anchor = templated_value(self.dn), templated_value(self.anchor)
         if (dn is None) == (anchor is None):
             raise ValueError("a preview needs exactly one of a DN and an anchor")
         rules = load_rules_for(self.rules, self.endpoint)

@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from airflow_provider_aadsync.operators.ad_import import ADImportOperator
+from airflow_provider_aadsync.operators.base import templated_flag, templated_int, templated_value
 from airflow_provider_aadsync.operators.callbacks import on_task_failure
 from airflow_provider_aadsync.operators.entra_export import EntraExportOperator
 from airflow_provider_aadsync.operators.entra_import import EntraImportOperator
@@ -102,3 +103,11 @@ def test_failure_hook_never_raises_when_the_named_callable_fails(monkeypatch, ca
     monkeypatch.setenv("AIRFLOW_VAR_AADSYNC_ON_FAILURE_CALLBACK", "no.such.module.function")
     on_task_failure({"ti": _TaskInstance(), "run_id": "r3"})
     assert "the on-failure callback named by the Variable aadsync_on_failure_callback failed" in caplog.text
+
+
+def test_templated_parameters_treat_empty_and_none_renderings_as_unset():
+    assert [templated_value(v) for v in (None, "", "  ", "None", " CN=x ", 0)] == [None, None, None, None, "CN=x", "0"]
+    assert [templated_flag(v) for v in (True, "true", " Yes ", "1", False, "False", "None", "", None)] == [
+        True, True, True, True, False, False, False, False, False
+    ]  # fmt: skip
+    assert [templated_int(v, 500) for v in (None, "", "None", "0", " 1200 ", 7)] == [500, 500, 500, 0, 1200, 7]
