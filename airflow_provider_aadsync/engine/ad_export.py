@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
+from ldap3.utils.dn import to_dn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from airflow_provider_aadsync.engine.export_run import (
@@ -228,7 +229,7 @@ class ADExporter:
         self._mark_sent([row.anchor])
         try:
             if self.settings.deprovision == "move":
-                rdn = _first_rdn(self.writer.object_dn(row.anchor) or row.dn)
+                rdn = to_dn(self.writer.object_dn(row.anchor) or row.dn)[0]  # honours escaped commas
                 self.writer.move_object(row.anchor, f"{rdn},{self.settings.holding_ou}")
             else:
                 self.writer.delete_object(row.anchor)
@@ -443,18 +444,6 @@ class ADExporter:
         self.errors.append({"anchor": anchor, "dn": dn, "code": code, "message": message[:2000]})
         if len(self.errors) >= self.settings.error_limit:
             raise ErrorLimitReached
-
-
-def _first_rdn(dn: str) -> str:
-    escaped = False
-    for index, char in enumerate(dn):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ",":
-            return dn[:index]
-    return dn
 
 
 def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:

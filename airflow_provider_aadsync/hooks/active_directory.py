@@ -21,6 +21,7 @@ import ldap3
 from ldap3.core import exceptions as ldap_errors
 from ldap3.protocol.microsoft import dir_sync_control, extended_dn_control, show_deleted_control
 from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import to_dn
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from airflow_provider_aadsync.engine.ad_entries import parse_extended_dn
@@ -479,7 +480,8 @@ class ActiveDirectoryHook(BaseHook):
 
     def move_object(self, guid: str, new_dn: str) -> None:
         """Rename and/or move the object to ``new_dn`` (one modify DN operation)."""
-        rdn, _, superior = _split_rdn(new_dn)
+        rdn, *parents = to_dn(new_dn)  # honours escaped commas
+        superior = ",".join(parents)
         target = guid_dn(guid)
         self._write(
             "modify DN", target, lambda conn: conn.modify_dn(target, rdn, delete_old_dn=True, new_superior=superior)
@@ -567,19 +569,6 @@ def _value_guid(value: bytes) -> str | None:
 def guid_dn(guid: str) -> str:
     """The ``<GUID=...>`` form that addresses an object by objectGUID whatever its DN."""
     return f"<GUID={guid}>"
-
-
-def _split_rdn(dn: str) -> tuple[str, str, str]:
-    """``CN=a\\,b,OU=x,DC=y`` → (``CN=a\\,b``, ",", ``OU=x,DC=y``), honouring escaped commas."""
-    escaped = False
-    for index, char in enumerate(dn):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ",":
-            return dn[:index], ",", dn[index + 1 :]
-    return dn, "", ""
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -86,7 +86,7 @@ def written_back(ad: ActiveDirectoryHook, group_id: str) -> tuple[str, dict[str,
     conn = ad.get_conn()
     conn.search(
         WRITEBACK_OU_DEFAULT,
-        f"(cn=Group_{group_id})",
+        f"(adminDescription=Group_{group_id})",  # the writeback mark, whatever the naming
         attributes=["objectGUID", "groupType", "sAMAccountName", "description", "displayName"],
     )
     (entry,) = [e for e in conn.response if e["type"] == "searchResEntry"]
@@ -257,3 +257,29 @@ def test_display_name_naming_fits_ad_limits_and_follows_a_cloud_rename(store, wo
 
 def _one(value):
     return value[0] if isinstance(value, list) else value
+
+
+def test_deleted_cloud_group_moved_to_the_holding_ou_after_the_deletion_threshold_check(store, world):
+    """deprovision="move": the written-back group (a CN with an escaped comma) goes to the holding OU with its members;
+    the move counts against the deletion threshold like a delete."""
+    graph, ad, _rules, users = world
+    rules = load_sync_rules(writeback_naming="displayName")
+    holding = WRITEBACK_OU_DEFAULT.replace("OU=Writeback,", "OU=Holding,")
+    conn = ad.get_conn()
+    if not conn.add(holding, "organizationalUnit"):
+        assert conn.result["description"] == "entryAlreadyExists", conn.result
+    group_id = m365_group(graph, "Move, Me", sorted(users)[:2])
+    assert cycle(store, graph, ad, rules)[2].result == "success"
+    guid, _attrs = written_back(ad, group_id)
+
+    graph.request("DELETE", f"/groups/{group_id}")
+    cycle(store, graph, ad, rules, export=False)
+    move = {"deprovision": "move", "holding_ou": holding}
+    stopped = run_ad_export(store, ad, settings=ADExportSettings(deletion_threshold=0, **move))
+    assert stopped.result == "stopped-deletion-threshold-exceeded" and stopped.counters["planned_deletes"] == 1
+    assert ad.object_dn(guid).endswith(WRITEBACK_OU_DEFAULT)  # nothing was written
+
+    moved = run_ad_export(store, ad, settings=ADExportSettings(deletion_threshold=1, **move))
+    assert moved.result == "success" and moved.counters["group_moves_to_holding"] == 1, moved.counters
+    assert ad.object_dn(guid) == f"CN=Move\\, Me_{group_id[-12:]},{holding}"
+    assert len(members_in_ad(ad, guid)) == 2
