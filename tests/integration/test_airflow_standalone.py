@@ -7,7 +7,6 @@ trigger form, which shows every param with its title and description. The screen
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -16,13 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_aadsync.devenv.airflow_runs import LocalAirflow
 from airflow_provider_aadsync.devenv.airflow_standalone import StandaloneAirflow
 from airflow_provider_aadsync.devenv.samba import SambaDC
 from airflow_provider_aadsync.operators.report import report_path
 from tests.integration.browser import HeadlessChromium
-from tests.integration.conftest import GRAPH_SECRET, entra_connection, trust
-from tests.integration.test_dags_cycle import new_tenant, write_requests
+from tests.integration.conftest import GRAPH_SECRET, trust
+from tests.integration.test_dags_cycle import airflow_world, new_tenant, write_requests
 
 pytestmark = pytest.mark.integration
 
@@ -54,17 +52,13 @@ def tenant(graph_server):
 def standalone(dc, graph_server, tenant, tmp_path_factory) -> Iterator[StandaloneAirflow]:
     """``airflow standalone`` on a free loopback port with its own AIRFLOW_HOME (SQLite), the repository's DAGs,
     the connections to the test DC and emulator from ``AIRFLOW_CONN_*``; stopped by process group at the end."""
-    root = tmp_path_factory.mktemp("standalone")
-    world = LocalAirflow(
-        root / "airflow",
-        dags_folder=REPO / "dags",
-        connections={
-            "aadsync_ad": {"conn_type": "aadsync_ad", **dc.connection_info()},
-            "aadsync_entra": json.loads(entra_connection(graph_server, tenant).as_json()),
-        },
+    world = airflow_world(
+        tmp_path_factory.mktemp("standalone"),
+        dc,
+        graph_server,
+        tenant,
         # no retries: a failing task fails the run at once, with its error, instead of after the backoff
         variables={"aadsync_instance": "standalone", "aadsync_retries": "0"},
-        env={"AADSYNC_HOME": str(root / "aadsync"), "PYTHONPATH": str(REPO)},
     )
     server = StandaloneAirflow(world)
     started = time.monotonic()

@@ -54,19 +54,29 @@ def tenant(graph_server):
 @pytest.fixture(scope="module")
 def airflow(dc, graph_server, tenant, tmp_path_factory) -> LocalAirflow:
     """One AIRFLOW_HOME (metadata DB migrated once) and one AADSYNC_HOME (stores) for the module."""
-    root = tmp_path_factory.mktemp("airflow-world")
-    world = LocalAirflow(
+    world = airflow_world(
+        tmp_path_factory.mktemp("airflow-world"),
+        dc,
+        graph_server,
+        tenant,
+        variables={"aadsync_instance": "main", "aadsync_retry_delay_seconds": "1"},
+    )
+    world.migrate()
+    return world
+
+
+def airflow_world(root: Path, dc: SambaDC, graph_server, tenant: dict, *, variables: dict[str, str]) -> LocalAirflow:
+    """An AIRFLOW_HOME under ``root`` with the repository's DAGs and connections to the test DC and emulator."""
+    return LocalAirflow(
         root / "airflow",
         dags_folder=REPO / "dags",
         connections={
             "aadsync_ad": {"conn_type": "aadsync_ad", **dc.connection_info()},
             "aadsync_entra": json.loads(entra_connection(graph_server, tenant).as_json()),
         },
-        variables={"aadsync_instance": "main", "aadsync_retry_delay_seconds": "1"},
+        variables=variables,
         env={"AADSYNC_HOME": str(root / "aadsync"), "PYTHONPATH": str(REPO)},
     )
-    world.migrate()
-    return world
 
 
 def main_store(airflow: LocalAirflow, instance: str = "main") -> Store:
