@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,21 +48,36 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_ca_and_server_cert(directory: Path) -> TlsFiles:
-    """Create (or reuse) ``ca.pem``, ``server.pem`` and ``server.key`` in *directory*.
+def certificate_dns_names(cert_path: Path) -> set[str]:
+    """The DNS names in a PEM certificate's subject alternative names."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(san.get_values_for_type(x509.DNSName))
 
-    Idempotent: if all three files exist they are returned untouched (key mode re-asserted to 0600).
+
+def make_ca_and_server_cert(
+    directory: Path,
+    dns_names: Sequence[str] = SERVER_DNS_NAMES,
+    *,
+    common_name: str = SERVER_DNS_NAMES[1],
+    ca_common_name: str = "AADSync Dev CA",
+) -> TlsFiles:
+    """Create (or reuse) ``ca.pem``, ``server.pem`` (*dns_names* and 127.0.0.1) and ``server.key`` in *directory*.
+
+    Idempotent: if all three files exist and the certificate names every one of *dns_names*, they are returned
+    untouched (key mode re-asserted to 0600); otherwise a new CA and certificate are made.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    if files.ca_cert.exists() and files.server_cert.exists() and files.server_key.exists():
+    present = files.ca_cert.exists() and files.server_cert.exists() and files.server_key.exists()
+    if present and set(dns_names) <= certificate_dns_names(files.server_cert):
         os.chmod(files.server_key, 0o600)
         return files
 
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "AADSync Dev CA")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_common_name)])
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca_cert = (
         x509.CertificateBuilder()
@@ -91,10 +107,10 @@ def make_ca_and_server_cert(directory: Path) -> TlsFiles:
     )
 
     srv_key = ec.generate_private_key(ec.SECP256R1())
-    san = [x509.DNSName(n) for n in SERVER_DNS_NAMES] + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
+    san = [x509.DNSName(n) for n in dns_names] + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
     srv_cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_DNS_NAMES[1])]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_name)
         .public_key(srv_key.public_key())
         .serial_number(x509.random_serial_number())

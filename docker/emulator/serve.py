@@ -20,46 +20,17 @@ reaches it, the other containers do not.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import ipaddress
 import os
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from airflow_provider_aadsync.devenv.tls import TlsFiles
+from airflow_provider_aadsync.devenv.tls import TlsFiles, make_ca_and_server_cert
 from airflow_provider_aadsync.emulator.models import EmulatorState
 
 DEFAULT_TLS_NAMES = ("graph-emulator", "localhost")
 DEFAULT_TENANT_NAME = "contosodev"
-_VALIDITY = dt.timedelta(days=3650)
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
-def _names_of(cert_path: Path) -> set[str]:
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return set(san.get_values_for_type(x509.DNSName))
-
-
-def _key_usage(**wanted: bool) -> x509.KeyUsage:
-    flags = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement")
-    flags += ("key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
-    return x509.KeyUsage(**{flag: wanted.get(flag, False) for flag in flags})
 
 
 def make_tls(directory: Path, names: Sequence[str]) -> TlsFiles:
@@ -67,54 +38,9 @@ def make_tls(directory: Path, names: Sequence[str]) -> TlsFiles:
 
     Kept across restarts while the certificate still names every one of *names*; the CA key is never stored.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    present = all(p.exists() for p in (files.ca_cert, files.server_cert, files.server_key))
-    if present and set(names) <= _names_of(files.server_cert):
-        return files
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "AADSync Docker Graph emulator CA")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_usage = _key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True)
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(ca_usage, critical=True)
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
+    return make_ca_and_server_cert(
+        directory, names, common_name=names[0], ca_common_name="AADSync Docker Graph emulator CA"
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    san = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    usage = _key_usage(digital_signature=True, key_encipherment=True, key_agreement=True)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage, critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(san), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    _write(files.server_key, key_pem, 0o600)
-    _write(files.server_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    _write(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    return files
 
 
 def ensure_tenant(
