@@ -44,7 +44,7 @@ from airflow_provider_aadsync.engine.export_run import (
     run_export,
 )
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT
-from airflow_provider_aadsync.engine.source import WriteOutcomeUnknownError
+from airflow_provider_aadsync.engine.source import BatchRequest, WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,
@@ -69,17 +69,6 @@ MEMBERS = "members"
 
 
 # ============================================================================================== the Graph side
-@dataclass(frozen=True)
-class GraphCall:
-    """One request of a ``$batch`` (the EntraHook's ``batch`` takes these: id, method, url, body, depends_on)."""
-
-    id: str
-    method: str
-    url: str
-    body: Any = None
-    depends_on: tuple[str, ...] = ()
-
-
 class GraphAnswer(Protocol):
     id: str
     status: int
@@ -94,7 +83,7 @@ class GraphWriter(Protocol):
 
     counters: dict[str, float]
 
-    def batch(self, requests: Sequence[GraphCall], *, resend_if_unknown: bool = True) -> Mapping[str, GraphAnswer]:
+    def batch(self, requests: Sequence[BatchRequest], *, resend_if_unknown: bool = True) -> Mapping[str, GraphAnswer]:
         """Results by request id; with ``resend_if_unknown=False`` raises WriteOutcomeUnknownError on a drop."""
         ...
 
@@ -438,25 +427,25 @@ class EntraExporter:
             yield _Operation("member-add", pack_group, "group", "", targets=pack)
 
     # ----------------------------------------------------------------------------------------------- requests
-    def _request(self, index: int, operation: _Operation) -> GraphCall:
+    def _request(self, index: int, operation: _Operation) -> BatchRequest:
         resource = _RESOURCES[operation.object_type]
         request_id = str(index)
         if operation.kind == "create":
             body = graph_body(operation.changes)
             if operation.object_type == "user":
                 body["passwordProfile"] = {"password": _initial_password(), "forceChangePasswordNextSignIn": True}
-            return GraphCall(request_id, "POST", f"/{resource}", body)
+            return BatchRequest(request_id, "POST", f"/{resource}", body)
         if operation.kind == "update":
-            return GraphCall(request_id, "PATCH", f"/{resource}/{operation.anchor}", graph_body(operation.changes))
+            return BatchRequest(request_id, "PATCH", f"/{resource}/{operation.anchor}", graph_body(operation.changes))
         if operation.kind == "delete":
-            return GraphCall(request_id, "DELETE", f"/{resource}/{operation.anchor}")
+            return BatchRequest(request_id, "DELETE", f"/{resource}/{operation.anchor}")
         if operation.kind == "member-add":
             urls = [self.writer.directory_object_url(target) for target in operation.targets]
-            return GraphCall(request_id, "PATCH", f"/groups/{operation.anchor}", {"members@odata.bind": urls})
+            return BatchRequest(request_id, "PATCH", f"/groups/{operation.anchor}", {"members@odata.bind": urls})
         if operation.kind == "member-add-one":
             url = self.writer.directory_object_url(operation.targets[0])
-            return GraphCall(request_id, "POST", f"/groups/{operation.anchor}/members/$ref", {"@odata.id": url})
-        return GraphCall(request_id, "DELETE", f"/groups/{operation.anchor}/members/{operation.targets[0]}/$ref")
+            return BatchRequest(request_id, "POST", f"/groups/{operation.anchor}/members/$ref", {"@odata.id": url})
+        return BatchRequest(request_id, "DELETE", f"/groups/{operation.anchor}/members/{operation.targets[0]}/$ref")
 
     def _send(self, operations: list[_Operation]) -> None:
         self.counters[f"{self._phase}_batch_calls"] += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 #: A reference value: (target anchor, target DN as last seen). The anchor is what joins; the DN is for people.
 Reference = tuple[str, str | None]
@@ -63,6 +64,21 @@ class SourceObject:
     reference_removes: dict[str, list[Reference]] = field(default_factory=dict)
     deleted: bool = False
     partial: bool = False
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One request of a Graph JSON batch; ``url`` is relative to the Graph version root (``/users``).
+
+    Defined here, beside the other shapes the engine and the hooks share: the export builds them, the EntraHook's
+    ``batch`` sends them.
+    """
+
+    id: str
+    method: str
+    url: str
+    body: Any = None
+    depends_on: tuple[str, ...] = ()
 
 
 def reference_digest(attribute: str, target_anchor: str) -> int:

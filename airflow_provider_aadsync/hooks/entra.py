@@ -30,7 +30,7 @@ try:  # Airflow 3 task SDK
 except ImportError:  # pragma: no cover - Airflow is a hard dependency, this only helps static tools
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
-from airflow_provider_aadsync.engine.source import WatermarkRejectedError, WriteOutcomeUnknownError
+from airflow_provider_aadsync.engine.source import BatchRequest, WatermarkRejectedError, WriteOutcomeUnknownError
 from airflow_provider_aadsync.hooks._settings import describe_validation_error
 
 if TYPE_CHECKING:
@@ -107,17 +107,6 @@ DELTA_STATE_LOST_CODES = frozenset({"syncStateNotFound", "resyncRequired", "sync
 
 #: Graph's limit of requests in one JSON batch.
 BATCH_LIMIT = 20
-
-
-@dataclass(frozen=True)
-class BatchRequest:
-    """One request of a JSON batch; ``url`` is relative to the Graph version root (``/users``)."""
-
-    id: str
-    method: str
-    url: str
-    body: Any = None
-    depends_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
