@@ -99,7 +99,7 @@ class Columns:
                 if label is None:
                     return None
                 cells = frame[labels[label]].to_numpy(dtype=object)
-                return _missing_as_null(cells)
+                return missing_as_null(cells)
 
             return cls(read_frame, len(frame), frame.index)
         mapping = source
@@ -149,7 +149,8 @@ def _find(names: Mapping[str, Any], name: str) -> str | None:
     return next((key for key in names if isinstance(key, str) and key.casefold() == folded), None)
 
 
-def _missing_as_null(cells: np.ndarray) -> np.ndarray:
+def missing_as_null(cells: np.ndarray) -> np.ndarray:
+    """Cells as read from a frame, with pandas' missing markers (NaN, NA, NaT) turned into ``None``."""
     import pandas as pd
 
     missing = pd.isna(cells)

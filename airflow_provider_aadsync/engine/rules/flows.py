@@ -68,15 +68,6 @@ class FlowResult:
     errors: dict[Hashable, RuleObjectError] = field(default_factory=dict)
 
 
-def _value_cells(raw: np.ndarray) -> np.ndarray:
-    """Cells as read from a frame, with pandas' missing markers (NaN, NA, NaT) turned into ``None``."""
-    missing = pd.isna(raw)
-    if missing.any():
-        raw = raw.copy()
-        raw[missing] = None
-    return raw
-
-
 def _broadcast(value: Any, size: int) -> np.ndarray:
     out = np.empty(size, dtype=object)
     out.fill(value)
@@ -85,9 +76,9 @@ def _broadcast(value: Any, size: int) -> np.ndarray:
 
 def _expression_columns(view: FrameView) -> Columns:
     """The frame's columns as the rule's expressions read them, each prepared once for all of them."""
-    from airflow_provider_aadsync.engine.expressions.columns import Columns
+    from airflow_provider_aadsync.engine.expressions.columns import Columns, missing_as_null
 
-    return Columns(lambda name: _value_cells(view.cells(name)), view.size, view.frame.index)
+    return Columns(lambda name: missing_as_null(view.cells(name)), view.size, view.frame.index)
 
 
 def _object_error(rule: str, spec: FlowSpec, exc: BaseException) -> RuleObjectError:
@@ -149,6 +140,8 @@ def _evaluate_expression(
 
 def evaluate_flows(rule: str, specs: tuple[FlowSpec, ...], frame: pd.DataFrame | FrameView) -> FlowResult:
     """Evaluate a rule's flows for every object (row) of ``frame``; see :class:`FlowResult`."""
+    from airflow_provider_aadsync.engine.expressions.columns import missing_as_null
+
     view = frame if isinstance(frame, FrameView) else FrameView(frame)
     size = view.size
     failed: dict[int, RuleObjectError] = {}
@@ -156,7 +149,7 @@ def evaluate_flows(rule: str, specs: tuple[FlowSpec, ...], frame: pd.DataFrame |
     columns = _expression_columns(view)
     for spec in specs:
         if spec.type is FlowType.DIRECT:
-            data[spec.target] = _value_cells(view.cells(spec.source or ""))
+            data[spec.target] = missing_as_null(view.cells(spec.source or ""))
         elif spec.type is FlowType.CONSTANT:
             data[spec.target] = _broadcast(spec.value, size)
         else:
