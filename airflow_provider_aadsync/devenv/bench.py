@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -254,9 +255,22 @@ def emulator_throughput(hook: Any, requests: int = 2_000) -> float:
     return requests / (time.perf_counter() - started)
 
 
-def bench_entra_import(users: int, groups: int, home: Path) -> dict[str, Any]:
+#: Emulated Graph latencies (ms per request) at which the full import is measured again against its floor.
+DEFAULT_LATENCIES_MS = (10,)
+
+
+def _set_latency(emulator: LocalGraphEmulator, milliseconds: int) -> None:
+    emulator.admin("PUT", "/_emulator/settings", json={"latencyMs": milliseconds}).raise_for_status()
+    emulator.admin("POST", "/_emulator/flush", timeout=600).raise_for_status()  # the change schedules a state save
+
+
+def bench_entra_import(
+    users: int, groups: int, home: Path, latencies_ms: Sequence[int] = DEFAULT_LATENCIES_MS
+) -> dict[str, Any]:
+    """Floor, full import, raw insert and delta at the emulator's own speed; then floor and full import again with
+    each of ``latencies_ms`` added to every Graph request (a real Graph request crosses a network)."""
     emulator = LocalGraphEmulator(home / "graph", port=free_port())
-    results: dict[str, Any] = {"users": users, "groups": groups}
+    results: dict[str, Any] = {"users": users, "groups": groups, "latencies": []}
     emulator.start()
     try:
         started = time.perf_counter()
@@ -278,6 +292,14 @@ def bench_entra_import(users: int, groups: int, home: Path) -> dict[str, Any]:
         results["insert_seconds"], results["insert_rows"] = sqlite_insert_floor(store_url, home)
         cli_child([*command, "delta"], env)
         results["delta_seconds"], _ = _run_seconds(store_url)
+        for milliseconds in latencies_ms:
+            _set_latency(emulator, milliseconds)
+            floor, _ = httpx_delta_floor(hook)
+            store_url = f"sqlite:///{home / f'entra-store-{milliseconds}ms.sqlite'}"
+            cli_child(["import-entra", "--conn-id", "aadsync_bench_entra", "--store", store_url, "--mode", "full"], env)
+            full, _ = _run_seconds(store_url)
+            results["latencies"].append({"milliseconds": milliseconds, "httpx_seconds": floor, "full_seconds": full})
+        _set_latency(emulator, 0)
     finally:
         emulator.stop()
     return results
@@ -305,6 +327,13 @@ def render_entra(results: dict[str, Any]) -> str:
         f"| emulator throughput, sequential GET /organization | "
         f"{results['emulator_requests_per_second']:,.0f} requests/s | | |",
     ]
+    for measured in results["latencies"]:
+        delayed_floor, delayed_full = measured["httpx_seconds"], measured["full_seconds"]
+        lines += [
+            f"| with {measured['milliseconds']} ms added to every Graph request: floor | {delayed_floor:.2f} s | | |",
+            f"| with {measured['milliseconds']} ms added to every Graph request: full import | {delayed_full:.2f} s "
+            f"| ≤ {ENTRA_IMPORT_VS_HTTPX} × floor | {delayed_full / delayed_floor:.2f} × floor |",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -320,6 +349,13 @@ def main(argv: list[str]) -> int:
     entra = sub.add_parser("entra-import", help="full and delta Entra import against the Graph emulator")
     entra.add_argument("--users", type=int, default=100_000)
     entra.add_argument("--groups", type=int, default=5_000)
+    entra.add_argument(
+        "--latency-ms",
+        type=int,
+        nargs="*",
+        default=list(DEFAULT_LATENCIES_MS),
+        help="also measure floor and full import with this latency added to every Graph request (none: skip)",
+    )
     entra.add_argument("--json", type=Path, default=None, help="also write the figures here")
     # they import this module: load them last
     from airflow_provider_aadsync.devenv import bench_export, bench_sync, bench_writeback
@@ -358,7 +394,7 @@ def main(argv: list[str]) -> int:
             results = bench_ad_import(args.users, args.groups, args.group_size, args.changes, Path(scratch))
             print(render(results))
         else:
-            results = bench_entra_import(args.users, args.groups, Path(scratch))
+            results = bench_entra_import(args.users, args.groups, Path(scratch), args.latency_ms)
             print(render_entra(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
