@@ -7,6 +7,9 @@ connection's authority/Graph URL overrides and CA bundle.
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
+import graphlib
 import logging
 import ssl
 import time
@@ -95,6 +98,10 @@ class GraphError(EntraError):
         self.graph_message = message
         self.request_id = request_id
         self.retry_after = retry_after
+
+
+class GraphUnreachableError(EntraError):
+    """Raised when Graph could not be reached (refused, timed out, TLS failure, connection cut) after the retries."""
 
 
 class DeltaLinkExpired(EntraError, WatermarkRejectedError):
@@ -228,6 +235,24 @@ class _PinnedCASession(requests.Session):
         return settings
 
 
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds (what Graph sends) or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max((when - dt.datetime.now(dt.UTC)).total_seconds(), 0.0)
+
+
 def _retry_after(state: RetryCallState) -> float:
     """Honour Graph's Retry-After exactly; otherwise back off exponentially with jitter."""
     error = state.outcome.exception() if state.outcome else None
@@ -347,7 +372,14 @@ class EntraHook(BaseHook):
             reraise=True,
             before_sleep=self._count_retry,
         )
-        return retrying(self._send, method, url, **kwargs)
+        try:
+            return retrying(self._send, method, url, **kwargs)
+        except httpx.TransportError as error:
+            graph = self.settings.endpoints.graph_url
+            raise GraphUnreachableError(
+                f"{method} {url.split('?', 1)[0]}: Graph at {graph} could not be reached: "
+                f"{type(error).__name__}: {error}"
+            ) from error
 
     def _count_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -376,7 +408,6 @@ class EntraHook(BaseHook):
             body = response.json().get("error", {})
         except ValueError:
             body = {}
-        retry_after = response.headers.get("Retry-After")
         return GraphError(
             response.status_code,
             body.get("code") or response.reason_phrase,
@@ -384,7 +415,7 @@ class EntraHook(BaseHook):
             request_id=(body.get("innerError") or {}).get("request-id") or response.headers.get("request-id"),
             method=response.request.method,
             url=str(response.request.url.copy_with(query=None)),
-            retry_after=float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
     def batch(self, requests: Sequence[BatchRequest], *, resend_if_unknown: bool = True) -> dict[str, BatchResult]:
@@ -401,6 +432,10 @@ class EntraHook(BaseHook):
         unknown = {dep for request in requests for dep in request.depends_on} - known
         if unknown:
             raise ValueError(f"dependsOn names requests that are not in the batch: {sorted(unknown)}")
+        try:
+            graphlib.TopologicalSorter({request.id: request.depends_on for request in requests}).prepare()
+        except graphlib.CycleError as error:
+            raise ValueError(f"dependsOn forms a cycle: {' → '.join(error.args[1])}") from None
         results: dict[str, BatchResult] = {}
         attempts: dict[str, int] = {}
         pending = list(requests)
@@ -411,7 +446,7 @@ class EntraHook(BaseHook):
                 continue
             try:
                 retry_after = self._send_chunk(chunk, results, attempts, resend_if_unknown=resend_if_unknown)
-            except httpx.TransportError as error:
+            except GraphUnreachableError as error:
                 if resend_if_unknown:
                     raise
                 unknown = [request.id for request in chunk]
@@ -484,8 +519,9 @@ class EntraHook(BaseHook):
                 transient.add(request_id)
                 if status == 429:
                     self.counters["throttled"] += 1
-                retry_after = headers.get("retry-after")
-                wait = max(wait, float(retry_after) if retry_after else min(2.0 ** attempts[request_id], 30.0))
+                retry_after = parse_retry_after(headers.get("retry-after"))
+                backoff = min(2.0 ** attempts[request_id], 30.0)
+                wait = max(wait, retry_after if retry_after is not None else backoff)
                 continue
             results[request_id] = BatchResult(request_id, status, item.get("body"), headers)
         for request in chunk:  # a request the answer left out is not retried forever

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from airflow_provider_aadsync.hooks.entra import (
     EntraConnectionSettings,
     EntraHook,
     GraphError,
+    GraphUnreachableError,
 )
 from tests.integration.conftest import (
     GRAPH_CLIENT_ID,
@@ -117,6 +119,48 @@ def test_unreachable_graph_is_a_clear_error(graph_server, graph_tenant, unused_t
     hook = EntraHook(settings=EntraConnectionSettings.from_connection(connection))
     ok, message = hook.test_connection()
     assert not ok and f"127.0.0.1:{unused_tcp_port}" in message
+
+
+def test_unreachable_graph_url_names_the_host(graph_server, graph_tenant, unused_tcp_port):
+    """The authority answers (a token is issued) but nothing listens at the Graph URL."""
+    connection = entra_connection(graph_server, graph_tenant)
+    connection.extra = json.dumps({**connection.extra_dejson, "graph_url": f"https://127.0.0.1:{unused_tcp_port}"})
+    settings = EntraConnectionSettings.from_connection(connection).model_copy(update={"max_attempts": 2})
+    hook = EntraHook(settings=settings)
+    with pytest.raises(GraphUnreachableError, match=rf"Graph at https://127.0.0.1:{unused_tcp_port} could not be"):
+        hook.request("GET", "/organization")
+    ok, message = hook.test_connection()
+    assert not ok and f"127.0.0.1:{unused_tcp_port}" in message
+
+
+def test_tls_verification_stays_on_without_the_emulators_ca(graph_server, graph_tenant):
+    """No ca_bundle: the emulator's private CA is not trusted, by msal nor by the Graph client."""
+    connection = entra_connection(graph_server, graph_tenant)
+    connection.extra = json.dumps({key: value for key, value in connection.extra_dejson.items() if key != "ca_bundle"})
+    hook = EntraHook(settings=EntraConnectionSettings.from_connection(connection))
+    ok, message = hook.test_connection()
+    assert not ok and "CERTIFICATE_VERIFY_FAILED" in message
+
+
+def test_token_comes_from_the_cache_until_it_is_about_to_expire(graph_server, graph_tenant, emulator_settings_for):
+    def token_requests() -> int:
+        counters = httpx.get(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server)).json()
+        return sum(count for route, count in counters["requests"].items() if route.endswith("/token"))
+
+    hook = entra_hook_for(graph_server, graph_tenant)
+    before = token_requests()
+    for _ in range(5):
+        hook.request("GET", "/organization")
+    assert token_requests() - before == 1  # one token (an hour's) for five requests
+    # Tokens that expire within minutes are not served from msal's cache: each request gets a fresh one,
+    # so a long import never sends an expired token.
+    emulator_settings_for(graph_server, tokenLifetimeSeconds=2)
+    hook = entra_hook_for(graph_server, graph_tenant)
+    before = token_requests()
+    hook.request("GET", "/organization")
+    time.sleep(2.5)  # the first token has expired
+    assert hook.request("GET", "/organization")["value"]
+    assert token_requests() - before == 2
 
 
 def test_no_secret_or_token_in_logs(graph_server, graph_tenant, caplog, emulator_settings_for):

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.store import cs_object, cs_reference
+from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.entra import BatchRequest
 from airflow_provider_aadsync.operators.entra_import import run_entra_import
 from tests.integration.conftest import entra_hook_for, trust
@@ -110,6 +110,49 @@ def emulator_settings(graph_server, emulator_settings_for):
     return lambda **settings: emulator_settings_for(graph_server, **settings)
 
 
+def connector_space(store) -> tuple[dict[str, tuple], set[tuple[str, str]]]:
+    """What an import leaves: every live object's DN, type, attributes and digests, and every member reference."""
+    rows = {
+        anchor: (row["dn"], row["object_type"], row["attrs"], row["attrs_hash"], row["refs_hash"])
+        for anchor, row in live(store).items()
+    }
+    with store.engine.connect() as connection:
+        references = set(connection.execute(sa.select(cs_reference.c.anchor, cs_reference.c.target_anchor)).all())
+    return rows, {tuple(reference) for reference in references}
+
+
+def bind_members(hook, group: str, users: list[str]) -> None:
+    """Add members 20 at a time (Graph's limit per request), 20 requests per $batch."""
+    bind = "https://graph.microsoft.com/v1.0/directoryObjects"
+    results = hook.batch([
+        BatchRequest(f"m{start}", "PATCH", f"/groups/{group}",
+                     {"members@odata.bind": [f"{bind}/{user}" for user in users[start : start + 20]]})
+        for start in range(0, len(users), 20)
+    ])  # fmt: skip
+    assert {result.status for result in results.values()} == {204}
+
+
+def test_delta_pages_split_a_groups_member_changes(graph_server, graph_tenant, tenant_with_data, store):
+    """More member changes than one delta item carries (100): the group comes in several items, all applied."""
+    hook, users, groups = tenant_with_data
+    run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="full")
+    bind_members(hook, groups["security"], users[5:155])
+    added = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+    assert added["mode"] == "delta" and added["counters"]["reference_adds"] == 150
+    assert members(store, groups["security"]) == set(users[:155])
+
+    removals = [BatchRequest(f"r{n}", "DELETE", f"/groups/{groups['security']}/members/{user}/$ref")
+                for n, user in enumerate(users[10:130])]  # fmt: skip
+    assert {result.status for result in hook.batch(removals).values()} == {204}
+    removed = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+    assert removed["counters"]["reference_removes"] == 120
+    assert members(store, groups["security"]) == set(users[:10] + users[130:155])
+    # the delta-maintained connector space is what a full import of the same tenant writes
+    with Store.open(f"sqlite:///{store.url.removeprefix('sqlite:///')}.full", instance="test") as fresh:
+        run_entra_import(entra_hook_for(graph_server, graph_tenant), fresh, mode="full")
+        assert connector_space(fresh) == connector_space(store)
+
+
 @pytest.mark.parametrize(("expiry", "answer"), [("", "400 syncStateNotFound"), ("?mode=gone", "410")])
 def test_expired_delta_link_falls_back_to_full_import(
     graph_server, graph_tenant, tenant_with_data, store, expiry, answer
@@ -144,6 +187,25 @@ def test_import_rides_out_throttling_server_faults_and_dropped_connections(
     assert result["graph"]["retry_wait_seconds"] >= 1  # Retry-After honoured, not hammered through
     counters = admin(graph_server, "GET", "/counters").json()
     assert counters["429"] >= 1
+
+    # the same tenant imported without throttling or faults gives the same connector space
+    hook, users, groups = tenant_with_data
+    emulator_settings(throttlingEnabled=False, faultRatio5xx=0, faultDropRatio=0)
+    with Store.open(f"sqlite:///{store.url.removeprefix('sqlite:///')}.calm", instance="test") as calm:
+        run_entra_import(entra_hook_for(graph_server, graph_tenant), calm, mode="full")
+        assert connector_space(store) == connector_space(calm)
+        assert len(connector_space(store)[1]) == BIG_GROUP + 5
+
+        # and a delta import under the same weather ends where an unhindered one does
+        hook.request("PATCH", f"/users/{users[7]}", json={"department": "Legal"})
+        bind_members(hook, groups["security"], users[200:240])
+        emulator_settings(throttlingEnabled=True, faultRatio5xx=0.2, faultDropRatio=0.15, randomSeed=11)
+        stormy = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+        emulator_settings(throttlingEnabled=False, faultRatio5xx=0, faultDropRatio=0)
+        run_entra_import(entra_hook_for(graph_server, graph_tenant), calm, mode="delta")
+        assert stormy["mode"] == "delta" and stormy["result"] == "success" and stormy["graph"]["retries"] >= 1
+        assert connector_space(store) == connector_space(calm)
+    assert json.loads(live(store)[users[7]]["attrs"])["department"] == ["Legal"]
 
 
 def test_sixty_thousand_member_group_full_and_delta(graph_server, graph_tenant, store):

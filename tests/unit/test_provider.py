@@ -54,6 +54,8 @@ def test_airflow_lists_the_hook_and_its_form_fields(airflow_env):
     assert by_type["aadsync_entra"]["conn_id_attribute_name"] == "entra_conn_id"
     widgets = airflow(airflow_env, "providers", "widgets", "-o", "json")
     assert "extra__aadsync_ad__base_dn" in widgets and "extra__aadsync_ad__tls" in widgets
+    for field in ("tenant_id", "cloud", "authority_host", "graph_url", "ca_bundle", "certificate", "thumbprint"):
+        assert f"extra__aadsync_entra__{field}" in widgets
 
 
 def test_provider_info_lists_the_operator_modules_and_matches_airflows_schema():

@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+import email.utils
 import json
+import time
 
 import httpx
 import pytest
 from airflow.sdk import Connection
 
-from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraError, EntraHook, GraphError
+from airflow_provider_aadsync.engine.source import BatchRequest
+from airflow_provider_aadsync.hooks.entra import (
+    EntraConnectionSettings,
+    EntraError,
+    EntraHook,
+    GraphError,
+    GraphUnreachableError,
+    parse_retry_after,
+)
 
 SECRET = "Cl1ent-Secret-Value~xyz"
 
@@ -123,6 +133,106 @@ class TestEntraHookRequests:
         self.use(hook, handler)
         assert [page["value"] for page in hook.paginate("/users", params={"$top": 1})] == [[1], [2]]
         assert seen[1] == "https://graph.test/v1.0/users?$skiptoken=abc"
+
+    def test_transient_errors_back_off_with_jitter_then_give_up_with_graphs_answer(self, hook, monkeypatch):
+        slept = []
+        monkeypatch.setattr("tenacity.nap.time.sleep", slept.append)
+        calls = []
+
+        def handler(request):
+            calls.append(request)
+            return httpx.Response(503, json={"error": {"code": "serviceNotAvailable", "message": "busy"}})
+
+        self.use(hook, handler)
+        with pytest.raises(GraphError) as caught:
+            hook.request("GET", "/users")
+        assert caught.value.status == 503 and caught.value.code == "serviceNotAvailable"
+        assert len(calls) == 3  # max_attempts
+        # no Retry-After: random exponential waits (multiplier 0.5, at most 30 s), one before each new attempt
+        assert len(slept) == 2 and all(0 <= wait <= 30 for wait in slept)
+        assert hook.counters["retries"] == 2
+
+    def test_unreachable_graph_names_the_host_after_the_retries(self, hook, monkeypatch):
+        monkeypatch.setattr("tenacity.nap.time.sleep", lambda _seconds: None)
+        calls = []
+
+        def handler(request):
+            calls.append(request)
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+        self.use(hook, handler)
+        with pytest.raises(GraphUnreachableError, match=r"GET /users: Graph at https://graph.microsoft.com could"):
+            hook.request("GET", "/users?$skiptoken=abc")
+        assert len(calls) == 3
+        with pytest.raises(GraphUnreachableError) as caught:
+            hook.request("GET", "/users?$skiptoken=abc")
+        assert "skiptoken" not in str(caught.value) and "Connection refused" in str(caught.value)
+        assert hook.test_connection()[0] is False
+
+    def test_one_msal_app_and_one_http_client_serve_every_request(self):
+        hook = EntraHook(settings=EntraConnectionSettings(tenant_id="t", client_id="c", client_secret=SECRET))
+        calls = []
+
+        class FakeApp:
+            def acquire_token_for_client(self, scopes):
+                calls.append(scopes)
+                return {"access_token": "token-1"}
+
+        hook.__dict__["_msal_app"] = FakeApp()  # what the cached property would hold
+        assert hook.get_conn() is hook.get_conn()
+        self.use(hook, lambda request: httpx.Response(200, json={"value": []}))
+        hook.request("GET", "/users")
+        hook.request("GET", "/groups")
+        # one app asked per request: msal answers from its token cache while the token is valid
+        assert len(calls) == 2 and hook._http is hook.get_conn()
+
+
+class TestRetryAfter:
+    def test_seconds_and_http_dates(self):
+        assert parse_retry_after("7") == 7.0
+        assert parse_retry_after(" 2.5 ") == 2.5
+        assert parse_retry_after("-3") == 0.0
+        in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
+        assert 55 <= parse_retry_after(in_a_minute) <= 60
+        assert parse_retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
+        assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+
+
+class TestBatch:
+    @pytest.fixture
+    def hook(self, monkeypatch):
+        hook = EntraHook(
+            settings=EntraConnectionSettings(tenant_id="t", client_id="c", client_secret=SECRET, max_attempts=3)
+        )
+        monkeypatch.setattr(hook, "get_token", lambda: "token")
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda _seconds: None)
+        return hook
+
+    def test_depends_on_cycles_are_refused_before_anything_is_sent(self, hook):
+        TestEntraHookRequests().use(hook, lambda request: pytest.fail("nothing may be sent"))
+        cycle = [
+            BatchRequest("a", "GET", "/users", depends_on=("b",)),
+            BatchRequest("b", "GET", "/users", depends_on=("a",)),
+        ]
+        with pytest.raises(ValueError, match="dependsOn forms a cycle"):
+            hook.batch(cycle)
+        with pytest.raises(ValueError, match="dependsOn forms a cycle"):
+            hook.batch([BatchRequest("a", "GET", "/users", depends_on=("a",))])
+
+    def test_inner_retry_after_as_an_http_date_is_honoured(self, hook, monkeypatch):
+        waits = []
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", waits.append)
+        when = email.utils.formatdate(time.time() + 20, usegmt=True)
+        answers = iter(
+            [
+                {"responses": [{"id": "1", "status": 429, "headers": {"Retry-After": when}, "body": {}}]},
+                {"responses": [{"id": "1", "status": 200, "body": {"ok": True}}]},
+            ]
+        )
+        TestEntraHookRequests().use(hook, lambda request: httpx.Response(200, json=next(answers)))
+        results = hook.batch([BatchRequest("1", "GET", "/users")])
+        assert results["1"].ok and results["1"].body == {"ok": True}
+        assert len(waits) == 1 and 15 <= waits[0] <= 20
 
 
 class TestCredentials:
