@@ -205,4 +205,6 @@ def _counters(writer: ConnectorSpaceWriter | None, errors: ErrorSink) -> dict[st
 
 def _is_connection_error(error: Exception) -> bool:
     names = {klass.__name__ for klass in type(error).__mro__}
-    return any(word in name for name in names for word in ("Socket", "Connection", "Communication", "Transport"))
+    return any(
+        word in name for name in names for word in ("Socket", "Connection", "Communication", "Transport", "Unreachable")
+    )

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
-from airflow_provider_aadsync.hooks.entra import BatchRequest
+from airflow_provider_aadsync.hooks.entra import BatchRequest, EntraHook, GraphError, GraphUnreachableError
 from airflow_provider_aadsync.operators.entra_import import run_entra_import
 from tests.integration.conftest import entra_hook_for, trust
 
@@ -151,6 +151,43 @@ def test_delta_pages_split_a_groups_member_changes(graph_server, graph_tenant, t
     with Store.open(f"sqlite:///{store.url.removeprefix('sqlite:///')}.full", instance="test") as fresh:
         run_entra_import(entra_hook_for(graph_server, graph_tenant), fresh, mode="full")
         assert connector_space(fresh) == connector_space(store)
+
+
+def test_failed_delta_keeps_the_old_delta_link_and_writes_nothing(
+    graph_server, graph_tenant, tenant_with_data, store, emulator_settings
+):
+    hook, users, _groups = tenant_with_data
+    run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="full")
+    links = {resource: store.get_watermark("entra", resource).cookie for resource in ("users", "groups")}
+    before = connector_space(store)
+    for user in users[:60]:
+        hook.request("PATCH", f"/users/{user}", json={"department": "Moved"})
+    # small pages, half the requests answered 503 and no retries: the delta fails partway
+    emulator_settings(deltaPageSize=20, faultRatio5xx=0.5, faultRetryAfterSeconds=0, randomSeed=1)
+    admin(graph_server, "DELETE", "/counters")
+    failing = entra_hook_for(graph_server, graph_tenant)
+    failing = EntraHook(settings=failing.settings.model_copy(update={"max_attempts": 1}))
+    with pytest.raises(GraphError, match="503"):
+        run_entra_import(failing, store, mode="delta")
+    assert admin(graph_server, "GET", "/counters").json()["status"].get("200", 0) >= 1  # pages were read first
+    assert store.list_runs(1)[0]["result"] == "stopped-extension-error"
+    assert {resource: store.get_watermark("entra", resource).cookie for resource in links} == links
+    assert connector_space(store) == before
+
+    emulator_settings(faultRatio5xx=0)
+    recovered = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+    assert recovered["mode"] == "delta" and recovered["counters"]["updates"] == 60
+    assert {json.loads(live(store)[user]["attrs"])["department"][0] for user in users[:60]} == {"Moved"}
+
+
+def test_unreachable_graph_is_recorded_as_server_down(graph_server, graph_tenant, store, unused_tcp_port):
+    settings = entra_hook_for(graph_server, graph_tenant).settings.model_copy(
+        update={"max_attempts": 1, "graph_url": f"https://127.0.0.1:{unused_tcp_port}"}
+    )
+    with pytest.raises(GraphUnreachableError):
+        run_entra_import(EntraHook(settings=settings), store, mode="full")
+    run = store.list_runs(1)[0]
+    assert run["result"] == "stopped-server-down" and f"127.0.0.1:{unused_tcp_port}" in run["detail"]
 
 
 @pytest.mark.parametrize(("expiry", "answer"), [("", "400 syncStateNotFound"), ("?mode=gone", "410")])
