@@ -135,7 +135,7 @@ def emulator() -> None:
 
 @emulator.command("serve")
 @click.option("--port", type=int, default=8443, show_default=True, help="TCP port on 127.0.0.1 (0: any free port).")
-@click.option("--state", "state_file", type=click.Path(path_type=Path), default=None, help="JSON state file.")
+@click.option("--state", "state_file", type=click.Path(path_type=Path), help="SQLite state file (default: in memory).")
 @click.option("--home", type=click.Path(path_type=Path), default=None, help="TLS files (default: next to the state).")
 def emulator_serve(port: int, state_file: Path | None, home: Path | None) -> None:
     """Serve the emulator in the foreground until interrupted."""

@@ -1,8 +1,9 @@
 """The local Graph emulator as a background process for ``aadsync dev up``: start/stop by PID, a dev tenant.
 
-The emulator keeps its state in a JSON file under its home, so the dev tenant and what was written to it survive a
-``dev down`` / ``dev up``. The dev tenant has verified the seeded directory's mail domain, so the seeded AD users'
-UPNs can be exported to it as they are. The port the emulator was started on is remembered next to its PID.
+The emulator keeps its state in a SQLite file under its home (``state.sqlite``; an older ``state.json`` is ignored),
+so the dev tenant and what was written to it survive a ``dev down`` / ``dev up``. The dev tenant has verified the
+seeded directory's mail domain, so the seeded AD users' UPNs can be exported to it as they are. The port the
+emulator was started on is remembered next to its PID.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class LocalGraphEmulator:
 
     @property
     def state_file(self) -> Path:
-        return self.home / "state.json"
+        return self.home / "state.sqlite"
 
     @property
     def ca_cert(self) -> Path:

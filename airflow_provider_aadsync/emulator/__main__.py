@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m airflow_provider_aadsync.emulator", description=__doc__)
     parser.add_argument("--home", type=Path, required=True, help="directory for the TLS files (and state)")
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
-    parser.add_argument("--state-file", type=Path, default=None, help="JSON snapshot, loaded at start")
+    parser.add_argument("--state-file", type=Path, default=None, help="SQLite state file, loaded at start")
     args = parser.parse_args(argv)
     EmulatorServer(args.home, port=args.port, state_file=args.state_file).serve_forever()
 

@@ -3,12 +3,14 @@
 Routes stay thin: they parse the request, call one method here and render the result. All reads and writes take
 the one lock of :class:`EmulatorState`, so the state is safe to use from uvicorn's thread and from tests at once.
 Objects are plain property dicts (Graph's JSON names); relationships (group members, owners) live beside them.
+With a state file, the state is persisted to SQLite (one row per object, link and change; see ``EmulatorState.save``).
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -18,6 +20,7 @@ import os
 import random
 import re
 import secrets
+import sqlite3
 import threading
 import time
 import uuid
@@ -43,6 +46,7 @@ MAX_LINK_CHANGES = 20
 DEFAULT_TOKEN_LIFETIME = 3599
 DELTA_KINDS = (USER, GROUP)
 MEMBERS = "members"
+_OWNERS = "owners"
 #: Settings of ``PUT /_emulator/settings``: name -> (default, minimum, maximum or None, type).
 SETTINGS: dict[str, tuple[Any, float, float | None, type]] = {
     "tokenLifetimeSeconds": (DEFAULT_TOKEN_LIFETIME, 0, None, int),
@@ -466,6 +470,13 @@ class Tenant:
         self.delta_gone_epochs: set[int] = set()  # epochs whose tokens answer 410 Gone (restart) rather than 400
         self._order_cache: dict[str, tuple[int, list[tuple[int, str]]]] = {}
         self._delta_cache: dict[str, tuple[tuple[Any, ...], list[Any]]] = {}  # (seq it was counted at, live users)
+        # What the state file lacks (EmulatorState.save writes only that): the ids of objects created, changed,
+        # deleted or purged, the links added or removed as (members|owners, group id, member or owner id), and how
+        # many change-log entries it holds. _stored: whether it holds this tenant's rows at all (False: write all).
+        self._dirty_objects: set[str] = set()
+        self._dirty_links: set[tuple[str, str, str]] = set()
+        self._saved_changes = 0
+        self._stored = False
 
     # ------------------------------------------------------------------------------------------- organization
 
@@ -541,6 +552,7 @@ class Tenant:
 
     def _index(self, obj: DirectoryObject) -> None:
         """Add a live object to the indexes (after it joined ``_objects`` or its properties changed)."""
+        self._dirty_objects.add(obj.id)
         if obj.kind == USER:
             self._by_upn[obj.props["userPrincipalName"].lower()] = obj.id
         for proxy in obj.props.get("proxyAddresses") or []:
@@ -551,6 +563,7 @@ class Tenant:
 
     def _unindex(self, obj: DirectoryObject) -> None:
         """Remove a live object from the indexes (before it leaves ``_objects`` or its properties change)."""
+        self._dirty_objects.add(obj.id)
         if obj.kind == USER and self._by_upn.get(obj.props["userPrincipalName"].lower()) == obj.id:
             del self._by_upn[obj.props["userPrincipalName"].lower()]
         for proxy in obj.props.get("proxyAddresses") or []:
@@ -674,6 +687,11 @@ class Tenant:
 
     def _upn_taken(self, upn: str, exclude: str | None) -> bool:
         return self._by_upn.get(upn.lower(), exclude) != exclude
+
+    def _nickname_taken(self, nickname: str, exclude: str | None) -> bool:
+        """Whether another live object (user, group or contact) holds *nickname*. Checked for Microsoft 365 groups
+        only: their mailNickname must be unique in the tenant; users and security groups may share one."""
+        return any(holder != exclude for holder in self._by_nickname.get(nickname.lower(), ()))
 
     def _check_proxies(self, proxies: Iterable[str], exclude: str | None) -> None:
         if any(self._by_proxy.get(p.lower(), exclude) != exclude for p in proxies):
@@ -810,6 +828,8 @@ class Tenant:
                 )
             if not values["mailEnabled"] and unified:
                 raise err.InvalidPropertyValue("mailEnabled", "Group")
+            if unified and self._nickname_taken(values["mailNickname"], None):
+                raise err.ObjectConflict("mailNickname")  # before the derived SMTP address could clash
             members, owners = self._bind_ids(body, admin=admin)
             object_id = self._new_id(values.pop("id", None))
             mail = f"{values['mailNickname']}@{self.initial_domain}" if unified else None
@@ -841,6 +861,12 @@ class Tenant:
             self._check_synced(obj, list(values) + (["members"] if members or owners else []))
             if "mailNickname" in values and not _MAIL_NICKNAME.match(values["mailNickname"] or ""):
                 raise err.InvalidPropertyValue("mailNickname", "Group")
+            if (
+                ("mailNickname" in values or "groupTypes" in values)
+                and _is_unified({**obj.props, **values})
+                and self._nickname_taken(values.get("mailNickname") or obj.props["mailNickname"], obj.id)
+            ):
+                raise err.ObjectConflict("mailNickname")
             self._add_links(obj.id, self._members, members, "members")
             self._add_links(obj.id, self._owners, owners, "owners")
             changed = [n for n, v in values.items() if obj.props.get(n) != v]
@@ -859,6 +885,7 @@ class Tenant:
                 existing[object_id] = self._log(GROUP, group_id, MEMBER_ADDED, member=object_id)
             else:
                 existing[object_id] = self._next_seq()
+            self._dirty_links.add((prop, group_id, object_id))
 
     def add_member(self, group_id: str, member_url: Any) -> None:
         with self._lock:
@@ -877,6 +904,7 @@ class Tenant:
                 raise err.ResourceNotFound(member_id)
             self._check_synced(group, ["members"])
             del members[member_id.lower()]
+            self._dirty_links.add((MEMBERS, group.id, member_id.lower()))
             self._log(GROUP, group.id, MEMBER_REMOVED, member=member_id.lower())
 
     def delete(self, kind: str, key: str) -> None:
@@ -888,13 +916,16 @@ class Tenant:
             for g in member_of:
                 del self._members[g][obj.id]
                 self._log(GROUP, g, MEMBER_REMOVED, member=obj.id)
-            for owners in self._owners.values():
-                owners.pop(obj.id, None)
+            owner_of = [g for g, owners in self._owners.items() if owners.pop(obj.id, None) is not None]
             members = list(self._members.pop(obj.id, {}))
-            self._owners.pop(obj.id, None)
+            owners = list(self._owners.pop(obj.id, {}))
+            self._dirty_links.update((MEMBERS, g, obj.id) for g in member_of)
+            self._dirty_links.update((_OWNERS, g, obj.id) for g in owner_of)
+            self._dirty_links.update((MEMBERS, obj.id, m) for m in members)
+            self._dirty_links.update((_OWNERS, obj.id, m) for m in owners)
             self._unindex(obj)
             del self._objects[obj.id]
-            soft = kind == USER or any(t.lower() == "unified" for t in obj.props.get("groupTypes") or [])
+            soft = kind == USER or _is_unified(obj.props)
             if soft:
                 obj.props["deletedDateTime"] = now_iso()
                 if kind == USER:
@@ -913,6 +944,8 @@ class Tenant:
                 if self._upn_taken(upn, obj.id):
                     raise err.ObjectConflict("userPrincipalName")
                 obj.props["userPrincipalName"] = upn
+            elif _is_unified(obj.props) and self._nickname_taken(obj.props["mailNickname"], obj.id):
+                raise err.ObjectConflict("mailNickname")
             self._check_proxies(obj.props.get("proxyAddresses") or [], obj.id)
             obj.props["deletedDateTime"] = None
             del self._deleted[obj.id]
@@ -922,10 +955,12 @@ class Tenant:
             for g in deleted.member_of:
                 if g in self._members:
                     self._members[g][obj.id] = self._log(GROUP, g, MEMBER_ADDED, member=obj.id)
+                    self._dirty_links.add((MEMBERS, g, obj.id))
             if obj.kind == GROUP:
                 self._members[obj.id] = {
                     m: self._log(GROUP, obj.id, MEMBER_ADDED, member=m) for m in deleted.members if m in self._objects
                 }
+                self._dirty_links.update((MEMBERS, obj.id, m) for m in self._members[obj.id])
                 self._owners.setdefault(obj.id, {})
             return obj.kind, dict(obj.props)
 
@@ -934,6 +969,7 @@ class Tenant:
             deleted = self._deleted.pop(object_id.lower(), None)
             if deleted is None:
                 raise err.ResourceNotFound(object_id)
+            self._dirty_objects.add(deleted.obj.id)
             self._log(deleted.obj.kind, deleted.obj.id, REMOVED)
 
     def seed(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -1118,16 +1154,41 @@ class Tenant:
 
     # ------------------------------------------------------------------------------------------- persistence
 
+    def _header(self) -> dict[str, Any]:
+        """The tenant's own facts and app registrations (with their secrets), without its objects."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "displayName": self.display_name,
+            "verifiedDomains": self.verified_domains[1:],
+            "created": self.created,
+            "apps": [a.to_dict() for a in self.apps.values()],
+            "seq": self._seq,
+            "deltaEpoch": self.delta_epoch,
+            "deltaGoneEpochs": sorted(self.delta_gone_epochs),
+        }
+
+    @classmethod
+    def _from_header(cls, lock: threading.RLock, data: dict[str, Any]) -> Tenant:
+        tenant = cls(
+            lock,
+            tenant_id=data["id"],
+            name=data["name"],
+            display_name=data.get("displayName"),
+            verified_domains=data.get("verifiedDomains", []),
+            apps=[App.from_dict(a) for a in data.get("apps", [])],
+            created=data.get("created"),
+        )
+        tenant._seq = data.get("seq", 0)
+        tenant.delta_epoch = int(data.get("deltaEpoch", 0))
+        tenant.delta_gone_epochs = {int(e) for e in data.get("deltaGoneEpochs", [])}
+        return tenant
+
     def to_dict(self) -> dict[str, Any]:
+        """The whole tenant as one JSON-able dict (a copy for tests and tools; the state file has rows)."""
         with self._lock:
             return {
-                "id": self.id,
-                "name": self.name,
-                "displayName": self.display_name,
-                "verifiedDomains": self.verified_domains[1:],
-                "created": self.created,
-                "apps": [a.to_dict() for a in self.apps.values()],
-                "seq": self._seq,
+                **self._header(),
                 "objects": [{"kind": o.kind, "seq": o.seq, "props": o.props} for o in self._objects.values()],
                 "deleted": [
                     {
@@ -1142,22 +1203,11 @@ class Tenant:
                 "members": {g: dict(m) for g, m in self._members.items()},
                 "owners": {g: dict(m) for g, m in self._owners.items()},
                 "changes": [c.to_list() for c in self._changes],
-                "deltaEpoch": self.delta_epoch,
-                "deltaGoneEpochs": sorted(self.delta_gone_epochs),
             }
 
     @classmethod
     def from_dict(cls, lock: threading.RLock, data: dict[str, Any]) -> Tenant:
-        tenant = cls(
-            lock,
-            tenant_id=data["id"],
-            name=data["name"],
-            display_name=data.get("displayName"),
-            verified_domains=data.get("verifiedDomains", []),
-            apps=[App.from_dict(a) for a in data.get("apps", [])],
-            created=data.get("created"),
-        )
-        tenant._seq = data.get("seq", 0)
+        tenant = cls._from_header(lock, data)
         for o in data.get("objects", []):
             obj = DirectoryObject(o["kind"], o["seq"], o["props"])
             tenant._objects[obj.id] = obj
@@ -1168,8 +1218,101 @@ class Tenant:
         tenant._members = {g: dict(m) for g, m in data.get("members", {}).items()}
         tenant._owners = {g: dict(m) for g, m in data.get("owners", {}).items()}
         tenant._changes = [Change.from_list(c) for c in data.get("changes", [])]
-        tenant.delta_epoch = int(data.get("deltaEpoch", 0))
-        tenant.delta_gone_epochs = {int(e) for e in data.get("deltaGoneEpochs", [])}
+        return tenant
+
+    def _object_row(self, object_id: str) -> tuple[Any, ...] | None:
+        """The ``objects`` row of a live or deleted object; None when it is gone (purged, or a hard-deleted group)."""
+        obj = self._objects.get(object_id)
+        if obj is not None:
+            return (self.id, obj.id, obj.kind, obj.seq, 0, _dumps(obj.props), None, None)
+        deleted = self._deleted.get(object_id)
+        if deleted is None:
+            return None
+        obj = deleted.obj
+        return (self.id, obj.id, obj.kind, obj.seq, 1, _dumps(obj.props), _dumps(deleted.member_of),
+                _dumps(deleted.members))  # fmt: skip
+
+    def _write_rows(self, db: sqlite3.Connection, *, full: bool) -> None:
+        """Write the tenant's rows into *db* inside the caller's transaction: every row (*full*: the tables hold
+        none of this tenant's), else only what changed since the last write. ``_saved`` after the commit."""
+        if full:
+            object_rows: Iterable[tuple[Any, ...] | None] = map(self._object_row, [*self._objects, *self._deleted])
+            links: Iterable[tuple[Any, ...]] = (
+                (self.id, g, m, rel, seq)
+                for rel, table in ((MEMBERS, self._members), (_OWNERS, self._owners))
+                for g, linked in table.items()
+                for m, seq in linked.items()
+            )
+            changes = self._changes
+        else:
+            ids = list(self._dirty_objects)
+            object_rows = [self._object_row(i) for i in ids]
+            gone = [(self.id, i) for i, row in zip(ids, object_rows, strict=True) if row is None]
+            db.executemany("DELETE FROM objects WHERE tenant = ? AND id = ?", gone)
+            tables = {MEMBERS: self._members, _OWNERS: self._owners}
+            links, unlinked = [], []
+            for rel, g, m in self._dirty_links:
+                seq = tables[rel].get(g, {}).get(m)
+                if seq is None:
+                    unlinked.append((self.id, g, m, rel))
+                else:
+                    links.append((self.id, g, m, rel, seq))
+            db.executemany(
+                "DELETE FROM links WHERE tenant = ? AND group_id = ? AND member_id = ? AND rel = ?", unlinked
+            )
+            changes = self._changes[self._saved_changes :]
+        db.executemany(
+            "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (r for r in object_rows if r is not None)
+        )
+        db.executemany("INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?)", links)
+        db.executemany(
+            "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ((self.id, c.seq, c.kind, c.object_id, c.op, ",".join(c.names), c.member_id, c.member_kind)
+             for c in changes),
+        )  # fmt: skip
+
+    def _saved(self) -> None:
+        """The state file now holds every row of the tenant (its transaction committed)."""
+        self._dirty_objects.clear()
+        self._dirty_links.clear()
+        self._saved_changes = len(self._changes)
+        self._stored = True
+
+    @classmethod
+    def _load(cls, lock: threading.RLock, db: sqlite3.Connection, header: dict[str, Any]) -> Tenant:
+        """A tenant from its header and its rows in the state file *db*."""
+        tenant = cls._from_header(lock, header)
+        rows = db.execute(
+            "SELECT id, kind, seq, deleted, props, member_of, members FROM objects WHERE tenant = ? ORDER BY seq",
+            (tenant.id,),
+        ).fetchall()
+        # One JSON text for all: decoded in one call, the objects share their property-name strings.
+        every_props = json.loads("[" + ",".join(row[4] for row in rows) + "]")
+        for (object_id, kind, seq, deleted, _, member_of, members), props in zip(rows, every_props, strict=True):
+            obj = DirectoryObject(kind, seq, props)
+            if deleted:
+                tenant._deleted[object_id] = Deleted(obj, json.loads(member_of), json.loads(members))
+            else:
+                tenant._objects[object_id] = obj
+                tenant._index(obj)
+                if kind == GROUP:  # every live group has both link tables, empty or not
+                    tenant._members[object_id] = {}
+                    tenant._owners[object_id] = {}
+        tables = {MEMBERS: tenant._members, _OWNERS: tenant._owners}
+        links = db.execute(
+            "SELECT rel, group_id, member_id, seq FROM links WHERE tenant = ? ORDER BY seq", (tenant.id,)
+        )
+        for rel, group_id, member_id, seq in links:
+            tables[rel].setdefault(group_id, {})[member_id] = seq
+        changes = db.execute(
+            "SELECT seq, kind, object_id, op, names, member_id, member_kind FROM changes WHERE tenant = ? ORDER BY seq",
+            (tenant.id,),
+        )
+        tenant._changes = [
+            Change(seq, kind, object_id, op, tuple(names.split(",")) if names else (), member_id, member_kind)
+            for seq, kind, object_id, op, names, member_id, member_kind in changes
+        ]
+        tenant._saved()
         return tenant
 
 
@@ -1196,6 +1339,14 @@ class _Window:
     def charge(self, now: float, cost: int) -> None:
         self.entries.append((now, cost))
         self.used += cost
+
+
+def _is_unified(props: dict[str, Any]) -> bool:
+    """Whether a group's properties make it a Microsoft 365 group (``groupTypes`` holds ``Unified``)."""
+    return any(str(t).lower() == "unified" for t in props.get("groupTypes") or [])
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
 def _b64(raw: bytes) -> str:
@@ -1227,7 +1378,8 @@ def request_cost(method: str, path: str, params: dict[str, str]) -> tuple[int, i
 
 
 class EmulatorState:
-    """Every tenant, the settings and the request counters, behind one re-entrant lock; optionally persisted.
+    """Every tenant, the settings and the request counters, behind one re-entrant lock; in memory, or persisted to a
+    SQLite file (``state_file``; see :meth:`save`).
 
     Also the service-wide behaviours: delta state tokens (signed, so clients cannot forge them), throttling and
     fault injection (both off by default). ``clock`` is the time source of all three; tests may replace it.
@@ -1248,6 +1400,8 @@ class EmulatorState:
         self._last_save = 0.0
         self._save_cost = 0.0
         self._save_timer: threading.Timer | None = None
+        self._file_generation: str | None = None  # the state file's generation that the tenants' dirty sets track
+        self._dropped_tenants: set[str] = set()  # deleted since the last save: their rows leave the file
         if self.state_file and self.state_file.exists():
             self.load()
 
@@ -1498,10 +1652,12 @@ class EmulatorState:
         with self.lock:
             if self.tenants.pop(tenant_id.lower(), None) is None:
                 raise err.ResourceNotFound(tenant_id)
+            self._dropped_tenants.add(tenant_id.lower())
 
     def reset(self) -> None:
         with self.lock:
             self.tenants.clear()
+            self._file_generation = None  # the next save writes a new file
             self.settings = {name: spec[0] for name, spec in SETTINGS.items()}
             self.random = random.Random()
             self._windows.clear()
@@ -1559,32 +1715,186 @@ class EmulatorState:
                 self.save()
 
     def save(self) -> None:
+        """Write the state to the SQLite ``state_file`` (mode 0600: it holds the apps' secrets), crash-safe.
+
+        One row per directory object (its properties as JSON text), group link and change-log entry, keyed by
+        tenant; the settings, the delta-token key and each tenant's own facts are small and rewritten every time.
+        The first save (or one after a reset, or when the file is not the one last written) builds a new file beside
+        it and renames it over; later saves write only the rows that changed since, in one transaction.
+        """
         if not self.state_file:
             return
         with self.lock:
             started = time.monotonic()
-            data = {
-                "version": 1,
-                "tokenLifetime": self.token_lifetime,
-                "settings": self.settings,
-                "deltaKey": self.delta_key.hex(),
-                "tenants": [t.to_dict() for t in self.tenants.values()],
-            }
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.state_file.with_suffix(self.state_file.suffix + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh)
-            os.replace(tmp, self.state_file)
+            db = self._open_current()
+            if db is None:
+                self._write_new_file()
+            else:
+                with contextlib.closing(db):
+                    self._write_changes(db)
             self._last_save = time.monotonic()
             self._save_cost = self._last_save - started
 
-    def load(self) -> None:
+    def _open_current(self) -> sqlite3.Connection | None:
+        """A connection to the state file if it is the one this state last wrote or loaded, else None."""
         assert self.state_file is not None
-        data = json.loads(self.state_file.read_text(encoding="utf-8"))
-        with self.lock:
-            self.settings.update({k: v for k, v in data.get("settings", {}).items() if k in SETTINGS})
-            self.token_lifetime = int(data.get("tokenLifetime", DEFAULT_TOKEN_LIFETIME))
-            if data.get("deltaKey"):
-                self.delta_key = bytes.fromhex(data["deltaKey"])
-            self.tenants = {t["id"]: Tenant.from_dict(self.lock, t) for t in data.get("tenants", [])}
+        if self._file_generation is None or not self.state_file.exists():
+            return None
+        db = sqlite3.connect(self.state_file, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA cache_size = {_CACHE_KIB}")
+            row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        except sqlite3.DatabaseError:
+            row = None
+        if row is None or json.loads(row[0]) != self._file_generation:
+            db.close()
+            return None
+        return db
+
+    def _meta_rows(self, generation: str) -> list[tuple[str, str]]:
+        meta = {
+            "version": _STATE_VERSION,
+            "generation": generation,
+            "tokenLifetime": self.token_lifetime,
+            "settings": self.settings,
+            "deltaKey": self.delta_key.hex(),
+        }
+        return [(key, _dumps(value)) for key, value in meta.items()]
+
+    def _write_tenant_headers(self, db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM tenants")
+        db.executemany(
+            "INSERT INTO tenants VALUES (?, ?, ?)",
+            [(pos, t.id, _dumps(t._header())) for pos, t in enumerate(self.tenants.values())],
+        )
+
+    def _write_changes(self, db: sqlite3.Connection) -> None:
+        """Update the current file in place, in one transaction: the rows that changed since the last save."""
+        generation = self._file_generation
+        assert generation is not None
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", self._meta_rows(generation))
+            self._write_tenant_headers(db)
+            fresh = [t for t in self.tenants.values() if not t._stored]
+            for tenant_id in self._dropped_tenants | {t.id for t in fresh}:
+                for table in ("objects", "links", "changes"):
+                    db.execute(f"DELETE FROM {table} WHERE tenant = ?", (tenant_id,))  # noqa: S608 - fixed names
+            for tenant in self.tenants.values():
+                tenant._write_rows(db, full=not tenant._stored)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # SQLite rolls some failures (disk full, I/O errors) back by itself
+                db.execute("ROLLBACK")
+            raise
+        self._saved_all(generation)
+
+    def _write_new_file(self) -> None:
+        """Build the whole state in a new file beside the state file, then rename it over (atomic)."""
+        assert self.state_file is not None
+        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        generation = secrets.token_hex(8)
+        try:
+            with contextlib.closing(sqlite3.connect(tmp, isolation_level=None, check_same_thread=False)) as db:
+                # A file nobody reads yet: no journal, no syncs; one fsync before the rename makes it durable.
+                db.execute("PRAGMA journal_mode = OFF")
+                db.execute("PRAGMA synchronous = OFF")
+                db.execute(f"PRAGMA cache_size = {_CACHE_KIB}")
+                db.executescript(_STATE_SCHEMA)
+                db.execute("BEGIN")
+                db.executemany("INSERT INTO meta VALUES (?, ?)", self._meta_rows(generation))
+                self._write_tenant_headers(db)
+                for tenant in self.tenants.values():
+                    tenant._write_rows(db, full=True)
+                db.execute("COMMIT")
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            # A journal left by a crash belongs to the file being replaced (opening it rolled the journal back).
+            Path(f"{self.state_file}-journal").unlink(missing_ok=True)
+            os.replace(tmp, self.state_file)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_directory(self.state_file.parent)
+        self._saved_all(generation)
+
+    def _saved_all(self, generation: str) -> None:
+        self._file_generation = generation
+        self._dropped_tenants.clear()
+        for tenant in self.tenants.values():
+            tenant._saved()
+
+    def load(self) -> None:
+        """Read the state saved in the SQLite ``state_file`` (tenants, settings, delta-token key)."""
+        assert self.state_file is not None
+        try:
+            with contextlib.closing(sqlite3.connect(self.state_file)) as db:
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if "meta" not in tables:  # an empty file: nothing saved yet
+                    return
+                meta = {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
+                headers = [json.loads(row[0]) for row in db.execute("SELECT header FROM tenants ORDER BY pos")]
+                with self.lock:
+                    self.settings.update({k: v for k, v in meta.get("settings", {}).items() if k in SETTINGS})
+                    self.token_lifetime = int(meta.get("tokenLifetime", DEFAULT_TOKEN_LIFETIME))
+                    if meta.get("deltaKey"):
+                        self.delta_key = bytes.fromhex(meta["deltaKey"])
+                    self.tenants = {h["id"]: Tenant._load(self.lock, db, h) for h in headers}
+                    self._file_generation = meta.get("generation")
+                    self._dropped_tenants.clear()
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"{self.state_file} is not an emulator state file (SQLite): {exc}") from None
+
+
+_STATE_VERSION = 2
+_CACHE_KIB = -65536  # SQLite's page cache while saving (negative: KiB), so bulk writes do not spill mid-transaction
+_STATE_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE tenants (pos INTEGER NOT NULL, id TEXT PRIMARY KEY, header TEXT NOT NULL);
+CREATE TABLE objects (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,  -- 1: in deleted items (member_of, members: what a restore links again)
+    props TEXT NOT NULL,  -- the Graph properties, JSON
+    member_of TEXT,
+    members TEXT,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE links (
+    tenant TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    rel TEXT NOT NULL,  -- members | owners
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (tenant, group_id, member_id, rel)
+) WITHOUT ROWID;
+CREATE TABLE changes (
+    tenant TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    names TEXT NOT NULL,  -- the changed property names, comma-separated
+    member_id TEXT NOT NULL,
+    member_kind TEXT NOT NULL,
+    PRIMARY KEY (tenant, seq)
+) WITHOUT ROWID;
+"""
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in *directory* durable (where the platform allows opening a directory)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

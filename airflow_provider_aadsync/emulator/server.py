@@ -62,7 +62,9 @@ class EmulatorServer:
             ssl_certfile=str(self.tls.server_cert),
             ssl_keyfile=str(self.tls.server_key),
             log_level="warning",
-            lifespan="off",
+            # the app's lifespan flushes writes that save_soon coalesced: on shutdown they must reach the state file
+            # before uvicorn re-raises SIGTERM/SIGINT and the process ends
+            lifespan="on",
             access_log=False,
             timeout_graceful_shutdown=1,
         )

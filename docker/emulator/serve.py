@@ -2,7 +2,7 @@
 
 ``aadsync emulator serve`` is made for one machine: it binds 127.0.0.1 and its certificate names ``localhost``, so
 other containers could neither reach it nor validate it. This script runs the same emulator app
-(:func:`airflow_provider_aadsync.emulator.app.create_app` over an :class:`EmulatorState` kept in a JSON file) with:
+(:func:`airflow_provider_aadsync.emulator.app.create_app` over an :class:`EmulatorState` kept in a SQLite file) with:
 
 - a bind address (``--host``, default ``0.0.0.0``) and port;
 - a private CA and server certificate whose names are given (``--tls-name``, repeatable; the compose service name
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="emulator-serve", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--host", default="0.0.0.0", help="bind address (default: every interface)")
     parser.add_argument("--port", type=int, default=8443)
-    parser.add_argument("--state", type=Path, required=True, help="JSON state file, loaded at start")
+    parser.add_argument("--state", type=Path, required=True, help="SQLite state file, loaded at start")
     parser.add_argument("--tls-dir", type=Path, required=True, help="CA, server certificate and key")
     parser.add_argument("--tls-name", action="append", help="DNS name of the certificate (repeatable)")
     parser.add_argument("--ca-out", type=Path, help="where to copy the CA certificate for the clients")

@@ -100,7 +100,7 @@ def test_server_stops_cleanly(tmp_path):
 
 
 def test_state_file_survives_a_restart(tmp_path, monkeypatch):
-    state_file = tmp_path / "state.json"
+    state_file = tmp_path / "state.sqlite"
     with EmulatorServer(tmp_path / "emulator", state_file=state_file) as first:
         httpx.post(f"{first.base_url}/_emulator/tenants", json={"name": "contoso"}, verify=trust(first))
     with EmulatorServer(tmp_path / "emulator", state_file=state_file) as second:

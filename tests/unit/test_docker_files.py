@@ -739,7 +739,7 @@ class TestEmulatorLauncher:
         assert serve.make_tls(tmp_path, ["graph-emulator", "other"]).server_cert.read_bytes() != first
 
     def test_tenant_is_created_updated_and_saved(self, serve: ModuleType, tmp_path: Path) -> None:
-        state_file = tmp_path / "state.json"
+        state_file = tmp_path / "state.sqlite"
         state = EmulatorState(state_file=state_file)
         ids = {"tenant_id": DEV_TENANT_ID, "name": "contosodev", "client_id": DEV_CLIENT_ID}
         assert serve.ensure_tenant(state, **ids, client_secret="one-Secret", verified_domains=[MAIL_DOMAIN]) == (

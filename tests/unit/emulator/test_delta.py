@@ -349,7 +349,7 @@ def test_tokens_of_another_tenant_are_refused(client, auth):
 
 
 def test_delta_links_survive_a_restart_with_a_state_file(tmp_path):
-    state_file = tmp_path / "state.json"
+    state_file = tmp_path / "state.sqlite"
 
     def connect(client):
         token = get_token(client, "contoso.onmicrosoft.com", client_id="c1", client_secret="s1").json()

@@ -187,3 +187,61 @@ def test_directory_objects_endpoint(client, auth):
     [user_id] = users(client, auth, 1)
     body = client.get(f"/v1.0/directoryObjects/{user_id}", headers=auth).json()
     assert body["@odata.type"] == "#microsoft.graph.user" and body["id"] == user_id
+
+
+NICKNAME_CONFLICT = "Another object with the same value for property mailNickname already exists."
+
+
+def m365(name, **extra):
+    return new_group(name, mailEnabled=True, securityEnabled=False, groupTypes=["Unified"], **extra)
+
+
+def assert_nickname_conflict(response):
+    error = assert_graph_error(response, 400, "Request_BadRequest", NICKNAME_CONFLICT)
+    assert error["details"] == [{"code": "ObjectConflict", "target": "mailNickname"}]
+
+
+def test_m365_group_mail_nickname_is_unique_in_the_tenant(client, auth):
+    assert client.post("/v1.0/groups", headers=auth, json=m365("team")).status_code == 201
+    # Refused as a mailNickname conflict before the derived SMTP address could clash (a proxyAddresses conflict).
+    assert_nickname_conflict(client.post("/v1.0/groups", headers=auth, json=m365("TEAM", displayName="Other")))
+    assert client.post("/v1.0/users", headers=auth, json=new_user(1, mailNickname="shared")).status_code == 201
+    assert client.post("/v1.0/groups", headers=auth, json=new_group("security")).status_code == 201
+    assert_nickname_conflict(client.post("/v1.0/groups", headers=auth, json=m365("shared")))
+    assert_nickname_conflict(client.post("/v1.0/groups", headers=auth, json=m365("Security")))
+    names = [g["mailNickname"] for g in client.get("/v1.0/groups", headers=auth).json()["value"]]
+    assert sorted(names) == ["security", "team"]
+
+
+def test_users_and_security_groups_keep_accepting_duplicate_mail_nicknames(client, auth):
+    assert client.post("/v1.0/groups", headers=auth, json=m365("team")).status_code == 201
+    for body in (new_group("team"), new_group("team", displayName="Again"), new_group("sec"), new_group("sec")):
+        assert client.post("/v1.0/groups", headers=auth, json=body).status_code == 201
+    for n in (1, 2):
+        assert client.post("/v1.0/users", headers=auth, json=new_user(n, mailNickname="team")).status_code == 201
+
+
+def test_patching_an_m365_group_to_a_taken_mail_nickname_is_refused(client, auth):
+    team = client.post("/v1.0/groups", headers=auth, json=m365("team")).json()
+    client.post("/v1.0/groups", headers=auth, json=m365("other"))
+    client.post("/v1.0/groups", headers=auth, json=new_group("sec"))
+    assert_nickname_conflict(client.patch(f"/v1.0/groups/{team['id']}", headers=auth, json={"mailNickname": "Other"}))
+    assert_nickname_conflict(client.patch(f"/v1.0/groups/{team['id']}", headers=auth, json={"mailNickname": "sec"}))
+    assert client.get(f"/v1.0/groups/{team['id']}", headers=auth).json()["mailNickname"] == "team"
+    for nickname in ("Team", "renamed"):  # its own nickname (any case) and a free one are accepted
+        patched = client.patch(f"/v1.0/groups/{team['id']}", headers=auth, json={"mailNickname": nickname})
+        assert patched.status_code == 204, patched.text
+    sec = client.post("/v1.0/groups", headers=auth, json=new_group("sec2")).json()
+    patched = client.patch(f"/v1.0/groups/{sec['id']}", headers=auth, json={"mailNickname": "other"})
+    assert patched.status_code == 204, patched.text  # a security group may share an M365 group's nickname
+
+
+def test_restoring_an_m365_group_whose_mail_nickname_was_taken_is_refused(client, auth):
+    team = client.post("/v1.0/groups", headers=auth, json=m365("team")).json()
+    assert client.delete(f"/v1.0/groups/{team['id']}", headers=auth).status_code == 204
+    taker = client.post("/v1.0/groups", headers=auth, json=new_group("team")).json()
+    restored = client.post(f"/v1.0/directory/deletedItems/{team['id']}/restore", headers=auth)
+    assert_nickname_conflict(restored)
+    assert client.delete(f"/v1.0/groups/{taker['id']}", headers=auth).status_code == 204
+    restored = client.post(f"/v1.0/directory/deletedItems/{team['id']}/restore", headers=auth)
+    assert restored.status_code == 200, restored.text
