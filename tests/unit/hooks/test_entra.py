@@ -71,21 +71,23 @@ class TestEntraConnectionSettings:
         assert SECRET not in str(caught.value)
 
 
+@pytest.fixture
+def hook(monkeypatch):
+    """A hook with a fixed token and 3 attempts per request; give it answers with :func:`use`."""
+    hook = EntraHook(
+        settings=EntraConnectionSettings(tenant_id="t", client_id="c", client_secret=SECRET, max_attempts=3)
+    )
+    monkeypatch.setattr(hook, "get_token", lambda: "token")
+    return hook
+
+
+def use(hook: EntraHook, handler) -> None:
+    """Answer the hook's Graph requests with *handler* (httpx's transport seam, no network)."""
+    hook.__dict__["_http"] = httpx.Client(base_url="https://graph.test/v1.0", transport=httpx.MockTransport(handler))
+
+
 class TestEntraHookRequests:
     """Retry and error translation over httpx's transport seam (the emulator tests cover real HTTP)."""
-
-    @pytest.fixture
-    def hook(self, monkeypatch):
-        hook = EntraHook(
-            settings=EntraConnectionSettings(tenant_id="t", client_id="c", client_secret=SECRET, max_attempts=3)
-        )
-        monkeypatch.setattr(hook, "get_token", lambda: "token")
-        return hook
-
-    def use(self, hook, handler):
-        hook.__dict__["_http"] = httpx.Client(
-            base_url="https://graph.test/v1.0", transport=httpx.MockTransport(handler)
-        )
 
     def test_retry_after_is_honoured_then_success(self, hook, monkeypatch):
         slept = []
@@ -98,7 +100,7 @@ class TestEntraHookRequests:
                 httpx.Response(200, json={"value": [1]}),
             ]
         )
-        self.use(hook, lambda request: next(answers))
+        use(hook, lambda request: next(answers))
         assert hook.request("GET", "/users") == {"value": [1]}
         assert slept == [2.0]
         assert hook.counters["throttled"] == 1 and hook.counters["retry_wait_seconds"] == 2.0
@@ -113,7 +115,7 @@ class TestEntraHookRequests:
                 json={"error": {"code": "Request_BadRequest", "message": "bad", "innerError": {"request-id": "rid-1"}}},
             )
 
-        self.use(hook, handler)
+        use(hook, handler)
         with pytest.raises(GraphError) as caught:
             hook.request("POST", "/users", json={})
         assert (caught.value.status, caught.value.code, caught.value.request_id) == (400, "Request_BadRequest", "rid-1")
@@ -130,7 +132,7 @@ class TestEntraHookRequests:
                 200, json={"value": [1], "@odata.nextLink": "https://graph.test/v1.0/users?$skiptoken=abc"}
             )
 
-        self.use(hook, handler)
+        use(hook, handler)
         assert [page["value"] for page in hook.paginate("/users", params={"$top": 1})] == [[1], [2]]
         assert seen[1] == "https://graph.test/v1.0/users?$skiptoken=abc"
 
@@ -143,7 +145,7 @@ class TestEntraHookRequests:
             calls.append(request)
             return httpx.Response(503, json={"error": {"code": "serviceNotAvailable", "message": "busy"}})
 
-        self.use(hook, handler)
+        use(hook, handler)
         with pytest.raises(GraphError) as caught:
             hook.request("GET", "/users")
         assert caught.value.status == 503 and caught.value.code == "serviceNotAvailable"
@@ -160,7 +162,7 @@ class TestEntraHookRequests:
             calls.append(request)
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
 
-        self.use(hook, handler)
+        use(hook, handler)
         with pytest.raises(GraphUnreachableError, match=r"GET /users: Graph at https://graph.microsoft.com could"):
             hook.request("GET", "/users?$skiptoken=abc")
         assert len(calls) == 3
@@ -180,7 +182,7 @@ class TestEntraHookRequests:
 
         hook.__dict__["_msal_app"] = FakeApp()  # what the cached property would hold
         assert hook.get_conn() is hook.get_conn()
-        self.use(hook, lambda request: httpx.Response(200, json={"value": []}))
+        use(hook, lambda request: httpx.Response(200, json={"value": []}))
         hook.request("GET", "/users")
         hook.request("GET", "/groups")
         # one app asked per request: msal answers from its token cache while the token is valid
@@ -199,17 +201,8 @@ class TestRetryAfter:
 
 
 class TestBatch:
-    @pytest.fixture
-    def hook(self, monkeypatch):
-        hook = EntraHook(
-            settings=EntraConnectionSettings(tenant_id="t", client_id="c", client_secret=SECRET, max_attempts=3)
-        )
-        monkeypatch.setattr(hook, "get_token", lambda: "token")
-        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda _seconds: None)
-        return hook
-
     def test_depends_on_cycles_are_refused_before_anything_is_sent(self, hook):
-        TestEntraHookRequests().use(hook, lambda request: pytest.fail("nothing may be sent"))
+        use(hook, lambda request: pytest.fail("nothing may be sent"))
         cycle = [
             BatchRequest("a", "GET", "/users", depends_on=("b",)),
             BatchRequest("b", "GET", "/users", depends_on=("a",)),
@@ -229,7 +222,7 @@ class TestBatch:
                 {"responses": [{"id": "1", "status": 200, "body": {"ok": True}}]},
             ]
         )
-        TestEntraHookRequests().use(hook, lambda request: httpx.Response(200, json=next(answers)))
+        use(hook, lambda request: httpx.Response(200, json=next(answers)))
         results = hook.batch([BatchRequest("1", "GET", "/users")])
         assert results["1"].ok and results["1"].body == {"ok": True}
         assert len(waits) == 1 and 15 <= waits[0] <= 20
