@@ -101,7 +101,7 @@ class GraphError(EntraError):
 
 
 class GraphUnreachableError(EntraError):
-    """Raised when Graph could not be reached (refused, timed out, TLS failure, connection cut) after the retries."""
+    """Raised when Graph gave no answer (refused, timed out, TLS failure, connection cut) after the retries."""
 
 
 class DeltaLinkExpired(EntraError, WatermarkRejectedError):
@@ -377,8 +377,7 @@ class EntraHook(BaseHook):
         except httpx.TransportError as error:
             graph = self.settings.endpoints.graph_url
             raise GraphUnreachableError(
-                f"{method} {url.split('?', 1)[0]}: Graph at {graph} could not be reached: "
-                f"{type(error).__name__}: {error}"
+                f"{method} {url.split('?', 1)[0]}: no answer from Graph at {graph}: {type(error).__name__}: {error}"
             ) from error
 
     def _count_retry(self, state: RetryCallState) -> None:

@@ -163,7 +163,9 @@ class TestEntraHookRequests:
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
 
         use(hook, handler)
-        with pytest.raises(GraphUnreachableError, match=r"GET /users: Graph at https://graph.microsoft.com could"):
+        with pytest.raises(
+            GraphUnreachableError, match=r"GET /users: no answer from Graph at https://graph.microsoft.com: "
+        ):
             hook.request("GET", "/users?$skiptoken=abc")
         assert len(calls) == 3
         with pytest.raises(GraphUnreachableError) as caught:
