@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(samba samba-dsdb-modules samba-ad-provision ldb-tools ldap-utils zstd postgresql chromium)
+APT_PACKAGES=(samba samba-dsdb-modules samba-vfs-modules samba-ad-provision ldb-tools ldap-utils zstd postgresql chromium)
 VENV=.venv
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -631,7 +631,14 @@ class TestSambaImage:
     ) -> None:
         assert [arguments for keyword, arguments in instructions if keyword == "FROM"] == ["debian:bookworm-slim"]
         install = next(arguments for keyword, arguments in instructions if keyword == "RUN" and "apt-get" in arguments)
-        for package in ("samba", "samba-dsdb-modules", "samba-ad-provision", "ldap-utils", "openssl"):
+        for package in (
+            "samba",
+            "samba-dsdb-modules",
+            "samba-vfs-modules",
+            "samba-ad-provision",
+            "ldap-utils",
+            "openssl",
+        ):
             assert f" {package} " in f" {install} ", package
         assert "--no-install-recommends" in install and "rm -rf /var/lib/apt/lists/*" in install
 
