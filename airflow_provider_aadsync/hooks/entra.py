@@ -264,7 +264,17 @@ def _retry_after(state: RetryCallState) -> float:
 def _retryable(error: BaseException) -> bool:
     if isinstance(error, GraphError):
         return error.status in RETRYABLE_STATUSES
-    return isinstance(error, httpx.TransportError)
+    return isinstance(error, httpx.TransportError) and not _certificate_rejected(error)
+
+
+def _certificate_rejected(error: BaseException) -> bool:
+    """Whether TLS refused the server's certificate (httpx → httpcore → ssl): the next attempt would fail alike."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 #: Transport errors raised before the request reached Graph: sending again cannot do anything twice.
@@ -274,7 +284,7 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 def _retryable_when_sent_once(error: BaseException) -> bool:
     """For writes that are not idempotent: a dropped connection after sending is not retried blindly."""
     if isinstance(error, httpx.TransportError):
-        return isinstance(error, _NOT_SENT)
+        return isinstance(error, _NOT_SENT) and _retryable(error)
     return _retryable(error)
 
 

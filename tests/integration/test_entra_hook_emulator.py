@@ -138,8 +138,13 @@ def test_tls_verification_stays_on_without_the_emulators_ca(graph_server, graph_
     connection = entra_connection(graph_server, graph_tenant)
     connection.extra = json.dumps({key: value for key, value in connection.extra_dejson.items() if key != "ca_bundle"})
     hook = EntraHook(settings=EntraConnectionSettings.from_connection(connection))
-    ok, message = hook.test_connection()
+    ok, message = hook.test_connection()  # msal's token request fails first
     assert not ok and "CERTIFICATE_VERIFY_FAILED" in message
+    # the Graph client on its own, with a valid token from a hook that trusts the CA
+    hook.get_token = entra_hook_for(graph_server, graph_tenant).get_token
+    with pytest.raises(GraphUnreachableError, match="CERTIFICATE_VERIFY_FAILED"):
+        hook.request("GET", "/organization")
+    assert hook.counters["retries"] == 0  # not a transient error: no retries
 
 
 def test_token_comes_from_the_cache_until_it_is_about_to_expire(graph_server, graph_tenant, emulator_settings_for):
