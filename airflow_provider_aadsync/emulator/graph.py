@@ -117,7 +117,24 @@ def _batch_items(body: dict[str, Any]) -> list[dict[str, Any]]:
         for dep in item["dependsOn"]:
             if dep.lower() not in seen or dep.lower() == item["id"].lower():
                 raise err.InvalidBatchPayload(f"Request '{item['id']}' depends on an unknown request '{dep}'.")
+    _check_dependency_pattern(items)
     return items
+
+
+def _check_dependency_pattern(items: list[dict[str, Any]]) -> None:
+    """Graph runs a batch fully parallel (no ``dependsOn``) or fully sequential (each request depends on the one
+    before it), and accepts requests that all state the same single dependency; anything else is a 400.
+
+    Microsoft's Graph JavaScript client validates these three patterns before sending (``BatchRequestContent``), and
+    Graph answers other mixes with "Batch should be either fully sequential or fully parallel".
+    """
+    stated = [[dep.lower() for dep in item["dependsOn"]] for item in items]
+    if not any(stated):
+        return
+    serial = not stated[0] and all(deps == [items[n - 1]["id"].lower()] for n, deps in enumerate(stated) if n)
+    same = len({tuple(deps) for deps in stated if deps}) == 1 and all(len(deps) <= 1 for deps in stated)
+    if not (serial or same):
+        raise err.ODataBadRequest("Batch should be either fully sequential or fully parallel")
 
 
 def _batch_order(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -430,8 +430,10 @@ class EntraHook(BaseHook):
     def batch(self, requests: Sequence[BatchRequest], *, resend_if_unknown: bool = True) -> dict[str, BatchResult]:
         """Run requests through ``$batch``, 20 per call, keeping ``dependsOn`` order; return the result per id.
 
-        Only throttled or transiently failed inner requests (429, 5xx) are sent again, after the longest
-        ``Retry-After`` they carry; a request whose dependency finally failed gets 424 without being sent.
+        A request goes out once its dependencies have answered: Graph takes a batch only fully parallel or fully
+        sequential, so every call this sends is parallel (no ``dependsOn`` inside it). Only throttled or transiently
+        failed inner requests (429, 5xx) are sent again, after the longest ``Retry-After`` they carry; a request
+        whose dependency finally failed gets 424 without being sent.
         With ``resend_if_unknown=False`` a call whose connection dropped after sending raises
         :class:`WriteOutcomeUnknownError` (with the results known so far) instead of being sent again.
         """
@@ -475,18 +477,16 @@ class EntraHook(BaseHook):
     def _next_chunk(
         self, pending: list[BatchRequest], results: dict[str, BatchResult]
     ) -> tuple[list[BatchRequest], list[BatchRequest]]:
-        """Up to 20 requests whose dependencies are done or travel with them; 424 for failed dependencies."""
+        """Up to 20 requests whose dependencies have answered; 424 for those whose dependencies failed."""
         chunk: list[BatchRequest] = []
         waiting: list[BatchRequest] = []
-        in_chunk: set[str] = set()
         for request in pending:
             failed = [dep for dep in request.depends_on if dep in results and not results[dep].ok]
             if failed:
                 body = {"error": {"code": "FailedDependency", "message": f"dependency {failed[0]} failed"}}
                 results[request.id] = BatchResult(request.id, 424, body, {})
-            elif len(chunk) < BATCH_LIMIT and all(dep in results or dep in in_chunk for dep in request.depends_on):
+            elif len(chunk) < BATCH_LIMIT and all(dep in results for dep in request.depends_on):
                 chunk.append(request)
-                in_chunk.add(request.id)
             else:
                 waiting.append(request)
         return chunk, waiting
@@ -500,31 +500,22 @@ class EntraHook(BaseHook):
         resend_if_unknown: bool = True,
     ) -> float:
         """Send one ``$batch``; store final results; return how long to wait before re-sending the rest."""
-        in_chunk = {request.id for request in chunk}
         items = []
         for request in chunk:
             item: dict[str, Any] = {"id": request.id, "method": request.method, "url": request.url}
             if request.body is not None:
                 item.update(body=request.body, headers={"Content-Type": "application/json"})
-            dependencies = [dep for dep in request.depends_on if dep in in_chunk]
-            if dependencies:
-                item["dependsOn"] = dependencies
             items.append(item)
         answer = self.request("POST", "/$batch", json={"requests": items}, resend_if_unknown=resend_if_unknown)
         self.counters["batch_requests"] = self.counters.get("batch_requests", 0) + 1
         self.counters["batch_items"] = self.counters.get("batch_items", 0) + len(items)
-        by_id = {request.id: request for request in chunk}
         wait = 0.0
         transient: set[str] = set()
-        responses = sorted(answer["responses"], key=lambda item: item["status"] != 424)  # 424s after their causes
-        for item in responses:
+        for item in answer["responses"]:
             request_id, status = item["id"], int(item["status"])
             headers = {key.lower(): value for key, value in (item.get("headers") or {}).items()}
             attempts[request_id] = attempts.get(request_id, 0) + 1
-            depends_on_transient = status == 424 and any(dep in transient for dep in by_id[request_id].depends_on)
-            if (status in RETRYABLE_STATUSES and attempts[request_id] < self.settings.max_attempts) or (
-                depends_on_transient
-            ):
+            if status in RETRYABLE_STATUSES and attempts[request_id] < self.settings.max_attempts:
                 transient.add(request_id)
                 if status == 429:
                     self.counters["throttled"] += 1

@@ -88,26 +88,58 @@ def test_rules_apply_inside_a_batch(client, auth):
 
 
 def test_depends_on_orders_requests_and_failures_give_424(client, auth):
-    response = batch(
+    sequential = batch(
         client,
         auth,
         [
-            {"id": "3", "method": "GET", "url": "/users/user1@contoso.com", "dependsOn": ["2"]},
             {"id": "1", "method": "POST", "url": "/users", "body": new_user(1)},
-            {"id": "2", "method": "PATCH", "url": "/users/user1@contoso.com", "body": {"jobTitle": "Boss"}},
+            {"id": "2", "method": "PATCH", "url": "/users/user1@contoso.com", "body": {"jobTitle": "Boss"},
+             "dependsOn": ["1"]},
+            {"id": "3", "method": "GET", "url": "/users/user1@contoso.com", "dependsOn": ["2"]},
+        ],
+    )  # fmt: skip
+    assert by_id(sequential)["3"]["status"] == 200 and by_id(sequential)["3"]["body"]["jobTitle"] == "Boss"
+    failing = batch(
+        client,
+        auth,
+        [
             {"id": "4", "method": "GET", "url": "/users/nobody@contoso.com"},
             {"id": "5", "method": "GET", "url": "/users", "depends_on": ["4"]},  # msgraph-sdk's spelling
             {"id": "6", "method": "GET", "url": "/users", "dependsOn": ["5"]},
         ],
     )
-    items = by_id(response)
-    assert items["3"]["status"] == 200 and items["3"]["body"]["jobTitle"] == "Boss"  # ran after 2
+    items = by_id(failing)
     assert items["4"]["status"] == 404
     for failed in ("5", "6"):
         assert items[failed]["status"] == 424
         error = items[failed]["body"]["error"]
         assert error["code"] == "FailedDependency"
         assert set(error["innerError"]) == {"date", "request-id", "client-request-id"}
+
+
+def test_batches_are_fully_sequential_or_fully_parallel(client, auth):
+    """The patterns Graph takes: none depends, each depends on the one before, or all state the same dependency."""
+    same = [
+        {"id": "a", "method": "POST", "url": "/users", "body": new_user(7)},
+        {"id": "b", "method": "GET", "url": "/users/user7@contoso.com", "dependsOn": ["a"]},
+        {"id": "c", "method": "GET", "url": "/users?$top=1", "dependsOn": ["a"]},
+    ]
+    assert {item["status"] for item in batch(client, auth, same).json()["responses"]} == {201, 200}
+    mixed = [
+        {"id": "1", "method": "GET", "url": "/users"},
+        {"id": "2", "method": "GET", "url": "/users", "dependsOn": ["1"]},
+        {"id": "3", "method": "GET", "url": "/users", "dependsOn": ["2"]},
+        {"id": "4", "method": "GET", "url": "/groups"},
+    ]
+    message = "Batch should be either fully sequential or fully parallel"
+    assert_graph_error(batch(client, auth, mixed), 400, "BadRequest", message)
+    out_of_order = [{"id": "1", "method": "GET", "url": "/users", "dependsOn": ["2"]},
+                    {"id": "2", "method": "GET", "url": "/users"},
+                    {"id": "3", "method": "GET", "url": "/users", "dependsOn": ["1"]}]  # fmt: skip
+    assert_graph_error(batch(client, auth, out_of_order), 400, "BadRequest", message)
+    two = [{"id": "1", "method": "GET", "url": "/users"}, {"id": "2", "method": "GET", "url": "/users"},
+           {"id": "3", "method": "GET", "url": "/users", "dependsOn": ["1", "2"]}]  # fmt: skip
+    assert_graph_error(batch(client, auth, two), 400, "BadRequest", message)
 
 
 def test_batch_payload_errors(client, auth):
