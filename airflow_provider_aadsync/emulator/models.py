@@ -364,11 +364,6 @@ class Change:
     def to_list(self) -> list[Any]:
         return [self.seq, self.kind, self.object_id, self.op, list(self.names), self.member_id, self.member_kind]
 
-    @classmethod
-    def from_list(cls, data: list[Any]) -> Change:
-        seq, kind, object_id, op, names, member_id, member_kind = data
-        return cls(seq, kind, object_id, op, tuple(names), member_id, member_kind)
-
 
 @dataclass
 class DeltaCursor:
@@ -1204,21 +1199,6 @@ class Tenant:
                 "owners": {g: dict(m) for g, m in self._owners.items()},
                 "changes": [c.to_list() for c in self._changes],
             }
-
-    @classmethod
-    def from_dict(cls, lock: threading.RLock, data: dict[str, Any]) -> Tenant:
-        tenant = cls._from_header(lock, data)
-        for o in data.get("objects", []):
-            obj = DirectoryObject(o["kind"], o["seq"], o["props"])
-            tenant._objects[obj.id] = obj
-            tenant._index(obj)
-        for d in data.get("deleted", []):
-            obj = DirectoryObject(d["kind"], d["seq"], d["props"])
-            tenant._deleted[obj.id] = Deleted(obj, d.get("memberOf", []), d.get("members", []))
-        tenant._members = {g: dict(m) for g, m in data.get("members", {}).items()}
-        tenant._owners = {g: dict(m) for g, m in data.get("owners", {}).items()}
-        tenant._changes = [Change.from_list(c) for c in data.get("changes", [])]
-        return tenant
 
     def _object_row(self, object_id: str) -> tuple[Any, ...] | None:
         """The ``objects`` row of a live or deleted object; None when it is gone (purged, or a hard-deleted group)."""

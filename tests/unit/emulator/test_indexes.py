@@ -3,7 +3,6 @@ still hold after updates, deletes, restores and a state-file round trip."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -17,8 +16,13 @@ SEEDED = 5000
 
 
 @pytest.fixture
-def seeded() -> Tenant:
-    state = EmulatorState()
+def state(tmp_path) -> EmulatorState:
+    """A state with a state file; nothing is written until ``save()`` (only the app's middleware saves on its own)."""
+    return EmulatorState(state_file=tmp_path / "state.sqlite")
+
+
+@pytest.fixture
+def seeded(state) -> Tenant:
     tenant = state.create_tenant({"name": "contoso", "verifiedDomains": ["contoso.com"]})
     started = time.perf_counter()
     for n in range(SEEDED):
@@ -68,8 +72,9 @@ def test_delete_frees_the_upn_and_restore_conflicts_with_its_new_holder(seeded):
         seeded.create_user(new_user("late", mail="user3@contoso.com"))
 
 
-def test_indexes_are_rebuilt_from_a_state_file(seeded):
-    copy = Tenant.from_dict(threading.RLock(), seeded.to_dict())
+def test_indexes_are_rebuilt_from_a_state_file(state, seeded):
+    state.save()
+    [copy] = EmulatorState(state_file=state.state_file).tenants.values()
     with pytest.raises(err.ObjectConflict, match="userPrincipalName"):
         copy.create_user(new_user("dup", userPrincipalName="user10@CONTOSO.com"))
     assert copy.user_count() == SEEDED
