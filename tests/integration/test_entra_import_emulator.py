@@ -259,13 +259,7 @@ def test_sixty_thousand_member_group_full_and_delta(graph_server, graph_tenant, 
     hook = entra_hook_for(graph_server, graph_tenant)
     group = hook.request("POST", "/groups", json={"displayName": "Everyone", "mailNickname": "everyone",
                                                   "mailEnabled": False, "securityEnabled": True})["id"]  # fmt: skip
-    bind = "https://graph.microsoft.com/v1.0/directoryObjects"
-    results = hook.batch([
-        BatchRequest(f"m{start}", "PATCH", f"/groups/{group}",
-                     {"members@odata.bind": [f"{bind}/{user}" for user in users[start : start + 20]]})
-        for start in range(0, size, 20)
-    ])  # fmt: skip
-    assert {result.status for result in results.values()} == {204}
+    bind_members(hook, group, users)  # len(users) == size
     assert hook.counters["batch_requests"] == size // 400  # the protocol minimum: 20 links x 20 requests per call
 
     full = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="full")
