@@ -79,6 +79,23 @@ def new_group(name: str, **extra: Any) -> dict[str, Any]:
     return {"displayName": name, "mailEnabled": False, "mailNickname": name, "securityEnabled": True, **extra}
 
 
+def create_group(client: TestClient, auth: dict[str, str], name: str, members: Any = (), **extra: Any) -> str:
+    """A group created through Graph (``members`` bound on create); its id."""
+    body = {**new_group(name, **extra)}
+    if members:
+        body["members@odata.bind"] = [f"https://graph.microsoft.com/v1.0/directoryObjects/{m}" for m in members]
+    response = client.post("/v1.0/groups", headers=auth, json=body)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def put_settings(client: TestClient, **values: Any) -> dict[str, Any]:
+    """Change emulator settings; the settings it changed."""
+    response = client.put("/_emulator/settings", json=values)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def assert_graph_error(response: Any, status: int, code: str, message: str | None = None) -> dict[str, Any]:
     """The Graph error body: code, message, innerError with date / request-id / client-request-id."""
     assert response.status_code == status, response.text

@@ -10,7 +10,7 @@ import pytest
 from airflow_provider_aadsync.emulator.app import create_app
 from airflow_provider_aadsync.emulator.models import EmulatorState
 
-from .conftest import assert_graph_error, get_token, new_group, new_user
+from .conftest import assert_graph_error, create_group, get_token, new_user, put_settings
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -24,15 +24,6 @@ SYNC_STATE_MESSAGE = (
 
 def create_user(client, auth, n, **extra):
     response = client.post("/v1.0/users", headers=auth, json=new_user(n, **extra))
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def create_group(client, auth, name, members=(), **extra):
-    body = {**new_group(name, **extra)}
-    if members:
-        body["members@odata.bind"] = [f"https://graph.microsoft.com/v1.0/directoryObjects/{m}" for m in members]
-    response = client.post("/v1.0/groups", headers=auth, json=body)
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
@@ -59,11 +50,6 @@ def run_round(client, auth, url, headers=None):
 
 def items(pages):
     return [item for page in pages for item in page["value"]]
-
-
-def settings(client, **values):
-    response = client.put("/_emulator/settings", json=values)
-    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize("suffix", ["delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()"])
@@ -107,7 +93,7 @@ def test_initial_round_returns_every_user_with_the_default_properties(client, au
 
 
 def test_pages_carry_select_in_the_skiptoken(client, auth):
-    settings(client, deltaPageSize=2)
+    put_settings(client, deltaPageSize=2)
     ids = [create_user(client, auth, n) for n in range(5)]
     pages, delta_link = run_round(client, auth, "/v1.0/users/delta?$select=displayName,onPremisesImmutableId")
     assert [len(p["value"]) for p in pages] == [2, 2, 1]
@@ -124,7 +110,7 @@ def test_pages_carry_select_in_the_skiptoken(client, auth):
 
 
 def test_objects_created_during_a_round_come_in_the_next_one(client, auth):
-    settings(client, deltaPageSize=1)
+    put_settings(client, deltaPageSize=1)
     create_user(client, auth, 1)
     create_user(client, auth, 2)
     first = client.get("/v1.0/users/delta?$select=displayName", headers=auth).json()
@@ -251,7 +237,7 @@ def test_member_changes_in_later_rounds(client, auth):
 
 
 def test_big_groups_are_split_across_pages(client, auth):
-    settings(client, deltaMembersPerItem=3, deltaPageSize=10)
+    put_settings(client, deltaMembersPerItem=3, deltaPageSize=10)
     users = [create_user(client, auth, n) for n in range(7)]
     small = create_group(client, auth, "small", members=users[:1])
     big = create_group(client, auth, "big", members=users)
@@ -318,14 +304,14 @@ def test_tokens_expire_after_the_configured_lifetime(client, auth, state):
     assert client.get(delta_link, headers=auth).status_code == 200
     now[0] += 1
     assert_graph_error(client.get(delta_link, headers=auth), 400, "syncStateNotFound", SYNC_STATE_MESSAGE)
-    settings(client, deltaTokenLifetimeSeconds=60)
+    put_settings(client, deltaTokenLifetimeSeconds=60)
     _, delta_link = run_round(client, auth, "/v1.0/users/delta")
     now[0] += 60
     assert_graph_error(client.get(delta_link, headers=auth), 400, "syncStateNotFound")
 
 
 def test_admin_hook_expires_every_token_of_a_tenant(client, auth, tenant):
-    settings(client, deltaPageSize=1)
+    put_settings(client, deltaPageSize=1)
     create_user(client, auth, 1)
     create_user(client, auth, 2)
     first = client.get("/v1.0/users/delta", headers=auth).json()

@@ -19,28 +19,15 @@ import pytest
 
 from airflow_provider_aadsync.emulator.server import EmulatorServer
 
-from .conftest import CLIENT_ID, SECRET, new_group, new_user
+from .conftest import CLIENT_ID, SECRET, create_group, new_user, put_settings
 
 SLOW_MS = 150
-
-
-def put_settings(client: Any, **values: Any) -> dict[str, Any]:
-    response = client.put("/_emulator/settings", json=values)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def timed(call: Any) -> tuple[float, Any]:
     started = time.perf_counter()
     result = call()
     return time.perf_counter() - started, result
-
-
-def create_group(client: Any, auth: dict[str, str], name: str, nickname: str | None = None) -> str:
-    body = new_group(name) if nickname is None else {**new_group(name), "mailNickname": nickname}
-    response = client.post("/v1.0/groups", headers=auth, json=body)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 # ------------------------------------------------------------------------------------------------------- latency
@@ -174,7 +161,7 @@ def named_groups(client, auth) -> dict[str, str]:
         "Marketing": "sales-marketing",
         "O'Brien's Team": "obrien",
     }
-    return {name: create_group(client, auth, name, nickname) for name, nickname in specs.items()}
+    return {name: create_group(client, auth, name, mailNickname=nickname) for name, nickname in specs.items()}
 
 
 @pytest.mark.parametrize(
