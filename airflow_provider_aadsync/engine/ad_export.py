@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from ldap3.utils.dn import to_dn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from airflow_provider_aadsync.engine.dn import same_dn
 from airflow_provider_aadsync.engine.export_run import (
     ErrorLimitReached,
     ExportResult,
@@ -282,7 +283,7 @@ class ADExporter:
         self._mark_sent([row.anchor])
         new_dn = (changes.pop("dn", None) or [None])[0]
         try:
-            if new_dn and (self.writer.object_dn(row.anchor) or "").lower() != new_dn.lower():
+            if new_dn and not same_dn(self.writer.object_dn(row.anchor) or "", new_dn):
                 self.writer.move_object(row.anchor, new_dn)
                 self.counters[f"{row.object_type}_renames"] += 1
             if changes:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from airflow_provider_aadsync.engine.ad_entries import EntryDecoder
+from airflow_provider_aadsync.engine.dn import DnError, DnScope
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
 from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter, ObjectPage
 from airflow_provider_aadsync.engine.prefetch import prefetch
@@ -52,7 +53,12 @@ class ADImportSteps:
         self.attributes = attributes
         self.decoder = decoder
         self.partition = source.naming_context()
-        self.scope = (scope_dn or self.partition).lower()
+        # The DC returns DNs in its own spelling, whatever spelling the base DN was configured in: compare RDN by
+        # RDN (engine.dn), never as text.
+        try:
+            self.scope = DnScope(scope_dn or self.partition)
+        except DnError as error:
+            raise ValueError(f"the import's base DN is not usable: {error}") from None
 
     def partitions(self) -> Sequence[str]:
         return [self.partition]
@@ -93,7 +99,12 @@ class ADImportSteps:
                 continue
             # DirSync reads the whole naming context: scope by DN here. Tombstones live elsewhere and are kept; in a
             # delta, an object now outside the scope was moved out of it, which for the connector space is a delete.
-            if not obj.deleted and not obj.dn.lower().endswith(self.scope):
+            try:
+                in_scope = obj.deleted or self.scope.contains(obj.dn)
+            except DnError as error:  # an object the run cannot place: an error for it, nothing changed for it
+                errors.add(ObjectDecodeError(str(error), dn=obj.dn, anchor=obj.anchor, code="invalid-dn"))
+                continue
+            if not in_scope:
                 if not partial:
                     continue
                 obj.deleted = True

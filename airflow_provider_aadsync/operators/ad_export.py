@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
+from airflow_provider_aadsync.engine.dn import DnError, dn_is_under
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.operators.base import run_recorded_step, templated_flag, templated_int
@@ -28,11 +29,28 @@ def export_to_ad(
     lock_holder: str | None = None,
 ) -> dict[str, Any]:
     """Glue shared by the operator and the CLI: hook in, engine run, small summary out."""
+    check_holding_ou(settings, hook.settings.base_dn)
     try:
         result = run_ad_export(store, hook, connector=connector, settings=settings, lock_holder=lock_holder)  # type: ignore[arg-type]
     finally:
         hook.close()
     return result.summary()
+
+
+def check_holding_ou(settings: ADExportSettings, base_dn: str) -> None:
+    """Refuse a holding OU inside the import's base DN: a group moved there would still be imported, still be
+    managed, and be moved again by every cycle. Compared RDN by RDN (any spelling of the base DN)."""
+    if settings.deprovision != "move" or not settings.holding_ou:
+        return
+    try:
+        inside = dn_is_under(settings.holding_ou, base_dn)
+    except DnError as error:
+        raise ValueError(f"holding_ou is not usable: {error}") from None
+    if inside:
+        raise ValueError(
+            f"holding_ou {settings.holding_ou!r} lies inside the AD connection's base DN {base_dn!r}; "
+            "choose an OU outside it (groups moved there must leave the import's scope)"
+        )
 
 
 def ad_export_settings(

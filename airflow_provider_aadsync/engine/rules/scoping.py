@@ -40,8 +40,8 @@ from airflow_provider_aadsync.engine.rules.model import (
 
 __all__ = ["MEMBER_OF_COLUMN", "CompiledClause", "CompiledScope", "FrameView", "compile_clause", "compile_scope"]
 
-#: The frame column the engine fills for ISMEMBEROF/ISNOTMEMBEROF: per object a list (or None) of lower-cased
-#: group DNs the object is a member of.
+#: The frame column the engine fills for ISMEMBEROF/ISNOTMEMBEROF: per object a list (or None) of the group DNs the
+#: object is a member of, as ``engine.dn.dn_key`` spells them (so any spelling of a group's DN matches).
 MEMBER_OF_COLUMN = "memberOf"
 
 _NEGATED = {
@@ -115,7 +115,7 @@ class CompiledClause:
     texts: frozenset[str] = frozenset()  # ISIN/ISNOTIN comparands, casefolded
     number: int | float | None = None  # ordering comparand, when the value is a number
     mask: int | None = None  # ISBITSET mask
-    group_dn: str | None = None  # ISMEMBEROF group, lower-cased
+    group_dn: str | None = None  # ISMEMBEROF group, as engine.dn.dn_key spells it
 
     @property
     def reads(self) -> str | None:
@@ -155,7 +155,9 @@ def compile_clause(clause: ScopeClauseModel) -> CompiledClause:
     if base is Operator.ISMEMBEROF:
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{op.value} takes the DN of a group")
-        return CompiledClause(None, op, group_dn=value.strip().lower())
+        from airflow_provider_aadsync.engine.dn import dn_key  # ldap3's DN parser, only when a rule needs it
+
+        return CompiledClause(None, op, group_dn=dn_key(value.strip()))
     text = _scalar_text(value, "the value")
     number = None
     if op in _ORDERING:

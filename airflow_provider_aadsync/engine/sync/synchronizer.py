@@ -24,6 +24,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from airflow_provider_aadsync.engine.dn import dn_key
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow, ReferenceValues
 from airflow_provider_aadsync.engine.import_run import ErrorSink
 from airflow_provider_aadsync.engine.importer import serialize_attrs
@@ -245,7 +246,7 @@ class Synchronizer:
                 .where(cs_reference.c.connector == self.connector, cs_reference.c.target_anchor.in_(chunk))
             )
             for target, dn in self.connection.execute(query):
-                groups[target].append(dn.lower())
+                groups[target].append(dn_key(dn))
         return [groups.get(anchor) or None for anchor in anchors]
 
     # ---------------------------------------------------------------------------------------- join / project

@@ -291,3 +291,21 @@ def test_import_refuses_to_interleave_with_another_run(directory, store):
     with pytest.raises(StoreLockedError, match="aadsync_cycle:scheduled__2026-11-25T12:00"):
         run_import(directory, store, "full")  # another process: a holder of its own
     assert store.list_runs() == [] and rows(store) == {}
+
+
+@pytest.mark.parametrize("spelling", ["dc=corp, dc=test", "DC = CORP , DC = Test", "dc=corp,dc=test "])
+def test_base_dn_spelled_unlike_the_dc_still_scopes_everything(directory, store, spelling):
+    """The DC accepts these as a search base but returns DNs spelled `...,DC=corp,DC=test`: the scope compares RDN by
+    RDN, so the full import sees every object (the text comparison it replaces saw none and deleted them all)."""
+    first = import_active_directory(directory, store, mode="full", attributes=ATTRS, scope_dn=NC)
+    assert first.counters["adds"] == 6
+    again = import_active_directory(directory, store, mode="full", attributes=ATTRS, scope_dn=spelling)
+    assert again.result == "success" and again.counters["deletes"] == 0 and again.counters["unchanged"] == 6
+
+
+def test_object_whose_dn_does_not_parse_is_an_error_not_a_crash(directory, store):
+    directory.objects[guid(9)] = (FakeDirectory.ext(9, f"CN=bad,,{NC}"), directory.objects[guid(1)][1] | {})
+    directory.objects[guid(9)][1]["objectGUID"] = [guid(9).bytes_le]
+    result = run_import(directory, store, "full")
+    assert result.result == "completed-import-errors" and result.counters["adds"] == 6
+    assert store.run_errors(result.run_id)[0]["code"] == "invalid-dn"

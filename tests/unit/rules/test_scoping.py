@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from airflow_provider_aadsync.engine.dn import dn_key
 from airflow_provider_aadsync.engine.rules import FrameView, ScopeClauseModel
 from airflow_provider_aadsync.engine.rules.scoping import compile_clause, compile_scope, parse_bit_mask
 
@@ -263,3 +264,10 @@ def test_large_frame_smoke():
     )
     assert len(result) == size
     assert 0 < sum(result) < size
+
+
+def test_ismemberof_matches_any_spelling_of_the_group_dn():
+    """The engine fills memberOf with engine.dn.dn_key spellings; the clause's DN is spelled the same way."""
+    frame = pd.DataFrame({"memberOf": pd.Series([[dn_key("CN=Sync\\2C All,OU=Groups,DC=corp")], None], dtype=object)})
+    clause = {"operator": "ISMEMBEROF", "value": "cn=sync\\, all, ou=GROUPS,dc=corp"}
+    assert run(frame, [clause]) == [True, False]
