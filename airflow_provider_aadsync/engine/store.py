@@ -12,15 +12,19 @@ import functools
 import itertools
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+
+if TYPE_CHECKING:
+    from airflow_provider_aadsync.engine.lock import Lease
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +108,20 @@ run_error = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
 )
 
+#: One row per sync instance, kept once created (a release empties ``holder``), so its fencing token only grows.
 store_lock = sa.Table(
     "store_lock",
     metadata,
     sa.Column("name", sa.String(128), primary_key=True),
+    # "" when nobody holds the instance.
     sa.Column("holder", sa.String(255), nullable=False),
     sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    # Bumped at every acquisition (a retry of the same holder too): a write carrying an older token is refused.
+    sa.Column("token", sa.BigInteger, nullable=False, server_default="0"),
+    # Set when a whole cycle holds the instance: each step leaves it held this long after it ends.
+    sa.Column("hold_seconds", sa.Integer, nullable=True),
+    sa.Column("renewed_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 _VERSION_1_TABLES = [cs_object, cs_reference, watermark, run, run_error, store_lock]
@@ -259,12 +270,25 @@ def _migrate_to_4(connection: Connection) -> None:
     ix_pending_export_reference_target.create(connection, checkfirst=True)
 
 
+def _migrate_to_5(connection: Connection) -> None:
+    """The lock's fencing token, cycle hold and renewal time (stores created at version 1 had none)."""
+    present = {column["name"] for column in sa.inspect(connection).get_columns("store_lock")}
+    for name, ddl in (
+        ("token", "BIGINT NOT NULL DEFAULT 0"),
+        ("hold_seconds", "INTEGER"),
+        ("renewed_at", "DATETIME" if connection.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"),
+    ):
+        if name not in present:
+            connection.exec_driver_sql(f"ALTER TABLE store_lock ADD COLUMN {name} {ddl}")
+
+
 #: Ordered migration steps; append, never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _migrate_to_1),
     (2, _migrate_to_2),
     (3, _migrate_to_3),
     (4, _migrate_to_4),
+    (5, _migrate_to_5),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -275,6 +299,11 @@ class StoreError(Exception):
 
 class StoreLockedError(StoreError):
     """Raised when another run of the same sync instance holds the store lock."""
+
+
+class StoreLockLostError(StoreError):
+    """Raised by a write of a run whose lock was taken over (its lease ran out, or a newer attempt of the same run
+    took the lock back): the write is refused and its transaction rolled back, so a zombie task never writes."""
 
 
 def utcnow() -> dt.datetime:
@@ -328,6 +357,8 @@ class Store:
     def __init__(self, url: str, *, instance: str = "default", engine_options: dict[str, Any] | None = None):
         self.url = url
         self.instance = instance
+        #: The instance lock of the step running on this handle (engine/lock.py): its write transactions are fenced.
+        self.lease: Lease | None = None
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = sa.create_engine(url, **(engine_options or {}))
@@ -472,8 +503,24 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as connection:
-            yield connection
+        """A write transaction. While a step holds the instance lock on this handle, it first checks the lock's
+        fencing token inside the transaction: a step whose lock was taken over cannot write (engine/lock.py)."""
+        lease = self.lease
+        if lease is None:
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        from airflow_provider_aadsync.engine import lock
+
+        lease.open_transactions += 1
+        started = time.monotonic()
+        try:
+            with self.engine.begin() as connection:
+                lock.fence(self, lease, connection)
+                yield connection
+                lock.renew_if_long(self, lease, connection, started)
+        finally:
+            lease.open_transactions -= 1
 
     # -------------------------------------------------------------------------------------------- watermarks
     def get_watermark(self, connector: str, partition: str) -> Watermark | None:
@@ -513,7 +560,7 @@ class Store:
 
     # -------------------------------------------------------------------------------------------------- runs
     def start_run(self, profile: str, connector: str) -> int:
-        with self.engine.begin() as connection:
+        with self.transaction() as connection:
             return connection.execute(
                 sa.insert(run)
                 .values(profile=profile, connector=connector, started_at=utcnow(), result="in-progress")
@@ -522,7 +569,7 @@ class Store:
 
     def update_run(self, run_id: int, counters: dict[str, Any], detail: str | None = None) -> None:
         """Record counters of a run still in progress (an export's plan, before its first write)."""
-        with self.engine.begin() as connection:
+        with self.transaction() as connection:
             connection.execute(sa.update(run).where(run.c.id == run_id).values(counters=counters, detail=detail))
 
     def finish_run(self, run_id: int, result: str, counters: dict[str, int], detail: str | None = None) -> None:
@@ -555,50 +602,34 @@ class Store:
             return [dict(row) for row in connection.execute(query.limit(limit)).mappings()]
 
     # -------------------------------------------------------------------------------------------------- lock
+    # The lock itself lives in engine/lock.py (atomic acquisition, renewed lease, fencing token); these delegate.
+    # finish_run and record_errors are not fenced: they only touch the run's own rows, so a stopped step can still
+    # say why it stopped.
     @contextmanager
-    def locked(self, holder: str, *, lease: dt.timedelta = dt.timedelta(hours=2)) -> Iterator[None]:
-        """Hold the instance lock so two runs of one sync instance never interleave.
+    def locked(
+        self, holder: str, *, lease: dt.timedelta | None = None, hold: dt.timedelta | None = None
+    ) -> Iterator[Lease]:
+        """Hold the instance lock for one step so two runs of one sync instance never interleave.
 
-        The lock is a row, so it works the same on SQLite and PostgreSQL and across workers. A lease bounds how
-        long a killed task can block others; the same ``holder`` (e.g. an Airflow retry of the same DAG run)
-        may take its own lock back at once.
+        The same ``holder`` (an Airflow retry of the same DAG run) takes its own lock back at once, and the attempt
+        it replaces can no longer write; the lease is renewed while the step runs; at the end the lock is released,
+        or left to the cycle that holds the instance (see :func:`airflow_provider_aadsync.engine.lock.locked`).
         """
-        self.acquire_lock(holder, lease=lease)
-        try:
-            yield
-        finally:
-            self.release_lock(holder)
+        from airflow_provider_aadsync.engine import lock
 
-    def acquire_lock(self, holder: str, *, lease: dt.timedelta = dt.timedelta(hours=2)) -> None:
-        now = utcnow()
-        with self.engine.begin() as connection:
-            current = connection.execute(
-                sa.select(store_lock).where(store_lock.c.name == self.instance).with_for_update()
-            ).first()
-            if current is not None:
-                expired = as_utc(current.expires_at) <= now
-                if current.holder != holder and not expired:
-                    raise StoreLockedError(
-                        f"sync instance {self.instance!r} is locked by {current.holder!r} since "
-                        f"{as_utc(current.acquired_at):%Y-%m-%d %H:%M:%S} UTC (lease ends "
-                        f"{as_utc(current.expires_at):%Y-%m-%d %H:%M:%S} UTC); another run is in progress"
-                    )
-                if expired and current.holder != holder:
-                    log.warning("taking over the expired lock of %r", current.holder)
-                connection.execute(sa.delete(store_lock).where(store_lock.c.name == self.instance))
-            try:
-                connection.execute(
-                    sa.insert(store_lock).values(
-                        name=self.instance, holder=holder, acquired_at=now, expires_at=now + lease
-                    )
-                )
-            except sa.exc.IntegrityError as error:
-                raise StoreLockedError(
-                    f"sync instance {self.instance!r} was locked by another run at the same moment"
-                ) from error
+        with lock.locked(self, holder, lease=lease or lock.STEP_LEASE, hold=hold) as granted:
+            yield granted
 
-    def release_lock(self, holder: str) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(
-                sa.delete(store_lock).where(store_lock.c.name == self.instance, store_lock.c.holder == holder)
-            )
+    def acquire_lock(
+        self, holder: str, *, lease: dt.timedelta | None = None, hold: dt.timedelta | None = None
+    ) -> Lease:
+        """Take the instance lock (atomically, bumping its fencing token); see engine/lock.py."""
+        from airflow_provider_aadsync.engine import lock
+
+        return lock.acquire(self, holder, lease=lease or lock.STEP_LEASE, hold=hold)
+
+    def release_lock(self, holder: str) -> bool:
+        """Release the instance lock if ``holder`` holds it."""
+        from airflow_provider_aadsync.engine import lock
+
+        return lock.release(self, holder)

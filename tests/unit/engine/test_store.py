@@ -59,9 +59,10 @@ def test_lock_excludes_other_holders_but_not_the_same_one(store):
     with store.locked("dag_run_1"):
         with pytest.raises(StoreLockedError, match="locked by 'dag_run_1'"):
             store.acquire_lock("dag_run_2")
-        store.acquire_lock("dag_run_1")  # an Airflow retry of the same run takes its lock back
-    store.acquire_lock("dag_run_2")
+    store.acquire_lock("dag_run_2")  # released when the step ended
+    store.acquire_lock("dag_run_2")  # an Airflow retry of the same run takes its lock back
     store.release_lock("dag_run_2")
+    store.acquire_lock("dag_run_1")
 
 
 def test_expired_lock_is_taken_over(store):

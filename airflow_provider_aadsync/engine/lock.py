@@ -1,0 +1,321 @@
+"""The instance lock: one sync instance, one writer.
+
+The lock is one row per instance in the store (``store_lock``), so it works the same on SQLite and PostgreSQL and
+across workers. Three things make it safe, not only polite:
+
+- **Atomic acquisition.** The row is created if missing and then read and changed inside one write transaction that
+  holds the row (SQLite: the first statement is a write, so the transaction holds the database's write lock from its
+  start; PostgreSQL: ``SELECT ... FOR UPDATE``). Two processes can never both take an expired lock.
+- **A lease that is renewed.** A step holds a short lease (:data:`STEP_LEASE`) that a heartbeat thread on its own
+  connection renews every third of the lease; a killed task blocks others for one lease at most, and a long export
+  never outlives its lease. When a renewal finds the lock gone, the step stops before its next write.
+- **A fencing token.** Every acquisition (a retry of the same holder too) bumps the row's token; each write
+  transaction of a step first checks, inside the transaction, that the row still carries the step's token
+  (SQLite: an UPDATE of the lock row, which also takes the write lock; PostgreSQL: ``FOR KEY SHARE`` on the row,
+  which keeps a takeover out until the transaction ends). A stale token raises :class:`StoreLockLostError` and the
+  transaction rolls back: a zombie task and its retry can never both write.
+
+A whole cycle (the DAGs) holds the instance from its first step to its last: the first task acquires it with a
+``hold``, each step re-enters it as the same holder and leaves it held for ``hold`` when it ends, and the cycle's last
+task releases it. The hold is the lease between steps, so a crashed DAG run blocks the instance for that long at most.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from airflow_provider_aadsync.engine.store import (
+    StoreLockedError,
+    StoreLockLostError,
+    as_utc,
+    store_lock,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_aadsync.engine.store import Store
+
+log = logging.getLogger(__name__)
+
+#: The lease of one running step; renewed every third of it while the step runs.
+STEP_LEASE = dt.timedelta(minutes=10)
+#: How long a cycle keeps the instance between its steps (longer than Airflow's retry backoff, 30 minutes at most).
+CYCLE_HOLD = dt.timedelta(minutes=60)
+#: How long PostgreSQL waits for a row lock held by a running write before the acquisition says "busy".
+_PG_LOCK_TIMEOUT = "5s"
+
+
+@dataclass
+class Lease:
+    """One acquisition of the instance lock: who, with which fencing token, for how long."""
+
+    instance: str
+    holder: str
+    token: int
+    duration: dt.timedelta
+    #: The cycle hold of the row (None: the lock is released when the step ends).
+    hold: dt.timedelta | None = None
+    #: Why the lock was lost (a renewal or a fenced write found another token), or None while it is held.
+    lost: str | None = None
+    #: Write transactions of the step now open (SQLite: the heartbeat leaves the renewal to them).
+    open_transactions: int = 0
+
+    @property
+    def expiry(self) -> dt.timedelta:
+        """How far ahead each renewal moves the lease: the step lease, or the cycle hold when it is longer."""
+        return max(self.duration, self.hold) if self.hold else self.duration
+
+    def check(self) -> None:
+        """Raise :class:`StoreLockLostError` when the heartbeat already found the lock taken over."""
+        if self.lost:
+            raise StoreLockLostError(self.lost)
+
+
+@dataclass(frozen=True)
+class LockState:
+    """The lock row as a message shows it."""
+
+    holder: str
+    acquired_at: dt.datetime
+    expires_at: dt.datetime
+    token: int
+
+    def held(self, now: dt.datetime | None = None) -> bool:
+        return bool(self.holder) and self.expires_at > (now or utcnow())
+
+    def describe(self, instance: str) -> str:
+        return (
+            f"sync instance {instance!r} is locked by {self.holder!r} since {self.acquired_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"(lease ends {self.expires_at:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+
+
+def _state(row: Any) -> LockState:
+    return LockState(row.holder, as_utc(row.acquired_at), as_utc(row.expires_at), int(row.token))
+
+
+def lock_state(store: Store) -> LockState | None:
+    """The instance's lock row, or None when the instance was never locked."""
+    with store.engine.connect() as connection:
+        row = connection.execute(sa.select(store_lock).where(store_lock.c.name == store.instance)).first()
+    return _state(row) if row is not None else None
+
+
+def _is_busy(error: sa.exc.OperationalError) -> bool:
+    """SQLite's "database is locked" or PostgreSQL's lock_not_available: a running write holds what we need."""
+    return "database is locked" in str(error.orig) or getattr(error.orig, "pgcode", None) == "55P03"
+
+
+def acquire(store: Store, holder: str, *, lease: dt.timedelta = STEP_LEASE, hold: dt.timedelta | None = None) -> Lease:
+    """Take the instance lock for ``holder`` atomically, bumping its fencing token.
+
+    The same holder takes its own lock back (an Airflow retry of the same DAG run): the new token fences off the
+    attempt it replaces. Another holder gets :class:`StoreLockedError` until the lock is released or its lease ran
+    out. ``hold`` marks a cycle acquisition: each step of the cycle leaves the instance held that long; a step that
+    re-enters its own cycle's lock keeps the hold.
+    """
+    now = utcnow()
+    try:
+        with store.engine.begin() as connection:
+            dialect = connection.dialect.name
+            if dialect == "postgresql":
+                connection.execute(sa.text(f"SET LOCAL lock_timeout = '{_PG_LOCK_TIMEOUT}'"))
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            # The row is created once and kept: on SQLite this first write takes the write lock for the whole
+            # transaction, so the read below and the update cannot interleave with another acquisition.
+            connection.execute(
+                insert(store_lock)
+                .values(name=store.instance, holder="", token=0, acquired_at=now, expires_at=now)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            row = connection.execute(
+                sa.select(store_lock).where(store_lock.c.name == store.instance).with_for_update()
+            ).one()
+            current = _state(row)
+            own = current.holder == holder
+            if current.held(now) and not own:
+                raise StoreLockedError(f"{current.describe(store.instance)}; another run is in progress")
+            if current.holder and not own:
+                log.warning(
+                    "taking over the lock of sync instance %r from %r, whose lease ended %s",
+                    store.instance,
+                    current.holder,
+                    f"{current.expires_at:%Y-%m-%d %H:%M:%S} UTC",
+                )
+            kept_hold = row.hold_seconds if own else None
+            hold_seconds = int(hold.total_seconds()) if hold is not None else kept_hold
+            granted = Lease(
+                store.instance,
+                holder,
+                current.token + 1,
+                lease,
+                dt.timedelta(seconds=hold_seconds) if hold_seconds else None,
+            )
+            connection.execute(
+                sa.update(store_lock)
+                .where(store_lock.c.name == store.instance)
+                .values(
+                    holder=holder,
+                    token=granted.token,
+                    acquired_at=current.acquired_at if own and current.held(now) else now,
+                    expires_at=now + granted.expiry,
+                    renewed_at=now,
+                    hold_seconds=hold_seconds,
+                )
+            )
+    except sa.exc.OperationalError as error:
+        if not _is_busy(error):
+            raise
+        state = lock_state(store)
+        who = state.describe(store.instance) if state and state.held() else f"sync instance {store.instance!r}"
+        raise StoreLockedError(f"{who}: the store is busy with another run's write; try again") from error
+    log.info("sync instance %r locked by %r (token %d)", store.instance, holder, granted.token)
+    return granted
+
+
+def renew(store: Store, lease: Lease, connection: sa.Connection | None = None) -> bool:
+    """Move the lease's end ahead if the row still carries its token; False when the lock was taken over."""
+    now = utcnow()
+    statement = (
+        sa.update(store_lock)
+        .where(store_lock.c.name == lease.instance, store_lock.c.token == lease.token)
+        .values(expires_at=now + lease.expiry, renewed_at=now)
+    )
+    if connection is not None:
+        return connection.execute(statement).rowcount == 1
+    with store.engine.begin() as own:
+        return own.execute(statement).rowcount == 1
+
+
+def end_step(store: Store, lease: Lease) -> None:
+    """A step is over: leave the instance held for the cycle's hold, or release it."""
+    if lease.lost:
+        return
+    now = utcnow()
+    values: dict[str, Any] = (
+        {"expires_at": now + lease.hold, "renewed_at": now}
+        if lease.hold
+        else {"holder": "", "expires_at": now, "hold_seconds": None}
+    )
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.update(store_lock)
+            .where(store_lock.c.name == lease.instance, store_lock.c.token == lease.token)
+            .values(**values)
+        )
+
+
+def release(store: Store, holder: str) -> bool:
+    """Release the instance if ``holder`` holds it (the cycle's last task, whatever token it holds now)."""
+    with store.engine.begin() as connection:
+        released = connection.execute(
+            sa.update(store_lock)
+            .where(store_lock.c.name == store.instance, store_lock.c.holder == holder)
+            .values(holder="", expires_at=utcnow(), hold_seconds=None)
+        ).rowcount
+    if released:
+        log.info("sync instance %r released by %r", store.instance, holder)
+    return bool(released)
+
+
+def _lost_message(store: Store, lease: Lease, connection: sa.Connection) -> str:
+    row = connection.execute(sa.select(store_lock).where(store_lock.c.name == lease.instance)).first()
+    now_held = f"now held by {row.holder!r} since {as_utc(row.acquired_at):%Y-%m-%d %H:%M:%S} UTC" if row else "gone"
+    return (
+        f"sync instance {lease.instance!r}: the lock of {lease.holder!r} (token {lease.token}) was taken over "
+        f"({now_held}; token {row.token if row else '-'}): its lease ran out or a newer attempt of the same run took "
+        "it back. This attempt stopped before writing; the run that holds the lock carries on."
+    )
+
+
+def fence(store: Store, lease: Lease, connection: sa.Connection) -> None:
+    """Inside a write transaction: refuse it unless the lock row still carries the lease's token.
+
+    SQLite: an UPDATE of the row (which renews the lease and takes the database's write lock at once, so nothing
+    can change the row before this transaction commits). PostgreSQL: ``FOR KEY SHARE`` on the row, which a takeover
+    (``FOR UPDATE``) waits for while the heartbeat's renewals (key-preserving updates) go on.
+    """
+    lease.check()
+    if connection.dialect.name == "postgresql":
+        token = connection.execute(
+            sa.select(store_lock.c.token)
+            .where(store_lock.c.name == lease.instance)
+            .with_for_update(read=True, key_share=True)
+        ).scalar()
+        held = token == lease.token
+    else:
+        held = renew(store, lease, connection)
+    if not held:
+        lease.lost = _lost_message(store, lease, connection)
+        log.error("%s", lease.lost)
+        raise StoreLockLostError(lease.lost)
+
+
+class _Heartbeat(threading.Thread):
+    """Renews a step's lease every third of it on its own connection; marks the lease lost when it was taken."""
+
+    def __init__(self, store: Store, lease: Lease):
+        super().__init__(name=f"aadsync-lease-{lease.instance}", daemon=True)
+        self.store = store
+        self.lease = lease
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        interval = max(self.lease.duration.total_seconds() / 3, 0.05)
+        sqlite_store = self.store.engine.dialect.name == "sqlite"
+        while not self.stopped.wait(interval):
+            if sqlite_store and self.lease.open_transactions:
+                continue  # the open write transaction holds SQLite's write lock and renews the lease itself
+            try:
+                held = renew(self.store, self.lease)
+            except sa.exc.SQLAlchemyError as error:  # the store is briefly unreachable: the fence decides later
+                log.warning("could not renew the lease of sync instance %r: %s", self.lease.instance, error)
+                continue
+            if not held:
+                with self.store.engine.connect() as connection:
+                    self.lease.lost = _lost_message(self.store, self.lease, connection)
+                log.error("%s", self.lease.lost)
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
+
+
+@contextmanager
+def locked(
+    store: Store, holder: str, *, lease: dt.timedelta = STEP_LEASE, hold: dt.timedelta | None = None
+) -> Iterator[Lease]:
+    """Hold the instance for one step: acquire, renew while the body runs, fence every write transaction of
+    ``store``, and at the end leave it to the cycle (its hold) or release it."""
+    granted = acquire(store, holder, lease=lease, hold=hold)
+    heartbeat = _Heartbeat(store, granted)
+    previous = store.lease
+    store.lease = granted
+    heartbeat.start()
+    try:
+        yield granted
+    finally:
+        heartbeat.stop()
+        store.lease = previous
+        try:
+            end_step(store, granted)
+        except sa.exc.SQLAlchemyError:  # never hide the step's own outcome; the lease bounds the lock
+            log.exception("could not end the lock of sync instance %r", store.instance)
+
+
+def renew_if_long(store: Store, lease: Lease, connection: sa.Connection, started: float) -> None:
+    """Before a long SQLite write transaction commits, move the lease ahead from now: the heartbeat could not renew
+    it while this transaction held the write lock (nor could anyone take it over)."""
+    if connection.dialect.name == "sqlite" and time.monotonic() - started > lease.duration.total_seconds() / 3:
+        renew(store, lease, connection)

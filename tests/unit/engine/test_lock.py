@@ -1,0 +1,248 @@
+"""The instance lock on SQLite: taken atomically by exactly one of many processes, renewed while a step runs, held by
+a cycle between its steps, and fenced: a zombie whose lock was taken over cannot write."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine import lock
+from airflow_provider_aadsync.engine.store import (
+    SCHEMA_VERSION,
+    Store,
+    StoreLockedError,
+    StoreLockLostError,
+    schema_version,
+    store_lock,
+    watermark,
+)
+
+CONTEXT = multiprocessing.get_context("fork")
+
+
+def open_store(path: Path) -> Store:
+    return Store.open(f"sqlite:///{path}", instance="test")
+
+
+def lock_row(store: Store):
+    with store.engine.connect() as connection:
+        return connection.execute(sa.select(store_lock)).one()
+
+
+def write_watermark(store: Store, cookie: bytes) -> None:
+    with store.transaction() as connection:
+        store.save_watermark(connection, "ad", "DC=corp", cookie, "dc1")
+
+
+# ------------------------------------------------------------------------------------------------ atomic takeover
+def _contend(path: str, index: int, barrier, results) -> None:
+    store = open_store(Path(path))
+    barrier.wait()
+    try:
+        granted = store.acquire_lock(f"worker_{index}")
+        results.put((index, granted.token))
+    except StoreLockedError:
+        results.put((index, None))
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_an_expired_lock_is_taken_over_by_exactly_one_of_many_processes(tmp_path, round_):
+    """Eight processes released at once at an expired lock: one holds it, seven are refused (before the fix the
+    expiry was read outside the write transaction, and several 'won')."""
+    path = tmp_path / "store.sqlite"
+    with open_store(path) as store:
+        store.acquire_lock("killed_task", lease=dt.timedelta(seconds=-1))
+    barrier, results = CONTEXT.Barrier(8), CONTEXT.Queue()
+    workers = [CONTEXT.Process(target=_contend, args=(str(path), i, barrier, results)) for i in range(8)]
+    for worker in workers:
+        worker.start()
+    outcomes = dict(results.get(timeout=60) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=30)
+    winners = {index: token for index, token in outcomes.items() if token is not None}
+    assert len(winners) == 1, outcomes
+    with open_store(path) as store:
+        row = lock_row(store)
+    assert row.holder == f"worker_{next(iter(winners))}" and row.token == 2 == next(iter(winners.values()))
+
+
+def test_threads_with_their_own_handles_race_for_a_free_lock(tmp_path):
+    path = tmp_path / "store.sqlite"
+    handles = [open_store(path) for _ in range(6)]
+    barrier, won, refused = threading.Barrier(6), [], []
+
+    def contend(index: int) -> None:
+        barrier.wait()
+        try:
+            handles[index].acquire_lock(f"thread_{index}")
+            won.append(index)
+        except StoreLockedError:
+            refused.append(index)
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1 and len(refused) == 5
+    assert lock_row(handles[0]).holder == f"thread_{won[0]}"
+    for handle in handles:
+        handle.close()
+
+
+# ------------------------------------------------------------------------------------------------------- renewal
+def test_the_lease_is_renewed_while_the_step_runs_and_released_at_its_end(tmp_path):
+    with open_store(tmp_path / "store.sqlite") as store, open_store(tmp_path / "store.sqlite") as other:
+        with store.locked("long_export", lease=dt.timedelta(seconds=0.6)) as granted:
+            first_expiry = lock_row(store).expires_at
+            time.sleep(1.5)  # more than two leases: without renewal the lock would be free for the taking
+            with pytest.raises(StoreLockedError, match="locked by 'long_export'"):
+                other.acquire_lock("next_cycle")
+            assert lock_row(store).expires_at > first_expiry
+            write_watermark(store, b"still-mine")
+            assert granted.lost is None
+        row = lock_row(store)
+        assert row.holder == "" and row.token == granted.token  # released; the token stays for the next one
+        assert other.acquire_lock("next_cycle").token == granted.token + 1
+
+
+def test_a_renewal_that_finds_the_lock_taken_stops_the_step_before_its_next_write(tmp_path):
+    with open_store(tmp_path / "store.sqlite") as store, open_store(tmp_path / "store.sqlite") as other:
+        with store.locked("dag:run_1", lease=dt.timedelta(seconds=0.3)) as granted:
+            other.acquire_lock("dag:run_1")  # the retry of the same DAG run takes the lock back
+            deadline = time.monotonic() + 5
+            while granted.lost is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert granted.lost and "was taken over" in granted.lost
+            with pytest.raises(StoreLockLostError):
+                write_watermark(store, b"zombie")
+        assert store.get_watermark("ad", "DC=corp") is None
+        assert lock_row(store).holder == "dag:run_1"  # the ended zombie step did not release the retry's lock
+
+
+# ------------------------------------------------------------------------------------------------------ fencing
+def test_a_retry_fences_off_the_attempt_it_replaces(tmp_path):
+    """Same holder, two attempts (a zombie task and its retry): the newer token wins, the older cannot write."""
+    path = tmp_path / "store.sqlite"
+    with open_store(path) as zombie, open_store(path) as retry:
+        with zombie.locked("dag:run_1"):
+            write_watermark(zombie, b"before-retry")
+            with retry.locked("dag:run_1"):
+                with pytest.raises(StoreLockLostError, match="taken over"):
+                    write_watermark(zombie, b"zombie")
+                with pytest.raises(StoreLockLostError):  # and every later write, without asking the store
+                    zombie.start_run("export", "entra")
+                write_watermark(retry, b"retry")
+        assert zombie.get_watermark("ad", "DC=corp").cookie == b"retry"
+        assert zombie.list_runs() == []
+
+
+def _zombie(path: str, ready, resume, results) -> None:
+    store = open_store(Path(path))
+    try:
+        with store.locked("cycle_a", lease=dt.timedelta(seconds=1)):
+            write_watermark(store, b"a-1")
+            ready.set()
+            resume.wait(30)  # the parent freezes this process (SIGSTOP) here, past the lease
+            try:
+                write_watermark(store, b"a-zombie")
+                results.put("written")
+            except StoreLockLostError as error:
+                results.put(f"refused: {error}")
+    finally:
+        store.close()
+
+
+def test_a_frozen_process_whose_lease_was_taken_over_cannot_write(tmp_path):
+    """A task frozen past its lease (a long GC pause, a suspended VM) wakes up after another cycle took the
+    expired lock: its next write is refused and rolled back, the other cycle's data stands."""
+    path = tmp_path / "store.sqlite"
+    open_store(path).close()
+    ready, resume, results = CONTEXT.Event(), CONTEXT.Event(), CONTEXT.Queue()
+    child = CONTEXT.Process(target=_zombie, args=(str(path), ready, resume, results))
+    child.start()
+    try:
+        assert ready.wait(30)
+        os.kill(child.pid, signal.SIGSTOP)
+        time.sleep(1.3)
+        with open_store(path) as other:
+            with other.locked("cycle_b"):
+                write_watermark(other, b"b-1")
+            os.kill(child.pid, signal.SIGCONT)
+            resume.set()
+            outcome = results.get(timeout=30)
+            assert outcome.startswith("refused: sync instance 'test': the lock of 'cycle_a'"), outcome
+            assert other.get_watermark("ad", "DC=corp").cookie == b"b-1"
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+        child.join(timeout=30)
+
+
+def test_the_fence_checks_the_token_inside_the_write_transaction(tmp_path):
+    """One statement per transaction, inside it: a rolled-back write leaves nothing, a fenced one commits."""
+    with open_store(tmp_path / "store.sqlite") as store:
+        statements: list[str] = []
+        sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        with store.locked("step"):
+            statements.clear()
+            write_watermark(store, b"one")
+            fence = [sql for sql in statements if "store_lock" in sql]
+        assert len(fence) == 1 and fence[0].startswith("UPDATE store_lock")
+        with store.engine.connect() as connection:
+            assert connection.execute(sa.select(watermark.c.cookie)).scalar() == b"one"
+
+
+# -------------------------------------------------------------------------------------------------- cycle hold
+def test_a_cycle_holds_the_instance_between_its_steps_until_released(tmp_path):
+    with open_store(tmp_path / "store.sqlite") as store, open_store(tmp_path / "store.sqlite") as other:
+        cycle = store.acquire_lock("aadsync_full:run_1", hold=dt.timedelta(minutes=60))
+        for _step in ("import_ad", "sync_ad", "export_entra"):
+            with store.locked("aadsync_full:run_1") as step:
+                assert step.token > cycle.token and step.hold == dt.timedelta(minutes=60)
+                write_watermark(store, b"x")
+            row = lock_row(store)
+            assert row.holder == "aadsync_full:run_1"
+            assert lock.as_utc(row.expires_at) > lock.utcnow() + dt.timedelta(minutes=59)
+            with pytest.raises(StoreLockedError, match=r"locked by 'aadsync_full:run_1' since"):
+                other.acquire_lock("aadsync_cycle:run_2")
+            with pytest.raises(StoreLockedError):
+                with other.locked("cli:1234"):
+                    pass
+        assert store.release_lock("aadsync_full:run_1")
+        assert not other.release_lock("aadsync_full:run_1")
+        assert other.acquire_lock("aadsync_cycle:run_2").hold is None
+
+
+def test_lock_state_names_the_holder_and_since_when(tmp_path):
+    with open_store(tmp_path / "store.sqlite") as store:
+        assert lock.lock_state(store) is None
+        store.acquire_lock("aadsync_cycle:scheduled__1", hold=dt.timedelta(minutes=5))
+        state = lock.lock_state(store)
+        assert state.held() and state.holder == "aadsync_cycle:scheduled__1"
+        assert "locked by 'aadsync_cycle:scheduled__1' since" in state.describe("test")
+
+
+def test_a_store_of_schema_version_4_gains_the_lock_columns(tmp_path):
+    path = tmp_path / "store.sqlite"
+    with open_store(path) as store:
+        with store.engine.begin() as connection:
+            for column in ("token", "hold_seconds", "renewed_at"):
+                connection.exec_driver_sql(f"ALTER TABLE store_lock DROP COLUMN {column}")
+            connection.execute(sa.delete(schema_version).where(schema_version.c.version == 5))
+            connection.exec_driver_sql(
+                "INSERT INTO store_lock (name, holder, acquired_at, expires_at) "
+                "VALUES ('test', 'old', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+    with open_store(path) as store:
+        assert store.current_version() == SCHEMA_VERSION
+        assert store.acquire_lock("new").token == 1
