@@ -1,0 +1,367 @@
+"""Kill: each step of the cycle runs in its own OS process, is SIGKILLed at N evenly spaced points of its progress
+and is then run again to completion (as an Airflow retry of the same task instance would).
+
+After each kill and rerun the end state equals that of an uninterrupted run on an identical world: no duplicate
+create, no lost write, no pending export left open, and watermarks moved only with their data (right after the kill
+the store still holds the old watermark and the old rows). Points are counted in Graph requests, LDAP operations
+and store statements (see ``kill_points``), never timed. Short profile: 3 points per step; ``--soak``: 8.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.devenv.samba import SambaDC
+from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+from airflow_provider_aadsync.emulator.server import EmulatorServer
+from airflow_provider_aadsync.engine import store as tables
+from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.sync.settings import WRITEBACK_OU_DEFAULT
+from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
+from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, hook_for, trust
+from tests.reliability.kill_points import run_killed, run_step
+
+pytestmark = pytest.mark.integration
+
+#: Columns that say when or by which run a row was written, not what it holds.
+VOLATILE = {"updated_at", "created_at", "last_run_id", "run_id", "attempts", "last_error", "applied_at", "cookie"}
+#: Tables of the run history and the lock: every run writes them, killed or not.
+PROVISIONAL = re.compile(r"provisional:[0-9a-fA-F-]{32,36}")
+HISTORY = {"run", "run_error", "store_lock", "schema_version"}
+
+
+# --------------------------------------------------------------------------------------------------- the world
+@pytest.fixture(scope="module")
+def dc(start_dc) -> SambaDC:
+    dc = start_dc(users=200, groups=10, group_size=150)
+    hook_for(dc).get_conn().add(WRITEBACK_OU_DEFAULT, "organizationalUnit")
+    return dc
+
+
+@pytest.fixture(scope="module")
+def tenants(graph_server: EmulatorServer) -> Iterator[Callable[[], dict]]:
+    """Make fresh tenants (the AD users' UPN domain verified, the test app registered); removed at the end."""
+    made: list[str] = []
+
+    def make() -> dict:
+        response = httpx.post(
+            f"{graph_server.base_url}/_emulator/tenants",
+            json={"name": f"kill{len(made)}", "verifiedDomains": [MAIL_DOMAIN],
+                  "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
+            verify=trust(graph_server),
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+        made.append(response.json()["id"])
+        return response.json()
+
+    yield make
+    for tenant_id in made:
+        httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{tenant_id}", verify=trust(graph_server))
+
+
+def entra_spec(server: EmulatorServer, tenant: dict) -> dict[str, Any]:
+    urls = {"authority_host": server.base_url, "graph_url": server.base_url, "ca_bundle": str(server.ca_cert)}
+    return {"tenant_id": tenant["id"], "client_id": GRAPH_CLIENT_ID, "client_secret": GRAPH_SECRET, **urls}
+
+
+def graph_for(spec: dict[str, Any]) -> EntraHook:
+    return EntraHook(settings=EntraConnectionSettings(**spec["entra"]))
+
+
+def copy_store(source: Path, target: Path) -> str:
+    """A consistent copy of a SQLite store (WAL included) through SQLite's backup API; returns its URL."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    return f"sqlite:///{target}"
+
+
+def store_path(url: str) -> Path:
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def points(total: int, soak: bool) -> list[int]:
+    """N evenly spaced kill points over ``total`` events (3, or 8 with --soak), each a distinct event."""
+    n = 8 if soak else 3
+    return sorted({max(1, round(total * i / (n + 1))) for i in range(1, n + 1)})
+
+
+def kill(spec: dict[str, Any], at: int) -> None:
+    """Run ``spec`` in its own process, SIGKILLed at event ``at``; it must really die there."""
+    child = run_killed(spec, at)
+    assert child.returncode == -signal.SIGKILL, f"not killed at event {at}: {child.returncode}\n{child.stderr[-3000:]}"
+
+
+def baseline(spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """An uninterrupted run of ``spec`` in its own process: (events counted, run summary)."""
+    child = run_killed(spec, 0)
+    assert child.returncode == 0, child.stderr[-3000:]
+    out = json.loads(child.stdout.strip().splitlines()[-1])
+    return out["events"], out["summary"]
+
+
+# ------------------------------------------------------------------------------------------- store comparison
+def snapshot(url: str) -> dict[str, list[tuple]]:
+    """Every synchronization table's rows without timestamps and run ids; metaverse ids replaced by what links to
+    them (a rolled-back or rerun sync may number them differently)."""
+    with Store.open(url, instance="test") as store, store.engine.connect() as connection:
+        mv_key: dict[int, tuple] = {}
+        for row in connection.execute(sa.select(tables.link.c.mv_id, tables.link.c.connector, tables.link.c.anchor)):
+            key = (row.connector, _stable(row.anchor))
+            mv_key[row.mv_id] = tuple(sorted({*mv_key.get(row.mv_id, ()), key}))
+        out: dict[str, list[tuple]] = {}
+        for table in tables.metadata.sorted_tables:
+            if table.name in HISTORY:
+                continue
+            rows = []
+            for row in connection.execute(sa.select(table)).mappings():
+                values = []
+                for column, value in row.items():
+                    if column in VOLATILE or column.endswith("_at"):
+                        continue
+                    if column in ("mv_id", "target_mv_id") or (table.name == "mv_object" and column == "id"):
+                        value = mv_key.get(value, ("unlinked",))
+                    values.append((column, value.hex() if isinstance(value, bytes) else _stable(value)))
+                rows.append(tuple(values))
+            out[table.name] = sorted(rows, key=repr)
+        return out
+
+
+def _stable(value: Any) -> Any:
+    """Provisional anchors are random per run (``provisional:<uuid>``): compared by kind only."""
+    return PROVISIONAL.sub("provisional:*", value) if isinstance(value, str) else value
+
+
+def watermarks(url: str) -> dict[tuple[str, str], bytes | None]:
+    with Store.open(url, instance="test") as store, store.engine.connect() as connection:
+        return {(r.connector, r.partition): r.cookie for r in connection.execute(sa.select(tables.watermark))}
+
+
+def open_exports(url: str, connector: str) -> list[tuple]:
+    """Pending exports not in a final state (final: confirmed rows are deleted, failed ones carry their error)."""
+    with Store.open(url, instance="test") as store, store.engine.connect() as connection:
+        objects = connection.execute(
+            sa.select(tables.pending_export.c.anchor, tables.pending_export.c.state).where(
+                tables.pending_export.c.connector == connector, tables.pending_export.c.state.in_(("pending", "sent"))
+            )
+        ).all()
+        references = connection.execute(
+            sa.select(tables.pending_export_reference.c.anchor, tables.pending_export_reference.c.state).where(
+                tables.pending_export_reference.c.connector == connector,
+                tables.pending_export_reference.c.state == "sent",
+            )
+        ).all()
+    return [tuple(r) for r in [*objects, *references]]
+
+
+# ---------------------------------------------------------------------------------------- tenant comparison
+USER_FIELDS = "id,userPrincipalName,displayName,mailNickname,accountEnabled,onPremisesImmutableId,givenName,surname"
+GROUP_FIELDS = "id,displayName,mailNickname,description,securityEnabled,mailEnabled,groupTypes"
+
+
+def every(graph: EntraHook, path: str, select: str) -> list[dict[str, Any]]:
+    return [item for page in graph.paginate(path, params={"$select": select, "$top": "999"}) for item in page["value"]]
+
+
+def tenant_state(graph: EntraHook) -> dict[str, Any]:
+    """A tenant's users and groups (members by UPN or name), ids left out: two tenants compare equal."""
+    users = every(graph, "/users", USER_FIELDS)
+    groups = every(graph, "/groups", GROUP_FIELDS)
+    names = {u["id"]: u["userPrincipalName"] for u in users} | {g["id"]: f"group:{g['displayName']}" for g in groups}
+    state_groups = []
+    for group in groups:
+        members = sorted(names[m["id"]] for m in every(graph, f"/groups/{group['id']}/members", "id"))
+        state_groups.append({**{k: v for k, v in group.items() if k != "id"}, "members": members})
+    return {
+        "users": sorted(json.dumps({k: v for k, v in u.items() if k != "id"}, sort_keys=True) for u in users),
+        "groups": sorted(json.dumps(g, sort_keys=True) for g in state_groups),
+    }
+
+
+# ---------------------------------------------------------------------------------------- AD writeback state
+def writeback_state(dc: SambaDC) -> list[tuple]:
+    """The groups under the writeback OU: (mark, name, description, members' DNs); GUIDs and USNs left out."""
+    conn = hook_for(dc).get_conn()
+    conn.search(
+        WRITEBACK_OU_DEFAULT,
+        "(objectClass=group)",
+        search_scope="LEVEL",
+        attributes=["adminDescription", "cn", "description", "groupType", "sAMAccountName", "displayName", "member"],
+    )
+    groups = []
+    for entry in conn.response:
+        if entry["type"] != "searchResEntry":
+            continue
+        attrs = entry["attributes"]
+        groups.append(
+            (
+                str(attrs["adminDescription"]), str(attrs["cn"]), str(attrs.get("description")),
+                str(attrs["groupType"]), str(attrs["sAMAccountName"]), sorted(m.lower() for m in attrs.get("member", [])),
+            )
+        )  # fmt: skip
+    return sorted(groups)
+
+
+def clear_writeback(dc: SambaDC) -> None:
+    conn = hook_for(dc).get_conn()
+    conn.search(WRITEBACK_OU_DEFAULT, "(objectClass=group)", search_scope="LEVEL", attributes=["cn"])
+    for dn in [e["dn"] for e in conn.response if e["type"] == "searchResEntry"]:
+        assert conn.delete(dn), conn.result
+
+
+# ---------------------------------------------------------------------------------------------------- tests
+@pytest.fixture(scope="module")
+def world(dc, graph_server, tenants, tmp_path_factory) -> dict[str, Any]:
+    """The stores every test starts from, built once: AD imported, then synchronized; exported to a tenant."""
+    home = tmp_path_factory.mktemp("kill-world")
+    ad_info = dc.connection_info()
+    imported = f"sqlite:///{home / 'imported.sqlite'}"
+    assert run_step({"step": "import-ad", "store": imported, "ad": ad_info, "mode": "full"})["result"] == "success"
+    synced = copy_store(store_path(imported), home / "synced.sqlite")
+    sync = {"step": "sync", "store": synced, "connector": "ad", "mode": "full", "writeback_ou": WRITEBACK_OU_DEFAULT}
+    assert run_step(sync)["result"] == "success"
+    exported = copy_store(store_path(synced), home / "exported.sqlite")
+    tenant = tenants()
+    spec = {"step": "export-entra", "store": exported, "entra": entra_spec(graph_server, tenant)}
+    assert run_step(spec)["result"] == "success"
+    return {"home": home, "ad": ad_info, "imported": imported, "synced": synced, "exported": exported,
+            "tenant": tenant}  # fmt: skip
+
+
+def test_killed_ad_delta_import_keeps_the_old_watermark_and_reruns_to_the_same_state(world, dc, soak, tmp_path):
+    base = copy_store(store_path(world["imported"]), tmp_path / "base.sqlite")
+    conn = hook_for(dc).get_conn()
+    # changes since the watermark: attribute edits and a new user
+    conn.search(dc.base_dn, "(&(objectClass=user)(department=*))", attributes=["cn"], size_limit=5)
+    edited = [e["dn"] for e in conn.response if e["type"] == "searchResEntry"]
+    for dn in edited:
+        assert conn.modify(dn, {"department": [("MODIFY_REPLACE", ["Killed And Retried"])]}), conn.result
+    parent = edited[0].split(",", 1)[1]
+    assert conn.add(f"CN=Kill Test,{parent}", "user", {"sAMAccountName": "killtest", "department": "Kill"}), conn.result
+
+    spec = {"step": "import-ad", "ad": world["ad"], "mode": "delta"}
+    before, marks_before = snapshot(base), watermarks(base)
+    reference = copy_store(store_path(base), tmp_path / "reference.sqlite")
+    total, summary = baseline({**spec, "store": reference})
+    assert summary["result"] == "success" and summary["mode"] == "delta" and summary["counters"]["updates"] >= 5
+    expected = snapshot(reference)
+    assert expected != before and watermarks(reference) != marks_before
+    for at in points(total, soak):
+        url = copy_store(store_path(base), tmp_path / f"killed-{at}.sqlite")
+        kill({**spec, "store": url}, at)
+        assert watermarks(url) == marks_before and snapshot(url) == before, f"killed at {at}: half-applied"
+        assert run_step({**spec, "store": url})["result"] == "success"
+        assert snapshot(url) == expected, f"killed at {at} of {total}"
+
+
+def test_killed_ad_sync_reruns_to_the_same_metaverse_and_exports(world, soak, tmp_path):
+    spec = {"step": "sync", "connector": "ad", "mode": "full", "writeback_ou": WRITEBACK_OU_DEFAULT}
+    base = store_path(world["imported"])
+    before = snapshot(world["imported"])
+    total, summary = baseline({**spec, "store": copy_store(base, tmp_path / "reference.sqlite")})
+    assert summary["result"] == "success"
+    expected = snapshot(world["synced"])
+    for at in points(total, soak):
+        url = copy_store(base, tmp_path / f"killed-{at}.sqlite")
+        kill({**spec, "store": url}, at)
+        assert snapshot(url) == before, f"killed at {at}: half-applied"
+        assert run_step({**spec, "store": url})["result"] == "success"
+        assert snapshot(url) == expected, f"killed at {at} of {total}"
+
+
+def test_killed_entra_export_reruns_without_duplicates_or_lost_writes(world, graph_server, tenants, soak, tmp_path):
+    base = store_path(world["synced"])
+    spec = {"step": "export-entra"}
+    reference = {**spec, "store": copy_store(base, tmp_path / "reference.sqlite"),
+                 "entra": entra_spec(graph_server, tenants())}  # fmt: skip
+    total, summary = baseline(reference)
+    assert summary["result"] == "success"
+    expected = tenant_state(graph_for(reference))
+    assert len(expected["users"]) == 200 and expected["groups"]
+    partial: list[int] = []
+    for at in points(total, soak):
+        url = copy_store(base, tmp_path / f"killed-{at}.sqlite")
+        killed = {**spec, "store": url, "entra": entra_spec(graph_server, tenants())}
+        kill(killed, at)
+        partial.append(len(every(graph_for(killed), "/users", "id")))
+        result = run_step(killed)
+        assert result["result"] == "success", (at, result)
+        assert open_exports(url, "entra") == [], f"killed at {at}: operations left unconfirmed"
+        assert tenant_state(graph_for(killed)) == expected, f"killed at {at} of {total}: tenant differs"
+    assert any(0 < users < 200 for users in partial), f"no kill landed between the first and the last create: {partial}"
+
+
+def test_killed_entra_delta_import_keeps_the_old_delta_link(world, graph_server, soak, tmp_path):
+    spec = {"step": "import-entra", "entra": entra_spec(graph_server, world["tenant"]), "mode": "delta"}
+    base = copy_store(store_path(world["exported"]), tmp_path / "base.sqlite")
+    assert run_step({**spec, "store": base, "mode": "full"})["result"] == "success"
+    graph = graph_for(spec)
+    users = [u["id"] for u in graph.request("GET", "/users", params={"$select": "id", "$top": "30"})["value"]]
+    for user in users[:4]:
+        graph.request("PATCH", f"/users/{user}", json={"displayName": f"Renamed {user[:8]}"})
+    team = graph.request("POST", "/groups", json={"displayName": "Kill Team", "mailNickname": "killteam",
+                                                  "mailEnabled": True, "securityEnabled": False,
+                                                  "groupTypes": ["Unified"]})  # fmt: skip
+    urls = [graph.directory_object_url(u) for u in users[4:24]]
+    graph.request("PATCH", f"/groups/{team['id']}", json={"members@odata.bind": urls})
+
+    before, marks_before = snapshot(base), watermarks(base)
+    reference = copy_store(store_path(base), tmp_path / "reference.sqlite")
+    total, summary = baseline({**spec, "store": reference})
+    assert summary["result"] == "success" and summary["mode"] == "delta"
+    expected = snapshot(reference)
+    assert expected != before
+    for at in points(total, soak):
+        url = copy_store(store_path(base), tmp_path / f"killed-{at}.sqlite")
+        kill({**spec, "store": url}, at)
+        assert watermarks(url) == marks_before and snapshot(url) == before, f"killed at {at}: half-applied"
+        assert run_step({**spec, "store": url})["result"] == "success"
+        assert snapshot(url) == expected, f"killed at {at} of {total}"
+        assert watermarks(url) != marks_before
+
+
+def test_killed_group_writeback_reruns_without_duplicates_or_lost_members(world, dc, graph_server, soak, tmp_path):
+    entra = entra_spec(graph_server, world["tenant"])
+    graph = graph_for({"entra": entra})
+    users = sorted(u["id"] for u in every(graph, "/users", "id"))
+    for number, size in enumerate((3, 45, 120)):
+        body = {"displayName": f"Writeback {number}", "mailNickname": f"writeback{number}", "mailEnabled": True,
+                "securityEnabled": False, "groupTypes": ["Unified"]}  # fmt: skip
+        group = graph.request("POST", "/groups", json=body)
+        for start in range(0, size, 20):
+            urls = [graph.directory_object_url(u) for u in users[number + start : number + min(start + 20, size)]]
+            graph.request("PATCH", f"/groups/{group['id']}", json={"members@odata.bind": urls})
+    base = copy_store(store_path(world["exported"]), tmp_path / "base.sqlite")
+    assert run_step({"step": "import-entra", "store": base, "entra": entra, "mode": "full"})["result"] == "success"
+    sync = {"step": "sync", "store": base, "mode": "delta", "writeback_ou": WRITEBACK_OU_DEFAULT}
+    assert run_step({**sync, "connector": "ad"})["result"] == "success"
+    assert run_step({**sync, "connector": "entra"})["result"] == "success"
+
+    spec = {"step": "export-ad", "ad": world["ad"]}
+    clear_writeback(dc)
+    total, summary = baseline({**spec, "store": copy_store(store_path(base), tmp_path / "reference.sqlite")})
+    assert summary["result"] == "success" and summary["counters"]["group_adds"] >= 3, summary
+    expected = writeback_state(dc)
+    unified = [g for g in every(graph, "/groups", "id,groupTypes") if "Unified" in g["groupTypes"]]
+    assert len(expected) == len(unified) and {3, 45, 120} <= {len(group[-1]) for group in expected}
+    partial: list[int] = []
+    for at in points(total, soak):
+        clear_writeback(dc)
+        url = copy_store(store_path(base), tmp_path / f"killed-{at}.sqlite")
+        kill({**spec, "store": url}, at)
+        partial.append(len(writeback_state(dc)))
+        result = run_step({**spec, "store": url})
+        assert result["result"] == "success", (at, result)
+        assert open_exports(url, "ad") == [], f"killed at {at}: operations left unconfirmed"
+        assert writeback_state(dc) == expected, f"killed at {at} of {total}"
+    clear_writeback(dc)
+    assert any(0 < groups for groups in partial), f"no kill landed after the first group was written: {partial}"
