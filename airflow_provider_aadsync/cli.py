@@ -147,20 +147,67 @@ def emulator_serve(port: int, state_file: Path | None, home: Path | None) -> Non
 
 
 # -------------------------------------------------------------------------------------------------- imports
+def _import_guard_options(command):
+    """The import guard's options, shared by import-ad and import-entra."""
+    options = [
+        click.option(
+            "--confirm-mass-removal",
+            is_flag=True,
+            help="Apply the deletes an import would otherwise stop at (stopped-deletion-threshold-exceeded).",
+        ),
+        click.option(
+            "--import-deletion-threshold",
+            type=int,
+            default=None,
+            help="Stop above this many deletes (default 500).",
+        ),
+        click.option(
+            "--import-deletion-share",
+            type=float,
+            default=None,
+            help="Stop above this share of the connector space, once more than 10 objects would go (default 0.1).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _import_guard(
+    confirm_mass_removal: bool, import_deletion_threshold: int | None, import_deletion_share: float | None
+):
+    from airflow_provider_aadsync.engine.import_guard import ImportGuard
+
+    try:
+        return ImportGuard.from_params(
+            deletion_threshold=import_deletion_threshold,
+            deletion_share=import_deletion_share,
+            confirm_mass_removal=confirm_mass_removal,
+        )
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @main.command("import-ad")
 @click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
 @click.option("--conn-id", default=None, help="Airflow connection id (default: the local dev DC).")
 @click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="ad", show_default=True, help="Connector space name.")
-def import_ad(mode: str, conn_id: str | None, store_url: str | None, instance: str, connector: str) -> None:
-    """Import Active Directory into the store and print the run report."""
+@_import_guard_options
+def import_ad(
+    mode: str, conn_id: str | None, store_url: str | None, instance: str, connector: str, **guard_options
+) -> None:
+    """Import Active Directory into the store and print the run report (exit 1 when the import stopped)."""
     from airflow_provider_aadsync.engine.report import render_runs
     from airflow_provider_aadsync.operators.ad_import import run_ad_import
 
+    guard = _import_guard(**guard_options)
     with Store.open(store_url, instance=instance) as store:
-        result = run_ad_import(_ad_hook(conn_id), store, mode=mode, connector=connector)
+        result = run_ad_import(_ad_hook(conn_id), store, mode=mode, connector=connector, guard=guard)
         click.echo(render_runs(store, [result["run_id"]]))
+    if result["result"].startswith("stopped"):
+        sys.exit(1)
 
 
 @main.command("import-entra")
@@ -169,15 +216,21 @@ def import_ad(mode: str, conn_id: str | None, store_url: str | None, instance: s
 @click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="entra", show_default=True, help="Connector space name.")
-def import_entra_command(mode: str, conn_id: str, store_url: str | None, instance: str, connector: str) -> None:
-    """Import Entra ID users and groups into the store and print the run report."""
+@_import_guard_options
+def import_entra_command(
+    mode: str, conn_id: str, store_url: str | None, instance: str, connector: str, **guard_options
+) -> None:
+    """Import Entra ID users and groups into the store and print the run report (exit 1 when the import stopped)."""
     from airflow_provider_aadsync.engine.report import render_runs
     from airflow_provider_aadsync.hooks.entra import EntraHook
     from airflow_provider_aadsync.operators.entra_import import run_entra_import
 
+    guard = _import_guard(**guard_options)
     with Store.open(store_url, instance=instance) as store:
-        result = run_entra_import(EntraHook(conn_id), store, mode=mode, connector=connector)
+        result = run_entra_import(EntraHook(conn_id), store, mode=mode, connector=connector, guard=guard)
         click.echo(render_runs(store, [result["run_id"]]))
+    if result["result"].startswith("stopped"):
+        sys.exit(1)
 
 
 @main.command("report")

@@ -59,6 +59,12 @@ DELETION_THRESHOLD = (
     "else var.value.get('aadsync_deletion_threshold', 500) }}"
 )
 ENDPOINT = "{{ params.endpoint }}"
+#: The import guard: a param confirms a mass removal for this run; Variables set the limits (empty: 500 and 0.1).
+IMPORT_GUARD = {
+    "confirm_mass_removal": "{{ params.confirm_mass_removal }}",
+    "import_deletion_threshold": variable("aadsync_import_deletion_threshold", ""),
+    "import_deletion_share": variable("aadsync_import_deletion_share", ""),
+}
 #: Group writeback (Microsoft 365 groups → AD): empty values mean the shipped defaults (50,000; OU=Writeback,...).
 WRITEBACK = {
     "writeback_size_limit": variable("aadsync_writeback_size_limit", ""),
@@ -81,6 +87,14 @@ COMMON_PARAMS: dict[str, Param] = {
         title="Deletion threshold for this run",
         description="More pending deletes than this stop the export before any write. Empty: the Variable "
         "aadsync_deletion_threshold, else 500.",
+    ),
+    "confirm_mass_removal": Param(
+        False,
+        type="boolean",
+        title="Confirm a mass removal",
+        description="Let the imports apply deletes their guard stopped (stopped-deletion-threshold-exceeded: more "
+        "than the Variable aadsync_import_deletion_threshold, else 500, or more than aadsync_import_deletion_share, "
+        "else 10 %, of a connector space, or a full import that saw nothing). Check the stopped run's detail first.",
     ),
     "endpoint": Param(
         "v2",
@@ -155,8 +169,10 @@ def sync_cycle_dag(dag_id: str, *, schedule: dt.timedelta | None, mode: str, par
             retries=0,
             **store,
         )
-        import_ad = ADImportOperator(task_id="import_ad", ad_conn_id=AD_CONN_ID, mode=mode, **store)
-        import_entra = EntraImportOperator(task_id="import_entra", entra_conn_id=ENTRA_CONN_ID, mode=mode, **store)
+        import_ad = ADImportOperator(task_id="import_ad", ad_conn_id=AD_CONN_ID, mode=mode, **IMPORT_GUARD, **store)
+        import_entra = EntraImportOperator(
+            task_id="import_entra", entra_conn_id=ENTRA_CONN_ID, mode=mode, **IMPORT_GUARD, **store
+        )
         sync_ad = SyncOperator(
             task_id="sync_ad", connector="ad", mode=mode, rules=RULES, endpoint=ENDPOINT, **WRITEBACK, **store
         )

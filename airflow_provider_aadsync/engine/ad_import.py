@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from airflow_provider_aadsync.engine.ad_entries import EntryDecoder
 from airflow_provider_aadsync.engine.dn import DnError, DnScope
+from airflow_provider_aadsync.engine.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
 from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter, ObjectPage
 from airflow_provider_aadsync.engine.prefetch import prefetch
@@ -47,6 +48,7 @@ class ADImportSteps:
 
     watermark_name = "DirSync cookie"
     watermark_lifetime = TOMBSTONE_LIFETIME
+    command = "import-ad"
 
     def __init__(self, source: DirectorySource, attributes: Sequence[str], decoder: EntryDecoder, scope_dn: str | None):
         self.source = source
@@ -62,6 +64,9 @@ class ADImportSteps:
 
     def partitions(self) -> Sequence[str]:
         return [self.partition]
+
+    def describe_scope(self) -> str:
+        return f"base DN {self.scope.base_text!r} in naming context {self.partition!r} on {self.source.server_name()}"
 
     def server_name(self) -> str | None:
         return self.source.server_name()
@@ -123,12 +128,16 @@ def import_active_directory(
     scope_dn: str | None = None,
     lock_holder: str | None = None,
     error_limit: int = ERROR_LIMIT,
+    guard: ImportGuard | None = None,
 ) -> ImportResult:
     """Import the directory into connector space ``connector``.
 
     ``mode="delta"`` uses the saved DirSync cookie; without one, with one older than the tombstone lifetime, or
     when the DC rejects it, the run becomes a full import and says why. Rows and the new cookie commit in one
-    transaction: a failed import keeps the old cookie and leaves the connector space untouched.
+    transaction: a failed import keeps the old cookie and leaves the connector space untouched. ``guard`` stops an
+    import that would remove too much of the connector space (see ``engine.import_guard``).
     """
     steps = ADImportSteps(source, attributes, decoder or EntryDecoder(), scope_dn)
-    return run_import(store, steps, connector=connector, mode=mode, lock_holder=lock_holder, error_limit=error_limit)
+    return run_import(
+        store, steps, connector=connector, mode=mode, lock_holder=lock_holder, error_limit=error_limit, guard=guard
+    )

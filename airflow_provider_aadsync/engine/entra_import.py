@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_provider_aadsync.engine.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
 from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter, ObjectPage, serialize_attrs
 from airflow_provider_aadsync.engine.prefetch import prefetch
@@ -130,6 +131,7 @@ class EntraImportSteps:
 
     watermark_name = "delta link"
     watermark_lifetime = DELTA_LINK_LIFETIME
+    command = "import-entra"
 
     def __init__(
         self,
@@ -142,6 +144,9 @@ class EntraImportSteps:
 
     def partitions(self) -> Sequence[str]:
         return list(self.select)
+
+    def describe_scope(self) -> str:
+        return f"users and groups of the tenant at {self.source.server_name()}"
 
     def server_name(self) -> str | None:
         return self.source.server_name()
@@ -239,11 +244,15 @@ def import_entra(
     group_properties: Sequence[str] = DEFAULT_GROUP_PROPERTIES,
     lock_holder: str | None = None,
     error_limit: int = ERROR_LIMIT,
+    guard: ImportGuard | None = None,
 ) -> ImportResult:
     """Import Entra ID users and groups into connector space ``connector``.
 
     ``mode="delta"`` follows the saved delta links; without them, with one older than 7 days, or when Graph rejects
-    one (``syncStateNotFound``, 410 Gone), the run becomes a full import and says why.
+    one (``syncStateNotFound``, 410 Gone), the run becomes a full import and says why. ``guard`` stops an import
+    that would remove too much of the connector space (see ``engine.import_guard``).
     """
     steps = EntraImportSteps(source, user_properties, group_properties)
-    return run_import(store, steps, connector=connector, mode=mode, lock_holder=lock_holder, error_limit=error_limit)
+    return run_import(
+        store, steps, connector=connector, mode=mode, lock_holder=lock_holder, error_limit=error_limit, guard=guard
+    )

@@ -11,10 +11,11 @@ import datetime as dt
 import logging
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from airflow_provider_aadsync.engine.import_guard import STOPPED_DELETION_THRESHOLD, ImportGuard, MassRemovalStopped
 from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
 from airflow_provider_aadsync.engine.source import ObjectDecodeError, WatermarkRejectedError
 from airflow_provider_aadsync.engine.store import Store, Watermark, utcnow
@@ -61,6 +62,9 @@ class ImportSteps(Protocol):
     def partitions(self) -> Sequence[str]: ...
 
     def server_name(self) -> str | None: ...
+
+    # Optional, for the import guard's message (read with getattr): ``command`` (the CLI command running this
+    # import, "import-ad") and ``describe_scope() -> str`` (what the import reads: "base DN X on server Y").
 
     def full(self, writer: ConnectorSpaceWriter, errors: ErrorSink) -> Mapping[str, bytes]:
         """Read everything into ``writer`` (begin_full … finish_full); return the new watermark per partition."""
@@ -116,12 +120,17 @@ def run_import(
     mode: Mode,
     lock_holder: str | None = None,
     error_limit: int = ERROR_LIMIT,
+    guard: ImportGuard | None = None,
 ) -> ImportResult:
     """Run one import of ``connector``, recorded as a run.
 
     ``lock_holder`` names who holds the store lock: an Airflow task passes ``dag_id:run_id`` so its retries take the
     lock back; by default it is this process, so two separate processes always exclude each other.
+
+    ``guard`` (default: :class:`ImportGuard`'s defaults) stops an import that would remove too much of the connector
+    space before anything changes: result ``stopped-deletion-threshold-exceeded``, watermark kept.
     """
+    guard = guard or ImportGuard()
     with store.locked(lock_holder or process_holder()):
         fallback_reason = None
         if mode == "delta":
@@ -144,11 +153,11 @@ def run_import(
             else:
                 cookies = {partition: mark.cookie for partition, mark in saved.items() if mark and mark.cookie}
                 try:
-                    return _execute(store, steps, connector, "delta", cookies, error_limit)
+                    return _execute(store, steps, connector, "delta", cookies, error_limit, guard)
                 except WatermarkRejectedError as error:
                     fallback_reason = f"the server rejected the {steps.watermark_name} ({error})"
             log.warning("delta import of %s becomes a full import: %s", connector, fallback_reason)
-        result = _execute(store, steps, connector, "full", {}, error_limit)
+        result = _execute(store, steps, connector, "full", {}, error_limit, guard)
         result.fallback_reason = fallback_reason
         return result
 
@@ -160,16 +169,29 @@ def _execute(
     mode: Mode,
     saved: Mapping[str, bytes],
     error_limit: int,
+    guard: ImportGuard,
 ) -> ImportResult:
     run_id = store.start_run(f"{mode}-import", connector)
     errors = ErrorSink(error_limit)
     writer: ConnectorSpaceWriter | None = None
     try:
         with store.transaction() as connection:
-            writer = ConnectorSpaceWriter(store, connection, connector, run_id)
-            watermarks = steps.full(writer, errors) if mode == "full" else steps.delta(writer, errors, saved)
+            check = _removal_check(guard, steps, connector)
+            writer = ConnectorSpaceWriter(store, connection, connector, run_id, removal_check=check)
+            if mode == "full":
+                watermarks = steps.full(writer, errors)  # finish_full runs the check before its deletes
+            else:
+                space_size = writer.live_objects()
+                watermarks = steps.delta(writer, errors, saved)
+                check(mode="delta", deletes=writer.counters["deletes"], space_size=space_size)
             for partition, cookie in watermarks.items():
                 store.save_watermark(connection, connector, partition, cookie, steps.server_name())
+    except MassRemovalStopped as stop:  # raised inside the transaction: every write of the run was rolled back
+        counters = {"adds": 0, "updates": 0, "renames": 0, "deletes": 0, **stop.counters(), "errors": len(errors)}
+        store.record_errors(run_id, errors.errors)
+        store.finish_run(run_id, STOPPED_DELETION_THRESHOLD, counters, stop.detail)
+        log.warning("%s import of %s stopped: %s", mode, connector, stop.detail)
+        return ImportResult(run_id, connector, mode, STOPPED_DELETION_THRESHOLD, counters, detail=stop.detail)
     except ErrorLimitExceeded:
         counters = _counters(writer, errors)
         store.record_errors(run_id, errors.errors)
@@ -193,6 +215,26 @@ def _execute(
     store.finish_run(run_id, result, counters)
     log.info("%s import of %s finished: %s %s", mode, connector, result, counters)
     return ImportResult(run_id, connector, mode, result, counters)
+
+
+def _removal_check(guard: ImportGuard, steps: ImportSteps, connector: str) -> Callable[..., None]:
+    """The guard's check with what its message names: the connector, the import's scope and CLI command."""
+
+    def check(*, mode: Mode, deletes: int, space_size: int, seen: int | None = None) -> None:
+        if guard.confirm_mass_removal or deletes == 0:
+            return
+        describe = getattr(steps, "describe_scope", None)
+        guard.check(
+            connector=connector,
+            mode=mode,
+            deletes=deletes,
+            space_size=space_size,
+            seen=seen,
+            scope=describe() if describe else None,
+            command=getattr(steps, "command", None),
+        )
+
+    return check
 
 
 def _counters(writer: ConnectorSpaceWriter | None, errors: ErrorSink) -> dict[str, int]:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,8 +125,19 @@ def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[A
 class ConnectorSpaceWriter:
     """Applies imported objects to one connector's space inside one transaction, counting what it did."""
 
-    def __init__(self, store: Store, connection: Connection, connector: str, run_id: int):
+    def __init__(
+        self,
+        store: Store,
+        connection: Connection,
+        connector: str,
+        run_id: int,
+        *,
+        removal_check: Callable[..., None] | None = None,
+    ):
+        """``removal_check(mode=, deletes=, space_size=, seen=)`` is called before a full import deletes what it
+        did not see; it raises to stop the import (the import guard) and the caller's transaction rolls back."""
         self.store = store
+        self.removal_check = removal_check
         self.connection = connection
         self.connector = connector
         self.run_id = run_id
@@ -230,10 +241,22 @@ class ConnectorSpaceWriter:
             raise RuntimeError("begin_full() must be called before finish_full()")
         alive = self._index[self._index["is_deleted"].ne(True)]
         missing = alive.index.difference(pd.Index(list(self._seen)))
+        if self.removal_check is not None:
+            self.removal_check(mode="full", deletes=len(missing), space_size=len(alive), seen=len(self._seen))
         if len(missing):
             self._delete(missing.tolist(), alive.loc[missing, "pending_import"].tolist())
         self._index = None
         self._seen = set()
+
+    def live_objects(self) -> int:
+        """How many live objects the connector space holds (what the import guard compares deletes with)."""
+        return self.connection.execute(
+            sa.select(sa.func.count()).where(
+                cs_object.c.connector == self.connector,
+                cs_object.c.is_deleted == sa.false(),
+                cs_object.c.attrs_hash != "",
+            )
+        ).scalar_one()
 
     # ------------------------------------------------------------------------------------------------ delta
     def write_delta_page(self, objects: Sequence[SourceObject]) -> None:

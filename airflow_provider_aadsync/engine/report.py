@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from airflow_provider_aadsync.engine.import_guard import STOPPED_DELETION_THRESHOLD
 from airflow_provider_aadsync.engine.store import Store, as_utc
 
 #: Counters shown first, in this order; any others follow alphabetically.
 _COUNTER_ORDER = (
     "objects_read",
+    "connector_space_objects",
+    "deletes_planned",
     "adds",
     "updates",
     "renames",
@@ -265,6 +268,15 @@ def _number(value: float) -> str:
 def step_highlights(run: dict[str, Any]) -> str:
     """One line of what a run changed: its non-zero headline counters (export: `$batch` calls vs the minimum)."""
     counters = run.get("counters") or {}
+    if run.get("result") == STOPPED_DELETION_THRESHOLD and "connector_space_objects" in counters:
+        # the import guard's stop: nothing was applied, say what would have been removed (the detail says why)
+        text = (
+            f"stopped before any change: {_number(counters.get('deletes_planned', 0))} planned deletes of "
+            f"{_number(counters['connector_space_objects'])} objects"
+        )
+        if "objects_read" in counters:
+            text += f" (objects read in scope: {_number(counters['objects_read'])})"
+        return text
     parts = [
         f"{label} {_number(counters[name])}"
         for name, label in _HIGHLIGHTS.get(_kind(run["profile"]), ())

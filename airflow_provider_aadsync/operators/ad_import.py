@@ -11,13 +11,20 @@ from airflow_provider_aadsync.engine.ad_entries import (
     EntryDecoder,
 )
 from airflow_provider_aadsync.engine.ad_import import import_active_directory
+from airflow_provider_aadsync.engine.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.operators.base import ImportOperator
 
 
 def run_ad_import(
-    hook: ActiveDirectoryHook, store: Store, *, mode: str, connector: str = "ad", lock_holder: str | None = None
+    hook: ActiveDirectoryHook,
+    store: Store,
+    *,
+    mode: str,
+    connector: str = "ad",
+    lock_holder: str | None = None,
+    guard: ImportGuard | None = None,
 ) -> dict[str, Any]:
     """Glue shared by the operator and the CLI: hook in, engine run, small summary out."""
     settings = hook.settings
@@ -32,6 +39,7 @@ def run_ad_import(
             decoder=decoder,
             scope_dn=settings.base_dn,
             lock_holder=lock_holder,
+            guard=guard,
         )
     finally:
         hook.close()
@@ -46,6 +54,8 @@ class ADImportOperator(ImportOperator):
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :param connector: connector space name (default ``ad``).
+    :param confirm_mass_removal: / ``import_deletion_threshold`` / ``import_deletion_share``: the import guard
+        (templated; see :class:`ImportOperator`).
     :return: a small run summary (run id, counters, result) for XCom; the data stays in the store.
     """
 
@@ -65,4 +75,5 @@ class ADImportOperator(ImportOperator):
             mode=self.mode,
             connector=self.connector,
             lock_holder=lock_holder,
+            guard=self.import_guard(),
         )

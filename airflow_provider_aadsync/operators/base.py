@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_aadsync.engine.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.store import Store
 
 if TYPE_CHECKING:
@@ -163,10 +164,43 @@ class ImportOperator(StoreStepOperator):
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :param connector: connector space name.
+    :param confirm_mass_removal: apply an import's deletes whatever their number (templated; default false): the
+        operator confirmed a mass removal the import guard stopped (``stopped-deletion-threshold-exceeded``).
+    :param import_deletion_threshold: more deletes than this stop the import before any change (templated; empty:
+        500).
+    :param import_deletion_share: more than this share of the connector space (above 10 deletes) stops the import
+        (templated; empty: 0.1).
     """
 
+    template_fields: Sequence[str] = (
+        *StoreStepOperator.template_fields,
+        "confirm_mass_removal",
+        "import_deletion_threshold",
+        "import_deletion_share",
+    )
     step_name = "import"
     completed_results = COMPLETED_RESULTS
+
+    def __init__(
+        self,
+        *,
+        confirm_mass_removal: bool | str = False,
+        import_deletion_threshold: int | str | None = None,
+        import_deletion_share: float | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.confirm_mass_removal = confirm_mass_removal
+        self.import_deletion_threshold = import_deletion_threshold
+        self.import_deletion_share = import_deletion_share
+
+    def import_guard(self) -> ImportGuard:
+        """The import guard from the rendered parameters (empty values: the defaults)."""
+        return ImportGuard.from_params(
+            deletion_threshold=self.import_deletion_threshold,
+            deletion_share=self.import_deletion_share,
+            confirm_mass_removal=self.confirm_mass_removal,
+        )
 
     def run_import(self, store: Store, lock_holder: str) -> dict[str, Any]:
         """Run the import into ``store``; return its summary."""

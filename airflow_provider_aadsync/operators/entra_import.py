@@ -6,17 +6,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_aadsync.engine.entra_import import import_entra
+from airflow_provider_aadsync.engine.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.entra import EntraHook
 from airflow_provider_aadsync.operators.base import ImportOperator
 
 
 def run_entra_import(
-    hook: EntraHook, store: Store, *, mode: str, connector: str = "entra", lock_holder: str | None = None
+    hook: EntraHook,
+    store: Store,
+    *,
+    mode: str,
+    connector: str = "entra",
+    lock_holder: str | None = None,
+    guard: ImportGuard | None = None,
 ) -> dict[str, Any]:
     """Glue shared by the operator and the CLI: hook in, engine run, small summary out."""
     try:
-        result = import_entra(hook, store, connector=connector, mode=mode, lock_holder=lock_holder)  # type: ignore[arg-type]
+        result = import_entra(hook, store, connector=connector, mode=mode, lock_holder=lock_holder, guard=guard)  # type: ignore[arg-type]
     finally:
         hook.close()
     summary = result.summary()
@@ -32,6 +39,8 @@ class EntraImportOperator(ImportOperator):
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :param connector: connector space name (default ``entra``).
+    :param confirm_mass_removal: / ``import_deletion_threshold`` / ``import_deletion_share``: the import guard
+        (templated; see :class:`ImportOperator`).
     :return: a small run summary (run id, counters, Graph request counters, result) for XCom.
     """
 
@@ -46,5 +55,10 @@ class EntraImportOperator(ImportOperator):
 
     def run_import(self, store: Store, lock_holder: str) -> dict[str, Any]:
         return run_entra_import(
-            EntraHook(self.entra_conn_id), store, mode=self.mode, connector=self.connector, lock_holder=lock_holder
+            EntraHook(self.entra_conn_id),
+            store,
+            mode=self.mode,
+            connector=self.connector,
+            lock_holder=lock_holder,
+            guard=self.import_guard(),
         )

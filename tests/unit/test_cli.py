@@ -49,3 +49,12 @@ def test_report_prints_recorded_runs(tmp_path):
     assert result.exit_code == 0, result.output
     assert "full-import on `ad` — completed-import-errors" in result.output
     assert "| adds | 1,200 |" in result.output and "| undecodable-value | CN=Bad | m |" in result.output
+
+
+def test_import_guard_options_are_checked_before_anything_connects(tmp_path, monkeypatch):
+    monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
+    for command in ("import-ad", "import-entra"):
+        result = CliRunner().invoke(main, [command, "--import-deletion-share", "10"])
+        assert result.exit_code == 2 and "share must be more than 0 and at most 1" in result.output
+        help_text = CliRunner().invoke(main, [command, "--help"]).output
+        assert "--confirm-mass-removal" in help_text and "--import-deletion-threshold" in help_text

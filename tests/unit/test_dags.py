@@ -52,6 +52,7 @@ def test_params_of_the_trigger_form(dagbag):
     assert schema["mode"]["enum"] == ["delta", "full"] and params["mode"] == "delta"
     assert schema["staging"]["type"] == "boolean" and params["staging"] is False
     assert schema["deletion_threshold"]["type"] == ["null", "integer"] and params["deletion_threshold"] is None
+    assert schema["confirm_mass_removal"]["type"] == "boolean" and params["confirm_mass_removal"] is False
     assert schema["endpoint"]["enum"] == ["v2", "v1"] and params["endpoint"] == "v2"
     assert schema["preview_connector"]["enum"] == ["ad", "entra"]
     assert params["preview_dn"] is None and params["preview_anchor"] is None
@@ -96,4 +97,9 @@ def test_configuration_is_templated_from_variables_with_defaults(dagbag):
     assert export.store_url == "{{ var.value.get('aadsync_store_url', '') }}"
     assert export.instance == "{{ var.value.get('aadsync_instance', 'default') }}"
     assert "aadsync_deletion_threshold" in export.deletion_threshold and export.staging == "{{ params.staging }}"
+    for task_id in ("import_ad", "import_entra"):
+        guarded = dag.get_task(task_id)
+        assert guarded.confirm_mass_removal == "{{ params.confirm_mass_removal }}"
+        assert guarded.import_deletion_threshold == "{{ var.value.get('aadsync_import_deletion_threshold', '') }}"
+        assert guarded.import_deletion_share == "{{ var.value.get('aadsync_import_deletion_share', '') }}"
     assert dag.get_task("sync_ad").rules == "{{ var.value.get('aadsync_rules_path', '') }}"

@@ -111,3 +111,20 @@ def test_templated_parameters_treat_empty_and_none_renderings_as_unset():
         True, True, True, True, False, False, False, False, False
     ]  # fmt: skip
     assert [templated_int(v, 500) for v in (None, "", "None", "0", " 1200 ", 7)] == [500, 500, 500, 0, 1200, 7]
+
+
+@pytest.mark.parametrize("operator_class", [ADImportOperator, EntraImportOperator])
+def test_import_operators_build_the_import_guard_from_rendered_params(operator_class):
+    from airflow_provider_aadsync.engine.import_guard import ImportGuard
+
+    operator = operator_class(task_id="import")
+    assert {"confirm_mass_removal", "import_deletion_threshold", "import_deletion_share"} <= set(
+        operator.template_fields
+    )
+    assert operator.import_guard() == ImportGuard()
+    operator.confirm_mass_removal, operator.import_deletion_threshold, operator.import_deletion_share = (
+        "True",
+        "2000",
+        "None",
+    )
+    assert operator.import_guard() == ImportGuard(deletion_threshold=2000, confirm_mass_removal=True)

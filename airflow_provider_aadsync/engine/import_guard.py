@@ -1,0 +1,170 @@
+"""The import-side guard: an import that would remove much of a connector space stops before changing anything.
+
+A configuration slip (a base DN or OU scope that no longer matches, a connection pointing at another domain or
+tenant, an account that lost read permission) looks to a full import exactly like a directory that was emptied: it
+sees nothing, or much less than before, and would delete the rest. The export's deletion threshold catches the
+consequence later; this guard stops at the cause, so the connector space, and with it the metaverse, stays intact.
+
+Counted, before anything is written (the import's writes are one transaction, which is rolled back; the watermark
+does not move):
+
+- a full import that sees **no object** where the connector space holds some: always stopped, whatever its size;
+- more deletes than ``deletion_threshold`` (default 500, as the export's);
+- more than ``deletion_share`` of the connector space (default 10 %), counted only above ``SHARE_MINIMUM`` deletes
+  (10), so a small test space losing a few objects is not stopped.
+
+Delta imports are guarded by the two thresholds too (not by "sees nothing": a delta only sees changes): an OU moved
+out of the scope, or a scope filter changed on the DC, arrives as a delta of deletes, the classic accidental mass
+deletion. A confirmed run (``confirm_mass_removal``) applies the deletes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "DEFAULT_IMPORT_DELETION_SHARE",
+    "DEFAULT_IMPORT_DELETION_THRESHOLD",
+    "SHARE_MINIMUM",
+    "STOPPED_DELETION_THRESHOLD",
+    "ImportGuard",
+    "MassRemovalStopped",
+]
+
+DEFAULT_IMPORT_DELETION_THRESHOLD = 500
+DEFAULT_IMPORT_DELETION_SHARE = 0.10
+#: The share counts only when more objects than this would be deleted: 1 delete in a 3-object space is 33 %, but
+#: no slip. The absolute threshold and the "sees nothing" check still apply below it.
+SHARE_MINIMUM = 10
+#: The result of a run the guard stopped (the export's threshold stop has the same name).
+STOPPED_DELETION_THRESHOLD = "stopped-deletion-threshold-exceeded"
+
+
+class MassRemovalStopped(Exception):
+    """Raised inside an import's transaction when the guard stops it; the run records ``detail`` and the counts."""
+
+    def __init__(self, detail: str, *, deletes: int, space_size: int, seen: int | None):
+        super().__init__(detail)
+        self.detail = detail
+        self.deletes = deletes
+        self.space_size = space_size
+        self.seen = seen
+
+    def counters(self) -> dict[str, int]:
+        """What the stopped run shows: what it read, what it would have deleted, how big the space is."""
+        counters = {"deletes_planned": self.deletes, "connector_space_objects": self.space_size}
+        if self.seen is not None:
+            counters["objects_read"] = self.seen
+        return counters
+
+
+@dataclass(frozen=True)
+class ImportGuard:
+    """Limits on what one import may remove from its connector space; see the module's docstring.
+
+    :param deletion_threshold: more deletes than this stop the run (0: any delete stops it).
+    :param deletion_share: more than this share of the connector space (0 < share ≤ 1), above ``SHARE_MINIMUM``
+        deletes, stops the run.
+    :param confirm_mass_removal: apply the deletes whatever their number: the operator confirmed them.
+    """
+
+    deletion_threshold: int = DEFAULT_IMPORT_DELETION_THRESHOLD
+    deletion_share: float = DEFAULT_IMPORT_DELETION_SHARE
+    confirm_mass_removal: bool = False
+
+    def __post_init__(self) -> None:
+        if self.deletion_threshold < 0:
+            raise ValueError(f"the import deletion threshold must be 0 or more, not {self.deletion_threshold}")
+        if not 0 < self.deletion_share <= 1:
+            raise ValueError(
+                f"the import deletion share must be more than 0 and at most 1 (0.1 is 10 %), not {self.deletion_share}"
+            )
+
+    @classmethod
+    def from_params(
+        cls,
+        *,
+        deletion_threshold: object = None,
+        deletion_share: object = None,
+        confirm_mass_removal: object = False,
+    ) -> ImportGuard:
+        """Build from task params, CLI options or templated text: empty, None or ``"None"`` mean the default;
+        ``confirm_mass_removal`` takes booleans and ``true``/``1``/``yes``."""
+
+        def text(value: object) -> str | None:
+            cleaned = "" if value is None else str(value).strip()
+            return None if cleaned in ("", "None") else cleaned
+
+        threshold, share = text(deletion_threshold), text(deletion_share)
+        try:
+            return cls(
+                deletion_threshold=DEFAULT_IMPORT_DELETION_THRESHOLD if threshold is None else int(threshold),
+                deletion_share=DEFAULT_IMPORT_DELETION_SHARE if share is None else float(share),
+                confirm_mass_removal=(text(confirm_mass_removal) or "").lower() in ("true", "1", "yes"),
+            )
+        except ValueError as error:
+            if "import deletion" in str(error):
+                raise
+            raise ValueError(
+                f"import deletion threshold {deletion_threshold!r} / share {deletion_share!r}: a whole number and a "
+                "share between 0 and 1 (0.1 is 10 %) are expected"
+            ) from None
+
+    def check(
+        self,
+        *,
+        connector: str,
+        mode: Literal["full", "delta"],
+        deletes: int,
+        space_size: int,
+        seen: int | None = None,
+        scope: str | None = None,
+        command: str | None = None,
+    ) -> None:
+        """Raise :class:`MassRemovalStopped` when this import would remove too much; do nothing when confirmed.
+
+        :param deletes: objects the run would delete from the connector space.
+        :param space_size: live objects the connector space held before the run.
+        :param seen: objects a full import read in scope (None for a delta).
+        :param scope: what the import reads, for the message ("base DN X on server Y").
+        :param command: the CLI command that runs this import (``import-ad``), for the advice.
+        """
+        if self.confirm_mass_removal or deletes == 0:
+            return
+        share = deletes / space_size if space_size else 1.0
+        reasons = []
+        if mode == "full" and seen == 0 and space_size:
+            reasons.append(f"it saw no object in scope, but the connector space holds {space_size:,}")
+        if deletes > self.deletion_threshold:
+            reasons.append(f"that is more than the import deletion threshold of {self.deletion_threshold:,}")
+        if deletes > SHARE_MINIMUM and share > self.deletion_share:
+            reasons.append(f"that is more than {self.deletion_share:.0%} of the connector space")
+        if not reasons:
+            return
+        what = (
+            f"the {mode} import of {connector!r} would delete {deletes:,} of the {space_size:,} objects of its "
+            f"connector space ({share:.0%}): {'; '.join(reasons)}. Nothing was changed and the watermark was kept."
+        )
+        causes = (
+            "Likely causes: the base DN or OU scope no longer matches where the objects are"
+            + (f" ({scope})" if scope else "")
+            + "; the connection points at the wrong server, domain or tenant; or its account lost read permission "
+            "on the objects. Check these first: the next import would delete them, and the sync the objects they "
+            "feed."
+        )
+        cli = f"`aadsync {command} --mode {mode} --confirm-mass-removal`" if command else "`--confirm-mass-removal`"
+        confirm = (
+            f"If the removal is real, confirm it: run the import again with {cli}, or trigger the DAG with the param "
+            "`confirm_mass_removal` = true"
+        )
+        if not (mode == "full" and seen == 0):  # raising a limit never lets "saw nothing" through
+            confirm += (
+                f"; or raise the limits for good: an import deletion threshold of at least {deletes:,} "
+                "(`--import-deletion-threshold`, the Variable `aadsync_import_deletion_threshold`) and a share of at "
+                f"least {share:.2f} (`--import-deletion-share`, `aadsync_import_deletion_share`)"
+            )
+        confirm += "."
+        raise MassRemovalStopped(
+            f"{what} {causes} {confirm}", deletes=deletes, space_size=space_size, seen=seen if mode == "full" else None
+        )
