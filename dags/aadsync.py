@@ -22,6 +22,7 @@ from airflow_provider_aadsync.operators.ad_import import ADImportOperator
 from airflow_provider_aadsync.operators.callbacks import on_task_failure
 from airflow_provider_aadsync.operators.entra_export import EntraExportOperator
 from airflow_provider_aadsync.operators.entra_import import EntraImportOperator
+from airflow_provider_aadsync.operators.instance_lock import InstanceLockSensor
 from airflow_provider_aadsync.operators.report import SyncReportOperator
 from airflow_provider_aadsync.operators.sync import CyclePreviewBranchOperator, SyncOperator, SyncPreviewOperator
 
@@ -47,6 +48,9 @@ def variable(name: str, default: str) -> str:
 GRAPH_WRITER_POOL = parse_time_setting("aadsync_graph_writer_pool", "default_pool")
 RETRIES = int(parse_time_setting("aadsync_retries", "2"))
 RETRY_DELAY = dt.timedelta(seconds=float(parse_time_setting("aadsync_retry_delay_seconds", "60")))
+#: While another DAG run holds the sync instance, the first task waits (reschedule mode: no worker slot between pokes).
+INSTANCE_POKE_SECONDS = float(parse_time_setting("aadsync_instance_poke_seconds", "30"))
+INSTANCE_WAIT = dt.timedelta(minutes=float(parse_time_setting("aadsync_instance_wait_minutes", "120")))
 
 AD_CONN_ID = variable("aadsync_ad_conn_id", "aadsync_ad")
 ENTRA_CONN_ID = variable("aadsync_entra_conn_id", "aadsync_entra")
@@ -155,7 +159,7 @@ def sync_cycle_dag(dag_id: str, *, schedule: dt.timedelta | None, mode: str, par
             preview_dn="{{ params.preview_dn or '' }}",
             preview_anchor="{{ params.preview_anchor or '' }}",
             preview_task_id="preview",
-            cycle_task_id="import_ad",
+            cycle_task_id="acquire_instance",
             retries=0,  # deterministic: a retry would only repeat the same answer
         )
         preview = SyncPreviewOperator(
@@ -167,6 +171,15 @@ def sync_cycle_dag(dag_id: str, *, schedule: dt.timedelta | None, mode: str, par
             endpoint=ENDPOINT,
             report_dir=REPORT_DIR,
             retries=0,
+            **store,
+        )
+        # The cycle holds the sync instance from its first step to its last: another DAG run of the same instance
+        # (aadsync_cycle and aadsync_full) waits here, and the report (the teardown) releases it.
+        acquire = InstanceLockSensor(
+            task_id="acquire_instance",
+            poke_interval=INSTANCE_POKE_SECONDS,
+            timeout=INSTANCE_WAIT.total_seconds(),
+            retries=0,  # it waits by itself; giving up is final and names the holder
             **store,
         )
         import_ad = ADImportOperator(task_id="import_ad", ad_conn_id=AD_CONN_ID, mode=mode, **IMPORT_GUARD, **store)
@@ -195,10 +208,11 @@ def sync_cycle_dag(dag_id: str, *, schedule: dt.timedelta | None, mode: str, par
             **store,
         )
         report = SyncReportOperator(task_id="report", report_dir=REPORT_DIR, **store)
-        choose >> [preview, import_ad]
-        # The report is the cycle's teardown: it runs whatever happened before it, and a failed step still fails
-        # the DAG run.
-        import_ad >> import_entra >> sync_ad >> sync_entra >> export_entra >> export_ad >> report.as_teardown()
+        choose >> [preview, acquire]
+        # The report is the cycle's teardown: it runs whatever happened before it (once the instance was acquired),
+        # releases the instance, and a failed step still fails the DAG run.
+        acquire >> import_ad >> import_entra >> sync_ad >> sync_entra >> export_entra >> export_ad
+        export_ad >> report.as_teardown(setups=acquire)
     return dag
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import pydantic
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from airflow_provider_aadsync.engine.import_guard import ImportGuard
+from airflow_provider_aadsync.engine.rules import RuleLoadError
 from airflow_provider_aadsync.engine.store import Store
 
 if TYPE_CHECKING:
@@ -15,6 +18,12 @@ if TYPE_CHECKING:
 
 #: Step results after which an import task succeeds; anything else (stopped-*) fails it with the result in the message.
 COMPLETED_RESULTS = ("success", "completed-import-errors")
+#: Stops that a retry may get past (the server came back, the lock was taken over by a newer attempt): Airflow
+#: retries them. Every other ``stopped-*`` result is deterministic (a threshold, the error limit, a refused
+#: configuration): the task fails at once, without retries, and the message says how to confirm or fix it.
+TRANSIENT_RESULTS = ("stopped-server-down", "stopped-lock-lost")
+#: Errors a retry would only repeat (bad rules, bad settings, a connection id that does not exist).
+CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (RuleLoadError, pydantic.ValidationError, AirflowNotFoundException)
 #: XCom key of the summary of a step that stopped (the task fails, so it has no return value): the report reads it.
 STOPPED_SUMMARY_KEY = "stopped_summary"
 
@@ -53,7 +62,10 @@ def check_summary(context: Context, summary: dict[str, Any], completed: Sequence
         return
     context["ti"].xcom_push(key=STOPPED_SUMMARY_KEY, value=summary)
     detail = f": {summary['detail']}" if summary.get("detail") else ""
-    raise RuntimeError(f"{step_name} stopped: {summary['result']} (run {summary['run_id']}){detail}")
+    message = f"{step_name} stopped: {summary['result']} (run {summary['run_id']}){detail}"
+    if str(summary["result"]).startswith("stopped-") and summary["result"] not in TRANSIENT_RESULTS:
+        raise AirflowFailException(f"{message} [not retried: the same input stops the same way]")
+    raise RuntimeError(message)
 
 
 def last_run_id(store: Store) -> int:
@@ -99,6 +111,9 @@ def run_recorded_step(
         before = last_run_id(store)
         try:
             summary = step(store, lock_holder(context))
+        except CONFIGURATION_ERRORS as error:
+            keep_failed_run(context, store, connector, before)
+            raise AirflowFailException(f"{step_name}: refused configuration, not retried: {error}") from error
         except Exception:
             keep_failed_run(context, store, connector, before)
             raise
@@ -144,7 +159,7 @@ class StoreStepOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         if self.mode not in ("full", "delta"):
-            raise ValueError(f"mode must be 'full' or 'delta', not {self.mode!r}")
+            raise AirflowFailException(f"mode must be 'full' or 'delta', not {self.mode!r}")
         return run_recorded_step(
             self,
             context,

@@ -14,6 +14,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow_provider_aadsync.engine.report import render_cycle_report
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.operators.base import STOPPED_SUMMARY_KEY, StoreStepOperator, store_url_or_default
+from airflow_provider_aadsync.operators.instance_lock import release_instance
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -64,6 +65,8 @@ class SyncReportOperator(BaseOperator):
     :param instance: sync instance name (templated).
     :param plan_connector: whose export plan to show (default ``entra``).
     :param report_dir: folder of the report files (templated); empty: ``$AIRFLOW_HOME/aadsync/reports``.
+    :param release_instance: release the sync instance this DAG run holds (taken by its InstanceLockSensor) when the
+        report is done, whatever happened (default True).
     :return: the report's path and the reported run ids.
     """
 
@@ -77,9 +80,11 @@ class SyncReportOperator(BaseOperator):
         instance: str = "default",
         plan_connector: str = "entra",
         report_dir: str | None = None,
+        release_instance: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.release_instance = release_instance
         self.step_task_ids = list(step_task_ids) if step_task_ids is not None else None
         self.store_url = store_url
         self.instance = instance
@@ -94,6 +99,14 @@ class SyncReportOperator(BaseOperator):
         return [task.task_id for task in _in_order(self.dag) if task.task_id in upstream and isinstance(task, kinds)]
 
     def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            return self._report(context)
+        finally:
+            if self.release_instance:
+                # The cycle's teardown: the instance its first task took is free for the next cycle.
+                release_instance(context, self.store_url, self.instance)
+
+    def _report(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
         task_ids = self._steps()
         states = _task_states(context, task_ids)

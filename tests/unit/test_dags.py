@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CYCLE = ["import_ad", "import_entra", "sync_ad", "sync_entra", "export_entra", "export_ad", "report"]
+CYCLE = ["acquire_instance", "import_ad", "import_entra", "sync_ad", "sync_entra", "export_entra", "export_ad"]
+CYCLE += ["report"]
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +39,15 @@ def test_cycle_runs_every_30_minutes_one_at_a_time_without_catchup(dagbag):
 @pytest.mark.parametrize("dag_id", ["aadsync_cycle", "aadsync_full"])
 def test_steps_run_in_the_products_order_after_the_preview_branch(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
-    for upstream, downstream in zip(CYCLE, CYCLE[1:], strict=False):
+    for upstream, downstream in zip(CYCLE[:-1], CYCLE[1:-1], strict=False):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
-    assert dag.get_task("choose_path").downstream_task_ids == {"preview", "import_ad"}
-    assert dag.get_task("report").is_teardown  # reports failed cycles without changing the run's state
+    assert dag.get_task("choose_path").downstream_task_ids == {"preview", "acquire_instance"}
+    # The cycle holds the instance from its first step to its last: acquired by a setup task that waits without a
+    # worker slot, released by the report, the teardown (which reports failed cycles without changing the run's state)
+    acquire, report = dag.get_task("acquire_instance"), dag.get_task("report")
+    assert acquire.is_setup and acquire.mode == "reschedule" and acquire.retries == 0
+    assert report.is_teardown and report.upstream_task_ids == {"export_ad", "acquire_instance"}
+    assert report.release_instance
     modes = {dag.get_task(task_id).mode for task_id in ("import_ad", "import_entra", "sync_ad", "sync_entra")}
     assert modes == ({"{{ params.mode }}"} if dag_id == "aadsync_cycle" else {"full"})
 

@@ -1,0 +1,118 @@
+"""The Airflow glue of the instance lock and of deterministic stops, called directly (no scheduler): the sensor takes
+the instance for its DAG run or waits, gives up naming the holder, the report releases the instance; a threshold stop
+or a refused configuration fails without retries, a transient stop is retried."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_aadsync.engine.rules import RuleIssue, RuleLoadError
+from airflow_provider_aadsync.engine.store import Store, StoreLockedError
+from airflow_provider_aadsync.operators.base import check_summary, run_recorded_step
+from airflow_provider_aadsync.operators.instance_lock import InstanceLockSensor, release_instance
+from airflow_provider_aadsync.operators.report import SyncReportOperator
+
+
+class _TaskInstance:
+    def __init__(self) -> None:
+        self.pushed: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+    def xcom_pull(self, **_kwargs: object) -> None:
+        return None
+
+    def get_task_states(self, **_kwargs: object) -> dict:
+        return {}
+
+
+def context_of(dag_id: str, run_id: str) -> dict:
+    return {"dag": SimpleNamespace(dag_id=dag_id), "run_id": run_id, "ti": _TaskInstance()}
+
+
+@pytest.fixture
+def store_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'store.sqlite'}"
+
+
+def sensor(store_url: str, **kwargs) -> InstanceLockSensor:
+    return InstanceLockSensor(task_id="acquire_instance", store_url=store_url, instance="main", **kwargs)
+
+
+def test_the_sensor_takes_the_instance_for_its_run_and_the_other_dag_waits(store_url):
+    full, cycle = context_of("aadsync_full", "manual__1"), context_of("aadsync_cycle", "scheduled__2")
+    assert sensor(store_url).poke(full)
+    assert not sensor(store_url).poke(cycle)  # held by the other DAG's run: wait, no error
+    assert sensor(store_url).poke(full)  # a cleared and re-run first task of the same run takes it back
+    with Store.open(store_url, instance="main") as store:
+        with pytest.raises(StoreLockedError, match="locked by 'aadsync_full:manual__1'"):
+            store.acquire_lock("aadsync_cycle:scheduled__2")
+        with store.locked("aadsync_full:manual__1"):  # a step of the holding run re-enters
+            pass
+    assert not sensor(store_url).poke(cycle)  # the step left it held for the cycle
+    assert release_instance(full, store_url, "main")
+    assert sensor(store_url).poke(cycle)
+
+
+def test_the_sensor_gives_up_without_retries_naming_the_holder(store_url):
+    assert sensor(store_url).poke(context_of("aadsync_cycle", "scheduled__1"))
+    waiting = sensor(store_url, mode="poke", poke_interval=0.01, timeout=0.05)
+    with pytest.raises(AirflowFailException, match=r"locked by 'aadsync_cycle:scheduled__1' since .* gave up"):
+        waiting.execute(context_of("aadsync_full", "manual__2"))
+
+
+def test_the_report_releases_the_instance_even_when_nothing_ran(store_url, tmp_path):
+    context = context_of("aadsync_cycle", "scheduled__1")
+    assert sensor(store_url, hold=dt.timedelta(minutes=5)).poke(context)
+    report = SyncReportOperator(task_id="report", store_url=store_url, instance="main", step_task_ids=[])
+    with pytest.raises(Exception, match="nothing to report"):  # skipped: no step ran
+        report.execute(context)
+    with Store.open(store_url, instance="main") as store:
+        store.acquire_lock("aadsync_full:manual__2")  # free again
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        "stopped-deletion-threshold-exceeded",
+        "stopped-disable-threshold-exceeded",
+        "stopped-member-removal-threshold-exceeded",
+        "stopped-error-limit",
+    ],
+)
+def test_a_deterministic_stop_fails_the_task_without_retries(result):
+    context = context_of("aadsync_cycle", "r")
+    summary = {"result": result, "run_id": 7, "detail": "run again with a higher threshold to confirm"}
+    with pytest.raises(AirflowFailException, match=f"export stopped: {result} \\(run 7\\): run again"):
+        check_summary(context, summary, ("success",), "export")
+    assert context["ti"].pushed["stopped_summary"] == summary  # the report still shows it
+
+
+@pytest.mark.parametrize("result", ["stopped-server-down", "stopped-lock-lost"])
+def test_a_transient_stop_is_left_to_airflow_retries(result):
+    with pytest.raises(RuntimeError) as raised:
+        check_summary(context_of("aadsync_cycle", "r"), {"result": result, "run_id": 1}, ("success",), "import")
+    assert not isinstance(raised.value, AirflowFailException)
+
+
+def test_a_refused_configuration_fails_without_retries(store_url):
+    def step(store: Store, holder: str) -> dict:
+        raise RuleLoadError([RuleIssue("rules/in.yaml", None, "", "the rule set is empty", 1, 1)])
+
+    refused = r"(?s)sync of ad: refused configuration, not retried: .*rules/in.yaml"
+    with pytest.raises(AirflowFailException, match=refused):
+        run_recorded_step(
+            SimpleNamespace(log=None),
+            context_of("aadsync_cycle", "r"),
+            store_url=store_url,
+            instance="main",
+            connector="ad",
+            step_name="sync of ad",
+            completed=("success",),
+            step=step,
+        )
