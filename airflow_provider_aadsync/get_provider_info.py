@@ -147,11 +147,18 @@ def get_provider_info() -> dict[str, Any]:
                     "authority_host": _text("Authority host override", "e.g. https://127.0.0.1:8443 for the emulator"),
                     "graph_url": _text("Graph URL override", "e.g. https://127.0.0.1:8443 for the emulator"),
                     "ca_bundle": _text("CA bundle", "Path to a PEM bundle to trust (empty: system trust store)"),
-                    "certificate": {
-                        "label": "Certificate private key",
+                    # "private_key": a name Airflow's redact() masks (UI, REST API, logs); "password": a
+                    # password input in the form. The key file's path is a field of its own, never guessed.
+                    "private_key": {
+                        "label": "Certificate private key (PEM)",
                         "schema": {"type": ["string", "null"], "format": "password"},
-                        "description": "Instead of a client secret: the PEM private key (or a path to it)",
+                        "description": "Instead of a client secret: the PEM text of the app certificate's private "
+                        "key (-----BEGIN PRIVATE KEY-----). Or leave empty and give a key file below.",
                     },
+                    "certificate_path": _text(
+                        "Certificate private key file",
+                        "Instead of the PEM text: path to a PEM file holding the private key (on the workers)",
+                    ),
                     "thumbprint": _text("Certificate thumbprint", "SHA-1 thumbprint, hex"),
                 },
                 "ui-field-behaviour": {

@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from airflow_provider_aadsync.engine.secrets import register_secret, scrub, scrub_value
+
 if TYPE_CHECKING:
     from airflow_provider_aadsync.engine.lock import Lease
 
@@ -315,6 +317,27 @@ def as_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def create_private_file(path: Path) -> None:
+    """Create ``path`` (a store file) readable by its owner only (0600), and the folders it needs 0700.
+
+    The store holds every identity's attributes and the export state; other local users have no business reading it.
+    Folders and files that already exist keep their mode, except a file that others can read: it is warned about.
+    """
+    missing = [folder for folder in [path.parent, *path.parent.parents] if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)  # mkdir's mode is cut by the umask; chmod is not
+    if path.exists():
+        if path.stat().st_mode & 0o077:
+            log.warning("store file %s can be read by other local users: chmod 600 it", path)
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:  # created concurrently by another process
+        return
+    os.chmod(path, 0o600)
+
+
 def default_store_url(instance: str = "default") -> str:
     """The embedded store: one SQLite file per sync instance under AADSYNC_HOME (or ~/.aadsync)."""
     home = Path(os.environ.get("AADSYNC_HOME") or Path.home() / ".aadsync")
@@ -359,9 +382,11 @@ class Store:
         self.instance = instance
         #: The instance lock of the step running on this handle (engine/lock.py): its write transactions are fenced.
         self.lease: Lease | None = None
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        file = url.removeprefix("sqlite:///").split("?", 1)[0] if url.startswith("sqlite:///") else ""
+        if file and file != ":memory:" and not file.startswith("file:"):
+            create_private_file(Path(file))
         self.engine: Engine = sa.create_engine(url, **(engine_options or {}))
+        register_secret(self.engine.url.password)  # scrubbed from run details and errors, as the hooks' secrets
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", apply_sqlite_pragmas)
 
@@ -567,12 +592,15 @@ class Store:
                 .returning(run.c.id)
             ).scalar_one()
 
+    # Run details and errors often quote what a server or library said; known secrets are scrubbed out first.
     def update_run(self, run_id: int, counters: dict[str, Any], detail: str | None = None) -> None:
         """Record counters of a run still in progress (an export's plan, before its first write)."""
+        counters, detail = scrub_value(counters), scrub_value(detail)
         with self.transaction() as connection:
             connection.execute(sa.update(run).where(run.c.id == run_id).values(counters=counters, detail=detail))
 
     def finish_run(self, run_id: int, result: str, counters: dict[str, int], detail: str | None = None) -> None:
+        counters, detail = scrub_value(counters), scrub_value(detail)
         with self.engine.begin() as connection:
             connection.execute(
                 sa.update(run)
@@ -583,8 +611,9 @@ class Store:
     def record_errors(self, run_id: int, errors: Sequence[dict[str, Any]]) -> None:
         """Store per-object errors (dicts with anchor, dn, code, message) in their own transaction."""
         if errors:
+            rows = [{"run_id": run_id, **error, "message": scrub(str(error.get("message") or ""))} for error in errors]
             with self.engine.begin() as connection:
-                self.insert_chunked(connection, run_error, [{"run_id": run_id, **error} for error in errors])
+                self.insert_chunked(connection, run_error, rows)
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         with self.engine.connect() as connection:

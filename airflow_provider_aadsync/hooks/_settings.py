@@ -1,13 +1,38 @@
-"""Shared by the hooks' connection settings: validation errors worded for people, never echoing values."""
+"""Shared by the hooks' connection settings: validation errors worded for people, never echoing values, and the
+registration of the credentials they read as secrets."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pydantic import ValidationError
+
+from airflow_provider_aadsync.engine.secrets import MIN_SECRET_LENGTH, register_secret, secret_forms
 
 
 def describe_validation_error(error: ValidationError) -> str:
     """``field: problem; field: problem`` — names each field and what is wrong; the input values stay out."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in item['loc'])}: {item['msg'].removeprefix('Value error, ')}"
+        (f"{'.'.join(str(part) for part in item['loc'])}: " if item["loc"] else "")
+        + item["msg"].removeprefix("Value error, ")
         for item in error.errors()
     )
+
+
+def keep_secret(value: str | None) -> None:
+    """Treat ``value`` as a secret: the engine scrubs it (and its base64 / URL-encoded forms) from what it stores and
+    prints, and Airflow's masker hides the same forms in task logs, rendered fields and XCom when running in Airflow."""
+    if not value or len(value) < MIN_SECRET_LENGTH:
+        return
+    register_secret(value)
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover - Airflow is a hard dependency
+        return
+    for form in secret_forms(value) | secret_forms(value.strip()):
+        mask_secret(form)
+
+
+def keep_secrets(values: Iterable[str | None]) -> None:
+    for value in values:
+        keep_secret(value)

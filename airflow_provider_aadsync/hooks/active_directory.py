@@ -22,12 +22,12 @@ from ldap3.core import exceptions as ldap_errors
 from ldap3.protocol.microsoft import dir_sync_control, extended_dn_control, show_deleted_control
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import to_dn
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from airflow_provider_aadsync.engine.ad_entries import parse_extended_dn
 from airflow_provider_aadsync.engine.ad_export import ADWriteRefused
 from airflow_provider_aadsync.engine.source import WatermarkRejectedError
-from airflow_provider_aadsync.hooks._settings import describe_validation_error
+from airflow_provider_aadsync.hooks._settings import describe_validation_error, keep_secret
 
 try:  # Airflow 3 task SDK; the hook is also usable without a running Airflow for the CLI.
     from airflow.sdk import BaseHook
@@ -107,6 +107,11 @@ class ADConnectionSettings(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _keep_password_secret(self) -> ADConnectionSettings:
+        keep_secret(self.password.get_secret_value())
+        return self
 
     @property
     def effective_port(self) -> int:

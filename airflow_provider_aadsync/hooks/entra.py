@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import errno
 import graphlib
 import logging
+import os
 import ssl
 import time
 from collections.abc import Iterator, Sequence
@@ -34,7 +36,7 @@ except ImportError:  # pragma: no cover - Airflow is a hard dependency, this onl
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
 from airflow_provider_aadsync.engine.source import BatchRequest, WatermarkRejectedError, WriteOutcomeUnknownError
-from airflow_provider_aadsync.hooks._settings import describe_validation_error
+from airflow_provider_aadsync.hooks._settings import describe_validation_error, keep_secret, keep_secrets
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -100,6 +102,11 @@ class GraphError(EntraError):
         self.retry_after = retry_after
 
 
+class GraphHostError(EntraError):
+    """Raised before sending a request to a URL outside the configured Graph host (a ``@odata.nextLink`` or a saved
+    delta link on another host): the bearer token only ever goes to Graph."""
+
+
 class GraphUnreachableError(EntraError):
     """Raised when Graph gave no answer (refused, timed out, TLS failure, connection cut) after the retries."""
 
@@ -111,6 +118,9 @@ class DeltaLinkExpired(EntraError, WatermarkRejectedError):
 #: Graph's error codes for delta state it no longer has (tokens expire after 7 days for directory objects).
 DELTA_STATE_LOST_CODES = frozenset({"syncStateNotFound", "resyncRequired", "syncStateInvalid"})
 
+
+#: What every PEM private key block's header contains (PKCS#8 "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY").
+PEM_PRIVATE_KEY = "PRIVATE KEY-----"
 
 #: Graph's limit of requests in one JSON batch.
 BATCH_LIMIT = 20
@@ -138,8 +148,12 @@ class EntraConnectionSettings(BaseModel):
     tenant_id: str = Field(min_length=1)
     client_id: str = Field(min_length=1)
     client_secret: SecretStr | None = None
-    #: Certificate credential instead of a secret: the private key (PEM text or a path to it) and its SHA-1 thumbprint.
-    certificate: SecretStr | None = None
+    #: Certificate credential instead of a secret: the private key as PEM text (``private_key``: a name Airflow's
+    #: ``redact()`` masks in the UI, the REST API and logs) or a PEM file (``certificate_path``), and its SHA-1
+    #: thumbprint. PEM text and a path are separate fields so a key is never taken for a path and quoted by an OS
+    #: error.
+    private_key: SecretStr | None = None
+    certificate_path: str | None = None
     thumbprint: str | None = None
     cloud: Literal["global", "china", "usgov", "usgov-dod"] = "global"
     authority_host: str | None = None
@@ -166,26 +180,72 @@ class EntraConnectionSettings(BaseModel):
             return value.rstrip("/")
         return value or None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_ambiguous_certificate(cls, values: Any) -> Any:
+        """The old ``certificate`` extra held PEM text or a path, guessed by a header: refused, never guessed."""
+        if isinstance(values, dict) and values.get("certificate") not in (None, ""):
+            raise ValueError(
+                "the 'certificate' extra is no longer read (it mixed a private key and a file path): put the PEM "
+                "private key in the 'private_key' extra (masked by Airflow) or the path of a PEM key file in "
+                "'certificate_path', then remove 'certificate'"
+            )
+        return values
+
     @model_validator(mode="after")
     def _one_credential(self) -> EntraConnectionSettings:
         secret = self.client_secret.get_secret_value() if self.client_secret else ""
-        if bool(secret) == bool(self.certificate):
-            raise ValueError("give either a client secret (password) or a certificate with its thumbprint, not both")
-        if self.certificate and not self.thumbprint:
+        key = self.private_key.get_secret_value() if self.private_key else ""
+        keep_secrets([secret, key])
+        certificate = bool(key) or bool(self.certificate_path)
+        if key and self.certificate_path:
+            raise ValueError("give the private key either as PEM text (private_key) or as a file (certificate_path)")
+        if bool(secret) == certificate:
+            raise ValueError(
+                "give either a client secret (password) or a certificate (private_key or certificate_path, with its "
+                "thumbprint), not both"
+            )
+        if certificate and not self.thumbprint:
             raise ValueError("a thumbprint is required with a certificate")
+        if key and PEM_PRIVATE_KEY not in key:
+            raise ValueError(
+                "private_key must be the PEM text of the key (a '-----BEGIN ... PRIVATE KEY-----' block); "
+                "for a key file, set certificate_path instead"
+            )
         if secret and any(secret in (url or "") for url in (self.authority_host, self.graph_url)):
             raise ValueError("the client secret must not appear in a URL")
         return self
 
     def client_credential(self) -> str | dict[str, str]:
-        """What msal takes: the secret, or the certificate's private key and thumbprint."""
+        """What msal takes: the secret, or the certificate's private key and thumbprint.
+
+        :raise EntraError: the ``certificate_path`` file cannot be read or holds no PEM private key; the message
+            names the field and the OS error's name, never the path's text or the file's content.
+        """
         if self.client_secret and self.client_secret.get_secret_value():
             return self.client_secret.get_secret_value()
-        assert self.certificate is not None and self.thumbprint is not None
-        key = self.certificate.get_secret_value()
-        if "-----BEGIN" not in key:
-            key = Path(key).read_text()
+        assert self.thumbprint is not None
+        key = self.private_key.get_secret_value() if self.private_key else self.read_key_file()
         return {"private_key": key, "thumbprint": self.thumbprint.replace(":", "")}
+
+    def read_key_file(self) -> str:
+        """The PEM text of the ``certificate_path`` file, registered as a secret before anything else sees it."""
+        assert self.certificate_path is not None
+        try:
+            key = Path(self.certificate_path).read_text(encoding="utf-8")
+        except OSError as error:
+            reason = errno.errorcode.get(error.errno or 0, type(error).__name__)
+            raise EntraError(
+                f"the certificate_path file could not be read: {reason} ({os.strerror(error.errno)})"
+                if error.errno
+                else f"the certificate_path file could not be read: {reason}"
+            ) from None
+        except (UnicodeDecodeError, ValueError):
+            raise EntraError("the certificate_path file is not a PEM text file") from None
+        keep_secret(key)
+        if PEM_PRIVATE_KEY not in key:
+            raise EntraError("the certificate_path file holds no PEM private key ('-----BEGIN ... PRIVATE KEY-----')")
+        return key
 
     @property
     def endpoints(self) -> Cloud:
@@ -316,7 +376,14 @@ class EntraHook(BaseHook):
     def _msal_app(self) -> msal.ConfidentialClientApplication:
         """Created lazily and once: msal makes a network call when the app is constructed."""
         settings = self.settings
-        microsoft = urlsplit(settings.endpoints.authority_host).hostname in MICROSOFT_AUTHORITY_HOSTS
+        authority_host = urlsplit(settings.endpoints.authority_host).hostname
+        microsoft = authority_host in MICROSOFT_AUTHORITY_HOSTS
+        if not microsoft:
+            log.warning(
+                "authority host %s is not a Microsoft sign-in host: msal's authority validation and instance "
+                "discovery are off for it; use it only for a host you trust (the Graph emulator, a test authority)",
+                authority_host,
+            )
         try:
             return msal.ConfidentialClientApplication(
                 settings.client_id,
@@ -341,7 +408,11 @@ class EntraHook(BaseHook):
                 f"no token for client {self.settings.client_id} in tenant {self.settings.tenant_id}: "
                 f"{result.get('error')}: {description}"
             )
-        return result["access_token"]
+        token = result["access_token"]
+        if token != self.__dict__.get("_kept_token"):  # a new token (msal's cache hands back the same one)
+            keep_secret(token)
+            self._kept_token = token
+        return token
 
     @cached_property
     def _http(self) -> httpx.Client:
@@ -374,7 +445,10 @@ class EntraHook(BaseHook):
         """Send one Graph request with retries on throttling and transient errors; return the JSON body or None.
 
         ``resend_if_unknown=False``: a connection lost after the request was sent raises instead of sending it again.
+
+        :raise GraphHostError: ``url`` is absolute and not on the configured Graph host (nothing is sent).
         """
+        self._check_host(url)
         retrying = Retrying(
             retry=retry_if_exception(_retryable if resend_if_unknown else _retryable_when_sent_once),
             wait=_retry_after,
@@ -389,6 +463,24 @@ class EntraHook(BaseHook):
             raise GraphUnreachableError(
                 f"{method} {url.split('?', 1)[0]}: no answer from Graph at {graph}: {type(error).__name__}: {error}"
             ) from error
+
+    def _check_host(self, url: str) -> None:
+        """Absolute URLs (next and delta links) must point at the configured Graph scheme, host and port."""
+        if "://" not in url[:12]:
+            return
+        graph = urlsplit(self.settings.endpoints.graph_url)
+        target = urlsplit(url)
+        try:
+            port = target.port or 443
+        except ValueError:
+            port = -1
+        if (target.scheme, target.hostname, port) != (graph.scheme, graph.hostname, graph.port or 443):
+            shown = f"{target.scheme}://{target.hostname}" + (f":{port}" if port not in (443, -1) else "")
+            raise GraphHostError(
+                f"refusing to send a request to {shown}: a next/delta link from Graph or "
+                f"the store points outside the configured Graph host {graph.netloc}, and the access token only goes "
+                "there; check the connection's graph_url, or run a full import to replace a stored delta link"
+            )
 
     def _count_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

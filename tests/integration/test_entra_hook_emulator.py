@@ -103,7 +103,7 @@ def test_certificate_credential(graph_server, graph_tenant, tmp_path):
     connection.password = None
     extra = {
         **connection.extra_dejson,
-        "certificate": str(key_file),
+        "certificate_path": str(key_file),
         "thumbprint": cert.fingerprint(hashes.SHA1()).hex(),
     }  # noqa: S303 - Entra's thumbprint
     connection.extra = json.dumps(extra)

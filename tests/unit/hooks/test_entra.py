@@ -75,7 +75,9 @@ class TestEntraConnectionSettings:
 def hook(monkeypatch):
     """A hook with a fixed token and 3 attempts per request; give it answers with :func:`use`."""
     hook = EntraHook(
-        settings=EntraConnectionSettings(tenant_id="t", client_id="c", client_secret=SECRET, max_attempts=3)
+        settings=EntraConnectionSettings(
+            tenant_id="t", client_id="c", client_secret=SECRET, max_attempts=3, graph_url="https://graph.test"
+        )
     )
     monkeypatch.setattr(hook, "get_token", lambda: "token")
     return hook
@@ -163,9 +165,7 @@ class TestEntraHookRequests:
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
 
         use(hook, handler)
-        with pytest.raises(
-            GraphUnreachableError, match=r"GET /users: no answer from Graph at https://graph.microsoft.com: "
-        ):
+        with pytest.raises(GraphUnreachableError, match=r"GET /users: no answer from Graph at https://graph.test: "):
             hook.request("GET", "/users?$skiptoken=abc")
         assert len(calls) == 3
         with pytest.raises(GraphUnreachableError) as caught:
@@ -231,19 +231,162 @@ class TestBatch:
 
 
 class TestCredentials:
-    def test_certificate_instead_of_secret(self, tmp_path):
-        key = tmp_path / "app.key"
-        key.write_text("-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n")
-        conn = connection(certificate=str(key), thumbprint="AB:CD:EF")
+    PEM = (
+        "-----BEGIN PRIVATE KEY-----\n"
+        "MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAqPfgaTEWEP3S9w0t\n"
+        "-----END PRIVATE KEY-----\n"
+    )
+
+    def certificate_connection(self, **extra) -> Connection:
+        conn = connection(thumbprint="AB:CD:EF", **extra)
         conn.password = None
-        settings = EntraConnectionSettings.from_connection(conn)
-        assert settings.client_credential() == {"private_key": key.read_text(), "thumbprint": "ABCDEF"}
+        return conn
+
+    def test_key_file_instead_of_secret(self, tmp_path):
+        key = tmp_path / "app.key"
+        key.write_text(self.PEM)
+        settings = EntraConnectionSettings.from_connection(self.certificate_connection(certificate_path=str(key)))
+        assert settings.client_credential() == {"private_key": self.PEM, "thumbprint": "ABCDEF"}
         assert "PRIVATE KEY" not in repr(settings)
+
+    def test_pem_text_in_private_key(self):
+        settings = EntraConnectionSettings.from_connection(self.certificate_connection(private_key=self.PEM))
+        assert settings.client_credential() == {"private_key": self.PEM, "thumbprint": "ABCDEF"}
+        assert "MIIB" not in repr(settings)
 
     def test_exactly_one_credential(self):
         with pytest.raises(EntraError, match="either a client secret .* or a certificate"):
-            EntraConnectionSettings.from_connection(connection(certificate="-----BEGIN x", thumbprint="ab"))
+            EntraConnectionSettings.from_connection(connection(private_key=self.PEM, thumbprint="ab"))
         conn = connection()
         conn.password = None
         with pytest.raises(EntraError, match="either a client secret"):
             EntraConnectionSettings.from_connection(conn)
+        with pytest.raises(EntraError, match="either as PEM text .* or as a file"):
+            EntraConnectionSettings.from_connection(
+                self.certificate_connection(private_key=self.PEM, certificate_path="/k.pem")
+            )
+
+    def test_the_old_certificate_extra_is_refused_without_echoing_it(self):
+        """It held a key or a path, guessed by a header: a key without the header was read as a path, and the OS
+        error quoted the key whole. Now neither is guessed."""
+        body = "MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAqPfgaTEWEP3S9w0t"
+        for value in (self.PEM, body, "/etc/aadsync/app.pem"):
+            with pytest.raises(EntraError) as caught:
+                EntraConnectionSettings.from_connection(self.certificate_connection(certificate=value))
+            message = str(caught.value)
+            assert "'certificate' extra is no longer read" in message and "private_key" in message
+            assert "certificate_path" in message and body not in message and "/etc/aadsync" not in message
+
+    def test_private_key_without_a_pem_block_is_refused_without_echoing_it(self):
+        body = "MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAqPfgaTEWEP3S9w0t"
+        with pytest.raises(EntraError) as caught:
+            EntraConnectionSettings.from_connection(self.certificate_connection(private_key=body))
+        assert "private_key must be the PEM text" in str(caught.value) and body not in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("path", "reason"),
+        [
+            ("missing.pem", "ENOENT"),
+            # a key pasted into the path field: the OS refuses the long name and must not get to quote it
+            ("MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAqPfgaTEWEP3S9w0t" * 8, "ENAMETOOLONG"),
+            (".", "EISDIR"),
+        ],
+    )
+    def test_unreadable_certificate_path_names_the_errno_only(self, tmp_path, monkeypatch, path, reason):
+        monkeypatch.chdir(tmp_path)
+        settings = EntraConnectionSettings.from_connection(self.certificate_connection(certificate_path=path))
+        with pytest.raises(EntraError) as caught:
+            settings.client_credential()
+        message = str(caught.value)
+        assert message.startswith(f"the certificate_path file could not be read: {reason}")
+        assert path not in message and caught.value.__cause__ is None and caught.value.__suppress_context__
+
+    def test_certificate_path_without_a_key(self, tmp_path):
+        other = tmp_path / "cert.pem"
+        other.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+        settings = EntraConnectionSettings.from_connection(self.certificate_connection(certificate_path=str(other)))
+        with pytest.raises(EntraError, match="holds no PEM private key"):
+            settings.client_credential()
+        binary = tmp_path / "key.der"
+        binary.write_bytes(b"\x30\x82\xff\xfe")
+        settings = EntraConnectionSettings.from_connection(self.certificate_connection(certificate_path=str(binary)))
+        with pytest.raises(EntraError, match="not a PEM text file"):
+            settings.client_credential()
+
+    def test_airflow_redacts_the_private_key_in_the_rest_api(self):
+        """The REST API's connection model runs Airflow's redact() on the extra: private_key is a sensitive name."""
+        from airflow.api_fastapi.core_api.datamodels.connections import ConnectionResponse
+
+        extra = {"tenant_id": "t", "private_key": self.PEM, "certificate_path": "/k.pem", "thumbprint": "ab"}
+        response = ConnectionResponse.model_validate(
+            {
+                "connection_id": "aadsync_entra",
+                "conn_type": "aadsync_entra",
+                "extra": json.dumps(extra),
+                "password": SECRET,
+                **dict.fromkeys(("description", "host", "login", "schema", "port", "team_name")),
+            }
+        )
+        shown = json.loads(response.extra)
+        assert shown["private_key"] == "***" and shown["certificate_path"] == "/k.pem"
+        assert response.password == "***"
+
+    def test_connection_form_marks_the_private_key_as_a_password(self):
+        from airflow_provider_aadsync.get_provider_info import get_provider_info
+
+        (entra,) = [t for t in get_provider_info()["connection-types"] if t["connection-type"] == "aadsync_entra"]
+        fields = entra["conn-fields"]
+        assert fields["private_key"]["schema"]["format"] == "password"
+        assert "certificate_path" in fields and "certificate" not in fields
+
+
+class TestGraphHostPinning:
+    def test_a_next_link_on_another_host_is_refused_and_the_token_never_sent(self, hook):
+        seen = []
+
+        def handler(request):
+            seen.append((request.url.host, request.headers.get("Authorization")))
+            return httpx.Response(200, json={"value": [1], "@odata.nextLink": "https://evil.example/v1.0/users?x=1"})
+
+        use(hook, handler)
+        pages = hook.paginate("/users")
+        assert next(pages)["value"] == [1]
+        with pytest.raises(EntraError, match=r"refusing to send a request to https://evil.example: .*graph.test"):
+            next(pages)
+        assert seen == [("graph.test", "Bearer token")]
+
+    @pytest.mark.parametrize(
+        "link",
+        [
+            "http://graph.test/v1.0/users/delta?$deltatoken=x",  # TLS dropped
+            "https://graph.test:8443/v1.0/users/delta?$deltatoken=x",  # another port
+            "https://user:pw@graph.test.evil.example/v1.0/users/delta",
+        ],
+    )
+    def test_a_stored_delta_link_elsewhere_is_refused(self, hook, link):
+        use(hook, lambda request: pytest.fail("nothing may be sent"))
+        with pytest.raises(EntraError, match="refusing to send") as caught:
+            list(hook.delta_pages("users", ["id"], link))
+        assert "pw" not in str(caught.value) and "deltatoken" not in str(caught.value)
+
+    def test_links_on_the_graph_host_are_followed(self, hook):
+        use(hook, lambda request: httpx.Response(200, json={"value": []}))
+        assert hook.request("GET", "https://graph.test/v1.0/users?$skiptoken=a") == {"value": []}
+        assert hook.request("GET", "https://graph.test:443/v1.0/users") == {"value": []}
+
+    def test_a_non_microsoft_authority_is_warned_about(self, caplog, monkeypatch):
+        hook = EntraHook(
+            settings=EntraConnectionSettings(
+                tenant_id="t", client_id="c", client_secret=SECRET, authority_host="https://login.example.org"
+            )
+        )
+        made = {}
+        monkeypatch.setattr(
+            "airflow_provider_aadsync.hooks.entra.msal.ConfidentialClientApplication",
+            lambda *args, **kwargs: made.update(kwargs) or object(),
+        )
+        with caplog.at_level("WARNING", logger="airflow_provider_aadsync.hooks.entra"):
+            hook._msal_app  # noqa: B018 - the cached property builds the app
+        assert made["validate_authority"] is False
+        assert "authority host login.example.org is not a Microsoft sign-in host" in caplog.text
+        assert SECRET not in caplog.text

@@ -1,0 +1,116 @@
+"""Known secret values, scrubbed from anything the engine stores or prints.
+
+The hooks register the credentials they read (bind password, client secret, private key, store password, access
+tokens) here; the store scrubs run details, counters and per-object errors before writing them, and the CLI and the
+operators scrub exception text before showing it. A library message that quotes a credential (an OS error naming a
+"path" that was really a key, a driver error echoing a URL) then shows ``***`` instead.
+
+Each secret is registered with the forms it could take on the way out: as is, base64 (standard and URL-safe),
+URL-encoded, and for multi-line values (PEM keys) each long line and the body without line breaks. Airflow-free on
+purpose: the engine must not import Airflow; the hooks also hand the values to Airflow's own masker.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+#: What a scrubbed secret becomes (Airflow's masker writes the same).
+MASK = "***"
+#: Shorter values are not registered: scrubbing "abc" out of every message would garble text, not protect anything.
+MIN_SECRET_LENGTH = 6
+#: Lines of a multi-line secret shorter than this (PEM headers are dropped anyway) are not registered on their own.
+MIN_LINE_LENGTH = 16
+
+_lock = threading.Lock()
+_variants: set[str] = set()
+#: Longest first, so a secret's base64 form is replaced whole before a shorter overlapping form is.
+_ordered: tuple[str, ...] = ()
+
+
+def secret_forms(value: str) -> set[str]:
+    """The forms a secret can take in text: itself, base64, URL-encoded, and its lines / unwrapped PEM body."""
+    forms = {value}
+    raw = value.encode("utf-8")
+    forms.add(base64.b64encode(raw).decode("ascii"))
+    forms.add(base64.urlsafe_b64encode(raw).decode("ascii"))
+    forms.add(base64.b64encode(raw).decode("ascii").rstrip("="))
+    forms.add(quote(value, safe=""))
+    forms.add(quote_plus(value, safe=""))
+    forms.add(quote(value))
+    lines = [line.strip() for line in value.splitlines()]
+    if len(lines) > 1:
+        body = [line for line in lines if line and not line.startswith("-----")]
+        forms.add("".join(body))
+        forms.update(line for line in body if len(line) >= MIN_LINE_LENGTH)
+        forms.add(value.replace("\n", "\\n"))  # as it appears inside JSON or a repr()
+        forms.add(value.replace("\r\n", "\n").replace("\n", "\\n"))
+    return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+
+
+def register_secret(value: str | bytes | None) -> None:
+    """Remember ``value`` (and its encoded forms) as a secret to scrub; short or empty values are ignored."""
+    global _ordered
+    if value is None:
+        return
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return
+    forms = set()
+    for candidate in {value, value.strip()}:  # a PEM read from a file ends with a line break; quoted, it may not
+        if len(candidate) >= MIN_SECRET_LENGTH:
+            forms |= secret_forms(candidate)
+    if not forms:
+        return
+    with _lock:
+        if forms <= _variants:
+            return
+        _variants.update(forms)
+        _ordered = tuple(sorted(_variants, key=len, reverse=True))
+
+
+def register_secrets(values: Iterable[str | bytes | None]) -> None:
+    for value in values:
+        register_secret(value)
+
+
+def forget_secrets() -> None:
+    """Drop every registered secret (tests)."""
+    global _ordered
+    with _lock:
+        _variants.clear()
+        _ordered = ()
+
+
+def scrub(text: str) -> str:
+    """``text`` with every registered secret form replaced by ``***``."""
+    if not text or not _ordered:
+        return text
+    for form in _ordered:
+        if form in text:
+            text = text.replace(form, MASK)
+    return text
+
+
+def scrub_value(value: Any) -> Any:
+    """Scrub the strings inside JSON-like data (dicts, lists, tuples); other values pass through unchanged."""
+    if not _ordered:
+        return value
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub_value(key): scrub_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub_value(item) for item in value)
+    return value
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message`` of an exception, scrubbed, for one-line error output."""
+    message = scrub(str(error))
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
