@@ -114,6 +114,12 @@ def get_provider_info() -> dict[str, Any]:
                     "binary_attributes": _text(
                         "Binary attributes", "Comma-separated octet-string attributes to keep as base64"
                     ),
+                    "allow_plain_ldap_bind": {
+                        "label": "Allow a bind in clear (tls none)",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                        "description": "With tls none, a simple bind sends the password unencrypted and is refused "
+                        "unless this is set. Only for isolated test networks.",
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "extra"],

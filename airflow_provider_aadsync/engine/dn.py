@@ -22,7 +22,7 @@ from functools import lru_cache
 from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.dn import escape_rdn, parse_dn
 
-__all__ = ["DnError", "DnScope", "canonical_dn", "dn_is_under", "dn_key", "normalize_dn", "same_dn"]
+__all__ = ["DnError", "DnScope", "canonical_dn", "dn_is_under", "dn_key", "normalize_dn", "same_dn", "wire_dn"]
 
 #: A normalized DN: RDNs leaf first, each a sorted tuple of (attribute type, value) pairs, both case-folded.
 NormalizedDn = tuple[tuple[tuple[str, str], ...], ...]
@@ -120,6 +120,16 @@ def normalize_dn(dn: str) -> NormalizedDn:
     if current:  # a trailing "+" with nothing after it
         raise DnError(f"{dn!r} is not a valid DN: it ends inside a multi-valued RDN")
     return tuple(rdns)
+
+
+def wire_dn(dn: str) -> str:
+    """``dn`` as written, minus the insignificant spaces around separators, for sending to a server: ldap3 refuses
+    ``dc=corp, dc=example`` as a search base although RFC 4514 and the DC accept it.
+
+    :raise DnError: ``dn`` is not a valid DN.
+    """
+    normalize_dn(dn)
+    return _tidy(dn)
 
 
 def canonical_dn(dn: str) -> str:

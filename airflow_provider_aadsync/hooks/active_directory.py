@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from airflow_provider_aadsync.engine.ad_entries import parse_extended_dn
 from airflow_provider_aadsync.engine.ad_export import ADWriteRefused
+from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, wire_dn
 from airflow_provider_aadsync.engine.source import WatermarkRejectedError
 from airflow_provider_aadsync.hooks._settings import describe_validation_error, keep_secret
 
@@ -62,7 +63,13 @@ class ActiveDirectoryError(Exception):
 
 
 class ActiveDirectoryConnectionError(ActiveDirectoryError):
-    """Raised when the DC cannot be reached, its certificate is not trusted, or the bind is refused."""
+    """Raised when the DC cannot be reached, its certificate is not trusted, the bind is refused, the connection's
+    settings are refused (a bind in clear), or its base DN does not exist or lies outside the naming context."""
+
+
+class RangedReadError(ActiveDirectoryError):
+    """Raised when a ranged read of a large attribute (``member``) does not say which range it returned: taking
+    the values so far as complete would silently truncate a group."""
 
 
 class DirSyncCookieRejected(ActiveDirectoryError, WatermarkRejectedError):
@@ -88,6 +95,8 @@ class ADConnectionSettings(BaseModel):
     password: SecretStr
     base_dn: str = Field(min_length=1)
     tls: Literal["ldaps", "starttls", "none"] = "ldaps"
+    #: With ``tls: none`` a simple bind sends the password in clear: refused unless this says it is accepted.
+    allow_plain_ldap_bind: bool = False
     ca_cert: str | None = None
     page_size: int = Field(default=1000, ge=1, le=5000)
     attributes: list[str] | None = None
@@ -216,7 +225,17 @@ class ActiveDirectoryHook(BaseHook):
             return self._conn
         settings = self.settings
         if settings.tls == "none":
-            log.warning("connection %s uses plain LDAP without TLS, as configured (tls=none)", settings.url)
+            if not settings.allow_plain_ldap_bind:
+                raise ActiveDirectoryConnectionError(
+                    f"refusing to bind to {settings.url} as {settings.bind_dn}: with tls=none the simple bind would "
+                    "send the password in clear. Set tls to ldaps or starttls, or, on an isolated test network "
+                    "only, set the connection extra allow_plain_ldap_bind: true"
+                )
+            log.warning(
+                "connection %s binds over plain LDAP without TLS (tls=none, allow_plain_ldap_bind): the password "
+                "travels in clear",
+                settings.url,
+            )
         server = ldap3.Server(
             settings.host,
             port=settings.effective_port,
@@ -265,8 +284,61 @@ class ActiveDirectoryHook(BaseHook):
             raise ActiveDirectoryConnectionError(f"could not reach {settings.url}: {_short(text)}") from None
         except ldap_errors.LDAPException as error:
             raise ActiveDirectoryConnectionError(f"bind to {where} failed: {_short(str(error))}") from None
+        try:
+            self._check_base_dn(conn)
+        except BaseException:
+            conn.unbind()
+            raise
         self._conn = conn
         return conn
+
+    @cached_property
+    def search_base(self) -> str:
+        """The base DN as sent to the DC: as configured, minus insignificant spaces (ldap3 refuses them)."""
+        try:
+            return wire_dn(self.settings.base_dn)
+        except DnError as error:
+            raise ActiveDirectoryConnectionError(f"the connection extra base_dn is not usable: {error}") from None
+
+    def _check_base_dn(self, conn: ldap3.Connection) -> None:
+        """The base DN must exist and lie inside the default naming context (DirSync reads that context and the
+        engine keeps what lies under the base DN): otherwise a full import would see nothing. Checked once per
+        connection, before any import or export work."""
+        settings = self.settings
+        base = settings.base_dn
+        conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["defaultNamingContext"])
+        raw = conn.response[0]["raw_attributes"] if conn.response else {}
+        contexts = raw.get("defaultNamingContext") or []
+        if not contexts:
+            raise ActiveDirectoryConnectionError(
+                f"{settings.url} does not announce a defaultNamingContext; is it an AD DC?"
+            )
+        naming_context = contexts[0].decode()
+        where = f"base DN {base!r} (connection extra base_dn) on {settings.url}, naming context {naming_context!r}"
+        try:
+            inside = dn_is_under(base, naming_context)
+        except DnError as error:
+            raise ActiveDirectoryConnectionError(f"{where}: {error}") from None
+        if not inside:
+            raise ActiveDirectoryConnectionError(
+                f"{where}: the base DN lies outside the naming context, so an import would see nothing of it; "
+                f"set base_dn to the naming context or an OU under it"
+            )
+        try:
+            conn.search(self.search_base, "(objectClass=*)", ldap3.BASE, attributes=["objectClass"])
+        except ldap_errors.LDAPNoSuchObjectResult:
+            raise ActiveDirectoryConnectionError(
+                f"{where}: the base DN does not exist; check its spelling (an OU renamed or moved?)"
+            ) from None
+        except ldap_errors.LDAPOperationResult as error:
+            raise ActiveDirectoryConnectionError(
+                f"{where}: the base DN cannot be read by {settings.bind_dn}: {error.description or error.result}"
+            ) from None
+        if not any(entry["type"] == "searchResEntry" for entry in conn.response):
+            raise ActiveDirectoryConnectionError(
+                f"{where}: the base DN cannot be read by {settings.bind_dn} (no entry returned: missing read "
+                "permission?)"
+            )
 
     def close(self) -> None:
         if self._conn is not None:
@@ -308,7 +380,7 @@ class ActiveDirectoryHook(BaseHook):
         conn = self.get_conn()
         search_filter = f"(&{IMPORT_FILTER}({attribute}={escape_filter_chars(value)}))"
         conn.search(
-            self.settings.base_dn,
+            self.search_base,
             search_filter,
             ldap3.SUBTREE,
             attributes=list(attributes),
@@ -326,7 +398,7 @@ class ActiveDirectoryHook(BaseHook):
         cookie: bytes | None = None
         while True:
             conn.search(
-                self.settings.base_dn,
+                self.search_base,
                 IMPORT_FILTER,
                 ldap3.SUBTREE,
                 attributes=requested,
@@ -355,8 +427,17 @@ class ActiveDirectoryHook(BaseHook):
             while high != "*":
                 next_low = int(high) + 1
                 chunk_name, chunk = self._read_range(extended_dn, name, next_low)
+                if chunk_name is None:
+                    # No ranged attribute in the answer: AD names the last range "...-*". Taking the values read so
+                    # far as complete would truncate the group (and the sync would remove the rest).
+                    raise RangedReadError(
+                        f"ranged read of {name!r} of {_EXTENDED_PREFIX.sub('', extended_dn)} from {self.settings.url} "
+                        f"returned no '{name};range=...' attribute after {len(values):,} values (asked from value "
+                        f"{next_low:,}); the values cannot be known complete, so the import stops rather than "
+                        "truncate the group"
+                    )
                 values.extend(chunk)
-                high = chunk_name.split("-", 1)[1] if chunk_name else "*"
+                high = chunk_name.split("-", 1)[1]
             raw[name] = values
         return raw
 

@@ -60,8 +60,14 @@ def test_unreachable_host(dc):
 
 
 def test_plain_ldap_refused_by_strong_auth(dc):
-    message = connect_error(hook_for(dc, tls="none", port=389))
+    """Allowed on our side (allow_plain_ldap_bind), the DC itself still refuses a simple bind in clear."""
+    message = connect_error(hook_for(dc, tls="none", port=389, allow_plain_ldap_bind=True))
     assert "requires a TLS-protected bind" in message
+
+
+def test_plain_ldap_refused_before_the_password_leaves(dc):
+    message = connect_error(hook_for(dc, tls="none", port=389))
+    assert "send the password in clear" in message and "allow_plain_ldap_bind" in message
 
 
 def test_starttls(dc):

@@ -7,7 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ldap3.utils.dn import escape_rdn
 
-from airflow_provider_aadsync.engine.dn import DnError, DnScope, canonical_dn, dn_is_under, normalize_dn, same_dn
+from airflow_provider_aadsync.engine.dn import (
+    DnError,
+    DnScope,
+    canonical_dn,
+    dn_is_under,
+    normalize_dn,
+    same_dn,
+    wire_dn,
+)
 
 BASE = "DC=corp,DC=example,DC=test"
 
@@ -109,3 +117,10 @@ def test_any_escaped_value_round_trips(value, parent):
     assert same_dn(canonical_dn(dn), dn)
     hex_escaped = "CN=" + "".join(f"\\{byte:02x}" for byte in value.encode()) + "," + parent
     assert same_dn(hex_escaped, dn)
+
+
+def test_wire_dn_drops_only_insignificant_spaces():
+    assert wire_dn(" dc=corp, dc=example ,dc=test ") == "dc=corp,dc=example,dc=test"
+    assert wire_dn("CN=\\ John  Smith\\ , OU = A B,DC=x") == "CN=\\ John  Smith\\ ,OU=A B,DC=x"
+    with pytest.raises(DnError):
+        wire_dn("nonsense")

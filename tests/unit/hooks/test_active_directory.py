@@ -6,9 +6,11 @@ import pytest
 from airflow.sdk import Connection
 
 from airflow_provider_aadsync.hooks.active_directory import (
+    ActiveDirectoryConnectionError,
     ActiveDirectoryError,
     ActiveDirectoryHook,
     ADConnectionSettings,
+    RangedReadError,
 )
 
 SECRET = "S3cret-Bind-Passw0rd"
@@ -77,3 +79,54 @@ class TestActiveDirectoryHook:
         )
         ok, message = hook.test_connection()
         assert not ok and "could not reach ldaps://127.0.0.1:1" in message and SECRET not in message
+
+
+def plain_settings(**extra) -> ADConnectionSettings:
+    return ADConnectionSettings(
+        host="127.0.0.1",
+        port=1,
+        bind_dn="CN=x",
+        password=SECRET,
+        base_dn="DC=x",
+        tls="none",
+        connect_timeout=2,
+        **extra,
+    )
+
+
+class TestPlainLdapBind:
+    def test_refused_without_the_explicit_extra(self):
+        hook = ActiveDirectoryHook(settings=plain_settings())
+        with pytest.raises(ActiveDirectoryConnectionError, match="send the password in clear") as caught:
+            hook.get_conn()
+        assert "allow_plain_ldap_bind: true" in str(caught.value) and SECRET not in str(caught.value)
+        ok, message = hook.test_connection()
+        assert not ok and "allow_plain_ldap_bind" in message
+
+    def test_allowed_by_the_extra_then_tries_to_connect(self, caplog):
+        settings = ADConnectionSettings.from_connection(
+            connection(tls="none", allow_plain_ldap_bind="true")
+        ).model_copy(update={"host": "127.0.0.1", "port": 1, "connect_timeout": 2})
+        assert settings.allow_plain_ldap_bind is True
+        with pytest.raises(ActiveDirectoryConnectionError, match="could not reach ldap://127.0.0.1:1"):
+            ActiveDirectoryHook(settings=settings).get_conn()
+        assert "password travels in clear" in caplog.text and SECRET not in caplog.text
+
+
+class TestRangedMembers:
+    def hook(self, answers):
+        hook = ActiveDirectoryHook(settings=plain_settings())
+        hook._read_range = lambda dn, name, low: answers.pop(0)
+        return hook
+
+    def test_a_missing_range_attribute_is_an_error_naming_the_group(self):
+        group = "<GUID=0f0e>;<SID=S-1-5>;CN=Big Group,OU=Groups,DC=x"
+        first = [b"m%d" % n for n in range(1500)]
+        hook = self.hook([("member;range=1500-2999", [b"x"] * 1500), (None, [])])
+        with pytest.raises(RangedReadError, match=r"'member' of CN=Big Group,OU=Groups,DC=x .* after 3,000 values"):
+            hook._complete_ranges(group, {"member;range=0-1499": first})
+
+    def test_ranges_until_star_are_merged(self):
+        hook = self.hook([("member;range=2-3", [b"c", b"d"]), ("member;range=4-*", [b"e"])])
+        raw = hook._complete_ranges("CN=g,DC=x", {"member;range=0-1": [b"a", b"b"], "cn": [b"g"]})
+        assert raw == {"cn": [b"g"], "member": [b"a", b"b", b"c", b"d", b"e"]}

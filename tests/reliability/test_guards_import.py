@@ -1,0 +1,129 @@
+"""Import guards against the real Samba AD DC: a base DN spelled unlike the DC's DNs still imports everything, a
+base DN that does not exist fails when connecting, and an import whose scope suddenly sees nothing stops with the
+connector space untouched until a confirmed run applies the deletes (through the CLI, as an operator would)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from airflow_provider_aadsync.cli import main
+from airflow_provider_aadsync.engine.import_guard import STOPPED_DELETION_THRESHOLD
+from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConnectionError
+from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from tests.integration.conftest import hook_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def dc(start_dc):
+    return start_dc(users=200, groups=10, group_size=150)
+
+
+def snapshot(store: Store) -> tuple[list, list]:
+    with store.engine.connect() as connection:
+        objects = [tuple(row) for row in connection.execute(sa.select(cs_object).order_by(cs_object.c.anchor))]
+        references = [tuple(row) for row in connection.execute(sa.select(cs_reference).order_by(*cs_reference.c))]
+    return objects, references
+
+
+def live_objects(store: Store) -> int:
+    with store.engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).where(~cs_object.c.is_deleted)).scalar_one()
+
+
+def test_base_dn_spelled_unlike_the_dc_imports_everything(dc, store, tmp_path):
+    """`dc=corp, dc=example, dc=test` is a base the DC accepts, but it returns `...,DC=corp,DC=example,DC=test`:
+    compared as text, the import saw nothing in scope and deleted every object; compared RDN by RDN it sees all."""
+    odd = ", ".join(part.lower() for part in dc.base_dn.split(","))
+    assert odd != dc.base_dn
+    spelled = run_ad_import(hook_for(dc, base_dn=odd), store, mode="full")
+    assert spelled["result"] == "success", spelled
+    with Store.open(f"sqlite:///{tmp_path / 'reference.sqlite'}") as reference:
+        canonical = run_ad_import(hook_for(dc), reference, mode="full")
+    assert spelled["counters"]["adds"] == canonical["counters"]["adds"] > 200
+    again = run_ad_import(hook_for(dc), store, mode="full")
+    assert again["result"] == "success"
+    assert (again["counters"]["adds"], again["counters"]["updates"], again["counters"]["deletes"]) == (0, 0, 0)
+
+
+def test_base_ou_with_escapes_written_differently_imports_its_objects(dc, tmp_path):
+    """An OU named `Sales, Nord Café`: the DC takes `ou=sales\\2c nord caf\\c3\\a9` as its base and answers with
+    `OU=Sales\\, Nord Café`. Compared as lower-cased text (the old scope check) none of its objects was in scope."""
+    ou = f"OU=Sales\\, Nord Café,{dc.base_dn}"
+    admin = dc.connect()
+    try:
+        if not admin.add(ou, "organizationalUnit"):
+            assert admin.result["description"] == "entryAlreadyExists", admin.result
+        for n in range(3):
+            user = f"CN=Nord {n},{ou}"
+            if not admin.add(user, "user", {"sAMAccountName": f"nord{n}", "displayName": f"Nord {n}"}):
+                assert admin.result["description"] == "entryAlreadyExists", admin.result
+    finally:
+        admin.unbind()
+    escaped = "ou=sales\\2c nord caf\\c3\\a9," + dc.base_dn.lower()
+    with Store.open(f"sqlite:///{tmp_path / 'escaped.sqlite'}") as store:
+        result = run_ad_import(hook_for(dc, base_dn=escaped), store, mode="full")
+        assert result["result"] == "success" and result["counters"]["adds"] == 4, result  # the OU and its 3 users
+        with store.engine.connect() as connection:
+            dns = set(connection.execute(sa.select(cs_object.c.dn)).scalars())
+    assert f"CN=Nord 0,{ou}" in dns
+
+
+def test_base_dn_that_does_not_exist_or_lies_outside_the_naming_context_fails_at_connect(dc, store):
+    missing = f"OU=Does Not Exist,{dc.base_dn}"
+    with pytest.raises(ActiveDirectoryConnectionError) as caught:
+        run_ad_import(hook_for(dc, base_dn=missing), store, mode="full")
+    message = str(caught.value)
+    assert repr(missing) in message and f"naming context {dc.base_dn!r}" in message and "does not exist" in message
+    assert store.list_runs() == []  # refused before any import work
+
+    hook = hook_for(dc, base_dn="DC=elsewhere,DC=test")
+    ok, message = hook.test_connection()
+    assert not ok and "lies outside the naming context" in message and "'DC=elsewhere,DC=test'" in message
+
+
+def test_scope_that_suddenly_sees_nothing_stops_and_the_confirmed_rerun_applies_the_deletes(dc, store, monkeypatch):
+    empty_ou = f"OU=Empty Scope,{dc.base_dn}"
+    admin = dc.connect()
+    try:
+        if not admin.add(empty_ou, "organizationalUnit"):
+            assert admin.result["description"] == "entryAlreadyExists", admin.result
+    finally:
+        admin.unbind()
+    first = run_ad_import(hook_for(dc), store, mode="full")
+    assert first["result"] == "success"
+    with store.transaction() as connection:  # as after a sync: deletes now become pending deletes for the sync
+        connection.execute(sa.update(cs_object).values(pending_import=None))
+    before, imported = snapshot(store), live_objects(store)
+    cookie = store.get_watermark("ad", dc.base_dn)
+
+    info = dc.connection_info()
+    connection = {"conn_type": "aadsync_ad", **info, "extra": {**info["extra"], "base_dn": empty_ou}}
+    monkeypatch.setenv("AIRFLOW_CONN_GUARD_AD", json.dumps(connection))
+    command = ["import-ad", "--mode", "full", "--conn-id", "guard_ad", "--store", store.url, "--instance", "test"]
+    stopped = CliRunner().invoke(main, command)
+    assert stopped.exit_code == 1, stopped.output
+    # the empty OU is itself in scope, so the run "sees" one object: the share stops it (all but one would go)
+    assert STOPPED_DELETION_THRESHOLD in stopped.output
+    assert f"would delete {imported - 1:,} of the {imported:,} objects" in stopped.output
+    assert "--confirm-mass-removal" in stopped.output and "OU=Empty Scope" in stopped.output
+    assert snapshot(store) == before  # the connector space is untouched
+    assert store.get_watermark("ad", dc.base_dn) == cookie  # and the DirSync cookie did not move
+
+    confirmed = CliRunner().invoke(main, [*command, "--confirm-mass-removal"])
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "full-import on `ad` — success" in confirmed.output
+    assert live_objects(store) == 1  # the empty OU itself, the only object left in scope
+    run = store.list_runs(limit=1)[0]
+    assert run["counters"]["deletes"] == imported - 1
+    with store.engine.connect() as connection:
+        pending = connection.execute(
+            sa.select(sa.func.count()).where(cs_object.c.pending_import == "delete", cs_object.c.is_deleted)
+        ).scalar_one()
+    assert pending == imported - 1
