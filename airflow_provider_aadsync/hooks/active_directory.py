@@ -67,6 +67,11 @@ class ActiveDirectoryConnectionError(ActiveDirectoryError):
     settings are refused (a bind in clear), or its base DN does not exist or lies outside the naming context."""
 
 
+class ActiveDirectoryConfigurationError(ActiveDirectoryConnectionError):
+    """Raised when the connection's settings are refused whatever the DC's state: a bind in clear that is not
+    allowed, a base DN outside the naming context or that does not exist. Not worth retrying: fix the connection."""
+
+
 class RangedReadError(ActiveDirectoryError):
     """Raised when a ranged read of a large attribute (``member``) does not say which range it returned: taking
     the values so far as complete would silently truncate a group."""
@@ -226,7 +231,7 @@ class ActiveDirectoryHook(BaseHook):
         settings = self.settings
         if settings.tls == "none":
             if not settings.allow_plain_ldap_bind:
-                raise ActiveDirectoryConnectionError(
+                raise ActiveDirectoryConfigurationError(
                     f"refusing to bind to {settings.url} as {settings.bind_dn}: with tls=none the simple bind would "
                     "send the password in clear. Set tls to ldaps or starttls, or, on an isolated test network "
                     "only, set the connection extra allow_plain_ldap_bind: true"
@@ -298,7 +303,7 @@ class ActiveDirectoryHook(BaseHook):
         try:
             return wire_dn(self.settings.base_dn)
         except DnError as error:
-            raise ActiveDirectoryConnectionError(f"the connection extra base_dn is not usable: {error}") from None
+            raise ActiveDirectoryConfigurationError(f"the connection extra base_dn is not usable: {error}") from None
 
     def _check_base_dn(self, conn: ldap3.Connection) -> None:
         """The base DN must exist and lie inside the default naming context (DirSync reads that context and the
@@ -310,7 +315,7 @@ class ActiveDirectoryHook(BaseHook):
         raw = conn.response[0]["raw_attributes"] if conn.response else {}
         contexts = raw.get("defaultNamingContext") or []
         if not contexts:
-            raise ActiveDirectoryConnectionError(
+            raise ActiveDirectoryConfigurationError(
                 f"{settings.url} does not announce a defaultNamingContext; is it an AD DC?"
             )
         naming_context = contexts[0].decode()
@@ -318,24 +323,24 @@ class ActiveDirectoryHook(BaseHook):
         try:
             inside = dn_is_under(base, naming_context)
         except DnError as error:
-            raise ActiveDirectoryConnectionError(f"{where}: {error}") from None
+            raise ActiveDirectoryConfigurationError(f"{where}: {error}") from None
         if not inside:
-            raise ActiveDirectoryConnectionError(
+            raise ActiveDirectoryConfigurationError(
                 f"{where}: the base DN lies outside the naming context, so an import would see nothing of it; "
                 f"set base_dn to the naming context or an OU under it"
             )
         try:
             conn.search(self.search_base, "(objectClass=*)", ldap3.BASE, attributes=["objectClass"])
         except ldap_errors.LDAPNoSuchObjectResult:
-            raise ActiveDirectoryConnectionError(
+            raise ActiveDirectoryConfigurationError(
                 f"{where}: the base DN does not exist; check its spelling (an OU renamed or moved?)"
             ) from None
         except ldap_errors.LDAPOperationResult as error:
-            raise ActiveDirectoryConnectionError(
+            raise ActiveDirectoryConfigurationError(
                 f"{where}: the base DN cannot be read by {settings.bind_dn}: {error.description or error.result}"
             ) from None
         if not any(entry["type"] == "searchResEntry" for entry in conn.response):
-            raise ActiveDirectoryConnectionError(
+            raise ActiveDirectoryConfigurationError(
                 f"{where}: the base DN cannot be read by {settings.bind_dn} (no entry returned: missing read "
                 "permission?)"
             )

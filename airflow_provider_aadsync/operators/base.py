@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundExceptio
 from airflow_provider_aadsync.engine.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.rules import RuleLoadError
 from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConfigurationError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -23,7 +24,12 @@ COMPLETED_RESULTS = ("success", "completed-import-errors")
 #: configuration): the task fails at once, without retries, and the message says how to confirm or fix it.
 TRANSIENT_RESULTS = ("stopped-server-down", "stopped-lock-lost")
 #: Errors a retry would only repeat (bad rules, bad settings, a connection id that does not exist).
-CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (RuleLoadError, pydantic.ValidationError, AirflowNotFoundException)
+CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (
+    RuleLoadError,
+    pydantic.ValidationError,
+    AirflowNotFoundException,
+    ActiveDirectoryConfigurationError,  # a bind in clear not allowed, a base DN outside the naming context or missing
+)
 #: XCom key of the summary of a step that stopped (the task fails, so it has no return value): the report reads it.
 STOPPED_SUMMARY_KEY = "stopped_summary"
 

@@ -6,12 +6,14 @@ import pytest
 from airflow.sdk import Connection
 
 from airflow_provider_aadsync.hooks.active_directory import (
+    ActiveDirectoryConfigurationError,
     ActiveDirectoryConnectionError,
     ActiveDirectoryError,
     ActiveDirectoryHook,
     ADConnectionSettings,
     RangedReadError,
 )
+from airflow_provider_aadsync.operators.base import CONFIGURATION_ERRORS
 
 SECRET = "S3cret-Bind-Passw0rd"
 
@@ -100,6 +102,8 @@ class TestPlainLdapBind:
         with pytest.raises(ActiveDirectoryConnectionError, match="send the password in clear") as caught:
             hook.get_conn()
         assert "allow_plain_ldap_bind: true" in str(caught.value) and SECRET not in str(caught.value)
+        assert isinstance(caught.value, ActiveDirectoryConfigurationError)  # not retried by Airflow
+        assert ActiveDirectoryConfigurationError in CONFIGURATION_ERRORS
         ok, message = hook.test_connection()
         assert not ok and "allow_plain_ldap_bind" in message
 
