@@ -331,10 +331,32 @@ def sync_command(
         sys.exit(1)
 
 
+def _guard_options(command):
+    """The mass-change guards' flags, shared by both exports (engine/export_guards.py)."""
+    options = [
+        click.option(
+            "--disable-threshold", type=click.IntRange(min=0), default=500, show_default=True,
+            help="Stop before any write above this many accounts disabled (accountEnabled true → false).",
+        ),
+        click.option(
+            "--member-removal-threshold", type=click.IntRange(min=0), default=500, show_default=True,
+            help="Stop before any write above this many group member removals.",
+        ),
+        click.option(
+            "--member-removal-group-percent", type=click.IntRange(0, 100), default=50, show_default=True,
+            help="Stop before any write when a group of 20+ members would lose more than this share (100: never).",
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command("export-entra")
 @click.option("--conn-id", default="aadsync_entra", show_default=True, help="Airflow connection id.")
 @click.option("--staging", is_flag=True, help="Compute and store the export plan; write nothing.")
 @click.option("--deletion-threshold", type=int, default=500, show_default=True, help="Stop above this many deletes.")
+@_guard_options
 @click.option(
     "--write-budget",
     default="3000/150",
@@ -348,6 +370,9 @@ def export_entra_command(
     conn_id: str,
     staging: bool,
     deletion_threshold: int,
+    disable_threshold: int,
+    member_removal_threshold: int,
+    member_removal_group_percent: int,
     write_budget: str,
     store_url: str | None,
     instance: str,
@@ -364,6 +389,9 @@ def export_entra_command(
         settings = ExportSettings(
             staging=staging,
             deletion_threshold=deletion_threshold,
+            disable_threshold=disable_threshold,
+            member_removal_threshold=member_removal_threshold,
+            member_removal_group_percent=member_removal_group_percent,
             write_budget=int(writes),
             write_window_seconds=float(seconds or 1),
         )
@@ -380,6 +408,7 @@ def export_entra_command(
 @click.option("--conn-id", default=None, help="Airflow connection id (default: the local dev DC).")
 @click.option("--staging", is_flag=True, help="Compute and store the export plan; write nothing.")
 @click.option("--deletion-threshold", type=int, default=500, show_default=True, help="Stop above this many deletes.")
+@_guard_options
 @click.option("--member-chunk", type=int, default=5000, show_default=True, help="Member values per modify operation.")
 @click.option(
     "--deprovision",
@@ -396,6 +425,9 @@ def export_ad_command(
     conn_id: str | None,
     staging: bool,
     deletion_threshold: int,
+    disable_threshold: int,
+    member_removal_threshold: int,
+    member_removal_group_percent: int,
     member_chunk: int,
     deprovision: str,
     holding_ou: str | None,
@@ -412,6 +444,9 @@ def export_ad_command(
         settings = ad_export_settings(
             staging=staging,
             deletion_threshold=deletion_threshold,
+            disable_threshold=disable_threshold,
+            member_removal_threshold=member_removal_threshold,
+            member_removal_group_percent=member_removal_group_percent,
             member_chunk=member_chunk,
             deprovision=deprovision,
             holding_ou=holding_ou,

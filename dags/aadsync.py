@@ -62,6 +62,15 @@ DELETION_THRESHOLD = (
     "{{ params.deletion_threshold if params.deletion_threshold is not none "
     "else var.value.get('aadsync_deletion_threshold', 500) }}"
 )
+#: The other mass-change guards, each as the deletion threshold: the run's param, else its Variable, else 500 / 50.
+GUARDS = {
+    name: f"{{{{ params.{name} if params.{name} is not none else var.value.get('aadsync_{name}', {default}) }}}}"
+    for name, default in (
+        ("disable_threshold", 500),
+        ("member_removal_threshold", 500),
+        ("member_removal_group_percent", 50),
+    )
+}
 ENDPOINT = "{{ params.endpoint }}"
 #: The import guard: a param confirms a mass removal for this run; Variables set the limits (empty: 500 and 0.1).
 IMPORT_GUARD = {
@@ -99,6 +108,31 @@ COMMON_PARAMS: dict[str, Param] = {
         description="Let the imports apply deletes their guard stopped (stopped-deletion-threshold-exceeded: more "
         "than the Variable aadsync_import_deletion_threshold, else 500, or more than aadsync_import_deletion_share, "
         "else 10 %, of a connector space, or a full import that saw nothing). Check the stopped run's detail first.",
+    ),
+    "disable_threshold": Param(
+        None,
+        type=["null", "integer"],
+        minimum=0,
+        title="Disable threshold for this run",
+        description="More accounts disabled (accountEnabled true → false) than this stop the export before any "
+        "write. Empty: the Variable aadsync_disable_threshold, else 500.",
+    ),
+    "member_removal_threshold": Param(
+        None,
+        type=["null", "integer"],
+        minimum=0,
+        title="Member removal threshold for this run",
+        description="More group member removals than this stop the exports before any write. Empty: the Variable "
+        "aadsync_member_removal_threshold, else 500.",
+    ),
+    "member_removal_group_percent": Param(
+        None,
+        type=["null", "integer"],
+        minimum=0,
+        maximum=100,
+        title="Per-group member removal share (%) for this run",
+        description="A group of 20 or more members losing more than this share of them stops the exports before "
+        "any write (100 lets any share through). Empty: the Variable aadsync_member_removal_group_percent, else 50.",
     ),
     "endpoint": Param(
         "v2",
@@ -197,6 +231,7 @@ def sync_cycle_dag(dag_id: str, *, schedule: dt.timedelta | None, mode: str, par
             entra_conn_id=ENTRA_CONN_ID,
             staging="{{ params.staging }}",
             deletion_threshold=DELETION_THRESHOLD,
+            **GUARDS,
             pool=GRAPH_WRITER_POOL,  # caps the tasks writing to Graph at once, across DAGs
             **store,
         )
@@ -205,6 +240,7 @@ def sync_cycle_dag(dag_id: str, *, schedule: dt.timedelta | None, mode: str, par
             ad_conn_id=AD_CONN_ID,
             staging="{{ params.staging }}",
             deletion_threshold=DELETION_THRESHOLD,
+            **GUARDS,
             **store,
         )
         report = SyncReportOperator(task_id="report", report_dir=REPORT_DIR, **store)

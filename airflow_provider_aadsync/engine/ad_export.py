@@ -29,6 +29,12 @@ from ldap3.utils.dn import to_dn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from airflow_provider_aadsync.engine.dn import same_dn
+from airflow_provider_aadsync.engine.export_guards import (
+    DELETION_THRESHOLD,
+    DISABLE_THRESHOLD,
+    MEMBER_REMOVAL_GROUP_PERCENT,
+    MEMBER_REMOVAL_THRESHOLD,
+)
 from airflow_provider_aadsync.engine.export_run import (
     ErrorLimitReached,
     ExportResult,
@@ -100,7 +106,13 @@ class ADExportSettings(BaseModel):
     #: Compute and store the plan, write nothing.
     staging: bool = False
     #: More pending deletes than this stops the export before anything is written.
-    deletion_threshold: int = Field(500, ge=0)
+    deletion_threshold: int = Field(DELETION_THRESHOLD, ge=0)
+    #: More accounts switched off than this stops the export before anything is written.
+    disable_threshold: int = Field(DISABLE_THRESHOLD, ge=0)
+    #: More group member removals than this in one run stops the export before anything is written ...
+    member_removal_threshold: int = Field(MEMBER_REMOVAL_THRESHOLD, ge=0)
+    #: ... and so does a group of 20 or more members losing more than this share (percent) of them.
+    member_removal_group_percent: int = Field(MEMBER_REMOVAL_GROUP_PERCENT, ge=0, le=100)
     error_limit: int = Field(ERROR_LIMIT, ge=1)
     #: Member values per modify operation.
     member_chunk: int = Field(5_000, ge=1, le=100_000)

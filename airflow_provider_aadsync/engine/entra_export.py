@@ -34,6 +34,12 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
+from airflow_provider_aadsync.engine.export_guards import (
+    DELETION_THRESHOLD,
+    DISABLE_THRESHOLD,
+    MEMBER_REMOVAL_GROUP_PERCENT,
+    MEMBER_REMOVAL_THRESHOLD,
+)
 from airflow_provider_aadsync.engine.export_run import (
     ErrorLimitReached,
     ExportResult,
@@ -101,7 +107,13 @@ class ExportSettings(BaseModel):
     #: Compute and store the plan, write nothing.
     staging: bool = False
     #: More pending deletes than this stops the export before anything is written.
-    deletion_threshold: int = Field(500, ge=0)
+    deletion_threshold: int = Field(DELETION_THRESHOLD, ge=0)
+    #: More accounts switched off than this stops the export before anything is written.
+    disable_threshold: int = Field(DISABLE_THRESHOLD, ge=0)
+    #: More group member removals than this in one run stops the export before anything is written ...
+    member_removal_threshold: int = Field(MEMBER_REMOVAL_THRESHOLD, ge=0)
+    #: ... and so does a group of 20 or more members losing more than this share (percent) of them.
+    member_removal_group_percent: int = Field(MEMBER_REMOVAL_GROUP_PERCENT, ge=0, le=100)
     error_limit: int = Field(ERROR_LIMIT, ge=1)
     #: The tenant's write budget for this app: requests per window (Graph: 3,000 per 150 s per app and tenant).
     write_budget: int = Field(3_000, ge=1)

@@ -2,7 +2,8 @@
 every exporter records in the connector space once a write is confirmed.
 
 The plan is on the run record before the first write (`aadsync report` shows it while the export runs); more pending
-deletes than the threshold stop the run before anything is written; staging stores the plan and writes nothing;
+deletes, disables or member removals than their thresholds (engine/export_guards.py) stop the run before anything
+is written; staging stores the plan and writes nothing;
 the error limit stops the exporter; every outcome is recorded with its counters and per-object errors.
 """
 
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.export_guards import GuardSettings, check_guards, count_mass_changes
 from airflow_provider_aadsync.engine.import_run import StepResult, process_holder
 from airflow_provider_aadsync.engine.importer import attrs_digest, serialize_attrs
 from airflow_provider_aadsync.engine.source import adjust_references_hash, format_hash
@@ -39,9 +41,8 @@ class ErrorLimitReached(Exception):
     """Raised by an exporter when it has recorded as many object errors as the run allows."""
 
 
-class ExportGuards(Protocol):
+class ExportGuards(GuardSettings, Protocol):
     staging: bool
-    deletion_threshold: int
 
 
 class Exporter(Protocol):
@@ -62,21 +63,18 @@ def run_export(
     command: str,
     lock_holder: str | None = None,
 ) -> ExportResult:
-    """Run one export of ``connector``: ``plan()`` counts what is pending (with ``planned_deletes``),
-    ``exporter(run_id)`` writes it; ``command`` names the CLI command in the deletion threshold's advice."""
+    """Run one export of ``connector``: ``plan()`` counts what is pending, the guards count its mass changes,
+    ``exporter(run_id)`` writes it; ``command`` names the CLI command in a guard's advice."""
     with store.locked(lock_holder or process_holder()):
         run_id = store.start_run("export-staging" if settings.staging else "export", connector)
         counts = plan()
+        changes = count_mass_changes(store, connector, settings)
+        counts.update(changes.counters(settings))
         store.update_run(run_id, counts, "export plan recorded; writing")
-        deletes = counts["planned_deletes"]
-        if deletes > settings.deletion_threshold:
-            detail = (
-                f"{deletes:,} deletes are pending, more than the deletion threshold of "
-                f"{settings.deletion_threshold:,}; nothing was written. If the deletes are intended, run the export "
-                f"again with a deletion threshold of at least {deletes:,} (task parameter `deletion_threshold`, or "
-                f"`aadsync {command} --deletion-threshold {deletes}`)"
-            )
-            return _finish(store, run_id, connector, "stopped-deletion-threshold-exceeded", counts, [], detail)
+        stop = check_guards(changes, settings, command)
+        if stop is not None:
+            log.warning("export to %s stopped before writing: %s", connector, stop.detail)
+            return _finish(store, run_id, connector, stop.result, counts, [], stop.detail)
         if settings.staging:
             detail = "staging mode: the plan is stored and nothing was written"
             return _finish(store, run_id, connector, "staged", counts, [], detail)

@@ -5,8 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from airflow_provider_aadsync.engine.export_guards import guard_report_line
 from airflow_provider_aadsync.engine.import_guard import STOPPED_DELETION_THRESHOLD
 from airflow_provider_aadsync.engine.store import Store, as_utc
+
+#: Export counters that are the guards' thresholds: shown in the guards line, not in the counter table.
+_GUARD_SETTINGS = frozenset(
+    {"deletion_threshold", "disable_threshold", "member_removal_threshold", "member_removal_group_percent"}
+)
 
 #: Counters shown first, in this order; any others follow alphabetically.
 _COUNTER_ORDER = (
@@ -33,8 +39,10 @@ def _duration(run: dict[str, Any]) -> str:
 
 def render_run(store: Store, run: dict[str, Any], *, max_errors: int = 20) -> str:
     counters = run.get("counters") or {}
-    names = [name for name in _COUNTER_ORDER if name in counters]
-    names += sorted(name for name in counters if name not in _COUNTER_ORDER)
+    guards = guard_report_line(counters)
+    shown = {name: value for name, value in counters.items() if not (guards and name in _GUARD_SETTINGS)}
+    names = [name for name in _COUNTER_ORDER if name in shown]
+    names += sorted(name for name in shown if name not in _COUNTER_ORDER)
     lines = [
         f"## Run {run['id']}: {run['profile']} on `{run['connector']}` — {run['result']}",
         "",
@@ -42,6 +50,8 @@ def render_run(store: Store, run: dict[str, Any], *, max_errors: int = 20) -> st
     ]
     if run.get("detail"):
         lines.append(f"- detail: {run['detail']}")
+    if guards:
+        lines.append(f"- guards (pending of threshold): {guards}")
     lines += ["", "| counter | value |", "|---|---:|"]
     lines += [f"| {name} | {counters[name]:,} |" for name in names]
     errors = store.run_errors(run["id"], limit=max_errors)
@@ -249,6 +259,7 @@ _HIGHLIGHTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("planned_user_updates", "planned user updates"),
         ("planned_group_updates", "planned group updates"),
         ("planned_deletes", "planned deletes"),
+        ("planned_disables", "planned disables"),
         ("planned_member_adds", "planned member adds"),
         ("planned_member_removes", "planned member removes"),
     ),

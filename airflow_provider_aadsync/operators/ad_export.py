@@ -12,7 +12,14 @@ from airflow_provider_aadsync.engine.dn import DnError, dn_is_under
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.operators.base import run_recorded_step, templated_flag, templated_int
-from airflow_provider_aadsync.operators.entra_export import COMPLETED_EXPORT_RESULTS, DEFAULT_DELETION_THRESHOLD
+from airflow_provider_aadsync.operators.entra_export import (
+    COMPLETED_EXPORT_RESULTS,
+    DEFAULT_DELETION_THRESHOLD,
+    DEFAULT_DISABLE_THRESHOLD,
+    DEFAULT_MEMBER_REMOVAL_GROUP_PERCENT,
+    DEFAULT_MEMBER_REMOVAL_THRESHOLD,
+    guard_settings,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -60,11 +67,19 @@ def ad_export_settings(
     member_chunk: int | str | None = None,
     deprovision: str | None = None,
     holding_ou: str | None = None,
+    disable_threshold: int | str | None = None,
+    member_removal_threshold: int | str | None = None,
+    member_removal_group_percent: int | str | None = None,
 ) -> ADExportSettings:
     """Settings from templated task parameters (strings accepted; empty values mean the defaults)."""
     return ADExportSettings(
         staging=templated_flag(staging),
-        deletion_threshold=templated_int(deletion_threshold, DEFAULT_DELETION_THRESHOLD),
+        **guard_settings(
+            deletion_threshold=deletion_threshold,
+            disable_threshold=disable_threshold,
+            member_removal_threshold=member_removal_threshold,
+            member_removal_group_percent=member_removal_group_percent,
+        ),
         member_chunk=templated_int(member_chunk, DEFAULT_MEMBER_CHUNK),
         deprovision=(str(deprovision or "").strip() or "delete"),  # type: ignore[arg-type]
         holding_ou=(str(holding_ou or "").strip() or None),
@@ -80,6 +95,11 @@ class ADExportOperator(BaseOperator):
     :param staging: compute and store the export plan, write nothing (templated).
     :param deletion_threshold: more pending deletes than this stop the export before any write (templated; empty
         means the default, 500).
+    :param member_removal_threshold: more group member removals than this stop the export before any write
+        (templated; empty: 500).
+    :param member_removal_group_percent: a group of 20 or more members losing more than this share of them stops
+        the export before any write (templated; empty: 50; 100 lets any share through).
+    :param disable_threshold: as the Entra export's (counts userAccountControl disables; templated; empty: 500).
     :param member_chunk: member values per modify operation (templated; default 5,000).
     :param deprovision: ``delete`` (default) or ``move``: what happens to a written-back group whose cloud group
         is gone (templated).
@@ -94,6 +114,9 @@ class ADExportOperator(BaseOperator):
         "ad_conn_id",
         "staging",
         "deletion_threshold",
+        "disable_threshold",
+        "member_removal_threshold",
+        "member_removal_group_percent",
         "member_chunk",
         "deprovision",
         "holding_ou",
@@ -107,6 +130,9 @@ class ADExportOperator(BaseOperator):
         ad_conn_id: str = ActiveDirectoryHook.default_conn_name,
         staging: bool | str = False,
         deletion_threshold: int | str | None = DEFAULT_DELETION_THRESHOLD,
+        disable_threshold: int | str | None = DEFAULT_DISABLE_THRESHOLD,
+        member_removal_threshold: int | str | None = DEFAULT_MEMBER_REMOVAL_THRESHOLD,
+        member_removal_group_percent: int | str | None = DEFAULT_MEMBER_REMOVAL_GROUP_PERCENT,
         member_chunk: int | str | None = DEFAULT_MEMBER_CHUNK,
         deprovision: str = "delete",
         holding_ou: str | None = None,
@@ -119,6 +145,9 @@ class ADExportOperator(BaseOperator):
         self.ad_conn_id = ad_conn_id
         self.staging = staging
         self.deletion_threshold = deletion_threshold
+        self.disable_threshold = disable_threshold
+        self.member_removal_threshold = member_removal_threshold
+        self.member_removal_group_percent = member_removal_group_percent
         self.member_chunk = member_chunk
         self.deprovision = deprovision
         self.holding_ou = holding_ou
@@ -130,6 +159,9 @@ class ADExportOperator(BaseOperator):
         settings = ad_export_settings(
             staging=self.staging,
             deletion_threshold=self.deletion_threshold,
+            disable_threshold=self.disable_threshold,
+            member_removal_threshold=self.member_removal_threshold,
+            member_removal_group_percent=self.member_removal_group_percent,
             member_chunk=self.member_chunk,
             deprovision=self.deprovision,
             holding_ou=self.holding_ou,

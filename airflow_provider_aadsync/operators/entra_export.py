@@ -19,6 +19,28 @@ if TYPE_CHECKING:
 COMPLETED_EXPORT_RESULTS = ("success", "completed-export-errors", "staged")
 #: Pending deletes above which an export stops before writing anything (Entra Connect's default).
 DEFAULT_DELETION_THRESHOLD = ExportSettings.model_fields["deletion_threshold"].default
+#: The other mass-change guards' defaults (engine/export_guards.py): disables, member removals, per-group share.
+DEFAULT_DISABLE_THRESHOLD = ExportSettings.model_fields["disable_threshold"].default
+DEFAULT_MEMBER_REMOVAL_THRESHOLD = ExportSettings.model_fields["member_removal_threshold"].default
+DEFAULT_MEMBER_REMOVAL_GROUP_PERCENT = ExportSettings.model_fields["member_removal_group_percent"].default
+
+
+def guard_settings(
+    *,
+    deletion_threshold: object = None,
+    disable_threshold: object = None,
+    member_removal_threshold: object = None,
+    member_removal_group_percent: object = None,
+) -> dict[str, int]:
+    """The guards' thresholds from templated task parameters (empty values mean the defaults), for both exports."""
+    return {
+        "deletion_threshold": templated_int(deletion_threshold, DEFAULT_DELETION_THRESHOLD),
+        "disable_threshold": templated_int(disable_threshold, DEFAULT_DISABLE_THRESHOLD),
+        "member_removal_threshold": templated_int(member_removal_threshold, DEFAULT_MEMBER_REMOVAL_THRESHOLD),
+        "member_removal_group_percent": templated_int(
+            member_removal_group_percent, DEFAULT_MEMBER_REMOVAL_GROUP_PERCENT
+        ),
+    }
 
 
 def export_to_entra(
@@ -46,6 +68,12 @@ class EntraExportOperator(BaseOperator):
     :param staging: compute and store the export plan, write nothing (templated; ``"True"``/``"False"`` accepted).
     :param deletion_threshold: more pending deletes than this stop the export before any write (templated; an
         empty value means the default, 500).
+    :param disable_threshold: more accounts disabled (accountEnabled true → false) than this stop the export before
+        any write (templated; empty: 500).
+    :param member_removal_threshold: more group member removals than this stop the export before any write
+        (templated; empty: 500).
+    :param member_removal_group_percent: a group of 20 or more members losing more than this share of them stops
+        the export before any write (templated; empty: 50; 100 lets any share through).
     :param write_budget: writes per ``write_window_seconds`` the export paces itself to (templated; Graph's per-app
         limit, 3,000 per 150 s, by default).
     :param write_window_seconds: the pacing window in seconds (templated).
@@ -59,6 +87,9 @@ class EntraExportOperator(BaseOperator):
         "entra_conn_id",
         "staging",
         "deletion_threshold",
+        "disable_threshold",
+        "member_removal_threshold",
+        "member_removal_group_percent",
         "write_budget",
         "write_window_seconds",
         "store_url",
@@ -71,6 +102,9 @@ class EntraExportOperator(BaseOperator):
         entra_conn_id: str = EntraHook.default_conn_name,
         staging: bool | str = False,
         deletion_threshold: int | str | None = DEFAULT_DELETION_THRESHOLD,
+        disable_threshold: int | str | None = DEFAULT_DISABLE_THRESHOLD,
+        member_removal_threshold: int | str | None = DEFAULT_MEMBER_REMOVAL_THRESHOLD,
+        member_removal_group_percent: int | str | None = DEFAULT_MEMBER_REMOVAL_GROUP_PERCENT,
         write_budget: int | str = ExportSettings.model_fields["write_budget"].default,
         write_window_seconds: float | str = ExportSettings.model_fields["write_window_seconds"].default,
         store_url: str | None = None,
@@ -82,6 +116,9 @@ class EntraExportOperator(BaseOperator):
         self.entra_conn_id = entra_conn_id
         self.staging = staging
         self.deletion_threshold = deletion_threshold
+        self.disable_threshold = disable_threshold
+        self.member_removal_threshold = member_removal_threshold
+        self.member_removal_group_percent = member_removal_group_percent
         self.write_budget = write_budget
         self.write_window_seconds = write_window_seconds
         self.store_url = store_url
@@ -91,7 +128,12 @@ class EntraExportOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         settings = ExportSettings(
             staging=templated_flag(self.staging),
-            deletion_threshold=templated_int(self.deletion_threshold, DEFAULT_DELETION_THRESHOLD),
+            **guard_settings(
+                deletion_threshold=self.deletion_threshold,
+                disable_threshold=self.disable_threshold,
+                member_removal_threshold=self.member_removal_threshold,
+                member_removal_group_percent=self.member_removal_group_percent,
+            ),
             write_budget=int(self.write_budget),
             write_window_seconds=float(self.write_window_seconds),
         )

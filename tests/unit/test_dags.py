@@ -109,3 +109,31 @@ def test_configuration_is_templated_from_variables_with_defaults(dagbag):
         assert guarded.import_deletion_threshold == "{{ var.value.get('aadsync_import_deletion_threshold', '') }}"
         assert guarded.import_deletion_share == "{{ var.value.get('aadsync_import_deletion_share', '') }}"
     assert dag.get_task("sync_ad").rules == "{{ var.value.get('aadsync_rules_path', '') }}"
+
+
+@pytest.mark.parametrize(
+    ("name", "default"),
+    [("disable_threshold", 500), ("member_removal_threshold", 500), ("member_removal_group_percent", 50)],
+)
+def test_mass_change_guards_take_the_param_else_the_variable_else_the_default(dagbag, name, default):
+    import jinja2
+
+    params = dagbag.dags["aadsync_cycle"].params
+    assert params[name] is None and params.get_param(name).schema["type"] == ["null", "integer"]
+    templates = {getattr(dagbag.dags["aadsync_cycle"].get_task(task), name) for task in ("export_entra", "export_ad")}
+    assert len(templates) == 1
+    template = jinja2.Environment().from_string(templates.pop())
+
+    class Variables:
+        def __init__(self, values):
+            self.values = values
+
+        def get(self, key, fallback):
+            return self.values.get(key, fallback)
+
+    def render(param, variables):
+        return template.render(params={name: param}, var={"value": Variables(variables)})
+
+    assert render(None, {}) == str(default)
+    assert render(None, {f"aadsync_{name}": "7"}) == "7"
+    assert render(3, {f"aadsync_{name}": "7"}) == "3"

@@ -36,3 +36,18 @@ def test_holding_ou_inside_the_base_dn_is_refused_in_any_spelling():
     check_holding_ou(ad_export_settings(), base)  # delete: no holding OU to check
     with pytest.raises(ValueError, match="holding_ou is not usable: 'nonsense' is not a valid DN"):
         check_holding_ou(ad_export_settings(deprovision="move", holding_ou="nonsense"), base)
+
+
+def test_guard_thresholds_are_templated_on_both_exports():
+    from airflow_provider_aadsync.operators.entra_export import EntraExportOperator
+
+    guards = {"disable_threshold", "member_removal_threshold", "member_removal_group_percent"}
+    assert guards <= set(ADExportOperator(task_id="export_ad").template_fields)
+    assert guards <= set(EntraExportOperator(task_id="export_entra").template_fields)
+    settings = ad_export_settings(
+        disable_threshold="", member_removal_threshold="1200", member_removal_group_percent="None"
+    )
+    assert (settings.disable_threshold, settings.member_removal_threshold) == (500, 1200)
+    assert settings.member_removal_group_percent == 50
+    with pytest.raises(ValueError, match="less than or equal to 100"):
+        ad_export_settings(member_removal_group_percent="101")

@@ -1,0 +1,329 @@
+"""The mass-change guards every export checks before its first write: deletes, disables and member removals.
+
+Deleting accounts is not the only way to take a tenant down: disabling them, or emptying the groups that grant
+access, does it as surely. So an export counts, from the plan sync staged (``pending_export`` and
+``pending_export_reference``), three kinds of mass change, each against a threshold of its own, and stops before
+writing anything when one is exceeded, with a result and a message that says how to confirm a real mass change:
+
+- deletes: pending object deletes (``stopped-deletion-threshold-exceeded``, default 500);
+- disables: accounts the export would switch off, ``accountEnabled`` true → false (Entra ID) or the ACCOUNTDISABLE
+  bit of ``userAccountControl`` newly set (AD) (``stopped-disable-threshold-exceeded``, default 500);
+- member removals: member removals in one run (default 500 in total), or more than a share of one group's current
+  members (default half) when the group has at least 20 (``stopped-member-removal-threshold-exceeded``).
+
+Counting is SQL over the plan (member removals are grouped and compared in the database, never loaded row by
+row); only the updates that touch an account's enabled state are read, to compare old and new values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.store import (
+    Store,
+    cs_object,
+    cs_reference,
+    pending_export,
+    pending_export_reference,
+)
+
+#: Defaults, as the product has them for deletes; the same number for the other mass changes.
+DELETION_THRESHOLD = 500
+DISABLE_THRESHOLD = 500
+MEMBER_REMOVAL_THRESHOLD = 500
+#: A run may remove at most this share (percent) of one group's members ...
+MEMBER_REMOVAL_GROUP_PERCENT = 50
+#: ... when the group has at least this many members (smaller groups change by more than half in ordinary use).
+MEMBER_REMOVAL_GROUP_MINIMUM = 20
+
+#: Reference attributes that hold group members (AD ``member``, Graph ``members``).
+MEMBER_ATTRIBUTES = ("member", "members")
+_OPEN = ("pending", "sent", "failed")
+_ACCOUNT_DISABLE = 0x2
+
+STOPPED_DELETES = "stopped-deletion-threshold-exceeded"
+STOPPED_DISABLES = "stopped-disable-threshold-exceeded"
+STOPPED_MEMBER_REMOVALS = "stopped-member-removal-threshold-exceeded"
+
+
+class GuardSettings(Protocol):
+    """The thresholds an export's settings carry (ExportSettings, ADExportSettings)."""
+
+    deletion_threshold: int
+    disable_threshold: int
+    member_removal_threshold: int
+    member_removal_group_percent: int
+
+
+@dataclass(frozen=True)
+class GroupRemoval:
+    """One group that would lose more than the allowed share of its members."""
+
+    anchor: str
+    name: str
+    removes: int
+    members: int
+
+    @property
+    def percent(self) -> int:
+        """The share removed, rounded up: the smallest ``member_removal_group_percent`` that lets it through."""
+        return min(100, math.ceil(self.removes * 100 / self.members)) if self.members else 100
+
+
+@dataclass(frozen=True)
+class MassChanges:
+    """What the plan would change en masse."""
+
+    deletes: int
+    disables: int
+    member_removes: int
+    #: Groups over the per-group share, largest share first.
+    groups_over_share: tuple[GroupRemoval, ...] = ()
+
+    def counters(self, settings: GuardSettings) -> dict[str, int]:
+        """Run counters: the counts and the thresholds they were checked against (the report shows both)."""
+        return {
+            "planned_deletes": self.deletes,
+            "planned_disables": self.disables,
+            "planned_member_removes": self.member_removes,
+            "groups_over_member_removal_share": len(self.groups_over_share),
+            "deletion_threshold": settings.deletion_threshold,
+            "disable_threshold": settings.disable_threshold,
+            "member_removal_threshold": settings.member_removal_threshold,
+            "member_removal_group_percent": settings.member_removal_group_percent,
+        }
+
+
+# ================================================================================================= counting
+def count_mass_changes(store: Store, connector: str, settings: GuardSettings) -> MassChanges:
+    """Count the plan's deletes, disables and member removals (and the groups over the per-group share)."""
+    with store.engine.connect() as connection:
+        deletes = connection.execute(
+            sa.select(sa.func.count()).where(
+                pending_export.c.connector == connector,
+                pending_export.c.operation == "delete",
+                pending_export.c.state.in_(_OPEN),
+            )
+        ).scalar_one()
+        disables = _count_disables(connection, connector)
+        removes = connection.execute(sa.select(sa.func.count()).where(*_member_removals(connector))).scalar_one()
+        groups = _groups_over_share(connection, connector, settings.member_removal_group_percent) if removes else ()
+    return MassChanges(deletes, disables, removes, groups)
+
+
+def _member_removals(connector: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        pending_export_reference.c.connector == connector,
+        pending_export_reference.c.operation == "remove",
+        pending_export_reference.c.state.in_(_OPEN),
+        sa.func.lower(pending_export_reference.c.attribute).in_(MEMBER_ATTRIBUTES),
+    )
+
+
+def _count_disables(connection: sa.Connection, connector: str) -> int:
+    """Updates that switch an account off that is not off already (its stored value says so, or is unknown)."""
+    changes = sa.func.lower(pending_export.c.changes)
+    rows = connection.execute(
+        sa.select(pending_export.c.changes, cs_object.c.attrs)
+        .select_from(
+            pending_export.outerjoin(
+                cs_object,
+                sa.and_(
+                    cs_object.c.connector == pending_export.c.connector,
+                    cs_object.c.anchor == pending_export.c.anchor,
+                ),
+            )
+        )
+        .where(
+            pending_export.c.connector == connector,
+            pending_export.c.operation == "update",
+            pending_export.c.state.in_(_OPEN),
+            sa.or_(changes.like('%"accountenabled"%'), changes.like('%"useraccountcontrol"%')),
+        )
+    )
+    return sum(1 for row in rows if _disables(json.loads(row.changes), json.loads(row.attrs) if row.attrs else {}))
+
+
+def _value(values: Mapping[str, Any], name: str) -> tuple[bool, Any]:
+    """(present, first value) of attribute ``name`` in ``values``, whatever its spelling."""
+    for key, found in values.items():
+        if key.lower() == name.lower():
+            if isinstance(found, list):
+                return (bool(found), found[0] if found else None)
+            return (found is not None, found)
+    return (False, None)
+
+
+def _is_false(value: Any) -> bool:
+    return value is False or (isinstance(value, str) and value.strip().lower() == "false")
+
+
+def _disable_bit(value: Any) -> bool | None:
+    try:
+        return bool(int(str(value).strip()) & _ACCOUNT_DISABLE)
+    except ValueError:
+        return None
+
+
+def _disables(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    written, new = _value(changes, "accountEnabled")
+    if written and _is_false(new):
+        known, old = _value(stored, "accountEnabled")
+        return not (known and _is_false(old))
+    written, new = _value(changes, "userAccountControl")
+    if written and _disable_bit(new):
+        known, old = _value(stored, "userAccountControl")
+        return not (known and _disable_bit(old))
+    return False
+
+
+def _groups_over_share(connection: sa.Connection, connector: str, percent: int) -> tuple[GroupRemoval, ...]:
+    """Groups of at least MEMBER_REMOVAL_GROUP_MINIMUM members that would lose more than ``percent`` % of them."""
+    removes = (
+        sa.select(
+            pending_export_reference.c.anchor,
+            pending_export_reference.c.attribute,
+            sa.func.count().label("removes"),
+        )
+        .where(*_member_removals(connector))
+        .group_by(pending_export_reference.c.anchor, pending_export_reference.c.attribute)
+        .subquery()
+    )
+    members = (
+        sa.select(cs_reference.c.anchor, cs_reference.c.attribute, sa.func.count().label("members"))
+        .where(
+            cs_reference.c.connector == connector,
+            cs_reference.c.anchor.in_(sa.select(removes.c.anchor)),
+            sa.func.lower(cs_reference.c.attribute).in_(MEMBER_ATTRIBUTES),
+        )
+        .group_by(cs_reference.c.anchor, cs_reference.c.attribute)
+        .subquery()
+    )
+    rows = connection.execute(
+        sa.select(removes.c.anchor, removes.c.removes, members.c.members, cs_object.c.dn, cs_object.c.attrs)
+        .join(members, sa.and_(members.c.anchor == removes.c.anchor, members.c.attribute == removes.c.attribute))
+        .outerjoin(cs_object, sa.and_(cs_object.c.connector == connector, cs_object.c.anchor == removes.c.anchor))
+        .where(
+            members.c.members >= MEMBER_REMOVAL_GROUP_MINIMUM,
+            removes.c.removes * 100 > members.c.members * percent,
+        )
+        .order_by((removes.c.removes * 1.0 / members.c.members).desc(), removes.c.anchor)
+    ).all()
+    return tuple(GroupRemoval(row.anchor, _group_name(row.dn, row.attrs), row.removes, row.members) for row in rows)
+
+
+def _group_name(dn: str | None, attrs: str | None) -> str:
+    values = json.loads(attrs) if attrs else {}
+    for name in ("displayName", "cn", "sAMAccountName", "mailNickname"):
+        present, value = _value(values, name)
+        if present:
+            return f'"{value}" ({dn})' if dn else f'"{value}"'
+    return dn or "(unknown group)"
+
+
+# ================================================================================================== checking
+@dataclass(frozen=True)
+class GuardStop:
+    """An exceeded guard: the run's result and the message that says what is pending and how to confirm it."""
+
+    result: str
+    detail: str
+
+
+def check_guards(changes: MassChanges, settings: GuardSettings, command: str) -> GuardStop | None:
+    """The first exceeded guard's result, with every exceeded guard in the message (so one confirmation does not
+    only run into the next stop); None when the plan is within every threshold."""
+    found: list[tuple[str, str, str]] = []  # (result, what is pending, how to confirm it)
+    if changes.deletes > settings.deletion_threshold:
+        found.append(
+            (
+                STOPPED_DELETES,
+                f"{changes.deletes:,} deletes are pending, more than the deletion threshold of "
+                f"{settings.deletion_threshold:,}",
+                _confirm("the deletes are", "deletion threshold", changes.deletes, "deletion_threshold", command),
+            )
+        )
+    if changes.disables > settings.disable_threshold:
+        found.append(
+            (
+                STOPPED_DISABLES,
+                f"{changes.disables:,} accounts would be disabled (accountEnabled true → false, or the ACCOUNTDISABLE "
+                f"bit of userAccountControl set), more than the disable threshold of {settings.disable_threshold:,}",
+                _confirm("the disables are", "disable threshold", changes.disables, "disable_threshold", command),
+            )
+        )
+    if changes.member_removes > settings.member_removal_threshold:
+        found.append(
+            (
+                STOPPED_MEMBER_REMOVALS,
+                f"{changes.member_removes:,} group member removals are pending, more than the member removal "
+                f"threshold of {settings.member_removal_threshold:,}",
+                _confirm(
+                    "the removals are",
+                    "member removal threshold",
+                    changes.member_removes,
+                    "member_removal_threshold",
+                    command,
+                ),
+            )
+        )
+    if changes.groups_over_share:
+        worst = changes.groups_over_share[0]
+        others = len(changes.groups_over_share) - 1
+        found.append(
+            (
+                STOPPED_MEMBER_REMOVALS,
+                f"group {worst.name} would lose {worst.removes:,} of its {worst.members:,} members "
+                f"({worst.percent} %), more than the {settings.member_removal_group_percent} % one run may remove "
+                f"from a group of {MEMBER_REMOVAL_GROUP_MINIMUM} members or more"
+                + (f" ({others:,} more groups are over it too)" if others else ""),
+                _confirm(
+                    "the removals are",
+                    "per-group member removal share (percent)",
+                    worst.percent,
+                    "member_removal_group_percent",
+                    command,
+                ),
+            )
+        )
+    if not found:
+        return None
+    (result, pending, confirm), *more = found
+    detail = f"{pending}; nothing was written. {confirm}"
+    detail += "".join(f" Also: {pending}. {confirm}" for _result, pending, confirm in more)
+    return GuardStop(result, detail)
+
+
+def _confirm(subject: str, what: str, number: int, param: str, command: str) -> str:
+    flag = "--" + param.replace("_", "-")
+    return (
+        f"If {subject} intended, run the export again with a {what} of at least {number:,} (task parameter "
+        f"`{param}`, or `aadsync {command} {flag} {number}`)."
+    )
+
+
+def guard_report_line(counters: Mapping[str, Any]) -> str | None:
+    """The run report's line for the guards: each count against its threshold (None for runs without guards)."""
+    if "disable_threshold" not in counters:
+        return None
+
+    def part(label: str, count: str, threshold: str) -> str:
+        number, limit = counters.get(count, 0), counters.get(threshold, 0)
+        return f"{label} {number:,} of {limit:,}" + (" (exceeded)" if number > limit else "")
+
+    share = counters.get("groups_over_member_removal_share", 0)
+    return " · ".join(
+        [
+            part("deletes", "planned_deletes", "deletion_threshold"),
+            part("disables", "planned_disables", "disable_threshold"),
+            part("member removals", "planned_member_removes", "member_removal_threshold"),
+            f"groups losing more than {counters.get('member_removal_group_percent', 0)} % of their members "
+            f"{share:,}" + (" (exceeded)" if share else ""),
+        ]
+    )

@@ -1,0 +1,237 @@
+"""The export's mass-change guards: disables and member removals counted from the plan, checked before any write."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.ad_export import ADExportSettings
+from airflow_provider_aadsync.engine.entra_export import ExportSettings
+from airflow_provider_aadsync.engine.export_guards import (
+    STOPPED_DISABLES,
+    STOPPED_MEMBER_REMOVALS,
+    _disables,
+    count_mass_changes,
+    guard_report_line,
+)
+from airflow_provider_aadsync.engine.export_run import run_export
+from airflow_provider_aadsync.engine.report import render_runs
+from airflow_provider_aadsync.engine.store import (
+    Store,
+    cs_object,
+    cs_reference,
+    pending_export,
+    pending_export_reference,
+    utcnow,
+)
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.unit.sync.world import ad_user, entra_user, exports, guid, immutable_id, import_delta, import_full
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
+        yield opened
+
+
+class RecordingExporter:
+    """Stands in for a connector's exporter: notes whether the run got as far as writing."""
+
+    def __init__(self) -> None:
+        self.errors: list[dict[str, Any]] = []
+        self.ran = False
+
+    def run(self) -> None:
+        self.ran = True
+
+    def final_counters(self, planned):
+        return dict(planned)
+
+
+def export(store: Store, settings, connector: str = "entra", command: str = "export-entra"):
+    writer = RecordingExporter()
+    result = run_export(
+        store,
+        connector=connector,
+        settings=settings,
+        plan=dict,
+        exporter=lambda run_id: writer,
+        command=command,
+    )
+    return result, writer
+
+
+# ------------------------------------------------------------------------------------------------ a plan by hand
+def add_group(store: Store, connector: str, anchor: str, name: str, members: int, attribute: str) -> None:
+    """A group in the connector space with ``members`` member rows (m0 … m<members-1>)."""
+    now = utcnow()
+    with store.transaction() as connection:
+        connection.execute(
+            sa.insert(cs_object).values(
+                connector=connector, anchor=anchor, dn=f"CN={name},OU=Groups,DC=corp,DC=example",
+                object_type="group", attrs=json.dumps({"displayName": [name]}), attrs_hash="x", refs_hash="0",
+                is_deleted=False, updated_at=now,
+            )
+        )  # fmt: skip
+        store.insert_chunked(
+            connection,
+            cs_reference,
+            [{"connector": connector, "anchor": anchor, "attribute": attribute, "target_anchor": f"m{i}"}
+             for i in range(members)],
+        )  # fmt: skip
+
+
+def stage_removes(store: Store, connector: str, anchor: str, count: int, attribute: str, first: int = 0) -> None:
+    now = utcnow()
+    with store.transaction() as connection:
+        connection.execute(
+            sa.insert(pending_export).values(
+                connector=connector, anchor=anchor, object_type="group", dn=anchor, operation="update",
+                changes="{}", state="pending", attempts=0, created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+        store.insert_chunked(
+            connection,
+            pending_export_reference,
+            [{"connector": connector, "anchor": anchor, "attribute": attribute, "target_anchor": f"m{i}",
+              "operation": "remove", "state": "pending"} for i in range(first, first + count)],
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------- disables
+def test_what_counts_as_a_disable():
+    assert _disables({"accountEnabled": [False]}, {"accountEnabled": [True]})
+    assert _disables({"accountEnabled": ["false"]}, {"accountEnabled": ["True"]})
+    assert _disables({"accountEnabled": [False]}, {})  # unknown before: counted, to be safe
+    assert not _disables({"accountEnabled": [False]}, {"accountEnabled": [False]})  # off already
+    assert not _disables({"accountEnabled": [True]}, {"accountEnabled": [False]})  # an enable
+    assert not _disables({"accountEnabled": []}, {"accountEnabled": [True]})  # a clear is no disable
+    assert _disables({"userAccountControl": ["514"]}, {"userAccountControl": ["512"]})
+    assert not _disables({"userAccountControl": ["66050"]}, {"userAccountControl": ["514"]})
+    assert not _disables({"userAccountControl": ["512"]}, {"userAccountControl": ["514"]})
+    assert not _disables({"displayName": ["x"]}, {"accountEnabled": [True]})
+
+
+def world_with_cloud_twins(store: Store, users: int) -> Any:
+    """AD users synced and joined to enabled cloud twins (as after an export and its confirming import)."""
+    rules = load_sync_rules()
+    import_full(store, "ad", [ad_user(n) for n in range(1, users + 1)])
+    twins = [
+        entra_user(f"cloud-{n}", f"user{n}@corp.example", immutable_id(guid(n)), accountEnabled=True,
+                   displayName=f"User {n}", givenName=f"Given{n}", surname=f"Surname{n}", mailNickname=f"user{n}")
+        for n in range(1, users + 1)
+    ]  # fmt: skip
+    import_full(store, "entra", twins)
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+    assert exports(store) == {}
+    return rules
+
+
+def test_mass_disable_staged_by_sync_stops_before_any_write_and_a_confirmed_run_goes_on(store):
+    rules = world_with_cloud_twins(store, 8)
+    import_delta(store, "ad", [ad_user(n, disabled=True) for n in range(1, 7)])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    assert count_mass_changes(store, "entra", ExportSettings()).disables == 6
+
+    stopped, writer = export(store, ExportSettings(disable_threshold=5))
+    assert stopped.result == STOPPED_DISABLES and not writer.ran
+    assert "6 accounts would be disabled" in stopped.detail and "disable threshold of 5" in stopped.detail
+    assert "`disable_threshold`" in stopped.detail and "`aadsync export-entra --disable-threshold 6`" in stopped.detail
+    assert stopped.counters["planned_disables"] == 6 and len(exports(store)) == 6  # the plan is kept
+
+    confirmed, writer = export(store, ExportSettings(disable_threshold=6))
+    assert confirmed.result == "success" and writer.ran
+
+
+def test_a_missing_user_account_control_contributes_nothing(store):
+    """The shipped flow: no userAccountControl is no opinion on the account, never a disable."""
+    rules = world_with_cloud_twins(store, 3)
+    import_full(store, "ad", [ad_user(1, userAccountControl=None), ad_user(2), ad_user(3, disabled=True)])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    staged = {anchor: export["changes"] for anchor, export in exports(store).items()}
+    assert staged == {"cloud-3": {"accountEnabled": [False]}}  # user 1 keeps its cloud account as it is
+    assert count_mass_changes(store, "entra", ExportSettings()).disables == 1
+
+
+def test_a_new_user_without_user_account_control_is_created_without_account_enabled(store):
+    rules = load_sync_rules()
+    import_full(store, "ad", [ad_user(1, userAccountControl=None), ad_user(2)])
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    adds = {export["changes"]["mailNickname"][0]: export["changes"] for export in exports(store).values()}
+    assert "accountEnabled" not in adds["user1"] and adds["user2"]["accountEnabled"] == [True]
+
+
+# ---------------------------------------------------------------------------------------------- member removals
+def test_member_removals_in_total(store):
+    for n in range(3):
+        add_group(store, "entra", f"g{n}", f"Group {n}", 300, "members")
+        stage_removes(store, "entra", f"g{n}", 100, "members")  # a third of each: no group over its share
+    changes = count_mass_changes(store, "entra", ExportSettings())
+    assert (changes.member_removes, changes.groups_over_share) == (300, ())
+
+    stopped, writer = export(store, ExportSettings(member_removal_threshold=299))
+    assert stopped.result == STOPPED_MEMBER_REMOVALS and not writer.ran
+    assert "300 group member removals are pending" in stopped.detail
+    assert "`aadsync export-entra --member-removal-threshold 300`" in stopped.detail
+    done, writer = export(store, ExportSettings(member_removal_threshold=300))
+    assert done.result == "success" and writer.ran
+
+
+def test_more_than_half_of_one_group_of_twenty_or_more_stops(store):
+    add_group(store, "entra", "sales", "Sales", 24, "members")
+    stage_removes(store, "entra", "sales", 13, "members")  # 54 %
+    add_group(store, "entra", "half", "Half", 40, "members")
+    stage_removes(store, "entra", "half", 20, "members")  # exactly half: allowed
+    add_group(store, "entra", "small", "Small", 19, "members")
+    stage_removes(store, "entra", "small", 19, "members")  # all, but under 20 members: allowed
+    changes = count_mass_changes(store, "entra", ExportSettings())
+    assert [(g.anchor, g.removes, g.members, g.percent) for g in changes.groups_over_share] == [("sales", 13, 24, 55)]
+
+    stopped, writer = export(store, ExportSettings())
+    assert stopped.result == STOPPED_MEMBER_REMOVALS and not writer.ran
+    assert stopped.detail.startswith('group "Sales"') and "13 of its 24 members (55 %)" in stopped.detail
+    assert "`aadsync export-entra --member-removal-group-percent 55`" in stopped.detail
+    assert "`member_removal_group_percent`" in stopped.detail
+    assert stopped.counters["groups_over_member_removal_share"] == 1
+
+    confirmed, writer = export(store, ExportSettings(member_removal_group_percent=55))
+    assert confirmed.result == "success" and writer.ran
+
+
+def test_the_ad_writeback_counts_its_member_attribute_and_names_its_command(store):
+    add_group(store, "ad", "wb", "Group_wb", 30, "member")
+    stage_removes(store, "ad", "wb", 30, "member")
+    stopped, writer = export(store, ADExportSettings(), connector="ad", command="export-ad")
+    assert stopped.result == STOPPED_MEMBER_REMOVALS and not writer.ran
+    assert "(100 %)" in stopped.detail and "`aadsync export-ad --member-removal-group-percent 100`" in stopped.detail
+
+
+def test_every_exceeded_guard_is_named_the_first_gives_the_result(store):
+    add_group(store, "entra", "sales", "Sales", 30, "members")
+    stage_removes(store, "entra", "sales", 30, "members")
+    now = utcnow()
+    with store.transaction() as connection:
+        connection.execute(
+            sa.insert(pending_export),
+            [{"connector": "entra", "anchor": f"u{n}", "object_type": "user", "dn": f"users/u{n}",
+              "operation": "delete", "changes": "{}", "state": "pending", "attempts": 0, "created_at": now,
+              "updated_at": now} for n in range(3)],
+        )  # fmt: skip
+    stopped, writer = export(store, ExportSettings(deletion_threshold=2))
+    assert stopped.result == "stopped-deletion-threshold-exceeded" and not writer.ran
+    assert stopped.detail.startswith("3 deletes are pending, more than the deletion threshold of 2; nothing was")
+    assert "--deletion-threshold 3" in stopped.detail and "Also: group" in stopped.detail
+    assert "--member-removal-group-percent 100" in stopped.detail
+    report = render_runs(store, [stopped.run_id])
+    assert "- guards (pending of threshold): deletes 3 of 2 (exceeded) · disables 0 of 500" in report
+    assert "groups losing more than 50 % of their members 1 (exceeded)" in report
+    assert "| disable_threshold |" not in report  # thresholds are in the guards line, not the counter table
+
+
+def test_guard_report_line_only_for_runs_with_guards():
+    assert guard_report_line({"adds": 3}) is None
