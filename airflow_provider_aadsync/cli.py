@@ -315,6 +315,7 @@ def sync_command(
 ) -> None:
     """Synchronize one connector space with the metaverse and stage pending exports; print the run report."""
     from airflow_provider_aadsync.engine.report import render_runs
+    from airflow_provider_aadsync.engine.rules import RuleSetError
     from airflow_provider_aadsync.engine.sync import run_sync
 
     rules = _load_rules(
@@ -325,7 +326,10 @@ def sync_command(
         writeback_naming=writeback_naming,
     )
     with Store.open(store_url, instance=instance) as store:
-        result = run_sync(store, rules, connector=connector, mode=mode)
+        try:
+            result = run_sync(store, rules, connector=connector, mode=mode)
+        except RuleSetError as error:  # refused before the store was touched
+            raise click.ClickException(str(error)) from None
         click.echo(render_runs(store, [result.run_id]))
     if result.result.startswith("stopped"):
         sys.exit(1)

@@ -12,7 +12,7 @@ Pure Python + pandas + pydantic. Typical use::
 from __future__ import annotations
 
 from airflow_provider_aadsync.engine.rules.compiled import CompiledRule, RuleSet, compile_rule, rule_fingerprint
-from airflow_provider_aadsync.engine.rules.errors import RuleIssue, RuleLoadError, RuleObjectError
+from airflow_provider_aadsync.engine.rules.errors import RuleIssue, RuleLoadError, RuleObjectError, RuleSetError
 from airflow_provider_aadsync.engine.rules.flows import (
     EXPRESSION_ERROR,
     FLOW_ERROR,
@@ -62,6 +62,7 @@ __all__ = [
     "RuleLoadError",
     "RuleObjectError",
     "RuleSet",
+    "RuleSetError",
     "ScopeClauseModel",
     "SyncRuleModel",
     "compile_rule",

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from airflow_provider_aadsync.engine.rules.errors import RuleSetError
 from airflow_provider_aadsync.engine.rules.flows import (
     FlowResult,
     FlowSpec,
@@ -267,12 +268,44 @@ class RuleSet:
     ``rules`` holds every rule, disabled ones included; ``inbound``/``outbound`` return enabled rules only.
     """
 
-    def __init__(self, rules: Sequence[CompiledRule], *, fingerprint: str | None = None) -> None:
+    def __init__(
+        self,
+        rules: Sequence[CompiledRule],
+        *,
+        fingerprint: str | None = None,
+        sources: Sequence[str] = (),
+    ) -> None:
         self.rules: tuple[CompiledRule, ...] = tuple(
             sorted(rules, key=lambda r: (r.precedence, r.connector.casefold(), r.name.casefold()))
         )
         self.fingerprint: str = fingerprint if fingerprint is not None else rule_fingerprint(self.rules)
+        #: The files or folders the rules came from (as given), named in errors about the whole set.
+        self.sources: tuple[str, ...] = tuple(sources)
         self._by_name = {rule.name.casefold(): rule for rule in self.rules}
+
+    @property
+    def source_label(self) -> str:
+        """The rule files or folders as one phrase for messages."""
+        return ", ".join(self.sources) if self.sources else "<rules given in code>"
+
+    def require_inbound(self, connector: str) -> None:
+        """Refuse a sync of ``connector`` when no enabled inbound rule reads it.
+
+        Without one, a sync finds every connector-space object out of scope: it would disconnect them all, and the
+        metaverse objects they fed would be deleted (and their exports staged). That is never what an operator
+        means, so it is a :class:`RuleSetError` before anything is written.
+        """
+        if self.inbound(connector):
+            return
+        others = sorted({rule.connector for rule in self.rules if rule.enabled and rule.direction is Direction.INBOUND})
+        known = f" (inbound rules exist for: {', '.join(others)})" if others else ""
+        raise RuleSetError(
+            f"connector {connector!r} has no enabled inbound rule{known}; a sync would disconnect every object of "
+            f"its connector space and empty the metaverse of what it feeds, so it is refused. Check the rules "
+            f"path and the rules' 'connector' names, or enable an inbound rule for {connector!r}",
+            source=self.source_label,
+            connector=connector,
+        )
 
     @property
     def connectors(self) -> frozenset[str]:

@@ -4,6 +4,11 @@
 
     Exception
      └── RuleLoadError        a rule file (or a set of them) cannot be loaded; carries every RuleIssue found
+          └── RuleSetError    the rules loaded but cannot drive this run: an empty rule set, a connector being
+                              synced without an enabled inbound rule (a sync would disconnect every object)
+
+Both are deterministic: the same files fail the same way, so a retry cannot help (the operators fail the task at
+once; ``operators.base.CONFIGURATION_ERRORS``).
 
     RuleObjectError           not an exception: one object's failure while a rule evaluated it (a run error)
 """
@@ -13,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["RuleIssue", "RuleLoadError", "RuleObjectError"]
+__all__ = ["RuleIssue", "RuleLoadError", "RuleObjectError", "RuleSetError"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,26 @@ class RuleLoadError(Exception):
         count = len(self.issues)
         header = f"{count} error{'s' if count != 1 else ''} in sync rules:"
         super().__init__("\n".join([header, *(f"  {issue}" for issue in self.issues)]))
+
+
+class RuleSetError(RuleLoadError):
+    """The rule set cannot drive this run, although every file in it may be valid on its own.
+
+    Raised for a rule set with no rule at all (an empty folder, an empty file, ``rules:`` with nothing) and by a
+    sync of a connector that has no enabled inbound rule: either would let a sync disconnect every object of the
+    connector space and empty the metaverse. The message is one line that names the connector (when there is
+    one) and the rule files; ``issues`` holds the same as one :class:`RuleIssue`.
+
+    :param message: what is wrong and how to fix it
+    :param source: the rule files or folders, as the operator or the CLI gave them
+    :param connector: the connector being synced, when the problem is about one
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, connector: str | None = None) -> None:
+        super().__init__([RuleIssue(source, None, "", message)])
+        self.args = (f"{source}: {message}" if source else message,)
+        self.source = source
+        self.connector = connector
 
 
 @dataclass(frozen=True)

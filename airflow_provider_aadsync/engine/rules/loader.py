@@ -4,6 +4,14 @@ A file holds ``rules:`` (a list of rules, see :class:`.model.SyncRuleModel`); a 
 (``*.yaml``/``*.yml``, read in name order). Every problem in every file is collected before anything is raised,
 and each :class:`.errors.RuleIssue` names the file (with the YAML line and column of the offending node), the
 rule and the field path; expression syntax errors add the line and column inside the expression.
+
+Refused, because a sync would disconnect every object of a connector with no rules: an empty file (or one with
+only comments), ``rules:`` with nothing, a folder without rule files, and no rule at all.
+
+Bounded, so a hostile or broken file gives an error instead of a hang or a crash: a file holds at most
+:data:`MAX_RULE_FILE_BYTES`, nests at most :data:`MAX_YAML_DEPTH` levels, and expands (through YAML aliases) to at
+most :data:`MAX_YAML_NODES` nodes; a recursive alias is an error. Expressions have their own limits
+(``expressions.limits``).
 """
 
 from __future__ import annotations
@@ -18,10 +26,18 @@ import yaml
 from pydantic import ValidationError
 
 from airflow_provider_aadsync.engine.rules.compiled import CompiledRule, RuleSet, compile_rule, rule_fingerprint
-from airflow_provider_aadsync.engine.rules.errors import RuleIssue, RuleLoadError
+from airflow_provider_aadsync.engine.rules.errors import RuleIssue, RuleLoadError, RuleSetError
 from airflow_provider_aadsync.engine.rules.model import SyncRuleModel
 
-__all__ = ["DEFAULT_RULES_DIR", "load_default_rules", "load_rules", "load_rules_text"]
+__all__ = [
+    "DEFAULT_RULES_DIR",
+    "MAX_RULE_FILE_BYTES",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_NODES",
+    "load_default_rules",
+    "load_rules",
+    "load_rules_text",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +46,89 @@ DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "default"
 
 _SUFFIXES = (".yaml", ".yml")
 _FILE_KEYS = frozenset({"rules"})
+
+#: Largest rule file read (bytes). The shipped rules are a few KB each.
+MAX_RULE_FILE_BYTES = 1_048_576
+#: Deepest nesting of YAML collections (a rule needs about 8 levels: rules, rule, scoping, group, clause, value).
+MAX_YAML_DEPTH = 64
+#: Most YAML nodes a file may expand to, counting each use of an alias in full (a "billion laughs" file is a
+#: few hundred bytes that expand to billions of nodes).
+MAX_YAML_NODES = 200_000
+
+_EMPTY_HINT = "a sync with no rules would disconnect every object and empty the metaverse"
+
+_OPENERS = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_CLOSERS = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+class _YamlLimitError(yaml.MarkedYAMLError):
+    """A file beyond one of the loader's limits (reported like a YAML error, with its position)."""
+
+
+def _check_text_depth(text: str) -> None:
+    """Refuse nesting deeper than MAX_YAML_DEPTH before composing (PyYAML composes recursively)."""
+    depth = 0
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, _OPENERS):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise _YamlLimitError(
+                    problem=f"nested deeper than {MAX_YAML_DEPTH} levels", problem_mark=token.start_mark
+                )
+        elif isinstance(token, _CLOSERS):
+            depth -= 1
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse recursive aliases, and a node graph that expands past MAX_YAML_NODES nodes or MAX_YAML_DEPTH levels.
+
+    Aliases make the composed nodes a graph that may share (or, with a recursive alias, contain) itself. Each node
+    is measured once (iteratively, memoised by identity), so the check costs the size of the file, not of what it
+    expands to.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        key = id(node)
+        if leaving:
+            open_nodes.discard(key)
+            kids = _children(node)
+            size[key] = min(MAX_YAML_NODES + 1, 1 + sum(size[id(kid)] for kid in kids))
+            depth[key] = 1 + max((depth[id(kid)] for kid in kids), default=0)
+            if size[key] > MAX_YAML_NODES:
+                raise _YamlLimitError(
+                    problem=f"expands to more than {MAX_YAML_NODES:,} nodes (through its aliases)",
+                    problem_mark=node.start_mark,
+                )
+            if depth[key] > MAX_YAML_DEPTH:
+                raise _YamlLimitError(
+                    problem=f"nested deeper than {MAX_YAML_DEPTH} levels (through its aliases)",
+                    problem_mark=node.start_mark,
+                )
+            continue
+        if key in size:
+            continue
+        if key in open_nodes:
+            raise _YamlLimitError(problem="an alias refers to a node that contains it", problem_mark=node.start_mark)
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((kid, False) for kid in _children(node) if id(kid) not in size)
 
 
 def _format_path(parts: Iterable[Any]) -> str:
@@ -48,9 +147,12 @@ class _YamlFile:
 
     def __init__(self, label: str, text: str) -> None:
         self.label = label
+        _check_text_depth(text)
         loader = yaml.SafeLoader(text)
         try:
             self.root: yaml.Node | None = loader.get_single_node()
+            if self.root is not None:
+                _check_expansion(self.root)
             self.data: Any = loader.construct_document(self.root) if self.root is not None else None
         finally:
             loader.dispose()
@@ -80,8 +182,12 @@ class _YamlFile:
     def duplicate_keys(self) -> Iterator[tuple[yaml.Node, str]]:
         """Mapping keys written twice (YAML would silently keep the last)."""
         stack = [self.root] if self.root is not None else []
+        visited: set[int] = set()  # an alias shares its node: walk each node once
         while stack:
             node = stack.pop()
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
             if isinstance(node, yaml.MappingNode):
                 seen: set[str] = set()
                 for key, value in node.value:
@@ -145,7 +251,12 @@ def _expand(paths: Iterable[Path | str], issues: _Collector) -> list[Path]:
     for entry in paths:
         path = Path(entry)
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES))
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES)
+            if not found:
+                issues.issues.append(
+                    RuleIssue(str(path), None, "", f"the folder holds no *.yaml or *.yml rule file ({_EMPTY_HINT})")
+                )
+            files.extend(found)
         elif path.is_file():
             files.append(path)
         else:
@@ -172,6 +283,7 @@ def _load_source(
         )
     data = source.data
     if data is None:
+        issues.add(source, None, (), f"the file holds no rules ({_EMPTY_HINT}); add rules or remove the file")
         return []
     if not isinstance(data, Mapping):
         issues.add(source, None, (), "a rule file holds a mapping with a 'rules' list", file_parts=())
@@ -180,7 +292,14 @@ def _load_source(
         if key not in _FILE_KEYS:
             issues.add(source, None, (key,), "unknown key (a rule file holds only 'rules')", file_parts=(key,))
     rules = data.get("rules")
-    if rules is None:
+    if rules is None or rules == []:
+        issues.add(
+            source,
+            None,
+            ("rules",),
+            f"no rule in the list ({_EMPTY_HINT}); add rules or remove the file",
+            file_parts=("rules",) if "rules" in data else (),
+        )
         return []
     if not isinstance(rules, list):
         issues.add(source, None, ("rules",), "'rules' must be a list of rules", file_parts=("rules",))
@@ -239,7 +358,12 @@ def _check_across(rules: list[tuple[CompiledRule, _YamlFile, int]], issues: _Col
                 )
 
 
-def _build(sources: list[_YamlFile], parameters: Mapping[str, object] | None, issues: _Collector) -> RuleSet:
+def _build(
+    sources: list[_YamlFile],
+    parameters: Mapping[str, object] | None,
+    issues: _Collector,
+    given: list[str],
+) -> RuleSet:
     parameters = dict(parameters or {})
     compiled: list[tuple[CompiledRule, _YamlFile, int]] = []
     for source in sources:
@@ -248,27 +372,35 @@ def _build(sources: list[_YamlFile], parameters: Mapping[str, object] | None, is
     if issues.issues:
         raise RuleLoadError(issues.issues)
     rules = [rule for rule, _, _ in compiled]
-    return RuleSet(rules, fingerprint=rule_fingerprint(rules, parameters))
+    if not rules:
+        raise RuleSetError(f"no sync rule was loaded ({_EMPTY_HINT})", source=", ".join(given) or None)
+    return RuleSet(rules, fingerprint=rule_fingerprint(rules, parameters), sources=given)
 
 
 def _parse(label: str, text: str, issues: _Collector) -> _YamlFile | None:
+    if len(text) > MAX_RULE_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_RULE_FILE_BYTES:
+        issues.issues.append(RuleIssue(label, None, "", f"the file is larger than {MAX_RULE_FILE_BYTES:,} bytes"))
+        return None
     try:
         return _YamlFile(label, text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
+        kind = "refused" if isinstance(exc, _YamlLimitError) else "syntax error"
         issues.issues.append(
             RuleIssue(
                 label,
                 None,
                 "",
-                f"YAML syntax error: {problem}",
+                f"YAML {kind}: {problem}",
                 mark.line + 1 if mark else None,
                 mark.column + 1 if mark else None,
             )
         )
     except yaml.YAMLError as exc:
         issues.issues.append(RuleIssue(label, None, "", f"YAML error: {exc}"))
+    except RecursionError:  # a safety net: the depth checks above should have refused the file first
+        issues.issues.append(RuleIssue(label, None, "", f"nested too deeply (at most {MAX_YAML_DEPTH} levels)"))
     return None
 
 
@@ -280,10 +412,16 @@ def load_rules(paths: Iterable[Path | str], *, parameters: Mapping[str, object] 
     :return: the compiled rules
     :raise RuleLoadError: listing every problem of every file
     """
+    given = [str(path) for path in paths]
     issues = _Collector()
     sources: list[_YamlFile] = []
-    for path in _expand(paths, issues):
+    for path in _expand(given, issues):
         try:
+            if path.stat().st_size > MAX_RULE_FILE_BYTES:
+                issues.issues.append(
+                    RuleIssue(str(path), None, "", f"the file is larger than {MAX_RULE_FILE_BYTES:,} bytes")
+                )
+                continue
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             issues.issues.append(RuleIssue(str(path), None, "", f"cannot read: {exc}"))
@@ -291,7 +429,7 @@ def load_rules(paths: Iterable[Path | str], *, parameters: Mapping[str, object] 
         source = _parse(str(path), text, issues)
         if source is not None:
             sources.append(source)
-    ruleset = _build(sources, parameters, issues)
+    ruleset = _build(sources, parameters, issues, given)
     log.debug("loaded %d sync rules from %d files (fingerprint %s)", len(ruleset), len(sources), ruleset.fingerprint)
     return ruleset
 
@@ -300,11 +438,10 @@ def load_rules_text(text: str, *, name: str = "<text>", parameters: Mapping[str,
     """Load rules from YAML text (one file's content); ``name`` stands for the file in messages."""
     issues = _Collector()
     source = _parse(name, text, issues)
-    return _build([source] if source is not None else [], parameters, issues)
+    return _build([source] if source is not None else [], parameters, issues, [name])
 
 
 def load_default_rules(parameters: Mapping[str, object] | None = None) -> RuleSet:
-    """Load the shipped rule set (every ``*.yaml`` under ``engine/rules/default``; none is an empty set)."""
-    if not DEFAULT_RULES_DIR.is_dir():
-        return _build([], parameters, _Collector())
+    """Load the shipped rule set (every ``*.yaml`` under ``engine/rules/default``); a missing or empty folder (a
+    broken install) is a :class:`RuleLoadError`, as for any rule folder."""
     return load_rules([DEFAULT_RULES_DIR], parameters=parameters)

@@ -76,7 +76,12 @@ def run_sync(
     error_limit: int = ERROR_LIMIT,
     schemas: Mapping[str, ConnectorSchema] | None = None,
 ) -> SyncResult:
-    """Run one sync of ``connector`` against the rule set, recorded as a run."""
+    """Run one sync of ``connector`` against the rule set, recorded as a run.
+
+    :raise RuleSetError: ``connector`` has no enabled inbound rule (the sync would disconnect everything); raised
+        before the store is touched (no lock taken, no run recorded)
+    """
+    rules.require_inbound(connector)
     with store.locked(lock_holder or process_holder()):
         fallback_reason = full_sync_reason(store, connector, rules) if mode == "delta" else None
         if fallback_reason:

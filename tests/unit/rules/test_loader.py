@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from airflow_provider_aadsync.engine.rules import (
     Direction,
@@ -13,6 +14,7 @@ from airflow_provider_aadsync.engine.rules import (
     LinkType,
     MergeType,
     RuleLoadError,
+    RuleSetError,
     load_default_rules,
     load_rules,
     load_rules_text,
@@ -50,6 +52,10 @@ GOOD = textwrap.dedent(
         enabled: false
     """
 )
+
+
+def yaml_text(rules: list[dict]) -> str:
+    return yaml.safe_dump({"rules": rules}, sort_keys=False)
 
 
 def load_error(path: Path | str, **kwargs) -> RuleLoadError:
@@ -122,16 +128,47 @@ class TestLoadRules:
         )
         assert len(load_rules([path])) == 2
 
-    def test_empty_file_and_empty_rules(self, write_rules):
-        assert len(load_rules([write_rules("empty.yaml", text="")])) == 0
-        assert len(load_rules([write_rules("none.yaml", text="rules:\n")])) == 0
+    @pytest.mark.parametrize(
+        ("text", "position"),
+        [("", ""), ("# only a comment\n", ""), ("rules:\n", ":1:7: rules"), ("rules: []\n", ":1:8: rules")],
+        ids=["empty", "comment-only", "rules-null", "rules-empty-list"],
+    )
+    def test_empty_file_and_empty_rules_are_refused(self, write_rules, text, position):
+        # An empty rule set would let a sync disconnect every object and empty the metaverse (issue 13).
+        path = write_rules("empty.yaml", text=text)
+        error = load_error(path)
+        assert len(error.issues) == 1
+        assert str(error.issues[0]).startswith(f"{path}{position}")
+        assert "disconnect every object" in str(error)
 
-    def test_default_rules_load_when_folder_is_empty_or_absent(self, tmp_path, monkeypatch):
+    def test_an_empty_file_among_good_ones_is_refused_too(self, tmp_path, write_rules):
+        write_rules("rules/a.yaml", [rule_dict()])
+        empty = write_rules("rules/b.yaml", text="")
+        error = load_error(tmp_path / "rules")
+        assert [issue.file for issue in error.issues] == [str(empty)]
+
+    def test_empty_folder_is_refused(self, tmp_path):
+        (tmp_path / "rules").mkdir()
+        (tmp_path / "rules" / "README.txt").write_text("not a rule file")
+        error = load_error(tmp_path / "rules")
+        assert error.issues[0].file == str(tmp_path / "rules")
+        assert "holds no *.yaml or *.yml rule file" in str(error)
+
+    def test_no_paths_at_all_is_a_rule_set_error(self):
+        with pytest.raises(RuleSetError, match="no sync rule was loaded"):
+            load_rules([])
+
+    def test_default_rules_missing_or_empty_is_refused(self, tmp_path, monkeypatch):
         monkeypatch.setattr(loader_module, "DEFAULT_RULES_DIR", tmp_path / "absent")
-        assert len(load_default_rules()) == 0
+        assert "no such rule file or directory" in str(pytest.raises(RuleLoadError, load_default_rules).value)
         (tmp_path / "default").mkdir()
         monkeypatch.setattr(loader_module, "DEFAULT_RULES_DIR", tmp_path / "default")
-        assert len(load_default_rules({"x": 1})) == 0
+        assert "holds no *.yaml" in str(pytest.raises(RuleLoadError, load_default_rules, {"x": 1}).value)
+
+    def test_rule_set_remembers_where_it_came_from(self, tmp_path, write_rules):
+        write_rules("rules/a.yaml", [rule_dict()])
+        assert load_rules([tmp_path / "rules"]).sources == (str(tmp_path / "rules"),)
+        assert load_rules_text(yaml_text([rule_dict()]), name="x.yaml").sources == ("x.yaml",)
 
 
 class TestLoadErrors:
