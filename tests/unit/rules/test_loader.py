@@ -378,3 +378,60 @@ class TestFingerprint:
             load_rules([path], parameters={"a": 1, "b": 2}).fingerprint
             == load_rules([path], parameters={"b": 2, "a": 1}).fingerprint
         )
+
+
+class TestHostileYaml:
+    """Issue 13: a few hundred bytes must not hang the loader, and deep or huge files give errors with positions."""
+
+    @staticmethod
+    def alias_bomb(levels: int = 9, fan_out: int = 9) -> str:
+        lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+        for level in range(1, levels + 1):
+            lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * fan_out) + "]")
+        return "\n".join(lines) + f"\nrules: [{{name: x, name: y}}]\nz: *a{levels}\n"
+
+    @pytest.mark.timeout(10)
+    def test_alias_bomb_is_refused_quickly(self, write_rules):
+        text = self.alias_bomb()
+        assert len(text) < 600  # expands to 9**10 (3.5 billion) scalars
+        error = load_error(write_rules("bomb.yaml", text=text))
+        (issue,) = error.issues
+        assert issue.message == "YAML refused: expands to more than 200,000 nodes (through its aliases)"
+        assert issue.file.endswith("bomb.yaml") and issue.line is not None and issue.column is not None
+
+    @pytest.mark.timeout(10)
+    def test_shared_aliases_below_the_limit_are_walked_once(self, write_rules):
+        # 9**5 = 59,049 nodes once expanded: allowed; the duplicate-key walk must still visit each node once.
+        text = self.alias_bomb(levels=4)
+        error = load_error(write_rules("shared.yaml", text=text))
+        assert [issue.message for issue in error.issues if "written twice" in issue.message] == [
+            "key 'name' is written twice"
+        ]
+
+    @pytest.mark.timeout(10)
+    def test_recursive_alias_is_refused(self, write_rules):
+        error = load_error(write_rules("loop.yaml", text="rules: &r [*r]\n"))
+        assert str(error.issues[0]).endswith("loop.yaml:1:8: YAML refused: an alias refers to a node that contains it")
+
+    @pytest.mark.timeout(10)
+    @pytest.mark.parametrize(
+        "text",
+        ["rules: " + "[" * 5000 + "]" * 5000, "rules:\n" + "".join("  " * i + "-\n" for i in range(300))],
+        ids=["flow", "block"],
+    )
+    def test_deep_nesting_is_refused_with_a_position(self, write_rules, text):
+        error = load_error(write_rules("deep.yaml", text=text))
+        (issue,) = error.issues
+        assert issue.message == "YAML refused: nested deeper than 64 levels" and issue.line is not None
+
+    def test_deep_nesting_through_aliases_is_refused(self, write_rules):
+        deep = "[" * 40 + "x" + "]" * 40
+        text = f"a: &a {deep}\nrules: {'[' * 30}*a{']' * 30}\n"
+        error = load_error(write_rules("deep.yaml", text=text))
+        assert error.issues[0].message == "YAML refused: nested deeper than 64 levels (through its aliases)"
+
+    def test_a_file_too_large_is_refused_unread(self, write_rules):
+        path = write_rules("big.yaml", text="# " + "x" * loader_module.MAX_RULE_FILE_BYTES + "\n")
+        assert str(load_error(path).issues[0]) == f"{path}: the file is larger than 1,048,576 bytes"
+        with pytest.raises(RuleLoadError, match="larger than 1,048,576 bytes"):
+            load_rules_text("#" * (loader_module.MAX_RULE_FILE_BYTES + 1))
