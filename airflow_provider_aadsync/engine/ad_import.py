@@ -61,6 +61,8 @@ class ADImportSteps:
             self.scope = DnScope(scope_dn or self.partition)
         except DnError as error:
             raise ValueError(f"the import's base DN is not usable: {error}") from None
+        #: Anchors of the base entry read by a full import (the scope itself, not an object in it).
+        self.base_anchors: set[str] = set()
 
     def partitions(self) -> Sequence[str]:
         return [self.partition]
@@ -80,9 +82,11 @@ class ADImportSteps:
             ObjectPage.from_objects(self._decode(entries, errors, partial=False))
             for entries in self.source.full_import_pages(self.attributes)
         )
+        self.base_anchors = set()
         for page in prefetch(pages):
             writer.write_full_columns(page)
-        writer.finish_full()
+        # The base OU itself is read with its subtree; alone, it means the scope saw nothing.
+        writer.finish_full(scope_roots=self.base_anchors)
         return {self.partition: cookie}
 
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
@@ -106,6 +110,8 @@ class ADImportSteps:
             # delta, an object now outside the scope was moved out of it, which for the connector space is a delete.
             try:
                 in_scope = obj.deleted or self.scope.contains(obj.dn)
+                if in_scope and not partial and self.scope.is_base(obj.dn):
+                    self.base_anchors.add(obj.anchor)
             except DnError as error:  # an object the run cannot place: an error for it, nothing changed for it
                 errors.add(ObjectDecodeError(str(error), dn=obj.dn, anchor=obj.anchor, code="invalid-dn"))
                 continue

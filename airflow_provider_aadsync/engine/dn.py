@@ -195,6 +195,16 @@ class DnScope:
         self.base_text = base
         self.base = normalize_dn(base)
 
+    def is_base(self, dn: str) -> bool:
+        """Is ``dn`` the base entry itself? Cheap for entries below it (their parent is parsed once and cached).
+
+        :raise DnError: ``dn`` is not a valid DN.
+        """
+        comma = _first_unescaped_comma(dn)
+        if comma >= 0 and len(normalize_dn(dn[comma + 1 :])) != len(self.base) - 1:
+            return False
+        return normalize_dn(dn) == self.base
+
     def contains(self, dn: str) -> bool:
         """Is ``dn`` the base or below it?
 

@@ -55,7 +55,7 @@ class MassRemovalStopped(Exception):
         """What the stopped run shows: what it read, what it would have deleted, how big the space is."""
         counters = {"deletes_planned": self.deletes, "connector_space_objects": self.space_size}
         if self.seen is not None:
-            counters["objects_read"] = self.seen
+            counters["objects_in_scope"] = self.seen
         return counters
 
 

@@ -235,14 +235,19 @@ class ConnectorSpaceWriter:
         if changed_anchors:
             self._replace_references(changed_anchors, references[references["anchor"].isin(changed_anchors)])
 
-    def finish_full(self) -> None:
-        """Everything the connector space holds alive that this full import did not see was deleted."""
+    def finish_full(self, *, scope_roots: Iterable[str] = ()) -> None:
+        """Everything the connector space holds alive that this full import did not see was deleted.
+
+        ``scope_roots``: anchors read that are the scope itself (AD: the base OU), not objects in it; the import
+        guard does not count them as having seen something.
+        """
         if self._index is None:
             raise RuntimeError("begin_full() must be called before finish_full()")
         alive = self._index[self._index["is_deleted"].ne(True)]
         missing = alive.index.difference(pd.Index(list(self._seen)))
         if self.removal_check is not None:
-            self.removal_check(mode="full", deletes=len(missing), space_size=len(alive), seen=len(self._seen))
+            seen = len(self._seen - set(scope_roots))
+            self.removal_check(mode="full", deletes=len(missing), space_size=len(alive), seen=seen)
         if len(missing):
             self._delete(missing.tolist(), alive.loc[missing, "pending_import"].tolist())
         self._index = None

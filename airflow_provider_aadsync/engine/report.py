@@ -18,6 +18,7 @@ _GUARD_SETTINGS = frozenset(
 _COUNTER_ORDER = (
     "objects_read",
     "connector_space_objects",
+    "objects_in_scope",
     "deletes_planned",
     "adds",
     "updates",
@@ -285,8 +286,8 @@ def step_highlights(run: dict[str, Any]) -> str:
             f"stopped before any change: {_number(counters.get('deletes_planned', 0))} planned deletes of "
             f"{_number(counters['connector_space_objects'])} objects"
         )
-        if "objects_read" in counters:
-            text += f" (objects read in scope: {_number(counters['objects_read'])})"
+        if "objects_in_scope" in counters:
+            text += f" (objects in scope: {_number(counters['objects_in_scope'])})"
         return text
     parts = [
         f"{label} {_number(counters[name])}"

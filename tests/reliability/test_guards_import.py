@@ -109,9 +109,10 @@ def test_scope_that_suddenly_sees_nothing_stops_and_the_confirmed_rerun_applies_
     command = ["import-ad", "--mode", "full", "--conn-id", "guard_ad", "--store", store.url, "--instance", "test"]
     stopped = CliRunner().invoke(main, command)
     assert stopped.exit_code == 1, stopped.output
-    # the empty OU is itself in scope, so the run "sees" one object: the share stops it (all but one would go)
+    # the import reads the empty OU itself (it stays), and nothing below it: it saw nothing
     assert STOPPED_DELETION_THRESHOLD in stopped.output
     assert f"would delete {imported - 1:,} of the {imported:,} objects" in stopped.output
+    assert f"saw no object in scope, but the connector space holds {imported:,}" in stopped.output
     assert "--confirm-mass-removal" in stopped.output and "OU=Empty Scope" in stopped.output
     assert snapshot(store) == before  # the connector space is untouched
     assert store.get_watermark("ad", dc.base_dn) == cookie  # and the DirSync cookie did not move

@@ -124,3 +124,10 @@ def test_wire_dn_drops_only_insignificant_spaces():
     assert wire_dn("CN=\\ John  Smith\\ , OU = A B,DC=x") == "CN=\\ John  Smith\\ ,OU=A B,DC=x"
     with pytest.raises(DnError):
         wire_dn("nonsense")
+
+
+def test_is_base_recognizes_only_the_base_entry():
+    scope = DnScope("OU=Staff,DC=corp,DC=test")
+    assert scope.is_base("ou=STAFF, dc=corp,dc=test")
+    assert not scope.is_base("CN=u,OU=Staff,DC=corp,DC=test") and not scope.is_base("OU=Other,DC=corp,DC=test")
+    assert DnScope("DC=test").is_base("dc=TEST")

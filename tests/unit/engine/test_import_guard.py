@@ -115,7 +115,7 @@ class TestADImport:
         stopped = import_active_directory(directory, store, mode="full", attributes=ATTRS, scope_dn=f"OU=Empty,{NC}")
         assert stopped.result == STOPPED_DELETION_THRESHOLD
         assert stopped.counters["deletes_planned"] == 3 and stopped.counters["connector_space_objects"] == 3
-        assert stopped.counters["objects_read"] == 0 and stopped.counters["deletes"] == 0
+        assert stopped.counters["objects_in_scope"] == 0 and stopped.counters["deletes"] == 0
         assert "saw no object in scope, but the connector space holds 3" in stopped.detail
         assert f"base DN 'OU=Empty,{NC}'" in stopped.detail and "read permission" in stopped.detail
         assert "`aadsync import-ad --mode full --confirm-mass-removal`" in stopped.detail
@@ -136,6 +136,20 @@ class TestADImport:
         assert confirmed.result == "success" and confirmed.counters["deletes"] == 3
         with store.engine.connect() as connection:
             assert connection.execute(sa.select(sa.func.count()).where(~cs_object.c.is_deleted)).scalar_one() == 0
+
+    def test_base_ou_alone_counts_as_seeing_nothing(self, store):
+        """Switched to an existing but empty OU, the import reads only that OU: it saw nothing, even in a space of
+        a few objects that neither limit would protect."""
+        directory = directory_with_users(3)
+        import_active_directory(directory, store, mode="full", attributes=ATTRS)
+        before = snapshot(store)
+        directory.objects[guid(60)] = (
+            FakeDirectory.ext(60, f"ou=empty, {NC.lower()}"),
+            {"objectGUID": [guid(60).bytes_le], "objectClass": [b"top", b"organizationalUnit"]},
+        )
+        stopped = import_active_directory(directory, store, mode="full", attributes=ATTRS, scope_dn=f"OU=Empty,{NC}")
+        assert stopped.result == STOPPED_DELETION_THRESHOLD and stopped.counters["objects_in_scope"] == 0
+        assert "saw no object in scope" in stopped.detail and snapshot(store) == before
 
     def test_full_import_above_the_share_stops(self, store):
         directory = directory_with_users(40)
@@ -168,7 +182,7 @@ class TestADImport:
         directory.delta_batches = [moved]
         stopped = import_active_directory(directory, store, mode="delta", attributes=ATTRS, scope_dn=scope)
         assert stopped.mode == "delta" and stopped.result == STOPPED_DELETION_THRESHOLD
-        assert stopped.counters["deletes_planned"] == 20 and "objects_read" not in stopped.counters
+        assert stopped.counters["deletes_planned"] == 20 and "objects_in_scope" not in stopped.counters
         assert "`aadsync import-ad --mode delta --confirm-mass-removal`" in stopped.detail
         assert snapshot(store) == before and store.get_watermark("ad", NC) == cookie
 
