@@ -6,6 +6,7 @@ import json
 import logging
 import shlex
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -40,8 +41,27 @@ def _ad_hook(conn_id: str | None):
     return ActiveDirectoryHook(settings=settings)
 
 
-@click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+class _AadsyncGroup(click.Group):
+    """The main group: an error that escapes a command (a missing connection, a bad extra, an unreachable server)
+    is one line on stderr and exit code 1; ``-v`` prints the traceback instead. Both are scrubbed of known secrets."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            from airflow_provider_aadsync.engine.secrets import describe_error, scrub
+
+            if ctx.params.get("verbose"):
+                click.echo(scrub("".join(traceback.format_exception(error))), err=True, nl=False)
+            else:
+                click.echo(f"Error: {describe_error(error)} (-v shows the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_AadsyncGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level; show the traceback of an error.")
 def main(verbose: bool) -> None:
     """AADSync: Entra Connect style identity sync as Airflow tasks."""
     logging.basicConfig(
@@ -49,6 +69,55 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+_STORE_CONN_KEY = "aadsync.store_conn_id"
+
+
+def _remember_store_conn_id(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta[_STORE_CONN_KEY] = value
+
+
+def _store_options(command):
+    """``--store URL`` and ``--store-conn-id ID`` (read by :func:`_open_store`, so signatures stay as they are)."""
+    command = click.option(
+        "--store-conn-id",
+        default=None,
+        expose_value=False,
+        callback=_remember_store_conn_id,
+        help="Airflow connection (postgres) of the store: the password stays in the connection.",
+    )(command)
+    return click.option(
+        "--store",
+        "store_url",
+        default=None,
+        help="SQLAlchemy URL of the store (default: embedded SQLite); one with a password: use --store-conn-id.",
+    )(command)
+
+
+def _url_password(url: str) -> str | None:
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).password  # type: ignore[return-value]
+    except Exception:  # not a URL: Store.open says so
+        return None
+
+
+def _open_store(store_url: str | None, instance: str) -> Store:
+    """The store named by --store-conn-id (Airflow's connection lookup) or --store, else the embedded SQLite one."""
+    conn_id = click.get_current_context().meta.get(_STORE_CONN_KEY)
+    if conn_id:
+        if store_url:
+            raise click.UsageError("give --store or --store-conn-id, not both")
+        from airflow_provider_aadsync.operators.base import store_url_from_connection
+
+        store_url = store_url_from_connection(conn_id)
+    elif store_url and _url_password(store_url):
+        logging.getLogger(__name__).warning(
+            "--store carries a password, which other local users can see in the process list: use --store-conn-id"
+        )
+    return Store.open(store_url, instance=instance)
 
 
 # ------------------------------------------------------------------------------------------------ dev world
@@ -191,7 +260,7 @@ def _import_guard(
 @main.command("import-ad")
 @click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
 @click.option("--conn-id", default=None, help="Airflow connection id (default: the local dev DC).")
-@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="ad", show_default=True, help="Connector space name.")
 @_import_guard_options
@@ -203,7 +272,7 @@ def import_ad(
     from airflow_provider_aadsync.operators.ad_import import run_ad_import
 
     guard = _import_guard(**guard_options)
-    with Store.open(store_url, instance=instance) as store:
+    with _open_store(store_url, instance) as store:
         result = run_ad_import(_ad_hook(conn_id), store, mode=mode, connector=connector, guard=guard)
         click.echo(render_runs(store, [result["run_id"]]))
     if result["result"].startswith("stopped"):
@@ -213,7 +282,7 @@ def import_ad(
 @main.command("import-entra")
 @click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
 @click.option("--conn-id", default="aadsync_entra", show_default=True, help="Airflow connection id.")
-@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="entra", show_default=True, help="Connector space name.")
 @_import_guard_options
@@ -226,7 +295,7 @@ def import_entra_command(
     from airflow_provider_aadsync.operators.entra_import import run_entra_import
 
     guard = _import_guard(**guard_options)
-    with Store.open(store_url, instance=instance) as store:
+    with _open_store(store_url, instance) as store:
         result = run_entra_import(EntraHook(conn_id), store, mode=mode, connector=connector, guard=guard)
         click.echo(render_runs(store, [result["run_id"]]))
     if result["result"].startswith("stopped"):
@@ -235,14 +304,14 @@ def import_entra_command(
 
 @main.command("report")
 @click.argument("run_ids", nargs=-1, type=int)
-@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@_store_options
 @click.option("--instance", default="default", show_default=True)
 @click.option("--last", type=int, default=2, show_default=True, help="Without RUN_IDS: how many recent runs.")
 def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last: int) -> None:
     """Print the run report of RUN_IDS (default: the most recent runs)."""
     from airflow_provider_aadsync.engine.report import render_runs
 
-    with Store.open(store_url, instance=instance) as store:
+    with _open_store(store_url, instance) as store:
         click.echo(render_runs(store, list(run_ids), last=last))
 
 
@@ -300,7 +369,7 @@ def _load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
 @_WRITEBACK_LIMIT_OPTION
 @_WRITEBACK_OU_OPTION
 @_WRITEBACK_NAMING_OPTION
-@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 def sync_command(
     connector: str,
@@ -325,7 +394,7 @@ def sync_command(
         writeback_ou=writeback_ou,
         writeback_naming=writeback_naming,
     )
-    with Store.open(store_url, instance=instance) as store:
+    with _open_store(store_url, instance) as store:
         try:
             result = run_sync(store, rules, connector=connector, mode=mode)
         except RuleSetError as error:  # refused before the store was touched
@@ -367,7 +436,7 @@ def _guard_options(command):
     show_default=True,
     help="Writes per seconds the export paces itself to (Graph's per-app limit: 3000/150).",
 )
-@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="entra", show_default=True, help="Connector space name.")
 def export_entra_command(
@@ -401,7 +470,7 @@ def export_entra_command(
         )
     except ValueError as error:
         raise click.BadParameter(f"{write_budget!r}: {error}", param_hint="--write-budget") from None
-    with Store.open(store_url, instance=instance) as store:
+    with _open_store(store_url, instance) as store:
         summary = export_to_entra(EntraHook(conn_id), store, settings=settings, connector=connector)
         click.echo(render_runs(store, [summary["run_id"]]) + "\n" + render_pending_exports(store, connector=connector))
     if summary["result"] not in COMPLETED_EXPORT_RESULTS:
@@ -422,7 +491,7 @@ def export_entra_command(
     help="What happens to a written-back group whose cloud group is gone.",
 )
 @click.option("--holding-ou", default=None, help="With --deprovision move: the OU (outside the base DN) to move to.")
-@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="ad", show_default=True, help="Connector space name.")
 def export_ad_command(
@@ -457,7 +526,7 @@ def export_ad_command(
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-    with Store.open(store_url, instance=instance) as store:
+    with _open_store(store_url, instance) as store:
         summary = export_to_ad(_ad_hook(conn_id), store, settings=settings, connector=connector)
         click.echo(render_runs(store, [summary["run_id"]]) + "\n" + render_pending_exports(store, connector=connector))
     if summary["result"] not in COMPLETED_EXPORT_RESULTS:
@@ -467,13 +536,13 @@ def export_ad_command(
 @main.command("export-plan")
 @click.option("--connector", default="entra", show_default=True, help="Connector space name.")
 @click.option("--limit", type=int, default=20, show_default=True, help="How many operations to list.")
-@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 def export_plan_command(connector: str, limit: int, store_url: str | None, instance: str) -> None:
     """Show what the next export would write: counts by operation and type, and the first operations."""
     from airflow_provider_aadsync.engine.report import render_export_plan
 
-    with Store.open(store_url, instance=instance) as store:
+    with _open_store(store_url, instance) as store:
         click.echo(render_export_plan(store, connector=connector, limit=limit))
 
 
@@ -483,7 +552,7 @@ def export_plan_command(connector: str, limit: int, store_url: str | None, insta
 @click.option("--anchor", default=None, help="The object's anchor (objectGUID, Graph id).")
 @_RULES_OPTION
 @_ENDPOINT_OPTION
-@click.option("--store", "store_url", default=None, help="SQLAlchemy URL of the store (default: embedded SQLite).")
+@_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the preview as JSON.")
 def preview_command(
@@ -503,7 +572,7 @@ def preview_command(
     if (dn is None) == (anchor is None):
         raise click.UsageError("give exactly one of --dn and --anchor")
     rules = _load_rules(rule_paths, endpoint)
-    with Store.open(store_url, instance=instance) as store:
+    with _open_store(store_url, instance) as store:
         try:
             trace = preview(store, rules, connector=connector, anchor=anchor, dn=dn)
         except PreviewError as error:

@@ -13,6 +13,7 @@ dev environment; see the README's "The DAGs" section.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from airflow.sdk import DAG, Param, Variable
@@ -54,7 +55,10 @@ INSTANCE_WAIT = dt.timedelta(minutes=float(parse_time_setting("aadsync_instance_
 
 AD_CONN_ID = variable("aadsync_ad_conn_id", "aadsync_ad")
 ENTRA_CONN_ID = variable("aadsync_entra_conn_id", "aadsync_entra")
-STORE_URL = variable("aadsync_store_url", "")  # empty: SQLite under $AADSYNC_HOME/store (~/.aadsync/store)
+#: The store: an Airflow connection id (postgres; recommended, the password stays in the connection), or a
+#: password-less URL (SQLite); both empty: SQLite under $AADSYNC_HOME/store (~/.aadsync/store).
+STORE_CONN_ID = variable("aadsync_store_conn_id", "")
+STORE_URL = variable("aadsync_store_url", "")
 INSTANCE = variable("aadsync_instance", "default")
 RULES = variable("aadsync_rules_path", "")  # empty: the shipped default rules
 REPORT_DIR = variable("aadsync_reports_dir", "")  # empty: $AIRFLOW_HOME/aadsync/reports
@@ -174,9 +178,25 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
-def sync_cycle_dag(dag_id: str, *, schedule: dt.timedelta | None, mode: str, params: dict[str, Param], doc: str) -> DAG:
-    """One cycle: the preview branch, the steps in the product's order, and the report as the cycle's teardown."""
-    store = {"store_url": STORE_URL, "instance": INSTANCE}
+def sync_cycle_dag(
+    dag_id: str,
+    *,
+    schedule: dt.timedelta | None,
+    mode: str,
+    params: dict[str, Param],
+    doc: str,
+    on_failure_callback: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
+) -> DAG:
+    """One cycle: the preview branch, the steps in the product's order, and the report as the cycle's teardown.
+
+    :param on_failure_callback: what runs when a task fails for good, next to the shipped log line: Airflow notifiers
+        (``SmtpNotifier``, ``SlackNotifier``, any ``BaseNotifier``) or callables taking the task context.
+    """
+    store = {"store_url": STORE_URL, "store_conn_id": STORE_CONN_ID, "instance": INSTANCE}
+    default_args = dict(DEFAULT_ARGS)
+    if on_failure_callback is not None:
+        extra = [on_failure_callback] if callable(on_failure_callback) else list(on_failure_callback)
+        default_args["on_failure_callback"] = [on_task_failure, *extra]
     with DAG(
         dag_id=dag_id,
         schedule=schedule,
@@ -184,7 +204,7 @@ def sync_cycle_dag(dag_id: str, *, schedule: dt.timedelta | None, mode: str, par
         catchup=False,
         max_active_runs=1,  # with the store lock: two runs of one sync instance never interleave
         params=params,
-        default_args=DEFAULT_ARGS,
+        default_args=default_args,
         doc_md=doc,
         tags=["aadsync"],
     ) as dag:

@@ -317,8 +317,8 @@ def as_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def create_private_file(path: Path) -> None:
-    """Create ``path`` (a store file) readable by its owner only (0600), and the folders it needs 0700.
+def create_private_file(path: Path, what: str = "store file") -> None:
+    """Create ``path`` (a store file, a report) readable by its owner only (0600), and the folders it needs 0700.
 
     The store holds every identity's attributes and the export state; other local users have no business reading it.
     Folders and files that already exist keep their mode, except a file that others can read: it is warned about.
@@ -329,7 +329,7 @@ def create_private_file(path: Path) -> None:
         os.chmod(folder, 0o700)  # mkdir's mode is cut by the umask; chmod is not
     if path.exists():
         if path.stat().st_mode & 0o077:
-            log.warning("store file %s can be read by other local users: chmod 600 it", path)
+            log.warning("%s %s can be read by other local users: chmod 600 it", what, path)
         return
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))

@@ -11,7 +11,7 @@ from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_e
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
-from airflow_provider_aadsync.operators.base import run_recorded_step, templated_flag, templated_int
+from airflow_provider_aadsync.operators.base import StoreLocation, run_recorded_step, templated_flag, templated_int
 from airflow_provider_aadsync.operators.entra_export import (
     COMPLETED_EXPORT_RESULTS,
     DEFAULT_DELETION_THRESHOLD,
@@ -86,7 +86,7 @@ def ad_export_settings(
     )
 
 
-class ADExportOperator(BaseOperator):
+class ADExportOperator(StoreLocation, BaseOperator):
     """Export the sync store's pending operations for Active Directory (group writeback) over LDAP.
 
     A retried task resumes: confirmed writes are never sent again, interrupted ones are reconciled.
@@ -121,6 +121,7 @@ class ADExportOperator(BaseOperator):
         "deprovision",
         "holding_ou",
         "store_url",
+        "store_conn_id",
         "instance",
     )
 
@@ -169,7 +170,7 @@ class ADExportOperator(BaseOperator):
         return run_recorded_step(
             self,
             context,
-            store_url=self.store_url,
+            store_url=self.store_location(),
             instance=self.instance,
             connector=self.connector,
             step_name="AD export",

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundExceptio
 
 from airflow_provider_aadsync.engine.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.rules import RuleLoadError
+from airflow_provider_aadsync.engine.secrets import scrub, scrub_value
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConfigurationError
 
@@ -43,6 +44,98 @@ def lock_holder(context: Context) -> str:
 def store_url_or_default(url: str | None) -> str | None:
     """A templated store URL that rendered empty (the Variable is not set) means the embedded SQLite store."""
     return (url or "").strip() or None
+
+
+# ------------------------------------------------------------------------------------------- store location
+#: Connection extras passed on to the PostgreSQL driver as URL query parameters.
+STORE_URL_QUERY_EXTRAS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name")
+
+
+def store_url_from_connection(conn_id: str) -> str:
+    """The SQLAlchemy URL of the store an Airflow connection describes (a ``postgres`` or ``sqlite`` connection).
+
+    Resolved when the task runs, so the URL with its password never becomes a template field's value. The
+    connection's extra ``sqlalchemy_scheme`` picks another driver (default ``postgresql+psycopg2``).
+    """
+    import sqlalchemy as sa
+    from airflow.sdk import BaseHook
+
+    connection = BaseHook.get_connection(conn_id)
+    extra = connection.extra_dejson
+    kind = (connection.conn_type or "").lower()
+    if kind == "sqlite":
+        path = connection.host or connection.schema or ""
+        if not path:
+            raise AirflowFailException(f"store connection {conn_id!r}: a sqlite connection needs the file path as host")
+        return f"sqlite:///{path}"
+    if kind not in ("postgres", "postgresql"):
+        raise AirflowFailException(
+            f"store connection {conn_id!r} has type {connection.conn_type!r}: the store needs a postgres connection "
+            "(or sqlite)"
+        )
+    query = {key: str(extra[key]) for key in STORE_URL_QUERY_EXTRAS if extra.get(key) not in (None, "")}
+    url = sa.engine.URL.create(
+        str(extra.get("sqlalchemy_scheme") or "postgresql+psycopg2"),
+        username=connection.login or None,
+        password=connection.password or None,
+        host=connection.host or None,
+        port=connection.port or None,
+        database=connection.schema or None,
+        query=query,
+    )
+    return url.render_as_string(hide_password=False)
+
+
+def resolve_store_url(store_url: str | None, store_conn_id: str | None) -> str | None:
+    """The store to open: from ``store_conn_id`` (recommended), else ``store_url``, else the embedded SQLite one."""
+    conn_id = templated_value(store_conn_id)
+    url = store_url_or_default(store_url)
+    if conn_id and url:
+        raise AirflowFailException(
+            f"both a store connection ({conn_id!r}) and a store URL are set: keep one (the Variables "
+            "aadsync_store_conn_id and aadsync_store_url)"
+        )
+    return store_url_from_connection(conn_id) if conn_id else url
+
+
+def hide_store_password(operator: BaseOperator, url: str | None) -> None:
+    """A store URL given with a password: masked in logs and rendered fields, and a warning to use a connection."""
+    import sqlalchemy as sa
+
+    from airflow_provider_aadsync.hooks._settings import keep_secret
+
+    try:
+        password = sa.engine.make_url(url).password if url else None
+    except Exception:  # not a URL at all: Store.open will say so
+        return
+    if password:
+        keep_secret(str(password))
+        operator.log.warning(
+            "store_url carries a password: put the store in an Airflow connection and pass store_conn_id "
+            "(Variable aadsync_store_conn_id) instead"
+        )
+
+
+class StoreLocation:
+    """Mixin of the operators that open the store: ``store_conn_id`` (templated) next to ``store_url``.
+
+    :param store_conn_id: an Airflow connection (postgres) holding the store, resolved when the task runs: the
+        recommended form, as the password stays in the connection. Give it or ``store_url``, not both.
+    """
+
+    store_url: str | None
+
+    def __init__(self, *, store_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store_conn_id = store_conn_id
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)  # type: ignore[misc]
+        # before Airflow redacts and stores the rendered fields: a password in store_url is masked there too
+        hide_store_password(self, getattr(self, "store_url", None))  # type: ignore[arg-type]
+
+    def store_location(self) -> str | None:
+        return resolve_store_url(getattr(self, "store_url", None), getattr(self, "store_conn_id", None))
 
 
 def templated_value(value: object) -> str | None:
@@ -119,17 +212,20 @@ def run_recorded_step(
             summary = step(store, lock_holder(context))
         except CONFIGURATION_ERRORS as error:
             keep_failed_run(context, store, connector, before)
-            raise AirflowFailException(f"{step_name}: refused configuration, not retried: {error}") from error
+            raise AirflowFailException(
+                f"{step_name}: refused configuration, not retried: {scrub(str(error))}"
+            ) from error
         except Exception:
             keep_failed_run(context, store, connector, before)
             raise
+    summary = scrub_value(summary)  # it goes to XCom and the log: no known secret in it
     operator.log.info("%s %s", step_name, summary)
     log_fallback(operator, step_name, summary)
     check_summary(context, summary, completed, step_name)
     return summary
 
 
-class StoreStepOperator(BaseOperator):
+class StoreStepOperator(StoreLocation, BaseOperator):
     """Base of the operators that run one recorded engine step against the store and return its small summary.
 
     :param mode: ``full`` or ``delta`` (templated); a delta the engine cannot do becomes a full run and says why.
@@ -138,7 +234,7 @@ class StoreStepOperator(BaseOperator):
     :param connector: connector space name.
     """
 
-    template_fields: Sequence[str] = ("mode", "store_url", "instance")
+    template_fields: Sequence[str] = ("mode", "store_url", "store_conn_id", "instance")
     #: Named in logs and errors ("AD import", "sync of ad").
     step_name = "step"
     #: Results after which the task succeeds.
@@ -169,7 +265,7 @@ class StoreStepOperator(BaseOperator):
         return run_recorded_step(
             self,
             context,
-            store_url=self.store_url,
+            store_url=self.store_location(),
             instance=self.instance,
             connector=self.connector,
             step_name=self.step_name,

@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.entra import EntraHook
-from airflow_provider_aadsync.operators.base import run_recorded_step, templated_flag, templated_int
+from airflow_provider_aadsync.operators.base import StoreLocation, run_recorded_step, templated_flag, templated_int
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -59,7 +59,7 @@ def export_to_entra(
     return result.summary()
 
 
-class EntraExportOperator(BaseOperator):
+class EntraExportOperator(StoreLocation, BaseOperator):
     """Export the sync store's pending operations for Entra ID through Microsoft Graph (V2 capabilities).
 
     A retried task resumes: confirmed writes are never sent again, interrupted ones are reconciled.
@@ -93,6 +93,7 @@ class EntraExportOperator(BaseOperator):
         "write_budget",
         "write_window_seconds",
         "store_url",
+        "store_conn_id",
         "instance",
     )
 
@@ -140,7 +141,7 @@ class EntraExportOperator(BaseOperator):
         return run_recorded_step(
             self,
             context,
-            store_url=self.store_url,
+            store_url=self.store_location(),
             instance=self.instance,
             connector=self.connector,
             step_name="Entra export",

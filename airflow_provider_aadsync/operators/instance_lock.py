@@ -18,13 +18,13 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from airflow_provider_aadsync.engine import lock
 from airflow_provider_aadsync.engine.store import Store, StoreLockedError
-from airflow_provider_aadsync.operators.base import lock_holder, store_url_or_default
+from airflow_provider_aadsync.operators.base import StoreLocation, lock_holder, store_url_or_default
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class InstanceLockSensor(BaseSensorOperator):
+class InstanceLockSensor(StoreLocation, BaseSensorOperator):
     """Wait until the sync instance is free, then hold it for this DAG run until :func:`release_instance`.
 
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
@@ -35,7 +35,7 @@ class InstanceLockSensor(BaseSensorOperator):
         2 hours) before failing with the holder's name.
     """
 
-    template_fields: Sequence[str] = ("store_url", "instance")
+    template_fields: Sequence[str] = ("store_url", "store_conn_id", "instance")
 
     def __init__(
         self,
@@ -54,7 +54,7 @@ class InstanceLockSensor(BaseSensorOperator):
         self.hold = hold
 
     def _store(self) -> Store:
-        return Store.open(store_url_or_default(self.store_url), instance=self.instance or "default")
+        return Store.open(self.store_location(), instance=self.instance or "default")
 
     def poke(self, context: Context) -> bool:
         holder = lock_holder(context)

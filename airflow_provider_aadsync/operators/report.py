@@ -12,8 +12,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider_aadsync.engine.report import render_cycle_report
-from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.operators.base import STOPPED_SUMMARY_KEY, StoreStepOperator, store_url_or_default
+from airflow_provider_aadsync.engine.store import Store, create_private_file
+from airflow_provider_aadsync.operators.base import STOPPED_SUMMARY_KEY, StoreLocation, StoreStepOperator
 from airflow_provider_aadsync.operators.instance_lock import release_instance
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def report_path(dag_id: str, run_id: str, report_dir: str | Path | None = None) 
 
 def save_report(text: str, context: Context, report_dir: str | Path | None = None) -> Path:
     path = report_path(context["dag"].dag_id, context["run_id"], report_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    create_private_file(path, "report")  # run details: owner-only, as the store
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -50,7 +50,7 @@ def _step_operator_types() -> tuple[type, ...]:
     return (StoreStepOperator, EntraExportOperator, ADExportOperator)
 
 
-class SyncReportOperator(BaseOperator):
+class SyncReportOperator(StoreLocation, BaseOperator):
     """Render the report of this DAG run's steps (imports, syncs, exports) as Markdown: into the task log and into
     ``<report_dir>/<dag_id>/<run_id>.md``.
 
@@ -70,7 +70,7 @@ class SyncReportOperator(BaseOperator):
     :return: the report's path and the reported run ids.
     """
 
-    template_fields: Sequence[str] = ("store_url", "instance", "report_dir")
+    template_fields: Sequence[str] = ("store_url", "store_conn_id", "instance", "report_dir")
 
     def __init__(
         self,
@@ -104,7 +104,7 @@ class SyncReportOperator(BaseOperator):
         finally:
             if self.release_instance:
                 # The cycle's teardown: the instance its first task took is free for the next cycle.
-                release_instance(context, self.store_url, self.instance)
+                release_instance(context, self.store_location(), self.instance)
 
     def _report(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
@@ -117,7 +117,7 @@ class SyncReportOperator(BaseOperator):
         if not any(step["summary"] or step["state"] in _FAILED_STATES for step in steps):
             raise AirflowSkipException("no step of this DAG run ran (a preview run?): nothing to report")
         title = f"{context['dag'].dag_id} / {context['run_id']}"
-        with Store.open(store_url_or_default(self.store_url), instance=self.instance or "default") as store:
+        with Store.open(self.store_location(), instance=self.instance or "default") as store:
             text = render_cycle_report(store, steps, title=title, plan_connector=self.plan_connector)
         self.log.info("AADSync cycle report:\n%s", text)
         path = save_report(text, context, self.report_dir)

@@ -14,7 +14,7 @@ from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import preview, run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.operators.base import StoreStepOperator, store_url_or_default, templated_value
+from airflow_provider_aadsync.operators.base import StoreLocation, StoreStepOperator, templated_value
 from airflow_provider_aadsync.operators.report import save_report
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ class CyclePreviewBranchOperator(BaseBranchOperator):
         return self.cycle_task_id
 
 
-class SyncPreviewOperator(BaseOperator):
+class SyncPreviewOperator(StoreLocation, BaseOperator):
     """Show what a sync would do with one connector-space object, and write nothing (neither store nor directory).
 
     The preview goes to the task log and to the run's report file (see :class:`SyncReportOperator`).
@@ -154,7 +154,7 @@ class SyncPreviewOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "connector", "dn", "anchor", "rules", "endpoint", "store_url", "instance", "report_dir"
+        "connector", "dn", "anchor", "rules", "endpoint", "store_url", "store_conn_id", "instance", "report_dir"
     )  # fmt: skip
 
     def __init__(
@@ -185,7 +185,7 @@ class SyncPreviewOperator(BaseOperator):
         if (dn is None) == (anchor is None):
             raise ValueError("a preview needs exactly one of a DN and an anchor")
         rules = load_rules_for(self.rules, self.endpoint)
-        with Store.open(store_url_or_default(self.store_url), instance=self.instance or "default") as store:
+        with Store.open(self.store_location(), instance=self.instance or "default") as store:
             trace = preview(store, rules, connector=self.connector, anchor=anchor, dn=dn)
         text = render_preview(trace)
         self.log.info("Sync preview (nothing was written):\n%s", text)

@@ -374,8 +374,12 @@ class TestComposeAirflow:
         created = re.findall(r"CREATE DATABASE (\w+)", (DOCKER / "postgres" / "10-aadsync-store.sql").read_text())
         assert created == ["aadsync_store"]
         for service in airflow_services(services).values():
-            store = urlsplit(environment_of(service)["AIRFLOW_VAR_AADSYNC_STORE_URL"])
-            assert (store.scheme, store.hostname, store.path) == ("postgresql+psycopg2", "postgres", "/aadsync_store")
+            env = environment_of(service)
+            assert env["AIRFLOW_VAR_AADSYNC_STORE_CONN_ID"] == "aadsync_store"
+            assert "AIRFLOW_VAR_AADSYNC_STORE_URL" not in env
+            store = json.loads(env["AIRFLOW_CONN_AADSYNC_STORE"])
+            assert (store["conn_type"], store["host"], store["schema"]) == ("postgres", "postgres", "aadsync_store")
+            assert store["password"] == FILLED_ENV["POSTGRES_PASSWORD"]
         mounts = volume_mounts(services["postgres"])
         assert mounts["/docker-entrypoint-initdb.d/10-aadsync-store.sql"] == "./postgres/10-aadsync-store.sql"
 

@@ -1,0 +1,71 @@
+"""The CLI's errors: one clear line on stderr and exit code 1 (``-v``: the traceback), never a secret; and the store
+taken from an Airflow connection with --store-conn-id."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from airflow_provider_aadsync.cli import main
+
+SECRET = "Cl1ent-S3cret-for-the-CLI"
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_a_missing_connection_is_one_line_and_exit_1(runner, tmp_path):
+    result = runner.invoke(main, ["import-entra", "--conn-id", "no_such_conn", "--store", f"sqlite:///{tmp_path}/s"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and "no_such_conn" in lines[-1] and "-v shows the traceback" in lines[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_extra_is_one_line_naming_the_field_and_no_secret(runner, tmp_path, monkeypatch):
+    conn = {"conn_type": "aadsync_entra", "login": "app", "password": SECRET, "extra": {"cloud": "mars"}}
+    monkeypatch.setenv("AIRFLOW_CONN_BAD_ENTRA", json.dumps({**conn, "extra": {"tenant_id": "t", "cloud": "mars"}}))
+    result = runner.invoke(main, ["import-entra", "--conn-id", "bad_entra", "--store", f"sqlite:///{tmp_path}/s"])
+    assert result.exit_code == 1
+    assert "connection 'bad_entra' is not usable: cloud:" in result.stderr and "Traceback" not in result.stderr
+    assert SECRET not in result.output + result.stderr
+
+
+def test_the_old_certificate_extra_is_one_line_without_the_key(runner, tmp_path, monkeypatch):
+    key = "MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAqPfgaTEWEP3S9w0t"
+    conn = {"conn_type": "aadsync_entra", "login": "app", "extra": {"tenant_id": "t", "certificate": key}}
+    monkeypatch.setenv("AIRFLOW_CONN_OLD_ENTRA", json.dumps(conn))
+    result = runner.invoke(main, ["import-entra", "--conn-id", "old_entra", "--store", f"sqlite:///{tmp_path}/s"])
+    assert result.exit_code == 1 and "'certificate' extra is no longer read" in result.stderr
+    assert key not in result.output + result.stderr
+
+
+def test_verbose_shows_the_traceback_scrubbed(runner, tmp_path, monkeypatch):
+    from airflow_provider_aadsync.engine import secrets
+
+    secrets.register_secret(SECRET)
+
+    def fail(*args, **kwargs):
+        raise OSError(f"could not open {SECRET}")
+
+    monkeypatch.setattr("airflow_provider_aadsync.cli._open_store", fail)
+    plain = runner.invoke(main, ["report"])
+    assert plain.exit_code == 1
+    assert plain.stderr.strip() == "Error: OSError: could not open *** (-v shows the traceback)"
+    verbose = runner.invoke(main, ["-v", "report"])
+    assert verbose.exit_code == 1 and "Traceback (most recent call last)" in verbose.stderr
+    assert "OSError: could not open ***" in verbose.stderr and SECRET not in verbose.stderr
+
+
+def test_store_from_an_airflow_connection(runner, tmp_path, monkeypatch):
+    store = tmp_path / "from-conn.sqlite"
+    monkeypatch.setenv("AIRFLOW_CONN_LOCAL_STORE", json.dumps({"conn_type": "sqlite", "host": str(store)}))
+    result = runner.invoke(main, ["report", "--store-conn-id", "local_store"])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert store.exists() and "No runs recorded in this store yet" in result.output
+    both = runner.invoke(main, ["report", "--store-conn-id", "local_store", "--store", f"sqlite:///{store}"])
+    assert both.exit_code == 2 and "give --store or --store-conn-id, not both" in both.stderr
