@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from airflow_provider_aadsync.engine.ad_entries import parse_extended_dn
 from airflow_provider_aadsync.engine.ad_export import ADWriteRefused
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, wire_dn
+from airflow_provider_aadsync.engine.secrets import scrub
 from airflow_provider_aadsync.engine.source import WatermarkRejectedError
 from airflow_provider_aadsync.hooks._settings import describe_validation_error, keep_secret
 
@@ -359,7 +360,7 @@ class ActiveDirectoryHook(BaseHook):
                 f"Connected to {self.settings.url} ({self.server_name()}), naming context {naming_context}",
             )
         except Exception as error:
-            return False, str(error)
+            return False, scrub(str(error))  # shown in the UI: no known secret in it
 
     @cached_property
     def root_dse(self) -> dict[str, list[str]]:

@@ -35,6 +35,7 @@ try:  # Airflow 3 task SDK
 except ImportError:  # pragma: no cover - Airflow is a hard dependency, this only helps static tools
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
+from airflow_provider_aadsync.engine.secrets import scrub
 from airflow_provider_aadsync.engine.source import BatchRequest, WatermarkRejectedError, WriteOutcomeUnknownError
 from airflow_provider_aadsync.hooks._settings import describe_validation_error, keep_secret, keep_secrets
 
@@ -438,7 +439,7 @@ class EntraHook(BaseHook):
             organization = self.request("GET", "/organization")["value"][0]
             return True, f"Connected to tenant {organization.get('displayName')} ({organization.get('id')})"
         except Exception as error:
-            return False, str(error)
+            return False, scrub(str(error))  # shown in the UI: no known secret in it
 
     # ------------------------------------------------------------------------------------------------ requests
     def request(self, method: str, url: str, *, resend_if_unknown: bool = True, **kwargs: Any) -> Any:

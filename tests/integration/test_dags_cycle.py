@@ -300,9 +300,9 @@ def test_deletion_threshold_override_stops_the_export_fails_the_run_and_calls_th
     airflow, dc, graph_server, synced, tmp_path
 ):
     """A run with the param ``deletion_threshold=0`` and a pending delete: the export stops before any write, the
-    task fails with the step result, the DAG run fails, the report still shows the stopped run, and the callable
-    named by the Variable receives the failure. The next run (default threshold) writes the delete and the staged
-    add: Entra ID matches AD again."""
+    task fails with the step result, the DAG run fails, the report still shows the stopped run, and the failure hook
+    logs it, while a callable named by the old Variable is not run (no code named by configuration). The next run
+    (default threshold) writes the delete and the staged add: Entra ID matches AD again."""
     marker = tmp_path / "failed.json"
     conn = dc.connect()
     try:
@@ -325,14 +325,15 @@ def test_deletion_threshold_override_stops_the_export_fails_the_run_and_calls_th
     report = airflow.report(run)
     assert "export on `entra` | stopped-deletion-threshold-exceeded |" in report, report
     assert "1 deletes are pending, more than the deletion threshold of 0; nothing was written" in report
-    assert json.loads(marker.read_text()) == {"task": "export_entra", "run_id": run.run_id}
+    assert not marker.exists()  # the Variable aadsync_on_failure_callback names code: no longer read
+    assert "AADSync task aadsync_cycle.export_entra" in run.output, run.tail()
 
     succeeded(airflow.dags_test("aadsync_cycle"), dc)
     assert graph_state(synced["hook"]) == ad_state(dc)
 
 
 def record_failure(context) -> None:
-    """The failure hook of the test above: named by the Variable, imported and called by the DAG's callback."""
+    """Named by the old Variable in the test above: it must never be imported and called."""
     import os
 
     Path(os.environ["AADSYNC_TEST_FAILURE_FILE"]).write_text(
