@@ -1,0 +1,178 @@
+"""Export guards against the real servers: a mass disable and a mass member removal (in total, or more than half of
+one group) stop the export before its first write, with the emulator's write counters and the AD contents as proof
+that nothing was written; a confirmed run then applies them. A user whose userAccountControl is missing keeps its
+cloud account as it is. Group writeback's member removals are guarded the same way against Samba."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
+from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
+from airflow_provider_aadsync.engine.entra_import import import_entra
+from airflow_provider_aadsync.engine.export_guards import STOPPED_DISABLES, STOPPED_MEMBER_REMOVALS
+from airflow_provider_aadsync.engine.report import render_runs
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import WRITEBACK_OU_DEFAULT, load_sync_rules
+from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from tests.integration.conftest import entra_hook_for, hook_for, trust
+from tests.integration.test_entra_export_emulator import graph_groups, graph_members, graph_users
+from tests.integration.test_group_writeback import m365_group, members_in_ad, written_back
+from tests.unit.sync.world import ad_group, ad_user, guid, immutable_id, import_delta, import_full
+
+pytestmark = pytest.mark.integration
+
+DOMAIN = "corp.example"
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_sync_rules()
+
+
+def graph_writes(server) -> int:
+    """Write requests the emulator has answered (every tenant; a ``$batch`` counts once plus once per item)."""
+    counters = httpx.get(f"{server.base_url}/_emulator/counters", verify=trust(server)).json()
+    return sum(
+        count
+        for route, count in counters["requests"].items()
+        if route.split(" ", 1)[0] in ("POST", "PATCH", "PUT", "DELETE") and not route.endswith("/token")
+    )
+
+
+def exported_world(store, hook, rules, objects) -> None:
+    """AD objects exported to the tenant and confirmed by the next import and sync, as after a first cycle."""
+    import_full(store, "ad", objects)
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    first = run_entra_export(store, hook)
+    assert first.result == "success", store.run_errors(first.run_id)
+    confirm(store, hook, rules)
+
+
+def confirm(store, hook, rules) -> None:
+    assert import_entra(hook, store, connector="entra", mode="delta").result == "success"
+    assert run_sync(store, rules, connector="entra", mode="delta").result == "success"
+
+
+def test_mass_disable_stops_before_any_write_then_a_confirmed_run_applies_it(graph_server, tenant_verifying, store,
+                                                                              rules):  # fmt: skip
+    hook = entra_hook_for(graph_server, tenant_verifying(DOMAIN))
+    exported_world(store, hook, rules, [ad_user(n) for n in range(1, 13)])
+    assert all(user["accountEnabled"] for user in graph_users(hook).values())
+
+    import_delta(store, "ad", [ad_user(n, disabled=True) for n in range(1, 9)])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    writes = graph_writes(graph_server)
+    stopped = run_entra_export(store, hook, settings=ExportSettings(disable_threshold=7))
+    assert stopped.result == STOPPED_DISABLES
+    assert stopped.detail.startswith("8 accounts would be disabled") and "disable threshold of 7" in stopped.detail
+    assert "`aadsync export-entra --disable-threshold 8`" in stopped.detail
+    assert graph_writes(graph_server) == writes, "a guard stop wrote to the tenant"
+    assert all(user["accountEnabled"] for user in graph_users(hook).values())
+    assert "disables 8 of 7 (exceeded)" in render_runs(store, [stopped.run_id])
+
+    confirmed = run_entra_export(store, hook, settings=ExportSettings(disable_threshold=8))
+    assert confirmed.result == "success" and confirmed.counters["user_updates"] == 8
+    enabled = {anchor: user["accountEnabled"] for anchor, user in graph_users(hook).items()}
+    assert enabled == {immutable_id(guid(n)): n > 8 for n in range(1, 13)}
+
+
+def test_mass_member_removal_stops_per_group_and_in_total_then_a_confirmed_run_applies_it(
+    graph_server, tenant_verifying, store, rules
+):
+    hook = entra_hook_for(graph_server, tenant_verifying(DOMAIN))
+    objects = [ad_user(n) for n in range(1, 31)]
+    exported_world(store, hook, rules, [*objects, ad_group(1001, "Everyone", members=range(1, 31))])
+    group_id = graph_groups(hook)["Everyone"]["id"]
+    before = graph_members(hook, group_id)
+    assert len(before) == 30
+
+    # 20 of the group's 30 members go (67 %): within 500 in total, but more than half of a group of 20 or more
+    import_delta(store, "ad", [ad_group(1001, "Everyone", members=range(21, 31))])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    writes = graph_writes(graph_server)
+    stopped = run_entra_export(store, hook)
+    assert stopped.result == STOPPED_MEMBER_REMOVALS
+    assert stopped.detail.startswith('group "Everyone"') and "20 of its 30 members (67 %)" in stopped.detail
+    assert "`aadsync export-entra --member-removal-group-percent 67`" in stopped.detail
+
+    # the share confirmed, but the run's total is over a lowered threshold: still nothing written
+    total = run_entra_export(store, hook, settings=ExportSettings(member_removal_group_percent=67,
+                                                                  member_removal_threshold=19))  # fmt: skip
+    assert total.result == STOPPED_MEMBER_REMOVALS
+    assert total.detail.startswith("20 group member removals are pending, more than the member removal threshold")
+    assert "`aadsync export-entra --member-removal-threshold 20`" in total.detail
+    assert graph_writes(graph_server) == writes, "a guard stop wrote to the tenant"
+    assert graph_members(hook, group_id) == before
+
+    confirmed = run_entra_export(store, hook, settings=ExportSettings(member_removal_group_percent=67))
+    assert confirmed.result == "success" and confirmed.counters["member_removes"] == 20
+    users = graph_users(hook)
+    assert graph_members(hook, group_id) == {users[immutable_id(guid(n))]["id"] for n in range(21, 31)}
+
+
+def test_missing_user_account_control_leaves_the_cloud_account_enabled(graph_server, tenant_verifying, store, rules):
+    hook = entra_hook_for(graph_server, tenant_verifying(DOMAIN))
+    exported_world(store, hook, rules, [ad_user(1), ad_user(2)])
+    # a full import that does not see userAccountControl (not readable by the sync account, say), and a new user
+    import_full(store, "ad", [ad_user(1, userAccountControl=None), ad_user(2), ad_user(3, userAccountControl=None)])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    writes = graph_writes(graph_server)
+    result = run_entra_export(store, hook)
+    assert result.counters["planned_disables"] == 0 and result.counters.get("user_updates", 0) == 0
+    users = graph_users(hook)
+    assert users[immutable_id(guid(1))]["accountEnabled"] is True
+    # a new account whose state is unknown is not guessed: Graph needs accountEnabled, the create is refused per object
+    assert immutable_id(guid(3)) not in users and result.result == "completed-export-errors"
+    (error,) = store.run_errors(result.run_id)
+    assert "accountEnabled" in error["message"]
+    assert graph_writes(graph_server) - writes == 2  # the one refused create ($batch + its item), nothing else
+
+
+# ------------------------------------------------------------------------------------------ group writeback (AD)
+@pytest.fixture(scope="module")
+def dc(start_dc):
+    dc = start_dc(users=200, groups=10, group_size=150)  # the group writeback tests' cached directory
+    hook_for(dc).get_conn().add(WRITEBACK_OU_DEFAULT, "organizationalUnit")
+    return dc
+
+
+def test_writeback_member_removals_stop_before_any_ldap_write_then_apply_when_confirmed(
+    dc, graph_server, tenant_verifying, store, rules
+):
+    graph = entra_hook_for(graph_server, tenant_verifying(MAIL_DOMAIN))
+    ad = hook_for(dc)
+    assert run_ad_import(ad, store, mode="full")["result"] == "success"
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    assert run_entra_export(store, graph).result == "success"
+    confirm(store, graph, rules)
+    cloud_users = sorted(graph_users(graph).values(), key=lambda user: user["userPrincipalName"])[:24]
+    group_id = m365_group(graph, "Guarded Team", [user["id"] for user in cloud_users])
+
+    def cycle(settings: ADExportSettings | None = None):
+        assert run_ad_import(ad, store, mode="delta")["result"] == "success"
+        assert import_entra(graph, store, connector="entra", mode="delta").result == "success"
+        assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+        assert run_sync(store, rules, connector="entra", mode="delta").result == "success"
+        return run_ad_export(store, ad, settings=settings)
+
+    written = cycle()
+    assert written.result == "success" and written.counters["member_adds"] == 24, store.run_errors(written.run_id)
+    guid_in_ad, _attrs = written_back(ad, group_id)
+    members = sorted(members_in_ad(ad, guid_in_ad))
+    assert len(members) == 24
+
+    for user in cloud_users[:16]:  # 16 of 24 (67 %) leave the cloud group
+        graph.request("DELETE", f"/groups/{group_id}/members/{user['id']}/$ref")
+    ldap_writes = ad.counters.get("ldap_writes", 0)
+    stopped = cycle()
+    assert stopped.result == STOPPED_MEMBER_REMOVALS, stopped.detail
+    assert "16 of its 24 members (67 %)" in stopped.detail
+    assert "`aadsync export-ad --member-removal-group-percent 67`" in stopped.detail
+    assert ad.counters.get("ldap_writes", 0) == ldap_writes and sorted(members_in_ad(ad, guid_in_ad)) == members
+
+    confirmed = run_ad_export(store, ad, settings=ADExportSettings(member_removal_group_percent=67))
+    assert confirmed.result == "success" and confirmed.counters["member_removes"] == 16
+    assert len(members_in_ad(ad, guid_in_ad)) == 8
