@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under
 from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConfigurationError, ActiveDirectoryHook
 from airflow_provider_aadsync.operators.base import StoreLocation, run_recorded_step, templated_flag, templated_int
 from airflow_provider_aadsync.operators.entra_export import (
     COMPLETED_EXPORT_RESULTS,
@@ -52,9 +52,9 @@ def check_holding_ou(settings: ADExportSettings, base_dn: str) -> None:
     try:
         inside = dn_is_under(settings.holding_ou, base_dn)
     except DnError as error:
-        raise ValueError(f"holding_ou is not usable: {error}") from None
+        raise ActiveDirectoryConfigurationError(f"holding_ou is not usable: {error}") from None
     if inside:
-        raise ValueError(
+        raise ActiveDirectoryConfigurationError(
             f"holding_ou {settings.holding_ou!r} lies inside the AD connection's base DN {base_dn!r}; "
             "choose an OU outside it (groups moved there must leave the import's scope)"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConfigurationError
 from airflow_provider_aadsync.operators.ad_export import ADExportOperator, ad_export_settings, check_holding_ou
 
 
@@ -30,11 +31,11 @@ def test_ad_export_settings_when_move_has_no_holding_ou():
 def test_holding_ou_inside_the_base_dn_is_refused_in_any_spelling():
     base = "DC=corp,DC=example,DC=test"
     inside = ad_export_settings(deprovision="move", holding_ou="ou=Holding, dc=CORP,dc=example,dc=test")
-    with pytest.raises(ValueError, match="lies inside the AD connection's base DN"):
+    with pytest.raises(ActiveDirectoryConfigurationError, match="lies inside the AD connection's base DN"):
         check_holding_ou(inside, base)
     check_holding_ou(ad_export_settings(deprovision="move", holding_ou="OU=Holding,DC=corp,DC=test"), base)
     check_holding_ou(ad_export_settings(), base)  # delete: no holding OU to check
-    with pytest.raises(ValueError, match="holding_ou is not usable: 'nonsense' is not a valid DN"):
+    with pytest.raises(ActiveDirectoryConfigurationError, match="holding_ou is not usable: 'nonsense' is not a valid"):
         check_holding_ou(ad_export_settings(deprovision="move", holding_ou="nonsense"), base)
 
 
