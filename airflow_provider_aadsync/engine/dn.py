@@ -20,7 +20,7 @@ import unicodedata
 from functools import lru_cache
 
 from ldap3.core.exceptions import LDAPInvalidDnError
-from ldap3.utils.dn import escape_rdn, parse_dn
+from ldap3.utils.dn import parse_dn
 
 __all__ = ["DnError", "DnScope", "canonical_dn", "dn_is_under", "dn_key", "normalize_dn", "same_dn", "wire_dn"]
 
@@ -122,6 +122,19 @@ def normalize_dn(dn: str) -> NormalizedDn:
     return tuple(rdns)
 
 
+def _escape(value: str) -> str:
+    """RFC 4514 escaping of an attribute value: the special characters, a leading space or ``#``, a trailing space.
+    (ldap3's ``escape_rdn`` turns a value of one space into an escaped backslash and a bare space.)"""
+    if not value:
+        return ""
+    tokens = ["\\00" if char == "\x00" else "\\" + char if char in '"+,;<>\\=' else char for char in value]
+    if tokens[0] in (" ", "#"):
+        tokens[0] = "\\" + tokens[0]
+    if tokens[-1] == " ":
+        tokens[-1] = "\\ "
+    return "".join(tokens)
+
+
 def wire_dn(dn: str) -> str:
     """``dn`` as written, minus the insignificant spaces around separators, for sending to a server: ldap3 refuses
     ``dc=corp, dc=example`` as a search base although RFC 4514 and the DC accept it.
@@ -139,8 +152,7 @@ def canonical_dn(dn: str) -> str:
     :raise DnError: ``dn`` is not a valid DN.
     """
     return ",".join(
-        "+".join(f"{attribute_type}={escape_rdn(value) if value else ''}" for attribute_type, value in rdn)
-        for rdn in normalize_dn(dn)
+        "+".join(f"{attribute_type}={_escape(value)}" for attribute_type, value in rdn) for rdn in normalize_dn(dn)
     )
 
 
