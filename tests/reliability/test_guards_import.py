@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from airflow_provider_aadsync.cli import main
+from airflow_provider_aadsync.devenv.airflow_runs import task_states
 from airflow_provider_aadsync.engine.import_guard import STOPPED_DELETION_THRESHOLD
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConnectionError
@@ -32,9 +33,11 @@ def snapshot(store: Store) -> tuple[list, list]:
     return objects, references
 
 
-def live_objects(store: Store) -> int:
+def live_objects(store: Store, connector: str = "ad") -> int:
     with store.engine.connect() as connection:
-        return connection.execute(sa.select(sa.func.count()).where(~cs_object.c.is_deleted)).scalar_one()
+        return connection.execute(
+            sa.select(sa.func.count()).where(~cs_object.c.is_deleted, cs_object.c.connector == connector)
+        ).scalar_one()
 
 
 def test_base_dn_spelled_unlike_the_dc_imports_everything(dc, store, tmp_path):
@@ -128,3 +131,54 @@ def test_scope_that_suddenly_sees_nothing_stops_and_the_confirmed_rerun_applies_
             sa.select(sa.func.count()).where(cs_object.c.pending_import == "delete", cs_object.c.is_deleted)
         ).scalar_one()
     assert pending == imported - 1
+
+
+def test_dag_run_stops_at_the_import_and_the_confirm_param_applies_it(dc, graph_server, tmp_path_factory):
+    """Airflow runs the shipped DAG: with the AD connection's base DN switched to an empty OU the cycle stops at
+    import_ad (not retried), the report shows the stop, nothing changes in the store or in Entra ID; a run
+    triggered with ``confirm_mass_removal`` (and staging, so nothing is written to Entra ID) applies the deletes."""
+    from tests.integration.test_dags_cycle import airflow_world, main_store, new_tenant, succeeded, write_requests
+
+    empty_ou = f"OU=Empty Scope,{dc.base_dn}"
+    admin = dc.connect()
+    try:
+        if not admin.add(empty_ou, "organizationalUnit"):
+            assert admin.result["description"] == "entryAlreadyExists", admin.result
+    finally:
+        admin.unbind()
+    tenant = new_tenant(graph_server, "guard")
+    airflow = airflow_world(
+        tmp_path_factory.mktemp("guard-airflow"), dc, graph_server, tenant, variables={"aadsync_instance": "main"}
+    )
+    airflow.migrate()
+    succeeded(airflow.dags_test("aadsync_full"), dc)
+    with main_store(airflow) as store:
+        before, imported = snapshot(store), live_objects(store)
+    writes = write_requests(graph_server)
+
+    info = dc.connection_info()
+    switched = {"conn_type": "aadsync_ad", **info, "extra": {**info["extra"], "base_dn": empty_ou}}
+    env = {"AIRFLOW_CONN_AADSYNC_AD": json.dumps(switched), "AIRFLOW_VAR_AADSYNC_RETRIES": "2"}
+    stopped = airflow.dags_test("aadsync_cycle", {"mode": "full"}, **env)
+    assert stopped.state == "failed", stopped.tail()
+    assert f"AD import stopped: {STOPPED_DELETION_THRESHOLD}" in stopped.output
+    states = task_states(airflow.home, "aadsync_cycle", stopped.run_id)
+    assert states["import_ad"] == ("failed", 1) and states["report"][0] == "success"  # a deterministic stop: no retry
+    report = airflow.report(stopped)
+    assert f"| {STOPPED_DELETION_THRESHOLD} | stopped before any change:" in report, report
+    assert "saw no object in scope" in report and "confirm_mass_removal" in report
+    with main_store(airflow) as store:
+        assert snapshot(store)[0] == before[0]  # the AD import's rows (and everyone else's) as they were
+    assert write_requests(graph_server) == writes
+
+    confirmed = airflow.dags_test(
+        "aadsync_cycle", {"mode": "full", "confirm_mass_removal": True, "staging": True}, **env
+    )
+    states = task_states(airflow.home, "aadsync_cycle", confirmed.run_id)
+    assert states["import_ad"][0] == "success", confirmed.tail()
+    with main_store(airflow) as store:
+        runs = [
+            run for run in store.list_runs(limit=20) if run["connector"] == "ad" and run["profile"] == "full-import"
+        ]
+        assert runs[0]["result"] == "success" and runs[0]["counters"]["deletes"] == imported - 1
+    assert write_requests(graph_server) == writes  # staging: the deletes reach no tenant
