@@ -8,6 +8,7 @@ import shlex
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -629,8 +630,8 @@ def _typed_value(text: str) -> object:
             return ReferenceValues(int(rest))
         if prefix == "null" and not rest:
             return None
-    except ValueError as exc:
-        raise click.BadParameter(f"{text!r}: {exc}") from None
+    except (ValueError, OverflowError) as exc:
+        raise click.BadParameter(f"{text[:80]!r}: {exc}") from None
     return text  # "mailto:x", "SMTP:a@b": not a known prefix, so a plain string
 
 
@@ -689,7 +690,8 @@ def expr(expression: str, sets: tuple[str, ...], params: tuple[str, ...]) -> Non
     """Compile EXPRESSION (sync rule expression language) and evaluate it against the --set attribute values;
     print the result as JSON (null for NULL, binary as base64, sentinels by name).
 
-    Exit code 2 with line and column on stderr for an expression that does not compile, 1 when evaluating fails.
+    Exit code 2 with line and column on stderr for an expression that does not compile, 1 when evaluating fails;
+    either is one line, never a traceback (``-v`` adds it).
     """
     from airflow_provider_aadsync.engine.expressions import (
         ExpressionEvaluationError,
@@ -701,14 +703,31 @@ def expr(expression: str, sets: tuple[str, ...], params: tuple[str, ...]) -> Non
     try:
         compiled = compile_expression(expression, parameters=_name_values(params, "--param"))
     except ExpressionSyntaxError as exc:
-        click.echo(f"syntax error: {exc}", err=True)
-        raise SystemExit(2) from None
+        _expr_failed("syntax error", exc, 2)
+    except Exception as exc:  # noqa: BLE001 - bad input must end as one line, not a traceback
+        _expr_failed("cannot compile", exc, 2)
     try:
         result = compiled.evaluate(attributes)
     except ExpressionEvaluationError as exc:
-        click.echo(f"evaluation error: {exc}", err=True)
-        raise SystemExit(1) from None
-    click.echo(json.dumps(_json_value(result), ensure_ascii=False))
+        _expr_failed("evaluation error", exc, 1)
+    except Exception as exc:  # noqa: BLE001 - e.g. a value Python cannot hold
+        _expr_failed("evaluation error", exc, 1)
+    text = json.dumps(_json_value(result), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate (argv bytes that are not UTF-8): JSON's \u escapes
+        text = json.dumps(_json_value(result))
+    click.echo(text)
+
+
+def _expr_failed(kind: str, exc: Exception, code: int) -> NoReturn:
+    """One line on stderr (the traceback only with ``-v``), then exit with ``code``."""
+    from airflow_provider_aadsync.engine.expressions import ExpressionError
+
+    detail = str(exc) if isinstance(exc, ExpressionError) else f"{type(exc).__name__}: {exc}"
+    logging.getLogger(__name__).debug("aadsync expr failed", exc_info=exc)
+    click.echo(f"{kind}: {detail}".encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
+    raise SystemExit(code) from None
 
 
 # ----------------------------------------------------------------------------------------------- main job

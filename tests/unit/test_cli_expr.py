@@ -75,3 +75,33 @@ class TestExprCommand:
     def test_expr_help_documents_the_prefixes(self):
         result = run("--help")
         assert "int:42" in result.output and "guid:" in result.output and "b64:" in result.output
+
+
+class TestExprBadInput:
+    """Issue 13: bad input is one line on stderr and an exit code, never a traceback."""
+
+    @pytest.mark.parametrize(
+        ("expression", "code", "start"),
+        [
+            ('PadLeft("a", 4000000000, "x")', 1, "evaluation error: PadLeft: the padded string would be 4,000,000,000"),
+            ("(" * 100 + "1" + ")" * 100, 2, "syntax error: line 1, column 66: nested deeper than 64 levels"),
+            ("1" * 5000, 2, "syntax error: line 1, column 1: a number of 5,000 digits"),
+            ("x" * 70_000, 2, "syntax error: line 1, column 1: the expression is 70,000 characters long"),
+            ('CNum("' + "9" * 5000 + '")', 1, "evaluation error: CNum: a number of 5,000 digits"),
+        ],
+        ids=["padleft-4e9", "deep", "huge-literal", "too-long", "huge-numeric-string"],
+    )
+    def test_bad_expression_is_one_line(self, expression, code, start):
+        result = run(expression)
+        assert result.exit_code == code
+        assert result.stdout == "" and result.stderr.startswith(start)
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+    def test_unpaired_surrogate_in_a_value_prints_valid_json(self):
+        result = run('[a] & "x"', "--set", "a=b\udcedc")
+        assert result.exit_code == 0
+        assert json.loads(result.stdout) == "b\udcedcx"
+
+    def test_overflowing_typed_value_is_a_usage_error(self):
+        result = run("[a]", "--set", "a=sid:S-1-99999999999999999999-1")
+        assert result.exit_code == 2 and "int too big to convert" in result.output

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from airflow_provider_aadsync.engine.expressions.errors import ExpressionEvaluationError
+from airflow_provider_aadsync.engine.expressions.limits import MAX_NUMBER_DIGITS, check_integer, shown
 from airflow_provider_aadsync.engine.expressions.values import type_name
 
 
@@ -22,6 +23,8 @@ def format_number(value: int | float) -> str:
     """A number as CStr writes it: integers without a decimal point, other numbers in their shortest form."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
         return str(int(value))
+    if value.__class__ is int:
+        check_integer(value, "the number")  # also keeps str() below Python's int-to-string digit limit
     return str(value)
 
 
@@ -37,16 +40,26 @@ def to_text(value: Any, what: str = "argument") -> str | None:
 
 
 def parse_number(text: str) -> int | float | None:
-    """``text`` as a number (decimal or ``&H`` hex), or None when it is not one."""
+    """``text`` as a number (decimal or ``&H`` hex), or None when it is not one.
+
+    :raise ArgumentError: a number of more than MAX_NUMBER_DIGITS digits
+    """
     match = _HEX.match(text)
     if match:
+        _check_digits(len(match.group(1)))
         return int(match.group(1), 16)
     if not _NUMERIC.match(text):
         return None
+    _check_digits(sum(c.isdigit() for c in re.split("[eE]", text, maxsplit=1)[0]))
     number = float(text)
     if number.is_integer() and not any(c in text for c in ".eE"):
         return int(text)
     return number
+
+
+def _check_digits(digits: int) -> None:
+    if digits > MAX_NUMBER_DIGITS:
+        raise ArgumentError(f"a number of {digits:,} digits; numbers are limited to {MAX_NUMBER_DIGITS} digits")
 
 
 def to_number(value: Any, what: str = "argument") -> int | float | None:
@@ -59,7 +72,7 @@ def to_number(value: Any, what: str = "argument") -> int | float | None:
         number = parse_number(value)
         if number is not None:
             return number
-        raise ArgumentError(f"{what} must be a number, got the string {value!r}")
+        raise ArgumentError(f"{what} must be a number, got the string {shown(value)}")
     raise ArgumentError(f"{what} must be a number, got {type_name(value)}")
 
 
@@ -88,7 +101,7 @@ def to_bool(value: Any, what: str = "condition") -> bool | None:
         number = parse_number(value)
         if number is not None:
             return number != 0
-        raise ArgumentError(f"{what} must be a Boolean, got the string {value!r}")
+        raise ArgumentError(f"{what} must be a Boolean, got the string {shown(value)}")
     raise ArgumentError(f"{what} must be a Boolean, got {type_name(value)}")
 
 
@@ -111,7 +124,7 @@ def to_datetime(value: Any, what: str = "argument") -> _dt.datetime | None:
         parsed = parse_date(value)
         if parsed is not None:
             return parsed
-        raise ArgumentError(f"{what}: cannot read {value!r} as a date")
+        raise ArgumentError(f"{what}: cannot read {shown(value)} as a date")
     raise ArgumentError(f"{what} must be a DateTime, got {type_name(value)}")
 
 
@@ -121,4 +134,4 @@ def enum_name(value: Any, choices: tuple[str, ...], what: str) -> str:
     for choice in choices:
         if text is not None and text.casefold() == choice.casefold():
             return choice
-    raise ArgumentError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+    raise ArgumentError(f"{what} must be one of {', '.join(choices)}, got {shown(value)}")

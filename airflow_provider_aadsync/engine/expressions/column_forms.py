@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from airflow_provider_aadsync.engine.expressions.limits import MAX_VALUE_LENGTH
 from airflow_provider_aadsync.engine.expressions.values import ReferenceValues
 
 # ------------------------------------------------------------------------------------------------- kinds
@@ -220,6 +221,11 @@ def _concat(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
     if joined.any():
         pairs = zip(a.values[joined], b.values[joined], strict=True)
         values = [("" if x is None else x) + ("" if y is None else y) for x, y in pairs]
+        too_long = np.fromiter((len(value) > MAX_VALUE_LENGTH for value in values), bool, len(values))
+        if too_long.any():  # left to the per-object form, which raises the limit's error for these rows
+            beyond = np.flatnonzero(joined)[too_long]
+            joined[beyond] = done[beyond] = False
+            values = [value for value, long in zip(values, too_long.tolist(), strict=True) if not long]
         out.set(joined, objects(values, len(values)), STR)
     out.set(null_rows, None, NULL)
     return done

@@ -54,6 +54,7 @@ from airflow_provider_aadsync.engine.expressions.compiler import _Compiler, _sin
 from airflow_provider_aadsync.engine.expressions.errors import ExpressionEvaluationError
 from airflow_provider_aadsync.engine.expressions.flow import truth
 from airflow_provider_aadsync.engine.expressions.functions import FUNCTIONS, FunctionSpec
+from airflow_provider_aadsync.engine.expressions.limits import MAX_NESTING_DEPTH
 from airflow_provider_aadsync.engine.expressions.parser import parse
 from airflow_provider_aadsync.engine.expressions.values import SENTINELS, ReferenceValues, cell
 
@@ -253,6 +254,8 @@ class _ColumnCompiler:
 
     def sequence(self, tree: Tree) -> Node:
         children = tree.children
+        if len(children) // 2 > MAX_NESTING_DEPTH:  # nested nodes recurse once per operator: the per-object form loops
+            raise _NoColumnForm
         node = self.node(children[0])
         for position in range(1, len(children), 2):
             op = str(children[position].children[0])

@@ -48,11 +48,12 @@ _CONSTANTS: dict[str, Any] = {
 class _Env:
     """One evaluation: the context and the ``$variables`` bound by Select/Where/With."""
 
-    __slots__ = ("context", "variables")
+    __slots__ = ("bindings", "context", "variables")
 
     def __init__(self, context: Any) -> None:
         self.context = context
         self.variables: dict[str, Any] = {}
+        self.bindings = 0  # values bound so far by Select/Where/With (limits.MAX_BINDINGS)
 
     def get(self, name: str) -> Any:
         return cell(lookup_in(self.context, name))
@@ -129,7 +130,11 @@ def compile_expression(text: str, *, parameters: Mapping[str, object] | None = N
         of arguments — with the line and column of the offending token.
     """
     compiler = _Compiler(text, parameters or {})
-    thunk, constant = compiler.expression(parse(text))
+    tree = parse(text)
+    try:
+        thunk, constant = compiler.expression(tree)
+    except RecursionError:  # a safety net: parse() refuses nesting deeper than limits.MAX_NESTING_DEPTH first
+        raise ExpressionSyntaxError("nested too deeply to compile", 1, 1, text) from None
     return CompiledExpression(text, frozenset(compiler.attributes), constant, thunk, parameters)
 
 
@@ -161,13 +166,26 @@ class _Compiler:
         return getattr(self, f"node_{kind}")(node)
 
     def sequence(self, node: Tree) -> tuple[Thunk, bool]:
+        """``a op b op c ...`` left to right: the constant prefix folded, the rest in one loop (a chain of nested
+        closures would recurse once per operator when evaluated, and a long chain would overflow the stack)."""
         children = node.children
         thunk, constant = self.expression(children[0])
-        for position in range(1, len(children), 2):
+        position = 1
+        while position < len(children) and constant:
             op = str(children[position].children[0])
             right, right_constant = self.expression(children[position + 1])
             thunk, constant = self.binary(op, thunk, constant, right, right_constant)
-        return thunk, constant
+            position += 2
+        if position >= len(children):
+            return thunk, constant
+        steps = [
+            (str(children[index].children[0]), self.expression(children[index + 1])[0])
+            for index in range(position, len(children), 2)
+        ]
+        if len(steps) == 1:
+            op, right = steps[0]
+            return self.binary(op, thunk, False, right, False)
+        return _chain(thunk, steps), False
 
     def binary(self, op: str, left: Thunk, left_const: bool, right: Thunk, right_const: bool) -> tuple[Thunk, bool]:
         apply = operators.apply
@@ -318,6 +336,22 @@ class _Compiler:
         known = {spec.name.casefold(): spec.name for spec in FUNCTIONS.values()}
         close = difflib.get_close_matches(name.casefold(), list(known), n=1, cutoff=0.75)
         return f"unknown function '{name}'" + (f"; did you mean {known[close[0]]}?" if close else "")
+
+
+def _chain(first: Thunk, steps: list[tuple[str, Thunk]]) -> Thunk:
+    """Evaluate ``first op1 right1 op2 right2 ...`` left to right in a loop; ``&&``/``||`` skip their right side as
+    ``binary`` does (False && x is False, True || x is True)."""
+    apply = operators.apply
+
+    def thunk(env: _Env) -> Any:
+        value = first(env)
+        for op, right in steps:
+            if (op == "&&" and value is False) or (op == "||" and value is True):
+                continue
+            value = apply(op, value, right(env))
+        return value
+
+    return thunk
 
 
 def _single(arg: Tree) -> Tree | None:

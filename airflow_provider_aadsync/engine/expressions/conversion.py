@@ -23,6 +23,7 @@ from airflow_provider_aadsync.engine.expressions.coerce import (
     to_text,
 )
 from airflow_provider_aadsync.engine.expressions.functions import function, scalar
+from airflow_provider_aadsync.engine.expressions.limits import shown
 from airflow_provider_aadsync.engine.expressions.values import ReferenceValues
 
 
@@ -46,7 +47,7 @@ def cguid(value: Any) -> bytes | None:
         return None
     guid = _parse_guid(text)
     if guid is None:
-        raise ArgumentError(f"{text!r} is not a GUID")
+        raise ArgumentError(f"{shown(text)} is not a GUID")
     return guid.bytes_le
 
 
@@ -72,7 +73,7 @@ def convert_from_base64(source: Any, encoding: Any = "Unicode") -> str | bytes |
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise ArgumentError(f"{text!r} is not base64") from None
+        raise ArgumentError(f"{shown(text)} is not base64") from None
     if codec == "Binary":
         return raw
     try:
@@ -101,7 +102,7 @@ def convert_from_utf8_hex(source: Any) -> str | None:
     try:
         return bytes.fromhex(text).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
-        raise ArgumentError(f"{text!r} is not UTF-8 hex") from None
+        raise ArgumentError(f"{shown(text)} is not UTF-8 hex") from None
 
 
 @function("ConvertToUTF8Hex", 1, per_value=True)

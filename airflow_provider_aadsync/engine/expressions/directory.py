@@ -12,6 +12,7 @@ from airflow_provider_aadsync.engine.expressions.coerce import (
     to_text,
 )
 from airflow_provider_aadsync.engine.expressions.functions import function, scalar
+from airflow_provider_aadsync.engine.expressions.limits import shown
 
 
 # ================================================================================================= directory
@@ -43,7 +44,7 @@ def split_dn(dn: str) -> list[tuple[str, str]]:
 def _rdn(text: str) -> tuple[str, str]:
     kind, sep, value = text.strip().partition("=")
     if not sep:
-        raise ArgumentError(f"{text.strip()!r} is not a DN component (type=value)")
+        raise ArgumentError(f"{shown(text.strip())} is not a DN component (type=value)")
     return kind.strip(), _unescape_dn_value(value.strip())
 
 

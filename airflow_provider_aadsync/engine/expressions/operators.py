@@ -17,6 +17,12 @@ from typing import Any
 from airflow_provider_aadsync.engine.expressions.coerce import format_number, parse_number, to_bool, to_number
 from airflow_provider_aadsync.engine.expressions.dates import format_datetime, parse_date
 from airflow_provider_aadsync.engine.expressions.errors import ExpressionEvaluationError
+from airflow_provider_aadsync.engine.expressions.limits import (
+    MAX_INTEGER_BITS,
+    MAX_VALUE_LENGTH,
+    check_integer,
+    check_length,
+)
 from airflow_provider_aadsync.engine.expressions.values import SENTINELS, mv_result, type_name
 
 
@@ -38,10 +44,23 @@ def _concat_text(value: Any) -> str:
     raise ExpressionEvaluationError(f"operator '&' cannot concatenate {type_name(value)}")
 
 
+def _joined(a: str, b: str, op: str) -> str:
+    if len(a) + len(b) > MAX_VALUE_LENGTH:
+        check_length(len(a) + len(b), f"the result of '{op}'")
+    return a + b
+
+
+def _whole(value: int | float, op: str) -> int | float:
+    """An integer result within MAX_INTEGER_BITS (floats overflow to inf on their own)."""
+    if value.__class__ is int and value.bit_length() > MAX_INTEGER_BITS:
+        check_integer(value, f"the result of '{op}'")
+    return value
+
+
 def concat(a: Any, b: Any) -> Any:
     if a is None and b is None:
         return None
-    return _concat_text(a) + _concat_text(b)
+    return _joined(_concat_text(a), _concat_text(b), "&")
 
 
 def _numbers(op: str, a: Any, b: Any) -> tuple[int | float, int | float]:
@@ -57,23 +76,29 @@ def add(a: Any, b: Any) -> Any:
     if a is None or b is None:
         return None
     if isinstance(a, str) and isinstance(b, str):
-        return a + b  # VBA: + of two strings concatenates
+        return _joined(a, b, "+")  # VBA: + of two strings concatenates
     x, y = _numbers("+", a, b)
-    return x + y
+    return _whole(x + y, "+")
 
 
 def subtract(a: Any, b: Any) -> Any:
     if a is None or b is None:
         return None
     x, y = _numbers("-", a, b)
-    return x - y
+    return _whole(x - y, "-")
 
 
 def multiply(a: Any, b: Any) -> Any:
     if a is None or b is None:
         return None
     x, y = _numbers("*", a, b)
-    return x * y
+    if x.__class__ is int and y.__class__ is int and x.bit_length() + y.bit_length() > MAX_INTEGER_BITS + 1:
+        # checked before multiplying: two huge numbers take long to multiply
+        raise ExpressionEvaluationError(
+            f"the result of '*' would be a number of about {x.bit_length() + y.bit_length():,} bits; numbers are "
+            f"limited to {MAX_INTEGER_BITS} bits"
+        )
+    return _whole(x * y, "*")
 
 
 def divide(a: Any, b: Any) -> Any:
@@ -195,4 +220,4 @@ def negate(value: Any) -> Any:
     if value in SENTINELS:
         raise ExpressionEvaluationError(f"{value!r} cannot be negated")
     number = to_number(value, "operand of unary '-'")
-    return -number  # type: ignore[operator]
+    return _whole(-number, "unary '-'")  # type: ignore[operator]

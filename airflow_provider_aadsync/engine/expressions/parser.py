@@ -1,4 +1,8 @@
-"""Parse expression text into a Lark tree, turning Lark's errors into ``ExpressionSyntaxError`` with a position."""
+"""Parse expression text into a Lark tree, turning Lark's errors into ``ExpressionSyntaxError`` with a position.
+
+The parse also enforces the limits of the text (``limits``): its length, its nesting depth (the compilers walk the
+tree recursively) and the digits of its number literals; each is a syntax error at the offending token.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,12 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from airflow_provider_aadsync.engine.expressions.errors import ExpressionSyntaxError
 from airflow_provider_aadsync.engine.expressions.grammar import GRAMMAR
+from airflow_provider_aadsync.engine.expressions.limits import (
+    MAX_EXPRESSION_LENGTH,
+    MAX_NESTING_DEPTH,
+    MAX_NUMBER_DIGITS,
+    shown,
+)
 
 # What the user should read for Lark's terminal names in "expected ..." lists.
 _TERMINAL_WORDS = {
@@ -36,10 +46,48 @@ def parse(text: str) -> Tree:
     """Parse ``text``; raise ``ExpressionSyntaxError`` (with the offending token's line and column) when it is bad."""
     if not text.strip():
         raise ExpressionSyntaxError("empty expression", 1, 1, text)
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionSyntaxError(
+            f"the expression is {len(text):,} characters long; expressions are limited to {MAX_EXPRESSION_LENGTH:,}",
+            1,
+            1,
+            text,
+        )
     try:
-        return _lark().parse(text)
+        tree = _lark().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text) from None
+    _check_limits(tree, text)
+    return tree
+
+
+def _check_limits(tree: Tree, text: str) -> None:
+    """Nesting depth and number literals, walked without recursion (the tree may be deeper than the stack)."""
+    stack: list[tuple[Tree | Token, int, str]] = [(tree, 0, "")]
+    while stack:
+        node, depth, parent = stack.pop()
+        if isinstance(node, Token):
+            if node.type in ("NUMBER", "HEX"):
+                digits = len(node.value.lstrip("&Hh").replace(".", ""))
+                if digits > MAX_NUMBER_DIGITS:
+                    raise ExpressionSyntaxError(
+                        f"a number of {digits:,} digits; numbers are limited to {MAX_NUMBER_DIGITS} digits",
+                        node.line or 1,
+                        node.column or 1,
+                        text,
+                    )
+            continue
+        if node.data in ("call", "neg") or (node.data == "expr" and parent == "expr"):  # parentheses
+            depth += 1
+            if depth > MAX_NESTING_DEPTH:
+                meta = node.meta
+                raise ExpressionSyntaxError(
+                    f"nested deeper than {MAX_NESTING_DEPTH} levels (parentheses, function calls, unary minus)",
+                    getattr(meta, "line", 1) or 1,
+                    getattr(meta, "column", 1) or 1,
+                    text,
+                )
+        stack.extend((child, depth, node.data) for child in node.children if child is not None)
 
 
 def _expected(names: set[str] | frozenset[str]) -> str:
@@ -58,7 +106,7 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> ExpressionSyntaxError:
         token: Token = exc.token
         expected = _expected(exc.expected)
         return ExpressionSyntaxError(
-            f"unexpected {str(token)!r}" + (f"; expected {expected}" if expected else ""),
+            f"unexpected {shown(str(token))}" + (f"; expected {expected}" if expected else ""),
             token.line or 1,
             token.column or 1,
             text,

@@ -13,6 +13,7 @@ from airflow_provider_aadsync.engine.expressions.coerce import (
     to_text,
 )
 from airflow_provider_aadsync.engine.expressions.functions import function, scalar
+from airflow_provider_aadsync.engine.expressions.limits import check_length, shown
 
 
 # ====================================================================================================== text
@@ -145,11 +146,12 @@ def _pad(string: Any, length_: Any, pad: Any, *, left_side: bool) -> str:
     target = to_int(scalar(length_, "length"), "length")
     filler = to_text(scalar(pad, "padCharacter"), "padCharacter")
     if filler is None or len(filler) != 1:
-        raise ArgumentError(f"padCharacter must be exactly one character, got {filler!r}")
+        raise ArgumentError(f"padCharacter must be exactly one character, got {shown(filler)}")
     if text is None:
         return ""
     if target is None or len(text) >= target:
         return text
+    check_length(target, "the padded string")
     return text.rjust(target, filler) if left_side else text.ljust(target, filler)
 
 
@@ -198,7 +200,10 @@ def replace(string: Any, old: Any, new: Any) -> str | None:
         return None
     if not old_text:
         return text
-    return text.replace(_monikers(old_text), _monikers(new_text))
+    old_text, new_text = _monikers(old_text), _monikers(new_text)
+    if len(new_text) > len(old_text):
+        check_length(len(text) + text.count(old_text) * (len(new_text) - len(old_text)), "the replaced string")
+    return text.replace(old_text, new_text)
 
 
 def parse_replace_pattern(pattern: str) -> dict[str, str]:
@@ -209,7 +214,7 @@ def parse_replace_pattern(pattern: str) -> dict[str, str]:
             continue
         source, sep, target = entry.partition(":")
         if not sep:
-            raise ArgumentError(f"ReplacePattern entry {entry!r} has no ':' (write source:target)")
+            raise ArgumentError(f"ReplacePattern entry {shown(entry)} has no ':' (write source:target)")
         if len(source) != 1:
             raise ArgumentError(f"ReplacePattern source {source!r} must be exactly one character")
         mapping[source] = target
@@ -223,6 +228,8 @@ def replace_chars(string: Any, pattern: Any) -> str | None:
     if text is None:
         return None
     mapping = parse_replace_pattern(spec or "")
+    if any(len(target) > 1 for target in mapping.values()):
+        check_length(sum(len(mapping.get(char, char)) for char in text), "the replaced string")
     return "".join(mapping.get(char, char) for char in text)
 
 

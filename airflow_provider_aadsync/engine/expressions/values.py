@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from airflow_provider_aadsync.engine.expressions.errors import ExpressionEvaluationError
+from airflow_provider_aadsync.engine.expressions.limits import MAX_VALUES, check_count
 
 UTC = _dt.UTC
 
@@ -89,8 +90,12 @@ def mv_result(values: Iterable[Any]) -> Any:
     for value in values:
         if isinstance(value, list):
             kept.extend(v for v in value if v is not None)
+            if len(kept) > MAX_VALUES:
+                check_count(len(kept))
         elif value is not None:
             kept.append(value)
+            if len(kept) > MAX_VALUES:
+                check_count(len(kept))
     if not kept:
         return None
     if len(kept) == 1:
