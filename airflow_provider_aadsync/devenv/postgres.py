@@ -26,6 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from airflow_provider_aadsync.devenv.processes import HOST, free_port, group_members, port_in_use, proc_state
 
@@ -375,6 +376,29 @@ class LocalPostgres:
             if cursor.fetchone() is None:
                 cursor.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def create_password_role(self, role: str, password: str, database: str) -> str:
+        """A login role that must give its password over TCP (scram-sha-256), owning a new *database*; returns the
+        database's SQLAlchemy URL with that password in it.
+
+        The server trusts every other role (a disposable test server): one HBA line for this role goes above the
+        ``trust`` lines, and the server reloads its HBA file.
+        """
+        _check_name(role)
+        hba = self.data_dir / "pg_hba.conf"
+        line = f"host    all       {role}   {HOST}/32  scram-sha-256\n"
+        lines = hba.read_text().splitlines(keepends=True)
+        if line not in lines:
+            first_rule = next(index for index, text in enumerate(lines) if text.strip() and not text.startswith("#"))
+            hba.write_text("".join([*lines[:first_rule], line, *lines[first_rule:]]))
+        self.create_database(database)
+        with contextlib.closing(self.connect()) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+            verb = "ALTER" if cursor.fetchone() else "CREATE"
+            cursor.execute(f'{verb} ROLE "{role}" LOGIN PASSWORD %s', (password,))
+            cursor.execute(f'ALTER DATABASE "{database}" OWNER TO "{role}"')
+            cursor.execute("SELECT pg_reload_conf()")
+        return f"postgresql+psycopg2://{role}:{quote(password, safe='')}@{HOST}:{self.port}/{database}"
 
     def drop_database(self, name: str) -> None:
         """Drop *name* if it exists, disconnecting its sessions (so a test's leftover pool cannot block it)."""

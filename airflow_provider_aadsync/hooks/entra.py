@@ -385,10 +385,11 @@ class EntraHook(BaseHook):
                 "discovery are off for it; use it only for a host you trust (the Graph emulator, a test authority)",
                 authority_host,
             )
+        credential = settings.client_credential()  # its own clear error (an unreadable key file), never wrapped
         try:
             return msal.ConfidentialClientApplication(
                 settings.client_id,
-                client_credential=settings.client_credential(),
+                client_credential=credential,
                 authority=settings.authority,
                 validate_authority=microsoft,
                 instance_discovery=microsoft,
