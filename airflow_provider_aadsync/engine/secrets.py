@@ -25,6 +25,10 @@ MIN_SECRET_LENGTH = 6
 #: Lines of a multi-line secret shorter than this (PEM headers are dropped anyway) are not registered on their own.
 MIN_LINE_LENGTH = 16
 
+#: Words too common to scrub even when someone uses one as a password (as Airflow's masker skips "airflow"):
+#: every "postgres" or "aadsync" in a report turned into *** would hide more than it protects.
+COMMON_WORDS = frozenset({"airflow", "aadsync", "postgres", "postgresql", "password", "secret", "admin", "default"})
+
 _lock = threading.Lock()
 _variants: set[str] = set()
 #: Longest first, so a secret's base64 form is replaced whole before a shorter overlapping form is.
@@ -61,6 +65,8 @@ def register_secret(value: str | bytes | None) -> None:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
             return
+    if value.strip().lower() in COMMON_WORDS:
+        return
     forms = set()
     for candidate in {value, value.strip()}:  # a PEM read from a file ends with a line break; quoted, it may not
         if len(candidate) >= MIN_SECRET_LENGTH:

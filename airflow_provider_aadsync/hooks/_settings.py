@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from pydantic import ValidationError
 
-from airflow_provider_aadsync.engine.secrets import MIN_SECRET_LENGTH, register_secret, secret_forms
+from airflow_provider_aadsync.engine.secrets import COMMON_WORDS, MIN_SECRET_LENGTH, register_secret, secret_forms
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -22,7 +22,7 @@ def describe_validation_error(error: ValidationError) -> str:
 def keep_secret(value: str | None) -> None:
     """Treat ``value`` as a secret: the engine scrubs it (and its base64 / URL-encoded forms) from what it stores and
     prints, and Airflow's masker hides the same forms in task logs, rendered fields and XCom when running in Airflow."""
-    if not value or len(value) < MIN_SECRET_LENGTH:
+    if not value or len(value) < MIN_SECRET_LENGTH or value.strip().lower() in COMMON_WORDS:
         return
     register_secret(value)
     try:

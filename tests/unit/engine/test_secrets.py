@@ -53,7 +53,8 @@ def test_a_pem_key_is_scrubbed_whole_in_lines_and_unwrapped():
 def test_short_values_are_not_registered_and_data_is_scrubbed_deeply():
     secrets.register_secret("abc")
     secrets.register_secret(None)
-    assert secrets.scrub("abc abc") == "abc abc"
+    secrets.register_secret("postgres")  # a common word: scrubbing it would garble every report
+    assert secrets.scrub("abc abc postgres") == "abc abc postgres"
     secrets.register_secret(PASSWORD)
     data = {"detail": [f"x {PASSWORD}", 3], PASSWORD: (PASSWORD,)}
     assert secrets.scrub_value(data) == {"detail": ["x ***", 3], "***": ("***",)}
