@@ -20,6 +20,10 @@ Admin API (no auth; refused unless the caller is on loopback):
 - ``POST /_emulator/tenants/{id}/deltaTokens/expire`` → 204: every delta/skip token issued so far for the tenant
   answers ``400 syncStateNotFound`` from now on; with ``?mode=gone`` it answers ``410 Gone`` (``resyncRequired``)
   with a ``Location`` header naming a fresh full round (same ``$select``) to restart from;
+- ``POST /_emulator/tenants/{id}/tokens/revoke`` → 204: every access token issued so far for the tenant answers
+  ``401 InvalidAuthenticationToken`` (as an expired or revoked token does); new tokens work;
+- ``PATCH /_emulator/tenants/{id}/apps/{clientId}`` ``{"clientSecret": "..."}`` → 204: the app's secret is replaced
+  (the old one is refused from now on: a revoked or rotated credential);
 - ``GET /_emulator/counters`` (requests by method and route template, per status, 4xx/5xx, 429s, ``batchItems``;
   each ``$batch`` request counts once plus once per inner request under its own route; admin calls are not
   counted), ``DELETE`` zeroes them;
@@ -29,7 +33,11 @@ Admin API (no auth; refused unless the caller is on loopback):
   ``throttleAppWrites`` (3,000) per ``throttleAppWriteWindowSeconds`` (150), ``throttleTenantWrites`` (18,000) per
   ``throttleTenantWriteWindowSeconds`` (300), ``faultRatio5xx`` (0: share of requests answered 503),
   ``faultRetryAfterSeconds`` (1), ``faultDropRatio`` (0: share of Graph requests processed whose connection is then
-  cut mid-answer), ``latencyMs`` (0), ``randomSeed`` (null; setting it reseeds the fault dice);
+  cut mid-answer), ``faultRatio429`` (0: share of requests answered 429 with ``faultRetryAfterSeconds``),
+  ``faultMalformed`` (null, or one of ``truncated-json``, ``wrong-types``, ``missing-id``, ``no-value``, ``html-200``,
+  ``html-502``, ``batch-missing-items``: every Graph request is processed, then its answer is broken so) and
+  ``faultMalformedPath`` (null, or a string the path of the requests to break contains), ``latencyMs`` (0),
+  ``randomSeed`` (null; setting it reseeds the fault dice);
   ``null`` restores a default. ``GET`` answers every setting, ``PUT`` the ones it changed.
 """
 
@@ -51,6 +59,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_aadsync.emulator import exceptions as err
 from airflow_provider_aadsync.emulator import graph, identity
+from airflow_provider_aadsync.emulator.malformed import break_answer
 from airflow_provider_aadsync.emulator.models import EmulatorState
 
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -108,8 +117,29 @@ class GraphMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
 
+        broken = (
+            self.state.malformed(scope["path"])
+            if scope["path"].startswith("/v1.0/") and not scope.get("emulator.batch_item")
+            else None
+        )
+        answer: dict[str, Any] = {"status": 500, "headers": [], "body": b""}
+
+        async def buffered_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = answer["status"] = message["status"]
+                answer["headers"] = list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                answer["body"] += message.get("body", b"")
+
         try:
-            if dropped:
+            if broken and not dropped:
+                # Processed as usual; the answer is then broken as a faulty proxy or gateway would break it.
+                await self.app(scope, receive, buffered_send)
+                code, headers, body = break_answer(broken, answer["status"], answer["headers"], answer["body"])
+                await wrapped_send({"type": "http.response.start", "status": code, "headers": headers})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            elif dropped:
                 # The request is processed (a write happens), but the client never gets a whole answer: the response
                 # promises more bytes than it sends, so the server closes the connection mid-body.
                 await self.app(scope, receive, swallowed_send)
@@ -237,6 +267,24 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
             return JSONResponse(state.update_settings(await body_of(request)))
         return JSONResponse(state.settings_snapshot())
 
+    async def revoke_tokens(request: Request) -> Response:
+        loopback_only(request)
+        found = tenant_of(request)
+        with state.lock:
+            found.token_epoch += 1
+        return Response(status_code=204)
+
+    async def app_secret(request: Request) -> Response:
+        loopback_only(request)
+        body = await body_of(request)
+        secret = body.get("clientSecret") if isinstance(body, dict) else None
+        if not isinstance(secret, str) or not secret:
+            raise err.BadRequest("A JSON object with a non-empty 'clientSecret' is expected.")
+        app = tenant_of(request).app(request.path_params["client_id"])
+        with state.lock:
+            app.secret = secret
+        return Response(status_code=204)
+
     async def expire_delta_tokens(request: Request) -> Response:
         loopback_only(request)
         state.expire_delta_tokens(tenant_of(request), gone=request.query_params.get("mode") == "gone")
@@ -252,6 +300,8 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
             "/_emulator/tenants/{tenant}/apps/{client_id}/certificates/{thumbprint}", certificate, methods=["DELETE"]
         ),
         Route("/_emulator/tenants/{tenant}/deltaTokens/expire", expire_delta_tokens, methods=["POST"]),
+        Route("/_emulator/tenants/{tenant}/tokens/revoke", revoke_tokens, methods=["POST"]),
+        Route("/_emulator/tenants/{tenant}/apps/{client_id}", app_secret, methods=["PATCH"]),
         Route("/_emulator/reset", reset, methods=["POST"]),
         Route("/_emulator/flush", flush, methods=["POST"]),
         Route("/_emulator/counters", counters, methods=["GET", "DELETE"]),

@@ -111,6 +111,7 @@ class TokenService:
             "tid": tenant.id,
             "uti": _b64(secrets.token_bytes(16)),
             "ver": "1.0",
+            "xms_epoch": tenant.token_epoch,
         }
         token = jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid})
         return token, lifetime
@@ -149,6 +150,8 @@ class TokenService:
             tenant = self.state.tenants.get(str(claims["tid"]))
         if tenant is None:
             raise err.InvalidAuthenticationToken("Access token validation failure. Invalid issuer or tenant.")
+        if claims.get("xms_epoch", 0) < tenant.token_epoch:
+            raise err.InvalidAuthenticationToken("Lifetime validation failed, the token is expired.")
         return tenant, str(claims.get("appid", ""))
 
 

@@ -63,9 +63,19 @@ SETTINGS: dict[str, tuple[Any, float, float | None, type]] = {
     "faultRatio5xx": (0.0, 0, 1, float),
     "faultRetryAfterSeconds": (1, 0, None, int),
     "faultDropRatio": (0.0, 0, 1, float),  # share of Graph requests whose connection drops after processing
+    "faultRatio429": (0.0, 0, 1, float),  # share of Graph requests answered 429 with faultRetryAfterSeconds
+    "faultMalformed": (None, 0, None, str),  # one of MALFORMED_KINDS: every matching Graph answer is broken so
+    "faultMalformedPath": (None, 0, None, str),  # only requests whose path contains this (null: every Graph request)
     "latencyMs": (0, 0, 60000, int),
     "randomSeed": (None, 0, None, int),
 }
+
+#: What ``faultMalformed`` does to an answer: JSON cut in half, properties of the wrong JSON type, objects without
+#: ``id``, a collection page without ``value``, an HTML error page with status 200 or 502, a ``$batch`` answer that
+#: leaves out half of its items.
+MALFORMED_KINDS = (
+    "truncated-json", "wrong-types", "missing-id", "no-value", "html-200", "html-502", "batch-missing-items",
+)  # fmt: skip
 
 # Property name -> access: "rw" writable, "ro" read-only (only the admin API may seed it), "wo" write-only.
 _USER_PROPS = {
@@ -450,6 +460,8 @@ class Tenant:
         self.apps = {app.client_id: app for app in apps}
         self.created = created or now_iso()
         self._seq = 0
+        #: Tokens issued before the last ``tokens/revoke`` carry a lower epoch and are refused (not persisted).
+        self.token_epoch = 0
         self._objects: dict[str, DirectoryObject] = {}
         # Indexes of the live objects, lower-cased, kept by _index/_unindex wherever _objects changes: uniqueness
         # checks and UPN lookups are O(1) instead of a scan of every object.
@@ -1412,7 +1424,12 @@ class EmulatorState:
             if value is None:
                 updates[name] = default
                 continue
-            if kind is bool:
+            if kind is str:
+                if not isinstance(value, str) or not value:
+                    raise err.BadRequest(f"{name} must be a non-empty string.")
+                if name == "faultMalformed" and value not in MALFORMED_KINDS:
+                    raise err.BadRequest(f"faultMalformed must be one of {', '.join(MALFORMED_KINDS)}.")
+            elif kind is bool:
                 if not isinstance(value, bool):
                     raise err.BadRequest(f"{name} must be true or false.")
             elif (
@@ -1582,13 +1599,24 @@ class EmulatorState:
                 self._windows[key].charge(now, cost)
 
     def fault(self) -> tuple[float, err.GraphError | None]:
-        """The injected latency (seconds) and, by ``faultRatio5xx``, a 503 to answer instead; seeded when set."""
+        """The injected latency (seconds) and, by ``faultRatio429`` and ``faultRatio5xx``, a 429 or 503 to answer
+        instead (both with ``faultRetryAfterSeconds``); seeded when set."""
         with self.lock:
             latency = self.settings["latencyMs"] / 1000
+            retry_after = int(self.settings["faultRetryAfterSeconds"])
+            ratio = self.settings["faultRatio429"]
+            if ratio and self.random.random() < ratio:
+                return latency, err.TooManyRequests(retry_after)
             ratio = self.settings["faultRatio5xx"]
             if ratio and self.random.random() < ratio:
-                return latency, err.ServiceUnavailable(int(self.settings["faultRetryAfterSeconds"]))
+                return latency, err.ServiceUnavailable(retry_after)
             return latency, None
+
+    def malformed(self, path: str) -> str | None:
+        """How to break the answer to a Graph request on ``path`` (``faultMalformed``), or None."""
+        with self.lock:
+            kind, where = self.settings["faultMalformed"], self.settings["faultMalformedPath"]
+            return kind if kind and (not where or where in path) else None
 
     def drop_connection(self) -> bool:
         """Whether to cut this Graph request's connection after processing it, by ``faultDropRatio``; seeded."""
