@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 #: Graph's limits: requests per ``$batch``, link changes per request.
 BATCH_SIZE = 20
 LINKS_PER_REQUEST = 20
+#: ``$batch`` calls in a row without a readable answer after which an export stops instead of resending.
+UNKNOWN_OUTCOME_LIMIT = 3
 #: Graph properties that are collections (everything else is sent as a single value).
 COLLECTION_PROPERTIES = frozenset({"businessPhones", "otherMails", "groupTypes", "proxyAddresses", "imAddresses"})
 _RESOURCES = {"user": "users", "group": "groups", "contact": "contacts"}
@@ -261,6 +263,7 @@ class EntraExporter:
         self._start = dict(writer.counters)
         self._initial_domain: str | None = None
         self._retry: list[_Operation] = []
+        self._unknown_in_a_row = 0
         self._settled = False
         self._phase = "object"
         self._connection: sa.Connection | None = None
@@ -472,9 +475,19 @@ class EntraExporter:
             # The call may have been carried out: reconcile what it held instead of sending it blindly again.
             log.warning("%s; reconciling its %d operations", error, len(error.unknown))
             self.counters["calls_with_unknown_outcome"] += 1
+            self._unknown_in_a_row += 1
+            if self._unknown_in_a_row >= UNKNOWN_OUTCOME_LIMIT:
+                # Graph's answers cannot be read at all: stop rather than resend forever (the rows stay 'sent',
+                # the next run reconciles them).
+                raise WriteOutcomeUnknownError(
+                    f"{self._unknown_in_a_row} $batch calls in a row got no readable answer, the last: {error}; "
+                    "the export stopped, its sent operations are reconciled by the next run"
+                ) from error
             answers, unknown = error.results, error.unknown
             if any(operations[int(index)].kind == "create" for index in unknown):
                 time.sleep(self.settings.resend_settle_seconds)  # let Graph finish what it may be processing
+        else:
+            self._unknown_in_a_row = 0
         self.pacer.spent(len(operations))
         # Every outcome of this call in one transaction: one commit per call, not per operation.
         with self.store.transaction() as connection:
@@ -498,8 +511,14 @@ class EntraExporter:
     # -------------------------------------------------------------------------------------------- outcomes
     def _after_create(self, operation: _Operation, answer: GraphAnswer) -> None:
         if answer.ok:
+            object_id = answer.body.get("id") if isinstance(answer.body, dict) else None
+            if not isinstance(object_id, str) or not object_id:
+                # Created, but the answer does not say as what: find it as after a cut-off call.
+                log.warning("the answer to the create of %s carries no object id; looking it up", operation.dn)
+                self._reconcile(operation)
+                return
             written = dict(operation.changes)
-            self._adopt(operation, answer.body["id"], written)
+            self._adopt(operation, object_id, written)
             self.counters[f"{operation.object_type}_creates"] += 1
             return
         if _conflict_target(answer) and self._adopt_existing(operation):

@@ -385,7 +385,11 @@ class Store:
         file = url.removeprefix("sqlite:///").split("?", 1)[0] if url.startswith("sqlite:///") else ""
         if file and file != ":memory:" and not file.startswith("file:"):
             create_private_file(Path(file))
-        self.engine: Engine = sa.create_engine(url, **(engine_options or {}))
+        options = dict(engine_options or {})
+        if not url.startswith("sqlite"):
+            # A server restarted between steps leaves the pool's connections dead: test each before use.
+            options.setdefault("pool_pre_ping", True)
+        self.engine: Engine = sa.create_engine(url, **options)
         register_secret(self.engine.url.password)  # scrubbed from run details and errors, as the hooks' secrets
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", apply_sqlite_pragmas)

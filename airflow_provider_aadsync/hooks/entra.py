@@ -108,6 +108,20 @@ class GraphHostError(EntraError):
     delta link on another host): the bearer token only ever goes to Graph."""
 
 
+class GraphThrottledError(GraphError):
+    """Raised when Graph asks to wait (``Retry-After``) longer than the connection's ``max_retry_wait``: the run
+    stops and says so instead of holding a worker for that long; the next run picks up where it stopped."""
+
+
+class GraphMalformedAnswerError(EntraError):
+    """Raised when an answer is not Graph's JSON: cut off, an HTML page from a proxy or gateway, or a collection
+    page without its ``value`` array or an item without its string ``id``."""
+
+    def __init__(self, message: str, *, method: str = ""):
+        super().__init__(message)
+        self.method = method
+
+
 class GraphUnreachableError(EntraError):
     """Raised when Graph gave no answer (refused, timed out, TLS failure, connection cut) after the retries."""
 
@@ -162,6 +176,8 @@ class EntraConnectionSettings(BaseModel):
     ca_bundle: str | None = None
     timeout: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=6, ge=1, le=20)
+    #: The longest Retry-After the hook waits out; a longer one stops the run with GraphThrottledError.
+    max_retry_wait: float = Field(default=300.0, gt=0)
 
     @field_validator("cloud", mode="before")
     @classmethod
@@ -323,6 +339,10 @@ def _retry_after(state: RetryCallState) -> float:
 
 
 def _retryable(error: BaseException) -> bool:
+    if isinstance(error, GraphThrottledError):
+        return False
+    if isinstance(error, GraphMalformedAnswerError):  # a cut-off read may read whole next time; a write is not resent
+        return error.method == "GET"
     if isinstance(error, GraphError):
         return error.status in RETRYABLE_STATUSES
     return isinstance(error, httpx.TransportError) and not _certificate_rejected(error)
@@ -400,6 +420,13 @@ class EntraHook(BaseHook):
             raise EntraAuthError(f"authority {settings.authority} is not usable: {error}") from None
         except Exception as error:
             raise EntraAuthError(f"could not reach the authority {settings.authority}: {error}") from None
+
+    def _drop_cached_tokens(self) -> None:
+        """Forget msal's cached access tokens (Graph refused one), so the next get_token asks for a new one."""
+        if "_msal_app" in self.__dict__:
+            cache = self._msal_app.token_cache
+            for entry in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+                cache.remove_at(entry)
 
     def get_token(self) -> str:
         """An access token for Graph, from msal's cache while valid."""
@@ -495,31 +522,58 @@ class EntraHook(BaseHook):
         log.info("retrying %s in %.1f s after %s", url, wait, error)
 
     def _send(self, method: str, url: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.get_token()}", **kwargs.pop("headers", {})}
-        self.counters["requests"] += 1
-        response = self._http.request(method, url, headers=headers, **kwargs)
+        extra_headers = kwargs.pop("headers", {})
+        for renewed in (False, True):
+            if renewed:
+                self._drop_cached_tokens()
+            headers = {"Authorization": f"Bearer {self.get_token()}", **extra_headers}
+            self.counters["requests"] += 1
+            response = self._http.request(method, url, headers=headers, **kwargs)
+            # 401: Graph refused the token (expired early, revoked): the request was not carried out, so it is sent
+            # once more with a new token; a second 401 is an error.
+            if response.status_code != 401 or renewed:
+                break
+            log.info("Graph refused the access token (401); getting a new one")
         if response.status_code >= 400:
             raise self._error(response)
         if response.status_code == 204 or not response.content:
             return None
-        # msgspec (an Airflow dependency) decodes to the same dicts and lists as json, about twice as fast.
-        return msgspec.json.decode(response.content)
+        try:
+            # msgspec (an Airflow dependency) decodes to the same dicts and lists as json, about twice as fast.
+            return msgspec.json.decode(response.content)
+        except msgspec.DecodeError as error:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise GraphMalformedAnswerError(
+                f"{method} {response.request.url.copy_with(query=None)} → {response.status_code}: the answer is not "
+                f"JSON ({kind}, {len(response.content)} bytes: {error})",
+                method=method,
+            ) from None
 
-    @staticmethod
-    def _error(response: httpx.Response) -> GraphError:
+    def _error(self, response: httpx.Response) -> GraphError:
         try:
             body = response.json().get("error", {})
-        except ValueError:
+        except (ValueError, AttributeError):
             body = {}
-        return GraphError(
-            response.status_code,
-            body.get("code") or response.reason_phrase,
-            body.get("message") or response.text[:300],
+        if not isinstance(body, dict):
+            body = {}
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        text = response.text[:300] if "json" in response.headers.get("content-type", "") else ""
+        found = dict(
             request_id=(body.get("innerError") or {}).get("request-id") or response.headers.get("request-id"),
             method=response.request.method,
             url=str(response.request.url.copy_with(query=None)),
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=retry_after,
         )
+        code = str(body.get("code") or response.reason_phrase)
+        message = str(body.get("message") or text or f"no Graph error body ({response.headers.get('content-type')})")
+        limit = self.settings.max_retry_wait
+        if response.status_code in RETRYABLE_STATUSES and retry_after is not None and retry_after > limit:
+            message += (
+                f"; Graph asked to wait {retry_after:.0f} s (Retry-After), more than max_retry_wait ({limit:g} s): "
+                "stopped instead of holding the worker, run again later"
+            )
+            return GraphThrottledError(response.status_code, code, message, **found)
+        return GraphError(response.status_code, code, message, **found)
 
     def batch(self, requests: Sequence[BatchRequest], *, resend_if_unknown: bool = True) -> dict[str, BatchResult]:
         """Run requests through ``$batch``, 20 per call, keeping ``dependsOn`` order; return the result per id.
@@ -551,16 +605,24 @@ class EntraHook(BaseHook):
                 continue
             try:
                 retry_after = self._send_chunk(chunk, results, attempts, resend_if_unknown=resend_if_unknown)
-            except GraphUnreachableError as error:
+            except (GraphUnreachableError, GraphMalformedAnswerError) as error:
                 if resend_if_unknown:
                     raise
                 unknown = [request.id for request in chunk]
                 raise WriteOutcomeUnknownError(
-                    f"the connection dropped after a $batch of {len(chunk)} requests was sent: {error!r}",
+                    f"no readable answer to a $batch of {len(chunk)} requests that was sent: {error}",
                     results=dict(results),
                     unknown=unknown,
                 ) from error
             again = [request for request in chunk if request.id not in results]
+            if again and retry_after > self.settings.max_retry_wait:
+                raise GraphThrottledError(
+                    429, "TooManyRequests",
+                    f"Graph asked to wait {retry_after:.0f} s (Retry-After) before {len(again)} requests of a $batch, "
+                    f"more than max_retry_wait ({self.settings.max_retry_wait:g} s): stopped instead of holding the "
+                    "worker, run again later",
+                    method="POST", url="/$batch", retry_after=retry_after,
+                )  # fmt: skip
             if again:
                 self.counters["retries"] += len(again)
                 self.counters["retry_wait_seconds"] += retry_after
@@ -605,8 +667,17 @@ class EntraHook(BaseHook):
         self.counters["batch_items"] = self.counters.get("batch_items", 0) + len(items)
         wait = 0.0
         transient: set[str] = set()
-        for item in answer["responses"]:
-            request_id, status = item["id"], int(item["status"])
+        responses = answer.get("responses") if isinstance(answer, dict) else None
+        if not isinstance(responses, list):
+            raise GraphMalformedAnswerError("POST /$batch: the answer has no 'responses' array", method="POST")
+        sent = {request.id for request in chunk}
+        for item in responses:
+            try:
+                request_id, status = item["id"], int(item["status"])
+            except (KeyError, TypeError, ValueError):
+                continue  # an unreadable item: its request is answered as missing below
+            if request_id not in sent or request_id in results:
+                continue
             headers = {key.lower(): value for key, value in (item.get("headers") or {}).items()}
             attempts[request_id] = attempts.get(request_id, 0) + 1
             if status in RETRYABLE_STATUSES and attempts[request_id] < self.settings.max_attempts:
@@ -648,10 +719,25 @@ class EntraHook(BaseHook):
 
     def paginate(self, url: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yield each page's JSON, following ``@odata.nextLink`` verbatim (it already carries the query)."""
-        page = self.request("GET", url, params=params, **kwargs)
+        page = _collection_page(self.request("GET", url, params=params, **kwargs), url)
         while True:
             yield page
             next_link = page.get("@odata.nextLink")
             if not next_link:
                 return
-            page = self.request("GET", next_link, **kwargs)
+            if not isinstance(next_link, str):
+                where = url.split("?", 1)[0]
+                raise GraphMalformedAnswerError(f"GET {where}: @odata.nextLink is not a URL", method="GET")
+            page = _collection_page(self.request("GET", next_link, **kwargs), url)
+
+
+def _collection_page(page: Any, url: str) -> dict[str, Any]:
+    """A collection page as Graph sends it: a ``value`` array of objects, each with a string ``id``."""
+    where = f"GET {url.split('?', 1)[0]}"
+    if not isinstance(page, dict) or not isinstance(page.get("value"), list):
+        raise GraphMalformedAnswerError(f"{where}: the page has no 'value' array", method="GET")
+    for item in page["value"]:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+            shown = sorted(item)[:8] if isinstance(item, dict) else type(item).__name__
+            raise GraphMalformedAnswerError(f"{where}: an item without a string 'id' ({shown})", method="GET")
+    return page

@@ -9,35 +9,31 @@ and store statements (see ``kill_points``), never timed. Short profile: 3 points
 
 from __future__ import annotations
 
-import json
-import re
-import signal
-import sqlite3
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import sqlalchemy as sa
 
 from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
-from airflow_provider_aadsync.emulator.server import EmulatorServer
-from airflow_provider_aadsync.engine import store as tables
-from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync.settings import WRITEBACK_OU_DEFAULT
-from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
-from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, hook_for, trust
-from tests.reliability.kill_points import run_killed, run_step
+from tests.integration.conftest import hook_for
+from tests.reliability.kill_points import run_step
+from tests.reliability.support import (
+    baseline,
+    copy_store,
+    entra_spec,
+    every,
+    graph_for,
+    kill,
+    open_exports,
+    points,
+    snapshot,
+    store_path,
+    tenant_factory,
+    tenant_state,
+    watermarks,
+)
 
 pytestmark = pytest.mark.integration
-
-#: Columns that say when or by which run a row was written, not what it holds.
-VOLATILE = {"updated_at", "created_at", "last_run_id", "run_id", "attempts", "last_error", "applied_at", "cookie"}
-#: Tables of the run history and the lock: every run writes them, killed or not.
-PROVISIONAL = re.compile(r"provisional:[0-9a-fA-F-]{32,36}")
-HISTORY = {"run", "run_error", "store_lock", "schema_version"}
 
 
 # --------------------------------------------------------------------------------------------------- the world
@@ -49,142 +45,8 @@ def dc(start_dc) -> SambaDC:
 
 
 @pytest.fixture(scope="module")
-def tenants(graph_server: EmulatorServer) -> Iterator[Callable[[], dict]]:
-    """Make fresh tenants (the AD users' UPN domain verified, the test app registered); removed at the end."""
-    made: list[str] = []
-
-    def make() -> dict:
-        response = httpx.post(
-            f"{graph_server.base_url}/_emulator/tenants",
-            json={"name": f"kill{len(made)}", "verifiedDomains": [MAIL_DOMAIN],
-                  "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
-            verify=trust(graph_server),
-        )  # fmt: skip
-        assert response.status_code == 201, response.text
-        made.append(response.json()["id"])
-        return response.json()
-
-    yield make
-    for tenant_id in made:
-        httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{tenant_id}", verify=trust(graph_server))
-
-
-def entra_spec(server: EmulatorServer, tenant: dict) -> dict[str, Any]:
-    urls = {"authority_host": server.base_url, "graph_url": server.base_url, "ca_bundle": str(server.ca_cert)}
-    return {"tenant_id": tenant["id"], "client_id": GRAPH_CLIENT_ID, "client_secret": GRAPH_SECRET, **urls}
-
-
-def graph_for(spec: dict[str, Any]) -> EntraHook:
-    return EntraHook(settings=EntraConnectionSettings(**spec["entra"]))
-
-
-def copy_store(source: Path, target: Path) -> str:
-    """A consistent copy of a SQLite store (WAL included) through SQLite's backup API; returns its URL."""
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
-        src.backup(dst)
-    return f"sqlite:///{target}"
-
-
-def store_path(url: str) -> Path:
-    return Path(url.removeprefix("sqlite:///"))
-
-
-def points(total: int, soak: bool) -> list[int]:
-    """N evenly spaced kill points over ``total`` events (3, or 8 with --soak), each a distinct event."""
-    n = 8 if soak else 3
-    return sorted({max(1, round(total * i / (n + 1))) for i in range(1, n + 1)})
-
-
-def kill(spec: dict[str, Any], at: int) -> None:
-    """Run ``spec`` in its own process, SIGKILLed at event ``at``; it must really die there."""
-    child = run_killed(spec, at)
-    assert child.returncode == -signal.SIGKILL, f"not killed at event {at}: {child.returncode}\n{child.stderr[-3000:]}"
-
-
-def baseline(spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """An uninterrupted run of ``spec`` in its own process: (events counted, run summary)."""
-    child = run_killed(spec, 0)
-    assert child.returncode == 0, child.stderr[-3000:]
-    out = json.loads(child.stdout.strip().splitlines()[-1])
-    return out["events"], out["summary"]
-
-
-# ------------------------------------------------------------------------------------------- store comparison
-def snapshot(url: str) -> dict[str, list[tuple]]:
-    """Every synchronization table's rows without timestamps and run ids; metaverse ids replaced by what links to
-    them (a rolled-back or rerun sync may number them differently)."""
-    with Store.open(url, instance="test") as store, store.engine.connect() as connection:
-        mv_key: dict[int, tuple] = {}
-        for row in connection.execute(sa.select(tables.link.c.mv_id, tables.link.c.connector, tables.link.c.anchor)):
-            key = (row.connector, _stable(row.anchor))
-            mv_key[row.mv_id] = tuple(sorted({*mv_key.get(row.mv_id, ()), key}))
-        out: dict[str, list[tuple]] = {}
-        for table in tables.metadata.sorted_tables:
-            if table.name in HISTORY:
-                continue
-            rows = []
-            for row in connection.execute(sa.select(table)).mappings():
-                values = []
-                for column, value in row.items():
-                    if column in VOLATILE or column.endswith("_at"):
-                        continue
-                    if column in ("mv_id", "target_mv_id") or (table.name == "mv_object" and column == "id"):
-                        value = mv_key.get(value, ("unlinked",))
-                    values.append((column, value.hex() if isinstance(value, bytes) else _stable(value)))
-                rows.append(tuple(values))
-            out[table.name] = sorted(rows, key=repr)
-        return out
-
-
-def _stable(value: Any) -> Any:
-    """Provisional anchors are random per run (``provisional:<uuid>``): compared by kind only."""
-    return PROVISIONAL.sub("provisional:*", value) if isinstance(value, str) else value
-
-
-def watermarks(url: str) -> dict[tuple[str, str], bytes | None]:
-    with Store.open(url, instance="test") as store, store.engine.connect() as connection:
-        return {(r.connector, r.partition): r.cookie for r in connection.execute(sa.select(tables.watermark))}
-
-
-def open_exports(url: str, connector: str) -> list[tuple]:
-    """Pending exports not in a final state (final: confirmed rows are deleted, failed ones carry their error)."""
-    with Store.open(url, instance="test") as store, store.engine.connect() as connection:
-        objects = connection.execute(
-            sa.select(tables.pending_export.c.anchor, tables.pending_export.c.state).where(
-                tables.pending_export.c.connector == connector, tables.pending_export.c.state.in_(("pending", "sent"))
-            )
-        ).all()
-        references = connection.execute(
-            sa.select(tables.pending_export_reference.c.anchor, tables.pending_export_reference.c.state).where(
-                tables.pending_export_reference.c.connector == connector,
-                tables.pending_export_reference.c.state == "sent",
-            )
-        ).all()
-    return [tuple(r) for r in [*objects, *references]]
-
-
-# ---------------------------------------------------------------------------------------- tenant comparison
-USER_FIELDS = "id,userPrincipalName,displayName,mailNickname,accountEnabled,onPremisesImmutableId,givenName,surname"
-GROUP_FIELDS = "id,displayName,mailNickname,description,securityEnabled,mailEnabled,groupTypes"
-
-
-def every(graph: EntraHook, path: str, select: str) -> list[dict[str, Any]]:
-    return [item for page in graph.paginate(path, params={"$select": select, "$top": "999"}) for item in page["value"]]
-
-
-def tenant_state(graph: EntraHook) -> dict[str, Any]:
-    """A tenant's users and groups (members by UPN or name), ids left out: two tenants compare equal."""
-    users = every(graph, "/users", USER_FIELDS)
-    groups = every(graph, "/groups", GROUP_FIELDS)
-    names = {u["id"]: u["userPrincipalName"] for u in users} | {g["id"]: f"group:{g['displayName']}" for g in groups}
-    state_groups = []
-    for group in groups:
-        members = sorted(names[m["id"]] for m in every(graph, f"/groups/{group['id']}/members", "id"))
-        state_groups.append({**{k: v for k, v in group.items() if k != "id"}, "members": members})
-    return {
-        "users": sorted(json.dumps({k: v for k, v in u.items() if k != "id"}, sort_keys=True) for u in users),
-        "groups": sorted(json.dumps(g, sort_keys=True) for g in state_groups),
-    }
+def tenants(graph_server):
+    yield from tenant_factory(graph_server)
 
 
 # ---------------------------------------------------------------------------------------- AD writeback state
@@ -202,12 +64,11 @@ def writeback_state(dc: SambaDC) -> list[tuple]:
         if entry["type"] != "searchResEntry":
             continue
         attrs = entry["attributes"]
-        groups.append(
-            (
-                str(attrs["adminDescription"]), str(attrs["cn"]), str(attrs.get("description")),
-                str(attrs["groupType"]), str(attrs["sAMAccountName"]), sorted(m.lower() for m in attrs.get("member", [])),
-            )
-        )  # fmt: skip
+        members = sorted(m.lower() for m in attrs.get("member", []))
+        names = [
+            str(attrs.get(name)) for name in ("adminDescription", "cn", "description", "groupType", "sAMAccountName")
+        ]
+        groups.append((*names, members))
     return sorted(groups)
 
 

@@ -129,13 +129,14 @@ class TestEntraHookRequests:
         def handler(request):
             seen.append(str(request.url))
             if "skiptoken" in str(request.url):
-                return httpx.Response(200, json={"value": [2]})
+                return httpx.Response(200, json={"value": [{"id": "2"}]})
             return httpx.Response(
-                200, json={"value": [1], "@odata.nextLink": "https://graph.test/v1.0/users?$skiptoken=abc"}
+                200, json={"value": [{"id": "1"}], "@odata.nextLink": "https://graph.test/v1.0/users?$skiptoken=abc"}
             )
 
         use(hook, handler)
-        assert [page["value"] for page in hook.paginate("/users", params={"$top": 1})] == [[1], [2]]
+        pages = [page["value"] for page in hook.paginate("/users", params={"$top": 1})]
+        assert pages == [[{"id": "1"}], [{"id": "2"}]]
         assert seen[1] == "https://graph.test/v1.0/users?$skiptoken=abc"
 
     def test_transient_errors_back_off_with_jitter_then_give_up_with_graphs_answer(self, hook, monkeypatch):
