@@ -347,11 +347,12 @@ class TestGraphHostPinning:
 
         def handler(request):
             seen.append((request.url.host, request.headers.get("Authorization")))
-            return httpx.Response(200, json={"value": [1], "@odata.nextLink": "https://evil.example/v1.0/users?x=1"})
+            page = {"value": [{"id": "1"}], "@odata.nextLink": "https://evil.example/v1.0/users?x=1"}
+            return httpx.Response(200, json=page)
 
         use(hook, handler)
         pages = hook.paginate("/users")
-        assert next(pages)["value"] == [1]
+        assert next(pages)["value"] == [{"id": "1"}]
         with pytest.raises(EntraError, match=r"refusing to send a request to https://evil.example: .*graph.test"):
             next(pages)
         assert seen == [("graph.test", "Bearer token")]
