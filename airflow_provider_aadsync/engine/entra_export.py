@@ -171,6 +171,7 @@ class _Operation:
     changes: dict[str, list[Any]] = field(default_factory=dict)
     targets: list[str] = field(default_factory=list)
     resend: bool = False  # it was sent by an earlier, interrupted attempt
+    unanswered: int = 0  # calls of this run that carried it and whose answer left it out
 
 
 def plan_counts(store: Store, connector: str) -> dict[str, int]:
@@ -497,10 +498,25 @@ class EntraExporter:
                     if str(index) in unknown:
                         self._reconcile(operation)
                         continue
+                    if _unanswered(answers[str(index)]):
+                        self._unanswered(operation, answers[str(index)])
+                        continue
                     handler = getattr(self, f"_after_{operation.kind.replace('-', '_')}")
                     handler(operation, answers[str(index)])
             finally:
                 self._connection = None
+
+    def _unanswered(self, operation: _Operation, answer: GraphAnswer) -> None:
+        """The call's answer left this operation out: it may have been carried out. Reconciled like a cut-off call a
+        few times; then a per-object error, and the row stays 'sent' so the next run reconciles it (never a blind
+        resend, which could create an object twice)."""
+        operation.unanswered += 1
+        if operation.unanswered < UNKNOWN_OUTCOME_LIMIT:
+            self._reconcile(operation)
+            return
+        code, message = _error(answer)
+        self._error(operation.anchor, operation.dn, code, f"{operation.kind} of {operation.dn}: {message}; outcome "
+                    "unknown, reconciled by the next run")  # fmt: skip
 
     def _reconcile(self, operation: _Operation) -> None:
         """An operation whose call was cut off: creates are looked up (and adopted); the rest are idempotent."""
@@ -865,6 +881,11 @@ def _is_placeholder(upn: str) -> bool:
     """``prefix+1234@...`` (the product's form) or ``prefix_1234@...`` (its Graph-valid fallback)."""
     local = upn.rpartition("@")[0]
     return len(local) > 5 and local[-5] in "+_" and local[-4:].isdigit()
+
+
+def _unanswered(answer: GraphAnswer) -> bool:
+    """Whether the writer had no answer for the request (its ``$batch`` answer left it out)."""
+    return answer.status == 502 and _error_body(answer).get("code") == "missingResponse"
 
 
 def _error_body(answer: GraphAnswer) -> dict[str, Any]:

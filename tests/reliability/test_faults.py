@@ -19,7 +19,7 @@ import pytest
 from airflow_provider_aadsync.devenv.postgres import LocalPostgres
 from airflow_provider_aadsync.devenv.samba import SambaDC
 from airflow_provider_aadsync.emulator.server import EmulatorServer
-from airflow_provider_aadsync.engine.entra_export import run_entra_export
+from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.entra_import import import_entra
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
@@ -39,6 +39,9 @@ from tests.reliability.support import (
 )
 
 pytestmark = pytest.mark.integration
+
+#: A rerun looks up creates an interrupted run had sent after this pause (5 s by default).
+SETTLE = ExportSettings(resend_settle_seconds=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +117,7 @@ def export_until_done(url: str, graph: EntraHook, runs: int = 4) -> list[str]:
     for _ in range(runs):
         with Store.open(url, instance="test") as store:
             try:
-                results.append(run_entra_export(store, graph).result)
+                results.append(run_entra_export(store, graph, settings=SETTLE).result)
             except Exception as error:  # noqa: BLE001 - a stopped run is recorded; the retry must complete it
                 results.append(f"raised {type(error).__name__}")
         if results[-1] == "success":
@@ -127,7 +130,7 @@ STORMS = {
     "429 storm": {"faultRatio429": 0.3, "faultRetryAfterSeconds": 0, "randomSeed": 13},
     "5xx burst": {"faultRatio5xx": 0.3, "faultRetryAfterSeconds": 0, "randomSeed": 14},
     "dropped connections": {"faultDropRatio": 0.15, "randomSeed": 15},
-    "short-lived tokens": {"tokenLifetimeSeconds": 1},
+    "short-lived tokens": {"tokenLifetimeSeconds": 3},
 }
 
 
