@@ -100,9 +100,11 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
             rules = load_sync_rules(writeback_ou=spec.get("writeback_ou"))
             return run_sync(store, rules, connector=spec["connector"], mode=spec["mode"], lock_holder=HOLDER).summary()
         if step == "export-entra":
-            from airflow_provider_aadsync.engine.entra_export import run_entra_export
+            from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
 
-            return run_entra_export(store, _entra_hook(spec), lock_holder=HOLDER).summary()
+            # a rerun looks up the creates a killed run had sent after this pause (5 s by default)
+            settings = ExportSettings(resend_settle_seconds=0.2)
+            return run_entra_export(store, _entra_hook(spec), settings=settings, lock_holder=HOLDER).summary()
         if step == "export-ad":
             from airflow_provider_aadsync.engine.ad_export import run_ad_export
 
