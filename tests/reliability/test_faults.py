@@ -241,9 +241,10 @@ def test_dc_stopped_mid_import_stops_it_cleanly_and_the_restarted_dc_completes_i
     searches = [0]
 
     def search(self, *args, **kwargs):
-        searches[0] += 1
-        if searches[0] == 3:  # two pages read: the DC goes down under the import
-            dc.stop()
+        if kwargs.get("paged_size"):
+            searches[0] += 1
+            if searches[0] == 3:  # two pages read: the DC goes down under the import
+                dc.stop()
         return original(self, *args, **kwargs)
 
     ldap3.Connection.search = search
@@ -254,6 +255,7 @@ def test_dc_stopped_mid_import_stops_it_cleanly_and_the_restarted_dc_completes_i
     finally:
         ldap3.Connection.search = original
         dc.start()
+    assert searches[0] == 3 and run["profile"] == "full-import" and run["id"] > 1, (run, searches)
     assert run["result"] == "stopped-server-down", (run, stopped.value)
     assert not isinstance(stopped.value, KeyError | TypeError | AttributeError), stopped.value
     assert snapshot(url) == before and watermarks(url) == marks
