@@ -258,6 +258,16 @@ def _import_guard(
         raise click.BadParameter(str(error)) from None
 
 
+_IMPORT_RULES_OPTION = click.option(
+    "--rules",
+    "rule_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="The rule files or folders sync uses (default: the shipped rules): every attribute their inbound rules "
+    "read is imported.",
+)
+
+
 @main.command("import-ad")
 @click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
 @click.option("--conn-id", default=None, help="Airflow connection id (default: the local dev DC).")
@@ -265,8 +275,15 @@ def _import_guard(
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="ad", show_default=True, help="Connector space name.")
 @_import_guard_options
+@_IMPORT_RULES_OPTION
 def import_ad(
-    mode: str, conn_id: str | None, store_url: str | None, instance: str, connector: str, **guard_options
+    mode: str,
+    conn_id: str | None,
+    store_url: str | None,
+    instance: str,
+    connector: str,
+    rule_paths: tuple[Path, ...],
+    **guard_options,
 ) -> None:
     """Import Active Directory into the store and print the run report (exit 1 when the import stopped)."""
     from airflow_provider_aadsync.engine.report import render_runs
@@ -274,7 +291,9 @@ def import_ad(
 
     guard = _import_guard(**guard_options)
     with _open_store(store_url, instance) as store:
-        result = run_ad_import(_ad_hook(conn_id), store, mode=mode, connector=connector, guard=guard)
+        result = run_ad_import(
+            _ad_hook(conn_id), store, mode=mode, connector=connector, guard=guard, rules=_load_rules(rule_paths, "v2")
+        )
         click.echo(render_runs(store, [result["run_id"]]))
     if result["result"].startswith("stopped"):
         sys.exit(1)
@@ -287,8 +306,15 @@ def import_ad(
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="entra", show_default=True, help="Connector space name.")
 @_import_guard_options
+@_IMPORT_RULES_OPTION
 def import_entra_command(
-    mode: str, conn_id: str, store_url: str | None, instance: str, connector: str, **guard_options
+    mode: str,
+    conn_id: str,
+    store_url: str | None,
+    instance: str,
+    connector: str,
+    rule_paths: tuple[Path, ...],
+    **guard_options,
 ) -> None:
     """Import Entra ID users and groups into the store and print the run report (exit 1 when the import stopped)."""
     from airflow_provider_aadsync.engine.report import render_runs
@@ -297,7 +323,9 @@ def import_entra_command(
 
     guard = _import_guard(**guard_options)
     with _open_store(store_url, instance) as store:
-        result = run_entra_import(EntraHook(conn_id), store, mode=mode, connector=connector, guard=guard)
+        result = run_entra_import(
+            EntraHook(conn_id), store, mode=mode, connector=connector, guard=guard, rules=_load_rules(rule_paths, "v2")
+        )
         click.echo(render_runs(store, [result["run_id"]]))
     if result["result"].startswith("stopped"):
         sys.exit(1)

@@ -236,9 +236,11 @@ def sync_cycle_dag(
             retries=0,  # it waits by itself; giving up is final and names the holder
             **store,
         )
-        import_ad = ADImportOperator(task_id="import_ad", ad_conn_id=AD_CONN_ID, mode=mode, **IMPORT_GUARD, **store)
+        import_ad = ADImportOperator(
+            task_id="import_ad", ad_conn_id=AD_CONN_ID, mode=mode, rules=RULES, **IMPORT_GUARD, **store
+        )
         import_entra = EntraImportOperator(
-            task_id="import_entra", entra_conn_id=ENTRA_CONN_ID, mode=mode, **IMPORT_GUARD, **store
+            task_id="import_entra", entra_conn_id=ENTRA_CONN_ID, mode=mode, rules=RULES, **IMPORT_GUARD, **store
         )
         sync_ad = SyncOperator(
             task_id="sync_ad", connector="ad", mode=mode, rules=RULES, endpoint=ENDPOINT, **WRITEBACK, **store

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from airflow_provider_aadsync.engine.ad_entries import EntryDecoder
 from airflow_provider_aadsync.engine.dn import DnError, DnScope
+from airflow_provider_aadsync.engine.import_attributes import with_attribute_list
 from airflow_provider_aadsync.engine.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
 from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter, ObjectPage
@@ -143,7 +144,8 @@ def import_active_directory(
     transaction: a failed import keeps the old cookie and leaves the connector space untouched. ``guard`` stops an
     import that would remove too much of the connector space (see ``engine.import_guard``).
     """
-    steps = ADImportSteps(source, attributes, decoder or EntryDecoder(), scope_dn)
+    # The attribute list is saved with the cookie: a changed list makes the next delta a full import.
+    steps = with_attribute_list(ADImportSteps(source, attributes, decoder or EntryDecoder(), scope_dn), attributes)
     return run_import(
         store, steps, connector=connector, mode=mode, lock_holder=lock_holder, error_limit=error_limit, guard=guard
     )

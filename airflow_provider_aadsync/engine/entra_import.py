@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_provider_aadsync.engine.import_attributes import with_attribute_list
 from airflow_provider_aadsync.engine.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
 from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter, ObjectPage, serialize_attrs
@@ -252,7 +253,11 @@ def import_entra(
     one (``syncStateNotFound``, 410 Gone), the run becomes a full import and says why. ``guard`` stops an import
     that would remove too much of the connector space (see ``engine.import_guard``).
     """
-    steps = EntraImportSteps(source, user_properties, group_properties)
+    # The $select lists are saved with the delta links (which keep the $select they were made with): a changed
+    # list makes the next delta a full import.
+    steps = with_attribute_list(
+        EntraImportSteps(source, user_properties, group_properties), user_properties, group_properties
+    )
     return run_import(
         store, steps, connector=connector, mode=mode, lock_holder=lock_holder, error_limit=error_limit, guard=guard
     )

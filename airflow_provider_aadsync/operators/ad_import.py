@@ -11,10 +11,14 @@ from airflow_provider_aadsync.engine.ad_entries import (
     EntryDecoder,
 )
 from airflow_provider_aadsync.engine.ad_import import import_active_directory
+from airflow_provider_aadsync.engine.import_attributes import complete_attribute_list
 from airflow_provider_aadsync.engine.import_guard import ImportGuard
+from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.operators.base import ImportOperator
+from airflow_provider_aadsync.operators.sync import rule_paths
 
 
 def run_ad_import(
@@ -25,9 +29,19 @@ def run_ad_import(
     connector: str = "ad",
     lock_holder: str | None = None,
     guard: ImportGuard | None = None,
+    rules: RuleSet | None = None,
 ) -> dict[str, Any]:
-    """Glue shared by the operator and the CLI: hook in, engine run, small summary out."""
+    """Glue shared by the operator and the CLI: hook in, engine run, small summary out.
+
+    The attributes read are the connection's list (or the shipped one) plus every attribute the inbound rules of
+    ``connector`` read: ``rules``, the rule set sync uses (default: the shipped rules)."""
     settings = hook.settings
+    attributes, added = complete_attribute_list(
+        settings.attributes or DEFAULT_AD_ATTRIBUTES,
+        rules or load_sync_rules(),
+        connector,
+        what=f"AD connection's attribute list ({'its attributes extra' if settings.attributes else 'the default'})",
+    )
     decoder = EntryDecoder(binary_attributes=DEFAULT_BINARY_ATTRIBUTES | frozenset(settings.binary_attributes or ()))
     try:
         result = import_active_directory(
@@ -35,7 +49,7 @@ def run_ad_import(
             store,
             connector=connector,
             mode=mode,  # type: ignore[arg-type]
-            attributes=settings.attributes or DEFAULT_AD_ATTRIBUTES,
+            attributes=attributes,
             decoder=decoder,
             scope_dn=settings.base_dn,
             lock_holder=lock_holder,
@@ -43,7 +57,10 @@ def run_ad_import(
         )
     finally:
         hook.close()
-    return result.summary()
+    summary = result.summary()
+    if added:
+        summary["attributes_added_for_rules"] = sorted(added)
+    return summary
 
 
 class ADImportOperator(ImportOperator):
@@ -54,19 +71,27 @@ class ADImportOperator(ImportOperator):
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :param connector: connector space name (default ``ad``).
+    :param rules: the rule files or folders sync uses (templated; empty: the shipped rules): every attribute their
+        inbound rules read is imported, whatever the connection's ``attributes`` extra leaves out.
     :param confirm_mass_removal: / ``import_deletion_threshold`` / ``import_deletion_share``: the import guard
         (templated; see :class:`ImportOperator`).
     :return: a small run summary (run id, counters, result) for XCom; the data stays in the store.
     """
 
-    template_fields: Sequence[str] = (*ImportOperator.template_fields, "ad_conn_id")
+    template_fields: Sequence[str] = (*ImportOperator.template_fields, "ad_conn_id", "rules")
     step_name = "AD import"
 
     def __init__(
-        self, *, ad_conn_id: str = ActiveDirectoryHook.default_conn_name, connector: str = "ad", **kwargs: Any
+        self,
+        *,
+        ad_conn_id: str = ActiveDirectoryHook.default_conn_name,
+        connector: str = "ad",
+        rules: str | Sequence[str] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(connector=connector, **kwargs)
         self.ad_conn_id = ad_conn_id
+        self.rules = rules
 
     def run_import(self, store: Store, lock_holder: str) -> dict[str, Any]:
         return run_ad_import(
@@ -76,4 +101,5 @@ class ADImportOperator(ImportOperator):
             connector=self.connector,
             lock_holder=lock_holder,
             guard=self.import_guard(),
+            rules=load_sync_rules(rule_paths(self.rules)),
         )

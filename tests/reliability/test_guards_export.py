@@ -5,8 +5,11 @@ cloud account as it is. Group writeback's member removals are guarded the same w
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
@@ -14,6 +17,7 @@ from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_ent
 from airflow_provider_aadsync.engine.entra_import import import_entra
 from airflow_provider_aadsync.engine.export_guards import STOPPED_DISABLES, STOPPED_MEMBER_REMOVALS
 from airflow_provider_aadsync.engine.report import render_runs
+from airflow_provider_aadsync.engine.store import cs_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import WRITEBACK_OU_DEFAULT, load_sync_rules
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
@@ -176,3 +180,22 @@ def test_writeback_member_removals_stop_before_any_ldap_write_then_apply_when_co
     confirmed = run_ad_export(store, ad, settings=ADExportSettings(member_removal_group_percent=67))
     assert confirmed.result == "success" and confirmed.counters["member_removes"] == 16
     assert len(members_in_ad(ad, guid_in_ad)) == 8
+
+
+def test_the_ad_import_reads_every_attribute_the_rules_need_whatever_the_connection_lists(dc, store):
+    narrow = ["objectGUID", "objectClass", "sAMAccountName", "cn", "member"]  # leaves out userAccountControl
+    summary = run_ad_import(hook_for(dc, attributes=narrow), store, mode="full")
+    assert summary["result"] == "success" and "userAccountControl" in summary["attributes_added_for_rules"]
+    with store.engine.connect() as connection:
+        users = [
+            json.loads(attrs)
+            for attrs in connection.execute(
+                sa.select(cs_object.c.attrs).where(cs_object.c.connector == "ad", cs_object.c.object_type == "user")
+            ).scalars()
+        ]
+    assert len(users) >= 200 and all(user.get("userAccountControl") for user in users)
+
+    # the shipped list is another list: the delta becomes a full import, so every object gets the new values
+    wider = run_ad_import(hook_for(dc), store, mode="delta")
+    assert wider["mode"] == "full" and "attribute list" in wider["fallback_reason"], wider
+    assert run_ad_import(hook_for(dc), store, mode="delta")["mode"] == "delta"

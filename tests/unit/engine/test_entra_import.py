@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.entra_import import graph_object, import_entra
+from airflow_provider_aadsync.engine.import_attributes import ATTRIBUTE_LIST_PARTITION
 from airflow_provider_aadsync.engine.source import WatermarkRejectedError
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, utcnow, watermark
 
@@ -128,6 +129,8 @@ def test_full_import_gathers_groups_across_pages_and_saves_both_delta_links(grap
     assert state[oid(100)]["object_type"] == "group" and state[oid(1)]["dn"] == f"users/{oid(1)}"
     with store.engine.connect() as connection:
         links = dict(connection.execute(sa.select(watermark.c.partition, watermark.c.cookie)).all())
+    lists = [partition for partition in links if partition.startswith(ATTRIBUTE_LIST_PARTITION)]
+    assert len(lists) == 1 and b"accountEnabled" in links.pop(lists[0])  # the $select lists, saved with the links
     assert links == {
         "users": b"https://graph.test/v1.0/users/delta?$deltatoken=d1",
         "groups": b"https://graph.test/v1.0/groups/delta?$deltatoken=d1",
