@@ -285,6 +285,24 @@ def test_the_whole_flow_leaks_no_secret(
     assert run.succeeded, (states, run.tail())
     assert states["export_entra"][0] == "success" and states["report"][0] == "success"
 
+    # The discouraged form: the store URL, password and all, in the Variable aadsync_store_url. A preview run
+    # renders it (and opens the store with it): the rendered field Airflow keeps has the password masked.
+    engine = sa.create_engine(store_url)
+    with engine.connect() as connection:
+        dn = connection.execute(
+            sa.text("select dn from cs_object where connector = 'ad' and object_type = 'user' limit 1")
+        ).scalar_one()
+    engine.dispose()
+    preview = airflow.dags_test(
+        "aadsync_full",
+        {"preview_dn": dn},
+        AIRFLOW_VAR_AADSYNC_STORE_CONN_ID="",
+        AIRFLOW_VAR_AADSYNC_STORE_URL=store_url,
+    )
+    scanner.add("airflow dags test aadsync_full (preview, store_url)", preview.output)
+    assert preview.succeeded, preview.tail()
+    assert "store_url carries a password: put the store in an Airflow connection" in preview.output
+
     scanner.add("python logs (caplog)", caplog.text)
     files = scanner.add_files(airflow.home, "AIRFLOW_HOME")
     files += scanner.add_files(home / "aadsync", "AADSYNC_HOME") if (home / "aadsync").exists() else 0
@@ -294,6 +312,8 @@ def test_the_whole_flow_leaks_no_secret(
     assert metadata["xcom"] >= 6 and metadata["rendered_task_instance_fields"] >= 6, metadata
     rendered = [text for where, text in scanner.captured if where.endswith(":rendered_task_instance_fields")]
     assert any("aadsync_store" in text and "store_conn_id" in text for text in rendered), rendered[:2]
+    masked = sa.engine.make_url(store_url).set(password="***").render_as_string(hide_password=False)
+    assert any(masked.replace("%2A%2A%2A", "***") in text for text in rendered), rendered
     assert any(path.suffix == ".md" for path in airflow.home.rglob("*")), "no report file"
     # `airflow dags test` prints the task logs (scanned in its output); the home holds the config and the report
     assert files >= 2 and tables["cs_object"] > 200 and tables["run"] >= 10 and "run_error" in tables, tables
