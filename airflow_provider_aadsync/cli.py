@@ -135,6 +135,7 @@ def dev_up(users: int, groups: int, group_size: int) -> None:
     """Start the local world: the Samba AD DC (provisioned once; with --users, from a cached seeded fixture) and
     the Graph emulator with its dev tenant."""
     from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
+    from airflow_provider_aadsync.devenv.seed import ensure_writeback_ou
 
     dc = _dev_dc()
     if users:
@@ -148,6 +149,11 @@ def dev_up(users: int, groups: int, group_size: int) -> None:
             click.echo(f"provisioned {dc.realm} in {seconds:.1f} s at {dc.home}")
         dc.start()
     click.echo(f"local DC running at {dc.ldaps_url} (base DN {dc.base_dn})")
+    conn = dc.connect()
+    try:
+        click.echo(f"group writeback OU {ensure_writeback_ou(conn, dc.base_dn)} (writeback on for the dev world)")
+    finally:
+        conn.unbind()
     graph = _dev_graph()
     graph.start()
     click.echo(f"Graph emulator running at {graph.base_url} (tenant {graph.status()['tenant_id']})")
@@ -192,10 +198,16 @@ def dev_seed(users: int, groups: int, group_size: int, seed_value: int) -> None:
 
 @dev.command("env")
 def dev_env() -> None:
-    """Print the local world's Airflow connections as `export AIRFLOW_CONN_...` lines, for eval."""
-    ad = {"conn_type": "aadsync_ad", **_dev_dc().connection_info()}
+    """Print the local world's Airflow connections, and the Variables that turn group writeback on for it (into the
+    OU `dev up` created), as `export AIRFLOW_...` lines, for eval."""
+    from airflow_provider_aadsync.devenv.seed import dev_writeback_variables
+
+    dc = _dev_dc()
+    ad = {"conn_type": "aadsync_ad", **dc.connection_info()}
     click.echo(f"export AIRFLOW_CONN_AADSYNC_AD={shlex.quote(json.dumps(ad))}")
     click.echo(f"export AIRFLOW_CONN_AADSYNC_ENTRA={shlex.quote(json.dumps(_dev_graph().connection_info()))}")
+    for name, value in dev_writeback_variables(dc.base_dn).items():
+        click.echo(f"export AIRFLOW_VAR_{name.upper()}={shlex.quote(value)}")
 
 
 @main.group()
@@ -367,7 +379,14 @@ _WRITEBACK_LIMIT_OPTION = click.option(
     help="Group writeback size limit (default 50,000; at most 250,000): larger groups are not written back.",
 )
 _WRITEBACK_OU_OPTION = click.option(
-    "--writeback-ou", default=None, help="OU for written-back groups (default: the local dev DC's OU=Writeback)."
+    "--writeback-ou", default=None, help="OU for written-back groups (required with --writeback; no default)."
+)
+_WRITEBACK_OPTION = click.option(
+    "--writeback/--no-writeback",
+    "writeback_enabled",
+    default=False,
+    show_default=True,
+    help="Group writeback (Microsoft 365 groups → AD) is opt-in; --writeback needs --writeback-ou.",
 )
 _WRITEBACK_NAMING_OPTION = click.option(
     "--writeback-naming",
@@ -395,6 +414,7 @@ def _load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
 @click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
 @_RULES_OPTION
 @_ENDPOINT_OPTION
+@_WRITEBACK_OPTION
 @_WRITEBACK_LIMIT_OPTION
 @_WRITEBACK_OU_OPTION
 @_WRITEBACK_NAMING_OPTION
@@ -405,6 +425,7 @@ def sync_command(
     mode: str,
     rule_paths: tuple[Path, ...],
     endpoint: str,
+    writeback_enabled: bool,
     writeback_size_limit: str | None,
     writeback_ou: str | None,
     writeback_naming: str,
@@ -419,6 +440,7 @@ def sync_command(
     rules = _load_rules(
         rule_paths,
         endpoint,
+        writeback_enabled=writeback_enabled,
         writeback_size_limit=writeback_size_limit,
         writeback_ou=writeback_ou,
         writeback_naming=writeback_naming,
@@ -508,6 +530,13 @@ def export_entra_command(
 
 @main.command("export-ad")
 @click.option("--conn-id", default=None, help="Airflow connection id (default: the local dev DC).")
+@click.option(
+    "--writeback/--no-writeback",
+    "writeback_enabled",
+    default=False,
+    show_default=True,
+    help="Group writeback is opt-in: without --writeback the AD export writes nothing.",
+)
 @click.option("--staging", is_flag=True, help="Compute and store the export plan; write nothing.")
 @click.option("--deletion-threshold", type=int, default=500, show_default=True, help="Stop above this many deletes.")
 @_guard_options
@@ -525,6 +554,7 @@ def export_entra_command(
 @click.option("--connector", default="ad", show_default=True, help="Connector space name.")
 def export_ad_command(
     conn_id: str | None,
+    writeback_enabled: bool,
     staging: bool,
     deletion_threshold: int,
     disable_threshold: int,
@@ -539,9 +569,12 @@ def export_ad_command(
 ) -> None:
     """Write the pending exports of the AD connector (group writeback) to AD; print the run report and what is left."""
     from airflow_provider_aadsync.engine.report import render_pending_exports, render_runs
-    from airflow_provider_aadsync.operators.ad_export import ad_export_settings, export_to_ad
+    from airflow_provider_aadsync.operators.ad_export import WRITEBACK_OFF_MESSAGE, ad_export_settings, export_to_ad
     from airflow_provider_aadsync.operators.entra_export import COMPLETED_EXPORT_RESULTS
 
+    if not writeback_enabled:
+        click.echo(WRITEBACK_OFF_MESSAGE)
+        return
     try:
         settings = ad_export_settings(
             staging=staging,
@@ -581,6 +614,8 @@ def export_plan_command(connector: str, limit: int, store_url: str | None, insta
 @click.option("--anchor", default=None, help="The object's anchor (objectGUID, Graph id).")
 @_RULES_OPTION
 @_ENDPOINT_OPTION
+@_WRITEBACK_OPTION
+@_WRITEBACK_OU_OPTION
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the preview as JSON.")
@@ -590,6 +625,8 @@ def preview_command(
     anchor: str | None,
     rule_paths: tuple[Path, ...],
     endpoint: str,
+    writeback_enabled: bool,
+    writeback_ou: str | None,
     store_url: str | None,
     instance: str,
     as_json: bool,
@@ -600,7 +637,7 @@ def preview_command(
 
     if (dn is None) == (anchor is None):
         raise click.UsageError("give exactly one of --dn and --anchor")
-    rules = _load_rules(rule_paths, endpoint)
+    rules = _load_rules(rule_paths, endpoint, writeback_enabled=writeback_enabled, writeback_ou=writeback_ou)
     with _open_store(store_url, instance) as store:
         try:
             trace = preview(store, rules, connector=connector, anchor=anchor, dn=dn)

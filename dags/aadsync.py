@@ -82,8 +82,10 @@ IMPORT_GUARD = {
     "import_deletion_threshold": variable("aadsync_import_deletion_threshold", ""),
     "import_deletion_share": variable("aadsync_import_deletion_share", ""),
 }
-#: Group writeback (Microsoft 365 groups → AD): empty values mean the shipped defaults (50,000; OU=Writeback,...).
+#: Group writeback (Microsoft 365 groups → AD) is opt-in: off unless aadsync_writeback_enabled is true, and then
+#: aadsync_writeback_ou is required (no default OU). Empty size limit: 50,000.
 WRITEBACK = {
+    "writeback_enabled": variable("aadsync_writeback_enabled", "false"),
     "writeback_size_limit": variable("aadsync_writeback_size_limit", ""),
     "writeback_ou": variable("aadsync_writeback_ou", ""),
     "writeback_naming": variable("aadsync_writeback_naming", "objectId"),
@@ -225,6 +227,7 @@ def sync_cycle_dag(
             endpoint=ENDPOINT,
             report_dir=REPORT_DIR,
             retries=0,
+            **WRITEBACK,
             **store,
         )
         # The cycle holds the sync instance from its first step to its last: another DAG run of the same instance
@@ -260,6 +263,7 @@ def sync_cycle_dag(
         export_ad = ADExportOperator(
             task_id="export_ad",
             ad_conn_id=AD_CONN_ID,
+            writeback_enabled=WRITEBACK["writeback_enabled"],  # off: skipped, writes nothing
             staging="{{ params.staging }}",
             deletion_threshold=DELETION_THRESHOLD,
             **GUARDS,

@@ -23,12 +23,15 @@ from airflow_provider_aadsync.devenv.bench import BENCH_CONN_ID, _run_seconds, c
 from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc, seeded_cache_path
 from airflow_provider_aadsync.devenv.graph import LocalGraphEmulator
 from airflow_provider_aadsync.devenv.processes import free_port
-from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+from airflow_provider_aadsync.devenv.seed import DEV_WRITEBACK_OU, MAIL_DOMAIN
 from airflow_provider_aadsync.engine.store import Store, link, mv_object
 from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.settings import WRITEBACK_OU_DEFAULT, load_sync_rules
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
 from airflow_provider_aadsync.operators.entra_import import run_entra_import
+
+#: Group writeback is opt-in: the benchmark turns it on, into the dev DC's writeback OU.
+WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU}
 
 #: Member values per LDAP modify (the exporter's default): the minimum is one add plus ceil(N / chunk) modifies.
 MEMBER_CHUNK = 5_000
@@ -90,9 +93,9 @@ def bench_writeback(members: int, home: Path) -> dict[str, Any]:
     try:
         info = dc.connection_info()
         ad = ActiveDirectoryHook(settings=ADConnectionSettings.from_fields(name="of the bench DC", **info))
-        ad.get_conn().add(WRITEBACK_OU_DEFAULT, "organizationalUnit")
+        ad.get_conn().add(DEV_WRITEBACK_OU, "organizationalUnit")
         store_url = f"sqlite:///{home / 'writeback-store.sqlite'}"
-        rules = load_sync_rules(writeback_size_limit=max(members, 50_000))
+        rules = load_sync_rules(**WRITEBACK_ON, writeback_size_limit=max(members, 50_000))
         started = time.perf_counter()
         with Store.open(store_url) as store:
             if run_ad_import(ad, store, mode="full")["result"] != "success":
@@ -114,7 +117,7 @@ def bench_writeback(members: int, home: Path) -> dict[str, Any]:
         results["counters"] = run["counters"]
         started = time.perf_counter()
         conn = ad.get_conn()
-        conn.search(WRITEBACK_OU_DEFAULT, f"(cn=Group_{group_id})", attributes=["objectGUID"])
+        conn.search(DEV_WRITEBACK_OU, f"(cn=Group_{group_id})", attributes=["objectGUID"])
         (entry,) = [e for e in conn.response if e["type"] == "searchResEntry"]
         guid = str(uuid.UUID(bytes_le=entry["raw_attributes"]["objectGUID"][0]))
         values = ad.read_values(guid, "member")

@@ -6,10 +6,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ldap3
 
 from airflow_provider_aadsync.devenv.samba import SambaDC
+from airflow_provider_aadsync.devenv.seed import dev_writeback_variables, ensure_writeback_ou
+
+if TYPE_CHECKING:
+    from airflow_provider_aadsync.devenv.graph import LocalGraphEmulator
 
 #: The sync instance (store) of the demo: started empty on every run.
 DEMO_INSTANCE = "demo"
@@ -76,6 +81,24 @@ def make_demo_changes(dc: SambaDC) -> dict[str, str]:
     }
 
 
+def make_demo_cloud_group(graph: LocalGraphEmulator, *, members: int = 3) -> dict[str, str]:
+    """Create a Microsoft 365 group with a few synced users in the dev tenant: the next cycle writes it back to AD."""
+    hook = graph.entra_hook()
+    try:
+        users = hook.request("GET", "/users", params={"$top": members, "$select": "id"})["value"]
+        group = hook.request(
+            "POST",
+            "/groups",
+            json={"displayName": "Demo Team", "mailNickname": "demoteam", "mailEnabled": True,
+                  "securityEnabled": False, "groupTypes": ["Unified"], "description": "written back to AD"},
+        )  # fmt: skip
+        urls = [hook.directory_object_url(user["id"]) for user in users]
+        hook.request("PATCH", f"/groups/{group['id']}", json={"members@odata.bind": urls})
+    finally:
+        hook.close()
+    return {"cloud_group_added": f"Demo Team (Microsoft 365, {len(urls)} members) → group writeback"}
+
+
 # --------------------------------------------------------------------------------------------------- the demo
 @dataclass
 class DemoResult:
@@ -98,9 +121,10 @@ def run_demo(
 
     Start the local AD DC (restored from the seeded fixture cache, built once) and the Graph emulator (its dev tenant
     reset to empty), migrate Airflow's embedded SQLite metadata DB under ``$AADSYNC_HOME/airflow``, run the
-    ``aadsync_full`` DAG, make a few changes in AD, run ``aadsync_cycle`` (a delta cycle), and return both cycle
-    reports. The sync store is the ``demo`` instance, started empty each time. Both servers are stopped at the end
-    unless ``keep_running``.
+    ``aadsync_full`` DAG, make a few changes in AD and one Microsoft 365 group in the tenant, run ``aadsync_cycle``
+    (a delta cycle, which writes the group back to AD: the demo turns group writeback on for itself), and return
+    both cycle reports. The sync store is the ``demo`` instance, started empty each time. Both servers are stopped
+    at the end unless ``keep_running``.
     """
     from airflow_provider_aadsync.devenv.airflow_runs import LocalAirflow
     from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
@@ -113,6 +137,11 @@ def run_demo(
     dc = SambaDC(dev_dc_home())
     dc.stop()
     dc = cached_seeded_dc(dc.home, users=users, groups=groups, group_size=group_size)
+    conn = dc.connect()
+    try:
+        ensure_writeback_ou(conn, dc.base_dn)  # the dev world turns group writeback on for itself
+    finally:
+        conn.unbind()
     graph = LocalGraphEmulator(dev_graph_home())
     try:
         if not graph.is_running() and port_in_use(graph.port):
@@ -134,7 +163,7 @@ def run_demo(
                 "aadsync_ad": {"conn_type": "aadsync_ad", **dc.connection_info()},
                 "aadsync_entra": graph.connection_info(),
             },
-            variables={"aadsync_instance": DEMO_INSTANCE},
+            variables={"aadsync_instance": DEMO_INSTANCE, **dev_writeback_variables(dc.base_dn)},
             env={"AADSYNC_HOME": str(home)},
         )
         seconds["airflow db migrate"] = airflow.migrate()
@@ -142,7 +171,7 @@ def run_demo(
         reports = []
         for dag_id in ("aadsync_full", "aadsync_cycle"):
             if dag_id == "aadsync_cycle":
-                changes = make_demo_changes(dc)
+                changes = {**make_demo_changes(dc), **make_demo_cloud_group(graph)}
                 progress("changed in AD since aadsync_full:\n" + "\n".join(f"  {k}: {v}" for k, v in changes.items()))
             progress(f"airflow dags test {dag_id} ...")
             run = airflow.dags_test(dag_id)

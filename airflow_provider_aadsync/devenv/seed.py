@@ -347,3 +347,30 @@ def seed_directory(
         sorted(user_dns),
         sorted(group_dns),
     )
+
+
+# ------------------------------------------------------------------------------------------- group writeback
+#: The dev world's writeback OU (the product has no default: group writeback is opt-in and needs an OU). It lies under
+#: the seeded root, inside the AD connection's base DN, so the import reads the written-back groups back.
+DEV_BASE_DN = "DC=corp,DC=example,DC=test"
+
+
+def dev_writeback_ou(base_dn: str = DEV_BASE_DN) -> str:
+    """The OU the dev world writes Microsoft 365 groups back to."""
+    return f"OU=Writeback,OU=AADSync,{base_dn}"
+
+
+DEV_WRITEBACK_OU = dev_writeback_ou()
+
+
+def ensure_writeback_ou(conn: ldap3.Connection, base_dn: str) -> str:
+    """Create the dev writeback OU (and the seeded root above it) when missing; return its DN."""
+    ou = dev_writeback_ou(base_dn)
+    for dn in (f"OU=AADSync,{base_dn}", ou):
+        _add(conn, dn, ["top", "organizationalUnit"], {})
+    return ou
+
+
+def dev_writeback_variables(base_dn: str = DEV_BASE_DN) -> dict[str, str]:
+    """The Airflow Variables that turn group writeback on for the dev world (`aadsync dev env`, the demo)."""
+    return {"aadsync_writeback_enabled": "true", "aadsync_writeback_ou": dev_writeback_ou(base_dn)}

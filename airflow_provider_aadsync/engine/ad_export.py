@@ -5,9 +5,11 @@ The same shape as the Entra export (``entra_export.py``): the plan is what sync 
 updates (renames/moves, then attribute replaces), member changes. Every LDAP operation is bracketed by state writes
 in the store: its rows are marked ``sent`` before it and ``confirmed`` (applied to the connector space and removed
 from the plan) or ``failed`` after it, each in its own transaction. A task killed anywhere and retried re-sends
-only what is not confirmed: an add it had sent is looked up at its DN and adopted; modifies replace values and
-member changes are idempotent (permissive modify, with a read-and-diff fallback in the hook), so re-sending them
-is harmless; a delete of an object already gone counts as done.
+only what is not confirmed: an add it had sent is looked up at its DN and adopted if it carries our mark (the
+``adminDescription`` the writeback rule stamps; an object in the way without it is a per-object error, never adopted
+nor overwritten); modifies replace values and member changes are idempotent (permissive modify, with a
+read-and-diff fallback in the hook), so re-sending them is harmless; a delete of an object already gone counts as
+done.
 
 Membership travels in modify operations of many values each (``member_chunk``, 5,000 by default): a 250,000-member
 group is 50 modifies. Objects that exist are addressed by ``<GUID=...>``, so a group someone renamed in AD is still
@@ -59,6 +61,11 @@ from airflow_provider_aadsync.engine.sync.synchronizer import PROVISIONAL_PREFIX
 log = logging.getLogger(__name__)
 
 _OPEN = ("pending", "sent", "failed")
+#: The attribute that marks an object as ours: the writeback rule stamps ``Group_<cloud objectId>`` on every group it
+#: creates. An export adopts an object found at its target DN only when it carries the value the add would write.
+MARK_ATTRIBUTE = "adminDescription"
+#: The per-object error of an object in the way that we did not create: never adopted, never overwritten.
+NOT_ADOPTED = "not-adopted"
 #: LDAP object class per connector-space object type the export can create.
 _OBJECT_CLASSES = {"group": "group"}
 
@@ -94,6 +101,10 @@ class ADWriter(Protocol):
     def delete_object(self, guid: str) -> None: ...
 
     def object_guid(self, dn: str) -> str | None: ...
+
+    def object_mark(self, dn: str, attribute: str = MARK_ATTRIBUTE) -> tuple[str, str | None] | None:
+        """The objectGUID of the object at ``dn`` and the value of its mark attribute, or None when none is there."""
+        ...
 
     def object_dn(self, guid: str) -> str | None: ...
 
@@ -266,25 +277,58 @@ class ADExporter:
             return
         changes = json.loads(row.changes)
         if row.state == "sent":
-            # An interrupted run sent this add: the object may exist already; then it is ours.
-            found = self.writer.object_guid(row.dn)
+            # An interrupted run sent this add: the object may exist already; adopted only if it carries our mark.
+            found = self.writer.object_mark(row.dn, MARK_ATTRIBUTE)
             if found is not None:
-                self._adopt(row, found, changes)
-                self.counters["adds_reconciled"] += 1
+                if self._ours(found, changes):
+                    self._adopt(row, found[0], changes)
+                    self.counters["adds_reconciled"] += 1
+                else:
+                    self._not_adopted(row, found, changes)
                 return
         self._mark_sent([row.anchor])
         try:
             guid = self.writer.add_object(row.dn, object_class, {k: v for k, v in changes.items() if v})
         except ADWriteRefused as error:
-            found = self.writer.object_guid(row.dn) if error.code == "entryAlreadyExists" else None
-            if found is None or self._linked_elsewhere(found):
+            found = self.writer.object_mark(row.dn, MARK_ATTRIBUTE) if error.code == "entryAlreadyExists" else None
+            if found is None:
                 self._fail(row, error)
                 return
-            # An object at our DN that nothing else is linked to: a create of ours whose answer was lost.
-            guid = found
+            if not self._ours(found, changes):
+                self._not_adopted(row, found, changes)
+                return
+            # Our mark, at our DN, and linked to nothing else: a create of ours whose answer was lost.
+            guid = found[0]
             self.counters["adds_reconciled"] += 1
         self._adopt(row, guid, changes)
         self.counters[f"{row.object_type}_adds"] += 1
+
+    def _ours(self, found: tuple[str, str | None], changes: Mapping[str, list[Any]]) -> bool:
+        """Whether the object found at the target DN is the one this add creates: it carries the mark the add writes
+        (compared without case, as AD compares the attribute) and no other connector-space object is linked to it."""
+        guid, mark = found
+        wanted = _first(changes.get(MARK_ATTRIBUTE))
+        if wanted is None or mark is None or str(wanted).casefold() != mark.casefold():
+            return False
+        return not self._linked_elsewhere(guid)
+
+    def _not_adopted(self, row: Any, found: tuple[str, str | None], changes: Mapping[str, list[Any]]) -> None:
+        """An object we did not create holds the target DN: a per-object error; it is neither adopted nor written."""
+        guid, mark = found
+        wanted = _first(changes.get(MARK_ATTRIBUTE))
+        why = (
+            f"its {MARK_ATTRIBUTE} is {mark!r}, ours would be {wanted!r}"
+            if wanted is not None
+            else f"this add writes no {MARK_ATTRIBUTE} mark, so nothing at its DN can be recognised as ours"
+        )
+        if wanted is not None and mark is not None and str(wanted).casefold() == mark.casefold():
+            why = "it carries our mark but another connector-space object is already linked to it"
+        message = (
+            f"an object we did not create holds this name; not adopted: {row.dn} (objectGUID {guid}; {why}). "
+            "Nothing was written to it: rename or remove it in AD, or change the writeback OU or naming"
+        )
+        self.counters["adds_not_adopted"] += 1
+        self._fail(row, None, code=NOT_ADOPTED, message=message)
 
     def _update(self, row: Any) -> None:
         if row.anchor.startswith(PROVISIONAL_PREFIX):
@@ -457,6 +501,10 @@ class ADExporter:
         self.errors.append({"anchor": anchor, "dn": dn, "code": code, "message": message[:2000]})
         if len(self.errors) >= self.settings.error_limit:
             raise ErrorLimitReached
+
+
+def _first(values: Sequence[Any] | None) -> Any:
+    return values[0] if values else None
 
 
 def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:

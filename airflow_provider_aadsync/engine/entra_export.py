@@ -18,6 +18,7 @@ drops a conflicting SMTP address, records the conflict, and releases it when the
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import itertools
 import json
 import logging
@@ -53,6 +54,7 @@ from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT
 from airflow_provider_aadsync.engine.source import BatchRequest, WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.store import (
     Store,
+    as_utc,
     cs_object,
     cs_reference,
     export_conflict,
@@ -74,6 +76,9 @@ UNKNOWN_OUTCOME_LIMIT = 3
 COLLECTION_PROPERTIES = frozenset({"businessPhones", "otherMails", "groupTypes", "proxyAddresses", "imAddresses"})
 _RESOURCES = {"user": "users", "group": "groups", "contact": "contacts"}
 MEMBERS = "members"
+#: The per-object error of an object that holds our key but that we did not create: never adopted, never written.
+NOT_ADOPTED = "not-adopted"
+_SENT_AT_TYPE = pending_export.c.sent_at.type
 
 
 # ============================================================================================== the Graph side
@@ -122,6 +127,9 @@ class ExportSettings(BaseModel):
     write_window_seconds: float = Field(150.0, gt=0)
     #: Before looking up creates an interrupted run had sent: Graph may still be processing the cut-off call.
     resend_settle_seconds: float = Field(5.0, ge=0)
+    #: Resume adopts an object found by its key only when Graph created it after the create was first sent; this
+    #: much earlier still counts, for the difference between our clock and Graph's (createdDateTime has seconds).
+    adoption_clock_skew_seconds: float = Field(120.0, ge=0)
 
 
 class WritePacer:
@@ -349,9 +357,25 @@ class EntraExporter:
             )
             if operation.resend:
                 self._settle_once()
-                if self._adopt_existing(operation):
+                if self._resume_create(operation):
                     continue
             yield operation
+
+    def _resume_create(self, operation: _Operation) -> bool:
+        """A create that may have been carried out: adopt our object (True), fail it when someone else's user holds
+        its ImmutableId (True), or leave it to be sent (False; a group of someone else's with the same names is left
+        alone: group names are not unique in Graph, and an uninterrupted export would create ours beside it too)."""
+        adopted, foreign = self._adopt_existing(operation)
+        if adopted:
+            return True
+        if foreign and operation.object_type == "user":  # onPremisesImmutableId is unique in a tenant
+            self._not_adopted(operation, foreign)
+            return True
+        if foreign:
+            self.counters["foreign_objects_not_adopted"] += len(foreign)
+            log.info("%s: %d group(s) of the same names were not created by us; ours is created beside them",
+                     operation.dn, len(foreign))  # fmt: skip
+        return False
 
     def _settle_once(self) -> None:
         """An interrupted run left creates in flight: give Graph a moment to finish them before looking them up."""
@@ -520,7 +544,7 @@ class EntraExporter:
 
     def _reconcile(self, operation: _Operation) -> None:
         """An operation whose call was cut off: creates are looked up (and adopted); the rest are idempotent."""
-        if operation.kind == "create" and self._adopt_existing(operation):
+        if operation.kind == "create" and self._resume_create(operation):
             return
         self._retry.append(operation)
 
@@ -537,8 +561,13 @@ class EntraExporter:
             self._adopt(operation, object_id, written)
             self.counters[f"{operation.object_type}_creates"] += 1
             return
-        if _conflict_target(answer) and self._adopt_existing(operation):
-            return  # our own earlier attempt holds the value: that object is ours
+        if _conflict_target(answer):
+            adopted, foreign = self._adopt_existing(operation)
+            if adopted:
+                return  # our own earlier attempt holds the value: that object is ours
+            if foreign:
+                self._not_adopted(operation, foreign)  # someone else's object holds our key: never adopted
+                return
         if self._resolve_conflict(operation, answer):
             return
         self._fail(operation, answer)
@@ -612,13 +641,19 @@ class EntraExporter:
 
     def _mark_sent(self, operations: Sequence[_Operation]) -> None:
         objects = [op.anchor for op in operations if op.kind in ("create", "update", "delete")]
+        now = utcnow()
         with self._transaction() as connection:
             if objects:
                 connection.execute(
                     sa.update(pending_export)
                     .where(pending_export.c.connector == self.connector, pending_export.c.anchor.in_(objects))
                     .values(
-                        state="sent", attempts=pending_export.c.attempts + 1, run_id=self.run_id, updated_at=utcnow()
+                        state="sent",
+                        attempts=pending_export.c.attempts + 1,
+                        run_id=self.run_id,
+                        updated_at=now,
+                        # the first send, committed before the write: what resume compares createdDateTime with
+                        sent_at=sa.func.coalesce(pending_export.c.sent_at, sa.literal(now, _SENT_AT_TYPE)),
                     )
                 )
             for operation in operations:
@@ -653,29 +688,84 @@ class EntraExporter:
             )
         operation.anchor = object_id
 
-    def _adopt_existing(self, operation: _Operation) -> bool:
-        """A create sent by an interrupted run may have succeeded: find the object and adopt it instead."""
+    def _adopt_existing(self, operation: _Operation) -> tuple[bool, list[dict[str, Any]]]:
+        """A create sent by an interrupted run may have succeeded: find the object and adopt it if it is ours.
+
+        Found by its key (users: ``onPremisesImmutableId``; groups: ``mailNickname`` and ``displayName``), an object
+        is ours only if Graph created it after this create was first sent (``sent_at``, committed before the write,
+        less ``adoption_clock_skew_seconds``) and no other connector-space object is linked to it. Returns whether
+        one was adopted, and the objects holding the key that are not ours (never adopted).
+        """
         changes = operation.changes
         if operation.object_type == "user" and changes.get("onPremisesImmutableId"):
             key, value = "onPremisesImmutableId", changes["onPremisesImmutableId"][0]
         elif operation.object_type == "group" and changes.get("mailNickname"):
             key, value = "mailNickname", changes["mailNickname"][0]
         else:
-            return False
+            return False, []
         found = self.writer.request(
             "GET",
             f"/{_RESOURCES[operation.object_type]}",
-            params={"$filter": f"{key} eq '{_odata_quote(value)}'", "$select": f"id,displayName,{key}"},
+            params={
+                "$filter": f"{key} eq '{_odata_quote(value)}'",
+                "$select": f"id,displayName,{key},createdDateTime",
+            },
         )["value"]
         # $filter compares strings case-insensitively; base64 ImmutableIds differ by case: keep exact matches only.
         found = [item for item in found if item.get(key) == value]
         if operation.object_type == "group":
             found = [item for item in found if item.get("displayName") == (changes.get("displayName") or [None])[0]]
-        if len(found) != 1:
+        if not found:
+            return False, []
+        sent_at = self._sent_at(operation.anchor)
+        ours = [item for item in found if self._created_by_us(item, sent_at)]
+        if len(ours) == 1:
+            self._adopt(operation, ours[0]["id"], operation.changes)
+            self.counters["creates_reconciled"] += 1
+            return True, []
+        return False, [{**item, "sent_at": sent_at} for item in found]
+
+    def _sent_at(self, anchor: str) -> dt.datetime | None:
+        """When the create of ``anchor`` was first sent (rows sent before schema step 6: their last send)."""
+        query = sa.select(pending_export.c.sent_at, pending_export.c.updated_at).where(self._row(anchor))
+        if self._connection is not None:
+            row = self._connection.execute(query).first()
+        else:
+            with self.store.engine.connect() as connection:
+                row = connection.execute(query).first()
+        moment = (row.sent_at or row.updated_at) if row is not None else None
+        return as_utc(moment) if moment is not None else None
+
+    def _created_by_us(self, item: Mapping[str, Any], sent_at: dt.datetime | None) -> bool:
+        created = _parse_time(item.get("createdDateTime"))
+        if created is None or sent_at is None:
             return False
-        self._adopt(operation, found[0]["id"], operation.changes)
-        self.counters["creates_reconciled"] += 1
-        return True
+        if created < sent_at - dt.timedelta(seconds=self.settings.adoption_clock_skew_seconds):
+            return False
+        return not self._linked(item["id"])
+
+    def _linked(self, object_id: str) -> bool:
+        query = sa.select(link.c.anchor).where(link.c.connector == self.connector, link.c.anchor == object_id)
+        if self._connection is not None:
+            return self._connection.execute(query).first() is not None
+        with self.store.engine.connect() as connection:
+            return connection.execute(query).first() is not None
+
+    def _not_adopted(self, operation: _Operation, foreign: Sequence[Mapping[str, Any]]) -> None:
+        """Objects that hold our key but that we did not create: a per-object error; none is adopted or written."""
+        sent_at = foreign[0].get("sent_at")
+        held = "; ".join(
+            f"id {item['id']} created {item.get('createdDateTime') or 'at an unknown time'}" for item in foreign[:5]
+        )
+        key = "onPremisesImmutableId" if operation.object_type == "user" else "mailNickname/displayName"
+        message = (
+            f"an object we did not create holds this name; not adopted: the {operation.object_type} {key} of "
+            f"{operation.dn} is held by {held} (this create was first sent "
+            f"{sent_at.strftime('%Y-%m-%dT%H:%M:%SZ') if sent_at else 'at an unknown time'}). Nothing was written to "
+            "it: remove or rename it in Entra ID, or match it to this object on purpose"
+        )
+        self.counters["creates_not_adopted"] += 1
+        self._fail_rows([operation.anchor], NOT_ADOPTED, message, dn=operation.dn)
 
     def _confirm_members(self, group: str, targets: Sequence[str], *, added: bool) -> None:
         with self._transaction() as connection:
@@ -871,6 +961,17 @@ def _initial_password() -> str:
     alphabet = string.ascii_letters + string.digits
     core = "".join(secrets.choice(alphabet) for _ in range(20))
     return f"{core}!{secrets.choice(string.ascii_uppercase)}{secrets.choice(string.digits)}a"
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    """A Graph timestamp (``2026-12-04T10:31:05Z``) as an aware datetime, or None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _odata_quote(value: str) -> str:

@@ -243,6 +243,7 @@ _HIGHLIGHTS: dict[str, tuple[tuple[str, str], ...]] = {
     "export": (
         ("user_creates", "user creates"),
         ("group_creates", "group creates"),
+        ("group_adds", "group adds"),  # the AD export (group writeback)
         ("user_updates", "user updates"),
         ("group_updates", "group updates"),
         ("user_deletes", "user deletes"),
@@ -325,7 +326,10 @@ def render_cycle_report(
         run = store.get_run(summary["run_id"]) if summary.get("run_id") is not None else None
         if run is None:
             state = step.get("state") or "no run"
-            why = "no run recorded: see the task's log" if state == "failed" else "no run recorded"
+            why = {
+                "failed": "no run recorded: see the task's log",
+                "skipped": "skipped, nothing written (the AD export is skipped while group writeback is off)",
+            }.get(state, "no run recorded")
             lines.append(f"| {step['task']} | | | {state} | {why} |")
             continue
         runs.append(run)

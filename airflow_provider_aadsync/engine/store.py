@@ -198,6 +198,9 @@ pending_export = sa.Table(
     sa.Column("run_id", sa.Integer, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # When the operation was first sent (committed before the write): an object that an interrupted create may have
+    # made is adopted only if the directory created it after this moment (schema step 6).
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
 )
 sa.Index("ix_pending_export_state", pending_export.c.connector, pending_export.c.state)
 
@@ -284,6 +287,15 @@ def _migrate_to_5(connection: Connection) -> None:
             connection.exec_driver_sql(f"ALTER TABLE store_lock ADD COLUMN {name} {ddl}")
 
 
+def _migrate_to_6(connection: Connection) -> None:
+    """When a pending export was first sent, for adopting only objects created after it (stores created before
+    version 6 lack the column; newer ones get it from step 2)."""
+    present = {column["name"] for column in sa.inspect(connection).get_columns("pending_export")}
+    if "sent_at" not in present:
+        ddl = "DATETIME" if connection.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
+        connection.exec_driver_sql(f"ALTER TABLE pending_export ADD COLUMN sent_at {ddl}")
+
+
 #: Ordered migration steps; append, never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _migrate_to_1),
@@ -291,6 +303,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (3, _migrate_to_3),
     (4, _migrate_to_4),
     (5, _migrate_to_5),
+    (6, _migrate_to_6),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -589,6 +589,17 @@ class ActiveDirectoryHook(BaseHook):
         raw = (entry or {}).get("objectGUID")
         return str(uuid.UUID(bytes_le=raw[0])) if raw else None
 
+    def object_mark(self, dn: str, attribute: str = "adminDescription") -> tuple[str, str | None] | None:
+        """The objectGUID of the object at ``dn`` and its ownership mark (the group writeback stamps
+        ``adminDescription``), or None when there is no object there: the AD export adopts only what carries its
+        mark."""
+        entry = self._read_base(dn, ["objectGUID", attribute])
+        raw = (entry or {}).get("objectGUID")
+        if not raw:
+            return None
+        mark = next(iter((entry or {}).get(attribute) or []), None)
+        return str(uuid.UUID(bytes_le=raw[0])), mark.decode("utf-8", "replace") if mark is not None else None
+
     def object_dn(self, guid: str) -> str | None:
         """The current DN of the object with this objectGUID, or None when there is none."""
         conn = self.get_conn()

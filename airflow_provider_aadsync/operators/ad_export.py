@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 DEFAULT_MEMBER_CHUNK = ADExportSettings.model_fields["member_chunk"].default
+#: What an AD export says when group writeback is off (the default): it writes nothing.
+WRITEBACK_OFF_MESSAGE = (
+    "group writeback is off: the AD export writes nothing (turn it on with the Variable aadsync_writeback_enabled = "
+    "true and aadsync_writeback_ou, or `--writeback --writeback-ou OU` on the command line)"
+)
 
 
 def export_to_ad(
@@ -92,6 +98,8 @@ class ADExportOperator(StoreLocation, BaseOperator):
     A retried task resumes: confirmed writes are never sent again, interrupted ones are reconciled.
 
     :param ad_conn_id: the ``aadsync_ad`` connection (templated); its account needs write access to the writeback OU.
+    :param writeback_enabled: group writeback is on (templated; default false): off, the task writes nothing and is
+        skipped, saying so (group writeback is opt-in, like the sync's writeback rules).
     :param staging: compute and store the export plan, write nothing (templated).
     :param deletion_threshold: more pending deletes than this stop the export before any write (templated; empty
         means the default, 500).
@@ -112,6 +120,7 @@ class ADExportOperator(StoreLocation, BaseOperator):
 
     template_fields: Sequence[str] = (
         "ad_conn_id",
+        "writeback_enabled",
         "staging",
         "deletion_threshold",
         "disable_threshold",
@@ -129,6 +138,7 @@ class ADExportOperator(StoreLocation, BaseOperator):
         self,
         *,
         ad_conn_id: str = ActiveDirectoryHook.default_conn_name,
+        writeback_enabled: bool | str = False,
         staging: bool | str = False,
         deletion_threshold: int | str | None = DEFAULT_DELETION_THRESHOLD,
         disable_threshold: int | str | None = DEFAULT_DISABLE_THRESHOLD,
@@ -144,6 +154,7 @@ class ADExportOperator(StoreLocation, BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.ad_conn_id = ad_conn_id
+        self.writeback_enabled = writeback_enabled
         self.staging = staging
         self.deletion_threshold = deletion_threshold
         self.disable_threshold = disable_threshold
@@ -157,6 +168,8 @@ class ADExportOperator(StoreLocation, BaseOperator):
         self.connector = connector
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if not templated_flag(self.writeback_enabled):
+            raise AirflowSkipException(WRITEBACK_OFF_MESSAGE)
         settings = ad_export_settings(
             staging=self.staging,
             deletion_threshold=self.deletion_threshold,

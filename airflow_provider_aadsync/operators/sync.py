@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseBranchOperator, BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_aadsync.engine.report import render_preview
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import preview, run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.operators.base import StoreLocation, StoreStepOperator, templated_value
+from airflow_provider_aadsync.operators.base import StoreLocation, StoreStepOperator, templated_flag, templated_value
 from airflow_provider_aadsync.operators.report import save_report
 
 if TYPE_CHECKING:
@@ -35,11 +36,23 @@ def rule_paths(rules: str | Sequence[str] | None) -> list[str]:
 
 
 def load_rules_for(rules: str | Sequence[str] | None, endpoint: str, **writeback: Any) -> RuleSet:
+    """The rule set of a task: ``writeback`` holds the templated group writeback settings (``writeback_enabled``,
+    off unless it renders true; ``writeback_ou``, required when it is on; the size limit and naming)."""
     if endpoint not in ("v2", "v1"):
         raise ValueError(f"endpoint must be 'v2' or 'v1', not {endpoint!r}")
+    enabled = templated_flag(writeback.pop("writeback_enabled", False))
     # Templated empty values mean the defaults of the group writeback settings.
     chosen = {name: value for name, value in writeback.items() if value not in (None, "", "None")}
-    return load_sync_rules(rule_paths(rules), mode=endpoint, **chosen)  # type: ignore[arg-type]
+    return load_sync_rules(rule_paths(rules), mode=endpoint, writeback_enabled=enabled, **chosen)  # type: ignore[arg-type]
+
+
+def load_task_rules(step_name: str, rules: str | Sequence[str] | None, endpoint: str, **writeback: Any) -> RuleSet:
+    """:func:`load_rules_for` in a task: a refused setting (writeback on without an OU, a bad limit) fails the task
+    without retries, naming what to fix; a retry would only be refused again."""
+    try:
+        return load_rules_for(rules, endpoint, **writeback)
+    except ValueError as error:
+        raise AirflowFailException(f"{step_name}: refused configuration, not retried: {error}") from error
 
 
 class SyncOperator(StoreStepOperator):
@@ -51,8 +64,9 @@ class SyncOperator(StoreStepOperator):
     :param rules: rule files or folders (templated): a list, or one string separated by commas or newlines; empty:
         the shipped default rules.
     :param endpoint: ``v2`` (groups up to 250,000 members, the default) or ``v1`` (50,000) (templated).
+    :param writeback_enabled: run the group writeback rules (templated; default false: group writeback is opt-in).
     :param writeback_size_limit: group writeback size limit (templated; empty: 50,000; at most 250,000).
-    :param writeback_ou: OU for written-back groups (templated; empty: the shipped default).
+    :param writeback_ou: OU for written-back groups (templated); required when writeback is on.
     :param writeback_naming: ``objectId`` or ``displayName`` naming of written-back groups (templated).
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
@@ -63,6 +77,7 @@ class SyncOperator(StoreStepOperator):
         *StoreStepOperator.template_fields,
         "rules",
         "endpoint",
+        "writeback_enabled",
         "writeback_size_limit",
         "writeback_ou",
         "writeback_naming",
@@ -75,6 +90,7 @@ class SyncOperator(StoreStepOperator):
         connector: str,
         rules: str | Sequence[str] | None = None,
         endpoint: str = "v2",
+        writeback_enabled: bool | str = False,
         writeback_size_limit: int | str | None = None,
         writeback_ou: str | None = None,
         writeback_naming: str | None = None,
@@ -83,15 +99,18 @@ class SyncOperator(StoreStepOperator):
         super().__init__(connector=connector, **kwargs)
         self.rules = rules
         self.endpoint = endpoint
+        self.writeback_enabled = writeback_enabled
         self.writeback_size_limit = writeback_size_limit
         self.writeback_ou = writeback_ou
         self.writeback_naming = writeback_naming
         self.step_name = f"sync of {connector}"
 
     def run_step(self, store: Store, lock_holder: str) -> dict[str, Any]:
-        rules = load_rules_for(
+        rules = load_task_rules(
+            self.step_name,
             self.rules,
             self.endpoint,
+            writeback_enabled=self.writeback_enabled,
             writeback_size_limit=self.writeback_size_limit,
             writeback_ou=self.writeback_ou,
             writeback_naming=self.writeback_naming,
@@ -147,6 +166,8 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
     :param anchor: the object's anchor (objectGUID, Graph id) (templated).
     :param rules: rule files or folders (templated), as for :class:`SyncOperator`; empty: the shipped rules.
     :param endpoint: ``v2`` or ``v1`` member limit (templated).
+    :param writeback_enabled: ``writeback_ou``, ``writeback_size_limit``, ``writeback_naming``: the group writeback
+        settings, as for :class:`SyncOperator` (templated; writeback is off by default).
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :param report_dir: folder of the report files (templated); empty: ``$AIRFLOW_HOME/aadsync/reports``.
@@ -154,7 +175,8 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "connector", "dn", "anchor", "rules", "endpoint", "store_url", "store_conn_id", "instance", "report_dir"
+        "connector", "dn", "anchor", "rules", "endpoint", "store_url", "store_conn_id", "instance", "report_dir",
+        "writeback_enabled", "writeback_ou", "writeback_size_limit", "writeback_naming",
     )  # fmt: skip
 
     def __init__(
@@ -168,9 +190,17 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
         store_url: str | None = None,
         instance: str = "default",
         report_dir: str | None = None,
+        writeback_enabled: bool | str = False,
+        writeback_ou: str | None = None,
+        writeback_size_limit: int | str | None = None,
+        writeback_naming: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.writeback_enabled = writeback_enabled
+        self.writeback_ou = writeback_ou
+        self.writeback_size_limit = writeback_size_limit
+        self.writeback_naming = writeback_naming
         self.connector = connector
         self.dn = dn
         self.anchor = anchor
@@ -184,7 +214,15 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
         dn, anchor = templated_value(self.dn), templated_value(self.anchor)
         if (dn is None) == (anchor is None):
             raise ValueError("a preview needs exactly one of a DN and an anchor")
-        rules = load_rules_for(self.rules, self.endpoint)
+        rules = load_task_rules(
+            "preview",
+            self.rules,
+            self.endpoint,
+            writeback_enabled=self.writeback_enabled,
+            writeback_ou=self.writeback_ou,
+            writeback_size_limit=self.writeback_size_limit,
+            writeback_naming=self.writeback_naming,
+        )
         with Store.open(self.store_location(), instance=self.instance or "default") as store:
             trace = preview(store, rules, connector=self.connector, anchor=anchor, dn=dn)
         text = render_preview(trace)

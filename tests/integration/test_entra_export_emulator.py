@@ -3,11 +3,14 @@ guards, conflicts, throttling, faults and a killed-and-retried export."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
+from airflow_provider_aadsync.engine.entra_export import ExportSettings, graph_body, run_entra_export
 from airflow_provider_aadsync.engine.entra_import import import_entra
 from airflow_provider_aadsync.engine.store import export_conflict, pending_export, pending_export_reference
 from airflow_provider_aadsync.engine.sync import run_sync
@@ -357,3 +360,69 @@ def test_smtp_conflict_drops_the_mail_value_and_is_released_later(graph_server, 
     assert user["value"][0]["mail"] == f"shared@{DOMAIN}"
     with store.engine.connect() as connection:
         assert connection.execute(sa.select(export_conflict.c.released_at)).scalar() is not None
+
+
+def test_resume_adopts_only_the_objects_this_export_created(graph_server, tenant, store, rules):
+    """After a crash (every create "sent", its time recorded before the write), resume adopts the user whose create
+    had gone through, but not someone else's objects created earlier that hold the same keys: a user with our
+    ImmutableId is a per-object error naming it (never adopted, never written), and a group with the same
+    mailNickname and displayName is left alone while ours is created beside it, as an uninterrupted export does
+    (Graph does not keep group names unique). Ownership is "created after the create was first sent"."""
+    hook = entra_hook_for(graph_server, tenant)
+    import_full(store, "ad", [ad_user(1), ad_user(2), ad_user(3), ad_group(1001, "Team", members=[1, 2])])
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    with store.engine.connect() as connection:
+        plan = {
+            (row.object_type, (json.loads(row.changes).get("onPremisesImmutableId") or ["group"])[0]): row
+            for row in connection.execute(sa.select(pending_export).where(pending_export.c.operation == "add"))
+        }
+    team = json.loads(plan[("group", "group")].changes)
+    yesterday = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    seeded = httpx.post(
+        f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/objects",
+        json=[
+            {"@odata.type": "#microsoft.graph.group", "displayName": team["displayName"][0],
+             "mailNickname": team["mailNickname"][0], "mailEnabled": False, "securityEnabled": True,
+             "createdDateTime": yesterday},
+            {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": "Someone Else",
+             "mailNickname": "someone.else", "userPrincipalName": f"someone.else@{DOMAIN}",
+             "onPremisesImmutableId": immutable_id(guid(3)), "createdDateTime": yesterday},
+        ],
+        verify=trust(graph_server),
+    )  # fmt: skip
+    assert seeded.status_code == 201, seeded.text
+    foreign_group, foreign_user = seeded.json()["value"]
+    with store.transaction() as connection:  # what the killed export left: its creates sent, the time on record
+        connection.execute(
+            sa.update(pending_export)
+            .where(pending_export.c.connector == "entra", pending_export.c.operation == "add")
+            .values(state="sent", sent_at=dt.datetime.now(dt.UTC))
+        )
+    body = graph_body(json.loads(plan[("user", immutable_id(guid(1)))].changes))
+    ours = hook.request("POST", "/users", json={**body, "passwordProfile": {"password": "Xy!12345678abc"}})
+
+    result = run_entra_export(store, hook, settings=ExportSettings(resend_settle_seconds=0))
+    assert result.result == "completed-export-errors"
+    (error,) = store.run_errors(result.run_id)
+    assert error["code"] == "not-adopted", error
+    assert "an object we did not create holds this name; not adopted" in error["message"]
+    assert foreign_user["id"] in error["message"] and yesterday in error["message"]
+    counters = result.counters
+    assert (counters["creates_reconciled"], counters["user_creates"], counters["group_creates"]) == (1, 1, 1)
+    assert (counters["creates_not_adopted"], counters["foreign_objects_not_adopted"]) == (1, 1)
+    users = graph_users(hook)
+    assert users[immutable_id(guid(1))]["id"] == ours["id"]  # adopted, not created twice
+    assert users[immutable_id(guid(3))]["id"] == foreign_user["id"]  # the only one: not adopted, not duplicated
+    assert users[immutable_id(guid(3))]["displayName"] == "Someone Else"  # never written
+    teams = [g for g in graph_groups_all(hook) if g["displayName"] == team["displayName"][0]]
+    assert {g["id"] for g in teams} - {foreign_group["id"]} and len(teams) == 2
+    (mine,) = [g for g in teams if g["id"] != foreign_group["id"]]
+    assert graph_members(hook, foreign_group["id"]) == set()  # someone else's group is untouched
+    assert graph_members(hook, mine["id"]) == {ours["id"], users[immutable_id(guid(2))]["id"]}
+    with store.engine.connect() as connection:
+        (row,) = connection.execute(sa.select(pending_export).where(pending_export.c.state != "confirmed")).all()
+    assert row.state == "failed" and row.last_error.startswith("not-adopted")
+
+
+def graph_groups_all(hook) -> list[dict]:
+    return [group for page in hook.paginate("/groups", params={"$top": "999"}) for group in page["value"]]

@@ -10,16 +10,19 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+from airflow_provider_aadsync.devenv.seed import DEV_WRITEBACK_OU, MAIL_DOMAIN
 from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
 from airflow_provider_aadsync.engine.entra_export import run_entra_export
 from airflow_provider_aadsync.engine.entra_import import import_entra
 from airflow_provider_aadsync.engine.store import cs_reference, link, pending_export
 from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.settings import WRITEBACK_OU_DEFAULT, load_sync_rules
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, _value_guid
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
 from tests.integration.conftest import entra_hook_for, hook_for
+
+#: Group writeback is opt-in: these tests turn it on, into the dev DC's writeback OU.
+WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU}
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +31,14 @@ pytestmark = pytest.mark.integration
 def dc(start_dc) -> SambaDC:
     dc = start_dc(users=200, groups=10, group_size=150)
     conn = hook_for(dc).get_conn()
-    conn.add(WRITEBACK_OU_DEFAULT, "organizationalUnit")
+    conn.add(DEV_WRITEBACK_OU, "organizationalUnit")
     return dc
 
 
 @pytest.fixture
 def world(dc, graph_server, tenant_verifying, store):
     """AD exported to a fresh tenant; returns (graph hook, AD hook, rules, the Entra ids of AD users)."""
-    rules = load_sync_rules()
+    rules = load_sync_rules(**WRITEBACK_ON)
     graph = entra_hook_for(graph_server, tenant_verifying(MAIL_DOMAIN))
     ad = hook_for(dc)
     assert run_ad_import(ad, store, mode="full")["result"] == "success"
@@ -85,7 +88,7 @@ def cycle(store, graph, ad, rules, *, export: bool = True, settings: ADExportSet
 def written_back(ad: ActiveDirectoryHook, group_id: str) -> tuple[str, dict[str, list[bytes]]]:
     conn = ad.get_conn()
     conn.search(
-        WRITEBACK_OU_DEFAULT,
+        DEV_WRITEBACK_OU,
         f"(adminDescription=Group_{group_id})",  # the writeback mark, whatever the naming
         attributes=["objectGUID", "groupType", "sAMAccountName", "description", "displayName"],
     )
@@ -152,16 +155,16 @@ def test_m365_group_written_back_with_members_then_delta_and_ad_edit_overwritten
 def test_group_above_the_writeback_limit_is_an_error_until_the_limit_is_raised(store, world):
     graph, ad, _rules, users = world
     group_id = m365_group(graph, "Big Team", sorted(users)[:5])
-    limited = load_sync_rules(writeback_size_limit=4)
+    limited = load_sync_rules(**WRITEBACK_ON, writeback_size_limit=4)
     _a, entra_sync, export = cycle(store, graph, ad, limited)
     assert entra_sync.result == "completed-sync-errors"
     (error,) = store.run_errors(entra_sync.run_id)
     assert "Group writeback size limit exceeded: more than 4 members" in error["message"]
     assert export.counters.get("group_adds", 0) == 0
     with pytest.raises(ValueError, match="cannot be raised above 250,000"):
-        load_sync_rules(writeback_size_limit=250_001)
+        load_sync_rules(**WRITEBACK_ON, writeback_size_limit=250_001)
 
-    raised = load_sync_rules(writeback_size_limit=5)
+    raised = load_sync_rules(**WRITEBACK_ON, writeback_size_limit=5)
     _a, entra_sync, export = cycle(store, graph, ad, raised)
     assert entra_sync.result == "success" and entra_sync.mode == "full"  # a changed limit re-evaluates every object
     assert export.counters["group_adds"] == 1 and export.counters["member_adds"] == 5
@@ -227,7 +230,7 @@ def test_killed_and_retried_export_has_no_duplicates(store, world, kind):
 def test_display_name_naming_fits_ad_limits_and_follows_a_cloud_rename(store, world):
     """Display-name naming: CN=<displayName (at most 51)>_<last 12 of the id>, escaped for the DN, renamed with it."""
     graph, ad, _rules, users = world
-    rules = load_sync_rules(writeback_naming="displayName")
+    rules = load_sync_rules(**WRITEBACK_ON, writeback_naming="displayName")
     name = '  R&D, Platform + Ops #1 = <Core> "Team"; with a display name longer than sixty-four characters  '
     group_id = m365_group(graph, name, sorted(users)[:2])
     _a, _e, export = cycle(store, graph, ad, rules)
@@ -235,7 +238,7 @@ def test_display_name_naming_fits_ad_limits_and_follows_a_cloud_rename(store, wo
     expected_cn = f"{name.strip()[:51]}_{group_id[-12:]}"
     assert len(expected_cn) == 64  # AD's CN limit, reached exactly
     conn = ad.get_conn()
-    conn.search(WRITEBACK_OU_DEFAULT, f"(adminDescription=Group_{group_id})",
+    conn.search(DEV_WRITEBACK_OU, f"(adminDescription=Group_{group_id})",
                 attributes=["cn", "sAMAccountName", "displayName", "member"])  # fmt: skip
     (entry,) = [e for e in conn.response if e["type"] == "searchResEntry"]
     assert _one(entry["attributes"]["cn"]) == expected_cn  # Samba took the escaped DN: the value reads back unescaped
@@ -247,7 +250,7 @@ def test_display_name_naming_fits_ad_limits_and_follows_a_cloud_rename(store, wo
     _a, _e, renamed = cycle(store, graph, ad, rules)
     assert renamed.result == "success" and renamed.counters["group_renames"] == 1, renamed.counters
     conn = ad.get_conn()  # the cycle's import closed the hook's connection
-    conn.search(WRITEBACK_OU_DEFAULT, f"(adminDescription=Group_{group_id})", attributes=["cn", "member"])
+    conn.search(DEV_WRITEBACK_OU, f"(adminDescription=Group_{group_id})", attributes=["cn", "member"])
     (entry,) = [e for e in conn.response if e["type"] == "searchResEntry"]
     assert _one(entry["attributes"]["cn"]) == f"Platform Ops_{group_id[-12:]}"
     assert len(entry["attributes"]["member"]) == 2
@@ -263,8 +266,8 @@ def test_deleted_cloud_group_moved_to_the_holding_ou_after_the_deletion_threshol
     """deprovision="move": the written-back group (a CN with an escaped comma) goes to the holding OU with its members;
     the move counts against the deletion threshold like a delete."""
     graph, ad, _rules, users = world
-    rules = load_sync_rules(writeback_naming="displayName")
-    holding = WRITEBACK_OU_DEFAULT.replace("OU=Writeback,", "OU=Holding,")
+    rules = load_sync_rules(**WRITEBACK_ON, writeback_naming="displayName")
+    holding = DEV_WRITEBACK_OU.replace("OU=Writeback,", "OU=Holding,")
     conn = ad.get_conn()
     if not conn.add(holding, "organizationalUnit"):
         assert conn.result["description"] == "entryAlreadyExists", conn.result
@@ -277,9 +280,55 @@ def test_deleted_cloud_group_moved_to_the_holding_ou_after_the_deletion_threshol
     move = {"deprovision": "move", "holding_ou": holding}
     stopped = run_ad_export(store, ad, settings=ADExportSettings(deletion_threshold=0, **move))
     assert stopped.result == "stopped-deletion-threshold-exceeded" and stopped.counters["planned_deletes"] == 1
-    assert ad.object_dn(guid).endswith(WRITEBACK_OU_DEFAULT)  # nothing was written
+    assert ad.object_dn(guid).endswith(DEV_WRITEBACK_OU)  # nothing was written
 
     moved = run_ad_export(store, ad, settings=ADExportSettings(deletion_threshold=1, **move))
     assert moved.result == "success" and moved.counters["group_moves_to_holding"] == 1, moved.counters
     assert ad.object_dn(guid) == f"CN=Move\\, Me_{group_id[-12:]},{holding}"
     assert len(members_in_ad(ad, guid)) == 2
+
+
+def test_an_object_we_did_not_create_at_the_target_dn_is_never_adopted_nor_written(store, world):
+    """Resume adopts only what carries our mark: a group someone else put at the writeback DN (unmarked, or marked for
+    another cloud group) is a per-object error naming it, in the crash state ("sent") and on a plain retry; it keeps
+    its attributes and gets no members, no second group is created, and the run goes on."""
+    graph, ad, rules, users = world
+    group_id = m365_group(graph, "Taken Name", sorted(users)[:2])
+    other_id = m365_group(graph, "Goes Through", sorted(users)[2:4])
+    cycle(store, graph, ad, rules, export=False)  # both adds staged
+    dn = f"CN=Group_{group_id},{DEV_WRITEBACK_OU}"
+    conn = ad.get_conn()
+    assert conn.add(dn, "group", {"description": "made by hand", "sAMAccountName": "handmade-7"}), conn.result
+    foreign = ad.object_guid(dn)
+    with store.transaction() as connection:  # as an interrupted export leaves its adds
+        connection.execute(
+            sa.update(pending_export)
+            .where(pending_export.c.connector == "ad", pending_export.c.operation == "add")
+            .values(state="sent")
+        )
+
+    def refused(export) -> dict:
+        assert export.result == "completed-export-errors", export
+        (error,) = [e for e in store.run_errors(export.run_id) if e["code"] == "not-adopted"]
+        assert "an object we did not create holds this name; not adopted" in error["message"], error
+        assert dn in error["message"] and foreign in error["message"]
+        assert export.counters["adds_not_adopted"] == 1
+        conn = ad.get_conn()
+        names = f"(|(cn=Group_{group_id})(cn=Group_{other_id})(displayName=Taken Name))"
+        conn.search(DEV_WRITEBACK_OU, names, attributes=["cn", "description", "member", "adminDescription"])
+        entries = [e for e in conn.response if e["type"] == "searchResEntry"]
+        found = {_one(e["attributes"]["cn"]): e["raw_attributes"] for e in entries}
+        assert len(entries) == 2 and set(found) == {f"Group_{group_id}", f"Group_{other_id}"}  # none beside it
+        assert found[f"Group_{group_id}"]["description"] == [b"made by hand"]  # never overwritten
+        assert not found[f"Group_{group_id}"].get("member")
+        return found[f"Group_{group_id}"]
+
+    first = run_ad_export(store, ad)
+    assert first.counters["group_adds"] == 1  # the other group is written: the run goes on
+    assert first.counters.get("adds_reconciled", 0) == 0
+    assert not refused(first).get("adminDescription")
+    ad.modify_object(foreign, {"adminDescription": [f"Group_{other_id}"]})  # a mark, but not this group's
+    retried = run_ad_export(store, ad)  # the row is failed now: a plain add meets entryAlreadyExists
+    assert refused(retried)["adminDescription"] == [f"Group_{other_id}".encode()]
+    assert retried.counters["ldap_writes"] == 1, retried.counters  # the refused add, nothing else
+    assert ad.object_guid(dn) == foreign

@@ -14,16 +14,19 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+from airflow_provider_aadsync.devenv.seed import DEV_WRITEBACK_OU, MAIL_DOMAIN
 from airflow_provider_aadsync.engine.ad_export import run_ad_export
 from airflow_provider_aadsync.engine.entra_import import import_entra
 from airflow_provider_aadsync.engine.store import link, mv_object
 from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.settings import WRITEBACK_OU_DEFAULT, load_sync_rules
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.entra import BatchRequest
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
 from tests.integration.conftest import entra_hook_for, hook_for, trust
 from tests.integration.test_group_writeback import members_in_ad, written_back
+
+#: Group writeback is opt-in: these tests turn it on, into the dev DC's writeback OU.
+WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU}
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,7 +36,7 @@ MEMBERS = 60_000
 @pytest.fixture(scope="module")
 def dc(start_dc) -> SambaDC:
     dc = start_dc(users=100_000, groups=5_000)
-    hook_for(dc).get_conn().add(WRITEBACK_OU_DEFAULT, "organizationalUnit")
+    hook_for(dc).get_conn().add(DEV_WRITEBACK_OU, "organizationalUnit")
     return dc
 
 
@@ -42,7 +45,7 @@ def test_60000_member_group_written_back_with_every_member(dc, graph_server, ten
     graph = entra_hook_for(graph_server, tenant)
     ad = hook_for(dc)
     assert run_ad_import(ad, store, mode="full")["result"] == "success"
-    rules = load_sync_rules(writeback_size_limit=MEMBERS)
+    rules = load_sync_rules(**WRITEBACK_ON, writeback_size_limit=MEMBERS)
     assert run_sync(store, rules, connector="ad", mode="full").result == "success"
     with store.engine.connect() as connection:
         rows = connection.execute(

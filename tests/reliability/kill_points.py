@@ -97,7 +97,8 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
             from airflow_provider_aadsync.engine.sync import run_sync
             from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 
-            rules = load_sync_rules(writeback_ou=spec.get("writeback_ou"))
+            writeback_ou = spec.get("writeback_ou")  # group writeback is opt-in: on when the spec names its OU
+            rules = load_sync_rules(writeback_enabled=bool(writeback_ou), writeback_ou=writeback_ou)
             return run_sync(store, rules, connector=spec["connector"], mode=spec["mode"], lock_holder=HOLDER).summary()
         if step == "export-entra":
             from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export

@@ -19,11 +19,11 @@ from airflow_provider_aadsync.engine.export_guards import STOPPED_DISABLES, STOP
 from airflow_provider_aadsync.engine.report import render_runs
 from airflow_provider_aadsync.engine.store import cs_object
 from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.settings import WRITEBACK_OU_DEFAULT, load_sync_rules
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
 from tests.integration.conftest import entra_hook_for, hook_for, trust
 from tests.integration.test_entra_export_emulator import graph_groups, graph_members, graph_users
-from tests.integration.test_group_writeback import m365_group, members_in_ad, written_back
+from tests.integration.test_group_writeback import WRITEBACK_ON, m365_group, members_in_ad, written_back
 from tests.unit.sync.world import ad_group, ad_user, guid, immutable_id, import_delta, import_full
 
 pytestmark = pytest.mark.integration
@@ -139,13 +139,14 @@ def test_missing_user_account_control_leaves_the_cloud_account_enabled(graph_ser
 @pytest.fixture(scope="module")
 def dc(start_dc):
     dc = start_dc(users=200, groups=10, group_size=150)  # the group writeback tests' cached directory
-    hook_for(dc).get_conn().add(WRITEBACK_OU_DEFAULT, "organizationalUnit")
+    hook_for(dc).get_conn().add(WRITEBACK_ON["writeback_ou"], "organizationalUnit")
     return dc
 
 
 def test_writeback_member_removals_stop_before_any_ldap_write_then_apply_when_confirmed(
-    dc, graph_server, tenant_verifying, store, rules
+    dc, graph_server, tenant_verifying, store
 ):
+    rules = load_sync_rules(**WRITEBACK_ON)  # group writeback is opt-in
     graph = entra_hook_for(graph_server, tenant_verifying(MAIL_DOMAIN))
     ad = hook_for(dc)
     assert run_ad_import(ad, store, mode="full")["result"] == "success"

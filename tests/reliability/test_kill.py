@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.engine.sync.settings import WRITEBACK_OU_DEFAULT
+from airflow_provider_aadsync.devenv.seed import DEV_WRITEBACK_OU
 from tests.integration.conftest import hook_for
 from tests.reliability.kill_points import run_step
 from tests.reliability.support import (
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def dc(start_dc) -> SambaDC:
     dc = start_dc(users=200, groups=10, group_size=150)
-    hook_for(dc).get_conn().add(WRITEBACK_OU_DEFAULT, "organizationalUnit")
+    hook_for(dc).get_conn().add(DEV_WRITEBACK_OU, "organizationalUnit")
     return dc
 
 
@@ -54,7 +54,7 @@ def writeback_state(dc: SambaDC) -> list[tuple]:
     """The groups under the writeback OU: (mark, name, description, members' DNs); GUIDs and USNs left out."""
     conn = hook_for(dc).get_conn()
     conn.search(
-        WRITEBACK_OU_DEFAULT,
+        DEV_WRITEBACK_OU,
         "(objectClass=group)",
         search_scope="LEVEL",
         attributes=["adminDescription", "cn", "description", "groupType", "sAMAccountName", "displayName", "member"],
@@ -74,7 +74,7 @@ def writeback_state(dc: SambaDC) -> list[tuple]:
 
 def clear_writeback(dc: SambaDC) -> None:
     conn = hook_for(dc).get_conn()
-    conn.search(WRITEBACK_OU_DEFAULT, "(objectClass=group)", search_scope="LEVEL", attributes=["cn"])
+    conn.search(DEV_WRITEBACK_OU, "(objectClass=group)", search_scope="LEVEL", attributes=["cn"])
     for dn in [e["dn"] for e in conn.response if e["type"] == "searchResEntry"]:
         assert conn.delete(dn), conn.result
 
@@ -88,7 +88,7 @@ def world(dc, graph_server, tenants, tmp_path_factory) -> dict[str, Any]:
     imported = f"sqlite:///{home / 'imported.sqlite'}"
     assert run_step({"step": "import-ad", "store": imported, "ad": ad_info, "mode": "full"})["result"] == "success"
     synced = copy_store(store_path(imported), home / "synced.sqlite")
-    sync = {"step": "sync", "store": synced, "connector": "ad", "mode": "full", "writeback_ou": WRITEBACK_OU_DEFAULT}
+    sync = {"step": "sync", "store": synced, "connector": "ad", "mode": "full", "writeback_ou": DEV_WRITEBACK_OU}
     assert run_step(sync)["result"] == "success"
     exported = copy_store(store_path(synced), home / "exported.sqlite")
     tenant = tenants()
@@ -125,7 +125,7 @@ def test_killed_ad_delta_import_keeps_the_old_watermark_and_reruns_to_the_same_s
 
 
 def test_killed_ad_sync_reruns_to_the_same_metaverse_and_exports(world, soak, tmp_path):
-    spec = {"step": "sync", "connector": "ad", "mode": "full", "writeback_ou": WRITEBACK_OU_DEFAULT}
+    spec = {"step": "sync", "connector": "ad", "mode": "full", "writeback_ou": DEV_WRITEBACK_OU}
     base = store_path(world["imported"])
     before = snapshot(world["imported"])
     total, summary = baseline({**spec, "store": copy_store(base, tmp_path / "reference.sqlite")})
@@ -203,7 +203,7 @@ def test_killed_group_writeback_reruns_without_duplicates_or_lost_members(world,
             graph.request("PATCH", f"/groups/{group['id']}", json={"members@odata.bind": urls})
     base = copy_store(store_path(world["exported"]), tmp_path / "base.sqlite")
     assert run_step({"step": "import-entra", "store": base, "entra": entra, "mode": "full"})["result"] == "success"
-    sync = {"step": "sync", "store": base, "mode": "delta", "writeback_ou": WRITEBACK_OU_DEFAULT}
+    sync = {"step": "sync", "store": base, "mode": "delta", "writeback_ou": DEV_WRITEBACK_OU}
     assert run_step({**sync, "connector": "ad"})["result"] == "success"
     assert run_step({**sync, "connector": "entra"})["result"] == "success"
 

@@ -15,7 +15,12 @@ def test_dev_env_prints_an_airflow_json_connection(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["dev", "env"])
     assert result.exit_code == 0, result.output
     exports = dict(line.removeprefix("export ").partition("=")[::2] for line in result.output.strip().splitlines())
-    assert set(exports) == {"AIRFLOW_CONN_AADSYNC_AD", "AIRFLOW_CONN_AADSYNC_ENTRA"}
+    assert set(exports) == {"AIRFLOW_CONN_AADSYNC_AD", "AIRFLOW_CONN_AADSYNC_ENTRA",
+                            "AIRFLOW_VAR_AADSYNC_WRITEBACK_ENABLED", "AIRFLOW_VAR_AADSYNC_WRITEBACK_OU"}  # fmt: skip
+    # the dev world turns group writeback on for itself, into the OU `dev up` creates (the product has no default)
+    assert exports["AIRFLOW_VAR_AADSYNC_WRITEBACK_ENABLED"] == "true"
+    (ou,) = shlex.split(exports["AIRFLOW_VAR_AADSYNC_WRITEBACK_OU"])
+    assert ou == "OU=Writeback,OU=AADSync,DC=corp,DC=example,DC=test"
     ad = Connection.from_json(shlex.split(exports["AIRFLOW_CONN_AADSYNC_AD"])[0], conn_id="aadsync_ad")
     assert ad.conn_type == "aadsync_ad" and ad.host == "127.0.0.1" and ad.port == 636
     assert ad.extra_dejson["tls"] == "ldaps"
@@ -58,3 +63,13 @@ def test_import_guard_options_are_checked_before_anything_connects(tmp_path, mon
         assert result.exit_code == 2 and "share must be more than 0 and at most 1" in result.output
         help_text = CliRunner().invoke(main, [command, "--help"]).output
         assert "--confirm-mass-removal" in help_text and "--import-deletion-threshold" in help_text
+
+
+def test_group_writeback_is_opt_in_on_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
+    store = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    result = CliRunner().invoke(main, ["export-ad", "--store", store])  # no DC needed: nothing is written
+    assert result.exit_code == 0, result.output
+    assert "group writeback is off: the AD export writes nothing" in result.output and "--writeback" in result.output
+    result = CliRunner().invoke(main, ["sync", "--connector", "entra", "--writeback", "--store", store])
+    assert result.exit_code == 2 and "no writeback OU is set" in result.output and "--writeback-ou" in result.output

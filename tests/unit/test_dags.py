@@ -137,3 +137,12 @@ def test_mass_change_guards_take_the_param_else_the_variable_else_the_default(da
     assert render(None, {}) == str(default)
     assert render(None, {f"aadsync_{name}": "7"}) == "7"
     assert render(3, {f"aadsync_{name}": "7"}) == "3"
+
+
+def test_group_writeback_is_opt_in_through_variables(dagbag):
+    """Off unless the Variable aadsync_writeback_enabled says true; the OU has no default (required when on)."""
+    dag = dagbag.dags["aadsync_cycle"]
+    for task_id in ("sync_ad", "sync_entra", "preview", "export_ad"):
+        flag = dag.get_task(task_id).writeback_enabled
+        assert "aadsync_writeback_enabled" in flag and "'false'" in flag, (task_id, flag)
+    assert "var.value.get('aadsync_writeback_ou', '')" in dag.get_task("sync_entra").writeback_ou

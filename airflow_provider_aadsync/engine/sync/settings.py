@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from airflow_provider_aadsync.engine.rules import RuleSet, load_default_rules, load_rules
+from airflow_provider_aadsync.engine.rules import Direction, RuleSet, load_default_rules, load_rules, rule_fingerprint
+
+log = logging.getLogger(__name__)
 
 #: Members a group may have when written through the V2 endpoint's capabilities (the default).
 V2_MEMBER_LIMIT = 250_000
@@ -17,9 +20,11 @@ V1_MEMBER_LIMIT = 50_000
 #: error). The default is the product's; it may be raised, step by step, up to the V2 endpoint's group size.
 WRITEBACK_LIMIT_DEFAULT = 50_000
 WRITEBACK_LIMIT_MAX = 250_000
-#: The OU written-back groups are created in (the local dev DC's; set your own). It must lie under the AD
-#: connection's base DN, so the AD import sees the groups it wrote.
-WRITEBACK_OU_DEFAULT = "OU=Writeback,OU=AADSync,DC=corp,DC=example,DC=test"
+#: Group writeback is opt-in: off unless asked for, and then it needs its OU (no default: the product cannot guess
+#: where in a customer's directory groups may be created).
+WRITEBACK_ENABLED_DEFAULT = False
+#: The connector group writeback writes to: with writeback off, its outbound rules are left out of the rule set.
+WRITEBACK_CONNECTOR = "ad"
 WritebackNaming = Literal["objectId", "displayName"]
 
 EndpointMode = Literal["v2", "v1"]
@@ -49,37 +54,86 @@ def writeback_limit(value: int | str | None = None) -> int:
     return limit
 
 
+class WritebackSettingsError(ValueError):
+    """Group writeback is on but not configured: raised before anything runs, naming the setting to fix."""
+
+
+def writeback_ou_required(writeback_ou: str | None) -> str:
+    """The writeback OU, or a clear error when writeback is on without one."""
+    ou = (writeback_ou or "").strip()
+    if ou in ("", "None"):
+        raise WritebackSettingsError(
+            "group writeback is on but no writeback OU is set: set the Airflow Variable aadsync_writeback_ou (CLI: "
+            "--writeback-ou; operators: writeback_ou) to the OU written-back groups are created in, under the AD "
+            "connection's base DN; or turn writeback off (Variable aadsync_writeback_enabled = false, CLI: "
+            "--no-writeback)"
+        )
+    return ou
+
+
 def rule_parameters(
     mode: EndpointMode = "v2",
     *,
+    writeback_enabled: bool = WRITEBACK_ENABLED_DEFAULT,
     writeback_size_limit: int | str | None = None,
     writeback_ou: str | None = None,
     writeback_naming: WritebackNaming = "objectId",
 ) -> dict[str, object]:
-    """The ``%Name%`` parameters the shipped rules use."""
+    """The ``%Name%`` parameters the shipped rules use. With writeback off, the writeback parameters are inert
+    placeholders (the writeback rules are left out, see :func:`without_writeback`) and are not checked."""
+    if not writeback_enabled:
+        return {"MemberLimit": member_limit(mode), "WritebackLimit": WRITEBACK_LIMIT_DEFAULT, "WritebackOU": "",
+                "WritebackNaming": "objectId"}  # fmt: skip
     if writeback_naming not in ("objectId", "displayName"):
         raise ValueError(f"group writeback naming must be 'objectId' or 'displayName', not {writeback_naming!r}")
     return {
         "MemberLimit": member_limit(mode),
         "WritebackLimit": writeback_limit(writeback_size_limit),
-        "WritebackOU": (writeback_ou or "").strip() or WRITEBACK_OU_DEFAULT,
+        "WritebackOU": writeback_ou_required(writeback_ou),
         "WritebackNaming": writeback_naming,
     }
+
+
+def without_writeback(rules: RuleSet, parameters: dict[str, object]) -> RuleSet:
+    """The rule set with group writeback left out: every outbound rule to the writeback connector (``ad``: the
+    product writes to AD only for writeback), and the inbound rules that only feed them (their metaverse object type
+    is read by no other outbound rule, e.g. the cloudGroup projection of Microsoft 365 groups)."""
+    outbound = [r for r in rules if r.direction is Direction.OUTBOUND]
+    writeback = [r for r in outbound if r.connector.casefold() == WRITEBACK_CONNECTOR]
+    if not writeback:
+        return rules
+    kept_outbound = [r for r in outbound if r not in writeback]
+    still_read = {r.source_object_type.casefold() for r in kept_outbound}
+    fed_only = {r.source_object_type.casefold() for r in writeback} - still_read
+    dropped = writeback + [
+        r for r in rules if r.direction is Direction.INBOUND and r.target_object_type.casefold() in fed_only
+    ]
+    kept = [r for r in rules if r not in dropped]
+    log.info("group writeback is off: rules left out: %s", ", ".join(sorted(r.name for r in dropped)))
+    return RuleSet(kept, fingerprint=rule_fingerprint(kept, parameters), sources=rules.sources)
 
 
 def load_sync_rules(
     rule_paths: Iterable[str | Path] | None = None,
     *,
     mode: EndpointMode = "v2",
+    writeback_enabled: bool = WRITEBACK_ENABLED_DEFAULT,
     writeback_size_limit: int | str | None = None,
     writeback_ou: str | None = None,
     writeback_naming: WritebackNaming = "objectId",
 ) -> RuleSet:
-    """The rule files at ``rule_paths`` (files or folders), or the shipped default rules when none are given."""
+    """The rule files at ``rule_paths`` (files or folders), or the shipped default rules when none are given.
+
+    Group writeback is opt-in: unless ``writeback_enabled``, its rules are left out (nothing is staged for AD);
+    when it is on, ``writeback_ou`` is required (:class:`WritebackSettingsError` otherwise).
+    """
     parameters = rule_parameters(
-        mode, writeback_size_limit=writeback_size_limit, writeback_ou=writeback_ou, writeback_naming=writeback_naming
+        mode,
+        writeback_enabled=writeback_enabled,
+        writeback_size_limit=writeback_size_limit,
+        writeback_ou=writeback_ou,
+        writeback_naming=writeback_naming,
     )
     paths = [Path(path) for path in rule_paths or []]
-    if paths:
-        return load_rules(paths, parameters=parameters)
-    return load_default_rules(parameters)
+    rules = load_rules(paths, parameters=parameters) if paths else load_default_rules(parameters)
+    return rules if writeback_enabled else without_writeback(rules, parameters)

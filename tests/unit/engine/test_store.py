@@ -129,3 +129,23 @@ def test_write_columns_names_what_is_wrong(store):
                 {"connector": "ad", "anchor": ["a"], "dn": ["x"], "object_type": "user", "attrs": "{}",
                  "attrs_hash": "h", "refs_hash": "0", "updated_at": dt.datetime.now(dt.UTC)},
             )  # fmt: skip
+
+
+def test_a_store_of_schema_version_5_gains_the_first_send_time_of_pending_exports(tmp_path):
+    """Step 6: ``pending_export.sent_at`` (resume adopts only objects created after it); old rows keep NULL."""
+    from airflow_provider_aadsync.engine.store import pending_export, schema_version
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with Store.open(url) as store, store.engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE pending_export DROP COLUMN sent_at")
+        connection.execute(sa.delete(schema_version).where(schema_version.c.version == 6))
+        connection.exec_driver_sql(
+            "INSERT INTO pending_export (connector, anchor, object_type, dn, operation, changes, state, attempts, "
+            "created_at, updated_at) VALUES ('entra', 'a', 'user', 'u', 'add', '{}', 'sent', 1, "
+            "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        )
+    with Store.open(url) as store:
+        assert store.current_version() == SCHEMA_VERSION >= 6
+        with store.engine.connect() as connection:
+            (row,) = connection.execute(sa.select(pending_export)).all()
+        assert row.anchor == "a" and row.sent_at is None

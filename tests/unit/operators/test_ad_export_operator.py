@@ -1,11 +1,13 @@
-"""ADExportOperator: templated fields and the settings it builds from task parameters."""
+"""ADExportOperator: templated fields and the settings it builds from task parameters; group writeback opt-in."""
 
 from __future__ import annotations
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConfigurationError
 from airflow_provider_aadsync.operators.ad_export import ADExportOperator, ad_export_settings, check_holding_ou
+from airflow_provider_aadsync.operators.sync import SyncOperator, load_rules_for
 
 
 def test_template_fields():
@@ -52,3 +54,34 @@ def test_guard_thresholds_are_templated_on_both_exports():
     assert settings.member_removal_group_percent == 50
     with pytest.raises(ValueError, match="less than or equal to 100"):
         ad_export_settings(member_removal_group_percent="101")
+
+
+# ------------------------------------------------------------------------------------------ writeback is opt-in
+def test_writeback_off_by_default_the_ad_export_is_skipped_and_writes_nothing(tmp_path):
+    """Off (the default, or a Variable rendered "false"/empty), the task says so and never opens AD or the store."""
+    for rendered in (False, "false", "", "None"):
+        operator = ADExportOperator(
+            task_id="export_ad", writeback_enabled=rendered, ad_conn_id="no_such_connection",
+            store_url=f"sqlite:///{tmp_path / 'missing' / 'store.sqlite'}",
+        )  # fmt: skip
+        with pytest.raises(AirflowSkipException, match="group writeback is off: the AD export writes nothing"):
+            operator.execute({})
+    assert not (tmp_path / "missing").exists()
+    assert ADExportOperator(task_id="export_ad").writeback_enabled is False
+    assert "writeback_enabled" in ADExportOperator.template_fields
+
+
+def test_sync_with_writeback_on_and_no_ou_fails_without_retries_naming_the_variable(tmp_path):
+    operator = SyncOperator(
+        task_id="sync_entra", connector="entra", mode="full", writeback_enabled="true", writeback_ou="",
+        store_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
+    )  # fmt: skip
+    context = {"dag": type("Dag", (), {"dag_id": "aadsync_full"})(), "run_id": "manual__1", "ti": None}
+    with pytest.raises(AirflowFailException, match="refused configuration, not retried: .*aadsync_writeback_ou"):
+        operator.execute(context)
+
+
+def test_sync_operator_loads_writeback_rules_only_when_the_rendered_flag_is_true():
+    off = load_rules_for(None, "v2", writeback_enabled="false", writeback_ou="OU=Writeback,DC=corp,DC=example,DC=test")
+    on = load_rules_for(None, "v2", writeback_enabled="True", writeback_ou="OU=Writeback,DC=corp,DC=example,DC=test")
+    assert "Out to AD - Group Writeback" in on and "Out to AD - Group Writeback" not in off

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_aadsync.devenv.seed import DEV_WRITEBACK_OU
+from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR
 from airflow_provider_aadsync.engine.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
 from airflow_provider_aadsync.engine.sync.settings import (
     WRITEBACK_LIMIT_DEFAULT,
-    WRITEBACK_OU_DEFAULT,
+    WritebackSettingsError,
     load_sync_rules,
     writeback_limit,
 )
@@ -25,6 +27,9 @@ from tests.unit.sync.world import (
     metaverse,
     reference_exports,
 )
+
+#: Group writeback is opt-in: these tests turn it on, into the dev DC's writeback OU.
+WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU}
 
 GROUP_ID = "5a1e5000-0000-4000-8000-00000000c0de"
 
@@ -75,13 +80,13 @@ def world(store, rules, *, members=("cloud-1", "cloud-2", "cloud-3", "cloud-9"))
 
 
 def test_m365_group_is_staged_as_universal_distribution_group_with_joined_members(store):
-    result = world(store, load_sync_rules())
+    result = world(store, load_sync_rules(**WRITEBACK_ON))
     assert result.result == "success", result
     cloud_groups = [attrs for attrs in metaverse(store).values() if attrs["type"] == "cloudGroup"]
     assert [g["cloudAnchor"] for g in cloud_groups] == [[GROUP_ID]]  # the security group is not written back
     (anchor, export), *others = exports(store, "ad").items()
     assert not others and anchor.startswith(PROVISIONAL_PREFIX) and export["operation"] == "add"
-    assert export["dn"] == f"CN=Group_{GROUP_ID},{WRITEBACK_OU_DEFAULT}"
+    assert export["dn"] == f"CN=Group_{GROUP_ID},{DEV_WRITEBACK_OU}"
     changes = export["changes"]
     assert changes["groupType"] == ["8"] and changes["sAMAccountName"] == ["Group_00000000c0de"]
     assert changes["displayName"] == ["Project Falcon"] and changes["description"] == ["M365"]
@@ -97,7 +102,7 @@ def test_m365_group_is_staged_as_universal_distribution_group_with_joined_member
 
 
 def test_display_name_naming_keeps_cn_within_64_characters(store):
-    rules = load_sync_rules(writeback_naming="displayName")
+    rules = load_sync_rules(**WRITEBACK_ON, writeback_naming="displayName")
     import_full(store, "entra", [cloud_group(GROUP_ID, "x" * 80 + ", Sales", [])])
     assert run_sync(store, rules, connector="entra", mode="full").result == "success"
     (export,) = exports(store, "ad").values()
@@ -106,12 +111,12 @@ def test_display_name_naming_keeps_cn_within_64_characters(store):
 
 
 def test_group_over_the_writeback_limit_is_an_object_error_until_the_limit_is_raised(store):
-    result = world(store, load_sync_rules(writeback_size_limit=2))
+    result = world(store, load_sync_rules(**WRITEBACK_ON, writeback_size_limit=2))
     assert result.result == "completed-sync-errors"
     (error,) = store.run_errors(result.run_id)
     assert "Group writeback size limit exceeded: more than 2 members" in error["message"]
     assert exports(store, "ad") == {}
-    raised = run_sync(store, load_sync_rules(writeback_size_limit=3), connector="entra", mode="delta")
+    raised = run_sync(store, load_sync_rules(**WRITEBACK_ON, writeback_size_limit=3), connector="entra", mode="delta")
     assert raised.result == "success" and raised.mode == "full"  # a changed limit re-evaluates everything
     assert len(reference_exports(store, "ad")) == 3
 
@@ -123,3 +128,35 @@ def test_writeback_limit_defaults_to_50000_and_is_refused_above_250000():
         writeback_limit(250_001)
     with pytest.raises(ValueError, match="whole number"):
         writeback_limit("lots")
+
+
+# ------------------------------------------------------------------------------------------ writeback is opt-in
+def test_writeback_is_off_by_default_no_writeback_rule_runs_and_nothing_is_staged_for_ad(store):
+    rules = load_sync_rules()
+    assert not [rule.name for rule in rules if rule.connector == "ad" and rule.direction.value == "outbound"]
+    assert not [rule.name for rule in rules if rule.target_object_type == "cloudGroup"]  # nothing feeds writeback
+    result = world(store, rules)
+    assert result.result == "success", result
+    assert exports(store, "ad") == {} and reference_exports(store, "ad") == set()
+    assert [attrs for attrs in metaverse(store).values() if attrs["type"] == "cloudGroup"] == []
+    # the rest of the rule set is whole: AD objects still go to Entra ID
+    assert ("Staff",) in {tuple(e["changes"].get("displayName", [])) for e in exports(store, "entra").values()}
+
+
+def test_writeback_on_without_an_ou_is_refused_naming_the_variable():
+    for ou in (None, "", "  ", "None"):
+        with pytest.raises(WritebackSettingsError, match="aadsync_writeback_ou") as raised:
+            load_sync_rules(writeback_enabled=True, writeback_ou=ou)
+        assert "aadsync_writeback_enabled" in str(raised.value) and "--writeback-ou" in str(raised.value)
+    # off, the writeback settings are not even looked at (a leftover Variable cannot stop the sync)
+    assert len(load_sync_rules(writeback_size_limit="lots", writeback_ou=""))
+
+
+def test_writeback_rules_of_a_custom_rule_folder_are_left_out_while_writeback_is_off(tmp_path):
+    for source in DEFAULT_RULES_DIR.glob("*.yaml"):
+        (tmp_path / source.name).write_text(source.read_text())
+    off, on = load_sync_rules([tmp_path]), load_sync_rules([tmp_path], **WRITEBACK_ON)
+    dropped = {rule.name for rule in on} - {rule.name for rule in off}
+    assert dropped == {"In from AAD - Group Writeback", "Out to AD - Group Writeback"}
+    assert off.fingerprint != on.fingerprint  # turning writeback on or off is a rule change: the next sync is full
+    assert off.fingerprint == load_sync_rules().fingerprint
