@@ -15,7 +15,11 @@ from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
 from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.entra_import import import_entra
-from airflow_provider_aadsync.engine.export_guards import STOPPED_DISABLES, STOPPED_MEMBER_REMOVALS
+from airflow_provider_aadsync.engine.export_guards import (
+    STOPPED_DISABLES,
+    STOPPED_MEMBER_REMOVALS,
+    count_mass_changes,
+)
 from airflow_provider_aadsync.engine.report import render_runs
 from airflow_provider_aadsync.engine.store import cs_object
 from airflow_provider_aadsync.engine.sync import run_sync
@@ -200,3 +204,19 @@ def test_the_ad_import_reads_every_attribute_the_rules_need_whatever_the_connect
     wider = run_ad_import(hook_for(dc), store, mode="delta")
     assert wider["mode"] == "full" and "attribute list" in wider["fallback_reason"], wider
     assert run_ad_import(hook_for(dc), store, mode="delta")["mode"] == "delta"
+
+
+def test_the_guards_count_the_same_on_postgresql(pg_store):
+    """The counting is SQL over the plan: the same answers on PostgreSQL (case-sensitive LIKE, integer division)."""
+    from tests.unit.engine.test_export_guards import add_group, stage_removes, world_with_cloud_twins
+
+    rules = world_with_cloud_twins(pg_store, 3)
+    import_delta(pg_store, "ad", [ad_user(1, disabled=True), ad_user(2, disabled=True)])
+    assert run_sync(pg_store, rules, connector="ad", mode="delta").result == "success"
+    add_group(pg_store, "entra", "sales", "Sales", 24, "members")
+    stage_removes(pg_store, "entra", "sales", 13, "members")
+    add_group(pg_store, "entra", "half", "Half", 40, "members")
+    stage_removes(pg_store, "entra", "half", 20, "members")
+    changes = count_mass_changes(pg_store, "entra", ExportSettings())
+    assert (changes.disables, changes.member_removes) == (2, 33)
+    assert [(g.anchor, g.removes, g.members, g.percent) for g in changes.groups_over_share] == [("sales", 13, 24, 55)]
