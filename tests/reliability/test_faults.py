@@ -136,12 +136,15 @@ STORMS = {
 
 @pytest.mark.parametrize("fault", list(STORMS))
 def test_export_through_a_fault_storm_ends_equal_to_a_clean_export(
-    world, graph_server, tenants, emulator_settings_for, tmp_path, fault
+    world, graph_server, tenants, emulator_settings_for, tmp_path, fault, soak
 ):
     url = copy_store(store_path(world["synced"]), tmp_path / "store.sqlite")
     tenant = tenants()
     graph = hook(graph_server, tenant)
-    emulator_settings_for(graph_server, **STORMS[fault])
+    storm = dict(STORMS[fault])
+    if soak:  # the long profile: twice as stormy
+        storm.update({name: min(2 * value, 0.6) for name, value in storm.items() if "Ratio" in name})
+    emulator_settings_for(graph_server, **storm)
     results = export_until_done(url, graph)
     emulator_settings_for(graph_server, **dict.fromkeys(STORMS[fault]))
     assert open_exports(url, "entra") == []
