@@ -73,3 +73,31 @@ def test_group_writeback_is_opt_in_on_the_command_line(tmp_path, monkeypatch):
     assert "group writeback is off: the AD export writes nothing" in result.output and "--writeback" in result.output
     result = CliRunner().invoke(main, ["sync", "--connector", "entra", "--writeback", "--store", store])
     assert result.exit_code == 2 and "no writeback OU is set" in result.output and "--writeback-ou" in result.output
+
+
+def test_export_guard_flags_reach_the_export_and_a_stop_says_which_flag_confirms_it(tmp_path, monkeypatch):
+    import json
+
+    from airflow_provider_aadsync.engine.store import Store
+    from tests.unit.engine.test_export_guards import add_group, stage_removes
+
+    monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AADSYNC_ENTRA",  # never reached: a guard stop and a staging run write nothing
+        json.dumps({"conn_type": "aadsync_entra", "login": "client", "password": "secret",
+                    "extra": {"tenant_id": "00000000-0000-0000-0000-000000000001"}}),
+    )  # fmt: skip
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with Store.open(url) as store:
+        add_group(store, "entra", "sales", "Sales", 20, "members")
+        stage_removes(store, "entra", "sales", 20, "members")
+    stopped = CliRunner().invoke(main, ["export-entra", "--store", url])
+    assert stopped.exit_code == 1, stopped.output
+    assert "stopped-member-removal-threshold-exceeded" in stopped.output
+    assert "`aadsync export-entra --member-removal-group-percent 100`" in stopped.output
+    flags = ["--member-removal-group-percent", "100", "--member-removal-threshold", "20", "--disable-threshold", "0"]
+    staged = CliRunner().invoke(main, ["export-entra", "--store", url, "--staging", *flags])
+    assert staged.exit_code == 0 and "— staged" in staged.output, staged.output
+    assert "member removals 20 of 20 · groups losing more than 100 % of their members 0" in staged.output
+    refused = CliRunner().invoke(main, ["export-ad", "--member-removal-group-percent", "101"])
+    assert refused.exit_code == 2 and "0<=x<=100" in refused.output
