@@ -13,8 +13,8 @@ done.
 
 Membership travels in modify operations of many values each (``member_chunk``, 5,000 by default): a 250,000-member
 group is 50 modifies. Objects that exist are addressed by ``<GUID=...>``, so a group someone renamed in AD is still
-found. Guards as in the Entra export: the deletion threshold stops the export before the first write, staging mode
-writes nothing, 5,000 errors stop the run.
+found. Guards as in the Entra export: the deletion and member removal thresholds stop the export before the first
+write, staging mode writes nothing, 5,000 errors stop the run.
 """
 
 from __future__ import annotations

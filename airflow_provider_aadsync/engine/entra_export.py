@@ -10,9 +10,10 @@ before the kill is found and adopted; "already exists" on a member add and 404 o
 as done). Writes are paced to the tenant's write budget, so the export runs at the throttle cap instead of into
 429s (which are still honoured).
 
-Guards, as the product has them: the deletion threshold stops the export before the first write, staging mode
-writes nothing, 5,000 errors stop the run; duplicate attribute resiliency gives a conflicting UPN a placeholder and
-drops a conflicting SMTP address, records the conflict, and releases it when the conflict is gone.
+Guards, as the product has them and more: the deletion, disable and member removal thresholds stop the export
+before the first write (engine/export_guards.py), staging mode writes nothing, 5,000 errors stop the run; duplicate
+attribute resiliency gives a conflicting UPN a placeholder and drops a conflicting SMTP address, records the
+conflict, and releases it when the conflict is gone.
 """
 
 from __future__ import annotations
