@@ -557,7 +557,7 @@ class EntraHook(BaseHook):
         if not isinstance(body, dict):
             body = {}
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        text = response.text[:300] if "json" in response.headers.get("content-type", "") else ""
+        text = "" if "html" in response.headers.get("content-type", "") else response.text[:300]  # no HTML pages
         found = dict(
             request_id=(body.get("innerError") or {}).get("request-id") or response.headers.get("request-id"),
             method=response.request.method,

@@ -101,3 +101,15 @@ def test_a_retry_after_above_max_retry_wait_stops_at_once(monkeypatch):
     use(hook, lambda request: httpx.Response(200, json=inner))
     with pytest.raises(GraphThrottledError, match="before 1 requests of a \\$batch"):
         hook.batch([BatchRequest("1", "DELETE", "/users/1")])
+
+
+def test_a_gateway_error_page_is_named_not_quoted(hook):
+    page = b"<html><body><h1>502 Bad Gateway</h1>" + b"x" * 500 + b"</body></html>"
+    use(hook, lambda request: httpx.Response(502, content=page, headers={"content-type": "text/html"}))
+    with pytest.raises(Exception, match=r"502 Bad Gateway: no Graph error body \(text/html\)") as error:
+        hook.request("GET", "/users")
+    assert "<html>" not in str(error.value)
+    plain = httpx.Response(503, content=b"upstream busy", headers={"content-type": "text/plain"})
+    use(hook, lambda request: plain)
+    with pytest.raises(Exception, match="503 Service Unavailable: upstream busy"):
+        hook.request("GET", "/users")
