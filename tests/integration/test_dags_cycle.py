@@ -18,7 +18,7 @@ import pytest
 from airflow_provider_aadsync.devenv.airflow_runs import DagRunOutcome, LocalAirflow, outcome, task_states
 from airflow_provider_aadsync.devenv.demo import make_demo_changes
 from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN, dev_writeback_variables, ensure_writeback_ou
 from airflow_provider_aadsync.engine.store import Store
 from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, entra_connection, entra_hook_for, trust
 
@@ -30,7 +30,13 @@ USERS, GROUPS, BIG = 200, 10, 150
 
 @pytest.fixture(scope="module")
 def dc(start_dc) -> SambaDC:
-    return start_dc(users=USERS, groups=GROUPS, group_size=BIG)
+    dc = start_dc(users=USERS, groups=GROUPS, group_size=BIG)
+    conn = dc.connect()
+    try:
+        ensure_writeback_ou(conn, dc.base_dn)  # these cycles run the AD export too: they opt in to group writeback
+    finally:
+        conn.unbind()
+    return dc
 
 
 def new_tenant(graph_server, name: str) -> dict:
@@ -59,7 +65,11 @@ def airflow(dc, graph_server, tenant, tmp_path_factory) -> LocalAirflow:
         dc,
         graph_server,
         tenant,
-        variables={"aadsync_instance": "main", "aadsync_retry_delay_seconds": "1"},
+        variables={
+            "aadsync_instance": "main",
+            "aadsync_retry_delay_seconds": "1",
+            **dev_writeback_variables(dc.base_dn),
+        },
     )
     world.migrate()
     return world
@@ -282,7 +292,7 @@ def test_export_failed_midway_is_retried_by_airflow_and_ends_exact(airflow, dc, 
     assert task_states(airflow.home, "aadsync_cycle", run.run_id)["export_entra"] == ("success", 2)
     assert graph_state(hook) == ad_state(dc)
     with main_store(airflow, "retry") as store:
-        runs = reversed(store.list_runs(limit=3))  # group writeback is off: the Entra export is the last step
+        runs = reversed(store.list_runs(limit=3))  # the cycle ends with the AD export (group writeback)
         exports = [run["result"] for run in runs if (run["profile"], run["connector"]) == ("export", "entra")]
     assert exports == ["stopped-extension-error", "success"]
     report = airflow.report(run)
