@@ -47,6 +47,7 @@ from airflow_provider_aadsync.engine.export_run import (
     run_export,
 )
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT
+from airflow_provider_aadsync.engine.lock import fenced_writer
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,
@@ -190,7 +191,7 @@ def run_ad_export(
         connector=connector,
         settings=settings,
         plan=lambda: plan_counts(store, connector, settings.member_chunk),
-        exporter=lambda run_id: ADExporter(store, writer, connector, run_id, settings),
+        exporter=lambda run_id: ADExporter(store, fenced_writer(writer, store), connector, run_id, settings),
         command="export-ad",
         lock_holder=lock_holder,
     )

@@ -52,6 +52,7 @@ from airflow_provider_aadsync.engine.export_run import (
     run_export,
 )
 from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT
+from airflow_provider_aadsync.engine.lock import fenced_writer
 from airflow_provider_aadsync.engine.source import BatchRequest, WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.store import (
     Store,
@@ -252,7 +253,7 @@ def run_entra_export(
         connector=connector,
         settings=settings,
         plan=lambda: plan_counts(store, connector),
-        exporter=lambda run_id: EntraExporter(store, writer, connector, run_id, settings),
+        exporter=lambda run_id: EntraExporter(store, fenced_writer(writer, store), connector, run_id, settings),
         command="export-entra",
         lock_holder=lock_holder,
     )

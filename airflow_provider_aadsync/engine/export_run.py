@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from airflow_provider_aadsync.engine.export_guards import GuardSettings, check_guards, count_mass_changes
 from airflow_provider_aadsync.engine.import_run import StepResult, process_holder
 from airflow_provider_aadsync.engine.importer import attrs_digest, serialize_attrs
+from airflow_provider_aadsync.engine.lock import stopped_result
 from airflow_provider_aadsync.engine.source import adjust_references_hash, format_hash
 from airflow_provider_aadsync.engine.store import (
     Store,
@@ -87,8 +88,8 @@ def run_export(
             return _finish(store, run_id, connector, "stopped-error-limit", final, writer.errors, detail)
         except Exception as error:
             _finish(
-                store, run_id, connector, "stopped-extension-error", writer.final_counters(counts), writer.errors,
-                repr(error),
+                store, run_id, connector, stopped_result(error, "stopped-extension-error"),
+                writer.final_counters(counts), writer.errors, repr(error),
             )  # fmt: skip
             raise
         result = "completed-export-errors" if writer.errors else "success"

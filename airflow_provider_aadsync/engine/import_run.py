@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 from airflow_provider_aadsync.engine.import_guard import STOPPED_DELETION_THRESHOLD, ImportGuard, MassRemovalStopped
 from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
+from airflow_provider_aadsync.engine.lock import stopped_result
 from airflow_provider_aadsync.engine.source import ObjectDecodeError, WatermarkRejectedError
 from airflow_provider_aadsync.engine.store import Store, Watermark, utcnow
 
@@ -204,7 +205,7 @@ def _execute(
         store.record_errors(run_id, errors.errors)
         store.finish_run(
             run_id,
-            "stopped-server-down" if _is_connection_error(error) else "stopped-extension-error",
+            stopped_result(error, "stopped-server-down" if _is_connection_error(error) else "stopped-extension-error"),
             _counters(writer, errors),
             f"{type(error).__name__}: {error}",
         )

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -69,6 +69,8 @@ class Lease:
     lost: str | None = None
     #: Write transactions of the step now open (SQLite: the heartbeat leaves the renewal to them).
     open_transactions: int = 0
+    #: ``time.monotonic()`` just before the store last confirmed the token (acquisition, renewal, fence).
+    confirmed_at: float = field(default_factory=time.monotonic)
 
     @property
     def expiry(self) -> dt.timedelta:
@@ -111,6 +113,15 @@ def lock_state(store: Store) -> LockState | None:
     return _state(row) if row is not None else None
 
 
+#: The result of a step stopped by :class:`StoreLockLostError`: transient, Airflow retries it.
+LOCK_LOST = "stopped-lock-lost"
+
+
+def stopped_result(error: BaseException, otherwise: str) -> str:
+    """The run result of a step that raised ``error``: ``stopped-lock-lost`` when its lock was taken over."""
+    return LOCK_LOST if isinstance(error, StoreLockLostError) else otherwise
+
+
 def _is_busy(error: sa.exc.OperationalError) -> bool:
     """SQLite's "database is locked" or PostgreSQL's lock_not_available: a running write holds what we need."""
     return "database is locked" in str(error.orig) or getattr(error.orig, "pgcode", None) == "55P03"
@@ -125,6 +136,7 @@ def acquire(store: Store, holder: str, *, lease: dt.timedelta = STEP_LEASE, hold
     re-enters its own cycle's lock keeps the hold.
     """
     now = utcnow()
+    asked_at = time.monotonic()
     try:
         with store.engine.begin() as connection:
             dialect = connection.dialect.name
@@ -160,6 +172,7 @@ def acquire(store: Store, holder: str, *, lease: dt.timedelta = STEP_LEASE, hold
                 current.token + 1,
                 lease,
                 dt.timedelta(seconds=hold_seconds) if hold_seconds else None,
+                confirmed_at=asked_at,
             )
             connection.execute(
                 sa.update(store_lock)
@@ -246,6 +259,7 @@ def fence(store: Store, lease: Lease, connection: sa.Connection) -> None:
     (``FOR UPDATE``) waits for while the heartbeat's renewals (key-preserving updates) go on.
     """
     lease.check()
+    asked_at = time.monotonic()
     if connection.dialect.name == "postgresql":
         token = connection.execute(
             sa.select(store_lock.c.token)
@@ -259,6 +273,58 @@ def fence(store: Store, lease: Lease, connection: sa.Connection) -> None:
         lease.lost = _lost_message(store, lease, connection)
         log.error("%s", lease.lost)
         raise StoreLockLostError(lease.lost)
+    lease.confirmed_at = asked_at
+
+
+def ensure(store: Store, lease: Lease) -> None:
+    """Before a write outside the store (Graph, LDAP): refuse it unless the lock is surely still held.
+
+    The store's fence cannot stop a write that never touches the store, so the exporters call this first. It costs
+    nothing while the token was confirmed less than half a lease ago (the heartbeat confirms it every third); after
+    a longer silence (the process was frozen, the heartbeat could not get through) it asks the store again. What it
+    cannot cover is a freeze in the instant between this check and the request leaving: that write is made, its
+    confirmation is refused, and the run that took over reconciles it (creates are looked up, the rest is
+    idempotent).
+    """
+    lease.check()
+    if time.monotonic() - lease.confirmed_at <= lease.duration.total_seconds() / 2:
+        return
+    asked_at = time.monotonic()
+    if not renew(store, lease):
+        with store.engine.connect() as connection:
+            lease.lost = _lost_message(store, lease, connection)
+        log.error("%s", lease.lost)
+        raise StoreLockLostError(lease.lost)
+    lease.confirmed_at = asked_at
+
+
+class FencedWriter:
+    """A connector's writer (EntraHook, ActiveDirectoryHook) whose write methods first :func:`ensure` the lock."""
+
+    def __init__(self, writer: Any, store: Store, methods: tuple[str, ...]):
+        self._writer = writer
+        self._store = store
+        self._methods = methods
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._writer, name)
+        if name not in self._methods or not callable(attribute):
+            return attribute
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            self._store.check_lease()
+            return attribute(*args, **kwargs)
+
+        return guarded
+
+
+def fenced_writer(writer: Any, store: Store) -> Any:
+    """Wrap an exporter's writer so that no write leaves while the step's lock may be lost (see :func:`ensure`)."""
+    return FencedWriter(writer, store, WRITE_METHODS)
+
+
+#: The methods of the connector writers that change a directory.
+WRITE_METHODS = ("batch", "request", "add_object", "modify_object", "modify_references", "move_object", "delete_object")
 
 
 class _Heartbeat(threading.Thread):
@@ -276,6 +342,7 @@ class _Heartbeat(threading.Thread):
         while not self.stopped.wait(interval):
             if sqlite_store and self.lease.open_transactions:
                 continue  # the open write transaction holds SQLite's write lock and renews the lease itself
+            asked_at = time.monotonic()
             try:
                 held = renew(self.store, self.lease)
             except sa.exc.SQLAlchemyError as error:  # the store is briefly unreachable: the fence decides later
@@ -286,6 +353,7 @@ class _Heartbeat(threading.Thread):
                     self.lease.lost = _lost_message(self.store, self.lease, connection)
                 log.error("%s", self.lease.lost)
                 return
+            self.lease.confirmed_at = asked_at
 
     def stop(self) -> None:
         self.stopped.set()
@@ -319,3 +387,29 @@ def renew_if_long(store: Store, lease: Lease, connection: sa.Connection, started
     it while this transaction held the write lock (nor could anyone take it over)."""
     if connection.dialect.name == "sqlite" and time.monotonic() - started > lease.duration.total_seconds() / 3:
         renew(store, lease, connection)
+
+
+@contextmanager
+def cycle(
+    store: Store,
+    holder: str,
+    *,
+    hold: dt.timedelta = CYCLE_HOLD,
+    wait: dt.timedelta = dt.timedelta(0),
+    poll_seconds: float = 1.0,
+) -> Iterator[Lease]:
+    """Hold the instance for a whole cycle outside Airflow (the DAGs do the same with a sensor and their report):
+    wait up to ``wait`` for it, let every step re-enter it as ``holder``, release it at the end."""
+    deadline = time.monotonic() + wait.total_seconds()
+    while True:
+        try:
+            granted = acquire(store, holder, lease=hold, hold=hold)
+            break
+        except StoreLockedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(poll_seconds)
+    try:
+        yield granted
+    finally:
+        release(store, holder)

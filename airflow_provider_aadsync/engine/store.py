@@ -453,6 +453,10 @@ class Store:
                         connection.execute(
                             sa.text("SELECT pg_advisory_xact_lock(hashtext('aadsync-schema-migration'))")
                         )
+                    elif connection.dialect.name == "sqlite":
+                        # pysqlite runs DDL outside any transaction: two processes opening a new store at once both
+                        # created schema_version. Take SQLite's write lock first, so they take turns here too.
+                        connection.exec_driver_sql("BEGIN IMMEDIATE")
                     metadata.create_all(connection, tables=[schema_version])
                     applied = connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
                     if applied >= step_version:
@@ -673,6 +677,14 @@ class Store:
         from airflow_provider_aadsync.engine import lock
 
         return lock.acquire(self, holder, lease=lease or lock.STEP_LEASE, hold=hold)
+
+    def check_lease(self) -> None:
+        """Before a write outside the store: raise StoreLockLostError unless this handle's step surely still holds
+        the instance lock (a no-op without a step lock; see engine/lock.py ``ensure``)."""
+        if self.lease is not None:
+            from airflow_provider_aadsync.engine import lock
+
+            lock.ensure(self, self.lease)
 
     def release_lock(self, holder: str) -> bool:
         """Release the instance lock if ``holder`` holds it."""

@@ -22,6 +22,7 @@ from airflow_provider_aadsync.engine.import_run import (
     StepResult,
     process_holder,
 )
+from airflow_provider_aadsync.engine.lock import stopped_result
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.store import Store, cs_object, link, mv_object, sync_state, utcnow
 from airflow_provider_aadsync.engine.sync.contributions import resolve
@@ -103,7 +104,8 @@ def run_sync(
             return SyncResult(run_id, connector, mode, "stopped-error-limit", counters, fallback_reason)
         except Exception as error:
             store.record_errors(run_id, errors.errors)
-            store.finish_run(run_id, "stopped-extension-error", _counters(synchronizer, errors), f"{error!r}")
+            result = stopped_result(error, "stopped-extension-error")
+            store.finish_run(run_id, result, _counters(synchronizer, errors), f"{error!r}")
             raise
         counters = _counters(synchronizer, errors)
         result = "completed-sync-errors" if len(errors) else "success"

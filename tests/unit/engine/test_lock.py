@@ -246,3 +246,59 @@ def test_a_store_of_schema_version_4_gains_the_lock_columns(tmp_path):
     with open_store(path) as store:
         assert store.current_version() == SCHEMA_VERSION
         assert store.acquire_lock("new").token == 1
+
+
+def _open(path: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        open_store(Path(path)).close()
+        results.put("ok")
+    except Exception as error:  # what the test reports
+        results.put(repr(error))
+
+
+def test_processes_opening_a_new_store_at_once_take_turns_migrating_it(tmp_path):
+    """Two cycles started together open a store that does not exist yet: before, several failed with 'table
+    schema_version already exists' (pysqlite ran the DDL outside a transaction)."""
+    for round_ in range(3):
+        path = tmp_path / f"new-{round_}.sqlite"
+        barrier, results = CONTEXT.Barrier(6), CONTEXT.Queue()
+        workers = [CONTEXT.Process(target=_open, args=(str(path), barrier, results)) for _ in range(6)]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=30)
+        assert outcomes == ["ok"] * 6
+
+
+class _Graph:
+    """A writer that records what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+        self.counters = {"batch_requests": 0}
+
+    def batch(self, requests: list[object]) -> dict:
+        self.sent.append(requests)
+        return {}
+
+
+def test_a_write_outside_the_store_checks_the_lock_after_a_silence(tmp_path):
+    """A process frozen between recording a batch as sent and sending it wakes up: before the request leaves, the
+    writer asks the store again (its confirmation is older than half a lease) and sends nothing."""
+    path = tmp_path / "store.sqlite"
+    with open_store(path) as store, open_store(path) as other:
+        with store.locked("dag:run_1", lease=dt.timedelta(seconds=60)) as granted:
+            graph = _Graph()
+            writer = lock.fenced_writer(graph, store)
+            statements: list[str] = []
+            sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+            writer.batch(["create alice"])
+            assert graph.sent == [["create alice"]] and statements == []  # fresh: no round trip
+            assert writer.counters is graph.counters  # everything else passes through
+            other.acquire_lock("dag:run_1")  # the retry takes the lock back while this attempt is frozen
+            granted.confirmed_at -= 31  # ... for more than half a lease
+            with pytest.raises(StoreLockLostError, match="the lock of 'dag:run_1'"):
+                writer.batch(["create bob"])
+            assert graph.sent == [["create alice"]]
