@@ -29,14 +29,14 @@ install_system_packages() {
 install_python_environment() {
     local stamp="$VENV/.installed"
     local wanted
-    wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+    wanted=$(cat pyproject.toml devkit/pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
         return
     fi
     echo "run.sh: installing the Python environment into $VENV" >&2
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     # pip and setuptools warn a lot about things that are not ours; keep their output, show it only on failure.
-    if ! "$VENV/bin/pip" install -q -c constraints.txt -e ".[dev]" > "$VENV/install.log" 2>&1; then
+    if ! "$VENV/bin/pip" install -q -c constraints.txt -e . -e "./devkit[test]" > "$VENV/install.log" 2>&1; then
         cat "$VENV/install.log" >&2
         echo "run.sh: installing the Python environment failed (log above, also in $VENV/install.log)" >&2
         exit 1
@@ -56,13 +56,13 @@ case "${1:-}" in
     demo)
         setup
         shift
-        "$VENV/bin/aadsync" demo "$@"
+        "$VENV/bin/aadsync-dev" demo "$@"
         ;;
     test)
         setup
         shift
-        "$VENV/bin/ruff" check airflow_provider_aadsync tests bench dags
-        "$VENV/bin/ruff" format --check airflow_provider_aadsync tests bench dags
+        "$VENV/bin/ruff" check airflow_provider_aadsync devkit tests bench dags
+        "$VENV/bin/ruff" format --check airflow_provider_aadsync devkit tests bench dags
         "$VENV/bin/pytest" "$@"
         ;;
     *)

@@ -1,10 +1,10 @@
-"""The ``aadsync`` command: the local world for developers and tests, imports, reports and the benchmark."""
+"""The ``aadsync`` command: imports, sync, exports, reports, previews and expressions (the dev world, the demo and
+the benchmarks are the dev kit's ``aadsync-dev``)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -15,36 +15,31 @@ import click
 from airflow_provider_aadsync.engine.store import Store
 
 
-def _dev_dc():
-    from airflow_provider_aadsync.devenv.paths import dev_dc_home
-    from airflow_provider_aadsync.devenv.samba import SambaDC
+def _ad_hook(conn_id: str):
+    """The hook for the Airflow connection ``conn_id`` (never a dev DC by itself)."""
+    from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 
-    return SambaDC(dev_dc_home())
-
-
-def _dev_graph():
-    from airflow_provider_aadsync.devenv.graph import LocalGraphEmulator
-    from airflow_provider_aadsync.devenv.paths import dev_graph_home
-
-    return LocalGraphEmulator(dev_graph_home())
+    return ActiveDirectoryHook(conn_id)
 
 
-def _ad_hook(conn_id: str | None):
-    """The hook for ``conn_id``, or for the local dev DC when no connection id is given."""
-    from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, ADConnectionSettings
-
-    if conn_id:
-        return ActiveDirectoryHook(conn_id)
-    dc = _dev_dc()
-    if not dc.is_running():
-        raise click.ClickException("the local DC is not running: start it with `aadsync dev up` or pass --conn-id")
-    settings = ADConnectionSettings.from_fields(name="of the local DC", **dc.connection_info())
-    return ActiveDirectoryHook(settings=settings)
+#: Commands that moved to the dev kit's ``aadsync-dev`` (a name only: the product never imports the dev kit).
+_MOVED_TO_DEVKIT = {"dev": "aadsync-dev up|down|status|seed|env", "demo": "aadsync-dev demo"}
+_MOVED_TO_DEVKIT |= {"bench": "aadsync-dev bench ...", "emulator": "aadsync-dev emulator serve"}
 
 
-class _AadsyncGroup(click.Group):
+class AadsyncGroup(click.Group):
     """The main group: an error that escapes a command (a missing connection, a bad extra, an unreachable server)
     is one line on stderr and exit code 1; ``-v`` prints the traceback instead. Both are scrubbed of known secrets."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[override]
+        name = args[0] if args else ""
+        if name in _MOVED_TO_DEVKIT and self.get_command(ctx, name) is None:
+            raise click.UsageError(
+                f"`{ctx.command_path} {name}` moved to the dev kit: `{_MOVED_TO_DEVKIT[name]}` "
+                "(run.sh installs it; else pip install -e ./devkit)",
+                ctx,
+            )
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -61,7 +56,7 @@ class _AadsyncGroup(click.Group):
             ctx.exit(1)
 
 
-@click.group(cls=_AadsyncGroup)
+@click.group(cls=AadsyncGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level; show the traceback of an error.")
 def main(verbose: bool) -> None:
     """AADSync: Entra Connect style identity sync as Airflow tasks."""
@@ -121,113 +116,6 @@ def _open_store(store_url: str | None, instance: str) -> Store:
     return Store.open(store_url, instance=instance)
 
 
-# ------------------------------------------------------------------------------------------------ dev world
-@main.group()
-def dev() -> None:
-    """The local world: a Samba AD DC on 127.0.0.1 (the Graph emulator joins later)."""
-
-
-@dev.command("up")
-@click.option("--users", type=int, default=0, help="Restore (or build once and cache) a directory seeded with N users.")
-@click.option("--groups", type=int, default=0, help="Groups for the seeded directory.")
-@click.option("--group-size", type=int, default=0, help="Members of one extra big group.")
-def dev_up(users: int, groups: int, group_size: int) -> None:
-    """Start the local world: the Samba AD DC (provisioned once; with --users, from a cached seeded fixture) and
-    the Graph emulator with its dev tenant."""
-    from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
-    from airflow_provider_aadsync.devenv.seed import ensure_writeback_ou
-
-    dc = _dev_dc()
-    if users:
-        dc.stop()
-        dc = cached_seeded_dc(dc.home, users=users, groups=groups, group_size=group_size)
-    elif dc.is_running():
-        click.echo(f"local DC already running (pid {dc.status()['pid']})")
-    else:
-        if not dc.is_provisioned():
-            seconds = dc.provision()
-            click.echo(f"provisioned {dc.realm} in {seconds:.1f} s at {dc.home}")
-        dc.start()
-    click.echo(f"local DC running at {dc.ldaps_url} (base DN {dc.base_dn})")
-    conn = dc.connect()
-    try:
-        click.echo(f"group writeback OU {ensure_writeback_ou(conn, dc.base_dn)} (writeback on for the dev world)")
-    finally:
-        conn.unbind()
-    graph = _dev_graph()
-    graph.start()
-    click.echo(f"Graph emulator running at {graph.base_url} (tenant {graph.status()['tenant_id']})")
-    click.echo('`eval "$(aadsync dev env)"` points Airflow at both')
-
-
-@dev.command("down")
-def dev_down() -> None:
-    """Stop the local DC and the Graph emulator (by their PIDs); their data stays for the next `dev up`."""
-    for name, server in (("local DC", _dev_dc()), ("Graph emulator", _dev_graph())):
-        was_running = server.is_running()
-        server.stop()
-        click.echo(f"{name} stopped" if was_running else f"{name} was not running")
-
-
-@dev.command("status")
-def dev_status() -> None:
-    """Print the local world's state as JSON."""
-    click.echo(json.dumps({"samba": _dev_dc().status(), "graph": _dev_graph().status()}, indent=2))
-
-
-@dev.command("seed")
-@click.option("--users", type=int, required=True)
-@click.option("--groups", type=int, required=True)
-@click.option("--group-size", type=int, default=0, help="Members of one extra big group (needs users >= K).")
-@click.option("--seed", "seed_value", type=int, default=42, help="Random seed: same seed, same directory.")
-def dev_seed(users: int, groups: int, group_size: int, seed_value: int) -> None:
-    """Fill the running local DC with OUs, users, nested groups and optionally one big group."""
-    from airflow_provider_aadsync.devenv.seed import seed_directory
-
-    dc = _dev_dc()
-    if not dc.is_running():
-        raise click.ClickException("the local DC is not running: start it with `aadsync dev up`")
-    conn = dc.connect()
-    try:
-        report = seed_directory(conn, dc.base_dn, users=users, groups=groups, group_size=group_size, seed=seed_value)
-    finally:
-        conn.unbind()
-    state = "already seeded" if report.reused else f"seeded in {report.seconds:.1f} s"
-    click.echo(f"{state}: {report.users} users, {report.groups} groups, big group {report.big_group_dn or 'none'}")
-
-
-@dev.command("env")
-def dev_env() -> None:
-    """Print the local world's Airflow connections, and the Variables that turn group writeback on for it (into the
-    OU `dev up` created), as `export AIRFLOW_...` lines, for eval."""
-    from airflow_provider_aadsync.devenv.seed import dev_writeback_variables
-
-    dc = _dev_dc()
-    ad = {"conn_type": "aadsync_ad", **dc.connection_info()}
-    click.echo(f"export AIRFLOW_CONN_AADSYNC_AD={shlex.quote(json.dumps(ad))}")
-    click.echo(f"export AIRFLOW_CONN_AADSYNC_ENTRA={shlex.quote(json.dumps(_dev_graph().connection_info()))}")
-    for name, value in dev_writeback_variables(dc.base_dn).items():
-        click.echo(f"export AIRFLOW_VAR_{name.upper()}={shlex.quote(value)}")
-
-
-@main.group()
-def emulator() -> None:
-    """The Microsoft Graph emulator (identity platform + Graph v1.0 over TLS on 127.0.0.1)."""
-
-
-@emulator.command("serve")
-@click.option("--port", type=int, default=8443, show_default=True, help="TCP port on 127.0.0.1 (0: any free port).")
-@click.option("--state", "state_file", type=click.Path(path_type=Path), help="SQLite state file (default: in memory).")
-@click.option("--home", type=click.Path(path_type=Path), default=None, help="TLS files (default: next to the state).")
-def emulator_serve(port: int, state_file: Path | None, home: Path | None) -> None:
-    """Serve the emulator in the foreground until interrupted."""
-    from airflow_provider_aadsync.devenv.paths import aadsync_home
-    from airflow_provider_aadsync.emulator.server import EmulatorServer
-
-    home = home or (state_file.parent if state_file else aadsync_home() / "emulator")
-    EmulatorServer(home, port=port, state_file=state_file).serve_forever()
-
-
 # -------------------------------------------------------------------------------------------------- imports
 def _import_guard_options(command):
     """The import guard's options, shared by import-ad and import-entra."""
@@ -282,7 +170,7 @@ _IMPORT_RULES_OPTION = click.option(
 
 @main.command("import-ad")
 @click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
-@click.option("--conn-id", default=None, help="Airflow connection id (default: the local dev DC).")
+@click.option("--conn-id", default="aadsync_ad", show_default=True, help="Airflow connection id.")
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="ad", show_default=True, help="Connector space name.")
@@ -290,7 +178,7 @@ _IMPORT_RULES_OPTION = click.option(
 @_IMPORT_RULES_OPTION
 def import_ad(
     mode: str,
-    conn_id: str | None,
+    conn_id: str,
     store_url: str | None,
     instance: str,
     connector: str,
@@ -529,7 +417,7 @@ def export_entra_command(
 
 
 @main.command("export-ad")
-@click.option("--conn-id", default=None, help="Airflow connection id (default: the local dev DC).")
+@click.option("--conn-id", default="aadsync_ad", show_default=True, help="Airflow connection id.")
 @click.option(
     "--writeback/--no-writeback",
     "writeback_enabled",
@@ -553,7 +441,7 @@ def export_entra_command(
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="ad", show_default=True, help="Connector space name.")
 def export_ad_command(
-    conn_id: str | None,
+    conn_id: str,
     writeback_enabled: bool,
     staging: bool,
     deletion_threshold: int,
@@ -793,44 +681,6 @@ def _expr_failed(kind: str, exc: Exception, code: int) -> NoReturn:
     logging.getLogger(__name__).debug("aadsync expr failed", exc_info=exc)
     click.echo(f"{kind}: {detail}".encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
     raise SystemExit(code) from None
-
-
-# ----------------------------------------------------------------------------------------------- main job
-@main.command("demo")
-@click.option("--users", type=int, default=2000, show_default=True)
-@click.option("--groups", type=int, default=50, show_default=True)
-@click.option("--group-size", type=int, default=1501, show_default=True)
-@click.option("--report-file", type=click.Path(path_type=Path), default=None, help="Also save the reports here.")
-@click.option(
-    "--keep-running", is_flag=True, help="Leave the local DC and the emulator running afterwards (aadsync dev down)."
-)
-def demo(users: int, groups: int, group_size: int, report_file: Path | None, keep_running: bool) -> None:
-    """The main job: the local AD (seeded) and the Graph emulator up, then Airflow itself runs the sync cycle DAGs
-    (`airflow dags test`, embedded SQLite metadata DB): aadsync_full, a few changes in AD, aadsync_cycle. Prints both
-    cycle reports, with the Entra ID export counters. Resets the local DC and the emulator's dev tenant."""
-    from airflow_provider_aadsync.devenv.demo import run_demo
-
-    result = run_demo(
-        users=users,
-        groups=groups,
-        group_size=group_size,
-        keep_running=keep_running,
-        progress=lambda line: click.echo(line, err=True),
-    )
-    click.echo(result.text)
-    if report_file:
-        report_file.write_text(result.text)
-    if not result.succeeded:
-        raise SystemExit(1)
-
-
-@main.command("bench", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench(args: tuple[str, ...]) -> None:
-    """Run the benchmark (see bench/README.md); arguments go to the benchmark runner."""
-    from airflow_provider_aadsync.devenv.bench import main as bench_main
-
-    raise SystemExit(bench_main(list(args)))
 
 
 if __name__ == "__main__":  # pragma: no cover

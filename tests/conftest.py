@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
 import pytest
+
+# The dev kit (devkit/, its own distribution) is installed editable by run.sh; a checkout run with only the product on
+# PYTHONPATH (a worktree, CI before `pip install -e devkit`) finds it here, and so do the processes the tests start.
+_DEVKIT = Path(__file__).resolve().parents[1] / "devkit"
+if importlib.util.find_spec("aadsync_devkit") is None:
+    sys.path.insert(0, str(_DEVKIT))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_DEVKIT), os.environ.get("PYTHONPATH")) if p)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -17,7 +17,7 @@ def aadsync_home() -> Path:
 
 
 def dev_dc_home() -> Path:
-    """Home of the developer's long-lived Samba DC (``aadsync dev up``)."""
+    """Home of the developer's long-lived Samba DC (``aadsync-dev up``)."""
     return aadsync_home() / "dev" / "samba"
 
 
@@ -28,5 +28,5 @@ def fixture_cache_dir() -> Path:
 
 
 def dev_graph_home() -> Path:
-    """Where ``aadsync dev up`` keeps the Graph emulator's TLS files, state and PID."""
+    """Where ``aadsync-dev up`` keeps the Graph emulator's TLS files, state and PID."""
     return aadsync_home() / "dev" / "graph"

@@ -1,8 +1,8 @@
 """Serve the Graph emulator for the docker deployment: on every interface, with a certificate naming the service.
 
-``aadsync emulator serve`` is made for one machine: it binds 127.0.0.1 and its certificate names ``localhost``, so
+``aadsync-dev emulator serve`` is made for one machine: it binds 127.0.0.1 and its certificate names ``localhost``, so
 other containers could neither reach it nor validate it. This script runs the same emulator app
-(:func:`airflow_provider_aadsync.emulator.app.create_app` over an :class:`EmulatorState` kept in a SQLite file) with:
+(:func:`aadsync_devkit.graph_emulator.app.create_app` over an :class:`EmulatorState` kept in a SQLite file) with:
 
 - a bind address (``--host``, default ``0.0.0.0``) and port;
 - a private CA and server certificate whose names are given (``--tls-name``, repeatable; the compose service name
@@ -26,8 +26,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from airflow_provider_aadsync.devenv.tls import TlsFiles, make_ca_and_server_cert
-from airflow_provider_aadsync.emulator.models import EmulatorState
+from aadsync_devkit.tls import TlsFiles, make_ca_and_server_cert
+from aadsync_devkit.graph_emulator.models import EmulatorState
 
 DEFAULT_TLS_NAMES = ("graph-emulator", "localhost")
 DEFAULT_TENANT_NAME = "contosodev"
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     # Imported late: the functions above are tested without a server.
     import uvicorn
 
-    from airflow_provider_aadsync.emulator.app import create_app
+    from aadsync_devkit.graph_emulator.app import create_app
 
     uvicorn.run(
         create_app(state),

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Provision (once) and run the Samba AD DC of the docker deployment.
 #
-# The provisioning is the project's own (airflow_provider_aadsync/devenv/samba.py, SambaDC.provision): an empty
+# The provisioning is the project's own (devkit/aadsync_devkit/world/samba.py, SambaDC.provision): an empty
 # -s smb.conf so no system configuration is read, the same samba-tool options (realm CORP.EXAMPLE.TEST, domain CORP,
 # host DC1, --dns-backend=NONE, --use-rfc2307, --backend-store=mdb), then an LDAP-only smb.conf with TLS from a private
 # CA and a relaxed password policy so test data is easy to write. Differences from the local DC, all because this one

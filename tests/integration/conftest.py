@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
-from airflow_provider_aadsync.devenv.postgres import LocalPostgres, PostgresNotInstalledError
-from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.emulator.server import EmulatorServer
+from aadsync_devkit.graph_emulator.server import EmulatorServer
+from aadsync_devkit.world.fixtures import cached_seeded_dc
+from aadsync_devkit.world.postgres import LocalPostgres, PostgresNotInstalledError
+from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, ADConnectionSettings
 from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
@@ -187,7 +187,7 @@ def self_signed_certificate(common_name: str = "aadsync") -> tuple[str, x509.Cer
 
 @pytest.fixture
 def unused_tcp_port() -> int:
-    from airflow_provider_aadsync.devenv.processes import free_port
+    from aadsync_devkit.processes import free_port
 
     return free_port()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_aadsync.devenv.tls import make_ca_and_server_cert
+from aadsync_devkit.tls import make_ca_and_server_cert
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConnectionError
 from tests.integration.conftest import hook_for
 

@@ -9,7 +9,7 @@ import ldap3
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.devenv.samba import SambaDC
+from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.ad_entries import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.active_directory import IMPORT_FILTER

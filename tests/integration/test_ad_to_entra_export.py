@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+from aadsync_devkit.world.samba import SambaDC
+from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.engine.entra_export import run_entra_export
 from airflow_provider_aadsync.engine.entra_import import import_entra
 from airflow_provider_aadsync.engine.store import cs_object, link, mv_object, mv_reference, pending_export

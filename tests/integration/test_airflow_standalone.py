@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_aadsync.devenv.airflow_standalone import StandaloneAirflow
-from airflow_provider_aadsync.devenv.samba import SambaDC
+from aadsync_devkit.world.airflow_standalone import StandaloneAirflow
+from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.operators.report import report_path
 from tests.integration.browser import HeadlessChromium
 from tests.integration.conftest import GRAPH_SECRET, trust

@@ -1,10 +1,10 @@
-"""`aadsync bench entra-import` at toy scale: the benchmark runs end to end and measures what it says."""
+"""`aadsync-dev bench entra-import` at toy scale: the benchmark runs end to end and measures what it says."""
 
 from __future__ import annotations
 
 import pytest
 
-from airflow_provider_aadsync.devenv.bench import bench_entra_import, render_entra
+from aadsync_devkit.bench.runner import bench_entra_import, render_entra
 
 pytestmark = pytest.mark.integration
 

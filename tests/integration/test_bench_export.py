@@ -1,10 +1,10 @@
-"""`aadsync bench export` at toy scale: the benchmark runs end to end and its figures meet the targets."""
+"""`aadsync-dev bench export` at toy scale: the benchmark runs end to end and its figures meet the targets."""
 
 from __future__ import annotations
 
 import pytest
 
-from airflow_provider_aadsync.devenv.bench_export import bench_export, render_export
+from aadsync_devkit.bench.export import bench_export, render_export
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,6 @@
-"""The README's main command: `aadsync demo` brings up the local AD and the Graph emulator, runs `aadsync_full`, makes
-changes in AD, runs `aadsync_cycle` — both through Airflow itself — and prints the cycle reports."""
+"""The README's main command: `aadsync-dev demo` brings up the local AD and the Graph emulator, runs
+`aadsync_full`, makes changes in AD, runs `aadsync_cycle` — both through Airflow itself — and prints the
+cycle reports."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from airflow_provider_aadsync.cli import main
-from airflow_provider_aadsync.devenv.paths import fixture_cache_dir
+from aadsync_devkit.cli import main
+from aadsync_devkit.paths import fixture_cache_dir
 
 pytestmark = pytest.mark.integration
 

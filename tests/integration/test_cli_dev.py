@@ -1,4 +1,4 @@
-"""The `aadsync` command drives the local world and the import, as a person would."""
+"""`aadsync-dev` drives the local world and `aadsync` the import, as a person would."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import shlex
 import pytest
 from click.testing import CliRunner
 
+from aadsync_devkit.cli import main as dev_main
+from aadsync_devkit.paths import fixture_cache_dir
+from aadsync_devkit.world.graph import DEV_TENANT_ID
 from airflow_provider_aadsync.cli import main
-from airflow_provider_aadsync.devenv.graph import DEV_TENANT_ID
-from airflow_provider_aadsync.devenv.paths import fixture_cache_dir
 from airflow_provider_aadsync.hooks.entra import EntraHook
 
 pytestmark = pytest.mark.integration
@@ -21,12 +22,12 @@ def dev_home(tmp_path, monkeypatch):
     monkeypatch.setenv("AADSYNC_FIXTURE_CACHE", str(fixture_cache_dir()))  # keep the shared fixture cache
     monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
     yield tmp_path
-    CliRunner().invoke(main, ["dev", "down"])
+    CliRunner().invoke(dev_main, ["down"])
 
 
 @pytest.fixture
 def monkeypatch_env_from(monkeypatch):
-    """Apply `export NAME='value'` lines as `eval "$(aadsync dev env)"` would."""
+    """Apply `export NAME='value'` lines as `eval "$(aadsync-dev env)"` would."""
 
     def apply(output: str) -> None:
         for line in output.strip().splitlines():
@@ -37,7 +38,9 @@ def monkeypatch_env_from(monkeypatch):
 
 
 def invoke(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    """Run ``aadsync-dev`` (for ``dev ...``) or ``aadsync``; return its output."""
+    cli, args = (dev_main, args[1:]) if args[0] == "dev" else (main, args)
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
 

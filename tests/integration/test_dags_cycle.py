@@ -15,10 +15,10 @@ import httpx
 import ldap3
 import pytest
 
-from airflow_provider_aadsync.devenv.airflow_runs import DagRunOutcome, LocalAirflow, outcome, task_states
-from airflow_provider_aadsync.devenv.demo import make_demo_changes
-from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN, dev_writeback_variables, ensure_writeback_ou
+from aadsync_devkit.world.airflow_runs import DagRunOutcome, LocalAirflow, outcome, task_states
+from aadsync_devkit.world.demo import make_demo_changes
+from aadsync_devkit.world.samba import SambaDC
+from aadsync_devkit.world.seed import MAIL_DOMAIN, dev_writeback_variables, ensure_writeback_ou
 from airflow_provider_aadsync.engine.store import Store
 from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, entra_connection, entra_hook_for, trust
 

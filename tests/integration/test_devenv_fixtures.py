@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_aadsync.devenv import fixtures
+from aadsync_devkit.world import fixtures
 
 pytestmark = pytest.mark.integration
 

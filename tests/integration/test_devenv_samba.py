@@ -13,10 +13,10 @@ from pathlib import Path
 import ldap3
 import pytest
 
-from airflow_provider_aadsync.devenv import samba as samba_mod
-from airflow_provider_aadsync.devenv.processes import group_members, port_in_use
-from airflow_provider_aadsync.devenv.samba import SambaDC, SambaError
-from airflow_provider_aadsync.devenv.seed import seed_directory
+from aadsync_devkit.processes import group_members, port_in_use
+from aadsync_devkit.world import samba as samba_mod
+from aadsync_devkit.world.samba import SambaDC, SambaError
+from aadsync_devkit.world.seed import seed_directory
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,7 @@ def test_plain_ldap_simple_bind_is_refused(dc: SambaDC) -> None:
 def test_second_dc_reports_port_in_use(dc: SambaDC, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     other = SambaDC(tmp_path / "other")
     monkeypatch.setattr(SambaDC, "is_provisioned", lambda self: True)
-    with pytest.raises(SambaError, match=r"port 389 .*already in use.*aadsync dev down"):
+    with pytest.raises(SambaError, match=r"port 389 .*already in use.*aadsync-dev down"):
         other.start()
 
 

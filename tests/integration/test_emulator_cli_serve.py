@@ -1,5 +1,5 @@
-"""``aadsync emulator serve --port P --state FILE`` as its own process: TLS with the CA it prints, msal tokens, Graph
-writes, a stop by PID (SIGTERM) and a restart on the same state file that still has what was written.
+"""``aadsync-dev emulator serve --port P --state FILE`` as its own process: TLS with the CA it prints, msal tokens,
+Graph writes, a stop by PID (SIGTERM) and a restart on the same state file that still has what was written.
 
 The state file is only ever named, never read: its format is the emulator's business.
 """
@@ -23,7 +23,7 @@ import msal
 import pytest
 import requests
 
-from airflow_provider_aadsync.devenv.processes import HOST, free_port, port_in_use, proc_state
+from aadsync_devkit.processes import HOST, free_port, port_in_use, proc_state
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +37,12 @@ _BANNER = re.compile(r"Graph emulator on (?P<url>https://\S+) \(CA: (?P<ca>.+)\)
 
 
 def aadsync_command() -> list[str]:
-    """The venv's ``aadsync`` console script next to this interpreter, else the CLI module (same entry point)."""
-    script = Path(sys.executable).parent / "aadsync"
+    """The venv's ``aadsync-dev`` console script next to this interpreter, else the dev kit module (same entry
+    point)."""
+    script = Path(sys.executable).parent / "aadsync-dev"
     if script.is_file() and os.access(script, os.X_OK):
         return [str(script)]
-    return [sys.executable, "-m", "airflow_provider_aadsync.cli"]
+    return [sys.executable, "-m", "aadsync_devkit"]
 
 
 @dataclass
@@ -64,7 +65,7 @@ def _wait_until_served(process: subprocess.Popen, log: Path, port: int, timeout:
     banner = None
     while True:
         if process.poll() is not None:
-            pytest.fail(f"`aadsync emulator serve` exited ({process.returncode}):\n{log.read_text()}")
+            pytest.fail(f"`aadsync-dev emulator serve` exited ({process.returncode}):\n{log.read_text()}")
         if banner is None:
             banner = _BANNER.search(log.read_text())
         if banner is not None:
@@ -74,7 +75,9 @@ def _wait_until_served(process: subprocess.Popen, log: Path, port: int, timeout:
                 if served.admin("GET", "/_emulator/tenants").status_code == 200:
                     return served
         if time.monotonic() > deadline:
-            pytest.fail(f"`aadsync emulator serve` did not answer over TLS within {timeout:.0f} s:\n{log.read_text()}")
+            pytest.fail(
+                f"`aadsync-dev emulator serve` did not answer over TLS within {timeout:.0f} s:\n{log.read_text()}"
+            )
         time.sleep(0.1)
 
 
@@ -91,7 +94,7 @@ def _stop_by_pid(process: subprocess.Popen, timeout: float = 15.0) -> int:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator:
-    """Start ``aadsync emulator serve --port P --state FILE`` (own session, stdout/stderr to a log); any process
+    """Start ``aadsync-dev emulator serve --port P --state FILE`` (own session, stdout/stderr to a log); any process
     still running at the end is stopped by its PID."""
     started: list[subprocess.Popen] = []
 

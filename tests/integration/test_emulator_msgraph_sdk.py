@@ -38,7 +38,7 @@ from msgraph_core.requests.batch_request_content import BatchRequestContent
 from msgraph_core.requests.batch_request_item import BatchRequestItem
 from msgraph_core.tasks.page_iterator import PageIterator
 
-from airflow_provider_aadsync.emulator.server import EmulatorServer
+from aadsync_devkit.graph_emulator.server import EmulatorServer
 
 CLIENT_ID = "5f6e7d8c-0000-4000-8000-0000000005dc"
 SECRET = "sdk-secret"

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.devenv.seed import DEV_WRITEBACK_OU, MAIL_DOMAIN
+from aadsync_devkit.world.samba import SambaDC
+from aadsync_devkit.world.seed import DEV_WRITEBACK_OU, MAIL_DOMAIN
 from airflow_provider_aadsync.engine.ad_export import run_ad_export
 from airflow_provider_aadsync.engine.entra_import import import_entra
 from airflow_provider_aadsync.engine.store import link, mv_object

@@ -16,7 +16,7 @@ from contextlib import closing
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.devenv.postgres import LocalPostgres, PostgresNotInstalledError
+from aadsync_devkit.world.postgres import LocalPostgres, PostgresNotInstalledError
 from airflow_provider_aadsync.engine.ad_import import import_active_directory
 from airflow_provider_aadsync.engine.store import (
     MIGRATIONS,

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.cli import main
-from airflow_provider_aadsync.devenv.samba import SambaDC
 from airflow_provider_aadsync.engine.store import Store, link, mv_object, mv_reference, pending_export
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
-from airflow_provider_aadsync.emulator.server import EmulatorServer
+from aadsync_devkit.graph_emulator.server import EmulatorServer
+from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.engine import store as tables
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook

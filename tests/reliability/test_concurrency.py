@@ -29,8 +29,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.devenv.airflow_runs import outcome
-from airflow_provider_aadsync.devenv.samba import SambaDC
+from aadsync_devkit.world.airflow_runs import outcome
+from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine import lock
 from airflow_provider_aadsync.engine.store import Store
 from tests.integration.conftest import entra_connection, entra_hook_for, trust

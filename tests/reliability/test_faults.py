@@ -16,9 +16,9 @@ import httpx
 import ldap3
 import pytest
 
-from airflow_provider_aadsync.devenv.postgres import LocalPostgres
-from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.emulator.server import EmulatorServer
+from aadsync_devkit.graph_emulator.server import EmulatorServer
+from aadsync_devkit.world.postgres import LocalPostgres
+from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.entra_import import import_entra
 from airflow_provider_aadsync.engine.store import Store

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
 from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.entra_import import import_entra

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from aadsync_devkit.world.airflow_runs import task_states
 from airflow_provider_aadsync.cli import main
-from airflow_provider_aadsync.devenv.airflow_runs import task_states
 from airflow_provider_aadsync.engine.import_guard import STOPPED_DELETION_THRESHOLD
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConnectionError

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from ldap3.core.exceptions import LDAPEntryAlreadyExistsResult
 
-from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.devenv.seed import DEV_WRITEBACK_OU
+from aadsync_devkit.world.samba import SambaDC
+from aadsync_devkit.world.seed import DEV_WRITEBACK_OU
 from tests.integration.conftest import hook_for
 from tests.reliability.kill_points import run_step
 from tests.reliability.support import (

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.emulator.models import MALFORMED_KINDS
-from airflow_provider_aadsync.emulator.server import EmulatorServer
+from aadsync_devkit.graph_emulator.models import MALFORMED_KINDS
+from aadsync_devkit.graph_emulator.server import EmulatorServer
+from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.entra_import import import_entra
 from airflow_provider_aadsync.engine.store import Store

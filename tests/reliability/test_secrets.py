@@ -30,11 +30,11 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import hashes, serialization
 
+from aadsync_devkit.processes import HOST
+from aadsync_devkit.world.airflow_runs import LocalAirflow, task_states
+from aadsync_devkit.world.samba import SambaDC
+from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.cli import main
-from airflow_provider_aadsync.devenv.airflow_runs import LocalAirflow, task_states
-from airflow_provider_aadsync.devenv.processes import HOST
-from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraError
 from tests.integration.conftest import GRAPH_CLIENT_ID, self_signed_certificate, trust
 

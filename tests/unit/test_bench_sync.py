@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_aadsync.devenv.bench_sync import bench_sync, department_changes, directory, render_sync
+from aadsync_devkit.bench.sync import bench_sync, department_changes, directory, render_sync
 
 
 class TestDirectory:

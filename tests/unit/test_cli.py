@@ -6,13 +6,14 @@ import shlex
 from airflow.sdk import Connection
 from click.testing import CliRunner
 
+from aadsync_devkit.cli import main as dev_main
 from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.engine.store import Store
 
 
 def test_dev_env_prints_an_airflow_json_connection(tmp_path, monkeypatch):
     monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
-    result = CliRunner().invoke(main, ["dev", "env"])
+    result = CliRunner().invoke(dev_main, ["env"])
     assert result.exit_code == 0, result.output
     exports = dict(line.removeprefix("export ").partition("=")[::2] for line in result.output.strip().splitlines())
     assert set(exports) == {"AIRFLOW_CONN_AADSYNC_AD", "AIRFLOW_CONN_AADSYNC_ENTRA",
@@ -32,16 +33,24 @@ def test_dev_env_prints_an_airflow_json_connection(tmp_path, monkeypatch):
 
 def test_dev_status_when_nothing_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
-    result = CliRunner().invoke(main, ["dev", "status"])
+    result = CliRunner().invoke(dev_main, ["status"])
     assert result.exit_code == 0
     status = json.loads(result.output)
     assert status["samba"]["running"] is False and status["graph"]["running"] is False
 
 
-def test_import_without_a_running_dc_says_how_to_start_it(tmp_path, monkeypatch):
+def test_import_ad_needs_a_connection_and_never_falls_back_to_the_dev_dc(tmp_path, monkeypatch):
     monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
-    result = CliRunner().invoke(main, ["import-ad", "--mode", "full"])
-    assert result.exit_code != 0 and "aadsync dev up" in result.output
+    monkeypatch.delenv("AIRFLOW_CONN_AADSYNC_AD", raising=False)
+    result = CliRunner().invoke(main, ["import-ad", "--mode", "full", "--store", f"sqlite:///{tmp_path / 's.sqlite'}"])
+    assert result.exit_code == 1 and "aadsync_ad" in result.output, result.output
+
+
+def test_dev_commands_are_the_dev_kits_and_the_product_names_where_they_went():
+    for name, moved in (("dev", "aadsync-dev up"), ("demo", "aadsync-dev demo"), ("bench", "aadsync-dev bench")):
+        result = CliRunner().invoke(main, [name])
+        assert result.exit_code == 2 and moved in result.output, result.output
+    assert {"up", "down", "status", "seed", "env", "demo", "bench", "emulator"} <= set(dev_main.commands)
 
 
 def test_report_prints_recorded_runs(tmp_path):

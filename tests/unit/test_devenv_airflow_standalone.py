@@ -5,8 +5,8 @@ import sys
 import time
 from pathlib import Path
 
-from airflow_provider_aadsync.devenv.airflow_runs import LocalAirflow
-from airflow_provider_aadsync.devenv.airflow_standalone import StandaloneAirflow, _processes_below, _still_running
+from aadsync_devkit.world.airflow_runs import LocalAirflow
+from aadsync_devkit.world.airflow_standalone import StandaloneAirflow, _processes_below, _still_running
 
 
 class TestStandaloneAirflow:

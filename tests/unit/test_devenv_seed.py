@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_aadsync.devenv.seed import _plan_users
+from aadsync_devkit.world.seed import _plan_users
 
 
 def test_plan_is_deterministic_and_valid() -> None:

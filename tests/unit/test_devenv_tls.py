@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from airflow_provider_aadsync.devenv.tls import make_ca_and_server_cert
+from aadsync_devkit.tls import make_ca_and_server_cert
 
 
 def test_server_cert_san_and_chain(tmp_path: Path) -> None:

@@ -27,11 +27,11 @@ import yaml
 from airflow.sdk import Connection
 from cryptography import x509
 
-from airflow_provider_aadsync.devenv import samba as devenv_samba
-from airflow_provider_aadsync.devenv.graph import DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_TENANT_ID
-from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
-from airflow_provider_aadsync.emulator.app import create_app
-from airflow_provider_aadsync.emulator.models import EmulatorState
+from aadsync_devkit.graph_emulator.app import create_app
+from aadsync_devkit.graph_emulator.models import EmulatorState
+from aadsync_devkit.world import samba as devenv_samba
+from aadsync_devkit.world.graph import DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_TENANT_ID
+from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.hooks.active_directory import ADConnectionSettings
 from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings
 
@@ -304,7 +304,7 @@ class TestComposeStructure:
 
 
 class TestComposeAirflow:
-    def test_airflow_services_and_the_emulator_share_one_image(
+    def test_airflow_services_share_one_image_and_the_emulator_has_its_own(
         self, compose: dict[str, Any], services: dict[str, dict[str, Any]]
     ) -> None:
         common = compose["x-airflow-common"]
@@ -312,9 +312,13 @@ class TestComposeAirflow:
             "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-triggerer",
             "airflow-init",
         }  # fmt: skip
-        for name, service in [*airflow_services(services).items(), ("graph-emulator", services["graph-emulator"])]:
+        for name, service in airflow_services(services).items():
             assert service["image"] == common["image"], name
             assert service["build"] == common["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}, name
+        # The emulator lives in the dev kit, which the product image does not carry.
+        emulator = services["graph-emulator"]
+        assert emulator["image"] != common["image"]
+        assert emulator["build"] == {"context": "..", "dockerfile": "docker/emulator/Dockerfile"}
 
     def test_one_jwt_secret_from_the_environment(self, raw: dict[str, Any], services: dict[str, Any]) -> None:
         raw_values = {
@@ -497,7 +501,7 @@ class TestComposeConnections:
 
 def emulator_arguments(services: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     command = services["graph-emulator"]["command"]
-    assert command[:2] == ["python", dockerfile_copy_target("docker/emulator/serve.py")]
+    assert command[:2] == ["python", dockerfile_copy_target("docker/emulator/serve.py", EMULATOR_DOCKERFILE)]
     arguments: dict[str, list[str]] = {}
     for flag, value in zip(command[2::2], command[3::2], strict=True):
         arguments.setdefault(flag, []).append(value)
@@ -532,13 +536,18 @@ def dockerfile_env(path: Path) -> dict[str, str]:
     return env
 
 
-def dockerfile_copy_target(source: str) -> str:
-    for keyword, arguments in dockerfile_instructions(DOCKER / "Dockerfile"):
+#: The product's Airflow image and the Graph emulator's image (the product plus its dev kit).
+AIRFLOW_DOCKERFILE = DOCKER / "Dockerfile"
+EMULATOR_DOCKERFILE = DOCKER / "emulator" / "Dockerfile"
+
+
+def dockerfile_copy_target(source: str, dockerfile: Path = AIRFLOW_DOCKERFILE) -> str:
+    for keyword, arguments in dockerfile_instructions(dockerfile):
         if keyword == "COPY":
             parts = [part for part in arguments.split() if not part.startswith("--")]
             if source in parts[:-1]:
                 return parts[-1]
-    raise AssertionError(f"docker/Dockerfile copies no {source}")
+    raise AssertionError(f"{dockerfile.relative_to(REPO)} copies no {source}")
 
 
 def constraint_pin(package: str) -> str:
@@ -550,16 +559,24 @@ def constraint_pin(package: str) -> str:
 
 
 class TestAirflowDockerfile:
+    """The product's image and the emulator's image, built the same way; only the emulator's carries the dev kit."""
+
+    @pytest.fixture(params=[AIRFLOW_DOCKERFILE, EMULATOR_DOCKERFILE], ids=["airflow", "emulator"])
+    def dockerfile(self, request: pytest.FixtureRequest) -> Path:
+        return request.param
+
     @pytest.fixture
-    def instructions(self) -> list[tuple[str, str]]:
-        return dockerfile_instructions(DOCKER / "Dockerfile")
+    def instructions(self, dockerfile: Path) -> list[tuple[str, str]]:
+        return dockerfile_instructions(dockerfile)
 
     def test_from_the_official_image_of_the_pinned_airflow(self, instructions: list[tuple[str, str]]) -> None:
         froms = [arguments for keyword, arguments in instructions if keyword == "FROM"]
         assert froms == [f"apache/airflow:{constraint_pin('apache-airflow')}"]
         assert re.fullmatch(r"3\.3\.\d+", constraint_pin("apache-airflow"))
 
-    def test_pip_installs_as_airflow_with_the_constraints(self, instructions: list[tuple[str, str]]) -> None:
+    def test_pip_installs_as_airflow_with_the_constraints(
+        self, dockerfile: Path, instructions: list[tuple[str, str]]
+    ) -> None:
         user, installs = "root", []
         for keyword, arguments in instructions:
             if keyword == "USER":
@@ -572,14 +589,20 @@ class TestAirflowDockerfile:
         words = shlex.split(command)
         assert "--no-cache-dir" in words
         assert "-c" in words and words[words.index("-c") + 1] == "constraints.txt"
-        assert "apache-airflow==${AIRFLOW_VERSION}" in words and ".[postgres]" in words
+        assert "apache-airflow==${AIRFLOW_VERSION}" in words
+        if dockerfile == AIRFLOW_DOCKERFILE:
+            assert ".[postgres]" in words and not any("devkit" in word for word in words)
+        else:
+            assert "." in words and "./devkit" in words
         assert "pip check" in command
         assert [arguments for keyword, arguments in instructions if keyword == "USER"][-1] == "airflow"
 
-    def test_copies_exist_and_pass_the_dockerignore(self, instructions: list[tuple[str, str]]) -> None:
+    def test_copies_exist_and_pass_the_dockerignore(
+        self, dockerfile: Path, instructions: list[tuple[str, str]]
+    ) -> None:
         allowed = {
             line[1:].rstrip("/")
-            for line in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
+            for line in dockerfile.with_name("Dockerfile.dockerignore").read_text().splitlines()
             if line.startswith("!")
         }
         copied = set()
@@ -591,11 +614,15 @@ class TestAirflowDockerfile:
                     assert (REPO / source).exists(), source
                     assert source.rstrip("/") in allowed, f"{source} is excluded from the build context"
                     copied.add(source.rstrip("/"))
-        assert {"constraints.txt", "pyproject.toml", "airflow_provider_aadsync", "dags"} <= copied
-        assert dockerfile_copy_target("dags/") == "/opt/airflow/dags/"
+        assert {"constraints.txt", "pyproject.toml", "airflow_provider_aadsync"} <= copied
+        if dockerfile == AIRFLOW_DOCKERFILE:  # the product image: the DAGs, and no dev kit in its build context
+            assert "dags" in copied and "devkit" not in copied and "devkit" not in allowed
+            assert dockerfile_copy_target("dags/") == "/opt/airflow/dags/"
+        else:
+            assert {"devkit", "docker/emulator/serve.py"} <= copied
 
     def test_volume_mount_points_exist_group_writable(
-        self, instructions: list[tuple[str, str]], services: dict[str, dict[str, Any]]
+        self, dockerfile: Path, instructions: list[tuple[str, str]], services: dict[str, dict[str, Any]]
     ) -> None:
         created: set[str] = set()
         for keyword, arguments in instructions:
@@ -604,7 +631,8 @@ class TestAirflowDockerfile:
                 assert words[words.index("-m") + 1] == "0775" and words[words.index("-g") + 1] == "root"
                 created |= {word for word in words if word.startswith("/")}
         # A new named volume copies the ownership of its mount point in the image: it must exist there.
-        image_users = [services["graph-emulator"], *airflow_services(services).values()]
+        emulator = dockerfile == EMULATOR_DOCKERFILE
+        image_users = [services["graph-emulator"]] if emulator else list(airflow_services(services).values())
         for service in image_users:
             for target, source in volume_mounts(service).items():
                 if source in ("aadsync-data", "emulator-state", "emulator-ca"):

@@ -1,4 +1,4 @@
-"""``aadsync bench export``: the V2 export to Entra ID against the Graph emulator (its own process, over TLS).
+"""``aadsync-dev bench export``: the V2 export to Entra ID against the Graph emulator (its own process, over TLS).
 
 Three figures, each against its DESIGN §8 target:
 
@@ -22,10 +22,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_aadsync.devenv.bench import _run_seconds, cli_child
-from airflow_provider_aadsync.devenv.bench_sync import directory, import_delta, import_full, user_dn, user_guid
-from airflow_provider_aadsync.devenv.graph import LocalGraphEmulator
-from airflow_provider_aadsync.devenv.processes import free_port
+from aadsync_devkit.bench.runner import _run_seconds, cli_child
+from aadsync_devkit.bench.sync import directory, import_delta, import_full, user_dn, user_guid
+from aadsync_devkit.processes import free_port
+from aadsync_devkit.world.graph import LocalGraphEmulator
 from airflow_provider_aadsync.engine.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync

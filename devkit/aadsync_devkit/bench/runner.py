@@ -1,4 +1,4 @@
-"""The benchmark runner behind ``aadsync bench``: figures, the floor measured in the same run, and ratios.
+"""The benchmark runner behind ``aadsync-dev bench``: figures, the floor measured in the same run, and ratios.
 
 Each import runs in a child process (``aadsync import-ad``), so its peak RSS is its own; its duration comes from
 the run record in the store (the import itself, not interpreter start-up).
@@ -23,10 +23,10 @@ from typing import Any
 
 import ldap3
 
-from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc, seeded_cache_path
-from airflow_provider_aadsync.devenv.graph import DEV_TENANT_NAME, LocalGraphEmulator
-from airflow_provider_aadsync.devenv.processes import free_port
-from airflow_provider_aadsync.devenv.samba import SambaDC
+from aadsync_devkit.processes import free_port
+from aadsync_devkit.world.fixtures import cached_seeded_dc, seeded_cache_path
+from aadsync_devkit.world.graph import DEV_TENANT_NAME, LocalGraphEmulator
+from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.ad_entries import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.store import Store, apply_sqlite_pragmas, as_utc
 from airflow_provider_aadsync.hooks.active_directory import IMPORT_FILTER
@@ -46,7 +46,7 @@ EXTENDED_DN_STRING_FORM = base64.b64encode(bytes.fromhex("3003020101")).decode()
 _CLI_CHILD = """
 import sys
 from airflow_provider_aadsync.cli import main
-from airflow_provider_aadsync.devenv.bench_sync import own_peak_rss
+from aadsync_devkit.bench.sync import own_peak_rss
 try:
     main(sys.argv[1:], standalone_mode=False)
 finally:
@@ -338,7 +338,7 @@ def render_entra(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="aadsync bench")
+    parser = argparse.ArgumentParser(prog="aadsync-dev bench")
     sub = parser.add_subparsers(dest="bench", required=True)
     ad = sub.add_parser("ad-import", help="full and delta AD import against the local Samba DC")
     ad.add_argument("--users", type=int, default=100_000)
@@ -358,7 +358,9 @@ def main(argv: list[str]) -> int:
     )
     entra.add_argument("--json", type=Path, default=None, help="also write the figures here")
     # they import this module: load them last
-    from airflow_provider_aadsync.devenv import bench_export, bench_sync, bench_writeback
+    from aadsync_devkit.bench import export as bench_export
+    from aadsync_devkit.bench import sync as bench_sync
+    from aadsync_devkit.bench import writeback as bench_writeback
 
     bench_sync.add_arguments(sub.add_parser("sync", help="rule evaluation, full and delta sync (no servers)"))
     bench_export.add_arguments(sub.add_parser("export", help="the Entra export against the Graph emulator"))

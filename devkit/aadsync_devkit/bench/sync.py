@@ -1,4 +1,4 @@
-"""The sync engine benchmark behind ``aadsync bench sync``: rule evaluation, full and delta sync, big groups.
+"""The sync engine benchmark behind ``aadsync-dev bench sync``: rule evaluation, full and delta sync, big groups.
 
 No directory server is involved: the AD connector space is written through :class:`ConnectorSpaceWriter`, exactly
 as a real AD import writes it (objects in pages of 5,000, member references as rows, deltas as partial objects with
@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
-from airflow_provider_aadsync.devenv.seed import (
+from aadsync_devkit.world.seed import (
     COMPANY,
     DEPARTMENTS,
     FIRST_NAMES,
@@ -329,7 +329,7 @@ def _sync(store_url: str, mode: str, member_limit: int, profile: Path | None = N
     """One sync of the AD connector in a child process: seconds (run record), peak RSS, counters, errors."""
     # Imported here, not at the top: the child imports this module, and bench.py's imports (ldap3, the Airflow
     # SDK through the hooks) would add to the peak RSS being measured.
-    from airflow_provider_aadsync.devenv.bench import _child, _run_seconds
+    from aadsync_devkit.bench.runner import _child, _run_seconds
 
     command = [
         sys.executable,
@@ -566,7 +566,7 @@ def render_sync(results: dict[str, Any]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``aadsync bench sync`` options."""
+    """The ``aadsync-dev bench sync`` options."""
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--groups", type=int, default=5_000)
     parser.add_argument("--group-size", type=int, default=0, help="add one group of this size (users ≥ it + 1,000)")

@@ -19,11 +19,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.devenv.bench import BENCH_CONN_ID, _run_seconds, cli_child
-from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc, seeded_cache_path
-from airflow_provider_aadsync.devenv.graph import LocalGraphEmulator
-from airflow_provider_aadsync.devenv.processes import free_port
-from airflow_provider_aadsync.devenv.seed import DEV_WRITEBACK_OU, MAIL_DOMAIN
+from aadsync_devkit.bench.runner import BENCH_CONN_ID, _run_seconds, cli_child
+from aadsync_devkit.processes import free_port
+from aadsync_devkit.world.fixtures import cached_seeded_dc, seeded_cache_path
+from aadsync_devkit.world.graph import LocalGraphEmulator
+from aadsync_devkit.world.seed import DEV_WRITEBACK_OU, MAIL_DOMAIN
 from airflow_provider_aadsync.engine.store import Store, link, mv_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules

@@ -1,15 +1,15 @@
-"""Serve the emulator in the foreground: ``python -m airflow_provider_aadsync.emulator --home DIR [--port N]``."""
+"""Serve the emulator in the foreground: ``python -m aadsync_devkit.graph_emulator --home DIR [--port N]``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from airflow_provider_aadsync.emulator.server import EmulatorServer
+from aadsync_devkit.graph_emulator.server import EmulatorServer
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m airflow_provider_aadsync.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m aadsync_devkit.graph_emulator", description=__doc__)
     parser.add_argument("--home", type=Path, required=True, help="directory for the TLS files (and state)")
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--state-file", type=Path, default=None, help="SQLite state file, loaded at start")

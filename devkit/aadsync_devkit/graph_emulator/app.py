@@ -57,10 +57,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airflow_provider_aadsync.emulator import exceptions as err
-from airflow_provider_aadsync.emulator import graph, identity
-from airflow_provider_aadsync.emulator.malformed import break_answer
-from airflow_provider_aadsync.emulator.models import EmulatorState
+from aadsync_devkit.graph_emulator import exceptions as err
+from aadsync_devkit.graph_emulator import graph, identity
+from aadsync_devkit.graph_emulator.malformed import break_answer
+from aadsync_devkit.graph_emulator.models import EmulatorState
 
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 #: Writes that change nothing the state file holds: no save after them (a save of a big tenant costs seconds).

@@ -1,7 +1,7 @@
 """Microsoft Graph v1.0 routes: thin handlers that authenticate, parse, call the tenant model and render JSON.
 
 Every route first rolls the fault-injection dice, authenticates, and charges the request to the throttling limits
-(see :class:`~airflow_provider_aadsync.emulator.models.EmulatorState`). ``POST /v1.0/$batch`` runs each inner request
+(see :class:`~aadsync_devkit.graph_emulator.models.EmulatorState`). ``POST /v1.0/$batch`` runs each inner request
 through the whole app again, so inner requests meet every rule, error, throttle and counter a direct call meets.
 """
 
@@ -20,10 +20,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message
 
-from airflow_provider_aadsync.emulator import exceptions as err
-from airflow_provider_aadsync.emulator import odata
-from airflow_provider_aadsync.emulator.identity import TokenService, base_url
-from airflow_provider_aadsync.emulator.models import (
+from aadsync_devkit.graph_emulator import exceptions as err
+from aadsync_devkit.graph_emulator import odata
+from aadsync_devkit.graph_emulator.identity import TokenService, base_url
+from aadsync_devkit.graph_emulator.models import (
     CONTACT,
     DEFAULT_SELECT,
     ENTITY_SETS,

@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from airflow_provider_aadsync.emulator import exceptions as err
-from airflow_provider_aadsync.emulator.models import App, EmulatorState, Tenant
+from aadsync_devkit.graph_emulator import exceptions as err
+from aadsync_devkit.graph_emulator.models import App, EmulatorState, Tenant
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_HOSTS = {

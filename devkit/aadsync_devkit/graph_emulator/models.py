@@ -34,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from airflow_provider_aadsync.emulator import exceptions as err
+from aadsync_devkit.graph_emulator import exceptions as err
 
 USER = "user"
 GROUP = "group"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from airflow_provider_aadsync.emulator import exceptions as err
+from aadsync_devkit.graph_emulator import exceptions as err
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 999

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import uvicorn
 
-from airflow_provider_aadsync.devenv.tls import TlsFiles, make_ca_and_server_cert
-from airflow_provider_aadsync.emulator.app import create_app
-from airflow_provider_aadsync.emulator.models import EmulatorState
+from aadsync_devkit.graph_emulator.app import create_app
+from aadsync_devkit.graph_emulator.models import EmulatorState
+from aadsync_devkit.tls import TlsFiles, make_ca_and_server_cert
 
 HOST = "127.0.0.1"
 

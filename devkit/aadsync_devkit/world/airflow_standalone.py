@@ -1,5 +1,5 @@
 """``airflow standalone`` on this machine, for the tests: the api-server (REST API and UI), scheduler, dag processor
-and triggerer of one :class:`~airflow_provider_aadsync.devenv.airflow_runs.LocalAirflow` world, on a free loopback
+and triggerer of one :class:`~aadsync_devkit.world.airflow_runs.LocalAirflow` world, on a free loopback
 port, driven through the REST API (``POST /auth/token``, then ``/api/v2/...``) and stopped by its process group."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from airflow_provider_aadsync.devenv.airflow_runs import AirflowRunError, LocalAirflow, airflow_command
-from airflow_provider_aadsync.devenv.processes import HOST, free_port, group_members
+from aadsync_devkit.processes import HOST, free_port, group_members
+from aadsync_devkit.world.airflow_runs import AirflowRunError, LocalAirflow, airflow_command
 
 #: the components ``/api/v2/monitor/health`` reports on; all of them must be healthy before a run can start
 COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")

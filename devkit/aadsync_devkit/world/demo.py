@@ -1,4 +1,4 @@
-"""The README's main job (``aadsync demo``): the local world up, then the sync cycle DAGs run by Airflow itself;
+"""The README's main job (``aadsync-dev demo``): the local world up, then the sync cycle DAGs run by Airflow itself;
 and the changes it makes in the local AD between its full and its delta cycle, one of each kind."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 import ldap3
 
-from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.devenv.seed import dev_writeback_variables, ensure_writeback_ou
+from aadsync_devkit.world.samba import SambaDC
+from aadsync_devkit.world.seed import dev_writeback_variables, ensure_writeback_ou
 
 if TYPE_CHECKING:
-    from airflow_provider_aadsync.devenv.graph import LocalGraphEmulator
+    from aadsync_devkit.world.graph import LocalGraphEmulator
 
 #: The sync instance (store) of the demo: started empty on every run.
 DEMO_INSTANCE = "demo"
@@ -102,7 +102,7 @@ def make_demo_cloud_group(graph: LocalGraphEmulator, *, members: int = 3) -> dic
 # --------------------------------------------------------------------------------------------------- the demo
 @dataclass
 class DemoResult:
-    """What ``aadsync demo`` prints: the reports of its two DAG runs, and whether both succeeded."""
+    """What ``aadsync-dev demo`` prints: the reports of its two DAG runs, and whether both succeeded."""
 
     text: str
     succeeded: bool
@@ -126,11 +126,11 @@ def run_demo(
     both cycle reports. The sync store is the ``demo`` instance, started empty each time. Both servers are stopped
     at the end unless ``keep_running``.
     """
-    from airflow_provider_aadsync.devenv.airflow_runs import LocalAirflow
-    from airflow_provider_aadsync.devenv.fixtures import cached_seeded_dc
-    from airflow_provider_aadsync.devenv.graph import LocalGraphEmulator
-    from airflow_provider_aadsync.devenv.paths import aadsync_home, dev_dc_home, dev_graph_home
-    from airflow_provider_aadsync.devenv.processes import free_port, port_in_use
+    from aadsync_devkit.paths import aadsync_home, dev_dc_home, dev_graph_home
+    from aadsync_devkit.processes import free_port, port_in_use
+    from aadsync_devkit.world.airflow_runs import LocalAirflow
+    from aadsync_devkit.world.fixtures import cached_seeded_dc
+    from aadsync_devkit.world.graph import LocalGraphEmulator
 
     seconds: dict[str, float] = {}
     started = time.monotonic()

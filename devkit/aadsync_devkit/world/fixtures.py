@@ -15,9 +15,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from airflow_provider_aadsync.devenv.paths import fixture_cache_dir
-from airflow_provider_aadsync.devenv.samba import SambaDC
-from airflow_provider_aadsync.devenv.seed import SEED_VERSION, offline_entries, seed_directory
+from aadsync_devkit.paths import fixture_cache_dir
+from aadsync_devkit.world.samba import SambaDC
+from aadsync_devkit.world.seed import SEED_VERSION, offline_entries, seed_directory
 
 FIXTURE_VERSION = 1 * 100 + SEED_VERSION
 #: From this many users, the OUs and users are added offline (``SambaDC.add_offline``, ~480 users/s, near-linear)

@@ -1,4 +1,4 @@
-"""The local Graph emulator as a background process for ``aadsync dev up``: start/stop by PID, a dev tenant.
+"""The local Graph emulator as a background process for ``aadsync-dev up``: start/stop by PID, a dev tenant.
 
 The emulator keeps its state in a SQLite file under its home (``state.sqlite``; an older ``state.json`` is ignored),
 so the dev tenant and what was written to it survive a ``dev down`` / ``dev up``. The dev tenant has verified the
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from airflow_provider_aadsync.devenv.processes import HOST, group_members, port_in_use
-from airflow_provider_aadsync.devenv.seed import MAIL_DOMAIN
+from aadsync_devkit.processes import HOST, group_members, port_in_use
+from aadsync_devkit.world.seed import MAIL_DOMAIN
 
 if TYPE_CHECKING:
     from airflow_provider_aadsync.hooks.entra import EntraHook
@@ -91,7 +91,7 @@ class LocalGraphEmulator:
             raise GraphEmulatorError(f"port {self.port} on {HOST} is already in use: stop what listens there first")
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.home / "emulator.log", "ab")  # noqa: SIM115 - handed to the child process
-        command = [sys.executable, "-m", "airflow_provider_aadsync.emulator", "--home", str(self.home),
+        command = [sys.executable, "-m", "aadsync_devkit.graph_emulator", "--home", str(self.home),
                    "--port", str(self.port), "--state-file", str(self.state_file)]  # fmt: skip
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

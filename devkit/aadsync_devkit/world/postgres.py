@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from airflow_provider_aadsync.devenv.processes import HOST, free_port, group_members, port_in_use, proc_state
+from aadsync_devkit.processes import HOST, free_port, group_members, port_in_use, proc_state
 
 SUPERUSER = "postgres"
 OS_USER = "postgres"
@@ -36,7 +36,7 @@ DEBIAN_PACKAGE = "postgresql"
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _CONF_NAME = "aadsync.conf"
-_HBA = f"""# Written by airflow_provider_aadsync.devenv.postgres: a disposable test server, trust on 127.0.0.1 only.
+_HBA = f"""# Written by aadsync_devkit.world.postgres: a disposable test server, trust on 127.0.0.1 only.
 # TYPE  DATABASE  USER  ADDRESS       METHOD
 local   all       all                 trust
 host    all       all   {HOST}/32  trust
@@ -195,7 +195,7 @@ class LocalPostgres:
         """(Re)write the settings this class owns; rewritten on every start so the port and paths follow HOME."""
         path = self.data_dir / _CONF_NAME
         path.write_text(
-            "# Written by airflow_provider_aadsync.devenv.postgres on every start; a disposable test server.\n"
+            "# Written by aadsync_devkit.world.postgres on every start; a disposable test server.\n"
             f"listen_addresses = '{HOST}'\n"
             f"port = {self.port}\n"
             f"unix_socket_directories = '{self.socket_dir}'\n"

@@ -372,5 +372,5 @@ def ensure_writeback_ou(conn: ldap3.Connection, base_dn: str) -> str:
 
 
 def dev_writeback_variables(base_dn: str = DEV_BASE_DN) -> dict[str, str]:
-    """The Airflow Variables that turn group writeback on for the dev world (`aadsync dev env`, the demo)."""
+    """The Airflow Variables that turn group writeback on for the dev world (`aadsync-dev env`, the demo)."""
     return {"aadsync_writeback_enabled": "true", "aadsync_writeback_ou": dev_writeback_ou(base_dn)}

@@ -12,8 +12,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")  # starlette notice
     from starlette.testclient import TestClient
 
-from airflow_provider_aadsync.emulator.app import create_app
-from airflow_provider_aadsync.emulator.models import EmulatorState
+from aadsync_devkit.graph_emulator.app import create_app
+from aadsync_devkit.graph_emulator.models import EmulatorState
 
 CLIENT_ID = "0b1c2d3e-0000-4000-8000-00000000a001"
 SECRET = "test-secret-value"

@@ -8,8 +8,8 @@ import warnings
 
 import pytest
 
-from airflow_provider_aadsync.emulator.app import create_app
-from airflow_provider_aadsync.emulator.models import EmulatorState, Tenant
+from aadsync_devkit.graph_emulator.app import create_app
+from aadsync_devkit.graph_emulator.models import EmulatorState, Tenant
 
 from .conftest import assert_graph_error, get_token, new_user
 
@@ -239,8 +239,8 @@ def test_a_state_file_that_is_not_sqlite_is_refused(tmp_path):
 def test_drop_ratio_is_a_setting_with_bounds():
     from starlette.testclient import TestClient
 
-    from airflow_provider_aadsync.emulator.app import create_app
-    from airflow_provider_aadsync.emulator.models import EmulatorState
+    from aadsync_devkit.graph_emulator.app import create_app
+    from aadsync_devkit.graph_emulator.models import EmulatorState
 
     client = TestClient(create_app(EmulatorState()))
     assert client.get("/_emulator/settings").json()["faultDropRatio"] == 0.0

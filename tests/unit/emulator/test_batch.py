@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_aadsync.emulator.graph import ODATA_JSON
+from aadsync_devkit.graph_emulator.graph import ODATA_JSON
 
 from .conftest import assert_graph_error, new_group, new_user
 

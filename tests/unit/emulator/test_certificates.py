@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from airflow_provider_aadsync.emulator.identity import CLIENT_ASSERTION_TYPE
+from aadsync_devkit.graph_emulator.identity import CLIENT_ASSERTION_TYPE
 
 from .conftest import CLIENT_ID, get_token
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_aadsync.emulator.server import EmulatorServer
+from aadsync_devkit.graph_emulator.server import EmulatorServer
 
 from .conftest import CLIENT_ID, SECRET, create_group, new_user, put_settings
 

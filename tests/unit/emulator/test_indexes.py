@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from airflow_provider_aadsync.emulator import exceptions as err
-from airflow_provider_aadsync.emulator.models import EmulatorState, Tenant
+from aadsync_devkit.graph_emulator import exceptions as err
+from aadsync_devkit.graph_emulator.models import EmulatorState, Tenant
 
 from .conftest import assert_graph_error, new_user
 

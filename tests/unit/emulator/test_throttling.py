@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_aadsync.emulator.exceptions import TooManyRequests
-from airflow_provider_aadsync.emulator.models import request_cost
+from aadsync_devkit.graph_emulator.exceptions import TooManyRequests
+from aadsync_devkit.graph_emulator.models import request_cost
 
 from .conftest import assert_graph_error, new_user
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_aadsync.devenv.seed import DEV_WRITEBACK_OU
+from aadsync_devkit.world.seed import DEV_WRITEBACK_OU
 from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR
 from airflow_provider_aadsync.engine.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store

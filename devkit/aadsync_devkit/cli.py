@@ -1,0 +1,183 @@
+"""The ``aadsync-dev`` command: the local dev world (Samba AD DC, Graph emulator), seeding, the demo, the emulator
+server and the benchmarks. The product's ``aadsync`` command never imports this package."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from airflow_provider_aadsync.cli import AadsyncGroup
+
+
+def _dev_dc():
+    from aadsync_devkit.paths import dev_dc_home
+    from aadsync_devkit.world.samba import SambaDC
+
+    return SambaDC(dev_dc_home())
+
+
+def _dev_graph():
+    from aadsync_devkit.paths import dev_graph_home
+    from aadsync_devkit.world.graph import LocalGraphEmulator
+
+    return LocalGraphEmulator(dev_graph_home())
+
+
+@click.group(cls=AadsyncGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level; show the traceback of an error.")
+def main(verbose: bool) -> None:
+    """AADSync dev kit: the local world (Samba AD DC + Graph emulator), the demo and the benchmarks."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ dev world
+@main.command("up")
+@click.option("--users", type=int, default=0, help="Restore (or build once and cache) a directory seeded with N users.")
+@click.option("--groups", type=int, default=0, help="Groups for the seeded directory.")
+@click.option("--group-size", type=int, default=0, help="Members of one extra big group.")
+def dev_up(users: int, groups: int, group_size: int) -> None:
+    """Start the local world: the Samba AD DC (provisioned once; with --users, from a cached seeded fixture) and
+    the Graph emulator with its dev tenant."""
+    from aadsync_devkit.world.fixtures import cached_seeded_dc
+    from aadsync_devkit.world.seed import ensure_writeback_ou
+
+    dc = _dev_dc()
+    if users:
+        dc.stop()
+        dc = cached_seeded_dc(dc.home, users=users, groups=groups, group_size=group_size)
+    elif dc.is_running():
+        click.echo(f"local DC already running (pid {dc.status()['pid']})")
+    else:
+        if not dc.is_provisioned():
+            seconds = dc.provision()
+            click.echo(f"provisioned {dc.realm} in {seconds:.1f} s at {dc.home}")
+        dc.start()
+    click.echo(f"local DC running at {dc.ldaps_url} (base DN {dc.base_dn})")
+    conn = dc.connect()
+    try:
+        click.echo(f"group writeback OU {ensure_writeback_ou(conn, dc.base_dn)} (writeback on for the dev world)")
+    finally:
+        conn.unbind()
+    graph = _dev_graph()
+    graph.start()
+    click.echo(f"Graph emulator running at {graph.base_url} (tenant {graph.status()['tenant_id']})")
+    click.echo('`eval "$(aadsync-dev env)"` points Airflow at both')
+
+
+@main.command("down")
+def dev_down() -> None:
+    """Stop the local DC and the Graph emulator (by their PIDs); their data stays for the next `aadsync-dev up`."""
+    for name, server in (("local DC", _dev_dc()), ("Graph emulator", _dev_graph())):
+        was_running = server.is_running()
+        server.stop()
+        click.echo(f"{name} stopped" if was_running else f"{name} was not running")
+
+
+@main.command("status")
+def dev_status() -> None:
+    """Print the local world's state as JSON."""
+    click.echo(json.dumps({"samba": _dev_dc().status(), "graph": _dev_graph().status()}, indent=2))
+
+
+@main.command("seed")
+@click.option("--users", type=int, required=True)
+@click.option("--groups", type=int, required=True)
+@click.option("--group-size", type=int, default=0, help="Members of one extra big group (needs users >= K).")
+@click.option("--seed", "seed_value", type=int, default=42, help="Random seed: same seed, same directory.")
+def dev_seed(users: int, groups: int, group_size: int, seed_value: int) -> None:
+    """Fill the running local DC with OUs, users, nested groups and optionally one big group."""
+    from aadsync_devkit.world.seed import seed_directory
+
+    dc = _dev_dc()
+    if not dc.is_running():
+        raise click.ClickException("the local DC is not running: start it with `aadsync-dev up`")
+    conn = dc.connect()
+    try:
+        report = seed_directory(conn, dc.base_dn, users=users, groups=groups, group_size=group_size, seed=seed_value)
+    finally:
+        conn.unbind()
+    state = "already seeded" if report.reused else f"seeded in {report.seconds:.1f} s"
+    click.echo(f"{state}: {report.users} users, {report.groups} groups, big group {report.big_group_dn or 'none'}")
+
+
+@main.command("env")
+def dev_env() -> None:
+    """Print the local world's Airflow connections, and the Variables that turn group writeback on for it (into the
+    OU `aadsync-dev up` created), as `export AIRFLOW_...` lines, for eval."""
+    from aadsync_devkit.world.seed import dev_writeback_variables
+
+    dc = _dev_dc()
+    ad = {"conn_type": "aadsync_ad", **dc.connection_info()}
+    click.echo(f"export AIRFLOW_CONN_AADSYNC_AD={shlex.quote(json.dumps(ad))}")
+    click.echo(f"export AIRFLOW_CONN_AADSYNC_ENTRA={shlex.quote(json.dumps(_dev_graph().connection_info()))}")
+    for name, value in dev_writeback_variables(dc.base_dn).items():
+        click.echo(f"export AIRFLOW_VAR_{name.upper()}={shlex.quote(value)}")
+
+
+@main.group()
+def emulator() -> None:
+    """The Microsoft Graph emulator (identity platform + Graph v1.0 over TLS on 127.0.0.1)."""
+
+
+@emulator.command("serve")
+@click.option("--port", type=int, default=8443, show_default=True, help="TCP port on 127.0.0.1 (0: any free port).")
+@click.option("--state", "state_file", type=click.Path(path_type=Path), help="SQLite state file (default: in memory).")
+@click.option("--home", type=click.Path(path_type=Path), default=None, help="TLS files (default: next to the state).")
+def emulator_serve(port: int, state_file: Path | None, home: Path | None) -> None:
+    """Serve the emulator in the foreground until interrupted."""
+    from aadsync_devkit.graph_emulator.server import EmulatorServer
+    from aadsync_devkit.paths import aadsync_home
+
+    home = home or (state_file.parent if state_file else aadsync_home() / "emulator")
+    EmulatorServer(home, port=port, state_file=state_file).serve_forever()
+
+
+# ----------------------------------------------------------------------------------------------- main job
+@main.command("demo")
+@click.option("--users", type=int, default=2000, show_default=True)
+@click.option("--groups", type=int, default=50, show_default=True)
+@click.option("--group-size", type=int, default=1501, show_default=True)
+@click.option("--report-file", type=click.Path(path_type=Path), default=None, help="Also save the reports here.")
+@click.option(
+    "--keep-running", is_flag=True, help="Leave the local DC and the emulator running afterwards (aadsync-dev down)."
+)
+def demo(users: int, groups: int, group_size: int, report_file: Path | None, keep_running: bool) -> None:
+    """The main job: the local AD (seeded) and the Graph emulator up, then Airflow itself runs the sync cycle DAGs
+    (`airflow dags test`, embedded SQLite metadata DB): aadsync_full, a few changes in AD, aadsync_cycle. Prints both
+    cycle reports, with the Entra ID export counters. Resets the local DC and the emulator's dev tenant."""
+    from aadsync_devkit.world.demo import run_demo
+
+    result = run_demo(
+        users=users,
+        groups=groups,
+        group_size=group_size,
+        keep_running=keep_running,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    click.echo(result.text)
+    if report_file:
+        report_file.write_text(result.text)
+    if not result.succeeded:
+        raise SystemExit(1)
+
+
+@main.command("bench", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Run the benchmark (see bench/README.md); arguments go to the benchmark runner."""
+    from aadsync_devkit.bench.runner import main as bench_main
+
+    raise SystemExit(bench_main(list(args)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
