@@ -77,17 +77,66 @@ class GraphDeltaSource(Protocol):
         ...
 
 
+def _check_anchor(resource: str, anchor: Any) -> str:
+    """A Graph object id usable as an anchor: a string of at most 255 characters, valid Unicode, no control
+    characters (ids are GUIDs; anything else is a broken or hostile answer, reported for that object)."""
+    if not isinstance(anchor, str) or not anchor:
+        raise ObjectDecodeError(
+            f"a {resource} delta item has no usable id: {type(anchor).__name__}", code="missing-anchor"
+        )
+    if len(anchor) > 255 or not anchor.isprintable() or not _encodable(anchor):
+        shown = anchor[:60].encode("utf-8", "backslashreplace").decode("utf-8")
+        raise ObjectDecodeError(f"a {resource} delta item has an invalid id {shown!r}", code="invalid-anchor")
+    return anchor
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_values(anchor: str, dn: str, attrs: dict[str, list[Any]]) -> None:
+    """Refuse an object whose values cannot be stored as UTF-8 (an escaped unpaired surrogate in Graph's JSON)."""
+    try:
+        serialize_attrs(attrs)
+    except UnicodeEncodeError:
+        bad = sorted(name for name, values in attrs.items() if any(_unencodable(value) for value in values))
+        raise ObjectDecodeError(
+            f"attribute {', '.join(bad) or '?'} has a value that is not valid Unicode (an unpaired surrogate)",
+            dn=dn,
+            anchor=anchor,
+            code="undecodable-value",
+        ) from None
+
+
+def _unencodable(value: Any) -> bool:
+    if isinstance(value, str):
+        return not _encodable(value)
+    if isinstance(value, dict):
+        return any(_unencodable(key) or _unencodable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_unencodable(item) for item in value)
+    return False
+
+
 def graph_object(resource: str, item: dict[str, Any], *, partial: bool) -> SourceObject:
     """One item of a delta page as a SourceObject; ``members@delta`` becomes member references."""
     anchor = item.get("id")
     if not anchor:
         raise ObjectDecodeError(f"a {resource} delta item has no id: {sorted(item)}", code="missing-anchor")
+    anchor = _check_anchor(resource, anchor)
     obj = SourceObject(anchor=anchor, dn=f"{resource}/{anchor}", object_type=_OBJECT_TYPES[resource], partial=partial)
     if "@removed" in item:
         obj.deleted = True
         return obj
     obj.attrs = graph_attrs(item)
+    _check_values(anchor, obj.dn, obj.attrs)
     changes = item.get("members@delta") or []
+    for member in changes:
+        _check_anchor(f"{resource} member", member.get("id") if isinstance(member, dict) else None)
     added: list[Reference] = [(member["id"], None) for member in changes if "@removed" not in member]
     removed: list[Reference] = [(member["id"], None) for member in changes if "@removed" in member]
     if partial:
@@ -124,7 +173,17 @@ def _user_page(items: list[dict[str, Any]], errors: ErrorSink, page: ObjectPage)
                 for key, value in item.items()
                 if value is not None and value != [] and "@" not in key
             }
-            page.add(anchor, f"users/{anchor}", "user", serialize_attrs(attrs))
+            try:
+                anchor = _check_anchor("users", anchor)
+                try:
+                    serialized = serialize_attrs(attrs)
+                except UnicodeEncodeError:
+                    _check_values(anchor, f"users/{anchor}", attrs)
+                    raise
+            except ObjectDecodeError as error:
+                errors.add(error)
+                continue
+            page.add(anchor, f"users/{anchor}", "user", serialized)
 
 
 class EntraImportSteps:

@@ -309,6 +309,21 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
+#: Longest DN or message kept per run error (a hostile value can be megabytes; the report shows the start).
+_ERROR_TEXT_LIMIT = 4_000
+
+
+def storable_text(text: str | None, limit: int) -> str | None:
+    """``text`` as every store backend keeps it: unpaired surrogates (not UTF-8) and NUL (refused by PostgreSQL)
+    written as escapes, cut to ``limit`` characters. For per-object error rows, whose text may quote bad data."""
+    if text is None:
+        return None
+    text = str(text)
+    if "\x00" in text or not text.isascii():
+        text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 14] + "... (cut here)"
+
+
 class StoreError(Exception):
     """Raised when the store cannot be opened or migrated."""
 
@@ -642,7 +657,16 @@ class Store:
     def record_errors(self, run_id: int, errors: Sequence[dict[str, Any]]) -> None:
         """Store per-object errors (dicts with anchor, dn, code, message) in their own transaction."""
         if errors:
-            rows = [{"run_id": run_id, **error, "message": scrub(str(error.get("message") or ""))} for error in errors]
+            rows = [
+                {
+                    "run_id": run_id,
+                    **error,
+                    "anchor": storable_text(error.get("anchor"), 255),
+                    "dn": storable_text(error.get("dn"), _ERROR_TEXT_LIMIT),
+                    "message": storable_text(scrub(str(error.get("message") or "")), _ERROR_TEXT_LIMIT),
+                }
+                for error in errors
+            ]
             with self.engine.begin() as connection:
                 self.insert_chunked(connection, run_error, rows)
 

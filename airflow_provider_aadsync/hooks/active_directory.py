@@ -167,6 +167,20 @@ class ADConnectionSettings(BaseModel):
             raise ActiveDirectoryError(f"connection {name} is not usable: {problems}") from None
 
 
+def _filter_value(value: str) -> str:
+    """An LDAP filter assertion value: ldap3's escape_filter_chars for ``*()\\`` and NUL, and leading or trailing
+    whitespace as ``\\XX`` escapes too (ldap3 strips it from an unescaped filter value before sending)."""
+    escaped = escape_filter_chars(value)
+    core = escaped.strip()
+    start = len(escaped) - len(escaped.lstrip())
+    lead, trail = escaped[:start], escaped[start + len(core) :]
+
+    def hexed(text: str) -> str:
+        return "".join(f"\\{byte:02x}" for byte in text.encode())
+
+    return hexed(lead) + core + hexed(trail)
+
+
 class ActiveDirectoryHook(BaseHook):
     """Interact with Active Directory over LDAP.
 
@@ -384,7 +398,7 @@ class ActiveDirectoryHook(BaseHook):
     def find_objects(self, attribute: str, value: str, attributes: Sequence[str] = ("objectGUID",)) -> list[RawEntry]:
         """Find objects whose ``attribute`` equals ``value``; the value is escaped, never spliced raw."""
         conn = self.get_conn()
-        search_filter = f"(&{IMPORT_FILTER}({attribute}={escape_filter_chars(value)}))"
+        search_filter = f"(&{IMPORT_FILTER}({attribute}={_filter_value(value)}))"
         conn.search(
             self.search_base,
             search_filter,

@@ -11,6 +11,7 @@ import datetime as dt
 import email.utils
 import errno
 import graphlib
+import json
 import logging
 import os
 import ssl
@@ -542,6 +543,12 @@ class EntraHook(BaseHook):
             # msgspec (an Airflow dependency) decodes to the same dicts and lists as json, about twice as fast.
             return msgspec.json.decode(response.content)
         except msgspec.DecodeError as error:
+            try:
+                # msgspec refuses an escaped unpaired surrogate ("\ud800") that json accepts; the import then
+                # reports the object holding it as a per-object error instead of failing the whole page.
+                return json.loads(response.content)
+            except ValueError:
+                pass
             kind = response.headers.get("content-type", "no content type").split(";")[0]
             raise GraphMalformedAnswerError(
                 f"{method} {response.request.url.copy_with(query=None)} → {response.status_code}: the answer is not "

@@ -214,17 +214,22 @@ class _Column:
         """Casefolded text of each value (pandas string dtype; NaN where a value has no text form)."""
         if self._text is None:
             series = pd.Series(self.values, dtype=object, copy=False)
-            text = series.astype(str)
+            if self.kind not in _PLAIN_KINDS:
+                # References, bytes and other non-text cells have no text to compare; str() of them is noise, and
+                # bytes that are not UTF-8 would fail to convert: they become NaN first.
+                plain = np.fromiter((isinstance(v, _TEXT_SCALARS) for v in self.values), bool, len(self.values))
+                series = series.where(plain)
+            try:
+                text = series.astype(str)
+            except ValueError:  # an integer beyond Python's int-to-string digit limit: it has no text form here
+                text = pd.Series([_text_or_none(value) for value in series], index=series.index, dtype=object)
+                text = text.astype(str).where(text.notna())
             if self.kind in ("floating", "mixed-integer-float"):
                 # An integer column with gaps often arrives as float64 (512.0); compare it as the integer it is.
                 numbers = self.numbers
                 integral = numbers.notna() & (numbers % 1 == 0)
                 if integral.any():
                     text = text.where(~integral, numbers[integral].astype("int64").astype(str))
-            elif self.kind not in _PLAIN_KINDS:
-                # References, bytes and other non-text cells have no text to compare; str() of them is noise.
-                plain = np.fromiter((isinstance(v, _TEXT_SCALARS) for v in self.values), bool, len(self.values))
-                text = text.where(plain)
             self._text = text.str.casefold()
         return self._text
 
@@ -235,6 +240,15 @@ class _Column:
             series = pd.Series(self.values, dtype=object, copy=False)
             self._numbers = pd.to_numeric(series, errors="coerce")
         return self._numbers
+
+
+def _text_or_none(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    try:
+        return str(value)
+    except ValueError:
+        return None
 
 
 class FrameView:
