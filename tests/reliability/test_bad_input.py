@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from ldap3.operation.search import parse_filter as parse_ldap_filter
 from ldap3.utils.dn import parse_dn
 
-from airflow_provider_aadsync.emulator.odata import parse_filter as parse_odata_filter
+from aadsync_devkit.graph_emulator.odata import parse_filter as parse_odata_filter
 from airflow_provider_aadsync.engine.dn import _unescape, normalize_dn, wire_dn
 from airflow_provider_aadsync.engine.entra_export import _odata_quote
 from airflow_provider_aadsync.engine.entra_import import _user_page, graph_object
