@@ -1,0 +1,71 @@
+"""Constants and small frame/value helpers shared by the sync pass modules (no state, no store access)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.store import pending_export
+from airflow_provider_aadsync.engine.sync.schema import cell_values
+
+#: Connector-space rows per batch: bounds memory whatever the directory size.
+BATCH_ROWS = 20_000
+#: Values per ``IN (...)`` list.
+IN_CHUNK = 500
+#: Anchors of objects sync has provisioned that no export has created yet start with this.
+PROVISIONAL_PREFIX = "provisional:"
+
+LINK_TYPES = {"Join": "join", "StickyJoin": "sticky-join", "Provision": "projection"}
+#: Link types that keep a metaverse object alive (an inbound rule joined or projected it).
+_SOURCE_LINKS = ("join", "sticky-join", "projection")
+
+
+def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def cell_key(cell: Any) -> str:
+    return json.dumps(cell_values(cell), sort_keys=True, default=str)
+
+
+def same_values(left: list[Any], right: list[Any]) -> bool:
+    if len(left) != len(right):
+        return False
+    if len(left) <= 1:
+        return left == right
+    return sorted(map(repr, left)) == sorted(map(repr, right))
+
+
+def column_of(frame: pd.DataFrame, name: str) -> Iterable[Any]:
+    """The column of ``frame`` named ``name`` case-insensitively, or Nones when there is none."""
+    for label in frame.columns:
+        if str(label).lower() == name.lower():
+            return frame[label]
+    return [None] * len(frame)
+
+
+def export_key(connector: str, anchor: str) -> sa.ColumnElement[bool]:
+    return sa.and_(pending_export.c.connector == connector, pending_export.c.anchor == anchor)
+
+
+def members_by_rule(scope: pd.DataFrame) -> dict[str, set[Any]]:
+    """Per rule column of a boolean scope frame, the set of index labels in scope (set lookups, not .at)."""
+    return {str(name): set(scope.index[scope[name].to_numpy(dtype=bool)]) for name in scope.columns if name != "mv_id"}
+
+
+def count_changes(before: Mapping[str, list[Any]], after: Mapping[str, list[Any]]) -> int:
+    return sum(1 for name in set(before) | set(after) if before.get(name) != after.get(name))
+
+
+def set_difference(desired: pd.DataFrame, current: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows only in ``desired`` (to add) and only in ``current`` (to remove): one merge, no Python loop."""
+    columns = list(desired.columns)
+    merged = desired.merge(current, on=columns, how="outer", indicator=True)
+    adds = merged.loc[merged["_merge"] == "left_only", columns]
+    removes = merged.loc[merged["_merge"] == "right_only", columns]
+    return adds, removes

@@ -1,0 +1,205 @@
+"""Inbound: one batch of connector-space rows through scoping, join/project and the attribute flows into the
+metaverse contributions (precedence decides which contribution wins).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.dn import dn_key
+from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
+from airflow_provider_aadsync.engine.rules import CompiledRule, frame_from_records
+from airflow_provider_aadsync.engine.store import (
+    cs_object,
+    cs_reference,
+)
+from airflow_provider_aadsync.engine.sync.contributions import (
+    REFERENCE_MARKER,
+    Contributions,
+    contributor_connector,
+    contributor_key,
+    drop_connector,
+)
+from airflow_provider_aadsync.engine.sync.frames import (
+    chunks,
+    members_by_rule,
+)
+from airflow_provider_aadsync.engine.sync.joins import Joins
+from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
+from airflow_provider_aadsync.engine.sync.schema import cell_values
+from airflow_provider_aadsync.engine.sync.state import SyncPass
+
+
+class Inbound:
+    """Runs the inbound rules over batches of connector-space rows for one sync pass."""
+
+    def __init__(self, state: SyncPass, *, joins: Joins, metaverse: Metaverse) -> None:
+        self.state = state
+        self.joins = joins
+        self.metaverse = metaverse
+
+    def inbound_batch(self, batch: pd.DataFrame) -> None:
+        batch["mv_id"] = batch["mv_id"].astype("Int64")
+        self.state.counters["objects_evaluated"] += len(batch)
+        deleted = batch[batch["is_deleted"].astype(bool)]
+        live = batch[~batch["is_deleted"].astype(bool)]
+        disconnects: list[tuple[str, int]] = [
+            (row.anchor, int(row.mv_id)) for row in deleted.itertuples() if not pd.isna(row.mv_id)
+        ]
+        self.state.tombstones += deleted["anchor"].tolist()
+        self.state.counters["deletes"] += len(deleted)
+        if self.state.trace is not None and len(deleted):
+            self.state.trace["decision"] = "deleted in the connected directory: disconnect"
+        self.state.processed += live["anchor"].tolist()
+        self.state.batch_dns = dict(zip(batch["anchor"], batch["dn"], strict=True))
+
+        records = {row.anchor: json.loads(row.attrs) for row in live.itertuples()}
+        mv_updates: dict[int, dict[str, Any]] = {}  # mv_id → {"type", "contributions", "new"}
+        flow_inputs: list[tuple[pd.DataFrame, list[CompiledRule], pd.DataFrame]] = []
+        for object_type, part in live.groupby("object_type", sort=True):
+            rules = [r for r in self.state.inbound_rules if r.rule.source_object_type == object_type]
+            part = part.set_index("anchor", drop=False)
+            if not rules:
+                linked = part[part["mv_id"].notna() & part["link_type"].isin(["join", "projection"])]
+                disconnects += [(anchor, int(mv)) for anchor, mv in zip(linked["anchor"], linked["mv_id"], strict=True)]
+                self.state.counters["disconnectors"] += int(part["mv_id"].isna().sum())
+                continue
+            frame = self._frame([records[a] for a in part.index], rules, part.index)
+            scope = pd.DataFrame({r.rule.name: r.in_scope(frame).astype(bool) for r in rules}, index=part.index)
+            if self.state.trace is not None:
+                self.state.trace["inbound_rules_in_scope"] = [
+                    name for name in scope.columns if bool(scope[name].iloc[0])
+                ]
+            links = self.joins.link(part, frame, rules, scope, disconnects, mv_updates)
+            flow_inputs.append((frame, rules, scope.assign(mv_id=links)))
+
+        self.joins.disconnect(disconnects, mv_updates)
+        for frame, rules, scope in flow_inputs:
+            self._flow(frame, rules, scope, mv_updates)
+        self.metaverse.write_metaverse(mv_updates)
+
+    def _frame(self, records: list[dict[str, Any]], rules: Sequence[CompiledRule], index: pd.Index) -> pd.DataFrame:
+        attributes = sorted({name for r in rules for name in r.attributes})
+        frame = frame_from_records(records, attributes)
+        frame.index = index
+        self.state.schema.type_columns(frame)
+        if any(r.needs_member_of for r in rules):
+            frame["memberOf"] = self._member_of(list(index))
+        return frame
+
+    def _member_of(self, anchors: list[str]) -> list[list[str] | None]:
+        groups: dict[str, list[str]] = defaultdict(list)
+        group = cs_object.alias("group_object")
+        for chunk in chunks(anchors):
+            query = (
+                sa.select(cs_reference.c.target_anchor, group.c.dn)
+                .join(
+                    group,
+                    sa.and_(group.c.connector == cs_reference.c.connector, group.c.anchor == cs_reference.c.anchor),
+                )
+                .where(cs_reference.c.connector == self.state.connector, cs_reference.c.target_anchor.in_(chunk))
+            )
+            for target, dn in self.state.connection.execute(query):
+                groups[target].append(dn_key(dn))
+        return [groups.get(anchor) or None for anchor in anchors]
+
+    def _flow(
+        self,
+        frame: pd.DataFrame,
+        rules: Sequence[CompiledRule],
+        scope: pd.DataFrame,
+        mv_updates: dict[int, dict[str, Any]],
+    ) -> None:
+        linked = scope[scope["mv_id"].notna()]
+        if linked.empty:
+            return
+        mv_ids = sorted({int(v) for v in linked["mv_id"]})
+        # Outbound rules run for every metaverse object whose connector-space object was synced, changed or not:
+        # a change on the target side (an edit in the cloud) is corrected by the next export too.
+        self.state.touched_mv.update(mv_ids)
+        loaded = self.metaverse.load_mv([m for m in mv_ids if m not in mv_updates])
+        for mv_id, row in loaded.items():
+            mv_updates[mv_id] = row
+        results: dict[str, tuple[CompiledRule, dict[str, dict[str, Any]]]] = {}
+        failed: set[str] = set()
+        for compiled in rules:
+            rows = linked.index[linked[compiled.rule.name].to_numpy(dtype=bool)]
+            if len(rows) == 0:
+                continue
+            outcome = compiled.evaluate_flows(frame.loc[rows])
+            for anchor, error in outcome.errors.items():
+                failed.add(anchor)
+                self.state.error(
+                    anchor,
+                    self.state.batch_dns.get(anchor),
+                    getattr(error, "code", "expression-error"),
+                    getattr(error, "message", str(error)),
+                )
+            results[compiled.rule.name] = (compiled, outcome.values.to_dict("index"))
+        in_scope_of = members_by_rule(linked[[r.rule.name for r in rules]])
+        for anchor, mv_value in zip(linked.index, linked["mv_id"], strict=True):
+            if anchor in failed:
+                continue
+            entry = mv_updates.get(int(mv_value))
+            if entry is None:
+                continue
+            self._contribute(anchor, entry, rules, in_scope_of, results)
+
+    def _contribute(
+        self,
+        anchor: str,
+        entry: dict[str, Any],
+        rules: Sequence[CompiledRule],
+        in_scope_of: Mapping[str, set[Any]],
+        results: Mapping[str, tuple[CompiledRule, dict[str, dict[str, Any]]]],
+    ) -> None:
+        contributions: Contributions = entry["contributions"]
+        before = {a: dict(e) for a, e in contributions.items()}
+        drop_connector(contributions, self.state.connector)
+        for compiled in rules:
+            if compiled.rule.target_object_type != entry["type"] or anchor not in in_scope_of[compiled.rule.name]:
+                continue
+            values = results.get(compiled.rule.name, (None, {}))[1].get(anchor)
+            if values is None:
+                continue
+            key = contributor_key(self.state.connector, compiled.rule.name)
+            for spec in compiled.flow_specs:
+                previous = before.get(spec.target, {}).get(key)
+                if spec.apply_once and previous is not None:
+                    contributions.setdefault(spec.target, {})[key] = previous
+                    continue
+                cell = values.get(spec.target)
+                if spec.type == "Direct" and self.state.schema.is_reference(spec.source):
+                    contribution = [compiled.rule.precedence, spec.merge, REFERENCE_MARKER]
+                    self.state.reference_dirty.add(anchor)
+                elif cell is IgnoreThisFlow or cell is None or (isinstance(cell, float) and pd.isna(cell)):
+                    self._trace_flow(compiled, spec.target, None)
+                    continue
+                elif cell is AuthoritativeNull:
+                    contribution = [compiled.rule.precedence, spec.merge, None]
+                else:
+                    contribution = [compiled.rule.precedence, spec.merge, cell_values(cell)]
+                self._trace_flow(compiled, spec.target, contribution[2])
+                contributions.setdefault(spec.target, {})[key] = contribution
+        if contributions != before:
+            entry["dirty"] = True
+            # A reference attribute this connector stops contributing must lose its rows.
+            for attribute, entries in before.items():
+                if any(
+                    contributor_connector(k) == self.state.connector and v[2] == REFERENCE_MARKER
+                    for k, v in entries.items()
+                ):
+                    self.state.reference_dirty.add(anchor)
+                    entry.setdefault("reference_recheck", set()).add(attribute)
+
+    def _trace_flow(self, compiled: CompiledRule, target: str, values: Any) -> None:
+        if self.state.trace is not None:
+            self.state.trace.setdefault("inbound_flows", []).append(
+                {"rule": compiled.rule.name, "precedence": compiled.rule.precedence, "target": target, "value": values}
+            )

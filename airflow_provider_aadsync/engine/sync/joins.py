@@ -1,0 +1,305 @@
+"""Join / project and disconnect: links connector-space objects to metaverse objects (join rules, projection,
+metaverse id allocation), and undoes links when an object leaves scope or is deleted (deleting a metaverse object
+no source keeps alive and deprovisioning what it provisioned).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.rules import CompiledRule
+from airflow_provider_aadsync.engine.store import (
+    cs_object,
+    link,
+    mv_join_key,
+    mv_object,
+    mv_reference,
+    pending_export,
+    pending_export_reference,
+    utcnow,
+)
+from airflow_provider_aadsync.engine.sync.contributions import drop_connector
+from airflow_provider_aadsync.engine.sync.frames import (
+    _SOURCE_LINKS,
+    LINK_TYPES,
+    PROVISIONAL_PREFIX,
+    chunks,
+    column_of,
+    members_by_rule,
+)
+from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
+from airflow_provider_aadsync.engine.sync.schema import cell_values
+from airflow_provider_aadsync.engine.sync.staging import Staging
+from airflow_provider_aadsync.engine.sync.state import SyncPass
+
+
+class Joins:
+    """Links and unlinks connector-space objects and metaverse objects for one sync pass."""
+
+    def __init__(self, state: SyncPass, *, metaverse: Metaverse, staging: Staging) -> None:
+        self.state = state
+        self.metaverse = metaverse
+        self.staging = staging
+        self._last_allocated = 0
+
+    def link(
+        self,
+        part: pd.DataFrame,
+        frame: pd.DataFrame,
+        rules: Sequence[CompiledRule],
+        scope: pd.DataFrame,
+        disconnects: list[tuple[str, int]],
+        mv_updates: dict[int, dict[str, Any]],
+    ) -> pd.Series:
+        """Keep, make or break each object's link; returns the metaverse id per object (NA for disconnectors)."""
+        linking = [r for r in rules if r.rule.link_type in LINK_TYPES]
+        in_scope = scope[[r.rule.name for r in linking]].any(axis=1) if linking else pd.Series(False, index=part.index)
+        mv_ids = part["mv_id"].copy()
+
+        linked = part["mv_id"].notna()
+        out_of_scope = linked & ~in_scope & part["link_type"].isin(["join", "projection"])
+        for anchor in part.index[out_of_scope]:
+            disconnects.append((anchor, int(part.at[anchor, "mv_id"])))
+            mv_ids[anchor] = pd.NA
+            self.state.counters["disconnections_out_of_scope"] += 1
+            self.state.note("decision", "out of scope of every joining/projecting rule: disconnect")
+        if self.state.trace is not None and linked.any() and not out_of_scope.any():
+            self.state.note("decision", f"already joined to metaverse object {int(part['mv_id'].iloc[0])}")
+
+        pending = list(part.index[~linked & in_scope])
+        in_scope_of = members_by_rule(scope)
+        new_links: list[dict[str, Any]] = []
+        taken: dict[int, str] | None = None
+        for compiled in linking:
+            if len(pending) == 0:
+                break
+            candidates = [a for a in pending if a in in_scope_of[compiled.rule.name]]
+            resolved: set[str] = set()
+            for group in compiled.join_groups:
+                if not candidates:
+                    break
+                matches = self._join_matches(frame.loc[candidates], group, compiled.rule.target_object_type)
+                for anchor in candidates:
+                    found = matches.get(anchor, set())
+                    if not found:
+                        continue
+                    resolved.add(anchor)
+                    dn = part.at[anchor, "dn"]
+                    if len(found) > 1:
+                        self.state.error(
+                            anchor,
+                            dn,
+                            "ambiguous-join",
+                            f"rule {compiled.rule.name!r} join matches "
+                            f"{len(found)} metaverse objects ({sorted(found)[:5]})",
+                        )
+                        continue
+                    target = next(iter(found))
+                    if taken is None:
+                        taken = self._mv_ids_linked_here()
+                    holder = taken.get(target)
+                    if holder is not None and holder.startswith(PROVISIONAL_PREFIX):
+                        # Sync had planned to create this object; the directory already has it: join, don't create.
+                        self.state.connection.execute(
+                            sa.delete(link).where(link.c.connector == self.state.connector, link.c.anchor == holder)
+                        )
+                        self.deprovision(self.state.connector, holder)
+                    elif holder is not None:
+                        self.state.error(
+                            anchor,
+                            dn,
+                            "join-conflict",
+                            f"rule {compiled.rule.name!r} matches metaverse "
+                            f"object {target}, already joined to {self.state.connector} object {holder}",
+                        )
+                        continue
+                    taken[target] = anchor
+                    mv_ids[anchor] = target
+                    new_links.append(self.link_row(anchor, target, compiled, "join"))
+                    self.state.counters["joins"] += 1
+                    self.state.note("decision", f"joined by rule {compiled.rule.name!r} to metaverse object {target}")
+                if resolved:
+                    candidates = [a for a in candidates if a not in resolved]
+            if resolved:
+                pending = [a for a in pending if a not in resolved]
+            if compiled.rule.link_type == "Provision":
+                projected = [a for a in pending if a in in_scope_of[compiled.rule.name]]
+                new_ids = self._allocate_mv_ids(len(projected))
+                for anchor, mv_id in zip(projected, new_ids, strict=True):
+                    mv_ids[anchor] = mv_id
+                    mv_updates[mv_id] = {"type": compiled.rule.target_object_type, "contributions": {}, "new": True}
+                    new_links.append(self.link_row(anchor, mv_id, compiled, "projection"))
+                    self.state.note("decision", f"projected by rule {compiled.rule.name!r} as new metaverse object")
+                self.state.counters["projections"] += len(projected)
+                projected_set = set(projected)
+                pending = [a for a in pending if a not in projected_set]
+        self.state.counters["disconnectors"] += int((~linked & ~in_scope).sum()) + len(pending)
+        if self.state.trace is not None and not linked.any() and "decision" not in self.state.trace:
+            self.state.note("decision", "stays a disconnector: no joining or projecting rule applies")
+        if new_links:
+            self.state.newly_linked.update(row["anchor"] for row in new_links)
+            self.state.store.insert_chunked(self.state.connection, link, new_links)
+        self.state.counters["connectors"] += int(mv_ids.notna().sum())
+        return mv_ids
+
+    def link_row(self, anchor: str, mv_id: int, compiled: CompiledRule, kind: str) -> dict[str, Any]:
+        link_type = "sticky-join" if compiled.rule.link_type == "StickyJoin" else kind
+        return {
+            "connector": self.state.connector,
+            "anchor": anchor,
+            "mv_id": int(mv_id),
+            "rule": compiled.rule.name,
+            "link_type": link_type,
+            "created_at": utcnow(),
+        }
+
+    def _mv_ids_linked_here(self) -> dict[int, str]:
+        """Metaverse objects that already have a link from this connector, and the anchor linked."""
+        query = sa.select(link.c.mv_id, link.c.anchor).where(link.c.connector == self.state.connector)
+        return dict(self.state.connection.execute(query).all())
+
+    def _allocate_mv_ids(self, count: int) -> list[int]:
+        if count == 0:
+            return []
+        current = self.state.connection.execute(sa.select(sa.func.max(mv_object.c.id))).scalar() or 0
+        current = max(current, self._last_allocated)
+        self._last_allocated = current + count
+        # Reserve the ids at once, so a later batch's max() sees them even before their attributes are written.
+        now = utcnow()
+        rows = [
+            {
+                "id": current + 1 + i,
+                "object_type": "",
+                "attrs": "{}",
+                "contributions": "{}",
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i in range(count)
+        ]
+        self.state.store.insert_chunked(self.state.connection, mv_object, rows)
+        return [row["id"] for row in rows]
+
+    def _join_matches(self, frame: pd.DataFrame, group: Sequence[Any], mv_type: str) -> dict[str, set[int]]:
+        """Metaverse ids matching every pair of one join group, per connector-space anchor."""
+        result: dict[str, set[int]] | None = None
+        for pair in group:
+            source, target, case_sensitive = pair[0], pair[1], pair[2]
+            column = column_of(frame, source)
+            keys: dict[str, list[str]] = defaultdict(list)
+            for anchor, cell in zip(frame.index, column, strict=True):
+                for value in cell_values(cell):
+                    text = str(value)
+                    keys[text if case_sensitive else text.casefold()].append(anchor)
+            found: dict[str, set[int]] = defaultdict(set)
+            value_column = mv_join_key.c.value if case_sensitive else mv_join_key.c.value_folded
+            for chunk in chunks(list(keys)):
+                query = (
+                    sa.select(value_column, mv_join_key.c.mv_id)
+                    .join(mv_object, mv_object.c.id == mv_join_key.c.mv_id)
+                    .where(
+                        mv_join_key.c.attribute == target.lower(),
+                        value_column.in_(chunk),
+                        mv_object.c.object_type == mv_type,
+                    )
+                )
+                for value, mv_id in self.state.connection.execute(query):
+                    for anchor in keys[value]:
+                        found[anchor].add(mv_id)
+            result = dict(found) if result is None else {a: ids & found.get(a, set()) for a, ids in result.items()}
+        return {anchor: ids for anchor, ids in (result or {}).items() if ids}
+
+    def disconnect(self, pairs: Sequence[tuple[str, int]], mv_updates: dict[int, dict[str, Any]]) -> None:
+        if not pairs:
+            return
+        for chunk in chunks([anchor for anchor, _ in pairs]):
+            self.state.connection.execute(
+                sa.delete(link).where(link.c.connector == self.state.connector, link.c.anchor.in_(chunk))
+            )
+        self.state.counters["disconnections"] += len(pairs)
+        mv_ids = sorted({mv_id for _, mv_id in pairs})
+        loaded = self.metaverse.load_mv(mv_ids)
+        orphans = []
+        survivors = self._source_links(mv_ids)
+        for mv_id in mv_ids:
+            row = loaded.get(mv_id)
+            if row is None:
+                continue
+            if not (survivors.get(mv_id, set()) & self.state.authoritative.get(row["type"], set())):
+                orphans.append(mv_id)
+                continue
+            entry = mv_updates.setdefault(mv_id, row)
+            drop_connector(entry["contributions"], self.state.connector)
+            entry["dirty"] = True
+            self.state.touched_mv.add(mv_id)
+        self._delete_metaverse(orphans)
+        for mv_id in orphans:
+            mv_updates.pop(mv_id, None)
+
+    def _source_links(self, mv_ids: Sequence[int]) -> dict[int, set[str]]:
+        found: dict[int, set[str]] = defaultdict(set)
+        for chunk in chunks(list(mv_ids)):
+            query = sa.select(link.c.mv_id, link.c.connector).where(
+                link.c.mv_id.in_(chunk), link.c.link_type.in_(_SOURCE_LINKS)
+            )
+            for mv_id, connector in self.state.connection.execute(query):
+                found[mv_id].add(connector)
+        return found
+
+    def _delete_metaverse(self, mv_ids: Sequence[int]) -> None:
+        """Delete metaverse objects with no source left, deprovisioning what outbound rules made of them."""
+        if not mv_ids:
+            return
+        self.state.counters["metaverse_deletes"] += len(mv_ids)
+        self.state.note("metaverse", "deleted: no joined or projecting connector-space object remains")
+        remaining: list[tuple[str, str, str]] = []
+        for chunk in chunks(list(mv_ids)):
+            remaining += self.state.connection.execute(
+                sa.select(link.c.connector, link.c.anchor, link.c.link_type).where(link.c.mv_id.in_(chunk))
+            ).all()
+            referencing = self.state.connection.execute(
+                sa.select(mv_reference.c.mv_id).where(mv_reference.c.target_mv_id.in_(chunk)).distinct()
+            ).scalars()
+            self.state.touched_mv.update(referencing)
+            for table, column in (
+                (mv_reference, mv_reference.c.mv_id),
+                (mv_reference, mv_reference.c.target_mv_id),
+                (mv_join_key, mv_join_key.c.mv_id),
+                (link, link.c.mv_id),
+                (mv_object, mv_object.c.id),
+            ):
+                self.state.connection.execute(sa.delete(table).where(column.in_(chunk)))
+        outbound_connectors = {r.rule.connector for r in self.state.outbound_rules}
+        for connector, anchor, _link_type in remaining:
+            if connector in outbound_connectors and connector != self.state.connector:
+                self.deprovision(connector, anchor)
+        self.state.touched_mv.difference_update(mv_ids)
+
+    def deprovision(self, connector: str, anchor: str) -> None:
+        if anchor.startswith(PROVISIONAL_PREFIX):
+            # Never created in the directory: forget it instead of deleting it there.
+            for table in (pending_export_reference, pending_export, cs_object):
+                self.state.connection.execute(
+                    sa.delete(table).where(table.c.connector == connector, table.c.anchor == anchor)
+                )
+            self.state.counters["export_adds_withdrawn"] += 1
+            self.state.note("exports", f"{connector}: withdraw the pending add of {anchor}")
+            return
+        row = self.state.connection.execute(
+            sa.select(cs_object.c.dn, cs_object.c.object_type).where(
+                cs_object.c.connector == connector, cs_object.c.anchor == anchor
+            )
+        ).first()
+        if row is None:
+            return
+        self.state.connection.execute(
+            sa.delete(pending_export_reference).where(
+                pending_export_reference.c.connector == connector, pending_export_reference.c.anchor == anchor
+            )
+        )
+        self.staging.stage(connector, anchor, row.object_type, row.dn, "delete", {})

@@ -1,0 +1,94 @@
+"""Metaverse writes: loading metaverse objects with their contributions, writing the merged objects back and
+keeping ``mv_join_key`` in step for the join rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.importer import serialize_attrs
+from airflow_provider_aadsync.engine.store import (
+    mv_join_key,
+    mv_object,
+    utcnow,
+)
+from airflow_provider_aadsync.engine.sync.contributions import resolve
+from airflow_provider_aadsync.engine.sync.frames import (
+    chunks,
+    count_changes,
+)
+from airflow_provider_aadsync.engine.sync.state import SyncPass
+
+
+class Metaverse:
+    """Reads and writes metaverse objects (and their join keys) for one sync pass."""
+
+    def __init__(self, state: SyncPass) -> None:
+        self.state = state
+
+    def load_mv(self, mv_ids: Sequence[int], *, contributions: bool = True) -> dict[int, dict[str, Any]]:
+        """Metaverse rows by id; outbound sync reads only the resolved values (``contributions=False``)."""
+        loaded: dict[int, dict[str, Any]] = {}
+        with_contributions = contributions
+        columns = [mv_object.c.id, mv_object.c.object_type, mv_object.c.attrs]
+        if with_contributions:
+            columns.append(mv_object.c.contributions)
+        for chunk in chunks(list(mv_ids)):
+            for row in self.state.connection.execute(sa.select(*columns).where(mv_object.c.id.in_(chunk))):
+                loaded[row.id] = {
+                    "type": row.object_type,
+                    "attrs": json.loads(row.attrs),
+                    "contributions": json.loads(row.contributions) if with_contributions else {},
+                    "new": False,
+                }
+        return loaded
+
+    def write_metaverse(self, mv_updates: dict[int, dict[str, Any]]) -> None:
+        now = utcnow()
+        rows, key_rows, changed_ids = [], [], []
+        for mv_id, entry in mv_updates.items():
+            if not entry.get("dirty") and not entry.get("new"):
+                continue
+            attrs, winners = resolve(entry["contributions"])
+            if self.state.trace is not None:
+                self.state.trace["metaverse_before"] = entry.get("attrs", {})
+                self.state.trace["metaverse_after"] = attrs
+                self.state.trace["winners"] = winners
+            changed = entry.get("new") or attrs != entry.get("attrs")
+            if changed:
+                self.state.counters["metaverse_attribute_changes"] += count_changes(entry.get("attrs", {}), attrs)
+                self.state.touched_mv.add(mv_id)
+            rows.append(
+                {
+                    "id": mv_id,
+                    "object_type": entry["type"],
+                    "attrs": serialize_attrs(attrs),
+                    "contributions": json.dumps(entry["contributions"], sort_keys=True, separators=(",", ":")),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            if changed:
+                changed_ids.append(mv_id)
+                key_rows += self._join_keys(mv_id, attrs)
+        self.state.store.upsert(
+            self.state.connection, mv_object, rows, update=["object_type", "attrs", "contributions", "updated_at"]
+        )
+        for chunk in chunks(changed_ids):
+            self.state.connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.mv_id.in_(chunk)))
+        self.state.store.upsert(self.state.connection, mv_join_key, key_rows, update=["value_folded"])
+
+    def _join_keys(self, mv_id: int, attrs: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
+        lowered = {name.lower(): values for name, values in attrs.items()}
+        rows = []
+        for target in self.state.join_targets:
+            for value in lowered.get(target.lower(), []):
+                text = str(value)[:1024]
+                rows.append(
+                    {"mv_id": mv_id, "attribute": target.lower(), "value": text, "value_folded": text.casefold()}
+                )
+        return rows

@@ -1,0 +1,171 @@
+"""Inbound references: connector-space references (group members) resolved to metaverse references with set
+operations over whole reference tables, so a member imported after its group is picked up in the same pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+
+import pandas as pd
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.store import (
+    cs_reference,
+    link,
+    mv_object,
+    mv_reference,
+)
+from airflow_provider_aadsync.engine.sync.contributions import (
+    REFERENCE_MARKER,
+    contributor_connector,
+)
+from airflow_provider_aadsync.engine.sync.frames import (
+    chunks,
+    set_difference,
+)
+from airflow_provider_aadsync.engine.sync.schema import METAVERSE
+from airflow_provider_aadsync.engine.sync.state import SyncPass
+
+
+class References:
+    """Resolves connector-space references into metaverse references for one sync pass."""
+
+    def __init__(self, state: SyncPass) -> None:
+        self.state = state
+
+    def inbound_references(self) -> None:
+        """Recompute the metaverse reference rows of groups that changed, or whose members were just joined."""
+        dirty = set(self.state.reference_dirty)
+        newly = sorted(self.state.newly_linked)
+        for chunk in chunks(newly):
+            dirty.update(
+                self.state.connection.execute(
+                    sa.select(cs_reference.c.anchor)
+                    .where(cs_reference.c.connector == self.state.connector, cs_reference.c.target_anchor.in_(chunk))
+                    .distinct()
+                ).scalars()
+            )
+        if not dirty:
+            return
+        plan: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)  # (cs attr, mv attr) → [(anchor, mv)]
+        clears: list[tuple[int, str]] = []
+        for chunk in chunks(sorted(dirty)):
+            query = (
+                sa.select(link.c.anchor, mv_object.c.id, mv_object.c.contributions)
+                .join(mv_object, mv_object.c.id == link.c.mv_id)
+                .where(link.c.connector == self.state.connector, link.c.anchor.in_(chunk))
+            )
+            for anchor, mv_id, contributions in self.state.connection.execute(query):
+                for attribute, entries in json.loads(contributions).items():
+                    winner = min(entries.items(), key=lambda item: (item[1][0], item[0]), default=None)
+                    if winner is None or winner[1][2] != REFERENCE_MARKER:
+                        continue
+                    if contributor_connector(winner[0]) != self.state.connector:
+                        continue
+                    source = self._reference_source(winner[0].split("|", 1)[1], attribute)
+                    if source:
+                        plan[(source, attribute.lower())].append((anchor, mv_id))
+                # reference attributes nobody contributes any more lose their rows
+                for attribute in METAVERSE.reference_attributes:
+                    if not any(name.lower() == attribute for name in json.loads(contributions)):
+                        clears.append((mv_id, attribute))
+        for (source, target), members in plan.items():
+            self._sync_mv_references(source, target, members)
+        self._clear_mv_references(clears)
+
+    def _reference_source(self, rule_name: str, target: str) -> str | None:
+        compiled = self.state.rules_by_name.get(rule_name)
+        if compiled is None:
+            return None
+        for spec in compiled.flow_specs:
+            if spec.target == target and spec.type == "Direct":
+                return spec.source
+        return None
+
+    def _sync_mv_references(self, source: str, target: str, groups: Sequence[tuple[str, int]]) -> None:
+        by_anchor = dict(groups)
+        target_link = link.alias("target_link")
+        for chunk in chunks(sorted(by_anchor)):
+            desired_rows = self.state.connection.execute(
+                sa.select(cs_reference.c.anchor, cs_reference.c.target_anchor, target_link.c.mv_id)
+                .select_from(
+                    cs_reference.outerjoin(
+                        target_link,
+                        sa.and_(
+                            target_link.c.connector == cs_reference.c.connector,
+                            target_link.c.anchor == cs_reference.c.target_anchor,
+                        ),
+                    )
+                )
+                .where(
+                    cs_reference.c.connector == self.state.connector,
+                    cs_reference.c.attribute == source,
+                    cs_reference.c.anchor.in_(chunk),
+                )
+            ).all()
+            desired = pd.DataFrame(desired_rows, columns=["anchor", "target_anchor", "target_mv_id"])
+            self.state.counters["references_pending"] += int(desired["target_mv_id"].isna().sum())
+            desired = desired.dropna(subset=["target_mv_id"])
+            desired = pd.DataFrame(
+                {
+                    "mv_id": desired["anchor"].map(by_anchor).astype("int64"),
+                    "target_mv_id": desired["target_mv_id"].astype("int64"),
+                }
+            ).drop_duplicates()
+            mv_ids = [by_anchor[anchor] for anchor in chunk]
+            current = pd.DataFrame(
+                self.state.connection.execute(
+                    sa.select(mv_reference.c.mv_id, mv_reference.c.target_mv_id).where(
+                        mv_reference.c.attribute == target, mv_reference.c.mv_id.in_(mv_ids)
+                    )
+                ).all(),
+                columns=["mv_id", "target_mv_id"],
+            ).astype("int64")
+            adds, removes = set_difference(desired, current)
+            self._apply_mv_reference_changes(target, adds, removes)
+
+    def _apply_mv_reference_changes(self, attribute: str, adds: pd.DataFrame, removes: pd.DataFrame) -> None:
+        if len(adds):
+            rows = [
+                {"mv_id": int(m), "attribute": attribute, "target_mv_id": int(t)}
+                for m, t in zip(adds["mv_id"], adds["target_mv_id"], strict=True)
+            ]
+            self.state.store.insert_chunked(self.state.connection, mv_reference, rows)
+        for mv_id, targets in removes.groupby("mv_id")["target_mv_id"]:
+            for chunk in chunks(targets.tolist()):
+                self.state.connection.execute(
+                    sa.delete(mv_reference).where(
+                        mv_reference.c.mv_id == int(mv_id),
+                        mv_reference.c.attribute == attribute,
+                        mv_reference.c.target_mv_id.in_([int(t) for t in chunk]),
+                    )
+                )
+        self.state.counters["metaverse_reference_adds"] += len(adds)
+        self.state.counters["metaverse_reference_removes"] += len(removes)
+        changed = set(adds["mv_id"].astype(int)) | set(removes["mv_id"].astype(int))
+        self.state.touched_mv.update(changed)
+        if self.state.trace is not None and (len(adds) or len(removes)):
+            self.state.trace.setdefault("metaverse_references", []).append(
+                {"attribute": attribute, "adds": len(adds), "removes": len(removes)}
+            )
+
+    def _clear_mv_references(self, clears: Sequence[tuple[int, str]]) -> None:
+        """Drop the reference rows of attributes nobody contributes any more (one statement per chunk)."""
+        by_attribute: dict[str, list[int]] = defaultdict(list)
+        for mv_id, attribute in clears:
+            by_attribute[attribute].append(mv_id)
+        for attribute, mv_ids in by_attribute.items():
+            for chunk in chunks(mv_ids):
+                condition = sa.and_(mv_reference.c.attribute == attribute, mv_reference.c.mv_id.in_(chunk))
+                cleared = (
+                    self.state.connection.execute(sa.select(mv_reference.c.mv_id).where(condition).distinct())
+                    .scalars()
+                    .all()
+                )
+                if not cleared:
+                    continue
+                removed = self.state.connection.execute(sa.delete(mv_reference).where(condition)).rowcount
+                self.state.counters["metaverse_reference_removes"] += removed
+                self.state.touched_mv.update(cleared)

@@ -1,0 +1,234 @@
+"""Pending exports: the rows sync stages for the export steps (adds, updates with attribute deltas, deletes,
+member add/remove rows), merged with what is already pending so a re-run stages nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.store import (
+    cs_object,
+    cs_reference,
+    link,
+    mv_reference,
+    pending_export,
+    pending_export_reference,
+    utcnow,
+)
+from airflow_provider_aadsync.engine.sync.frames import (
+    chunks,
+    export_key,
+    set_difference,
+)
+from airflow_provider_aadsync.engine.sync.state import SyncPass
+
+log = logging.getLogger(__name__)
+
+
+class Staging:
+    """Stages pending exports and pending reference changes for one sync pass."""
+
+    def __init__(self, state: SyncPass) -> None:
+        self.state = state
+
+    def stage(
+        self, connector: str, anchor: str, object_type: str, dn: str, operation: str, changes: Mapping[str, list[Any]]
+    ) -> None:
+        self.stage_many(connector, [(anchor, object_type, dn, operation, dict(changes))])
+
+    def stage_many(self, connector: str, items: Sequence[tuple[str, str, str, str, dict[str, list[Any]]]]) -> None:
+        """Write (or withdraw) pending exports; a plan identical to the one already pending is left alone."""
+        if not items:
+            return
+        existing: dict[str, Any] = {}
+        for chunk in chunks([item[0] for item in items]):
+            query = sa.select(
+                pending_export.c.anchor,
+                pending_export.c.operation,
+                pending_export.c.changes,
+                pending_export.c.state,
+                pending_export.c.dn,
+            ).where(pending_export.c.connector == connector, pending_export.c.anchor.in_(chunk))
+            existing.update({row.anchor: row for row in self.state.connection.execute(query)})
+        now = utcnow()
+        inserts: list[dict[str, Any]] = []
+        for anchor, object_type, dn, operation, changes in items:
+            serialized = json.dumps(changes, sort_keys=True, separators=(",", ":"), default=str)
+            if self.state.trace is not None:
+                self.state.trace.setdefault("pending_exports", []).append(
+                    {"connector": connector, "anchor": anchor, "operation": operation, "dn": dn, "changes": changes}
+                )
+            current = existing.get(anchor)
+            if current is not None and current.state == "sent":
+                log.info("the pending export of %s/%s is in flight; the export reconciles it", connector, anchor)
+                continue
+            if operation == "update" and not changes:
+                if current is not None and current.state in ("pending", "failed") and current.operation == "update":
+                    if not self._has_reference_changes(connector, anchor):
+                        self.state.connection.execute(sa.delete(pending_export).where(export_key(connector, anchor)))
+                continue
+            if current is not None and current.state in ("pending", "failed"):
+                if (current.operation, current.changes, current.dn) == (operation, serialized, dn):
+                    continue
+            values = {
+                "object_type": object_type,
+                "dn": dn,
+                "operation": operation,
+                "changes": serialized,
+                "state": "pending",
+                "attempts": 0,
+                "last_error": None,
+                "run_id": self.state.run_id,
+                "updated_at": now,
+            }
+            if current is None:
+                inserts.append({"connector": connector, "anchor": anchor, "created_at": now, **values})
+            else:
+                self.state.connection.execute(
+                    sa.update(pending_export).where(export_key(connector, anchor)).values(**values)
+                )
+            self.state.counters[f"export_{operation}s_staged"] += 1
+        self.state.store.insert_chunked(self.state.connection, pending_export, inserts)
+
+    def _has_reference_changes(self, connector: str, anchor: str) -> bool:
+        query = sa.select(sa.func.count()).where(
+            pending_export_reference.c.connector == connector,
+            pending_export_reference.c.anchor == anchor,
+            pending_export_reference.c.state != "confirmed",
+        )
+        return bool(self.state.connection.execute(query).scalar())
+
+    def stage_references(self, connector: str, mv_attribute: str, cs_attribute: str, groups: Mapping[int, str]) -> None:
+        """Member add/remove rows per target object: desired (metaverse, through links) minus what the target holds."""
+        target_link = link.alias("target_link")
+        for chunk in chunks(sorted(groups)):
+            desired_rows = self.state.connection.execute(
+                sa.select(mv_reference.c.mv_id, mv_reference.c.target_mv_id, target_link.c.anchor)
+                .select_from(
+                    mv_reference.outerjoin(
+                        target_link,
+                        sa.and_(
+                            target_link.c.connector == connector, target_link.c.mv_id == mv_reference.c.target_mv_id
+                        ),
+                    )
+                )
+                .where(mv_reference.c.attribute == mv_attribute.lower(), mv_reference.c.mv_id.in_(chunk))
+            ).all()
+            desired = pd.DataFrame(desired_rows, columns=["mv_id", "target_mv_id", "target_anchor"])
+            self.state.counters["export_references_unresolved"] += int(desired["target_anchor"].isna().sum())
+            desired = desired.dropna(subset=["target_anchor"])
+            desired = pd.DataFrame(
+                {"anchor": desired["mv_id"].map(groups), "target_anchor": desired["target_anchor"]}
+            ).drop_duplicates()
+            anchors = [groups[m] for m in chunk]
+            current = pd.DataFrame(
+                self.state.connection.execute(
+                    sa.select(cs_reference.c.anchor, cs_reference.c.target_anchor).where(
+                        cs_reference.c.connector == connector,
+                        cs_reference.c.attribute == cs_attribute,
+                        cs_reference.c.anchor.in_(anchors),
+                    )
+                ).all(),
+                columns=["anchor", "target_anchor"],
+            )
+            adds, removes = set_difference(desired, current)
+            wanted = pd.concat([adds.assign(operation="add"), removes.assign(operation="remove")], ignore_index=True)
+            staged = pd.DataFrame(
+                self.state.connection.execute(
+                    sa.select(
+                        pending_export_reference.c.anchor,
+                        pending_export_reference.c.target_anchor,
+                        pending_export_reference.c.operation,
+                        pending_export_reference.c.state,
+                    ).where(
+                        pending_export_reference.c.connector == connector,
+                        pending_export_reference.c.attribute == cs_attribute,
+                        pending_export_reference.c.anchor.in_(anchors),
+                    )
+                ).all(),
+                columns=["anchor", "target_anchor", "operation", "state"],
+            )
+            key = ["anchor", "target_anchor", "operation"]
+            merged = wanted.merge(staged, on=key, how="outer", indicator=True)
+            new_rows = merged[merged["_merge"] == "left_only"]
+            stale = merged[
+                (merged["_merge"] == "right_only") & merged["state"].isin(["pending", "failed", "confirmed"])
+            ]
+            for anchor, targets in stale.groupby("anchor")["target_anchor"]:
+                for part in chunks(targets.tolist()):
+                    self.state.connection.execute(
+                        sa.delete(pending_export_reference).where(
+                            pending_export_reference.c.connector == connector,
+                            pending_export_reference.c.anchor == anchor,
+                            pending_export_reference.c.attribute == cs_attribute,
+                            pending_export_reference.c.target_anchor.in_(part),
+                        )
+                    )
+            rows = [
+                {
+                    "connector": connector,
+                    "anchor": anchor,
+                    "attribute": cs_attribute,
+                    "target_anchor": target,
+                    "operation": operation,
+                    "state": "pending",
+                    "run_id": self.state.run_id,
+                }
+                for anchor, target, operation in zip(
+                    new_rows["anchor"], new_rows["target_anchor"], new_rows["operation"], strict=True
+                )
+            ]
+            self.state.store.upsert(
+                self.state.connection, pending_export_reference, rows, update=["operation", "state", "run_id"]
+            )
+            self.state.counters["export_reference_adds_staged"] += int((new_rows["operation"] == "add").sum())
+            self.state.counters["export_reference_removes_staged"] += int((new_rows["operation"] == "remove").sum())
+            self._ensure_update_rows(connector, sorted(set(new_rows["anchor"])))
+            if self.state.trace is not None:
+                self.state.trace.setdefault("pending_reference_changes", []).append(
+                    {"connector": connector, "attribute": cs_attribute, "adds": len(adds), "removes": len(removes)}
+                )
+
+    def _ensure_update_rows(self, connector: str, anchors: Sequence[str]) -> None:
+        """Objects with member changes get a pending export row (an update with no attribute changes) if they
+        have none, so the plan lists every object the export will touch."""
+        for chunk in chunks(list(anchors)):
+            present = set(
+                self.state.connection.execute(
+                    sa.select(pending_export.c.anchor).where(
+                        pending_export.c.connector == connector, pending_export.c.anchor.in_(chunk)
+                    )
+                ).scalars()
+            )
+            missing = [anchor for anchor in chunk if anchor not in present]
+            if not missing:
+                continue
+            now = utcnow()
+            rows = [
+                {
+                    "connector": connector,
+                    "anchor": row.anchor,
+                    "object_type": row.object_type,
+                    "dn": row.dn,
+                    "operation": "update",
+                    "changes": "{}",
+                    "state": "pending",
+                    "attempts": 0,
+                    "run_id": self.state.run_id,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for row in self.state.connection.execute(
+                    sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.object_type).where(
+                        cs_object.c.connector == connector, cs_object.c.anchor.in_(missing)
+                    )
+                )
+            ]
+            self.state.store.insert_chunked(self.state.connection, pending_export, rows)
+            self.state.counters["export_updates_staged"] += len(rows)

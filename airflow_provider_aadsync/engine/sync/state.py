@@ -1,0 +1,89 @@
+"""The shared state of one sync pass: what every part of the pass (inbound, joins, metaverse, references, outbound,
+staging) reads and writes, made explicit in one object instead of attributes spread over one large class."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from airflow_provider_aadsync.engine.import_run import ErrorSink
+from airflow_provider_aadsync.engine.rules import CompiledRule, RuleSet
+from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.sync.schema import ConnectorSchema, schema_for
+
+
+class SyncPass:
+    """Inputs, derived rule views, counters and the working sets of one sync pass of one connector."""
+
+    def __init__(
+        self,
+        store: Store,
+        connection: Connection,
+        rules: RuleSet,
+        connector: str,
+        run_id: int | None,
+        errors: ErrorSink,
+        *,
+        schemas: Mapping[str, ConnectorSchema] | None,
+        trace: dict[str, Any] | None,
+        batch_rows: int,
+    ):
+        self.store = store
+        self.connection = connection
+        self.rules = rules
+        self.connector = connector
+        self.run_id = run_id
+        self.errors = errors
+        self.schemas = schemas
+        self.schema = schema_for(connector, schemas)
+        #: Every decision of the pass when preview asks for it (None in a normal run).
+        self.trace = trace
+        self.batch_rows = batch_rows
+        self.counters: Counter[str] = Counter()
+        self.inbound_rules: list[CompiledRule] = sorted(rules.inbound(connector), key=lambda r: r.rule.precedence)
+        self.outbound_rules: list[CompiledRule] = sorted(rules.outbound(), key=lambda r: r.rule.precedence)
+        self.rules_by_name = {compiled.rule.name: compiled for compiled in rules.rules}
+        #: MV attributes some join rule looks up: their values are kept in mv_join_key.
+        self.join_targets = sorted(
+            {
+                pair[1]
+                for compiled in rules.rules
+                if compiled.rule.direction == "inbound"
+                for group in compiled.join_groups
+                for pair in group
+            }
+        )
+        #: MV object type → connectors whose inbound rules may project it (their links keep the object alive).
+        self.authoritative: dict[str, set[str]] = defaultdict(set)
+        for compiled in rules.rules:
+            if compiled.rule.direction == "inbound" and compiled.rule.link_type == "Provision":
+                self.authoritative[compiled.rule.target_object_type].add(compiled.rule.connector)
+        #: Metaverse objects the pass changed: the outbound half runs over them.
+        self.touched_mv: set[int] = set()
+        #: Connector-space anchors whose references the inbound references step must resolve again.
+        self.reference_dirty: set[str] = set()
+        #: Anchors linked during this pass (their references are resolved even when unchanged).
+        self.newly_linked: set[str] = set()
+        #: Live anchors processed (their pending import is cleared at the end).
+        self.processed: list[str] = []
+        #: Deleted anchors processed (their connector-space rows are forgotten at the end).
+        self.tombstones: list[str] = []
+        #: anchor → DN of the current batch, for per-object errors.
+        self.batch_dns: dict[str, str] = {}
+
+    def error(self, anchor: str | None, dn: str | None, code: str, message: str) -> None:
+        """Record a per-object error (and in the trace when previewing); the pass goes on."""
+        if self.trace is not None:
+            self.trace.setdefault("errors", []).append({"code": code, "message": message})
+        self.errors.record(anchor=anchor, dn=dn, code=code, message=message)
+
+    def note(self, key: str, text: str) -> None:
+        """Note a decision in the preview trace; a no-op in a normal run."""
+        if self.trace is not None:
+            if key == "decision":
+                self.trace[key] = text
+            else:
+                self.trace.setdefault(key, []).append(text)
