@@ -321,6 +321,7 @@ def test_export_rides_out_429s_5xx_dropped_connections_and_token_expiry(
         faultDropRatio=0.1,
         tokenLifetimeSeconds=2,
         randomSeed=7,
+        faultNext429=2,  # a 429 however slow the machine (the write throttle alone may not trip on a loaded one)
     )
     hook = entra_hook_for(graph_server, tenant)
     seed_and_sync(store, rules, users=240, big=200)

@@ -236,9 +236,10 @@ def test_import_rides_out_throttling_server_faults_and_dropped_connections(
         # and a delta import under the same weather ends where an unhindered one does
         hook.request("PATCH", f"/users/{users[7]}", json={"department": "Legal"})
         bind_members(hook, groups["security"], users[200:240])
-        emulator_settings(throttlingEnabled=True, faultRatio5xx=0.2, faultDropRatio=0.15, randomSeed=11)
+        # the delta is a few requests: its first one certainly meets a 429, whatever the dice or the machine's speed
+        emulator_settings(throttlingEnabled=True, faultRatio5xx=0.2, faultDropRatio=0.15, randomSeed=11, faultNext429=1)
         stormy = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
-        emulator_settings(throttlingEnabled=False, faultRatio5xx=0, faultDropRatio=0)
+        emulator_settings(throttlingEnabled=False, faultRatio5xx=0, faultDropRatio=0, faultNext429=0)
         run_entra_import(entra_hook_for(graph_server, graph_tenant), calm, mode="delta")
         assert stormy["mode"] == "delta" and stormy["result"] == "success" and stormy["graph"]["retries"] >= 1
         assert connector_space(store) == connector_space(calm)

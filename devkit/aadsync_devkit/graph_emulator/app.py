@@ -34,6 +34,7 @@ Admin API (no auth; refused unless the caller is on loopback):
   ``throttleTenantWriteWindowSeconds`` (300), ``faultRatio5xx`` (0: share of requests answered 503),
   ``faultRetryAfterSeconds`` (1), ``faultDropRatio`` (0: share of Graph requests processed whose connection is then
   cut mid-answer), ``faultRatio429`` (0: share of requests answered 429 with ``faultRetryAfterSeconds``),
+  ``faultNext429`` (0: the next N Graph requests are answered 429, counted down),
   ``faultMalformed`` (null, or one of ``truncated-json``, ``wrong-types``, ``missing-id``, ``no-value``, ``html-200``,
   ``html-502``, ``batch-missing-items``: every Graph request is processed, then its answer is broken so) and
   ``faultMalformedPath`` (null, or a string the path of the requests to break contains), ``latencyMs`` (0),

@@ -64,6 +64,7 @@ SETTINGS: dict[str, tuple[Any, float, float | None, type]] = {
     "faultRetryAfterSeconds": (1, 0, None, int),
     "faultDropRatio": (0.0, 0, 1, float),  # share of Graph requests whose connection drops after processing
     "faultRatio429": (0.0, 0, 1, float),  # share of Graph requests answered 429 with faultRetryAfterSeconds
+    "faultNext429": (0, 0, None, int),  # the next N Graph requests are answered 429, whatever the dice or the clock
     "faultMalformed": (None, 0, None, str),  # one of MALFORMED_KINDS: every matching Graph answer is broken so
     "faultMalformedPath": (None, 0, None, str),  # only requests whose path contains this (null: every Graph request)
     "latencyMs": (0, 0, 60000, int),
@@ -1599,11 +1600,14 @@ class EmulatorState:
                 self._windows[key].charge(now, cost)
 
     def fault(self) -> tuple[float, err.GraphError | None]:
-        """The injected latency (seconds) and, by ``faultRatio429`` and ``faultRatio5xx``, a 429 or 503 to answer
-        instead (both with ``faultRetryAfterSeconds``); seeded when set."""
+        """The injected latency (seconds) and, by ``faultNext429``, ``faultRatio429`` and ``faultRatio5xx``, a 429 or
+        503 to answer instead (all with ``faultRetryAfterSeconds``); the ratios' dice are seeded when set."""
         with self.lock:
             latency = self.settings["latencyMs"] / 1000
             retry_after = int(self.settings["faultRetryAfterSeconds"])
+            if self.settings["faultNext429"]:  # certain, for tests that must see a 429 however slow the machine
+                self.settings["faultNext429"] -= 1
+                return latency, err.TooManyRequests(retry_after)
             ratio = self.settings["faultRatio429"]
             if ratio and self.random.random() < ratio:
                 return latency, err.TooManyRequests(retry_after)

@@ -1,5 +1,5 @@
 """The reliability faults of the emulator: malformed answers (``faultMalformed``), 429 storms (``faultRatio429``),
-revoked tokens and a replaced app secret."""
+certain 429s (``faultNext429``), revoked tokens and a replaced app secret."""
 
 from __future__ import annotations
 
@@ -68,6 +68,14 @@ def test_429_storm_with_its_retry_after(client, auth):
     assert response.status_code == 429 and response.headers["retry-after"] == "3600"
     put_settings(client, faultRatio429=None, faultRetryAfterSeconds=None)
     assert users_page(client, auth).status_code == 200
+
+
+def test_the_next_requests_are_answered_429_whatever_the_dice(client, auth):
+    """faultNext429 counts down: exactly that many Graph requests get a 429, then answers are normal again."""
+    put_settings(client, faultNext429=2, faultRetryAfterSeconds=0)
+    assert [users_page(client, auth).status_code for _ in range(3)] == [429, 429, 200]
+    assert client.get("/_emulator/settings").json()["faultNext429"] == 0
+    put_settings(client, faultRetryAfterSeconds=None)
 
 
 def test_revoked_tokens_are_refused_and_new_ones_work(client, auth, tenant):
