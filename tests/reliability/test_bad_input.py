@@ -483,3 +483,77 @@ def test_escape_dn_component_round_trips_any_value(soak):
 
 def test_suite_file_is_in_the_reliability_folder():
     assert Path(__file__).parent.name == "reliability"
+
+
+# ------------------------------------------------------------------------------------------- connection extras
+SECRET_MARK = "Zq7-secret-"
+#: What a generated extra key may be: the fields both connection types know, a few near misses, any text.
+EXTRA_KEYS = st.one_of(
+    st.sampled_from([
+        "base_dn", "tls", "allow_plain_ldap_bind", "ca_cert", "page_size", "attributes", "binary_attributes",
+        "connect_timeout", "receive_timeout", "tenant_id", "private_key", "certificate_path", "thumbprint", "cloud",
+        "authority_host", "graph_url", "ca_bundle", "timeout", "max_attempts", "max_retry_wait", "certificate",
+    ]),
+    st.text(max_size=20),
+)  # fmt: skip
+EXTRA_VALUES = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=True),
+        hostile_text, st.sampled_from([
+            "https://", "https://evil.example/", "http://127.0.0.1:1", "https://127.0.0.1:99999", "ldaps", "none",
+            "germany", "usgov", "/no/such/file.pem", "-----BEGIN PRIVATE KEY-----\nnot a key\n", "DC=corp,DC=test",
+        ]),
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=6,
+)  # fmt: skip
+generated_extras = st.dictionaries(EXTRA_KEYS, EXTRA_VALUES, max_size=8)
+
+
+def generated_connection(conn_type: str, extra: dict[str, Any], secret: str, host: Any, port: Any, login: Any):
+    from airflow.sdk import Connection
+
+    return Connection(
+        conn_id=f"generated_{conn_type}",
+        conn_type=conn_type,
+        host=host,
+        port=port,
+        login=login,
+        password=secret,
+        extra=extra if isinstance(extra, str) else json.dumps(extra, default=str),
+    )
+
+
+@pytest.mark.timeout(120)
+def test_generated_connection_extras_give_settings_or_one_clear_error(soak):
+    """Both connection types, with generated fields and extras (wrong types, unknown keys, hostile text, bad URLs,
+    missing files, nested values): valid settings or the hook's own configuration error, which never quotes the
+    password, client secret or private key it was given."""
+    from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryError, ADConnectionSettings
+    from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraError
+
+    @examples(soak, 150)
+    @given(
+        extra=st.one_of(generated_extras, st.text(max_size=40)),  # text: an extra that is not JSON at all
+        secret_tail=st.text(st.characters(min_codepoint=48, max_codepoint=122), min_size=4, max_size=12),
+        host=st.one_of(st.none(), hostile_text),
+        port=st.one_of(st.none(), st.integers(min_value=-5, max_value=70_000)),
+        login=st.one_of(st.none(), hostile_text),
+        key_in_extra=st.booleans(),
+    )
+    def check(extra, secret_tail, host, port, login, key_in_extra) -> None:
+        secret = SECRET_MARK + secret_tail
+        if key_in_extra and isinstance(extra, dict):  # the secret also rides in the extra, as a private key does
+            extra = {**extra, "private_key": f"-----BEGIN PRIVATE KEY-----\n{secret}\n-----END PRIVATE KEY-----\n"}
+        for conn_type, build, refused in (
+            ("aadsync_ad", ADConnectionSettings.from_connection, ActiveDirectoryError),
+            ("aadsync_entra", EntraConnectionSettings.from_connection, EntraError),
+        ):
+            connection = generated_connection(conn_type, extra, secret, host, port, login)
+            try:
+                build(connection)
+            except refused as error:
+                assert SECRET_MARK not in str(error), (conn_type, str(error))
+                assert f"'generated_{conn_type}' is not usable: " in str(error), str(error)  # names the connection
+
+    check()
