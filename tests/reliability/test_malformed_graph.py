@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from aadsync_devkit.graph_emulator.models import MALFORMED_KINDS
 from aadsync_devkit.graph_emulator.server import EmulatorServer
+from aadsync_devkit.graph_emulator.settings import MALFORMED_KINDS
 from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.entra_import import import_entra

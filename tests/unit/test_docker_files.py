@@ -28,7 +28,7 @@ from airflow.sdk import Connection
 from cryptography import x509
 
 from aadsync_devkit.graph_emulator.app import create_app
-from aadsync_devkit.graph_emulator.models import EmulatorState
+from aadsync_devkit.graph_emulator.state import EmulatorState
 from aadsync_devkit.world import samba as devenv_samba
 from aadsync_devkit.world.graph import DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_TENANT_ID
 from aadsync_devkit.world.seed import MAIL_DOMAIN

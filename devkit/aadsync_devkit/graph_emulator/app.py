@@ -61,7 +61,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aadsync_devkit.graph_emulator import exceptions as err
 from aadsync_devkit.graph_emulator import graph, identity
 from aadsync_devkit.graph_emulator.malformed import break_answer
-from aadsync_devkit.graph_emulator.models import EmulatorState
+from aadsync_devkit.graph_emulator.state import EmulatorState
 
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 #: Writes that change nothing the state file holds: no save after them (a save of a big tenant costs seconds).

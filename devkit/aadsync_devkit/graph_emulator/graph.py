@@ -1,7 +1,7 @@
 """Microsoft Graph v1.0 routes: thin handlers that authenticate, parse, call the tenant model and render JSON.
 
 Every route first rolls the fault-injection dice, authenticates, and charges the request to the throttling limits
-(see :class:`~aadsync_devkit.graph_emulator.models.EmulatorState`). ``POST /v1.0/$batch`` runs each inner request
+(see :class:`~aadsync_devkit.graph_emulator.state.EmulatorState`). ``POST /v1.0/$batch`` runs each inner request
 through the whole app again, so inner requests meet every rule, error, throttle and counter a direct call meets.
 """
 
@@ -22,8 +22,7 @@ from starlette.types import Message
 
 from aadsync_devkit.graph_emulator import exceptions as err
 from aadsync_devkit.graph_emulator import odata
-from aadsync_devkit.graph_emulator.identity import TokenService, base_url
-from aadsync_devkit.graph_emulator.models import (
+from aadsync_devkit.graph_emulator.catalog import (
     CONTACT,
     DEFAULT_SELECT,
     ENTITY_SETS,
@@ -31,8 +30,9 @@ from aadsync_devkit.graph_emulator.models import (
     ODATA_TYPES,
     PROPERTIES,
     USER,
-    Tenant,
 )
+from aadsync_devkit.graph_emulator.identity import TokenService, base_url
+from aadsync_devkit.graph_emulator.tenant import Tenant
 
 ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 MAX_BATCH = 20

@@ -26,7 +26,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aadsync_devkit.graph_emulator import exceptions as err
-from aadsync_devkit.graph_emulator.models import App, EmulatorState, Tenant
+from aadsync_devkit.graph_emulator.apps import App
+from aadsync_devkit.graph_emulator.state import EmulatorState
+from aadsync_devkit.graph_emulator.tenant import Tenant
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_HOSTS = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from aadsync_devkit.graph_emulator.app import create_app
-from aadsync_devkit.graph_emulator.models import EmulatorState
+from aadsync_devkit.graph_emulator.state import EmulatorState
 from aadsync_devkit.tls import TlsFiles, make_ca_and_server_cert
 
 HOST = "127.0.0.1"

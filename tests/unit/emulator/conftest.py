@@ -13,7 +13,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from aadsync_devkit.graph_emulator.app import create_app
-from aadsync_devkit.graph_emulator.models import EmulatorState
+from aadsync_devkit.graph_emulator.state import EmulatorState
 
 CLIENT_ID = "0b1c2d3e-0000-4000-8000-00000000a001"
 SECRET = "test-secret-value"

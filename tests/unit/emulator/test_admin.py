@@ -9,7 +9,8 @@ import warnings
 import pytest
 
 from aadsync_devkit.graph_emulator.app import create_app
-from aadsync_devkit.graph_emulator.models import EmulatorState, Tenant
+from aadsync_devkit.graph_emulator.state import EmulatorState
+from aadsync_devkit.graph_emulator.tenant import Tenant
 
 from .conftest import assert_graph_error, get_token, new_user
 
@@ -240,7 +241,7 @@ def test_drop_ratio_is_a_setting_with_bounds():
     from starlette.testclient import TestClient
 
     from aadsync_devkit.graph_emulator.app import create_app
-    from aadsync_devkit.graph_emulator.models import EmulatorState
+    from aadsync_devkit.graph_emulator.state import EmulatorState
 
     client = TestClient(create_app(EmulatorState()))
     assert client.get("/_emulator/settings").json()["faultDropRatio"] == 0.0

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from aadsync_devkit.graph_emulator import exceptions as err
-from aadsync_devkit.graph_emulator.models import EmulatorState, Tenant
+from aadsync_devkit.graph_emulator.state import EmulatorState
+from aadsync_devkit.graph_emulator.tenant import Tenant
 
 from .conftest import assert_graph_error, new_user
 

@@ -17,7 +17,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from aadsync_devkit.graph_emulator.app import create_app
-from aadsync_devkit.graph_emulator.models import EmulatorState
+from aadsync_devkit.graph_emulator.state import EmulatorState
 
 DATA = Path(__file__).parent / "data"
 TENANT_ID = "5e7d0000-0000-4000-8000-00000000c0de"

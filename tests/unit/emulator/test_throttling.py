@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aadsync_devkit.graph_emulator.exceptions import TooManyRequests
-from aadsync_devkit.graph_emulator.models import request_cost
+from aadsync_devkit.graph_emulator.throttling import request_cost
 
 from .conftest import assert_graph_error, new_user
 
