@@ -278,6 +278,22 @@ def _number(value: float) -> str:
     return f"{value:,}" if float(value).is_integer() else f"{value:,.2f}"
 
 
+#: Headline counters that are not objects changed (errors, throttling): left out of :func:`changed_count`.
+_NOT_CHANGES = frozenset({"errors", "throttled_requests", "throttle_wait_seconds", "creates_reconciled"})
+
+
+def changed_count(run: dict[str, Any]) -> int:
+    """How many objects (and member values) a run changed or staged: the sum of its headline counters, without
+    errors and throttling. The sync manager charts it per cycle."""
+    counters = run.get("counters") or {}
+    total = 0
+    for name, _label in _HIGHLIGHTS.get(_kind(run["profile"]), ()):
+        value = counters.get(name)
+        if name not in _NOT_CHANGES and isinstance(value, int | float):
+            total += int(value)
+    return total
+
+
 def step_highlights(run: dict[str, Any]) -> str:
     """One line of what a run changed: its non-zero headline counters (export: `$batch` calls vs the minimum)."""
     counters = run.get("counters") or {}

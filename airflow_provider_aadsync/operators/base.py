@@ -57,10 +57,16 @@ def store_url_from_connection(conn_id: str) -> str:
     Resolved when the task runs, so the URL with its password never becomes a template field's value. The
     connection's extra ``sqlalchemy_scheme`` picks another driver (default ``postgresql+psycopg2``).
     """
-    import sqlalchemy as sa
     from airflow.sdk import BaseHook
 
-    connection = BaseHook.get_connection(conn_id)
+    return store_url_of(conn_id, BaseHook.get_connection(conn_id))
+
+
+def store_url_of(conn_id: str, connection: Any) -> str:
+    """The store URL of a connection object already looked up (the task SDK's, or the api-server's
+    ``airflow.models.Connection`` for the sync manager): the one place that turns a connection into a URL."""
+    import sqlalchemy as sa
+
     extra = connection.extra_dejson
     kind = (connection.conn_type or "").lower()
     if kind == "sqlite":

@@ -77,6 +77,8 @@ class CompiledRule:
         self.scope = scope
         self.flow_specs = flow_specs
         self.join_groups = join_groups
+        #: Where the rule was written: ``file#rules[index]`` when loaded from a file (the sync manager shows it).
+        self.origin: str | None = None
         names = list(scope.attributes)
         names += [condition.source for group in join_groups for condition in group]
         for spec in flow_specs:

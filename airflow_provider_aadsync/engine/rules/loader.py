@@ -371,6 +371,8 @@ def _build(
     _check_across(compiled, issues)
     if issues.issues:
         raise RuleLoadError(issues.issues)
+    for rule, source, index in compiled:
+        rule.origin = f"{source.label}#rules[{index}]"
     rules = [rule for rule, _, _ in compiled]
     if not rules:
         raise RuleSetError(f"no sync rule was loaded ({_EMPTY_HINT})", source=", ".join(given) or None)

@@ -1,0 +1,282 @@
+"""The sync manager's FastAPI app: a JSON API under ``/aadsync/api`` and server-rendered pages under ``/aadsync/``.
+
+Thin on purpose: every route reads the store through :mod:`airflow_provider_aadsync.engine.browse` (the code the
+CLI's report, preview and export-plan share) and either returns its data or renders it with a Jinja2 template.
+Every route, static files included, depends on :func:`~airflow_provider_aadsync.plugins.auth.require_access`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from html import escape
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+
+from airflow_provider_aadsync.plugins.auth import require_access
+from airflow_provider_aadsync.plugins.config import ManagerConfig, Resources
+
+URL_PREFIX = "/aadsync"
+HERE = Path(__file__).parent
+STATIC = {"aadsync.svg": "image/svg+xml", "style.css": "text/css"}
+
+# Query parameters shared by the routes (module level: the routes' annotations are resolved by name).
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Days = Annotated[float, Query(gt=0, le=366)]
+
+
+def _templates():
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters["q"] = lambda value: quote(str(value), safe="")
+    environment.filters["num"] = lambda value: "" if value is None else f"{value:,}"
+    environment.filters["seconds"] = lambda value: "running" if value is None else f"{value:,.1f} s"
+    environment.filters["when"] = lambda value: (value or "")[:19].replace("T", " ")
+    return environment
+
+
+def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
+    """The app Airflow mounts at ``/aadsync``. ``loader`` gives the configuration (default: Airflow's Variables)."""
+    resources = Resources(loader) if loader else Resources()
+    app = FastAPI(
+        title="AADSync sync manager",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(require_access)],
+    )
+    app.state.resources = resources
+    templates: dict[str, Any] = {}
+
+    def render(request: Request, name: str, **context: Any) -> HTMLResponse:
+        if "env" not in templates:
+            templates["env"] = _templates()
+        root = request.scope.get("root_path", "").rstrip("/")
+        page = templates["env"].get_template(name).render(base=root, request_path=request.url.path, **context)
+        return HTMLResponse(page)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        """JSON for the API; for a page, a short HTML answer (401 links to Airflow's login)."""
+        if "/api/" in request.url.path or request.url.path.endswith("/api"):
+            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+        login = ""
+        if error.status_code == 401:
+            login = f'<p><a href="/auth/login?next={quote(str(request.url), safe="")}">Sign in to Airflow</a></p>'
+        body = f"<!doctype html><title>AADSync</title><h1>{error.status_code}</h1><p>{escape(str(error.detail))}</p>"
+        return HTMLResponse(body + login, status_code=error.status_code, headers=error.headers)
+
+    def store():
+        try:
+            return resources.store()
+        except Exception as error:  # a bad Variable or an unreachable database: say which, without a secret
+            from airflow_provider_aadsync.engine.secrets import describe_error
+
+            raise HTTPException(503, f"the AADSync store cannot be opened: {describe_error(error)}") from None
+
+    def rules():
+        try:
+            return resources.rules()
+        except Exception as error:
+            from airflow_provider_aadsync.engine.secrets import describe_error
+
+            raise HTTPException(503, f"the sync rules cannot be loaded: {describe_error(error)}") from None
+
+    def not_found(call: Callable[[], Any]) -> Any:
+        from airflow_provider_aadsync.engine.browse import NotFound
+
+        try:
+            return call()
+        except NotFound as error:
+            raise HTTPException(404, str(error)) from None
+
+    # ------------------------------------------------------------------------------------------------- the API
+    @app.get("/api/runs")
+    def api_runs(
+        connector: str | None = None,
+        result: str | None = None,
+        profile: str | None = None,
+        offset: Offset = 0,
+        limit: Limit = 50,
+    ) -> dict[str, Any]:
+        """Runs newest first, paged; ``result=stopped`` matches every stopped-* result."""
+        from airflow_provider_aadsync.engine import browse
+
+        return browse.list_runs(
+            store(), connector=connector, result=result, profile=profile, offset=offset, limit=limit
+        )
+
+    @app.get("/api/runs/{run_id}")
+    def api_run(run_id: int, error_offset: Offset = 0, error_limit: Limit = 200) -> dict[str, Any]:
+        """One run with its per-object errors and duplicate-attribute conflicts."""
+        from airflow_provider_aadsync.engine import browse
+
+        return not_found(lambda: browse.run_detail(store(), run_id, error_offset=error_offset, error_limit=error_limit))
+
+    @app.get("/api/cycles")
+    def api_cycles(days: Days = 7) -> dict[str, Any]:
+        """Sync cycles of the last ``days`` days (objects changed, duration), oldest first."""
+        from airflow_provider_aadsync.engine import browse
+
+        return {"days": days, "cycles": browse.recent_cycles(store(), days=days)}
+
+    @app.get("/api/objects")
+    def api_objects(
+        q: str = "",
+        connector: str | None = None,
+        pending_export: bool = False,
+        disconnectors: bool = False,
+        limit: Limit = 50,
+    ) -> dict[str, Any]:
+        """Search connector spaces (one with ``connector``) and the metaverse."""
+        from airflow_provider_aadsync.engine import browse
+
+        return browse.search_objects(
+            store(),
+            q,
+            connector=connector or None,
+            pending_export_only=pending_export,
+            disconnectors_only=disconnectors,
+            limit=limit,
+        )
+
+    @app.get("/api/objects/{connector}/{anchor:path}")
+    def api_object(connector: str, anchor: str) -> dict[str, Any]:
+        """One object's lineage, attributes with their contributing rule, pending exports and last errors."""
+        from airflow_provider_aadsync.engine import browse
+
+        return not_found(lambda: browse.object_lineage(store(), connector, anchor))
+
+    @app.get("/api/rules")
+    def api_rules() -> dict[str, Any]:
+        """The loaded rule set in precedence order."""
+        from airflow_provider_aadsync.engine import browse
+
+        return browse.rules_view(rules())
+
+    @app.get("/api/export-plan")
+    def api_export_plan(connector: str = "entra", offset: Offset = 0, limit: Limit = 100) -> dict[str, Any]:
+        """What the next export of ``connector`` would write."""
+        from airflow_provider_aadsync.engine import browse
+
+        return browse.export_plan(store(), connector=connector, offset=offset, limit=limit)
+
+    # ----------------------------------------------------------------------------------------------- the pages
+    @app.get("/", response_class=HTMLResponse)
+    def runs_page(
+        request: Request,
+        connector: str | None = None,
+        result: str | None = None,
+        offset: Offset = 0,
+        days: Days = 7,
+    ) -> HTMLResponse:
+        from airflow_provider_aadsync.engine import browse
+        from airflow_provider_aadsync.plugins.charts import bar_chart
+
+        opened = store()
+        runs = browse.list_runs(opened, connector=connector or None, result=result or None, offset=offset, limit=50)
+        points = browse.recent_cycles(opened, days=days)
+        charts = [
+            bar_chart(points, "objects_changed", title=f"Objects changed per cycle, last {days:g} days"),
+            bar_chart(points, "duration_seconds", title="Duration per cycle", unit=" s", css_class="bar duration"),
+        ]
+        return render(
+            request,
+            "runs.html",
+            page="runs",
+            runs=runs,
+            charts=charts,
+            cycles=len(points),
+            connectors=browse.connectors(opened),
+            connector=connector or "",
+            result=result or "",
+            store_url=opened.display_url,
+        )
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    def run_page(request: Request, run_id: int, error_offset: Offset = 0) -> HTMLResponse:
+        from airflow_provider_aadsync.engine import browse
+
+        detail = not_found(lambda: browse.run_detail(store(), run_id, error_offset=error_offset, error_limit=200))
+        return render(request, "run.html", page="runs", run=detail, error_offset=error_offset)
+
+    @app.get("/search", response_class=HTMLResponse)
+    def search_page(
+        request: Request,
+        q: str = "",
+        connector: str = "",
+        pending_export: bool = False,
+        disconnectors: bool = False,
+    ) -> HTMLResponse:
+        from airflow_provider_aadsync.engine import browse
+
+        opened = store()
+        searched = bool(q or connector or pending_export or disconnectors)
+        hits = (
+            browse.search_objects(
+                opened,
+                q,
+                connector=connector or None,
+                pending_export_only=pending_export,
+                disconnectors_only=disconnectors,
+                limit=200,
+            )
+            if searched
+            else None
+        )
+        return render(
+            request,
+            "search.html",
+            page="search",
+            q=q,
+            connector=connector,
+            connectors=browse.connectors(opened),
+            pending_export=pending_export,
+            disconnectors=disconnectors,
+            hits=hits,
+        )
+
+    @app.get("/objects/{connector}/{anchor:path}", response_class=HTMLResponse)
+    def object_page(request: Request, connector: str, anchor: str) -> HTMLResponse:
+        from airflow_provider_aadsync.engine import browse
+
+        lineage = not_found(lambda: browse.object_lineage(store(), connector, anchor))
+        return render(request, "object.html", page="search", item=lineage)
+
+    @app.get("/rules", response_class=HTMLResponse)
+    def rules_page(request: Request) -> HTMLResponse:
+        from airflow_provider_aadsync.engine import browse
+
+        return render(request, "rules.html", page="rules", view=browse.rules_view(rules()))
+
+    @app.get("/export-plan", response_class=HTMLResponse)
+    def export_plan_page(request: Request, connector: str = "entra", offset: Offset = 0) -> HTMLResponse:
+        from airflow_provider_aadsync.engine import browse
+
+        opened = store()
+        plan = browse.export_plan(opened, connector=connector, offset=offset, limit=100)
+        return render(
+            request,
+            "export_plan.html",
+            page="plan",
+            plan=plan,
+            connectors=browse.connectors(opened),
+            offset=offset,
+        )
+
+    @app.get("/static/{name}")
+    def static(name: str) -> FileResponse:
+        if name not in STATIC:
+            raise HTTPException(404, f"no static file {name!r}")
+        return FileResponse(HERE / "static" / name, media_type=STATIC[name])
+
+    return app

@@ -1,0 +1,119 @@
+"""Where the sync manager finds the store and the rules: the same Airflow Variables and connection the DAGs'
+operators resolve (``aadsync_store_conn_id`` / ``aadsync_store_url`` / the embedded SQLite store of
+``aadsync_instance``; ``aadsync_rules_path`` and the group writeback Variables), read in the api-server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_aadsync.engine.rules import RuleSet
+    from airflow_provider_aadsync.engine.store import Store
+
+#: Variables are read again after this many seconds, so a changed store or rule path shows without a restart.
+CONFIG_TTL_SECONDS = 30.0
+
+WRITEBACK_VARIABLES = {
+    "writeback_enabled": "aadsync_writeback_enabled",
+    "writeback_size_limit": "aadsync_writeback_size_limit",
+    "writeback_ou": "aadsync_writeback_ou",
+    "writeback_naming": "aadsync_writeback_naming",
+}
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    """What the sync manager reads.
+
+    :param store_url: the store's SQLAlchemy URL (it may carry a password: never shown); None: the embedded
+        SQLite store of ``instance``.
+    :param instance: the sync instance name.
+    :param rules: rule files or folders (empty: the shipped rules), as the DAGs' ``rules``.
+    :param endpoint: ``v2`` or ``v1`` (the group member limit of the shipped rules; the DAGs' default, v2).
+    :param writeback: the group writeback settings as the DAGs pass them to the sync operators.
+    """
+
+    store_url: str | None = None
+    instance: str = "default"
+    rules: str = ""
+    endpoint: str = "v2"
+    writeback: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+def _variable(name: str, default: str = "") -> str:
+    from airflow.models import Variable
+
+    value = Variable.get(name, default_var=None)
+    return default if value is None or str(value).strip() in ("", "None") else str(value).strip()
+
+
+def config_from_airflow() -> ManagerConfig:
+    """The configuration from Airflow's Variables and connections (environment, secrets backends, metadata DB)."""
+    from airflow.models import Connection
+
+    from airflow_provider_aadsync.operators.base import store_url_of
+
+    conn_id = _variable("aadsync_store_conn_id")
+    url = _variable("aadsync_store_url") or None
+    if conn_id and url:
+        raise ValueError(
+            f"both a store connection ({conn_id!r}) and a store URL are set: keep one (the Variables "
+            "aadsync_store_conn_id and aadsync_store_url)"
+        )
+    if conn_id:
+        url = store_url_of(conn_id, Connection.get_connection_from_secrets(conn_id))
+    writeback = tuple((key, _variable(name)) for key, name in WRITEBACK_VARIABLES.items())
+    return ManagerConfig(
+        store_url=url,
+        instance=_variable("aadsync_instance", "default"),
+        rules=_variable("aadsync_rules_path"),
+        writeback=writeback,
+    )
+
+
+class Resources:
+    """The configuration (re-read every CONFIG_TTL_SECONDS), one open store per URL and the loaded rule set per
+    configuration, shared by the requests of one api-server worker."""
+
+    def __init__(self, loader: Callable[[], ManagerConfig] = config_from_airflow) -> None:
+        self.loader = loader
+        self._lock = threading.Lock()
+        self._config: tuple[float, ManagerConfig] | None = None
+        self._stores: dict[tuple[str | None, str], Store] = {}
+        self._rules: dict[ManagerConfig, RuleSet] = {}
+
+    def config(self) -> ManagerConfig:
+        with self._lock:
+            if self._config is None or time.monotonic() - self._config[0] > CONFIG_TTL_SECONDS:
+                self._config = (time.monotonic(), self.loader())
+            return self._config[1]
+
+    def store(self) -> Store:
+        from airflow_provider_aadsync.engine.store import Store
+
+        config = self.config()
+        key = (config.store_url, config.instance)
+        with self._lock:
+            if key not in self._stores:
+                self._stores[key] = Store.open(config.store_url, instance=config.instance)
+            return self._stores[key]
+
+    def rules(self) -> RuleSet:
+        from airflow_provider_aadsync.operators.sync import load_rules_for
+
+        config = self.config()
+        with self._lock:
+            if config not in self._rules:
+                writeback: dict[str, Any] = dict(config.writeback)
+                self._rules[config] = load_rules_for(config.rules, config.endpoint, **writeback)
+            return self._rules[config]
+
+    def close(self) -> None:
+        with self._lock:
+            for store in self._stores.values():
+                store.close()
+            self._stores.clear()

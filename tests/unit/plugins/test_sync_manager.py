@@ -1,0 +1,321 @@
+"""The sync manager (Airflow UI plugin) against a store filled by real imports and syncs with the shipped rules:
+every API route and page answers with what the store holds, and nothing is served without Airflow's token.
+
+The app is mounted at ``/aadsync`` under a parent app, as Airflow's api-server mounts it; the user comes from
+Airflow's own ``get_user`` and the simple auth manager, with a JWT it signed (as ``POST /auth/token`` would).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from airflow_provider_aadsync.engine.store import Store, export_conflict, pending_export
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from airflow_provider_aadsync.plugins.app import create_app
+from airflow_provider_aadsync.plugins.config import ManagerConfig
+from tests.unit.sync.world import ad_group, ad_user, entra_user, guid, immutable_id, import_full
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory) -> str:
+    """AD users and a group, one cloud twin, full syncs of both connectors, a per-object error and a UPN conflict."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('manager') / 'store.sqlite'}"
+    with Store.open(url, instance="ui") as store:
+        import_full(
+            store,
+            "ad",
+            [
+                ad_user(1, "alice", mail="alice@corp.example", department="Sales"),
+                ad_user(2, "bob", displayName="Bob Builder"),
+                ad_user(3, "krbtgt", isCriticalSystemObject="TRUE"),
+                ad_group(20, "Staff", members=[1, 2]),
+            ],
+        )
+        twin = entra_user(
+            "cloud-1", "alice@corp.example", immutable_id(guid(1)), displayName="User 1", mailNickname="alice"
+        )
+        import_full(store, "entra", [twin])
+        rules = load_sync_rules()
+        assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+        assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+        with store.engine.connect() as connection:  # bob's staged create: the export's error names its Entra object
+            bob = connection.execute(
+                sa.select(pending_export.c.anchor, pending_export.c.dn).where(
+                    pending_export.c.connector == "entra",
+                    pending_export.c.object_type == "user",
+                    pending_export.c.operation == "add",
+                )
+            ).one()
+        export_run = store.start_run("export", "entra")
+        store.record_errors(
+            export_run,
+            [{"anchor": bob.anchor, "dn": bob.dn, "code": "Request_BadRequest",
+              "message": "Another object with the same value for property userPrincipalName already exists."}],
+        )  # fmt: skip
+        with store.transaction() as connection:
+            connection.execute(
+                sa.insert(export_conflict).values(
+                    connector="entra",
+                    anchor="cloud-1",
+                    attribute="userPrincipalName",
+                    wanted_value="alice@corp.example",
+                    placeholder="alice+1234@contoso.onmicrosoft.com",
+                    detected_at=dt.datetime.now(dt.UTC),
+                    run_id=export_run,
+                )
+            )
+        store.finish_run(export_run, "completed-export-errors", {"user_creates": 1, "errors": 1})
+    return url
+
+
+@pytest.fixture(scope="module")
+def airflow_db(tmp_path_factory):
+    """A metadata DB of this test's own, holding the one table token checks read (revoked tokens): the tokens are
+    checked exactly as the api-server checks them, without touching anyone's Airflow home."""
+    from airflow import settings
+    from airflow.models.revoked_token import RevokedToken
+
+    saved = settings.SQL_ALCHEMY_CONN
+    settings.dispose_orm(do_log=False)
+    settings.SQL_ALCHEMY_CONN = f"sqlite:///{tmp_path_factory.mktemp('airflow') / 'airflow.db'}"
+    settings.configure_orm()
+    RevokedToken.__table__.create(settings.engine, checkfirst=True)
+    yield
+    settings.dispose_orm(do_log=False)
+    settings.SQL_ALCHEMY_CONN = saved
+    settings.configure_orm()
+
+
+@pytest.fixture(scope="module")
+def auth_manager(airflow_db):
+    from airflow.api_fastapi.app import create_auth_manager
+
+    return create_auth_manager()
+
+
+def token(auth_manager, role: str | None = "VIEWER") -> str:
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return auth_manager.generate_jwt(SimpleAuthManagerUser(username="someone", role=role))
+
+
+@pytest.fixture(scope="module")
+def client(store_url, auth_manager):
+    parent = FastAPI()
+    manager = create_app(lambda: ManagerConfig(store_url=store_url, instance="ui"))
+    parent.mount("/aadsync", manager)
+    with TestClient(parent) as anonymous:
+        yield anonymous
+    manager.state.resources.close()
+
+
+@pytest.fixture(scope="module")
+def headers(auth_manager) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(auth_manager)}"}
+
+
+def get(client, headers, path: str, status: int = 200):
+    response = client.get(f"/aadsync{path}", headers=headers)
+    assert response.status_code == status, f"{path}: {response.status_code} {response.text[:500]}"
+    return response
+
+
+ROUTES = [
+    "/",
+    "/runs/1",
+    "/search?q=alice",
+    f"/objects/ad/{guid(1)}",
+    "/rules",
+    "/export-plan",
+    "/static/style.css",
+    "/api/runs",
+    "/api/runs/1",
+    "/api/cycles",
+    "/api/objects?q=alice",
+    f"/api/objects/ad/{guid(1)}",
+    "/api/rules",
+    "/api/export-plan",
+]
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_every_route_refuses_a_request_without_a_token(client, path):
+    response = client.get(f"/aadsync{path}")
+    assert response.status_code == 401, response.text
+    assert "OU=Users" not in response.text and "alice@" not in response.text  # no store data
+
+
+@pytest.mark.parametrize("path", ["/api/runs", "/"])
+def test_a_forged_token_or_a_user_without_a_role_is_forbidden(client, auth_manager, path):
+    assert client.get(f"/aadsync{path}", headers={"Authorization": "Bearer not.a.jwt"}).status_code == 403
+    nobody = {"Authorization": f"Bearer {token(auth_manager, role=None)}"}
+    assert client.get(f"/aadsync{path}", headers=nobody).status_code == 403
+
+
+def test_the_ui_cookie_is_accepted_as_airflow_accepts_it(client, auth_manager):
+    client.cookies.set("_token", token(auth_manager))
+    try:
+        assert client.get("/aadsync/api/runs").status_code == 200
+    finally:
+        client.cookies.clear()
+
+
+def test_runs_newest_first_paged_and_filtered(client, headers):
+    runs = get(client, headers, "/api/runs").json()
+    ids = [item["id"] for item in runs["runs"]]
+    assert runs["total"] == 5 and ids == sorted(ids, reverse=True)
+    assert [(r["profile"], r["connector"]) for r in runs["runs"]] == [
+        ("export", "entra"),
+        ("full-sync", "entra"),
+        ("full-sync", "ad"),
+        ("full-import", "entra"),
+        ("full-import", "ad"),
+    ]
+    sync_ad = runs["runs"][2]
+    assert sync_ad["result"] == "success" and sync_ad["duration_seconds"] >= 0
+    assert sync_ad["counters"]["projections"] >= 3 and sync_ad["objects_changed"] >= sync_ad["counters"]["projections"]
+    page = get(client, headers, "/api/runs?offset=1&limit=2").json()
+    assert [r["id"] for r in page["runs"]] == ids[1:3] and page["total"] == 5
+    assert {r["connector"] for r in get(client, headers, "/api/runs?connector=ad").json()["runs"]} == {"ad"}
+    assert [r["result"] for r in get(client, headers, "/api/runs?result=completed").json()["runs"]] == [
+        "completed-export-errors"
+    ]
+    cycles = get(client, headers, "/api/cycles").json()["cycles"]
+    assert len(cycles) == 1 and cycles[0]["run_ids"] == sorted(ids) and cycles[0]["errors"] == 1
+
+
+def test_a_run_lists_its_per_object_errors_and_conflicts(client, headers):
+    export_id = get(client, headers, "/api/runs?profile=export").json()["runs"][0]["id"]
+    run = get(client, headers, f"/api/runs/{export_id}").json()
+    assert run["errors_total"] == 1
+    [error] = run["errors"]
+    assert error["code"] == "Request_BadRequest" and error["anchor"] and error["dn"]
+    assert error["message"] == "Another object with the same value for property userPrincipalName already exists."
+    [conflict] = run["conflicts"]
+    assert conflict["attribute"] == "userPrincipalName" and conflict["wanted_value"] == "alice@corp.example"
+    assert conflict["placeholder"] == "alice+1234@contoso.onmicrosoft.com" and conflict["dn"] == "users/cloud-1"
+    assert get(client, headers, "/api/runs/999", status=404).json()["detail"] == "no run 999 in this store"
+    page = get(client, headers, f"/runs/{export_id}").text
+    assert error["dn"] in page and f"/aadsync/objects/entra/{quote(error['anchor'], safe='')}" in page
+    assert "Request_BadRequest" in page
+    assert "alice+1234@contoso.onmicrosoft.com" in page
+
+
+@pytest.mark.parametrize(
+    ("q", "expected_dn"),
+    [
+        ("CN=bob,OU=Users", "CN=bob,OU=Users,DC=corp,DC=example"),  # DN
+        (guid(2), "CN=bob,OU=Users,DC=corp,DC=example"),  # anchor
+        ("BOB@corp.example", "CN=bob,OU=Users,DC=corp,DC=example"),  # UPN, any case
+        ("alice@corp.example", "CN=alice,OU=Users,DC=corp,DC=example"),  # mail
+        ("Bob Builder", "CN=bob,OU=Users,DC=corp,DC=example"),  # display name
+        ("Sales", "CN=alice,OU=Users,DC=corp,DC=example"),  # any attribute value
+    ],
+)
+def test_search_finds_connector_space_objects_by_any_key(client, headers, q, expected_dn):
+    hits = get(client, headers, f"/api/objects?connector=ad&q={quote(q)}").json()
+    assert [hit["dn"] for hit in hits["connector_space"]] == [expected_dn]
+    assert hits["metaverse"] == []  # a connector's space only
+
+
+def test_search_covers_the_metaverse_disconnectors_and_pending_exports(client, headers):
+    everywhere = get(client, headers, "/api/objects?q=alice").json()
+    assert {(h["connector"], h["state"]) for h in everywhere["connector_space"]} == {
+        ("ad", "connector"),
+        ("entra", "connector"),
+    }
+    [mv] = everywhere["metaverse"]
+    assert {link["connector"] for link in mv["links"]} == {"ad", "entra"}
+    disconnectors = get(client, headers, "/api/objects?connector=ad&disconnectors=true").json()["connector_space"]
+    assert [hit["dn"] for hit in disconnectors] == ["CN=krbtgt,OU=Users,DC=corp,DC=example"]
+    pending = get(client, headers, "/api/objects?connector=entra&pending_export=true").json()["connector_space"]
+    assert pending and all(hit["pending_export"] for hit in pending)
+    assert {hit["pending_export"] for hit in pending} >= {"add"}  # bob and the group are staged for creation
+    page = get(client, headers, "/search?q=alice").text
+    assert f"/aadsync/objects/ad/{guid(1)}" in page and "cloud-1" in page
+
+
+def test_lineage_of_a_joined_user_from_ad_through_the_metaverse_to_entra(client, headers):
+    item = get(client, headers, f"/api/objects/ad/{guid(1)}").json()
+    assert item["connector_space_object"]["dn"] == "CN=alice,OU=Users,DC=corp,DC=example"
+    lineage = {(link["connector"], link["side"], link["link_type"]) for link in item["lineage"]}
+    assert ("ad", "source", "projection") in lineage
+    assert {entry[0] for entry in lineage} == {"ad", "entra"}
+    ad_link = next(link for link in item["lineage"] if link["connector"] == "ad")
+    assert ad_link["rule"] and ad_link["linked_at"]
+    attributes = {a["name"]: a for a in item["metaverse"]["attributes"]}
+    assert attributes["department"]["values"] == ["Sales"]
+    assert attributes["department"]["connector"] == "ad" and attributes["department"]["rule"]
+    assert attributes["department"]["precedence"] is not None
+    cloud = get(client, headers, "/api/objects/entra/cloud-1").json()
+    assert cloud["metaverse"]["id"] == item["metaverse"]["id"]
+    assert [c["placeholder"] for c in cloud["conflicts"]] == ["alice+1234@contoso.onmicrosoft.com"]
+    page = get(client, headers, f"/objects/ad/{guid(1)}").text
+    assert "metaverse" in page and attributes["department"]["rule"] in page and "cloud-1" in page
+
+
+def test_lineage_shows_the_pending_export_and_last_errors_of_a_provisioned_user(client, headers):
+    item = get(client, headers, f"/api/objects/ad/{guid(2)}").json()
+    target = [link for link in item["lineage"] if link["side"] == "target"]
+    assert len(target) == 1 and target[0]["connector"] == "entra" and target[0]["link_type"] == "provision"
+    export = target[0]["pending_export"]
+    assert export["operation"] == "add" and export["changes"]["userPrincipalName"]["values"] == ["bob@corp.example"]
+    assert [e["code"] for e in item["errors"]] == ["Request_BadRequest"]
+    assert get(client, headers, "/api/objects/ad/no-such-anchor", status=404).json()["detail"].startswith("no object")
+
+
+def test_a_disconnector_has_no_metaverse_part(client, headers):
+    item = get(client, headers, f"/api/objects/ad/{guid(3)}").json()
+    assert item["metaverse"] is None and item["connector_space_object"]["state"] == "disconnector"
+    assert "Disconnector" in get(client, headers, f"/objects/ad/{guid(3)}").text
+
+
+def test_rules_in_precedence_order_with_scope_join_flows_and_source_file(client, headers):
+    view = get(client, headers, "/api/rules").json()
+    rules = view["rules"]
+    assert rules and [r["order"] for r in rules] == list(range(1, len(rules) + 1))
+    assert [r["precedence"] for r in rules] == sorted(r["precedence"] for r in rules)
+    user_in = next(r for r in rules if r["direction"] == "inbound" and r["connector"] == "ad" and r["flows"])
+    assert user_in["source_file"].endswith(".yaml#rules[" + user_in["source_file"].split("[")[-1])
+    assert re.search(r"in-from-ad\.yaml#rules\[\d+\]$", user_in["source_file"])
+    assert any(r["scoping"] for r in rules) and any(r["join"] for r in rules)
+    page = get(client, headers, "/rules").text
+    assert user_in["name"] in page and "in-from-ad.yaml" in page
+
+
+def test_export_plan_counts_and_operations(client, headers):
+    plan = get(client, headers, "/api/export-plan").json()
+    assert plan["connector"] == "entra" and plan["counts"]["planned_user_adds"] == 1
+    assert plan["counts"]["planned_group_adds"] == 1
+    dns = {(o["operation"], o["object_type"]) for o in plan["operations"]}
+    assert {("add", "user"), ("add", "group")} <= dns
+    group = next(o for o in plan["operations"] if o["object_type"] == "group")
+    assert group["member_adds"] == 2
+    assert [c["attribute"] for c in plan["open_conflicts"]] == ["userPrincipalName"]
+    page = get(client, headers, "/export-plan").text
+    assert "planned_user_adds" in page and "bob@corp.example" in page
+
+
+def test_runs_page_has_the_filters_table_and_the_cycle_charts(client, headers):
+    page = get(client, headers, "/").text
+    assert page.count("<svg") == 2 and "Objects changed per cycle" in page and "Duration per cycle" in page
+    assert 'href="/aadsync/runs/1"' in page and "completed-export-errors" in page
+    filtered = get(client, headers, "/?connector=entra").text
+    assert "full-import" in filtered and 'href="/aadsync/runs/1"' not in filtered  # run 1 is the AD import
+
+
+def test_plugin_registers_the_app_and_the_navigation_entry():
+    from airflow_provider_aadsync.plugins import AADSyncPlugin
+
+    [app] = AADSyncPlugin.fastapi_apps
+    assert app["url_prefix"] == "/aadsync"
+    [view] = AADSyncPlugin.external_views
+    assert view["name"] == "AADSync" and view["href"] == "/aadsync/" and view["destination"] == "nav"
