@@ -24,13 +24,19 @@ from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.generated.applications.applications_request_builder import ApplicationsRequestBuilder
+from msgraph.generated.directory_objects.get_available_extension_properties.get_available_extension_properties_post_request_body import (  # noqa: E501
+    GetAvailableExtensionPropertiesPostRequestBody,
+)
 from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder
+from msgraph.generated.models.extension_property import ExtensionProperty
 from msgraph.generated.models.group import Group
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.password_profile import PasswordProfile
 from msgraph.generated.models.reference_create import ReferenceCreate
 from msgraph.generated.models.user import User
 from msgraph.generated.users.delta.delta_get_response import DeltaGetResponse
+from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph.graph_request_adapter import options as graph_options
 from msgraph_core import GraphClientFactory
@@ -213,5 +219,40 @@ def test_batch_with_depends_on(run_with_client, tenant):
         # So the effect is checked with a plain SDK call.
         created = await client.users.by_user_id(f"user1@{domain}").get()
         assert created is not None and created.display_name == "User 1"
+
+    run_with_client(body)
+
+
+def test_directory_extension_registered_written_and_read_back(run_with_client, tenant):
+    """The SDK registers a directory extension on the app, writes it with a user (``additional_data``) and reads it
+    back through ``$select`` and ``$filter``; ``getAvailableExtensionProperties`` lists it."""
+    domain = tenant["initialDomain"]
+
+    async def body(client: GraphServiceClient) -> None:
+        query = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
+            filter=f"appId eq '{CLIENT_ID}'"
+        )
+        apps = await client.applications.get(RequestConfiguration(query_parameters=query))
+        assert apps is not None and [a.app_id for a in apps.value] == [CLIENT_ID]
+        definition = await client.applications.by_application_id(apps.value[0].id).extension_properties.post(
+            ExtensionProperty(name="sourceAnchor", data_type="String", target_objects=["User", "Group"])
+        )
+        assert definition is not None and definition.name == f"extension_{CLIENT_ID.replace('-', '')}_sourceAnchor"
+        user = new_user(1, domain)
+        user.additional_data = {definition.name: "AAECAwQFBgcICQoLDA0ODw=="}
+        created = await client.users.post(user)
+        assert created is not None and created.id
+        select = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=["id", definition.name])
+        read = await client.users.by_user_id(created.id).get(RequestConfiguration(query_parameters=select))
+        assert read is not None and read.additional_data[definition.name] == "AAECAwQFBgcICQoLDA0ODw=="
+        found_query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+            filter=f"{definition.name} eq 'AAECAwQFBgcICQoLDA0ODw=='", select=["id"]
+        )
+        found = await client.users.get(RequestConfiguration(query_parameters=found_query))
+        assert found is not None and [u.id for u in found.value] == [created.id]
+        available = await client.directory_objects.get_available_extension_properties.post(
+            GetAvailableExtensionPropertiesPostRequestBody()
+        )
+        assert available is not None and [d.name for d in available.value] == [definition.name]
 
     run_with_client(body)

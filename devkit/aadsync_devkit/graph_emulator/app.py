@@ -59,7 +59,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aadsync_devkit.graph_emulator import exceptions as err
-from aadsync_devkit.graph_emulator import graph, identity
+from aadsync_devkit.graph_emulator import graph, graph_directory, identity
 from aadsync_devkit.graph_emulator.malformed import break_answer
 from aadsync_devkit.graph_emulator.state import EmulatorState
 
@@ -320,7 +320,12 @@ def create_app(state: EmulatorState) -> Starlette:
         state.flush()  # writes coalesced by save_soon must reach the file before the process ends
 
     app = Starlette(
-        routes=[*_admin_routes(state), *graph.routes(tokens), *identity.routes(state, tokens)],
+        routes=[
+            *_admin_routes(state),
+            *graph.routes(tokens),
+            *graph_directory.routes(tokens),
+            *identity.routes(state, tokens),
+        ],
         exception_handlers={err.GraphError: _on_graph_error, HTTPException: _on_http_error},
         lifespan=lifespan,
     )

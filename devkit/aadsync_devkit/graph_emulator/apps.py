@@ -89,6 +89,8 @@ class App:
     display_name: str = "aadsync"
     service_principal_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     certificates: list[AppCertificate] = field(default_factory=list)
+    #: The application object's id (``/applications/{id}``), apart from its ``appId`` (the client id).
+    object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def add_certificate(self, value: Any) -> AppCertificate:
         """Register a certificate credential (idempotent by thumbprint)."""
@@ -112,6 +114,7 @@ class App:
             "clientSecret": self.secret,
             "displayName": self.display_name,
             "servicePrincipalId": self.service_principal_id,
+            "objectId": self.object_id,
             "certificates": [{**c.summary(), "certificate": c.pem} for c in self.certificates],
         }
 
@@ -128,6 +131,8 @@ class App:
             display_name=str(data.get("displayName") or "aadsync"),
             service_principal_id=str(data.get("servicePrincipalId") or uuid.uuid4()),
         )
+        # State files written before applications had an object id get a stable one, derived from the client id.
+        app.object_id = str(data.get("objectId") or uuid.uuid5(uuid.NAMESPACE_URL, f"aadsync-app:{app.client_id}"))
         for certificate in certificates:
             app.add_certificate(certificate)
         return app

@@ -47,7 +47,7 @@ class GraphJSON(JSONResponse):
     media_type = ODATA_JSON
 
 
-def _paged(
+def paged(
     request: Request, params: dict[str, str], query: Any, rows: list[Any], entity_set: str, render: Any
 ) -> Response:
     """One page of a collection with Graph's ``@odata.context`` and an absolute ``@odata.nextLink``."""
@@ -58,11 +58,11 @@ def _paged(
     )
 
 
-def _params(request: Request) -> dict[str, str]:
+def query_params(request: Request) -> dict[str, str]:
     return dict(request.query_params)
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         body = json.loads(raw) if raw else None
@@ -76,15 +76,16 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _typed(kind: str, props: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+def typed(kind: str, props: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
     """A directoryObject in a mixed collection: ``@odata.type`` first, then the type's shape."""
     names = [n for n in select if n in PROPERTIES[kind]] if select else None
     return {"@odata.type": ODATA_TYPES[kind], **odata.shape(kind, props, names or None, DEFAULT_SELECT[kind])}
 
 
-def _select_only(request: Request, kind: str) -> list[str] | None:
-    params = {k: v for k, v in _params(request).items() if k == "$select"}
-    return odata.parse_query(params, request.headers, kind, properties=PROPERTIES[kind]).select
+def _select_only(request: Request, kind: str, tenant: Tenant) -> list[str] | None:
+    params = {k: v for k, v in query_params(request).items() if k == "$select"}
+    extensions = tenant.extension_names(kind)
+    return odata.parse_query(params, request.headers, kind, properties=PROPERTIES[kind], extensions=extensions).select
 
 
 def _batch_items(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -230,31 +231,39 @@ async def _dispatch(request: Request, item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def route(tokens: TokenService, path: str, handler: Handler, methods: list[str], *, throttled: bool = True) -> Route:
+    """A Graph route: the fault dice, the bearer token, the throttling limits, then *handler*."""
+    state = tokens.state
+
+    async def endpoint(request: Request) -> Response:
+        latency, fault = state.fault()
+        if latency:
+            await asyncio.sleep(latency)
+        if fault is not None:
+            raise fault
+        tenant, app_id = tokens.authenticate_app(request.headers.get("authorization"))
+        if throttled:
+            state.throttle(tenant, app_id, request.method, request.url.path, query_params(request))
+        return await handler(request, tenant)
+
+    return Route(path, endpoint, methods=methods)
+
+
 def routes(tokens: TokenService) -> list[Route]:
     state = tokens.state
 
     def graph(path: str, handler: Handler, methods: list[str], *, throttled: bool = True) -> Route:
-        async def endpoint(request: Request) -> Response:
-            latency, fault = state.fault()
-            if latency:
-                await asyncio.sleep(latency)
-            if fault is not None:
-                raise fault
-            tenant, app_id = tokens.authenticate_app(request.headers.get("authorization"))
-            if throttled:
-                state.throttle(tenant, app_id, request.method, request.url.path, _params(request))
-            return await handler(request, tenant)
-
-        return Route(path, endpoint, methods=methods)
+        return route(tokens, path, handler, methods, throttled=throttled)
 
     # ------------------------------------------------------------------------------------------- collections
 
     def list_of(kind: str) -> Handler:
         async def handler(request: Request, tenant: Tenant) -> Response:
-            params = _params(request)
-            query = odata.parse_query(params, request.headers, kind, properties=PROPERTIES[kind])
+            params = query_params(request)
+            extensions = tenant.extension_names(kind)
+            query = odata.parse_query(params, request.headers, kind, properties=PROPERTIES[kind], extensions=extensions)
             rows = tenant.list(kind, query.predicate)
-            return _paged(
+            return paged(
                 request, params, query, rows, ENTITY_SETS[kind],
                 lambda row: odata.shape(kind, row, query.select, DEFAULT_SELECT[kind]),
             )  # fmt: skip
@@ -265,15 +274,18 @@ def routes(tokens: TokenService) -> list[Route]:
         async def handler(request: Request, tenant: Tenant) -> Response:
             if request.headers.get("consistencylevel", "").lower() != "eventual":
                 raise err.RawCountNotSupported()
-            params = {k: v for k, v in _params(request).items() if k == "$filter"}
-            query = odata.parse_query({**params, "$count": "true"}, request.headers, kind, properties=PROPERTIES[kind])
+            params = {k: v for k, v in query_params(request).items() if k == "$filter"}
+            query = odata.parse_query(
+                {**params, "$count": "true"}, request.headers, kind, properties=PROPERTIES[kind],
+                extensions=tenant.extension_names(kind),
+            )  # fmt: skip
             return PlainTextResponse(str(len(tenant.list(kind, query.predicate))))
 
         return handler
 
     def get_one(kind: str) -> Handler:
         async def handler(request: Request, tenant: Tenant) -> Response:
-            select = _select_only(request, kind)
+            select = _select_only(request, kind, tenant)
             _, props = tenant.get(kind, request.path_params["id"])
             body = {"@odata.context": odata.context_url(base_url(request), ENTITY_SETS[kind], select, entity=True)}
             body.update(odata.shape(kind, props, select, DEFAULT_SELECT[kind]))
@@ -283,7 +295,7 @@ def routes(tokens: TokenService) -> list[Route]:
 
     def create(kind: str) -> Handler:
         async def handler(request: Request, tenant: Tenant) -> Response:
-            body = await _json_body(request)
+            body = await json_body(request)
             props = tenant.create_user(body) if kind == USER else tenant.create_group(body)
             base = base_url(request)
             out = {"@odata.context": odata.context_url(base, ENTITY_SETS[kind], None, entity=True)}
@@ -295,7 +307,7 @@ def routes(tokens: TokenService) -> list[Route]:
 
     def update(kind: str) -> Handler:
         async def handler(request: Request, tenant: Tenant) -> Response:
-            body = await _json_body(request)
+            body = await json_body(request)
             key = request.path_params["id"]
             if kind == USER:
                 tenant.update_user(key, body)
@@ -319,7 +331,7 @@ def routes(tokens: TokenService) -> list[Route]:
             base = base_url(request)
             entity_set = ENTITY_SETS[kind]
             try:
-                page = state.delta(tenant, kind, _params(request), minimal=minimal)
+                page = state.delta(tenant, kind, query_params(request), minimal=minimal)
             except err.SyncStateGone as gone:
                 names = [*(gone.select or []), *(["members"] if gone.members and kind == GROUP else [])]
                 restart = f"{base}/v1.0/{entity_set}/delta" + (f"?$select={','.join(names)}" if gone.select else "")
@@ -336,7 +348,7 @@ def routes(tokens: TokenService) -> list[Route]:
         return handler
 
     async def batch(request: Request, tenant: Tenant) -> Response:
-        items = _batch_items(await _json_body(request))
+        items = _batch_items(await json_body(request))
         results: dict[str, dict[str, Any]] = {}
         for item in _batch_order(items):
             if any(results[d.lower()]["status"] >= 400 for d in item["dependsOn"]):
@@ -370,23 +382,23 @@ def routes(tokens: TokenService) -> list[Route]:
         kind, props = tenant.get(None, request.path_params["id"])
         base = base_url(request)
         return GraphJSON(
-            {"@odata.context": f"{base}/v1.0/$metadata#directoryObjects/$entity", **_typed(kind, props, None)}
+            {"@odata.context": f"{base}/v1.0/$metadata#directoryObjects/$entity", **typed(kind, props, None)}
         )
 
     async def members(request: Request, tenant: Tenant) -> Response:
-        params = _params(request)
+        params = query_params(request)
         query = odata.parse_query(
             params, request.headers, "directoryObject", properties=_ANY_PROPERTIES, allow_filter=False
         )
         rows = tenant.members(request.path_params["id"])
         kinds = {row["_seq"]: kind for kind, row in rows}
-        return _paged(
+        return paged(
             request, params, query, [row for _, row in rows], "directoryObjects",
-            lambda row: _typed(kinds[row["_seq"]], row, query.select),
+            lambda row: typed(kinds[row["_seq"]], row, query.select),
         )  # fmt: skip
 
     async def add_member(request: Request, tenant: Tenant) -> Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         if "@odata.id" not in body:
             raise err.BadRequest("The request body must contain '@odata.id'.")
         tenant.add_member(request.path_params["id"], body["@odata.id"])
@@ -401,10 +413,10 @@ def routes(tokens: TokenService) -> list[Route]:
         kind = _DELETED_KINDS.get(cast.lower())
         if kind is None:
             raise err.SegmentNotFound(cast)
-        params = _params(request)
+        params = query_params(request)
         query = odata.parse_query(params, request.headers, kind, properties=PROPERTIES[kind])
         rows = [row for _, row in tenant.deleted_items(kind) if query.predicate is None or query.predicate(row)]
-        return _paged(
+        return paged(
             request, params, query, rows, f"directory/deletedItems/{cast}",
             lambda row: odata.shape(kind, row, query.select, DEFAULT_SELECT[kind]),
         )  # fmt: skip
@@ -416,7 +428,7 @@ def routes(tokens: TokenService) -> list[Route]:
         kind, props = tenant.get_deleted(request.path_params["id"])
         base = base_url(request)
         context = f"{base}/v1.0/$metadata#directory/deletedItems/$entity"
-        return GraphJSON({"@odata.context": context, **_typed(kind, props, None)})
+        return GraphJSON({"@odata.context": context, **typed(kind, props, None)})
 
     async def deleted_purge(request: Request, tenant: Tenant) -> Response:
         tenant.purge(request.path_params["id"])
@@ -426,7 +438,7 @@ def routes(tokens: TokenService) -> list[Route]:
         kind, props = tenant.restore(request.path_params["id"])
         base = base_url(request)
         context = f"{base}/v1.0/$metadata#directoryObjects/$entity"
-        return GraphJSON({"@odata.context": context, **_typed(kind, props, None)})
+        return GraphJSON({"@odata.context": context, **typed(kind, props, None)})
 
     delta_routes = [
         graph(f"/v1.0/{ENTITY_SETS[kind]}/{suffix}", delta(kind), ["GET"])

@@ -28,6 +28,7 @@ from aadsync_devkit.graph_emulator.catalog import (
     object_id_from_url,
     security_identifier,
 )
+from aadsync_devkit.graph_emulator.extensions import is_extension
 from aadsync_devkit.graph_emulator.records import (
     CREATED,
     MEMBER_ADDED,
@@ -197,6 +198,7 @@ class TenantObjects(TenantValidation):
                 createdDateTime=now_iso(),
             )
             props.update(values)
+            _drop_empty_extensions(props)
             props.update(id=object_id, proxyAddresses=list(proxies))
             return dict(self._new(USER, props).props)
 
@@ -218,6 +220,7 @@ class TenantObjects(TenantValidation):
             changed = [n for n, v in values.items() if obj.props.get(n) != v]
             self._unindex(obj)
             obj.props.update(values)
+            _drop_empty_extensions(obj.props)
             self._index(obj)
             if changed:
                 self._log(USER, obj.id, UPDATED, names=changed)
@@ -258,6 +261,7 @@ class TenantObjects(TenantValidation):
                 securityIdentifier=security_identifier(object_id),
             )
             props.update(values)
+            _drop_empty_extensions(props)
             props.update(id=object_id, proxyAddresses=list(proxies))
             obj = self._new(GROUP, props)
             self._add_links(obj.id, self._members, members, "members")
@@ -283,6 +287,7 @@ class TenantObjects(TenantValidation):
             changed = [n for n, v in values.items() if obj.props.get(n) != v]
             self._unindex(obj)
             obj.props.update(values)
+            _drop_empty_extensions(obj.props)
             self._index(obj)
             if changed:
                 self._log(GROUP, obj.id, UPDATED, names=changed)
@@ -408,3 +413,9 @@ class TenantObjects(TenantValidation):
         raise err.BadRequest(
             "@odata.type must be #microsoft.graph.user, #microsoft.graph.group or #microsoft.graph.orgContact."
         )
+
+
+def _drop_empty_extensions(props: dict[str, Any]) -> None:
+    """Writing ``null`` to a directory extension removes the value (the object no longer carries it)."""
+    for name in [n for n, v in props.items() if v is None and is_extension(n)]:
+        del props[name]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -56,6 +56,8 @@ FILTERABLE = {
         "proxyAddresses",
     },
     "orgContact": {"id", "displayName", "mail", "mailNickname", "givenName", "surname", "proxyAddresses"},
+    "application": {"id", "appId", "displayName"},
+    "extensionProperty": {"name"},
 }
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<punct>[(),:/])|(?P<word>[A-Za-z0-9_.\-@+]+))",
@@ -86,7 +88,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 class _FilterParser:
-    def __init__(self, text: str, kind: str, advanced: bool) -> None:
+    def __init__(self, text: str, kind: str, advanced: bool, extra: Iterable[str] = ()) -> None:
+        self.extra = set(extra)
         self.text = text
         self.toks = _tokens(text)
         self.pos = 0
@@ -150,10 +153,10 @@ class _FilterParser:
         return self.term()
 
     def prop(self, name: str) -> str:
-        allowed = FILTERABLE[self.kind]
+        allowed = FILTERABLE[self.kind] | self.extra
         match = next((p for p in allowed if p.lower() == name.lower()), None)
         if match is None:
-            resource = {"user": "User", "group": "Group", "orgContact": "OrgContact"}[self.kind]
+            resource = self.kind[0].upper() + self.kind[1:]
             raise err.UnsupportedQuery(
                 f"Unsupported or invalid query filter clause specified for property '{name}' of resource '{resource}'."
             )
@@ -252,8 +255,9 @@ def _string_function(name: str, func: str, value: Any) -> Predicate:
     return lambda o: _string_match(o.get(name), func, value)
 
 
-def parse_filter(text: str, kind: str, *, advanced: bool) -> Predicate:
-    return _FilterParser(text, kind, advanced).parse()
+def parse_filter(text: str, kind: str, *, advanced: bool, extra: Iterable[str] = ()) -> Predicate:
+    """A predicate for *text*; *extra* names more filterable properties (the directory extensions of *kind*)."""
+    return _FilterParser(text, kind, advanced, extra).parse()
 
 
 def encode_skiptoken(seq: int) -> str:
@@ -281,8 +285,11 @@ def parse_query(
     *,
     properties: Mapping[str, str],
     allow_filter: bool = True,
+    extensions: Iterable[str] = (),
 ) -> Query:
-    """Validate and parse the query options of a collection request."""
+    """Validate and parse the query options of a collection request; *extensions* are the directory extension
+    properties *kind* carries: selectable and filterable (``eq``, and ``ne`` as an advanced query) as in Graph."""
+    properties = {**properties, **dict.fromkeys(extensions, "rw")}
     eventual = headers.get("consistencylevel", "").lower() == "eventual"
     count = params.get("$count", "").lower() == "true"
     if count and not eventual:
@@ -306,7 +313,7 @@ def parse_query(
     if params.get("$filter"):
         if not allow_filter:
             raise err.UnsupportedQuery("The filter is not supported on this collection.")
-        predicate = parse_filter(params["$filter"], kind, advanced=eventual and count)
+        predicate = parse_filter(params["$filter"], kind, advanced=eventual and count, extra=extensions)
     raw_top = params.get("$top")
     top = DEFAULT_PAGE
     if raw_top is not None:
@@ -325,6 +332,8 @@ def shape(kind: str, props: Mapping[str, Any], select: list[str] | None, default
     names = [*select, "id"] if select else list(default)
     out: dict[str, Any] = {}
     for name in names:
+        if name.startswith("extension_") and props.get(name) is None:
+            continue  # a directory extension without a value is left out, not rendered as null
         if name not in out:
             out[name] = None if name == "passwordProfile" else props.get(name)
     return out

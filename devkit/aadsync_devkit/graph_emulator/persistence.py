@@ -37,6 +37,7 @@ class TenantPersistence:
     verified_domains: list[str]
     created: str
     apps: dict[str, App]
+    extensions: dict[str, dict[str, Any]]
     _lock: threading.RLock
     _seq: int
     delta_epoch: int
@@ -63,6 +64,7 @@ class TenantPersistence:
             "seq": self._seq,
             "deltaEpoch": self.delta_epoch,
             "deltaGoneEpochs": sorted(self.delta_gone_epochs),
+            "extensionProperties": list(self.extensions.values()),
         }
 
     @classmethod
@@ -79,6 +81,8 @@ class TenantPersistence:
         tenant._seq = data.get("seq", 0)
         tenant.delta_epoch = int(data.get("deltaEpoch", 0))
         tenant.delta_gone_epochs = {int(e) for e in data.get("deltaGoneEpochs", [])}
+        # Files written before directory extensions have no "extensionProperties".
+        tenant.extensions = {d["name"].lower(): d for d in data.get("extensionProperties", [])}
         return tenant
 
     def to_dict(self) -> dict[str, Any]:

@@ -41,6 +41,7 @@ class Tenant(TenantApps, TenantObjects, TenantDelta, TenantPersistence):
         domains = [self.initial_domain] + [d.lower() for d in verified_domains]
         self.verified_domains = list(dict.fromkeys(domains))
         self.apps = {app.client_id: app for app in apps}
+        self.extensions: dict[str, dict[str, Any]] = {}  # directory extension definitions by lower-cased name
         self.created = created or now_iso()
         self._seq = 0
         #: Tokens issued before the last ``tokens/revoke`` carry a lower epoch and are refused (not persisted).

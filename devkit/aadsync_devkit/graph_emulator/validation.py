@@ -19,10 +19,11 @@ from aadsync_devkit.graph_emulator.catalog import (
     UPN_LOCAL,
     object_id_from_url,
 )
+from aadsync_devkit.graph_emulator.extensions import TenantExtensions, is_extension
 from aadsync_devkit.graph_emulator.records import DirectoryObject
 
 
-class TenantValidation:
+class TenantValidation(TenantExtensions):
     """The checks :class:`~aadsync_devkit.graph_emulator.objects.TenantObjects` runs before a write changes anything."""
 
     verified_domains: list[str]
@@ -43,9 +44,13 @@ class TenantValidation:
             )
         props = PROPERTIES[kind]
         out: dict[str, Any] = {}
+        extensions: dict[str, Any] = {}
         for name, value in body.items():
             if "@" in name:
                 continue  # annotations (@odata.type) and binds (members@odata.bind) are handled by the caller
+            if is_extension(name):
+                extensions[name] = value
+                continue
             access = props.get(name)
             if access is None:
                 raise err.UnknownProperty(name)
@@ -65,6 +70,8 @@ class TenantValidation:
                 ):
                     raise err.InvalidPropertyValue(name, RESOURCE_NAMES[kind])
             out[name] = value
+        if extensions:
+            out.update(self._check_extension_values(kind, extensions))
         return out
 
     def _check_user_values(self, values: dict[str, Any], *, exclude: str | None) -> None:

@@ -1,0 +1,108 @@
+"""Microsoft Graph v1.0 routes beyond users and groups themselves: the application objects of the tenant's app
+registrations with their directory extension definitions (``extensionProperties``), and
+``directoryObjects/getAvailableExtensionProperties``. Thin, like :mod:`.graph`: parse, call the tenant, render.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from aadsync_devkit.graph_emulator import exceptions as err
+from aadsync_devkit.graph_emulator import odata
+from aadsync_devkit.graph_emulator.graph import GraphJSON, json_body, query_params, route
+from aadsync_devkit.graph_emulator.identity import TokenService, base_url
+from aadsync_devkit.graph_emulator.tenant import Tenant
+
+#: ``/applications/{object id}`` and Graph's alternate key ``/applications(appId='{client id}')``.
+_APPLICATION_KEYS = ("/v1.0/applications/{app}", "/v1.0/applications({app})")
+_APPLICATION_PROPERTIES = {"id": "ro", "appId": "ro", "displayName": "ro"}
+_EXTENSION_PROPERTIES = {
+    name: "ro"
+    for name in ("id", "deletedDateTime", "appDisplayName", "dataType", "isMultiValued", "isSyncedFromOnPremises",
+                 "name", "targetObjects")
+}  # fmt: skip
+
+
+def _rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with the ``_seq`` paging cursor the collection pager expects."""
+    return [{**item, "_seq": n} for n, item in enumerate(items, 1)]
+
+
+def _shape(row: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+    names = [*select, "id"] if select else [n for n in row if n != "_seq"]
+    return {name: row.get(name) for name in dict.fromkeys(names)}
+
+
+def _collection(request: Request, kind: str, properties: dict[str, str], items: list[dict[str, Any]]) -> Response:
+    params = query_params(request)
+    query = odata.parse_query(params, request.headers, kind, properties=properties)
+    rows = [row for row in _rows(items) if query.predicate is None or query.predicate(row)]
+    base = base_url(request)
+    context = odata.context_url(base, request.url.path.removeprefix("/v1.0/"), query.select)
+    body = odata.page(
+        rows, query, base=base, path=request.url.path, params=params, context=context,
+        render=lambda row: _shape(row, query.select),
+    )  # fmt: skip
+    return GraphJSON(body)
+
+
+def routes(tokens: TokenService) -> list[Route]:
+    # ------------------------------------------------------------------------------------------- applications
+
+    async def applications(request: Request, tenant: Tenant) -> Response:
+        items = [tenant.application_json(app) for app in tenant.apps.values()]
+        return _collection(request, "application", _APPLICATION_PROPERTIES, items)
+
+    async def application(request: Request, tenant: Tenant) -> Response:
+        app = tenant.application(request.path_params["app"])
+        context = f"{base_url(request)}/v1.0/$metadata#applications/$entity"
+        return GraphJSON({"@odata.context": context, **tenant.application_json(app)})
+
+    # ------------------------------------------------------------------------------------------- directory extensions
+
+    async def list_extensions(request: Request, tenant: Tenant) -> Response:
+        items = tenant.app_extensions(request.path_params["app"])
+        return _collection(request, "extensionProperty", _EXTENSION_PROPERTIES, items)
+
+    async def create_extension(request: Request, tenant: Tenant) -> Response:
+        created = tenant.add_extension(request.path_params["app"], await json_body(request))
+        app = tenant.application(request.path_params["app"])
+        context = f"{base_url(request)}/v1.0/$metadata#applications('{app.object_id}')/extensionProperties/$entity"
+        return GraphJSON({"@odata.context": context, **created}, status_code=201)
+
+    async def get_extension(request: Request, tenant: Tenant) -> Response:
+        found = tenant.app_extension(request.path_params["app"], request.path_params["ext"])
+        app = tenant.application(request.path_params["app"])
+        context = f"{base_url(request)}/v1.0/$metadata#applications('{app.object_id}')/extensionProperties/$entity"
+        return GraphJSON({"@odata.context": context, **found})
+
+    async def delete_extension(request: Request, tenant: Tenant) -> Response:
+        tenant.delete_extension(request.path_params["app"], request.path_params["ext"])
+        return Response(status_code=204)
+
+    async def available_extensions(request: Request, tenant: Tenant) -> Response:
+        raw = await request.body()
+        body = await json_body(request) if raw.strip() else {}
+        synced = body.get("isSyncedFromOnPremises")
+        if synced is not None and not isinstance(synced, bool):
+            raise err.InvalidPropertyValue("isSyncedFromOnPremises", "GetAvailableExtensionProperties")
+        context = f"{base_url(request)}/v1.0/$metadata#Collection(microsoft.graph.extensionProperty)"
+        return GraphJSON({"@odata.context": context, "value": tenant.available_extensions(synced)})
+
+    def graph(path: str, handler: Any, methods: list[str]) -> Route:
+        return route(tokens, path, handler, methods)
+
+    return [
+        graph("/v1.0/applications", applications, ["GET"]),
+        *(graph(key, application, ["GET"]) for key in _APPLICATION_KEYS),
+        *(graph(f"{key}/extensionProperties", list_extensions, ["GET"]) for key in _APPLICATION_KEYS),
+        *(graph(f"{key}/extensionProperties", create_extension, ["POST"]) for key in _APPLICATION_KEYS),
+        *(graph(f"{key}/extensionProperties/{{ext}}", get_extension, ["GET"]) for key in _APPLICATION_KEYS),
+        *(graph(f"{key}/extensionProperties/{{ext}}", delete_extension, ["DELETE"]) for key in _APPLICATION_KEYS),
+        graph("/v1.0/directoryObjects/getAvailableExtensionProperties", available_extensions, ["POST"]),
+        graph("/v1.0/directoryObjects/microsoft.graph.getAvailableExtensionProperties", available_extensions, ["POST"]),
+    ]
