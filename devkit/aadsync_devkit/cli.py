@@ -13,12 +13,23 @@ import click
 
 from airflow_provider_aadsync.cli import AadsyncGroup
 
+#: Forests `aadsync-dev up --forests` can start (aadsync_devkit.world.forests.FORESTS; not imported here, so the
+#: command starts without loading ldap3).
+MAX_FORESTS = 2
+
 
 def _dev_dc():
     from aadsync_devkit.paths import dev_dc_home
     from aadsync_devkit.world.samba import SambaDC
 
     return SambaDC(dev_dc_home())
+
+
+def _other_forests(count: int | None = None) -> list:
+    """The dev world's forests after the first (``--forests``): all of them, or the first ``count - 1``."""
+    from aadsync_devkit.world.forests import FORESTS
+
+    return list(FORESTS[1:count])
 
 
 def _dev_graph():
@@ -44,9 +55,17 @@ def main(verbose: bool) -> None:
 @click.option("--users", type=int, default=0, help="Restore (or build once and cache) a directory seeded with N users.")
 @click.option("--groups", type=int, default=0, help="Groups for the seeded directory.")
 @click.option("--group-size", type=int, default=0, help="Members of one extra big group.")
-def dev_up(users: int, groups: int, group_size: int) -> None:
+@click.option(
+    "--forests",
+    type=click.IntRange(1, MAX_FORESTS),
+    default=1,
+    show_default=True,
+    help="AD forests: 2 adds the resource forest FABRIKAM on 127.0.0.2 (linked mailboxes, shared mail addresses).",
+)
+def dev_up(users: int, groups: int, group_size: int, forests: int) -> None:
     """Start the local world: the Samba AD DC (provisioned once; with --users, from a cached seeded fixture) and
-    the Graph emulator with its dev tenant."""
+    the Graph emulator with its dev tenant; with --forests 2 also a second forest's DC, and both forests seeded
+    with the people they share."""
     from aadsync_devkit.world.fixtures import cached_seeded_dc
     from aadsync_devkit.world.seed import ensure_writeback_ou
 
@@ -65,6 +84,8 @@ def dev_up(users: int, groups: int, group_size: int) -> None:
     conn = dc.connect()
     try:
         click.echo(f"group writeback OU {ensure_writeback_ou(conn, dc.base_dn)} (writeback on for the dev world)")
+        if forests > 1:
+            _up_other_forests(conn, dc.base_dn, forests)
     finally:
         conn.unbind()
     graph = _dev_graph()
@@ -73,10 +94,39 @@ def dev_up(users: int, groups: int, group_size: int) -> None:
     click.echo('`eval "$(aadsync-dev env)"` points Airflow at both')
 
 
+def _up_other_forests(account, account_base: str, forests: int) -> None:
+    """Start (provisioning once) the DCs of the forests after the first and seed the pairs they share with it."""
+    from aadsync_devkit.world.fixtures import provisioned_dc
+    from aadsync_devkit.world.forests import ensure_exchange_schema, seed_forest_pair
+
+    ensure_exchange_schema(account, account_base)
+    for spec in _other_forests(forests):
+        dc = spec.dc()
+        if dc.is_running():
+            click.echo(f"{spec.name} DC already running (pid {dc.status()['pid']})")
+        else:
+            if not dc.is_provisioned():
+                dc = provisioned_dc(dc.home, realm=spec.realm, domain=spec.domain, host=spec.host)
+                click.echo(f"provisioned {dc.realm} at {dc.home}")
+            dc.start()
+        click.echo(f"{spec.name} DC running at {dc.ldaps_url} (base DN {dc.base_dn})")
+        conn = dc.connect()
+        try:
+            ensure_exchange_schema(conn, dc.base_dn)
+            report = seed_forest_pair(account, account_base, conn, dc.base_dn)
+        finally:
+            conn.unbind()
+        click.echo(
+            f"seeded {len(report.account_users)} account-forest users, {len(report.resource_users)} {spec.name} users "
+            f"({len(report.linked_mailboxes)} linked mailboxes), group {report.fsp_group_dn} with a foreign member"
+        )
+
+
 @main.command("down")
 def dev_down() -> None:
-    """Stop the local DC and the Graph emulator (by their PIDs); their data stays for the next `aadsync-dev up`."""
-    for name, server in (("local DC", _dev_dc()), ("Graph emulator", _dev_graph())):
+    """Stop the local DCs and the Graph emulator (by their PIDs); their data stays for the next `aadsync-dev up`."""
+    others = [(f"{spec.name} DC", spec.dc()) for spec in _other_forests() if spec.home().exists()]
+    for name, server in (("local DC", _dev_dc()), *others, ("Graph emulator", _dev_graph())):
         was_running = server.is_running()
         server.stop()
         click.echo(f"{name} stopped" if was_running else f"{name} was not running")
@@ -84,8 +134,10 @@ def dev_down() -> None:
 
 @main.command("status")
 def dev_status() -> None:
-    """Print the local world's state as JSON."""
-    click.echo(json.dumps({"samba": _dev_dc().status(), "graph": _dev_graph().status()}, indent=2))
+    """Print the local world's state as JSON (a second forest's DC as samba_<name>, once it was provisioned)."""
+    status = {"samba": _dev_dc().status()}
+    status |= {f"samba_{spec.name}": spec.dc().status() for spec in _other_forests() if spec.home().exists()}
+    click.echo(json.dumps(status | {"graph": _dev_graph().status()}, indent=2))
 
 
 @main.command("seed")
@@ -112,13 +164,27 @@ def dev_seed(users: int, groups: int, group_size: int, seed_value: int) -> None:
 @main.command("env")
 def dev_env() -> None:
     """Print the local world's Airflow connections, and the Variables that turn group writeback on for it (into the
-    OU `aadsync-dev up` created), as `export AIRFLOW_...` lines, for eval."""
+    OU `aadsync-dev up` created), as `export AIRFLOW_...` lines, for eval. With a second forest provisioned (`up
+    --forests 2`), also its connection and the connectors configuration naming both forests (written next to the
+    dev world, its path in the Variable aadsync_connectors_file)."""
+    import yaml
+
+    from aadsync_devkit.paths import aadsync_home
+    from aadsync_devkit.world.forests import FORESTS, connectors_configuration
     from aadsync_devkit.world.seed import dev_writeback_variables
 
     dc = _dev_dc()
     ad = {"conn_type": "aadsync_ad", **dc.connection_info()}
     click.echo(f"export AIRFLOW_CONN_AADSYNC_AD={shlex.quote(json.dumps(ad))}")
+    others = [spec for spec in _other_forests() if spec.dc().is_provisioned()]
+    for spec in others:
+        other = {"conn_type": "aadsync_ad", **spec.dc().connection_info()}
+        click.echo(f"export AIRFLOW_CONN_{spec.conn_id.upper()}={shlex.quote(json.dumps(other))}")
     click.echo(f"export AIRFLOW_CONN_AADSYNC_ENTRA={shlex.quote(json.dumps(_dev_graph().connection_info()))}")
+    if others:
+        config = aadsync_home() / "dev" / "connectors.yaml"
+        config.write_text(yaml.safe_dump(connectors_configuration((FORESTS[0], *others)), sort_keys=False))
+        click.echo(f"export AIRFLOW_VAR_AADSYNC_CONNECTORS_FILE={shlex.quote(str(config))}")
     for name, value in dev_writeback_variables(dc.base_dn).items():
         click.echo(f"export AIRFLOW_VAR_{name.upper()}={shlex.quote(value)}")
 

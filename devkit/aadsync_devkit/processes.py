@@ -16,11 +16,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def port_in_use(port: int) -> bool:
-    """True if something accepts TCP connections on 127.0.0.1:port."""
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """True if something accepts TCP connections on host:port (127.0.0.1 unless told: a second dev forest's DC
+    listens on 127.0.0.2)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.3)
-        return s.connect_ex((HOST, port)) == 0
+        return s.connect_ex((host, port)) == 0
 
 
 def proc_state(pid: int) -> str | None:

@@ -55,23 +55,35 @@ def certificate_dns_names(cert_path: Path) -> set[str]:
     return set(san.get_values_for_type(x509.DNSName))
 
 
+def certificate_ips(cert_path: Path) -> set[str]:
+    """The IP addresses in a PEM certificate's subject alternative names, as text."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+
+
 def make_ca_and_server_cert(
     directory: Path,
     dns_names: Sequence[str] = SERVER_DNS_NAMES,
     *,
     common_name: str = SERVER_DNS_NAMES[1],
     ca_common_name: str = "AADSync Dev CA",
+    ips: Sequence[str] = SERVER_IPS,
 ) -> TlsFiles:
-    """Create (or reuse) ``ca.pem``, ``server.pem`` (*dns_names* and 127.0.0.1) and ``server.key`` in *directory*.
+    """Create (or reuse) ``ca.pem``, ``server.pem`` (*dns_names* and *ips*) and ``server.key`` in *directory*.
 
-    Idempotent: if all three files exist and the certificate names every one of *dns_names*, they are returned
-    untouched (key mode re-asserted to 0600); otherwise a new CA and certificate are made.
+    Idempotent: if all three files exist and the certificate names every one of *dns_names* and *ips*, they are
+    returned untouched (key mode re-asserted to 0600); otherwise a new CA and certificate are made.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     present = files.ca_cert.exists() and files.server_cert.exists() and files.server_key.exists()
-    if present and set(dns_names) <= certificate_dns_names(files.server_cert):
+    if (
+        present
+        and set(dns_names) <= certificate_dns_names(files.server_cert)
+        and set(ips) <= certificate_ips(files.server_cert)
+    ):
         os.chmod(files.server_key, 0o600)
         return files
 
@@ -107,7 +119,7 @@ def make_ca_and_server_cert(
     )
 
     srv_key = ec.generate_private_key(ec.SECP256R1())
-    san = [x509.DNSName(n) for n in dns_names] + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
+    san = [x509.DNSName(n) for n in dns_names] + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     srv_cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from aadsync_devkit.paths import fixture_cache_dir
-from aadsync_devkit.world.samba import SambaDC
+from aadsync_devkit.processes import HOST
+from aadsync_devkit.world.samba import DEFAULT_DOMAIN, DEFAULT_REALM, SambaDC
 from aadsync_devkit.world.seed import SEED_VERSION, offline_entries, seed_directory
 
 FIXTURE_VERSION = 1 * 100 + SEED_VERSION
@@ -35,9 +36,10 @@ def seeded_cache_path(*, users: int, groups: int, group_size: int = 0, seed: int
     return fixture_cache_dir() / name
 
 
-def base_cache_path() -> Path:
-    """Cache file of the provisioned-but-empty DC."""
-    return fixture_cache_dir() / f"samba-base-v{FIXTURE_VERSION}{_suffix()}"
+def base_cache_path(realm: str = DEFAULT_REALM) -> Path:
+    """Cache file of the provisioned-but-empty DC of *realm* (the default realm keeps its historical name)."""
+    label = "" if realm.upper() == DEFAULT_REALM else f"-{realm.lower()}"
+    return fixture_cache_dir() / f"samba-base{label}-v{FIXTURE_VERSION}{_suffix()}"
 
 
 @contextlib.contextmanager
@@ -52,11 +54,14 @@ def _cache_lock(target: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def provisioned_dc(home: Path) -> SambaDC:
-    """A stopped, freshly provisioned (empty) DC at *home*, restored from the base cache when possible."""
-    dc = SambaDC(home)
+def provisioned_dc(
+    home: Path, *, realm: str = DEFAULT_REALM, domain: str = DEFAULT_DOMAIN, host: str = HOST
+) -> SambaDC:
+    """A stopped, freshly provisioned (empty) DC of *realm* at *home*, bound to *host*, restored from the realm's base
+    cache when possible (a restored DC's certificate is remade at start if it does not name *host*)."""
+    dc = SambaDC(home, realm=realm, domain=domain, host=host)
     dc.wipe()
-    base = base_cache_path()
+    base = base_cache_path(realm)
     with _cache_lock(base):
         if base.exists():
             dc.restore(base)

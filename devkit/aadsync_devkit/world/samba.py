@@ -1,4 +1,7 @@
-"""A throw-away Samba 4 AD domain controller bound to 127.0.0.1, for developers and integration tests.
+"""A throw-away Samba 4 AD domain controller bound to one loopback address, for developers and integration tests.
+
+Each DC listens only on its own address (``interfaces`` + ``bind interfaces only``): the dev world's first forest
+on 127.0.0.1, a second forest's DC on 127.0.0.2 (``aadsync-dev up --forests 2``), each on the standard ports.
 
 Why Samba: it speaks the AD LDAP dialect the hooks need (DirSync, extended DNs, ranged retrieval, AD schema)
 without a Windows VM. Everything (config, databases, pid, logs, TLS files) lives under one HOME directory so
@@ -133,8 +136,10 @@ class SambaDC:
         domain: str = DEFAULT_DOMAIN,
         admin_password: str = DEV_ADMIN_PASSWORD,
         require_strong_auth: bool = True,
+        host: str = HOST,
     ) -> None:
         self.home = Path(home).absolute()
+        self.host = host
         self.realm = realm.upper()
         self.domain = domain.upper()
         self.admin_password = admin_password
@@ -174,7 +179,7 @@ class SambaDC:
 
     @property
     def ldaps_url(self) -> str:
-        return f"ldaps://{HOST}:{LDAPS_PORT}"
+        return f"ldaps://{self.host}:{LDAPS_PORT}"
 
     def is_provisioned(self) -> bool:
         """Provisioned = the sam database and our TLS material exist (smb.conf is regenerated anyway)."""
@@ -196,8 +201,9 @@ class SambaDC:
 \tserver role = active directory domain controller
 \tserver services = ldap
 \tidmap_ldb:use rfc2307 = yes
-\tinterfaces = {HOST}
+\tinterfaces = {self.host}/8
 \tbind interfaces only = yes
+\tdsdb:schema update allowed = true
 \tdisable netbios = yes
 \tprivate dir = {h}/private
 \tbinddns dir = {h}/bind-dns
@@ -266,7 +272,7 @@ class SambaDC:
             ],
             "samba-tool domain provision",
         )
-        make_ca_and_server_cert(self.home / "tls")
+        self.ensure_tls()
         self.write_config()
         self._run(
             [
@@ -287,6 +293,16 @@ class SambaDC:
             "samba-tool domain passwordsettings set",
         )
         return time.monotonic() - t0
+
+    def ensure_tls(self) -> TlsFiles:
+        """The DC's CA and server certificate, made anew when they do not name this DC's address and realm (a
+        certificate is validated against the address the client dials: 127.0.0.2 for a second forest)."""
+        return make_ca_and_server_cert(
+            self.home / "tls",
+            ("localhost", f"{NETBIOS_NAME.lower()}.{self.dns_domain}"),
+            common_name=f"{NETBIOS_NAME.lower()}.{self.dns_domain}",
+            ips=(self.host,),
+        )
 
     def add_offline(
         self, entries: Iterable[OfflineEntry], *, per_transaction: int = OFFLINE_ADDS_PER_TRANSACTION
@@ -350,12 +366,13 @@ class SambaDC:
         if not self.is_provisioned():
             raise SambaError(f"no provisioned DC in {self.home}; call provision() or restore() first")
         for port in (LDAP_PORT, LDAPS_PORT):
-            if port_in_use(port):
+            if port_in_use(port, self.host):
                 raise SambaError(
-                    f"port {port} on {HOST} is already in use: another DC (or LDAP server) may be running. "
+                    f"port {port} on {self.host} is already in use: another DC (or LDAP server) may be running. "
                     "Stop it first, e.g. `aadsync-dev down`."
                 )
         self.pid_path.unlink(missing_ok=True)
+        self.ensure_tls()
         self.write_config()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
@@ -380,7 +397,7 @@ class SambaDC:
     def connect(self, *, receive_timeout: int | None = 600) -> ldap3.Connection:
         """A bound LDAPS connection as Administrator with CA validation (what the hooks do in production)."""
         tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(self.tls_files.ca_cert))
-        server = ldap3.Server(HOST, port=LDAPS_PORT, use_ssl=True, tls=tls, get_info=ldap3.NONE, connect_timeout=5)
+        server = ldap3.Server(self.host, port=LDAPS_PORT, use_ssl=True, tls=tls, get_info=ldap3.NONE, connect_timeout=5)
         return ldap3.Connection(
             server,
             self.admin_dn,
@@ -469,7 +486,7 @@ class SambaDC:
     def connection_info(self) -> dict[str, Any]:
         """The fields of an Airflow connection (JSON form) pointing at this DC."""
         return {
-            "host": HOST,
+            "host": self.host,
             "port": LDAPS_PORT,
             "login": self.admin_dn,
             "password": self.admin_password,
