@@ -3,79 +3,15 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator, Sequence
 
 import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.ad_import import import_active_directory
-from airflow_provider_aadsync.engine.source import WatermarkRejectedError
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
+from tests.support.fakes import NC, FakeDirectory, guid
 
-NC = "DC=corp,DC=test"
 ATTRS = ["objectGUID", "objectClass", "displayName", "member"]
-
-
-def guid(n: int) -> uuid.UUID:
-    return uuid.UUID(int=n)
-
-
-class FakeDirectory:
-    """Holds objects as raw entries; DirSync returns whatever the test queued."""
-
-    def __init__(self, page_size: int = 2):
-        self.objects: dict[uuid.UUID, tuple[str, dict[str, list[bytes]]]] = {}
-        self.page_size = page_size
-        self.delta_batches: list[list[tuple[str, dict[str, list[bytes]]]]] = []
-        self.reject_cookie = False
-        self.cookies_seen: list[bytes] = []
-
-    def add_user(self, n: int, name: str) -> None:
-        self.objects[guid(n)] = (
-            self.ext(n, f"CN={name},{NC}"),
-            {
-                "objectGUID": [guid(n).bytes_le],
-                "objectClass": [b"top", b"user"],
-                "displayName": [name.encode()],
-            },
-        )
-
-    def add_group(self, n: int, name: str, members: Sequence[int]) -> None:
-        self.objects[guid(n)] = (
-            self.ext(n, f"CN={name},{NC}"),
-            {
-                "objectGUID": [guid(n).bytes_le],
-                "objectClass": [b"top", b"group"],
-                "member": [self.ext(m, self.objects[guid(m)][0].split(";")[-1]).encode() for m in members],
-            },
-        )
-
-    @staticmethod
-    def ext(n: int, dn: str) -> str:
-        return f"<GUID={guid(n)}>;{dn}"
-
-    def naming_context(self) -> str:
-        return NC
-
-    def server_name(self) -> str:
-        return "dc1.corp.test"
-
-    def full_import_pages(self, attributes: Sequence[str]) -> Iterator[list]:
-        entries = list(self.objects.values())
-        for start in range(0, len(entries), self.page_size):
-            yield entries[start : start + self.page_size]
-
-    def dirsync_watermark(self) -> bytes:
-        return b"cookie-0"
-
-    def dirsync_pages(self, attributes: Sequence[str], cookie: bytes) -> Iterator:
-        self.cookies_seen.append(cookie)
-        if self.reject_cookie:
-            raise WatermarkRejectedError("invalid cookie")
-        batches, self.delta_batches = self.delta_batches, []
-        for number, batch in enumerate(batches or [[]], start=1):
-            yield batch, cookie + b"+%d" % number
 
 
 @pytest.fixture

@@ -3,66 +3,14 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator, Sequence
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.entra_import import graph_object, import_entra
 from airflow_provider_aadsync.engine.import_attributes import ATTRIBUTE_LIST_PARTITION
-from airflow_provider_aadsync.engine.source import WatermarkRejectedError
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, utcnow, watermark
-
-
-def oid(n: int) -> str:
-    return str(uuid.UUID(int=n))
-
-
-def user(n: int, **props: Any) -> dict[str, Any]:
-    return {
-        "id": oid(n),
-        "userPrincipalName": f"user{n}@contoso.test",
-        "displayName": f"User {n}",
-        "accountEnabled": True,
-        **props,
-    }
-
-
-def member(n: int, removed: bool = False) -> dict[str, Any]:
-    entry: dict[str, Any] = {"@odata.type": "#microsoft.graph.user", "id": oid(n)}
-    if removed:
-        entry["@removed"] = {"reason": "deleted"}
-    return entry
-
-
-class FakeGraph:
-    """Serves queued delta rounds: a round is a list of pages (lists of items); the last page gets a deltaLink."""
-
-    def __init__(self):
-        self.rounds: dict[str, list[list[list[dict[str, Any]]]]] = {"users": [], "groups": []}
-        self.links_used: list[str | None] = []
-        self.expired = False
-        self.rounds_served = {"users": 0, "groups": 0}
-
-    def server_name(self) -> str:
-        return "graph.test"
-
-    def delta_pages(self, resource: str, select: Sequence[str], delta_link: str | None) -> Iterator[dict[str, Any]]:
-        self.links_used.append(delta_link)
-        if delta_link and self.expired:
-            raise WatermarkRejectedError("syncStateNotFound")
-        pages = self.rounds[resource].pop(0) if self.rounds[resource] else [[]]
-        for number, items in enumerate(pages, start=1):
-            page: dict[str, Any] = {"@odata.context": "https://graph.test/v1.0/$metadata#users", "value": items}
-            if number < len(pages):
-                page["@odata.nextLink"] = f"https://graph.test/v1.0/{resource}/delta?$skiptoken=s{number}"
-            else:
-                self.rounds_served[resource] += 1
-                served = self.rounds_served[resource]
-                page["@odata.deltaLink"] = f"https://graph.test/v1.0/{resource}/delta?$deltatoken=d{served}"
-            yield page
+from tests.support.fakes import FakeGraph, member, oid, user
 
 
 @pytest.fixture

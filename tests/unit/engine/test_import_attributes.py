@@ -17,7 +17,8 @@ from airflow_provider_aadsync.engine.import_attributes import (
 from airflow_provider_aadsync.engine.rules import load_rules_text
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.unit.engine.test_ad_import import ATTRS, NC, FakeDirectory, store  # noqa: F401  (the store fixture)
+from tests.support.fakes import NC, FakeDirectory
+from tests.unit.engine.test_ad_import import ATTRS, store  # noqa: F401  (the store fixture)
 
 CUSTOM_RULES = """
 rules:

@@ -15,8 +15,8 @@ from airflow_provider_aadsync.engine.import_guard import (
 )
 from airflow_provider_aadsync.engine.report import render_cycle_report, render_runs
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
-from tests.unit.engine.test_ad_import import ATTRS, NC, FakeDirectory, guid
-from tests.unit.engine.test_entra_import import FakeGraph, oid, user
+from tests.support.fakes import NC, FakeDirectory, FakeGraph, guid, oid, user
+from tests.unit.engine.test_ad_import import ATTRS
 
 
 @pytest.fixture
