@@ -31,7 +31,7 @@ def bar_chart(points: Sequence[dict[str, Any]], key: str, *, title: str, unit: s
     if not points:
         parts.append(f'<text x="{MARGIN_LEFT + 10}" y="{MARGIN_TOP + plot_h // 2}" class="axis">no cycles</text>')
     step = plot_w / max(len(points), 1)
-    width = max(1.0, step * 0.8)
+    width = min(max(1.0, step * 0.8), 48.0)  # a few cycles: narrow bars, not one block
     label_every = max(1, len(points) // 8)
     for index, (point, value) in enumerate(zip(points, values, strict=True)):
         height = plot_h * value / top

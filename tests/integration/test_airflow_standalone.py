@@ -7,10 +7,12 @@ trigger form, which shows every param with its title and description. The screen
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -148,3 +150,124 @@ def test_browser_logs_in_and_shows_the_trigger_form_with_the_params(standalone, 
         assert param["schema"]["title"] in form_text, f"title of {name} not shown:\n{form_text}"
         assert param["description"] in form_text, f"description of {name} not shown:\n{form_text}"
     assert screenshot.stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------------------------------- the sync manager
+def ensure_a_cycle_ran(standalone) -> None:
+    """The sync manager reads what a cycle left in the store: the REST test above runs one; alone (``-k``), this
+    test triggers the same staging run of aadsync_full itself."""
+    runs = standalone.api("GET", f"/dags/{DAG_ID}/dagRuns")
+    if any(run["state"] == "success" for run in runs["dag_runs"]):
+        return
+    standalone.unpause(DAG_ID)
+    run_id = standalone.trigger(DAG_ID, {"staging": True})
+    run = standalone.wait_for_run(DAG_ID, run_id, timeout=600)
+    assert run["state"] == "success", f"{standalone.task_states(DAG_ID, run_id)}{standalone.log_tail()}"
+
+
+def sign_in(browser: HeadlessChromium, standalone) -> None:
+    """The simple auth manager's login form: afterwards the browser holds Airflow's ``_token`` cookie."""
+    browser.navigate(f"{standalone.base_url}/auth/login")
+    browser.wait_for("document.querySelector('input[name=password]')", what="the login form")
+    browser.type_into("input[name=username]", "admin")
+    browser.type_into("input[name=password]", standalone.admin_password())
+    browser.click(
+        "[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Sign in')", what="Sign in"
+    )
+    browser.wait_for("!location.pathname.startsWith('/auth/')", what="the UI after signing in")
+
+
+def test_sync_manager_plugin_api_pages_and_navigation_in_a_real_browser(standalone, tmp_path):
+    """The provider's plugin in ``airflow standalone`` after a cycle: Airflow lists it, its API answers the admin's
+    bearer token and refuses a request without one; in headless Chromium, signed in to Airflow (the UI's cookie),
+    the navigation has AADSync, every page renders, and a search leads to an object's lineage. Screenshots of every
+    page are kept as test artifacts."""
+    ensure_a_cycle_ran(standalone)
+    plugins = standalone.api("GET", "/plugins")["plugins"]
+    [plugin] = [p for p in plugins if p["name"] == "aadsync"]
+    assert plugin["fastapi_apps"][0]["url_prefix"] == "/aadsync"
+    assert [view["name"] for view in plugin["external_views"]] == ["AADSync"]
+    assert standalone.api("GET", "/plugins/importErrors")["import_errors"] == []
+
+    base = f"{standalone.base_url}/aadsync"
+    for path in ("/api/runs", "/", "/api/objects?q=a", "/rules", "/static/style.css"):
+        refused = httpx.get(base + path, timeout=30)
+        assert refused.status_code == 401, f"{path} answered {refused.status_code} without a token"
+    assert httpx.get(base + "/api/runs", headers={"Authorization": "Bearer forged"}, timeout=30).status_code == 403
+    bearer = {"Authorization": f"Bearer {standalone.token()}"}
+
+    def api(path: str) -> dict:
+        response = httpx.get(base + path, headers=bearer, timeout=60)
+        assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:1000]}"
+        return response.json()
+
+    runs = api("/api/runs")
+    assert {(run["profile"], run["connector"]) for run in runs["runs"]} >= {
+        ("full-import", "ad"),
+        ("full-import", "entra"),
+        ("full-sync", "ad"),
+        ("full-sync", "entra"),
+    }
+    sync_ad = next(run for run in runs["runs"] if run["profile"] == "full-sync" and run["connector"] == "ad")
+    assert sync_ad["counters"]["projections"] >= USERS and sync_ad["objects_changed"] > 0
+    assert api(f"/api/runs/{sync_ad['id']}")["id"] == sync_ad["id"]
+    assert api("/api/export-plan")["counts"]["planned_user_adds"] == USERS  # the staging run keeps the plan
+    assert api("/api/rules")["rules"]
+    hits = api("/api/objects?connector=ad&pending_export=false&q=%40")["connector_space"]
+    user = next(hit for hit in hits if hit["object_type"] == "user" and hit["state"] == "connector")
+    lineage = api(f"/api/objects/ad/{user['anchor']}")
+    assert {link["connector"] for link in lineage["lineage"]} == {"ad", "entra"}
+    assert lineage["metaverse"]["attributes"]
+
+    shots = artifacts_dir() / "sync-manager"
+    started = time.monotonic()
+    with HeadlessChromium(tmp_path / "chromium") as browser:
+        try:
+            sign_in(browser, standalone)
+            browser.navigate(f"{standalone.base_url}/plugin/aadsync")  # Airflow's UI with the plugin's view inside
+            browser.wait_for(
+                "[...document.querySelectorAll('a, button')].some(e => e.innerText.trim() === 'AADSync')",
+                what="AADSync in Airflow's navigation",
+            )
+            # the UI embeds the view in a sandboxed iframe (its document is not scriptable from here): wait until it
+            # has loaded the runs page, then let it paint
+            browser.wait_for(
+                "document.querySelector('iframe')?.src.endsWith('/aadsync/') && performance"
+                ".getEntriesByType('resource').some(e => e.initiatorType === 'iframe' && e.name.endsWith('/aadsync/'))",
+                what="the runs page inside Airflow's UI",
+            )
+            time.sleep(1.5)
+            browser.screenshot(shots / "0-airflow-navigation.png")
+            pages = {
+                "1-runs": ("/", "#runs", "Objects changed per cycle"),
+                "2-run": (f"/runs/{sync_ad['id']}", "#counters", "projections"),
+                "3-rules": ("/rules", "#rules", "in-from-ad.yaml"),
+                "4-export-plan": ("/export-plan", "#plan-operations", "planned_user_adds"),
+                "5-search": ("/search", "#search-form", "any attribute value"),
+            }
+            for name, (path, selector, expected) in pages.items():
+                browser.navigate(base + path)
+                browser.wait_for(f"document.querySelector('{selector}')", what=f"the {name} page")
+                assert expected in browser.text(), f"{name}: {expected!r} not shown"
+                browser.screenshot(shots / f"{name}.png")
+            # follow a search to an object's lineage, as a person would
+            browser.type_into("input[name=q]", user["display_name"] or user["dn"])
+            browser.click("document.querySelector('#search-form button')", what="the Search button")
+            browser.wait_for("document.querySelector('#cs-hits a.object-link')", what="the search results")
+            browser.screenshot(shots / "6-search-results.png")
+            browser.click(
+                f"[...document.querySelectorAll('#cs-hits a.object-link')].find(a => a.href.includes("
+                f"{json.dumps(quote(user['anchor'], safe=''))}))",
+                what="the user's result",
+            )
+            browser.wait_for("document.querySelector('#mv-attributes')", what="the object's lineage page")
+            page = browser.text()
+            browser.screenshot(shots / "7-object-lineage.png")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                print(f"screenshot where the check failed: {browser.screenshot(shots / 'failed.png')}")
+            raise
+    print(f"sync manager browser check: {time.monotonic() - started:.1f} s; screenshots in {shots}")
+    assert user["dn"] in page and "metaverse" in page
+    assert all(link["rule"] in page for link in lineage["lineage"])
+    assert all((shots / f"{name}.png").stat().st_size > 5_000 for name in [*pages, "6-search-results"])
