@@ -146,7 +146,7 @@ def _import_guard_options(command):
 def _import_guard(
     confirm_mass_removal: bool, import_deletion_threshold: int | None, import_deletion_share: float | None
 ):
-    from airflow_provider_aadsync.engine.import_guard import ImportGuard
+    from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 
     try:
         return ImportGuard.from_params(
@@ -344,7 +344,7 @@ def sync_command(
 
 
 def _guard_options(command):
-    """The mass-change guards' flags, shared by both exports (engine/export_guards.py)."""
+    """The mass-change guards' flags, shared by both exports (engine/runs/export_guards.py)."""
     options = [
         click.option(
             "--disable-threshold", type=click.IntRange(min=0), default=500, show_default=True,
@@ -391,7 +391,7 @@ def export_entra_command(
     connector: str,
 ) -> None:
     """Write the pending exports to Entra ID (V2 capabilities) and print the run report and what is left."""
-    from airflow_provider_aadsync.engine.entra_export import ExportSettings
+    from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings
     from airflow_provider_aadsync.engine.report import render_pending_exports, render_runs
     from airflow_provider_aadsync.hooks.entra import EntraHook
     from airflow_provider_aadsync.operators.entra_export import COMPLETED_EXPORT_RESULTS, export_to_entra

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_aadsync.engine.export_guards import guard_report_line
-from airflow_provider_aadsync.engine.import_guard import STOPPED_DELETION_THRESHOLD
+from airflow_provider_aadsync.engine.runs.export_guards import guard_report_line
+from airflow_provider_aadsync.engine.runs.import_guard import STOPPED_DELETION_THRESHOLD
 from airflow_provider_aadsync.engine.store import Store, as_utc
 
 #: Export counters that are the guards' thresholds: shown in the guards line, not in the counter table.
@@ -184,7 +184,7 @@ def render_export_plan(store: Store, *, connector: str = "entra", limit: int = 2
 
     import sqlalchemy as sa
 
-    from airflow_provider_aadsync.engine.entra_export import plan_counts
+    from airflow_provider_aadsync.engine.connectors.entra.writer import plan_counts
     from airflow_provider_aadsync.engine.store import pending_export, pending_export_reference
 
     counts = plan_counts(store, connector)
@@ -361,7 +361,7 @@ def render_cycle_report(
         lines += ["", "Deltas that became full runs:", "", *fallbacks]
     lines.append("")
     text = "\n".join(lines) + "\n" + "\n".join(render_run(store, run) for run in runs)
-    from airflow_provider_aadsync.engine.entra_export import plan_counts
+    from airflow_provider_aadsync.engine.connectors.entra.writer import plan_counts
 
     left = {name: value for name, value in plan_counts(store, plan_connector).items() if value}
     if left:

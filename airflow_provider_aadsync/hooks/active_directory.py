@@ -24,11 +24,11 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import to_dn
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from airflow_provider_aadsync.engine.ad_entries import parse_extended_dn
-from airflow_provider_aadsync.engine.ad_export import ADWriteRefused
+from airflow_provider_aadsync.engine.connectors.ad.entries import parse_extended_dn
+from airflow_provider_aadsync.engine.connectors.ad.writer import ADWriteRefused
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, wire_dn
+from airflow_provider_aadsync.engine.runs.source import WatermarkRejectedError
 from airflow_provider_aadsync.engine.secrets import scrub
-from airflow_provider_aadsync.engine.source import WatermarkRejectedError
 from airflow_provider_aadsync.hooks._settings import describe_validation_error, keep_secret
 
 try:  # Airflow 3 task SDK; the hook is also usable without a running Airflow for the CLI.

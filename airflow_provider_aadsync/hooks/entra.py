@@ -36,8 +36,8 @@ try:  # Airflow 3 task SDK
 except ImportError:  # pragma: no cover - Airflow is a hard dependency, this only helps static tools
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
+from airflow_provider_aadsync.engine.runs.source import BatchRequest, WatermarkRejectedError, WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.secrets import scrub
-from airflow_provider_aadsync.engine.source import BatchRequest, WatermarkRejectedError, WriteOutcomeUnknownError
 from airflow_provider_aadsync.hooks._settings import describe_validation_error, keep_secret, keep_secrets
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
+from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings, run_ad_export
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConfigurationError, ActiveDirectoryHook

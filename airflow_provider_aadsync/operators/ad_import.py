@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_aadsync.engine.ad_entries import (
+from airflow_provider_aadsync.engine.connectors.ad.entries import (
     DEFAULT_AD_ATTRIBUTES,
     DEFAULT_BINARY_ATTRIBUTES,
     EntryDecoder,
 )
-from airflow_provider_aadsync.engine.ad_import import import_active_directory
-from airflow_provider_aadsync.engine.import_attributes import complete_attribute_list
-from airflow_provider_aadsync.engine.import_guard import ImportGuard
+from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
 from airflow_provider_aadsync.engine.rules import RuleSet
+from airflow_provider_aadsync.engine.runs.import_attributes import complete_attribute_list
+from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook

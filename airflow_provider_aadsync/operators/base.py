@@ -9,8 +9,8 @@ import pydantic
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
-from airflow_provider_aadsync.engine.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.rules import RuleLoadError
+from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.secrets import scrub, scrub_value
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConfigurationError

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
+from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.entra import EntraHook
 from airflow_provider_aadsync.operators.base import StoreLocation, run_recorded_step, templated_flag, templated_int
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 COMPLETED_EXPORT_RESULTS = ("success", "completed-export-errors", "staged")
 #: Pending deletes above which an export stops before writing anything (Entra Connect's default).
 DEFAULT_DELETION_THRESHOLD = ExportSettings.model_fields["deletion_threshold"].default
-#: The other mass-change guards' defaults (engine/export_guards.py): disables, member removals, per-group share.
+#: The other mass-change guards' defaults (engine/runs/export_guards.py): disables, member removals, per-group share.
 DEFAULT_DISABLE_THRESHOLD = ExportSettings.model_fields["disable_threshold"].default
 DEFAULT_MEMBER_REMOVAL_THRESHOLD = ExportSettings.model_fields["member_removal_threshold"].default
 DEFAULT_MEMBER_REMOVAL_GROUP_PERCENT = ExportSettings.model_fields["member_removal_group_percent"].default

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_aadsync.engine.entra_import import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES, import_entra
-from airflow_provider_aadsync.engine.import_attributes import complete_attribute_list
-from airflow_provider_aadsync.engine.import_guard import ImportGuard
+from airflow_provider_aadsync.engine.connectors.entra.reader import (
+    DEFAULT_GROUP_PROPERTIES,
+    DEFAULT_USER_PROPERTIES,
+    import_entra,
+)
 from airflow_provider_aadsync.engine.rules import RuleSet
+from airflow_provider_aadsync.engine.runs.import_attributes import complete_attribute_list
+from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.entra import EntraHook

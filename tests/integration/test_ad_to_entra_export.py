@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import MAIL_DOMAIN
-from airflow_provider_aadsync.engine.entra_export import run_entra_export
-from airflow_provider_aadsync.engine.entra_import import import_entra
+from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
+from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export
 from airflow_provider_aadsync.engine.store import cs_object, link, mv_object, mv_reference, pending_export
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
-from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
+from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
+from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.integration.conftest import entra_hook_for

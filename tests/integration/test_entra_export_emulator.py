@@ -10,8 +10,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.entra_export import ExportSettings, graph_body, run_entra_export
-from airflow_provider_aadsync.engine.entra_import import import_entra
+from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
+from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, graph_body, run_entra_export
 from airflow_provider_aadsync.engine.store import export_conflict, pending_export, pending_export_reference
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
@@ -203,7 +203,7 @@ def test_upn_conflict_gets_a_placeholder_and_is_released_later(graph_server, ten
 
 
 def test_contacts_are_reported_as_unsupported(graph_server, tenant, store, rules):
-    from airflow_provider_aadsync.engine.source import SourceObject
+    from airflow_provider_aadsync.engine.runs.source import SourceObject
 
     hook = entra_hook_for(graph_server, tenant)
     contact = SourceObject(
@@ -222,7 +222,7 @@ def test_contacts_are_reported_as_unsupported(graph_server, tenant, store, rules
 
 CHILD = """
 import sys
-from airflow_provider_aadsync.engine.entra_export import run_entra_export
+from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.entra import EntraHook
 with Store.open(sys.argv[1]) as store:

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import DEV_WRITEBACK_OU, MAIL_DOMAIN
-from airflow_provider_aadsync.engine.ad_export import run_ad_export
-from airflow_provider_aadsync.engine.entra_import import import_entra
+from airflow_provider_aadsync.engine.connectors.ad.writer import run_ad_export
+from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
 from airflow_provider_aadsync.engine.store import link, mv_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from aadsync_devkit.world.postgres import LocalPostgres, PostgresNotInstalledError
-from airflow_provider_aadsync.engine.ad_import import import_active_directory
+from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
 from airflow_provider_aadsync.engine.store import (
     MIGRATIONS,
     SCHEMA_VERSION,

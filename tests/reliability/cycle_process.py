@@ -20,7 +20,7 @@ from typing import Any
 from airflow.sdk import Connection
 
 from airflow_provider_aadsync.engine import lock
-from airflow_provider_aadsync.engine.entra_export import ExportSettings
+from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules

@@ -89,7 +89,7 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
 
             return run_ad_import(_ad_hook(spec), store, mode=spec["mode"], lock_holder=HOLDER)
         if step == "import-entra":
-            from airflow_provider_aadsync.engine.entra_import import import_entra
+            from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
 
             hook = _entra_hook(spec)
             return import_entra(hook, store, connector="entra", mode=spec["mode"], lock_holder=HOLDER).summary()
@@ -101,13 +101,13 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
             rules = load_sync_rules(writeback_enabled=bool(writeback_ou), writeback_ou=writeback_ou)
             return run_sync(store, rules, connector=spec["connector"], mode=spec["mode"], lock_holder=HOLDER).summary()
         if step == "export-entra":
-            from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
+            from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
 
             # a rerun looks up the creates a killed run had sent after this pause (5 s by default)
             settings = ExportSettings(resend_settle_seconds=0.2)
             return run_entra_export(store, _entra_hook(spec), settings=settings, lock_holder=HOLDER).summary()
         if step == "export-ad":
-            from airflow_provider_aadsync.engine.ad_export import run_ad_export
+            from airflow_provider_aadsync.engine.connectors.ad.writer import run_ad_export
 
             hook = _ad_hook(spec)
             try:

@@ -29,17 +29,15 @@ from ldap3.operation.search import parse_filter as parse_ldap_filter
 from ldap3.utils.dn import parse_dn
 
 from aadsync_devkit.graph_emulator.odata import parse_filter as parse_odata_filter
+from airflow_provider_aadsync.engine.connectors.entra.reader import _user_page, graph_object
+from airflow_provider_aadsync.engine.connectors.entra.writer import _odata_quote
 from airflow_provider_aadsync.engine.dn import _unescape, normalize_dn, wire_dn
-from airflow_provider_aadsync.engine.entra_export import _odata_quote
-from airflow_provider_aadsync.engine.entra_import import _user_page, graph_object
 from airflow_provider_aadsync.engine.expressions import (
     ExpressionEvaluationError,
     ExpressionSyntaxError,
     compile_expression,
 )
 from airflow_provider_aadsync.engine.expressions.functions import FUNCTIONS
-from airflow_provider_aadsync.engine.import_run import ErrorSink
-from airflow_provider_aadsync.engine.importer import ObjectPage, serialize_attrs
 from airflow_provider_aadsync.engine.rules import (
     DEFAULT_RULES_DIR,
     FlowType,
@@ -48,7 +46,9 @@ from airflow_provider_aadsync.engine.rules import (
     frame_from_records,
     load_rules_text,
 )
-from airflow_provider_aadsync.engine.source import ObjectDecodeError
+from airflow_provider_aadsync.engine.runs.cs_writer import ObjectPage, serialize_attrs
+from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
+from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules

@@ -19,8 +19,8 @@ import pytest
 from aadsync_devkit.graph_emulator.server import EmulatorServer
 from aadsync_devkit.world.postgres import LocalPostgres
 from aadsync_devkit.world.samba import SambaDC
-from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
-from airflow_provider_aadsync.engine.entra_import import import_entra
+from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
+from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules

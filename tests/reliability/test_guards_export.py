@@ -12,15 +12,15 @@ import pytest
 import sqlalchemy as sa
 
 from aadsync_devkit.world.seed import MAIL_DOMAIN
-from airflow_provider_aadsync.engine.ad_export import ADExportSettings, run_ad_export
-from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
-from airflow_provider_aadsync.engine.entra_import import import_entra
-from airflow_provider_aadsync.engine.export_guards import (
+from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings, run_ad_export
+from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
+from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
+from airflow_provider_aadsync.engine.report import render_runs
+from airflow_provider_aadsync.engine.runs.export_guards import (
     STOPPED_DISABLES,
     STOPPED_MEMBER_REMOVALS,
     count_mass_changes,
 )
-from airflow_provider_aadsync.engine.report import render_runs
 from airflow_provider_aadsync.engine.store import cs_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_aadsync.engine.ad_export import MARK_ATTRIBUTE, ADWriteRefused
+from airflow_provider_aadsync.engine.connectors.ad.writer import MARK_ATTRIBUTE, ADWriteRefused
 from airflow_provider_aadsync.engine.dn import same_dn
-from airflow_provider_aadsync.engine.source import BatchRequest, WatermarkRejectedError, WriteOutcomeUnknownError
+from airflow_provider_aadsync.engine.runs.source import BatchRequest, WatermarkRejectedError, WriteOutcomeUnknownError
 
 # ================================================================================================ AD: the reader
 NC = "DC=corp,DC=test"

@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from airflow_provider_aadsync.engine.source import (
+from airflow_provider_aadsync.engine.runs.source import (
     Reference,
     SourceObject,
     adjust_references_hash,

@@ -2,7 +2,7 @@
 every exporter records in the connector space once a write is confirmed.
 
 The plan is on the run record before the first write (`aadsync report` shows it while the export runs); more pending
-deletes, disables or member removals than their thresholds (engine/export_guards.py) stop the run before anything
+deletes, disables or member removals than their thresholds (engine/runs/export_guards.py) stop the run before anything
 is written; staging stores the plan and writes nothing;
 the error limit stops the exporter; every outcome is recorded with its counters and per-object errors.
 """
@@ -16,11 +16,11 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.export_guards import GuardSettings, check_guards, count_mass_changes
-from airflow_provider_aadsync.engine.import_run import StepResult, process_holder
-from airflow_provider_aadsync.engine.importer import attrs_digest, serialize_attrs
 from airflow_provider_aadsync.engine.lock import stopped_result
-from airflow_provider_aadsync.engine.source import adjust_references_hash, format_hash
+from airflow_provider_aadsync.engine.runs.cs_writer import attrs_digest, serialize_attrs
+from airflow_provider_aadsync.engine.runs.export_guards import GuardSettings, check_guards, count_mass_changes
+from airflow_provider_aadsync.engine.runs.import_run import StepResult, process_holder
+from airflow_provider_aadsync.engine.runs.source import adjust_references_hash, format_hash
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,

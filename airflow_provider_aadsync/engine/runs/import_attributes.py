@@ -24,8 +24,8 @@ from airflow_provider_aadsync.engine.rules import MEMBER_OF_COLUMN, RuleSet
 from airflow_provider_aadsync.engine.store import watermark
 
 if TYPE_CHECKING:
-    from airflow_provider_aadsync.engine.import_run import ErrorSink, ImportSteps
-    from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
+    from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter
+    from airflow_provider_aadsync.engine.runs.import_run import ErrorSink, ImportSteps
 
 log = logging.getLogger(__name__)
 

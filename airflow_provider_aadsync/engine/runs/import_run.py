@@ -15,10 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from airflow_provider_aadsync.engine.import_guard import STOPPED_DELETION_THRESHOLD, ImportGuard, MassRemovalStopped
-from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
 from airflow_provider_aadsync.engine.lock import stopped_result
-from airflow_provider_aadsync.engine.source import ObjectDecodeError, WatermarkRejectedError
+from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter
+from airflow_provider_aadsync.engine.runs.import_guard import (
+    STOPPED_DELETION_THRESHOLD,
+    ImportGuard,
+    MassRemovalStopped,
+)
+from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, WatermarkRejectedError
 from airflow_provider_aadsync.engine.store import Store, Watermark, utcnow
 
 log = logging.getLogger(__name__)

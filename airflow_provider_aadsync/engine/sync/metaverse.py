@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.importer import serialize_attrs
+from airflow_provider_aadsync.engine.runs.cs_writer import serialize_attrs
 from airflow_provider_aadsync.engine.store import (
     mv_join_key,
     mv_object,

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from airflow_provider_aadsync.engine.import_run import ErrorSink
 from airflow_provider_aadsync.engine.rules import CompiledRule, RuleSet
+from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync.schema import ConnectorSchema, schema_for
 

@@ -25,8 +25,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from airflow_provider_aadsync.engine.import_run import ErrorSink
 from airflow_provider_aadsync.engine.rules import RuleSet
+from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, link
 from airflow_provider_aadsync.engine.sync.frames import BATCH_ROWS, IN_CHUNK, PROVISIONAL_PREFIX, chunks
 from airflow_provider_aadsync.engine.sync.inbound import Inbound

@@ -26,7 +26,7 @@ from aadsync_devkit.bench.runner import _run_seconds, cli_child
 from aadsync_devkit.bench.sync import directory, import_delta, import_full, user_dn, user_guid
 from aadsync_devkit.processes import free_port
 from aadsync_devkit.world.graph import LocalGraphEmulator
-from airflow_provider_aadsync.engine.source import SourceObject
+from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules

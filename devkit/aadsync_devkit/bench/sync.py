@@ -39,7 +39,6 @@ from aadsync_devkit.world.seed import (
     TITLES,
     USER_CLASSES,
 )
-from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter, attrs_digest, serialize_attrs
 from airflow_provider_aadsync.engine.rules import (
     DEFAULT_RULES_DIR,
     CompiledRule,
@@ -48,7 +47,8 @@ from airflow_provider_aadsync.engine.rules import (
     load_default_rules,
     load_rules_text,
 )
-from airflow_provider_aadsync.engine.source import SourceObject, format_hash, references_hash
+from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, attrs_digest, serialize_attrs
+from airflow_provider_aadsync.engine.runs.source import SourceObject, format_hash, references_hash
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,

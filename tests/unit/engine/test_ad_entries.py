@@ -4,13 +4,13 @@ import uuid
 
 import pytest
 
-from airflow_provider_aadsync.engine.ad_entries import (
+from airflow_provider_aadsync.engine.connectors.ad.entries import (
     EntryDecoder,
     classify,
     parse_extended_dn,
     split_range_option,
 )
-from airflow_provider_aadsync.engine.source import ObjectDecodeError
+from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError
 
 GUID = uuid.UUID("2c5ae0de-1c33-4a4b-9d3e-0a1b2c3d4e5f")
 MEMBER_GUID = uuid.UUID("11111111-2222-3333-4444-555555555555")
@@ -124,7 +124,7 @@ class TestEntryDecoder:
 def test_format_sid_matches_ldap3():
     from ldap3.protocol.formatters.formatters import format_sid as ldap3_format_sid
 
-    from airflow_provider_aadsync.engine.ad_entries import format_sid
+    from airflow_provider_aadsync.engine.connectors.ad.entries import format_sid
 
     raw = bytes.fromhex("010500000000000515000000a1b2c3d4a1b2c3d4a1b2c3d451040000")
     assert format_sid(raw) == ldap3_format_sid(raw) == "S-1-5-21-3569595041-3569595041-3569595041-1105"

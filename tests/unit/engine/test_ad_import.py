@@ -7,7 +7,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.ad_import import import_active_directory
+from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from tests.support.fakes import NC, FakeDirectory, guid
 

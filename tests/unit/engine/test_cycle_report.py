@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
+from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.report import render_cycle_report, step_highlights
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync

@@ -7,8 +7,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.entra_import import graph_object, import_entra
-from airflow_provider_aadsync.engine.import_attributes import ATTRIBUTE_LIST_PARTITION
+from airflow_provider_aadsync.engine.connectors.entra.reader import graph_object, import_entra
+from airflow_provider_aadsync.engine.runs.import_attributes import ATTRIBUTE_LIST_PARTITION
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, utcnow, watermark
 from tests.support.fakes import FakeGraph, member, oid, user
 

@@ -8,17 +8,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.ad_export import ADExportSettings
-from airflow_provider_aadsync.engine.entra_export import ExportSettings
-from airflow_provider_aadsync.engine.export_guards import (
+from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings
+from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings
+from airflow_provider_aadsync.engine.report import render_runs
+from airflow_provider_aadsync.engine.runs.export_guards import (
     STOPPED_DISABLES,
     STOPPED_MEMBER_REMOVALS,
     _disables,
     count_mass_changes,
     guard_report_line,
 )
-from airflow_provider_aadsync.engine.export_run import run_export
-from airflow_provider_aadsync.engine.report import render_runs
+from airflow_provider_aadsync.engine.runs.export_run import run_export
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,

@@ -6,15 +6,15 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
-from airflow_provider_aadsync.engine.ad_entries import DEFAULT_AD_ATTRIBUTES
-from airflow_provider_aadsync.engine.ad_import import import_active_directory
-from airflow_provider_aadsync.engine.entra_import import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
-from airflow_provider_aadsync.engine.import_attributes import (
+from airflow_provider_aadsync.engine.connectors.ad.entries import DEFAULT_AD_ATTRIBUTES
+from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
+from airflow_provider_aadsync.engine.connectors.entra.reader import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
+from airflow_provider_aadsync.engine.rules import load_rules_text
+from airflow_provider_aadsync.engine.runs.import_attributes import (
     ATTRIBUTE_LIST_PARTITION,
     complete_attribute_list,
     rule_attributes,
 )
-from airflow_provider_aadsync.engine.rules import load_rules_text
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
 from tests.support.fakes import NC, FakeDirectory

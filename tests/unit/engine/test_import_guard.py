@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.ad_import import import_active_directory
-from airflow_provider_aadsync.engine.entra_import import import_entra
-from airflow_provider_aadsync.engine.import_guard import (
+from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
+from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
+from airflow_provider_aadsync.engine.report import render_cycle_report, render_runs
+from airflow_provider_aadsync.engine.runs.import_guard import (
     SHARE_MINIMUM,
     STOPPED_DELETION_THRESHOLD,
     ImportGuard,
     MassRemovalStopped,
 )
-from airflow_provider_aadsync.engine.report import render_cycle_report, render_runs
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from tests.support.fakes import NC, FakeDirectory, FakeGraph, guid, oid, user
 from tests.unit.engine.test_ad_import import ATTRS

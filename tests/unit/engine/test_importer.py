@@ -6,8 +6,8 @@ import json
 
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter, ObjectPage
-from airflow_provider_aadsync.engine.source import SourceObject
+from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage
+from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 
 

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from airflow_provider_aadsync.engine.prefetch import prefetch
+from airflow_provider_aadsync.engine.runs.prefetch import prefetch
 
 
 def test_yields_everything_in_order():

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from airflow.sdk import Connection
 
-from airflow_provider_aadsync.engine.source import BatchRequest
+from airflow_provider_aadsync.engine.runs.source import BatchRequest
 from airflow_provider_aadsync.hooks.entra import (
     EntraConnectionSettings,
     EntraError,

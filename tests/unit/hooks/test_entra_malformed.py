@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from airflow_provider_aadsync.engine.source import BatchRequest, WriteOutcomeUnknownError
+from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutcomeUnknownError
 from airflow_provider_aadsync.hooks.entra import (
     EntraConnectionSettings,
     EntraHook,

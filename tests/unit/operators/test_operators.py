@@ -96,7 +96,7 @@ def test_templated_parameters_treat_empty_and_none_renderings_as_unset():
 
 @pytest.mark.parametrize("operator_class", [ADImportOperator, EntraImportOperator])
 def test_import_operators_build_the_import_guard_from_rendered_params(operator_class):
-    from airflow_provider_aadsync.engine.import_guard import ImportGuard
+    from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 
     operator = operator_class(task_id="import")
     assert {"confirm_mass_removal", "import_deletion_threshold", "import_deletion_share"} <= set(

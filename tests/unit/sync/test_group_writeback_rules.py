@@ -6,7 +6,7 @@ import pytest
 
 from aadsync_devkit.world.seed import DEV_WRITEBACK_OU
 from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR
-from airflow_provider_aadsync.engine.source import SourceObject
+from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
 from airflow_provider_aadsync.engine.sync.settings import (

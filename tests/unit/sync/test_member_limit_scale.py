@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
+from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter
 from airflow_provider_aadsync.engine.store import Store, pending_export_reference, run_error
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import V1_MEMBER_LIMIT, V2_MEMBER_LIMIT, load_sync_rules

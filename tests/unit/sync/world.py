@@ -14,8 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter
-from airflow_provider_aadsync.engine.source import SourceObject
+from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter
+from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,

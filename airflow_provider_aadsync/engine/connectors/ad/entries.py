@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.dn import parse_dn
 
-from airflow_provider_aadsync.engine.source import ObjectDecodeError, Reference, SourceObject
+from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, Reference, SourceObject
 
 #: What the shipped rules read; a connection's ``attributes`` extra replaces it.
 DEFAULT_AD_ATTRIBUTES: tuple[str, ...] = (

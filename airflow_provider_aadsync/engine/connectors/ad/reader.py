@@ -10,14 +10,14 @@ import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from airflow_provider_aadsync.engine.ad_entries import EntryDecoder
+from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder
 from airflow_provider_aadsync.engine.dn import DnError, DnScope
-from airflow_provider_aadsync.engine.import_attributes import with_attribute_list
-from airflow_provider_aadsync.engine.import_guard import ImportGuard
-from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
-from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter, ObjectPage
-from airflow_provider_aadsync.engine.prefetch import prefetch
-from airflow_provider_aadsync.engine.source import ObjectDecodeError, SourceObject
+from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage
+from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list
+from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
+from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
+from airflow_provider_aadsync.engine.runs.prefetch import prefetch
+from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, SourceObject
 
 if TYPE_CHECKING:
     from airflow_provider_aadsync.engine.store import Store
@@ -142,7 +142,7 @@ def import_active_directory(
     ``mode="delta"`` uses the saved DirSync cookie; without one, with one older than the tombstone lifetime, or
     when the DC rejects it, the run becomes a full import and says why. Rows and the new cookie commit in one
     transaction: a failed import keeps the old cookie and leaves the connector space untouched. ``guard`` stops an
-    import that would remove too much of the connector space (see ``engine.import_guard``).
+    import that would remove too much of the connector space (see ``engine.runs.import_guard``).
     """
     # The attribute list is saved with the cookie: a changed list makes the next delta a full import.
     steps = with_attribute_list(ADImportSteps(source, attributes, decoder or EntryDecoder(), scope_dn), attributes)

@@ -1,6 +1,6 @@
 """Export to Active Directory (group writeback): pending exports of the ``ad`` connector → LDAP writes.
 
-The same shape as the Entra export (``entra_export.py``): the plan is what sync staged (``pending_export`` and
+The same shape as the Entra export (``entra/writer.py``): the plan is what sync staged (``pending_export`` and
 ``pending_export_reference``); writes go in phases so nothing refers to an object before it exists — deletes, adds,
 updates (renames/moves, then attribute replaces), member changes. Every LDAP operation is bracketed by state writes
 in the store: its rows are marked ``sent`` before it and ``confirmed`` (applied to the connector space and removed
@@ -31,13 +31,14 @@ from ldap3.utils.dn import to_dn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from airflow_provider_aadsync.engine.dn import same_dn
-from airflow_provider_aadsync.engine.export_guards import (
+from airflow_provider_aadsync.engine.lock import fenced_writer
+from airflow_provider_aadsync.engine.runs.export_guards import (
     DELETION_THRESHOLD,
     DISABLE_THRESHOLD,
     MEMBER_REMOVAL_GROUP_PERCENT,
     MEMBER_REMOVAL_THRESHOLD,
 )
-from airflow_provider_aadsync.engine.export_run import (
+from airflow_provider_aadsync.engine.runs.export_run import (
     ErrorLimitReached,
     ExportResult,
     adopt_anchor,
@@ -46,8 +47,7 @@ from airflow_provider_aadsync.engine.export_run import (
     record_references,
     run_export,
 )
-from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT
-from airflow_provider_aadsync.engine.lock import fenced_writer
+from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,

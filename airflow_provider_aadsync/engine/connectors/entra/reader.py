@@ -10,12 +10,12 @@ import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_provider_aadsync.engine.import_attributes import with_attribute_list
-from airflow_provider_aadsync.engine.import_guard import ImportGuard
-from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
-from airflow_provider_aadsync.engine.importer import ConnectorSpaceWriter, ObjectPage, serialize_attrs
-from airflow_provider_aadsync.engine.prefetch import prefetch
-from airflow_provider_aadsync.engine.source import ObjectDecodeError, Reference, SourceObject
+from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage, serialize_attrs
+from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list
+from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
+from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
+from airflow_provider_aadsync.engine.runs.prefetch import prefetch
+from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, Reference, SourceObject
 
 if TYPE_CHECKING:
     from airflow_provider_aadsync.engine.store import Store
@@ -310,7 +310,7 @@ def import_entra(
 
     ``mode="delta"`` follows the saved delta links; without them, with one older than 7 days, or when Graph rejects
     one (``syncStateNotFound``, 410 Gone), the run becomes a full import and says why. ``guard`` stops an import
-    that would remove too much of the connector space (see ``engine.import_guard``).
+    that would remove too much of the connector space (see ``engine.runs.import_guard``).
     """
     # The $select lists are saved with the delta links (which keep the $select they were made with): a changed
     # list makes the next delta a full import.

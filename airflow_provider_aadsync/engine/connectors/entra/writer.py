@@ -11,7 +11,7 @@ as done). Writes are paced to the tenant's write budget, so the export runs at t
 429s (which are still honoured).
 
 Guards, as the product has them and more: the deletion, disable and member removal thresholds stop the export
-before the first write (engine/export_guards.py), staging mode writes nothing, 5,000 errors stop the run; duplicate
+before the first write (engine/runs/export_guards.py), staging mode writes nothing, 5,000 errors stop the run; duplicate
 attribute resiliency gives a conflicting UPN a placeholder and drops a conflicting SMTP address, records the
 conflict, and releases it when the conflict is gone.
 """
@@ -36,13 +36,14 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_provider_aadsync.engine.export_guards import (
+from airflow_provider_aadsync.engine.lock import fenced_writer
+from airflow_provider_aadsync.engine.runs.export_guards import (
     DELETION_THRESHOLD,
     DISABLE_THRESHOLD,
     MEMBER_REMOVAL_GROUP_PERCENT,
     MEMBER_REMOVAL_THRESHOLD,
 )
-from airflow_provider_aadsync.engine.export_run import (
+from airflow_provider_aadsync.engine.runs.export_run import (
     ErrorLimitReached,
     ExportResult,
     adopt_anchor,
@@ -51,9 +52,8 @@ from airflow_provider_aadsync.engine.export_run import (
     record_references,
     run_export,
 )
-from airflow_provider_aadsync.engine.import_run import ERROR_LIMIT
-from airflow_provider_aadsync.engine.lock import fenced_writer
-from airflow_provider_aadsync.engine.source import BatchRequest, WriteOutcomeUnknownError
+from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT
+from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.store import (
     Store,
     as_utc,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aadsync.engine.ad_export import MARK_ATTRIBUTE, ADExportSettings, run_ad_export
-from airflow_provider_aadsync.engine.source import SourceObject
+from airflow_provider_aadsync.engine.connectors.ad.writer import MARK_ATTRIBUTE, ADExportSettings, run_ad_export
+from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.entra_export import ExportSettings, run_entra_export
+from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,
