@@ -45,6 +45,7 @@ write_config() {
 	server role = active directory domain controller
 	server services = ldap
 	idmap_ldb:use rfc2307 = yes
+	dsdb:schema update allowed = true
 	disable netbios = yes
 	private dir = $HOME_DIR/private
 	binddns dir = $HOME_DIR/bind-dns

@@ -205,6 +205,7 @@ ACTIVE_DIRECTORY = ConnectorSchema(
         "objectsid": sid_bytes,
         "useraccountcontrol": integer,
         "grouptype": integer,
+        "msexchrecipienttypedetails": integer,
         "iscriticalsystemobject": boolean,
     },
 )

@@ -6,10 +6,10 @@ people who exist in both forests with the same ``mail``. ``aadsync-dev up --fore
 another realm on its own loopback address and seeds both so such pairs exist, plus a group of the resource forest
 holding a member of the account forest (a foreign security principal).
 
-Samba's schema has no Exchange attributes: :func:`ensure_exchange_schema` adds ``msExchRecipientTypeDetails`` and
-``msExchMasterAccountSid`` (as Exchange's schema extension does, with the same names and syntaxes but dev-only OIDs)
-to the ``mailRecipient`` auxiliary class of users, groups and contacts, over LDAP (``dsdb:schema update allowed`` is
-on in the dev DC's smb.conf; measured ~0.5 s).
+Samba's schema has no Exchange attributes: :func:`ensure_exchange_schema` adds ``msExchRecipientTypeDetails``,
+``msExchMasterAccountSid`` and ``mailNickname`` (as Exchange's schema extension does, with the same names and
+syntaxes but dev-only OIDs) to the ``mailRecipient`` auxiliary class of users, groups and contacts, over LDAP
+(``dsdb:schema update allowed`` is on in the dev DC's smb.conf; measured ~0.5 s).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ MAX_FORESTS = len(FORESTS)
 _EXCHANGE_ATTRIBUTES = (
     ("ms-Exch-Recipient-Type-Details", "msExchRecipientTypeDetails", "1.3.6.1.4.1.99999.16.1", "2.5.5.16", 65),
     ("ms-Exch-Master-Account-Sid", "msExchMasterAccountSid", "1.3.6.1.4.1.99999.16.2", "2.5.5.17", 4),
+    ("ms-Exch-Mail-Nickname", "mailNickname", "1.3.6.1.4.1.99999.16.3", "2.5.5.12", 64),
 )
 
 
@@ -78,10 +79,15 @@ def _update_schema_now(conn: ldap3.Connection) -> None:
 def ensure_exchange_schema(conn: ldap3.Connection, base_dn: str) -> bool:
     """Add the Exchange attributes the default rules read to the DC's schema, unless present. True if added."""
     schema = f"CN=Schema,CN=Configuration,{base_dn}"
-    conn.search(schema, "(lDAPDisplayName=msExchMasterAccountSid)", ldap3.LEVEL, attributes=["1.1"])
-    if any(entry["type"] == "searchResEntry" for entry in conn.response):
+    wanted = "".join(f"(lDAPDisplayName={name})" for _cn, name, *_rest in _EXCHANGE_ATTRIBUTES)
+    conn.search(schema, f"(|{wanted})", ldap3.LEVEL, attributes=["lDAPDisplayName"])
+    present = {
+        str(e["raw_attributes"]["lDAPDisplayName"][0].decode()) for e in conn.response if e["type"] == "searchResEntry"
+    }
+    missing = [attribute for attribute in _EXCHANGE_ATTRIBUTES if attribute[1] not in present]
+    if not missing:
         return False
-    for cn, name, oid, syntax, om_syntax in _EXCHANGE_ATTRIBUTES:
+    for cn, name, oid, syntax, om_syntax in missing:
         attrs = {
             "attributeID": oid,
             "lDAPDisplayName": name,
@@ -93,7 +99,7 @@ def ensure_exchange_schema(conn: ldap3.Connection, base_dn: str) -> bool:
         }
         _add(conn, f"CN={cn},{schema}", ["top", "attributeSchema"], attrs)
     _update_schema_now(conn)
-    names = [name for _cn, name, *_rest in _EXCHANGE_ATTRIBUTES]
+    names = [name for _cn, name, *_rest in missing]
     if not conn.modify(f"CN=Mail-Recipient,{schema}", {"mayContain": [(ldap3.MODIFY_ADD, names)]}):
         raise RuntimeError(f"adding the Exchange attributes to mailRecipient failed: {conn.result}")
     _update_schema_now(conn)

@@ -49,6 +49,7 @@ DEFAULT_AD_ATTRIBUTES: tuple[str, ...] = (
     "proxyAddresses",
     "userAccountControl",
     "isCriticalSystemObject",
+    "msExchRecipientTypeDetails",
     "mS-DS-ConsistencyGuid",
     "groupType",
     "adminDescription",
