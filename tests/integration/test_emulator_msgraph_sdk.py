@@ -34,6 +34,7 @@ from msgraph.generated.models.group import Group
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.password_profile import PasswordProfile
 from msgraph.generated.models.reference_create import ReferenceCreate
+from msgraph.generated.models.reference_update import ReferenceUpdate
 from msgraph.generated.models.user import User
 from msgraph.generated.users.delta.delta_get_response import DeltaGetResponse
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
@@ -254,5 +255,24 @@ def test_directory_extension_registered_written_and_read_back(run_with_client, t
             GetAvailableExtensionPropertiesPostRequestBody()
         )
         assert available is not None and [d.name for d in available.value] == [definition.name]
+
+    run_with_client(body)
+
+
+def test_manager_assigned_read_back_and_removed(run_with_client, tenant):
+    domain = tenant["initialDomain"]
+
+    async def body(client: GraphServiceClient) -> None:
+        user = await client.users.post(new_user(1, domain))
+        boss = await client.users.post(new_user(2, domain))
+        assert user is not None and boss is not None and user.id and boss.id
+        reference = ReferenceUpdate(odata_id=f"https://graph.microsoft.com/v1.0/users/{boss.id}")
+        await client.users.by_user_id(user.id).manager.ref.put(reference)
+        manager = await client.users.by_user_id(user.id).manager.get()
+        assert isinstance(manager, User) and manager.id == boss.id and manager.display_name == "User 2"
+        await client.users.by_user_id(user.id).manager.ref.delete()
+        with pytest.raises(ODataError) as missing:
+            await client.users.by_user_id(user.id).manager.get()
+        assert missing.value.response_status_code == 404
 
     run_with_client(body)

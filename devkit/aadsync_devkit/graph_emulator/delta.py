@@ -22,6 +22,7 @@ from aadsync_devkit.graph_emulator.catalog import (
     b64url,
     unb64url,
 )
+from aadsync_devkit.graph_emulator.managers import MANAGER
 from aadsync_devkit.graph_emulator.records import (
     CREATED,
     MEMBER_ADDED,
@@ -47,6 +48,7 @@ class TenantDelta:
     _deleted: dict[str, Deleted]
     _kind_counts: dict[str, int]
     _members: dict[str, dict[str, int]]
+    _managers: dict[str, dict[str, int]]
     _changes: list[Change]
     _order_cache: dict[str, tuple[int, list[tuple[int, str]]]]
     _delta_cache: dict[str, tuple[tuple[Any, ...], list[Any]]]
@@ -81,12 +83,13 @@ class TenantDelta:
                 out[name] = obj.props.get(name)
         return out
 
-    def _current_members(self, group_id: str, until: int) -> list[tuple[int, str, str, bool]]:
-        """``(link seq, kind, id, removed=False)`` of a group's members linked by *until*, in link order; cached."""
-        cache_key = ("members", group_id, until, self._seq)
+    def _current_members(self, kind: str, object_id: str, until: int) -> list[tuple[int, str, str, bool]]:
+        """``(link seq, kind, id, removed=False)`` of a group's members (a user's manager) linked by *until*, in
+        link order; cached."""
+        cache_key = ("members", kind, object_id, until, self._seq)
         cached = self._delta_cache.get("members")
         if cached is None or cached[0] != cache_key:
-            links = self._members.get(group_id, {})
+            links = (self._members if kind == GROUP else self._managers).get(object_id, {})
             rows = sorted((seq, self._objects[m].kind, m, False) for m, seq in links.items() if seq <= until)
             cached = self._delta_cache["members"] = (cache_key, rows)
         return cached[1]
@@ -160,8 +163,10 @@ class TenantDelta:
                     continue
                 start = 0 if resume is None else bisect.bisect_right(members, resume, key=lambda m: m[0])
                 chunk = members[start : start + per_item]
+                if cur.kind == USER:
+                    chunk = chunk[-1:]  # a user has one manager: the last link change is the current state
                 if chunk:
-                    item["members@delta"] = [
+                    item["members@delta" if cur.kind == GROUP else "manager@delta"] = [
                         {
                             "@odata.type": ODATA_TYPES[mkind],
                             "id": mid,
@@ -183,7 +188,8 @@ class TenantDelta:
     def _delta_item(
         self, cur: DeltaCursor, object_id: str, summary: dict[str, Any] | None, *, minimal: bool
     ) -> tuple[dict[str, Any] | None, list[tuple[int, str, str, bool]] | None]:
-        """An object's delta representation and, for groups tracking members, its member rows (or None)."""
+        """An object's delta representation and, for groups tracking members (users tracking their manager), its
+        link rows (or None)."""
         assert cur.until is not None
         obj = self._objects.get(object_id)
         if obj is None:
@@ -191,10 +197,10 @@ class TenantDelta:
                 return None, None  # gone since the round began: the next round reports it
             reason = "changed" if object_id in self._deleted else "deleted"
             return {"id": object_id, "@removed": {"reason": reason}}, None
-        tracks_members = cur.kind == GROUP and cur.members
+        tracks_members = cur.members
         if summary is None or summary["created"]:
             item = self._render(obj, cur, None)
-            return item, self._current_members(obj.id, cur.until) if tracks_members else None
+            return item, self._current_members(cur.kind, obj.id, cur.until) if tracks_members else None
         tracked = set(cur.select or PROPERTIES[obj.kind])
         changed = summary["names"] & tracked
         member_rows = summary["rows"] if tracks_members else []
@@ -286,10 +292,13 @@ class DeltaTokens:
 
     @staticmethod
     def _delta_select(kind: str, params: dict[str, str]) -> tuple[list[str] | None, bool]:
-        """The tracked properties (None: all, default set returned) and whether group members are tracked."""
+        """The tracked properties (None: all, default set returned) and whether group members (a user's manager:
+        ``$expand=manager``, answered as ``manager@delta``) are tracked."""
         expand = [e.strip().lower() for e in params.get("$expand", "").split(",") if e.strip()]
-        if any(e != MEMBERS for e in expand) or (expand and kind != GROUP):
-            raise err.UnsupportedQuery("Only $expand=members is supported with group delta queries.")
+        if any(e != (MEMBERS if kind == GROUP else MANAGER) for e in expand):
+            raise err.UnsupportedQuery(
+                "Only $expand=members is supported with group delta queries and $expand=manager with user ones."
+            )
         select: list[str] | None = None
         members = kind == GROUP and not params.get("$select")
         if params.get("$select"):

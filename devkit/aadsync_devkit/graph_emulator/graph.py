@@ -82,6 +82,24 @@ def typed(kind: str, props: dict[str, Any], select: list[str] | None) -> dict[st
     return {"@odata.type": ODATA_TYPES[kind], **odata.shape(kind, props, names or None, DEFAULT_SELECT[kind])}
 
 
+def _expand_manager(kind: str, params: dict[str, str]) -> tuple[dict[str, str], bool]:
+    """The query without ``$expand=manager`` (users only, as Graph documents it) and whether it was asked for."""
+    if kind == USER and params.get("$expand", "").strip().lower() == "manager":
+        return {k: v for k, v in params.items() if k != "$expand"}, True
+    return params, False
+
+
+def _with_manager(tenant: Tenant, user_id: str, body: dict[str, Any], expand: bool) -> dict[str, Any]:
+    """*body* with the user's ``manager`` (a directoryObject) when expanded and set; left out when there is none."""
+    if expand:
+        try:
+            kind, props = tenant.manager_of(user_id)
+        except err.ResourceNotFound:
+            return body
+        body["manager"] = typed(kind, props, None)
+    return body
+
+
 def _select_only(request: Request, kind: str, tenant: Tenant) -> list[str] | None:
     params = {k: v for k, v in query_params(request).items() if k == "$select"}
     extensions = tenant.extension_names(kind)
@@ -260,12 +278,15 @@ def routes(tokens: TokenService) -> list[Route]:
     def list_of(kind: str) -> Handler:
         async def handler(request: Request, tenant: Tenant) -> Response:
             params = query_params(request)
+            parsed, manager = _expand_manager(kind, params)
             extensions = tenant.extension_names(kind)
-            query = odata.parse_query(params, request.headers, kind, properties=PROPERTIES[kind], extensions=extensions)
+            query = odata.parse_query(parsed, request.headers, kind, properties=PROPERTIES[kind], extensions=extensions)
             rows = tenant.list(kind, query.predicate)
             return paged(
                 request, params, query, rows, ENTITY_SETS[kind],
-                lambda row: odata.shape(kind, row, query.select, DEFAULT_SELECT[kind]),
+                lambda row: _with_manager(
+                    tenant, row["id"], odata.shape(kind, row, query.select, DEFAULT_SELECT[kind]), manager
+                ),
             )  # fmt: skip
 
         return handler
@@ -289,7 +310,7 @@ def routes(tokens: TokenService) -> list[Route]:
             _, props = tenant.get(kind, request.path_params["id"])
             body = {"@odata.context": odata.context_url(base_url(request), ENTITY_SETS[kind], select, entity=True)}
             body.update(odata.shape(kind, props, select, DEFAULT_SELECT[kind]))
-            return GraphJSON(body)
+            return GraphJSON(_with_manager(tenant, props["id"], body, _expand_manager(kind, query_params(request))[1]))
 
         return handler
 

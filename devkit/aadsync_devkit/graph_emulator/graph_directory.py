@@ -1,6 +1,7 @@
 """Microsoft Graph v1.0 routes beyond users and groups themselves: the application objects of the tenant's app
-registrations with their directory extension definitions (``extensionProperties``), and
-``directoryObjects/getAvailableExtensionProperties``. Thin, like :mod:`.graph`: parse, call the tenant, render.
+registrations with their directory extension definitions (``extensionProperties``),
+``directoryObjects/getAvailableExtensionProperties``, and a user's ``manager`` (``$ref`` to set and remove it).
+Thin, like :mod:`.graph`: parse, call the tenant, render.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from starlette.routing import Route
 
 from aadsync_devkit.graph_emulator import exceptions as err
 from aadsync_devkit.graph_emulator import odata
-from aadsync_devkit.graph_emulator.graph import GraphJSON, json_body, query_params, route
+from aadsync_devkit.graph_emulator.graph import GraphJSON, json_body, query_params, route, typed
 from aadsync_devkit.graph_emulator.identity import TokenService, base_url
 from aadsync_devkit.graph_emulator.tenant import Tenant
 
@@ -93,6 +94,31 @@ def routes(tokens: TokenService) -> list[Route]:
         context = f"{base_url(request)}/v1.0/$metadata#Collection(microsoft.graph.extensionProperty)"
         return GraphJSON({"@odata.context": context, "value": tenant.available_extensions(synced)})
 
+    # ------------------------------------------------------------------------------------------- manager
+
+    async def get_manager(request: Request, tenant: Tenant) -> Response:
+        kind, props = tenant.manager_of(request.path_params["id"])
+        select = [s.strip() for s in query_params(request).get("$select", "").split(",") if s.strip()] or None
+        context = f"{base_url(request)}/v1.0/$metadata#directoryObjects/$entity"
+        return GraphJSON({"@odata.context": context, **typed(kind, props, select)})
+
+    async def get_manager_ref(request: Request, tenant: Tenant) -> Response:
+        _, props = tenant.manager_of(request.path_params["id"])
+        base = base_url(request)
+        return GraphJSON({"@odata.context": f"{base}/v1.0/$metadata#directoryObjects/$ref",
+                          "@odata.id": f"{base}/v1.0/directoryObjects/{props['id']}"})  # fmt: skip
+
+    async def put_manager(request: Request, tenant: Tenant) -> Response:
+        body = await json_body(request)
+        if "@odata.id" not in body:
+            raise err.BadRequest("The request body must contain '@odata.id'.")
+        tenant.set_manager(request.path_params["id"], body["@odata.id"])
+        return Response(status_code=204)
+
+    async def delete_manager(request: Request, tenant: Tenant) -> Response:
+        tenant.remove_manager(request.path_params["id"])
+        return Response(status_code=204)
+
     def graph(path: str, handler: Any, methods: list[str]) -> Route:
         return route(tokens, path, handler, methods)
 
@@ -104,5 +130,9 @@ def routes(tokens: TokenService) -> list[Route]:
         *(graph(f"{key}/extensionProperties/{{ext}}", get_extension, ["GET"]) for key in _APPLICATION_KEYS),
         *(graph(f"{key}/extensionProperties/{{ext}}", delete_extension, ["DELETE"]) for key in _APPLICATION_KEYS),
         graph("/v1.0/directoryObjects/getAvailableExtensionProperties", available_extensions, ["POST"]),
+        graph("/v1.0/users/{id}/manager", get_manager, ["GET"]),
+        graph("/v1.0/users/{id}/manager/$ref", get_manager_ref, ["GET"]),
+        graph("/v1.0/users/{id}/manager/$ref", put_manager, ["PUT"]),
+        graph("/v1.0/users/{id}/manager/$ref", delete_manager, ["DELETE"]),
         graph("/v1.0/directoryObjects/microsoft.graph.getAvailableExtensionProperties", available_extensions, ["POST"]),
     ]

@@ -328,6 +328,7 @@ class TenantObjects(TenantValidation):
         with self._lock:
             obj = self._find(kind, key)
             self._check_synced(obj, ["deleted"])
+            self._drop_manager_links(obj.id)
             member_of = [g for g, members in self._members.items() if obj.id in members]
             for g in member_of:
                 del self._members[g][obj.id]

@@ -2,6 +2,8 @@
 settings, the delta-token key and each tenant's own facts. ``TenantPersistence`` writes and reads a tenant's rows;
 ``StatePersistence`` owns the file (new file and rename, or in-place updates of what changed). The format is
 ``_STATE_VERSION`` 2: files written before the emulator's cut into modules load unchanged (tests/unit/emulator/data).
+Later additions keep that format: a user's manager is a ``links`` row with ``rel = 'manager'``; directory extension
+definitions ride in the tenant header and their values in the objects' properties.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from aadsync_devkit.graph_emulator.apps import App
 from aadsync_devkit.graph_emulator.catalog import GROUP, MEMBERS, OWNERS
+from aadsync_devkit.graph_emulator.managers import MANAGER
 from aadsync_devkit.graph_emulator.records import Change, Deleted, DirectoryObject
 from aadsync_devkit.graph_emulator.settings import DEFAULT_TOKEN_LIFETIME, SETTINGS
 
@@ -46,6 +49,7 @@ class TenantPersistence:
     _deleted: dict[str, Deleted]
     _members: dict[str, dict[str, int]]
     _owners: dict[str, dict[str, int]]
+    _managers: dict[str, dict[str, int]]
     _changes: list[Change]
     _dirty_objects: set[str]
     _dirty_links: set[tuple[str, str, str]]
@@ -103,6 +107,7 @@ class TenantPersistence:
                 ],
                 "members": {g: dict(m) for g, m in self._members.items()},
                 "owners": {g: dict(m) for g, m in self._owners.items()},
+                "managers": {u: dict(m) for u, m in self._managers.items()},
                 "changes": [c.to_list() for c in self._changes],
             }
 
@@ -125,7 +130,7 @@ class TenantPersistence:
             object_rows: Iterable[tuple[Any, ...] | None] = map(self._object_row, [*self._objects, *self._deleted])
             links: Iterable[tuple[Any, ...]] = (
                 (self.id, g, m, rel, seq)
-                for rel, table in ((MEMBERS, self._members), (OWNERS, self._owners))
+                for rel, table in ((MEMBERS, self._members), (OWNERS, self._owners), (MANAGER, self._managers))
                 for g, linked in table.items()
                 for m, seq in linked.items()
             )
@@ -135,7 +140,7 @@ class TenantPersistence:
             object_rows = [self._object_row(i) for i in ids]
             gone = [(self.id, i) for i, row in zip(ids, object_rows, strict=True) if row is None]
             db.executemany("DELETE FROM objects WHERE tenant = ? AND id = ?", gone)
-            tables = {MEMBERS: self._members, OWNERS: self._owners}
+            tables = {MEMBERS: self._members, OWNERS: self._owners, MANAGER: self._managers}
             links, unlinked = [], []
             for rel, g, m in self._dirty_links:
                 seq = tables[rel].get(g, {}).get(m)
@@ -184,7 +189,7 @@ class TenantPersistence:
                 if kind == GROUP:  # every live group has both link tables, empty or not
                     tenant._members[object_id] = {}
                     tenant._owners[object_id] = {}
-        tables = {MEMBERS: tenant._members, OWNERS: tenant._owners}
+        tables = {MEMBERS: tenant._members, OWNERS: tenant._owners, MANAGER: tenant._managers}
         links = db.execute(
             "SELECT rel, group_id, member_id, seq FROM links WHERE tenant = ? ORDER BY seq", (tenant.id,)
         )

@@ -14,12 +14,13 @@ from typing import Any
 from aadsync_devkit.graph_emulator.apps import App, TenantApps
 from aadsync_devkit.graph_emulator.catalog import CONTACT, GROUP, USER, now_iso
 from aadsync_devkit.graph_emulator.delta import TenantDelta
+from aadsync_devkit.graph_emulator.managers import TenantManagers
 from aadsync_devkit.graph_emulator.objects import TenantObjects
 from aadsync_devkit.graph_emulator.persistence import TenantPersistence
 from aadsync_devkit.graph_emulator.records import Change, Deleted, DirectoryObject
 
 
-class Tenant(TenantApps, TenantObjects, TenantDelta, TenantPersistence):
+class Tenant(TenantApps, TenantObjects, TenantManagers, TenantDelta, TenantPersistence):
     """One Entra tenant: organization facts, app registrations, directory objects and their links."""
 
     def __init__(
@@ -56,6 +57,7 @@ class Tenant(TenantApps, TenantObjects, TenantDelta, TenantPersistence):
         self._deleted: dict[str, Deleted] = {}
         self._members: dict[str, dict[str, int]] = {}  # group id -> {member id: link sequence number}
         self._owners: dict[str, dict[str, int]] = {}
+        self._managers: dict[str, dict[str, int]] = {}  # user id -> {manager id: link sequence number}
         self._changes: list[Change] = []  # append-only, in sequence order: what delta queries report
         self.delta_epoch = 0  # bumped to invalidate every delta token issued so far
         self.delta_gone_epochs: set[int] = set()  # epochs whose tokens answer 410 Gone (restart) rather than 400

@@ -30,7 +30,7 @@ def _expected() -> dict[str, Any]:
 
 
 #: What tenants and apps gained since version 2 files were written, and what such a file loads them as.
-ADDED_TO_TENANTS = {"extensionProperties": []}
+ADDED_TO_TENANTS = {"extensionProperties": [], "managers": {}}
 ADDED_TO_APPS = ("objectId",)
 
 
