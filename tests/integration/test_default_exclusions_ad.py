@@ -11,7 +11,7 @@ import pytest
 from aadsync_devkit.world.forests import ensure_exchange_schema
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import MAIL_DOMAIN, USER_CLASSES
-from airflow_provider_aadsync.engine.entra_export import run_entra_export
+from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
