@@ -98,6 +98,9 @@ run = sa.Table(
     sa.Column("result", sa.String(64), nullable=True),
     sa.Column("counters", sa.JSON, nullable=True),
     sa.Column("detail", sa.Text, nullable=True),
+    # Who ran it (schema step 7): the Airflow task instance {dag_id, run_id, task_id, map_index, try_number} that
+    # set Store.origin, or None (the CLI, a test). The sync manager links a run to its task with it.
+    sa.Column("origin", sa.JSON, nullable=True),
 )
 
 run_error = sa.Table(
@@ -297,6 +300,14 @@ def _migrate_to_6(connection: Connection) -> None:
         connection.exec_driver_sql(f"ALTER TABLE pending_export ADD COLUMN sent_at {ddl}")
 
 
+def _migrate_to_7(connection: Connection) -> None:
+    """Which Airflow task made a run (stores created before version 7 lack the column; newer ones get it from
+    step 1)."""
+    present = {column["name"] for column in sa.inspect(connection).get_columns("run")}
+    if "origin" not in present:
+        connection.exec_driver_sql("ALTER TABLE run ADD COLUMN origin JSON")
+
+
 #: Ordered migration steps; append, never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _migrate_to_1),
@@ -305,6 +316,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (4, _migrate_to_4),
     (5, _migrate_to_5),
     (6, _migrate_to_6),
+    (7, _migrate_to_7),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -420,6 +432,8 @@ class Store:
         self.instance = instance
         #: The instance lock of the step running on this handle (engine/lock.py): its write transactions are fenced.
         self.lease: Lease | None = None
+        #: Who runs the steps on this handle (an Airflow task instance, as a small dict): recorded on each run.
+        self.origin: dict[str, Any] | None = None
         file = url.removeprefix("sqlite:///").split("?", 1)[0] if url.startswith("sqlite:///") else ""
         if file and file != ":memory:" and not file.startswith("file:"):
             create_private_file(Path(file))
@@ -634,7 +648,9 @@ class Store:
         with self.transaction() as connection:
             return connection.execute(
                 sa.insert(run)
-                .values(profile=profile, connector=connector, started_at=utcnow(), result="in-progress")
+                .values(
+                    profile=profile, connector=connector, started_at=utcnow(), result="in-progress", origin=self.origin
+                )
                 .returning(run.c.id)
             ).scalar_one()
 

@@ -41,6 +41,18 @@ def lock_holder(context: Context) -> str:
     return f"{context['dag'].dag_id}:{context['run_id']}"
 
 
+def task_origin(context: Context) -> dict[str, Any]:
+    """The task instance running a step, as the store records it on each run (the sync manager links to it)."""
+    ti = context.get("ti")
+    return {
+        "dag_id": getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", None),
+        "run_id": getattr(ti, "run_id", None) or context.get("run_id"),
+        "task_id": getattr(ti, "task_id", None) or getattr(context.get("task"), "task_id", None),
+        "map_index": getattr(ti, "map_index", -1),
+        "try_number": getattr(ti, "try_number", None),
+    }
+
+
 def store_url_or_default(url: str | None) -> str | None:
     """A templated store URL that rendered empty (the Variable is not set) means the embedded SQLite store."""
     return (url or "").strip() or None
@@ -213,6 +225,7 @@ def run_recorded_step(
     A step that raised keeps its recorded run's summary for the report (:func:`keep_failed_run`).
     """
     with Store.open(store_url_or_default(store_url), instance=instance or "default") as store:
+        store.origin = task_origin(context)  # each run this step records names its task instance
         before = last_run_id(store)
         try:
             summary = step(store, lock_holder(context))

@@ -61,7 +61,8 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
         if "env" not in templates:
             templates["env"] = _templates()
         root = request.scope.get("root_path", "").rstrip("/")
-        page = templates["env"].get_template(name).render(base=root, request_path=request.url.path, **context)
+        airflow = root.removesuffix(URL_PREFIX)  # Airflow's UI (the api-server's base path) for task links
+        page = templates["env"].get_template(name).render(base=root, airflow=airflow, **context)
         return HTMLResponse(page)
 
     @app.exception_handler(HTTPException)

@@ -209,6 +209,7 @@ def test_sync_manager_plugin_api_pages_and_navigation_in_a_real_browser(standalo
         ("full-sync", "entra"),
     }
     sync_ad = next(run for run in runs["runs"] if run["profile"] == "full-sync" and run["connector"] == "ad")
+    assert sync_ad["origin"]["dag_id"] == DAG_ID and sync_ad["origin"]["task_id"] == "sync_ad"  # its task instance
     assert sync_ad["counters"]["projections"] >= USERS and sync_ad["objects_changed"] > 0
     assert api(f"/api/runs/{sync_ad['id']}")["id"] == sync_ad["id"]
     assert api("/api/export-plan")["counts"]["planned_user_adds"] == USERS  # the staging run keeps the plan
@@ -250,7 +251,19 @@ def test_sync_manager_plugin_api_pages_and_navigation_in_a_real_browser(standalo
                 browser.wait_for(f"document.querySelector('{selector}')", what=f"the {name} page")
                 assert expected in browser.text(), f"{name}: {expected!r} not shown"
                 browser.screenshot(shots / f"{name}.png")
+            # from a run to the Airflow task instance that made it
+            browser.navigate(f"{base}/runs/{sync_ad['id']}")
+            browser.click("document.querySelector('a.task-link')", what="the run's task link")
+            task_path = f"/dags/{DAG_ID}/runs/{sync_ad['origin']['run_id']}/tasks/sync_ad"
+            browser.wait_for(
+                f"decodeURIComponent(location.pathname).endsWith({json.dumps(task_path)})",
+                what="the task instance page",
+            )
+            browser.wait_for("document.body.innerText.includes('sync_ad')", what="the task instance")
+            browser.screenshot(shots / "8-task-instance.png")
             # follow a search to an object's lineage, as a person would
+            browser.navigate(base + "/search")
+            browser.wait_for("document.querySelector('#search-form')", what="the search page")
             browser.type_into("input[name=q]", user["display_name"] or user["dn"])
             browser.click("document.querySelector('#search-form button')", what="the Search button")
             browser.wait_for("document.querySelector('#cs-hits a.object-link')", what="the search results")

@@ -29,6 +29,7 @@ def run_summary(row: dict[str, Any]) -> dict[str, Any]:
         "counters": row.get("counters") or {},
         "objects_changed": changed_count(row),
         "detail": row.get("detail"),
+        "origin": row.get("origin"),
     }
 
 

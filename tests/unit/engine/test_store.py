@@ -138,7 +138,7 @@ def test_a_store_of_schema_version_5_gains_the_first_send_time_of_pending_export
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     with Store.open(url) as store, store.engine.begin() as connection:
         connection.exec_driver_sql("ALTER TABLE pending_export DROP COLUMN sent_at")
-        connection.execute(sa.delete(schema_version).where(schema_version.c.version == 6))
+        connection.execute(sa.delete(schema_version).where(schema_version.c.version >= 6))
         connection.exec_driver_sql(
             "INSERT INTO pending_export (connector, anchor, object_type, dn, operation, changes, state, attempts, "
             "created_at, updated_at) VALUES ('entra', 'a', 'user', 'u', 'add', '{}', 'sent', 1, "
@@ -149,3 +149,22 @@ def test_a_store_of_schema_version_5_gains_the_first_send_time_of_pending_export
         with store.engine.connect() as connection:
             (row,) = connection.execute(sa.select(pending_export)).all()
         assert row.anchor == "a" and row.sent_at is None
+
+
+def test_a_run_records_who_ran_it_and_a_store_of_version_6_gains_the_column(tmp_path):
+    """Step 7: ``run.origin``, the Airflow task instance that set ``Store.origin`` (the sync manager links to it);
+    None for the CLI. An older store gains the column and keeps its runs."""
+    from airflow_provider_aadsync.engine.store import schema_version
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with Store.open(url) as store:
+        old_run = store.start_run("full-import", "ad")
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE run DROP COLUMN origin")
+            connection.execute(sa.delete(schema_version).where(schema_version.c.version >= 7))
+    with Store.open(url) as store:
+        assert store.current_version() == SCHEMA_VERSION >= 7
+        assert store.get_run(old_run)["origin"] is None
+        store.origin = {"dag_id": "aadsync_cycle", "run_id": "manual__1", "task_id": "sync_ad", "map_index": -1}
+        new_run = store.start_run("delta-sync", "ad")
+        assert store.get_run(new_run)["origin"] == store.origin

@@ -54,6 +54,12 @@ def store_url(tmp_path_factory) -> str:
                     pending_export.c.operation == "add",
                 )
             ).one()
+        store.origin = {
+            "dag_id": "aadsync_cycle",
+            "run_id": "scheduled__2026",
+            "task_id": "export_entra",
+            "map_index": -1,
+        }
         export_run = store.start_run("export", "entra")
         store.record_errors(
             export_run,
@@ -203,7 +209,9 @@ def test_a_run_lists_its_per_object_errors_and_conflicts(client, headers):
     assert conflict["attribute"] == "userPrincipalName" and conflict["wanted_value"] == "alice@corp.example"
     assert conflict["placeholder"] == "alice+1234@contoso.onmicrosoft.com" and conflict["dn"] == "users/cloud-1"
     assert get(client, headers, "/api/runs/999", status=404).json()["detail"] == "no run 999 in this store"
+    assert run["origin"]["task_id"] == "export_entra"
     page = get(client, headers, f"/runs/{export_id}").text
+    assert 'href="/dags/aadsync_cycle/runs/scheduled__2026/tasks/export_entra"' in page  # the task that made it
     assert error["dn"] in page and f"/aadsync/objects/entra/{quote(error['anchor'], safe='')}" in page
     assert "Request_BadRequest" in page
     assert "alice+1234@contoso.onmicrosoft.com" in page
@@ -308,6 +316,7 @@ def test_runs_page_has_the_filters_table_and_the_cycle_charts(client, headers):
     page = get(client, headers, "/").text
     assert page.count("<svg") == 2 and "Objects changed per cycle" in page and "Duration per cycle" in page
     assert 'href="/aadsync/runs/1"' in page and "completed-export-errors" in page
+    assert page.count('class="task-link"') == 1 and page.count("CLI or another caller") == 4
     filtered = get(client, headers, "/?connector=entra").text
     assert "full-import" in filtered and 'href="/aadsync/runs/1"' not in filtered  # run 1 is the AD import
 
