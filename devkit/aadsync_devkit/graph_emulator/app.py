@@ -6,6 +6,10 @@ Admin API (no auth; refused unless the caller is on loopback):
   "apps"?: [{"clientId"?, "clientSecret"?, "displayName"?, "certificates"?: [PEM, ...]}]}`` → 201 with the tenant
   (generated ids and secrets included); ``GET /_emulator/tenants``, ``GET``/``DELETE /_emulator/tenants/{id}``;
 - ``POST /_emulator/tenants/{id}/apps`` (one app object as above) → 201 with the app;
+- ``POST /_emulator/tenants/{id}/domains`` ``{"name", "isVerified"?: true, "isDefault"?: false,
+  "authenticationType"?: "Managed"|"Federated"}`` → 201 with the domain as ``GET /v1.0/domains/{name}`` shows it;
+  ``PATCH .../domains/{name}`` (the same settings: verify, make default, federate) → 200, ``DELETE`` → 204 (not the
+  initial ``<name>.onmicrosoft.com``); only verified domains may carry a UPN;
 - ``POST /_emulator/tenants/{id}/apps/{clientId}/certificates`` ``{"certificate": PEM}`` (or the PEM itself as the
   body) → 201 ``{"thumbprint" (SHA-1 hex), "thumbprintSha256", "subject", "startDateTime", "endDateTime"}``: a
   certificate credential whose private key may then sign client assertions; ``GET`` lists them (``{"value"}``),
@@ -286,6 +290,18 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
             app.secret = secret
         return Response(status_code=204)
 
+    async def domains(request: Request) -> Response:
+        loopback_only(request)
+        return JSONResponse(tenant_of(request).add_domain(await body_of(request)), status_code=201)
+
+    async def domain(request: Request) -> Response:
+        loopback_only(request)
+        found = tenant_of(request)
+        if request.method == "DELETE":
+            found.remove_domain(request.path_params["name"])
+            return Response(status_code=204)
+        return JSONResponse(found.update_domain(request.path_params["name"], await body_of(request)))
+
     async def expire_delta_tokens(request: Request) -> Response:
         loopback_only(request)
         state.expire_delta_tokens(tenant_of(request), gone=request.query_params.get("mode") == "gone")
@@ -296,6 +312,8 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
         Route("/_emulator/tenants/{tenant}", tenant, methods=["GET", "DELETE"]),
         Route("/_emulator/tenants/{tenant}/objects", objects, methods=["POST"]),
         Route("/_emulator/tenants/{tenant}/apps", apps, methods=["POST"]),
+        Route("/_emulator/tenants/{tenant}/domains", domains, methods=["POST"]),
+        Route("/_emulator/tenants/{tenant}/domains/{name}", domain, methods=["PATCH", "DELETE"]),
         Route("/_emulator/tenants/{tenant}/apps/{client_id}/certificates", certificates, methods=["GET", "POST"]),
         Route(
             "/_emulator/tenants/{tenant}/apps/{client_id}/certificates/{thumbprint}", certificate, methods=["DELETE"]

@@ -1,6 +1,7 @@
 """Microsoft Graph v1.0 routes beyond users and groups themselves: the application objects of the tenant's app
 registrations with their directory extension definitions (``extensionProperties``),
-``directoryObjects/getAvailableExtensionProperties``, and a user's ``manager`` (``$ref`` to set and remove it).
+``directoryObjects/getAvailableExtensionProperties``, the tenant's ``domains``, and a user's ``manager`` (``$ref``
+to set and remove it).
 Thin, like :mod:`.graph`: parse, call the tenant, render.
 """
 
@@ -25,6 +26,12 @@ _EXTENSION_PROPERTIES = {
     name: "ro"
     for name in ("id", "deletedDateTime", "appDisplayName", "dataType", "isMultiValued", "isSyncedFromOnPremises",
                  "name", "targetObjects")
+}  # fmt: skip
+_DOMAIN_PROPERTIES = {
+    name: "ro"
+    for name in ("authenticationType", "availabilityStatus", "id", "isAdminManaged", "isDefault", "isInitial",
+                 "isRoot", "isVerified", "passwordNotificationWindowInDays", "passwordValidityPeriodInDays",
+                 "supportedServices", "state")
 }  # fmt: skip
 
 
@@ -94,6 +101,15 @@ def routes(tokens: TokenService) -> list[Route]:
         context = f"{base_url(request)}/v1.0/$metadata#Collection(microsoft.graph.extensionProperty)"
         return GraphJSON({"@odata.context": context, "value": tenant.available_extensions(synced)})
 
+    # ------------------------------------------------------------------------------------------- domains
+
+    async def domains(request: Request, tenant: Tenant) -> Response:
+        return _collection(request, "domain", _DOMAIN_PROPERTIES, tenant.domains())
+
+    async def domain(request: Request, tenant: Tenant) -> Response:
+        found = tenant.domain(request.path_params["name"])
+        return GraphJSON({"@odata.context": f"{base_url(request)}/v1.0/$metadata#domains/$entity", **found})
+
     # ------------------------------------------------------------------------------------------- manager
 
     async def get_manager(request: Request, tenant: Tenant) -> Response:
@@ -130,6 +146,8 @@ def routes(tokens: TokenService) -> list[Route]:
         *(graph(f"{key}/extensionProperties/{{ext}}", get_extension, ["GET"]) for key in _APPLICATION_KEYS),
         *(graph(f"{key}/extensionProperties/{{ext}}", delete_extension, ["DELETE"]) for key in _APPLICATION_KEYS),
         graph("/v1.0/directoryObjects/getAvailableExtensionProperties", available_extensions, ["POST"]),
+        graph("/v1.0/domains", domains, ["GET"]),
+        graph("/v1.0/domains/{name}", domain, ["GET"]),
         graph("/v1.0/users/{id}/manager", get_manager, ["GET"]),
         graph("/v1.0/users/{id}/manager/$ref", get_manager_ref, ["GET"]),
         graph("/v1.0/users/{id}/manager/$ref", put_manager, ["PUT"]),

@@ -58,6 +58,7 @@ FILTERABLE = {
     "orgContact": {"id", "displayName", "mail", "mailNickname", "givenName", "surname", "proxyAddresses"},
     "application": {"id", "appId", "displayName"},
     "extensionProperty": {"name"},
+    "domain": set(),
 }
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<punct>[(),:/])|(?P<word>[A-Za-z0-9_.\-@+]+))",

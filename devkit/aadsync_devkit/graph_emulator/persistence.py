@@ -38,6 +38,10 @@ class TenantPersistence:
     name: str
     display_name: str
     verified_domains: list[str]
+    unverified_domains: list[str]
+    default_domain: str
+    federated_domains: set[str]
+    initial_domain: str
     created: str
     apps: dict[str, App]
     extensions: dict[str, dict[str, Any]]
@@ -69,6 +73,9 @@ class TenantPersistence:
             "deltaEpoch": self.delta_epoch,
             "deltaGoneEpochs": sorted(self.delta_gone_epochs),
             "extensionProperties": list(self.extensions.values()),
+            "unverifiedDomains": list(self.unverified_domains),
+            "defaultDomain": self.default_domain,
+            "federatedDomains": sorted(self.federated_domains),
         }
 
     @classmethod
@@ -87,6 +94,9 @@ class TenantPersistence:
         tenant.delta_gone_epochs = {int(e) for e in data.get("deltaGoneEpochs", [])}
         # Files written before directory extensions have no "extensionProperties".
         tenant.extensions = {d["name"].lower(): d for d in data.get("extensionProperties", [])}
+        tenant.unverified_domains = list(data.get("unverifiedDomains", []))  # and no domain settings
+        tenant.default_domain = data.get("defaultDomain") or tenant.initial_domain
+        tenant.federated_domains = set(data.get("federatedDomains", []))
         return tenant
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,13 +14,14 @@ from typing import Any
 from aadsync_devkit.graph_emulator.apps import App, TenantApps
 from aadsync_devkit.graph_emulator.catalog import CONTACT, GROUP, USER, now_iso
 from aadsync_devkit.graph_emulator.delta import TenantDelta
+from aadsync_devkit.graph_emulator.domains import TenantDomains
 from aadsync_devkit.graph_emulator.managers import TenantManagers
 from aadsync_devkit.graph_emulator.objects import TenantObjects
 from aadsync_devkit.graph_emulator.persistence import TenantPersistence
 from aadsync_devkit.graph_emulator.records import Change, Deleted, DirectoryObject
 
 
-class Tenant(TenantApps, TenantObjects, TenantManagers, TenantDelta, TenantPersistence):
+class Tenant(TenantApps, TenantDomains, TenantObjects, TenantManagers, TenantDelta, TenantPersistence):
     """One Entra tenant: organization facts, app registrations, directory objects and their links."""
 
     def __init__(
@@ -41,6 +42,9 @@ class Tenant(TenantApps, TenantObjects, TenantManagers, TenantDelta, TenantPersi
         self.display_name = display_name or name
         domains = [self.initial_domain] + [d.lower() for d in verified_domains]
         self.verified_domains = list(dict.fromkeys(domains))
+        self.unverified_domains: list[str] = []
+        self.default_domain = self.initial_domain
+        self.federated_domains: set[str] = set()
         self.apps = {app.client_id: app for app in apps}
         self.extensions: dict[str, dict[str, Any]] = {}  # directory extension definitions by lower-cased name
         self.created = created or now_iso()
@@ -84,7 +88,7 @@ class Tenant(TenantApps, TenantObjects, TenantManagers, TenantDelta, TenantPersi
             "verifiedDomains": [
                 {
                     "capabilities": "Email, OfficeCommunicationsOnline",
-                    "isDefault": name == self.initial_domain,
+                    "isDefault": name == self.default_domain,
                     "isInitial": name == self.initial_domain,
                     "name": name,
                     "type": "Managed",
@@ -101,6 +105,8 @@ class Tenant(TenantApps, TenantObjects, TenantManagers, TenantDelta, TenantPersi
                 "displayName": self.display_name,
                 "initialDomain": self.initial_domain,
                 "verifiedDomains": list(self.verified_domains),
+                "unverifiedDomains": list(self.unverified_domains),
+                "defaultDomain": self.default_domain,
                 "apps": [app.to_dict() for app in self.apps.values()],
                 "counts": {
                     "users": self._kind_counts.get(USER, 0),

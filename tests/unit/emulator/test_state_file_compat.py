@@ -30,7 +30,7 @@ def _expected() -> dict[str, Any]:
 
 
 #: What tenants and apps gained since version 2 files were written, and what such a file loads them as.
-ADDED_TO_TENANTS = {"extensionProperties": [], "managers": {}}
+ADDED_TO_TENANTS = {"extensionProperties": [], "managers": {}, "unverifiedDomains": [], "federatedDomains": []}
 ADDED_TO_APPS = ("objectId",)
 
 
@@ -40,6 +40,7 @@ def _loaded(state: EmulatorState) -> list[dict[str, Any]]:
     for tenant in tenants:
         for key, default in ADDED_TO_TENANTS.items():
             assert tenant.pop(key) == default
+        assert tenant.pop("defaultDomain") == f"{tenant['name']}.onmicrosoft.com"  # the initial domain
         for app in tenant["apps"]:
             for key in ADDED_TO_APPS:
                 assert app.pop(key)
