@@ -6,8 +6,9 @@
 
 Pure Python: compile once (``compile_expression``), evaluate per object (``CompiledExpression.evaluate``) or for
 many objects at once (``CompiledExpression.evaluate_column``, numpy; see ``columns``, imported on first use). The
-value-cell convention shared with the rules engine is described in ``values``; the functions, registered by name,
-in ``functions`` (implementations in ``conversion``, ``directory``, ``flow``, ``text``, ``certificates``).
+value-cell convention shared with the rules engine is described in ``values``; the functions, registered by name in
+``registry`` by their implementation modules (``conversion``, ``directory``, ``flow``, ``text``, ``certificates``),
+are all loaded by ``functions``; ``compiler`` builds a ``CompiledExpression`` from what ``row_compiler`` makes.
 
 The language, as Microsoft documents it ("Understanding Declarative Provisioning Expressions", "Functions
 Reference"), with these readings:

@@ -18,8 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from airflow_provider_aadsync.engine.expressions.coerce import ArgumentError, enum_name, to_bool
-from airflow_provider_aadsync.engine.expressions.functions import function
+from airflow_provider_aadsync.engine.expressions.coerce import enum_name, to_bool
+from airflow_provider_aadsync.engine.expressions.errors import ArgumentError
+from airflow_provider_aadsync.engine.expressions.registry import function
 from airflow_provider_aadsync.engine.expressions.values import mv_result, type_name
 
 _SHORT_NAMES = {

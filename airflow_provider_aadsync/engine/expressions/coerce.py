@@ -6,14 +6,10 @@ import datetime as _dt
 import re
 from typing import Any
 
-from airflow_provider_aadsync.engine.expressions.errors import ExpressionEvaluationError
+from airflow_provider_aadsync.engine.expressions.dates import parse_date
+from airflow_provider_aadsync.engine.expressions.errors import ArgumentError
 from airflow_provider_aadsync.engine.expressions.limits import MAX_NUMBER_DIGITS, check_integer, shown
 from airflow_provider_aadsync.engine.expressions.values import type_name
-
-
-class ArgumentError(ExpressionEvaluationError):
-    """A function got a value it cannot use; the compiler prefixes the function's name."""
-
 
 _NUMERIC = re.compile(r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*$")
 _HEX = re.compile(r"^\s*&H([0-9A-Fa-f]+)\s*$")
@@ -114,8 +110,6 @@ def to_bytes(value: Any, what: str = "argument") -> bytes | None:
 
 def to_datetime(value: Any, what: str = "argument") -> _dt.datetime | None:
     """A UTC DateTime; strings are parsed as CDate does."""
-    from airflow_provider_aadsync.engine.expressions.dates import parse_date
-
     if value is None:
         return None
     if isinstance(value, _dt.datetime):

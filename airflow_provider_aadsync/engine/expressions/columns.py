@@ -50,12 +50,12 @@ from airflow_provider_aadsync.engine.expressions.column_forms import (
     nulls,
     objects,
 )
-from airflow_provider_aadsync.engine.expressions.compiler import _Compiler, _single
 from airflow_provider_aadsync.engine.expressions.errors import ExpressionEvaluationError
 from airflow_provider_aadsync.engine.expressions.flow import truth
 from airflow_provider_aadsync.engine.expressions.functions import FUNCTIONS, FunctionSpec
 from airflow_provider_aadsync.engine.expressions.limits import MAX_NESTING_DEPTH
 from airflow_provider_aadsync.engine.expressions.parser import parse
+from airflow_provider_aadsync.engine.expressions.row_compiler import RowCompiler, single_argument
 from airflow_provider_aadsync.engine.expressions.values import SENTINELS, ReferenceValues, cell
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ class _NoColumnForm(Exception):
 
 def compile_columns(text: str, parameters: Mapping[str, object]) -> Callable[[Columns], ColumnResult] | None:
     """The column form of an expression that compiles (``compile_expression(text, parameters=...)``), or None."""
-    compiler = _ColumnCompiler(_Compiler(text, parameters))
+    compiler = _ColumnCompiler(RowCompiler(text, parameters))
     try:
         root = compiler.node(parse(text))
     except _NoColumnForm:
@@ -220,7 +220,7 @@ def _guarded(node: Node) -> Node:
 
 
 class _ColumnCompiler:
-    def __init__(self, rows: _Compiler) -> None:
+    def __init__(self, rows: RowCompiler) -> None:
         self.rows = rows  # the per-object compiler: folds constants exactly as the per-object form does
 
     def node(self, tree: Tree) -> Node:
@@ -293,7 +293,7 @@ class _ColumnCompiler:
 
     def argument(self, spec: FunctionSpec, arg: Tree) -> Node:
         if spec.raw_attribute:
-            inner = _single(arg)
+            inner = single_argument(arg)
             if inner is not None and inner.data == "attribute":
                 return self.node_attribute(inner, raw=True)
         return self.node(arg)

@@ -12,7 +12,6 @@ from typing import Any
 
 from airflow_provider_aadsync.engine.expressions import dates
 from airflow_provider_aadsync.engine.expressions.coerce import (
-    ArgumentError,
     enum_name,
     parse_number,
     to_bool,
@@ -22,8 +21,9 @@ from airflow_provider_aadsync.engine.expressions.coerce import (
     to_number,
     to_text,
 )
-from airflow_provider_aadsync.engine.expressions.functions import function, scalar
+from airflow_provider_aadsync.engine.expressions.errors import ArgumentError
 from airflow_provider_aadsync.engine.expressions.limits import shown
+from airflow_provider_aadsync.engine.expressions.registry import function, scalar
 from airflow_provider_aadsync.engine.expressions.values import ReferenceValues
 
 

@@ -9,7 +9,7 @@ import calendar
 import datetime as _dt
 import re
 
-from airflow_provider_aadsync.engine.expressions.coerce import ArgumentError
+from airflow_provider_aadsync.engine.expressions.errors import ArgumentError
 
 UTC = _dt.UTC
 _FILETIME_EPOCH = _dt.datetime(1601, 1, 1, tzinfo=UTC)

@@ -5,14 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from airflow_provider_aadsync.engine.expressions.coerce import (
-    ArgumentError,
-    enum_name,
-    to_int,
-    to_text,
-)
-from airflow_provider_aadsync.engine.expressions.functions import function, scalar
+from airflow_provider_aadsync.engine.expressions.coerce import enum_name, to_int, to_text
+from airflow_provider_aadsync.engine.expressions.errors import ArgumentError
 from airflow_provider_aadsync.engine.expressions.limits import shown
+from airflow_provider_aadsync.engine.expressions.registry import function, scalar
 
 
 # ================================================================================================= directory

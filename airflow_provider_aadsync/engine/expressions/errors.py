@@ -6,6 +6,7 @@
      ├── ExpressionSyntaxError       compile time: bad syntax, unknown function/name/parameter/variable,
      │                               wrong argument count (carries line and column, 1-based)
      └── ExpressionEvaluationError   run time: a value of the wrong type, an index out of range, ...
+          ├── ArgumentError          a function got a value it cannot use (the compiler adds the function's name)
           └── FlowError              raised on purpose by the expression's ``Error("message")``
 """
 
@@ -37,6 +38,10 @@ class ExpressionEvaluationError(ExpressionError):
         super().__init__(message)
         self.message = message
         self.function = function
+
+
+class ArgumentError(ExpressionEvaluationError):
+    """A function got a value it cannot use; the compiler prefixes the function's name."""
 
 
 class FlowError(ExpressionEvaluationError):

@@ -5,16 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_aadsync.engine.expressions.coerce import (
-    ArgumentError,
-    enum_name,
-    to_bool,
-    to_int,
-    to_text,
-)
-from airflow_provider_aadsync.engine.expressions.errors import ExpressionEvaluationError, FlowError
-from airflow_provider_aadsync.engine.expressions.functions import function, scalar
+from airflow_provider_aadsync.engine.expressions.coerce import enum_name, to_bool, to_int, to_text
+from airflow_provider_aadsync.engine.expressions.errors import ArgumentError, ExpressionEvaluationError, FlowError
 from airflow_provider_aadsync.engine.expressions.limits import MAX_BINDINGS, check_length
+from airflow_provider_aadsync.engine.expressions.registry import function, scalar
 from airflow_provider_aadsync.engine.expressions.values import (
     ReferenceValues,
     as_list,

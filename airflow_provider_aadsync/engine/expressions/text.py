@@ -6,14 +6,10 @@ import re
 import uuid
 from typing import Any
 
-from airflow_provider_aadsync.engine.expressions.coerce import (
-    ArgumentError,
-    enum_name,
-    to_int,
-    to_text,
-)
-from airflow_provider_aadsync.engine.expressions.functions import function, scalar
+from airflow_provider_aadsync.engine.expressions.coerce import enum_name, to_int, to_text
+from airflow_provider_aadsync.engine.expressions.errors import ArgumentError
 from airflow_provider_aadsync.engine.expressions.limits import check_length, shown
+from airflow_provider_aadsync.engine.expressions.registry import function, scalar
 
 
 # ====================================================================================================== text
