@@ -16,7 +16,7 @@ from airflow_provider_aadsync.engine.store import export_conflict, pending_expor
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.integration.conftest import entra_hook_for, trust
-from tests.unit.sync.world import ad_group, ad_user, deleted, guid, immutable_id, import_delta, import_full
+from tests.support.world import ad_group, ad_user, deleted, guid, immutable_id, import_delta, import_full
 
 pytestmark = pytest.mark.integration
 

@@ -54,7 +54,7 @@ from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
-from tests.unit.sync.world import ad_group, ad_user, import_full
+from tests.support.world import ad_group, ad_user, import_full
 
 SHIPPED_FILES = sorted(DEFAULT_RULES_DIR.glob("*.yaml"))
 SHIPPED_RULES = load_sync_rules()

@@ -28,7 +28,7 @@ from airflow_provider_aadsync.operators.ad_import import run_ad_import
 from tests.integration.conftest import entra_hook_for, hook_for, trust
 from tests.integration.test_entra_export_emulator import graph_groups, graph_members, graph_users
 from tests.integration.test_group_writeback import WRITEBACK_ON, m365_group, members_in_ad, written_back
-from tests.unit.sync.world import ad_group, ad_user, guid, immutable_id, import_delta, import_full
+from tests.support.world import ad_group, ad_user, guid, immutable_id, import_delta, import_full
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from airflow_provider_aadsync.engine.report import render_cycle_report, step_hig
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.unit.sync.world import ad_group, ad_user, import_full
+from tests.support.world import ad_group, ad_user, import_full
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from airflow_provider_aadsync.engine.store import (
 )
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.unit.sync.world import ad_user, entra_user, exports, guid, immutable_id, import_delta, import_full
+from tests.support.world import ad_user, entra_user, exports, guid, immutable_id, import_delta, import_full
 
 
 @pytest.fixture

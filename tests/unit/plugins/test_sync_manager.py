@@ -21,7 +21,7 @@ from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.plugins.app import create_app
 from airflow_provider_aadsync.plugins.config import ManagerConfig
-from tests.unit.sync.world import ad_group, ad_user, entra_user, guid, immutable_id, import_full
+from tests.support.world import ad_group, ad_user, entra_user, guid, immutable_id, import_full
 
 
 @pytest.fixture(scope="module")

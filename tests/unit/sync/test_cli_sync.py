@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.engine.store import Store
-from tests.unit.sync.world import ad_group, ad_user, import_full, metaverse
+from tests.support.world import ad_group, ad_user, import_full, metaverse
 
 
 def seeded(tmp_path) -> str:

@@ -9,7 +9,7 @@ from airflow_provider_aadsync.engine.rules import load_default_rules
 from airflow_provider_aadsync.engine.store import Store, run_error
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.unit.sync.world import (
+from tests.support.world import (
     ad_group,
     ad_user,
     confirm_group,

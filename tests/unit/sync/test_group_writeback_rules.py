@@ -15,7 +15,7 @@ from airflow_provider_aadsync.engine.sync.settings import (
     load_sync_rules,
     writeback_limit,
 )
-from tests.unit.sync.world import (
+from tests.support.world import (
     ad_group,
     ad_user,
     entra_user,

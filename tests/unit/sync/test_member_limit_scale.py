@@ -9,7 +9,7 @@ from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter
 from airflow_provider_aadsync.engine.store import Store, pending_export_reference, run_error
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import V1_MEMBER_LIMIT, V2_MEMBER_LIMIT, load_sync_rules
-from tests.unit.sync.world import ad_group, ad_user, export_for, mv_by
+from tests.support.world import ad_group, ad_user, export_for, mv_by
 
 pytestmark = pytest.mark.slow
 

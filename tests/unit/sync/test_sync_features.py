@@ -10,7 +10,7 @@ from airflow_provider_aadsync.engine.rules import load_rules_text
 from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store, mv_object, run_error
 from airflow_provider_aadsync.engine.sync import PreviewError, preview, run_sync
-from tests.unit.sync.world import import_delta, import_full, links, metaverse, mv_by, mv_members
+from tests.support.world import import_delta, import_full, links, metaverse, mv_by, mv_members
 
 RULES = """
 rules:

@@ -18,7 +18,7 @@ from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.fakes import FakeLdapWriter
 from tests.support.plans import cs_attrs, cs_references, cs_row, open_plan, plan_references, plan_row
 from tests.support.stores import fresh_store
-from tests.unit.sync.world import ad_user, entra_user, guid, immutable_id, import_full
+from tests.support.world import ad_user, entra_user, guid, immutable_id, import_full
 
 OU = "OU=Writeback,DC=corp,DC=example"
 CLOUD_ID = "5a1e5000-0000-4000-8000-00000000c0de"

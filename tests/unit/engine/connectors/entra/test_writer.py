@@ -27,7 +27,7 @@ from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.fakes import FakeGraphWriter, SimulatedKill, not_found, to
 from tests.support.plans import cs_row, plan_references, plan_row
 from tests.support.stores import fresh_store
-from tests.unit.sync.world import ad_group, ad_user, deleted, exports, guid, immutable_id, import_delta, import_full
+from tests.support.world import ad_group, ad_user, deleted, exports, guid, immutable_id, import_delta, import_full
 
 #: No pause before reconciling creates an interrupted call had sent (the fake has nothing in flight).
 SETTINGS = ExportSettings(resend_settle_seconds=0)
