@@ -1,4 +1,4 @@
-"""Helpers for the rule tests: rules built from dictionaries, rule files written to a temporary folder."""
+"""Fixtures of the rule tests: rules built from dictionaries (tests/support/rules.py), rule files in a tmp folder."""
 
 from __future__ import annotations
 
@@ -10,21 +10,7 @@ import pytest
 import yaml
 
 from airflow_provider_aadsync.engine.rules import CompiledRule, SyncRuleModel, compile_rule
-
-
-def rule_dict(**overrides: Any) -> dict[str, Any]:
-    """A minimal valid inbound rule as written in YAML, with overrides."""
-    rule: dict[str, Any] = {
-        "name": "r1",
-        "direction": "inbound",
-        "connector": "ad",
-        "source_object_type": "user",
-        "target_object_type": "person",
-        "link_type": "Provision",
-        "precedence": 100,
-    }
-    rule.update(overrides)
-    return rule
+from tests.support.rules import rule_dict
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from airflow_provider_aadsync.engine.rules import (
     frame_from_records,
     load_rules,
 )
-from tests.unit.rules.conftest import rule_dict
+from tests.support.rules import rule_dict
 
 
 def frame(**columns) -> pd.DataFrame:

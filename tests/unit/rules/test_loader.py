@@ -20,7 +20,7 @@ from airflow_provider_aadsync.engine.rules import (
     load_rules_text,
 )
 from airflow_provider_aadsync.engine.rules import loader as loader_module
-from tests.unit.rules.conftest import rule_dict
+from tests.support.rules import rule_dict
 
 GOOD = textwrap.dedent(
     """\

@@ -11,8 +11,8 @@ from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.engine.rules import RuleLoadError, RuleSetError, load_rules, load_rules_text
 from airflow_provider_aadsync.engine.store import Store, run, store_lock
 from airflow_provider_aadsync.engine.sync import run_sync
+from tests.support.rules import rule_dict
 from tests.support.world import ad_user, import_full, links, metaverse
-from tests.unit.rules.conftest import rule_dict
 
 
 def _rules_text(**overrides) -> str:
