@@ -10,7 +10,7 @@ from airflow_provider_aadsync.engine.rules.loader import DEFAULT_RULES_DIR
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.unit.sync.world import ad_group, ad_user, exports, import_delta, import_full, links, metaverse, mv_by
+from tests.support.world import ad_group, ad_user, exports, import_delta, import_full, links, metaverse, mv_by
 
 # msExchRecipientTypeDetails values the default configuration filters (bits of &H21C07000), by Exchange's names.
 FILTERED_RECIPIENT_TYPES = {
