@@ -150,6 +150,14 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
             limit=limit,
         )
 
+    @app.get("/api/preview/{connector}/{anchor:path}")
+    def api_preview(connector: str, anchor: str) -> dict[str, Any]:
+        """What a sync of one object would do now (the CLI's preview: computed, rolled back, nothing written)."""
+        from airflow_provider_aadsync.engine import browse
+
+        loaded = rules()
+        return not_found(lambda: browse.preview_object(store(), loaded, connector, anchor))
+
     @app.get("/api/objects/{connector}/{anchor:path}")
     def api_object(connector: str, anchor: str) -> dict[str, Any]:
         """One object's lineage, attributes with their contributing rule, pending exports and last errors."""
@@ -245,6 +253,14 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
             disconnectors=disconnectors,
             hits=hits,
         )
+
+    @app.get("/preview/{connector}/{anchor:path}", response_class=HTMLResponse)
+    def preview_page(request: Request, connector: str, anchor: str) -> HTMLResponse:
+        from airflow_provider_aadsync.engine import browse
+
+        loaded = rules()
+        trace = not_found(lambda: browse.preview_object(store(), loaded, connector, anchor))
+        return render(request, "preview.html", page="search", trace=trace)
 
     @app.get("/objects/{connector}/{anchor:path}", response_class=HTMLResponse)
     def object_page(request: Request, connector: str, anchor: str) -> HTMLResponse:

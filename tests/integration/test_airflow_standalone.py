@@ -276,11 +276,16 @@ def test_sync_manager_plugin_api_pages_and_navigation_in_a_real_browser(standalo
             browser.wait_for("document.querySelector('#mv-attributes')", what="the object's lineage page")
             page = browser.text()
             browser.screenshot(shots / "7-object-lineage.png")
+            browser.click("document.querySelector('#preview-link')", what="the preview link")
+            browser.wait_for("document.querySelector('#preview-flows')", what="the sync preview")
+            preview_page = browser.text()
+            browser.screenshot(shots / "9-sync-preview.png")
         except BaseException:
             with contextlib.suppress(Exception):
                 print(f"screenshot where the check failed: {browser.screenshot(shots / 'failed.png')}")
             raise
     print(f"sync manager browser check: {time.monotonic() - started:.1f} s; screenshots in {shots}")
     assert user["dn"] in page and "metaverse" in page
+    assert "already joined to metaverse object" in preview_page and "Nothing was written." in preview_page
     assert all(link["rule"] in page for link in lineage["lineage"])
     assert all((shots / f"{name}.png").stat().st_size > 5_000 for name in [*pages, "6-search-results"])

@@ -7,7 +7,7 @@ the CLI never disagree. Read only: nothing here writes to the store. No Airflow 
 """
 
 from airflow_provider_aadsync.engine.browse.common import MAX_PAGE, MAX_VALUES, NotFound
-from airflow_provider_aadsync.engine.browse.objects import connectors, object_lineage, search_objects
+from airflow_provider_aadsync.engine.browse.objects import connectors, object_lineage, preview_object, search_objects
 from airflow_provider_aadsync.engine.browse.plan import export_plan, rules_view
 from airflow_provider_aadsync.engine.browse.runs import cycles, list_runs, recent_cycles, run_detail, run_summary
 
@@ -20,6 +20,7 @@ __all__ = [
     "export_plan",
     "list_runs",
     "object_lineage",
+    "preview_object",
     "recent_cycles",
     "rules_view",
     "run_detail",

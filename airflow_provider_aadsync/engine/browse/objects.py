@@ -306,3 +306,34 @@ def object_lineage(store: Store, connector: str, anchor: str) -> dict[str, Any]:
             "errors": _errors_for(connection, joined),
             "conflicts": found_conflicts,
         }
+
+
+# ------------------------------------------------------------------------------------------------------ preview
+def json_safe(value: Any) -> Any:
+    """A preview trace as JSON data: binary as base64, times as ISO 8601, anything else unknown as its text."""
+    import base64
+    import datetime as dt
+
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(item) for item in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def preview_object(store: Store, rules: Any, connector: str, anchor: str) -> dict[str, Any]:
+    """What a sync of this object would do now, from the CLI's ``preview`` (the real sync pass, rolled back:
+    nothing is written): rules in scope, join decision, every flow with its value, the winner per metaverse
+    attribute and the exports it would stage."""
+    from airflow_provider_aadsync.engine.sync import PreviewError, preview
+
+    try:
+        return json_safe(preview(store, rules, connector=connector, anchor=anchor))
+    except PreviewError as error:
+        raise NotFound(str(error)) from None

@@ -149,6 +149,8 @@ ROUTES = [
     f"/api/objects/ad/{guid(1)}",
     "/api/rules",
     "/api/export-plan",
+    f"/api/preview/ad/{guid(1)}",
+    f"/preview/ad/{guid(1)}",
 ]
 
 
@@ -328,3 +330,17 @@ def test_plugin_registers_the_app_and_the_navigation_entry():
     assert app["url_prefix"] == "/aadsync"
     [view] = AADSyncPlugin.external_views
     assert view["name"] == "AADSync" and view["href"] == "/aadsync/" and view["destination"] == "nav"
+
+
+def test_preview_of_an_object_is_the_cli_preview_and_writes_nothing(client, headers):
+    before = get(client, headers, f"/api/objects/ad/{guid(2)}").json()
+    trace = get(client, headers, f"/api/preview/ad/{guid(2)}").json()
+    assert trace["dn"] == "CN=bob,OU=Users,DC=corp,DC=example" and trace["inbound_rules_in_scope"]
+    assert trace["decision"].startswith("already joined to metaverse object")
+    assert trace["metaverse_after"]["displayName"] == ["Bob Builder"]
+    assert trace["winners"]["displayName"].startswith("ad|")
+    assert get(client, headers, f"/api/objects/ad/{guid(2)}").json() == before  # rolled back
+    page = get(client, headers, f"/preview/ad/{guid(2)}").text
+    assert "Bob Builder" in page and "Nothing was written." in page and trace["inbound_rules_in_scope"][0] in page
+    assert f'href="/aadsync/preview/ad/{guid(2)}"' in get(client, headers, f"/objects/ad/{guid(2)}").text
+    assert get(client, headers, "/api/preview/ad/nobody", status=404).json()["detail"].startswith("no object")
