@@ -1,8 +1,8 @@
 """InstanceLockSensor: the first task of a cycle takes the sync instance for its whole DAG run.
 
 Two DAGs (``aadsync_cycle``, ``aadsync_full``) of one sync instance must never interleave their steps. The sensor
-acquires the instance lock with the DAG run as holder and a hold (engine/lock.py); every step re-enters it as the same
-holder (its fencing token fences off an older attempt), and the report, the cycle's teardown, releases it. While
+acquires the instance lock with the DAG run as holder and a hold (engine/store/lock.py); every step re-enters it as the
+same holder (its fencing token fences off an older attempt), and the report, the cycle's teardown, releases it. While
 another run holds the instance, the sensor waits in reschedule mode (no worker slot between pokes); when it gives up,
 it fails without retries, naming who holds the instance and since when.
 """
@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from airflow_provider_aadsync.engine import lock
-from airflow_provider_aadsync.engine.store import Store, StoreLockedError
+from airflow_provider_aadsync.engine.store import Store, StoreLockedError, lock
 from airflow_provider_aadsync.operators.base import StoreLocation, lock_holder, store_url_or_default
 
 if TYPE_CHECKING:

@@ -19,9 +19,8 @@ from typing import Any
 
 from airflow.sdk import Connection
 
-from airflow_provider_aadsync.engine import lock
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings
-from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.store import Store, lock
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, ADConnectionSettings

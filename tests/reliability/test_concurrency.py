@@ -31,8 +31,7 @@ import sqlalchemy as sa
 
 from aadsync_devkit.world.airflow_runs import outcome
 from aadsync_devkit.world.samba import SambaDC
-from airflow_provider_aadsync.engine import lock
-from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.store import Store, lock
 from tests.integration.conftest import entra_connection, entra_hook_for, trust
 from tests.integration.test_dags_cycle import (
     ad_state,

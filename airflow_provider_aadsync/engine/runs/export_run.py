@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.lock import stopped_result
 from airflow_provider_aadsync.engine.runs.cs_writer import attrs_digest, serialize_attrs
 from airflow_provider_aadsync.engine.runs.export_guards import GuardSettings, check_guards, count_mass_changes
 from airflow_provider_aadsync.engine.runs.import_run import StepResult, process_holder
@@ -31,6 +30,7 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
     utcnow,
 )
+from airflow_provider_aadsync.engine.store.lock import stopped_result
 
 log = logging.getLogger(__name__)
 

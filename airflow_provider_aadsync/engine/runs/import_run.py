@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from airflow_provider_aadsync.engine.lock import stopped_result
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter
 from airflow_provider_aadsync.engine.runs.import_guard import (
     STOPPED_DELETION_THRESHOLD,
@@ -24,6 +23,7 @@ from airflow_provider_aadsync.engine.runs.import_guard import (
 )
 from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, WatermarkRejectedError
 from airflow_provider_aadsync.engine.store import Store, Watermark, utcnow
+from airflow_provider_aadsync.engine.store.lock import stopped_result
 
 log = logging.getLogger(__name__)
 

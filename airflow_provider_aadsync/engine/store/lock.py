@@ -29,21 +29,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 
-from airflow_provider_aadsync.engine.store import (
-    StoreLockedError,
-    StoreLockLostError,
-    as_utc,
-    store_lock,
-    utcnow,
-)
-
-if TYPE_CHECKING:
-    from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.store.errors import StoreLockedError, StoreLockLostError
+from airflow_provider_aadsync.engine.store.tables import as_utc, store_lock, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +46,18 @@ STEP_LEASE = dt.timedelta(minutes=10)
 CYCLE_HOLD = dt.timedelta(minutes=60)
 #: How long PostgreSQL waits for a row lock held by a running write before the acquisition says "busy".
 _PG_LOCK_TIMEOUT = "5s"
+
+
+class StoreHandle(Protocol):
+    """What the lock needs of a store handle (:class:`airflow_provider_aadsync.engine.store.Store`): its engine,
+    its instance name and the lease of the step running on it. A protocol, so the lock needs no import of the
+    handle, which imports the lock."""
+
+    engine: Engine
+    instance: str
+    lease: Lease | None
+
+    def check_lease(self) -> None: ...
 
 
 @dataclass
@@ -106,7 +111,7 @@ def _state(row: Any) -> LockState:
     return LockState(row.holder, as_utc(row.acquired_at), as_utc(row.expires_at), int(row.token))
 
 
-def lock_state(store: Store) -> LockState | None:
+def lock_state(store: StoreHandle) -> LockState | None:
     """The instance's lock row, or None when the instance was never locked."""
     with store.engine.connect() as connection:
         row = connection.execute(sa.select(store_lock).where(store_lock.c.name == store.instance)).first()
@@ -127,7 +132,9 @@ def _is_busy(error: sa.exc.OperationalError) -> bool:
     return "database is locked" in str(error.orig) or getattr(error.orig, "pgcode", None) == "55P03"
 
 
-def acquire(store: Store, holder: str, *, lease: dt.timedelta = STEP_LEASE, hold: dt.timedelta | None = None) -> Lease:
+def acquire(
+    store: StoreHandle, holder: str, *, lease: dt.timedelta = STEP_LEASE, hold: dt.timedelta | None = None
+) -> Lease:
     """Take the instance lock for ``holder`` atomically, bumping its fencing token.
 
     The same holder takes its own lock back (an Airflow retry of the same DAG run): the new token fences off the
@@ -196,7 +203,7 @@ def acquire(store: Store, holder: str, *, lease: dt.timedelta = STEP_LEASE, hold
     return granted
 
 
-def renew(store: Store, lease: Lease, connection: sa.Connection | None = None) -> bool:
+def renew(store: StoreHandle, lease: Lease, connection: sa.Connection | None = None) -> bool:
     """Move the lease's end ahead if the row still carries its token; False when the lock was taken over."""
     now = utcnow()
     statement = (
@@ -210,7 +217,7 @@ def renew(store: Store, lease: Lease, connection: sa.Connection | None = None) -
         return own.execute(statement).rowcount == 1
 
 
-def end_step(store: Store, lease: Lease) -> None:
+def end_step(store: StoreHandle, lease: Lease) -> None:
     """A step is over: leave the instance held for the cycle's hold, or release it."""
     if lease.lost:
         return
@@ -228,7 +235,7 @@ def end_step(store: Store, lease: Lease) -> None:
         )
 
 
-def release(store: Store, holder: str) -> bool:
+def release(store: StoreHandle, holder: str) -> bool:
     """Release the instance if ``holder`` holds it (the cycle's last task, whatever token it holds now)."""
     with store.engine.begin() as connection:
         released = connection.execute(
@@ -241,7 +248,7 @@ def release(store: Store, holder: str) -> bool:
     return bool(released)
 
 
-def _lost_message(store: Store, lease: Lease, connection: sa.Connection) -> str:
+def _lost_message(store: StoreHandle, lease: Lease, connection: sa.Connection) -> str:
     row = connection.execute(sa.select(store_lock).where(store_lock.c.name == lease.instance)).first()
     now_held = f"now held by {row.holder!r} since {as_utc(row.acquired_at):%Y-%m-%d %H:%M:%S} UTC" if row else "gone"
     return (
@@ -251,7 +258,7 @@ def _lost_message(store: Store, lease: Lease, connection: sa.Connection) -> str:
     )
 
 
-def fence(store: Store, lease: Lease, connection: sa.Connection) -> None:
+def fence(store: StoreHandle, lease: Lease, connection: sa.Connection) -> None:
     """Inside a write transaction: refuse it unless the lock row still carries the lease's token.
 
     SQLite: an UPDATE of the row (which renews the lease and takes the database's write lock at once, so nothing
@@ -276,7 +283,7 @@ def fence(store: Store, lease: Lease, connection: sa.Connection) -> None:
     lease.confirmed_at = asked_at
 
 
-def ensure(store: Store, lease: Lease) -> None:
+def ensure(store: StoreHandle, lease: Lease) -> None:
     """Before a write outside the store (Graph, LDAP): refuse it unless the lock is surely still held.
 
     The store's fence cannot stop a write that never touches the store, so the exporters call this first. It costs
@@ -301,7 +308,7 @@ def ensure(store: Store, lease: Lease) -> None:
 class FencedWriter:
     """A connector's writer (EntraHook, ActiveDirectoryHook) whose write methods first :func:`ensure` the lock."""
 
-    def __init__(self, writer: Any, store: Store, methods: tuple[str, ...]):
+    def __init__(self, writer: Any, store: StoreHandle, methods: tuple[str, ...]):
         self._writer = writer
         self._store = store
         self._methods = methods
@@ -318,7 +325,7 @@ class FencedWriter:
         return guarded
 
 
-def fenced_writer(writer: Any, store: Store) -> Any:
+def fenced_writer(writer: Any, store: StoreHandle) -> Any:
     """Wrap an exporter's writer so that no write leaves while the step's lock may be lost (see :func:`ensure`)."""
     return FencedWriter(writer, store, WRITE_METHODS)
 
@@ -330,7 +337,7 @@ WRITE_METHODS = ("batch", "request", "add_object", "modify_object", "modify_refe
 class _Heartbeat(threading.Thread):
     """Renews a step's lease every third of it on its own connection; marks the lease lost when it was taken."""
 
-    def __init__(self, store: Store, lease: Lease):
+    def __init__(self, store: StoreHandle, lease: Lease):
         super().__init__(name=f"aadsync-lease-{lease.instance}", daemon=True)
         self.store = store
         self.lease = lease
@@ -362,7 +369,7 @@ class _Heartbeat(threading.Thread):
 
 @contextmanager
 def locked(
-    store: Store, holder: str, *, lease: dt.timedelta = STEP_LEASE, hold: dt.timedelta | None = None
+    store: StoreHandle, holder: str, *, lease: dt.timedelta = STEP_LEASE, hold: dt.timedelta | None = None
 ) -> Iterator[Lease]:
     """Hold the instance for one step: acquire, renew while the body runs, fence every write transaction of
     ``store``, and at the end leave it to the cycle (its hold) or release it."""
@@ -382,7 +389,7 @@ def locked(
             log.exception("could not end the lock of sync instance %r", store.instance)
 
 
-def renew_if_long(store: Store, lease: Lease, connection: sa.Connection, started: float) -> None:
+def renew_if_long(store: StoreHandle, lease: Lease, connection: sa.Connection, started: float) -> None:
     """Before a long SQLite write transaction commits, move the lease ahead from now: the heartbeat could not renew
     it while this transaction held the write lock (nor could anyone take it over)."""
     if connection.dialect.name == "sqlite" and time.monotonic() - started > lease.duration.total_seconds() / 3:
@@ -391,7 +398,7 @@ def renew_if_long(store: Store, lease: Lease, connection: sa.Connection, started
 
 @contextmanager
 def cycle(
-    store: Store,
+    store: StoreHandle,
     holder: str,
     *,
     hold: dt.timedelta = CYCLE_HOLD,

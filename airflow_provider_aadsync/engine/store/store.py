@@ -2,7 +2,8 @@
 
 SQLAlchemy Core only, so the same code serves the embedded SQLite file (the default, like the product's LocalDB)
 and PostgreSQL (for deployments whose tasks run on several workers). The schema is created and migrated by the
-code through a small versioned migration table; later issues add tables as new migration steps.
+code through a small versioned migration table (tables.py); later issues add tables as new migration steps. The
+instance lock (lock.py) is a store-level lock: the handle delegates to it and fences its write transactions with it.
 """
 
 from __future__ import annotations
@@ -14,312 +15,36 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from airflow_provider_aadsync.engine.secrets import register_secret, scrub, scrub_value
-
-if TYPE_CHECKING:
-    from airflow_provider_aadsync.engine.lock import Lease
+from airflow_provider_aadsync.engine.store import lock
+from airflow_provider_aadsync.engine.store.errors import StoreError
+from airflow_provider_aadsync.engine.store.lock import Lease
+from airflow_provider_aadsync.engine.store.tables import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    as_utc,
+    metadata,
+    run,
+    run_error,
+    schema_version,
+    utcnow,
+    watermark,
+)
 
 log = logging.getLogger(__name__)
 
 #: Rows per INSERT/UPSERT statement: large enough to amortise round trips, small enough for SQLite's limits.
 WRITE_CHUNK_ROWS = 2_000
-
-metadata = sa.MetaData()
-
-schema_version = sa.Table(
-    "schema_version",
-    metadata,
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-cs_object = sa.Table(
-    "cs_object",
-    metadata,
-    sa.Column("connector", sa.String(64), primary_key=True),
-    sa.Column("anchor", sa.String(255), primary_key=True),
-    sa.Column("dn", sa.Text, nullable=False),
-    sa.Column("object_type", sa.String(64), nullable=False),
-    # A JSON document {attribute: [values]}, serialized once by the importer (it also feeds attrs_hash).
-    sa.Column("attrs", sa.Text, nullable=False),
-    # Digests let a full import tell "unchanged" from "changed" without loading every stored attribute.
-    sa.Column("attrs_hash", sa.String(40), nullable=False),
-    sa.Column("refs_hash", sa.String(40), nullable=False),
-    sa.Column("is_deleted", sa.Boolean, nullable=False, default=False),
-    # add | update | delete, cleared by the sync engine once it has processed the object.
-    sa.Column("pending_import", sa.String(16), nullable=True),
-    sa.Column("pending_export", sa.String(16), nullable=True),
-    sa.Column("export_memory", sa.Text, nullable=True),
-    sa.Column("last_run_id", sa.Integer, nullable=True),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-)
-sa.Index("ix_cs_object_dn", cs_object.c.connector, cs_object.c.dn)
-sa.Index("ix_cs_object_pending_import", cs_object.c.connector, cs_object.c.pending_import)
-
-cs_reference = sa.Table(
-    "cs_reference",
-    metadata,
-    sa.Column("connector", sa.String(64), primary_key=True),
-    sa.Column("anchor", sa.String(255), primary_key=True),
-    sa.Column("attribute", sa.String(128), primary_key=True),
-    sa.Column("target_anchor", sa.String(255), primary_key=True),
-    sa.Column("target_dn", sa.Text, nullable=True),
-)
-sa.Index("ix_cs_reference_target", cs_reference.c.connector, cs_reference.c.target_anchor)
-
-watermark = sa.Table(
-    "watermark",
-    metadata,
-    sa.Column("connector", sa.String(64), primary_key=True),
-    sa.Column("partition", sa.String(255), primary_key=True),
-    sa.Column("cookie", sa.LargeBinary, nullable=True),
-    sa.Column("dc_name", sa.String(255), nullable=True),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-run = sa.Table(
-    "run",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("profile", sa.String(64), nullable=False),
-    sa.Column("connector", sa.String(64), nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("result", sa.String(64), nullable=True),
-    sa.Column("counters", sa.JSON, nullable=True),
-    sa.Column("detail", sa.Text, nullable=True),
-    # Who ran it (schema step 7): the Airflow task instance {dag_id, run_id, task_id, map_index, try_number} that
-    # set Store.origin, or None (the CLI, a test). The sync manager links a run to its task with it.
-    sa.Column("origin", sa.JSON, nullable=True),
-)
-
-run_error = sa.Table(
-    "run_error",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id", ondelete="CASCADE"), nullable=False, index=True),
-    sa.Column("anchor", sa.String(255), nullable=True),
-    sa.Column("dn", sa.Text, nullable=True),
-    sa.Column("code", sa.String(128), nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
-)
-
-#: One row per sync instance, kept once created (a release empties ``holder``), so its fencing token only grows.
-store_lock = sa.Table(
-    "store_lock",
-    metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    # "" when nobody holds the instance.
-    sa.Column("holder", sa.String(255), nullable=False),
-    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-    # Bumped at every acquisition (a retry of the same holder too): a write carrying an older token is refused.
-    sa.Column("token", sa.BigInteger, nullable=False, server_default="0"),
-    # Set when a whole cycle holds the instance: each step leaves it held this long after it ends.
-    sa.Column("hold_seconds", sa.Integer, nullable=True),
-    sa.Column("renewed_at", sa.DateTime(timezone=True), nullable=True),
-)
-
-_VERSION_1_TABLES = [cs_object, cs_reference, watermark, run, run_error, store_lock]
-
-# ----------------------------------------------------------------------------------------- version 2: the metaverse
-mv_object = sa.Table(
-    "mv_object",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("object_type", sa.String(64), nullable=False),
-    # The resolved values {attribute: [values]} that outbound rules read.
-    sa.Column("attrs", sa.Text, nullable=False),
-    # Who contributed what: {attribute: {"connector|rule": [precedence, merge type, values]}}; precedence decides.
-    sa.Column("contributions", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-)
-sa.Index("ix_mv_object_type", mv_object.c.object_type)
-
-#: Multi-valued references between metaverse objects (group members, manager): one row per value.
-mv_reference = sa.Table(
-    "mv_reference",
-    metadata,
-    sa.Column("mv_id", sa.Integer, primary_key=True),
-    sa.Column("attribute", sa.String(128), primary_key=True),
-    sa.Column("target_mv_id", sa.Integer, primary_key=True),
-)
-sa.Index("ix_mv_reference_target", mv_reference.c.target_mv_id)
-
-#: Values of the metaverse attributes that join rules look up, so a join is an indexed query, not a scan.
-mv_join_key = sa.Table(
-    "mv_join_key",
-    metadata,
-    sa.Column("mv_id", sa.Integer, primary_key=True),
-    sa.Column("attribute", sa.String(128), primary_key=True),
-    sa.Column("value", sa.String(1024), primary_key=True),
-    sa.Column("value_folded", sa.String(1024), nullable=False),
-)
-sa.Index("ix_mv_join_key_value", mv_join_key.c.attribute, mv_join_key.c.value)
-sa.Index("ix_mv_join_key_folded", mv_join_key.c.attribute, mv_join_key.c.value_folded)
-
-#: The lineage: which connector-space object is joined to which metaverse object, by which rule.
-link = sa.Table(
-    "link",
-    metadata,
-    sa.Column("connector", sa.String(64), primary_key=True),
-    sa.Column("anchor", sa.String(255), primary_key=True),
-    sa.Column("mv_id", sa.Integer, nullable=False),
-    sa.Column("rule", sa.String(255), nullable=False),
-    # join | sticky-join | projection | provision
-    sa.Column("link_type", sa.String(16), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
-sa.Index("ix_link_mv", link.c.mv_id)
-
-#: What sync wants written to a connected directory, one row per object, with per-operation state for resume.
-pending_export = sa.Table(
-    "pending_export",
-    metadata,
-    sa.Column("connector", sa.String(64), primary_key=True),
-    sa.Column("anchor", sa.String(255), primary_key=True),
-    sa.Column("object_type", sa.String(64), nullable=False),
-    sa.Column("dn", sa.Text, nullable=False),
-    # add | update | delete
-    sa.Column("operation", sa.String(16), nullable=False),
-    # {attribute: [new values]} (an empty list clears); references travel in pending_export_reference.
-    sa.Column("changes", sa.Text, nullable=False),
-    # pending | sent | confirmed | failed
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("last_error", sa.Text, nullable=True),
-    sa.Column("run_id", sa.Integer, nullable=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    # When the operation was first sent (committed before the write): an object that an interrupted create may have
-    # made is adopted only if the directory created it after this moment (schema step 6).
-    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-)
-sa.Index("ix_pending_export_state", pending_export.c.connector, pending_export.c.state)
-
-#: Reference value changes (a 250,000-member group is 250,000 rows, not one document), with their own state.
-pending_export_reference = sa.Table(
-    "pending_export_reference",
-    metadata,
-    sa.Column("connector", sa.String(64), primary_key=True),
-    sa.Column("anchor", sa.String(255), primary_key=True),
-    sa.Column("attribute", sa.String(128), primary_key=True),
-    sa.Column("target_anchor", sa.String(255), primary_key=True),
-    # add | remove
-    sa.Column("operation", sa.String(8), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("run_id", sa.Integer, nullable=True),
-)
-sa.Index(
-    "ix_pending_export_reference_state",
-    pending_export_reference.c.connector,
-    pending_export_reference.c.state,
-)
-
-#: Per connector: the rule set a full sync last ran with, so a changed configuration forces a full sync.
-sync_state = sa.Table(
-    "sync_state",
-    metadata,
-    sa.Column("connector", sa.String(64), primary_key=True),
-    sa.Column("rules_fingerprint", sa.String(64), nullable=True),
-    sa.Column("last_full_sync_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("last_sync_at", sa.DateTime(timezone=True), nullable=True),
-)
-
-_VERSION_2_TABLES = [mv_object, mv_reference, mv_join_key, link, pending_export, pending_export_reference, sync_state]
-
-
-# ------------------------------------------------------------------- version 3: duplicate attribute resiliency
-#: Values an export could not write because another object holds them (UPN, SMTP address), until released.
-export_conflict = sa.Table(
-    "export_conflict",
-    metadata,
-    sa.Column("connector", sa.String(64), primary_key=True),
-    sa.Column("anchor", sa.String(255), primary_key=True),
-    sa.Column("attribute", sa.String(128), primary_key=True),
-    sa.Column("wanted_value", sa.Text, nullable=False),
-    # What was written instead (the UPN placeholder), or None when the value was dropped.
-    sa.Column("placeholder", sa.Text, nullable=True),
-    sa.Column("detected_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("run_id", sa.Integer, nullable=True),
-)
-
-
-def _migrate_to_1(connection: Connection) -> None:
-    metadata.create_all(connection, tables=_VERSION_1_TABLES)
-
-
-def _migrate_to_2(connection: Connection) -> None:
-    metadata.create_all(connection, tables=_VERSION_2_TABLES)
-
-
-def _migrate_to_3(connection: Connection) -> None:
-    metadata.create_all(connection, tables=[export_conflict])
-
-
-#: An export that creates an object renames its provisional anchor where it is a member target: look those up by index.
-ix_pending_export_reference_target = sa.Index(
-    "ix_pending_export_reference_target", pending_export_reference.c.connector, pending_export_reference.c.target_anchor
-)
-
-
-def _migrate_to_4(connection: Connection) -> None:
-    ix_pending_export_reference_target.create(connection, checkfirst=True)
-
-
-def _migrate_to_5(connection: Connection) -> None:
-    """The lock's fencing token, cycle hold and renewal time (stores created at version 1 had none)."""
-    present = {column["name"] for column in sa.inspect(connection).get_columns("store_lock")}
-    for name, ddl in (
-        ("token", "BIGINT NOT NULL DEFAULT 0"),
-        ("hold_seconds", "INTEGER"),
-        ("renewed_at", "DATETIME" if connection.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"),
-    ):
-        if name not in present:
-            connection.exec_driver_sql(f"ALTER TABLE store_lock ADD COLUMN {name} {ddl}")
-
-
-def _migrate_to_6(connection: Connection) -> None:
-    """When a pending export was first sent, for adopting only objects created after it (stores created before
-    version 6 lack the column; newer ones get it from step 2)."""
-    present = {column["name"] for column in sa.inspect(connection).get_columns("pending_export")}
-    if "sent_at" not in present:
-        ddl = "DATETIME" if connection.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
-        connection.exec_driver_sql(f"ALTER TABLE pending_export ADD COLUMN sent_at {ddl}")
-
-
-def _migrate_to_7(connection: Connection) -> None:
-    """Which Airflow task made a run (stores created before version 7 lack the column; newer ones get it from
-    step 1)."""
-    present = {column["name"] for column in sa.inspect(connection).get_columns("run")}
-    if "origin" not in present:
-        connection.exec_driver_sql("ALTER TABLE run ADD COLUMN origin JSON")
-
-
-#: Ordered migration steps; append, never edit a released step.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
-    (1, _migrate_to_1),
-    (2, _migrate_to_2),
-    (3, _migrate_to_3),
-    (4, _migrate_to_4),
-    (5, _migrate_to_5),
-    (6, _migrate_to_6),
-    (7, _migrate_to_7),
-]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-
 
 #: Longest DN or message kept per run error (a hostile value can be megabytes; the report shows the start).
 _ERROR_TEXT_LIMIT = 4_000
@@ -334,28 +59,6 @@ def storable_text(text: str | None, limit: int) -> str | None:
     if "\x00" in text or not text.isascii():
         text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[: limit - 14] + "... (cut here)"
-
-
-class StoreError(Exception):
-    """Raised when the store cannot be opened or migrated."""
-
-
-class StoreLockedError(StoreError):
-    """Raised when another run of the same sync instance holds the store lock."""
-
-
-class StoreLockLostError(StoreError):
-    """Raised by a write of a run whose lock was taken over (its lease ran out, or a newer attempt of the same run
-    took the lock back): the write is refused and its transaction rolled back, so a zombie task never writes."""
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def as_utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands timezone-aware columns back naive (UTC as written); PostgreSQL in the session's time zone."""
-    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def create_private_file(path: Path, what: str = "store file") -> None:
@@ -430,7 +133,7 @@ class Store:
     def __init__(self, url: str, *, instance: str = "default", engine_options: dict[str, Any] | None = None):
         self.url = url
         self.instance = instance
-        #: The instance lock of the step running on this handle (engine/lock.py): its write transactions are fenced.
+        #: The instance lock of the step running on this handle (lock.py): its write transactions are fenced.
         self.lease: Lease | None = None
         #: Who runs the steps on this handle (an Airflow task instance, as a small dict): recorded on each run.
         self.origin: dict[str, Any] | None = None
@@ -589,14 +292,12 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction. While a step holds the instance lock on this handle, it first checks the lock's
-        fencing token inside the transaction: a step whose lock was taken over cannot write (engine/lock.py)."""
+        fencing token inside the transaction: a step whose lock was taken over cannot write (lock.py)."""
         lease = self.lease
         if lease is None:
             with self.engine.begin() as connection:
                 yield connection
             return
-        from airflow_provider_aadsync.engine import lock
-
         lease.open_transactions += 1
         started = time.monotonic()
         try:
@@ -702,7 +403,7 @@ class Store:
             return [dict(row) for row in connection.execute(query.limit(limit)).mappings()]
 
     # -------------------------------------------------------------------------------------------------- lock
-    # The lock itself lives in engine/lock.py (atomic acquisition, renewed lease, fencing token); these delegate.
+    # The lock itself lives in lock.py (atomic acquisition, renewed lease, fencing token); these delegate.
     # finish_run and record_errors are not fenced: they only touch the run's own rows, so a stopped step can still
     # say why it stopped.
     @contextmanager
@@ -713,31 +414,23 @@ class Store:
 
         The same ``holder`` (an Airflow retry of the same DAG run) takes its own lock back at once, and the attempt
         it replaces can no longer write; the lease is renewed while the step runs; at the end the lock is released,
-        or left to the cycle that holds the instance (see :func:`airflow_provider_aadsync.engine.lock.locked`).
+        or left to the cycle that holds the instance (see :func:`airflow_provider_aadsync.engine.store.lock.locked`).
         """
-        from airflow_provider_aadsync.engine import lock
-
         with lock.locked(self, holder, lease=lease or lock.STEP_LEASE, hold=hold) as granted:
             yield granted
 
     def acquire_lock(
         self, holder: str, *, lease: dt.timedelta | None = None, hold: dt.timedelta | None = None
     ) -> Lease:
-        """Take the instance lock (atomically, bumping its fencing token); see engine/lock.py."""
-        from airflow_provider_aadsync.engine import lock
-
+        """Take the instance lock (atomically, bumping its fencing token); see lock.py."""
         return lock.acquire(self, holder, lease=lease or lock.STEP_LEASE, hold=hold)
 
     def check_lease(self) -> None:
         """Before a write outside the store: raise StoreLockLostError unless this handle's step surely still holds
-        the instance lock (a no-op without a step lock; see engine/lock.py ``ensure``)."""
+        the instance lock (a no-op without a step lock; see lock.py ``ensure``)."""
         if self.lease is not None:
-            from airflow_provider_aadsync.engine import lock
-
             lock.ensure(self, self.lease)
 
     def release_lock(self, holder: str) -> bool:
         """Release the instance lock if ``holder`` holds it."""
-        from airflow_provider_aadsync.engine import lock
-
         return lock.release(self, holder)

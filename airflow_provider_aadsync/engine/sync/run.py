@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.lock import stopped_result
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import (
     ERROR_LIMIT,
@@ -25,6 +24,7 @@ from airflow_provider_aadsync.engine.runs.import_run import (
     process_holder,
 )
 from airflow_provider_aadsync.engine.store import Store, cs_object, link, mv_object, sync_state, utcnow
+from airflow_provider_aadsync.engine.store.lock import stopped_result
 from airflow_provider_aadsync.engine.sync.contributions import resolve
 from airflow_provider_aadsync.engine.sync.schema import ConnectorSchema
 from airflow_provider_aadsync.engine.sync.synchronizer import Synchronizer

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine import lock
 from airflow_provider_aadsync.engine.store import (
     SCHEMA_VERSION,
     Store,
     StoreLockedError,
     StoreLockLostError,
+    lock,
     schema_version,
     store_lock,
     watermark,

@@ -31,7 +31,6 @@ from ldap3.utils.dn import to_dn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from airflow_provider_aadsync.engine.dn import same_dn
-from airflow_provider_aadsync.engine.lock import fenced_writer
 from airflow_provider_aadsync.engine.runs.export_guards import (
     DELETION_THRESHOLD,
     DISABLE_THRESHOLD,
@@ -57,6 +56,7 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
     utcnow,
 )
+from airflow_provider_aadsync.engine.store.lock import fenced_writer
 from airflow_provider_aadsync.engine.sync.synchronizer import PROVISIONAL_PREFIX
 
 log = logging.getLogger(__name__)

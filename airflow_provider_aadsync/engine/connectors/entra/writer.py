@@ -36,7 +36,6 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_provider_aadsync.engine.lock import fenced_writer
 from airflow_provider_aadsync.engine.runs.export_guards import (
     DELETION_THRESHOLD,
     DISABLE_THRESHOLD,
@@ -65,6 +64,7 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
     utcnow,
 )
+from airflow_provider_aadsync.engine.store.lock import fenced_writer
 from airflow_provider_aadsync.engine.sync.synchronizer import PROVISIONAL_PREFIX
 
 log = logging.getLogger(__name__)
