@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_aadsync.engine.store import Store
-from tests.unit.sync.test_sync_features import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
+from tests.unit.engine.sync.test_sync_features import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
     rules,
     test_error_limit_stops_the_run_and_applies_nothing,
     test_members_imported_after_their_group_resolve_in_a_later_pass,

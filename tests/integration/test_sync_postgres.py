@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_aadsync.engine.store import Store
-from tests.unit.sync.test_default_rules_sync import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
+from tests.unit.engine.sync.test_default_rules_sync import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
     rules,
     test_deleting_the_ad_user_deprovisions_its_cloud_user,
     test_entra_hard_match_joins_existing_cloud_user_instead_of_creating_one,
