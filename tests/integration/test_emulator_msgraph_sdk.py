@@ -12,6 +12,7 @@ Graph; the default allowed-hosts list is empty (every https host gets the token)
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,9 +30,11 @@ from msgraph.generated.directory_objects.get_available_extension_properties.get_
     GetAvailableExtensionPropertiesPostRequestBody,
 )
 from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder
+from msgraph.generated.models.employee_org_data import EmployeeOrgData
 from msgraph.generated.models.extension_property import ExtensionProperty
 from msgraph.generated.models.group import Group
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.on_premises_extension_attributes import OnPremisesExtensionAttributes
 from msgraph.generated.models.password_profile import PasswordProfile
 from msgraph.generated.models.reference_create import ReferenceCreate
 from msgraph.generated.models.reference_update import ReferenceUpdate
@@ -274,5 +277,37 @@ def test_manager_assigned_read_back_and_removed(run_with_client, tenant):
         with pytest.raises(ODataError) as missing:
             await client.users.by_user_id(user.id).manager.get()
         assert missing.value.response_status_code == 404
+
+    run_with_client(body)
+
+
+def test_user_properties_written_and_read_back_with_graph_types(run_with_client, tenant):
+    """employeeHireDate (a DateTimeOffset), onPremisesExtensionAttributes, employeeOrgData and the string and
+    collection properties issue 17 syncs survive the SDK's own serialisation both ways."""
+    domain = tenant["initialDomain"]
+
+    async def body(client: GraphServiceClient) -> None:
+        user = new_user(1, domain)
+        user.employee_id = "E-0001"
+        user.employee_type = "Contractor"
+        user.employee_hire_date = dt.datetime(2024, 5, 1, 7, 30, tzinfo=dt.UTC)
+        user.employee_org_data = EmployeeOrgData(division="Research", cost_center="CC-42")
+        user.fax_number = "+1 555 0199"
+        user.other_mails = ["bob@partner.example"]
+        user.usage_location = "DE"
+        user.on_premises_extension_attributes = OnPremisesExtensionAttributes(extension_attribute1="Zürich")
+        created = await client.users.post(user)
+        assert created is not None and created.id
+        names = ["employeeId", "employeeType", "employeeHireDate", "employeeOrgData", "faxNumber", "otherMails",
+                 "usageLocation", "onPremisesExtensionAttributes"]  # fmt: skip
+        select = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=names)
+        read = await client.users.by_user_id(created.id).get(RequestConfiguration(query_parameters=select))
+        assert read is not None and read.employee_id == "E-0001" and read.employee_type == "Contractor"
+        assert read.employee_hire_date == dt.datetime(2024, 5, 1, 7, 30, tzinfo=dt.UTC)
+        assert read.employee_org_data.division == "Research" and read.employee_org_data.cost_center == "CC-42"
+        assert read.fax_number == "+1 555 0199" and read.other_mails == ["bob@partner.example"]
+        assert read.usage_location == "DE"
+        assert read.on_premises_extension_attributes.extension_attribute1 == "Zürich"
+        assert read.on_premises_extension_attributes.extension_attribute2 is None
 
     run_with_client(body)

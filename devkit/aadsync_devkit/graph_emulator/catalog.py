@@ -41,6 +41,7 @@ USER_PROPS = {
     "displayName": "rw",
     "employeeHireDate": "rw",
     "employeeId": "rw",
+    "employeeOrgData": "rw",
     "employeeType": "rw",
     "externalUserState": "ro",
     "faxNumber": "rw",
@@ -64,6 +65,7 @@ USER_PROPS = {
     "passwordPolicies": "rw",
     "passwordProfile": "wo",
     "postalCode": "rw",
+    "preferredDataLocation": "rw",
     "preferredLanguage": "rw",
     "proxyAddresses": "ro",
     "showInAddressList": "rw",
@@ -137,7 +139,17 @@ PROPERTIES = {USER: USER_PROPS, GROUP: GROUP_PROPS, CONTACT: CONTACT_PROPS}
 DEFAULT_SELECT = {USER: _USER_DEFAULT_SELECT, GROUP: _GROUP_DEFAULT_SELECT, CONTACT: tuple(CONTACT_PROPS)}
 COLLECTIONS = {"businessPhones", "imAddresses", "otherMails", "proxyAddresses", "groupTypes", "addresses", "phones"}
 BOOLEANS = {"accountEnabled", "mailEnabled", "securityEnabled", "isAssignableToRole", "showInAddressList"}
-OBJECT_VALUED = {"passwordProfile", "onPremisesExtensionAttributes"}
+OBJECT_VALUED = {"passwordProfile", "onPremisesExtensionAttributes", "employeeOrgData"}
+#: Graph's documented maximum lengths of user string properties (the user resource; employeeId: 16).
+USER_MAX_LENGTHS = {
+    "city": 128, "companyName": 64, "country": 128, "department": 64, "displayName": 256, "employeeId": 16,
+    "givenName": 64, "jobTitle": 128, "mailNickname": 64, "mobilePhone": 64, "postalCode": 40, "state": 128,
+    "streetAddress": 1024, "surname": 64,
+}  # fmt: skip
+#: The 15 members of ``onPremisesExtensionAttributes`` (Exchange custom attributes), each up to 1,024 characters.
+EXTENSION_ATTRIBUTES = tuple(f"extensionAttribute{n}" for n in range(1, 16))
+EXTENSION_ATTRIBUTE_MAX = 1024
+EMPLOYEE_ORG_DATA = ("division", "costCenter")
 # Attributes a directory-synchronised object keeps writable in the cloud.
 CLOUD_WRITABLE_ON_SYNCED = {"usageLocation", "passwordProfile", "passwordPolicies", "preferredLanguage"}
 

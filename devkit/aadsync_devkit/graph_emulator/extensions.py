@@ -48,7 +48,7 @@ def is_extension(name: str) -> bool:
     return name.lower().startswith(PREFIX)
 
 
-def _utc(value: str) -> str:
+def utc_timestamp(value: str) -> str:
     """An ISO 8601 date-time as Graph stores it (UTC, seconds); ValueError when it is none."""
     parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     if parsed.tzinfo is None:
@@ -74,7 +74,7 @@ def _one_value(data_type: str, value: Any) -> Any:
     if data_type == "DateTime":
         if not isinstance(value, str):
             raise ValueError(value)
-        return _utc(value)
+        return utc_timestamp(value)
     if not isinstance(value, str):  # Binary: base64 text
         raise ValueError(value)
     try:

@@ -14,6 +14,7 @@ from aadsync_devkit.graph_emulator.catalog import (
     CONTACT,
     CONTACT_PROPS,
     DELTA_KINDS,
+    EXTENSION_ATTRIBUTES,
     GROUP,
     GROUP_PROPS,
     MAIL_NICKNAME,
@@ -199,6 +200,9 @@ class TenantObjects(TenantValidation):
             )
             props.update(values)
             _drop_empty_extensions(props)
+            props["onPremisesExtensionAttributes"] = _merged_attributes(
+                None, values.get("onPremisesExtensionAttributes")
+            )
             props.update(id=object_id, proxyAddresses=list(proxies))
             return dict(self._new(USER, props).props)
 
@@ -217,6 +221,11 @@ class TenantObjects(TenantValidation):
                 proxies.insert(0, f"SMTP:{values['mail']}")
                 self._check_proxies(proxies, obj.id)
                 values["proxyAddresses"] = proxies
+            if "onPremisesExtensionAttributes" in values:  # a partial object: only the members it names change
+                old = obj.props.get("onPremisesExtensionAttributes")
+                values["onPremisesExtensionAttributes"] = _merged_attributes(
+                    old, values["onPremisesExtensionAttributes"]
+                )
             changed = [n for n, v in values.items() if obj.props.get(n) != v]
             self._unindex(obj)
             obj.props.update(values)
@@ -420,3 +429,9 @@ def _drop_empty_extensions(props: dict[str, Any]) -> None:
     """Writing ``null`` to a directory extension removes the value (the object no longer carries it)."""
     for name in [n for n, v in props.items() if v is None and is_extension(n)]:
         del props[name]
+
+
+def _merged_attributes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> dict[str, Any]:
+    """``onPremisesExtensionAttributes`` after a write: all 15 members, those *new* names replaced (``null``
+    clears one); Graph returns every member, unset ones as ``null``."""
+    return {name: None for name in EXTENSION_ATTRIBUTES} | (old or {}) | (new or {})

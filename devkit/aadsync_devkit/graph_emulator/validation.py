@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,6 +11,9 @@ from aadsync_devkit.graph_emulator.catalog import (
     BOOLEANS,
     CLOUD_WRITABLE_ON_SYNCED,
     COLLECTIONS,
+    EMPLOYEE_ORG_DATA,
+    EXTENSION_ATTRIBUTE_MAX,
+    EXTENSION_ATTRIBUTES,
     MAIL_NICKNAME,
     MAX_LINK_CHANGES,
     OBJECT_VALUED,
@@ -17,10 +21,14 @@ from aadsync_devkit.graph_emulator.catalog import (
     PROPERTIES,
     RESOURCE_NAMES,
     UPN_LOCAL,
+    USER_MAX_LENGTHS,
     object_id_from_url,
 )
-from aadsync_devkit.graph_emulator.extensions import TenantExtensions, is_extension
+from aadsync_devkit.graph_emulator.extensions import TenantExtensions, is_extension, utc_timestamp
 from aadsync_devkit.graph_emulator.records import DirectoryObject
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
 class TenantValidation(TenantExtensions):
@@ -86,10 +94,47 @@ class TenantValidation(TenantExtensions):
                 raise err.UnverifiedUpnDomain()
             if self._upn_taken(upn, exclude):
                 raise err.ObjectConflict("userPrincipalName")
+        self._check_user_formats(values)
         if "passwordProfile" in values:
             profile = values["passwordProfile"]
             if not isinstance(profile, dict) or not isinstance(profile.get("password"), str) or not profile["password"]:
                 raise err.InvalidPropertyValue("passwordProfile", "User")
+
+    @staticmethod
+    def _check_user_formats(values: dict[str, Any]) -> None:
+        """Graph's documented shapes of user values: maximum lengths, one business phone, a two-letter
+        usageLocation, an ISO 639-1 preferredLanguage, otherMails without accents, a date-time employeeHireDate
+        (stored in UTC), and the members of onPremisesExtensionAttributes and employeeOrgData."""
+
+        def bad(name: str) -> err.InvalidPropertyValue:
+            return err.InvalidPropertyValue(name, "User")
+
+        for name, limit in USER_MAX_LENGTHS.items():
+            if isinstance(values.get(name), str) and len(values[name]) > limit:
+                raise bad(name)
+        if len(values.get("businessPhones") or []) > 1:
+            raise bad("businessPhones")
+        if values.get("usageLocation") is not None and not _COUNTRY.match(values["usageLocation"]):
+            raise bad("usageLocation")
+        if values.get("preferredLanguage") is not None and not _LANGUAGE.match(values["preferredLanguage"]):
+            raise bad("preferredLanguage")
+        if any(not (m.isascii() and "@" in m) for m in values.get("otherMails") or []):
+            raise bad("otherMails")
+        if values.get("employeeHireDate") is not None:
+            try:
+                values["employeeHireDate"] = utc_timestamp(values["employeeHireDate"])
+            except ValueError:
+                raise bad("employeeHireDate") from None
+        for name, members, limit in (
+            ("onPremisesExtensionAttributes", EXTENSION_ATTRIBUTES, EXTENSION_ATTRIBUTE_MAX),
+            ("employeeOrgData", EMPLOYEE_ORG_DATA, None),
+        ):
+            value = values.get(name)
+            if value is not None and any(
+                key not in members or not (v is None or (isinstance(v, str) and (limit is None or len(v) <= limit)))
+                for key, v in value.items()
+            ):
+                raise bad(name)
 
     def _upn_taken(self, upn: str, exclude: str | None) -> bool:
         return self._by_upn.get(upn.lower(), exclude) != exclude
