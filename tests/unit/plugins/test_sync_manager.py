@@ -344,3 +344,17 @@ def test_preview_of_an_object_is_the_cli_preview_and_writes_nothing(client, head
     assert "Bob Builder" in page and "Nothing was written." in page and trace["inbound_rules_in_scope"][0] in page
     assert f'href="/aadsync/preview/ad/{guid(2)}"' in get(client, headers, f"/objects/ad/{guid(2)}").text
     assert get(client, headers, "/api/preview/ad/nobody", status=404).json()["detail"].startswith("no object")
+
+
+def test_a_store_that_cannot_be_opened_is_a_clear_503_without_its_password(auth_manager, headers):
+    def broken() -> ManagerConfig:
+        return ManagerConfig(store_url="postgresql+psycopg2://sync:pw-never-shown@127.0.0.1:1/aadsync")
+
+    parent = FastAPI()
+    parent.mount("/aadsync", create_app(broken))
+    with TestClient(parent) as client:
+        api = client.get("/aadsync/api/runs", headers=headers)
+        page = client.get("/aadsync/", headers=headers)
+    assert api.status_code == 503 and api.json()["detail"].startswith("the AADSync store cannot be opened")
+    assert page.status_code == 503 and "the AADSync store cannot be opened" in page.text
+    assert "pw-never-shown" not in api.text + page.text

@@ -1,0 +1,79 @@
+"""Where the sync manager finds the store and the rules: the DAGs' Variables and the store connection, read in the
+api-server through Airflow's own lookups (here from ``AIRFLOW_VAR_*`` / ``AIRFLOW_CONN_*``, which come first)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_provider_aadsync.plugins.config import ManagerConfig, Resources, config_from_airflow
+
+VARIABLES = (
+    "aadsync_store_conn_id",
+    "aadsync_store_url",
+    "aadsync_instance",
+    "aadsync_rules_path",
+    "aadsync_writeback_enabled",
+    "aadsync_writeback_size_limit",
+    "aadsync_writeback_ou",
+    "aadsync_writeback_naming",
+)
+
+
+@pytest.fixture
+def variables(monkeypatch):
+    """Every Variable the sync manager reads, empty (the DAGs' defaults), so no lookup reaches a metadata DB."""
+    for name in VARIABLES:
+        monkeypatch.setenv(f"AIRFLOW_VAR_{name.upper()}", "")
+
+    def set_variable(name: str, value: str) -> None:
+        monkeypatch.setenv(f"AIRFLOW_VAR_{name.upper()}", value)
+
+    return set_variable
+
+
+def test_defaults_are_the_embedded_store_of_the_default_instance_and_the_shipped_rules(variables):
+    config = config_from_airflow()
+    assert config == ManagerConfig(
+        store_url=None,
+        instance="default",
+        rules="",
+        writeback=(
+            ("writeback_enabled", ""),
+            ("writeback_size_limit", ""),
+            ("writeback_ou", ""),
+            ("writeback_naming", ""),
+        ),
+    )
+    assert len(Resources(lambda: config).rules().rules) >= 4  # the shipped rules, writeback off
+
+
+def test_the_store_connection_gives_the_url_with_its_password(variables, monkeypatch):
+    variables("aadsync_store_conn_id", "aadsync_store")
+    variables("aadsync_instance", "eu")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AADSYNC_STORE",
+        json.dumps({"conn_type": "postgres", "host": "db.example", "login": "sync", "password": "s3cret-pw",
+                    "schema": "aadsync", "extra": {"sslmode": "require"}}),
+    )  # fmt: skip
+    config = config_from_airflow()
+    assert config.store_url == "postgresql+psycopg2://sync:s3cret-pw@db.example/aadsync?sslmode=require"
+    assert config.instance == "eu"
+
+
+def test_a_store_url_and_a_store_connection_together_are_refused(variables):
+    variables("aadsync_store_conn_id", "aadsync_store")
+    variables("aadsync_store_url", "sqlite:////tmp/x.sqlite")
+    with pytest.raises(ValueError, match="keep one"):
+        config_from_airflow()
+
+
+def test_writeback_on_without_an_ou_is_a_clear_rules_error(variables, tmp_path):
+    variables("aadsync_writeback_enabled", "true")
+    variables("aadsync_store_url", f"sqlite:///{tmp_path / 'store.sqlite'}")
+    resources = Resources(config_from_airflow)
+    assert resources.config().store_url == f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with pytest.raises(ValueError, match="aadsync_writeback_ou"):
+        resources.rules()
+    resources.close()
