@@ -7,9 +7,22 @@ Registered through the ``airflow.plugins`` entry point, so Airflow loads it with
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 
 from airflow_provider_aadsync.plugins.app import URL_PREFIX, create_app
+
+
+def ui_path(base_url: str, path: str) -> str:
+    """``path`` under the api-server's root (the path of ``[api] base_url``, e.g. ``/airflow`` behind a proxy),
+    where Airflow mounts the plugin's app: the navigation entry and its icon must point there."""
+    root = urlsplit(base_url or "").path.rstrip("/")
+    return f"{root}{path}"
+
+
+_BASE_URL = conf.get("api", "base_url", fallback="")
 
 
 class AADSyncPlugin(AirflowPlugin):
@@ -20,10 +33,10 @@ class AADSyncPlugin(AirflowPlugin):
     external_views = [
         {
             "name": "AADSync",
-            "href": f"{URL_PREFIX}/",
+            "href": ui_path(_BASE_URL, f"{URL_PREFIX}/"),
             "url_route": "aadsync",
             "destination": "nav",
             "nav_top_level": True,
-            "icon": f"{URL_PREFIX}/static/aadsync.svg",
+            "icon": ui_path(_BASE_URL, f"{URL_PREFIX}/static/aadsync.svg"),
         }
     ]

@@ -72,7 +72,9 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
             return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
         login = ""
         if error.status_code == 401:
-            login = f'<p><a href="/auth/login?next={quote(str(request.url), safe="")}">Sign in to Airflow</a></p>'
+            airflow = request.scope.get("root_path", "").rstrip("/").removesuffix(URL_PREFIX)
+            target = quote(str(request.url), safe="")
+            login = f'<p><a href="{airflow}/auth/login?next={target}">Sign in to Airflow</a></p>'
         body = f"<!doctype html><title>AADSync</title><h1>{error.status_code}</h1><p>{escape(str(error.detail))}</p>"
         return HTMLResponse(body + login, status_code=error.status_code, headers=error.headers)
 

@@ -159,6 +159,10 @@ def test_every_route_refuses_a_request_without_a_token(client, path):
     response = client.get(f"/aadsync{path}")
     assert response.status_code == 401, response.text
     assert "OU=Users" not in response.text and "alice@" not in response.text  # no store data
+    if "/api/" in path:
+        assert response.json() == {"detail": "Not authenticated"}
+    else:  # a page says where to sign in
+        assert 'href="/auth/login?next=http%3A%2F%2Ftestserver%2Faadsync' in response.text
 
 
 @pytest.mark.parametrize("path", ["/api/runs", "/"])
@@ -358,3 +362,13 @@ def test_a_store_that_cannot_be_opened_is_a_clear_503_without_its_password(auth_
     assert api.status_code == 503 and api.json()["detail"].startswith("the AADSync store cannot be opened")
     assert page.status_code == 503 and "the AADSync store cannot be opened" in page.text
     assert "pw-never-shown" not in api.text + page.text
+
+
+@pytest.mark.parametrize(
+    ("base_url", "expected"),
+    [("", "/aadsync/"), ("http://127.0.0.1:8080", "/aadsync/"), ("https://ops.example/airflow/", "/airflow/aadsync/")],
+)
+def test_the_navigation_entry_follows_the_api_servers_base_path(base_url, expected):
+    from airflow_provider_aadsync.plugins import ui_path
+
+    assert ui_path(base_url, "/aadsync/") == expected
