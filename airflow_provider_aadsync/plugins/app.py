@@ -35,7 +35,8 @@ def _templates():
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
+        # lenient: a field an older store or a new engine version lacks renders empty rather than failing the page
+        undefined=jinja2.ChainableUndefined,
     )
     environment.filters["q"] = lambda value: quote(str(value), safe="")
     environment.filters["num"] = lambda value: "" if value is None else f"{value:,}"
