@@ -7,136 +7,55 @@ connection's authority/Graph URL overrides and CA bundle.
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
-import errno
 import graphlib
 import json
 import logging
-import os
 import ssl
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import msal
 import msgspec
-import requests
-import requests.adapters
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 try:  # Airflow 3 task SDK
     from airflow.sdk import BaseHook
 except ImportError:  # pragma: no cover - Airflow is a hard dependency, this only helps static tools
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
-from airflow_provider_aadsync.engine.runs.source import BatchRequest, WatermarkRejectedError, WriteOutcomeUnknownError
+from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.secrets import scrub
-from airflow_provider_aadsync.hooks._settings import describe_validation_error, keep_secret, keep_secrets
-
-if TYPE_CHECKING:
-    from airflow.sdk import Connection
+from airflow_provider_aadsync.hooks._settings import keep_secret
+from airflow_provider_aadsync.hooks.entra_settings import (
+    MICROSOFT_AUTHORITY_HOSTS,
+    DeltaLinkExpired,
+    EntraAuthError,
+    EntraConnectionSettings,
+    GraphError,
+    GraphHostError,
+    GraphMalformedAnswerError,
+    GraphThrottledError,
+    GraphUnreachableError,
+)
+from airflow_provider_aadsync.hooks.entra_transport import (
+    RETRYABLE_STATUSES,
+    PinnedCASession,
+    parse_retry_after,
+    retry_wait,
+    retryable,
+    retryable_when_sent_once,
+)
 
 log = logging.getLogger(__name__)
-
-#: HTTP statuses worth another try: throttling and transient server trouble.
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True)
-class Cloud:
-    """The endpoints of one national cloud."""
-
-    name: str
-    authority_host: str
-    graph_url: str
-
-
-CLOUDS: dict[str, Cloud] = {
-    "global": Cloud("global", "https://login.microsoftonline.com", "https://graph.microsoft.com"),
-    "china": Cloud("china", "https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn"),
-    "usgov": Cloud("usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us"),
-    "usgov-dod": Cloud("usgov-dod", "https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
-}
-#: Hosts for which msal's authority validation and instance discovery stay on.
-MICROSOFT_AUTHORITY_HOSTS = frozenset(urlsplit(cloud.authority_host).hostname for cloud in CLOUDS.values())
-RETIRED_CLOUDS = {
-    "germany": "the Microsoft Cloud Deutschland (Germany) was retired in October 2021 and the V2 sync endpoint was "
-    "never offered there; migrate the tenant to the global cloud and set cloud to 'global'",
-}
-
-
-class EntraError(Exception):
-    """Base class: an Entra ID / Graph operation failed; the message names the cause, never a secret."""
-
-
-class EntraAuthError(EntraError):
-    """Raised when no token can be obtained (wrong secret, unknown tenant or app, unreachable authority)."""
-
-
-class GraphError(EntraError):
-    """Raised for a Graph error answer; carries Graph's status, error code and request id."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        request_id: str | None = None,
-        method: str = "",
-        url: str = "",
-        retry_after: float | None = None,
-    ):
-        super().__init__(
-            f"{method} {url} → {status} {code}: {message}" + (f" (request-id {request_id})" if request_id else "")
-        )
-        self.status = status
-        self.code = code
-        self.graph_message = message
-        self.request_id = request_id
-        self.retry_after = retry_after
-
-
-class GraphHostError(EntraError):
-    """Raised before sending a request to a URL outside the configured Graph host (a ``@odata.nextLink`` or a saved
-    delta link on another host): the bearer token only ever goes to Graph."""
-
-
-class GraphThrottledError(GraphError):
-    """Raised when Graph asks to wait (``Retry-After``) longer than the connection's ``max_retry_wait``: the run
-    stops and says so instead of holding a worker for that long; the next run picks up where it stopped."""
-
-
-class GraphMalformedAnswerError(EntraError):
-    """Raised when an answer is not Graph's JSON: cut off, an HTML page from a proxy or gateway, or a collection
-    page without its ``value`` array or an item without its string ``id``."""
-
-    def __init__(self, message: str, *, method: str = ""):
-        super().__init__(message)
-        self.method = method
-
-
-class GraphUnreachableError(EntraError):
-    """Raised when Graph gave no answer (refused, timed out, TLS failure, connection cut) after the retries."""
-
-
-class DeltaLinkExpired(EntraError, WatermarkRejectedError):
-    """Raised when Graph no longer accepts a saved delta link; the import falls back to a full one."""
-
 
 #: Graph's error codes for delta state it no longer has (tokens expire after 7 days for directory objects).
 DELTA_STATE_LOST_CODES = frozenset({"syncStateNotFound", "resyncRequired", "syncStateInvalid"})
 
-
-#: What every PEM private key block's header contains (PKCS#8 "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY").
-PEM_PRIVATE_KEY = "PRIVATE KEY-----"
 
 #: Graph's limit of requests in one JSON batch.
 BATCH_LIMIT = 20
@@ -154,220 +73,6 @@ class BatchResult:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
-
-
-class EntraConnectionSettings(BaseModel):
-    """Validated settings of an ``aadsync_entra`` connection (client secret kept as a SecretStr)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    tenant_id: str = Field(min_length=1)
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr | None = None
-    #: Certificate credential instead of a secret: the private key as PEM text (``private_key``: a name Airflow's
-    #: ``redact()`` masks in the UI, the REST API and logs) or a PEM file (``certificate_path``), and its SHA-1
-    #: thumbprint. PEM text and a path are separate fields so a key is never taken for a path and quoted by an OS
-    #: error.
-    private_key: SecretStr | None = None
-    certificate_path: str | None = None
-    thumbprint: str | None = None
-    cloud: Literal["global", "china", "usgov", "usgov-dod"] = "global"
-    authority_host: str | None = None
-    graph_url: str | None = None
-    ca_bundle: str | None = None
-    timeout: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=6, ge=1, le=20)
-    #: The longest Retry-After the hook waits out; a longer one stops the run with GraphThrottledError.
-    max_retry_wait: float = Field(default=300.0, gt=0)
-
-    @field_validator("cloud", mode="before")
-    @classmethod
-    def _known_cloud(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().lower()
-            if value in RETIRED_CLOUDS:
-                raise ValueError(f"cloud {value!r} is refused: {RETIRED_CLOUDS[value]}")
-        return value
-
-    @field_validator("authority_host", "graph_url", mode="before")
-    @classmethod
-    def _https_url(cls, value: Any) -> Any:
-        if isinstance(value, str) and value:
-            if not value.startswith("https://"):
-                raise ValueError(f"must be an https:// URL (msal and Graph require TLS), got {value!r}")
-            return value.rstrip("/")
-        return value or None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_ambiguous_certificate(cls, values: Any) -> Any:
-        """The old ``certificate`` extra held PEM text or a path, guessed by a header: refused, never guessed."""
-        if isinstance(values, dict) and values.get("certificate") not in (None, ""):
-            raise ValueError(
-                "the 'certificate' extra is no longer read (it mixed a private key and a file path): put the PEM "
-                "private key in the 'private_key' extra (masked by Airflow) or the path of a PEM key file in "
-                "'certificate_path', then remove 'certificate'"
-            )
-        return values
-
-    @model_validator(mode="after")
-    def _one_credential(self) -> EntraConnectionSettings:
-        secret = self.client_secret.get_secret_value() if self.client_secret else ""
-        key = self.private_key.get_secret_value() if self.private_key else ""
-        keep_secrets([secret, key])
-        certificate = bool(key) or bool(self.certificate_path)
-        if key and self.certificate_path:
-            raise ValueError("give the private key either as PEM text (private_key) or as a file (certificate_path)")
-        if bool(secret) == certificate:
-            raise ValueError(
-                "give either a client secret (password) or a certificate (private_key or certificate_path, with its "
-                "thumbprint), not both"
-            )
-        if certificate and not self.thumbprint:
-            raise ValueError("a thumbprint is required with a certificate")
-        if key and PEM_PRIVATE_KEY not in key:
-            raise ValueError(
-                "private_key must be the PEM text of the key (a '-----BEGIN ... PRIVATE KEY-----' block); "
-                "for a key file, set certificate_path instead"
-            )
-        if secret and any(secret in (url or "") for url in (self.authority_host, self.graph_url)):
-            raise ValueError("the client secret must not appear in a URL")
-        return self
-
-    def client_credential(self) -> str | dict[str, str]:
-        """What msal takes: the secret, or the certificate's private key and thumbprint.
-
-        :raise EntraError: the ``certificate_path`` file cannot be read or holds no PEM private key; the message
-            names the field and the OS error's name, never the path's text or the file's content.
-        """
-        if self.client_secret and self.client_secret.get_secret_value():
-            return self.client_secret.get_secret_value()
-        assert self.thumbprint is not None
-        key = self.private_key.get_secret_value() if self.private_key else self.read_key_file()
-        return {"private_key": key, "thumbprint": self.thumbprint.replace(":", "")}
-
-    def read_key_file(self) -> str:
-        """The PEM text of the ``certificate_path`` file, registered as a secret before anything else sees it."""
-        assert self.certificate_path is not None
-        try:
-            key = Path(self.certificate_path).read_text(encoding="utf-8")
-        except OSError as error:
-            reason = errno.errorcode.get(error.errno or 0, type(error).__name__)
-            raise EntraError(
-                f"the certificate_path file could not be read: {reason} ({os.strerror(error.errno)})"
-                if error.errno
-                else f"the certificate_path file could not be read: {reason}"
-            ) from None
-        except (UnicodeDecodeError, ValueError):
-            raise EntraError("the certificate_path file is not a PEM text file") from None
-        keep_secret(key)
-        if PEM_PRIVATE_KEY not in key:
-            raise EntraError("the certificate_path file holds no PEM private key ('-----BEGIN ... PRIVATE KEY-----')")
-        return key
-
-    @property
-    def endpoints(self) -> Cloud:
-        cloud = CLOUDS[self.cloud]
-        return Cloud(self.cloud, self.authority_host or cloud.authority_host, self.graph_url or cloud.graph_url)
-
-    @property
-    def authority(self) -> str:
-        return f"{self.endpoints.authority_host}/{self.tenant_id}"
-
-    @property
-    def scope(self) -> str:
-        """Tokens are always asked for the cloud's own Graph resource, also when Graph's URL is overridden."""
-        return f"{CLOUDS[self.cloud].graph_url}/.default"
-
-    @classmethod
-    def from_connection(cls, connection: Connection) -> EntraConnectionSettings:
-        extra = {key: value for key, value in connection.extra_dejson.items() if value not in (None, "")}
-        try:
-            return cls(client_id=connection.login or "", client_secret=connection.password or None, **extra)
-        except ValidationError as error:
-            problems = describe_validation_error(error)
-            raise EntraError(f"connection {connection.conn_id!r} is not usable: {problems}") from None
-
-
-class _PinnedCASession(requests.Session):
-    """A requests session for msal whose CA bundle wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE.
-
-    requests lets those environment variables replace a session's ``verify``; with a private CA (an on-premises
-    proxy, the Graph emulator) that would silently trust the wrong bundle and fail, or worse, the reverse.
-    """
-
-    def __init__(self, ca_bundle: str, timeout: float):
-        super().__init__()
-        self.verify = ca_bundle
-        self.timeout = timeout
-        # as msal's own session does: one retry on connection errors
-        self.mount("https://", requests.adapters.HTTPAdapter(max_retries=1))
-
-    def request(self, method, url, *args, **kwargs):  # type: ignore[no-untyped-def,override]
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, *args, **kwargs)
-
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        settings["verify"] = self.verify
-        return settings
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds (what Graph sends) or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max((when - dt.datetime.now(dt.UTC)).total_seconds(), 0.0)
-
-
-def _retry_after(state: RetryCallState) -> float:
-    """Honour Graph's Retry-After exactly; otherwise back off exponentially with jitter."""
-    error = state.outcome.exception() if state.outcome else None
-    if isinstance(error, GraphError) and error.retry_after is not None:
-        return error.retry_after
-    return wait_random_exponential(multiplier=0.5, max=30)(state)
-
-
-def _retryable(error: BaseException) -> bool:
-    if isinstance(error, GraphThrottledError):
-        return False
-    if isinstance(error, GraphMalformedAnswerError):  # a cut-off read may read whole next time; a write is not resent
-        return error.method == "GET"
-    if isinstance(error, GraphError):
-        return error.status in RETRYABLE_STATUSES
-    return isinstance(error, httpx.TransportError) and not _certificate_rejected(error)
-
-
-def _certificate_rejected(error: BaseException) -> bool:
-    """Whether TLS refused the server's certificate (httpx → httpcore → ssl): the next attempt would fail alike."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
-
-
-#: Transport errors raised before the request reached Graph: sending again cannot do anything twice.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-def _retryable_when_sent_once(error: BaseException) -> bool:
-    """For writes that are not idempotent: a dropped connection after sending is not retried blindly."""
-    if isinstance(error, httpx.TransportError):
-        return isinstance(error, _NOT_SENT) and _retryable(error)
-    return _retryable(error)
 
 
 class EntraHook(BaseHook):
@@ -414,7 +119,7 @@ class EntraHook(BaseHook):
                 authority=settings.authority,
                 validate_authority=microsoft,
                 instance_discovery=microsoft,
-                http_client=_PinnedCASession(settings.ca_bundle, settings.timeout) if settings.ca_bundle else None,
+                http_client=PinnedCASession(settings.ca_bundle, settings.timeout) if settings.ca_bundle else None,
                 timeout=settings.timeout,
             )
         except ValueError as error:  # msal raises ValueError when tenant discovery fails
@@ -480,8 +185,8 @@ class EntraHook(BaseHook):
         """
         self._check_host(url)
         retrying = Retrying(
-            retry=retry_if_exception(_retryable if resend_if_unknown else _retryable_when_sent_once),
-            wait=_retry_after,
+            retry=retry_if_exception(retryable if resend_if_unknown else retryable_when_sent_once),
+            wait=retry_wait,
             stop=stop_after_attempt(self.settings.max_attempts),
             reraise=True,
             before_sleep=self._count_retry,

@@ -11,7 +11,8 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings, run_ad_export
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under
 from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConfigurationError, ActiveDirectoryHook
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
+from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConfigurationError
 from airflow_provider_aadsync.operators.base import StoreLocation, run_recorded_step, templated_flag, templated_int
 from airflow_provider_aadsync.operators.entra_export import (
     COMPLETED_EXPORT_RESULTS,

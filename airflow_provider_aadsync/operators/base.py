@@ -13,7 +13,7 @@ from airflow_provider_aadsync.engine.rules import RuleLoadError
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.secrets import scrub, scrub_value
 from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConfigurationError
+from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConfigurationError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -28,8 +28,10 @@ from aadsync_devkit.world.fixtures import cached_seeded_dc
 from aadsync_devkit.world.postgres import LocalPostgres, PostgresNotInstalledError
 from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, ADConnectionSettings
-from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
+from airflow_provider_aadsync.hooks.active_directory_settings import ADConnectionSettings
+from airflow_provider_aadsync.hooks.entra import EntraHook
+from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
 
 
 def settings_for(dc: SambaDC, **overrides) -> ADConnectionSettings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aadsync_devkit.tls import make_ca_and_server_cert
-from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConnectionError
+from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConnectionError
 from tests.integration.conftest import hook_for
 
 pytestmark = pytest.mark.integration

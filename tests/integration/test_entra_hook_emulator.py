@@ -9,11 +9,10 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 
-from airflow_provider_aadsync.hooks.entra import (
-    BatchRequest,
+from airflow_provider_aadsync.hooks.entra import BatchRequest, EntraHook
+from airflow_provider_aadsync.hooks.entra_settings import (
     EntraAuthError,
     EntraConnectionSettings,
-    EntraHook,
     GraphError,
     GraphUnreachableError,
 )

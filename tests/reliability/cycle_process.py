@@ -23,8 +23,10 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettin
 from airflow_provider_aadsync.engine.store import Store, lock
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, ADConnectionSettings
-from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
+from airflow_provider_aadsync.hooks.active_directory_settings import ADConnectionSettings
+from airflow_provider_aadsync.hooks.entra import EntraHook
+from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
 from airflow_provider_aadsync.operators.ad_export import ad_export_settings, export_to_ad
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
 from airflow_provider_aadsync.operators.entra_export import export_to_entra

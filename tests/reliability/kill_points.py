@@ -118,13 +118,15 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ad_hook(spec: dict[str, Any]):
-    from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, ADConnectionSettings
+    from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
+    from airflow_provider_aadsync.hooks.active_directory_settings import ADConnectionSettings
 
     return ActiveDirectoryHook(settings=ADConnectionSettings.from_fields(name="of the test DC", **spec["ad"]))
 
 
 def _entra_hook(spec: dict[str, Any]):
-    from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
+    from airflow_provider_aadsync.hooks.entra import EntraHook
+    from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
 
     return EntraHook(settings=EntraConnectionSettings(**spec["entra"]))
 

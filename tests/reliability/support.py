@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from aadsync_devkit.graph_emulator.server import EmulatorServer
 from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.engine.store import Store, tables
-from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
+from airflow_provider_aadsync.hooks.entra import EntraHook
+from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
 from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, trust
 from tests.reliability.kill_points import run_killed
 

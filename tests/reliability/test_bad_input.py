@@ -53,7 +53,8 @@ from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
-from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
+from airflow_provider_aadsync.hooks.entra import EntraHook
+from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
 from tests.support.world import ad_group, ad_user, import_full
 
 SHIPPED_FILES = sorted(DEFAULT_RULES_DIR.glob("*.yaml"))
@@ -529,8 +530,8 @@ def test_generated_connection_extras_give_settings_or_one_clear_error(soak):
     """Both connection types, with generated fields and extras (wrong types, unknown keys, hostile text, bad URLs,
     missing files, nested values): valid settings or the hook's own configuration error, which never quotes the
     password, client secret or private key it was given."""
-    from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryError, ADConnectionSettings
-    from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraError
+    from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryError, ADConnectionSettings
+    from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings, EntraError
 
     @examples(soak, 150)
     @given(

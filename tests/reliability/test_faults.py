@@ -24,7 +24,8 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettin
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.hooks.entra import EntraAuthError, EntraConnectionSettings, EntraHook, GraphError
+from airflow_provider_aadsync.hooks.entra import EntraHook
+from airflow_provider_aadsync.hooks.entra_settings import EntraAuthError, EntraConnectionSettings, GraphError
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
 from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, hook_for, trust
 from tests.reliability.support import (

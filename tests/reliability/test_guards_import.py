@@ -14,7 +14,7 @@ from aadsync_devkit.world.airflow_runs import task_states
 from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.engine.runs.import_guard import STOPPED_DELETION_THRESHOLD
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
-from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConnectionError
+from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConnectionError
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
 from tests.integration.conftest import hook_for
 

@@ -22,7 +22,8 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettin
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraError, EntraHook
+from airflow_provider_aadsync.hooks.entra import EntraHook
+from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings, EntraError
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
 from tests.integration.conftest import hook_for
 from tests.reliability.support import (

@@ -32,8 +32,8 @@ from aadsync_devkit.graph_emulator.state import EmulatorState
 from aadsync_devkit.world import samba as devenv_samba
 from aadsync_devkit.world.graph import DEV_CLIENT_ID, DEV_CLIENT_SECRET, DEV_TENANT_ID
 from aadsync_devkit.world.seed import MAIL_DOMAIN
-from airflow_provider_aadsync.hooks.active_directory import ADConnectionSettings
-from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings
+from airflow_provider_aadsync.hooks.active_directory_settings import ADConnectionSettings
+from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")  # starlette notice

@@ -81,7 +81,8 @@ def _seed_cloud(emulator: LocalGraphEmulator, anchors: list[str]) -> str:
 
 
 def bench_writeback(members: int, home: Path) -> dict[str, Any]:
-    from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, ADConnectionSettings
+    from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
+    from airflow_provider_aadsync.hooks.active_directory_settings import ADConnectionSettings
 
     results: dict[str, Any] = {"members": members}
     cached = seeded_cache_path(users=members, groups=0).exists()

@@ -148,7 +148,8 @@ class LocalGraphEmulator:
         """An EntraHook on the dev tenant of this emulator, for tools in this process (benchmarks)."""
         from airflow.sdk import Connection
 
-        from airflow_provider_aadsync.hooks.entra import EntraConnectionSettings, EntraHook
+        from airflow_provider_aadsync.hooks.entra import EntraHook
+        from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
 
         info = self.connection_info()
         connection = Connection(conn_id=conn_id, **{**info, "extra": json.dumps(info["extra"])})

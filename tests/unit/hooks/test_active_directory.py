@@ -5,11 +5,11 @@ import json
 import pytest
 from airflow.sdk import Connection
 
-from airflow_provider_aadsync.hooks.active_directory import (
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
+from airflow_provider_aadsync.hooks.active_directory_settings import (
     ActiveDirectoryConfigurationError,
     ActiveDirectoryConnectionError,
     ActiveDirectoryError,
-    ActiveDirectoryHook,
     ADConnectionSettings,
     RangedReadError,
 )

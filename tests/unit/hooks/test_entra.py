@@ -9,14 +9,14 @@ import pytest
 from airflow.sdk import Connection
 
 from airflow_provider_aadsync.engine.runs.source import BatchRequest
-from airflow_provider_aadsync.hooks.entra import (
+from airflow_provider_aadsync.hooks.entra import EntraHook
+from airflow_provider_aadsync.hooks.entra_settings import (
     EntraConnectionSettings,
     EntraError,
-    EntraHook,
     GraphError,
     GraphUnreachableError,
-    parse_retry_after,
 )
+from airflow_provider_aadsync.hooks.entra_transport import parse_retry_after
 
 SECRET = "Cl1ent-Secret-Value~xyz"
 

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutcomeUnknownError
-from airflow_provider_aadsync.hooks.entra import (
+from airflow_provider_aadsync.hooks.entra import EntraHook
+from airflow_provider_aadsync.hooks.entra_settings import (
     EntraConnectionSettings,
-    EntraHook,
     GraphMalformedAnswerError,
     GraphThrottledError,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryConfigurationError
+from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConfigurationError
 from airflow_provider_aadsync.operators.ad_export import ADExportOperator, ad_export_settings, check_holding_ou
 from airflow_provider_aadsync.operators.sync import SyncOperator, load_rules_for
 
