@@ -51,7 +51,10 @@ PERMISSIVE_MODIFY_OID = "1.2.840.113556.1.4.1413"
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 
 #: Objects the import reads. Tombstones keep objectClass (not objectCategory), so DirSync filters on it alone.
-IMPORT_FILTER = "(|(objectClass=user)(objectClass=group)(objectClass=contact)(objectClass=organizationalUnit))"
+IMPORT_FILTER = (
+    "(|(objectClass=user)(objectClass=group)(objectClass=contact)(objectClass=organizationalUnit)"
+    "(objectClass=foreignSecurityPrincipal))"
+)
 #: Matches nothing: a DirSync with it returns no entries, only a cookie for "now".
 _EMPTY_FILTER = "(&(objectClass=group)(objectClass=organizationalUnit))"
 _RANGED_ATTRIBUTES = ("member",)

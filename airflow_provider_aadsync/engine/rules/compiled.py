@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from airflow_provider_aadsync.engine.connectors.kinds import inbound_rule_applies
 from airflow_provider_aadsync.engine.rules.errors import RuleSetError
 from airflow_provider_aadsync.engine.rules.flows import (
     FlowResult,
@@ -337,12 +338,18 @@ class RuleSet:
         def matches(value: str, wanted: str | None) -> bool:
             return wanted is None or value.casefold() == wanted.casefold()
 
+        def reads(rule_connector: str) -> bool:
+            # Inbound rules written for a kind (``ad``) read every connector of it (``ad_fabrikam``): kinds.py.
+            if connector is None or direction is not Direction.INBOUND:
+                return matches(rule_connector, connector)
+            return inbound_rule_applies(rule_connector, connector)
+
         return tuple(
             rule
             for rule in self.rules
             if rule.enabled
             and rule.direction is direction
-            and matches(rule.connector, connector)
+            and reads(rule.connector)
             and matches(rule.source_object_type, source_object_type)
             and matches(rule.target_object_type, target_object_type)
         )

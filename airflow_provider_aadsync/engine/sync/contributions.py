@@ -34,7 +34,8 @@ def resolve_attribute(entries: Mapping[str, Contribution]) -> tuple[list[Any] | 
     """The value of one attribute and the contributor that decided it (None when nobody contributes)."""
     if not entries:
         return [], None
-    ordered = sorted(entries.items(), key=lambda item: (item[1][0], item[0]))
+    # Equal precedence (one rule read by two forests): the connector whose name sorts first wins, then the rule.
+    ordered = sorted(entries.items(), key=lambda item: (item[1][0], contributor_connector(item[0]), item[0]))
     winner, (_precedence, merge, values) = ordered[0]
     if values == REFERENCE_MARKER:
         return REFERENCE_MARKER, winner

@@ -37,6 +37,10 @@ from airflow_provider_aadsync.engine.sync.schema import cell_values
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
+#: Connector-space objects that may join a metaverse object another object of their connector space has joined:
+#: foreign security principals (a member from another forest; group references resolve through their link).
+SHARED_JOIN_TYPE = "foreignSecurityPrincipal"
+
 
 class Joins:
     """Links and unlinks connector-space objects and metaverse objects for one sync pass."""
@@ -100,6 +104,13 @@ class Joins:
                         )
                         continue
                     target = next(iter(found))
+                    if compiled.rule.source_object_type.casefold() == SHARED_JOIN_TYPE.casefold():
+                        # A foreign security principal only stands for a member from another forest: it may join a
+                        # person this forest also has (same-person rules), so it neither takes nor needs the slot.
+                        mv_ids[anchor] = target
+                        new_links.append(self.link_row(anchor, target, compiled, "join"))
+                        self.state.counters["joins"] += 1
+                        continue
                     if taken is None:
                         taken = self._mv_ids_linked_here()
                     holder = taken.get(target)
@@ -160,7 +171,11 @@ class Joins:
 
     def _mv_ids_linked_here(self) -> dict[int, str]:
         """Metaverse objects that already have a link from this connector, and the anchor linked."""
-        query = sa.select(link.c.mv_id, link.c.anchor).where(link.c.connector == self.state.connector)
+        query = (
+            sa.select(link.c.mv_id, link.c.anchor)
+            .join(cs_object, sa.and_(cs_object.c.connector == link.c.connector, cs_object.c.anchor == link.c.anchor))
+            .where(link.c.connector == self.state.connector, cs_object.c.object_type != SHARED_JOIN_TYPE)
+        )
         return dict(self.state.connection.execute(query).all())
 
     def _allocate_mv_ids(self, count: int) -> list[int]:
@@ -230,7 +245,7 @@ class Joins:
             row = loaded.get(mv_id)
             if row is None:
                 continue
-            if not (survivors.get(mv_id, set()) & self.state.authoritative.get(row["type"], set())):
+            if not self.state.keeps_alive(row["type"], survivors.get(mv_id, set())):
                 orphans.append(mv_id)
                 continue
             entry = mv_updates.setdefault(mv_id, row)

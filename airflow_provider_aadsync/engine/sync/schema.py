@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from airflow_provider_aadsync.engine.connectors.kinds import connector_kind
+
 Converter = Callable[[Any], Any]
 
 
@@ -203,6 +205,7 @@ ACTIVE_DIRECTORY = ConnectorSchema(
         "objectguid": guid_bytes,
         "ms-ds-consistencyguid": guid_bytes,
         "objectsid": sid_bytes,
+        "msexchmasteraccountsid": sid_bytes,
         "useraccountcontrol": integer,
         "grouptype": integer,
         "msexchrecipienttypedetails": integer,
@@ -222,7 +225,11 @@ DEFAULT_SCHEMAS: dict[str, ConnectorSchema] = {"ad": ACTIVE_DIRECTORY, "entra": 
 
 
 def schema_for(connector: str, schemas: Mapping[str, ConnectorSchema] | None = None) -> ConnectorSchema:
-    found = (schemas or DEFAULT_SCHEMAS).get(connector)
+    """The schema of ``connector``: by its name, else by its kind (``ad_fabrikam`` is read as ``ad``, kinds.py)."""
+    known = schemas or DEFAULT_SCHEMAS
+    found = known.get(connector)
+    if found is None and (kind := connector_kind(connector)) is not None:
+        found = known.get(kind)
     if found is None:
         return ConnectorSchema(reference_attributes=frozenset())
     return found

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from airflow_provider_aadsync.engine.connectors.kinds import inbound_rule_applies
 from airflow_provider_aadsync.engine.rules import CompiledRule, RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
 from airflow_provider_aadsync.engine.store import Store
@@ -73,6 +74,12 @@ class SyncPass:
         self.tombstones: list[str] = []
         #: anchor → DN of the current batch, for per-object errors.
         self.batch_dns: dict[str, str] = {}
+
+    def keeps_alive(self, mv_type: str, connectors: set[str]) -> bool:
+        """Does a link from one of ``connectors`` keep a metaverse object of ``mv_type`` alive? Yes when a projecting
+        rule reads that connector (by name, or by kind: ``ad`` rules project ``ad_fabrikam`` objects too)."""
+        projecting = self.authoritative.get(mv_type, set())
+        return any(inbound_rule_applies(rule, connector) for rule in projecting for connector in connectors)
 
     def error(self, anchor: str | None, dn: str | None, code: str, message: str) -> None:
         """Record a per-object error (and in the trace when previewing); the pass goes on."""

@@ -5,6 +5,7 @@ import uuid
 import pytest
 
 from airflow_provider_aadsync.engine.connectors.ad.entries import (
+    DEFAULT_AD_ATTRIBUTES,
     EntryDecoder,
     classify,
     parse_extended_dn,
@@ -52,6 +53,7 @@ def test_split_range_option():
         (["top", "person", "organizationalPerson", "contact"], "contact"),
         (["top", "organizationalUnit"], "organizationalUnit"),
         (["top", "container"], None),
+        (["top", "foreignSecurityPrincipal"], "foreignSecurityPrincipal"),
     ],
 )
 def test_classify(classes, expected):
@@ -114,6 +116,17 @@ class TestEntryDecoder:
         assert "jpegPhoto" in str(caught.value)
         assert caught.value.dn == "CN=Alice,DC=corp,DC=test"
         assert caught.value.code == "undecodable-value"
+
+    def test_linked_mailbox_master_sid_is_decoded_like_object_sid(self):
+        """msExchMasterAccountSid (a linked mailbox's owner in another forest) joins on objectSid: same text form."""
+        sid = bytes.fromhex("010500000000000515000000a1b2c3d4a1b2c3d4a1b2c3d451040000")
+        raw = {"objectGUID": [GUID.bytes_le], "objectClass": [b"user"], "msExchMasterAccountSid": [sid]}
+        obj = EntryDecoder().decode(extended(GUID, "CN=Mailbox,DC=fabrikam,DC=test"), raw, partial=False)
+        assert obj.attrs["msExchMasterAccountSid"] == ["S-1-5-21-3569595041-3569595041-3569595041-1105"]
+        assert "msExchMasterAccountSid" in DEFAULT_AD_ATTRIBUTES
+        bad = {**raw, "msExchMasterAccountSid": [b"\x01\x05"]}
+        with pytest.raises(ObjectDecodeError, match="not a SID"):
+            EntryDecoder().decode(extended(GUID, "CN=Mailbox,DC=fabrikam,DC=test"), bad, partial=False)
 
     def test_binary_attribute_kept_as_base64(self):
         raw = {"objectGUID": [GUID.bytes_le], "objectClass": [b"user"], "jpegPhoto": [b"\xff\xd8\xff"]}

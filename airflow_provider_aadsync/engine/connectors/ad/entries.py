@@ -50,6 +50,8 @@ DEFAULT_AD_ATTRIBUTES: tuple[str, ...] = (
     "userAccountControl",
     "isCriticalSystemObject",
     "msExchRecipientTypeDetails",
+    # A linked mailbox's owner in the account forest (its objectSid): the resource forest's join key.
+    "msExchMasterAccountSid",
     "mS-DS-ConsistencyGuid",
     "groupType",
     "adminDescription",
@@ -67,7 +69,7 @@ DEFAULT_BINARY_ATTRIBUTES: frozenset[str] = frozenset(
     {"thumbnailphoto", "usercertificate", "jpegphoto", "msexchmailboxguid", "msds-generationid"}
 )
 _GUID_ATTRIBUTES = frozenset({"objectguid", "ms-ds-consistencyguid"})
-_SID_ATTRIBUTES = frozenset({"objectsid", "securityidentifier", "sidhistory"})
+_SID_ATTRIBUTES = frozenset({"objectsid", "securityidentifier", "sidhistory", "msexchmasteraccountsid"})
 
 _EXTENDED_DN = re.compile(r"^(?:<(?P<kind>GUID|SID|WKGUID)=(?P<value>[^>]*)>;)")
 _RANGE_OPTION = re.compile(r"^(?P<name>[^;]+);range=(?P<low>\d+)-(?P<high>\d+|\*)$", re.IGNORECASE)
@@ -146,6 +148,8 @@ def classify(object_classes: Iterable[str]) -> str | None:
         return "user"
     if "organizationalunit" in classes:
         return "organizationalUnit"
+    if "foreignsecurityprincipal" in classes:  # a member from another forest: joined by its objectSid
+        return "foreignSecurityPrincipal"
     return None
 
 

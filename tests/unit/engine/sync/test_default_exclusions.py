@@ -22,8 +22,11 @@ FILTERED_RECIPIENT_TYPES = {
     "MailboxPlan": 0x1000000,
     "DiscoveryMailbox": 0x20000000,
 }
-# Recipient types that stay: user, linked, shared, room and equipment mailboxes, mail user, remote user mailbox.
-KEPT_RECIPIENT_TYPES = {"UserMailbox": 1, "LinkedMailbox": 2, "SharedMailbox": 4, "RoomMailbox": 16, "MailUser": 128}
+# Recipient types that stay: user, shared, room and equipment mailboxes, mail user, remote user mailbox.
+KEPT_RECIPIENT_TYPES = {"UserMailbox": 1, "SharedMailbox": 4, "RoomMailbox": 16, "MailUser": 128}
+# A linked mailbox (2) is its owner's mailbox in another forest: never projected on its own, it only joins its owner
+# (tests/unit/engine/sync/test_forests.py); without the owner in the metaverse it stays a disconnector.
+LINKED_MAILBOX = 2
 ROLE_GROUP = 0x40000000
 
 
@@ -74,6 +77,7 @@ USERS = [
         ad_user(200 + n, f"type-{name}", msExchRecipientTypeDetails=str(value))
         for n, (name, value) in enumerate(KEPT_RECIPIENT_TYPES.items())
     ],
+    ad_user(300, "type-LinkedMailbox", msExchRecipientTypeDetails=str(LINKED_MAILBOX)),
 ]
 GROUPS = [
     ad_group(50, "Staff", members=[1]),

@@ -1,0 +1,116 @@
+"""Two AD forests through the shipped rules: the resource forest ``ad_fabrikam`` gets the ``ad`` rules and schema,
+its linked mailbox joins its owner (mail attributes, no sourceAnchor, no projection), a foreign security principal
+member resolves to the account forest's person, and the optional same-person rule joins users by mail."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_aadsync.engine.connectors.kinds import connector_kind, inbound_rule_applies
+from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR
+from airflow_provider_aadsync.engine.runs.source import SourceObject
+from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.schema import ACTIVE_DIRECTORY, schema_for
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.support.world import ad_group, ad_user, guid, immutable_id, import_full, links, metaverse, mv_by, mv_members
+
+SAME_PERSON = DEFAULT_RULES_DIR.parent / "optional" / "join-same-person.yaml"
+FABRIKAM = "DC=fabrikam,DC=example"
+
+
+def sid(rid: int) -> str:
+    return f"S-1-5-21-1111111111-2222222222-3333333333-{rid}"
+
+
+def fsp(n: int, member_sid: str) -> SourceObject:
+    """A foreign security principal as AD makes it when a group gets a member from another forest."""
+    return SourceObject(
+        anchor=guid(n),
+        dn=f"CN={member_sid},CN=ForeignSecurityPrincipals,{FABRIKAM}",
+        object_type="foreignSecurityPrincipal",
+        attrs={"objectGUID": [guid(n)], "objectSid": [member_sid], "cn": [member_sid]},
+    )
+
+
+CORP = [
+    ad_user(1, "owner1", objectSid=sid(1101)),
+    ad_user(2, "shared1", objectSid=sid(1102), mail="shared1@example.test"),
+]
+RESOURCE = [
+    ad_user(
+        11,
+        "fab.mailbox1",
+        disabled=True,
+        userPrincipalName="fab.mailbox1@fabrikam.example",
+        mail="owner1@example.test",
+        proxyAddresses=["SMTP:owner1@example.test"],
+        msExchRecipientTypeDetails="2",
+        msExchMasterAccountSid=sid(1101),
+        objectSid=sid(5001),
+    ),
+    ad_user(12, "fab.shared1", userPrincipalName="fab.shared1@fabrikam.example", mail="SHARED1@example.test"),
+    ad_user(13, "fab.only1", userPrincipalName="fab.only1@fabrikam.example", objectSid=sid(5003)),
+    fsp(14, sid(1102)),
+    ad_group(15, "Fabrikam Staff", members=[13, 14]),
+]
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
+        yield opened
+
+
+def sync_both(store: Store, rules) -> None:
+    import_full(store, "ad", CORP)
+    import_full(store, "ad_fabrikam", RESOURCE)
+    for connector in ("ad", "ad_fabrikam"):  # the account forest first, as the rules' header says
+        result = run_sync(store, rules, connector=connector, mode="full")
+        assert result.result == "success", result
+
+
+def test_every_ad_connector_gets_the_ad_rules_and_schema():
+    rules = load_sync_rules()
+    assert [r.name for r in rules.inbound("ad_fabrikam")] == [r.name for r in rules.inbound("ad")]
+    assert rules.outbound("ad_fabrikam") == ()  # exports are never widened to another forest
+    assert schema_for("ad_fabrikam") is ACTIVE_DIRECTORY
+    assert schema_for("fabrikam").typed == {}  # not an AD name: no AD schema
+    assert connector_kind("AD-emea") == "ad" and connector_kind("adfs") is None
+    assert inbound_rule_applies("ad", "ad_fabrikam") and not inbound_rule_applies("ad_fabrikam", "ad")
+
+
+def test_linked_mailbox_joins_its_owner_and_fsp_members_resolve(store):
+    sync_both(store, load_sync_rules())
+    owner_id, owner = mv_by(store, "accountName", "owner1")
+    # The mailbox joined (not projected) and brought its mail attributes; the owner keeps its own sourceAnchor.
+    assert links(store, "ad_fabrikam")[("ad_fabrikam", guid(11))] == (owner_id, "join")
+    assert owner["mail"] == ["owner1@example.test"]
+    assert owner["proxyAddresses"] == ["SMTP:owner1@example.test"]
+    assert owner["sourceAnchor"] == [immutable_id(guid(1))]
+    assert owner["userPrincipalName"] == ["owner1@corp.example"]
+    assert not any("fab.mailbox1" in attrs.get("accountName", []) for attrs in metaverse(store).values())
+
+    # The FSP joined the account forest's person; the resource group's members are that person and fab.only1.
+    shared_id, _ = mv_by(store, "accountName", "shared1")
+    assert links(store, "ad_fabrikam")[("ad_fabrikam", guid(14))] == (shared_id, "join")
+    _group_id, group = mv_by(store, "accountName", "Fabrikam Staff")
+    only_id, _ = mv_by(store, "accountName", "fab.only1")
+    assert mv_members(store, _group_id) == {shared_id, only_id}
+    # Without the optional rule, the two forests' "shared1" stay two people.
+    assert sum(1 for a in metaverse(store).values() if a.get("givenName") == ["Given12"]) == 1
+    assert len([a for a in metaverse(store).values() if a["type"] == "person"]) == 4
+    assert group["displayName"] == ["Fabrikam Staff"]
+
+
+def test_same_person_rule_joins_across_forests_by_mail(store):
+    rules = load_sync_rules([str(DEFAULT_RULES_DIR), str(SAME_PERSON)])
+    sync_both(store, rules)
+    shared_id, shared = mv_by(store, "accountName", "shared1")  # the first forest's values win ties
+    assert links(store, "ad_fabrikam")[("ad_fabrikam", guid(12))] == (shared_id, "join")
+    assert shared["sourceAnchor"] == [immutable_id(guid(2))]
+    assert len([a for a in metaverse(store).values() if a["type"] == "person"]) == 3
+    # The FSP joins the same person as fab.shared1 (it stands for a member, it takes no slot): members still resolve.
+    assert links(store, "ad_fabrikam")[("ad_fabrikam", guid(14))] == (shared_id, "join")
+    group_id, _ = mv_by(store, "accountName", "Fabrikam Staff")
+    assert mv_members(store, group_id) == {shared_id, mv_by(store, "accountName", "fab.only1")[0]}
