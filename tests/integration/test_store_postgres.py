@@ -30,10 +30,10 @@ from airflow_provider_aadsync.engine.store import (
     run_error,
     schema_version,
 )
-from tests.support.fakes import NC, FakeDirectory, guid  # noqa: F401
-from tests.unit.engine import test_ad_import as unit
-from tests.unit.engine.test_ad_import import ATTRS, directory, members, rows  # noqa: F401
-from tests.unit.engine.test_store import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
+from tests.support.fakes import ATTRS, NC, FakeDirectory, guid  # noqa: F401
+from tests.unit.engine.connectors.ad import test_reader as unit
+from tests.unit.engine.connectors.ad.test_reader import directory, members, rows  # noqa: F401
+from tests.unit.engine.store.test_store import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
     check_write_columns,
     test_expired_lock_is_taken_over,
     test_lock_excludes_other_holders_but_not_the_same_one,

@@ -208,7 +208,8 @@ def test_the_ad_import_reads_every_attribute_the_rules_need_whatever_the_connect
 
 def test_the_guards_count_the_same_on_postgresql(pg_store):
     """The counting is SQL over the plan: the same answers on PostgreSQL (case-sensitive LIKE, integer division)."""
-    from tests.unit.engine.test_export_guards import add_group, stage_removes, world_with_cloud_twins
+    from tests.support.plans import add_group, stage_removes
+    from tests.support.world import world_with_cloud_twins
 
     rules = world_with_cloud_twins(pg_store, 3)
     import_delta(pg_store, "ad", [ad_user(1, disabled=True), ad_user(2, disabled=True)])

@@ -24,6 +24,8 @@ from airflow_provider_aadsync.engine.runs.source import BatchRequest, WatermarkR
 
 # ================================================================================================ AD: the reader
 NC = "DC=corp,DC=test"
+#: The attributes the AD import tests ask FakeDirectory for.
+ATTRS = ["objectGUID", "objectClass", "displayName", "member"]
 
 
 def guid(n: int) -> uuid.UUID:

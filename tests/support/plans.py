@@ -122,3 +122,40 @@ def open_plan(store: Store, connector: str) -> tuple[dict[str, dict[str, Any]], 
         row.anchor: {"operation": row.operation, "state": row.state, "last_error": row.last_error} for row in rows
     }
     return objects, references
+
+
+# ------------------------------------------------------------------------- groups for the mass-change guards
+def add_group(store: Store, connector: str, anchor: str, name: str, members: int, attribute: str) -> None:
+    """A group in the connector space with ``members`` member rows (m0 … m<members-1>)."""
+    now = utcnow()
+    with store.transaction() as connection:
+        connection.execute(
+            sa.insert(cs_object).values(
+                connector=connector, anchor=anchor, dn=f"CN={name},OU=Groups,DC=corp,DC=example",
+                object_type="group", attrs=json.dumps({"displayName": [name]}), attrs_hash="x", refs_hash="0",
+                is_deleted=False, updated_at=now,
+            )
+        )  # fmt: skip
+        store.insert_chunked(
+            connection,
+            cs_reference,
+            [{"connector": connector, "anchor": anchor, "attribute": attribute, "target_anchor": f"m{i}"}
+             for i in range(members)],
+        )  # fmt: skip
+
+
+def stage_removes(store: Store, connector: str, anchor: str, count: int, attribute: str, first: int = 0) -> None:
+    now = utcnow()
+    with store.transaction() as connection:
+        connection.execute(
+            sa.insert(pending_export).values(
+                connector=connector, anchor=anchor, object_type="group", dn=anchor, operation="update",
+                changes="{}", state="pending", attempts=0, created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+        store.insert_chunked(
+            connection,
+            pending_export_reference,
+            [{"connector": connector, "anchor": anchor, "attribute": attribute, "target_anchor": f"m{i}",
+              "operation": "remove", "state": "pending"} for i in range(first, first + count)],
+        )  # fmt: skip

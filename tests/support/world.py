@@ -26,6 +26,8 @@ from airflow_provider_aadsync.engine.store import (
     pending_export,
     pending_export_reference,
 )
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 
 BASE = "DC=corp,DC=example"
 
@@ -183,3 +185,19 @@ def confirm_group(store: Store, anchor: str, member_anchors: Sequence[str]) -> N
                 for target in member_anchors
             ],
         )
+
+
+def world_with_cloud_twins(store: Store, users: int) -> Any:
+    """AD users synced and joined to enabled cloud twins (as after an export and its confirming import)."""
+    rules = load_sync_rules()
+    import_full(store, "ad", [ad_user(n) for n in range(1, users + 1)])
+    twins = [
+        entra_user(f"cloud-{n}", f"user{n}@corp.example", immutable_id(guid(n)), accountEnabled=True,
+                   displayName=f"User {n}", givenName=f"Given{n}", surname=f"Surname{n}", mailNickname=f"user{n}")
+        for n in range(1, users + 1)
+    ]  # fmt: skip
+    import_full(store, "entra", twins)
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+    assert exports(store) == {}
+    return rules

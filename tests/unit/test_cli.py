@@ -88,7 +88,7 @@ def test_export_guard_flags_reach_the_export_and_a_stop_says_which_flag_confirms
     import json
 
     from airflow_provider_aadsync.engine.store import Store
-    from tests.unit.engine.test_export_guards import add_group, stage_removes
+    from tests.support.plans import add_group, stage_removes
 
     monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
     monkeypatch.setenv(

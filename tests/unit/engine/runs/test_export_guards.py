@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -21,15 +20,19 @@ from airflow_provider_aadsync.engine.runs.export_guards import (
 from airflow_provider_aadsync.engine.runs.export_run import run_export
 from airflow_provider_aadsync.engine.store import (
     Store,
-    cs_object,
-    cs_reference,
     pending_export,
-    pending_export_reference,
     utcnow,
 )
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.world import ad_user, entra_user, exports, guid, immutable_id, import_delta, import_full
+from tests.support.plans import add_group, stage_removes
+from tests.support.world import (
+    ad_user,
+    exports,
+    import_delta,
+    import_full,
+    world_with_cloud_twins,
+)
 
 
 @pytest.fixture
@@ -66,42 +69,6 @@ def export(store: Store, settings, connector: str = "entra", command: str = "exp
 
 
 # ------------------------------------------------------------------------------------------------ a plan by hand
-def add_group(store: Store, connector: str, anchor: str, name: str, members: int, attribute: str) -> None:
-    """A group in the connector space with ``members`` member rows (m0 … m<members-1>)."""
-    now = utcnow()
-    with store.transaction() as connection:
-        connection.execute(
-            sa.insert(cs_object).values(
-                connector=connector, anchor=anchor, dn=f"CN={name},OU=Groups,DC=corp,DC=example",
-                object_type="group", attrs=json.dumps({"displayName": [name]}), attrs_hash="x", refs_hash="0",
-                is_deleted=False, updated_at=now,
-            )
-        )  # fmt: skip
-        store.insert_chunked(
-            connection,
-            cs_reference,
-            [{"connector": connector, "anchor": anchor, "attribute": attribute, "target_anchor": f"m{i}"}
-             for i in range(members)],
-        )  # fmt: skip
-
-
-def stage_removes(store: Store, connector: str, anchor: str, count: int, attribute: str, first: int = 0) -> None:
-    now = utcnow()
-    with store.transaction() as connection:
-        connection.execute(
-            sa.insert(pending_export).values(
-                connector=connector, anchor=anchor, object_type="group", dn=anchor, operation="update",
-                changes="{}", state="pending", attempts=0, created_at=now, updated_at=now,
-            )
-        )  # fmt: skip
-        store.insert_chunked(
-            connection,
-            pending_export_reference,
-            [{"connector": connector, "anchor": anchor, "attribute": attribute, "target_anchor": f"m{i}",
-              "operation": "remove", "state": "pending"} for i in range(first, first + count)],
-        )  # fmt: skip
-
-
 # ---------------------------------------------------------------------------------------------------- disables
 def test_what_counts_as_a_disable():
     assert _disables({"accountEnabled": [False]}, {"accountEnabled": [True]})
@@ -114,22 +81,6 @@ def test_what_counts_as_a_disable():
     assert not _disables({"userAccountControl": ["66050"]}, {"userAccountControl": ["514"]})
     assert not _disables({"userAccountControl": ["512"]}, {"userAccountControl": ["514"]})
     assert not _disables({"displayName": ["x"]}, {"accountEnabled": [True]})
-
-
-def world_with_cloud_twins(store: Store, users: int) -> Any:
-    """AD users synced and joined to enabled cloud twins (as after an export and its confirming import)."""
-    rules = load_sync_rules()
-    import_full(store, "ad", [ad_user(n) for n in range(1, users + 1)])
-    twins = [
-        entra_user(f"cloud-{n}", f"user{n}@corp.example", immutable_id(guid(n)), accountEnabled=True,
-                   displayName=f"User {n}", givenName=f"Given{n}", surname=f"Surname{n}", mailNickname=f"user{n}")
-        for n in range(1, users + 1)
-    ]  # fmt: skip
-    import_full(store, "entra", twins)
-    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
-    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
-    assert exports(store) == {}
-    return rules
 
 
 def test_mass_disable_staged_by_sync_stops_before_any_write_and_a_confirmed_run_goes_on(store):

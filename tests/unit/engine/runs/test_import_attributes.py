@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
+import pytest
+
 from airflow_provider_aadsync.engine.connectors.ad.entries import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
 from airflow_provider_aadsync.engine.connectors.entra.reader import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
@@ -17,8 +19,8 @@ from airflow_provider_aadsync.engine.runs.import_attributes import (
 )
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.support.fakes import NC, FakeDirectory
-from tests.unit.engine.test_ad_import import ATTRS, store  # noqa: F401  (the store fixture)
+from tests.support.fakes import ATTRS, NC, FakeDirectory
+from tests.support.stores import fresh_store
 
 CUSTOM_RULES = """
 rules:
@@ -48,6 +50,12 @@ rules:
     flows:
       - {type: Direct, source: officeLocation, target: office}
 """
+
+
+@pytest.fixture
+def store(tmp_path):
+    with fresh_store(tmp_path) as opened:
+        yield opened
 
 
 def test_the_shipped_lists_hold_everything_the_shipped_rules_read():
@@ -92,7 +100,7 @@ class RecordingDirectory(FakeDirectory):
         pass
 
 
-def test_the_ad_import_asks_for_what_the_rules_read_even_when_the_connection_leaves_it_out(store):  # noqa: F811
+def test_the_ad_import_asks_for_what_the_rules_read_even_when_the_connection_leaves_it_out(store):
     directory = RecordingDirectory(["objectGUID", "objectClass", "sAMAccountName"])
     summary = run_ad_import(directory, store, mode="full")  # type: ignore[arg-type]
     assert summary["result"] == "success"
@@ -103,7 +111,7 @@ def test_the_ad_import_asks_for_what_the_rules_read_even_when_the_connection_lea
     assert default.asked[0] == list(DEFAULT_AD_ATTRIBUTES)
 
 
-def test_a_changed_attribute_list_makes_the_next_delta_a_full_import(store):  # noqa: F811
+def test_a_changed_attribute_list_makes_the_next_delta_a_full_import(store):
     directory = FakeDirectory()
     directory.add_user(1, "user1")
 

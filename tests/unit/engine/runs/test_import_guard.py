@@ -15,8 +15,7 @@ from airflow_provider_aadsync.engine.runs.import_guard import (
     MassRemovalStopped,
 )
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
-from tests.support.fakes import NC, FakeDirectory, FakeGraph, guid, oid, user
-from tests.unit.engine.test_ad_import import ATTRS
+from tests.support.fakes import ATTRS, NC, FakeDirectory, FakeGraph, guid, oid, user
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
-from tests.support.fakes import NC, FakeDirectory, guid
-
-ATTRS = ["objectGUID", "objectClass", "displayName", "member"]
+from tests.support.fakes import ATTRS, NC, FakeDirectory, guid
 
 
 @pytest.fixture
