@@ -148,3 +148,47 @@ def test_the_product_wheel_has_no_dev_kit_and_the_dev_kit_wheel_no_product(tmp_p
     entry_points = next(name for name in devkit if name.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(next((tmp_path / "devkit").glob("*.whl"))) as wheel:
         assert "aadsync-dev = aadsync_devkit.cli:main" in wheel.read(entry_points).decode()
+
+
+def _metadata(tmp_path: Path) -> str:
+    """The METADATA file of the product's wheel, built from the tracked files."""
+    source = _tracked_copy(tmp_path)
+    names = _wheel_names(source, tmp_path / "product")
+    with zipfile.ZipFile(next((tmp_path / "product").glob("*.whl"))) as wheel:
+        return wheel.read(next(name for name in names if name.endswith(".dist-info/METADATA"))).decode()
+
+
+def test_the_product_metadata_has_classifiers_urls_and_allows_the_next_airflow_minor(tmp_path: Path) -> None:
+    """What an index page and a resolver read: the provider classifier, project URLs, the license, and an Airflow
+    requirement that lets the next minor release in (3.4) while keeping the tested floor and Airflow 4 out."""
+    from packaging.requirements import Requirement
+
+    metadata = _metadata(tmp_path)
+    lines = metadata.splitlines()
+    classifiers = {line.removeprefix("Classifier: ") for line in lines if line.startswith("Classifier: ")}
+    assert {"Framework :: Apache Airflow", "Framework :: Apache Airflow :: Provider"} <= classifiers
+    assert "Programming Language :: Python :: 3.11" in classifiers
+    assert any(c.startswith("Operating System ::") for c in classifiers)
+    assert "License-Expression: Apache-2.0" in lines
+    urls = {line.split(": ", 1)[1].split(",")[0].lower() for line in lines if line.startswith("Project-URL: ")}
+    assert {"source", "documentation", "changelog", "issues"} <= urls
+
+    requirements = [Requirement(line.split(": ", 1)[1]) for line in lines if line.startswith("Requires-Dist: ")]
+    (airflow,) = [r for r in requirements if r.name == "apache-airflow" and r.marker is None]
+    assert airflow.specifier.contains("3.3.2") and airflow.specifier.contains("3.4.0")
+    assert not airflow.specifier.contains("3.2.0") and not airflow.specifier.contains("4.0.0")
+
+
+def test_the_dev_kit_allows_the_same_airflow_as_the_product() -> None:
+    def airflow(pyproject: Path) -> str:
+        dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+        return next(d.split("#")[0].strip() for d in dependencies if re.match(r"apache-airflow\W", d))
+
+    assert airflow(DEVKIT / "pyproject.toml") == airflow(REPO / "pyproject.toml")
+
+
+def test_the_changelog_has_an_unreleased_section_and_the_current_version() -> None:
+    changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert "## [Unreleased]" in changelog
+    assert f"first release, {version}" in changelog  # nothing released yet
