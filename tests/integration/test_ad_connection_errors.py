@@ -6,7 +6,7 @@ import pytest
 
 from aadsync_devkit.tls import make_ca_and_server_cert
 from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConnectionError
-from tests.integration.conftest import hook_for
+from tests.support.servers import hook_for
 
 pytestmark = pytest.mark.integration
 

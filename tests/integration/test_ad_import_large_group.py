@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.store import cs_reference
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.integration.conftest import hook_for
+from tests.support.servers import hook_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from airflow_provider_aadsync.engine.connectors.ad.entries import DEFAULT_AD_ATT
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.active_directory import IMPORT_FILTER
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.integration.conftest import hook_for
+from tests.support.servers import hook_for
 
 pytestmark = pytest.mark.integration
 

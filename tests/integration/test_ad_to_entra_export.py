@@ -14,7 +14,7 @@ from airflow_provider_aadsync.engine.store import cs_object, link, mv_object, mv
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.integration.conftest import entra_hook_for, hook_for
+from tests.support.servers import entra_hook_for, hook_for
 
 pytestmark = pytest.mark.integration
 

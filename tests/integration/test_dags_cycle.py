@@ -20,7 +20,7 @@ from aadsync_devkit.world.demo import make_demo_changes
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import MAIL_DOMAIN, dev_writeback_variables, ensure_writeback_ou
 from airflow_provider_aadsync.engine.store import Store
-from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, entra_connection, entra_hook_for, trust
+from tests.support.servers import GRAPH_CLIENT_ID, GRAPH_SECRET, entra_connection, entra_hook_for, trust
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import msal
 import pytest
 
 from aadsync_devkit.graph_emulator.server import EmulatorServer
-from tests.integration.conftest import self_signed_certificate
+from tests.support.servers import self_signed_certificate
 
 CLIENT_ID = "6a7b8c9d-0000-4000-8000-00000000c11e"
 SECRET = "integration-secret"

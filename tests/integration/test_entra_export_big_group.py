@@ -8,7 +8,7 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettin
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.integration.conftest import entra_hook_for
+from tests.support.servers import entra_hook_for
 from tests.support.world import ad_group, ad_user
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # minutes on 2 cores: bench scale, not CI

@@ -15,7 +15,7 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettin
 from airflow_provider_aadsync.engine.store import export_conflict, pending_export, pending_export_reference
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.integration.conftest import entra_hook_for, trust
+from tests.support.servers import entra_hook_for, trust
 from tests.support.world import ad_group, ad_user, deleted, guid, immutable_id, import_delta, import_full
 
 pytestmark = pytest.mark.integration
@@ -245,7 +245,7 @@ def test_an_export_killed_between_calls_resumes_without_duplicates_or_gaps(
     import sys
     import time
 
-    from tests.integration.conftest import entra_connection
+    from tests.support.servers import entra_connection
 
     users = 400
     import_full(store, "ad", [ad_user(n) for n in range(1, users + 1)] + [ad_group(1001, "All", range(1, users + 1))])

@@ -16,7 +16,7 @@ from airflow_provider_aadsync.hooks.entra_settings import (
     GraphError,
     GraphUnreachableError,
 )
-from tests.integration.conftest import (
+from tests.support.servers import (
     GRAPH_CLIENT_ID,
     GRAPH_SECRET,
     entra_connection,

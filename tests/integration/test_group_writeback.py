@@ -19,7 +19,7 @@ from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, _value_guid
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.integration.conftest import entra_hook_for, hook_for
+from tests.support.servers import entra_hook_for, hook_for
 
 #: Group writeback is opt-in: these tests turn it on, into the dev DC's writeback OU.
 WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU}

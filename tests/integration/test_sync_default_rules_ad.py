@@ -17,7 +17,7 @@ from airflow_provider_aadsync.engine.store import Store, link, mv_object, mv_ref
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.integration.conftest import hook_for
+from tests.support.servers import hook_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import *  # noqa: F403  (the shared server fixtures)
+from tests.support.servers import *  # noqa: F403  (the shared server fixtures)
 
 
 @pytest.fixture(scope="session")

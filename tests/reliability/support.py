@@ -18,8 +18,8 @@ from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.engine.store import Store, tables
 from airflow_provider_aadsync.hooks.entra import EntraHook
 from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
-from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, trust
 from tests.reliability.kill_points import run_killed
+from tests.support.servers import GRAPH_CLIENT_ID, GRAPH_SECRET, trust
 
 #: Columns that say when or by which run a row was written, not what it holds.
 VOLATILE = {"updated_at", "created_at", "last_run_id", "run_id", "attempts", "last_error", "applied_at", "cookie"}

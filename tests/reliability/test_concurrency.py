@@ -32,7 +32,6 @@ import sqlalchemy as sa
 from aadsync_devkit.world.airflow_runs import outcome
 from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.store import Store, lock
-from tests.integration.conftest import entra_connection, entra_hook_for, trust
 from tests.integration.test_dags_cycle import (
     ad_state,
     airflow_world,
@@ -42,6 +41,7 @@ from tests.integration.test_dags_cycle import (
     write_requests,
 )
 from tests.reliability.cycle_process import run_steps
+from tests.support.servers import entra_connection, entra_hook_for, trust
 
 pytestmark = pytest.mark.integration
 

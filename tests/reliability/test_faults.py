@@ -27,7 +27,6 @@ from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.entra import EntraHook
 from airflow_provider_aadsync.hooks.entra_settings import EntraAuthError, EntraConnectionSettings, GraphError
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.integration.conftest import GRAPH_CLIENT_ID, GRAPH_SECRET, hook_for, trust
 from tests.reliability.support import (
     copy_store,
     entra_spec,
@@ -38,6 +37,7 @@ from tests.reliability.support import (
     tenant_state,
     watermarks,
 )
+from tests.support.servers import GRAPH_CLIENT_ID, GRAPH_SECRET, hook_for, trust
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from airflow_provider_aadsync.engine.runs.import_guard import STOPPED_DELETION_T
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConnectionError
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.integration.conftest import hook_for
+from tests.support.servers import hook_for
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,6 @@ from ldap3.core.exceptions import LDAPEntryAlreadyExistsResult
 
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import DEV_WRITEBACK_OU
-from tests.integration.conftest import hook_for
 from tests.reliability.kill_points import run_step
 from tests.reliability.support import (
     baseline,
@@ -34,6 +33,7 @@ from tests.reliability.support import (
     tenant_state,
     watermarks,
 )
+from tests.support.servers import hook_for
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,6 @@ from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.entra import EntraHook
 from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings, EntraError
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.integration.conftest import hook_for
 from tests.reliability.support import (
     copy_store,
     entra_spec,
@@ -36,6 +35,7 @@ from tests.reliability.support import (
     tenant_state,
     watermarks,
 )
+from tests.support.servers import hook_for
 
 pytestmark = pytest.mark.integration
 

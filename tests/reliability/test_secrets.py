@@ -36,7 +36,7 @@ from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings, EntraError
-from tests.integration.conftest import GRAPH_CLIENT_ID, self_signed_certificate, trust
+from tests.support.servers import GRAPH_CLIENT_ID, self_signed_certificate, trust
 
 pytestmark = pytest.mark.integration
 

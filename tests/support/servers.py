@@ -1,5 +1,5 @@
-"""Shared fixtures for integration tests: a real Samba AD DC (from the fixture cache), PostgreSQL and the Graph
-emulator, and hooks pointed at them.
+"""Shared fixtures of the integration and reliability suites: a real Samba AD DC (from the fixture cache), PostgreSQL
+and the Graph emulator, and hooks pointed at them (tests/integration and tests/reliability load them in conftest).
 
 Only one DC can listen on 127.0.0.1:389/636, so each module starts its own and stops it when the module ends.
 """
