@@ -40,7 +40,7 @@ from tests.integration.test_dags_cycle import (
     new_tenant,
     write_requests,
 )
-from tests.reliability.cycle_process import run_steps
+from tests.support.cycle_process import run_steps
 from tests.support.servers import entra_connection, entra_hook_for, trust
 
 pytestmark = pytest.mark.integration
@@ -89,7 +89,7 @@ def start(tmp_path: Path, settings: dict) -> subprocess.Popen:
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(settings))
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.cycle_process", str(path)],
+        [sys.executable, "-m", "tests.support.cycle_process", str(path)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=(tmp_path / f"{name}.out").open("w"),

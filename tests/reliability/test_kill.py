@@ -17,8 +17,8 @@ from ldap3.core.exceptions import LDAPEntryAlreadyExistsResult
 
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import DEV_WRITEBACK_OU
-from tests.reliability.kill_points import run_step
-from tests.reliability.support import (
+from tests.support.kill_points import run_step
+from tests.support.reliability import (
     baseline,
     copy_store,
     entra_spec,

@@ -1,6 +1,6 @@
 """Steps of a sync cycle of one instance in an OS process of their own, for the concurrency tests.
 
-``python -m tests.reliability.cycle_process CONFIG.json`` reads the store URL, the instance, the lock holder, the
+``python -m tests.support.cycle_process CONFIG.json`` reads the store URL, the instance, the lock holder, the
 connection fields of the DC and the emulator and the steps to run; it holds the instance for the whole cycle (as the
 DAGs do with their first task and their report) unless ``"cycle": false``, runs the steps through the same glue the
 operators and the CLI use, and prints one JSON line per step (its run id and result).

@@ -7,7 +7,7 @@ that one step; with ``kill_at=k`` the process sends itself SIGKILL right after t
 has done the work (a write is applied) and the process dies before it records the answer, or in the middle of a
 store transaction. No sleeps: the same k always stops the step at the same place.
 
-Invoked as ``python -m tests.reliability.kill_points '<json spec>'`` by :func:`run_killed`.
+Invoked as ``python -m tests.support.kill_points '<json spec>'`` by :func:`run_killed`.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def run_killed(spec: dict[str, Any], kill_at: int, *, timeout: float = 120) -> s
     """Run ``spec`` in a child process that SIGKILLs itself at event ``kill_at`` (0: never; it prints its count)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, "-m", "tests.reliability.kill_points", json.dumps({**spec, "kill_at": kill_at})],
+        [sys.executable, "-m", "tests.support.kill_points", json.dumps({**spec, "kill_at": kill_at})],
         cwd=REPO,
         env=env,
         capture_output=True,

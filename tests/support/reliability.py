@@ -18,7 +18,7 @@ from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.engine.store import Store, tables
 from airflow_provider_aadsync.hooks.entra import EntraHook
 from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
-from tests.reliability.kill_points import run_killed
+from tests.support.kill_points import run_killed
 from tests.support.servers import GRAPH_CLIENT_ID, GRAPH_SECRET, trust
 
 #: Columns that say when or by which run a row was written, not what it holds.
