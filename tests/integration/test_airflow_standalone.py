@@ -20,7 +20,7 @@ import pytest
 from aadsync_devkit.world.airflow_standalone import StandaloneAirflow
 from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.operators.report import report_path
-from tests.integration.test_dags_cycle import airflow_world, new_tenant, write_requests
+from tests.support.airflow_world import airflow_world, new_tenant, write_requests
 from tests.support.browser import HeadlessChromium
 from tests.support.servers import GRAPH_SECRET, trust
 

@@ -5,26 +5,24 @@ gets its report, and calls the failure hook."""
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
-import ldap3
 import pytest
 
-from aadsync_devkit.world.airflow_runs import DagRunOutcome, LocalAirflow, outcome, task_states
+from aadsync_devkit.world.airflow_runs import LocalAirflow, outcome, task_states
 from aadsync_devkit.world.demo import make_demo_changes
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import MAIL_DOMAIN, dev_writeback_variables, ensure_writeback_ou
-from airflow_provider_aadsync.engine.store import Store
-from tests.support.servers import GRAPH_CLIENT_ID, GRAPH_SECRET, entra_connection, entra_hook_for, trust
+from tests.support.airflow_world import airflow_world, main_store, new_tenant, succeeded, write_requests
+from tests.support.servers import entra_connection, entra_hook_for, trust
+from tests.support.states import ad_state, batch_calls, graph_state
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 USERS, GROUPS, BIG = 200, 10, 150
 
 
@@ -37,17 +35,6 @@ def dc(start_dc) -> SambaDC:
     finally:
         conn.unbind()
     return dc
-
-
-def new_tenant(graph_server, name: str) -> dict:
-    response = httpx.post(
-        f"{graph_server.base_url}/_emulator/tenants",
-        json={"name": name, "verifiedDomains": [MAIL_DOMAIN],
-              "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
-        verify=trust(graph_server),
-    )  # fmt: skip
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 @pytest.fixture(scope="module")
@@ -75,99 +62,7 @@ def airflow(dc, graph_server, tenant, tmp_path_factory) -> LocalAirflow:
     return world
 
 
-def airflow_world(root: Path, dc: SambaDC, graph_server, tenant: dict, *, variables: dict[str, str]) -> LocalAirflow:
-    """An AIRFLOW_HOME under ``root`` with the repository's DAGs and connections to the test DC and emulator."""
-    return LocalAirflow(
-        root / "airflow",
-        dags_folder=REPO / "dags",
-        connections={
-            "aadsync_ad": {"conn_type": "aadsync_ad", **dc.connection_info()},
-            "aadsync_entra": json.loads(entra_connection(graph_server, tenant).as_json()),
-        },
-        variables=variables,
-        env={"AADSYNC_HOME": str(root / "aadsync"), "PYTHONPATH": str(REPO)},
-    )
-
-
-def main_store(airflow: LocalAirflow, instance: str = "main") -> Store:
-    return Store.open(f"sqlite:///{Path(airflow.extra_env['AADSYNC_HOME']) / 'store' / f'{instance}.sqlite'}")
-
-
-def succeeded(run: DagRunOutcome, dc: SambaDC) -> DagRunOutcome:
-    assert run.succeeded, run.tail()
-    assert dc.admin_password not in run.output and GRAPH_SECRET not in run.output
-    print(f"{run.dag_id}: {run.seconds:.1f} s")  # the measured cost of one DAG run (pytest -s shows it)
-    return run
-
-
 # ---------------------------------------------------------------------------------------------- expected state
-def immutable_id(guid_bytes: bytes) -> str:
-    return base64.b64encode(guid_bytes).decode()
-
-
-def first(value):
-    return value[0] if isinstance(value, list) else value
-
-
-def ad_state(dc: SambaDC) -> tuple[set[str], dict[str, set[str]]]:
-    """The AD side: the users' ImmutableIds, and each group's members (users by ImmutableId, groups by name)."""
-    conn = dc.connect()
-    try:
-        root = f"OU=AADSync,{dc.base_dn}"
-        conn.search(root, "(&(objectCategory=person)(objectClass=user))", ldap3.SUBTREE, attributes=["objectGUID"])
-        users = {entry["dn"].lower(): immutable_id(entry["raw_attributes"]["objectGUID"][0]) for entry in conn.response}
-        conn.search(root, "(objectClass=group)", ldap3.SUBTREE, attributes=["cn", "member"])
-        names = {entry["dn"].lower(): first(entry["attributes"]["cn"]) for entry in conn.response}
-        groups = {
-            first(entry["attributes"]["cn"]): {
-                users.get(member.lower()) or f"group:{names[member.lower()]}"
-                for member in entry["attributes"]["member"]
-            }
-            for entry in conn.response
-        }
-    finally:
-        conn.unbind()
-    return set(users.values()), groups
-
-
-def graph_state(hook) -> tuple[set[str], dict[str, set[str]]]:
-    """The Entra side, read independently through Graph, in the same shape as :func:`ad_state`."""
-    users = [
-        user
-        for page in hook.paginate("/users", params={"$select": "id,onPremisesImmutableId", "$top": "999"})
-        for user in page["value"]
-    ]
-    immutable_ids = [user["onPremisesImmutableId"] for user in users]
-    assert len(immutable_ids) == len(set(immutable_ids)), "a user was created twice"
-    groups: dict[str, set[str]] = {}
-    for page in hook.paginate("/groups", params={"$select": "id,displayName", "$top": "999"}):
-        for group in page["value"]:
-            assert group["displayName"] not in groups, f"group {group['displayName']} was created twice"
-            members = [
-                member
-                for members_page in hook.paginate(
-                    f"/groups/{group['id']}/members",
-                    params={"$select": "id,displayName,onPremisesImmutableId", "$top": "999"},
-                )
-                for member in members_page["value"]
-            ]
-            groups[group["displayName"]] = {
-                member["onPremisesImmutableId"]
-                if member["@odata.type"] == "#microsoft.graph.user"
-                else f"group:{member['displayName']}"
-                for member in members
-            }
-    return set(immutable_ids), groups
-
-
-def write_requests(graph_server) -> int:
-    """Graph writes so far (token requests are POSTs too, but write nothing)."""
-    counters = httpx.get(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server)).json()
-    return sum(
-        n
-        for key, n in counters["requests"].items()
-        if key.split(" ", 1)[0] in ("POST", "PATCH", "DELETE") and "/oauth2/" not in key
-    )
 
 
 # ------------------------------------------------------------------------------------------------------ tests
@@ -299,11 +194,6 @@ def test_export_failed_midway_is_retried_by_airflow_and_ends_exact(airflow, dc, 
     assert "Deltas that became full runs" in report
     assert "import_ad: the delta ran as a **full-import** because no DirSync cookie saved yet" in report, report
     assert "sync_ad: the delta ran as a **full-sync** because no full sync has run yet" in report
-
-
-def batch_calls(graph_server) -> int:
-    counters = httpx.get(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server)).json()
-    return sum(n for key, n in counters["requests"].items() if key.startswith("POST") and key.endswith("/$batch"))
 
 
 def test_deletion_threshold_override_stops_the_export_fails_the_run_and_calls_the_failure_hook(

@@ -15,6 +15,7 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettin
 from airflow_provider_aadsync.engine.store import export_conflict, pending_export, pending_export_reference
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.support.graph import graph_groups, graph_members, graph_users
 from tests.support.servers import entra_hook_for, trust
 from tests.support.world import ad_group, ad_user, deleted, guid, immutable_id, import_delta, import_full
 
@@ -32,32 +33,6 @@ def tenant(tenant_verifying):
 @pytest.fixture(scope="module")
 def rules():
     return load_sync_rules()
-
-
-def graph_users(hook) -> dict[str, dict]:
-    select = "id,userPrincipalName,displayName,department,onPremisesImmutableId,accountEnabled"
-    return {
-        user["onPremisesImmutableId"]: user
-        for page in hook.paginate("/users", params={"$select": select, "$top": "999"})
-        for user in page["value"]
-        if user.get("onPremisesImmutableId")
-    }
-
-
-def graph_groups(hook) -> dict[str, dict]:
-    return {
-        group["displayName"]: group
-        for page in hook.paginate("/groups", params={"$top": "999"})
-        for group in page["value"]
-    }
-
-
-def graph_members(hook, group_id: str) -> set[str]:
-    return {
-        member["id"]
-        for page in hook.paginate(f"/groups/{group_id}/members", params={"$select": "id", "$top": "999"})
-        for member in page["value"]
-    }
 
 
 def cloud_user(hook, nickname: str, *, upn: str | None = None, **values) -> dict:

@@ -3,9 +3,6 @@ to a real AD (Samba) by the AD export, read back from AD with ranged retrieval."
 
 from __future__ import annotations
 
-import re
-import uuid
-
 import pytest
 import sqlalchemy as sa
 
@@ -17,12 +14,12 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_ex
 from airflow_provider_aadsync.engine.store import cs_reference, link, pending_export
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, _value_guid
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
 from tests.support.servers import entra_hook_for, hook_for
+from tests.support.writeback import WRITEBACK_ON, m365_group, members_in_ad, written_back
 
 #: Group writeback is opt-in: these tests turn it on, into the dev DC's writeback OU.
-WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU}
 
 pytestmark = pytest.mark.integration
 
@@ -58,22 +55,6 @@ def _is_user(graph, object_id: str) -> bool:
     return graph.request("GET", f"/directoryObjects/{object_id}").get("@odata.type") == "#microsoft.graph.user"
 
 
-def m365_group(graph, name: str, members: list[str]) -> str:
-    body = {
-        "displayName": name,
-        "mailNickname": re.sub(r"[^a-z0-9]", "", name.lower())[:64],
-        "mailEnabled": True,
-        "securityEnabled": False,
-        "groupTypes": ["Unified"],
-        "description": f"{name} team",
-    }
-    group = graph.request("POST", "/groups", json=body)
-    for start in range(0, len(members), 20):
-        urls = [graph.directory_object_url(m) for m in members[start : start + 20]]
-        graph.request("PATCH", f"/groups/{group['id']}", json={"members@odata.bind": urls})
-    return group["id"]
-
-
 def cycle(store, graph, ad, rules, *, export: bool = True, settings: ADExportSettings | None = None):
     """The product's cycle order: import AD, import Entra, sync AD, sync Entra, (export Entra), export AD."""
     assert run_ad_import(ad, store, mode="delta")["result"] == "success"
@@ -83,22 +64,6 @@ def cycle(store, graph, ad, rules, *, export: bool = True, settings: ADExportSet
     if not export:
         return ad_sync, entra_sync, None
     return ad_sync, entra_sync, run_ad_export(store, ad, settings=settings)
-
-
-def written_back(ad: ActiveDirectoryHook, group_id: str) -> tuple[str, dict[str, list[bytes]]]:
-    conn = ad.get_conn()
-    conn.search(
-        DEV_WRITEBACK_OU,
-        f"(adminDescription=Group_{group_id})",  # the writeback mark, whatever the naming
-        attributes=["objectGUID", "groupType", "sAMAccountName", "description", "displayName"],
-    )
-    (entry,) = [e for e in conn.response if e["type"] == "searchResEntry"]
-    return str(uuid.UUID(bytes_le=entry["raw_attributes"]["objectGUID"][0])), entry["raw_attributes"]
-
-
-def members_in_ad(ad: ActiveDirectoryHook, guid: str) -> list[str]:
-    """Every member value, read with explicit ranges (the import's code path)."""
-    return [_value_guid(value) for value in ad.read_values(guid, "member")]
 
 
 def test_m365_group_written_back_with_members_then_delta_and_ad_edit_overwritten(store, world):

@@ -22,8 +22,8 @@ from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.entra import BatchRequest
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.integration.test_group_writeback import members_in_ad, written_back
 from tests.support.servers import entra_hook_for, hook_for, trust
+from tests.support.writeback import members_in_ad, written_back
 
 #: Group writeback is opt-in: these tests turn it on, into the dev DC's writeback OU.
 WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU}

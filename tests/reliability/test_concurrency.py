@@ -32,16 +32,10 @@ import sqlalchemy as sa
 from aadsync_devkit.world.airflow_runs import outcome
 from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.store import Store, lock
-from tests.integration.test_dags_cycle import (
-    ad_state,
-    airflow_world,
-    batch_calls,
-    graph_state,
-    new_tenant,
-    write_requests,
-)
+from tests.support.airflow_world import airflow_world, new_tenant, write_requests
 from tests.support.cycle_process import run_steps
 from tests.support.servers import entra_connection, entra_hook_for, trust
+from tests.support.states import ad_state, batch_calls, graph_state
 
 pytestmark = pytest.mark.integration
 

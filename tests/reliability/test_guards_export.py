@@ -25,10 +25,10 @@ from airflow_provider_aadsync.engine.store import cs_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from tests.integration.test_entra_export_emulator import graph_groups, graph_members, graph_users
-from tests.integration.test_group_writeback import WRITEBACK_ON, m365_group, members_in_ad, written_back
+from tests.support.graph import graph_groups, graph_members, graph_users
 from tests.support.servers import entra_hook_for, hook_for, trust
 from tests.support.world import ad_group, ad_user, guid, immutable_id, import_delta, import_full
+from tests.support.writeback import WRITEBACK_ON, m365_group, members_in_ad, written_back
 
 pytestmark = pytest.mark.integration
 

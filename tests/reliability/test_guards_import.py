@@ -137,7 +137,7 @@ def test_dag_run_stops_at_the_import_and_the_confirm_param_applies_it(dc, graph_
     """Airflow runs the shipped DAG: with the AD connection's base DN switched to an empty OU the cycle stops at
     import_ad (not retried), the report shows the stop, nothing changes in the store or in Entra ID; a run
     triggered with ``confirm_mass_removal`` (and staging, so nothing is written to Entra ID) applies the deletes."""
-    from tests.integration.test_dags_cycle import airflow_world, main_store, new_tenant, succeeded, write_requests
+    from tests.support.airflow_world import airflow_world, main_store, new_tenant, succeeded, write_requests
 
     empty_ou = f"OU=Empty Scope,{dc.base_dn}"
     admin = dc.connect()

@@ -1,0 +1,64 @@
+"""A local Airflow over the repository's DAGs, wired to the test DC and the Graph emulator, and what the DAG
+tests read from it: the store of an instance, a run that must have succeeded, Graph writes so far.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from aadsync_devkit.world.airflow_runs import DagRunOutcome, LocalAirflow
+from aadsync_devkit.world.samba import SambaDC
+from aadsync_devkit.world.seed import MAIL_DOMAIN
+from airflow_provider_aadsync.engine.store import Store
+from tests.support.servers import GRAPH_CLIENT_ID, GRAPH_SECRET, entra_connection, trust
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def new_tenant(graph_server, name: str) -> dict:
+    response = httpx.post(
+        f"{graph_server.base_url}/_emulator/tenants",
+        json={"name": name, "verifiedDomains": [MAIL_DOMAIN],
+              "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
+        verify=trust(graph_server),
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def airflow_world(root: Path, dc: SambaDC, graph_server, tenant: dict, *, variables: dict[str, str]) -> LocalAirflow:
+    """An AIRFLOW_HOME under ``root`` with the repository's DAGs and connections to the test DC and emulator."""
+    return LocalAirflow(
+        root / "airflow",
+        dags_folder=REPO / "dags",
+        connections={
+            "aadsync_ad": {"conn_type": "aadsync_ad", **dc.connection_info()},
+            "aadsync_entra": json.loads(entra_connection(graph_server, tenant).as_json()),
+        },
+        variables=variables,
+        env={"AADSYNC_HOME": str(root / "aadsync"), "PYTHONPATH": str(REPO)},
+    )
+
+
+def main_store(airflow: LocalAirflow, instance: str = "main") -> Store:
+    return Store.open(f"sqlite:///{Path(airflow.extra_env['AADSYNC_HOME']) / 'store' / f'{instance}.sqlite'}")
+
+
+def succeeded(run: DagRunOutcome, dc: SambaDC) -> DagRunOutcome:
+    assert run.succeeded, run.tail()
+    assert dc.admin_password not in run.output and GRAPH_SECRET not in run.output
+    print(f"{run.dag_id}: {run.seconds:.1f} s")  # the measured cost of one DAG run (pytest -s shows it)
+    return run
+
+
+def write_requests(graph_server) -> int:
+    """Graph writes so far (token requests are POSTs too, but write nothing)."""
+    counters = httpx.get(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server)).json()
+    return sum(
+        n
+        for key, n in counters["requests"].items()
+        if key.split(" ", 1)[0] in ("POST", "PATCH", "DELETE") and "/oauth2/" not in key
+    )

@@ -1,0 +1,32 @@
+"""What a tenant holds, read through an EntraHook: users by ImmutableId, groups by name, a group's members.
+
+The integration and reliability tests compare these with what the directory holds.
+"""
+
+from __future__ import annotations
+
+
+def graph_users(hook) -> dict[str, dict]:
+    select = "id,userPrincipalName,displayName,department,onPremisesImmutableId,accountEnabled"
+    return {
+        user["onPremisesImmutableId"]: user
+        for page in hook.paginate("/users", params={"$select": select, "$top": "999"})
+        for user in page["value"]
+        if user.get("onPremisesImmutableId")
+    }
+
+
+def graph_groups(hook) -> dict[str, dict]:
+    return {
+        group["displayName"]: group
+        for page in hook.paginate("/groups", params={"$top": "999"})
+        for group in page["value"]
+    }
+
+
+def graph_members(hook, group_id: str) -> set[str]:
+    return {
+        member["id"]
+        for page in hook.paginate(f"/groups/{group_id}/members", params={"$select": "id", "$top": "999"})
+        for member in page["value"]
+    }
