@@ -88,15 +88,26 @@ def run_detail(store: Store, run_id: int, *, error_offset: int = 0, error_limit:
 
 
 def cycles(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Runs (summaries, any order) grouped into sync cycles, oldest first: a cycle starts with an import that
-    follows a sync or an export (the cycle's order is imports → syncs → exports). Per cycle: start, runs,
-    objects changed, duration (first start to last end) and the worst result."""
+    """Runs (summaries, any order) grouped into sync cycles, oldest first. Runs made by Airflow tasks belong to the
+    cycle of their DAG run (``origin``); other runs (the CLI) form a new cycle at each import that follows a sync
+    or an export (a cycle's order is imports → syncs → exports). Per cycle: start, runs, objects changed,
+    duration (first start to last end), errors and the first result that was not a success."""
     ordered = sorted(runs, key=lambda item: item["id"])
     groups: list[list[dict[str, Any]]] = []
+    by_dag_run: dict[tuple[str, str], list[dict[str, Any]]] = {}
     previous_import = False
     for item in ordered:
+        origin = item.get("origin") or {}
+        if origin.get("dag_id") and origin.get("run_id"):
+            key = (origin["dag_id"], origin["run_id"])
+            if key not in by_dag_run:
+                by_dag_run[key] = []
+                groups.append(by_dag_run[key])
+            by_dag_run[key].append(item)
+            previous_import = False
+            continue
         is_import = item["profile"].endswith("import")
-        if not groups or (is_import and not previous_import):
+        if not groups or (is_import and not previous_import) or groups[-1] in by_dag_run.values():
             groups.append([])
         groups[-1].append(item)
         previous_import = is_import
