@@ -27,7 +27,11 @@ Admin API (no auth; refused unless the caller is on loopback):
 - ``POST /_emulator/tenants/{id}/tokens/revoke`` → 204: every access token issued so far for the tenant answers
   ``401 InvalidAuthenticationToken`` (as an expired or revoked token does); new tokens work;
 - ``PATCH /_emulator/tenants/{id}/apps/{clientId}`` ``{"clientSecret": "..."}`` → 204: the app's secret is replaced
-  (the old one is refused from now on: a revoked or rotated credential);
+  (the old one is refused from now on: a revoked or rotated credential); ``{"roles": [...]}`` replaces the
+  application permissions its next tokens carry (``null``: the default User.ReadWrite.All, Group.ReadWrite.All,
+  Directory.ReadWrite.All; an app spec may carry ``roles`` too). Creating or deleting a directory extension
+  definition needs Application.ReadWrite.All or Directory.ReadWrite.All, or Application.ReadWrite.OwnedBy on the
+  caller's own application, else ``403 Authorization_RequestDenied``;
 - ``GET /_emulator/counters`` (requests by method and route template, per status, 4xx/5xx, 429s, ``batchItems``;
   each ``$batch`` request counts once plus once per inner request under its own route; admin calls are not
   counted), ``DELETE`` zeroes them;
@@ -64,6 +68,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aadsync_devkit.graph_emulator import exceptions as err
 from aadsync_devkit.graph_emulator import graph, graph_directory, identity
+from aadsync_devkit.graph_emulator.apps import parse_roles
 from aadsync_devkit.graph_emulator.malformed import break_answer
 from aadsync_devkit.graph_emulator.state import EmulatorState
 
@@ -282,12 +287,18 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
     async def app_secret(request: Request) -> Response:
         loopback_only(request)
         body = await body_of(request)
-        secret = body.get("clientSecret") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not ({"clientSecret", "roles"} & set(body)):
+            raise err.BadRequest("A JSON object with a non-empty 'clientSecret' or 'roles' is expected.")
+        secret = body.get("clientSecret", "unchanged")
         if not isinstance(secret, str) or not secret:
             raise err.BadRequest("A JSON object with a non-empty 'clientSecret' is expected.")
+        roles = parse_roles(body["roles"]) if body.get("roles") is not None else None
         app = tenant_of(request).app(request.path_params["client_id"])
         with state.lock:
-            app.secret = secret
+            if "clientSecret" in body:
+                app.secret = secret
+            if "roles" in body:
+                app.roles = roles  # null: the default roles again
         return Response(status_code=204)
 
     async def domains(request: Request) -> Response:

@@ -82,6 +82,22 @@ class AppCertificate:
         }
 
 
+#: The application permissions an app is granted unless its spec says otherwise: enough for the sync (users, groups,
+#: and Directory.ReadWrite.All, which also covers directory extension definitions).
+DEFAULT_ROLES = ("User.ReadWrite.All", "Group.ReadWrite.All", "Directory.ReadWrite.All")
+#: Who may create and delete directory extension definitions (Create extensionProperty, application permissions):
+#: Application.ReadWrite.OwnedBy (least privileged; here: on the caller's own application object), or the higher
+#: Application.ReadWrite.All and Directory.ReadWrite.All (on any).
+EXTENSION_WRITERS = ("Application.ReadWrite.All", "Directory.ReadWrite.All")
+EXTENSION_WRITER_OWNED = "Application.ReadWrite.OwnedBy"
+
+
+def parse_roles(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(r, str) and r for r in value):
+        raise err.BadRequest("roles must be an array of permission names, such as 'User.ReadWrite.All'.")
+    return list(dict.fromkeys(value))
+
+
 @dataclass
 class App:
     client_id: str
@@ -91,6 +107,13 @@ class App:
     certificates: list[AppCertificate] = field(default_factory=list)
     #: The application object's id (``/applications/{id}``), apart from its ``appId`` (the client id).
     object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: The application permissions (app roles) granted to it; None: ``DEFAULT_ROLES``.
+    roles: list[str] | None = None
+
+    @property
+    def granted_roles(self) -> list[str]:
+        """The ``roles`` claim of its tokens: what it was granted, or ``DEFAULT_ROLES``."""
+        return list(DEFAULT_ROLES if self.roles is None else self.roles)
 
     def add_certificate(self, value: Any) -> AppCertificate:
         """Register a certificate credential (idempotent by thumbprint)."""
@@ -116,6 +139,7 @@ class App:
             "servicePrincipalId": self.service_principal_id,
             "objectId": self.object_id,
             "certificates": [{**c.summary(), "certificate": c.pem} for c in self.certificates],
+            **({} if self.roles is None else {"roles": list(self.roles)}),
         }
 
     @classmethod
@@ -135,6 +159,8 @@ class App:
         app.object_id = str(data.get("objectId") or uuid.uuid5(uuid.NAMESPACE_URL, f"aadsync-app:{app.client_id}"))
         for certificate in certificates:
             app.add_certificate(certificate)
+        if data.get("roles") is not None:
+            app.roles = parse_roles(data["roles"])
         return app
 
 

@@ -260,6 +260,7 @@ def route(tokens: TokenService, path: str, handler: Handler, methods: list[str],
         if fault is not None:
             raise fault
         tenant, app_id = tokens.authenticate_app(request.headers.get("authorization"))
+        request.scope["emulator.app_id"] = app_id  # the caller, for the routes that check its permissions
         if throttled:
             state.throttle(tenant, app_id, request.method, request.url.path, query_params(request))
         return await handler(request, tenant)

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from aadsync_devkit.graph_emulator import exceptions as err
 from aadsync_devkit.graph_emulator import odata
+from aadsync_devkit.graph_emulator.apps import DEFAULT_ROLES, EXTENSION_WRITER_OWNED, EXTENSION_WRITERS
 from aadsync_devkit.graph_emulator.graph import GraphJSON, json_body, query_params, route, typed
 from aadsync_devkit.graph_emulator.identity import TokenService, base_url
 from aadsync_devkit.graph_emulator.tenant import Tenant
@@ -58,6 +59,16 @@ def _collection(request: Request, kind: str, properties: dict[str, str], items: 
     return GraphJSON(body)
 
 
+def _may_write_extensions(request: Request, tenant: Tenant) -> None:
+    """403 unless the caller holds a permission Create extensionProperty documents for applications."""
+    target = tenant.application(request.path_params["app"])
+    caller = tenant.apps.get(request.scope.get("emulator.app_id", ""))
+    roles = set(caller.granted_roles if caller else DEFAULT_ROLES)
+    if roles & set(EXTENSION_WRITERS) or (EXTENSION_WRITER_OWNED in roles and caller is target):
+        return
+    raise err.GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+
+
 def routes(tokens: TokenService) -> list[Route]:
     # ------------------------------------------------------------------------------------------- applications
 
@@ -77,6 +88,7 @@ def routes(tokens: TokenService) -> list[Route]:
         return _collection(request, "extensionProperty", _EXTENSION_PROPERTIES, items)
 
     async def create_extension(request: Request, tenant: Tenant) -> Response:
+        _may_write_extensions(request, tenant)
         created = tenant.add_extension(request.path_params["app"], await json_body(request))
         app = tenant.application(request.path_params["app"])
         context = f"{base_url(request)}/v1.0/$metadata#applications('{app.object_id}')/extensionProperties/$entity"
@@ -89,6 +101,7 @@ def routes(tokens: TokenService) -> list[Route]:
         return GraphJSON({"@odata.context": context, **found})
 
     async def delete_extension(request: Request, tenant: Tenant) -> Response:
+        _may_write_extensions(request, tenant)
         tenant.delete_extension(request.path_params["app"], request.path_params["ext"])
         return Response(status_code=204)
 

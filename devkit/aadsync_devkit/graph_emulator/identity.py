@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from aadsync_devkit.graph_emulator import exceptions as err
-from aadsync_devkit.graph_emulator.apps import App
+from aadsync_devkit.graph_emulator.apps import DEFAULT_ROLES, App
 from aadsync_devkit.graph_emulator.state import EmulatorState
 from aadsync_devkit.graph_emulator.tenant import Tenant
 
@@ -108,7 +108,7 @@ class TokenService:
             "idp": f"https://sts.windows.net/{tenant.id}/",
             "idtyp": "app",
             "oid": app.service_principal_id if app else client_id,
-            "roles": ["User.ReadWrite.All", "Group.ReadWrite.All", "Directory.ReadWrite.All"],
+            "roles": app.granted_roles if app else list(DEFAULT_ROLES),
             "sub": app.service_principal_id if app else client_id,
             "tid": tenant.id,
             "uti": _b64(secrets.token_bytes(16)),

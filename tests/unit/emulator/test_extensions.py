@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import jwt
 import pytest
 
 from aadsync_devkit.graph_emulator.state import EmulatorState
 
-from .conftest import CLIENT_ID, assert_graph_error, create_group, new_user
+from .conftest import CLIENT_ID, assert_graph_error, create_group, get_token, new_user
 
 PREFIX = "extension_" + CLIENT_ID.replace("-", "")
 
@@ -166,3 +167,28 @@ def test_definitions_and_values_survive_a_restart(tmp_path):
     assert loaded.app_extensions(f"appId='{app.client_id}'")[0]["name"] == name
     assert loaded.get("user", created["id"])[1][name] == "kept"
     assert loaded.application(app.object_id).client_id == app.client_id
+
+
+def test_writing_definitions_needs_an_application_permission(client, auth, tenant):
+    """Create extensionProperty, application permissions: Application.ReadWrite.OwnedBy (least privileged) or
+    Application.ReadWrite.All / Directory.ReadWrite.All; the default app holds Directory.ReadWrite.All."""
+    admin = f"/_emulator/tenants/{tenant['id']}/apps/{CLIENT_ID}"
+    other = client.post(f"/_emulator/tenants/{tenant['id']}/apps", json={"displayName": "other"}).json()
+    other_path = f"/v1.0/applications(appId='{other['clientId']}')/extensionProperties"
+    body = {"name": "x", "dataType": "String", "targetObjects": ["User"]}
+
+    def token_roles() -> list[str]:
+        token = get_token(client, tenant["id"]).json()["access_token"]
+        return jwt.decode(token, options={"verify_signature": False})["roles"]
+
+    assert client.patch(admin, json={"roles": ["User.ReadWrite.All", "Group.ReadWrite.All"]}).status_code == 204
+    assert token_roles() == ["User.ReadWrite.All", "Group.ReadWrite.All"]
+    denied = register(client, auth, "anchor")
+    assert_graph_error(denied, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+    assert client.get(f"/v1.0/applications(appId='{CLIENT_ID}')/extensionProperties", headers=auth).status_code == 200
+    assert client.patch(admin, json={"roles": ["Application.ReadWrite.OwnedBy"]}).status_code == 204
+    assert register(client, auth, "anchor").status_code == 201  # on its own application
+    assert_graph_error(client.post(other_path, headers=auth, json=body), 403, "Authorization_RequestDenied")
+    assert client.patch(admin, json={"roles": None}).status_code == 204  # the defaults again
+    assert "Directory.ReadWrite.All" in token_roles()
+    assert client.post(other_path, headers=auth, json=body).status_code == 201
