@@ -307,15 +307,24 @@ class ActiveDirectoryHook(BaseHook):
             (entry["dn"], dict(entry["raw_attributes"])) for entry in conn.response if entry["type"] == "searchResEntry"
         ]
 
-    def full_import_pages(self, attributes: Sequence[str]) -> Iterator[list[RawEntry]]:
-        """Yield the directory under the base DN page by page, large attributes completed by ranged reads."""
+    def group_members(self, group_dn: str) -> list[str]:
+        """A pilot group's direct ``member`` values (extended DNs), every range read; a missing group is an error,
+        never "no members" (which would take every object out of scope)."""
+        guid = self.object_guid(wire_dn(group_dn))
+        if guid is None:
+            raise ActiveDirectoryConfigurationError(f"the pilot group {group_dn!r} does not exist")
+        return [value.decode() for value in self.read_values(guid, "member")]
+
+    def full_import_pages(self, attributes: Sequence[str], base: str | None = None) -> Iterator[list[RawEntry]]:
+        """Yield the directory under the base DN (or ``base``) page by page, big attributes read by ranges."""
         conn = self.get_conn()
+        search_base = wire_dn(base) if base else self.search_base
         window = f"range=0-{RANGE_WINDOW - 1}"
         requested = [f"{name};{window}" if name.lower() in _RANGED_ATTRIBUTES else name for name in attributes]
         cookie: bytes | None = None
         while True:
             conn.search(
-                self.search_base,
+                search_base,
                 IMPORT_FILTER,
                 ldap3.SUBTREE,
                 attributes=requested,
@@ -374,12 +383,12 @@ class ActiveDirectoryHook(BaseHook):
         return None, []
 
     # ------------------------------------------------------------------------------------------------ DirSync
-    def _dirsync_search(self, search_filter: str, attributes: Sequence[str], cookie: bytes | None):
+    def _dirsync_search(self, search_filter: str, attributes: Sequence[str], cookie: bytes | None, base=None):
         conn = self.get_conn()
         requested = list(dict.fromkeys([*attributes, "objectGUID", "objectClass", "isDeleted"]))
         try:
             conn.search(
-                self.naming_context(),
+                wire_dn(base) if base else self.naming_context(),
                 search_filter,
                 ldap3.SUBTREE,
                 attributes=requested,
@@ -422,15 +431,17 @@ class ActiveDirectoryHook(BaseHook):
         ]
         return entries, control["value"]["cookie"], bool(control["value"]["more_results"])
 
-    def dirsync_watermark(self) -> bytes:
-        """A DirSync cookie for "now", read with a filter that matches nothing (so nothing is transferred)."""
-        _, cookie, _ = self._dirsync_search(_EMPTY_FILTER, ["objectGUID"], None)
+    def dirsync_watermark(self, base: str | None = None) -> bytes:
+        """A DirSync cookie for "now" (of partition ``base``), read with a filter matching nothing."""
+        _, cookie, _ = self._dirsync_search(_EMPTY_FILTER, ["objectGUID"], None, base)
         return cookie
 
-    def dirsync_pages(self, attributes: Sequence[str], cookie: bytes) -> Iterator[tuple[list[RawEntry], bytes]]:
+    def dirsync_pages(
+        self, attributes: Sequence[str], cookie: bytes, base: str | None = None
+    ) -> Iterator[tuple[list[RawEntry], bytes]]:
         """Yield (changed entries, cookie after them) until the DC says there is nothing more."""
         while True:
-            entries, cookie, more = self._dirsync_search(IMPORT_FILTER, attributes, cookie)
+            entries, cookie, more = self._dirsync_search(IMPORT_FILTER, attributes, cookie, base)
             yield entries, cookie
             if not more:
                 return

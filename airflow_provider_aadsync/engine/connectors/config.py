@@ -18,7 +18,8 @@ Shape::
               - OU=Staff,DC=corp,DC=example,DC=test
             exclude_ous:
               - OU=Disabled,OU=Staff,DC=corp,DC=example,DC=test
-      - name: ad_fabrikam
+        pilot_group: CN=Pilot,OU=Staff,DC=corp,DC=example,DC=test   # optional: only its direct members
+      - name: ad_fabrikam              # ad, ad_<x> or ad-<x>: the shipped "ad" rules read it (kinds.py)
         conn_id: aadsync_ad_fabrikam
     entra:                             # optional: default name entra, connection aadsync_entra
       name: entra
@@ -41,6 +42,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from airflow_provider_aadsync.engine.connectors.kinds import AD_KIND, connector_kind
 from airflow_provider_aadsync.engine.dn import DnError, DnScope, canonical_dn
 
 # The rules loader's YAML reader: it keeps the node tree for positions and refuses alias bombs and deep nesting.
@@ -150,11 +152,18 @@ class ADConnectorConfig(_Model):
     conn_id: str = Field(min_length=1, max_length=250)
     partitions: tuple[PartitionConfig, ...] | None = None
     """None: the connection's naming context (its base DN) is the one partition, with no OU filter."""
+    pilot_group: str | None = None
+    """A group's DN: only its direct members (users, groups, contacts) are read, as the product's group-based
+    filtering for pilots; members of nested groups are not. Any change of its membership imports fully."""
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _connector_name(value)
+        value = _connector_name(value)
+        if connector_kind(value) != AD_KIND:
+            # The shipped rules and the AD schema reach a connector through its name (engine.connectors.kinds).
+            raise ValueError(f"{value!r}: name AD connectors ad, ad_<name> or ad-<name>, so the AD rules read them")
+        return value
 
     @field_validator("partitions")
     @classmethod
@@ -166,6 +175,17 @@ class ADConnectorConfig(_Model):
             # parent does not return its objects): both may be listed, each is read as its own partition.
             _no_duplicates([partition.dn for partition in value], "partitions")
         return value
+
+    @field_validator("pilot_group")
+    @classmethod
+    def _pilot_group(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_dn(value, "the pilot group")
+
+    @model_validator(mode="after")
+    def _pilot_inside(self) -> ADConnectorConfig:
+        if self.pilot_group and self.partitions and not any(p.contains(self.pilot_group) for p in self.partitions):
+            raise ValueError(f"the pilot group {self.pilot_group!r} is outside every partition's scope")
+        return self
 
     def partition_dns(self, naming_context: str) -> list[str]:
         """The partitions' DNs; ``naming_context`` (the connection's base DN) when none are configured."""

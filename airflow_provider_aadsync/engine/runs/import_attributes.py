@@ -90,10 +90,12 @@ class AttributeListSteps:
     are dropped by a full import, so going back to an older list imports fully again.
     """
 
-    def __init__(self, steps: ImportSteps, key: str, listing: str) -> None:
+    def __init__(self, steps: ImportSteps, key: str, listing: str | bytes, prefix: str = ATTRIBUTE_LIST_PARTITION):
         self.steps = steps
         self.key = key
-        self.listing = listing.encode()
+        self.listing = listing.encode() if isinstance(listing, str) else listing
+        #: Rows of this kind of fingerprint (attribute list, AD scope) other than ``key`` are dropped by a full import.
+        self.prefix = prefix
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.steps, name)
@@ -106,7 +108,7 @@ class AttributeListSteps:
         writer.connection.execute(
             sa.delete(watermark).where(
                 watermark.c.connector == writer.connector,
-                watermark.c.partition.startswith(ATTRIBUTE_LIST_PARTITION, autoescape=True),
+                watermark.c.partition.startswith(self.prefix, autoescape=True),
                 watermark.c.partition != self.key,
             )
         )
@@ -115,6 +117,12 @@ class AttributeListSteps:
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
         marks = self.steps.delta(writer, errors, {name: value for name, value in saved.items() if name != self.key})
         return {**marks, self.key: self.listing}
+
+
+def with_fingerprint(steps: ImportSteps, prefix: str, key: str, value: bytes) -> AttributeListSteps:
+    """``steps`` whose watermarks carry one more fingerprint row (``key``, starting with ``prefix``): a configuration
+    the saved rows do not name makes the next delta a full import (the AD scope uses it: engine.connectors.ad.scope)."""
+    return AttributeListSteps(steps, key, value, prefix)
 
 
 def with_attribute_list(steps: ImportSteps, *lists: Sequence[str]) -> AttributeListSteps:

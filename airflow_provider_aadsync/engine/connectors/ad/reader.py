@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder
-from airflow_provider_aadsync.engine.dn import DnError, DnScope
+from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder, reference_from_value
+from airflow_provider_aadsync.engine.connectors.ad.scope import SCOPE_PARTITION, ADScope, PartitionFilter
+from airflow_provider_aadsync.engine.connectors.config import ADConnectorConfig, PartitionConfig
+from airflow_provider_aadsync.engine.dn import DnError
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage
-from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list
+from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list, with_fingerprint
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
 from airflow_provider_aadsync.engine.runs.prefetch import prefetch
@@ -27,77 +29,123 @@ TOMBSTONE_LIFETIME = dt.timedelta(days=180)
 
 RawEntry = tuple[str, dict[str, list[bytes]]]
 
-__all__ = ["TOMBSTONE_LIFETIME", "ADImportSteps", "DirectorySource", "ImportResult", "import_active_directory"]
+__all__ = [
+    "TOMBSTONE_LIFETIME",
+    "ADImportSteps",
+    "DirectorySource",
+    "ImportResult",
+    "import_active_directory",
+    "import_ad_connector",
+]
 
 
 class DirectorySource(Protocol):
-    """What the import needs from a directory connection."""
+    """What the import needs from a directory connection.
+
+    ``base`` names a partition other than the connection's naming context (a child domain) and is passed only
+    then; ``group_members`` is needed only with a pilot group.
+    """
 
     def naming_context(self) -> str: ...
 
     def server_name(self) -> str: ...
 
-    def full_import_pages(self, attributes: Sequence[str]) -> Iterator[list[RawEntry]]: ...
+    def full_import_pages(self, attributes: Sequence[str], **base: str) -> Iterator[list[RawEntry]]: ...
 
-    def dirsync_watermark(self) -> bytes: ...
+    def dirsync_watermark(self, **base: str) -> bytes: ...
 
-    def dirsync_pages(self, attributes: Sequence[str], cookie: bytes) -> Iterator[tuple[list[RawEntry], bytes]]: ...
+    def dirsync_pages(
+        self, attributes: Sequence[str], cookie: bytes, **base: str
+    ) -> Iterator[tuple[list[RawEntry], bytes]]: ...
+
+
+class GroupMembersSource(Protocol):
+    def group_members(self, group_dn: str) -> list[str]:
+        """The group's direct ``member`` values (extended DNs), every range read."""
+        ...
 
 
 class ADImportSteps:
-    """Reads AD for :func:`run_import`: one partition (the naming context), watermark = DirSync cookie."""
+    """Reads AD for :func:`run_import`: one watermark (DirSync cookie) per partition, objects scoped by
+    :class:`ADScope` (partitions, OUs, pilot group) whether read fully or by DirSync."""
 
     watermark_name = "DirSync cookie"
     watermark_lifetime = TOMBSTONE_LIFETIME
     command = "import-ad"
 
-    def __init__(self, source: DirectorySource, attributes: Sequence[str], decoder: EntryDecoder, scope_dn: str | None):
+    def __init__(
+        self,
+        source: DirectorySource,
+        attributes: Sequence[str],
+        decoder: EntryDecoder,
+        scope_dn: str | None,
+        scope: ADScope | None = None,
+    ):
         self.source = source
         self.attributes = attributes
         self.decoder = decoder
-        self.partition = source.naming_context()
+        self.naming_context = source.naming_context()
+        self.scope = scope or ADScope()
         # The DC returns DNs in its own spelling, whatever spelling the base DN was configured in: compare RDN by
         # RDN (engine.dn), never as text.
         try:
-            self.scope = DnScope(scope_dn or self.partition)
+            self.filters = self.scope.filters(self.naming_context, scope_dn)
         except DnError as error:
             raise ValueError(f"the import's base DN is not usable: {error}") from None
-        #: Anchors of the base entry read by a full import (the scope itself, not an object in it).
+        #: Anchors of the scope's own entries read by a full import (the base OU itself, not an object in it).
         self.base_anchors: set[str] = set()
 
     def partitions(self) -> Sequence[str]:
-        return [self.partition]
+        return [partition.key for partition in self.filters]
 
     def describe_scope(self) -> str:
-        return f"base DN {self.scope.base_text!r} in naming context {self.partition!r} on {self.source.server_name()}"
+        where = "; ".join(
+            f"{'base DN' if len(self.filters) == 1 and not self.scope.partitions else 'partition'} "
+            f"{partition.root.base_text!r}"
+            + (f" including {[s.base_text for s in partition.includes]}" if partition.includes else "")
+            + (f" excluding {[s.base_text for s in partition.excludes]}" if partition.excludes else "")
+            for partition in self.filters
+        )
+        pilot = f", only direct members of {self.scope.pilot_group!r}" if self.scope.pilot_group else ""
+        return f"{where}{pilot} in naming context {self.naming_context!r} on {self.source.server_name()}"
 
     def server_name(self) -> str | None:
         return self.source.server_name()
 
+    @staticmethod
+    def _base(partition: PartitionFilter) -> dict[str, str]:
+        return {"base": partition.base} if partition.base else {}
+
     def full(self, writer: ConnectorSpaceWriter, errors: ErrorSink) -> Mapping[str, bytes]:
-        # Take the watermark before reading: changes made while we page are seen again by the next delta.
-        cookie = self.source.dirsync_watermark()
+        # Take the watermarks before reading: changes made while we page are seen again by the next delta.
+        cookies = {partition.key: self.source.dirsync_watermark(**self._base(partition)) for partition in self.filters}
         writer.begin_full()
-        # Pages are read, decoded and shaped ahead in another thread while this one writes the store.
-        pages = (
-            ObjectPage.from_objects(self._decode(entries, errors, partial=False))
-            for entries in self.source.full_import_pages(self.attributes)
-        )
         self.base_anchors = set()
-        for page in prefetch(pages):
-            writer.write_full_columns(page)
+        for partition in self.filters:
+            # Pages are read, decoded and shaped ahead in another thread while this one writes the store.
+            pages = (
+                ObjectPage.from_objects(self._decode(partition, entries, errors, partial=False))
+                for entries in self.source.full_import_pages(self.attributes, **self._base(partition))
+            )
+            for page in prefetch(pages):
+                writer.write_full_columns(page)
         # The base OU itself is read with its subtree; alone, it means the scope saw nothing.
         writer.finish_full(scope_roots=self.base_anchors)
-        return {self.partition: cookie}
+        return cookies
 
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
-        cookie = saved[self.partition]
-        for entries, page_cookie in self.source.dirsync_pages(self.attributes, cookie):
-            writer.write_delta_page(self._decode(entries, errors, partial=True))
-            cookie = page_cookie
-        return {self.partition: cookie}
+        cookies = {}
+        for partition in self.filters:
+            cookie = saved[partition.key]
+            for entries, page_cookie in self.source.dirsync_pages(self.attributes, cookie, **self._base(partition)):
+                writer.write_delta_page(self._decode(partition, entries, errors, partial=True))
+                cookie = page_cookie
+            cookies[partition.key] = cookie
+        return cookies
 
-    def _decode(self, entries: list[RawEntry], errors: ErrorSink, *, partial: bool) -> list[SourceObject]:
+    def _decode(
+        self, partition: PartitionFilter, entries: list[RawEntry], errors: ErrorSink, *, partial: bool
+    ) -> list[SourceObject]:
         objects = []
         for dn, raw in entries:
             try:
@@ -110,8 +158,10 @@ class ADImportSteps:
             # DirSync reads the whole naming context: scope by DN here. Tombstones live elsewhere and are kept; in a
             # delta, an object now outside the scope was moved out of it, which for the connector space is a delete.
             try:
-                in_scope = obj.deleted or self.scope.contains(obj.dn)
-                if in_scope and not partial and self.scope.is_base(obj.dn):
+                in_scope = obj.deleted or (
+                    partition.contains(obj.dn) and self.scope.admits(obj.object_type, obj.anchor)
+                )
+                if in_scope and not partial and not obj.deleted and partition.is_root(obj.dn):
                     self.base_anchors.add(obj.anchor)
             except DnError as error:  # an object the run cannot place: an error for it, nothing changed for it
                 errors.add(ObjectDecodeError(str(error), dn=obj.dn, anchor=obj.anchor, code="invalid-dn"))
@@ -133,19 +183,67 @@ def import_active_directory(
     attributes: Sequence[str],
     decoder: EntryDecoder | None = None,
     scope_dn: str | None = None,
+    partitions: Sequence[PartitionConfig] | None = None,
+    pilot_group: str | None = None,
     lock_holder: str | None = None,
     error_limit: int = ERROR_LIMIT,
     guard: ImportGuard | None = None,
 ) -> ImportResult:
     """Import the directory into connector space ``connector``.
 
-    ``mode="delta"`` uses the saved DirSync cookie; without one, with one older than the tombstone lifetime, or
-    when the DC rejects it, the run becomes a full import and says why. Rows and the new cookie commit in one
-    transaction: a failed import keeps the old cookie and leaves the connector space untouched. ``guard`` stops an
-    import that would remove too much of the connector space (see ``engine.runs.import_guard``).
+    ``mode="delta"`` uses the saved DirSync cookies (one per partition); without one, with one older than the
+    tombstone lifetime, or when the DC rejects it, the run becomes a full import and says why. Rows and the new
+    cookies commit in one transaction: a failed import keeps the old cookies and leaves the connector space untouched.
+    ``guard`` stops an import that would remove too much of the connector space (see ``engine.runs.import_guard``).
+
+    Scope: ``partitions`` (the connectors configuration's, each with OUs to include and exclude; None: the naming
+    context limited to ``scope_dn``, the connection's base DN) and ``pilot_group`` (a group DN: only its direct
+    members among users, groups and contacts). The scope, the pilot group's membership and the attribute list are
+    saved with the cookies: a change of any of them makes the next delta a full import, whose deletions pass the
+    guard.
     """
-    # The attribute list is saved with the cookie: a changed list makes the next delta a full import.
-    steps = with_attribute_list(ADImportSteps(source, attributes, decoder or EntryDecoder(), scope_dn), attributes)
+    members = None
+    if pilot_group:
+        members = frozenset(reference_from_value(value)[0] for value in _group_members(source, pilot_group))
+    scope = ADScope(tuple(partitions) if partitions else None, pilot_group, members)
+    steps = ADImportSteps(source, attributes, decoder or EntryDecoder(), scope_dn, scope)
+    key, description = scope.fingerprint(scope_dn)
+    # The attribute list and the scope are saved with the cookies: a changed one makes the next delta a full import.
+    scoped = with_fingerprint(steps, SCOPE_PARTITION, key, description)
     return run_import(
-        store, steps, connector=connector, mode=mode, lock_holder=lock_holder, error_limit=error_limit, guard=guard
+        store,
+        with_attribute_list(scoped, attributes),
+        connector=connector,
+        mode=mode,
+        lock_holder=lock_holder,
+        error_limit=error_limit,
+        guard=guard,
     )
+
+
+def import_ad_connector(
+    source: DirectorySource,
+    store: Store,
+    connector: ADConnectorConfig,
+    *,
+    scope_dn: str | None = None,
+    **options: Any,
+) -> ImportResult:
+    """:func:`import_active_directory` of one configured AD connector (engine.connectors.config): its name is the
+    connector space, its partitions and pilot group the scope; ``options`` as there (mode, attributes, ...)."""
+    return import_active_directory(
+        source,
+        store,
+        connector=connector.name,
+        partitions=connector.partitions,
+        pilot_group=connector.pilot_group,
+        scope_dn=scope_dn,
+        **options,
+    )
+
+
+def _group_members(source: DirectorySource, group_dn: str) -> list[str]:
+    reader = getattr(source, "group_members", None)
+    if reader is None:
+        raise ValueError(f"the directory source {type(source).__name__} cannot read the pilot group's members")
+    return list(reader(group_dn))

@@ -155,12 +155,14 @@ def test_ou_lists_that_are_mistakes():
 def test_connectors_that_clash():
     names = "ad:\n  - {name: ad, conn_id: one}\n  - {name: AD, conn_id: two}\n"
     assert problems(names) == [("", 1, "two connectors are named 'AD' (names ignore case)")]
-    entra_name = "ad:\n  - {name: entra, conn_id: one}\n"
-    assert "two connectors are named 'entra'" in problems(entra_name)[0][2]
-    shared = "ad:\n  - {name: a, conn_id: one}\n  - {name: b, conn_id: one}\n"
+    entra_name = "ad:\n  - {name: ad, conn_id: one}\nentra: {name: AD}\n"
+    assert "two connectors are named 'AD'" in problems(entra_name)[0][2]
+    not_ad = "ad:\n  - {name: fabrikam, conn_id: one}\n"
+    assert "name AD connectors ad, ad_<name> or ad-<name>" in problems(not_ad)[0][2]
+    shared = "ad:\n  - {name: ad_a, conn_id: one}\n  - {name: ad_b, conn_id: one}\n"
     assert "two AD connectors use the connection 'one'" in problems(shared)[0][2]
-    twice = (
-        "ad:\n  - name: a\n    conn_id: one\n    partitions:\n      - dn: DC=corp,DC=test\n      - dn: dc=CORP,dc=test"
+    twice = "ad:\n  - name: ad_a\n    conn_id: one\n    partitions:\n" + (
+        "      - dn: DC=corp,DC=test\n      - dn: dc=CORP,dc=test"
     )
     assert "partitions lists 'dc=CORP,dc=test' twice" in problems(twice)[0][2]
 

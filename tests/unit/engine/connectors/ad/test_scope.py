@@ -1,0 +1,195 @@
+"""The AD import's scope: partitions with OUs included and excluded, a pilot group, per-partition DirSync cookies,
+and a scope fingerprint that makes the next delta a full import when the scope changes. Deletions that a scope
+change causes pass through the import guard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory, import_ad_connector
+from airflow_provider_aadsync.engine.connectors.config import (
+    ADConnectorConfig,
+    PartitionConfig,
+    parse_connectors_config,
+)
+from airflow_provider_aadsync.engine.dn import dn_is_under
+from airflow_provider_aadsync.engine.runs.import_guard import STOPPED_DELETION_THRESHOLD, ImportGuard
+from airflow_provider_aadsync.engine.store import Store, cs_object, watermark
+from tests.support.fakes import NC, FakeDirectory, guid
+
+ATTRS = ["objectGUID", "objectClass", "displayName", "member"]
+CHILD = f"DC=child,{NC}"
+STAFF, LEAVERS, OTHER = f"OU=Staff,{NC}", f"OU=Leavers,OU=Staff,{NC}", f"OU=Other,{NC}"
+PILOT = f"CN=Pilot,{STAFF}"
+
+
+class ScopedDirectory(FakeDirectory):
+    """A fake DC with OUs, a child domain read as its own partition (``base``) and group members by DN."""
+
+    def __init__(self) -> None:
+        super().__init__(page_size=3)
+        self.bases: list[str | None] = []
+
+    def place(self, n: int, name: str, parent: str, object_class: bytes = b"user") -> None:
+        self.objects[guid(n)] = (
+            self.ext(n, f"CN={name},{parent}" if object_class != b"organizationalUnit" else parent),
+            {"objectGUID": [guid(n).bytes_le], "objectClass": [b"top", object_class], "displayName": [name.encode()]},
+        )
+
+    def move(self, n: int, parent: str) -> tuple[str, dict]:
+        dn, raw = self.objects[guid(n)]
+        rdn = dn.split(";")[-1].split(",")[0]
+        self.objects[guid(n)] = (self.ext(n, f"{rdn},{parent}"), raw)
+        return self.objects[guid(n)]
+
+    def _in(self, base: str | None, dn: str) -> bool:
+        plain = dn.split(";")[-1]
+        in_child = dn_is_under(plain, CHILD)
+        return in_child if base else not in_child
+
+    def full_import_pages(self, attributes: Sequence[str], base: str | None = None) -> Iterator[list]:
+        self.bases.append(base)
+        entries = [entry for entry in self.objects.values() if self._in(base, entry[0])]
+        for start in range(0, len(entries), self.page_size):
+            yield entries[start : start + self.page_size]
+
+    def dirsync_watermark(self, base: str | None = None) -> bytes:
+        return b"cookie-child" if base else b"cookie-0"
+
+    def dirsync_pages(self, attributes: Sequence[str], cookie: bytes, base: str | None = None) -> Iterator:
+        self.bases.append(base)
+        self.cookies_seen.append(cookie)
+        mine = [entry for batch in self.delta_batches for entry in batch if self._in(base, entry[0])]
+        self.delta_batches = [[entry for entry in batch if entry not in mine] for batch in self.delta_batches]
+        yield mine, cookie + b"+1"
+
+    def group_members(self, group_dn: str) -> list[str]:
+        for dn, raw in self.objects.values():
+            if dn.split(";")[-1].casefold() == group_dn.casefold():
+                return [value.decode() for value in raw.get("member", [])]
+        raise LookupError(group_dn)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def directory() -> ScopedDirectory:
+    directory = ScopedDirectory()
+    directory.place(90, "Staff", STAFF, b"organizationalUnit")
+    directory.place(91, "Leavers", LEAVERS, b"organizationalUnit")
+    directory.place(92, "Other", OTHER, b"organizationalUnit")
+    for n in (1, 2, 3):
+        directory.place(n, f"staff{n}", STAFF)
+    directory.place(4, "leaver4", LEAVERS)
+    directory.place(5, "other5", OTHER)
+    directory.place(6, "child6", f"OU=People,{CHILD}")
+    return directory
+
+
+def live(store: Store, connector: str = "ad") -> set[str]:
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(cs_object.c.attrs, cs_object.c.anchor).where(
+                cs_object.c.connector == connector, cs_object.c.is_deleted == sa.false()
+            )
+        ).all()
+    return {json.loads(row.attrs)["displayName"][0] for row in rows}
+
+
+STAFF_ONLY = (PartitionConfig(dn=NC, include_ous=(STAFF,), exclude_ous=(LEAVERS,)),)
+
+
+def scoped(directory, store, mode, partitions=STAFF_ONLY, **options):
+    return import_active_directory(directory, store, mode=mode, attributes=ATTRS, partitions=partitions, **options)
+
+
+def test_included_ou_brings_its_children_and_an_excluded_child_ou_stays_out(directory, store):
+    result = scoped(directory, store, "full")
+    assert result.result == "success"
+    assert live(store) == {"Staff", "staff1", "staff2", "staff3"}  # not Leavers, leaver4, Other, other5, child6
+
+
+def test_moving_into_an_excluded_ou_is_a_deletion_through_the_guard(directory, store):
+    scoped(directory, store, "full")
+    with store.transaction() as connection:  # synced: deletions become pending deletes, as after a sync
+        connection.execute(sa.update(cs_object).values(pending_import=None))
+    directory.delta_batches = [[directory.move(1, LEAVERS)]]
+    result = scoped(directory, store, "delta")
+    assert (result.mode, result.counters["deletes"]) == ("delta", 1)
+    assert live(store) == {"Staff", "staff2", "staff3"}
+    # Two more moves out of a 4-object space: the guard stops the delta before anything is deleted.
+    directory.delta_batches = [[directory.move(2, LEAVERS), directory.move(3, OTHER)]]
+    stopped = scoped(directory, store, "delta", guard=ImportGuard(deletion_threshold=1))
+    assert stopped.result == STOPPED_DELETION_THRESHOLD
+    assert live(store) == {"Staff", "staff2", "staff3"}
+    # Moving back in is an add again (children follow their parent).
+    directory.delta_batches = [[directory.move(1, STAFF)]]
+    assert scoped(directory, store, "delta").counters["adds"] == 1
+
+
+def test_a_changed_scope_makes_the_next_delta_a_full_import_whose_deletions_pass_the_guard(directory, store):
+    scoped(directory, store, "full")
+    assert scoped(directory, store, "delta").mode == "delta"
+    wider = (PartitionConfig(dn=NC, include_ous=(STAFF,)),)
+    result = scoped(directory, store, "delta", partitions=wider)
+    assert result.mode == "full" and "scope" in result.fallback_reason
+    assert "leaver4" in live(store)
+    # A typo that empties the scope stops at the guard instead of deleting everything.
+    typo = (PartitionConfig(dn=NC, include_ous=(f"OU=Staf,{NC}",)),)
+    stopped = scoped(directory, store, "delta", partitions=typo, guard=ImportGuard(deletion_threshold=2))
+    assert stopped.result == STOPPED_DELETION_THRESHOLD
+    assert "leaver4" in live(store)
+    with store.engine.connect() as connection:
+        scopes = connection.execute(
+            sa.select(watermark.c.partition).where(watermark.c.partition.startswith("scope "))
+        ).scalars()
+        assert len(list(scopes)) == 1  # the wider scope's row, the one the connector space was read with
+
+
+def test_pilot_group_limits_to_direct_members_and_a_membership_change_imports_fully(directory, store):
+    directory.place(50, "Pilot", STAFF, b"group")
+    directory.objects[guid(50)][1]["member"] = [directory.objects[guid(n)][0].encode() for n in (1, 4)]
+    partitions = (PartitionConfig(dn=NC),)
+    scoped(directory, store, "full", partitions=partitions, pilot_group=PILOT)
+    # Direct members only (leaver4 is one: OU filtering is not asked here); OUs stay, the group is no member.
+    assert live(store) == {"Staff", "Leavers", "Other", "staff1", "leaver4"}
+    assert scoped(directory, store, "delta", partitions=partitions, pilot_group=PILOT).mode == "delta"
+    directory.objects[guid(50)][1]["member"] = [directory.objects[guid(n)][0].encode() for n in (1, 2)]
+    result = scoped(directory, store, "delta", partitions=partitions, pilot_group=PILOT)
+    assert result.mode == "full" and "scope" in result.fallback_reason
+    assert live(store) == {"Staff", "Leavers", "Other", "staff1", "staff2"}
+
+
+def test_each_partition_has_its_own_cookie_and_is_read_from_its_own_base(directory, store):
+    config = parse_connectors_config(
+        f"ad:\n  - name: ad_two\n    conn_id: c\n    partitions:\n      - dn: '{NC}'\n"
+        f"        include_ous: ['{STAFF}']\n      - dn: '{CHILD}'\n"
+    )
+    connector: ADConnectorConfig = config.ad[0]
+    import_ad_connector(directory, store, connector, mode="full", attributes=ATTRS)
+    assert live(store, "ad_two") == {"Staff", "Leavers", "staff1", "staff2", "staff3", "leaver4", "child6"}
+    assert directory.bases == [None, CHILD]  # the naming context through the connection's own base
+    assert store.get_watermark("ad_two", NC).cookie == b"cookie-0"
+    assert store.get_watermark("ad_two", CHILD).cookie == b"cookie-child"
+    directory.place(7, "child7", f"OU=People,{CHILD}")
+    directory.delta_batches = [[directory.objects[guid(7)]]]
+    result = import_ad_connector(directory, store, connector, mode="delta", attributes=ATTRS)
+    assert result.mode == "delta" and "child7" in live(store, "ad_two")
+    assert store.get_watermark("ad_two", CHILD).cookie == b"cookie-child+1"
+    assert store.get_watermark("ad_two", NC).cookie == b"cookie-0+1"
+
+
+def test_the_pilot_group_must_lie_in_a_partition():
+    with pytest.raises(ValueError, match="outside every partition"):
+        parse_connectors_config(
+            f"ad:\n  - name: ad\n    conn_id: c\n    pilot_group: 'CN=Pilot,DC=else,DC=test'\n"
+            f"    partitions:\n      - dn: '{NC}'\n"
+        )
