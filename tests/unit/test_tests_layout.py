@@ -11,10 +11,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
+import aadsync_devkit
 import airflow_provider_aadsync
 
 TESTS = Path(__file__).resolve().parents[1]
 ENGINE = Path(airflow_provider_aadsync.__file__).parent / "engine"
+DEVKIT = Path(aadsync_devkit.__file__).parent
 #: Modules that import unit test modules to collect their tests again on PostgreSQL.
 RERUNS = {
     "integration/test_store_postgres.py",
@@ -62,9 +66,11 @@ def test_test_modules_import_only_tests_support():
     assert offenders == {}, "move what is shared to tests/support"
 
 
-def test_engine_tests_mirror_the_engine_packages():
-    """tests/unit/engine/<path>/ exists only where airflow_provider_aadsync/engine/<path>/ is a package."""
-    root = TESTS / "unit" / "engine"
+@pytest.mark.parametrize(("tests", "source"), [("unit/engine", ENGINE), ("unit/devkit", DEVKIT)])
+def test_unit_tests_mirror_the_packages(tests, source):
+    """tests/unit/engine/<path>/ exists only where airflow_provider_aadsync/engine/<path>/ is a package, and
+    tests/unit/devkit/<path>/ only where aadsync_devkit/<path>/ is."""
+    root = TESTS / tests
     folders = {path.parent.relative_to(root) for path in root.rglob("test_*.py")}
-    missing = sorted(str(folder) for folder in folders if not (ENGINE / folder / "__init__.py").exists())
-    assert missing == [], "a test folder with no engine package of that name"
+    missing = sorted(str(folder) for folder in folders if not (source / folder / "__init__.py").exists())
+    assert missing == [], "a test folder with no package of that name"
