@@ -1,7 +1,8 @@
 """The SQLite state file: one row per directory object, group link and change-log entry, keyed by tenant, plus the
 settings, the delta-token key and each tenant's own facts. ``TenantPersistence`` writes and reads a tenant's rows;
 ``StatePersistence`` owns the file (new file and rename, or in-place updates of what changed). The format is
-``_STATE_VERSION`` 2: files written before the emulator's cut into modules load unchanged (tests/unit/emulator/data).
+``_STATE_VERSION`` 2: files written before the emulator's cut into modules load unchanged
+(tests/unit/devkit/graph_emulator/data).
 Later additions keep that format: a user's manager is a ``links`` row with ``rel = 'manager'``; directory extension
 definitions ride in the tenant header and their values in the objects' properties.
 """

@@ -4,7 +4,7 @@ Run once with the emulator as it was before its models were cut into modules (is
 ``test_state_file_compat.py`` proves a state file written by that code still loads. Rerun only on purpose: a new
 file proves nothing about old ones.
 
-    PYTHONPATH=$PWD:$PWD/devkit python tests/unit/emulator/data/make_state_v2.py
+    PYTHONPATH=$PWD:$PWD/devkit python tests/unit/devkit/graph_emulator/data/make_state_v2.py
 """
 
 from __future__ import annotations
