@@ -22,6 +22,7 @@ from aadsync_devkit.graph_emulator.catalog import (
     b64url,
     unb64url,
 )
+from aadsync_devkit.graph_emulator.extensions import is_extension
 from aadsync_devkit.graph_emulator.managers import MANAGER
 from aadsync_devkit.graph_emulator.records import (
     CREATED,
@@ -70,8 +71,11 @@ class TenantDelta:
             cached = self._order_cache[kind] = (self._seq, order)
         return cached[1]
 
-    def _render(self, obj: DirectoryObject, cur: DeltaCursor, names: Iterable[str] | None) -> dict[str, Any]:
-        """The tracked properties of *obj* (only *names* of them when given) plus ``id``."""
+    def _render(
+        self, obj: DirectoryObject, cur: DeltaCursor, names: Iterable[str] | None, changed: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """The tracked properties of *obj* (only *names* of them when given) plus ``id``; a directory extension
+        without a value is left out unless it just *changed* (then ``null`` says it was removed)."""
         if names is None:
             wanted = [*cur.select, "id"] if cur.select else list(DEFAULT_SELECT[obj.kind])
         else:
@@ -79,6 +83,8 @@ class TenantDelta:
             wanted = [n for n in (cur.select or PROPERTIES[obj.kind]) if n in set(names) & tracked] + ["id"]
         out: dict[str, Any] = {}
         for name in wanted:
+            if is_extension(name) and obj.props.get(name) is None and name not in changed:
+                continue  # a directory extension without a value is left out, as in a read
             if name not in out and name != "passwordProfile":
                 out[name] = obj.props.get(name)
         return out
@@ -206,7 +212,7 @@ class TenantDelta:
         member_rows = summary["rows"] if tracks_members else []
         if not changed and not member_rows:
             return None, None  # only untracked properties changed
-        item = self._render(obj, cur, changed if minimal else None)
+        item = self._render(obj, cur, changed if minimal else None, changed)
         return item, member_rows if tracks_members else None
 
 
@@ -262,7 +268,7 @@ class DeltaTokens:
                 if cursor.until is None:
                     raise err.SyncStateNotFound()
             else:
-                select, members = self._delta_select(kind, params)
+                select, members = self._delta_select(kind, params, tenant.extension_names(kind))
                 if deltatoken and deltatoken.lower() != "latest":
                     cursor = self.decode_delta(deltatoken, tenant, kind)
                     if cursor.until is not None:
@@ -291,7 +297,9 @@ class DeltaTokens:
             return DeltaPage(items, cursor.select, deltatoken=self.encode_delta(done))
 
     @staticmethod
-    def _delta_select(kind: str, params: dict[str, str]) -> tuple[list[str] | None, bool]:
+    def _delta_select(
+        kind: str, params: dict[str, str], extensions: Iterable[str] = ()
+    ) -> tuple[list[str] | None, bool]:
         """The tracked properties (None: all, default set returned) and whether group members (a user's manager:
         ``$expand=manager``, answered as ``manager@delta``) are tracked."""
         expand = [e.strip().lower() for e in params.get("$expand", "").split(",") if e.strip()]
@@ -309,7 +317,12 @@ class DeltaTokens:
                     members = True
                     continue
                 match = next(
-                    (p for p in PROPERTIES[kind] if p.lower() == name.lower() and p != "passwordProfile"), None
+                    (
+                        p
+                        for p in [*PROPERTIES[kind], *extensions]
+                        if p.lower() == name.lower() and p != "passwordProfile"
+                    ),
+                    None,
                 )
                 if match is None:
                     raise err.ODataBadRequest(
