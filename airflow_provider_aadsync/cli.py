@@ -489,7 +489,8 @@ def export_ad_command(
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 def export_plan_command(connector: str, limit: int, store_url: str | None, instance: str) -> None:
-    """Show what the next export would write: counts by operation and type, and the first operations."""
+    """Show what the next export would write: counts by operation and type, the least number of writes (Graph
+    $batch calls for entra, LDAP writes for ad), and the first operations."""
     from airflow_provider_aadsync.engine.report import render_export_plan
 
     with _open_store(store_url, instance) as store:

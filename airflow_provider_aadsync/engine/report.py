@@ -184,12 +184,15 @@ def render_export_plan(store: Store, *, connector: str = "entra", limit: int = 2
 
     import sqlalchemy as sa
 
-    from airflow_provider_aadsync.engine.connectors.entra.writer import plan_counts
+    from airflow_provider_aadsync.engine.connectors.registry import connector_for, plan_counts
     from airflow_provider_aadsync.engine.store import pending_export, pending_export_reference
 
     counts = plan_counts(store, connector)
     lines = [f"# Export plan for `{connector}`", "", "| planned | count |", "|---|---:|"]
     lines += [f"| {name} | {value:,} |" for name, value in sorted(counts.items())]
+    found = connector_for(connector)
+    if found is not None:  # the plan's cost in the connector's own unit: LDAP writes, Graph $batch calls
+        lines += ["", found.minimum_writes(counts)]
     with store.engine.connect() as connection:
         rows = connection.execute(
             sa.select(pending_export)
@@ -361,7 +364,7 @@ def render_cycle_report(
         lines += ["", "Deltas that became full runs:", "", *fallbacks]
     lines.append("")
     text = "\n".join(lines) + "\n" + "\n".join(render_run(store, run) for run in runs)
-    from airflow_provider_aadsync.engine.connectors.entra.writer import plan_counts
+    from airflow_provider_aadsync.engine.connectors.registry import plan_counts
 
     left = {name: value for name, value in plan_counts(store, plan_connector).items() if value}
     if left:

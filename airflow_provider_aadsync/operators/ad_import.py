@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_aadsync.engine.connectors.ad.entries import (
-    DEFAULT_AD_ATTRIBUTES,
-    DEFAULT_BINARY_ATTRIBUTES,
-    EntryDecoder,
-)
+from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
+from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES, DEFAULT_BINARY_ATTRIBUTES
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_attributes import complete_attribute_list
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard

@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_aadsync.engine.connectors.entra.reader import (
-    DEFAULT_GROUP_PROPERTIES,
-    DEFAULT_USER_PROPERTIES,
-    import_entra,
-)
+from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
+from airflow_provider_aadsync.engine.connectors.entra.schema import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_attributes import complete_attribute_list
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from aadsync_devkit.world.samba import SambaDC
-from airflow_provider_aadsync.engine.connectors.ad.entries import DEFAULT_AD_ATTRIBUTES
+from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.active_directory import IMPORT_FILTER
 from airflow_provider_aadsync.operators.ad_import import run_ad_import

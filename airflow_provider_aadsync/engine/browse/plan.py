@@ -16,7 +16,7 @@ from airflow_provider_aadsync.engine.store import Store, export_conflict, pendin
 def export_plan(store: Store, *, connector: str = "entra", offset: int = 0, limit: int = 100) -> dict[str, Any]:
     """What the next export of ``connector`` would write: the counts an export plans by (``plan_counts``, as the
     CLI's ``export-plan`` prints them) and the operations, each with its attribute changes and member changes."""
-    from airflow_provider_aadsync.engine.connectors.entra.writer import plan_counts
+    from airflow_provider_aadsync.engine.connectors.registry import plan_counts
 
     counts = plan_counts(store, connector)
     with store.engine.connect() as connection:

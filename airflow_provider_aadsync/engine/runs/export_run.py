@@ -283,3 +283,27 @@ def forget_empty_updates(connection: sa.Connection, connector: str) -> None:
             ~open_references,
         )
     )
+
+
+def generic_plan_counts(store: Store, connector: str) -> dict[str, int]:
+    """The open export plan of a connector no registered connector counts: by operation and object type, and its
+    member changes (``planned_member_adds`` / ``planned_member_removes``), with no estimate of the writes."""
+    open_states = ("pending", "sent", "failed")
+    with store.engine.connect() as connection:
+        objects = connection.execute(
+            sa.select(pending_export.c.operation, pending_export.c.object_type, sa.func.count())
+            .where(pending_export.c.connector == connector, pending_export.c.state.in_(open_states))
+            .group_by(pending_export.c.operation, pending_export.c.object_type)
+        ).all()
+        references = connection.execute(
+            sa.select(pending_export_reference.c.operation, sa.func.count())
+            .where(
+                pending_export_reference.c.connector == connector,
+                pending_export_reference.c.state.in_(open_states),
+            )
+            .group_by(pending_export_reference.c.operation)
+        ).all()
+    counts = {f"planned_{object_type}_{operation}s": number for operation, object_type, number in objects}
+    counts.update({f"planned_member_{operation}s": number for operation, number in references})
+    counts["planned_deletes"] = sum(n for op, _t, n in objects if op == "delete")
+    return counts

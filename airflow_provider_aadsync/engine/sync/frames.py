@@ -16,8 +16,6 @@ from airflow_provider_aadsync.engine.sync.schema import cell_values
 BATCH_ROWS = 20_000
 #: Values per ``IN (...)`` list.
 IN_CHUNK = 500
-#: Anchors of objects sync has provisioned that no export has created yet start with this.
-PROVISIONAL_PREFIX = "provisional:"
 
 LINK_TYPES = {"Join": "join", "StickyJoin": "sticky-join", "Provision": "projection"}
 #: Link types that keep a metaverse object alive (an inbound rule joined or projected it).

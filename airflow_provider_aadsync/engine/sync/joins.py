@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.rules import CompiledRule
 from airflow_provider_aadsync.engine.store import (
     cs_object,
@@ -27,7 +28,6 @@ from airflow_provider_aadsync.engine.sync.contributions import drop_connector
 from airflow_provider_aadsync.engine.sync.frames import (
     _SOURCE_LINKS,
     LINK_TYPES,
-    PROVISIONAL_PREFIX,
     chunks,
     column_of,
     members_by_rule,

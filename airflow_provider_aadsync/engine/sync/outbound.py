@@ -13,6 +13,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.connectors.registry import schema_for
+from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow, ReferenceValues
 from airflow_provider_aadsync.engine.rules import CompiledRule, frame_from_records
 from airflow_provider_aadsync.engine.store import (
@@ -22,14 +24,13 @@ from airflow_provider_aadsync.engine.store import (
     utcnow,
 )
 from airflow_provider_aadsync.engine.sync.frames import (
-    PROVISIONAL_PREFIX,
     chunks,
     members_by_rule,
     same_values,
 )
 from airflow_provider_aadsync.engine.sync.joins import Joins
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
-from airflow_provider_aadsync.engine.sync.schema import METAVERSE, cell_values, schema_for
+from airflow_provider_aadsync.engine.sync.schema import METAVERSE, cell_values
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.connectors.schema import ConnectorSchema
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import (
     ERROR_LIMIT,
@@ -26,7 +27,6 @@ from airflow_provider_aadsync.engine.runs.import_run import (
 from airflow_provider_aadsync.engine.store import Store, cs_object, link, mv_object, sync_state, utcnow
 from airflow_provider_aadsync.engine.store.lock import stopped_result
 from airflow_provider_aadsync.engine.sync.contributions import resolve
-from airflow_provider_aadsync.engine.sync.schema import ConnectorSchema
 from airflow_provider_aadsync.engine.sync.synchronizer import Synchronizer
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from airflow_provider_aadsync.engine.connectors.kinds import inbound_rule_applies
+from airflow_provider_aadsync.engine.connectors.registry import schema_for
+from airflow_provider_aadsync.engine.connectors.schema import ConnectorSchema
 from airflow_provider_aadsync.engine.rules import CompiledRule, RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
 from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.engine.sync.schema import ConnectorSchema, schema_for
 
 
 class SyncPass:

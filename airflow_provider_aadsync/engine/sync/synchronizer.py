@@ -25,16 +25,16 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX, ConnectorSchema
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, link
-from airflow_provider_aadsync.engine.sync.frames import BATCH_ROWS, IN_CHUNK, PROVISIONAL_PREFIX, chunks
+from airflow_provider_aadsync.engine.sync.frames import BATCH_ROWS, IN_CHUNK, chunks
 from airflow_provider_aadsync.engine.sync.inbound import Inbound
 from airflow_provider_aadsync.engine.sync.joins import Joins
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
 from airflow_provider_aadsync.engine.sync.outbound import Outbound
 from airflow_provider_aadsync.engine.sync.references import References
-from airflow_provider_aadsync.engine.sync.schema import ConnectorSchema
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 

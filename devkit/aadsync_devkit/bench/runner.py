@@ -27,7 +27,7 @@ from aadsync_devkit.processes import free_port
 from aadsync_devkit.world.fixtures import cached_seeded_dc, seeded_cache_path
 from aadsync_devkit.world.graph import DEV_TENANT_NAME, LocalGraphEmulator
 from aadsync_devkit.world.samba import SambaDC
-from airflow_provider_aadsync.engine.connectors.ad.entries import DEFAULT_AD_ATTRIBUTES
+from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.store import Store, apply_sqlite_pragmas, as_utc
 from airflow_provider_aadsync.hooks.active_directory import IMPORT_FILTER
 
@@ -209,7 +209,7 @@ def _seed_tenant(emulator: LocalGraphEmulator, users: int, groups: int) -> None:
 
 def httpx_delta_floor(hook: Any) -> tuple[float, int]:
     """Raw httpx paging of the same delta endpoints with the same $select (JSON parsed, nothing stored)."""
-    from airflow_provider_aadsync.engine.connectors.entra.reader import (
+    from airflow_provider_aadsync.engine.connectors.entra.schema import (
         DEFAULT_GROUP_PROPERTIES,
         DEFAULT_USER_PROPERTIES,
     )

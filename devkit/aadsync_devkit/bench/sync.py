@@ -39,6 +39,7 @@ from aadsync_devkit.world.seed import (
     TITLES,
     USER_CLASSES,
 )
+from airflow_provider_aadsync.engine.connectors.ad.schema import SCHEMA as ACTIVE_DIRECTORY
 from airflow_provider_aadsync.engine.rules import (
     DEFAULT_RULES_DIR,
     CompiledRule,
@@ -58,7 +59,6 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
 )
 from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.schema import ACTIVE_DIRECTORY
 from airflow_provider_aadsync.engine.sync.settings import V2_MEMBER_LIMIT, rule_parameters
 
 #: Targets from DESIGN §8.

@@ -16,60 +16,13 @@ from dataclasses import dataclass, field
 from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.dn import parse_dn
 
+from airflow_provider_aadsync.engine.connectors.ad.schema import (
+    DEFAULT_BINARY_ATTRIBUTES,
+    DEFAULT_REFERENCE_ATTRIBUTES,
+    GUID_ATTRIBUTES,
+    SID_ATTRIBUTES,
+)
 from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, Reference, SourceObject
-
-#: What the shipped rules read; a connection's ``attributes`` extra replaces it.
-DEFAULT_AD_ATTRIBUTES: tuple[str, ...] = (
-    "objectGUID",
-    "objectSid",
-    "objectClass",
-    "sAMAccountName",
-    "userPrincipalName",
-    "cn",
-    "name",
-    "displayName",
-    "givenName",
-    "sn",
-    "initials",
-    "description",
-    "department",
-    "title",
-    "company",
-    "employeeID",
-    "telephoneNumber",
-    "mobile",
-    "physicalDeliveryOfficeName",
-    "streetAddress",
-    "l",
-    "st",
-    "postalCode",
-    "c",
-    "mail",
-    "mailNickname",
-    "proxyAddresses",
-    "userAccountControl",
-    "isCriticalSystemObject",
-    "msExchRecipientTypeDetails",
-    # A linked mailbox's owner in the account forest (its objectSid): the resource forest's join key.
-    "msExchMasterAccountSid",
-    "mS-DS-ConsistencyGuid",
-    "groupType",
-    "adminDescription",
-    "info",
-    "member",
-    "manager",
-    "managedBy",
-)
-
-#: Attributes whose values are DNs of other objects; stored as reference rows, never inside ``attrs``.
-DEFAULT_REFERENCE_ATTRIBUTES: frozenset[str] = frozenset({"member", "manager", "managedBy"})
-
-#: Octet-string attributes kept as base64 (GUID- and SID-typed ones get their canonical text form instead).
-DEFAULT_BINARY_ATTRIBUTES: frozenset[str] = frozenset(
-    {"thumbnailphoto", "usercertificate", "jpegphoto", "msexchmailboxguid", "msds-generationid"}
-)
-_GUID_ATTRIBUTES = frozenset({"objectguid", "ms-ds-consistencyguid"})
-_SID_ATTRIBUTES = frozenset({"objectsid", "securityidentifier", "sidhistory", "msexchmasteraccountsid"})
 
 _EXTENDED_DN = re.compile(r"^(?:<(?P<kind>GUID|SID|WKGUID)=(?P<value>[^>]*)>;)")
 _RANGE_OPTION = re.compile(r"^(?P<name>[^;]+);range=(?P<low>\d+)-(?P<high>\d+|\*)$", re.IGNORECASE)
@@ -237,9 +190,9 @@ class EntryDecoder:
             kind = _SKIP
         elif lowered in self._reference_lower:
             kind = _REFERENCE
-        elif lowered in _GUID_ATTRIBUTES:
+        elif lowered in GUID_ATTRIBUTES:
             kind = _GUID
-        elif lowered in _SID_ATTRIBUTES:
+        elif lowered in SID_ATTRIBUTES:
             kind = _SID
         elif lowered in self.binary_attributes:
             kind = _BINARY

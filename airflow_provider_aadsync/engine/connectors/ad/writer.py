@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from ldap3.utils.dn import to_dn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.dn import same_dn
 from airflow_provider_aadsync.engine.runs.export_guards import (
     DELETION_THRESHOLD,
@@ -57,7 +58,6 @@ from airflow_provider_aadsync.engine.store import (
     utcnow,
 )
 from airflow_provider_aadsync.engine.store.lock import fenced_writer
-from airflow_provider_aadsync.engine.sync.synchronizer import PROVISIONAL_PREFIX
 
 log = logging.getLogger(__name__)
 

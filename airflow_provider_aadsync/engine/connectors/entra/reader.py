@@ -10,6 +10,11 @@ import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_provider_aadsync.engine.connectors.entra.schema import (
+    DEFAULT_GROUP_PROPERTIES,
+    DEFAULT_USER_PROPERTIES,
+    MEMBERS,
+)
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage, serialize_attrs
 from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
@@ -23,40 +28,6 @@ if TYPE_CHECKING:
 #: Graph forgets delta state after 7 days for directory objects: an older delta link means a full import.
 DELTA_LINK_LIFETIME = dt.timedelta(days=7)
 
-DEFAULT_USER_PROPERTIES: tuple[str, ...] = (
-    "id",
-    "userPrincipalName",
-    "displayName",
-    "givenName",
-    "surname",
-    "mail",
-    "mailNickname",
-    "otherMails",
-    "proxyAddresses",
-    "jobTitle",
-    "department",
-    "companyName",
-    "employeeId",
-    "accountEnabled",
-    "usageLocation",
-    "onPremisesImmutableId",
-    "onPremisesSyncEnabled",
-)
-DEFAULT_GROUP_PROPERTIES: tuple[str, ...] = (
-    "id",
-    "displayName",
-    "description",
-    "mail",
-    "mailEnabled",
-    "mailNickname",
-    "securityEnabled",
-    "groupTypes",
-    "proxyAddresses",
-    "onPremisesSyncEnabled",
-    "members",
-)
-#: The connector-space attribute that holds group members (reference rows).
-MEMBERS = "members"
 _OBJECT_TYPES = {"users": "user", "groups": "group"}
 #: Objects compared and written per batch in a full import.
 _WRITE_BATCH = 5_000

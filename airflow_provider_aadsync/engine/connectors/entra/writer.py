@@ -36,6 +36,9 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
+from airflow_provider_aadsync.engine.connectors.entra.schema import COLLECTION_PROPERTIES, MEMBERS
+from airflow_provider_aadsync.engine.connectors.entra.schema import RESOURCES as _RESOURCES
+from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.runs.export_guards import (
     DELETION_THRESHOLD,
     DISABLE_THRESHOLD,
@@ -65,7 +68,6 @@ from airflow_provider_aadsync.engine.store import (
     utcnow,
 )
 from airflow_provider_aadsync.engine.store.lock import fenced_writer
-from airflow_provider_aadsync.engine.sync.synchronizer import PROVISIONAL_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +76,6 @@ BATCH_SIZE = 20
 LINKS_PER_REQUEST = 20
 #: ``$batch`` calls in a row without a readable answer after which an export stops instead of resending.
 UNKNOWN_OUTCOME_LIMIT = 3
-#: Graph properties that are collections (everything else is sent as a single value).
-COLLECTION_PROPERTIES = frozenset({"businessPhones", "otherMails", "groupTypes", "proxyAddresses", "imAddresses"})
-_RESOURCES = {"user": "users", "group": "groups", "contact": "contacts"}
-MEMBERS = "members"
 #: The per-object error of an object that holds our key but that we did not create: never adopted, never written.
 NOT_ADOPTED = "not-adopted"
 _SENT_AT_TYPE = pending_export.c.sent_at.type

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_provider_aadsync.engine.connectors.ad.entries import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
-from airflow_provider_aadsync.engine.connectors.entra.reader import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
+from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES
+from airflow_provider_aadsync.engine.connectors.entra.schema import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
 from airflow_provider_aadsync.engine.rules import load_rules_text
 from airflow_provider_aadsync.engine.runs.import_attributes import (
     ATTRIBUTE_LIST_PARTITION,

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_aadsync.engine.connectors.ad.schema import SCHEMA as ACTIVE_DIRECTORY
 from airflow_provider_aadsync.engine.connectors.kinds import connector_kind, inbound_rule_applies
+from airflow_provider_aadsync.engine.connectors.registry import schema_for
 from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR
 from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.schema import ACTIVE_DIRECTORY, schema_for
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import ad_group, ad_user, guid, immutable_id, import_full, links, metaverse, mv_by, mv_members
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_provider_aadsync.engine.sync.schema import (
-    ACTIVE_DIRECTORY,
+from airflow_provider_aadsync.engine.connectors.ad.schema import SCHEMA as ACTIVE_DIRECTORY
+from airflow_provider_aadsync.engine.connectors.converters import (
     boolean,
     convert_column,
     guid_bytes,

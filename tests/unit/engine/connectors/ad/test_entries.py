@@ -5,12 +5,12 @@ import uuid
 import pytest
 
 from airflow_provider_aadsync.engine.connectors.ad.entries import (
-    DEFAULT_AD_ATTRIBUTES,
     EntryDecoder,
     classify,
     parse_extended_dn,
     split_range_option,
 )
+from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError
 
 GUID = uuid.UUID("2c5ae0de-1c33-4a4b-9d3e-0a1b2c3d4e5f")

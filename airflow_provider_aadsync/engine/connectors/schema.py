@@ -1,0 +1,120 @@
+"""The shape every connector describes itself with: its attributes, the schema sync reads them by, its plan counting.
+
+Each connector folder holds ONE list of :class:`Attribute` (``connectors/ad/schema.py``, ``connectors/entra/schema.py``)
+from which everything else about its attributes is derived: what its reader asks the directory for, what its writer
+sends as a collection, which attributes are references, which hold typed values. ``connectors/registry.py`` hands out
+a :class:`Connector` per connector name. This module imports nothing of sync or of any connector, so the writers and
+sync can both import it (``PROVISIONAL_PREFIX`` lives here for that reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import pandas as pd
+
+from airflow_provider_aadsync.engine.connectors.converters import Converter, convert_column
+
+if TYPE_CHECKING:
+    from airflow_provider_aadsync.engine.store import Store
+
+#: Anchors of objects sync has provisioned that no export has created yet start with this.
+PROVISIONAL_PREFIX = "provisional:"
+
+#: How a reader decodes an attribute's values off the wire: as text, or (AD octet strings) as a GUID's or SID's text
+#: form, or as base64.
+Syntax = Literal["text", "guid", "sid", "binary"]
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One attribute a connector reads or writes, as the connector's own directory names it."""
+
+    name: str
+    #: The connector's object types that have it (``{"user"}``, ``{"user", "group"}``, ...).
+    object_types: frozenset[str]
+    multi_valued: bool = False
+    #: Its values are other objects, stored as reference rows (never inside ``attrs``).
+    reference: bool = False
+    #: Stored JSON value → the typed value rules see (``connectors/converters.py``); None: rules see the JSON value.
+    typed: Converter | None = None
+    #: In the default attribute list (AD) or ``$select`` (Graph) an import asks for.
+    imported: bool = True
+    #: How the reader decodes its values (AD octet strings); everything else is text.
+    syntax: Syntax = "text"
+
+    @property
+    def binary(self) -> bool:
+        """An octet string kept as base64 (GUID- and SID-valued ones get their canonical text form instead)."""
+        return self.syntax == "binary"
+
+
+def kinds(*object_types: str) -> frozenset[str]:
+    """``frozenset`` of object types, for short attribute lists."""
+    return frozenset(object_types)
+
+
+@dataclass(frozen=True)
+class ConnectorSchema:
+    """Attribute facts of one connector space (or of the metaverse), as sync reads them."""
+
+    #: Attributes whose values are other objects (stored as reference rows), lower-cased.
+    reference_attributes: frozenset[str]
+    #: Lower-cased attribute name → converter from the stored JSON value to the typed value rules see.
+    typed: Mapping[str, Converter] = field(default_factory=dict)
+    #: For objects sync provisions without a ``dn`` flow: object type → DN template with ``{anchor}``.
+    dn_templates: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_attributes(
+        cls, attributes: Iterable[Attribute], *, dn_templates: Mapping[str, str] | None = None
+    ) -> ConnectorSchema:
+        """The schema of a connector's attribute list: its references and typed attributes, lower-cased."""
+        listed = list(attributes)
+        return cls(
+            reference_attributes=frozenset(a.name.lower() for a in listed if a.reference),
+            typed={a.name.lower(): a.typed for a in listed if a.typed is not None},
+            dn_templates=dict(dn_templates or {}),
+        )
+
+    def is_reference(self, attribute: str) -> bool:
+        return attribute.lower() in self.reference_attributes
+
+    def type_columns(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Convert the typed columns of a value-cell frame in place (column by column)."""
+        for column in frame.columns:
+            convert = self.typed.get(str(column).lower())
+            if convert is not None:
+                # An object column, so integers with gaps stay integers (a map would make them floats).
+                cells = convert_column(frame[column].to_numpy(dtype=object), convert)
+                frame[column] = pd.Series(cells, index=frame.index, dtype=object)
+        return frame
+
+    def default_dn(self, object_type: str, anchor: str) -> str:
+        template = self.dn_templates.get(object_type, "{object_type}/{anchor}")
+        return template.format(anchor=anchor, object_type=object_type)
+
+
+#: A connector's plan counting: ``(store, connector name) → counters`` of its open pending exports.
+PlanCounts = Callable[["Store", str], dict[str, int]]
+
+
+@dataclass(frozen=True)
+class Connector:
+    """What the registry knows of one kind of connector."""
+
+    #: ``"ad"``, ``"entra"``: which folder under ``connectors/`` implements it.
+    kind: str
+    schema: ConnectorSchema
+    #: The plan by operation and object type, member changes, and the least number of writes it needs.
+    plan_counts: PlanCounts
+    #: The counter of ``plan_counts`` that holds that least number of writes ...
+    cost_counter: str
+    #: ... and what its unit is called in reports ("Graph $batch calls", "LDAP writes").
+    cost_label: str
+
+    def minimum_writes(self, counts: Mapping[str, int]) -> str:
+        """The report line that names the plan's cost in this connector's unit."""
+        return f"Minimum {self.cost_label}: {counts.get(self.cost_counter, 0):,}"
