@@ -1,4 +1,4 @@
-"""Typed columns: the column-at-once conversions give exactly what the per-value converters give."""
+"""Typed columns (connectors/converters.py): converting a column at once gives what the per-value converters give."""
 
 from __future__ import annotations
 
