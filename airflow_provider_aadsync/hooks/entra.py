@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - Airflow is a hard dependency, this onl
 from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.secrets import scrub
 from airflow_provider_aadsync.hooks._settings import keep_secret
+from airflow_provider_aadsync.hooks.entra_permissions import UnreadableTokenError, check_permissions, token_roles
 from airflow_provider_aadsync.hooks.entra_settings import (
     MICROSOFT_AUTHORITY_HOSTS,
     DeltaLinkExpired,
@@ -168,10 +169,23 @@ class EntraHook(BaseHook):
             del self.__dict__["_http"]
 
     def test_connection(self) -> tuple[bool, str]:
-        """Get a token and read /organization; never raises."""
+        """Get a token, check the application permissions it carries (``roles``), read /organization; never raises.
+
+        Fails naming every missing required permission (before any Graph call, which would only answer 403 for the
+        first one); passes with a note naming missing optional ones.
+        """
         try:
+            try:
+                check = check_permissions(token_roles(self.get_token()))
+            except UnreadableTokenError as error:  # access tokens are opaque to clients: say so, go on
+                permissions = f"The granted permissions could not be read from the token: {error}."
+            else:
+                if not check.ok:
+                    return False, check.message()
+                permissions = check.message()
             organization = self.request("GET", "/organization")["value"][0]
-            return True, f"Connected to tenant {organization.get('displayName')} ({organization.get('id')})"
+            tenant = f"Connected to tenant {organization.get('displayName')} ({organization.get('id')})."
+            return True, f"{tenant} {permissions}"
         except Exception as error:
             return False, scrub(str(error))  # shown in the UI: no known secret in it
 

@@ -31,7 +31,8 @@ Admin API (no auth; refused unless the caller is on loopback):
   application permissions its next tokens carry (``null``: the default User.ReadWrite.All, Group.ReadWrite.All,
   Directory.ReadWrite.All; an app spec may carry ``roles`` too). Creating or deleting a directory extension
   definition needs Application.ReadWrite.All or Directory.ReadWrite.All, or Application.ReadWrite.OwnedBy on the
-  caller's own application, else ``403 Authorization_RequestDenied``;
+  caller's own application, else ``403 Authorization_RequestDenied``; so does every Graph call the sync app makes
+  whose token holds none of the permissions Graph's API reference lists for it (``permissions.py``);
 - ``GET /_emulator/counters`` (requests by method and route template, per status, 4xx/5xx, 429s, ``batchItems``;
   each ``$batch`` request counts once plus once per inner request under its own route; admin calls are not
   counted), ``DELETE`` zeroes them;

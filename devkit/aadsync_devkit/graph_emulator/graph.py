@@ -21,7 +21,7 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from aadsync_devkit.graph_emulator import exceptions as err
-from aadsync_devkit.graph_emulator import odata
+from aadsync_devkit.graph_emulator import odata, permissions
 from aadsync_devkit.graph_emulator.catalog import (
     CONTACT,
     DEFAULT_SELECT,
@@ -259,8 +259,9 @@ def route(tokens: TokenService, path: str, handler: Handler, methods: list[str],
             await asyncio.sleep(latency)
         if fault is not None:
             raise fault
-        tenant, app_id = tokens.authenticate_app(request.headers.get("authorization"))
+        tenant, app_id, roles = tokens.authenticate_roles(request.headers.get("authorization"))
         request.scope["emulator.app_id"] = app_id  # the caller, for the routes that check its permissions
+        permissions.require(request.method, path, roles)
         if throttled:
             state.throttle(tenant, app_id, request.method, request.url.path, query_params(request))
         return await handler(request, tenant)

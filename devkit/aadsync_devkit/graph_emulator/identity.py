@@ -124,6 +124,11 @@ class TokenService:
 
     def authenticate_app(self, authorization: str | None) -> tuple[Tenant, str]:
         """The tenant and the calling app's client id (``appid``) of a Graph request's bearer token."""
+        tenant, app_id, _roles = self.authenticate_roles(authorization)
+        return tenant, app_id
+
+    def authenticate_roles(self, authorization: str | None) -> tuple[Tenant, str, frozenset[str]]:
+        """The tenant, the calling app's client id and the application permissions (``roles``) of a bearer token."""
         scheme, _, token = (authorization or "").strip().partition(" ")
         token = token.strip()
         if not authorization or not token or scheme.lower() != "bearer":
@@ -154,7 +159,8 @@ class TokenService:
             raise err.InvalidAuthenticationToken("Access token validation failure. Invalid issuer or tenant.")
         if claims.get("xms_epoch", 0) < tenant.token_epoch:
             raise err.InvalidAuthenticationToken("Lifetime validation failed, the token is expired.")
-        return tenant, str(claims.get("appid", ""))
+        roles = claims.get("roles", [])
+        return tenant, str(claims.get("appid", "")), frozenset(roles if isinstance(roles, list) else [])
 
 
 def _identity_error(error: err.IdentityError) -> JSONResponse:

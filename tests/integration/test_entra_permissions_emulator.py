@@ -1,0 +1,48 @@
+"""The Entra connection's Test button against the Graph emulator over TLS: an app registration granted fewer
+application permissions than the sync needs is named, permission by permission, from its real token."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from airflow_provider_aadsync.hooks.entra_settings import GraphError
+from tests.integration.conftest import GRAPH_CLIENT_ID, entra_hook_for, trust
+
+
+def grant(graph_server, graph_tenant, roles: list[str]) -> None:
+    response = httpx.patch(
+        f"{graph_server.base_url}/_emulator/tenants/{graph_tenant['id']}/apps/{GRAPH_CLIENT_ID}",
+        json={"roles": roles},
+        verify=trust(graph_server),
+    )
+    assert response.status_code == 204, response.text
+
+
+def test_a_reduced_app_registration_is_named_permission_by_permission(graph_server, graph_tenant):
+    grant(graph_server, graph_tenant, ["User.Read.All", "Group.ReadWrite.All", "Organization.Read.All"])
+    hook = entra_hook_for(graph_server, graph_tenant)
+    ok, message = hook.test_connection()
+    assert not ok
+    assert message.startswith("Missing Microsoft Graph application permissions")
+    for missing in ("User.ReadWrite.All", "Domain.Read.All"):
+        assert f"{missing} (or" in message
+    assert "GroupMember.ReadWrite.All (or" not in message  # Group.ReadWrite.All stands in for it
+    assert "Note, optional permissions not granted" in message and "Application.ReadWrite.OwnedBy" in message
+    # and Graph itself refuses what the Test button warned about
+    with pytest.raises(GraphError) as caught:
+        hook.request("POST", "/users", json={"displayName": "x"})
+    assert caught.value.status == 403 and caught.value.code == "Authorization_RequestDenied"
+
+
+def test_the_required_set_passes_with_a_note_and_the_full_set_without(graph_server, graph_tenant):
+    required = ["User.ReadWrite.All", "Group.ReadWrite.All", "GroupMember.ReadWrite.All", "Organization.Read.All",
+                "Domain.Read.All"]  # fmt: skip
+    grant(graph_server, graph_tenant, required)
+    ok, message = entra_hook_for(graph_server, graph_tenant).test_connection()
+    assert ok, message
+    assert f"({graph_tenant['id']})" in message and "Application.ReadWrite.OwnedBy" in message
+
+    grant(graph_server, graph_tenant, [*required, "Application.ReadWrite.OwnedBy"])
+    ok, message = entra_hook_for(graph_server, graph_tenant).test_connection()  # a new token
+    assert ok and message.endswith("Every required Microsoft Graph application permission is granted.")
