@@ -25,7 +25,7 @@ from ldap3.utils.dn import to_dn
 
 from airflow_provider_aadsync.engine.connectors.ad.entries import parse_extended_dn
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, wire_dn
-from airflow_provider_aadsync.engine.secrets import scrub
+from airflow_provider_aadsync.hooks.active_directory_checks import check_connection
 from airflow_provider_aadsync.hooks.active_directory_settings import (
     ActiveDirectoryConfigurationError,
     ActiveDirectoryConnectionError,
@@ -263,15 +263,8 @@ class ActiveDirectoryHook(BaseHook):
             self._conn = None
 
     def test_connection(self) -> tuple[bool, str]:
-        """Bind and read the rootDSE; never raises."""
-        try:
-            naming_context = self.naming_context()
-            return (
-                True,
-                f"Connected to {self.settings.url} ({self.server_name()}), naming context {naming_context}",
-            )
-        except Exception as error:
-            return False, scrub(str(error))  # shown in the UI: no known secret in it
+        """Bind, check the base DN and that DirSync is allowed (active_directory_checks); never raises."""
+        return check_connection(self)
 
     @cached_property
     def root_dse(self) -> dict[str, list[str]]:
