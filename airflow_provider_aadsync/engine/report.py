@@ -76,8 +76,9 @@ def render_runs(store: Store, run_ids: Sequence[int] | None = None, *, last: int
 
 
 def _values_text(values: Any) -> str:
+    """A traced value: None is a NULL (contributes nothing); the sentinels are traced by name (strings)."""
     if values is None:
-        return "AuthoritativeNull"
+        return "NULL"
     if isinstance(values, str):
         return values
     if not values:

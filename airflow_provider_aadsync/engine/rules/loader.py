@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from airflow_provider_aadsync.engine.rules.compiled import CompiledRule, RuleSet, compile_rule, rule_fingerprint
 from airflow_provider_aadsync.engine.rules.errors import RuleIssue, RuleLoadError, RuleSetError
-from airflow_provider_aadsync.engine.rules.model import SyncRuleModel
+from airflow_provider_aadsync.engine.rules.model import Direction, MergeType, SyncRuleModel
 
 __all__ = [
     "DEFAULT_RULES_DIR",
@@ -358,6 +358,41 @@ def _check_across(rules: list[tuple[CompiledRule, _YamlFile, int]], issues: _Col
                 )
 
 
+def _check_merge_types(rules: list[tuple[CompiledRule, _YamlFile, int]], issues: _Collector) -> None:
+    """Flows to one attribute of one object type either all Update or all Merge: mixing them fails at load.
+
+    The product refuses a rule set where one rule updates an attribute other rules merge into (precedence picks one
+    value, merge unites them: no answer is right), so the second kind met is named with its file, rule and line.
+    """
+    kinds: dict[tuple[str, str, str, str], dict[bool, list[tuple[CompiledRule, _YamlFile, int, int]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for rule, source, index in rules:
+        if not rule.enabled:
+            continue
+        # Inbound rules meet in the metaverse; outbound rules in their connector's space.
+        space = "metaverse" if rule.direction == Direction.INBOUND else rule.connector.casefold()
+        for position, flow in enumerate(rule.rule.flows):
+            key = (rule.direction.value, space, rule.target_object_type.casefold(), flow.target.casefold())
+            kinds[key][flow.merge != MergeType.UPDATE].append((rule, source, index, position))
+    for (_, _, object_type, _), by_kind in kinds.items():
+        if len(by_kind) < 2:
+            continue
+        merging = by_kind[True][0]
+        merge_where = f"{merging[0].name!r} ({merging[1].label}:{merging[1].position(('rules', merging[2]))[0]})"
+        for rule, source, index, position in by_kind[False]:
+            target = rule.rule.flows[position].target
+            issues.add(
+                source,
+                rule.name,
+                ("flows", position, "merge"),
+                f"{object_type} attribute {target!r} is updated here (merge: Update) but merged by rule "
+                f"{merge_where} (merge: {merging[0].rule.flows[merging[3]].merge.value}): flows to one attribute "
+                "must all be Update or all Merge",
+                file_parts=("rules", index, "flows", position, "merge"),
+            )
+
+
 def _build(
     sources: list[_YamlFile],
     parameters: Mapping[str, object] | None,
@@ -369,6 +404,7 @@ def _build(
     for source in sources:
         compiled.extend(_load_source(source, parameters, issues))
     _check_across(compiled, issues)
+    _check_merge_types(compiled, issues)
     if issues.issues:
         raise RuleLoadError(issues.issues)
     for rule, source, index in compiled:

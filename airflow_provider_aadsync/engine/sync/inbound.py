@@ -35,6 +35,10 @@ from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
 from airflow_provider_aadsync.engine.sync.schema import cell_values
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
+#: How a preview's trace shows the two sentinels (a plain NULL flow is traced as None and shown as NULL).
+TRACE_AUTHORITATIVE_NULL = "AuthoritativeNull"
+TRACE_IGNORED = "IgnoreThisFlow"
+
 
 class Inbound:
     """Runs the inbound rules over batches of connector-space rows for one sync pass."""
@@ -179,13 +183,15 @@ class Inbound:
                     contribution = [compiled.rule.precedence, spec.merge, REFERENCE_MARKER]
                     self.state.reference_dirty.add(anchor)
                 elif cell is IgnoreThisFlow or cell is None or (isinstance(cell, float) and pd.isna(cell)):
-                    self._trace_flow(compiled, spec.target, None)
+                    # NULL and IgnoreThisFlow contribute nothing; the preview names which one it was.
+                    self._trace_flow(compiled, spec.target, TRACE_IGNORED if cell is IgnoreThisFlow else None)
                     continue
                 elif cell is AuthoritativeNull:
                     contribution = [compiled.rule.precedence, spec.merge, None]
                 else:
                     contribution = [compiled.rule.precedence, spec.merge, cell_values(cell)]
-                self._trace_flow(compiled, spec.target, contribution[2])
+                traced = TRACE_AUTHORITATIVE_NULL if contribution[2] is None else contribution[2]
+                self._trace_flow(compiled, spec.target, traced)
                 contributions.setdefault(spec.target, {})[key] = contribution
         if contributions != before:
             entry["dirty"] = True

@@ -77,6 +77,7 @@ class Joins:
 
         pending = list(part.index[~linked & in_scope])
         in_scope_of = members_by_rule(scope)
+        pending = self._refuse_several_join_rules(part, pending, linking, in_scope_of)
         new_links: list[dict[str, Any]] = []
         taken: dict[int, str] | None = None
         for compiled in linking:
@@ -157,6 +158,43 @@ class Joins:
             self.state.store.insert_chunked(self.state.connection, link, new_links)
         self.state.counters["connectors"] += int(mv_ids.notna().sum())
         return mv_ids
+
+    def _refuse_several_join_rules(
+        self,
+        part: pd.DataFrame,
+        pending: list[str],
+        linking: Sequence[CompiledRule],
+        in_scope_of: dict[str, set[str]],
+    ) -> list[str]:
+        """Objects in scope of two or more rules with join criteria are an error, not "the first by precedence".
+
+        "Understanding Declarative Provisioning": only one sync rule with join criteria may be in scope for an
+        object; when several are found an error is thrown. Rules that look for different metaverse object types
+        do not compete (a foreign security principal looks for a person or a group with its objectSid). The object
+        stays unjoined (and unprojected) until the rules are fixed, so its error is reported on every pass.
+        """
+        joining = [r for r in linking if r.join_groups]
+        if len(joining) < 2 or not pending:
+            return pending
+        kept = []
+        for anchor in pending:
+            by_type: dict[str, list[str]] = defaultdict(list)
+            for r in joining:
+                if anchor in in_scope_of[r.rule.name]:
+                    by_type[r.rule.target_object_type.casefold()].append(r.rule.name)
+            names = max(by_type.values(), key=len, default=[])
+            if len(names) < 2:
+                kept.append(anchor)
+                continue
+            self.state.error(
+                anchor,
+                part.at[anchor, "dn"],
+                "several-join-rules",
+                f"{len(names)} sync rules with join criteria are in scope ({', '.join(repr(n) for n in names)}); "
+                "only one may be: narrow their scoping filters",
+            )
+            self.state.note("decision", "not joined: several rules with join criteria are in scope")
+        return kept
 
     def link_row(self, anchor: str, mv_id: int, compiled: CompiledRule, kind: str) -> dict[str, Any]:
         link_type = "sticky-join" if compiled.rule.link_type == "StickyJoin" else kind

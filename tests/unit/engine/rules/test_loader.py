@@ -435,3 +435,57 @@ class TestHostileYaml:
         assert str(load_error(path).issues[0]) == f"{path}: the file is larger than 1,048,576 bytes"
         with pytest.raises(RuleLoadError, match="larger than 1,048,576 bytes"):
             load_rules_text("#" * (loader_module.MAX_RULE_FILE_BYTES + 1))
+
+
+class TestMergeTypes:
+    def test_update_and_merge_on_one_attribute_fail_at_load(self, write_rules):
+        path = write_rules(
+            "rules.yaml",
+            [
+                rule_dict(
+                    name="hr", precedence=1, flows=[{"type": "Direct", "source": "a", "target": "proxyAddresses"}]
+                ),
+                rule_dict(
+                    name="dir",
+                    precedence=2,
+                    connector="dir",
+                    flows=[{"type": "Direct", "source": "b", "target": "proxyAddresses", "merge": "Merge"}],
+                ),
+            ],
+        )
+        (issue,) = load_error(path).issues
+        assert (issue.rule, issue.path) == ("hr", "flows[0].merge")
+        assert issue.file is not None and issue.file.endswith("rules.yaml") and issue.line is not None
+        assert "updated here (merge: Update) but merged by rule 'dir'" in issue.message
+        assert "rules.yaml:" in str(load_error(path))
+
+    def test_merge_kinds_together_and_other_object_types_load(self, write_rules):
+        path = write_rules(
+            "rules.yaml",
+            [
+                rule_dict(
+                    name="a", precedence=1, flows=[{"type": "Direct", "source": "x", "target": "t", "merge": "Merge"}]
+                ),
+                rule_dict(
+                    name="b",
+                    precedence=2,
+                    connector="dir",
+                    flows=[{"type": "Direct", "source": "y", "target": "t", "merge": "MergeCaseInsensitive"}],
+                ),
+                rule_dict(
+                    name="c",
+                    precedence=3,
+                    target_object_type="group",
+                    flows=[{"type": "Direct", "source": "z", "target": "t"}],
+                ),
+                rule_dict(
+                    name="d", precedence=4, enabled=False, flows=[{"type": "Direct", "source": "z", "target": "t"}]
+                ),
+            ],
+        )
+        assert len(load_rules([path])) == 4
+
+    def test_default_rules_do_not_mix(self):
+        from airflow_provider_aadsync.engine.sync.settings import rule_parameters
+
+        assert len(load_default_rules(rule_parameters(writeback_enabled=True, writeback_ou="OU=W,DC=x"))) > 0

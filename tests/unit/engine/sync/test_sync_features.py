@@ -247,3 +247,50 @@ def test_preview_reports_decisions_and_writes_nothing(store, rules):
     assert same["anchor"] == "hr-1"
     with pytest.raises(PreviewError, match="no object 'nope'"):
         preview(store, rules, connector="hr", anchor="nope")
+
+
+def test_preview_shows_null_as_null_and_sentinels_by_name(store, rules):
+    """A NULL flow contributes nothing and reads NULL; AuthoritativeNull and IgnoreThisFlow keep their names."""
+    from airflow_provider_aadsync.engine.report import render_preview
+
+    import_full(store, "hr", [employee(1, title=None)])
+    trace = preview(store, rules, connector="hr", anchor="hr-1")
+    flows = {flow["target"]: flow["value"] for flow in trace["inbound_flows"]}
+    assert flows["title"] is None
+    assert flows["department"] == "AuthoritativeNull"
+    assert flows["office"] == "IgnoreThisFlow"
+    text = render_preview(trace)
+    assert "→ title = NULL" in text
+    assert "→ department = AuthoritativeNull" in text
+    assert "→ office = IgnoreThisFlow" in text
+
+
+SECOND_JOIN = """
+  - name: In from Directory - by badge
+    direction: inbound
+    connector: dir
+    source_object_type: account
+    target_object_type: person
+    link_type: Join
+    precedence: 21
+    scoping:
+      - - {attribute: badge, operator: ISNOTNULL}
+    join:
+      - - {source: badge, target: badge}
+"""
+
+
+def test_several_join_rules_in_scope_is_a_per_object_error(store):
+    """Only one rule with join criteria may be in scope for an object (the product throws an error otherwise)."""
+    rules = load_rules_text(RULES + SECOND_JOIN, name="features.yaml")
+    import_full(store, "hr", [employee(1, badge="B1"), employee(2)])
+    run_sync(store, rules, connector="hr", mode="full")
+    # dir-1 is in scope of both join rules; dir-2 (no badge) of one: it joins as before.
+    import_full(store, "dir", [account(1, empNo="E1", badge="B1"), account(2, empNo="E2")])
+    result = run_sync(store, rules, connector="dir", mode="full")
+    assert result.result == "completed-sync-errors" and result.counters["joins"] == 1
+    with store.engine.connect() as connection:
+        errors = connection.execute(sa.select(run_error).where(run_error.c.run_id == result.run_id)).all()
+    assert [(e.anchor, e.code) for e in errors] == [("dir-1", "several-join-rules")]
+    assert "'In from Directory', 'In from Directory - by badge'" in errors[0].message
+    assert ("dir", "dir-1") not in links(store) and links(store)[("dir", "dir-2")][1] == "join"
