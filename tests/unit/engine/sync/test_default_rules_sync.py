@@ -54,7 +54,7 @@ def seed(store):
             ad_user(7, sAMAccountName=None),
             ad_user(8, **{"mS-DS-ConsistencyGuid": guid(800)}),
             ad_group(20, "Staff", members=[1, 2, 21]),
-            ad_group(21, "Nested", members=[8]),
+            ad_group(21, "Nested", members=[8], **{"mS-DS-ConsistencyGuid": guid(2100)}),
         ],
     )
 
@@ -95,6 +95,9 @@ def test_full_sync_projects_in_scope_objects_and_stages_entra_adds(store, rules)
     assert mv_by(store, "accountName", "user2")[1]["accountEnabled"] == [False]
     # ms-DS-ConsistencyGuid wins over objectGUID
     assert mv_by(store, "accountName", "user8")[1]["sourceAnchor"] == [immutable_id(guid(800))]
+    assert mv_by(store, "accountName", "user1")[1]["sourceAnchor"] == [immutable_id(guid(1))]
+    # groups anchor on objectGUID only, whatever their ms-DS-ConsistencyGuid holds
+    assert mv_by(store, "accountName", "Nested")[1]["sourceAnchor"] == [immutable_id(guid(21))]
 
     staff_id, staff = mv_by(store, "accountName", "Staff")
     assert staff["securityEnabled"] == [True] and staff["mailEnabled"] == [False]
