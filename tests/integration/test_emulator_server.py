@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import socket
-import ssl
 
 import httpx
 import msal
 import pytest
 
 from aadsync_devkit.graph_emulator.server import EmulatorServer
-from tests.support.servers import self_signed_certificate
+from tests.support.servers import self_signed_certificate, trust
 
 CLIENT_ID = "6a7b8c9d-0000-4000-8000-00000000c11e"
 SECRET = "integration-secret"
 SCOPES = ["https://graph.microsoft.com/.default"]
-
-
-def trust(server: EmulatorServer) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(server.ca_cert))
 
 
 @pytest.fixture
