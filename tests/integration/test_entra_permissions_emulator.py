@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from airflow_provider_aadsync.hooks.entra_settings import GraphError
-from tests.integration.conftest import GRAPH_CLIENT_ID, entra_hook_for, trust
+from tests.support.servers import GRAPH_CLIENT_ID, entra_hook_for, trust
 
 
 def grant(graph_server, graph_tenant, roles: list[str]) -> None:

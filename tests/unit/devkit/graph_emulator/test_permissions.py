@@ -10,7 +10,8 @@ import pytest
 
 from aadsync_devkit.graph_emulator.apps import DEFAULT_ROLES
 from airflow_provider_aadsync.hooks.entra_permissions import check_permissions
-from tests.unit.devkit.graph_emulator.conftest import CLIENT_ID, assert_graph_error, get_token, new_group, new_user
+
+from .conftest import CLIENT_ID, assert_graph_error, get_token, new_group, new_user
 
 DENIED = "Insufficient privileges to complete the operation."
 
