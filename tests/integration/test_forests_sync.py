@@ -12,8 +12,8 @@ import pytest
 from aadsync_devkit.world.fixtures import provisioned_dc
 from aadsync_devkit.world.forests import FORESTS, SHARED_MAIL_DOMAIN, ensure_exchange_schema, seed_forest_pair
 from aadsync_devkit.world.seed import USER_CLASSES
-from airflow_provider_aadsync.engine.connectors.ad.entries import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_ad_connector
+from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.connectors.config import parse_connectors_config
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR
