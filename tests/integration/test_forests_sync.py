@@ -6,7 +6,10 @@ users never appear, and a user moved into the excluded OU is deleted in Entra on
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
+import ldap3
 import pytest
 
 from aadsync_devkit.world.fixtures import provisioned_dc
@@ -56,9 +59,10 @@ def forests(start_dc, tmp_path_factory):
 
 
 def tenant_for(graph_server, *domains: str) -> dict:
+    """A tenant of its own (the module's emulator lives across tests) that has verified ``domains``."""
     response = httpx.post(
         f"{graph_server.base_url}/_emulator/tenants",
-        json={"name": "forests", "verifiedDomains": list(domains),
+        json={"name": f"forests{uuid.uuid4().hex[:8]}", "verifiedDomains": list(domains),
               "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
         verify=trust(graph_server),
     )  # fmt: skip
@@ -129,3 +133,32 @@ def test_two_forests_land_in_entra_once_each(forests, graph_server, store):
     # ...and applied by the next export under the default threshold.
     assert run_entra_export(store, entra).result == "success"
     assert set(entra_users()) == {"shared1", "shared2", "shared3", "owner1", "owner2", "fab.only1", "fab.only2"}
+
+
+def test_a_pilot_group_limits_the_export_to_its_direct_members(forests, graph_server, store):
+    corp, _fabrikam, report, _excluded = forests
+    pilot = f"CN=Pilot,OU=Accounts,OU=AADSync,{corp.base_dn}"
+    nested = f"CN=Pilot Nested,OU=Accounts,OU=AADSync,{corp.base_dn}"
+    account = corp.connect()
+    try:
+        for dn, members in ((nested, [report.account_users["shared3"]]), (pilot, [report.account_users["owner1"]])):
+            attrs = {"sAMAccountName": dn.split(",")[0][3:].replace(" ", ""), "groupType": -2147483646}
+            assert account.add(dn, ["top", "group"], attrs), account.result
+            assert account.modify(dn, {"member": [(ldap3.MODIFY_ADD, members)]}), account.result
+        assert account.modify(pilot, {"member": [(ldap3.MODIFY_ADD, [report.account_users["shared1"], nested])]})
+    finally:
+        account.unbind()
+    connector = parse_connectors_config(f"ad:\n  - name: ad\n    conn_id: aadsync_ad\n    pilot_group: '{pilot}'\n").ad[
+        0
+    ]
+    rules = load_sync_rules()
+    attributes, _ = complete_attribute_list(DEFAULT_AD_ATTRIBUTES, rules, "ad")
+    assert import_ad_connector(hook_for(corp), store, connector, mode="full", attributes=attributes).result == "success"
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    entra = entra_hook_for(graph_server, tenant_for(graph_server, "corp.example.test", SHARED_MAIL_DOMAIN))
+    assert run_entra_export(store, entra).result == "success"
+    users = {u["userPrincipalName"].split("@")[0] for page in entra.paginate("/users") for u in page["value"]}
+    groups = {g["displayName"] for page in entra.paginate("/groups") for g in page["value"]}
+    # Direct members only: the nested group is one (exported, empty of out-of-scope shared3), shared3 is not.
+    assert users == {"owner1", "shared1"}
+    assert groups == {"Pilot Nested"}
