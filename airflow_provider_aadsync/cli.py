@@ -284,6 +284,15 @@ _WRITEBACK_NAMING_OPTION = click.option(
     help="CN of written-back groups: Group_<objectId>, or <displayName>_<last 12 characters of the objectId>.",
 )
 
+_BLOCK_SOFT_MATCH_OPTION = click.option(
+    "--block-soft-match/--soft-match",
+    "block_soft_match",
+    default=False,
+    show_default=True,
+    help="Join cloud users by hard match only (onPremisesImmutableId), never by userPrincipalName or mail "
+    "(the product's BlockSoftMatch).",
+)
+
 
 def _load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
     from airflow_provider_aadsync.engine.rules import RuleLoadError
@@ -306,6 +315,7 @@ def _load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
 @_WRITEBACK_LIMIT_OPTION
 @_WRITEBACK_OU_OPTION
 @_WRITEBACK_NAMING_OPTION
+@_BLOCK_SOFT_MATCH_OPTION
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 def sync_command(
@@ -317,6 +327,7 @@ def sync_command(
     writeback_size_limit: str | None,
     writeback_ou: str | None,
     writeback_naming: str,
+    block_soft_match: bool,
     store_url: str | None,
     instance: str,
 ) -> None:
@@ -332,6 +343,7 @@ def sync_command(
         writeback_size_limit=writeback_size_limit,
         writeback_ou=writeback_ou,
         writeback_naming=writeback_naming,
+        block_soft_match=block_soft_match,
     )
     with _open_store(store_url, instance) as store:
         try:

@@ -90,6 +90,8 @@ WRITEBACK = {
     "writeback_ou": variable("aadsync_writeback_ou", ""),
     "writeback_naming": variable("aadsync_writeback_naming", "objectId"),
 }
+#: Matching cloud users before any create: soft match (userPrincipalName, then mail) unless aadsync_block_soft_match.
+MATCHING = {"block_soft_match": variable("aadsync_block_soft_match", "false")}
 
 COMMON_PARAMS: dict[str, Param] = {
     "staging": Param(
@@ -246,10 +248,24 @@ def sync_cycle_dag(
             task_id="import_entra", entra_conn_id=ENTRA_CONN_ID, mode=mode, rules=RULES, **IMPORT_GUARD, **store
         )
         sync_ad = SyncOperator(
-            task_id="sync_ad", connector="ad", mode=mode, rules=RULES, endpoint=ENDPOINT, **WRITEBACK, **store
+            task_id="sync_ad",
+            connector="ad",
+            mode=mode,
+            rules=RULES,
+            endpoint=ENDPOINT,
+            **WRITEBACK,
+            **MATCHING,
+            **store,
         )
         sync_entra = SyncOperator(
-            task_id="sync_entra", connector="entra", mode=mode, rules=RULES, endpoint=ENDPOINT, **WRITEBACK, **store
+            task_id="sync_entra",
+            connector="entra",
+            mode=mode,
+            rules=RULES,
+            endpoint=ENDPOINT,
+            **WRITEBACK,
+            **MATCHING,
+            **store,
         )
         export_entra = EntraExportOperator(
             task_id="export_entra",

@@ -41,9 +41,16 @@ def load_rules_for(rules: str | Sequence[str] | None, endpoint: str, **writeback
     if endpoint not in ("v2", "v1"):
         raise ValueError(f"endpoint must be 'v2' or 'v1', not {endpoint!r}")
     enabled = templated_flag(writeback.pop("writeback_enabled", False))
+    block = templated_flag(writeback.pop("block_soft_match", False))
     # Templated empty values mean the defaults of the group writeback settings.
     chosen = {name: value for name, value in writeback.items() if value not in (None, "", "None")}
-    return load_sync_rules(rule_paths(rules), mode=endpoint, writeback_enabled=enabled, **chosen)  # type: ignore[arg-type]
+    return load_sync_rules(
+        rule_paths(rules),
+        mode=endpoint,
+        writeback_enabled=enabled,
+        block_soft_match=block,
+        **chosen,  # type: ignore[arg-type]
+    )
 
 
 def load_task_rules(step_name: str, rules: str | Sequence[str] | None, endpoint: str, **writeback: Any) -> RuleSet:
@@ -68,6 +75,7 @@ class SyncOperator(StoreStepOperator):
     :param writeback_size_limit: group writeback size limit (templated; empty: 50,000; at most 250,000).
     :param writeback_ou: OU for written-back groups (templated); required when writeback is on.
     :param writeback_naming: ``objectId`` or ``displayName`` naming of written-back groups (templated).
+    :param block_soft_match: join cloud users by hard match only (templated; default false: soft match on).
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :return: a small run summary (run id, mode, result, counters, why a delta became full) for XCom.
@@ -81,6 +89,7 @@ class SyncOperator(StoreStepOperator):
         "writeback_size_limit",
         "writeback_ou",
         "writeback_naming",
+        "block_soft_match",
     )
     completed_results = COMPLETED_SYNC_RESULTS
 
@@ -94,9 +103,11 @@ class SyncOperator(StoreStepOperator):
         writeback_size_limit: int | str | None = None,
         writeback_ou: str | None = None,
         writeback_naming: str | None = None,
+        block_soft_match: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(connector=connector, **kwargs)
+        self.block_soft_match = block_soft_match
         self.rules = rules
         self.endpoint = endpoint
         self.writeback_enabled = writeback_enabled
@@ -114,6 +125,7 @@ class SyncOperator(StoreStepOperator):
             writeback_size_limit=self.writeback_size_limit,
             writeback_ou=self.writeback_ou,
             writeback_naming=self.writeback_naming,
+            block_soft_match=self.block_soft_match,
         )
         return run_sync(store, rules, connector=self.connector, mode=self.mode, lock_holder=lock_holder).summary()  # type: ignore[arg-type]
 

@@ -82,6 +82,8 @@ class CompiledRule:
         self.origin: str | None = None
         names = list(scope.attributes)
         names += [condition.source for group in join_groups for condition in group]
+        if rule.held_by_other_engine:
+            names.append(rule.held_by_other_engine)
         for spec in flow_specs:
             if spec.type is FlowType.DIRECT and spec.source:
                 names.append(spec.source)
@@ -183,7 +185,8 @@ def compile_rule(
     # "In from AD - User Common"-style rules work (they contribute flows to objects another rule joined or
     # projected), and Microsoft's filtering how-to builds its filter rules that way ("Leave the Join rules empty").
     join_groups = tuple(
-        tuple(JoinCondition(pair.source, pair.target, pair.case_sensitive) for pair in group) for group in rule.join
+        tuple(JoinCondition(pair.source, pair.target, pair.case_sensitive, pair.soft_match) for pair in group)
+        for group in rule.join
     )
 
     specs: list[FlowSpec] = []

@@ -38,6 +38,7 @@ class JoinCondition(NamedTuple):
     source: str
     target: str
     case_sensitive: bool = True
+    soft_match: bool = False
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,10 @@ class JoinConditionModel(_Strict):
     source: _Name
     target: _Name
     case_sensitive: Annotated[bool, Field(strict=True)] = True
+    #: A soft match (the product's "soft match" on userPrincipalName or the primary SMTP address): its group is
+    #: skipped when soft matching is blocked (BlockSoftMatch), and it never joins an object whose hard-match
+    #: attributes (the sources of the rule's other groups) hold a value: that object belongs to another anchor.
+    soft_match: Annotated[bool, Field(strict=True)] = False
 
 
 class FlowModel(_Strict):
@@ -156,6 +160,9 @@ class SyncRuleModel(_Strict):
     enabled: Annotated[bool, Field(strict=True)] = True
     scoping: list[Annotated[list[ScopeClauseModel], Field(min_length=1)]] = Field(default_factory=list)
     join: list[Annotated[list[JoinConditionModel], Field(min_length=1)]] = Field(default_factory=list)
+    #: An attribute that, when True, says another sync engine still masters the object (Graph's
+    #: onPremisesSyncEnabled): such an object is never joined, a per-object error instead.
+    held_by_other_engine: _Name | None = None
     flows: list[FlowModel] = Field(default_factory=list)
 
     @field_validator("direction", mode="before")

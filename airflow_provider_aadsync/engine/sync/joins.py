@@ -89,12 +89,18 @@ class Joins:
                 if not candidates:
                     break
                 matches = self._join_matches(frame.loc[candidates], group, compiled.rule.target_object_type)
+                refusals = self._refusals(frame.loc[[a for a in candidates if a in matches]], compiled, group)
                 for anchor in candidates:
                     found = matches.get(anchor, set())
                     if not found:
                         continue
                     resolved.add(anchor)
                     dn = part.at[anchor, "dn"]
+                    if anchor in refusals and len(found) == 1:
+                        if taken is None:
+                            taken = self._mv_ids_linked_here()
+                        self._refuse(anchor, dn, next(iter(found)), refusals[anchor], taken)
+                        continue
                     if len(found) > 1:
                         self.state.error(
                             anchor,
@@ -195,6 +201,53 @@ class Joins:
             )
             self.state.note("decision", "not joined: several rules with join criteria are in scope")
         return kept
+
+    def _refusals(
+        self, frame: pd.DataFrame, compiled: CompiledRule, group: Sequence[Any]
+    ) -> dict[str, tuple[str, str]]:
+        """Objects a match must not join, with the error code and message: held by another engine (the rule's
+        ``held_by_other_engine`` attribute is True), or soft-matched while holding another anchor (a value in a
+        hard-match attribute, e.g. a different onPremisesImmutableId: never overwritten)."""
+        refused: dict[str, tuple[str, str]] = {}
+        if frame.empty:
+            return refused
+        held = compiled.rule.held_by_other_engine
+        if held:
+            for anchor, cell in zip(frame.index, column_of(frame, held), strict=True):
+                if any(str(value).casefold() == "true" for value in cell_values(cell)):
+                    refused[anchor] = (
+                        "held-by-other-engine",
+                        f"{held} is true: another sync engine still masters this object; turn off the other "
+                        "engine's directory synchronization first (the object becomes cloud-managed), then sync again",
+                    )
+        if any(pair.soft_match for pair in group):
+            hard = [p.source for g in compiled.join_groups if not any(q.soft_match for q in g) for p in g]
+            for source in hard:
+                for anchor, cell in zip(frame.index, column_of(frame, source), strict=True):
+                    values = [str(v) for v in cell_values(cell) if str(v)]
+                    if values and anchor not in refused:
+                        matched_on = ", ".join(p.source for p in group)
+                        refused[anchor] = (
+                            "anchor-mismatch",
+                            f"soft match on {matched_on}, but this object's {source} holds {values[0]!r}, another "
+                            "anchor: it is never overwritten; clear it in the tenant if the object is this one",
+                        )
+        return refused
+
+    def _refuse(self, anchor: str, dn: str, target: int, refusal: tuple[str, str], taken: dict[int, str]) -> None:
+        """A per-object error for a refused match; a create sync had planned for the matched object is withdrawn,
+        so no write is staged that would make a second object beside this one."""
+        code, message = refusal
+        self.state.error(anchor, dn, code, f"matches metaverse object {target}: {message}")
+        self.state.counters["joins_refused"] += 1
+        self.state.note("decision", f"not joined ({code})")
+        holder = taken.get(target)
+        if holder is not None and holder.startswith(PROVISIONAL_PREFIX):
+            self.state.connection.execute(
+                sa.delete(link).where(link.c.connector == self.state.connector, link.c.anchor == holder)
+            )
+            self.deprovision(self.state.connector, holder)
+            del taken[target]
 
     def link_row(self, anchor: str, mv_id: int, compiled: CompiledRule, kind: str) -> dict[str, Any]:
         link_type = "sticky-join" if compiled.rule.link_type == "StickyJoin" else kind

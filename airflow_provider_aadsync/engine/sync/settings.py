@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -113,6 +114,19 @@ def without_writeback(rules: RuleSet, parameters: dict[str, object]) -> RuleSet:
     return RuleSet(kept, fingerprint=rule_fingerprint(kept, parameters), sources=rules.sources)
 
 
+def without_soft_match(rules: RuleSet, parameters: dict[str, object]) -> RuleSet:
+    """The rule set with every soft-match join group left out (the product's BlockSoftMatch): cloud objects then
+    join only by hard match (onPremisesImmutableId = sourceAnchor)."""
+    kept = []
+    for rule in rules:
+        groups = tuple(g for g in rule.join_groups if not any(pair.soft_match for pair in g))
+        if groups != rule.join_groups:
+            rule = copy.copy(rule)
+            rule.join_groups = groups
+        kept.append(rule)
+    return RuleSet(kept, fingerprint=rule_fingerprint(kept, parameters), sources=rules.sources)
+
+
 def load_sync_rules(
     rule_paths: Iterable[str | Path] | None = None,
     *,
@@ -121,6 +135,7 @@ def load_sync_rules(
     writeback_size_limit: int | str | None = None,
     writeback_ou: str | None = None,
     writeback_naming: WritebackNaming = "objectId",
+    block_soft_match: bool = False,
 ) -> RuleSet:
     """The rule files at ``rule_paths`` (files or folders), or the shipped default rules when none are given.
 
@@ -136,4 +151,7 @@ def load_sync_rules(
     )
     paths = [Path(path) for path in rule_paths or []]
     rules = load_rules(paths, parameters=parameters) if paths else load_default_rules(parameters)
-    return rules if writeback_enabled else without_writeback(rules, parameters)
+    rules = rules if writeback_enabled else without_writeback(rules, parameters)
+    if block_soft_match:
+        rules = without_soft_match(rules, {**parameters, "BlockSoftMatch": True})
+    return rules

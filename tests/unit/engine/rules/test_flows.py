@@ -245,8 +245,8 @@ class TestSpecs:
         ]
         assert rule.flow_specs[1].expression == "LCase([Mail])"
         assert [[tuple(c) for c in g] for g in rule.join_groups] == [
-            [("employeeID", "employeeID", True)],
-            [("mail", "mail", True)],
+            [("employeeID", "employeeID", True, False)],
+            [("mail", "mail", True, False)],
         ]
 
 

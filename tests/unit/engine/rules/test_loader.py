@@ -73,7 +73,7 @@ class TestLoadRules:
         assert join.direction is Direction.INBOUND
         assert join.link_type is LinkType.PROVISION
         assert join.rule.description == "joins and projects users"
-        assert join.join_groups == ((("objectGUID", "sourceAnchorBinary", False),),)
+        assert join.join_groups == ((("objectGUID", "sourceAnchorBinary", False, False),),)
         assert join.join_groups[0][0].case_sensitive is False
         assert [(s.target, s.type, s.source, s.apply_once, s.merge) for s in join.flow_specs] == [
             ("givenName", FlowType.DIRECT, "givenName", False, MergeType.UPDATE),

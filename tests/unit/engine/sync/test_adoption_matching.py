@@ -1,0 +1,90 @@
+"""Adopting a tenant that already holds the users (issue 15): with the shipped rules, a cloud user joins the AD
+user's metaverse person by hard match (onPremisesImmutableId = sourceAnchor), else soft match on userPrincipalName,
+else on mail; no second user is created; another anchor or another engine's object is a per-object error and gets
+no write; BlockSoftMatch leaves only the hard match."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.store import Store, run_error
+from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.support.world import ad_user, entra_user, exports, guid, immutable_id, import_full, links, mv_by
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
+        yield opened
+
+
+AD_USERS = [
+    ad_user(1),  # hard match
+    ad_user(2),  # soft match on userPrincipalName
+    ad_user(3, mail="three@corp.example"),  # soft match on mail (the cloud UPN differs)
+    ad_user(4),  # the cloud user holds another ImmutableId
+    ad_user(5),  # the cloud user is still synchronized by another engine
+    ad_user(6),  # nothing in the cloud: created
+]
+
+CLOUD_USERS = [
+    entra_user("c1", "someone-else@corp.example", immutable_id(guid(1))),
+    entra_user("c2", "USER2@corp.example"),
+    entra_user("c3", "three@corp.onmicrosoft.com", mail="Three@corp.example"),
+    entra_user("c4", "user4@corp.example", immutable_id(guid(444))),
+    entra_user("c5", "user5@corp.example", immutable_id(guid(5)), onPremisesSyncEnabled=True),
+    entra_user("c9", "cloud-only@corp.example"),
+]
+
+
+def sync_world(store: Store, **settings) -> dict[str, tuple[str, str]]:
+    rules = load_sync_rules(**settings)
+    import_full(store, "ad", AD_USERS)
+    import_full(store, "entra", CLOUD_USERS)
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    result = run_sync(store, rules, connector="entra", mode="full")
+    with store.engine.connect() as connection:
+        errors = connection.execute(sa.select(run_error).where(run_error.c.run_id == result.run_id)).all()
+    return {e.anchor: (e.code, e.message) for e in errors}
+
+
+def entra_anchor_of(store: Store, n: int) -> str:
+    mv_id, _ = mv_by(store, "accountName", f"user{n}")
+    (anchor,) = [a for (_c, a), (m, _t) in links(store, "entra").items() if m == mv_id] or [None]
+    return anchor
+
+
+def test_hard_then_soft_match_join_and_refusals_stage_no_write(store):
+    errors = sync_world(store)
+    assert entra_anchor_of(store, 1) == "c1"
+    assert entra_anchor_of(store, 2) == "c2"
+    assert entra_anchor_of(store, 3) == "c3"
+    assert entra_anchor_of(store, 6).startswith(PROVISIONAL_PREFIX)  # the only create
+    staged = exports(store)
+    adds = [anchor for anchor, export in staged.items() if export["operation"] == "add"]
+    assert len(adds) == 1 and adds[0] == entra_anchor_of(store, 6)
+    # a soft-matched user is updated, its ImmutableId set to the AD user's anchor
+    assert staged["c2"]["operation"] == "update"
+    assert staged["c2"]["changes"]["onPremisesImmutableId"] == [immutable_id(guid(2))]
+    assert staged["c3"]["changes"]["onPremisesImmutableId"] == [immutable_id(guid(3))]
+    # refused: per-object errors, no link, no write for the cloud object nor a create beside it
+    assert set(errors) == {"c4", "c5"}
+    assert errors["c4"][0] == "anchor-mismatch" and immutable_id(guid(444)) in errors["c4"][1]
+    assert errors["c5"][0] == "held-by-other-engine" and "turn off the other engine" in errors["c5"][1]
+    for n, anchor in ((4, "c4"), (5, "c5")):
+        assert entra_anchor_of(store, n) is None and anchor not in staged
+    assert ("entra", "c9") not in links(store)
+
+
+def test_block_soft_match_joins_by_hard_match_only(store):
+    errors = sync_world(store, block_soft_match=True)
+    assert entra_anchor_of(store, 1) == "c1"
+    for n in (2, 3, 4, 6):
+        assert entra_anchor_of(store, n).startswith(PROVISIONAL_PREFIX)
+    assert set(errors) == {"c5"}  # the hard match still meets the other engine's object
+
+
+def test_block_soft_match_changes_the_rule_fingerprint():
+    assert load_sync_rules().fingerprint != load_sync_rules(block_soft_match=True).fingerprint
