@@ -12,6 +12,20 @@ from typing import NoReturn
 
 import click
 
+from airflow_provider_aadsync.cli_options import (
+    BLOCK_SOFT_MATCH_OPTION,
+    ENDPOINT_OPTION,
+    IMPORT_RULES_OPTION,
+    RULES_OPTION,
+    WRITEBACK_LIMIT_OPTION,
+    WRITEBACK_NAMING_OPTION,
+    WRITEBACK_OPTION,
+    WRITEBACK_OU_OPTION,
+    guard_options,
+    import_guard_options,
+)
+from airflow_provider_aadsync.cli_values import EXPR_VALUE_HELP, json_value, name_values
+from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.engine.store import Store
 
 
@@ -106,7 +120,7 @@ def _open_store(store_url: str | None, instance: str) -> Store:
     if conn_id:
         if store_url:
             raise click.UsageError("give --store or --store-conn-id, not both")
-        from airflow_provider_aadsync.operators.base import store_url_from_connection
+        from airflow_provider_aadsync.hooks.store import store_url_from_connection
 
         store_url = store_url_from_connection(conn_id)
     elif store_url and _url_password(store_url):
@@ -117,39 +131,13 @@ def _open_store(store_url: str | None, instance: str) -> Store:
 
 
 # -------------------------------------------------------------------------------------------------- imports
-def _import_guard_options(command):
-    """The import guard's options, shared by import-ad and import-entra."""
-    options = [
-        click.option(
-            "--confirm-mass-removal",
-            is_flag=True,
-            help="Apply the deletes an import would otherwise stop at (stopped-deletion-threshold-exceeded).",
-        ),
-        click.option(
-            "--import-deletion-threshold",
-            type=int,
-            default=None,
-            help="Stop above this many deletes (default 500).",
-        ),
-        click.option(
-            "--import-deletion-share",
-            type=float,
-            default=None,
-            help="Stop above this share of the connector space, once more than 10 objects would go (default 0.1).",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
 def _import_guard(
     confirm_mass_removal: bool, import_deletion_threshold: int | None, import_deletion_share: float | None
 ):
-    from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
+    from airflow_provider_aadsync.steps import import_guard
 
     try:
-        return ImportGuard.from_params(
+        return import_guard(
             deletion_threshold=import_deletion_threshold,
             deletion_share=import_deletion_share,
             confirm_mass_removal=confirm_mass_removal,
@@ -158,24 +146,14 @@ def _import_guard(
         raise click.BadParameter(str(error)) from None
 
 
-_IMPORT_RULES_OPTION = click.option(
-    "--rules",
-    "rule_paths",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="The rule files or folders sync uses (default: the shipped rules): every attribute their inbound rules "
-    "read is imported.",
-)
-
-
 @main.command("import-ad")
 @click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
 @click.option("--conn-id", default="aadsync_ad", show_default=True, help="Airflow connection id.")
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="ad", show_default=True, help="Connector space name.")
-@_import_guard_options
-@_IMPORT_RULES_OPTION
+@import_guard_options
+@IMPORT_RULES_OPTION
 def import_ad(
     mode: str,
     conn_id: str,
@@ -187,7 +165,7 @@ def import_ad(
 ) -> None:
     """Import Active Directory into the store and print the run report (exit 1 when the import stopped)."""
     from airflow_provider_aadsync.engine.report import render_runs
-    from airflow_provider_aadsync.operators.ad_import import run_ad_import
+    from airflow_provider_aadsync.steps import run_ad_import
 
     guard = _import_guard(**guard_options)
     with _open_store(store_url, instance) as store:
@@ -205,8 +183,8 @@ def import_ad(
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--connector", default="entra", show_default=True, help="Connector space name.")
-@_import_guard_options
-@_IMPORT_RULES_OPTION
+@import_guard_options
+@IMPORT_RULES_OPTION
 def import_entra_command(
     mode: str,
     conn_id: str,
@@ -219,7 +197,7 @@ def import_entra_command(
     """Import Entra ID users and groups into the store and print the run report (exit 1 when the import stopped)."""
     from airflow_provider_aadsync.engine.report import render_runs
     from airflow_provider_aadsync.hooks.entra import EntraHook
-    from airflow_provider_aadsync.operators.entra_import import run_entra_import
+    from airflow_provider_aadsync.steps import run_entra_import
 
     guard = _import_guard(**guard_options)
     with _open_store(store_url, instance) as store:
@@ -245,55 +223,6 @@ def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last:
 
 
 # ------------------------------------------------------------------------------------------------- sync
-_RULES_OPTION = click.option(
-    "--rules",
-    "rule_paths",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Rule file or folder (repeatable; default: the shipped rules).",
-)
-_ENDPOINT_OPTION = click.option(
-    "--endpoint",
-    type=click.Choice(["v2", "v1"]),
-    default="v2",
-    show_default=True,
-    help="Group member limit of the shipped rules: v2 = 250,000, v1 = 50,000.",
-)
-
-
-_WRITEBACK_LIMIT_OPTION = click.option(
-    "--writeback-size-limit",
-    default=None,
-    help="Group writeback size limit (default 50,000; at most 250,000): larger groups are not written back.",
-)
-_WRITEBACK_OU_OPTION = click.option(
-    "--writeback-ou", default=None, help="OU for written-back groups (required with --writeback; no default)."
-)
-_WRITEBACK_OPTION = click.option(
-    "--writeback/--no-writeback",
-    "writeback_enabled",
-    default=False,
-    show_default=True,
-    help="Group writeback (Microsoft 365 groups → AD) is opt-in; --writeback needs --writeback-ou.",
-)
-_WRITEBACK_NAMING_OPTION = click.option(
-    "--writeback-naming",
-    type=click.Choice(["objectId", "displayName"]),
-    default="objectId",
-    show_default=True,
-    help="CN of written-back groups: Group_<objectId>, or <displayName>_<last 12 characters of the objectId>.",
-)
-
-_BLOCK_SOFT_MATCH_OPTION = click.option(
-    "--block-soft-match/--soft-match",
-    "block_soft_match",
-    default=False,
-    show_default=True,
-    help="Join cloud users by hard match only (onPremisesImmutableId), never by userPrincipalName or mail "
-    "(the product's BlockSoftMatch).",
-)
-
-
 def _load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
     from airflow_provider_aadsync.engine.rules import RuleLoadError
     from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
@@ -309,13 +238,13 @@ def _load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
 @main.command("sync")
 @click.option("--connector", required=True, help="Connector space to synchronize (ad, entra, ...).")
 @click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
-@_RULES_OPTION
-@_ENDPOINT_OPTION
-@_WRITEBACK_OPTION
-@_WRITEBACK_LIMIT_OPTION
-@_WRITEBACK_OU_OPTION
-@_WRITEBACK_NAMING_OPTION
-@_BLOCK_SOFT_MATCH_OPTION
+@RULES_OPTION
+@ENDPOINT_OPTION
+@WRITEBACK_OPTION
+@WRITEBACK_LIMIT_OPTION
+@WRITEBACK_OU_OPTION
+@WRITEBACK_NAMING_OPTION
+@BLOCK_SOFT_MATCH_OPTION
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 def sync_command(
@@ -355,37 +284,20 @@ def sync_command(
         sys.exit(1)
 
 
-def _guard_options(command):
-    """The mass-change guards' flags, shared by both exports (engine/runs/export_guards.py)."""
-    options = [
-        click.option(
-            "--disable-threshold", type=click.IntRange(min=0), default=500, show_default=True,
-            help="Stop before any write above this many accounts disabled (accountEnabled true → false).",
-        ),
-        click.option(
-            "--member-removal-threshold", type=click.IntRange(min=0), default=500, show_default=True,
-            help="Stop before any write above this many group member removals.",
-        ),
-        click.option(
-            "--member-removal-group-percent", type=click.IntRange(0, 100), default=50, show_default=True,
-            help="Stop before any write when a group of 20+ members would lose more than this share (100: never).",
-        ),
-    ]  # fmt: skip
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
 @main.command("export-entra")
 @click.option("--conn-id", default="aadsync_entra", show_default=True, help="Airflow connection id.")
 @click.option("--staging", is_flag=True, help="Compute and store the export plan; write nothing.")
-@click.option("--deletion-threshold", type=int, default=500, show_default=True, help="Stop above this many deletes.")
-@_guard_options
+@click.option(
+    "--deletion-threshold", type=int, default=defaults.DELETION_THRESHOLD, show_default=True,
+    help="Stop above this many deletes.",
+)  # fmt: skip
+@guard_options
 @click.option(
     "--write-budget",
-    default="3000/150",
+    default=f"{defaults.WRITE_BUDGET}/{defaults.WRITE_WINDOW_SECONDS:g}",
     show_default=True,
-    help="Writes per seconds the export paces itself to (Graph's per-app limit: 3000/150).",
+    help="Writes per seconds the export paces itself to (Graph's per-app limit: "
+    f"{defaults.WRITE_BUDGET}/{defaults.WRITE_WINDOW_SECONDS:g}).",
 )
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
@@ -403,21 +315,25 @@ def export_entra_command(
     connector: str,
 ) -> None:
     """Write the pending exports to Entra ID (V2 capabilities) and print the run report and what is left."""
-    from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings
     from airflow_provider_aadsync.engine.report import render_pending_exports, render_runs
     from airflow_provider_aadsync.hooks.entra import EntraHook
-    from airflow_provider_aadsync.operators.entra_export import COMPLETED_EXPORT_RESULTS, export_to_entra
+    from airflow_provider_aadsync.steps import (
+        COMPLETED_EXPORT_RESULTS,
+        entra_export_settings,
+        export_to_entra,
+        parse_write_budget,
+    )
 
-    writes, _, seconds = write_budget.partition("/")
     try:
-        settings = ExportSettings(
+        writes, seconds = parse_write_budget(write_budget)
+        settings = entra_export_settings(
             staging=staging,
             deletion_threshold=deletion_threshold,
             disable_threshold=disable_threshold,
             member_removal_threshold=member_removal_threshold,
             member_removal_group_percent=member_removal_group_percent,
-            write_budget=int(writes),
-            write_window_seconds=float(seconds or 1),
+            write_budget=writes,
+            write_window_seconds=seconds,
         )
     except ValueError as error:
         raise click.BadParameter(f"{write_budget!r}: {error}", param_hint="--write-budget") from None
@@ -438,9 +354,15 @@ def export_entra_command(
     help="Group writeback is opt-in: without --writeback the AD export writes nothing.",
 )
 @click.option("--staging", is_flag=True, help="Compute and store the export plan; write nothing.")
-@click.option("--deletion-threshold", type=int, default=500, show_default=True, help="Stop above this many deletes.")
-@_guard_options
-@click.option("--member-chunk", type=int, default=5000, show_default=True, help="Member values per modify operation.")
+@click.option(
+    "--deletion-threshold", type=int, default=defaults.DELETION_THRESHOLD, show_default=True,
+    help="Stop above this many deletes.",
+)  # fmt: skip
+@guard_options
+@click.option(
+    "--member-chunk", type=int, default=defaults.MEMBER_CHUNK, show_default=True,
+    help="Member values per modify operation.",
+)  # fmt: skip
 @click.option(
     "--deprovision",
     type=click.Choice(["delete", "move"]),
@@ -469,8 +391,12 @@ def export_ad_command(
 ) -> None:
     """Write the pending exports of the AD connector (group writeback) to AD; print the run report and what is left."""
     from airflow_provider_aadsync.engine.report import render_pending_exports, render_runs
-    from airflow_provider_aadsync.operators.ad_export import WRITEBACK_OFF_MESSAGE, ad_export_settings, export_to_ad
-    from airflow_provider_aadsync.operators.entra_export import COMPLETED_EXPORT_RESULTS
+    from airflow_provider_aadsync.steps import (
+        COMPLETED_EXPORT_RESULTS,
+        WRITEBACK_OFF_MESSAGE,
+        ad_export_settings,
+        export_to_ad,
+    )
 
     if not writeback_enabled:
         click.echo(WRITEBACK_OFF_MESSAGE)
@@ -513,10 +439,10 @@ def export_plan_command(connector: str, limit: int, store_url: str | None, insta
 @click.option("--connector", required=True, help="Connector space of the object.")
 @click.option("--dn", default=None, help="The object's DN (case-insensitive).")
 @click.option("--anchor", default=None, help="The object's anchor (objectGUID, Graph id).")
-@_RULES_OPTION
-@_ENDPOINT_OPTION
-@_WRITEBACK_OPTION
-@_WRITEBACK_OU_OPTION
+@RULES_OPTION
+@ENDPOINT_OPTION
+@WRITEBACK_OPTION
+@WRITEBACK_OU_OPTION
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the preview as JSON.")
@@ -548,100 +474,7 @@ def preview_command(
 
 
 # ------------------------------------------------------------------------------------------- expressions
-_EXPR_VALUE_HELP = """Values are strings unless prefixed: int:42, num:1.5, bool:true, b64:<base64> (binary),
-hex:<hex> (binary), guid:<GUID> (binary, AD objectGUID byte order), sid:S-1-5-... (binary SID),
-date:<date> (UTC DateTime), refs:<count> (unloaded reference values), null: (NULL), str:<text> (a string that
-starts with a prefix)."""
-
-
-def _typed_value(text: str) -> object:
-    """A command-line value: a string, or a typed value when it starts with one of the prefixes of --help."""
-    import base64
-    import datetime as dt
-    import uuid
-
-    from airflow_provider_aadsync.engine.expressions import ReferenceValues
-
-    prefix, sep, rest = text.partition(":")
-    if not sep:
-        return text
-    prefix = prefix.lower()
-    try:
-        if prefix == "str":
-            return rest
-        if prefix == "int":
-            return int(rest, 0)
-        if prefix == "num":
-            return float(rest)
-        if prefix == "bool":
-            if rest.lower() not in ("true", "false", "1", "0"):
-                raise ValueError("expected true or false")
-            return rest.lower() in ("true", "1")
-        if prefix == "b64":
-            return base64.b64decode(rest, validate=True)
-        if prefix == "hex":
-            return bytes.fromhex(rest)
-        if prefix == "guid":
-            return uuid.UUID(rest.strip("{}")).bytes_le
-        if prefix == "sid":
-            return _sid_bytes(rest)
-        if prefix == "date":
-            from airflow_provider_aadsync.engine.expressions.dates import parse_date
-
-            value = parse_date(rest)
-            if value is None:
-                raise ValueError("not a date")
-            return value.astimezone(dt.UTC)
-        if prefix == "refs":
-            return ReferenceValues(int(rest))
-        if prefix == "null" and not rest:
-            return None
-    except (ValueError, OverflowError) as exc:
-        raise click.BadParameter(f"{text[:80]!r}: {exc}") from None
-    return text  # "mailto:x", "SMTP:a@b": not a known prefix, so a plain string
-
-
-def _sid_bytes(text: str) -> bytes:
-    parts = text.split("-")
-    if len(parts) < 3 or parts[0].upper() != "S":
-        raise ValueError("expected S-1-<authority>-<subauthorities>")
-    subs = [int(p) for p in parts[3:]]
-    return (
-        bytes([int(parts[1]), len(subs)])
-        + int(parts[2]).to_bytes(6, "big")
-        + b"".join(s.to_bytes(4, "little") for s in subs)
-    )
-
-
-def _json_value(value: object) -> object:
-    """A result as JSON data: NULL → null, binary → base64, DateTime → ISO 8601, sentinels → their names."""
-    import base64
-    import datetime as dt
-
-    from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
-
-    if value is AuthoritativeNull or value is IgnoreThisFlow:
-        return repr(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [_json_value(v) for v in value]
-    return value
-
-
-def _name_values(pairs: tuple[str, ...], option: str) -> dict[str, object]:
-    values: dict[str, list[object]] = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint=option)
-        values.setdefault(name, []).append(_typed_value(text))
-    return {name: found[0] if len(found) == 1 else found for name, found in values.items()}
-
-
-@main.command("expr", epilog=_EXPR_VALUE_HELP)
+@main.command("expr", epilog=EXPR_VALUE_HELP)
 @click.argument("expression")
 @click.option(
     "--set",
@@ -665,9 +498,9 @@ def expr(expression: str, sets: tuple[str, ...], params: tuple[str, ...]) -> Non
         compile_expression,
     )
 
-    attributes = _name_values(sets, "--set")
+    attributes = name_values(sets, "--set")
     try:
-        compiled = compile_expression(expression, parameters=_name_values(params, "--param"))
+        compiled = compile_expression(expression, parameters=name_values(params, "--param"))
     except ExpressionSyntaxError as exc:
         _expr_failed("syntax error", exc, 2)
     except Exception as exc:  # noqa: BLE001 - bad input must end as one line, not a traceback
@@ -678,11 +511,11 @@ def expr(expression: str, sets: tuple[str, ...], params: tuple[str, ...]) -> Non
         _expr_failed("evaluation error", exc, 1)
     except Exception as exc:  # noqa: BLE001 - e.g. a value Python cannot hold
         _expr_failed("evaluation error", exc, 1)
-    text = json.dumps(_json_value(result), ensure_ascii=False)
+    text = json.dumps(json_value(result), ensure_ascii=False)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # an unpaired surrogate (argv bytes that are not UTF-8): JSON's \u escapes
-        text = json.dumps(_json_value(result))
+        text = json.dumps(json_value(result))
     click.echo(text)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, Variable
 
+from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.operators.ad_export import ADExportOperator
 from airflow_provider_aadsync.operators.ad_import import ADImportOperator
 from airflow_provider_aadsync.operators.callbacks import on_task_failure
@@ -64,19 +65,20 @@ RULES = variable("aadsync_rules_path", "")  # empty: the shipped default rules
 REPORT_DIR = variable("aadsync_reports_dir", "")  # empty: $AIRFLOW_HOME/aadsync/reports
 DELETION_THRESHOLD = (
     "{{ params.deletion_threshold if params.deletion_threshold is not none "
-    "else var.value.get('aadsync_deletion_threshold', 500) }}"
+    f"else var.value.get('aadsync_deletion_threshold', {defaults.DELETION_THRESHOLD}) }}}}"
 )
-#: The other mass-change guards, each as the deletion threshold: the run's param, else its Variable, else 500 / 50.
+#: The other mass-change guards, each as the deletion threshold: the run's param, else its Variable, else the
+#: default of engine/runs/defaults.py.
 GUARDS = {
     name: f"{{{{ params.{name} if params.{name} is not none else var.value.get('aadsync_{name}', {default}) }}}}"
     for name, default in (
-        ("disable_threshold", 500),
-        ("member_removal_threshold", 500),
-        ("member_removal_group_percent", 50),
+        ("disable_threshold", defaults.DISABLE_THRESHOLD),
+        ("member_removal_threshold", defaults.MEMBER_REMOVAL_THRESHOLD),
+        ("member_removal_group_percent", defaults.MEMBER_REMOVAL_GROUP_PERCENT),
     )
 }
 ENDPOINT = "{{ params.endpoint }}"
-#: The import guard: a param confirms a mass removal for this run; Variables set the limits (empty: 500 and 0.1).
+#: The import guard: a param confirms a mass removal for this run; Variables set the limits (empty: the defaults).
 IMPORT_GUARD = {
     "confirm_mass_removal": "{{ params.confirm_mass_removal }}",
     "import_deletion_threshold": variable("aadsync_import_deletion_threshold", ""),
@@ -107,15 +109,16 @@ COMMON_PARAMS: dict[str, Param] = {
         minimum=0,
         title="Deletion threshold for this run",
         description="More pending deletes than this stop the export before any write. Empty: the Variable "
-        "aadsync_deletion_threshold, else 500.",
+        f"aadsync_deletion_threshold, else {defaults.DELETION_THRESHOLD}.",
     ),
     "confirm_mass_removal": Param(
         False,
         type="boolean",
         title="Confirm a mass removal",
         description="Let the imports apply deletes their guard stopped (stopped-deletion-threshold-exceeded: more "
-        "than the Variable aadsync_import_deletion_threshold, else 500, or more than aadsync_import_deletion_share, "
-        "else 10 %, of a connector space, or a full import that saw nothing). Check the stopped run's detail first.",
+        f"than the Variable aadsync_import_deletion_threshold, else {defaults.IMPORT_DELETION_THRESHOLD}, or more "
+        f"than aadsync_import_deletion_share, else {defaults.IMPORT_DELETION_SHARE * 100:g} %, of a connector space, "
+        "or a full import that saw nothing). Check the stopped run's detail first.",
     ),
     "disable_threshold": Param(
         None,
@@ -123,7 +126,7 @@ COMMON_PARAMS: dict[str, Param] = {
         minimum=0,
         title="Disable threshold for this run",
         description="More accounts disabled (accountEnabled true → false) than this stop the export before any "
-        "write. Empty: the Variable aadsync_disable_threshold, else 500.",
+        f"write. Empty: the Variable aadsync_disable_threshold, else {defaults.DISABLE_THRESHOLD}.",
     ),
     "member_removal_threshold": Param(
         None,
@@ -131,7 +134,7 @@ COMMON_PARAMS: dict[str, Param] = {
         minimum=0,
         title="Member removal threshold for this run",
         description="More group member removals than this stop the exports before any write. Empty: the Variable "
-        "aadsync_member_removal_threshold, else 500.",
+        f"aadsync_member_removal_threshold, else {defaults.MEMBER_REMOVAL_THRESHOLD}.",
     ),
     "member_removal_group_percent": Param(
         None,
@@ -140,7 +143,8 @@ COMMON_PARAMS: dict[str, Param] = {
         maximum=100,
         title="Per-group member removal share (%) for this run",
         description="A group of 20 or more members losing more than this share of them stops the exports before "
-        "any write (100 lets any share through). Empty: the Variable aadsync_member_removal_group_percent, else 50.",
+        "any write (100 lets any share through). Empty: the Variable aadsync_member_removal_group_percent, else "
+        f"{defaults.MEMBER_REMOVAL_GROUP_PERCENT}.",
     ),
     "endpoint": Param(
         "v2",

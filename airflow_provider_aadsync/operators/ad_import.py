@@ -5,59 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder
-from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
-from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES, DEFAULT_BINARY_ATTRIBUTES
-from airflow_provider_aadsync.engine.rules import RuleSet
-from airflow_provider_aadsync.engine.runs.import_attributes import complete_attribute_list
-from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.operators.base import ImportOperator
-from airflow_provider_aadsync.operators.sync import rule_paths
-
-
-def run_ad_import(
-    hook: ActiveDirectoryHook,
-    store: Store,
-    *,
-    mode: str,
-    connector: str = "ad",
-    lock_holder: str | None = None,
-    guard: ImportGuard | None = None,
-    rules: RuleSet | None = None,
-) -> dict[str, Any]:
-    """Glue shared by the operator and the CLI: hook in, engine run, small summary out.
-
-    The attributes read are the connection's list (or the shipped one) plus every attribute the inbound rules of
-    ``connector`` read: ``rules``, the rule set sync uses (default: the shipped rules)."""
-    settings = hook.settings
-    attributes, added = complete_attribute_list(
-        settings.attributes or DEFAULT_AD_ATTRIBUTES,
-        rules or load_sync_rules(),
-        connector,
-        what=f"AD connection's attribute list ({'its attributes extra' if settings.attributes else 'the default'})",
-    )
-    decoder = EntryDecoder(binary_attributes=DEFAULT_BINARY_ATTRIBUTES | frozenset(settings.binary_attributes or ()))
-    try:
-        result = import_active_directory(
-            hook,
-            store,
-            connector=connector,
-            mode=mode,  # type: ignore[arg-type]
-            attributes=attributes,
-            decoder=decoder,
-            scope_dn=settings.base_dn,
-            lock_holder=lock_holder,
-            guard=guard,
-        )
-    finally:
-        hook.close()
-    summary = result.summary()
-    if added:
-        summary["attributes_added_for_rules"] = sorted(added)
-    return summary
+from airflow_provider_aadsync.steps import load_rules_for, run_ad_import
 
 
 class ADImportOperator(ImportOperator):
@@ -98,5 +49,5 @@ class ADImportOperator(ImportOperator):
             connector=self.connector,
             lock_holder=lock_holder,
             guard=self.import_guard(),
-            rules=load_sync_rules(rule_paths(self.rules)),
+            rules=load_rules_for(self.rules),
         )

@@ -1,4 +1,7 @@
-"""What the step operators share: templated mode/store/instance, the store lock holder, the summary check."""
+"""What the step operators share: templated store/instance (and mode), the store lock holder, the summary check.
+
+The steps themselves are :mod:`airflow_provider_aadsync.steps` (shared with the CLI); here is only what Airflow
+needs around them: templating, the XCom summary, and mapping a stop or an error to a task failure or a retry."""
 
 from __future__ import annotations
 
@@ -14,16 +17,13 @@ from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.secrets import scrub, scrub_value
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConfigurationError
+from airflow_provider_aadsync.hooks.store import store_url_from_connection
+from airflow_provider_aadsync.operators.templated import templated_flag, templated_float, templated_int, templated_value
+from airflow_provider_aadsync.steps import COMPLETED_RESULTS, TRANSIENT_RESULTS, import_guard, store_url_or_default
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: Step results after which an import task succeeds; anything else (stopped-*) fails it with the result in the message.
-COMPLETED_RESULTS = ("success", "completed-import-errors")
-#: Stops that a retry may get past (the server came back, the lock was taken over by a newer attempt): Airflow
-#: retries them. Every other ``stopped-*`` result is deterministic (a threshold, the error limit, a refused
-#: configuration): the task fails at once, without retries, and the message says how to confirm or fix it.
-TRANSIENT_RESULTS = ("stopped-server-down", "stopped-lock-lost")
 #: Errors a retry would only repeat (bad rules, bad settings, a connection id that does not exist).
 CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (
     RuleLoadError,
@@ -51,57 +51,6 @@ def task_origin(context: Context) -> dict[str, Any]:
         "map_index": getattr(ti, "map_index", -1),
         "try_number": getattr(ti, "try_number", None),
     }
-
-
-def store_url_or_default(url: str | None) -> str | None:
-    """A templated store URL that rendered empty (the Variable is not set) means the embedded SQLite store."""
-    return (url or "").strip() or None
-
-
-# ------------------------------------------------------------------------------------------- store location
-#: Connection extras passed on to the PostgreSQL driver as URL query parameters.
-STORE_URL_QUERY_EXTRAS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name")
-
-
-def store_url_from_connection(conn_id: str) -> str:
-    """The SQLAlchemy URL of the store an Airflow connection describes (a ``postgres`` or ``sqlite`` connection).
-
-    Resolved when the task runs, so the URL with its password never becomes a template field's value. The
-    connection's extra ``sqlalchemy_scheme`` picks another driver (default ``postgresql+psycopg2``).
-    """
-    from airflow.sdk import BaseHook
-
-    return store_url_of(conn_id, BaseHook.get_connection(conn_id))
-
-
-def store_url_of(conn_id: str, connection: Any) -> str:
-    """The store URL of a connection object already looked up (the task SDK's, or the api-server's
-    ``airflow.models.Connection`` for the sync manager): the one place that turns a connection into a URL."""
-    import sqlalchemy as sa
-
-    extra = connection.extra_dejson
-    kind = (connection.conn_type or "").lower()
-    if kind == "sqlite":
-        path = connection.host or connection.schema or ""
-        if not path:
-            raise AirflowFailException(f"store connection {conn_id!r}: a sqlite connection needs the file path as host")
-        return f"sqlite:///{path}"
-    if kind not in ("postgres", "postgresql"):
-        raise AirflowFailException(
-            f"store connection {conn_id!r} has type {connection.conn_type!r}: the store needs a postgres connection "
-            "(or sqlite)"
-        )
-    query = {key: str(extra[key]) for key in STORE_URL_QUERY_EXTRAS if extra.get(key) not in (None, "")}
-    url = sa.engine.URL.create(
-        str(extra.get("sqlalchemy_scheme") or "postgresql+psycopg2"),
-        username=connection.login or None,
-        password=connection.password or None,
-        host=connection.host or None,
-        port=connection.port or None,
-        database=connection.schema or None,
-        query=query,
-    )
-    return url.render_as_string(hide_password=False)
 
 
 def resolve_store_url(store_url: str | None, store_conn_id: str | None) -> str | None:
@@ -154,23 +103,6 @@ class StoreLocation:
 
     def store_location(self) -> str | None:
         return resolve_store_url(getattr(self, "store_url", None), getattr(self, "store_conn_id", None))
-
-
-def templated_value(value: object) -> str | None:
-    """A templated parameter's text, or None when it rendered empty or as ``"None"`` (an unset param or Variable)."""
-    text = "" if value is None else str(value).strip()
-    return None if text in ("", "None") else text
-
-
-def templated_flag(value: object) -> bool:
-    """A templated yes/no parameter (``True``, ``"true"``, ``"1"``, ``"yes"``)."""
-    return (templated_value(value) or "").lower() in ("true", "1", "yes")
-
-
-def templated_int(value: object, default: int) -> int:
-    """A templated number; ``default`` when it rendered empty or as ``"None"``."""
-    text = templated_value(value)
-    return default if text is None else int(text)
 
 
 def check_summary(context: Context, summary: dict[str, Any], completed: Sequence[str], step_name: str) -> None:
@@ -245,15 +177,16 @@ def run_recorded_step(
 
 
 class StoreStepOperator(StoreLocation, BaseOperator):
-    """Base of the operators that run one recorded engine step against the store and return its small summary.
+    """Base of the operators that run one recorded step against the store and return its small summary (imports,
+    syncs, exports).
 
-    :param mode: ``full`` or ``delta`` (templated); a delta the engine cannot do becomes a full run and says why.
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
+    :param store_conn_id: an Airflow connection holding the store (templated), instead of ``store_url``.
     :param instance: sync instance name (templated).
     :param connector: connector space name.
     """
 
-    template_fields: Sequence[str] = ("mode", "store_url", "store_conn_id", "instance")
+    template_fields: Sequence[str] = ("store_url", "store_conn_id", "instance")
     #: Named in logs and errors ("AD import", "sync of ad").
     step_name = "step"
     #: Results after which the task succeeds.
@@ -262,14 +195,12 @@ class StoreStepOperator(StoreLocation, BaseOperator):
     def __init__(
         self,
         *,
-        mode: str = "delta",
         store_url: str | None = None,
         instance: str = "default",
         connector: str,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.mode = mode
         self.store_url = store_url
         self.instance = instance
         self.connector = connector
@@ -279,8 +210,6 @@ class StoreStepOperator(StoreLocation, BaseOperator):
         raise NotImplementedError
 
     def execute(self, context: Context) -> dict[str, Any]:
-        if self.mode not in ("full", "delta"):
-            raise AirflowFailException(f"mode must be 'full' or 'delta', not {self.mode!r}")
         return run_recorded_step(
             self,
             context,
@@ -293,7 +222,25 @@ class StoreStepOperator(StoreLocation, BaseOperator):
         )
 
 
-class ImportOperator(StoreStepOperator):
+class ModeStepOperator(StoreStepOperator):
+    """A store step that runs ``full`` or ``delta`` (imports and syncs).
+
+    :param mode: ``full`` or ``delta`` (templated); a delta the engine cannot do becomes a full run and says why.
+    """
+
+    template_fields: Sequence[str] = ("mode", *StoreStepOperator.template_fields)
+
+    def __init__(self, *, mode: str = "delta", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        if self.mode not in ("full", "delta"):
+            raise AirflowFailException(f"mode must be 'full' or 'delta', not {self.mode!r}")
+        return super().execute(context)
+
+
+class ImportOperator(ModeStepOperator):
     """Base of the import operators: opens the store, runs one import, returns its small summary for XCom.
 
     :param mode: ``full`` or ``delta`` (templated); a delta without a usable watermark becomes a full import.
@@ -303,13 +250,13 @@ class ImportOperator(StoreStepOperator):
     :param confirm_mass_removal: apply an import's deletes whatever their number (templated; default false): the
         operator confirmed a mass removal the import guard stopped (``stopped-deletion-threshold-exceeded``).
     :param import_deletion_threshold: more deletes than this stop the import before any change (templated; empty:
-        500).
+        ``IMPORT_DELETION_THRESHOLD`` of engine/runs/defaults.py).
     :param import_deletion_share: more than this share of the connector space (above 10 deletes) stops the import
-        (templated; empty: 0.1).
+        (templated; empty: ``IMPORT_DELETION_SHARE``).
     """
 
     template_fields: Sequence[str] = (
-        *StoreStepOperator.template_fields,
+        *ModeStepOperator.template_fields,
         "confirm_mass_removal",
         "import_deletion_threshold",
         "import_deletion_share",
@@ -332,10 +279,18 @@ class ImportOperator(StoreStepOperator):
 
     def import_guard(self) -> ImportGuard:
         """The import guard from the rendered parameters (empty values: the defaults)."""
-        return ImportGuard.from_params(
-            deletion_threshold=self.import_deletion_threshold,
-            deletion_share=self.import_deletion_share,
-            confirm_mass_removal=self.confirm_mass_removal,
+        try:
+            threshold = templated_int(self.import_deletion_threshold)
+            share = templated_float(self.import_deletion_share)
+        except ValueError:
+            raise ValueError(
+                f"import deletion threshold {self.import_deletion_threshold!r} / share {self.import_deletion_share!r}: "
+                "a whole number and a share between 0 and 1 (0.1 is 10 %) are expected"
+            ) from None
+        return import_guard(
+            deletion_threshold=threshold,
+            deletion_share=share,
+            confirm_mass_removal=templated_flag(self.confirm_mass_removal),
         )
 
     def run_import(self, store: Store, lock_holder: str) -> dict[str, Any]:

@@ -5,57 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
-from airflow_provider_aadsync.engine.connectors.entra.schema import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
-from airflow_provider_aadsync.engine.rules import RuleSet
-from airflow_provider_aadsync.engine.runs.import_attributes import complete_attribute_list
-from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.entra import EntraHook
 from airflow_provider_aadsync.operators.base import ImportOperator
-from airflow_provider_aadsync.operators.sync import rule_paths
-
-
-def run_entra_import(
-    hook: EntraHook,
-    store: Store,
-    *,
-    mode: str,
-    connector: str = "entra",
-    lock_holder: str | None = None,
-    guard: ImportGuard | None = None,
-    rules: RuleSet | None = None,
-) -> dict[str, Any]:
-    """Glue shared by the operator and the CLI: hook in, engine run, small summary out.
-
-    ``$select`` holds the shipped properties plus every property the inbound rules of ``connector`` read, by
-    object type: ``rules``, the rule set sync uses (default: the shipped rules)."""
-    rules = rules or load_sync_rules()
-    users, added = complete_attribute_list(
-        DEFAULT_USER_PROPERTIES, rules, connector, object_types=["user"], what="$select of users"
-    )
-    groups, added_groups = complete_attribute_list(
-        DEFAULT_GROUP_PROPERTIES, rules, connector, object_types=["group"], what="$select of groups"
-    )
-    try:
-        result = import_entra(
-            hook,
-            store,
-            connector=connector,
-            mode=mode,  # type: ignore[arg-type]
-            user_properties=users,
-            group_properties=groups,
-            lock_holder=lock_holder,
-            guard=guard,
-        )
-    finally:
-        hook.close()
-    summary = result.summary()
-    summary["graph"] = {name: round(value, 3) for name, value in hook.counters.items()}
-    if added or added_groups:
-        summary["attributes_added_for_rules"] = sorted({*added, *added_groups})
-    return summary
+from airflow_provider_aadsync.steps import load_rules_for, run_entra_import
 
 
 class EntraImportOperator(ImportOperator):
@@ -96,5 +49,5 @@ class EntraImportOperator(ImportOperator):
             connector=self.connector,
             lock_holder=lock_holder,
             guard=self.import_guard(),
-            rules=load_sync_rules(rule_paths(self.rules)),
+            rules=load_rules_for(self.rules),
         )

@@ -17,7 +17,8 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from airflow_provider_aadsync.engine.store import Store, StoreLockedError, lock
-from airflow_provider_aadsync.operators.base import StoreLocation, lock_holder, store_url_or_default
+from airflow_provider_aadsync.operators.base import StoreLocation, lock_holder
+from airflow_provider_aadsync.steps import store_url_or_default
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -43,13 +43,6 @@ def save_report(text: str, context: Context, report_dir: str | Path | None = Non
     return path
 
 
-def _step_operator_types() -> tuple[type, ...]:
-    from airflow_provider_aadsync.operators.ad_export import ADExportOperator
-    from airflow_provider_aadsync.operators.entra_export import EntraExportOperator
-
-    return (StoreStepOperator, EntraExportOperator, ADExportOperator)
-
-
 class SyncReportOperator(StoreLocation, BaseOperator):
     """Render the report of this DAG run's steps (imports, syncs, exports) as Markdown: into the task log and into
     ``<report_dir>/<dag_id>/<run_id>.md``.
@@ -95,8 +88,8 @@ class SyncReportOperator(StoreLocation, BaseOperator):
         if self.step_task_ids is not None:
             return self.step_task_ids
         upstream = self.get_flat_relative_ids(upstream=True)
-        kinds = _step_operator_types()
-        return [task.task_id for task in _in_order(self.dag) if task.task_id in upstream and isinstance(task, kinds)]
+        steps = [task for task in _in_order(self.dag) if task.task_id in upstream]
+        return [task.task_id for task in steps if isinstance(task, StoreStepOperator)]
 
     def execute(self, context: Context) -> dict[str, Any]:
         try:

@@ -3,7 +3,6 @@ do with one object, as Airflow tasks."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,55 +13,25 @@ from airflow_provider_aadsync.engine.report import render_preview
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import preview, run_sync
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.operators.base import StoreLocation, StoreStepOperator, templated_flag, templated_value
+from airflow_provider_aadsync.operators.base import ModeStepOperator, StoreLocation
 from airflow_provider_aadsync.operators.report import save_report
+from airflow_provider_aadsync.operators.templated import load_rules_templated, templated_value
+from airflow_provider_aadsync.steps import COMPLETED_SYNC_RESULTS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: Sync results after which the task succeeds; ``stopped-*`` fails it with the result in the message.
-COMPLETED_SYNC_RESULTS = ("success", "completed-sync-errors")
-
-
-def rule_paths(rules: str | Sequence[str] | None) -> list[str]:
-    """Rule files or folders from a list, or from one (templated) string separated by commas or newlines;
-    empty means the shipped default rules."""
-    if rules is None:
-        return []
-    if isinstance(rules, str):
-        rules = re.split(r"[,\n]", rules)
-    return [path.strip() for path in rules if path and path.strip()]
-
-
-def load_rules_for(rules: str | Sequence[str] | None, endpoint: str, **writeback: Any) -> RuleSet:
-    """The rule set of a task: ``writeback`` holds the templated group writeback settings (``writeback_enabled``,
-    off unless it renders true; ``writeback_ou``, required when it is on; the size limit and naming)."""
-    if endpoint not in ("v2", "v1"):
-        raise ValueError(f"endpoint must be 'v2' or 'v1', not {endpoint!r}")
-    enabled = templated_flag(writeback.pop("writeback_enabled", False))
-    block = templated_flag(writeback.pop("block_soft_match", False))
-    # Templated empty values mean the defaults of the group writeback settings.
-    chosen = {name: value for name, value in writeback.items() if value not in (None, "", "None")}
-    return load_sync_rules(
-        rule_paths(rules),
-        mode=endpoint,
-        writeback_enabled=enabled,
-        block_soft_match=block,
-        **chosen,  # type: ignore[arg-type]
-    )
-
 
 def load_task_rules(step_name: str, rules: str | Sequence[str] | None, endpoint: str, **writeback: Any) -> RuleSet:
-    """:func:`load_rules_for` in a task: a refused setting (writeback on without an OU, a bad limit) fails the task
-    without retries, naming what to fix; a retry would only be refused again."""
+    """:func:`load_rules_templated` in a task: a refused setting (writeback on without an OU, a bad limit) fails the
+    task without retries, naming what to fix; a retry would only be refused again."""
     try:
-        return load_rules_for(rules, endpoint, **writeback)
+        return load_rules_templated(rules, endpoint, **writeback)
     except ValueError as error:
         raise AirflowFailException(f"{step_name}: refused configuration, not retried: {error}") from error
 
 
-class SyncOperator(StoreStepOperator):
+class SyncOperator(ModeStepOperator):
     """Synchronize one connector space with the metaverse and stage the pending exports (full or delta sync).
 
     :param connector: the connector space to synchronize (``ad``, ``entra``, ...).
@@ -82,7 +51,7 @@ class SyncOperator(StoreStepOperator):
     """
 
     template_fields: Sequence[str] = (
-        *StoreStepOperator.template_fields,
+        *ModeStepOperator.template_fields,
         "rules",
         "endpoint",
         "writeback_enabled",

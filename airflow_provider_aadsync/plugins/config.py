@@ -47,15 +47,16 @@ class ManagerConfig:
 def _variable(name: str, default: str = "") -> str:
     from airflow.models import Variable
 
-    value = Variable.get(name, default_var=None)
-    return default if value is None or str(value).strip() in ("", "None") else str(value).strip()
+    from airflow_provider_aadsync.operators.templated import templated_value
+
+    return templated_value(Variable.get(name, default_var=None)) or default
 
 
 def config_from_airflow() -> ManagerConfig:
     """The configuration from Airflow's Variables and connections (environment, secrets backends, metadata DB)."""
     from airflow.models import Connection
 
-    from airflow_provider_aadsync.operators.base import store_url_of
+    from airflow_provider_aadsync.hooks.store import store_url_of
 
     conn_id = _variable("aadsync_store_conn_id")
     url = _variable("aadsync_store_url") or None
@@ -103,13 +104,13 @@ class Resources:
             return self._stores[key]
 
     def rules(self) -> RuleSet:
-        from airflow_provider_aadsync.operators.sync import load_rules_for
+        from airflow_provider_aadsync.operators.templated import load_rules_templated
 
         config = self.config()
         with self._lock:
             if config not in self._rules:
                 writeback: dict[str, Any] = dict(config.writeback)
-                self._rules[config] = load_rules_for(config.rules, config.endpoint, **writeback)
+                self._rules[config] = load_rules_templated(config.rules, config.endpoint, **writeback)
             return self._rules[config]
 
     def close(self) -> None:

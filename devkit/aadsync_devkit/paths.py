@@ -9,11 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from airflow_provider_aadsync.engine.paths import aadsync_home
 
-def aadsync_home() -> Path:
-    """Root of all local state: ``$AADSYNC_HOME`` or ``~/.aadsync``."""
-    env = os.environ.get("AADSYNC_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".aadsync"
+__all__ = ["aadsync_home", "dev_dc_home", "dev_graph_home", "fixture_cache_dir"]
 
 
 def dev_dc_home() -> Path:

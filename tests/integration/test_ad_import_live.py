@@ -13,7 +13,7 @@ from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.active_directory import IMPORT_FILTER
-from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from airflow_provider_aadsync.steps import run_ad_import
 from tests.support.servers import hook_for
 
 pytestmark = pytest.mark.integration

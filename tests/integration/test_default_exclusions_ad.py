@@ -14,7 +14,7 @@ from aadsync_devkit.world.seed import MAIL_DOMAIN, USER_CLASSES
 from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from airflow_provider_aadsync.steps import run_ad_import
 from tests.support.servers import entra_hook_for, hook_for
 
 pytestmark = pytest.mark.integration

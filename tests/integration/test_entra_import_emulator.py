@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.entra import BatchRequest, EntraHook
 from airflow_provider_aadsync.hooks.entra_settings import GraphError, GraphUnreachableError
-from airflow_provider_aadsync.operators.entra_import import run_entra_import
+from airflow_provider_aadsync.steps import run_entra_import
 from tests.support.servers import entra_hook_for, trust
 
 USERS = 260

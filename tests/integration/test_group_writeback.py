@@ -15,7 +15,7 @@ from airflow_provider_aadsync.engine.store import cs_reference, link, pending_ex
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
-from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from airflow_provider_aadsync.steps import run_ad_import
 from tests.support.servers import entra_hook_for, hook_for
 from tests.support.writeback import WRITEBACK_ON, m365_group, members_in_ad, written_back
 

@@ -21,7 +21,7 @@ from airflow_provider_aadsync.engine.store import link, mv_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.entra import BatchRequest
-from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from airflow_provider_aadsync.steps import run_ad_import
 from tests.support.servers import entra_hook_for, hook_for, trust
 from tests.support.writeback import members_in_ad, written_back
 

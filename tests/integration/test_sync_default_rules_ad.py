@@ -16,7 +16,7 @@ from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.engine.store import Store, link, mv_object, mv_reference, pending_export
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from airflow_provider_aadsync.steps import run_ad_import
 from tests.support.servers import hook_for
 
 pytestmark = pytest.mark.integration

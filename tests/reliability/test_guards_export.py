@@ -24,7 +24,7 @@ from airflow_provider_aadsync.engine.runs.export_guards import (
 from airflow_provider_aadsync.engine.store import cs_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from airflow_provider_aadsync.steps import run_ad_import
 from tests.support.graph import graph_groups, graph_members, graph_users
 from tests.support.servers import entra_hook_for, hook_for, trust
 from tests.support.world import ad_group, ad_user, guid, immutable_id, import_delta, import_full

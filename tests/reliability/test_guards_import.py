@@ -15,7 +15,7 @@ from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.engine.runs.import_guard import STOPPED_DELETION_THRESHOLD
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConnectionError
-from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from airflow_provider_aadsync.steps import run_ad_import
 from tests.support.servers import hook_for
 
 pytestmark = pytest.mark.integration

@@ -27,10 +27,13 @@ from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.hooks.active_directory_settings import ADConnectionSettings
 from airflow_provider_aadsync.hooks.entra import EntraHook
 from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
-from airflow_provider_aadsync.operators.ad_export import ad_export_settings, export_to_ad
-from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from airflow_provider_aadsync.operators.entra_export import export_to_entra
-from airflow_provider_aadsync.operators.entra_import import run_entra_import
+from airflow_provider_aadsync.steps import (
+    ad_export_settings,
+    export_to_ad,
+    export_to_entra,
+    run_ad_import,
+    run_entra_import,
+)
 
 STEPS = ("import_ad", "import_entra", "sync_ad", "sync_entra", "export_entra", "export_ad")
 

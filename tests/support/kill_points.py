@@ -85,7 +85,7 @@ def run_step(spec: dict[str, Any]) -> dict[str, Any]:
     step = spec["step"]
     with Store.open(spec["store"], instance="test") as store:
         if step == "import-ad":
-            from airflow_provider_aadsync.operators.ad_import import run_ad_import
+            from airflow_provider_aadsync.steps import run_ad_import
 
             return run_ad_import(_ad_hook(spec), store, mode=spec["mode"], lock_holder=HOLDER)
         if step == "import-entra":

@@ -3,13 +3,14 @@
 Deleting accounts is not the only way to take a tenant down: disabling them, or emptying the groups that grant
 access, does it as surely. So an export counts, from the plan sync staged (``pending_export`` and
 ``pending_export_reference``), three kinds of mass change, each against a threshold of its own, and stops before
-writing anything when one is exceeded, with a result and a message that says how to confirm a real mass change:
+writing anything when one is exceeded (the defaults are in engine/runs/defaults.py), with a result and a message
+that says how to confirm a real mass change:
 
-- deletes: pending object deletes (``stopped-deletion-threshold-exceeded``, default 500);
+- deletes: pending object deletes (``stopped-deletion-threshold-exceeded``);
 - disables: accounts the export would switch off, ``accountEnabled`` true → false (Entra ID) or the ACCOUNTDISABLE
-  bit of ``userAccountControl`` newly set (AD) (``stopped-disable-threshold-exceeded``, default 500);
-- member removals: member removals in one run (default 500 in total), or more than a share of one group's current
-  members (default half) when the group has at least 20 (``stopped-member-removal-threshold-exceeded``).
+  bit of ``userAccountControl`` newly set (AD) (``stopped-disable-threshold-exceeded``);
+- member removals: member removals in one run, or more than a share of one group's current members when the
+  group has at least ``MEMBER_REMOVAL_GROUP_MINIMUM`` (``stopped-member-removal-threshold-exceeded``).
 
 Counting is SQL over the plan (member removals are grouped and compared in the database, never loaded row by
 row); only the updates that touch an account's enabled state are read, to compare old and new values.
@@ -25,6 +26,9 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.runs.defaults import (
+    MEMBER_REMOVAL_GROUP_MINIMUM,
+)
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,
@@ -32,15 +36,6 @@ from airflow_provider_aadsync.engine.store import (
     pending_export,
     pending_export_reference,
 )
-
-#: Defaults, as the product has them for deletes; the same number for the other mass changes.
-DELETION_THRESHOLD = 500
-DISABLE_THRESHOLD = 500
-MEMBER_REMOVAL_THRESHOLD = 500
-#: A run may remove at most this share (percent) of one group's members ...
-MEMBER_REMOVAL_GROUP_PERCENT = 50
-#: ... when the group has at least this many members (smaller groups change by more than half in ordinary use).
-MEMBER_REMOVAL_GROUP_MINIMUM = 20
 
 #: Reference attributes that hold group members (AD ``member``, Graph ``members``).
 MEMBER_ATTRIBUTES = ("member", "members")

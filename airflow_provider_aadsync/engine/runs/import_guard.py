@@ -9,9 +9,9 @@ Counted, before anything is written (the import's writes are one transaction, wh
 does not move):
 
 - a full import that sees **no object** where the connector space holds some: always stopped, whatever its size;
-- more deletes than ``deletion_threshold`` (default 500, as the export's);
-- more than ``deletion_share`` of the connector space (default 10 %), counted only above ``SHARE_MINIMUM`` deletes
-  (10), so a small test space losing a few objects is not stopped.
+- more deletes than ``deletion_threshold`` (default ``IMPORT_DELETION_THRESHOLD``, as the export's);
+- more than ``deletion_share`` of the connector space (default ``IMPORT_DELETION_SHARE``, 10 %), counted only
+  above ``SHARE_MINIMUM`` deletes (10), so a small test space losing a few objects is not stopped.
 
 Delta imports are guarded by the two thresholds too (not by "sees nothing": a delta only sees changes): an OU moved
 out of the scope, or a scope filter changed on the DC, arrives as a delta of deletes, the classic accidental mass
@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from airflow_provider_aadsync.engine.runs.defaults import IMPORT_DELETION_SHARE, IMPORT_DELETION_THRESHOLD
+
 __all__ = [
     "DEFAULT_IMPORT_DELETION_SHARE",
     "DEFAULT_IMPORT_DELETION_THRESHOLD",
@@ -32,8 +34,8 @@ __all__ = [
     "MassRemovalStopped",
 ]
 
-DEFAULT_IMPORT_DELETION_THRESHOLD = 500
-DEFAULT_IMPORT_DELETION_SHARE = 0.10
+DEFAULT_IMPORT_DELETION_THRESHOLD = IMPORT_DELETION_THRESHOLD
+DEFAULT_IMPORT_DELETION_SHARE = IMPORT_DELETION_SHARE
 #: The share counts only when more objects than this would be deleted: 1 delete in a 3-object space is 33 %, but
 #: no slip. The absolute threshold and the "sees nothing" check still apply below it.
 SHARE_MINIMUM = 10
@@ -85,31 +87,17 @@ class ImportGuard:
     def from_params(
         cls,
         *,
-        deletion_threshold: object = None,
-        deletion_share: object = None,
-        confirm_mass_removal: object = False,
+        deletion_threshold: int | None = None,
+        deletion_share: float | None = None,
+        confirm_mass_removal: bool = False,
     ) -> ImportGuard:
-        """Build from task params, CLI options or templated text: empty, None or ``"None"`` mean the default;
-        ``confirm_mass_removal`` takes booleans and ``true``/``1``/``yes``."""
-
-        def text(value: object) -> str | None:
-            cleaned = "" if value is None else str(value).strip()
-            return None if cleaned in ("", "None") else cleaned
-
-        threshold, share = text(deletion_threshold), text(deletion_share)
-        try:
-            return cls(
-                deletion_threshold=DEFAULT_IMPORT_DELETION_THRESHOLD if threshold is None else int(threshold),
-                deletion_share=DEFAULT_IMPORT_DELETION_SHARE if share is None else float(share),
-                confirm_mass_removal=(text(confirm_mass_removal) or "").lower() in ("true", "1", "yes"),
-            )
-        except ValueError as error:
-            if "import deletion" in str(error):
-                raise
-            raise ValueError(
-                f"import deletion threshold {deletion_threshold!r} / share {deletion_share!r}: a whole number and a "
-                "share between 0 and 1 (0.1 is 10 %) are expected"
-            ) from None
+        """Build from task params or CLI options, typed: None means the default (the operators turn what Airflow
+        rendered into these types first)."""
+        return cls(
+            deletion_threshold=DEFAULT_IMPORT_DELETION_THRESHOLD if deletion_threshold is None else deletion_threshold,
+            deletion_share=DEFAULT_IMPORT_DELETION_SHARE if deletion_share is None else deletion_share,
+            confirm_mass_removal=bool(confirm_mass_removal),
+        )
 
     def check(
         self,

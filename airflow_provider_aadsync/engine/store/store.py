@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from airflow_provider_aadsync.engine.paths import aadsync_home
 from airflow_provider_aadsync.engine.secrets import register_secret, scrub, scrub_value
 from airflow_provider_aadsync.engine.store import lock
 from airflow_provider_aadsync.engine.store.errors import StoreError
@@ -84,7 +85,7 @@ def create_private_file(path: Path, what: str = "store file") -> None:
 
 def default_store_url(instance: str = "default") -> str:
     """The embedded store: one SQLite file per sync instance under AADSYNC_HOME (or ~/.aadsync)."""
-    home = Path(os.environ.get("AADSYNC_HOME") or Path.home() / ".aadsync")
+    home = aadsync_home()
     return f"sqlite:///{home / 'store' / f'{instance}.sqlite'}"
 
 

@@ -38,8 +38,9 @@ def member_limit(mode: EndpointMode) -> int:
 
 
 def writeback_limit(value: int | str | None = None) -> int:
-    """The group writeback size limit: ``value`` checked (1 to 250,000), or the default 50,000 when empty."""
-    if value is None or str(value).strip() in ("", "None"):
+    """The group writeback size limit: ``value`` checked (1 to 250,000; text such as ``50,000`` from the command line
+    is read), or the default 50,000 when None or empty."""
+    if value is None or str(value).strip() == "":
         return WRITEBACK_LIMIT_DEFAULT
     try:
         limit = int(str(value).replace(",", "").replace("_", "").strip())
@@ -62,7 +63,7 @@ class WritebackSettingsError(ValueError):
 def writeback_ou_required(writeback_ou: str | None) -> str:
     """The writeback OU, or a clear error when writeback is on without one."""
     ou = (writeback_ou or "").strip()
-    if ou in ("", "None"):
+    if not ou:
         raise WritebackSettingsError(
             "group writeback is on but no writeback OU is set: set the Airflow Variable aadsync_writeback_ou (CLI: "
             "--writeback-ou; operators: writeback_ou) to the OU written-back groups are created in, under the AD "

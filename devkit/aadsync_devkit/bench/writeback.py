@@ -27,8 +27,7 @@ from aadsync_devkit.world.seed import DEV_WRITEBACK_OU, MAIL_DOMAIN
 from airflow_provider_aadsync.engine.store import Store, link, mv_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.operators.ad_import import run_ad_import
-from airflow_provider_aadsync.operators.entra_import import run_entra_import
+from airflow_provider_aadsync.steps import run_ad_import, run_entra_import
 
 #: Group writeback is opt-in: the benchmark turns it on, into the dev DC's writeback OU.
 WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU}

@@ -6,8 +6,15 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConfigurationError
-from airflow_provider_aadsync.operators.ad_export import ADExportOperator, ad_export_settings, check_holding_ou
-from airflow_provider_aadsync.operators.sync import SyncOperator, load_rules_for
+from airflow_provider_aadsync.operators.ad_export import ADExportOperator
+from airflow_provider_aadsync.operators.sync import SyncOperator
+from airflow_provider_aadsync.operators.templated import load_rules_templated
+from airflow_provider_aadsync.steps import check_holding_ou
+
+
+def ad_export_settings(**rendered):
+    """The settings the operator builds from what Airflow rendered for its parameters."""
+    return ADExportOperator(task_id="export_ad", **rendered).export_settings()
 
 
 def test_template_fields():
@@ -71,9 +78,10 @@ def test_writeback_off_by_default_the_ad_export_is_skipped_and_writes_nothing(tm
     assert "writeback_enabled" in ADExportOperator.template_fields
 
 
-def test_sync_with_writeback_on_and_no_ou_fails_without_retries_naming_the_variable(tmp_path):
+@pytest.mark.parametrize("rendered_ou", ["", "None"])
+def test_sync_with_writeback_on_and_no_ou_fails_without_retries_naming_the_variable(tmp_path, rendered_ou):
     operator = SyncOperator(
-        task_id="sync_entra", connector="entra", mode="full", writeback_enabled="true", writeback_ou="",
+        task_id="sync_entra", connector="entra", mode="full", writeback_enabled="true", writeback_ou=rendered_ou,
         store_url=f"sqlite:///{tmp_path / 'store.sqlite'}",
     )  # fmt: skip
     context = {"dag": type("Dag", (), {"dag_id": "aadsync_full"})(), "run_id": "manual__1", "ti": None}
@@ -82,6 +90,10 @@ def test_sync_with_writeback_on_and_no_ou_fails_without_retries_naming_the_varia
 
 
 def test_sync_operator_loads_writeback_rules_only_when_the_rendered_flag_is_true():
-    off = load_rules_for(None, "v2", writeback_enabled="false", writeback_ou="OU=Writeback,DC=corp,DC=example,DC=test")
-    on = load_rules_for(None, "v2", writeback_enabled="True", writeback_ou="OU=Writeback,DC=corp,DC=example,DC=test")
+    off = load_rules_templated(
+        None, "v2", writeback_enabled="false", writeback_ou="OU=Writeback,DC=corp,DC=example,DC=test"
+    )
+    on = load_rules_templated(
+        None, "v2", writeback_enabled="True", writeback_ou="OU=Writeback,DC=corp,DC=example,DC=test"
+    )
     assert "Out to AD - Group Writeback" in on and "Out to AD - Group Writeback" not in off

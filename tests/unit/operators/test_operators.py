@@ -7,7 +7,6 @@ import logging
 import pytest
 
 from airflow_provider_aadsync.operators.ad_import import ADImportOperator
-from airflow_provider_aadsync.operators.base import templated_flag, templated_int, templated_value
 from airflow_provider_aadsync.operators.callbacks import on_task_failure
 from airflow_provider_aadsync.operators.entra_export import EntraExportOperator
 from airflow_provider_aadsync.operators.entra_import import EntraImportOperator
@@ -17,8 +16,9 @@ from airflow_provider_aadsync.operators.sync import (
     SyncOperator,
     SyncPreviewOperator,
     preview_requested,
-    rule_paths,
 )
+from airflow_provider_aadsync.operators.templated import templated_flag, templated_float, templated_int, templated_value
+from airflow_provider_aadsync.steps import rule_paths
 
 OPERATORS = [
     ADImportOperator(task_id="import_ad"),
@@ -92,6 +92,8 @@ def test_templated_parameters_treat_empty_and_none_renderings_as_unset():
         True, True, True, True, False, False, False, False, False
     ]  # fmt: skip
     assert [templated_int(v, 500) for v in (None, "", "None", "0", " 1200 ", 7)] == [500, 500, 500, 0, 1200, 7]
+    assert [templated_int(v) for v in (None, "None", "3")] == [None, None, 3]
+    assert [templated_float(v) for v in ("", "None", "0.5", 2)] == [None, None, 0.5, 2.0]
 
 
 @pytest.mark.parametrize("operator_class", [ADImportOperator, EntraImportOperator])
@@ -109,3 +111,20 @@ def test_import_operators_build_the_import_guard_from_rendered_params(operator_c
         "None",
     )
     assert operator.import_guard() == ImportGuard(deletion_threshold=2000, confirm_mass_removal=True)
+    # what Airflow renders for unset params and Variables means the defaults (read here, never in the engine)
+    operator.confirm_mass_removal, operator.import_deletion_threshold, operator.import_deletion_share = (
+        "None",
+        "None",
+        "",
+    )
+    assert operator.import_guard() == ImportGuard()
+    operator.confirm_mass_removal, operator.import_deletion_threshold, operator.import_deletion_share = "1", "42", "0.5"
+    assert operator.import_guard() == ImportGuard(deletion_threshold=42, deletion_share=0.5, confirm_mass_removal=True)
+    operator.confirm_mass_removal, operator.import_deletion_share = "false", ""
+    assert not operator.import_guard().confirm_mass_removal
+    operator.import_deletion_share = "10"
+    with pytest.raises(ValueError, match="share must be more than 0 and at most 1"):
+        operator.import_guard()
+    operator.import_deletion_threshold, operator.import_deletion_share = "many", ""
+    with pytest.raises(ValueError, match="a whole number and a share"):
+        operator.import_guard()

@@ -32,9 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.dn import same_dn
-from airflow_provider_aadsync.engine.runs.export_guards import (
+from airflow_provider_aadsync.engine.runs.defaults import (
     DELETION_THRESHOLD,
     DISABLE_THRESHOLD,
+    MEMBER_CHUNK,
     MEMBER_REMOVAL_GROUP_PERCENT,
     MEMBER_REMOVAL_THRESHOLD,
 )
@@ -127,7 +128,7 @@ class ADExportSettings(BaseModel):
     member_removal_group_percent: int = Field(MEMBER_REMOVAL_GROUP_PERCENT, ge=0, le=100)
     error_limit: int = Field(ERROR_LIMIT, ge=1)
     #: Member values per modify operation.
-    member_chunk: int = Field(5_000, ge=1, le=100_000)
+    member_chunk: int = Field(MEMBER_CHUNK, ge=1, le=100_000)
     #: What deprovisioning does: delete the object, or move it to ``holding_ou`` (outside the import's base DN).
     deprovision: Literal["delete", "move"] = "delete"
     holding_ou: str | None = None

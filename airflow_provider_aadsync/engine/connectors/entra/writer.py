@@ -39,11 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from airflow_provider_aadsync.engine.connectors.entra.schema import COLLECTION_PROPERTIES, MEMBERS
 from airflow_provider_aadsync.engine.connectors.entra.schema import RESOURCES as _RESOURCES
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
-from airflow_provider_aadsync.engine.runs.export_guards import (
+from airflow_provider_aadsync.engine.runs.defaults import (
     DELETION_THRESHOLD,
     DISABLE_THRESHOLD,
     MEMBER_REMOVAL_GROUP_PERCENT,
     MEMBER_REMOVAL_THRESHOLD,
+    WRITE_BUDGET,
+    WRITE_WINDOW_SECONDS,
 )
 from airflow_provider_aadsync.engine.runs.export_run import (
     ErrorLimitReached,
@@ -123,8 +125,8 @@ class ExportSettings(BaseModel):
     member_removal_group_percent: int = Field(MEMBER_REMOVAL_GROUP_PERCENT, ge=0, le=100)
     error_limit: int = Field(ERROR_LIMIT, ge=1)
     #: The tenant's write budget for this app: requests per window (Graph: 3,000 per 150 s per app and tenant).
-    write_budget: int = Field(3_000, ge=1)
-    write_window_seconds: float = Field(150.0, gt=0)
+    write_budget: int = Field(WRITE_BUDGET, ge=1)
+    write_window_seconds: float = Field(WRITE_WINDOW_SECONDS, gt=0)
     #: Before looking up creates an interrupted run had sent: Graph may still be processing the cut-off call.
     resend_settle_seconds: float = Field(5.0, ge=0)
     #: Resume adopts an object found by its key only when Graph created it after the create was first sent; this

@@ -18,7 +18,7 @@ from airflow_provider_aadsync.engine.runs.import_attributes import (
     rule_attributes,
 )
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.operators.ad_import import run_ad_import
+from airflow_provider_aadsync.steps import run_ad_import
 from tests.support.fakes import ATTRS, NC, FakeDirectory
 from tests.support.stores import fresh_store
 

@@ -1,0 +1,119 @@
+"""The ``aadsync`` command's shared options: the import and export guards, rule files, the endpoint and group
+writeback. Their defaults come from engine/runs/defaults.py, as the operators' and the DAG params' do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from airflow_provider_aadsync.engine.runs import defaults
+
+
+def import_guard_options(command):
+    """The import guard's options, shared by import-ad and import-entra."""
+    options = [
+        click.option(
+            "--confirm-mass-removal",
+            is_flag=True,
+            help="Apply the deletes an import would otherwise stop at (stopped-deletion-threshold-exceeded).",
+        ),
+        click.option(
+            "--import-deletion-threshold",
+            type=int,
+            default=None,
+            help=f"Stop above this many deletes (default {defaults.IMPORT_DELETION_THRESHOLD}).",
+        ),
+        click.option(
+            "--import-deletion-share",
+            type=float,
+            default=None,
+            help="Stop above this share of the connector space, once more than 10 objects would go "
+            f"(default {defaults.IMPORT_DELETION_SHARE:g}).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+IMPORT_RULES_OPTION = click.option(
+    "--rules",
+    "rule_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="The rule files or folders sync uses (default: the shipped rules): every attribute their inbound rules "
+    "read is imported.",
+)
+
+
+RULES_OPTION = click.option(
+    "--rules",
+    "rule_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Rule file or folder (repeatable; default: the shipped rules).",
+)
+ENDPOINT_OPTION = click.option(
+    "--endpoint",
+    type=click.Choice(["v2", "v1"]),
+    default="v2",
+    show_default=True,
+    help="Group member limit of the shipped rules: v2 = 250,000, v1 = 50,000.",
+)
+
+
+WRITEBACK_LIMIT_OPTION = click.option(
+    "--writeback-size-limit",
+    default=None,
+    help="Group writeback size limit (default 50,000; at most 250,000): larger groups are not written back.",
+)
+WRITEBACK_OU_OPTION = click.option(
+    "--writeback-ou", default=None, help="OU for written-back groups (required with --writeback; no default)."
+)
+WRITEBACK_OPTION = click.option(
+    "--writeback/--no-writeback",
+    "writeback_enabled",
+    default=False,
+    show_default=True,
+    help="Group writeback (Microsoft 365 groups → AD) is opt-in; --writeback needs --writeback-ou.",
+)
+WRITEBACK_NAMING_OPTION = click.option(
+    "--writeback-naming",
+    type=click.Choice(["objectId", "displayName"]),
+    default="objectId",
+    show_default=True,
+    help="CN of written-back groups: Group_<objectId>, or <displayName>_<last 12 characters of the objectId>.",
+)
+
+BLOCK_SOFT_MATCH_OPTION = click.option(
+    "--block-soft-match/--soft-match",
+    "block_soft_match",
+    default=False,
+    show_default=True,
+    help="Join cloud users by hard match only (onPremisesImmutableId), never by userPrincipalName or mail "
+    "(the product's BlockSoftMatch).",
+)
+
+
+def guard_options(command):
+    """The mass-change guards' flags, shared by both exports (engine/runs/export_guards.py)."""
+    options = [
+        click.option(
+            "--disable-threshold", type=click.IntRange(min=0), default=defaults.DISABLE_THRESHOLD, show_default=True,
+            help="Stop before any write above this many accounts disabled (accountEnabled true → false).",
+        ),
+        click.option(
+            "--member-removal-threshold", type=click.IntRange(min=0), default=defaults.MEMBER_REMOVAL_THRESHOLD,
+            show_default=True,
+            help="Stop before any write above this many group member removals.",
+        ),
+        click.option(
+            "--member-removal-group-percent", type=click.IntRange(0, 100),
+            default=defaults.MEMBER_REMOVAL_GROUP_PERCENT, show_default=True,
+            help="Stop before any write when a group of 20+ members would lose more than this share (100: never).",
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command

@@ -1,0 +1,55 @@
+"""What Airflow rendered for a templated parameter, read into the types the engine and the steps take.
+
+Airflow renders an unset param or Variable as ``""`` or as the string ``"None"``; this module is the one place that
+reads those as "not set" (None). The CLI passes real values and real None; the engine never sees ``"None"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from airflow_provider_aadsync.steps import load_rules_for
+
+if TYPE_CHECKING:
+    from airflow_provider_aadsync.engine.rules import RuleSet
+
+_T = TypeVar("_T")
+
+
+def templated_value(value: object) -> str | None:
+    """A templated parameter's text, or None when it rendered empty or as ``"None"`` (an unset param or Variable)."""
+    text = "" if value is None else str(value).strip()
+    return None if text in ("", "None") else text
+
+
+def templated_flag(value: object) -> bool:
+    """A templated yes/no parameter (``True``, ``"true"``, ``"1"``, ``"yes"``)."""
+    return (templated_value(value) or "").lower() in ("true", "1", "yes")
+
+
+def templated_int(value: object, default: _T = None) -> int | _T:  # type: ignore[assignment]
+    """A templated number; ``default`` (None: the step's default) when it rendered empty or as ``"None"``."""
+    text = templated_value(value)
+    return default if text is None else int(text)
+
+
+def templated_float(value: object, default: _T = None) -> float | _T:  # type: ignore[assignment]
+    """A templated decimal number; ``default`` when it rendered empty or as ``"None"``."""
+    text = templated_value(value)
+    return default if text is None else float(text)
+
+
+def templated_settings(**values: Any) -> dict[str, Any]:
+    """The parameters that were set, as text (unset ones left out, so the step's defaults apply)."""
+    return {name: text for name, value in values.items() if (text := templated_value(value)) is not None}
+
+
+def load_rules_templated(rules: str | Sequence[str] | None, endpoint: str, **writeback: Any) -> RuleSet:
+    """The rule set of a task (or of the sync manager, from Variables): ``writeback`` holds the rendered group
+    writeback settings (``writeback_enabled``, off unless it renders true; ``writeback_ou``, required when it is on;
+    the size limit and naming; ``block_soft_match``), empty or ``"None"`` meaning the defaults."""
+    enabled = templated_flag(writeback.pop("writeback_enabled", False))
+    block = templated_flag(writeback.pop("block_soft_match", False))
+    chosen = templated_settings(**writeback)
+    return load_rules_for(rules, endpoint, writeback_enabled=enabled, block_soft_match=block, **chosen)

@@ -1,0 +1,341 @@
+"""The steps of a sync cycle as plain functions: hook in, engine run, small summary out.
+
+Both the ``aadsync`` CLI and the Airflow operators call these, so an import, a sync's rule set or an export is
+configured the same way whichever starts it. Nothing here imports Airflow: the hooks are passed in (their types are
+named for type checkers only), every parameter is typed (None means "the default", defined once in
+:mod:`airflow_provider_aadsync.engine.runs.defaults`), and what Airflow renders for an unset templated value is read
+by the operators before they call in (:mod:`airflow_provider_aadsync.operators.templated`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder
+from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
+from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES, DEFAULT_BINARY_ATTRIBUTES
+from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings, run_ad_export
+from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
+from airflow_provider_aadsync.engine.connectors.entra.schema import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
+from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
+from airflow_provider_aadsync.engine.dn import DnError, dn_is_under
+from airflow_provider_aadsync.engine.runs import defaults
+from airflow_provider_aadsync.engine.runs.import_attributes import complete_attribute_list
+from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConfigurationError
+
+if TYPE_CHECKING:
+    from airflow_provider_aadsync.engine.rules import RuleSet
+    from airflow_provider_aadsync.engine.store import Store
+    from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
+    from airflow_provider_aadsync.hooks.entra import EntraHook
+
+__all__ = [
+    "COMPLETED_EXPORT_RESULTS",
+    "COMPLETED_RESULTS",
+    "COMPLETED_SYNC_RESULTS",
+    "TRANSIENT_RESULTS",
+    "WRITEBACK_OFF_MESSAGE",
+    "ad_export_settings",
+    "check_holding_ou",
+    "entra_export_settings",
+    "export_to_ad",
+    "export_to_entra",
+    "guard_settings",
+    "import_guard",
+    "load_rules_for",
+    "parse_write_budget",
+    "rule_paths",
+    "run_ad_import",
+    "run_entra_import",
+    "store_url_or_default",
+]
+
+# ------------------------------------------------------------------------------------------------ results
+#: Step results after which an import succeeds; anything else (stopped-*) is a stop, with the result in the message.
+COMPLETED_RESULTS = ("success", "completed-import-errors")
+#: Sync results after which the step succeeds.
+COMPLETED_SYNC_RESULTS = ("success", "completed-sync-errors")
+#: Export results after which the step succeeds.
+COMPLETED_EXPORT_RESULTS = ("success", "completed-export-errors", "staged")
+#: Stops that a retry may get past (the server came back, the lock was taken over by a newer attempt). Every other
+#: ``stopped-*`` result is deterministic (a threshold, the error limit, a refused configuration).
+TRANSIENT_RESULTS = ("stopped-server-down", "stopped-lock-lost")
+#: What an AD export says when group writeback is off (the default): it writes nothing.
+WRITEBACK_OFF_MESSAGE = (
+    "group writeback is off: the AD export writes nothing (turn it on with the Variable aadsync_writeback_enabled = "
+    "true and aadsync_writeback_ou, or `--writeback --writeback-ou OU` on the command line)"
+)
+
+
+def store_url_or_default(url: str | None) -> str | None:
+    """A store URL; empty (a Variable that is not set) means the embedded SQLite store (None)."""
+    return (url or "").strip() or None
+
+
+# -------------------------------------------------------------------------------------------------- rules
+def rule_paths(rules: str | Sequence[str] | None) -> list[str]:
+    """Rule files or folders from a list, or from one string separated by commas or newlines (a DAG's templated
+    ``rules``); empty means the shipped default rules."""
+    if rules is None:
+        return []
+    if isinstance(rules, str):
+        rules = re.split(r"[,\n]", rules)
+    return [str(path).strip() for path in rules if path and str(path).strip()]
+
+
+def load_rules_for(
+    rules: str | Sequence[str] | None,
+    endpoint: str = "v2",
+    *,
+    writeback_enabled: bool = False,
+    writeback_size_limit: int | str | None = None,
+    writeback_ou: str | None = None,
+    writeback_naming: str | None = None,
+    block_soft_match: bool = False,
+) -> RuleSet:
+    """The rule set a sync (or an import reading what its rules need) uses: the group writeback settings left None
+    take their defaults; with writeback on, ``writeback_ou`` is required (a ``ValueError`` naming it);
+    ``block_soft_match`` leaves the soft-match join groups out (hard match only)."""
+    if endpoint not in ("v2", "v1"):
+        raise ValueError(f"endpoint must be 'v2' or 'v1', not {endpoint!r}")
+    chosen: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("writeback_size_limit", writeback_size_limit),
+            ("writeback_ou", writeback_ou),
+            ("writeback_naming", writeback_naming),
+        )
+        if value is not None
+    }
+    return load_sync_rules(
+        rule_paths(rules),
+        mode=endpoint,
+        writeback_enabled=writeback_enabled,
+        block_soft_match=block_soft_match,
+        **chosen,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ imports
+def import_guard(
+    *,
+    deletion_threshold: int | None = None,
+    deletion_share: float | None = None,
+    confirm_mass_removal: bool = False,
+) -> ImportGuard:
+    """The import guard (None: ``IMPORT_DELETION_THRESHOLD`` / ``IMPORT_DELETION_SHARE``)."""
+    return ImportGuard.from_params(
+        deletion_threshold=deletion_threshold,
+        deletion_share=deletion_share,
+        confirm_mass_removal=confirm_mass_removal,
+    )
+
+
+def run_ad_import(
+    hook: ActiveDirectoryHook,
+    store: Store,
+    *,
+    mode: str,
+    connector: str = "ad",
+    lock_holder: str | None = None,
+    guard: ImportGuard | None = None,
+    rules: RuleSet | None = None,
+) -> dict[str, Any]:
+    """Import AD into ``store``; return the run's small summary.
+
+    The attributes read are the connection's list (or the shipped one) plus every attribute the inbound rules of
+    ``connector`` read: ``rules``, the rule set sync uses (default: the shipped rules)."""
+    settings = hook.settings
+    attributes, added = complete_attribute_list(
+        settings.attributes or DEFAULT_AD_ATTRIBUTES,
+        rules or load_sync_rules(),
+        connector,
+        what=f"AD connection's attribute list ({'its attributes extra' if settings.attributes else 'the default'})",
+    )
+    decoder = EntryDecoder(binary_attributes=DEFAULT_BINARY_ATTRIBUTES | frozenset(settings.binary_attributes or ()))
+    try:
+        result = import_active_directory(
+            hook,
+            store,
+            connector=connector,
+            mode=mode,  # type: ignore[arg-type]
+            attributes=attributes,
+            decoder=decoder,
+            scope_dn=settings.base_dn,
+            lock_holder=lock_holder,
+            guard=guard,
+        )
+    finally:
+        hook.close()
+    summary = result.summary()
+    if added:
+        summary["attributes_added_for_rules"] = sorted(added)
+    return summary
+
+
+def run_entra_import(
+    hook: EntraHook,
+    store: Store,
+    *,
+    mode: str,
+    connector: str = "entra",
+    lock_holder: str | None = None,
+    guard: ImportGuard | None = None,
+    rules: RuleSet | None = None,
+) -> dict[str, Any]:
+    """Import Entra ID into ``store``; return the run's small summary with the Graph request counters.
+
+    ``$select`` holds the shipped properties plus every property the inbound rules of ``connector`` read, by
+    object type: ``rules``, the rule set sync uses (default: the shipped rules)."""
+    rules = rules or load_sync_rules()
+    users, added = complete_attribute_list(
+        DEFAULT_USER_PROPERTIES, rules, connector, object_types=["user"], what="$select of users"
+    )
+    groups, added_groups = complete_attribute_list(
+        DEFAULT_GROUP_PROPERTIES, rules, connector, object_types=["group"], what="$select of groups"
+    )
+    try:
+        result = import_entra(
+            hook,
+            store,
+            connector=connector,
+            mode=mode,  # type: ignore[arg-type]
+            user_properties=users,
+            group_properties=groups,
+            lock_holder=lock_holder,
+            guard=guard,
+        )
+    finally:
+        hook.close()
+    summary = result.summary()
+    summary["graph"] = {name: round(value, 3) for name, value in hook.counters.items()}
+    if added or added_groups:
+        summary["attributes_added_for_rules"] = sorted({*added, *added_groups})
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------ exports
+def guard_settings(
+    *,
+    deletion_threshold: int | None = None,
+    disable_threshold: int | None = None,
+    member_removal_threshold: int | None = None,
+    member_removal_group_percent: int | None = None,
+) -> dict[str, int]:
+    """The mass-change guards' thresholds of both exports (None: the defaults)."""
+    chosen = {
+        "deletion_threshold": (deletion_threshold, defaults.DELETION_THRESHOLD),
+        "disable_threshold": (disable_threshold, defaults.DISABLE_THRESHOLD),
+        "member_removal_threshold": (member_removal_threshold, defaults.MEMBER_REMOVAL_THRESHOLD),
+        "member_removal_group_percent": (member_removal_group_percent, defaults.MEMBER_REMOVAL_GROUP_PERCENT),
+    }
+    return {name: default if value is None else value for name, (value, default) in chosen.items()}
+
+
+def parse_write_budget(text: str) -> tuple[int, float]:
+    """``WRITES/SECONDS`` (``3000/150``; ``WRITES`` alone: per second) as the Entra export's write budget."""
+    writes, _, seconds = text.partition("/")
+    return int(writes), float(seconds or 1)
+
+
+def entra_export_settings(
+    *,
+    staging: bool = False,
+    deletion_threshold: int | None = None,
+    disable_threshold: int | None = None,
+    member_removal_threshold: int | None = None,
+    member_removal_group_percent: int | None = None,
+    write_budget: int | None = None,
+    write_window_seconds: float | None = None,
+) -> ExportSettings:
+    """The Entra export's settings (None: the defaults); a value out of range is a ``ValueError`` naming it."""
+    return ExportSettings(
+        staging=staging,
+        **guard_settings(
+            deletion_threshold=deletion_threshold,
+            disable_threshold=disable_threshold,
+            member_removal_threshold=member_removal_threshold,
+            member_removal_group_percent=member_removal_group_percent,
+        ),
+        write_budget=defaults.WRITE_BUDGET if write_budget is None else write_budget,
+        write_window_seconds=defaults.WRITE_WINDOW_SECONDS if write_window_seconds is None else write_window_seconds,
+    )
+
+
+def ad_export_settings(
+    *,
+    staging: bool = False,
+    deletion_threshold: int | None = None,
+    member_chunk: int | None = None,
+    deprovision: str | None = None,
+    holding_ou: str | None = None,
+    disable_threshold: int | None = None,
+    member_removal_threshold: int | None = None,
+    member_removal_group_percent: int | None = None,
+) -> ADExportSettings:
+    """The AD export's settings (None or empty: the defaults; ``deprovision`` defaults to ``delete``)."""
+    return ADExportSettings(
+        staging=staging,
+        **guard_settings(
+            deletion_threshold=deletion_threshold,
+            disable_threshold=disable_threshold,
+            member_removal_threshold=member_removal_threshold,
+            member_removal_group_percent=member_removal_group_percent,
+        ),
+        member_chunk=defaults.MEMBER_CHUNK if member_chunk is None else member_chunk,
+        deprovision=(deprovision or "").strip() or "delete",  # type: ignore[arg-type]
+        holding_ou=(holding_ou or "").strip() or None,
+    )
+
+
+def check_holding_ou(settings: ADExportSettings, base_dn: str) -> None:
+    """Refuse a holding OU inside the import's base DN: a group moved there would still be imported, still be
+    managed, and be moved again by every cycle. Compared RDN by RDN (any spelling of the base DN)."""
+    if settings.deprovision != "move" or not settings.holding_ou:
+        return
+    try:
+        inside = dn_is_under(settings.holding_ou, base_dn)
+    except DnError as error:
+        raise ActiveDirectoryConfigurationError(f"holding_ou is not usable: {error}") from None
+    if inside:
+        raise ActiveDirectoryConfigurationError(
+            f"holding_ou {settings.holding_ou!r} lies inside the AD connection's base DN {base_dn!r}; "
+            "choose an OU outside it (groups moved there must leave the import's scope)"
+        )
+
+
+def export_to_entra(
+    hook: EntraHook,
+    store: Store,
+    *,
+    settings: ExportSettings,
+    connector: str = "entra",
+    lock_holder: str | None = None,
+) -> dict[str, Any]:
+    """Write the Entra connector's pending exports to Entra ID; return the run's small summary."""
+    try:
+        result = run_entra_export(store, hook, connector=connector, settings=settings, lock_holder=lock_holder)  # type: ignore[arg-type]
+    finally:
+        hook.close()
+    return result.summary()
+
+
+def export_to_ad(
+    hook: ActiveDirectoryHook,
+    store: Store,
+    *,
+    settings: ADExportSettings,
+    connector: str = "ad",
+    lock_holder: str | None = None,
+) -> dict[str, Any]:
+    """Write the AD connector's pending exports (group writeback) to AD; return the run's small summary."""
+    check_holding_ou(settings, hook.settings.base_dn)
+    try:
+        result = run_ad_export(store, hook, connector=connector, settings=settings, lock_holder=lock_holder)  # type: ignore[arg-type]
+    finally:
+        hook.close()
+    return result.summary()
