@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import math
 import secrets
 import time
 import uuid
@@ -92,7 +93,12 @@ class TokenService:
     def issue(self, tenant: Tenant, client_id: str, resource: str, *, lifetime: int | None = None) -> tuple[str, int]:
         """A Graph access token (v1 claims, as Graph's tokens are) and its lifetime in seconds."""
         lifetime = self.state.token_lifetime if lifetime is None else lifetime
-        now = int(time.time())
+        issued = time.time()
+        now = int(issued)
+        # exp is a whole second (a NumericDate as Entra ID writes it) rounded UP for a token that lives at all, so a
+        # token announced as living N seconds is accepted for at least N seconds: rounded down, a 2-second token
+        # could expire after 1 s, before the client that just got it had used it on a loaded machine.
+        expires = math.ceil(issued) + lifetime if lifetime > 0 else now
         app = tenant.apps.get(client_id)
         audience = "https://graph.microsoft.com" if resource.lower() != GRAPH_APP_ID else GRAPH_APP_ID
         claims = {
@@ -100,7 +106,7 @@ class TokenService:
             "iss": f"https://sts.windows.net/{tenant.id}/",
             "iat": now,
             "nbf": now,
-            "exp": now + lifetime,
+            "exp": expires,
             "aio": _b64(secrets.token_bytes(24)),
             "app_displayname": app.display_name if app else client_id,
             "appid": client_id,
