@@ -17,6 +17,7 @@ from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
 from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES, DEFAULT_BINARY_ATTRIBUTES
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings, run_ad_export
+from airflow_provider_aadsync.engine.connectors.config import ADConnectorConfig
 from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
 from airflow_provider_aadsync.engine.connectors.entra.schema import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
@@ -144,11 +145,14 @@ def run_ad_import(
     lock_holder: str | None = None,
     guard: ImportGuard | None = None,
     rules: RuleSet | None = None,
+    scope: ADConnectorConfig | None = None,
 ) -> dict[str, Any]:
     """Import AD into ``store``; return the run's small summary.
 
     The attributes read are the connection's list (or the shipped one) plus every attribute the inbound rules of
-    ``connector`` read: ``rules``, the rule set sync uses (default: the shipped rules)."""
+    ``connector`` read: ``rules``, the rule set sync uses (default: the shipped rules). ``scope``: the connector's
+    entry in the connectors configuration (its partitions, OUs and pilot group); None reads the connection's
+    base DN as before."""
     settings = hook.settings
     attributes, added = complete_attribute_list(
         settings.attributes or DEFAULT_AD_ATTRIBUTES,
@@ -166,6 +170,8 @@ def run_ad_import(
             attributes=attributes,
             decoder=decoder,
             scope_dn=settings.base_dn,
+            partitions=scope.partitions if scope else None,
+            pilot_group=scope.pilot_group if scope else None,
             lock_holder=lock_holder,
             guard=guard,
         )

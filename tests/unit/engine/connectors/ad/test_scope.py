@@ -193,3 +193,17 @@ def test_the_pilot_group_must_lie_in_a_partition():
             f"ad:\n  - name: ad\n    conn_id: c\n    pilot_group: 'CN=Pilot,DC=else,DC=test'\n"
             f"    partitions:\n      - dn: '{NC}'\n"
         )
+
+
+def test_the_steps_glue_passes_a_configured_scope(directory, store):
+    """steps.run_ad_import (what the CLI and the operators call) reads a connector's configured scope."""
+    from types import SimpleNamespace
+
+    from airflow_provider_aadsync.steps import run_ad_import
+
+    directory.settings = SimpleNamespace(attributes=ATTRS, binary_attributes=None, base_dn=None)
+    directory.close = lambda: None
+    connector = ADConnectorConfig(name="ad", conn_id="aadsync_ad", partitions=STAFF_ONLY)
+    summary = run_ad_import(directory, store, mode="full", connector="ad", scope=connector)
+    assert summary["result"] == "success"
+    assert live(store) == {"Staff", "staff1", "staff2", "staff3"}
