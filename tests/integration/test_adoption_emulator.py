@@ -1,0 +1,92 @@
+"""Adopting a populated tenant (issue 15) against the Graph emulator over TLS: cloud users that already exist (same
+ImmutableId, same UPN, same mail) are joined and updated through the engine's steps (Entra import, sync, export),
+never created twice, their object ids kept; another ImmutableId and another engine's user are per-object errors
+and are left untouched."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
+from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export
+from airflow_provider_aadsync.engine.store import run_error
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.support.servers import entra_hook_for, trust
+from tests.support.world import ad_user, guid, immutable_id, import_full
+
+pytestmark = pytest.mark.integration
+
+DOMAIN = "corp.example"
+
+
+def cloud(upn: str, **values) -> dict:
+    nickname = upn.split("@")[0].replace(".", "")
+    return {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": f"Cloud {nickname}",
+            "mailNickname": nickname, "userPrincipalName": upn, **values}  # fmt: skip
+
+
+def all_users(hook) -> dict[str, dict]:
+    select = "id,userPrincipalName,mail,onPremisesImmutableId,onPremisesSyncEnabled"
+    return {
+        user["id"]: user
+        for page in hook.paginate("/users", params={"$select": select, "$top": "999"})
+        for user in page["value"]
+    }
+
+
+def test_existing_cloud_users_are_matched_not_duplicated(graph_server, tenant_verifying, store):
+    tenant = tenant_verifying(DOMAIN)
+    hook = entra_hook_for(graph_server, tenant)
+    seeded = httpx.post(
+        f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/objects",
+        json=[
+            cloud(f"someone.else@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(1))),  # hard match
+            cloud(f"USER2@{DOMAIN}"),  # soft match: userPrincipalName
+            cloud(f"three.cloud@{DOMAIN}", mail=f"three@{DOMAIN}"),  # soft match: mail
+            cloud(f"user4@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(444))),  # another anchor
+            cloud(f"user5@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(5)), onPremisesSyncEnabled=True),
+            cloud(f"cloud.only@{DOMAIN}"),
+        ],
+        verify=trust(graph_server),
+    )
+    assert seeded.status_code == 201, seeded.text
+    ids = [user["id"] for user in seeded.json()["value"]]
+    before = all_users(hook)
+
+    rules = load_sync_rules()
+    import_full(store, "ad", [ad_user(n, mail=f"three@{DOMAIN}" if n == 3 else None) for n in range(1, 7)])
+    assert import_entra(hook, store, connector="entra", mode="full").result == "success"
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    synced = run_sync(store, rules, connector="entra", mode="full")
+    assert synced.result == "completed-sync-errors"
+    with store.engine.connect() as connection:
+        errors = {
+            row.anchor: row.code
+            for row in connection.execute(sa.select(run_error).where(run_error.c.run_id == synced.run_id))
+        }
+    assert errors == {ids[3]: "anchor-mismatch", ids[4]: "held-by-other-engine"}
+
+    exported = run_entra_export(store, hook)
+    assert exported.result == "success", (exported, store.run_errors(exported.run_id))
+    assert exported.counters["user_creates"] == 1
+
+    after = all_users(hook)
+    assert set(before) <= set(after) and len(after) == len(before) + 1  # only user6 was created
+    (created,) = set(after) - set(before)
+    assert after[created]["userPrincipalName"] == f"user6@{DOMAIN}"
+    # matched users keep their object ids and now carry the AD user's anchor
+    for n, object_id in ((1, ids[0]), (2, ids[1]), (3, ids[2])):
+        assert after[object_id]["onPremisesImmutableId"] == immutable_id(guid(n))
+    assert after[ids[0]]["userPrincipalName"] == f"user1@{DOMAIN}"
+    # refused users are untouched
+    for object_id in (ids[3], ids[4], ids[5]):
+        assert after[object_id] == before[object_id]
+
+    # the confirming import and sync: everything joined stays joined, nothing more to write
+    assert import_entra(hook, store, connector="entra", mode="delta").result == "success"
+    assert run_sync(store, rules, connector="entra", mode="delta").result in ("success", "completed-sync-errors")
+    again = run_entra_export(store, hook)
+    assert again.counters.get("user_creates", 0) == 0 and len(all_users(hook)) == len(after)
