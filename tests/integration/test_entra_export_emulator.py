@@ -10,8 +10,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.connectors.entra.graph import graph_body
 from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
-from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, graph_body, run_entra_export
+from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.store import export_conflict, pending_export, pending_export_reference
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules

@@ -29,8 +29,8 @@ from ldap3.operation.search import parse_filter as parse_ldap_filter
 from ldap3.utils.dn import parse_dn
 
 from aadsync_devkit.graph_emulator.odata import parse_filter as parse_odata_filter
+from airflow_provider_aadsync.engine.connectors.entra.graph import odata_quote
 from airflow_provider_aadsync.engine.connectors.entra.reader import _user_page, graph_object
-from airflow_provider_aadsync.engine.connectors.entra.writer import _odata_quote
 from airflow_provider_aadsync.engine.dn import _unescape, normalize_dn, wire_dn
 from airflow_provider_aadsync.engine.expressions import (
     ExpressionEvaluationError,
@@ -457,7 +457,7 @@ def test_odata_filters_from_data_are_quoted(soak):
     @examples(soak, 300)
     @given(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=30))
     def check(value: str) -> None:
-        query = f"mailNickname eq '{_odata_quote(value)}'"
+        query = f"mailNickname eq '{odata_quote(value)}'"
         request = httpx.Request("GET", "https://graph.test/v1.0/groups", params={"$filter": query})
         assert parse_qs(urlsplit(str(request.url)).query)["$filter"] == [query]  # & % # + survive the URL
         predicate = parse_odata_filter(query, "group", advanced=False)

@@ -224,8 +224,9 @@ def confirm_group_export(store: Store, name: str) -> int:
     """Leave the store as an export that created the group will; return how many members it confirmed.
 
     The sync benchmark does not export (250,000 users through the Graph emulator would be a benchmark of their own),
-    so this writes what ``EntraExporter._adopt`` and ``_confirm_members`` write for the group: its Graph id replaces
-    the provisional anchor, the connector space holds the exported attributes and members, the pending rows are gone.
+    so this writes what the Entra export's ``Reconciler._adopt`` and ``_confirm_members`` write for the group: its
+    Graph id replaces the provisional anchor, the connector space holds the exported attributes and members, the
+    pending rows are gone.
     """
     ad_link, entra_link = link.alias("ad_link"), link.alias("entra_link")
     provisional_query = (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from airflow_provider_aadsync.engine.connectors.entra.planning import plan_counts
 from airflow_provider_aadsync.engine.connectors.entra.schema import SCHEMA
-from airflow_provider_aadsync.engine.connectors.entra.writer import plan_counts
 from airflow_provider_aadsync.engine.connectors.schema import Connector
 
 CONNECTOR = Connector(

@@ -1,0 +1,156 @@
+"""The request phases of an Entra export: operations go 20 per ``$batch``, each call bracketed by state writes in the
+store. Before a call its operations are marked ``sent`` (committed before the write); the call is paced to the
+tenant's write budget; after it every outcome is recorded in one transaction (reconcile.py). A call cut off or
+answered in part is reconciled instead of being sent blindly again; retries join the following calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.connectors.entra.graph import (
+    BATCH_SIZE,
+    UNKNOWN_OUTCOME_LIMIT,
+    GraphAnswer,
+    graph_body,
+    graph_error,
+    initial_password,
+    is_unanswered,
+)
+from airflow_provider_aadsync.engine.connectors.entra.reconcile import Reconciler
+from airflow_provider_aadsync.engine.connectors.entra.schema import RESOURCES
+from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation
+from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutcomeUnknownError
+from airflow_provider_aadsync.engine.store import pending_export, pending_export_reference, utcnow
+
+log = logging.getLogger(__name__)
+
+_SENT_AT_TYPE = pending_export.c.sent_at.type
+
+
+class Phases:
+    """Sends the operations of one export pass in ``$batch`` calls and hands each answer to the reconciler."""
+
+    def __init__(self, state: ExportPass, *, reconciler: Reconciler) -> None:
+        self.state = state
+        self.reconciler = reconciler
+        #: ``$batch`` calls in a row without a readable answer (the export stops at UNKNOWN_OUTCOME_LIMIT).
+        self._unknown_in_a_row = 0
+
+    def execute(self, operations: Iterator[Operation]) -> None:
+        """Send operations 20 per ``$batch``; retries (conflicts, split member packs) join the following calls."""
+        chunk: list[Operation] = []
+        for operation in operations:
+            chunk.append(operation)
+            chunk += self.state.take_retries()
+            while len(chunk) >= BATCH_SIZE:
+                self._send(chunk[:BATCH_SIZE])
+                chunk = chunk[BATCH_SIZE:] + self.state.take_retries()
+        chunk += self.state.take_retries()
+        while chunk:
+            self._send(chunk[:BATCH_SIZE])
+            chunk = chunk[BATCH_SIZE:] + self.state.take_retries()
+
+    def _request(self, index: int, operation: Operation) -> BatchRequest:
+        resource = RESOURCES[operation.object_type]
+        request_id = str(index)
+        if operation.kind == "create":
+            body = graph_body(operation.changes)
+            if operation.object_type == "user":
+                body["passwordProfile"] = {"password": initial_password(), "forceChangePasswordNextSignIn": True}
+            return BatchRequest(request_id, "POST", f"/{resource}", body)
+        if operation.kind == "update":
+            return BatchRequest(request_id, "PATCH", f"/{resource}/{operation.anchor}", graph_body(operation.changes))
+        if operation.kind == "delete":
+            return BatchRequest(request_id, "DELETE", f"/{resource}/{operation.anchor}")
+        if operation.kind == "member-add":
+            urls = [self.state.writer.directory_object_url(target) for target in operation.targets]
+            return BatchRequest(request_id, "PATCH", f"/groups/{operation.anchor}", {"members@odata.bind": urls})
+        if operation.kind == "member-add-one":
+            url = self.state.writer.directory_object_url(operation.targets[0])
+            return BatchRequest(request_id, "POST", f"/groups/{operation.anchor}/members/$ref", {"@odata.id": url})
+        return BatchRequest(request_id, "DELETE", f"/groups/{operation.anchor}/members/{operation.targets[0]}/$ref")
+
+    def _send(self, operations: list[Operation]) -> None:
+        self.state.counters[f"{self.state.phase}_batch_calls"] += 1
+        self._mark_sent(operations)
+        self.state.pacer.acquire(len(operations))
+        unknown: list[str] = []
+        try:
+            answers = self.state.writer.batch(
+                [self._request(i, op) for i, op in enumerate(operations)], resend_if_unknown=False
+            )
+        except WriteOutcomeUnknownError as error:
+            # The call may have been carried out: reconcile what it held instead of sending it blindly again.
+            log.warning("%s; reconciling its %d operations", error, len(error.unknown))
+            self.state.counters["calls_with_unknown_outcome"] += 1
+            self._unknown_in_a_row += 1
+            if self._unknown_in_a_row >= UNKNOWN_OUTCOME_LIMIT:
+                # Graph's answers cannot be read at all: stop rather than resend forever (the rows stay 'sent',
+                # the next run reconciles them).
+                raise WriteOutcomeUnknownError(
+                    f"{self._unknown_in_a_row} $batch calls in a row got no readable answer, the last: {error}; "
+                    "the export stopped, its sent operations are reconciled by the next run"
+                ) from error
+            answers, unknown = error.results, error.unknown
+            if any(operations[int(index)].kind == "create" for index in unknown):
+                time.sleep(self.state.settings.resend_settle_seconds)  # let Graph finish what it may be processing
+        else:
+            self._unknown_in_a_row = 0
+        self.state.pacer.spent(len(operations))
+        # Every outcome of this call in one transaction: one commit per call, not per operation.
+        with self.state.store.transaction() as connection:
+            self.state.connection = connection
+            try:
+                for index, operation in enumerate(operations):
+                    if str(index) in unknown:
+                        self.reconciler.reconcile(operation)
+                        continue
+                    if is_unanswered(answers[str(index)]):
+                        self._unanswered(operation, answers[str(index)])
+                        continue
+                    handler = getattr(self.reconciler, f"after_{operation.kind.replace('-', '_')}")
+                    handler(operation, answers[str(index)])
+            finally:
+                self.state.connection = None
+
+    def _unanswered(self, operation: Operation, answer: GraphAnswer) -> None:
+        """The call's answer left this operation out: it may have been carried out. Reconciled like a cut-off call a
+        few times; then a per-object error, and the row stays 'sent' so the next run reconciles it (never a blind
+        resend, which could create an object twice)."""
+        operation.unanswered += 1
+        if operation.unanswered < UNKNOWN_OUTCOME_LIMIT:
+            self.reconciler.reconcile(operation)
+            return
+        code, message = graph_error(answer)
+        message = f"{operation.kind} of {operation.dn}: {message}; outcome unknown, reconciled by the next run"
+        self.state.error(operation.anchor, operation.dn, code, message)
+
+    def _mark_sent(self, operations: Sequence[Operation]) -> None:
+        objects = [op.anchor for op in operations if op.kind in ("create", "update", "delete")]
+        now = utcnow()
+        with self.state.transaction() as connection:
+            if objects:
+                connection.execute(
+                    sa.update(pending_export)
+                    .where(pending_export.c.connector == self.state.connector, pending_export.c.anchor.in_(objects))
+                    .values(
+                        state="sent",
+                        attempts=pending_export.c.attempts + 1,
+                        run_id=self.state.run_id,
+                        updated_at=now,
+                        # the first send, committed before the write: what resume compares createdDateTime with
+                        sent_at=sa.func.coalesce(pending_export.c.sent_at, sa.literal(now, _SENT_AT_TYPE)),
+                    )
+                )
+            for operation in operations:
+                if operation.kind.startswith("member"):
+                    connection.execute(
+                        sa.update(pending_export_reference)
+                        .where(self.state.references(operation.anchor, operation.targets))
+                        .values(state="sent", run_id=self.state.run_id)
+                    )

@@ -1,0 +1,214 @@
+"""Planning of an Entra export: what the plan counts (the figures a run records before its first write and the
+export-plan report shows) and how the exporter reads it, as operations in the order the phases send them.
+
+The plan is what sync staged (``pending_export`` and ``pending_export_reference``), read a page at a time in anchor
+order; a create an interrupted run had sent is reconciled before it is sent again (reconcile.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.connectors.entra.graph import BATCH_SIZE, LINKS_PER_REQUEST
+from airflow_provider_aadsync.engine.connectors.entra.reconcile import Reconciler
+from airflow_provider_aadsync.engine.connectors.entra.schema import MEMBERS, RESOURCES
+from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation
+from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
+from airflow_provider_aadsync.engine.store import Store, pending_export, pending_export_reference
+
+log = logging.getLogger(__name__)
+
+
+def plan_counts(store: Store, connector: str) -> dict[str, int]:
+    """The export plan by operation and object type, plus member changes: what an export would write."""
+    open_states = ("pending", "sent", "failed")
+    with store.engine.connect() as connection:
+        objects = connection.execute(
+            sa.select(pending_export.c.operation, pending_export.c.object_type, sa.func.count())
+            .where(pending_export.c.connector == connector, pending_export.c.state.in_(open_states))
+            .group_by(pending_export.c.operation, pending_export.c.object_type)
+        ).all()
+        references = connection.execute(
+            sa.select(pending_export_reference.c.operation, sa.func.count())
+            .where(
+                pending_export_reference.c.connector == connector,
+                pending_export_reference.c.state.in_(open_states),
+            )
+            .group_by(pending_export_reference.c.operation)
+        ).all()
+        add_counts = connection.execute(
+            sa.select(sa.func.count())
+            .where(
+                pending_export_reference.c.connector == connector,
+                pending_export_reference.c.operation == "add",
+                pending_export_reference.c.state.in_(open_states),
+            )
+            .group_by(pending_export_reference.c.anchor)
+        ).scalars()
+        member_add_requests = sum(math.ceil(n / LINKS_PER_REQUEST) for n in add_counts)
+    counts: dict[str, int] = {}
+    for operation, object_type, number in objects:
+        counts[f"planned_{object_type}_{operation}s"] = number
+    for operation, number in references:
+        counts[f"planned_member_{operation}s"] = number
+    counts["planned_deletes"] = sum(n for op, _t, n in objects if op == "delete")
+    object_requests = sum(n for op, t, n in objects if op != "update" and t in RESOURCES)
+    object_requests += _count_updates_with_changes(store, connector)
+    member_requests = member_add_requests + counts.get("planned_member_removes", 0)
+    counts["planned_requests"] = object_requests + member_requests
+    # Object writes, then member changes (which need the created ids): the least number of $batch calls.
+    counts["batch_calls_minimum"] = math.ceil(object_requests / BATCH_SIZE) + math.ceil(member_requests / BATCH_SIZE)
+    return counts
+
+
+def _count_updates_with_changes(store: Store, connector: str) -> int:
+    with store.engine.connect() as connection:
+        return connection.execute(
+            sa.select(sa.func.count()).where(
+                pending_export.c.connector == connector,
+                pending_export.c.operation == "update",
+                pending_export.c.changes != "{}",
+                pending_export.c.state.in_(("pending", "sent", "failed")),
+            )
+        ).scalar()
+
+
+class ExportPlan:
+    """Reads the open plan of one export pass as operations: deletes, creates and updates one request each, member
+    adds packed 20 per request, member removes one per request."""
+
+    def __init__(self, state: ExportPass, *, reconciler: Reconciler) -> None:
+        self.state = state
+        self.reconciler = reconciler
+        #: Whether the pause before the first reconciled create was taken (once per run).
+        self._settled = False
+
+    def _plan_rows(self, operation: str, object_type: str | None = None) -> Iterator[Any]:
+        """Open rows of the plan in anchor order, read a page at a time (the plan may be large)."""
+        query = sa.select(pending_export).where(
+            pending_export.c.connector == self.state.connector,
+            pending_export.c.operation == operation,
+            pending_export.c.state.in_(("pending", "sent", "failed")),
+        )
+        if object_type:
+            query = query.where(pending_export.c.object_type == object_type)
+        last = ""
+        while True:
+            with self.state.store.engine.connect() as connection:
+                rows = connection.execute(
+                    query.where(pending_export.c.anchor > last).order_by(pending_export.c.anchor).limit(1_000)
+                ).all()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].anchor
+
+    def creates(self, object_type: str) -> Iterator[Operation]:
+        for row in self._plan_rows("add", object_type):
+            operation = Operation(
+                "create", row.anchor, object_type, row.dn, json.loads(row.changes), resend=row.state == "sent"
+            )
+            if operation.resend:
+                self._settle_once()
+                if self.reconciler.resume_create(operation):
+                    continue
+            yield operation
+
+    def _settle_once(self) -> None:
+        """An interrupted run left creates in flight: give Graph a moment to finish them before looking them up."""
+        if not self._settled:
+            self._settled = True
+            log.info(
+                "reconciling creates an interrupted export had sent (after %.1f s)",
+                self.state.settings.resend_settle_seconds,
+            )
+            time.sleep(self.state.settings.resend_settle_seconds)
+
+    def report_unsupported_creates(self) -> None:
+        """Contacts (and any type Graph cannot create) are a per-object error, never silently dropped."""
+        for row in self._plan_rows("add"):
+            if row.object_type not in ("user", "group"):
+                self.state.fail_rows(
+                    [row.anchor],
+                    "unsupported-by-graph",
+                    f"Graph has no API to create {row.object_type} objects; it stays in the metaverse",
+                    dn=row.dn,
+                )
+
+    def object_operations(self, operation: str) -> Iterator[Operation]:
+        for row in self._plan_rows(operation):
+            if row.anchor.startswith(PROVISIONAL_PREFIX):
+                continue  # its create has not succeeded yet
+            changes = json.loads(row.changes)
+            if operation == "update" and not changes:
+                continue  # a marker for member changes only
+            if row.object_type not in ("user", "group"):
+                self.state.fail_rows(
+                    [row.anchor], "unsupported-by-graph", f"Graph cannot write {row.object_type} objects"
+                )
+                continue
+            kind = "update" if operation == "update" else "delete"
+            yield Operation(kind, row.anchor, row.object_type, row.dn, changes, resend=row.state == "sent")
+
+    def member_operations(self) -> Iterator[Operation]:
+        """Member adds packed 20 per request; removes one per request (Graph removes one reference per call)."""
+        query = sa.select(
+            pending_export_reference.c.anchor,
+            pending_export_reference.c.target_anchor,
+            pending_export_reference.c.operation,
+            pending_export_reference.c.state,
+        ).where(
+            pending_export_reference.c.connector == self.state.connector,
+            pending_export_reference.c.attribute == MEMBERS,
+            pending_export_reference.c.state.in_(("pending", "sent", "failed")),
+        )
+        last = ("", "", "")
+        pack: list[str] = []
+        pack_group = None
+        while True:
+            with self.state.store.engine.connect() as connection:
+                rows = connection.execute(
+                    query.where(
+                        sa.tuple_(
+                            pending_export_reference.c.anchor,
+                            pending_export_reference.c.operation,
+                            pending_export_reference.c.target_anchor,
+                        )
+                        > last
+                    )
+                    .order_by(
+                        pending_export_reference.c.anchor,
+                        pending_export_reference.c.operation,
+                        pending_export_reference.c.target_anchor,
+                    )
+                    .limit(4_000)
+                ).all()
+            if not rows:
+                break
+            last = (rows[-1].anchor, rows[-1].operation, rows[-1].target_anchor)
+            unresolved = [r.target_anchor for r in rows if r.target_anchor.startswith(PROVISIONAL_PREFIX)]
+            for row in rows:
+                if row.anchor.startswith(PROVISIONAL_PREFIX):
+                    self.state.counters["member_changes_waiting_for_group_create"] += 1
+                    continue
+                if row.target_anchor.startswith(PROVISIONAL_PREFIX):
+                    continue
+                if row.operation == "remove":
+                    yield Operation("member-remove", row.anchor, "group", "", targets=[row.target_anchor])
+                    continue
+                if pack and (pack_group != row.anchor or len(pack) == LINKS_PER_REQUEST):
+                    yield Operation("member-add", pack_group, "group", "", targets=pack)
+                    pack = []
+                pack_group = row.anchor
+                pack.append(row.target_anchor)
+            if unresolved:
+                self.state.fail_references(unresolved, "member-not-created", "the member's create in Entra ID failed")
+        if pack:
+            yield Operation("member-add", pack_group, "group", "", targets=pack)

@@ -1,0 +1,80 @@
+"""How one Entra export run behaves (its settings, filled by the operator or the CLI) and how it keeps its writes
+within the tenant's write budget (the pacer)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from airflow_provider_aadsync.engine.runs.defaults import (
+    DELETION_THRESHOLD,
+    DISABLE_THRESHOLD,
+    MEMBER_REMOVAL_GROUP_PERCENT,
+    MEMBER_REMOVAL_THRESHOLD,
+    WRITE_BUDGET,
+    WRITE_WINDOW_SECONDS,
+)
+from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT
+
+
+class ExportSettings(BaseModel):
+    """How one export run behaves; the operator fills it from task parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Compute and store the plan, write nothing.
+    staging: bool = False
+    #: More pending deletes than this stops the export before anything is written.
+    deletion_threshold: int = Field(DELETION_THRESHOLD, ge=0)
+    #: More accounts switched off than this stops the export before anything is written.
+    disable_threshold: int = Field(DISABLE_THRESHOLD, ge=0)
+    #: More group member removals than this in one run stops the export before anything is written ...
+    member_removal_threshold: int = Field(MEMBER_REMOVAL_THRESHOLD, ge=0)
+    #: ... and so does a group of 20 or more members losing more than this share (percent) of them.
+    member_removal_group_percent: int = Field(MEMBER_REMOVAL_GROUP_PERCENT, ge=0, le=100)
+    error_limit: int = Field(ERROR_LIMIT, ge=1)
+    #: The tenant's write budget for this app: requests per window (Graph: 3,000 per 150 s per app and tenant).
+    write_budget: int = Field(WRITE_BUDGET, ge=1)
+    write_window_seconds: float = Field(WRITE_WINDOW_SECONDS, gt=0)
+    #: Before looking up creates an interrupted run had sent: Graph may still be processing the cut-off call.
+    resend_settle_seconds: float = Field(5.0, ge=0)
+    #: Resume adopts an object found by its key only when Graph created it after the create was first sent; this
+    #: much earlier still counts, for the difference between our clock and Graph's (createdDateTime has seconds).
+    adoption_clock_skew_seconds: float = Field(120.0, ge=0)
+
+
+class WritePacer:
+    """Keeps writes within the budget of a sliding window, sleeping before a call that would exceed it.
+
+    A call's writes count from the moment its answer arrived (``spent``), never earlier than Graph charged them,
+    so this window always frees up after Graph's does: paced calls are not throttled.
+    """
+
+    def __init__(self, budget: int, window: float, *, clock=time.monotonic, sleep=time.sleep):
+        self.budget = budget
+        self.window = window
+        self.clock = clock
+        self.sleep = sleep
+        self.sent: deque[tuple[float, int]] = deque()
+        self.in_window = 0
+        self.waited = 0.0
+
+    def acquire(self, writes: int) -> None:
+        """Wait until ``writes`` more fit in the window."""
+        writes = min(writes, self.budget)
+        while True:
+            now = self.clock()
+            while self.sent and self.sent[0][0] <= now - self.window:
+                self.in_window -= self.sent.popleft()[1]
+            if self.in_window + writes <= self.budget:
+                return
+            pause = self.sent[0][0] + self.window - now + 0.001
+            self.waited += pause
+            self.sleep(pause)
+
+    def spent(self, writes: int) -> None:
+        """Charge ``writes`` to the window now (after the call's answer)."""
+        self.sent.append((self.clock(), writes))
+        self.in_window += writes
