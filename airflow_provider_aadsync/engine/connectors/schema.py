@@ -9,6 +9,7 @@ sync can both import it (``PROVISIONAL_PREFIX`` lives here for that reason).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -29,6 +30,32 @@ Syntax = Literal["text", "guid", "sid", "binary"]
 
 
 @dataclass(frozen=True)
+class Limit:
+    """What the target directory accepts for one attribute (Graph's documented lengths and formats), so sync refuses a
+    bad value as a per-object error naming the attribute instead of staging a write the server answers 400."""
+
+    max_length: int | None = None
+    #: A regular expression every value must match in full ...
+    pattern: str | None = None
+    #: ... said in words for the error message.
+    shape: str = ""
+    max_values: int | None = None
+
+    def problem(self, values: Iterable[object]) -> str | None:
+        """Why *values* are refused, or None when they are acceptable."""
+        listed = [v for v in values if v is not None]
+        if self.max_values is not None and len(listed) > self.max_values:
+            return f"holds {len(listed)} values, at most {self.max_values} allowed"
+        for value in listed:
+            text = str(value)
+            if self.max_length is not None and len(text) > self.max_length:
+                return f"value of {len(text)} characters is longer than {self.max_length}"
+            if self.pattern is not None and not re.fullmatch(self.pattern, text):
+                return f"value {text[:80]!r} is not {self.shape or 'in the accepted format'}"
+        return None
+
+
+@dataclass(frozen=True)
 class Attribute:
     """One attribute a connector reads or writes, as the connector's own directory names it."""
 
@@ -44,6 +71,8 @@ class Attribute:
     imported: bool = True
     #: How the reader decodes its values (AD octet strings); everything else is text.
     syntax: Syntax = "text"
+    #: What the directory accepts (export targets only): values outside it are per-object sync errors.
+    limit: Limit | None = None
 
     @property
     def binary(self) -> bool:
@@ -66,6 +95,8 @@ class ConnectorSchema:
     typed: Mapping[str, Converter] = field(default_factory=dict)
     #: For objects sync provisions without a ``dn`` flow: object type → DN template with ``{anchor}``.
     dn_templates: Mapping[str, str] = field(default_factory=dict)
+    #: Lower-cased attribute name → what the directory accepts for it.
+    limits: Mapping[str, Limit] = field(default_factory=dict)
 
     @classmethod
     def from_attributes(
@@ -77,6 +108,7 @@ class ConnectorSchema:
             reference_attributes=frozenset(a.name.lower() for a in listed if a.reference),
             typed={a.name.lower(): a.typed for a in listed if a.typed is not None},
             dn_templates=dict(dn_templates or {}),
+            limits={a.name.lower(): a.limit for a in listed if a.limit is not None},
         )
 
     def is_reference(self, attribute: str) -> bool:
@@ -91,6 +123,16 @@ class ConnectorSchema:
                 cells = convert_column(frame[column].to_numpy(dtype=object), convert)
                 frame[column] = pd.Series(cells, index=frame.index, dtype=object)
         return frame
+
+    def invalid_values(self, values: Mapping[str, list[object]]) -> list[str]:
+        """One sentence per attribute of *values* the directory would refuse, naming the attribute."""
+        problems = []
+        for name, listed in values.items():
+            limit = self.limits.get(name.lower())
+            problem = limit.problem(listed) if limit is not None else None
+            if problem is not None:
+                problems.append(f"{name}: {problem}")
+        return problems
 
     def default_dn(self, object_type: str, anchor: str) -> str:
         template = self.dn_templates.get(object_type, "{object_type}/{anchor}")

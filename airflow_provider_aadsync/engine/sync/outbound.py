@@ -14,7 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.registry import schema_for
-from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
+from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX, ConnectorSchema
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow, ReferenceValues
 from airflow_provider_aadsync.engine.rules import CompiledRule, frame_from_records
 from airflow_provider_aadsync.engine.store import (
@@ -163,6 +163,8 @@ class Outbound:
                 if provision_rule is None:
                     continue
                 desired, dn, references = self._desired(in_scope, outcomes, mv_id)
+                if self._refused(connector, target_schema, mv_id, loaded, links, desired):
+                    continue
                 anchor = f"{PROVISIONAL_PREFIX}{uuid.uuid4()}"
                 object_type = provision_rule.rule.target_object_type
                 dn = dn or target_schema.default_dn(object_type, anchor)
@@ -189,6 +191,8 @@ class Outbound:
             if not in_scope:
                 continue
             desired, dn, references = self._desired(in_scope, outcomes, mv_id)
+            if self._refused(connector, target_schema, mv_id, loaded, links, desired):
+                continue
             stored = current.get(anchor)
             if stored is None:
                 continue
@@ -212,6 +216,30 @@ class Outbound:
         self.state.store.insert_chunked(self.state.connection, link, new_links)
         self.state.counters["provisioned"] += len(new_objects)
         self.staging.stage_many(connector, staged)
+
+    def _refused(
+        self,
+        connector: str,
+        target_schema: ConnectorSchema,
+        mv_id: int,
+        loaded: Mapping[int, dict[str, Any]],
+        links: Mapping[tuple[int, str], tuple[str, str]],
+        desired: Mapping[str, list[Any]],
+    ) -> bool:
+        """Whether a value of *desired* is one the target directory refuses (its catalog's limits: Graph's lengths
+        and formats). Then the object gets one per-object error naming each such attribute and nothing is staged
+        for it, instead of a write the server would answer 400 (or a value silently cut)."""
+        problems = target_schema.invalid_values(desired)
+        if not problems:
+            return False
+        name = (loaded[mv_id]["attrs"].get("displayName") or [f"#{mv_id}"])[0]
+        self.state.error(
+            links.get((mv_id, connector), (f"metaverse:{mv_id}", ""))[0],
+            f"metaverse {loaded[mv_id]['type']} {name!r} (id {mv_id})",
+            "invalid-attribute-value",
+            f"not exported to {connector}, which would refuse it: " + "; ".join(problems),
+        )
+        return True
 
     def _desired(
         self, in_scope: Sequence[CompiledRule], outcomes: Mapping[str, dict[int, dict[str, Any]]], mv_id: int

@@ -44,6 +44,16 @@ AD_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("st", _PEOPLE),
     Attribute("postalCode", _PEOPLE),
     Attribute("c", _PEOPLE),
+    # Issue 17: the rest of the user attributes the product synchronizes to Entra ID that Graph can write.
+    Attribute("co", _PEOPLE),
+    Attribute("facsimileTelephoneNumber", _PEOPLE),
+    Attribute("employeeType", kinds("user")),
+    Attribute("preferredLanguage", kinds("user")),
+    Attribute("otherMailbox", _PEOPLE, multi_valued=True),
+    # AD has no hire date: Microsoft's guidance keeps it in msDS-cloudExtensionAttribute1 (ISO 8601 text).
+    Attribute("msDS-cloudExtensionAttribute1", kinds("user")),
+    # The Multi-Geo data location (Windows Server 2019 schema; absent from Samba's, so never set in the dev world).
+    Attribute("msDS-preferredDataLocation", kinds("user")),
     Attribute("mail", _MAIL),
     Attribute("mailNickname", _MAIL),
     Attribute("proxyAddresses", _MAIL, multi_valued=True),

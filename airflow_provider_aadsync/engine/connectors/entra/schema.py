@@ -9,13 +9,29 @@ catalog order), the export (which properties Graph takes as collections) and the
 
 from __future__ import annotations
 
-from airflow_provider_aadsync.engine.connectors.schema import Attribute, ConnectorSchema, kinds
+from airflow_provider_aadsync.engine.connectors.schema import Attribute, ConnectorSchema, Limit, kinds
 
 _USER = kinds("user")
 _GROUP = kinds("group")
 _OBJECTS = kinds("user", "group")
 _MAIL = kinds("user", "group", "contact")
 _PEOPLE = kinds("user", "contact")
+
+
+def _most(characters: int) -> Limit:
+    """Graph's documented maximum length of a string property (the user resource)."""
+    return Limit(max_length=characters)
+
+
+#: Graph's documented formats: usageLocation is an ISO 3166 two-letter code, preferredLanguage an ISO 639-1 code
+#: (with an optional region: en-US), employeeHireDate a DateTimeOffset, otherMails plain ASCII addresses.
+_COUNTRY_CODE = Limit(pattern=r"[A-Z]{2}", shape="a two-letter ISO 3166 country code in capitals (US, DE)")
+_LANGUAGE = Limit(pattern=r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", shape="an ISO 639-1 language code (en, en-US)")
+_DATE_TIME = Limit(
+    pattern=r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})",
+    shape="an ISO 8601 date-time with its offset (2021-03-01T00:00:00Z)",
+)
+_ASCII_MAIL = Limit(pattern=r"[\x21-\x7e]+@[\x21-\x7e]+", shape="an e-mail address in ASCII characters")
 
 #: The connector-space attribute that holds group members (reference rows).
 MEMBERS = "members"
@@ -24,30 +40,44 @@ MEMBERS = "members"
 GRAPH_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("id", _OBJECTS),
     Attribute("userPrincipalName", _USER),
-    Attribute("displayName", _MAIL),
-    Attribute("givenName", _PEOPLE),
-    Attribute("surname", _PEOPLE),
+    Attribute("displayName", _MAIL, limit=_most(256)),
+    Attribute("givenName", _PEOPLE, limit=_most(64)),
+    Attribute("surname", _PEOPLE, limit=_most(64)),
     Attribute("description", _GROUP),
     Attribute("mail", _MAIL),
     Attribute("mailEnabled", _GROUP),
-    Attribute("mailNickname", _MAIL),
+    Attribute("mailNickname", _MAIL, limit=Limit(64, r"[^\s@()<>\[\]\\;:,\"]+", 'without spaces or @()<>[]\\;:,"')),
     Attribute("securityEnabled", _GROUP),
-    Attribute("otherMails", _USER, multi_valued=True),
+    Attribute("otherMails", _USER, multi_valued=True, limit=_ASCII_MAIL),
     Attribute("groupTypes", _GROUP, multi_valued=True),
     Attribute("proxyAddresses", _OBJECTS, multi_valued=True),
-    Attribute("jobTitle", _USER),
-    Attribute("department", _USER),
-    Attribute("companyName", _USER),
-    Attribute("employeeId", _USER),
+    Attribute("jobTitle", _USER, limit=_most(128)),
+    Attribute("department", _USER, limit=_most(64)),
+    Attribute("companyName", _USER, limit=_most(64)),
+    Attribute("employeeId", _USER, limit=_most(16)),
     Attribute("accountEnabled", _USER),
-    Attribute("usageLocation", _USER),
+    Attribute("usageLocation", _USER, limit=_COUNTRY_CODE),
     Attribute("onPremisesImmutableId", _USER),
     Attribute("onPremisesSyncEnabled", _OBJECTS),
     Attribute(MEMBERS, _GROUP, multi_valued=True, reference=True),
     # Written as collections when a rule flows them; not read by default.
-    Attribute("businessPhones", _USER, multi_valued=True, imported=False),
+    # Graph's businessPhones holds one number (its documentation: "only one number can be set").
+    Attribute("businessPhones", _USER, multi_valued=True, imported=False, limit=Limit(max_values=1)),
     Attribute("imAddresses", _USER, multi_valued=True, imported=False),
     Attribute("manager", _USER, reference=True, imported=False),
+    # Issue 17's user properties (the shipped rules write them; the import reads them only when named in $select).
+    Attribute("employeeType", _USER, imported=False),
+    Attribute("employeeHireDate", _USER, imported=False, limit=_DATE_TIME),
+    Attribute("officeLocation", _USER, imported=False),
+    Attribute("mobilePhone", _USER, imported=False, limit=_most(64)),
+    Attribute("faxNumber", _USER, imported=False),
+    Attribute("streetAddress", _USER, imported=False, limit=_most(1024)),
+    Attribute("city", _USER, imported=False, limit=_most(128)),
+    Attribute("state", _USER, imported=False, limit=_most(128)),
+    Attribute("postalCode", _USER, imported=False, limit=_most(40)),
+    Attribute("country", _USER, imported=False, limit=_most(128)),
+    Attribute("preferredLanguage", _USER, imported=False, limit=_LANGUAGE),
+    Attribute("preferredDataLocation", _USER, imported=False),
 )
 
 

@@ -29,7 +29,9 @@ def test_ad_default_attribute_list_is_todays():
         "objectGUID", "objectSid", "objectClass", "sAMAccountName", "userPrincipalName", "cn", "name", "displayName",
         "givenName", "sn", "initials", "description", "department", "title", "company", "employeeID",
         "telephoneNumber", "mobile", "physicalDeliveryOfficeName", "streetAddress", "l", "st", "postalCode", "c",
-        "mail", "mailNickname", "proxyAddresses", "userAccountControl", "isCriticalSystemObject",
+        "co", "facsimileTelephoneNumber", "employeeType", "preferredLanguage", "otherMailbox",
+        "msDS-cloudExtensionAttribute1", "msDS-preferredDataLocation", "mail", "mailNickname", "proxyAddresses",
+        "userAccountControl", "isCriticalSystemObject",
         "msExchRecipientTypeDetails", "msExchMasterAccountSid", "mS-DS-ConsistencyGuid", "groupType",
         "adminDescription", "info", "member", "manager", "managedBy",
     )  # fmt: skip
@@ -81,6 +83,37 @@ def test_graph_export_constants_and_schema_are_todays():
     assert entra.SCHEMA == ConnectorSchema(
         reference_attributes=frozenset({"members", "manager"}),
         dn_templates={"user": "users/{anchor}", "group": "groups/{anchor}", "contact": "contacts/{anchor}"},
+        limits=entra.SCHEMA.limits,
+    )
+
+
+def test_graph_limits_name_each_refused_attribute():
+    """Graph's documented lengths and formats (the emulator's validation.py enforces the same ones)."""
+    assert (
+        entra.SCHEMA.invalid_values({"jobTitle": ["x" * 128], "employeeId": ["E" * 16], "usageLocation": ["DE"]}) == []
+    )
+    problems = entra.SCHEMA.invalid_values(
+        {
+            "jobTitle": ["x" * 129],
+            "employeeId": ["E" * 17],
+            "usageLocation": ["de"],
+            "preferredLanguage": ["English"],
+            "businessPhones": ["+1 555 0100", "+1 555 0101"],
+            "otherMails": ["jos\u00e9@example.test"],
+            "employeeHireDate": ["2021-03-01"],
+            "mailNickname": ["two words"],
+            "department": [],
+        }
+    )
+    named = [problem.split(":")[0] for problem in problems]
+    assert named == [
+        "jobTitle", "employeeId", "usageLocation", "preferredLanguage", "businessPhones", "otherMails",
+        "employeeHireDate", "mailNickname",
+    ]  # fmt: skip
+    assert "longer than 128" in problems[0] and "at most 1" in problems[4]
+    assert (
+        entra.SCHEMA.invalid_values({"employeeHireDate": ["2021-03-01T08:00:00Z"], "preferredLanguage": ["en-US"]})
+        == []
     )
 
 
