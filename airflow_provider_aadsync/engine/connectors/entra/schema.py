@@ -61,23 +61,23 @@ GRAPH_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("onPremisesSyncEnabled", _OBJECTS),
     Attribute(MEMBERS, _GROUP, multi_valued=True, reference=True),
     # Written as collections when a rule flows them; not read by default.
-    # Graph's businessPhones holds one number (its documentation: "only one number can be set").
-    Attribute("businessPhones", _USER, multi_valued=True, imported=False, limit=Limit(max_values=1)),
     Attribute("imAddresses", _USER, multi_valued=True, imported=False),
     Attribute("manager", _USER, reference=True, imported=False),
-    # Issue 17's user properties (the shipped rules write them; the import reads them only when named in $select).
-    Attribute("employeeType", _USER, imported=False),
-    Attribute("employeeHireDate", _USER, imported=False, limit=_DATE_TIME),
-    Attribute("officeLocation", _USER, imported=False),
-    Attribute("mobilePhone", _USER, imported=False, limit=_most(64)),
-    Attribute("faxNumber", _USER, imported=False),
-    Attribute("streetAddress", _USER, imported=False, limit=_most(1024)),
-    Attribute("city", _USER, imported=False, limit=_most(128)),
-    Attribute("state", _USER, imported=False, limit=_most(128)),
-    Attribute("postalCode", _USER, imported=False, limit=_most(40)),
-    Attribute("country", _USER, imported=False, limit=_most(128)),
-    Attribute("preferredLanguage", _USER, imported=False, limit=_LANGUAGE),
-    Attribute("preferredDataLocation", _USER, imported=False),
+    # Issue 17's user properties: the shipped rules write them and the import reads them back (a cloud-side edit is
+    # corrected by the next sync). Graph's businessPhones holds one number ("only one number can be set").
+    Attribute("businessPhones", _USER, multi_valued=True, limit=Limit(max_values=1)),
+    Attribute("employeeType", _USER),
+    Attribute("employeeHireDate", _USER, limit=_DATE_TIME),
+    Attribute("officeLocation", _USER),
+    Attribute("mobilePhone", _USER, limit=_most(64)),
+    Attribute("faxNumber", _USER),
+    Attribute("streetAddress", _USER, limit=_most(1024)),
+    Attribute("city", _USER, limit=_most(128)),
+    Attribute("state", _USER, limit=_most(128)),
+    Attribute("postalCode", _USER, limit=_most(40)),
+    Attribute("country", _USER, limit=_most(128)),
+    Attribute("preferredLanguage", _USER, limit=_LANGUAGE),
+    Attribute("preferredDataLocation", _USER),
 )
 
 

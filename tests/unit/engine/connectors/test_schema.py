@@ -65,7 +65,9 @@ def test_ad_schema_is_todays():
 def test_graph_select_text_is_todays():
     assert ",".join(entra.DEFAULT_USER_PROPERTIES) == (
         "id,userPrincipalName,displayName,givenName,surname,mail,mailNickname,otherMails,proxyAddresses,jobTitle,"
-        "department,companyName,employeeId,accountEnabled,usageLocation,onPremisesImmutableId,onPremisesSyncEnabled"
+        "department,companyName,employeeId,accountEnabled,usageLocation,onPremisesImmutableId,onPremisesSyncEnabled,"
+        "businessPhones,employeeType,employeeHireDate,officeLocation,mobilePhone,faxNumber,streetAddress,city,state,"
+        "postalCode,country,preferredLanguage,preferredDataLocation"
     )
     assert ",".join(entra.DEFAULT_GROUP_PROPERTIES) == (
         "id,displayName,description,mail,mailEnabled,mailNickname,securityEnabled,groupTypes,proxyAddresses,"

@@ -48,7 +48,7 @@ rules:
     join:
       - - {source: onPremisesImmutableId, target: sourceAnchor}
     flows:
-      - {type: Direct, source: officeLocation, target: office}
+      - {type: Direct, source: ageGroup, target: office}
 """
 
 
@@ -75,7 +75,7 @@ def test_attributes_a_rule_reads_are_added_once_and_named_with_their_rule(caplog
     assert added == {"EmployeeNumber": ["In from AD - Badge"]}  # memberOf (ISMEMBEROF) is computed by sync
     assert "EmployeeNumber (read by 'In from AD - Badge')" in caplog.text
     users, added = complete_attribute_list(DEFAULT_USER_PROPERTIES, rules, "entra", object_types=["user"])
-    assert added == {"officeLocation": ["In from AAD - Office"]} and users[-1] == "officeLocation"
+    assert added == {"ageGroup": ["In from AAD - Office"]} and users[-1] == "ageGroup"
     assert complete_attribute_list(DEFAULT_GROUP_PROPERTIES, rules, "entra", object_types=["group"])[1] == {}
 
 
