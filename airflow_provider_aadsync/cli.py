@@ -435,6 +435,30 @@ def export_plan_command(connector: str, limit: int, store_url: str | None, insta
         click.echo(render_export_plan(store, connector=connector, limit=limit))
 
 
+@main.command("preflight")
+@click.option("--entra-connector", default="entra", show_default=True, help="The Entra ID connector space.")
+@click.option("--json", "as_json", is_flag=True, help="Counts and every row as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Every row as CSV.")
+@BLOCK_SOFT_MATCH_OPTION
+@_store_options
+@click.option("--instance", default="default", show_default=True, help="Sync instance name.")
+def preflight_command(
+    entra_connector: str, as_json: bool, as_csv: bool, block_soft_match: bool, store_url: str | None, instance: str
+) -> None:
+    """Cutover preflight: for every in-scope AD user, hard match / soft match (on which attribute) / create, and
+    every conflict, counts first. Run it after the imports and `aadsync sync --connector ad`; it writes nothing."""
+    from airflow_provider_aadsync.engine.runs import preflight as checks
+
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv exclude each other")
+    render = checks.render_json if as_json else checks.render_csv if as_csv else checks.render_text
+    with _open_store(store_url, instance) as store:
+        click.echo(
+            render(checks.preflight(store, entra_connector=entra_connector, block_soft_match=block_soft_match)),
+            nl=False,
+        )
+
+
 @main.command("preview")
 @click.option("--connector", required=True, help="Connector space of the object.")
 @click.option("--dn", default=None, help="The object's DN (case-insensitive).")

@@ -66,3 +66,25 @@ def test_export_plan_lists_counts_and_operations(tmp_path):
     assert "| planned_user_adds | 1 |" in result.output and "| planned_member_adds | 1 |" in result.output
     assert "- add group `groups/provisional:" in result.output and "1 member changes" in result.output
     assert "    - department: ['Sales']" in result.output
+
+
+def test_preflight_counts_then_rows_as_text_json_and_csv(tmp_path):
+    from tests.support.world import entra_user
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with Store.open(url) as store:
+        import_full(store, "ad", [ad_user(1), ad_user(2)])
+        import_full(store, "entra", [entra_user("c1", "USER1@corp.example")])
+    assert CliRunner().invoke(main, ["sync", "--connector", "ad", "--mode", "full", "--store", url]).exit_code == 0
+    text = CliRunner().invoke(main, ["preflight", "--store", url])
+    assert text.exit_code == 0, text.output
+    assert text.output.index("create: 1") < text.output.index("| AD DN |")
+    assert "soft match on userPrincipalName: 1" in text.output
+    data = json.loads(CliRunner().invoke(main, ["preflight", "--store", url, "--json"]).output)
+    assert [(r["outcome"], r["cloud_id"]) for r in data["rows"]] == [("soft match", "c1"), ("create", "")]
+    blocked = json.loads(CliRunner().invoke(main, ["preflight", "--store", url, "--json", "--block-soft-match"]).output)
+    assert blocked["counts"] == {"create": 2}
+    rows = CliRunner().invoke(main, ["preflight", "--store", url, "--csv"]).output.splitlines()
+    assert rows[0].startswith("ad_dn,") and len(rows) == 3
+    both = CliRunner().invoke(main, ["preflight", "--store", url, "--csv", "--json"])
+    assert both.exit_code != 0 and "exclude each other" in both.output

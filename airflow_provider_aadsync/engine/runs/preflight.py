@@ -1,0 +1,200 @@
+"""Cutover preflight: before any write to Entra ID, how each in-scope AD user will meet the tenant.
+
+It reads the store after the imports and the AD sync (the metaverse persons the AD rules made, and the Entra
+connector space the import filled) and writes nothing. Each person gets one row: ``hard match`` (a cloud user holds
+its sourceAnchor as onPremisesImmutableId), ``soft match`` (on userPrincipalName, else mail, for cloud users without
+an ImmutableId; off with BlockSoftMatch) or ``create``; and the conflicts the sync would report per object: a cloud
+user held by another engine (onPremisesSyncEnabled), holding another ImmutableId, or matched by two AD users.
+This mirrors the shipped "In from AAD - User Join" rule; the sync stays the authority.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.connectors.kinds import connector_kind
+from airflow_provider_aadsync.engine.store import Store, cs_object, link, mv_object
+
+HARD = "hard match"
+SOFT = "soft match"
+CREATE = "create"
+CONFLICT = "conflict"
+
+HELD = "held by another engine (onPremisesSyncEnabled): turn off the other engine first"
+OTHER_ANCHOR = "cloud user holds another ImmutableId: never overwritten"
+SHARED = "two AD users match one cloud user"
+
+
+@dataclass(frozen=True)
+class PreflightRow:
+    """How one in-scope AD user meets the tenant."""
+
+    ad_dn: str
+    source_anchor: str
+    user_principal_name: str
+    outcome: str
+    matched_on: str = ""
+    cloud_id: str = ""
+    cloud_upn: str = ""
+    conflict: str = ""
+
+
+@dataclass(frozen=True)
+class _Cloud:
+    id: str
+    upn: str
+    mail: str
+    immutable_id: str
+    held: bool
+
+
+def _first(values: Any) -> str:
+    if isinstance(values, list):
+        return str(values[0]) if values else ""
+    return "" if values is None else str(values)
+
+
+def _cloud_users(store: Store, connector: str) -> list[_Cloud]:
+    query = sa.select(cs_object.c.anchor, cs_object.c.attrs).where(
+        cs_object.c.connector == connector, cs_object.c.object_type == "user", cs_object.c.is_deleted.is_(False)
+    )
+    with store.engine.connect() as connection:
+        rows = connection.execute(query).all()
+    users = []
+    for anchor, text in rows:
+        attrs = json.loads(text)
+        users.append(
+            _Cloud(
+                id=_first(attrs.get("id")) or anchor,
+                upn=_first(attrs.get("userPrincipalName")),
+                mail=_first(attrs.get("mail")),
+                immutable_id=_first(attrs.get("onPremisesImmutableId")),
+                held=_first(attrs.get("onPremisesSyncEnabled")).casefold() == "true",
+            )
+        )
+    return users
+
+
+def _ad_persons(store: Store) -> list[tuple[str, dict[str, Any]]]:
+    """(AD DN, metaverse attributes) of every person an AD connector projected, cloud-filtered ones left out."""
+    query = (
+        sa.select(link.c.connector, cs_object.c.dn, mv_object.c.attrs)
+        .join(mv_object, mv_object.c.id == link.c.mv_id)
+        .join(cs_object, sa.and_(cs_object.c.connector == link.c.connector, cs_object.c.anchor == link.c.anchor))
+        .where(link.c.link_type == "projection", mv_object.c.object_type == "person")
+        .order_by(cs_object.c.dn)
+    )
+    with store.engine.connect() as connection:
+        rows = connection.execute(query).all()
+    persons = []
+    for connector, dn, text in rows:
+        attrs = json.loads(text)
+        if connector_kind(connector) != "ad" or _first(attrs.get("cloudFiltered")).casefold() == "true":
+            continue
+        persons.append((dn, attrs))
+    return persons
+
+
+def preflight(store: Store, *, entra_connector: str = "entra", block_soft_match: bool = False) -> list[PreflightRow]:
+    """One row per in-scope AD user, in DN order (reads the store only)."""
+    cloud = _cloud_users(store, entra_connector)
+    by_anchor = {c.immutable_id: c for c in cloud if c.immutable_id}
+    by_upn: dict[str, list[_Cloud]] = defaultdict(list)
+    by_mail: dict[str, list[_Cloud]] = defaultdict(list)
+    for user in cloud:
+        if user.upn:
+            by_upn[user.upn.casefold()].append(user)
+        if user.mail:
+            by_mail[user.mail.casefold()].append(user)
+    rows: list[PreflightRow] = []
+    for dn, attrs in _ad_persons(store):
+        anchor, upn, mail = (_first(attrs.get(name)) for name in ("sourceAnchor", "userPrincipalName", "mail"))
+        base = {"ad_dn": dn, "source_anchor": anchor, "user_principal_name": upn}
+        hard = by_anchor.get(anchor) if anchor else None
+        if hard is not None:
+            rows.append(_row(base, HARD, "onPremisesImmutableId", hard))
+            continue
+        found = None
+        if not block_soft_match:
+            for attribute, value, index in (("userPrincipalName", upn, by_upn), ("mail", mail, by_mail)):
+                candidates = index.get(value.casefold(), []) if value else []
+                if len(candidates) == 1:
+                    found = (attribute, candidates[0])
+                    break
+        if found is None:
+            rows.append(PreflightRow(**base, outcome=CREATE))
+            continue
+        attribute, user = found
+        conflict = OTHER_ANCHOR if user.immutable_id else ""
+        rows.append(_row(base, SOFT, attribute, user, conflict))
+    return _shared(rows)
+
+
+def _row(base: dict[str, str], outcome: str, matched_on: str, user: _Cloud, conflict: str = "") -> PreflightRow:
+    if user.held:
+        conflict = HELD
+    return PreflightRow(
+        **base,
+        outcome=CONFLICT if conflict else outcome,
+        matched_on=matched_on,
+        cloud_id=user.id,
+        cloud_upn=user.upn,
+        conflict=conflict,
+    )
+
+
+def _shared(rows: list[PreflightRow]) -> list[PreflightRow]:
+    """A cloud user matched by two AD users is a conflict on each of them (the sync joins neither twice)."""
+    counts = Counter(row.cloud_id for row in rows if row.cloud_id)
+    return [
+        PreflightRow(**{**asdict(row), "outcome": CONFLICT, "conflict": row.conflict or SHARED})
+        if row.cloud_id and counts[row.cloud_id] > 1
+        else row
+        for row in rows
+    ]
+
+
+def counts(rows: Iterable[PreflightRow]) -> dict[str, int]:
+    """Rows per outcome, soft matches per attribute and conflicts per kind: the summary shown first."""
+    found: Counter[str] = Counter()
+    for row in rows:
+        found[row.outcome] += 1
+        if row.outcome == SOFT:
+            found[f"soft match on {row.matched_on}"] += 1
+        if row.conflict:
+            found[f"conflict: {row.conflict}"] += 1
+    return dict(found)
+
+
+FIELDS = tuple(PreflightRow.__dataclass_fields__)
+
+
+def render_text(rows: Sequence[PreflightRow]) -> str:
+    lines = ["Cutover preflight (nothing was written)", ""]
+    summary = counts(rows)
+    lines += [f"  {name}: {summary[name]:,}" for name in sorted(summary)] or ["  no in-scope AD user"]
+    lines += ["", "| AD DN | outcome | matched on | cloud id | cloud UPN | conflict |", "|---|---|---|---|---|---|"]
+    lines += [
+        f"| {r.ad_dn} | {r.outcome} | {r.matched_on} | {r.cloud_id} | {r.cloud_upn} | {r.conflict} |" for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(rows: Sequence[PreflightRow]) -> str:
+    return json.dumps({"counts": counts(rows), "rows": [asdict(row) for row in rows]}, indent=2) + "\n"
+
+
+def render_csv(rows: Sequence[PreflightRow]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(row) for row in rows)
+    return out.getvalue()
