@@ -34,6 +34,9 @@ from airflow_provider_aadsync.engine.sync.schema import METAVERSE, cell_values
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
+#: Target attributes that hold an exported anchor (lower case): once set, a normal sync never rewrites them.
+IMMUTABLE_ANCHORS = ("onpremisesimmutableid",)
+
 
 class Outbound:
     """Turns touched metaverse objects into pending exports for the other connectors in one sync pass."""
@@ -207,6 +210,8 @@ class Outbound:
                     for name, values in desired.items()
                     if not same_values(values, cell_values(lowered.get(name.lower())))
                 }
+                if self._anchor_changed(connector, anchor, stored["dn"], lowered, changes):
+                    continue
                 if dn and dn != stored["dn"]:
                     changes["dn"] = [dn]
                 staged.append((anchor, stored["object_type"], stored["dn"], "update", changes))
@@ -216,6 +221,32 @@ class Outbound:
         self.state.store.insert_chunked(self.state.connection, link, new_links)
         self.state.counters["provisioned"] += len(new_objects)
         self.staging.stage_many(connector, staged)
+
+    def _anchor_changed(
+        self, connector: str, anchor: str, dn: str, stored: Mapping[str, Any], changes: Mapping[str, list[Any]]
+    ) -> bool:
+        """An exported anchor is immutable: a change of a joined object's computed sourceAnchor (a new
+        ms-DS-ConsistencyGuid) is the product's per-object error "sourceAnchor attribute has changed", and the object
+        stops syncing outbound (nothing staged) until an admin resolves it; the cloud ImmutableId is never rewritten."""
+        for name in IMMUTABLE_ANCHORS:
+            if name not in {key.lower() for key in changes}:
+                continue
+            exported = [str(v) for v in cell_values(stored.get(name)) if str(v)]
+            if not exported:
+                continue  # never set (a soft-matched cloud object): setting it is the join's purpose
+            wanted = next(values for key, values in changes.items() if key.lower() == name)
+            self.state.error(
+                anchor,
+                dn,
+                "source-anchor-changed",
+                f"sourceAnchor attribute has changed: {connector} holds {exported[0]!r}, the AD object now gives "
+                f"{(wanted or [''])[0]!r}; the object is not exported until resolved: restore the AD object's "
+                "previous anchor (ms-DS-ConsistencyGuid), or, if it really is another object, clear the cloud "
+                "object's onPremisesImmutableId by hand",
+            )
+            self.state.note("exports", f"{connector}: not exported, its sourceAnchor has changed")
+            return True
+        return False
 
     def _refused(
         self,

@@ -88,3 +88,26 @@ def test_block_soft_match_joins_by_hard_match_only(store):
 
 def test_block_soft_match_changes_the_rule_fingerprint():
     assert load_sync_rules().fingerprint != load_sync_rules(block_soft_match=True).fingerprint
+
+
+def test_a_changed_source_anchor_is_a_per_object_error_and_nothing_is_exported(store):
+    """Once exported, the anchor is immutable: a new ms-DS-ConsistencyGuid stops the object's outbound sync."""
+    from tests.support.world import import_delta
+
+    rules = load_sync_rules()
+    import_full(store, "ad", [ad_user(1, department="Sales"), ad_user(2)])
+    import_full(store, "entra", [entra_user("c1", "user1@corp.example", immutable_id(guid(1)), department="Sales")])
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+    assert entra_anchor_of(store, 1) == "c1"
+    import_delta(store, "ad", [ad_user(1, department="Legal", **{"mS-DS-ConsistencyGuid": guid(900)})])
+    result = run_sync(store, rules, connector="ad", mode="delta")
+    assert result.result == "completed-sync-errors"
+    with store.engine.connect() as connection:
+        (error,) = connection.execute(sa.select(run_error).where(run_error.c.run_id == result.run_id)).all()
+    assert (error.anchor, error.code) == ("c1", "source-anchor-changed")
+    assert "sourceAnchor attribute has changed" in error.message and immutable_id(guid(900)) in error.message
+    # the update staged when it joined stays as it was: neither the new ImmutableId nor the department is staged
+    changes = exports(store)["c1"]["changes"]
+    assert "onPremisesImmutableId" not in changes and changes.get("department") != ["Legal"]
+    assert entra_anchor_of(store, 1) == "c1"
