@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(samba samba-dsdb-modules samba-vfs-modules samba-ad-provision ldb-tools ldap-utils zstd postgresql chromium)
+APT_PACKAGES=(samba samba-dsdb-modules samba-vfs-modules samba-ad-provision ldb-tools ldap-utils zstd postgresql chromium redis-server)
 VENV=.venv
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -22,7 +22,7 @@ install_system_packages() {
         # The packages' own services are never used: the project starts its servers itself, on loopback.
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
         # Debian starts its default services on install where it can; ours run from the project's own directories.
-        as_root sh -c 'command -v systemctl >/dev/null && systemctl disable --now samba-ad-dc postgresql >/dev/null 2>&1 || true'
+        as_root sh -c 'command -v systemctl >/dev/null && systemctl disable --now samba-ad-dc postgresql redis-server >/dev/null 2>&1 || true'
     fi
 }
 
