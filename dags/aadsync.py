@@ -16,8 +16,9 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from airflow.sdk import DAG, Param, Variable
+from airflow.sdk import DAG, Param, Variable, chain
 
+from airflow_provider_aadsync.engine.connectors.config import ConnectorsConfig, load_connectors_config
 from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.operators.ad_export import ADExportOperator
 from airflow_provider_aadsync.operators.ad_import import ADImportOperator
@@ -53,6 +54,14 @@ RETRY_DELAY = dt.timedelta(seconds=float(parse_time_setting("aadsync_retry_delay
 #: While another DAG run holds the sync instance, the first task waits (reschedule mode: no worker slot between pokes).
 INSTANCE_POKE_SECONDS = float(parse_time_setting("aadsync_instance_poke_seconds", "30"))
 INSTANCE_WAIT = dt.timedelta(minutes=float(parse_time_setting("aadsync_instance_wait_minutes", "120")))
+
+#: The connectors configuration (YAML; README "Several forests"), read when this file is parsed because it decides the
+#: DAGs' shape: one import and one sync task per AD connector. Empty: the single connector ``ad`` as always. Airflow
+#: advises environment variables for what top-level code reads (no metadata DB query per parse): set it as
+#: ``AIRFLOW_VAR_AADSYNC_CONNECTORS_FILE``. An invalid file raises here, so the DAG import error names the file, the
+#: key and the line, and no run starts with half a scope.
+CONNECTORS_FILE = parse_time_setting("aadsync_connectors_file", "")
+CONNECTORS = load_connectors_config(CONNECTORS_FILE) if CONNECTORS_FILE else None
 
 AD_CONN_ID = variable("aadsync_ad_conn_id", "aadsync_ad")
 ENTRA_CONN_ID = variable("aadsync_entra_conn_id", "aadsync_entra")
@@ -94,6 +103,20 @@ WRITEBACK = {
 }
 #: Matching cloud users before any create: soft match (userPrincipalName, then mail) unless aadsync_block_soft_match.
 MATCHING = {"block_soft_match": variable("aadsync_block_soft_match", "false")}
+
+
+def ad_connectors(connectors: ConnectorsConfig | None) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """(name, connection id, scope) of each AD connector in the configuration's order; without a configuration the
+    one connector ``ad`` on the Variable ``aadsync_ad_conn_id``, unscoped (its connection's base DN)."""
+    if connectors is None:
+        return [("ad", AD_CONN_ID, None)]
+    return [(ad.name, ad.conn_id, ad.model_dump(mode="json")) for ad in connectors.ad]
+
+
+def preview_connectors(connectors: ConnectorsConfig | None) -> list[str]:
+    """The connector spaces the preview form offers."""
+    return [name for name, _, _ in ad_connectors(connectors)] + [connectors.entra.name if connectors else "entra"]
+
 
 COMMON_PARAMS: dict[str, Param] = {
     "staging": Param(
@@ -156,9 +179,9 @@ COMMON_PARAMS: dict[str, Param] = {
         "next sync of each connector is a full one.",
     ),
     "preview_connector": Param(
-        "ad",
+        preview_connectors(CONNECTORS)[0],
         type="string",
-        enum=["ad", "entra"],
+        enum=preview_connectors(CONNECTORS),
         title="Preview: connector",
         description="Connector space of the object to preview.",
     ),
@@ -194,9 +217,13 @@ def sync_cycle_dag(
     params: dict[str, Param],
     doc: str,
     on_failure_callback: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
+    connectors: ConnectorsConfig | None = None,
 ) -> DAG:
     """One cycle: the preview branch, the steps in the product's order, and the report as the cycle's teardown.
 
+    :param connectors: the connectors configuration: one import task (``import_<name>``) and one sync task
+        (``sync_<name>``) per AD connector, each import with its connector's scope, and the connection ids it names.
+        None: the one connector ``ad`` on the Variable ``aadsync_ad_conn_id`` (tasks ``import_ad``, ``sync_ad``).
     :param on_failure_callback: what runs when a task fails for good, next to the shipped log line: Airflow notifiers
         (``SmtpNotifier``, ``SlackNotifier``, any ``BaseNotifier``) or callables taking the task context.
     """
@@ -245,25 +272,46 @@ def sync_cycle_dag(
             retries=0,  # it waits by itself; giving up is final and names the holder
             **store,
         )
-        import_ad = ADImportOperator(
-            task_id="import_ad", ad_conn_id=AD_CONN_ID, mode=mode, rules=RULES, **IMPORT_GUARD, **store
-        )
+        imports, syncs = [], []
+        for name, conn_id, scope in ad_connectors(connectors):
+            imports.append(
+                ADImportOperator(
+                    task_id=f"import_{name}",
+                    ad_conn_id=conn_id,
+                    connector=name,
+                    scope=scope,
+                    mode=mode,
+                    rules=RULES,
+                    **IMPORT_GUARD,
+                    **store,
+                )
+            )
+            syncs.append(
+                SyncOperator(
+                    task_id=f"sync_{name}",
+                    connector=name,
+                    mode=mode,
+                    rules=RULES,
+                    endpoint=ENDPOINT,
+                    **WRITEBACK,
+                    **MATCHING,
+                    **store,
+                )
+            )
+        entra_name = connectors.entra.name if connectors else "entra"
+        entra_conn_id = connectors.entra.conn_id if connectors else ENTRA_CONN_ID
         import_entra = EntraImportOperator(
-            task_id="import_entra", entra_conn_id=ENTRA_CONN_ID, mode=mode, rules=RULES, **IMPORT_GUARD, **store
-        )
-        sync_ad = SyncOperator(
-            task_id="sync_ad",
-            connector="ad",
+            task_id="import_entra",
+            entra_conn_id=entra_conn_id,
+            connector=entra_name,
             mode=mode,
             rules=RULES,
-            endpoint=ENDPOINT,
-            **WRITEBACK,
-            **MATCHING,
+            **IMPORT_GUARD,
             **store,
         )
         sync_entra = SyncOperator(
             task_id="sync_entra",
-            connector="entra",
+            connector=entra_name,
             mode=mode,
             rules=RULES,
             endpoint=ENDPOINT,
@@ -273,7 +321,8 @@ def sync_cycle_dag(
         )
         export_entra = EntraExportOperator(
             task_id="export_entra",
-            entra_conn_id=ENTRA_CONN_ID,
+            entra_conn_id=entra_conn_id,
+            connector=entra_name,
             staging="{{ params.staging }}",
             deletion_threshold=DELETION_THRESHOLD,
             **GUARDS,
@@ -282,7 +331,8 @@ def sync_cycle_dag(
         )
         export_ad = ADExportOperator(
             task_id="export_ad",
-            ad_conn_id=AD_CONN_ID,
+            # group writeback goes to the connector ``ad`` (with a configuration: its connection, when it lists one)
+            ad_conn_id=next((conn for name, conn, _ in ad_connectors(connectors) if name == "ad"), AD_CONN_ID),
             writeback_enabled=WRITEBACK["writeback_enabled"],  # off: skipped, writes nothing
             staging="{{ params.staging }}",
             deletion_threshold=DELETION_THRESHOLD,
@@ -293,7 +343,10 @@ def sync_cycle_dag(
         choose >> [preview, acquire]
         # The report is the cycle's teardown: it runs whatever happened before it (once the instance was acquired),
         # releases the instance, and a failed step still fails the DAG run.
-        acquire >> import_ad >> import_entra >> sync_ad >> sync_entra >> export_entra >> export_ad
+        # The product's order: every import, then the syncs connector by connector (the configuration's order: the
+        # account forest before the resource forest), then the exports. The imports run one after the other: each
+        # step takes the store lock as this DAG run, and a second task of the same run would take it over.
+        chain(acquire, *imports, import_entra, *syncs, sync_entra, export_entra, export_ad)
         export_ad >> report.as_teardown(setups=acquire)
     return dag
 
@@ -313,6 +366,7 @@ aadsync_cycle = sync_cycle_dag(
         ),
         **COMMON_PARAMS,
     },
+    connectors=CONNECTORS,
     doc="""The delta sync cycle, every 30 minutes: import AD → import Entra ID → sync AD → sync Entra ID → export to
 Entra ID → report. A delta without a usable watermark (none yet, older than its lifetime, rejected) or after a rule
 set change runs as a full one, and the report says why. Trigger it with params for a full cycle, a staging run or
@@ -324,6 +378,7 @@ aadsync_full = sync_cycle_dag(
     schedule=None,
     mode="full",
     params=dict(COMMON_PARAMS),
+    connectors=CONNECTORS,
     doc="""The initial / full sync cycle, triggered by hand: full import of AD and Entra ID, full sync of both,
 export to Entra ID, report. Run it first, and after changing the configuration.""",
 )

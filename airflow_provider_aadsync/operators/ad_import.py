@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_provider_aadsync.engine.connectors.config import ADConnectorConfig
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.operators.base import ImportOperator
@@ -18,7 +19,9 @@ class ADImportOperator(ImportOperator):
     :param mode: ``full`` or ``delta`` (templated); a delta without a usable cookie becomes a full import.
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
-    :param connector: connector space name (default ``ad``).
+    :param connector: connector space name (default ``ad``; ``ad_<name>`` for another forest).
+    :param scope: the connector's entry in the connectors configuration (an :class:`ADConnectorConfig` or its
+        dict): its partitions, OUs to include and exclude, and pilot group. None: the connection's base DN, unfiltered.
     :param rules: the rule files or folders sync uses (templated; empty: the shipped rules): every attribute their
         inbound rules read is imported, whatever the connection's ``attributes`` extra leaves out.
     :param confirm_mass_removal: / ``import_deletion_threshold`` / ``import_deletion_share``: the import guard
@@ -35,11 +38,14 @@ class ADImportOperator(ImportOperator):
         ad_conn_id: str = ActiveDirectoryHook.default_conn_name,
         connector: str = "ad",
         rules: str | Sequence[str] | None = None,
+        scope: ADConnectorConfig | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(connector=connector, **kwargs)
         self.ad_conn_id = ad_conn_id
         self.rules = rules
+        # Validated when the DAG is built, so a bad scope is a DAG import error rather than a failed run.
+        self.scope = ADConnectorConfig.model_validate(dict(scope)) if isinstance(scope, Mapping) else scope
 
     def run_import(self, store: Store, lock_holder: str) -> dict[str, Any]:
         return run_ad_import(
@@ -50,4 +56,5 @@ class ADImportOperator(ImportOperator):
             lock_holder=lock_holder,
             guard=self.import_guard(),
             rules=load_rules_for(self.rules),
+            scope=self.scope,
         )

@@ -146,3 +146,68 @@ def test_group_writeback_is_opt_in_through_variables(dagbag):
         flag = dag.get_task(task_id).writeback_enabled
         assert "aadsync_writeback_enabled" in flag and "'false'" in flag, (task_id, flag)
     assert "var.value.get('aadsync_writeback_ou', '')" in dag.get_task("sync_entra").writeback_ou
+
+
+TWO_FORESTS = """\
+ad:
+  - name: ad
+    conn_id: aadsync_ad
+    partitions:
+      - dn: DC=corp,DC=example,DC=test
+        exclude_ous: ['OU=Excluded,DC=corp,DC=example,DC=test']
+  - name: ad_fabrikam
+    conn_id: aadsync_ad_fabrikam
+entra:
+  conn_id: aadsync_entra_prod
+"""
+
+
+def dagbag_with_connectors_file(monkeypatch, path: Path):
+    """The DAG folder parsed with the Variable aadsync_connectors_file set (its environment form, as parse time
+    reads it)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW_VAR_AADSYNC_CONNECTORS_FILE", str(path))
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+@pytest.mark.parametrize("dag_id", ["aadsync_cycle", "aadsync_full"])
+def test_a_connectors_file_gives_one_import_and_one_sync_per_ad_connector_in_the_products_order(
+    monkeypatch, tmp_path, dag_id
+):
+    path = tmp_path / "connectors.yaml"
+    path.write_text(TWO_FORESTS)
+    bag = dagbag_with_connectors_file(monkeypatch, path)
+    assert bag.import_errors == {}
+    dag = bag.dags[dag_id]
+    # every import (AD connectors in the file's order, then Entra), then the syncs connector by connector (account
+    # forest before resource forest), then the exports and the report
+    order = ["acquire_instance", "import_ad", "import_ad_fabrikam", "import_entra", "sync_ad", "sync_ad_fabrikam"]
+    order += ["sync_entra", "export_entra", "export_ad"]
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert dag.get_task(downstream).upstream_task_ids == {upstream}, downstream
+    assert dag.get_task("report").upstream_task_ids == {"export_ad", "acquire_instance"}
+    fabrikam = dag.get_task("import_ad_fabrikam")
+    assert (fabrikam.connector, fabrikam.ad_conn_id, fabrikam.scope.partitions) == (
+        "ad_fabrikam",
+        "aadsync_ad_fabrikam",
+        None,
+    )
+    corp = dag.get_task("import_ad")
+    assert corp.ad_conn_id == "aadsync_ad"
+    assert corp.scope.partitions[0].exclude_ous == ("OU=Excluded,DC=corp,DC=example,DC=test",)
+    assert dag.get_task("sync_ad_fabrikam").connector == "ad_fabrikam"
+    assert {dag.get_task(t).entra_conn_id for t in ("import_entra", "export_entra")} == {"aadsync_entra_prod"}
+    assert dag.params.get_param("preview_connector").schema["enum"] == ["ad", "ad_fabrikam", "entra"]
+    # the report lists every step of the cycle in its order
+    assert dag.get_task("report")._steps() == order[1:]
+
+
+def test_an_invalid_connectors_file_is_a_dag_import_error_naming_the_file_key_and_line(monkeypatch, tmp_path):
+    path = tmp_path / "connectors.yaml"
+    path.write_text(TWO_FORESTS.replace("OU=Excluded,DC=corp", "OU=Excluded,DC=other"))
+    bag = dagbag_with_connectors_file(monkeypatch, path)
+    assert bag.dags == {}
+    (error,) = bag.import_errors.values()
+    assert str(path) in error and "line 5" in error, error
+    assert "ad[0].partitions[0]:" in error and "is not inside the partition" in error, error
