@@ -12,6 +12,7 @@ from typing import NoReturn
 
 import click
 
+from airflow_provider_aadsync import VERSION
 from airflow_provider_aadsync.cli_options import (
     BLOCK_SOFT_MATCH_OPTION,
     ENDPOINT_OPTION,
@@ -71,6 +72,7 @@ class AadsyncGroup(click.Group):
 
 
 @click.group(cls=AadsyncGroup)
+@click.version_option(VERSION, "--version", prog_name="aadsync", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level; show the traceback of an error.")
 def main(verbose: bool) -> None:
     """AADSync: Entra Connect style identity sync as Airflow tasks."""
@@ -93,6 +95,7 @@ def _store_options(command):
     command = click.option(
         "--store-conn-id",
         default=None,
+        envvar="AADSYNC_STORE_CONN_ID",
         expose_value=False,
         callback=_remember_store_conn_id,
         help="Airflow connection (postgres) of the store: the password stays in the connection.",
@@ -101,7 +104,9 @@ def _store_options(command):
         "--store",
         "store_url",
         default=None,
-        help="SQLAlchemy URL of the store (default: embedded SQLite); one with a password: use --store-conn-id.",
+        envvar="AADSYNC_STORE_URL",
+        help="SQLAlchemy URL of the store (env AADSYNC_STORE_URL; default: embedded SQLite); one with a password: "
+        "use --store-conn-id (env AADSYNC_STORE_CONN_ID).",
     )(command)
 
 
@@ -214,12 +219,26 @@ def import_entra_command(
 @_store_options
 @click.option("--instance", default="default", show_default=True)
 @click.option("--last", type=int, default=2, show_default=True, help="Without RUN_IDS: how many recent runs.")
-def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last: int) -> None:
-    """Print the run report of RUN_IDS (default: the most recent runs)."""
+@click.option("--json", "as_json", is_flag=True, help="The runs with their errors and conflicts as JSON.")
+def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last: int, as_json: bool) -> None:
+    """Print the run report of RUN_IDS (default: the most recent runs); --json gives the shape of the sync
+    manager's /aadsync/api/runs/{id}: {"store", "runs": [run with "errors", "errors_total", "conflicts"]}."""
     from airflow_provider_aadsync.engine.report import render_runs
 
     with _open_store(store_url, instance) as store:
-        click.echo(render_runs(store, list(run_ids), last=last))
+        if as_json:
+            from airflow_provider_aadsync.engine.browse.runs import run_detail
+
+            ids = list(run_ids) or [run["id"] for run in reversed(store.list_runs(limit=last))]
+            runs = [run_detail(store, run_id) for run_id in ids if store.get_run(run_id)]
+            _echo_json({"store": store.display_url, "runs": runs})
+        else:
+            click.echo(render_runs(store, list(run_ids), last=last))
+
+
+def _echo_json(value: object) -> None:
+    """Reading commands' --json: one JSON document on stdout (dates as ISO text)."""
+    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
 # ------------------------------------------------------------------------------------------------- sync
@@ -426,13 +445,20 @@ def export_ad_command(
 @click.option("--limit", type=int, default=20, show_default=True, help="How many operations to list.")
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
-def export_plan_command(connector: str, limit: int, store_url: str | None, instance: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Counts and the first operations as JSON.")
+def export_plan_command(connector: str, limit: int, store_url: str | None, instance: str, as_json: bool) -> None:
     """Show what the next export would write: counts by operation and type, the least number of writes (Graph
-    $batch calls for entra, LDAP writes for ad), and the first operations."""
+    $batch calls for entra, LDAP writes for ad), and the first operations; --json gives the shape of the sync
+    manager's /aadsync/api/export-plan."""
     from airflow_provider_aadsync.engine.report import render_export_plan
 
     with _open_store(store_url, instance) as store:
-        click.echo(render_export_plan(store, connector=connector, limit=limit))
+        if as_json:
+            from airflow_provider_aadsync.engine.browse.plan import export_plan
+
+            _echo_json(export_plan(store, connector=connector, limit=limit))
+        else:
+            click.echo(render_export_plan(store, connector=connector, limit=limit))
 
 
 @main.command("preflight")
