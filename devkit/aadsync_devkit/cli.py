@@ -39,6 +39,38 @@ def _dev_graph():
     return LocalGraphEmulator(dev_graph_home())
 
 
+def _dev_postgres():
+    from aadsync_devkit.paths import dev_postgres_home
+    from aadsync_devkit.world.postgres import LocalPostgres
+
+    return LocalPostgres(dev_postgres_home())
+
+
+def _dev_celery(postgres=None):
+    """The dev world's Celery deployment (world/airflow_celery.py) over the dev DC, emulator and PostgreSQL."""
+    from aadsync_devkit.paths import dev_airflow_home
+    from aadsync_devkit.world.airflow_celery import CeleryAirflow
+    from aadsync_devkit.world.airflow_runs import LocalAirflow
+    from aadsync_devkit.world.seed import dev_writeback_variables
+
+    dc, home = _dev_dc(), dev_airflow_home()
+    world = LocalAirflow(
+        home,
+        connections={"aadsync_ad": {"conn_type": "aadsync_ad", **dc.connection_info()}}
+        | ({"aadsync_entra": _dev_graph().connection_info()} if _dev_graph().is_running() else {}),
+        variables=dev_writeback_variables(dc.base_dn),
+        env={"AADSYNC_HOME": str(home / "aadsync")},
+    )
+    return CeleryAirflow(world, postgres or _dev_postgres())
+
+
+def _celery_started() -> bool:
+    """Whether `up --airflow celery` left a deployment record (checked before the dev DC's details are read)."""
+    from aadsync_devkit.paths import dev_airflow_home
+
+    return (dev_airflow_home() / "services.json").exists()
+
+
 @click.group(cls=AadsyncGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level; show the traceback of an error.")
 def main(verbose: bool) -> None:
@@ -62,10 +94,19 @@ def main(verbose: bool) -> None:
     show_default=True,
     help="AD forests: 2 adds the resource forest FABRIKAM on 127.0.0.2 (linked mailboxes, shared mail addresses).",
 )
-def dev_up(users: int, groups: int, group_size: int, forests: int) -> None:
+@click.option(
+    "--airflow",
+    "airflow_mode",
+    type=click.Choice(["none", "celery"]),
+    default="none",
+    show_default=True,
+    help="celery: also Redis, PostgreSQL and Airflow with the CeleryExecutor (api-server, scheduler, dag-processor, "
+    "triggerer, two workers) as local processes, the topology of docker/compose.yaml.",
+)
+def dev_up(users: int, groups: int, group_size: int, forests: int, airflow_mode: str) -> None:
     """Start the local world: the Samba AD DC (provisioned once; with --users, from a cached seeded fixture) and
     the Graph emulator with its dev tenant; with --forests 2 also a second forest's DC, and both forests seeded
-    with the people they share."""
+    with the people they share; with --airflow celery also Airflow on Celery over them."""
     from aadsync_devkit.world.fixtures import cached_seeded_dc
     from aadsync_devkit.world.seed import ensure_writeback_ou
 
@@ -91,6 +132,14 @@ def dev_up(users: int, groups: int, group_size: int, forests: int) -> None:
     graph = _dev_graph()
     graph.start()
     click.echo(f"Graph emulator running at {graph.base_url} (tenant {graph.status()['tenant_id']})")
+    if airflow_mode == "celery":
+        postgres = _dev_postgres()
+        postgres.start()
+        click.echo(f"PostgreSQL running on 127.0.0.1:{postgres.port} (pid {postgres.pid})")
+        celery = _dev_celery(postgres).start()
+        for name, service in celery.status()["services"].items():
+            click.echo(f"{name} running (pid {service['pid']})")
+        click.echo(f"Airflow (CeleryExecutor) at {celery.base_url}, user admin")
     click.echo('`eval "$(aadsync-dev env)"` points Airflow at both')
 
 
@@ -124,7 +173,15 @@ def _up_other_forests(account, account_base: str, forests: int) -> None:
 
 @main.command("down")
 def dev_down() -> None:
-    """Stop the local DCs and the Graph emulator (by their PIDs); their data stays for the next `aadsync-dev up`."""
+    """Stop the local DCs and the Graph emulator, and the Celery deployment and PostgreSQL if `up --airflow celery`
+    started them (all by their PIDs); their data stays for the next `aadsync-dev up`."""
+    if _celery_started():
+        _dev_celery().stop()
+        click.echo("Celery deployment stopped (redis, api-server, scheduler, dag-processor, triggerer, workers)")
+    postgres = _dev_postgres()
+    if postgres.is_running():
+        postgres.stop()
+        click.echo("PostgreSQL stopped")
     others = [(f"{spec.name} DC", spec.dc()) for spec in _other_forests() if spec.home().exists()]
     for name, server in (("local DC", _dev_dc()), *others, ("Graph emulator", _dev_graph())):
         was_running = server.is_running()
@@ -137,7 +194,12 @@ def dev_status() -> None:
     """Print the local world's state as JSON (a second forest's DC as samba_<name>, once it was provisioned)."""
     status = {"samba": _dev_dc().status()}
     status |= {f"samba_{spec.name}": spec.dc().status() for spec in _other_forests() if spec.home().exists()}
-    click.echo(json.dumps(status | {"graph": _dev_graph().status()}, indent=2))
+    status |= {"graph": _dev_graph().status()}
+    if _celery_started():
+        celery = _dev_celery()
+        status |= {"postgres": {"pid": celery.postgres.pid, "port": celery.postgres.port}}
+        status |= {"airflow_celery": celery.status()}
+    click.echo(json.dumps(status, indent=2))
 
 
 @main.command("seed")
@@ -187,6 +249,17 @@ def dev_env() -> None:
         click.echo(f"export AIRFLOW_VAR_AADSYNC_CONNECTORS_FILE={shlex.quote(str(config))}")
     for name, value in dev_writeback_variables(dc.base_dn).items():
         click.echo(f"export AIRFLOW_VAR_{name.upper()}={shlex.quote(value)}")
+    # `up --airflow celery`: the REST API's address and user, and the PostgreSQL store
+    celery = _dev_celery() if _celery_started() else None
+    if celery is not None and celery.is_running():
+        from aadsync_devkit.world.airflow_celery import STORE_CONN_ID
+
+        environment = celery.environment()
+        click.echo(f"export AADSYNC_AIRFLOW_API_URL={shlex.quote(celery.base_url)}")
+        click.echo("export AADSYNC_AIRFLOW_USER=admin")
+        click.echo(f"export AADSYNC_AIRFLOW_PASSWORD={shlex.quote(celery.admin_password())}")
+        for key in (f"AIRFLOW_CONN_{STORE_CONN_ID.upper()}", "AIRFLOW_VAR_AADSYNC_STORE_CONN_ID"):
+            click.echo(f"export {key}={shlex.quote(environment[key])}")
 
 
 @main.group()

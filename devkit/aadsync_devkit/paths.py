@@ -28,3 +28,15 @@ def fixture_cache_dir() -> Path:
 def dev_graph_home() -> Path:
     """Where ``aadsync-dev up`` keeps the Graph emulator's TLS files, state and PID."""
     return aadsync_home() / "dev" / "graph"
+
+
+def dev_postgres_home() -> Path:
+    """Home of the dev world's PostgreSQL server (``aadsync-dev up --airflow celery``): ``$AADSYNC_DEV_POSTGRES_HOME``
+    or ``<home>/dev/postgres``. As root, point it outside ``/root``: the server runs as the ``postgres`` user."""
+    env = os.environ.get("AADSYNC_DEV_POSTGRES_HOME")
+    return Path(env).expanduser() if env else aadsync_home() / "dev" / "postgres"
+
+
+def dev_airflow_home() -> Path:
+    """``AIRFLOW_HOME`` of the dev world's Celery deployment (its services.json, logs, secrets)."""
+    return aadsync_home() / "dev" / "airflow-celery"
