@@ -39,6 +39,7 @@ def _duration(run: dict[str, Any]) -> str:
 
 
 def render_run(store: Store, run: dict[str, Any], *, max_errors: int = 20) -> str:
+    """One run: its counters and (``max_errors`` > 0) its first per-object errors."""
     counters = run.get("counters") or {}
     guards = guard_report_line(counters)
     shown = {name: value for name, value in counters.items() if not (guards and name in _GUARD_SETTINGS)}
@@ -55,7 +56,7 @@ def render_run(store: Store, run: dict[str, Any], *, max_errors: int = 20) -> st
         lines.append(f"- guards (pending of threshold): {guards}")
     lines += ["", "| counter | value |", "|---|---:|"]
     lines += [f"| {name} | {counters[name]:,} |" for name in names]
-    errors = store.run_errors(run["id"], limit=max_errors)
+    errors = store.run_errors(run["id"], limit=max_errors) if max_errors > 0 else []
     if errors:
         lines += ["", f"Errors (first {len(errors)} of {counters.get('errors', len(errors)):,}):", ""]
         lines += ["| code | DN | message |", "|---|---|---|"]
@@ -330,9 +331,11 @@ def render_cycle_report(
     title: str,
     plan_connector: str = "entra",
     plan_limit: int = 10,
+    max_rows: int = 100,
 ) -> str:
-    """The report of one sync cycle: a line per step, which deltas ran as full runs and why, each run's counters
-    and top errors, and what is left to export.
+    """The report of one sync cycle: a line per step, which deltas ran as full runs and why, what needs a person
+    (every per-object error and duplicate-attribute conflict, up to ``max_rows`` of each), each run's counters, and
+    what is left to export.
 
     :param steps: in cycle order, ``{"task": id, "state": task state or None, "summary": the step's summary or None}``
         (a summary has at least ``run_id``, and ``fallback_reason`` when a delta became a full run).
@@ -364,7 +367,8 @@ def render_cycle_report(
     if fallbacks:
         lines += ["", "Deltas that became full runs:", "", *fallbacks]
     lines.append("")
-    text = "\n".join(lines) + "\n" + "\n".join(render_run(store, run) for run in runs)
+    text = "\n".join(lines) + "\n" + needs_a_person(store, [run["id"] for run in runs], max_rows=max_rows)
+    text += "\n" + "\n".join(render_run(store, run, max_errors=0) for run in runs)
     from airflow_provider_aadsync.engine.connectors.registry import plan_counts
 
     left = {name: value for name, value in plan_counts(store, plan_connector).items() if value}
@@ -373,3 +377,53 @@ def render_cycle_report(
     else:
         text += f"\n## Export plan for `{plan_connector}`\n\nNothing left to export.\n"
     return text
+
+
+def _cell(value: Any) -> str:
+    """A Markdown table cell: pipes escaped, line breaks flattened, nothing as empty."""
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def needs_a_person(store: Store, run_ids: Sequence[int], *, max_rows: int = 100) -> str:
+    """The rows a person must look at, from the sync manager's own queries (engine/browse): every per-object error
+    (run, DN, anchor, code, message) and every duplicate-attribute conflict (run, DN, attribute, conflicting value,
+    placeholder given) of ``run_ids``, each table capped at ``max_rows`` with a line saying how many more and where
+    to see them."""
+    from airflow_provider_aadsync.engine.browse.runs import run_detail
+
+    errors: list[dict[str, Any]] = []
+    conflicts: list[dict[str, Any]] = []
+    error_total = conflict_total = 0
+    for run_id in run_ids:
+        detail = run_detail(store, run_id, error_limit=max(1, max_rows))
+        error_total += detail["errors_total"]
+        conflict_total += len(detail["conflicts"])
+        errors += [{"run": run_id, **row} for row in detail["errors"]]
+        conflicts += [{"run": run_id, **row} for row in detail["conflicts"]]
+    if not error_total and not conflict_total:
+        return "## Needs a person\n\nNo per-object errors and no duplicate-attribute conflicts.\n"
+    ids = " ".join(str(run_id) for run_id in run_ids)
+    more = "see the sync manager (AADSync in the Airflow navigation) or `aadsync report --json {ids}`"
+    lines = ["## Needs a person", ""]
+    if error_total:
+        lines += [f"Per-object errors ({error_total:,}):", "", "| run | DN | anchor | code | message |"]
+        lines.append("|---:|---|---|---|---|")
+        lines += [
+            f"| {e['run']} | {_cell(e['dn'])} | {_cell(e['anchor'])} | {_cell(e['code'])} | {_cell(e['message'])} |"
+            for e in errors[:max_rows]
+        ]
+        if error_total > min(len(errors), max_rows):
+            lines += ["", f"{error_total - min(len(errors), max_rows):,} more errors: {more.format(ids=ids)}"]
+        lines.append("")
+    if conflict_total:
+        lines += [f"Duplicate-attribute conflicts ({conflict_total:,}):", ""]
+        lines += ["| run | DN | attribute | conflicting value | placeholder given |", "|---:|---|---|---|---|"]
+        lines += [
+            f"| {c['run']} | {_cell(c['dn'] or c['anchor'])} | {_cell(c['attribute'])} | {_cell(c['wanted_value'])} "
+            f"| {_cell(c['placeholder']) or '(value dropped)'} |"
+            for c in conflicts[:max_rows]
+        ]
+        if conflict_total > max_rows:
+            lines += ["", f"{conflict_total - max_rows:,} more conflicts: {more.format(ids=ids)}"]
+        lines.append("")
+    return "\n".join(lines)

@@ -66,3 +66,50 @@ def test_export_highlights_show_writes_and_batch_calls_against_the_minimum():
         "user creates 2,000 · member adds 2,204 · throttle wait s 1.50 · $batch calls 110 (minimum 110)"
     )
     assert step_highlights({"profile": "delta-import", "counters": {"adds": 0}}) == "no changes"
+
+
+def test_every_error_and_conflict_is_a_row_capped_with_where_to_see_the_rest(store):
+    import datetime as dt
+
+    from airflow_provider_aadsync.engine.store import export_conflict
+
+    run_id = store.start_run("export", "entra")
+    store.record_errors(
+        run_id,
+        [{"anchor": f"a{i}", "dn": f"CN=U{i},DC=x", "code": "graph-400", "message": f"bad|{i}"} for i in range(5)],
+    )
+    store.finish_run(run_id, "completed-export-errors", {"errors": 5})
+    with store.engine.begin() as connection:
+        connection.execute(
+            export_conflict.insert(),
+            [
+                {"connector": "entra", "anchor": "a1", "attribute": "userPrincipalName", "wanted_value": "j@x.com",
+                 "placeholder": "j1234@x.onmicrosoft.com", "detected_at": dt.datetime.now(dt.UTC), "run_id": run_id},
+                {"connector": "entra", "anchor": "a2", "attribute": "proxyAddresses", "wanted_value": "smtp:k@x.com",
+                 "placeholder": None, "detected_at": dt.datetime.now(dt.UTC), "run_id": run_id},
+            ],
+        )  # fmt: skip
+    summary = {"run_id": run_id}
+    text = render_cycle_report(store, [{"task": "export_entra", "summary": summary}], title="t", plan_connector="x")
+    assert "## Needs a person" in text and "Per-object errors (5):" in text
+    for i in range(5):
+        assert f"| {run_id} | CN=U{i},DC=x | a{i} | graph-400 | bad\\|{i} |" in text
+    assert "Duplicate-attribute conflicts (2):" in text
+    assert "| userPrincipalName | j@x.com | j1234@x.onmicrosoft.com |" in text
+    assert "| proxyAddresses | smtp:k@x.com | (value dropped) |" in text
+    capped = render_cycle_report(
+        store, [{"task": "export_entra", "summary": summary}], title="t", plan_connector="x", max_rows=2
+    )
+    assert "CN=U1,DC=x" in capped and "CN=U2,DC=x" not in capped
+    assert (
+        f"3 more errors: see the sync manager (AADSync in the Airflow navigation) or `aadsync report --json {run_id}`"
+        in capped
+    )
+    assert "| graph-400 |" not in capped.split("## Run")[1]  # the rows are in one place, not repeated per run
+
+
+def test_a_clean_cycle_says_nothing_needs_a_person(store):
+    run_id = store.start_run("export", "entra")
+    store.finish_run(run_id, "success", {})
+    text = render_cycle_report(store, [{"task": "e", "summary": {"run_id": run_id}}], title="t", plan_connector="x")
+    assert "No per-object errors and no duplicate-attribute conflicts." in text
