@@ -71,7 +71,7 @@ STORE_CONN_ID = variable("aadsync_store_conn_id", "")
 STORE_URL = variable("aadsync_store_url", "")
 INSTANCE = variable("aadsync_instance", "default")
 RULES = variable("aadsync_rules_path", "")  # empty: the shipped default rules
-REPORT_DIR = variable("aadsync_reports_dir", "")  # empty: $AIRFLOW_HOME/aadsync/reports
+REPORT_DIR = variable("aadsync_reports_dir", "")  # empty: $AIRFLOW_HOME/aadsync/reports; or an fsspec URL
 DELETION_THRESHOLD = (
     "{{ params.deletion_threshold if params.deletion_threshold is not none "
     f"else var.value.get('aadsync_deletion_threshold', {defaults.DELETION_THRESHOLD}) }}}}"

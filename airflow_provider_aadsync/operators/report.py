@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider_aadsync.engine.report import render_cycle_report
@@ -29,16 +29,45 @@ def default_report_dir() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser() / "aadsync" / "reports"
 
 
+def is_url(location: str | Path | None) -> bool:
+    """Whether a report location is a URL (``scheme://...``) rather than a local folder."""
+    return location is not None and "://" in str(location)
+
+
 def report_path(dag_id: str, run_id: str, report_dir: str | Path | None = None) -> Path:
-    """Where the report of one DAG run is saved: ``<report_dir>/<dag_id>/<run_id>.md``."""
-    folder = Path(str(report_dir).strip()) if report_dir and str(report_dir).strip() else default_report_dir()
-    safe = re.sub(r"[^A-Za-z0-9._+:-]", "_", run_id)
-    return folder / dag_id / f"{safe}.md"
+    """Where the report of one DAG run is saved on this machine: ``<report_dir>/<dag_id>/<run_id>.md`` (a
+    ``file://`` URL is its local path)."""
+    text = str(report_dir).strip() if report_dir else ""
+    if text.startswith("file://"):
+        text = text.removeprefix("file://")
+    folder = Path(text) if text else default_report_dir()
+    return folder / dag_id / _safe_name(run_id)
 
 
-def save_report(text: str, context: Context, report_dir: str | Path | None = None) -> Path:
-    path = report_path(context["dag"].dag_id, context["run_id"], report_dir)
-    create_private_file(path, "report")  # run details: owner-only, as the store
+def report_location(dag_id: str, run_id: str, report_dir: str | Path | None = None) -> Path | ObjectStoragePath:
+    """Where the report of one DAG run is saved: a local :class:`~pathlib.Path` (an empty ``report_dir``, a folder,
+    a ``file://`` URL), else an Airflow :class:`~airflow.sdk.ObjectStoragePath` of any fsspec URL (``s3://``,
+    ``gs://``, ``abfs://``, ``memory://``; ``s3://CONN_ID@bucket/path`` names the Airflow connection), so every
+    worker and the api-server can read the reports."""
+    text = str(report_dir).strip() if report_dir else ""
+    if not is_url(text) or text.startswith("file://"):
+        return report_path(dag_id, run_id, text or None)
+    return ObjectStoragePath(text.rstrip("/")) / dag_id / _safe_name(run_id)
+
+
+def _safe_name(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+:-]", "_", run_id) + ".md"
+
+
+def save_report(text: str, context: Context, report_dir: str | Path | None = None) -> Path | ObjectStoragePath:
+    """Save a report through Airflow's object storage: owner-only (0600, folders 0700) when local, as the store,
+    since it names identities; written as one object otherwise (the bucket's access rules then apply)."""
+    path = report_location(context["dag"].dag_id, context["run_id"], report_dir)
+    if isinstance(path, Path):
+        create_private_file(path, "report")  # run details: owner-only, as the store
+        path.write_text(text, encoding="utf-8")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)  # object stores have no folders; a no-op there
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -57,7 +86,8 @@ class SyncReportOperator(StoreLocation, BaseOperator):
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :param plan_connector: whose export plan to show (default ``entra``).
-    :param report_dir: folder of the report files (templated); empty: ``$AIRFLOW_HOME/aadsync/reports``.
+    :param report_dir: folder or fsspec URL of the report files (templated; saved through Airflow's object storage,
+        see :func:`report_location`); empty: ``$AIRFLOW_HOME/aadsync/reports``.
     :param release_instance: release the sync instance this DAG run holds (taken by its InstanceLockSensor) when the
         report is done, whatever happened (default True).
     :return: the report's path and the reported run ids.

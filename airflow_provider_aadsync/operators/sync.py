@@ -151,7 +151,7 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
         settings, as for :class:`SyncOperator` (templated; writeback is off by default).
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
-    :param report_dir: folder of the report files (templated); empty: ``$AIRFLOW_HOME/aadsync/reports``.
+    :param report_dir: folder or fsspec URL of the report files (templated); empty: ``$AIRFLOW_HOME/aadsync/reports``.
     :return: a small summary: the object, the decision, the number of exports it would stage, the report path.
     """
 
