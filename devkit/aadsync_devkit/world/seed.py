@@ -7,7 +7,10 @@ the directory's size (~12 users/s at 60,000 users). Parallel connections are not
 Big fixtures therefore add their OUs and users offline first (:func:`offline_entries` + ``SambaDC.add_offline``:
 the DSDB module stack of the stopped DC, 2,000 adds per commit, ~480 users/s) and call :func:`seed_directory` with
 ``users_present=True`` for the rest. Group members are written in MODIFY operations carrying thousands of values,
-which is fast. Passwords are not set (a password set costs far more than the add), so users are created disabled,
+which is fast. Users carry every attribute the shipped rules export (issue 17: address, phones, job, hire date,
+language, other mails, a manager), some left empty, some in other scripts, some at Graph's length limits. Most users
+(all but every tenth, of the first PASSWORD_USERS_MAX) get a password (unicodePwd over LDAPS, one modify each: a
+password set costs far more than an add) and an enabled account (userAccountControl 512); the rest stay disabled,
 which the sync engine must handle anyway (accountEnabled=false).
 
 Idempotency: when seeding completes, the params are written to ``description`` of ``OU=AADSync``. Seeding a
@@ -24,7 +27,11 @@ from dataclasses import dataclass, field
 
 import ldap3
 
-SEED_VERSION = 1
+SEED_VERSION = 2
+#: Users past this many keep a disabled account without password (big benchmark fixtures: a password set is slow).
+PASSWORD_USERS_MAX = 2_000
+#: userAccountControl of an enabled normal account, and of a disabled one.
+NORMAL_ACCOUNT, DISABLED_ACCOUNT = 512, 514
 MEMBERS_PER_MODIFY = 5000
 MAIL_DOMAIN = "corp.example.test"
 COMPANY = "Contoso Example Corp"
@@ -127,6 +134,26 @@ LAST_NAMES = (
     "Novak",
 )
 
+#: (street, city, state, postal code, country name, ISO 3166 code, language): realistic, some in other scripts.
+PLACES = (
+    ("1 Microsoft Way", "Redmond", "WA", "98052", "United States", "US", "en-US"),
+    ("Königsallee 92a", "Düsseldorf", "NRW", "40212", "Germany", "DE", "de-DE"),
+    ("Avenida Paulista 1578", "São Paulo", "SP", "01310-200", "Brazil", "BR", "pt-BR"),
+    ("Rynek Główny 1", "Kraków", "Małopolska", "31-042", "Poland", "PL", "pl"),
+    ("丸の内2-7-2", "東京", "東京都", "100-7090", "Japan", "JP", "ja"),
+    ("12 Rue de Rivoli", "Paris", "Île-de-France", "75004", "France", "FR", "fr-FR"),
+)
+EMPLOYEE_TYPES = ("Employee", "Contractor", "Intern", "Vendor")
+#: At Graph's limits: jobTitle 128, postalCode 40, streetAddress 1,024, employeeId 16, city 128 (the AD attributes'
+#: own upper bounds are the same or larger).
+AT_LIMITS = {
+    "title": "Principal Engineer, Identity Platform, " + "x" * 89,
+    "postalCode": "9" * 40,
+    "streetAddress": ("Long Street " * 86)[:1024],
+    "employeeID": "L" * 16,
+    "l": "Llanfairpwllgwyngyll" * 6 + "abcdefgh",
+}
+
 GROUP_TYPE_GLOBAL_SECURITY = -2147483646  # 0x80000002
 GROUP_TYPE_UNIVERSAL_SECURITY = -2147483640  # 0x80000008
 
@@ -165,7 +192,7 @@ def _marker(users: int, groups: int, group_size: int, seed: int) -> str:
 
 def _plan_users(users: int, seed: int, users_ou: str) -> list[_User]:
     rng = random.Random(seed)
-    out = []
+    out: list[_User] = []
     for n in range(1, users + 1):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         dept = DEPARTMENTS[rng.randrange(len(DEPARTMENTS))]
@@ -187,8 +214,53 @@ def _plan_users(users: int, seed: int, users_ou: str) -> list[_User]:
             "telephoneNumber": f"+1 555 {rng.randrange(100, 999)} {rng.randrange(1000, 9999)}",
             "company": COMPANY,
         }
+        street, city, state, postal, country, code, language = PLACES[rng.randrange(len(PLACES))]
+        if n % 5 != 0:  # every fifth user has no address, phones, language or hire date: empty values flow too
+            attrs |= {
+                "streetAddress": street,
+                "l": city,
+                "st": state,
+                "postalCode": postal,
+                "co": country,
+                "c": code,
+                "preferredLanguage": language,
+                "mobile": f"+1 555 {rng.randrange(100, 999)} {rng.randrange(1000, 9999)}",
+                "physicalDeliveryOfficeName": f"Building {rng.randrange(1, 40)}, Room {n % 50:02d}",
+                "employeeType": rng.choice(EMPLOYEE_TYPES),
+                "msDS-cloudExtensionAttribute1": f"{rng.randrange(1995, 2026)}-{rng.randrange(1, 13):02d}-"
+                f"{rng.randrange(1, 29):02d}T08:00:00Z",
+            }
+        if n % 3 == 0:
+            attrs["facsimileTelephoneNumber"] = f"+1 555 {rng.randrange(100, 999)} 0000"
+        if n % 4 == 0:
+            attrs["otherMailbox"] = [f"{local}@private.example.org", f"{sam}@home.example.net"]
+        if n % 11 == 0:
+            attrs |= AT_LIMITS
+        manager = max(1, n // 4)
+        if manager < n and n % 9 != 0:  # an earlier user (the add needs the DN to exist); some have none
+            attrs["manager"] = out[manager - 1].dn
         out.append(_User(f"CN={first} {last} {n},OU={dept},{users_ou}", attrs))
     return out
+
+
+def _password(n: int, seed: int) -> str:
+    """A dev-world password meeting Samba's complexity rules (deterministic: the seeded world is a test fixture)."""
+    return f"Seed-{seed}-User-{n}-pw!"
+
+
+def enabled_users(users: int) -> set[int]:
+    """The 1-based numbers of the seeded users that get a password and an enabled account."""
+    return {n for n in range(1, min(users, PASSWORD_USERS_MAX) + 1) if n % 10 != 0}
+
+
+def _enable(conn: ldap3.Connection, dn: str, password: str) -> None:
+    """Set the password (unicodePwd: the quoted password in UTF-16LE, LDAPS only) and enable the account."""
+    changes = {
+        "unicodePwd": [(ldap3.MODIFY_REPLACE, [f'"{password}"'.encode("utf-16-le")])],
+        "userAccountControl": [(ldap3.MODIFY_REPLACE, [NORMAL_ACCOUNT])],
+    }
+    if not conn.modify(dn, changes):
+        raise RuntimeError(f"setting the password of {dn} failed: {conn.result.get('description')}")
 
 
 def _add(conn: ldap3.Connection, dn: str, classes: list[str], attrs: dict[str, object]) -> bool:
@@ -292,6 +364,8 @@ def seed_directory(
         for u in planned:
             _add(conn, u.dn, USER_CLASSES, u.attrs)
     user_dns = [u.dn for u in planned]
+    for n in sorted(enabled_users(users)):
+        _enable(conn, planned[n - 1].dn, _password(n, seed))
 
     rng = random.Random(seed * 7919 + 1)
     group_dns: list[str] = []
