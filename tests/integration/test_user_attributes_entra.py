@@ -11,6 +11,7 @@ from typing import Any
 import ldap3
 import pytest
 
+from aadsync_devkit.world.forests import ensure_exchange_schema
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import AT_LIMITS, MAIL_DOMAIN, enabled_users
 from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export
@@ -33,8 +34,28 @@ DIRECT = {
     "postalCode": "postalCode", "co": "country", "preferredLanguage": "preferredLanguage", "mail": "mail",
 }  # fmt: skip
 COLLECTIONS = {"telephoneNumber": "businessPhones", "otherMailbox": "otherMails"}
+EXTENSIONS = [f"extensionAttribute{n}" for n in range(1, 16)]
 COMPUTED = ("usageLocation", "mailNickname", "accountEnabled", "onPremisesImmutableId")
-SELECT = [*DIRECT.values(), *COLLECTIONS.values(), *COMPUTED, "id"]
+SELECT = [*DIRECT.values(), *COLLECTIONS.values(), *COMPUTED, "id", "onPremisesExtensionAttributes"]
+
+
+def with_extension_attributes(dc: SambaDC) -> int:
+    """Exchange's schema on the DC (as the dev world's forests get it) and custom attributes on every third seeded
+    user: some unicode, some at Graph's limit of 1,024 characters, some members left empty. Returns how many."""
+    conn = dc.connect()
+    try:
+        ensure_exchange_schema(conn, dc.base_dn)
+        conn.search(f"OU=Users,OU=AADSync,{dc.base_dn}", "(objectClass=user)", ldap3.SUBTREE, attributes=["1.1"])
+        dns = sorted(entry["dn"] for entry in conn.response if entry["type"] == "searchResEntry")[::3]
+        for number, dn in enumerate(dns):
+            values = {"extensionAttribute1": f"CC-{number:04d}", "extensionAttribute7": "Zürich · 東京 ✓"}
+            if number % 2:
+                values["extensionAttribute15"] = "x" * 1024
+            changes = {name: [(ldap3.MODIFY_REPLACE, [value])] for name, value in values.items()}
+            assert conn.modify(dn, changes), conn.result
+        return len(dns)
+    finally:
+        conn.unbind()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +66,16 @@ def dc(start_dc) -> SambaDC:
 def ad_users(dc: SambaDC) -> list[dict[str, Any]]:
     conn = dc.connect()
     try:
-        attributes = [*DIRECT, *COLLECTIONS, "c", "sAMAccountName", "mailNickname", "userAccountControl", "objectGUID"]
+        attributes = [
+            *DIRECT,
+            *COLLECTIONS,
+            *EXTENSIONS,
+            "c",
+            "sAMAccountName",
+            "mailNickname",
+            "userAccountControl",
+            "objectGUID",
+        ]
         conn.search(
             f"OU=Users,OU=AADSync,{dc.base_dn}",
             "(&(objectCategory=person)(objectClass=user))",
@@ -70,12 +100,14 @@ def expected_from_ad(raw: dict[str, list[bytes]]) -> dict[str, Any]:
     expected["mailNickname"] = one("mailNickname") or one("sAMAccountName").replace(" ", "")
     expected["accountEnabled"] = int(one("userAccountControl")) & 2 == 0
     expected["onPremisesImmutableId"] = base64.b64encode(raw["objectGUID"][0]).decode()
+    expected["onPremisesExtensionAttributes"] = {name: one(name) for name in EXTENSIONS}
     return expected
 
 
 def test_every_seeded_user_attribute_reaches_graph_as_the_rules_compute_it(dc, graph_server, tenant_verifying, store):
     tenant = tenant_verifying(MAIL_DOMAIN)
     hook = entra_hook_for(graph_server, tenant)
+    extended = with_extension_attributes(dc)
     assert run_ad_import(hook_for(dc), store, mode="full")["result"] == "success"
     synced = run_sync(store, load_sync_rules(), connector="ad", mode="full")
     assert synced.result == "success", [(e["code"], e["message"]) for e in store.run_errors(synced.run_id)][:5]
@@ -99,4 +131,8 @@ def test_every_seeded_user_attribute_reaches_graph_as_the_rules_compute_it(dc, g
         seen_empty += expected["streetAddress"] is None and expected["businessPhones"] != []
     # the seed covers what the issue asks: values at Graph's limits, other scripts, empty values, enabled accounts
     assert seen_limits and seen_unicode and seen_empty
+    extension_users = [
+        u for u in in_graph.values() if (u["onPremisesExtensionAttributes"] or {}).get("extensionAttribute1")
+    ]
+    assert len(extension_users) == extended
     assert sum(user["accountEnabled"] for user in in_graph.values()) == len(enabled_users(USERS)) == 54

@@ -7,9 +7,9 @@ another realm on its own loopback address and seeds both so such pairs exist, pl
 holding a member of the account forest (a foreign security principal).
 
 Samba's schema has no Exchange attributes: :func:`ensure_exchange_schema` adds ``msExchRecipientTypeDetails``,
-``msExchMasterAccountSid`` and ``mailNickname`` (as Exchange's schema extension does, with the same names and
-syntaxes but dev-only OIDs) to the ``mailRecipient`` auxiliary class of users, groups and contacts, over LDAP
-(``dsdb:schema update allowed`` is on in the dev DC's smb.conf; measured ~0.5 s).
+``msExchMasterAccountSid``, ``mailNickname`` and ``extensionAttribute1..15`` (as Exchange's schema extension does,
+with the same names and syntaxes but dev-only OIDs) to the ``mailRecipient`` auxiliary class of users, groups and
+contacts, over LDAP (``dsdb:schema update allowed`` is on in the dev DC's smb.conf; measured ~0.5 s).
 """
 
 from __future__ import annotations
@@ -63,6 +63,11 @@ _EXCHANGE_ATTRIBUTES = (
     ("ms-Exch-Recipient-Type-Details", "msExchRecipientTypeDetails", "1.3.6.1.4.1.99999.16.1", "2.5.5.16", 65),
     ("ms-Exch-Master-Account-Sid", "msExchMasterAccountSid", "1.3.6.1.4.1.99999.16.2", "2.5.5.17", 4),
     ("ms-Exch-Mail-Nickname", "mailNickname", "1.3.6.1.4.1.99999.16.3", "2.5.5.12", 64),
+    # Exchange's 15 custom attributes (Unicode), which the shipped rules export to onPremisesExtensionAttributes.
+    *(
+        (f"ms-Exch-Extension-Attribute-{n}", f"extensionAttribute{n}", f"1.3.6.1.4.1.99999.16.{10 + n}", "2.5.5.12", 64)
+        for n in range(1, 16)
+    ),
 )
 
 

@@ -54,6 +54,8 @@ AD_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("msDS-cloudExtensionAttribute1", kinds("user")),
     # The Multi-Geo data location (Windows Server 2019 schema; absent from Samba's, so never set in the dev world).
     Attribute("msDS-preferredDataLocation", kinds("user")),
+    # Exchange's custom attributes (Exchange schema; the dev world adds them to Samba's, see world/forests.py).
+    *(Attribute(f"extensionAttribute{n}", _MAIL) for n in range(1, 16)),
     Attribute("mail", _MAIL),
     Attribute("mailNickname", _MAIL),
     Attribute("proxyAddresses", _MAIL, multi_valued=True),

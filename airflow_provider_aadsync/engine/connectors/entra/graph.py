@@ -13,7 +13,7 @@ import string
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from airflow_provider_aadsync.engine.connectors.entra.schema import COLLECTION_PROPERTIES
+from airflow_provider_aadsync.engine.connectors.entra.schema import COLLECTION_PROPERTIES, NESTED_PROPERTIES
 from airflow_provider_aadsync.engine.runs.source import BatchRequest
 
 #: Graph's limits: requests per ``$batch``, link changes per request.
@@ -52,7 +52,11 @@ def graph_body(changes: Mapping[str, list[Any]]) -> dict[str, Any]:
     """Connector-space values as a Graph JSON body: collections as lists, other properties as one value or null."""
     body: dict[str, Any] = {}
     for name, values in changes.items():
-        if name in COLLECTION_PROPERTIES:
+        parent, _dot, member = name.partition(".")
+        if member and parent in NESTED_PROPERTIES:
+            # A member of an object property (onPremisesExtensionAttributes): Graph patches the members it names.
+            body.setdefault(parent, {})[member] = values[0] if values else None
+        elif name in COLLECTION_PROPERTIES:
             body[name] = list(values)
         else:
             body[name] = values[0] if values else None

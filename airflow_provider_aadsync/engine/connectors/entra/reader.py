@@ -14,6 +14,7 @@ from airflow_provider_aadsync.engine.connectors.entra.schema import (
     DEFAULT_GROUP_PROPERTIES,
     DEFAULT_USER_PROPERTIES,
     MEMBERS,
+    NESTED_PROPERTIES,
 )
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage, serialize_attrs
 from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list
@@ -124,9 +125,21 @@ def graph_attrs(item: dict[str, Any]) -> dict[str, list[Any]]:
     """A delta item's properties as connector-space attributes: every value a list, null an empty one."""
     return {
         key: [] if value is None else list(value) if type(value) is list else [value]
-        for key, value in item.items()
+        for key, value in flat_item(item).items()
         if "@" not in key  # @odata.type, members@delta
     }
+
+
+def flat_item(item: dict[str, Any]) -> dict[str, Any]:
+    """*item* with each object property of ``NESTED_PROPERTIES`` spread into ``parent.member`` attributes (the form
+    the rules write them in); unset members (Graph answers all 15 extension attributes, unset ones null) drop out."""
+    if not any(name in item for name in NESTED_PROPERTIES):
+        return item
+    flat = {key: value for key, value in item.items() if key not in NESTED_PROPERTIES}
+    for parent in NESTED_PROPERTIES:
+        for member, value in (item.get(parent) or {}).items():
+            flat[f"{parent}.{member}"] = value
+    return flat
 
 
 def _user_page(items: list[dict[str, Any]], errors: ErrorSink, page: ObjectPage) -> None:
@@ -141,7 +154,7 @@ def _user_page(items: list[dict[str, Any]], errors: ErrorSink, page: ObjectPage)
         elif "@removed" not in item:
             attrs = {
                 key: value if type(value) is list else [value]
-                for key, value in item.items()
+                for key, value in flat_item(item).items()
                 if value is not None and value != [] and "@" not in key
             }
             try:

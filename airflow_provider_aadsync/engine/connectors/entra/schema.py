@@ -33,6 +33,11 @@ _DATE_TIME = Limit(
 )
 _ASCII_MAIL = Limit(pattern=r"[\x21-\x7e]+@[\x21-\x7e]+", shape="an e-mail address in ASCII characters")
 
+#: The Graph object property holding the 15 Exchange custom attributes (``extensionAttribute1`` .. ``15``).
+EXTENSION_ATTRIBUTES = "onPremisesExtensionAttributes"
+#: Graph properties whose value is an object: the connector space holds each member as ``parent.member``.
+NESTED_PROPERTIES: frozenset[str] = frozenset({EXTENSION_ATTRIBUTES})
+
 #: The connector-space attribute that holds group members (reference rows).
 MEMBERS = "members"
 
@@ -78,12 +83,17 @@ GRAPH_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("country", _USER, limit=_most(128)),
     Attribute("preferredLanguage", _USER, limit=_LANGUAGE),
     Attribute("preferredDataLocation", _USER),
+    # Exchange's custom attributes, members of one Graph object: written and read as "parent.member" (graph.py nests
+    # them, the reader flattens them). Graph lets an app write them on cloud users only (onPremisesSyncEnabled not
+    # true), which the users this product creates are.
+    *(Attribute(f"{EXTENSION_ATTRIBUTES}.extensionAttribute{n}", _USER, limit=_most(1024)) for n in range(1, 16)),
 )
 
 
 def select_of(object_type: str) -> tuple[str, ...]:
     """The default ``$select`` of one object type: its imported properties, in catalog order."""
-    return tuple(a.name for a in GRAPH_ATTRIBUTES if a.imported and object_type in a.object_types)
+    names = (a.name.partition(".")[0] for a in GRAPH_ATTRIBUTES if a.imported and object_type in a.object_types)
+    return tuple(dict.fromkeys(names))  # a nested object's members are selected by their parent, once
 
 
 DEFAULT_USER_PROPERTIES: tuple[str, ...] = select_of("user")

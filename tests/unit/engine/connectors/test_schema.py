@@ -30,7 +30,8 @@ def test_ad_default_attribute_list_is_todays():
         "givenName", "sn", "initials", "description", "department", "title", "company", "employeeID",
         "telephoneNumber", "mobile", "physicalDeliveryOfficeName", "streetAddress", "l", "st", "postalCode", "c",
         "co", "facsimileTelephoneNumber", "employeeType", "preferredLanguage", "otherMailbox",
-        "msDS-cloudExtensionAttribute1", "msDS-preferredDataLocation", "mail", "mailNickname", "proxyAddresses",
+        "msDS-cloudExtensionAttribute1", "msDS-preferredDataLocation",
+        *(f"extensionAttribute{n}" for n in range(1, 16)), "mail", "mailNickname", "proxyAddresses",
         "userAccountControl", "isCriticalSystemObject",
         "msExchRecipientTypeDetails", "msExchMasterAccountSid", "mS-DS-ConsistencyGuid", "groupType",
         "adminDescription", "info", "member", "manager", "managedBy",
@@ -67,7 +68,7 @@ def test_graph_select_text_is_todays():
         "id,userPrincipalName,displayName,givenName,surname,mail,mailNickname,otherMails,proxyAddresses,jobTitle,"
         "department,companyName,employeeId,accountEnabled,usageLocation,onPremisesImmutableId,onPremisesSyncEnabled,"
         "businessPhones,employeeType,employeeHireDate,officeLocation,mobilePhone,faxNumber,streetAddress,city,state,"
-        "postalCode,country,preferredLanguage,preferredDataLocation"
+        "postalCode,country,preferredLanguage,preferredDataLocation,onPremisesExtensionAttributes"
     )
     assert ",".join(entra.DEFAULT_GROUP_PROPERTIES) == (
         "id,displayName,description,mail,mailEnabled,mailNickname,securityEnabled,groupTypes,proxyAddresses,"
@@ -181,3 +182,28 @@ def test_shipped_rules_name_only_attributes_the_lists_know():
         checked += len(names)
         unknown += [f"{rule.name}: {name}" for name in sorted(names) if name.lower() not in known]
     assert checked > 60 and unknown == []
+
+
+def test_extension_attributes_are_nested_for_graph_and_flattened_from_it():
+    from airflow_provider_aadsync.engine.connectors.entra.graph import graph_body
+    from airflow_provider_aadsync.engine.connectors.entra.reader import graph_attrs
+
+    changes = {
+        "onPremisesExtensionAttributes.extensionAttribute1": ["Cost centre 42"],
+        "onPremisesExtensionAttributes.extensionAttribute15": [],
+        "city": ["Kraków"],
+    }
+    assert graph_body(changes) == {
+        "onPremisesExtensionAttributes": {"extensionAttribute1": "Cost centre 42", "extensionAttribute15": None},
+        "city": "Kraków",
+    }
+    item = {
+        "id": "1",
+        "onPremisesExtensionAttributes": {"extensionAttribute1": "Cost centre 42", "extensionAttribute2": None},
+    }
+    assert graph_attrs(item) == {
+        "id": ["1"],
+        "onPremisesExtensionAttributes.extensionAttribute1": ["Cost centre 42"],
+        "onPremisesExtensionAttributes.extensionAttribute2": [],
+    }
+    assert entra.SCHEMA.invalid_values({"onPremisesExtensionAttributes.extensionAttribute3": ["x" * 1025]})

@@ -31,6 +31,8 @@ FULL = {
     "msDS-preferredDataLocation": "EUR",
     "title": "Engineer",
     "department": "R&D",
+    "extensionAttribute1": "Cost centre 42",
+    "extensionAttribute15": "Ünïcode ✓",
 }
 EXPECTED = {
     "companyName": ["Contoso Ltd"],
@@ -53,6 +55,8 @@ EXPECTED = {
     "jobTitle": ["Engineer"],
     "department": ["R&D"],
     "mailNickname": ["user1"],
+    "onPremisesExtensionAttributes.extensionAttribute1": ["Cost centre 42"],
+    "onPremisesExtensionAttributes.extensionAttribute15": ["Ünïcode ✓"],
 }
 
 
