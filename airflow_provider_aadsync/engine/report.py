@@ -388,18 +388,24 @@ def needs_a_person(store: Store, run_ids: Sequence[int], *, max_rows: int = 100)
     """The rows a person must look at, from the sync manager's own queries (engine/browse): every per-object error
     (run, DN, anchor, code, message) and every duplicate-attribute conflict (run, DN, attribute, conflicting value,
     placeholder given) of ``run_ids``, each table capped at ``max_rows`` with a line saying how many more and where
-    to see them."""
-    from airflow_provider_aadsync.engine.browse.runs import run_detail
+    to see them. The conflicts come from the sync manager's own query (engine/browse/common.py)."""
+    import sqlalchemy as sa
+
+    from airflow_provider_aadsync.engine.browse.common import conflicts as conflict_rows
+    from airflow_provider_aadsync.engine.store import export_conflict, run_error
 
     errors: list[dict[str, Any]] = []
     conflicts: list[dict[str, Any]] = []
     error_total = conflict_total = 0
     for run_id in run_ids:
-        detail = run_detail(store, run_id, error_limit=max(1, max_rows))
-        error_total += detail["errors_total"]
-        conflict_total += len(detail["conflicts"])
-        errors += [{"run": run_id, **row} for row in detail["errors"]]
-        conflicts += [{"run": run_id, **row} for row in detail["conflicts"]]
+        with store.engine.connect() as connection:
+            error_total += connection.execute(
+                sa.select(sa.func.count()).select_from(run_error).where(run_error.c.run_id == run_id)
+            ).scalar_one()
+            found = conflict_rows(connection, export_conflict.c.run_id == run_id)
+        conflict_total += len(found)
+        errors += [{"run": run_id, **row} for row in store.run_errors(run_id, limit=max(1, max_rows))]
+        conflicts += [{"run": run_id, **row} for row in found]
     if not error_total and not conflict_total:
         return "## Needs a person\n\nNo per-object errors and no duplicate-attribute conflicts.\n"
     ids = " ".join(str(run_id) for run_id in run_ids)
