@@ -1,13 +1,15 @@
-"""The sync cycle as Airflow DAGs, in the product's order: import AD → import Entra ID → sync AD → sync Entra ID →
-export to Entra ID, then the run report.
+"""The DAG factory: the sync cycle in the product's order (import AD → import Entra ID → sync AD → sync Entra ID →
+export to Entra ID, then the run report), importable so users can build their own DAGs from it. The shipped DAGs
+(``aadsync_cycle`` every 30 minutes, ``aadsync_full`` by hand) are ``dags/aadsync.py``, a thin composition::
 
-- ``aadsync_cycle``: a delta cycle every 30 minutes (one run at a time, no catch-up). A delta whose watermark is
-  missing or too old, or a sync after the rule set changed, runs as a full one by itself, and the report says why.
-- ``aadsync_full``: the initial / full cycle, triggered by hand: full imports and full syncs, then the export.
+    from airflow_provider_aadsync.dag_factory import common_params, connectors_from_variable, sync_cycle_dag
 
-Both take the same params in the trigger form (staging, deletion threshold, endpoint, preview of one object; the
-cycle also takes ``mode``) and read their configuration from Airflow Variables with defaults that work in the local
-dev environment; see the README's "The DAGs" section.
+    connectors = connectors_from_variable()
+    my_dag = sync_cycle_dag("my_cycle", schedule=None, mode="full", params=common_params(connectors),
+                            doc="...", connectors=connectors)
+
+Settings that decide a DAG's shape (pool, retries, the connectors file) are read when a function here is called, i.e.
+when the DAG file is parsed; everything else is a template read when a task runs (see the README's "The DAGs").
 """
 
 from __future__ import annotations
@@ -48,20 +50,28 @@ def variable(name: str, default: str) -> str:
     return f"{{{{ var.value.get('{name}', '{default}') }}}}"
 
 
-GRAPH_WRITER_POOL = parse_time_setting("aadsync_graph_writer_pool", "default_pool")
-RETRIES = int(parse_time_setting("aadsync_retries", "2"))
-RETRY_DELAY = dt.timedelta(seconds=float(parse_time_setting("aadsync_retry_delay_seconds", "60")))
-#: While another DAG run holds the sync instance, the first task waits (reschedule mode: no worker slot between pokes).
-INSTANCE_POKE_SECONDS = float(parse_time_setting("aadsync_instance_poke_seconds", "30"))
-INSTANCE_WAIT = dt.timedelta(minutes=float(parse_time_setting("aadsync_instance_wait_minutes", "120")))
+def graph_writer_pool() -> str:
+    """The pool capping the tasks that write to Graph at once, across DAGs (Variable aadsync_graph_writer_pool)."""
+    return parse_time_setting("aadsync_graph_writer_pool", "default_pool")
 
-#: The connectors configuration (YAML; README "Several forests"), read when this file is parsed because it decides the
-#: DAGs' shape: one import and one sync task per AD connector. Empty: the single connector ``ad`` as always. Airflow
-#: advises environment variables for what top-level code reads (no metadata DB query per parse): set it as
-#: ``AIRFLOW_VAR_AADSYNC_CONNECTORS_FILE``. An invalid file raises here, so the DAG import error names the file, the
-#: key and the line, and no run starts with half a scope.
-CONNECTORS_FILE = parse_time_setting("aadsync_connectors_file", "")
-CONNECTORS = load_connectors_config(CONNECTORS_FILE) if CONNECTORS_FILE else None
+
+def instance_wait() -> tuple[float, dt.timedelta]:
+    """While another DAG run holds the sync instance the first task waits (reschedule mode: no worker slot between
+    pokes): the poke interval in seconds and the longest wait."""
+    poke = float(parse_time_setting("aadsync_instance_poke_seconds", "30"))
+    return poke, dt.timedelta(minutes=float(parse_time_setting("aadsync_instance_wait_minutes", "120")))
+
+
+def connectors_from_variable() -> ConnectorsConfig | None:
+    """The connectors configuration (YAML; README "Several forests") named by the Variable aadsync_connectors_file,
+    read when the DAG file is parsed because it decides the DAGs' shape: one import and one sync task per AD
+    connector. Empty: None, the single connector ``ad`` as always. Airflow advises environment variables for what
+    top-level code reads (no metadata DB query per parse): set it as ``AIRFLOW_VAR_AADSYNC_CONNECTORS_FILE``. An
+    invalid file raises here, so the DAG import error names the file, the key and the line, and no run starts with
+    half a scope."""
+    path = parse_time_setting("aadsync_connectors_file", "")
+    return load_connectors_config(path) if path else None
+
 
 AD_CONN_ID = variable("aadsync_ad_conn_id", "aadsync_ad")
 ENTRA_CONN_ID = variable("aadsync_entra_conn_id", "aadsync_entra")
@@ -118,95 +128,102 @@ def preview_connectors(connectors: ConnectorsConfig | None) -> list[str]:
     return [name for name, _, _ in ad_connectors(connectors)] + [connectors.entra.name if connectors else "entra"]
 
 
-COMMON_PARAMS: dict[str, Param] = {
-    "staging": Param(
-        False,
-        type="boolean",
-        title="Staging",
-        description="Import and synchronize, store the export plan, write nothing to Entra ID "
-        "(the report lists what an export would write).",
-    ),
-    "deletion_threshold": Param(
-        None,
-        type=["null", "integer"],
-        minimum=0,
-        title="Deletion threshold for this run",
-        description="More pending deletes than this stop the export before any write. Empty: the Variable "
-        f"aadsync_deletion_threshold, else {defaults.DELETION_THRESHOLD}.",
-    ),
-    "confirm_mass_removal": Param(
-        False,
-        type="boolean",
-        title="Confirm a mass removal",
-        description="Let the imports apply deletes their guard stopped (stopped-deletion-threshold-exceeded: more "
-        f"than the Variable aadsync_import_deletion_threshold, else {defaults.IMPORT_DELETION_THRESHOLD}, or more "
-        f"than aadsync_import_deletion_share, else {defaults.IMPORT_DELETION_SHARE * 100:g} %, of a connector space, "
-        "or a full import that saw nothing). Check the stopped run's detail first.",
-    ),
-    "disable_threshold": Param(
-        None,
-        type=["null", "integer"],
-        minimum=0,
-        title="Disable threshold for this run",
-        description="More accounts disabled (accountEnabled true → false) than this stop the export before any "
-        f"write. Empty: the Variable aadsync_disable_threshold, else {defaults.DISABLE_THRESHOLD}.",
-    ),
-    "member_removal_threshold": Param(
-        None,
-        type=["null", "integer"],
-        minimum=0,
-        title="Member removal threshold for this run",
-        description="More group member removals than this stop the exports before any write. Empty: the Variable "
-        f"aadsync_member_removal_threshold, else {defaults.MEMBER_REMOVAL_THRESHOLD}.",
-    ),
-    "member_removal_group_percent": Param(
-        None,
-        type=["null", "integer"],
-        minimum=0,
-        maximum=100,
-        title="Per-group member removal share (%) for this run",
-        description="A group of 20 or more members losing more than this share of them stops the exports before "
-        "any write (100 lets any share through). Empty: the Variable aadsync_member_removal_group_percent, else "
-        f"{defaults.MEMBER_REMOVAL_GROUP_PERCENT}.",
-    ),
-    "endpoint": Param(
-        "v2",
-        type="string",
-        enum=["v2", "v1"],
-        title="Group member limit",
-        description="v2: groups of up to 250,000 members (the V2 endpoint's capability); v1: 50,000. A group above "
-        "the limit is a per-object sync error, never a truncated group. Changing it changes the rule set, so the "
-        "next sync of each connector is a full one.",
-    ),
-    "preview_connector": Param(
-        preview_connectors(CONNECTORS)[0],
-        type="string",
-        enum=preview_connectors(CONNECTORS),
-        title="Preview: connector",
-        description="Connector space of the object to preview.",
-    ),
-    "preview_dn": Param(
-        None,
-        type=["null", "string"],
-        title="Preview: DN",
-        description="Preview what sync would do with this object (rules in scope, join, flows, exports) instead of "
-        "running the cycle: the run writes nothing. Give a DN or an anchor, not both.",
-    ),
-    "preview_anchor": Param(
-        None,
-        type=["null", "string"],
-        title="Preview: anchor",
-        description="As the DN, by anchor (AD: objectGUID; Entra ID: object id).",
-    ),
-}
+def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param]:
+    """The trigger form's params both shipped DAGs take (the cycle adds ``mode``); the preview offers the
+    connector spaces of ``connectors``."""
+    return {
+        "staging": Param(
+            False,
+            type="boolean",
+            title="Staging",
+            description="Import and synchronize, store the export plan, write nothing to Entra ID "
+            "(the report lists what an export would write).",
+        ),
+        "deletion_threshold": Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            title="Deletion threshold for this run",
+            description="More pending deletes than this stop the export before any write. Empty: the Variable "
+            f"aadsync_deletion_threshold, else {defaults.DELETION_THRESHOLD}.",
+        ),
+        "confirm_mass_removal": Param(
+            False,
+            type="boolean",
+            title="Confirm a mass removal",
+            description="Let the imports apply deletes their guard stopped (stopped-deletion-threshold-exceeded: more "
+            f"than the Variable aadsync_import_deletion_threshold, else {defaults.IMPORT_DELETION_THRESHOLD}, or more "
+            f"than aadsync_import_deletion_share, else {defaults.IMPORT_DELETION_SHARE * 100:g} %, of a connector "
+            "space, or a full import that saw nothing). Check the stopped run's detail first.",
+        ),
+        "disable_threshold": Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            title="Disable threshold for this run",
+            description="More accounts disabled (accountEnabled true → false) than this stop the export before any "
+            f"write. Empty: the Variable aadsync_disable_threshold, else {defaults.DISABLE_THRESHOLD}.",
+        ),
+        "member_removal_threshold": Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            title="Member removal threshold for this run",
+            description="More group member removals than this stop the exports before any write. Empty: the Variable "
+            f"aadsync_member_removal_threshold, else {defaults.MEMBER_REMOVAL_THRESHOLD}.",
+        ),
+        "member_removal_group_percent": Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            maximum=100,
+            title="Per-group member removal share (%) for this run",
+            description="A group of 20 or more members losing more than this share of them stops the exports before "
+            "any write (100 lets any share through). Empty: the Variable aadsync_member_removal_group_percent, else "
+            f"{defaults.MEMBER_REMOVAL_GROUP_PERCENT}.",
+        ),
+        "endpoint": Param(
+            "v2",
+            type="string",
+            enum=["v2", "v1"],
+            title="Group member limit",
+            description="v2: groups of up to 250,000 members (the V2 endpoint's capability); v1: 50,000. A group above "
+            "the limit is a per-object sync error, never a truncated group. Changing it changes the rule set, so the "
+            "next sync of each connector is a full one.",
+        ),
+        "preview_connector": Param(
+            preview_connectors(connectors)[0],
+            type="string",
+            enum=preview_connectors(connectors),
+            title="Preview: connector",
+            description="Connector space of the object to preview.",
+        ),
+        "preview_dn": Param(
+            None,
+            type=["null", "string"],
+            title="Preview: DN",
+            description="Preview what sync would do with this object (rules in scope, join, flows, exports) instead of "
+            "running the cycle: the run writes nothing. Give a DN or an anchor, not both.",
+        ),
+        "preview_anchor": Param(
+            None,
+            type=["null", "string"],
+            title="Preview: anchor",
+            description="As the DN, by anchor (AD: objectGUID; Entra ID: object id).",
+        ),
+    }
 
-DEFAULT_ARGS: dict[str, Any] = {
-    "retries": RETRIES,
-    "retry_delay": RETRY_DELAY,
-    "retry_exponential_backoff": 2.0,
-    "max_retry_delay": dt.timedelta(minutes=30),
-    "on_failure_callback": on_task_failure,
-}
+
+def default_args() -> dict[str, Any]:
+    """Retries (Variables aadsync_retries, aadsync_retry_delay_seconds, read at parse time) with exponential backoff,
+    and the shipped failure hook."""
+    return {
+        "retries": int(parse_time_setting("aadsync_retries", "2")),
+        "retry_delay": dt.timedelta(seconds=float(parse_time_setting("aadsync_retry_delay_seconds", "60"))),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": dt.timedelta(minutes=30),
+        "on_failure_callback": on_task_failure,
+    }
 
 
 def sync_cycle_dag(
@@ -228,10 +245,11 @@ def sync_cycle_dag(
         (``SmtpNotifier``, ``SlackNotifier``, any ``BaseNotifier``) or callables taking the task context.
     """
     store = {"store_url": STORE_URL, "store_conn_id": STORE_CONN_ID, "instance": INSTANCE}
-    default_args = dict(DEFAULT_ARGS)
+    args = default_args()
     if on_failure_callback is not None:
         extra = [on_failure_callback] if callable(on_failure_callback) else list(on_failure_callback)
-        default_args["on_failure_callback"] = [on_task_failure, *extra]
+        args["on_failure_callback"] = [on_task_failure, *extra]
+    poke_seconds, wait = instance_wait()
     with DAG(
         dag_id=dag_id,
         schedule=schedule,
@@ -239,7 +257,7 @@ def sync_cycle_dag(
         catchup=False,
         max_active_runs=1,  # with the store lock: two runs of one sync instance never interleave
         params=params,
-        default_args=default_args,
+        default_args=args,
         doc_md=doc,
         tags=["aadsync"],
     ) as dag:
@@ -267,8 +285,8 @@ def sync_cycle_dag(
         # (aadsync_cycle and aadsync_full) waits here, and the report (the teardown) releases it.
         acquire = InstanceLockSensor(
             task_id="acquire_instance",
-            poke_interval=INSTANCE_POKE_SECONDS,
-            timeout=INSTANCE_WAIT.total_seconds(),
+            poke_interval=poke_seconds,
+            timeout=wait.total_seconds(),
             retries=0,  # it waits by itself; giving up is final and names the holder
             **store,
         )
@@ -326,7 +344,7 @@ def sync_cycle_dag(
             staging="{{ params.staging }}",
             deletion_threshold=DELETION_THRESHOLD,
             **GUARDS,
-            pool=GRAPH_WRITER_POOL,  # caps the tasks writing to Graph at once, across DAGs
+            pool=graph_writer_pool(),  # caps the tasks writing to Graph at once, across DAGs
             **store,
         )
         export_ad = ADExportOperator(
@@ -349,36 +367,3 @@ def sync_cycle_dag(
         chain(acquire, *imports, import_entra, *syncs, sync_entra, export_entra, export_ad)
         export_ad >> report.as_teardown(setups=acquire)
     return dag
-
-
-aadsync_cycle = sync_cycle_dag(
-    "aadsync_cycle",
-    schedule=dt.timedelta(minutes=30),
-    mode="{{ params.mode }}",
-    params={
-        "mode": Param(
-            "delta",
-            type="string",
-            enum=["delta", "full"],
-            title="Mode",
-            description="delta: the changes since the last run (DirSync, Graph delta query, objects with pending "
-            "imports); full: read and evaluate everything.",
-        ),
-        **COMMON_PARAMS,
-    },
-    connectors=CONNECTORS,
-    doc="""The delta sync cycle, every 30 minutes: import AD → import Entra ID → sync AD → sync Entra ID → export to
-Entra ID → report. A delta without a usable watermark (none yet, older than its lifetime, rejected) or after a rule
-set change runs as a full one, and the report says why. Trigger it with params for a full cycle, a staging run or
-the preview of one object.""",
-)
-
-aadsync_full = sync_cycle_dag(
-    "aadsync_full",
-    schedule=None,
-    mode="full",
-    params=dict(COMMON_PARAMS),
-    connectors=CONNECTORS,
-    doc="""The initial / full sync cycle, triggered by hand: full import of AD and Entra ID, full sync of both,
-export to Entra ID, report. Run it first, and after changing the configuration.""",
-)

@@ -211,3 +211,16 @@ def test_an_invalid_connectors_file_is_a_dag_import_error_naming_the_file_key_an
     (error,) = bag.import_errors.values()
     assert str(path) in error and "line 5" in error, error
     assert "ad[0].partitions[0]:" in error and "is not inside the partition" in error, error
+
+
+def test_the_dag_factory_is_importable_and_the_dag_file_is_a_thin_composition():
+    """Users build their own DAGs from the package's factory; dags/aadsync.py only composes it."""
+    from airflow_provider_aadsync.dag_factory import common_params, sync_cycle_dag
+
+    dag = sync_cycle_dag("my_cycle", schedule=None, mode="full", params=common_params(), doc="mine")
+    assert dag.dag_id == "my_cycle" and dag.get_task("report").is_teardown
+    assert [t for t in CYCLE if t in dag.task_ids] == CYCLE
+    assert dag.params["preview_connector"] == "ad"  # no connectors configuration: the one connector ad
+    shipped = (REPO / "dags" / "aadsync.py").read_text(encoding="utf-8")
+    assert "from airflow_provider_aadsync.dag_factory import" in shipped and len(shipped.splitlines()) < 80
+    assert "Operator(" not in shipped  # the tasks are the factory's

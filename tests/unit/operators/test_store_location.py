@@ -4,7 +4,6 @@ password is masked in rendered fields and logs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -74,9 +73,8 @@ def test_a_password_in_store_url_is_masked_in_the_rendered_field(capsys):
 
 
 def test_the_dag_factory_takes_notifiers_and_no_variable_names_code():
-    spec = importlib.util.spec_from_file_location("aadsync_dags_under_test", REPO / "dags" / "aadsync.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from airflow_provider_aadsync import dag_factory as module
+
     calls = []
     dag = module.sync_cycle_dag(
         "aadsync_paged", schedule=None, mode="full", params={}, doc="", on_failure_callback=calls.append
@@ -84,7 +82,7 @@ def test_the_dag_factory_takes_notifiers_and_no_variable_names_code():
     task = dag.get_task("export_entra")
     assert task.on_failure_callback == [module.on_task_failure, calls.append]
     assert task.store_conn_id == "{{ var.value.get('aadsync_store_conn_id', '') }}"
-    assert "aadsync_on_failure_callback" not in (REPO / "dags" / "aadsync.py").read_text()
+    assert "aadsync_on_failure_callback" not in (REPO / "airflow_provider_aadsync" / "dag_factory.py").read_text()
 
 
 def test_reports_are_saved_owner_only(tmp_path, monkeypatch):
