@@ -1,7 +1,8 @@
 """The Celery deployment as local processes (issue 19): Redis, PostgreSQL (Airflow's metadata DB and the sync store),
 the api-server, scheduler, dag-processor, triggerer and two Celery workers. ``aadsync_full`` triggered through the
 REST API succeeds against the real DC and the Graph emulator; its tasks ran on both workers; the store it wrote is
-the PostgreSQL database; Entra ID ends with the directory's state."""
+the PostgreSQL database; Entra ID ends with the directory's state (~60 s here). Marked slow (``-m slow``): a worker
+SIGKILLed during ``export_entra`` of ``aadsync_cycle``, and the retry on the other worker ends exact."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from aadsync_devkit.world.airflow_celery import STORE_DB, CeleryAirflow
+from aadsync_devkit.world.demo import make_demo_changes
 from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.store import Store
 from tests.support.airflow_world import airflow_world, new_tenant
@@ -46,9 +48,14 @@ def celery(dc, graph_server, tenant, postgres_server, tmp_path_factory) -> Itera
         dc,
         graph_server,
         tenant,
-        variables={"aadsync_instance": INSTANCE, "aadsync_retries": "0"},
+        variables={"aadsync_instance": INSTANCE, "aadsync_retries": "1", "aadsync_retry_delay_seconds": "1"},
     )
-    deployment = CeleryAirflow(world, postgres_server, concurrency=1)
+    # a task whose worker died is failed (and retried) after 10 s without a heartbeat, not Airflow's 5 minutes
+    env = {
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "10",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+    }
+    deployment = CeleryAirflow(world, postgres_server, concurrency=1, env=env)
     started = time.monotonic()
     deployment.start(timeout=300)
     print(f"Celery deployment up in {time.monotonic() - started:.1f} s: {deployment.status()['services']}")
@@ -85,3 +92,44 @@ def test_aadsync_full_through_the_rest_api_runs_on_both_workers_into_the_postgre
     assert graph_state(entra_hook_for(graph_server, tenant)) == ad_state(dc)
     logs = "".join(path.read_text(errors="replace") for path in celery.log_dir.glob("*.log"))
     assert dc.admin_password not in logs and GRAPH_SECRET not in logs
+
+
+@pytest.mark.slow  # ~75 s more (the delta cycle, 10 s heartbeat timeout, the retry): over CI's budget; -m slow
+def test_a_worker_killed_during_export_entra_the_retry_runs_on_the_other_worker_and_ends_exact(
+    celery, dc, graph_server, tenant
+):
+    """After the full run: the demo's AD changes, then ``aadsync_cycle`` with a slow Graph; while ``export_entra``
+    runs, its worker's whole session gets SIGKILL (a machine lost). The scheduler fails the task for its missing
+    heartbeat, Airflow retries it on the surviving worker, and Entra ends with the directory's state."""
+    dag_id = "aadsync_cycle"
+    if not any(run["state"] == "success" for run in celery.api("GET", f"/dags/{DAG_ID}/dagRuns")["dag_runs"]):
+        celery.unpause(DAG_ID)  # alone (-m slow): the full run first, as the test above does
+        full = celery.trigger(DAG_ID)
+        assert celery.wait_for_run(DAG_ID, full, timeout=600)["state"] == "success", celery.log_tail()
+    make_demo_changes(dc)
+    settings = f"{graph_server.base_url}/_emulator/settings"
+    try:
+        celery.unpause(dag_id)
+        started = time.monotonic()
+        run_id = celery.trigger(dag_id)
+        # Graph slow only once the Entra import is done: the export's calls take seconds, the import's do not
+        while celery.task_states(dag_id, run_id).get("import_entra", (None, 0))[0] != "success":
+            assert time.monotonic() - started < 300, f"import_entra not done: {celery.task_states(dag_id, run_id)}"
+            time.sleep(0.2)
+        httpx.put(settings, json={"latencyMs": 1500}, verify=trust(graph_server))
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/export_entra"
+        while (export := celery.api("GET", path, expect=(200, 404)) or {}).get("state") != "running":
+            assert time.monotonic() - started < 300, f"export_entra never ran: {celery.task_states(dag_id, run_id)}"
+            time.sleep(0.2)
+        killed = export["hostname"].split("@", 1)[0]
+        time.sleep(1)  # into the export's Graph calls
+        celery.kill_worker(killed)
+        print(f"SIGKILL {killed} during export_entra after {time.monotonic() - started:.1f} s")
+    finally:
+        httpx.put(settings, json={"latencyMs": None}, verify=trust(graph_server))
+    run = celery.wait_for_run(dag_id, run_id, timeout=600)
+    print(f"{dag_id} with a worker killed: {time.monotonic() - started:.1f} s")
+    export = celery.api("GET", path)
+    assert run["state"] == "success", f"{celery.task_states(dag_id, run_id)}{celery.log_tail()}"
+    assert export["try_number"] == 2 and export["hostname"].split("@", 1)[0] != killed, export
+    assert graph_state(entra_hook_for(graph_server, tenant)) == ad_state(dc)
