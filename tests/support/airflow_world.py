@@ -39,8 +39,20 @@ def airflow_world(root: Path, dc: SambaDC, graph_server, tenant: dict, *, variab
             "aadsync_entra": json.loads(entra_connection(graph_server, tenant).as_json()),
         },
         variables=variables,
-        env={"AADSYNC_HOME": str(root / "aadsync"), "PYTHONPATH": str(REPO)},
+        env={"AADSYNC_HOME": str(root / "aadsync"), **repository_on_path()},
     )
+
+
+def repository_on_path() -> dict[str, str]:
+    """PYTHONPATH for Airflow's processes: the repository, unless it is the checkout installed in the venv.
+
+    A git worktree run needs its own code first on the path. The installed checkout must not be put there: its
+    in-tree ``airflow_provider_aadsync.egg-info`` (which ``pip install -e`` leaves) would make a second copy of the
+    distribution visible, and Airflow would then refuse the sync manager's entry-point plugin as "already registered".
+    """
+    if (REPO / "airflow_provider_aadsync.egg-info").is_dir():
+        return {}
+    return {"PYTHONPATH": str(REPO)}
 
 
 def main_store(airflow: LocalAirflow, instance: str = "main") -> Store:
