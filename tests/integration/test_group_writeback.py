@@ -11,7 +11,7 @@ from aadsync_devkit.world.seed import DEV_WRITEBACK_OU, MAIL_DOMAIN
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings, run_ad_export
 from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
 from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export
-from airflow_provider_aadsync.engine.store import cs_reference, link, pending_export
+from airflow_provider_aadsync.engine.store import Store, cs_reference, link, pending_export
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
@@ -297,3 +297,36 @@ def test_an_object_we_did_not_create_at_the_target_dn_is_never_adopted_nor_writt
     assert refused(retried)["adminDescription"] == [f"Group_{other_id}".encode()]
     assert retried.counters["ldap_writes"] == 1, retried.counters  # the refused add, nothing else
     assert ad.object_guid(dn) == foreign
+
+
+def test_a_rebuilt_store_rejoins_the_written_back_group_and_writes_nothing_to_ad(store, world, tmp_path):
+    """The store lost (or a second instance): a full cycle on a new store finds the AD group an earlier export wrote
+    by its writeback mark (adminDescription) and joins it instead of adding a second; AD gets no write, and a later
+    cloud change reaches the same AD group."""
+    graph, ad, rules, users = world
+    members = sorted(users)[:3]
+    group_id = m365_group(graph, "Rebuilt Team", members)
+    assert cycle(store, graph, ad, rules)[2].counters["group_adds"] == 1
+    guid, _attrs = written_back(ad, group_id)
+
+    with Store.open(f"sqlite:///{tmp_path / 'rebuilt.sqlite'}", instance="rebuilt") as rebuilt:
+        assert run_ad_import(ad, rebuilt, mode="full")["result"] == "success"
+        assert import_entra(graph, rebuilt, connector="entra", mode="full").result == "success"
+        assert run_sync(rebuilt, rules, connector="ad", mode="full").result == "success"
+        entra_sync = run_sync(rebuilt, rules, connector="entra", mode="full")
+        assert entra_sync.result == "success" and entra_sync.counters["rejoined"] == 1, entra_sync.counters
+        export = run_ad_export(rebuilt, ad)
+        assert export.result == "success" and export.counters["ldap_writes"] == 0, export.counters
+        with rebuilt.engine.connect() as connection:
+            assert (
+                connection.execute(
+                    sa.select(link.c.link_type).where(link.c.connector == "ad", link.c.anchor == guid)
+                ).scalar()
+                == "provision"
+            )  # a provision link: a hard delete in the cloud still removes it
+
+        graph.request("PATCH", f"/groups/{group_id}", json={"description": "after the rebuild"})
+        _a, _e, changed = cycle(rebuilt, graph, ad, rules)
+        assert changed.result == "success" and changed.counters["ldap_writes"] == 1, changed.counters
+    assert written_back(ad, group_id) == (guid, {**_attrs, "description": [b"after the rebuild"]})
+    assert sorted(members_in_ad(ad, guid)) == sorted(users[m] for m in members)

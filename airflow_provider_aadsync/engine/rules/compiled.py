@@ -224,6 +224,12 @@ def compile_rule(
             )
         )
 
+    if rule.rejoin_on is not None:
+        if rule.direction is not Direction.OUTBOUND or rule.link_type is not LinkType.PROVISION:
+            found.append((("rejoin_on",), "rejoin_on is for outbound Provision rules"))
+        elif rule.rejoin_on.casefold() not in targets:
+            found.append((("rejoin_on",), f"{rule.rejoin_on!r} is not a target of this rule's flows"))
+
     if problems is not None:
         problems.extend(found)
     elif found:

@@ -163,6 +163,11 @@ class SyncRuleModel(_Strict):
     #: An attribute that, when True, says another sync engine still masters the object (Graph's
     #: onPremisesSyncEnabled): such an object is never joined, a per-object error instead.
     held_by_other_engine: _Name | None = None
+    #: Outbound Provision rules only: a target attribute this rule writes that marks the object in the target
+    #: directory (group writeback's adminDescription "Group_<objectId>"). Before provisioning, an unjoined
+    #: connector-space object of the target type that already holds the same value is joined instead of a second
+    #: object being created: a rebuilt store, or a second instance, finds what an earlier export made.
+    rejoin_on: _Name | None = None
     flows: list[FlowModel] = Field(default_factory=list)
 
     @field_validator("direction", mode="before")

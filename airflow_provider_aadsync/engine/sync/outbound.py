@@ -149,6 +149,7 @@ class Outbound:
         provisioning = [r for r in rules if r.rule.link_type == "Provision"]
         current = self._load_cs(connector, [links[(m, connector)][0] for m in mv_ids if (m, connector) in links])
         in_scope_of = members_by_rule(scope)
+        unjoined = _Unjoined(self.state, connector)
         staged: list[tuple[str, str, str, str, dict[str, list[Any]]]] = []
         new_objects: list[dict[str, Any]] = []
         new_links: list[dict[str, Any]] = []
@@ -167,6 +168,23 @@ class Outbound:
                     continue
                 desired, dn, references = self._desired(in_scope, outcomes, mv_id)
                 if self._refused(connector, target_schema, mv_id, loaded, links, desired):
+                    continue
+                found = self._rejoinable(connector, provision_rule, desired, unjoined)
+                if found is not None:
+                    anchor, stored = found
+                    new_links.append(
+                        {**self.joins.link_row(anchor, mv_id, provision_rule, "provision"), "connector": connector}
+                    )
+                    self.state.note(
+                        "exports", f"{connector}: rejoined the existing {stored['object_type']} {stored['dn']!r}"
+                    )
+                    self.state.counters["rejoined"] += 1
+                    changes = self._changes(desired, stored)
+                    if dn and dn != stored["dn"]:
+                        changes["dn"] = [dn]
+                    staged.append((anchor, stored["object_type"], stored["dn"], "update", changes))
+                    for mv_attribute, cs_attribute in references:
+                        reference_work[(connector, mv_attribute, cs_attribute)][mv_id] = anchor
                     continue
                 anchor = f"{PROVISIONAL_PREFIX}{uuid.uuid4()}"
                 object_type = provision_rule.rule.target_object_type
@@ -205,11 +223,7 @@ class Outbound:
                 )
             else:
                 lowered = {name.lower(): values for name, values in stored["attrs"].items()}
-                changes = {
-                    name: values
-                    for name, values in desired.items()
-                    if not same_values(values, cell_values(lowered.get(name.lower())))
-                }
+                changes = self._changes(desired, stored)
                 if self._anchor_changed(connector, anchor, stored["dn"], lowered, changes):
                     continue
                 if dn and dn != stored["dn"]:
@@ -221,6 +235,33 @@ class Outbound:
         self.state.store.insert_chunked(self.state.connection, link, new_links)
         self.state.counters["provisioned"] += len(new_objects)
         self.staging.stage_many(connector, staged)
+
+    @staticmethod
+    def _changes(desired: Mapping[str, list[Any]], stored: Mapping[str, Any]) -> dict[str, list[Any]]:
+        """The desired values that differ from what the connector space holds (compared as the store's values)."""
+        lowered = {name.lower(): values for name, values in stored["attrs"].items()}
+        return {
+            name: values
+            for name, values in desired.items()
+            if not same_values(values, cell_values(lowered.get(name.lower())))
+        }
+
+    def _rejoinable(
+        self,
+        connector: str,
+        rule: CompiledRule,
+        desired: Mapping[str, list[Any]],
+        unjoined: _Unjoined,
+    ) -> tuple[str, dict[str, Any]] | None:
+        """An unjoined object of ``connector`` holding the value the provisioning rule's ``rejoin_on`` attribute
+        would write (the writeback mark an earlier export stamped): it is joined, not created a second time."""
+        attribute = rule.rule.rejoin_on
+        if attribute is None:
+            return None
+        wanted = next((values for name, values in desired.items() if name.lower() == attribute.lower()), [])
+        if len(wanted) != 1 or not str(wanted[0]):
+            return None
+        return unjoined.take(rule.rule.target_object_type, attribute, str(wanted[0]))
 
     def _anchor_changed(
         self, connector: str, anchor: str, dn: str, stored: Mapping[str, Any], changes: Mapping[str, list[Any]]
@@ -341,3 +382,47 @@ class Outbound:
             "last_run_id": self.state.run_id,
             "updated_at": utcnow(),
         }
+
+
+class _Unjoined:
+    """The unjoined (disconnector) objects of one connector, by object type and by the value of a rejoin attribute,
+    read once per outbound pass and only when a provisioning rule asks (a rebuilt store, a written-back group)."""
+
+    def __init__(self, state: SyncPass, connector: str) -> None:
+        self.state = state
+        self.connector = connector
+        self._index: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {}
+
+    def take(self, object_type: str, attribute: str, value: str) -> tuple[str, dict[str, Any]] | None:
+        """The object holding ``value`` (case-insensitive), removed so that no second metaverse object joins it."""
+        key = (object_type, attribute.lower())
+        if key not in self._index:
+            self._index[key] = self._load(object_type, attribute.lower())
+        return self._index[key].pop(value.casefold(), None)
+
+    def _load(self, object_type: str, attribute: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        query = (
+            sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.object_type, cs_object.c.attrs)
+            .select_from(
+                cs_object.outerjoin(
+                    link, sa.and_(link.c.connector == cs_object.c.connector, link.c.anchor == cs_object.c.anchor)
+                )
+            )
+            .where(
+                cs_object.c.connector == self.connector,
+                cs_object.c.object_type == object_type,
+                cs_object.c.is_deleted.is_(False),
+                link.c.anchor.is_(None),
+            )
+        )
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        for anchor, dn, found_type, attrs in self.state.connection.execute(query):
+            if anchor.startswith(PROVISIONAL_PREFIX):
+                continue
+            decoded = json.loads(attrs)
+            values = {name.lower(): v for name, v in decoded.items()}.get(attribute)
+            for value in cell_values(values):
+                found.setdefault(
+                    str(value).casefold(), (anchor, {"dn": dn, "object_type": found_type, "attrs": decoded})
+                )
+        return found

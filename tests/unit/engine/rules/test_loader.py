@@ -489,3 +489,20 @@ class TestMergeTypes:
         from airflow_provider_aadsync.engine.sync.settings import rule_parameters
 
         assert len(load_default_rules(rule_parameters(writeback_enabled=True, writeback_ou="OU=W,DC=x"))) > 0
+
+
+def test_rejoin_on_names_a_target_of_an_outbound_provision_rule():
+    outbound = {
+        "direction": "outbound",
+        "link_type": "Provision",
+        "connector": "ad",
+        "source_object_type": "cloudGroup",
+        "target_object_type": "group",
+        "flows": [{"type": "Direct", "source": "a", "target": "adminDescription"}],
+    }
+    (rule,) = load_rules_text(yaml_text([rule_dict(**outbound, rejoin_on="admindescription")])).rules
+    assert rule.rule.rejoin_on == "admindescription"
+    with pytest.raises(RuleLoadError, match="'mail' is not a target of this rule's flows"):
+        load_rules_text(yaml_text([rule_dict(**outbound, rejoin_on="mail")]))
+    with pytest.raises(RuleLoadError, match="rejoin_on is for outbound Provision rules"):
+        load_rules_text(yaml_text([rule_dict(**{**outbound, "link_type": "Join"}, rejoin_on="adminDescription")]))
