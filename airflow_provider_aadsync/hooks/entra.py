@@ -443,6 +443,11 @@ class EntraHook(BaseHook):
                 raise DeltaLinkExpired(str(error)) from error
             raise
 
+    def deleted_pages(self, resource: str, select: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Yield the pages of the soft-deleted objects of ``resource`` (``users``/``groups``) in deletedItems."""
+        cast = {"users": "microsoft.graph.user", "groups": "microsoft.graph.group"}[resource]
+        yield from self.paginate(f"/directory/deletedItems/{cast}", params={"$select": ",".join(select)})
+
     def paginate(self, url: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yield each page's JSON, following ``@odata.nextLink`` verbatim (it already carries the query)."""
         page = _collection_page(self.request("GET", url, params=params, **kwargs), url)

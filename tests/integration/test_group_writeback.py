@@ -110,8 +110,23 @@ def test_m365_group_written_back_with_members_then_delta_and_ad_edit_overwritten
     assert attrs["description"] == [b"Project Falcon team"]
     assert sorted(members_in_ad(ad, guid)) == sorted(users[e] for e in entra_ids[1:5])
 
-    # the group deleted in the cloud is deleted in AD
+    # a soft delete in the cloud (deletedItems, delta's @removed reason "changed") keeps the AD group, through a delta
+    # and a full import (which reads deletedItems: the group is not in the delta round); a restore changes nothing
     graph.request("DELETE", f"/groups/{group_id}")
+    _a, _e, kept = cycle(store, graph, ad, rules)
+    assert kept.result == "success" and kept.counters["ldap_writes"] == 0, kept.counters
+    assert import_entra(graph, store, connector="entra", mode="full").result == "success"
+    run_sync(store, rules, connector="entra", mode="delta")
+    assert run_ad_export(store, ad).counters["ldap_writes"] == 0
+    assert sorted(members_in_ad(ad, guid)) == sorted(users[e] for e in entra_ids[1:5])
+    graph.request("POST", f"/directory/deletedItems/{group_id}/restore")
+    _a, _e, restored = cycle(store, graph, ad, rules)
+    assert restored.counters["ldap_writes"] == 0, restored.counters
+
+    # a hard delete (soft delete, then purged from deletedItems: reason "deleted") deletes it in AD
+    graph.request("DELETE", f"/groups/{group_id}")
+    cycle(store, graph, ad, rules)
+    graph.request("DELETE", f"/directory/deletedItems/{group_id}")
     _a, _e, gone = cycle(store, graph, ad, rules)
     assert gone.result == "success" and gone.counters["group_deletes"] == 1
     assert ad.object_dn(guid) is None
@@ -241,6 +256,7 @@ def test_deleted_cloud_group_moved_to_the_holding_ou_after_the_deletion_threshol
     guid, _attrs = written_back(ad, group_id)
 
     graph.request("DELETE", f"/groups/{group_id}")
+    graph.request("DELETE", f"/directory/deletedItems/{group_id}")  # a hard delete
     cycle(store, graph, ad, rules, export=False)
     move = {"deprovision": "move", "holding_ou": holding}
     stopped = run_ad_export(store, ad, settings=ADExportSettings(deletion_threshold=0, **move))

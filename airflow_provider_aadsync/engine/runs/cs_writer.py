@@ -235,6 +235,16 @@ class ConnectorSpaceWriter:
         if changed_anchors:
             self._replace_references(changed_anchors, references[references["anchor"].isin(changed_anchors)])
 
+    def keep_in_full(self, objects: Sequence[SourceObject]) -> None:
+        """Objects a full import reads beside its rounds (Entra's soft-deleted groups), as partial changes: applied to
+        the live objects the connector space holds, which then count as seen and stay; others are left alone."""
+        if self._index is None:
+            raise RuntimeError("begin_full() must be called before keep_in_full()")
+        alive = self._index.index[self._index["is_deleted"].ne(True)]
+        known = [obj for obj in objects if obj.anchor in alive]
+        self.write_delta_page(known)
+        self._seen.update(obj.anchor for obj in known)
+
     def finish_full(self, *, scope_roots: Iterable[str] = ()) -> None:
         """Everything the connector space holds alive that this full import did not see was deleted.
 

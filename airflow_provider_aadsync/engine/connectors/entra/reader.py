@@ -15,6 +15,7 @@ from airflow_provider_aadsync.engine.connectors.entra.schema import (
     DEFAULT_USER_PROPERTIES,
     MEMBERS,
     NESTED_PROPERTIES,
+    SOFT_DELETED,
 )
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage, serialize_attrs
 from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list
@@ -47,6 +48,9 @@ class GraphDeltaSource(Protocol):
         :raise WatermarkRejectedError: Graph no longer accepts ``delta_link``.
         """
         ...
+
+    # Optional: ``deleted_pages(resource, select)`` yields the pages of ``/directory/deletedItems/microsoft.graph.*``
+    # (the EntraHook has it); without it a full import does not keep soft-deleted groups.
 
 
 def _check_anchor(resource: str, anchor: Any) -> str:
@@ -102,9 +106,16 @@ def graph_object(resource: str, item: dict[str, Any], *, partial: bool) -> Sourc
     anchor = _check_anchor(resource, anchor)
     obj = SourceObject(anchor=anchor, dn=f"{resource}/{anchor}", object_type=_OBJECT_TYPES[resource], partial=partial)
     if "@removed" in item:
+        if resource == "groups" and partial and _reason(item) == "changed":
+            # Soft-deleted (in deletedItems, restorable for 30 days): only Microsoft 365 groups are. The object stays
+            # with a mark, so group writeback keeps its AD copy; a hard delete ("deleted") removes it.
+            obj.attrs = {SOFT_DELETED: [True]}
+            return obj
         obj.deleted = True
         return obj
     obj.attrs = graph_attrs(item)
+    if resource == "groups" and partial:
+        obj.attrs[SOFT_DELETED] = []  # present again (restored, or any change): no longer soft-deleted
     _check_values(anchor, obj.dn, obj.attrs)
     changes = item.get("members@delta") or []
     for member in changes:
@@ -119,6 +130,11 @@ def graph_object(resource: str, item: dict[str, Any], *, partial: bool) -> Sourc
     elif added:
         obj.references[MEMBERS] = added
     return obj
+
+
+def _reason(item: dict[str, Any]) -> Any:
+    removed = item.get("@removed")
+    return removed.get("reason") if isinstance(removed, dict) else None
 
 
 def graph_attrs(item: dict[str, Any]) -> dict[str, list[Any]]:
@@ -203,8 +219,27 @@ class EntraImportSteps:
         for batch, links_so_far in prefetch(self._full_batches(errors), _READ_AHEAD_BATCHES):
             writer.write_full_columns(batch)
             links = links_so_far
+        writer.keep_in_full(self._soft_deleted_groups(errors))
         writer.finish_full()
         return _require_links(links, self.select)
+
+    def _soft_deleted_groups(self, errors: ErrorSink) -> list[SourceObject]:
+        """The soft-deleted groups (``/directory/deletedItems/microsoft.graph.group``), which a full delta round does
+        not return: the import keeps the ones it holds, marked, instead of deleting them (and their AD copies)."""
+        pages = getattr(self.source, "deleted_pages", None)
+        if pages is None:
+            return []
+        found = []
+        for page in pages("groups", ["id"]):
+            for item in page.get("value") or []:
+                try:
+                    anchor = _check_anchor("deleted group", item.get("id"))
+                except ObjectDecodeError as error:
+                    errors.add(error)
+                    continue
+                attrs: dict[str, list[Any]] = {SOFT_DELETED: [True]}
+                found.append(SourceObject(anchor, f"groups/{anchor}", "group", attrs=attrs, partial=True))
+        return found
 
     def _full_batches(self, errors: ErrorSink) -> Iterator[tuple[ObjectPage, dict[str, bytes]]]:
         """Both delta rounds from the start, as batches of columns to write, each with the delta links so far.

@@ -41,6 +41,10 @@ NESTED_PROPERTIES: frozenset[str] = frozenset({EXTENSION_ATTRIBUTES})
 #: The connector-space attribute that holds group members (reference rows).
 MEMBERS = "members"
 
+#: The connector-space mark of a soft-deleted group (Graph's delta ``@removed`` reason ``changed``: in deletedItems,
+#: restorable), set by the import, not a Graph property: group writeback keeps such a group's AD copy.
+SOFT_DELETED = "softDeleted"
+
 #: Every Graph property the connector reads or writes. Catalog order is ``$select`` order, for each object type.
 GRAPH_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("id", _OBJECTS),

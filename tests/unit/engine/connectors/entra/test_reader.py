@@ -61,11 +61,21 @@ def test_graph_object_keeps_types_and_splits_member_changes():
         },
         partial=True,
     )
-    assert obj.attrs == {"id": [oid(7)], "mailEnabled": [False], "groupTypes": ["Unified"], "description": []}
+    assert obj.attrs == {
+        "id": [oid(7)],
+        "mailEnabled": [False],
+        "groupTypes": ["Unified"],
+        "description": [],
+        "softDeleted": [],  # a group present in a delta is not soft-deleted (any more)
+    }
     assert obj.reference_adds == {"members": [(oid(1), None)]}
     assert obj.reference_removes == {"members": [(oid(2), None)]}
     removed = graph_object("users", {"id": oid(8), "@removed": {"reason": "changed"}}, partial=True)
     assert removed.deleted and removed.object_type == "user"
+    # a soft-deleted group (restorable: reason "changed") stays, marked; a hard-deleted one goes
+    soft = graph_object("groups", {"id": oid(9), "@removed": {"reason": "changed"}}, partial=True)
+    assert not soft.deleted and soft.partial and soft.attrs == {"softDeleted": [True]}
+    assert graph_object("groups", {"id": oid(9), "@removed": {"reason": "deleted"}}, partial=True).deleted
 
 
 def test_full_import_gathers_groups_across_pages_and_saves_both_delta_links(graph, store):
