@@ -19,9 +19,14 @@ def describe_validation_error(error: ValidationError) -> str:
     )
 
 
-def keep_secret(value: str | None) -> None:
+def keep_secret(value: str | None, *, encoded_forms: bool = True) -> None:
     """Treat ``value`` as a secret: the engine scrubs it (and its base64 / URL-encoded forms) from what it stores and
-    prints, and Airflow's masker hides the same forms in task logs, rendered fields and XCom when running in Airflow."""
+    prints, and Airflow's masker hides the same forms in task logs, rendered fields and XCom when running in Airflow.
+
+    ``encoded_forms=False`` gives Airflow's masker the value alone, for access tokens: a bearer token only ever
+    travels raw in an Authorization header, and each mask Airflow adds recompiles one expression over all of them,
+    so four forms of every renewed two-kilobyte token made a long export with short-lived tokens CPU-bound.
+    """
     if not value or len(value) < MIN_SECRET_LENGTH or value.strip().lower() in COMMON_WORDS:
         return
     register_secret(value)
@@ -29,7 +34,7 @@ def keep_secret(value: str | None) -> None:
         from airflow.sdk.log import mask_secret
     except ImportError:  # pragma: no cover - Airflow is a hard dependency
         return
-    for form in secret_forms(value) | secret_forms(value.strip()):
+    for form in secret_forms(value) | secret_forms(value.strip()) if encoded_forms else {value}:
         mask_secret(form)
 
 

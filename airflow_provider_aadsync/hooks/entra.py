@@ -146,7 +146,7 @@ class EntraHook(BaseHook):
             )
         token = result["access_token"]
         if token != self.__dict__.get("_kept_token"):  # a new token (msal's cache hands back the same one)
-            keep_secret(token)
+            keep_secret(token, encoded_forms=False)
             self._kept_token = token
         return token
 

@@ -38,7 +38,7 @@ class Phases:
     def __init__(self, state: ExportPass, *, reconciler: Reconciler) -> None:
         self.state = state
         self.reconciler = reconciler
-        #: ``$batch`` calls in a row without a readable answer (the export stops at UNKNOWN_OUTCOME_LIMIT).
+        #: ``$batch`` calls in a row without a readable answer (the export stops at settings.unknown_outcome_limit).
         self._unknown_in_a_row = 0
 
     def execute(self, operations: Iterator[Operation]) -> None:
@@ -89,7 +89,7 @@ class Phases:
             log.warning("%s; reconciling its %d operations", error, len(error.unknown))
             self.state.counters["calls_with_unknown_outcome"] += 1
             self._unknown_in_a_row += 1
-            if self._unknown_in_a_row >= UNKNOWN_OUTCOME_LIMIT:
+            if self._unknown_in_a_row >= self.state.settings.unknown_outcome_limit:
                 # Graph's answers cannot be read at all: stop rather than resend forever (the rows stay 'sent',
                 # the next run reconciles them).
                 raise WriteOutcomeUnknownError(

@@ -8,6 +8,7 @@ from collections import deque
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from airflow_provider_aadsync.engine.connectors.entra.graph import UNKNOWN_OUTCOME_LIMIT
 from airflow_provider_aadsync.engine.runs.defaults import (
     DELETION_THRESHOLD,
     DISABLE_THRESHOLD,
@@ -40,6 +41,9 @@ class ExportSettings(BaseModel):
     write_window_seconds: float = Field(WRITE_WINDOW_SECONDS, gt=0)
     #: Before looking up creates an interrupted run had sent: Graph may still be processing the cut-off call.
     resend_settle_seconds: float = Field(5.0, ge=0)
+    #: ``$batch`` calls in a row without a readable answer after which the export stops (the next run reconciles
+    #: what they held) instead of resending into a connection that keeps failing.
+    unknown_outcome_limit: int = Field(UNKNOWN_OUTCOME_LIMIT, ge=1)
     #: Resume adopts an object found by its key only when Graph created it after the create was first sent; this
     #: much earlier still counts, for the difference between our clock and Graph's (createdDateTime has seconds).
     adoption_clock_skew_seconds: float = Field(120.0, ge=0)
