@@ -15,7 +15,7 @@ from airflow_provider_aadsync.engine.store import run_error
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.servers import entra_hook_for, trust
-from tests.support.world import ad_user, guid, immutable_id, import_full
+from tests.support.world import ad_user, guid, immutable_id, import_delta, import_full
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +70,9 @@ def test_existing_cloud_users_are_matched_not_duplicated(graph_server, tenant_ve
     assert errors == {ids[3]: "anchor-mismatch", ids[4]: "held-by-other-engine"}
 
     exported = run_entra_export(store, hook)
-    assert exported.result == "success", (exported, store.run_errors(exported.run_id))
-    assert exported.counters["user_creates"] == 1
+    assert exported.result == "completed-export-errors", (exported, store.run_errors(exported.run_id))
+    assert {e["anchor"]: e["code"] for e in store.run_errors(exported.run_id)} == errors  # reported, still refused
+    assert exported.counters["user_creates"] == 1 and exported.counters["adds_held_refused"] == 2
 
     after = all_users(hook)
     assert set(before) <= set(after) and len(after) == len(before) + 1  # only user6 was created
@@ -90,3 +91,49 @@ def test_existing_cloud_users_are_matched_not_duplicated(graph_server, tenant_ve
     assert run_sync(store, rules, connector="entra", mode="delta").result in ("success", "completed-sync-errors")
     again = run_entra_export(store, hook)
     assert again.counters.get("user_creates", 0) == 0 and len(all_users(hook)) == len(after)
+
+
+def test_a_refused_match_stays_refused_across_delta_cycles(graph_server, tenant_verifying, store):
+    """A cloud user refused (another anchor; another engine's) is reported by every cycle's export as still refused,
+    gets no write and is never created beside the cloud user, even when its AD user changes in a later delta cycle;
+    once the admin clears the cloud user's ImmutableId, the next cycle soft matches and joins it."""
+    tenant = tenant_verifying(DOMAIN)
+    hook = entra_hook_for(graph_server, tenant)
+    seeded = httpx.post(
+        f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/objects",
+        json=[
+            cloud(f"user4@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(444))),  # another anchor
+            cloud(f"user5@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(5)), onPremisesSyncEnabled=True),
+        ],
+        verify=trust(graph_server),
+    )
+    assert seeded.status_code == 201, seeded.text
+    ids = [user["id"] for user in seeded.json()["value"]]
+    rules = load_sync_rules()
+    import_full(store, "ad", [ad_user(n) for n in (4, 5)])
+    assert import_entra(hook, store, connector="entra", mode="full").result == "success"
+    run_sync(store, rules, connector="ad", mode="full")
+    run_sync(store, rules, connector="entra", mode="full")
+    before = all_users(hook)
+
+    for cycle in range(2):  # the AD users change: their delta sync evaluates them again
+        import_delta(store, "ad", [ad_user(n, title=f"Title {cycle}") for n in (4, 5)])
+        assert import_entra(hook, store, connector="entra", mode="delta").result == "success"
+        assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+        run_sync(store, rules, connector="entra", mode="delta")
+        exported = run_entra_export(store, hook)
+        assert exported.result == "completed-export-errors", exported
+        assert exported.counters.get("user_creates", 0) == 0 and exported.counters["batch_calls"] == 0
+        errors = store.run_errors(exported.run_id)
+        assert {e["anchor"]: e["code"] for e in errors} == {ids[0]: "anchor-mismatch", ids[1]: "held-by-other-engine"}
+        assert all(e["message"].startswith("still refused, not created") for e in errors), errors
+        assert all_users(hook) == before
+
+    hook.request("PATCH", f"/users/{ids[0]}", json={"onPremisesImmutableId": None})  # the admin resolves one
+    assert import_entra(hook, store, connector="entra", mode="delta").result == "success"
+    run_sync(store, rules, connector="entra", mode="delta")
+    exported = run_entra_export(store, hook)
+    assert exported.counters.get("user_creates", 0) == 0 and exported.counters["user_updates"] == 1
+    after = all_users(hook)
+    assert set(after) == set(before) and after[ids[0]]["onPremisesImmutableId"] == immutable_id(guid(4))
+    assert [error["code"] for error in store.run_errors(exported.run_id)] == ["held-by-other-engine"]

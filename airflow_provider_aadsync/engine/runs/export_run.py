@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from airflow_provider_aadsync.engine.runs.export_guards import GuardSettings, ch
 from airflow_provider_aadsync.engine.runs.import_run import StepResult, process_holder
 from airflow_provider_aadsync.engine.runs.source import adjust_references_hash, format_hash
 from airflow_provider_aadsync.engine.store import (
+    REFUSED,
     Store,
     cs_object,
     cs_reference,
@@ -79,7 +81,11 @@ def run_export(
         if settings.staging:
             detail = "staging mode: the plan is stored and nothing was written"
             return _finish(store, run_id, connector, "staged", counts, [], detail)
+        held = still_refused(store, connector)
+        if held:
+            counts["adds_held_refused"] = len(held)
         writer = exporter(run_id)
+        writer.errors.extend(held)
         try:
             writer.run()
         except ErrorLimitReached:
@@ -96,6 +102,29 @@ def run_export(
         final = writer.final_counters(counts)
         log.info("export to %s finished: %s %s", connector, result, final)
         return _finish(store, run_id, connector, result, final, writer.errors, None)
+
+
+_REFUSAL = re.compile(r"(?P<code>[\w-]+): cloud object (?P<anchor>\S+) \((?P<dn>.*?)\): (?P<message>.*)", re.DOTALL)
+
+
+def still_refused(store: Store, connector: str) -> list[dict[str, Any]]:
+    """One per-object error per add that sync holds because its match was refused (state ``refused``): named by the
+    cloud object that refused it, so every cycle's report shows what still needs a person; nothing is sent."""
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(pending_export.c.anchor, pending_export.c.dn, pending_export.c.last_error).where(
+                pending_export.c.connector == connector, pending_export.c.state == REFUSED
+            )
+        ).all()
+    errors = []
+    for row in rows:
+        found = _REFUSAL.fullmatch(row.last_error or "")
+        if found is None:
+            errors.append({"anchor": row.anchor, "dn": row.dn, "code": "refused", "message": "still refused"})
+            continue
+        errors.append({"anchor": found["anchor"], "dn": found["dn"], "code": found["code"],
+                       "message": f"still refused, not created (the add is held): {found['message']}"})  # fmt: skip
+    return errors
 
 
 def _finish(

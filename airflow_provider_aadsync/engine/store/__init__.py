@@ -17,6 +17,7 @@ from airflow_provider_aadsync.engine.store.store import (
 )
 from airflow_provider_aadsync.engine.store.tables import (
     MIGRATIONS,
+    REFUSED,
     SCHEMA_VERSION,
     as_utc,
     cs_object,
@@ -41,6 +42,7 @@ from airflow_provider_aadsync.engine.store.tables import (
 
 __all__ = [
     "MIGRATIONS",
+    "REFUSED",
     "SCHEMA_VERSION",
     "WRITE_CHUNK_ROWS",
     "Store",

@@ -164,6 +164,11 @@ link = sa.Table(
 sa.Index("ix_link_mv", link.c.mv_id)
 
 #: What sync wants written to a connected directory, one row per object, with per-operation state for resume.
+#: The state of a pending add that sync holds because the cloud object it would duplicate refused the match (another
+#: anchor, another engine's): no export sends it; each export reports it per object as still refused; a sync that
+#: joins the cloud object (the admin resolved it) withdraws it. Restaged values keep the state.
+REFUSED = "refused"
+
 pending_export = sa.Table(
     "pending_export",
     metadata,
@@ -175,7 +180,7 @@ pending_export = sa.Table(
     sa.Column("operation", sa.String(16), nullable=False),
     # {attribute: [new values]} (an empty list clears); references travel in pending_export_reference.
     sa.Column("changes", sa.Text, nullable=False),
-    # pending | sent | confirmed | failed
+    # pending | sent | confirmed | failed | refused (REFUSED: an add held because its match was refused)
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text, nullable=True),

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.rules import CompiledRule
 from airflow_provider_aadsync.engine.store import (
+    REFUSED,
     cs_object,
     link,
     mv_join_key,
@@ -235,8 +236,10 @@ class Joins:
         return refused
 
     def _refuse(self, anchor: str, dn: str, target: int, refusal: tuple[str, str], taken: dict[int, str]) -> None:
-        """A per-object error for a refused match; a create sync had planned for the matched object is withdrawn,
-        so no write is staged that would make a second object beside this one."""
+        """A per-object error for a refused match. A create sync had planned for the matched object is held as
+        ``refused`` (see :data:`REFUSED`), so no write makes a second object beside this one, in this cycle or a
+        later one: the metaverse object keeps its provisional link, so a later sync never provisions it again, and
+        every export reports it as still refused until a sync joins the cloud object (the admin resolved it)."""
         code, message = refusal
         self.state.error(anchor, dn, code, f"matches metaverse object {target}: {message}")
         self.state.counters["joins_refused"] += 1
@@ -244,10 +247,11 @@ class Joins:
         holder = taken.get(target)
         if holder is not None and holder.startswith(PROVISIONAL_PREFIX):
             self.state.connection.execute(
-                sa.delete(link).where(link.c.connector == self.state.connector, link.c.anchor == holder)
+                sa.update(pending_export)
+                .where(pending_export.c.connector == self.state.connector, pending_export.c.anchor == holder)
+                .values(state=REFUSED, last_error=f"{code}: cloud object {anchor} ({dn}): {message}"[:2000])
             )
-            self.deprovision(self.state.connector, holder)
-            del taken[target]
+            self.state.note("exports", f"{self.state.connector}: the pending add of {holder} is held, refused")
 
     def link_row(self, anchor: str, mv_id: int, compiled: CompiledRule, kind: str) -> dict[str, Any]:
         link_type = "sticky-join" if compiled.rule.link_type == "StickyJoin" else kind

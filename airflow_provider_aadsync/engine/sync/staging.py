@@ -13,6 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.store import (
+    REFUSED,
     cs_object,
     cs_reference,
     link,
@@ -67,6 +68,14 @@ class Staging:
             current = existing.get(anchor)
             if current is not None and current.state == "sent":
                 log.info("the pending export of %s/%s is in flight; the export reconciles it", connector, anchor)
+                continue
+            if current is not None and current.state == REFUSED:
+                if operation == "add":  # held: new values are kept for when the refusal is resolved, never sent
+                    self.state.connection.execute(
+                        sa.update(pending_export)
+                        .where(export_key(connector, anchor))
+                        .values(changes=serialized, dn=dn, run_id=self.state.run_id, updated_at=now)
+                    )
                 continue
             if operation == "update" and not changes:
                 if current is not None and current.state in ("pending", "failed") and current.operation == "update":

@@ -63,7 +63,7 @@ def test_hard_then_soft_match_join_and_refusals_stage_no_write(store):
     assert entra_anchor_of(store, 3) == "c3"
     assert entra_anchor_of(store, 6).startswith(PROVISIONAL_PREFIX)  # the only create
     staged = exports(store)
-    adds = [anchor for anchor, export in staged.items() if export["operation"] == "add"]
+    adds = [a for a, export in staged.items() if export["operation"] == "add" and export["state"] == "pending"]
     assert len(adds) == 1 and adds[0] == entra_anchor_of(store, 6)
     # a soft-matched user is updated, its ImmutableId set to the AD user's anchor
     assert staged["c2"]["operation"] == "update"
@@ -74,7 +74,10 @@ def test_hard_then_soft_match_join_and_refusals_stage_no_write(store):
     assert errors["c4"][0] == "anchor-mismatch" and immutable_id(guid(444)) in errors["c4"][1]
     assert errors["c5"][0] == "held-by-other-engine" and "turn off the other engine" in errors["c5"][1]
     for n, anchor in ((4, "c4"), (5, "c5")):
-        assert entra_anchor_of(store, n) is None and anchor not in staged
+        # the AD user's planned create is held (state refused): no export sends it, no later sync provisions again
+        held = entra_anchor_of(store, n)
+        assert held.startswith(PROVISIONAL_PREFIX) and anchor not in staged
+        assert staged[held]["state"] == "refused" and staged[held]["operation"] == "add"
     assert ("entra", "c9") not in links(store)
 
 
