@@ -28,6 +28,7 @@ try:  # Airflow 3 task SDK
 except ImportError:  # pragma: no cover - Airflow is a hard dependency, this only helps static tools
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.secrets import scrub
 from airflow_provider_aadsync.hooks._settings import keep_secret
@@ -240,6 +241,11 @@ class EntraHook(BaseHook):
         self.counters["retry_wait_seconds"] += wait
         url = str(state.args[1]).split("?", 1)[0] if len(state.args) > 1 else ""  # tokens stay out of the log
         log.info("retrying %s in %.1f s after %s", url, wait, error)
+        if isinstance(error, GraphError) and error.status == 429:
+            progress.current().wait("throttling", wait, "Graph throttling (Retry-After)")
+        else:
+            status = error.status if isinstance(error, GraphError) else type(error).__name__
+            progress.current().wait("retry", wait, f"a retry of a Graph request ({status})")
 
     def _send(self, method: str, url: str, **kwargs: Any) -> Any:
         extra_headers = kwargs.pop("headers", {})
@@ -329,6 +335,7 @@ class EntraHook(BaseHook):
             pending = waiting
             if not chunk:
                 continue
+            throttled = self.counters["throttled"]
             try:
                 retry_after = self._send_chunk(chunk, results, attempts, resend_if_unknown=resend_if_unknown)
             except (GraphUnreachableError, GraphMalformedAnswerError) as error:
@@ -352,6 +359,11 @@ class EntraHook(BaseHook):
             if again:
                 self.counters["retries"] += len(again)
                 self.counters["retry_wait_seconds"] += retry_after
+                if self.counters["throttled"] > throttled:
+                    reason = f"Graph throttling (Retry-After) of {len(again)} requests of a $batch"
+                    progress.current().wait("throttling", retry_after, reason)
+                else:
+                    progress.current().wait("retry", retry_after, f"a retry of {len(again)} requests of a $batch")
                 time.sleep(retry_after)
                 pending = again + pending
         return results

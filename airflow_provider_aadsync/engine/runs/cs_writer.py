@@ -21,6 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.runs.source import (
     Reference,
     SourceObject,
@@ -165,6 +166,8 @@ class ConnectorSpaceWriter:
             columns=["anchor", "dn", "attrs_hash", "refs_hash", "is_deleted", "pending_import"],
         ).set_index("anchor")
         self._seen = set()
+        # The connector space's size is the best guess of what a full import reads (an ETA from the first page).
+        progress.current().start_phase("reading", len(self._index) or None, estimated=True)
 
     def write_full_page(self, objects: Sequence[SourceObject]) -> None:
         """Compare one page of objects with the index and write adds, updates and reference changes."""
@@ -189,6 +192,7 @@ class ConnectorSpaceWriter:
         ).drop_duplicates("anchor", keep="last")
         self._seen.update(page.anchors)
         self.counters["objects_read"] += len(frame)
+        progress.current().advance(len(frame))
 
         stored = self._index.reindex(frame["anchor"])
         stored.index = frame.index
@@ -259,7 +263,9 @@ class ConnectorSpaceWriter:
             seen = len(self._seen - set(scope_roots))
             self.removal_check(mode="full", deletes=len(missing), space_size=len(alive), seen=seen)
         if len(missing):
+            progress.current().start_phase("deleting what the import did not see", len(missing))
             self._delete(missing.tolist(), alive.loc[missing, "pending_import"].tolist())
+            progress.current().advance(len(missing))
         self._index = None
         self._seen = set()
 
@@ -278,6 +284,7 @@ class ConnectorSpaceWriter:
         """Apply one page of changes; objects unknown to the connector space become adds."""
         if not objects:
             return
+        progress.current().advance(len(objects))
         stored = self._load_rows([obj.anchor for obj in objects])
         now = utcnow()
         for obj in objects:

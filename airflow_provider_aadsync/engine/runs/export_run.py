@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.runs.cs_writer import attrs_digest, serialize_attrs
 from airflow_provider_aadsync.engine.runs.export_guards import GuardSettings, check_guards, count_mass_changes
 from airflow_provider_aadsync.engine.runs.import_run import StepResult, process_holder
@@ -84,24 +85,30 @@ def run_export(
         held = still_refused(store, connector)
         if held:
             counts["adds_held_refused"] = len(held)
-        writer = exporter(run_id)
-        writer.errors.extend(held)
-        try:
-            writer.run()
-        except ErrorLimitReached:
-            detail = f"stopped after {len(writer.errors)} object errors"
-            final = writer.final_counters(counts)
-            return _finish(store, run_id, connector, "stopped-error-limit", final, writer.errors, detail)
-        except Exception as error:
-            _finish(
-                store, run_id, connector, stopped_result(error, "stopped-extension-error"),
-                writer.final_counters(counts), writer.errors, repr(error),
-            )  # fmt: skip
-            raise
-        result = "completed-export-errors" if writer.errors else "success"
+        with progress.track(f"export to {connector}"):
+            writer = exporter(run_id)
+            writer.errors.extend(held)
+            return _write(store, run_id, connector, counts, writer)
+
+
+def _write(store: Store, run_id: int, connector: str, counts: dict[str, Any], writer: Exporter) -> ExportResult:
+    """Run the exporter and record its outcome, whatever it is."""
+    try:
+        writer.run()
+    except ErrorLimitReached:
+        detail = f"stopped after {len(writer.errors)} object errors"
         final = writer.final_counters(counts)
-        log.info("export to %s finished: %s %s", connector, result, final)
-        return _finish(store, run_id, connector, result, final, writer.errors, None)
+        return _finish(store, run_id, connector, "stopped-error-limit", final, writer.errors, detail)
+    except Exception as error:
+        _finish(
+            store, run_id, connector, stopped_result(error, "stopped-extension-error"),
+            writer.final_counters(counts), writer.errors, repr(error),
+        )  # fmt: skip
+        raise
+    result = "completed-export-errors" if writer.errors else "success"
+    final = writer.final_counters(counts)
+    log.info("export to %s finished: %s %s", connector, result, final)
+    return _finish(store, run_id, connector, result, final, writer.errors, None)
 
 
 _REFUSAL = re.compile(r"(?P<code>[\w-]+): cloud object (?P<anchor>\S+) \((?P<dn>.*?)\): (?P<message>.*)", re.DOTALL)
@@ -139,6 +146,23 @@ def _finish(
     store.record_errors(run_id, errors)
     store.finish_run(run_id, result, counters, detail)
     return ExportResult(run_id, connector, "export", result, counters, detail=detail)
+
+
+def open_work(store: Store, connector: str) -> tuple[int, int]:
+    """What an export has left to write: open object operations and open member references (the progress' totals)."""
+    open_states = ("pending", "sent", "failed")
+    with store.engine.connect() as connection:
+        objects = connection.execute(
+            sa.select(sa.func.count()).where(
+                pending_export.c.connector == connector, pending_export.c.state.in_(open_states)
+            )
+        ).scalar_one()
+        references = connection.execute(
+            sa.select(sa.func.count()).where(
+                pending_export_reference.c.connector == connector, pending_export_reference.c.state.in_(open_states)
+            )
+        ).scalar_one()
+    return int(objects), int(references)
 
 
 # ============================================================================ what an export records of its writes

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter
 from airflow_provider_aadsync.engine.runs.import_guard import (
     STOPPED_DELETION_THRESHOLD,
@@ -176,6 +177,19 @@ def _execute(
     error_limit: int,
     guard: ImportGuard,
 ) -> ImportResult:
+    with progress.track(f"{mode} import of {connector}"):
+        return _import(store, steps, connector, mode, saved, error_limit, guard)
+
+
+def _import(
+    store: Store,
+    steps: ImportSteps,
+    connector: str,
+    mode: Mode,
+    saved: Mapping[str, bytes],
+    error_limit: int,
+    guard: ImportGuard,
+) -> ImportResult:
     run_id = store.start_run(f"{mode}-import", connector)
     errors = ErrorSink(error_limit)
     writer: ConnectorSpaceWriter | None = None
@@ -187,6 +201,7 @@ def _execute(
                 watermarks = steps.full(writer, errors)  # finish_full runs the check before its deletes
             else:
                 space_size = writer.live_objects()
+                progress.current().start_phase("reading changes", unit="changes")
                 watermarks = steps.delta(writer, errors, saved)
                 check(mode="delta", deletes=writer.counters["deletes"], space_size=space_size)
             for partition, cookie in watermarks.items():

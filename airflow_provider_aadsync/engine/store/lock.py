@@ -35,8 +35,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.store.errors import StoreLockedError, StoreLockLostError
-from airflow_provider_aadsync.engine.store.tables import as_utc, store_lock, utcnow
+from airflow_provider_aadsync.engine.store.tables import as_utc, run, store_lock, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,52 @@ def lock_state(store: StoreHandle) -> LockState | None:
     with store.engine.connect() as connection:
         row = connection.execute(sa.select(store_lock).where(store_lock.c.name == store.instance)).first()
     return _state(row) if row is not None else None
+
+
+def describe_holder(store: StoreHandle, state: LockState | None = None) -> str:
+    """Who holds the instance, for a wait line: ``the run lock of sync instance 'default' held by 'host:42' (run 7,
+    export of entra, since 2026-12-04 17:20:01 UTC)``; the run is the newest one still open that started after the
+    lock was taken (none between the steps of a cycle)."""
+    state = state or lock_state(store)
+    name = f"the run lock of sync instance {store.instance!r}"
+    if state is None or not state.held():
+        return f"{name} (busy with another run's write)"
+    with store.engine.connect() as connection:
+        row = connection.execute(
+            sa.select(run.c.id, run.c.profile, run.c.connector, run.c.started_at)
+            .where(run.c.ended_at.is_(None))
+            .order_by(run.c.id.desc())
+            .limit(1)
+        ).first()
+    what = ""
+    if row is not None and as_utc(row.started_at) >= state.acquired_at - dt.timedelta(seconds=1):
+        what = f"run {row.id}, {row.profile} of {row.connector}, "
+    return f"{name} held by {state.holder!r} ({what}since {state.acquired_at:%Y-%m-%d %H:%M:%S} UTC)"
+
+
+def acquire_waiting(
+    store: StoreHandle,
+    holder: str,
+    *,
+    wait: dt.timedelta,
+    poll_seconds: float = 1.0,
+    lease: dt.timedelta = STEP_LEASE,
+    hold: dt.timedelta | None = None,
+) -> Lease:
+    """:func:`acquire`, waiting up to ``wait`` while another run holds the instance; the wait shows in the run's
+    progress (engine/progress.py) with who holds the lock, so a long wait is never a silent one."""
+    deadline = time.monotonic() + wait.total_seconds()
+    report = progress.current()
+    while True:
+        try:
+            return acquire(store, holder, lease=lease, hold=hold)
+        except StoreLockedError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            pause = min(poll_seconds, left)
+            report.wait("lock", pause, describe_holder(store))
+            time.sleep(pause)
 
 
 #: The result of a step stopped by :class:`StoreLockLostError`: transient, Airflow retries it.
@@ -369,11 +416,16 @@ class _Heartbeat(threading.Thread):
 
 @contextmanager
 def locked(
-    store: StoreHandle, holder: str, *, lease: dt.timedelta = STEP_LEASE, hold: dt.timedelta | None = None
+    store: StoreHandle,
+    holder: str,
+    *,
+    lease: dt.timedelta = STEP_LEASE,
+    hold: dt.timedelta | None = None,
+    wait: dt.timedelta = dt.timedelta(0),
 ) -> Iterator[Lease]:
-    """Hold the instance for one step: acquire, renew while the body runs, fence every write transaction of
-    ``store``, and at the end leave it to the cycle (its hold) or release it."""
-    granted = acquire(store, holder, lease=lease, hold=hold)
+    """Hold the instance for one step: acquire (waiting up to ``wait`` for another run to end), renew while the body
+    runs, fence every write transaction of ``store``, and at the end leave it to the cycle (its hold) or release it."""
+    granted = acquire_waiting(store, holder, wait=wait, lease=lease, hold=hold)
     heartbeat = _Heartbeat(store, granted)
     previous = store.lease
     store.lease = granted
@@ -407,15 +459,7 @@ def cycle(
 ) -> Iterator[Lease]:
     """Hold the instance for a whole cycle outside Airflow (the DAGs do the same with a sensor and their report):
     wait up to ``wait`` for it, let every step re-enter it as ``holder``, release it at the end."""
-    deadline = time.monotonic() + wait.total_seconds()
-    while True:
-        try:
-            granted = acquire(store, holder, lease=hold, hold=hold)
-            break
-        except StoreLockedError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(poll_seconds)
+    granted = acquire_waiting(store, holder, wait=wait, poll_seconds=poll_seconds, lease=hold, hold=hold)
     try:
         yield granted
     finally:

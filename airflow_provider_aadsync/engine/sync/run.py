@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.connectors.schema import ConnectorSchema
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import (
@@ -92,7 +93,7 @@ def run_sync(
         errors = ErrorSink(error_limit)
         synchronizer: Synchronizer | None = None
         try:
-            with store.transaction() as connection:
+            with store.transaction() as connection, progress.track(f"{mode} sync of {connector}"):
                 synchronizer = Synchronizer(store, connection, rules, connector, run_id, errors, schemas=schemas)
                 synchronizer.run(mode)
                 _save_state(store, connection, connector, rules, mode)

@@ -25,6 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX, ConnectorSchema
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
@@ -75,11 +76,26 @@ class Synchronizer:
     # ================================================================================================ the pass
     def run(self, mode: str, *, anchors: Sequence[str] | None = None) -> None:
         """Sync every object (full), the objects with pending imports (delta), or the given ``anchors``."""
+        report = progress.current()
+        report.start_phase("inbound", self._count(mode) if anchors is None else len(anchors))
         for batch in self._batches(mode, anchors):
             self.inbound.inbound_batch(batch)
+            report.advance(len(batch))
+        report.start_phase("references and outbound", len(self.state.touched_mv), unit="metaverse objects")
         self.references.inbound_references()
         self.outbound.outbound(sorted(self.state.touched_mv))
+        report.advance(len(self.state.touched_mv))
         self._finish_connector_space()
+        report.end_phase()
+
+    def _count(self, mode: str) -> int:
+        """How many connector-space objects the pass reads (the inbound phase's total): one count query."""
+        query = sa.select(sa.func.count()).where(
+            cs_object.c.connector == self.state.connector, cs_object.c.attrs_hash != ""
+        )
+        if mode == "delta":
+            query = query.where(cs_object.c.pending_import.is_not(None))
+        return int(self.state.connection.execute(query).scalar_one())
 
     def _batches(self, mode: str, anchors: Sequence[str] | None) -> Iterator[pd.DataFrame]:
         columns = [

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from ldap3.utils.dn import to_dn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.dn import same_dn
 from airflow_provider_aadsync.engine.runs.defaults import (
@@ -44,6 +45,7 @@ from airflow_provider_aadsync.engine.runs.export_run import (
     ExportResult,
     adopt_anchor,
     forget_empty_updates,
+    open_work,
     record_attributes,
     record_references,
     run_export,
@@ -212,13 +214,15 @@ class ADExporter:
         self._start = dict(writer.counters)
 
     def run(self) -> None:
-        for row in self._plan_rows("delete"):
-            self._delete(row)
-        for row in self._plan_rows("add"):
-            self._add(row)
-        for row in self._plan_rows("update"):
-            self._update(row)
-        self._members()
+        objects, references = open_work(self.store, self.connector)
+        report = progress.current()
+        with report.phase("object writes", objects):
+            for operation, write in (("delete", self._delete), ("add", self._add), ("update", self._update)):
+                for row in self._plan_rows(operation):
+                    write(row)
+                    report.advance()
+        with report.phase("member changes", references, unit="references"):
+            self._members()
         self._forget_empty_updates()
 
     def final_counters(self, planned: Mapping[str, int]) -> dict[str, float]:
@@ -383,6 +387,7 @@ class ADExporter:
                 continue
             for targets in self._reference_chunks(group, attribute, operation):
                 self._member_chunk(group, attribute, operation, targets)
+                progress.current().advance(len(targets))
 
     def _reference_chunks(self, group: str, attribute: str, operation: str) -> Iterator[list[str]]:
         last = ""

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.connectors.entra.graph import (
     BATCH_SIZE,
     UNKNOWN_OUTCOME_LIMIT,
@@ -40,20 +41,29 @@ class Phases:
         self.reconciler = reconciler
         #: ``$batch`` calls in a row without a readable answer (the export stops at settings.unknown_outcome_limit).
         self._unknown_in_a_row = 0
+        #: The run's progress (engine/progress.py): advanced once per call by the units it carried.
+        self.progress = progress.current()
 
     def execute(self, operations: Iterator[Operation]) -> None:
         """Send operations 20 per ``$batch``; retries (conflicts, split member packs) join the following calls."""
         chunk: list[Operation] = []
         for operation in operations:
             chunk.append(operation)
-            chunk += self.state.take_retries()
+            chunk += self._retries()
             while len(chunk) >= BATCH_SIZE:
                 self._send(chunk[:BATCH_SIZE])
-                chunk = chunk[BATCH_SIZE:] + self.state.take_retries()
-        chunk += self.state.take_retries()
+                chunk = chunk[BATCH_SIZE:] + self._retries()
+        chunk += self._retries()
         while chunk:
             self._send(chunk[:BATCH_SIZE])
-            chunk = chunk[BATCH_SIZE:] + self.state.take_retries()
+            chunk = chunk[BATCH_SIZE:] + self._retries()
+
+    def _retries(self) -> list[Operation]:
+        """Operations to send again (conflicts, split member packs): more work for the phase's progress."""
+        retries = self.state.take_retries()
+        if retries:
+            self.progress.add_total(sum(units(operation) for operation in retries))
+        return retries
 
     def _request(self, index: int, operation: Operation) -> BatchRequest:
         resource = RESOURCES[operation.object_type]
@@ -102,6 +112,7 @@ class Phases:
         else:
             self._unknown_in_a_row = 0
         self.state.pacer.spent(len(operations))
+        self.progress.advance(sum(units(operation) for operation in operations))
         # Every outcome of this call in one transaction: one commit per call, not per operation.
         with self.state.store.transaction() as connection:
             self.state.connection = connection
@@ -154,3 +165,8 @@ class Phases:
                         .where(self.state.references(operation.anchor, operation.targets))
                         .values(state="sent", run_id=self.state.run_id)
                     )
+
+
+def units(operation: Operation) -> int:
+    """What an operation counts for in the progress: one object, or its member references."""
+    return len(operation.targets) if operation.kind.startswith("member") else 1

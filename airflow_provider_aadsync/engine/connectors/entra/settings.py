@@ -8,6 +8,7 @@ from collections import deque
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.connectors.entra.graph import UNKNOWN_OUTCOME_LIMIT
 from airflow_provider_aadsync.engine.runs.defaults import (
     DELETION_THRESHOLD,
@@ -76,6 +77,9 @@ class WritePacer:
                 return
             pause = self.sent[0][0] + self.window - now + 0.001
             self.waited += pause
+            progress.current().wait(
+                "pacing", pause, f"the tenant's write budget ({self.budget:,} writes per {self.window:g} s, pacing)"
+            )
             self.sleep(pause)
 
     def spent(self, writes: int) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.connectors.entra.conflicts import Conflicts
 from airflow_provider_aadsync.engine.connectors.entra.graph import GraphWriter
 from airflow_provider_aadsync.engine.connectors.entra.phases import Phases
@@ -32,7 +33,7 @@ from airflow_provider_aadsync.engine.connectors.entra.planning import ExportPlan
 from airflow_provider_aadsync.engine.connectors.entra.reconcile import Reconciler
 from airflow_provider_aadsync.engine.connectors.entra.settings import ExportSettings
 from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass
-from airflow_provider_aadsync.engine.runs.export_run import ExportResult, run_export
+from airflow_provider_aadsync.engine.runs.export_run import ExportResult, open_work, run_export
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.store.lock import fenced_writer
 
@@ -73,21 +74,25 @@ class EntraExporter:
         self.phases = Phases(self.state, reconciler=self.reconciler)
 
     def run(self) -> None:
+        objects, references = open_work(self.state.store, self.state.connector)
+        report = progress.current()
         # Object writes share calls; deletes first, so a UPN they free is free for the creates that follow.
         self.state.phase = "object"
-        self.phases.execute(
-            itertools.chain(
-                self.plan.object_operations("delete"),
-                self.plan.creates("user"),
-                self.plan.creates("group"),
-                self.plan.object_operations("update"),
+        with report.phase("object writes", objects):
+            self.phases.execute(
+                itertools.chain(
+                    self.plan.object_operations("delete"),
+                    self.plan.creates("user"),
+                    self.plan.creates("group"),
+                    self.plan.object_operations("update"),
+                )
             )
-        )
-        self.plan.report_unsupported_creates()
+            self.plan.report_unsupported_creates()
         # Member changes need the ids of the objects created above: Graph's JSON batching cannot hand one
         # request's result to another, so they travel in later calls.
         self.state.phase = "member"
-        self.phases.execute(self.plan.member_operations())
+        with report.phase("member changes", references, unit="references"):
+            self.phases.execute(self.plan.member_operations())
         self.reconciler.forget_empty_updates()
 
     def final_counters(self, planned: Mapping[str, int]) -> dict[str, float]:
