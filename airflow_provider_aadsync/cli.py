@@ -76,11 +76,15 @@ class AadsyncGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level; show the traceback of an error.")
 def main(verbose: bool) -> None:
     """AADSync: Entra Connect style identity sync as Airflow tasks."""
+    from airflow_provider_aadsync.cli_progress import cli_progress
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Long work shows progress: a bar on a terminal, log lines otherwise (AADSYNC_PROGRESS_INTERVAL).
+    click.get_current_context().with_resource(cli_progress())
 
 
 _STORE_CONN_KEY = "aadsync.store_conn_id"
