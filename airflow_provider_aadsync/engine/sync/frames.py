@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import msgspec
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -20,6 +22,19 @@ IN_CHUNK = 500
 LINK_TYPES = {"Join": "join", "StickyJoin": "sticky-join", "Provision": "projection"}
 #: Link types that keep a metaverse object alive (an inbound rule joined or projected it).
 _SOURCE_LINKS = ("join", "sticky-join", "projection")
+
+
+_DECODER = msgspec.json.Decoder()
+
+
+def load_json(text: str | bytes) -> Any:
+    """``json.loads``, through msgspec's decoder (the same dicts and lists, 2–4 times faster: a full sync decodes
+    every connector-space object and several metaverse columns). msgspec refuses what only Python's json reads
+    (NaN, an escaped unpaired surrogate): those fall back to ``json.loads``."""
+    try:
+        return _DECODER.decode(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
 
 
 def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
@@ -54,6 +69,48 @@ def export_key(connector: str, anchor: str) -> sa.ColumnElement[bool]:
 def members_by_rule(scope: pd.DataFrame) -> dict[str, set[Any]]:
     """Per rule column of a boolean scope frame, the set of index labels in scope (set lookups, not .at)."""
     return {str(name): set(scope.index[scope[name].to_numpy(dtype=bool)]) for name in scope.columns if name != "mv_id"}
+
+
+#: Python types a frame cell already has in the form ``DataFrame.to_dict`` gives it (no boxing needed).
+_NATIVE = (str, list, tuple, dict, type(None), int, float, bool)
+
+
+def _boxed(value: Any) -> Any:
+    """A cell as ``to_dict`` boxes it: NumPy scalars as Python (datetimes as Timestamps), ``pd.NA`` as None."""
+    if value is pd.NA:
+        return None
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.datetime64):
+        return pd.Timestamp(value)
+    if isinstance(value, np.timedelta64):
+        return pd.Timedelta(value)
+    return value
+
+
+def rows_by_label(frame: pd.DataFrame) -> dict[Any, dict[str, Any]]:
+    """``frame.to_dict("index")`` built column by column: the same dicts (NumPy scalars boxed to Python, ``pd.NA`` as
+    None), without boxing every cell through pandas' generic per-cell path (a third of a full sync's rule time)."""
+    if not frame.index.is_unique:
+        raise ValueError("DataFrame index must be unique for orient='index'.")
+    columns = frame.columns.tolist()
+    data = []
+    for position in range(len(columns)):
+        series = frame.iloc[:, position]
+        values = series.tolist()
+        if series.dtype == object or not isinstance(series.dtype, np.dtype):
+            values = [v if type(v) in _NATIVE else _boxed(v) for v in values]
+        data.append(values)
+    if not columns:
+        return {label: {} for label in frame.index}
+    return {
+        label: dict(zip(columns, row, strict=True))
+        for label, row in zip(frame.index, zip(*data, strict=True), strict=True)
+    }
 
 
 def count_changes(before: Mapping[str, list[Any]], after: Mapping[str, list[Any]]) -> int:

@@ -4,7 +4,6 @@ metaverse contributions (precedence decides which contribution wins).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,7 +27,9 @@ from airflow_provider_aadsync.engine.sync.contributions import (
 )
 from airflow_provider_aadsync.engine.sync.frames import (
     chunks,
+    load_json,
     members_by_rule,
+    rows_by_label,
 )
 from airflow_provider_aadsync.engine.sync.joins import Joins
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
@@ -47,6 +48,14 @@ class Inbound:
         self.state = state
         self.joins = joins
         self.metaverse = metaverse
+        #: Source attribute → is it a reference attribute of this connector (asked once per name, not per object).
+        self._reference_source: dict[str, bool] = {}
+
+    def _is_reference(self, source: str) -> bool:
+        known = self._reference_source.get(source)
+        if known is None:
+            known = self._reference_source[source] = self.state.schema.is_reference(source)
+        return known
 
     def inbound_batch(self, batch: pd.DataFrame) -> None:
         batch["mv_id"] = batch["mv_id"].astype("Int64")
@@ -63,7 +72,7 @@ class Inbound:
         self.state.processed += live["anchor"].tolist()
         self.state.batch_dns = dict(zip(batch["anchor"], batch["dn"], strict=True))
 
-        records = {row.anchor: json.loads(row.attrs) for row in live.itertuples()}
+        records = {row.anchor: load_json(row.attrs) for row in live.itertuples()}
         mv_updates: dict[int, dict[str, Any]] = {}  # mv_id → {"type", "contributions", "new"}
         flow_inputs: list[tuple[pd.DataFrame, list[CompiledRule], pd.DataFrame]] = []
         for object_type, part in live.groupby("object_type", sort=True):
@@ -145,7 +154,7 @@ class Inbound:
                     getattr(error, "code", "expression-error"),
                     getattr(error, "message", str(error)),
                 )
-            results[compiled.rule.name] = (compiled, outcome.values.to_dict("index"))
+            results[compiled.rule.name] = (compiled, rows_by_label(outcome.values))
         in_scope_of = members_by_rule(linked[[r.rule.name for r in rules]])
         for anchor, mv_value in zip(linked.index, linked["mv_id"], strict=True):
             if anchor in failed:
@@ -179,7 +188,7 @@ class Inbound:
                     contributions.setdefault(spec.target, {})[key] = previous
                     continue
                 cell = values.get(spec.target)
-                if spec.type == "Direct" and self.state.schema.is_reference(spec.source):
+                if spec.type == "Direct" and self._is_reference(spec.source):
                     contribution = [compiled.rule.precedence, spec.merge, REFERENCE_MARKER]
                     self.state.reference_dirty.add(anchor)
                 elif cell is IgnoreThisFlow or cell is None or (isinstance(cell, float) and pd.isna(cell)):

@@ -20,6 +20,7 @@ from airflow_provider_aadsync.engine.sync.contributions import resolve
 from airflow_provider_aadsync.engine.sync.frames import (
     chunks,
     count_changes,
+    load_json,
 )
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
@@ -41,8 +42,8 @@ class Metaverse:
             for row in self.state.connection.execute(sa.select(*columns).where(mv_object.c.id.in_(chunk))):
                 loaded[row.id] = {
                     "type": row.object_type,
-                    "attrs": json.loads(row.attrs),
-                    "contributions": json.loads(row.contributions) if with_contributions else {},
+                    "attrs": load_json(row.attrs),
+                    "contributions": load_json(row.contributions) if with_contributions else {},
                     "new": False,
                 }
         return loaded

@@ -4,7 +4,6 @@ provisioning, attribute updates, deprovisioning and reference (member) changes, 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,9 @@ from airflow_provider_aadsync.engine.store import (
 )
 from airflow_provider_aadsync.engine.sync.frames import (
     chunks,
+    load_json,
     members_by_rule,
+    rows_by_label,
     same_values,
 )
 from airflow_provider_aadsync.engine.sync.joins import Joins
@@ -145,7 +146,7 @@ class Outbound:
                     getattr(error, "code", "expression-error"),
                     f"outbound rule {compiled.rule.name!r} to {connector}: {getattr(error, 'message', str(error))}",
                 )
-            outcomes[compiled.rule.name] = outcome.values.to_dict("index")
+            outcomes[compiled.rule.name] = rows_by_label(outcome.values)
         provisioning = [r for r in rules if r.rule.link_type == "Provision"]
         current = self._load_cs(connector, [links[(m, connector)][0] for m in mv_ids if (m, connector) in links])
         in_scope_of = members_by_rule(scope)
@@ -326,7 +327,7 @@ class Outbound:
             for spec in compiled.flow_specs:
                 if spec.target in decided:
                     continue
-                if spec.type == "Direct" and METAVERSE.is_reference(spec.source):
+                if spec.type == "Direct" and spec.source.lower() in METAVERSE.reference_attributes:
                     references.append((spec.source, spec.target))
                     decided.add(spec.target)
                     continue
@@ -363,7 +364,7 @@ class Outbound:
                 cs_object.c.connector == connector, cs_object.c.anchor.in_(chunk)
             )
             for anchor, dn, object_type, attrs in self.state.connection.execute(query):
-                found[anchor] = {"dn": dn, "object_type": object_type, "attrs": json.loads(attrs)}
+                found[anchor] = {"dn": dn, "object_type": object_type, "attrs": load_json(attrs)}
         return found
 
     def _provisional_object(self, connector: str, anchor: str, object_type: str, dn: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ operations over whole reference tables, so a member imported after its group is 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -23,6 +22,7 @@ from airflow_provider_aadsync.engine.sync.contributions import (
 )
 from airflow_provider_aadsync.engine.sync.frames import (
     chunks,
+    load_json,
     set_difference,
 )
 from airflow_provider_aadsync.engine.sync.schema import METAVERSE
@@ -57,8 +57,9 @@ class References:
                 .join(mv_object, mv_object.c.id == link.c.mv_id)
                 .where(link.c.connector == self.state.connector, link.c.anchor.in_(chunk))
             )
-            for anchor, mv_id, contributions in self.state.connection.execute(query):
-                for attribute, entries in json.loads(contributions).items():
+            for anchor, mv_id, serialized in self.state.connection.execute(query):
+                contributions = load_json(serialized)
+                for attribute, entries in contributions.items():
                     winner = min(entries.items(), key=lambda item: (item[1][0], item[0]), default=None)
                     if winner is None or winner[1][2] != REFERENCE_MARKER:
                         continue
@@ -68,9 +69,10 @@ class References:
                     if source:
                         plan[(source, attribute.lower())].append((anchor, mv_id))
                 # reference attributes nobody contributes any more lose their rows
-                for attribute in METAVERSE.reference_attributes:
-                    if not any(name.lower() == attribute for name in json.loads(contributions)):
-                        clears.append((mv_id, attribute))
+                contributed = {name.lower() for name in contributions}
+                clears += [
+                    (mv_id, attribute) for attribute in METAVERSE.reference_attributes if attribute not in contributed
+                ]
         for (source, target), members in plan.items():
             self._sync_mv_references(source, target, members)
         self._clear_mv_references(clears)

@@ -1,0 +1,71 @@
+"""The set-based helpers of the sync pass give what the per-object code they replace gave."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
+from airflow_provider_aadsync.engine.sync.frames import load_json, rows_by_label
+
+
+def _frame() -> pd.DataFrame:
+    """Every kind of column a flow's outcome frame holds: object cells (lists, sentinels, None, NumPy scalars),
+    NumPy numbers and booleans, nullable and string extension columns, datetimes."""
+    index = pd.Index(["a", "b", "c"])
+    return pd.DataFrame(
+        {
+            "cells": pd.Series([["x", "y"], AuthoritativeNull, None], index=index, dtype=object),
+            "mixed": pd.Series([np.int64(3), np.float64(2.5), IgnoreThisFlow], index=index, dtype=object),
+            "flags": pd.Series([np.bool_(True), False, pd.NA], index=index, dtype=object),
+            "ints": pd.Series([1, 2, 3], index=index),
+            "floats": pd.Series([1.5, np.nan, 3.0], index=index),
+            "bools": pd.Series([True, False, True], index=index),
+            "nullable": pd.Series([1, None, 3], index=index, dtype="Int64"),
+            "text": pd.Series(["p", None, "r"], index=index, dtype="string"),
+            "when": pd.to_datetime(pd.Series(["2026-01-01", None, "2026-03-01"], index=index)),
+        }
+    )
+
+
+def _same(left: object, right: object) -> bool:
+    if isinstance(left, float) and isinstance(right, float) and math.isnan(left) and math.isnan(right):
+        return True
+    return type(left) is type(right) and (left is right or left == right or (pd.isna(left) and pd.isna(right)))
+
+
+def test_rows_by_label_is_to_dict_index() -> None:
+    frame = _frame()
+    expected = frame.to_dict("index")
+    got = rows_by_label(frame)
+    assert list(got) == list(expected)
+    for label, row in expected.items():
+        assert list(got[label]) == list(row)
+        for column, value in row.items():
+            assert _same(got[label][column], value), (label, column, got[label][column], value)
+
+
+def test_rows_by_label_of_empty_frames() -> None:
+    assert rows_by_label(pd.DataFrame(index=pd.Index([1, 2]))) == {1: {}, 2: {}}
+    assert rows_by_label(pd.DataFrame({"a": []})) == {}
+    with pytest.raises(ValueError, match="unique"):
+        rows_by_label(pd.DataFrame({"a": [1, 2]}, index=[0, 0]))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"displayName":["Ann Lee"],"n":[1,2.5,null,true],"nested":{"k":["v"]}}',
+        json.dumps({"caf\u00e9": ["\u00fc"]}),
+        json.dumps({"ascii": ["caf\u00e9"]}, ensure_ascii=False),
+        '{"nan":[NaN]}',
+        '"\\ud800"',
+        "[1e400]",
+    ],
+)
+def test_load_json_is_json_loads(text: str) -> None:
+    assert repr(load_json(text)) == repr(json.loads(text))
