@@ -420,7 +420,7 @@ class _Unjoined:
         for anchor, dn, found_type, attrs in self.state.connection.execute(query):
             if anchor.startswith(PROVISIONAL_PREFIX):
                 continue
-            decoded = json.loads(attrs)
+            decoded = load_json(attrs)
             values = {name.lower(): v for name, v in decoded.items()}.get(attribute)
             for value in cell_values(values):
                 found.setdefault(
