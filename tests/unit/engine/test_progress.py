@@ -3,6 +3,7 @@ told as they begin and summed."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 
 import pytest
@@ -88,7 +89,7 @@ def test_current_is_the_tracked_task_and_outside_one_only_waits_are_told(caplog)
     caplog.set_level(logging.INFO)
     with progress.track("delta sync of ad") as report:
         assert progress.current() is report
-    idle = progress.current()
+    idle = contextvars.Context().run(progress.current)  # a fresh context: no waits told in it before
     assert idle is not report
     idle.start_phase("nothing to show", 10)
     idle.advance(5)

@@ -4,8 +4,10 @@ a cycle between its steps, and fenced: a zombie whose lock was taken over cannot
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.store import (
     SCHEMA_VERSION,
     Store,
@@ -230,6 +233,33 @@ def test_lock_state_names_the_holder_and_since_when(tmp_path):
         state = lock.lock_state(store)
         assert state.held() and state.holder == "aadsync_cycle:scheduled__1"
         assert "locked by 'aadsync_cycle:scheduled__1' since" in state.describe("test")
+
+
+def test_a_wait_for_the_lock_is_told_with_its_holder_and_open_run(tmp_path, caplog):
+    """A run that waits for the instance says so, naming who holds it, the run it is doing and since when."""
+    caplog.set_level(logging.INFO)
+    with open_store(tmp_path / "store.sqlite") as store, open_store(tmp_path / "store.sqlite") as other:
+        store.acquire_lock("vm:4242")
+        run_id = store.start_run("export", "entra")
+        with pytest.raises(StoreLockedError), progress.track("export to entra"):
+            with other.locked("vm:5151", wait=dt.timedelta(seconds=0.6)):  # a loaded machine: some time left
+                pass
+        waits = [r.getMessage() for r in caplog.records if r.name == progress.log.name]
+        assert len(waits) == 1, waits
+        assert re.fullmatch(
+            rf"export to entra: waiting 0\.\d s for the run lock of sync instance 'test' held by 'vm:4242' "
+            rf"\(run {run_id}, export of entra, since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC\), 1 wait so far",
+            waits[0],
+        ), waits[0]
+        caplog.clear()
+        releaser = threading.Timer(0.3, store.release_lock, args=("vm:4242",))
+        releaser.start()
+        with lock.cycle(other, "vm:5151", wait=dt.timedelta(seconds=5), poll_seconds=0.05):
+            pass
+        releaser.join()
+        waits = [r.getMessage() for r in caplog.records if r.name == progress.log.name]
+        assert waits and all("for the run lock of sync instance 'test' held by 'vm:4242'" in w for w in waits)
+        assert progress.current().waits.counts["lock"] >= 3  # polls counted, told once per interval
 
 
 def test_a_store_of_schema_version_4_gains_the_lock_columns(tmp_path):

@@ -1,0 +1,94 @@
+"""The AD side tells its progress: an import (full, then a second full with an estimated total, then a delta) and an
+export (group writeback) log their phases, done/total and a final line per phase."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
+from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings, run_ad_export
+from airflow_provider_aadsync.engine.runs.source import SourceObject
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.support.fakes import ATTRS, NC, FakeDirectory, FakeLdapWriter, guid
+from tests.support.stores import fresh_store
+from tests.support.world import ad_user, entra_user, immutable_id, import_full
+from tests.support.world import guid as world_guid
+
+OU = "OU=Writeback,DC=corp,DC=example"
+CLOUD_ID = "5a1e5000-0000-4000-8000-00000000c0de"
+
+
+@pytest.fixture
+def store(tmp_path):
+    with fresh_store(tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def lines(caplog, monkeypatch):
+    """The progress lines logged, with a line at every increment (the interval is a microsecond)."""
+    monkeypatch.setenv(progress.INTERVAL_ENV, "0.000001")
+    caplog.set_level(logging.INFO)
+
+    def logged() -> list[str]:
+        found = [record.getMessage() for record in caplog.records if record.name == progress.log.name]
+        caplog.clear()
+        return found
+
+    return logged
+
+
+def test_an_import_logs_what_it_read_against_the_connector_space_it_knew(store, lines):
+    directory = FakeDirectory()
+    for n in range(1, 6):
+        directory.add_user(n, f"user{n}")
+    directory.add_group(100, "group1", [1, 2, 3])
+    assert import_active_directory(directory, store, mode="full", attributes=ATTRS).result == "success"
+    first = lines()
+    assert first[0] == "full import of ad: reading started"  # an empty connector space: no estimate
+    assert first[-1].startswith("full import of ad: reading done, 6 objects")
+    directory.add_user(6, "user6")
+    import_active_directory(directory, store, mode="full", attributes=ATTRS)
+    second = lines()
+    assert second[0] == "full import of ad: reading started (~6 objects)"
+    assert any(line.startswith("full import of ad: reading 7/~6 objects") for line in second), second
+    assert second[-1].startswith("full import of ad: reading done, 7/~6 objects")
+    directory.delta_batches = [
+        [(FakeDirectory.ext(1, f"CN=user1,{NC}"), {"objectGUID": [guid(1).bytes_le], "displayName": [b"New"]})]
+    ]
+    assert import_active_directory(directory, store, mode="delta", attributes=ATTRS).mode == "delta"
+    delta = lines()
+    assert delta[0] == "delta import of ad: reading changes started"
+    assert delta[-1].startswith("delta import of ad: reading changes done, 1 changes")
+
+
+def test_an_ad_export_logs_its_object_writes_and_member_changes(store, lines):
+    rules = load_sync_rules(writeback_enabled=True, writeback_ou=OU)
+    import_full(store, "ad", [ad_user(n) for n in (1, 2, 3)])
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    cloud: list[SourceObject] = [
+        entra_user(f"cloud-{n}", f"user{n}@corp.example", immutable_id(world_guid(n))) for n in (1, 2, 3)
+    ]
+    group = {"id": [CLOUD_ID], "displayName": ["Falcon"], "mailNickname": ["falcon"], "groupTypes": ["Unified"],
+             "mailEnabled": [True], "securityEnabled": [False]}  # fmt: skip
+    members = [(f"cloud-{n}", None) for n in (1, 2, 3)]
+    cloud.append(SourceObject(CLOUD_ID, f"groups/{CLOUD_ID}", "group", group, references={"members": members}))
+    import_full(store, "entra", cloud)
+    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+    lines()
+    result = run_ad_export(store, FakeLdapWriter(), settings=ADExportSettings(member_chunk=2), lock_holder="task")
+    assert result.result == "success", result
+    logged = lines()
+    assert logged[0] == "export to ad: object writes started (1 objects)"
+    assert "export to ad: object writes 1/1 objects (100%)" in logged[1]
+    assert logged[2].startswith("export to ad: object writes done, 1/1 objects")
+    assert logged[3] == "export to ad: member changes started (3 references)"
+    assert [line.split(",")[0] for line in logged[4:]] == [
+        "export to ad: member changes 2/3 references (67%)",
+        "export to ad: member changes 3/3 references (100%)",
+        "export to ad: member changes done",
+    ]
