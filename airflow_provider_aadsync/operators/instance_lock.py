@@ -61,8 +61,9 @@ class InstanceLockSensor(StoreLocation, BaseSensorOperator):
         with self._store() as store:
             try:
                 granted = store.acquire_lock(holder, lease=self.hold, hold=self.hold)
-            except StoreLockedError as busy:
-                self.log.info("waiting for the sync instance: %s", busy)
+            except StoreLockedError:
+                # who holds it, the run it is doing and since when: a long wait in the task log is visible as such
+                self.log.info("waiting for %s; next try in %.0f s", lock.describe_holder(store), self.poke_interval)
                 return False
         self.log.info("sync instance %r held by %s (token %d) until its report", self.instance, holder, granted.token)
         return True

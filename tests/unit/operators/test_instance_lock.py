@@ -5,6 +5,7 @@ or a refused configuration fails without retries, a transient stop is retried.""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -54,7 +55,15 @@ def test_the_sensor_takes_the_instance_for_its_run_and_the_other_dag_waits(store
             store.acquire_lock("aadsync_cycle:scheduled__2")
         with store.locked("aadsync_full:manual__1"):  # a step of the holding run re-enters
             pass
-    assert not sensor(store_url).poke(cycle)  # the step left it held for the cycle
+    waiting = sensor(store_url)
+    told: list[str] = []
+    waiting.log.info = lambda message, *args: told.append(message % args)  # type: ignore[method-assign]
+    assert not waiting.poke(cycle)  # the step left it held for the cycle
+    assert re.fullmatch(
+        r"waiting for the run lock of sync instance 'main' held by 'aadsync_full:manual__1' "
+        r"\(since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\); next try in 30 s",
+        told[0],
+    ), told
     assert release_instance(full, store_url, "main")
     assert sensor(store_url).poke(cycle)
 
