@@ -65,4 +65,4 @@ def test_a_cli_sync_not_on_a_terminal_logs_its_phases(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == progress.log.name]
     assert "full sync of ad: inbound started (3 objects)" in lines
     assert any(line.startswith("full sync of ad: inbound done, 3/3 objects") for line in lines)
-    assert any(line.startswith("full sync of ad: references and outbound done,") for line in lines)
+    assert any(line.startswith("full sync of ad: outbound done, 3/3 metaverse objects") for line in lines)

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.connectors.registry import schema_for
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX, ConnectorSchema
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow, ReferenceValues
@@ -53,8 +54,10 @@ class Outbound:
             return
         reference_work: dict[tuple[str, str, str], dict[int, str]] = defaultdict(dict)
         provisioned: dict[str, set[int]] = defaultdict(set)
+        report = progress.current()
         for chunk in chunks(list(mv_ids), self.state.batch_rows):
             self._outbound_batch(chunk, reference_work, provisioned)
+            report.advance(len(chunk))
         # Groups already exported whose members were provisioned in this pass: their member rows can now resolve.
         for connector, new_ids in provisioned.items():
             pairs = [(c, s, t) for (c, s, t) in list(reference_work) if c == connector]

@@ -81,10 +81,9 @@ class Synchronizer:
         for batch in self._batches(mode, anchors):
             self.inbound.inbound_batch(batch)
             report.advance(len(batch))
-        report.start_phase("references and outbound", len(self.state.touched_mv), unit="metaverse objects")
-        self.references.inbound_references()
-        self.outbound.outbound(sorted(self.state.touched_mv))
-        report.advance(len(self.state.touched_mv))
+        self.references.inbound_references()  # part of the inbound phase (its final line comes after them)
+        report.start_phase("outbound", len(self.state.touched_mv), unit="metaverse objects")
+        self.outbound.outbound(sorted(self.state.touched_mv))  # advances the phase once per batch
         self._finish_connector_space()
         report.end_phase()
 
