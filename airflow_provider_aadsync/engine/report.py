@@ -56,12 +56,31 @@ def render_run(store: Store, run: dict[str, Any], *, max_errors: int = 20) -> st
         lines.append(f"- guards (pending of threshold): {guards}")
     lines += ["", "| counter | value |", "|---|---:|"]
     lines += [f"| {name} | {counters[name]:,} |" for name in names]
+    lines += render_notices(store.run_notices(run["id"]))
     errors = store.run_errors(run["id"], limit=max_errors) if max_errors > 0 else []
     if errors:
         lines += ["", f"Errors (first {len(errors)} of {counters.get('errors', len(errors)):,}):", ""]
         lines += ["| code | DN | message |", "|---|---|---|"]
         lines += [f"| {e['code']} | {e['dn'] or e['anchor'] or ''} | {e['message']} |" for e in errors]
     return "\n".join(lines) + "\n"
+
+
+def render_notices(notices: Sequence[dict[str, Any]], *, examples: int = 5) -> list[str]:
+    """A run's notices (what it could not write, grouped once per run): a count and the first few examples each."""
+    if not notices:
+        return []
+    lines = ["", "Notices (not errors: what this run could not write, once per kind):", ""]
+    lines += ["| code | subject | objects | message | examples |", "|---|---|---:|---|---|"]
+    for notice in notices:
+        shown = [
+            (example.get("dn") or example.get("anchor") or "")
+            + (f": {example['wanted']} → {example['written']}" if example.get("wanted") else "")
+            for example in notice["examples"][:examples]
+        ]
+        more = notice["count"] - len(shown)
+        cell = "; ".join(shown) + (f"; and {more:,} more" if more > 0 else "")
+        lines.append(f"| {notice['code']} | {notice['subject']} | {notice['count']:,} | {notice['message']} | {cell} |")
+    return lines
 
 
 def render_runs(store: Store, run_ids: Sequence[int] | None = None, *, last: int = 2) -> str:

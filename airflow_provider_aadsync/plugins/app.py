@@ -121,7 +121,7 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
 
     @app.get("/api/runs/{run_id}")
     def api_run(run_id: int, error_offset: Offset = 0, error_limit: Limit = 200) -> dict[str, Any]:
-        """One run with its per-object errors and duplicate-attribute conflicts."""
+        """One run with its per-object errors, duplicate-attribute conflicts and notices (what it could not write)."""
         from airflow_provider_aadsync.engine import browse
 
         return not_found(lambda: browse.run_detail(store(), run_id, error_offset=error_offset, error_limit=error_limit))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import httpx
 import ldap3
 import pytest
 
@@ -18,7 +19,7 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_ex
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.steps import run_ad_import
-from tests.support.servers import entra_hook_for, hook_for
+from tests.support.servers import entra_hook_for, hook_for, trust
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +137,53 @@ def test_every_seeded_user_attribute_reaches_graph_as_the_rules_compute_it(dc, g
     ]
     assert len(extension_users) == extended
     assert sum(user["accountEnabled"] for user in in_graph.values()) == len(enabled_users(USERS)) == 54
+
+
+def test_a_upn_on_an_unverified_domain_is_exported_on_the_initial_domain_until_the_domain_is_verified(
+    dc, graph_server, tenant_verifying, store
+):
+    """Point 4 of issue 17 against the DC and the emulator: the emulator refuses a UPN on a domain the tenant has not
+    verified, so the export writes it on the initial domain; once the admin verifies the domain (the emulator's admin
+    API stands for the portal), the next cycle writes the UPN from AD."""
+    tenant = tenant_verifying(MAIL_DOMAIN)
+    admin = f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/domains"
+    added = httpx.post(admin, json={"name": "sales.example.test", "isVerified": False}, verify=trust(graph_server))
+    assert added.status_code == 201 and added.json()["isVerified"] is False, added.text
+    hook = entra_hook_for(graph_server, tenant)
+    (initial,) = [d["id"] for d in hook.request("GET", "/domains")["value"] if d["isInitial"]]
+    conn = dc.connect()
+    try:
+        dn, old_upn = next((u["dn"], u["userPrincipalName"]) for u in _users_with_upn(conn, dc.base_dn))
+        seller = "seller.one@sales.example.test"
+        assert conn.modify(dn, {"userPrincipalName": [(ldap3.MODIFY_REPLACE, [seller])]}), conn.result
+
+        def cycle() -> dict[str, Any]:
+            assert run_ad_import(hook_for(dc), store, mode="full")["result"] == "success"
+            assert run_sync(store, load_sync_rules(), connector="ad", mode="full").result == "success"
+            exported = run_entra_export(store, hook)
+            assert exported.result == "success", store.run_errors(exported.run_id)[:3]
+            found = hook.request("GET", "/users", params={"$filter": "startswith(userPrincipalName,'seller.one@')"})
+            (user,) = found["value"]
+            return {"upn": user["userPrincipalName"], "notices": store.run_notices(exported.run_id)}
+
+        first = cycle()
+        assert first["upn"] == f"seller.one@{initial}"
+        (notice,) = first["notices"]
+        assert notice["code"] == "upn-on-initial-domain" and notice["count"] == 1
+        assert notice["examples"][0]["wanted"] == seller and notice["examples"][0]["dn"].lower() == dn.lower()
+
+        verified = httpx.patch(f"{admin}/sales.example.test", json={"isVerified": True}, verify=trust(graph_server))
+        assert verified.status_code == 200, verified.text
+        second = cycle()
+        assert second == {"upn": seller, "notices": []}
+    finally:
+        conn.modify(dn, {"userPrincipalName": [(ldap3.MODIFY_REPLACE, [old_upn])]})
+        conn.unbind()
+
+
+def _users_with_upn(conn: ldap3.Connection, base_dn: str) -> list[dict[str, str]]:
+    conn.search(f"OU=Users,OU=AADSync,{base_dn}", "(&(objectClass=user)(userPrincipalName=*))", ldap3.SUBTREE,
+                attributes=["userPrincipalName"])  # fmt: skip
+    entries = [e for e in conn.response if e["type"] == "searchResEntry"]
+    return sorted(({"dn": e["dn"], "userPrincipalName": str(e["attributes"]["userPrincipalName"])} for e in entries),
+                  key=lambda u: u["dn"])  # fmt: skip

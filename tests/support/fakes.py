@@ -229,6 +229,9 @@ class FakeGraphWriter:
         self.counters: dict[str, float] = {"batch_requests": 0, "throttled": 0, "retries": 0, "retry_wait_seconds": 0.0}
         self.max_attempts = max_attempts
         self.passwords_sent = 0
+        #: The tenant's domains: verified ones carry UPNs; ``GET /domains`` lists these and the unverified ones.
+        self.verified_domains = list(VERIFIED_DOMAINS)
+        self.unverified_domains: list[str] = []
         self._canned: list[_Canned] = []
         self._faults: deque[tuple[str, bool]] = deque()
 
@@ -314,9 +317,18 @@ class FakeGraphWriter:
         return results
 
     def request(self, method: str, url: str, **kwargs: Any) -> Any:
-        """Reads: ``/organization`` (the initial domain) and ``/users`` or ``/groups`` with a ``X eq 'v'`` filter."""
+        """Reads: ``/domains``, ``/organization`` (the initial domain), and ``/users`` or ``/groups`` with an
+        ``X eq 'v'`` filter."""
         params = dict(kwargs.get("params") or {})
         self.reads.append((method, url, params))
+        if method == "GET" and url == "/domains":
+            names = [*self.verified_domains, *self.unverified_domains]
+            return {
+                "value": [
+                    {"id": name, "isInitial": name == INITIAL_DOMAIN, "isVerified": name in self.verified_domains}
+                    for name in names
+                ]
+            }
         if method == "GET" and url == "/organization":
             domains = [{"name": name, "isInitial": name == INITIAL_DOMAIN} for name in VERIFIED_DOMAINS]
             return {"value": [{"id": "fake-tenant", "verifiedDomains": domains}]}
@@ -428,7 +440,7 @@ class FakeGraphWriter:
         upn = values.get("userPrincipalName")
         if upn is not None:
             local, _, domain = str(upn).rpartition("@")
-            if not _UPN_LOCAL.match(local) or domain.lower() not in VERIFIED_DOMAINS:
+            if not _UPN_LOCAL.match(local) or domain.lower() not in self.verified_domains:
                 return invalid_value("userPrincipalName")
             if any(str(p.get("userPrincipalName", "")).casefold() == str(upn).casefold() for p in others):
                 return object_conflict("userPrincipalName")

@@ -61,8 +61,9 @@ def list_runs(
 
 
 def run_detail(store: Store, run_id: int, *, error_offset: int = 0, error_limit: int = 200) -> dict[str, Any]:
-    """One run with its per-object errors (DN, anchor, code, message) and the duplicate-attribute conflicts it
-    recorded (attribute, wanted value, placeholder given): every row that needs a person."""
+    """One run with its per-object errors (DN, anchor, code, message), the duplicate-attribute conflicts it
+    recorded (attribute, wanted value, placeholder given), and its notices (what it could not write, grouped: code,
+    subject, count, message, examples)."""
     found = store.get_run(run_id)
     if found is None:
         raise NotFound(f"no run {run_id} in this store")
@@ -84,6 +85,7 @@ def run_detail(store: Store, run_id: int, *, error_offset: int = 0, error_limit:
         "errors_total": error_total,
         "errors": error_rows,
         "conflicts": found_conflicts,
+        "notices": store.run_notices(run_id),
     }
 
 

@@ -50,6 +50,9 @@ class ExportGuards(GuardSettings, Protocol):
 
 
 class Exporter(Protocol):
+    """What run_export drives; an exporter may also carry ``notices`` (engine/runs/notices.py), recorded with the
+    run."""
+
     errors: list[dict[str, Any]]
 
     def run(self) -> None: ...
@@ -105,6 +108,10 @@ def _write(store: Store, run_id: int, connector: str, counts: dict[str, Any], wr
             writer.final_counters(counts), writer.errors, repr(error),
         )  # fmt: skip
         raise
+    finally:
+        # What the run could not write and did not count as an error (engine/runs/notices.py), grouped.
+        notices = getattr(writer, "notices", None)
+        store.record_notices(run_id, notices.rows() if notices is not None else [])
     result = "completed-export-errors" if writer.errors else "success"
     final = writer.final_counters(counts)
     log.info("export to %s finished: %s %s", connector, result, final)

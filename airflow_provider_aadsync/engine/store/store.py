@@ -37,6 +37,7 @@ from airflow_provider_aadsync.engine.store.tables import (
     metadata,
     run,
     run_error,
+    run_notice,
     schema_version,
     utcnow,
     watermark,
@@ -387,6 +388,32 @@ class Store:
             ]
             with self.engine.begin() as connection:
                 self.insert_chunked(connection, run_error, rows)
+
+    def record_notices(self, run_id: int, notices: Sequence[dict[str, Any]]) -> None:
+        """Store a run's grouped notices (code, subject, count, message, examples; engine/runs/notices.py)."""
+        if notices:
+            rows = [
+                {
+                    "run_id": run_id,
+                    "code": notice["code"],
+                    "subject": storable_text(notice["subject"], 255),
+                    "count": int(notice["count"]),
+                    "message": storable_text(scrub(str(notice["message"])), _ERROR_TEXT_LIMIT),
+                    "examples": list(notice.get("examples") or []),
+                }
+                for notice in notices
+            ]
+            with self.engine.begin() as connection:
+                self.insert_chunked(connection, run_notice, rows)
+
+    def run_notices(self, run_id: int) -> list[dict[str, Any]]:
+        """A run's notices, in the order recorded (each: code, subject, count, message, examples)."""
+        query = sa.select(run_notice).where(run_notice.c.run_id == run_id).order_by(run_notice.c.id)
+        with self.engine.connect() as connection:
+            return [
+                {k: v for k, v in dict(row).items() if k not in ("id", "run_id")}
+                for row in connection.execute(query).mappings()
+            ]
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         with self.engine.connect() as connection:

@@ -94,6 +94,21 @@ run_error = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
 )
 
+#: What a run could not do and did not count as an error, grouped (schema step 8): one row per kind and subject with
+#: how many objects it concerned and a few examples, e.g. a property Graph cannot write, or UPNs written on the
+#: tenant's initial domain. Never one row per object (no error flood).
+run_notice = sa.Table(
+    "run_notice",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("run.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("code", sa.String(128), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("examples", sa.JSON, nullable=False),
+)
+
 #: One row per sync instance, kept once created (a release empties ``holder``), so its fencing token only grows.
 store_lock = sa.Table(
     "store_lock",
@@ -293,6 +308,10 @@ def _migrate_to_7(connection: Connection) -> None:
         connection.exec_driver_sql("ALTER TABLE run ADD COLUMN origin JSON")
 
 
+def _migrate_to_8(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[run_notice])
+
+
 #: Ordered migration steps; append, never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _migrate_to_1),
@@ -302,6 +321,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (5, _migrate_to_5),
     (6, _migrate_to_6),
     (7, _migrate_to_7),
+    (8, _migrate_to_8),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

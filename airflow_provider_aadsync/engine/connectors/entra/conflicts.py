@@ -28,8 +28,6 @@ class Conflicts:
 
     def __init__(self, state: ExportPass) -> None:
         self.state = state
-        #: The tenant's initial domain, read once, for placeholder UPNs.
-        self._initial_domain: str | None = None
 
     def resolve(self, operation: Operation, answer: GraphAnswer) -> bool:
         """Duplicate attribute resiliency: placeholder UPN, dropped SMTP address; the write is retried."""
@@ -70,13 +68,9 @@ class Conflicts:
         return True
 
     def _placeholder_upn(self, wanted: str) -> str:
-        if self._initial_domain is None:
-            organization = self.state.writer.request("GET", "/organization")["value"][0]
-            domains = organization.get("verifiedDomains") or []
-            initial = [d["name"] for d in domains if d.get("isInitial")]
-            self._initial_domain = initial[0] if initial else wanted.rpartition("@")[2]
-        prefix = wanted.rpartition("@")[0]
-        return f"{prefix}+{random.randint(1000, 9999)}@{self._initial_domain}"
+        prefix, _at, suffix = wanted.rpartition("@")
+        initial = self.state.domains.initial or suffix  # the tenant's domains, read once per run (domains.py)
+        return f"{prefix}+{random.randint(1000, 9999)}@{initial}"
 
     def _record(self, anchor: str, attribute: str, wanted: str, placeholder: str | None) -> None:
         with self.state.transaction() as connection:

@@ -18,12 +18,19 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.graph import BATCH_SIZE, LINKS_PER_REQUEST
 from airflow_provider_aadsync.engine.connectors.entra.reconcile import Reconciler
-from airflow_provider_aadsync.engine.connectors.entra.schema import MEMBERS, RESOURCES
+from airflow_provider_aadsync.engine.connectors.entra.schema import MEMBERS, RESOURCES, UNWRITABLE
 from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
-from airflow_provider_aadsync.engine.store import Store, pending_export, pending_export_reference
+from airflow_provider_aadsync.engine.store import Store, cs_object, pending_export, pending_export_reference
 
 log = logging.getLogger(__name__)
+
+#: The grouped notice of what Graph cannot write or create (engine/runs/notices.py).
+UNSUPPORTED = "unsupported-by-graph"
+#: The notice of UPNs written on the tenant's initial domain because their suffix is not a verified domain.
+UPN_ON_INITIAL_DOMAIN = "upn-on-initial-domain"
+#: Examples kept of UPN substitutions: enough to name every object of a usual run, without a flood.
+UPN_EXAMPLES = 500
 
 
 def plan_counts(store: Store, connector: str) -> dict[str, int]:
@@ -115,6 +122,8 @@ class ExportPlan:
             operation = Operation(
                 "create", row.anchor, object_type, row.dn, json.loads(row.changes), resend=row.state == "sent"
             )
+            if not self._writable(operation):
+                continue
             if operation.resend:
                 self._settle_once()
                 if self.reconciler.resume_create(operation):
@@ -132,15 +141,100 @@ class ExportPlan:
             time.sleep(self.state.settings.resend_settle_seconds)
 
     def report_unsupported_creates(self) -> None:
-        """Contacts (and any type Graph cannot create) are a per-object error, never silently dropped."""
+        """Contacts (and any type Graph cannot create) are counted in one notice per type, never silently dropped
+        and never an error per object; they stay planned (and in the metaverse)."""
         for row in self._plan_rows("add"):
             if row.object_type not in ("user", "group"):
-                self.state.fail_rows(
-                    [row.anchor],
-                    "unsupported-by-graph",
-                    f"Graph has no API to create {row.object_type} objects; it stays in the metaverse",
-                    dn=row.dn,
+                self.state.notice(
+                    UNSUPPORTED,
+                    f"{row.object_type} create",
+                    f"Graph has no API to create {row.object_type} objects; they stay in the metaverse",
+                    row.anchor,
+                    row.dn,
                 )
+
+    # ------------------------------------------------------------------------------ what Graph accepts
+    def _writable(self, operation: Operation) -> bool:
+        """Make an operation one Graph accepts, or say it cannot be sent (False; counted in a notice). Properties
+        Graph cannot write are left out; a user's UPN on an unverified domain goes on the initial domain; groups
+        Graph cannot create (distribution and mail-enabled security groups) are not sent."""
+        changes = operation.changes
+        for name in [name for name in changes if name in UNWRITABLE]:
+            del changes[name]
+            self.state.notice(
+                UNSUPPORTED,
+                name,
+                f"Graph cannot write {name} ({UNWRITABLE[name]}); the flow's value is not exported",
+                operation.anchor,
+                operation.dn,
+            )
+        if operation.object_type == "group" and operation.kind == "create" and self._mail_group(changes):
+            kind = "mail-enabled security group" if self._true(changes, "securityEnabled") else "distribution group"
+            self.state.notice(
+                UNSUPPORTED,
+                f"{kind} create",
+                f"Graph creates security groups and Microsoft 365 groups only, not a {kind}; it stays in the metaverse",
+                operation.anchor,
+                operation.dn,
+            )
+            return False
+        if operation.object_type == "user" and changes.get("userPrincipalName"):
+            self._accepted_upn(operation)
+        if operation.kind == "update" and not changes:
+            self._forget(operation.anchor)  # nothing Graph can write is left; sync stages it again if it changes
+            return False
+        return True
+
+    @staticmethod
+    def _true(changes: dict[str, list[Any]], name: str) -> bool:
+        """Whether a boolean flow's value is true (the connector space may hold it as text)."""
+        values = changes.get(name) or [None]
+        return values[0] in (True, "True", "true", "TRUE")
+
+    def _mail_group(self, changes: dict[str, list[Any]]) -> bool:
+        """A mail-enabled group that is not a Microsoft 365 group (groupTypes without Unified)."""
+        return self._true(changes, "mailEnabled") and "Unified" not in (changes.get("groupTypes") or [])
+
+    def _accepted_upn(self, operation: Operation) -> None:
+        """A UPN whose suffix is not a verified domain goes on the tenant's initial domain (the product's MOERA);
+        an update whose substitute the object already holds leaves the UPN out (nothing to write until the domain
+        is verified)."""
+        wanted = str(operation.changes["userPrincipalName"][0])
+        written = self.state.domains.accepted_upn(wanted)
+        if written == wanted:
+            return
+        if operation.kind == "update" and self._current_upn(operation.anchor) == written:
+            del operation.changes["userPrincipalName"]
+            self.state.counters["upns_kept_on_initial_domain"] += 1
+            return
+        operation.changes["userPrincipalName"] = [written]
+        suffix = wanted.rpartition("@")[2]
+        self.state.notice(
+            UPN_ON_INITIAL_DOMAIN,
+            "userPrincipalName",
+            "the UPN's domain is not a verified domain of the tenant: written on the initial domain, and changed to "
+            "the UPN from AD by the first export after the domain is verified",
+            operation.anchor,
+            operation.dn,
+            limit=UPN_EXAMPLES,
+            wanted=wanted,
+            written=written,
+            domain=suffix,
+        )
+
+    def _current_upn(self, anchor: str) -> str | None:
+        with self.state.store.engine.connect() as connection:
+            attrs = connection.execute(
+                sa.select(cs_object.c.attrs).where(
+                    cs_object.c.connector == self.state.connector, cs_object.c.anchor == anchor
+                )
+            ).scalar()
+        values = json.loads(attrs).get("userPrincipalName") if attrs else None
+        return str(values[0]) if values else None
+
+    def _forget(self, anchor: str) -> None:
+        with self.state.transaction() as connection:
+            connection.execute(sa.delete(pending_export).where(self.state.row(anchor)))
 
     def object_operations(self, operation: str) -> Iterator[Operation]:
         for row in self._plan_rows(operation):
@@ -150,12 +244,18 @@ class ExportPlan:
             if operation == "update" and not changes:
                 continue  # a marker for member changes only
             if row.object_type not in ("user", "group"):
-                self.state.fail_rows(
-                    [row.anchor], "unsupported-by-graph", f"Graph cannot write {row.object_type} objects"
+                self.state.notice(
+                    UNSUPPORTED,
+                    f"{row.object_type} {operation}",
+                    f"Graph cannot write {row.object_type} objects",
+                    row.anchor,
+                    row.dn,
                 )
                 continue
             kind = "update" if operation == "update" else "delete"
-            yield Operation(kind, row.anchor, row.object_type, row.dn, changes, resend=row.state == "sent")
+            found = Operation(kind, row.anchor, row.object_type, row.dn, changes, resend=row.state == "sent")
+            if kind == "delete" or self._writable(found):
+                yield found
 
     def member_operations(self) -> Iterator[Operation]:
         """Member adds packed 20 per request; removes one per request (Graph removes one reference per call)."""

@@ -108,6 +108,15 @@ COLLECTION_PROPERTIES: frozenset[str] = frozenset(
     a.name for a in GRAPH_ATTRIBUTES if a.multi_valued and not a.reference
 )
 
+#: Targets a rule may flow to the ``entra`` connector that Microsoft Graph cannot write, and why. The export leaves
+#: them out of every request and reports them once per run (a grouped notice), instead of an error per object.
+UNWRITABLE: dict[str, str] = {
+    "proxyAddresses": "read-only in Graph: Exchange Online derives the addresses from mail",
+    "targetAddress": "no Graph property: the product writes Exchange hybrid attributes through its private sync API",
+    "passwordHash": "password hash sync uses the product's private API; Graph sets only a plain-text passwordProfile",
+    "unicodePwd": "password hash sync uses the product's private API; Graph sets only a plain-text passwordProfile",
+}
+
 #: Object type → Graph resource (collection path).
 RESOURCES: dict[str, str] = {"user": "users", "group": "groups", "contact": "contacts"}
 

@@ -12,10 +12,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.connectors.entra.domains import TenantDomains
 from airflow_provider_aadsync.engine.connectors.entra.graph import GraphAnswer, GraphWriter, chunks, graph_error
 from airflow_provider_aadsync.engine.connectors.entra.schema import MEMBERS
 from airflow_provider_aadsync.engine.connectors.entra.settings import ExportSettings, WritePacer
 from airflow_provider_aadsync.engine.runs.export_run import ErrorLimitReached
+from airflow_provider_aadsync.engine.runs.notices import NOTICE_EXAMPLES, Notices
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,
@@ -61,6 +63,10 @@ class ExportPass:
         self.phase = "object"
         #: The open transaction of the call whose outcomes are being recorded (None between calls).
         self.connection: sa.Connection | None = None
+        #: The tenant's domains, read once per run when a UPN is first written (the initial domain, verified ones).
+        self.domains = TenantDomains(writer)
+        #: What the run could not write and does not count as an error, grouped (recorded with the run).
+        self.notices = Notices()
 
     def take_retries(self) -> list[Operation]:
         retries, self.retry = self.retry, []
@@ -92,6 +98,15 @@ class ExportPass:
         self.errors.append({"anchor": anchor, "dn": source or dn, "code": code, "message": message[:2000]})
         if len(self.errors) >= self.settings.error_limit:
             raise ErrorLimitReached
+
+    def notice(
+        self, code: str, subject: str, message: str, anchor: str, dn: str | None, limit: int = NOTICE_EXAMPLES, **more
+    ) -> None:
+        """Count one object under a grouped notice; the first few are kept as examples, named by their AD DN."""
+        example: dict[str, Any] = {}
+        if self.notices.wants_example(code, subject, limit=limit):
+            example = {"dn": self.source_dn(anchor) or dn, "anchor": anchor, **more}
+        self.notices.add(code, subject, message, example, limit=limit)
 
     def source_dn(self, anchor: str) -> str | None:
         """The DN of the object this export comes from (AD), so an error names what people know."""

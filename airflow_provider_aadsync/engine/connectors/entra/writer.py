@@ -68,6 +68,8 @@ class EntraExporter:
         self.state = ExportPass(store, writer, connector, run_id, settings)
         #: The run's per-object errors (the same list as the pass state's), read by run_export.
         self.errors = self.state.errors
+        #: What the run could not write, grouped (the pass state's), recorded with the run by run_export.
+        self.notices = self.state.notices
         self.conflicts = Conflicts(self.state)
         self.reconciler = Reconciler(self.state, conflicts=self.conflicts)
         self.plan = ExportPlan(self.state, reconciler=self.reconciler)
