@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -138,6 +140,24 @@ def describe_holder(store: StoreHandle, state: LockState | None = None) -> str:
     if row is not None and as_utc(row.started_at) >= state.acquired_at - dt.timedelta(seconds=1):
         what = f"run {row.id}, {row.profile} of {row.connector}, "
     return f"{name} held by {state.holder!r} ({what}since {state.acquired_at:%Y-%m-%d %H:%M:%S} UTC)"
+
+
+#: The environment variable with how long a step waits for the instance another run holds (seconds; default 0).
+LOCK_WAIT_ENV = "AADSYNC_LOCK_WAIT"
+
+
+def lock_wait_from_env() -> dt.timedelta:
+    """``AADSYNC_LOCK_WAIT`` as a duration: a CLI run can wait for a cycle's step instead of failing at once."""
+    text = os.environ.get(LOCK_WAIT_ENV, "").strip()
+    if not text:
+        return dt.timedelta(0)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{LOCK_WAIT_ENV}={text!r} is not a number of seconds (0 or more)")
+    return dt.timedelta(seconds=seconds)
 
 
 def acquire_waiting(
@@ -421,10 +441,12 @@ def locked(
     *,
     lease: dt.timedelta = STEP_LEASE,
     hold: dt.timedelta | None = None,
-    wait: dt.timedelta = dt.timedelta(0),
+    wait: dt.timedelta | None = None,
 ) -> Iterator[Lease]:
-    """Hold the instance for one step: acquire (waiting up to ``wait`` for another run to end), renew while the body
-    runs, fence every write transaction of ``store``, and at the end leave it to the cycle (its hold) or release it."""
+    """Hold the instance for one step: acquire (waiting up to ``wait`` for another run to end; None: the setting
+    ``AADSYNC_LOCK_WAIT``, default no wait), renew while the body runs, fence every write transaction of ``store``,
+    and at the end leave it to the cycle (its hold) or release it."""
+    wait = lock_wait_from_env() if wait is None else wait
     granted = acquire_waiting(store, holder, wait=wait, lease=lease, hold=hold)
     heartbeat = _Heartbeat(store, granted)
     previous = store.lease

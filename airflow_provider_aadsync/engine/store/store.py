@@ -441,14 +441,15 @@ class Store:
         *,
         lease: dt.timedelta | None = None,
         hold: dt.timedelta | None = None,
-        wait: dt.timedelta = dt.timedelta(0),
+        wait: dt.timedelta | None = None,
     ) -> Iterator[Lease]:
         """Hold the instance lock for one step so two runs of one sync instance never interleave.
 
         The same ``holder`` (an Airflow retry of the same DAG run) takes its own lock back at once, and the attempt
         it replaces can no longer write; the lease is renewed while the step runs; at the end the lock is released,
         or left to the cycle that holds the instance (see :func:`airflow_provider_aadsync.engine.store.lock.locked`).
-        ``wait``: how long to wait, with wait lines in the progress, while another run holds the instance.
+        ``wait``: how long to wait, with wait lines in the progress, while another run holds the instance (None:
+        ``AADSYNC_LOCK_WAIT`` seconds, default 0).
         """
         with lock.locked(self, holder, lease=lease or lock.STEP_LEASE, hold=hold, wait=wait) as granted:
             yield granted

@@ -235,14 +235,15 @@ def test_lock_state_names_the_holder_and_since_when(tmp_path):
         assert "locked by 'aadsync_cycle:scheduled__1' since" in state.describe("test")
 
 
-def test_a_wait_for_the_lock_is_told_with_its_holder_and_open_run(tmp_path, caplog):
+def test_a_wait_for_the_lock_is_told_with_its_holder_and_open_run(tmp_path, caplog, monkeypatch):
     """A run that waits for the instance says so, naming who holds it, the run it is doing and since when."""
     caplog.set_level(logging.INFO)
     with open_store(tmp_path / "store.sqlite") as store, open_store(tmp_path / "store.sqlite") as other:
         store.acquire_lock("vm:4242")
         run_id = store.start_run("export", "entra")
         with pytest.raises(StoreLockedError), progress.track("export to entra"):
-            with other.locked("vm:5151", wait=dt.timedelta(seconds=0.6)):  # a loaded machine: some time left
+            monkeypatch.setenv(lock.LOCK_WAIT_ENV, "0.6")  # a loaded machine: some time left for a wait
+            with other.locked("vm:5151"):
                 pass
         waits = [r.getMessage() for r in caplog.records if r.name == progress.log.name]
         assert len(waits) == 1, waits
@@ -260,6 +261,16 @@ def test_a_wait_for_the_lock_is_told_with_its_holder_and_open_run(tmp_path, capl
         waits = [r.getMessage() for r in caplog.records if r.name == progress.log.name]
         assert waits and all("for the run lock of sync instance 'test' held by 'vm:4242'" in w for w in waits)
         assert progress.current().waits.counts["lock"] >= 3  # polls counted, told once per interval
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("", 0.0), ("0", 0.0), ("90", 90.0), ("soon", None), ("-1", None)])
+def test_the_lock_wait_setting(monkeypatch, value, seconds):
+    monkeypatch.setenv(lock.LOCK_WAIT_ENV, value)
+    if seconds is None:
+        with pytest.raises(ValueError, match=f"AADSYNC_LOCK_WAIT={value!r} is not a number of seconds"):
+            lock.lock_wait_from_env()
+    else:
+        assert lock.lock_wait_from_env() == dt.timedelta(seconds=seconds)
 
 
 def test_a_store_of_schema_version_4_gains_the_lock_columns(tmp_path):
