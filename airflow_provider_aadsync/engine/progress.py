@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,9 @@ class Progress:
 
     # ---------------------------------------------------------------------------------------------- phases
     @contextmanager
-    def phase(self, name: str, total: int | None = None, *, unit: str = "objects", estimated: bool = False):
+    def phase(
+        self, name: str, total: int | None = None, *, unit: str = "objects", estimated: bool = False
+    ) -> Iterator[Phase | None]:
         """Run a phase: a line when it starts, lines every interval, and always a final line."""
         self.start_phase(name, total, unit=unit, estimated=estimated)
         try:
@@ -228,7 +230,10 @@ class Progress:
             raise
         self.end_phase()
 
-    def start_phase(self, name: str, total: int | None = None, *, unit: str = "objects", estimated: bool = False):
+    def start_phase(
+        self, name: str, total: int | None = None, *, unit: str = "objects", estimated: bool = False
+    ) -> None:
+        """Start a phase (ending the one before); ``estimated``: the total is a guess, shown with ``~``."""
         if self.phase_now is not None:
             self.end_phase()
         if not self.phases:
@@ -289,7 +294,7 @@ class Progress:
 
 
 @contextmanager
-def track(task: str, **options) -> Iterator[Progress]:
+def track(task: str, **options: Any) -> Iterator[Progress]:
     """Make a task's progress the current one (what :func:`current` returns) for the block."""
     progress = Progress(task, **options)
     token = _current.set(progress)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Iterator
@@ -36,7 +37,9 @@ def prefetch(pages: Iterator[T], depth: int = 2) -> Iterator[T]:
         except BaseException as error:  # handed to the consumer, which re-raises it
             handover.put(error)
 
-    producer = threading.Thread(target=produce, name="aadsync-prefetch", daemon=True)
+    # In the caller's context: what the reads wait for (Graph throttling) counts in the run's progress.
+    context = contextvars.copy_context()
+    producer = threading.Thread(target=context.run, args=(produce,), name="aadsync-prefetch", daemon=True)
     producer.start()
     try:
         while True:

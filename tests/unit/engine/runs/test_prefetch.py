@@ -33,3 +33,16 @@ def test_consumer_stopping_early_stops_the_producer():
             break
     assert len(produced) < 20
     assert not any(thread.name == "aadsync-prefetch" for thread in threading.enumerate())
+
+
+def test_the_producer_reports_to_the_callers_progress():
+    """A wait in the reading thread (Graph throttling) counts in the run's progress, not in a thread of its own."""
+    from airflow_provider_aadsync.engine import progress
+
+    def pages():
+        progress.current().wait("throttling", 1.5, "Graph throttling (Retry-After)")
+        yield 1
+
+    with progress.track("full import of entra") as report:
+        assert list(prefetch(pages())) == [1]
+    assert report.waits.counts == {"throttling": 1}
