@@ -33,6 +33,7 @@ DIRECT = {
     "physicalDeliveryOfficeName": "officeLocation", "mobile": "mobilePhone",
     "facsimileTelephoneNumber": "faxNumber", "streetAddress": "streetAddress", "l": "city", "st": "state",
     "postalCode": "postalCode", "co": "country", "preferredLanguage": "preferredLanguage", "mail": "mail",
+    "msDS-preferredDataLocation": "preferredDataLocation",
 }  # fmt: skip
 COLLECTIONS = {"telephoneNumber": "businessPhones", "otherMailbox": "otherMails"}
 EXTENSIONS = [f"extensionAttribute{n}" for n in range(1, 16)]
@@ -41,8 +42,9 @@ SELECT = [*DIRECT.values(), *COLLECTIONS.values(), *COMPUTED, "id", "onPremisesE
 
 
 def with_extension_attributes(dc: SambaDC) -> int:
-    """Exchange's schema on the DC (as the dev world's forests get it) and custom attributes on every third seeded
-    user: some unicode, some at Graph's limit of 1,024 characters, some members left empty. Returns how many."""
+    """Exchange's schema and msDS-preferredDataLocation on the DC (as the dev world's forests get them), and custom
+    attributes and a preferred data location on every third seeded user: some unicode, some at Graph's limit of
+    1,024 characters, some members left empty. Returns how many."""
     conn = dc.connect()
     try:
         ensure_exchange_schema(conn, dc.base_dn)
@@ -50,6 +52,7 @@ def with_extension_attributes(dc: SambaDC) -> int:
         dns = sorted(entry["dn"] for entry in conn.response if entry["type"] == "searchResEntry")[::3]
         for number, dn in enumerate(dns):
             values = {"extensionAttribute1": f"CC-{number:04d}", "extensionAttribute7": "Zürich · 東京 ✓"}
+            values["msDS-preferredDataLocation"] = ("EUR", "NAM", "APC")[number % 3]  # Multi-Geo locations
             if number % 2:
                 values["extensionAttribute15"] = "x" * 1024
             changes = {name: [(ldap3.MODIFY_REPLACE, [value])] for name, value in values.items()}
@@ -136,6 +139,7 @@ def test_every_seeded_user_attribute_reaches_graph_as_the_rules_compute_it(dc, g
         u for u in in_graph.values() if (u["onPremisesExtensionAttributes"] or {}).get("extensionAttribute1")
     ]
     assert len(extension_users) == extended
+    assert sum(1 for user in in_graph.values() if user["preferredDataLocation"]) == extended
     assert sum(user["accountEnabled"] for user in in_graph.values()) == len(enabled_users(USERS)) == 54
 
 

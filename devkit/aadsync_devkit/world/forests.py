@@ -9,7 +9,9 @@ holding a member of the account forest (a foreign security principal).
 Samba's schema has no Exchange attributes: :func:`ensure_exchange_schema` adds ``msExchRecipientTypeDetails``,
 ``msExchMasterAccountSid``, ``mailNickname`` and ``extensionAttribute1..15`` (as Exchange's schema extension does,
 with the same names and syntaxes but dev-only OIDs) to the ``mailRecipient`` auxiliary class of users, groups and
-contacts, over LDAP (``dsdb:schema update allowed`` is on in the dev DC's smb.conf; measured ~0.5 s).
+contacts, over LDAP (``dsdb:schema update allowed`` is on in the dev DC's smb.conf; measured ~0.5 s). It also adds
+``msDS-preferredDataLocation`` (Windows Server 1803's schema, Microsoft's OID) to the user class, which Samba's schema
+lacks: the shipped rules flow it to Graph's preferredDataLocation.
 """
 
 from __future__ import annotations
@@ -81,19 +83,41 @@ def _update_schema_now(conn: ldap3.Connection) -> None:
         conn.check_names = check_names
 
 
+#: Windows Server 1803's msDS-preferredDataLocation (Multi-Geo), with Microsoft's attributeID and range (1 to 10
+#: characters, [MS-ADA2] 2.431): Samba's schema (Windows Server 2012 R2 / 2016 levels) lacks it, so the dev world adds
+#: it to the user class, as a schema upgrade of a real forest does.
+_DATA_LOCATION_ATTRIBUTES = (
+    ("ms-DS-Preferred-Data-Location", "msDS-preferredDataLocation", "1.2.840.113556.1.4.2366", "2.5.5.12", 64),
+)
+
+
 def ensure_exchange_schema(conn: ldap3.Connection, base_dn: str) -> bool:
-    """Add the Exchange attributes the default rules read to the DC's schema, unless present. True if added."""
+    """Add the Exchange attributes the default rules read (to mailRecipient) and msDS-preferredDataLocation (to
+    user) to the DC's schema, unless present. True if any was added."""
+    exchange = _ensure_attributes(conn, base_dn, _EXCHANGE_ATTRIBUTES, "Mail-Recipient")
+    location = _ensure_attributes(conn, base_dn, _DATA_LOCATION_ATTRIBUTES, "User", range_=(1, 10))
+    return exchange or location
+
+
+def _ensure_attributes(
+    conn: ldap3.Connection,
+    base_dn: str,
+    attributes: tuple[tuple[str, str, str, str, int], ...],
+    class_cn: str,
+    *,
+    range_: tuple[int, int] | None = None,
+) -> bool:
     schema = f"CN=Schema,CN=Configuration,{base_dn}"
-    wanted = "".join(f"(lDAPDisplayName={name})" for _cn, name, *_rest in _EXCHANGE_ATTRIBUTES)
+    wanted = "".join(f"(lDAPDisplayName={name})" for _cn, name, *_rest in attributes)
     conn.search(schema, f"(|{wanted})", ldap3.LEVEL, attributes=["lDAPDisplayName"])
     present = {
         str(e["raw_attributes"]["lDAPDisplayName"][0].decode()) for e in conn.response if e["type"] == "searchResEntry"
     }
-    missing = [attribute for attribute in _EXCHANGE_ATTRIBUTES if attribute[1] not in present]
+    missing = [attribute for attribute in attributes if attribute[1] not in present]
     if not missing:
         return False
     for cn, name, oid, syntax, om_syntax in missing:
-        attrs = {
+        attrs: dict[str, object] = {
             "attributeID": oid,
             "lDAPDisplayName": name,
             "adminDisplayName": cn,
@@ -102,11 +126,13 @@ def ensure_exchange_schema(conn: ldap3.Connection, base_dn: str) -> bool:
             "isSingleValued": "TRUE",
             "searchFlags": 1,
         }
+        if range_ is not None:
+            attrs["rangeLower"], attrs["rangeUpper"] = range_
         _add(conn, f"CN={cn},{schema}", ["top", "attributeSchema"], attrs)
     _update_schema_now(conn)
     names = [name for _cn, name, *_rest in missing]
-    if not conn.modify(f"CN=Mail-Recipient,{schema}", {"mayContain": [(ldap3.MODIFY_ADD, names)]}):
-        raise RuntimeError(f"adding the Exchange attributes to mailRecipient failed: {conn.result}")
+    if not conn.modify(f"CN={class_cn},{schema}", {"mayContain": [(ldap3.MODIFY_ADD, names)]}):
+        raise RuntimeError(f"adding {', '.join(names)} to {class_cn} failed: {conn.result}")
     _update_schema_now(conn)
     return True
 
