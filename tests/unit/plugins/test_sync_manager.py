@@ -66,6 +66,13 @@ def store_url(tmp_path_factory) -> str:
             [{"anchor": bob.anchor, "dn": bob.dn, "code": "Request_BadRequest",
               "message": "Another object with the same value for property userPrincipalName already exists."}],
         )  # fmt: skip
+        store.record_notices(
+            export_run,
+            [{"code": "upn-on-initial-domain", "subject": "userPrincipalName", "count": 1,
+              "message": "the UPN's domain is not a verified domain of the tenant",
+              "examples": [{"dn": bob.dn, "anchor": bob.anchor, "wanted": "bob@sales.example",
+                            "written": "bob@contoso.onmicrosoft.com"}]}],
+        )  # fmt: skip
         with store.transaction() as connection:
             connection.execute(
                 sa.insert(export_conflict).values(
@@ -223,6 +230,11 @@ def test_a_run_lists_its_per_object_errors_and_conflicts(client, headers):
     assert error["dn"] in page and f"/aadsync/objects/entra/{quote(error['anchor'], safe='')}" in page
     assert "Request_BadRequest" in page
     assert "alice+1234@contoso.onmicrosoft.com" in page
+    [notice] = run["notices"]  # what the run could not write as wanted, grouped (not an error)
+    assert (notice["code"], notice["count"], notice["examples"][0]["wanted"]) == (
+        "upn-on-initial-domain", 1, "bob@sales.example",
+    )  # fmt: skip
+    assert 'id="notices"' in page and "bob@sales.example → bob@contoso.onmicrosoft.com" in page
 
 
 @pytest.mark.parametrize(

@@ -168,3 +168,21 @@ def test_a_run_records_who_ran_it_and_a_store_of_version_6_gains_the_column(tmp_
         store.origin = {"dag_id": "aadsync_cycle", "run_id": "manual__1", "task_id": "sync_ad", "map_index": -1}
         new_run = store.start_run("delta-sync", "ad")
         assert store.get_run(new_run)["origin"] == store.origin
+
+
+def test_a_store_of_version_7_gains_the_run_notice_table_and_notices_round_trip(tmp_path):
+    """Step 8: ``run_notice``, what a run could not write, grouped (code, subject, count, message, examples)."""
+    from airflow_provider_aadsync.engine.store import schema_version
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with Store.open(url) as store:
+        run_id = store.start_run("export", "entra")
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE run_notice")
+            connection.execute(sa.delete(schema_version).where(schema_version.c.version >= 8))
+    with Store.open(url) as store:
+        assert store.current_version() == SCHEMA_VERSION >= 8
+        notice = {"code": "unsupported-by-graph", "subject": "contact create", "count": 3,
+                  "message": "Graph cannot create contacts", "examples": [{"dn": "CN=Partner"}]}  # fmt: skip
+        store.record_notices(run_id, [notice])
+        assert store.run_notices(run_id) == [notice]
