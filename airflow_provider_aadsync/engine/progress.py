@@ -55,8 +55,10 @@ def interval_from_env() -> float:
 
 
 def duration(seconds: float) -> str:
-    """``42 s``, ``3m05s``, ``2h04m``: short enough for a log line."""
+    """``0.25 s``, ``42 s``, ``3m05s``, ``2h04m``: short enough for a log line."""
     seconds = max(seconds, 0.0)
+    if seconds < 1:
+        return f"{seconds:.2f} s"  # a retry's short back-off: not "0.0 s"
     if seconds < 60:
         return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
     minutes, secs = divmod(round(seconds), 60)

@@ -64,7 +64,7 @@ def test_waits_are_told_as_they_begin_and_summed_in_the_phase_lines(caplog, cloc
     assert told[4] == (  # the interval passed
         "export to entra: member changes 40 references, 1.1/s, running 36 s, waited 36 s for throttling (3 waits)"
     )
-    assert told[5] == "export to entra: waiting 0.5 s for the tenant's write budget, 1 wait so far"
+    assert told[5] == "export to entra: waiting 0.50 s for the tenant's write budget, 1 wait so far"
     assert told[-1] == (
         "export to entra: member changes done, 40 references, 0.9/s, in 46 s, "
         "waited 36 s for throttling (3 waits), 10 s for pacing (20 waits)"
@@ -127,4 +127,4 @@ def test_the_interval_comes_from_the_environment(monkeypatch, value, expected):
 
 
 def test_durations_are_short():
-    assert [duration(s) for s in (3.25, 42, 185, 7440)] == ["3.2 s", "42 s", "3m05s", "2h04m"]
+    assert [duration(s) for s in (0.04, 3.25, 42, 185, 7440)] == ["0.04 s", "3.2 s", "42 s", "3m05s", "2h04m"]

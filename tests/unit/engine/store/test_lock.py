@@ -248,7 +248,7 @@ def test_a_wait_for_the_lock_is_told_with_its_holder_and_open_run(tmp_path, capl
         waits = [r.getMessage() for r in caplog.records if r.name == progress.log.name]
         assert len(waits) == 1, waits
         assert re.fullmatch(
-            rf"export to entra: waiting 0\.\d s for the run lock of sync instance 'test' held by 'vm:4242' "
+            rf"export to entra: waiting 0\.\d\d s for the run lock of sync instance 'test' held by 'vm:4242' "
             rf"\(run {run_id}, export of entra, since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC\), 1 wait so far",
             waits[0],
         ), waits[0]
