@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -98,7 +99,8 @@ def cli_progress(console: Console | None = None) -> Iterator[progress.Renderer |
     root = logging.getLogger()
     handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    replaced = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
+    # only the handlers writing to the terminal (basicConfig's); a log file keeps its handler
+    replaced = [h for h in root.handlers if type(h) is logging.StreamHandler and h.stream in (sys.stderr, sys.stdout)]
     for old in replaced:
         root.removeHandler(old)
     root.addHandler(handler)
