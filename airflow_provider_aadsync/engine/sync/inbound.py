@@ -21,7 +21,6 @@ from airflow_provider_aadsync.engine.store import (
 from airflow_provider_aadsync.engine.sync.contributions import (
     REFERENCE_MARKER,
     Contributions,
-    contributor_connector,
     contributor_key,
     drop_connector,
 )
@@ -136,7 +135,7 @@ class Inbound:
         # Outbound rules run for every metaverse object whose connector-space object was synced, changed or not:
         # a change on the target side (an edit in the cloud) is corrected by the next export too.
         self.state.touched_mv.update(mv_ids)
-        loaded = self.metaverse.load_mv([m for m in mv_ids if m not in mv_updates])
+        loaded = self.metaverse.load_mv([m for m in mv_ids if m not in mv_updates], attrs=False)
         for mv_id, row in loaded.items():
             mv_updates[mv_id] = row
         results: dict[str, tuple[CompiledRule, dict[str, dict[str, Any]]]] = {}
@@ -173,45 +172,61 @@ class Inbound:
         results: Mapping[str, tuple[CompiledRule, dict[str, dict[str, Any]]]],
     ) -> None:
         contributions: Contributions = entry["contributions"]
-        before = {a: dict(e) for a, e in contributions.items()}
-        drop_connector(contributions, self.state.connector)
+        connector = self.state.connector
+        prefix = f"{connector}|"
+        # Only this connector's contributions are recomputed: compare them, not copies of every contribution.
+        before = {
+            (attribute, key): value
+            for attribute, entries in contributions.items()
+            for key, value in entries.items()
+            if key.startswith(prefix)
+        }
+        after: dict[tuple[str, str], Any] = {}
+        tracing = self.state.trace is not None
         for compiled in rules:
             if compiled.rule.target_object_type != entry["type"] or anchor not in in_scope_of[compiled.rule.name]:
                 continue
             values = results.get(compiled.rule.name, (None, {}))[1].get(anchor)
             if values is None:
                 continue
-            key = contributor_key(self.state.connector, compiled.rule.name)
+            key = contributor_key(connector, compiled.rule.name)
+            precedence = compiled.rule.precedence
             for spec in compiled.flow_specs:
-                previous = before.get(spec.target, {}).get(key)
-                if spec.apply_once and previous is not None:
-                    contributions.setdefault(spec.target, {})[key] = previous
-                    continue
-                cell = values.get(spec.target)
+                slot = (spec.target, key)
+                if spec.apply_once:
+                    previous = before.get(slot)
+                    if previous is not None:
+                        after[slot] = previous
+                        continue
                 if spec.type == "Direct" and self._is_reference(spec.source):
-                    contribution = [compiled.rule.precedence, spec.merge, REFERENCE_MARKER]
+                    contribution = [precedence, spec.merge, REFERENCE_MARKER]
                     self.state.reference_dirty.add(anchor)
-                elif cell is IgnoreThisFlow or cell is None or (isinstance(cell, float) and pd.isna(cell)):
-                    # NULL and IgnoreThisFlow contribute nothing; the preview names which one it was.
-                    self._trace_flow(compiled, spec.target, TRACE_IGNORED if cell is IgnoreThisFlow else None)
-                    continue
-                elif cell is AuthoritativeNull:
-                    contribution = [compiled.rule.precedence, spec.merge, None]
                 else:
-                    contribution = [compiled.rule.precedence, spec.merge, cell_values(cell)]
-                traced = TRACE_AUTHORITATIVE_NULL if contribution[2] is None else contribution[2]
-                self._trace_flow(compiled, spec.target, traced)
-                contributions.setdefault(spec.target, {})[key] = contribution
-        if contributions != before:
-            entry["dirty"] = True
-            # A reference attribute this connector stops contributing must lose its rows.
-            for attribute, entries in before.items():
-                if any(
-                    contributor_connector(k) == self.state.connector and v[2] == REFERENCE_MARKER
-                    for k, v in entries.items()
-                ):
-                    self.state.reference_dirty.add(anchor)
-                    entry.setdefault("reference_recheck", set()).add(attribute)
+                    cell = values.get(spec.target)
+                    if cell is IgnoreThisFlow or cell is None or (isinstance(cell, float) and pd.isna(cell)):
+                        # NULL and IgnoreThisFlow contribute nothing; the preview names which one it was.
+                        if tracing:
+                            self._trace_flow(compiled, spec.target, TRACE_IGNORED if cell is IgnoreThisFlow else None)
+                        continue
+                    if cell is AuthoritativeNull:
+                        contribution = [precedence, spec.merge, None]
+                    else:
+                        contribution = [precedence, spec.merge, cell_values(cell)]
+                if tracing:
+                    traced = TRACE_AUTHORITATIVE_NULL if contribution[2] is None else contribution[2]
+                    self._trace_flow(compiled, spec.target, traced)
+                after[slot] = contribution
+        if after == before:
+            return
+        drop_connector(contributions, connector)
+        for (attribute, key), contribution in after.items():
+            contributions.setdefault(attribute, {})[key] = contribution
+        entry["dirty"] = True
+        # A reference attribute this connector stops contributing must lose its rows.
+        for (attribute, _key), value in before.items():
+            if value[2] == REFERENCE_MARKER:
+                self.state.reference_dirty.add(anchor)
+                entry.setdefault("reference_recheck", set()).add(attribute)
 
     def _trace_flow(self, compiled: CompiledRule, target: str, values: Any) -> None:
         if self.state.trace is not None:

@@ -389,6 +389,8 @@ class Joins:
             if connector in outbound_connectors and connector != self.state.connector:
                 self.deprovision(connector, anchor)
         self.state.touched_mv.difference_update(mv_ids)
+        for mv_id in mv_ids:
+            self.state.reference_summaries.pop(mv_id, None)
 
     def deprovision(self, connector: str, anchor: str) -> None:
         if anchor.startswith(PROVISIONAL_PREFIX):

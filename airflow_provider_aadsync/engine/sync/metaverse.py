@@ -22,7 +22,17 @@ from airflow_provider_aadsync.engine.sync.frames import (
     count_changes,
     load_json,
 )
+from airflow_provider_aadsync.engine.sync.references import reference_summary
 from airflow_provider_aadsync.engine.sync.state import SyncPass
+
+
+def stored_attrs(entry: Mapping[str, Any]) -> dict[str, list[Any]] | None:
+    """The values a loaded metaverse entry held when it was read (None for an object this pass created)."""
+    if "attrs" in entry:
+        return entry["attrs"]
+    if "attrs_json" in entry:
+        return load_json(entry["attrs_json"])
+    return None
 
 
 class Metaverse:
@@ -31,8 +41,12 @@ class Metaverse:
     def __init__(self, state: SyncPass) -> None:
         self.state = state
 
-    def load_mv(self, mv_ids: Sequence[int], *, contributions: bool = True) -> dict[int, dict[str, Any]]:
-        """Metaverse rows by id; outbound sync reads only the resolved values (``contributions=False``)."""
+    def load_mv(
+        self, mv_ids: Sequence[int], *, contributions: bool = True, attrs: bool = True
+    ) -> dict[int, dict[str, Any]]:
+        """Metaverse rows by id; outbound sync reads only the resolved values (``contributions=False``). Inbound
+        sync needs the stored values only of the objects whose contributions change (``attrs=False`` keeps them
+        as JSON text under ``attrs_json``; :func:`stored_attrs` decodes them then)."""
         loaded: dict[int, dict[str, Any]] = {}
         with_contributions = contributions
         columns = [mv_object.c.id, mv_object.c.object_type, mv_object.c.attrs]
@@ -42,26 +56,32 @@ class Metaverse:
             for row in self.state.connection.execute(sa.select(*columns).where(mv_object.c.id.in_(chunk))):
                 loaded[row.id] = {
                     "type": row.object_type,
-                    "attrs": load_json(row.attrs),
                     "contributions": load_json(row.contributions) if with_contributions else {},
                     "new": False,
                 }
+                if attrs:
+                    loaded[row.id]["attrs"] = load_json(row.attrs)
+                else:
+                    loaded[row.id]["attrs_json"] = row.attrs
         return loaded
 
     def write_metaverse(self, mv_updates: dict[int, dict[str, Any]]) -> None:
         now = utcnow()
         rows, key_rows, changed_ids = [], [], []
+        summaries = self.state.reference_summaries
         for mv_id, entry in mv_updates.items():
+            summaries[mv_id] = reference_summary(entry["contributions"], self.state.connector)
             if not entry.get("dirty") and not entry.get("new"):
                 continue
             attrs, winners = resolve(entry["contributions"])
+            stored = stored_attrs(entry)
             if self.state.trace is not None:
-                self.state.trace["metaverse_before"] = entry.get("attrs", {})
+                self.state.trace["metaverse_before"] = stored or {}
                 self.state.trace["metaverse_after"] = attrs
                 self.state.trace["winners"] = winners
-            changed = entry.get("new") or attrs != entry.get("attrs")
+            changed = entry.get("new") or attrs != stored
             if changed:
-                self.state.counters["metaverse_attribute_changes"] += count_changes(entry.get("attrs", {}), attrs)
+                self.state.counters["metaverse_attribute_changes"] += count_changes(stored or {}, attrs)
                 self.state.touched_mv.add(mv_id)
             rows.append(
                 {

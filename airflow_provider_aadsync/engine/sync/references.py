@@ -18,6 +18,7 @@ from airflow_provider_aadsync.engine.store import (
 )
 from airflow_provider_aadsync.engine.sync.contributions import (
     REFERENCE_MARKER,
+    Contributions,
     contributor_connector,
 )
 from airflow_provider_aadsync.engine.sync.frames import (
@@ -27,6 +28,27 @@ from airflow_provider_aadsync.engine.sync.frames import (
 )
 from airflow_provider_aadsync.engine.sync.schema import METAVERSE
 from airflow_provider_aadsync.engine.sync.state import SyncPass
+
+#: What the inbound reference step needs of a metaverse object's contributions: the attributes whose winning
+#: contribution is this connector's reference marker (with the rule), and the reference attributes nobody contributes.
+ReferenceSummary = tuple[tuple[tuple[str, str], ...], tuple[str, ...]]
+_NOTHING: ReferenceSummary = ((), ())
+
+
+def reference_summary(contributions: Contributions, connector: str) -> ReferenceSummary:
+    """The :data:`ReferenceSummary` of one metaverse object's contributions, for ``connector``'s sync pass."""
+    winners = []
+    for attribute, entries in contributions.items():
+        if not any(entry[2] == REFERENCE_MARKER for entry in entries.values()):
+            continue  # no reference contribution can win
+        winner = min(entries.items(), key=lambda item: (item[1][0], item[0]))
+        if winner[1][2] == REFERENCE_MARKER and contributor_connector(winner[0]) == connector:
+            winners.append((attribute, winner[0].split("|", 1)[1]))
+    contributed = {name.lower() for name in contributions}
+    missing = tuple(attribute for attribute in METAVERSE.reference_attributes if attribute not in contributed)
+    if not winners and not missing:
+        return _NOTHING
+    return tuple(winners), missing
 
 
 class References:
@@ -51,28 +73,32 @@ class References:
             return
         plan: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)  # (cs attr, mv attr) → [(anchor, mv)]
         clears: list[tuple[int, str]] = []
+        summaries = self.state.reference_summaries
         for chunk in chunks(sorted(dirty)):
-            query = (
-                sa.select(link.c.anchor, mv_object.c.id, mv_object.c.contributions)
-                .join(mv_object, mv_object.c.id == link.c.mv_id)
-                .where(link.c.connector == self.state.connector, link.c.anchor.in_(chunk))
-            )
-            for anchor, mv_id, serialized in self.state.connection.execute(query):
-                contributions = load_json(serialized)
-                for attribute, entries in contributions.items():
-                    winner = min(entries.items(), key=lambda item: (item[1][0], item[0]), default=None)
-                    if winner is None or winner[1][2] != REFERENCE_MARKER:
-                        continue
-                    if contributor_connector(winner[0]) != self.state.connector:
-                        continue
-                    source = self._reference_source(winner[0].split("|", 1)[1], attribute)
+            linked = self.state.connection.execute(
+                sa.select(link.c.anchor, link.c.mv_id).where(
+                    link.c.connector == self.state.connector, link.c.anchor.in_(chunk)
+                )
+            ).all()
+            # The summaries of the metaverse objects this pass wrote are kept; the others are read (rare: a group
+            # whose member was just linked).
+            unknown = sorted({mv_id for _, mv_id in linked if mv_id not in summaries})
+            for part in chunks(unknown):
+                for mv_id, serialized in self.state.connection.execute(
+                    sa.select(mv_object.c.id, mv_object.c.contributions).where(mv_object.c.id.in_(part))
+                ):
+                    summaries[mv_id] = reference_summary(load_json(serialized), self.state.connector)
+            for anchor, mv_id in linked:
+                summary = summaries.get(mv_id)
+                if summary is None:
+                    continue  # no metaverse object behind the link
+                winners, missing = summary
+                for attribute, rule_name in winners:
+                    source = self._reference_source(rule_name, attribute)
                     if source:
                         plan[(source, attribute.lower())].append((anchor, mv_id))
                 # reference attributes nobody contributes any more lose their rows
-                contributed = {name.lower() for name in contributions}
-                clears += [
-                    (mv_id, attribute) for attribute in METAVERSE.reference_attributes if attribute not in contributed
-                ]
+                clears += [(mv_id, attribute) for attribute in missing]
         for (source, target), members in plan.items():
             self._sync_mv_references(source, target, members)
         self._clear_mv_references(clears)

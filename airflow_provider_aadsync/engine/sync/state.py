@@ -73,6 +73,9 @@ class SyncPass:
         self.processed: list[str] = []
         #: Deleted anchors processed (their connector-space rows are forgotten at the end).
         self.tombstones: list[str] = []
+        #: Metaverse id → what the inbound reference step needs of its contributions (references.reference_summary),
+        #: kept for every object the pass loaded or wrote so that step does not read the contributions again.
+        self.reference_summaries: dict[int, Any] = {}
         #: anchor → DN of the current batch, for per-object errors.
         self.batch_dns: dict[str, str] = {}
 

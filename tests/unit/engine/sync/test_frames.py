@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
+from airflow_provider_aadsync.engine.sync.contributions import REFERENCE_MARKER
 from airflow_provider_aadsync.engine.sync.frames import load_json, rows_by_label
+from airflow_provider_aadsync.engine.sync.references import reference_summary
 
 
 def _frame() -> pd.DataFrame:
@@ -69,3 +71,17 @@ def test_rows_by_label_of_empty_frames() -> None:
 )
 def test_load_json_is_json_loads(text: str) -> None:
     assert repr(load_json(text)) == repr(json.loads(text))
+
+
+def test_reference_summary_names_the_winning_reference_contributions() -> None:
+    """What the inbound reference step reads of a contribution set: this connector's winning reference markers and
+    the reference attributes nobody contributes (their rows are cleared)."""
+    contributions = {
+        "member": {"ad|In from AD - Group": [100, "Update", REFERENCE_MARKER]},
+        "manager": {"ad|In from AD - User": [50, "Update", REFERENCE_MARKER], "hr|In from HR": [10, "Update", ["x"]]},
+        "displayName": {"ad|In from AD - Group": [100, "Update", ["Sales"]]},
+    }
+    assert reference_summary(contributions, "ad") == ((("member", "In from AD - Group"),), ())
+    assert reference_summary(contributions, "hr") == ((), ())
+    winners, missing = reference_summary({"displayName": {"ad|r": [1, "Update", ["a"]]}}, "ad")
+    assert winners == () and sorted(missing) == ["manager", "member"]
