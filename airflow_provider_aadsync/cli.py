@@ -13,8 +13,10 @@ from typing import NoReturn
 import click
 
 from airflow_provider_aadsync import VERSION
+from airflow_provider_aadsync.cli_extensions import register_extensions_command
 from airflow_provider_aadsync.cli_options import (
     BLOCK_SOFT_MATCH_OPTION,
+    DIRECTORY_EXTENSIONS_OPTION,
     ENDPOINT_OPTION,
     IMPORT_RULES_OPTION,
     RULES_OPTION,
@@ -163,6 +165,7 @@ def _import_guard(
 @click.option("--connector", default="ad", show_default=True, help="Connector space name.")
 @import_guard_options
 @IMPORT_RULES_OPTION
+@DIRECTORY_EXTENSIONS_OPTION
 def import_ad(
     mode: str,
     conn_id: str,
@@ -170,6 +173,7 @@ def import_ad(
     instance: str,
     connector: str,
     rule_paths: tuple[Path, ...],
+    directory_extensions: tuple[str, ...],
     **guard_options,
 ) -> None:
     """Import Active Directory into the store and print the run report (exit 1 when the import stopped)."""
@@ -178,9 +182,8 @@ def import_ad(
 
     guard = _import_guard(**guard_options)
     with _open_store(store_url, instance) as store:
-        result = run_ad_import(
-            _ad_hook(conn_id), store, mode=mode, connector=connector, guard=guard, rules=_load_rules(rule_paths, "v2")
-        )
+        rules = _load_rules(rule_paths, "v2", directory_extensions=directory_extensions)
+        result = run_ad_import(_ad_hook(conn_id), store, mode=mode, connector=connector, guard=guard, rules=rules)
         click.echo(render_runs(store, [result["run_id"]]))
     if result["result"].startswith("stopped"):
         sys.exit(1)
@@ -194,6 +197,7 @@ def import_ad(
 @click.option("--connector", default="entra", show_default=True, help="Connector space name.")
 @import_guard_options
 @IMPORT_RULES_OPTION
+@DIRECTORY_EXTENSIONS_OPTION
 def import_entra_command(
     mode: str,
     conn_id: str,
@@ -201,6 +205,7 @@ def import_entra_command(
     instance: str,
     connector: str,
     rule_paths: tuple[Path, ...],
+    directory_extensions: tuple[str, ...],
     **guard_options,
 ) -> None:
     """Import Entra ID users and groups into the store and print the run report (exit 1 when the import stopped)."""
@@ -210,9 +215,8 @@ def import_entra_command(
 
     guard = _import_guard(**guard_options)
     with _open_store(store_url, instance) as store:
-        result = run_entra_import(
-            EntraHook(conn_id), store, mode=mode, connector=connector, guard=guard, rules=_load_rules(rule_paths, "v2")
-        )
+        rules = _load_rules(rule_paths, "v2", directory_extensions=directory_extensions)
+        result = run_entra_import(EntraHook(conn_id), store, mode=mode, connector=connector, guard=guard, rules=rules)
         click.echo(render_runs(store, [result["run_id"]]))
     if result["result"].startswith("stopped"):
         sys.exit(1)
@@ -268,6 +272,7 @@ def _load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
 @WRITEBACK_OU_OPTION
 @WRITEBACK_NAMING_OPTION
 @BLOCK_SOFT_MATCH_OPTION
+@DIRECTORY_EXTENSIONS_OPTION
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 def sync_command(
@@ -280,6 +285,7 @@ def sync_command(
     writeback_ou: str | None,
     writeback_naming: str,
     block_soft_match: bool,
+    directory_extensions: tuple[str, ...],
     store_url: str | None,
     instance: str,
 ) -> None:
@@ -296,6 +302,7 @@ def sync_command(
         writeback_ou=writeback_ou,
         writeback_naming=writeback_naming,
         block_soft_match=block_soft_match,
+        directory_extensions=directory_extensions,
     )
     with _open_store(store_url, instance) as store:
         try:
@@ -475,8 +482,9 @@ def export_plan_command(connector: str, limit: int, store_url: str | None, insta
 def preflight_command(
     entra_connector: str, as_json: bool, as_csv: bool, block_soft_match: bool, store_url: str | None, instance: str
 ) -> None:
-    """Cutover preflight: for every in-scope AD user, hard match / soft match (on which attribute) / create, and
-    every conflict, counts first. Run it after the imports and `aadsync sync --connector ad`; it writes nothing."""
+    """Cutover preflight: for every in-scope AD user and group, hard match / soft match (on which attribute) /
+    create, and every conflict, counts first. Run it after the imports and `aadsync sync --connector ad`; it writes
+    nothing."""
     from airflow_provider_aadsync.engine.runs import preflight as checks
 
     if as_json and as_csv:
@@ -582,6 +590,8 @@ def _expr_failed(kind: str, exc: Exception, code: int) -> NoReturn:
     click.echo(f"{kind}: {detail}".encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
     raise SystemExit(code) from None
 
+
+main.add_command(register_extensions_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -47,6 +47,16 @@ IMPORT_RULES_OPTION = click.option(
 )
 
 
+DIRECTORY_EXTENSIONS_OPTION = click.option(
+    "--directory-extension",
+    "directory_extensions",
+    multiple=True,
+    help="An AD attribute to sync as the sync app's directory extension extension_<appId>_<name> on users and "
+    "groups (repeatable, or comma-separated; Variable aadsync_directory_extensions). Give the same list to the "
+    "imports, sync and register-extensions.",
+)
+
+
 RULES_OPTION = click.option(
     "--rules",
     "rule_paths",

@@ -113,6 +113,8 @@ WRITEBACK = {
 }
 #: Matching cloud users before any create: soft match (userPrincipalName, then mail) unless aadsync_block_soft_match.
 MATCHING = {"block_soft_match": variable("aadsync_block_soft_match", "false")}
+#: AD attributes synced as the sync app's directory extensions (comma-separated; empty: none); the imports read them.
+EXTENSIONS = {"directory_extensions": variable("aadsync_directory_extensions", "")}
 
 
 def ad_connectors(connectors: ConnectorsConfig | None) -> list[tuple[str, str, dict[str, Any] | None]]:
@@ -301,6 +303,7 @@ def sync_cycle_dag(
                     mode=mode,
                     rules=RULES,
                     **IMPORT_GUARD,
+                    **EXTENSIONS,
                     **store,
                 )
             )
@@ -313,6 +316,7 @@ def sync_cycle_dag(
                     endpoint=ENDPOINT,
                     **WRITEBACK,
                     **MATCHING,
+                    **EXTENSIONS,
                     **store,
                 )
             )
@@ -325,6 +329,7 @@ def sync_cycle_dag(
             mode=mode,
             rules=RULES,
             **IMPORT_GUARD,
+            **EXTENSIONS,
             **store,
         )
         sync_entra = SyncOperator(
@@ -335,6 +340,7 @@ def sync_cycle_dag(
             endpoint=ENDPOINT,
             **WRITEBACK,
             **MATCHING,
+            **EXTENSIONS,
             **store,
         )
         export_entra = EntraExportOperator(

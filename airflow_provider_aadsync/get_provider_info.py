@@ -166,6 +166,11 @@ def get_provider_info() -> dict[str, Any]:
                         "Instead of the PEM text: path to a PEM file holding the private key (on the workers)",
                     ),
                     "thumbprint": _text("Certificate thumbprint", "SHA-1 thumbprint, hex"),
+                    "anchor_extension": _text(
+                        "Anchor extension name",
+                        "Directory extension of this app holding each object's sourceAnchor (default "
+                        "aadsyncSourceAnchor): extension_<appId>_<name>",
+                    ),
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "extra", "host", "port"],

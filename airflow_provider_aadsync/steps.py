@@ -9,6 +9,7 @@ by the operators before they call in (:mod:`airflow_provider_aadsync.operators.t
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,12 @@ from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_d
 from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES, DEFAULT_BINARY_ATTRIBUTES
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings, run_ad_export
 from airflow_provider_aadsync.engine.connectors.config import ADConnectorConfig
+from airflow_provider_aadsync.engine.connectors.entra.extensions import (
+    DEFAULT_ANCHOR_EXTENSION,
+    PREFIX,
+    extension_names,
+    needed_extensions,
+)
 from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
 from airflow_provider_aadsync.engine.connectors.entra.schema import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
     from airflow_provider_aadsync.engine.store import Store
     from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
     from airflow_provider_aadsync.hooks.entra import EntraHook
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "COMPLETED_EXPORT_RESULTS",
@@ -97,10 +106,12 @@ def load_rules_for(
     writeback_ou: str | None = None,
     writeback_naming: str | None = None,
     block_soft_match: bool = False,
+    directory_extensions: str | Sequence[str] | None = None,
 ) -> RuleSet:
     """The rule set a sync (or an import reading what its rules need) uses: the group writeback settings left None
     take their defaults; with writeback on, ``writeback_ou`` is required (a ``ValueError`` naming it);
-    ``block_soft_match`` leaves the soft-match join groups out (hard match only)."""
+    ``block_soft_match`` leaves the soft-match join groups out (hard match only); ``directory_extensions`` names AD
+    attributes synced as the sync app's directory extensions (a list, or text separated by commas)."""
     if endpoint not in ("v2", "v1"):
         raise ValueError(f"endpoint must be 'v2' or 'v1', not {endpoint!r}")
     chosen: dict[str, Any] = {
@@ -117,6 +128,7 @@ def load_rules_for(
         mode=endpoint,
         writeback_enabled=writeback_enabled,
         block_soft_match=block_soft_match,
+        directory_extensions=directory_extensions,
         **chosen,
     )
 
@@ -204,6 +216,15 @@ def run_entra_import(
     groups, added_groups = complete_attribute_list(
         DEFAULT_GROUP_PROPERTIES, rules, connector, object_types=["group"], what="$select of groups"
     )
+    # What the export writes as directory extensions is read back, so a written value is confirmed, not rewritten.
+    for compiled in rules.outbound(connector):
+        listed = users if compiled.target_object_type == "user" else groups
+        if compiled.target_object_type in ("user", "group"):
+            listed += [t for t in compiled.targets if t.startswith(PREFIX) and t not in listed]
+    extensions = prepare_extensions(hook, rules, connector)
+    names = extension_names(hook)
+    users = [name for name in users if names.is_registered(name)]
+    groups = [name for name in groups if names.is_registered(name)]
     try:
         result = import_entra(
             hook,
@@ -221,7 +242,36 @@ def run_entra_import(
     summary["graph"] = {name: round(value, 3) for name, value in hook.counters.items()}
     if added or added_groups:
         summary["attributes_added_for_rules"] = sorted({*added, *added_groups})
+    if extensions:
+        summary["directory_extensions"] = extensions
     return summary
+
+
+def needed_extensions_of(rules: RuleSet, connector: str = "entra") -> dict[str, set[str]]:
+    """Directory extensions (definition name → User/Group) the rules use on ``connector``, the anchor's always."""
+    needed = needed_extensions(rules, connector)
+    needed.setdefault(DEFAULT_ANCHOR_EXTENSION, set()).update({"User", "Group"})
+    return needed
+
+
+def prepare_extensions(hook: Any, rules: RuleSet | None, connector: str = "entra") -> dict[str, Any]:
+    """Register the sync app's directory extensions the rules use (idempotent: two reads when nothing is missing)
+    and remember on the hook which are registered, so the import selects and the export writes only those. Never
+    fails a run: a missing permission is reported (summary, log) and the extensions are left out."""
+    names = extension_names(hook)
+    if names.app_id is None:
+        return {}
+    needed = needed_extensions_of(rules or load_sync_rules(), connector)
+    try:
+        names.ensure(hook, [PREFIX + name for name in needed])
+    except Exception as error:  # noqa: BLE001 - Graph down or failing: the import's own run records it
+        log.warning("the sync app's directory extensions could not be checked before the import: %s", error)
+        return {}
+    if names.problem:
+        return {"problem": f"directory extensions are not used: {names.problem}"}
+    return {
+        "registered": sorted(names.to_graph(PREFIX + name) for name in needed if names.is_registered(PREFIX + name))
+    }
 
 
 # ------------------------------------------------------------------------------------------------ exports
@@ -322,7 +372,8 @@ def export_to_entra(
     connector: str = "entra",
     lock_holder: str | None = None,
 ) -> dict[str, Any]:
-    """Write the Entra connector's pending exports to Entra ID; return the run's small summary."""
+    """Write the Entra connector's pending exports to Entra ID; return the run's small summary. (The import
+    registers the directory extensions; the export writes only registered ones, see ``phases.py``.)"""
     try:
         result = run_entra_export(store, hook, connector=connector, settings=settings, lock_holder=lock_holder)  # type: ignore[arg-type]
     finally:

@@ -29,6 +29,12 @@ except ImportError:  # pragma: no cover - Airflow is a hard dependency, this onl
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
 from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.connectors.entra.extensions import (
+    REGISTER_PERMISSIONS,
+    ExtensionNames,
+    ExtensionRegistrationError,
+    register_extensions,
+)
 from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.secrets import scrub
 from airflow_provider_aadsync.hooks._settings import keep_secret
@@ -173,9 +179,11 @@ class EntraHook(BaseHook):
         """Get a token, check the application permissions it carries (``roles``), read /organization; never raises.
 
         Fails naming every missing required permission (before any Graph call, which would only answer 403 for the
-        first one); passes with a note naming missing optional ones.
+        first one); passes with a note naming missing optional ones. With the directory extension permission granted
+        (or the token unreadable), it also says whether the anchor's directory extension is registered.
         """
         try:
+            extensions_granted = True
             try:
                 check = check_permissions(token_roles(self.get_token()))
             except UnreadableTokenError as error:  # access tokens are opaque to clients: say so, go on
@@ -184,11 +192,31 @@ class EntraHook(BaseHook):
                 if not check.ok:
                     return False, check.message()
                 permissions = check.message()
+                extensions_granted = not check.missing_optional  # else the note above names the permission
             organization = self.request("GET", "/organization")["value"][0]
             tenant = f"Connected to tenant {organization.get('displayName')} ({organization.get('id')})."
-            return True, f"{tenant} {permissions}"
+            note = f" {self._extensions_note()}" if extensions_granted else ""
+            return True, f"{tenant} {permissions}{note}"
         except Exception as error:
             return False, scrub(str(error))  # shown in the UI: no known secret in it
+
+    def _extensions_note(self) -> str:
+        """Whether the anchor's directory extension is registered on the sync app, or which permission registering
+        it needs (read only: ``aadsync register-extensions`` or the next import registers it)."""
+        names = self.extension_names
+        wanted = {names.anchor_extension: {"User", "Group"}}
+        try:
+            outcome = register_extensions(self, self.application_id, wanted, dry_run=True)
+        except ExtensionRegistrationError as error:
+            return f"Directory extensions: {error}."
+        except GraphError as error:
+            return f"Directory extensions could not be checked: {error}."
+        if outcome.problems:
+            return (
+                "Directory extensions: " + "; ".join(outcome.problems) + ": run `aadsync register-extensions` (or "
+                "let the next import register it), which needs " + " or ".join(REGISTER_PERMISSIONS) + "."
+            )
+        return f"Directory extension {', '.join(outcome.existing)} is registered."
 
     # ------------------------------------------------------------------------------------------------ requests
     def request(self, method: str, url: str, *, resend_if_unknown: bool = True, **kwargs: Any) -> Any:
@@ -435,6 +463,16 @@ class EntraHook(BaseHook):
 
     def server_name(self) -> str:
         return urlsplit(self.settings.endpoints.graph_url).netloc
+
+    @property
+    def application_id(self) -> str:
+        """The sync app's client (application) id: its directory extensions are named after it."""
+        return self.settings.client_id
+
+    @cached_property
+    def extension_names(self) -> ExtensionNames:
+        """How the connector space's ``extension_<name>`` attributes are named on this app in Graph."""
+        return ExtensionNames(self.settings.client_id, self.settings.anchor_extension)
 
     def directory_object_url(self, object_id: str) -> str:
         """The URL ``members@odata.bind`` and ``$ref`` bodies name an object by."""

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from airflow_provider_aadsync.engine.connectors.entra.extensions import DEFAULT_ANCHOR_EXTENSION
 from airflow_provider_aadsync.engine.runs.source import WatermarkRejectedError
 from airflow_provider_aadsync.hooks._settings import describe_validation_error, keep_secret, keep_secrets
 
@@ -131,6 +132,9 @@ class EntraConnectionSettings(BaseModel):
     max_attempts: int = Field(default=6, ge=1, le=20)
     #: The longest Retry-After the hook waits out; a longer one stops the run with GraphThrottledError.
     max_retry_wait: float = Field(default=300.0, gt=0)
+    #: The directory extension of the sync app that holds each exported object's sourceAnchor
+    #: (``extension_<appId without dashes>_<anchor_extension>``); groups are hard matched on it.
+    anchor_extension: str = Field(default=DEFAULT_ANCHOR_EXTENSION, pattern=r"^[A-Za-z][A-Za-z0-9_]{0,119}$")
 
     @field_validator("cloud", mode="before")
     @classmethod

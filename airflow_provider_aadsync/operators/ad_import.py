@@ -9,6 +9,7 @@ from airflow_provider_aadsync.engine.connectors.config import ADConnectorConfig
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.operators.base import ImportOperator
+from airflow_provider_aadsync.operators.templated import templated_value
 from airflow_provider_aadsync.steps import load_rules_for, run_ad_import
 
 
@@ -29,7 +30,7 @@ class ADImportOperator(ImportOperator):
     :return: a small run summary (run id, counters, result) for XCom; the data stays in the store.
     """
 
-    template_fields: Sequence[str] = (*ImportOperator.template_fields, "ad_conn_id", "rules")
+    template_fields: Sequence[str] = (*ImportOperator.template_fields, "ad_conn_id", "rules", "directory_extensions")
     step_name = "AD import"
 
     def __init__(
@@ -39,11 +40,13 @@ class ADImportOperator(ImportOperator):
         connector: str = "ad",
         rules: str | Sequence[str] | None = None,
         scope: ADConnectorConfig | Mapping[str, Any] | None = None,
+        directory_extensions: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(connector=connector, **kwargs)
         self.ad_conn_id = ad_conn_id
         self.rules = rules
+        self.directory_extensions = directory_extensions
         # Validated when the DAG is built, so a bad scope is a DAG import error rather than a failed run.
         self.scope = ADConnectorConfig.model_validate(dict(scope)) if isinstance(scope, Mapping) else scope
 
@@ -55,6 +58,6 @@ class ADImportOperator(ImportOperator):
             connector=self.connector,
             lock_holder=lock_holder,
             guard=self.import_guard(),
-            rules=load_rules_for(self.rules),
+            rules=load_rules_for(self.rules, directory_extensions=templated_value(self.directory_extensions)),
             scope=self.scope,
         )

@@ -8,6 +8,7 @@ from typing import Any
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.entra import EntraHook
 from airflow_provider_aadsync.operators.base import ImportOperator
+from airflow_provider_aadsync.operators.templated import templated_value
 from airflow_provider_aadsync.steps import load_rules_for, run_entra_import
 
 
@@ -26,7 +27,7 @@ class EntraImportOperator(ImportOperator):
     :return: a small run summary (run id, counters, Graph request counters, result) for XCom.
     """
 
-    template_fields: Sequence[str] = (*ImportOperator.template_fields, "entra_conn_id", "rules")
+    template_fields: Sequence[str] = (*ImportOperator.template_fields, "entra_conn_id", "rules", "directory_extensions")
     step_name = "Entra import"
 
     def __init__(
@@ -35,11 +36,13 @@ class EntraImportOperator(ImportOperator):
         entra_conn_id: str = EntraHook.default_conn_name,
         connector: str = "entra",
         rules: str | Sequence[str] | None = None,
+        directory_extensions: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(connector=connector, **kwargs)
         self.entra_conn_id = entra_conn_id
         self.rules = rules
+        self.directory_extensions = directory_extensions
 
     def run_import(self, store: Store, lock_holder: str) -> dict[str, Any]:
         return run_entra_import(
@@ -49,5 +52,5 @@ class EntraImportOperator(ImportOperator):
             connector=self.connector,
             lock_holder=lock_holder,
             guard=self.import_guard(),
-            rules=load_rules_for(self.rules),
+            rules=load_rules_for(self.rules, directory_extensions=templated_value(self.directory_extensions)),
         )

@@ -45,6 +45,8 @@ class SyncOperator(ModeStepOperator):
     :param writeback_ou: OU for written-back groups (templated); required when writeback is on.
     :param writeback_naming: ``objectId`` or ``displayName`` naming of written-back groups (templated).
     :param block_soft_match: join cloud users by hard match only (templated; default false: soft match on).
+    :param directory_extensions: AD attributes synced as the sync app's directory extensions (templated; a list or
+        text separated by commas; default none).
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :return: a small run summary (run id, mode, result, counters, why a delta became full) for XCom.
@@ -59,6 +61,7 @@ class SyncOperator(ModeStepOperator):
         "writeback_ou",
         "writeback_naming",
         "block_soft_match",
+        "directory_extensions",
     )
     completed_results = COMPLETED_SYNC_RESULTS
 
@@ -73,10 +76,12 @@ class SyncOperator(ModeStepOperator):
         writeback_ou: str | None = None,
         writeback_naming: str | None = None,
         block_soft_match: bool | str = False,
+        directory_extensions: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(connector=connector, **kwargs)
         self.block_soft_match = block_soft_match
+        self.directory_extensions = directory_extensions
         self.rules = rules
         self.endpoint = endpoint
         self.writeback_enabled = writeback_enabled
@@ -95,6 +100,7 @@ class SyncOperator(ModeStepOperator):
             writeback_ou=self.writeback_ou,
             writeback_naming=self.writeback_naming,
             block_soft_match=self.block_soft_match,
+            directory_extensions=self.directory_extensions,
         )
         return run_sync(store, rules, connector=self.connector, mode=self.mode, lock_holder=lock_holder).summary()  # type: ignore[arg-type]
 

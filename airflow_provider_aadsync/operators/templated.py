@@ -48,8 +48,12 @@ def templated_settings(**values: Any) -> dict[str, Any]:
 def load_rules_templated(rules: str | Sequence[str] | None, endpoint: str, **writeback: Any) -> RuleSet:
     """The rule set of a task (or of the sync manager, from Variables): ``writeback`` holds the rendered group
     writeback settings (``writeback_enabled``, off unless it renders true; ``writeback_ou``, required when it is on;
-    the size limit and naming; ``block_soft_match``), empty or ``"None"`` meaning the defaults."""
+    the size limit and naming; ``block_soft_match``; ``directory_extensions``), empty or ``"None"`` meaning the
+    defaults."""
     enabled = templated_flag(writeback.pop("writeback_enabled", False))
     block = templated_flag(writeback.pop("block_soft_match", False))
+    extensions = templated_value(writeback.pop("directory_extensions", None))
     chosen = templated_settings(**writeback)
-    return load_rules_for(rules, endpoint, writeback_enabled=enabled, block_soft_match=block, **chosen)
+    return load_rules_for(
+        rules, endpoint, writeback_enabled=enabled, block_soft_match=block, directory_extensions=extensions, **chosen
+    )

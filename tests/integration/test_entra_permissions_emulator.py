@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from airflow_provider_aadsync.engine.connectors.entra.extensions import register_extensions
 from airflow_provider_aadsync.hooks.entra_settings import GraphError
 from tests.support.servers import GRAPH_CLIENT_ID, entra_hook_for, trust
 
@@ -44,5 +45,13 @@ def test_the_required_set_passes_with_a_note_and_the_full_set_without(graph_serv
     assert f"({graph_tenant['id']})" in message and "Application.ReadWrite.OwnedBy" in message
 
     grant(graph_server, graph_tenant, [*required, "Application.ReadWrite.OwnedBy"])
-    ok, message = entra_hook_for(graph_server, graph_tenant).test_connection()  # a new token
-    assert ok and message.endswith("Every required Microsoft Graph application permission is granted.")
+    hook = entra_hook_for(graph_server, graph_tenant)
+    ok, message = hook.test_connection()  # a new token
+    assert ok and "Every required Microsoft Graph application permission is granted. " in message, message
+    # with the permission granted, the test says whether the anchor's directory extension is registered (and writes
+    # nothing); once the setup step registered it (the app owns its registration here), it says so
+    anchor = f"extension_{hook.application_id.replace('-', '')}_aadsyncSourceAnchor"
+    assert f"{anchor} is not registered" in message and "aadsync register-extensions" in message
+    register_extensions(hook, hook.application_id, {"aadsyncSourceAnchor": {"User", "Group"}})
+    ok, message = hook.test_connection()
+    assert ok and message.endswith(f"Directory extension {anchor} is registered."), message

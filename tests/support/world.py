@@ -193,7 +193,8 @@ def world_with_cloud_twins(store: Store, users: int) -> Any:
     import_full(store, "ad", [ad_user(n) for n in range(1, users + 1)])
     twins = [
         entra_user(f"cloud-{n}", f"user{n}@corp.example", immutable_id(guid(n)), accountEnabled=True,
-                   displayName=f"User {n}", givenName=f"Given{n}", surname=f"Surname{n}", mailNickname=f"user{n}")
+                   displayName=f"User {n}", givenName=f"Given{n}", surname=f"Surname{n}", mailNickname=f"user{n}",
+                   extension_aadsyncSourceAnchor=immutable_id(guid(n)))
         for n in range(1, users + 1)
     ]  # fmt: skip
     import_full(store, "entra", twins)

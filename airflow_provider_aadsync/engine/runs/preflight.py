@@ -1,4 +1,4 @@
-"""Cutover preflight: before any write to Entra ID, how each in-scope AD user will meet the tenant.
+"""Cutover preflight: before any write to Entra ID, how each in-scope AD user and group will meet the tenant.
 
 It reads the store after the imports and the AD sync (the metaverse persons the AD rules made, and the Entra
 connector space the import filled) and writes nothing. Each person gets one row: ``hard match`` (a cloud user holds
@@ -6,6 +6,11 @@ its sourceAnchor as onPremisesImmutableId), ``soft match`` (on userPrincipalName
 an ImmutableId; off with BlockSoftMatch) or ``create``; and the conflicts the sync would report per object: a cloud
 user held by another engine (onPremisesSyncEnabled), holding another ImmutableId, or matched by two AD users.
 This mirrors the shipped "In from AAD - User Join" rule; the sync stays the authority.
+
+Groups ("In from AAD - Group Join") have no ImmutableId in Graph: ``hard match`` is a cloud group holding the
+group's sourceAnchor in the sync app's directory extension (``extension_aadsyncSourceAnchor``), ``soft match`` one
+with the same mail (its primary SMTP address) and no anchor; another anchor, another engine and two AD groups for
+one cloud group are conflicts, as for users.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ CONFLICT = "conflict"
 HELD = "held by another engine (onPremisesSyncEnabled): turn off the other engine first"
 OTHER_ANCHOR = "cloud user holds another ImmutableId: never overwritten"
 SHARED = "two AD users match one cloud user"
+GROUP_OTHER_ANCHOR = "cloud group holds another anchor in extension_aadsyncSourceAnchor: never overwritten"
+GROUP_SHARED = "two AD groups match one cloud group"
+#: The connector-space attribute of the sync app's directory extension that holds the anchor (extensions.py).
+ANCHOR_EXTENSION = "extension_aadsyncSourceAnchor"
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,8 @@ class PreflightRow:
     cloud_id: str = ""
     cloud_upn: str = ""
     conflict: str = ""
+    #: ``user`` or ``group`` (for groups, ``user_principal_name`` and ``cloud_upn`` hold the mail).
+    object_type: str = "user"
 
 
 @dataclass(frozen=True)
@@ -62,34 +73,37 @@ def _first(values: Any) -> str:
     return "" if values is None else str(values)
 
 
-def _cloud_users(store: Store, connector: str) -> list[_Cloud]:
+def _cloud_users(store: Store, connector: str, object_type: str = "user") -> list[_Cloud]:
+    """Cloud users (or groups: their anchor from the directory extension, their mail as the UPN column)."""
     query = sa.select(cs_object.c.anchor, cs_object.c.attrs).where(
-        cs_object.c.connector == connector, cs_object.c.object_type == "user", cs_object.c.is_deleted.is_(False)
+        cs_object.c.connector == connector, cs_object.c.object_type == object_type, cs_object.c.is_deleted.is_(False)
     )
     with store.engine.connect() as connection:
         rows = connection.execute(query).all()
     users = []
     for anchor, text in rows:
         attrs = json.loads(text)
+        group = object_type == "group"
         users.append(
             _Cloud(
                 id=_first(attrs.get("id")) or anchor,
-                upn=_first(attrs.get("userPrincipalName")),
+                upn=_first(attrs.get("mail" if group else "userPrincipalName")),
                 mail=_first(attrs.get("mail")),
-                immutable_id=_first(attrs.get("onPremisesImmutableId")),
+                immutable_id=_first(attrs.get(ANCHOR_EXTENSION if group else "onPremisesImmutableId")),
                 held=_first(attrs.get("onPremisesSyncEnabled")).casefold() == "true",
             )
         )
     return users
 
 
-def _ad_persons(store: Store) -> list[tuple[str, dict[str, Any]]]:
-    """(AD DN, metaverse attributes) of every person an AD connector projected, cloud-filtered ones left out."""
+def _ad_persons(store: Store, mv_type: str = "person") -> list[tuple[str, dict[str, Any]]]:
+    """(AD DN, metaverse attributes) of every person (or group) an AD connector projected, cloud-filtered ones left
+    out."""
     query = (
         sa.select(link.c.connector, cs_object.c.dn, mv_object.c.attrs)
         .join(mv_object, mv_object.c.id == link.c.mv_id)
         .join(cs_object, sa.and_(cs_object.c.connector == link.c.connector, cs_object.c.anchor == link.c.anchor))
-        .where(link.c.link_type == "projection", mv_object.c.object_type == "person")
+        .where(link.c.link_type == "projection", mv_object.c.object_type == mv_type)
         .order_by(cs_object.c.dn)
     )
     with store.engine.connect() as connection:
@@ -104,7 +118,39 @@ def _ad_persons(store: Store) -> list[tuple[str, dict[str, Any]]]:
 
 
 def preflight(store: Store, *, entra_connector: str = "entra", block_soft_match: bool = False) -> list[PreflightRow]:
-    """One row per in-scope AD user, in DN order (reads the store only)."""
+    """One row per in-scope AD user, in DN order, then one per in-scope AD group (reads the store only)."""
+    users = _user_rows(store, entra_connector, block_soft_match)
+    return users + group_preflight(store, entra_connector=entra_connector, block_soft_match=block_soft_match)
+
+
+def group_preflight(
+    store: Store, *, entra_connector: str = "entra", block_soft_match: bool = False
+) -> list[PreflightRow]:
+    """One row per in-scope AD group, in DN order: hard match on the anchor extension, soft match on mail."""
+    cloud = _cloud_users(store, entra_connector, "group")
+    by_anchor = {c.immutable_id: c for c in cloud if c.immutable_id}
+    by_mail: dict[str, list[_Cloud]] = defaultdict(list)
+    for group in cloud:
+        if group.mail:
+            by_mail[group.mail.casefold()].append(group)
+    rows: list[PreflightRow] = []
+    for dn, attrs in _ad_persons(store, "group"):
+        anchor, mail = _first(attrs.get("sourceAnchor")), _first(attrs.get("mail"))
+        base = {"ad_dn": dn, "source_anchor": anchor, "user_principal_name": mail, "object_type": "group"}
+        hard = by_anchor.get(anchor) if anchor else None
+        if hard is not None:
+            rows.append(_row(base, HARD, ANCHOR_EXTENSION, hard))
+            continue
+        candidates = by_mail.get(mail.casefold(), []) if mail and not block_soft_match else []
+        if len(candidates) != 1:
+            rows.append(PreflightRow(**base, outcome=CREATE))
+            continue
+        found = candidates[0]
+        rows.append(_row(base, SOFT, "mail", found, GROUP_OTHER_ANCHOR if found.immutable_id else ""))
+    return _shared(rows, GROUP_SHARED)
+
+
+def _user_rows(store: Store, entra_connector: str, block_soft_match: bool) -> list[PreflightRow]:
     cloud = _cloud_users(store, entra_connector)
     by_anchor = {c.immutable_id: c for c in cloud if c.immutable_id}
     by_upn: dict[str, list[_Cloud]] = defaultdict(list)
@@ -151,11 +197,11 @@ def _row(base: dict[str, str], outcome: str, matched_on: str, user: _Cloud, conf
     )
 
 
-def _shared(rows: list[PreflightRow]) -> list[PreflightRow]:
+def _shared(rows: list[PreflightRow], shared: str = SHARED) -> list[PreflightRow]:
     """A cloud user matched by two AD users is a conflict on each of them (the sync joins neither twice)."""
     counts = Counter(row.cloud_id for row in rows if row.cloud_id)
     return [
-        PreflightRow(**{**asdict(row), "outcome": CONFLICT, "conflict": row.conflict or SHARED})
+        PreflightRow(**{**asdict(row), "outcome": CONFLICT, "conflict": row.conflict or shared})
         if row.cloud_id and counts[row.cloud_id] > 1
         else row
         for row in rows
@@ -166,7 +212,7 @@ def counts(rows: Iterable[PreflightRow]) -> dict[str, int]:
     """Rows per outcome, soft matches per attribute and conflicts per kind: the summary shown first."""
     found: Counter[str] = Counter()
     for row in rows:
-        found[row.outcome] += 1
+        found[row.outcome if row.object_type == "user" else f"group {row.outcome}"] += 1
         if row.outcome == SOFT:
             found[f"soft match on {row.matched_on}"] += 1
         if row.conflict:
@@ -180,10 +226,12 @@ FIELDS = tuple(PreflightRow.__dataclass_fields__)
 def render_text(rows: Sequence[PreflightRow]) -> str:
     lines = ["Cutover preflight (nothing was written)", ""]
     summary = counts(rows)
-    lines += [f"  {name}: {summary[name]:,}" for name in sorted(summary)] or ["  no in-scope AD user"]
-    lines += ["", "| AD DN | outcome | matched on | cloud id | cloud UPN | conflict |", "|---|---|---|---|---|---|"]
+    lines += [f"  {name}: {summary[name]:,}" for name in sorted(summary)] or ["  no in-scope AD user or group"]
+    lines += ["", "| AD DN | type | outcome | matched on | cloud id | cloud UPN / mail | conflict |"]
+    lines += ["|---|---|---|---|---|---|---|"]
     lines += [
-        f"| {r.ad_dn} | {r.outcome} | {r.matched_on} | {r.cloud_id} | {r.cloud_upn} | {r.conflict} |" for r in rows
+        f"| {r.ad_dn} | {r.object_type} | {r.outcome} | {r.matched_on} | {r.cloud_id} | {r.cloud_upn} | {r.conflict} |"
+        for r in rows
     ]
     return "\n".join(lines) + "\n"
 

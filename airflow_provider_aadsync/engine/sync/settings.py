@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from airflow_provider_aadsync.engine.rules import Direction, RuleSet, load_default_rules, load_rules, rule_fingerprint
+from airflow_provider_aadsync.engine.connectors.entra.extensions import cs_attribute, extension_name
+from airflow_provider_aadsync.engine.connectors.kinds import connector_kind
+from airflow_provider_aadsync.engine.rules import (
+    Direction,
+    RuleSet,
+    compile_rule,
+    load_default_rules,
+    load_rules,
+    rule_fingerprint,
+)
+from airflow_provider_aadsync.engine.rules.model import FlowModel, FlowType, LinkType
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +139,51 @@ def without_soft_match(rules: RuleSet, parameters: dict[str, object]) -> RuleSet
     return RuleSet(kept, fingerprint=rule_fingerprint(kept, parameters), sources=rules.sources)
 
 
+def directory_extension_list(value: str | Iterable[str] | None) -> list[str]:
+    """AD attribute names to sync as directory extensions, from a list or one text separated by commas, spaces or
+    newlines (a Variable, a CLI flag); each checked as a Graph extension name (``ExtensionNameError`` otherwise)."""
+    if value is None:
+        return []
+    items = re.split(r"[,\s]+", value if isinstance(value, str) else ",".join(str(v) for v in value))
+    names = [item.strip() for item in items if item and item.strip()]
+    for name in names:
+        extension_name(name)
+    return list(dict.fromkeys(names))
+
+
+def with_directory_extensions(rules: RuleSet, attributes: Sequence[str], parameters: dict[str, object]) -> RuleSet:
+    """The rule set with each AD attribute of ``attributes`` flowing into the metaverse (AD projection rules of users
+    and groups) and out to Entra ID as the sync app's directory extension ``extension_<name>`` (the projecting
+    outbound rules to ``entra``), as the product's "Directory extension attribute sync" does. An attribute a rule
+    already flows keeps its flow; ``-`` in an AD name becomes ``_`` in the extension's."""
+    if not attributes:
+        return rules
+    kept = []
+    for compiled in rules:
+        model = compiled.rule
+        kind = connector_kind(model.connector)
+        added: list[FlowModel] = []
+        targets = {flow.target.casefold() for flow in model.flows}
+        mv_type = model.target_object_type if model.direction is Direction.INBOUND else model.source_object_type
+        if model.link_type is LinkType.PROVISION and mv_type.casefold() in ("person", "group"):
+            for attribute in attributes:
+                if model.direction is Direction.INBOUND and kind == "ad":
+                    target = attribute
+                elif model.direction is Direction.OUTBOUND and kind == "entra":
+                    target = cs_attribute(attribute)
+                else:
+                    continue
+                if target.casefold() not in targets:
+                    added.append(FlowModel(type=FlowType.DIRECT, source=attribute, target=target))
+        if added:
+            recompiled = compile_rule(model.model_copy(update={"flows": [*model.flows, *added]}), parameters=parameters)
+            if recompiled is not None:
+                recompiled.origin = compiled.origin
+                compiled = recompiled
+        kept.append(compiled)
+    return RuleSet(kept, fingerprint=rule_fingerprint(kept, parameters), sources=rules.sources)
+
+
 def load_sync_rules(
     rule_paths: Iterable[str | Path] | None = None,
     *,
@@ -137,8 +193,12 @@ def load_sync_rules(
     writeback_ou: str | None = None,
     writeback_naming: WritebackNaming = "objectId",
     block_soft_match: bool = False,
+    directory_extensions: str | Iterable[str] | None = None,
 ) -> RuleSet:
     """The rule files at ``rule_paths`` (files or folders), or the shipped default rules when none are given.
+
+    ``directory_extensions`` names AD attributes synced as the sync app's directory extensions
+    (:func:`with_directory_extensions`).
 
     Group writeback is opt-in: unless ``writeback_enabled``, its rules are left out (nothing is staged for AD);
     when it is on, ``writeback_ou`` is required (:class:`WritebackSettingsError` otherwise).
@@ -154,5 +214,9 @@ def load_sync_rules(
     rules = load_rules(paths, parameters=parameters) if paths else load_default_rules(parameters)
     rules = rules if writeback_enabled else without_writeback(rules, parameters)
     if block_soft_match:
-        rules = without_soft_match(rules, {**parameters, "BlockSoftMatch": True})
+        parameters = {**parameters, "BlockSoftMatch": True}
+        rules = without_soft_match(rules, parameters)
+    extensions = directory_extension_list(directory_extensions)
+    if extensions:
+        rules = with_directory_extensions(rules, extensions, {**parameters, "DirectoryExtensions": extensions})
     return rules

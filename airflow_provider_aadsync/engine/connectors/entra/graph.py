@@ -13,6 +13,7 @@ import string
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from airflow_provider_aadsync.engine.connectors.entra.extensions import ExtensionNames, is_extension
 from airflow_provider_aadsync.engine.connectors.entra.schema import COLLECTION_PROPERTIES, NESTED_PROPERTIES
 from airflow_provider_aadsync.engine.runs.source import BatchRequest
 
@@ -48,10 +49,15 @@ class GraphWriter(Protocol):
     def directory_object_url(self, object_id: str) -> str: ...
 
 
-def graph_body(changes: Mapping[str, list[Any]]) -> dict[str, Any]:
-    """Connector-space values as a Graph JSON body: collections as lists, other properties as one value or null."""
+def graph_body(changes: Mapping[str, list[Any]], names: ExtensionNames | None = None) -> dict[str, Any]:
+    """Connector-space values as a Graph JSON body: collections as lists, other properties as one value or null;
+    ``extension_<name>`` as the sync app's ``extension_<appId>_<name>`` (``names``)."""
     body: dict[str, Any] = {}
     for name, values in changes.items():
+        if names is not None and is_extension(name):
+            if names.is_registered(name):  # an unregistered one is counted by the export (phases.py)
+                body[names.to_graph(name)] = values[0] if values else None
+            continue
         parent, _dot, member = name.partition(".")
         if member and parent in NESTED_PROPERTIES:
             # A member of an object property (onPremisesExtensionAttributes): Graph patches the members it names.

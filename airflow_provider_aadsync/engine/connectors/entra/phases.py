@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.connectors.entra.extensions import extension_names, is_extension
 from airflow_provider_aadsync.engine.connectors.entra.graph import (
     BATCH_SIZE,
     UNKNOWN_OUTCOME_LIMIT,
@@ -43,6 +44,8 @@ class Phases:
         self._unknown_in_a_row = 0
         #: The run's progress (engine/progress.py): advanced once per call by the units it carried.
         self.progress = progress.current()
+        #: How the sync app's directory extensions are named in Graph.
+        self.names = extension_names(state.writer)
 
     def execute(self, operations: Iterator[Operation]) -> None:
         """Send operations 20 per ``$batch``; retries (conflicts, split member packs) join the following calls."""
@@ -67,14 +70,23 @@ class Phases:
 
     def _request(self, index: int, operation: Operation) -> BatchRequest:
         resource = RESOURCES[operation.object_type]
+        if operation.kind in ("create", "update"):
+            if any(is_extension(name) for name in operation.changes):
+                self.names.ensure(self.state.writer, operation.changes)
+            left_out = [name for name in operation.changes if not self.names.is_registered(name)]
+            if left_out:
+                # The sync app could not register them (permission): written once registered, counted meanwhile.
+                self.state.counters["extension_values_not_registered"] += len(left_out)
         request_id = str(index)
         if operation.kind == "create":
-            body = graph_body(operation.changes)
+            body = graph_body(operation.changes, self.names)
             if operation.object_type == "user":
                 body["passwordProfile"] = {"password": initial_password(), "forceChangePasswordNextSignIn": True}
             return BatchRequest(request_id, "POST", f"/{resource}", body)
         if operation.kind == "update":
-            return BatchRequest(request_id, "PATCH", f"/{resource}/{operation.anchor}", graph_body(operation.changes))
+            return BatchRequest(
+                request_id, "PATCH", f"/{resource}/{operation.anchor}", graph_body(operation.changes, self.names)
+            )
         if operation.kind == "delete":
             return BatchRequest(request_id, "DELETE", f"/{resource}/{operation.anchor}")
         if operation.kind == "member-add":

@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_provider_aadsync.engine.connectors.entra.extensions import ExtensionNames, extension_names
 from airflow_provider_aadsync.engine.connectors.entra.schema import (
     DEFAULT_GROUP_PROPERTIES,
     DEFAULT_USER_PROPERTIES,
@@ -98,8 +99,13 @@ def _unencodable(value: Any) -> bool:
     return False
 
 
-def graph_object(resource: str, item: dict[str, Any], *, partial: bool) -> SourceObject:
-    """One item of a delta page as a SourceObject; ``members@delta`` becomes member references."""
+def graph_object(
+    resource: str, item: dict[str, Any], *, partial: bool, names: ExtensionNames | None = None
+) -> SourceObject:
+    """One item of a delta page as a SourceObject; ``members@delta`` becomes member references; the sync app's
+    directory extensions get their connector-space names (``names``)."""
+    if names is not None:
+        item = names.graph_item(item)
     anchor = item.get("id")
     if not anchor:
         raise ObjectDecodeError(f"a {resource} delta item has no id: {sorted(item)}", code="missing-anchor")
@@ -158,12 +164,16 @@ def flat_item(item: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _user_page(items: list[dict[str, Any]], errors: ErrorSink, page: ObjectPage) -> None:
+def _user_page(
+    items: list[dict[str, Any]], errors: ErrorSink, page: ObjectPage, names: ExtensionNames | None = None
+) -> None:
     """Add a full round's user items to ``page`` as columns: no SourceObject per user (100,000s of them).
 
     Attributes without a value are left out, as the connector space stores them (see ``ObjectPage.from_objects``).
     """
     for item in items:
+        if names is not None:
+            item = names.graph_item(item)
         anchor = item.get("id")
         if not anchor:
             errors.add(ObjectDecodeError(f"a users delta item has no id: {sorted(item)}", code="missing-anchor"))
@@ -200,10 +210,25 @@ class EntraImportSteps:
         group_properties: Sequence[str] = DEFAULT_GROUP_PROPERTIES,
     ):
         self.source = source
-        self.select = {"users": list(user_properties), "groups": list(group_properties)}
+        self.names = extension_names(source)
+        self.wanted = {"users": list(user_properties), "groups": list(group_properties)}
+        self._select: dict[str, list[str]] | None = None
+
+    @property
+    def select(self) -> dict[str, list[str]]:
+        """The ``$select`` of each resource, worked out inside the run (a Graph error is then the run's result):
+        Graph names the sync app's directory extensions after the app (``extension_<appId>_<name>``) and refuses to
+        select one that is not registered, so those are registered first when missing, else left out."""
+        if self._select is None:
+            self.names.ensure(self.source, [*self.wanted["users"], *self.wanted["groups"]])  # type: ignore[arg-type]
+            self._select = {
+                resource: [self.names.to_graph(name) for name in names if self.names.is_registered(name)]
+                for resource, names in self.wanted.items()
+            }
+        return self._select
 
     def partitions(self) -> Sequence[str]:
-        return list(self.select)
+        return list(self.wanted)
 
     def describe_scope(self) -> str:
         return f"users and groups of the tenant at {self.source.server_name()}"
@@ -221,7 +246,7 @@ class EntraImportSteps:
             links = links_so_far
         writer.keep_in_full(self._soft_deleted_groups(errors))
         writer.finish_full()
-        return _require_links(links, self.select)
+        return _require_links(links, self.wanted)
 
     def _soft_deleted_groups(self, errors: ErrorSink) -> list[SourceObject]:
         """The soft-deleted groups (``/directory/deletedItems/microsoft.graph.group``), which a full delta round does
@@ -251,7 +276,7 @@ class EntraImportSteps:
         groups: dict[str, SourceObject] = {}
         for page in self.source.delta_pages("groups", self.select["groups"], None):
             for item in page["value"]:
-                for obj in _objects("groups", [item], errors, partial=False):
+                for obj in _objects("groups", [item], errors, partial=False, names=self.names):
                     _gather(groups, obj, item)
             links["groups"] = _delta_link(page, links.get("groups"))
         gathered = list(groups.values())
@@ -259,7 +284,7 @@ class EntraImportSteps:
             yield ObjectPage.from_objects(gathered[start : start + _WRITE_BATCH]), dict(links)
         users = ObjectPage()
         for page in self.source.delta_pages("users", self.select["users"], None):
-            _user_page(page["value"], errors, users)
+            _user_page(page["value"], errors, users, self.names)
             links["users"] = _delta_link(page, links.get("users"))
             if len(users.anchors) >= _WRITE_BATCH:  # Graph pages are small (200): compare and write in bigger batches
                 yield users, dict(links)
@@ -270,16 +295,18 @@ class EntraImportSteps:
         links: dict[str, bytes] = {}
         for resource, select in self.select.items():
             for page in self.source.delta_pages(resource, select, saved[resource].decode()):
-                writer.write_delta_page(_objects(resource, page["value"], errors, partial=True))
+                writer.write_delta_page(_objects(resource, page["value"], errors, partial=True, names=self.names))
                 links[resource] = _delta_link(page, links.get(resource))
-        return _require_links(links, self.select)
+        return _require_links(links, self.wanted)
 
 
-def _objects(resource: str, items: list[dict[str, Any]], errors: ErrorSink, *, partial: bool) -> list[SourceObject]:
+def _objects(
+    resource: str, items: list[dict[str, Any]], errors: ErrorSink, *, partial: bool, names: ExtensionNames
+) -> list[SourceObject]:
     objects = []
     for item in items:
         try:
-            objects.append(graph_object(resource, item, partial=partial))
+            objects.append(graph_object(resource, item, partial=partial, names=names))
         except ObjectDecodeError as error:
             errors.add(error)
     return objects

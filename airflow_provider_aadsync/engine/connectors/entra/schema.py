@@ -33,6 +33,8 @@ _DATE_TIME = Limit(
 )
 _ASCII_MAIL = Limit(pattern=r"[\x21-\x7e]+@[\x21-\x7e]+", shape="an e-mail address in ASCII characters")
 
+#: The connector-space name of the directory extension that holds an object's sourceAnchor.
+ANCHOR_ATTRIBUTE = "extension_aadsyncSourceAnchor"
 #: The Graph object property holding the 15 Exchange custom attributes (``extensionAttribute1`` .. ``15``).
 EXTENSION_ATTRIBUTES = "onPremisesExtensionAttributes"
 #: Graph properties whose value is an object: the connector space holds each member as ``parent.member``.
@@ -91,6 +93,9 @@ GRAPH_ATTRIBUTES: tuple[Attribute, ...] = (
     # them, the reader flattens them). Graph lets an app write them on cloud users only (onPremisesSyncEnabled not
     # true), which the users this product creates are.
     *(Attribute(f"{EXTENSION_ATTRIBUTES}.extensionAttribute{n}", _USER, limit=_most(1024)) for n in range(1, 16)),
+    # The sync app's directory extension holding the sourceAnchor (extension_<appId>_aadsyncSourceAnchor in Graph;
+    # connectors/entra/extensions.py): groups are hard matched on it. Selected only once registered.
+    Attribute(ANCHOR_ATTRIBUTE, _OBJECTS, limit=_most(256)),
 )
 
 

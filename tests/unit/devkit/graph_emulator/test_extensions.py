@@ -210,3 +210,19 @@ def test_user_delta_tracks_selected_extensions(client, auth):
     assert client.patch(f"/v1.0/users/{user}", headers=auth, json={name: None}).status_code == 204
     third = client.get(second["@odata.deltaLink"], headers=auth).json()
     assert [(i["id"], i[name]) for i in third["value"]] == [(user, None)]
+
+
+def test_group_delta_tracks_selected_extensions_beside_members(client, auth):
+    """Groups as users: a selected extension comes with each group in a delta round, and its change shows."""
+    app = app_object_id(client, auth)
+    body = {"name": "anchor", "dataType": "String", "targetObjects": ["Group"]}
+    assert client.post(f"/v1.0/applications/{app}/extensionProperties", headers=auth, json=body).status_code == 201
+    name = f"{PREFIX}_anchor"
+    member = create_user(client, auth, 1)
+    group = create_group(client, auth, "g1", members=[member], **{name: "QUJD"})
+    first = client.get(f"/v1.0/groups/delta?$select=displayName,members,{name}", headers=auth).json()
+    [row] = [item for item in first["value"] if item["id"] == group]
+    assert row[name] == "QUJD" and [m["id"] for m in row["members@delta"]] == [member]
+    assert client.patch(f"/v1.0/groups/{group}", headers=auth, json={name: "REVG"}).status_code == 204
+    second = client.get(first["@odata.deltaLink"], headers=auth).json()
+    assert [(i["id"], i[name]) for i in second["value"]] == [(group, "REVG")]

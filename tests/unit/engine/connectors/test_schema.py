@@ -68,11 +68,12 @@ def test_graph_select_text_is_todays():
         "id,userPrincipalName,displayName,givenName,surname,mail,mailNickname,otherMails,proxyAddresses,jobTitle,"
         "department,companyName,employeeId,accountEnabled,usageLocation,onPremisesImmutableId,onPremisesSyncEnabled,"
         "businessPhones,employeeType,employeeHireDate,officeLocation,mobilePhone,faxNumber,streetAddress,city,state,"
-        "postalCode,country,preferredLanguage,preferredDataLocation,onPremisesExtensionAttributes"
+        "postalCode,country,preferredLanguage,preferredDataLocation,onPremisesExtensionAttributes,"
+        "extension_aadsyncSourceAnchor"
     )
     assert ",".join(entra.DEFAULT_GROUP_PROPERTIES) == (
         "id,displayName,description,mail,mailEnabled,mailNickname,securityEnabled,groupTypes,proxyAddresses,"
-        "onPremisesSyncEnabled,members"
+        "onPremisesSyncEnabled,members,extension_aadsyncSourceAnchor"
     )
     assert isinstance(entra.DEFAULT_USER_PROPERTIES, tuple) and isinstance(entra.DEFAULT_GROUP_PROPERTIES, tuple)
 

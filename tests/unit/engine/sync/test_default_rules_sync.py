@@ -71,6 +71,7 @@ def cloud_twin_of_user1(department: str):
         department=department,
         mailNickname="user1",
         accountEnabled=True,
+        extension_aadsyncSourceAnchor=immutable_id(guid(1)),
     )
 
 
