@@ -84,8 +84,8 @@ def test_groups_are_hard_matched_on_the_anchor_extension_then_soft_matched_on_ma
     assert staged["cloud-sales"]["operation"] == "update"
     assert staged["cloud-sales"]["changes"][ANCHOR] == [immutable_id(guid(21))]
     assert ANCHOR not in staged.get("cloud-staff", {}).get("changes", {})
-    adds = [e for e in staged.values() if e["operation"] == "add"]
-    assert sorted(e["changes"]["displayName"][0] for e in adds) == ["New"]  # Ops and Legal: errors, no create
+    adds = [e for e in staged.values() if e["operation"] == "add" and e["state"] != "refused"]
+    assert sorted(e["changes"]["displayName"][0] for e in adds) == ["New"]  # Ops and Legal: held refused, no create
     assert adds[0]["changes"][ANCHOR] == [immutable_id(guid(24))]
     found = errors(store)
     assert found["cloud-ops"] == "anchor-mismatch" and found["cloud-legal"] == "held-by-other-engine"
