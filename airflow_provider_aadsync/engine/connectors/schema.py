@@ -9,6 +9,7 @@ sync can both import it (``PROVISIONAL_PREFIX`` lives here for that reason).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,12 @@ PROVISIONAL_PREFIX = "provisional:"
 #: How a reader decodes an attribute's values off the wire: as text, or (AD octet strings) as a GUID's or SID's text
 #: form, or as base64.
 Syntax = Literal["text", "guid", "sid", "binary"]
+
+
+@functools.cache
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """A limit's pattern compiled once (every exported value of a full sync is checked against it)."""
+    return re.compile(pattern)
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class Limit:
             text = str(value)
             if self.max_length is not None and len(text) > self.max_length:
                 return f"value of {len(text)} characters is longer than {self.max_length}"
-            if self.pattern is not None and not re.fullmatch(self.pattern, text):
+            if self.pattern is not None and not _pattern(self.pattern).fullmatch(text):
                 return f"value {text[:80]!r} is not {self.shape or 'in the accepted format'}"
         return None
 

@@ -48,6 +48,7 @@ class Outbound:
         self.joins = joins
         self.metaverse = metaverse
         self.staging = staging
+        self._plans: dict[str, list[tuple[str, str, bool]]] = {}
 
     def outbound(self, mv_ids: Sequence[int]) -> None:
         if not self.state.outbound_rules or not mv_ids:
@@ -317,6 +318,21 @@ class Outbound:
         )
         return True
 
+    def _flow_plan(self, compiled: CompiledRule) -> list[tuple[str, str, bool]]:
+        """Per flow of an outbound rule: target, source, and whether it is a Direct flow of a metaverse reference
+        (its members are staged as reference rows); worked out once per rule, not once per object."""
+        plan = self._plans.get(compiled.rule.name)
+        if plan is None:
+            plan = self._plans[compiled.rule.name] = [
+                (
+                    spec.target,
+                    spec.source,
+                    spec.type == "Direct" and spec.source.lower() in METAVERSE.reference_attributes,
+                )
+                for spec in compiled.flow_specs
+            ]
+        return plan
+
     def _desired(
         self, in_scope: Sequence[CompiledRule], outcomes: Mapping[str, dict[int, dict[str, Any]]], mv_id: int
     ) -> tuple[dict[str, list[Any]], str | None, list[tuple[str, str]]]:
@@ -327,21 +343,21 @@ class Outbound:
         dn = None
         for compiled in sorted(in_scope, key=lambda r: r.rule.precedence):
             values = outcomes.get(compiled.rule.name, {}).get(mv_id, {})
-            for spec in compiled.flow_specs:
-                if spec.target in decided:
+            for target, source, is_reference in self._flow_plan(compiled):
+                if target in decided:
                     continue
-                if spec.type == "Direct" and spec.source.lower() in METAVERSE.reference_attributes:
-                    references.append((spec.source, spec.target))
-                    decided.add(spec.target)
+                if is_reference:
+                    references.append((source, target))
+                    decided.add(target)
                     continue
-                cell = values.get(spec.target)
+                cell = values.get(target)
                 if cell is IgnoreThisFlow:
                     continue
                 if cell is None or (isinstance(cell, float) and pd.isna(cell)):
-                    desired.setdefault(spec.target, [])
+                    desired.setdefault(target, [])
                     continue
-                decided.add(spec.target)
-                desired[spec.target] = [] if cell is AuthoritativeNull else cell_values(cell)
+                decided.add(target)
+                desired[target] = [] if cell is AuthoritativeNull else cell_values(cell)
         if "dn" in desired:
             dn_values = desired.pop("dn")
             dn = str(dn_values[0]) if dn_values else None

@@ -30,8 +30,12 @@ def storable(value: Any) -> Any:
 
 def cell_values(cell: Any) -> list[Any]:
     """A value cell (None, a scalar or a list) as the list of storable values."""
+    # Text is by far the commonest value and is stored as it is: skip storable's type checks for it (a full sync
+    # converts every flowed value twice).
+    if type(cell) is str:
+        return [cell]
     if cell is None:
         return []
     if isinstance(cell, list | tuple):
-        return [storable(value) for value in cell if value is not None]
+        return [value if type(value) is str else storable(value) for value in cell if value is not None]
     return [storable(cell)]
