@@ -65,8 +65,9 @@ def render_run(store: Store, run: dict[str, Any], *, max_errors: int = 20) -> st
     return "\n".join(lines) + "\n"
 
 
-def render_notices(notices: Sequence[dict[str, Any]], *, examples: int = 5) -> list[str]:
-    """A run's notices (what it could not write, grouped once per run): a count and the first few examples each."""
+def render_notices(notices: Sequence[dict[str, Any]], *, examples: int = 5, per_object: int = 50) -> list[str]:
+    """A run's notices (what it could not write, grouped once per run): a count and the first few examples each;
+    substituted values (UPNs on the initial domain) one line per object, up to ``per_object``."""
     if not notices:
         return []
     lines = ["", "Notices (not errors: what this run could not write, once per kind):", ""]
@@ -80,6 +81,12 @@ def render_notices(notices: Sequence[dict[str, Any]], *, examples: int = 5) -> l
         more = notice["count"] - len(shown)
         cell = "; ".join(shown) + (f"; and {more:,} more" if more > 0 else "")
         lines.append(f"| {notice['code']} | {notice['subject']} | {notice['count']:,} | {notice['message']} | {cell} |")
+    for notice in notices:
+        substituted = [example for example in notice["examples"] if example.get("wanted")][:per_object]
+        if substituted:
+            # Which object got which UPN: one line each (the run keeps up to 500; the sync manager lists them).
+            lines += ["", f"{notice['subject']} written instead (first {len(substituted)} of {notice['count']:,}):", ""]
+            lines += [f"- {e.get('dn') or e.get('anchor')}: {e['wanted']} → {e['written']}" for e in substituted]
     return lines
 
 

@@ -62,6 +62,8 @@ def test_an_unverified_upn_suffix_goes_on_the_initial_domain_until_it_is_verifie
     assert by_wanted["seller2@Sales.example"]["written"] == f"seller2@{INITIAL_DOMAIN}"
     assert by_wanted["seller2@Sales.example"]["dn"].startswith("CN=user2,")  # named by the AD object
     assert [read for read in graph.reads if read[1] == "/domains"] == [("GET", "/domains", {})]  # once per run
+    report = render_run(store, store.get_run(result.run_id))
+    assert f"- {by_wanted['seller2@Sales.example']['dn']}: seller2@Sales.example → seller2@{INITIAL_DOMAIN}" in report
 
     # The next cycle: the domain is still unverified, the users hold the substitute: nothing to write, no notice.
     graph.calls.clear()
