@@ -123,7 +123,9 @@ class FakeGraph:
     def server_name(self) -> str:
         return "graph.test"
 
-    def delta_pages(self, resource: str, select: Sequence[str], delta_link: str | None) -> Iterator[dict[str, Any]]:
+    def delta_pages(
+        self, resource: str, select: Sequence[str], delta_link: str | None, expand: Sequence[str] = ()
+    ) -> Iterator[dict[str, Any]]:
         self.links_used.append(delta_link)
         if delta_link and self.expired:
             raise WatermarkRejectedError("syncStateNotFound")
@@ -224,6 +226,8 @@ class FakeGraphWriter:
     def __init__(self, *, max_attempts: int = 3):
         self.objects: dict[str, dict[str, Any]] = {}
         self.members: dict[str, set[str]] = {}
+        #: user id -> manager id (Graph's single-valued ``manager`` navigation).
+        self.managers: dict[str, str] = {}
         self.calls: list[list[BatchRequest]] = []
         self.reads: list[tuple[str, str, dict[str, Any]]] = []
         self.counters: dict[str, float] = {"batch_requests": 0, "throttled": 0, "retries": 0, "retry_wait_seconds": 0.0}
@@ -378,6 +382,8 @@ class FakeGraphWriter:
         if kind and len(parts) == 2 and request.method == "DELETE":
             del self.objects[parts[1]]
             self.members.pop(parts[1], None)
+            self.managers.pop(parts[1], None)
+            self.managers = {user: boss for user, boss in self.managers.items() if boss != parts[1]}
             for held in self.members.values():
                 held.discard(parts[1])
             return FakeAnswer("", 204)
@@ -396,7 +402,24 @@ class FakeGraphWriter:
                     return not_found(parts[3])
                 group.discard(parts[3])
                 return FakeAnswer("", 204)
+        if parts[0] == "users" and parts[2:] == ["manager", "$ref"]:
+            return self._manager(request.method, parts[1], body)
         return graph_error(400, "BadRequest", f"the fake Graph has no route for {request.method} {request.url}")
+
+    def _manager(self, method: str, user: str, body: Mapping[str, Any]) -> FakeAnswer:
+        """``PUT`` sets (replaces) the manager from a ``/users/{id}`` URL; ``DELETE`` removes it (404: none)."""
+        if method == "PUT":
+            url = str(body.get("@odata.id", ""))
+            target = url.rsplit("/", 1)[-1]
+            if "/users/" not in url or target not in self.objects:
+                return not_found(target)
+            self.managers[user] = target
+            return FakeAnswer("", 204)
+        if method == "DELETE":
+            if self.managers.pop(user, None) is None:
+                return not_found("manager")
+            return FakeAnswer("", 204)
+        return graph_error(405, "Request_BadRequest", f"{method} is not allowed on a manager reference")
 
     def _create(self, kind: str, body: Mapping[str, Any]) -> FakeAnswer:
         if kind == "user":

@@ -49,6 +49,14 @@ class GraphWriter(Protocol):
     def directory_object_url(self, object_id: str) -> str: ...
 
 
+def user_url(writer: GraphWriter, object_id: str) -> str:
+    """The ``@odata.id`` of a user as Graph's "Assign manager" documents it (``{graph}/v1.0/users/{id}``), on the
+    writer's Graph base (the national cloud's host, or the emulator's): its directory-object URL with the users
+    segment."""
+    base, _sep, _rest = writer.directory_object_url(object_id).rpartition("/directoryObjects/")
+    return f"{base}/users/{object_id}"
+
+
 def graph_body(changes: Mapping[str, list[Any]], names: ExtensionNames | None = None) -> dict[str, Any]:
     """Connector-space values as a Graph JSON body: collections as lists, other properties as one value or null;
     ``extension_<name>`` as the sync app's ``extension_<appId>_<name>`` (``names``)."""

@@ -22,6 +22,7 @@ from airflow_provider_aadsync.engine.connectors.entra.graph import (
     graph_error,
     initial_password,
     is_unanswered,
+    user_url,
 )
 from airflow_provider_aadsync.engine.connectors.entra.reconcile import Reconciler
 from airflow_provider_aadsync.engine.connectors.entra.schema import RESOURCES
@@ -95,6 +96,11 @@ class Phases:
         if operation.kind == "member-add-one":
             url = self.state.writer.directory_object_url(operation.targets[0])
             return BatchRequest(request_id, "POST", f"/groups/{operation.anchor}/members/$ref", {"@odata.id": url})
+        if operation.kind == "manager-set":
+            body = {"@odata.id": user_url(self.state.writer, operation.targets[0])}
+            return BatchRequest(request_id, "PUT", f"/users/{operation.anchor}/manager/$ref", body)
+        if operation.kind == "manager-remove":
+            return BatchRequest(request_id, "DELETE", f"/users/{operation.anchor}/manager/$ref")
         return BatchRequest(request_id, "DELETE", f"/groups/{operation.anchor}/members/{operation.targets[0]}/$ref")
 
     def _send(self, operations: list[Operation]) -> None:
@@ -171,14 +177,15 @@ class Phases:
                     )
                 )
             for operation in operations:
-                if operation.kind.startswith("member"):
+                attribute = operation.reference_attribute
+                if attribute is not None:
                     connection.execute(
                         sa.update(pending_export_reference)
-                        .where(self.state.references(operation.anchor, operation.targets))
+                        .where(self.state.references(operation.anchor, operation.reference_targets, attribute))
                         .values(state="sent", run_id=self.state.run_id)
                     )
 
 
 def units(operation: Operation) -> int:
-    """What an operation counts for in the progress: one object, or its member references."""
-    return len(operation.targets) if operation.kind.startswith("member") else 1
+    """What an operation counts for in the progress: one object, or the member (manager) references it settles."""
+    return len(operation.reference_targets) if operation.reference_attribute else 1

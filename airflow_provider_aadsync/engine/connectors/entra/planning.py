@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.graph import BATCH_SIZE, LINKS_PER_REQUEST
 from airflow_provider_aadsync.engine.connectors.entra.reconcile import Reconciler
-from airflow_provider_aadsync.engine.connectors.entra.schema import MEMBERS, RESOURCES, UNWRITABLE
+from airflow_provider_aadsync.engine.connectors.entra.schema import MANAGER, MEMBERS, RESOURCES, UNWRITABLE
 from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.store import Store, cs_object, pending_export, pending_export_reference
@@ -46,6 +46,7 @@ def plan_counts(store: Store, connector: str) -> dict[str, int]:
             sa.select(pending_export_reference.c.operation, sa.func.count())
             .where(
                 pending_export_reference.c.connector == connector,
+                pending_export_reference.c.attribute == MEMBERS,
                 pending_export_reference.c.state.in_(open_states),
             )
             .group_by(pending_export_reference.c.operation)
@@ -54,12 +55,21 @@ def plan_counts(store: Store, connector: str) -> dict[str, int]:
             sa.select(sa.func.count())
             .where(
                 pending_export_reference.c.connector == connector,
+                pending_export_reference.c.attribute == MEMBERS,
                 pending_export_reference.c.operation == "add",
                 pending_export_reference.c.state.in_(open_states),
             )
             .group_by(pending_export_reference.c.anchor)
         ).scalars()
         member_add_requests = sum(math.ceil(n / LINKS_PER_REQUEST) for n in add_counts)
+        # A user's manager changes are one request (a PUT replaces the manager; a DELETE removes it).
+        manager_requests = connection.execute(
+            sa.select(sa.func.count(sa.distinct(pending_export_reference.c.anchor))).where(
+                pending_export_reference.c.connector == connector,
+                pending_export_reference.c.attribute == MANAGER,
+                pending_export_reference.c.state.in_(open_states),
+            )
+        ).scalar()
     counts: dict[str, int] = {}
     for operation, object_type, number in objects:
         counts[f"planned_{object_type}_{operation}s"] = number
@@ -68,9 +78,11 @@ def plan_counts(store: Store, connector: str) -> dict[str, int]:
     counts["planned_deletes"] = sum(n for op, _t, n in objects if op == "delete")
     object_requests = sum(n for op, t, n in objects if op != "update" and t in RESOURCES)
     object_requests += _count_updates_with_changes(store, connector)
-    member_requests = member_add_requests + counts.get("planned_member_removes", 0)
+    if manager_requests:
+        counts["planned_manager_changes"] = manager_requests
+    member_requests = member_add_requests + counts.get("planned_member_removes", 0) + manager_requests
     counts["planned_requests"] = object_requests + member_requests
-    # Object writes, then member changes (which need the created ids): the least number of $batch calls.
+    # Object writes, then member and manager changes (which need the created ids): the least number of $batch calls.
     counts["batch_calls_minimum"] = math.ceil(object_requests / BATCH_SIZE) + math.ceil(member_requests / BATCH_SIZE)
     return counts
 
@@ -312,3 +324,51 @@ class ExportPlan:
                 self.state.fail_references(unresolved, "member-not-created", "the member's create in Entra ID failed")
         if pack:
             yield Operation("member-add", pack_group, "group", "", targets=pack)
+
+    def manager_operations(self) -> Iterator[Operation]:
+        """One request per user whose manager changes: a PUT of the new manager (which replaces any other, so the
+        rows removing the old one are settled with it), or a DELETE when only removals are planned. Users or managers
+        still waiting for their create are left for a later run; a manager whose create failed fails the change."""
+        query = (
+            sa.select(
+                pending_export_reference.c.anchor,
+                pending_export_reference.c.target_anchor,
+                pending_export_reference.c.operation,
+            )
+            .where(
+                pending_export_reference.c.connector == self.state.connector,
+                pending_export_reference.c.attribute == MANAGER,
+                pending_export_reference.c.state.in_(("pending", "sent", "failed")),
+            )
+            .order_by(pending_export_reference.c.anchor, pending_export_reference.c.target_anchor)
+        )
+        last = ""
+        while True:
+            with self.state.store.engine.connect() as connection:
+                rows = connection.execute(query.where(pending_export_reference.c.anchor > last).limit(4_000)).all()
+            if not rows:
+                return
+            if len(rows) == 4_000:  # a page ends on a whole user: its rows are read again with the next page
+                rows = [r for r in rows if r.anchor != rows[-1].anchor] or rows
+            last = rows[-1].anchor
+            by_user: dict[str, list[Any]] = {}
+            for row in rows:
+                by_user.setdefault(row.anchor, []).append(row)
+            for user, changes in by_user.items():
+                operation = self._manager_operation(user, changes)
+                if operation is not None:
+                    yield operation
+
+    def _manager_operation(self, user: str, changes: list[Any]) -> Operation | None:
+        if user.startswith(PROVISIONAL_PREFIX):
+            self.state.counters["manager_changes_waiting_for_user_create"] += 1
+            return None
+        adds = [r.target_anchor for r in changes if r.operation == "add"]
+        removes = [r.target_anchor for r in changes if r.operation == "remove"]
+        if adds:
+            manager = adds[-1]
+            if manager.startswith(PROVISIONAL_PREFIX):
+                self.state.fail_references([manager], "manager-not-created", "the manager's create in Entra ID failed")
+                return None
+            return Operation("manager-set", user, "user", "", targets=[manager], replaced=[*adds[:-1], *removes])
+        return Operation("manager-remove", user, "user", "", targets=removes)

@@ -14,6 +14,7 @@ from airflow_provider_aadsync.engine.connectors.entra.extensions import Extensio
 from airflow_provider_aadsync.engine.connectors.entra.schema import (
     DEFAULT_GROUP_PROPERTIES,
     DEFAULT_USER_PROPERTIES,
+    MANAGER,
     MEMBERS,
     NESTED_PROPERTIES,
     SOFT_DELETED,
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
 DELTA_LINK_LIFETIME = dt.timedelta(days=7)
 
 _OBJECT_TYPES = {"users": "user", "groups": "group"}
+#: Navigation properties a delta round expands: a user's manager (``$expand=manager``, answered as ``manager@delta``,
+#: Graph's one expand on users delta), so the connector space holds the managers the export wrote and a rebuilt store
+#: does not write them again.
+_EXPAND = {"users": (MANAGER,), "groups": ()}
+#: What the import's watermark records beside the $select lists: adding the expand makes the next delta a full import.
+EXPAND_KEY = "$expand=manager"
 #: Objects compared and written per batch in a full import.
 _WRITE_BATCH = 5_000
 #: Batches read ahead while one is written.
@@ -43,8 +50,11 @@ class GraphDeltaSource(Protocol):
 
     def server_name(self) -> str: ...
 
-    def delta_pages(self, resource: str, select: Sequence[str], delta_link: str | None) -> Iterator[dict[str, Any]]:
-        """Yield the JSON pages of ``/{resource}/delta`` from the start, or from ``delta_link``.
+    def delta_pages(
+        self, resource: str, select: Sequence[str], delta_link: str | None, expand: Sequence[str] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the JSON pages of ``/{resource}/delta`` from the start (with ``$expand`` when given), or from
+        ``delta_link`` (which keeps the query it was made with).
 
         :raise WatermarkRejectedError: Graph no longer accepts ``delta_link``.
         """
@@ -135,7 +145,25 @@ def graph_object(
             obj.reference_removes[MEMBERS] = removed
     elif added:
         obj.references[MEMBERS] = added
+    manager = manager_change(item)
+    if manager is not None:
+        target, removed_manager = manager
+        if not removed_manager:
+            obj.references[MANAGER] = [(target, None)]  # the whole value: any other manager held goes
+        elif partial:
+            obj.reference_removes[MANAGER] = [(target, None)]
     return obj
+
+
+def manager_change(item: dict[str, Any]) -> tuple[str, bool] | None:
+    """A users delta item's ``manager@delta`` (Graph gives the last change only) as ``(manager id, removed)``; None
+    when the item does not mention the manager (unchanged in a delta round, none in a full one)."""
+    changes = item.get("manager@delta")
+    if not isinstance(changes, list) or not changes:
+        return None
+    last = changes[-1]
+    target = _check_anchor("users manager", last.get("id") if isinstance(last, dict) else None)
+    return target, "@removed" in last
 
 
 def _reason(item: dict[str, Any]) -> Any:
@@ -190,10 +218,12 @@ def _user_page(
                 except UnicodeEncodeError:
                     _check_values(anchor, f"users/{anchor}", attrs)
                     raise
+                manager = manager_change(item)
             except ObjectDecodeError as error:
                 errors.add(error)
                 continue
-            page.add(anchor, f"users/{anchor}", "user", serialized)
+            references = {MANAGER: [(manager[0], None)]} if manager and not manager[1] else None
+            page.add(anchor, f"users/{anchor}", "user", serialized, references)
 
 
 class EntraImportSteps:
@@ -283,7 +313,7 @@ class EntraImportSteps:
         for start in range(0, len(gathered), _WRITE_BATCH):
             yield ObjectPage.from_objects(gathered[start : start + _WRITE_BATCH]), dict(links)
         users = ObjectPage()
-        for page in self.source.delta_pages("users", self.select["users"], None):
+        for page in self.source.delta_pages("users", self.select["users"], None, _EXPAND["users"]):
             _user_page(page["value"], errors, users, self.names)
             links["users"] = _delta_link(page, links.get("users"))
             if len(users.anchors) >= _WRITE_BATCH:  # Graph pages are small (200): compare and write in bigger batches
@@ -361,7 +391,9 @@ def import_entra(
     # The $select lists are saved with the delta links (which keep the $select they were made with): a changed
     # list makes the next delta a full import.
     steps = with_attribute_list(
-        EntraImportSteps(source, user_properties, group_properties), user_properties, group_properties
+        EntraImportSteps(source, user_properties, group_properties),
+        [*user_properties, EXPAND_KEY],
+        group_properties,
     )
     return run_import(
         store, steps, connector=connector, mode=mode, lock_holder=lock_holder, error_limit=error_limit, guard=guard

@@ -25,7 +25,7 @@ from airflow_provider_aadsync.engine.connectors.entra.graph import (
     odata_quote,
     parse_time,
 )
-from airflow_provider_aadsync.engine.connectors.entra.schema import MEMBERS, RESOURCES
+from airflow_provider_aadsync.engine.connectors.entra.schema import MANAGER, MEMBERS, RESOURCES
 from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation
 from airflow_provider_aadsync.engine.runs.export_run import (
     adopt_anchor,
@@ -156,6 +156,30 @@ class Reconciler:
             self._confirm_members(operation.anchor, operation.targets, added=False)
             return
         self.state.fail_member(operation, answer)
+
+    def after_manager_set(self, operation: Operation, answer: GraphAnswer) -> None:
+        """204: the user's manager is the new one (a PUT replaces any other); Graph's answer to a repeated PUT is
+        204 too, so a resend after a cut-off call is idempotent."""
+        if answer.ok:
+            self._confirm_manager(operation, added=operation.targets, removed=operation.replaced)
+            return
+        self.state.fail_member(operation, answer)
+
+    def after_manager_remove(self, operation: Operation, answer: GraphAnswer) -> None:
+        """204, or 404 when the user has no manager (an earlier attempt removed it): done either way."""
+        if answer.ok or answer.status == 404:
+            self._confirm_manager(operation, added=[], removed=operation.targets)
+            return
+        self.state.fail_member(operation, answer)
+
+    def _confirm_manager(self, operation: Operation, *, added: list[str], removed: list[str]) -> None:
+        connector, user = self.state.connector, operation.anchor
+        with self.state.transaction() as connection:
+            if removed:
+                record_references(self.state.store, connection, connector, user, MANAGER, removed, added=False)
+            if added:
+                record_references(self.state.store, connection, connector, user, MANAGER, added, added=True)
+        self.state.counters["manager_sets" if added else "manager_removes"] += 1
 
     # ---------------------------------------------------------------------------------- adoption and members
     def _adopt(self, operation: Operation, object_id: str, written: Mapping[str, list[Any]]) -> None:

@@ -42,6 +42,8 @@ NESTED_PROPERTIES: frozenset[str] = frozenset({EXTENSION_ATTRIBUTES})
 
 #: The connector-space attribute that holds group members (reference rows).
 MEMBERS = "members"
+#: The connector-space attribute that holds a user's manager (one reference row at most).
+MANAGER = "manager"
 
 #: The connector-space mark of a soft-deleted group (Graph's delta ``@removed`` reason ``changed``: in deletedItems,
 #: restorable), set by the import, not a Graph property: group writeback keeps such a group's AD copy.
@@ -73,7 +75,7 @@ GRAPH_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(MEMBERS, _GROUP, multi_valued=True, reference=True),
     # Written as collections when a rule flows them; not read by default.
     Attribute("imAddresses", _USER, multi_valued=True, imported=False),
-    Attribute("manager", _USER, reference=True, imported=False),
+    Attribute(MANAGER, _USER, reference=True, imported=False),
     # Issue 17's user properties: the shipped rules write them and the import reads them back (a cloud-side edit is
     # corrected by the next sync). Graph's businessPhones holds one number ("only one number can be set").
     Attribute("businessPhones", _USER, multi_valued=True, limit=Limit(max_values=1)),

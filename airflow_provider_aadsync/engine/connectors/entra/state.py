@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.domains import TenantDomains
 from airflow_provider_aadsync.engine.connectors.entra.graph import GraphAnswer, GraphWriter, chunks, graph_error
-from airflow_provider_aadsync.engine.connectors.entra.schema import MEMBERS
+from airflow_provider_aadsync.engine.connectors.entra.schema import MANAGER, MEMBERS
 from airflow_provider_aadsync.engine.connectors.entra.settings import ExportSettings, WritePacer
 from airflow_provider_aadsync.engine.runs.export_run import ErrorLimitReached
 from airflow_provider_aadsync.engine.runs.notices import NOTICE_EXAMPLES, Notices
@@ -32,7 +32,7 @@ from airflow_provider_aadsync.engine.store import (
 class Operation:
     """One Graph request's worth of the plan, and how to record its outcome."""
 
-    kind: str  # create | update | delete | member-add | member-add-one | member-remove
+    kind: str  # create | update | delete | member-add | member-add-one | member-remove | manager-set | manager-remove
     anchor: str
     object_type: str
     dn: str
@@ -40,6 +40,22 @@ class Operation:
     targets: list[str] = field(default_factory=list)
     resend: bool = False  # it was sent by an earlier, interrupted attempt
     unanswered: int = 0  # calls of this run that carried it and whose answer left it out
+    #: manager-set: the managers the store holds for the user that the new one replaces (confirmed removed with it).
+    replaced: list[str] = field(default_factory=list)
+
+    @property
+    def reference_attribute(self) -> str | None:
+        """The connector-space reference attribute this operation changes (None: an object write)."""
+        if self.kind.startswith("member"):
+            return MEMBERS
+        if self.kind.startswith("manager"):
+            return MANAGER
+        return None
+
+    @property
+    def reference_targets(self) -> list[str]:
+        """Every pending reference row this operation settles (a manager set also settles the replaced ones)."""
+        return [*self.targets, *self.replaced]
 
 
 class ExportPass:
@@ -84,11 +100,11 @@ class ExportPass:
     def row(self, anchor: str) -> sa.ColumnElement[bool]:
         return sa.and_(pending_export.c.connector == self.connector, pending_export.c.anchor == anchor)
 
-    def references(self, anchor: str, targets: Sequence[str]) -> sa.ColumnElement[bool]:
+    def references(self, anchor: str, targets: Sequence[str], attribute: str = MEMBERS) -> sa.ColumnElement[bool]:
         return sa.and_(
             pending_export_reference.c.connector == self.connector,
             pending_export_reference.c.anchor == anchor,
-            pending_export_reference.c.attribute == MEMBERS,
+            pending_export_reference.c.attribute == attribute,
             pending_export_reference.c.target_anchor.in_(list(targets)),
         )
 
@@ -140,7 +156,10 @@ class ExportPass:
 
     def fail_member(self, operation: Operation, answer: GraphAnswer) -> None:
         code, message = graph_error(answer)
-        self.fail_references([], code, message, group=operation.anchor, targets=operation.targets)
+        attribute = operation.reference_attribute or MEMBERS
+        self.fail_references(
+            [], code, message, group=operation.anchor, targets=operation.reference_targets, attribute=attribute
+        )
 
     def fail_references(
         self,
@@ -150,13 +169,17 @@ class ExportPass:
         *,
         group: str | None = None,
         targets: Sequence[str] = (),
+        attribute: str = MEMBERS,
     ) -> None:
         with self.transaction() as connection:
             if group is not None:
                 connection.execute(
-                    sa.update(pending_export_reference).where(self.references(group, targets)).values(state="failed")
+                    sa.update(pending_export_reference)
+                    .where(self.references(group, targets, attribute))
+                    .values(state="failed")
                 )
-                self.error(group, None, code, f"member change of {len(targets)} members: {message}")
+                what = "manager change" if attribute == MANAGER else f"member change of {len(targets)} members"
+                self.error(group, None, code, f"{what}: {message}")
             for chunk in chunks(list(unresolved_targets)):
                 connection.execute(
                     sa.update(pending_export_reference)

@@ -1,9 +1,10 @@
 """Export to Entra ID through Microsoft Graph with the V2 endpoint's capabilities: pending exports → ``$batch`` calls.
 
 The plan is what sync staged (``pending_export`` and ``pending_export_reference``). Writes go in phases, so nothing
-refers to an object before it exists: user creates, group creates, updates, member changes, deletes. Every request
-travels in a ``$batch`` of up to 20; member adds are packed 20 references per request, so a 250,000-member group
-is 625 calls (the protocol minimum). Before each call its operations are marked ``sent`` and after it ``confirmed``
+refers to an object before it exists: user creates, group creates, updates, member and manager changes, deletes.
+Every request travels in a ``$batch`` of up to 20; member adds are packed 20 references per request, so a
+250,000-member group is 625 calls (the protocol minimum); a user's manager is one ``PUT`` (or ``DELETE``) of its
+``manager/$ref``. Before each call its operations are marked ``sent`` and after it ``confirmed``
 (applied to the connector space and removed from the plan) or ``failed``, each in its own transaction: a task
 killed anywhere and retried re-sends only what is not confirmed, and reconciles what it had sent (an object created
 before the kill is found and adopted; "already exists" on a member add and 404 on a member remove or a delete count
@@ -90,11 +91,11 @@ class EntraExporter:
                 )
             )
             self.plan.report_unsupported_creates()
-        # Member changes need the ids of the objects created above: Graph's JSON batching cannot hand one
+        # Member and manager changes need the ids of the objects created above: Graph's JSON batching cannot hand one
         # request's result to another, so they travel in later calls.
         self.state.phase = "member"
         with report.phase("member changes", references, unit="references"):
-            self.phases.execute(self.plan.member_operations())
+            self.phases.execute(itertools.chain(self.plan.member_operations(), self.plan.manager_operations()))
         self.reconciler.forget_empty_updates()
 
     def final_counters(self, planned: Mapping[str, int]) -> dict[str, float]:

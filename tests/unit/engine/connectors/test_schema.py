@@ -151,7 +151,8 @@ def test_plan_counts_by_connector(tmp_path):
     with fresh_store(tmp_path) as store:
         for connector in ("ad", "entra", "hr"):
             plan_row(store, connector, "g", "g", operation="add")
-            plan_references(store, connector, "g", "member", ["a", "b"])
+            # each connector's member attribute: AD's member, Graph's members (the Entra export writes only those)
+            plan_references(store, connector, "g", "members" if connector == "entra" else "member", ["a", "b"])
         assert plan_counts(store, "ad")["ldap_writes_minimum"] == 2  # the add, one modify with both members
         assert plan_counts(store, "entra")["batch_calls_minimum"] == 2  # objects first, then member links
         assert plan_counts(store, "hr") == {"planned_group_adds": 1, "planned_member_adds": 2, "planned_deletes": 0}
