@@ -273,6 +273,16 @@ def test_manager_assigned_read_back_and_removed(run_with_client, tenant):
         await client.users.by_user_id(user.id).manager.ref.put(reference)
         manager = await client.users.by_user_id(user.id).manager.get()
         assert isinstance(manager, User) and manager.id == boss.id and manager.display_name == "User 2"
+        expand = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(expand=["manager"])
+        expanded = await client.users.by_user_id(user.id).get(RequestConfiguration(query_parameters=expand))
+        assert expanded is not None and isinstance(expanded.manager, User) and expanded.manager.id == boss.id
+        listed = await client.users.get(
+            RequestConfiguration(query_parameters=UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+                expand=["manager"], select=["id", "displayName"]
+            ))
+        )  # fmt: skip
+        managers = {u.id: u.manager.id if u.manager else None for u in listed.value} if listed else {}
+        assert managers == {user.id: boss.id, boss.id: None}
         await client.users.by_user_id(user.id).manager.ref.delete()
         with pytest.raises(ODataError) as missing:
             await client.users.by_user_id(user.id).manager.get()

@@ -191,3 +191,76 @@ def _users_with_upn(conn: ldap3.Connection, base_dn: str) -> list[dict[str, str]
     entries = [e for e in conn.response if e["type"] == "searchResEntry"]
     return sorted(({"dn": e["dn"], "userPrincipalName": str(e["attributes"]["userPrincipalName"])} for e in entries),
                   key=lambda u: u["dn"])  # fmt: skip
+
+
+def managers_in_ad(dc: SambaDC) -> dict[str, str | None]:
+    """Each seeded user's manager as ImmutableIds (the base64 objectGUIDs the rules export): user -> manager."""
+    conn = dc.connect()
+    try:
+        conn.search(
+            f"OU=Users,OU=AADSync,{dc.base_dn}",
+            "(&(objectCategory=person)(objectClass=user))",
+            ldap3.SUBTREE,
+            attributes=["objectGUID", "manager"],
+        )
+        entries = [entry for entry in conn.response if entry["type"] == "searchResEntry"]
+        by_dn = {e["dn"].lower(): base64.b64encode(e["raw_attributes"]["objectGUID"][0]).decode() for e in entries}
+        return {
+            by_dn[e["dn"].lower()]: by_dn[m[0].decode().lower()] if (m := e["raw_attributes"].get("manager")) else None
+            for e in entries
+        }
+    finally:
+        conn.unbind()
+
+
+def managers_in_graph(hook) -> dict[str, str | None]:
+    """Each user's manager read back from Graph (``$expand=manager``), as ImmutableIds: user -> manager."""
+    users = [
+        user
+        for page in hook.paginate(
+            "/users", params={"$select": "id,onPremisesImmutableId", "$expand": "manager", "$top": "999"}
+        )
+        for user in page["value"]
+    ]
+    immutable = {user["id"]: user["onPremisesImmutableId"] for user in users}
+    return {
+        user["onPremisesImmutableId"]: immutable[user["manager"]["id"]] if user.get("manager") else None
+        for user in users
+    }
+
+
+def test_managers_follow_ad_through_the_metaverse_and_move_and_go_with_it(dc, graph_server, tenant_verifying, store):
+    """Issue 17, point 2: after a full cycle every user's manager in Entra ID is its AD manager (mapped through the
+    metaverse); a manager changed in AD moves in Entra ID after a delta cycle, one cleared is removed, and an unchanged
+    manager is never written again."""
+    tenant = tenant_verifying(MAIL_DOMAIN)
+    hook = entra_hook_for(graph_server, tenant)
+    rules = load_sync_rules()
+
+    def cycle(mode: str):
+        assert run_ad_import(hook_for(dc), store, mode=mode)["result"] == "success"
+        assert run_sync(store, rules, connector="ad", mode=mode).result == "success"
+        exported = run_entra_export(store, hook)
+        assert exported.result == "success", [(e["code"], e["message"]) for e in store.run_errors(exported.run_id)]
+        return exported.counters
+
+    counters = cycle("full")
+    wanted = managers_in_ad(dc)
+    assert sum(manager is not None for manager in wanted.values()) >= USERS // 2  # the seed gives most users one
+    assert managers_in_graph(hook) == wanted
+    assert counters["manager_sets"] == sum(manager is not None for manager in wanted.values())
+
+    conn = dc.connect()
+    try:
+        conn.search(f"OU=Users,OU=AADSync,{dc.base_dn}", "(manager=*)", ldap3.SUBTREE, attributes=["manager"])
+        managed = sorted((e["dn"], e["attributes"]["manager"]) for e in conn.response if e["type"] == "searchResEntry")
+        (moved, old), (cleared, _) = managed[0], managed[1]
+        new = next(dn for dn, manager in managed[2:] if manager != old and dn != moved)
+        assert conn.modify(moved, {"manager": [(ldap3.MODIFY_REPLACE, [new])]}), conn.result
+        assert conn.modify(cleared, {"manager": [(ldap3.MODIFY_DELETE, [])]}), conn.result
+    finally:
+        conn.unbind()
+    counters = cycle("delta")
+    wanted = managers_in_ad(dc)
+    assert managers_in_graph(hook) == wanted
+    assert (counters["manager_sets"], counters["manager_removes"]) == (1, 1)  # nothing unchanged is rewritten
