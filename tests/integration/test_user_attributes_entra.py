@@ -189,8 +189,10 @@ def _users_with_upn(conn: ldap3.Connection, base_dn: str) -> list[dict[str, str]
     conn.search(f"OU=Users,OU=AADSync,{base_dn}", "(&(objectClass=user)(userPrincipalName=*))", ldap3.SUBTREE,
                 attributes=["userPrincipalName"])  # fmt: skip
     entries = [e for e in conn.response if e["type"] == "searchResEntry"]
-    return sorted(({"dn": e["dn"], "userPrincipalName": str(e["attributes"]["userPrincipalName"])} for e in entries),
-                  key=lambda u: u["dn"])  # fmt: skip
+    # the raw value: ldap3 may hand the attribute over as a list, whose str() restored in AD would corrupt the UPN
+    # for the module's later tests
+    return sorted(({"dn": e["dn"], "userPrincipalName": e["raw_attributes"]["userPrincipalName"][0].decode()}
+                   for e in entries), key=lambda u: u["dn"])  # fmt: skip
 
 
 def managers_in_ad(dc: SambaDC) -> dict[str, str | None]:
