@@ -216,7 +216,9 @@ def test_a_credential_revoked_mid_export_stops_it_clearly_and_a_restored_one_com
         admin(graph_server, "PATCH", f"/tenants/{tenant['id']}/apps/{GRAPH_CLIENT_ID}", json={"clientSecret": "rot"})
         admin(graph_server, "POST", f"/tenants/{tenant['id']}/tokens/revoke")
 
-    with after_requests(4, revoke), Store.open(url, instance="test") as store:
+    # 3 + 4: the export first registers the anchor's directory extension (GET the app, GET and POST its
+    # extensionProperties), then the revoke lands after its fourth $batch, as before
+    with after_requests(3 + 4, revoke), Store.open(url, instance="test") as store:
         with pytest.raises(EntraAuthError, match="invalid_client") as stopped:
             run_entra_export(store, graph)
         run = store.list_runs(1)[0]
