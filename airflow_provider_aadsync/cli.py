@@ -17,6 +17,7 @@ from airflow_provider_aadsync.cli_extensions import register_extensions_command
 from airflow_provider_aadsync.cli_options import (
     BLOCK_SOFT_MATCH_OPTION,
     DIRECTORY_EXTENSIONS_OPTION,
+    CONSISTENCY_GUID_OPTION,
     ENDPOINT_OPTION,
     IMPORT_RULES_OPTION,
     RULES_OPTION,
@@ -273,6 +274,7 @@ def _load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
 @WRITEBACK_NAMING_OPTION
 @BLOCK_SOFT_MATCH_OPTION
 @DIRECTORY_EXTENSIONS_OPTION
+@CONSISTENCY_GUID_OPTION
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 def sync_command(
@@ -286,6 +288,7 @@ def sync_command(
     writeback_naming: str,
     block_soft_match: bool,
     directory_extensions: tuple[str, ...],
+    consistency_guid_writeback: bool,
     store_url: str | None,
     instance: str,
 ) -> None:
@@ -303,6 +306,7 @@ def sync_command(
         writeback_naming=writeback_naming,
         block_soft_match=block_soft_match,
         directory_extensions=directory_extensions,
+        consistency_guid_writeback=consistency_guid_writeback,
     )
     with _open_store(store_url, instance) as store:
         try:
@@ -381,8 +385,9 @@ def export_entra_command(
     "writeback_enabled",
     default=False,
     show_default=True,
-    help="Group writeback is opt-in: without --writeback the AD export writes nothing.",
+    help="Group writeback is opt-in: without it (and --no-consistency-guid-writeback) the AD export writes nothing.",
 )
+@CONSISTENCY_GUID_OPTION
 @click.option("--staging", is_flag=True, help="Compute and store the export plan; write nothing.")
 @click.option(
     "--deletion-threshold", type=int, default=defaults.DELETION_THRESHOLD, show_default=True,
@@ -407,6 +412,7 @@ def export_entra_command(
 def export_ad_command(
     conn_id: str,
     writeback_enabled: bool,
+    consistency_guid_writeback: bool,
     staging: bool,
     deletion_threshold: int,
     disable_threshold: int,
@@ -428,7 +434,7 @@ def export_ad_command(
         export_to_ad,
     )
 
-    if not writeback_enabled:
+    if not writeback_enabled and not consistency_guid_writeback:
         click.echo(WRITEBACK_OFF_MESSAGE)
         return
     try:

@@ -105,6 +105,14 @@ BLOCK_SOFT_MATCH_OPTION = click.option(
     "(the product's BlockSoftMatch).",
 )
 
+CONSISTENCY_GUID_OPTION = click.option(
+    "--consistency-guid-writeback/--no-consistency-guid-writeback",
+    "consistency_guid_writeback",
+    default=True,
+    show_default=True,
+    help="Write each user's objectGUID into its empty mS-DS-ConsistencyGuid in AD (the AD export writes it).",
+)
+
 
 def guard_options(command):
     """The mass-change guards' flags, shared by both exports (engine/runs/export_guards.py)."""

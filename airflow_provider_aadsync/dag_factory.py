@@ -115,6 +115,9 @@ WRITEBACK = {
 MATCHING = {"block_soft_match": variable("aadsync_block_soft_match", "false")}
 #: AD attributes synced as the sync app's directory extensions (comma-separated; empty: none); the imports read them.
 EXTENSIONS = {"directory_extensions": variable("aadsync_directory_extensions", "")}
+#: ConsistencyGuid writeback (the user's objectGUID into an empty mS-DS-ConsistencyGuid, by the AD export that runs
+#: before the Entra export): on unless aadsync_consistency_guid_writeback is false.
+CONSISTENCY_GUID = {"consistency_guid_writeback": variable("aadsync_consistency_guid_writeback", "true")}
 
 
 def ad_connectors(connectors: ConnectorsConfig | None) -> list[tuple[str, str, dict[str, Any] | None]]:
@@ -317,6 +320,7 @@ def sync_cycle_dag(
                     **WRITEBACK,
                     **MATCHING,
                     **EXTENSIONS,
+                    **CONSISTENCY_GUID,
                     **store,
                 )
             )
@@ -341,6 +345,7 @@ def sync_cycle_dag(
             **WRITEBACK,
             **MATCHING,
             **EXTENSIONS,
+            **CONSISTENCY_GUID,
             **store,
         )
         export_entra = EntraExportOperator(
@@ -351,13 +356,16 @@ def sync_cycle_dag(
             deletion_threshold=DELETION_THRESHOLD,
             **GUARDS,
             pool=graph_writer_pool(),  # caps the tasks writing to Graph at once, across DAGs
+            # runs after the AD export, also when that one is skipped (group and ConsistencyGuid writeback off)
+            trigger_rule="none_failed",
             **store,
         )
         export_ad = ADExportOperator(
             task_id="export_ad",
             # group writeback goes to the connector ``ad`` (with a configuration: its connection, when it lists one)
             ad_conn_id=next((conn for name, conn, _ in ad_connectors(connectors) if name == "ad"), AD_CONN_ID),
-            writeback_enabled=WRITEBACK["writeback_enabled"],  # off: skipped, writes nothing
+            writeback_enabled=WRITEBACK["writeback_enabled"],  # both off: skipped, writes nothing
+            **CONSISTENCY_GUID,
             staging="{{ params.staging }}",
             deletion_threshold=DELETION_THRESHOLD,
             **GUARDS,
@@ -370,6 +378,7 @@ def sync_cycle_dag(
         # The product's order: every import, then the syncs connector by connector (the configuration's order: the
         # account forest before the resource forest), then the exports. The imports run one after the other: each
         # step takes the store lock as this DAG run, and a second task of the same run would take it over.
-        chain(acquire, *imports, import_entra, *syncs, sync_entra, export_entra, export_ad)
-        export_ad >> report.as_teardown(setups=acquire)
+        # The AD export goes first: the user's objectGUID is in mS-DS-ConsistencyGuid before its first Entra export.
+        chain(acquire, *imports, import_entra, *syncs, sync_entra, export_ad, export_entra)
+        export_entra >> report.as_teardown(setups=acquire)
     return dag

@@ -74,10 +74,11 @@ COMPLETED_EXPORT_RESULTS = ("success", "completed-export-errors", "staged")
 #: Stops that a retry may get past (the server came back, the lock was taken over by a newer attempt). Every other
 #: ``stopped-*`` result is deterministic (a threshold, the error limit, a refused configuration).
 TRANSIENT_RESULTS = ("stopped-server-down", "stopped-lock-lost")
-#: What an AD export says when group writeback is off (the default): it writes nothing.
+#: What an AD export says when group writeback and ConsistencyGuid writeback are off: it writes nothing.
 WRITEBACK_OFF_MESSAGE = (
-    "group writeback is off: the AD export writes nothing (turn it on with the Variable aadsync_writeback_enabled = "
-    "true and aadsync_writeback_ou, or `--writeback --writeback-ou OU` on the command line)"
+    "group writeback and ConsistencyGuid writeback are off: the AD export writes nothing (turn group writeback on "
+    "with the Variable aadsync_writeback_enabled = true and aadsync_writeback_ou, or `--writeback --writeback-ou OU` "
+    "on the command line)"
 )
 
 
@@ -107,11 +108,14 @@ def load_rules_for(
     writeback_naming: str | None = None,
     block_soft_match: bool = False,
     directory_extensions: str | Sequence[str] | None = None,
+    consistency_guid_writeback: bool = True,
 ) -> RuleSet:
     """The rule set a sync (or an import reading what its rules need) uses: the group writeback settings left None
     take their defaults; with writeback on, ``writeback_ou`` is required (a ``ValueError`` naming it);
     ``block_soft_match`` leaves the soft-match join groups out (hard match only); ``directory_extensions`` names AD
-    attributes synced as the sync app's directory extensions (a list, or text separated by commas)."""
+    attributes synced as the sync app's directory extensions (a list, or text separated by commas);
+    ``consistency_guid_writeback`` false leaves out the rule writing the user's anchor into an empty
+    mS-DS-ConsistencyGuid."""
     if endpoint not in ("v2", "v1"):
         raise ValueError(f"endpoint must be 'v2' or 'v1', not {endpoint!r}")
     chosen: dict[str, Any] = {
@@ -129,6 +133,7 @@ def load_rules_for(
         writeback_enabled=writeback_enabled,
         block_soft_match=block_soft_match,
         directory_extensions=directory_extensions,
+        consistency_guid_writeback=consistency_guid_writeback,
         **chosen,
     )
 

@@ -12,7 +12,12 @@ from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.operators.base import StoreStepOperator
-from airflow_provider_aadsync.operators.templated import templated_flag, templated_int, templated_value
+from airflow_provider_aadsync.operators.templated import (
+    templated_flag,
+    templated_flag_on,
+    templated_int,
+    templated_value,
+)
 from airflow_provider_aadsync.steps import (
     COMPLETED_EXPORT_RESULTS,
     WRITEBACK_OFF_MESSAGE,
@@ -32,6 +37,8 @@ class ADExportOperator(StoreStepOperator):
     :param ad_conn_id: the ``aadsync_ad`` connection (templated); its account needs write access to the writeback OU.
     :param writeback_enabled: group writeback is on (templated; default false): off, the task writes nothing and is
         skipped, saying so (group writeback is opt-in, like the sync's writeback rules).
+    :param consistency_guid_writeback: ConsistencyGuid writeback is on (templated; default true): the users'
+        mS-DS-ConsistencyGuid the sync staged are written; with it and group writeback off the task is skipped.
     :param staging: compute and store the export plan, write nothing (templated).
     :param deletion_threshold: more pending deletes than this stop the export before any write (templated; empty
         means the default, ``DELETION_THRESHOLD`` of engine/runs/defaults.py).
@@ -54,6 +61,7 @@ class ADExportOperator(StoreStepOperator):
     template_fields: Sequence[str] = (
         "ad_conn_id",
         "writeback_enabled",
+        "consistency_guid_writeback",
         "staging",
         "deletion_threshold",
         "disable_threshold",
@@ -72,6 +80,7 @@ class ADExportOperator(StoreStepOperator):
         *,
         ad_conn_id: str = ActiveDirectoryHook.default_conn_name,
         writeback_enabled: bool | str = False,
+        consistency_guid_writeback: bool | str = True,
         staging: bool | str = False,
         deletion_threshold: int | str | None = defaults.DELETION_THRESHOLD,
         disable_threshold: int | str | None = defaults.DISABLE_THRESHOLD,
@@ -86,6 +95,7 @@ class ADExportOperator(StoreStepOperator):
         super().__init__(connector=connector, **kwargs)
         self.ad_conn_id = ad_conn_id
         self.writeback_enabled = writeback_enabled
+        self.consistency_guid_writeback = consistency_guid_writeback
         self.staging = staging
         self.deletion_threshold = deletion_threshold
         self.disable_threshold = disable_threshold
@@ -110,7 +120,8 @@ class ADExportOperator(StoreStepOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        if not templated_flag(self.writeback_enabled):
+        stamp = templated_flag_on(self.consistency_guid_writeback)
+        if not templated_flag(self.writeback_enabled) and not stamp:
             raise AirflowSkipException(WRITEBACK_OFF_MESSAGE)
         self._settings = self.export_settings()  # refused settings fail before AD or the store is opened
         return super().execute(context)

@@ -47,6 +47,8 @@ class SyncOperator(ModeStepOperator):
     :param block_soft_match: join cloud users by hard match only (templated; default false: soft match on).
     :param directory_extensions: AD attributes synced as the sync app's directory extensions (templated; a list or
         text separated by commas; default none).
+    :param consistency_guid_writeback: write the user's sourceAnchor into an empty mS-DS-ConsistencyGuid in AD
+        (templated; default true; the AD export writes it).
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :return: a small run summary (run id, mode, result, counters, why a delta became full) for XCom.
@@ -62,6 +64,7 @@ class SyncOperator(ModeStepOperator):
         "writeback_naming",
         "block_soft_match",
         "directory_extensions",
+        "consistency_guid_writeback",
     )
     completed_results = COMPLETED_SYNC_RESULTS
 
@@ -77,11 +80,13 @@ class SyncOperator(ModeStepOperator):
         writeback_naming: str | None = None,
         block_soft_match: bool | str = False,
         directory_extensions: str | Sequence[str] | None = None,
+        consistency_guid_writeback: bool | str = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(connector=connector, **kwargs)
         self.block_soft_match = block_soft_match
         self.directory_extensions = directory_extensions
+        self.consistency_guid_writeback = consistency_guid_writeback
         self.rules = rules
         self.endpoint = endpoint
         self.writeback_enabled = writeback_enabled
@@ -101,6 +106,7 @@ class SyncOperator(ModeStepOperator):
             writeback_naming=self.writeback_naming,
             block_soft_match=self.block_soft_match,
             directory_extensions=self.directory_extensions,
+            consistency_guid_writeback=self.consistency_guid_writeback,
         )
         return run_sync(store, rules, connector=self.connector, mode=self.mode, lock_holder=lock_holder).summary()  # type: ignore[arg-type]
 

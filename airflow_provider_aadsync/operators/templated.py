@@ -28,6 +28,11 @@ def templated_flag(value: object) -> bool:
     return (templated_value(value) or "").lower() in ("true", "1", "yes")
 
 
+def templated_flag_on(value: object) -> bool:
+    """A templated yes/no parameter that is on by default: off only when it renders ``false``, ``0`` or ``no``."""
+    return (templated_value(value) or "true").lower() not in ("false", "0", "no")
+
+
 def templated_int(value: object, default: _T = None) -> int | _T:  # type: ignore[assignment]
     """A templated number; ``default`` (None: the step's default) when it rendered empty or as ``"None"``."""
     text = templated_value(value)
@@ -48,12 +53,19 @@ def templated_settings(**values: Any) -> dict[str, Any]:
 def load_rules_templated(rules: str | Sequence[str] | None, endpoint: str, **writeback: Any) -> RuleSet:
     """The rule set of a task (or of the sync manager, from Variables): ``writeback`` holds the rendered group
     writeback settings (``writeback_enabled``, off unless it renders true; ``writeback_ou``, required when it is on;
-    the size limit and naming; ``block_soft_match``; ``directory_extensions``), empty or ``"None"`` meaning the
-    defaults."""
+    the size limit and naming; ``block_soft_match``; ``directory_extensions``; ``consistency_guid_writeback``, on
+    unless it renders false), empty or ``"None"`` meaning the defaults."""
     enabled = templated_flag(writeback.pop("writeback_enabled", False))
     block = templated_flag(writeback.pop("block_soft_match", False))
     extensions = templated_value(writeback.pop("directory_extensions", None))
+    stamp = templated_flag_on(writeback.pop("consistency_guid_writeback", True))
     chosen = templated_settings(**writeback)
     return load_rules_for(
-        rules, endpoint, writeback_enabled=enabled, block_soft_match=block, directory_extensions=extensions, **chosen
+        rules,
+        endpoint,
+        writeback_enabled=enabled,
+        block_soft_match=block,
+        directory_extensions=extensions,
+        consistency_guid_writeback=stamp,
+        **chosen,
     )

@@ -77,9 +77,11 @@ def test_import_guard_options_are_checked_before_anything_connects(tmp_path, mon
 def test_group_writeback_is_opt_in_on_the_command_line(tmp_path, monkeypatch):
     monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
     store = f"sqlite:///{tmp_path / 'store.sqlite'}"
-    result = CliRunner().invoke(main, ["export-ad", "--store", store])  # no DC needed: nothing is written
+    args = ["export-ad", "--no-consistency-guid-writeback", "--store", store]
+    result = CliRunner().invoke(main, args)  # no DC needed: nothing is written
     assert result.exit_code == 0, result.output
-    assert "group writeback is off: the AD export writes nothing" in result.output and "--writeback" in result.output
+    assert "ConsistencyGuid writeback are off: the AD export writes nothing" in result.output
+    assert "--writeback" in result.output
     result = CliRunner().invoke(main, ["sync", "--connector", "entra", "--writeback", "--store", store])
     assert result.exit_code == 2 and "no writeback OU is set" in result.output and "--writeback-ou" in result.output
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CYCLE = ["acquire_instance", "import_ad", "import_entra", "sync_ad", "sync_entra", "export_entra", "export_ad"]
+CYCLE = ["acquire_instance", "import_ad", "import_entra", "sync_ad", "sync_entra", "export_ad", "export_entra"]
 CYCLE += ["report"]
 
 
@@ -46,7 +46,7 @@ def test_steps_run_in_the_products_order_after_the_preview_branch(dagbag, dag_id
     # worker slot, released by the report, the teardown (which reports failed cycles without changing the run's state)
     acquire, report = dag.get_task("acquire_instance"), dag.get_task("report")
     assert acquire.is_setup and acquire.mode == "reschedule" and acquire.retries == 0
-    assert report.is_teardown and report.upstream_task_ids == {"export_ad", "acquire_instance"}
+    assert report.is_teardown and report.upstream_task_ids == {"export_entra", "acquire_instance"}
     assert report.release_instance
     modes = {dag.get_task(task_id).mode for task_id in ("import_ad", "import_entra", "sync_ad", "sync_entra")}
     assert modes == ({"{{ params.mode }}"} if dag_id == "aadsync_cycle" else {"full"})
@@ -183,10 +183,10 @@ def test_a_connectors_file_gives_one_import_and_one_sync_per_ad_connector_in_the
     # every import (AD connectors in the file's order, then Entra), then the syncs connector by connector (account
     # forest before resource forest), then the exports and the report
     order = ["acquire_instance", "import_ad", "import_ad_fabrikam", "import_entra", "sync_ad", "sync_ad_fabrikam"]
-    order += ["sync_entra", "export_entra", "export_ad"]
+    order += ["sync_entra", "export_ad", "export_entra"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}, downstream
-    assert dag.get_task("report").upstream_task_ids == {"export_ad", "acquire_instance"}
+    assert dag.get_task("report").upstream_task_ids == {"export_entra", "acquire_instance"}
     fabrikam = dag.get_task("import_ad_fabrikam")
     assert (fabrikam.connector, fabrikam.ad_conn_id, fabrikam.scope.partitions) == (
         "ad_fabrikam",

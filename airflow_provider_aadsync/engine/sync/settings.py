@@ -38,6 +38,11 @@ WRITEBACK_ENABLED_DEFAULT = False
 #: The connector group writeback writes to: with writeback off, its outbound rules are left out of the rule set.
 WRITEBACK_CONNECTOR = "ad"
 WritebackNaming = Literal["objectId", "displayName"]
+#: ConsistencyGuid writeback (the user's sourceAnchor written into an empty mS-DS-ConsistencyGuid in AD) is on by
+#: default, as the product does when ConsistencyGuid is the anchor. Its rule is the one outbound AD rule that is not
+#: group writeback: it stays when writeback is off and goes when this setting is off.
+CONSISTENCY_GUID_WRITEBACK_DEFAULT = True
+CONSISTENCY_GUID_RULES = frozenset({"Out to AD - User ImmutableId"})
 
 EndpointMode = Literal["v2", "v1"]
 
@@ -108,11 +113,14 @@ def rule_parameters(
 
 
 def without_writeback(rules: RuleSet, parameters: dict[str, object]) -> RuleSet:
-    """The rule set with group writeback left out: every outbound rule to the writeback connector (``ad``: the
-    product writes to AD only for writeback), and the inbound rules that only feed them (their metaverse object type
-    is read by no other outbound rule, e.g. the cloudGroup projection of Microsoft 365 groups)."""
+    """The rule set with group writeback left out: every outbound rule to the writeback connector (``ad``) but the
+    ConsistencyGuid writeback rule (:data:`CONSISTENCY_GUID_RULES`, a setting of its own), and the inbound rules
+    that only feed them (their metaverse object type is read by no other outbound rule, e.g. the cloudGroup
+    projection of Microsoft 365 groups)."""
     outbound = [r for r in rules if r.direction is Direction.OUTBOUND]
-    writeback = [r for r in outbound if r.connector.casefold() == WRITEBACK_CONNECTOR]
+    writeback = [
+        r for r in outbound if r.connector.casefold() == WRITEBACK_CONNECTOR and r.name not in CONSISTENCY_GUID_RULES
+    ]
     if not writeback:
         return rules
     kept_outbound = [r for r in outbound if r not in writeback]
@@ -123,6 +131,15 @@ def without_writeback(rules: RuleSet, parameters: dict[str, object]) -> RuleSet:
     ]
     kept = [r for r in rules if r not in dropped]
     log.info("group writeback is off: rules left out: %s", ", ".join(sorted(r.name for r in dropped)))
+    return RuleSet(kept, fingerprint=rule_fingerprint(kept, parameters), sources=rules.sources)
+
+
+def without_consistency_guid_writeback(rules: RuleSet, parameters: dict[str, object]) -> RuleSet:
+    """The rule set without the ConsistencyGuid writeback rule: nothing is written to mS-DS-ConsistencyGuid."""
+    kept = [r for r in rules if r.name not in CONSISTENCY_GUID_RULES]
+    if len(kept) == len(rules.rules):
+        return rules
+    log.info("ConsistencyGuid writeback is off: rule left out: %s", ", ".join(sorted(CONSISTENCY_GUID_RULES)))
     return RuleSet(kept, fingerprint=rule_fingerprint(kept, parameters), sources=rules.sources)
 
 
@@ -194,6 +211,7 @@ def load_sync_rules(
     writeback_naming: WritebackNaming = "objectId",
     block_soft_match: bool = False,
     directory_extensions: str | Iterable[str] | None = None,
+    consistency_guid_writeback: bool = CONSISTENCY_GUID_WRITEBACK_DEFAULT,
 ) -> RuleSet:
     """The rule files at ``rule_paths`` (files or folders), or the shipped default rules when none are given.
 
@@ -201,7 +219,8 @@ def load_sync_rules(
     (:func:`with_directory_extensions`).
 
     Group writeback is opt-in: unless ``writeback_enabled``, its rules are left out (nothing is staged for AD);
-    when it is on, ``writeback_ou`` is required (:class:`WritebackSettingsError` otherwise).
+    when it is on, ``writeback_ou`` is required (:class:`WritebackSettingsError` otherwise). ConsistencyGuid
+    writeback is on unless ``consistency_guid_writeback`` is false.
     """
     parameters = rule_parameters(
         mode,
@@ -213,6 +232,9 @@ def load_sync_rules(
     paths = [Path(path) for path in rule_paths or []]
     rules = load_rules(paths, parameters=parameters) if paths else load_default_rules(parameters)
     rules = rules if writeback_enabled else without_writeback(rules, parameters)
+    if not consistency_guid_writeback:
+        parameters = {**parameters, "ConsistencyGuidWriteback": False}
+        rules = without_consistency_guid_writeback(rules, parameters)
     if block_soft_match:
         parameters = {**parameters, "BlockSoftMatch": True}
         rules = without_soft_match(rules, parameters)

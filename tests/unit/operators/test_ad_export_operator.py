@@ -65,13 +65,15 @@ def test_guard_thresholds_are_templated_on_both_exports():
 
 # ------------------------------------------------------------------------------------------ writeback is opt-in
 def test_writeback_off_by_default_the_ad_export_is_skipped_and_writes_nothing(tmp_path):
-    """Off (the default, or a Variable rendered "false"/empty), the task says so and never opens AD or the store."""
+    """Off (the default, or a Variable rendered "false"/empty) with ConsistencyGuid writeback off, the task says so
+    and never opens AD or the store."""
     for rendered in (False, "false", "", "None"):
         operator = ADExportOperator(
             task_id="export_ad", writeback_enabled=rendered, ad_conn_id="no_such_connection",
+            consistency_guid_writeback="false",  # on unless it renders false (its Variable's default: true)
             store_url=f"sqlite:///{tmp_path / 'missing' / 'store.sqlite'}",
         )  # fmt: skip
-        with pytest.raises(AirflowSkipException, match="group writeback is off: the AD export writes nothing"):
+        with pytest.raises(AirflowSkipException, match="writeback are off: the AD export writes nothing"):
             operator.execute({})
     assert not (tmp_path / "missing").exists()
     assert ADExportOperator(task_id="export_ad").writeback_enabled is False

@@ -31,6 +31,8 @@ from ldap3.utils.dn import to_dn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.connectors.ad.schema import GUID_ATTRIBUTES
+from airflow_provider_aadsync.engine.connectors.converters import guid_bytes
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.dn import same_dn
 from airflow_provider_aadsync.engine.runs.defaults import (
@@ -294,7 +296,7 @@ class ADExporter:
                 return
         self._mark_sent([row.anchor])
         try:
-            guid = self.writer.add_object(row.dn, object_class, {k: v for k, v in changes.items() if v})
+            guid = self.writer.add_object(row.dn, object_class, ldap_values({k: v for k, v in changes.items() if v}))
         except ADWriteRefused as error:
             found = self.writer.object_mark(row.dn, MARK_ATTRIBUTE) if error.code == "entryAlreadyExists" else None
             if found is None:
@@ -349,7 +351,7 @@ class ADExporter:
                 self.writer.move_object(row.anchor, new_dn)
                 self.counters[f"{row.object_type}_renames"] += 1
             if changes:
-                self.writer.modify_object(row.anchor, changes)
+                self.writer.modify_object(row.anchor, ldap_values(changes))
         except ADWriteRefused as error:
             self._fail(row, error)
             return
@@ -508,6 +510,15 @@ class ADExporter:
         self.errors.append({"anchor": anchor, "dn": dn, "code": code, "message": message[:2000]})
         if len(self.errors) >= self.settings.error_limit:
             raise ErrorLimitReached
+
+
+def ldap_values(changes: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
+    """The values as LDAP takes them: a GUID-syntax attribute (mS-DS-ConsistencyGuid) is kept in the store in its
+    text form, as the import reads it, and written as its 16 raw bytes (objectGUID byte order)."""
+    return {
+        name: [guid_bytes(value) for value in values] if name.lower() in GUID_ATTRIBUTES else list(values)
+        for name, values in changes.items()
+    }
 
 
 def _first(values: Sequence[Any] | None) -> Any:

@@ -168,7 +168,7 @@ def _known(catalog: tuple[Attribute, ...], object_type: str, *, imported: bool =
 
 
 def test_shipped_rules_name_only_attributes_the_lists_know():
-    assert len(list(DEFAULT_RULES_DIR.glob("*.yaml"))) == 4
+    assert len(list(DEFAULT_RULES_DIR.glob("*.yaml"))) == 5
     rules = load_sync_rules(writeback_enabled=True, writeback_ou="OU=Writeback,DC=corp,DC=example")
     unknown: list[str] = []
     catalogs = {"ad": ad.AD_ATTRIBUTES, "entra": entra.GRAPH_ATTRIBUTES}

@@ -29,7 +29,8 @@ from tests.support.world import (
 )
 
 #: Group writeback is opt-in: these tests turn it on, into the dev DC's writeback OU.
-WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU}
+# ConsistencyGuid writeback off: these tests look at what group writeback alone stages for AD.
+WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU, "consistency_guid_writeback": False}
 
 GROUP_ID = "5a1e5000-0000-4000-8000-00000000c0de"
 
@@ -132,7 +133,9 @@ def test_writeback_limit_defaults_to_50000_and_is_refused_above_250000():
 
 # ------------------------------------------------------------------------------------------ writeback is opt-in
 def test_writeback_is_off_by_default_no_writeback_rule_runs_and_nothing_is_staged_for_ad(store):
-    rules = load_sync_rules()
+    outbound_ad = [r.name for r in load_sync_rules() if r.connector == "ad" and r.direction.value == "outbound"]
+    assert outbound_ad == ["Out to AD - User ImmutableId"]  # ConsistencyGuid writeback, a setting of its own
+    rules = load_sync_rules(consistency_guid_writeback=False)
     assert not [rule.name for rule in rules if rule.connector == "ad" and rule.direction.value == "outbound"]
     assert not [rule.name for rule in rules if rule.target_object_type == "cloudGroup"]  # nothing feeds writeback
     result = world(store, rules)

@@ -55,7 +55,7 @@ def writes(ldap: FakeLdapWriter) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- a plan from sync
 def test_a_written_back_group_is_added_with_our_mark_and_its_members_in_one_modify(store, ldap):
-    rules = load_sync_rules(writeback_enabled=True, writeback_ou=OU)
+    rules = load_sync_rules(writeback_enabled=True, writeback_ou=OU, consistency_guid_writeback=False)
     import_full(store, "ad", [ad_user(n) for n in (1, 2, 3)])
     assert run_sync(store, rules, connector="ad", mode="full").result == "success"
     cloud: list[SourceObject] = [

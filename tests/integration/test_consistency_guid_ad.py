@@ -1,0 +1,121 @@
+"""The user anchor on a real AD (issue 15, points 4 and 5): ConsistencyGuid writeback stamps an empty
+mS-DS-ConsistencyGuid with the objectGUID's bytes in the AD export that runs before the first Entra export, so the
+sourceAnchor stays the same value (no changed anchor); a ConsistencyGuid an admin sets already is left alone and is
+the anchor; and changing a user's ConsistencyGuid after the export is the per-object error "sourceAnchor attribute
+has changed", the cloud user's onPremisesImmutableId unchanged, the error saying how to resolve it."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import ldap3
+import pytest
+
+from aadsync_devkit.world.samba import SambaDC
+from aadsync_devkit.world.seed import MAIL_DOMAIN, USER_CLASSES
+from airflow_provider_aadsync.engine.connectors.ad.writer import run_ad_export
+from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from airflow_provider_aadsync.steps import run_ad_import
+from tests.support.servers import entra_hook_for, hook_for
+
+pytestmark = pytest.mark.integration
+
+PRESET = uuid.UUID("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+OU = "OU=Anchors,OU=AADSync"
+
+
+@pytest.fixture(scope="module")
+def dc(start_dc) -> SambaDC:
+    dc = start_dc(users=0, groups=0)
+    conn = dc.connect()
+    try:
+        ou = f"{OU},{dc.base_dn}"
+        assert conn.add(ou, ["top", "organizationalUnit"]), conn.result
+        for sam in ("anna", "ben", "cara"):
+            attrs: dict[str, object] = {"sAMAccountName": sam, "userPrincipalName": f"{sam}@{MAIL_DOMAIN}"}
+            if sam == "cara":  # an admin set it already (e.g. carried over from another forest)
+                attrs["mS-DS-ConsistencyGuid"] = PRESET.bytes_le
+            assert conn.add(f"CN={sam},{ou}", USER_CLASSES, attrs), conn.result
+    finally:
+        conn.unbind()
+    return dc
+
+
+def ad_anchors(dc: SambaDC) -> dict[str, tuple[bytes, bytes | None]]:
+    """sAMAccountName → (objectGUID bytes, mS-DS-ConsistencyGuid bytes or None), read straight from the DC."""
+    conn = dc.connect()
+    try:
+        conn.search(f"{OU},{dc.base_dn}", "(objectClass=user)", attributes=["sAMAccountName", "objectGUID",
+                    "mS-DS-ConsistencyGuid"])  # fmt: skip
+        return {
+            str(entry.sAMAccountName): (
+                entry.entry_raw_attributes["objectGUID"][0],
+                (entry.entry_raw_attributes.get("mS-DS-ConsistencyGuid") or [None])[0],
+            )
+            for entry in conn.entries
+        }
+    finally:
+        conn.unbind()
+
+
+def immutable_ids(hook) -> dict[str, str]:
+    select = "userPrincipalName,onPremisesImmutableId"
+    return {
+        u["userPrincipalName"].split("@")[0]: u["onPremisesImmutableId"]
+        for page in hook.paginate("/users", params={"$select": select})
+        for u in page["value"]
+    }
+
+
+def cycle(dc, store, hook, rules, mode: str = "full") -> tuple:
+    assert run_ad_import(hook_for(dc), store, mode=mode)["result"] == "success"
+    synced = run_sync(store, rules, connector="ad", mode=mode)
+    ad = run_ad_export(store, hook_for(dc))  # before the Entra export, as the cycle runs them
+    entra = run_entra_export(store, hook)
+    return synced, ad, entra
+
+
+def test_consistency_guid_written_then_a_changed_anchor_is_refused(dc, graph_server, tenant_verifying, store):
+    hook = entra_hook_for(graph_server, tenant_verifying(MAIL_DOMAIN))
+    rules = load_sync_rules()
+    before = ad_anchors(dc)
+    assert before["anna"][1] is None and before["cara"][1] == PRESET.bytes_le
+
+    synced, ad, entra = cycle(dc, store, hook, rules)
+    assert synced.result == "success" and ad.result == "success" and entra.result == "success", (
+        store.run_errors(ad.run_id),
+        store.run_errors(entra.run_id),
+    )
+    assert ad.counters["user_updates"] == 2  # anna and ben; cara's is set already
+    after = ad_anchors(dc)
+    for sam in ("anna", "ben"):
+        assert after[sam][1] == after[sam][0]  # the objectGUID's bytes
+    assert after["cara"][1] == PRESET.bytes_le
+    expected = {sam: base64.b64encode(after[sam][1]).decode() for sam in after}
+    assert {k: v for k, v in immutable_ids(hook).items() if k in expected} == expected
+
+    # the stamped ConsistencyGuid is read back as the same anchor: nothing to write anywhere
+    synced, ad, entra = cycle(dc, store, hook, rules, mode="delta")
+    assert synced.result == "success", store.run_errors(synced.run_id)
+    assert ad.counters.get("user_updates", 0) == 0 and entra.counters.get("user_updates", 0) == 0
+
+    # an admin changes ben's ConsistencyGuid: a per-object error, the cloud anchor kept, ben no longer exported
+    conn = dc.connect()
+    try:
+        changed = uuid.uuid4().bytes_le
+        assert conn.modify(f"CN=ben,{OU},{dc.base_dn}", {"mS-DS-ConsistencyGuid": [(ldap3.MODIFY_REPLACE, [changed])],
+                           "title": [(ldap3.MODIFY_REPLACE, ["Engineer"])]}), conn.result  # fmt: skip
+    finally:
+        conn.unbind()
+    synced, ad, entra = cycle(dc, store, hook, rules, mode="delta")
+    assert synced.result == "completed-sync-errors"
+    (error,) = store.run_errors(synced.run_id)
+    assert error["code"] == "source-anchor-changed"
+    assert "sourceAnchor attribute has changed" in error["message"]
+    assert "restore the AD object's previous anchor" in error["message"]  # how to resolve it
+    assert ad.counters.get("user_updates", 0) == 0  # the changed value is not overwritten in AD either
+    assert immutable_ids(hook) == expected
+    assert ad_anchors(dc)["ben"][1] == changed
