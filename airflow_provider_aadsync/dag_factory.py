@@ -97,6 +97,8 @@ GUARDS = {
     )
 }
 ENDPOINT = "{{ params.endpoint }}"
+#: A preflight run is a staging run: nothing is written, the report holds the preflight.
+STAGING = "{{ params.staging or params.get('preflight', False) }}"
 #: The import guard: a param confirms a mass removal for this run; Variables set the limits (empty: the defaults).
 IMPORT_GUARD = {
     "confirm_mass_removal": "{{ params.confirm_mass_removal }}",
@@ -143,6 +145,14 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             title="Staging",
             description="Import and synchronize, store the export plan, write nothing to Entra ID "
             "(the report lists what an export would write).",
+        ),
+        "preflight": Param(
+            False,
+            type="boolean",
+            title="Cutover preflight",
+            description="Run as staging (write nothing) and put the cutover preflight in the report: how each "
+            "in-scope AD object meets the tenant (hard match, soft match and on which attribute, create, conflict), "
+            "the counts first, every row saved beside the report as CSV and JSON. A staging run reports it too.",
         ),
         "deletion_threshold": Param(
             None,
@@ -352,7 +362,7 @@ def sync_cycle_dag(
             task_id="export_entra",
             entra_conn_id=entra_conn_id,
             connector=entra_name,
-            staging="{{ params.staging }}",
+            staging=STAGING,
             deletion_threshold=DELETION_THRESHOLD,
             **GUARDS,
             pool=graph_writer_pool(),  # caps the tasks writing to Graph at once, across DAGs
@@ -366,12 +376,14 @@ def sync_cycle_dag(
             ad_conn_id=next((conn for name, conn, _ in ad_connectors(connectors) if name == "ad"), AD_CONN_ID),
             writeback_enabled=WRITEBACK["writeback_enabled"],  # both off: skipped, writes nothing
             **CONSISTENCY_GUID,
-            staging="{{ params.staging }}",
+            staging=STAGING,
             deletion_threshold=DELETION_THRESHOLD,
             **GUARDS,
             **store,
         )
-        report = SyncReportOperator(task_id="report", report_dir=REPORT_DIR, **store)
+        report = SyncReportOperator(
+            task_id="report", report_dir=REPORT_DIR, preflight=STAGING, plan_connector=entra_name, **MATCHING, **store
+        )
         choose >> [preview, acquire]
         # The report is the cycle's teardown: it runs whatever happened before it (once the instance was acquired),
         # releases the instance, and a failed step still fails the DAG run.

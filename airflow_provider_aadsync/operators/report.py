@@ -12,9 +12,11 @@ from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider_aadsync.engine.report import render_cycle_report
+from airflow_provider_aadsync.engine.runs import preflight as cutover
 from airflow_provider_aadsync.engine.store import Store, create_private_file
 from airflow_provider_aadsync.operators.base import STOPPED_SUMMARY_KEY, StoreLocation, StoreStepOperator
 from airflow_provider_aadsync.operators.instance_lock import release_instance
+from airflow_provider_aadsync.operators.templated import templated_flag
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -44,25 +46,31 @@ def report_path(dag_id: str, run_id: str, report_dir: str | Path | None = None) 
     return folder / dag_id / _safe_name(run_id)
 
 
-def report_location(dag_id: str, run_id: str, report_dir: str | Path | None = None) -> Path | ObjectStoragePath:
+def report_location(
+    dag_id: str, run_id: str, report_dir: str | Path | None = None, suffix: str = ".md"
+) -> Path | ObjectStoragePath:
     """Where the report of one DAG run is saved: a local :class:`~pathlib.Path` (an empty ``report_dir``, a folder,
     a ``file://`` URL), else an Airflow :class:`~airflow.sdk.ObjectStoragePath` of any fsspec URL (``s3://``,
     ``gs://``, ``abfs://``, ``memory://``; ``s3://CONN_ID@bucket/path`` names the Airflow connection), so every
     worker and the api-server can read the reports."""
     text = str(report_dir).strip() if report_dir else ""
     if not is_url(text) or text.startswith("file://"):
-        return report_path(dag_id, run_id, text or None)
-    return ObjectStoragePath(text.rstrip("/")) / dag_id / _safe_name(run_id)
+        path = report_path(dag_id, run_id, text or None)
+        return path.with_name(path.name.removesuffix(".md") + suffix)
+    return ObjectStoragePath(text.rstrip("/")) / dag_id / _safe_name(run_id, suffix)
 
 
-def _safe_name(run_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+:-]", "_", run_id) + ".md"
+def _safe_name(run_id: str, suffix: str = ".md") -> str:
+    return re.sub(r"[^A-Za-z0-9._+:-]", "_", run_id) + suffix
 
 
-def save_report(text: str, context: Context, report_dir: str | Path | None = None) -> Path | ObjectStoragePath:
-    """Save a report through Airflow's object storage: owner-only (0600, folders 0700) when local, as the store,
-    since it names identities; written as one object otherwise (the bucket's access rules then apply)."""
-    path = report_location(context["dag"].dag_id, context["run_id"], report_dir)
+def save_report(
+    text: str, context: Context, report_dir: str | Path | None = None, suffix: str = ".md"
+) -> Path | ObjectStoragePath:
+    """Save a report (or, with another ``suffix``, an artifact beside it) through Airflow's object storage:
+    owner-only (0600, folders 0700) when local, as the store, since it names identities; written as one object
+    otherwise (the bucket's access rules then apply)."""
+    path = report_location(context["dag"].dag_id, context["run_id"], report_dir, suffix)
     if isinstance(path, Path):
         create_private_file(path, "report")  # run details: owner-only, as the store
         path.write_text(text, encoding="utf-8")
@@ -90,10 +98,16 @@ class SyncReportOperator(StoreLocation, BaseOperator):
         see :func:`report_location`); empty: ``$AIRFLOW_HOME/aadsync/reports``.
     :param release_instance: release the sync instance this DAG run holds (taken by its InstanceLockSensor) when the
         report is done, whatever happened (default True).
-    :return: the report's path and the reported run ids.
+    :param preflight: add the cutover preflight (templated; default false; the DAGs set it on a staging or
+        preflight run, which writes nothing): how each in-scope AD object meets the tenant, the counts first in the
+        report, every row saved beside it as ``<run>.preflight.csv`` and ``<run>.preflight.json``.
+    :param block_soft_match: the preflight's matching follows BlockSoftMatch (templated; default false).
+    :return: the report's path, the reported run ids (and the preflight's files and counts).
     """
 
-    template_fields: Sequence[str] = ("store_url", "store_conn_id", "instance", "report_dir")
+    template_fields: Sequence[str] = (
+        "store_url", "store_conn_id", "instance", "report_dir", "preflight", "block_soft_match",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -104,9 +118,13 @@ class SyncReportOperator(StoreLocation, BaseOperator):
         plan_connector: str = "entra",
         report_dir: str | None = None,
         release_instance: bool = True,
+        preflight: bool | str = False,
+        block_soft_match: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.preflight = preflight
+        self.block_soft_match = block_soft_match
         self.release_instance = release_instance
         self.step_task_ids = list(step_task_ids) if step_task_ids is not None else None
         self.store_url = store_url
@@ -140,14 +158,32 @@ class SyncReportOperator(StoreLocation, BaseOperator):
         if not any(step["summary"] or step["state"] in _FAILED_STATES for step in steps):
             raise AirflowSkipException("no step of this DAG run ran (a preview run?): nothing to report")
         title = f"{context['dag'].dag_id} / {context['run_id']}"
+        rows = None
         with Store.open(self.store_location(), instance=self.instance or "default") as store:
             text = render_cycle_report(store, steps, title=title, plan_connector=self.plan_connector)
+            if templated_flag(self.preflight):
+                block = templated_flag(self.block_soft_match)
+                rows = cutover.preflight(store, entra_connector=self.plan_connector, block_soft_match=block)
+        result: dict[str, Any] = {}
+        if rows is not None:
+            # counts first, right under the title; every row as CSV and JSON beside the report
+            files = {suffix: str(save_report(render(rows), context, self.report_dir, suffix))
+                     for suffix, render in ((".preflight.csv", cutover.render_csv),
+                                            (".preflight.json", cutover.render_json))}  # fmt: skip
+            title_line, _, rest = text.partition("\n")
+            summary = cutover.counts(rows)
+            lines = [f"- {name}: {summary[name]:,}" for name in sorted(summary)] or ["- no in-scope AD object"]
+            section = "\n".join(["## Cutover preflight (before any write)", "", *lines, "",
+                                  f"Every row: {', '.join(files.values())}"])  # fmt: skip
+            text = f"{title_line}\n\n{section}\n{rest}"
+            result["preflight"] = {"counts": cutover.counts(rows), "files": files}
         self.log.info("AADSync cycle report:\n%s", text)
         path = save_report(text, context, self.report_dir)
         self.log.info("report saved to %s", path)
         return {
             "report": str(path),
             "runs": {step["task"]: step["summary"]["run_id"] for step in steps if step["summary"]},
+            **result,
         }
 
 

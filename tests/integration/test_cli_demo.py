@@ -38,7 +38,8 @@ def test_demo_runs_the_full_and_the_delta_cycle_through_airflow_and_prints_the_r
         assert step in cycle, cycle
     assert "Nothing left to export." in cycle
     # the dev world turns group writeback on for itself: the demo's Microsoft 365 group is written back to AD
-    assert "export on `ad` | success | group adds 1 · member adds 3" in cycle, cycle
+    # the new hire's objectGUID written into its mS-DS-ConsistencyGuid (ConsistencyGuid writeback) is the user update
+    assert "export on `ad` | success | group adds 1 · user updates 1 · member adds 3" in cycle, cycle
     assert "export_ad | | | skipped" not in full
     assert (tmp_path / "report.md").read_text() + "\n" == output
     reports = tmp_path / "airflow" / "aadsync" / "reports"

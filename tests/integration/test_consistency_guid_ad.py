@@ -2,29 +2,39 @@
 mS-DS-ConsistencyGuid with the objectGUID's bytes in the AD export that runs before the first Entra export, so the
 sourceAnchor stays the same value (no changed anchor); a ConsistencyGuid an admin sets already is left alone and is
 the anchor; and changing a user's ConsistencyGuid after the export is the per-object error "sourceAnchor attribute
-has changed", the cloud user's onPremisesImmutableId unchanged, the error saying how to resolve it."""
+has changed", the cloud user's onPremisesImmutableId unchanged, the error saying how to resolve it.
+
+And adopting a populated tenant as an admin would (issue 15): cloud users with the same UPN, the same mail, the
+ImmutableId Entra Connect wrote, one held by another engine and one with another ImmutableId; the preflight rows say
+how each AD user meets them, then the full cycle creates no duplicate and keeps the pre-existing object ids."""
 
 from __future__ import annotations
 
 import base64
 import uuid
 
+import httpx
 import ldap3
 import pytest
 
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import MAIL_DOMAIN, USER_CLASSES
 from airflow_provider_aadsync.engine.connectors.ad.writer import run_ad_export
+from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
 from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export
+from airflow_provider_aadsync.engine.runs.preflight import preflight
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.steps import run_ad_import
-from tests.support.servers import entra_hook_for, hook_for
+from tests.support.servers import entra_hook_for, hook_for, trust
 
 pytestmark = pytest.mark.integration
 
 PRESET = uuid.UUID("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
 OU = "OU=Anchors,OU=AADSync"
+ADOPT_OU = "OU=Adopt,OU=AADSync"
+#: The AD users of the adoption test, and how the tenant's cloud users meet them.
+ADOPTED = ("dora", "eli", "finn", "gus", "hal", "ivy")
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +49,21 @@ def dc(start_dc) -> SambaDC:
             if sam == "cara":  # an admin set it already (e.g. carried over from another forest)
                 attrs["mS-DS-ConsistencyGuid"] = PRESET.bytes_le
             assert conn.add(f"CN={sam},{ou}", USER_CLASSES, attrs), conn.result
+        adopt = f"{ADOPT_OU},{dc.base_dn}"
+        assert conn.add(adopt, ["top", "organizationalUnit"]), conn.result
+        for sam in ADOPTED:
+            attrs = {"sAMAccountName": sam, "userPrincipalName": f"{sam}@{MAIL_DOMAIN}", "mail": f"{sam}@{MAIL_DOMAIN}"}
+            assert conn.add(f"CN={sam},{adopt}", USER_CLASSES, attrs), conn.result
     finally:
         conn.unbind()
     return dc
 
 
-def ad_anchors(dc: SambaDC) -> dict[str, tuple[bytes, bytes | None]]:
+def ad_anchors(dc: SambaDC, ou: str = OU) -> dict[str, tuple[bytes, bytes | None]]:
     """sAMAccountName → (objectGUID bytes, mS-DS-ConsistencyGuid bytes or None), read straight from the DC."""
     conn = dc.connect()
     try:
-        conn.search(f"{OU},{dc.base_dn}", "(objectClass=user)", attributes=["sAMAccountName", "objectGUID",
+        conn.search(f"{ou},{dc.base_dn}", "(objectClass=user)", attributes=["sAMAccountName", "objectGUID",
                     "mS-DS-ConsistencyGuid"])  # fmt: skip
         return {
             str(entry.sAMAccountName): (
@@ -70,8 +85,8 @@ def immutable_ids(hook) -> dict[str, str]:
     }
 
 
-def cycle(dc, store, hook, rules, mode: str = "full") -> tuple:
-    assert run_ad_import(hook_for(dc), store, mode=mode)["result"] == "success"
+def cycle(dc, store, hook, rules, mode: str = "full", ou: str = OU) -> tuple:
+    assert run_ad_import(hook_for(dc, base_dn=f"{ou},{dc.base_dn}"), store, mode=mode)["result"] == "success"
     synced = run_sync(store, rules, connector="ad", mode=mode)
     ad = run_ad_export(store, hook_for(dc))  # before the Entra export, as the cycle runs them
     entra = run_entra_export(store, hook)
@@ -119,3 +134,62 @@ def test_consistency_guid_written_then_a_changed_anchor_is_refused(dc, graph_ser
     assert ad.counters.get("user_updates", 0) == 0  # the changed value is not overwritten in AD either
     assert immutable_ids(hook) == expected
     assert ad_anchors(dc)["ben"][1] == changed
+
+
+def test_a_populated_tenant_is_adopted_as_the_preflight_says(dc, graph_server, tenant_verifying, store):
+    tenant = tenant_verifying(MAIL_DOMAIN)
+    hook = entra_hook_for(graph_server, tenant)
+    anchors = {sam: base64.b64encode(guid).decode() for sam, (guid, _) in ad_anchors(dc, ADOPT_OU).items()}
+
+    def cloud(name: str, upn: str, **values) -> dict:
+        return {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": f"Cloud {name}",
+                "mailNickname": f"cloud{name}", "userPrincipalName": upn, **values}  # fmt: skip
+
+    seeded = httpx.post(
+        f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/objects",
+        json=[
+            cloud("dora", f"dora@{MAIL_DOMAIN}"),  # the same UPN
+            cloud("eli", f"eli.cloud@{MAIL_DOMAIN}", mail=f"eli@{MAIL_DOMAIN}"),  # the same mail
+            cloud("finn", f"finn.old@{MAIL_DOMAIN}", onPremisesImmutableId=anchors["finn"]),  # Entra Connect's
+            cloud("gus", f"gus@{MAIL_DOMAIN}", onPremisesImmutableId=anchors["gus"], onPremisesSyncEnabled=True),
+            cloud("hal", f"hal@{MAIL_DOMAIN}", onPremisesImmutableId=base64.b64encode(uuid.uuid4().bytes).decode()),
+            cloud("only", f"cloud.only@{MAIL_DOMAIN}"),
+        ],
+        verify=trust(graph_server),
+    )
+    assert seeded.status_code == 201, seeded.text
+    ids = {user["displayName"].removeprefix("Cloud "): user["id"] for user in seeded.json()["value"]}
+
+    # the preflight, after the imports and the AD sync, before any write
+    rules = load_sync_rules()
+    assert run_ad_import(hook_for(dc, base_dn=f"{ADOPT_OU},{dc.base_dn}"), store, mode="full")["result"] == "success"
+    assert import_entra(hook, store, connector="entra", mode="full").result == "success"
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    rows = {row.user_principal_name.split("@")[0]: row for row in preflight(store)}
+    assert {sam: (row.outcome, row.matched_on, row.cloud_id) for sam, row in rows.items()} == {
+        "dora": ("soft match", "userPrincipalName", ids["dora"]),
+        "eli": ("soft match", "mail", ids["eli"]),
+        "finn": ("hard match", "onPremisesImmutableId", ids["finn"]),
+        "gus": ("conflict", "onPremisesImmutableId", ids["gus"]),
+        "hal": ("conflict", "userPrincipalName", ids["hal"]),
+        "ivy": ("create", "", ""),
+    }
+    assert "another engine" in rows["gus"].conflict and "another ImmutableId" in rows["hal"].conflict
+
+    # the full cycle: matched users joined and updated, one create, the conflicts per-object errors
+    synced = run_sync(store, rules, connector="entra", mode="full")
+    assert synced.result == "completed-sync-errors"
+    assert {e["code"] for e in store.run_errors(synced.run_id)} == {"anchor-mismatch", "held-by-other-engine"}
+    assert run_ad_export(store, hook_for(dc)).result == "success"
+    exported = run_entra_export(store, hook)
+    assert exported.result in ("success", "completed-export-errors"), store.run_errors(exported.run_id)
+    assert exported.counters["user_creates"] == 1
+    select = "id,userPrincipalName,onPremisesImmutableId"
+    after = {u["id"]: u for page in hook.paginate("/users", params={"$select": select}) for u in page["value"]}
+    assert set(ids.values()) <= set(after) and len(after) == len(ids) + 1  # ivy alone was created
+    for sam in ("dora", "eli", "finn"):  # pre-existing object ids kept, now holding the AD user's anchor
+        assert after[ids[sam]]["onPremisesImmutableId"] == anchors[sam]
+    assert after[ids["hal"]]["onPremisesImmutableId"] != anchors["hal"]  # never overwritten
+    (created,) = set(after) - set(ids.values())
+    assert after[created]["userPrincipalName"] == f"ivy@{MAIL_DOMAIN}"
+    assert after[created]["onPremisesImmutableId"] == anchors["ivy"]

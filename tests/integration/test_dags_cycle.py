@@ -104,7 +104,7 @@ def test_full_then_cycle_bring_entra_to_the_directory_state(airflow, dc, synced)
         runs = [(run["profile"], run["connector"], run["result"]) for run in reversed(store.list_runs(limit=6))]
     assert runs == [("delta-import", "ad", "success"), ("delta-import", "entra", "success"),
                     ("delta-sync", "ad", "success"), ("delta-sync", "entra", "success"),
-                    ("export", "entra", "success"), ("export", "ad", "success")]  # fmt: skip
+                    ("export", "ad", "success"), ("export", "entra", "success")]  # fmt: skip
 
 
 def test_staging_run_writes_nothing_and_reports_the_plan(airflow, dc, graph_server, synced):
@@ -187,7 +187,7 @@ def test_export_failed_midway_is_retried_by_airflow_and_ends_exact(airflow, dc, 
     assert task_states(airflow.home, "aadsync_cycle", run.run_id)["export_entra"] == ("success", 2)
     assert graph_state(hook) == ad_state(dc)
     with main_store(airflow, "retry") as store:
-        runs = reversed(store.list_runs(limit=3))  # the cycle ends with the AD export (group writeback)
+        runs = reversed(store.list_runs(limit=3))  # the cycle ends with the Entra export
         exports = [run["result"] for run in runs if (run["profile"], run["connector"]) == ("export", "entra")]
     assert exports == ["stopped-extension-error", "success"]
     report = airflow.report(run)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+STAGING = "{{ params.staging or params.get('preflight', False) }}"
 CYCLE = ["acquire_instance", "import_ad", "import_entra", "sync_ad", "sync_entra", "export_ad", "export_entra"]
 CYCLE += ["report"]
 
@@ -57,6 +58,11 @@ def test_params_of_the_trigger_form(dagbag):
     schema = {name: params.get_param(name).schema for name in params}
     assert schema["mode"]["enum"] == ["delta", "full"] and params["mode"] == "delta"
     assert schema["staging"]["type"] == "boolean" and params["staging"] is False
+    assert schema["preflight"]["type"] == "boolean" and params["preflight"] is False
+    # a preflight run is a staging run whose report holds the cutover preflight (counts, rows as CSV and JSON)
+    dag = dagbag.dags["aadsync_cycle"]
+    assert dag.get_task("export_entra").staging == dag.get_task("export_ad").staging == STAGING
+    assert dag.get_task("report").preflight == STAGING
     assert schema["deletion_threshold"]["type"] == ["null", "integer"] and params["deletion_threshold"] is None
     assert schema["confirm_mass_removal"]["type"] == "boolean" and params["confirm_mass_removal"] is False
     assert schema["endpoint"]["enum"] == ["v2", "v1"] and params["endpoint"] == "v2"
@@ -102,7 +108,7 @@ def test_configuration_is_templated_from_variables_with_defaults(dagbag):
     assert export.entra_conn_id == "{{ var.value.get('aadsync_entra_conn_id', 'aadsync_entra') }}"
     assert export.store_url == "{{ var.value.get('aadsync_store_url', '') }}"
     assert export.instance == "{{ var.value.get('aadsync_instance', 'default') }}"
-    assert "aadsync_deletion_threshold" in export.deletion_threshold and export.staging == "{{ params.staging }}"
+    assert "aadsync_deletion_threshold" in export.deletion_threshold and export.staging == STAGING
     for task_id in ("import_ad", "import_entra"):
         guarded = dag.get_task(task_id)
         assert guarded.confirm_mass_removal == "{{ params.confirm_mass_removal }}"
