@@ -16,8 +16,8 @@ from airflow_provider_aadsync import VERSION
 from airflow_provider_aadsync.cli_extensions import register_extensions_command
 from airflow_provider_aadsync.cli_options import (
     BLOCK_SOFT_MATCH_OPTION,
-    DIRECTORY_EXTENSIONS_OPTION,
     CONSISTENCY_GUID_OPTION,
+    DIRECTORY_EXTENSIONS_OPTION,
     ENDPOINT_OPTION,
     IMPORT_RULES_OPTION,
     RULES_OPTION,

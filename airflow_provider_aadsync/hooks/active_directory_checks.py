@@ -6,12 +6,18 @@ DirSync (the import's delta reads) needs the "Replicating Directory Changes" ext
 (DS-Replication-Get-Changes) on the domain's naming context, as Entra Connect's AD DS connector account does. A DC
 answers a DirSync search from an account without it with insufficientAccessRights; the check makes the cheapest such
 search (a filter that matches nothing, only the cookie comes back) to ask it.
+
+ConsistencyGuid writeback (on by default) writes mS-DS-ConsistencyGuid on user objects. The check asks the DC which
+attributes the bind account may write on one user under the base DN (the constructed attribute
+allowedAttributesEffective) and adds a note when mS-DS-ConsistencyGuid is not among them: the writeback can be turned
+off, so a missing right is a note on a passing test, not a failure.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+import ldap3
 from ldap3.core import exceptions as ldap_errors
 
 from airflow_provider_aadsync.engine.secrets import scrub
@@ -24,6 +30,8 @@ class _Hook(Protocol):
 
     @property
     def settings(self) -> ADConnectionSettings: ...
+    @property
+    def search_base(self) -> str: ...
     def get_conn(self) -> Any: ...
     def naming_context(self) -> str: ...
     def server_name(self) -> str: ...
@@ -36,6 +44,37 @@ DIRSYNC_RIGHT = (
     'Computers: the domain\'s Properties > Security, or dsacls "<naming context>" /G "<account>:CA;Replicating '
     "Directory Changes\"), as for Entra Connect's AD DS connector account"
 )
+
+
+#: What ConsistencyGuid writeback needs, worded for the person who grants it.
+CONSISTENCY_GUID_RIGHT = (
+    'grant the bind account "Write mS-DS-ConsistencyGuid" on user objects under the base DN (dsacls "<OU>" /I:S /G '
+    '"<account>:WP;mS-DS-ConsistencyGuid;user", as Set-ADSyncMsDsConsistencyGuidPermissions does), or turn '
+    "ConsistencyGuid writeback off (Variable aadsync_consistency_guid_writeback = false)"
+)
+
+
+def consistency_guid_note(hook: _Hook) -> str:
+    """Whether the bind account may write mS-DS-ConsistencyGuid on a user under the base DN, as a sentence."""
+    conn = hook.get_conn()
+    conn.search(
+        hook.search_base,
+        "(&(objectCategory=person)(objectClass=user)(!(isCriticalSystemObject=TRUE)))",
+        ldap3.SUBTREE,
+        attributes=["allowedAttributesEffective"],
+        size_limit=1,
+    )
+    entries = [entry for entry in conn.response or [] if entry.get("type") == "searchResEntry"]
+    if not entries:
+        return "no user under the base DN to check the mS-DS-ConsistencyGuid write right on"
+    writable = {bytes(v).decode(errors="replace").lower() for v in entries[0]["raw_attributes"].get(
+        "allowedAttributesEffective", [])}  # fmt: skip
+    if "ms-ds-consistencyguid" in writable:
+        return "the bind account may write mS-DS-ConsistencyGuid on users (ConsistencyGuid writeback)"
+    return (
+        f"note: the bind account may not write mS-DS-ConsistencyGuid on {entries[0]['dn']}: ConsistencyGuid "
+        f"writeback would fail per user; {CONSISTENCY_GUID_RIGHT}"
+    )
 
 
 def check_connection(hook: _Hook) -> tuple[bool, str]:
@@ -58,7 +97,7 @@ def check_connection(hook: _Hook) -> tuple[bool, str]:
             )
         return True, (
             f"Connected to {where}, naming context {naming_context}; base DN {hook.settings.base_dn} exists; "
-            "DirSync is allowed for the bind account"
+            f"DirSync is allowed for the bind account; {consistency_guid_note(hook)}"
         )
     except Exception as error:
         return False, scrub(str(error))  # shown in the UI: no known secret in it

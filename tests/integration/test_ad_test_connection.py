@@ -64,3 +64,10 @@ def test_an_account_without_the_dirsync_right_is_told_which_right_to_grant(dc, p
     assert not ok, message
     assert "DirSync on" in message and "insufficient access rights" in message
     assert "Replicating Directory Changes" in message and PLAIN_PASSWORD not in message
+
+
+def test_the_consistency_guid_write_right_is_checked_on_a_user(dc, plain_user):
+    """The DC answers allowedAttributesEffective: the administrator may write mS-DS-ConsistencyGuid on a user."""
+    ok, message = hook_for(dc).test_connection()
+    assert ok, message
+    assert "the bind account may write mS-DS-ConsistencyGuid on users" in message

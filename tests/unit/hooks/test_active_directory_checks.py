@@ -15,18 +15,37 @@ from airflow_provider_aadsync.hooks.active_directory_settings import (
 SECRET = "Bind-Passw0rd-Secret!"
 
 
+class FakeConnection:
+    """A user search answering allowedAttributesEffective (what the bind account may write on it)."""
+
+    def __init__(self, writable):
+        self.writable, self.response = writable, []
+
+    def search(self, base, search_filter, scope, attributes, size_limit):
+        assert attributes == ["allowedAttributesEffective"] and size_limit == 1
+        if self.writable is None:  # no user under the base DN
+            self.response = []
+            return
+        values = [name.encode() for name in self.writable]
+        self.response = [{"type": "searchResEntry", "dn": f"CN=ann,{base}",
+                          "raw_attributes": {"allowedAttributesEffective": values}}]  # fmt: skip
+
+
 class FakeHook:
     """What check_connection uses of the hook; ``dirsync`` is what the DirSync probe does."""
 
-    def __init__(self, dirsync=None, connect=None):
+    def __init__(self, dirsync=None, connect=None, writable=("description", "mS-DS-ConsistencyGuid")):
         self.settings = ADConnectionSettings(
             host="dc1.corp.test", bind_dn="CN=svc,DC=corp,DC=test", password=SECRET, base_dn="OU=Staff,DC=corp,DC=test"
         )
+        self.search_base = self.settings.base_dn
         self._dirsync, self._connect = dirsync, connect
+        self._conn = FakeConnection(writable)
 
     def get_conn(self):
         if self._connect:
             raise self._connect
+        return self._conn
 
     def naming_context(self) -> str:
         return "DC=corp,DC=test"
@@ -45,8 +64,18 @@ def test_every_check_passing_is_said_in_one_line():
     assert ok
     assert message == (
         "Connected to ldaps://dc1.corp.test:636 (dc1.corp.test), naming context DC=corp,DC=test; base DN "
-        "OU=Staff,DC=corp,DC=test exists; DirSync is allowed for the bind account"
+        "OU=Staff,DC=corp,DC=test exists; DirSync is allowed for the bind account; the bind account may write "
+        "mS-DS-ConsistencyGuid on users (ConsistencyGuid writeback)"
     )
+
+
+def test_a_missing_consistency_guid_write_right_is_a_note_naming_the_right():
+    ok, message = check_connection(FakeHook(writable=("description",)))
+    assert ok  # the writeback can be turned off: a note, not a failure
+    assert "note: the bind account may not write mS-DS-ConsistencyGuid on CN=ann,OU=Staff,DC=corp,DC=test" in message
+    assert '"<account>:WP;mS-DS-ConsistencyGuid;user"' in message and "aadsync_consistency_guid_writeback" in message
+    ok, message = check_connection(FakeHook(writable=None))
+    assert ok and "no user under the base DN to check" in message
 
 
 def test_dirsync_refused_names_the_right_to_grant():

@@ -67,7 +67,7 @@ def test_an_import_logs_what_it_read_against_the_connector_space_it_knew(store, 
 
 
 def test_an_ad_export_logs_its_object_writes_and_member_changes(store, lines):
-    rules = load_sync_rules(writeback_enabled=True, writeback_ou=OU)
+    rules = load_sync_rules(writeback_enabled=True, writeback_ou=OU, consistency_guid_writeback=False)
     import_full(store, "ad", [ad_user(n) for n in (1, 2, 3)])
     assert run_sync(store, rules, connector="ad", mode="full").result == "success"
     cloud: list[SourceObject] = [
