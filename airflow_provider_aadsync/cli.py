@@ -298,16 +298,10 @@ def sync_command(
     from airflow_provider_aadsync.engine.sync import run_sync
 
     rules = _load_rules(
-        rule_paths,
-        endpoint,
-        writeback_enabled=writeback_enabled,
-        writeback_size_limit=writeback_size_limit,
-        writeback_ou=writeback_ou,
-        writeback_naming=writeback_naming,
-        block_soft_match=block_soft_match,
-        directory_extensions=directory_extensions,
-        consistency_guid_writeback=consistency_guid_writeback,
-    )
+        rule_paths, endpoint, writeback_enabled=writeback_enabled, writeback_size_limit=writeback_size_limit,
+        writeback_ou=writeback_ou, writeback_naming=writeback_naming, block_soft_match=block_soft_match,
+        directory_extensions=directory_extensions, consistency_guid_writeback=consistency_guid_writeback,
+    )  # fmt: skip
     with _open_store(store_url, instance) as store:
         try:
             result = run_sync(store, rules, connector=connector, mode=mode)
