@@ -117,6 +117,12 @@ WRITEBACK = {
 MATCHING = {"block_soft_match": variable("aadsync_block_soft_match", "false")}
 #: AD attributes synced as the sync app's directory extensions (comma-separated; empty: none); the imports read them.
 EXTENSIONS = {"directory_extensions": variable("aadsync_directory_extensions", "")}
+#: The Entra export paces itself to the app's write budget in the tenant (Graph: 3,000 writes per 150 s per app and
+#: tenant); Variables for a tenant whose budget differs (or a test tenant that throttles nothing).
+WRITE_BUDGET = {
+    "write_budget": variable("aadsync_write_budget", str(defaults.WRITE_BUDGET)),
+    "write_window_seconds": variable("aadsync_write_window_seconds", str(defaults.WRITE_WINDOW_SECONDS)),
+}
 #: ConsistencyGuid writeback (the user's objectGUID into an empty mS-DS-ConsistencyGuid, by the AD export that runs
 #: before the Entra export): on unless aadsync_consistency_guid_writeback is false.
 CONSISTENCY_GUID = {"consistency_guid_writeback": variable("aadsync_consistency_guid_writeback", "true")}
@@ -365,6 +371,7 @@ def sync_cycle_dag(
             staging=STAGING,
             deletion_threshold=DELETION_THRESHOLD,
             **GUARDS,
+            **WRITE_BUDGET,
             pool=graph_writer_pool(),  # caps the tasks writing to Graph at once, across DAGs
             # runs after the AD export, also when that one is skipped (group and ConsistencyGuid writeback off)
             trigger_rule="none_failed",

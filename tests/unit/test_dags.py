@@ -230,3 +230,14 @@ def test_the_dag_factory_is_importable_and_the_dag_file_is_a_thin_composition():
     shipped = (REPO / "dags" / "aadsync.py").read_text(encoding="utf-8")
     assert "from airflow_provider_aadsync.dag_factory import" in shipped and len(shipped.splitlines()) < 80
     assert "Operator(" not in shipped  # the tasks are the factory's
+
+
+def test_the_entra_export_paces_to_the_write_budget_variables(dagbag):
+    """Graph's 3,000 writes per 150 s unless aadsync_write_budget / aadsync_write_window_seconds say otherwise."""
+    from airflow_provider_aadsync.dag_factory import WRITE_BUDGET
+
+    assert "aadsync_write_budget" in WRITE_BUDGET["write_budget"] and "'3000'" in WRITE_BUDGET["write_budget"]
+    assert "aadsync_write_window_seconds" in WRITE_BUDGET["write_window_seconds"]
+    for dag_id in ("aadsync_cycle", "aadsync_full"):
+        task = dagbag.dags[dag_id].get_task("export_entra")
+        assert (task.write_budget, task.write_window_seconds) == tuple(WRITE_BUDGET.values())
