@@ -208,7 +208,12 @@ def _seed_tenant(emulator: LocalGraphEmulator, users: int, groups: int) -> None:
 
 
 def httpx_delta_floor(hook: Any) -> tuple[float, int]:
-    """Raw httpx paging of the same delta endpoints with the same $select (JSON parsed, nothing stored)."""
+    """Raw httpx paging of the same delta endpoints with the same $select (JSON parsed, nothing stored).
+
+    The directory extensions (the anchor's ``extension_<name>``) are left out: Graph names them with the app id
+    (``extension_<appId>_<name>``), which the import works out after registering them on the app.
+    """
+    from airflow_provider_aadsync.engine.connectors.entra.extensions import is_extension
     from airflow_provider_aadsync.engine.connectors.entra.schema import (
         DEFAULT_GROUP_PROPERTIES,
         DEFAULT_USER_PROPERTIES,
@@ -219,7 +224,7 @@ def httpx_delta_floor(hook: Any) -> tuple[float, int]:
     started = time.perf_counter()
     items = 0
     for resource, select in (("users", DEFAULT_USER_PROPERTIES), ("groups", DEFAULT_GROUP_PROPERTIES)):
-        url: str | None = f"/{resource}/delta?$select={','.join(select)}"
+        url: str | None = f"/{resource}/delta?$select={','.join(a for a in select if not is_extension(a))}"
         while url:
             page = client.get(url, headers={"Authorization": f"Bearer {token}"}).raise_for_status().json()
             items += len(page["value"])
