@@ -411,7 +411,9 @@ def test_resume_adopts_only_the_objects_this_export_created(graph_server, tenant
     assert graph_members(hook, mine["id"]) == {ours["id"], users[immutable_id(guid(2))]["id"]}
     with store.engine.connect() as connection:
         (row,) = connection.execute(
-            sa.select(pending_export).where(pending_export.c.connector == "entra", pending_export.c.state != "confirmed")
+            sa.select(pending_export).where(
+                pending_export.c.connector == "entra", pending_export.c.state != "confirmed"
+            )
         ).all()
     assert row.state == "failed" and row.last_error.startswith("not-adopted")
 
