@@ -17,7 +17,8 @@ def test_dev_env_prints_an_airflow_json_connection(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     exports = dict(line.removeprefix("export ").partition("=")[::2] for line in result.output.strip().splitlines())
     assert set(exports) == {"AIRFLOW_CONN_AADSYNC_AD", "AIRFLOW_CONN_AADSYNC_ENTRA",
-                            "AIRFLOW_VAR_AADSYNC_WRITEBACK_ENABLED", "AIRFLOW_VAR_AADSYNC_WRITEBACK_OU"}  # fmt: skip
+                            "AIRFLOW_VAR_AADSYNC_WRITEBACK_ENABLED", "AIRFLOW_VAR_AADSYNC_WRITEBACK_OU",
+                            "AIRFLOW_VAR_AADSYNC_WRITE_BUDGET", "AIRFLOW_VAR_AADSYNC_WRITE_WINDOW_SECONDS"}  # fmt: skip
     # the dev world turns group writeback on for itself, into the OU `dev up` creates (the product has no default)
     assert exports["AIRFLOW_VAR_AADSYNC_WRITEBACK_ENABLED"] == "true"
     (ou,) = shlex.split(exports["AIRFLOW_VAR_AADSYNC_WRITEBACK_OU"])
