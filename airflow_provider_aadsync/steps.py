@@ -226,7 +226,7 @@ def run_entra_import(
         listed = users if compiled.target_object_type == "user" else groups
         if compiled.target_object_type in ("user", "group"):
             listed += [t for t in compiled.targets if t.startswith(PREFIX) and t not in listed]
-    extensions = prepare_extensions(hook, rules, connector, register=False)
+    extensions = prepare_extensions(hook, rules, connector)
     names = extension_names(hook)
     users = [name for name in users if names.is_registered(name)]
     groups = [name for name in groups if names.is_registered(name)]
@@ -259,21 +259,16 @@ def needed_extensions_of(rules: RuleSet, connector: str = "entra") -> dict[str, 
     return needed
 
 
-def prepare_extensions(
-    hook: Any, rules: RuleSet | None, connector: str = "entra", *, register: bool = True
-) -> dict[str, Any]:
+def prepare_extensions(hook: Any, rules: RuleSet | None, connector: str = "entra") -> dict[str, Any]:
     """Register the sync app's directory extensions the rules use (idempotent: two reads when nothing is missing)
     and remember on the hook which are registered, so the import selects and the export writes only those. Never
-    fails a run: a missing permission is reported (summary, log) and the extensions are left out.
-
-    The import passes ``register=False`` and only learns: a staging or preview cycle imports too and must write
-    nothing to the tenant; the export registers what is missing before it first writes one."""
+    fails a run: a missing permission is reported (summary, log) and the extensions are left out."""
     names = extension_names(hook)
     if names.app_id is None:
         return {}
     needed = needed_extensions_of(rules or load_sync_rules(), connector)
     try:
-        names.ensure(hook, [PREFIX + name for name in needed], register=register)
+        names.ensure(hook, [PREFIX + name for name in needed])
     except Exception as error:  # noqa: BLE001 - Graph down or failing: the import's own run records it
         log.warning("the sync app's directory extensions could not be checked before the import: %s", error)
         return {}

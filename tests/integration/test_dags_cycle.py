@@ -17,7 +17,6 @@ from aadsync_devkit.world.airflow_runs import LocalAirflow, outcome, task_states
 from aadsync_devkit.world.demo import make_demo_changes
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import MAIL_DOMAIN, dev_writeback_variables, ensure_writeback_ou
-from airflow_provider_aadsync.steps import prepare_extensions
 from tests.support.airflow_world import airflow_world, main_store, new_tenant, succeeded, write_requests
 from tests.support.servers import entra_connection, entra_hook_for, trust
 from tests.support.states import ad_state, batch_calls, graph_state
@@ -41,9 +40,6 @@ def dc(start_dc) -> SambaDC:
 @pytest.fixture(scope="module")
 def tenant(graph_server):
     created = new_tenant(graph_server, "corp")
-    # the setup step (`aadsync register-extensions`): the imports only read which directory extensions exist, so
-    # without it the first export registers the anchor's and the next cycle's Entra delta runs once as a full import
-    prepare_extensions(entra_hook_for(graph_server, created), None)
     yield created
     httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{created['id']}", verify=trust(graph_server))
 

@@ -110,13 +110,10 @@ class ExtensionNames:
             return True
         return self.to_graph(attribute).lower() in self.registered
 
-    def ensure(self, graph: GraphRequests, attributes: Iterable[str], *, register: bool = True) -> None:
+    def ensure(self, graph: GraphRequests, attributes: Iterable[str]) -> None:
         """Before a read or a write names directory extensions: learn what the app has registered (two reads, once)
         and register the ones of ``attributes`` it lacks (String, on users and groups), each tried once. What cannot
-        be registered (no permission: the log names it) stays unregistered: neither selected nor written.
-
-        ``register=False`` only learns (the imports: a staging or preview cycle imports too, and must write nothing
-        to the tenant, an extension definition on the app included; the export registers before its first write)."""
+        be registered (no permission: the log names it) stays unregistered: neither selected nor written."""
         if self.app_id is None:
             return
         wanted = {
@@ -128,21 +125,17 @@ class ExtensionNames:
             return
         tried = {f"{PREFIX}{name}".lower() for name in wanted}
         try:
-            outcome = register_extensions(graph, self.app_id, wanted, dry_run=not register)
+            outcome = register_extensions(graph, self.app_id, wanted)
         except ExtensionRegistrationError as error:
             self._tried.update(tried)
             log.warning("directory extensions are not used: %s (then run `aadsync register-extensions`)", error)
             self.problem = str(error)
             self.registered = self.registered if self.registered is not None else set()
             return
-        if register:  # only learnt: the export still registers what is missing
-            self._tried.update(tried)
+        self._tried.update(tried)
         self.registered = outcome.registered
         for problem in outcome.problems:
-            if register:
-                log.warning("directory extensions: %s", problem)
-            else:
-                log.info("directory extensions: %s (yet: the export registers it before writing one)", problem)
+            log.warning("directory extensions: %s", problem)
 
     def is_registered_known(self, attribute: str) -> bool:
         return self.registered is not None and self.to_graph(attribute).lower() in self.registered
