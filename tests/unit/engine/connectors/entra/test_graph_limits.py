@@ -12,24 +12,11 @@ from airflow_provider_aadsync.engine.report import render_run
 from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.fakes import INITIAL_DOMAIN, FakeGraphWriter
 from tests.support.plans import cs_row, plan_row
-from tests.support.stores import fresh_store
 from tests.support.world import ad_group, ad_user, exports, guid, import_full
 
 SETTINGS = ExportSettings(resend_settle_seconds=0)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with fresh_store(tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_sync_rules()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.planning import plan_counts
@@ -16,23 +15,11 @@ from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import cs_object, cs_reference, pending_export_reference
 from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.fakes import FakeGraph, FakeGraphWriter, graph_error, to
 from tests.support.stores import fresh_store
 from tests.support.world import BASE, ad_user, guid, import_delta, import_full
 
 SETTINGS = ExportSettings(resend_settle_seconds=0)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with fresh_store(tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_sync_rules()
 
 
 def person(n: int, manager: int | None = None, **attrs: Any) -> SourceObject:

@@ -23,26 +23,12 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
 )
 from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.fakes import FakeGraphWriter, SimulatedKill, not_found, to
 from tests.support.plans import cs_row, plan_references, plan_row
-from tests.support.stores import fresh_store
 from tests.support.world import ad_group, ad_user, deleted, exports, guid, immutable_id, import_delta, import_full
 
 #: No pause before reconciling creates an interrupted call had sent (the fake has nothing in flight).
 SETTINGS = ExportSettings(resend_settle_seconds=0)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with fresh_store(tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture(scope="module")
-def rules():
-    """The shipped rules (read once: a rule set is not changed by a run)."""
-    return load_sync_rules()
 
 
 @pytest.fixture
