@@ -43,3 +43,25 @@ def written_back(ad: ActiveDirectoryHook, group_id: str) -> tuple[str, dict[str,
 def members_in_ad(ad: ActiveDirectoryHook, guid: str) -> list[str]:
     """Every member value, read with explicit ranges (the import's code path)."""
     return [_value_guid(value) for value in ad.read_values(guid, "member")]
+
+
+def sync_a_written_back_group(store, *, ou: str, cloud_id: str) -> None:
+    """Three AD users, their cloud twins and a Microsoft 365 group of the three, synced by the shipped rules with
+    group writeback into ``ou`` (ConsistencyGuid writeback off): the plan of a first group writeback export."""
+    from airflow_provider_aadsync.engine.runs.source import SourceObject
+    from airflow_provider_aadsync.engine.sync import run_sync
+    from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+    from tests.support.world import ad_user, entra_user, guid, immutable_id, import_full
+
+    rules = load_sync_rules(writeback_enabled=True, writeback_ou=ou, consistency_guid_writeback=False)
+    import_full(store, "ad", [ad_user(n) for n in (1, 2, 3)])
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    cloud: list[SourceObject] = [
+        entra_user(f"cloud-{n}", f"user{n}@corp.example", immutable_id(guid(n))) for n in (1, 2, 3)
+    ]
+    group = {"id": [cloud_id], "displayName": ["Falcon"], "mailNickname": ["falcon"], "groupTypes": ["Unified"],
+             "mailEnabled": [True], "securityEnabled": [False]}  # fmt: skip
+    members = [(f"cloud-{n}", None) for n in (1, 2, 3)]
+    cloud.append(SourceObject(cloud_id, f"groups/{cloud_id}", "group", group, references={"members": members}))
+    import_full(store, "entra", cloud)
+    assert run_sync(store, rules, connector="entra", mode="full").result == "success"

@@ -10,13 +10,9 @@ import pytest
 from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings, run_ad_export
-from airflow_provider_aadsync.engine.runs.source import SourceObject
-from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.fakes import ATTRS, NC, FakeDirectory, FakeLdapWriter, guid
 from tests.support.stores import fresh_store
-from tests.support.world import ad_user, entra_user, immutable_id, import_full
-from tests.support.world import guid as world_guid
+from tests.support.writeback import sync_a_written_back_group
 
 OU = "OU=Writeback,DC=corp,DC=example"
 CLOUD_ID = "5a1e5000-0000-4000-8000-00000000c0de"
@@ -67,18 +63,7 @@ def test_an_import_logs_what_it_read_against_the_connector_space_it_knew(store, 
 
 
 def test_an_ad_export_logs_its_object_writes_and_member_changes(store, lines):
-    rules = load_sync_rules(writeback_enabled=True, writeback_ou=OU, consistency_guid_writeback=False)
-    import_full(store, "ad", [ad_user(n) for n in (1, 2, 3)])
-    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
-    cloud: list[SourceObject] = [
-        entra_user(f"cloud-{n}", f"user{n}@corp.example", immutable_id(world_guid(n))) for n in (1, 2, 3)
-    ]
-    group = {"id": [CLOUD_ID], "displayName": ["Falcon"], "mailNickname": ["falcon"], "groupTypes": ["Unified"],
-             "mailEnabled": [True], "securityEnabled": [False]}  # fmt: skip
-    members = [(f"cloud-{n}", None) for n in (1, 2, 3)]
-    cloud.append(SourceObject(CLOUD_ID, f"groups/{CLOUD_ID}", "group", group, references={"members": members}))
-    import_full(store, "entra", cloud)
-    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+    sync_a_written_back_group(store, ou=OU, cloud_id=CLOUD_ID)
     lines()
     result = run_ad_export(store, FakeLdapWriter(), settings=ADExportSettings(member_chunk=2), lock_holder="task")
     assert result.result == "success", result

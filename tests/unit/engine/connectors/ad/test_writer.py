@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 
 from airflow_provider_aadsync.engine.connectors.ad.writer import MARK_ATTRIBUTE, ADExportSettings, run_ad_export
-from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX
 from tests.support.fakes import FakeLdapWriter
 from tests.support.plans import cs_attrs, cs_references, cs_row, open_plan, plan_references, plan_row
 from tests.support.stores import fresh_store
-from tests.support.world import ad_user, entra_user, guid, immutable_id, import_full
+from tests.support.world import guid
+from tests.support.writeback import sync_a_written_back_group
 
 OU = "OU=Writeback,DC=corp,DC=example"
 CLOUD_ID = "5a1e5000-0000-4000-8000-00000000c0de"
@@ -55,18 +54,7 @@ def writes(ldap: FakeLdapWriter) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- a plan from sync
 def test_a_written_back_group_is_added_with_our_mark_and_its_members_in_one_modify(store, ldap):
-    rules = load_sync_rules(writeback_enabled=True, writeback_ou=OU, consistency_guid_writeback=False)
-    import_full(store, "ad", [ad_user(n) for n in (1, 2, 3)])
-    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
-    cloud: list[SourceObject] = [
-        entra_user(f"cloud-{n}", f"user{n}@corp.example", immutable_id(guid(n))) for n in (1, 2, 3)
-    ]
-    group = {"id": [CLOUD_ID], "displayName": ["Falcon"], "mailNickname": ["falcon"], "groupTypes": ["Unified"],
-             "mailEnabled": [True], "securityEnabled": [False]}  # fmt: skip
-    members = [(f"cloud-{n}", None) for n in (1, 2, 3)]
-    cloud.append(SourceObject(CLOUD_ID, f"groups/{CLOUD_ID}", "group", group, references={"members": members}))
-    import_full(store, "entra", cloud)
-    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+    sync_a_written_back_group(store, ou=OU, cloud_id=CLOUD_ID)
 
     result = export(store, ldap)
     assert result.result == "success", result
