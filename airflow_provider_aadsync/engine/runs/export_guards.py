@@ -30,6 +30,7 @@ from airflow_provider_aadsync.engine.runs.defaults import (
     MEMBER_REMOVAL_GROUP_MINIMUM,
 )
 from airflow_provider_aadsync.engine.store import (
+    OPEN_STATES,
     Store,
     cs_object,
     cs_reference,
@@ -39,7 +40,6 @@ from airflow_provider_aadsync.engine.store import (
 
 #: Reference attributes that hold group members (AD ``member``, Graph ``members``).
 MEMBER_ATTRIBUTES = ("member", "members")
-_OPEN = ("pending", "sent", "failed")
 _ACCOUNT_DISABLE = 0x2
 
 STOPPED_DELETES = "stopped-deletion-threshold-exceeded"
@@ -103,7 +103,7 @@ def count_mass_changes(store: Store, connector: str, settings: GuardSettings) ->
             sa.select(sa.func.count()).where(
                 pending_export.c.connector == connector,
                 pending_export.c.operation == "delete",
-                pending_export.c.state.in_(_OPEN),
+                pending_export.c.state.in_(OPEN_STATES),
             )
         ).scalar_one()
         disables = _count_disables(connection, connector)
@@ -116,7 +116,7 @@ def _member_removals(connector: str) -> tuple[sa.ColumnElement[bool], ...]:
     return (
         pending_export_reference.c.connector == connector,
         pending_export_reference.c.operation == "remove",
-        pending_export_reference.c.state.in_(_OPEN),
+        pending_export_reference.c.state.in_(OPEN_STATES),
         sa.func.lower(pending_export_reference.c.attribute).in_(MEMBER_ATTRIBUTES),
     )
 
@@ -138,7 +138,7 @@ def _count_disables(connection: sa.Connection, connector: str) -> int:
         .where(
             pending_export.c.connector == connector,
             pending_export.c.operation == "update",
-            pending_export.c.state.in_(_OPEN),
+            pending_export.c.state.in_(OPEN_STATES),
             sa.or_(changes.like('%"accountenabled"%'), changes.like('%"useraccountcontrol"%')),
         )
     )

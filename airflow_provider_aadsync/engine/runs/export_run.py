@@ -23,6 +23,7 @@ from airflow_provider_aadsync.engine.runs.export_guards import GuardSettings, ch
 from airflow_provider_aadsync.engine.runs.import_run import StepResult, process_holder
 from airflow_provider_aadsync.engine.runs.source import adjust_references_hash, format_hash
 from airflow_provider_aadsync.engine.store import (
+    OPEN_STATES,
     REFUSED,
     Store,
     cs_object,
@@ -157,16 +158,15 @@ def _finish(
 
 def open_work(store: Store, connector: str) -> tuple[int, int]:
     """What an export has left to write: open object operations and open member references (the progress' totals)."""
-    open_states = ("pending", "sent", "failed")
     with store.engine.connect() as connection:
         objects = connection.execute(
             sa.select(sa.func.count()).where(
-                pending_export.c.connector == connector, pending_export.c.state.in_(open_states)
+                pending_export.c.connector == connector, pending_export.c.state.in_(OPEN_STATES)
             )
         ).scalar_one()
         references = connection.execute(
             sa.select(sa.func.count()).where(
-                pending_export_reference.c.connector == connector, pending_export_reference.c.state.in_(open_states)
+                pending_export_reference.c.connector == connector, pending_export_reference.c.state.in_(OPEN_STATES)
             )
         ).scalar_one()
     return int(objects), int(references)
@@ -348,22 +348,37 @@ def forget_empty_updates(connection: sa.Connection, connector: str) -> None:
 def generic_plan_counts(store: Store, connector: str) -> dict[str, int]:
     """The open export plan of a connector no registered connector counts: by operation and object type, and its
     member changes (``planned_member_adds`` / ``planned_member_removes``), with no estimate of the writes."""
-    open_states = ("pending", "sent", "failed")
     with store.engine.connect() as connection:
-        objects = connection.execute(
-            sa.select(pending_export.c.operation, pending_export.c.object_type, sa.func.count())
-            .where(pending_export.c.connector == connector, pending_export.c.state.in_(open_states))
-            .group_by(pending_export.c.operation, pending_export.c.object_type)
-        ).all()
-        references = connection.execute(
-            sa.select(pending_export_reference.c.operation, sa.func.count())
-            .where(
-                pending_export_reference.c.connector == connector,
-                pending_export_reference.c.state.in_(open_states),
-            )
-            .group_by(pending_export_reference.c.operation)
-        ).all()
-    counts = {f"planned_{object_type}_{operation}s": number for operation, object_type, number in objects}
-    counts.update({f"planned_member_{operation}s": number for operation, number in references})
-    counts["planned_deletes"] = sum(n for op, _t, n in objects if op == "delete")
+        counts, _objects = open_plan_counts(connection, connector)
     return counts
+
+
+def open_plan_counts(
+    connection: sa.Connection, connector: str, reference_attribute: str | None = None
+) -> tuple[dict[str, int], list[tuple[str, str, int]]]:
+    """The counts every connector's plan shares (``planned_<type>_<operation>s``, ``planned_member_adds`` /
+    ``_removes`` of ``reference_attribute`` or of every reference, ``planned_deletes``) and the object rows
+    (operation, object type, count) the connector's own estimate of its writes starts from."""
+    objects = [
+        (operation, object_type, int(number))
+        for operation, object_type, number in connection.execute(
+            sa.select(pending_export.c.operation, pending_export.c.object_type, sa.func.count())
+            .where(pending_export.c.connector == connector, pending_export.c.state.in_(OPEN_STATES))
+            .group_by(pending_export.c.operation, pending_export.c.object_type)
+        )
+    ]
+    reference_filter = [
+        pending_export_reference.c.connector == connector,
+        pending_export_reference.c.state.in_(OPEN_STATES),
+    ]
+    if reference_attribute is not None:
+        reference_filter.append(pending_export_reference.c.attribute == reference_attribute)
+    references = connection.execute(
+        sa.select(pending_export_reference.c.operation, sa.func.count())
+        .where(*reference_filter)
+        .group_by(pending_export_reference.c.operation)
+    ).all()
+    counts = {f"planned_{object_type}_{operation}s": number for operation, object_type, number in objects}
+    counts.update({f"planned_member_{operation}s": int(number) for operation, number in references})
+    counts["planned_deletes"] = sum(n for op, _t, n in objects if op == "delete")
+    return counts, objects

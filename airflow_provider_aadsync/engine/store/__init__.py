@@ -17,6 +17,7 @@ from airflow_provider_aadsync.engine.store.store import (
 )
 from airflow_provider_aadsync.engine.store.tables import (
     MIGRATIONS,
+    OPEN_STATES,
     REFUSED,
     SCHEMA_VERSION,
     as_utc,
@@ -43,6 +44,7 @@ from airflow_provider_aadsync.engine.store.tables import (
 
 __all__ = [
     "MIGRATIONS",
+    "OPEN_STATES",
     "REFUSED",
     "SCHEMA_VERSION",
     "WRITE_CHUNK_ROWS",

@@ -183,6 +183,9 @@ sa.Index("ix_link_mv", link.c.mv_id)
 #: anchor, another engine's): no export sends it; each export reports it per object as still refused; a sync that
 #: joins the cloud object (the admin resolved it) withdraws it. Restaged values keep the state.
 REFUSED = "refused"
+#: The states of a plan row an export still has to write: not yet sent, sent but unconfirmed (a retry re-sends it
+#: idempotently), or failed (retried next time).
+OPEN_STATES = ("pending", "sent", "failed")
 
 pending_export = sa.Table(
     "pending_export",

@@ -47,6 +47,7 @@ from airflow_provider_aadsync.engine.runs.export_run import (
     ExportResult,
     adopt_anchor,
     forget_empty_updates,
+    open_plan_counts,
     open_work,
     record_attributes,
     record_references,
@@ -54,6 +55,7 @@ from airflow_provider_aadsync.engine.runs.export_run import (
 )
 from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT
 from airflow_provider_aadsync.engine.store import (
+    OPEN_STATES,
     Store,
     cs_object,
     cs_reference,
@@ -66,7 +68,6 @@ from airflow_provider_aadsync.engine.store.lock import fenced_writer
 
 log = logging.getLogger(__name__)
 
-_OPEN = ("pending", "sent", "failed")
 #: The attribute that marks an object as ours: the writeback rule stamps ``Group_<cloud objectId>`` on every group it
 #: creates. An export adopts an object found at its target DN only when it carries the value the add would write.
 MARK_ATTRIBUTE = "adminDescription"
@@ -147,35 +148,28 @@ class ADExportSettings(BaseModel):
 def plan_counts(store: Store, connector: str, member_chunk: int) -> dict[str, int]:
     """The plan by operation and object type, member changes, and the least number of LDAP writes it needs."""
     with store.engine.connect() as connection:
-        objects = connection.execute(
-            sa.select(pending_export.c.operation, pending_export.c.object_type, sa.func.count())
-            .where(pending_export.c.connector == connector, pending_export.c.state.in_(_OPEN))
-            .group_by(pending_export.c.operation, pending_export.c.object_type)
-        ).all()
+        counts, objects = open_plan_counts(connection, connector)
         updates = connection.execute(
             sa.select(pending_export.c.changes).where(
                 pending_export.c.connector == connector,
                 pending_export.c.operation == "update",
                 pending_export.c.changes != "{}",
-                pending_export.c.state.in_(_OPEN),
+                pending_export.c.state.in_(OPEN_STATES),
             )
         ).scalars()
         update_writes = 0
         for changes in updates:
             parsed = json.loads(changes)
             update_writes += ("dn" in parsed) + bool(set(parsed) - {"dn"})
+        # One modify per chunk of a group's member changes of one kind.
         references = connection.execute(
-            sa.select(pending_export_reference.c.operation, sa.func.count())
-            .where(pending_export_reference.c.connector == connector, pending_export_reference.c.state.in_(_OPEN))
+            sa.select(sa.func.count())
+            .where(pending_export_reference.c.connector == connector, pending_export_reference.c.state.in_(OPEN_STATES))
             .group_by(pending_export_reference.c.anchor, pending_export_reference.c.operation)
-        ).all()
-    counts: dict[str, int] = {}
-    for operation, object_type, number in objects:
-        counts[f"planned_{object_type}_{operation}s"] = number
-    counts["planned_deletes"] = sum(n for op, _t, n in objects if op == "delete")
-    counts["planned_member_adds"] = sum(n for op, n in references if op == "add")
-    counts["planned_member_removes"] = sum(n for op, n in references if op == "remove")
-    member_writes = sum(math.ceil(n / member_chunk) for _op, n in references)
+        ).scalars()
+        member_writes = sum(math.ceil(n / member_chunk) for n in references)
+    counts.setdefault("planned_member_adds", 0)
+    counts.setdefault("planned_member_removes", 0)
     object_writes = sum(n for op, _t, n in objects if op in ("add", "delete")) + update_writes
     counts["ldap_writes_minimum"] = object_writes + member_writes
     return counts
@@ -241,7 +235,7 @@ class ADExporter:
         query = sa.select(pending_export).where(
             pending_export.c.connector == self.connector,
             pending_export.c.operation == operation,
-            pending_export.c.state.in_(_OPEN),
+            pending_export.c.state.in_(OPEN_STATES),
         )
         last = ""
         while True:
@@ -372,7 +366,7 @@ class ADExporter:
             )
             .where(
                 pending_export_reference.c.connector == self.connector,
-                pending_export_reference.c.state.in_(_OPEN),
+                pending_export_reference.c.state.in_(OPEN_STATES),
             )
             .group_by(
                 pending_export_reference.c.anchor,
@@ -404,7 +398,7 @@ class ADExporter:
                             pending_export_reference.c.anchor == group,
                             pending_export_reference.c.attribute == attribute,
                             pending_export_reference.c.operation == operation,
-                            pending_export_reference.c.state.in_(_OPEN),
+                            pending_export_reference.c.state.in_(OPEN_STATES),
                             pending_export_reference.c.target_anchor > last,
                         )
                         .order_by(pending_export_reference.c.target_anchor)

@@ -21,7 +21,14 @@ from airflow_provider_aadsync.engine.connectors.entra.reconcile import Reconcile
 from airflow_provider_aadsync.engine.connectors.entra.schema import MANAGER, MEMBERS, RESOURCES, UNWRITABLE
 from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
-from airflow_provider_aadsync.engine.store import Store, cs_object, pending_export, pending_export_reference
+from airflow_provider_aadsync.engine.runs.export_run import open_plan_counts
+from airflow_provider_aadsync.engine.store import (
+    OPEN_STATES,
+    Store,
+    cs_object,
+    pending_export,
+    pending_export_reference,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,29 +42,15 @@ UPN_EXAMPLES = 500
 
 def plan_counts(store: Store, connector: str) -> dict[str, int]:
     """The export plan by operation and object type, plus member changes: what an export would write."""
-    open_states = ("pending", "sent", "failed")
     with store.engine.connect() as connection:
-        objects = connection.execute(
-            sa.select(pending_export.c.operation, pending_export.c.object_type, sa.func.count())
-            .where(pending_export.c.connector == connector, pending_export.c.state.in_(open_states))
-            .group_by(pending_export.c.operation, pending_export.c.object_type)
-        ).all()
-        references = connection.execute(
-            sa.select(pending_export_reference.c.operation, sa.func.count())
-            .where(
-                pending_export_reference.c.connector == connector,
-                pending_export_reference.c.attribute == MEMBERS,
-                pending_export_reference.c.state.in_(open_states),
-            )
-            .group_by(pending_export_reference.c.operation)
-        ).all()
+        counts, objects = open_plan_counts(connection, connector, MEMBERS)
         add_counts = connection.execute(
             sa.select(sa.func.count())
             .where(
                 pending_export_reference.c.connector == connector,
                 pending_export_reference.c.attribute == MEMBERS,
                 pending_export_reference.c.operation == "add",
-                pending_export_reference.c.state.in_(open_states),
+                pending_export_reference.c.state.in_(OPEN_STATES),
             )
             .group_by(pending_export_reference.c.anchor)
         ).scalars()
@@ -67,15 +60,9 @@ def plan_counts(store: Store, connector: str) -> dict[str, int]:
             sa.select(sa.func.count(sa.distinct(pending_export_reference.c.anchor))).where(
                 pending_export_reference.c.connector == connector,
                 pending_export_reference.c.attribute == MANAGER,
-                pending_export_reference.c.state.in_(open_states),
+                pending_export_reference.c.state.in_(OPEN_STATES),
             )
         ).scalar()
-    counts: dict[str, int] = {}
-    for operation, object_type, number in objects:
-        counts[f"planned_{object_type}_{operation}s"] = number
-    for operation, number in references:
-        counts[f"planned_member_{operation}s"] = number
-    counts["planned_deletes"] = sum(n for op, _t, n in objects if op == "delete")
     object_requests = sum(n for op, t, n in objects if op != "update" and t in RESOURCES)
     object_requests += _count_updates_with_changes(store, connector)
     if manager_requests:
@@ -94,7 +81,7 @@ def _count_updates_with_changes(store: Store, connector: str) -> int:
                 pending_export.c.connector == connector,
                 pending_export.c.operation == "update",
                 pending_export.c.changes != "{}",
-                pending_export.c.state.in_(("pending", "sent", "failed")),
+                pending_export.c.state.in_(OPEN_STATES),
             )
         ).scalar()
 
@@ -114,7 +101,7 @@ class ExportPlan:
         query = sa.select(pending_export).where(
             pending_export.c.connector == self.state.connector,
             pending_export.c.operation == operation,
-            pending_export.c.state.in_(("pending", "sent", "failed")),
+            pending_export.c.state.in_(OPEN_STATES),
         )
         if object_type:
             query = query.where(pending_export.c.object_type == object_type)
@@ -279,7 +266,7 @@ class ExportPlan:
         ).where(
             pending_export_reference.c.connector == self.state.connector,
             pending_export_reference.c.attribute == MEMBERS,
-            pending_export_reference.c.state.in_(("pending", "sent", "failed")),
+            pending_export_reference.c.state.in_(OPEN_STATES),
         )
         last = ("", "", "")
         pack: list[str] = []
@@ -338,7 +325,7 @@ class ExportPlan:
             .where(
                 pending_export_reference.c.connector == self.state.connector,
                 pending_export_reference.c.attribute == MANAGER,
-                pending_export_reference.c.state.in_(("pending", "sent", "failed")),
+                pending_export_reference.c.state.in_(OPEN_STATES),
             )
             .order_by(pending_export_reference.c.anchor, pending_export_reference.c.target_anchor)
         )
