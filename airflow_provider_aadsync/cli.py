@@ -158,69 +158,62 @@ def _import_guard(
         raise click.BadParameter(str(error)) from None
 
 
-@main.command("import-ad")
-@click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
-@click.option("--conn-id", default="aadsync_ad", show_default=True, help="Airflow connection id.")
-@_store_options
-@click.option("--instance", default="default", show_default=True, help="Sync instance name.")
-@click.option("--connector", default="ad", show_default=True, help="Connector space name.")
-@import_guard_options
-@IMPORT_RULES_OPTION
-@DIRECTORY_EXTENSIONS_OPTION
-def import_ad(
-    mode: str,
-    conn_id: str,
-    store_url: str | None,
-    instance: str,
-    connector: str,
-    rule_paths: tuple[Path, ...],
-    directory_extensions: tuple[str, ...],
-    **guard_options,
-) -> None:
-    """Import Active Directory into the store and print the run report (exit 1 when the import stopped)."""
-    from airflow_provider_aadsync.engine.report import render_runs
+def _import_command(name: str, conn_id: str, connector: str, what: str):
+    """One import command's options (its connection and connector defaults) and body: both imports load the same
+    rules (for the attributes they read), take the same guard, print the run report and exit 1 when stopped."""
+
+    def declare(run_import):
+        summary = f"Import {what} into the store and print the run report (exit 1 when the import stopped)."
+
+        @main.command(name, help=summary)
+        @click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
+        @click.option("--conn-id", default=conn_id, show_default=True, help="Airflow connection id.")
+        @_store_options
+        @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
+        @click.option("--connector", default=connector, show_default=True, help="Connector space name.")
+        @import_guard_options
+        @IMPORT_RULES_OPTION
+        @DIRECTORY_EXTENSIONS_OPTION
+        def command(
+            mode: str,
+            conn_id: str,
+            store_url: str | None,
+            instance: str,
+            connector: str,
+            rule_paths: tuple[Path, ...],
+            directory_extensions: tuple[str, ...],
+            **guard_options,
+        ) -> None:
+            from airflow_provider_aadsync.engine.report import render_runs
+
+            guard = _import_guard(**guard_options)
+            with _open_store(store_url, instance) as store:
+                rules = _load_rules(rule_paths, "v2", directory_extensions=directory_extensions)
+                result = run_import(conn_id, store, mode=mode, connector=connector, guard=guard, rules=rules)
+                click.echo(render_runs(store, [result["run_id"]]))
+            if result["result"].startswith("stopped"):
+                sys.exit(1)
+
+        return command
+
+    return declare
+
+
+@_import_command("import-ad", "aadsync_ad", "ad", "Active Directory")
+def import_ad(conn_id: str, store: Store, **options) -> dict:
+    """Run the AD import step with the hook of ``conn_id``."""
     from airflow_provider_aadsync.steps import run_ad_import
 
-    guard = _import_guard(**guard_options)
-    with _open_store(store_url, instance) as store:
-        rules = _load_rules(rule_paths, "v2", directory_extensions=directory_extensions)
-        result = run_ad_import(_ad_hook(conn_id), store, mode=mode, connector=connector, guard=guard, rules=rules)
-        click.echo(render_runs(store, [result["run_id"]]))
-    if result["result"].startswith("stopped"):
-        sys.exit(1)
+    return run_ad_import(_ad_hook(conn_id), store, **options)
 
 
-@main.command("import-entra")
-@click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
-@click.option("--conn-id", default="aadsync_entra", show_default=True, help="Airflow connection id.")
-@_store_options
-@click.option("--instance", default="default", show_default=True, help="Sync instance name.")
-@click.option("--connector", default="entra", show_default=True, help="Connector space name.")
-@import_guard_options
-@IMPORT_RULES_OPTION
-@DIRECTORY_EXTENSIONS_OPTION
-def import_entra_command(
-    mode: str,
-    conn_id: str,
-    store_url: str | None,
-    instance: str,
-    connector: str,
-    rule_paths: tuple[Path, ...],
-    directory_extensions: tuple[str, ...],
-    **guard_options,
-) -> None:
-    """Import Entra ID users and groups into the store and print the run report (exit 1 when the import stopped)."""
-    from airflow_provider_aadsync.engine.report import render_runs
+@_import_command("import-entra", "aadsync_entra", "entra", "Entra ID users and groups")
+def import_entra_command(conn_id: str, store: Store, **options) -> dict:
+    """Run the Entra ID import step with the hook of ``conn_id``."""
     from airflow_provider_aadsync.hooks.entra import EntraHook
     from airflow_provider_aadsync.steps import run_entra_import
 
-    guard = _import_guard(**guard_options)
-    with _open_store(store_url, instance) as store:
-        rules = _load_rules(rule_paths, "v2", directory_extensions=directory_extensions)
-        result = run_entra_import(EntraHook(conn_id), store, mode=mode, connector=connector, guard=guard, rules=rules)
-        click.echo(render_runs(store, [result["run_id"]]))
-    if result["result"].startswith("stopped"):
-        sys.exit(1)
+    return run_entra_import(EntraHook(conn_id), store, **options)
 
 
 @main.command("report")
