@@ -205,6 +205,54 @@ def test_contacts_are_reported_as_unsupported(graph_server, tenant, store, rules
     assert "Partner" in notice["examples"][0]["dn"]
 
 
+def test_mail_enabled_security_groups_are_not_downgraded_and_mail_enablement_is_never_patched(
+    graph_server, tenant, store, rules
+):
+    """A security group with mail in AD is a mail-enabled security group, which Graph does not create (the emulator
+    refuses it as Graph does): it is not created as a plain security group, one notice says so. One made in
+    Exchange Online with the same SMTP address is adopted without a PATCH of mailEnabled, and an exported security
+    group whose AD group gains mail keeps its mail-enablement (Graph sets it at the create only), again a notice."""
+    hook = entra_hook_for(graph_server, tenant)
+    seeded = httpx.post(
+        f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/objects",
+        json=[{"@odata.type": "#microsoft.graph.group", "displayName": "Payroll (Exchange Online)",
+               "mailNickname": "payroll", "mailEnabled": True, "securityEnabled": True,
+               "mail": f"payroll@{DOMAIN}", "proxyAddresses": [f"SMTP:payroll@{DOMAIN}"]}],
+        verify=trust(graph_server),
+    )  # fmt: skip
+    assert seeded.status_code == 201, seeded.text
+    (payroll,) = seeded.json()["value"]
+    universal = ad_group(1101, "Finance", members=[1], mail=f"finance@{DOMAIN}", groupType="-2147483640")
+    objects = [ad_user(1), universal, ad_group(1102, "Payroll", mail=f"payroll@{DOMAIN}"), ad_group(1103, "Staff", [1])]
+    import_full(store, "ad", objects)
+    assert import_entra(hook, store, connector="entra", mode="full").result == "success"
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+
+    result = run_entra_export(store, hook)
+    assert result.result == "success" and store.run_errors(result.run_id) == [], store.run_errors(result.run_id)
+    groups = graph_groups(hook)
+    assert sorted(groups) == ["Payroll", "Staff"]  # Finance: not created, not downgraded; Payroll adopted (its AD name)
+    assert (groups["Payroll"]["id"], groups["Payroll"]["mailEnabled"]) == (payroll["id"], True)
+    assert (groups["Staff"]["securityEnabled"], groups["Staff"]["mailEnabled"]) == (True, False)
+    (notice,) = store.run_notices(result.run_id)
+    assert (notice["code"], notice["subject"], notice["count"]) == (
+        "unsupported-by-graph", "mail-enabled security group create", 1,
+    )  # fmt: skip
+    assert notice["examples"][0]["dn"].startswith("CN=Finance,")
+
+    confirm(store, hook, rules)
+    import_delta(store, "ad", [ad_group(1103, "Staff", [1], mail=f"staff@{DOMAIN}", description="Now with mail")])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    result = run_entra_export(store, hook)
+    assert result.result == "success" and store.run_errors(result.run_id) == [], store.run_errors(result.run_id)
+    staff = graph_groups(hook)["Staff"]
+    assert (staff["description"], staff["mailEnabled"]) == ("Now with mail", False)
+    assert {(n["subject"], n["count"]) for n in store.run_notices(result.run_id)} == {
+        ("mail-enabled security group create", 1), ("mailEnabled", 1),
+    }  # fmt: skip
+
+
 CHILD = """
 import sys
 from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export

@@ -148,6 +148,14 @@ VERIFIED_DOMAINS = ("corp.example", INITIAL_DOMAIN)
 #: Graph's documented characters of a UPN's local part (no "+": the product's placeholder form is refused).
 _UPN_LOCAL = re.compile(r"^[A-Za-z0-9'.\-_!#^~]+$")
 _RESOURCE_KINDS = {"users": "user", "groups": "group"}
+#: Graph's answers to a create of a mail-enabled security group or distribution group (only Microsoft 365 groups
+#: and security groups are created through Graph), and to a PATCH of mailEnabled (not among Update group's
+#: properties: a group's mail-enablement is fixed when it is created).
+MAIL_GROUP_CREATE = "Cannot Create a mail-enabled security groups and or distribution list."
+MAIL_ENABLEMENT_UPDATE = (
+    "The service does not currently support writes of mail-enabled groups. Please ensure that the mail-enablement "
+    "property is unset and the security-enablement property is set."
+)
 
 
 class SimulatedKill(BaseException):
@@ -429,6 +437,8 @@ class FakeGraphWriter:
             if refused is not None:
                 return refused
             self.passwords_sent += 1
+        if kind == "group" and body.get("mailEnabled") and "Unified" not in (body.get("groupTypes") or []):
+            return graph_error(400, "Request_BadRequest", MAIL_GROUP_CREATE)
         props = {name: value for name, value in body.items() if name != "passwordProfile"}
         object_id = self._store(kind, props, graph_time(dt.datetime.now(dt.UTC)))
         return FakeAnswer("", 201, {k: v for k, v in self.objects[object_id].items() if not k.startswith("@")})
@@ -447,6 +457,8 @@ class FakeGraphWriter:
                 return not_found(missing[0])
             self.members[object_id].update(ids)
         changes = {name: value for name, value in body.items() if name != "members@odata.bind"}
+        if target["@kind"] == "group" and "mailEnabled" in changes:
+            return graph_error(400, "Request_BadRequest", MAIL_ENABLEMENT_UPDATE)
         if target["@kind"] == "user":
             refused = self._check_user(changes, exclude=object_id)
             if refused is not None:

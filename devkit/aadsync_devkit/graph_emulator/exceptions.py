@@ -50,6 +50,16 @@ class GraphError(Exception):
 # ------------------------------------------------------------------------------------------------- 400
 
 
+#: Graph's answer to a create of a mail-enabled security group or a distribution group (read-only through Graph;
+#: made in Exchange Online), word for word as Graph sends it.
+MAIL_GROUP_CREATE = "Cannot Create a mail-enabled security groups and or distribution list."
+#: Graph's answer to a write that mail-enables a group or mail-disables one (mailEnabled is set at the create only).
+MAIL_ENABLEMENT_UPDATE = (
+    "The service does not currently support writes of mail-enabled groups. Please ensure that the mail-enablement "
+    "property is unset and the security-enablement property is set."
+)
+
+
 class BadRequest(GraphError):
     """``Request_BadRequest``: the directory refused the request body or its effect."""
 

@@ -245,10 +245,9 @@ class TenantObjects(TenantValidation):
             group_types = values.get("groupTypes") or []
             unified = any(t.lower() == "unified" for t in group_types)
             if values["mailEnabled"] and not unified and not admin:
-                raise err.BadRequest(
-                    "Only Microsoft 365 groups (groupTypes ['Unified']) can be mail-enabled here; "
-                    "mail-enabled security groups and distribution lists cannot be created."
-                )
+                # Graph's answer (its typos kept): only Microsoft 365 groups and security groups are created here;
+                # mail-enabled security groups and distribution groups are made in Exchange Online.
+                raise err.BadRequest(err.MAIL_GROUP_CREATE)
             if not values["mailEnabled"] and unified:
                 raise err.InvalidPropertyValue("mailEnabled", "Group")
             if unified and self._nickname_taken(values["mailNickname"], None):
@@ -283,6 +282,9 @@ class TenantObjects(TenantValidation):
             values = self._check_body(GROUP, body, admin=False)
             members, owners = self._bind_ids(body)
             self._check_synced(obj, list(values) + (["members"] if members or owners else []))
+            if "mailEnabled" in values and values["mailEnabled"] != obj.props.get("mailEnabled"):
+                # Update group has no mailEnabled: a group's mail-enablement is fixed when it is created.
+                raise err.BadRequest(err.MAIL_ENABLEMENT_UPDATE)
             if "mailNickname" in values and not MAIL_NICKNAME.match(values["mailNickname"] or ""):
                 raise err.InvalidPropertyValue("mailNickname", "Group")
             if (

@@ -156,7 +156,9 @@ class ExportPlan:
     def _writable(self, operation: Operation) -> bool:
         """Make an operation one Graph accepts, or say it cannot be sent (False; counted in a notice). Properties
         Graph cannot write are left out; a user's UPN on an unverified domain goes on the initial domain; groups
-        Graph cannot create (distribution and mail-enabled security groups) are not sent."""
+        Graph cannot create (distribution and mail-enabled security groups) are not sent, never downgraded to a
+        security group (which could never become mail-enabled, and would stand in the way of the real group an admin
+        creates in Exchange Online); a group's mailEnabled is never updated (Graph sets it at the create only)."""
         changes = operation.changes
         for name in [name for name in changes if name in UNWRITABLE]:
             del changes[name]
@@ -164,6 +166,17 @@ class ExportPlan:
                 UNSUPPORTED,
                 name,
                 f"Graph cannot write {name} ({UNWRITABLE[name]}); the flow's value is not exported",
+                operation.anchor,
+                operation.dn,
+            )
+        if operation.object_type == "group" and operation.kind == "update" and "mailEnabled" in changes:
+            # Update group has no mailEnabled: a group's mail-enablement is fixed when it is created.
+            del changes["mailEnabled"]
+            self.state.notice(
+                UNSUPPORTED,
+                "mailEnabled",
+                "Graph cannot mail-enable or mail-disable an existing group (mailEnabled is set only when a group is "
+                "created); the group keeps its mail-enablement in Entra ID",
                 operation.anchor,
                 operation.dn,
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aadsync_devkit.graph_emulator import exceptions as err
+
 from .conftest import assert_graph_error, new_group, new_user
 
 BASE = "https://testserver/v1.0"
@@ -142,6 +144,22 @@ def test_group_list_filter_and_patch(client, auth):
     assert client.patch(f"/v1.0/groups/{a['id']}", headers=auth, json={"description": "first"}).status_code == 204
     got = client.get(f"/v1.0/groups/{a['id']}", headers=auth).json()
     assert got["description"] == "first"
+
+
+def test_mail_enabled_security_and_distribution_groups_are_not_created_and_mail_enablement_is_not_patched(client, auth):
+    """Graph creates Microsoft 365 groups and security groups only, and has no mailEnabled in Update group."""
+    for security in (True, False):  # a mail-enabled security group, a distribution group
+        refused = client.post("/v1.0/groups", headers=auth, json=new_group("mesg", mailEnabled=True,
+                                                                           securityEnabled=security))  # fmt: skip
+        assert_graph_error(refused, 400, "Request_BadRequest", err.MAIL_GROUP_CREATE)
+    assert client.get("/v1.0/groups", headers=auth).json()["value"] == []
+    group = client.post("/v1.0/groups", headers=auth, json=new_group("sec")).json()["id"]
+    patched = client.patch(f"/v1.0/groups/{group}", headers=auth, json={"mailEnabled": True, "description": "d"})
+    assert_graph_error(patched, 400, "Request_BadRequest", err.MAIL_ENABLEMENT_UPDATE)
+    got = client.get(f"/v1.0/groups/{group}", headers=auth).json()
+    assert (got["mailEnabled"], got["description"]) == (False, None)  # a refused PATCH changes nothing
+    unchanged = client.patch(f"/v1.0/groups/{group}", headers=auth, json={"mailEnabled": False, "description": "d"})
+    assert unchanged.status_code == 204  # the value it has is no change
 
 
 def test_security_groups_are_hard_deleted_m365_soft(client, auth):

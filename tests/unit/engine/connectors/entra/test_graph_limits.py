@@ -126,3 +126,46 @@ def test_a_flow_to_a_property_graph_cannot_write_is_left_out_and_counted(store, 
     bodies = [request.body for request in graph.requests_sent()]
     assert all("proxyAddresses" not in body and "targetAddress" not in body for body in bodies)
     assert graph.users()[user]["jobTitle"] == "Clerk" and len(graph.users()) == 2
+
+
+def test_a_mail_enabled_security_group_is_not_created_as_a_plain_security_group(store, rules, graph):
+    """Graph creates no mail-enabled security group (Request_BadRequest "Cannot Create a mail-enabled security
+    groups and or distribution list"), and a security group it could create instead could never be mail-enabled
+    later: the group is not created, one notice says so, and a security group without mail is created as usual."""
+    universal = ad_group(301, "Finance", mail="finance@corp.example", groupType="-2147483640")
+    global_group = ad_group(302, "Payroll", [1], mail="payroll@corp.example")
+    plain = ad_group(303, "Staff", [1])
+    result = cycle(store, rules, graph, [ad_user(1), universal, global_group, plain])
+    assert result.result == "success" and result.counters["errors"] == 0, result
+    assert [group["displayName"] for group in graph.groups().values()] == ["Staff"]
+    (staff,) = graph.groups().values()
+    assert (staff["securityEnabled"], staff["mailEnabled"]) == (True, False)
+    notices = {n["subject"]: n for n in store.run_notices(result.run_id)}
+    assert set(notices) == {"mail-enabled security group create"}
+    notice = notices["mail-enabled security group create"]
+    assert notice["code"] == "unsupported-by-graph" and notice["count"] == 2
+    assert sorted(example["dn"].split(",")[0] for example in notice["examples"]) == ["CN=Finance", "CN=Payroll"]
+    created = [request.body["displayName"] for request in graph.requests_sent() if request.url == "/groups"]
+    assert created == ["Staff"]  # the others are not sent (Graph would refuse them)
+    # It stays planned and in the metaverse: the next run counts it again, once; its members wait with it.
+    result = run_entra_export(store, graph, settings=SETTINGS, lock_holder="test-task")
+    assert {n["subject"]: n["count"] for n in store.run_notices(result.run_id)} == {
+        "mail-enabled security group create": 2,
+    }  # fmt: skip
+    assert result.counters["errors"] == 0 and len(graph.groups()) == 1
+
+
+def test_mail_enablement_of_an_existing_group_is_never_patched(store, graph):
+    """Graph's Update group has no mailEnabled (a group's mail-enablement is fixed at its creation): an adopted
+    cloud security group whose AD group has mail keeps its other updates, without a PATCH Graph would refuse."""
+    group = graph.add_group("Adopted", securityEnabled=True, mailEnabled=False)
+    cs_row(store, "entra", group, f"groups/{group}", object_type="group", attrs={"displayName": ["Adopted"]})
+    plan_row(store, "entra", group, f"groups/{group}", operation="update", object_type="group",
+             changes={"mailEnabled": [True], "description": ["Now with mail in AD"]})  # fmt: skip
+    result = run_entra_export(store, graph, settings=SETTINGS, lock_holder="test-task")
+    assert result.result == "success" and result.counters["errors"] == 0, result
+    assert [request.body for request in graph.requests_sent()] == [{"description": "Now with mail in AD"}]
+    assert graph.groups()[group]["description"] == "Now with mail in AD"
+    assert graph.groups()[group]["mailEnabled"] is False
+    (notice,) = store.run_notices(result.run_id)
+    assert (notice["code"], notice["subject"], notice["count"]) == ("unsupported-by-graph", "mailEnabled", 1)
