@@ -60,13 +60,21 @@ def ad_groups_and_numbered_users(dc: SambaDC) -> tuple[dict[str, dict], dict[str
         for n, (dn, upn) in enumerate(users[:5]):
             assert conn.modify(dn, {"employeeNumber": [(ldap3.MODIFY_REPLACE, [f"E-{n:05d}"])]}), conn.result
             numbers[upn] = f"E-{n:05d}"
+        conn.search(f"OU=Groups,{root}", "(objectClass=group)", ldap3.SUBTREE, attributes=["cn"])
+        names = sorted((first(e["attributes"]["cn"]), e["dn"]) for e in conn.response if e["type"] == "searchResEntry")
+        # the second group gets mail, so it is mail-enabled and soft matched on its SMTP address (the seeded security
+        # groups carry none)
+        smtp_cn, smtp_dn = names[1]
+        assert conn.modify(smtp_dn, {"mail": [(ldap3.MODIFY_REPLACE, [f"{smtp_cn.lower()}@{MAIL_DOMAIN}"])]}), (
+            conn.result
+        )
         conn.search(
             f"OU=Groups,{root}", "(objectClass=group)", ldap3.SUBTREE, attributes=["cn", "mail", "objectGUID", "member"]
         )
         groups = {
             first(e["attributes"]["cn"]): {
                 "anchor": base64.b64encode(e["raw_attributes"]["objectGUID"][0]).decode(),
-                "mail": first(e["attributes"]["mail"]),
+                "mail": first(e["attributes"].get("mail") or [None]),
                 "members": {dn.lower() for dn in e["attributes"]["member"]},
             }
             for e in conn.response
