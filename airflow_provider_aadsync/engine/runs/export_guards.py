@@ -22,13 +22,19 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_provider_aadsync.engine.runs.defaults import (
+    DELETION_THRESHOLD,
+    DISABLE_THRESHOLD,
     MEMBER_REMOVAL_GROUP_MINIMUM,
+    MEMBER_REMOVAL_GROUP_PERCENT,
+    MEMBER_REMOVAL_THRESHOLD,
 )
+from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT
 from airflow_provider_aadsync.engine.store import (
     OPEN_STATES,
     Store,
@@ -47,13 +53,24 @@ STOPPED_DISABLES = "stopped-disable-threshold-exceeded"
 STOPPED_MEMBER_REMOVALS = "stopped-member-removal-threshold-exceeded"
 
 
-class GuardSettings(Protocol):
-    """The thresholds an export's settings carry (ExportSettings, ADExportSettings)."""
+class GuardSettings(BaseModel):
+    """What every export's settings share (the Entra ID export's ExportSettings and the AD export's
+    ADExportSettings extend it): staging, the mass-change thresholds checked before the first write, and how many
+    object errors a run records before it stops."""
 
-    deletion_threshold: int
-    disable_threshold: int
-    member_removal_threshold: int
-    member_removal_group_percent: int
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Compute and store the plan, write nothing.
+    staging: bool = False
+    #: More pending deletes than this stops the export before anything is written.
+    deletion_threshold: int = Field(DELETION_THRESHOLD, ge=0)
+    #: More accounts switched off than this stops the export before anything is written.
+    disable_threshold: int = Field(DISABLE_THRESHOLD, ge=0)
+    #: More group member removals than this in one run stops the export before anything is written ...
+    member_removal_threshold: int = Field(MEMBER_REMOVAL_THRESHOLD, ge=0)
+    #: ... and so does a group of 20 or more members losing more than this share (percent) of them.
+    member_removal_group_percent: int = Field(MEMBER_REMOVAL_GROUP_PERCENT, ge=0, le=100)
+    error_limit: int = Field(ERROR_LIMIT, ge=1)
 
 
 @dataclass(frozen=True)

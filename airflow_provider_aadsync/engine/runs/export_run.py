@@ -46,10 +46,6 @@ class ErrorLimitReached(Exception):
     """Raised by an exporter when it has recorded as many object errors as the run allows."""
 
 
-class ExportGuards(GuardSettings, Protocol):
-    staging: bool
-
-
 class Exporter(Protocol):
     """What run_export drives; an exporter may also carry ``notices`` (engine/runs/notices.py), recorded with the
     run."""
@@ -65,7 +61,7 @@ def run_export(
     store: Store,
     *,
     connector: str,
-    settings: ExportGuards,
+    settings: GuardSettings,
     plan: Callable[[], dict[str, int]],
     exporter: Callable[[int], Exporter],
     command: str,

@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 from ldap3.utils.dn import to_dn
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.connectors.ad.schema import GUID_ATTRIBUTES
@@ -36,12 +36,9 @@ from airflow_provider_aadsync.engine.connectors.converters import guid_bytes
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.dn import same_dn
 from airflow_provider_aadsync.engine.runs.defaults import (
-    DELETION_THRESHOLD,
-    DISABLE_THRESHOLD,
     MEMBER_CHUNK,
-    MEMBER_REMOVAL_GROUP_PERCENT,
-    MEMBER_REMOVAL_THRESHOLD,
 )
+from airflow_provider_aadsync.engine.runs.export_guards import GuardSettings
 from airflow_provider_aadsync.engine.runs.export_run import (
     ErrorLimitReached,
     ExportResult,
@@ -53,7 +50,6 @@ from airflow_provider_aadsync.engine.runs.export_run import (
     record_references,
     run_export,
 )
-from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT
 from airflow_provider_aadsync.engine.store import (
     OPEN_STATES,
     Store,
@@ -116,22 +112,9 @@ class ADWriter(Protocol):
     def object_dn(self, guid: str) -> str | None: ...
 
 
-class ADExportSettings(BaseModel):
+class ADExportSettings(GuardSettings):
     """How one AD export run behaves; the operator fills it from task parameters."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Compute and store the plan, write nothing.
-    staging: bool = False
-    #: More pending deletes than this stops the export before anything is written.
-    deletion_threshold: int = Field(DELETION_THRESHOLD, ge=0)
-    #: More accounts switched off than this stops the export before anything is written.
-    disable_threshold: int = Field(DISABLE_THRESHOLD, ge=0)
-    #: More group member removals than this in one run stops the export before anything is written ...
-    member_removal_threshold: int = Field(MEMBER_REMOVAL_THRESHOLD, ge=0)
-    #: ... and so does a group of 20 or more members losing more than this share (percent) of them.
-    member_removal_group_percent: int = Field(MEMBER_REMOVAL_GROUP_PERCENT, ge=0, le=100)
-    error_limit: int = Field(ERROR_LIMIT, ge=1)
     #: Member values per modify operation.
     member_chunk: int = Field(MEMBER_CHUNK, ge=1, le=100_000)
     #: What deprovisioning does: delete the object, or move it to ``holding_ou`` (outside the import's base DN).

@@ -6,37 +6,17 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.connectors.entra.graph import UNKNOWN_OUTCOME_LIMIT
-from airflow_provider_aadsync.engine.runs.defaults import (
-    DELETION_THRESHOLD,
-    DISABLE_THRESHOLD,
-    MEMBER_REMOVAL_GROUP_PERCENT,
-    MEMBER_REMOVAL_THRESHOLD,
-    WRITE_BUDGET,
-    WRITE_WINDOW_SECONDS,
-)
-from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT
+from airflow_provider_aadsync.engine.runs.defaults import WRITE_BUDGET, WRITE_WINDOW_SECONDS
+from airflow_provider_aadsync.engine.runs.export_guards import GuardSettings
 
 
-class ExportSettings(BaseModel):
-    """How one export run behaves; the operator fills it from task parameters."""
+class ExportSettings(GuardSettings):
+    """How one Entra ID export run behaves; the operator fills it from task parameters."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Compute and store the plan, write nothing.
-    staging: bool = False
-    #: More pending deletes than this stops the export before anything is written.
-    deletion_threshold: int = Field(DELETION_THRESHOLD, ge=0)
-    #: More accounts switched off than this stops the export before anything is written.
-    disable_threshold: int = Field(DISABLE_THRESHOLD, ge=0)
-    #: More group member removals than this in one run stops the export before anything is written ...
-    member_removal_threshold: int = Field(MEMBER_REMOVAL_THRESHOLD, ge=0)
-    #: ... and so does a group of 20 or more members losing more than this share (percent) of them.
-    member_removal_group_percent: int = Field(MEMBER_REMOVAL_GROUP_PERCENT, ge=0, le=100)
-    error_limit: int = Field(ERROR_LIMIT, ge=1)
     #: The tenant's write budget for this app: requests per window (Graph: 3,000 per 150 s per app and tenant).
     write_budget: int = Field(WRITE_BUDGET, ge=1)
     write_window_seconds: float = Field(WRITE_WINDOW_SECONDS, gt=0)
