@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -58,6 +59,22 @@ def test_preview_of_an_unknown_object_and_a_bad_rule_file(tmp_path):
     result = CliRunner().invoke(main, ["sync", "--connector", "ad", "--rules", str(bad), "--store", url])
     assert result.exit_code == 1
     assert "bad.yaml" in result.output and "Broken" in result.output and "flows[0].expression" in result.output
+
+
+def test_a_flow_to_a_property_graph_does_not_have_fails_when_the_rules_load(tmp_path):
+    """Before anything is read or written: the file, the rule, the flow and the line, one error per bad target."""
+    url = seeded(tmp_path)
+    bad = Path(__file__).resolve().parents[1] / "support" / "rules" / "unknown-targets.yaml"
+    line = next(n for n, text in enumerate(bad.read_text().splitlines(), start=1) if "target: costCenter}" in text)
+    result = CliRunner().invoke(main, ["sync", "--connector", "ad", "--rules", str(bad), "--store", url])
+    assert result.exit_code == 1, result.output
+    assert "Error: 3 errors in sync rules:" in result.output
+    assert (
+        f"unknown-targets.yaml:{line}:52: rule 'Out to AAD - My User Extras': flows[1].target: 'costCenter' is not a "
+        "Graph property the entra connector writes on user objects"
+    ) in result.output
+    with Store.open(url) as store:
+        assert metaverse(store) == {}  # nothing synchronized
 
 
 def test_export_plan_lists_counts_and_operations(tmp_path):

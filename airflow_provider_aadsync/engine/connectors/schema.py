@@ -146,6 +146,9 @@ class ConnectorSchema:
         return template.format(anchor=anchor, object_type=object_type)
 
 
+#: An outbound flow target check: ``(object type, target) → a sentence saying why it cannot be written, or None``.
+TargetCheck = Callable[[str, str], str | None]
+
 #: A connector's plan counting: ``(store, connector name) → counters`` of its open pending exports.
 PlanCounts = Callable[["Store", str], dict[str, int]]
 
@@ -163,6 +166,9 @@ class Connector:
     cost_counter: str
     #: ... and what its unit is called in reports ("Graph $batch calls", "LDAP writes").
     cost_label: str
+    #: ``(object type, flow target) → why an outbound rule cannot flow to it, or None``: checked when rules load, so
+    #: a target the directory has no property for fails there (file, rule, line), not once per object at export.
+    target_problem: TargetCheck | None = None
 
     def minimum_writes(self, counts: Mapping[str, int]) -> str:
         """The report line that names the plan's cost in this connector's unit."""

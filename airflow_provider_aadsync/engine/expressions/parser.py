@@ -7,6 +7,7 @@ tree recursively) and the digits of its number literals; each is a syntax error 
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -59,6 +60,31 @@ def parse(text: str) -> Tree:
         raise _syntax_error(exc, text) from None
     _check_limits(tree, text)
     return tree
+
+
+def writes_no_value(text: str) -> bool:
+    """Whether every outcome of the expression is ``Error(...)`` or ``IgnoreThisFlow`` (through IIF branches): a
+    check such as the member limit's, which never writes its flow's target. False for a bad expression."""
+    try:
+        return _no_value(parse(text))
+    except ExpressionSyntaxError:
+        return False
+
+
+def _no_value(node: Any) -> bool:
+    if not isinstance(node, Tree):
+        return False
+    if node.data in ("start", "expr"):  # an operand alone (no operator): its outcomes are the expression's
+        return len(node.children) == 1 and _no_value(node.children[0])
+    if node.data == "name":
+        return str(node.children[0]).casefold() == "ignorethisflow"
+    if node.data == "call":
+        function = str(node.children[0]).casefold()
+        args = node.children[1].children if len(node.children) > 1 and node.children[1] is not None else []
+        if function == "error":
+            return True
+        return function == "iif" and len(args) == 3 and _no_value(args[1]) and _no_value(args[2])
+    return False
 
 
 def _check_limits(tree: Tree, text: str) -> None:

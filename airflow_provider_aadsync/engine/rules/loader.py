@@ -393,6 +393,38 @@ def _check_merge_types(rules: list[tuple[CompiledRule, _YamlFile, int]], issues:
             )
 
 
+def _check_targets(rules: list[tuple[CompiledRule, _YamlFile, int]], issues: _Collector) -> None:
+    """Each outbound flow writes a target its connector can write: a flow to a property the directory does not have
+    fails here, with its file, rule and line, instead of once per object at export. The connector says what it
+    accepts (``Connector.target_problem``: Entra ID checks its Graph catalog, AD only the name's form, as any schema
+    attribute may be written); a connector of no known kind, ``dn`` (the object's name) and a check flow (every
+    outcome ``Error()`` or ``IgnoreThisFlow``: it writes nothing) are not checked."""
+    from airflow_provider_aadsync.engine.connectors.registry import connector_for
+    from airflow_provider_aadsync.engine.expressions.parser import writes_no_value
+
+    for rule, source, index in rules:
+        if rule.direction != Direction.OUTBOUND:
+            continue
+        connector = connector_for(rule.connector)
+        check = connector.target_problem if connector is not None else None
+        if check is None:
+            continue
+        for position, flow in enumerate(rule.rule.flows):
+            if flow.target.casefold() == "dn":
+                continue
+            if flow.expression is not None and writes_no_value(flow.expression):
+                continue
+            problem = check(rule.target_object_type, flow.target)
+            if problem is not None:
+                issues.add(
+                    source,
+                    rule.name,
+                    ("flows", position, "target"),
+                    problem,
+                    file_parts=("rules", index, "flows", position, "target"),
+                )
+
+
 def _build(
     sources: list[_YamlFile],
     parameters: Mapping[str, object] | None,
@@ -405,6 +437,7 @@ def _build(
         compiled.extend(_load_source(source, parameters, issues))
     _check_across(compiled, issues)
     _check_merge_types(compiled, issues)
+    _check_targets(compiled, issues)
     if issues.issues:
         raise RuleLoadError(issues.issues)
     for rule, source, index in compiled:

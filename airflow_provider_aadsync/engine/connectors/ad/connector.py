@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from airflow_provider_aadsync.engine.connectors.ad.schema import SCHEMA
+from airflow_provider_aadsync.engine.connectors.ad.schema import SCHEMA, target_problem
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings, plan_counts
 from airflow_provider_aadsync.engine.connectors.schema import Connector
 
@@ -15,4 +15,5 @@ CONNECTOR = Connector(
     plan_counts=partial(plan_counts, member_chunk=ADExportSettings.model_fields["member_chunk"].default),
     cost_counter="ldap_writes_minimum",
     cost_label="LDAP writes",
+    target_problem=target_problem,
 )

@@ -9,6 +9,8 @@ reads the ``ad`` connector space by (references, typed values). Add an attribute
 
 from __future__ import annotations
 
+import re
+
 from airflow_provider_aadsync.engine.connectors.converters import boolean, guid_bytes, integer, sid_bytes
 from airflow_provider_aadsync.engine.connectors.schema import Attribute, ConnectorSchema, kinds
 
@@ -98,3 +100,19 @@ SID_ATTRIBUTES: frozenset[str] = frozenset(a.name.lower() for a in AD_ATTRIBUTES
 
 #: How sync reads the ``ad`` connector space: references and typed values.
 SCHEMA = ConnectorSchema.from_attributes(AD_ATTRIBUTES)
+
+#: An LDAP attribute name (RFC 4512 ``descr``: a letter, then letters, digits and hyphens).
+_LDAP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+
+
+def target_problem(object_type: str, target: str) -> str | None:
+    """Why an outbound rule cannot flow to ``target`` in AD, or None. Any attribute of the forest's schema is a
+    legitimate target (an admin's rule may write one this list does not name: a schema extension, an Exchange
+    attribute), and the schema is the DC's, not known when rules load; so only a name that can never be an LDAP
+    attribute is refused here. An attribute the DC's schema lacks is the DC's per-object error at export."""
+    if _LDAP_NAME.fullmatch(target):
+        return None
+    return (
+        f"{target!r} cannot be an AD attribute name (a letter, then letters, digits and hyphens): the DC would refuse "
+        f"it for every {object_type} object"
+    )

@@ -9,6 +9,15 @@ catalog order), the export (which properties Graph takes as collections) and the
 
 from __future__ import annotations
 
+import difflib
+
+from airflow_provider_aadsync.engine.connectors.entra.extensions import (
+    PREFIX,
+    TARGET_OBJECTS,
+    ExtensionNameError,
+    extension_name,
+    is_extension,
+)
 from airflow_provider_aadsync.engine.connectors.schema import Attribute, ConnectorSchema, Limit, kinds
 
 _USER = kinds("user")
@@ -131,3 +140,34 @@ RESOURCES: dict[str, str] = {"user": "users", "group": "groups", "contact": "con
 SCHEMA = ConnectorSchema.from_attributes(
     GRAPH_ATTRIBUTES, dn_templates={kind: f"{resource}/{{anchor}}" for kind, resource in RESOURCES.items()}
 )
+
+
+def target_problem(object_type: str, target: str) -> str | None:
+    """Why an outbound rule cannot flow to ``target`` of an Entra ``object_type``, or None when it can: a property
+    of the catalog above for that object type, one Graph cannot write (``UNWRITABLE``: left out and counted at
+    export), or a directory extension ``extension_<name>`` of a user or group (the admin's choice; registered on the
+    sync app by ``aadsync register-extensions``). Anything else Graph would refuse for every object."""
+    known = {a.name.casefold(): a.name for a in GRAPH_ATTRIBUTES if object_type in a.object_types}
+    if target.casefold() in known or target.casefold() in {name.casefold() for name in UNWRITABLE}:
+        return None
+    if is_extension(target):
+        if object_type not in TARGET_OBJECTS:
+            return f"directory extensions are on users and groups, not on {object_type} objects"
+        try:
+            extension_name(target[len(PREFIX) :])
+        except ExtensionNameError as error:
+            return str(error)
+        return None
+    elsewhere = sorted(
+        {kind for a in GRAPH_ATTRIBUTES if a.name.casefold() == target.casefold() for kind in a.object_types}
+    )
+    close = difflib.get_close_matches(target.casefold(), list(known), n=1)
+    if elsewhere:
+        hint = f" (a property of {' and '.join(elsewhere)} objects)"
+    else:
+        hint = f" (did you mean {known[close[0]]!r}?)" if close else ""
+    return (
+        f"{target!r} is not a Graph property the entra connector writes on {object_type} objects{hint}: not in its "
+        "attribute list (engine/connectors/entra/schema.py) nor among what Graph cannot write; a directory "
+        "extension is named extension_<name>"
+    )

@@ -168,6 +168,8 @@ def _known(catalog: tuple[Attribute, ...], object_type: str, *, imported: bool =
 
 
 def test_shipped_rules_name_only_attributes_the_lists_know():
+    """The shipped rules' reads and writes against the lists. A rule file of an admin's own is checked when it loads
+    (rules/loader.py, connectors' ``target_problem``: tests/unit/engine/rules/test_target_check.py)."""
     assert len(list(DEFAULT_RULES_DIR.glob("*.yaml"))) == 5
     rules = load_sync_rules(writeback_enabled=True, writeback_ou="OU=Writeback,DC=corp,DC=example")
     unknown: list[str] = []
