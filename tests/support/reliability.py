@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 
 from aadsync_devkit.graph_emulator.server import EmulatorServer
@@ -19,7 +18,7 @@ from airflow_provider_aadsync.engine.store import Store, tables
 from airflow_provider_aadsync.hooks.entra import EntraHook
 from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
 from tests.support.kill_points import run_killed
-from tests.support.servers import GRAPH_CLIENT_ID, GRAPH_SECRET, trust
+from tests.support.servers import GRAPH_CLIENT_ID, GRAPH_SECRET, made_tenants
 
 #: Columns that say when or by which run a row was written, not what it holds.
 VOLATILE = {"updated_at", "created_at", "last_run_id", "run_id", "attempts", "last_error", "applied_at", "cookie"}
@@ -31,22 +30,8 @@ HISTORY = {"run", "run_error", "store_lock", "schema_version"}
 
 def tenant_factory(graph_server: EmulatorServer) -> Iterator[Callable[[], dict]]:  # a generator for fixtures
     """Make fresh tenants (the AD users' UPN domain verified, the test app registered); removed at the end."""
-    made: list[str] = []
-
-    def make() -> dict:
-        response = httpx.post(
-            f"{graph_server.base_url}/_emulator/tenants",
-            json={"name": f"kill{len(made)}", "verifiedDomains": [MAIL_DOMAIN],
-                  "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
-            verify=trust(graph_server),
-        )  # fmt: skip
-        assert response.status_code == 201, response.text
-        made.append(response.json()["id"])
-        return response.json()
-
-    yield make
-    for tenant_id in made:
-        httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{tenant_id}", verify=trust(graph_server))
+    with made_tenants(graph_server, "kill") as make:
+        yield lambda: make(MAIL_DOMAIN)
 
 
 def entra_spec(server: EmulatorServer, tenant: dict) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Only one DC can listen on 127.0.0.1:389/636, so each module starts its own and s
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -135,15 +136,15 @@ def graph_tenant(graph_server: EmulatorServer) -> Iterator[dict]:
     httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{response.json()['id']}", verify=trust(graph_server))
 
 
-@pytest.fixture
-def tenant_verifying(graph_server: EmulatorServer) -> Iterator[Callable[[str], dict]]:
-    """Make tenants (with the test app) that have verified the given UPN domain; removed after the test."""
+@contextlib.contextmanager
+def made_tenants(graph_server: EmulatorServer, prefix: str = "t") -> Iterator[Callable[[str], dict]]:
+    """Make tenants (with the test app) that have verified the given UPN domain; removed when the block ends."""
     made: list[str] = []
 
     def make(domain: str) -> dict:
         response = httpx.post(
             f"{graph_server.base_url}/_emulator/tenants",
-            json={"name": f"t{len(made)}{domain.split('.')[0]}", "verifiedDomains": [domain],
+            json={"name": f"{prefix}{len(made)}{domain.split('.')[0]}", "verifiedDomains": [domain],
                   "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
             verify=trust(graph_server),
         )  # fmt: skip
@@ -151,9 +152,18 @@ def tenant_verifying(graph_server: EmulatorServer) -> Iterator[Callable[[str], d
         made.append(response.json()["id"])
         return response.json()
 
-    yield make
-    for tenant_id in made:
-        httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{tenant_id}", verify=trust(graph_server))
+    try:
+        yield make
+    finally:
+        for tenant_id in made:
+            httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{tenant_id}", verify=trust(graph_server))
+
+
+@pytest.fixture
+def tenant_verifying(graph_server: EmulatorServer) -> Iterator[Callable[[str], dict]]:
+    """Make tenants (with the test app) that have verified the given UPN domain; removed after the test."""
+    with made_tenants(graph_server) as make:
+        yield make
 
 
 def entra_connection(server: EmulatorServer, tenant: dict, secret: str = GRAPH_SECRET) -> Connection:
