@@ -366,6 +366,7 @@ def main(argv: list[str]) -> int:
     )
     entra.add_argument("--json", type=Path, default=None, help="also write the figures here")
     # they import this module: load them last
+    from aadsync_devkit.bench import cycle as bench_cycle
     from aadsync_devkit.bench import export as bench_export
     from aadsync_devkit.bench import sync as bench_sync
     from aadsync_devkit.bench import writeback as bench_writeback
@@ -373,8 +374,12 @@ def main(argv: list[str]) -> int:
     bench_sync.add_arguments(sub.add_parser("sync", help="rule evaluation, full and delta sync (no servers)"))
     bench_export.add_arguments(sub.add_parser("export", help="the Entra export against the Graph emulator"))
     bench_writeback.add_arguments(sub.add_parser("writeback", help="an M365 group written back to the Samba DC"))
+    bench_cycle.add_arguments(sub.add_parser("cycle", help="aadsync_full then delta cycles through Airflow (Celery)"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aadsync-bench-") as scratch:
+        if args.bench == "cycle":
+            bench_cycle.run_from_arguments(args, Path(scratch))
+            return 0
         if args.bench == "sync":
             results = bench_sync.bench_sync(
                 args.users,
