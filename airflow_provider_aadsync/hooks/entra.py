@@ -504,6 +504,11 @@ class EntraHook(BaseHook):
         cast = {"users": "microsoft.graph.user", "groups": "microsoft.graph.group"}[resource]
         yield from self.paginate(f"/directory/deletedItems/{cast}", params={"$select": ",".join(select)})
 
+    def writeback_configurations(self) -> Iterator[dict[str, Any]]:
+        """Yield the pages of the Microsoft 365 groups' ``writebackConfiguration`` (a beta-only property)."""
+        params = {"$filter": "groupTypes/any(c:c eq 'Unified')", "$select": "id,writebackConfiguration", "$top": "999"}
+        yield from self.paginate(f"{self.settings.endpoints.graph_url}/beta/groups", params=params)
+
     def paginate(self, url: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yield each page's JSON, following ``@odata.nextLink`` verbatim (it already carries the query)."""
         page = _collection_page(self.request("GET", url, params=params, **kwargs), url)

@@ -249,6 +249,12 @@ class ConnectorSpaceWriter:
         self.write_delta_page(known)
         self._seen.update(obj.anchor for obj in known)
 
+    def update_known(self, objects: Sequence[SourceObject]) -> None:
+        """Partial changes read beside the import's rounds (a property listed on its own), applied to the live objects
+        the connector space holds; an object it does not hold is left alone."""
+        stored = self._load_rows([obj.anchor for obj in objects])
+        self.write_delta_page([obj for obj in objects if obj.anchor in stored and not stored[obj.anchor]["is_deleted"]])
+
     def finish_full(self, *, scope_roots: Iterable[str] = ()) -> None:
         """Everything the connector space holds alive that this full import did not see was deleted.
 

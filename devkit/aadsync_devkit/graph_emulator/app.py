@@ -68,7 +68,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aadsync_devkit.graph_emulator import exceptions as err
-from aadsync_devkit.graph_emulator import graph, graph_directory, identity
+from aadsync_devkit.graph_emulator import graph, graph_beta, graph_directory, identity
 from aadsync_devkit.graph_emulator.apps import parse_roles
 from aadsync_devkit.graph_emulator.malformed import break_answer
 from aadsync_devkit.graph_emulator.state import EmulatorState
@@ -354,6 +354,7 @@ def create_app(state: EmulatorState) -> Starlette:
             *_admin_routes(state),
             *graph.routes(tokens),
             *graph_directory.routes(tokens),
+            *graph_beta.routes(tokens),
             *identity.routes(state, tokens),
         ],
         exception_handlers={err.GraphError: _on_graph_error, HTTPException: _on_http_error},

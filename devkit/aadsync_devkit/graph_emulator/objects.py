@@ -303,6 +303,14 @@ class TenantObjects(TenantValidation):
             if changed:
                 self._log(GROUP, obj.id, UPDATED, names=changed)
 
+    def set_writeback_configuration(self, key: str, value: dict[str, Any]) -> None:
+        """A group's beta-only ``writebackConfiguration`` (group writeback's per-group switch)."""
+        with self._lock:
+            obj = self._find(GROUP, key)
+            if obj.props.get("writebackConfiguration") != value:
+                obj.props["writebackConfiguration"] = value
+                self._log(GROUP, obj.id, UPDATED, names=["writebackConfiguration"])
+
     def _add_links(self, group_id: str, table: dict[str, dict[str, int]], ids: list[str], prop: str) -> None:
         existing = table.setdefault(group_id, {})
         if len(set(ids)) != len(ids) or any(i in existing for i in ids):

@@ -42,6 +42,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("DELETE", "/v1.0/groups/{id}"): _GROUPS_WRITE,
     ("POST", "/v1.0/groups/{id}/members/$ref"): _MEMBERS_WRITE,
     ("DELETE", "/v1.0/groups/{id}/members/{member}/$ref"): _MEMBERS_WRITE,
+    ("GET", "/beta/groups"): _GROUPS_READ,
+    ("PATCH", "/beta/groups/{id}"): _GROUPS_WRITE,
 }
 _EXTENSIONS_WRITE = ("Application.ReadWrite.OwnedBy", "Application.ReadWrite.All", "Directory.ReadWrite.All")
 for _suffix in ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()"):  # graph.DELTA_SUFFIXES

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_aadsync.engine.connectors.entra.extensions import ExtensionNames, extension_names
 from airflow_provider_aadsync.engine.connectors.entra.schema import (
+    BESIDE_DELTA,
     DEFAULT_GROUP_PROPERTIES,
     DEFAULT_USER_PROPERTIES,
     MANAGER,
     MEMBERS,
     NESTED_PROPERTIES,
     SOFT_DELETED,
+    WRITEBACK_ENABLED,
 )
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage, serialize_attrs
 from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list
@@ -241,7 +243,11 @@ class EntraImportSteps:
     ):
         self.source = source
         self.names = extension_names(source)
-        self.wanted = {"users": list(user_properties), "groups": list(group_properties)}
+        beside = {name.casefold() for name in BESIDE_DELTA}
+        groups = [name for name in group_properties if name.casefold() not in beside]
+        #: The rules read the per-group writeback switch: listed from Graph beta on each import (not in v1.0 delta).
+        self.reads_writeback = any(name.casefold() == WRITEBACK_ENABLED.casefold() for name in group_properties)
+        self.wanted = {"users": list(user_properties), "groups": groups}
         self._select: dict[str, list[str]] | None = None
 
     @property
@@ -275,8 +281,28 @@ class EntraImportSteps:
             writer.write_full_columns(batch)
             links = links_so_far
         writer.keep_in_full(self._soft_deleted_groups(errors))
+        self._writeback_switches(writer, errors)
         writer.finish_full()
         return _require_links(links, self.wanted)
+
+    def _writeback_switches(self, writer: ConnectorSpaceWriter, errors: ErrorSink) -> None:
+        """Each Microsoft 365 group's writebackConfiguration.isEnabled (absent when null: Graph's default, enabled),
+        when the rules read it: Graph has it in beta only, and v1.0 delta never reports its changes."""
+        pages = getattr(self.source, "writeback_configurations", None)
+        if not self.reads_writeback or pages is None:
+            return
+        found = []
+        for page in pages():
+            for item in page.get("value") or []:
+                try:
+                    anchor = _check_anchor("group", item.get("id"))
+                except ObjectDecodeError as error:
+                    errors.add(error)
+                    continue
+                enabled = (item.get("writebackConfiguration") or {}).get("isEnabled")
+                attrs: dict[str, list[Any]] = {WRITEBACK_ENABLED: [] if enabled is None else [bool(enabled)]}
+                found.append(SourceObject(anchor, f"groups/{anchor}", "group", attrs=attrs, partial=True))
+        writer.update_known(found)
 
     def _soft_deleted_groups(self, errors: ErrorSink) -> list[SourceObject]:
         """The soft-deleted groups (``/directory/deletedItems/microsoft.graph.group``), which a full delta round does
@@ -327,6 +353,7 @@ class EntraImportSteps:
             for page in self.source.delta_pages(resource, select, saved[resource].decode()):
                 writer.write_delta_page(_objects(resource, page["value"], errors, partial=True, names=self.names))
                 links[resource] = _delta_link(page, links.get(resource))
+        self._writeback_switches(writer, errors)
         return _require_links(links, self.wanted)
 
 

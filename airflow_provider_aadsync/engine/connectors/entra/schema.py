@@ -54,9 +54,17 @@ MEMBERS = "members"
 #: The connector-space attribute that holds a user's manager (one reference row at most).
 MANAGER = "manager"
 
+#: A Microsoft 365 group's per-group writeback switch (Graph's ``writebackConfiguration.isEnabled``: beta only, so not
+#: in the v1.0 ``$select``; read from ``GET /beta/groups`` when the rules read it). Absent: Graph's default (enabled).
+WRITEBACK_ENABLED = "writebackConfiguration.isEnabled"
+
 #: The connector-space mark of a soft-deleted group (Graph's delta ``@removed`` reason ``changed``: in deletedItems,
 #: restorable), set by the import, not a Graph property: group writeback keeps such a group's AD copy.
 SOFT_DELETED = "softDeleted"
+
+#: Connector-space attributes the import makes beside the v1.0 delta rounds: not v1.0 properties, so not in the
+#: catalog and never in a ``$select``; rules may read them.
+BESIDE_DELTA: frozenset[str] = frozenset({WRITEBACK_ENABLED, SOFT_DELETED})
 
 #: Every Graph property the connector reads or writes. Catalog order is ``$select`` order, for each object type.
 GRAPH_ATTRIBUTES: tuple[Attribute, ...] = (

@@ -263,3 +263,25 @@ def test_restoring_an_m365_group_whose_mail_nickname_was_taken_is_refused(client
     assert client.delete(f"/v1.0/groups/{taker['id']}", headers=auth).status_code == 204
     restored = client.post(f"/v1.0/directory/deletedItems/{team['id']}/restore", headers=auth)
     assert restored.status_code == 200, restored.text
+
+
+def test_writeback_configuration_is_beta_only(client, auth):
+    """writebackConfiguration: listed and set through /beta/groups (null until configured), unknown to v1.0."""
+    team = client.post(
+        "/v1.0/groups", headers=auth, json=new_group("team", mailEnabled=True, securityEnabled=False,
+                                                     groupTypes=["Unified"]),
+    ).json()["id"]  # fmt: skip
+    client.post("/v1.0/groups", headers=auth, json=new_group("sec"))
+    params = {"$filter": "groupTypes/any(c:c eq 'Unified')", "$select": "id,writebackConfiguration"}
+    listed = client.get("/beta/groups", headers=auth, params=params).json()
+    assert listed["value"] == [{"id": team, "writebackConfiguration": {"isEnabled": None, "onPremisesGroupType": None}}]
+    assert listed["@odata.context"].endswith("/beta/$metadata#groups(id,writebackConfiguration)")
+    body = {"writebackConfiguration": {"isEnabled": False}}
+    assert client.patch(f"/beta/groups/{team}", headers=auth, json=body).status_code == 204
+    (row,) = client.get("/beta/groups", headers=auth, params=params).json()["value"]
+    assert row["writebackConfiguration"] == {"isEnabled": False, "onPremisesGroupType": None}
+    bad = {"writebackConfiguration": {"isEnabled": "no"}}
+    assert client.patch(f"/beta/groups/{team}", headers=auth, json=bad).status_code == 400
+    assert client.patch(f"/v1.0/groups/{team}", headers=auth, json=body).status_code == 400
+    selected = client.get("/v1.0/groups", headers=auth, params={"$select": "id,writebackConfiguration"})
+    assert_graph_error(selected, 400, "BadRequest")
