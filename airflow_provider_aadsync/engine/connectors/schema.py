@@ -104,6 +104,9 @@ class ConnectorSchema:
     dn_templates: Mapping[str, str] = field(default_factory=dict)
     #: Lower-cased attribute name → what the directory accepts for it.
     limits: Mapping[str, Limit] = field(default_factory=dict)
+    #: Attribute name as asked → its limit or None, filled as names are met: a full sync checks every exported
+    #: attribute of every object, always under the few names the rules spell.
+    _limit_of: dict[str, Limit | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_attributes(
@@ -134,9 +137,15 @@ class ConnectorSchema:
     def invalid_values(self, values: Mapping[str, list[object]]) -> list[str]:
         """One sentence per attribute of *values* the directory would refuse, naming the attribute."""
         problems = []
+        known = self._limit_of
         for name, listed in values.items():
-            limit = self.limits.get(name.lower())
-            problem = limit.problem(listed) if limit is not None else None
+            try:
+                limit = known[name]
+            except KeyError:
+                limit = known[name] = self.limits.get(name.lower())
+            if limit is None:
+                continue
+            problem = limit.problem(listed)
             if problem is not None:
                 problems.append(f"{name}: {problem}")
         return problems

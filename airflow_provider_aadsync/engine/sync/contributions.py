@@ -34,6 +34,12 @@ def resolve_attribute(entries: Mapping[str, Contribution]) -> tuple[list[Any] | 
     """The value of one attribute and the contributor that decided it (None when nobody contributes)."""
     if not entries:
         return [], None
+    if len(entries) == 1:  # the common case: one contributor, nothing to order (unless its values merge)
+        ((only, (_precedence, merge, values)),) = entries.items()
+        if values == REFERENCE_MARKER:
+            return REFERENCE_MARKER, only
+        if merge == "Update" or values is None:
+            return list(values or []), only
     # Equal precedence (one rule read by two forests): the connector whose name sorts first wins, then the rule.
     ordered = sorted(entries.items(), key=lambda item: (item[1][0], contributor_connector(item[0]), item[0]))
     winner, (_precedence, merge, values) = ordered[0]

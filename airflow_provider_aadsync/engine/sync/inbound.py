@@ -49,6 +49,8 @@ class Inbound:
         self.metaverse = metaverse
         #: Source attribute → is it a reference attribute of this connector (asked once per name, not per object).
         self._reference_source: dict[str, bool] = {}
+        #: Rule name → its flow plan (:meth:`_flow_plan`), worked out once per pass.
+        self._plans: dict[str, list[tuple[str, str, bool, bool, int, str]]] = {}
 
     def _is_reference(self, source: str) -> bool:
         known = self._reference_source.get(source)
@@ -183,38 +185,38 @@ class Inbound:
         }
         after: dict[tuple[str, str], Any] = {}
         tracing = self.state.trace is not None
+        entry_type = entry["type"]
         for compiled in rules:
-            if compiled.rule.target_object_type != entry["type"] or anchor not in in_scope_of[compiled.rule.name]:
+            name = compiled.rule.name
+            if compiled.rule.target_object_type != entry_type or anchor not in in_scope_of[name]:
                 continue
-            values = results.get(compiled.rule.name, (None, {}))[1].get(anchor)
+            values = results.get(name, (None, {}))[1].get(anchor)
             if values is None:
                 continue
-            key = contributor_key(connector, compiled.rule.name)
-            precedence = compiled.rule.precedence
-            for spec in compiled.flow_specs:
-                slot = (spec.target, key)
-                if spec.apply_once:
+            for target, key, apply_once, is_reference, precedence, merge in self._flow_plan(compiled):
+                slot = (target, key)
+                if apply_once:
                     previous = before.get(slot)
                     if previous is not None:
                         after[slot] = previous
                         continue
-                if spec.type == "Direct" and self._is_reference(spec.source):
-                    contribution = [precedence, spec.merge, REFERENCE_MARKER]
+                if is_reference:
+                    contribution = [precedence, merge, REFERENCE_MARKER]
                     self.state.reference_dirty.add(anchor)
                 else:
-                    cell = values.get(spec.target)
+                    cell = values.get(target)
                     if cell is IgnoreThisFlow or cell is None or (isinstance(cell, float) and pd.isna(cell)):
                         # NULL and IgnoreThisFlow contribute nothing; the preview names which one it was.
                         if tracing:
-                            self._trace_flow(compiled, spec.target, TRACE_IGNORED if cell is IgnoreThisFlow else None)
+                            self._trace_flow(compiled, target, TRACE_IGNORED if cell is IgnoreThisFlow else None)
                         continue
                     if cell is AuthoritativeNull:
-                        contribution = [precedence, spec.merge, None]
+                        contribution = [precedence, merge, None]
                     else:
-                        contribution = [precedence, spec.merge, cell_values(cell)]
+                        contribution = [precedence, merge, cell_values(cell)]
                 if tracing:
                     traced = TRACE_AUTHORITATIVE_NULL if contribution[2] is None else contribution[2]
-                    self._trace_flow(compiled, spec.target, traced)
+                    self._trace_flow(compiled, target, traced)
                 after[slot] = contribution
         if after == before:
             return
@@ -227,6 +229,25 @@ class Inbound:
             if value[2] == REFERENCE_MARKER:
                 self.state.reference_dirty.add(anchor)
                 entry.setdefault("reference_recheck", set()).add(attribute)
+
+    def _flow_plan(self, compiled: CompiledRule) -> list[tuple[str, str, bool, bool, int, str]]:
+        """Per flow of an inbound rule: target, contributor key, apply-once, whether it is a Direct flow of a
+        reference attribute, precedence and merge type; worked out once per rule, not once per object and flow."""
+        plan = self._plans.get(compiled.rule.name)
+        if plan is None:
+            key = contributor_key(self.state.connector, compiled.rule.name)
+            plan = self._plans[compiled.rule.name] = [
+                (
+                    spec.target,
+                    key,
+                    bool(spec.apply_once),
+                    spec.type == "Direct" and self._is_reference(spec.source),
+                    compiled.rule.precedence,
+                    spec.merge,
+                )
+                for spec in compiled.flow_specs
+            ]
+        return plan
 
     def _trace_flow(self, compiled: CompiledRule, target: str, values: Any) -> None:
         if self.state.trace is not None:

@@ -4,7 +4,6 @@ keeping ``mv_join_key`` in step for the join rules.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,16 +52,20 @@ class Metaverse:
         if with_contributions:
             columns.append(mv_object.c.contributions)
         for chunk in chunks(list(mv_ids)):
-            for row in self.state.connection.execute(sa.select(*columns).where(mv_object.c.id.in_(chunk))):
-                loaded[row.id] = {
-                    "type": row.object_type,
-                    "contributions": load_json(row.contributions) if with_contributions else {},
+            # fetchall and positional unpacking: iterating a result fetches row by row, and a Row's attribute
+            # access goes through its key map (both per object of a full sync).
+            for mv_id, object_type, stored, *rest in self.state.connection.execute(
+                sa.select(*columns).where(mv_object.c.id.in_(chunk))
+            ).all():
+                loaded[mv_id] = {
+                    "type": object_type,
+                    "contributions": load_json(rest[0]) if with_contributions else {},
                     "new": False,
                 }
                 if attrs:
-                    loaded[row.id]["attrs"] = load_json(row.attrs)
+                    loaded[mv_id]["attrs"] = load_json(stored)
                 else:
-                    loaded[row.id]["attrs_json"] = row.attrs
+                    loaded[mv_id]["attrs_json"] = stored
         return loaded
 
     def write_metaverse(self, mv_updates: dict[int, dict[str, Any]]) -> None:
@@ -88,7 +91,7 @@ class Metaverse:
                     "id": mv_id,
                     "object_type": entry["type"],
                     "attrs": serialize_attrs(attrs),
-                    "contributions": json.dumps(entry["contributions"], sort_keys=True, separators=(",", ":")),
+                    "contributions": serialize_attrs(entry["contributions"]),
                     "created_at": now,
                     "updated_at": now,
                 }

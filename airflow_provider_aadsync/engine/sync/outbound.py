@@ -228,7 +228,7 @@ class Outbound:
                 )
             else:
                 lowered = {name.lower(): values for name, values in stored["attrs"].items()}
-                changes = self._changes(desired, stored)
+                changes = self._changes(desired, stored, lowered)
                 if self._anchor_changed(connector, anchor, stored["dn"], lowered, changes):
                     continue
                 if dn and dn != stored["dn"]:
@@ -242,9 +242,13 @@ class Outbound:
         self.staging.stage_many(connector, staged)
 
     @staticmethod
-    def _changes(desired: Mapping[str, list[Any]], stored: Mapping[str, Any]) -> dict[str, list[Any]]:
-        """The desired values that differ from what the connector space holds (compared as the store's values)."""
-        lowered = {name.lower(): values for name, values in stored["attrs"].items()}
+    def _changes(
+        desired: Mapping[str, list[Any]], stored: Mapping[str, Any], lowered: Mapping[str, Any] | None = None
+    ) -> dict[str, list[Any]]:
+        """The desired values that differ from what the connector space holds (compared as the store's values);
+        ``lowered``: the stored values by lower-cased name, when the caller has them already."""
+        if lowered is None:
+            lowered = {name.lower(): values for name, values in stored["attrs"].items()}
         return {
             name: values
             for name, values in desired.items()
@@ -382,7 +386,7 @@ class Outbound:
             query = sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.object_type, cs_object.c.attrs).where(
                 cs_object.c.connector == connector, cs_object.c.anchor.in_(chunk)
             )
-            for anchor, dn, object_type, attrs in self.state.connection.execute(query):
+            for anchor, dn, object_type, attrs in self.state.connection.execute(query).all():
                 found[anchor] = {"dn": dn, "object_type": object_type, "attrs": load_json(attrs)}
         return found
 

@@ -23,6 +23,7 @@ from airflow_provider_aadsync.engine.sync.contributions import (
 )
 from airflow_provider_aadsync.engine.sync.frames import (
     chunks,
+    frame_of_rows,
     load_json,
     set_difference,
 )
@@ -39,9 +40,15 @@ def reference_summary(contributions: Contributions, connector: str) -> Reference
     """The :data:`ReferenceSummary` of one metaverse object's contributions, for ``connector``'s sync pass."""
     winners = []
     for attribute, entries in contributions.items():
-        if not any(entry[2] == REFERENCE_MARKER for entry in entries.values()):
+        if len(entries) == 1:  # the common case: one contributor, no generator and no ordering per attribute
+            ((key, entry),) = entries.items()
+            if entry[2] != REFERENCE_MARKER:
+                continue
+            winner = (key, entry)
+        elif not any(entry[2] == REFERENCE_MARKER for entry in entries.values()):
             continue  # no reference contribution can win
-        winner = min(entries.items(), key=lambda item: (item[1][0], item[0]))
+        else:
+            winner = min(entries.items(), key=lambda item: (item[1][0], item[0]))
         if winner[1][2] == REFERENCE_MARKER and contributor_connector(winner[0]) == connector:
             winners.append((attribute, winner[0].split("|", 1)[1]))
     contributed = {name.lower() for name in contributions}
@@ -133,7 +140,7 @@ class References:
                     cs_reference.c.anchor.in_(chunk),
                 )
             ).all()
-            desired = pd.DataFrame(desired_rows, columns=["anchor", "target_anchor", "target_mv_id"])
+            desired = frame_of_rows(desired_rows, ["anchor", "target_anchor", "target_mv_id"])
             self.state.counters["references_pending"] += int(desired["target_mv_id"].isna().sum())
             desired = desired.dropna(subset=["target_mv_id"])
             desired = pd.DataFrame(
@@ -143,13 +150,13 @@ class References:
                 }
             ).drop_duplicates()
             mv_ids = [by_anchor[anchor] for anchor in chunk]
-            current = pd.DataFrame(
+            current = frame_of_rows(
                 self.state.connection.execute(
                     sa.select(mv_reference.c.mv_id, mv_reference.c.target_mv_id).where(
                         mv_reference.c.attribute == target, mv_reference.c.mv_id.in_(mv_ids)
                     )
                 ).all(),
-                columns=["mv_id", "target_mv_id"],
+                ["mv_id", "target_mv_id"],
             ).astype("int64")
             adds, removes = set_difference(desired, current)
             self._apply_mv_reference_changes(target, adds, removes)

@@ -25,6 +25,7 @@ from airflow_provider_aadsync.engine.store import (
 from airflow_provider_aadsync.engine.sync.frames import (
     chunks,
     export_key,
+    frame_of_rows,
     set_difference,
 )
 from airflow_provider_aadsync.engine.sync.state import SyncPass
@@ -129,14 +130,14 @@ class Staging:
                 )
                 .where(mv_reference.c.attribute == mv_attribute.lower(), mv_reference.c.mv_id.in_(chunk))
             ).all()
-            desired = pd.DataFrame(desired_rows, columns=["mv_id", "target_mv_id", "target_anchor"])
+            desired = frame_of_rows(desired_rows, ["mv_id", "target_mv_id", "target_anchor"])
             self.state.counters["export_references_unresolved"] += int(desired["target_anchor"].isna().sum())
             desired = desired.dropna(subset=["target_anchor"])
             desired = pd.DataFrame(
                 {"anchor": desired["mv_id"].map(groups), "target_anchor": desired["target_anchor"]}
             ).drop_duplicates()
             anchors = [groups[m] for m in chunk]
-            current = pd.DataFrame(
+            current = frame_of_rows(
                 self.state.connection.execute(
                     sa.select(cs_reference.c.anchor, cs_reference.c.target_anchor).where(
                         cs_reference.c.connector == connector,
@@ -144,11 +145,11 @@ class Staging:
                         cs_reference.c.anchor.in_(anchors),
                     )
                 ).all(),
-                columns=["anchor", "target_anchor"],
+                ["anchor", "target_anchor"],
             )
             adds, removes = set_difference(desired, current)
             wanted = pd.concat([adds.assign(operation="add"), removes.assign(operation="remove")], ignore_index=True)
-            staged = pd.DataFrame(
+            staged = frame_of_rows(
                 self.state.connection.execute(
                     sa.select(
                         pending_export_reference.c.anchor,
@@ -161,7 +162,7 @@ class Staging:
                         pending_export_reference.c.anchor.in_(anchors),
                     )
                 ).all(),
-                columns=["anchor", "target_anchor", "operation", "state"],
+                ["anchor", "target_anchor", "operation", "state"],
             )
             key = ["anchor", "target_anchor", "operation"]
             merged = wanted.merge(staged, on=key, how="outer", indicator=True)

@@ -30,7 +30,7 @@ from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, link
-from airflow_provider_aadsync.engine.sync.frames import BATCH_ROWS, IN_CHUNK, chunks
+from airflow_provider_aadsync.engine.sync.frames import BATCH_ROWS, IN_CHUNK, chunks, frame_of_rows
 from airflow_provider_aadsync.engine.sync.inbound import Inbound
 from airflow_provider_aadsync.engine.sync.joins import Joins
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
@@ -122,7 +122,7 @@ class Synchronizer:
                 rows = []
                 for part in chunks(chunk):
                     rows += self.state.connection.execute(base.where(cs_object.c.anchor.in_(part))).all()
-                yield pd.DataFrame(rows, columns=names)
+                yield frame_of_rows(rows, names)
             return
         if mode == "delta":
             base = base.where(cs_object.c.pending_import.is_not(None))
@@ -135,7 +135,7 @@ class Synchronizer:
             if not rows:
                 return
             last = rows[-1].anchor
-            yield pd.DataFrame(rows, columns=names)
+            yield frame_of_rows(rows, names)
 
     # ============================================================================================ finish
     def _finish_connector_space(self) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
 from airflow_provider_aadsync.engine.sync.contributions import REFERENCE_MARKER
-from airflow_provider_aadsync.engine.sync.frames import load_json, rows_by_label
+from airflow_provider_aadsync.engine.sync.frames import frame_of_rows, load_json, rows_by_label
 from airflow_provider_aadsync.engine.sync.references import reference_summary
 
 
@@ -85,3 +85,21 @@ def test_reference_summary_names_the_winning_reference_contributions() -> None:
     assert reference_summary(contributions, "hr") == ((), ())
     winners, missing = reference_summary({"displayName": {"ad|r": [1, "Update", ["a"]]}}, "ad")
     assert winners == () and sorted(missing) == ["manager", "member"]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [],
+        [("a", "CN=a", 1, None, False), ("b", "CN=b", None, "join", True)],
+        [("a", "CN=a", 1, 2.5, False)],
+        [("a", None, None, None, None)],
+        [("a", "CN=a", 3, "projection", 0), ("b", "CN=b", 4, None, 1)],
+    ],
+)
+def test_frame_of_rows_is_the_row_constructor(rows: list[tuple[object, ...]]) -> None:
+    names = ["anchor", "dn", "mv_id", "link_type", "is_deleted"]
+    expected = pd.DataFrame(rows, columns=names)
+    built = frame_of_rows(rows, names)
+    assert list(built.dtypes) == list(expected.dtypes)
+    pd.testing.assert_frame_equal(built, expected)
