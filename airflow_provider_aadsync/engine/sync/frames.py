@@ -10,8 +10,9 @@ import msgspec
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from airflow_provider_aadsync.engine.store import pending_export
+from airflow_provider_aadsync.engine.store import Store, pending_export
 from airflow_provider_aadsync.engine.sync.schema import cell_values
 
 #: Connector-space rows per batch: bounds memory whatever the directory size.
@@ -62,6 +63,26 @@ def frame_of_rows(rows: Sequence[Any], names: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame(rows, columns=list(names))
     columns = zip(*rows, strict=True)
     return pd.DataFrame(dict(zip(names, map(list, columns), strict=True)), columns=list(names))
+
+
+def write_rows(
+    store: Store, connection: Connection, table: sa.Table, rows: Sequence[dict[str, Any]], *, update: Sequence[str] = ()
+) -> None:
+    """``Store.insert_chunked`` (``update`` empty) or ``Store.upsert`` of rows that all have the same keys, written as
+    columns through ``Store.write_columns``: one compiled statement and the driver's executemany, instead of
+    SQLAlchemy processing every row's parameters (a tenth of a full sync). Columns the rows leave out get their
+    scalar Python default, as an insert of the rows would give them."""
+    if not rows:
+        return
+    keys = rows[0].keys()
+    if any(row.keys() != keys for row in rows):
+        raise ValueError(f"rows for {table.name} do not all have the same columns")
+    columns: dict[str, Any] = {name: [row[name] for row in rows] for name in keys}
+    for column in table.columns:
+        default = column.default
+        if column.name not in columns and default is not None and getattr(default, "is_scalar", False):
+            columns[column.name] = default.arg  # type: ignore[attr-defined]
+    store.write_columns(connection, table, columns, update=list(update) or None)
 
 
 def column_of(frame: pd.DataFrame, name: str) -> Iterable[Any]:

@@ -32,6 +32,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     chunks,
     column_of,
     members_by_rule,
+    write_rows,
 )
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
 from airflow_provider_aadsync.engine.sync.schema import cell_values
@@ -162,7 +163,7 @@ class Joins:
             self.state.note("decision", "stays a disconnector: no joining or projecting rule applies")
         if new_links:
             self.state.newly_linked.update(row["anchor"] for row in new_links)
-            self.state.store.insert_chunked(self.state.connection, link, new_links)
+            write_rows(self.state.store, self.state.connection, link, new_links)
         self.state.counters["connectors"] += int(mv_ids.notna().sum())
         return mv_ids
 
@@ -292,7 +293,7 @@ class Joins:
             }
             for i in range(count)
         ]
-        self.state.store.insert_chunked(self.state.connection, mv_object, rows)
+        write_rows(self.state.store, self.state.connection, mv_object, rows)
         return [row["id"] for row in rows]
 
     def _join_matches(self, frame: pd.DataFrame, group: Sequence[Any], mv_type: str) -> dict[str, set[int]]:

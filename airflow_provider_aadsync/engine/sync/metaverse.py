@@ -20,6 +20,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     chunks,
     count_changes,
     load_json,
+    write_rows,
 )
 from airflow_provider_aadsync.engine.sync.references import reference_summary
 from airflow_provider_aadsync.engine.sync.state import SyncPass
@@ -99,12 +100,16 @@ class Metaverse:
             if changed:
                 changed_ids.append(mv_id)
                 key_rows += self._join_keys(mv_id, attrs)
-        self.state.store.upsert(
-            self.state.connection, mv_object, rows, update=["object_type", "attrs", "contributions", "updated_at"]
+        write_rows(
+            self.state.store,
+            self.state.connection,
+            mv_object,
+            rows,
+            update=["object_type", "attrs", "contributions", "updated_at"],
         )
         for chunk in chunks(changed_ids):
             self.state.connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.mv_id.in_(chunk)))
-        self.state.store.upsert(self.state.connection, mv_join_key, key_rows, update=["value_folded"])
+        write_rows(self.state.store, self.state.connection, mv_join_key, key_rows, update=["value_folded"])
 
     def _join_keys(self, mv_id: int, attrs: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
         lowered = {name.lower(): values for name, values in attrs.items()}

@@ -29,6 +29,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     members_by_rule,
     rows_by_label,
     same_values,
+    write_rows,
 )
 from airflow_provider_aadsync.engine.sync.joins import Joins
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
@@ -236,8 +237,8 @@ class Outbound:
                 staged.append((anchor, stored["object_type"], stored["dn"], "update", changes))
             for mv_attribute, cs_attribute in references:
                 reference_work[(connector, mv_attribute, cs_attribute)][mv_id] = anchor
-        self.state.store.insert_chunked(self.state.connection, cs_object, new_objects)
-        self.state.store.insert_chunked(self.state.connection, link, new_links)
+        write_rows(self.state.store, self.state.connection, cs_object, new_objects)
+        write_rows(self.state.store, self.state.connection, link, new_links)
         self.state.counters["provisioned"] += len(new_objects)
         self.staging.stage_many(connector, staged)
 

@@ -26,6 +26,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     frame_of_rows,
     load_json,
     set_difference,
+    write_rows,
 )
 from airflow_provider_aadsync.engine.sync.schema import METAVERSE
 from airflow_provider_aadsync.engine.sync.state import SyncPass
@@ -143,9 +144,11 @@ class References:
             desired = frame_of_rows(desired_rows, ["anchor", "target_anchor", "target_mv_id"])
             self.state.counters["references_pending"] += int(desired["target_mv_id"].isna().sum())
             desired = desired.dropna(subset=["target_mv_id"])
+            # Mapped through this chunk's part of ``by_anchor``: Series.map turns a whole dict into a Series per call.
+            in_chunk = {anchor: by_anchor[anchor] for anchor in chunk}
             desired = pd.DataFrame(
                 {
-                    "mv_id": desired["anchor"].map(by_anchor).astype("int64"),
+                    "mv_id": desired["anchor"].map(in_chunk).astype("int64"),
                     "target_mv_id": desired["target_mv_id"].astype("int64"),
                 }
             ).drop_duplicates()
@@ -167,7 +170,7 @@ class References:
                 {"mv_id": int(m), "attribute": attribute, "target_mv_id": int(t)}
                 for m, t in zip(adds["mv_id"], adds["target_mv_id"], strict=True)
             ]
-            self.state.store.insert_chunked(self.state.connection, mv_reference, rows)
+            write_rows(self.state.store, self.state.connection, mv_reference, rows)
         for mv_id, targets in removes.groupby("mv_id")["target_mv_id"]:
             for chunk in chunks(targets.tolist()):
                 self.state.connection.execute(

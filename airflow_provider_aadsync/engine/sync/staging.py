@@ -27,6 +27,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     export_key,
     frame_of_rows,
     set_difference,
+    write_rows,
 )
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
@@ -104,7 +105,7 @@ class Staging:
                     sa.update(pending_export).where(export_key(connector, anchor)).values(**values)
                 )
             self.state.counters[f"export_{operation}s_staged"] += 1
-        self.state.store.insert_chunked(self.state.connection, pending_export, inserts)
+        write_rows(self.state.store, self.state.connection, pending_export, inserts)
 
     def _has_reference_changes(self, connector: str, anchor: str) -> bool:
         query = sa.select(sa.func.count()).where(
@@ -133,8 +134,10 @@ class Staging:
             desired = frame_of_rows(desired_rows, ["mv_id", "target_mv_id", "target_anchor"])
             self.state.counters["export_references_unresolved"] += int(desired["target_anchor"].isna().sum())
             desired = desired.dropna(subset=["target_anchor"])
+            # Mapped through this chunk's part of ``groups``: Series.map turns a whole dict into a Series per call.
+            in_chunk = {mv_id: groups[mv_id] for mv_id in chunk}
             desired = pd.DataFrame(
-                {"anchor": desired["mv_id"].map(groups), "target_anchor": desired["target_anchor"]}
+                {"anchor": desired["mv_id"].map(in_chunk), "target_anchor": desired["target_anchor"]}
             ).drop_duplicates()
             anchors = [groups[m] for m in chunk]
             current = frame_of_rows(
@@ -194,8 +197,12 @@ class Staging:
                     new_rows["anchor"], new_rows["target_anchor"], new_rows["operation"], strict=True
                 )
             ]
-            self.state.store.upsert(
-                self.state.connection, pending_export_reference, rows, update=["operation", "state", "run_id"]
+            write_rows(
+                self.state.store,
+                self.state.connection,
+                pending_export_reference,
+                rows,
+                update=["operation", "state", "run_id"],
             )
             self.state.counters["export_reference_adds_staged"] += int((new_rows["operation"] == "add").sum())
             self.state.counters["export_reference_removes_staged"] += int((new_rows["operation"] == "remove").sum())
@@ -240,5 +247,5 @@ class Staging:
                     )
                 )
             ]
-            self.state.store.insert_chunked(self.state.connection, pending_export, rows)
+            write_rows(self.state.store, self.state.connection, pending_export, rows)
             self.state.counters["export_updates_staged"] += len(rows)
