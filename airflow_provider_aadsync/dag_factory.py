@@ -10,6 +10,8 @@ export to Entra ID, then the run report), importable so users can build their ow
 
 Settings that decide a DAG's shape (pool, retries, the connectors file) are read when a function here is called, i.e.
 when the DAG file is parsed; everything else is a template read when a task runs (see the README's "The DAGs").
+``sync_cycle_dag(..., instance="emea")`` builds the DAGs of a named sync instance next to the default one, with its
+own store, tenant and Variables (dag_settings.py; the shipped file builds them for each name in ``aadsync_instances``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,21 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from airflow.sdk import DAG, Param, Variable, chain
+from airflow.sdk import DAG, Param, chain
 
-from airflow_provider_aadsync.engine.connectors.config import ConnectorsConfig, load_connectors_config
+from airflow_provider_aadsync.dag_settings import (
+    AD_CONN_ID,
+    ENDPOINT,
+    STAGING,
+    Templates,
+    check_instance_name,
+    connectors_from_variable,
+    graph_writer_pool,
+    instance_wait,
+    instances_from_variable,
+    parse_time_setting,
+)
+from airflow_provider_aadsync.engine.connectors.config import ConnectorsConfig
 from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.operators.ad_export import ADExportOperator
 from airflow_provider_aadsync.operators.ad_import import ADImportOperator
@@ -31,109 +45,35 @@ from airflow_provider_aadsync.operators.instance_lock import InstanceLockSensor
 from airflow_provider_aadsync.operators.report import SyncReportOperator
 from airflow_provider_aadsync.operators.sync import CyclePreviewBranchOperator, SyncOperator, SyncPreviewOperator
 
-
-def parse_time_setting(name: str, default: str) -> str:
-    """A Variable read when this file is parsed, for what operators cannot template (pool, retries).
-
-    The dag processor sees Variables from the metadata DB; ``airflow dags test`` parses the file itself and sees
-    only environment Variables (``AIRFLOW_VAR_<NAME>``), which every parser sees.
-    """
-    try:
-        value = Variable.get(name, default=None)
-    except Exception:  # no metadata DB or API at parse time (e.g. a DagBag check): the default
-        value = None
-    return default if value is None or str(value).strip() == "" else str(value).strip()
+__all__ = [
+    "common_params",
+    "connectors_from_variable",
+    "default_args",
+    "instances_from_variable",
+    "on_task_failure",
+    "sync_cycle_dag",
+]
 
 
-def variable(name: str, default: str) -> str:
-    """A template that reads a Variable when the task runs (no metadata DB access while parsing)."""
-    return f"{{{{ var.value.get('{name}', '{default}') }}}}"
-
-
-def graph_writer_pool() -> str:
-    """The pool capping the tasks that write to Graph at once, across DAGs (Variable aadsync_graph_writer_pool)."""
-    return parse_time_setting("aadsync_graph_writer_pool", "default_pool")
-
-
-def instance_wait() -> tuple[float, dt.timedelta]:
-    """While another DAG run holds the sync instance the first task waits (reschedule mode: no worker slot between
-    pokes): the poke interval in seconds and the longest wait."""
-    poke = float(parse_time_setting("aadsync_instance_poke_seconds", "30"))
-    return poke, dt.timedelta(minutes=float(parse_time_setting("aadsync_instance_wait_minutes", "120")))
-
-
-def connectors_from_variable() -> ConnectorsConfig | None:
-    """The connectors configuration (YAML; README "Several forests") named by the Variable aadsync_connectors_file,
-    read when the DAG file is parsed because it decides the DAGs' shape: one import and one sync task per AD
-    connector. Empty: None, the single connector ``ad`` as always. Airflow advises environment variables for what
-    top-level code reads (no metadata DB query per parse): set it as ``AIRFLOW_VAR_AADSYNC_CONNECTORS_FILE``. An
-    invalid file raises here, so the DAG import error names the file, the key and the line, and no run starts with
-    half a scope."""
-    path = parse_time_setting("aadsync_connectors_file", "")
-    return load_connectors_config(path) if path else None
-
-
-AD_CONN_ID = variable("aadsync_ad_conn_id", "aadsync_ad")
-ENTRA_CONN_ID = variable("aadsync_entra_conn_id", "aadsync_entra")
-#: The store: an Airflow connection id (postgres; recommended, the password stays in the connection), or a
-#: password-less URL (SQLite); both empty: SQLite under $AADSYNC_HOME/store (~/.aadsync/store).
-STORE_CONN_ID = variable("aadsync_store_conn_id", "")
-STORE_URL = variable("aadsync_store_url", "")
-INSTANCE = variable("aadsync_instance", "default")
-RULES = variable("aadsync_rules_path", "")  # empty: the shipped default rules
-REPORT_DIR = variable("aadsync_reports_dir", "")  # empty: $AIRFLOW_HOME/aadsync/reports; or an fsspec URL
-DELETION_THRESHOLD = (
-    "{{ params.deletion_threshold if params.deletion_threshold is not none "
-    f"else var.value.get('aadsync_deletion_threshold', {defaults.DELETION_THRESHOLD}) }}}}"
-)
-#: The other mass-change guards, each as the deletion threshold: the run's param, else its Variable, else the
-#: default of engine/runs/defaults.py.
-GUARDS = {
-    name: f"{{{{ params.{name} if params.{name} is not none else var.value.get('aadsync_{name}', {default}) }}}}"
-    for name, default in (
-        ("disable_threshold", defaults.DISABLE_THRESHOLD),
-        ("member_removal_threshold", defaults.MEMBER_REMOVAL_THRESHOLD),
-        ("member_removal_group_percent", defaults.MEMBER_REMOVAL_GROUP_PERCENT),
-    )
-}
-ENDPOINT = "{{ params.endpoint }}"
-#: A preflight run is a staging run: nothing is written, the report holds the preflight.
-STAGING = "{{ params.staging or params.get('preflight', False) }}"
-#: The import guard: a param confirms a mass removal for this run; Variables set the limits (empty: the defaults).
-IMPORT_GUARD = {
-    "confirm_mass_removal": "{{ params.confirm_mass_removal }}",
-    "import_deletion_threshold": variable("aadsync_import_deletion_threshold", ""),
-    "import_deletion_share": variable("aadsync_import_deletion_share", ""),
-}
-#: Group writeback (Microsoft 365 groups → AD) is opt-in: off unless aadsync_writeback_enabled is true, and then
-#: aadsync_writeback_ou is required (no default OU). Empty size limit: 50,000.
-WRITEBACK = {
-    "writeback_enabled": variable("aadsync_writeback_enabled", "false"),
-    "writeback_size_limit": variable("aadsync_writeback_size_limit", ""),
-    "writeback_ou": variable("aadsync_writeback_ou", ""),
-    "writeback_naming": variable("aadsync_writeback_naming", "objectId"),
-}
-#: Matching cloud users before any create: soft match (userPrincipalName, then mail) unless aadsync_block_soft_match.
-MATCHING = {"block_soft_match": variable("aadsync_block_soft_match", "false")}
-#: AD attributes synced as the sync app's directory extensions (comma-separated; empty: none); the imports read them.
-EXTENSIONS = {"directory_extensions": variable("aadsync_directory_extensions", "")}
-#: The Entra export paces itself to the app's write budget in the tenant (Graph: 3,000 writes per 150 s per app and
-#: tenant); Variables for a tenant whose budget differs (or a test tenant that throttles nothing).
-WRITE_BUDGET = {
-    "write_budget": variable("aadsync_write_budget", str(defaults.WRITE_BUDGET)),
-    "write_window_seconds": variable("aadsync_write_window_seconds", str(defaults.WRITE_WINDOW_SECONDS)),
-}
-#: ConsistencyGuid writeback (the user's objectGUID into an empty mS-DS-ConsistencyGuid, by the AD export that runs
-#: before the Entra export): on unless aadsync_consistency_guid_writeback is false.
-CONSISTENCY_GUID = {"consistency_guid_writeback": variable("aadsync_consistency_guid_writeback", "true")}
-
-
-def ad_connectors(connectors: ConnectorsConfig | None) -> list[tuple[str, str, dict[str, Any] | None]]:
+def ad_connectors(
+    connectors: ConnectorsConfig | None, ad_conn_id: str = AD_CONN_ID
+) -> list[tuple[str, str, dict[str, Any] | None]]:
     """(name, connection id, scope) of each AD connector in the configuration's order; without a configuration the
-    one connector ``ad`` on the Variable ``aadsync_ad_conn_id``, unscoped (its connection's base DN)."""
+    one connector ``ad`` on ``ad_conn_id`` (the Variable ``aadsync_ad_conn_id``), unscoped (its connection's base
+    DN)."""
     if connectors is None:
-        return [("ad", AD_CONN_ID, None)]
+        return [("ad", ad_conn_id, None)]
     return [(ad.name, ad.conn_id, ad.model_dump(mode="json")) for ad in connectors.ad]
+
+
+def entra_connection(connectors: ConnectorsConfig | None, own: str, *, named: bool) -> str:
+    """The Entra connection: the connectors file's, else ``own`` (the Variable template). A named instance whose file
+    does not name one takes its own (``aadsync_entra_<instance>``), never the default instance's tenant."""
+    if connectors is None:
+        return own
+    if named and ("entra" not in connectors.model_fields_set or "conn_id" not in connectors.entra.model_fields_set):
+        return own
+    return connectors.entra.conn_id
 
 
 def preview_connectors(connectors: ConnectorsConfig | None) -> list[str]:
@@ -235,12 +175,13 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
     }
 
 
-def default_args() -> dict[str, Any]:
+def default_args(instance: str | None = None) -> dict[str, Any]:
     """Retries (Variables aadsync_retries, aadsync_retry_delay_seconds, read at parse time) with exponential backoff,
     and the shipped failure hook."""
+    retry_delay = float(parse_time_setting("aadsync_retry_delay_seconds", "60", instance))
     return {
-        "retries": int(parse_time_setting("aadsync_retries", "2")),
-        "retry_delay": dt.timedelta(seconds=float(parse_time_setting("aadsync_retry_delay_seconds", "60"))),
+        "retries": int(parse_time_setting("aadsync_retries", "2", instance)),
+        "retry_delay": dt.timedelta(seconds=retry_delay),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": dt.timedelta(minutes=30),
         "on_failure_callback": on_task_failure,
@@ -256,6 +197,7 @@ def sync_cycle_dag(
     doc: str,
     on_failure_callback: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
     connectors: ConnectorsConfig | None = None,
+    instance: str | None = None,
 ) -> DAG:
     """One cycle: the preview branch, the steps in the product's order, and the report as the cycle's teardown.
 
@@ -264,13 +206,19 @@ def sync_cycle_dag(
         None: the one connector ``ad`` on the Variable ``aadsync_ad_conn_id`` (tasks ``import_ad``, ``sync_ad``).
     :param on_failure_callback: what runs when a task fails for good, next to the shipped log line: Airflow notifiers
         (``SmtpNotifier``, ``SlackNotifier``, any ``BaseNotifier``) or callables taking the task context.
+    :param instance: None: the default sync instance (its name the Variable ``aadsync_instance``, its settings the
+        Variables ``aadsync_<setting>``). A name: a named instance of that name next to it in one deployment, whose
+        settings are the Variables ``aadsync_<instance>__<setting>``, else the shared ones, except its store, its Entra
+        connection (default ``aadsync_entra_<instance>``) and its connectors file, which are only its own (see
+        dag_settings.py and the README's "Several sync instances in one deployment").
     """
-    store = {"store_url": STORE_URL, "store_conn_id": STORE_CONN_ID, "instance": INSTANCE}
-    args = default_args()
+    t = Templates(check_instance_name(instance) if instance is not None else None)
+    store = t.store
+    args = default_args(instance)
     if on_failure_callback is not None:
         extra = [on_failure_callback] if callable(on_failure_callback) else list(on_failure_callback)
         args["on_failure_callback"] = [on_task_failure, *extra]
-    poke_seconds, wait = instance_wait()
+    poke_seconds, wait = instance_wait(instance)
     with DAG(
         dag_id=dag_id,
         schedule=schedule,
@@ -280,7 +228,7 @@ def sync_cycle_dag(
         params=params,
         default_args=args,
         doc_md=doc,
-        tags=["aadsync"],
+        tags=["aadsync"] if instance is None else ["aadsync", f"aadsync:{instance}"],
     ) as dag:
         choose = CyclePreviewBranchOperator(
             task_id="choose_path",
@@ -295,11 +243,11 @@ def sync_cycle_dag(
             connector="{{ params.preview_connector }}",
             dn="{{ params.preview_dn or '' }}",
             anchor="{{ params.preview_anchor or '' }}",
-            rules=RULES,
+            rules=t.rules,
             endpoint=ENDPOINT,
-            report_dir=REPORT_DIR,
+            report_dir=t.report_dir,
             retries=0,
-            **WRITEBACK,
+            **t.writeback,
             **store,
         )
         # The cycle holds the sync instance from its first step to its last: another DAG run of the same instance
@@ -312,7 +260,7 @@ def sync_cycle_dag(
             **store,
         )
         imports, syncs = [], []
-        for name, conn_id, scope in ad_connectors(connectors):
+        for name, conn_id, scope in ad_connectors(connectors, t.ad_conn_id):
             imports.append(
                 ADImportOperator(
                     task_id=f"import_{name}",
@@ -320,9 +268,9 @@ def sync_cycle_dag(
                     connector=name,
                     scope=scope,
                     mode=mode,
-                    rules=RULES,
-                    **IMPORT_GUARD,
-                    **EXTENSIONS,
+                    rules=t.rules,
+                    **t.import_guard,
+                    **t.extensions,
                     **store,
                 )
             )
@@ -331,37 +279,37 @@ def sync_cycle_dag(
                     task_id=f"sync_{name}",
                     connector=name,
                     mode=mode,
-                    rules=RULES,
+                    rules=t.rules,
                     endpoint=ENDPOINT,
-                    **WRITEBACK,
-                    **MATCHING,
-                    **EXTENSIONS,
-                    **CONSISTENCY_GUID,
+                    **t.writeback,
+                    **t.matching,
+                    **t.extensions,
+                    **t.consistency_guid,
                     **store,
                 )
             )
         entra_name = connectors.entra.name if connectors else "entra"
-        entra_conn_id = connectors.entra.conn_id if connectors else ENTRA_CONN_ID
+        entra_conn_id = entra_connection(connectors, t.entra_conn_id, named=instance is not None)
         import_entra = EntraImportOperator(
             task_id="import_entra",
             entra_conn_id=entra_conn_id,
             connector=entra_name,
             mode=mode,
-            rules=RULES,
-            **IMPORT_GUARD,
-            **EXTENSIONS,
+            rules=t.rules,
+            **t.import_guard,
+            **t.extensions,
             **store,
         )
         sync_entra = SyncOperator(
             task_id="sync_entra",
             connector=entra_name,
             mode=mode,
-            rules=RULES,
+            rules=t.rules,
             endpoint=ENDPOINT,
-            **WRITEBACK,
-            **MATCHING,
-            **EXTENSIONS,
-            **CONSISTENCY_GUID,
+            **t.writeback,
+            **t.matching,
+            **t.extensions,
+            **t.consistency_guid,
             **store,
         )
         export_entra = EntraExportOperator(
@@ -369,10 +317,10 @@ def sync_cycle_dag(
             entra_conn_id=entra_conn_id,
             connector=entra_name,
             staging=STAGING,
-            deletion_threshold=DELETION_THRESHOLD,
-            **GUARDS,
-            **WRITE_BUDGET,
-            pool=graph_writer_pool(),  # caps the tasks writing to Graph at once, across DAGs
+            deletion_threshold=t.deletion_threshold,
+            **t.guards,
+            **t.write_budget,
+            pool=graph_writer_pool(instance),  # caps the tasks writing to Graph at once, across DAGs and instances
             # runs after the AD export, also when that one is skipped (group and ConsistencyGuid writeback off)
             trigger_rule="none_failed",
             **store,
@@ -380,16 +328,23 @@ def sync_cycle_dag(
         export_ad = ADExportOperator(
             task_id="export_ad",
             # group writeback goes to the connector ``ad`` (with a configuration: its connection, when it lists one)
-            ad_conn_id=next((conn for name, conn, _ in ad_connectors(connectors) if name == "ad"), AD_CONN_ID),
-            writeback_enabled=WRITEBACK["writeback_enabled"],  # both off: skipped, writes nothing
-            **CONSISTENCY_GUID,
+            ad_conn_id=next(
+                (conn for name, conn, _ in ad_connectors(connectors, t.ad_conn_id) if name == "ad"), t.ad_conn_id
+            ),
+            writeback_enabled=t.writeback["writeback_enabled"],  # both off: skipped, writes nothing
+            **t.consistency_guid,
             staging=STAGING,
-            deletion_threshold=DELETION_THRESHOLD,
-            **GUARDS,
+            deletion_threshold=t.deletion_threshold,
+            **t.guards,
             **store,
         )
         report = SyncReportOperator(
-            task_id="report", report_dir=REPORT_DIR, preflight=STAGING, plan_connector=entra_name, **MATCHING, **store
+            task_id="report",
+            report_dir=t.report_dir,
+            preflight=STAGING,
+            plan_connector=entra_name,
+            **t.matching,
+            **store,
         )
         choose >> [preview, acquire]
         # The report is the cycle's teardown: it runs whatever happened before it (once the instance was acquired),

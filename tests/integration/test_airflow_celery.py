@@ -1,22 +1,30 @@
 """The Celery deployment as local processes (issue 19): Redis, PostgreSQL (Airflow's metadata DB and the sync store),
 the api-server, scheduler, dag-processor, triggerer and two Celery workers. ``aadsync_full`` triggered through the
 REST API succeeds against the real DC and the Graph emulator; its tasks ran on both workers; the store it wrote is
-the PostgreSQL database; Entra ID ends with the directory's state (~60 s here). Marked slow (``-m slow``): a worker
-SIGKILLed during ``export_entra`` of ``aadsync_cycle``, and the retry on the other worker ends exact."""
+the PostgreSQL database; Entra ID ends with the directory's state (~60 s here). Two named sync instances deployed
+next to it (``east`` and ``west``: each its own store database, tenant and OU) run ``aadsync_<name>_full`` at once on
+the same workers without touching each other, their Graph writers one at a time through the shared pool. Marked slow
+(``-m slow``): a worker SIGKILLed during ``export_entra`` of ``aadsync_cycle``, and the retry on the other worker ends
+exact."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import sqlalchemy as sa
+import yaml
 
-from aadsync_devkit.world.airflow_celery import STORE_DB, CeleryAirflow
+from aadsync_devkit.world.airflow_celery import GRAPH_WRITER_POOL, STORE_DB, CeleryAirflow, store_database
 from aadsync_devkit.world.demo import make_demo_changes
 from aadsync_devkit.world.samba import SambaDC
+from aadsync_devkit.world.seed import MAIL_DOMAIN, USER_CLASSES
 from airflow_provider_aadsync.engine.store import Store
-from tests.support.airflow_world import airflow_world, new_tenant
+from airflow_provider_aadsync.engine.store.tables import cs_object
+from tests.support.airflow_world import REPO, airflow_world, new_tenant
 from tests.support.servers import GRAPH_SECRET, entra_hook_for, trust
 from tests.support.states import ad_state, graph_state
 
@@ -25,6 +33,10 @@ pytestmark = pytest.mark.integration
 USERS, GROUPS, BIG = 200, 10, 150  # the DAG tests' directory: a cached fixture
 DAG_ID = "aadsync_full"
 INSTANCE = "celery"
+#: the named instances deployed next to the default one, each syncing its own OU (outside OU=AADSync) to its tenant
+NAMED = ("east", "west")
+NAMED_USERS = 3
+README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -40,22 +52,40 @@ def tenant(graph_server):
 
 
 @pytest.fixture(scope="module")
-def celery(dc, graph_server, tenant, postgres_server, tmp_path_factory) -> Iterator[CeleryAirflow]:
+def named_tenants(graph_server) -> Iterator[dict[str, dict]]:
+    """A tenant of its own for each named instance."""
+    created = {name: new_tenant(graph_server, f"celery{name}") for name in NAMED}
+    yield created
+    for other in created.values():
+        httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{other['id']}", verify=trust(graph_server))
+
+
+def named_ou(dc: SambaDC, name: str) -> str:
+    return f"OU={name.capitalize()},OU=TwoInstances,{dc.base_dn}"
+
+
+@pytest.fixture(scope="module")
+def celery(dc, graph_server, tenant, named_tenants, postgres_server, tmp_path_factory) -> Iterator[CeleryAirflow]:
     """The deployment over the session's PostgreSQL server; one task slot per worker, so the DAG's parallel tasks
-    (the AD and Entra imports) must go to both workers. Stopped by PID at the end."""
-    world = airflow_world(
-        tmp_path_factory.mktemp("celery"),
-        dc,
-        graph_server,
-        tenant,
-        variables={"aadsync_instance": INSTANCE, "aadsync_retries": "1", "aadsync_retry_delay_seconds": "1"},
-    )
+    (the AD and Entra imports) must go to both workers. Also the named instances east and west (README "Several sync
+    instances in one deployment"): a store database each (the deployment's ``instances``), a connection to its own
+    tenant (``aadsync_entra_<name>``, the default a named instance reads) and a connectors file scoping the shared AD
+    connection to its own OU. Stopped by PID at the end."""
+    root = tmp_path_factory.mktemp("celery")
+    variables = {"aadsync_instance": INSTANCE, "aadsync_retries": "1", "aadsync_retry_delay_seconds": "1"}
+    for name in NAMED:
+        scope = {"ad": [{"name": "ad", "conn_id": "aadsync_ad",
+                         "partitions": [{"dn": dc.base_dn, "include_ous": [named_ou(dc, name)]}]}]}  # fmt: skip
+        (root / f"{name}.yaml").write_text(yaml.safe_dump(scope), encoding="utf-8")
+        variables[f"aadsync_{name}__connectors_file"] = str(root / f"{name}.yaml")
+    tenants = {f"aadsync_entra_{name}": named_tenants[name] for name in NAMED}
+    world = airflow_world(root, dc, graph_server, tenant, variables=variables, tenants=tenants)
     # a task whose worker died is failed (and retried) after 10 s without a heartbeat, not Airflow's 5 minutes
     env = {
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "10",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
     }
-    deployment = CeleryAirflow(world, postgres_server, concurrency=1, env=env)
+    deployment = CeleryAirflow(world, postgres_server, concurrency=1, env=env, instances=NAMED)
     started = time.monotonic()
     deployment.start(timeout=300)
     print(f"Celery deployment up in {time.monotonic() - started:.1f} s: {deployment.status()['services']}")
@@ -135,3 +165,126 @@ def test_a_worker_killed_during_export_entra_the_retry_runs_on_the_other_worker_
     tries = {key: export[key] for key in ("state", "try_number", "hostname")}
     assert export["try_number"] == 2 and export["hostname"].split("@", 1)[0] != killed, (killed, tries)
     assert graph_state(entra_hook_for(graph_server, tenant)) == ad_state(dc)
+
+
+def seed_named_directories(dc: SambaDC) -> None:
+    """Each named instance's OU: a few users and a group of them, names that say whose they are."""
+    conn = dc.connect()
+    try:
+        assert conn.add(f"OU=TwoInstances,{dc.base_dn}", ["top", "organizationalUnit"]), conn.result
+        for name in NAMED:
+            ou = named_ou(dc, name)
+            assert conn.add(ou, ["top", "organizationalUnit"]), conn.result
+            members = []
+            for n in range(1, NAMED_USERS + 1):
+                dn = f"CN={name}{n},{ou}"
+                attrs = {"sAMAccountName": f"{name}{n}", "userPrincipalName": f"{name}{n}@{MAIL_DOMAIN}",
+                         "givenName": name, "sn": str(n), "displayName": f"{name} {n}"}  # fmt: skip
+                assert conn.add(dn, USER_CLASSES, attrs), conn.result
+                members.append(dn)
+            group = {"sAMAccountName": f"{name}-team", "groupType": -2147483646, "member": members}
+            assert conn.add(f"CN={name}-team,{ou}", ["top", "group"], group), conn.result
+    finally:
+        conn.unbind()
+
+
+def remove_named_directories(dc: SambaDC) -> None:
+    """Delete the named instances' OUs again, so the default instance's later cycles never see them."""
+    conn = dc.connect()
+    try:
+        conn.delete(f"OU=TwoInstances,{dc.base_dn}", controls=[("1.2.840.113556.1.4.805", True, None)])  # tree
+    finally:
+        conn.unbind()
+
+
+def print_timeline(instances: dict[str, list[dict]]) -> None:
+    """Each task instance of the runs: seconds from the first start to its queueing, start and end, and its worker."""
+    when = {(name, ti["task_id"]): ti for name, tis in instances.items() for ti in tis if ti["start_date"]}
+    zero = min(dt.datetime.fromisoformat(ti["start_date"]) for ti in when.values())
+
+    def at(value: str | None) -> str:
+        return f"{(dt.datetime.fromisoformat(value) - zero).total_seconds():5.1f}" if value else "    -"
+
+    for (name, task), ti in sorted(when.items(), key=lambda item: item[1]["start_date"]):
+        print(f"  {name:5} {task:17} queued {at(ti['queued_when'])} start {at(ti['start_date'])} "
+              f"end {at(ti['end_date'])} {ti['hostname']}")  # fmt: skip
+
+
+def overlaps(first: dict, second: dict) -> bool:
+    start = [dt.datetime.fromisoformat(ti["start_date"]) for ti in (first, second)]
+    end = [dt.datetime.fromisoformat(ti["end_date"]) for ti in (first, second)]
+    return start[0] < end[1] and start[1] < end[0]
+
+
+def test_two_named_instances_run_at_once_on_the_same_workers_into_their_own_stores_and_tenants(
+    celery, dc, graph_server, named_tenants
+):
+    """``aadsync_east_full`` and ``aadsync_west_full`` triggered together through the REST API: both succeed on the
+    two workers; each tenant holds exactly its own OU's objects and each store only its own directory; and the
+    ``export_entra`` tasks of both, in the pool the README documents (1 slot), never ran at the same time."""
+    dag_ids = {name: f"aadsync_{name}_full" for name in NAMED}
+    seed_named_directories(dc)
+    try:
+        for dag_id in dag_ids.values():
+            celery.wait_for_dag(dag_id, timeout=120)
+            celery.unpause(dag_id)
+        started = time.monotonic()
+        run_ids = {name: celery.trigger(dag_id) for name, dag_id in dag_ids.items()}
+        runs = {name: celery.wait_for_run(dag_ids[name], run_ids[name], timeout=600) for name in NAMED}
+        seconds = time.monotonic() - started
+        instances = {
+            name: celery.api("GET", f"/dags/{dag_ids[name]}/dagRuns/{run_ids[name]}/taskInstances")["task_instances"]
+            for name in NAMED
+        }
+        for name in NAMED:
+            states = {ti["task_id"]: ti["state"] for ti in instances[name]}
+            assert runs[name]["state"] == "success", f"{dag_ids[name]}: {states}{celery.log_tail()}"
+        print(f"{' and '.join(dag_ids.values())} at once on Celery: {seconds:.1f} s")
+        print_timeline(instances)
+
+        # tasks of both ran on the deployment's workers, and between them both workers served
+        hosts = {(name, ti["task_id"]): ti["hostname"].split("@", 1)[0] for name in NAMED for ti in instances[name]
+                 if ti["state"] == "success"}  # fmt: skip
+        assert set(hosts.values()) == {"worker1", "worker2"}, hosts
+        for name in NAMED:
+            assert {task for run, task in hosts if run == name} >= {"import_ad", "import_entra", "export_entra"}
+
+        # each tenant holds exactly its own directory, nothing of the other's
+        tenants = {name: graph_state(entra_hook_for(graph_server, named_tenants[name])) for name in NAMED}
+        directories = {name: ad_state(dc, named_ou(dc, name)) for name in NAMED}
+        for name in NAMED:
+            assert tenants[name] == directories[name], name
+            assert len(directories[name][0]) == NAMED_USERS and set(directories[name][1]) == {f"{name}-team"}
+        east, west = (tenants[name] for name in NAMED)
+        assert not east[0] & west[0] and not set(east[1]) & set(west[1])
+
+        # two stores: separate databases, each holding its own instance's runs and only its own OU's objects
+        assert len({celery.store_url(name) for name in NAMED} | {celery.store_url()}) == 3
+        for name in NAMED:
+            assert celery.store_url(name).endswith(f"/{store_database(name)}")
+            with Store.open(celery.store_url(name), instance=name) as store:
+                runs_of = {(r["profile"], r["connector"], r["result"]) for r in store.list_runs(limit=20)}
+                with store.engine.connect() as connection:
+                    query = sa.select(cs_object.c.dn, cs_object.c.object_type).where(
+                        cs_object.c.connector == "ad", ~cs_object.c.is_deleted
+                    )
+                    found = connection.execute(query).all()
+                    entra = connection.execute(
+                        sa.select(sa.func.count()).where(cs_object.c.connector == "entra", ~cs_object.c.is_deleted)
+                    ).scalar()
+            assert {("full-import", "ad", "success"), ("export", "entra", "success")} <= runs_of, runs_of
+            assert all(dn.lower().endswith(named_ou(dc, name).lower()) for dn, _ in found), found
+            kinds = sorted(kind for _, kind in found if kind in ("user", "group"))
+            assert kinds == ["group"] + ["user"] * NAMED_USERS, found
+            assert entra == NAMED_USERS + 1
+
+        # the Graph writers of both DAGs shared the README's pool, 1 slot, and never overlapped
+        pool = celery.api("GET", f"/pools/{GRAPH_WRITER_POOL}")
+        assert pool["slots"] == 1 and GRAPH_WRITER_POOL in README
+        exports = {name: next(ti for ti in instances[name] if ti["task_id"] == "export_entra") for name in NAMED}
+        assert {ti["pool"] for ti in exports.values()} == {GRAPH_WRITER_POOL}
+        spans = {name: (ti["start_date"], ti["end_date"], ti["hostname"]) for name, ti in exports.items()}
+        print(f"export_entra: {spans}")
+        assert not overlaps(*exports.values()), spans
+    finally:
+        remove_named_directories(dc)

@@ -29,14 +29,28 @@ def new_tenant(graph_server, name: str) -> dict:
     return response.json()
 
 
-def airflow_world(root: Path, dc: SambaDC, graph_server, tenant: dict, *, variables: dict[str, str]) -> LocalAirflow:
-    """An AIRFLOW_HOME under ``root`` with the repository's DAGs and connections to the test DC and emulator."""
+def airflow_world(
+    root: Path,
+    dc: SambaDC,
+    graph_server,
+    tenant: dict,
+    *,
+    variables: dict[str, str],
+    tenants: dict[str, dict] | None = None,
+) -> LocalAirflow:
+    """An AIRFLOW_HOME under ``root`` with the repository's DAGs and connections to the test DC and emulator; with
+    ``tenants`` (``{conn_id: tenant}``) also a connection to each of those emulator tenants."""
+    entra = {
+        conn_id: json.loads(entra_connection(graph_server, other).as_json())
+        for conn_id, other in (tenants or {}).items()
+    }
     return LocalAirflow(
         root / "airflow",
         dags_folder=REPO / "dags",
         connections={
             "aadsync_ad": {"conn_type": "aadsync_ad", **dc.connection_info()},
             "aadsync_entra": json.loads(entra_connection(graph_server, tenant).as_json()),
+            **entra,
         },
         variables=variables,
         env={"AADSYNC_HOME": str(root / "aadsync"), **repository_on_path()},

@@ -21,11 +21,12 @@ def first(value):
     return value[0] if isinstance(value, list) else value
 
 
-def ad_state(dc: SambaDC) -> tuple[set[str], dict[str, set[str]]]:
-    """The AD side: the users' ImmutableIds, and each group's members (users by ImmutableId, groups by name)."""
+def ad_state(dc: SambaDC, root: str | None = None) -> tuple[set[str], dict[str, set[str]]]:
+    """The AD side: the users' ImmutableIds, and each group's members (users by ImmutableId, groups by name), under
+    ``root`` (default: the seeded OU=AADSync)."""
     conn = dc.connect()
     try:
-        root = f"OU=AADSync,{dc.base_dn}"
+        root = root or f"OU=AADSync,{dc.base_dn}"
         conn.search(root, "(&(objectCategory=person)(objectClass=user))", ldap3.SUBTREE, attributes=["objectGUID"])
         users = {entry["dn"].lower(): immutable_id(entry["raw_attributes"]["objectGUID"][0]) for entry in conn.response}
         conn.search(root, "(objectClass=group)", ldap3.SUBTREE, attributes=["cn", "member"])

@@ -234,10 +234,109 @@ def test_the_dag_factory_is_importable_and_the_dag_file_is_a_thin_composition():
 
 def test_the_entra_export_paces_to_the_write_budget_variables(dagbag):
     """Graph's 3,000 writes per 150 s unless aadsync_write_budget / aadsync_write_window_seconds say otherwise."""
-    from airflow_provider_aadsync.dag_factory import WRITE_BUDGET
+    from airflow_provider_aadsync.dag_settings import WRITE_BUDGET
 
     assert "aadsync_write_budget" in WRITE_BUDGET["write_budget"] and "'3000'" in WRITE_BUDGET["write_budget"]
     assert "aadsync_write_window_seconds" in WRITE_BUDGET["write_window_seconds"]
     for dag_id in ("aadsync_cycle", "aadsync_full"):
         task = dagbag.dags[dag_id].get_task("export_entra")
         assert (task.write_budget, task.write_window_seconds) == tuple(WRITE_BUDGET.values())
+
+
+# ------------------------------------------------------------------------------------------ named sync instances
+def test_the_shipped_file_builds_the_dags_of_each_named_instance_with_its_own_store_and_tenant(tmp_path):
+    """``aadsync_instances`` lists named instances: each gets ``aadsync_<name>_cycle`` / ``aadsync_<name>_full``,
+    whose tasks carry the instance's fixed name, read its own Variables first (store, tenant and connectors file
+    only its own) and share the Graph writer pool unless the instance names one of its own."""
+    code = (
+        "import json\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(REPO / 'dags')!r})\n"
+        "out = {'errors': list(bag.import_errors.values()), 'dags': sorted(bag.dags)}\n"
+        "for dag_id in ('aadsync_full', 'aadsync_emea_full', 'aadsync_site_2_cycle'):\n"
+        "    export = bag.dags[dag_id].get_task('export_entra')\n"
+        "    out[dag_id] = {k: getattr(export, k) for k in ('pool', 'retries', 'instance', 'store_conn_id',\n"
+        "        'store_url', 'entra_conn_id', 'write_budget', 'deletion_threshold')}\n"
+        "    out[dag_id]['ad_conn_id'] = bag.dags[dag_id].get_task('import_ad').ad_conn_id\n"
+        "    out[dag_id]['tags'] = sorted(bag.dags[dag_id].tags)\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW_VAR_AADSYNC_INSTANCES": "emea, site_2",
+        "AIRFLOW_VAR_AADSYNC_GRAPH_WRITER_POOL": "aadsync_graph_writers",
+        "AIRFLOW_VAR_AADSYNC_SITE_2__GRAPH_WRITER_POOL": "site_2_writers",
+        "AIRFLOW_VAR_AADSYNC_RETRIES": "4",
+        "AIRFLOW_VAR_AADSYNC_EMEA__RETRIES": "1",
+    }
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["errors"] == []
+    assert found["dags"] == sorted(
+        ["aadsync_cycle", "aadsync_full", "aadsync_emea_cycle", "aadsync_emea_full"]
+        + ["aadsync_site_2_cycle", "aadsync_site_2_full"]
+    )
+    default, emea, site = found["aadsync_full"], found["aadsync_emea_full"], found["aadsync_site_2_cycle"]
+    assert (default["pool"], emea["pool"], site["pool"]) == ("aadsync_graph_writers",) * 2 + ("site_2_writers",)
+    assert (default["retries"], emea["retries"], site["retries"]) == (4, 1, 4)
+    assert default["instance"] == "{{ var.value.get('aadsync_instance', 'default') }}"
+    assert emea["instance"] == "emea" and site["instance"] == "site_2"
+    # store and tenant: the instance's own Variables only, never the shared ones (two instances in one store or
+    # tenant would overwrite each other); the tenant's connection defaults to aadsync_entra_<instance>
+    assert emea["store_conn_id"] == "{{ var.value.get('aadsync_emea__store_conn_id', '') }}"
+    assert emea["store_url"] == "{{ var.value.get('aadsync_emea__store_url', '') }}"
+    assert emea["entra_conn_id"] == "{{ var.value.get('aadsync_emea__entra_conn_id', 'aadsync_entra_emea') }}"
+    # the rest: the instance's own Variable, else the shared one, else the default
+    assert emea["ad_conn_id"] == (
+        "{{ var.value.get('aadsync_emea__ad_conn_id', var.value.get('aadsync_ad_conn_id', 'aadsync_ad')) }}"
+    )
+    assert emea["write_budget"] == (
+        "{{ var.value.get('aadsync_emea__write_budget', var.value.get('aadsync_write_budget', '3000')) }}"
+    )
+    assert "var.value.get('aadsync_site_2__deletion_threshold', var.value.get(" in site["deletion_threshold"]
+    assert emea["tags"] == ["aadsync", "aadsync:emea"] and default["tags"] == ["aadsync"]
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ("EMEA", "invalid sync instance name 'EMEA'"),
+        ("ok, emea__x", "invalid sync instance name 'emea__x'"),
+        ("2emea", "invalid sync instance name '2emea'"),
+        ("a-b", "invalid sync instance name 'a-b'"),
+        ("emea,site,emea", "aadsync_instances names emea more than once"),
+    ],
+)
+def test_a_bad_or_repeated_instance_name_is_refused_naming_it(monkeypatch, names, message):
+    from airflow_provider_aadsync.dag_settings import instances_from_variable
+
+    monkeypatch.setenv("AIRFLOW_VAR_AADSYNC_INSTANCES", names)
+    with pytest.raises(ValueError, match=message):
+        instances_from_variable()
+
+
+def test_a_named_instance_s_connectors_file_without_a_tenant_writes_to_its_own_tenant_only():
+    from airflow_provider_aadsync.dag_factory import common_params, sync_cycle_dag
+    from airflow_provider_aadsync.engine.connectors.config import parse_connectors_config
+
+    scoped = parse_connectors_config("ad:\n  - name: ad\n    conn_id: aadsync_ad\n")
+    named = parse_connectors_config(
+        "ad:\n  - name: ad\n    conn_id: aadsync_ad\nentra:\n  name: entra\n  conn_id: tenant_b\n"
+    )
+    params = common_params(scoped)
+
+    def entra_of(connectors, instance):
+        dag = sync_cycle_dag("x", schedule=None, mode="full", params=params, doc="", connectors=connectors,
+                             instance=instance)  # fmt: skip
+        return dag.get_task("export_entra").entra_conn_id, dag.get_task("import_entra").entra_conn_id
+
+    own = "{{ var.value.get('aadsync_east__entra_conn_id', 'aadsync_entra_east') }}"
+    assert entra_of(scoped, "east") == (own, own)
+    assert entra_of(named, "east") == ("tenant_b", "tenant_b")
+    assert entra_of(scoped, None) == ("aadsync_entra", "aadsync_entra")  # the default instance: as before
+    with pytest.raises(ValueError, match="invalid sync instance name 'East'"):
+        sync_cycle_dag("x", schedule=None, mode="full", params=params, doc="", instance="East")

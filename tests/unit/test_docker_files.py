@@ -373,6 +373,9 @@ class TestComposeAirflow:
         script = init["command"][-1]
         assert "exec /entrypoint" in script
         assert "airflow db check-migrations" in script and "airflow-provider-aadsync" in script
+        # the Graph writer pool the README documents, named by the Variable the DAGs read when they are parsed
+        assert 'airflow pools set aadsync_graph_writers 1 "' in script
+        assert env["AIRFLOW_VAR_AADSYNC_GRAPH_WRITER_POOL"] == "aadsync_graph_writers"
 
     def test_the_store_is_the_database_the_init_sql_creates(self, services: dict[str, dict[str, Any]]) -> None:
         created = re.findall(r"CREATE DATABASE (\w+)", (DOCKER / "postgres" / "10-aadsync-store.sql").read_text())
@@ -393,8 +396,9 @@ class TestComposeAirflow:
             for key in environment_of(services["airflow-worker"])
             if key.startswith("AIRFLOW_VAR_")
         }
-        sources = [*(REPO / "dags").glob("*.py"), REPO / "airflow_provider_aadsync" / "dag_factory.py"]
-        dag_source = "\n".join(path.read_text() for path in sources)  # the DAG files and the factory they compose
+        package = REPO / "airflow_provider_aadsync"
+        sources = [*(REPO / "dags").glob("*.py"), package / "dag_factory.py", package / "dag_settings.py"]
+        dag_source = "\n".join(path.read_text() for path in sources)  # the DAG files, the factory and its settings
         if "var.value" not in dag_source and "Variable" not in dag_source:
             pytest.skip("the DAGs read no Airflow Variables yet")
         assert {name for name in set_here if f"'{name}'" not in dag_source and f'"{name}"' not in dag_source} == set()

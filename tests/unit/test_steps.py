@@ -118,11 +118,12 @@ def test_cli_operators_settings_and_dags_take_the_same_defaults():
 
 def test_the_dags_and_readme_state_the_same_defaults():
 
-    from airflow_provider_aadsync import dag_factory as dags
+    from airflow_provider_aadsync import dag_factory
+    from airflow_provider_aadsync import dag_settings as dags
 
     assert f"get('aadsync_deletion_threshold', {defaults.DELETION_THRESHOLD})" in dags.DELETION_THRESHOLD
     assert f"get('aadsync_disable_threshold', {defaults.DISABLE_THRESHOLD})" in dags.GUARDS["disable_threshold"]
-    assert f"else {defaults.DELETION_THRESHOLD}." in dags.common_params()["deletion_threshold"].description
+    assert f"else {defaults.DELETION_THRESHOLD}." in dag_factory.common_params()["deletion_threshold"].description
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"| `aadsync_deletion_threshold` | {defaults.DELETION_THRESHOLD} |" in readme
     import_guard = f"| {defaults.IMPORT_DELETION_THRESHOLD}, {defaults.IMPORT_DELETION_SHARE:g} | when a task runs"

@@ -19,7 +19,15 @@ compose service      here                                settings in common
 ``airflow-triggerer````airflow triggerer``
 ``airflow-worker``   ``airflow celery worker`` x 2       ``-H worker1@...``, ``-H worker2@...``: both serve queue
                                                          ``default``, the second also ``aadsync``
+(pool)               ``POST /api/v2/pools`` once up      ``aadsync_graph_writers``, 1 slot, named by the Variable
+                                                         ``aadsync_graph_writer_pool``: the README's cap on the tasks
+                                                         writing to Graph at once, across DAGs and instances
 ===================  ==================================  =============================================================
+
+``instances=("east", ...)`` deploys named sync instances next to the default one (README "Several sync instances in
+one deployment"): the Variable ``aadsync_instances``, and per instance a store database ``aadsync_store_<name>`` with
+its connection ``aadsync_store_<name>`` and Variable ``aadsync_<name>__store_conn_id``; the caller's world holds each
+instance's Entra connection (``aadsync_entra_<name>``) and, for a scope of its own, its connectors file.
 
 Shared by every component as in compose's ``x-airflow-common``: one JWT secret and one Fernet key (generated once,
 kept in ``<home>/secrets.json``, mode 0600), the provider's connections and Variables as ``AIRFLOW_CONN_*`` /
@@ -54,6 +62,9 @@ REDIS_PACKAGE = "redis-server"
 METADATA_DB = "airflow"
 STORE_DB = "aadsync_store"
 STORE_CONN_ID = "aadsync_store"
+#: The pool the deployment creates for the tasks writing to Graph (the README's recommended name and size).
+GRAPH_WRITER_POOL = "aadsync_graph_writers"
+GRAPH_WRITER_SLOTS = 1
 #: the second queue, served by worker2 only (tasks go to ``default`` unless an operator says ``queue=``)
 SECOND_QUEUE = "aadsync"
 #: the environment variable a worker's task processes read their host name from (see :func:`worker_hostname`)
@@ -85,6 +96,7 @@ class CeleryAirflow(StandaloneAirflow):
     :param postgres: a started PostgreSQL server; the ``airflow`` and ``aadsync_store`` databases are created in it.
     :param workers: how many Celery workers (1 or 2).
     :param concurrency: task slots per worker.
+    :param instances: named sync instances deployed next to the default one, each with a store database of its own.
     """
 
     def __init__(
@@ -96,12 +108,14 @@ class CeleryAirflow(StandaloneAirflow):
         workers: int = 2,
         concurrency: int = 2,
         env: Mapping[str, str] | None = None,
+        instances: Sequence[str] = (),
     ) -> None:
         saved = _read_json(world.home / "services.json")
         super().__init__(world, port=port or saved.get("api_port"), env=env)
         self.postgres = postgres
         self.workers = workers
         self.concurrency = concurrency
+        self.instances = tuple(instances)
         self.redis_port: int = saved.get("redis_port") or free_port()
         self.log_dir = world.home / "logs"
         self.log_path = self.log_dir / "api-server.log"
@@ -115,8 +129,9 @@ class CeleryAirflow(StandaloneAirflow):
     def broker_url(self) -> str:
         return f"redis://{HOST}:{self.redis_port}/0"
 
-    def store_url(self) -> str:
-        return self.postgres.url(STORE_DB)
+    def store_url(self, instance: str | None = None) -> str:
+        """The sync store's URL: the default instance's, or a named instance's (its own database)."""
+        return self.postgres.url(store_database(instance))
 
     def _secrets(self) -> dict[str, str]:
         """The JWT secret and Fernet key every component shares: generated once, kept in a 0600 file."""
@@ -134,13 +149,6 @@ class CeleryAirflow(StandaloneAirflow):
     def environment(self) -> dict[str, str]:
         kept = self._secrets()
         metadata = self.postgres.url(METADATA_DB)
-        store = {
-            "conn_type": "postgres",
-            "host": HOST,
-            "port": self.postgres.port,
-            "login": "postgres",
-            "schema": STORE_DB,
-        }
         ours = {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
@@ -154,9 +162,17 @@ class CeleryAirflow(StandaloneAirflow):
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "true",
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-            f"AIRFLOW_CONN_{STORE_CONN_ID.upper()}": json.dumps(store),
             "AIRFLOW_VAR_AADSYNC_STORE_CONN_ID": STORE_CONN_ID,
+            "AIRFLOW_VAR_AADSYNC_GRAPH_WRITER_POOL": GRAPH_WRITER_POOL,
         }
+        for instance in (None, *self.instances):
+            store = {"conn_type": "postgres", "host": HOST, "port": self.postgres.port, "login": "postgres"}
+            conn_id = STORE_CONN_ID if instance is None else f"{STORE_CONN_ID}_{instance}"
+            ours[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps({**store, "schema": store_database(instance)})
+            if instance is not None:
+                ours[f"AIRFLOW_VAR_AADSYNC_{instance.upper()}__STORE_CONN_ID"] = conn_id
+        if self.instances:
+            ours["AIRFLOW_VAR_AADSYNC_INSTANCES"] = ",".join(self.instances)
         return {**super().environment(), **ours, **self.extra_env}
 
     def services(self) -> list[Service]:
@@ -189,7 +205,8 @@ class CeleryAirflow(StandaloneAirflow):
         """Create the two databases and migrate Airflow's metadata DB; the seconds it took."""
         started = time.monotonic()
         self.postgres.create_database(METADATA_DB)
-        self.postgres.create_database(STORE_DB)
+        for instance in (None, *self.instances):
+            self.postgres.create_database(store_database(instance))
         self.world.home.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
             [airflow_command(), "db", "migrate"],
@@ -232,11 +249,20 @@ class CeleryAirflow(StandaloneAirflow):
                 if service.name == "redis":
                     _wait_port(self.redis_port, timeout=30, what="redis-server")
             self.wait_healthy(timeout=timeout)
+            self.ensure_pool(GRAPH_WRITER_POOL, GRAPH_WRITER_SLOTS, "tasks writing to Microsoft Graph")
             self.wait_workers(timeout=timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def ensure_pool(self, name: str, slots: int, description: str) -> dict[str, Any]:
+        """Create the Airflow pool, or set its size when it exists (a restart); its ``/pools/{name}`` answer."""
+        created = self.api("POST", "/pools", json={"name": name, "slots": slots, "description": description},
+                           expect=(200, 201, 409))  # fmt: skip
+        if created is None or created.get("name") != name:
+            return self.api("PATCH", f"/pools/{name}", json={"slots": slots, "description": description})
+        return created
 
     def _save(self, pids: Mapping[str, int]) -> None:
         record = {"api_port": self.port, "redis_port": self.redis_port, "base_url": self.base_url, "pids": dict(pids)}
@@ -308,6 +334,11 @@ class CeleryAirflow(StandaloneAirflow):
         return "".join(parts) or f"\n(no logs in {self.log_dir})"
 
 
+def store_database(instance: str | None = None) -> str:
+    """The database of a sync instance's store: ``aadsync_store``, or ``aadsync_store_<name>`` for a named one."""
+    return STORE_DB if instance is None else f"{STORE_DB}_{instance}"
+
+
 def _redis_binary() -> str:
     found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else "")
     if not found:
@@ -347,4 +378,4 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-__all__: Sequence[str] = ["CeleryAirflow", "Service", "worker_hostname"]
+__all__: Sequence[str] = ["CeleryAirflow", "Service", "store_database", "worker_hostname"]
