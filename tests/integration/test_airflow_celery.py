@@ -210,10 +210,14 @@ def print_timeline(instances: dict[str, list[dict]]) -> None:
               f"end {at(ti['end_date'])} {ti['hostname']}")  # fmt: skip
 
 
+def moment(ti: dict, key: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(ti[key])
+
+
 def overlaps(first: dict, second: dict) -> bool:
-    start = [dt.datetime.fromisoformat(ti["start_date"]) for ti in (first, second)]
-    end = [dt.datetime.fromisoformat(ti["end_date"]) for ti in (first, second)]
-    return start[0] < end[1] and start[1] < end[0]
+    return moment(first, "start_date") < moment(second, "end_date") and moment(second, "start_date") < moment(
+        first, "end_date"
+    )
 
 
 def test_two_named_instances_run_at_once_on_the_same_workers_into_their_own_stores_and_tenants(
@@ -280,11 +284,16 @@ def test_two_named_instances_run_at_once_on_the_same_workers_into_their_own_stor
 
         # the Graph writers of both DAGs shared the README's pool, 1 slot, and never overlapped
         pool = celery.api("GET", f"/pools/{GRAPH_WRITER_POOL}")
-        assert pool["slots"] == 1 and GRAPH_WRITER_POOL in README
+        assert pool["slots"] == 1 and f"airflow pools set {GRAPH_WRITER_POOL} 1 " in README
         exports = {name: next(ti for ti in instances[name] if ti["task_id"] == "export_entra") for name in NAMED}
         assert {ti["pool"] for ti in exports.values()} == {GRAPH_WRITER_POOL}
-        spans = {name: (ti["start_date"], ti["end_date"], ti["hostname"]) for name, ti in exports.items()}
-        print(f"export_entra: {spans}")
+        spans = {name: (ti["queued_when"], ti["start_date"], ti["end_date"]) for name, ti in exports.items()}
         assert not overlaps(*exports.values()), spans
+        # a queued task holds its pool slot too: the second export was queued only once the first had ended
+        first, second = sorted(NAMED, key=lambda name: moment(exports[name], "queued_when"))
+        assert moment(exports[second], "queued_when") >= moment(exports[first], "end_date"), spans
+        ready = next(moment(ti, "end_date") for ti in instances[second] if ti["task_id"] == "export_ad")
+        waited = (moment(exports[second], "queued_when") - ready).total_seconds()
+        print(f"export_entra of {second} waited {waited:.1f} s for the pool's slot: {spans}")
     finally:
         remove_named_directories(dc)
