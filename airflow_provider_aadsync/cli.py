@@ -28,6 +28,10 @@ from airflow_provider_aadsync.cli_options import (
     guard_options,
     import_guard_options,
 )
+from airflow_provider_aadsync.cli_status import status_command
+from airflow_provider_aadsync.cli_store import echo_json as _echo_json
+from airflow_provider_aadsync.cli_store import open_store as _open_store
+from airflow_provider_aadsync.cli_store import store_options as _store_options
 from airflow_provider_aadsync.cli_values import EXPR_VALUE_HELP, json_value, name_values
 from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.engine.store import Store
@@ -88,58 +92,6 @@ def main(verbose: bool) -> None:
     )
     # Long work shows progress: a bar on a terminal, log lines otherwise (AADSYNC_PROGRESS_INTERVAL).
     click.get_current_context().with_resource(cli_progress())
-
-
-_STORE_CONN_KEY = "aadsync.store_conn_id"
-
-
-def _remember_store_conn_id(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    ctx.meta[_STORE_CONN_KEY] = value
-
-
-def _store_options(command):
-    """``--store URL`` and ``--store-conn-id ID`` (read by :func:`_open_store`, so signatures stay as they are)."""
-    command = click.option(
-        "--store-conn-id",
-        default=None,
-        envvar="AADSYNC_STORE_CONN_ID",
-        expose_value=False,
-        callback=_remember_store_conn_id,
-        help="Airflow connection (postgres) of the store: the password stays in the connection.",
-    )(command)
-    return click.option(
-        "--store",
-        "store_url",
-        default=None,
-        envvar="AADSYNC_STORE_URL",
-        help="SQLAlchemy URL of the store (env AADSYNC_STORE_URL; default: embedded SQLite); one with a password: "
-        "use --store-conn-id (env AADSYNC_STORE_CONN_ID).",
-    )(command)
-
-
-def _url_password(url: str) -> str | None:
-    import sqlalchemy as sa
-
-    try:
-        return sa.engine.make_url(url).password  # type: ignore[return-value]
-    except Exception:  # not a URL: Store.open says so
-        return None
-
-
-def _open_store(store_url: str | None, instance: str) -> Store:
-    """The store named by --store-conn-id (Airflow's connection lookup) or --store, else the embedded SQLite one."""
-    conn_id = click.get_current_context().meta.get(_STORE_CONN_KEY)
-    if conn_id:
-        if store_url:
-            raise click.UsageError("give --store or --store-conn-id, not both")
-        from airflow_provider_aadsync.hooks.store import store_url_from_connection
-
-        store_url = store_url_from_connection(conn_id)
-    elif store_url and _url_password(store_url):
-        logging.getLogger(__name__).warning(
-            "--store carries a password, which other local users can see in the process list: use --store-conn-id"
-        )
-    return Store.open(store_url, instance=instance)
 
 
 # -------------------------------------------------------------------------------------------------- imports
@@ -236,11 +188,6 @@ def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last:
             _echo_json({"store": store.display_url, "runs": runs})
         else:
             click.echo(render_runs(store, list(run_ids), last=last))
-
-
-def _echo_json(value: object) -> None:
-    """Reading commands' --json: one JSON document on stdout (dates as ISO text)."""
-    click.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
 # ------------------------------------------------------------------------------------------------- sync
@@ -585,6 +532,7 @@ def _expr_failed(kind: str, exc: Exception, code: int) -> NoReturn:
 
 
 main.add_command(register_extensions_command)
+main.add_command(status_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,6 +1,7 @@
-"""The DAG factory: the sync cycle in the product's order (import AD → import Entra ID → sync AD → sync Entra ID →
-export to Entra ID, then the run report), importable so users can build their own DAGs from it. The shipped DAGs
-(``aadsync_cycle`` every 30 minutes, ``aadsync_full`` by hand) are ``dags/aadsync.py``, a thin composition::
+"""The DAG factory: the sync cycle in the product's order (the AD and Entra ID imports in parallel → sync AD → sync
+Entra ID → export to AD (group and ConsistencyGuid writeback) → export to Entra ID, then the run report), importable
+so users can build their own DAGs from it. The shipped DAGs (``aadsync_cycle`` every 30 minutes, ``aadsync_full`` by
+hand) are ``dags/aadsync.py``, a thin composition::
 
     from airflow_provider_aadsync.dag_factory import common_params, connectors_from_variable, sync_cycle_dag
 
@@ -350,9 +351,14 @@ def sync_cycle_dag(
         # The report is the cycle's teardown: it runs whatever happened before it (once the instance was acquired),
         # releases the instance, and a failed step still fails the DAG run.
         # The product's order: every import, then the syncs connector by connector (the configuration's order: the
-        # account forest before the resource forest), then the exports. The imports run one after the other: each
-        # step takes the store lock as this DAG run, and a second task of the same run would take it over.
+        # account forest before the resource forest), then the exports. The imports run in parallel tasks: each
+        # writes only its own connector space and takes only its connector's scope of the instance lock
+        # (engine/store/lock.py), so on PostgreSQL they overlap (on SQLite they take turns). The syncs stay ordered.
         # The AD export goes first: the user's objectGUID is in mS-DS-ConsistencyGuid before its first Entra export.
-        chain(acquire, *imports, import_entra, *syncs, sync_entra, export_ad, export_entra)
+        # The export to Entra ID stays one task, one writer per tenant: Graph's write budget is per app and tenant.
+        all_imports = [*imports, import_entra]
+        acquire >> all_imports
+        all_imports >> (syncs[0] if syncs else sync_entra)
+        chain(*syncs, sync_entra, export_ad, export_entra)
         export_entra >> report.as_teardown(setups=acquire)
     return dag

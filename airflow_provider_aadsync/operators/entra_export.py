@@ -22,6 +22,10 @@ class EntraExportOperator(StoreStepOperator):
 
     A retried task resumes: confirmed writes are never sent again, interrupted ones are reconciled.
 
+    One instance, one writer per tenant: the export of an instance is this one task (it takes the whole instance
+    lock), never split into parallel tasks, because Graph's write budget is per app and tenant: two writers would
+    share it and throttle each other. Writers of several instances are capped across DAGs by the Graph writer pool.
+
     :param entra_conn_id: the ``aadsync_entra`` connection (templated).
     :param staging: compute and store the export plan, write nothing (templated; ``"True"``/``"False"`` accepted).
     :param deletion_threshold: more pending deletes than this stop the export before any write (templated; an

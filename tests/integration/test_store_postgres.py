@@ -24,6 +24,7 @@ from airflow_provider_aadsync.engine.store import (
     WRITE_CHUNK_ROWS,
     Store,
     StoreLockedError,
+    StoreLockLostError,
     cs_object,
     cs_reference,
     run,
@@ -243,6 +244,47 @@ def test_simultaneous_acquires_from_separate_handles_admit_exactly_one(pg_store,
     assert len(errors) == len(handles) - 1 and all(isinstance(error, StoreLockedError) for error in errors)
     with pytest.raises(StoreLockedError, match=f"locked by 'worker_{succeeded[0]}'"):
         pg_store.acquire_lock("someone_else")
+
+
+def test_imports_of_one_run_write_at_once_and_each_retry_fences_only_its_own(pg_store, second_handle):
+    """PostgreSQL lets two imports of one run (their own scope rows) hold open write transactions at the same time;
+    a retry of one fences off only its older attempt; the sync step that follows fences off whatever still runs."""
+    run_holder = "aadsync_cycle:run_1"
+    pg_store.acquire_lock(run_holder, hold=dt.timedelta(minutes=60))
+    both_open = threading.Barrier(2, timeout=20)
+
+    def import_into(store: Store, connector: str) -> None:
+        with store.locked(run_holder, scope=f"import:{connector}"):
+            with store.transaction() as connection:
+                store.save_watermark(connection, connector, "DC=corp", connector.encode(), "dc1")
+                both_open.wait()  # both transactions are open and fenced here at once
+
+    threads = [
+        threading.Thread(target=import_into, args=(store, name))
+        for store, name in ((pg_store, "ad"), (second_handle, "entra"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not both_open.broken
+    assert {name: pg_store.get_watermark(name, "DC=corp").cookie for name in ("ad", "entra")} == {
+        "ad": b"ad",
+        "entra": b"entra",
+    }
+    with pg_store.locked(run_holder, scope="import:ad"), second_handle.locked(run_holder, scope="import:entra"):
+        with Store(pg_store.url, instance="test") as retry, retry.locked(run_holder, scope="import:ad"):
+            with pytest.raises(StoreLockLostError):
+                with pg_store.transaction() as connection:
+                    pg_store.save_watermark(connection, "ad", "DC=corp", b"zombie", "dc1")
+            with second_handle.transaction() as connection:  # the other import goes on
+                second_handle.save_watermark(connection, "entra", "DC=corp", b"entra-2", "dc1")
+            with Store(pg_store.url, instance="test") as syncer, syncer.locked(run_holder):
+                with pytest.raises(StoreLockLostError):
+                    with second_handle.transaction() as connection:
+                        second_handle.save_watermark(connection, "entra", "DC=corp", b"late", "dc1")
+    assert pg_store.get_watermark("entra", "DC=corp").cookie == b"entra-2"
+    assert pg_store.get_watermark("ad", "DC=corp").cookie == b"ad"
 
 
 # ----------------------------------------------------------------------------------------------------- runs

@@ -40,7 +40,12 @@ def test_cycle_runs_every_30_minutes_one_at_a_time_without_catchup(dagbag):
 @pytest.mark.parametrize("dag_id", ["aadsync_cycle", "aadsync_full"])
 def test_steps_run_in_the_products_order_after_the_preview_branch(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
-    for upstream, downstream in zip(CYCLE[:-1], CYCLE[1:-1], strict=False):
+    # the imports run in parallel after the acquisition; the syncs, the exports and the report stay in order
+    assert dag.get_task("import_ad").upstream_task_ids == dag.get_task("import_entra").upstream_task_ids
+    assert dag.get_task("import_ad").upstream_task_ids == {"acquire_instance"}
+    assert dag.get_task("sync_ad").upstream_task_ids == {"import_ad", "import_entra"}
+    after = CYCLE[CYCLE.index("sync_ad") : -1]
+    for upstream, downstream in zip(after[:-1], after[1:], strict=False):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
     assert dag.get_task("choose_path").downstream_task_ids == {"preview", "acquire_instance"}
     # The cycle holds the instance from its first step to its last: acquired by a setup task that waits without a
@@ -186,10 +191,13 @@ def test_a_connectors_file_gives_one_import_and_one_sync_per_ad_connector_in_the
     bag = dagbag_with_connectors_file(monkeypatch, path)
     assert bag.import_errors == {}
     dag = bag.dags[dag_id]
-    # every import (AD connectors in the file's order, then Entra), then the syncs connector by connector (account
-    # forest before resource forest), then the exports and the report
-    order = ["acquire_instance", "import_ad", "import_ad_fabrikam", "import_entra", "sync_ad", "sync_ad_fabrikam"]
-    order += ["sync_entra", "export_ad", "export_entra"]
+    # every import at once (AD connectors and Entra), then the syncs connector by connector (account forest before
+    # resource forest), then the exports and the report
+    imports = {"import_ad", "import_ad_fabrikam", "import_entra"}  # in parallel
+    for task_id in imports:
+        assert dag.get_task(task_id).upstream_task_ids == {"acquire_instance"}
+    assert dag.get_task("sync_ad").upstream_task_ids == imports
+    order = ["sync_ad", "sync_ad_fabrikam", "sync_entra", "export_ad", "export_entra"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}, downstream
     assert dag.get_task("report").upstream_task_ids == {"export_entra", "acquire_instance"}
@@ -206,7 +214,7 @@ def test_a_connectors_file_gives_one_import_and_one_sync_per_ad_connector_in_the
     assert {dag.get_task(t).entra_conn_id for t in ("import_entra", "export_entra")} == {"aadsync_entra_prod"}
     assert dag.params.get_param("preview_connector").schema["enum"] == ["ad", "ad_fabrikam", "entra"]
     # the report lists every step of the cycle in its order
-    assert dag.get_task("report")._steps() == order[1:]
+    assert dag.get_task("report")._steps() == ["import_ad", "import_ad_fabrikam", "import_entra", *order]
 
 
 def test_an_invalid_connectors_file_is_a_dag_import_error_naming_the_file_key_and_line(monkeypatch, tmp_path):

@@ -25,6 +25,7 @@ from airflow_provider_aadsync.engine.runs.import_guard import (
 from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, WatermarkRejectedError
 from airflow_provider_aadsync.engine.store import Store, Watermark, utcnow
 from airflow_provider_aadsync.engine.store.lock import stopped_result
+from airflow_provider_aadsync.engine.store.scopes import import_scope
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def run_import(
     space before anything changes: result ``stopped-deletion-threshold-exceeded``, watermark kept.
     """
     guard = guard or ImportGuard()
-    with store.locked(lock_holder or process_holder()):
+    with store.locked(lock_holder or process_holder(), scope=import_scope(connector)):
         fallback_reason = None
         if mode == "delta":
             saved: dict[str, Watermark | None] = {

@@ -18,6 +18,14 @@ across workers. Three things make it safe, not only polite:
 A whole cycle (the DAGs) holds the instance from its first step to its last: the first task acquires it with a
 ``hold``, each step re-enters it as the same holder and leaves it held for ``hold`` when it ends, and the cycle's last
 task releases it. The hold is the lease between steps, so a crashed DAG run blocks the instance for that long at most.
+
+**Shared imports, exclusive sync and export.** An import writes only its own connector space and watermarks, so the
+imports of one run (AD connectors and Entra ID) may run at once: each takes a scope row of its own
+(``<instance>#import:<connector>``, scopes.py) whose token fences its own older attempts, and depends on the instance
+row's token (its generation) without bumping it. A sync or export step takes the whole instance as before: its new
+instance token fences off any import still running, and its marker row refuses imports of the run while it runs.
+Other holders stay out while any of them runs. PostgreSQL lets the imports' transactions overlap; SQLite has one
+writer at a time and an import writes in one transaction, so there the imports of a run take turns.
 """
 
 from __future__ import annotations
@@ -34,11 +42,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.store import scopes
 from airflow_provider_aadsync.engine.store.errors import StoreLockedError, StoreLockLostError
+from airflow_provider_aadsync.engine.store.scopes import scope_row
 from airflow_provider_aadsync.engine.store.tables import as_utc, run, store_lock, utcnow
 
 log = logging.getLogger(__name__)
@@ -79,6 +88,15 @@ class Lease:
     open_transactions: int = 0
     #: ``time.monotonic()`` just before the store last confirmed the token (acquisition, renewal, fence).
     confirmed_at: float = field(default_factory=time.monotonic)
+    #: None: the whole instance (``token`` is the instance row's). A scope (``import:<connector>``): ``token`` is the
+    #: scope row's and ``generation`` the instance row's token the lease depends on.
+    scope: str | None = None
+    generation: int = 0
+
+    @property
+    def row(self) -> str:
+        """The lock row whose token this lease carries."""
+        return scope_row(self.instance, self.scope) if self.scope else self.instance
 
     @property
     def expiry(self) -> dt.timedelta:
@@ -168,6 +186,8 @@ def acquire_waiting(
     poll_seconds: float = 1.0,
     lease: dt.timedelta = STEP_LEASE,
     hold: dt.timedelta | None = None,
+    scope: str | None = None,
+    step: bool = False,
 ) -> Lease:
     """:func:`acquire`, waiting up to ``wait`` while another run holds the instance; the wait shows in the run's
     progress (engine/progress.py) with who holds the lock, so a long wait is never a silent one."""
@@ -175,7 +195,7 @@ def acquire_waiting(
     report = progress.current()
     while True:
         try:
-            return acquire(store, holder, lease=lease, hold=hold)
+            return acquire(store, holder, lease=lease, hold=hold, scope=scope, step=step)
         except StoreLockedError:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -199,8 +219,19 @@ def _is_busy(error: sa.exc.OperationalError) -> bool:
     return "database is locked" in str(error.orig) or getattr(error.orig, "pgcode", None) == "55P03"
 
 
+#: On SQLite (one writer at a time, and an import writes its connector space in one transaction) imports of one run
+#: take turns: an import waits this long at most for the one before it.
+SQLITE_TURN_WAIT = CYCLE_HOLD
+
+
 def acquire(
-    store: StoreHandle, holder: str, *, lease: dt.timedelta = STEP_LEASE, hold: dt.timedelta | None = None
+    store: StoreHandle,
+    holder: str,
+    *,
+    lease: dt.timedelta = STEP_LEASE,
+    hold: dt.timedelta | None = None,
+    scope: str | None = None,
+    step: bool = False,
 ) -> Lease:
     """Take the instance lock for ``holder`` atomically, bumping its fencing token.
 
@@ -208,98 +239,193 @@ def acquire(
     attempt it replaces. Another holder gets :class:`StoreLockedError` until the lock is released or its lease ran
     out. ``hold`` marks a cycle acquisition: each step of the cycle leaves the instance held that long; a step that
     re-enters its own cycle's lock keeps the hold.
+
+    ``scope`` (:func:`scopes.import_scope`) takes part of the instance only: within a run that holds the instance,
+    imports of different connectors hold their own rows and run at once, and each retry fences off the attempt of its
+    own scope; a whole-instance acquisition (``scope`` None: a sync, an export, a new cycle) bumps the instance token
+    and so fences off every import still running, and while a whole-instance ``step`` of the run runs, an import of
+    it is refused. On SQLite the imports of a run take turns (waiting up to :data:`SQLITE_TURN_WAIT`).
     """
-    now = utcnow()
-    asked_at = time.monotonic()
-    try:
-        with store.engine.begin() as connection:
-            dialect = connection.dialect.name
-            if dialect == "postgresql":
-                connection.execute(sa.text(f"SET LOCAL lock_timeout = '{_PG_LOCK_TIMEOUT}'"))
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            # The row is created once and kept: on SQLite this first write takes the write lock for the whole
-            # transaction, so the read below and the update cannot interleave with another acquisition.
-            connection.execute(
-                insert(store_lock)
-                .values(name=store.instance, holder="", token=0, acquired_at=now, expires_at=now)
-                .on_conflict_do_nothing(index_elements=["name"])
-            )
-            row = connection.execute(
-                sa.select(store_lock).where(store_lock.c.name == store.instance).with_for_update()
-            ).one()
-            current = _state(row)
-            own = current.holder == holder
-            if current.held(now) and not own:
-                raise StoreLockedError(f"{current.describe(store.instance)}; another run is in progress")
-            if current.holder and not own:
-                log.warning(
-                    "taking over the lock of sync instance %r from %r, whose lease ended %s",
-                    store.instance,
-                    current.holder,
-                    f"{current.expires_at:%Y-%m-%d %H:%M:%S} UTC",
-                )
-            kept_hold = row.hold_seconds if own else None
-            hold_seconds = int(hold.total_seconds()) if hold is not None else kept_hold
-            granted = Lease(
-                store.instance,
-                holder,
-                current.token + 1,
-                lease,
-                dt.timedelta(seconds=hold_seconds) if hold_seconds else None,
-                confirmed_at=asked_at,
-            )
-            connection.execute(
-                sa.update(store_lock)
-                .where(store_lock.c.name == store.instance)
-                .values(
-                    holder=holder,
-                    token=granted.token,
-                    acquired_at=current.acquired_at if own and current.held(now) else now,
-                    expires_at=now + granted.expiry,
-                    renewed_at=now,
-                    hold_seconds=hold_seconds,
-                )
-            )
-    except sa.exc.OperationalError as error:
-        if not _is_busy(error):
-            raise
-        state = lock_state(store)
-        who = state.describe(store.instance) if state and state.held() else f"sync instance {store.instance!r}"
-        raise StoreLockedError(f"{who}: the store is busy with another run's write; try again") from error
-    log.info("sync instance %r locked by %r (token %d)", store.instance, holder, granted.token)
+    sqlite_turns = scope is not None and store.engine.dialect.name == "sqlite"
+    deadline = time.monotonic() + SQLITE_TURN_WAIT.total_seconds()
+    while True:
+        try:
+            granted = _acquire_once(store, holder, lease, hold, scope, step)
+            break
+        except scopes.Turn:
+            if time.monotonic() >= deadline:
+                raise StoreLockedError(
+                    f"sync instance {store.instance!r}: another import of {holder!r} still runs after "
+                    f"{SQLITE_TURN_WAIT.total_seconds():.0f} s; on SQLite the imports of a run take turns"
+                ) from None
+            time.sleep(0.5)
+        except sa.exc.OperationalError as error:
+            if not _is_busy(error):
+                raise
+            if sqlite_turns and time.monotonic() < deadline:
+                continue  # SQLite's busy timeout ran out while another import of the run writes: keep waiting
+            state = lock_state(store)
+            who = state.describe(store.instance) if state and state.held() else f"sync instance {store.instance!r}"
+            raise StoreLockedError(f"{who}: the store is busy with another run's write; try again") from error
+    log.info(
+        "sync instance %r%s locked by %r (token %d)",
+        store.instance,
+        f" ({scope})" if scope else "",
+        holder,
+        granted.token,
+    )
     return granted
 
 
-def renew(store: StoreHandle, lease: Lease, connection: sa.Connection | None = None) -> bool:
-    """Move the lease's end ahead if the row still carries its token; False when the lock was taken over."""
+def _acquire_once(
+    store: StoreHandle,
+    holder: str,
+    duration: dt.timedelta,
+    hold: dt.timedelta | None,
+    scope: str | None,
+    step: bool,
+) -> Lease:
     now = utcnow()
-    statement = (
-        sa.update(store_lock)
-        .where(store_lock.c.name == lease.instance, store_lock.c.token == lease.token)
-        .values(expires_at=now + lease.expiry, renewed_at=now)
-    )
+    asked_at = time.monotonic()
+    instance = store.instance
+    with store.engine.begin() as connection:
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            connection.execute(sa.text(f"SET LOCAL lock_timeout = '{_PG_LOCK_TIMEOUT}'"))
+        # On SQLite this first write takes the write lock for the whole transaction, so the read below and the
+        # update cannot interleave with another acquisition.
+        scopes.ensure_row(connection, instance, now)
+        query = sa.select(store_lock).where(store_lock.c.name == instance)
+        # PostgreSQL: an import re-entering its run's instance takes the row FOR NO KEY UPDATE, which the running
+        # imports' fences (FOR KEY SHARE) let through; taking the instance over waits for them (FOR UPDATE).
+        row = connection.execute(query.with_for_update(key_share=scope is not None)).one()
+        current = _state(row)
+        own = current.holder == holder
+        if current.held(now) and not own:
+            raise StoreLockedError(f"{current.describe(instance)}; another run is in progress")
+        kept_hold = row.hold_seconds if own else None
+        hold_seconds = int(hold.total_seconds()) if hold is not None else kept_hold
+        hold_delta = dt.timedelta(seconds=hold_seconds) if hold_seconds else None
+        expiry = max(duration, hold_delta) if hold_delta else duration
+        instance_values = {"expires_at": now + expiry, "renewed_at": now, "hold_seconds": hold_seconds}
+        if scope is not None and own and current.held(now):
+            scopes.check_turn(connection, instance, holder, scope, current.token, now, postgres)
+            generation = current.token
+        else:
+            if scope is not None and postgres:
+                connection.execute(query.with_for_update()).one()  # taking the instance: wait for old fences
+            if current.holder and not own:
+                log.warning(
+                    "taking over the lock of sync instance %r from %r, whose lease ended %s",
+                    instance,
+                    current.holder,
+                    f"{current.expires_at:%Y-%m-%d %H:%M:%S} UTC",
+                )
+            generation = current.token + 1
+            instance_values |= {
+                "holder": holder,
+                "token": generation,
+                "acquired_at": current.acquired_at if own and current.held(now) else now,
+            }
+            scopes.clear_scopes(connection, instance, holder, now)
+        connection.execute(sa.update(store_lock).where(store_lock.c.name == instance).values(**instance_values))
+        # A scope row (an import, the step mark) carries the step's lease, not the cycle's hold: a killed step's row
+        # goes stale after one lease, like a killed step's instance lock without a cycle.
+        if scope is None:
+            if step:
+                scopes.take_row(connection, scope_row(instance, scopes.STEP_MARK), holder, generation, now, duration)
+            return Lease(
+                instance, holder, generation, duration, hold_delta, confirmed_at=asked_at, generation=generation
+            )
+        name = scope_row(instance, scope)
+        scopes.ensure_row(connection, name, now)
+        scoped = _state(
+            connection.execute(sa.select(store_lock).where(store_lock.c.name == name).with_for_update()).one()
+        )
+        # Its holder is this run (a retry: the new token fences off the attempt it replaces) or nobody: whoever took
+        # the instance over cleared the scope rows of the owner before it.
+        token = scoped.token + 1
+        scopes.take_row(connection, name, holder, token, now, duration)
+        return Lease(
+            instance, holder, token, duration, hold_delta, confirmed_at=asked_at, scope=scope, generation=generation
+        )
+
+
+def renew(store: StoreHandle, lease: Lease, connection: sa.Connection | None = None) -> bool:
+    """Move the lease's end ahead if the row still carries its token; False when the lock was taken over.
+
+    A scoped lease renews its own row and the instance row of its generation (which the imports of a run keep held
+    together); a whole-instance step's heartbeat renews its marker row too."""
+    now = utcnow()
+    values = {"expires_at": now + lease.expiry, "renewed_at": now}
+    own_values = {"expires_at": now + lease.duration, "renewed_at": now}  # a scope row: the step lease
+
+    def apply(conn: sa.Connection, mark: bool) -> bool:
+        if lease.scope is None:
+            held = (
+                conn.execute(
+                    sa.update(store_lock)
+                    .where(store_lock.c.name == lease.instance, store_lock.c.token == lease.token)
+                    .values(**values)
+                ).rowcount
+                == 1
+            )
+            if held and mark:  # the heartbeat's renewal; a fence stays one statement
+                conn.execute(scopes.step_mark(lease.instance, lease.holder, lease.token).values(**own_values))
+            return held
+        own = conn.execute(
+            sa.update(store_lock)
+            .where(
+                store_lock.c.name == lease.row, store_lock.c.token == lease.token, store_lock.c.holder == lease.holder
+            )
+            .values(**own_values)
+        ).rowcount
+        instance = conn.execute(
+            sa.update(store_lock)
+            .where(store_lock.c.name == lease.instance, store_lock.c.token == lease.generation)
+            .values(**values)
+        ).rowcount
+        return own == 1 and instance == 1
+
     if connection is not None:
-        return connection.execute(statement).rowcount == 1
-    with store.engine.begin() as own:
-        return own.execute(statement).rowcount == 1
+        return apply(connection, mark=False)
+    with store.engine.begin() as own_connection:
+        return apply(own_connection, mark=True)
 
 
 def end_step(store: StoreHandle, lease: Lease) -> None:
-    """A step is over: leave the instance held for the cycle's hold, or release it."""
+    """A step is over: leave the instance held for the cycle's hold, or release it (a scoped step: once no other
+    scope of its holder runs)."""
     if lease.lost:
         return
     now = utcnow()
-    values: dict[str, Any] = (
-        {"expires_at": now + lease.hold, "renewed_at": now}
-        if lease.hold
-        else {"holder": "", "expires_at": now, "hold_seconds": None}
+    free: dict[str, Any] = {"holder": "", "expires_at": now, "hold_seconds": None}
+    instance_row = sa.update(store_lock).where(
+        store_lock.c.name == lease.instance, store_lock.c.token == lease.generation
     )
     with store.engine.begin() as connection:
-        connection.execute(
-            sa.update(store_lock)
-            .where(store_lock.c.name == lease.instance, store_lock.c.token == lease.token)
-            .values(**values)
-        )
+        if lease.scope is None:
+            mark = scopes.step_mark(lease.instance, lease.holder, lease.token)
+            connection.execute(mark.values(holder="", expires_at=now))
+        else:
+            connection.execute(
+                sa.update(store_lock)
+                .where(store_lock.c.name == lease.row, store_lock.c.token == lease.token)
+                .values(holder="", expires_at=now)
+            )
+            if not lease.hold and any(
+                row.holder == lease.holder for row in scopes.live_scopes(connection, lease.instance, now)
+            ):
+                return  # another import of this holder still runs: it keeps the instance and releases it
+        if lease.hold:
+            # never shorten the lease a sibling import renewed
+            connection.execute(
+                instance_row.where(store_lock.c.expires_at < now + lease.hold).values(
+                    expires_at=now + lease.hold, renewed_at=now
+                )
+            )
+        else:
+            connection.execute(instance_row.values(**free))
 
 
 def release(store: StoreHandle, holder: str) -> bool:
@@ -310,6 +436,12 @@ def release(store: StoreHandle, holder: str) -> bool:
             .where(store_lock.c.name == store.instance, store_lock.c.holder == holder)
             .values(holder="", expires_at=utcnow(), hold_seconds=None)
         ).rowcount
+        if released:
+            connection.execute(
+                sa.update(store_lock)
+                .where(scopes.scope_rows(store.instance), store_lock.c.holder == holder)
+                .values(holder="", expires_at=utcnow(), hold_seconds=None)
+            )
     if released:
         log.info("sync instance %r released by %r", store.instance, holder)
     return bool(released)
@@ -318,29 +450,33 @@ def release(store: StoreHandle, holder: str) -> bool:
 def _lost_message(store: StoreHandle, lease: Lease, connection: sa.Connection) -> str:
     row = connection.execute(sa.select(store_lock).where(store_lock.c.name == lease.instance)).first()
     now_held = f"now held by {row.holder!r} since {as_utc(row.acquired_at):%Y-%m-%d %H:%M:%S} UTC" if row else "gone"
+    what = f"the {lease.scope} lock" if lease.scope else "the lock"
     return (
-        f"sync instance {lease.instance!r}: the lock of {lease.holder!r} (token {lease.token}) was taken over "
+        f"sync instance {lease.instance!r}: {what} of {lease.holder!r} (token {lease.token}) was taken over "
         f"({now_held}; token {row.token if row else '-'}): its lease ran out or a newer attempt of the same run took "
         "it back. This attempt stopped before writing; the run that holds the lock carries on."
     )
 
 
 def fence(store: StoreHandle, lease: Lease, connection: sa.Connection) -> None:
-    """Inside a write transaction: refuse it unless the lock row still carries the lease's token.
+    """Inside a write transaction: refuse it unless the lock row still carries the lease's token (a scoped lease:
+    its own row its token, and the instance row its generation).
 
     SQLite: an UPDATE of the row (which renews the lease and takes the database's write lock at once, so nothing
-    can change the row before this transaction commits). PostgreSQL: ``FOR KEY SHARE`` on the row, which a takeover
-    (``FOR UPDATE``) waits for while the heartbeat's renewals (key-preserving updates) go on.
+    can change the row before this transaction commits). PostgreSQL: ``FOR KEY SHARE`` on the row(s), which a
+    takeover (``FOR UPDATE``) waits for while the heartbeat's renewals (key-preserving updates) go on.
     """
     lease.check()
     asked_at = time.monotonic()
     if connection.dialect.name == "postgresql":
-        token = connection.execute(
-            sa.select(store_lock.c.token)
-            .where(store_lock.c.name == lease.instance)
-            .with_for_update(read=True, key_share=True)
-        ).scalar()
-        held = token == lease.token
+        tokens = dict(
+            connection.execute(
+                sa.select(store_lock.c.name, store_lock.c.token)
+                .where(store_lock.c.name.in_({lease.instance, lease.row}))
+                .with_for_update(read=True, key_share=True)
+            ).all()
+        )
+        held = tokens.get(lease.row) == lease.token and tokens.get(lease.instance) == lease.generation
     else:
         held = renew(store, lease, connection)
     if not held:
@@ -370,35 +506,6 @@ def ensure(store: StoreHandle, lease: Lease) -> None:
         log.error("%s", lease.lost)
         raise StoreLockLostError(lease.lost)
     lease.confirmed_at = asked_at
-
-
-class FencedWriter:
-    """A connector's writer (EntraHook, ActiveDirectoryHook) whose write methods first :func:`ensure` the lock."""
-
-    def __init__(self, writer: Any, store: StoreHandle, methods: tuple[str, ...]):
-        self._writer = writer
-        self._store = store
-        self._methods = methods
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._writer, name)
-        if name not in self._methods or not callable(attribute):
-            return attribute
-
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            self._store.check_lease()
-            return attribute(*args, **kwargs)
-
-        return guarded
-
-
-def fenced_writer(writer: Any, store: StoreHandle) -> Any:
-    """Wrap an exporter's writer so that no write leaves while the step's lock may be lost (see :func:`ensure`)."""
-    return FencedWriter(writer, store, WRITE_METHODS)
-
-
-#: The methods of the connector writers that change a directory.
-WRITE_METHODS = ("batch", "request", "add_object", "modify_object", "modify_references", "move_object", "delete_object")
 
 
 class _Heartbeat(threading.Thread):
@@ -442,12 +549,13 @@ def locked(
     lease: dt.timedelta = STEP_LEASE,
     hold: dt.timedelta | None = None,
     wait: dt.timedelta | None = None,
+    scope: str | None = None,
 ) -> Iterator[Lease]:
-    """Hold the instance for one step: acquire (waiting up to ``wait`` for another run to end; None: the setting
-    ``AADSYNC_LOCK_WAIT``, default no wait), renew while the body runs, fence every write transaction of ``store``,
-    and at the end leave it to the cycle (its hold) or release it."""
+    """Hold the instance (or the ``scope`` of an import, see :func:`acquire`) for one step: acquire (waiting up to
+    ``wait`` for another run to end; None: the setting ``AADSYNC_LOCK_WAIT``, default no wait), renew while the body
+    runs, fence every write transaction of ``store``, and at the end leave it to the cycle (its hold) or release it."""
     wait = lock_wait_from_env() if wait is None else wait
-    granted = acquire_waiting(store, holder, wait=wait, lease=lease, hold=hold)
+    granted = acquire_waiting(store, holder, wait=wait, lease=lease, hold=hold, scope=scope, step=True)
     heartbeat = _Heartbeat(store, granted)
     previous = store.lease
     store.lease = granted

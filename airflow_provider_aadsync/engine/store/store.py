@@ -442,6 +442,7 @@ class Store:
         lease: dt.timedelta | None = None,
         hold: dt.timedelta | None = None,
         wait: dt.timedelta | None = None,
+        scope: str | None = None,
     ) -> Iterator[Lease]:
         """Hold the instance lock for one step so two runs of one sync instance never interleave.
 
@@ -449,9 +450,10 @@ class Store:
         it replaces can no longer write; the lease is renewed while the step runs; at the end the lock is released,
         or left to the cycle that holds the instance (see :func:`airflow_provider_aadsync.engine.store.lock.locked`).
         ``wait``: how long to wait, with wait lines in the progress, while another run holds the instance (None:
-        ``AADSYNC_LOCK_WAIT`` seconds, default 0).
+        ``AADSYNC_LOCK_WAIT`` seconds, default 0). ``scope`` (``scopes.import_scope(connector)``) takes only the
+        import of one connector: imports of different connectors in one run hold the instance together.
         """
-        with lock.locked(self, holder, lease=lease or lock.STEP_LEASE, hold=hold, wait=wait) as granted:
+        with lock.locked(self, holder, lease=lease or lock.STEP_LEASE, hold=hold, wait=wait, scope=scope) as granted:
             yield granted
 
     def acquire_lock(

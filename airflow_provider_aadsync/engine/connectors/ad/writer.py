@@ -60,7 +60,7 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
     utcnow,
 )
-from airflow_provider_aadsync.engine.store.lock import fenced_writer
+from airflow_provider_aadsync.engine.store.fenced import fenced_writer
 
 log = logging.getLogger(__name__)
 

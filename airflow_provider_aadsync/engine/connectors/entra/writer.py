@@ -36,7 +36,7 @@ from airflow_provider_aadsync.engine.connectors.entra.settings import ExportSett
 from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass
 from airflow_provider_aadsync.engine.runs.export_run import ExportResult, open_work, run_export
 from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.engine.store.lock import fenced_writer
+from airflow_provider_aadsync.engine.store.fenced import fenced_writer
 
 __all__ = ["EntraExporter", "ExportSettings", "plan_counts", "run_entra_export"]
 

@@ -27,6 +27,7 @@ from airflow_provider_aadsync.engine.store import (
     store_lock,
     watermark,
 )
+from airflow_provider_aadsync.engine.store.fenced import fenced_writer
 
 CONTEXT = multiprocessing.get_context("fork")
 
@@ -35,9 +36,10 @@ def open_store(path: Path) -> Store:
     return Store.open(f"sqlite:///{path}", instance="test")
 
 
-def lock_row(store: Store):
+def lock_row(store: Store, name: str = "test"):
+    """The instance row (or, with ``name``, a scope row: ``test#import:ad``, ``test#step``)."""
     with store.engine.connect() as connection:
-        return connection.execute(sa.select(store_lock)).one()
+        return connection.execute(sa.select(store_lock).where(store_lock.c.name == name)).one()
 
 
 def write_watermark(store: Store, cookie: bytes) -> None:
@@ -332,7 +334,7 @@ def test_a_write_outside_the_store_checks_the_lock_after_a_silence(tmp_path):
     with open_store(path) as store, open_store(path) as other:
         with store.locked("dag:run_1", lease=dt.timedelta(seconds=60)) as granted:
             graph = _Graph()
-            writer = lock.fenced_writer(graph, store)
+            writer = fenced_writer(graph, store)
             statements: list[str] = []
             sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
             writer.batch(["create alice"])
