@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from airflow_provider_aadsync.plugins.auth import require_access
@@ -183,6 +184,15 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
         return browse.export_plan(store(), connector=connector, offset=offset, limit=limit)
 
     # ----------------------------------------------------------------------------------------------- the pages
+    @app.get("/api/lock")
+    def api_lock() -> dict[str, Any]:
+        """Who holds the sync instance: the instance lock and its rows for the parallel imports of the holder's run
+        and a running sync or export step, each held or stale (``aadsync status --json``)."""
+        from airflow_provider_aadsync.engine.store import scopes, utcnow
+
+        opened = store()
+        return scopes.lock_overview(opened.engine, opened.instance, utcnow())
+
     @app.get("/", response_class=HTMLResponse)
     def runs_page(
         request: Request,
@@ -212,6 +222,7 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
             connector=connector or "",
             result=result or "",
             store_url=opened.display_url,
+            lock=jsonable_encoder(api_lock()),  # dates as ISO text, as the other pages get them
         )
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse)

@@ -152,6 +152,7 @@ ROUTES = [
     "/api/runs",
     "/api/runs/1",
     "/api/cycles",
+    "/api/lock",
     "/api/objects?q=alice",
     f"/api/objects/ad/{guid(1)}",
     "/api/rules",
@@ -386,3 +387,22 @@ def test_the_navigation_entry_follows_the_api_servers_base_path(base_url, expect
     from airflow_provider_aadsync.plugins import ui_path
 
     assert ui_path(base_url, "/aadsync/") == expected
+
+
+def test_the_lock_shows_the_cycle_and_its_running_imports(client, headers, store_url):
+    """The sync manager's view of ``aadsync status``: the instance lock and the import rows of the holder's run."""
+    from airflow_provider_aadsync.engine.store import Store, lock
+
+    assert get(client, headers, "/api/lock").json()["scopes"] == []
+    with Store.open(store_url, instance="ui") as handle:
+        handle.acquire_lock("aadsync_cycle:manual__7", hold=lock.CYCLE_HOLD)
+        with handle.locked("aadsync_cycle:manual__7", scope="import:entra"):
+            answer = get(client, headers, "/api/lock").json()
+            page = get(client, headers, "/").text
+        handle.release_lock("aadsync_cycle:manual__7")
+    assert answer["instance"] == "ui" and answer["lock"]["state"] == "held"
+    assert [(s["scope"], s["state"], s["holder"]) for s in answer["scopes"]] == [
+        ("import:entra", "held", "aadsync_cycle:manual__7")
+    ]
+    assert "held by <code>aadsync_cycle:manual__7</code>" in page and "import:entra held by" in page
+    assert get(client, headers, "/api/lock").json()["lock"]["state"] == "free"
