@@ -28,11 +28,10 @@ from airflow_provider_aadsync.engine.sync.frames import (
     chunks,
     load_json,
     members_by_rule,
-    rows_by_label,
+    stored_rows_by_label,
 )
 from airflow_provider_aadsync.engine.sync.joins import Joins
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
-from airflow_provider_aadsync.engine.sync.schema import cell_values
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
 #: How a preview's trace shows the two sentinels (a plain NULL flow is traced as None and shown as NULL).
@@ -155,7 +154,7 @@ class Inbound:
                     getattr(error, "code", "expression-error"),
                     getattr(error, "message", str(error)),
                 )
-            results[compiled.rule.name] = (compiled, rows_by_label(outcome.values))
+            results[compiled.rule.name] = (compiled, stored_rows_by_label(outcome.values))
         in_scope_of = members_by_rule(linked[[r.rule.name for r in rules]])
         for anchor, mv_value in zip(linked.index, linked["mv_id"], strict=True):
             if anchor in failed:
@@ -204,16 +203,13 @@ class Inbound:
                     contribution = [precedence, merge, REFERENCE_MARKER]
                     self.state.reference_dirty.add(anchor)
                 else:
-                    cell = values.get(target)
-                    if cell is IgnoreThisFlow or cell is None or (isinstance(cell, float) and pd.isna(cell)):
+                    cell = values.get(target)  # stored form (frames.stored_rows_by_label): NULL is None
+                    if cell is None or cell is IgnoreThisFlow:
                         # NULL and IgnoreThisFlow contribute nothing; the preview names which one it was.
                         if tracing:
                             self._trace_flow(compiled, target, TRACE_IGNORED if cell is IgnoreThisFlow else None)
                         continue
-                    if cell is AuthoritativeNull:
-                        contribution = [precedence, merge, None]
-                    else:
-                        contribution = [precedence, merge, cell_values(cell)]
+                    contribution = [precedence, merge, None if cell is AuthoritativeNull else cell]
                 if tracing:
                     traced = TRACE_AUTHORITATIVE_NULL if contribution[2] is None else contribution[2]
                     self._trace_flow(compiled, target, traced)

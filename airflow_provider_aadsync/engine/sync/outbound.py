@@ -27,8 +27,8 @@ from airflow_provider_aadsync.engine.sync.frames import (
     chunks,
     load_json,
     members_by_rule,
-    rows_by_label,
     same_values,
+    stored_rows_by_label,
     write_rows,
 )
 from airflow_provider_aadsync.engine.sync.joins import Joins
@@ -151,7 +151,7 @@ class Outbound:
                     getattr(error, "code", "expression-error"),
                     f"outbound rule {compiled.rule.name!r} to {connector}: {getattr(error, 'message', str(error))}",
                 )
-            outcomes[compiled.rule.name] = rows_by_label(outcome.values)
+            outcomes[compiled.rule.name] = stored_rows_by_label(outcome.values)
         provisioning = [r for r in rules if r.rule.link_type == "Provision"]
         current = self._load_cs(connector, [links[(m, connector)][0] for m in mv_ids if (m, connector) in links])
         in_scope_of = members_by_rule(scope)
@@ -355,14 +355,14 @@ class Outbound:
                     references.append((source, target))
                     decided.add(target)
                     continue
-                cell = values.get(target)
+                cell = values.get(target)  # stored form (frames.stored_rows_by_label): NULL is None
                 if cell is IgnoreThisFlow:
                     continue
-                if cell is None or (isinstance(cell, float) and pd.isna(cell)):
+                if cell is None:
                     desired.setdefault(target, [])
                     continue
                 decided.add(target)
-                desired[target] = [] if cell is AuthoritativeNull else cell_values(cell)
+                desired[target] = [] if cell is AuthoritativeNull else cell
         if "dn" in desired:
             dn_values = desired.pop("dn")
             dn = str(dn_values[0]) if dn_values else None

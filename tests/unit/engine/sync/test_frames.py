@@ -11,8 +11,9 @@ import pytest
 
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
 from airflow_provider_aadsync.engine.sync.contributions import REFERENCE_MARKER
-from airflow_provider_aadsync.engine.sync.frames import frame_of_rows, load_json, rows_by_label
+from airflow_provider_aadsync.engine.sync.frames import frame_of_rows, load_json, rows_by_label, stored_rows_by_label
 from airflow_provider_aadsync.engine.sync.references import reference_summary
+from airflow_provider_aadsync.engine.sync.schema import cell_values
 
 
 def _frame() -> pd.DataFrame:
@@ -49,6 +50,23 @@ def test_rows_by_label_is_to_dict_index() -> None:
         assert list(got[label]) == list(row)
         for column, value in row.items():
             assert _same(got[label][column], value), (label, column, got[label][column], value)
+
+
+def test_stored_rows_by_label_is_cell_values_of_each_cell() -> None:
+    """What inbound and outbound sync did per object and flow: NULL (None or NaN) and the two sentinels kept apart,
+    every other cell through cell_values."""
+    frame = _frame()
+    got = stored_rows_by_label(frame)
+    for label, row in rows_by_label(frame).items():
+        for column, cell in row.items():
+            if cell is IgnoreThisFlow or cell is AuthoritativeNull:
+                expected = cell
+            elif cell is None or (isinstance(cell, float) and pd.isna(cell)):
+                expected = None
+            else:
+                expected = cell_values(cell)
+            assert got[label][column] == expected, (label, column, got[label][column], expected)
+            assert type(got[label][column]) is type(expected)
 
 
 def test_rows_by_label_of_empty_frames() -> None:
