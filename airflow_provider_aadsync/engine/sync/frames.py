@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -27,6 +29,25 @@ _SOURCE_LINKS = ("join", "sticky-join", "projection")
 
 
 _DECODER = msgspec.json.Decoder()
+
+#: Garbage collector thresholds during a sync pass (Python's default: 700, 10, 10).
+SYNC_GC_THRESHOLDS = (50_000, 50, 100)
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run the garbage collector less often for the duration of a sync pass, and restore its thresholds after.
+
+    A pass holds hundreds of thousands of live containers (decoded attributes and contributions, outcome rows) and
+    allocates millions more, almost none of them in reference cycles; at Python's default thresholds the collector
+    ran thousands of times and traversed them again and again (a third of an unchanged full sync's CPU time). The
+    collector stays enabled, so cyclic garbage is still freed, after 50,000 allocations instead of 700."""
+    previous = gc.get_threshold()
+    gc.set_threshold(*SYNC_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 def load_json(text: str | bytes) -> Any:

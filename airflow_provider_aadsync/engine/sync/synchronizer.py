@@ -30,7 +30,7 @@ from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, link
-from airflow_provider_aadsync.engine.sync.frames import BATCH_ROWS, IN_CHUNK, chunks, frame_of_rows
+from airflow_provider_aadsync.engine.sync.frames import BATCH_ROWS, IN_CHUNK, chunks, fewer_collections, frame_of_rows
 from airflow_provider_aadsync.engine.sync.inbound import Inbound
 from airflow_provider_aadsync.engine.sync.joins import Joins
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
@@ -77,15 +77,16 @@ class Synchronizer:
     def run(self, mode: str, *, anchors: Sequence[str] | None = None) -> None:
         """Sync every object (full), the objects with pending imports (delta), or the given ``anchors``."""
         report = progress.current()
-        report.start_phase("inbound", self._count(mode) if anchors is None else len(anchors))
-        for batch in self._batches(mode, anchors):
-            self.inbound.inbound_batch(batch)
-            report.advance(len(batch))
-        self.references.inbound_references()  # part of the inbound phase (its final line comes after them)
-        report.start_phase("outbound", len(self.state.touched_mv), unit="metaverse objects")
-        self.outbound.outbound(sorted(self.state.touched_mv))  # advances the phase once per batch
-        self._finish_connector_space()
-        report.end_phase()
+        with fewer_collections():
+            report.start_phase("inbound", self._count(mode) if anchors is None else len(anchors))
+            for batch in self._batches(mode, anchors):
+                self.inbound.inbound_batch(batch)
+                report.advance(len(batch))
+            self.references.inbound_references()  # part of the inbound phase (its final line comes after them)
+            report.start_phase("outbound", len(self.state.touched_mv), unit="metaverse objects")
+            self.outbound.outbound(sorted(self.state.touched_mv))  # advances the phase once per batch
+            self._finish_connector_space()
+            report.end_phase()
 
     def _count(self, mode: str) -> int:
         """How many connector-space objects the pass reads (the inbound phase's total): one count query."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 
@@ -11,7 +12,14 @@ import pytest
 
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
 from airflow_provider_aadsync.engine.sync.contributions import REFERENCE_MARKER
-from airflow_provider_aadsync.engine.sync.frames import frame_of_rows, load_json, rows_by_label, stored_rows_by_label
+from airflow_provider_aadsync.engine.sync.frames import (
+    SYNC_GC_THRESHOLDS,
+    fewer_collections,
+    frame_of_rows,
+    load_json,
+    rows_by_label,
+    stored_rows_by_label,
+)
 from airflow_provider_aadsync.engine.sync.references import reference_summary
 from airflow_provider_aadsync.engine.sync.schema import cell_values
 
@@ -121,3 +129,14 @@ def test_frame_of_rows_is_the_row_constructor(rows: list[tuple[object, ...]]) ->
     built = frame_of_rows(rows, names)
     assert list(built.dtypes) == list(expected.dtypes)
     pd.testing.assert_frame_equal(built, expected)
+
+
+def test_fewer_collections_restores_the_collector_thresholds() -> None:
+    before = gc.get_threshold()
+    with fewer_collections():
+        assert gc.get_threshold() == SYNC_GC_THRESHOLDS
+        assert gc.isenabled()
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), fewer_collections():
+        raise RuntimeError("a failed pass")
+    assert gc.get_threshold() == before
