@@ -50,6 +50,15 @@ class Limit:
 
     def problem(self, values: Iterable[object]) -> str | None:
         """Why *values* are refused, or None when they are acceptable."""
+        if type(values) is list and len(values) == 1 and type(values[0]) is str and self.max_values != 0:
+            # The common case (one text value), checked without building a list: a full sync checks every
+            # exported attribute of every object.
+            text = values[0]
+            if self.max_length is not None and len(text) > self.max_length:
+                return f"value of {len(text)} characters is longer than {self.max_length}"
+            if self.pattern is not None and not _pattern(self.pattern).fullmatch(text):
+                return f"value {text[:80]!r} is not {self.shape or 'in the accepted format'}"
+            return None
         listed = [v for v in values if v is not None]
         if self.max_values is not None and len(listed) > self.max_values:
             return f"holds {len(listed)} values, at most {self.max_values} allowed"

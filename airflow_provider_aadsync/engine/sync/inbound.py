@@ -72,7 +72,11 @@ class Inbound:
         self.state.processed += live["anchor"].tolist()
         self.state.batch_dns = dict(zip(batch["anchor"], batch["dn"], strict=True))
 
-        records = {row.anchor: load_json(row.attrs) for row in live.itertuples()}
+        # Two columns zipped, not itertuples: that builds a namedtuple of every column per row.
+        records = {
+            anchor: load_json(attrs)
+            for anchor, attrs in zip(live["anchor"].tolist(), live["attrs"].tolist(), strict=True)
+        }
         mv_updates: dict[int, dict[str, Any]] = {}  # mv_id → {"type", "contributions", "new"}
         flow_inputs: list[tuple[pd.DataFrame, list[CompiledRule], pd.DataFrame]] = []
         for object_type, part in live.groupby("object_type", sort=True):
