@@ -226,10 +226,10 @@ def run_entra_import(
         listed = users if compiled.target_object_type == "user" else groups
         if compiled.target_object_type in ("user", "group"):
             listed += [t for t in compiled.targets if t.startswith(PREFIX) and t not in listed]
-    extensions = prepare_extensions(hook, rules, connector)
-    names = extension_names(hook)
-    users = [name for name in users if names.is_registered(name)]
-    groups = [name for name in groups if names.is_registered(name)]
+    # Learn which directory extensions the app has, registering none (a staging run writes nothing). The lists stay
+    # the configured ones: they key the delta links (a changed list imports fully), so the export registering an
+    # extension later does not make the next delta a full import; the reader selects only the registered ones.
+    extensions = prepare_extensions(hook, rules, connector, register=False)
     try:
         result = import_entra(
             hook,
@@ -259,24 +259,33 @@ def needed_extensions_of(rules: RuleSet, connector: str = "entra") -> dict[str, 
     return needed
 
 
-def prepare_extensions(hook: Any, rules: RuleSet | None, connector: str = "entra") -> dict[str, Any]:
+def prepare_extensions(
+    hook: Any, rules: RuleSet | None, connector: str = "entra", *, register: bool = True
+) -> dict[str, Any]:
     """Register the sync app's directory extensions the rules use (idempotent: two reads when nothing is missing)
     and remember on the hook which are registered, so the import selects and the export writes only those. Never
-    fails a run: a missing permission is reported (summary, log) and the extensions are left out."""
+    fails a run: a missing permission is reported (summary, log) and the extensions are left out.
+
+    ``register=False`` (the import) only learns: the summary lists what is registered, and what is not yet as
+    ``not_registered`` (the first export, or `aadsync register-extensions`, registers it)."""
     names = extension_names(hook)
     if names.app_id is None:
         return {}
     needed = needed_extensions_of(rules or load_sync_rules(), connector)
     try:
-        names.ensure(hook, [PREFIX + name for name in needed])
+        names.ensure(hook, [PREFIX + name for name in needed], register=register)
     except Exception as error:  # noqa: BLE001 - Graph down or failing: the import's own run records it
         log.warning("the sync app's directory extensions could not be checked before the import: %s", error)
         return {}
     if names.problem:
         return {"problem": f"directory extensions are not used: {names.problem}"}
-    return {
+    summary: dict[str, Any] = {
         "registered": sorted(names.to_graph(PREFIX + name) for name in needed if names.is_registered(PREFIX + name))
     }
+    missing = sorted(names.to_graph(PREFIX + name) for name in needed if not names.is_registered(PREFIX + name))
+    if missing:
+        summary["not_registered"] = missing
+    return summary
 
 
 # ------------------------------------------------------------------------------------------------ exports

@@ -202,7 +202,7 @@ class EntraHook(BaseHook):
 
     def _extensions_note(self) -> str:
         """Whether the anchor's directory extension is registered on the sync app, or which permission registering
-        it needs (read only: ``aadsync register-extensions`` or the next import registers it)."""
+        it needs (read only: ``aadsync register-extensions`` or the first export registers it)."""
         names = self.extension_names
         wanted = {names.anchor_extension: {"User", "Group"}}
         try:
@@ -214,7 +214,7 @@ class EntraHook(BaseHook):
         if outcome.problems:
             return (
                 "Directory extensions: " + "; ".join(outcome.problems) + ": run `aadsync register-extensions` (or "
-                "let the next import register it), which needs " + " or ".join(REGISTER_PERMISSIONS) + "."
+                "let the first export register it), which needs " + " or ".join(REGISTER_PERMISSIONS) + "."
             )
         return f"Directory extension {', '.join(outcome.existing)} is registered."
 

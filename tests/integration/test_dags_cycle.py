@@ -19,7 +19,7 @@ from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import MAIL_DOMAIN, dev_writeback_variables, ensure_writeback_ou
 from tests.support.airflow_world import airflow_world, main_store, new_tenant, succeeded, write_requests
 from tests.support.servers import entra_connection, entra_hook_for, trust
-from tests.support.states import ad_state, batch_calls, graph_state
+from tests.support.states import ad_state, batch_calls, graph_state, graph_writes
 
 pytestmark = pytest.mark.integration
 
@@ -122,9 +122,9 @@ def test_staging_run_writes_nothing_and_reports_the_plan(airflow, dc, graph_serv
         ), conn.result
     finally:
         conn.unbind()
-    before = write_requests(graph_server)
+    before = graph_writes(graph_server)
     run = succeeded(airflow.dags_test("aadsync_cycle", {"staging": True}), dc)
-    assert write_requests(graph_server) == before
+    assert graph_writes(graph_server) == before  # no request of any write method, /applications included
     report = airflow.report(run)
     assert "export-staging on `entra` | staged | planned user adds 1" in report, report
     assert "## Export plan for `entra`" in report and f"- userPrincipalName: ['staged.hire@{MAIL_DOMAIN}']" in report

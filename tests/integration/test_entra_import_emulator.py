@@ -8,11 +8,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.connectors.entra.extensions import register_extensions
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.entra import BatchRequest, EntraHook
 from airflow_provider_aadsync.hooks.entra_settings import GraphError, GraphUnreachableError
-from airflow_provider_aadsync.steps import run_entra_import
+from airflow_provider_aadsync.steps import needed_extensions_of, run_entra_import
 from tests.support.servers import entra_hook_for, trust
+from tests.support.states import graph_writes
 
 USERS = 260
 BIG_GROUP = 230  # more members than one delta page item carries
@@ -274,3 +277,30 @@ def test_sixty_thousand_member_group_full_and_delta(graph_server, graph_tenant, 
     assert delta["mode"] == "delta"
     assert (delta["counters"]["updates"], delta["counters"]["reference_removes"]) == (1, 10)
     assert len(members(store, group)) == size - 10
+
+
+def test_an_import_registers_no_extension_and_its_delta_link_outlives_the_registration(
+    graph_server, graph_tenant, store
+):
+    """A staging cycle imports too: the import only reads which directory extensions the sync app has (none yet on
+    a fresh tenant), leaves the unregistered ones out of its ``$select`` and sends no write, an extension definition
+    included. Its delta link is keyed on the configured extensions, so the registration the first export makes does
+    not turn the next delta into a full import."""
+    hook = entra_hook_for(graph_server, graph_tenant)
+    writes = graph_writes(graph_server)
+    full = run_entra_import(hook, store, mode="full")
+    assert full["result"] == "success" and graph_writes(graph_server) == writes
+    anchor = f"extension_{hook.application_id.replace('-', '')}_aadsyncSourceAnchor"
+    assert full["directory_extensions"] == {"registered": [], "not_registered": [anchor]}
+    assert [definition["name"] for definition in extension_definitions(hook)] == []
+
+    registered = register_extensions(hook, hook.application_id, needed_extensions_of(load_sync_rules()))
+    assert registered.created == [anchor]  # what the first export (or `aadsync register-extensions`) does
+    delta = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+    assert delta["result"] == "success" and delta["mode"] == "delta", delta.get("fallback_reason")
+    assert delta["directory_extensions"] == {"registered": [anchor]}
+
+
+def extension_definitions(hook) -> list[dict]:
+    app = hook.request("GET", f"/applications(appId='{hook.application_id}')")
+    return hook.request("GET", f"/applications/{app['id']}/extensionProperties")["value"]

@@ -1,10 +1,11 @@
 """The directory and the tenant in one comparable shape: users by ImmutableId, groups by name with their members
 (users by ImmutableId, groups as ``group:<name>``), read independently from the DC and through Graph, so a test
-asserts that a cycle left Entra ID matching AD; and the Graph ``$batch`` calls the emulator counted."""
+asserts that a cycle left Entra ID matching AD; and the Graph ``$batch`` calls and writes the emulator counted."""
 
 from __future__ import annotations
 
 import base64
+from collections import Counter
 
 import httpx
 import ldap3
@@ -76,3 +77,20 @@ def graph_state(hook) -> tuple[set[str], dict[str, set[str]]]:
 def batch_calls(graph_server) -> int:
     counters = httpx.get(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server)).json()
     return sum(n for key, n in counters["requests"].items() if key.startswith("POST") and key.endswith("/$batch"))
+
+
+#: The HTTP methods that change something in Graph.
+WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
+
+
+def graph_writes(graph_server) -> Counter[str]:
+    """The emulator's write requests so far by ``METHOD route`` (``POST /v1.0/users``; a ``$batch`` item counts under
+    its own route, the ``$batch`` call too), token requests left out: they write nothing."""
+    counters = httpx.get(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server)).json()
+    return Counter(
+        {
+            key: n
+            for key, n in counters["requests"].items()
+            if key.split(" ", 1)[0] in WRITE_METHODS and "/oauth2/" not in key
+        }
+    )

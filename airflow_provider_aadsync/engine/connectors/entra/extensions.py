@@ -110,10 +110,16 @@ class ExtensionNames:
             return True
         return self.to_graph(attribute).lower() in self.registered
 
-    def ensure(self, graph: GraphRequests, attributes: Iterable[str]) -> None:
+    def ensure(self, graph: GraphRequests, attributes: Iterable[str], *, register: bool = True) -> None:
         """Before a read or a write names directory extensions: learn what the app has registered (two reads, once)
         and register the ones of ``attributes`` it lacks (String, on users and groups), each tried once. What cannot
-        be registered (no permission: the log names it) stays unregistered: neither selected nor written."""
+        be registered (no permission: the log names it) stays unregistered: neither selected nor written.
+
+        ``register=False`` only learns (the imports: a staging or preview cycle imports too and must write nothing
+        to the tenant, not even a definition on the app). An import leaves an unregistered extension out of its
+        ``$select``, which misses nothing (no object can hold a value of it yet), and its delta link stays valid
+        when the export registers it later: the import's attribute-list key names the configured extensions, not
+        the registered ones (steps.run_entra_import)."""
         if self.app_id is None:
             return
         wanted = {
@@ -125,17 +131,21 @@ class ExtensionNames:
             return
         tried = {f"{PREFIX}{name}".lower() for name in wanted}
         try:
-            outcome = register_extensions(graph, self.app_id, wanted)
+            outcome = register_extensions(graph, self.app_id, wanted, dry_run=not register)
         except ExtensionRegistrationError as error:
             self._tried.update(tried)
             log.warning("directory extensions are not used: %s (then run `aadsync register-extensions`)", error)
             self.problem = str(error)
             self.registered = self.registered if self.registered is not None else set()
             return
-        self._tried.update(tried)
+        if register:  # only learnt: the export still registers what is missing before it first writes one
+            self._tried.update(tried)
         self.registered = outcome.registered
         for problem in outcome.problems:
-            log.warning("directory extensions: %s", problem)
+            if register:
+                log.warning("directory extensions: %s", problem)
+            else:
+                log.info("directory extensions: %s (yet: the first export registers it)", problem)
 
     def is_registered_known(self, attribute: str) -> bool:
         return self.registered is not None and self.to_graph(attribute).lower() in self.registered

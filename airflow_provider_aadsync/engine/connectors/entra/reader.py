@@ -254,9 +254,12 @@ class EntraImportSteps:
     def select(self) -> dict[str, list[str]]:
         """The ``$select`` of each resource, worked out inside the run (a Graph error is then the run's result):
         Graph names the sync app's directory extensions after the app (``extension_<appId>_<name>``) and refuses to
-        select one that is not registered, so those are registered first when missing, else left out."""
+        select one that is not registered, so one the app lacks is left out: an import only learns what is
+        registered and writes nothing to the tenant, even a definition (a staging cycle imports too); the export
+        registers it before it first writes one."""
         if self._select is None:
-            self.names.ensure(self.source, [*self.wanted["users"], *self.wanted["groups"]])  # type: ignore[arg-type]
+            wanted = [*self.wanted["users"], *self.wanted["groups"]]
+            self.names.ensure(self.source, wanted, register=False)  # type: ignore[arg-type]
             self._select = {
                 resource: [self.names.to_graph(name) for name in names if self.names.is_registered(name)]
                 for resource, names in self.wanted.items()
