@@ -5,7 +5,6 @@ and are left untouched."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -14,7 +13,8 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_ex
 from airflow_provider_aadsync.engine.store import run_error
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.servers import entra_hook_for, trust
+from tests.support.adoption import cloud_user, seed_tenant
+from tests.support.servers import entra_hook_for
 from tests.support.world import ad_user, guid, immutable_id, import_delta, import_full
 
 pytestmark = pytest.mark.integration
@@ -23,9 +23,7 @@ DOMAIN = "corp.example"
 
 
 def cloud(upn: str, **values) -> dict:
-    nickname = upn.split("@")[0].replace(".", "")
-    return {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": f"Cloud {nickname}",
-            "mailNickname": nickname, "userPrincipalName": upn, **values}  # fmt: skip
+    return cloud_user(upn.split("@")[0].replace(".", ""), upn, **values)
 
 
 def all_users(hook) -> dict[str, dict]:
@@ -40,9 +38,10 @@ def all_users(hook) -> dict[str, dict]:
 def test_existing_cloud_users_are_matched_not_duplicated(graph_server, tenant_verifying, store):
     tenant = tenant_verifying(DOMAIN)
     hook = entra_hook_for(graph_server, tenant)
-    seeded = httpx.post(
-        f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/objects",
-        json=[
+    seeded = seed_tenant(
+        graph_server,
+        tenant,
+        [
             cloud(f"someone.else@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(1))),  # hard match
             cloud(f"USER2@{DOMAIN}"),  # soft match: userPrincipalName
             cloud(f"three.cloud@{DOMAIN}", mail=f"three@{DOMAIN}"),  # soft match: mail
@@ -50,10 +49,8 @@ def test_existing_cloud_users_are_matched_not_duplicated(graph_server, tenant_ve
             cloud(f"user5@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(5)), onPremisesSyncEnabled=True),
             cloud(f"cloud.only@{DOMAIN}"),
         ],
-        verify=trust(graph_server),
     )
-    assert seeded.status_code == 201, seeded.text
-    ids = [user["id"] for user in seeded.json()["value"]]
+    ids = [user["id"] for user in seeded]
     before = all_users(hook)
 
     rules = load_sync_rules()
@@ -99,16 +96,15 @@ def test_a_refused_match_stays_refused_across_delta_cycles(graph_server, tenant_
     once the admin clears the cloud user's ImmutableId, the next cycle soft matches and joins it."""
     tenant = tenant_verifying(DOMAIN)
     hook = entra_hook_for(graph_server, tenant)
-    seeded = httpx.post(
-        f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/objects",
-        json=[
+    seeded = seed_tenant(
+        graph_server,
+        tenant,
+        [
             cloud(f"user4@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(444))),  # another anchor
             cloud(f"user5@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(5)), onPremisesSyncEnabled=True),
         ],
-        verify=trust(graph_server),
     )
-    assert seeded.status_code == 201, seeded.text
-    ids = [user["id"] for user in seeded.json()["value"]]
+    ids = [user["id"] for user in seeded]
     rules = load_sync_rules()
     import_full(store, "ad", [ad_user(n) for n in (4, 5)])
     assert import_entra(hook, store, connector="entra", mode="full").result == "success"

@@ -10,10 +10,8 @@ how each AD user meets them, then the full cycle creates no duplicate and keeps 
 
 from __future__ import annotations
 
-import base64
 import uuid
 
-import httpx
 import ldap3
 import pytest
 
@@ -26,7 +24,8 @@ from airflow_provider_aadsync.engine.runs.preflight import preflight
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.steps import run_ad_import
-from tests.support.servers import entra_hook_for, hook_for, trust
+from tests.support.adoption import ad_anchors, anchor_of, cloud_user, seed_tenant
+from tests.support.servers import entra_hook_for, hook_for
 
 pytestmark = pytest.mark.integration
 
@@ -59,23 +58,6 @@ def dc(start_dc) -> SambaDC:
     return dc
 
 
-def ad_anchors(dc: SambaDC, ou: str = OU) -> dict[str, tuple[bytes, bytes | None]]:
-    """sAMAccountName → (objectGUID bytes, mS-DS-ConsistencyGuid bytes or None), read straight from the DC."""
-    conn = dc.connect()
-    try:
-        conn.search(f"{ou},{dc.base_dn}", "(objectClass=user)", attributes=["sAMAccountName", "objectGUID",
-                    "mS-DS-ConsistencyGuid"])  # fmt: skip
-        return {
-            str(entry.sAMAccountName): (
-                entry.entry_raw_attributes["objectGUID"][0],
-                (entry.entry_raw_attributes.get("mS-DS-ConsistencyGuid") or [None])[0],
-            )
-            for entry in conn.entries
-        }
-    finally:
-        conn.unbind()
-
-
 def immutable_ids(hook) -> dict[str, str]:
     select = "userPrincipalName,onPremisesImmutableId"
     return {
@@ -96,7 +78,7 @@ def cycle(dc, store, hook, rules, mode: str = "full", ou: str = OU) -> tuple:
 def test_consistency_guid_written_then_a_changed_anchor_is_refused(dc, graph_server, tenant_verifying, store):
     hook = entra_hook_for(graph_server, tenant_verifying(MAIL_DOMAIN))
     rules = load_sync_rules()
-    before = ad_anchors(dc)
+    before = ad_anchors(dc, OU)
     assert before["anna"][1] is None and before["cara"][1] == PRESET.bytes_le
 
     synced, ad, entra = cycle(dc, store, hook, rules)
@@ -105,11 +87,11 @@ def test_consistency_guid_written_then_a_changed_anchor_is_refused(dc, graph_ser
         store.run_errors(entra.run_id),
     )
     assert ad.counters["user_updates"] == 2  # anna and ben; cara's is set already
-    after = ad_anchors(dc)
+    after = ad_anchors(dc, OU)
     for sam in ("anna", "ben"):
         assert after[sam][1] == after[sam][0]  # the objectGUID's bytes
     assert after["cara"][1] == PRESET.bytes_le
-    expected = {sam: base64.b64encode(after[sam][1]).decode() for sam in after}
+    expected = {sam: anchor_of(after[sam][1]) for sam in after}
     assert {k: v for k, v in immutable_ids(hook).items() if k in expected} == expected
 
     # the stamped ConsistencyGuid is read back as the same anchor: nothing to write anywhere
@@ -133,32 +115,26 @@ def test_consistency_guid_written_then_a_changed_anchor_is_refused(dc, graph_ser
     assert "restore the AD object's previous anchor" in error["message"]  # how to resolve it
     assert ad.counters.get("user_updates", 0) == 0  # the changed value is not overwritten in AD either
     assert immutable_ids(hook) == expected
-    assert ad_anchors(dc)["ben"][1] == changed
+    assert ad_anchors(dc, OU)["ben"][1] == changed
 
 
 def test_a_populated_tenant_is_adopted_as_the_preflight_says(dc, graph_server, tenant_verifying, store):
     tenant = tenant_verifying(MAIL_DOMAIN)
     hook = entra_hook_for(graph_server, tenant)
-    anchors = {sam: base64.b64encode(guid).decode() for sam, (guid, _) in ad_anchors(dc, ADOPT_OU).items()}
-
-    def cloud(name: str, upn: str, **values) -> dict:
-        return {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": f"Cloud {name}",
-                "mailNickname": f"cloud{name}", "userPrincipalName": upn, **values}  # fmt: skip
-
-    seeded = httpx.post(
-        f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/objects",
-        json=[
-            cloud("dora", f"dora@{MAIL_DOMAIN}"),  # the same UPN
-            cloud("eli", f"eli.cloud@{MAIL_DOMAIN}", mail=f"eli@{MAIL_DOMAIN}"),  # the same mail
-            cloud("finn", f"finn.old@{MAIL_DOMAIN}", onPremisesImmutableId=anchors["finn"]),  # Entra Connect's
-            cloud("gus", f"gus@{MAIL_DOMAIN}", onPremisesImmutableId=anchors["gus"], onPremisesSyncEnabled=True),
-            cloud("hal", f"hal@{MAIL_DOMAIN}", onPremisesImmutableId=base64.b64encode(uuid.uuid4().bytes).decode()),
-            cloud("only", f"cloud.only@{MAIL_DOMAIN}"),
+    anchors = {sam: anchor_of(guid) for sam, (guid, _) in ad_anchors(dc, ADOPT_OU).items()}
+    seeded = seed_tenant(
+        graph_server,
+        tenant,
+        [
+            cloud_user("dora", f"dora@{MAIL_DOMAIN}"),  # the same UPN
+            cloud_user("eli", f"eli.cloud@{MAIL_DOMAIN}", mail=f"eli@{MAIL_DOMAIN}"),  # the same mail
+            cloud_user("finn", f"finn.old@{MAIL_DOMAIN}", onPremisesImmutableId=anchors["finn"]),  # Entra Connect's
+            cloud_user("gus", f"gus@{MAIL_DOMAIN}", onPremisesImmutableId=anchors["gus"], onPremisesSyncEnabled=True),
+            cloud_user("hal", f"hal@{MAIL_DOMAIN}", onPremisesImmutableId=anchor_of(uuid.uuid4().bytes)),
+            cloud_user("only", f"cloud.only@{MAIL_DOMAIN}"),
         ],
-        verify=trust(graph_server),
     )
-    assert seeded.status_code == 201, seeded.text
-    ids = {user["displayName"].removeprefix("Cloud "): user["id"] for user in seeded.json()["value"]}
+    ids = {user["displayName"].removeprefix("Cloud "): user["id"] for user in seeded}
 
     # the preflight, after the imports and the AD sync, before any write
     rules = load_sync_rules()
