@@ -359,7 +359,8 @@ def export_ad_command(
     instance: str,
     connector: str,
 ) -> None:
-    """Write the pending exports of the AD connector (group writeback) to AD; print the run report and what is left."""
+    """Write the pending exports of one AD connector (group writeback, ConsistencyGuid writeback) to its AD; print the
+    run report and what is left. With several forests, run it once per AD connector (--connector, --conn-id)."""
     from airflow_provider_aadsync.engine.report import render_pending_exports, render_runs
     from airflow_provider_aadsync.steps import (
         COMPLETED_EXPORT_RESULTS,

@@ -35,7 +35,7 @@ from airflow_provider_aadsync.dag_settings import (
     instances_from_variable,
     parse_time_setting,
 )
-from airflow_provider_aadsync.engine.connectors.config import ConnectorsConfig
+from airflow_provider_aadsync.engine.connectors.config import DEFAULT_AD_CONNECTOR, ConnectorsConfig
 from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.operators.ad_export import ADExportOperator
 from airflow_provider_aadsync.operators.ad_import import ADImportOperator
@@ -56,6 +56,10 @@ __all__ = [
 ]
 
 
+#: The AD connector group writeback writes to (engine/sync/settings.py WRITEBACK_CONNECTOR).
+WRITEBACK_CONNECTOR = DEFAULT_AD_CONNECTOR
+
+
 def ad_connectors(
     connectors: ConnectorsConfig | None, ad_conn_id: str = AD_CONN_ID
 ) -> list[tuple[str, str, dict[str, Any] | None]]:
@@ -65,6 +69,16 @@ def ad_connectors(
     if connectors is None:
         return [("ad", ad_conn_id, None)]
     return [(ad.name, ad.conn_id, ad.model_dump(mode="json")) for ad in connectors.ad]
+
+
+def ad_export_targets(connectors: ConnectorsConfig | None, ad_conn_id: str = AD_CONN_ID) -> list[tuple[str, str, bool]]:
+    """(name, connection id, ConsistencyGuid writeback) of each AD export task: one per AD connector, each to its own
+    DC (ConsistencyGuid writeback reaches every forest's users), plus group writeback's connector ``ad`` on
+    ``ad_conn_id`` when the configuration names no connector ``ad`` (group writeback only)."""
+    targets = [(name, conn_id, True) for name, conn_id, _ in ad_connectors(connectors, ad_conn_id)]
+    if all(name != WRITEBACK_CONNECTOR for name, _, _ in targets):
+        targets.append((WRITEBACK_CONNECTOR, ad_conn_id, False))
+    return targets
 
 
 def entra_connection(connectors: ConnectorsConfig | None, own: str, *, named: bool) -> str:
@@ -326,19 +340,24 @@ def sync_cycle_dag(
             trigger_rule="none_failed",
             **store,
         )
-        export_ad = ADExportOperator(
-            task_id="export_ad",
-            # group writeback goes to the connector ``ad`` (with a configuration: its connection, when it lists one)
-            ad_conn_id=next(
-                (conn for name, conn, _ in ad_connectors(connectors, t.ad_conn_id) if name == "ad"), t.ad_conn_id
-            ),
-            writeback_enabled=t.writeback["writeback_enabled"],  # both off: skipped, writes nothing
-            **t.consistency_guid,
-            staging=STAGING,
-            deletion_threshold=t.deletion_threshold,
-            **t.guards,
-            **store,
-        )
+        export_ads = [
+            ADExportOperator(
+                task_id=f"export_{name}",
+                ad_conn_id=conn_id,
+                connector=name,
+                # group writeback goes to the connector ``ad`` only; ConsistencyGuid writeback to every AD connector
+                # (each task skipped, writing nothing, when neither is on for it)
+                writeback_enabled=t.writeback["writeback_enabled"] if name == WRITEBACK_CONNECTOR else False,
+                consistency_guid_writeback=t.consistency_guid["consistency_guid_writeback"] if consistency else False,
+                staging=STAGING,
+                deletion_threshold=t.deletion_threshold,
+                **t.guards,
+                # runs after another AD export, also when that one is skipped (nothing to write there)
+                trigger_rule="none_failed",
+                **store,
+            )
+            for name, conn_id, consistency in ad_export_targets(connectors, t.ad_conn_id)
+        ]
         report = SyncReportOperator(
             task_id="report",
             report_dir=t.report_dir,
@@ -354,11 +373,12 @@ def sync_cycle_dag(
         # account forest before the resource forest), then the exports. The imports run in parallel tasks: each
         # writes only its own connector space and takes only its connector's scope of the instance lock
         # (engine/store/lock.py), so on PostgreSQL they overlap (on SQLite they take turns). The syncs stay ordered.
-        # The AD export goes first: the user's objectGUID is in mS-DS-ConsistencyGuid before its first Entra export.
+        # The AD exports go first: the user's objectGUID is in mS-DS-ConsistencyGuid before its first Entra export;
+        # each AD connector's export (its own DC, its own connection) in the configuration's order, one at a time.
         # The export to Entra ID stays one task, one writer per tenant: Graph's write budget is per app and tenant.
         all_imports = [*imports, import_entra]
         acquire >> all_imports
         all_imports >> (syncs[0] if syncs else sync_entra)
-        chain(*syncs, sync_entra, export_ad, export_entra)
+        chain(*syncs, sync_entra, *export_ads, export_entra)
         export_entra >> report.as_teardown(setups=acquire)
     return dag

@@ -403,7 +403,8 @@ def export_to_ad(
     connector: str = "ad",
     lock_holder: str | None = None,
 ) -> dict[str, Any]:
-    """Write the AD connector's pending exports (group writeback) to AD; return the run's small summary."""
+    """Write one AD connector's pending exports (group writeback, ConsistencyGuid writeback) to its AD through
+    ``hook`` (that forest's connection); return the run's small summary."""
     check_holding_ou(settings, hook.settings.base_dn)
     try:
         result = run_ad_export(store, hook, connector=connector, settings=settings, lock_holder=lock_holder)  # type: ignore[arg-type]

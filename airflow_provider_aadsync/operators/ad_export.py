@@ -54,7 +54,8 @@ class ADExportOperator(StoreStepOperator):
     :param holding_ou: with ``deprovision="move"``, the OU outside the import's base DN to move groups to (templated).
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
-    :param connector: connector space name (default ``ad``).
+    :param connector: connector space name (default ``ad``); the DAGs make one task per AD connector, each with its
+        own ``ad_conn_id`` (group writeback goes to ``ad``, ConsistencyGuid writeback to every AD connector).
     :return: a small run summary (run id, result, counters such as ``ldap_writes`` vs ``ldap_writes_minimum``).
     """
 

@@ -51,6 +51,18 @@ def forests(start_dc, tmp_path_factory):
         fabrikam.stop()
 
 
+def _read(dc, sam: str, attribute: str) -> bytes:
+    """One raw attribute value of the user ``sam``, read back from ``dc`` over LDAP."""
+    conn = dc.connect()
+    try:
+        assert conn.search(dc.base_dn, f"(sAMAccountName={sam})", attributes=[attribute]), (sam, conn.result)
+        values = conn.response[0]["raw_attributes"].get(attribute) or []
+    finally:
+        conn.unbind()
+    assert len(values) == 1, (sam, attribute, values)
+    return values[0]
+
+
 @pytest.fixture(scope="module")
 def tenant(graph_server) -> dict:
     response = httpx.post(
@@ -108,9 +120,16 @@ def test_aadsync_full_imports_both_forests_and_each_person_lands_in_entra_once(f
     assert set(runs[:3]) == imports | {("full-import", "entra", "success")}
     assert runs[3:6] == [("full-sync", "ad", "success"), ("full-sync", "ad_fabrikam", "success"),
                          ("full-sync", "entra", "success")]  # fmt: skip
-    # the AD export first (each AD user's objectGUID into its empty mS-DS-ConsistencyGuid), then Entra ID's
-    assert runs[6] == ("export", "ad", "success")
-    assert runs[7][:2] == ("export", "entra") and runs[7][2] == "success"
+    # the AD exports first, each forest's to its own DC (each AD user's anchor into its empty mS-DS-ConsistencyGuid),
+    # then Entra ID's
+    assert runs[6:8] == [("export", "ad", "success"), ("export", "ad_fabrikam", "success")]
+    assert runs[8][:2] == ("export", "entra") and runs[8][2] == "success"
+    assert states["export_ad_fabrikam"][0] == "success", states
+    # FABRIKAM's DC holds it: its own person's objectGUID; a person joined by mail gets CORP's anchor (one person)
+    guids = {"fab.only1": _read(fabrikam, "fab.only1", "objectGUID"), "shared2": _read(corp, "shared2", "objectGUID")}
+    assert _read(fabrikam, "fab.only1", "mS-DS-ConsistencyGuid") == guids["fab.only1"]
+    assert _read(fabrikam, "fab.shared2", "mS-DS-ConsistencyGuid") == guids["shared2"]
+    assert _read(corp, "shared2", "mS-DS-ConsistencyGuid") == guids["shared2"]
 
     entra = entra_hook_for(graph_server, tenant)
     users = {

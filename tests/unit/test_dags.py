@@ -197,7 +197,7 @@ def test_a_connectors_file_gives_one_import_and_one_sync_per_ad_connector_in_the
     for task_id in imports:
         assert dag.get_task(task_id).upstream_task_ids == {"acquire_instance"}
     assert dag.get_task("sync_ad").upstream_task_ids == imports
-    order = ["sync_ad", "sync_ad_fabrikam", "sync_entra", "export_ad", "export_entra"]
+    order = ["sync_ad", "sync_ad_fabrikam", "sync_entra", "export_ad", "export_ad_fabrikam", "export_entra"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}, downstream
     assert dag.get_task("report").upstream_task_ids == {"export_entra", "acquire_instance"}
@@ -211,6 +211,13 @@ def test_a_connectors_file_gives_one_import_and_one_sync_per_ad_connector_in_the
     assert corp.ad_conn_id == "aadsync_ad"
     assert corp.scope.partitions[0].exclude_ous == ("OU=Excluded,DC=corp,DC=example,DC=test",)
     assert dag.get_task("sync_ad_fabrikam").connector == "ad_fabrikam"
+    # each AD connector's export to its own DC: ConsistencyGuid writeback everywhere, group writeback to "ad" only
+    corp_export, fabrikam_export = dag.get_task("export_ad"), dag.get_task("export_ad_fabrikam")
+    assert (fabrikam_export.connector, fabrikam_export.ad_conn_id) == ("ad_fabrikam", "aadsync_ad_fabrikam")
+    assert (corp_export.connector, corp_export.ad_conn_id) == ("ad", "aadsync_ad")
+    assert fabrikam_export.writeback_enabled is False and "aadsync_writeback_enabled" in corp_export.writeback_enabled
+    assert fabrikam_export.consistency_guid_writeback == corp_export.consistency_guid_writeback != False  # noqa: E712
+    assert fabrikam_export.trigger_rule == "none_failed"  # runs when export_ad is skipped (writeback off)
     assert {dag.get_task(t).entra_conn_id for t in ("import_entra", "export_entra")} == {"aadsync_entra_prod"}
     assert dag.params.get_param("preview_connector").schema["enum"] == ["ad", "ad_fabrikam", "entra"]
     # the report lists every step of the cycle in its order

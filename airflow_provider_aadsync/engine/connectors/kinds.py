@@ -4,17 +4,21 @@ Why a convention: the shipped inbound rules name their connector ``ad``, and a s
 the same rules and the same attribute types without copying every rule file. A connector named ``ad`` or
 ``ad_<anything>`` / ``ad-<anything>`` is an Active Directory connector; ``entra`` (or ``entra_...``) is the Entra ID
 connector. An inbound rule whose ``connector`` is a kind name (``ad``) applies to every connector of that kind; a
-rule naming one connector (``ad_fabrikam``) applies to it alone. Outbound rules are never widened: an export target
-is always one connector (group writeback to ``ad`` never writes into another forest).
+rule naming one connector (``ad_fabrikam``) applies to it alone. An outbound Provision rule is never widened: it
+creates objects in its one connector (group writeback to ``ad`` never writes into another forest). An outbound Join
+rule written for a kind (the ConsistencyGuid writeback to ``ad``) updates the joined objects of every connector of
+that kind: it never creates one, so it only writes to an object the forest already holds.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 AD_KIND = "ad"
 ENTRA_KIND = "entra"
 KINDS = (AD_KIND, ENTRA_KIND)
 
-__all__ = ["AD_KIND", "ENTRA_KIND", "KINDS", "connector_kind", "inbound_rule_applies"]
+__all__ = ["AD_KIND", "ENTRA_KIND", "KINDS", "connector_kind", "inbound_rule_applies", "outbound_rule_targets"]
 
 
 def connector_kind(name: str) -> str | None:
@@ -33,3 +37,12 @@ def inbound_rule_applies(rule_connector: str, connector: str) -> bool:
     if wanted == connector.casefold():
         return True
     return wanted in KINDS and connector_kind(connector) == wanted
+
+
+def outbound_rule_targets(rule_connector: str, link_type: str, connectors: Iterable[str]) -> list[str]:
+    """The connectors an outbound rule written for ``rule_connector`` writes to, among ``connectors`` (those the
+    objects at hand are joined to): its own; for a Join rule naming a kind (``ad``), every connector of that kind."""
+    wanted = rule_connector.casefold()
+    if link_type == "Provision" or wanted not in KINDS:
+        return [rule_connector]
+    return sorted({rule_connector, *(name for name in connectors if connector_kind(name) == wanted)})

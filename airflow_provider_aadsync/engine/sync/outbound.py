@@ -13,6 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.connectors.kinds import outbound_rule_targets
 from airflow_provider_aadsync.engine.connectors.registry import schema_for
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX, ConnectorSchema
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow, ReferenceValues
@@ -39,6 +40,10 @@ from airflow_provider_aadsync.engine.sync.state import SyncPass
 
 #: Target attributes that hold an exported anchor (lower case): once set, a normal sync never rewrites them.
 IMMUTABLE_ANCHORS = ("onpremisesimmutableid",)
+#: Target attributes only ever filled when empty (lower case): a set value is kept. The ConsistencyGuid writeback
+#: fills an empty mS-DS-ConsistencyGuid; a second forest's user joined to a person anchored in the first forest, which
+#: carries a ConsistencyGuid of its own, keeps it (rewriting it would change that user's own anchor).
+FILL_ONLY = ("ms-ds-consistencyguid",)
 
 
 class Outbound:
@@ -103,16 +108,16 @@ class Outbound:
         by_type: dict[str, list[int]] = defaultdict(list)
         for mv_id, row in loaded.items():
             by_type[row["type"]].append(mv_id)
+        joined = {connector for _mv_id, connector in links}
         for mv_type, ids in sorted(by_type.items()):
-            connectors = sorted(
-                {r.rule.connector for r in self.state.outbound_rules if r.rule.source_object_type == mv_type}
-            )
-            for connector in connectors:
-                rules = [
-                    r
-                    for r in self.state.outbound_rules
-                    if r.rule.connector == connector and r.rule.source_object_type == mv_type
-                ]
+            # A Join rule written for a kind (the ConsistencyGuid writeback to "ad") updates every AD connector's
+            # joined objects (kinds.py); other rules write to their one connector. Rules stay in precedence order.
+            targets: dict[str, list[CompiledRule]] = defaultdict(list)
+            for compiled in self.state.outbound_rules:
+                if compiled.rule.source_object_type == mv_type:
+                    for connector in outbound_rule_targets(compiled.rule.connector, compiled.rule.link_type, joined):
+                        targets[connector].append(compiled)
+            for connector, rules in sorted(targets.items()):
                 self._outbound_rules(connector, rules, ids, loaded, links, reference_work, provisioned)
 
     def _outbound_rules(
@@ -153,6 +158,8 @@ class Outbound:
                 )
             outcomes[compiled.rule.name] = stored_rows_by_label(outcome.values)
         provisioning = [r for r in rules if r.rule.link_type == "Provision"]
+        widened = all(r.rule.connector != connector for r in rules)  # rules written for a kind, not this connector
+        widened_types = {r.rule.target_object_type.casefold() for r in rules}
         current = self._load_cs(connector, [links[(m, connector)][0] for m in mv_ids if (m, connector) in links])
         in_scope_of = members_by_rule(scope)
         unjoined = _Unjoined(self.state, connector)
@@ -221,8 +228,8 @@ class Outbound:
             if self._refused(connector, target_schema, mv_id, loaded, links, desired):
                 continue
             stored = current.get(anchor)
-            if stored is None:
-                continue
+            if stored is None or (widened and stored["object_type"].casefold() not in widened_types):
+                continue  # a kind's Join rule updates only its own object type (a user, never a joined FSP)
             if anchor.startswith(PROVISIONAL_PREFIX):
                 staged.append(
                     (anchor, stored["object_type"], dn or stored["dn"], "add", {k: v for k, v in desired.items() if v})
@@ -232,6 +239,9 @@ class Outbound:
                 changes = self._changes(desired, stored, lowered)
                 if self._anchor_changed(connector, anchor, stored["dn"], lowered, changes):
                     continue
+                for name in [key for key in changes if key.lower() in FILL_ONLY]:
+                    if any(str(value) for value in cell_values(lowered.get(name.lower()))):
+                        del changes[name]  # set already: kept as it is
                 if dn and dn != stored["dn"]:
                     changes["dn"] = [dn]
                 staged.append((anchor, stored["object_type"], stored["dn"], "update", changes))

@@ -14,7 +14,18 @@ from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.world import ad_group, ad_user, guid, immutable_id, import_full, links, metaverse, mv_by, mv_members
+from tests.support.world import (
+    ad_group,
+    ad_user,
+    exports,
+    guid,
+    immutable_id,
+    import_full,
+    links,
+    metaverse,
+    mv_by,
+    mv_members,
+)
 
 SAME_PERSON = DEFAULT_RULES_DIR.parent / "optional" / "join-same-person.yaml"
 FABRIKAM = "DC=fabrikam,DC=example"
@@ -115,3 +126,26 @@ def test_same_person_rule_joins_across_forests_by_mail(store):
     assert links(store, "ad_fabrikam")[("ad_fabrikam", guid(14))] == (shared_id, "join")
     group_id, _ = mv_by(store, "accountName", "Fabrikam Staff")
     assert mv_members(store, group_id) == {shared_id, mv_by(store, "accountName", "fab.only1")[0]}
+
+
+def test_consistency_guid_writeback_reaches_each_forests_joined_users(store):
+    """The ConsistencyGuid writeback rule names the kind ``ad``: each AD connector's joined users get the person's
+    anchor in an empty mS-DS-ConsistencyGuid (staged for their own connector, exported by its own AD export); a set
+    one is kept, and a joined foreign security principal (not a user) gets nothing."""
+    preset = guid(9912)
+    resource = [
+        ad_user(12, "fab.shared1", userPrincipalName="fab.shared1@fabrikam.example", mail="SHARED1@example.test",
+                **{"mS-DS-ConsistencyGuid": preset}),
+        *[obj for obj in RESOURCE if obj.anchor != guid(12)],
+    ]  # fmt: skip
+    import_full(store, "ad", CORP)
+    import_full(store, "ad_fabrikam", resource)
+    rules = load_sync_rules([str(DEFAULT_RULES_DIR), str(SAME_PERSON)])
+    for connector in ("ad", "ad_fabrikam"):
+        assert run_sync(store, rules, connector=connector, mode="full").result == "success"
+    staged = {anchor: row["changes"] for anchor, row in exports(store, "ad_fabrikam").items()}
+    # fab.only1, anchored in FABRIKAM: its own objectGUID; the linked mailbox: its owner's anchor
+    assert staged[guid(13)] == {"mS-DS-ConsistencyGuid": [guid(13)]}
+    assert staged[guid(11)] == {"mS-DS-ConsistencyGuid": [guid(1)]}
+    assert guid(12) not in staged and guid(14) not in staged  # a set ConsistencyGuid is kept; an FSP is no user
+    assert {anchor for anchor in exports(store, "ad")} == {guid(1), guid(2)}  # CORP's users, in CORP
