@@ -13,6 +13,7 @@ from typing import NoReturn
 import click
 
 from airflow_provider_aadsync import VERSION
+from airflow_provider_aadsync.cli_airflow import airflow_group
 from airflow_provider_aadsync.cli_extensions import register_extensions_command
 from airflow_provider_aadsync.cli_options import (
     BLOCK_SOFT_MATCH_OPTION,
@@ -534,6 +535,7 @@ def _expr_failed(kind: str, exc: Exception, code: int) -> NoReturn:
 
 main.add_command(register_extensions_command)
 main.add_command(status_command)
+main.add_command(airflow_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

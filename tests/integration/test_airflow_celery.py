@@ -10,6 +10,7 @@ exact."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 
@@ -17,11 +18,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import yaml
+from click.testing import CliRunner
 
 from aadsync_devkit.world.airflow_celery import GRAPH_WRITER_POOL, STORE_DB, CeleryAirflow, store_database
 from aadsync_devkit.world.demo import make_demo_changes
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import MAIL_DOMAIN, USER_CLASSES
+from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.store.tables import cs_object
 from tests.support.airflow_world import REPO, airflow_world, new_tenant
@@ -122,6 +125,47 @@ def test_aadsync_full_through_the_rest_api_runs_on_both_workers_into_the_postgre
     assert graph_state(entra_hook_for(graph_server, tenant)) == ad_state(dc)
     logs = "".join(path.read_text(errors="replace") for path in celery.log_dir.glob("*.log"))
     assert dc.admin_password not in logs and GRAPH_SECRET not in logs
+
+
+def test_the_aadsync_airflow_commands_trigger_follow_and_report_runs_through_the_rest_api(celery):
+    """The product's client (``aadsync airflow``, env from ``aadsync-dev env``): a preview run of ``aadsync_full``
+    followed to success, one of an unknown DN to failure (exit 1), ``status`` of both; a wrong password is refused
+    naming the variable. The previews run two short tasks, not the cycle."""
+    if not any(run["state"] == "success" for run in celery.api("GET", f"/dags/{DAG_ID}/dagRuns")["dag_runs"]):
+        celery.unpause(DAG_ID)  # alone (-k): the full run first, so the store holds the object to preview
+        assert celery.wait_for_run(DAG_ID, celery.trigger(DAG_ID), timeout=600)["state"] == "success"
+    with Store.open(celery.store_url(), instance=INSTANCE) as store, store.engine.connect() as connection:
+        dn = connection.execute(sa.select(cs_object.c.dn).where(cs_object.c.connector == "ad").limit(1)).scalar_one()
+    password = celery.admin_password()
+    env = {"AADSYNC_AIRFLOW_API_URL": celery.base_url, "AADSYNC_AIRFLOW_USER": "admin"}
+    env["AADSYNC_AIRFLOW_PASSWORD"] = password
+
+    refused = CliRunner().invoke(main, ["airflow", "status", DAG_ID], env=env | {"AADSYNC_AIRFLOW_PASSWORD": "nope"})
+    assert refused.exit_code == 1 and "AADSYNC_AIRFLOW_PASSWORD" in refused.output, refused.output
+
+    started = time.monotonic()
+    wait = ["--wait", "--poll", "0.5", "--json"]
+    good = CliRunner().invoke(
+        main, ["airflow", "trigger", DAG_ID, "--conf", json.dumps({"preview_dn": dn}), *wait], env=env
+    )
+    assert good.exit_code == 0, good.output
+    run = json.loads(good.output)
+    states = {task["task_id"]: task["state"] for task in run["tasks"]}
+    assert run["state"] == "success" and states["preview"] == "success" and states["acquire_instance"] == "skipped"
+    bad = CliRunner().invoke(
+        main, ["airflow", "trigger", DAG_ID, "--conf", '{"preview_dn": "CN=Nobody"}', *wait], env=env
+    )
+    assert bad.exit_code == 1 and "failed (tasks: preview)" in bad.output, bad.output
+    print(f"aadsync airflow trigger --wait, two preview runs: {time.monotonic() - started:.1f} s")
+
+    latest = CliRunner().invoke(main, ["airflow", "status", DAG_ID], env=env)
+    assert latest.exit_code == 1 and "preview: failed" in latest.output and " on worker" in latest.output
+    earlier = CliRunner().invoke(main, ["airflow", "status", DAG_ID, "--run-id", run["dag_run_id"]], env=env)
+    assert earlier.exit_code == 0 and f"{DAG_ID} run {run['dag_run_id']}: success" in earlier.output
+    listed = CliRunner().invoke(main, ["airflow", "status"], env=env)
+    assert listed.exit_code == 0 and run["dag_run_id"] in listed.output
+    outputs = refused.output + good.output + bad.output + latest.output + earlier.output + listed.output
+    assert password not in outputs and "nope" not in outputs
 
 
 @pytest.mark.slow  # 45-75 s more (delta cycle, 10 s heartbeat timeout, retry): with it 87-138 s, over budget
