@@ -74,31 +74,21 @@ def ad_anchors(dc: SambaDC, ou: str) -> dict[str, tuple[bytes, bytes | None]]:
 
 def ad_users(dc: SambaDC, ou: str = "OU=Users,OU=AADSync") -> dict[str, dict]:
     """userPrincipalName → DN, mail, sourceAnchor of the users under ``ou``, read straight from the DC."""
-    conn = dc.connect()
-    try:
-        conn.search(f"{ou},{dc.base_dn}", "(&(objectCategory=person)(objectClass=user))", ldap3.SUBTREE,
-                    attributes=["userPrincipalName", "mail", "objectGUID"])  # fmt: skip
-        return {
-            first(entry["attributes"]["userPrincipalName"]): {
-                "dn": entry["dn"],
-                "mail": first(entry["attributes"]["mail"]),
-                "anchor": anchor_of(entry["raw_attributes"]["objectGUID"][0]),
-            }
-            for entry in conn.response
-            if entry["type"] == "searchResEntry"
-        }
-    finally:
-        conn.unbind()
+    return _by_name(dc, ou, "(&(objectCategory=person)(objectClass=user))", "userPrincipalName")
 
 
 def ad_groups(dc: SambaDC, ou: str = "OU=Groups,OU=AADSync") -> dict[str, dict]:
     """cn → DN, mail, sourceAnchor of the groups under ``ou``, read straight from the DC."""
+    return _by_name(dc, ou, "(objectClass=group)", "cn")
+
+
+def _by_name(dc: SambaDC, ou: str, search_filter: str, name: str) -> dict[str, dict]:
+    """``name`` → DN, mail, sourceAnchor of the objects under ``ou`` that ``search_filter`` selects."""
     conn = dc.connect()
     try:
-        conn.search(f"{ou},{dc.base_dn}", "(objectClass=group)", ldap3.SUBTREE,
-                    attributes=["cn", "mail", "objectGUID"])  # fmt: skip
+        conn.search(f"{ou},{dc.base_dn}", search_filter, ldap3.SUBTREE, attributes=[name, "mail", "objectGUID"])
         return {
-            first(entry["attributes"]["cn"]): {
+            first(entry["attributes"][name]): {
                 "dn": entry["dn"],
                 "mail": first(entry["attributes"]["mail"]),
                 "anchor": anchor_of(entry["raw_attributes"]["objectGUID"][0]),
