@@ -149,10 +149,9 @@ class Outbound:
             outcome = compiled.evaluate_flows(frame.loc[rows])
             for mv_id, error in outcome.errors.items():
                 failed.add(mv_id)
-                name = (loaded[mv_id]["attrs"].get("displayName") or [f"#{mv_id}"])[0]
                 self.state.error(
                     links.get((mv_id, connector), (f"metaverse:{mv_id}", ""))[0],
-                    f"metaverse {loaded[mv_id]['type']} {name!r} (id {mv_id})",
+                    _metaverse_label(loaded, mv_id),
                     getattr(error, "code", "expression-error"),
                     f"outbound rule {compiled.rule.name!r} to {connector}: {getattr(error, 'message', str(error))}",
                 )
@@ -237,7 +236,7 @@ class Outbound:
             else:
                 lowered = {name.lower(): values for name, values in stored["attrs"].items()}
                 changes = self._changes(desired, stored, lowered)
-                if self._anchor_changed(connector, anchor, stored["dn"], lowered, changes):
+                if self._anchor_changed(connector, anchor, stored["dn"], (loaded, mv_id), lowered, changes):
                     continue
                 for name in [key for key in changes if key.lower() in FILL_ONLY]:
                     if any(str(value) for value in cell_values(lowered.get(name.lower()))):
@@ -284,11 +283,18 @@ class Outbound:
         return unjoined.take(rule.rule.target_object_type, attribute, str(wanted[0]))
 
     def _anchor_changed(
-        self, connector: str, anchor: str, dn: str, stored: Mapping[str, Any], changes: Mapping[str, list[Any]]
+        self,
+        connector: str,
+        anchor: str,
+        dn: str,
+        subject: tuple[Mapping[int, dict[str, Any]], int],
+        stored: Mapping[str, Any],
+        changes: Mapping[str, list[Any]],
     ) -> bool:
         """An exported anchor is immutable: a change of a joined object's computed sourceAnchor (a new
         ms-DS-ConsistencyGuid) is the product's per-object error "sourceAnchor attribute has changed", and the object
-        stops syncing outbound (nothing staged) until an admin resolves it; the cloud ImmutableId is never rewritten."""
+        stops syncing outbound (nothing staged) until an admin resolves it; the cloud ImmutableId is never rewritten.
+        ``subject`` (the loaded metaverse objects and this one's id) names the object in the message."""
         for name in IMMUTABLE_ANCHORS:
             if name not in {key.lower() for key in changes}:
                 continue
@@ -300,10 +306,10 @@ class Outbound:
                 anchor,
                 dn,
                 "source-anchor-changed",
-                f"sourceAnchor attribute has changed: {connector} holds {exported[0]!r}, the AD object now gives "
-                f"{(wanted or [''])[0]!r}; the object is not exported until resolved: restore the AD object's "
-                "previous anchor (ms-DS-ConsistencyGuid), or, if it really is another object, clear the cloud "
-                "object's onPremisesImmutableId by hand",
+                f"sourceAnchor attribute has changed for {_metaverse_label(*subject)}: {connector} holds "
+                f"{exported[0]!r}, the AD object now gives {(wanted or [''])[0]!r}; the object is not exported until "
+                "resolved: restore the AD object's previous anchor (ms-DS-ConsistencyGuid), or, if it really is "
+                "another object, clear the cloud object's onPremisesImmutableId by hand",
             )
             self.state.note("exports", f"{connector}: not exported, its sourceAnchor has changed")
             return True
@@ -324,10 +330,9 @@ class Outbound:
         problems = target_schema.invalid_values(desired)
         if not problems:
             return False
-        name = (loaded[mv_id]["attrs"].get("displayName") or [f"#{mv_id}"])[0]
         self.state.error(
             links.get((mv_id, connector), (f"metaverse:{mv_id}", ""))[0],
-            f"metaverse {loaded[mv_id]['type']} {name!r} (id {mv_id})",
+            _metaverse_label(loaded, mv_id),
             "invalid-attribute-value",
             f"not exported to {connector}, which would refuse it: " + "; ".join(problems),
         )
@@ -461,3 +466,9 @@ class _Unjoined:
                     str(value).casefold(), (anchor, {"dn": dn, "object_type": found_type, "attrs": decoded})
                 )
         return found
+
+
+def _metaverse_label(loaded: Mapping[int, dict[str, Any]], mv_id: int) -> str:
+    """How an error names the metaverse object it is about (the record's DN is the target's, e.g. a cloud id)."""
+    name = (loaded[mv_id]["attrs"].get("displayName") or [f"#{mv_id}"])[0]
+    return f"metaverse {loaded[mv_id]['type']} {name!r} (id {mv_id})"

@@ -109,7 +109,8 @@ def test_a_changed_source_anchor_is_a_per_object_error_and_nothing_is_exported(s
     with store.engine.connect() as connection:
         (error,) = connection.execute(sa.select(run_error).where(run_error.c.run_id == result.run_id)).all()
     assert (error.anchor, error.code) == ("c1", "source-anchor-changed")
-    assert "sourceAnchor attribute has changed" in error.message and immutable_id(guid(900)) in error.message
+    assert "sourceAnchor attribute has changed for metaverse person" in error.message
+    assert immutable_id(guid(900)) in error.message
     # the update staged when it joined stays as it was: neither the new ImmutableId nor the department is staged
     changes = exports(store)["c1"]["changes"]
     assert "onPremisesImmutableId" not in changes and changes.get("department") != ["Legal"]
