@@ -1,9 +1,12 @@
 """Directory extensions end to end (issues 15 and 17): a seeded Samba DC and a Graph emulator tenant that already
 holds two of the DC's groups, one a security group stamped with its anchor in the sync app's extension, the other a
-mail-enabled group with the same SMTP address. After the setup step (register-extensions) and a full cycle through
-the engine's steps, no group is duplicated, the pre-existing object ids are kept and get the AD members, every
-exported group and user carries its anchor, and the AD attribute the admin chose (employeeNumber) lands on users
-as extension_<appId>_employeeNumber, read back by the confirming import with nothing left to write."""
+mail-enabled security group with the same SMTP address. After the setup step (register-extensions) and a full cycle
+through the engine's steps, no group is duplicated and the pre-existing object ids are kept; the security group gets
+the AD members, and every exported group and user carries its anchor. The mail-enabled group is joined but read-only
+in Graph (the emulator refuses every write to it, as Graph does): nothing is sent to it, neither the stamp nor the
+name nor the members, one run notice counts it, and its plan rows are settled. The AD attribute the admin chose
+(employeeNumber) lands on users as extension_<appId>_employeeNumber, read back by the confirming import with nothing
+left to write."""
 
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ import sqlalchemy as sa
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.engine.connectors.entra.extensions import register_extensions
-from airflow_provider_aadsync.engine.runs.preflight import HARD, SOFT, group_preflight
-from airflow_provider_aadsync.engine.store import pending_export
+from airflow_provider_aadsync.engine.connectors.entra.planning import MAIL_GROUP_WRITE
+from airflow_provider_aadsync.engine.runs.preflight import HARD, READ_ONLY_IN_GRAPH, SOFT, group_preflight
+from airflow_provider_aadsync.engine.store import OPEN_STATES, READ_ONLY, pending_export
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.steps import (
@@ -144,18 +148,24 @@ def test_existing_groups_are_adopted_by_anchor_and_smtp_and_chosen_attributes_la
     preflight = {row.ad_dn.split(",")[0][3:]: row for row in group_preflight(store)}
     assert (preflight[stamped_cn].outcome, preflight[stamped_cn].cloud_id) == (HARD, stamped_id)
     assert (preflight[smtp_cn].outcome, preflight[smtp_cn].cloud_id) == (SOFT, smtp_id)
+    assert preflight[smtp_cn].note == READ_ONLY_IN_GRAPH and not preflight[stamped_cn].note
     synced = run_sync(store, rules, connector="entra", mode="full")
     assert synced.result == "success", [(e["code"], e["message"]) for e in store.run_errors(synced.run_id)][:5]
     exported = export_to_entra(hook, store, settings=entra_export_settings())
-    assert exported["result"] == "success", exported
+    assert exported["result"] == "success" and exported["counters"]["errors"] == 0, exported
+    notices = {n["subject"]: n for n in store.run_notices(exported["run_id"])}
+    assert notices[MAIL_GROUP_WRITE]["count"] == 1  # one notice, not one Graph error per write
+    assert notices[MAIL_GROUP_WRITE]["examples"][0]["dn"].split(",")[0] == f"CN={smtp_cn}"
 
     in_graph = graph_groups(hook, anchor_name)
     assert len(in_graph) == GROUPS  # adopted, not duplicated
     assert in_graph[stamped_id][anchor_name] == stamped["anchor"]
-    assert in_graph[smtp_id][anchor_name] == smtp["anchor"]  # stamped on adoption
+    # joined, never written: Graph keeps mail-enabled groups read-only (managed in Exchange Online)
+    assert in_graph[smtp_id].get(anchor_name) is None and in_graph[smtp_id]["displayName"] == "Mail group made by hand"
+    assert member_upns(hook, smtp_id) == set() and smtp["members"]
     conn = dc.connect()
     try:
-        for group_id, group in ((stamped_id, stamped), (smtp_id, smtp)):
+        for group_id, group in ((stamped_id, stamped),):
             wanted = set()
             for dn in group["members"]:
                 conn.search(dn, "(objectClass=user)", ldap3.BASE, attributes=["userPrincipalName"])
@@ -181,5 +191,8 @@ def test_existing_groups_are_adopted_by_anchor_and_smtp_and_chosen_attributes_la
     assert run_entra_import(hook, store, mode="delta", rules=rules)["result"] == "success"
     assert run_sync(store, rules, connector="entra", mode="delta").result == "success"
     with store.engine.connect() as connection:
-        entra_plan = sa.select(sa.func.count()).select_from(pending_export).where(pending_export.c.connector == "entra")
-        assert connection.execute(entra_plan).scalar() == 0  # (AD holds the ConsistencyGuid writeback's updates)
+        entra_plan = sa.select(pending_export.c.anchor, pending_export.c.state).where(
+            pending_export.c.connector == "entra"
+        )
+        plan = dict(connection.execute(entra_plan).all())  # (AD holds the ConsistencyGuid writeback's updates)
+    assert plan == {smtp_id: READ_ONLY} and READ_ONLY not in OPEN_STATES  # settled, never resent

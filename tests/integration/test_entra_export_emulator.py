@@ -210,8 +210,9 @@ def test_mail_enabled_security_groups_are_not_downgraded_and_mail_enablement_is_
 ):
     """A security group with mail in AD is a mail-enabled security group, which Graph does not create (the emulator
     refuses it as Graph does): it is not created as a plain security group, one notice says so. One made in
-    Exchange Online with the same SMTP address is adopted without a PATCH of mailEnabled, and an exported security
-    group whose AD group gains mail keeps its mail-enablement (Graph sets it at the create only), again a notice."""
+    Exchange Online with the same SMTP address is adopted (joined by its SMTP address) and, read-only in Graph, sent
+    nothing (the emulator refuses every write to it, as Graph does): one more notice. An exported security group
+    whose AD group gains mail keeps its mail-enablement (Graph sets it at the create only), again a notice."""
     hook = entra_hook_for(graph_server, tenant)
     seeded = httpx.post(
         f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/objects",
@@ -232,14 +233,18 @@ def test_mail_enabled_security_groups_are_not_downgraded_and_mail_enablement_is_
     result = run_entra_export(store, hook)
     assert result.result == "success" and store.run_errors(result.run_id) == [], store.run_errors(result.run_id)
     groups = graph_groups(hook)
-    assert sorted(groups) == ["Payroll", "Staff"]  # Finance: not created, not downgraded; Payroll adopted (its AD name)
-    assert (groups["Payroll"]["id"], groups["Payroll"]["mailEnabled"]) == (payroll["id"], True)
+    # Finance: not created, not downgraded; Payroll adopted, its name kept (read-only in Graph)
+    assert sorted(groups) == ["Payroll (Exchange Online)", "Staff"]
+    adopted = groups["Payroll (Exchange Online)"]
+    assert (adopted["id"], adopted["mailEnabled"]) == (payroll["id"], True)
     assert (groups["Staff"]["securityEnabled"], groups["Staff"]["mailEnabled"]) == (True, False)
-    (notice,) = store.run_notices(result.run_id)
-    assert (notice["code"], notice["subject"], notice["count"]) == (
-        "unsupported-by-graph", "mail-enabled security group create", 1,
-    )  # fmt: skip
-    assert notice["examples"][0]["dn"].startswith("CN=Finance,")
+    notices = {n["subject"]: n for n in store.run_notices(result.run_id)}
+    assert {(n["code"], s, n["count"]) for s, n in notices.items()} == {
+        ("unsupported-by-graph", "mail-enabled security group create", 1),
+        ("unsupported-by-graph", "mail-enabled group write", 1),
+    }  # fmt: skip
+    assert notices["mail-enabled security group create"]["examples"][0]["dn"].startswith("CN=Finance,")
+    assert notices["mail-enabled group write"]["examples"][0]["dn"].startswith("CN=Payroll,")
 
     confirm(store, hook, rules)
     import_delta(store, "ad", [ad_group(1103, "Staff", [1], mail=f"staff@{DOMAIN}", description="Now with mail")])

@@ -152,10 +152,18 @@ _RESOURCE_KINDS = {"users": "user", "groups": "group"}
 #: and security groups are created through Graph), and to a PATCH of mailEnabled (not among Update group's
 #: properties: a group's mail-enablement is fixed when it is created).
 MAIL_GROUP_CREATE = "Cannot Create a mail-enabled security groups and or distribution list."
+#: Graph's answer to any write to an existing mail-enabled security group or distribution group (read-only through
+#: Graph: a PATCH of any property, a member added or removed).
+MAIL_GROUP_UPDATE = "Cannot Update a mail-enabled security groups and or distribution list."
 MAIL_ENABLEMENT_UPDATE = (
     "The service does not currently support writes of mail-enabled groups. Please ensure that the mail-enablement "
     "property is unset and the security-enablement property is set."
 )
+
+
+def _read_only_group(group: Mapping[str, Any]) -> bool:
+    """A mail-enabled security group or distribution group: mail-enabled, not a Microsoft 365 group."""
+    return bool(group.get("mailEnabled")) and "Unified" not in (group.get("groupTypes") or [])
 
 
 class SimulatedKill(BaseException):
@@ -396,6 +404,8 @@ class FakeGraphWriter:
                 held.discard(parts[1])
             return FakeAnswer("", 204)
         if parts[0] == "groups" and parts[2:3] == ["members"] and parts[1] in self.members:
+            if _read_only_group(self.objects[parts[1]]):
+                return graph_error(400, "Request_BadRequest", MAIL_GROUP_UPDATE)
             group = self.members[parts[1]]
             if request.method == "POST" and parts[3:] == ["$ref"]:
                 target = str(body.get("@odata.id", "")).rsplit("/", 1)[-1]
@@ -445,6 +455,8 @@ class FakeGraphWriter:
 
     def _update(self, object_id: str, body: Mapping[str, Any]) -> FakeAnswer:
         target = self.objects[object_id]
+        if target["@kind"] == "group" and _read_only_group(target):
+            return graph_error(400, "Request_BadRequest", MAIL_GROUP_UPDATE)
         binds = body.get("members@odata.bind")
         if binds is not None:
             if len(binds) > 20:

@@ -10,7 +10,9 @@ This mirrors the shipped "In from AAD - User Join" rule; the sync stays the auth
 Groups ("In from AAD - Group Join") have no ImmutableId in Graph: ``hard match`` is a cloud group holding the
 group's sourceAnchor in the sync app's directory extension (``extension_aadsyncSourceAnchor``), ``soft match`` one
 with the same mail (its primary SMTP address) and no anchor; another anchor, another engine and two AD groups for
-one cloud group are conflicts, as for users.
+one cloud group are conflicts, as for users. A matched mail-enabled security group or distribution group says so
+(``read-only in Graph``): it is joined (never created twice) but Graph writes nothing to it, neither the anchor stamp
+nor names nor members, so after a lost store it is matched on its mail again; it is managed in Exchange Online.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.connectors.entra.schema import read_only_in_graph
 from airflow_provider_aadsync.engine.connectors.kinds import connector_kind
 from airflow_provider_aadsync.engine.store import Store, cs_object, link, mv_object
 
@@ -38,6 +41,11 @@ OTHER_ANCHOR = "cloud user holds another ImmutableId: never overwritten"
 SHARED = "two AD users match one cloud user"
 GROUP_OTHER_ANCHOR = "cloud group holds another anchor in extension_aadsyncSourceAnchor: never overwritten"
 GROUP_SHARED = "two AD groups match one cloud group"
+#: The note of a group matched to a mail-enabled security group or distribution group ("soft match (mail), read-only
+#: in Graph"): joined, but Graph writes none of its changes (the export counts them in one run notice).
+READ_ONLY_IN_GRAPH = (
+    "read-only in Graph: a mail-enabled security group or distribution group, managed in Exchange Online"
+)
 #: The connector-space attribute of the sync app's directory extension that holds the anchor (extensions.py).
 ANCHOR_EXTENSION = "extension_aadsyncSourceAnchor"
 
@@ -56,6 +64,8 @@ class PreflightRow:
     conflict: str = ""
     #: ``user`` or ``group`` (for groups, ``user_principal_name`` and ``cloud_upn`` hold the mail).
     object_type: str = "user"
+    #: What else the admin should know of the match (READ_ONLY_IN_GRAPH: the cloud group is read-only in Graph).
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class _Cloud:
     mail: str
     immutable_id: str
     held: bool
+    read_only: bool = False
 
 
 def _first(values: Any) -> str:
@@ -91,6 +102,7 @@ def _cloud_users(store: Store, connector: str, object_type: str = "user") -> lis
                 mail=_first(attrs.get("mail")),
                 immutable_id=_first(attrs.get(ANCHOR_EXTENSION if group else "onPremisesImmutableId")),
                 held=_first(attrs.get("onPremisesSyncEnabled")).casefold() == "true",
+                read_only=group and read_only_in_graph(attrs),
             )
         )
     return users
@@ -194,6 +206,7 @@ def _row(base: dict[str, str], outcome: str, matched_on: str, user: _Cloud, conf
         cloud_id=user.id,
         cloud_upn=user.upn,
         conflict=conflict,
+        note=READ_ONLY_IN_GRAPH if user.read_only else "",
     )
 
 
@@ -217,6 +230,8 @@ def counts(rows: Iterable[PreflightRow]) -> dict[str, int]:
             found[f"soft match on {row.matched_on}"] += 1
         if row.conflict:
             found[f"conflict: {row.conflict}"] += 1
+        if row.note == READ_ONLY_IN_GRAPH and not row.conflict:
+            found["group read-only in Graph"] += 1
     return dict(found)
 
 
@@ -230,10 +245,18 @@ def render_text(rows: Sequence[PreflightRow]) -> str:
     lines += ["", "| AD DN | type | outcome | matched on | cloud id | cloud UPN / mail | conflict |"]
     lines += ["|---|---|---|---|---|---|---|"]
     lines += [
-        f"| {r.ad_dn} | {r.object_type} | {r.outcome} | {r.matched_on} | {r.cloud_id} | {r.cloud_upn} | {r.conflict} |"
+        f"| {r.ad_dn} | {r.object_type} | {_outcome(r)} | {r.matched_on} | {r.cloud_id} | {r.cloud_upn} "
+        f"| {r.conflict} |"
         for r in rows
     ]
     return "\n".join(lines) + "\n"
+
+
+def _outcome(row: PreflightRow) -> str:
+    """The outcome as a person reads it: "soft match (mail), read-only in Graph" for a read-only cloud group."""
+    if row.note == READ_ONLY_IN_GRAPH and not row.conflict:
+        return f"{row.outcome} ({row.matched_on}), read-only in Graph"
+    return row.outcome
 
 
 def render_json(rows: Sequence[PreflightRow]) -> str:

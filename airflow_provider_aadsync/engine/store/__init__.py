@@ -18,6 +18,7 @@ from airflow_provider_aadsync.engine.store.store import (
 from airflow_provider_aadsync.engine.store.tables import (
     MIGRATIONS,
     OPEN_STATES,
+    READ_ONLY,
     REFUSED,
     SCHEMA_VERSION,
     as_utc,
@@ -45,6 +46,7 @@ from airflow_provider_aadsync.engine.store.tables import (
 __all__ = [
     "MIGRATIONS",
     "OPEN_STATES",
+    "READ_ONLY",
     "REFUSED",
     "SCHEMA_VERSION",
     "WRITE_CHUNK_ROWS",

@@ -183,6 +183,11 @@ sa.Index("ix_link_mv", link.c.mv_id)
 #: anchor, another engine's): no export sends it; each export reports it per object as still refused; a sync that
 #: joins the cloud object (the admin resolved it) withdraws it. Restaged values keep the state.
 REFUSED = "refused"
+#: The state of a plan row (an object's or a reference's) the export settled without sending it because Graph cannot
+#: write the object at all (a joined mail-enabled security group or distribution group: read-only through Graph). It is
+#: not open: no export sends it again; a sync that stages the same change leaves it so, and one that stages another
+#: change makes it pending again (the export then counts it in its run notice once more).
+READ_ONLY = "read-only"
 #: The states of a plan row an export still has to write: not yet sent, sent but unconfirmed (a retry re-sends it
 #: idempotently), or failed (retried next time).
 OPEN_STATES = ("pending", "sent", "failed")
@@ -198,7 +203,8 @@ pending_export = sa.Table(
     sa.Column("operation", sa.String(16), nullable=False),
     # {attribute: [new values]} (an empty list clears); references travel in pending_export_reference.
     sa.Column("changes", sa.Text, nullable=False),
-    # pending | sent | confirmed | failed | refused (REFUSED: an add held because its match was refused)
+    # pending | sent | confirmed | failed | refused (REFUSED: an add held because its match was refused) | read-only
+    # (READ_ONLY: settled unsent, Graph cannot write the object)
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text, nullable=True),

@@ -13,6 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.store import (
+    READ_ONLY,
     REFUSED,
     cs_object,
     cs_reference,
@@ -32,6 +33,10 @@ from airflow_provider_aadsync.engine.sync.frames import (
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
 log = logging.getLogger(__name__)
+
+#: Plan rows sync may replace or withdraw: not in flight, not held by a refused match. A READ_ONLY row (Graph cannot
+#: write its object) stays settled while sync stages the same change, and is staged again when the change differs.
+_SETTLED = ("pending", "failed", READ_ONLY)
 
 
 class Staging:
@@ -80,11 +85,12 @@ class Staging:
                     )
                 continue
             if operation == "update" and not changes:
-                if current is not None and current.state in ("pending", "failed") and current.operation == "update":
+                if current is not None and current.state in _SETTLED and current.operation == "update":
                     if not self._has_reference_changes(connector, anchor):
                         self.state.connection.execute(sa.delete(pending_export).where(export_key(connector, anchor)))
                 continue
-            if current is not None and current.state in ("pending", "failed"):
+            if current is not None and current.state in _SETTLED:
+                # the same change again: left as it is (a read-only one stays settled, never sent)
                 if (current.operation, current.changes, current.dn) == (operation, serialized, dn):
                     continue
             values = {
@@ -171,7 +177,7 @@ class Staging:
             merged = wanted.merge(staged, on=key, how="outer", indicator=True)
             new_rows = merged[merged["_merge"] == "left_only"]
             stale = merged[
-                (merged["_merge"] == "right_only") & merged["state"].isin(["pending", "failed", "confirmed"])
+                (merged["_merge"] == "right_only") & merged["state"].isin(["pending", "failed", "confirmed", READ_ONLY])
             ]
             for anchor, targets in stale.groupby("anchor")["target_anchor"]:
                 for part in chunks(targets.tolist()):

@@ -53,6 +53,11 @@ class GraphError(Exception):
 #: Graph's answer to a create of a mail-enabled security group or a distribution group (read-only through Graph;
 #: made in Exchange Online), word for word as Graph sends it.
 MAIL_GROUP_CREATE = "Cannot Create a mail-enabled security groups and or distribution list."
+#: Graph's answer to any write to an existing mail-enabled security group or distribution group (a PATCH of any
+#: property, directory extensions included; a member added or removed, through members/$ref or members@odata.bind):
+#: Graph keeps them read-only ("Mail-enabled and distribution groups are read-only through Microsoft Graph", groups
+#: overview), word for word as Graph sends it.
+MAIL_GROUP_UPDATE = "Cannot Update a mail-enabled security groups and or distribution list."
 #: Graph's answer to a write that mail-enables a group or mail-disables one (mailEnabled is set at the create only).
 MAIL_ENABLEMENT_UPDATE = (
     "The service does not currently support writes of mail-enabled groups. Please ensure that the mail-enablement "

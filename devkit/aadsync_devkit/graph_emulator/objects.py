@@ -282,6 +282,7 @@ class TenantObjects(TenantValidation):
             values = self._check_body(GROUP, body, admin=False)
             members, owners = self._bind_ids(body)
             self._check_synced(obj, list(values) + (["members"] if members or owners else []))
+            self._check_read_only_mail_group(obj)
             if "mailEnabled" in values and values["mailEnabled"] != obj.props.get("mailEnabled"):
                 # Update group has no mailEnabled: a group's mail-enablement is fixed when it is created.
                 raise err.BadRequest(err.MAIL_ENABLEMENT_UPDATE)
@@ -302,6 +303,13 @@ class TenantObjects(TenantValidation):
             self._index(obj)
             if changed:
                 self._log(GROUP, obj.id, UPDATED, names=changed)
+
+    @staticmethod
+    def _check_read_only_mail_group(group: DirectoryObject) -> None:
+        """A mail-enabled security group or a distribution group (mail-enabled, not Unified) is read-only through
+        Graph: every write to it is refused as Graph refuses it (they are managed in Exchange Online)."""
+        if group.props.get("mailEnabled") and not is_unified(group.props):
+            raise err.BadRequest(err.MAIL_GROUP_UPDATE)
 
     def set_writeback_configuration(self, key: str, value: dict[str, Any]) -> None:
         """A group's beta-only ``writebackConfiguration`` (group writeback's per-group switch)."""
@@ -329,11 +337,13 @@ class TenantObjects(TenantValidation):
             if member_id not in self._objects:
                 raise err.ResourceNotFound(member_id)
             self._check_synced(group, ["members"])
+            self._check_read_only_mail_group(group)
             self._add_links(group.id, self._members, [member_id], "members")
 
     def remove_member(self, group_id: str, member_id: str) -> None:
         with self._lock:
             group = self._find(GROUP, group_id)
+            self._check_read_only_mail_group(group)
             members = self._members.setdefault(group.id, {})
             if member_id.lower() not in members:
                 raise err.ResourceNotFound(member_id)

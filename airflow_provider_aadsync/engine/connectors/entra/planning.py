@@ -18,16 +18,24 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.graph import BATCH_SIZE, LINKS_PER_REQUEST
 from airflow_provider_aadsync.engine.connectors.entra.reconcile import Reconciler
-from airflow_provider_aadsync.engine.connectors.entra.schema import MANAGER, MEMBERS, RESOURCES, UNWRITABLE
+from airflow_provider_aadsync.engine.connectors.entra.schema import (
+    MANAGER,
+    MEMBERS,
+    RESOURCES,
+    UNWRITABLE,
+    read_only_in_graph,
+)
 from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.runs.export_run import open_plan_counts
 from airflow_provider_aadsync.engine.store import (
     OPEN_STATES,
+    READ_ONLY,
     Store,
     cs_object,
     pending_export,
     pending_export_reference,
+    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -36,6 +44,12 @@ log = logging.getLogger(__name__)
 UNSUPPORTED = "unsupported-by-graph"
 #: The notice of UPNs written on the tenant's initial domain because their suffix is not a verified domain.
 UPN_ON_INITIAL_DOMAIN = "upn-on-initial-domain"
+#: The notice's subject for writes to a joined mail-enabled security group or distribution group (read-only in Graph).
+MAIL_GROUP_WRITE = "mail-enabled group write"
+MAIL_GROUP_MESSAGE = (
+    "Graph cannot write mail-enabled security groups or distribution groups: manage them in Exchange Online "
+    "(the group stays joined; its attribute and member changes are not sent, and are counted again when they change)"
+)
 #: Examples kept of UPN substitutions: enough to name every object of a usual run, without a flood.
 UPN_EXAMPLES = 500
 
@@ -95,6 +109,10 @@ class ExportPlan:
         self.reconciler = reconciler
         #: Whether the pause before the first reconciled create was taken (once per run).
         self._settled = False
+        #: Joined cloud groups of the open plan that Graph keeps read-only (read once per run, when first needed).
+        self._read_only: set[str] | None = None
+        #: The read-only groups whose plan rows this run settled (each counted once in the run's notice).
+        self._read_only_settled: set[str] = set()
 
     def _plan_rows(self, operation: str, object_type: str | None = None) -> Iterator[Any]:
         """Open rows of the plan in anchor order, read a page at a time (the plan may be large)."""
@@ -160,6 +178,9 @@ class ExportPlan:
         security group (which could never become mail-enabled, and would stand in the way of the real group an admin
         creates in Exchange Online); a group's mailEnabled is never updated (Graph sets it at the create only)."""
         changes = operation.changes
+        if operation.object_type == "group" and operation.kind == "update" and self.read_only(operation.anchor):
+            self.settle_read_only(operation.anchor, operation.dn)
+            return False
         for name in [name for name in changes if name in UNWRITABLE]:
             del changes[name]
             self.state.notice(
@@ -196,6 +217,40 @@ class ExportPlan:
             self._forget(operation.anchor)  # nothing Graph can write is left; sync stages it again if it changes
             return False
         return True
+
+    def read_only(self, anchor: str) -> bool:
+        """Whether the joined cloud group is a mail-enabled security group or a distribution group, as the Entra
+        connector space holds it (Graph keeps them read-only; the product would say the same of its own export)."""
+        if self._read_only is None:
+            self._read_only = read_only_groups(self.state.store, self.state.connector)
+        return anchor in self._read_only
+
+    def settle_read_only(self, anchor: str, dn: str) -> None:
+        """Settle every open plan row of a read-only group unsent (its update and its member changes: state
+        READ_ONLY, not retried, staged again by sync only when the change differs) and count the group once in the
+        run's notice, never an error: Graph would refuse each write ("Cannot Update a mail-enabled security groups
+        and or distribution list.")."""
+        with self.state.transaction() as connection:
+            connection.execute(
+                sa.update(pending_export)
+                .where(self.state.row(anchor), pending_export.c.state.in_(OPEN_STATES))
+                .values(state=READ_ONLY, run_id=self.state.run_id, updated_at=utcnow())
+            )
+            references = connection.execute(
+                sa.update(pending_export_reference)
+                .where(
+                    pending_export_reference.c.connector == self.state.connector,
+                    pending_export_reference.c.anchor == anchor,
+                    pending_export_reference.c.state.in_(OPEN_STATES),
+                )
+                .values(state=READ_ONLY, run_id=self.state.run_id)
+            ).rowcount
+        self.state.counters["read_only_group_member_changes"] += references
+        if anchor in self._read_only_settled:
+            return
+        self._read_only_settled.add(anchor)
+        self.state.counters["read_only_groups"] += 1
+        self.state.notice(UNSUPPORTED, MAIL_GROUP_WRITE, MAIL_GROUP_MESSAGE, anchor, dn or None)
 
     @staticmethod
     def _true(changes: dict[str, list[Any]], name: str) -> bool:
@@ -305,10 +360,18 @@ class ExportPlan:
             if not rows:
                 break
             last = (rows[-1].anchor, rows[-1].operation, rows[-1].target_anchor)
-            unresolved = [r.target_anchor for r in rows if r.target_anchor.startswith(PROVISIONAL_PREFIX)]
+            unresolved = [
+                r.target_anchor
+                for r in rows
+                if r.target_anchor.startswith(PROVISIONAL_PREFIX) and not self.read_only(r.anchor)
+            ]
             for row in rows:
                 if row.anchor.startswith(PROVISIONAL_PREFIX):
                     self.state.counters["member_changes_waiting_for_group_create"] += 1
+                    continue
+                if self.read_only(row.anchor):
+                    if row.anchor not in self._read_only_settled:
+                        self.settle_read_only(row.anchor, "")
                     continue
                 if row.target_anchor.startswith(PROVISIONAL_PREFIX):
                     continue
@@ -372,3 +435,26 @@ class ExportPlan:
                 return None
             return Operation("manager-set", user, "user", "", targets=[manager], replaced=[*adds[:-1], *removes])
         return Operation("manager-remove", user, "user", "", targets=removes)
+
+
+def read_only_groups(store: Store, connector: str) -> set[str]:
+    """The joined cloud groups with open plan rows (an update or member changes) that Graph keeps read-only
+    (mail-enabled security groups and distribution groups, from the connector space's mailEnabled and groupTypes)."""
+    open_updates = sa.select(pending_export.c.anchor).where(
+        pending_export.c.connector == connector,
+        pending_export.c.object_type == "group",
+        pending_export.c.operation == "update",
+        pending_export.c.state.in_(OPEN_STATES),
+    )
+    open_members = sa.select(pending_export_reference.c.anchor).where(
+        pending_export_reference.c.connector == connector,
+        pending_export_reference.c.attribute == MEMBERS,
+        pending_export_reference.c.state.in_(OPEN_STATES),
+    )
+    query = sa.select(cs_object.c.anchor, cs_object.c.attrs).where(
+        cs_object.c.connector == connector,
+        cs_object.c.object_type == "group",
+        sa.or_(cs_object.c.anchor.in_(open_updates), cs_object.c.anchor.in_(open_members)),
+    )
+    with store.engine.connect() as connection:
+        return {anchor for anchor, attrs in connection.execute(query) if read_only_in_graph(json.loads(attrs))}

@@ -10,6 +10,8 @@ catalog order), the export (which properties Graph takes as collections) and the
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
+from typing import Any
 
 from airflow_provider_aadsync.engine.connectors.entra.extensions import (
     PREFIX,
@@ -179,3 +181,15 @@ def target_problem(object_type: str, target: str) -> str | None:
         "attribute list (engine/connectors/entra/schema.py) nor among what Graph cannot write; a directory "
         "extension is named extension_<name>"
     )
+
+
+def read_only_in_graph(attrs: Mapping[str, Any]) -> bool:
+    """Whether a cloud group's connector-space attributes make it a mail-enabled security group or a distribution
+    group (mail-enabled, groupTypes without Unified): "Mail-enabled and distribution groups are read-only through
+    Microsoft Graph" (groups overview), so every write to one is refused ("Cannot Update a mail-enabled security
+    groups and or distribution list."): they are managed in Exchange Online."""
+    enabled = attrs.get("mailEnabled")
+    value = enabled[0] if isinstance(enabled, list) and enabled else enabled
+    if str(value).casefold() != "true":
+        return False
+    return not any(str(kind).casefold() == "unified" for kind in attrs.get("groupTypes") or [])

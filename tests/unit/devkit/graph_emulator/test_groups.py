@@ -285,3 +285,52 @@ def test_writeback_configuration_is_beta_only(client, auth):
     assert client.patch(f"/v1.0/groups/{team}", headers=auth, json=body).status_code == 400
     selected = client.get("/v1.0/groups", headers=auth, params={"$select": "id,writebackConfiguration"})
     assert_graph_error(selected, 400, "BadRequest")
+
+
+def test_mail_enabled_security_and_distribution_groups_are_read_only_to_every_write(client, auth, tenant):
+    """Graph keeps mail-enabled security groups and distribution groups read-only ("Mail-enabled and distribution
+    groups are read-only through Microsoft Graph"): a PATCH of any property (a directory extension too), a member
+    added or removed through members/$ref or members@odata.bind, alone or in a $batch, is refused with Graph's
+    answer and changes nothing; a Microsoft 365 group with mail and a security group take the same writes."""
+    from .test_extensions import PREFIX, register
+
+    assert register(client, auth, "anchor", targetObjects=["Group"]).status_code == 201
+    user = client.post("/v1.0/users", headers=auth, json=new_user(1)).json()["id"]
+    seeded = client.post(f"/_emulator/tenants/{tenant['id']}/objects", json=[
+        {"@odata.type": "#microsoft.graph.group", "displayName": name, "mailNickname": name, "mailEnabled": True,
+         "securityEnabled": security, "mail": f"{name}@contoso.com", "members@odata.bind": [f"https://graph.microsoft.com/v1.0/directoryObjects/{user}"]}
+        for name, security in (("mesg", True), ("dl", False))
+    ])  # fmt: skip
+    assert seeded.status_code == 201, seeded.text
+    url = f"https://graph.microsoft.com/v1.0/directoryObjects/{user}"
+    other = client.post("/v1.0/users", headers=auth, json=new_user(2)).json()["id"]
+    for group in [g["id"] for g in seeded.json()["value"]]:
+        before = client.get(f"/v1.0/groups/{group}", headers=auth).json()
+        writes = [
+            ("PATCH", f"/groups/{group}", {"description": "renamed in AD"}),
+            ("PATCH", f"/groups/{group}", {f"{PREFIX}_anchor": "c3RhbXA="}),
+            ("PATCH", f"/groups/{group}", {"members@odata.bind": [f"https://graph.microsoft.com/v1.0/users/{other}"]}),
+            ("POST", f"/groups/{group}/members/$ref", {"@odata.id": f"https://graph.microsoft.com/v1.0/users/{other}"}),
+            ("DELETE", f"/groups/{group}/members/{user}/$ref", None),
+        ]
+        for method, path, body in writes:
+            answer = client.request(method, f"/v1.0{path}", headers=auth, json=body)
+            assert_graph_error(answer, 400, "Request_BadRequest", err.MAIL_GROUP_UPDATE)
+        requests = [
+            {"id": str(i), "method": m, "url": p, "headers": {"Content-Type": "application/json"}, "body": b}
+            if b is not None
+            else {"id": str(i), "method": m, "url": p}
+            for i, (m, p, b) in enumerate(writes)
+        ]
+        answers = client.post("/v1.0/$batch", headers=auth, json={"requests": requests}).json()["responses"]
+        assert {(a["status"], a["body"]["error"]["message"]) for a in answers} == {(400, err.MAIL_GROUP_UPDATE)}
+        after = client.get(f"/v1.0/groups/{group}?$select=id,description,{PREFIX}_anchor", headers=auth).json()
+        assert after.get("description") == before.get("description") and f"{PREFIX}_anchor" not in after
+        members = client.get(f"/v1.0/groups/{group}/members", headers=auth).json()["value"]
+        assert [m["id"] for m in members] == [user]
+    m365 = client.post("/v1.0/groups", headers=auth, json=new_group("team", mailEnabled=True, groupTypes=["Unified"]))
+    for group in (m365.json()["id"], client.post("/v1.0/groups", headers=auth, json=new_group("sec")).json()["id"]):
+        assert client.patch(f"/v1.0/groups/{group}", headers=auth, json={f"{PREFIX}_anchor": "x"}).status_code == 204
+        added = client.post(f"/v1.0/groups/{group}/members/$ref", headers=auth, json={"@odata.id": url})
+        assert added.status_code == 204, added.text
+        assert client.delete(f"/v1.0/groups/{group}/members/{user}/$ref", headers=auth).status_code == 204
