@@ -396,6 +396,8 @@ class FakeGraphWriter:
         if kind and len(parts) == 2 and request.method == "PATCH":
             return self._update(parts[1], body)
         if kind and len(parts) == 2 and request.method == "DELETE":
+            if kind == "group" and _read_only_group(self.objects[parts[1]]):
+                return graph_error(400, "Request_BadRequest", MAIL_GROUP_UPDATE)
             del self.objects[parts[1]]
             self.members.pop(parts[1], None)
             self.managers.pop(parts[1], None)

@@ -357,6 +357,8 @@ class TenantObjects(TenantValidation):
         with self._lock:
             obj = self._find(kind, key)
             self._check_synced(obj, ["deleted"])
+            if kind == GROUP:
+                self._check_read_only_mail_group(obj)
             self._drop_manager_links(obj.id)
             member_of = [g for g, members in self._members.items() if obj.id in members]
             for g in member_of:

@@ -320,6 +320,9 @@ class ExportPlan:
                 )
                 continue
             kind = "update" if operation == "update" else "delete"
+            if kind == "delete" and row.object_type == "group" and self.read_only(row.anchor):
+                self.settle_read_only(row.anchor, row.dn)  # Exchange Online's group: Graph cannot delete it either
+                continue
             found = Operation(kind, row.anchor, row.object_type, row.dn, changes, resend=row.state == "sent")
             if kind == "delete" or self._writable(found):
                 yield found
@@ -438,12 +441,12 @@ class ExportPlan:
 
 
 def read_only_groups(store: Store, connector: str) -> set[str]:
-    """The joined cloud groups with open plan rows (an update or member changes) that Graph keeps read-only
+    """The joined cloud groups with open plan rows (an update, a delete or member changes) that Graph keeps read-only
     (mail-enabled security groups and distribution groups, from the connector space's mailEnabled and groupTypes)."""
     open_updates = sa.select(pending_export.c.anchor).where(
         pending_export.c.connector == connector,
         pending_export.c.object_type == "group",
-        pending_export.c.operation == "update",
+        pending_export.c.operation.in_(("update", "delete")),
         pending_export.c.state.in_(OPEN_STATES),
     )
     open_members = sa.select(pending_export_reference.c.anchor).where(

@@ -109,3 +109,19 @@ def test_a_soft_matched_mail_enabled_group_is_joined_and_never_written(store, ru
         assert result.counters["errors"] == 0 and ("entra", payroll) in links(rebuilt, "entra")
         assert len(graph.groups()) == groups_before  # Staff is joined by its stamp, Payroll by its mail
         assert [(n["subject"], n["count"]) for n in rebuilt.run_notices(result.run_id)] == [(MAIL_GROUP_WRITE, 1)]
+
+
+def test_a_read_only_group_whose_ad_group_leaves_scope_is_not_deleted(store, rules, graph):
+    """Graph cannot delete a mail-enabled security group either (read-only through Graph): the delete sync stages
+    when its AD group goes is settled unsent and counted in the run's notice, and the group stays in Exchange."""
+    payroll = graph.add_group("Payroll (Exchange Online)", mailNickname="payroll", mail=MAIL, mailEnabled=True,
+                              securityEnabled=True, groupTypes=[])  # fmt: skip
+    ad = [ad_user(1), ad_group(302, "Payroll", [1], mail=MAIL)]
+    assert cycle(store, rules, graph, ad).counters["errors"] == 0
+    assert ("entra", payroll) in links(store, "entra")
+
+    gone = cycle(store, rules, graph, ad[:1])
+    assert exports(store)[payroll]["operation"] == "delete" and exports(store)[payroll]["state"] == "read-only"
+    assert gone.counters["errors"] == 0 and payroll in graph.groups()
+    assert [r for r in graph.requests_sent() if payroll in r.url] == []
+    assert [(n["subject"], n["count"]) for n in store.run_notices(gone.run_id)] == [(MAIL_GROUP_WRITE, 1)]
