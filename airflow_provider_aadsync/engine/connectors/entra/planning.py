@@ -176,10 +176,11 @@ class ExportPlan:
         Graph cannot write are left out; a user's UPN on an unverified domain goes on the initial domain; groups
         Graph cannot create (distribution and mail-enabled security groups) are not sent, never downgraded to a
         security group (which could never become mail-enabled, and would stand in the way of the real group an admin
-        creates in Exchange Online); a group's mailEnabled is never updated (Graph sets it at the create only)."""
+        creates in Exchange Online); a group's mailEnabled is never updated (Graph sets it at the create only); nothing
+        is sent to a joined group Graph keeps read-only (its update or delete is settled unsent)."""
         changes = operation.changes
-        if operation.object_type == "group" and operation.kind == "update" and self.read_only(operation.anchor):
-            self.settle_read_only(operation.anchor, operation.dn)
+        if operation.object_type == "group" and operation.kind != "create" and self.read_only(operation.anchor):
+            self.settle_read_only(operation.anchor, operation.dn)  # its update or delete: Graph refuses both
             return False
         for name in [name for name in changes if name in UNWRITABLE]:
             del changes[name]
@@ -201,7 +202,7 @@ class ExportPlan:
                 operation.anchor,
                 operation.dn,
             )
-        if operation.object_type == "group" and operation.kind == "create" and self._mail_group(changes):
+        if operation.object_type == "group" and operation.kind == "create" and read_only_in_graph(changes):
             kind = "mail-enabled security group" if self._true(changes, "securityEnabled") else "distribution group"
             self.state.notice(
                 UNSUPPORTED,
@@ -257,10 +258,6 @@ class ExportPlan:
         """Whether a boolean flow's value is true (the connector space may hold it as text)."""
         values = changes.get(name) or [None]
         return values[0] in (True, "True", "true", "TRUE")
-
-    def _mail_group(self, changes: dict[str, list[Any]]) -> bool:
-        """A mail-enabled group that is not a Microsoft 365 group (groupTypes without Unified)."""
-        return self._true(changes, "mailEnabled") and "Unified" not in (changes.get("groupTypes") or [])
 
     def _accepted_upn(self, operation: Operation) -> None:
         """A UPN whose suffix is not a verified domain goes on the tenant's initial domain (the product's MOERA);
@@ -320,11 +317,8 @@ class ExportPlan:
                 )
                 continue
             kind = "update" if operation == "update" else "delete"
-            if kind == "delete" and row.object_type == "group" and self.read_only(row.anchor):
-                self.settle_read_only(row.anchor, row.dn)  # Exchange Online's group: Graph cannot delete it either
-                continue
             found = Operation(kind, row.anchor, row.object_type, row.dn, changes, resend=row.state == "sent")
-            if kind == "delete" or self._writable(found):
+            if self._writable(found):
                 yield found
 
     def member_operations(self) -> Iterator[Operation]:
