@@ -37,7 +37,7 @@ import ldap3
 
 import airflow_provider_aadsync
 from aadsync_devkit.bench.machine import TaskMemorySampler, machine_facts
-from aadsync_devkit.processes import free_port
+from aadsync_devkit.processes import HOST, free_port
 from aadsync_devkit.world.airflow_celery import CeleryAirflow
 from aadsync_devkit.world.airflow_runs import LocalAirflow
 from aadsync_devkit.world.demo import make_demo_changes
@@ -209,6 +209,7 @@ def bench_cycle(
     changes: int,
     home: Path,
     *,
+    dc_host: str = HOST,
     timeout: float = 4 * 3600,
     progress: Callable[[str], None] = print,
     save: Callable[[dict[str, Any]], None] = lambda results: None,
@@ -218,7 +219,7 @@ def bench_cycle(
     results: dict[str, Any] = {"users": users, "groups": groups, "group_size": group_size, "changes": changes}
     started = time.perf_counter()
     cached = seeded_cache_path(users=users, groups=groups, group_size=group_size).exists()
-    dc = cached_seeded_dc(home / "samba", users=users, groups=groups, group_size=group_size)
+    dc = cached_seeded_dc(home / "samba", users=users, groups=groups, group_size=group_size, host=dc_host)
     results["fixture"] = "restored from cache" if cached else "built and cached"
     results["fixture_seconds"] = time.perf_counter() - started
     progress(f"DC {results['fixture']} in {results['fixture_seconds']:.1f} s")
@@ -348,6 +349,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the CI profile: {QUICK['users']:,} users, {QUICK['groups']} groups (overrides the sizes)",
     )
     parser.add_argument(
+        "--dc-host",
+        default=HOST,
+        help="the DC's loopback address (another one, e.g. 127.0.0.20, leaves 127.0.0.1:389 to the tests)",
+    )
+    parser.add_argument(
         "--json", type=Path, default=None, help="where to write the figures (default bench/results/cycle-N-DATE.json)"
     )
 
@@ -362,7 +368,9 @@ def run_from_arguments(args: argparse.Namespace, scratch: Path) -> dict[str, Any
     def save(results: dict[str, Any]) -> None:
         path.write_text(json.dumps({"profile": profile, **results}, indent=2, default=str), encoding="utf-8")
 
-    results = bench_cycle(sizes["users"], sizes["groups"], sizes["group_size"], args.changes, scratch, save=save)
+    results = bench_cycle(
+        sizes["users"], sizes["groups"], sizes["group_size"], args.changes, scratch, dc_host=args.dc_host, save=save
+    )
     save(results)
     print(render_cycle(results))
     print(f"figures written to {path}")

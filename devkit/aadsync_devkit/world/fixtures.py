@@ -71,19 +71,22 @@ def provisioned_dc(
     return dc
 
 
-def cached_seeded_dc(home: Path, *, users: int, groups: int, group_size: int = 0, seed: int = 42) -> SambaDC:
-    """Return a *running* DC at *home* whose directory is provisioned and seeded with these parameters.
+def cached_seeded_dc(
+    home: Path, *, users: int, groups: int, group_size: int = 0, seed: int = 42, host: str = HOST
+) -> SambaDC:
+    """Return a *running* DC at *home*, bound to *host*, whose directory is provisioned and seeded with these
+    parameters. Another loopback *host* (127.0.0.20) lets a long benchmark run beside the DC on 127.0.0.1.
 
     Any DC already running from *home* is stopped and *home* is wiped. The caller must stop the DC.
     """
     target = seeded_cache_path(users=users, groups=groups, group_size=group_size, seed=seed)
-    dc = SambaDC(home)
+    dc = SambaDC(home, host=host)
     dc.wipe()
     with _cache_lock(target):
         if target.exists():
             dc.restore(target)
         else:
-            dc = provisioned_dc(home)
+            dc = provisioned_dc(home, host=host)
             offline = users >= OFFLINE_SEED_MIN_USERS
             if offline:
                 dc.add_offline(offline_entries(dc.base_dn, users=users, seed=seed))
