@@ -234,17 +234,7 @@ class CeleryAirflow(StandaloneAirflow):
         pids: dict[str, int] = {}
         try:
             for service in self.services():
-                with (self.log_dir / f"{service.name}.log").open("ab") as log:
-                    process = subprocess.Popen(
-                        list(service.args),
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        env={**base, **service.env},
-                        cwd=self.world.home,
-                        start_new_session=True,
-                    )
-                pids[service.name] = process.pid
+                pids[service.name] = self._spawn(service, base)
                 self._save(pids)
                 if service.name == "redis":
                     _wait_port(self.redis_port, timeout=30, what="redis-server")
@@ -255,6 +245,38 @@ class CeleryAirflow(StandaloneAirflow):
             self.stop()
             raise
         return self
+
+    def _spawn(self, service: Service, base: Mapping[str, str]) -> int:
+        """Start one service in its own session, its output appended to its log; its PID."""
+        with (self.log_dir / f"{service.name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                list(service.args),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**base, **service.env},
+                cwd=self.world.home,
+                start_new_session=True,
+            )
+        return process.pid
+
+    def restart_worker(self, name: str, *, timeout: float = 300) -> int:
+        """Start a worker again after :meth:`kill_worker` (the lost machine back) and wait until it is ready; its
+        new PID."""
+        service = next(found for found in self.services() if found.name == name)
+        log = self.log_dir / f"{name}.log"
+        ready_before = _read(log).count(" ready.")
+        pids = self.pids()
+        pids[name] = self._spawn(service, self.environment())
+        self._save(pids)
+        deadline = time.monotonic() + timeout
+        while _read(log).count(" ready.") <= ready_before:
+            if not _alive(pids[name]):
+                raise AirflowRunError(f"Celery {name} exited while restarting{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise AirflowRunError(f"Celery {name} not ready {timeout:.0f} s after its restart{self.log_tail()}")
+            time.sleep(0.5)
+        return pids[name]
 
     def ensure_pool(self, name: str, slots: int, description: str) -> dict[str, Any]:
         """Create the Airflow pool, or set its size when it exists (a restart); its ``/pools/{name}`` answer."""
