@@ -27,8 +27,8 @@ from aadsync_devkit.world.seed import MAIL_DOMAIN, USER_CLASSES
 from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.store.tables import cs_object
-from tests.support.airflow_world import REPO, airflow_world, new_tenant
-from tests.support.servers import GRAPH_SECRET, entra_hook_for, trust
+from tests.support.airflow_world import REPO, airflow_world, module_tenant, new_tenant
+from tests.support.servers import GRAPH_SECRET, drop_tenant, entra_hook_for, trust
 from tests.support.states import ad_state, graph_state
 
 pytestmark = pytest.mark.integration
@@ -47,11 +47,7 @@ def dc(start_dc) -> SambaDC:
     return start_dc(users=USERS, groups=GROUPS, group_size=BIG)
 
 
-@pytest.fixture(scope="module")
-def tenant(graph_server):
-    created = new_tenant(graph_server, "celery")
-    yield created
-    httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{created['id']}", verify=trust(graph_server))
+tenant = module_tenant("celery")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +56,7 @@ def named_tenants(graph_server) -> Iterator[dict[str, dict]]:
     created = {name: new_tenant(graph_server, f"celery{name}") for name in NAMED}
     yield created
     for other in created.values():
-        httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{other['id']}", verify=trust(graph_server))
+        drop_tenant(graph_server, other)
 
 
 def named_ou(dc: SambaDC, name: str) -> str:

@@ -20,9 +20,9 @@ import pytest
 from aadsync_devkit.world.airflow_standalone import StandaloneAirflow
 from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.operators.report import report_path
-from tests.support.airflow_world import airflow_world, new_tenant, write_requests
+from tests.support.airflow_world import airflow_world, module_tenant, write_requests
 from tests.support.browser import HeadlessChromium
-from tests.support.servers import GRAPH_SECRET, trust
+from tests.support.servers import GRAPH_SECRET
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +43,7 @@ def dc(start_dc) -> SambaDC:
     return start_dc(users=USERS, groups=GROUPS, group_size=BIG)
 
 
-@pytest.fixture(scope="module")
-def tenant(graph_server):
-    created = new_tenant(graph_server, "standalone")
-    yield created
-    httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{created['id']}", verify=trust(graph_server))
+tenant = module_tenant("standalone")
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import ldap3
 import pytest
 import sqlalchemy as sa
@@ -44,8 +43,8 @@ from tests.support.adoption import (
     cloud_user,
     seed_tenant,
 )
-from tests.support.airflow_world import airflow_world, main_store, new_tenant, succeeded
-from tests.support.servers import entra_hook_for, trust
+from tests.support.airflow_world import airflow_world, main_store, module_tenant, succeeded
+from tests.support.servers import entra_hook_for
 from tests.support.states import ad_state, graph_writes
 
 pytestmark = pytest.mark.integration
@@ -69,11 +68,7 @@ def dc(start_dc) -> SambaDC:
     return dc
 
 
-@pytest.fixture(scope="module")
-def tenant(graph_server):
-    created = new_tenant(graph_server, "adopt")
-    yield created
-    httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{created['id']}", verify=trust(graph_server))
+tenant = module_tenant("adopt")
 
 
 @pytest.fixture(scope="module")

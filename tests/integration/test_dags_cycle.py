@@ -17,7 +17,7 @@ from aadsync_devkit.world.airflow_runs import LocalAirflow, outcome, task_states
 from aadsync_devkit.world.demo import make_demo_changes
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import MAIL_DOMAIN, dev_writeback_variables, ensure_writeback_ou
-from tests.support.airflow_world import airflow_world, main_store, new_tenant, succeeded, write_requests
+from tests.support.airflow_world import airflow_world, main_store, module_tenant, new_tenant, succeeded, write_requests
 from tests.support.servers import entra_connection, entra_hook_for, trust
 from tests.support.states import ad_state, batch_calls, graph_state, graph_writes
 
@@ -37,11 +37,7 @@ def dc(start_dc) -> SambaDC:
     return dc
 
 
-@pytest.fixture(scope="module")
-def tenant(graph_server):
-    created = new_tenant(graph_server, "corp")
-    yield created
-    httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{created['id']}", verify=trust(graph_server))
+tenant = module_tenant("corp")
 
 
 @pytest.fixture(scope="module")

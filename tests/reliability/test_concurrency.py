@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -34,7 +33,7 @@ from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.store import Store, lock
 from tests.support.airflow_world import airflow_world, new_tenant, write_requests
 from tests.support.cycle_process import run_steps
-from tests.support.servers import entra_connection, entra_hook_for, trust
+from tests.support.servers import drop_tenant, entra_connection, entra_hook_for
 from tests.support.states import ad_state, batch_calls, graph_state
 
 pytestmark = pytest.mark.integration
@@ -63,7 +62,7 @@ def store_url(request, tmp_path) -> str:
 def tenant(graph_server):
     created = new_tenant(graph_server, f"conc{uuid.uuid4().hex[:6]}")
     yield created
-    httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{created['id']}", verify=trust(graph_server))
+    drop_tenant(graph_server, created)
 
 
 def config(tmp_path: Path, name: str, store_url: str, dc: SambaDC, graph_server, tenant: dict, **extra) -> dict:

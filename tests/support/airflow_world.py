@@ -5,29 +5,37 @@ tests read from it: the store of an instance, a run that must have succeeded, Gr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
+import pytest
 
 from aadsync_devkit.world.airflow_runs import DagRunOutcome, LocalAirflow
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.engine.store import Store
-from tests.support.servers import GRAPH_CLIENT_ID, GRAPH_SECRET, entra_connection, trust
+from tests.support.servers import GRAPH_SECRET, drop_tenant, entra_connection, post_tenant
 from tests.support.states import graph_writes
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def new_tenant(graph_server, name: str) -> dict:
-    response = httpx.post(
-        f"{graph_server.base_url}/_emulator/tenants",
-        json={"name": name, "verifiedDomains": [MAIL_DOMAIN],
-              "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
-        verify=trust(graph_server),
-    )  # fmt: skip
-    assert response.status_code == 201, response.text
-    return response.json()
+    """An emulator tenant with the test app and the seed's mail domain verified (the DAG tests' users' UPNs)."""
+    return post_tenant(graph_server, name, [MAIL_DOMAIN])
+
+
+def module_tenant(name: str) -> Callable[..., Iterator[dict]]:
+    """A module-scoped ``tenant`` fixture (``tenant = module_tenant("corp")``): a tenant of the module's own,
+    removed when the module ends."""
+
+    @pytest.fixture(scope="module")
+    def tenant(graph_server) -> Iterator[dict]:
+        created = new_tenant(graph_server, name)
+        yield created
+        drop_tenant(graph_server, created)
+
+    return tenant
 
 
 def airflow_world(

@@ -212,10 +212,13 @@ class HeadlessChromium:
             raise BrowserError(f"no element {selector} on {self.url()}")
         self.call("Input.insertText", text=text)
 
-    def click(self, expression: str, *, what: str) -> None:
-        """Click the element that the JavaScript *expression* returns."""
-        if not self.evaluate(f"(e => e ? (e.click(), true) : false)({expression})"):
-            raise BrowserError(f"nothing to click for {what} on {self.url()}:\n{self.text()[:2000]}")
+    def click(self, expression: str, *, what: str, timeout: float = 30) -> None:
+        """Click the element that the JavaScript *expression* returns, once there is one: right after
+        :meth:`navigate` the page may still be loading (a loaded machine showed only its header)."""
+        try:
+            self.wait_for(f"(e => e ? (e.click(), true) : false)({expression})", what=what, timeout=timeout)
+        except BrowserError as error:
+            raise BrowserError(f"nothing to click for {what}: {error}") from None
 
     def screenshot(self, path: Path) -> Path:
         """Save a PNG of the viewport to *path*."""

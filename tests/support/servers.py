@@ -13,8 +13,9 @@ import shutil
 import ssl
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -123,40 +124,42 @@ def graph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorS
     emulator.stop()
 
 
+def post_tenant(graph_server: EmulatorServer, name: str, domains: Sequence[str] = ()) -> dict:
+    """A new emulator tenant with the test app registration and these verified domains."""
+    body: dict[str, Any] = {"name": name, "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]}
+    if domains:
+        body["verifiedDomains"] = list(domains)
+    response = httpx.post(f"{graph_server.base_url}/_emulator/tenants", json=body, verify=trust(graph_server))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def drop_tenant(graph_server: EmulatorServer, tenant: Mapping[str, Any]) -> None:
+    httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}", verify=trust(graph_server))
+
+
 @pytest.fixture
 def graph_tenant(graph_server: EmulatorServer) -> Iterator[dict]:
     """A fresh tenant with one app registration; removed after the test."""
-    response = httpx.post(
-        f"{graph_server.base_url}/_emulator/tenants",
-        json={"name": "fabrikam", "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
-        verify=trust(graph_server),
-    )
-    assert response.status_code == 201, response.text
-    yield response.json()
-    httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{response.json()['id']}", verify=trust(graph_server))
+    tenant = post_tenant(graph_server, "fabrikam")
+    yield tenant
+    drop_tenant(graph_server, tenant)
 
 
 @contextlib.contextmanager
 def made_tenants(graph_server: EmulatorServer, prefix: str = "t") -> Iterator[Callable[[str], dict]]:
     """Make tenants (with the test app) that have verified the given UPN domain; removed when the block ends."""
-    made: list[str] = []
+    made: list[dict] = []
 
     def make(domain: str) -> dict:
-        response = httpx.post(
-            f"{graph_server.base_url}/_emulator/tenants",
-            json={"name": f"{prefix}{len(made)}{domain.split('.')[0]}", "verifiedDomains": [domain],
-                  "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]},
-            verify=trust(graph_server),
-        )  # fmt: skip
-        assert response.status_code == 201, response.text
-        made.append(response.json()["id"])
-        return response.json()
+        made.append(post_tenant(graph_server, f"{prefix}{len(made)}{domain.split('.')[0]}", [domain]))
+        return made[-1]
 
     try:
         yield make
     finally:
-        for tenant_id in made:
-            httpx.delete(f"{graph_server.base_url}/_emulator/tenants/{tenant_id}", verify=trust(graph_server))
+        for tenant in made:
+            drop_tenant(graph_server, tenant)
 
 
 @pytest.fixture
