@@ -23,7 +23,7 @@ from typing import Any
 
 import ldap3
 
-from aadsync_devkit.processes import free_port
+from aadsync_devkit.processes import HOST, free_port
 from aadsync_devkit.world.fixtures import cached_seeded_dc, seeded_cache_path
 from aadsync_devkit.world.graph import DEV_TENANT_NAME, LocalGraphEmulator
 from aadsync_devkit.world.samba import SambaDC
@@ -60,12 +60,23 @@ def cli_child(arguments: list[str], env: dict[str, str]) -> tuple[float, int, st
     return wall, int(stdout.rsplit("PEAK_RSS", 1)[1].split()[0]), stdout
 
 
-def _child(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """Run a child; return (wall seconds, peak RSS in bytes, stdout)."""
+def cli_child_cpu(arguments: list[str], env: dict[str, str]) -> tuple[float, int, float]:
+    """As :func:`cli_child`, returning (wall seconds, own peak RSS, CPU seconds user + sys of the child)."""
+    usage: list[os.struct_rusage] = []
+    wall, _, stdout = _child([sys.executable, "-c", _CLI_CHILD, *arguments], env, usage)
+    return wall, int(stdout.rsplit("PEAK_RSS", 1)[1].split()[0]), usage[0].ru_utime + usage[0].ru_stime
+
+
+def _child(
+    command: list[str], env: dict[str, str], usages: list[os.struct_rusage] | None = None
+) -> tuple[float, int, str]:
+    """Run a child; return (wall seconds, peak RSS in bytes, stdout); its rusage is appended to ``usages``."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
         _, status, usage = os.wait4(process.pid, 0)
+        if usages is not None:
+            usages.append(usage)
         process.returncode = os.waitstatus_to_exitcode(status)
         stderr = process.stderr.read() if process.stderr else ""
         out.seek(0)
@@ -75,8 +86,10 @@ def _child(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     return time.perf_counter() - started, usage.ru_maxrss * 1024, stdout
 
 
-def ldapsearch_floor(dc: SambaDC, attributes: list[str]) -> tuple[float, int]:
-    """A raw paged ldapsearch dump of the same objects, attributes and controls (C client, output discarded)."""
+def ldapsearch_floor(dc: SambaDC, attributes: list[str]) -> tuple[float, int, float]:
+    """A raw paged ldapsearch dump of the same objects, attributes and controls (C client, output discarded).
+
+    Returns (wall seconds, entries, CPU seconds user + sys of the ldapsearch process)."""
     if not shutil.which("ldapsearch"):
         raise RuntimeError("ldapsearch is missing: apt-get install ldap-utils")
     command = [
@@ -88,12 +101,19 @@ def ldapsearch_floor(dc: SambaDC, attributes: list[str]) -> tuple[float, int]:
     # The dump goes to a file, never into this process: its memory would show in the import child's peak RSS.
     with tempfile.TemporaryFile() as dump:
         started = time.perf_counter()
-        subprocess.run(command, input=dc.admin_password.encode(), env=env, stdout=dump, check=True)
+        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=dump)
+        assert process.stdin is not None
+        process.stdin.write(dc.admin_password.encode())
+        process.stdin.close()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
+        if process.returncode:
+            raise RuntimeError(f"ldapsearch failed ({process.returncode})")
         dump.seek(0)
         # extended DNs start with "<", so LDIF writes them base64-encoded as "dn:: ..."
         entries = sum(1 for line in dump if line.startswith(b"dn:"))
-    return seconds, entries
+    return seconds, entries, usage.ru_utime + usage.ru_stime
 
 
 def _run_seconds(store_url: str) -> tuple[float, dict[str, Any]]:
@@ -113,26 +133,30 @@ def _change_users(dc: SambaDC, count: int) -> None:
         conn.unbind()
 
 
-def bench_ad_import(users: int, groups: int, group_size: int, changes: int, home: Path) -> dict[str, Any]:
+def bench_ad_import(
+    users: int, groups: int, group_size: int, changes: int, home: Path, *, dc_host: str = HOST
+) -> dict[str, Any]:
     results: dict[str, Any] = {"users": users, "groups": groups, "group_size": group_size}
     cached = seeded_cache_path(users=users, groups=groups, group_size=group_size).exists()
     started = time.perf_counter()
-    dc = cached_seeded_dc(home / "samba", users=users, groups=groups, group_size=group_size)
+    dc = cached_seeded_dc(home / "samba", users=users, groups=groups, group_size=group_size, host=dc_host)
     results["fixture_seconds"] = time.perf_counter() - started
     results["fixture"] = "restored from cache" if cached else "built and cached"
     try:
         attributes = [name for name in DEFAULT_AD_ATTRIBUTES]
-        floor, entries = ldapsearch_floor(dc, attributes)
-        results.update(ldapsearch_seconds=floor, ldapsearch_entries=entries)
+        floor, entries, floor_cpu = ldapsearch_floor(dc, attributes)
+        results.update(ldapsearch_seconds=floor, ldapsearch_entries=entries, ldapsearch_cpu_seconds=floor_cpu)
         info = dc.connection_info()
         env = {**os.environ, f"AIRFLOW_CONN_{BENCH_CONN_ID.upper()}": json.dumps({"conn_type": "aadsync_ad", **info})}
         store_url = f"sqlite:///{home / 'bench-store.sqlite'}"
         command = ["import-ad", "--conn-id", BENCH_CONN_ID, "--store", store_url]
-        wall, rss, _ = cli_child([*command, "--mode", "full"], env)
+        wall, rss, cpu = cli_child_cpu([*command, "--mode", "full"], env)
         seconds, run = _run_seconds(store_url)
         results.update(
             full_seconds=seconds,
             full_wall_seconds=wall,
+            full_cpu_seconds=cpu,
+            load_average=os.getloadavg(),
             full_peak_rss=rss,
             full_objects=run["counters"].get("objects_read", 0),
         )
@@ -160,6 +184,10 @@ def render(results: dict[str, Any]) -> str:
         f"| raw paged ldapsearch dump (floor) | {floor:.2f} s ({results['ldapsearch_entries']:,} entries) | | |",
         f"| full import | {full:.2f} s, {results['full_objects'] / full:,.0f} objects/s | "
         f"≤ {FULL_IMPORT_VS_LDAPSEARCH} × floor | {full / floor:.2f} × floor |",
+        f"| CPU s (user + sys): ldapsearch / full import process (wall {results['full_wall_seconds']:.2f} s with "
+        f"start-up) | {results['ldapsearch_cpu_seconds']:.2f} s / {results['full_cpu_seconds']:.2f} s | | |",
+        f"| load average (1, 5, 15 min) after the full import | "
+        f"{', '.join(f'{value:.2f}' for value in results['load_average'])} | | |",
         f"| full import peak RSS (the importing process) | {results['full_peak_rss'] / 2**20:,.0f} MiB | | |",
         f"| full import again, nothing changed | {results['full_again_seconds']:.2f} s "
         f"({results['full_again_unchanged']:,} unchanged) | | {results['full_again_seconds'] / full:.2f} × full |",
@@ -353,6 +381,11 @@ def main(argv: list[str]) -> int:
     ad.add_argument("--groups", type=int, default=5_000)
     ad.add_argument("--group-size", type=int, default=0)
     ad.add_argument("--changes", type=int, default=10)
+    ad.add_argument(
+        "--dc-host",
+        default=HOST,
+        help="the DC's loopback address (another one, e.g. 127.0.0.22, leaves 127.0.0.1:389 to the tests)",
+    )
     ad.add_argument("--json", type=Path, default=None, help="also write the figures here")
     entra = sub.add_parser("entra-import", help="full and delta Entra import against the Graph emulator")
     entra.add_argument("--users", type=int, default=100_000)
@@ -406,7 +439,9 @@ def main(argv: list[str]) -> int:
             results = bench_writeback.bench_writeback(args.members, Path(scratch))
             print(bench_writeback.render_writeback(results))
         elif args.bench == "ad-import":
-            results = bench_ad_import(args.users, args.groups, args.group_size, args.changes, Path(scratch))
+            results = bench_ad_import(
+                args.users, args.groups, args.group_size, args.changes, Path(scratch), dc_host=args.dc_host
+            )
             print(render(results))
         else:
             results = bench_entra_import(args.users, args.groups, Path(scratch), args.latency_ms)
