@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(samba samba-dsdb-modules samba-vfs-modules samba-ad-provision ldb-tools ldap-utils zstd postgresql chromium redis-server)
+# libldap-dev, libsasl2-dev, gcc, python3-dev: python-ldap (the AD import's paged read in C) builds from source.
+APT_PACKAGES=(samba samba-dsdb-modules samba-vfs-modules samba-ad-provision ldb-tools ldap-utils zstd postgresql chromium redis-server
+    libldap-dev libsasl2-dev gcc python3-dev)
 VENV=.venv
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -36,7 +38,7 @@ install_python_environment() {
     echo "run.sh: installing the Python environment into $VENV" >&2
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     # pip and setuptools warn a lot about things that are not ours; keep their output, show it only on failure.
-    if ! "$VENV/bin/pip" install -q -c constraints.txt -e . -e "./devkit[test]" > "$VENV/install.log" 2>&1; then
+    if ! "$VENV/bin/pip" install -q -c constraints.txt -e ".[ldap]" -e "./devkit[test]" > "$VENV/install.log" 2>&1; then
         cat "$VENV/install.log" >&2
         echo "run.sh: installing the Python environment failed (log above, also in $VENV/install.log)" >&2
         exit 1

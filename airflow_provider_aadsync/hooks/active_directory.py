@@ -26,6 +26,11 @@ from ldap3.utils.dn import to_dn
 from airflow_provider_aadsync.engine.connectors.ad.entries import parse_extended_dn
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, wire_dn
 from airflow_provider_aadsync.hooks.active_directory_checks import check_connection
+from airflow_provider_aadsync.hooks.active_directory_pages import (
+    full_read_client,
+    ldap3_pages,
+    python_ldap_pages,
+)
 from airflow_provider_aadsync.hooks.active_directory_settings import (
     ActiveDirectoryConfigurationError,
     ActiveDirectoryConnectionError,
@@ -48,7 +53,6 @@ RawEntry = tuple[str, dict[str, list[bytes]]]
 DIRSYNC_OID = "1.2.840.113556.1.4.841"
 #: LDAP_SERVER_PERMISSIVE_MODIFY_OID: adding a value already present or removing one that is absent succeeds.
 PERMISSIVE_MODIFY_OID = "1.2.840.113556.1.4.1413"
-PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 
 #: Objects the import reads. Tombstones keep objectClass (not objectCategory), so DirSync filters on it alone.
 IMPORT_FILTER = (
@@ -309,31 +313,22 @@ class ActiveDirectoryHook(BaseHook):
         return [value.decode() for value in self.read_values(guid, "member")]
 
     def full_import_pages(self, attributes: Sequence[str], base: str | None = None) -> Iterator[list[RawEntry]]:
-        """Yield the directory under the base DN (or ``base``) page by page, big attributes read by ranges."""
+        """Yield the directory under the base DN (or ``base``) page by page, big attributes read by ranges.
+
+        The pages come through python-ldap or ldap3 (active_directory_pages, the connection's ``full_read_client``);
+        the bound, checked ldap3 connection reads the further ranges of big ``member`` attributes either way."""
         conn = self.get_conn()
         search_base = wire_dn(base) if base else self.search_base
         window = f"range=0-{RANGE_WINDOW - 1}"
         requested = [f"{name};{window}" if name.lower() in _RANGED_ATTRIBUTES else name for name in attributes]
-        cookie: bytes | None = None
-        while True:
-            conn.search(
-                search_base,
-                IMPORT_FILTER,
-                ldap3.SUBTREE,
-                attributes=requested,
-                paged_size=self.settings.page_size,
-                paged_cookie=cookie,
-                controls=[extended_dn_control(criticality=False, hex_format=False)],
-            )
-            # Read the paging cookie before ranged follow-up reads replace the connection's last result.
-            cookie = conn.result.get("controls", {}).get(PAGED_RESULTS_OID, {}).get("value", {}).get("cookie")
-            entries = [entry for entry in conn.response if entry["type"] == "searchResEntry"]
-            page = [
-                (entry["dn"], self._complete_ranges(entry["dn"], dict(entry["raw_attributes"]))) for entry in entries
-            ]
-            yield page
-            if not cookie:
-                return
+        client = full_read_client(self.settings)
+        log.info("full read of %s through %s", search_base, client)
+        if client == "python-ldap":
+            pages = python_ldap_pages(self.settings, search_base, IMPORT_FILTER, requested)
+        else:
+            pages = ldap3_pages(conn, search_base, IMPORT_FILTER, requested, self.settings.page_size)
+        for page in pages:
+            yield [(dn, self._complete_ranges(dn, raw)) for dn, raw in page]
 
     def _complete_ranges(self, extended_dn: str, raw: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
         """Merge ``member;range=a-b`` chunks into one ``member`` list, reading further ranges until ``*``."""

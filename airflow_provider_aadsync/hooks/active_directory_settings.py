@@ -68,6 +68,8 @@ class ADConnectionSettings(BaseModel):
     binary_attributes: list[str] | None = None
     connect_timeout: int = Field(default=10, gt=0)
     receive_timeout: int = Field(default=600, gt=0)
+    #: The client of the full import's paged read: python-ldap (C, about 4 times less CPU) when installed, else ldap3.
+    full_read_client: Literal["auto", "python-ldap", "ldap3"] = "auto"
 
     @field_validator("attributes", "binary_attributes", mode="before")
     @classmethod

@@ -13,8 +13,10 @@ from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.active_directory import IMPORT_FILTER
+from airflow_provider_aadsync.hooks.active_directory_pages import python_ldap_pages
+from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConnectionError
 from airflow_provider_aadsync.steps import run_ad_import
-from tests.support.servers import hook_for
+from tests.support.servers import hook_for, settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -243,3 +245,51 @@ def test_contacts_and_ous_are_imported_with_their_types(dc, admin, store):
     assert by_dn[contact]["object_type"] == "contact"
     assert json.loads(by_dn[contact]["attrs"])["mail"] == ["partner@example.org"]
     assert by_dn[ou(dc, "Users")]["object_type"] == "organizationalUnit"
+
+
+def stored_rows(store: Store) -> tuple[dict, list]:
+    """Every connector-space row but the columns a run stamps (its id and time): what a reader decides."""
+    with store.engine.connect() as connection:
+        objects = {
+            row.anchor: {key: value for key, value in row._mapping.items() if key not in ("last_run_id", "updated_at")}
+            for row in connection.execute(sa.select(cs_object))
+        }
+        references = sorted(tuple(row) for row in connection.execute(sa.select(cs_reference)))
+    return objects, references
+
+
+def test_python_ldap_and_ldap3_full_reads_store_the_same_rows(dc, admin, tmp_path):
+    """The full read through python-ldap (C) and through ldap3 yield the same connector space: every attribute
+    value, DN (escaped commas, non-ASCII), reference (the 1,501-member group's further ranges) and per-object error."""
+    add_user(admin, dc, "Müller\\, Jörg", sAMAccountName="mueller.joerg", description="Zürich, ÄÖÜ ß")
+    odd = add_user(admin, dc, "Reader Odd Bytes")
+    assert admin.modify(odd, {"photo": [(ldap3.MODIFY_REPLACE, [b"\xff\xd8\xff\xe0"])]}), admin.result
+    attributes = [*DEFAULT_AD_ATTRIBUTES, "photo"]
+    seen = {}
+    try:
+        for client in ("python-ldap", "ldap3"):
+            with Store.open(f"sqlite:///{tmp_path / f'{client}.sqlite'}", instance="test") as store:
+                result = run(dc, store, "full", full_read_client=client, attributes=attributes)
+                errors = [(e["dn"], e["code"], e["message"]) for e in store.run_errors(result["run_id"])]
+                seen[client] = (stored_rows(store), result["counters"], errors)
+    finally:
+        assert admin.modify(odd, {"photo": [(ldap3.MODIFY_DELETE, [])]})
+    (objects, references), counters, errors = seen["python-ldap"]
+    assert seen["python-ldap"] == seen["ldap3"]
+    assert counters["adds"] == len(objects) > USERS and counters["errors"] == 1 and errors[0][0] == odd
+    assert any("Müller\\, Jörg" in row["dn"] for row in objects.values())
+    assert sum(1 for ref in references if ref[2] == "member") >= BIG
+
+
+def test_python_ldap_read_verifies_the_dc_certificate(dc):
+    """The python-ldap connection validates TLS as the ldap3 one does: the DC's CA as a file or as PEM text, or
+    the system trust store, which does not know the test CA."""
+    base = ou(dc, "Groups")
+    for ca in (str(dc.tls_files.ca_cert), dc.tls_files.ca_cert.read_text()):
+        pages = python_ldap_pages(settings_for(dc, ca_cert=ca), base, IMPORT_FILTER, ["cn"])
+        assert next(pages)
+        pages.close()
+    with pytest.raises(ActiveDirectoryConnectionError, match="could not be verified .*system trust store"):
+        next(python_ldap_pages(settings_for(dc, ca_cert=None), base, IMPORT_FILTER, ["cn"]))
+    with pytest.raises(ActiveDirectoryConnectionError, match="invalid credentials"):
+        next(python_ldap_pages(settings_for(dc, password="wrong"), base, IMPORT_FILTER, ["cn"]))

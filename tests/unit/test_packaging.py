@@ -25,6 +25,7 @@ _DISTRIBUTION_OF = {
     "jwt": "pyjwt",
     "airflow": "apache-airflow",
     "psycopg2": "psycopg2-binary",
+    "ldap": "python-ldap",
 }
 
 

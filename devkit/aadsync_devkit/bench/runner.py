@@ -134,9 +134,21 @@ def _change_users(dc: SambaDC, count: int) -> None:
 
 
 def bench_ad_import(
-    users: int, groups: int, group_size: int, changes: int, home: Path, *, dc_host: str = HOST
+    users: int,
+    groups: int,
+    group_size: int,
+    changes: int,
+    home: Path,
+    *,
+    dc_host: str = HOST,
+    full_read_client: str = "auto",
 ) -> dict[str, Any]:
-    results: dict[str, Any] = {"users": users, "groups": groups, "group_size": group_size}
+    results: dict[str, Any] = {
+        "users": users,
+        "groups": groups,
+        "group_size": group_size,
+        "full_read_client": full_read_client,
+    }
     cached = seeded_cache_path(users=users, groups=groups, group_size=group_size).exists()
     started = time.perf_counter()
     dc = cached_seeded_dc(home / "samba", users=users, groups=groups, group_size=group_size, host=dc_host)
@@ -147,6 +159,7 @@ def bench_ad_import(
         floor, entries, floor_cpu = ldapsearch_floor(dc, attributes)
         results.update(ldapsearch_seconds=floor, ldapsearch_entries=entries, ldapsearch_cpu_seconds=floor_cpu)
         info = dc.connection_info()
+        info["extra"]["full_read_client"] = full_read_client
         env = {**os.environ, f"AIRFLOW_CONN_{BENCH_CONN_ID.upper()}": json.dumps({"conn_type": "aadsync_ad", **info})}
         store_url = f"sqlite:///{home / 'bench-store.sqlite'}"
         command = ["import-ad", "--conn-id", BENCH_CONN_ID, "--store", store_url]
@@ -176,7 +189,8 @@ def render(results: dict[str, Any]) -> str:
     full, floor = results["full_seconds"], results["ldapsearch_seconds"]
     lines = [
         f"AD import benchmark: {results['users']:,} users, {results['groups']:,} groups"
-        + (f", one group of {results['group_size']:,}" if results["group_size"] else ""),
+        + (f", one group of {results['group_size']:,}" if results["group_size"] else "")
+        + f"; full read client: {results['full_read_client']}",
         f"fixture: {results['fixture']} in {results['fixture_seconds']:.1f} s",
         "",
         "| figure | value | floor / target | ratio |",
@@ -386,6 +400,13 @@ def main(argv: list[str]) -> int:
         default=HOST,
         help="the DC's loopback address (another one, e.g. 127.0.0.22, leaves 127.0.0.1:389 to the tests)",
     )
+    ad.add_argument(
+        "--full-read-client",
+        choices=("auto", "python-ldap", "ldap3"),
+        default="auto",
+        help="the connection's full_read_client: the paged read through python-ldap or ldap3 (auto: python-ldap "
+        "when installed)",
+    )
     ad.add_argument("--json", type=Path, default=None, help="also write the figures here")
     entra = sub.add_parser("entra-import", help="full and delta Entra import against the Graph emulator")
     entra.add_argument("--users", type=int, default=100_000)
@@ -440,7 +461,13 @@ def main(argv: list[str]) -> int:
             print(bench_writeback.render_writeback(results))
         elif args.bench == "ad-import":
             results = bench_ad_import(
-                args.users, args.groups, args.group_size, args.changes, Path(scratch), dc_host=args.dc_host
+                args.users,
+                args.groups,
+                args.group_size,
+                args.changes,
+                Path(scratch),
+                dc_host=args.dc_host,
+                full_read_client=args.full_read_client,
             )
             print(render(results))
         else:

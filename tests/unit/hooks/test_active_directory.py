@@ -5,6 +5,8 @@ import json
 import pytest
 from airflow.sdk import Connection
 
+from airflow_provider_aadsync.hooks import active_directory as hook_module
+from airflow_provider_aadsync.hooks import active_directory_pages as pages
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.hooks.active_directory_settings import (
     ActiveDirectoryConfigurationError,
@@ -134,3 +136,48 @@ class TestRangedMembers:
         hook = self.hook([("member;range=2-3", [b"c", b"d"]), ("member;range=4-*", [b"e"])])
         raw = hook._complete_ranges("CN=g,DC=x", {"member;range=0-1": [b"a", b"b"], "cn": [b"g"]})
         assert raw == {"cn": [b"g"], "member": [b"a", b"b", b"c", b"d", b"e"]}
+
+
+class TestFullReadClient:
+    """The full import's paged read goes through python-ldap when installed (active_directory_pages), else ldap3."""
+
+    def test_auto_takes_python_ldap_when_installed_else_ldap3(self, monkeypatch):
+        assert pages.python_ldap_available()  # the project's setup installs it: the fast path is the tested one
+        assert pages.full_read_client(plain_settings()) == "python-ldap"
+        assert pages.full_read_client(plain_settings(full_read_client="ldap3")) == "ldap3"
+        monkeypatch.setattr(pages, "python_ldap", None)
+        assert pages.full_read_client(plain_settings()) == "ldap3"
+        with pytest.raises(ActiveDirectoryConfigurationError, match=r"full_read_client is python-ldap.*\[ldap\]"):
+            pages.full_read_client(plain_settings(full_read_client="python-ldap"))
+
+    def test_an_unknown_client_names_the_field(self):
+        with pytest.raises(ActiveDirectoryError, match="full_read_client"):
+            ADConnectionSettings.from_connection(connection(full_read_client="bonsai"))
+
+    @pytest.mark.parametrize("client", ["python-ldap", "ldap3"])
+    def test_either_client_s_pages_get_their_ranges_completed(self, monkeypatch, client):
+        page = [("<GUID=0f>;CN=g,DC=x", {"cn": [b"g"], "member;range=0-1": [b"a", b"b"]})]
+        used = []
+
+        def fake(name):
+            def read(*args):
+                used.append(name)
+                yield [(dn, dict(raw)) for dn, raw in page]
+
+            return read
+
+        monkeypatch.setattr(hook_module, "python_ldap_pages", fake("python-ldap"))
+        monkeypatch.setattr(hook_module, "ldap3_pages", fake("ldap3"))
+        hook = ActiveDirectoryHook(settings=plain_settings(full_read_client=client))
+        monkeypatch.setattr(hook, "get_conn", lambda: None)
+        hook._read_range = lambda dn, name, low: ("member;range=2-*", [b"c"])
+        assert list(hook.full_import_pages(["cn", "member"], base="DC=x")) == [
+            [("<GUID=0f>;CN=g,DC=x", {"cn": [b"g"], "member": [b"a", b"b", b"c"]})]
+        ]
+        assert used == [client]
+
+    def test_python_ldap_failures_become_hook_errors_without_the_password(self):
+        settings = plain_settings().model_copy(update={"tls": "ldaps"})
+        with pytest.raises(ActiveDirectoryConnectionError, match="could not reach ldaps://127.0.0.1:1") as caught:
+            next(pages.python_ldap_pages(settings, "DC=x", "(objectClass=*)", ["cn"]))
+        assert SECRET not in str(caught.value)
