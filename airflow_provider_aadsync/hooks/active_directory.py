@@ -332,7 +332,7 @@ class ActiveDirectoryHook(BaseHook):
 
     def _complete_ranges(self, extended_dn: str, raw: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
         """Merge ``member;range=a-b`` chunks into one ``member`` list, reading further ranges until ``*``."""
-        for attribute in list(raw):
+        for attribute in [name for name in raw if ";" in name]:  # only options (range=) need work
             name, _, option = attribute.partition(";")
             if not option.lower().startswith("range="):
                 continue

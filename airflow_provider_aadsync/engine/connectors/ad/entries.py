@@ -107,6 +107,11 @@ def classify(object_classes: Iterable[str]) -> str | None:
 
 
 _SKIP, _TEXT, _REFERENCE, _GUID, _SID, _BINARY = "skip", "text", "reference", "guid", "sid", "binary"
+_utf8 = bytes.decode
+
+
+#: Attributes the decoder reads before the others (the anchor, the tombstone flag, the type), by lowered name.
+_ROLES = {"objectguid": "guid", "isdeleted": "deleted", "objectclass": "class"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,8 @@ class _AttributePlan:
     name: str  # without range options
     kind: str
     incremental: bool | None  # DirSync incremental values: True added (range=1-1), False removed (0-0)
+    role: str | None = None  # "guid", "deleted" or "class": one of the attributes read first (_ROLES)
+    names_cn: bool = False  # its values land in attrs["cn"] (the naming attribute is present)
 
 
 @dataclass
@@ -136,7 +143,15 @@ class EntryDecoder:
         """
         parsed = parse_extended_dn(extended_dn)
         anchor = parsed.guid
-        raw_guid = _first(raw, "objectGUID")
+        # One look at each attribute's cached plan finds the three read first: a client may hand a plain dict in the
+        # server's spelling (python-ldap), where a case-insensitive lookup of each would scan every attribute.
+        plans = self._plans
+        special: dict[str, list[bytes]] = {}
+        for attribute, raw_values in raw.items():
+            role = (plans.get(attribute) or self._plan(attribute)).role
+            if role is not None and role not in special:
+                special[role] = raw_values or []
+        raw_guid = next(iter(special.get("guid") or ()), None)
         if raw_guid is not None:
             anchor = str(uuid.UUID(bytes_le=raw_guid))
         if anchor is None:
@@ -145,24 +160,27 @@ class EntryDecoder:
                 dn=parsed.dn,
                 code="missing-anchor",
             )
-        deleted = (_first(raw, "isDeleted") or b"").upper() == b"TRUE"
-        object_classes = [value.decode("ascii", "replace") for value in _values(raw, "objectClass")]
+        deleted = (next(iter(special.get("deleted") or ()), None) or b"").upper() == b"TRUE"
+        object_classes = [value.decode("ascii", "replace") for value in special.get("class") or ()]
         object_type = classify(object_classes) if object_classes else None
         if object_classes and object_type is None and not deleted:
             return None
         result = SourceObject(anchor=anchor, dn=parsed.dn, object_type=object_type, deleted=deleted, partial=partial)
+        attrs = result.attrs
+        has_cn = False
         for attribute, raw_values in raw.items():
-            plan = self._plans.get(attribute) or self._plan(attribute)
+            plan = plans[attribute]
             name, kind = plan.name, plan.kind
+            has_cn = has_cn or plan.names_cn
             values = raw_values or []
-            if kind == _SKIP:
+            if kind is _SKIP:
                 continue
-            if kind == _TEXT:  # the common case, kept to one comprehension per attribute
+            if kind is _TEXT:  # the common case: map over bytes.decode (UTF-8, strict) makes no frame per attribute
                 try:
-                    result.attrs[name] = [value.decode("utf-8") for value in values]
+                    attrs[name] = list(map(_utf8, values))
                 except UnicodeDecodeError:
                     result.attrs[name] = [self._text(value, name, parsed.dn, anchor) for value in values]
-            elif kind == _REFERENCE:
+            elif kind is _REFERENCE:
                 references = [reference_from_value(self._text(value, name, parsed.dn, anchor)) for value in values]
                 if partial and plan.incremental is not None:
                     # DirSync incremental values: range=1-1 are values added, range=0-0 values removed.
@@ -172,7 +190,7 @@ class EntryDecoder:
                     result.references.setdefault(name, []).extend(references)
             else:
                 result.attrs[name] = [self._convert(kind, name, value, parsed.dn, anchor) for value in values]
-        if not deleted and "cn" not in {name.lower() for name in result.attrs}:
+        if not deleted and not has_cn:
             # DirSync may leave the naming attribute out of an added object; it is the DN's first RDN value.
             rdn = rdn_value(parsed.dn, "CN")
             if rdn is not None:
@@ -198,7 +216,8 @@ class EntryDecoder:
             kind = _BINARY
         else:
             kind = _TEXT
-        plan = _AttributePlan(name, kind, incremental)
+        names_cn = lowered == "cn" and kind not in (_SKIP, _REFERENCE)
+        plan = _AttributePlan(name, kind, incremental, _ROLES.get(attribute.lower()), names_cn)
         self._plans[attribute] = plan
         return plan
 
@@ -235,19 +254,3 @@ def format_sid(value: bytes) -> str:
     authority = int.from_bytes(value[2:8], "big")
     subauthorities = struct.unpack(f"<{value[1]}I", value[8:])
     return f"S-{value[0]}-{authority}" + "".join(f"-{part}" for part in subauthorities)
-
-
-def _values(raw: Mapping[str, list[bytes]], name: str) -> list[bytes]:
-    exact = raw.get(name)  # ldap3 hands a case-insensitive dict; plain dicts fall through to the scan
-    if exact is not None:
-        return exact
-    lowered = name.lower()
-    for attribute, values in raw.items():
-        if attribute.lower() == lowered:
-            return values
-    return []
-
-
-def _first(raw: Mapping[str, list[bytes]], name: str) -> bytes | None:
-    values = _values(raw, name)
-    return values[0] if values else None

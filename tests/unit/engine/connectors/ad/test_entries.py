@@ -104,6 +104,17 @@ class TestEntryDecoder:
         obj = EntryDecoder().decode(dn, raw, partial=True)
         assert obj.deleted and obj.anchor == str(GUID)
 
+    def test_plain_dict_in_any_spelling(self):
+        """python-ldap hands a plain dict in the server's spelling: anchor, tombstone flag, type and the naming
+        attribute are found whatever the case, with one decoder reused across entries as the import does."""
+        decoder = EntryDecoder()
+        raw = {"OBJECTGUID": [GUID.bytes_le], "objectclass": [b"top", b"user"], "CN": [b"Alice"], "isdeleted": []}
+        obj = decoder.decode(extended(MEMBER_GUID, "CN=Alice,DC=corp,DC=test"), raw, partial=False)
+        assert (obj.anchor, obj.object_type, obj.deleted, obj.attrs["CN"]) == (str(GUID), "user", False, ["Alice"])
+        assert "cn" not in obj.attrs  # the naming attribute was there: no second copy from the DN
+        tomb = {"objectGUID": [GUID.bytes_le], "ISDELETED": [b"TRUE"], "OBJECTCLASS": [b"top", b"user"]}
+        assert decoder.decode(extended(GUID, "CN=Alice\\0ADEL:x,DC=corp,DC=test"), tomb, partial=True).deleted
+
     def test_computer_is_skipped(self):
         raw = {"objectGUID": [GUID.bytes_le], "objectClass": [b"top", b"user", b"computer"]}
         assert EntryDecoder().decode(extended(GUID, "CN=PC1,DC=corp,DC=test"), raw, partial=False) is None
