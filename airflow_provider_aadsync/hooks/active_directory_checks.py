@@ -1,6 +1,6 @@
 """What the AD connection's *Test* button checks, in the order an import needs it: the bind (TLS, credentials), the
 base DN (it exists and lies in the naming context: :meth:`ActiveDirectoryHook.get_conn` checks both), and that the
-bind account may read changes with DirSync.
+bind account may read changes with DirSync; then, when full imports read through python-ldap, a bind through it.
 
 DirSync (the import's delta reads) needs the "Replicating Directory Changes" extended right
 (DS-Replication-Get-Changes) on the domain's naming context, as Entra Connect's AD DS connector account does. A DC
@@ -21,7 +21,8 @@ import ldap3
 from ldap3.core import exceptions as ldap_errors
 
 from airflow_provider_aadsync.engine.secrets import scrub
-from airflow_provider_aadsync.hooks.active_directory_settings import ADConnectionSettings
+from airflow_provider_aadsync.hooks.active_directory_pages import check_full_read
+from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryError, ADConnectionSettings
 
 
 class _Hook(Protocol):
@@ -95,9 +96,17 @@ def check_connection(hook: _Hook) -> tuple[bool, str]:
                 f"Connected to {where}, but DirSync on {naming_context} failed: {error.description or error.result}"
                 f" ({scrub(str(error))}); DirSync needs an AD DC and {DIRSYNC_RIGHT}"
             )
+        try:
+            client = check_full_read(hook.settings)
+        except ActiveDirectoryError as error:
+            return False, (
+                f"Connected to {where} through ldap3, but the full import's read through python-ldap failed: "
+                f"{scrub(str(error))}; set the connection extra full_read_client to ldap3 to read through ldap3"
+            )
         return True, (
             f"Connected to {where}, naming context {naming_context}; base DN {hook.settings.base_dn} exists; "
-            f"DirSync is allowed for the bind account; {consistency_guid_note(hook)}"
+            f"DirSync is allowed for the bind account; full imports read through {client}; "
+            f"{consistency_guid_note(hook)}"
         )
     except Exception as error:
         return False, scrub(str(error))  # shown in the UI: no known secret in it

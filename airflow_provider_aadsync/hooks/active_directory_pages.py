@@ -71,6 +71,17 @@ def full_read_client(settings: ADConnectionSettings) -> str:
     return wanted
 
 
+def check_full_read(settings: ADConnectionSettings) -> str:
+    """The full read's client, and with python-ldap a bind through it (the Test button: libldap's TLS stack may refuse
+    what Python's ssl module accepted).
+
+    :raise ActiveDirectoryError: python-ldap cannot bind."""
+    client = full_read_client(settings)
+    if client == "python-ldap":
+        _quietly(open_python_ldap(settings).unbind_s)
+    return client
+
+
 def ldap3_pages(
     conn: ldap3.Connection, base: str, search_filter: str, attributes: Sequence[str], page_size: int
 ) -> Iterator[list[RawEntry]]:

@@ -43,7 +43,7 @@ def test_the_administrator_passes_every_check(dc):
     ok, message = hook_for(dc).test_connection()
     assert ok, message
     assert f"naming context {dc.base_dn}" in message and f"base DN {dc.base_dn} exists" in message
-    assert "DirSync is allowed" in message
+    assert "DirSync is allowed" in message and "full imports read through python-ldap" in message
 
 
 def test_a_missing_base_dn_is_named(dc):

@@ -34,9 +34,17 @@ class FakeConnection:
 class FakeHook:
     """What check_connection uses of the hook; ``dirsync`` is what the DirSync probe does."""
 
-    def __init__(self, dirsync=None, connect=None, writable=("description", "mS-DS-ConsistencyGuid")):
+    def __init__(
+        self, dirsync=None, connect=None, writable=("description", "mS-DS-ConsistencyGuid"), full_read_client="ldap3"
+    ):
         self.settings = ADConnectionSettings(
-            host="dc1.corp.test", bind_dn="CN=svc,DC=corp,DC=test", password=SECRET, base_dn="OU=Staff,DC=corp,DC=test"
+            host="127.0.0.1" if full_read_client == "python-ldap" else "dc1.corp.test",
+            port=1 if full_read_client == "python-ldap" else None,
+            bind_dn="CN=svc,DC=corp,DC=test",
+            password=SECRET,
+            base_dn="OU=Staff,DC=corp,DC=test",
+            full_read_client=full_read_client,
+            connect_timeout=2,
         )
         self.search_base = self.settings.base_dn
         self._dirsync, self._connect = dirsync, connect
@@ -64,9 +72,17 @@ def test_every_check_passing_is_said_in_one_line():
     assert ok
     assert message == (
         "Connected to ldaps://dc1.corp.test:636 (dc1.corp.test), naming context DC=corp,DC=test; base DN "
-        "OU=Staff,DC=corp,DC=test exists; DirSync is allowed for the bind account; the bind account may write "
-        "mS-DS-ConsistencyGuid on users (ConsistencyGuid writeback)"
+        "OU=Staff,DC=corp,DC=test exists; DirSync is allowed for the bind account; full imports read through ldap3; "
+        "the bind account may write mS-DS-ConsistencyGuid on users (ConsistencyGuid writeback)"
     )
+
+
+def test_a_python_ldap_bind_that_fails_is_named_with_the_way_out():
+    """ldap3 bound, but the full import's python-ldap connection cannot: the Test button says so before an import."""
+    ok, message = check_connection(FakeHook(full_read_client="python-ldap"))
+    assert not ok and "the full import's read through python-ldap failed" in message
+    assert "could not reach ldaps://127.0.0.1:1" in message and "full_read_client to ldap3" in message
+    assert SECRET not in message
 
 
 def test_a_missing_consistency_guid_write_right_is_a_note_naming_the_right():
