@@ -200,7 +200,7 @@ class ActiveDirectoryHook(BaseHook):
             if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
                 raise ActiveDirectoryConnectionError(
                     f"TLS certificate of {settings.url} could not be verified against the configured CA "
-                    f"({settings.ca_cert or 'system trust store'}): {_short(text)}"
+                    f"({settings.ca_label}): {_short(text)}"
                 ) from None
             raise ActiveDirectoryConnectionError(f"could not reach {settings.url}: {_short(text)}") from None
         except ldap_errors.LDAPException as error:

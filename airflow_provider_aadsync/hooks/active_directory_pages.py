@@ -203,12 +203,12 @@ def _failure(error: Exception, what: str, settings: ADConnectionSettings) -> Act
         if "certificate" in text.lower():
             return ActiveDirectoryConnectionError(
                 f"TLS certificate of {settings.url} could not be verified against the configured CA "
-                f"({settings.ca_cert or 'system trust store'}): {text}"
+                f"({settings.ca_label}): {text}"
             )
         if settings.tls != "none":  # libldap reports a refused certificate as an unreachable server
             return ActiveDirectoryConnectionError(
                 f"{what}: could not reach {settings.url}, or its TLS certificate was not accepted against the "
-                f"configured CA ({settings.ca_cert or 'system trust store'}); libldap does not say which: {text}"
+                f"configured CA ({settings.ca_label}); libldap does not say which: {text}"
             )
         return ActiveDirectoryConnectionError(f"{what}: could not reach {settings.url}: {text}")
     return ActiveDirectoryError(f"{what} on {settings.url} failed: {text}")

@@ -94,6 +94,13 @@ class ADConnectionSettings(BaseModel):
         return self.port or (636 if self.tls == "ldaps" else 389)
 
     @property
+    def ca_label(self) -> str:
+        """The CA a certificate is checked against, for an error message: a file's path, never PEM text in full."""
+        if not self.ca_cert:
+            return "system trust store"
+        return "the CA certificate given as PEM text" if "-----BEGIN" in self.ca_cert else self.ca_cert
+
+    @property
     def url(self) -> str:
         return f"{'ldaps' if self.tls == 'ldaps' else 'ldap'}://{self.host}:{self.effective_port}"
 

@@ -181,3 +181,15 @@ class TestFullReadClient:
         with pytest.raises(ActiveDirectoryConnectionError, match="could not reach ldaps://127.0.0.1:1") as caught:
             next(pages.python_ldap_pages(settings, "DC=x", "(objectClass=*)", ["cn"]))
         assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("ca_cert", "label"),
+    [
+        (None, "system trust store"),
+        ("/etc/ssl/corp-ca.pem", "/etc/ssl/corp-ca.pem"),
+        ("-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n", "the CA certificate given as PEM text"),
+    ],
+)
+def test_a_certificate_error_names_the_ca_by_its_file_never_by_its_pem_text(ca_cert, label):
+    assert plain_settings(ca_cert=ca_cert).ca_label == label
