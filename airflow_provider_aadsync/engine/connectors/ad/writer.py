@@ -2,14 +2,16 @@
 
 The same shape as the Entra export (``entra/writer.py``): the plan is what sync staged (``pending_export`` and
 ``pending_export_reference``); writes go in phases so nothing refers to an object before it exists — deletes, adds,
-updates (renames/moves, then attribute replaces), member changes. Every LDAP operation is bracketed by state writes
-in the store: its rows are marked ``sent`` before it and ``confirmed`` (applied to the connector space and removed
-from the plan) or ``failed`` after it, each in its own transaction. A task killed anywhere and retried re-sends
-only what is not confirmed: an add it had sent is looked up at its DN and adopted if it carries our mark (the
-``adminDescription`` the writeback rule stamps; an object in the way without it is a per-object error, never adopted
-nor overwritten); modifies replace values and member changes are idempotent (permissive modify, with a
-read-and-diff fallback in the hook), so re-sending them is harmless; a delete of an object already gone counts as
-done.
+updates (renames/moves, then attribute replaces), member changes. Object writes go in chunks of the plan's pages
+(1,000 rows): one transaction marks the chunk's rows ``sent``, the LDAP operations follow one by one (a refused one
+marks its row ``failed`` at once, a per-object error), then one transaction confirms the rest (applied to the
+connector space and removed from the plan). Two transactions per object cost more than the LDAP modify itself when
+the ConsistencyGuid writeback writes every user once. A task killed anywhere and retried re-sends only what is not
+confirmed (a row marked ``sent`` whose write never left is simply sent then): an add it had sent is looked up at its
+DN and adopted if it carries our mark (the ``adminDescription`` the writeback rule stamps; an object in the way
+without it is a per-object error, never adopted nor overwritten); modifies replace values and member changes are
+idempotent (permissive modify, with a read-and-diff fallback in the hook), so re-sending them is harmless; a delete of
+an object already gone counts as done.
 
 Membership travels in modify operations of many values each (``member_chunk``, 5,000 by default): a 250,000-member
 group is 50 modifies. Objects that exist are addressed by ``<GUID=...>``, so a group someone renamed in AD is still
@@ -23,7 +25,8 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
@@ -46,7 +49,7 @@ from airflow_provider_aadsync.engine.runs.export_run import (
     forget_empty_updates,
     open_plan_counts,
     open_work,
-    record_attributes,
+    record_attributes_many,
     record_references,
     run_export,
 )
@@ -71,6 +74,22 @@ MARK_ATTRIBUTE = "adminDescription"
 NOT_ADOPTED = "not-adopted"
 #: LDAP object class per connector-space object type the export can create.
 _OBJECT_CLASSES = {"group": "group"}
+#: Plan rows per page, and so per chunk: marked ``sent`` in one transaction and settled in one.
+PAGE_ROWS = 1_000
+
+
+@dataclass
+class _Settlement:
+    """What one chunk's confirmed writes leave to record in the store, in one transaction after its LDAP writes."""
+
+    #: Anchors of objects deleted (or moved to the holding OU) in AD.
+    deleted: list[str] = field(default_factory=list)
+    #: (provisional anchor, objectGUID, values written) of objects created or adopted.
+    adopted: list[tuple[str, str, dict[str, list[Any]]]] = field(default_factory=list)
+    #: (anchor, values written, new DN or None) of objects updated.
+    updated: list[tuple[str, Mapping[str, list[Any]], str | None]] = field(default_factory=list)
+    #: The run counters these writes add once they are recorded.
+    counters: Counter[str] = field(default_factory=Counter)
 
 
 class ADWriteRefused(Exception):
@@ -191,18 +210,44 @@ class ADExporter:
         self.counters: Counter[str] = Counter()
         self.errors: list[dict[str, Any]] = []
         self._start = dict(writer.counters)
+        #: What the chunk being written has confirmed so far (``_write_chunk``).
+        self._chunk = _Settlement()
 
     def run(self) -> None:
         objects, references = open_work(self.store, self.connector)
         report = progress.current()
         with report.phase("object writes", objects):
             for operation, write in (("delete", self._delete), ("add", self._add), ("update", self._update)):
-                for row in self._plan_rows(operation):
-                    write(row)
-                    report.advance()
+                for rows in self._plan_pages(operation):
+                    self._write_chunk(operation, rows, write, report.advance)
         with report.phase("member changes", references, unit="references"):
             self._members()
         self._forget_empty_updates()
+
+    def _write_chunk(
+        self, operation: str, rows: Sequence[Any], write: Callable[[Any], None], advance: Callable[[], None]
+    ) -> None:
+        """One page of the plan: its rows marked ``sent`` in one transaction, written one by one, and what was
+        confirmed settled in one transaction, also when the run stops in between (the error limit, a lost LDAP
+        connection): rows it did not reach stay ``sent`` and are written by the next run."""
+        self._mark_sent([row.anchor for row in rows if self._sends(operation, row)])
+        self._chunk = _Settlement()
+        try:
+            for row in rows:
+                write(row)
+                advance()
+        finally:
+            chunk, self._chunk = self._chunk, _Settlement()
+            self._settle(chunk)
+
+    def _sends(self, operation: str, row: Any) -> bool:
+        """Whether the row's write will leave (what the chunk marks ``sent``); an add a killed run had sent is
+        looked up first and marked again only when it has to be sent again."""
+        if operation == "add":
+            return row.object_type in _OBJECT_CLASSES and row.state != "sent"
+        if row.anchor.startswith(PROVISIONAL_PREFIX):
+            return False
+        return operation == "delete" or bool(json.loads(row.changes))
 
     def final_counters(self, planned: Mapping[str, int]) -> dict[str, float]:
         result: dict[str, float] = {**planned, **self.counters}
@@ -214,7 +259,7 @@ class ADExporter:
         return result
 
     # ------------------------------------------------------------------------------------------ read the plan
-    def _plan_rows(self, operation: str) -> Iterator[Any]:
+    def _plan_pages(self, operation: str) -> Iterator[Sequence[Any]]:
         query = sa.select(pending_export).where(
             pending_export.c.connector == self.connector,
             pending_export.c.operation == operation,
@@ -224,18 +269,17 @@ class ADExporter:
         while True:
             with self.store.engine.connect() as connection:
                 rows = connection.execute(
-                    query.where(pending_export.c.anchor > last).order_by(pending_export.c.anchor).limit(1_000)
+                    query.where(pending_export.c.anchor > last).order_by(pending_export.c.anchor).limit(PAGE_ROWS)
                 ).all()
             if not rows:
                 return
-            yield from rows
+            yield rows
             last = rows[-1].anchor
 
     # ---------------------------------------------------------------------------------------------- objects
     def _delete(self, row: Any) -> None:
         if row.anchor.startswith(PROVISIONAL_PREFIX):
             return
-        self._mark_sent([row.anchor])
         try:
             if self.settings.deprovision == "move":
                 rdn = to_dn(self.writer.object_dn(row.anchor) or row.dn)[0]  # honours escaped commas
@@ -246,12 +290,8 @@ class ADExporter:
             if error.code != "noSuchObject":
                 self._fail(row, error)
                 return
-        with self.store.transaction() as connection:
-            for table in (pending_export, pending_export_reference, cs_reference, cs_object):
-                connection.execute(
-                    sa.delete(table).where(table.c.connector == self.connector, table.c.anchor == row.anchor)
-                )
-        self.counters[
+        self._chunk.deleted.append(row.anchor)
+        self._chunk.counters[
             f"{row.object_type}_{'moves_to_holding' if self.settings.deprovision == 'move' else 'deletes'}"
         ] += 1
 
@@ -267,11 +307,11 @@ class ADExporter:
             if found is not None:
                 if self._ours(found, changes):
                     self._adopt(row, found[0], changes)
-                    self.counters["adds_reconciled"] += 1
+                    self._chunk.counters["adds_reconciled"] += 1
                 else:
                     self._not_adopted(row, found, changes)
                 return
-        self._mark_sent([row.anchor])
+            self._mark_sent([row.anchor])  # not there: sent again
         try:
             guid = self.writer.add_object(row.dn, object_class, ldap_values({k: v for k, v in changes.items() if v}))
         except ADWriteRefused as error:
@@ -284,9 +324,9 @@ class ADExporter:
                 return
             # Our mark, at our DN, and linked to nothing else: a create of ours whose answer was lost.
             guid = found[0]
-            self.counters["adds_reconciled"] += 1
+            self._chunk.counters["adds_reconciled"] += 1
         self._adopt(row, guid, changes)
-        self.counters[f"{row.object_type}_adds"] += 1
+        self._chunk.counters[f"{row.object_type}_adds"] += 1
 
     def _ours(self, found: tuple[str, str | None], changes: Mapping[str, list[Any]]) -> bool:
         """Whether the object found at the target DN is the one this add creates: it carries the mark the add writes
@@ -321,7 +361,6 @@ class ADExporter:
         changes = json.loads(row.changes)
         if not changes:
             return  # a marker for member changes only
-        self._mark_sent([row.anchor])
         new_dn = (changes.pop("dn", None) or [None])[0]
         try:
             if new_dn and not same_dn(self.writer.object_dn(row.anchor) or "", new_dn):
@@ -332,10 +371,8 @@ class ADExporter:
         except ADWriteRefused as error:
             self._fail(row, error)
             return
-        with self.store.transaction() as connection:
-            record_attributes(connection, self.connector, row.anchor, changes, run_id=self.run_id, dn=new_dn)
-            connection.execute(sa.delete(pending_export).where(self._row(row.anchor)))
-        self.counters[f"{row.object_type}_updates"] += 1
+        self._chunk.updated.append((row.anchor, changes, new_dn))
+        self._chunk.counters[f"{row.object_type}_updates"] += 1
 
     # ---------------------------------------------------------------------------------------------- members
     def _members(self) -> None:
@@ -444,14 +481,43 @@ class ADExporter:
             )
 
     def _mark_sent(self, anchors: Sequence[str]) -> None:
+        if not anchors:
+            return
         with self.store.transaction() as connection:
-            connection.execute(
-                sa.update(pending_export)
-                .where(pending_export.c.connector == self.connector, pending_export.c.anchor.in_(list(anchors)))
-                .values(state="sent", attempts=pending_export.c.attempts + 1, run_id=self.run_id, updated_at=utcnow())
-            )
+            for part in _chunks(anchors):
+                connection.execute(
+                    sa.update(pending_export)
+                    .where(pending_export.c.connector == self.connector, pending_export.c.anchor.in_(list(part)))
+                    .values(
+                        state="sent", attempts=pending_export.c.attempts + 1, run_id=self.run_id, updated_at=utcnow()
+                    )
+                )
+
+    def _settle(self, chunk: _Settlement) -> None:
+        """One transaction for what a chunk's writes did: deleted objects leave the connector space, created ones
+        take their objectGUID, updated ones take the values written; their plan rows go. The counters follow the
+        commit, so a run stopped before it counts nothing it did not record."""
+        if chunk.deleted or chunk.adopted or chunk.updated:
+            with self.store.transaction() as connection:
+                for part in _chunks(chunk.deleted):
+                    for table in (pending_export, pending_export_reference, cs_reference, cs_object):
+                        connection.execute(
+                            sa.delete(table).where(table.c.connector == self.connector, table.c.anchor.in_(list(part)))
+                        )
+                for provisional, guid, attrs in chunk.adopted:
+                    adopt_anchor(connection, self.connector, provisional, guid, attrs, run_id=self.run_id)
+                record_attributes_many(connection, self.connector, chunk.updated, run_id=self.run_id)
+                for part in _chunks([anchor for anchor, _changes, _dn in chunk.updated]):
+                    connection.execute(
+                        sa.delete(pending_export).where(
+                            pending_export.c.connector == self.connector, pending_export.c.anchor.in_(list(part))
+                        )
+                    )
+        self.counters.update(chunk.counters)
 
     def _linked_elsewhere(self, guid: str) -> bool:
+        if any(adopted == guid for _provisional, adopted, _attrs in self._chunk.adopted):
+            return True  # adopted earlier in this chunk, not settled yet
         with self.store.engine.connect() as connection:
             return (
                 connection.execute(
@@ -461,11 +527,11 @@ class ADExporter:
             )
 
     def _adopt(self, row: Any, guid: str, written: Mapping[str, list[Any]]) -> None:
-        """The object exists in AD now: its objectGUID replaces the provisional anchor everywhere."""
+        """The object exists in AD now: its objectGUID replaces the provisional anchor everywhere (when the chunk
+        settles)."""
         attrs = {name: values for name, values in written.items() if values}
         attrs["objectGUID"] = [guid]
-        with self.store.transaction() as connection:
-            adopt_anchor(connection, self.connector, row.anchor, guid, attrs, run_id=self.run_id)
+        self._chunk.adopted.append((row.anchor, guid, attrs))
 
     def _forget_empty_updates(self) -> None:
         with self.store.transaction() as connection:
