@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -387,7 +388,20 @@ def render_entra(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def exit_on_signals() -> None:
+    """SIGTERM and SIGINT end a benchmark through its ``finally`` blocks, which stop every server it started (a DC,
+    PostgreSQL, the emulator, a whole Celery deployment). Without this, SIGTERM kills the process where it stands and
+    the servers run on; and a benchmark started in the background of a script ignores SIGINT (the shell sets it so)."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
+
+
 def main(argv: list[str]) -> int:
+    exit_on_signals()
     parser = argparse.ArgumentParser(prog="aadsync-dev bench")
     sub = parser.add_subparsers(dest="bench", required=True)
     ad = sub.add_parser("ad-import", help="full and delta AD import against the local Samba DC")
