@@ -27,9 +27,13 @@ from airflow_provider_aadsync.engine.connectors.ad.entries import parse_extended
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, wire_dn
 from airflow_provider_aadsync.hooks.active_directory_checks import check_connection
 from airflow_provider_aadsync.hooks.active_directory_pages import (
+    DIRSYNC_MAX_BYTES,
+    DIRSYNC_OID,
     full_read_client,
     ldap3_pages,
+    python_ldap_dirsync_pages,
     python_ldap_pages,
+    requested_only,
 )
 from airflow_provider_aadsync.hooks.active_directory_settings import (
     ActiveDirectoryConfigurationError,
@@ -50,7 +54,6 @@ log = logging.getLogger(__name__)
 
 RawEntry = tuple[str, dict[str, list[bytes]]]
 
-DIRSYNC_OID = "1.2.840.113556.1.4.841"
 #: LDAP_SERVER_PERMISSIVE_MODIFY_OID: adding a value already present or removing one that is absent succeeds.
 PERMISSIVE_MODIFY_OID = "1.2.840.113556.1.4.1413"
 
@@ -371,15 +374,20 @@ class ActiveDirectoryHook(BaseHook):
         return None, []
 
     # ------------------------------------------------------------------------------------------------ DirSync
-    def _dirsync_search(self, search_filter: str, attributes: Sequence[str], cookie: bytes | None, base=None):
+    def _dirsync_base(self, base: str | None) -> str:
+        return wire_dn(base) if base else self.naming_context()
+
+    def _dirsync_search(
+        self, search_filter: str, requested: Sequence[str], cookie: bytes | None, base: str | None = None
+    ) -> tuple[list[RawEntry], bytes, bool]:
+        """One DirSync search through ldap3: (entries, the new cookie, whether the DC has more)."""
         conn = self.get_conn()
-        requested = list(dict.fromkeys([*attributes, "objectGUID", "objectClass", "isDeleted"]))
         try:
             conn.search(
-                wire_dn(base) if base else self.naming_context(),
+                self._dirsync_base(base),
                 search_filter,
                 ldap3.SUBTREE,
-                attributes=requested,
+                attributes=list(requested),
                 controls=[
                     dir_sync_control(
                         criticality=True,
@@ -387,7 +395,7 @@ class ActiveDirectoryHook(BaseHook):
                         ancestors_first=True,
                         public_data_only=False,
                         incremental_values=True,
-                        max_length=2**31 - 1,
+                        max_length=DIRSYNC_MAX_BYTES,
                         cookie=cookie,
                     ),
                     extended_dn_control(criticality=False, hex_format=False),
@@ -403,17 +411,9 @@ class ActiveDirectoryHook(BaseHook):
         control = conn.result.get("controls", {}).get(DIRSYNC_OID)
         if control is None:
             raise ActiveDirectoryError(f"{self.settings.url} did not return a DirSync control; is it an AD DC?")
-        # DirSync adds attributes of its own (parentGUID, instanceType, name): keep only what was asked for.
         wanted = {name.lower() for name in requested}
         entries = [
-            (
-                entry["dn"],
-                {
-                    name: values or []  # a cleared attribute arrives without values
-                    for name, values in entry["raw_attributes"].items()
-                    if name.split(";", 1)[0].lower() in wanted
-                },
-            )
+            (entry["dn"], requested_only(entry["raw_attributes"], wanted))
             for entry in conn.response
             if entry["type"] == "searchResEntry"
         ]
@@ -421,15 +421,26 @@ class ActiveDirectoryHook(BaseHook):
 
     def dirsync_watermark(self, base: str | None = None) -> bytes:
         """A DirSync cookie for "now" (of partition ``base``), read with a filter matching nothing."""
-        _, cookie, _ = self._dirsync_search(_EMPTY_FILTER, ["objectGUID"], None, base)
+        _, cookie, _ = self._dirsync_search(_EMPTY_FILTER, _dirsync_attributes(["objectGUID"]), None, base)
         return cookie
 
     def dirsync_pages(
         self, attributes: Sequence[str], cookie: bytes, base: str | None = None
-    ) -> Iterator[tuple[list[RawEntry], bytes]]:
-        """Yield (changed entries, cookie after them) until the DC says there is nothing more."""
+    ) -> Iterator[tuple[list[RawEntry], bytes | None]]:
+        """Yield (changed entries, cookie after them) until the DC says there is nothing more.
+
+        The cookie is None on a chunk that ends inside a search: only the search's last chunk has one (see
+        active_directory_pages.python_ldap_dirsync_pages, used when the connection's ``full_read_client`` is
+        python-ldap; ldap3 yields one whole search at a time, so each of its pages carries its cookie)."""
+        requested = _dirsync_attributes(attributes)
+        client = full_read_client(self.settings)
+        search_base = self._dirsync_base(base)
+        log.info("DirSync read of %s through %s", search_base, client)
+        if client == "python-ldap":
+            yield from python_ldap_dirsync_pages(self.settings, search_base, IMPORT_FILTER, requested, cookie)
+            return
         while True:
-            entries, cookie, more = self._dirsync_search(IMPORT_FILTER, attributes, cookie, base)
+            entries, cookie, more = self._dirsync_search(IMPORT_FILTER, requested, cookie, base)
             yield entries, cookie
             if not more:
                 return
@@ -563,6 +574,12 @@ class ActiveDirectoryHook(BaseHook):
 
 
 _PERMISSIVE = [(PERMISSIVE_MODIFY_OID, False, None)]
+
+
+def _dirsync_attributes(attributes: Sequence[str]) -> list[str]:
+    """What a DirSync search asks for: the import's attributes and what every entry needs (its anchor, its class,
+    whether it is a tombstone)."""
+    return list(dict.fromkeys([*attributes, "objectGUID", "objectClass", "isDeleted"]))
 
 
 def _reference_operations(add: Sequence[str], remove: Sequence[str]) -> list[tuple[str, list[str]]]:

@@ -1,11 +1,15 @@
-"""The full import's paged read: through python-ldap (OpenLDAP's C client library) when it is installed, else ldap3.
+"""The import's big reads: through python-ldap (OpenLDAP's C client library) when it is installed, else ldap3.
 
 Why two clients: a full import reads every object of the directory once, and in ldap3 that read is bound by its
 pure-Python BER decoding and attribute formatting: measured at 20,000 users, ldap3 spends about 6.4 CPU seconds
 decoding what python-ldap hands over in 1.5 (libldap decodes in C, with Python's GIL released while it waits), and
-the import waited for that decoding between pages. Everything else (binding checks, ranged ``member`` reads, DirSync,
-writes) stays on ldap3, so only this loop exists twice. Both yield the same thing: pages of (extended DN, attribute
-name → raw values), values as the bytes the DC sent.
+the import waited for that decoding between pages. The DirSync delta read goes the same way, for memory too: a DC
+may answer a DirSync search with every change in one response (Samba 4.17 ignores MaxBytes: 100,000 changed users came
+back in one response), and ldap3 holds a whole response (raw and formatted) before it returns, 1.5 GiB for 100,000
+users; python-ldap hands over entry by entry while the response arrives, so the read yields chunks of ``page_size``
+entries in bounded memory whatever the DC does. Everything else (binding checks, the DirSync watermark, ranged
+``member`` reads, writes) stays on ldap3, so only these two loops exist twice. Both clients yield the same thing:
+pages of (extended DN, attribute name → raw values), values as the bytes the DC sent.
 
 python-ldap gets the same TLS rules as the hook's ldap3 connection: certificate and host name verified
 (``OPT_X_TLS_DEMAND``) against the connection's CA (a file, or PEM text) or the system's trust store, TLS 1.2 at
@@ -23,19 +27,30 @@ from typing import Any
 
 import ldap3
 from ldap3.protocol.microsoft import extended_dn_control
+from pyasn1.codec.ber import decoder as ber_decoder
+from pyasn1.codec.ber import encoder as ber_encoder
+from pyasn1.type import namedtype, univ
 
 from airflow_provider_aadsync.hooks.active_directory_settings import (
     ActiveDirectoryConfigurationError,
     ActiveDirectoryConnectionError,
     ActiveDirectoryError,
     ADConnectionSettings,
+    DirSyncCookieRejected,
 )
 
 try:  # optional: airflow-provider-aadsync[ldap]; it needs OpenLDAP's headers and a C compiler to build
     import ldap as python_ldap
-    from ldap.controls import LDAPControl, SimplePagedResultsControl
+    from ldap.controls import LDAPControl, RequestControl, ResponseControl, SimplePagedResultsControl
 except ImportError:  # pragma: no cover - exercised where python-ldap is absent
     python_ldap = None
+
+    class RequestControl:  # type: ignore[no-redef]  # stand-ins, so DirSyncControl below can still be defined
+        pass
+
+    class ResponseControl:  # type: ignore[no-redef]
+        pass
+
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +61,18 @@ PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 #: as text, what ldap3's ``extended_dn_control(hex_format=False)`` sends.
 EXTENDED_DN_OID = "1.2.840.113556.1.4.529"
 EXTENDED_DN_STRING_FORM = bytes.fromhex("3003020101")
+DIRSYNC_OID = "1.2.840.113556.1.4.841"
+#: LDAP_SERVER_SHOW_DELETED_OID (no value): tombstones too, so a delta sees deletions.
+SHOW_DELETED_OID = "1.2.840.113556.1.4.417"
+#: The DirSync request's MaxBytes: the most bytes the DC is asked to put in one search response ([MS-ADTS]
+#: 3.1.1.3.4.1.3 LDAP_SERVER_DIRSYNC_OID; [MS-DRSR] 5.115.1.5: "the maximum number of bytes expected in the reply").
+#: Bounded so that Windows AD splits a big delta into several searches (MoreResults, a cookie each); Samba 4.17
+#: ignores it and answers in one response, which the python-ldap read streams anyway.
+DIRSYNC_MAX_BYTES = 10 * 1024 * 1024
+#: DirSync flags, as the ldap3 read sends them: LDAP_DIRSYNC_INCREMENTAL_VALUES (0x80000000: member changes as
+#: ``member;range=1-1`` added and ``member;range=0-0`` removed values) | LDAP_DIRSYNC_ANCESTORS_FIRST_ORDER (0x800);
+#: not OBJECT_SECURITY, not PUBLIC_DATA_ONLY. Sent as the 32-bit signed INTEGER a C client's ``int`` encodes to.
+DIRSYNC_FLAGS = (0x80000000 | 0x800) - 2**32
 #: TLS 1.2: Python's ssl module's default floor, which the ldap3 connection gets.
 _TLS_1_2 = 0x303
 
@@ -143,6 +170,116 @@ def python_ldap_pages(
         _quietly(conn.unbind_s)
 
 
+class _DirSyncRequestValue(univ.Sequence):
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType("Flags", univ.Integer()),
+        namedtype.NamedType("MaxBytes", univ.Integer()),
+        namedtype.NamedType("Cookie", univ.OctetString()),
+    )
+
+
+class _DirSyncResponseValue(univ.Sequence):
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType("MoreResults", univ.Integer()),
+        namedtype.NamedType("unused", univ.Integer()),
+        namedtype.NamedType("CookieServer", univ.OctetString()),
+    )
+
+
+class DirSyncControl(RequestControl, ResponseControl):  # type: ignore[misc,valid-type]
+    """The DirSync control as python-ldap's own control classes do it (pyasn1 BER): the request carries the flags,
+    MaxBytes and the cookie; the response (same OID, on the search's final result) MoreResults and the new cookie."""
+
+    controlType = DIRSYNC_OID
+
+    def __init__(self, criticality: bool = True, cookie: bytes = b"", max_bytes: int = DIRSYNC_MAX_BYTES):
+        self.criticality = criticality
+        self.cookie = cookie
+        self.max_bytes = max_bytes
+        self.more_results = False
+
+    def encodeControlValue(self) -> bytes:  # noqa: N802 - python-ldap's name
+        value = _DirSyncRequestValue()
+        value.setComponentByName("Flags", DIRSYNC_FLAGS)
+        value.setComponentByName("MaxBytes", self.max_bytes)
+        value.setComponentByName("Cookie", univ.OctetString(self.cookie or b""))
+        return ber_encoder.encode(value)
+
+    def decodeControlValue(self, encodedControlValue: bytes) -> None:  # noqa: N802,N803 - python-ldap's names
+        decoded, _ = ber_decoder.decode(encodedControlValue, asn1Spec=_DirSyncResponseValue())
+        self.more_results = bool(int(decoded.getComponentByName("MoreResults")))
+        self.cookie = bytes(decoded.getComponentByName("CookieServer"))
+
+
+def requested_only(raw: dict[str, list[bytes]], wanted: set[str]) -> dict[str, list[bytes]]:
+    """A DirSync entry's attributes that were asked for (lower-case names in ``wanted``): DirSync adds some of its own
+    (parentGUID, instanceType, name). Incremental values keep their ``;range=`` name; a cleared attribute arrives
+    without values."""
+    return {name: values or [] for name, values in raw.items() if name.split(";", 1)[0].lower() in wanted}
+
+
+def python_ldap_dirsync_pages(
+    settings: ADConnectionSettings, base: str, search_filter: str, attributes: Sequence[str], cookie: bytes
+) -> Iterator[tuple[list[RawEntry], bytes | None]]:
+    """The DirSync delta read through python-ldap on a connection of its own, closed when the read ends.
+
+    Entries are taken off the wire one at a time (``result3(all=0)``) and yielded in chunks of ``page_size`` while
+    the response still arrives, so memory stays bounded by a chunk whatever the DC puts in one response. A chunk has
+    no cookie of its own (``None``): only the last chunk of a search carries the cookie of the search's final result,
+    so a reader that keeps the last cookie it got, and commits it with the rows, re-reads from the old cookie after a
+    crash anywhere inside a search. A further search follows while the DC says there are more results.
+
+    :raise DirSyncCookieRejected: the DC refused the cookie."""
+    conn = open_python_ldap(settings)
+    requested = list(attributes)
+    wanted = {name.lower() for name in requested}
+    chunk_size = settings.page_size
+    pending: int | None = None
+    sent_cookie = cookie
+    try:
+        while True:
+            sent_cookie = cookie
+            controls = [
+                DirSyncControl(criticality=True, cookie=cookie),
+                LDAPControl(EXTENDED_DN_OID, False, EXTENDED_DN_STRING_FORM),
+                LDAPControl(SHOW_DELETED_OID, False, None),
+            ]
+            pending = conn.search_ext(base, python_ldap.SCOPE_SUBTREE, search_filter, requested, serverctrls=controls)
+            chunk: list[RawEntry] = []
+            while True:
+                kind, data, _, answered = conn.result3(
+                    pending, all=0, timeout=settings.receive_timeout, resp_ctrl_classes=_RESPONSE_CONTROLS
+                )
+                if kind == python_ldap.RES_SEARCH_RESULT:
+                    break
+                if kind != python_ldap.RES_SEARCH_ENTRY:  # references: left out, as the ldap3 read does
+                    continue
+                chunk.extend((dn, requested_only(raw, wanted)) for dn, raw in data)
+                if len(chunk) >= chunk_size:
+                    yield chunk, None
+                    chunk = []
+            pending = None
+            response = next((c for c in answered if c.controlType == DIRSYNC_OID), None)
+            if not isinstance(response, DirSyncControl):
+                raise ActiveDirectoryError(f"{settings.url} did not return a DirSync control; is it an AD DC?")
+            cookie = response.cookie
+            yield chunk, cookie
+            if not response.more_results:
+                return
+    except python_ldap.LDAPError as error:
+        connection_lost = isinstance(error, python_ldap.SERVER_DOWN | python_ldap.CONNECT_ERROR | python_ldap.TIMEOUT)
+        if sent_cookie and not connection_lost:
+            raise DirSyncCookieRejected(f"{settings.url} answered {_error_text(error)}") from None
+        raise _failure(error, f"the DirSync read of {base!r}", settings) from None
+    finally:
+        if pending is not None:
+            _quietly(conn.abandon, pending)
+        _quietly(conn.unbind_s)
+
+
+_RESPONSE_CONTROLS = {DIRSYNC_OID: DirSyncControl}
+
+
 def open_python_ldap(settings: ADConnectionSettings) -> Any:
     """A bound python-ldap connection with the hook's TLS rules."""
     conn = python_ldap.initialize(settings.url)
@@ -191,10 +328,7 @@ def _configure_tls(conn: Any, settings: ADConnectionSettings) -> None:
 
 def _failure(error: Exception, what: str, settings: ADConnectionSettings) -> ActiveDirectoryError:
     """A python-ldap error as the hook's errors; its text is libldap's description and diagnostic, never a secret."""
-    details = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
-    text = "; ".join(str(details[key]) for key in ("desc", "info") if details.get(key)) or type(error).__name__
-    if len(text) > 300:
-        text = text[:300] + "…"
+    text = _error_text(error)
     if isinstance(error, python_ldap.INVALID_CREDENTIALS):
         return ActiveDirectoryConnectionError(
             f"{what} on {settings.url} was refused: invalid credentials (check the connection's login and password)"
@@ -212,6 +346,13 @@ def _failure(error: Exception, what: str, settings: ADConnectionSettings) -> Act
             )
         return ActiveDirectoryConnectionError(f"{what}: could not reach {settings.url}: {text}")
     return ActiveDirectoryError(f"{what} on {settings.url} failed: {text}")
+
+
+def _error_text(error: Exception) -> str:
+    """libldap's description and diagnostic of a python-ldap error, shortened."""
+    details = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
+    text = "; ".join(str(details[key]) for key in ("desc", "info") if details.get(key)) or type(error).__name__
+    return text[:300] + "…" if len(text) > 300 else text
 
 
 def _quietly(call: Any, *args: Any) -> None:

@@ -138,7 +138,8 @@ def test_delta_shows_exactly_the_changes(dc, admin, store):
     counters = delta["counters"]
     # added user; updates: modified title, rename, group membership
     assert (counters["adds"], counters["updates"], counters["renames"], counters["deletes"]) == (1, 3, 1, 1)
-    assert (counters["reference_adds"], counters["reference_removes"]) == (1, 1)
+    # removed: the member taken out, and the deleted user (the engine drops references to deleted objects)
+    assert (counters["reference_adds"], counters["reference_removes"]) == (1, 2)
     rows = live_rows(store)
     assert rows[guid_of(admin, added)]["pending_import"] == "add"
     assert json.loads(rows[guid_of(admin, modified)]["attrs"])["title"] == ["Chief Modifier"]
@@ -293,3 +294,45 @@ def test_python_ldap_read_verifies_the_dc_certificate(dc):
         next(python_ldap_pages(settings_for(dc, ca_cert=None), base, IMPORT_FILTER, ["cn"]))
     with pytest.raises(ActiveDirectoryConnectionError, match="invalid credentials"):
         next(python_ldap_pages(settings_for(dc, password="wrong"), base, IMPORT_FILTER, ["cn"]))
+
+
+def test_python_ldap_and_ldap3_dirsync_reads_store_the_same_rows(dc, admin, tmp_path):
+    """The DirSync delta through python-ldap (streamed, in chunks) and through ldap3 store the same rows after the
+    same changes: adds, modifies, a rename, a delete, member adds and removes as incremental values. With a page size
+    of 2 the python-ldap read yields several chunks of one search, and only the last one carries a cookie."""
+    keep, gone = add_user(admin, dc, "Twin Keep"), add_user(admin, dc, "Twin Gone")
+    renamed = add_user(admin, dc, "Twin Renamed")
+    group = f"CN=Twin Group,{ou(dc, 'Groups')}"
+    assert admin.add(group, ["top", "group"], {"sAMAccountName": "twin-group", "member": [keep, gone]}), admin.result
+    first = tmp_path / "first.sqlite"
+    with Store.open(f"sqlite:///{first}", instance="test") as store:
+        run(dc, store, "full")
+    (tmp_path / "ldap3.sqlite").write_bytes(first.read_bytes())
+    (tmp_path / "python-ldap.sqlite").write_bytes(first.read_bytes())
+    hook = hook_for(dc, full_read_client="python-ldap", page_size=2)
+    before = hook.dirsync_watermark()
+
+    added = add_user(admin, dc, "Twin Added", department="Sales")
+    assert admin.modify(keep, {"title": [(ldap3.MODIFY_REPLACE, ["Twin Title"])]})
+    assert admin.modify_dn(renamed, "CN=Twin Renamed Again")
+    assert admin.modify(group, {"member": [(ldap3.MODIFY_ADD, [added]), (ldap3.MODIFY_DELETE, [keep])]})
+    assert admin.delete(gone)
+
+    chunks = list(hook.dirsync_pages(DEFAULT_AD_ATTRIBUTES, before))
+    hook.close()
+    assert len(chunks) >= 3 and all(cookie is None for _, cookie in chunks[:-1]) and chunks[-1][1]
+    names = {name for entries, _ in chunks for _, raw in entries for name in raw}
+    assert {"member;range=1-1", "member;range=0-0", "isDeleted"} <= names
+    assert all(dn.startswith("<GUID=") for entries, _ in chunks for dn, _ in entries)
+
+    seen = {}
+    for client in ("python-ldap", "ldap3"):
+        with Store.open(f"sqlite:///{tmp_path / f'{client}.sqlite'}", instance="test") as store:
+            result = run(dc, store, "delta", full_read_client=client, page_size=2)
+            assert result["mode"] == "delta" and result["fallback_reason"] is None, result
+            seen[client] = (stored_rows(store), result["counters"])
+    assert seen["python-ldap"] == seen["ldap3"]
+    counters = seen["ldap3"][1]
+    assert (counters["adds"], counters["renames"], counters["deletes"]) == (1, 1, 1)
+    # removed: the member taken out, and the deleted user (the engine drops references to deleted objects)
+    assert (counters["reference_adds"], counters["reference_removes"]) == (1, 2)

@@ -193,3 +193,38 @@ class TestFullReadClient:
 )
 def test_a_certificate_error_names_the_ca_by_its_file_never_by_its_pem_text(ca_cert, label):
     assert plain_settings(ca_cert=ca_cert).ca_label == label
+
+
+class TestDirSyncControl:
+    """The python-ldap DirSync read's control (active_directory_pages.DirSyncControl) encodes what ldap3 sends."""
+
+    def test_request_value_has_the_ldap3_flags_a_bounded_max_bytes_and_the_cookie(self):
+        from ldap3.protocol.microsoft import DirSyncControlRequestValue
+        from pyasn1.codec.ber import decoder
+
+        encoded = pages.DirSyncControl(cookie=b"cookie\x00").encodeControlValue()
+        value, rest = decoder.decode(encoded, asn1Spec=DirSyncControlRequestValue())
+        assert rest == b""
+        # incremental values | ancestors first, as a 32-bit field (a C int's encoding: 4 bytes, sign bit set)
+        assert int(value["Flags"]) & 0xFFFFFFFF == 0x80000800 and encoded[2:7] == b"\x02\x04\x80\x00\x08"
+        assert int(value["MaxBytes"]) == pages.DIRSYNC_MAX_BYTES == 10 * 1024 * 1024
+        assert bytes(value["Cookie"]) == b"cookie\x00"
+
+    def test_response_value_gives_the_cookie_and_whether_more_follows(self):
+        from ldap3.protocol.microsoft import DirSyncControlResponseValue
+        from pyasn1.codec.ber import encoder
+
+        for more in (0, 1):
+            value = DirSyncControlResponseValue()
+            value["MoreResults"], value["unused"], value["CookieServer"] = more, 0, b"next"
+            control = pages.DirSyncControl()
+            control.decodeControlValue(encoder.encode(value))
+            assert (control.more_results, control.cookie) == (bool(more), b"next")
+
+    def test_only_requested_attributes_are_kept_with_their_range_options(self):
+        raw = {"member;range=1-1": [b"a"], "Member;range=0-0": [b"b"], "parentGUID": [b"p"], "title": []}
+        assert pages.requested_only(raw, {"member", "title"}) == {
+            "member;range=1-1": [b"a"],
+            "Member;range=0-0": [b"b"],
+            "title": [],
+        }

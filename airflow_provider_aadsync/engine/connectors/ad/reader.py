@@ -56,7 +56,10 @@ class DirectorySource(Protocol):
 
     def dirsync_pages(
         self, attributes: Sequence[str], cookie: bytes, **base: str
-    ) -> Iterator[tuple[list[RawEntry], bytes]]: ...
+    ) -> Iterator[tuple[list[RawEntry], bytes | None]]:
+        """Changed entries with the cookie after them; None for a chunk that ends inside one DirSync search, which
+        has no cookie of its own (the search's last chunk carries it)."""
+        ...
 
 
 class GroupMembersSource(Protocol):
@@ -139,7 +142,9 @@ class ADImportSteps:
             cookie = saved[partition.key]
             for entries, page_cookie in self.source.dirsync_pages(self.attributes, cookie, **self._base(partition)):
                 writer.write_delta_page(self._decode(partition, entries, errors, partial=True))
-                cookie = page_cookie
+                # The cookie commits with the rows when the run ends; a chunk inside a search has none of its own.
+                if page_cookie is not None:
+                    cookie = page_cookie
             cookies[partition.key] = cookie
         return cookies
 

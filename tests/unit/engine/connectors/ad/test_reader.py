@@ -243,3 +243,27 @@ def test_object_whose_dn_does_not_parse_is_an_error_not_a_crash(directory, store
     result = run_import(directory, store, "full")
     assert result.result == "completed-import-errors" and result.counters["adds"] == 6
     assert store.run_errors(result.run_id)[0]["code"] == "invalid-dn"
+
+
+def test_chunks_inside_one_dirsync_search_carry_no_cookie(directory, store):
+    """A chunk that ends inside one DirSync search has no cookie (None): the delta keeps the last real one, and the
+    search's last chunk's cookie is what commits with the rows."""
+    run_import(directory, store, "full")
+
+    def chunked(attributes, cookie):
+        for n in (1, 2):
+            yield (
+                [
+                    (
+                        FakeDirectory.ext(n, f"CN=user{n},{NC}"),
+                        {"objectGUID": [guid(n).bytes_le], "displayName": [b"new"]},
+                    )
+                ],
+                None,
+            )
+        yield [], b"cookie-after-search"
+
+    directory.dirsync_pages = chunked
+    result = run_import(directory, store, "delta")
+    assert result.mode == "delta" and result.counters["updates"] == 2
+    assert store.get_watermark("ad", NC).cookie == b"cookie-after-search"
