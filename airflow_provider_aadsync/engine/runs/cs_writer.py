@@ -35,6 +35,21 @@ log = logging.getLogger(__name__)
 
 #: How many anchors go into one ``IN (...)`` list.
 _IN_CHUNK = 500
+#: One object's update in a delta, built once: a statement built per object cost more CPU in SQLAlchemy's statement
+#: construction and cache-key generation than the UPDATE itself (a 20,000-user delta: about 3 of 9 CPU seconds).
+_DELTA_UPDATE = (
+    sa.update(cs_object)
+    .where(cs_object.c.connector == sa.bindparam("b_connector"), cs_object.c.anchor == sa.bindparam("b_anchor"))
+    .values(
+        dn=sa.bindparam("dn"),
+        attrs=sa.bindparam("attrs"),
+        attrs_hash=sa.bindparam("attrs_hash"),
+        refs_hash=sa.bindparam("refs_hash"),
+        pending_import=sa.bindparam("pending_import"),
+        last_run_id=sa.bindparam("last_run_id"),
+        updated_at=sa.bindparam("updated_at"),
+    )
+)
 
 PENDING_ADD = "add"
 PENDING_UPDATE = "update"
@@ -368,17 +383,18 @@ class ConnectorSpaceWriter:
             return current
         pending = PENDING_ADD if current["pending_import"] == PENDING_ADD else PENDING_UPDATE
         self.connection.execute(
-            sa.update(cs_object)
-            .where(cs_object.c.connector == self.connector, cs_object.c.anchor == obj.anchor)
-            .values(
-                dn=obj.dn,
-                attrs=serialized,
-                attrs_hash=digest,
-                refs_hash=refs_hash,
-                pending_import=pending,
-                last_run_id=self.run_id,
-                updated_at=now,
-            )
+            _DELTA_UPDATE,
+            {
+                "b_connector": self.connector,
+                "b_anchor": obj.anchor,
+                "dn": obj.dn,
+                "attrs": serialized,
+                "attrs_hash": digest,
+                "refs_hash": refs_hash,
+                "pending_import": pending,
+                "last_run_id": self.run_id,
+                "updated_at": now,
+            },
         )
         self.counters["updates"] += 1
         self.counters["renames"] += int(renamed)
