@@ -418,8 +418,8 @@ def main(argv: list[str]) -> int:
         "--full-read-client",
         choices=("auto", "python-ldap", "ldap3"),
         default="auto",
-        help="the connection's full_read_client: the paged read through python-ldap or ldap3 (auto: python-ldap "
-        "when installed)",
+        help="the connection's full_read_client: the paged and DirSync reads through python-ldap or ldap3 "
+        "(auto: python-ldap when installed)",
     )
     ad.add_argument("--json", type=Path, default=None, help="also write the figures here")
     entra = sub.add_parser("entra-import", help="full and delta Entra import against the Graph emulator")
