@@ -157,6 +157,8 @@ class ConnectorSpaceWriter:
         self.connection = connection
         self.connector = connector
         self.run_id = run_id
+        #: Rows whose references a delete just dropped: a delta page reloads them before it applies their own change.
+        self._dropped_from: set[str] = set()
         self.counters: Counter[str] = Counter()
         self._index: pd.DataFrame | None = None
         self._seen: set[str] = set()
@@ -316,6 +318,12 @@ class ConnectorSpaceWriter:
                 if alive:
                     self._delete([obj.anchor], [current["pending_import"]])
                     stored.pop(obj.anchor)
+                    # A group that referenced it got a new refs_hash: a later change of that group in this page must
+                    # start from it, not from the row read at the page's start.
+                    stale = [anchor for anchor in self._dropped_from if anchor in stored]
+                    self._dropped_from.clear()
+                    if stale:
+                        stored.update(self._load_rows(stale))
                 else:
                     self.counters["deletes_ignored"] += 1
                 continue
@@ -569,6 +577,7 @@ class ConnectorSpaceWriter:
         by_source: dict[str, list[tuple[str, str]]] = {}
         for anchor, attribute, target in dangling:
             by_source.setdefault(anchor, []).append((attribute, target))
+        self._dropped_from.update(by_source)
         for anchor, row in self._load_rows(list(by_source)).items():
             refs_hash = format_hash(adjust_references_hash(int(row["refs_hash"], 16), [], by_source[anchor]))
             pending = PENDING_ADD if row["pending_import"] == PENDING_ADD else PENDING_UPDATE

@@ -267,3 +267,27 @@ def test_chunks_inside_one_dirsync_search_carry_no_cookie(directory, store):
     result = run_import(directory, store, "delta")
     assert result.mode == "delta" and result.counters["updates"] == 2
     assert store.get_watermark("ad", NC).cookie == b"cookie-after-search"
+
+
+@pytest.mark.parametrize("pages", [1, 2])
+def test_group_change_after_its_member_s_delete_in_one_page_keeps_refs_hash_right(directory, store, pages):
+    """A deleted member's references are dropped (the group's refs_hash adjusted); the group's own change later in
+    the same page starts from that hash, as it does in the next page."""
+    run_import(directory, store, "full")
+    tombstone = (
+        FakeDirectory.ext(1, f"CN=user1\\0ADEL:{guid(1)},CN=Deleted Objects,{NC}"),
+        {"objectGUID": [guid(1).bytes_le], "isDeleted": [b"TRUE"]},
+    )
+    group = (
+        FakeDirectory.ext(100, f"CN=group1,{NC}"),
+        {"objectGUID": [guid(100).bytes_le], "member;range=1-1": [FakeDirectory.ext(4, f"CN=user4,{NC}").encode()]},
+    )
+    directory.delta_batches = [[tombstone, group]] if pages == 1 else [[tombstone], [group]]
+    run_import(directory, store, "delta")
+    assert members(store, 100) == {str(guid(n)) for n in (2, 3, 4)}
+    delta_hash = rows(store)[str(guid(100))]["refs_hash"]
+    del directory.objects[guid(1)]
+    dn, raw = directory.objects[guid(100)]
+    raw["member"] = [FakeDirectory.ext(n, f"CN=user{n},{NC}").encode() for n in (2, 3, 4)]
+    run_import(directory, store, "full")
+    assert rows(store)[str(guid(100))]["refs_hash"] == delta_hash
