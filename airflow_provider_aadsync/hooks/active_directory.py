@@ -29,6 +29,7 @@ from airflow_provider_aadsync.hooks.active_directory_checks import check_connect
 from airflow_provider_aadsync.hooks.active_directory_pages import (
     DIRSYNC_MAX_BYTES,
     DIRSYNC_OID,
+    dirsync_attributes,
     full_read_client,
     ldap3_pages,
     python_ldap_dirsync_pages,
@@ -421,7 +422,7 @@ class ActiveDirectoryHook(BaseHook):
 
     def dirsync_watermark(self, base: str | None = None) -> bytes:
         """A DirSync cookie for "now" (of partition ``base``), read with a filter matching nothing."""
-        _, cookie, _ = self._dirsync_search(_EMPTY_FILTER, _dirsync_attributes(["objectGUID"]), None, base)
+        _, cookie, _ = self._dirsync_search(_EMPTY_FILTER, dirsync_attributes(["objectGUID"]), None, base)
         return cookie
 
     def dirsync_pages(
@@ -432,7 +433,7 @@ class ActiveDirectoryHook(BaseHook):
         The cookie is None on a chunk that ends inside a search: only the search's last chunk has one (see
         active_directory_pages.python_ldap_dirsync_pages, used when the connection's ``full_read_client`` is
         python-ldap; ldap3 yields one whole search at a time, so each of its pages carries its cookie)."""
-        requested = _dirsync_attributes(attributes)
+        requested = dirsync_attributes(attributes)
         client = full_read_client(self.settings)
         search_base = self._dirsync_base(base)
         log.info("DirSync read of %s through %s", search_base, client)
@@ -574,12 +575,6 @@ class ActiveDirectoryHook(BaseHook):
 
 
 _PERMISSIVE = [(PERMISSIVE_MODIFY_OID, False, None)]
-
-
-def _dirsync_attributes(attributes: Sequence[str]) -> list[str]:
-    """What a DirSync search asks for: the import's attributes and what every entry needs (its anchor, its class,
-    whether it is a tombstone)."""
-    return list(dict.fromkeys([*attributes, "objectGUID", "objectClass", "isDeleted"]))
 
 
 def _reference_operations(add: Sequence[str], remove: Sequence[str]) -> list[tuple[str, list[str]]]:

@@ -83,6 +83,12 @@ def python_ldap_available() -> bool:
     return python_ldap is not None
 
 
+def dirsync_attributes(attributes: Sequence[str]) -> list[str]:
+    """What a DirSync search asks for, through either client: the import's attributes and what every entry needs (its
+    anchor, its class, whether it is a tombstone)."""
+    return list(dict.fromkeys([*attributes, "objectGUID", "objectClass", "isDeleted"]))
+
+
 def full_read_client(settings: ADConnectionSettings) -> str:
     """The client of the full paged read: the connection's ``full_read_client`` extra, ``auto`` taking python-ldap
     when it is installed."""
