@@ -16,6 +16,11 @@ import httpx
 import ldap3
 import pytest
 
+try:  # the [ldap] extra: the full read's C client
+    from ldap.ldapobject import SimpleLDAPObject
+except ImportError:  # pragma: no cover - ./run.sh setup installs it
+    SimpleLDAPObject = None
+
 from aadsync_devkit.graph_emulator.server import EmulatorServer
 from aadsync_devkit.world.postgres import LocalPostgres
 from aadsync_devkit.world.samba import SambaDC
@@ -233,40 +238,47 @@ def test_a_credential_revoked_mid_export_stops_it_clearly_and_a_restored_one_com
 
 
 # ------------------------------------------------------------------------------------------------ the DC
-def test_dc_stopped_mid_import_stops_it_cleanly_and_the_restarted_dc_completes_it(dc, tmp_path):
-    paged = hook_for(dc, page_size=50)
+@pytest.mark.parametrize("client", ["ldap3", "python-ldap"])
+def test_dc_stopped_mid_import_stops_it_cleanly_and_the_restarted_dc_completes_it(dc, tmp_path, client):
+    """Through either full-read client: the DC goes down under the import after two pages."""
+    if client == "python-ldap" and SimpleLDAPObject is None:
+        pytest.fail("python-ldap is not installed: run ./run.sh setup (it installs the [ldap] extra)")
+    paged = hook_for(dc, page_size=50, full_read_client=client)
     reference = f"sqlite:///{tmp_path / 'reference.sqlite'}"
     with Store.open(reference, instance="test") as store:
         assert run_ad_import(paged, store, mode="full")["result"] == "success"
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     with Store.open(url, instance="test") as store:  # an earlier state: the watermark and rows a full import had
-        assert run_ad_import(hook_for(dc), store, mode="full")["result"] == "success"
+        assert run_ad_import(hook_for(dc, full_read_client=client), store, mode="full")["result"] == "success"
     before, marks = snapshot(url), watermarks(url)
 
-    original = ldap3.Connection.search
+    # the paged search of the client in use: ldap3's Connection.search, python-ldap's search_ext
+    owner, name = (ldap3.Connection, "search") if client == "ldap3" else (SimpleLDAPObject, "search_ext")
+    original = getattr(owner, name)
     searches = [0]
 
     def search(self, *args, **kwargs):
-        if kwargs.get("paged_size"):
+        if kwargs.get("paged_size") or kwargs.get("serverctrls"):
             searches[0] += 1
-            if searches[0] == 3:  # two pages read: the DC goes down under the import
+            if searches[0] == 3:  # two pages asked for: the DC goes down under the import
                 dc.stop()
         return original(self, *args, **kwargs)
 
-    ldap3.Connection.search = search
+    setattr(owner, name, search)
     try:
         with Store.open(url, instance="test") as store, pytest.raises(Exception) as stopped:
-            run_ad_import(hook_for(dc, page_size=50), store, mode="full")
+            run_ad_import(hook_for(dc, page_size=50, full_read_client=client), store, mode="full")
         run = Store.open(url, instance="test").list_runs(1)[0]
     finally:
-        ldap3.Connection.search = original
+        setattr(owner, name, original)
         dc.start()
     assert searches[0] == 3 and run["profile"] == "full-import" and run["id"] > 1, (run, searches)
     assert run["result"] == "stopped-server-down", (run, stopped.value)
     assert not isinstance(stopped.value, KeyError | TypeError | AttributeError), stopped.value
     assert snapshot(url) == before and watermarks(url) == marks
     with Store.open(url, instance="test") as store:
-        assert run_ad_import(hook_for(dc, page_size=50), store, mode="full")["result"] == "success"
+        completed = run_ad_import(hook_for(dc, page_size=50, full_read_client=client), store, mode="full")
+    assert completed["result"] == "success"
     assert snapshot(url) == snapshot(reference)
 
 
