@@ -44,6 +44,7 @@ from airflow_provider_aadsync.hooks.active_directory_settings import (
     ADConnectionSettings,
     DirSyncCookieRejected,
     RangedReadError,
+    short_text,
 )
 
 try:  # Airflow 3 task SDK; the hook is also usable without a running Airflow for the CLI.
@@ -131,7 +132,7 @@ class ActiveDirectoryHook(BaseHook):
         if settings.tls == "none":
             return None
         ca_file = ca_data = None
-        if settings.ca_cert and "-----BEGIN" in settings.ca_cert:
+        if settings.ca_cert_is_pem:
             ca_data = settings.ca_cert
         elif settings.ca_cert:
             if not Path(settings.ca_cert).is_file():
@@ -204,11 +205,11 @@ class ActiveDirectoryHook(BaseHook):
             if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
                 raise ActiveDirectoryConnectionError(
                     f"TLS certificate of {settings.url} could not be verified against the configured CA "
-                    f"({settings.ca_label}): {_short(text)}"
+                    f"({settings.ca_label}): {short_text(text)}"
                 ) from None
-            raise ActiveDirectoryConnectionError(f"could not reach {settings.url}: {_short(text)}") from None
+            raise ActiveDirectoryConnectionError(f"could not reach {settings.url}: {short_text(text)}") from None
         except ldap_errors.LDAPException as error:
-            raise ActiveDirectoryConnectionError(f"bind to {where} failed: {_short(str(error))}") from None
+            raise ActiveDirectoryConnectionError(f"bind to {where} failed: {short_text(str(error))}") from None
         try:
             self._check_base_dn(conn)
         except BaseException:
@@ -406,7 +407,7 @@ class ActiveDirectoryHook(BaseHook):
         except ldap_errors.LDAPOperationResult as error:
             if cookie:
                 raise DirSyncCookieRejected(
-                    f"{self.settings.url} answered {error.description or error.result}: {_short(str(error))}"
+                    f"{self.settings.url} answered {error.description or error.result}: {short_text(str(error))}"
                 ) from None
             raise
         control = conn.result.get("controls", {}).get(DIRSYNC_OID)
@@ -565,7 +566,7 @@ class ActiveDirectoryHook(BaseHook):
             call(conn)
         except ldap_errors.LDAPOperationResult as error:
             code = error.description or str(error.result)
-            message = f"{what} of {dn} refused by {self.settings.url}: {code} {_short(error.message or '')}".strip()
+            message = f"{what} of {dn} refused by {self.settings.url}: {code} {short_text(error.message or '')}".strip()
             raise ActiveDirectoryWriteError(message, code=code, dn=dn) from None
 
     @cached_property
@@ -594,7 +595,3 @@ def _value_guid(value: bytes) -> str | None:
 def guid_dn(guid: str) -> str:
     """The ``<GUID=...>`` form that addresses an object by objectGUID whatever its DN."""
     return f"<GUID={guid}>"
-
-
-def _short(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"

@@ -37,6 +37,7 @@ from airflow_provider_aadsync.hooks.active_directory_settings import (
     ActiveDirectoryError,
     ADConnectionSettings,
     DirSyncCookieRejected,
+    short_text,
 )
 
 try:  # optional: airflow-provider-aadsync[ldap]; it needs OpenLDAP's headers and a C compiler to build
@@ -241,7 +242,6 @@ def python_ldap_dirsync_pages(
     wanted = {name.lower() for name in requested}
     chunk_size = settings.page_size
     pending: int | None = None
-    sent_cookie = cookie
     try:
         while True:
             sent_cookie = cookie
@@ -309,7 +309,7 @@ def _configure_tls(conn: Any, settings: ADConnectionSettings) -> None:
     conn.set_option(python_ldap.OPT_X_TLS_PROTOCOL_MIN, _TLS_1_2)
     pem_file = None
     try:
-        if settings.ca_cert and "-----BEGIN" in settings.ca_cert:
+        if settings.ca_cert_is_pem:
             # libldap takes CA certificates from files only: the PEM text goes to a private temporary file that
             # lives until the TLS context is made (a CA certificate is public, nothing secret is written).
             with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as pem:
@@ -357,8 +357,8 @@ def _failure(error: Exception, what: str, settings: ADConnectionSettings) -> Act
 def _error_text(error: Exception) -> str:
     """libldap's description and diagnostic of a python-ldap error, shortened."""
     details = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
-    text = "; ".join(str(details[key]) for key in ("desc", "info") if details.get(key)) or type(error).__name__
-    return text[:300] + "…" if len(text) > 300 else text
+    text = "; ".join(str(details[key]) for key in ("desc", "info") if details.get(key))
+    return short_text(text or type(error).__name__)
 
 
 def _quietly(call: Any, *args: Any) -> None:

@@ -49,6 +49,11 @@ class ActiveDirectoryWriteError(ActiveDirectoryError, ADWriteRefused):
         self.dn = dn
 
 
+def short_text(text: str, limit: int = 300) -> str:
+    """A server's message cut to ``limit`` characters for an error: DCs can answer with long diagnostics."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 class ADConnectionSettings(BaseModel):
     """Validated settings of an ``aadsync_ad`` connection (password kept as a SecretStr)."""
 
@@ -68,7 +73,8 @@ class ADConnectionSettings(BaseModel):
     binary_attributes: list[str] | None = None
     connect_timeout: int = Field(default=10, gt=0)
     receive_timeout: int = Field(default=600, gt=0)
-    #: The client of the full import's paged read: python-ldap (C, about 4 times less CPU) when installed, else ldap3.
+    #: The client of the full import's paged read and of the DirSync delta read: python-ldap (C, about 4 times less
+    #: CPU) when installed, else ldap3.
     full_read_client: Literal["auto", "python-ldap", "ldap3"] = "auto"
 
     @field_validator("attributes", "binary_attributes", mode="before")
@@ -94,11 +100,16 @@ class ADConnectionSettings(BaseModel):
         return self.port or (636 if self.tls == "ldaps" else 389)
 
     @property
+    def ca_cert_is_pem(self) -> bool:
+        """``ca_cert`` holds the CA certificate's PEM text rather than a file's path."""
+        return bool(self.ca_cert) and "-----BEGIN" in str(self.ca_cert)
+
+    @property
     def ca_label(self) -> str:
         """The CA a certificate is checked against, for an error message: a file's path, never PEM text in full."""
         if not self.ca_cert:
             return "system trust store"
-        return "the CA certificate given as PEM text" if "-----BEGIN" in self.ca_cert else self.ca_cert
+        return "the CA certificate given as PEM text" if self.ca_cert_is_pem else self.ca_cert
 
     @property
     def url(self) -> str:

@@ -157,8 +157,6 @@ class ConnectorSpaceWriter:
         self.connection = connection
         self.connector = connector
         self.run_id = run_id
-        #: Rows whose references a delete just dropped: a delta page reloads them before it applies their own change.
-        self._dropped_from: set[str] = set()
         self.counters: Counter[str] = Counter()
         self._index: pd.DataFrame | None = None
         self._seen: set[str] = set()
@@ -316,12 +314,11 @@ class ConnectorSpaceWriter:
             alive = current is not None and not current["is_deleted"]
             if obj.deleted:
                 if alive:
-                    self._delete([obj.anchor], [current["pending_import"]])
+                    changed = self._delete([obj.anchor], [current["pending_import"]])
                     stored.pop(obj.anchor)
                     # A group that referenced it got a new refs_hash: a later change of that group in this page must
                     # start from it, not from the row read at the page's start.
-                    stale = [anchor for anchor in self._dropped_from if anchor in stored]
-                    self._dropped_from.clear()
+                    stale = [anchor for anchor in changed if anchor in stored]
                     if stale:
                         stored.update(self._load_rows(stale))
                 else:
@@ -529,11 +526,11 @@ class ConnectorSpaceWriter:
             )
         self.counters["reference_removes"] += len(removes)
 
-    def _delete(self, anchors: Sequence[str], pending: Sequence[str | None]) -> None:
+    def _delete(self, anchors: Sequence[str], pending: Sequence[str | None]) -> list[str]:
         """Delete objects: never-synced adds vanish, others stay as pending deletes for the sync engine.
 
         References to the deleted objects are dropped here, because AD's DirSync does not report the member
-        removal of a deleted member on the group.
+        removal of a deleted member on the group. Returns the anchors of the objects whose rows that changed.
         """
         now = utcnow()
         vanish = [anchor for anchor, state in zip(anchors, pending, strict=True) if state == PENDING_ADD]
@@ -561,9 +558,10 @@ class ConnectorSpaceWriter:
                 )
             )
         self.counters["deletes"] += len(anchors)
-        self._drop_references_to(anchors, now)
+        return self._drop_references_to(anchors, now)
 
-    def _drop_references_to(self, targets: Sequence[str], now: Any) -> None:
+    def _drop_references_to(self, targets: Sequence[str], now: Any) -> list[str]:
+        """Drop the references to ``targets``; the anchors of the objects that held them (their rows changed)."""
         dangling: list[tuple[str, str, str]] = []
         for chunk in _chunks(list(targets)):
             query = sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor).where(
@@ -571,13 +569,12 @@ class ConnectorSpaceWriter:
             )
             dangling.extend(self.connection.execute(query).all())
         if not dangling:
-            return
+            return []
         self._delete_reference_rows(dangling)
         self.counters["reference_removes"] += len(dangling)
         by_source: dict[str, list[tuple[str, str]]] = {}
         for anchor, attribute, target in dangling:
             by_source.setdefault(anchor, []).append((attribute, target))
-        self._dropped_from.update(by_source)
         for anchor, row in self._load_rows(list(by_source)).items():
             refs_hash = format_hash(adjust_references_hash(int(row["refs_hash"], 16), [], by_source[anchor]))
             pending = PENDING_ADD if row["pending_import"] == PENDING_ADD else PENDING_UPDATE
@@ -587,6 +584,7 @@ class ConnectorSpaceWriter:
                 .values(refs_hash=refs_hash, pending_import=pending, last_run_id=self.run_id, updated_at=now)
             )
             self.counters["updates"] += 1
+        return list(by_source)
 
 
 def _pairs(references: dict[str, list[Reference]]) -> Iterable[tuple[str, str]]:

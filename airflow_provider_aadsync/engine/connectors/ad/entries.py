@@ -179,7 +179,7 @@ class EntryDecoder:
                 try:
                     attrs[name] = list(map(_utf8, values))
                 except UnicodeDecodeError:
-                    result.attrs[name] = [self._text(value, name, parsed.dn, anchor) for value in values]
+                    attrs[name] = [self._text(value, name, parsed.dn, anchor) for value in values]
             elif kind is _REFERENCE:
                 references = [reference_from_value(self._text(value, name, parsed.dn, anchor)) for value in values]
                 if partial and plan.incremental is not None:
@@ -189,12 +189,12 @@ class EntryDecoder:
                 else:
                     result.references.setdefault(name, []).extend(references)
             else:
-                result.attrs[name] = [self._convert(kind, name, value, parsed.dn, anchor) for value in values]
+                attrs[name] = [self._convert(kind, name, value, parsed.dn, anchor) for value in values]
         if not deleted and not has_cn:
             # DirSync may leave the naming attribute out of an added object; it is the DN's first RDN value.
             rdn = rdn_value(parsed.dn, "CN")
             if rdn is not None:
-                result.attrs["cn"] = [rdn]
+                attrs["cn"] = [rdn]
         return result
 
     def _plan(self, attribute: str) -> _AttributePlan:
