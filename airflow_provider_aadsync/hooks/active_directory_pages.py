@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import ssl
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -140,20 +142,71 @@ def ldap3_pages(
             return
 
 
+#: Pages the python-ldap full read holds ahead of its caller: with one page ready and one being read, the DC already
+#: serves the next page while the caller still decodes and stores the previous one.
+READ_AHEAD_PAGES = 2
+_END = object()
+
+
 def python_ldap_pages(
     settings: ADConnectionSettings, base: str, search_filter: str, attributes: Sequence[str]
 ) -> Iterator[list[RawEntry]]:
     """The paged read through python-ldap on a connection of its own, closed when the read ends.
 
-    The next page is asked for as soon as a page's cookie arrives, before the page is handed on: the DC prepares it
-    while the caller decodes and stores this one."""
+    A reader thread takes the pages off the wire and asks for the next page as soon as a page's cookie arrives,
+    holding at most :data:`READ_AHEAD_PAGES` pages for the caller. Paged results let a client ask for page k + 1
+    only once page k's cookie came back; read in the caller's thread, the DC stood idle while the caller decoded
+    and stored a page and then let libldap parse the next one. libldap waits and parses with Python's GIL released
+    (and SQLite writes without it), so the reading, the DC's work and the caller's overlap on two cores. An error of
+    the read reaches the caller at the page where it happened; a caller that stops early stops the reader."""
     conn = open_python_ldap(settings)
+    ready: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD_PAGES)
+    stopping = threading.Event()
+    reader = threading.Thread(
+        target=_read_pages,
+        args=(conn, settings, base, search_filter, list(attributes), ready, stopping),
+        name="python-ldap paged read",
+        daemon=True,
+    )
+    reader.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stopping.set()
+        reader.join()
+
+
+def _read_pages(
+    conn: Any,
+    settings: ADConnectionSettings,
+    base: str,
+    search_filter: str,
+    requested: list[str],
+    ready: queue.Queue[Any],
+    stopping: threading.Event,
+) -> None:
+    """The reader thread of :func:`python_ldap_pages`: pages, then ``_END``, or the error, onto ``ready``."""
     paging = SimplePagedResultsControl(criticality=False, size=settings.page_size, cookie=b"")
     controls = [paging, LDAPControl(EXTENDED_DN_OID, False, EXTENDED_DN_STRING_FORM)]
-    requested = list(attributes)
 
     def ask() -> int:
         return conn.search_ext(base, python_ldap.SCOPE_SUBTREE, search_filter, requested, serverctrls=controls)
+
+    def hand_on(item: Any) -> bool:
+        """Put ``item`` for the caller; False once the caller has stopped reading."""
+        while not stopping.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     pending: int | None = None
     try:
@@ -162,15 +215,17 @@ def python_ldap_pages(
             _, data, _, answered = conn.result3(pending, all=1, timeout=settings.receive_timeout)
             pending = None
             cookie = next((c.cookie for c in answered if c.controlType == PAGED_RESULTS_OID), b"")
-            if cookie:
+            if cookie and not stopping.is_set():
                 paging.cookie = cookie
                 pending = ask()
             # References (dn None) are left out, as the ldap3 read keeps only searchResEntry.
-            yield [(dn, attrs) for dn, attrs in data if dn is not None]
-            if not cookie:
-                return
+            if not hand_on([(dn, attrs) for dn, attrs in data if dn is not None]) or not cookie:
+                break
+        hand_on(_END)
     except python_ldap.LDAPError as error:
-        raise _failure(error, f"the paged read of {base!r}", settings) from None
+        hand_on(_failure(error, f"the paged read of {base!r}", settings))
+    except BaseException as error:  # noqa: BLE001 - handed to the caller's thread, which raises it
+        hand_on(error)
     finally:
         if pending is not None:
             _quietly(conn.abandon, pending)

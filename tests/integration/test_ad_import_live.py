@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 
 import ldap3
@@ -13,7 +14,7 @@ from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.active_directory import IMPORT_FILTER
-from airflow_provider_aadsync.hooks.active_directory_pages import python_ldap_pages
+from airflow_provider_aadsync.hooks.active_directory_pages import READ_AHEAD_PAGES, python_ldap_pages
 from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConnectionError
 from airflow_provider_aadsync.steps import run_ad_import
 from tests.support.servers import hook_for, settings_for
@@ -293,6 +294,27 @@ def test_python_ldap_read_verifies_the_dc_certificate(dc):
         next(python_ldap_pages(settings_for(dc, ca_cert=None), base, IMPORT_FILTER, ["cn"]))
     with pytest.raises(ActiveDirectoryConnectionError, match="invalid credentials"):
         next(python_ldap_pages(settings_for(dc, password="wrong"), base, IMPORT_FILTER, ["cn"]))
+
+
+def test_python_ldap_read_ahead_hands_every_page_on_and_stops_with_a_caller_that_stops(dc):
+    """The python-ldap read takes pages off the wire in a thread of its own, at most READ_AHEAD_PAGES ahead: read
+    to the end it hands on every entry once, in the DC's order; a caller that stops after the first page stops the
+    reader too (no read thread is left, its connection is closed)."""
+    base = dc.base_dn
+    settings = settings_for(dc, page_size=25)
+    pages = list(python_ldap_pages(settings, base, IMPORT_FILTER, ["cn"]))
+    dns = [dn for page in pages for dn, _attrs in page]
+    assert len(pages) > READ_AHEAD_PAGES + 1 and all(len(page) <= 25 for page in pages)
+    assert len(dns) == len(set(dns)) > 100
+
+    def readers() -> list[threading.Thread]:
+        return [thread for thread in threading.enumerate() if thread.name == "python-ldap paged read"]
+
+    first = python_ldap_pages(settings, base, IMPORT_FILTER, ["cn"])
+    assert [dn for dn, _attrs in next(first)] == dns[: len(pages[0])]
+    assert readers()
+    first.close()
+    assert readers() == []
 
 
 def test_python_ldap_and_ldap3_dirsync_reads_store_the_same_rows(dc, admin, tmp_path):
