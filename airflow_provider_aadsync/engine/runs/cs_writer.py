@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.runs.source import (
     Reference,
     SourceObject,
@@ -131,11 +132,6 @@ class ObjectPage:
         frame = pd.DataFrame(self.references, columns=columns, dtype=object)
         frame.insert(1, "anchor", pd.Series(self.anchors, dtype=object).take(frame["position"].astype(int)).to_numpy())
         return frame
-
-
-def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 class ConnectorSpaceWriter:
@@ -442,7 +438,7 @@ class ConnectorSpaceWriter:
     def _load_rows(self, anchors: Sequence[str]) -> dict[str, dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(anchors))
-        for chunk in _chunks(unique):
+        for chunk in chunks(unique, _IN_CHUNK):
             query = sa.select(cs_object).where(cs_object.c.connector == self.connector, cs_object.c.anchor.in_(chunk))
             for row in self.connection.execute(query).mappings():
                 rows[row["anchor"]] = {**row, "attrs": json.loads(row["attrs"])}
@@ -457,7 +453,7 @@ class ConnectorSpaceWriter:
         if among is None:
             return set(self.connection.execute(base).scalars())
         found: set[str] = set()
-        for chunk in _chunks(list(dict.fromkeys(among))):
+        for chunk in chunks(list(dict.fromkeys(among)), _IN_CHUNK):
             found.update(self.connection.execute(base.where(cs_reference.c.target_anchor.in_(chunk))).scalars())
         return found
 
@@ -489,7 +485,7 @@ class ConnectorSpaceWriter:
             cs_reference.c.attribute == sa.bindparam("b_attribute"),
             cs_reference.c.target_anchor == sa.bindparam("b_target"),
         )
-        for chunk in _chunks(keys, 5_000):
+        for chunk in chunks(keys, 5_000):
             self.connection.execute(statement, [{"b_anchor": a, "b_attribute": n, "b_target": t} for a, n, t in chunk])
 
     def _insert_references(self, objects: Sequence[SourceObject]) -> None:
@@ -507,7 +503,7 @@ class ConnectorSpaceWriter:
     def _replace_references(self, anchors: Sequence[str], incoming: pd.DataFrame) -> None:
         """Diff these objects' stored reference sets with the incoming rows using frame set operations."""
         stored_parts = []
-        for chunk in _chunks(anchors):
+        for chunk in chunks(anchors, _IN_CHUNK):
             query = sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor).where(
                 cs_reference.c.connector == self.connector, cs_reference.c.anchor.in_(chunk)
             )
@@ -535,11 +531,11 @@ class ConnectorSpaceWriter:
         now = utcnow()
         vanish = [anchor for anchor, state in zip(anchors, pending, strict=True) if state == PENDING_ADD]
         tombstone = [anchor for anchor, state in zip(anchors, pending, strict=True) if state != PENDING_ADD]
-        for chunk in _chunks(vanish):
+        for chunk in chunks(vanish, _IN_CHUNK):
             self.connection.execute(
                 sa.delete(cs_object).where(cs_object.c.connector == self.connector, cs_object.c.anchor.in_(chunk))
             )
-        for chunk in _chunks(tombstone):
+        for chunk in chunks(tombstone, _IN_CHUNK):
             self.connection.execute(
                 sa.update(cs_object)
                 .where(cs_object.c.connector == self.connector, cs_object.c.anchor.in_(chunk))
@@ -551,7 +547,7 @@ class ConnectorSpaceWriter:
                     refs_hash=format_hash(0),
                 )
             )
-        for chunk in _chunks(list(anchors)):
+        for chunk in chunks(list(anchors), _IN_CHUNK):
             self.connection.execute(
                 sa.delete(cs_reference).where(
                     cs_reference.c.connector == self.connector, cs_reference.c.anchor.in_(chunk)
@@ -563,7 +559,7 @@ class ConnectorSpaceWriter:
     def _drop_references_to(self, targets: Sequence[str], now: Any) -> list[str]:
         """Drop the references to ``targets``; the anchors of the objects that held them (their rows changed)."""
         dangling: list[tuple[str, str, str]] = []
-        for chunk in _chunks(list(targets)):
+        for chunk in chunks(list(targets), _IN_CHUNK):
             query = sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor).where(
                 cs_reference.c.connector == self.connector, cs_reference.c.target_anchor.in_(chunk)
             )

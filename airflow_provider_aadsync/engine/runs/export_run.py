@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.runs.cs_writer import attrs_digest, serialize_attrs
 from airflow_provider_aadsync.engine.runs.export_guards import GuardSettings, check_guards, count_mass_changes
 from airflow_provider_aadsync.engine.runs.import_run import StepResult, process_holder
@@ -169,11 +170,6 @@ def open_work(store: Store, connector: str) -> tuple[int, int]:
 
 
 # ============================================================================ what an export records of its writes
-def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def adopt_anchor(
     connection: sa.Connection,
     connector: str,
@@ -263,7 +259,7 @@ def record_attributes_many(
             updated_at=utcnow(),
         )
     )
-    for part in _chunks(list(by_anchor)):
+    for part in chunks(list(by_anchor)):
         rows = connection.execute(
             sa.select(cs_object.c.anchor, cs_object.c.attrs).where(
                 cs_object.c.connector == connector, cs_object.c.anchor.in_(list(part))
@@ -298,7 +294,7 @@ def record_references(
 ) -> None:
     """Confirmed member adds or removes: their pending rows go, the connector space's reference rows and the group's
     reference digest follow (so the next full import sees the group unchanged)."""
-    for part in _chunks(targets):
+    for part in chunks(targets):
         connection.execute(
             sa.delete(pending_export_reference).where(
                 pending_export_reference.c.connector == connector,
@@ -308,7 +304,7 @@ def record_references(
             )
         )
     present: set[str] = set()
-    for part in _chunks(targets):
+    for part in chunks(targets):
         present.update(
             connection.execute(
                 sa.select(cs_reference.c.target_anchor).where(
@@ -328,7 +324,7 @@ def record_references(
         )
     else:
         changed = [target for target in targets if target in present]
-        for part in _chunks(changed):
+        for part in chunks(changed):
             connection.execute(
                 sa.delete(cs_reference).where(
                     cs_reference.c.connector == connector,

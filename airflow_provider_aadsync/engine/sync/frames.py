@@ -61,11 +61,6 @@ def load_json(text: str | bytes) -> Any:
         return json.loads(text)
 
 
-def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def cell_key(cell: Any) -> str:
     return json.dumps(cell_values(cell), sort_keys=True, default=str)
 

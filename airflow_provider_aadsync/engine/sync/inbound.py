@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.dn import dn_key
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
 from airflow_provider_aadsync.engine.rules import CompiledRule, frame_from_records
@@ -25,7 +26,7 @@ from airflow_provider_aadsync.engine.sync.contributions import (
     drop_connector,
 )
 from airflow_provider_aadsync.engine.sync.frames import (
-    chunks,
+    IN_CHUNK,
     load_json,
     members_by_rule,
     stored_rows_by_label,
@@ -113,7 +114,7 @@ class Inbound:
     def _member_of(self, anchors: list[str]) -> list[list[str] | None]:
         groups: dict[str, list[str]] = defaultdict(list)
         group = cs_object.alias("group_object")
-        for chunk in chunks(anchors):
+        for chunk in chunks(anchors, IN_CHUNK):
             query = (
                 sa.select(cs_reference.c.target_anchor, group.c.dn)
                 .join(

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.rules import CompiledRule
 from airflow_provider_aadsync.engine.store import (
@@ -28,8 +29,8 @@ from airflow_provider_aadsync.engine.store import (
 from airflow_provider_aadsync.engine.sync.contributions import drop_connector
 from airflow_provider_aadsync.engine.sync.frames import (
     _SOURCE_LINKS,
+    IN_CHUNK,
     LINK_TYPES,
-    chunks,
     column_of,
     members_by_rule,
     write_rows,
@@ -309,7 +310,7 @@ class Joins:
                     keys[text if case_sensitive else text.casefold()].append(anchor)
             found: dict[str, set[int]] = defaultdict(set)
             value_column = mv_join_key.c.value if case_sensitive else mv_join_key.c.value_folded
-            for chunk in chunks(list(keys)):
+            for chunk in chunks(list(keys), IN_CHUNK):
                 query = (
                     sa.select(value_column, mv_join_key.c.mv_id)
                     .join(mv_object, mv_object.c.id == mv_join_key.c.mv_id)
@@ -328,7 +329,7 @@ class Joins:
     def disconnect(self, pairs: Sequence[tuple[str, int]], mv_updates: dict[int, dict[str, Any]]) -> None:
         if not pairs:
             return
-        for chunk in chunks([anchor for anchor, _ in pairs]):
+        for chunk in chunks([anchor for anchor, _ in pairs], IN_CHUNK):
             self.state.connection.execute(
                 sa.delete(link).where(link.c.connector == self.state.connector, link.c.anchor.in_(chunk))
             )
@@ -354,7 +355,7 @@ class Joins:
 
     def _source_links(self, mv_ids: Sequence[int]) -> dict[int, set[str]]:
         found: dict[int, set[str]] = defaultdict(set)
-        for chunk in chunks(list(mv_ids)):
+        for chunk in chunks(list(mv_ids), IN_CHUNK):
             query = sa.select(link.c.mv_id, link.c.connector).where(
                 link.c.mv_id.in_(chunk), link.c.link_type.in_(_SOURCE_LINKS)
             )
@@ -369,7 +370,7 @@ class Joins:
         self.state.counters["metaverse_deletes"] += len(mv_ids)
         self.state.note("metaverse", "deleted: no joined or projecting connector-space object remains")
         remaining: list[tuple[str, str, str]] = []
-        for chunk in chunks(list(mv_ids)):
+        for chunk in chunks(list(mv_ids), IN_CHUNK):
             remaining += self.state.connection.execute(
                 sa.select(link.c.connector, link.c.anchor, link.c.link_type).where(link.c.mv_id.in_(chunk))
             ).all()

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.runs.cs_writer import serialize_attrs
 from airflow_provider_aadsync.engine.store import (
     mv_join_key,
@@ -17,7 +18,7 @@ from airflow_provider_aadsync.engine.store import (
 )
 from airflow_provider_aadsync.engine.sync.contributions import resolve
 from airflow_provider_aadsync.engine.sync.frames import (
-    chunks,
+    IN_CHUNK,
     count_changes,
     load_json,
     write_rows,
@@ -52,7 +53,7 @@ class Metaverse:
         columns = [mv_object.c.id, mv_object.c.object_type, mv_object.c.attrs]
         if with_contributions:
             columns.append(mv_object.c.contributions)
-        for chunk in chunks(list(mv_ids)):
+        for chunk in chunks(list(mv_ids), IN_CHUNK):
             # fetchall and positional unpacking: iterating a result fetches row by row, and a Row's attribute
             # access goes through its key map (both per object of a full sync).
             for mv_id, object_type, stored, *rest in self.state.connection.execute(
@@ -107,7 +108,7 @@ class Metaverse:
             rows,
             update=["object_type", "attrs", "contributions", "updated_at"],
         )
-        for chunk in chunks(changed_ids):
+        for chunk in chunks(changed_ids, IN_CHUNK):
             self.state.connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.mv_id.in_(chunk)))
         write_rows(self.state.store, self.state.connection, mv_join_key, key_rows, update=["value_folded"])
 

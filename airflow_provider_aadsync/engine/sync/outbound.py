@@ -13,6 +13,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.connectors.kinds import outbound_rule_targets
 from airflow_provider_aadsync.engine.connectors.registry import schema_for
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX, ConnectorSchema
@@ -25,7 +26,7 @@ from airflow_provider_aadsync.engine.store import (
     utcnow,
 )
 from airflow_provider_aadsync.engine.sync.frames import (
-    chunks,
+    IN_CHUNK,
     load_json,
     members_by_rule,
     same_values,
@@ -73,14 +74,14 @@ class Outbound:
             # Two indexed lookups, not one join: SQLite, without statistics on freshly written links, would scan
             # every link of the connector per chunk (46 s of a 100k-user full sync).
             referencing: set[int] = set()
-            for chunk in chunks(sorted(new_ids)):
+            for chunk in chunks(sorted(new_ids), IN_CHUNK):
                 referencing.update(
                     self.state.connection.execute(
                         sa.select(mv_reference.c.mv_id).where(mv_reference.c.target_mv_id.in_(chunk)).distinct()
                     ).scalars()
                 )
             pending = sorted(m for m in referencing if any(m not in reference_work[key] for key in pairs))
-            for chunk in chunks(pending):
+            for chunk in chunks(pending, IN_CHUNK):
                 rows = self.state.connection.execute(
                     sa.select(link.c.mv_id, link.c.anchor).where(link.c.connector == connector, link.c.mv_id.in_(chunk))
                 ).all()
@@ -98,7 +99,7 @@ class Outbound:
     ) -> None:
         loaded = self.metaverse.load_mv(mv_ids, contributions=False)
         links: dict[tuple[int, str], tuple[str, str]] = {}
-        for chunk in chunks(list(loaded)):
+        for chunk in chunks(list(loaded), IN_CHUNK):
             for mv_id, connector, anchor, link_type in self.state.connection.execute(
                 sa.select(link.c.mv_id, link.c.connector, link.c.anchor, link.c.link_type).where(
                     link.c.mv_id.in_(chunk)
@@ -387,7 +388,7 @@ class Outbound:
 
     def _reference_counts(self, mv_ids: Sequence[int], attribute: str) -> dict[int, int]:
         counts: dict[int, int] = {}
-        for chunk in chunks(list(mv_ids)):
+        for chunk in chunks(list(mv_ids), IN_CHUNK):
             query = (
                 sa.select(mv_reference.c.mv_id, sa.func.count())
                 .where(mv_reference.c.attribute == attribute.lower(), mv_reference.c.mv_id.in_(chunk))
@@ -398,7 +399,7 @@ class Outbound:
 
     def _load_cs(self, connector: str, anchors: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
-        for chunk in chunks(list(anchors)):
+        for chunk in chunks(list(anchors), IN_CHUNK):
             query = sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.object_type, cs_object.c.attrs).where(
                 cs_object.c.connector == connector, cs_object.c.anchor.in_(chunk)
             )

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pandas as pd
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.store import (
     cs_reference,
     link,
@@ -22,7 +23,7 @@ from airflow_provider_aadsync.engine.sync.contributions import (
     contributor_connector,
 )
 from airflow_provider_aadsync.engine.sync.frames import (
-    chunks,
+    IN_CHUNK,
     frame_of_rows,
     load_json,
     set_difference,
@@ -69,7 +70,7 @@ class References:
         """Recompute the metaverse reference rows of groups that changed, or whose members were just joined."""
         dirty = set(self.state.reference_dirty)
         newly = sorted(self.state.newly_linked)
-        for chunk in chunks(newly):
+        for chunk in chunks(newly, IN_CHUNK):
             dirty.update(
                 self.state.connection.execute(
                     sa.select(cs_reference.c.anchor)
@@ -82,7 +83,7 @@ class References:
         plan: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)  # (cs attr, mv attr) → [(anchor, mv)]
         clears: list[tuple[int, str]] = []
         summaries = self.state.reference_summaries
-        for chunk in chunks(sorted(dirty)):
+        for chunk in chunks(sorted(dirty), IN_CHUNK):
             linked = self.state.connection.execute(
                 sa.select(link.c.anchor, link.c.mv_id).where(
                     link.c.connector == self.state.connector, link.c.anchor.in_(chunk)
@@ -91,7 +92,7 @@ class References:
             # The summaries of the metaverse objects this pass wrote are kept; the others are read (rare: a group
             # whose member was just linked).
             unknown = sorted({mv_id for _, mv_id in linked if mv_id not in summaries})
-            for part in chunks(unknown):
+            for part in chunks(unknown, IN_CHUNK):
                 for mv_id, serialized in self.state.connection.execute(
                     sa.select(mv_object.c.id, mv_object.c.contributions).where(mv_object.c.id.in_(part))
                 ):
@@ -123,7 +124,7 @@ class References:
     def _sync_mv_references(self, source: str, target: str, groups: Sequence[tuple[str, int]]) -> None:
         by_anchor = dict(groups)
         target_link = link.alias("target_link")
-        for chunk in chunks(sorted(by_anchor)):
+        for chunk in chunks(sorted(by_anchor), IN_CHUNK):
             desired_rows = self.state.connection.execute(
                 sa.select(cs_reference.c.anchor, cs_reference.c.target_anchor, target_link.c.mv_id)
                 .select_from(
@@ -172,7 +173,7 @@ class References:
             ]
             write_rows(self.state.store, self.state.connection, mv_reference, rows)
         for mv_id, targets in removes.groupby("mv_id")["target_mv_id"]:
-            for chunk in chunks(targets.tolist()):
+            for chunk in chunks(targets.tolist(), IN_CHUNK):
                 self.state.connection.execute(
                     sa.delete(mv_reference).where(
                         mv_reference.c.mv_id == int(mv_id),
@@ -195,7 +196,7 @@ class References:
         for mv_id, attribute in clears:
             by_attribute[attribute].append(mv_id)
         for attribute, mv_ids in by_attribute.items():
-            for chunk in chunks(mv_ids):
+            for chunk in chunks(mv_ids, IN_CHUNK):
                 condition = sa.and_(mv_reference.c.attribute == attribute, mv_reference.c.mv_id.in_(chunk))
                 cleared = (
                     self.state.connection.execute(sa.select(mv_reference.c.mv_id).where(condition).distinct())

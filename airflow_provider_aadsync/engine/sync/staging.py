@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.store import (
     READ_ONLY,
     REFUSED,
@@ -24,7 +25,7 @@ from airflow_provider_aadsync.engine.store import (
     utcnow,
 )
 from airflow_provider_aadsync.engine.sync.frames import (
-    chunks,
+    IN_CHUNK,
     export_key,
     frame_of_rows,
     set_difference,
@@ -55,7 +56,7 @@ class Staging:
         if not items:
             return
         existing: dict[str, Any] = {}
-        for chunk in chunks([item[0] for item in items]):
+        for chunk in chunks([item[0] for item in items], IN_CHUNK):
             query = sa.select(
                 pending_export.c.anchor,
                 pending_export.c.operation,
@@ -124,7 +125,7 @@ class Staging:
     def stage_references(self, connector: str, mv_attribute: str, cs_attribute: str, groups: Mapping[int, str]) -> None:
         """Member add/remove rows per target object: desired (metaverse, through links) minus what the target holds."""
         target_link = link.alias("target_link")
-        for chunk in chunks(sorted(groups)):
+        for chunk in chunks(sorted(groups), IN_CHUNK):
             desired_rows = self.state.connection.execute(
                 sa.select(mv_reference.c.mv_id, mv_reference.c.target_mv_id, target_link.c.anchor)
                 .select_from(
@@ -180,7 +181,7 @@ class Staging:
                 (merged["_merge"] == "right_only") & merged["state"].isin(["pending", "failed", "confirmed", READ_ONLY])
             ]
             for anchor, targets in stale.groupby("anchor")["target_anchor"]:
-                for part in chunks(targets.tolist()):
+                for part in chunks(targets.tolist(), IN_CHUNK):
                     self.state.connection.execute(
                         sa.delete(pending_export_reference).where(
                             pending_export_reference.c.connector == connector,
@@ -221,7 +222,7 @@ class Staging:
     def _ensure_update_rows(self, connector: str, anchors: Sequence[str]) -> None:
         """Objects with member changes get a pending export row (an update with no attribute changes) if they
         have none, so the plan lists every object the export will touch."""
-        for chunk in chunks(list(anchors)):
+        for chunk in chunks(list(anchors), IN_CHUNK):
             present = set(
                 self.state.connection.execute(
                     sa.select(pending_export.c.anchor).where(

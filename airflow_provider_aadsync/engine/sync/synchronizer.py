@@ -26,11 +26,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX, ConnectorSchema
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, link
-from airflow_provider_aadsync.engine.sync.frames import BATCH_ROWS, IN_CHUNK, chunks, fewer_collections, frame_of_rows
+from airflow_provider_aadsync.engine.sync.frames import BATCH_ROWS, IN_CHUNK, fewer_collections, frame_of_rows
 from airflow_provider_aadsync.engine.sync.inbound import Inbound
 from airflow_provider_aadsync.engine.sync.joins import Joins
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
@@ -39,7 +40,7 @@ from airflow_provider_aadsync.engine.sync.references import References
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
-__all__ = ["BATCH_ROWS", "IN_CHUNK", "PROVISIONAL_PREFIX", "Synchronizer", "chunks"]
+__all__ = ["BATCH_ROWS", "IN_CHUNK", "PROVISIONAL_PREFIX", "Synchronizer"]
 
 
 class Synchronizer:
@@ -121,7 +122,7 @@ class Synchronizer:
         if anchors is not None:
             for chunk in chunks(list(anchors), self.state.batch_rows):
                 rows = []
-                for part in chunks(chunk):
+                for part in chunks(chunk, IN_CHUNK):
                     rows += self.state.connection.execute(base.where(cs_object.c.anchor.in_(part))).all()
                 yield frame_of_rows(rows, names)
             return
@@ -141,13 +142,13 @@ class Synchronizer:
     # ============================================================================================ finish
     def _finish_connector_space(self) -> None:
         """Clear the pending imports sync has processed; forget deleted objects it has disconnected."""
-        for chunk in chunks(self.state.processed):
+        for chunk in chunks(self.state.processed, IN_CHUNK):
             self.state.connection.execute(
                 sa.update(cs_object)
                 .where(cs_object.c.connector == self.state.connector, cs_object.c.anchor.in_(chunk))
                 .values(pending_import=None)
             )
-        for chunk in chunks(self.state.tombstones):
+        for chunk in chunks(self.state.tombstones, IN_CHUNK):
             for table in (cs_reference, cs_object):
                 self.state.connection.execute(
                     sa.delete(table).where(table.c.connector == self.state.connector, table.c.anchor.in_(chunk))

@@ -34,6 +34,7 @@ from ldap3.utils.dn import to_dn
 from pydantic import Field, model_validator
 
 from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.connectors.ad.schema import GUID_ATTRIBUTES
 from airflow_provider_aadsync.engine.connectors.converters import guid_bytes
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
@@ -473,7 +474,7 @@ class ADExporter:
     def _set_reference_state(
         self, connection: sa.Connection, group: str, attribute: str, targets: Sequence[str], state: str
     ) -> None:
-        for part in _chunks(targets):
+        for part in chunks(targets):
             connection.execute(
                 sa.update(pending_export_reference)
                 .where(self._references(group, attribute, part))
@@ -484,7 +485,7 @@ class ADExporter:
         if not anchors:
             return
         with self.store.transaction() as connection:
-            for part in _chunks(anchors):
+            for part in chunks(anchors):
                 connection.execute(
                     sa.update(pending_export)
                     .where(pending_export.c.connector == self.connector, pending_export.c.anchor.in_(list(part)))
@@ -499,7 +500,7 @@ class ADExporter:
         commit, so a run stopped before it counts nothing it did not record."""
         if chunk.deleted or chunk.adopted or chunk.updated:
             with self.store.transaction() as connection:
-                for part in _chunks(chunk.deleted):
+                for part in chunks(chunk.deleted):
                     for table in (pending_export, pending_export_reference, cs_reference, cs_object):
                         connection.execute(
                             sa.delete(table).where(table.c.connector == self.connector, table.c.anchor.in_(list(part)))
@@ -507,7 +508,7 @@ class ADExporter:
                 for provisional, guid, attrs in chunk.adopted:
                     adopt_anchor(connection, self.connector, provisional, guid, attrs, run_id=self.run_id)
                 record_attributes_many(connection, self.connector, chunk.updated, run_id=self.run_id)
-                for part in _chunks([anchor for anchor, _changes, _dn in chunk.updated]):
+                for part in chunks([anchor for anchor, _changes, _dn in chunk.updated]):
                     connection.execute(
                         sa.delete(pending_export).where(
                             pending_export.c.connector == self.connector, pending_export.c.anchor.in_(list(part))
@@ -566,8 +567,3 @@ def ldap_values(changes: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
 
 def _first(values: Sequence[Any] | None) -> Any:
     return values[0] if values else None
-
-
-def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]

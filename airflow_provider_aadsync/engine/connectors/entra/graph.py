@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import string
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from airflow_provider_aadsync.engine.connectors.entra.extensions import ExtensionNames, is_extension
@@ -144,8 +144,3 @@ def graph_error(answer: GraphAnswer) -> tuple[str, str]:
     request_id = (error.get("innerError") or {}).get("request-id")
     message = f"Graph {answer.status} {error.get('code', '')}: {error.get('message', '')}".strip()
     return code, message + (f" (request-id {request_id})" if request_id else "")
-
-
-def chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]

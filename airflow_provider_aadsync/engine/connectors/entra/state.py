@@ -12,8 +12,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.connectors.entra.domains import TenantDomains
-from airflow_provider_aadsync.engine.connectors.entra.graph import GraphAnswer, GraphWriter, chunks, graph_error
+from airflow_provider_aadsync.engine.connectors.entra.graph import GraphAnswer, GraphWriter, graph_error
 from airflow_provider_aadsync.engine.connectors.entra.schema import MANAGER, MEMBERS
 from airflow_provider_aadsync.engine.connectors.entra.settings import ExportSettings, WritePacer
 from airflow_provider_aadsync.engine.runs.export_run import ErrorLimitReached
