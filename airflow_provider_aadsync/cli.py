@@ -207,6 +207,11 @@ def _load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
 @main.command("sync")
 @click.option("--connector", required=True, help="Connector space to synchronize (ad, entra, ...).")
 @click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)
+@click.option(
+    "--reevaluate",
+    is_flag=True,
+    help="Full sync: evaluate every object, also those unchanged since a sync evaluated them without error.",
+)
 @RULES_OPTION
 @ENDPOINT_OPTION
 @WRITEBACK_OPTION
@@ -221,6 +226,7 @@ def _load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
 def sync_command(
     connector: str,
     mode: str,
+    reevaluate: bool,
     rule_paths: tuple[Path, ...],
     endpoint: str,
     writeback_enabled: bool,
@@ -245,7 +251,7 @@ def sync_command(
     )  # fmt: skip
     with _open_store(store_url, instance) as store:
         try:
-            result = run_sync(store, rules, connector=connector, mode=mode)
+            result = run_sync(store, rules, connector=connector, mode=mode, reevaluate=reevaluate)
         except RuleSetError as error:  # refused before the store was touched
             raise click.ClickException(str(error)) from None
         click.echo(render_runs(store, [result.run_id]))

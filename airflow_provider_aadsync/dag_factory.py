@@ -26,6 +26,7 @@ from airflow.sdk import DAG, Param, chain
 from airflow_provider_aadsync.dag_settings import (
     AD_CONN_ID,
     ENDPOINT,
+    REEVALUATE,
     STAGING,
     Templates,
     check_instance_name,
@@ -157,6 +158,13 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             description="A group of 20 or more members losing more than this share of them stops the exports before "
             "any write (100 lets any share through). Empty: the Variable aadsync_member_removal_group_percent, else "
             f"{defaults.MEMBER_REMOVAL_GROUP_PERCENT}.",
+        ),
+        "reevaluate": Param(
+            False,
+            type="boolean",
+            title="Full sync: evaluate every object",
+            description="A full sync skips the objects whose inputs (rules, values, links, pending exports) are "
+            "unchanged since a sync evaluated them without error; this evaluates every object all the same.",
         ),
         "endpoint": Param(
             "v2",
@@ -296,6 +304,7 @@ def sync_cycle_dag(
                     mode=mode,
                     rules=t.rules,
                     endpoint=ENDPOINT,
+                    reevaluate=REEVALUATE,
                     **t.writeback,
                     **t.matching,
                     **t.extensions,
@@ -321,6 +330,7 @@ def sync_cycle_dag(
             mode=mode,
             rules=t.rules,
             endpoint=ENDPOINT,
+            reevaluate=REEVALUATE,
             **t.writeback,
             **t.matching,
             **t.extensions,

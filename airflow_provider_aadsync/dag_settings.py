@@ -252,3 +252,5 @@ REPORT_DIR = DEFAULT_TEMPLATES.report_dir
 ENDPOINT = "{{ params.endpoint }}"
 #: A preflight run is a staging run: nothing is written, the report holds the preflight.
 STAGING = "{{ params.staging or params.get('preflight', False) }}"
+#: A full sync evaluates every object, also those the sync memo shows unchanged (engine/sync/memo.py).
+REEVALUATE = "{{ params.get('reevaluate', False) }}"

@@ -15,7 +15,7 @@ from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import preview, run_sync
 from airflow_provider_aadsync.operators.base import ModeStepOperator, StoreLocation
 from airflow_provider_aadsync.operators.report import save_report
-from airflow_provider_aadsync.operators.templated import load_rules_templated, templated_value
+from airflow_provider_aadsync.operators.templated import load_rules_templated, templated_flag, templated_value
 from airflow_provider_aadsync.steps import COMPLETED_SYNC_RESULTS
 
 if TYPE_CHECKING:
@@ -49,6 +49,8 @@ class SyncOperator(ModeStepOperator):
         text separated by commas; default none).
     :param consistency_guid_writeback: write the user's sourceAnchor into an empty mS-DS-ConsistencyGuid in AD
         (templated; default true; the AD export writes it).
+    :param reevaluate: a full sync evaluates every object, also those the sync memo shows unchanged since a pass
+        that evaluated them (templated; default false).
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :return: a small run summary (run id, mode, result, counters, why a delta became full) for XCom.
@@ -56,6 +58,7 @@ class SyncOperator(ModeStepOperator):
 
     template_fields: Sequence[str] = (
         *ModeStepOperator.template_fields,
+        "reevaluate",
         "rules",
         "endpoint",
         "writeback_enabled",
@@ -81,9 +84,11 @@ class SyncOperator(ModeStepOperator):
         block_soft_match: bool | str = False,
         directory_extensions: str | Sequence[str] | None = None,
         consistency_guid_writeback: bool | str = True,
+        reevaluate: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(connector=connector, **kwargs)
+        self.reevaluate = reevaluate
         self.block_soft_match = block_soft_match
         self.directory_extensions = directory_extensions
         self.consistency_guid_writeback = consistency_guid_writeback
@@ -108,7 +113,14 @@ class SyncOperator(ModeStepOperator):
             directory_extensions=self.directory_extensions,
             consistency_guid_writeback=self.consistency_guid_writeback,
         )
-        return run_sync(store, rules, connector=self.connector, mode=self.mode, lock_holder=lock_holder).summary()  # type: ignore[arg-type]
+        return run_sync(
+            store,
+            rules,
+            connector=self.connector,
+            mode=self.mode,  # type: ignore[arg-type]
+            lock_holder=lock_holder,
+            reevaluate=templated_flag(self.reevaluate),
+        ).summary()
 
 
 def preview_requested(dn: str | None, anchor: str | None) -> bool:

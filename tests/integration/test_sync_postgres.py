@@ -1,4 +1,4 @@
-"""The sync engine on PostgreSQL (multi-worker deployments): the default-rule scenarios, unchanged."""
+"""The sync engine on PostgreSQL (multi-worker deployments): the default-rule scenarios and the sync memo, unchanged."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ from tests.unit.engine.sync.test_default_rules_sync import (  # noqa: F401 - col
     test_full_sync_projects_in_scope_objects_and_stages_entra_adds,
     test_membership_delta_stages_member_add_and_remove,
     test_second_full_sync_stages_nothing,
+)
+from tests.unit.engine.sync.test_memo import (  # noqa: F401 - the sync memo on PostgreSQL (updated_at read as text)
+    test_a_cloud_edit_is_corrected_by_the_next_full_sync_of_the_other_connector,
+    test_a_second_full_sync_skips_every_settled_object_and_changes_nothing,
+    test_with_rules_reading_member_of_a_membership_change_is_evaluated,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]

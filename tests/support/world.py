@@ -202,3 +202,39 @@ def world_with_cloud_twins(store: Store, users: int) -> Any:
     assert run_sync(store, rules, connector="entra", mode="full").result == "success"
     assert exports(store) == {}
     return rules
+
+
+def seed(store: Store) -> None:
+    """The small AD world of the shipped rules' sync tests: users in and out of scope, two nested groups."""
+    import_full(
+        store,
+        "ad",
+        [
+            ad_user(1, department="Sales"),
+            ad_user(2, disabled=True),
+            ad_user(3, "krbtgt", isCriticalSystemObject="TRUE"),
+            ad_user(4, "AAD_1234abcd"),
+            ad_user(5, "MSOL_0123"),
+            ad_user(6, cn="user6\nCNF:0a1b2c3d-0000-0000-0000-000000000000"),
+            ad_user(7, sAMAccountName=None),
+            ad_user(8, **{"mS-DS-ConsistencyGuid": guid(800)}),
+            ad_group(20, "Staff", members=[1, 2, 21]),
+            ad_group(21, "Nested", members=[8], **{"mS-DS-ConsistencyGuid": guid(2100)}),
+        ],
+    )
+
+
+def cloud_twin_of_user1(department: str) -> SourceObject:
+    """User 1 as it exists in Entra ID already (same ImmutableId and values), but for its department."""
+    return entra_user(
+        "cloud-1",
+        "user1@corp.example",
+        immutable_id(guid(1)),
+        displayName="User 1",
+        givenName="Given1",
+        surname="Surname1",
+        department=department,
+        mailNickname="user1",
+        accountEnabled=True,
+        extension_aadsyncSourceAnchor=immutable_id(guid(1)),
+    )

@@ -29,6 +29,18 @@ def test_sync_prints_the_run_report(tmp_path):
         assert len(metaverse(store)) == 2
 
 
+def test_a_second_full_sync_skips_the_unchanged_and_reevaluate_evaluates_them(tmp_path):
+    url = seeded(tmp_path)
+    args = ["sync", "--connector", "ad", "--mode", "full", "--store", url]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert "| objects_unchanged | 2 |" in again.output
+    forced = CliRunner().invoke(main, [*args, "--reevaluate"])
+    assert forced.exit_code == 0, forced.output
+    assert "objects_unchanged" not in forced.output and "| objects_memoized | 2 |" in forced.output
+
+
 def test_preview_prints_decisions_and_writes_nothing(tmp_path):
     url = seeded(tmp_path)
     dn = "cn=user1,ou=users,dc=corp,dc=example"

@@ -71,6 +71,10 @@ def test_params_of_the_trigger_form(dagbag):
     assert schema["deletion_threshold"]["type"] == ["null", "integer"] and params["deletion_threshold"] is None
     assert schema["confirm_mass_removal"]["type"] == "boolean" and params["confirm_mass_removal"] is False
     assert schema["endpoint"]["enum"] == ["v2", "v1"] and params["endpoint"] == "v2"
+    assert schema["reevaluate"]["type"] == "boolean" and params["reevaluate"] is False
+    for dag_id in ("aadsync_cycle", "aadsync_full"):  # both syncs of both DAGs read it
+        syncs = [t for t in dagbag.dags[dag_id].tasks if t.task_id.startswith("sync_")]
+        assert syncs and {t.reevaluate for t in syncs} == {"{{ params.get('reevaluate', False) }}"}
     assert schema["preview_connector"]["enum"] == ["ad", "entra"]
     assert params["preview_dn"] is None and params["preview_anchor"] is None
     assert all(params.get_param(name).description for name in params)

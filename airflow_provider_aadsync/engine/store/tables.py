@@ -248,6 +248,18 @@ sync_state = sa.Table(
 
 _VERSION_2_TABLES = [mv_object, mv_reference, mv_join_key, link, pending_export, pending_export_reference, sync_state]
 
+#: Per connector and metaverse object: the fingerprint of everything a sync of that connector read for the object
+#: (rules, metaverse row and references, every linked connector-space object) when the pass last left it settled
+#: (no error, nothing to export). A later full sync that finds the same fingerprint skips the object: evaluating it
+#: again could only give the same "nothing to do" (engine/sync/memo.py).
+sync_memo = sa.Table(
+    "sync_memo",
+    metadata,
+    sa.Column("connector", sa.String(64), primary_key=True),
+    sa.Column("mv_id", sa.Integer, primary_key=True),
+    sa.Column("fingerprint", sa.BigInteger, nullable=False),
+)
+
 
 # ------------------------------------------------------------------- version 3: duplicate attribute resiliency
 #: Values an export could not write because another object holds them (UPN, SMTP address), until released.
@@ -321,6 +333,10 @@ def _migrate_to_8(connection: Connection) -> None:
     metadata.create_all(connection, tables=[run_notice])
 
 
+def _migrate_to_9(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[sync_memo])
+
+
 #: Ordered migration steps; append, never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _migrate_to_1),
@@ -331,6 +347,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (6, _migrate_to_6),
     (7, _migrate_to_7),
     (8, _migrate_to_8),
+    (9, _migrate_to_9),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

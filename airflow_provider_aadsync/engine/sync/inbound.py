@@ -70,7 +70,9 @@ class Inbound:
         self.state.counters["deletes"] += len(deleted)
         if self.state.trace is not None and len(deleted):
             self.state.trace["decision"] = "deleted in the connected directory: disconnect"
-        self.state.processed += live["anchor"].tolist()
+        # Only pending imports need clearing at the end (a full sync reads every object, most of them settled).
+        self.state.processed += live.loc[live["pending_import"].notna(), "anchor"].tolist()
+        self.state.evaluated_mv.update(int(mv_id) for mv_id in batch["mv_id"].dropna())
         self.state.batch_dns = dict(zip(batch["anchor"], batch["dn"], strict=True))
 
         # Two columns zipped, not itertuples: that builds a namedtuple of every column per row.
@@ -95,6 +97,7 @@ class Inbound:
                     name for name in scope.columns if bool(scope[name].iloc[0])
                 ]
             links = self.joins.link(part, frame, rules, scope, disconnects, mv_updates)
+            self.state.evaluated_mv.update(int(mv_id) for mv_id in links.dropna())
             flow_inputs.append((frame, rules, scope.assign(mv_id=links)))
 
         self.joins.disconnect(disconnects, mv_updates)

@@ -77,8 +77,12 @@ def run_sync(
     lock_holder: str | None = None,
     error_limit: int = ERROR_LIMIT,
     schemas: Mapping[str, ConnectorSchema] | None = None,
+    reevaluate: bool = False,
 ) -> SyncResult:
     """Run one sync of ``connector`` against the rule set, recorded as a run.
+
+    A full sync skips the objects the sync memo shows unchanged since a pass that left them settled (sync/memo.py);
+    ``reevaluate=True`` evaluates every object all the same.
 
     :raise RuleSetError: ``connector`` has no enabled inbound rule (the sync would disconnect everything); raised
         before the store is touched (no lock taken, no run recorded)
@@ -95,7 +99,7 @@ def run_sync(
         try:
             with store.transaction() as connection, progress.track(f"{mode} sync of {connector}"):
                 synchronizer = Synchronizer(store, connection, rules, connector, run_id, errors, schemas=schemas)
-                synchronizer.run(mode)
+                synchronizer.run(mode, reevaluate=reevaluate)
                 _save_state(store, connection, connector, rules, mode)
         except ErrorLimitExceeded:
             counters = _counters(synchronizer, errors)

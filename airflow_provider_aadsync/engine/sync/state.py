@@ -78,6 +78,11 @@ class SyncPass:
         self.reference_summaries: dict[int, Any] = {}
         #: anchor → DN of the current batch, for per-object errors.
         self.batch_dns: dict[str, str] = {}
+        #: Metaverse objects whose objects of this connector the pass evaluated (linked before or after): the sync
+        #: memo is written for them at the end of the pass (memo.py).
+        self.evaluated_mv: set[int] = set()
+        #: Anchors (of any connector, or ``metaverse:<id>``) a per-object error was recorded for in this pass.
+        self.error_anchors: set[str] = set()
 
     def keeps_alive(self, mv_type: str, connectors: set[str]) -> bool:
         """Does a link from one of ``connectors`` keep a metaverse object of ``mv_type`` alive? Yes when a projecting
@@ -87,6 +92,8 @@ class SyncPass:
 
     def error(self, anchor: str | None, dn: str | None, code: str, message: str) -> None:
         """Record a per-object error (and in the trace when previewing); the pass goes on."""
+        if anchor is not None:
+            self.error_anchors.add(anchor)
         if self.trace is not None:
             self.trace.setdefault("errors", []).append({"code": code, "message": message})
         self.errors.record(anchor=anchor, dn=dn, code=code, message=message)

@@ -34,6 +34,7 @@ from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.engine.sync.frames import BATCH_ROWS, IN_CHUNK, fewer_collections, frame_of_rows
 from airflow_provider_aadsync.engine.sync.inbound import Inbound
 from airflow_provider_aadsync.engine.sync.joins import Joins
+from airflow_provider_aadsync.engine.sync.memo import SyncMemo, forget_memo, pass_digest
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
 from airflow_provider_aadsync.engine.sync.outbound import Outbound
 from airflow_provider_aadsync.engine.sync.references import References
@@ -68,6 +69,9 @@ class Synchronizer:
         self.inbound = Inbound(self.state, joins=self.joins, metaverse=self.metaverse)
         self.references = References(self.state)
         self.outbound = Outbound(self.state, joins=self.joins, metaverse=self.metaverse, staging=self.staging)
+        #: The sync memo (memo.py); None when previewing or when the rules read Now, GUID or RandomNum.
+        digest = pass_digest(rules, connector, schemas) if trace is None else None
+        self.memo = SyncMemo(self.state, digest) if digest is not None else None
 
     @property
     def counters(self) -> Counter[str]:
@@ -75,19 +79,50 @@ class Synchronizer:
         return self.state.counters
 
     # ================================================================================================ the pass
-    def run(self, mode: str, *, anchors: Sequence[str] | None = None) -> None:
-        """Sync every object (full), the objects with pending imports (delta), or the given ``anchors``."""
+    def run(self, mode: str, *, anchors: Sequence[str] | None = None, reevaluate: bool = False) -> None:
+        """Sync every object (full), the objects with pending imports (delta), or the given ``anchors``.
+
+        A full sync skips the objects the sync memo shows unchanged since a pass that left them settled (memo.py);
+        ``reevaluate`` evaluates every object all the same (and memoizes them again)."""
         report = progress.current()
+        memo = self.memo if anchors is None else None
+        skipping = memo is not None and mode == "full" and not reevaluate
         with fewer_collections():
             report.start_phase("inbound", self._count(mode) if anchors is None else len(anchors))
             for batch in self._batches(mode, anchors):
-                self.inbound.inbound_batch(batch)
-                report.advance(len(batch))
+                read = len(batch)
+                if skipping:
+                    batch = self._without_unchanged(batch)
+                if len(batch):
+                    self.inbound.inbound_batch(batch)
+                report.advance(read)
             self.references.inbound_references()  # part of the inbound phase (its final line comes after them)
             report.start_phase("outbound", len(self.state.touched_mv), unit="metaverse objects")
             self.outbound.outbound(sorted(self.state.touched_mv))  # advances the phase once per batch
             self._finish_connector_space()
+            if memo is not None:
+                memo.remember(self.state.evaluated_mv, full=mode == "full")
+            elif anchors is None:
+                forget_memo(self.state.connection, self.state.connector)
             report.end_phase()
+
+    def _without_unchanged(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """The batch less the live linked objects whose metaverse object the memo shows unchanged: those are counted
+        and their pending imports cleared, as a delta sync leaves an object without changes."""
+        assert self.memo is not None
+        linked = batch["mv_id"].notna() & ~batch["is_deleted"].astype(bool)
+        if not linked.any():
+            return batch
+        anchors = batch["anchor"]
+        unchanged = self.memo.unchanged(anchors.min(), anchors.max(), (int(v) for v in batch.loc[linked, "mv_id"]))
+        skipped = linked & batch["mv_id"].isin(unchanged)
+        count = int(skipped.sum())
+        if not count:
+            return batch
+        for counter in ("objects_evaluated", "connectors", "objects_unchanged"):
+            self.state.counters[counter] += count
+        self.state.processed += batch.loc[skipped & batch["pending_import"].notna(), "anchor"].tolist()
+        return batch[~skipped].reset_index(drop=True)
 
     def _count(self, mode: str) -> int:
         """How many connector-space objects the pass reads (the inbound phase's total): one count query."""
@@ -108,6 +143,7 @@ class Synchronizer:
             link.c.mv_id,
             link.c.link_type,
             link.c.rule,
+            cs_object.c.pending_import,
         ]
         base = (
             sa.select(*columns)
@@ -118,7 +154,17 @@ class Synchronizer:
             )
             .where(cs_object.c.connector == self.state.connector, cs_object.c.attrs_hash != "")
         )
-        names = ["anchor", "dn", "object_type", "attrs", "is_deleted", "mv_id", "link_type", "link_rule"]
+        names = [
+            "anchor",
+            "dn",
+            "object_type",
+            "attrs",
+            "is_deleted",
+            "mv_id",
+            "link_type",
+            "link_rule",
+            "pending_import",
+        ]
         if anchors is not None:
             for chunk in chunks(list(anchors), self.state.batch_rows):
                 rows = []

@@ -12,6 +12,7 @@ from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import (
     ad_group,
     ad_user,
+    cloud_twin_of_user1,
     confirm_group,
     deleted,
     entra_user,
@@ -26,6 +27,7 @@ from tests.support.world import (
     mv_by,
     mv_members,
     reference_exports,
+    seed,
 )
 
 
@@ -38,41 +40,6 @@ def store(tmp_path):
 @pytest.fixture(scope="module")
 def rules():
     return load_sync_rules()
-
-
-def seed(store):
-    import_full(
-        store,
-        "ad",
-        [
-            ad_user(1, department="Sales"),
-            ad_user(2, disabled=True),
-            ad_user(3, "krbtgt", isCriticalSystemObject="TRUE"),
-            ad_user(4, "AAD_1234abcd"),
-            ad_user(5, "MSOL_0123"),
-            ad_user(6, cn="user6\nCNF:0a1b2c3d-0000-0000-0000-000000000000"),
-            ad_user(7, sAMAccountName=None),
-            ad_user(8, **{"mS-DS-ConsistencyGuid": guid(800)}),
-            ad_group(20, "Staff", members=[1, 2, 21]),
-            ad_group(21, "Nested", members=[8], **{"mS-DS-ConsistencyGuid": guid(2100)}),
-        ],
-    )
-
-
-def cloud_twin_of_user1(department: str):
-    """User 1 as it exists in Entra ID already (same ImmutableId and values), but for its department."""
-    return entra_user(
-        "cloud-1",
-        "user1@corp.example",
-        immutable_id(guid(1)),
-        displayName="User 1",
-        givenName="Given1",
-        surname="Surname1",
-        department=department,
-        mailNickname="user1",
-        accountEnabled=True,
-        extension_aadsyncSourceAnchor=immutable_id(guid(1)),
-    )
 
 
 def test_full_sync_projects_in_scope_objects_and_stages_entra_adds(store, rules):

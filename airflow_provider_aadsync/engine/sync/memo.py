@@ -1,0 +1,312 @@
+"""The sync memo: a full sync skips the objects whose inputs are exactly those of a pass that evaluated them.
+
+A full sync exists to evaluate every object again, for the inputs a delta sync does not look at: changed rules, an
+edit on the target side (a cloud edit that the next export corrects), a metaverse object another connector changed, a
+pending export someone withdrew. Evaluating an object whose inputs are all unchanged since a pass that evaluated it
+without error can only give the same result again: the same metaverse values and the same pending exports, which
+staging leaves alone. That is most of a full sync's time in a steady directory.
+
+So at the end of every pass the metaverse objects it evaluated without error get a fingerprint of everything a pass of
+this connector reads for them, and a later full sync skips this connector's objects of a metaverse object whose
+fingerprint is unchanged; a skipped object is treated exactly as a delta sync treats an object without a pending
+import. The fingerprint covers:
+
+- the pass: the rule set's fingerprint (rules and parameters), the connector schemas, the provider and pandas versions
+  (a skip is only as good as the code that would have evaluated the object);
+- the metaverse object: its type and ``updated_at`` (every write of its values or contributions sets it), and its
+  reference rows (group members, manager);
+- every link of the metaverse object, of every connector, with the linked connector-space object's DN, type,
+  ``attrs_hash``, ``refs_hash`` and deletion mark (an import or an export that changes a connector-space object
+  changes those), and that object's pending export (operation, state, DN, changes) and member changes;
+- with rules that read ``memberOf``: the groups (anchor and DN) whose member rows point at this connector's object.
+
+An object with an error recorded in the pass is not memoized: every full sync evaluates it (and reports it) again.
+Rules with a function that gives another result on each call (``Now``, ``GUID``, ``RandomNum``) turn the memo off.
+``reevaluate`` (``aadsync sync --reevaluate``, the DAGs' ``reevaluate`` param) evaluates everything all the same.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from airflow_provider_aadsync import __version__
+from airflow_provider_aadsync.engine.batching import chunks
+from airflow_provider_aadsync.engine.connectors.schema import ConnectorSchema
+from airflow_provider_aadsync.engine.expressions.registry import FUNCTIONS
+from airflow_provider_aadsync.engine.rules import RuleSet
+from airflow_provider_aadsync.engine.store import (
+    cs_object,
+    cs_reference,
+    link,
+    mv_object,
+    mv_reference,
+    pending_export,
+    pending_export_reference,
+    sync_memo,
+)
+from airflow_provider_aadsync.engine.sync.frames import IN_CHUNK, frame_of_rows, write_rows
+from airflow_provider_aadsync.engine.sync.state import SyncPass
+
+#: Bumped when what the fingerprint covers changes: every stored fingerprint is then stale.
+MEMO_FORMAT = 1
+
+#: The parts of a fingerprint and the columns each reads (see SyncMemo._queries).
+_PART_COLUMNS: dict[str, list[str]] = {
+    "object": ["mv_id", "object_type", "updated_at"],
+    "links": [
+        "mv_id",
+        "connector",
+        "anchor",
+        "link_type",
+        "rule",
+        "dn",
+        "object_type",
+        "attrs_hash",
+        "refs_hash",
+        "is_deleted",
+        "export_operation",
+        "export_state",
+        "export_dn",
+        "export_changes",
+    ],
+    "references": ["mv_id", "attribute", "target_mv_id"],
+    "member_changes": ["mv_id", "connector", "anchor", "attribute", "target_anchor", "operation", "state"],
+    "member_of": ["mv_id", "group", "dn"],
+}
+
+
+def _same_object(table: sa.Table | sa.Alias, other: sa.Table | sa.Alias) -> sa.ColumnElement[bool]:
+    """The join condition of two tables keyed by connector and anchor."""
+    return sa.and_(table.c.connector == other.c.connector, table.c.anchor == other.c.anchor)
+
+
+@functools.cache
+def _impure_call() -> re.Pattern[str]:
+    """A call of a function that gives another result on each call (``Now``, ``GUID``, ``RandomNum``); the context
+    functions (``ValueCount``, ``ImportedValue``) read the object's own values, which the fingerprint covers."""
+    names = sorted(spec.name for spec in FUNCTIONS.values() if not spec.pure and spec.kind != "context")
+    return re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\s*\(", re.IGNORECASE)
+
+
+def pass_digest(rules: RuleSet, connector: str, schemas: Mapping[str, ConnectorSchema] | None) -> int | None:
+    """What every fingerprint of a pass of ``connector`` shares, as an unsigned 64-bit number; None when the rules
+    read a function that gives another result on each call (the memo is off: nothing may be skipped)."""
+    for compiled in rules.rules:
+        if _impure_call().search(json.dumps(compiled.rule.model_dump(mode="json"), default=repr)):
+            return None
+    described = {name: _schema_description(schema) for name, schema in sorted((schemas or {}).items())}
+    payload = json.dumps(
+        [MEMO_FORMAT, __version__, pd.__version__, connector, rules.fingerprint, described], default=repr
+    )
+    return int.from_bytes(hashlib.sha256(payload.encode()).digest()[:8], "big")
+
+
+def _schema_description(schema: ConnectorSchema) -> list[object]:
+    """A schema as text that is equal in every process (its converters by name, not by address)."""
+    return [
+        sorted(schema.reference_attributes),
+        sorted((name, getattr(convert, "__qualname__", repr(convert))) for name, convert in schema.typed.items()),
+        sorted(schema.dn_templates.items()),
+        sorted((name, repr(limit)) for name, limit in schema.limits.items()),
+    ]
+
+
+def _row_hashes(frame: pd.DataFrame, key: str) -> pd.Series:
+    """Per ``key`` value, an order-free digest of its rows (the sum of the rows' 64-bit hashes, wrapping)."""
+    if frame.empty:
+        return pd.Series(dtype="uint64")
+    hashes = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy(dtype=np.uint64)
+    return pd.Series(hashes, index=frame[key].to_numpy()).groupby(level=0).sum()
+
+
+def forget_memo(connection: sa.Connection, connector: str) -> None:
+    """Drop the memo of ``connector`` (a pass with the memo off: what it evaluated is not memoized)."""
+    connection.execute(sa.delete(sync_memo).where(sync_memo.c.connector == connector))
+
+
+class SyncMemo:
+    """Reads, compares and writes the sync memo of one pass (see the module's text)."""
+
+    def __init__(self, state: SyncPass, digest: int) -> None:
+        self.state = state
+        self.digest = np.uint64(digest)
+        self.member_of = any(rule.needs_member_of for rule in state.inbound_rules)
+        self._stored: dict[int, int] | None = None
+
+    # ----------------------------------------------------------------------------------------------- reading
+    def unchanged(self, first: str, last: str, mv_ids: Iterable[int]) -> set[int]:
+        """Those of ``mv_ids`` (linked to objects of this connector with anchors from ``first`` to ``last``, a batch)
+        whose fingerprint is the one stored: their objects of this connector can be skipped."""
+        stored = self._stored_fingerprints()
+        candidates = {mv_id for mv_id in mv_ids if mv_id in stored}
+        if not candidates:
+            return set()
+        current = self.fingerprints(self._linked_between(first, last))
+        return {mv_id for mv_id in candidates if current.get(mv_id) == stored[mv_id]}
+
+    def _stored_fingerprints(self) -> dict[int, int]:
+        if self._stored is None:
+            rows = self.state.connection.execute(
+                sa.select(sync_memo.c.mv_id, sync_memo.c.fingerprint).where(
+                    sync_memo.c.connector == self.state.connector
+                )
+            ).all()
+            self._stored = dict(rows)  # type: ignore[arg-type]
+        return self._stored
+
+    def _linked_between(self, first: str | None, last: str | None) -> sa.Select[Any]:
+        """The metaverse ids linked to this connector's objects with anchors from ``first`` to ``last``: a subquery
+        over the link table's key, instead of thousands of bound ids."""
+        query = sa.select(link.c.mv_id).where(link.c.connector == self.state.connector)
+        if first is not None:
+            query = query.where(link.c.anchor >= first)
+        if last is not None:
+            query = query.where(link.c.anchor <= last)
+        return query
+
+    def fingerprints(self, selection: Sequence[int] | sa.Select[Any]) -> dict[int, int]:
+        """The current fingerprint (a signed 64-bit number, as the store keeps it) of each metaverse object of
+        ``selection``: a list of ids, or a query of them."""
+        parts: dict[str, list[Any]] = {name: [] for name in _PART_COLUMNS}
+        selections = [selection] if isinstance(selection, sa.Select) else chunks(sorted(set(selection)), IN_CHUNK)
+        for part in selections:
+            for name, query in self._queries(part).items():
+                parts[name] += self.state.connection.execute(query).all()
+        mv = frame_of_rows(parts["object"], _PART_COLUMNS["object"])
+        index = pd.Index(mv["mv_id"].to_numpy())
+        combined = pd.DataFrame(
+            {
+                name: _row_hashes(frame_of_rows(rows, _PART_COLUMNS[name]), "mv_id")
+                .reindex(index, fill_value=0)
+                .astype(np.uint64)
+                .to_numpy()
+                for name, rows in parts.items()
+            },
+            index=index,
+        )
+        combined["pass"] = self.digest
+        values = pd.util.hash_pandas_object(combined, index=True).to_numpy(dtype=np.uint64).view(np.int64)
+        return dict(zip(index.tolist(), values.tolist(), strict=True))
+
+    # ----------------------------------------------------------------------------------------------- writing
+    def remember(self, evaluated: set[int], full: bool) -> None:
+        """After the pass: memoize the evaluated metaverse objects it left settled, forget the others' memo (and, in
+        a full sync, the memo of objects no longer linked to this connector). A full sync reads the fingerprints a
+        batch of anchors at a time when it evaluated many objects (by subquery, bounded memory), else by id."""
+        connection = self.state.connection
+        connector = self.state.connector
+        settled = evaluated - self._unsettled()
+        if full and len(settled) > self.state.batch_rows:
+            anchors = (
+                connection.execute(
+                    sa.select(link.c.anchor).where(link.c.connector == connector).order_by(link.c.anchor)
+                )
+                .scalars()
+                .all()
+            )
+            slices = [
+                self._linked_between(anchors[start], anchors[min(start + self.state.batch_rows, len(anchors)) - 1])
+                for start in range(0, len(anchors), self.state.batch_rows)
+            ]
+        else:
+            slices = list(chunks(sorted(settled), self.state.batch_rows))
+        memoized = 0
+        for selection in slices:
+            rows = [
+                {"connector": connector, "mv_id": mv_id, "fingerprint": value}
+                for mv_id, value in self.fingerprints(selection).items()
+                if mv_id in settled
+            ]
+            write_rows(self.state.store, connection, sync_memo, rows, update=["fingerprint"])
+            memoized += len(rows)
+        for chunk in chunks(sorted(evaluated - settled), IN_CHUNK):
+            connection.execute(
+                sa.delete(sync_memo).where(sync_memo.c.connector == connector, sync_memo.c.mv_id.in_(chunk))
+            )
+        if full:
+            connection.execute(
+                sa.delete(sync_memo).where(
+                    sync_memo.c.connector == connector, sync_memo.c.mv_id.not_in(self._linked_between(None, None))
+                )
+            )
+        self.state.counters["objects_memoized"] += memoized
+
+    def _unsettled(self) -> set[int]:
+        """Metaverse objects with an error recorded in this pass (on any of their linked objects)."""
+        connection = self.state.connection
+        unsettled = {
+            int(anchor.split(":", 1)[1]) for anchor in self.state.error_anchors if anchor.startswith("metaverse:")
+        }
+        for chunk in chunks(sorted(self.state.error_anchors), IN_CHUNK):
+            unsettled.update(connection.execute(sa.select(link.c.mv_id).where(link.c.anchor.in_(chunk))).scalars())
+        return unsettled
+
+    def _queries(self, chunk: Sequence[int] | sa.Select[Any]) -> dict[str, sa.Select[Any]]:
+        """The reads of :meth:`fingerprints` for some metaverse ids, by part (columns as ``_PART_COLUMNS``).
+        ``updated_at`` is read as the store keeps it (text in SQLite): it is only compared."""
+        linked = cs_object.alias("linked")
+        group = cs_object.alias("group_object")
+        queries: dict[str, sa.Select[Any]] = {
+            "object": sa.select(
+                mv_object.c.id, mv_object.c.object_type, sa.cast(mv_object.c.updated_at, sa.String)
+            ).where(mv_object.c.id.in_(chunk)),
+            "links": sa.select(
+                link.c.mv_id,
+                link.c.connector,
+                link.c.anchor,
+                link.c.link_type,
+                link.c.rule,
+                linked.c.dn,
+                linked.c.object_type,
+                linked.c.attrs_hash,
+                linked.c.refs_hash,
+                linked.c.is_deleted,
+                pending_export.c.operation,
+                pending_export.c.state,
+                pending_export.c.dn,
+                pending_export.c.changes,
+            )
+            .select_from(
+                link.outerjoin(linked, _same_object(linked, link)).outerjoin(
+                    pending_export, _same_object(pending_export, link)
+                )
+            )
+            .where(link.c.mv_id.in_(chunk)),
+            "references": sa.select(mv_reference.c.mv_id, mv_reference.c.attribute, mv_reference.c.target_mv_id).where(
+                mv_reference.c.mv_id.in_(chunk)
+            ),
+            "member_changes": sa.select(
+                link.c.mv_id,
+                pending_export_reference.c.connector,
+                pending_export_reference.c.anchor,
+                pending_export_reference.c.attribute,
+                pending_export_reference.c.target_anchor,
+                pending_export_reference.c.operation,
+                pending_export_reference.c.state,
+            )
+            .select_from(link.join(pending_export_reference, _same_object(pending_export_reference, link)))
+            .where(link.c.mv_id.in_(chunk)),
+        }
+        if self.member_of:
+            queries["member_of"] = (
+                sa.select(link.c.mv_id, cs_reference.c.anchor, group.c.dn)
+                .select_from(
+                    link.join(
+                        cs_reference,
+                        sa.and_(
+                            cs_reference.c.connector == link.c.connector, cs_reference.c.target_anchor == link.c.anchor
+                        ),
+                    ).join(group, _same_object(group, cs_reference))
+                )
+                .where(link.c.connector == self.state.connector, link.c.mv_id.in_(chunk))
+            )
+        return queries
