@@ -19,6 +19,15 @@ def _text(label: str, description: str | None = None, **schema: Any) -> dict[str
     return field
 
 
+def _number(label: str, description: str, *, integer: bool = False, maximum: int | None = None) -> dict[str, Any]:
+    """A positive number field (an integer with ``integer``), as the settings model validates it."""
+    schema: dict[str, Any] = {"type": ["integer" if integer else "number", "null"]}
+    schema.update({"minimum": 1} if integer else {"exclusiveMinimum": 0})
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return {"label": label, "schema": schema, "description": description}
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": PACKAGE_NAME,
@@ -170,6 +179,25 @@ def get_provider_info() -> dict[str, Any]:
                         "Anchor extension name",
                         "Directory extension of this app holding each object's sourceAnchor (default "
                         "aadsyncSourceAnchor): extension_<appId>_<name>",
+                    ),
+                    # No "default" in these schemas: an empty field leaves the extra out, and the settings model's
+                    # default (named in the description) applies.
+                    "timeout": _number("Request timeout (s)", "Seconds per Graph request (empty: 60)"),
+                    "max_attempts": _number(
+                        "Attempts against faults",
+                        "Tries per request when Graph fails (5xx, dropped connection); throttling does not count "
+                        "(empty: 6)",
+                        integer=True,
+                        maximum=20,
+                    ),
+                    "max_retry_wait": _number(
+                        "Longest Retry-After (s)",
+                        "A longer Retry-After from Graph stops the run instead of holding the worker (empty: 300)",
+                    ),
+                    "max_throttle_wait": _number(
+                        "Throttling budget per request (s)",
+                        "Longest time one request may spend throttled, over all its Retry-After waits, before the "
+                        "run stops (empty: 900)",
                     ),
                 },
                 "ui-field-behaviour": {

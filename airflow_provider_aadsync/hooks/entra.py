@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 import httpx
 import msal
 import msgspec
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 try:  # Airflow 3 task SDK
     from airflow.sdk import BaseHook
@@ -53,8 +52,8 @@ from airflow_provider_aadsync.hooks.entra_settings import (
 from airflow_provider_aadsync.hooks.entra_transport import (
     RETRYABLE_STATUSES,
     PinnedCASession,
+    RetryBudget,
     parse_retry_after,
-    retry_wait,
     retryable,
     retryable_when_sent_once,
 )
@@ -222,25 +221,35 @@ class EntraHook(BaseHook):
     def request(self, method: str, url: str, *, resend_if_unknown: bool = True, **kwargs: Any) -> Any:
         """Send one Graph request with retries on throttling and transient errors; return the JSON body or None.
 
-        ``resend_if_unknown=False``: a connection lost after the request was sent raises instead of sending it again.
+        Throttling is waited out for up to ``max_throttle_wait`` in all, faults are tried ``max_attempts`` times
+        (:class:`RetryBudget`). ``resend_if_unknown=False``: a connection lost after the request was sent raises
+        instead of sending it again.
 
         :raise GraphHostError: ``url`` is absolute and not on the configured Graph host (nothing is sent).
+        :raise GraphThrottledError: Graph asked for a wait longer than ``max_retry_wait``, or throttled the request
+            for longer than ``max_throttle_wait``.
         """
         self._check_host(url)
-        retrying = Retrying(
-            retry=retry_if_exception(retryable if resend_if_unknown else retryable_when_sent_once),
-            wait=retry_wait,
-            stop=stop_after_attempt(self.settings.max_attempts),
-            reraise=True,
-            before_sleep=self._count_retry,
-        )
-        try:
-            return retrying(self._send, method, url, **kwargs)
-        except httpx.TransportError as error:
-            graph = self.settings.endpoints.graph_url
-            raise GraphUnreachableError(
-                f"{method} {url.split('?', 1)[0]}: no answer from Graph at {graph}: {type(error).__name__}: {error}"
-            ) from error
+        worth_retrying = retryable if resend_if_unknown else retryable_when_sent_once
+        budget = self._retry_budget()
+        while True:
+            try:
+                return self._send(method, url, **kwargs)
+            except Exception as error:
+                wait = budget.next_wait(error) if worth_retrying(error) else None
+                if wait is None and isinstance(error, httpx.TransportError):
+                    graph = self.settings.endpoints.graph_url
+                    raise GraphUnreachableError(
+                        f"{method} {url.split('?', 1)[0]}: no answer from Graph at {graph}: "
+                        f"{type(error).__name__}: {error}"
+                    ) from error
+                if wait is None:
+                    raise
+                self._count_retry(url, error, wait)
+                time.sleep(wait)
+
+    def _retry_budget(self) -> RetryBudget:
+        return RetryBudget(self.settings.max_attempts, self.settings.max_throttle_wait)
 
     def _check_host(self, url: str) -> None:
         """Absolute URLs (next and delta links) must point at the configured Graph scheme, host and port."""
@@ -260,15 +269,12 @@ class EntraHook(BaseHook):
                 "there; check the connection's graph_url, or run a full import to replace a stored delta link"
             )
 
-    def _count_retry(self, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
+    def _count_retry(self, url: str, error: BaseException, wait: float) -> None:
         self.counters["retries"] += 1
         if isinstance(error, GraphError) and error.status == 429:
             self.counters["throttled"] += 1
-        wait = state.next_action.sleep if state.next_action else 0.0
         self.counters["retry_wait_seconds"] += wait
-        url = str(state.args[1]).split("?", 1)[0] if len(state.args) > 1 else ""  # tokens stay out of the log
-        log.info("retrying %s in %.1f s after %s", url, wait, error)
+        log.info("retrying %s in %.1f s after %s", url.split("?", 1)[0], wait, error)  # tokens stay out of the log
         if isinstance(error, GraphError) and error.status == 429:
             progress.current().wait("throttling", wait, "Graph throttling (Retry-After)")
         else:
@@ -340,8 +346,9 @@ class EntraHook(BaseHook):
 
         A request goes out once its dependencies have answered: Graph takes a batch only fully parallel or fully
         sequential, so every call this sends is parallel (no ``dependsOn`` inside it). Only throttled or transiently
-        failed inner requests (429, 5xx) are sent again, after the longest ``Retry-After`` they carry; a request
-        whose dependency finally failed gets 424 without being sent.
+        failed inner requests (429, 5xx) are sent again, after the longest ``Retry-After`` they carry, each under the
+        same :class:`RetryBudget` as a single request; a request whose dependency finally failed gets 424 without
+        being sent.
         With ``resend_if_unknown=False`` a call whose connection dropped after sending raises
         :class:`WriteOutcomeUnknownError` (with the results known so far) instead of being sent again.
         """
@@ -356,7 +363,7 @@ class EntraHook(BaseHook):
         except graphlib.CycleError as error:
             raise ValueError(f"dependsOn forms a cycle: {' → '.join(error.args[1])}") from None
         results: dict[str, BatchResult] = {}
-        attempts: dict[str, int] = {}
+        budgets: dict[str, RetryBudget] = {}
         pending = list(requests)
         while pending:
             chunk, waiting = self._next_chunk(pending, results)
@@ -365,7 +372,7 @@ class EntraHook(BaseHook):
                 continue
             throttled = self.counters["throttled"]
             try:
-                retry_after = self._send_chunk(chunk, results, attempts, resend_if_unknown=resend_if_unknown)
+                retry_after = self._send_chunk(chunk, results, budgets, resend_if_unknown=resend_if_unknown)
             except (GraphUnreachableError, GraphMalformedAnswerError) as error:
                 if resend_if_unknown:
                     raise
@@ -417,11 +424,14 @@ class EntraHook(BaseHook):
         self,
         chunk: list[BatchRequest],
         results: dict[str, BatchResult],
-        attempts: dict[str, int],
+        budgets: dict[str, RetryBudget],
         *,
         resend_if_unknown: bool = True,
     ) -> float:
-        """Send one ``$batch``; store final results; return how long to wait before re-sending the rest."""
+        """Send one ``$batch``; store final results; return how long to wait before re-sending the rest.
+
+        :raise GraphThrottledError: an inner request has been throttled for longer than ``max_throttle_wait``.
+        """
         items = []
         for request in chunk:
             item: dict[str, Any] = {"id": request.id, "method": request.method, "url": request.url}
@@ -436,7 +446,7 @@ class EntraHook(BaseHook):
         responses = answer.get("responses") if isinstance(answer, dict) else None
         if not isinstance(responses, list):
             raise GraphMalformedAnswerError("POST /$batch: the answer has no 'responses' array", method="POST")
-        sent = {request.id for request in chunk}
+        sent = {request.id: request for request in chunk}
         for item in responses:
             try:
                 request_id, status = item["id"], int(item["status"])
@@ -445,15 +455,19 @@ class EntraHook(BaseHook):
             if request_id not in sent or request_id in results:
                 continue
             headers = {key.lower(): value for key, value in (item.get("headers") or {}).items()}
-            attempts[request_id] = attempts.get(request_id, 0) + 1
-            if status in RETRYABLE_STATUSES and attempts[request_id] < self.settings.max_attempts:
-                transient.add(request_id)
-                if status == 429:
-                    self.counters["throttled"] += 1
+            if status in RETRYABLE_STATUSES:
                 retry_after = parse_retry_after(headers.get("retry-after"))
-                backoff = min(2.0 ** attempts[request_id], 30.0)
-                wait = max(wait, retry_after if retry_after is not None else backoff)
-                continue
+                if retry_after is not None and retry_after > self.settings.max_retry_wait:
+                    again: float | None = retry_after  # batch() stops on it with max_retry_wait's error
+                else:
+                    error = _inner_error(sent[request_id], status, item.get("body"), retry_after)
+                    again = budgets.setdefault(request_id, self._retry_budget()).next_wait(error)
+                if again is not None:
+                    transient.add(request_id)
+                    if status == 429:
+                        self.counters["throttled"] += 1
+                    wait = max(wait, again)
+                    continue
             results[request_id] = BatchResult(request_id, status, item.get("body"), headers)
         for request in chunk:  # a request the answer left out is not retried forever
             if request.id not in results and request.id not in transient:
@@ -521,6 +535,18 @@ class EntraHook(BaseHook):
                 where = url.split("?", 1)[0]
                 raise GraphMalformedAnswerError(f"GET {where}: @odata.nextLink is not a URL", method="GET")
             page = _collection_page(self.request("GET", next_link, **kwargs), url)
+
+
+def _inner_error(request: BatchRequest, status: int, body: Any, retry_after: float | None) -> GraphError:
+    """The error a ``$batch`` item answered, as :class:`RetryBudget` weighs it (and names it if it stops the run)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    inner = error.get("innerError") if isinstance(error.get("innerError"), dict) else {}
+    return GraphError(
+        status, str(error.get("code") or status), str(error.get("message") or "no Graph error body"),
+        request_id=inner.get("request-id"), method=request.method, url=request.url.split("?", 1)[0],
+        retry_after=retry_after,
+    )  # fmt: skip
 
 
 def _collection_page(page: Any, url: str) -> dict[str, Any]:

@@ -74,6 +74,8 @@ class GraphError(EntraError):
         self.status = status
         self.code = code
         self.graph_message = message
+        self.method = method
+        self.url = url
         self.request_id = request_id
         self.retry_after = retry_after
 
@@ -84,8 +86,9 @@ class GraphHostError(EntraError):
 
 
 class GraphThrottledError(GraphError):
-    """Raised when Graph asks to wait (``Retry-After``) longer than the connection's ``max_retry_wait``: the run
-    stops and says so instead of holding a worker for that long; the next run picks up where it stopped."""
+    """Raised when Graph asks to wait (``Retry-After``) longer than the connection's ``max_retry_wait``, or keeps
+    throttling one request for longer than its ``max_throttle_wait``: the run stops and says so instead of holding a
+    worker for that long; the next run picks up where it stopped."""
 
 
 class GraphMalformedAnswerError(EntraError):
@@ -129,9 +132,14 @@ class EntraConnectionSettings(BaseModel):
     graph_url: str | None = None
     ca_bundle: str | None = None
     timeout: float = Field(default=60.0, gt=0)
+    #: Tries per request against faults (5xx that are not throttling, dropped connections); throttling answers
+    #: do not count (Graph's guidance: wait Retry-After and try again while it throttles).
     max_attempts: int = Field(default=6, ge=1, le=20)
     #: The longest Retry-After the hook waits out; a longer one stops the run with GraphThrottledError.
     max_retry_wait: float = Field(default=300.0, gt=0)
+    #: The longest time one request (or one request of a $batch) may spend throttled, over all its waits; past it
+    #: the run stops with GraphThrottledError. This, not max_attempts, ends a tenant that throttles for ever.
+    max_throttle_wait: float = Field(default=900.0, gt=0)
     #: The directory extension of the sync app that holds each exported object's sourceAnchor
     #: (``extension_<appId without dashes>_<anchor_extension>``); groups are hard matched on it.
     anchor_extension: str = Field(default=DEFAULT_ANCHOR_EXTENSION, pattern=r"^[A-Za-z][A-Za-z0-9_]{0,119}$")

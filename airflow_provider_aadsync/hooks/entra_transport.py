@@ -1,16 +1,17 @@
-"""How the Entra hook talks HTTP: which failures are retried and how long to wait (Graph's ``Retry-After``), and
-the requests session msal uses with a pinned CA bundle."""
+"""How the Entra hook talks HTTP: which failures are retried, how long to wait (Graph's ``Retry-After``) and for how
+long (:class:`RetryBudget`), and the requests session msal uses with a pinned CA bundle."""
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import random
 import ssl
+import time
 
 import httpx
 import requests
 import requests.adapters
-from tenacity import RetryCallState, wait_random_exponential
 
 from airflow_provider_aadsync.hooks.entra_settings import GraphError, GraphMalformedAnswerError, GraphThrottledError
 
@@ -60,12 +61,70 @@ def parse_retry_after(value: str | None) -> float | None:
     return max((when - dt.datetime.now(dt.UTC)).total_seconds(), 0.0)
 
 
-def retry_wait(state: RetryCallState) -> float:
-    """Honour Graph's Retry-After exactly; otherwise back off exponentially with jitter."""
-    error = state.outcome.exception() if state.outcome else None
-    if isinstance(error, GraphError) and error.retry_after is not None:
-        return error.retry_after
-    return wait_random_exponential(multiplier=0.5, max=30)(state)
+def throttling(status: int | None, retry_after: float | None) -> bool:
+    """Whether an answer is Graph throttling rather than a fault: a 429, or a 503 whose ``Retry-After`` asks for a
+    wait. A 503 without one, or with ``Retry-After: 0`` (come back at once), is a fault: it counts against
+    ``max_attempts``, so a service that is down ends the run after a few tries instead of being hammered without a
+    pause until the throttling budget runs out."""
+    return status == 429 or (status == 503 and retry_after is not None and retry_after > 0)
+
+
+def backoff(failures: int) -> float:
+    """The wait after a request's ``failures``-th fault (or throttling) when Graph named none: random, up to 0.5 s
+    doubling per failure, at most 30 s (full jitter: requests that failed together do not come back together)."""
+    return random.uniform(0.0, min(30.0, 0.5 * 2.0 ** (failures - 1)))
+
+
+class RetryBudget:
+    """Whether, and after how long, one request (or one request of a ``$batch``) is sent again.
+
+    Faults (a 5xx that is not throttling, a dropped connection, a cut-off read) count against ``max_attempts``.
+    Throttling does not: Graph's throttling guidance is to wait ``Retry-After`` and try again for as long as it
+    throttles, and a busy tenant throttles one request many times in a row, so counting it would fail a long export
+    on throttling alone. ``max_throttle_wait`` bounds it instead: the time the request has spent throttled (its
+    waits, or the time since its first throttled answer when that is longer, so even ``Retry-After: 0`` ends), and
+    a tenant that throttles for ever still stops the run, with an error saying how long it waited.
+    """
+
+    def __init__(self, max_attempts: int, max_throttle_wait: float) -> None:
+        self.max_attempts = max_attempts
+        self.max_throttle_wait = max_throttle_wait
+        self.faults = 0
+        self.throttled = 0
+        self.waited = 0.0  # the throttling waits only
+        self._first_throttled: float | None = None
+
+    def next_wait(self, error: BaseException) -> float | None:
+        """Seconds to wait before sending the request again after ``error`` (one worth retrying): Graph's
+        ``Retry-After`` when it gave one, else :func:`backoff`; None when faults have used up ``max_attempts``.
+
+        :raise GraphThrottledError: waiting would make the request's throttling outlast ``max_throttle_wait``.
+        """
+        status = error.status if isinstance(error, GraphError) else None
+        retry_after = error.retry_after if isinstance(error, GraphError) else None
+        if not isinstance(error, GraphError) or not throttling(status, retry_after):
+            self.faults += 1  # the backoff grows with the faults only: Graph's waits say nothing about them
+            if self.faults >= self.max_attempts:
+                return None
+            return retry_after if retry_after is not None else backoff(self.faults)
+        self.throttled += 1
+        wait = retry_after if retry_after is not None else backoff(self.throttled)
+        now = time.monotonic()
+        if self._first_throttled is None:
+            self._first_throttled = now
+        spent = max(self.waited, now - self._first_throttled)
+        if spent + wait > self.max_throttle_wait:
+            message = (
+                f"{error.graph_message}; Graph has throttled this request {self.throttled} times in {spent:.0f} s "
+                f"and asks to wait {wait:.0f} s more, past max_throttle_wait ({self.max_throttle_wait:g} s): "
+                "stopped instead of holding the worker, run again later (or raise max_throttle_wait)"
+            )
+            raise GraphThrottledError(
+                error.status, error.code, message, request_id=error.request_id, method=error.method, url=error.url,
+                retry_after=retry_after,
+            ) from error  # fmt: skip
+        self.waited += wait
+        return wait
 
 
 def retryable(error: BaseException) -> bool:

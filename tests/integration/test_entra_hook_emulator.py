@@ -14,6 +14,7 @@ from airflow_provider_aadsync.hooks.entra_settings import (
     EntraAuthError,
     EntraConnectionSettings,
     GraphError,
+    GraphThrottledError,
     GraphUnreachableError,
 )
 from tests.support.servers import (
@@ -209,3 +210,83 @@ def test_batch_under_write_throttling_loses_nothing(graph_server, graph_tenant, 
     listed = [user for page in hook.paginate("/users", params={"$select": "id", "$top": "999"})
               for user in page["value"]]  # fmt: skip
     assert len(listed) == 60
+
+
+# ------------------------------------------------------------------------------------------------ throttling
+#: The emulator's identity-and-access throttling at one resource unit per second: one GET by id passes a second.
+ONE_UNIT_PER_SECOND = {"throttlingEnabled": True, "throttleResourceUnits": 1, "throttleResourceWindowSeconds": 1}
+
+
+def emulator_counters(graph_server) -> dict:
+    return httpx.get(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server)).json()
+
+
+def graph_requests(graph_server, route: str) -> int:
+    """How many requests the emulator has answered on ``route`` ("GET /v1.0/organization")."""
+    return emulator_counters(graph_server)["requests"].get(route, 0)
+
+
+def hook_with(graph_server, graph_tenant, **settings) -> EntraHook:
+    """A hook with these settings, holding its token already (the weather the tests set is for Graph requests)."""
+    hook = EntraHook(settings=entra_hook_for(graph_server, graph_tenant).settings.model_copy(update=settings))
+    hook.get_token()
+    return hook
+
+
+def test_throttling_does_not_use_up_the_attempts_meant_for_faults(graph_server, graph_tenant, emulator_settings_for):
+    """Graph's throttling guidance: wait Retry-After and try again while throttled. Five 429s in a row are waited
+    out by a hook allowed two attempts; two dropped connections (faults) are not."""
+    hook = hook_with(graph_server, graph_tenant, max_attempts=2)
+    route = "GET /v1.0/organization"
+    before = graph_requests(graph_server, route)
+    emulator_settings_for(graph_server, faultNext429=5, faultRetryAfterSeconds=0)
+    assert hook.request("GET", "/organization")["value"]
+    assert graph_requests(graph_server, route) - before == 6
+    assert (hook.counters["throttled"], hook.counters["retries"]) == (5, 5)
+
+    emulator_settings_for(graph_server, faultDropRatio=1.0)
+    before = graph_requests(graph_server, route)
+    with pytest.raises(GraphUnreachableError, match="no answer from Graph"):
+        hook.request("GET", "/organization")
+    assert graph_requests(graph_server, route) - before == 2  # max_attempts
+
+
+def test_batch_requests_throttled_more_often_than_max_attempts_still_succeed(
+    graph_server, graph_tenant, emulator_settings_for
+):
+    """One resource unit per second (the emulator's identity-and-access throttling): of three GETs in a $batch one
+    passes per call, so the third is throttled twice, with one attempt allowed against faults."""
+    hook = hook_with(graph_server, graph_tenant, max_attempts=1)
+    domain = graph_tenant["initialDomain"]
+    made = hook.batch([new_user(f"u{n}", n, domain) for n in range(3)])
+    ids = [made[f"u{n}"].body["id"] for n in range(3)]
+    emulator_settings_for(graph_server, **ONE_UNIT_PER_SECOND)
+    throttled = emulator_counters(graph_server)["429"]
+    results = hook.batch([BatchRequest(f"r{n}", "GET", f"/users/{user}?$select=id") for n, user in enumerate(ids)])
+    assert all(results[f"r{n}"].ok for n in range(3)) and [results[f"r{n}"].body["id"] for n in range(3)] == ids
+    assert hook.counters["batch_requests"] >= 1 + 3  # the last GET went out in three calls: throttled twice
+    assert hook.counters["throttled"] == emulator_counters(graph_server)["429"] - throttled >= 3
+    assert hook.counters["retry_wait_seconds"] >= 2
+
+
+def test_throttling_past_max_throttle_wait_stops_with_a_clear_error(graph_server, graph_tenant, emulator_settings_for):
+    """A tenant that throttles for ever: the request stops once waiting would pass max_throttle_wait, saying so."""
+    hook = hook_with(graph_server, graph_tenant, max_throttle_wait=1.5)
+    domain = graph_tenant["initialDomain"]
+    made = hook.batch([new_user(f"u{n}", n, domain) for n in range(3)])
+    emulator_settings_for(graph_server, faultRatio429=1.0, faultRetryAfterSeconds=1)
+    with pytest.raises(
+        GraphThrottledError,
+        match=r"GET https://127\.0\.0\.1:\d+/v1\.0/organization → 429 TooManyRequests: .*; Graph has throttled this "
+        r"request 2 times in 1 s and asks to wait 1 s more, past max_throttle_wait \(1\.5 s\)",
+    ):
+        hook.request("GET", "/organization")
+    assert hook.counters["throttled"] == 1 and hook.counters["retry_wait_seconds"] == 1
+
+    # a $batch: one GET passes per second, and the one throttled twice stops the batch the same way
+    emulator_settings_for(graph_server, faultRatio429=0, **ONE_UNIT_PER_SECOND)
+    ids = [made[f"u{n}"].body["id"] for n in range(3)]
+    with pytest.raises(
+        GraphThrottledError, match=r"GET /users/[0-9a-f-]+ → 429 TooManyRequests: .*past max_throttle_wait \(1\.5 s\)"
+    ):
+        hook.batch([BatchRequest(f"r{n}", "GET", f"/users/{user}?$select=id") for n, user in enumerate(ids)])

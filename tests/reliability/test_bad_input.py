@@ -494,7 +494,8 @@ EXTRA_KEYS = st.one_of(
     st.sampled_from([
         "base_dn", "tls", "allow_plain_ldap_bind", "ca_cert", "page_size", "attributes", "binary_attributes",
         "connect_timeout", "receive_timeout", "tenant_id", "private_key", "certificate_path", "thumbprint", "cloud",
-        "authority_host", "graph_url", "ca_bundle", "timeout", "max_attempts", "max_retry_wait", "certificate",
+        "authority_host", "graph_url", "ca_bundle", "timeout", "max_attempts", "max_retry_wait", "max_throttle_wait",
+        "certificate",
     ]),
     st.text(max_size=20),
 )  # fmt: skip

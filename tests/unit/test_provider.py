@@ -38,6 +38,17 @@ def test_provider_info_names_the_distribution():
     assert entra["conn-fields"]["cloud"]["schema"]["enum"] == ["global", "china", "usgov", "usgov-dod"]
 
 
+def test_the_entra_retry_fields_name_the_settings_defaults():
+    """The form leaves an empty retry field out of the extras, so the default it names must be the model's."""
+    from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
+
+    (entra,) = [t for t in get_provider_info()["connection-types"] if t["connection-type"] == "aadsync_entra"]
+    for name in ("timeout", "max_attempts", "max_retry_wait", "max_throttle_wait"):
+        field = entra["conn-fields"][name]
+        default = EntraConnectionSettings.model_fields[name].default
+        assert "default" not in field["schema"] and field["description"].endswith(f"(empty: {default:g})"), name
+
+
 def test_airflow_lists_the_provider(airflow_env):
     providers = json.loads(airflow(airflow_env, "providers", "list", "-o", "json"))
     assert {"package_name": "airflow-provider-aadsync"}.items() <= next(

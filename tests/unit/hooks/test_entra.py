@@ -14,6 +14,7 @@ from airflow_provider_aadsync.hooks.entra_settings import (
     EntraConnectionSettings,
     EntraError,
     GraphError,
+    GraphThrottledError,
     GraphUnreachableError,
 )
 from airflow_provider_aadsync.hooks.entra_transport import parse_retry_after
@@ -63,6 +64,12 @@ class TestEntraConnectionSettings:
         with pytest.raises(EntraError, match="graph_url: must be an https:// URL"):
             EntraConnectionSettings.from_connection(connection(graph_url="http://127.0.0.1:8080"))
 
+    def test_the_throttling_budget_is_read_from_the_extras_and_must_be_positive(self):
+        assert EntraConnectionSettings.from_connection(connection()).max_throttle_wait == 900
+        assert EntraConnectionSettings.from_connection(connection(max_throttle_wait="60")).max_throttle_wait == 60
+        with pytest.raises(EntraError, match="max_throttle_wait: Input should be greater than 0"):
+            EntraConnectionSettings.from_connection(connection(max_throttle_wait=0))
+
     def test_secret_never_in_repr_or_errors(self):
         settings = EntraConnectionSettings.from_connection(connection())
         assert SECRET not in repr(settings)
@@ -93,7 +100,7 @@ class TestEntraHookRequests:
 
     def test_retry_after_is_honoured_then_success(self, hook, monkeypatch):
         slept = []
-        monkeypatch.setattr("tenacity.nap.time.sleep", slept.append)
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", slept.append)
         answers = iter(
             [
                 httpx.Response(
@@ -141,7 +148,7 @@ class TestEntraHookRequests:
 
     def test_transient_errors_back_off_with_jitter_then_give_up_with_graphs_answer(self, hook, monkeypatch):
         slept = []
-        monkeypatch.setattr("tenacity.nap.time.sleep", slept.append)
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", slept.append)
         calls = []
 
         def handler(request):
@@ -158,7 +165,7 @@ class TestEntraHookRequests:
         assert hook.counters["retries"] == 2
 
     def test_unreachable_graph_names_the_host_after_the_retries(self, hook, monkeypatch):
-        monkeypatch.setattr("tenacity.nap.time.sleep", lambda _seconds: None)
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda _seconds: None)
         calls = []
 
         def handler(request):
@@ -190,6 +197,83 @@ class TestEntraHookRequests:
         hook.request("GET", "/groups")
         # one app asked per request: msal answers from its token cache while the token is valid
         assert len(calls) == 2 and hook._http is hook.get_conn()
+
+
+class TestThrottlingBudget:
+    """Throttling is waited out without using up ``max_attempts`` (3 here); ``max_throttle_wait`` bounds it. The
+    emulator tests (tests/integration/test_entra_hook_emulator.py) do the same over real HTTP."""
+
+    @staticmethod
+    def throttled(status: int = 429, retry_after: str | None = "2") -> httpx.Response:
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        return httpx.Response(status, headers=headers, json={"error": {"code": "TooManyRequests", "message": "x"}})
+
+    def test_throttling_does_not_use_up_the_attempts(self, hook, monkeypatch):
+        slept = []
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", slept.append)
+        # five 429s (one without Retry-After: a backoff), two 503s that say when to come back, then the answer
+        throttled = [*[self.throttled()] * 4, self.throttled(retry_after=None), *[self.throttled(503)] * 2]
+        answers = iter([*throttled, httpx.Response(200, json={"value": [1]})])
+        use(hook, lambda request: next(answers))
+        assert hook.request("GET", "/users") == {"value": [1]}
+        assert len(slept) == 7 and slept[:4] == [2.0] * 4 and 0 <= slept[4] <= 30 and slept[5:] == [2.0, 2.0]
+        assert hook.counters["retries"] == 7 and hook.counters["throttled"] == 5  # 429s, as before
+        assert hook.counters["retry_wait_seconds"] == pytest.approx(sum(slept))
+
+    def test_throttling_past_max_throttle_wait_stops_naming_it(self, hook, monkeypatch):
+        hook.__dict__["settings"] = hook.settings.model_copy(update={"max_throttle_wait": 7})
+        slept = []
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", slept.append)
+        use(hook, lambda request: self.throttled())
+        with pytest.raises(
+            GraphThrottledError,
+            match=r"GET https://graph.test/v1.0/users → 429 TooManyRequests: x; Graph has throttled this request 4 "
+            r"times in 6 s and asks to wait 2 s more, past max_throttle_wait \(7 s\)",
+        ):
+            hook.request("GET", "/users")
+        assert slept == [2.0, 2.0, 2.0]
+
+    def test_faults_among_throttling_still_stop_at_max_attempts(self, hook, monkeypatch):
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda _seconds: None)
+        fault = httpx.Response(503, json={"error": {"code": "serviceNotAvailable", "message": "busy"}})
+        come_back_now = self.throttled(503, retry_after="0")  # asks for no wait: a fault, not throttling
+        answers = iter([fault, self.throttled(), come_back_now, self.throttled(), self.throttled(), fault])
+        use(hook, lambda request: next(answers))
+        with pytest.raises(GraphError, match="503 serviceNotAvailable: busy"):
+            hook.request("GET", "/users")
+        assert hook.counters["requests"] == 6  # three faults: max_attempts
+
+    def test_batch_requests_are_throttled_past_max_attempts_and_faults_stop_at_it(self, hook, monkeypatch):
+        waits = []
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", waits.append)
+        calls = []
+
+        def handler(request):
+            calls.append(request)
+            if len(calls) <= 5:  # "t" throttled five times; "f" fails (no Retry-After: a fault) three times
+                items = [{"id": "t", "status": 429, "headers": {"Retry-After": "1"}}, {"id": "f", "status": 500}]
+                return httpx.Response(200, json={"responses": items[: 2 if len(calls) <= 3 else 1]})
+            return httpx.Response(200, json={"responses": [{"id": "t", "status": 200, "body": {"ok": True}}]})
+
+        use(hook, handler)
+        results = hook.batch([BatchRequest("t", "GET", "/users"), BatchRequest("f", "GET", "/groups")])
+        assert results["t"].ok and results["t"].body == {"ok": True}
+        assert results["f"].status == 500 and len(calls) == 6
+        assert waits == [1.0] * 5 and hook.counters["throttled"] == 5
+
+    def test_a_batch_request_throttled_past_max_throttle_wait_stops_the_batch(self, hook, monkeypatch):
+        hook.__dict__["settings"] = hook.settings.model_copy(update={"max_throttle_wait": 25})
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda _seconds: None)
+        body = {"error": {"code": "TooManyRequests", "message": "slow down"}}
+        item = {"id": "1", "status": 429, "headers": {"Retry-After": "10"}, "body": body}
+        use(hook, lambda request: httpx.Response(200, json={"responses": [item]}))
+        with pytest.raises(
+            GraphThrottledError,
+            match=r"PATCH /users/u1 → 429 TooManyRequests: slow down; Graph has throttled this request 3 times in "
+            r"20 s and asks to wait 10 s more, past max_throttle_wait \(25 s\)",
+        ):
+            hook.batch([BatchRequest("1", "PATCH", "/users/u1?$select=id", {"department": "x"})])
+        assert hook.counters["retry_wait_seconds"] == 20
 
 
 class TestRetryAfter:

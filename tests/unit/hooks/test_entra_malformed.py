@@ -23,7 +23,7 @@ def hook(monkeypatch) -> EntraHook:
     settings = EntraConnectionSettings(tenant_id="t", client_id="c", client_secret=SECRET, max_attempts=2)
     hook = EntraHook(settings=settings)
     monkeypatch.setattr(hook, "get_token", lambda: "token")
-    monkeypatch.setattr("tenacity.nap.time.sleep", lambda _seconds: None)
+    monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda _seconds: None)
     return hook
 
 

@@ -66,7 +66,6 @@ def hook(emulator, monkeypatch):
     hook.__dict__["_http"] = TestClient(client.app, base_url="https://testserver/v1.0")
     slept: list[float] = []
     monkeypatch.setattr(entra_module.time, "sleep", slept.append)
-    monkeypatch.setattr("tenacity.nap.time.sleep", slept.append)
     hook.slept = slept
     return hook
 
