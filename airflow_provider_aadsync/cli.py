@@ -32,6 +32,7 @@ from airflow_provider_aadsync.cli_options import (
 from airflow_provider_aadsync.cli_status import status_command
 from airflow_provider_aadsync.cli_store import echo_json as _echo_json
 from airflow_provider_aadsync.cli_store import open_store as _open_store
+from airflow_provider_aadsync.cli_store import store_group
 from airflow_provider_aadsync.cli_store import store_options as _store_options
 from airflow_provider_aadsync.cli_values import EXPR_VALUE_HELP, json_value, name_values
 from airflow_provider_aadsync.engine.runs import defaults
@@ -541,6 +542,7 @@ def _expr_failed(kind: str, exc: Exception, code: int) -> NoReturn:
 
 main.add_command(register_extensions_command)
 main.add_command(status_command)
+main.add_command(store_group)
 main.add_command(airflow_group)
 
 if __name__ == "__main__":  # pragma: no cover

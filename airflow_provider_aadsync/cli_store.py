@@ -1,14 +1,16 @@
 """The ``aadsync`` commands' store options (``--store URL``, ``--store-conn-id ID``), opening the store they name,
-and the reading commands' ``--json`` output, shared by cli.py and the cli_* modules."""
+and the reading commands' ``--json`` output, shared by cli.py and the cli_* modules; ``aadsync store claim``, the
+deliberate re-claim of a store that moved to another sync instance (engine/store/owner.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import click
 
-from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.store import Store, default_store_url
 
 _STORE_CONN_KEY = "aadsync.store_conn_id"
 
@@ -46,8 +48,8 @@ def _url_password(url: str) -> str | None:
         return None
 
 
-def open_store(store_url: str | None, instance: str) -> Store:
-    """The store named by --store-conn-id (Airflow's connection lookup) or --store, else the embedded SQLite one."""
+def store_url_given(store_url: str | None) -> str | None:
+    """The URL of the store named by --store-conn-id (Airflow's connection lookup) or --store; None: neither."""
     conn_id = click.get_current_context().meta.get(_STORE_CONN_KEY)
     if conn_id:
         if store_url:
@@ -59,7 +61,59 @@ def open_store(store_url: str | None, instance: str) -> Store:
         logging.getLogger("airflow_provider_aadsync.cli").warning(
             "--store carries a password, which other local users can see in the process list: use --store-conn-id"
         )
-    return Store.open(store_url, instance=instance)
+    return store_url
+
+
+def open_store(store_url: str | None, instance: str) -> Store:
+    """The store named by --store-conn-id or --store, else the embedded SQLite one, opened for ``instance``."""
+    return Store.open(store_url_given(store_url), instance=instance)
+
+
+@click.group("store")
+def store_group() -> None:
+    """The store itself: which sync instance owns it (engine/store/owner.py)."""
+
+
+@store_group.command("claim")
+@store_options
+@click.option("--instance", required=True, help="The sync instance that owns the store from now on.")
+@click.option(
+    "--tenant-id",
+    default=None,
+    help="The Entra tenant the store syncs from now on (default: keep the recorded one; an instance that moved "
+    "tenant is better given a new store).",
+)
+@click.option(
+    "--confirm-claim",
+    is_flag=True,
+    help="Really make INSTANCE the owner: the instance that owned the store can no longer open it.",
+)
+def claim_store_command(store_url: str | None, instance: str, tenant_id: str | None, confirm_claim: bool) -> None:
+    """Make INSTANCE the owner of a store that really moved to it (a renamed sync instance): its connector spaces,
+    metaverse and plans are kept, and the instance that owned it is refused from then on. Without --confirm-claim it
+    only says what it would change. Refused while a cycle of the owning instance runs. Without --store or
+    --store-conn-id: INSTANCE's embedded SQLite store."""
+    from airflow_provider_aadsync.engine.store import owner
+
+    if not instance.strip() or len(instance) > 128:
+        raise click.BadParameter("an instance name of 1 to 128 characters", param_hint="--instance")
+    with Store(store_url_given(store_url) or default_store_url(instance), instance=instance) as store:
+        current = owner.read_owner(store.engine)
+        if current is not None and current.instance == instance and tenant_id is None:
+            click.echo(f"Store {store.display_url} already belongs to {current.describe()}: nothing to change.")
+            return
+        was = current.describe() if current else "no sync instance (unmarked)"
+        if not confirm_claim:
+            refused = f", and {current.instance!r} is refused" if current and current.instance != instance else ""
+            click.echo(
+                f"Store {store.display_url} belongs to {was}. Claiming it for sync instance {instance!r} keeps its "
+                f"data{refused}. Give --confirm-claim to do it (nothing was changed).",
+                err=True,
+            )
+            sys.exit(1)
+        store.migrate()  # an older store gains the marker's table; a newer one is refused here
+        _before, after = owner.reclaim(store, instance, tenant_id=tenant_id)
+        click.echo(f"Store {store.display_url} now belongs to {after.describe()} (was: {was}).")
 
 
 def echo_json(value: object) -> None:

@@ -214,6 +214,7 @@ def run_entra_import(
 
     ``$select`` holds the shipped properties plus every property the inbound rules of ``connector`` read, by
     object type: ``rules``, the rule set sync uses (default: the shipped rules)."""
+    store.check_tenant(hook.settings.tenant_id)  # another tenant than the store's: refused (engine/store/owner.py)
     rules = rules or load_sync_rules()
     users, added = complete_attribute_list(
         DEFAULT_USER_PROPERTIES, rules, connector, object_types=["user"], what="$select of users"
@@ -388,6 +389,7 @@ def export_to_entra(
 ) -> dict[str, Any]:
     """Write the Entra connector's pending exports to Entra ID; return the run's small summary. (The import
     registers the directory extensions; the export writes only registered ones, see ``phases.py``.)"""
+    store.check_tenant(hook.settings.tenant_id)  # before any write, as in the import
     try:
         result = run_entra_export(store, hook, connector=connector, settings=settings, lock_holder=lock_holder)  # type: ignore[arg-type]
     finally:

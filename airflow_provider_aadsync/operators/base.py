@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundExceptio
 from airflow_provider_aadsync.engine.rules import RuleLoadError
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.secrets import scrub, scrub_value
-from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.store import Store, StoreInstanceError
 from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConfigurationError
 from airflow_provider_aadsync.hooks.store import store_url_from_connection
 from airflow_provider_aadsync.operators.templated import templated_flag, templated_float, templated_int, templated_value
@@ -30,6 +30,7 @@ CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (
     pydantic.ValidationError,
     AirflowNotFoundException,
     ActiveDirectoryConfigurationError,  # a bind in clear not allowed, a base DN outside the naming context or missing
+    StoreInstanceError,  # an Entra step whose connection names another tenant than the store's (engine/store/owner.py)
 )
 #: XCom key of the summary of a step that stopped (the task fails, so it has no return value): the report reads it.
 STOPPED_SUMMARY_KEY = "stopped_summary"
@@ -105,6 +106,15 @@ class StoreLocation:
         return resolve_store_url(getattr(self, "store_url", None), getattr(self, "store_conn_id", None))
 
 
+def open_task_store(store_url: str | None, instance: str | None) -> Store:
+    """:meth:`Store.open` for a task. A store owned by another sync instance fails the task without a retry (a retry
+    would open the same store); the error names both instances and the fix (engine/store/owner.py)."""
+    try:
+        return Store.open(store_url_or_default(store_url), instance=instance or "default")
+    except StoreInstanceError as error:
+        raise AirflowFailException(str(error)) from None
+
+
 def check_summary(context: Context, summary: dict[str, Any], completed: Sequence[str], step_name: str) -> None:
     """Fail the task when the step stopped, with the result in the message; keep its summary for the report."""
     if summary["result"] in completed:
@@ -156,7 +166,7 @@ def run_recorded_step(
 
     A step that raised keeps its recorded run's summary for the report (:func:`keep_failed_run`).
     """
-    with Store.open(store_url_or_default(store_url), instance=instance or "default") as store:
+    with open_task_store(store_url, instance) as store:
         store.origin = task_origin(context)  # each run this step records names its task instance
         before = last_run_id(store)
         try:

@@ -17,8 +17,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from airflow_provider_aadsync.engine.store import Store, StoreLockedError, lock
-from airflow_provider_aadsync.operators.base import StoreLocation, lock_holder
-from airflow_provider_aadsync.steps import store_url_or_default
+from airflow_provider_aadsync.operators.base import StoreLocation, lock_holder, open_task_store
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -54,7 +53,7 @@ class InstanceLockSensor(StoreLocation, BaseSensorOperator):
         self.hold = hold
 
     def _store(self) -> Store:
-        return Store.open(self.store_location(), instance=self.instance or "default")
+        return open_task_store(self.store_location(), self.instance)
 
     def poke(self, context: Context) -> bool:
         holder = lock_holder(context)
@@ -83,5 +82,5 @@ class InstanceLockSensor(StoreLocation, BaseSensorOperator):
 
 def release_instance(context: Context, store_url: str | None, instance: str) -> bool:
     """Release the instance this DAG run holds (the cycle's teardown); a no-op when another run holds it."""
-    with Store.open(store_url_or_default(store_url), instance=instance or "default") as store:
+    with open_task_store(store_url, instance) as store:
         return store.release_lock(lock_holder(context))

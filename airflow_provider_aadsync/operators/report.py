@@ -13,8 +13,13 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider_aadsync.engine.report import render_cycle_report
 from airflow_provider_aadsync.engine.runs import preflight as cutover
-from airflow_provider_aadsync.engine.store import Store, create_private_file
-from airflow_provider_aadsync.operators.base import STOPPED_SUMMARY_KEY, StoreLocation, StoreStepOperator
+from airflow_provider_aadsync.engine.store import create_private_file
+from airflow_provider_aadsync.operators.base import (
+    STOPPED_SUMMARY_KEY,
+    StoreLocation,
+    StoreStepOperator,
+    open_task_store,
+)
 from airflow_provider_aadsync.operators.instance_lock import release_instance
 from airflow_provider_aadsync.operators.templated import templated_flag
 
@@ -159,7 +164,7 @@ class SyncReportOperator(StoreLocation, BaseOperator):
             raise AirflowSkipException("no step of this DAG run ran (a preview run?): nothing to report")
         title = f"{context['dag'].dag_id} / {context['run_id']}"
         rows = None
-        with Store.open(self.store_location(), instance=self.instance or "default") as store:
+        with open_task_store(self.store_location(), self.instance) as store:
             text = render_cycle_report(store, steps, title=title, plan_connector=self.plan_connector)
             if templated_flag(self.preflight):
                 block = templated_flag(self.block_soft_match)

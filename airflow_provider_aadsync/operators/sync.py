@@ -13,7 +13,7 @@ from airflow_provider_aadsync.engine.report import render_preview
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import preview, run_sync
-from airflow_provider_aadsync.operators.base import ModeStepOperator, StoreLocation
+from airflow_provider_aadsync.operators.base import ModeStepOperator, StoreLocation, open_task_store
 from airflow_provider_aadsync.operators.report import save_report
 from airflow_provider_aadsync.operators.templated import load_rules_templated, templated_flag, templated_value
 from airflow_provider_aadsync.steps import COMPLETED_SYNC_RESULTS
@@ -228,7 +228,7 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
             writeback_size_limit=self.writeback_size_limit,
             writeback_naming=self.writeback_naming,
         )
-        with Store.open(self.store_location(), instance=self.instance or "default") as store:
+        with open_task_store(self.store_location(), self.instance) as store:
             trace = preview(store, rules, connector=self.connector, anchor=anchor, dn=dn)
         text = render_preview(trace)
         self.log.info("Sync preview (nothing was written):\n%s", text)

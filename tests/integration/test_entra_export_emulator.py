@@ -263,7 +263,7 @@ import sys
 from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.entra import EntraHook
-with Store.open(sys.argv[1]) as store:
+with Store.open(sys.argv[1], instance=sys.argv[2]) as store:
     run_entra_export(store, EntraHook("aadsync_entra"), lock_holder="dag:run-1")
 """
 
@@ -292,7 +292,7 @@ def test_an_export_killed_between_calls_resumes_without_duplicates_or_gaps(
     env = {**os.environ, "AIRFLOW_CONN_AADSYNC_ENTRA": connection.as_json()}
     emulator_settings_for(graph_server, latencyMs=40)
     httpx.delete(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server))
-    child = subprocess.Popen([sys.executable, "-c", CHILD, store.url], env=env)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, store.url, store.instance], env=env)
     deadline = time.monotonic() + 120
     while batch_calls(graph_server) < kill_after_calls and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)

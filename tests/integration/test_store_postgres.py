@@ -375,3 +375,24 @@ def test_full_then_delta_import_rows_in_postgres(directory, pg_store):  # noqa: 
 
 def test_write_columns(pg_store):
     check_write_columns(pg_store)
+
+
+def test_a_second_instance_is_refused_and_a_claim_moves_the_store_on_postgres(pg_store):
+    """The owner marker on PostgreSQL: another instance's open is refused before it writes, the claim (row-locked
+    there, BEGIN IMMEDIATE on SQLite) moves the store to the new instance and keeps its rows."""
+    from airflow_provider_aadsync.engine.store import StoreInstanceError
+    from airflow_provider_aadsync.engine.store import owner as marker
+
+    with pg_store.transaction() as connection:
+        connection.execute(sa.insert(cs_object), [cs_row("alice")])
+    pg_store.check_tenant("11111111-2222-3333-4444-555555555555")
+    with pytest.raises(StoreInstanceError, match="belongs to sync instance 'test' .*not to sync instance 'apac'"):
+        Store.open(pg_store.url, instance="apac")
+    with Store(pg_store.url, instance="apac") as apac:
+        before, after = marker.reclaim(apac, "apac")
+    assert (before.instance, after.instance, after.how) == ("test", "apac", "claimed from test")
+    assert after.tenant_id == "11111111-2222-3333-4444-555555555555"
+    with pytest.raises(StoreInstanceError, match="belongs to sync instance 'apac'"):
+        Store.open(pg_store.url, instance="test")
+    with Store.open(pg_store.url, instance="apac") as apac, apac.engine.connect() as connection:
+        assert connection.execute(sa.select(cs_object.c.anchor)).scalars().all() == ["alice"]

@@ -121,8 +121,7 @@ def test_default_rules_on_a_real_directory(dc, admin, store):
     assert count(store, sa.select(sa.func.count()).where(mv_reference.c.mv_id == big_id)) == BIG - 1
 
     # preview of one AD object through the command line
-    output = (
-        CliRunner().invoke(main, ["preview", "--connector", "ad", "--dn", entry["dn"], "--store", store.url]).output
-    )
+    command = ["preview", "--connector", "ad", "--dn", entry["dn"], "--store", store.url, "--instance", store.instance]
+    output = CliRunner().invoke(main, command).output
     assert "Inbound rules in scope: In from AD - User Join" in output
     assert "department = 'Sync Testing'" in output and output.rstrip().endswith("Nothing was written.")

@@ -79,7 +79,8 @@ def repository_on_path() -> dict[str, str]:
 
 
 def main_store(airflow: LocalAirflow, instance: str = "main") -> Store:
-    return Store.open(f"sqlite:///{Path(airflow.extra_env['AADSYNC_HOME']) / 'store' / f'{instance}.sqlite'}")
+    path = Path(airflow.extra_env["AADSYNC_HOME"]) / "store" / f"{instance}.sqlite"
+    return Store.open(f"sqlite:///{path}", instance=instance)  # the store's owner: any other instance is refused
 
 
 def succeeded(run: DagRunOutcome, dc: SambaDC) -> DagRunOutcome:

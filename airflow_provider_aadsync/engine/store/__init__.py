@@ -1,11 +1,13 @@
 """The persistent store of a sync instance: its tables and migrations (tables.py), the handle that opens, migrates
-and writes it (store.py), its errors (errors.py) and the instance lock that fences its writes (lock.py).
+and writes it (store.py), its errors (errors.py), the instance lock that fences its writes (lock.py) and the
+marker of the sync instance that owns it (owner.py).
 
 The public names are re-exported here, so ``from airflow_provider_aadsync.engine.store import Store, cs_object``
 reads the same as before the store became a package; the lock's functions are used as the ``lock`` module.
 """
 
 from airflow_provider_aadsync.engine.store.errors import StoreError, StoreLockedError, StoreLockLostError
+from airflow_provider_aadsync.engine.store.owner import StoreInstanceError
 from airflow_provider_aadsync.engine.store.store import (
     WRITE_CHUNK_ROWS,
     Store,
@@ -37,6 +39,7 @@ from airflow_provider_aadsync.engine.store.tables import (
     run_error,
     run_notice,
     schema_version,
+    store_instance,
     store_lock,
     sync_memo,
     sync_state,
@@ -53,6 +56,7 @@ __all__ = [
     "WRITE_CHUNK_ROWS",
     "Store",
     "StoreError",
+    "StoreInstanceError",
     "StoreLockLostError",
     "StoreLockedError",
     "Watermark",
@@ -76,6 +80,7 @@ __all__ = [
     "run_notice",
     "schema_version",
     "storable_text",
+    "store_instance",
     "store_lock",
     "sync_memo",
     "sync_state",

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from airflow_provider_aadsync.engine.paths import aadsync_home
 from airflow_provider_aadsync.engine.secrets import register_secret, scrub, scrub_value
-from airflow_provider_aadsync.engine.store import lock
+from airflow_provider_aadsync.engine.store import lock, owner
 from airflow_provider_aadsync.engine.store.errors import StoreError
 from airflow_provider_aadsync.engine.store.lock import Lease
 from airflow_provider_aadsync.engine.store.tables import (
@@ -153,10 +153,26 @@ class Store:
 
     @classmethod
     def open(cls, url: str | None = None, *, instance: str = "default") -> Store:
-        """Open (creating or migrating as needed) the store at ``url`` or the embedded default."""
+        """Open (creating or migrating as needed) the store at ``url`` or the embedded default, for ``instance``:
+        a store owned by another sync instance is refused before anything else is read or written
+        (:class:`~airflow_provider_aadsync.engine.store.owner.StoreInstanceError`), an unmarked one is claimed for
+        ``instance`` (owner.py)."""
         store = cls(url or default_store_url(instance), instance=instance)
-        store.migrate()
+        try:
+            marked = owner.check(store)
+            older = store.current_version() if marked is None else 0
+            store.migrate()
+            if marked is None:
+                owner.claim(store, older_store=0 < older < owner.MARKER_VERSION)
+        except BaseException:
+            store.close()
+            raise
         return store
+
+    def check_tenant(self, tenant_id: str | None) -> None:
+        """Before an Entra step: record the Entra tenant of the instance's connection the first time, refuse
+        (:class:`~airflow_provider_aadsync.engine.store.owner.StoreInstanceError`) another one later (owner.py)."""
+        owner.check_tenant(self, tenant_id)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -278,6 +278,22 @@ export_conflict = sa.Table(
 )
 
 
+# --------------------------------------------------------------------------- version 10: the store's owner marker
+#: Which sync instance owns the store (one row, ``id`` 1): the store's tables have no instance column, so two
+#: instances pointed at one database would sync into one metaverse. Every open checks it before anything else
+#: (owner.py); ``tenant_id`` is the Entra tenant the owner's first Entra step used, checked by every later one.
+store_instance = sa.Table(
+    "store_instance",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("instance", sa.String(128), nullable=False),
+    sa.Column("tenant_id", sa.String(255), nullable=True),
+    # created | adopted (a store made before version 10) | claimed | claimed from <name> (aadsync store claim)
+    sa.Column("how", sa.String(255), nullable=False),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def _migrate_to_1(connection: Connection) -> None:
     metadata.create_all(connection, tables=_VERSION_1_TABLES)
 
@@ -337,6 +353,11 @@ def _migrate_to_9(connection: Connection) -> None:
     metadata.create_all(connection, tables=[sync_memo])
 
 
+def _migrate_to_10(connection: Connection) -> None:
+    """The owner marker's table; its row is written by the first open after this step (owner.py)."""
+    metadata.create_all(connection, tables=[store_instance])
+
+
 #: Ordered migration steps; append, never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _migrate_to_1),
@@ -348,6 +369,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (7, _migrate_to_7),
     (8, _migrate_to_8),
     (9, _migrate_to_9),
+    (10, _migrate_to_10),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -125,3 +125,24 @@ def test_a_refused_configuration_fails_without_retries(store_url):
             completed=("success",),
             step=step,
         )
+
+
+def test_a_task_of_another_instance_on_the_store_fails_without_retries_and_runs_nothing(store_url):
+    Store.open(store_url, instance="main").close()  # the store of instance "main"
+    ran: list[str] = []
+    with pytest.raises(AirflowFailException, match="belongs to sync instance 'main', not to sync instance 'apac'"):
+        run_recorded_step(
+            SimpleNamespace(log=None),
+            context_of("aadsync_apac_cycle", "r"),
+            store_url=store_url,
+            instance="apac",
+            connector="ad",
+            step_name="AD import",
+            completed=("success",),
+            step=lambda store, holder: ran.append(holder) or {},
+        )
+    with pytest.raises(AirflowFailException, match="not to sync instance 'apac'"):
+        InstanceLockSensor(task_id="acquire_instance", store_url=store_url, instance="apac").poke(
+            context_of("aadsync_apac_cycle", "r")
+        )
+    assert ran == []
