@@ -273,6 +273,8 @@ def sync_cycle_dag(
             **t.writeback,
             **store,
         )
+        entra_name = connectors.entra.name if connectors else "entra"
+        entra_conn_id = entra_connection(connectors, t.entra_conn_id, named=instance is not None)
         # The cycle holds the sync instance from its first step to its last: another DAG run of the same instance
         # (aadsync_cycle and aadsync_full) waits here, and the report (the teardown) releases it.
         acquire = InstanceLockSensor(
@@ -280,6 +282,7 @@ def sync_cycle_dag(
             poke_interval=poke_seconds,
             timeout=wait.total_seconds(),
             retries=0,  # it waits by itself; giving up is final and names the holder
+            entra_conn_id=entra_conn_id,  # a store of another tenant stops the cycle here (engine/store/owner.py)
             **store,
         )
         imports, syncs = [], []
@@ -312,8 +315,6 @@ def sync_cycle_dag(
                     **store,
                 )
             )
-        entra_name = connectors.entra.name if connectors else "entra"
-        entra_conn_id = entra_connection(connectors, t.entra_conn_id, named=instance is not None)
         import_entra = EntraImportOperator(
             task_id="import_entra",
             entra_conn_id=entra_conn_id,

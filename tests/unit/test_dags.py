@@ -351,7 +351,9 @@ def test_a_named_instance_s_connectors_file_without_a_tenant_writes_to_its_own_t
     def entra_of(connectors, instance):
         dag = sync_cycle_dag("x", schedule=None, mode="full", params=params, doc="", connectors=connectors,
                              instance=instance)  # fmt: skip
-        return dag.get_task("export_entra").entra_conn_id, dag.get_task("import_entra").entra_conn_id
+        found = dag.get_task("export_entra").entra_conn_id, dag.get_task("import_entra").entra_conn_id
+        assert dag.get_task("acquire_instance").entra_conn_id == found[1]  # its tenant is checked before any import
+        return found
 
     own = "{{ var.value.get('aadsync_east__entra_conn_id', 'aadsync_entra_east') }}"
     assert entra_of(scoped, "east") == (own, own)

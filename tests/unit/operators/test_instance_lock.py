@@ -12,7 +12,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_aadsync.engine.rules import RuleIssue, RuleLoadError
-from airflow_provider_aadsync.engine.store import Store, StoreLockedError
+from airflow_provider_aadsync.engine.store import Store, StoreLockedError, lock
 from airflow_provider_aadsync.operators.base import check_summary, run_recorded_step
 from airflow_provider_aadsync.operators.instance_lock import InstanceLockSensor, release_instance
 from airflow_provider_aadsync.operators.report import SyncReportOperator
@@ -146,3 +146,31 @@ def test_a_task_of_another_instance_on_the_store_fails_without_retries_and_runs_
             context_of("aadsync_apac_cycle", "r")
         )
     assert ran == []
+
+
+def test_the_sensor_stops_a_cycle_whose_entra_connection_names_another_tenant(store_url, monkeypatch):
+    """The cycle's first task checks the tenant of its Entra connection against the store's, before it takes the
+    instance: another tenant fails the cycle without retries before any import runs."""
+    import json
+
+    def entra(conn_id: str, tenant: str) -> str:
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{conn_id.upper()}",
+            json.dumps(
+                {"conn_type": "aadsync_entra", "login": "client", "password": "s", "extra": {"tenant_id": tenant}}
+            ),
+        )
+        return conn_id
+
+    first, other = "11111111-0000-0000-0000-000000000001", "22222222-0000-0000-0000-000000000002"
+    with Store.open(store_url, instance="main") as store:
+        store.check_tenant(first)
+    assert sensor(store_url, entra_conn_id=entra("own_entra", first)).poke(context_of("aadsync_cycle", "r1"))
+    with Store.open(store_url, instance="main") as store:
+        store.release_lock("aadsync_cycle:r1")
+    with pytest.raises(AirflowFailException, match=f"syncs Entra tenant {first}, and this step's Entra connection"):
+        sensor(store_url, entra_conn_id=entra("wrong_entra", other)).poke(context_of("aadsync_cycle", "r2"))
+    with Store.open(store_url, instance="main") as store:
+        assert lock.lock_state(store) is None or not lock.lock_state(store).held()  # the instance was not taken
+    # a connection the sensor cannot read is left to the Entra import, which says what is wrong with it
+    assert sensor(store_url, entra_conn_id="no_such_connection").poke(context_of("aadsync_cycle", "r3"))
