@@ -17,7 +17,8 @@ import. The fingerprint covers:
   reference rows (group members, manager);
 - every link of the metaverse object, of every connector, with the linked connector-space object's DN, type,
   ``attrs_hash``, ``refs_hash`` and deletion mark (an import or an export that changes a connector-space object
-  changes those), and that object's pending export (operation, state, DN, changes) and member changes;
+  changes those), and that object's pending export (operation, state, DN, and ``updated_at``, which staging, the only
+  writer of its changes, sets) and member changes;
 - with rules that read ``memberOf``: the groups (anchor and DN) whose member rows point at this connector's object.
 
 An object with an error recorded in the pass is not memoized: every full sync evaluates it (and reports it) again.
@@ -57,7 +58,7 @@ from airflow_provider_aadsync.engine.sync.frames import IN_CHUNK, frame_of_rows,
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
 #: Bumped when what the fingerprint covers changes: every stored fingerprint is then stale.
-MEMO_FORMAT = 1
+MEMO_FORMAT = 2
 
 #: The parts of a fingerprint and the columns each reads (see SyncMemo._queries).
 _PART_COLUMNS: dict[str, list[str]] = {
@@ -76,7 +77,7 @@ _PART_COLUMNS: dict[str, list[str]] = {
         "export_operation",
         "export_state",
         "export_dn",
-        "export_changes",
+        "export_updated_at",
     ],
     "references": ["mv_id", "attribute", "target_mv_id"],
     "member_changes": ["mv_id", "connector", "anchor", "attribute", "target_anchor", "operation", "state"],
@@ -124,8 +125,18 @@ def _row_hashes(frame: pd.DataFrame, key: str) -> pd.Series:
     """Per ``key`` value, an order-free digest of its rows (the sum of the rows' 64-bit hashes, wrapping)."""
     if frame.empty:
         return pd.Series(dtype="uint64")
-    hashes = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy(dtype=np.uint64)
+    # categorize=False: most columns are unique per row (anchors, DNs, hashes), so factorizing them first only costs
+    hashes = pd.util.hash_pandas_object(frame.astype(str), index=False, categorize=False).to_numpy(dtype=np.uint64)
     return pd.Series(hashes, index=frame[key].to_numpy()).groupby(level=0).sum()
+
+
+def _plain_rows(result: sa.CursorResult[Any]) -> list[tuple[Any, ...]]:
+    """A result's rows as the driver gives them: only hashed, they need no SQLAlchemy row (a few microseconds each;
+    every value read is text or a number already, ``updated_at`` being read as text)."""
+    try:
+        return result.cursor.fetchall() if result.cursor is not None else []
+    finally:
+        result.close()
 
 
 def forget_memo(connection: sa.Connection, connector: str) -> None:
@@ -180,7 +191,7 @@ class SyncMemo:
         selections = [selection] if isinstance(selection, sa.Select) else chunks(sorted(set(selection)), IN_CHUNK)
         for part in selections:
             for name, query in self._queries(part).items():
-                parts[name] += self.state.connection.execute(query).all()
+                parts[name] += _plain_rows(self.state.connection.execute(query))
         mv = frame_of_rows(parts["object"], _PART_COLUMNS["object"])
         index = pd.Index(mv["mv_id"].to_numpy())
         combined = pd.DataFrame(
@@ -273,7 +284,8 @@ class SyncMemo:
                 pending_export.c.operation,
                 pending_export.c.state,
                 pending_export.c.dn,
-                pending_export.c.changes,
+                # not the changes (a whole object's values for an add): staging, their only writer, sets updated_at
+                sa.cast(pending_export.c.updated_at, sa.String),
             )
             .select_from(
                 link.outerjoin(linked, _same_object(linked, link)).outerjoin(

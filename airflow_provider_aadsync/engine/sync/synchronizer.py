@@ -113,8 +113,10 @@ class Synchronizer:
         linked = batch["mv_id"].notna() & ~batch["is_deleted"].astype(bool)
         if not linked.any():
             return batch
+        # A full sync's batches come in the store's anchor order: its first and last anchors bound the batch there.
         anchors = batch["anchor"]
-        unchanged = self.memo.unchanged(anchors.min(), anchors.max(), (int(v) for v in batch.loc[linked, "mv_id"]))
+        first, last = anchors.iloc[0], anchors.iloc[-1]
+        unchanged = self.memo.unchanged(first, last, (int(v) for v in batch.loc[linked, "mv_id"]))
         skipped = linked & batch["mv_id"].isin(unchanged)
         count = int(skipped.sum())
         if not count:

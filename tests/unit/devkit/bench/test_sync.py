@@ -44,9 +44,13 @@ class TestBenchSync:
         assert counters["export_reference_adds_staged"] == 10 * 20 + 120
         assert results["full"]["peak_rss"] > 0 and results["full"]["seconds"] > 0
 
-    def test_full_sync_again_stages_nothing(self, results):
+    def test_full_sync_again_skips_every_object_and_stages_nothing(self, results):
         counters = results["full_again"]["counters"]
         assert not any(value for name, value in counters.items() if "staged" in name)
+        assert counters["objects_unchanged"] == 300 + 10 + 1  # the sync memo: nothing changed since the first
+        reevaluated = results["full_reevaluated"]["counters"]
+        assert reevaluated.get("objects_unchanged", 0) == 0 and reevaluated["objects_evaluated"] == 300 + 10 + 1
+        assert not any(value for name, value in reevaluated.items() if "staged" in name)
 
     def test_delta_sync_evaluates_only_the_changed_users(self, results):
         assert results["delta"]["mode"] == "delta"
@@ -70,3 +74,4 @@ class TestBenchSync:
         text = render_sync(results)
         assert "| figure | value | floor / target | ratio |" in text
         assert "≥ 100,000 objects/s" in text and "of full" in text and "flow-error" in text
+        assert "≤ 10 s at 100k + 5k" in text and "≤ 5 s at 100k + 5k" in text and "(sync memo)" in text
