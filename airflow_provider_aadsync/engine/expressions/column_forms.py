@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from airflow_provider_aadsync.engine.expressions.limits import MAX_VALUE_LENGTH
+from airflow_provider_aadsync.engine.expressions.text import monikers
 from airflow_provider_aadsync.engine.expressions.values import ReferenceValues
 
 # ------------------------------------------------------------------------------------------------- kinds
@@ -231,6 +232,54 @@ def _concat(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
     return done
 
 
+def _replace(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
+    """Replace of a string or NULL, with string OldValue and string or NULL NewValue (the shipped mailNickname's
+    ``Replace([sAMAccountName], " ", "")``). A replacement longer than what it replaces, which can pass the value
+    limit, is left to the function itself."""
+    text, old, new = args
+    done = (
+        rows
+        & ((text.kinds == STR) | (text.kinds == NULL))
+        & (old.kinds == STR)
+        & ((new.kinds == STR) | (new.kinds == NULL))
+    )
+    positions = np.flatnonzero(done)
+    values: list[str | None] = []
+    translated: dict[tuple[str, str | None], tuple[str, str]] = {}
+    for position, string, old_value, new_value in zip(
+        positions.tolist(), text.values[positions], old.values[positions], new.values[positions], strict=True
+    ):
+        pair = (old_value, new_value)
+        if pair not in translated:  # the arguments are constants in practice: their monikers are read once
+            translated[pair] = (monikers(old_value), monikers(new_value or ""))
+        old_text, new_text = translated[pair]
+        if len(new_text) > len(old_text) and string is not None:
+            done[position] = False
+            continue
+        values.append(None if string is None else string.replace(old_text, new_text) if old_text else string)
+    if values:
+        cells = objects(values, len(values))
+        out.set(done, cells, kinds_of(cells))
+    return done
+
+
+def _instr(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
+    """InStr of a string or NULL and a string, from the start, case-sensitive (its two-argument form): the 1-based
+    position of the match, 0 when there is none, NULL for NULL."""
+    if len(args) != 2:
+        return np.zeros(len(rows), dtype=bool)
+    text, match = args
+    done = rows & ((text.kinds == STR) | (text.kinds == NULL)) & (match.kinds == STR)
+    strings, null_rows = done & (text.kinds == STR), done & (text.kinds == NULL)
+    if strings.any():
+        found = [
+            string.find(wanted) + 1 for string, wanted in zip(text.values[strings], match.values[strings], strict=True)
+        ]
+        out.set(strings, objects(found, len(found)), INT)
+    out.set(null_rows, None, NULL)
+    return done
+
+
 FAST_FUNCTIONS: dict[str, Fast] = {
     "LCase": _string_method(str.lower, STR),
     "UCase": _string_method(str.upper, STR),
@@ -246,7 +295,23 @@ FAST_FUNCTIONS: dict[str, Fast] = {
     "IsNull": _presence(lambda kinds, empty_str, empty_bin: kinds == NULL),
     "IsEmpty": _presence(lambda kinds, empty_str, empty_bin: empty_str | empty_bin),
     "Count": _presence(lambda kinds, empty_str, empty_bin: (kinds != NULL).astype(np.int64), INT),
+    "Replace": _replace,
+    "InStr": _instr,
 }
 
 FAST_OPERATORS: dict[str, Fast] = {op: _comparison(op) for op in ("=", "<>", "<", "<=", ">", ">=")}
 FAST_OPERATORS["&"] = _concat
+
+
+def logical_rest(stop: bool, a: Col, b: Col, rows: np.ndarray, out: Col) -> np.ndarray:
+    """``||`` (``stop`` True) or ``&&`` (``stop`` False) at the rows whose left side did not decide: left and right
+    both a boolean or NULL. The right side's ``stop`` decides; else a NULL makes NULL; else ``not stop``."""
+    plain = (a.kinds == BOOL) | (a.kinds == NULL)
+    done = rows & plain & ((b.kinds == BOOL) | (b.kinds == NULL))
+    decided = done & (b.kinds == BOOL)
+    decided[decided] = b.values[decided] == stop
+    null_rows = done & ~decided & ((a.kinds == NULL) | (b.kinds == NULL))
+    out.set(decided, stop, BOOL)
+    out.set(null_rows, None, NULL)
+    out.set(done & ~decided & ~null_rows, not stop, BOOL)
+    return done

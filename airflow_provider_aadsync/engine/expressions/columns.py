@@ -47,6 +47,7 @@ from airflow_provider_aadsync.engine.expressions.column_forms import (
     Fast,
     kind_of,
     kinds_of,
+    logical_rest,
     nulls,
     objects,
 )
@@ -406,7 +407,9 @@ def _binary(op: str, left: Node, right: Node) -> Node:
         b = right(columns, rest)
         out = Col.empty(columns.size)
         out.set(short, stop, BOOL)
-        _per_row(call, [a, b], rest & b.ok, out)
+        rest &= b.ok
+        rest &= ~logical_rest(stop, a, b, rest, out)
+        _per_row(call, [a, b], rest, out)
         return out
 
     return short_circuit

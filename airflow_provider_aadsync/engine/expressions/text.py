@@ -182,7 +182,8 @@ def _title_word(match: re.Match[str]) -> str:
 _MONIKERS = {"\\n": "\n", "\\r": "\r", "\\t": "\t"}
 
 
-def _monikers(text: str) -> str:
+def monikers(text: str) -> str:
+    """``\\n``, ``\\r`` and ``\\t`` in Replace's arguments as newline, carriage return and tab."""
     return re.sub(r"\\[nrt]", lambda m: _MONIKERS[m.group(0)], text)
 
 
@@ -196,7 +197,7 @@ def replace(string: Any, old: Any, new: Any) -> str | None:
         return None
     if not old_text:
         return text
-    old_text, new_text = _monikers(old_text), _monikers(new_text)
+    old_text, new_text = monikers(old_text), monikers(new_text)
     if len(new_text) > len(old_text):
         check_length(len(text) + text.count(old_text) * (len(new_text) - len(old_text)), "the replaced string")
     return text.replace(old_text, new_text)

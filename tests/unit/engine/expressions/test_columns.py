@@ -34,6 +34,13 @@ SHIPPED = [
     "IIF(IsPresent([mail]), True, False)",
     "ConvertToBase64([objectGUID])",
     "IIF([securityEnabled] = True, False, [mailEnabled])",
+    'IIF(IsPresent([mailNickname]), [mailNickname], Replace([sAMAccountName], " ", ""))',
+    "IIF(IsPresent([userAccountControl]), IIF(BitAnd([userAccountControl], 2) = 0, True, False), NULL)",
+    'IIF(([sAMAccountName] = "SUPPORT_388945a0") || (Left([mailNickname], 14) = "SystemMailbox{")'
+    ' || ((Left([mailNickname], 4) = "CAS_") && (InStr([mailNickname], "}") > 0))'
+    ' || ((Left([sAMAccountName], 4) = "CAS_") && (InStr([sAMAccountName], "}") > 0))'
+    " || IIF(IsPresent([msExchRecipientTypeDetails]), BitAnd([msExchRecipientTypeDetails], &H21C07000) > 0, False),"
+    " True, NULL)",
 ]
 MEMBER_LIMIT = (
     'IIF(ValueCount("member") > %MemberLimit%, Error("Maximum member count exceeded: more than " & '
@@ -82,6 +89,9 @@ CONSTRUCTS = [
     "IgnoreThisFlow & [a]",
     "[a] && [b]",
     "[a] || [b]",
+    "([a] = 1) || ([b] = 2)",
+    "([a] = 1) && IsPresent([b])",
+    "IsNull([a]) || IsNull([b]) || [c]",
     "[a] + [b] * 2",
     "[a] / [b]",
     # text
@@ -93,8 +103,15 @@ CONSTRUCTS = [
     "Left([a], -1)",
     "Right([a], [b])",
     "Right([a], 0)",
-    # functions with no fast form (their own implementation per object, inside the column form)
     'Replace([a], "a", "b")',
+    'Replace([a], " ", "")',
+    'Replace([a], "b", "longer")',  # a longer replacement: left to the function (the value limit)
+    'Replace([a], [b], [c])',
+    'Replace([a], "\\t", "\\n")',
+    'InStr([a], "b")',
+    'InStr([a], [b])',
+    'InStr([a], "b", 2)',
+    # functions with no fast form (their own implementation per object, inside the column form)
     "CStr([a])",
     'Word([a], 1, " ")',
     'Split([a], ",")',
@@ -219,8 +236,9 @@ def _user(rng: random.Random) -> dict[str, list[Any]]:
         "objectguid": [uuid.UUID(int=rng.getrandbits(128)).bytes_le for _ in range(5)],
         "displayname": [None, "", "Ann Lee", "Bo"],
         "cn": ["Ann", "Bob Smith"],
-        "mailnickname": [None, "", "ann"],
-        "samaccountname": ["ann", "bob"],
+        "mailnickname": [None, "", "ann", "SystemMailbox{1}", "CAS_{2}"],
+        "samaccountname": ["ann", "bob", "Ann Lee", "CAS_{x}", "SUPPORT_388945a0"],
+        "msexchrecipienttypedetails": [None, 1, 2, 2**31],
         "useraccountcontrol": [512, 514, 66048, None],
         "grouptype": [-(2**31) + 2, 2, 8, -(2**31) + 8],
         "mail": [None, "a@example.com"],
