@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +120,15 @@ def apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _processed(process: Callable[[Any], Any], values: list[Any]) -> list[Any] | Iterator[Any]:
+    """A column's values through its bind processor; a column of one repeated value (a run's timestamp on every row,
+    formatted by SQLite's DateTime processor per call) is processed once."""
+    first = values[0] if values else None
+    if values and all(value is first for value in values):  # the same object, not merely equal values
+        return itertools.repeat(process(first), len(values))
+    return [process(value) for value in values]
 
 
 @dataclass(frozen=True)
@@ -293,7 +302,7 @@ class Store:
             values = columns[name]
             process = table.c[name].type._cached_bind_processor(dialect)
             if isinstance(values, list):
-                series.append(values if process is None else [process(value) for value in values])
+                series.append(values if process is None else _processed(process, values))
             else:
                 series.append(itertools.repeat(values if process is None else process(values)))
         rows_iter = zip(*series, strict=False)

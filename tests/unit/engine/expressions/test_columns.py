@@ -106,10 +106,10 @@ CONSTRUCTS = [
     'Replace([a], "a", "b")',
     'Replace([a], " ", "")',
     'Replace([a], "b", "longer")',  # a longer replacement: left to the function (the value limit)
-    'Replace([a], [b], [c])',
+    "Replace([a], [b], [c])",
     'Replace([a], "\\t", "\\n")',
     'InStr([a], "b")',
-    'InStr([a], [b])',
+    "InStr([a], [b])",
     'InStr([a], "b", 2)',
     # functions with no fast form (their own implementation per object, inside the column form)
     "CStr([a])",

@@ -118,6 +118,25 @@ def test_write_columns(store):
     check_write_columns(store)
 
 
+def test_write_columns_processes_a_repeated_value_once_and_equal_values_each(store):
+    """One timestamp object on every row is converted once; an equal value that is another object is converted as
+    itself."""
+    now = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+    same_instant = now.astimezone(dt.timezone(dt.timedelta(hours=1)))
+    base = {"connector": "ad", "dn": "x", "object_type": "user", "attrs": "{}", "attrs_hash": "h", "refs_hash": "0",
+            "is_deleted": False}  # fmt: skip
+    with store.transaction() as connection:
+        store.write_columns(connection, cs_object, {**base, "anchor": ["a", "b"], "updated_at": [now, now]})
+        store.write_columns(connection, cs_object, {**base, "anchor": ["c", "d"], "updated_at": [now, same_instant]})
+    with store.engine.connect() as connection:
+        stored = dict(connection.execute(sa.select(cs_object.c.anchor, cs_object.c.updated_at)).all())
+    # SQLite's DateTime keeps a value's own fields: the +01:00 one is converted as itself, not as the equal first one
+    assert {anchor: as_utc(value) for anchor, value in stored.items()} == {
+        **dict.fromkeys("abc", now),
+        "d": now + dt.timedelta(hours=1),
+    }
+
+
 def test_write_columns_names_what_is_wrong(store):
     with store.transaction() as connection:
         with pytest.raises(ValueError, match=r"columns of different lengths for cs_object: \[1, 2\]"):
