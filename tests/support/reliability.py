@@ -20,8 +20,19 @@ from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSetting
 from tests.support.kill_points import run_killed
 from tests.support.servers import GRAPH_CLIENT_ID, GRAPH_SECRET, made_tenants
 
-#: Columns that say when or by which run a row was written, not what it holds.
-VOLATILE = {"updated_at", "created_at", "last_run_id", "run_id", "attempts", "last_error", "applied_at", "cookie"}
+#: Columns that say when or by which run a row was written, not what it holds; and the sync memo's fingerprints, which
+#: cover timestamps and provisional anchors (which objects are memoized is compared, not their fingerprints).
+VOLATILE = {
+    "updated_at",
+    "created_at",
+    "last_run_id",
+    "run_id",
+    "attempts",
+    "last_error",
+    "applied_at",
+    "cookie",
+    "fingerprint",
+}
 #: Provisional anchors of objects not created yet: random per run.
 PROVISIONAL = re.compile(r"provisional:[0-9a-fA-F-]{32,36}")
 #: Tables of the run history and the lock: every run writes them, killed or not.

@@ -438,6 +438,7 @@ def main(argv: list[str]) -> int:
     from aadsync_devkit.bench import export as bench_export
     from aadsync_devkit.bench import sync as bench_sync
     from aadsync_devkit.bench import writeback as bench_writeback
+    from aadsync_devkit.bench.sync_report import render_sync
 
     bench_sync.add_arguments(sub.add_parser("sync", help="rule evaluation, full and delta sync (no servers)"))
     bench_export.add_arguments(sub.add_parser("export", help="the Entra export against the Graph emulator"))
@@ -458,7 +459,7 @@ def main(argv: list[str]) -> int:
                 member_changes=args.member_changes,
                 profile=args.profile,
             )
-            print(bench_sync.render_sync(results))
+            print(render_sync(results))
         elif args.bench == "export":
             results = bench_export.bench_export(
                 args.users,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aadsync_devkit.bench.sync import bench_sync, department_changes, directory, render_sync
+from aadsync_devkit.bench.sync import bench_sync, department_changes, directory
+from aadsync_devkit.bench.sync_report import render_sync
 
 
 class TestDirectory:
