@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd
 
 from airflow_provider_aadsync.engine.connectors.converters import Converter, convert_column
+from airflow_provider_aadsync.engine.expressions.values import AuthoritativeNull, IgnoreThisFlow
 
 if TYPE_CHECKING:
     from airflow_provider_aadsync.engine.store import Store
@@ -143,15 +144,46 @@ class ConnectorSchema:
                 frame[column] = pd.Series(cells, index=frame.index, dtype=object)
         return frame
 
+    def limit_of(self, name: str) -> Limit | None:
+        """The limit of attribute ``name`` (any case), looked up once per name as spelled."""
+        try:
+            return self._limit_of[name]
+        except KeyError:
+            limit = self._limit_of[name] = self.limits.get(name.lower())
+            return limit
+
+    def possibly_invalid(self, outcomes: pd.DataFrame) -> set[object]:
+        """The rows of a frame of flow outcomes (a column per target attribute) that may hold a value the directory
+        refuses: a single text value over a length, outside a pattern or where no value is allowed, and every value
+        of another shape (several values, a number), for :meth:`invalid_values` to decide. The other rows (no value,
+        NULL, a sentinel, or text within every limit) are never refused: a full sync checks them a column at a time
+        instead of an attribute at a time per object."""
+        flagged: set[object] = set()
+        for column in outcomes.columns:
+            limit = self.limit_of(str(column))
+            if limit is None:
+                continue
+            matches = _pattern(limit.pattern).fullmatch if limit.pattern is not None else None
+            longest = limit.max_length
+            for label, value in zip(outcomes.index, outcomes[column].tolist(), strict=True):
+                if type(value) is str:
+                    if (
+                        limit.max_values == 0
+                        or (longest is not None and len(value) > longest)
+                        or (matches is not None and matches(value) is None)
+                    ):
+                        flagged.add(label)
+                elif value is None or value is pd.NA or value is AuthoritativeNull or value is IgnoreThisFlow:
+                    continue  # NULL and the sentinels export no value
+                elif not (type(value) is float and value != value):  # NaN is NULL too
+                    flagged.add(label)
+        return flagged
+
     def invalid_values(self, values: Mapping[str, list[object]]) -> list[str]:
         """One sentence per attribute of *values* the directory would refuse, naming the attribute."""
         problems = []
-        known = self._limit_of
         for name, listed in values.items():
-            try:
-                limit = known[name]
-            except KeyError:
-                limit = known[name] = self.limits.get(name.lower())
+            limit = self.limit_of(name)
             if limit is None:
                 continue
             problem = limit.problem(listed)

@@ -143,6 +143,7 @@ class Outbound:
         scope = pd.DataFrame({r.rule.name: r.in_scope(frame).astype(bool) for r in rules}, index=index)
         outcomes = {}
         failed: set[int] = set()
+        suspects: set[object] = set()  # objects with a value the target's limits may refuse: checked exactly
         for compiled in rules:
             rows = index[scope[compiled.rule.name].to_numpy()]
             if len(rows) == 0:
@@ -157,6 +158,7 @@ class Outbound:
                     f"outbound rule {compiled.rule.name!r} to {connector}: {getattr(error, 'message', str(error))}",
                 )
             outcomes[compiled.rule.name] = stored_rows_by_label(outcome.values)
+            suspects |= target_schema.possibly_invalid(outcome.values)
         provisioning = [r for r in rules if r.rule.link_type == "Provision"]
         widened = all(r.rule.connector != connector for r in rules)  # rules written for a kind, not this connector
         widened_types = {r.rule.target_object_type.casefold() for r in rules}
@@ -180,7 +182,7 @@ class Outbound:
                 if provision_rule is None:
                     continue
                 desired, dn, references = self._desired(in_scope, outcomes, mv_id)
-                if self._refused(connector, target_schema, mv_id, loaded, links, desired):
+                if mv_id in suspects and self._refused(connector, target_schema, mv_id, loaded, links, desired):
                     continue
                 found = self._rejoinable(connector, provision_rule, desired, unjoined)
                 if found is not None:
@@ -225,7 +227,7 @@ class Outbound:
             if not in_scope:
                 continue
             desired, dn, references = self._desired(in_scope, outcomes, mv_id)
-            if self._refused(connector, target_schema, mv_id, loaded, links, desired):
+            if mv_id in suspects and self._refused(connector, target_schema, mv_id, loaded, links, desired):
                 continue
             stored = current.get(anchor)
             if stored is None or (widened and stored["object_type"].casefold() not in widened_types):

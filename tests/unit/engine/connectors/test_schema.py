@@ -4,6 +4,7 @@ sets, sync's schemas), and the shipped rules only name attributes the lists know
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from airflow_provider_aadsync.engine.connectors.ad import schema as ad
@@ -17,6 +18,7 @@ from airflow_provider_aadsync.engine.connectors.registry import (
     schema_for,
 )
 from airflow_provider_aadsync.engine.connectors.schema import Attribute, ConnectorSchema
+from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
 from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.plans import plan_references, plan_row
@@ -119,6 +121,32 @@ def test_graph_limits_name_each_refused_attribute():
         entra.SCHEMA.invalid_values({"employeeHireDate": ["2021-03-01T08:00:00Z"], "preferredLanguage": ["en-US"]})
         == []
     )
+
+
+def test_possibly_invalid_flags_every_refusable_row_and_passes_clean_text():
+    """The column-wise prefilter of the outbound limit check: no row the exact check refuses is left out."""
+    cells = {
+        "clean": ("x" * 128, "E" * 16, "DE", None),
+        "too long": ("x" * 129, None, None, None),
+        "bad pattern": (None, None, "de", None),
+        "two values": (["a", "b"], None, None, None),
+        "a number": (None, 12, None, None),
+        "no values": (None, pd.NA, float("nan"), AuthoritativeNull),
+        "ignored": (IgnoreThisFlow, None, None, "anything"),
+    }
+    frame = pd.DataFrame.from_dict(
+        cells, orient="index", columns=["jobTitle", "employeeId", "usageLocation", "noLimit"]
+    )
+    flagged = entra.SCHEMA.possibly_invalid(frame)
+    assert flagged == {"too long", "bad pattern", "two values", "a number"}
+    for label, row in frame.iterrows():  # what the exact check refuses is always flagged
+        values = {
+            name: [value] if isinstance(value, str) else value
+            for name, value in row.items()
+            if isinstance(value, str | list)
+        }
+        if entra.SCHEMA.invalid_values(values):
+            assert label in flagged
 
 
 @pytest.mark.parametrize("catalog", [ad.AD_ATTRIBUTES, entra.GRAPH_ATTRIBUTES], ids=["ad", "entra"])
