@@ -8,19 +8,30 @@ Every route, static files included, depends on :func:`~airflow_provider_aadsync.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from html import escape
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from airflow_provider_aadsync.plugins.auth import require_access
-from airflow_provider_aadsync.plugins.config import ManagerConfig, Resources
+from airflow_provider_aadsync.plugins.config import (
+    ManagerConfig,
+    Resources,
+    config_from_airflow,
+    named_instances_from_airflow,
+)
 
 URL_PREFIX = "/aadsync"
+#: Where a named sync instance's routes live: ``/aadsync/i/<name>/...``.
+INSTANCE_PREFIX = "/i"
+#: The named instance the current request reads (None: the default instance); set by the routes' dependency.
+_INSTANCE: ContextVar[str | None] = ContextVar("aadsync_manager_instance", default=None)
 HERE = Path(__file__).parent
 STATIC = {"aadsync.svg": "image/svg+xml", "style.css": "text/css"}
 
@@ -46,9 +57,17 @@ def _templates():
     return environment
 
 
-def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
-    """The app Airflow mounts at ``/aadsync``. ``loader`` gives the configuration (default: Airflow's Variables)."""
-    resources = Resources(loader) if loader else Resources()
+def create_app(
+    loader: Callable[..., ManagerConfig] | None = None, named: Callable[[], list[str]] | None = None
+) -> FastAPI:
+    """The app Airflow mounts at ``/aadsync``. ``loader`` gives an instance's configuration and ``named`` the named
+    instances (default: Airflow's Variables, as the DAGs read them).
+
+    The default sync instance is served at ``/aadsync/``, each named instance at ``/aadsync/i/<name>/``: the same
+    routes, reading that instance's store and rules. Every link a page builds starts from its instance's prefix, so
+    a reader stays in the instance they picked."""
+    resources = Resources(loader or config_from_airflow, named or named_instances_from_airflow)
+    router = APIRouter()
     app = FastAPI(
         title="AADSync sync manager",
         docs_url=None,
@@ -64,8 +83,40 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
             templates["env"] = _templates()
         root = request.scope.get("root_path", "").rstrip("/")
         airflow = root.removesuffix(URL_PREFIX)  # Airflow's UI (the api-server's base path) for task links
-        page = templates["env"].get_template(name).render(base=root, airflow=airflow, **context)
+        instance = _INSTANCE.get()
+        base = root if instance is None else f"{root}{INSTANCE_PREFIX}/{instance}"
+        page = (
+            templates["env"]
+            .get_template(name)
+            .render(
+                base=base,
+                home=root,
+                airflow=airflow,
+                instance=instance,
+                default_instance=default_name(),
+                instances=resources.named(),
+                **context,
+            )
+        )
         return HTMLResponse(page)
+
+    def default_name() -> str:
+        """The default instance's name for the instance picker ("default" when its configuration cannot be read)."""
+        try:
+            return resources.config().instance
+        except Exception:  # noqa: BLE001 - a label only: the page that reads the store reports the error
+            return "default"
+
+    async def select_instance(request: Request) -> None:
+        """The named instance of an ``/i/<name>/`` route (a 404 naming the known ones if there is no such instance);
+        the default instance elsewhere. The routes read it through ``store()`` and ``rules()``."""
+        instance = request.path_params.get("instance")
+        if instance is not None:
+            known = await run_in_threadpool(resources.named)
+            if instance not in known:
+                listed = ", ".join(known) or "none (the Variable aadsync_instances is empty)"
+                raise HTTPException(404, f"no sync instance {instance!r}: the named instances are {listed}")
+        _INSTANCE.set(instance)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
@@ -82,7 +133,7 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
 
     def store():
         try:
-            return resources.store()
+            return resources.store(_INSTANCE.get())
         except Exception as error:  # a bad Variable or an unreachable database: say which, without a secret
             from airflow_provider_aadsync.engine.secrets import describe_error
 
@@ -90,7 +141,7 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
 
     def rules():
         try:
-            return resources.rules()
+            return resources.rules(_INSTANCE.get())
         except Exception as error:
             from airflow_provider_aadsync.engine.secrets import describe_error
 
@@ -105,7 +156,7 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
             raise HTTPException(404, str(error)) from None
 
     # ------------------------------------------------------------------------------------------------- the API
-    @app.get("/api/runs")
+    @router.get("/api/runs")
     def api_runs(
         connector: str | None = None,
         result: str | None = None,
@@ -120,21 +171,21 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
             store(), connector=connector, result=result, profile=profile, offset=offset, limit=limit
         )
 
-    @app.get("/api/runs/{run_id}")
+    @router.get("/api/runs/{run_id}")
     def api_run(run_id: int, error_offset: Offset = 0, error_limit: Limit = 200) -> dict[str, Any]:
         """One run with its per-object errors, duplicate-attribute conflicts and notices (what it could not write)."""
         from airflow_provider_aadsync.engine import browse
 
         return not_found(lambda: browse.run_detail(store(), run_id, error_offset=error_offset, error_limit=error_limit))
 
-    @app.get("/api/cycles")
+    @router.get("/api/cycles")
     def api_cycles(days: Days = 7) -> dict[str, Any]:
         """Sync cycles of the last ``days`` days (objects changed, duration), oldest first."""
         from airflow_provider_aadsync.engine import browse
 
         return {"days": days, "cycles": browse.recent_cycles(store(), days=days)}
 
-    @app.get("/api/objects")
+    @router.get("/api/objects")
     def api_objects(
         q: str = "",
         connector: str | None = None,
@@ -154,7 +205,7 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
             limit=limit,
         )
 
-    @app.get("/api/preview/{connector}/{anchor:path}")
+    @router.get("/api/preview/{connector}/{anchor:path}")
     def api_preview(connector: str, anchor: str) -> dict[str, Any]:
         """What a sync of one object would do now (the CLI's preview: computed, rolled back, nothing written)."""
         from airflow_provider_aadsync.engine import browse
@@ -162,21 +213,21 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
         loaded = rules()
         return not_found(lambda: browse.preview_object(store(), loaded, connector, anchor))
 
-    @app.get("/api/objects/{connector}/{anchor:path}")
+    @router.get("/api/objects/{connector}/{anchor:path}")
     def api_object(connector: str, anchor: str) -> dict[str, Any]:
         """One object's lineage, attributes with their contributing rule, pending exports and last errors."""
         from airflow_provider_aadsync.engine import browse
 
         return not_found(lambda: browse.object_lineage(store(), connector, anchor))
 
-    @app.get("/api/rules")
+    @router.get("/api/rules")
     def api_rules() -> dict[str, Any]:
         """The loaded rule set in precedence order."""
         from airflow_provider_aadsync.engine import browse
 
         return browse.rules_view(rules())
 
-    @app.get("/api/export-plan")
+    @router.get("/api/export-plan")
     def api_export_plan(connector: str = "entra", offset: Offset = 0, limit: Limit = 100) -> dict[str, Any]:
         """What the next export of ``connector`` would write."""
         from airflow_provider_aadsync.engine import browse
@@ -184,7 +235,7 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
         return browse.export_plan(store(), connector=connector, offset=offset, limit=limit)
 
     # ----------------------------------------------------------------------------------------------- the pages
-    @app.get("/api/lock")
+    @router.get("/api/lock")
     def api_lock() -> dict[str, Any]:
         """Who holds the sync instance: the instance lock and its rows for the parallel imports of the holder's run
         and a running sync or export step, each held or stale (``aadsync status --json``)."""
@@ -193,7 +244,7 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
         opened = store()
         return scopes.lock_overview(opened.engine, opened.instance, utcnow())
 
-    @app.get("/", response_class=HTMLResponse)
+    @router.get("/", response_class=HTMLResponse)
     def runs_page(
         request: Request,
         connector: str | None = None,
@@ -225,14 +276,14 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
             lock=jsonable_encoder(api_lock()),  # dates as ISO text, as the other pages get them
         )
 
-    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    @router.get("/runs/{run_id}", response_class=HTMLResponse)
     def run_page(request: Request, run_id: int, error_offset: Offset = 0) -> HTMLResponse:
         from airflow_provider_aadsync.engine import browse
 
         detail = not_found(lambda: browse.run_detail(store(), run_id, error_offset=error_offset, error_limit=200))
         return render(request, "run.html", page="runs", run=detail, error_offset=error_offset)
 
-    @app.get("/search", response_class=HTMLResponse)
+    @router.get("/search", response_class=HTMLResponse)
     def search_page(
         request: Request,
         q: str = "",
@@ -268,7 +319,7 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
             hits=hits,
         )
 
-    @app.get("/preview/{connector}/{anchor:path}", response_class=HTMLResponse)
+    @router.get("/preview/{connector}/{anchor:path}", response_class=HTMLResponse)
     def preview_page(request: Request, connector: str, anchor: str) -> HTMLResponse:
         from airflow_provider_aadsync.engine import browse
 
@@ -276,20 +327,20 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
         trace = not_found(lambda: browse.preview_object(store(), loaded, connector, anchor))
         return render(request, "preview.html", page="search", trace=trace)
 
-    @app.get("/objects/{connector}/{anchor:path}", response_class=HTMLResponse)
+    @router.get("/objects/{connector}/{anchor:path}", response_class=HTMLResponse)
     def object_page(request: Request, connector: str, anchor: str) -> HTMLResponse:
         from airflow_provider_aadsync.engine import browse
 
         lineage = not_found(lambda: browse.object_lineage(store(), connector, anchor))
         return render(request, "object.html", page="search", item=lineage)
 
-    @app.get("/rules", response_class=HTMLResponse)
+    @router.get("/rules", response_class=HTMLResponse)
     def rules_page(request: Request) -> HTMLResponse:
         from airflow_provider_aadsync.engine import browse
 
         return render(request, "rules.html", page="rules", view=browse.rules_view(rules()))
 
-    @app.get("/export-plan", response_class=HTMLResponse)
+    @router.get("/export-plan", response_class=HTMLResponse)
     def export_plan_page(request: Request, connector: str = "entra", offset: Offset = 0) -> HTMLResponse:
         from airflow_provider_aadsync.engine import browse
 
@@ -304,10 +355,12 @@ def create_app(loader: Callable[[], ManagerConfig] | None = None) -> FastAPI:
             offset=offset,
         )
 
-    @app.get("/static/{name}")
+    @router.get("/static/{name}")
     def static(name: str) -> FileResponse:
         if name not in STATIC:
             raise HTTPException(404, f"no static file {name!r}")
         return FileResponse(HERE / "static" / name, media_type=STATIC[name])
 
+    app.include_router(router, dependencies=[Depends(select_instance)])
+    app.include_router(router, prefix=f"{INSTANCE_PREFIX}/{{instance}}", dependencies=[Depends(select_instance)])
     return app

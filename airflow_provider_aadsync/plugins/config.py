@@ -1,6 +1,7 @@
-"""Where the sync manager finds the store and the rules: the same Airflow Variables and connection the DAGs'
-operators resolve (``aadsync_store_conn_id`` / ``aadsync_store_url`` / the embedded SQLite store of
-``aadsync_instance``; ``aadsync_rules_path`` and the group writeback Variables), read in the api-server."""
+"""Where the sync manager finds each sync instance's store and rules: the same Airflow Variables and connection the
+DAGs' operators resolve (``aadsync_store_conn_id`` / ``aadsync_store_url`` / the embedded SQLite store of
+``aadsync_instance``; ``aadsync_rules_path`` and the group writeback Variables; for a named instance of
+``aadsync_instances`` its own ``aadsync_<name>__<setting>`` Variables first), read in the api-server."""
 
 from __future__ import annotations
 
@@ -44,22 +45,33 @@ class ManagerConfig:
     writeback: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
-def _variable(name: str, default: str = "") -> str:
+def _variable(name: str, default: str = "", instance: str | None = None) -> str:
+    """Variable ``name`` as the DAGs read it for ``instance``: a named instance's own Variable
+    (``aadsync_<instance>__<setting>``) first, then, unless the setting is its own only (its store), the shared one."""
     from airflow.models import Variable
 
+    from airflow_provider_aadsync.dag_settings import OWN_ONLY, instance_variable
     from airflow_provider_aadsync.operators.templated import templated_value
 
-    return templated_value(Variable.get(name, default_var=None)) or default
+    names = [instance_variable(name, instance)]
+    if instance is not None and name not in OWN_ONLY:
+        names.append(name)
+    for candidate in names:
+        value = templated_value(Variable.get(candidate, default_var=None))
+        if value:
+            return value
+    return default
 
 
-def config_from_airflow() -> ManagerConfig:
-    """The configuration from Airflow's Variables and connections (environment, secrets backends, metadata DB)."""
+def config_from_airflow(instance: str | None = None) -> ManagerConfig:
+    """The configuration of sync instance ``instance`` (None: the default one) from Airflow's Variables and
+    connections (environment, secrets backends, metadata DB), resolved as the DAGs' operators resolve it."""
     from airflow.models import Connection
 
     from airflow_provider_aadsync.hooks.store import store_url_of
 
-    conn_id = _variable("aadsync_store_conn_id")
-    url = _variable("aadsync_store_url") or None
+    conn_id = _variable("aadsync_store_conn_id", instance=instance)
+    url = _variable("aadsync_store_url", instance=instance) or None
     if conn_id and url:
         raise ValueError(
             f"both a store connection ({conn_id!r}) and a store URL are set: keep one (the Variables "
@@ -67,46 +79,69 @@ def config_from_airflow() -> ManagerConfig:
         )
     if conn_id:
         url = store_url_of(conn_id, Connection.get_connection_from_secrets(conn_id))
-    writeback = tuple((key, _variable(name)) for key, name in WRITEBACK_VARIABLES.items())
+    writeback = tuple((key, _variable(name, instance=instance)) for key, name in WRITEBACK_VARIABLES.items())
     return ManagerConfig(
         store_url=url,
-        instance=_variable("aadsync_instance", "default"),
-        rules=_variable("aadsync_rules_path"),
+        instance=instance if instance is not None else _variable("aadsync_instance", "default"),
+        rules=_variable("aadsync_rules_path", instance=instance),
         writeback=writeback,
     )
 
 
-class Resources:
-    """The configuration (re-read every CONFIG_TTL_SECONDS), one open store per URL and the loaded rule set per
-    configuration, shared by the requests of one api-server worker."""
+def named_instances_from_airflow() -> list[str]:
+    """The named sync instances the deployment runs beside the default one (Variable ``aadsync_instances``)."""
+    from airflow_provider_aadsync.dag_settings import instances_from_variable
 
-    def __init__(self, loader: Callable[[], ManagerConfig] = config_from_airflow) -> None:
+    return instances_from_variable()
+
+
+class Resources:
+    """Per sync instance, the configuration (re-read every CONFIG_TTL_SECONDS), one open store per URL and the loaded
+    rule set per configuration, shared by the requests of one api-server worker. ``loader(None)`` (or ``loader()``)
+    gives the default instance's configuration, ``loader(name)`` a named instance's; ``named`` lists the named ones."""
+
+    def __init__(
+        self,
+        loader: Callable[..., ManagerConfig] = config_from_airflow,
+        named: Callable[[], list[str]] = named_instances_from_airflow,
+    ) -> None:
         self.loader = loader
+        self.named_loader = named
         self._lock = threading.Lock()
-        self._config: tuple[float, ManagerConfig] | None = None
+        self._configs: dict[str | None, tuple[float, ManagerConfig]] = {}
+        self._named: tuple[float, list[str]] | None = None
         self._stores: dict[tuple[str | None, str], Store] = {}
         self._rules: dict[ManagerConfig, RuleSet] = {}
 
-    def config(self) -> ManagerConfig:
+    def named(self) -> list[str]:
+        """The named instances (re-read with the configuration)."""
         with self._lock:
-            if self._config is None or time.monotonic() - self._config[0] > CONFIG_TTL_SECONDS:
-                self._config = (time.monotonic(), self.loader())
-            return self._config[1]
+            if self._named is None or time.monotonic() - self._named[0] > CONFIG_TTL_SECONDS:
+                self._named = (time.monotonic(), list(self.named_loader()))
+            return self._named[1]
 
-    def store(self) -> Store:
+    def config(self, instance: str | None = None) -> ManagerConfig:
+        with self._lock:
+            cached = self._configs.get(instance)
+            if cached is None or time.monotonic() - cached[0] > CONFIG_TTL_SECONDS:
+                loaded = self.loader() if instance is None else self.loader(instance)
+                cached = self._configs[instance] = (time.monotonic(), loaded)
+            return cached[1]
+
+    def store(self, instance: str | None = None) -> Store:
         from airflow_provider_aadsync.engine.store import Store
 
-        config = self.config()
+        config = self.config(instance)
         key = (config.store_url, config.instance)
         with self._lock:
             if key not in self._stores:
                 self._stores[key] = Store.open(config.store_url, instance=config.instance)
             return self._stores[key]
 
-    def rules(self) -> RuleSet:
+    def rules(self, instance: str | None = None) -> RuleSet:
         from airflow_provider_aadsync.operators.templated import load_rules_templated
 
-        config = self.config()
+        config = self.config(instance)
         with self._lock:
             if config not in self._rules:
                 writeback: dict[str, Any] = dict(config.writeback)

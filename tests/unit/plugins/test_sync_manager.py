@@ -406,3 +406,51 @@ def test_the_lock_shows_the_cycle_and_its_running_imports(client, headers, store
     ]
     assert "held by <code>aadsync_cycle:manual__7</code>" in page and "import:entra held by" in page
     assert get(client, headers, "/api/lock").json()["lock"]["state"] == "free"
+
+
+# ------------------------------------------------------------------------------------------- several instances
+@pytest.fixture(scope="module")
+def two_instances(store_url, auth_manager, tmp_path_factory):
+    """The default instance (the store above, instance "ui") and a named instance "emea" with a store of its own."""
+    emea_url = f"sqlite:///{tmp_path_factory.mktemp('emea') / 'store.sqlite'}"
+    with Store.open(emea_url, instance="emea") as store:
+        import_full(store, "ad", [ad_user(7, "erik", mail="erik@emea.example")])
+        assert run_sync(store, load_sync_rules(), connector="ad", mode="full").result == "success"
+
+    def loader(instance=None):
+        return ManagerConfig(store_url=emea_url, instance="emea") if instance else ManagerConfig(store_url, "ui")
+
+    parent = FastAPI()
+    manager = create_app(loader, named=lambda: ["emea"])
+    parent.mount("/aadsync", manager)
+    with TestClient(parent) as client:
+        yield client
+    manager.state.resources.close()
+
+
+def test_each_instance_reads_its_own_store(two_instances, headers):
+    default = get(two_instances, headers, "/api/objects?q=erik").json()
+    emea = get(two_instances, headers, "/i/emea/api/objects?q=erik").json()
+    assert default["connector_space"] == [] and len(emea["connector_space"]) == 1
+    assert get(two_instances, headers, "/i/emea/api/objects?q=alice").json()["connector_space"] == []
+    default_runs = get(two_instances, headers, "/api/runs").json()
+    emea_runs = get(two_instances, headers, "/i/emea/api/runs").json()
+    assert default_runs != emea_runs and get(two_instances, headers, "/i/emea/api/lock").status_code == 200
+
+
+def test_a_page_of_a_named_instance_keeps_it_in_every_link_and_offers_the_others(two_instances, headers):
+    page = get(two_instances, headers, "/i/emea/").text
+    assert 'href="/aadsync/i/emea/search"' in page and 'href="/aadsync/i/emea/static/style.css"' in page
+    assert re.search(r'<a href="/aadsync/" class="">ui</a>', page)  # the default instance, by its name
+    assert re.search(r'<a href="/aadsync/i/emea/" class="active">emea</a>', page)
+    assert 'href="/aadsync/search"' in get(two_instances, headers, "/").text  # the default keeps its own links
+
+
+def test_an_unknown_instance_is_a_404_naming_the_known_ones(two_instances, headers):
+    answer = get(two_instances, headers, "/i/apac/api/runs", status=404).json()
+    assert answer == {"detail": "no sync instance 'apac': the named instances are emea"}
+    assert "no sync instance" in get(two_instances, headers, "/i/apac/", status=404).text
+
+
+def test_a_named_instance_needs_a_token_too(two_instances):
+    assert two_instances.get("/aadsync/i/emea/api/runs").status_code == 401
