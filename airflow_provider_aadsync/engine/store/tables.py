@@ -249,9 +249,9 @@ sync_state = sa.Table(
 _VERSION_2_TABLES = [mv_object, mv_reference, mv_join_key, link, pending_export, pending_export_reference, sync_state]
 
 #: Per connector and metaverse object: the fingerprint of everything a sync of that connector read for the object
-#: (rules, metaverse row and references, every linked connector-space object) when the pass last left it settled
-#: (no error, nothing to export). A later full sync that finds the same fingerprint skips the object: evaluating it
-#: again could only give the same "nothing to do" (engine/sync/memo.py).
+#: (rules, metaverse row and references, every linked connector-space object and its pending export) when a pass last
+#: evaluated it without error. A later full sync that finds the same fingerprint skips the object: evaluating it again
+#: could only give the same result (engine/sync/memo.py).
 sync_memo = sa.Table(
     "sync_memo",
     metadata,

@@ -210,12 +210,12 @@ class SyncMemo:
 
     # ----------------------------------------------------------------------------------------------- writing
     def remember(self, evaluated: set[int], full: bool) -> None:
-        """After the pass: memoize the evaluated metaverse objects it left settled, forget the others' memo (and, in
+        """After the pass: memoize the metaverse objects it evaluated without error, forget the others' memo (and, in
         a full sync, the memo of objects no longer linked to this connector). A full sync reads the fingerprints a
         batch of anchors at a time when it evaluated many objects (by subquery, bounded memory), else by id."""
         connection = self.state.connection
         connector = self.state.connector
-        settled = evaluated - self._unsettled()
+        settled = evaluated - self._failed()
         if full and len(settled) > self.state.batch_rows:
             anchors = (
                 connection.execute(
@@ -251,15 +251,15 @@ class SyncMemo:
             )
         self.state.counters["objects_memoized"] += memoized
 
-    def _unsettled(self) -> set[int]:
+    def _failed(self) -> set[int]:
         """Metaverse objects with an error recorded in this pass (on any of their linked objects)."""
         connection = self.state.connection
-        unsettled = {
+        failed = {
             int(anchor.split(":", 1)[1]) for anchor in self.state.error_anchors if anchor.startswith("metaverse:")
         }
         for chunk in chunks(sorted(self.state.error_anchors), IN_CHUNK):
-            unsettled.update(connection.execute(sa.select(link.c.mv_id).where(link.c.anchor.in_(chunk))).scalars())
-        return unsettled
+            failed.update(connection.execute(sa.select(link.c.mv_id).where(link.c.anchor.in_(chunk))).scalars())
+        return failed
 
     def _queries(self, chunk: Sequence[int] | sa.Select[Any]) -> dict[str, sa.Select[Any]]:
         """The reads of :meth:`fingerprints` for some metaverse ids, by part (columns as ``_PART_COLUMNS``).

@@ -81,8 +81,8 @@ def run_sync(
 ) -> SyncResult:
     """Run one sync of ``connector`` against the rule set, recorded as a run.
 
-    A full sync skips the objects the sync memo shows unchanged since a pass that left them settled (sync/memo.py);
-    ``reevaluate=True`` evaluates every object all the same.
+    A full sync skips the objects the sync memo shows unchanged since a pass evaluated them without error
+    (sync/memo.py); ``reevaluate=True`` evaluates every object all the same.
 
     :raise RuleSetError: ``connector`` has no enabled inbound rule (the sync would disconnect everything); raised
         before the store is touched (no lock taken, no run recorded)

@@ -82,7 +82,7 @@ class Synchronizer:
     def run(self, mode: str, *, anchors: Sequence[str] | None = None, reevaluate: bool = False) -> None:
         """Sync every object (full), the objects with pending imports (delta), or the given ``anchors``.
 
-        A full sync skips the objects the sync memo shows unchanged since a pass that left them settled (memo.py);
+        A full sync skips the objects the sync memo shows unchanged since a pass evaluated them without error (memo.py);
         ``reevaluate`` evaluates every object all the same (and memoizes them again)."""
         report = progress.current()
         memo = self.memo if anchors is None else None
