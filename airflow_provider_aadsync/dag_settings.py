@@ -41,6 +41,15 @@ def instance_variable(name: str, instance: str | None) -> str:
     return name if instance is None else f"aadsync_{check_instance_name(instance)}__{name.removeprefix('aadsync_')}"
 
 
+def setting_variables(name: str, instance: str | None) -> list[str]:
+    """The Variables that may hold setting ``name`` for ``instance``, in the order they are read: a named instance's
+    own first, then (unless the setting is one of :data:`OWN_ONLY`) the shared one."""
+    names = [instance_variable(name, instance)]
+    if instance is not None and name not in OWN_ONLY:
+        names.append(name)
+    return names
+
+
 def parse_time_setting(name: str, default: str, instance: str | None = None) -> str:
     """A Variable read when this file is parsed, for what operators cannot template (pool, retries).
 
@@ -48,10 +57,7 @@ def parse_time_setting(name: str, default: str, instance: str | None = None) -> 
     only environment Variables (``AIRFLOW_VAR_<NAME>``), which every parser sees. A named instance reads its own
     Variable first, then (unless the setting is one of :data:`OWN_ONLY`) the shared one.
     """
-    names = [instance_variable(name, instance)]
-    if instance is not None and name not in OWN_ONLY:
-        names.append(name)
-    for candidate in names:
+    for candidate in setting_variables(name, instance):
         try:
             value = Variable.get(candidate, default=None)
         except Exception:  # no metadata DB or API at parse time (e.g. a DagBag check): the default

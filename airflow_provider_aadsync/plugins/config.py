@@ -50,13 +50,10 @@ def _variable(name: str, default: str = "", instance: str | None = None) -> str:
     (``aadsync_<instance>__<setting>``) first, then, unless the setting is its own only (its store), the shared one."""
     from airflow.models import Variable
 
-    from airflow_provider_aadsync.dag_settings import OWN_ONLY, instance_variable
+    from airflow_provider_aadsync.dag_settings import setting_variables
     from airflow_provider_aadsync.operators.templated import templated_value
 
-    names = [instance_variable(name, instance)]
-    if instance is not None and name not in OWN_ONLY:
-        names.append(name)
-    for candidate in names:
+    for candidate in setting_variables(name, instance):
         value = templated_value(Variable.get(candidate, default_var=None))
         if value:
             return value
