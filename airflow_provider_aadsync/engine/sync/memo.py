@@ -211,11 +211,13 @@ class SyncMemo:
     # ----------------------------------------------------------------------------------------------- writing
     def remember(self, evaluated: set[int], full: bool) -> None:
         """After the pass: memoize the metaverse objects it evaluated without error, forget the others' memo (and, in
-        a full sync, the memo of objects no longer linked to this connector). A full sync reads the fingerprints a
-        batch of anchors at a time when it evaluated many objects (by subquery, bounded memory), else by id."""
+        a full sync, the memo of objects no longer linked to this connector). A full sync that evaluated most of the
+        connector reads the fingerprints a range of anchors at a time (by subquery, bounded memory); else they are
+        read by id, so the objects it skipped are not fingerprinted again."""
         connection = self.state.connection
         connector = self.state.connector
         settled = evaluated - self._failed()
+        slices: list[Any] = list(chunks(sorted(settled), self.state.batch_rows))
         if full and len(settled) > self.state.batch_rows:
             anchors = (
                 connection.execute(
@@ -224,12 +226,11 @@ class SyncMemo:
                 .scalars()
                 .all()
             )
-            slices = [
-                self._linked_between(anchors[start], anchors[min(start + self.state.batch_rows, len(anchors)) - 1])
-                for start in range(0, len(anchors), self.state.batch_rows)
-            ]
-        else:
-            slices = list(chunks(sorted(settled), self.state.batch_rows))
+            if len(settled) * 2 > len(anchors):  # most of the connector was evaluated: read it by anchor range
+                slices = [
+                    self._linked_between(anchors[start], anchors[min(start + self.state.batch_rows, len(anchors)) - 1])
+                    for start in range(0, len(anchors), self.state.batch_rows)
+                ]
         memoized = 0
         for selection in slices:
             rows = [
