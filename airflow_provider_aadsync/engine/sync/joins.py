@@ -276,26 +276,15 @@ class Joins:
         return dict(self.state.connection.execute(query).all())
 
     def _allocate_mv_ids(self, count: int) -> list[int]:
+        """Ids for ``count`` new metaverse objects. Nothing is written: the batch's metaverse write inserts them
+        (an empty row written first, to reserve the id, was written twice and moved in the type index); the ids this
+        pass handed out are remembered, so the next allocation starts after them whatever is written yet."""
         if count == 0:
             return []
         current = self.state.connection.execute(sa.select(sa.func.max(mv_object.c.id))).scalar() or 0
         current = max(current, self._last_allocated)
         self._last_allocated = current + count
-        # Reserve the ids at once, so a later batch's max() sees them even before their attributes are written.
-        now = utcnow()
-        rows = [
-            {
-                "id": current + 1 + i,
-                "object_type": "",
-                "attrs": "{}",
-                "contributions": "{}",
-                "created_at": now,
-                "updated_at": now,
-            }
-            for i in range(count)
-        ]
-        write_rows(self.state.store, self.state.connection, mv_object, rows)
-        return [row["id"] for row in rows]
+        return list(range(current + 1, current + 1 + count))
 
     def _join_matches(self, frame: pd.DataFrame, group: Sequence[Any], mv_type: str) -> dict[str, set[int]]:
         """Metaverse ids matching every pair of one join group, per connector-space anchor."""
@@ -309,19 +298,22 @@ class Joins:
                     text = str(value)
                     keys[text if case_sensitive else text.casefold()].append(anchor)
             found: dict[str, set[int]] = defaultdict(set)
+            # Looked up by the folded value, the one indexed (tables.mv_join_key); a case-sensitive pair then keeps
+            # the rows whose value is exactly one looked for.
             value_column = mv_join_key.c.value if case_sensitive else mv_join_key.c.value_folded
             for chunk in chunks(list(keys), IN_CHUNK):
+                folded = sorted({key.casefold() for key in chunk}) if case_sensitive else chunk
                 query = (
                     sa.select(value_column, mv_join_key.c.mv_id)
                     .join(mv_object, mv_object.c.id == mv_join_key.c.mv_id)
                     .where(
                         mv_join_key.c.attribute == target.lower(),
-                        value_column.in_(chunk),
+                        mv_join_key.c.value_folded.in_(folded),
                         mv_object.c.object_type == mv_type,
                     )
                 )
                 for value, mv_id in self.state.connection.execute(query):
-                    for anchor in keys[value]:
+                    for anchor in keys.get(value, ()):
                         found[anchor].add(mv_id)
             result = dict(found) if result is None else {a: ids & found.get(a, set()) for a, ids in result.items()}
         return {anchor: ids for anchor, ids in (result or {}).items() if ids}

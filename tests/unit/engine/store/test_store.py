@@ -205,3 +205,23 @@ def test_a_store_of_version_7_gains_the_run_notice_table_and_notices_round_trip(
                   "message": "Graph cannot create contacts", "examples": [{"dn": "CN=Partner"}]}  # fmt: skip
         store.record_notices(run_id, [notice])
         assert store.run_notices(run_id) == [notice]
+
+
+def test_a_store_of_version_10_loses_the_join_key_value_index(tmp_path):
+    """Step 11: one join-key index, on the folded value; a new store never has the one on ``value``."""
+    from airflow_provider_aadsync.engine.store import schema_version
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+
+    def join_key_indexes(store: Store) -> set[str]:
+        with store.engine.connect() as connection:
+            return {index["name"] for index in sa.inspect(connection).get_indexes("mv_join_key")}
+
+    with Store.open(url) as store:
+        assert join_key_indexes(store) == {"ix_mv_join_key_folded"}
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql("CREATE INDEX ix_mv_join_key_value ON mv_join_key (attribute, value)")
+            connection.execute(sa.delete(schema_version).where(schema_version.c.version >= 11))
+    with Store.open(url) as store:
+        assert store.current_version() == SCHEMA_VERSION >= 11
+        assert join_key_indexes(store) == {"ix_mv_join_key_folded"}

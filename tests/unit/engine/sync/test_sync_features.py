@@ -294,3 +294,14 @@ def test_several_join_rules_in_scope_is_a_per_object_error(store):
     assert [(e.anchor, e.code) for e in errors] == [("dir-1", "several-join-rules")]
     assert "'In from Directory', 'In from Directory - by badge'" in errors[0].message
     assert ("dir", "dir-1") not in links(store) and links(store)[("dir", "dir-2")][1] == "join"
+
+
+def test_a_case_sensitive_join_matches_the_exact_value_only(store, rules):
+    """Join keys are looked up through the folded-value index alone (tables.mv_join_key); a case-sensitive pair
+    (empNo → employeeId) still joins only the value written the same way."""
+    import_full(store, "hr", [employee(1), employee(2)])
+    run_sync(store, rules, connector="hr", mode="full")
+    import_full(store, "dir", [account(1, empNo="E1"), account(2, empNo="e2")])
+    result = run_sync(store, rules, connector="dir", mode="full")
+    assert result.counters["joins"] == 1
+    assert links(store, "dir") == {("dir", "dir-1"): (person(store, 1)[0], "join")}
