@@ -26,8 +26,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from aadsync_devkit.tls import TlsFiles, make_ca_and_server_cert
 from aadsync_devkit.graph_emulator.state import EmulatorState
+from aadsync_devkit.tls import TlsFiles, make_ca_and_server_cert
 
 DEFAULT_TLS_NAMES = ("graph-emulator", "localhost")
 DEFAULT_TENANT_NAME = "contosodev"
