@@ -27,6 +27,7 @@ from airflow_provider_aadsync.engine.store import (
 )
 from airflow_provider_aadsync.engine.sync.frames import (
     IN_CHUNK,
+    collect_batch_garbage,
     load_json,
     members_by_rule,
     same_values,
@@ -66,6 +67,7 @@ class Outbound:
         for chunk in chunks(list(mv_ids), self.state.batch_rows):
             self._outbound_batch(chunk, reference_work, provisioned)
             report.advance(len(chunk))
+            collect_batch_garbage()
         # Groups already exported whose members were provisioned in this pass: their member rows can now resolve.
         for connector, new_ids in provisioned.items():
             pairs = [(c, s, t) for (c, s, t) in list(reference_work) if c == connector]

@@ -31,7 +31,13 @@ from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, link
-from airflow_provider_aadsync.engine.sync.frames import BATCH_ROWS, IN_CHUNK, fewer_collections, frame_of_rows
+from airflow_provider_aadsync.engine.sync.frames import (
+    BATCH_ROWS,
+    IN_CHUNK,
+    collect_batch_garbage,
+    collections_between_batches,
+    frame_of_rows,
+)
 from airflow_provider_aadsync.engine.sync.inbound import Inbound
 from airflow_provider_aadsync.engine.sync.joins import Joins
 from airflow_provider_aadsync.engine.sync.memo import SyncMemo, forget_memo, pass_digest
@@ -87,7 +93,7 @@ class Synchronizer:
         report = progress.current()
         memo = self.memo if anchors is None else None
         skipping = memo is not None and mode == "full" and not reevaluate
-        with fewer_collections():
+        with collections_between_batches():
             report.start_phase("inbound", self._count(mode) if anchors is None else len(anchors))
             for batch in self._batches(mode, anchors):
                 read = len(batch)
@@ -96,6 +102,7 @@ class Synchronizer:
                 if len(batch):
                     self.inbound.inbound_batch(batch)
                 report.advance(read)
+                collect_batch_garbage()
             self.references.inbound_references()  # part of the inbound phase (its final line comes after them)
             report.start_phase("outbound", len(self.state.touched_mv), unit="metaverse objects")
             self.outbound.outbound(sorted(self.state.touched_mv))  # advances the phase once per batch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -13,8 +14,8 @@ import pytest
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
 from airflow_provider_aadsync.engine.sync.contributions import REFERENCE_MARKER
 from airflow_provider_aadsync.engine.sync.frames import (
-    SYNC_GC_THRESHOLDS,
-    fewer_collections,
+    collect_batch_garbage,
+    collections_between_batches,
     frame_of_rows,
     load_json,
     rows_by_label,
@@ -131,12 +132,24 @@ def test_frame_of_rows_is_the_row_constructor(rows: list[tuple[object, ...]]) ->
     pd.testing.assert_frame_equal(built, expected)
 
 
-def test_fewer_collections_restores_the_collector_thresholds() -> None:
-    before = gc.get_threshold()
-    with fewer_collections():
-        assert gc.get_threshold() == SYNC_GC_THRESHOLDS
-        assert gc.isenabled()
-    assert gc.get_threshold() == before
-    with pytest.raises(RuntimeError), fewer_collections():
+def test_the_collector_is_off_during_a_pass_and_batches_free_their_cycles() -> None:
+    """Inside a pass the automatic collector is off; each batch's end frees its reference cycles; after the pass
+    (or a failed one) the collector is as it was."""
+    assert gc.isenabled()
+
+    class Node:
+        pass
+
+    with collections_between_batches():
+        assert not gc.isenabled()
+        cycle = Node()
+        cycle.itself = cycle  # type: ignore[attr-defined]
+        watched = weakref.ref(cycle)
+        del cycle
+        assert watched() is not None  # garbage, kept until the batch ends
+        collect_batch_garbage()
+        assert watched() is None
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collections_between_batches():
         raise RuntimeError("a failed pass")
-    assert gc.get_threshold() == before
+    assert gc.isenabled()
