@@ -35,6 +35,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     write_rows,
 )
 from airflow_provider_aadsync.engine.sync.joins import Joins
+from airflow_provider_aadsync.engine.sync.lookups import holders_of
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
 from airflow_provider_aadsync.engine.sync.schema import METAVERSE, cell_values
 from airflow_provider_aadsync.engine.sync.staging import Staging
@@ -75,13 +76,7 @@ class Outbound:
                 continue
             # Two indexed lookups, not one join: SQLite, without statistics on freshly written links, would scan
             # every link of the connector per chunk (46 s of a 100k-user full sync).
-            referencing: set[int] = set()
-            for chunk in chunks(sorted(new_ids), IN_CHUNK):
-                referencing.update(
-                    self.state.connection.execute(
-                        sa.select(mv_reference.c.mv_id).where(mv_reference.c.target_mv_id.in_(chunk)).distinct()
-                    ).scalars()
-                )
+            referencing = holders_of(self.state.connection, mv_reference.c.mv_id, mv_reference.c.target_mv_id, new_ids)
             pending = sorted(m for m in referencing if any(m not in reference_work[key] for key in pairs))
             for chunk in chunks(pending, IN_CHUNK):
                 rows = self.state.connection.execute(

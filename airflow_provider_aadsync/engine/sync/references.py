@@ -29,6 +29,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     set_difference,
     write_rows,
 )
+from airflow_provider_aadsync.engine.sync.lookups import holders_of
 from airflow_provider_aadsync.engine.sync.schema import METAVERSE
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
@@ -69,14 +70,13 @@ class References:
     def inbound_references(self) -> None:
         """Recompute the metaverse reference rows of groups that changed, or whose members were just joined."""
         dirty = set(self.state.reference_dirty)
-        newly = sorted(self.state.newly_linked)
-        for chunk in chunks(newly, IN_CHUNK):
-            dirty.update(
-                self.state.connection.execute(
-                    sa.select(cs_reference.c.anchor)
-                    .where(cs_reference.c.connector == self.state.connector, cs_reference.c.target_anchor.in_(chunk))
-                    .distinct()
-                ).scalars()
+        if self.state.newly_linked:
+            dirty |= holders_of(
+                self.state.connection,
+                cs_reference.c.anchor,
+                cs_reference.c.target_anchor,
+                self.state.newly_linked,
+                cs_reference.c.connector == self.state.connector,
             )
         if not dirty:
             return

@@ -1,0 +1,54 @@
+"""Which rows point at a set of keys: index probes for a few keys, one ordered read of the rows for many.
+
+A sync pass asks "which groups hold one of these objects" of the reference tables: the groups holding a member it
+just linked (their metaverse members resolve now), the groups holding a member it just provisioned (their member
+rows can now be staged). A delta sync asks it of a few objects: an ``IN`` list over the target index answers at once.
+A first full sync asks it of every object of the directory: 105,000 random reads of a GUID-keyed index (0.9 CPU
+seconds for the connector-space references of 100,000 users) where one pass over the table's rows in stored order,
+filtered against the set of keys, reads the same answer in a tenth of the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from airflow_provider_aadsync.engine.batching import chunks
+from airflow_provider_aadsync.engine.sync.frames import IN_CHUNK
+
+#: Up to this many keys are always probed (a delta sync's): no row count is taken.
+PROBE_ALWAYS = IN_CHUNK
+#: More keys are read by one pass over the rows when the rows in scope are at most this many times the keys: a probe
+#: costs about as much as reading ten rows in order, so this leaves room for a slower disk.
+SCAN_RATIO = 4
+#: Rows fetched at a time by the pass over the rows.
+SCAN_ROWS = 50_000
+
+
+def holders_of(
+    connection: Connection,
+    holder: sa.Column[Any],
+    target: sa.Column[Any],
+    targets: Collection[Any],
+    *where: sa.ColumnElement[bool],
+) -> set[Any]:
+    """The distinct ``holder`` values of the rows of ``holder``'s table (those matching ``where``) whose ``target``
+    is one of ``targets``: probed through the target's index for few targets, one pass over the rows for many."""
+    keys = sorted(targets)
+    if len(keys) > PROBE_ALWAYS:
+        table = holder.table
+        rows = connection.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
+        if rows <= SCAN_RATIO * len(keys):
+            wanted = set(keys)
+            found: set[Any] = set()
+            result = connection.execute(sa.select(holder, target).where(*where).execution_options(yield_per=SCAN_ROWS))
+            for part in result.partitions():
+                found.update(value for value, pointed in part if pointed in wanted)
+            return found
+    found = set()
+    for chunk in chunks(keys, IN_CHUNK):
+        found.update(connection.execute(sa.select(holder).where(*where, target.in_(chunk)).distinct()).scalars())
+    return found
