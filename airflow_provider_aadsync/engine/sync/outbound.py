@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import pandas as pd
@@ -246,6 +247,10 @@ class Outbound:
                 staged.append((anchor, stored["object_type"], stored["dn"], "update", changes))
             for mv_attribute, cs_attribute in references:
                 reference_work[(connector, mv_attribute, cs_attribute)][mv_id] = anchor
+        # In key order: provisional anchors are random, and rows written in the order of their key index each land
+        # next to the one before instead of on a random page of it.
+        new_objects.sort(key=itemgetter("anchor"))
+        new_links.sort(key=itemgetter("anchor"))
         write_rows(self.state.store, self.state.connection, cs_object, new_objects)
         write_rows(self.state.store, self.state.connection, link, new_links)
         self.state.counters["provisioned"] += len(new_objects)

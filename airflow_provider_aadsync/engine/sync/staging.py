@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import pandas as pd
@@ -112,6 +113,7 @@ class Staging:
                     sa.update(pending_export).where(export_key(connector, anchor)).values(**values)
                 )
             self.state.counters[f"export_{operation}s_staged"] += 1
+        inserts.sort(key=itemgetter("anchor"))  # in key order, as the outbound writes its new objects
         write_rows(self.state.store, self.state.connection, pending_export, inserts)
 
     def _has_reference_changes(self, connector: str, anchor: str) -> bool:
