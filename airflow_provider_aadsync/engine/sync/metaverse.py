@@ -110,8 +110,6 @@ class Metaverse:
         )
         for chunk in chunks(changed_ids, IN_CHUNK):
             self.state.connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.mv_id.in_(chunk)))
-        # In index order: each row lands next to the one before it in the folded-value index, not at random.
-        key_rows.sort(key=lambda row: (row["attribute"], row["value_folded"]))
         write_rows(self.state.store, self.state.connection, mv_join_key, key_rows, update=["value_folded"])
 
     def _join_keys(self, mv_id: int, attrs: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
