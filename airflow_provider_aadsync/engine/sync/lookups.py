@@ -37,18 +37,17 @@ def holders_of(
 ) -> set[Any]:
     """The distinct ``holder`` values of the rows of ``holder``'s table (those matching ``where``) whose ``target``
     is one of ``targets``: probed through the target's index for few targets, one pass over the rows for many."""
-    keys = sorted(targets)
-    if len(keys) > PROBE_ALWAYS:
+    if len(targets) > PROBE_ALWAYS:
         table = holder.table
         rows = connection.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
-        if rows <= SCAN_RATIO * len(keys):
-            wanted = set(keys)
+        if rows <= SCAN_RATIO * len(targets):
+            wanted = set(targets)
             found: set[Any] = set()
             result = connection.execute(sa.select(holder, target).where(*where).execution_options(yield_per=SCAN_ROWS))
             for part in result.partitions():
                 found.update(value for value, pointed in part if pointed in wanted)
             return found
     found = set()
-    for chunk in chunks(keys, IN_CHUNK):
+    for chunk in chunks(sorted(targets), IN_CHUNK):  # sorted: the probes walk the index in order
         found.update(connection.execute(sa.select(holder).where(*where, target.in_(chunk)).distinct()).scalars())
     return found
