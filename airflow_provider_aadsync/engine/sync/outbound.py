@@ -4,7 +4,6 @@ provisioning, attribute updates, deprovisioning and reference (member) changes, 
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
@@ -31,6 +30,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     collect_batch_garbage,
     load_json,
     members_by_rule,
+    random_uuid4s,
     same_values,
     stored_rows_by_label,
     write_rows,
@@ -59,6 +59,8 @@ class Outbound:
         self.metaverse = metaverse
         self.staging = staging
         self._plans: dict[str, list[tuple[str, str, bool]]] = {}
+        #: The random part of provisional anchors (frames.random_uuid4s).
+        self._uuids = random_uuid4s()
 
     def outbound(self, mv_ids: Sequence[int]) -> None:
         if not self.state.outbound_rules or not mv_ids:
@@ -199,7 +201,7 @@ class Outbound:
                     for mv_attribute, cs_attribute in references:
                         reference_work[(connector, mv_attribute, cs_attribute)][mv_id] = anchor
                     continue
-                anchor = f"{PROVISIONAL_PREFIX}{uuid.uuid4()}"
+                anchor = f"{PROVISIONAL_PREFIX}{next(self._uuids)}"
                 object_type = provision_rule.rule.target_object_type
                 dn = dn or target_schema.default_dn(object_type, anchor)
                 new_objects.append(self._provisional_object(connector, anchor, object_type, dn))

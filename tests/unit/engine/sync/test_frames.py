@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import math
+import uuid
 import weakref
 
 import numpy as np
@@ -12,6 +14,7 @@ import pandas as pd
 import pytest
 
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
+from airflow_provider_aadsync.engine.sync import frames
 from airflow_provider_aadsync.engine.sync.contributions import REFERENCE_MARKER
 from airflow_provider_aadsync.engine.sync.frames import (
     collect_batch_garbage,
@@ -153,3 +156,11 @@ def test_the_collector_is_off_during_a_pass_and_batches_free_their_cycles() -> N
     with pytest.raises(RuntimeError), collections_between_batches():
         raise RuntimeError("a failed pass")
     assert gc.isenabled()
+
+
+def test_random_uuid4s_are_version_4_uuids_as_uuid4_writes_them_and_differ() -> None:
+    drawn = list(itertools.islice(frames.random_uuid4s(), 2 * frames.UUID_BLOCK + 3))  # across three blocks
+    for text in drawn[:: frames.UUID_BLOCK // 4]:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+    assert len(set(drawn)) == len(drawn)
