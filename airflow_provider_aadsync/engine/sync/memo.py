@@ -54,35 +54,27 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
     sync_memo,
 )
-from airflow_provider_aadsync.engine.sync.frames import IN_CHUNK, frame_of_rows, write_rows
+from airflow_provider_aadsync.engine.sync.frames import IN_CHUNK, write_rows
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
 #: Bumped when what the fingerprint covers changes: every stored fingerprint is then stale.
-MEMO_FORMAT = 2
+MEMO_FORMAT = 3
 
-#: The parts of a fingerprint and the columns each reads (see SyncMemo._queries).
-_PART_COLUMNS: dict[str, list[str]] = {
-    "object": ["mv_id", "object_type", "updated_at"],
-    "links": [
-        "mv_id",
-        "connector",
-        "anchor",
-        "link_type",
-        "rule",
-        "dn",
-        "object_type",
-        "attrs_hash",
-        "refs_hash",
-        "is_deleted",
-        "export_operation",
-        "export_state",
-        "export_dn",
-        "export_updated_at",
-    ],
-    "references": ["mv_id", "attribute", "target_mv_id"],
-    "member_changes": ["mv_id", "connector", "anchor", "attribute", "target_anchor", "operation", "state"],
-    "member_of": ["mv_id", "group", "dn"],
-}
+#: The parts of a fingerprint (SyncMemo._queries): each reads, per row, a metaverse id and the row's fields as one text.
+_PARTS = ("object", "links", "references", "member_changes", "member_of")
+
+
+def _row_text(*columns: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+    """A row's fields as one text, built by the store: ``<length>:<text>`` per field, ``-`` for NULL, so that no two
+    different rows give the same text. The fingerprint hashes this one column, instead of fetching every field as a
+    Python object of its own and hashing the fields column by column."""
+    text: sa.ColumnElement[Any] | None = None
+    for column in columns:
+        value = sa.cast(column, sa.String)
+        field = sa.func.coalesce(sa.cast(sa.func.length(value), sa.String) + ":" + value, "-")
+        text = field if text is None else text + field
+    assert text is not None
+    return text
 
 
 def _same_object(table: sa.Table | sa.Alias, other: sa.Table | sa.Alias) -> sa.ColumnElement[bool]:
@@ -121,13 +113,13 @@ def _schema_description(schema: ConnectorSchema) -> list[object]:
     ]
 
 
-def _row_hashes(frame: pd.DataFrame, key: str) -> pd.Series:
-    """Per ``key`` value, an order-free digest of its rows (the sum of the rows' 64-bit hashes, wrapping)."""
-    if frame.empty:
+def _row_hashes(rows: Sequence[tuple[int, str]]) -> pd.Series:
+    """Per metaverse id, an order-free digest of its rows' texts (the sum of their 64-bit hashes, wrapping)."""
+    if not rows:
         return pd.Series(dtype="uint64")
-    # categorize=False: most columns are unique per row (anchors, DNs, hashes), so factorizing them first only costs
-    hashes = pd.util.hash_pandas_object(frame.astype(str), index=False, categorize=False).to_numpy(dtype=np.uint64)
-    return pd.Series(hashes, index=frame[key].to_numpy()).groupby(level=0).sum()
+    mv_ids, texts = zip(*rows, strict=True)
+    hashes = pd.util.hash_array(np.array(texts, dtype=object), categorize=False)
+    return pd.Series(hashes, index=np.array(mv_ids)).groupby(level=0).sum()
 
 
 def _plain_rows(result: sa.CursorResult[Any]) -> list[tuple[Any, ...]]:
@@ -187,19 +179,15 @@ class SyncMemo:
     def fingerprints(self, selection: Sequence[int] | sa.Select[Any]) -> dict[int, int]:
         """The current fingerprint (a signed 64-bit number, as the store keeps it) of each metaverse object of
         ``selection``: a list of ids, or a query of them."""
-        parts: dict[str, list[Any]] = {name: [] for name in _PART_COLUMNS}
+        parts: dict[str, list[Any]] = {name: [] for name in _PARTS}
         selections = [selection] if isinstance(selection, sa.Select) else chunks(sorted(set(selection)), IN_CHUNK)
         for part in selections:
             for name, query in self._queries(part).items():
                 parts[name] += _plain_rows(self.state.connection.execute(query))
-        mv = frame_of_rows(parts["object"], _PART_COLUMNS["object"])
-        index = pd.Index(mv["mv_id"].to_numpy())
+        index = pd.Index(np.array([row[0] for row in parts["object"]], dtype=np.int64))
         combined = pd.DataFrame(
             {
-                name: _row_hashes(frame_of_rows(rows, _PART_COLUMNS[name]), "mv_id")
-                .reindex(index, fill_value=0)
-                .astype(np.uint64)
-                .to_numpy()
+                name: _row_hashes(rows).reindex(index, fill_value=0).astype(np.uint64).to_numpy()
                 for name, rows in parts.items()
             },
             index=index,
@@ -263,30 +251,32 @@ class SyncMemo:
         return failed
 
     def _queries(self, chunk: Sequence[int] | sa.Select[Any]) -> dict[str, sa.Select[Any]]:
-        """The reads of :meth:`fingerprints` for some metaverse ids, by part (columns as ``_PART_COLUMNS``).
-        ``updated_at`` is read as the store keeps it (text in SQLite): it is only compared."""
+        """The reads of :meth:`fingerprints` for some metaverse ids, by part (``_PARTS``): per row, the metaverse id
+        and the row's fields as one text (:func:`_row_text`). Times are read as the store keeps them: only compared."""
         linked = cs_object.alias("linked")
         group = cs_object.alias("group_object")
         queries: dict[str, sa.Select[Any]] = {
-            "object": sa.select(
-                mv_object.c.id, mv_object.c.object_type, sa.cast(mv_object.c.updated_at, sa.String)
-            ).where(mv_object.c.id.in_(chunk)),
+            "object": sa.select(mv_object.c.id, _row_text(mv_object.c.object_type, mv_object.c.updated_at)).where(
+                mv_object.c.id.in_(chunk)
+            ),
             "links": sa.select(
                 link.c.mv_id,
-                link.c.connector,
-                link.c.anchor,
-                link.c.link_type,
-                link.c.rule,
-                linked.c.dn,
-                linked.c.object_type,
-                linked.c.attrs_hash,
-                linked.c.refs_hash,
-                linked.c.is_deleted,
-                pending_export.c.operation,
-                pending_export.c.state,
-                pending_export.c.dn,
-                # not the changes (a whole object's values for an add): staging, their only writer, sets updated_at
-                sa.cast(pending_export.c.updated_at, sa.String),
+                _row_text(
+                    link.c.connector,
+                    link.c.anchor,
+                    link.c.link_type,
+                    link.c.rule,
+                    linked.c.dn,
+                    linked.c.object_type,
+                    linked.c.attrs_hash,
+                    linked.c.refs_hash,
+                    linked.c.is_deleted,
+                    pending_export.c.operation,
+                    pending_export.c.state,
+                    pending_export.c.dn,
+                    # not the changes (a whole object's values for an add): staging, their only writer, sets updated_at
+                    pending_export.c.updated_at,
+                ),
             )
             .select_from(
                 link.outerjoin(linked, _same_object(linked, link)).outerjoin(
@@ -294,24 +284,26 @@ class SyncMemo:
                 )
             )
             .where(link.c.mv_id.in_(chunk)),
-            "references": sa.select(mv_reference.c.mv_id, mv_reference.c.attribute, mv_reference.c.target_mv_id).where(
-                mv_reference.c.mv_id.in_(chunk)
-            ),
+            "references": sa.select(
+                mv_reference.c.mv_id, _row_text(mv_reference.c.attribute, mv_reference.c.target_mv_id)
+            ).where(mv_reference.c.mv_id.in_(chunk)),
             "member_changes": sa.select(
                 link.c.mv_id,
-                pending_export_reference.c.connector,
-                pending_export_reference.c.anchor,
-                pending_export_reference.c.attribute,
-                pending_export_reference.c.target_anchor,
-                pending_export_reference.c.operation,
-                pending_export_reference.c.state,
+                _row_text(
+                    pending_export_reference.c.connector,
+                    pending_export_reference.c.anchor,
+                    pending_export_reference.c.attribute,
+                    pending_export_reference.c.target_anchor,
+                    pending_export_reference.c.operation,
+                    pending_export_reference.c.state,
+                ),
             )
             .select_from(link.join(pending_export_reference, _same_object(pending_export_reference, link)))
             .where(link.c.mv_id.in_(chunk)),
         }
         if self.member_of:
             queries["member_of"] = (
-                sa.select(link.c.mv_id, cs_reference.c.anchor, group.c.dn)
+                sa.select(link.c.mv_id, _row_text(cs_reference.c.anchor, group.c.dn))
                 .select_from(
                     link.join(
                         cs_reference,
