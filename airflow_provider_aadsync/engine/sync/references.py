@@ -24,12 +24,10 @@ from airflow_provider_aadsync.engine.sync.contributions import (
 )
 from airflow_provider_aadsync.engine.sync.frames import (
     IN_CHUNK,
-    frame_of_rows,
     load_json,
-    set_difference,
     write_rows,
 )
-from airflow_provider_aadsync.engine.sync.lookups import holders_of
+from airflow_provider_aadsync.engine.sync.lookups import holders_of, set_differences
 from airflow_provider_aadsync.engine.sync.schema import METAVERSE
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
@@ -122,13 +120,22 @@ class References:
         return None
 
     def _sync_mv_references(self, source: str, target: str, groups: Sequence[tuple[str, int]]) -> None:
+        """The metaverse reference rows of ``groups`` (their anchors here and metaverse ids, as linked) made those their
+        connector-space references resolve to: compared by the store, only the differences come back (a member moved
+        in a 250,000-member group is two rows, not two frames of 250,000)."""
         by_anchor = dict(groups)
-        target_link = link.alias("target_link")
+        group_link, target_link = link.alias("group_link"), link.alias("target_link")
         for chunk in chunks(sorted(by_anchor), IN_CHUNK):
-            desired_rows = self.state.connection.execute(
-                sa.select(cs_reference.c.anchor, cs_reference.c.target_anchor, target_link.c.mv_id)
+            desired = (
+                sa.select(group_link.c.mv_id, target_link.c.mv_id)
                 .select_from(
-                    cs_reference.outerjoin(
+                    cs_reference.join(
+                        group_link,
+                        sa.and_(
+                            group_link.c.connector == cs_reference.c.connector,
+                            group_link.c.anchor == cs_reference.c.anchor,
+                        ),
+                    ).outerjoin(
                         target_link,
                         sa.and_(
                             target_link.c.connector == cs_reference.c.connector,
@@ -141,28 +148,15 @@ class References:
                     cs_reference.c.attribute == source,
                     cs_reference.c.anchor.in_(chunk),
                 )
-            ).all()
-            desired = frame_of_rows(desired_rows, ["anchor", "target_anchor", "target_mv_id"])
-            self.state.counters["references_pending"] += int(desired["target_mv_id"].isna().sum())
-            desired = desired.dropna(subset=["target_mv_id"])
-            # Mapped through this chunk's part of ``by_anchor``: Series.map turns a whole dict into a Series per call.
-            in_chunk = {anchor: by_anchor[anchor] for anchor in chunk}
-            desired = pd.DataFrame(
-                {
-                    "mv_id": desired["anchor"].map(in_chunk).astype("int64"),
-                    "target_mv_id": desired["target_mv_id"].astype("int64"),
-                }
-            ).drop_duplicates()
-            mv_ids = [by_anchor[anchor] for anchor in chunk]
-            current = frame_of_rows(
-                self.state.connection.execute(
-                    sa.select(mv_reference.c.mv_id, mv_reference.c.target_mv_id).where(
-                        mv_reference.c.attribute == target, mv_reference.c.mv_id.in_(mv_ids)
-                    )
-                ).all(),
-                ["mv_id", "target_mv_id"],
-            ).astype("int64")
-            adds, removes = set_difference(desired, current)
+            )
+            current = sa.select(mv_reference.c.mv_id, mv_reference.c.target_mv_id).where(
+                mv_reference.c.attribute == target, mv_reference.c.mv_id.in_([by_anchor[anchor] for anchor in chunk])
+            )
+            found = set_differences(self.state.connection, desired, current)
+            self.state.counters["references_pending"] += found.unresolved
+            columns = ["mv_id", "target_mv_id"]
+            adds = pd.DataFrame(found.adds, columns=columns, dtype="int64")
+            removes = pd.DataFrame(found.removes, columns=columns, dtype="int64")
             self._apply_mv_reference_changes(target, adds, removes)
 
     def _apply_mv_reference_changes(self, attribute: str, adds: pd.DataFrame, removes: pd.DataFrame) -> None:

@@ -29,9 +29,9 @@ from airflow_provider_aadsync.engine.sync.frames import (
     IN_CHUNK,
     export_key,
     frame_of_rows,
-    set_difference,
     write_rows,
 )
+from airflow_provider_aadsync.engine.sync.lookups import set_differences
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
 log = logging.getLogger(__name__)
@@ -126,10 +126,12 @@ class Staging:
 
     def stage_references(self, connector: str, mv_attribute: str, cs_attribute: str, groups: Mapping[int, str]) -> None:
         """Member add/remove rows per target object: desired (metaverse, through links) minus what the target holds."""
-        target_link = link.alias("target_link")
+        group_link, target_link = link.alias("group_link"), link.alias("target_link")
         for chunk in chunks(sorted(groups), IN_CHUNK):
-            desired_rows = self.state.connection.execute(
-                sa.select(mv_reference.c.mv_id, mv_reference.c.target_mv_id, target_link.c.anchor)
+            # Compared by the store, by metaverse id of the group: only the differences come back (a member moved in
+            # a 250,000-member group is two rows, not two frames of 250,000).
+            desired = (
+                sa.select(mv_reference.c.mv_id, target_link.c.anchor)
                 .select_from(
                     mv_reference.outerjoin(
                         target_link,
@@ -139,27 +141,31 @@ class Staging:
                     )
                 )
                 .where(mv_reference.c.attribute == mv_attribute.lower(), mv_reference.c.mv_id.in_(chunk))
-            ).all()
-            desired = frame_of_rows(desired_rows, ["mv_id", "target_mv_id", "target_anchor"])
-            self.state.counters["export_references_unresolved"] += int(desired["target_anchor"].isna().sum())
-            desired = desired.dropna(subset=["target_anchor"])
-            # Mapped through this chunk's part of ``groups``: Series.map turns a whole dict into a Series per call.
-            in_chunk = {mv_id: groups[mv_id] for mv_id in chunk}
-            desired = pd.DataFrame(
-                {"anchor": desired["mv_id"].map(in_chunk), "target_anchor": desired["target_anchor"]}
-            ).drop_duplicates()
-            anchors = [groups[m] for m in chunk]
-            current = frame_of_rows(
-                self.state.connection.execute(
-                    sa.select(cs_reference.c.anchor, cs_reference.c.target_anchor).where(
-                        cs_reference.c.connector == connector,
-                        cs_reference.c.attribute == cs_attribute,
-                        cs_reference.c.anchor.in_(anchors),
-                    )
-                ).all(),
-                ["anchor", "target_anchor"],
             )
-            adds, removes = set_difference(desired, current)
+            anchors = [groups[m] for m in chunk]
+            current = (
+                sa.select(group_link.c.mv_id, cs_reference.c.target_anchor)
+                .select_from(
+                    cs_reference.join(
+                        group_link,
+                        sa.and_(
+                            group_link.c.connector == cs_reference.c.connector,
+                            group_link.c.anchor == cs_reference.c.anchor,
+                        ),
+                    )
+                )
+                .where(
+                    cs_reference.c.connector == connector,
+                    cs_reference.c.attribute == cs_attribute,
+                    cs_reference.c.anchor.in_(anchors),
+                    group_link.c.mv_id.in_(chunk),
+                )
+            )
+            found = set_differences(self.state.connection, desired, current)
+            self.state.counters["export_references_unresolved"] += found.unresolved
+            columns = ["anchor", "target_anchor"]
+            adds = pd.DataFrame([(groups[m], target) for m, target in found.adds], columns=columns, dtype=object)
+            removes = pd.DataFrame([(groups[m], target) for m, target in found.removes], columns=columns, dtype=object)
             wanted = pd.concat([adds.assign(operation="add"), removes.assign(operation="remove")], ignore_index=True)
             staged = frame_of_rows(
                 self.state.connection.execute(
