@@ -15,6 +15,7 @@ from airflow_provider_aadsync.engine.store.store import (
     apply_sqlite_pragmas,
     create_private_file,
     default_store_url,
+    larger_page_cache,
     storable_text,
 )
 from airflow_provider_aadsync.engine.store.tables import (
@@ -68,6 +69,7 @@ __all__ = [
     "default_store_url",
     "export_conflict",
     "ix_pending_export_reference_target",
+    "larger_page_cache",
     "link",
     "metadata",
     "mv_join_key",

@@ -122,6 +122,23 @@ def apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@contextmanager
+def larger_page_cache(connection: Connection, mebibytes: int) -> Iterator[None]:
+    """SQLite's page cache of ``connection`` raised to ``mebibytes`` for a while, then set back; nothing on other
+    stores. For a step that reads many pages in random order once a pass's peak of memory is behind it: the sync
+    memo joins 210,000 links of a 100,000-user first full sync with their objects and pending exports, and SQLite's
+    default 2 MiB cache missed on most of them (64 MiB took 0.7 of its 3.3 CPU seconds off, peak RSS unchanged)."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    before = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
+    connection.exec_driver_sql(f"PRAGMA cache_size=-{int(mebibytes) * 1024}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size={before}")
+
+
 def _processed(process: Callable[[Any], Any], values: list[Any]) -> list[Any] | Iterator[Any]:
     """A column's values through its bind processor; a column of one repeated value (a run's timestamp on every row,
     formatted by SQLite's DateTime processor per call) is processed once."""

@@ -5,7 +5,14 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.store import SCHEMA_VERSION, Store, StoreLockedError, as_utc, cs_object
+from airflow_provider_aadsync.engine.store import (
+    SCHEMA_VERSION,
+    Store,
+    StoreLockedError,
+    as_utc,
+    cs_object,
+    larger_page_cache,
+)
 
 
 @pytest.fixture
@@ -135,6 +142,20 @@ def test_write_columns_processes_a_repeated_value_once_and_equal_values_each(sto
         **dict.fromkeys("abc", now),
         "d": now + dt.timedelta(hours=1),
     }
+
+
+def test_a_larger_page_cache_lasts_while_it_is_asked_for_also_when_the_step_fails(store):
+    def cache_size(connection: sa.Connection) -> int:
+        return connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+
+    with store.transaction() as connection:
+        before = cache_size(connection)
+        with larger_page_cache(connection, 64):
+            assert cache_size(connection) == -64 * 1024  # KiB, as a negative number of them
+        assert cache_size(connection) == before
+        with pytest.raises(RuntimeError), larger_page_cache(connection, 8):
+            raise RuntimeError("the step failed")
+        assert cache_size(connection) == before
 
 
 def test_write_columns_names_what_is_wrong(store):
