@@ -166,6 +166,7 @@ class Outbound:
         in_scope_of = members_by_rule(scope)
         unjoined = _Unjoined(self.state, connector)
         staged: list[tuple[str, str, str, str, dict[str, list[Any]]]] = []
+        provisioned_adds: list[tuple[str, str, str, str, dict[str, list[Any]]]] = []  # anchors made just now
         new_objects: list[dict[str, Any]] = []
         new_links: list[dict[str, Any]] = []
         for mv_id in mv_ids:
@@ -212,7 +213,7 @@ class Outbound:
                     "exports", f"{connector}: provision a new {object_type} by rule {provision_rule.rule.name!r}"
                 )
                 provisioned[connector].add(mv_id)
-                staged.append((anchor, object_type, dn, "add", {k: v for k, v in desired.items() if v}))
+                provisioned_adds.append((anchor, object_type, dn, "add", {k: v for k, v in desired.items() if v}))
                 for mv_attribute, cs_attribute in references:
                     reference_work[(connector, mv_attribute, cs_attribute)][mv_id] = anchor
                 continue
@@ -257,6 +258,7 @@ class Outbound:
         write_rows(self.state.store, self.state.connection, link, new_links)
         self.state.counters["provisioned"] += len(new_objects)
         self.staging.stage_many(connector, staged)
+        self.staging.stage_many(connector, provisioned_adds, new=True)
 
     @staticmethod
     def _changes(

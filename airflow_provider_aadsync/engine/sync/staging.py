@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 #: write its object) stays settled while sync stages the same change, and is staged again when the change differs.
 _SETTLED = ("pending", "failed", READ_ONLY)
 
+#: How a pending export's changes are stored: ``json.dumps(changes, sort_keys=True, separators=(",", ":"),
+#: default=str)``, with the encoder made once instead of once per staged object.
+_CHANGES_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
 
 class Staging:
     """Stages pending exports and pending reference changes for one sync pass."""
@@ -52,12 +56,16 @@ class Staging:
     ) -> None:
         self.stage_many(connector, [(anchor, object_type, dn, operation, dict(changes))])
 
-    def stage_many(self, connector: str, items: Sequence[tuple[str, str, str, str, dict[str, list[Any]]]]) -> None:
-        """Write (or withdraw) pending exports; a plan identical to the one already pending is left alone."""
+    def stage_many(
+        self, connector: str, items: Sequence[tuple[str, str, str, str, dict[str, list[Any]]]], *, new: bool = False
+    ) -> None:
+        """Write (or withdraw) pending exports; a plan identical to the one already pending is left alone. ``new``: the
+        anchors are ones this pass just made (provisional objects), so no pending export can hold them yet and none is
+        read (a first full sync provisions every object)."""
         if not items:
             return
         existing: dict[str, Any] = {}
-        for chunk in chunks([item[0] for item in items], IN_CHUNK):
+        for chunk in chunks([] if new else [item[0] for item in items], IN_CHUNK):
             query = sa.select(
                 pending_export.c.anchor,
                 pending_export.c.operation,
@@ -69,7 +77,7 @@ class Staging:
         now = utcnow()
         inserts: list[dict[str, Any]] = []
         for anchor, object_type, dn, operation, changes in items:
-            serialized = json.dumps(changes, sort_keys=True, separators=(",", ":"), default=str)
+            serialized = _CHANGES_ENCODER.encode(changes)
             if self.state.trace is not None:
                 self.state.trace.setdefault("pending_exports", []).append(
                     {"connector": connector, "anchor": anchor, "operation": operation, "dn": dn, "changes": changes}

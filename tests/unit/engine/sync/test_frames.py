@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import itertools
 import json
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
-from airflow_provider_aadsync.engine.sync import frames
+from airflow_provider_aadsync.engine.sync import frames, staging
 from airflow_provider_aadsync.engine.sync.contributions import REFERENCE_MARKER
 from airflow_provider_aadsync.engine.sync.frames import (
     collect_batch_garbage,
@@ -164,3 +165,11 @@ def test_random_uuid4s_are_version_4_uuids_as_uuid4_writes_them_and_differ() -> 
         parsed = uuid.UUID(text)
         assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
     assert len(set(drawn)) == len(drawn)
+
+
+def test_pending_export_changes_are_stored_as_json_dumps_wrote_them() -> None:
+    """Staging compares a new plan with the stored text: stores written before the encoder was made once must compare
+    equal (sorted keys, compact, ASCII escapes, dates through str)."""
+    changes = {"zeta": ["Ünïcödé", 1.5, True, None], "alpha": [dt.datetime(2026, 12, 5, tzinfo=dt.UTC)], "b": []}
+    expected = json.dumps(changes, sort_keys=True, separators=(",", ":"), default=str)
+    assert staging._CHANGES_ENCODER.encode(changes) == expected
