@@ -99,7 +99,8 @@ class Metaverse:
                 }
             )
             if changed:
-                changed_ids.append(mv_id)
+                if not entry.get("new"):  # a new object has no join keys to replace
+                    changed_ids.append(mv_id)
                 key_rows += self._join_keys(mv_id, attrs)
         write_rows(
             self.state.store,
