@@ -216,12 +216,3 @@ def rows_by_label(
 
 def count_changes(before: Mapping[str, list[Any]], after: Mapping[str, list[Any]]) -> int:
     return sum(1 for name in set(before) | set(after) if before.get(name) != after.get(name))
-
-
-def set_difference(desired: pd.DataFrame, current: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows only in ``desired`` (to add) and only in ``current`` (to remove): one merge, no Python loop."""
-    columns = list(desired.columns)
-    merged = desired.merge(current, on=columns, how="outer", indicator=True)
-    adds = merged.loc[merged["_merge"] == "left_only", columns]
-    removes = merged.loc[merged["_merge"] == "right_only", columns]
-    return adds, removes
