@@ -136,7 +136,8 @@ def larger_page_cache(connection: Connection, mebibytes: int) -> Iterator[None]:
     try:
         yield
     finally:
-        connection.exec_driver_sql(f"PRAGMA cache_size={before}")
+        if not connection.invalidated:  # a lost connection is discarded, cache and all: its error is the one to see
+            connection.exec_driver_sql(f"PRAGMA cache_size={before}")
 
 
 def _processed(process: Callable[[Any], Any], values: list[Any]) -> list[Any] | Iterator[Any]:

@@ -77,9 +77,10 @@ def set_differences(connection: Connection, desired: sa.Select[Any], current: sa
     ``desired`` lacks (removes), as sets (duplicates count once); each query selects exactly those two columns.
 
     One grouped read of both sets, tagged by side: a pair found on one side only is a difference."""
+    # Literal columns, not bound parameters: a driver that sends parameters untyped would give the side back as text.
     sides = sa.union_all(
-        desired.add_columns(sa.literal(1).label("side")),
-        current.add_columns(sa.literal(2).label("side")),
+        desired.add_columns(sa.literal_column("1").label("side")),
+        current.add_columns(sa.literal_column("2").label("side")),
     ).subquery()
     holder, member, side = list(sides.c)
     query = (

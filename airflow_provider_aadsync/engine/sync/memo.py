@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from airflow_provider_aadsync import __version__
 from airflow_provider_aadsync.engine.batching import chunks
@@ -69,14 +71,32 @@ MEMO_FORMAT = 3
 _PARTS = ("object", "links", "references", "member_changes", "member_of")
 
 
+class _byte_length(FunctionElement[int]):  # noqa: N801 - named as the SQL function it stands for
+    """The length of a text in bytes: SQLite's ``length`` counts characters up to the first NUL, so a field's length
+    prefix would not mark where a text holding one ends."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+@compiles(_byte_length)
+def _byte_length_default(element: _byte_length, compiler: Any, **kw: Any) -> str:
+    return f"octet_length({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_byte_length, "sqlite")
+def _byte_length_sqlite(element: _byte_length, compiler: Any, **kw: Any) -> str:
+    return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
+
+
 def _row_text(*columns: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
-    """A row's fields as one text, built by the store: ``<length>:<text>`` per field, ``-`` for NULL, so that no two
+    """A row's fields as one text, built by the store: ``<bytes>:<text>`` per field, ``-`` for NULL, so that no two
     different rows give the same text. The fingerprint hashes this one column, instead of fetching every field as a
     Python object of its own and hashing the fields column by column."""
     text: sa.ColumnElement[Any] | None = None
     for column in columns:
         value = sa.cast(column, sa.String)
-        field = sa.func.coalesce(sa.cast(sa.func.length(value), sa.String) + ":" + value, "-")
+        field = sa.func.coalesce(sa.cast(_byte_length(value), sa.String) + ":" + value, "-")
         text = field if text is None else text + field
     assert text is not None
     return text

@@ -156,6 +156,10 @@ def test_a_larger_page_cache_lasts_while_it_is_asked_for_also_when_the_step_fail
         with pytest.raises(RuntimeError), larger_page_cache(connection, 8):
             raise RuntimeError("the step failed")
         assert cache_size(connection) == before
+    with store.engine.connect() as connection, pytest.raises(RuntimeError, match="lost"):  # not a restore's error
+        with larger_page_cache(connection, 8):
+            connection.invalidate()
+            raise RuntimeError("the connection was lost")
 
 
 def test_write_columns_names_what_is_wrong(store):

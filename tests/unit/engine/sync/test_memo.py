@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from airflow_provider_aadsync.engine.rules import load_default_rules, load_rules_text
 from airflow_provider_aadsync.engine.store import Store, link, mv_object, pending_export, sync_memo
 from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.memo import _row_text
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules, rule_parameters
 from tests.support.world import (
     ad_group,
@@ -205,3 +206,22 @@ def test_a_cloud_twin_matched_later_is_evaluated(store, rules):
     assert result.counters["objects_unchanged"] == linked_objects(store) - 1
     assert exports(store) == exports_before
     assert mv_by(store, "sourceAnchor", immutable_id(guid(1)))[0] == mv_id
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (("a", "b"), ("ab", None)),
+        (("a\0", "b", "c\0-"), ("a\0" + "1:b", "c\0", None)),  # SQLite's length() stops at a NUL: bytes are counted
+        (("-", None), (None, "-")),
+    ],
+    ids=["split", "nul", "null"],
+)
+def test_different_rows_read_as_different_texts(store, one, other):
+    """A fingerprint hashes each row as one text the store concatenates: no two different rows may give the same."""
+
+    def text(fields):
+        return sa.select(_row_text(*(sa.null() if f is None else sa.literal(f, sa.String) for f in fields)))
+
+    with store.engine.connect() as connection:
+        assert connection.execute(text(one)).scalar_one() != connection.execute(text(other)).scalar_one()
