@@ -139,6 +139,11 @@ def column_of(frame: pd.DataFrame, name: str) -> Iterable[Any]:
     return [None] * len(frame)
 
 
+def same_object(table: sa.Table | sa.Alias, other: sa.Table | sa.Alias) -> sa.ColumnElement[bool]:
+    """The join condition of two tables keyed by connector and anchor."""
+    return sa.and_(table.c.connector == other.c.connector, table.c.anchor == other.c.anchor)
+
+
 def export_key(connector: str, anchor: str) -> sa.ColumnElement[bool]:
     return sa.and_(pending_export.c.connector == connector, pending_export.c.anchor == anchor)
 

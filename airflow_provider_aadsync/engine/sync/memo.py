@@ -57,7 +57,7 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
     sync_memo,
 )
-from airflow_provider_aadsync.engine.sync.frames import IN_CHUNK, write_rows
+from airflow_provider_aadsync.engine.sync.frames import IN_CHUNK, same_object, write_rows
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
 #: SQLite's page cache while a pass writes its memo (store.larger_page_cache): its reads join every link with its
@@ -100,11 +100,6 @@ def _row_text(*columns: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
         text = field if text is None else text + field
     assert text is not None
     return text
-
-
-def _same_object(table: sa.Table | sa.Alias, other: sa.Table | sa.Alias) -> sa.ColumnElement[bool]:
-    """The join condition of two tables keyed by connector and anchor."""
-    return sa.and_(table.c.connector == other.c.connector, table.c.anchor == other.c.anchor)
 
 
 @functools.cache
@@ -305,8 +300,8 @@ class SyncMemo:
                 ),
             )
             .select_from(
-                link.outerjoin(linked, _same_object(linked, link)).outerjoin(
-                    pending_export, _same_object(pending_export, link)
+                link.outerjoin(linked, same_object(linked, link)).outerjoin(
+                    pending_export, same_object(pending_export, link)
                 )
             )
             .where(link.c.mv_id.in_(chunk)),
@@ -324,7 +319,7 @@ class SyncMemo:
                     pending_export_reference.c.state,
                 ),
             )
-            .select_from(link.join(pending_export_reference, _same_object(pending_export_reference, link)))
+            .select_from(link.join(pending_export_reference, same_object(pending_export_reference, link)))
             .where(link.c.mv_id.in_(chunk)),
         }
         if self.member_of:
@@ -336,7 +331,7 @@ class SyncMemo:
                         sa.and_(
                             cs_reference.c.connector == link.c.connector, cs_reference.c.target_anchor == link.c.anchor
                         ),
-                    ).join(group, _same_object(group, cs_reference))
+                    ).join(group, same_object(group, cs_reference))
                 )
                 .where(link.c.connector == self.state.connector, link.c.mv_id.in_(chunk))
             )

@@ -25,6 +25,7 @@ from airflow_provider_aadsync.engine.sync.contributions import (
 from airflow_provider_aadsync.engine.sync.frames import (
     IN_CHUNK,
     load_json,
+    same_object,
     write_rows,
 )
 from airflow_provider_aadsync.engine.sync.lookups import holders_of, set_differences
@@ -129,13 +130,7 @@ class References:
             desired = (
                 sa.select(group_link.c.mv_id, target_link.c.mv_id)
                 .select_from(
-                    cs_reference.join(
-                        group_link,
-                        sa.and_(
-                            group_link.c.connector == cs_reference.c.connector,
-                            group_link.c.anchor == cs_reference.c.anchor,
-                        ),
-                    ).outerjoin(
+                    cs_reference.join(group_link, same_object(group_link, cs_reference)).outerjoin(
                         target_link,
                         sa.and_(
                             target_link.c.connector == cs_reference.c.connector,

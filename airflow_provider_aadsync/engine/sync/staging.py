@@ -29,6 +29,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     IN_CHUNK,
     export_key,
     frame_of_rows,
+    same_object,
     write_rows,
 )
 from airflow_provider_aadsync.engine.sync.lookups import set_differences
@@ -153,15 +154,7 @@ class Staging:
             anchors = [groups[m] for m in chunk]
             current = (
                 sa.select(group_link.c.mv_id, cs_reference.c.target_anchor)
-                .select_from(
-                    cs_reference.join(
-                        group_link,
-                        sa.and_(
-                            group_link.c.connector == cs_reference.c.connector,
-                            group_link.c.anchor == cs_reference.c.anchor,
-                        ),
-                    )
-                )
+                .select_from(cs_reference.join(group_link, same_object(group_link, cs_reference)))
                 .where(
                     cs_reference.c.connector == connector,
                     cs_reference.c.attribute == cs_attribute,
