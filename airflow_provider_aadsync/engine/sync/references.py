@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-import pandas as pd
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.batching import chunks
@@ -149,31 +148,30 @@ class References:
             )
             found = set_differences(self.state.connection, desired, current)
             self.state.counters["references_pending"] += found.unresolved
-            columns = ["mv_id", "target_mv_id"]
-            adds = pd.DataFrame(found.adds, columns=columns, dtype="int64")
-            removes = pd.DataFrame(found.removes, columns=columns, dtype="int64")
-            self._apply_mv_reference_changes(target, adds, removes)
+            self._apply_mv_reference_changes(target, found.adds, found.removes)
 
-    def _apply_mv_reference_changes(self, attribute: str, adds: pd.DataFrame, removes: pd.DataFrame) -> None:
-        if len(adds):
-            rows = [
-                {"mv_id": int(m), "attribute": attribute, "target_mv_id": int(t)}
-                for m, t in zip(adds["mv_id"], adds["target_mv_id"], strict=True)
-            ]
+    def _apply_mv_reference_changes(
+        self, attribute: str, adds: Sequence[tuple[int, int]], removes: Sequence[tuple[int, int]]
+    ) -> None:
+        """Write the (group, member) metaverse ids to add, delete those to remove."""
+        if adds:
+            rows = [{"mv_id": int(m), "attribute": attribute, "target_mv_id": int(t)} for m, t in adds]
             write_rows(self.state.store, self.state.connection, mv_reference, rows)
-        for mv_id, targets in removes.groupby("mv_id")["target_mv_id"]:
-            for chunk in chunks(targets.tolist(), IN_CHUNK):
+        removed: dict[int, list[int]] = defaultdict(list)
+        for mv_id, target_mv_id in removes:
+            removed[int(mv_id)].append(int(target_mv_id))
+        for mv_id, targets in removed.items():
+            for chunk in chunks(targets, IN_CHUNK):
                 self.state.connection.execute(
                     sa.delete(mv_reference).where(
-                        mv_reference.c.mv_id == int(mv_id),
+                        mv_reference.c.mv_id == mv_id,
                         mv_reference.c.attribute == attribute,
-                        mv_reference.c.target_mv_id.in_([int(t) for t in chunk]),
+                        mv_reference.c.target_mv_id.in_(chunk),
                     )
                 )
         self.state.counters["metaverse_reference_adds"] += len(adds)
         self.state.counters["metaverse_reference_removes"] += len(removes)
-        changed = set(adds["mv_id"].astype(int)) | set(removes["mv_id"].astype(int))
-        self.state.touched_mv.update(changed)
+        self.state.touched_mv.update({int(m) for m, _ in adds} | set(removed))
         if self.state.trace is not None and (len(adds) or len(removes)):
             self.state.trace.setdefault("metaverse_references", []).append(
                 {"attribute": attribute, "adds": len(adds), "removes": len(removes)}

@@ -164,10 +164,12 @@ class Staging:
             )
             found = set_differences(self.state.connection, desired, current)
             self.state.counters["export_references_unresolved"] += found.unresolved
-            columns = ["anchor", "target_anchor"]
-            adds = pd.DataFrame([(groups[m], target) for m, target in found.adds], columns=columns, dtype=object)
-            removes = pd.DataFrame([(groups[m], target) for m, target in found.removes], columns=columns, dtype=object)
-            wanted = pd.concat([adds.assign(operation="add"), removes.assign(operation="remove")], ignore_index=True)
+            wanted = pd.DataFrame(
+                [(groups[m], target, "add") for m, target in found.adds]
+                + [(groups[m], target, "remove") for m, target in found.removes],
+                columns=["anchor", "target_anchor", "operation"],
+                dtype=object,
+            )
             staged = frame_of_rows(
                 self.state.connection.execute(
                     sa.select(
@@ -225,7 +227,12 @@ class Staging:
             self._ensure_update_rows(connector, sorted(set(new_rows["anchor"])))
             if self.state.trace is not None:
                 self.state.trace.setdefault("pending_reference_changes", []).append(
-                    {"connector": connector, "attribute": cs_attribute, "adds": len(adds), "removes": len(removes)}
+                    {
+                        "connector": connector,
+                        "attribute": cs_attribute,
+                        "adds": len(found.adds),
+                        "removes": len(found.removes),
+                    }
                 )
 
     def _ensure_update_rows(self, connector: str, anchors: Sequence[str]) -> None:
