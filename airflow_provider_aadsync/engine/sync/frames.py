@@ -120,10 +120,16 @@ def write_rows(
     scalar Python default, as an insert of the rows would give them."""
     if not rows:
         return
-    keys = rows[0].keys()
-    if any(row.keys() != keys for row in rows):
-        raise ValueError(f"rows for {table.name} do not all have the same columns")
-    columns: dict[str, Any] = {name: [row[name] for row in rows] for name in keys}
+    keys = list(rows[0])
+    # As many keys in every row, and each row has every key (a KeyError below): the same keys, checked without
+    # comparing every row's keys as a set
+    width = len(keys)
+    try:
+        if any(len(row) != width for row in rows):
+            raise KeyError(width)
+        columns: dict[str, Any] = {name: [row[name] for row in rows] for name in keys}
+    except KeyError:
+        raise ValueError(f"rows for {table.name} do not all have the same columns") from None
     for column in table.columns:
         default = column.default
         if column.name not in columns and default is not None and getattr(default, "is_scalar", False):

@@ -5,6 +5,7 @@ no source keeps alive and deprovisioning what it provisioned).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -151,10 +152,12 @@ class Joins:
             if compiled.rule.link_type == "Provision":
                 projected = [a for a in pending if a in in_scope_of[compiled.rule.name]]
                 new_ids = self._allocate_mv_ids(len(projected))
+                if projected:  # one assignment, not one per object (a Series item set costs microseconds)
+                    mv_ids.loc[projected] = new_ids
+                now = utcnow()  # one timestamp for the batch's rows: formatted once when written
                 for anchor, mv_id in zip(projected, new_ids, strict=True):
-                    mv_ids[anchor] = mv_id
                     mv_updates[mv_id] = {"type": compiled.rule.target_object_type, "contributions": {}, "new": True}
-                    new_links.append(self.link_row(anchor, mv_id, compiled, "projection"))
+                    new_links.append(self.link_row(anchor, mv_id, compiled, "projection", now=now))
                     self.state.note("decision", f"projected by rule {compiled.rule.name!r} as new metaverse object")
                 self.state.counters["projections"] += len(projected)
                 projected_set = set(projected)
@@ -255,7 +258,10 @@ class Joins:
             )
             self.state.note("exports", f"{self.state.connector}: the pending add of {holder} is held, refused")
 
-    def link_row(self, anchor: str, mv_id: int, compiled: CompiledRule, kind: str) -> dict[str, Any]:
+    def link_row(
+        self, anchor: str, mv_id: int, compiled: CompiledRule, kind: str, *, now: dt.datetime | None = None
+    ) -> dict[str, Any]:
+        """A link row to write; ``now``: the time the caller's rows share (the store formats one object once)."""
         link_type = "sticky-join" if compiled.rule.link_type == "StickyJoin" else kind
         return {
             "connector": self.state.connector,
@@ -263,7 +269,7 @@ class Joins:
             "mv_id": int(mv_id),
             "rule": compiled.rule.name,
             "link_type": link_type,
-            "created_at": utcnow(),
+            "created_at": now or utcnow(),
         }
 
     def _mv_ids_linked_here(self) -> dict[int, str]:

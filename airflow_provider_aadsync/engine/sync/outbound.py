@@ -4,6 +4,7 @@ provisioning, attribute updates, deprovisioning and reference (member) changes, 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
@@ -169,6 +170,7 @@ class Outbound:
         provisioned_adds: list[tuple[str, str, str, str, dict[str, list[Any]]]] = []  # anchors made just now
         new_objects: list[dict[str, Any]] = []
         new_links: list[dict[str, Any]] = []
+        now = utcnow()  # one timestamp for the new rows: the store formats one object once
         for mv_id in mv_ids:
             in_scope = [r for r in rules if mv_id in in_scope_of[r.rule.name]]
             existing = links.get((mv_id, connector))
@@ -189,7 +191,10 @@ class Outbound:
                 if found is not None:
                     anchor, stored = found
                     new_links.append(
-                        {**self.joins.link_row(anchor, mv_id, provision_rule, "provision"), "connector": connector}
+                        {
+                            **self.joins.link_row(anchor, mv_id, provision_rule, "provision", now=now),
+                            "connector": connector,
+                        }
                     )
                     self.state.note(
                         "exports", f"{connector}: rejoined the existing {stored['object_type']} {stored['dn']!r}"
@@ -205,9 +210,9 @@ class Outbound:
                 anchor = f"{PROVISIONAL_PREFIX}{next(self._uuids)}"
                 object_type = provision_rule.rule.target_object_type
                 dn = dn or target_schema.default_dn(object_type, anchor)
-                new_objects.append(self._provisional_object(connector, anchor, object_type, dn))
+                new_objects.append(self._provisional_object(connector, anchor, object_type, dn, now))
                 new_links.append(
-                    {**self.joins.link_row(anchor, mv_id, provision_rule, "provision"), "connector": connector}
+                    {**self.joins.link_row(anchor, mv_id, provision_rule, "provision", now=now), "connector": connector}
                 )
                 self.state.note(
                     "exports", f"{connector}: provision a new {object_type} by rule {provision_rule.rule.name!r}"
@@ -415,7 +420,9 @@ class Outbound:
                 found[anchor] = {"dn": dn, "object_type": object_type, "attrs": load_json(attrs)}
         return found
 
-    def _provisional_object(self, connector: str, anchor: str, object_type: str, dn: str) -> dict[str, Any]:
+    def _provisional_object(
+        self, connector: str, anchor: str, object_type: str, dn: str, now: dt.datetime
+    ) -> dict[str, Any]:
         """A connector-space object sync wants created; its real anchor comes from the export that creates it."""
         return {
             "connector": connector,
@@ -429,7 +436,7 @@ class Outbound:
             "pending_import": None,
             "pending_export": "add",
             "last_run_id": self.state.run_id,
-            "updated_at": utcnow(),
+            "updated_at": now,
         }
 
 

@@ -13,8 +13,10 @@ import weakref
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, IgnoreThisFlow
+from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import frames, staging
 from airflow_provider_aadsync.engine.sync.contributions import REFERENCE_MARKER
 from airflow_provider_aadsync.engine.sync.frames import (
@@ -173,3 +175,23 @@ def test_pending_export_changes_are_stored_as_json_dumps_wrote_them() -> None:
     changes = {"zeta": ["Ünïcödé", 1.5, True, None], "alpha": [dt.datetime(2026, 12, 5, tzinfo=dt.UTC)], "b": []}
     expected = json.dumps(changes, sort_keys=True, separators=(",", ":"), default=str)
     assert staging._CHANGES_ENCODER.encode(changes) == expected
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"id": 1, "name": "a"}, {"id": 2}],  # a key missing
+        [{"id": 1, "name": "a"}, {"id": 2, "name": "b", "extra": 1}],  # a key more
+        [{"id": 1, "name": "a"}, {"id": 2, "other": "b"}],  # as many keys, another one
+    ],
+    ids=["missing", "extra", "other"],
+)
+def test_write_rows_refuses_rows_with_other_columns_before_writing(tmp_path, rows) -> None:
+    """Rows are written as columns of the first row's keys: a row with other keys is refused, nothing written."""
+    table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String))
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as store, store.engine.begin() as conn:
+        table.create(conn)
+        with pytest.raises(ValueError, match="rows for t do not all have the same columns"):
+            frames.write_rows(store, conn, table, rows)
+        frames.write_rows(store, conn, table, [{"id": 1, "name": "a"}, {"id": 2, "name": None}])
+        assert conn.execute(sa.select(table.c.id, table.c.name).order_by(table.c.id)).all() == [(1, "a"), (2, None)]
