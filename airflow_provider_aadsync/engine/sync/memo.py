@@ -204,6 +204,8 @@ class SyncMemo:
         for part in selections:
             for name, query in self._queries(part).items():
                 parts.setdefault(name, []).append(_row_hashes(self.state.connection.execute(query)))
+        if not parts:  # no ids
+            return {}
         digests = {name: pd.concat(series) if len(series) > 1 else series[0] for name, series in parts.items()}
         index = digests["object"].index
         combined = pd.DataFrame(
