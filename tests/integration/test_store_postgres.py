@@ -25,12 +25,15 @@ from airflow_provider_aadsync.engine.store import (
     Store,
     StoreLockedError,
     StoreLockLostError,
+    bulk,
     cs_object,
     cs_reference,
     run,
     run_error,
     schema_version,
+    watermark,
 )
+from airflow_provider_aadsync.engine.store.tables import as_utc
 from tests.support.fakes import ATTRS, NC, FakeDirectory, guid  # noqa: F401
 from tests.unit.engine.connectors.ad import test_reader as unit
 from tests.unit.engine.connectors.ad.test_reader import directory, members, rows  # noqa: F401
@@ -375,6 +378,82 @@ def test_full_then_delta_import_rows_in_postgres(directory, pg_store):  # noqa: 
 
 def test_write_columns(pg_store):
     check_write_columns(pg_store)
+
+
+AWKWARD_TEXTS = ["", "a,b", '{"x":["y"]}', "{a,b}", 'quote " and \\ backslash', "tab\tnew\nline\r", "NULL", "é 漢字 🙂"]
+
+
+def test_rows_written_as_arrays_read_back_as_written_across_statements(pg_store):
+    """PostgreSQL takes rows as one array per column (bulk.py): every text (quotes, braces, commas, backslashes, the
+    word NULL, non-ASCII), NULLs, booleans and times read back as written, over several statements, upserting."""
+    count = bulk.UNNEST_CHUNK_ROWS + 7  # two statements
+    when = dt.datetime(2026, 12, 5, 21, 0, 1, 123456, tzinfo=dt.UTC)
+    texts = [AWKWARD_TEXTS[i % len(AWKWARD_TEXTS)] for i in range(count)]
+    columns = {
+        "connector": "ad",
+        "anchor": [f"a{i:06d}" for i in range(count)],
+        "dn": texts,
+        "object_type": "user",
+        "attrs": [f'{{"n":[{i}]}}' for i in range(count)],
+        "attrs_hash": "x",
+        "refs_hash": "0",
+        "is_deleted": [i % 3 == 0 for i in range(count)],
+        "pending_import": [None if i % 2 else "add" for i in range(count)],
+        "updated_at": when,
+    }
+    with pg_store.transaction() as connection:
+        assert bulk.writes_as_arrays(connection, cs_object, columns)
+        assert pg_store.write_columns(connection, cs_object, columns) == count
+        again = {**columns, "anchor": columns["anchor"][:3], "dn": ["x", "y", None], "is_deleted": [True] * 3}
+        again = {name: values[:3] if isinstance(values, list) else values for name, values in again.items()}
+        with pytest.raises(sa.exc.IntegrityError):  # dn is NOT NULL: refused as any insert would be
+            with connection.begin_nested():
+                pg_store.write_columns(connection, cs_object, again, update=["dn", "is_deleted"])
+        again["dn"] = ["x", "y", "z"]
+        assert pg_store.write_columns(connection, cs_object, again, update=["dn", "is_deleted"]) == 3
+    with pg_store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.attrs, cs_object.c.is_deleted,
+                      cs_object.c.pending_import, cs_object.c.updated_at).order_by(cs_object.c.anchor)
+        ).all()  # fmt: skip
+    expected_dn = ["x", "y", "z", *texts[3:]]
+    assert [row.dn for row in rows] == expected_dn
+    assert [row.attrs for row in rows] == columns["attrs"]
+    assert [row.is_deleted for row in rows] == [True, True, True, *columns["is_deleted"][3:]]
+    assert [row.pending_import for row in rows] == columns["pending_import"]
+    assert {as_utc(row.updated_at) for row in rows} == {when}
+
+
+def test_columns_of_other_types_keep_the_executemany(pg_store):
+    """Binary columns, and values of another type than their column's, are not written as arrays; their rows are
+    written all the same, row by row."""
+    with pg_store.engine.connect() as connection:
+        assert not bulk.writes_as_arrays(connection, watermark, {"connector": ["ad"], "cookie": [b"\x00"]})
+        assert not bulk.writes_as_arrays(connection, cs_object, {"anchor": ["a", 1]})  # not one array type
+        assert not bulk.writes_as_arrays(connection, run, {"id": [True]})
+        assert bulk.writes_as_arrays(connection, cs_object, {"anchor": ["a", None], "is_deleted": False})
+    with pg_store.transaction() as connection:  # a value of another type: written row by row, converted by the column
+        pg_store.write_columns(connection, cs_object, {**cs_row("n1"), "anchor": ["n1", "n2"], "dn": ["CN=1", 2]})
+    with pg_store.engine.connect() as connection:
+        assert connection.execute(sa.select(cs_object.c.dn).order_by(cs_object.c.anchor)).scalars().all() == [
+            "CN=1",
+            "2",
+        ]
+
+
+def test_stale_statistics_are_refreshed_and_fresh_ones_left_alone(pg_store):
+    """A table whose rows changed by a tenth or more since its last analyze is analyzed (the planner then knows its
+    rows); one analyzed since, or barely changed, is not."""
+    rows = [cs_row(f"s{i}") for i in range(3 * bulk.STALE_ROWS)]
+    with pg_store.transaction() as connection:
+        pg_store.upsert(connection, cs_object, rows, update=["dn"])
+        connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")  # this transaction's counts, at its commit
+    with pg_store.transaction() as connection:
+        assert bulk.refresh_statistics(connection, [cs_object, cs_reference]) == ["cs_object"]
+        planned = connection.exec_driver_sql("SELECT reltuples FROM pg_class WHERE relname = 'cs_object'").scalar()
+        assert planned == len(rows)
+    with pg_store.transaction() as connection:
+        assert bulk.refresh_statistics(connection, [cs_object, cs_reference]) == []
 
 
 def test_a_second_instance_is_refused_and_a_claim_moves_the_store_on_postgres(pg_store):

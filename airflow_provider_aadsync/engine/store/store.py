@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from airflow_provider_aadsync.engine.paths import aadsync_home
 from airflow_provider_aadsync.engine.secrets import register_secret, scrub, scrub_value
-from airflow_provider_aadsync.engine.store import lock, owner
+from airflow_provider_aadsync.engine.store import bulk, lock, owner
 from airflow_provider_aadsync.engine.store.errors import StoreError
 from airflow_provider_aadsync.engine.store.lock import Lease
 from airflow_provider_aadsync.engine.store.tables import (
@@ -293,7 +293,8 @@ class Store:
         Why columns: a full import writes 100,000s of rows, and building a dict per row and letting SQLAlchemy
         process it parameter by parameter cost more than SQLite's own work. On positional-parameter drivers
         (SQLite) the statement is compiled once, constants are converted once and the rows go to the driver's
-        ``executemany`` as tuples; other drivers get the usual Core executemany. Returns the number of rows.
+        ``executemany`` as tuples; PostgreSQL gets one array per column where the columns' types allow (bulk.py),
+        else the usual Core executemany. Returns the number of rows.
         """
         lengths = {len(values) for values in columns.values() if isinstance(values, list)}
         if len(lengths) > 1:
@@ -302,6 +303,9 @@ class Store:
         if not count:
             return 0
         dialect = connection.dialect
+        if bulk.writes_as_arrays(connection, table, columns):  # PostgreSQL: one array per column (bulk.py)
+            bulk.write_as_arrays(connection, table, columns, count, list(update) if update else None)
+            return count
         statement = _insert_statement(dialect.name, table, tuple(columns), tuple(update) if update else None)
         if dialect.paramstyle != "qmark":  # e.g. psycopg: named parameters, SQLAlchemy's executemany
             names = list(columns)

@@ -30,7 +30,19 @@ from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX, ConnectorSchema
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
-from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, link
+from airflow_provider_aadsync.engine.store import (
+    Store,
+    cs_object,
+    cs_reference,
+    link,
+    mv_join_key,
+    mv_object,
+    mv_reference,
+    pending_export,
+    pending_export_reference,
+    sync_memo,
+)
+from airflow_provider_aadsync.engine.store.bulk import refresh_statistics
 from airflow_provider_aadsync.engine.sync.frames import (
     BATCH_ROWS,
     IN_CHUNK,
@@ -48,6 +60,19 @@ from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
 __all__ = ["BATCH_ROWS", "IN_CHUNK", "PROVISIONAL_PREFIX", "Synchronizer"]
+
+#: The tables a sync pass reads (their statistics are refreshed first where they are stale).
+PASS_TABLES = (
+    cs_object,
+    cs_reference,
+    link,
+    mv_object,
+    mv_reference,
+    mv_join_key,
+    pending_export,
+    pending_export_reference,
+    sync_memo,
+)
 
 
 class Synchronizer:
@@ -91,6 +116,9 @@ class Synchronizer:
         A full sync skips the objects the sync memo shows unchanged since a pass evaluated them without error (memo.py);
         ``reevaluate`` evaluates every object all the same (and memoizes them again)."""
         report = progress.current()
+        # PostgreSQL plans the pass's reads from statistics autovacuum refreshes a minute or more after a commit: a
+        # pass straight after a bulk write (an import, a first sync) would plan on stale ones (bulk.py).
+        refresh_statistics(self.state.connection, PASS_TABLES)
         memo = self.memo if anchors is None else None
         skipping = memo is not None and mode == "full" and not reevaluate
         with collections_between_batches():
