@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.sync import memo
 from tests.unit.engine.sync.test_default_rules_sync import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
     rules,
     test_deleting_the_ad_user_deprovisions_its_cloud_user,
@@ -16,6 +18,7 @@ from tests.unit.engine.sync.test_default_rules_sync import (  # noqa: F401 - col
 from tests.unit.engine.sync.test_memo import (  # noqa: F401 - the sync memo on PostgreSQL (updated_at read as text)
     test_a_cloud_edit_is_corrected_by_the_next_full_sync_of_the_other_connector,
     test_a_second_full_sync_skips_every_settled_object_and_changes_nothing,
+    test_whole_store_by_id_and_by_anchor_range_reads_give_the_same_fingerprints,
     test_with_rules_reading_member_of_a_membership_change_is_evaluated,
 )
 
@@ -26,3 +29,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 def store(pg_store: Store) -> Store:
     """The unit tests' ``store``, on PostgreSQL."""
     return pg_store
+
+
+def test_streamed_fingerprint_reads_lose_no_row(pg_store):
+    """The memo's reads stream through a server-side cursor on PostgreSQL, read a chunk at a time: the rows the result
+    fetched ahead (psycopg2 fetches one to learn the columns) are hashed too, as an unstreamed read hashes them."""
+    count = 2 * memo.FETCH_ROWS + 3
+    query = sa.text("SELECT g, g::text FROM generate_series(1, :n) AS g")
+    with pg_store.engine.begin() as connection:
+        streamed = memo._row_hashes(connection.execute(query.execution_options(stream_results=True), {"n": count}))
+        whole = memo._row_hashes(connection.execute(query, {"n": count}))
+    assert len(streamed) == count
+    assert streamed.equals(whole)

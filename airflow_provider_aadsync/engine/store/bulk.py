@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 log = logging.getLogger(__name__)
 
 #: Rows per unnest statement: bounds the statement's size (one array per column, the arrays quoted by the driver).
-UNNEST_CHUNK_ROWS = 10_000
+UNNEST_CHUNK_ROWS = 2_000
 
 #: Column types written as arrays, each with the Python type its values must have (None aside): an array holds one
 #: type, where a row's parameter of another type would be converted by the column's assignment cast.

@@ -32,7 +32,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -129,13 +129,11 @@ FETCH_ROWS = 20_000
 
 def _row_hashes(result: sa.CursorResult[Any]) -> pd.Series:
     """Per metaverse id, an order-free digest of the texts of its rows in ``result`` (the sum of their 64-bit hashes,
-    wrapping). The rows are read as the driver gives them, a chunk at a time: only hashed, they need no SQLAlchemy
-    row, and a whole metaverse's texts are never held at once."""
+    wrapping), read a chunk at a time so that a whole metaverse's texts are never held at once."""
     mv_ids: list[np.ndarray] = []
     hashes: list[np.ndarray] = []
     try:
-        cursor = result.cursor
-        while cursor is not None and (rows := cursor.fetchmany(FETCH_ROWS)):
+        for rows in _chunks_of(result):
             ids, texts = zip(*rows, strict=True)
             mv_ids.append(np.array(ids, dtype=np.int64))
             hashes.append(pd.util.hash_array(np.array(texts, dtype=object), categorize=False))
@@ -144,6 +142,18 @@ def _row_hashes(result: sa.CursorResult[Any]) -> pd.Series:
     if not mv_ids:
         return pd.Series(dtype="uint64")
     return pd.Series(np.concatenate(hashes), index=np.concatenate(mv_ids)).groupby(level=0).sum()
+
+
+def _chunks_of(result: sa.CursorResult[Any]) -> Iterator[Sequence[Any]]:
+    """A result's rows, :data:`FETCH_ROWS` at a time. SQLite's are read from the driver's cursor (only hashed, they
+    need no SQLAlchemy row, a few microseconds each); a server-side cursor's through the result, which may hold rows
+    it fetched ahead (psycopg2 fetches one to learn the columns: read from the cursor, they would be lost)."""
+    if result.context.execution_options.get("stream_results"):
+        yield from result.partitions(FETCH_ROWS)
+        return
+    cursor = result.cursor
+    while cursor is not None and (rows := cursor.fetchmany(FETCH_ROWS)):
+        yield rows
 
 
 def forget_memo(connection: sa.Connection, connector: str) -> None:
@@ -159,6 +169,10 @@ class SyncMemo:
         self.digest = np.uint64(digest)
         self.member_of = any(rule.needs_member_of for rule in state.inbound_rules)
         self._stored: dict[int, int] | None = None
+        #: The fingerprint reads stream through server-side cursors where the store has them (PostgreSQL: psycopg2
+        #: would fetch a whole-metaverse read into memory at once); SQLite reads row by row as it is.
+        self._streamed = state.connection.dialect.supports_server_side_cursors
+        self._read_to_the_end = False
 
     # ----------------------------------------------------------------------------------------------- reading
     def unchanged(self, first: str, last: str, mv_ids: Iterable[int]) -> set[int]:
@@ -201,9 +215,15 @@ class SyncMemo:
             else chunks(sorted(set(selection)), IN_CHUNK)
         )
         parts: dict[str, list[pd.Series]] = {}
+        if self._streamed and not self._read_to_the_end:
+            # PostgreSQL plans a cursor to return its first tenth fast (nested loops over whole tables: a 20,000-user
+            # first full sync took 32 s instead of 8.6); these reads go to the end (hash joins), as the pass's do.
+            self.state.connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
+            self._read_to_the_end = True
         for part in selections:
             for name, query in self._queries(part).items():
-                parts.setdefault(name, []).append(_row_hashes(self.state.connection.execute(query)))
+                streamed = query.execution_options(stream_results=self._streamed)
+                parts.setdefault(name, []).append(_row_hashes(self.state.connection.execute(streamed)))
         if not parts:  # no ids
             return {}
         digests = {name: pd.concat(series) if len(series) > 1 else series[0] for name, series in parts.items()}
