@@ -475,3 +475,18 @@ def test_a_second_instance_is_refused_and_a_claim_moves_the_store_on_postgres(pg
         Store.open(pg_store.url, instance="test")
     with Store.open(pg_store.url, instance="apac") as apac, apac.engine.connect() as connection:
         assert connection.execute(sa.select(cs_object.c.anchor)).scalars().all() == ["alice"]
+
+
+def test_tables_filled_in_the_transaction_are_analyzed_before_it_reads_them(pg_store):
+    """PostgreSQL counts a transaction's own rows in its statistics only once it commits: a pass analyzes the tables
+    it filled itself (the store counts the rows it writes in bulk), and the planner then knows those rows."""
+    count = bulk.STALE_ROWS + 5
+    columns = {**cs_row(), "anchor": [f"w{i}" for i in range(count)]}
+    with pg_store.transaction() as connection:
+        before = pg_store.rows_written["cs_object"]
+        pg_store.write_columns(connection, cs_object, columns)
+        assert pg_store.rows_written["cs_object"] - before == count
+        written = {"cs_object": count, "cs_reference": bulk.STALE_ROWS - 1}
+        assert bulk.analyze_written(connection, written, [cs_object, cs_reference]) == ["cs_object"]
+        planned = connection.exec_driver_sql("SELECT reltuples FROM pg_class WHERE relname = 'cs_object'").scalar()
+        assert planned == count

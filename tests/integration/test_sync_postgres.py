@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.engine.sync import memo
+from airflow_provider_aadsync.engine.store import Store, bulk
+from airflow_provider_aadsync.engine.sync import memo, run_sync
+from tests.support.world import seed
 from tests.unit.engine.sync.test_default_rules_sync import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
     rules,
     test_deleting_the_ad_user_deprovisions_its_cloud_user,
@@ -41,3 +42,17 @@ def test_streamed_fingerprint_reads_lose_no_row(pg_store):
         whole = memo._row_hashes(connection.execute(query, {"n": count}))
     assert len(streamed) == count
     assert streamed.equals(whole)
+
+
+def test_a_pass_analyzes_what_it_filled_and_syncs_the_same(pg_store, rules, monkeypatch):  # noqa: F811
+    """With every table a pass writes to analyzed before it is read again (the threshold lowered to one row), the pass
+    does what it does without, and what it analyzed is committed with it: the planner knows the links after."""
+    monkeypatch.setattr(bulk, "STALE_ROWS", 1)
+    seed(pg_store)
+    first = run_sync(pg_store, rules, connector="ad", mode="full")
+    again = run_sync(pg_store, rules, connector="ad", mode="full")
+    assert first.result == again.result == "success"
+    assert again.counters["objects_unchanged"] == first.counters["objects_memoized"] > 0
+    with pg_store.engine.connect() as connection:
+        planned = connection.exec_driver_sql("SELECT reltuples FROM pg_class WHERE relname = 'link'").scalar()
+    assert planned > 0

@@ -10,7 +10,9 @@ Statistics: PostgreSQL plans from statistics that autovacuum refreshes in the ba
 commit. A step that runs straight after a bulk write (a full sync after a full import, an unchanged full sync after
 the first one) plans on empty or stale statistics: the sync memo's join of links and member changes took 25 s instead
 of 0.02 s. :func:`refresh_statistics` analyzes the store's tables whose rows changed by a tenth or more since they were
-last analyzed, as autovacuum would, before a pass reads them.
+last analyzed, as autovacuum would, before a pass reads them; :func:`analyze_written` analyzes the tables a pass has
+just filled itself before it reads them (its own rows count in PostgreSQL's statistics only once it commits): a first
+full sync's inbound reference step took 9.0 s on the metaverse tables' empty statistics, 3.5 s after.
 """
 
 from __future__ import annotations
@@ -117,3 +119,16 @@ def refresh_statistics(connection: Connection, tables: Sequence[sa.Table]) -> li
         connection.exec_driver_sql("ANALYZE " + ", ".join(preparer.format_table(by_name[name]) for name in stale))
         log.info("refreshed the planner statistics of %s", ", ".join(sorted(stale)))
     return sorted(stale)
+
+
+def analyze_written(connection: Connection, written: Mapping[str, int], tables: Sequence[sa.Table]) -> list[str]:
+    """Analyze those of ``tables`` that ``written`` (rows written by table, e.g. in this transaction: PostgreSQL's own
+    counters see them only once it commits) shows :data:`STALE_ROWS` or more rows into; nothing on other stores.
+    Returns the tables analyzed."""
+    if connection.dialect.name != "postgresql":
+        return []
+    filled = [table for table in tables if written.get(table.name, 0) >= STALE_ROWS]
+    if filled:
+        preparer = connection.dialect.identifier_preparer
+        connection.exec_driver_sql("ANALYZE " + ", ".join(preparer.format_table(table) for table in filled))
+    return sorted(table.name for table in filled)

@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -166,6 +167,9 @@ class Store:
         self.lease: Lease | None = None
         #: Who runs the steps on this handle (an Airflow task instance, as a small dict): recorded on each run.
         self.origin: dict[str, Any] | None = None
+        #: Rows written through :meth:`write_columns` on this handle, by table: what a step wrote in bulk so far (a sync
+        #: pass refreshes PostgreSQL's statistics of the tables it filled before it reads them, bulk.py).
+        self.rows_written: Counter[str] = Counter()
         file = url.removeprefix("sqlite:///").split("?", 1)[0] if url.startswith("sqlite:///") else ""
         if file and file != ":memory:" and not file.startswith("file:"):
             create_private_file(Path(file))
@@ -302,6 +306,7 @@ class Store:
         count = lengths.pop() if lengths else 0
         if not count:
             return 0
+        self.rows_written[table.name] += count
         dialect = connection.dialect
         if bulk.writes_as_arrays(connection, table, columns):  # PostgreSQL: one array per column (bulk.py)
             bulk.write_as_arrays(connection, table, columns, count, list(update) if update else None)

@@ -73,6 +73,7 @@ class Outbound:
             self._outbound_batch(chunk, reference_work, provisioned)
             report.advance(len(chunk))
             collect_batch_garbage()
+        self.state.analyze()  # the links and objects the batches provisioned, before the member steps read them
         # Groups already exported whose members were provisioned in this pass: their member rows can now resolve.
         for connector, new_ids in provisioned.items():
             pairs = [(c, s, t) for (c, s, t) in list(reference_work) if c == connector]

@@ -14,7 +14,32 @@ from airflow_provider_aadsync.engine.connectors.registry import schema_for
 from airflow_provider_aadsync.engine.connectors.schema import ConnectorSchema
 from airflow_provider_aadsync.engine.rules import CompiledRule, RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
-from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.store import (
+    Store,
+    cs_object,
+    cs_reference,
+    link,
+    mv_join_key,
+    mv_object,
+    mv_reference,
+    pending_export,
+    pending_export_reference,
+    sync_memo,
+)
+from airflow_provider_aadsync.engine.store.bulk import analyze_written, refresh_statistics
+
+#: The tables a sync pass reads and writes (PostgreSQL's statistics of them are kept fresh, :meth:`SyncPass.analyze`).
+PASS_TABLES = (
+    cs_object,
+    cs_reference,
+    link,
+    mv_object,
+    mv_reference,
+    mv_join_key,
+    pending_export,
+    pending_export_reference,
+    sync_memo,
+)
 
 
 class SyncPass:
@@ -83,6 +108,21 @@ class SyncPass:
         self.evaluated_mv: set[int] = set()
         #: Anchors (of any connector, or ``metaverse:<id>``) a per-object error was recorded for in this pass.
         self.error_anchors: set[str] = set()
+        #: The store's count of rows written, by table, when the pass last analyzed the table (:meth:`analyze`).
+        self._analyzed_at: Counter[str] = Counter(store.rows_written)
+
+    def analyze(self, *, stale: bool = False) -> None:
+        """Refresh PostgreSQL's statistics of the tables the pass filled since it last did (its rows count in
+        PostgreSQL's own only once it commits), before a step reads them: planned on the statistics of the table
+        before (none, in a first sync: or one connector's links, where the outbound half adds another's), a read can
+        take minutes instead of a second. ``stale``: also the tables whose committed changes autovacuum has not
+        analyzed yet (the pass's start, after an import). Nothing on other stores (bulk.py)."""
+        written = self.store.rows_written - self._analyzed_at
+        analyzed = analyze_written(self.connection, written, PASS_TABLES)
+        if stale:
+            analyzed += refresh_statistics(self.connection, [t for t in PASS_TABLES if t.name not in analyzed])
+        for name in analyzed:
+            self._analyzed_at[name] = self.store.rows_written[name]
 
     def keeps_alive(self, mv_type: str, connectors: set[str]) -> bool:
         """Does a link from one of ``connectors`` keep a metaverse object of ``mv_type`` alive? Yes when a projecting

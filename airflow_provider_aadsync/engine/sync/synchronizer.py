@@ -30,19 +30,7 @@ from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX, ConnectorSchema
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
-from airflow_provider_aadsync.engine.store import (
-    Store,
-    cs_object,
-    cs_reference,
-    link,
-    mv_join_key,
-    mv_object,
-    mv_reference,
-    pending_export,
-    pending_export_reference,
-    sync_memo,
-)
-from airflow_provider_aadsync.engine.store.bulk import refresh_statistics
+from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, link
 from airflow_provider_aadsync.engine.sync.frames import (
     BATCH_ROWS,
     IN_CHUNK,
@@ -60,19 +48,6 @@ from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
 __all__ = ["BATCH_ROWS", "IN_CHUNK", "PROVISIONAL_PREFIX", "Synchronizer"]
-
-#: The tables a sync pass reads (their statistics are refreshed first where they are stale).
-PASS_TABLES = (
-    cs_object,
-    cs_reference,
-    link,
-    mv_object,
-    mv_reference,
-    mv_join_key,
-    pending_export,
-    pending_export_reference,
-    sync_memo,
-)
 
 
 class Synchronizer:
@@ -118,7 +93,7 @@ class Synchronizer:
         report = progress.current()
         # PostgreSQL plans the pass's reads from statistics autovacuum refreshes a minute or more after a commit: a
         # pass straight after a bulk write (an import, a first sync) would plan on stale ones (bulk.py).
-        refresh_statistics(self.state.connection, PASS_TABLES)
+        self.state.analyze(stale=True)
         memo = self.memo if anchors is None else None
         skipping = memo is not None and mode == "full" and not reevaluate
         with collections_between_batches():
@@ -131,11 +106,13 @@ class Synchronizer:
                     self.inbound.inbound_batch(batch)
                 report.advance(read)
                 collect_batch_garbage()
+            self.state.analyze()  # the tables the batches filled (a first sync's metaverse), before they are read
             self.references.inbound_references()  # part of the inbound phase (its final line comes after them)
             report.start_phase("outbound", len(self.state.touched_mv), unit="metaverse objects")
             self.outbound.outbound(sorted(self.state.touched_mv))  # advances the phase once per batch
             self._finish_connector_space()
             if memo is not None:
+                self.state.analyze()
                 memo.remember(self.state.evaluated_mv, full=mode == "full")
             elif anchors is None:
                 forget_memo(self.state.connection, self.state.connector)
