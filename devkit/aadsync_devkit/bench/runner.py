@@ -458,6 +458,7 @@ def main(argv: list[str]) -> int:
                 Path(scratch),
                 member_changes=args.member_changes,
                 profile=args.profile,
+                postgres=args.postgres,
             )
             print(render_sync(results))
         elif args.bench == "export":

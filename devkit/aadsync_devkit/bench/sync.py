@@ -19,7 +19,9 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
+from aadsync_devkit.world.postgres import LocalPostgres
 from aadsync_devkit.world.seed import (
     COMPANY,
     DEPARTMENTS,
@@ -424,25 +427,61 @@ def bench_sync(
     member_limit: int = V2_MEMBER_LIMIT,
     rule_objects: int | None = None,
     profile: bool = False,
+    postgres: bool = False,
 ) -> dict[str, Any]:
-    """Run every phase; return the figures (see :func:`aadsync_devkit.bench.sync_report.render_sync`)."""
+    """Run every phase; return the figures (see :func:`aadsync_devkit.bench.sync_report.render_sync`). ``postgres``:
+    on a PostgreSQL store (a throw-away local server, as a multi-worker deployment keeps it) instead of SQLite."""
+    options: dict[str, Any] = {"member_changes": member_changes, "member_limit": member_limit}
+    options["rule_objects"] = rule_objects
+    sizes = (users, groups, group_size, changes, home)
+    if not postgres:
+        return _bench_sync(*sizes, f"sqlite:///{home / 'sync-bench.sqlite'}", profile=profile, **options)
+    # Its own home: as root the server runs as ``postgres``, which cannot enter the root-private bench directory.
+    pg_home = Path(tempfile.mkdtemp(prefix="aadsync-bench-pg-"))
+    server = LocalPostgres(pg_home)
+    try:
+        server.start()
+        return _bench_sync(*sizes, server.create_database("sync_bench"), profile=False, **options)
+    finally:
+        server.stop()
+        shutil.rmtree(pg_home, ignore_errors=True)
+
+
+def _bench_sync(
+    users: int,
+    groups: int,
+    group_size: int,
+    changes: int,
+    home: Path,
+    store_url: str,
+    *,
+    member_changes: int,
+    member_limit: int,
+    rule_objects: int | None,
+    profile: bool,
+) -> dict[str, Any]:
     if group_size > member_limit:
         raise ValueError(f"--group-size {group_size:,} is over the member limit ({member_limit:,}): nothing to export")
     member_changes = min(member_changes, group_size)
     if group_size:
         users = max(users, group_size + member_changes)  # the swap adds users from outside the group
-    results: dict[str, Any] = {"users": users, "groups": groups, "group_size": group_size, "changes": changes}
+    store_kind = sa.make_url(store_url).get_backend_name()
+    results: dict[str, Any] = {
+        "users": users,
+        "groups": groups,
+        "group_size": group_size,
+        "changes": changes,
+        "store": store_kind,
+    }
     results.update(bench_rule_evaluation(rule_objects or min(users, RULE_BENCH_USERS)))
 
-    store_path = home / "sync-bench.sqlite"
-    store_url = f"sqlite:///{store_path}"
     with Store.open(store_url) as store:
         started = time.perf_counter()
         results["import_counters"] = import_full(store, directory(users, groups, group_size))
         results["import_seconds"] = time.perf_counter() - started
     if profile:
-        profiled_copy = home / "profiled.sqlite"
-        profiled_copy.write_bytes(store_path.read_bytes())
+        profiled_copy = home / "profiled.sqlite"  # a SQLite store's file, copied before its first sync
+        profiled_copy.write_bytes(Path(str(sa.make_url(store_url).database)).read_bytes())
 
     results["full"] = _sync(store_url, "full", member_limit)
     results["full_again"] = _sync(store_url, "full", member_limit)
@@ -483,6 +522,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--changes", type=int, default=10, help="department changes in the delta sync")
     parser.add_argument("--member-changes", type=int, default=1_000, help="big-group members swapped in its delta")
     parser.add_argument("--profile", action="store_true", help="also profile a full sync (cProfile top entries)")
+    parser.add_argument("--postgres", action="store_true", help="on a PostgreSQL store (a throw-away local server)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
 
 

@@ -114,7 +114,8 @@ def render_sync(results: dict[str, Any]) -> str:
         )
     lines = [
         f"Sync benchmark: {results['users']:,} users, {results['groups']:,} groups of {SMALL_GROUP_MEMBERS}"
-        + (f", one group of {results['group_size']:,}" if results["group_size"] else ""),
+        + (f", one group of {results['group_size']:,}" if results["group_size"] else "")
+        + f", {results.get('store', 'sqlite')} store",
         f"AD connector space written by a full import in {results['import_seconds']:.1f} s "
         f"({results['import_counters'].get('objects_read', 0):,} objects)",
         "",
