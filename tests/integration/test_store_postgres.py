@@ -490,3 +490,34 @@ def test_tables_filled_in_the_transaction_are_analyzed_before_it_reads_them(pg_s
         assert bulk.analyze_written(connection, written, [cs_object, cs_reference]) == ["cs_object"]
         planned = connection.exec_driver_sql("SELECT reltuples FROM pg_class WHERE relname = 'cs_object'").scalar()
         assert planned == count
+
+
+def test_rows_written_as_arrays_refuse_a_text_over_its_length_as_row_by_row(pg_store):
+    """The arrays are of unlimited text, checked when assigned: an anchor over 255 characters in a varchar(255) column
+    is refused, not cut (cast to varchar(255)[] it would have been cut silently)."""
+    columns = {**cs_row(), "anchor": ["a" * 256, "short"]}
+    with pg_store.engine.connect() as connection:
+        assert bulk.writes_as_arrays(connection, cs_object, columns)
+    with pytest.raises(sa.exc.DataError, match="too long"):
+        with pg_store.transaction() as connection:
+            pg_store.write_columns(connection, cs_object, columns)
+
+
+def test_an_upsert_of_one_key_twice_keeps_the_last_row_as_row_by_row(pg_store):
+    """PostgreSQL refuses to update one row twice in one statement: of several rows with one key, the last wins, as
+    the row by row upsert (and SQLite) gives it."""
+    columns = {**cs_row(), "anchor": ["k", "other", "k", "k"], "dn": ["CN=1", "CN=o", "CN=2", "CN=3"]}
+    with pg_store.transaction() as connection:
+        assert pg_store.write_columns(connection, cs_object, columns, update=["dn"]) == 4
+    with pg_store.engine.connect() as connection:
+        rows = connection.execute(sa.select(cs_object.c.anchor, cs_object.c.dn).order_by(cs_object.c.anchor)).all()
+    assert [tuple(row) for row in rows] == [("k", "CN=3"), ("other", "CN=o")]
+
+
+def test_wide_rows_go_fewer_to_a_statement():
+    """A statement carries about UNNEST_CHUNK_BYTES of text: wide rows go fewer at a time, narrow ones 2,000."""
+    narrow = {"anchor": ["a" * 10] * 5_000, "connector": "ad"}
+    wide = {"anchor": ["a" * 10] * 5_000, "attrs": ["x" * 100_000] * 5_000}
+    assert bulk._rows_per_statement(narrow, 5_000) == bulk.UNNEST_CHUNK_ROWS
+    assert bulk._rows_per_statement(wide, 5_000) == bulk.UNNEST_CHUNK_BYTES // 100_010
+    assert bulk._rows_per_statement({"attrs": ["x" * (64 * 1024 * 1024)]}, 1) == 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.store import Store, bulk
-from airflow_provider_aadsync.engine.sync import memo, run_sync
+from airflow_provider_aadsync.engine.store import Store, bulk, cs_object
+from airflow_provider_aadsync.engine.sync import memo, preview, run_sync
 from tests.support.world import seed
 from tests.unit.engine.sync.test_default_rules_sync import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
     rules,
@@ -56,3 +56,21 @@ def test_a_pass_analyzes_what_it_filled_and_syncs_the_same(pg_store, rules, monk
     with pg_store.engine.connect() as connection:
         planned = connection.exec_driver_sql("SELECT reltuples FROM pg_class WHERE relname = 'link'").scalar()
     assert planned > 0
+
+
+def test_a_preview_analyzes_nothing(pg_store, rules, monkeypatch):  # noqa: F811
+    """A preview is rolled back, and an analyze's reset of PostgreSQL's change counters would not be: it analyzes
+    nothing, where a sync pass of the same store does."""
+    monkeypatch.setattr(bulk, "STALE_ROWS", 1)
+    analyzed: list[list[str]] = []
+    real = bulk._analyze
+    monkeypatch.setattr(bulk, "_analyze", lambda connection, tables: analyzed.append([t.name for t in tables]))
+    seed(pg_store)
+    with pg_store.engine.connect() as connection:
+        anchor = (
+            connection.execute(sa.select(cs_object.c.anchor).where(cs_object.c.connector == "ad")).scalars().first()
+        )
+    preview(pg_store, rules, connector="ad", anchor=anchor)
+    assert not any(analyzed)
+    monkeypatch.setattr(bulk, "_analyze", real)
+    assert run_sync(pg_store, rules, connector="ad", mode="full").result == "success"

@@ -1,10 +1,13 @@
 """PostgreSQL bulk work: rows written as one array per column, and planner statistics kept fresh after bulk writes.
 
 Rows as arrays: a sync pass and an import write hundreds of thousands of rows. SQLAlchemy's executemany on psycopg2
-sends them as multi-row ``VALUES`` statements of 1,000 rows, each row's parameters quoted and sent on their own: 82,000
-join keys took 3.8 s. ``INSERT ... SELECT * FROM unnest(<array>, <array>, ...)`` sends one array per column and lets
-the server unpack them (0.85 s for the same rows, the same upsert). Only plain column types take this path (text,
-numbers, booleans, times); others (JSON, binary) keep the executemany.
+sends an upsert one statement per row: 82,000 join keys took 3.8 s. ``INSERT ... SELECT * FROM unnest(<array>,
+<array>, ...)`` sends one array per column and lets the server unpack them (0.85 s for the same rows, the same upsert).
+What the row by row path did, the arrays do too: a text over its column's length is refused (the arrays are of
+unlimited text, checked when assigned to the column: cast to ``varchar(n)[]`` they would be cut silently), and of
+several rows with one key in one upsert the last one wins (PostgreSQL refuses to update a row twice in one statement:
+the earlier ones are dropped first). Only plain column types take this path (text, numbers, booleans, times), with
+values of those types; others (JSON, binary) keep the executemany.
 
 Statistics: PostgreSQL plans from statistics that autovacuum refreshes in the background, a minute or more after a
 commit. A step that runs straight after a bulk write (a full sync after a full import, an unchanged full sync after
@@ -29,8 +32,10 @@ from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
 
-#: Rows per unnest statement: bounds the statement's size (one array per column, the arrays quoted by the driver).
+#: Rows per unnest statement, and about the most text one statement carries (one array per column, quoted by the
+#: driver into one statement, copied on the way): wide rows (an object's attributes) go fewer at a time.
 UNNEST_CHUNK_ROWS = 2_000
+UNNEST_CHUNK_BYTES = 16 * 1024 * 1024
 
 #: Column types written as arrays, each with the Python type its values must have (None aside): an array holds one
 #: type, where a row's parameter of another type would be converted by the column's assignment cast.
@@ -65,13 +70,16 @@ def writes_as_arrays(connection: Connection, table: sa.Table, columns: Mapping[s
     return True
 
 
+def _array_of(column: sa.Column[Any]) -> postgresql.ARRAY[Any]:
+    """The array type a column's values travel in: text of any length for text (its length is checked when the value
+    is assigned to the column, as a row's would be), the column's own type for the others."""
+    return postgresql.ARRAY(sa.Text() if isinstance(column.type, sa.String) else column.type)
+
+
 @functools.lru_cache(maxsize=64)
 def _unnest_insert(table: sa.Table, names: tuple[str, ...], update: tuple[str, ...] | None) -> sa.Insert:
     """``INSERT INTO table (names) SELECT * FROM unnest(:name::type[], ...)``, upserting ``update`` on conflict."""
-    arrays = [
-        sa.cast(sa.bindparam(name, type_=postgresql.ARRAY(table.c[name].type)), postgresql.ARRAY(table.c[name].type))
-        for name in names
-    ]
+    arrays = [sa.cast(sa.bindparam(name, type_=_array_of(table.c[name])), _array_of(table.c[name])) for name in names]
     rows = sa.func.unnest(*arrays).table_valued(*names).render_derived(name="unnested")
     statement = postgresql.insert(table).from_select(list(names), sa.select(*[rows.c[name] for name in names]))
     if update is None:
@@ -84,10 +92,13 @@ def write_as_arrays(
     connection: Connection, table: sa.Table, columns: Mapping[str, Any], count: int, update: Sequence[str] | None
 ) -> None:
     """Insert (``update`` given: upsert) ``count`` rows given as columns (a non-list value is every row's), one array
-    per column and statement of :data:`UNNEST_CHUNK_ROWS` rows."""
+    per column, :data:`UNNEST_CHUNK_ROWS` rows or :data:`UNNEST_CHUNK_BYTES` of text a statement."""
+    if update:
+        columns, count = _last_of_each_key(table, columns, count)
     statement = _unnest_insert(table, tuple(columns), tuple(update) if update else None)
-    for start in range(0, count, UNNEST_CHUNK_ROWS):
-        end = min(start + UNNEST_CHUNK_ROWS, count)
+    step = _rows_per_statement(columns, count)
+    for start in range(0, count, step):
+        end = min(start + step, count)
         connection.execute(
             statement,
             {
@@ -95,6 +106,35 @@ def write_as_arrays(
                 for name, values in columns.items()
             },
         )
+
+
+def _last_of_each_key(table: sa.Table, columns: Mapping[str, Any], count: int) -> tuple[dict[str, Any], int]:
+    """The columns with, of several rows with one primary key, only the last (the row by row upsert's outcome)."""
+    keys = [columns[column.name] for column in table.primary_key.columns]
+    rows = zip(*(values if isinstance(values, list) else [values] * count for values in keys), strict=True)
+    last = {key: position for position, key in enumerate(rows)}
+    if len(last) == count:
+        return dict(columns), count
+    kept = sorted(last.values())
+    return {
+        name: [values[position] for position in kept] if isinstance(values, list) else values
+        for name, values in columns.items()
+    }, len(kept)
+
+
+def _rows_per_statement(columns: Mapping[str, Any], count: int) -> int:
+    """:data:`UNNEST_CHUNK_ROWS`, fewer when the first rows' text says a statement would carry more than
+    :data:`UNNEST_CHUNK_BYTES`."""
+    sample = min(count, 100)
+    text = sum(
+        len(value)
+        for values in columns.values()
+        if isinstance(values, list)
+        for value in values[:sample]
+        if type(value) is str
+    )
+    per_row = text / sample if sample else 0
+    return max(1, min(UNNEST_CHUNK_ROWS, int(UNNEST_CHUNK_BYTES / per_row) if per_row else UNNEST_CHUNK_ROWS))
 
 
 def refresh_statistics(connection: Connection, tables: Sequence[sa.Table]) -> list[str]:
@@ -114,11 +154,19 @@ def refresh_statistics(connection: Connection, tables: Sequence[sa.Table]) -> li
         )
         if changed >= STALE_ROWS and changed >= STALE_SHARE * rows
     ]
+    _analyze(connection, [by_name[name] for name in stale])
     if stale:
-        preparer = connection.dialect.identifier_preparer
-        connection.exec_driver_sql("ANALYZE " + ", ".join(preparer.format_table(by_name[name]) for name in stale))
         log.info("refreshed the planner statistics of %s", ", ".join(sorted(stale)))
     return sorted(stale)
+
+
+def _analyze(connection: Connection, tables: Sequence[sa.Table]) -> None:
+    """``ANALYZE (SKIP_LOCKED)`` of ``tables``, in name order: a table a VACUUM or another ANALYZE holds is skipped
+    (autovacuum is doing it), not waited for."""
+    if tables:
+        preparer = connection.dialect.identifier_preparer
+        names = sorted(preparer.format_table(table) for table in tables)
+        connection.exec_driver_sql("ANALYZE (SKIP_LOCKED) " + ", ".join(names))
 
 
 def analyze_written(connection: Connection, written: Mapping[str, int], tables: Sequence[sa.Table]) -> list[str]:
@@ -128,7 +176,5 @@ def analyze_written(connection: Connection, written: Mapping[str, int], tables: 
     if connection.dialect.name != "postgresql":
         return []
     filled = [table for table in tables if written.get(table.name, 0) >= STALE_ROWS]
-    if filled:
-        preparer = connection.dialect.identifier_preparer
-        connection.exec_driver_sql("ANALYZE " + ", ".join(preparer.format_table(table) for table in filled))
+    _analyze(connection, filled)
     return sorted(table.name for table in filled)

@@ -116,11 +116,16 @@ class SyncPass:
         PostgreSQL's own only once it commits), before a step reads them: planned on the statistics of the table
         before (none, in a first sync: or one connector's links, where the outbound half adds another's), a read can
         take minutes instead of a second. ``stale``: also the tables whose committed changes autovacuum has not
-        analyzed yet (the pass's start, after an import). Nothing on other stores (bulk.py)."""
+        analyzed yet (the pass's start, after an import), in a transaction of their own. Nothing on other stores, nor
+        in a preview (bulk.py)."""
+        if self.trace is not None or self.connection.dialect.name != "postgresql":
+            return  # a preview is rolled back, and an analyze's reset of PostgreSQL's change counters is not
         written = self.store.rows_written - self._analyzed_at
         analyzed = analyze_written(self.connection, written, PASS_TABLES)
         if stale:
-            analyzed += refresh_statistics(self.connection, [t for t in PASS_TABLES if t.name not in analyzed])
+            # In a transaction of its own, committed at once: the pass may yet roll back.
+            with self.store.engine.begin() as own:
+                analyzed += refresh_statistics(own, [t for t in PASS_TABLES if t.name not in analyzed])
         for name in analyzed:
             self._analyzed_at[name] = self.store.rows_written[name]
 
