@@ -258,13 +258,11 @@ class SyncMemo:
         with larger_page_cache(connection, MEMO_CACHE_MIB):  # the pass's peak of memory is behind it
             for selection in selections:
                 found = self.fingerprints(selection)
-                rows = [
-                    {"connector": connector, "mv_id": mv_id, "fingerprint": found[mv_id]}
-                    for mv_id in sorted(settled.intersection(found))
-                ]
-                for chunk in chunks(rows, self.state.batch_rows):
-                    write_rows(self.state.store, connection, sync_memo, chunk, update=["fingerprint"])
-                memoized += len(rows)
+                ids = sorted(settled.intersection(found))
+                for chunk in chunks(ids, self.state.batch_rows):  # a batch's rows at a time, not the metaverse's
+                    rows = [{"connector": connector, "mv_id": mv_id, "fingerprint": found[mv_id]} for mv_id in chunk]
+                    write_rows(self.state.store, connection, sync_memo, rows, update=["fingerprint"])
+                memoized += len(ids)
         for chunk in chunks(sorted(evaluated - settled), IN_CHUNK):
             connection.execute(
                 sa.delete(sync_memo).where(sync_memo.c.connector == connector, sync_memo.c.mv_id.in_(chunk))
