@@ -166,6 +166,17 @@ mv_join_key = sa.Table(
 )
 sa.Index("ix_mv_join_key_folded", mv_join_key.c.attribute, mv_join_key.c.value_folded)
 
+#: The metaverse attributes whose values ``mv_join_key`` holds for every metaverse object: the join targets of the rules
+#: the keys were last kept for. Keys are written with an object's values, so a join rule added on another attribute
+#: would never find an object unchanged since: a pass whose rules join on an attribute not listed here first fills
+#: that attribute's keys from every metaverse object, and drops the keys of one no rule joins on any more
+#: (sync/metaverse.py).
+mv_join_key_target = sa.Table(
+    "mv_join_key_target",
+    metadata,
+    sa.Column("attribute", sa.String(128), primary_key=True),
+)
+
 #: The lineage: which connector-space object is joined to which metaverse object, by which rule.
 link = sa.Table(
     "link",
@@ -365,6 +376,12 @@ def _migrate_to_11(connection: Connection) -> None:
     connection.exec_driver_sql("DROP INDEX IF EXISTS ix_mv_join_key_value")
 
 
+def _migrate_to_12(connection: Connection) -> None:
+    """The join targets the keys are kept for (see ``mv_join_key_target``), none at first: a store's keys so far may
+    lack the objects unchanged since a join rule was added, so the next pass fills every join target's keys anew."""
+    metadata.create_all(connection, tables=[mv_join_key_target])
+
+
 #: Ordered migration steps; append, never edit a released step.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _migrate_to_1),
@@ -378,6 +395,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (9, _migrate_to_9),
     (10, _migrate_to_10),
     (11, _migrate_to_11),
+    (12, _migrate_to_12),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

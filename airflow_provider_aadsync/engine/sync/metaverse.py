@@ -4,6 +4,7 @@ keeping ``mv_join_key`` in step for the join rules.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.runs.cs_writer import serialize_attrs
 from airflow_provider_aadsync.engine.store import (
     mv_join_key,
+    mv_join_key_target,
     mv_object,
     utcnow,
 )
@@ -25,6 +27,11 @@ from airflow_provider_aadsync.engine.sync.frames import (
 )
 from airflow_provider_aadsync.engine.sync.references import reference_summary
 from airflow_provider_aadsync.engine.sync.state import SyncPass
+
+log = logging.getLogger(__name__)
+
+#: Metaverse objects read at a time while the keys of a new join target are filled.
+KEY_FILL_ROWS = 20_000
 
 
 def stored_attrs(entry: Mapping[str, Any]) -> dict[str, list[Any]] | None:
@@ -70,6 +77,38 @@ class Metaverse:
                     loaded[mv_id]["attrs_json"] = stored
         return loaded
 
+    def follow_join_targets(self) -> None:
+        """Bring ``mv_join_key`` to the join targets of this pass's rules (``tables.mv_join_key_target``): a target no
+        rule joined on when the keys were last kept gets the keys of every metaverse object, so a join rule added on
+        it finds the objects that did not change since; a target no rule joins on any more loses its keys."""
+        connection = self.state.connection
+        wanted = {target.lower() for target in self.state.join_targets}
+        kept = set(connection.execute(sa.select(mv_join_key_target.c.attribute)).scalars())
+        gone, added = sorted(kept - wanted), sorted(wanted - kept)
+        if gone:
+            connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.attribute.in_(gone)))
+            connection.execute(sa.delete(mv_join_key_target).where(mv_join_key_target.c.attribute.in_(gone)))
+        if not added:
+            return
+        # Keys written before the target was kept for every object are only some objects' (a store of schema 11).
+        connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.attribute.in_(added)))
+        filled, after = 0, 0
+        while True:  # by id ranges, not a cursor held open while the keys are written on the same connection
+            rows = connection.execute(
+                sa.select(mv_object.c.id, mv_object.c.attrs)
+                .where(mv_object.c.id > after)
+                .order_by(mv_object.c.id)
+                .limit(KEY_FILL_ROWS)
+            ).all()
+            if not rows:
+                break
+            key_rows = [row for mv_id, attrs in rows for row in self._join_keys(mv_id, load_json(attrs), added)]
+            write_rows(self.state.store, connection, mv_join_key, key_rows, update=["value_folded"])
+            filled += len(key_rows)
+            after = rows[-1][0]
+        write_rows(self.state.store, connection, mv_join_key_target, [{"attribute": name} for name in added])
+        log.info("join keys of %s filled from every metaverse object: %d values", ", ".join(added), filled)
+
     def write_metaverse(self, mv_updates: dict[int, dict[str, Any]]) -> None:
         now = utcnow()
         rows, key_rows, changed_ids = [], [], []
@@ -101,7 +140,7 @@ class Metaverse:
             if changed:
                 if not entry.get("new"):  # a new object has no join keys to replace
                     changed_ids.append(mv_id)
-                key_rows += self._join_keys(mv_id, attrs)
+                key_rows += self._join_keys(mv_id, attrs, self.state.join_targets)
         write_rows(
             self.state.store,
             self.state.connection,
@@ -113,10 +152,11 @@ class Metaverse:
             self.state.connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.mv_id.in_(chunk)))
         write_rows(self.state.store, self.state.connection, mv_join_key, key_rows, update=["value_folded"])
 
-    def _join_keys(self, mv_id: int, attrs: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
+    @staticmethod
+    def _join_keys(mv_id: int, attrs: Mapping[str, list[Any]], targets: Sequence[str]) -> list[dict[str, Any]]:
         lowered = {name.lower(): values for name, values in attrs.items()}
         rows = []
-        for target in self.state.join_targets:
+        for target in targets:
             for value in lowered.get(target.lower(), []):
                 text = str(value)[:1024]
                 rows.append(

@@ -94,6 +94,7 @@ class Synchronizer:
         # PostgreSQL plans the pass's reads from statistics autovacuum refreshes a minute or more after a commit: a
         # pass straight after a bulk write (an import, a first sync) would plan on stale ones (bulk.py).
         self.state.analyze(stale=True)
+        self.metaverse.follow_join_targets()  # before any join looks a key up
         memo = self.memo if anchors is None else None
         skipping = memo is not None and mode == "full" and not reevaluate
         with collections_between_batches():

@@ -296,6 +296,73 @@ def test_several_join_rules_in_scope_is_a_per_object_error(store):
     assert ("dir", "dir-1") not in links(store) and links(store)[("dir", "dir-2")][1] == "join"
 
 
+def join_keys(store) -> dict[str, set[tuple[int, str]]]:
+    """The stored join keys, by attribute: (metaverse id, value) pairs."""
+    from airflow_provider_aadsync.engine.store import mv_join_key
+
+    found: dict[str, set[tuple[int, str]]] = {}
+    with store.engine.connect() as connection:
+        for mv_id, attribute, value in connection.execute(
+            sa.select(mv_join_key.c.mv_id, mv_join_key.c.attribute, mv_join_key.c.value)
+        ):
+            found.setdefault(attribute, set()).add((mv_id, value))
+    return found
+
+
+#: SECOND_JOIN for every account: the directory's first rule is scoped to accounts with an empNo.
+BY_BADGE_ONLY = SECOND_JOIN.replace("    scoping:\n      - - {attribute: badge, operator: ISNOTNULL}\n", "")
+EMPNO_SCOPED = RULES.replace(
+    "  - name: In from Directory\n",
+    "  - name: In from Directory\n    scoping:\n      - - {attribute: empNo, operator: ISNOTNULL}\n",
+    1,
+)
+
+
+def test_a_join_rule_added_on_another_attribute_finds_the_objects_unchanged_since(store, rules):
+    """Join keys are written with an object's values: a join rule added later on another attribute (badge) must still
+    find the persons whose values did not change since, or their accounts would stay unjoined (or be projected a second
+    time). The first pass with the new rules fills the new target's keys from every metaverse object."""
+    import_full(store, "hr", [employee(1, badge="B1"), employee(2, badge="B2"), employee(3)])
+    run_sync(store, rules, connector="hr", mode="full")
+    assert "badge" not in join_keys(store)  # no rule joins on it yet
+    added = load_rules_text(EMPNO_SCOPED + BY_BADGE_ONLY, name="features.yaml")
+    import_full(store, "dir", [account(1, badge="B1"), account(2, badge="b2")])
+    result = run_sync(store, added, connector="dir", mode="full")
+    assert result.counters["joins"] == 1  # badge is case-sensitive: b2 is not B2
+    assert links(store, "dir") == {("dir", "dir-1"): (person(store, 1)[0], "join")}
+    assert join_keys(store)["badge"] == {(person(store, 1)[0], "B1"), (person(store, 2)[0], "B2")}
+    # back to the rules without it: the keys no rule looks up go, and come back whole when a rule does again
+    run_sync(store, rules, connector="hr", mode="full")
+    assert "badge" not in join_keys(store)
+    run_sync(store, added, connector="hr", mode="full")
+    assert join_keys(store)["badge"] == {(person(store, 1)[0], "B1"), (person(store, 2)[0], "B2")}
+
+
+def test_a_store_of_schema_version_11_fills_every_join_target_anew(tmp_path, rules):
+    """Step 12: a store whose keys were kept before the targets were recorded may lack the keys of objects unchanged
+    since a join rule was added; its next pass fills every target's keys from the metaverse."""
+    from airflow_provider_aadsync.engine.store import mv_join_key, mv_join_key_target, schema_version
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with Store.open(url, instance="test") as opened:
+        import_full(opened, "hr", [employee(1, mail="one@x"), employee(2)])
+        run_sync(opened, rules, connector="hr", mode="full")
+        complete = join_keys(opened)
+        assert complete["employeeid"] == {(person(opened, 1)[0], "E1"), (person(opened, 2)[0], "E2")}
+        with opened.engine.begin() as connection:  # a version 11 store, one of whose keys was never written
+            connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.value == "E2"))
+            connection.exec_driver_sql("DROP TABLE mv_join_key_target")
+            connection.execute(sa.delete(schema_version).where(schema_version.c.version >= 12))
+    with Store.open(url, instance="test") as opened:
+        with opened.engine.connect() as connection:
+            assert connection.execute(sa.select(mv_join_key_target)).all() == []  # step 12: nothing recorded yet
+        import_full(opened, "dir", [account(1, empNo="E2")])
+        result = run_sync(opened, rules, connector="dir", mode="full")
+        assert result.counters["joins"] == 1
+        assert links(opened, "dir") == {("dir", "dir-1"): (person(opened, 2)[0], "join")}
+        assert join_keys(opened) == complete
+
+
 def test_a_case_sensitive_join_matches_the_exact_value_only(store, rules):
     """Join keys are looked up through the folded-value index alone (tables.mv_join_key); a case-sensitive pair
     (empNo → employeeId) still joins only the value written the same way."""
