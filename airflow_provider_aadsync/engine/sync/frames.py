@@ -159,8 +159,9 @@ def members_by_rule(scope: pd.DataFrame) -> dict[str, set[Any]]:
     return {str(name): set(scope.index[scope[name].to_numpy(dtype=bool)]) for name in scope.columns if name != "mv_id"}
 
 
-#: Python types a frame cell already has in the form ``DataFrame.to_dict`` gives it (no boxing needed).
-_NATIVE = (str, list, tuple, dict, type(None), int, float, bool)
+#: Python types a frame cell already has in the form ``DataFrame.to_dict`` gives it (no boxing needed); a set, so
+#: that a cell's type is looked up once, not compared with each in turn.
+_NATIVE = frozenset((str, list, tuple, dict, type(None), int, float, bool))
 
 
 def _boxed(value: Any) -> Any:
@@ -184,13 +185,14 @@ def _stored_cell(cell: Any) -> Any:
     """A flow's value cell as :func:`stored_rows_by_label` gives it (text is handled before this is called)."""
     if cell is None or cell is IgnoreThisFlow or cell is AuthoritativeNull:
         return cell
-    if isinstance(cell, float) and pd.isna(cell):
+    if isinstance(cell, float) and cell != cell:  # NaN: pd.isna of a float, without its dispatch
         return None
     return cell_values(cell)
 
 
 def _stored_column(values: list[Any]) -> list[Any]:
-    return [[value] if type(value) is str else _stored_cell(value) for value in values]
+    # Text and NULL without a call: a full sync's flow outcomes hold millions of cells, most of them one or the other.
+    return [[value] if type(value) is str else None if value is None else _stored_cell(value) for value in values]
 
 
 def stored_rows_by_label(frame: pd.DataFrame) -> dict[Any, dict[str, Any]]:

@@ -60,6 +60,7 @@ class Outbound:
         self.metaverse = metaverse
         self.staging = staging
         self._plans: dict[str, list[tuple[str, str, bool]]] = {}
+        self._single_plans: dict[str, tuple[list[str], list[tuple[str, str]]] | None] = {}
         #: The random part of provisional anchors (frames.random_uuid4s).
         self._uuids = random_uuid4s()
 
@@ -134,6 +135,7 @@ class Outbound:
         provisioned: dict[str, set[int]],
     ) -> None:
         target_schema = schema_for(connector, self.state.schemas)
+        rules = sorted(rules, key=lambda r: r.rule.precedence)  # so is each object's list of rules in scope
         index = pd.Index(mv_ids)
         attributes = sorted({name for r in rules for name in r.attributes})
         frame = frame_from_records([loaded[m]["attrs"] for m in mv_ids], attributes)
@@ -368,15 +370,59 @@ class Outbound:
             ]
         return plan
 
+    def _single_plan(self, compiled: CompiledRule) -> tuple[list[str], list[tuple[str, str]]] | None:
+        """An outbound rule's value targets and its reference flows (source, target), when each target has one flow:
+        then, the only rule in scope of an object (the common case), its values need no precedence bookkeeping."""
+        name = compiled.rule.name
+        if name not in self._single_plans:
+            plan = self._flow_plan(compiled)
+            unique = len({target for target, _source, _is_reference in plan}) == len(plan)
+            self._single_plans[name] = (
+                (
+                    [target for target, _source, is_reference in plan if not is_reference],
+                    [(source, target) for target, source, is_reference in plan if is_reference],
+                )
+                if unique
+                else None
+            )
+        return self._single_plans[name]
+
     def _desired(
         self, in_scope: Sequence[CompiledRule], outcomes: Mapping[str, dict[int, dict[str, Any]]], mv_id: int
     ) -> tuple[dict[str, list[Any]], str | None, list[tuple[str, str]]]:
-        """Per target attribute, the value of the lowest-precedence rule that contributes one."""
+        """Per target attribute, the value of the lowest-precedence rule that contributes one (``in_scope`` is in
+        precedence order)."""
         desired: dict[str, list[Any]] = {}
-        decided: set[str] = set()
         references: list[tuple[str, str]] = []
+        single = self._single_plan(in_scope[0]) if len(in_scope) == 1 else None
+        if single is not None:  # one rule, one flow per target: what the loop below gives, without its bookkeeping
+            targets, references = single[0], list(single[1])
+            values = outcomes.get(in_scope[0].rule.name, {}).get(mv_id, {})
+            for target in targets:
+                cell = values.get(target)  # stored form (frames.stored_rows_by_label): NULL is None
+                if cell is not IgnoreThisFlow:
+                    desired[target] = [] if cell is None or cell is AuthoritativeNull else cell
+        else:
+            self._merge_by_precedence(in_scope, outcomes, mv_id, desired, references)
         dn = None
-        for compiled in sorted(in_scope, key=lambda r: r.rule.precedence):
+        if "dn" in desired:
+            dn_values = desired.pop("dn")
+            dn = str(dn_values[0]) if dn_values else None
+        if self.state.trace is not None:
+            self.state.trace.setdefault("outbound_values", {}).update(desired)
+        return desired, dn, references
+
+    def _merge_by_precedence(
+        self,
+        in_scope: Sequence[CompiledRule],
+        outcomes: Mapping[str, dict[int, dict[str, Any]]],
+        mv_id: int,
+        desired: dict[str, list[Any]],
+        references: list[tuple[str, str]],
+    ) -> None:
+        """:meth:`_desired` of several rules: per target, the first rule (in precedence order) that gives a value."""
+        decided: set[str] = set()
+        for compiled in in_scope:
             values = outcomes.get(compiled.rule.name, {}).get(mv_id, {})
             for target, source, is_reference in self._flow_plan(compiled):
                 if target in decided:
@@ -393,12 +439,6 @@ class Outbound:
                     continue
                 decided.add(target)
                 desired[target] = [] if cell is AuthoritativeNull else cell
-        if "dn" in desired:
-            dn_values = desired.pop("dn")
-            dn = str(dn_values[0]) if dn_values else None
-        if self.state.trace is not None:
-            self.state.trace.setdefault("outbound_values", {}).update(desired)
-        return desired, dn, references
 
     def _reference_counts(self, mv_ids: Sequence[int], attribute: str) -> dict[int, int]:
         counts: dict[int, int] = {}

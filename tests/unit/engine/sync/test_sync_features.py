@@ -10,7 +10,7 @@ from airflow_provider_aadsync.engine.rules import load_rules_text
 from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store, mv_object, run_error
 from airflow_provider_aadsync.engine.sync import PreviewError, preview, run_sync
-from tests.support.world import import_delta, import_full, links, metaverse, mv_by, mv_members
+from tests.support.world import export_for, import_delta, import_full, links, metaverse, mv_by, mv_members
 
 RULES = """
 rules:
@@ -294,6 +294,50 @@ def test_several_join_rules_in_scope_is_a_per_object_error(store):
     assert [(e.anchor, e.code) for e in errors] == [("dir-1", "several-join-rules")]
     assert "'In from Directory', 'In from Directory - by badge'" in errors[0].message
     assert ("dir", "dir-1") not in links(store) and links(store)[("dir", "dir-2")][1] == "join"
+
+
+TWO_OUTBOUND_RULES = """
+  - name: Out to Directory - defaults
+    direction: outbound
+    connector: dir
+    source_object_type: person
+    target_object_type: account
+    link_type: Join
+    precedence: 40
+    flows:
+      - {type: Constant, target: title, value: Staff}
+      - {type: Constant, target: office, value: HQ}
+      - {type: Constant, target: department, value: General}
+      - {type: Constant, target: empNo, value: none}
+  - name: Out to Directory
+    direction: outbound
+    connector: dir
+    source_object_type: person
+    target_object_type: account
+    link_type: Provision
+    precedence: 30
+    flows:
+      - {type: Direct, source: title, target: title}
+      - {type: Expression, target: office, expression: 'IIF(IsPresent([office]), [office], IgnoreThisFlow)'}
+      - type: Expression
+        target: department
+        expression: 'IIF(IsPresent([department]), [department], AuthoritativeNull)'
+      - {type: Direct, source: employeeId, target: empNo}
+"""
+
+
+def test_outbound_rules_in_scope_together_give_each_target_the_first_value_by_precedence(store):
+    """Two outbound rules in scope of a person (listed out of precedence order): per target the rule with the lower
+    precedence number decides; its NULL and IgnoreThisFlow leave the target to the next rule, its AuthoritativeNull
+    decides "no value" (the product's precedence for export flows)."""
+    rules = load_rules_text(RULES + TWO_OUTBOUND_RULES, name="features.yaml")
+    import_full(store, "hr", [employee(1, title="Engineer", office="B12", dept="rd"), employee(2)])
+    run_sync(store, rules, connector="hr", mode="full")
+    first, second = export_for(store, person(store, 1)[0], "dir"), export_for(store, person(store, 2)[0], "dir")
+    assert first["operation"] == second["operation"] == "add"
+    assert first["changes"] == {"title": ["Engineer"], "office": ["B12"], "department": ["RD"], "empNo": ["E1"]}
+    # title: NULL, office: IgnoreThisFlow → the defaults; department: AuthoritativeNull → none (not "General")
+    assert second["changes"] == {"title": ["Staff"], "office": ["HQ"], "empNo": ["E2"]}
 
 
 def join_keys(store) -> dict[str, set[tuple[int, str]]]:
