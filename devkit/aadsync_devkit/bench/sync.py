@@ -6,10 +6,10 @@ DirSync's incremental member values). Each sync runs in a child process (``pytho
 own peak RSS; its duration comes from the run record in the store.
 
 The phases: rule evaluation throughput in this process (DESIGN §8: ≥ 100,000 objects/s through scoping + flows);
-a full sync of the directory, the same full sync with nothing changed, a delta sync of a few department changes
-(≤ 2 % of the full sync); with ``--group-size`` a big group whose export is then confirmed and 1,000 of its members
-swapped; with more users than the member limit, two groups at and over the limit (the second is a per-object
-``flow-error``).
+a full sync of the directory and, on SQLite, the store's write floor of it (store_floor.py: the rows it added, written
+by sqlite3 alone), the same full sync with nothing changed, a delta sync of a few department changes (≤ 2 % of the
+full sync); with ``--group-size`` a big group whose export is then confirmed and 1,000 of its members swapped; with
+more users than the member limit, two groups at and over the limit (the second is a per-object ``flow-error``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 
+from aadsync_devkit.bench.store_floor import sqlite_write_floor
 from aadsync_devkit.world.postgres import LocalPostgres
 from aadsync_devkit.world.seed import (
     COMPANY,
@@ -479,11 +480,17 @@ def _bench_sync(
         started = time.perf_counter()
         results["import_counters"] = import_full(store, directory(users, groups, group_size))
         results["import_seconds"] = time.perf_counter() - started
-    if profile:
-        profiled_copy = home / "profiled.sqlite"  # a SQLite store's file, copied before its first sync
-        profiled_copy.write_bytes(Path(str(sa.make_url(store_url).database)).read_bytes())
+    store_file = Path(str(sa.make_url(store_url).database)) if store_kind == "sqlite" else None
+    before_full = home / "before-full.sqlite"  # a SQLite store's file, copied before its first sync
+    if store_file is not None:
+        shutil.copyfile(store_file, before_full)
 
     results["full"] = _sync(store_url, "full", member_limit)
+    if store_file is not None:  # what SQLite alone takes to write the rows the full sync added (store_floor.py)
+        floor_work = home / "store-floor.sqlite"
+        results["store_floor"] = sqlite_write_floor(before_full, store_file, floor_work)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{floor_work}{suffix}").unlink(missing_ok=True)
     results["full_again"] = _sync(store_url, "full", member_limit)
     results["full_reevaluated"] = _sync(store_url, "full", member_limit, reevaluate=True)
     with Store(store_url) as store:
@@ -509,8 +516,9 @@ def _bench_sync(
 
     if profile:
         stats_path = home / "full-sync.prof"
-        _sync(f"sqlite:///{profiled_copy}", "full", member_limit, profile=stats_path)
+        _sync(f"sqlite:///{before_full}", "full", member_limit, profile=stats_path)
         results["profile"] = profile_top(stats_path)
+    before_full.unlink(missing_ok=True)
     return results
 
 

@@ -71,8 +71,22 @@ class TestBenchSync:
         assert run["counters"]["export_adds_staged"] == 1
         assert run["counters"]["export_reference_adds_staged"] == 150
 
+    def test_the_store_floor_writes_the_rows_the_full_sync_added(self, results):
+        """Every row the full sync added, by table (the metaverse, links, pending exports …), written again alone."""
+        floor = results["store_floor"]
+        tables = {name: figures["rows"] for name, figures in floor["tables"].items()}
+        assert tables["mv_object"] == tables["sync_memo"] == 300 + 10 + 1
+        assert tables["link"] == 2 * (300 + 10 + 1)  # the AD objects' and the provisional Entra objects'
+        assert tables["cs_object"] == 300 + 10 + 1  # the provisional Entra objects
+        staged = results["full"]["counters"]
+        assert tables["pending_export"] == staged["export_adds_staged"] + staged["export_updates_staged"]
+        assert tables["pending_export_reference"] == 10 * 20 + 120
+        assert floor["rows"] == sum(tables.values()) and floor["changed_rows"] >= 300  # pending imports cleared
+        assert 0 < floor["commit_seconds"] < floor["seconds"]
+
     def test_render_sync_prints_figures_with_targets_and_ratios(self, results):
         text = render_sync(results)
         assert "| figure | value | floor / target | ratio |" in text
         assert "≥ 100,000 objects/s" in text and "of full" in text and "flow-error" in text
         assert "≤ 10 s at 100k + 5k" in text and "≤ 5 s at 100k + 5k" in text and "(sync memo)" in text
+        assert "the store's write floor" in text and "× floor" in text
