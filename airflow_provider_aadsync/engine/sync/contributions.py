@@ -20,6 +20,12 @@ REFERENCE_MARKER = "@references"
 
 Contribution = list[Any]  # [precedence, merge type, values]
 Contributions = dict[str, dict[str, Contribution]]
+#: One contribution's place: (metaverse attribute, contributor key).
+Slot = tuple[str, str]
+
+#: Connector-space objects that may join a metaverse object another object of their connector space has joined:
+#: foreign security principals (a member from another forest; group references resolve through their link).
+SHARED_JOIN_TYPE = "foreignSecurityPrincipal"
 
 
 def contributor_key(connector: str, rule_name: str) -> str:
@@ -75,15 +81,29 @@ def resolve(contributions: Contributions) -> tuple[dict[str, list[Any]], dict[st
     return attrs, winners
 
 
-def drop_connector(contributions: Contributions, connector: str) -> bool:
-    """Remove every contribution of ``connector`` (it disconnected); True if anything was removed."""
-    removed = False
+def owned_slots(
+    contributions: Contributions, connector: str, shared_keys: frozenset[str], *, shared: bool
+) -> set[Slot]:
+    """The (attribute, contributor) slots of ``connector`` that one of its objects owns. A metaverse object has one
+    object of each connector, but for foreign security principals (:data:`SHARED_JOIN_TYPE`), which may join a person
+    their forest's own user has joined: an object of that type owns the contributions of the rules for its type
+    (``shared_keys``, their contributor keys), any other object every other contribution of its connector (those of
+    rules no longer loaded too). So syncing the one never replaces or drops what the other contributed."""
     prefix = f"{connector}|"
-    for attribute in list(contributions):
-        entries = contributions[attribute]
-        for key in [key for key in entries if key.startswith(prefix)]:
-            del entries[key]
-            removed = True
+    return {
+        (attribute, key)
+        for attribute, entries in contributions.items()
+        for key in entries
+        if key.startswith(prefix) and (key in shared_keys) == shared
+    }
+
+
+def drop_slots(contributions: Contributions, slots: set[Slot]) -> None:
+    """Remove the contributions of ``slots`` (see :func:`owned_slots`), and attributes left without any."""
+    for attribute, key in slots:
+        entries = contributions.get(attribute)
+        if entries is None:
+            continue
+        entries.pop(key, None)
         if not entries:
             del contributions[attribute]
-    return removed

@@ -21,9 +21,11 @@ from airflow_provider_aadsync.engine.store import (
 )
 from airflow_provider_aadsync.engine.sync.contributions import (
     REFERENCE_MARKER,
+    SHARED_JOIN_TYPE,
     Contributions,
     contributor_key,
-    drop_connector,
+    drop_slots,
+    owned_slots,
 )
 from airflow_provider_aadsync.engine.sync.frames import (
     IN_CHUNK,
@@ -182,14 +184,11 @@ class Inbound:
     ) -> None:
         contributions: Contributions = entry["contributions"]
         connector = self.state.connector
-        prefix = f"{connector}|"
-        # Only this connector's contributions are recomputed: compare them, not copies of every contribution.
-        before = {
-            (attribute, key): value
-            for attribute, entries in contributions.items()
-            for key, value in entries.items()
-            if key.startswith(prefix)
-        }
+        # Only what this object contributes is recomputed (its connector's, less a foreign security principal's or
+        # more): compare those, not copies of every contribution.
+        shared = bool(rules) and rules[0].rule.source_object_type.casefold() == SHARED_JOIN_TYPE.casefold()
+        owned = owned_slots(contributions, connector, self.state.shared_keys, shared=shared)
+        before = {(attribute, key): contributions[attribute][key] for attribute, key in owned}
         after: dict[tuple[str, str], Any] = {}
         tracing = self.state.trace is not None
         entry_type = entry["type"]
@@ -224,7 +223,7 @@ class Inbound:
                 after[slot] = contribution
         if after == before:
             return
-        drop_connector(contributions, connector)
+        drop_slots(contributions, owned)
         for (attribute, key), contribution in after.items():
             contributions.setdefault(attribute, {})[key] = contribution
         entry["dirty"] = True

@@ -27,7 +27,7 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
     utcnow,
 )
-from airflow_provider_aadsync.engine.sync.contributions import drop_connector
+from airflow_provider_aadsync.engine.sync.contributions import SHARED_JOIN_TYPE, drop_slots, owned_slots
 from airflow_provider_aadsync.engine.sync.frames import (
     _SOURCE_LINKS,
     IN_CHUNK,
@@ -40,10 +40,6 @@ from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
 from airflow_provider_aadsync.engine.sync.schema import cell_values
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
-
-#: Connector-space objects that may join a metaverse object another object of their connector space has joined:
-#: foreign security principals (a member from another forest; group references resolve through their link).
-SHARED_JOIN_TYPE = "foreignSecurityPrincipal"
 
 
 class Joins:
@@ -327,11 +323,24 @@ class Joins:
     def disconnect(self, pairs: Sequence[tuple[str, int]], mv_updates: dict[int, dict[str, Any]]) -> None:
         if not pairs:
             return
+        shared: set[str] = set()  # the foreign security principals among them: they drop only their own contributions
         for chunk in chunks([anchor for anchor, _ in pairs], IN_CHUNK):
             self.state.connection.execute(
                 sa.delete(link).where(link.c.connector == self.state.connector, link.c.anchor.in_(chunk))
             )
+            shared.update(
+                self.state.connection.execute(
+                    sa.select(cs_object.c.anchor).where(
+                        cs_object.c.connector == self.state.connector,
+                        cs_object.c.anchor.in_(chunk),
+                        cs_object.c.object_type == SHARED_JOIN_TYPE,
+                    )
+                ).scalars()
+            )
         self.state.counters["disconnections"] += len(pairs)
+        kinds: dict[int, set[bool]] = defaultdict(set)  # per metaverse object: shared and/or not, of what disconnects
+        for anchor, mv_id in pairs:
+            kinds[mv_id].add(anchor in shared)
         mv_ids = sorted({mv_id for _, mv_id in pairs})
         loaded = self.metaverse.load_mv(mv_ids)
         orphans = []
@@ -344,7 +353,11 @@ class Joins:
                 orphans.append(mv_id)
                 continue
             entry = mv_updates.setdefault(mv_id, row)
-            drop_connector(entry["contributions"], self.state.connector)
+            for is_shared in kinds[mv_id]:
+                slots = owned_slots(
+                    entry["contributions"], self.state.connector, self.state.shared_keys, shared=is_shared
+                )
+                drop_slots(entry["contributions"], slots)
             entry["dirty"] = True
             self.state.touched_mv.add(mv_id)
         self._delete_metaverse(orphans)

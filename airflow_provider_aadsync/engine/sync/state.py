@@ -27,6 +27,7 @@ from airflow_provider_aadsync.engine.store import (
     sync_memo,
 )
 from airflow_provider_aadsync.engine.store.bulk import analyze_written, refresh_statistics
+from airflow_provider_aadsync.engine.sync.contributions import SHARED_JOIN_TYPE, contributor_key
 
 #: The tables a sync pass reads and writes (PostgreSQL's statistics of them are kept fresh, :meth:`SyncPass.analyze`).
 PASS_TABLES = (
@@ -73,6 +74,12 @@ class SyncPass:
         self.inbound_rules: list[CompiledRule] = sorted(rules.inbound(connector), key=lambda r: r.rule.precedence)
         self.outbound_rules: list[CompiledRule] = sorted(rules.outbound(), key=lambda r: r.rule.precedence)
         self.rules_by_name = {compiled.rule.name: compiled for compiled in rules.rules}
+        #: The contributor keys of this connector's rules for foreign security principals (contributions.owned_slots).
+        self.shared_keys = frozenset(
+            contributor_key(connector, compiled.rule.name)
+            for compiled in self.inbound_rules
+            if compiled.rule.source_object_type.casefold() == SHARED_JOIN_TYPE.casefold()
+        )
         #: MV attributes some join rule looks up: their values are kept in mv_join_key.
         self.join_targets = sorted(
             {

@@ -4,22 +4,27 @@ member resolves to the account forest's person, and the optional same-person rul
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.schema import SCHEMA as ACTIVE_DIRECTORY
 from airflow_provider_aadsync.engine.connectors.kinds import connector_kind, inbound_rule_applies
 from airflow_provider_aadsync.engine.connectors.registry import schema_for
 from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR
 from airflow_provider_aadsync.engine.runs.source import SourceObject
-from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.store import Store, mv_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import (
     ad_group,
     ad_user,
+    deleted,
     exports,
     guid,
     immutable_id,
+    import_delta,
     import_full,
     links,
     metaverse,
@@ -149,3 +154,35 @@ def test_consistency_guid_writeback_reaches_each_forests_joined_users(store):
     assert staged[guid(11)] == {"mS-DS-ConsistencyGuid": [guid(1)]}
     assert guid(12) not in staged and guid(14) not in staged  # a set ConsistencyGuid is kept; an FSP is no user
     assert {anchor for anchor in exports(store, "ad")} == {guid(1), guid(2)}  # CORP's users, in CORP
+
+
+def contributors(store: Store, mv_id: int, connector: str) -> dict[str, set[str]]:
+    """The rules of ``connector`` contributing to each attribute of a metaverse object."""
+    with store.engine.connect() as connection:
+        stored = connection.execute(sa.select(mv_object.c.contributions).where(mv_object.c.id == mv_id)).scalar_one()
+    found: dict[str, set[str]] = {}
+    for attribute, entries in json.loads(stored).items():
+        for key in entries:
+            if key.startswith(f"{connector}|"):
+                found.setdefault(attribute, set()).add(key.split("|", 1)[1])
+    return found
+
+
+def test_a_foreign_security_principal_leaves_what_its_forests_user_contributes(store):
+    """With the same-person rule, fab.shared1 and the FSP standing for CORP's shared1 both join one person. Each
+    contributes only through its own rules: syncing the principal, with the user or alone, and its deletion, neither
+    replace nor drop the user's contributions (they would otherwise vanish, and the next export would clear them)."""
+    rules = load_sync_rules([str(DEFAULT_RULES_DIR), str(SAME_PERSON)])
+    sync_both(store, rules)
+    shared_id, _ = mv_by(store, "accountName", "shared1")
+    user_rules = contributors(store, shared_id, "ad_fabrikam")
+    assert user_rules["givenName"] == {"In from AD - User Join"}
+    principal = fsp(14, sid(1102))
+    principal.attrs["description"] = ["a member from CORP"]
+    import_delta(store, "ad_fabrikam", [principal])  # the principal alone changed: a delta sync of it
+    assert run_sync(store, rules, connector="ad_fabrikam", mode="delta").counters["objects_evaluated"] == 1
+    assert contributors(store, shared_id, "ad_fabrikam") == user_rules
+    import_delta(store, "ad_fabrikam", [deleted(guid(14))])  # the principal deleted: its link goes, not the user's
+    assert run_sync(store, rules, connector="ad_fabrikam", mode="delta").counters["disconnections"] == 1
+    assert contributors(store, shared_id, "ad_fabrikam") == user_rules
+    assert links(store, "ad_fabrikam")[("ad_fabrikam", guid(12))] == (shared_id, "join")
