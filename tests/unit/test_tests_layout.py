@@ -22,6 +22,7 @@ DEVKIT = Path(aadsync_devkit.__file__).parent
 #: Modules that import unit test modules to collect their tests again on PostgreSQL.
 RERUNS = {
     "integration/test_store_postgres.py",
+    "integration/test_derived_state_postgres.py",
     "integration/test_sync_features_postgres.py",
     "integration/test_sync_postgres.py",
 }

@@ -83,6 +83,7 @@ class Inbound:
             for anchor, attrs in zip(live["anchor"].tolist(), live["attrs"].tolist(), strict=True)
         }
         mv_updates: dict[int, dict[str, Any]] = {}  # mv_id → {"type", "contributions", "new"}
+        withdrawn: list[tuple[str, int]] = []  # sticky-joined objects no rule reads any more
         flow_inputs: list[tuple[pd.DataFrame, list[CompiledRule], pd.DataFrame]] = []
         for object_type, part in live.groupby("object_type", sort=True):
             rules = [r for r in self.state.inbound_rules if r.rule.source_object_type == object_type]
@@ -90,6 +91,9 @@ class Inbound:
             if not rules:
                 linked = part[part["mv_id"].notna() & part["link_type"].isin(["join", "projection"])]
                 disconnects += [(anchor, int(mv)) for anchor, mv in zip(linked["anchor"], linked["mv_id"], strict=True)]
+                # A sticky join stays, and what its rules (none now) contributed goes.
+                sticky = part[part["mv_id"].notna() & (part["link_type"] == "sticky-join")]
+                withdrawn += [(anchor, int(mv)) for anchor, mv in zip(sticky["anchor"], sticky["mv_id"], strict=True)]
                 self.state.counters["disconnectors"] += int(part["mv_id"].isna().sum())
                 continue
             frame = self._frame([records[a] for a in part.index], rules, part.index)
@@ -103,6 +107,7 @@ class Inbound:
             flow_inputs.append((frame, rules, scope.assign(mv_id=links)))
 
         self.joins.disconnect(disconnects, mv_updates)
+        self.joins.withdraw_contributions(withdrawn, mv_updates)
         for frame, rules, scope in flow_inputs:
             self._flow(frame, rules, scope, mv_updates)
         self.metaverse.write_metaverse(mv_updates)
@@ -203,8 +208,8 @@ class Inbound:
                 slot = (target, key)
                 if apply_once:
                     previous = before.get(slot)
-                    if previous is not None:
-                        after[slot] = previous
+                    if previous is not None:  # the value stays; its precedence and merge type are the rule's now
+                        after[slot] = [precedence, merge, previous[2]]
                         continue
                 if is_reference:
                     contribution = [precedence, merge, REFERENCE_MARKER]

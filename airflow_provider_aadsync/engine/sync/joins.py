@@ -27,7 +27,12 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
     utcnow,
 )
-from airflow_provider_aadsync.engine.sync.contributions import SHARED_JOIN_TYPE, drop_slots, owned_slots
+from airflow_provider_aadsync.engine.sync.contributions import (
+    REFERENCE_MARKER,
+    SHARED_JOIN_TYPE,
+    drop_slots,
+    owned_slots,
+)
 from airflow_provider_aadsync.engine.sync.frames import (
     _SOURCE_LINKS,
     IN_CHUNK,
@@ -127,6 +132,7 @@ class Joins:
                             sa.delete(link).where(link.c.connector == self.state.connector, link.c.anchor == holder)
                         )
                         self.deprovision(self.state.connector, holder)
+                        self.state.relinked[self.state.connector].add(target)
                     elif holder is not None:
                         self.state.error(
                             anchor,
@@ -323,25 +329,14 @@ class Joins:
     def disconnect(self, pairs: Sequence[tuple[str, int]], mv_updates: dict[int, dict[str, Any]]) -> None:
         if not pairs:
             return
-        shared: set[str] = set()  # the foreign security principals among them: they drop only their own contributions
         for chunk in chunks([anchor for anchor, _ in pairs], IN_CHUNK):
             self.state.connection.execute(
                 sa.delete(link).where(link.c.connector == self.state.connector, link.c.anchor.in_(chunk))
             )
-            shared.update(
-                self.state.connection.execute(
-                    sa.select(cs_object.c.anchor).where(
-                        cs_object.c.connector == self.state.connector,
-                        cs_object.c.anchor.in_(chunk),
-                        cs_object.c.object_type == SHARED_JOIN_TYPE,
-                    )
-                ).scalars()
-            )
         self.state.counters["disconnections"] += len(pairs)
-        kinds: dict[int, set[bool]] = defaultdict(set)  # per metaverse object: shared and/or not, of what disconnects
-        for anchor, mv_id in pairs:
-            kinds[mv_id].add(anchor in shared)
-        mv_ids = sorted({mv_id for _, mv_id in pairs})
+        self.state.unlinked.update(anchor for anchor, _ in pairs)
+        kinds = self._kinds_by_metaverse_id(pairs)
+        mv_ids = sorted(kinds)
         loaded = self.metaverse.load_mv(mv_ids)
         orphans = []
         survivors = self._source_links(mv_ids)
@@ -352,17 +347,54 @@ class Joins:
             if not self.state.keeps_alive(row["type"], survivors.get(mv_id, set())):
                 orphans.append(mv_id)
                 continue
-            entry = mv_updates.setdefault(mv_id, row)
-            for is_shared in kinds[mv_id]:
-                slots = owned_slots(
-                    entry["contributions"], self.state.connector, self.state.shared_keys, shared=is_shared
-                )
-                drop_slots(entry["contributions"], slots)
-            entry["dirty"] = True
-            self.state.touched_mv.add(mv_id)
+            self._withdraw(mv_id, mv_updates.setdefault(mv_id, row), kinds[mv_id])
         self._delete_metaverse(orphans)
         for mv_id in orphans:
             mv_updates.pop(mv_id, None)
+
+    def withdraw_contributions(self, pairs: Sequence[tuple[str, int]], mv_updates: dict[int, dict[str, Any]]) -> None:
+        """Objects that stay linked (a sticky join) but that no rule reads any more: what they contributed goes, as on
+        a disconnection, and the link stays."""
+        if not pairs:
+            return
+        kinds = self._kinds_by_metaverse_id(pairs)
+        loaded = self.metaverse.load_mv(sorted(mv_id for mv_id in kinds if mv_id not in mv_updates))
+        for mv_id, object_kinds in kinds.items():
+            entry = mv_updates.get(mv_id) or loaded.get(mv_id)
+            if entry is not None:
+                self._withdraw(mv_id, mv_updates.setdefault(mv_id, entry), object_kinds)
+
+    def _kinds_by_metaverse_id(self, pairs: Sequence[tuple[str, int]]) -> dict[int, set[bool]]:
+        """Per metaverse id of ``pairs`` (anchor, metaverse id): whether the objects of this connector leaving it are
+        foreign security principals (True), other objects (False) or both (contributions.owned_slots)."""
+        shared: set[str] = set()
+        for chunk in chunks([anchor for anchor, _ in pairs], IN_CHUNK):
+            shared.update(
+                self.state.connection.execute(
+                    sa.select(cs_object.c.anchor).where(
+                        cs_object.c.connector == self.state.connector,
+                        cs_object.c.anchor.in_(chunk),
+                        cs_object.c.object_type == SHARED_JOIN_TYPE,
+                    )
+                ).scalars()
+            )
+        kinds: dict[int, set[bool]] = defaultdict(set)
+        for anchor, mv_id in pairs:
+            kinds[mv_id].add(anchor in shared)
+        return kinds
+
+    def _withdraw(self, mv_id: int, entry: dict[str, Any], kinds: set[bool]) -> None:
+        """Drop from ``entry`` what this connector's objects of ``kinds`` contributed; a reference attribute nobody
+        contributes any more loses its rows (a group whose members came from the connector it left: the inbound
+        reference step clears them)."""
+        contributions = entry["contributions"]
+        for is_shared in kinds:
+            slots = owned_slots(contributions, self.state.connector, self.state.shared_keys, shared=is_shared)
+            references = {name for name, key in slots if contributions[name][key][2] == REFERENCE_MARKER}
+            drop_slots(contributions, slots)
+            self.state.reference_clears += [(mv_id, name.lower()) for name in references if name not in contributions]
+        entry["dirty"] = True
+        self.state.touched_mv.add(mv_id)
 
     def _source_links(self, mv_ids: Sequence[int]) -> dict[int, set[str]]:
         found: dict[int, set[str]] = defaultdict(set)
@@ -407,11 +439,18 @@ class Joins:
 
     def deprovision(self, connector: str, anchor: str) -> None:
         if anchor.startswith(PROVISIONAL_PREFIX):
-            # Never created in the directory: forget it instead of deleting it there.
+            # Never created in the directory: forget it instead of deleting it there, and the member adds of groups
+            # that name it (they would name an object that is never made).
             for table in (pending_export_reference, pending_export, cs_object):
                 self.state.connection.execute(
                     sa.delete(table).where(table.c.connector == connector, table.c.anchor == anchor)
                 )
+            self.state.connection.execute(
+                sa.delete(pending_export_reference).where(
+                    pending_export_reference.c.connector == connector,
+                    pending_export_reference.c.target_anchor == anchor,
+                )
+            )
             self.state.counters["export_adds_withdrawn"] += 1
             self.state.note("exports", f"{connector}: withdraw the pending add of {anchor}")
             return

@@ -80,7 +80,13 @@ class Metaverse:
     def follow_join_targets(self) -> None:
         """Bring ``mv_join_key`` to the join targets of this pass's rules (``tables.mv_join_key_target``): a target no
         rule joined on when the keys were last kept gets the keys of every metaverse object, so a join rule added on
-        it finds the objects that did not change since; a target no rule joins on any more loses its keys."""
+        it finds the objects that did not change since; a target no rule joins on any more loses its keys.
+
+        Not in a preview: it is rolled back, so a preview would fill the keys again each time (seconds at 100,000
+        objects, in a web request), and it takes no instance lock to write with. A preview looks keys up as the syncs
+        keep them."""
+        if self.state.trace is not None:
+            return
         connection = self.state.connection
         wanted = {target.lower() for target in self.state.join_targets}
         kept = set(connection.execute(sa.select(mv_join_key_target.c.attribute)).scalars())
@@ -107,7 +113,9 @@ class Metaverse:
             filled += len(key_rows)
             after = rows[-1][0]
         write_rows(self.state.store, connection, mv_join_key_target, [{"attribute": name} for name in added])
-        log.info("join keys of %s filled from every metaverse object: %d values", ", ".join(added), filled)
+        if filled:
+            log.info("join keys of %s filled from every metaverse object: %d values", ", ".join(added), filled)
+            self.state.analyze()  # PostgreSQL: the lookups of the pass's joins plan on the filled keys
 
     def write_metaverse(self, mv_updates: dict[int, dict[str, Any]]) -> None:
         now = utcnow()

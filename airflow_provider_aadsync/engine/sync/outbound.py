@@ -75,9 +75,12 @@ class Outbound:
             report.advance(len(chunk))
             collect_batch_garbage()
         self.state.analyze()  # the links and objects the batches provisioned, before the member steps read them
-        # Groups already exported whose members were provisioned in this pass: their member rows can now resolve.
+        # Groups already exported whose members were provisioned in this pass: their member rows can now resolve,
+        # whether or not the pass evaluated the groups (a user come into scope alone in a delta sync).
+        for connector, relinked in self.state.relinked.items():
+            provisioned[connector] |= relinked  # their target objects changed as well
         for connector, new_ids in provisioned.items():
-            pairs = [(c, s, t) for (c, s, t) in list(reference_work) if c == connector]
+            pairs = self._reference_flows(connector)
             if not pairs:
                 continue
             # Two indexed lookups, not one join: SQLite, without statistics on freshly written links, would scan
@@ -93,6 +96,18 @@ class Outbound:
                         reference_work[key].setdefault(mv_id, anchor)
         for (connector, mv_attribute, cs_attribute), groups in reference_work.items():
             self.staging.stage_references(connector, mv_attribute, cs_attribute, groups)
+
+    def _reference_flows(self, connector: str) -> list[tuple[str, str, str]]:
+        """(connector, metaverse attribute, target attribute) of each Direct reference flow of the outbound rules that
+        write to ``connector`` (the keys of the pass's reference work)."""
+        found = {
+            (connector, source, target)
+            for compiled in self.state.outbound_rules
+            if connector in outbound_rule_targets(compiled.rule.connector, compiled.rule.link_type, [connector])
+            for target, source, is_reference in self._flow_plan(compiled)
+            if is_reference
+        }
+        return sorted(found)
 
     def _outbound_batch(
         self,
@@ -135,7 +150,9 @@ class Outbound:
         provisioned: dict[str, set[int]],
     ) -> None:
         target_schema = schema_for(connector, self.state.schemas)
-        rules = sorted(rules, key=lambda r: r.rule.precedence)  # so is each object's list of rules in scope
+        # In precedence order (the pass's rules are already; stable, so equal ones keep theirs), as _desired needs
+        # each object's list of rules in scope.
+        rules = sorted(rules, key=lambda r: r.rule.precedence)
         index = pd.Index(mv_ids)
         attributes = sorted({name for r in rules for name in r.attributes})
         frame = frame_from_records([loaded[m]["attrs"] for m in mv_ids], attributes)

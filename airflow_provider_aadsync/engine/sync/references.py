@@ -68,18 +68,21 @@ class References:
     def inbound_references(self) -> None:
         """Recompute the metaverse reference rows of groups that changed, or whose members were just joined."""
         dirty = set(self.state.reference_dirty)
-        if self.state.newly_linked:
+        # The groups holding a member linked or unlinked in this pass: the member resolves to another object now.
+        moved = self.state.newly_linked | self.state.unlinked
+        if moved:
             dirty |= holders_of(
                 self.state.connection,
                 cs_reference.c.anchor,
                 cs_reference.c.target_anchor,
-                self.state.newly_linked,
+                moved,
                 cs_reference.c.connector == self.state.connector,
             )
+        clears: list[tuple[int, str]] = list(self.state.reference_clears)
         if not dirty:
+            self._clear_mv_references(clears)
             return
         plan: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)  # (cs attr, mv attr) → [(anchor, mv)]
-        clears: list[tuple[int, str]] = []
         summaries = self.state.reference_summaries
         for chunk in chunks(sorted(dirty), IN_CHUNK):
             linked = self.state.connection.execute(

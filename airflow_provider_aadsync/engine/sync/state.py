@@ -101,6 +101,14 @@ class SyncPass:
         self.reference_dirty: set[str] = set()
         #: Anchors linked during this pass (their references are resolved even when unchanged).
         self.newly_linked: set[str] = set()
+        #: Anchors unlinked during this pass: the groups holding them resolve their references again (a member that
+        #: left resolves to nothing now).
+        self.unlinked: set[str] = set()
+        #: Per connector, metaverse objects whose object there changed in this pass (a planned creation replaced by the
+        #: object found there): the groups holding them stage their member rows again (outbound.py).
+        self.relinked: dict[str, set[int]] = defaultdict(set)
+        #: (metaverse id, reference attribute) whose only contributor was disconnected in this pass: their rows go.
+        self.reference_clears: list[tuple[int, str]] = []
         #: Live anchors processed (their pending import is cleared at the end).
         self.processed: list[str] = []
         #: Deleted anchors processed (their connector-space rows are forgotten at the end).

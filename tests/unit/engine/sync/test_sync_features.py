@@ -327,9 +327,9 @@ TWO_OUTBOUND_RULES = """
 
 
 def test_outbound_rules_in_scope_together_give_each_target_the_first_value_by_precedence(store):
-    """Two outbound rules in scope of a person (listed out of precedence order): per target the rule with the lower
-    precedence number decides; its NULL and IgnoreThisFlow leave the target to the next rule, its AuthoritativeNull
-    decides "no value" (the product's precedence for export flows)."""
+    """Two outbound rules in scope of a person: per target the rule with the lower precedence number decides; its NULL
+    and IgnoreThisFlow leave the target to the next rule, its AuthoritativeNull decides "no value" (the product's
+    precedence for export flows)."""
     rules = load_rules_text(RULES + TWO_OUTBOUND_RULES, name="features.yaml")
     import_full(store, "hr", [employee(1, title="Engineer", office="B12", dept="rd"), employee(2)])
     run_sync(store, rules, connector="hr", mode="full")
@@ -389,21 +389,24 @@ def test_a_store_of_schema_version_11_fills_every_join_target_anew(tmp_path, rul
 
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     with Store.open(url, instance="test") as opened:
-        import_full(opened, "hr", [employee(1, mail="one@x"), employee(2)])
+        import_full(opened, "hr", [employee(1), employee(2)])
         run_sync(opened, rules, connector="hr", mode="full")
+        import_full(opened, "dir", [account(1, empNo="E1", mail="One@X")])  # the directory flows person 1's mail
+        run_sync(opened, rules, connector="dir", mode="full")
+        first, second = person(opened, 1)[0], person(opened, 2)[0]
         complete = join_keys(opened)
-        assert complete["employeeid"] == {(person(opened, 1)[0], "E1"), (person(opened, 2)[0], "E2")}
-        with opened.engine.begin() as connection:  # a version 11 store, one of whose keys was never written
-            connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.value == "E2"))
+        assert complete == {"employeeid": {(first, "E1"), (second, "E2")}, "mail": {(first, "One@X")}}
+        with opened.engine.begin() as connection:  # a version 11 store, two of whose keys were never written
+            connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.value.in_(["E2", "One@X"])))
             connection.exec_driver_sql("DROP TABLE mv_join_key_target")
             connection.execute(sa.delete(schema_version).where(schema_version.c.version >= 12))
     with Store.open(url, instance="test") as opened:
         with opened.engine.connect() as connection:
             assert connection.execute(sa.select(mv_join_key_target)).all() == []  # step 12: nothing recorded yet
-        import_full(opened, "dir", [account(1, empNo="E2")])
+        import_full(opened, "dir", [account(1, empNo="E1", mail="One@X"), account(2, empNo="E2")])
         result = run_sync(opened, rules, connector="dir", mode="full")
         assert result.counters["joins"] == 1
-        assert links(opened, "dir") == {("dir", "dir-1"): (person(opened, 2)[0], "join")}
+        assert links(opened, "dir") == {("dir", "dir-1"): (first, "join"), ("dir", "dir-2"): (second, "join")}
         assert join_keys(opened) == complete
 
 
