@@ -453,7 +453,12 @@ def preflight_command(
 @RULES_OPTION
 @ENDPOINT_OPTION
 @WRITEBACK_OPTION
+@WRITEBACK_LIMIT_OPTION
 @WRITEBACK_OU_OPTION
+@WRITEBACK_NAMING_OPTION
+@BLOCK_SOFT_MATCH_OPTION
+@DIRECTORY_EXTENSIONS_OPTION
+@CONSISTENCY_GUID_OPTION
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the preview as JSON.")
@@ -464,18 +469,28 @@ def preview_command(
     rule_paths: tuple[Path, ...],
     endpoint: str,
     writeback_enabled: bool,
+    writeback_size_limit: str | None,
     writeback_ou: str | None,
+    writeback_naming: str,
+    block_soft_match: bool,
+    directory_extensions: tuple[str, ...],
+    consistency_guid_writeback: bool,
     store_url: str | None,
     instance: str,
     as_json: bool,
 ) -> None:
-    """Show what sync would do with one object (rules, join, flows, exports) without writing anything."""
+    """Show what sync would do with one object (rules, join, flows, exports) without writing anything; give the
+    rule options the sync runs with (--block-soft-match, --directory-extension …) to see what it would do."""
     from airflow_provider_aadsync.engine.report import render_preview
     from airflow_provider_aadsync.engine.sync import PreviewError, preview
 
     if (dn is None) == (anchor is None):
         raise click.UsageError("give exactly one of --dn and --anchor")
-    rules = _load_rules(rule_paths, endpoint, writeback_enabled=writeback_enabled, writeback_ou=writeback_ou)
+    rules = _load_rules(
+        rule_paths, endpoint, writeback_enabled=writeback_enabled, writeback_size_limit=writeback_size_limit,
+        writeback_ou=writeback_ou, writeback_naming=writeback_naming, block_soft_match=block_soft_match,
+        directory_extensions=directory_extensions, consistency_guid_writeback=consistency_guid_writeback,
+    )  # fmt: skip
     with _open_store(store_url, instance) as store:
         try:
             trace = preview(store, rules, connector=connector, anchor=anchor, dn=dn)

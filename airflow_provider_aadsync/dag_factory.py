@@ -271,6 +271,9 @@ def sync_cycle_dag(
             report_dir=t.report_dir,
             retries=0,
             **t.writeback,
+            **t.matching,  # the sync tasks' rule settings: the preview shows what they would do
+            **t.extensions,
+            **t.consistency_guid,
             **store,
         )
         entra_name = connectors.entra.name if connectors else "entra"

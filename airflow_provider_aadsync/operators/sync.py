@@ -173,6 +173,8 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
     :param endpoint: ``v2`` or ``v1`` member limit (templated).
     :param writeback_enabled: ``writeback_ou``, ``writeback_size_limit``, ``writeback_naming``: the group writeback
         settings, as for :class:`SyncOperator` (templated; writeback is off by default).
+    :param block_soft_match: ``directory_extensions``, ``consistency_guid_writeback``: the other rule settings, as for
+        :class:`SyncOperator` (templated): give the sync's, or the preview shows what another rule set would do.
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :param report_dir: folder or fsspec URL of the report files (templated); empty: ``$AIRFLOW_HOME/aadsync/reports``.
@@ -182,6 +184,7 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
     template_fields: Sequence[str] = (
         "connector", "dn", "anchor", "rules", "endpoint", "store_url", "store_conn_id", "instance", "report_dir",
         "writeback_enabled", "writeback_ou", "writeback_size_limit", "writeback_naming",
+        "block_soft_match", "directory_extensions", "consistency_guid_writeback",
     )  # fmt: skip
 
     def __init__(
@@ -199,9 +202,15 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
         writeback_ou: str | None = None,
         writeback_size_limit: int | str | None = None,
         writeback_naming: str | None = None,
+        block_soft_match: bool | str = False,
+        directory_extensions: str | Sequence[str] | None = None,
+        consistency_guid_writeback: bool | str = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.block_soft_match = block_soft_match
+        self.directory_extensions = directory_extensions
+        self.consistency_guid_writeback = consistency_guid_writeback
         self.writeback_enabled = writeback_enabled
         self.writeback_ou = writeback_ou
         self.writeback_size_limit = writeback_size_limit
@@ -227,6 +236,9 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
             writeback_ou=self.writeback_ou,
             writeback_size_limit=self.writeback_size_limit,
             writeback_naming=self.writeback_naming,
+            block_soft_match=self.block_soft_match,
+            directory_extensions=self.directory_extensions,
+            consistency_guid_writeback=self.consistency_guid_writeback,
         )
         with open_task_store(self.store_location(), self.instance) as store:
             trace = preview(store, rules, connector=self.connector, anchor=anchor, dn=dn)

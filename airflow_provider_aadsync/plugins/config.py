@@ -1,7 +1,8 @@
 """Where the sync manager finds each sync instance's store and rules: the same Airflow Variables and connection the
 DAGs' operators resolve (``aadsync_store_conn_id`` / ``aadsync_store_url`` / the embedded SQLite store of
-``aadsync_instance``; ``aadsync_rules_path`` and the group writeback Variables; for a named instance of
-``aadsync_instances`` its own ``aadsync_<name>__<setting>`` Variables first), read in the api-server."""
+``aadsync_instance``; ``aadsync_rules_path``, the group writeback Variables and the sync tasks' other rule settings;
+for a named instance of ``aadsync_instances`` its own ``aadsync_<name>__<setting>`` Variables first), read in the
+api-server."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ WRITEBACK_VARIABLES = {
     "writeback_ou": "aadsync_writeback_ou",
     "writeback_naming": "aadsync_writeback_naming",
 }
+#: The other rule settings the DAGs pass their sync tasks (dag_settings): the preview uses the rules they sync with.
+RULE_VARIABLES = {
+    "block_soft_match": "aadsync_block_soft_match",
+    "directory_extensions": "aadsync_directory_extensions",
+    "consistency_guid_writeback": "aadsync_consistency_guid_writeback",
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class ManagerConfig:
     :param rules: rule files or folders (empty: the shipped rules), as the DAGs' ``rules``.
     :param endpoint: ``v2`` or ``v1`` (the group member limit of the shipped rules; the DAGs' default, v2).
     :param writeback: the group writeback settings as the DAGs pass them to the sync operators.
+    :param settings: the other rule settings the DAGs pass them (soft match, directory extensions, ConsistencyGuid
+        writeback).
     """
 
     store_url: str | None = None
@@ -43,6 +52,7 @@ class ManagerConfig:
     rules: str = ""
     endpoint: str = "v2"
     writeback: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    settings: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
 def _variable(name: str, default: str = "", instance: str | None = None) -> str:
@@ -77,11 +87,13 @@ def config_from_airflow(instance: str | None = None) -> ManagerConfig:
     if conn_id:
         url = store_url_of(conn_id, Connection.get_connection_from_secrets(conn_id))
     writeback = tuple((key, _variable(name, instance=instance)) for key, name in WRITEBACK_VARIABLES.items())
+    settings = tuple((key, _variable(name, instance=instance)) for key, name in RULE_VARIABLES.items())
     return ManagerConfig(
         store_url=url,
         instance=instance if instance is not None else _variable("aadsync_instance", "default"),
         rules=_variable("aadsync_rules_path", instance=instance),
         writeback=writeback,
+        settings=settings,
     )
 
 
@@ -141,8 +153,8 @@ class Resources:
         config = self.config(instance)
         with self._lock:
             if config not in self._rules:
-                writeback: dict[str, Any] = dict(config.writeback)
-                self._rules[config] = load_rules_templated(config.rules, config.endpoint, **writeback)
+                chosen: dict[str, Any] = {**dict(config.writeback), **dict(config.settings)}
+                self._rules[config] = load_rules_templated(config.rules, config.endpoint, **chosen)
             return self._rules[config]
 
     def close(self) -> None:

@@ -58,6 +58,21 @@ def test_preview_prints_decisions_and_writes_nothing(tmp_path):
         assert metaverse(store) == {}
 
 
+def test_preview_takes_the_rule_options_of_sync(tmp_path):
+    """The options the sync runs with change what the preview shows: without the ConsistencyGuid writeback, no
+    update of the AD user is staged."""
+    url = seeded(tmp_path)
+    args = ["preview", "--connector", "ad", "--dn", "cn=user1,ou=users,dc=corp,dc=example", "--store", url, "--json"]
+
+    def connectors_staged(*options: str) -> set[str]:
+        result = CliRunner().invoke(main, [*args, *options])
+        assert result.exit_code == 0, result.output
+        return {export["connector"] for export in json.loads(result.output)["pending_exports"]}
+
+    assert connectors_staged() == {"ad", "entra"}
+    assert connectors_staged("--no-consistency-guid-writeback", "--block-soft-match") == {"entra"}
+
+
 def test_preview_of_an_unknown_object_and_a_bad_rule_file(tmp_path):
     url = seeded(tmp_path)
     unknown = CliRunner().invoke(main, ["preview", "--connector", "ad", "--anchor", "nope", "--store", url])

@@ -163,6 +163,16 @@ def test_group_writeback_is_opt_in_through_variables(dagbag):
     assert "var.value.get('aadsync_writeback_ou', '')" in dag.get_task("sync_entra").writeback_ou
 
 
+@pytest.mark.parametrize("dag_id", ["aadsync_cycle", "aadsync_full"])
+def test_the_preview_loads_the_rules_the_sync_tasks_load(dagbag, dag_id):
+    """Soft match, directory extensions and the ConsistencyGuid writeback as the sync tasks get them: the preview
+    shows what they would do (with soft match blocked, no join on userPrincipalName or mail)."""
+    dag = dagbag.dags[dag_id]
+    preview, sync = dag.get_task("preview"), dag.get_task("sync_ad")
+    for setting in ("block_soft_match", "directory_extensions", "consistency_guid_writeback", "writeback_enabled"):
+        assert getattr(preview, setting) == getattr(sync, setting), setting
+
+
 TWO_FORESTS = """\
 ad:
   - name: ad

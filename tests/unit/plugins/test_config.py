@@ -18,6 +18,9 @@ VARIABLES = (
     "aadsync_writeback_size_limit",
     "aadsync_writeback_ou",
     "aadsync_writeback_naming",
+    "aadsync_block_soft_match",
+    "aadsync_directory_extensions",
+    "aadsync_consistency_guid_writeback",
 )
 
 
@@ -45,8 +48,27 @@ def test_defaults_are_the_embedded_store_of_the_default_instance_and_the_shipped
             ("writeback_ou", ""),
             ("writeback_naming", ""),
         ),
+        settings=(("block_soft_match", ""), ("directory_extensions", ""), ("consistency_guid_writeback", "")),
     )
     assert len(Resources(lambda: config).rules().rules) >= 4  # the shipped rules, writeback off
+
+
+def test_the_rules_are_those_the_sync_tasks_use(variables):
+    """The preview shows what the sync tasks would do: with soft match blocked for them, the manager's rules do not
+    join on userPrincipalName or mail either."""
+
+    def join_targets(resources: Resources) -> set[str]:
+        return {
+            pair[1].lower()
+            for compiled in resources.rules().rules
+            if compiled.rule.direction == "inbound"
+            for group in compiled.join_groups
+            for pair in group
+        }
+
+    assert {"userprincipalname", "mail"} <= join_targets(Resources(config_from_airflow))
+    variables("aadsync_block_soft_match", "true")
+    assert not {"userprincipalname", "mail"} & join_targets(Resources(config_from_airflow))
 
 
 def test_the_store_connection_gives_the_url_with_its_password(variables, monkeypatch):
