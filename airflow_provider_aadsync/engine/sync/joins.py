@@ -132,7 +132,6 @@ class Joins:
                             sa.delete(link).where(link.c.connector == self.state.connector, link.c.anchor == holder)
                         )
                         self.deprovision(self.state.connector, holder)
-                        self.state.relinked[self.state.connector].add(target)
                     elif holder is not None:
                         self.state.error(
                             anchor,
@@ -169,6 +168,8 @@ class Joins:
             self.state.note("decision", "stays a disconnector: no joining or projecting rule applies")
         if new_links:
             self.state.newly_linked.update(row["anchor"] for row in new_links)
+            # Objects joined here: the groups holding them resolve their members in this connector to them now.
+            self.state.relinked.update(row["mv_id"] for row in new_links if row["link_type"] != "projection")
             write_rows(self.state.store, self.state.connection, link, new_links)
         self.state.counters["connectors"] += int(mv_ids.notna().sum())
         return mv_ids

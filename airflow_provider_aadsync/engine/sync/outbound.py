@@ -77,8 +77,6 @@ class Outbound:
         self.state.analyze()  # the links and objects the batches provisioned, before the member steps read them
         # Groups already exported whose members were provisioned in this pass: their member rows can now resolve,
         # whether or not the pass evaluated the groups (a user come into scope alone in a delta sync).
-        for connector, relinked in self.state.relinked.items():
-            provisioned[connector] |= relinked  # their target objects changed as well
         for connector, new_ids in provisioned.items():
             pairs = self._reference_flows(connector)
             if not pairs:
@@ -96,6 +94,14 @@ class Outbound:
                         reference_work[key].setdefault(mv_id, anchor)
         for (connector, mv_attribute, cs_attribute), groups in reference_work.items():
             self.staging.stage_references(connector, mv_attribute, cs_attribute, groups)
+
+    def holders_of_joined(self) -> set[int]:
+        """The metaverse objects (groups, managers' reports) holding a reference to an object joined in this pass
+        (``state.relinked``): evaluated by the outbound rules like the touched ones, their reference rows in the
+        target name the joined object instead of waiting for a change of their own (a full sync's memo skips them)."""
+        if not self.state.relinked or not self.state.outbound_rules:
+            return set()
+        return holders_of(self.state.connection, mv_reference.c.mv_id, mv_reference.c.target_mv_id, self.state.relinked)
 
     def _reference_flows(self, connector: str) -> list[tuple[str, str, str]]:
         """(connector, metaverse attribute, target attribute) of each Direct reference flow of the outbound rules that

@@ -96,9 +96,20 @@ class Staging:
                     )
                 continue
             if operation == "update" and not changes:
-                if current is not None and current.state in _SETTLED and current.operation == "update":
+                # Nothing to write: a settled update goes, and so does a settled delete of an object that is joined and
+                # in scope again (scoped out by a slip and back before any export: the delete would remove it).
+                if current is not None and current.state in _SETTLED and current.operation in ("update", "delete"):
                     if not self._has_reference_changes(connector, anchor):
                         self.state.connection.execute(sa.delete(pending_export).where(export_key(connector, anchor)))
+                    elif current.operation == "delete":  # its member changes need an update row instead
+                        self.state.connection.execute(
+                            sa.update(pending_export)
+                            .where(export_key(connector, anchor))
+                            .values(operation="update", changes="{}", state="pending", attempts=0, last_error=None)
+                        )
+                    if current.operation == "delete":
+                        self.state.counters["export_deletes_withdrawn"] += 1
+                        self.state.note("exports", f"{connector}: withdraw the pending delete of {anchor}")
                 continue
             if current is not None and current.state in _SETTLED:
                 # the same change again: left as it is (a read-only one stays settled, never sent)

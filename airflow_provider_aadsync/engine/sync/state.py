@@ -104,9 +104,10 @@ class SyncPass:
         #: Anchors unlinked during this pass: the groups holding them resolve their references again (a member that
         #: left resolves to nothing now).
         self.unlinked: set[str] = set()
-        #: Per connector, metaverse objects whose object there changed in this pass (a planned creation replaced by the
-        #: object found there): the groups holding them stage their member rows again (outbound.py).
-        self.relinked: dict[str, set[int]] = defaultdict(set)
+        #: Metaverse objects joined to an object of this connector in this pass (a cloud user matched, a planned
+        #: creation replaced by the object found): the groups holding them go through the outbound rules too, so their
+        #: member rows in this connector name it (synchronizer.py).
+        self.relinked: set[int] = set()
         #: (metaverse id, reference attribute) whose only contributor was disconnected in this pass: their rows go.
         self.reference_clears: list[tuple[int, str]] = []
         #: Live anchors processed (their pending import is cleared at the end).

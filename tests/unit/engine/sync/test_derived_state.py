@@ -1,8 +1,8 @@
 """What the store derives from the directories follows them when an object leaves: a group's metaverse members when
-a member or the group itself is disconnected, a target group's member adds when a member is provisioned or withdrawn
-in a pass that does not evaluate the group, an apply-once value's precedence, a sticky-joined object's values once no
-rule reads it. Each case, before it was fixed, left the derived rows as they were, and the sync memo kept full syncs
-from correcting them."""
+a member or the group itself is disconnected, a target group's member adds when a member is provisioned, withdrawn or
+joined in a pass that does not evaluate the group, a pending delete when its object is back, an apply-once value's
+precedence, a sticky-joined object's values once no rule reads it. Each case, before it was fixed, left the derived
+rows as they were, and the sync memo kept full syncs from correcting them."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from tests.support.world import (
+    ad_user,
     deleted,
     export_for,
+    exports,
     import_delta,
     import_full,
     links,
@@ -22,6 +24,7 @@ from tests.support.world import (
     mv_by,
     mv_members,
     reference_exports,
+    world_with_cloud_twins,
 )
 
 
@@ -267,3 +270,58 @@ def test_a_sticky_joined_object_no_rule_reads_any_more_stops_contributing(store)
     run_sync(store, load_rules_text(STICKY_RULES, name="sticky.yaml"), connector="dir", mode="full")
     assert links(store, "dir")[("dir", "dir-1")][1] == "sticky-join"
     assert "office" not in mv_by(store, "employeeId", "E1")[1]
+
+
+JOIN_IN_TARGET_RULES = """
+rules:
+  - {name: ad users, direction: inbound, connector: ad, source_object_type: user, target_object_type: person,
+     link_type: Provision, precedence: 1, flows: [{type: Direct, source: name, target: name}]}
+  - {name: ad groups, direction: inbound, connector: ad, source_object_type: group, target_object_type: group,
+     link_type: Provision, precedence: 2,
+     flows: [{type: Direct, source: name, target: name}, {type: Direct, source: member, target: member}]}
+  - {name: cloud users, direction: inbound, connector: cloud, source_object_type: user, target_object_type: person,
+     link_type: Join, precedence: 3, join: [[{source: name, target: name}]], flows: []}
+  - name: out groups
+    direction: outbound
+    connector: cloud
+    source_object_type: group
+    target_object_type: group
+    link_type: Provision
+    precedence: 11
+    flows: [{type: Direct, source: name, target: displayName}, {type: Direct, source: member, target: members}]
+"""
+
+
+def test_a_member_joined_in_the_target_becomes_its_groups_member_there(store):
+    """U1 has no cloud object, so its group's member row there waits. The cloud sync joins an existing cloud user to
+    U1's person: the group's member add names it in that sync, not only once the group changes (a full sync of AD
+    skips the unchanged group)."""
+    rules = load_rules_text(JOIN_IN_TARGET_RULES, name="joins.yaml")
+    import_full(store, "ad", [user("u1", "U1"), group("g1", "G", ["u1"])])
+    run_sync(store, rules, connector="ad", mode="full")
+    group_anchor = cloud_anchor(store, "G")
+    assert reference_exports(store, "cloud") == set()  # U1 has no cloud object yet: unresolved
+    cloud_user = SourceObject(anchor="c1", dn="users/c1", object_type="user", attrs={"name": ["U1"]})
+    import_full(store, "cloud", [cloud_user])
+    run_sync(store, rules, connector="cloud", mode="full")
+    assert links(store, "cloud")[("cloud", "c1")][0] == mv_by(store, "name", "U1")[0]
+    assert reference_exports(store, "cloud") == {(group_anchor, "c1", "add")}
+    run_sync(store, rules, connector="ad", mode="full")
+    assert reference_exports(store, "cloud") == {(group_anchor, "c1", "add")}
+
+
+def test_a_pending_delete_is_withdrawn_when_its_object_is_back_in_scope(store):
+    """A slip scopes user 1 out: its cloud twin's delete is staged (and held: staging mode, the deletion threshold).
+    Fixed before any export, user 1 is back and its twin joined again with nothing to change: the delete goes, or the
+    next export would delete a user in scope."""
+    rules = world_with_cloud_twins(store, 2)
+    import_delta(store, "ad", [ad_user(1, isCriticalSystemObject="TRUE")])
+    run_sync(store, rules, connector="ad", mode="delta")
+    run_sync(store, rules, connector="entra", mode="delta")
+    assert exports(store)["cloud-1"]["operation"] == "delete"
+    import_full(store, "ad", [ad_user(1), ad_user(2)])
+    run_sync(store, rules, connector="ad", mode="delta")
+    result = run_sync(store, rules, connector="entra", mode="full")
+    assert links(store, "entra")[("entra", "cloud-1")][0] == mv_by(store, "accountName", "user1")[0]
+    assert result.counters["export_deletes_withdrawn"] == 1
+    assert "cloud-1" not in exports(store)
