@@ -135,8 +135,12 @@ class Reconciler:
         if answer.ok:
             self._confirm_members(operation.anchor, operation.targets, added=True)
             return
-        if answer.status == 400 and "already exist" in error_message(answer):
-            # One of the 20 is already a member (an earlier attempt got through): add them one by one.
+        already = answer.status == 400 and "already exist" in error_message(answer)
+        # One target gone from Graph (deleted there since the last import) fails the whole pack with 404: one by one,
+        # only that one fails, instead of all 20 on every run.
+        missing = answer.status == 404 and len(operation.targets) > 1
+        if already or missing:
+            # One of the 20 is already a member (an earlier attempt got through), or gone: add them one by one.
             self.state.retry += [
                 Operation("member-add-one", operation.anchor, "group", "", targets=[target])
                 for target in operation.targets

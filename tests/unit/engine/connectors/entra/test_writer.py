@@ -321,3 +321,20 @@ def test_a_member_pack_a_killed_run_had_sent_is_split_and_confirmed(store, rules
     assert result.counters["member_packs_split"] == 1
     assert graph.members[group_id] == cs_members(store, group_id) and len(cs_members(store, group_id)) == 3
     assert exports(store) == {} and open_references(store) == 0
+
+
+def test_one_member_gone_from_graph_does_not_block_the_other_adds_of_its_pack(store):
+    """A pack of member binds is all or nothing in Graph: one target deleted there since the last import answers 404
+    for the whole pack. The pack is added one by one then (as for "already exist"): only that one fails, instead of
+    all of them on every run."""
+    graph = FakeGraphWriter()
+    group = graph.add_group("Staff")
+    users = [graph.add_user(f"u{n}@corp.example") for n in range(3)]
+    gone = graph.add_user("gone@corp.example")
+    cs_row(store, "entra", group, f"groups/{group}", attrs={"id": [group], "displayName": ["Staff"]})
+    plan_row(store, "entra", group, f"groups/{group}", operation="update")
+    plan_references(store, "entra", group, "members", [*users, gone])
+    del graph.objects[gone]  # deleted in the cloud after the last import
+    result = export(store, graph)
+    assert graph.members[group] == set(users)
+    assert result.counters["member_packs_split"] == 1
