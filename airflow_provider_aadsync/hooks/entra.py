@@ -34,7 +34,12 @@ from airflow_provider_aadsync.engine.connectors.entra.extensions import (
     ExtensionRegistrationError,
     register_extensions,
 )
-from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutcomeUnknownError
+from airflow_provider_aadsync.engine.runs.source import (
+    OUTCOME_UNKNOWN_CODE,
+    UNANSWERED_CODE,
+    BatchRequest,
+    WriteOutcomeUnknownError,
+)
 from airflow_provider_aadsync.engine.secrets import scrub
 from airflow_provider_aadsync.hooks._settings import keep_secret
 from airflow_provider_aadsync.hooks.entra_permissions import UnreadableTokenError, check_permissions, token_roles
@@ -53,9 +58,11 @@ from airflow_provider_aadsync.hooks.entra_transport import (
     RETRYABLE_STATUSES,
     PinnedCASession,
     RetryBudget,
+    outcome_unknown,
     parse_retry_after,
     retryable,
     retryable_when_sent_once,
+    throttling,
 )
 
 log = logging.getLogger(__name__)
@@ -222,8 +229,8 @@ class EntraHook(BaseHook):
         """Send one Graph request with retries on throttling and transient errors; return the JSON body or None.
 
         Throttling is waited out for up to ``max_throttle_wait`` in all, faults are tried ``max_attempts`` times
-        (:class:`RetryBudget`). ``resend_if_unknown=False``: a connection lost after the request was sent raises
-        instead of sending it again.
+        (:class:`RetryBudget`). ``resend_if_unknown=False``: a connection lost after the request was sent, or an answer
+        after which it may have been carried out (500, 502, 504), raises instead of sending it again.
 
         :raise GraphHostError: ``url`` is absolute and not on the configured Graph host (nothing is sent).
         :raise GraphThrottledError: Graph asked for a wait longer than ``max_retry_wait``, or throttled the request
@@ -349,8 +356,10 @@ class EntraHook(BaseHook):
         failed inner requests (429, 5xx) are sent again, after the longest ``Retry-After`` they carry, each under the
         same :class:`RetryBudget` as a single request; a request whose dependency finally failed gets 424 without
         being sent.
-        With ``resend_if_unknown=False`` a call whose connection dropped after sending raises
-        :class:`WriteOutcomeUnknownError` (with the results known so far) instead of being sent again.
+        With ``resend_if_unknown=False`` nothing that may have been carried out is sent again: a call whose
+        connection dropped after sending, or that holds a POST (a create) and was answered 500, 502 or 504, raises
+        :class:`WriteOutcomeUnknownError` (with the results known so far); an inner POST answered so gets the result
+        :data:`OUTCOME_UNKNOWN_CODE` (its status kept), for the caller to look up what it may have created.
         """
         known = {request.id for request in requests}
         if len(known) != len(requests):
@@ -373,12 +382,14 @@ class EntraHook(BaseHook):
             throttled = self.counters["throttled"]
             try:
                 retry_after = self._send_chunk(chunk, results, budgets, resend_if_unknown=resend_if_unknown)
-            except (GraphUnreachableError, GraphMalformedAnswerError) as error:
-                if resend_if_unknown:
+            except (GraphUnreachableError, GraphMalformedAnswerError, GraphError) as error:
+                answered = isinstance(error, GraphError)  # an answer after which what was sent may not be done
+                if resend_if_unknown or (answered and not (outcome_unknown(error) and _holds_create(chunk))):
                     raise
                 unknown = [request.id for request in chunk]
                 raise WriteOutcomeUnknownError(
-                    f"no readable answer to a $batch of {len(chunk)} requests that was sent: {error}",
+                    f"no {'whole' if answered else 'readable'} answer to a $batch of {len(chunk)} requests that was "
+                    f"sent: {error}",
                     results=dict(results),
                     unknown=unknown,
                 ) from error
@@ -438,7 +449,9 @@ class EntraHook(BaseHook):
             if request.body is not None:
                 item.update(body=request.body, headers={"Content-Type": "application/json"})
             items.append(item)
-        answer = self.request("POST", "/$batch", json={"requests": items}, resend_if_unknown=resend_if_unknown)
+        # A call of idempotent requests only is sent again after a fault, as any request is; one with a create is not.
+        creates = not resend_if_unknown and _holds_create(chunk)
+        answer = self.request("POST", "/$batch", json={"requests": items}, resend_if_unknown=not creates)
         self.counters["batch_requests"] = self.counters.get("batch_requests", 0) + 1
         self.counters["batch_items"] = self.counters.get("batch_items", 0) + len(items)
         wait = 0.0
@@ -457,6 +470,11 @@ class EntraHook(BaseHook):
             headers = {key.lower(): value for key, value in (item.get("headers") or {}).items()}
             if status in RETRYABLE_STATUSES:
                 retry_after = parse_retry_after(headers.get("retry-after"))
+                if creates and sent[request_id].method == "POST" and not throttling(status, retry_after):
+                    error = _inner_error(sent[request_id], status, item.get("body"), retry_after)
+                    if outcome_unknown(error):
+                        results[request_id] = _outcome_unknown(request_id, error, headers)
+                        continue
                 if retry_after is not None and retry_after > self.settings.max_retry_wait:
                     again: float | None = retry_after  # batch() stops on it with max_retry_wait's error
                 else:
@@ -471,7 +489,7 @@ class EntraHook(BaseHook):
             results[request_id] = BatchResult(request_id, status, item.get("body"), headers)
         for request in chunk:  # a request the answer left out is not retried forever
             if request.id not in results and request.id not in transient:
-                body = {"error": {"code": "missingResponse", "message": "the $batch answer had no item for it"}}
+                body = {"error": {"code": UNANSWERED_CODE, "message": "the $batch answer had no item for it"}}
                 results[request.id] = BatchResult(request.id, 502, body, {})
         return wait
 
@@ -535,6 +553,17 @@ class EntraHook(BaseHook):
                 where = url.split("?", 1)[0]
                 raise GraphMalformedAnswerError(f"GET {where}: @odata.nextLink is not a URL", method="GET")
             page = _collection_page(self.request("GET", next_link, **kwargs), url)
+
+
+def _holds_create(chunk: Sequence[BatchRequest]) -> bool:
+    """Whether a call holds a request that is not idempotent (a POST: sent twice, it may create twice)."""
+    return any(request.method == "POST" for request in chunk)
+
+
+def _outcome_unknown(request_id: str, error: GraphError, headers: dict[str, str]) -> BatchResult:
+    """The result of a POST answered 500/502/504: it may have created something, so it is not sent again here."""
+    message = f"answered {error.status} {error.code}: {error.graph_message}; it may have been carried out"
+    return BatchResult(request_id, error.status, {"error": {"code": OUTCOME_UNKNOWN_CODE, "message": message}}, headers)
 
 
 def _inner_error(request: BatchRequest, status: int, body: Any, retry_after: float | None) -> GraphError:

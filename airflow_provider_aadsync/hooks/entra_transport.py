@@ -17,6 +17,11 @@ from airflow_provider_aadsync.hooks.entra_settings import GraphError, GraphMalfo
 
 #: HTTP statuses worth another try: throttling and transient server trouble.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Faults after which a write may have been carried out: the server failed midway (500), or a gateway gave up
+#: waiting for it (502, 504). A create answered so is looked up, never sent again blindly (a group sent twice is two
+#: groups: Graph keeps no key unique for groups). 503 is not among them: Graph answers it to a request it did not take
+#: (unavailable, or throttling with a Retry-After), and 429 is never carried out.
+OUTCOME_UNKNOWN_STATUSES = frozenset({500, 502, 504})
 
 
 class PinnedCASession(requests.Session):
@@ -152,7 +157,17 @@ NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def retryable_when_sent_once(error: BaseException) -> bool:
-    """For writes that are not idempotent: a dropped connection after sending is not retried blindly."""
+    """For writes that are not idempotent: a dropped connection after sending, or a fault after which the write may
+    have been carried out (:data:`OUTCOME_UNKNOWN_STATUSES`), is not retried blindly."""
     if isinstance(error, httpx.TransportError):
         return isinstance(error, NOT_SENT) and retryable(error)
-    return retryable(error)
+    return retryable(error) and not outcome_unknown(error)
+
+
+def outcome_unknown(error: BaseException) -> bool:
+    """Whether ``error`` is a Graph answer after which a write may or may not have been carried out."""
+    return (
+        isinstance(error, GraphError)
+        and not isinstance(error, GraphThrottledError)
+        and error.status in OUTCOME_UNKNOWN_STATUSES
+    )

@@ -370,12 +370,35 @@ def test_export_rides_out_429s_5xx_dropped_connections_and_token_expiry(
     assert result.counters["throttled_requests"] > 0 and result.counters["calls_with_unknown_outcome"] > 0
     users = graph_users(hook)
     assert len(users) == 240
+    assert sorted(group["displayName"] for group in graph_groups_all(hook)) == ["Everyone", "Nested", "Small"]
     groups = graph_groups(hook)
-    assert sorted(groups) == ["Everyone", "Nested", "Small"]  # no group created twice
     assert graph_members(hook, groups["Everyone"]["id"]) == {users[immutable_id(guid(n))]["id"] for n in range(1, 201)}
     emulator_settings_for(graph_server, faultRatio5xx=0.0, faultDropRatio=0.0, throttlingEnabled=False)
     confirm(store, hook, rules)
     assert open_plan(store) == (0, 0)
+
+
+def test_creates_answered_504_after_graph_carried_them_out_are_adopted_never_sent_twice(
+    graph_server, tenant, store, rules, emulator_settings_for
+):
+    """A gateway timeout after the write (the emulator carries it out, then answers 504): the create is looked up and
+    adopted. Sent again, a group would exist twice (Graph keeps no key of a group unique) and a user would conflict
+    with itself."""
+    emulator_settings_for(graph_server, faultWrite504Ratio=0.5, randomSeed=21)
+    hook = entra_hook_for(graph_server, tenant)
+    seed_and_sync(store, rules, users=40, big=30)
+    result = run_entra_export(store, hook, settings=ExportSettings(resend_settle_seconds=0.05))
+    emulator_settings_for(graph_server, faultWrite504Ratio=None, randomSeed=None)
+    assert result.result == "success", [(e["code"], e["message"]) for e in store.run_errors(result.run_id)]
+    assert result.counters["creates_reconciled"] >= 10  # half of the 43 creates were answered 504
+    assert sorted(group["displayName"] for group in graph_groups_all(hook)) == ["Everyone", "Nested", "Small"]
+    users = graph_users(hook)
+    assert len(users) == 40
+    groups = graph_groups(hook)
+    assert graph_members(hook, groups["Everyone"]["id"]) == {users[immutable_id(guid(n))]["id"] for n in range(1, 31)}
+    confirm(store, hook, rules)
+    assert open_plan(store) == (0, 0)
+    assert run_entra_export(store, hook).counters["batch_calls"] == 0
 
 
 def test_smtp_conflict_drops_the_mail_value_and_is_released_later(graph_server, tenant, store, rules):

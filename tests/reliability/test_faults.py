@@ -136,6 +136,7 @@ STORMS = {
     "429 storm": {"faultRatio429": 0.3, "faultRetryAfterSeconds": 0, "randomSeed": 13},
     "5xx burst": {"faultRatio5xx": 0.3, "faultRetryAfterSeconds": 0, "randomSeed": 14},
     "dropped connections": {"faultDropRatio": 0.15, "randomSeed": 15},
+    "gateway timeouts after the write": {"faultWrite504Ratio": 0.3, "randomSeed": 16},
     "short-lived tokens": {"tokenLifetimeSeconds": 3},
 }
 

@@ -23,6 +23,12 @@ class WatermarkRejectedError(Exception):
     """
 
 
+#: The error codes a writer gives a ``$batch`` result it has no answer for (the call's answer left it out), and one
+#: whose outcome is unknown (a POST answered 500, 502 or 504: it may have created something). Both are reconciled.
+UNANSWERED_CODE = "missingResponse"
+OUTCOME_UNKNOWN_CODE = "outcomeUnknown"
+
+
 class WriteOutcomeUnknownError(Exception):
     """Raised by a writer when a call may or may not have been carried out (the connection dropped after sending).
 

@@ -42,7 +42,9 @@ Admin API (no auth; refused unless the caller is on loopback):
   ``throttleAppWrites`` (3,000) per ``throttleAppWriteWindowSeconds`` (150), ``throttleTenantWrites`` (18,000) per
   ``throttleTenantWriteWindowSeconds`` (300), ``faultRatio5xx`` (0: share of requests answered 503),
   ``faultRetryAfterSeconds`` (1), ``faultDropRatio`` (0: share of Graph requests processed whose connection is then
-  cut mid-answer), ``faultRatio429`` (0: share of requests answered 429 with ``faultRetryAfterSeconds``),
+  cut mid-answer), ``faultWrite504Ratio`` (0: share of Graph writes, ``$batch`` items too, carried out and then
+  answered 504 GatewayTimeout, as a gateway that stopped waiting for the answer does), ``faultRatio429`` (0: share of
+  requests answered 429 with ``faultRetryAfterSeconds``),
   ``faultNext429`` (0: the next N Graph requests are answered 429, counted down),
   ``faultMalformed`` (null, or one of ``truncated-json``, ``wrong-types``, ``missing-id``, ``no-value``, ``html-200``,
   ``html-502``, ``batch-missing-items``: every Graph request is processed, then its answer is broken so) and
@@ -164,7 +166,8 @@ class GraphMiddleware:
             template = getattr(route, "path", None) or "(unmatched)"
             if not scope["path"].startswith("/_emulator/"):
                 self.state.count(scope["method"], template, status)
-            if scope["method"] in _MUTATING and status < 400 and not _changes_no_saved_state(template):
+            written = status < 400 or scope.get("emulator.written", False)
+            if scope["method"] in _MUTATING and written and not _changes_no_saved_state(template):
                 self.state.save_soon()
 
 

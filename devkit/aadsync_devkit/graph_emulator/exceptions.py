@@ -270,6 +270,13 @@ class ServiceUnavailable(GraphError):
         )
 
 
+class GatewayTimeout(GraphError):
+    """504 from fault injection: the write was carried out, but the gateway stopped waiting for its answer."""
+
+    def __init__(self) -> None:
+        super().__init__(504, "UnknownError", "The gateway did not receive a timely response from the service.")
+
+
 # ------------------------------------------------------------------------------------------------- identity platform
 
 

@@ -37,6 +37,8 @@ from aadsync_devkit.graph_emulator.tenant import Tenant
 ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 MAX_BATCH = 20
 DELTA_SUFFIXES = ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()")
+#: Requests that change the tenant: the ones ``faultWrite504Ratio`` answers 504 after carrying them out.
+_WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 _BATCH_HEADERS = {"content-type", "location", "retry-after", "preference-applied", "odata-version"}
 Handler = Callable[[Request, Tenant], Awaitable[Response]]
 _ANY_PROPERTIES = {**PROPERTIES[CONTACT], **PROPERTIES[GROUP], **PROPERTIES[USER]}
@@ -264,7 +266,12 @@ def route(tokens: TokenService, path: str, handler: Handler, methods: list[str],
         permissions.require(request.method, path, roles)
         if throttled:
             state.throttle(tenant, app_id, request.method, request.url.path, query_params(request))
-        return await handler(request, tenant)
+        response = await handler(request, tenant)
+        carried_out = request.method in _WRITES and response.status_code < 400
+        if carried_out and path != "/v1.0/$batch" and state.gateway_timeout():
+            request.scope["emulator.written"] = True  # carried out (and saved), but the caller never learns it
+            raise err.GatewayTimeout()
+        return response
 
     return Route(path, endpoint, methods=methods)
 

@@ -22,6 +22,7 @@ SETTINGS: dict[str, tuple[Any, float, float | None, type]] = {
     "faultRatio5xx": (0.0, 0, 1, float),
     "faultRetryAfterSeconds": (1, 0, None, int),
     "faultDropRatio": (0.0, 0, 1, float),  # share of Graph requests whose connection drops after processing
+    "faultWrite504Ratio": (0.0, 0, 1, float),  # share of writes carried out, then answered 504 (gateway timeout)
     "faultRatio429": (0.0, 0, 1, float),  # share of Graph requests answered 429 with faultRetryAfterSeconds
     "faultNext429": (0, 0, None, int),  # the next N Graph requests are answered 429, whatever the dice or the clock
     "faultMalformed": (None, 0, None, str),  # one of MALFORMED_KINDS: every matching Graph answer is broken so

@@ -135,6 +135,12 @@ class Throttling:
             kind, where = self.settings["faultMalformed"], self.settings["faultMalformedPath"]
             return kind if kind and (not where or where in path) else None
 
+    def gateway_timeout(self) -> bool:
+        """Whether to answer a write that was carried out with a 504, by ``faultWrite504Ratio``; seeded."""
+        with self.lock:
+            ratio = self.settings["faultWrite504Ratio"]
+            return bool(ratio) and self.random.random() < ratio
+
     def drop_connection(self) -> bool:
         """Whether to cut this Graph request's connection after processing it, by ``faultDropRatio``; seeded."""
         with self.lock:

@@ -8,7 +8,8 @@ import httpx
 import pytest
 from airflow.sdk import Connection
 
-from airflow_provider_aadsync.engine.runs.source import BatchRequest
+from airflow_provider_aadsync.engine.connectors.entra.graph import is_unanswered
+from airflow_provider_aadsync.engine.runs.source import OUTCOME_UNKNOWN_CODE, BatchRequest, WriteOutcomeUnknownError
 from airflow_provider_aadsync.hooks.entra import EntraHook
 from airflow_provider_aadsync.hooks.entra_settings import (
     EntraConnectionSettings,
@@ -313,6 +314,75 @@ class TestBatch:
         results = hook.batch([BatchRequest("1", "GET", "/users")])
         assert results["1"].ok and results["1"].body == {"ok": True}
         assert len(waits) == 1 and 15 <= waits[0] <= 20
+
+
+class TestWritesThatMayHaveBeenCarriedOut:
+    """A gateway that gives up (504), a failure midway (500) or a bad gateway (502) may come after Graph carried the
+    write out. An idempotent request is sent again; a create (POST) is not, when the caller reconciles
+    (``resend_if_unknown=False``): a group sent twice is two groups, Graph keeps no key of a group unique."""
+
+    @staticmethod
+    def timeout(status: int = 504) -> dict:
+        return {"status": status, "body": {"error": {"code": "UnknownError", "message": "gateway timeout"}}}
+
+    def test_an_inner_create_answered_5xx_is_sent_once_and_its_outcome_unknown(self, hook, monkeypatch):
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda _seconds: None)
+        sent = []
+
+        def handler(request):
+            items = json.loads(request.content)["requests"]
+            sent.extend((item["id"], item["method"]) for item in items)
+            answers = {"create": self.timeout(), "create-500": self.timeout(500), "patch": self.timeout()}
+            responses = [{"id": item["id"], **answers.get(item["id"], {"status": 204})} for item in items]
+            if len(sent) > 4:  # the second call: the PATCH sent again succeeds
+                responses = [{"id": item["id"], "status": 204} for item in items]
+            return httpx.Response(200, json={"responses": responses})
+
+        use(hook, handler)
+        requests = [BatchRequest("create", "POST", "/groups", {"displayName": "g"}),
+                    BatchRequest("create-500", "POST", "/groups", {"displayName": "h"}),
+                    BatchRequest("patch", "PATCH", "/groups/1", {"description": "d"}),
+                    BatchRequest("throttled-create", "POST", "/groups", {"displayName": "i"})]  # fmt: skip
+        results = hook.batch(requests, resend_if_unknown=False)
+        assert sent.count(("create", "POST")) == 1 and sent.count(("create-500", "POST")) == 1
+        assert sent.count(("patch", "PATCH")) == 2 and results["patch"].ok
+        assert results["create"].status == 504 and results["create"].body["error"]["code"] == OUTCOME_UNKNOWN_CODE
+        assert (
+            "answered 504 UnknownError: gateway timeout; it may have been carried out"
+            in (results["create"].body["error"]["message"])
+        )
+        assert is_unanswered(results["create"]) and results["create-500"].status == 500
+        # a caller that does not reconcile (resend_if_unknown=True) gets it sent up to max_attempts (3), as before
+        sent.clear()
+        hook.batch([BatchRequest("create", "POST", "/groups", {"displayName": "g"})])
+        assert sent.count(("create", "POST")) == 3
+
+    def test_a_create_answered_503_was_not_taken_and_is_sent_again(self, hook, monkeypatch):
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda _seconds: None)
+        answers = iter([{"status": 503, "body": {}}, {"status": 201, "body": {"id": "g1"}}])
+        use(hook, lambda request: httpx.Response(200, json={"responses": [{"id": "1", **next(answers)}]}))
+        results = hook.batch([BatchRequest("1", "POST", "/groups", {"displayName": "g"})], resend_if_unknown=False)
+        assert results["1"].status == 201
+
+    @pytest.mark.parametrize("status", [500, 502, 504])
+    def test_a_call_holding_a_create_answered_5xx_is_an_unknown_outcome(self, hook, monkeypatch, status):
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda _seconds: None)
+        calls = []
+
+        def handler(request):
+            calls.append(request)
+            return httpx.Response(status, json={"error": {"code": "UnknownError", "message": "upstream"}})
+
+        use(hook, handler)
+        create = BatchRequest("1", "POST", "/groups", {"displayName": "g"})
+        with pytest.raises(WriteOutcomeUnknownError, match=f"{status} UnknownError: upstream") as unknown:
+            hook.batch([create, BatchRequest("2", "PATCH", "/groups/2", {})], resend_if_unknown=False)
+        assert unknown.value.unknown == ["1", "2"] and len(calls) == 1
+        # a call of idempotent requests only is sent again (max_attempts: 3), then the last answer is the error
+        calls.clear()
+        with pytest.raises(GraphError, match=f"{status} UnknownError"):
+            hook.batch([BatchRequest("2", "PATCH", "/groups/2", {})], resend_if_unknown=False)
+        assert len(calls) == 3
 
 
 class TestCredentials:

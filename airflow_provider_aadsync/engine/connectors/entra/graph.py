@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from airflow_provider_aadsync.engine.connectors.entra.extensions import ExtensionNames, is_extension
 from airflow_provider_aadsync.engine.connectors.entra.schema import COLLECTION_PROPERTIES, NESTED_PROPERTIES
-from airflow_provider_aadsync.engine.runs.source import BatchRequest
+from airflow_provider_aadsync.engine.runs.source import OUTCOME_UNKNOWN_CODE, UNANSWERED_CODE, BatchRequest
 
 #: Graph's limits: requests per ``$batch``, link changes per request.
 BATCH_SIZE = 20
@@ -106,8 +106,9 @@ def is_placeholder(upn: str) -> bool:
 
 
 def is_unanswered(answer: GraphAnswer) -> bool:
-    """Whether the writer had no answer for the request (its ``$batch`` answer left it out)."""
-    return answer.status == 502 and error_body(answer).get("code") == "missingResponse"
+    """Whether the writer had no answer for the request (its ``$batch`` answer left it out), or one after which it
+    may or may not have been carried out."""
+    return answer.status >= 500 and error_body(answer).get("code") in (UNANSWERED_CODE, OUTCOME_UNKNOWN_CODE)
 
 
 def error_body(answer: GraphAnswer) -> dict[str, Any]:

@@ -125,10 +125,13 @@ class Phases:
                     "the export stopped, its sent operations are reconciled by the next run"
                 ) from error
             answers, unknown = error.results, error.unknown
-            if any(operations[int(index)].kind == "create" for index in unknown):
-                time.sleep(self.state.settings.resend_settle_seconds)  # let Graph finish what it may be processing
         else:
             self._unknown_in_a_row = 0
+        if any(
+            operation.kind == "create" and (str(index) in unknown or is_unanswered(answers[str(index)]))
+            for index, operation in enumerate(operations)
+        ):
+            time.sleep(self.state.settings.resend_settle_seconds)  # let Graph finish what it may be processing
         self.state.pacer.spent(len(operations))
         self.progress.advance(sum(units(operation) for operation in operations))
         # Every outcome of this call in one transaction: one commit per call, not per operation.

@@ -32,6 +32,8 @@ def _expected() -> dict[str, Any]:
 #: What tenants and apps gained since version 2 files were written, and what such a file loads them as.
 ADDED_TO_TENANTS = {"extensionProperties": [], "managers": {}, "unverifiedDomains": [], "federatedDomains": []}
 ADDED_TO_APPS = ("objectId",)
+#: Emulator settings added since, at their defaults.
+ADDED_TO_SETTINGS = {"faultWrite504Ratio": 0.0}
 
 
 def _loaded(state: EmulatorState) -> list[dict[str, Any]]:
@@ -62,7 +64,7 @@ def test_an_old_state_file_loads_every_row_and_setting(tmp_path):
     state = EmulatorState(state_file=_copy(tmp_path))
     expected = _expected()
     assert _loaded(state) == expected["tenants"]
-    assert state.settings_snapshot() == expected["settings"]
+    assert state.settings_snapshot() == expected["settings"] | ADDED_TO_SETTINGS
     tenant = state.tenants[TENANT_ID]
     assert [c.thumbprint for c in tenant.app(CLIENT_ID).certificates]  # the certificate credential came back
 
