@@ -181,6 +181,17 @@ def dn_is_under(dn: str, base: str) -> bool:
     return DnScope(base).contains(dn)
 
 
+def split_rdn(dn: str) -> tuple[str, str]:
+    """The leaf RDN of ``dn`` and its parent's DN, as written (minus insignificant spaces): ``CN=Back\\\\,OU=W`` is
+    ``CN=Back\\\\`` under ``OU=W`` (ldap3's ``to_dn`` splits a value ending in an escaped backslash or space wrongly).
+
+    :raise DnError: ``dn`` is not a valid DN.
+    """
+    tidy = wire_dn(dn)
+    comma = _first_unescaped_comma(tidy)
+    return (tidy, "") if comma < 0 else (tidy[:comma], tidy[comma + 1 :])
+
+
 def _first_unescaped_comma(dn: str) -> int:
     position = 0
     while position < len(dn):

@@ -21,10 +21,9 @@ import ldap3
 from ldap3.core import exceptions as ldap_errors
 from ldap3.protocol.microsoft import dir_sync_control, extended_dn_control, show_deleted_control
 from ldap3.utils.conv import escape_filter_chars
-from ldap3.utils.dn import to_dn
 
 from airflow_provider_aadsync.engine.connectors.ad.entries import parse_extended_dn
-from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, wire_dn
+from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, split_rdn, wire_dn
 from airflow_provider_aadsync.hooks.active_directory_checks import check_connection
 from airflow_provider_aadsync.hooks.active_directory_pages import (
     DIRSYNC_MAX_BYTES,
@@ -495,8 +494,7 @@ class ActiveDirectoryHook(BaseHook):
 
     def move_object(self, guid: str, new_dn: str) -> None:
         """Rename and/or move the object to ``new_dn`` (one modify DN operation)."""
-        rdn, *parents = to_dn(new_dn)  # honours escaped commas
-        superior = ",".join(parents)
+        rdn, superior = split_rdn(new_dn)  # honours escaped commas, and a value ending in "\\\\" or "\\ "
         target = guid_dn(guid)
         self._write(
             "modify DN", target, lambda conn: conn.modify_dn(target, rdn, delete_old_dn=True, new_superior=superior)

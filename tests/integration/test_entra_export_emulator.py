@@ -176,6 +176,14 @@ def test_upn_conflict_gets_a_placeholder_and_is_released_later(graph_server, ten
         conflict = connection.execute(sa.select(export_conflict)).one()
     assert conflict.wanted_value == f"user1@{DOMAIN}" and conflict.placeholder == upn and conflict.released_at is None
 
+    for _cycle in range(2):  # while the conflict lasts, the user keeps its placeholder: no new one every cycle
+        assert import_entra(hook, store, connector="entra", mode="delta").result == "success"
+        # the squatter soft-matches user1's person, already joined to the user created for it: a join conflict
+        assert run_sync(store, rules, connector="entra", mode="delta").result in ("success", "completed-sync-errors")
+        again = run_entra_export(store, hook)
+        assert again.result == "success" and again.counters.get("user_updates", 0) == 0
+        assert graph_users(hook)[immutable_id(guid(1))]["userPrincipalName"] == upn
+
     hook.request("DELETE", f"/users/{squatter['id']}")  # resolved upstream
     confirm(store, hook, rules)
     released = run_entra_export(store, hook)

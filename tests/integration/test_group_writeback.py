@@ -3,6 +3,8 @@ to a real AD (Samba) by the AD export, read back from AD with ranged retrieval."
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import sqlalchemy as sa
 
@@ -16,7 +18,9 @@ from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.steps import run_ad_import, run_entra_import
+from tests.support.plans import cs_row, open_plan, plan_references, plan_row
 from tests.support.servers import entra_hook_for, hook_for
+from tests.support.stores import fresh_store
 from tests.support.writeback import WRITEBACK_ON, m365_group, members_in_ad, written_back
 
 #: Group writeback is opt-in: these tests turn it on, into the dev DC's writeback OU.
@@ -368,3 +372,50 @@ def test_a_group_whose_writeback_is_disabled_is_not_written_back(store, world):
     graph.request("PATCH", beta, json={"writebackConfiguration": {"isEnabled": False}})
     _a, _e, disabled = cycle(store, graph, ad, rules)
     assert disabled.counters["group_deletes"] == 1 and ad.object_dn(guid) is None, disabled.counters
+
+
+# ------------------------------------------------------------------------------- the DC's answers to edge cases
+
+
+def test_a_writeback_group_is_renamed_to_a_cn_ending_in_an_escaped_character(dc):
+    """ldap3's ``to_dn`` split such a DN wrongly and Samba refused the rename (namingViolation) on every run."""
+    ad = hook_for(dc)
+    for cn in ("Back\\\\", "Trail\\ "):
+        group = ad.add_object(f"CN={cn},{DEV_WRITEBACK_OU}", "group", {"groupType": ["8"]})
+        ad.move_object(group, f"CN=Moved{cn},{DEV_WRITEBACK_OU}")
+        assert ad.object_dn(group).startswith(f"CN=Moved{cn},OU=Writeback")
+        ad.delete_object(group)
+
+
+def _members(ad: ActiveDirectoryHook, group: str) -> set[str]:
+    """The group's members as GUIDs (the hook reads extended DNs: ``<GUID=...>;<SID=...>;CN=...``)."""
+    return {value.decode().split(";")[0][6:-1].lower() for value in ad.read_values(group, "member")}
+
+
+def test_a_member_deleted_since_the_import_fails_alone_and_its_removal_is_done(dc, tmp_path):
+    """Samba refuses a whole member modify naming a missing object (an add: noSuchObject, a remove:
+    invalidAttributeSyntax); the chunk is halved until only the missing member fails."""
+    ad = hook_for(dc)
+    dn = f"CN=Probe,{DEV_WRITEBACK_OU}"
+    group = ad.add_object(dn, "group", {"groupType": ["8"]})
+    users = [str(uuid.UUID(bytes_le=raw["objectGUID"][0])) for _dn, raw in ad.find_objects("objectClass", "user")][:6]
+    missing = str(uuid.uuid4())
+    (tmp_path / "add").mkdir()
+    (tmp_path / "remove").mkdir()
+    with fresh_store(tmp_path / "add") as store:
+        cs_row(store, "ad", group, dn, attrs={"objectGUID": [group]})
+        plan_row(store, "ad", group, dn, operation="update")
+        plan_references(store, "ad", group, "member", [*users[:4], missing])
+        result = run_ad_export(store, ad, settings=ADExportSettings(), lock_holder="t")
+        (error,) = store.run_errors(result.run_id)
+        assert error["code"] == "noSuchObject" and missing in error["message"]
+        assert _members(ad, group) == set(users[:4])
+        assert open_plan(store, "ad")[1] == 1
+    with fresh_store(tmp_path / "remove") as store:
+        cs_row(store, "ad", group, dn, attrs={"objectGUID": [group]}, members=users[:4])
+        plan_row(store, "ad", group, dn, operation="update")
+        plan_references(store, "ad", group, "member", [users[0], missing], operation="remove")
+        result = run_ad_export(store, ad, settings=ADExportSettings(), lock_holder="t")
+        assert result.result == "success", store.run_errors(result.run_id)
+        assert _members(ad, group) == set(users[1:4])
+    ad.delete_object(group)

@@ -22,6 +22,7 @@ from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, Ignor
 from airflow_provider_aadsync.engine.rules import CompiledRule, frame_from_records
 from airflow_provider_aadsync.engine.store import (
     cs_object,
+    export_conflict,
     link,
     mv_reference,
     utcnow,
@@ -102,6 +103,22 @@ class Outbound:
         if not self.state.relinked or not self.state.outbound_rules:
             return set()
         return holders_of(self.state.connection, mv_reference.c.mv_id, mv_reference.c.target_mv_id, self.state.relinked)
+
+    def quarantined(self) -> set[int]:
+        """The metaverse objects whose account in a target holds a quarantined value (an unreleased UPN or SMTP
+        conflict of the export, ``export_conflict``): evaluated by the outbound rules in every pass, so the wanted
+        value is staged and tried once each cycle and the conflict released as soon as the other holder lets the value
+        go. Entra ID's duplicate attribute resiliency does so on the service side (a timer task adds the value to the
+        right object once the conflict is resolved); a pass waiting for a change of the object would keep the
+        placeholder until the next full sync."""
+        if not self.state.outbound_rules:
+            return set()
+        held = link.join(
+            export_conflict,
+            (link.c.connector == export_conflict.c.connector) & (link.c.anchor == export_conflict.c.anchor),
+        )
+        query = sa.select(link.c.mv_id).select_from(held).where(export_conflict.c.released_at.is_(None)).distinct()
+        return {int(mv_id) for mv_id in self.state.connection.execute(query).scalars()}
 
     def _reference_flows(self, connector: str) -> list[tuple[str, str, str]]:
         """(connector, metaverse attribute, target attribute) of each Direct reference flow of the outbound rules that

@@ -110,6 +110,8 @@ class Synchronizer:
             self.state.analyze()  # the tables the batches filled (a first sync's metaverse), before they are read
             self.references.inbound_references()  # part of the inbound phase (its final line comes after them)
             self.state.touched_mv |= self.outbound.holders_of_joined()
+            if anchors is None:
+                self.state.touched_mv |= self.outbound.quarantined()
             report.start_phase("outbound", len(self.state.touched_mv), unit="metaverse objects")
             self.outbound.outbound(sorted(self.state.touched_mv))  # advances the phase once per batch
             self._finish_connector_space()

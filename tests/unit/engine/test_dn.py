@@ -13,6 +13,7 @@ from airflow_provider_aadsync.engine.dn import (
     dn_is_under,
     normalize_dn,
     same_dn,
+    split_rdn,
     wire_dn,
 )
 
@@ -141,3 +142,13 @@ def test_is_base_recognizes_only_the_base_entry():
     assert scope.is_base("ou=STAFF, dc=corp,dc=test")
     assert not scope.is_base("CN=u,OU=Staff,DC=corp,DC=test") and not scope.is_base("OU=Other,DC=corp,DC=test")
     assert DnScope("DC=test").is_base("dc=TEST")
+
+
+@pytest.mark.parametrize(
+    ("dn", "rdn", "parent"),
+    [("CN=Back\\\\,OU=W,DC=c", "CN=Back\\\\", "OU=W,DC=c"), ("CN=Trail\\ ,OU=W", "CN=Trail\\ ", "OU=W"),
+     ("CN=a\\,b, OU=W", "CN=a\\,b", "OU=W"), ("DC=c", "DC=c", "")],
+)  # fmt: skip
+def test_split_rdn_cuts_at_the_first_unescaped_comma(dn, rdn, parent):
+    """ldap3's ``to_dn`` keeps ``CN=Back\\\\,OU=W`` as one component: a value may end in an escaped ``\\`` or space."""
+    assert split_rdn(dn) == (rdn, parent)

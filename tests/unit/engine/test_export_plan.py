@@ -46,7 +46,7 @@ def staged_entra(store: Store) -> None:
 
 #: The Entra plan as render_export_plan printed it before the registry (the plan's table and operations) ...
 ENTRA_BEFORE_TABLE = (
-    "# Export plan for `entra`\n\n| planned | count |\n|---|---:|\n| batch_calls_minimum | 2 |\n"
+    "# Export plan for `entra`\n\n| planned | count |\n|---|---:|\n| batch_calls_minimum | 3 |\n"
     "| planned_deletes | 1 |\n| planned_group_adds | 1 |\n| planned_member_adds | 45 |\n"
     "| planned_member_removes | 2 |\n| planned_requests | 9 |\n| planned_user_adds | 1 |\n"
     "| planned_user_deletes | 1 |\n| planned_user_updates | 1 |\n"
@@ -71,7 +71,7 @@ def test_export_plan_of_ad_counts_ldap_writes(store):
 def test_export_plan_of_entra_is_unchanged_but_for_the_line_naming_its_unit(store):
     staged_entra(store)
     text = render_export_plan(store, connector="entra")
-    assert text == ENTRA_BEFORE_TABLE + "\nMinimum Graph $batch calls: 2\n" + ENTRA_OPERATIONS
+    assert text == ENTRA_BEFORE_TABLE + "\nMinimum Graph $batch calls: 3\n" + ENTRA_OPERATIONS
 
 
 def test_export_plan_of_an_unknown_connector_counts_by_operation_only(store):

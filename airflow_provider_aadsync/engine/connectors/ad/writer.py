@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
-from ldap3.utils.dn import to_dn
 from pydantic import Field, model_validator
 
 from airflow_provider_aadsync.engine import progress
@@ -38,7 +37,7 @@ from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.connectors.ad.schema import GUID_ATTRIBUTES
 from airflow_provider_aadsync.engine.connectors.converters import guid_bytes
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
-from airflow_provider_aadsync.engine.dn import same_dn
+from airflow_provider_aadsync.engine.dn import same_dn, split_rdn
 from airflow_provider_aadsync.engine.runs.defaults import (
     MEMBER_CHUNK,
 )
@@ -77,6 +76,9 @@ NOT_ADOPTED = "not-adopted"
 _OBJECT_CLASSES = {"group": "group"}
 #: Plan rows per page, and so per chunk: marked ``sent`` in one transaction and settled in one.
 PAGE_ROWS = 1_000
+#: What a DC answers for a member modify one of whose values names an object that does not exist: noSuchObject for an
+#: add (AD, Samba), invalidAttributeSyntax for a remove (Samba). The whole modify is refused.
+_MISSING_MEMBER = frozenset({"noSuchObject", "invalidAttributeSyntax"})
 
 
 @dataclass
@@ -283,12 +285,14 @@ class ADExporter:
             return
         try:
             if self.settings.deprovision == "move":
-                rdn = to_dn(self.writer.object_dn(row.anchor) or row.dn)[0]  # honours escaped commas
+                rdn, _parent = split_rdn(self.writer.object_dn(row.anchor) or row.dn)  # honours escapes
                 self.writer.move_object(row.anchor, f"{rdn},{self.settings.holding_ou}")
             else:
                 self.writer.delete_object(row.anchor)
         except ADWriteRefused as error:
-            if error.code != "noSuchObject":
+            # Gone already counts as done; but AD answers noSuchObject for a move whose new parent (the holding OU)
+            # does not exist too, so the object is looked up first.
+            if error.code != "noSuchObject" or self.writer.object_dn(row.anchor) is not None:
                 self._fail(row, error)
                 return
         self._chunk.deleted.append(row.anchor)
@@ -447,9 +451,23 @@ class ADExporter:
             else:
                 self.writer.modify_references(group, attribute, remove=targets)
         except ADWriteRefused as error:
+            if error.code in _MISSING_MEMBER and self.writer.object_dn(group) is not None:
+                if len(targets) > 1:
+                    # One value names an object gone from AD since the import (the group is there): the DC refuses
+                    # the whole modify. Halve the chunk until only the missing members fail.
+                    self.counters["member_chunks_split"] += 1
+                    half = len(targets) // 2
+                    self._member_chunk(group, attribute, operation, targets[:half])
+                    self._member_chunk(group, attribute, operation, targets[half:])
+                    return
+                if operation == "remove" and self.writer.object_dn(targets[0]) is None:
+                    # A deleted object is nobody's member (AD drops its links): its removal is done.
+                    self._confirm_members(group, attribute, targets, added=False)
+                    return
             with self.store.transaction() as connection:
                 self._set_reference_state(connection, group, attribute, targets, "failed")
-            self._error(group, None, error.code, f"member {operation} of {len(targets)} values: {error}")
+            which = f" ({targets[0]})" if len(targets) == 1 else ""
+            self._error(group, None, error.code, f"member {operation} of {len(targets)} values{which}: {error}")
             return
         self._confirm_members(group, attribute, targets, added=operation == "add")
         self.counters["member_modify_operations"] += 1

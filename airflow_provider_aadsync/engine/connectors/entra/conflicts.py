@@ -4,6 +4,7 @@ later write of the wanted value goes through, the conflict is released."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from airflow_provider_aadsync.engine.connectors.entra.graph import (
     is_placeholder,
 )
 from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation
-from airflow_provider_aadsync.engine.store import export_conflict, pending_export, utcnow
+from airflow_provider_aadsync.engine.store import cs_object, export_conflict, pending_export, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,15 @@ class Conflicts:
             wanted = operation.changes["userPrincipalName"][0]
             if is_placeholder(wanted):
                 return False
-            placeholder = self._placeholder_upn(wanted)
-            self._record(operation.anchor, "userPrincipalName", wanted, placeholder)
-            operation.changes = {**operation.changes, "userPrincipalName": [placeholder]}
+            known = self._known_placeholder(operation.anchor, wanted) if operation.kind == "update" else None
+            if known is not None and self._current_upn(operation.anchor) == known:
+                # The conflict persists and the user holds the placeholder it was given: keep it, nothing to write.
+                self._record(operation.anchor, "userPrincipalName", wanted, known)
+                operation.changes = {k: v for k, v in operation.changes.items() if k != "userPrincipalName"}
+            else:
+                placeholder = self._placeholder_upn(wanted)
+                self._record(operation.anchor, "userPrincipalName", wanted, placeholder)
+                operation.changes = {**operation.changes, "userPrincipalName": [placeholder]}
         elif target == "proxyAddresses" and operation.changes.get("mail"):
             wanted = operation.changes["mail"][0]
             self._record(operation.anchor, "mail", wanted, None)
@@ -66,6 +73,30 @@ class Conflicts:
             return True
         self.state.retry.append(operation)
         return True
+
+    def _known_placeholder(self, anchor: str, wanted: str) -> str | None:
+        """The placeholder an unreleased conflict of the same wanted UPN gave this object (kept while it lasts)."""
+        with self.state.transaction() as connection:
+            known = connection.execute(
+                sa.select(export_conflict.c.placeholder).where(
+                    export_conflict.c.connector == self.state.connector,
+                    export_conflict.c.anchor == anchor,
+                    export_conflict.c.attribute == "userPrincipalName",
+                    export_conflict.c.wanted_value == wanted,
+                    export_conflict.c.released_at.is_(None),
+                )
+            ).scalar()
+        return known if known and is_placeholder(known) else None
+
+    def _current_upn(self, anchor: str) -> str | None:
+        with self.state.transaction() as connection:
+            attrs = connection.execute(
+                sa.select(cs_object.c.attrs).where(
+                    cs_object.c.connector == self.state.connector, cs_object.c.anchor == anchor
+                )
+            ).scalar()
+        values = json.loads(attrs).get("userPrincipalName") if attrs else None
+        return str(values[0]) if values else None
 
     def _placeholder_upn(self, wanted: str) -> str:
         prefix, _at, suffix = wanted.rpartition("@")

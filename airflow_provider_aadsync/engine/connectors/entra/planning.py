@@ -77,14 +77,21 @@ def plan_counts(store: Store, connector: str) -> dict[str, int]:
                 pending_export_reference.c.state.in_(OPEN_STATES),
             )
         ).scalar()
-    object_requests = sum(n for op, t, n in objects if op != "update" and t in RESOURCES)
+    delete_requests = sum(n for op, t, n in objects if op == "delete" and t in RESOURCES)
+    object_requests = sum(n for op, t, n in objects if op not in ("update", "delete") and t in RESOURCES)
     object_requests += _count_updates_with_changes(store, connector)
     if manager_requests:
         counts["planned_manager_changes"] = manager_requests
     member_requests = member_add_requests + counts.get("planned_member_removes", 0) + manager_requests
-    counts["planned_requests"] = object_requests + member_requests
-    # Object writes, then member and manager changes (which need the created ids): the least number of $batch calls.
-    counts["batch_calls_minimum"] = math.ceil(object_requests / BATCH_SIZE) + math.ceil(member_requests / BATCH_SIZE)
+    counts["planned_requests"] = delete_requests + object_requests + member_requests
+    # Deletes, then the other object writes (Graph runs a call's requests in any order: a UPN a delete frees must be
+    # free before a create takes it), then member and manager changes (which need the created ids): the least number
+    # of $batch calls.
+    counts["batch_calls_minimum"] = (
+        math.ceil(delete_requests / BATCH_SIZE)
+        + math.ceil(object_requests / BATCH_SIZE)
+        + math.ceil(member_requests / BATCH_SIZE)
+    )
     return counts
 
 

@@ -79,12 +79,13 @@ class EntraExporter:
     def run(self) -> None:
         objects, references = open_work(self.state.store, self.state.connector)
         report = progress.current()
-        # Object writes share calls; deletes first, so a UPN they free is free for the creates that follow.
+        # Deletes first, in calls of their own, so a UPN (or ImmutableId) they free is free for the creates and
+        # updates that follow: Graph carries out the requests of a $batch without dependsOn in any order.
         self.state.phase = "object"
         with report.phase("object writes", objects):
+            self.phases.execute(self.plan.object_operations("delete"))
             self.phases.execute(
                 itertools.chain(
-                    self.plan.object_operations("delete"),
                     self.plan.creates("user"),
                     self.plan.creates("group"),
                     self.plan.object_operations("update"),
