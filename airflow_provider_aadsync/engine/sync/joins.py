@@ -363,7 +363,8 @@ class Joins:
         for mv_id, object_kinds in kinds.items():
             entry = mv_updates.get(mv_id) or loaded.get(mv_id)
             if entry is not None:
-                self._withdraw(mv_id, mv_updates.setdefault(mv_id, entry), object_kinds)
+                # Withdrawn once: a later pass finds nothing of this connector left and leaves the object alone.
+                self._withdraw(mv_id, mv_updates.setdefault(mv_id, entry), object_kinds, only_if_owned=True)
 
     def _kinds_by_metaverse_id(self, pairs: Sequence[tuple[str, int]]) -> dict[int, set[bool]]:
         """Per metaverse id of ``pairs`` (anchor, metaverse id): whether the objects of this connector leaving it are
@@ -384,16 +385,20 @@ class Joins:
             kinds[mv_id].add(anchor in shared)
         return kinds
 
-    def _withdraw(self, mv_id: int, entry: dict[str, Any], kinds: set[bool]) -> None:
+    def _withdraw(self, mv_id: int, entry: dict[str, Any], kinds: set[bool], *, only_if_owned: bool = False) -> None:
         """Drop from ``entry`` what this connector's objects of ``kinds`` contributed; a reference attribute nobody
         contributes any more loses its rows (a group whose members came from the connector it left: the inbound
         reference step clears them)."""
         contributions = entry["contributions"]
+        dropped = False
         for is_shared in kinds:
             slots = owned_slots(contributions, self.state.connector, self.state.shared_keys, shared=is_shared)
             references = {name for name, key in slots if contributions[name][key][2] == REFERENCE_MARKER}
             drop_slots(contributions, slots)
+            dropped = dropped or bool(slots)
             self.state.reference_clears += [(mv_id, name.lower()) for name in references if name not in contributions]
+        if only_if_owned and not dropped:
+            return
         entry["dirty"] = True
         self.state.touched_mv.add(mv_id)
 
@@ -413,10 +418,12 @@ class Joins:
             return
         self.state.counters["metaverse_deletes"] += len(mv_ids)
         self.state.note("metaverse", "deleted: no joined or projecting connector-space object remains")
-        remaining: list[tuple[str, str, str]] = []
+        remaining: list[tuple[str, str, str, str]] = []
         for chunk in chunks(list(mv_ids), IN_CHUNK):
             remaining += self.state.connection.execute(
-                sa.select(link.c.connector, link.c.anchor, link.c.link_type).where(link.c.mv_id.in_(chunk))
+                sa.select(link.c.connector, link.c.anchor, link.c.link_type, mv_object.c.object_type)
+                .join(mv_object, mv_object.c.id == link.c.mv_id)
+                .where(link.c.mv_id.in_(chunk))
             ).all()
             referencing = self.state.connection.execute(
                 sa.select(mv_reference.c.mv_id).where(mv_reference.c.target_mv_id.in_(chunk)).distinct()
@@ -430,9 +437,19 @@ class Joins:
                 (mv_object, mv_object.c.id),
             ):
                 self.state.connection.execute(sa.delete(table).where(column.in_(chunk)))
+        # Deprovisioned: what sync made (a provision link), and what it joined where a Provision rule writes (a joined
+        # cloud user is deleted as a created one is). An object only Join rules update, or a source object, is
+        # disconnected: sync never made it.
         outbound_connectors = {r.rule.connector for r in self.state.outbound_rules}
-        for connector, anchor, _link_type in remaining:
-            if connector in outbound_connectors and connector != self.state.connector:
+        provisioned_to = {
+            (r.rule.connector, r.rule.source_object_type)
+            for r in self.state.outbound_rules
+            if r.rule.link_type == "Provision"
+        }
+        for connector, anchor, link_type, mv_type in remaining:
+            if connector not in outbound_connectors or connector == self.state.connector:
+                continue
+            if link_type == "provision" or (link_type == "join" and (connector, mv_type) in provisioned_to):
                 self.deprovision(connector, anchor)
         self.state.touched_mv.difference_update(mv_ids)
         for mv_id in mv_ids:
@@ -467,4 +484,6 @@ class Joins:
                 pending_export_reference.c.connector == connector, pending_export_reference.c.anchor == anchor
             )
         )
+        # Groups' unsent member adds naming the object being deleted go too (their groups may not be evaluated again).
+        self.staging.withdraw_member_adds(connector, anchor)
         self.staging.stage(connector, anchor, row.object_type, row.dn, "delete", {})

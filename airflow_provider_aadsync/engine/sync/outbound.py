@@ -213,6 +213,7 @@ class Outbound:
         provisioned_adds: list[tuple[str, str, str, str, dict[str, list[Any]]]] = []  # anchors made just now
         new_objects: list[dict[str, Any]] = []
         new_links: list[dict[str, Any]] = []
+        withdrawn: list[str] = []  # joined objects out of every rule's scope: their pending updates go
         now = utcnow()  # one timestamp for the new rows: the store formats one object once
         for mv_id in mv_ids:
             in_scope = [r for r in rules if mv_id in in_scope_of[r.rule.name]]
@@ -266,7 +267,11 @@ class Outbound:
                     reference_work[(connector, mv_attribute, cs_attribute)][mv_id] = anchor
                 continue
             anchor, link_type = existing
-            if link_type == "provision" and provision_rule is None and not in_scope:
+            # Out of scope of every rule: deprovisioned when sync made the object, or when it joined it and a Provision
+            # rule writes to this connector (a hard-matched cloud user is deleted as a created one); a source object
+            # (projection, sticky join) never is.
+            deprovisions = link_type == "provision" or (link_type == "join" and bool(provisioning))
+            if provision_rule is None and not in_scope and deprovisions:
                 self.state.note("exports", f"{connector}: out of scope of every outbound rule, deprovision")
                 self.state.connection.execute(
                     sa.delete(link).where(link.c.connector == connector, link.c.anchor == anchor)
@@ -274,6 +279,7 @@ class Outbound:
                 self.joins.deprovision(connector, anchor)
                 continue
             if not in_scope:
+                withdrawn.append(anchor)  # an update staged while it was in scope is not exported now
                 continue
             desired, dn, references = self._desired(in_scope, outcomes, mv_id)
             if mv_id in suspects and self._refused(connector, target_schema, mv_id, loaded, links, desired):
@@ -305,6 +311,7 @@ class Outbound:
         write_rows(self.state.store, self.state.connection, cs_object, new_objects)
         write_rows(self.state.store, self.state.connection, link, new_links)
         self.state.counters["provisioned"] += len(new_objects)
+        self.staging.withdraw_updates(connector, withdrawn)
         self.staging.stage_many(connector, staged)
         self.staging.stage_many(connector, provisioned_adds, new=True)
 

@@ -14,6 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.batching import chunks
+from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.store import (
     READ_ONLY,
     REFUSED,
@@ -135,6 +136,57 @@ class Staging:
             self.state.counters[f"export_{operation}s_staged"] += 1
         inserts.sort(key=itemgetter("anchor"))  # in key order, as the outbound writes its new objects
         write_rows(self.state.store, self.state.connection, pending_export, inserts)
+
+    def withdraw_updates(self, connector: str, anchors: Sequence[str]) -> None:
+        """Joined objects no outbound rule of ``connector`` has in scope any more: a settled (unsent) update staged
+        for them while they were, and its member changes, go; nothing else is staged for them."""
+        for chunk in chunks([a for a in anchors if not a.startswith(PROVISIONAL_PREFIX)], IN_CHUNK):
+            gone = list(
+                self.state.connection.execute(
+                    sa.select(pending_export.c.anchor).where(
+                        pending_export.c.connector == connector,
+                        pending_export.c.anchor.in_(chunk),
+                        pending_export.c.operation == "update",
+                        pending_export.c.state.in_(_SETTLED),
+                    )
+                ).scalars()
+            )
+            if not gone:
+                continue
+            for table in (pending_export_reference, pending_export):
+                query = sa.delete(table).where(table.c.connector == connector, table.c.anchor.in_(gone))
+                if table is pending_export_reference:
+                    query = query.where(table.c.state.in_(("pending", "failed", READ_ONLY)))
+                else:
+                    query = query.where(table.c.operation == "update", table.c.state.in_(_SETTLED))
+                self.state.connection.execute(query)
+            self.state.counters["export_updates_withdrawn"] += len(gone)
+            self.state.note("exports", f"{connector}: out of scope of every outbound rule, withdraw pending update")
+
+    def withdraw_member_adds(self, connector: str, target_anchor: str) -> None:
+        """Withdraw the unsent member adds naming ``target_anchor`` (an object being deleted), and the empty update
+        rows of their groups that carried nothing else."""
+        adds = sa.and_(
+            pending_export_reference.c.connector == connector,
+            pending_export_reference.c.target_anchor == target_anchor,
+            pending_export_reference.c.operation == "add",
+            pending_export_reference.c.state.in_(("pending", "failed", READ_ONLY)),
+        )
+        groups = list(self.state.connection.execute(sa.select(pending_export_reference.c.anchor).where(adds)).scalars())
+        if not groups:
+            return
+        self.state.connection.execute(sa.delete(pending_export_reference).where(adds))
+        for group in groups:
+            if not self._has_reference_changes(connector, group):
+                self.state.connection.execute(
+                    sa.delete(pending_export).where(
+                        export_key(connector, group),
+                        pending_export.c.operation == "update",
+                        pending_export.c.changes == "{}",
+                        pending_export.c.state.in_(_SETTLED),
+                    )
+                )
+        self.state.counters["export_reference_adds_withdrawn"] += len(groups)
 
     def _has_reference_changes(self, connector: str, anchor: str) -> bool:
         query = sa.select(sa.func.count()).where(

@@ -1,0 +1,282 @@
+"""Deprovisioning and withdrawal in the sync: what happens to a target object, its pending update and its groups'
+member adds when its metaverse object leaves the outbound rules' scope or is deleted; and the objects a connector no
+longer contributes to are withdrawn once, not rewritten every pass."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.rules import load_rules_text
+from airflow_provider_aadsync.engine.runs.export_run import adopt_anchor
+from airflow_provider_aadsync.engine.runs.source import SourceObject
+from airflow_provider_aadsync.engine.store import (
+    Store,
+    cs_reference,
+    mv_object,
+    pending_export,
+    pending_export_reference,
+)
+from airflow_provider_aadsync.engine.sync import run_sync
+from tests.support.world import (
+    ad_user,
+    deleted,
+    exports,
+    import_delta,
+    import_full,
+    links,
+    mv_by,
+    reference_exports,
+    world_with_cloud_twins,
+)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
+        yield opened
+
+
+# ------------------------------------------------------------------------------------ a joined cloud user filtered out
+# A cloud object joined (hard/soft match: link type "join", as after a store rebuild or an adoption) whose
+# metaverse object leaves the scope of the provisioning rule "Out to AAD - User Join" (cloudFiltered becomes True)
+# must be deprovisioned like one sync created: its delete is staged, and a pending update staged before for it is not
+# left to be exported. (The engine deleted such joined objects when their metaverse object was deleted, but left them
+# joined and untouched when only the outbound scope changed.)
+
+
+def test_a_joined_cloud_user_filtered_out_is_deleted_and_its_pending_update_withdrawn(store):
+    rules = world_with_cloud_twins(store, 2)
+    bob_id, _ = mv_by(store, "accountName", "user2")
+    assert links(store, "entra")[("entra", "cloud-2")] == (bob_id, "join")
+
+    # A change is staged for the joined cloud user ...
+    import_delta(store, "ad", [ad_user(2, department="Sales")])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    assert exports(store)["cloud-2"]["operation"] == "update"
+    assert exports(store)["cloud-2"]["changes"] == {"department": ["Sales"]}
+
+    # ... then, before any export, the user becomes an arbitration mailbox: cloudFiltered, out of every Entra rule.
+    import_delta(store, "ad", [ad_user(2, department="Sales", msExchRecipientTypeDetails=str(0x800000))])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    assert mv_by(store, "accountName", "user2")[1]["cloudFiltered"] == [True]
+    staged = exports(store).get("cloud-2")
+    # The export must not write the department of a user the rules no longer sync; it must delete it.
+    assert staged is not None and staged["operation"] == "delete", staged
+
+
+# -------------------------------------------------------------------------------------------- join-type outbound rules
+# Outbound rules of link type Join (they update a joined object, never create one) to a directory "dir" whose
+# accounts join HR's persons:
+#
+# * a person that leaves the Join rule's scope keeps no pending update staged while it was in scope (the export would
+#   write values the rules no longer want written);
+# * a person deleted from the metaverse (HR removed it) disconnects its joined account: sync never made that account,
+#   no Provision rule writes to "dir", so sync must not delete it (``_delete_metaverse`` deprovisioned every linked
+#   object of a connector named by any outbound rule, Join rules included).
+
+
+RULES = """
+rules:
+  - {name: hr, direction: inbound, connector: hr, source_object_type: employee, target_object_type: person,
+     link_type: Provision, precedence: 10, join: [[{source: empNo, target: employeeId}]],
+     flows: [{type: Direct, source: empNo, target: employeeId}, {type: Direct, source: title, target: title},
+             {type: Direct, source: dept, target: department}]}
+  - {name: dir in, direction: inbound, connector: dir, source_object_type: account, target_object_type: person,
+     link_type: Join, precedence: 20, join: [[{source: empNo, target: employeeId}]],
+     flows: [{type: Direct, source: office, target: office}]}
+  - name: dir out
+    direction: outbound
+    connector: dir
+    source_object_type: person
+    target_object_type: account
+    link_type: Join
+    precedence: 30
+    scoping: [[{attribute: department, operator: EQUAL, value: RD}]]
+    flows: [{type: Direct, source: title, target: title}]
+"""
+
+
+def employee(n: int, **attrs: str) -> SourceObject:
+    return SourceObject(anchor=f"hr-{n}", dn=f"emp/{n}", object_type="employee",
+                        attrs={"empNo": [f"E{n}"], **{k: [v] for k, v in attrs.items()}})  # fmt: skip
+
+
+def account(n: int, **attrs: str) -> SourceObject:
+    return SourceObject(anchor=f"dir-{n}", dn=f"acct/{n}", object_type="account",
+                        attrs={"empNo": [f"E{n}"], **{k: [v] for k, v in attrs.items()}})  # fmt: skip
+
+
+@pytest.fixture
+def rules():
+    return load_rules_text(RULES, name="hunt1.yaml")
+
+
+def joined_world(store, rules) -> int:
+    import_full(store, "hr", [employee(1, title="Engineer", dept="RD")])
+    assert run_sync(store, rules, connector="hr", mode="full").result == "success"
+    import_full(store, "dir", [account(1, title="Engineer")])
+    assert run_sync(store, rules, connector="dir", mode="full").result == "success"
+    mv_id = mv_by(store, "employeeId", "E1")[0]
+    assert links(store, "dir")[("dir", "dir-1")] == (mv_id, "join")
+    assert exports(store, "dir") == {}
+    return mv_id
+
+
+def test_leaving_the_join_rules_scope_withdraws_its_pending_update(store, rules):
+    joined_world(store, rules)
+    import_delta(store, "hr", [employee(1, title="Manager", dept="RD")])
+    run_sync(store, rules, connector="hr", mode="delta")
+    assert exports(store, "dir")["dir-1"]["changes"] == {"title": ["Manager"]}
+    import_delta(store, "hr", [employee(1, title="Manager", dept="Sales")])  # out of "dir out"'s scope
+    run_sync(store, rules, connector="hr", mode="delta")
+    assert "dir-1" not in exports(store, "dir"), exports(store, "dir")
+
+
+def test_a_deleted_person_disconnects_a_joined_account_without_deleting_it(store, rules):
+    joined_world(store, rules)
+    import_delta(store, "hr", [deleted("hr-1")])
+    result = run_sync(store, rules, connector="hr", mode="delta")
+    assert result.counters["metaverse_deletes"] == 1
+    assert ("dir", "dir-1") not in links(store)
+    # "dir out" is a Join rule: it never provisioned dir-1, so sync must not delete it.
+    assert "dir-1" not in exports(store, "dir"), exports(store, "dir")
+
+
+# ---------------------------------------------------------------------------------------------- a deprovisioned member
+# A member add staged for a group in the target names a user that a later pass deprovisions (it left the outbound
+# scope: its delete is staged). The add must go with it, as it does when the user was only planned (provisional):
+# otherwise the export adds a member it is deleting (or fails on a member already gone), and since the group itself
+# did not change, no later sync (the memo skips it in a full sync) ever withdraws the row.
+
+
+EXPORT_RULES = """
+rules:
+  - {name: ad users, direction: inbound, connector: ad, source_object_type: user, target_object_type: person,
+     link_type: Provision, precedence: 1,
+     flows: [{type: Direct, source: name, target: name}, {type: Direct, source: kind, target: kind}]}
+  - {name: ad groups, direction: inbound, connector: ad, source_object_type: group, target_object_type: group,
+     link_type: Provision, precedence: 2,
+     flows: [{type: Direct, source: name, target: name}, {type: Direct, source: member, target: member}]}
+  - {name: out users, direction: outbound, connector: cloud, source_object_type: person, target_object_type: user,
+     link_type: Provision, precedence: 10, scoping: [[{attribute: kind, operator: EQUAL, value: staff}]],
+     flows: [{type: Direct, source: name, target: displayName}]}
+  - {name: out groups, direction: outbound, connector: cloud, source_object_type: group, target_object_type: group,
+     link_type: Provision, precedence: 11,
+     flows: [{type: Direct, source: name, target: displayName}, {type: Direct, source: member, target: members}]}
+"""
+
+
+def user(anchor: str, name: str, **attrs: str) -> SourceObject:
+    values = {"name": [name], **{k: [v] for k, v in attrs.items()}}
+    return SourceObject(anchor=anchor, dn=f"CN={name}", object_type="user", attrs=values)
+
+
+def group(anchor: str, name: str, members=()) -> SourceObject:
+    return SourceObject(anchor=anchor, dn=f"CN={name}", object_type="group", attrs={"name": [name]},
+                        references={"member": [(m, f"CN={m}") for m in members]})  # fmt: skip
+
+
+def cloud_anchor(store: Store, name: str) -> str:
+    mv_id = mv_by(store, "name", name)[0]
+    (anchor,) = [a for (_c, a), (m, _t) in links(store, "cloud").items() if m == mv_id]
+    return anchor
+
+
+def export_everything(store: Store) -> None:
+    """Stand in for an export that created every planned object and wrote every member add."""
+    with store.transaction() as connection:
+        planned = connection.execute(
+            sa.select(pending_export.c.anchor, pending_export.c.changes).where(pending_export.c.connector == "cloud")
+        ).all()
+        for provisional, changes in planned:
+            adopt_anchor(connection, "cloud", provisional, "real-" + provisional[-8:], json.loads(changes), run_id=1)
+        rows = connection.execute(sa.select(pending_export_reference)).all()
+        for row in rows:
+            values = {"anchor": row.anchor, "attribute": row.attribute, "target_anchor": row.target_anchor}
+            connection.execute(sa.insert(cs_reference).values(connector="cloud", **values))
+        connection.execute(sa.delete(pending_export_reference))
+        connection.execute(sa.delete(pending_export))
+
+
+def test_a_pending_member_add_goes_when_the_member_is_deprovisioned(store):
+    rules = load_rules_text(EXPORT_RULES, name="exports.yaml")
+    members = [user("u1", "U1", kind="staff"), user("u2", "U2", kind="staff")]
+    import_full(store, "ad", [*members, group("g1", "G", ["u1"])])
+    run_sync(store, rules, connector="ad", mode="full")
+    export_everything(store)
+    assert exports(store, "cloud") == {} and reference_exports(store, "cloud") == set()
+
+    import_delta(store, "ad", [group("g1", "G", ["u1", "u2"])])  # U2 joins the group in AD
+    run_sync(store, rules, connector="ad", mode="delta")
+    g, u2 = cloud_anchor(store, "G"), cloud_anchor(store, "U2")
+    assert reference_exports(store, "cloud") == {(g, u2, "add")}
+
+    import_delta(store, "ad", [user("u2", "U2", kind="contractor")])  # before the export: U2 leaves the scope
+    run_sync(store, rules, connector="ad", mode="delta")
+    assert exports(store, "cloud")[u2]["operation"] == "delete"
+    assert (g, u2, "add") not in reference_exports(store, "cloud"), reference_exports(store, "cloud")
+    assert g not in exports(store, "cloud")  # its empty update row, made for the member add, goes as well
+    run_sync(store, rules, connector="ad", mode="full")
+    assert (g, u2, "add") not in reference_exports(store, "cloud"), reference_exports(store, "cloud")
+
+
+# --------------------------------------------------------------------------------- sticky-joined objects no rule reads
+# Sticky-joined objects that no rule reads any more (their StickyJoin rule was removed) keep their link and lose
+# their contributions once. Every later pass of their connector must leave their metaverse objects alone: without the
+# sync memo (``reevaluate``, or rules reading Now, GUID or RandomNum) it rewrote each one (``dirty`` though nothing
+# was withdrawn), so its ``updated_at`` moved, the outbound half evaluated it again, and every other connector's sync
+# memo saw it changed (its next full sync evaluated it anew).
+
+
+N = 50
+REEVALUATE = True
+HR = """
+rules:
+  - {name: hr, direction: inbound, connector: hr, source_object_type: employee, target_object_type: person,
+     link_type: Provision, precedence: 10, flows: [{type: Direct, source: empNo, target: employeeId}]}
+  - {name: dir groups, direction: inbound, connector: dir, source_object_type: group, target_object_type: group,
+     link_type: Provision, precedence: 30, flows: [{type: Direct, source: name, target: name}]}
+"""
+STICKY = """
+  - {name: dir sticky, direction: inbound, connector: dir, source_object_type: account, target_object_type: person,
+     link_type: StickyJoin, precedence: 20, join: [[{source: empNo, target: employeeId}]],
+     flows: [{type: Direct, source: office, target: office}]}
+"""
+
+
+def objects(kind: str, prefix: str) -> list[SourceObject]:
+    return [
+        SourceObject(
+            anchor=f"{prefix}-{n}",
+            dn=f"{prefix}/{n}",
+            object_type=kind,
+            attrs={"empNo": [f"E{n}"], "office": [f"B{n}"]},
+        )  # fmt: skip
+        for n in range(N)
+    ]
+
+
+def stamps(store) -> dict[int, object]:
+    with store.engine.connect() as connection:
+        return dict(connection.execute(sa.select(mv_object.c.id, mv_object.c.updated_at)).all())
+
+
+def test_full_syncs_leave_sticky_joined_objects_no_rule_reads_alone(store):
+    with_sticky = load_rules_text(HR + STICKY, name="a.yaml")
+    without = load_rules_text(HR, name="a.yaml")
+    import_full(store, "hr", objects("employee", "hr"))
+    run_sync(store, with_sticky, connector="hr", mode="full")
+    import_full(store, "dir", objects("account", "dir"))
+    run_sync(store, with_sticky, connector="dir", mode="full")
+    assert sum(1 for (_c, _a), (_m, t) in links(store, "dir").items() if t == "sticky-join") == N
+    run_sync(store, without, connector="dir", mode="full")  # the rule is gone: contributions withdrawn once
+    run_sync(store, without, connector="hr", mode="full")
+    before = stamps(store)
+    again = run_sync(store, without, connector="dir", mode="full", reevaluate=REEVALUATE)
+    rewritten = sum(1 for mv_id, stamp in stamps(store).items() if before[mv_id] != stamp)
+    hr = run_sync(store, without, connector="hr", mode="full")
+    skipped = hr.counters.get("objects_unchanged", 0)
+    assert (rewritten, again.counters["metaverse_attribute_changes"], skipped) == (0, 0, N)
