@@ -20,9 +20,7 @@ from typing import Any
 import ldap3
 from ldap3.core import exceptions as ldap_errors
 from ldap3.protocol.microsoft import dir_sync_control, extended_dn_control, show_deleted_control
-from ldap3.utils.conv import escape_filter_chars
 
-from airflow_provider_aadsync.engine.connectors.ad.entries import parse_extended_dn
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, split_rdn, wire_dn
 from airflow_provider_aadsync.hooks.active_directory_checks import check_connection
 from airflow_provider_aadsync.hooks.active_directory_pages import (
@@ -44,6 +42,12 @@ from airflow_provider_aadsync.hooks.active_directory_settings import (
     DirSyncCookieRejected,
     RangedReadError,
     short_text,
+)
+from airflow_provider_aadsync.hooks.active_directory_values import (
+    filter_value,
+    guid_dn,
+    reference_operations,
+    value_guid,
 )
 
 try:  # Airflow 3 task SDK; the hook is also usable without a running Airflow for the CLI.
@@ -70,20 +74,6 @@ _RANGED_ATTRIBUTES = ("member",)
 #: value for ``range=0-*`` but honours explicit windows, so asking for explicit windows makes both range.
 RANGE_WINDOW = 1500
 _EXTENDED_PREFIX = re.compile(r"^(?:<[^>]*>;)+")
-
-
-def _filter_value(value: str) -> str:
-    """An LDAP filter assertion value: ldap3's escape_filter_chars for ``*()\\`` and NUL, and leading or trailing
-    whitespace as ``\\XX`` escapes too (ldap3 strips it from an unescaped filter value before sending)."""
-    escaped = escape_filter_chars(value)
-    core = escaped.strip()
-    start = len(escaped) - len(escaped.lstrip())
-    lead, trail = escaped[:start], escaped[start + len(core) :]
-
-    def hexed(text: str) -> str:
-        return "".join(f"\\{byte:02x}" for byte in text.encode())
-
-    return hexed(lead) + core + hexed(trail)
 
 
 class ActiveDirectoryHook(BaseHook):
@@ -296,7 +286,7 @@ class ActiveDirectoryHook(BaseHook):
     def find_objects(self, attribute: str, value: str, attributes: Sequence[str] = ("objectGUID",)) -> list[RawEntry]:
         """Find objects whose ``attribute`` equals ``value``; the value is escaped, never spliced raw."""
         conn = self.get_conn()
-        search_filter = f"(&{IMPORT_FILTER}({attribute}={_filter_value(value)}))"
+        search_filter = f"(&{IMPORT_FILTER}({attribute}={filter_value(value)}))"
         conn.search(
             self.search_base,
             search_filter,
@@ -473,7 +463,7 @@ class ActiveDirectoryHook(BaseHook):
         Samba 4.17 ignores that control for linked attributes such as ``member`` (entryAlreadyExists /
         unwillingToPerform), so on those refusals the current values are read once and only the difference is sent.
         """
-        operations = _reference_operations(add, remove)
+        operations = reference_operations(add, remove)
         if not operations:
             return
         target = guid_dn(guid)
@@ -484,9 +474,9 @@ class ActiveDirectoryHook(BaseHook):
         except ActiveDirectoryWriteError as error:
             if error.code not in ("entryAlreadyExists", "unwillingToPerform", "noSuchAttribute"):
                 raise
-            present = {_value_guid(value) for value in self.read_values(guid, attribute)}
+            present = {value_guid(value) for value in self.read_values(guid, attribute)}
             self.counters["ldap_reconcile_reads"] += 1
-            operations = _reference_operations(
+            operations = reference_operations(
                 [t for t in add if t.lower() not in present], [t for t in remove if t.lower() in present]
             )
             if operations:
@@ -532,20 +522,32 @@ class ActiveDirectoryHook(BaseHook):
         return entries[0]["dn"] if entries else None
 
     def read_values(self, guid: str, attribute: str) -> list[bytes]:
-        """All values of ``attribute`` of an object, ranged reads included (the import's code path)."""
-        dn = self.object_dn(guid)
-        if dn is None:
-            return []
+        """All values of ``attribute`` of an object, ranged reads included (the import's code path); none when the
+        object is gone."""
+        found = self._read_ranged(guid, "(objectClass=*)", [attribute], every_ranged=True)
+        return found[1].get(attribute, []) if found else []
+
+    def read_entry(self, guid: str, attributes: Sequence[str]) -> RawEntry | None:
+        """One object, whole, as a full import reads it (extended DN, ``attributes``, big ones every range read), by
+        objectGUID; None when it is gone or outside the import's filter. A DirSync delta reports an object moved
+        into the scope with the moved attributes only: the import reads it through this."""
+        return self._read_ranged(guid, IMPORT_FILTER, attributes)
+
+    def _read_ranged(
+        self, guid: str, search_filter: str, attributes: Sequence[str], *, every_ranged: bool = False
+    ) -> RawEntry | None:
+        window = f";range=0-{RANGE_WINDOW - 1}"
+        ranged = [name + window if every_ranged or name.lower() in _RANGED_ATTRIBUTES else name for name in attributes]
         conn = self.get_conn()
-        conn.search(
-            dn,
-            "(objectClass=*)",
-            ldap3.BASE,
-            attributes=[f"{attribute};range=0-{RANGE_WINDOW - 1}"],
-            controls=[extended_dn_control(criticality=False, hex_format=False)],
+        control = extended_dn_control(criticality=False, hex_format=False)
+        try:
+            conn.search(guid_dn(guid), search_filter, ldap3.BASE, attributes=ranged, controls=[control])
+        except ldap_errors.LDAPNoSuchObjectResult:
+            return None
+        found = next((entry for entry in conn.response if entry["type"] == "searchResEntry"), None)
+        return (
+            None if found is None else (found["dn"], self._complete_ranges(found["dn"], dict(found["raw_attributes"])))
         )
-        entry = conn.response[0]
-        return self._complete_ranges(entry["dn"], dict(entry["raw_attributes"])).get(attribute, [])
 
     def _read_base(self, dn: str, attributes: Sequence[str]) -> dict[str, list[bytes]] | None:
         conn = self.get_conn()
@@ -574,22 +576,3 @@ class ActiveDirectoryHook(BaseHook):
 
 
 _PERMISSIVE = [(PERMISSIVE_MODIFY_OID, False, None)]
-
-
-def _reference_operations(add: Sequence[str], remove: Sequence[str]) -> list[tuple[str, list[str]]]:
-    operations: list[tuple[str, list[str]]] = []
-    if remove:
-        operations.append((ldap3.MODIFY_DELETE, [guid_dn(target) for target in remove]))
-    if add:
-        operations.append((ldap3.MODIFY_ADD, [guid_dn(target) for target in add]))
-    return operations
-
-
-def _value_guid(value: bytes) -> str | None:
-    """The GUID of a value read with the extended-DN control (``<GUID=...>;<SID=...>;CN=...``)."""
-    return parse_extended_dn(value.decode("utf-8", "replace")).guid
-
-
-def guid_dn(guid: str) -> str:
-    """The ``<GUID=...>`` form that addresses an object by objectGUID whatever its DN."""
-    return f"<GUID={guid}>"

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from aadsync_devkit.world.samba import SambaDC
 from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES
+from airflow_provider_aadsync.engine.connectors.config import ADConnectorConfig, PartitionConfig
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.hooks.active_directory import IMPORT_FILTER
 from airflow_provider_aadsync.hooks.active_directory_pages import READ_AHEAD_PAGES, python_ldap_pages
@@ -55,8 +56,8 @@ def guid_of(admin: ldap3.Connection, dn: str) -> str:
     return str(uuid.UUID(bytes_le=admin.response[0]["raw_attributes"]["objectGUID"][0]))
 
 
-def run(dc: SambaDC, store: Store, mode: str, **overrides) -> dict:
-    return run_ad_import(hook_for(dc, **overrides), store, mode=mode)
+def run(dc: SambaDC, store: Store, mode: str, scope: ADConnectorConfig | None = None, **overrides) -> dict:
+    return run_ad_import(hook_for(dc, **overrides), store, mode=mode, scope=scope)
 
 
 def live_rows(store: Store) -> dict[str, dict]:
@@ -357,3 +358,33 @@ def test_python_ldap_and_ldap3_dirsync_reads_store_the_same_rows(dc, admin, tmp_
     assert (counters["adds"], counters["renames"], counters["deletes"]) == (1, 1, 1)
     # removed: the member taken out, and the deleted user (the engine drops references to deleted objects)
     assert (counters["reference_adds"], counters["reference_removes"]) == (1, 2)
+
+
+def test_delta_reads_an_object_moved_into_the_scope_whole(dc, admin, store):
+    """DirSync reports a move with the attributes the move changed (no objectClass, no other value): an object moved
+    from an excluded OU into the scope is read whole, as a full import reads it, and one moved out is deleted."""
+    parking = ou(dc, "Parking")
+    assert admin.add(parking, ["top", "organizationalUnit"]), admin.result
+    partition = PartitionConfig(dn=dc.base_dn, exclude_ous=(parking,))
+    scope = {"scope": ADConnectorConfig(name="ad", conn_id="aadsync_ad", partitions=(partition,))}
+    parked = f"CN=Parked Person,{parking}"
+    assert admin.add(
+        parked,
+        ["top", "person", "organizationalPerson", "user"],
+        {"sAMAccountName": "parked-person", "displayName": "Parked Person", "department": "Logistics"},
+    ), admin.result
+    anchor = guid_of(admin, parked)
+    assert run(dc, store, "full", **scope)["result"] == "success"
+    assert anchor not in live_rows(store)
+
+    assert admin.modify_dn(parked, "CN=Parked Person", new_superior=ou(dc, "Users")), admin.result
+    delta = run(dc, store, "delta", **scope)
+    assert delta["mode"] == "delta" and delta["counters"]["adds"] == 1, delta["counters"]
+    row = live_rows(store)[anchor]
+    attrs = json.loads(row["attrs"])
+    assert row["object_type"] == "user" and row["dn"] == f"CN=Parked Person,{ou(dc, 'Users')}"
+    assert attrs["sAMAccountName"] == ["parked-person"] and attrs["department"] == ["Logistics"]
+
+    assert admin.modify_dn(row["dn"], "CN=Parked Person", new_superior=parking), admin.result
+    assert run(dc, store, "delta", **scope)["counters"]["deletes"] == 1
+    assert anchor not in live_rows(store)

@@ -80,6 +80,9 @@ class FakeDirectory:
     def dirsync_watermark(self) -> bytes:
         return b"cookie-0"
 
+    def read_entry(self, guid: str, attributes: Sequence[str]) -> tuple[str, dict[str, list[bytes]]] | None:
+        return self.objects.get(uuid.UUID(guid))
+
     def dirsync_pages(self, attributes: Sequence[str], cookie: bytes) -> Iterator:
         self.cookies_seen.append(cookie)
         if self.reject_cookie:

@@ -8,7 +8,8 @@ import re
 import uuid
 
 from aadsync_devkit.world.seed import DEV_WRITEBACK_OU
-from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook, _value_guid
+from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
+from airflow_provider_aadsync.hooks.active_directory_values import value_guid
 
 WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU}
 
@@ -42,7 +43,7 @@ def written_back(ad: ActiveDirectoryHook, group_id: str) -> tuple[str, dict[str,
 
 def members_in_ad(ad: ActiveDirectoryHook, guid: str) -> list[str]:
     """Every member value, read with explicit ranges (the import's code path)."""
-    return [_value_guid(value) for value in ad.read_values(guid, "member")]
+    return [value_guid(value) for value in ad.read_values(guid, "member")]
 
 
 def sync_a_written_back_group(store, *, ou: str, cloud_id: str) -> None:

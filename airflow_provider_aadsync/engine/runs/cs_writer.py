@@ -8,21 +8,25 @@ the directory. Every write happens inside the caller's transaction, which also s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.batching import chunks
+from airflow_provider_aadsync.engine.runs.cs_page import (  # noqa: F401 - the writer's public names, as before
+    NO_REFERENCES_HASH,
+    ObjectPage,
+    attrs_digest,
+    reference_pairs,
+    serialize_attrs,
+)
 from airflow_provider_aadsync.engine.runs.source import (
     Reference,
     SourceObject,
@@ -57,81 +61,8 @@ PENDING_UPDATE = "update"
 PENDING_DELETE = "delete"
 
 
-_ATTRS_ENCODER = msgspec.json.Encoder(order="sorted")
 _WRITTEN_COLUMNS = ("anchor", "dn", "object_type", "attrs", "attrs_hash", "refs_hash", "pending_import")
 _REFERENCE_COLUMNS = ("anchor", "attribute", "target_anchor", "target_dn")
-
-
-def serialize_attrs(attrs: dict[str, list[Any]]) -> str:
-    """The canonical JSON of an attribute dict (sorted keys, compact, UTF-8): what is stored and digested.
-
-    msgspec writes what ``json.dumps(sort_keys=True, ensure_ascii=False, separators=(",", ":"))`` writes (floats
-    with exponents aside), about 8 times faster; a full import serializes every object.
-    """
-    return _ATTRS_ENCODER.encode(attrs).decode()
-
-
-def attrs_digest(serialized: str) -> str:
-    return hashlib.blake2b(serialized.encode(), digest_size=16).hexdigest()
-
-
-#: refs_hash of an object without references.
-NO_REFERENCES_HASH = format_hash(0)
-
-
-@dataclass(slots=True)
-class ObjectPage:
-    """A page of full-import objects as columns, one entry per object: what the writer compares and stores.
-
-    Why columns: a source that reads many objects per page (Graph) fills it directly, without building a
-    SourceObject per object, and the writer hands whole columns to the store. ``references`` holds
-    ``(position of the object in the page, attribute, target anchor, target DN)``.
-    """
-
-    anchors: list[str] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)
-    object_types: list[str | None] = field(default_factory=list)
-    attrs: list[str] = field(default_factory=list)
-    refs_hashes: list[str] = field(default_factory=list)
-    references: list[tuple[int, str, str, str | None]] = field(default_factory=list)
-
-    @classmethod
-    def from_objects(cls, objects: Iterable[SourceObject], *, serialize: bool = True) -> ObjectPage:
-        page = cls()
-        for obj in objects:
-            # An attribute without values is stored as absent, as a delta import stores a cleared one.
-            attrs = serialize_attrs({name: values for name, values in obj.attrs.items() if values}) if serialize else ""
-            page.add(obj.anchor, obj.dn, obj.object_type, attrs, obj.references)
-        return page
-
-    def add(
-        self,
-        anchor: str,
-        dn: str,
-        object_type: str | None,
-        serialized_attrs: str,
-        references: dict[str, list[Reference]] | None = None,
-    ) -> None:
-        position = len(self.anchors)
-        self.anchors.append(anchor)
-        self.dns.append(dn)
-        self.object_types.append(object_type)
-        self.attrs.append(serialized_attrs)
-        if not references:
-            self.refs_hashes.append(NO_REFERENCES_HASH)
-            return
-        self.refs_hashes.append(format_hash(references_hash(_pairs(references))))
-        self.references += [
-            (position, name, target, dn) for name, values in references.items() for target, dn in values
-        ]
-
-    def reference_frame(self) -> pd.DataFrame:
-        """The references as rows: position, anchor, attribute, target_anchor, target_dn."""
-        # object columns: a string column would turn a missing target DN (None) into NaN
-        columns = ["position", "attribute", "target_anchor", "target_dn"]
-        frame = pd.DataFrame(self.references, columns=columns, dtype=object)
-        frame.insert(1, "anchor", pd.Series(self.anchors, dtype=object).take(frame["position"].astype(int)).to_numpy())
-        return frame
 
 
 class ConnectorSpaceWriter:
@@ -188,6 +119,7 @@ class ConnectorSpaceWriter:
         """Compare one page (as columns) with the index and write adds, updates and reference changes."""
         if self._index is None:
             raise RuntimeError("begin_full() must be called before write_full_page()")
+        removed = self._removed_last(page)
         if not page.anchors:
             return
         frame = pd.DataFrame(
@@ -201,11 +133,20 @@ class ConnectorSpaceWriter:
                 "position": range(len(page.anchors)),
             }
         ).drop_duplicates("anchor", keep="last")
-        self._seen.update(page.anchors)
+        if removed:
+            frame = frame[~frame["anchor"].isin(removed)]
+        # An anchor a previous page of this import wrote already (a round may repeat an object): compare with what was
+        # written, not with the index read before the import.
+        repeated = [anchor for anchor in frame["anchor"] if anchor in self._seen]
+        self._seen.update(frame["anchor"])
         self.counters["objects_read"] += len(frame)
         progress.current().advance(len(frame))
 
         stored = self._index.reindex(frame["anchor"])
+        if repeated:
+            columns = ["dn", "attrs_hash", "refs_hash", "is_deleted", "pending_import"]
+            for anchor, row in self._load_rows(repeated).items():
+                stored.loc[anchor, columns] = [row[name] for name in columns]
         stored.index = frame.index
         is_new = stored["attrs_hash"].isna() | stored["is_deleted"].eq(True)
         renamed = ~is_new & stored["dn"].ne(frame["dn"])
@@ -249,6 +190,23 @@ class ConnectorSpaceWriter:
         changed_anchors = frame.loc[refs_changed, "anchor"].tolist()
         if changed_anchors:
             self._replace_references(changed_anchors, references[references["anchor"].isin(changed_anchors)])
+
+    def _removed_last(self, page: ObjectPage) -> set[str]:
+        """The anchors ``page`` reports removed after their last occurrence in it. One an earlier page of this import
+        wrote is no longer seen (``finish_full`` deletes it, through the guard, when the connector space held it
+        alive before the import); one this import added is taken out again at once."""
+        if not page.removed:
+            return set()
+        last_add = {anchor: position for position, anchor in enumerate(page.anchors)}
+        removed = {anchor for position, anchor in page.removed if position > last_add.get(anchor, -1)}
+        assert self._index is not None
+        for anchor in sorted(removed & self._seen):
+            self._seen.discard(anchor)
+            if anchor not in self._index.index:
+                self._delete([anchor], [PENDING_ADD])  # never synced: it vanishes
+            elif bool(self._index.at[anchor, "is_deleted"]):  # a tombstone this import revived: one again
+                self._delete([anchor], [self._index.at[anchor, "pending_import"] or PENDING_DELETE])
+        return removed
 
     def keep_in_full(self, objects: Sequence[SourceObject]) -> None:
         """Objects a full import reads beside its rounds (Entra's soft-deleted groups), as partial changes: applied to
@@ -297,6 +255,11 @@ class ConnectorSpaceWriter:
         ).scalar_one()
 
     # ------------------------------------------------------------------------------------------------ delta
+    def not_alive(self, anchors: Sequence[str]) -> set[str]:
+        """The anchors among ``anchors`` the connector space does not hold as live objects."""
+        stored = self._load_rows(anchors)
+        return {anchor for anchor in anchors if anchor not in stored or stored[anchor]["is_deleted"]}
+
     def write_delta_page(self, objects: Sequence[SourceObject]) -> None:
         """Apply one page of changes; objects unknown to the connector space become adds."""
         if not objects:
@@ -349,7 +312,7 @@ class ConnectorSpaceWriter:
             "object_type": obj.object_type,
             "attrs": serialized,
             "attrs_hash": attrs_digest(serialized),
-            "refs_hash": format_hash(references_hash(_pairs(references))),
+            "refs_hash": format_hash(references_hash(reference_pairs(references))),
             "is_deleted": False,
             "pending_import": PENDING_ADD,
             "last_run_id": self.run_id,
@@ -581,7 +544,3 @@ class ConnectorSpaceWriter:
             )
             self.counters["updates"] += 1
         return list(by_source)
-
-
-def _pairs(references: dict[str, list[Reference]]) -> Iterable[tuple[str, str]]:
-    return {(name, target) for name, values in references.items() for target, _dn in values}

@@ -62,6 +62,12 @@ class DirectorySource(Protocol):
         ...
 
 
+class EntryReadingSource(Protocol):
+    def read_entry(self, guid: str, attributes: Sequence[str]) -> RawEntry | None:
+        """One object as a full import reads it, by objectGUID; None when it is gone."""
+        ...
+
+
 class GroupMembersSource(Protocol):
     def group_members(self, group_dn: str) -> list[str]:
         """The group's direct ``member`` values (extended DNs), every range read."""
@@ -141,12 +147,36 @@ class ADImportSteps:
         for partition in self.filters:
             cookie = saved[partition.key]
             for entries, page_cookie in self.source.dirsync_pages(self.attributes, cookie, **self._base(partition)):
-                writer.write_delta_page(self._decode(partition, entries, errors, partial=True))
+                objects = self._decode(partition, entries, errors, partial=True)
+                writer.write_delta_page(self._whole_when_new(partition, objects, writer, errors))
                 # The cookie commits with the rows when the run ends; a chunk inside a search has none of its own.
                 if page_cookie is not None:
                     cookie = page_cookie
             cookies[partition.key] = cookie
         return cookies
+
+    def _whole_when_new(
+        self, partition: PartitionFilter, objects: list[SourceObject], writer: ConnectorSpaceWriter, errors: ErrorSink
+    ) -> list[SourceObject]:
+        """DirSync reports what changed, not the object: one the connector space does not hold alive (moved into the
+        scope, or back into it) comes with its moved attributes only (no objectClass, no other value). Such an
+        object is read whole, as a full import reads it, and added from that."""
+        read = getattr(self.source, "read_entry", None)
+        # An object created since the cookie comes whole (every attribute is new, objectClass too).
+        candidates = [obj for obj in objects if not obj.deleted and obj.object_type is None]
+        new = writer.not_alive([obj.anchor for obj in candidates]) if read is not None and candidates else set()
+        if not new:
+            return objects
+        result = []
+        for obj in objects:
+            if obj.deleted or obj.object_type is not None or obj.anchor not in new:
+                result.append(obj)
+                continue
+            entry = read(obj.anchor, self.attributes)
+            if entry is None:  # gone again since DirSync saw it: nothing to add
+                continue
+            result.extend(self._decode(partition, [entry], errors, partial=False))
+        return result
 
     def _decode(
         self, partition: PartitionFilter, entries: list[RawEntry], errors: ErrorSink, *, partial: bool

@@ -207,7 +207,12 @@ def _user_page(
         anchor = item.get("id")
         if not anchor:
             errors.add(ObjectDecodeError(f"a users delta item has no id: {sorted(item)}", code="missing-anchor"))
-        elif "@removed" not in item:
+        elif "@removed" in item:
+            try:
+                page.remove(_check_anchor("users", anchor))  # a later occurrence wins over an earlier one
+            except ObjectDecodeError as error:
+                errors.add(error)
+        else:
             attrs = {
                 key: value if type(value) is list else [value]
                 for key, value in flat_item(item).items()

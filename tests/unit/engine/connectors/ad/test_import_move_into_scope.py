@@ -1,0 +1,59 @@
+"""A user moved into the import's OU scope, seen by a DirSync delta.
+
+DirSync returns only the attributes whose replication metadata changed since the cookie, plus objectGUID,
+instanceType and (with ``name``) parentGUID: a move changes ``name`` only, so the entry carries no objectClass and
+none of the user's other attributes (Samba's dirsync.c does the same; the hook keeps only the attributes asked for).
+For the connector space a move into scope is an add of the whole object, as a move out of scope is a delete.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
+from airflow_provider_aadsync.engine.store import Store, cs_object
+from tests.support.fakes import ATTRS, NC, FakeDirectory, guid
+
+SCOPE = f"OU=In,{NC}"
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
+        yield opened
+
+
+def live(store: Store) -> dict[str, dict]:
+    with store.engine.connect() as connection:
+        return {
+            row.anchor: dict(row._mapping)
+            for row in connection.execute(sa.select(cs_object).where(cs_object.c.is_deleted == sa.false()))
+        }
+
+
+def test_user_moved_into_scope_is_added_by_the_delta_with_its_attributes(store):
+    directory = FakeDirectory()
+    directory.add_user(1, "user1")
+    directory.add_user(2, "user2")
+    dn, raw = directory.objects[guid(2)]
+    directory.objects[guid(2)] = (dn.replace(f",{NC}", f",{SCOPE}"), raw)
+    import_active_directory(directory, store, mode="full", attributes=ATTRS, scope_dn=SCOPE)
+    assert set(live(store)) == {str(guid(2))}
+
+    # user1 moved from the domain root into OU=In: DirSync reports the move, not the object
+    moved_dn = f"CN=user1,{SCOPE}"
+    directory.objects[guid(1)] = (FakeDirectory.ext(1, moved_dn), directory.objects[guid(1)][1])
+    directory.delta_batches = [[(FakeDirectory.ext(1, moved_dn), {"objectGUID": [guid(1).bytes_le]})]]
+    delta = import_active_directory(directory, store, mode="delta", attributes=ATTRS, scope_dn=SCOPE)
+
+    assert delta.mode == "delta"
+    rows = live(store)
+    assert str(guid(1)) in rows, f"the moved-in user was not imported: {delta.counters}"
+    assert rows[str(guid(1))]["object_type"] == "user"
+    assert json.loads(rows[str(guid(1))]["attrs"])["displayName"] == ["user1"]
+    # a full import afterwards finds nothing the delta missed
+    full = import_active_directory(directory, store, mode="full", attributes=ATTRS, scope_dn=SCOPE)
+    assert (full.counters["adds"], full.counters["updates"]) == (0, 0)
