@@ -14,6 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.batching import chunks
+from airflow_provider_aadsync.engine.connectors.kinds import inbound_rule_applies
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.rules import CompiledRule
 from airflow_provider_aadsync.engine.store import (
@@ -38,6 +39,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     IN_CHUNK,
     LINK_TYPES,
     column_of,
+    load_json,
     members_by_rule,
     write_rows,
 )
@@ -55,6 +57,8 @@ class Joins:
         self.metaverse = metaverse
         self.staging = staging
         self._last_allocated = 0
+        #: Per connector: whether its join rules soft match, and their hard-match attributes (hard_match).
+        self._hard_match: dict[str, tuple[bool, set[str]]] = {}
 
     def link(
         self,
@@ -446,14 +450,57 @@ class Joins:
             for r in self.state.outbound_rules
             if r.rule.link_type == "Provision"
         }
+        disconnected: dict[str, list[str]] = defaultdict(list)
         for connector, anchor, link_type, mv_type in remaining:
-            if connector not in outbound_connectors or connector == self.state.connector:
+            if connector == self.state.connector:
                 continue
-            if link_type == "provision" or (link_type == "join" and (connector, mv_type) in provisioned_to):
+            if connector in outbound_connectors and (
+                link_type == "provision"
+                or (
+                    link_type == "join"
+                    and (connector, mv_type) in provisioned_to
+                    and self.taken_over(connector, anchor)
+                )
+            ):
                 self.deprovision(connector, anchor)
+            else:
+                disconnected[connector].append(anchor)
+        # Disconnected, not deleted: an update staged for it while the metaverse object was there is not sent.
+        for connector, anchors in disconnected.items():
+            self.staging.withdraw_updates(connector, anchors)
         self.state.touched_mv.difference_update(mv_ids)
         for mv_id in mv_ids:
             self.state.reference_summaries.pop(mv_id, None)
+
+    def taken_over(self, connector: str, anchor: str, attrs: dict[str, Any] | None = None) -> bool:
+        """Whether a joined object of ``connector`` is sync's to delete: it holds a value in a hard-match attribute of
+        the connector's join rules (the anchor an export stamped, or matched on), or no join rule there soft matches.
+        A cloud-only object soft-matched (by UPN or mail) and never written holds none: it is disconnected, never
+        deleted (the product soft matches only an object it provisions). ``attrs``: its stored values, if read."""
+        soft, hard = self.hard_match(connector)
+        if not soft:
+            return True
+        if attrs is None:
+            stored = self.state.connection.execute(
+                sa.select(cs_object.c.attrs).where(cs_object.c.connector == connector, cs_object.c.anchor == anchor)
+            ).scalar()
+            attrs = load_json(stored) if stored else {}
+        lowered = {name.lower(): values for name, values in attrs.items()}
+        return any(str(value) for name in hard for value in cell_values(lowered.get(name)))
+
+    def hard_match(self, connector: str) -> tuple[bool, set[str]]:
+        """Whether a join rule reading ``connector`` soft matches, and its hard-match attributes (lower case)."""
+        if connector not in self._hard_match:
+            groups = [
+                group
+                for compiled in self.state.rules.rules
+                if compiled.rule.direction == "inbound" and inbound_rule_applies(compiled.rule.connector, connector)
+                for group in compiled.join_groups
+            ]
+            soft = any(pair.soft_match for group in groups for pair in group)
+            hard = {pair.source.lower() for group in groups if not any(p.soft_match for p in group) for pair in group}
+            self._hard_match[connector] = (soft, hard)
+        return self._hard_match[connector]
 
     def deprovision(self, connector: str, anchor: str) -> None:
         if anchor.startswith(PROVISIONAL_PREFIX):

@@ -43,6 +43,7 @@ from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
 from airflow_provider_aadsync.engine.sync.schema import METAVERSE, cell_values
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
+from airflow_provider_aadsync.engine.sync.unjoined import Unjoined
 
 #: Target attributes that hold an exported anchor (lower case): once set, a normal sync never rewrites them.
 IMMUTABLE_ANCHORS = ("onpremisesimmutableid",)
@@ -208,7 +209,7 @@ class Outbound:
         widened_types = {r.rule.target_object_type.casefold() for r in rules}
         current = self._load_cs(connector, [links[(m, connector)][0] for m in mv_ids if (m, connector) in links])
         in_scope_of = members_by_rule(scope)
-        unjoined = _Unjoined(self.state, connector)
+        unjoined = Unjoined(self.state, connector, self.joins.hard_match(connector)[1])
         staged: list[tuple[str, str, str, str, dict[str, list[Any]]]] = []
         provisioned_adds: list[tuple[str, str, str, str, dict[str, list[Any]]]] = []  # anchors made just now
         new_objects: list[dict[str, Any]] = []
@@ -232,11 +233,17 @@ class Outbound:
                 if mv_id in suspects and self._refused(connector, target_schema, mv_id, loaded, links, desired):
                     continue
                 found = self._rejoinable(connector, provision_rule, desired, unjoined)
+                kind = "provision"
+                if found is None:
+                    # Deprovisioned (its delete staged, not yet exported) and back in scope: the object it left,
+                    # found by its hard-match anchor, is joined again and its delete withdrawn, never a second one made.
+                    found = unjoined.take_deleted(provision_rule.rule.target_object_type, desired)
+                    kind = "join"
                 if found is not None:
                     anchor, stored = found
                     new_links.append(
                         {
-                            **self.joins.link_row(anchor, mv_id, provision_rule, "provision", now=now),
+                            **self.joins.link_row(anchor, mv_id, provision_rule, kind, now=now),
                             "connector": connector,
                         }
                     )
@@ -270,7 +277,14 @@ class Outbound:
             # Out of scope of every rule: deprovisioned when sync made the object, or when it joined it and a Provision
             # rule writes to this connector (a hard-matched cloud user is deleted as a created one); a source object
             # (projection, sticky join) never is.
-            deprovisions = link_type == "provision" or (link_type == "join" and bool(provisioning))
+            # A joined object only when sync took it over (it holds a hard-match anchor): a cloud-only object
+            # soft-matched to a person no rule has in scope was never written, and is left alone.
+            deprovisions = link_type == "provision" or (
+                link_type == "join"
+                and bool(provisioning)
+                and anchor in current
+                and self.joins.taken_over(connector, anchor, current[anchor]["attrs"])
+            )
             if provision_rule is None and not in_scope and deprovisions:
                 self.state.note("exports", f"{connector}: out of scope of every outbound rule, deprovision")
                 self.state.connection.execute(
@@ -334,7 +348,7 @@ class Outbound:
         connector: str,
         rule: CompiledRule,
         desired: Mapping[str, list[Any]],
-        unjoined: _Unjoined,
+        unjoined: Unjoined,
     ) -> tuple[str, dict[str, Any]] | None:
         """An unjoined object of ``connector`` holding the value the provisioning rule's ``rejoin_on`` attribute
         would write (the writeback mark an earlier export stamped): it is joined, not created a second time."""
@@ -526,50 +540,6 @@ class Outbound:
             "last_run_id": self.state.run_id,
             "updated_at": now,
         }
-
-
-class _Unjoined:
-    """The unjoined (disconnector) objects of one connector, by object type and by the value of a rejoin attribute,
-    read once per outbound pass and only when a provisioning rule asks (a rebuilt store, a written-back group)."""
-
-    def __init__(self, state: SyncPass, connector: str) -> None:
-        self.state = state
-        self.connector = connector
-        self._index: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {}
-
-    def take(self, object_type: str, attribute: str, value: str) -> tuple[str, dict[str, Any]] | None:
-        """The object holding ``value`` (case-insensitive), removed so that no second metaverse object joins it."""
-        key = (object_type, attribute.lower())
-        if key not in self._index:
-            self._index[key] = self._load(object_type, attribute.lower())
-        return self._index[key].pop(value.casefold(), None)
-
-    def _load(self, object_type: str, attribute: str) -> dict[str, tuple[str, dict[str, Any]]]:
-        query = (
-            sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.object_type, cs_object.c.attrs)
-            .select_from(
-                cs_object.outerjoin(
-                    link, sa.and_(link.c.connector == cs_object.c.connector, link.c.anchor == cs_object.c.anchor)
-                )
-            )
-            .where(
-                cs_object.c.connector == self.connector,
-                cs_object.c.object_type == object_type,
-                cs_object.c.is_deleted.is_(False),
-                link.c.anchor.is_(None),
-            )
-        )
-        found: dict[str, tuple[str, dict[str, Any]]] = {}
-        for anchor, dn, found_type, attrs in self.state.connection.execute(query):
-            if anchor.startswith(PROVISIONAL_PREFIX):
-                continue
-            decoded = load_json(attrs)
-            values = {name.lower(): v for name, v in decoded.items()}.get(attribute)
-            for value in cell_values(values):
-                found.setdefault(
-                    str(value).casefold(), (anchor, {"dn": dn, "object_type": found_type, "attrs": decoded})
-                )
-        return found
 
 
 def _metaverse_label(loaded: Mapping[int, dict[str, Any]], mv_id: int) -> str:

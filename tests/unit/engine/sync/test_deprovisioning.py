@@ -20,10 +20,13 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
 )
 from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import (
     ad_user,
     deleted,
+    entra_user,
     exports,
+    guid,
     import_delta,
     import_full,
     links,
@@ -111,7 +114,7 @@ def account(n: int, **attrs: str) -> SourceObject:
 
 @pytest.fixture
 def rules():
-    return load_rules_text(RULES, name="hunt1.yaml")
+    return load_rules_text(RULES, name="join-outbound.yaml")
 
 
 def joined_world(store, rules) -> int:
@@ -280,3 +283,108 @@ def test_full_syncs_leave_sticky_joined_objects_no_rule_reads_alone(store):
     hr = run_sync(store, without, connector="hr", mode="full")
     skipped = hr.counters.get("objects_unchanged", 0)
     assert (rewritten, again.counters["metaverse_attribute_changes"], skipped) == (0, 0, N)
+
+
+# --------------------------------------------------------------------- a cloud-only object soft-matched, never written
+# A cloud-only user (no onPremisesImmutableId) soft-matched by UPN to a metaverse person that the outbound rules
+# leave out (cloudFiltered: an arbitration mailbox, or a do-not-sync rule of the admin's) must never be deleted: sync
+# never took it over, it was never in scope, and the product's soft match only happens when an in-scope object is
+# provisioned. (A first version of the join-link deprovisioning deleted it.)
+
+
+FILTERED = str(0x800000)  # arbitration mailbox: cloudFiltered True
+
+
+def test_a_cloud_only_user_soft_matched_to_a_filtered_person_is_not_deleted(store):
+    rules = load_sync_rules()
+    import_full(store, "ad", [ad_user(1, "bob", msExchRecipientTypeDetails=FILTERED)])
+    import_full(store, "entra", [entra_user("cloud-bob", "bob@corp.example", accountEnabled=True)])
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    assert mv_by(store, "accountName", "bob")[1]["cloudFiltered"] == [True]
+    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+    # The Entra pass that soft-matches it on its UPN must not stage its delete: a cloud-only account sync never
+    # wrote, joined to a person no outbound rule has in scope.
+    staged = exports(store).get("cloud-bob")
+    assert staged is None or staged["operation"] != "delete", staged
+    assert links(store, "entra")[("entra", "cloud-bob")][1] == "join"
+    # Nor does a later change of the AD account (the person through the outbound rules again) delete it.
+    import_delta(store, "ad", [ad_user(1, "bob", msExchRecipientTypeDetails=FILTERED, department="Ops")])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    staged = exports(store).get("cloud-bob")
+    assert staged is None or staged["operation"] != "delete", staged
+
+
+def test_deleting_the_filtered_person_does_not_delete_the_cloud_only_user_it_soft_matched(store):
+    """The same cloud-only account, when the filtered AD account goes: the metaverse person is deleted, and the
+    account it soft-matched (never written, never in scope) is disconnected, not deleted (``_delete_metaverse``)."""
+    rules = load_sync_rules()
+    import_full(store, "ad", [ad_user(1, "bob", msExchRecipientTypeDetails=FILTERED)])
+    import_full(store, "entra", [entra_user("cloud-bob", "bob@corp.example", accountEnabled=True)])
+    run_sync(store, rules, connector="ad", mode="full")
+    run_sync(store, rules, connector="entra", mode="full")
+    import_delta(store, "ad", [deleted(guid(1))])
+    result = run_sync(store, rules, connector="ad", mode="delta")
+    assert result.counters["metaverse_deletes"] == 1
+    staged = exports(store).get("cloud-bob")
+    assert staged is None or staged["operation"] != "delete", staged
+
+
+# -------------------------------------------------------------------------------- a scope slip fixed before the export
+# An outbound-scope slip fixed before the export must not delete the user, now that join-linked objects are
+# deprovisioned: every object of an adopted tenant or a rebuilt store is one.
+#
+# User 1's cloud twin is joined (hard match). A slip makes user 1 cloudFiltered: the twin's delete is staged and the
+# link dropped. The slip is fixed before any export and a normal (delta) cycle runs: the AD pass finds no link and
+# planned a NEW user; the Entra delta pass does not look at the unchanged twin. The next export deleted the twin
+# (deletes go first) and created a new account in its place: a new objectId, its licenses, mailbox and memberships
+# gone, one user far below the deletion threshold (500). Now the twin is joined again and its delete withdrawn.
+
+
+def test_an_outbound_slip_fixed_before_the_export_leaves_the_joined_user_alone(store):
+    rules = world_with_cloud_twins(store, 2)
+    import_delta(store, "ad", [ad_user(1, msExchRecipientTypeDetails=str(0x800000))])  # the slip: cloudFiltered
+    run_sync(store, rules, connector="ad", mode="delta")
+    run_sync(store, rules, connector="entra", mode="delta")
+    import_delta(store, "ad", [ad_user(1, msExchRecipientTypeDetails="1")])  # fixed, before any export
+    run_sync(store, rules, connector="ad", mode="delta")
+    run_sync(store, rules, connector="entra", mode="delta")
+    planned = {anchor: row["operation"] for anchor, row in exports(store).items()}
+    assert planned == {}, planned  # current code: {'cloud-1': 'delete', 'provisional:…': 'add'}
+
+
+# ---------------------------------------------------------------------------------------------- a disconnected account
+# A deleted person disconnects (does not delete) an account only Join rules update. But an update staged
+# for that account while the person was there stays in the plan: the next export writes HR's values into an account
+# sync no longer holds (and no pass looks at it again, so the row stays until an export sends it).
+
+
+DISCONNECT_RULES = """
+rules:
+  - {name: hr, direction: inbound, connector: hr, source_object_type: employee, target_object_type: person,
+     link_type: Provision, precedence: 10,
+     flows: [{type: Direct, source: empNo, target: employeeId}, {type: Direct, source: title, target: title}]}
+  - {name: dir in, direction: inbound, connector: dir, source_object_type: account, target_object_type: person,
+     link_type: Join, precedence: 20, join: [[{source: empNo, target: employeeId}]], flows: []}
+  - {name: dir out, direction: outbound, connector: dir, source_object_type: person, target_object_type: account,
+     link_type: Join, precedence: 30, flows: [{type: Direct, source: title, target: title}]}
+"""
+
+
+def obj(kind: str, anchor: str, **attrs: str) -> SourceObject:
+    return SourceObject(anchor=anchor, dn=anchor, object_type=kind, attrs={k: [v] for k, v in attrs.items()})
+
+
+def test_a_disconnected_accounts_unsent_update_goes_with_the_link(store):
+    rules = load_rules_text(DISCONNECT_RULES, name="disconnect.yaml")
+    import_full(store, "hr", [obj("employee", "hr-1", empNo="E1", title="Engineer")])
+    run_sync(store, rules, connector="hr", mode="full")
+    import_full(store, "dir", [obj("account", "dir-1", empNo="E1", title="Engineer")])
+    run_sync(store, rules, connector="dir", mode="full")
+    assert links(store, "dir")[("dir", "dir-1")][1] == "join"
+    import_delta(store, "hr", [obj("employee", "hr-1", empNo="E1", title="Manager")])
+    run_sync(store, rules, connector="hr", mode="delta")
+    assert exports(store, "dir")["dir-1"]["changes"] == {"title": ["Manager"]}
+    import_delta(store, "hr", [deleted("hr-1")])  # before the export: HR removes the person
+    run_sync(store, rules, connector="hr", mode="delta")
+    assert ("dir", "dir-1") not in links(store)
+    assert "dir-1" not in exports(store, "dir"), exports(store, "dir")

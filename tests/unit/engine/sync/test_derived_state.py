@@ -320,8 +320,9 @@ def test_a_pending_delete_is_withdrawn_when_its_object_is_back_in_scope(store):
     run_sync(store, rules, connector="entra", mode="delta")
     assert exports(store)["cloud-1"]["operation"] == "delete"
     import_full(store, "ad", [ad_user(1), ad_user(2)])
-    run_sync(store, rules, connector="ad", mode="delta")
+    back = run_sync(store, rules, connector="ad", mode="delta")  # rejoins cloud-1 by its anchor already
     result = run_sync(store, rules, connector="entra", mode="full")
     assert links(store, "entra")[("entra", "cloud-1")][0] == mv_by(store, "accountName", "user1")[0]
-    assert result.counters["export_deletes_withdrawn"] == 1
+    withdrawn = back.counters["export_deletes_withdrawn"] + result.counters.get("export_deletes_withdrawn", 0)
+    assert withdrawn == 1 and back.counters.get("export_adds_staged", 0) == 0
     assert "cloud-1" not in exports(store)

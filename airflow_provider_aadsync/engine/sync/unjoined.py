@@ -1,0 +1,112 @@
+"""The unjoined (disconnector) objects of one target connector the outbound half may join instead of creating a
+second object: one an earlier export wrote (a provisioning rule's ``rejoin_on`` mark), or one sync deprovisioned whose
+delete is not exported yet (found by its hard-match anchor)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
+from airflow_provider_aadsync.engine.store import cs_object, link, pending_export
+from airflow_provider_aadsync.engine.sync.frames import load_json
+from airflow_provider_aadsync.engine.sync.schema import cell_values
+from airflow_provider_aadsync.engine.sync.state import SyncPass
+
+
+class Unjoined:
+    """The unjoined (disconnector) objects of one connector, by object type and by the value of a rejoin attribute,
+    read once per outbound pass and only when a provisioning rule asks (a rebuilt store, a written-back group)."""
+
+    def __init__(self, state: SyncPass, connector: str, hard: set[str] | None = None) -> None:
+        self.state = state
+        self.connector = connector
+        self._index: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {}
+        self._hard = hard or set()
+        #: (object type, hard-match attribute, value) → an unjoined object whose unsent delete is staged.
+        self._deleting: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] | None = None
+
+    def take_deleted(self, object_type: str, desired: Mapping[str, list[Any]]) -> tuple[str, dict[str, Any]] | None:
+        """An unjoined object of ``object_type`` with a settled (unsent) pending delete holding the hard-match value
+        the object would be given (``desired``): sync deprovisioned it and the object came back before the export."""
+        if not self._hard:
+            return None
+        if self._deleting is None:
+            self._deleting = self._load_deleting()
+        if not self._deleting:  # nearly always: a first sync's creates pay one query, not a scan each
+            return None
+        for name, values in desired.items():
+            if name.lower() in self._hard and len(values) == 1 and str(values[0]):
+                key = (object_type.casefold(), name.lower(), str(values[0]).casefold())
+                found = self._deleting.pop(key, None)
+                if found is not None:
+                    return found
+        return None
+
+    def _load_deleting(self) -> dict[tuple[str, str, str], tuple[str, dict[str, Any]]]:
+        query = (
+            sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.object_type, cs_object.c.attrs)
+            .select_from(
+                cs_object.join(
+                    pending_export,
+                    sa.and_(
+                        pending_export.c.connector == cs_object.c.connector,
+                        pending_export.c.anchor == cs_object.c.anchor,
+                    ),
+                ).outerjoin(
+                    link, sa.and_(link.c.connector == cs_object.c.connector, link.c.anchor == cs_object.c.anchor)
+                )
+            )
+            .where(
+                cs_object.c.connector == self.connector,
+                cs_object.c.is_deleted.is_(False),
+                pending_export.c.operation == "delete",
+                pending_export.c.state.in_(("pending", "failed")),
+                link.c.anchor.is_(None),
+            )
+        )
+        found: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+        for anchor, dn, found_type, attrs in self.state.connection.execute(query):
+            decoded = load_json(attrs)
+            lowered = {name.lower(): v for name, v in decoded.items()}
+            for attribute in self._hard:
+                for value in cell_values(lowered.get(attribute)):
+                    key = (found_type.casefold(), attribute, str(value).casefold())
+                    found.setdefault(key, (anchor, {"dn": dn, "object_type": found_type, "attrs": decoded}))
+        return found
+
+    def take(self, object_type: str, attribute: str, value: str) -> tuple[str, dict[str, Any]] | None:
+        """The object holding ``value`` (case-insensitive), removed so that no second metaverse object joins it."""
+        key = (object_type, attribute.lower())
+        if key not in self._index:
+            self._index[key] = self._load(object_type, attribute.lower())
+        return self._index[key].pop(value.casefold(), None)
+
+    def _load(self, object_type: str, attribute: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        query = (
+            sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.object_type, cs_object.c.attrs)
+            .select_from(
+                cs_object.outerjoin(
+                    link, sa.and_(link.c.connector == cs_object.c.connector, link.c.anchor == cs_object.c.anchor)
+                )
+            )
+            .where(
+                cs_object.c.connector == self.connector,
+                cs_object.c.object_type == object_type,
+                cs_object.c.is_deleted.is_(False),
+                link.c.anchor.is_(None),
+            )
+        )
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        for anchor, dn, found_type, attrs in self.state.connection.execute(query):
+            if anchor.startswith(PROVISIONAL_PREFIX):
+                continue
+            decoded = load_json(attrs)
+            values = {name.lower(): v for name, v in decoded.items()}.get(attribute)
+            for value in cell_values(values):
+                found.setdefault(
+                    str(value).casefold(), (anchor, {"dn": dn, "object_type": found_type, "attrs": decoded})
+                )
+        return found
