@@ -138,11 +138,11 @@ class Conflicts:
 
     def release(self, connection: sa.Connection, anchor: str, changes: Mapping[str, list[Any]]) -> None:
         """A write of the wanted value went through: the conflict is resolved upstream."""
-        released = [
-            name
-            for name in ("userPrincipalName", "mail")
-            if changes.get(name) and not is_placeholder(str(changes[name][0]))
-        ]
+        upn, mail = changes.get("userPrincipalName"), changes.get("mail")
+        # A placeholder is only ever a UPN: an address like sales_2024@ is the wanted value, written.
+        released = (["userPrincipalName"] if upn and not is_placeholder(str(upn[0])) else []) + (
+            ["mail"] if mail else []
+        )
         if released:
             connection.execute(
                 sa.update(export_conflict)

@@ -203,6 +203,22 @@ def test_a_taken_smtp_address_is_dropped_and_recorded(store, rules, graph):
     assert (conflict.attribute, conflict.wanted_value, conflict.placeholder) == ("mail", "shared@corp.example", None)
 
 
+@pytest.mark.parametrize("address", ["shared@corp.example", "sales_2024@corp.example"])
+def test_a_taken_smtp_address_is_written_and_released_once_free(store, rules, graph, address):
+    """Tried again each cycle and released once written: also an address whose local part ends like a placeholder's
+    (``_`` and four digits), which only a UPN can be."""
+    holder = graph.add_user("other@corp.example", mail=address)
+    import_full(store, "ad", [ad_user(1, mail=address)])
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    assert export(store, graph).counters["conflicts_recorded"] == 1
+    del graph.objects[holder]  # the other holder lets it go
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    assert export(store, graph).result == "success"
+    assert graph.users()[anchor_of(store, "user1@corp.example")]["mail"] == address
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.select(export_conflict.c.released_at)).scalar() is not None
+
+
 # ------------------------------------------------------------------------------ calls without a clear answer
 @pytest.mark.parametrize("carried_out", [True, False])
 def test_a_dropped_call_is_reconciled_never_created_twice(store, rules, graph, carried_out):
