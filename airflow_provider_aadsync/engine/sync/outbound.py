@@ -114,12 +114,20 @@ class Outbound:
         placeholder until the next full sync."""
         if not self.state.outbound_rules:
             return set()
-        held = link.join(
-            export_conflict,
-            (link.c.connector == export_conflict.c.connector) & (link.c.anchor == export_conflict.c.anchor),
+        # The conflicts first (a few rows), then their links by key: a join would scan every link (SQLite drives it
+        # from the big table when the small one has no statistics).
+        held: dict[str, list[str]] = defaultdict(list)
+        query = sa.select(export_conflict.c.connector, export_conflict.c.anchor).where(
+            export_conflict.c.released_at.is_(None)
         )
-        query = sa.select(link.c.mv_id).select_from(held).where(export_conflict.c.released_at.is_(None)).distinct()
-        return {int(mv_id) for mv_id in self.state.connection.execute(query).scalars()}
+        for connector, anchor in self.state.connection.execute(query):
+            held[connector].append(anchor)
+        found: set[int] = set()
+        for connector, anchors in held.items():
+            for chunk in chunks(sorted(set(anchors)), IN_CHUNK):
+                rows = sa.select(link.c.mv_id).where(link.c.connector == connector, link.c.anchor.in_(chunk))
+                found.update(int(mv_id) for mv_id in self.state.connection.execute(rows).scalars())
+        return found
 
     def _reference_flows(self, connector: str) -> list[tuple[str, str, str]]:
         """(connector, metaverse attribute, target attribute) of each Direct reference flow of the outbound rules that

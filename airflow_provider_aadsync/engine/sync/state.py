@@ -108,6 +108,9 @@ class SyncPass:
         #: creation replaced by the object found): the groups holding them go through the outbound rules too, so their
         #: member rows in this connector name it (synchronizer.py).
         self.relinked: set[int] = set()
+        #: Per target connector: its unjoined objects with an unsent delete, by hard-match value (unjoined.py), read
+        #: once per pass at the first create that may rejoin one.
+        self.unjoined_deletes: dict[str, dict[tuple[str, str, str], tuple[str, dict[str, Any]]]] = {}
         #: (metaverse id, reference attribute) whose only contributor was disconnected in this pass: their rows go.
         self.reference_clears: list[tuple[int, str]] = []
         #: Live anchors processed (their pending import is cleared at the end).

@@ -25,22 +25,22 @@ class Unjoined:
         self.connector = connector
         self._index: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {}
         self._hard = hard or set()
-        #: (object type, hard-match attribute, value) → an unjoined object whose unsent delete is staged.
-        self._deleting: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] | None = None
 
     def take_deleted(self, object_type: str, desired: Mapping[str, list[Any]]) -> tuple[str, dict[str, Any]] | None:
         """An unjoined object of ``object_type`` with a settled (unsent) pending delete holding the hard-match value
         the object would be given (``desired``): sync deprovisioned it and the object came back before the export."""
         if not self._hard:
             return None
-        if self._deleting is None:
-            self._deleting = self._load_deleting()
-        if not self._deleting:  # nearly always: a first sync's creates pay one query, not a scan each
+        # Read once per pass (not per batch: a first full sync's staged rows would be scanned again each time).
+        deleting = self.state.unjoined_deletes.get(self.connector)
+        if deleting is None:
+            deleting = self.state.unjoined_deletes[self.connector] = self._load_deleting()
+        if not deleting:  # nearly always
             return None
         for name, values in desired.items():
             if name.lower() in self._hard and len(values) == 1 and str(values[0]):
                 key = (object_type.casefold(), name.lower(), str(values[0]).casefold())
-                found = self._deleting.pop(key, None)
+                found = deleting.pop(key, None)
                 if found is not None:
                     return found
         return None
