@@ -139,6 +139,13 @@ class ADConnectionSettings(BaseModel):
     ) -> ADConnectionSettings:
         """Build from an Airflow connection's fields; errors name the connection and the field, never the password."""
         fields = {key: value for key, value in extra.items() if value not in (None, "")}
+        repeated = sorted({"host", "port", "bind_dn", "password"} & fields.keys())
+        if repeated:
+            keep_secret(str(fields.get("password") or ""))
+            raise ActiveDirectoryError(
+                f"connection {name} is not usable: {', '.join(repeated)} in its extra: the domain controller, port, "
+                "bind DN and bind password go in the connection's host, port, login and password fields"
+            )
         try:
             return cls(host=host or "", port=port, bind_dn=login or "", password=password or "", **fields)
         except ValidationError as error:

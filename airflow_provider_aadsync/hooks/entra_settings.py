@@ -108,6 +108,8 @@ class DeltaLinkExpired(EntraError, WatermarkRejectedError):
     """Raised when Graph no longer accepts a saved delta link; the import falls back to a full one."""
 
 
+#: Settings read from the connection's own fields (login, password), never from its extra.
+CONNECTION_FIELDS = frozenset({"client_id", "client_secret"})
 #: What every PEM private key block's header contains (PKCS#8 "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY").
 PEM_PRIVATE_KEY = "PRIVATE KEY-----"
 
@@ -246,6 +248,13 @@ class EntraConnectionSettings(BaseModel):
     @classmethod
     def from_connection(cls, connection: Connection) -> EntraConnectionSettings:
         extra = {key: value for key, value in connection.extra_dejson.items() if value not in (None, "")}
+        repeated = sorted(CONNECTION_FIELDS & extra.keys())
+        if repeated:
+            keep_secret(str(extra.get("client_secret") or ""))
+            raise EntraError(
+                f"connection {connection.conn_id!r} is not usable: {', '.join(repeated)} in its extra: the client id "
+                "goes in the connection's login and the client secret in its password, not in the extra"
+            )
         try:
             return cls(client_id=connection.login or "", client_secret=connection.password or None, **extra)
         except ValidationError as error:

@@ -11,11 +11,11 @@ from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSetting
 from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
-from airflow_provider_aadsync.operators.base import StoreStepOperator
+from airflow_provider_aadsync.operators.base import StoreStepOperator, refuse_settings
 from airflow_provider_aadsync.operators.templated import (
+    named_int,
     templated_flag,
     templated_flag_on,
-    templated_int,
     templated_value,
 )
 from airflow_provider_aadsync.steps import (
@@ -111,11 +111,11 @@ class ADExportOperator(StoreStepOperator):
         """The export's settings from the rendered parameters (empty values: the defaults)."""
         return ad_export_settings(
             staging=templated_flag(self.staging),
-            deletion_threshold=templated_int(self.deletion_threshold),
-            disable_threshold=templated_int(self.disable_threshold),
-            member_removal_threshold=templated_int(self.member_removal_threshold),
-            member_removal_group_percent=templated_int(self.member_removal_group_percent),
-            member_chunk=templated_int(self.member_chunk),
+            deletion_threshold=named_int("deletion_threshold", self.deletion_threshold),
+            disable_threshold=named_int("disable_threshold", self.disable_threshold),
+            member_removal_threshold=named_int("member_removal_threshold", self.member_removal_threshold),
+            member_removal_group_percent=named_int("member_removal_group_percent", self.member_removal_group_percent),
+            member_chunk=named_int("member_chunk", self.member_chunk),
             deprovision=templated_value(self.deprovision),
             holding_ou=templated_value(self.holding_ou),
         )
@@ -124,7 +124,8 @@ class ADExportOperator(StoreStepOperator):
         stamp = templated_flag_on(self.consistency_guid_writeback)
         if not templated_flag(self.writeback_enabled) and not stamp:
             raise AirflowSkipException(WRITEBACK_OFF_MESSAGE)
-        self._settings = self.export_settings()  # refused settings fail before AD or the store is opened
+        # refused settings fail before AD or the store is opened, without retries
+        self._settings = refuse_settings(self.step_name, self.export_settings)
         return super().execute(context)
 
     def run_step(self, store: Store, lock_holder: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ needs around them: templating, the XCom summary, and mapping a stop or an error 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pydantic
 from airflow.sdk import BaseOperator
@@ -23,6 +23,8 @@ from airflow_provider_aadsync.steps import COMPLETED_RESULTS, TRANSIENT_RESULTS,
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+_S = TypeVar("_S")
 
 #: Errors a retry would only repeat (bad rules, bad settings, a connection id that does not exist).
 CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (
@@ -113,6 +115,20 @@ def open_task_store(store_url: str | None, instance: str | None) -> Store:
         return Store.open(store_url_or_default(store_url), instance=instance or "default")
     except StoreInstanceError as error:
         raise AirflowFailException(str(error)) from None
+
+
+def refuse_settings(step_name: str, build: Callable[[], _S]) -> _S:
+    """``build()`` (a step's settings from its rendered parameters), or a task failure without retries naming the
+    refused setting: a bad Variable or param is refused again by every retry."""
+    from airflow_provider_aadsync.hooks._settings import describe_validation_error
+
+    try:
+        return build()
+    except pydantic.ValidationError as error:
+        detail = describe_validation_error(error)
+    except ValueError as error:
+        detail = str(error)
+    raise AirflowFailException(f"{step_name}: refused configuration, not retried: {scrub(detail)}")
 
 
 def check_summary(context: Context, summary: dict[str, Any], completed: Sequence[str], step_name: str) -> None:
@@ -302,6 +318,10 @@ class ImportOperator(ModeStepOperator):
             deletion_share=share,
             confirm_mass_removal=templated_flag(self.confirm_mass_removal),
         )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        refuse_settings(self.step_name, self.import_guard)  # a refused guard fails before the store is opened
+        return super().execute(context)
 
     def run_import(self, store: Store, lock_holder: str) -> dict[str, Any]:
         """Run the import into ``store``; return its summary."""

@@ -9,8 +9,8 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettin
 from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.entra import EntraHook
-from airflow_provider_aadsync.operators.base import StoreStepOperator
-from airflow_provider_aadsync.operators.templated import templated_flag, templated_float, templated_int
+from airflow_provider_aadsync.operators.base import StoreStepOperator, refuse_settings
+from airflow_provider_aadsync.operators.templated import named_float, named_int, templated_flag
 from airflow_provider_aadsync.steps import COMPLETED_EXPORT_RESULTS, entra_export_settings, export_to_entra
 
 if TYPE_CHECKING:
@@ -88,16 +88,17 @@ class EntraExportOperator(StoreStepOperator):
         """The export's settings from the rendered parameters (empty values: the defaults)."""
         return entra_export_settings(
             staging=templated_flag(self.staging),
-            deletion_threshold=templated_int(self.deletion_threshold),
-            disable_threshold=templated_int(self.disable_threshold),
-            member_removal_threshold=templated_int(self.member_removal_threshold),
-            member_removal_group_percent=templated_int(self.member_removal_group_percent),
-            write_budget=templated_int(self.write_budget),
-            write_window_seconds=templated_float(self.write_window_seconds),
+            deletion_threshold=named_int("deletion_threshold", self.deletion_threshold),
+            disable_threshold=named_int("disable_threshold", self.disable_threshold),
+            member_removal_threshold=named_int("member_removal_threshold", self.member_removal_threshold),
+            member_removal_group_percent=named_int("member_removal_group_percent", self.member_removal_group_percent),
+            write_budget=named_int("write_budget", self.write_budget),
+            write_window_seconds=named_float("write_window_seconds", self.write_window_seconds),
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self._settings = self.export_settings()  # refused settings fail before the store is opened
+        # refused settings fail before the store is opened, without retries
+        self._settings = refuse_settings(self.step_name, self.export_settings)
         return super().execute(context)
 
     def run_step(self, store: Store, lock_holder: str) -> dict[str, Any]:

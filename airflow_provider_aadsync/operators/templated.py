@@ -45,6 +45,22 @@ def templated_float(value: object, default: _T = None) -> float | _T:  # type: i
     return default if text is None else float(text)
 
 
+def named_int(name: str, value: object) -> int | None:
+    """:func:`templated_int` whose error names the parameter (and the Variable behind it) instead of ``int()``'s."""
+    try:
+        return templated_int(value)
+    except ValueError:
+        raise ValueError(f"{name}: {templated_value(value)!r} is not a whole number") from None
+
+
+def named_float(name: str, value: object) -> float | None:
+    """:func:`templated_float` whose error names the parameter."""
+    try:
+        return templated_float(value)
+    except ValueError:
+        raise ValueError(f"{name}: {templated_value(value)!r} is not a number") from None
+
+
 def templated_settings(**values: Any) -> dict[str, Any]:
     """The parameters that were set, as text (unset ones left out, so the step's defaults apply)."""
     return {name: text for name, value in values.items() if (text := templated_value(value)) is not None}

@@ -124,8 +124,10 @@ def count_mass_changes(store: Store, connector: str, settings: GuardSettings) ->
             )
         ).scalar_one()
         disables = _count_disables(connection, connector)
-        removes = connection.execute(sa.select(sa.func.count()).where(*_member_removals(connector))).scalar_one()
-        groups = _groups_over_share(connection, connector, settings.member_removal_group_percent) if removes else ()
+        removals = _removals(connector)
+        removes = connection.execute(sa.select(sa.func.count()).select_from(removals)).scalar_one()
+        percent = settings.member_removal_group_percent
+        groups = _groups_over_share(connection, connector, percent, removals) if removes else ()
     return MassChanges(deletes, disables, removes, groups)
 
 
@@ -136,6 +138,26 @@ def _member_removals(connector: str) -> tuple[sa.ColumnElement[bool], ...]:
         pending_export_reference.c.state.in_(OPEN_STATES),
         sa.func.lower(pending_export_reference.c.attribute).in_(MEMBER_ATTRIBUTES),
     )
+
+
+def _removals(connector: str) -> sa.Subquery:
+    """(group, attribute, member) of every membership the plan ends: explicit member removes, and the memberships of
+    objects pending delete (Graph and AD drop a deleted object from every group), each pair once; a group that is
+    itself deleted is counted by the deletion guard."""
+    deleted = sa.select(pending_export.c.anchor).where(
+        pending_export.c.connector == connector,
+        pending_export.c.operation == "delete",
+        pending_export.c.state.in_(OPEN_STATES),
+    )
+    plan = pending_export_reference.c
+    explicit = sa.select(plan.anchor, plan.attribute, plan.target_anchor).where(*_member_removals(connector))
+    implicit = sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor).where(
+        cs_reference.c.connector == connector,
+        sa.func.lower(cs_reference.c.attribute).in_(MEMBER_ATTRIBUTES),
+        cs_reference.c.target_anchor.in_(deleted),
+        cs_reference.c.anchor.not_in(deleted),
+    )
+    return sa.union(explicit, implicit).subquery("removals")
 
 
 def _count_disables(connection: sa.Connection, connector: str) -> int:
@@ -195,16 +217,13 @@ def _disables(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
     return False
 
 
-def _groups_over_share(connection: sa.Connection, connector: str, percent: int) -> tuple[GroupRemoval, ...]:
+def _groups_over_share(
+    connection: sa.Connection, connector: str, percent: int, removals: sa.Subquery
+) -> tuple[GroupRemoval, ...]:
     """Groups of at least MEMBER_REMOVAL_GROUP_MINIMUM members that would lose more than ``percent`` % of them."""
     removes = (
-        sa.select(
-            pending_export_reference.c.anchor,
-            pending_export_reference.c.attribute,
-            sa.func.count().label("removes"),
-        )
-        .where(*_member_removals(connector))
-        .group_by(pending_export_reference.c.anchor, pending_export_reference.c.attribute)
+        sa.select(removals.c.anchor, removals.c.attribute, sa.func.count().label("removes"))
+        .group_by(removals.c.anchor, removals.c.attribute)
         .subquery()
     )
     members = (
