@@ -14,7 +14,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from airflow_provider_aadsync.engine.store import Store
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.store import Store, cs_object
 
 
 @functools.cache
@@ -34,3 +36,10 @@ def fresh_store(folder: Path, instance: str = "test") -> Iterator[Store]:
     shutil.copyfile(_template(instance), path)
     with Store.open(f"sqlite:///{path}", instance=instance) as store:
         yield store
+
+
+def live_objects(store: Store) -> dict[str, dict]:
+    """The connector spaces' live (not deleted) objects by anchor, every column."""
+    with store.engine.connect() as connection:
+        query = sa.select(cs_object).where(cs_object.c.is_deleted == sa.false())
+        return {row.anchor: dict(row._mapping) for row in connection.execute(query)}

@@ -4,7 +4,6 @@ later write of the wanted value goes through, the conflict is released."""
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Mapping
@@ -18,8 +17,8 @@ from airflow_provider_aadsync.engine.connectors.entra.graph import (
     invalid_target,
     is_placeholder,
 )
-from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation
-from airflow_provider_aadsync.engine.store import cs_object, export_conflict, pending_export, utcnow
+from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation, stored_upn
+from airflow_provider_aadsync.engine.store import export_conflict, pending_export, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +89,7 @@ class Conflicts:
 
     def _current_upn(self, anchor: str) -> str | None:
         with self.state.transaction() as connection:
-            attrs = connection.execute(
-                sa.select(cs_object.c.attrs).where(
-                    cs_object.c.connector == self.state.connector, cs_object.c.anchor == anchor
-                )
-            ).scalar()
-        values = json.loads(attrs).get("userPrincipalName") if attrs else None
-        return str(values[0]) if values else None
+            return stored_upn(connection, self.state.connector, anchor)
 
     def _placeholder_upn(self, wanted: str) -> str:
         prefix, _at, suffix = wanted.rpartition("@")

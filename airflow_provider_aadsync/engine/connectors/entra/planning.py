@@ -25,7 +25,7 @@ from airflow_provider_aadsync.engine.connectors.entra.schema import (
     UNWRITABLE,
     read_only_in_graph,
 )
-from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation
+from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation, stored_upn
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.runs.export_run import open_plan_counts
 from airflow_provider_aadsync.engine.store import (
@@ -295,13 +295,7 @@ class ExportPlan:
 
     def _current_upn(self, anchor: str) -> str | None:
         with self.state.store.engine.connect() as connection:
-            attrs = connection.execute(
-                sa.select(cs_object.c.attrs).where(
-                    cs_object.c.connector == self.state.connector, cs_object.c.anchor == anchor
-                )
-            ).scalar()
-        values = json.loads(attrs).get("userPrincipalName") if attrs else None
-        return str(values[0]) if values else None
+            return stored_upn(connection, self.state.connector, anchor)
 
     def _forget(self, anchor: str) -> None:
         with self.state.transaction() as connection:

@@ -5,6 +5,7 @@ reconciliation, conflicts) reads and writes, made explicit in one object, with t
 from __future__ import annotations
 
 import contextlib
+import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -192,3 +193,12 @@ class ExportPass:
                 )
         if unresolved_targets:
             self.counters["member_changes_unresolved"] += len(unresolved_targets)
+
+
+def stored_upn(connection: sa.Connection, connector: str, anchor: str) -> str | None:
+    """The UPN the connector space holds for ``anchor`` (what the tenant has, as last exported or imported)."""
+    attrs = connection.execute(
+        sa.select(cs_object.c.attrs).where(cs_object.c.connector == connector, cs_object.c.anchor == anchor)
+    ).scalar()
+    values = json.loads(attrs).get("userPrincipalName") if attrs else None
+    return str(values[0]) if values else None

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
-from airflow_provider_aadsync.engine.store import Store, cs_object
+from airflow_provider_aadsync.engine.store import Store
 from tests.support.fakes import ATTRS, NC, FakeDirectory, guid
+from tests.support.stores import live_objects
 
 SCOPE = f"OU=In,{NC}"
 
@@ -26,14 +26,6 @@ def store(tmp_path):
         yield opened
 
 
-def live(store: Store) -> dict[str, dict]:
-    with store.engine.connect() as connection:
-        return {
-            row.anchor: dict(row._mapping)
-            for row in connection.execute(sa.select(cs_object).where(cs_object.c.is_deleted == sa.false()))
-        }
-
-
 def test_user_moved_into_scope_is_added_by_the_delta_with_its_attributes(store):
     directory = FakeDirectory()
     directory.add_user(1, "user1")
@@ -41,7 +33,7 @@ def test_user_moved_into_scope_is_added_by_the_delta_with_its_attributes(store):
     dn, raw = directory.objects[guid(2)]
     directory.objects[guid(2)] = (dn.replace(f",{NC}", f",{SCOPE}"), raw)
     import_active_directory(directory, store, mode="full", attributes=ATTRS, scope_dn=SCOPE)
-    assert set(live(store)) == {str(guid(2))}
+    assert set(live_objects(store)) == {str(guid(2))}
 
     # user1 moved from the domain root into OU=In: DirSync reports the move, not the object
     moved_dn = f"CN=user1,{SCOPE}"
@@ -50,7 +42,7 @@ def test_user_moved_into_scope_is_added_by_the_delta_with_its_attributes(store):
     delta = import_active_directory(directory, store, mode="delta", attributes=ATTRS, scope_dn=SCOPE)
 
     assert delta.mode == "delta"
-    rows = live(store)
+    rows = live_objects(store)
     assert str(guid(1)) in rows, f"the moved-in user was not imported: {delta.counters}"
     assert rows[str(guid(1))]["object_type"] == "user"
     assert json.loads(rows[str(guid(1))]["attrs"])["displayName"] == ["user1"]

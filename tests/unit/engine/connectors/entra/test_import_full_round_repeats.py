@@ -10,22 +10,15 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra import reader
 from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
-from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
+from airflow_provider_aadsync.engine.store import Store, cs_reference
 from tests.support.fakes import FakeGraph, oid, user
+from tests.support.stores import live_objects
 
 
 @pytest.fixture
 def store(tmp_path):
     with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
         yield opened
-
-
-def live(store: Store) -> dict[str, dict]:
-    with store.engine.connect() as connection:
-        return {
-            row.anchor: dict(row._mapping)
-            for row in connection.execute(sa.select(cs_object).where(cs_object.c.is_deleted == sa.false()))
-        }
 
 
 def managers(store: Store, n: int) -> set[str]:
@@ -52,7 +45,7 @@ def test_user_removed_later_in_the_full_round_is_not_kept(store):
     graph.rounds["users"].append([[user(1), user(2)], [user(3), removed(2)]])
     result = import_entra(graph, store, mode="full")
     assert result.result == "success"
-    assert oid(2) not in live(store)  # deleted while the round was read: the later @removed wins
+    assert oid(2) not in live_objects(store)  # deleted while the round was read: the later @removed wins
 
 
 def test_known_user_removed_later_in_the_full_round_is_deleted(store):
@@ -61,7 +54,7 @@ def test_known_user_removed_later_in_the_full_round_is_deleted(store):
     import_entra(graph, store, mode="full")
     graph.rounds["users"].append([[user(1), user(2)], [user(3), removed(2)]])
     result = import_entra(graph, store, mode="full")
-    assert oid(2) not in live(store) and result.counters["deletes"] == 1
+    assert oid(2) not in live_objects(store) and result.counters["deletes"] == 1
 
 
 def test_user_repeated_across_write_batches_keeps_one_manager(store, monkeypatch):
@@ -72,7 +65,7 @@ def test_user_repeated_across_write_batches_keeps_one_manager(store, monkeypatch
     result = import_entra(graph, store, mode="full")
     assert result.result == "success"
     assert managers(store, 2) == {oid(3)}  # Graph's manager is single-valued: the last occurrence
-    assert json.loads(live(store)[oid(2)]["attrs"])["department"] == ["Sales"]
+    assert json.loads(live_objects(store)[oid(2)]["attrs"])["department"] == ["Sales"]
     assert result.counters["adds"] == 3
 
 
@@ -93,4 +86,4 @@ def test_known_user_changed_then_changed_back_across_batches_ends_in_the_last_st
     # first occurrence: a new department; the repeat (later wins) carries the department back to none
     graph.rounds["users"].append([[user(1), user(2, department="Sales")], [user(3)], [user(2)]])
     import_entra(graph, store, mode="full")
-    assert "department" not in json.loads(live(store)[oid(2)]["attrs"])
+    assert "department" not in json.loads(live_objects(store)[oid(2)]["attrs"])
