@@ -46,6 +46,7 @@ from airflow_provider_aadsync.hooks.active_directory_settings import (
 from airflow_provider_aadsync.hooks.active_directory_values import (
     filter_value,
     guid_dn,
+    guid_filter,
     reference_operations,
     value_guid,
 )
@@ -73,6 +74,8 @@ _RANGED_ATTRIBUTES = ("member",)
 #: Values asked for per ranged read. AD caps a read at MaxValRange (1,500) whatever is asked; Samba returns every
 #: value for ``range=0-*`` but honours explicit windows, so asking for explicit windows makes both range.
 RANGE_WINDOW = 1500
+#: objectGUIDs per search of :meth:`ActiveDirectoryHook.read_entries` (an OR of them: a filter of about 6 KB).
+GUID_READ_CHUNK = 100
 _EXTENDED_PREFIX = re.compile(r"^(?:<[^>]*>;)+")
 
 
@@ -524,30 +527,31 @@ class ActiveDirectoryHook(BaseHook):
     def read_values(self, guid: str, attribute: str) -> list[bytes]:
         """All values of ``attribute`` of an object, ranged reads included (the import's code path); none when the
         object is gone."""
-        found = self._read_ranged(guid, "(objectClass=*)", [attribute], every_ranged=True)
-        return found[1].get(attribute, []) if found else []
+        found = self.read_entries([guid], [attribute], guid_dn(guid), search_filter="(objectClass=*)", ranged=True)
+        return found[0][1].get(attribute, []) if found else []
 
-    def read_entry(self, guid: str, attributes: Sequence[str]) -> RawEntry | None:
-        """One object, whole, as a full import reads it (extended DN, ``attributes``, big ones every range read), by
-        objectGUID; None when it is gone or outside the import's filter. A DirSync delta reports an object moved
-        into the scope with the moved attributes only: the import reads it through this."""
-        return self._read_ranged(guid, IMPORT_FILTER, attributes)
-
-    def _read_ranged(
-        self, guid: str, search_filter: str, attributes: Sequence[str], *, every_ranged: bool = False
-    ) -> RawEntry | None:
-        window = f";range=0-{RANGE_WINDOW - 1}"
-        ranged = [name + window if every_ranged or name.lower() in _RANGED_ATTRIBUTES else name for name in attributes]
+    def read_entries(
+        self, guids: Sequence[str], attributes: Sequence[str], base: str | None = None, **search: Any
+    ) -> list[RawEntry]:
+        """The objects of ``guids`` as a full import reads them (extended DN, big attributes every range read), in one
+        search per ``GUID_READ_CHUNK``; gone ones and computers (``objectClass=user`` matches them, the import drops
+        them) left out. A DirSync delta reports an object moved into the scope with its moved attributes only."""
         conn = self.get_conn()
-        control = extended_dn_control(criticality=False, hex_format=False)
-        try:
-            conn.search(guid_dn(guid), search_filter, ldap3.BASE, attributes=ranged, controls=[control])
-        except ldap_errors.LDAPNoSuchObjectResult:
-            return None
-        found = next((entry for entry in conn.response if entry["type"] == "searchResEntry"), None)
-        return (
-            None if found is None else (found["dn"], self._complete_ranges(found["dn"], dict(found["raw_attributes"])))
-        )
+        window, every = f";range=0-{RANGE_WINDOW - 1}", search.get("ranged", False)
+        ranged = [name + window if every or name.lower() in _RANGED_ATTRIBUTES else name for name in attributes]
+        control, found = extended_dn_control(criticality=False, hex_format=False), []
+        for start in range(0, len(guids), GUID_READ_CHUNK):
+            wanted = "".join(guid_filter(guid) for guid in guids[start : start + GUID_READ_CHUNK])
+            kinds = search.get("search_filter", f"(&{IMPORT_FILTER}(!(objectClass=computer)))")
+            try:
+                conn.search(base or self.search_base, f"(&{kinds}(|{wanted}))", attributes=ranged, controls=[control])
+            except ldap_errors.LDAPNoSuchObjectResult:  # a base of <GUID=...> that is gone
+                continue
+            entries = [entry for entry in conn.response if entry["type"] == "searchResEntry"]
+            found += [
+                (entry["dn"], self._complete_ranges(entry["dn"], dict(entry["raw_attributes"]))) for entry in entries
+            ]
+        return found
 
     def _read_base(self, dn: str, attributes: Sequence[str]) -> dict[str, list[bytes]] | None:
         conn = self.get_conn()

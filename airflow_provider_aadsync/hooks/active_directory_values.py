@@ -3,6 +3,7 @@ and the GUID read back from an extended-DN value."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import ldap3
@@ -42,3 +43,8 @@ def value_guid(value: bytes) -> str | None:
 def guid_dn(guid: str) -> str:
     """The ``<GUID=...>`` form that addresses an object by objectGUID whatever its DN."""
     return f"<GUID={guid}>"
+
+
+def guid_filter(guid: str) -> str:
+    """``(objectGUID=...)`` matching the object of ``guid`` (its bytes as AD stores them, little-endian, escaped)."""
+    return "(objectGUID=" + "".join(f"\\{byte:02x}" for byte in uuid.UUID(guid).bytes_le) + ")"

@@ -80,8 +80,13 @@ class FakeDirectory:
     def dirsync_watermark(self) -> bytes:
         return b"cookie-0"
 
-    def read_entry(self, guid: str, attributes: Sequence[str]) -> tuple[str, dict[str, list[bytes]]] | None:
-        return self.objects.get(uuid.UUID(guid))
+    def read_entries(
+        self, guids: Sequence[str], attributes: Sequence[str], base: str | None = None
+    ) -> list[tuple[str, dict[str, list[bytes]]]]:
+        """The objects of ``guids``, computers left out (as the hook's search does); ``searches`` counts the calls."""
+        self.searches = getattr(self, "searches", 0) + 1
+        found = [self.objects[uuid.UUID(g)] for g in guids if uuid.UUID(g) in self.objects]
+        return [(dn, raw) for dn, raw in found if b"computer" not in raw.get("objectClass", [])]
 
     def dirsync_pages(self, attributes: Sequence[str], cookie: bytes) -> Iterator:
         self.cookies_seen.append(cookie)

@@ -124,7 +124,8 @@ def count_mass_changes(store: Store, connector: str, settings: GuardSettings) ->
             )
         ).scalar_one()
         disables = _count_disables(connection, connector)
-        removals = _removals(connector)
+        # A deprovisioned object moved to a holding OU (AD deprovision="move") keeps its memberships.
+        removals = _removals(connector, implicit=getattr(settings, "deprovision", "delete") != "move")
         removes = connection.execute(sa.select(sa.func.count()).select_from(removals)).scalar_one()
         percent = settings.member_removal_group_percent
         groups = _groups_over_share(connection, connector, percent, removals) if removes else ()
@@ -140,7 +141,7 @@ def _member_removals(connector: str) -> tuple[sa.ColumnElement[bool], ...]:
     )
 
 
-def _removals(connector: str) -> sa.Subquery:
+def _removals(connector: str, *, implicit: bool = True) -> sa.Subquery:
     """(group, attribute, member) of every membership the plan ends: explicit member removes, and the memberships of
     objects pending delete (Graph and AD drop a deleted object from every group), each pair once; a group that is
     itself deleted is counted by the deletion guard."""
@@ -151,13 +152,15 @@ def _removals(connector: str) -> sa.Subquery:
     )
     plan = pending_export_reference.c
     explicit = sa.select(plan.anchor, plan.attribute, plan.target_anchor).where(*_member_removals(connector))
-    implicit = sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor).where(
+    if not implicit:
+        return explicit.subquery("removals")
+    of_deleted = sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor).where(
         cs_reference.c.connector == connector,
         sa.func.lower(cs_reference.c.attribute).in_(MEMBER_ATTRIBUTES),
         cs_reference.c.target_anchor.in_(deleted),
         cs_reference.c.anchor.not_in(deleted),
     )
-    return sa.union(explicit, implicit).subquery("removals")
+    return sa.union(explicit, of_deleted).subquery("removals")
 
 
 def _count_disables(connection: sa.Connection, connector: str) -> int:

@@ -63,8 +63,8 @@ class DirectorySource(Protocol):
 
 
 class EntryReadingSource(Protocol):
-    def read_entry(self, guid: str, attributes: Sequence[str]) -> RawEntry | None:
-        """One object as a full import reads it, by objectGUID; None when it is gone."""
+    def read_entries(self, guids: Sequence[str], attributes: Sequence[str], base: str | None = None) -> list[RawEntry]:
+        """The objects of ``guids`` as a full import reads them (gone ones and computers left out)."""
         ...
 
 
@@ -159,24 +159,24 @@ class ADImportSteps:
         self, partition: PartitionFilter, objects: list[SourceObject], writer: ConnectorSpaceWriter, errors: ErrorSink
     ) -> list[SourceObject]:
         """DirSync reports what changed, not the object: one the connector space does not hold alive (moved into the
-        scope, or back into it) comes with its moved attributes only (no objectClass, no other value). Such an
-        object is read whole, as a full import reads it, and added from that."""
-        read = getattr(self.source, "read_entry", None)
+        scope, or back into it) comes with its moved attributes only (no objectClass, no other value). Such objects
+        are read whole, as a full import reads them, in one search per hundred, and added from that. A changed
+        object the import never keeps (a computer, a user outside the pilot group) comes the same way: the search
+        leaves computers out and the pilot group's non-members are not read."""
+        read = getattr(self.source, "read_entries", None)
+        pilot = self.scope.pilot_members
         # An object created since the cookie comes whole (every attribute is new, objectClass too).
-        candidates = [obj for obj in objects if not obj.deleted and obj.object_type is None]
-        new = writer.not_alive([obj.anchor for obj in candidates]) if read is not None and candidates else set()
+        candidates = [
+            obj.anchor
+            for obj in objects
+            if not obj.deleted and obj.object_type is None and (pilot is None or obj.anchor in pilot)
+        ]
+        new = writer.not_alive(candidates) if read is not None and candidates else set()
         if not new:
             return objects
-        result = []
-        for obj in objects:
-            if obj.deleted or obj.object_type is not None or obj.anchor not in new:
-                result.append(obj)
-                continue
-            entry = read(obj.anchor, self.attributes)
-            if entry is None:  # gone again since DirSync saw it: nothing to add
-                continue
-            result.extend(self._decode(partition, [entry], errors, partial=False))
-        return result
+        kept = [obj for obj in objects if obj.deleted or obj.object_type is not None or obj.anchor not in new]
+        entries = read(sorted(new), self.attributes, **self._base(partition))  # gone ones: nothing to add
+        return kept + self._decode(partition, entries, errors, partial=False)
 
     def _decode(
         self, partition: PartitionFilter, entries: list[RawEntry], errors: ErrorSink, *, partial: bool

@@ -49,3 +49,28 @@ def test_user_moved_into_scope_is_added_by_the_delta_with_its_attributes(store):
     # a full import afterwards finds nothing the delta missed
     full = import_active_directory(directory, store, mode="full", attributes=ATTRS, scope_dn=SCOPE)
     assert (full.counters["adds"], full.counters["updates"]) == (0, 0)
+
+
+def _computer(directory: FakeDirectory, n: int) -> None:
+    directory.objects[guid(n)] = (
+        directory.ext(n, f"CN=PC{n},{NC}"),
+        {"objectGUID": [guid(n).bytes_le], "objectClass": [b"top", b"user", b"computer"], "displayName": [b"pc"]},
+    )
+
+
+def test_changed_objects_the_import_never_keeps_are_read_in_one_search_per_page_not_one_by_one(store):
+    """A computer's change (lastLogonTimestamp, pwdLastSet) comes like a move: objectGUID and what changed. The
+    connector space never holds computers, so every delta asks again: one search per page for all of them (the
+    hook's search leaves computers out), never an LDAP read per computer."""
+    directory = FakeDirectory()
+    directory.add_user(1, "user1")
+    for n in range(100, 150):
+        _computer(directory, n)
+    import_active_directory(directory, store, mode="full", attributes=ATTRS)
+    for _cycle in range(2):
+        directory.delta_batches = [
+            [(directory.ext(n, f"CN=PC{n},{NC}"), {"objectGUID": [guid(n).bytes_le]}) for n in range(100, 150)]
+        ]
+        delta = import_active_directory(directory, store, mode="delta", attributes=ATTRS)
+        assert delta.counters.get("adds", 0) == 0
+    assert directory.searches == 2 and set(live_objects(store)) == {str(guid(1))}
