@@ -160,17 +160,12 @@ class ADImportSteps:
     ) -> list[SourceObject]:
         """DirSync reports what changed, not the object: one the connector space does not hold alive (moved into the
         scope, or back into it) comes with its moved attributes only (no objectClass, no other value). Such objects
-        are read whole, as a full import reads them, in one search per hundred, and added from that. A changed
-        object the import never keeps (a computer, a user outside the pilot group) comes the same way: the search
-        leaves computers out and the pilot group's non-members are not read."""
+        are read whole, as a full import reads them, in one search per hundred, and added from that (the pilot group
+        and the OU filter apply as in a full import). A changed object the import never keeps (a computer, a user
+        outside the pilot group) comes the same way: the search leaves computers out."""
         read = getattr(self.source, "read_entries", None)
-        pilot = self.scope.pilot_members
         # An object created since the cookie comes whole (every attribute is new, objectClass too).
-        candidates = [
-            obj.anchor
-            for obj in objects
-            if not obj.deleted and obj.object_type is None and (pilot is None or obj.anchor in pilot)
-        ]
+        candidates = [obj.anchor for obj in objects if not obj.deleted and obj.object_type is None]
         new = writer.not_alive(candidates) if read is not None and candidates else set()
         if not new:
             return objects
