@@ -18,6 +18,7 @@ memory at each of the pass's two reference steps.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from airflow_provider_aadsync.engine.batching import chunks
+from airflow_provider_aadsync.engine.store import export_conflict, link
 from airflow_provider_aadsync.engine.sync.frames import IN_CHUNK
 
 #: Up to this many keys are always probed (a delta sync's): no row count is taken.
@@ -99,3 +101,26 @@ def set_differences(connection: Connection, desired: sa.Select[Any], current: sa
         else:
             removes.append((found_holder, found_member))
     return Differences(adds, removes, unresolved)
+
+
+def quarantined(connection: sa.Connection) -> set[int]:
+    """The metaverse objects whose account in a target holds a quarantined value (an unreleased UPN or SMTP
+    conflict of the export, ``export_conflict``): evaluated by the outbound rules in every pass, so the wanted
+    value is staged and tried once each cycle and the conflict released as soon as the other holder lets the value
+    go. Entra ID's duplicate attribute resiliency does so on the service side (a timer task adds the value to the
+    right object once the conflict is resolved); a pass waiting for a change of the object would keep the
+    placeholder until the next full sync."""
+    # The conflicts first (a few rows), then their links by key: a join would scan every link (SQLite drives it
+    # from the big table when the small one has no statistics).
+    held: dict[str, list[str]] = defaultdict(list)
+    query = sa.select(export_conflict.c.connector, export_conflict.c.anchor).where(
+        export_conflict.c.released_at.is_(None)
+    )
+    for connector, anchor in connection.execute(query):
+        held[connector].append(anchor)
+    found: set[int] = set()
+    for connector, anchors in held.items():
+        for chunk in chunks(sorted(set(anchors)), IN_CHUNK):
+            rows = sa.select(link.c.mv_id).where(link.c.connector == connector, link.c.anchor.in_(chunk))
+            found.update(int(mv_id) for mv_id in connection.execute(rows).scalars())
+    return found

@@ -22,7 +22,6 @@ from airflow_provider_aadsync.engine.expressions import AuthoritativeNull, Ignor
 from airflow_provider_aadsync.engine.rules import CompiledRule, frame_from_records
 from airflow_provider_aadsync.engine.store import (
     cs_object,
-    export_conflict,
     link,
     mv_reference,
     utcnow,
@@ -65,6 +64,9 @@ class Outbound:
         self._single_plans: dict[str, tuple[list[str], list[tuple[str, str]]] | None] = {}
         #: The random part of provisional anchors (frames.random_uuid4s).
         self._uuids = random_uuid4s()
+        #: (connector, metaverse id) of the objects an outbound rule failed on in this pass (a group over the member
+        #: limit): nothing, not even its member changes, is staged for them.
+        self._failed: set[tuple[str, int]] = set()
 
     def outbound(self, mv_ids: Sequence[int]) -> None:
         if not self.state.outbound_rules or not mv_ids:
@@ -86,7 +88,11 @@ class Outbound:
             # Two indexed lookups, not one join: SQLite, without statistics on freshly written links, would scan
             # every link of the connector per chunk (46 s of a 100k-user full sync).
             referencing = holders_of(self.state.connection, mv_reference.c.mv_id, mv_reference.c.target_mv_id, new_ids)
-            pending = sorted(m for m in referencing if any(m not in reference_work[key] for key in pairs))
+            pending = sorted(
+                m
+                for m in referencing
+                if (connector, m) not in self._failed and any(m not in reference_work[key] for key in pairs)
+            )
             for chunk in chunks(pending, IN_CHUNK):
                 rows = self.state.connection.execute(
                     sa.select(link.c.mv_id, link.c.anchor).where(link.c.connector == connector, link.c.mv_id.in_(chunk))
@@ -104,30 +110,6 @@ class Outbound:
         if not self.state.relinked or not self.state.outbound_rules:
             return set()
         return holders_of(self.state.connection, mv_reference.c.mv_id, mv_reference.c.target_mv_id, self.state.relinked)
-
-    def quarantined(self) -> set[int]:
-        """The metaverse objects whose account in a target holds a quarantined value (an unreleased UPN or SMTP
-        conflict of the export, ``export_conflict``): evaluated by the outbound rules in every pass, so the wanted
-        value is staged and tried once each cycle and the conflict released as soon as the other holder lets the value
-        go. Entra ID's duplicate attribute resiliency does so on the service side (a timer task adds the value to the
-        right object once the conflict is resolved); a pass waiting for a change of the object would keep the
-        placeholder until the next full sync."""
-        if not self.state.outbound_rules:
-            return set()
-        # The conflicts first (a few rows), then their links by key: a join would scan every link (SQLite drives it
-        # from the big table when the small one has no statistics).
-        held: dict[str, list[str]] = defaultdict(list)
-        query = sa.select(export_conflict.c.connector, export_conflict.c.anchor).where(
-            export_conflict.c.released_at.is_(None)
-        )
-        for connector, anchor in self.state.connection.execute(query):
-            held[connector].append(anchor)
-        found: set[int] = set()
-        for connector, anchors in held.items():
-            for chunk in chunks(sorted(set(anchors)), IN_CHUNK):
-                rows = sa.select(link.c.mv_id).where(link.c.connector == connector, link.c.anchor.in_(chunk))
-                found.update(int(mv_id) for mv_id in self.state.connection.execute(rows).scalars())
-        return found
 
     def _reference_flows(self, connector: str) -> list[tuple[str, str, str]]:
         """(connector, metaverse attribute, target attribute) of each Direct reference flow of the outbound rules that
@@ -233,6 +215,7 @@ class Outbound:
                     "rules_in_scope": [r.rule.name for r in in_scope]
                 }
             if mv_id in failed:
+                self._failed.add((connector, mv_id))
                 continue
             if existing is None:
                 if provision_rule is None:

@@ -40,6 +40,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
 )
 from airflow_provider_aadsync.engine.sync.inbound import Inbound
 from airflow_provider_aadsync.engine.sync.joins import Joins
+from airflow_provider_aadsync.engine.sync.lookups import quarantined
 from airflow_provider_aadsync.engine.sync.memo import SyncMemo, forget_memo, pass_digest
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
 from airflow_provider_aadsync.engine.sync.outbound import Outbound
@@ -110,8 +111,8 @@ class Synchronizer:
             self.state.analyze()  # the tables the batches filled (a first sync's metaverse), before they are read
             self.references.inbound_references()  # part of the inbound phase (its final line comes after them)
             self.state.touched_mv |= self.outbound.holders_of_joined()
-            if anchors is None:
-                self.state.touched_mv |= self.outbound.quarantined()
+            if anchors is None and self.state.outbound_rules:
+                self.state.touched_mv |= quarantined(self.state.connection)
             report.start_phase("outbound", len(self.state.touched_mv), unit="metaverse objects")
             self.outbound.outbound(sorted(self.state.touched_mv))  # advances the phase once per batch
             self._finish_connector_space()
