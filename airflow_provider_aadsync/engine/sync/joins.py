@@ -118,6 +118,11 @@ class Joins:
                             f"rule {compiled.rule.name!r} join matches "
                             f"{len(found)} metaverse objects ({sorted(found)[:5]})",
                         )
+                        # Several objects claim this one (a copied anchor): none of them creates a second one beside it.
+                        if taken is None:
+                            taken = self._mv_ids_linked_here()
+                        for target in sorted(found):
+                            self._hold(anchor, dn, target, "ambiguous-join", "several metaverse objects match", taken)
                         continue
                     target = next(iter(found))
                     if compiled.rule.source_object_type.casefold() == SHARED_JOIN_TYPE.casefold():
@@ -256,6 +261,10 @@ class Joins:
         self.state.error(anchor, dn, code, f"matches metaverse object {target}: {message}")
         self.state.counters["joins_refused"] += 1
         self.state.note("decision", f"not joined ({code})")
+        self._hold(anchor, dn, target, code, message, taken)
+
+    def _hold(self, anchor: str, dn: str, target: int, code: str, message: str, taken: dict[int, str]) -> None:
+        """The create sync planned for ``target`` in this connector is held as ``refused``."""
         holder = taken.get(target)
         if holder is not None and holder.startswith(PROVISIONAL_PREFIX):
             self.state.connection.execute(
