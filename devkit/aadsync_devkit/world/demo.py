@@ -4,7 +4,7 @@ and the changes it makes in the local AD between its full and its delta cycle, o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,6 +40,10 @@ def make_demo_changes(dc: SambaDC) -> dict[str, str]:
         if len(users) < 3 or not groups:
             raise RuntimeError("the demo needs a seeded directory with at least 3 users and 1 group with members")
         modified, renamed, deleted = users
+        upns = []
+        for dn in users:  # read before the changes: the deleted one is gone after them
+            conn.search(dn, "(objectClass=user)", ldap3.BASE, attributes=["userPrincipalName"])
+            upns += [str(value) for value in conn.response[0]["attributes"].get("userPrincipalName") or []]
         group = groups[0]
         added = f"CN=Demo New Hire,OU=Users,{root}"
         conn.add(
@@ -78,14 +82,22 @@ def make_demo_changes(dc: SambaDC) -> dict[str, str]:
         "deleted": deleted,
         "member_added": f"{added} → {group}",
         "member_removed": f"{member} ✗ {group}",
+        "changed_upns": ", ".join(upns),
     }
 
 
-def make_demo_cloud_group(graph: LocalGraphEmulator, *, members: int = 3) -> dict[str, str]:
-    """Create a Microsoft 365 group with a few synced users in the dev tenant: the next cycle writes it back to AD."""
+def make_demo_cloud_group(
+    graph: LocalGraphEmulator, *, members: int = 3, avoid: Collection[str] = ()
+) -> dict[str, str]:
+    """Create a Microsoft 365 group with a few synced users in the dev tenant: the next cycle writes it back to AD.
+    ``avoid``: UPNs of users the demo changes in AD (one is deleted: as a member it would not be written back, and
+    which users Graph lists first depends on the order the export created them)."""
     hook = graph.entra_hook()
     try:
-        users = hook.request("GET", "/users", params={"$top": members, "$select": "id"})["value"]
+        listed = hook.request("GET", "/users", params={"$top": members + len(avoid), "$select": "id,userPrincipalName"})
+        avoided = {upn.casefold() for upn in avoid}
+        users = [user for user in listed["value"] if str(user.get("userPrincipalName")).casefold() not in avoided]
+        users = users[:members]
         group = hook.request(
             "POST",
             "/groups",
@@ -171,7 +183,8 @@ def run_demo(
         reports = []
         for dag_id in ("aadsync_full", "aadsync_cycle"):
             if dag_id == "aadsync_cycle":
-                changes = {**make_demo_changes(dc), **make_demo_cloud_group(graph)}
+                changes = make_demo_changes(dc)
+                changes |= make_demo_cloud_group(graph, avoid=changes["changed_upns"].split(", "))
                 progress("changed in AD since aadsync_full:\n" + "\n".join(f"  {k}: {v}" for k, v in changes.items()))
             progress(f"airflow dags test {dag_id} ...")
             run = airflow.dags_test(dag_id)
