@@ -463,13 +463,8 @@ class Joins:
         for connector, anchor, link_type, mv_type in remaining:
             if connector == self.state.connector:
                 continue
-            if connector in outbound_connectors and (
-                link_type == "provision"
-                or (
-                    link_type == "join"
-                    and (connector, mv_type) in provisioned_to
-                    and self.taken_over(connector, anchor)
-                )
+            if connector in outbound_connectors and self.deletes(
+                connector, anchor, link_type, provisioned=(connector, mv_type) in provisioned_to
             ):
                 self.deprovision(connector, anchor)
             else:
@@ -480,6 +475,16 @@ class Joins:
         self.state.touched_mv.difference_update(mv_ids)
         for mv_id in mv_ids:
             self.state.reference_summaries.pop(mv_id, None)
+
+    def deletes(
+        self, connector: str, anchor: str, link_type: str, *, provisioned: bool, attrs: dict[str, Any] | None = None
+    ) -> bool:
+        """Whether deprovisioning the linked object deletes it: sync made it (a ``provision`` link), or joined it where
+        a Provision rule writes (``provisioned``) and took it over (:meth:`taken_over`); anything else is only
+        disconnected. The one rule for an object leaving every rule's scope and for a deleted metaverse object."""
+        return link_type == "provision" or (
+            link_type == "join" and provisioned and self.taken_over(connector, anchor, attrs)
+        )
 
     def taken_over(self, connector: str, anchor: str, attrs: dict[str, Any] | None = None) -> bool:
         """Whether a joined object of ``connector`` is sync's to delete: it holds a value in a hard-match attribute of

@@ -270,11 +270,12 @@ class Outbound:
             # (projection, sticky join) never is.
             # A joined object only when sync took it over (it holds a hard-match anchor): a cloud-only object
             # soft-matched to a person no rule has in scope was never written, and is left alone.
-            deprovisions = link_type == "provision" or (
-                link_type == "join"
-                and bool(provisioning)
-                and anchor in current
-                and self.joins.taken_over(connector, anchor, current[anchor]["attrs"])
+            deprovisions = self.joins.deletes(
+                connector,
+                anchor,
+                link_type,
+                provisioned=bool(provisioning) and anchor in current,
+                attrs=current[anchor]["attrs"] if anchor in current else None,
             )
             if provision_rule is None and not in_scope and deprovisions:
                 self.state.note("exports", f"{connector}: out of scope of every outbound rule, deprovision")
