@@ -9,6 +9,7 @@ reads the same as before the store became a package; the lock's functions are us
 from airflow_provider_aadsync.engine.store.errors import StoreError, StoreLockedError, StoreLockLostError
 from airflow_provider_aadsync.engine.store.owner import StoreInstanceError
 from airflow_provider_aadsync.engine.store.store import (
+    SQLITE_CACHE_MIB,
     WRITE_CHUNK_ROWS,
     Store,
     Watermark,
@@ -62,6 +63,7 @@ __all__ = [
     "StoreLockLostError",
     "StoreLockedError",
     "Watermark",
+    "SQLITE_CACHE_MIB",
     "apply_sqlite_pragmas",
     "as_utc",
     "create_private_file",

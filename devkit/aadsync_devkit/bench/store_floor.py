@@ -3,10 +3,10 @@
 A first full sync of 105,000 objects adds about 1.4 million rows (metaverse objects, join keys, links, provisional
 objects, pending exports, member rows, the memo). However the engine computes them, the store must write them: the
 floor is those rows, read from the store after the sync and written by ``sqlite3``'s ``executemany`` into a copy of
-the store as it was before it, in one transaction with the store's pragmas, committed and closed (the write-ahead
-log's checkpoint included) — no Python beyond handing the driver the rows, none of the pass's reads. The sync's time
-over the floor is the engine's own work; the floor is what a faster engine cannot go under without writing fewer or
-smaller rows (a change of the store's format).
+the store as it was before it, in one transaction with the store's pragmas (its page cache too), committed and closed
+(the write-ahead log's checkpoint included) — no Python beyond handing the driver the rows, none of the pass's reads.
+The sync's time over the floor is the engine's own work; the floor is what a faster engine cannot go under without
+writing fewer or smaller rows (a change of the store's format).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+
+from airflow_provider_aadsync.engine.store import apply_sqlite_pragmas
 
 #: Rows read from the synced store and handed to the driver at a time (only the writes are timed).
 FLOOR_CHUNK_ROWS = 20_000
@@ -71,8 +73,7 @@ def sqlite_write_floor(before: Path, after: Path, work: Path) -> dict[str, Any]:
     target = sqlite3.connect(work, isolation_level=None)
     figures: dict[str, Any] = {"tables": {}, "rows": 0, "changed_rows": 0}
     try:
-        target.execute("PRAGMA journal_mode=WAL")  # the store's pragmas (engine/store/store.py)
-        target.execute("PRAGMA synchronous=NORMAL")
+        apply_sqlite_pragmas(target, None)  # the store's own: write-ahead log, its synchronous level, its page cache
         write_seconds = 0.0
         target.execute("BEGIN")
         for table in _tables(reader):

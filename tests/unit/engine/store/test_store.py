@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.store import (
     SCHEMA_VERSION,
+    SQLITE_CACHE_MIB,
     Store,
     StoreLockedError,
     as_utc,
@@ -142,6 +143,13 @@ def test_write_columns_processes_a_repeated_value_once_and_equal_values_each(sto
         **dict.fromkeys("abc", now),
         "d": now + dt.timedelta(hours=1),
     }
+
+
+def test_every_store_connection_keeps_a_page_cache_big_enough_for_a_pass(store):
+    # SQLite's 2 MiB default spilled a first full sync's dirty pages to the write-ahead log again and again
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA cache_size").scalar_one() == -SQLITE_CACHE_MIB * 1024
+    assert SQLITE_CACHE_MIB >= 32
 
 
 def test_a_larger_page_cache_lasts_while_it_is_asked_for_also_when_the_step_fails(store):
