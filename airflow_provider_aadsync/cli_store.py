@@ -39,13 +39,14 @@ def store_options(command):
     )(command)
 
 
-def _url_password(url: str) -> str | None:
-    import sqlalchemy as sa
+def _url_password(url: str) -> bool:
+    """Whether ``url`` carries a password (its own or a query parameter's)."""
+    from airflow_provider_aadsync.engine.store.urls import url_secrets
 
     try:
-        return sa.engine.make_url(url).password  # type: ignore[return-value]
+        return bool(url_secrets(url))
     except Exception:  # not a URL: Store.open says so
-        return None
+        return False
 
 
 def store_url_given(store_url: str | None) -> str | None:

@@ -70,16 +70,16 @@ def resolve_store_url(store_url: str | None, store_conn_id: str | None) -> str |
 
 def hide_store_password(operator: BaseOperator, url: str | None) -> None:
     """A store URL given with a password: masked in logs and rendered fields, and a warning to use a connection."""
-    import sqlalchemy as sa
-
+    from airflow_provider_aadsync.engine.store.urls import url_secrets
     from airflow_provider_aadsync.hooks._settings import keep_secret
 
     try:
-        password = sa.engine.make_url(url).password if url else None
+        secrets = url_secrets(url) if url else []
     except Exception:  # not a URL at all: Store.open will say so
         return
-    if password:
-        keep_secret(str(password))
+    for secret in secrets:
+        keep_secret(secret)
+    if secrets:
         operator.log.warning(
             "store_url carries a password: put the store in an Airflow connection and pass store_conn_id "
             "(Variable aadsync_store_conn_id) instead"

@@ -43,6 +43,7 @@ from airflow_provider_aadsync.engine.store.tables import (
     utcnow,
     watermark,
 )
+from airflow_provider_aadsync.engine.store.urls import masked_url, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,8 @@ class Store:
             # A server restarted between steps leaves the pool's connections dead: test each before use.
             options.setdefault("pool_pre_ping", True)
         self.engine: Engine = sa.create_engine(url, **options)
-        register_secret(self.engine.url.password)  # scrubbed from run details and errors, as the hooks' secrets
+        for secret in url_secrets(self.engine.url):  # scrubbed from run details and errors, as the hooks' secrets
+            register_secret(secret)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", apply_sqlite_pragmas)
 
@@ -227,8 +229,8 @@ class Store:
 
     @property
     def display_url(self) -> str:
-        """The URL with any password masked, for logs and reports."""
-        return self.engine.url.render_as_string(hide_password=True)
+        """The URL with its password masked (also one given as a query parameter), for logs and reports."""
+        return masked_url(self.engine.url)
 
     # ----------------------------------------------------------------------------------------------- schema
     def current_version(self) -> int:

@@ -10,6 +10,7 @@ import pytest
 
 from airflow_provider_aadsync.engine import secrets
 from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.store.urls import url_secrets
 
 PEM = (
     "-----BEGIN PRIVATE KEY-----\n"
@@ -81,6 +82,23 @@ def test_store_password_in_the_url_is_registered_and_hidden(tmp_path):
         assert secrets.scrub(f"failed: {PASSWORD}") == "failed: ***"
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("parameter", ["password", "PASSWORD", "sslpassword"])
+def test_a_store_password_given_as_a_query_parameter_is_registered_and_hidden(parameter):
+    # libpq takes the password in the query too; SQLAlchemy's hide_password masks only the URL's own
+    url = f"postgresql+psycopg2://aadsync@127.0.0.1:1/db?sslmode=require&{parameter}={quote(PASSWORD, safe='')}"
+    store = Store(url)
+    try:
+        shown = store.display_url
+        assert PASSWORD not in shown and quote(PASSWORD, safe="") not in shown
+        assert f"{parameter}=***" in shown.replace("%2A%2A%2A", "***") and "sslmode=require" in shown
+        assert secrets.scrub(f"failed: {PASSWORD}") == "failed: ***"
+    finally:
+        store.close()
+    assert url_secrets(url) == [PASSWORD]
+    assert url_secrets("postgresql://aadsync:one-secret@h/db?password=two-secret") == ["one-secret", "two-secret"]
+    assert url_secrets("sqlite:////tmp/store.sqlite") == []
 
 
 def test_the_store_file_and_its_new_folders_are_private(tmp_path, monkeypatch):

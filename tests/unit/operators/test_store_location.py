@@ -58,11 +58,18 @@ def test_refused_store_settings_say_what_to_fix(monkeypatch):
         resolve_store_url("sqlite:////x.sqlite", "mysql_store")
 
 
-def test_a_password_in_store_url_is_masked_in_the_rendered_field(capsys):
-    """Airflow redacts the rendered fields it stores with its masker: the password is registered before that."""
+@pytest.mark.parametrize("where", ["userinfo", "query"])
+def test_a_password_in_store_url_is_masked_in_the_rendered_field(capsys, where):
+    """Airflow redacts the rendered fields it stores with its masker: the password is registered before that. libpq
+    takes it as a query parameter too (``?password=``)."""
     from airflow.sdk._shared.secrets_masker import redact
 
-    url = f"postgresql+psycopg2://aadsync:{PASSWORD.replace('/', '%2F').replace('@', '%40')}@db/aadsync_store"
+    encoded = PASSWORD.replace("/", "%2F").replace("@", "%40")
+    url = (
+        f"postgresql+psycopg2://aadsync:{encoded}@db/aadsync_store"
+        if where == "userinfo"
+        else f"postgresql+psycopg2://aadsync@db/aadsync_store?password={encoded}"
+    )
     operator = SyncReportOperator(task_id="report", store_url=url)
     operator.render_template_fields(context={}, jinja_env=None)
     rendered = str(redact(operator.store_url, "store_url"))

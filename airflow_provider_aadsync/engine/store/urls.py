@@ -1,0 +1,33 @@
+"""The secrets a store URL can carry, and the URL as logs and reports may show it.
+
+A password is not only the URL's own (``postgresql://user:secret@host/db``): libpq also takes it as a query parameter
+(``postgresql://user@host/db?password=secret``), and ``sslpassword`` unlocks the client key. SQLAlchemy's
+``hide_password`` masks only the first, so a URL written the second way showed its password in every report that named
+the store.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from airflow_provider_aadsync.engine.secrets import MASK
+
+#: Query parameters of a store URL whose value is a secret (compared case-insensitively).
+SECRET_QUERY_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
+def url_secrets(url: str | sa.URL) -> list[str]:
+    """Every secret ``url`` carries: its password and the values of :data:`SECRET_QUERY_PARAMETERS`."""
+    parsed = sa.engine.make_url(url)
+    found = [parsed.password] if parsed.password else []
+    for name, value in parsed.query.items():
+        if name.lower() in SECRET_QUERY_PARAMETERS:
+            found += [value] if isinstance(value, str) else list(value)
+    return [str(secret) for secret in found if secret]
+
+
+def masked_url(url: str | sa.URL) -> str:
+    """``url`` with every secret it carries replaced by ``***``, for logs and reports."""
+    parsed = sa.engine.make_url(url)
+    query = {name: MASK if name.lower() in SECRET_QUERY_PARAMETERS else value for name, value in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
