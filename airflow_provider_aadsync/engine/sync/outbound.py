@@ -80,7 +80,10 @@ class Outbound:
             collect_batch_garbage()
         self.state.analyze()  # the links and objects the batches provisioned, before the member steps read them
         # Groups already exported whose members were provisioned in this pass: their member rows can now resolve,
-        # whether or not the pass evaluated the groups (a user come into scope alone in a delta sync).
+        # whether or not the pass evaluated the groups (a user come into scope alone in a delta sync). Those it did
+        # not evaluate go through the outbound rules now, as the touched ones did: a group the rules refuse (over the
+        # member limit since an earlier pass) is refused again, instead of getting the new member's add.
+        holders: set[int] = set()
         for connector, new_ids in provisioned.items():
             pairs = self._reference_flows(connector)
             if not pairs:
@@ -88,18 +91,13 @@ class Outbound:
             # Two indexed lookups, not one join: SQLite, without statistics on freshly written links, would scan
             # every link of the connector per chunk (46 s of a 100k-user full sync).
             referencing = holders_of(self.state.connection, mv_reference.c.mv_id, mv_reference.c.target_mv_id, new_ids)
-            pending = sorted(
+            holders.update(
                 m
                 for m in referencing
                 if (connector, m) not in self._failed and any(m not in reference_work[key] for key in pairs)
             )
-            for chunk in chunks(pending, IN_CHUNK):
-                rows = self.state.connection.execute(
-                    sa.select(link.c.mv_id, link.c.anchor).where(link.c.connector == connector, link.c.mv_id.in_(chunk))
-                ).all()
-                for mv_id, anchor in rows:
-                    for key in pairs:
-                        reference_work[key].setdefault(mv_id, anchor)
+        for chunk in chunks(sorted(holders), self.state.batch_rows):
+            self._outbound_batch(chunk, reference_work, defaultdict(set))
         for (connector, mv_attribute, cs_attribute), groups in reference_work.items():
             self.staging.stage_references(connector, mv_attribute, cs_attribute, groups)
 

@@ -196,6 +196,43 @@ def test_member_limit_is_a_per_object_error_and_the_rest_goes_on(store):
     assert result.counters["export_adds_staged"] == 4
 
 
+def test_a_group_over_the_member_limit_gets_no_member_added_when_a_member_is_provisioned_alone(store):
+    """A group over the limit is refused in the pass that sees it grow. A later pass that only provisions one of its
+    members (come into the outbound scope on its own) must not stage that member's add to the group, as a group the
+    pass did not evaluate would get it: the group is evaluated again, and refused again."""
+    from airflow_provider_aadsync.engine.sync.settings import rule_parameters
+
+    rules = load_default_rules({**rule_parameters(), "MemberLimit": 3})
+    seed(store)
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    staff_id = mv_by(store, "accountName", "Staff")[0]
+    staff_anchor = export_for(store, staff_id)["anchor"]
+    anchors_of = {mv: anchor for (_c, anchor), (mv, _t) in links(store, "entra").items()}
+    members = [anchors_of[mv_by(store, "accountName", name)[0]] for name in ("user1", "user2", "Nested")]
+    confirm_group(store, staff_anchor, members)  # exported with its three members
+
+    # user9 joins Staff (four members, over the limit) while it is an Exchange system mailbox: in the metaverse,
+    # cloud filtered, so not provisioned; the group is refused
+    system_mailbox = {"msExchRecipientTypeDetails": "8388608"}
+    import_delta(store, "ad", [ad_user(9, **system_mailbox), ad_group(20, "Staff", members=[1, 2, 21, 9])])
+    grown = run_sync(store, rules, connector="ad", mode="delta")
+    assert grown.result == "completed-sync-errors"
+    user9 = mv_by(store, "accountName", "user9")[0]
+    assert user9 in mv_members(store, staff_id) and user9 not in anchors_of
+    assert [row for row in reference_exports(store) if row[0] == staff_anchor] == []
+
+    # user9 is an ordinary mailbox now: provisioned in a pass that does not touch Staff
+    import_delta(store, "ad", [ad_user(9, msExchRecipientTypeDetails=[])])
+    provisioned = run_sync(store, rules, connector="ad", mode="delta")
+    assert provisioned.counters["provisioned"] == 1
+    assert export_for(store, user9)["operation"] == "add"
+    assert [row for row in reference_exports(store) if row[0] == staff_anchor] == []
+    assert provisioned.counters["export_reference_adds_staged"] == 0
+    with store.engine.connect() as connection:
+        errors = connection.execute(sa.select(run_error).where(run_error.c.run_id == provisioned.run_id)).all()
+    assert ["Maximum member count exceeded" in error.message for error in errors] == [True]
+
+
 def test_v1_and_v2_member_limits():
     from airflow_provider_aadsync.engine.sync.settings import member_limit
 
