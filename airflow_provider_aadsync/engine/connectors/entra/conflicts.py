@@ -1,6 +1,13 @@
 """Duplicate attribute resiliency of the Entra export: a UPN that another object holds gets a placeholder, a
 conflicting SMTP address is dropped, the conflict is recorded (``export_conflict``) and the write retried; when a
-later write of the wanted value goes through, the conflict is released."""
+later write of the wanted value goes through, the conflict is released.
+
+A new user whose UPN a cloud-only user holds that the last Entra import did not see (created in the tenant since) is
+not created beside it with a placeholder: that user is the one a soft match adopts ("With soft match, a cloud user
+holding the same UPN is adopted first; the placeholder is for real clashes"). The create is held as a per-object
+error; the next cycle's Entra import reads the cloud user and its sync soft-matches it (joins it, withdraws the
+create). When the sync does not (soft matching blocked, another anchor held), the create meets it in the connector
+space and the placeholder follows, as for any clash."""
 
 from __future__ import annotations
 
@@ -16,11 +23,17 @@ from airflow_provider_aadsync.engine.connectors.entra.graph import (
     conflict_target,
     invalid_target,
     is_placeholder,
+    odata_quote,
 )
 from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation, stored_upn
-from airflow_provider_aadsync.engine.store import export_conflict, pending_export, utcnow
+from airflow_provider_aadsync.engine.store import cs_object, export_conflict, pending_export, run, utcnow
 
 log = logging.getLogger(__name__)
+
+#: Results of an import that read the tenant (its objects are in the connector space).
+IMPORTED = ("success", "completed-import-errors")
+#: The per-object error of a create held because a cloud user the next import and sync soft-match holds its UPN.
+SOFT_MATCH_PENDING = "soft-match-pending"
 
 
 class Conflicts:
@@ -72,6 +85,61 @@ class Conflicts:
             return True
         self.state.retry.append(operation)
         return True
+
+    def hold_for_soft_match(self, operation: Operation, answer: GraphAnswer) -> bool:
+        """A user create refused for its UPN, held by a cloud-only user (no onPremisesImmutableId, not mastered by
+        another engine) that is not in the connector space although an Entra import has run: the create is held as
+        a per-object error, nothing written, for the next import and sync to soft-match that user (module docstring).
+        Returns whether it was held."""
+        if operation.kind != "create" or operation.object_type != "user":
+            return False
+        wanted = (operation.changes.get("userPrincipalName") or [""])[0]
+        if conflict_target(answer) != "userPrincipalName" or not wanted or is_placeholder(wanted):
+            return False
+        holders = self.state.writer.request(
+            "GET",
+            "/users",
+            params={
+                "$filter": f"userPrincipalName eq '{odata_quote(wanted)}'",
+                "$select": "id,userPrincipalName,onPremisesImmutableId,onPremisesSyncEnabled",
+            },
+        )["value"]
+        cloud_only = [
+            user
+            for user in holders
+            if not user.get("onPremisesImmutableId") and user.get("onPremisesSyncEnabled") is not True
+        ]
+        if len(cloud_only) != 1 or not self._imported_since_missing(cloud_only[0]["id"]):
+            return False
+        holder = cloud_only[0]["id"]
+        self.state.counters["creates_held_for_soft_match"] += 1
+        self.state.fail_rows(
+            [operation.anchor],
+            SOFT_MATCH_PENDING,
+            f"not created: the cloud user {holder} holds the UPN {wanted!r} and has no onPremisesImmutableId; it was "
+            "created after the last Entra import, so the next cycle's import and sync soft-match it (adopt it) "
+            "instead of creating a second user; nothing was written",
+            dn=operation.dn,
+        )
+        return True
+
+    def _imported_since_missing(self, object_id: str) -> bool:
+        """Whether this connector has had an import and its connector space lacks ``object_id``: the next import
+        reads it. Without any import (a configuration that never reads the tenant) nothing would: not held."""
+        with self.state.transaction() as connection:
+            imported = connection.execute(
+                sa.select(run.c.id)
+                .where(
+                    run.c.connector == self.state.connector, run.c.profile.like("%-import"), run.c.result == "success"
+                )
+                .limit(1)
+            ).first()
+            present = connection.execute(
+                sa.select(cs_object.c.anchor).where(
+                    cs_object.c.connector == self.state.connector, cs_object.c.anchor == object_id
+                )
+            ).first()
+        return imported is not None and present is None
 
     def _known_placeholder(self, anchor: str, wanted: str) -> str | None:
         """The placeholder an unreleased conflict of the same wanted UPN gave this object (kept while it lasts)."""

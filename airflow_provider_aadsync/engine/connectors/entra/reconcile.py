@@ -94,6 +94,8 @@ class Reconciler:
             if foreign:
                 self._not_adopted(operation, foreign)  # someone else's object holds our key: never adopted
                 return
+            if self.conflicts.hold_for_soft_match(operation, answer):
+                return  # a cloud user the next import and sync soft-match holds the UPN: not created beside it
         if self.conflicts.resolve(operation, answer):
             return
         self.state.fail(operation, answer)

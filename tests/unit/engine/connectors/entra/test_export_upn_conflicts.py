@@ -14,7 +14,17 @@ from airflow_provider_aadsync.engine.runs.source import BatchRequest
 from airflow_provider_aadsync.engine.store import export_conflict
 from airflow_provider_aadsync.engine.sync import run_sync
 from tests.support.fakes import FakeAnswer, FakeGraphWriter
-from tests.support.world import ad_user, deleted, exports, guid, import_delta
+from tests.support.world import (
+    ad_user,
+    deleted,
+    entra_user,
+    exports,
+    guid,
+    immutable_id,
+    import_delta,
+    import_full,
+    links,
+)
 
 from .test_writer import export, synced
 
@@ -60,6 +70,61 @@ def test_a_persistent_upn_conflict_keeps_its_placeholder_and_is_released_by_a_de
     assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
     graph.calls.clear()
     assert export(store, graph).counters["batch_calls"] == 0  # released: nothing tried any more
+
+
+def test_a_cloud_user_created_after_the_entra_import_is_soft_matched_by_the_next_cycle_not_duplicated(store, rules):
+    """A cloud-only user holding the UPN of a user sync is about to create, made in the tenant after the cycle's
+    Entra import: the create is held (no placeholder user beside it), and the next cycle adopts that user."""
+    graph = FakeGraphWriter()
+    synced(store, rules, users=2)
+    import_full(store, "entra", [])  # the cycle read the tenant: empty then
+    cloud = graph.add_user("user2@corp.example", displayName="User 2 (made in the portal)")  # made just now
+
+    held = export(store, graph)
+    assert held.result == "completed-export-errors" and held.counters["creates_held_for_soft_match"] == 1
+    upns = sorted(user["userPrincipalName"] for user in graph.users().values())
+    assert upns == ["user1@corp.example", "user2@corp.example"]  # user1 created; no placeholder user for user2
+    assert "onPremisesImmutableId" not in graph.users()[cloud]  # the cloud user is not written to
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.select(export_conflict)).all() == []
+    (error,) = [e for e in held_errors(store, held.run_id) if e.code == "soft-match-pending"]
+    assert cloud in error.message and "soft-match" in error.message
+
+    # the next cycle: the Entra import reads the cloud user, the syncs soft-match it and withdraw the create
+    import_delta(store, "entra", [entra_user(cloud, "user2@corp.example", displayName="User 2 (made in the portal)")])
+    assert run_sync(store, rules, connector="entra", mode="delta").result == "success"
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    assert ("entra", cloud) in links(store)
+    adopted = export(store, graph)
+    assert adopted.result == "success", adopted
+    users = graph.users()
+    assert len(users) == 2 and users[cloud]["onPremisesImmutableId"] == immutable_id(guid(2))
+    assert all(row["state"] != "failed" for row in exports(store).values())
+
+
+def test_a_cloud_user_the_last_import_saw_and_sync_left_alone_is_a_real_clash_and_gets_the_placeholder(store):
+    """Soft matching blocked (BlockSoftMatch): the cloud user holding the UPN was imported and the sync did not join
+    it. The create is not held (no cycle would ever adopt it): it goes ahead with a placeholder, as for any clash."""
+    from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+
+    rules = load_sync_rules(block_soft_match=True)
+    graph = FakeGraphWriter()
+    synced(store, rules, users=2)
+    cloud = graph.add_user("user2@corp.example")
+    import_full(store, "entra", [entra_user(cloud, "user2@corp.example")])
+    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+    assert ("entra", cloud) not in links(store)
+    result = export(store, graph)
+    assert result.result == "success" and result.counters.get("creates_held_for_soft_match", 0) == 0
+    upns = sorted(user["userPrincipalName"] for user in graph.users().values())
+    assert len(upns) == 3 and upns[1] == "user2@corp.example" and upns[2].startswith("user2_")
+
+
+def held_errors(store, run_id: int) -> list:
+    from airflow_provider_aadsync.engine.store import run_error
+
+    with store.engine.connect() as connection:
+        return connection.execute(sa.select(run_error).where(run_error.c.run_id == run_id)).all()
 
 
 class ParallelGraph(FakeGraphWriter):
