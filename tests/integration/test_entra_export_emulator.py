@@ -193,28 +193,35 @@ def test_upn_conflict_gets_a_placeholder_and_is_released_later(graph_server, ten
         assert connection.execute(sa.select(export_conflict.c.released_at)).scalar() is not None
 
 
+@pytest.mark.parametrize("held", ["userPrincipalName", "mail"])
 def test_a_cloud_user_made_after_the_entra_import_is_adopted_by_the_next_cycle_never_duplicated(
-    graph_server, tenant, store, rules
+    graph_server, tenant, store, rules, held
 ):
-    """The portal's user, made between the cycle's Entra import and its export, holds the UPN of a user sync plans
-    to create: the create is held (no second user with a placeholder UPN), and the next cycle soft-matches it."""
+    """The portal's user, made between the cycle's Entra import and its export, holds the UPN (or the mail) of a user
+    sync plans to create: the create is held (no second user beside it, with a placeholder UPN or without its mail),
+    and the next cycle soft-matches it on that attribute."""
     hook = entra_hook_for(graph_server, tenant)
-    seed_and_sync(store, rules, users=3, big=2)
+    shared = f"shared@{DOMAIN}"
+    import_full(store, "ad", [ad_user(1, mail=shared), ad_user(2), ad_user(3)])
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
     assert import_entra(hook, store, connector="entra", mode="full").result == "success"  # the tenant: empty
-    portal = cloud_user(hook, "portal", upn=f"user1@{DOMAIN}")
+    made = {"upn": f"user1@{DOMAIN}"} if held == "userPrincipalName" else {"mail": shared}
+    portal = cloud_user(hook, "portal", **made)
 
-    held = run_entra_export(store, hook)
-    assert held.result == "completed-export-errors" and held.counters["creates_held_for_soft_match"] == 1
-    assert [e["code"] for e in store.run_errors(held.run_id)] == ["soft-match-pending"]
-    users = {user["userPrincipalName"]: user for user in hook.request("GET", "/users")["value"]}
-    assert sorted(users) == [f"user{n}@{DOMAIN}" for n in (1, 2, 3)]  # no placeholder user
-    assert users[f"user1@{DOMAIN}"]["id"] == portal["id"] and immutable_id(guid(1)) not in graph_users(hook)
+    first = run_entra_export(store, hook)
+    assert first.result == "completed-export-errors" and first.counters["creates_held_for_soft_match"] == 1
+    assert [e["code"] for e in store.run_errors(first.run_id)] == ["soft-match-pending"]
+    users = hook.request("GET", "/users", params={"$select": "id,userPrincipalName,mail,onPremisesImmutableId"})
+    assert len(users["value"]) == 3 and immutable_id(guid(1)) not in graph_users(hook)  # users 2, 3 and the portal's
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.select(export_conflict)).all() == []
 
     confirm(store, hook, rules)  # the next cycle's import reads the portal's user and its sync soft-matches it
     assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
     adopted = run_entra_export(store, hook)
     assert adopted.result == "success", [(e["code"], e["message"]) for e in store.run_errors(adopted.run_id)]
-    assert graph_users(hook)[immutable_id(guid(1))]["id"] == portal["id"]
+    user1 = graph_users(hook)[immutable_id(guid(1))]
+    assert user1["id"] == portal["id"] and user1["userPrincipalName"] == f"user1@{DOMAIN}"
     assert len(hook.request("GET", "/users")["value"]) == 3
 
 

@@ -2,10 +2,10 @@
 conflicting SMTP address is dropped, the conflict is recorded (``export_conflict``) and the write retried; when a
 later write of the wanted value goes through, the conflict is released.
 
-A new user whose UPN a cloud-only user holds that the last Entra import did not see (created in the tenant since) is
-not created beside it with a placeholder: that user is the one a soft match adopts ("With soft match, a cloud user
-holding the same UPN is adopted first; the placeholder is for real clashes"). The create is held as a per-object
-error; the next cycle's Entra import reads the cloud user and its sync soft-matches it (joins it, withdraws the
+A new user whose UPN (or mail) a cloud-only user holds that the last Entra import did not see (created in the tenant
+since) is not created beside it with a placeholder: that user is the one a soft match adopts ("With soft match, a
+cloud user holding the same UPN is adopted first; the placeholder is for real clashes"). The create is held as a per-
+object error; the next cycle's Entra import reads the cloud user and its sync soft-matches it (joins it, withdraws the
 create). When the sync does not (soft matching blocked, another anchor held), the create meets it in the connector
 space and the placeholder follows, as for any clash."""
 
@@ -87,21 +87,23 @@ class Conflicts:
         return True
 
     def hold_for_soft_match(self, operation: Operation, answer: GraphAnswer) -> bool:
-        """A user create refused for its UPN, held by a cloud-only user (no onPremisesImmutableId, not mastered by
-        another engine) that is not in the connector space although an Entra import has run: the create is held as
-        a per-object error, nothing written, for the next import and sync to soft-match that user (module docstring).
-        Returns whether it was held."""
+        """A user create refused for its UPN or its mail (an SMTP address), held by a cloud-only user (no
+        onPremisesImmutableId, not mastered by another engine) that is not in the connector space although an Entra
+        import has run: the create is held as a per-object error, nothing written, for the next import and sync to
+        soft-match that user on the same attribute (module docstring). Returns whether it was held."""
         if operation.kind != "create" or operation.object_type != "user":
             return False
-        wanted = (operation.changes.get("userPrincipalName") or [""])[0]
-        if conflict_target(answer) != "userPrincipalName" or not wanted or is_placeholder(wanted):
+        target = conflict_target(answer)
+        attribute = {"userPrincipalName": "userPrincipalName", "proxyAddresses": "mail"}.get(target or "")
+        wanted = (operation.changes.get(attribute) or [""])[0] if attribute else ""
+        if not attribute or not wanted or (attribute == "userPrincipalName" and is_placeholder(wanted)):
             return False
         holders = self.state.writer.request(
             "GET",
             "/users",
             params={
-                "$filter": f"userPrincipalName eq '{odata_quote(wanted)}'",
-                "$select": "id,userPrincipalName,onPremisesImmutableId,onPremisesSyncEnabled",
+                "$filter": f"{attribute} eq '{odata_quote(wanted)}'",
+                "$select": f"id,{attribute},onPremisesImmutableId,onPremisesSyncEnabled",
             },
         )["value"]
         cloud_only = [
@@ -116,9 +118,9 @@ class Conflicts:
         self.state.fail_rows(
             [operation.anchor],
             SOFT_MATCH_PENDING,
-            f"not created: the cloud user {holder} holds the UPN {wanted!r} and has no onPremisesImmutableId; it was "
-            "created after the last Entra import, so the next cycle's import and sync soft-match it (adopt it) "
-            "instead of creating a second user; nothing was written",
+            f"not created: the cloud user {holder} holds the {attribute} {wanted!r} and has no onPremisesImmutableId; "
+            "it was created after the last Entra import, so the next cycle's import and sync soft-match it (adopt "
+            "it) instead of creating a second user; nothing was written",
             dn=operation.dn,
         )
         return True
