@@ -64,9 +64,6 @@ class Outbound:
         self._single_plans: dict[str, tuple[list[str], list[tuple[str, str]]] | None] = {}
         #: The random part of provisional anchors (frames.random_uuid4s).
         self._uuids = random_uuid4s()
-        #: (connector, metaverse id) of the objects an outbound rule failed on in this pass (a group over the member
-        #: limit): nothing, not even its member changes, is staged for them.
-        self._failed: set[tuple[str, int]] = set()
 
     def outbound(self, mv_ids: Sequence[int]) -> None:
         if not self.state.outbound_rules or not mv_ids:
@@ -82,7 +79,10 @@ class Outbound:
         # Groups already exported whose members were provisioned in this pass: their member rows can now resolve,
         # whether or not the pass evaluated the groups (a user come into scope alone in a delta sync). Those it did
         # not evaluate go through the outbound rules now, as the touched ones did: a group the rules refuse (over the
-        # member limit since an earlier pass) is refused again, instead of getting the new member's add.
+        # member limit since an earlier pass) is refused again, instead of getting the new member's add. Only those:
+        # whether an object has reference work is no test of it (a user has manager work and no member work, a group
+        # the target refused has none), and a first full sync, which evaluates every object, evaluates none twice.
+        evaluated = set(mv_ids)
         holders: set[int] = set()
         for connector, new_ids in provisioned.items():
             pairs = self._reference_flows(connector)
@@ -91,11 +91,7 @@ class Outbound:
             # Two indexed lookups, not one join: SQLite, without statistics on freshly written links, would scan
             # every link of the connector per chunk (46 s of a 100k-user full sync).
             referencing = holders_of(self.state.connection, mv_reference.c.mv_id, mv_reference.c.target_mv_id, new_ids)
-            holders.update(
-                m
-                for m in referencing
-                if (connector, m) not in self._failed and any(m not in reference_work[key] for key in pairs)
-            )
+            holders.update(m for m in referencing if m not in evaluated)
         for chunk in chunks(sorted(holders), self.state.batch_rows):
             self._outbound_batch(chunk, reference_work, defaultdict(set))
         for (connector, mv_attribute, cs_attribute), groups in reference_work.items():
@@ -212,8 +208,7 @@ class Outbound:
                 self.state.trace.setdefault("outbound", {})[connector] = {
                     "rules_in_scope": [r.rule.name for r in in_scope]
                 }
-            if mv_id in failed:
-                self._failed.add((connector, mv_id))
+            if mv_id in failed:  # an outbound rule failed on it (a group over the member limit): nothing is staged
                 continue
             if existing is None:
                 if provision_rule is None:
