@@ -7,7 +7,8 @@ since) is not created beside it with a placeholder: that user is the one a soft 
 cloud user holding the same UPN is adopted first; the placeholder is for real clashes"). The create is held as a per-
 object error; the next cycle's Entra import reads the cloud user and its sync soft-matches it (joins it, withdraws the
 create). When the sync does not (soft matching blocked, another anchor held), the create meets it in the connector
-space and the placeholder follows, as for any clash."""
+space and the placeholder follows, as for any clash; so it does when an import has read the tenant since the hold and
+not brought that user in (one it cannot store): the hold lasts until the next import, never for good."""
 
 from __future__ import annotations
 
@@ -89,8 +90,9 @@ class Conflicts:
     def hold_for_soft_match(self, operation: Operation, answer: GraphAnswer) -> bool:
         """A user create refused for its UPN or its mail (an SMTP address), held by a cloud-only user (no
         onPremisesImmutableId, not mastered by another engine) that is not in the connector space although an Entra
-        import has run: the create is held as a per-object error, nothing written, for the next import and sync to
-        soft-match that user on the same attribute (module docstring). Returns whether it was held."""
+        import has run, and none since an earlier hold of this create: the create is held as a per-object error,
+        nothing written, for the next import and sync to soft-match that user on the same attribute (module
+        docstring). Returns whether it was held."""
         if operation.kind != "create" or operation.object_type != "user":
             return False
         target = conflict_target(answer)
@@ -111,7 +113,7 @@ class Conflicts:
             for user in holders
             if not user.get("onPremisesImmutableId") and user.get("onPremisesSyncEnabled") is not True
         ]
-        if len(cloud_only) != 1 or not self._imported_since_missing(cloud_only[0]["id"]):
+        if len(cloud_only) != 1 or not self._imported_since_missing(cloud_only[0]["id"], operation.held_in):
             return False
         holder = cloud_only[0]["id"]
         self.state.counters["creates_held_for_soft_match"] += 1
@@ -125,23 +127,25 @@ class Conflicts:
         )
         return True
 
-    def _imported_since_missing(self, object_id: str) -> bool:
-        """Whether this connector has had an import and its connector space lacks ``object_id``: the next import
-        reads it. Without any import (a configuration that never reads the tenant) nothing would: not held."""
+    def _imported_since_missing(self, object_id: str, held_in: int | None) -> bool:
+        """Whether this connector has had an import, its connector space lacks ``object_id`` and no import has read
+        the tenant since this create was last held (in run ``held_in``): the next import reads it. Without any import (a
+        configuration that never reads the tenant) nothing would; nor would more imports after one that read the
+        tenant without bringing it in (a user it cannot store): not held, so never held for good."""
         with self.state.transaction() as connection:
-            imported = connection.execute(
-                sa.select(run.c.id)
-                .where(
-                    run.c.connector == self.state.connector, run.c.profile.like("%-import"), run.c.result == "success"
+            last_import = connection.execute(
+                sa.select(sa.func.max(run.c.id)).where(
+                    run.c.connector == self.state.connector, run.c.profile.like("%-import"), run.c.result.in_(IMPORTED)
                 )
-                .limit(1)
-            ).first()
+            ).scalar()
             present = connection.execute(
                 sa.select(cs_object.c.anchor).where(
                     cs_object.c.connector == self.state.connector, cs_object.c.anchor == object_id
                 )
             ).first()
-        return imported is not None and present is None
+        if last_import is None or present is not None:
+            return False
+        return held_in is None or last_import < held_in  # run ids grow: a later import started after the hold
 
     def _known_placeholder(self, anchor: str, wanted: str) -> str | None:
         """The placeholder an unreleased conflict of the same wanted UPN gave this object (kept while it lasts)."""

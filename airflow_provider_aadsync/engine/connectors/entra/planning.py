@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.connectors.entra.conflicts import SOFT_MATCH_PENDING
 from airflow_provider_aadsync.engine.connectors.entra.graph import BATCH_SIZE, LINKS_PER_REQUEST
 from airflow_provider_aadsync.engine.connectors.entra.reconcile import Reconciler
 from airflow_provider_aadsync.engine.connectors.entra.schema import (
@@ -146,6 +147,8 @@ class ExportPlan:
             operation = Operation(
                 "create", row.anchor, object_type, row.dn, json.loads(row.changes), resend=row.state == "sent"
             )
+            if (row.last_error or "").startswith(f"{SOFT_MATCH_PENDING}:"):
+                operation.held_in = row.run_id  # the run that sent it and held it (a send sets run_id)
             if not self._writable(operation):
                 continue
             if operation.resend:

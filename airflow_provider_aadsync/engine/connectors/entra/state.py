@@ -44,6 +44,8 @@ class Operation:
     unanswered: int = 0  # calls of this run that carried it and whose answer left it out
     #: manager-set: the managers the store holds for the user that the new one replaces (confirmed removed with it).
     replaced: list[str] = field(default_factory=list)
+    #: create: the export run that last held it for a soft match (conflicts.SOFT_MATCH_PENDING), else None.
+    held_in: int | None = None
 
     @property
     def reference_attribute(self) -> str | None:

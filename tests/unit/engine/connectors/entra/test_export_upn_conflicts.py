@@ -150,3 +150,49 @@ def test_a_upn_freed_by_a_delete_goes_to_the_new_user_whatever_order_graph_runs_
     assert result.counters.get("conflicts_recorded", 0) == 0
     with store.engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(export_conflict)).scalar() == 0
+
+
+def test_a_create_is_held_until_an_import_has_read_the_tenant_since_not_forever(store, rules):
+    """The hold waits for the next Entra import to bring the cloud user in. An import since the hold that did not
+    (here it cannot store the user's values: a per-object import error, every cycle) ends it: the sync can never
+    soft-match that user, and the create goes ahead with a placeholder, as for any clash, instead of never."""
+    from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
+    from tests.support.fakes import FakeGraph
+
+    graph, tenant = FakeGraphWriter(), FakeGraph()
+    synced(store, rules, users=2)
+    assert import_entra(tenant, store, connector="entra", mode="full").result == "success"  # the tenant: empty
+    unstorable = "User 2 \ud800"  # an unpaired surrogate: not valid Unicode, refused by the import
+    cloud = graph.add_user("user2@corp.example", displayName=unstorable)
+    for _ in range(2):  # held, and held again by an export with no import in between
+        assert export(store, graph).counters["creates_held_for_soft_match"] == 1
+
+    for _cycle in range(2):
+        item = {"id": cloud, "userPrincipalName": "user2@corp.example", "displayName": unstorable}
+        tenant.rounds["users"].append([[item]])
+        assert import_entra(tenant, store, connector="entra", mode="delta").result == "completed-import-errors"
+        assert run_sync(store, rules, connector="entra", mode="delta").result == "success"
+        assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+        result = export(store, graph)
+        assert result.counters.get("creates_held_for_soft_match", 0) == 0, "held although the import did not bring it"
+    upns = sorted(user["userPrincipalName"] for user in graph.users().values())
+    assert len(upns) == 3 and upns[1] == "user2@corp.example" and upns[2].startswith("user2_")
+    assert all(row["state"] != "failed" for row in exports(store).values())
+
+
+def test_a_create_is_held_also_when_the_entra_imports_complete_with_object_errors(store, rules):
+    """An import that read the tenant and could not store one object (completed-import-errors) has read it: a cloud
+    user made after it that holds the UPN of a user sync creates is held for the soft match, not duplicated."""
+    from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
+    from tests.support.fakes import FakeGraph, oid
+
+    graph, tenant = FakeGraphWriter(), FakeGraph()
+    synced(store, rules, users=2)
+    tenant.rounds["users"].append([[{"id": oid(900), "userPrincipalName": "x@corp.example", "displayName": "\ud800"}]])
+    assert import_entra(tenant, store, connector="entra", mode="full").result == "completed-import-errors"
+    graph.add_user("user2@corp.example", displayName="User 2 (made in the portal)")
+
+    held = export(store, graph)
+    assert held.counters["creates_held_for_soft_match"] == 1
+    upns = sorted(user["userPrincipalName"] for user in graph.users().values())
+    assert upns == ["user1@corp.example", "user2@corp.example"]  # no placeholder user beside the portal's
