@@ -72,19 +72,21 @@ class Outbound:
         if not self.state.outbound_rules or not mv_ids:
             return
         reference_work: dict[tuple[str, str, str], dict[int, str]] = defaultdict(dict)
-        provisioned: dict[str, set[int]] = defaultdict(set)
+        #: Per connector: the metaverse objects whose object there the pass linked or unlinked (outbound).
+        moved: dict[str, set[int]] = defaultdict(set)
         report = progress.current()
         for chunk in chunks(list(mv_ids), self.state.batch_rows):
-            self._outbound_batch(chunk, reference_work, provisioned)
+            self._outbound_batch(chunk, reference_work, moved)
             report.advance(len(chunk))
             collect_batch_garbage()
         self.state.analyze()  # the links and objects the batches provisioned, before the member steps read them
-        # Groups already exported whose members were provisioned in this pass: their member rows can now resolve,
-        # whether or not the pass evaluated the groups (a user come into scope alone in a delta sync). Those it did
+        # Groups already exported whose members got or lost their object in a connector in this pass (provisioned,
+        # rejoined before their delete was exported, deprovisioned): their member rows resolve otherwise now, whether or
+        # not the pass evaluated the groups (a user come into or gone out of scope alone in a delta sync). Those it did
         # not evaluate go through the outbound rules now, as the touched ones did: a group the rules refuse (over the
         # member limit since an earlier pass) is refused again, instead of getting the new member's add.
         holders: set[int] = set()
-        for connector, new_ids in provisioned.items():
+        for connector, new_ids in moved.items():
             pairs = self._reference_flows(connector)
             if not pairs:
                 continue
@@ -125,7 +127,7 @@ class Outbound:
         self,
         mv_ids: Sequence[int],
         reference_work: dict[tuple[str, str, str], dict[int, str]],
-        provisioned: dict[str, set[int]],
+        moved: dict[str, set[int]],
     ) -> None:
         loaded = self.metaverse.load_mv(mv_ids, contributions=False)
         links: dict[tuple[int, str], tuple[str, str]] = {}
@@ -149,7 +151,7 @@ class Outbound:
                     for connector in outbound_rule_targets(compiled.rule.connector, compiled.rule.link_type, joined):
                         targets[connector].append(compiled)
             for connector, rules in sorted(targets.items()):
-                self._outbound_rules(connector, rules, ids, loaded, links, reference_work, provisioned)
+                self._outbound_rules(connector, rules, ids, loaded, links, reference_work, moved)
 
     def _outbound_rules(
         self,
@@ -159,7 +161,7 @@ class Outbound:
         loaded: Mapping[int, dict[str, Any]],
         links: Mapping[tuple[int, str], tuple[str, str]],
         reference_work: dict[tuple[str, str, str], dict[int, str]],
-        provisioned: dict[str, set[int]],
+        moved: dict[str, set[int]],
     ) -> None:
         target_schema = schema_for(connector, self.state.schemas)
         # In precedence order (the pass's rules are already; stable, so equal ones keep theirs), as _desired needs
@@ -246,6 +248,8 @@ class Outbound:
                     staged.append((anchor, stored["object_type"], stored["dn"], "update", changes))
                     for mv_attribute, cs_attribute in references:
                         reference_work[(connector, mv_attribute, cs_attribute)][mv_id] = anchor
+                    # Linked again in this pass as a provisioned object is: the groups holding it name it now.
+                    moved[connector].add(mv_id)
                     continue
                 anchor = f"{PROVISIONAL_PREFIX}{next(self._uuids)}"
                 object_type = provision_rule.rule.target_object_type
@@ -257,7 +261,7 @@ class Outbound:
                 self.state.note(
                     "exports", f"{connector}: provision a new {object_type} by rule {provision_rule.rule.name!r}"
                 )
-                provisioned[connector].add(mv_id)
+                moved[connector].add(mv_id)
                 provisioned_adds.append((anchor, object_type, dn, "add", {k: v for k, v in desired.items() if v}))
                 for mv_attribute, cs_attribute in references:
                     reference_work[(connector, mv_attribute, cs_attribute)][mv_id] = anchor
@@ -281,6 +285,7 @@ class Outbound:
                     sa.delete(link).where(link.c.connector == connector, link.c.anchor == anchor)
                 )
                 self.joins.deprovision(connector, anchor)
+                moved[connector].add(mv_id)  # the groups holding it stop naming it (a member remove, if exported)
                 continue
             if not in_scope:
                 withdrawn.append(anchor)  # an update staged while it was in scope is not exported now
