@@ -19,6 +19,7 @@ from tests.support.world import (
     BASE,
     ad_group,
     ad_user,
+    cloud_twin_of_user1,
     entra_user,
     exports,
     guid,
@@ -125,6 +126,23 @@ def test_a_withdrawn_create_leaves_no_empty_update_on_the_joined_user_it_was_the
     assert reevaluated(store, rules, tmp_path) == []
 
 
+def test_a_cleared_manager_leaves_no_empty_update_on_the_joined_user(store, rules, tmp_path):
+    """The joined user's update row was kept for its manager reference; the AD delta that clears the manager
+    withdraws the reference (staged after the update row) and the update row with it."""
+    import_full(store, "ad", [managed_by(1, 2), ad_user(2)])
+    import_full(store, "entra", [twin(1)])
+    run_sync(store, rules, connector="ad", mode="full")
+    run_sync(store, rules, connector="entra", mode="full")
+    assert "cloud-1" in exports(store) and len(reference_exports(store)) == 1
+
+    cleared = ad_user(1)
+    cleared.references = {"manager": []}
+    import_delta(store, "ad", [cleared])
+    run_sync(store, rules, connector="ad", mode="delta")
+    assert "cloud-1" not in exports(store) and reference_exports(store) == set()
+    assert reevaluated(store, rules, tmp_path) == []
+
+
 def test_a_user_deprovisioned_alone_is_removed_from_the_joined_groups_holding_it(store, rules, tmp_path):
     """A joined user cloud-filtered in a delta sync: its cloud user's delete is staged and, as a full sync stages it,
     its removal from the joined cloud group holding it (the groups are not evaluated by the delta otherwise)."""
@@ -139,3 +157,24 @@ def test_a_user_deprovisioned_alone_is_removed_from_the_joined_groups_holding_it
     assert exports(store)["cloud-1"]["operation"] == "delete"
     assert reference_exports(store) == {("cloud-group-20", "cloud-1", "remove")}
     assert reevaluated(store, rules, tmp_path) == []
+
+
+def test_an_attribute_changed_back_leaves_no_older_value_in_the_update_kept_for_member_changes(store, rules):
+    """The update row of a joined user kept for its manager reference held a department AD changed since and then
+    changed back: no attribute is to be written now, and the row keeps the member change alone, not the older value
+    (the export would write it). A random world found it: the member change withdrawn later left the older value alone
+    in the row, which a full re-evaluation then dropped."""
+    import_full(store, "ad", [managed_by(1, 2, department="Sales"), ad_user(2)])
+    import_full(store, "entra", [cloud_twin_of_user1("Sales")])
+    run_sync(store, rules, connector="ad", mode="full")
+    run_sync(store, rules, connector="entra", mode="full")
+    assert exports(store)["cloud-1"]["changes"] == {} and len(reference_exports(store)) == 1
+
+    import_delta(store, "ad", [managed_by(1, 2, department="IT")])
+    run_sync(store, rules, connector="ad", mode="delta")
+    assert exports(store)["cloud-1"]["changes"] == {"department": ["IT"]}
+
+    import_delta(store, "ad", [managed_by(1, 2, department="Sales")])
+    run_sync(store, rules, connector="ad", mode="delta")
+    assert exports(store)["cloud-1"]["operation"] == "update" and exports(store)["cloud-1"]["changes"] == {}
+    assert len(reference_exports(store)) == 1
