@@ -104,9 +104,10 @@ class Outbound:
             self.staging.stage_references(connector, mv_attribute, cs_attribute, groups)
 
     def holders_of_joined(self) -> set[int]:
-        """The metaverse objects (groups, managers' reports) holding a reference to an object joined in this pass
-        (``state.relinked``): evaluated by the outbound rules like the touched ones, their reference rows in the
-        target name the joined object instead of waiting for a change of their own (a full sync's memo skips them)."""
+        """The metaverse objects (groups, managers' reports) holding a reference to an object joined in this pass, or
+        disconnected from its object of this connector (``state.relinked``): evaluated by the outbound rules like the
+        touched ones, their reference rows in the target name the joined object (and no longer the object gone) instead
+        of waiting for a change of their own (a full sync's memo skips them)."""
         if not self.state.relinked or not self.state.outbound_rules:
             return set()
         return holders_of(self.state.connection, mv_reference.c.mv_id, mv_reference.c.target_mv_id, self.state.relinked)

@@ -20,12 +20,14 @@ from tests.support.world import (
     ad_group,
     ad_user,
     cloud_twin_of_user1,
+    deleted,
     entra_user,
     exports,
     guid,
     immutable_id,
     import_delta,
     import_full,
+    links,
     reference_exports,
 )
 
@@ -156,6 +158,23 @@ def test_a_user_deprovisioned_alone_is_removed_from_the_joined_groups_holding_it
     run_sync(store, rules, connector="ad", mode="delta")
     assert exports(store)["cloud-1"]["operation"] == "delete"
     assert reference_exports(store) == {("cloud-group-20", "cloud-1", "remove")}
+    assert reevaluated(store, rules, tmp_path) == []
+
+
+def test_a_deleted_cloud_user_is_no_longer_named_by_the_manager_reference_of_its_reports(store, rules, tmp_path):
+    """A cloud-only user soft-matched to a cloud-filtered person (joined, never written) is deleted in Entra ID: the
+    Entra delta sync disconnects it and the person stays; the manager add of the person's report that named the
+    deleted user goes, as a full sync of its report would drop it."""
+    import_full(store, "ad", [ad_user(1, msExchRecipientTypeDetails=ARBITRATION), managed_by(2, 1)])
+    import_full(store, "entra", [entra_user("soft-1", "user1@corp.example", accountEnabled=True)])
+    run_sync(store, rules, connector="ad", mode="full")
+    run_sync(store, rules, connector="entra", mode="full")
+    ((report, target, operation),) = reference_exports(store)
+    assert (target, operation) == ("soft-1", "add")
+
+    import_delta(store, "entra", [deleted("soft-1", "users/soft-1")])
+    run_sync(store, rules, connector="entra", mode="delta")
+    assert ("entra", "soft-1") not in links(store) and reference_exports(store) == set()
     assert reevaluated(store, rules, tmp_path) == []
 
 
