@@ -1,7 +1,15 @@
-"""Delta syncs leave the store as a full re-evaluation of the same connector space would (``reevaluate=True`` finds
-nothing different to do): mismatches a differential test of random AD worlds found, reduced."""
+"""Delta syncs after AD changes leave the store as a full re-evaluation of the same connector space would.
+
+A seeded random AD world (tests/support/differential.py) goes through rounds of DirSync-like changes, each followed by
+a delta sync; a copy of the store then gets a full sync with ``reevaluate=True``, which must find nothing different to
+do, and a copy a memoized full sync, which must do the same. The metaverse must also be the one a store built from
+scratch out of the final AD state gets. The tests before it are the mismatches the random worlds found, reduced.
+"""
 
 from __future__ import annotations
+
+import logging
+import random
 
 import pytest
 
@@ -11,6 +19,10 @@ from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.differential import (
     ARBITRATION,
+    AdModel,
+    by_anchor,
+    cloud_round,
+    cloud_twins,
     copy_store,
     differences,
     snapshot,
@@ -197,3 +209,83 @@ def test_an_attribute_changed_back_leaves_no_older_value_in_the_update_kept_for_
     run_sync(store, rules, connector="ad", mode="delta")
     assert exports(store)["cloud-1"]["operation"] == "update" and exports(store)["cloud-1"]["changes"] == {}
     assert len(reference_exports(store)) == 1
+
+
+# ------------------------------------------------------------------------------------------------ random worlds
+ROUNDS = 6
+
+
+def random_story(seed: int, rules, tmp_path, *, cloud_changes: bool) -> tuple[AdModel, list, list[str]]:
+    """Rounds of random AD changes, each imported as a delta and synced by a delta sync of AD (and, with
+    ``cloud_changes``, followed by random Entra changes and a delta sync of Entra); the store is left at
+    ``tmp_path / "delta.sqlite"``. Returns the AD model, the Entra objects first imported and the story told."""
+    rng = random.Random(seed)
+    model = AdModel(rng, users=rng.randint(10, 20), groups=rng.randint(3, 5))
+    cloud = cloud_twins(model, rng)
+    live = {obj.anchor: obj for obj in cloud}
+    story: list[str] = []
+    with Store.open(f"sqlite:///{tmp_path / 'delta.sqlite'}", instance="test") as store:
+        import_full(store, "ad", model.full())
+        import_full(store, "entra", cloud)
+        run_sync(store, rules, connector="ad", mode="full")
+        run_sync(store, rules, connector="entra", mode="full")
+        for round_number in range(ROUNDS):
+            changes = model.random_round(rng.randint(2, 6))
+            story += [f"{round_number}: {kind} {[o.anchor[-4:] for o in objs]}" for kind, objs in changes]
+            import_delta(store, "ad", [obj for _kind, objs in changes for obj in objs])
+            assert run_sync(store, rules, connector="ad", mode="delta").mode == "delta"
+            if cloud_changes:
+                edits = cloud_round(rng, live, model)
+                story += [f"{round_number}: entra {'delete' if o.deleted else 'change'} {o.anchor}" for o in edits]
+                import_delta(store, "entra", edits)
+                assert run_sync(store, rules, connector="entra", mode="delta").mode == "delta"
+    return model, cloud, story
+
+
+def full_syncs_change_nothing(rules, tmp_path, story: list[str]) -> str:
+    """A full re-evaluation of AD on a copy of the delta-synced store, and a memoized full sync on another copy, find
+    nothing different to do; returns the URL of the re-evaluated copy."""
+    with Store.open(f"sqlite:///{tmp_path / 'delta.sqlite'}", instance="test") as store:
+        delta = snapshot(store)
+        reevaluated_url = copy_store(store, str(tmp_path / "reevaluated.sqlite"))
+        memoized_url = copy_store(store, str(tmp_path / "memoized.sqlite"))
+    with Store.open(reevaluated_url, instance="test") as copy:
+        result = run_sync(copy, rules, connector="ad", mode="full", reevaluate=True)
+        full = snapshot(copy)
+    assert differences(delta, full) == [], (story, result.counters)
+    with Store.open(memoized_url, instance="test") as copy:
+        run_sync(copy, rules, connector="ad", mode="full")
+        assert differences(snapshot(copy), full) == [], story
+    return reevaluated_url
+
+
+@pytest.mark.parametrize("seed", [2, 11, 14, 26])
+def test_delta_syncs_of_random_ad_changes_match_a_full_reevaluation(seed, rules, tmp_path, caplog):
+    caplog.set_level(logging.ERROR)
+    model, cloud, story = random_story(seed, rules, tmp_path, cloud_changes=False)
+    reevaluated_url = full_syncs_change_nothing(rules, tmp_path, story)
+
+    # A store built from scratch out of the final AD state: the same metaverse (ids and provisional anchors aside).
+    # Both stores get a full sync of Entra first: an AD sync that joins a cloud object again (one back in scope before
+    # its delete was exported) links it, and what the cloud object contributes (cloudAnchor) flows at Entra's next sync
+    # that evaluates it.
+    changed = [model.source_anchor(n) for n in model.anchor_changed if n in model.users]
+    with Store.open(f"sqlite:///{tmp_path / 'scratch.sqlite'}", instance="test") as scratch:
+        import_full(scratch, "ad", model.full())
+        import_full(scratch, "entra", cloud)
+        run_sync(scratch, rules, connector="ad", mode="full")
+        run_sync(scratch, rules, connector="entra", mode="full")
+        built = by_anchor(scratch, changed)
+    with Store.open(reevaluated_url, instance="test") as copy:
+        run_sync(copy, rules, connector="entra", mode="full")
+        assert differences(by_anchor(copy, changed), built) == [], story
+
+
+@pytest.mark.parametrize("seed", [15, 26])
+def test_delta_syncs_of_random_ad_and_entra_changes_match_a_full_reevaluation_of_ad(seed, rules, tmp_path, caplog):
+    """Entra changes (and delta syncs of Entra) between the AD rounds. Only AD's full re-evaluation is compared: a delta
+    sync of Entra leaves its unchanged disconnectors alone (a cloud user holding the anchor of a person AD's sync
+    provisions), which its next full sync joins, by design."""
+    caplog.set_level(logging.ERROR)
+    _model, _cloud, story = random_story(seed, rules, tmp_path, cloud_changes=True)
+    full_syncs_change_nothing(rules, tmp_path, story)
