@@ -362,6 +362,7 @@ class Joins:
                 orphans.append(mv_id)
                 continue
             self._withdraw(mv_id, mv_updates.setdefault(mv_id, row), kinds[mv_id])
+            self.state.relinked.add(mv_id)  # it stays: the groups holding it no longer name its object gone from here
         self._delete_metaverse(orphans)
         for mv_id in orphans:
             mv_updates.pop(mv_id, None)

@@ -69,22 +69,24 @@ class Outbound:
         if not self.state.outbound_rules or not mv_ids:
             return
         reference_work: dict[tuple[str, str, str], dict[int, str]] = defaultdict(dict)
-        provisioned: dict[str, set[int]] = defaultdict(set)
+        #: Per connector: the metaverse objects whose object there the pass linked or unlinked (outbound).
+        moved: dict[str, set[int]] = defaultdict(set)
         report = progress.current()
         for chunk in chunks(list(mv_ids), self.state.batch_rows):
-            self._outbound_batch(chunk, reference_work, provisioned)
+            self._outbound_batch(chunk, reference_work, moved)
             report.advance(len(chunk))
             collect_batch_garbage()
         self.state.analyze()  # the links and objects the batches provisioned, before the member steps read them
-        # Groups already exported whose members were provisioned in this pass: their member rows can now resolve,
-        # whether or not the pass evaluated the groups (a user come into scope alone in a delta sync). Those it did
+        # Groups already exported whose members got or lost their object in a connector in this pass (provisioned,
+        # rejoined before their delete was exported, deprovisioned): their member rows resolve otherwise now, whether or
+        # not the pass evaluated the groups (a user come into or gone out of scope alone in a delta sync). Those it did
         # not evaluate go through the outbound rules now, as the touched ones did: a group the rules refuse (over the
         # member limit since an earlier pass) is refused again, instead of getting the new member's add. Only those:
         # whether an object has reference work is no test of it (a user has manager work and no member work, a group
         # the target refused has none), and a first full sync, which evaluates every object, evaluates none twice.
         evaluated = set(mv_ids)
         holders: set[int] = set()
-        for connector, new_ids in provisioned.items():
+        for connector, new_ids in moved.items():
             pairs = self._reference_flows(connector)
             if not pairs:
                 continue
@@ -98,9 +100,10 @@ class Outbound:
             self.staging.stage_references(connector, mv_attribute, cs_attribute, groups)
 
     def holders_of_joined(self) -> set[int]:
-        """The metaverse objects (groups, managers' reports) holding a reference to an object joined in this pass
-        (``state.relinked``): evaluated by the outbound rules like the touched ones, their reference rows in the
-        target name the joined object instead of waiting for a change of their own (a full sync's memo skips them)."""
+        """The metaverse objects (groups, managers' reports) holding a reference to an object joined in this pass, or
+        disconnected from its object of this connector (``state.relinked``): evaluated by the outbound rules like the
+        touched ones, their reference rows in the target name the joined object (and no longer the object gone) instead
+        of waiting for a change of their own (a full sync's memo skips them)."""
         if not self.state.relinked or not self.state.outbound_rules:
             return set()
         return holders_of(self.state.connection, mv_reference.c.mv_id, mv_reference.c.target_mv_id, self.state.relinked)
@@ -121,7 +124,7 @@ class Outbound:
         self,
         mv_ids: Sequence[int],
         reference_work: dict[tuple[str, str, str], dict[int, str]],
-        provisioned: dict[str, set[int]],
+        moved: dict[str, set[int]],
     ) -> None:
         loaded = self.metaverse.load_mv(mv_ids, contributions=False)
         links: dict[tuple[int, str], tuple[str, str]] = {}
@@ -145,7 +148,7 @@ class Outbound:
                     for connector in outbound_rule_targets(compiled.rule.connector, compiled.rule.link_type, joined):
                         targets[connector].append(compiled)
             for connector, rules in sorted(targets.items()):
-                self._outbound_rules(connector, rules, ids, loaded, links, reference_work, provisioned)
+                self._outbound_rules(connector, rules, ids, loaded, links, reference_work, moved)
 
     def _outbound_rules(
         self,
@@ -155,7 +158,7 @@ class Outbound:
         loaded: Mapping[int, dict[str, Any]],
         links: Mapping[tuple[int, str], tuple[str, str]],
         reference_work: dict[tuple[str, str, str], dict[int, str]],
-        provisioned: dict[str, set[int]],
+        moved: dict[str, set[int]],
     ) -> None:
         target_schema = schema_for(connector, self.state.schemas)
         # In precedence order (the pass's rules are already; stable, so equal ones keep theirs), as _desired needs
@@ -241,6 +244,8 @@ class Outbound:
                     staged.append((anchor, stored["object_type"], stored["dn"], "update", changes))
                     for mv_attribute, cs_attribute in references:
                         reference_work[(connector, mv_attribute, cs_attribute)][mv_id] = anchor
+                    # Linked again in this pass as a provisioned object is: the groups holding it name it now.
+                    moved[connector].add(mv_id)
                     continue
                 anchor = f"{PROVISIONAL_PREFIX}{next(self._uuids)}"
                 object_type = provision_rule.rule.target_object_type
@@ -252,7 +257,7 @@ class Outbound:
                 self.state.note(
                     "exports", f"{connector}: provision a new {object_type} by rule {provision_rule.rule.name!r}"
                 )
-                provisioned[connector].add(mv_id)
+                moved[connector].add(mv_id)
                 provisioned_adds.append((anchor, object_type, dn, "add", {k: v for k, v in desired.items() if v}))
                 for mv_attribute, cs_attribute in references:
                     reference_work[(connector, mv_attribute, cs_attribute)][mv_id] = anchor
@@ -276,6 +281,7 @@ class Outbound:
                     sa.delete(link).where(link.c.connector == connector, link.c.anchor == anchor)
                 )
                 self.joins.deprovision(connector, anchor)
+                moved[connector].add(mv_id)  # the groups holding it stop naming it (a member remove, if exported)
                 continue
             if not in_scope:
                 withdrawn.append(anchor)  # an update staged while it was in scope is not exported now

@@ -102,11 +102,21 @@ class Staging:
                 if current is not None and current.state in _SETTLED and current.operation in ("update", "delete"):
                     if not self._has_reference_changes(connector, anchor):
                         self.state.connection.execute(sa.delete(pending_export).where(export_key(connector, anchor)))
-                    elif current.operation == "delete":  # its member changes need an update row instead
+                    # Its member changes need an update row instead, without the values staged before (the target holds
+                    # them now: an attribute changed back would be written with its older value).
+                    elif current.operation == "delete" or current.changes != "{}":
                         self.state.connection.execute(
                             sa.update(pending_export)
                             .where(export_key(connector, anchor))
-                            .values(operation="update", changes="{}", state="pending", attempts=0, last_error=None)
+                            .values(
+                                operation="update",
+                                changes="{}",
+                                state="pending",
+                                attempts=0,
+                                last_error=None,
+                                run_id=self.state.run_id,
+                                updated_at=now,
+                            )
                         )
                     if current.operation == "delete":
                         self.state.counters["export_deletes_withdrawn"] += 1
@@ -288,6 +298,9 @@ class Staging:
             self.state.counters["export_reference_adds_staged"] += int((new_rows["operation"] == "add").sum())
             self.state.counters["export_reference_removes_staged"] += int((new_rows["operation"] == "remove").sum())
             self._ensure_update_rows(connector, sorted(set(new_rows["anchor"])))
+            # An update row that carried only the member changes just withdrawn goes with them (staged before them, it
+            # was kept for them), as a full re-evaluation would not stage it.
+            self._drop_empty_updates(connector, sorted(set(stale["anchor"]) - set(new_rows["anchor"])))
             if self.state.trace is not None:
                 self.state.trace.setdefault("pending_reference_changes", []).append(
                     {
@@ -297,6 +310,30 @@ class Staging:
                         "removes": len(found.removes),
                     }
                 )
+
+    def _drop_empty_updates(self, connector: str, anchors: Sequence[str]) -> None:
+        """Delete the settled update rows without attribute changes of ``anchors`` that have no member change left
+        (one statement per chunk)."""
+        remaining = (
+            sa.select(pending_export_reference.c.anchor)
+            .where(
+                pending_export_reference.c.connector == pending_export.c.connector,
+                pending_export_reference.c.anchor == pending_export.c.anchor,
+                pending_export_reference.c.state != "confirmed",
+            )
+            .exists()
+        )
+        for chunk in chunks(list(anchors), IN_CHUNK):
+            self.state.connection.execute(
+                sa.delete(pending_export).where(
+                    pending_export.c.connector == connector,
+                    pending_export.c.anchor.in_(chunk),
+                    pending_export.c.operation == "update",
+                    pending_export.c.changes == "{}",
+                    pending_export.c.state.in_(_SETTLED),
+                    ~remaining,
+                )
+            )
 
     def _ensure_update_rows(self, connector: str, anchors: Sequence[str]) -> None:
         """Objects with member changes get a pending export row (an update with no attribute changes) if they

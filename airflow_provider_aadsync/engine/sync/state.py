@@ -105,8 +105,9 @@ class SyncPass:
         #: left resolves to nothing now).
         self.unlinked: set[str] = set()
         #: Metaverse objects joined to an object of this connector in this pass (a cloud user matched, a planned
-        #: creation replaced by the object found): the groups holding them go through the outbound rules too, so their
-        #: member rows in this connector name it (synchronizer.py).
+        #: creation replaced by the object found), or that lost theirs and stay (a cloud user deleted): the groups
+        #: holding them go through the outbound rules too, so their member rows in this connector name it, or no
+        #: longer name the object gone (synchronizer.py).
         self.relinked: set[int] = set()
         #: Per target connector: its unjoined objects with an unsent delete, by hard-match value (unjoined.py), read
         #: once per pass at the first create that may rejoin one.
