@@ -5,20 +5,12 @@ no write; BlockSoftMatch leaves only the hard match."""
 
 from __future__ import annotations
 
-import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.store import Store, run_error
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import ad_user, entra_user, exports, guid, immutable_id, import_full, links, mv_by
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
-
 
 AD_USERS = [
     ad_user(1),  # hard match

@@ -7,16 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import ad_user, entra_user, exports, guid, immutable_id, import_full
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
 
 
 @pytest.mark.parametrize("order", [("ad", "entra"), ("entra", "ad", "entra")])

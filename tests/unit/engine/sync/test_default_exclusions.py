@@ -30,17 +30,6 @@ LINKED_MAILBOX = 2
 ROLE_GROUP = 0x40000000
 
 
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_sync_rules()
-
-
 def staged_for_entra(store: Store) -> set[str]:
     """accountName of every metaverse object with a pending export to Entra ID."""
     entra = {

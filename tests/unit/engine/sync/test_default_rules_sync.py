@@ -6,9 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.rules import load_default_rules
-from airflow_provider_aadsync.engine.store import Store, run_error
+from airflow_provider_aadsync.engine.store import run_error
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import (
     ad_group,
     ad_user,
@@ -29,17 +28,6 @@ from tests.support.world import (
     reference_exports,
     seed,
 )
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_sync_rules()
 
 
 def test_full_sync_projects_in_scope_objects_and_stages_entra_adds(store, rules):

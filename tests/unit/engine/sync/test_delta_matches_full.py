@@ -16,7 +16,6 @@ import pytest
 from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.differential import (
     ARBITRATION,
     AdModel,
@@ -42,17 +41,6 @@ from tests.support.world import (
     links,
     reference_exports,
 )
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_sync_rules()
 
 
 def twin(n: int):

@@ -35,13 +35,6 @@ from tests.support.world import (
     world_with_cloud_twins,
 )
 
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
-
-
 # ------------------------------------------------------------------------------------ a joined cloud user filtered out
 # A cloud object joined (hard/soft match: link type "join", as after a store rebuild or an adoption) whose
 # metaverse object leaves the scope of the provisioning rule "Out to AAD - User Join" (cloudFiltered becomes True)

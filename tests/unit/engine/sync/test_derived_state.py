@@ -6,8 +6,6 @@ rows as they were, and the sync memo kept full syncs from correcting them."""
 
 from __future__ import annotations
 
-import pytest
-
 from airflow_provider_aadsync.engine.rules import load_rules_text
 from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
@@ -26,12 +24,6 @@ from tests.support.world import (
     reference_exports,
     world_with_cloud_twins,
 )
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
 
 
 def user(anchor: str, name: str, **attrs: str) -> SourceObject:

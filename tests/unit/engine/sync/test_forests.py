@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.schema import SCHEMA as ACTIVE_DIRECTORY
@@ -71,12 +70,6 @@ RESOURCE = [
     fsp(14, sid(1102)),
     ad_group(15, "Fabrikam Staff", members=[13, 14]),
 ]
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
 
 
 def sync_both(store: Store, rules) -> None:

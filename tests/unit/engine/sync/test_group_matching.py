@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.runs.preflight import CONFLICT, CREATE, HARD, SOFT, group_preflight
@@ -19,12 +18,6 @@ from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import ad_group, exports, guid, immutable_id, import_full, links, mv_by
 
 ANCHOR = "extension_aadsyncSourceAnchor"
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
 
 
 def cloud_group(object_id: str, name: str, **attrs: Any) -> SourceObject:

@@ -7,7 +7,6 @@ import pytest
 from aadsync_devkit.world.seed import DEV_WRITEBACK_OU
 from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR
 from airflow_provider_aadsync.engine.runs.source import SourceObject
-from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
 from airflow_provider_aadsync.engine.sync.settings import (
     WRITEBACK_LIMIT_DEFAULT,
@@ -33,12 +32,6 @@ from tests.support.world import (
 WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU, "consistency_guid_writeback": False}
 
 GROUP_ID = "5a1e5000-0000-4000-8000-00000000c0de"
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
 
 
 def cloud_group(object_id: str, name: str, members: list[str], *, unified: bool = True, **attrs) -> SourceObject:

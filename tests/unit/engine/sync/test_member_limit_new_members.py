@@ -4,10 +4,9 @@ be staged. When it grows by members that are themselves new (provisioned in the 
 
 from __future__ import annotations
 
-import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.store import Store, run_error
+from airflow_provider_aadsync.engine.store import run_error
 from airflow_provider_aadsync.engine.sync import run_sync, settings
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import (
@@ -20,12 +19,6 @@ from tests.support.world import (
     reference_exports,
     world_with_cloud_twins,
 )
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
 
 
 def test_group_grown_over_limit_by_new_users_stages_no_member_adds(store, monkeypatch):

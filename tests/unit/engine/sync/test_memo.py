@@ -6,11 +6,11 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.rules import load_default_rules, load_rules_text
-from airflow_provider_aadsync.engine.store import Store, link, mv_object, pending_export, sync_memo
+from airflow_provider_aadsync.engine.store import link, mv_object, pending_export, sync_memo
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.frames import BATCH_ROWS
 from airflow_provider_aadsync.engine.sync.memo import SyncMemo, _row_text, pass_digest
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules, rule_parameters
+from airflow_provider_aadsync.engine.sync.settings import rule_parameters
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 from tests.support.world import (
     ad_group,
@@ -28,17 +28,6 @@ from tests.support.world import (
     reference_exports,
     seed,
 )
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
-
-
-@pytest.fixture(scope="module")
-def rules():
-    return load_sync_rules()
 
 
 def linked_objects(store, connector="ad"):

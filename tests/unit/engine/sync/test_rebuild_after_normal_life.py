@@ -6,7 +6,6 @@ import pytest
 
 from aadsync_devkit.world.seed import DEV_WRITEBACK_OU
 from airflow_provider_aadsync.engine.runs.source import SourceObject
-from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import (
@@ -23,12 +22,6 @@ from tests.support.world import (
 )
 
 M365 = "5a1e5000-0000-4000-8000-00000000c0de"
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
 
 
 def ad_side():

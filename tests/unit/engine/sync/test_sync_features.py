@@ -67,12 +67,6 @@ def account(n: int, **attrs) -> SourceObject:
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
-
-
-@pytest.fixture
 def rules():
     return load_rules_text(RULES, name="features.yaml")
 

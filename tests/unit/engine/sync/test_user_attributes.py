@@ -3,10 +3,9 @@ Graph would refuse (its documented lengths and formats) is a per-object error na
 
 from __future__ import annotations
 
-import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.store import Store, run_error
+from airflow_provider_aadsync.engine.store import run_error
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import ad_user, export_for, import_full, links, mv_by
@@ -58,12 +57,6 @@ EXPECTED = {
     "onPremisesExtensionAttributes.extensionAttribute1": ["Cost centre 42"],
     "onPremisesExtensionAttributes.extensionAttribute15": ["Ünïcode ✓"],
 }
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
-        yield opened
 
 
 def test_every_user_attribute_reaches_its_graph_property(store):
