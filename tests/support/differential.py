@@ -29,7 +29,7 @@ from airflow_provider_aadsync.engine.store import (
     pending_export,
     pending_export_reference,
 )
-from tests.support.world import BASE, deleted, entra_user, guid, immutable_id
+from tests.support.world import BASE, deleted, entra_group, entra_user, guid, immutable_id
 
 #: msExchRecipientTypeDetails values: a user mailbox (synced) and an arbitration mailbox (cloud-filtered).
 MAILBOX, ARBITRATION = "1", "8388608"
@@ -402,19 +402,12 @@ def cloud_twins(model: AdModel, rng: random.Random, share: float = 0.4) -> list[
         if cloud_users and rng.random() < 0.3:
             members.append(rng.choice(sorted(cloud_users)))  # and one it has that AD's group has not
         twins.append(
-            SourceObject(
-                anchor=f"cloud-group-{n}",
-                dn=f"groups/cloud-group-{n}",
-                object_type="group",
-                attrs={
-                    "id": [f"cloud-group-{n}"],
-                    "displayName": [group.attrs["cn"][0]],
-                    "mailNickname": [group.attrs["sAMAccountName"][0]],
-                    "securityEnabled": [True],
-                    "mailEnabled": [False],
-                    "extension_aadsyncSourceAnchor": [anchor],
-                },
-                references={"members": [(m, None) for m in dict.fromkeys(members)]},
+            entra_group(
+                f"cloud-group-{n}",
+                group.attrs["cn"][0],
+                list(dict.fromkeys(members)),
+                mailNickname=group.attrs["sAMAccountName"][0],
+                extension_aadsyncSourceAnchor=anchor,
             )
         )
     return twins

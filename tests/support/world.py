@@ -86,6 +86,35 @@ def entra_user(object_id: str, upn: str, immutable: str | None = None, **attrs: 
     return SourceObject(anchor=object_id, dn=f"users/{object_id}", object_type="user", attrs=values)
 
 
+def cloud_twin(n: int, sam: str | None = None, *, anchor: str | None = None, **attrs: Any) -> SourceObject:
+    """AD user ``n`` (``ad_user(n, sam)``) as it exists in Entra ID already, ``cloud-<n>``: its values, and its
+    ImmutableId (``anchor``, else the one of its objectGUID) where the hard match reads it and in the sync app's
+    extension, as an export wrote them; ``attrs`` adds or replaces values."""
+    sam = sam or f"user{n}"
+    anchor = anchor or immutable_id(guid(n))
+    values: dict[str, Any] = {
+        "accountEnabled": True,
+        "displayName": f"User {n}",
+        "givenName": f"Given{n}",
+        "surname": f"Surname{n}",
+        "mailNickname": sam,
+        "extension_aadsyncSourceAnchor": anchor,
+    }
+    return entra_user(f"cloud-{n}", f"{sam}@corp.example", anchor, **{**values, **attrs})
+
+
+def entra_group(object_id: str, name: str, members: Sequence[str] | None = None, **attrs: Any) -> SourceObject:
+    """A security group as Graph lists it; ``members``: the ids of its members (None: no member rows read);
+    ``attrs`` adds or replaces values (``extension_aadsyncSourceAnchor``: the anchor its hard match reads)."""
+    values: dict[str, list[Any]] = {"id": [object_id], "displayName": [name], "mailNickname": [name],
+                                    "securityEnabled": [True], "mailEnabled": [False]}  # fmt: skip
+    values.update({key: value if isinstance(value, list) else [value] for key, value in attrs.items()})
+    obj = SourceObject(anchor=object_id, dn=f"groups/{object_id}", object_type="group", attrs=values)
+    if members is not None:
+        obj.references = {"members": [(member, None) for member in members]}
+    return obj
+
+
 def import_full(store: Store, connector: str, objects: Sequence[SourceObject]) -> None:
     run_id = store.start_run("full-import", connector)
     with store.transaction() as connection:
@@ -191,13 +220,7 @@ def world_with_cloud_twins(store: Store, users: int) -> Any:
     """AD users synced and joined to enabled cloud twins (as after an export and its confirming import)."""
     rules = load_sync_rules()
     import_full(store, "ad", [ad_user(n) for n in range(1, users + 1)])
-    twins = [
-        entra_user(f"cloud-{n}", f"user{n}@corp.example", immutable_id(guid(n)), accountEnabled=True,
-                   displayName=f"User {n}", givenName=f"Given{n}", surname=f"Surname{n}", mailNickname=f"user{n}",
-                   extension_aadsyncSourceAnchor=immutable_id(guid(n)))
-        for n in range(1, users + 1)
-    ]  # fmt: skip
-    import_full(store, "entra", twins)
+    import_full(store, "entra", [cloud_twin(n) for n in range(1, users + 1)])
     assert run_sync(store, rules, connector="ad", mode="full").result == "success"
     assert run_sync(store, rules, connector="entra", mode="full").result == "success"
     assert exports(store) == {}
@@ -226,15 +249,4 @@ def seed(store: Store) -> None:
 
 def cloud_twin_of_user1(department: str) -> SourceObject:
     """User 1 as it exists in Entra ID already (same ImmutableId and values), but for its department."""
-    return entra_user(
-        "cloud-1",
-        "user1@corp.example",
-        immutable_id(guid(1)),
-        displayName="User 1",
-        givenName="Given1",
-        surname="Surname1",
-        department=department,
-        mailNickname="user1",
-        accountEnabled=True,
-        extension_aadsyncSourceAnchor=immutable_id(guid(1)),
-    )
+    return cloud_twin(1, department=department)

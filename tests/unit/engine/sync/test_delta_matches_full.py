@@ -13,7 +13,6 @@ import random
 
 import pytest
 
-from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from tests.support.differential import (
@@ -30,8 +29,10 @@ from tests.support.world import (
     BASE,
     ad_group,
     ad_user,
+    cloud_twin,
     cloud_twin_of_user1,
     deleted,
+    entra_group,
     entra_user,
     exports,
     guid,
@@ -41,40 +42,6 @@ from tests.support.world import (
     links,
     reference_exports,
 )
-
-
-def twin(n: int):
-    """User n as it exists in Entra ID already, with its ImmutableId (hard match) and the same values."""
-    anchor = immutable_id(guid(n))
-    return entra_user(
-        f"cloud-{n}",
-        f"user{n}@corp.example",
-        anchor,
-        accountEnabled=True,
-        displayName=f"User {n}",
-        givenName=f"Given{n}",
-        surname=f"Surname{n}",
-        mailNickname=f"user{n}",
-        extension_aadsyncSourceAnchor=anchor,
-    )
-
-
-def cloud_group(n: int, name: str, members: list[str]) -> SourceObject:
-    """AD group n as it exists in Entra ID already (its anchor in the sync app's extension), with these members."""
-    return SourceObject(
-        anchor=f"cloud-group-{n}",
-        dn=f"groups/cloud-group-{n}",
-        object_type="group",
-        attrs={
-            "id": [f"cloud-group-{n}"],
-            "displayName": [name],
-            "mailNickname": [name],
-            "securityEnabled": [True],
-            "mailEnabled": [False],
-            "extension_aadsyncSourceAnchor": [immutable_id(guid(n))],
-        },
-        references={"members": [(member, None) for member in members]},
-    )
 
 
 def managed_by(n: int, manager: int, **attrs):
@@ -96,7 +63,7 @@ def test_a_user_back_in_scope_before_its_delete_is_exported_is_added_to_its_grou
     cloud user is joined again and its delete withdrawn; the groups holding it get its member add again, as for a user
     provisioned in the pass, though the pass did not evaluate them."""
     import_full(store, "ad", [ad_user(1), ad_group(20, "Staff", members=[1])])
-    import_full(store, "entra", [twin(1)])
+    import_full(store, "entra", [cloud_twin(1)])
     run_sync(store, rules, connector="ad", mode="full")
     run_sync(store, rules, connector="entra", mode="full")
     ((staff, _target, _op),) = reference_exports(store)
@@ -117,7 +84,7 @@ def test_a_withdrawn_create_leaves_no_empty_update_on_the_joined_user_it_was_the
     """A user sync was to create goes out of scope before the export: its create is withdrawn, and with it the manager
     reference of the joined user it managed; that user's update row, which carried nothing else, goes too."""
     import_full(store, "ad", [managed_by(1, 2), ad_user(2)])
-    import_full(store, "entra", [twin(1)])
+    import_full(store, "entra", [cloud_twin(1)])
     run_sync(store, rules, connector="ad", mode="full")
     run_sync(store, rules, connector="entra", mode="full")
     assert exports(store)["cloud-1"]["operation"] == "update" and exports(store)["cloud-1"]["changes"] == {}
@@ -132,7 +99,7 @@ def test_a_cleared_manager_leaves_no_empty_update_on_the_joined_user(store, rule
     """The joined user's update row was kept for its manager reference; the AD delta that clears the manager
     withdraws the reference (staged after the update row) and the update row with it."""
     import_full(store, "ad", [managed_by(1, 2), ad_user(2)])
-    import_full(store, "entra", [twin(1)])
+    import_full(store, "entra", [cloud_twin(1)])
     run_sync(store, rules, connector="ad", mode="full")
     run_sync(store, rules, connector="entra", mode="full")
     assert "cloud-1" in exports(store) and len(reference_exports(store)) == 1
@@ -149,7 +116,17 @@ def test_a_user_deprovisioned_alone_is_removed_from_the_joined_groups_holding_it
     """A joined user cloud-filtered in a delta sync: its cloud user's delete is staged and, as a full sync stages it,
     its removal from the joined cloud group holding it (the groups are not evaluated by the delta otherwise)."""
     import_full(store, "ad", [ad_user(1), ad_user(2), ad_group(20, "Staff", members=[1, 2])])
-    import_full(store, "entra", [twin(1), twin(2), cloud_group(20, "Staff", ["cloud-1", "cloud-2"])])
+    import_full(
+        store,
+        "entra",
+        [
+            cloud_twin(1),
+            cloud_twin(2),
+            entra_group(
+                "cloud-group-20", "Staff", ["cloud-1", "cloud-2"], extension_aadsyncSourceAnchor=immutable_id(guid(20))
+            ),
+        ],
+    )
     run_sync(store, rules, connector="ad", mode="full")
     run_sync(store, rules, connector="entra", mode="full")
     assert exports(store) == {} and reference_exports(store) == set()

@@ -6,25 +6,15 @@ same before any write."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.runs.preflight import CONFLICT, CREATE, HARD, SOFT, group_preflight
-from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store, run_error
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.world import ad_group, exports, guid, immutable_id, import_full, links, mv_by
+from tests.support.world import ad_group, entra_group, exports, guid, immutable_id, import_full, links, mv_by
 
 ANCHOR = "extension_aadsyncSourceAnchor"
-
-
-def cloud_group(object_id: str, name: str, **attrs: Any) -> SourceObject:
-    values: dict[str, list[Any]] = {"id": [object_id], "displayName": [name], "mailNickname": [name],
-                                    "securityEnabled": [True], "mailEnabled": [False]}  # fmt: skip
-    values.update({key: value if isinstance(value, list) else [value] for key, value in attrs.items()})
-    return SourceObject(anchor=object_id, dn=f"groups/{object_id}", object_type="group", attrs=values)
 
 
 def seed(store: Store) -> None:
@@ -43,10 +33,10 @@ def seed(store: Store) -> None:
         store,
         "entra",
         [
-            cloud_group("cloud-staff", "Staff", **{ANCHOR: immutable_id(guid(20))}),
-            cloud_group("cloud-sales", "Sales", mail="SALES@corp.example", mailEnabled=True),
-            cloud_group("cloud-ops", "Ops", mail="ops@corp.example", **{ANCHOR: immutable_id(guid(999))}),
-            cloud_group("cloud-legal", "Legal", mail="legal@corp.example", onPremisesSyncEnabled=True),
+            entra_group("cloud-staff", "Staff", **{ANCHOR: immutable_id(guid(20))}),
+            entra_group("cloud-sales", "Sales", mail="SALES@corp.example", mailEnabled=True),
+            entra_group("cloud-ops", "Ops", mail="ops@corp.example", **{ANCHOR: immutable_id(guid(999))}),
+            entra_group("cloud-legal", "Legal", mail="legal@corp.example", onPremisesSyncEnabled=True),
         ],
     )
 

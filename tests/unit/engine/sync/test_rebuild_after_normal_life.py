@@ -12,7 +12,8 @@ from tests.support.world import (
     BASE,
     ad_group,
     ad_user,
-    entra_user,
+    cloud_twin,
+    entra_group,
     exports,
     guid,
     immutable_id,
@@ -60,40 +61,16 @@ def entra_side(cguid):
     out = []
     for n in range(1, 6):
         sam = "renamed3" if n == 3 else f"user{n}"
-        anchor = immutable_id(cguid[n])
-        u = entra_user(
-            f"cloud-{n}",
-            f"{sam}@corp.example",
-            anchor,
-            accountEnabled=True,
-            displayName=f"User {n}",
-            givenName=f"Given{n}",
-            surname=f"Surname{n}",
-            mailNickname=sam,
-            extension_aadsyncSourceAnchor=anchor,
-        )
+        u = cloud_twin(n, sam, anchor=immutable_id(cguid[n]))
         if n in (2, 3):
             u.references = {"manager": [("cloud-1", None)]}
         out.append(u)
 
-    def grp(gid, n, name, members, sec=True):
-        return SourceObject(
-            anchor=gid,
-            dn=f"groups/{gid}",
-            object_type="group",
-            attrs={
-                "id": [gid],
-                "displayName": [name],
-                "mailNickname": [name],
-                "securityEnabled": [sec],
-                "mailEnabled": [False],
-                "extension_aadsyncSourceAnchor": [immutable_id(guid(n))],
-            },
-            references={"members": [(m, None) for m in members]},
-        )
-
-    out.append(grp("g-staff", 20, "Staff", ["cloud-1", "cloud-2", "g-nested"]))
-    out.append(grp("g-nested", 21, "Nested", ["cloud-3", "cloud-4"]))
+    for gid, n, name, members in (
+        ("g-staff", 20, "Staff", ["cloud-1", "cloud-2", "g-nested"]),
+        ("g-nested", 21, "Nested", ["cloud-3", "cloud-4"]),
+    ):
+        out.append(entra_group(gid, name, members, extension_aadsyncSourceAnchor=immutable_id(guid(n))))
     out.append(
         SourceObject(
             anchor=M365,
