@@ -346,8 +346,16 @@ def record_references(
         )
 
 
-def forget_empty_updates(connection: sa.Connection, connector: str) -> None:
-    """Update rows that only announced member changes are done when no member change is left."""
+def forget_empty_updates(
+    connection: sa.Connection,
+    connector: str,
+    *,
+    anchors: Sequence[str] | None = None,
+    states: Sequence[str] | None = None,
+) -> None:
+    """Update rows that only announced member changes are done when no member change is left. ``anchors`` and
+    ``states`` narrow it to those rows: a sync pass that withdrew some objects' member changes drops their rows it may
+    still rewrite, and leaves a sent one to the export."""
     open_references = (
         sa.select(pending_export_reference.c.anchor)
         .where(
@@ -356,14 +364,19 @@ def forget_empty_updates(connection: sa.Connection, connector: str) -> None:
         )
         .exists()
     )
-    connection.execute(
-        sa.delete(pending_export).where(
-            pending_export.c.connector == connector,
-            pending_export.c.operation == "update",
-            pending_export.c.changes == "{}",
-            ~open_references,
-        )
-    )
+    conditions = [
+        pending_export.c.connector == connector,
+        pending_export.c.operation == "update",
+        pending_export.c.changes == "{}",
+        ~open_references,
+    ]
+    if states is not None:
+        conditions.append(pending_export.c.state.in_(list(states)))
+    if anchors is None:
+        connection.execute(sa.delete(pending_export).where(*conditions))
+        return
+    for chunk in chunks(list(anchors)):
+        connection.execute(sa.delete(pending_export).where(*conditions, pending_export.c.anchor.in_(chunk)))
 
 
 def generic_plan_counts(store: Store, connector: str) -> dict[str, int]:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
+from airflow_provider_aadsync.engine.runs.export_run import forget_empty_updates
 from airflow_provider_aadsync.engine.store import (
     READ_ONLY,
     REFUSED,
@@ -300,7 +301,12 @@ class Staging:
             self._ensure_update_rows(connector, sorted(set(new_rows["anchor"])))
             # An update row that carried only the member changes just withdrawn goes with them (staged before them, it
             # was kept for them), as a full re-evaluation would not stage it.
-            self._drop_empty_updates(connector, sorted(set(stale["anchor"]) - set(new_rows["anchor"])))
+            forget_empty_updates(
+                self.state.connection,
+                connector,
+                anchors=sorted(set(stale["anchor"]) - set(new_rows["anchor"])),
+                states=_SETTLED,
+            )
             if self.state.trace is not None:
                 self.state.trace.setdefault("pending_reference_changes", []).append(
                     {
@@ -310,30 +316,6 @@ class Staging:
                         "removes": len(found.removes),
                     }
                 )
-
-    def _drop_empty_updates(self, connector: str, anchors: Sequence[str]) -> None:
-        """Delete the settled update rows without attribute changes of ``anchors`` that have no member change left
-        (one statement per chunk)."""
-        remaining = (
-            sa.select(pending_export_reference.c.anchor)
-            .where(
-                pending_export_reference.c.connector == pending_export.c.connector,
-                pending_export_reference.c.anchor == pending_export.c.anchor,
-                pending_export_reference.c.state != "confirmed",
-            )
-            .exists()
-        )
-        for chunk in chunks(list(anchors), IN_CHUNK):
-            self.state.connection.execute(
-                sa.delete(pending_export).where(
-                    pending_export.c.connector == connector,
-                    pending_export.c.anchor.in_(chunk),
-                    pending_export.c.operation == "update",
-                    pending_export.c.changes == "{}",
-                    pending_export.c.state.in_(_SETTLED),
-                    ~remaining,
-                )
-            )
 
     def _ensure_update_rows(self, connector: str, anchors: Sequence[str]) -> None:
         """Objects with member changes get a pending export row (an update with no attribute changes) if they
