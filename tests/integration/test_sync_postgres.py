@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from airflow_provider_aadsync.engine.store import Store, bulk, cs_object
 from airflow_provider_aadsync.engine.sync import memo, preview, run_sync
 from tests.support.world import seed
+from tests.unit.engine.sync.conftest import rules  # noqa: F401 - the fixture the unit tests below take
 from tests.unit.engine.sync.test_default_rules_sync import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
-    rules,
     test_deleting_the_ad_user_deprovisions_its_cloud_user,
     test_entra_hard_match_joins_existing_cloud_user_instead_of_creating_one,
     test_full_sync_projects_in_scope_objects_and_stages_entra_adds,
