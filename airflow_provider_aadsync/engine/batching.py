@@ -2,7 +2,8 @@
 
 A statement's bound parameters are limited (SQLite allows 32,766 per statement, PostgreSQL 65,535) and a long
 ``IN`` list plans slowly, so the engine reads and writes keys in slices. The slice size is the caller's: the sync
-reads ``IN_CHUNK`` (2,000) keys at a time, the connector-space writer and the exports 500.
+reads ``IN_CHUNK`` (10,000) keys at a time, bound as one parameter (``store.among``); the connector-space writer and
+the exports read 500 through ``IN`` lists.
 """
 
 from __future__ import annotations

@@ -37,6 +37,10 @@ from airflow_provider_aadsync.engine.store.tables import as_utc
 from tests.support.fakes import ATTRS, NC, FakeDirectory, guid  # noqa: F401
 from tests.unit.engine.connectors.ad import test_reader as unit
 from tests.unit.engine.connectors.ad.test_reader import directory, members, rows  # noqa: F401
+from tests.unit.engine.store.test_among import (
+    check_among_binds_one_parameter_for_any_number_of_keys,
+    check_among_finds_what_in_finds,
+)
 from tests.unit.engine.store.test_store import (  # noqa: F401 - collected here again, with `store` on PostgreSQL
     check_write_columns,
     test_expired_lock_is_taken_over,
@@ -378,6 +382,15 @@ def test_full_then_delta_import_rows_in_postgres(directory, pg_store):  # noqa: 
 
 def test_write_columns(pg_store):
     check_write_columns(pg_store)
+
+
+def test_among_finds_what_in_finds(pg_store):
+    """``= ANY`` of one array parameter: the rows of an ``IN`` list, text and integer keys alike."""
+    check_among_finds_what_in_finds(pg_store)
+
+
+def test_among_binds_one_parameter_for_any_number_of_keys(pg_store):
+    check_among_binds_one_parameter_for_any_number_of_keys(pg_store)
 
 
 AWKWARD_TEXTS = ["", "a,b", '{"x":["y"]}', "{a,b}", 'quote " and \\ backslash', "tab\tnew\nline\r", "NULL", "é 漢字 🙂"]

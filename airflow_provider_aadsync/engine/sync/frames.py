@@ -21,9 +21,10 @@ from airflow_provider_aadsync.engine.sync.schema import cell_values
 
 #: Connector-space rows per batch: bounds memory whatever the directory size.
 BATCH_ROWS = 20_000
-#: Values per ``IN (...)`` list: each statement costs SQLAlchemy about a millisecond whatever its size, and a full sync
-#: of 105,000 objects ran 3,500 of them at 500. Well under SQLite's 32,766 and PostgreSQL's 65,535 parameters.
-IN_CHUNK = 2_000
+#: Keys per lookup (``store.among``: one bound parameter, whatever the number of keys). Each statement costs SQLAlchemy
+#: about a millisecond whatever its size: a full sync of 105,000 objects ran 3,500 of them at 500, and 750 at 2,000
+#: still bound 1.5 million parameters one by one. Bounds the rows one lookup returns, not the parameters.
+IN_CHUNK = 10_000
 
 LINK_TYPES = {"Join": "join", "StickyJoin": "sticky-join", "Provision": "projection"}
 #: Link types that keep a metaverse object alive (an inbound rule joined or projected it).

@@ -19,6 +19,7 @@ from airflow_provider_aadsync.engine.store import (
     cs_object,
     cs_reference,
 )
+from airflow_provider_aadsync.engine.store.among import among
 from airflow_provider_aadsync.engine.sync.contributions import (
     REFERENCE_MARKER,
     SHARED_JOIN_TYPE,
@@ -131,7 +132,7 @@ class Inbound:
                     group,
                     sa.and_(group.c.connector == cs_reference.c.connector, group.c.anchor == cs_reference.c.anchor),
                 )
-                .where(cs_reference.c.connector == self.state.connector, cs_reference.c.target_anchor.in_(chunk))
+                .where(cs_reference.c.connector == self.state.connector, among(cs_reference.c.target_anchor, chunk))
             )
             for target, dn in self.state.connection.execute(query):
                 groups[target].append(dn_key(dn))

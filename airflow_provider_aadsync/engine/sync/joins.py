@@ -28,6 +28,7 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
     utcnow,
 )
+from airflow_provider_aadsync.engine.store.among import among
 from airflow_provider_aadsync.engine.sync.contributions import (
     REFERENCE_MARKER,
     SHARED_JOIN_TYPE,
@@ -330,7 +331,7 @@ class Joins:
                     .join(mv_object, mv_object.c.id == mv_join_key.c.mv_id)
                     .where(
                         mv_join_key.c.attribute == target.lower(),
-                        mv_join_key.c.value_folded.in_(folded),
+                        among(mv_join_key.c.value_folded, folded),
                         mv_object.c.object_type == mv_type,
                     )
                 )
@@ -345,7 +346,7 @@ class Joins:
             return
         for chunk in chunks([anchor for anchor, _ in pairs], IN_CHUNK):
             self.state.connection.execute(
-                sa.delete(link).where(link.c.connector == self.state.connector, link.c.anchor.in_(chunk))
+                sa.delete(link).where(link.c.connector == self.state.connector, among(link.c.anchor, chunk))
             )
         self.state.counters["disconnections"] += len(pairs)
         self.state.unlinked.update(anchor for anchor, _ in pairs)
@@ -389,7 +390,7 @@ class Joins:
                 self.state.connection.execute(
                     sa.select(cs_object.c.anchor).where(
                         cs_object.c.connector == self.state.connector,
-                        cs_object.c.anchor.in_(chunk),
+                        among(cs_object.c.anchor, chunk),
                         cs_object.c.object_type == SHARED_JOIN_TYPE,
                     )
                 ).scalars()
@@ -420,7 +421,7 @@ class Joins:
         found: dict[int, set[str]] = defaultdict(set)
         for chunk in chunks(list(mv_ids), IN_CHUNK):
             query = sa.select(link.c.mv_id, link.c.connector).where(
-                link.c.mv_id.in_(chunk), link.c.link_type.in_(_SOURCE_LINKS)
+                among(link.c.mv_id, chunk), link.c.link_type.in_(_SOURCE_LINKS)
             )
             for mv_id, connector in self.state.connection.execute(query):
                 found[mv_id].add(connector)
@@ -437,10 +438,10 @@ class Joins:
             remaining += self.state.connection.execute(
                 sa.select(link.c.connector, link.c.anchor, link.c.link_type, mv_object.c.object_type)
                 .join(mv_object, mv_object.c.id == link.c.mv_id)
-                .where(link.c.mv_id.in_(chunk))
+                .where(among(link.c.mv_id, chunk))
             ).all()
             referencing = self.state.connection.execute(
-                sa.select(mv_reference.c.mv_id).where(mv_reference.c.target_mv_id.in_(chunk)).distinct()
+                sa.select(mv_reference.c.mv_id).where(among(mv_reference.c.target_mv_id, chunk)).distinct()
             ).scalars()
             self.state.touched_mv.update(referencing)
             for table, column in (
@@ -450,7 +451,7 @@ class Joins:
                 (link, link.c.mv_id),
                 (mv_object, mv_object.c.id),
             ):
-                self.state.connection.execute(sa.delete(table).where(column.in_(chunk)))
+                self.state.connection.execute(sa.delete(table).where(among(column, chunk)))
         # Deprovisioned: what sync made (a provision link), and what it joined where a Provision rule writes (a joined
         # cloud user is deleted as a created one is). An object only Join rules update, or a source object, is
         # disconnected: sync never made it.

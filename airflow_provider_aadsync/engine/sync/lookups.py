@@ -28,10 +28,11 @@ from sqlalchemy.engine import Connection
 
 from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.store import export_conflict, link
+from airflow_provider_aadsync.engine.store.among import among
 from airflow_provider_aadsync.engine.sync.frames import IN_CHUNK
 
 #: Up to this many keys are always probed (a delta sync's): no row count is taken.
-PROBE_ALWAYS = IN_CHUNK
+PROBE_ALWAYS = 2_000
 #: More keys are read by one pass over the rows when the rows in scope are at most this many times the keys: a probe
 #: costs about as much as reading ten rows in order, so this leaves room for a slower disk.
 SCAN_RATIO = 4
@@ -60,7 +61,7 @@ def holders_of(
             return found
     found = set()
     for chunk in chunks(sorted(targets), IN_CHUNK):  # sorted: the probes walk the index in order
-        found.update(connection.execute(sa.select(holder).where(*where, target.in_(chunk)).distinct()).scalars())
+        found.update(connection.execute(sa.select(holder).where(*where, among(target, chunk)).distinct()).scalars())
     return found
 
 
@@ -121,6 +122,6 @@ def quarantined(connection: sa.Connection) -> set[int]:
     found: set[int] = set()
     for connector, anchors in held.items():
         for chunk in chunks(sorted(set(anchors)), IN_CHUNK):
-            rows = sa.select(link.c.mv_id).where(link.c.connector == connector, link.c.anchor.in_(chunk))
+            rows = sa.select(link.c.mv_id).where(link.c.connector == connector, among(link.c.anchor, chunk))
             found.update(int(mv_id) for mv_id in connection.execute(rows).scalars())
     return found

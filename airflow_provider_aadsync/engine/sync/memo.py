@@ -57,6 +57,7 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
     sync_memo,
 )
+from airflow_provider_aadsync.engine.store.among import among
 from airflow_provider_aadsync.engine.sync.frames import IN_CHUNK, same_object, write_rows
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
@@ -265,7 +266,7 @@ class SyncMemo:
                 memoized += len(ids)
         for chunk in chunks(sorted(evaluated - settled), IN_CHUNK):
             connection.execute(
-                sa.delete(sync_memo).where(sync_memo.c.connector == connector, sync_memo.c.mv_id.in_(chunk))
+                sa.delete(sync_memo).where(sync_memo.c.connector == connector, among(sync_memo.c.mv_id, chunk))
             )
         if full:
             connection.execute(
@@ -282,7 +283,7 @@ class SyncMemo:
             int(anchor.split(":", 1)[1]) for anchor in self.state.error_anchors if anchor.startswith("metaverse:")
         }
         for chunk in chunks(sorted(self.state.error_anchors), IN_CHUNK):
-            failed.update(connection.execute(sa.select(link.c.mv_id).where(link.c.anchor.in_(chunk))).scalars())
+            failed.update(connection.execute(sa.select(link.c.mv_id).where(among(link.c.anchor, chunk))).scalars())
         return failed
 
     def _queries(self, chunk: Sequence[int] | sa.Select[Any] | None) -> dict[str, sa.Select[Any]]:
@@ -291,7 +292,9 @@ class SyncMemo:
         only compared."""
 
         def of_chunk(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-            return sa.true() if chunk is None else column.in_(chunk)
+            if chunk is None:
+                return sa.true()
+            return column.in_(chunk) if isinstance(chunk, sa.Select) else among(column, chunk)
 
         linked = cs_object.alias("linked")
         group = cs_object.alias("group_object")

@@ -18,6 +18,7 @@ from airflow_provider_aadsync.engine.store import (
     mv_object,
     utcnow,
 )
+from airflow_provider_aadsync.engine.store.among import among
 from airflow_provider_aadsync.engine.sync.contributions import resolve
 from airflow_provider_aadsync.engine.sync.frames import (
     IN_CHUNK,
@@ -64,7 +65,7 @@ class Metaverse:
             # fetchall and positional unpacking: iterating a result fetches row by row, and a Row's attribute
             # access goes through its key map (both per object of a full sync).
             for mv_id, object_type, stored, *rest in self.state.connection.execute(
-                sa.select(*columns).where(mv_object.c.id.in_(chunk))
+                sa.select(*columns).where(among(mv_object.c.id, chunk))
             ).all():
                 loaded[mv_id] = {
                     "type": object_type,
@@ -92,12 +93,12 @@ class Metaverse:
         kept = set(connection.execute(sa.select(mv_join_key_target.c.attribute)).scalars())
         gone, added = sorted(kept - wanted), sorted(wanted - kept)
         if gone:
-            connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.attribute.in_(gone)))
-            connection.execute(sa.delete(mv_join_key_target).where(mv_join_key_target.c.attribute.in_(gone)))
+            connection.execute(sa.delete(mv_join_key).where(among(mv_join_key.c.attribute, gone)))
+            connection.execute(sa.delete(mv_join_key_target).where(among(mv_join_key_target.c.attribute, gone)))
         if not added:
             return
         # Keys written before the target was kept for every object are only some objects' (a store of schema 11).
-        connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.attribute.in_(added)))
+        connection.execute(sa.delete(mv_join_key).where(among(mv_join_key.c.attribute, added)))
         filled, after = 0, 0
         while True:  # by id ranges, not a cursor held open while the keys are written on the same connection
             rows = connection.execute(
@@ -157,7 +158,7 @@ class Metaverse:
             update=["object_type", "attrs", "contributions", "updated_at"],
         )
         for chunk in chunks(changed_ids, IN_CHUNK):
-            self.state.connection.execute(sa.delete(mv_join_key).where(mv_join_key.c.mv_id.in_(chunk)))
+            self.state.connection.execute(sa.delete(mv_join_key).where(among(mv_join_key.c.mv_id, chunk)))
         write_rows(self.state.store, self.state.connection, mv_join_key, key_rows, update=["value_folded"])
 
     @staticmethod

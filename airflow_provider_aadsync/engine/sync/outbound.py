@@ -26,6 +26,7 @@ from airflow_provider_aadsync.engine.store import (
     mv_reference,
     utcnow,
 )
+from airflow_provider_aadsync.engine.store.among import among
 from airflow_provider_aadsync.engine.sync.frames import (
     IN_CHUNK,
     collect_batch_garbage,
@@ -131,7 +132,7 @@ class Outbound:
         for chunk in chunks(list(loaded), IN_CHUNK):
             for mv_id, connector, anchor, link_type in self.state.connection.execute(
                 sa.select(link.c.mv_id, link.c.connector, link.c.anchor, link.c.link_type).where(
-                    link.c.mv_id.in_(chunk)
+                    among(link.c.mv_id, chunk)
                 )
             ):
                 links[(mv_id, connector)] = (anchor, link_type)
@@ -497,7 +498,7 @@ class Outbound:
         for chunk in chunks(list(mv_ids), IN_CHUNK):
             query = (
                 sa.select(mv_reference.c.mv_id, sa.func.count())
-                .where(mv_reference.c.attribute == attribute.lower(), mv_reference.c.mv_id.in_(chunk))
+                .where(mv_reference.c.attribute == attribute.lower(), among(mv_reference.c.mv_id, chunk))
                 .group_by(mv_reference.c.mv_id)
             )
             counts.update(dict(self.state.connection.execute(query).all()))
@@ -507,7 +508,7 @@ class Outbound:
         found: dict[str, dict[str, Any]] = {}
         for chunk in chunks(list(anchors), IN_CHUNK):
             query = sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.object_type, cs_object.c.attrs).where(
-                cs_object.c.connector == connector, cs_object.c.anchor.in_(chunk)
+                cs_object.c.connector == connector, among(cs_object.c.anchor, chunk)
             )
             for anchor, dn, object_type, attrs in self.state.connection.execute(query).all():
                 found[anchor] = {"dn": dn, "object_type": object_type, "attrs": load_json(attrs)}

@@ -16,6 +16,7 @@ from airflow_provider_aadsync.engine.store import (
     mv_object,
     mv_reference,
 )
+from airflow_provider_aadsync.engine.store.among import among
 from airflow_provider_aadsync.engine.sync.contributions import (
     REFERENCE_MARKER,
     Contributions,
@@ -87,7 +88,7 @@ class References:
         for chunk in chunks(sorted(dirty), IN_CHUNK):
             linked = self.state.connection.execute(
                 sa.select(link.c.anchor, link.c.mv_id).where(
-                    link.c.connector == self.state.connector, link.c.anchor.in_(chunk)
+                    link.c.connector == self.state.connector, among(link.c.anchor, chunk)
                 )
             ).all()
             # The summaries of the metaverse objects this pass wrote are kept; the others are read (rare: a group
@@ -95,7 +96,7 @@ class References:
             unknown = sorted({mv_id for _, mv_id in linked if mv_id not in summaries})
             for part in chunks(unknown, IN_CHUNK):
                 for mv_id, serialized in self.state.connection.execute(
-                    sa.select(mv_object.c.id, mv_object.c.contributions).where(mv_object.c.id.in_(part))
+                    sa.select(mv_object.c.id, mv_object.c.contributions).where(among(mv_object.c.id, part))
                 ):
                     summaries[mv_id] = reference_summary(load_json(serialized), self.state.connector)
             for anchor, mv_id in linked:
@@ -143,11 +144,11 @@ class References:
                 .where(
                     cs_reference.c.connector == self.state.connector,
                     cs_reference.c.attribute == source,
-                    cs_reference.c.anchor.in_(chunk),
+                    among(cs_reference.c.anchor, chunk),
                 )
             )
             current = sa.select(mv_reference.c.mv_id, mv_reference.c.target_mv_id).where(
-                mv_reference.c.attribute == target, mv_reference.c.mv_id.in_([by_anchor[anchor] for anchor in chunk])
+                mv_reference.c.attribute == target, among(mv_reference.c.mv_id, [by_anchor[anchor] for anchor in chunk])
             )
             found = set_differences(self.state.connection, desired, current)
             self.state.counters["references_pending"] += found.unresolved
@@ -169,7 +170,7 @@ class References:
                     sa.delete(mv_reference).where(
                         mv_reference.c.mv_id == mv_id,
                         mv_reference.c.attribute == attribute,
-                        mv_reference.c.target_mv_id.in_(chunk),
+                        among(mv_reference.c.target_mv_id, chunk),
                     )
                 )
         self.state.counters["metaverse_reference_adds"] += len(adds)
@@ -187,7 +188,7 @@ class References:
             by_attribute[attribute].append(mv_id)
         for attribute, mv_ids in by_attribute.items():
             for chunk in chunks(mv_ids, IN_CHUNK):
-                condition = sa.and_(mv_reference.c.attribute == attribute, mv_reference.c.mv_id.in_(chunk))
+                condition = sa.and_(mv_reference.c.attribute == attribute, among(mv_reference.c.mv_id, chunk))
                 cleared = (
                     self.state.connection.execute(sa.select(mv_reference.c.mv_id).where(condition).distinct())
                     .scalars()

@@ -27,6 +27,7 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
     utcnow,
 )
+from airflow_provider_aadsync.engine.store.among import among
 from airflow_provider_aadsync.engine.sync.frames import (
     IN_CHUNK,
     export_key,
@@ -75,7 +76,7 @@ class Staging:
                 pending_export.c.changes,
                 pending_export.c.state,
                 pending_export.c.dn,
-            ).where(pending_export.c.connector == connector, pending_export.c.anchor.in_(chunk))
+            ).where(pending_export.c.connector == connector, among(pending_export.c.anchor, chunk))
             existing.update({row.anchor: row for row in self.state.connection.execute(query)})
         now = utcnow()
         inserts: list[dict[str, Any]] = []
@@ -156,7 +157,7 @@ class Staging:
                 self.state.connection.execute(
                     sa.select(pending_export.c.anchor).where(
                         pending_export.c.connector == connector,
-                        pending_export.c.anchor.in_(chunk),
+                        among(pending_export.c.anchor, chunk),
                         pending_export.c.operation == "update",
                         pending_export.c.state.in_(_SETTLED),
                     )
@@ -165,7 +166,7 @@ class Staging:
             if not gone:
                 continue
             for table in (pending_export_reference, pending_export):
-                query = sa.delete(table).where(table.c.connector == connector, table.c.anchor.in_(gone))
+                query = sa.delete(table).where(table.c.connector == connector, among(table.c.anchor, gone))
                 if table is pending_export_reference:
                     query = query.where(table.c.state.in_(("pending", "failed", READ_ONLY)))
                 else:
@@ -223,7 +224,7 @@ class Staging:
                         ),
                     )
                 )
-                .where(mv_reference.c.attribute == mv_attribute.lower(), mv_reference.c.mv_id.in_(chunk))
+                .where(mv_reference.c.attribute == mv_attribute.lower(), among(mv_reference.c.mv_id, chunk))
             )
             anchors = [groups[m] for m in chunk]
             current = (
@@ -232,8 +233,8 @@ class Staging:
                 .where(
                     cs_reference.c.connector == connector,
                     cs_reference.c.attribute == cs_attribute,
-                    cs_reference.c.anchor.in_(anchors),
-                    group_link.c.mv_id.in_(chunk),
+                    among(cs_reference.c.anchor, anchors),
+                    among(group_link.c.mv_id, chunk),
                 )
             )
             found = set_differences(self.state.connection, desired, current)
@@ -254,7 +255,7 @@ class Staging:
                     ).where(
                         pending_export_reference.c.connector == connector,
                         pending_export_reference.c.attribute == cs_attribute,
-                        pending_export_reference.c.anchor.in_(anchors),
+                        among(pending_export_reference.c.anchor, anchors),
                     )
                 ).all(),
                 ["anchor", "target_anchor", "operation", "state"],
@@ -272,7 +273,7 @@ class Staging:
                             pending_export_reference.c.connector == connector,
                             pending_export_reference.c.anchor == anchor,
                             pending_export_reference.c.attribute == cs_attribute,
-                            pending_export_reference.c.target_anchor.in_(part),
+                            among(pending_export_reference.c.target_anchor, part),
                         )
                     )
             rows = [
@@ -324,7 +325,7 @@ class Staging:
             present = set(
                 self.state.connection.execute(
                     sa.select(pending_export.c.anchor).where(
-                        pending_export.c.connector == connector, pending_export.c.anchor.in_(chunk)
+                        pending_export.c.connector == connector, among(pending_export.c.anchor, chunk)
                     )
                 ).scalars()
             )
@@ -348,7 +349,7 @@ class Staging:
                 }
                 for row in self.state.connection.execute(
                     sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.object_type).where(
-                        cs_object.c.connector == connector, cs_object.c.anchor.in_(missing)
+                        cs_object.c.connector == connector, among(cs_object.c.anchor, missing)
                     )
                 )
             ]

@@ -31,6 +31,7 @@ from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.runs.import_run import ErrorSink
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, link
+from airflow_provider_aadsync.engine.store.among import among
 from airflow_provider_aadsync.engine.sync.frames import (
     BATCH_ROWS,
     IN_CHUNK,
@@ -188,7 +189,7 @@ class Synchronizer:
             for chunk in chunks(list(anchors), self.state.batch_rows):
                 rows = []
                 for part in chunks(chunk, IN_CHUNK):
-                    rows += self.state.connection.execute(base.where(cs_object.c.anchor.in_(part))).all()
+                    rows += self.state.connection.execute(base.where(among(cs_object.c.anchor, part))).all()
                 yield frame_of_rows(rows, names)
             return
         if mode == "delta":
@@ -210,11 +211,11 @@ class Synchronizer:
         for chunk in chunks(self.state.processed, IN_CHUNK):
             self.state.connection.execute(
                 sa.update(cs_object)
-                .where(cs_object.c.connector == self.state.connector, cs_object.c.anchor.in_(chunk))
+                .where(cs_object.c.connector == self.state.connector, among(cs_object.c.anchor, chunk))
                 .values(pending_import=None)
             )
         for chunk in chunks(self.state.tombstones, IN_CHUNK):
             for table in (cs_reference, cs_object):
                 self.state.connection.execute(
-                    sa.delete(table).where(table.c.connector == self.state.connector, table.c.anchor.in_(chunk))
+                    sa.delete(table).where(table.c.connector == self.state.connector, among(table.c.anchor, chunk))
                 )
