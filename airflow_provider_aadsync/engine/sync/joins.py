@@ -520,20 +520,7 @@ class Joins:
 
     def deprovision(self, connector: str, anchor: str) -> None:
         if anchor.startswith(PROVISIONAL_PREFIX):
-            # Never created in the directory: forget it instead of deleting it there, and the member adds of groups
-            # that name it (they would name an object that is never made).
-            for table in (pending_export_reference, pending_export, cs_object):
-                self.state.connection.execute(
-                    sa.delete(table).where(table.c.connector == connector, table.c.anchor == anchor)
-                )
-            self.state.connection.execute(
-                sa.delete(pending_export_reference).where(
-                    pending_export_reference.c.connector == connector,
-                    pending_export_reference.c.target_anchor == anchor,
-                )
-            )
-            self.state.counters["export_adds_withdrawn"] += 1
-            self.state.note("exports", f"{connector}: withdraw the pending add of {anchor}")
+            self.staging.withdraw_create(connector, anchor)
             return
         row = self.state.connection.execute(
             sa.select(cs_object.c.dn, cs_object.c.object_type).where(

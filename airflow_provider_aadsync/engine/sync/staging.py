@@ -21,6 +21,7 @@ from airflow_provider_aadsync.engine.store import (
     REFUSED,
     cs_object,
     cs_reference,
+    export_conflict,
     link,
     mv_reference,
     pending_export,
@@ -174,6 +175,33 @@ class Staging:
                 self.state.connection.execute(query)
             self.state.counters["export_updates_withdrawn"] += len(gone)
             self.state.note("exports", f"{connector}: out of scope of every outbound rule, withdraw pending update")
+
+    def withdraw_create(self, connector: str, anchor: str) -> None:
+        """A planned object (provisional ``anchor``) is never created in the directory: it is forgotten instead of
+        deleted there, with the member adds of groups that name it (they would name an object that is never made)."""
+        for table in (pending_export_reference, pending_export, cs_object):
+            self.state.connection.execute(
+                sa.delete(table).where(table.c.connector == connector, table.c.anchor == anchor)
+            )
+        self.state.connection.execute(
+            sa.delete(pending_export_reference).where(
+                pending_export_reference.c.connector == connector,
+                pending_export_reference.c.target_anchor == anchor,
+            )
+        )
+        # A conflict an export recorded for the create (its UPN held elsewhere, a retry that failed) ends with it: no
+        # object will want the value, and an open conflict would stay in the plan and the sync manager for good.
+        self.state.connection.execute(
+            sa.update(export_conflict)
+            .where(
+                export_conflict.c.connector == connector,
+                export_conflict.c.anchor == anchor,
+                export_conflict.c.released_at.is_(None),
+            )
+            .values(released_at=utcnow())
+        )
+        self.state.counters["export_adds_withdrawn"] += 1
+        self.state.note("exports", f"{connector}: withdraw the pending add of {anchor}")
 
     def withdraw_member_adds(self, connector: str, target_anchor: str) -> None:
         """Withdraw the unsent member adds naming ``target_anchor`` (an object being deleted), and the empty update

@@ -6,9 +6,11 @@ rows as they were, and the sync memo kept full syncs from correcting them."""
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from airflow_provider_aadsync.engine.rules import load_rules_text
 from airflow_provider_aadsync.engine.runs.source import SourceObject
-from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.store import Store, export_conflict, utcnow
 from airflow_provider_aadsync.engine.sync import run_sync
 from tests.support.world import (
     ad_user,
@@ -185,6 +187,41 @@ def test_a_member_whose_creation_is_withdrawn_is_no_member_add_of_its_groups(sto
     assert reference_exports(store, "cloud") == {(group_anchor, u1, "add")}
     run_sync(store, rules, connector="ad", mode="full")
     assert reference_exports(store, "cloud") == {(group_anchor, u1, "add")}
+
+
+def test_a_conflict_recorded_for_a_withdrawn_creation_is_released_with_it(store):
+    """An export recorded a UPN conflict for U2's planned creation and its retry failed, so the creation stayed
+    pending. U2 then leaves the scope: the creation is withdrawn, and its conflict is released with it instead of
+    staying open in the plan (and quarantining nothing) for good."""
+    rules = load_rules_text(EXPORT_RULES, name="exports.yaml")
+    import_full(store, "ad", [user("u1", "U1", kind="staff"), user("u2", "U2", kind="staff")])
+    run_sync(store, rules, connector="ad", mode="full")
+    u1, u2 = cloud_anchor(store, "U1"), cloud_anchor(store, "U2")
+    with store.transaction() as connection:
+        for anchor in (u1, u2):
+            connection.execute(
+                sa.insert(export_conflict).values(
+                    connector="cloud",
+                    anchor=anchor,
+                    attribute="userPrincipalName",
+                    wanted_value=f"{anchor}@contoso.com",
+                    placeholder=None,
+                    detected_at=utcnow(),
+                )
+            )
+    import_delta(store, "ad", [user("u2", "U2", kind="contractor")])
+    assert run_sync(store, rules, connector="ad", mode="delta").counters["export_adds_withdrawn"] == 1
+    with store.engine.connect() as connection:
+        open_conflicts = connection.execute(
+            sa.select(export_conflict.c.anchor).where(export_conflict.c.released_at.is_(None))
+        ).scalars()
+        assert list(open_conflicts) == [u1]  # U1's creation is still planned: its conflict stays open
+        assert (
+            connection.execute(
+                sa.select(export_conflict.c.released_at).where(export_conflict.c.anchor == u2)
+            ).scalar_one()
+            is not None
+        )
 
 
 # ------------------------------------------------------------------------------------------ contributions
