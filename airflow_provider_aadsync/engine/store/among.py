@@ -33,7 +33,10 @@ class _ValueList(sa.types.TypeDecorator[list[Any]]):
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.ARRAY(self.item_type))
+            # Text keys as text[]: a varchar(n)[] cast would cut a longer key to n characters, and it could then find
+            # the row whose key is that prefix (bulk.py sends text as text[] for the same reason).
+            item = sa.types.Text() if isinstance(self.item_type, sa.types.String) else self.item_type
+            return dialect.type_descriptor(postgresql.ARRAY(item))
         return dialect.type_descriptor(sa.types.Text())
 
     def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> Any:

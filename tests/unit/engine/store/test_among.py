@@ -62,6 +62,10 @@ def check_among_finds_what_in_finds(store: Store) -> None:
         }
         assert found(among(link.c.mv_id, np.array([4, 5], dtype=np.int64))) == found(link.c.mv_id.in_([4, 5]))
         assert found(among(link.c.mv_id, set())) == []
+        # A key longer than the column (255) finds nothing, not the row holding its first 255 characters.
+        long_key = "a00003" + "x" * 300
+        connection.execute(sa.update(link).where(link.c.anchor == "a00003").values(anchor=long_key[:255]))
+        assert found(among(link.c.anchor, [long_key])) == found(link.c.anchor.in_([long_key])) == []
         # A deleting statement takes it as a reading one does.
         connection.execute(sa.delete(link).where(among(link.c.anchor, ODD_ANCHORS[:2])))
         assert found(among(link.c.anchor, ODD_ANCHORS)) == found(link.c.anchor.in_(ODD_ANCHORS[2:]))
