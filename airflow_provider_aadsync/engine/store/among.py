@@ -9,8 +9,10 @@ lookup of 2,000 ids costs a third less; the full sync, 0.4 s of 31 (bench/README
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Collection
+import sqlite3
+from collections.abc import Callable, Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +21,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
+
+from airflow_provider_aadsync.engine.store.errors import StoreError
 
 
 class _ValueList(sa.types.TypeDecorator[list[Any]]):
@@ -89,3 +93,20 @@ def among(column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[
     if not listed:
         return sa.false()
     return _Among(column, sa.bindparam(None, listed, type_=_ValueList(column.type), unique=True))
+
+
+@functools.cache
+def require_json_functions(connect: Callable[[str], sqlite3.Connection] = sqlite3.connect) -> None:
+    """Refuse, with the reason, an SQLite library without its JSON functions (built in since 3.38; the json1 extension
+    most builds carried before): a store on it would fail at its first lookup with "no such table: json_each"."""
+    connection = connect(":memory:")
+    try:
+        connection.execute("SELECT value FROM json_each('[1]')").fetchall()
+    except sqlite3.OperationalError as error:
+        raise StoreError(
+            f"the SQLite library this Python uses ({sqlite3.sqlite_version}) has no JSON functions ({error}); the "
+            "store needs them: use a Python linked with SQLite 3.38 or later (or one built with json1), or a "
+            "PostgreSQL store"
+        ) from None
+    finally:
+        connection.close()

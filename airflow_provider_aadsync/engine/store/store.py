@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from airflow_provider_aadsync.engine.paths import aadsync_home
 from airflow_provider_aadsync.engine.secrets import register_secret, scrub, scrub_value
 from airflow_provider_aadsync.engine.store import bulk, lock, owner
+from airflow_provider_aadsync.engine.store.among import require_json_functions
 from airflow_provider_aadsync.engine.store.errors import StoreError
 from airflow_provider_aadsync.engine.store.lock import Lease
 from airflow_provider_aadsync.engine.store.tables import (
@@ -193,6 +194,7 @@ class Store:
         for secret in url_secrets(self.engine.url):  # scrubbed from run details and errors, as the hooks' secrets
             register_secret(secret)
         if self.engine.dialect.name == "sqlite":
+            require_json_functions()  # the sync's key lookups read their keys with json_each (among.py)
             sa.event.listen(self.engine, "connect", apply_sqlite_pragmas)
 
     @classmethod

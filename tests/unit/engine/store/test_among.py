@@ -6,13 +6,14 @@ The checks take a ``store``: SQLite here, PostgreSQL where tests/integration/tes
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.store import Store, link
-from airflow_provider_aadsync.engine.store.among import among
+from airflow_provider_aadsync.engine.store import Store, StoreError, link
+from airflow_provider_aadsync.engine.store.among import among, require_json_functions
 
 #: More keys than SQLite binds parameters in one statement (32,766): ``in_`` could not take them at once.
 MANY = 40_000
@@ -112,3 +113,18 @@ def test_among_plans_an_index_lookup_on_sqlite(store):
 def test_among_refuses_a_key_json_cannot_carry(store):
     with store.engine.connect() as connection, pytest.raises(sa.exc.StatementError, match="object"):
         connection.execute(sa.select(link.c.anchor).where(among(link.c.anchor, [object()])))
+
+
+def test_an_sqlite_without_json_functions_is_refused_with_the_reason():
+    class WithoutJson(sqlite3.Connection):
+        def execute(self, sql, *args):
+            if "json_each" in sql:
+                raise sqlite3.OperationalError("no such table: json_each")
+            return super().execute(sql, *args)
+
+    def connect(path):
+        return sqlite3.connect(path, factory=WithoutJson)
+
+    with pytest.raises(StoreError, match=r"no JSON functions \(no such table: json_each\).*SQLite 3\.38"):
+        require_json_functions(connect)
+    require_json_functions()  # this machine's SQLite has them
