@@ -218,6 +218,21 @@ def adopt_anchor(
     )
 
 
+def release_conflicts(
+    connection: sa.Connection, connector: str, anchor: str, attributes: Sequence[str] | None = None
+) -> None:
+    """The open duplicate-attribute conflicts of ``anchor`` (of ``attributes``; None: all) are over: the export wrote
+    the wanted value, or the sync withdrew the object that wanted it."""
+    conditions = [
+        export_conflict.c.connector == connector,
+        export_conflict.c.anchor == anchor,
+        export_conflict.c.released_at.is_(None),
+    ]
+    if attributes is not None:
+        conditions.append(export_conflict.c.attribute.in_(list(attributes)))
+    connection.execute(sa.update(export_conflict).where(*conditions).values(released_at=utcnow()))
+
+
 def record_attributes(
     connection: sa.Connection,
     connector: str,

@@ -15,13 +15,12 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
-from airflow_provider_aadsync.engine.runs.export_run import forget_empty_updates
+from airflow_provider_aadsync.engine.runs.export_run import forget_empty_updates, release_conflicts
 from airflow_provider_aadsync.engine.store import (
     READ_ONLY,
     REFUSED,
     cs_object,
     cs_reference,
-    export_conflict,
     link,
     mv_reference,
     pending_export,
@@ -191,15 +190,7 @@ class Staging:
         )
         # A conflict an export recorded for the create (its UPN held elsewhere, a retry that failed) ends with it: no
         # object will want the value, and an open conflict would stay in the plan and the sync manager for good.
-        self.state.connection.execute(
-            sa.update(export_conflict)
-            .where(
-                export_conflict.c.connector == connector,
-                export_conflict.c.anchor == anchor,
-                export_conflict.c.released_at.is_(None),
-            )
-            .values(released_at=utcnow())
-        )
+        release_conflicts(self.state.connection, connector, anchor)
         self.state.counters["export_adds_withdrawn"] += 1
         self.state.note("exports", f"{connector}: withdraw the pending add of {anchor}")
 

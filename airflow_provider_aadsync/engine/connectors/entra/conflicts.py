@@ -27,6 +27,7 @@ from airflow_provider_aadsync.engine.connectors.entra.graph import (
     odata_quote,
 )
 from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation, stored_upn
+from airflow_provider_aadsync.engine.runs.export_run import release_conflicts
 from airflow_provider_aadsync.engine.store import cs_object, export_conflict, pending_export, run, utcnow
 
 log = logging.getLogger(__name__)
@@ -211,13 +212,4 @@ class Conflicts:
             ["mail"] if mail else []
         )
         if released:
-            connection.execute(
-                sa.update(export_conflict)
-                .where(
-                    export_conflict.c.connector == self.state.connector,
-                    export_conflict.c.anchor == anchor,
-                    export_conflict.c.attribute.in_(released),
-                    export_conflict.c.released_at.is_(None),
-                )
-                .values(released_at=utcnow())
-            )
+            release_conflicts(connection, self.state.connector, anchor, released)
