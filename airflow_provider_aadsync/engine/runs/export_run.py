@@ -35,6 +35,7 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
     utcnow,
 )
+from airflow_provider_aadsync.engine.store.among import among
 from airflow_provider_aadsync.engine.store.lock import stopped_result
 
 log = logging.getLogger(__name__)
@@ -387,11 +388,11 @@ def forget_empty_updates(
     ]
     if states is not None:
         conditions.append(pending_export.c.state.in_(list(states)))
-    if anchors is None:
-        connection.execute(sa.delete(pending_export).where(*conditions))
-        return
-    for chunk in chunks(list(anchors)):
-        connection.execute(sa.delete(pending_export).where(*conditions, pending_export.c.anchor.in_(chunk)))
+    if anchors is not None:
+        if not anchors:
+            return
+        conditions.append(among(pending_export.c.anchor, anchors))  # the pass's key lookups, one bound parameter
+    connection.execute(sa.delete(pending_export).where(*conditions))
 
 
 def generic_plan_counts(store: Store, connector: str) -> dict[str, int]:
