@@ -1,16 +1,54 @@
 """The fenced writer: a connector's writer whose every directory write first makes sure the step still holds the
-instance lock (lock.py ``ensure``, through the store handle's ``check_lease``). The store's own fence cannot stop a
+instance lock (:func:`ensure`, through the store handle's ``check_lease``). The store's own fence cannot stop a
 write that never touches the store (Graph, LDAP), so the exporters wrap their writers in this."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from airflow_provider_aadsync.engine.store.lock import StoreHandle
+from airflow_provider_aadsync.engine.store.errors import StoreLockLostError
+from airflow_provider_aadsync.engine.store.lock import Lease, StoreHandle, mark_lost, renew
+
+#: Renewals in a row that may each come back too late to vouch for the lock before a write is refused.
+CONFIRM_ATTEMPTS = 3
+
+
+def ensure(store: StoreHandle, lease: Lease) -> None:
+    """Before a write outside the store (Graph, LDAP): refuse it unless the lock is surely still held.
+
+    The store's fence cannot stop a write that never touches the store, so the exporters call this first. It costs
+    nothing while the token was confirmed less than half a lease ago (the heartbeat confirms it every third); after
+    a longer silence (the process was frozen, the heartbeat could not get through) it asks the store again.
+
+    A renewal vouches for the lease from the moment it was asked, so its answer counts only if it came back within
+    half a lease: a process frozen while the answer was on its way (the renewal committed, then a takeover) would
+    otherwise wake up to a "held" that is no longer true, and write. A late answer is asked again. What this cannot
+    cover is a freeze in the instant between the check and the request leaving: that write is made, its
+    confirmation is refused, and the run that took over reconciles it (creates are looked up, the rest is
+    idempotent).
+    """
+    lease.check()
+    half_lease = lease.duration.total_seconds() / 2
+    if time.monotonic() - lease.confirmed_at <= half_lease:
+        return
+    for _ in range(CONFIRM_ATTEMPTS):
+        asked_at = time.monotonic()
+        if not renew(store, lease):
+            raise mark_lost(store, lease)
+        if time.monotonic() - asked_at <= half_lease:
+            lease.confirmed_at = asked_at
+            lease.check()  # the heartbeat may have found it lost meanwhile
+            return
+    raise StoreLockLostError(
+        f"sync instance {lease.instance!r}: the store took more than half the lease ({half_lease:g} s) to confirm "
+        f"the lock of {lease.holder!r} {CONFIRM_ATTEMPTS} times in a row, so it cannot vouch that the lock is still "
+        "held: this attempt stopped before writing to the directory; the next run reconciles what it had sent"
+    )
 
 
 class FencedWriter:
-    """A connector's writer (EntraHook, ActiveDirectoryHook) whose write methods first ``lock.ensure`` the lock."""
+    """A connector's writer (EntraHook, ActiveDirectoryHook) whose write methods first :func:`ensure` the lock."""
 
     def __init__(self, writer: Any, store: StoreHandle, methods: tuple[str, ...]):
         self._writer = writer
@@ -30,7 +68,7 @@ class FencedWriter:
 
 
 def fenced_writer(writer: Any, store: StoreHandle) -> Any:
-    """Wrap an exporter's writer so that no write leaves while the step's lock may be lost (see ``lock.ensure``)."""
+    """Wrap an exporter's writer so that no write leaves while the step's lock may be lost (see :func:`ensure`)."""
     return FencedWriter(writer, store, WRITE_METHODS)
 
 

@@ -447,6 +447,16 @@ def release(store: StoreHandle, holder: str) -> bool:
     return bool(released)
 
 
+def mark_lost(store: StoreHandle, lease: Lease, connection: sa.Connection | None = None) -> StoreLockLostError:
+    """The lock was found taken over: mark the lease lost, say by whom, and return the error to raise."""
+    if connection is None:
+        with store.engine.connect() as own_connection:
+            return mark_lost(store, lease, own_connection)
+    lease.lost = _lost_message(store, lease, connection)
+    log.error("%s", lease.lost)
+    return StoreLockLostError(lease.lost)
+
+
 def _lost_message(store: StoreHandle, lease: Lease, connection: sa.Connection) -> str:
     row = connection.execute(sa.select(store_lock).where(store_lock.c.name == lease.instance)).first()
     now_held = f"now held by {row.holder!r} since {as_utc(row.acquired_at):%Y-%m-%d %H:%M:%S} UTC" if row else "gone"
@@ -480,31 +490,7 @@ def fence(store: StoreHandle, lease: Lease, connection: sa.Connection) -> None:
     else:
         held = renew(store, lease, connection)
     if not held:
-        lease.lost = _lost_message(store, lease, connection)
-        log.error("%s", lease.lost)
-        raise StoreLockLostError(lease.lost)
-    lease.confirmed_at = asked_at
-
-
-def ensure(store: StoreHandle, lease: Lease) -> None:
-    """Before a write outside the store (Graph, LDAP): refuse it unless the lock is surely still held.
-
-    The store's fence cannot stop a write that never touches the store, so the exporters call this first. It costs
-    nothing while the token was confirmed less than half a lease ago (the heartbeat confirms it every third); after
-    a longer silence (the process was frozen, the heartbeat could not get through) it asks the store again. What it
-    cannot cover is a freeze in the instant between this check and the request leaving: that write is made, its
-    confirmation is refused, and the run that took over reconciles it (creates are looked up, the rest is
-    idempotent).
-    """
-    lease.check()
-    if time.monotonic() - lease.confirmed_at <= lease.duration.total_seconds() / 2:
-        return
-    asked_at = time.monotonic()
-    if not renew(store, lease):
-        with store.engine.connect() as connection:
-            lease.lost = _lost_message(store, lease, connection)
-        log.error("%s", lease.lost)
-        raise StoreLockLostError(lease.lost)
+        raise mark_lost(store, lease, connection)
     lease.confirmed_at = asked_at
 
 
@@ -530,9 +516,7 @@ class _Heartbeat(threading.Thread):
                 log.warning("could not renew the lease of sync instance %r: %s", self.lease.instance, error)
                 continue
             if not held:
-                with self.store.engine.connect() as connection:
-                    self.lease.lost = _lost_message(self.store, self.lease, connection)
-                log.error("%s", self.lease.lost)
+                mark_lost(self.store, self.lease)
                 return
             self.lease.confirmed_at = asked_at
 

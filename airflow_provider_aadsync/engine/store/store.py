@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from airflow_provider_aadsync.engine.paths import aadsync_home
 from airflow_provider_aadsync.engine.secrets import register_secret, scrub, scrub_value
-from airflow_provider_aadsync.engine.store import bulk, lock, owner
+from airflow_provider_aadsync.engine.store import bulk, fenced, lock, owner
 from airflow_provider_aadsync.engine.store.among import require_json_functions
 from airflow_provider_aadsync.engine.store.errors import StoreError
 from airflow_provider_aadsync.engine.store.lock import Lease
@@ -531,9 +531,9 @@ class Store:
 
     def check_lease(self) -> None:
         """Before a write outside the store: raise StoreLockLostError unless this handle's step surely still holds
-        the instance lock (a no-op without a step lock; see lock.py ``ensure``)."""
+        the instance lock (a no-op without a step lock; see fenced.py ``ensure``)."""
         if self.lease is not None:
-            lock.ensure(self, self.lease)
+            fenced.ensure(self, self.lease)
 
     def release_lock(self, holder: str) -> bool:
         """Release the instance lock if ``holder`` holds it."""

@@ -22,6 +22,7 @@ from airflow_provider_aadsync.engine.store import (
     Store,
     StoreLockedError,
     StoreLockLostError,
+    fenced,
     lock,
     schema_version,
     store_lock,
@@ -345,3 +346,50 @@ def test_a_write_outside_the_store_checks_the_lock_after_a_silence(tmp_path):
             with pytest.raises(StoreLockLostError, match="the lock of 'dag:run_1'"):
                 writer.batch(["create bob"])
             assert graph.sent == [["create alice"]]
+
+
+def test_a_renewal_answered_after_a_freeze_does_not_vouch_for_the_write(tmp_path, monkeypatch):
+    """The CI's zombie (tests/reliability/test_concurrency.py): frozen while the answer of the renewal before a
+    write was on its way. The renewal had committed; meanwhile the lock was taken over. Before, the process woke up to
+    "held" and sent its batch; now an answer that comes back later than half a lease is asked again, and the write
+    is refused."""
+    path = tmp_path / "store.sqlite"
+    real_renew = lock.renew
+    with open_store(path) as store, open_store(path) as other:
+        with store.locked("dag:run_1", lease=dt.timedelta(seconds=0.6)) as granted:
+
+            def renew_then_freeze(handle, lease, connection=None):
+                held = real_renew(handle, lease, connection)
+                if connection is None and lease is granted and held:
+                    other.acquire_lock("dag:run_1")  # the retry takes the lock back while this attempt is frozen
+                    time.sleep(0.4)  # ... for longer than half a lease
+                return held
+
+            monkeypatch.setattr(fenced, "renew", renew_then_freeze)
+            graph = _Graph()
+            writer = fenced_writer(graph, store)
+            granted.confirmed_at -= 1  # a silence: the writer asks the store before sending
+            with pytest.raises(StoreLockLostError, match="the lock of 'dag:run_1'"):
+                writer.batch(["create carol"])
+            assert graph.sent == []
+
+
+def test_a_store_too_slow_to_confirm_the_lock_stops_the_write(tmp_path, monkeypatch):
+    """Renewals that each answer later than half a lease vouch for nothing: after a few, the write is refused with
+    the reason (not retried for ever)."""
+    path = tmp_path / "store.sqlite"
+    with open_store(path) as store:
+        with store.locked("dag:run_1", lease=dt.timedelta(seconds=0.2)) as granted:
+            asked: list[float] = []
+
+            def slow_renew(handle, lease, connection=None):
+                asked.append(time.monotonic())
+                time.sleep(0.15)
+                return True
+
+            monkeypatch.setattr(fenced, "renew", slow_renew)
+            graph = _Graph()
+            granted.confirmed_at -= 1
+            with pytest.raises(StoreLockLostError, match="took more than half the lease"):
+                fenced_writer(graph, store).batch(["create dave"])
+            assert graph.sent == [] and len(asked) == fenced.CONFIRM_ATTEMPTS
