@@ -27,7 +27,7 @@ try:  # Airflow 3 task SDK
 except ImportError:  # pragma: no cover - Airflow is a hard dependency, this only helps static tools
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
-from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine import progress, write_guard
 from airflow_provider_aadsync.engine.connectors.entra.extensions import (
     REGISTER_PERMISSIONS,
     ExtensionNames,
@@ -294,6 +294,8 @@ class EntraHook(BaseHook):
             if renewed:
                 self._drop_cached_tokens()
             headers = {"Authorization": f"Bearer {self.get_token()}", **extra_headers}
+            if method != "GET":
+                write_guard.check()  # an exporter's lock, checked again before a resend (engine/write_guard.py)
             self.counters["requests"] += 1
             response = self._http.request(method, url, headers=headers, **kwargs)
             # 401: Graph refused the token (expired early, revoked): the request was not carried out, so it is sent

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from airflow_provider_aadsync.engine import write_guard
 from airflow_provider_aadsync.engine.store.errors import StoreLockLostError
 from airflow_provider_aadsync.engine.store.lock import Lease, StoreHandle, mark_lost, renew
 
@@ -62,7 +63,8 @@ class FencedWriter:
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             self._store.check_lease()
-            return attribute(*args, **kwargs)
+            with write_guard.guarding(self._store.check_lease):  # and before each resend the writer makes itself
+                return attribute(*args, **kwargs)
 
         return guarded
 

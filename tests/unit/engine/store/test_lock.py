@@ -4,6 +4,7 @@ a cycle between its steps, and fenced: a zombie whose lock was taken over cannot
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import multiprocessing
 import os
@@ -13,10 +14,12 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.runs.source import BatchRequest
 from airflow_provider_aadsync.engine.store import (
     SCHEMA_VERSION,
     Store,
@@ -29,6 +32,8 @@ from airflow_provider_aadsync.engine.store import (
     watermark,
 )
 from airflow_provider_aadsync.engine.store.fenced import fenced_writer
+from airflow_provider_aadsync.hooks.entra import EntraHook
+from airflow_provider_aadsync.hooks.entra_settings import EntraConnectionSettings
 
 CONTEXT = multiprocessing.get_context("fork")
 
@@ -393,3 +398,44 @@ def test_a_store_too_slow_to_confirm_the_lock_stops_the_write(tmp_path, monkeypa
             with pytest.raises(StoreLockLostError, match="took more than half the lease"):
                 fenced_writer(graph, store).batch(["create dave"])
             assert graph.sent == [] and len(asked) == fenced.CONFIRM_ATTEMPTS
+
+
+def test_a_resend_after_a_throttling_wait_checks_the_lock_again(tmp_path, monkeypatch):
+    """Within one fenced call EntraHook waits out Graph's Retry-After and sends again. A process frozen in that wait
+    while the lock was taken over woke up and resent; now the resend is refused, and an unfenced hook (or a lock
+    still held) resends as before."""
+    path = tmp_path / "store.sqlite"
+    hook = EntraHook(
+        settings=EntraConnectionSettings(
+            tenant_id="t", client_id="c", client_secret="Cl1ent~secret", graph_url="https://graph.test"
+        )
+    )
+    monkeypatch.setattr(hook, "get_token", lambda: "token")
+    sent: list[dict] = []
+    throttle = {"next": True}
+
+    def graph(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        status = 429 if throttle["next"] else 200  # throttled, then done
+        throttle["next"] = not throttle["next"]
+        return httpx.Response(200, json={"responses": [{"id": "1", "status": status, "headers": {"Retry-After": "1"}}]})
+
+    hook.__dict__["_http"] = httpx.Client(base_url="https://graph.test/v1.0", transport=httpx.MockTransport(graph))
+    requests = [BatchRequest("1", "PATCH", "/users/u1", {"displayName": "Carol"})]
+    with open_store(path) as store, open_store(path) as other:
+        with store.locked("dag:run_1", lease=dt.timedelta(seconds=60)) as granted:
+            monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda seconds: None)
+            assert fenced_writer(hook, store).batch(requests)["1"].status == 200  # held: resent after the wait
+            assert len(sent) == 2
+
+            def frozen_in_the_wait(seconds: float) -> None:
+                other.acquire_lock("dag:run_1")  # the retry takes the lock back while this attempt is frozen
+                granted.confirmed_at -= 31  # ... for more than half a lease
+
+            monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", frozen_in_the_wait)
+            with pytest.raises(StoreLockLostError, match="the lock of 'dag:run_1'"):
+                fenced_writer(hook, store).batch(requests)
+            assert len(sent) == 3  # the throttled call only: no resend
+    monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda seconds: None)
+    throttle["next"] = True
+    assert hook.batch(requests)["1"].status == 200 and len(sent) == 5  # no fenced call: nothing to check
