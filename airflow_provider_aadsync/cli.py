@@ -98,7 +98,7 @@ def main(verbose: bool) -> None:
 
 # -------------------------------------------------------------------------------------------------- imports
 def _import_guard(
-    confirm_mass_removal: bool, import_deletion_threshold: int | None, import_deletion_share: float | None
+    confirm_mass_removal: int | None, import_deletion_threshold: int | None, import_deletion_share: float | None
 ):
     from airflow_provider_aadsync.steps import import_guard
 

@@ -15,8 +15,11 @@ def import_guard_options(command):
     options = [
         click.option(
             "--confirm-mass-removal",
-            is_flag=True,
-            help="Apply the deletes an import would otherwise stop at (stopped-deletion-threshold-exceeded).",
+            type=click.IntRange(min=0),
+            default=None,
+            metavar="N",
+            help="Apply up to N deletes an import would otherwise stop at (stopped-deletion-threshold-exceeded); "
+            "the stopped run's message names N.",
         ),
         click.option(
             "--import-deletion-threshold",

@@ -125,13 +125,15 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             f"aadsync_deletion_threshold, else {defaults.DELETION_THRESHOLD}.",
         ),
         "confirm_mass_removal": Param(
-            False,
-            type="boolean",
-            title="Confirm a mass removal",
-            description="Let the imports apply deletes their guard stopped (stopped-deletion-threshold-exceeded: more "
-            f"than the Variable aadsync_import_deletion_threshold, else {defaults.IMPORT_DELETION_THRESHOLD}, or more "
-            f"than aadsync_import_deletion_share, else {defaults.IMPORT_DELETION_SHARE * 100:g} %, of a connector "
-            "space, or a full import that saw nothing). Check the stopped run's detail first.",
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            title="Confirm a mass removal of up to this many objects",
+            description="Let each import apply up to this many deletes its guard stopped (stopped-deletion-threshold-"
+            f"exceeded: more than the Variable aadsync_import_deletion_threshold, else "
+            f"{defaults.IMPORT_DELETION_THRESHOLD}, or more than aadsync_import_deletion_share, else "
+            f"{defaults.IMPORT_DELETION_SHARE * 100:g} %, of a connector space, or a full import that saw nothing). "
+            "The stopped run's detail names the number: check it first. A larger removal stops again.",
         ),
         "disable_threshold": Param(
             None,

@@ -143,7 +143,7 @@ def import_guard(
     *,
     deletion_threshold: int | None = None,
     deletion_share: float | None = None,
-    confirm_mass_removal: bool = False,
+    confirm_mass_removal: int | None = None,
 ) -> ImportGuard:
     """The import guard (None: ``IMPORT_DELETION_THRESHOLD`` / ``IMPORT_DELETION_SHARE``)."""
     return ImportGuard.from_params(

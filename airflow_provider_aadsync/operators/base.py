@@ -18,7 +18,7 @@ from airflow_provider_aadsync.engine.secrets import scrub, scrub_value
 from airflow_provider_aadsync.engine.store import Store, StoreInstanceError
 from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConfigurationError
 from airflow_provider_aadsync.hooks.store import store_url_from_connection
-from airflow_provider_aadsync.operators.templated import templated_flag, templated_float, templated_int, templated_value
+from airflow_provider_aadsync.operators.templated import templated_float, templated_int, templated_value
 from airflow_provider_aadsync.steps import COMPLETED_RESULTS, TRANSIENT_RESULTS, import_guard, store_url_or_default
 
 if TYPE_CHECKING:
@@ -115,6 +115,21 @@ def open_task_store(store_url: str | None, instance: str | None) -> Store:
         return Store.open(store_url_or_default(store_url), instance=instance or "default")
     except StoreInstanceError as error:
         raise AirflowFailException(str(error)) from None
+
+
+def confirmed_removal(value: object) -> int | None:
+    """The rendered ``confirm_mass_removal``: the number of deletes confirmed, None for none (empty, ``False``: the
+    default of DAGs before it became a number). ``True`` is refused: it would confirm whatever is pending."""
+    text = templated_value(value)
+    if text is None or text.lower() in ("false", "no"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(
+            f"confirm_mass_removal {text!r}: the number of deletes you confirm is expected (the stopped import's "
+            "message names it); a yes would confirm whatever mass removal is pending when this run goes"
+        ) from None
 
 
 def refuse_settings(step_name: str, build: Callable[[], _S]) -> _S:
@@ -273,8 +288,8 @@ class ImportOperator(ModeStepOperator):
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
     :param connector: connector space name.
-    :param confirm_mass_removal: apply an import's deletes whatever their number (templated; default false): the
-        operator confirmed a mass removal the import guard stopped (``stopped-deletion-threshold-exceeded``).
+    :param confirm_mass_removal: the number of deletes the operator confirmed (templated; default none): an import
+        deleting at most this many goes through the import guard (``stopped-deletion-threshold-exceeded`` names it).
     :param import_deletion_threshold: more deletes than this stop the import before any change (templated; empty:
         ``IMPORT_DELETION_THRESHOLD`` of engine/runs/defaults.py).
     :param import_deletion_share: more than this share of the connector space (above 10 deletes) stops the import
@@ -293,7 +308,7 @@ class ImportOperator(ModeStepOperator):
     def __init__(
         self,
         *,
-        confirm_mass_removal: bool | str = False,
+        confirm_mass_removal: int | str | None = None,
         import_deletion_threshold: int | str | None = None,
         import_deletion_share: float | str | None = None,
         **kwargs: Any,
@@ -316,7 +331,7 @@ class ImportOperator(ModeStepOperator):
         return import_guard(
             deletion_threshold=threshold,
             deletion_share=share,
-            confirm_mass_removal=templated_flag(self.confirm_mass_removal),
+            confirm_mass_removal=confirmed_removal(self.confirm_mass_removal),
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -121,11 +121,14 @@ def test_scope_that_suddenly_sees_nothing_stops_and_the_confirmed_rerun_applies_
     assert STOPPED_DELETION_THRESHOLD in stopped.output
     assert f"would delete {imported - 1:,} of the {imported:,} objects" in stopped.output
     assert f"saw no object in scope, but the connector space holds {imported:,}" in stopped.output
-    assert "--confirm-mass-removal" in stopped.output and "OU=Empty Scope" in stopped.output
+    assert f"--confirm-mass-removal {imported - 1}" in stopped.output and "OU=Empty Scope" in stopped.output
     assert snapshot(store) == before  # the connector space is untouched
     assert store.get_watermark("ad", dc.base_dn) == cookie  # and the DirSync cookie did not move
 
-    confirmed = CliRunner().invoke(main, [*command, "--confirm-mass-removal"])
+    too_few = CliRunner().invoke(main, [*command, "--confirm-mass-removal", str(imported - 2)])
+    assert too_few.exit_code == 1 and f"confirmed a removal of {imported - 2:,} objects at most" in too_few.output
+    assert snapshot(store) == before
+    confirmed = CliRunner().invoke(main, [*command, "--confirm-mass-removal", str(imported - 1)])
     assert confirmed.exit_code == 0, confirmed.output
     assert "full-import on `ad` — success" in confirmed.output
     assert live_objects(store) == 1  # the empty OU itself, the only object left in scope
@@ -174,13 +177,13 @@ def test_dag_run_stops_at_the_import_and_the_confirm_param_applies_it(dc, graph_
     assert after_imports and set(after_imports.values()) <= {"upstream_failed", "skipped"}, after_imports
     report = airflow.report(stopped)
     assert f"| {STOPPED_DELETION_THRESHOLD} | stopped before any change:" in report, report
-    assert "saw no object in scope" in report and "confirm_mass_removal" in report
+    assert "saw no object in scope" in report and f"`confirm_mass_removal` = {imported - 1}" in report
     with main_store(airflow) as store:
         assert snapshot(store, "ad") == before  # the stopped AD import's rows as they were
     assert write_requests(graph_server) == writes
 
     confirmed = airflow.dags_test(
-        "aadsync_cycle", {"mode": "full", "confirm_mass_removal": True, "staging": True}, **env
+        "aadsync_cycle", {"mode": "full", "confirm_mass_removal": imported - 1, "staging": True}, **env
     )
     states = task_states(airflow.home, "aadsync_cycle", confirmed.run_id)
     assert states["import_ad"][0] == "success", confirmed.tail()

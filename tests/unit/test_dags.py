@@ -69,7 +69,7 @@ def test_params_of_the_trigger_form(dagbag):
     assert dag.get_task("export_entra").staging == dag.get_task("export_ad").staging == STAGING
     assert dag.get_task("report").preflight == STAGING
     assert schema["deletion_threshold"]["type"] == ["null", "integer"] and params["deletion_threshold"] is None
-    assert schema["confirm_mass_removal"]["type"] == "boolean" and params["confirm_mass_removal"] is False
+    assert schema["confirm_mass_removal"]["type"] == ["null", "integer"] and params["confirm_mass_removal"] is None
     assert schema["endpoint"]["enum"] == ["v2", "v1"] and params["endpoint"] == "v2"
     assert schema["reevaluate"]["type"] == "boolean" and params["reevaluate"] is False
     for dag_id in ("aadsync_cycle", "aadsync_full"):  # both syncs of both DAGs read it

@@ -15,7 +15,10 @@ does not move):
 
 Delta imports are guarded by the two thresholds too (not by "sees nothing": a delta only sees changes): an OU moved
 out of the scope, or a scope filter changed on the DC, arrives as a delta of deletes, the classic accidental mass
-deletion. A confirmed run (``confirm_mass_removal``) applies the deletes.
+deletion. A confirmed run applies the deletes: ``confirm_mass_removal`` is the number of deletes the operator
+confirms, as the stop's message states it, and lets an import through that deletes at most that many. A number, not
+a yes: a DAG run cleared weeks later, or a script that always passes the confirmation, confirms the removal its
+operator saw, not whatever mass removal is pending by then (a larger one stops again, with both numbers).
 """
 
 from __future__ import annotations
@@ -68,12 +71,13 @@ class ImportGuard:
     :param deletion_threshold: more deletes than this stop the run (0: any delete stops it).
     :param deletion_share: more than this share of the connector space (0 < share ≤ 1), above ``SHARE_MINIMUM``
         deletes, stops the run.
-    :param confirm_mass_removal: apply the deletes whatever their number: the operator confirmed them.
+    :param confirm_mass_removal: the deletes the operator confirmed: an import deleting at most this many goes
+        through whatever the limits and even when it saw nothing (None: nothing confirmed).
     """
 
     deletion_threshold: int = DEFAULT_IMPORT_DELETION_THRESHOLD
     deletion_share: float = DEFAULT_IMPORT_DELETION_SHARE
-    confirm_mass_removal: bool = False
+    confirm_mass_removal: int | None = None
 
     def __post_init__(self) -> None:
         if self.deletion_threshold < 0:
@@ -82,6 +86,12 @@ class ImportGuard:
             raise ValueError(
                 f"the import deletion share must be more than 0 and at most 1 (0.1 is 10 %), not {self.deletion_share}"
             )
+        confirmed = self.confirm_mass_removal
+        if confirmed is not None and (isinstance(confirmed, bool) or not isinstance(confirmed, int) or confirmed < 0):
+            raise ValueError(
+                f"confirm_mass_removal must be the number of deletes you confirm (the stopped run's message names it), "
+                f"not {confirmed!r}: a yes would confirm whatever removal is pending when the run goes"
+            )
 
     @classmethod
     def from_params(
@@ -89,15 +99,19 @@ class ImportGuard:
         *,
         deletion_threshold: int | None = None,
         deletion_share: float | None = None,
-        confirm_mass_removal: bool = False,
+        confirm_mass_removal: int | None = None,
     ) -> ImportGuard:
         """Build from task params or CLI options, typed: None means the default (the operators turn what Airflow
         rendered into these types first)."""
         return cls(
             deletion_threshold=DEFAULT_IMPORT_DELETION_THRESHOLD if deletion_threshold is None else deletion_threshold,
             deletion_share=DEFAULT_IMPORT_DELETION_SHARE if deletion_share is None else deletion_share,
-            confirm_mass_removal=bool(confirm_mass_removal),
+            confirm_mass_removal=confirm_mass_removal,
         )
+
+    def confirms(self, deletes: int) -> bool:
+        """Whether ``deletes`` goes through unchecked: none, or no more than the operator confirmed."""
+        return deletes == 0 or (self.confirm_mass_removal is not None and deletes <= self.confirm_mass_removal)
 
     def check(
         self,
@@ -110,7 +124,8 @@ class ImportGuard:
         scope: str | None = None,
         command: str | None = None,
     ) -> None:
-        """Raise :class:`MassRemovalStopped` when this import would remove too much; do nothing when confirmed.
+        """Raise :class:`MassRemovalStopped` when this import would remove too much; do nothing when it removes no
+        more than was confirmed.
 
         :param deletes: objects the run would delete from the connector space.
         :param space_size: live objects the connector space held before the run.
@@ -118,7 +133,7 @@ class ImportGuard:
         :param scope: what the import reads, for the message ("base DN X on server Y").
         :param command: the CLI command that runs this import (``import-ad``), for the advice.
         """
-        if self.confirm_mass_removal or deletes == 0:
+        if self.confirms(deletes):
             return
         share = deletes / space_size if space_size else 1.0
         reasons = []
@@ -130,6 +145,8 @@ class ImportGuard:
             reasons.append(f"that is more than {self.deletion_share:.0%} of the connector space")
         if not reasons:
             return
+        if self.confirm_mass_removal is not None:  # a confirmation of a smaller removal than this one
+            reasons.append(f"this run confirmed a removal of {self.confirm_mass_removal:,} objects at most")
         what = (
             f"the {mode} import of {connector!r} would delete {deletes:,} of the {space_size:,} objects of its "
             f"connector space ({share:.0%}): {'; '.join(reasons)}. Nothing was changed and the watermark was kept."
@@ -141,10 +158,11 @@ class ImportGuard:
             "on the objects. Check these first: the next import would delete them, and the sync the objects they "
             "feed."
         )
-        cli = f"`aadsync {command} --mode {mode} --confirm-mass-removal`" if command else "`--confirm-mass-removal`"
+        option = f"--confirm-mass-removal {deletes}"
+        cli = f"`aadsync {command} --mode {mode} {option}`" if command else f"`{option}`"
         confirm = (
             f"If the removal is real, confirm it: run the import again with {cli}, or trigger the DAG with the param "
-            "`confirm_mass_removal` = true"
+            f"`confirm_mass_removal` = {deletes}"
         )
         if not (mode == "full" and seen == 0):  # raising a limit never lets "saw nothing" through
             confirm += (

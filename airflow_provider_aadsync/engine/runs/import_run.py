@@ -242,7 +242,7 @@ def _removal_check(guard: ImportGuard, steps: ImportSteps, connector: str) -> Ca
     """The guard's check with what its message names: the connector, the import's scope and CLI command."""
 
     def check(*, mode: Mode, deletes: int, space_size: int, seen: int | None = None) -> None:
-        if guard.confirm_mass_removal or deletes == 0:
+        if guard.confirms(deletes):
             return
         describe = getattr(steps, "describe_scope", None)
         guard.check(

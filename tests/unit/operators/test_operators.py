@@ -106,11 +106,11 @@ def test_import_operators_build_the_import_guard_from_rendered_params(operator_c
     )
     assert operator.import_guard() == ImportGuard()
     operator.confirm_mass_removal, operator.import_deletion_threshold, operator.import_deletion_share = (
-        "True",
+        "1200",
         "2000",
         "None",
     )
-    assert operator.import_guard() == ImportGuard(deletion_threshold=2000, confirm_mass_removal=True)
+    assert operator.import_guard() == ImportGuard(deletion_threshold=2000, confirm_mass_removal=1200)
     # what Airflow renders for unset params and Variables means the defaults (read here, never in the engine)
     operator.confirm_mass_removal, operator.import_deletion_threshold, operator.import_deletion_share = (
         "None",
@@ -119,9 +119,14 @@ def test_import_operators_build_the_import_guard_from_rendered_params(operator_c
     )
     assert operator.import_guard() == ImportGuard()
     operator.confirm_mass_removal, operator.import_deletion_threshold, operator.import_deletion_share = "1", "42", "0.5"
-    assert operator.import_guard() == ImportGuard(deletion_threshold=42, deletion_share=0.5, confirm_mass_removal=True)
-    operator.confirm_mass_removal, operator.import_deletion_share = "false", ""
-    assert not operator.import_guard().confirm_mass_removal
+    assert operator.import_guard() == ImportGuard(deletion_threshold=42, deletion_share=0.5, confirm_mass_removal=1)
+    operator.confirm_mass_removal, operator.import_deletion_share = "False", ""  # an older DAG's default
+    assert operator.import_guard().confirm_mass_removal is None
+    # a yes from an older DAG run (cleared, or its conf copied) confirms no particular removal: refused
+    operator.confirm_mass_removal = "True"
+    with pytest.raises(ValueError, match="confirm_mass_removal 'True': the number of deletes you confirm"):
+        operator.import_guard()
+    operator.confirm_mass_removal = None
     operator.import_deletion_share = "10"
     with pytest.raises(ValueError, match="share must be more than 0 and at most 1"):
         operator.import_guard()

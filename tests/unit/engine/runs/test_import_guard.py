@@ -62,7 +62,27 @@ class TestLimits:
     )
     def test_when_an_import_stops(self, mode, deletes, space_size, seen, stopped):
         assert stops(ImportGuard(), mode=mode, deletes=deletes, space_size=space_size, seen=seen) is stopped
-        assert not stops(ImportGuard(confirm_mass_removal=True), mode=mode, deletes=deletes, space_size=space_size)
+        confirmed = ImportGuard(confirm_mass_removal=deletes)
+        assert not stops(confirmed, mode=mode, deletes=deletes, space_size=space_size, seen=seen)
+
+    def test_a_confirmation_lets_through_no_more_deletes_than_it_names(self):
+        """A number, not a yes: an old DAG run cleared later confirms the removal its operator saw, not a larger one
+        pending by then; the new stop names both numbers."""
+        confirmed = ImportGuard(confirm_mass_removal=600)
+        assert not stops(confirmed, mode="delta", deletes=600, space_size=1000)
+        assert not stops(confirmed, mode="full", deletes=599, space_size=599, seen=0)  # "saw nothing" too
+        with pytest.raises(MassRemovalStopped) as stopped:
+            confirmed.check(connector="ad", mode="delta", deletes=5000, space_size=5000, command="import-ad")
+        assert "would delete 5,000" in stopped.value.detail
+        assert "this run confirmed a removal of 600 objects at most" in stopped.value.detail
+        assert "`aadsync import-ad --mode delta --confirm-mass-removal 5000`" in stopped.value.detail
+        assert "`confirm_mass_removal` = 5000" in stopped.value.detail
+        assert not stops(confirmed, mode="delta", deletes=400, space_size=100_000)  # under the limits: no stop
+
+    @pytest.mark.parametrize("value", [True, False, -1, "600", 1.5])
+    def test_a_confirmation_must_be_a_count(self, value):
+        with pytest.raises(ValueError, match="confirm_mass_removal must be the number of deletes you confirm"):
+            ImportGuard(confirm_mass_removal=value)
 
     def test_limits_are_settable(self):
         assert not stops(
@@ -78,10 +98,9 @@ class TestLimits:
         """Templated text ("None", "") is read by the operators (tests/unit/operators/test_operators.py)."""
         assert ImportGuard.from_params() == ImportGuard()
         assert ImportGuard.from_params(deletion_threshold=None, deletion_share=None) == ImportGuard()
-        guard = ImportGuard.from_params(deletion_threshold=42, deletion_share=0.5, confirm_mass_removal=True)
-        assert guard == ImportGuard(deletion_threshold=42, deletion_share=0.5, confirm_mass_removal=True)
-        assert ImportGuard.from_params(confirm_mass_removal=True).confirm_mass_removal
-        assert not ImportGuard.from_params(confirm_mass_removal=False).confirm_mass_removal
+        guard = ImportGuard.from_params(deletion_threshold=42, deletion_share=0.5, confirm_mass_removal=7)
+        assert guard == ImportGuard(deletion_threshold=42, deletion_share=0.5, confirm_mass_removal=7)
+        assert ImportGuard.from_params().confirm_mass_removal is None
         with pytest.raises(ValueError, match="share must be more than 0 and at most 1"):
             ImportGuard.from_params(deletion_share=10)
         with pytest.raises(ValueError, match="must be 0 or more"):
@@ -114,7 +133,7 @@ class TestADImport:
         assert stopped.counters["objects_in_scope"] == 0 and stopped.counters["deletes"] == 0
         assert "saw no object in scope, but the connector space holds 3" in stopped.detail
         assert f"base DN 'OU=Empty,{NC}'" in stopped.detail and "read permission" in stopped.detail
-        assert "`aadsync import-ad --mode full --confirm-mass-removal`" in stopped.detail
+        assert "`aadsync import-ad --mode full --confirm-mass-removal 3`" in stopped.detail
         assert "raise the limits" not in stopped.detail  # only a confirmation lets "saw nothing" through
         assert snapshot(store) == before
         assert store.get_watermark("ad", NC) == cookie
@@ -127,7 +146,7 @@ class TestADImport:
             mode="full",
             attributes=ATTRS,
             scope_dn=f"OU=Empty,{NC}",
-            guard=ImportGuard(confirm_mass_removal=True),
+            guard=ImportGuard(confirm_mass_removal=3),
         )
         assert confirmed.result == "success" and confirmed.counters["deletes"] == 3
         with store.engine.connect() as connection:
@@ -179,7 +198,7 @@ class TestADImport:
         stopped = import_active_directory(directory, store, mode="delta", attributes=ATTRS, scope_dn=scope)
         assert stopped.mode == "delta" and stopped.result == STOPPED_DELETION_THRESHOLD
         assert stopped.counters["deletes_planned"] == 20 and "objects_in_scope" not in stopped.counters
-        assert "`aadsync import-ad --mode delta --confirm-mass-removal`" in stopped.detail
+        assert "`aadsync import-ad --mode delta --confirm-mass-removal 20`" in stopped.detail
         assert snapshot(store) == before and store.get_watermark("ad", NC) == cookie
 
         directory.delta_batches = [moved]  # the DC sends the same changes again: the cookie did not move
@@ -189,7 +208,7 @@ class TestADImport:
             mode="delta",
             attributes=ATTRS,
             scope_dn=scope,
-            guard=ImportGuard.from_params(confirm_mass_removal="true"),
+            guard=ImportGuard.from_params(confirm_mass_removal=20),
         )
         assert confirmed.result == "success" and confirmed.counters["deletes"] == 20
         assert directory.cookies_seen == [b"cookie-0", b"cookie-0"]
@@ -229,5 +248,9 @@ class TestEntraImport:
         assert stopped.result == STOPPED_DELETION_THRESHOLD and stopped.counters["deletes_planned"] == 15
         assert snapshot(store) == before
         graph.rounds["users"].append([removed])
-        confirmed = import_entra(graph, store, mode="delta", guard=ImportGuard(confirm_mass_removal=True))
+        too_few = import_entra(graph, store, mode="delta", guard=ImportGuard(confirm_mass_removal=14))
+        assert too_few.result == STOPPED_DELETION_THRESHOLD and snapshot(store) == before
+        assert "confirmed a removal of 14 objects at most" in too_few.detail
+        graph.rounds["users"].append([removed])
+        confirmed = import_entra(graph, store, mode="delta", guard=ImportGuard(confirm_mass_removal=15))
         assert confirmed.result == "success" and confirmed.counters["deletes"] == 15
