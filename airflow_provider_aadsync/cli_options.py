@@ -18,8 +18,8 @@ def import_guard_options(command):
             type=click.IntRange(min=0),
             default=None,
             metavar="N",
-            help="Apply up to N deletes an import would otherwise stop at (stopped-deletion-threshold-exceeded); "
-            "the stopped run's message names N.",
+            help="Apply the N deletes an import would otherwise stop at (stopped-deletion-threshold-exceeded): "
+            "the number the stopped run's message names; a removal of another size stops again.",
         ),
         click.option(
             "--import-deletion-threshold",

@@ -128,12 +128,12 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             None,
             type=["null", "integer"],
             minimum=0,
-            title="Confirm a mass removal of up to this many objects",
-            description="Let each import apply up to this many deletes its guard stopped (stopped-deletion-threshold-"
+            title="Confirm a mass removal of this many objects",
+            description="Let an import apply exactly this many deletes its guard stopped (stopped-deletion-threshold-"
             f"exceeded: more than the Variable aadsync_import_deletion_threshold, else "
             f"{defaults.IMPORT_DELETION_THRESHOLD}, or more than aadsync_import_deletion_share, else "
             f"{defaults.IMPORT_DELETION_SHARE * 100:g} %, of a connector space, or a full import that saw nothing). "
-            "The stopped run's detail names the number: check it first. A larger removal stops again.",
+            "The stopped run's detail names the number: check it first. A removal of another size stops again.",
         ),
         "disable_threshold": Param(
             None,

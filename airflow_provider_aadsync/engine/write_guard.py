@@ -2,10 +2,13 @@
 
 The fenced writer (store/fenced.py) checks the instance lock when an exporter calls a write method, but a writer may
 send more than once within that call: EntraHook waits out Graph's throttling (``Retry-After``, up to
-``max_retry_wait``) and sends again, and a process frozen or stalled in that wait may have lost its lock by the time
-it wakes up. So the fenced writer also installs its check here for the length of the call, and the writer calls
-:func:`check` before each write it sends, resends included. A context variable, as ``progress.current()``: the writer
-needs no reference to the store, and outside a fenced call (reads, the CLI's checks) there is nothing to check.
+``max_retry_wait``) and sends again, ActiveDirectoryHook's member change may take two writes, and the lock may have
+been taken over meanwhile (the process was frozen, or a retry of the same DAG run took it back). So the fenced writer
+also installs its check here for the length of the call (one that asks the store unless it confirmed the lock
+within the last second), and the writers call :func:`check` right before each write request they send, resends
+included. A context variable, as ``progress.current()``: the writer needs no reference to the store, and outside a
+fenced call (reads, the CLI's checks) there is nothing to check. It does not cross into other threads: the writers
+send from the calling thread.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import ldap3
 from ldap3.core import exceptions as ldap_errors
 from ldap3.protocol.microsoft import dir_sync_control, extended_dn_control, show_deleted_control
 
+from airflow_provider_aadsync.engine import write_guard
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, split_rdn, wire_dn
 from airflow_provider_aadsync.hooks.active_directory_checks import check_connection
 from airflow_provider_aadsync.hooks.active_directory_pages import (
@@ -565,6 +566,7 @@ class ActiveDirectoryHook(BaseHook):
     def _write(self, what: str, dn: str, call) -> None:
         """Run one write; a refusal becomes an ActiveDirectoryWriteError naming the LDAP result."""
         conn = self.get_conn()
+        write_guard.check()  # an exporter's lock, asked before each write (engine/write_guard.py)
         self.counters["ldap_writes"] += 1
         try:
             call(conn)

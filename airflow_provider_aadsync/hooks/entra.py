@@ -295,7 +295,7 @@ class EntraHook(BaseHook):
                 self._drop_cached_tokens()
             headers = {"Authorization": f"Bearer {self.get_token()}", **extra_headers}
             if method != "GET":
-                write_guard.check()  # an exporter's lock, checked again before a resend (engine/write_guard.py)
+                write_guard.check()  # an exporter's lock, asked before each write, resends too (engine/write_guard.py)
             self.counters["requests"] += 1
             response = self._http.request(method, url, headers=headers, **kwargs)
             # 401: Graph refused the token (expired early, revoked): the request was not carried out, so it is sent

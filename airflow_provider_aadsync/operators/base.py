@@ -5,6 +5,7 @@ needs around them: templating, the XCom summary, and mapping a stop or an error 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -124,12 +125,15 @@ def confirmed_removal(value: object) -> int | None:
     if text is None or text.lower() in ("false", "no"):
         return None
     try:
-        return int(text)
+        number = float(text)  # Airflow's Param validation lets 1200.0 through as an integer
     except ValueError:
+        number = math.nan
+    if not number.is_integer():
         raise ValueError(
-            f"confirm_mass_removal {text!r}: the number of deletes you confirm is expected (the stopped import's "
-            "message names it); a yes would confirm whatever mass removal is pending when this run goes"
-        ) from None
+            f"confirm_mass_removal {text!r}: the whole number of deletes you confirm is expected (the stopped "
+            "import's message names it); a yes would confirm whatever mass removal is pending when this run goes"
+        )
+    return int(number)
 
 
 def refuse_settings(step_name: str, build: Callable[[], _S]) -> _S:
@@ -289,7 +293,7 @@ class ImportOperator(ModeStepOperator):
     :param instance: sync instance name (templated).
     :param connector: connector space name.
     :param confirm_mass_removal: the number of deletes the operator confirmed (templated; default none): an import
-        deleting at most this many goes through the import guard (``stopped-deletion-threshold-exceeded`` names it).
+        deleting exactly this many goes through the import guard (``stopped-deletion-threshold-exceeded`` names it).
     :param import_deletion_threshold: more deletes than this stop the import before any change (templated; empty:
         ``IMPORT_DELETION_THRESHOLD`` of engine/runs/defaults.py).
     :param import_deletion_share: more than this share of the connector space (above 10 deletes) stops the import

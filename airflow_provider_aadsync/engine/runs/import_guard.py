@@ -16,9 +16,10 @@ does not move):
 Delta imports are guarded by the two thresholds too (not by "sees nothing": a delta only sees changes): an OU moved
 out of the scope, or a scope filter changed on the DC, arrives as a delta of deletes, the classic accidental mass
 deletion. A confirmed run applies the deletes: ``confirm_mass_removal`` is the number of deletes the operator
-confirms, as the stop's message states it, and lets an import through that deletes at most that many. A number, not
-a yes: a DAG run cleared weeks later, or a script that always passes the confirmation, confirms the removal its
-operator saw, not whatever mass removal is pending by then (a larger one stops again, with both numbers).
+confirms, as the stop's message states it, and lets through an import that deletes exactly that many. A number, not
+a yes, and an exact one: a DAG run cleared weeks later, a script that always passes the confirmation, or the other
+import of the same DAG run (one param serves both) confirms the removal its operator saw, not whatever mass removal
+is pending by then; a removal of another size stops again, naming both numbers.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class ImportGuard:
     :param deletion_threshold: more deletes than this stop the run (0: any delete stops it).
     :param deletion_share: more than this share of the connector space (0 < share ≤ 1), above ``SHARE_MINIMUM``
         deletes, stops the run.
-    :param confirm_mass_removal: the deletes the operator confirmed: an import deleting at most this many goes
+    :param confirm_mass_removal: the deletes the operator confirmed: an import deleting exactly this many goes
         through whatever the limits and even when it saw nothing (None: nothing confirmed).
     """
 
@@ -110,8 +111,8 @@ class ImportGuard:
         )
 
     def confirms(self, deletes: int) -> bool:
-        """Whether ``deletes`` goes through unchecked: none, or no more than the operator confirmed."""
-        return deletes == 0 or (self.confirm_mass_removal is not None and deletes <= self.confirm_mass_removal)
+        """Whether ``deletes`` goes through unchecked: none, or exactly as many as the operator confirmed."""
+        return deletes == 0 or deletes == self.confirm_mass_removal
 
     def check(
         self,
@@ -124,8 +125,8 @@ class ImportGuard:
         scope: str | None = None,
         command: str | None = None,
     ) -> None:
-        """Raise :class:`MassRemovalStopped` when this import would remove too much; do nothing when it removes no
-        more than was confirmed.
+        """Raise :class:`MassRemovalStopped` when this import would remove too much; do nothing when it removes as
+        many as were confirmed.
 
         :param deletes: objects the run would delete from the connector space.
         :param space_size: live objects the connector space held before the run.
@@ -145,8 +146,8 @@ class ImportGuard:
             reasons.append(f"that is more than {self.deletion_share:.0%} of the connector space")
         if not reasons:
             return
-        if self.confirm_mass_removal is not None:  # a confirmation of a smaller removal than this one
-            reasons.append(f"this run confirmed a removal of {self.confirm_mass_removal:,} objects at most")
+        if self.confirm_mass_removal is not None:  # a confirmation of another removal than this one
+            reasons.append(f"this run confirmed a removal of {self.confirm_mass_removal:,} objects, not {deletes:,}")
         what = (
             f"the {mode} import of {connector!r} would delete {deletes:,} of the {space_size:,} objects of its "
             f"connector space ({share:.0%}): {'; '.join(reasons)}. Nothing was changed and the watermark was kept."

@@ -13,14 +13,21 @@ from airflow_provider_aadsync.engine.store.lock import Lease, StoreHandle, mark_
 
 #: Renewals in a row that may each come back too late to vouch for the lock before a write is refused.
 CONFIRM_ATTEMPTS = 3
+#: Seconds a confirmation of the lock vouches for a write request (engine/write_guard.py): a takeback by a retry of
+#: the same DAG run is found within about a second of writes, for one renewal a second at most.
+WRITE_FRESHNESS = 1.0
 
 
-def ensure(store: StoreHandle, lease: Lease) -> None:
+def ensure(store: StoreHandle, lease: Lease, *, fresh_for: float | None = None) -> None:
     """Before a write outside the store (Graph, LDAP): refuse it unless the lock is surely still held.
 
     The store's fence cannot stop a write that never touches the store, so the exporters call this first. It costs
-    nothing while the token was confirmed less than half a lease ago (the heartbeat confirms it every third); after
-    a longer silence (the process was frozen, the heartbeat could not get through) it asks the store again.
+    nothing while the token was confirmed less than ``fresh_for`` seconds ago (default half a lease; the heartbeat
+    confirms it every third). Half a lease only rules out a takeover of an *expired* lock: a retry of the same DAG
+    run takes the lock back at once. So each write request a writer sends checks with :data:`WRITE_FRESHNESS`
+    (through engine/write_guard.py), outside any store transaction; the default serves the fenced call's entry,
+    which may come inside one (a read during reconciliation: a renewal on its own connection would wait for
+    SQLite's write lock).
 
     A renewal vouches for the lease from the moment it was asked, so its answer counts only if it came back within
     half a lease: a process frozen while the answer was on its way (the renewal committed, then a takeover) would
@@ -31,7 +38,7 @@ def ensure(store: StoreHandle, lease: Lease) -> None:
     """
     lease.check()
     half_lease = lease.duration.total_seconds() / 2
-    if time.monotonic() - lease.confirmed_at <= half_lease:
+    if time.monotonic() - lease.confirmed_at <= (half_lease if fresh_for is None else fresh_for):
         return
     for _ in range(CONFIRM_ATTEMPTS):
         asked_at = time.monotonic()
@@ -63,7 +70,8 @@ class FencedWriter:
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             self._store.check_lease()
-            with write_guard.guarding(self._store.check_lease):  # and before each resend the writer makes itself
+            # and the store is asked before each write request the call sends, resends after a wait included
+            with write_guard.guarding(lambda: self._store.check_lease(fresh_for=WRITE_FRESHNESS)):
                 return attribute(*args, **kwargs)
 
         return guarded

@@ -69,7 +69,7 @@ class StoreHandle(Protocol):
     instance: str
     lease: Lease | None
 
-    def check_lease(self) -> None: ...
+    def check_lease(self, *, fresh_for: float | None = None) -> None: ...
 
 
 @dataclass

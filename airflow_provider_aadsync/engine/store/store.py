@@ -529,11 +529,11 @@ class Store:
         """Take the instance lock (atomically, bumping its fencing token); see lock.py."""
         return lock.acquire(self, holder, lease=lease or lock.STEP_LEASE, hold=hold)
 
-    def check_lease(self) -> None:
+    def check_lease(self, *, fresh_for: float | None = None) -> None:
         """Before a write outside the store: raise StoreLockLostError unless this handle's step surely still holds
-        the instance lock (a no-op without a step lock; see fenced.py ``ensure``)."""
+        the instance lock (a no-op without a step lock; ``fresh_for``: see fenced.py ``ensure``)."""
         if self.lease is not None:
-            fenced.ensure(self, self.lease)
+            fenced.ensure(self, self.lease, fresh_for=fresh_for)
 
     def release_lock(self, holder: str) -> bool:
         """Release the instance lock if ``holder`` holds it."""

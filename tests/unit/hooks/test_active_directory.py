@@ -5,6 +5,8 @@ import json
 import pytest
 from airflow.sdk import Connection
 
+from airflow_provider_aadsync.engine import write_guard
+from airflow_provider_aadsync.engine.store import StoreLockLostError
 from airflow_provider_aadsync.hooks import active_directory as hook_module
 from airflow_provider_aadsync.hooks import active_directory_pages as pages
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
@@ -228,3 +230,30 @@ class TestDirSyncControl:
             "Member;range=0-0": [b"b"],
             "title": [],
         }
+
+
+class TestWriteGuard:
+    """Each LDAP write first runs the write guard an export's fenced writer installs (engine/write_guard.py): a
+    member change that takes two writes, or any write after a wait, asks for the lock again right before it leaves."""
+
+    class _Connection:
+        def __init__(self) -> None:
+            self.modified: list[str] = []
+
+        def modify(self, dn: str, changes: dict, controls=None) -> bool:
+            self.modified.append(dn)
+            return True
+
+    def test_a_refusing_guard_stops_the_write_before_it_leaves(self, monkeypatch):
+        hook = ActiveDirectoryHook(settings=plain_settings())
+        connection = self._Connection()
+        monkeypatch.setattr(hook, "get_conn", lambda: connection)
+
+        def lock_lost() -> None:
+            raise StoreLockLostError("taken over")
+
+        with write_guard.guarding(lock_lost), pytest.raises(StoreLockLostError):
+            hook.modify_object("0f0e", {"displayName": ["Sales"]})
+        assert connection.modified == [] and hook.counters["ldap_writes"] == 0
+        hook.modify_object("0f0e", {"displayName": ["Sales"]})  # outside an export's fenced call: nothing to check
+        assert connection.modified == ["<GUID=0f0e>"]

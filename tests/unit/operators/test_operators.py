@@ -123,9 +123,12 @@ def test_import_operators_build_the_import_guard_from_rendered_params(operator_c
     operator.confirm_mass_removal, operator.import_deletion_share = "False", ""  # an older DAG's default
     assert operator.import_guard().confirm_mass_removal is None
     # a yes from an older DAG run (cleared, or its conf copied) confirms no particular removal: refused
-    operator.confirm_mass_removal = "True"
-    with pytest.raises(ValueError, match="confirm_mass_removal 'True': the number of deletes you confirm"):
-        operator.import_guard()
+    operator.confirm_mass_removal = "1200.0"  # Airflow's Param validation takes it as an integer
+    assert operator.import_guard().confirm_mass_removal == 1200
+    for refused in ("True", "1.5", "all"):
+        operator.confirm_mass_removal = refused
+        with pytest.raises(ValueError, match=f"confirm_mass_removal '{refused}': the whole number of deletes"):
+            operator.import_guard()
     operator.confirm_mass_removal = None
     operator.import_deletion_share = "10"
     with pytest.raises(ValueError, match="share must be more than 0 and at most 1"):

@@ -65,16 +65,17 @@ class TestLimits:
         confirmed = ImportGuard(confirm_mass_removal=deletes)
         assert not stops(confirmed, mode=mode, deletes=deletes, space_size=space_size, seen=seen)
 
-    def test_a_confirmation_lets_through_no_more_deletes_than_it_names(self):
-        """A number, not a yes: an old DAG run cleared later confirms the removal its operator saw, not a larger one
-        pending by then; the new stop names both numbers."""
+    def test_a_confirmation_lets_through_only_the_removal_it_names(self):
+        """A number, not a yes, and an exact one: an old DAG run cleared later, or the DAG run's other import,
+        confirms the removal its operator saw, not another one pending by then; the new stop names both numbers."""
         confirmed = ImportGuard(confirm_mass_removal=600)
         assert not stops(confirmed, mode="delta", deletes=600, space_size=1000)
-        assert not stops(confirmed, mode="full", deletes=599, space_size=599, seen=0)  # "saw nothing" too
+        assert not stops(confirmed, mode="full", deletes=600, space_size=600, seen=0)  # "saw nothing" too
+        assert stops(confirmed, mode="full", deletes=599, space_size=599, seen=0)  # another slip, smaller
         with pytest.raises(MassRemovalStopped) as stopped:
             confirmed.check(connector="ad", mode="delta", deletes=5000, space_size=5000, command="import-ad")
         assert "would delete 5,000" in stopped.value.detail
-        assert "this run confirmed a removal of 600 objects at most" in stopped.value.detail
+        assert "this run confirmed a removal of 600 objects, not 5,000" in stopped.value.detail
         assert "`aadsync import-ad --mode delta --confirm-mass-removal 5000`" in stopped.value.detail
         assert "`confirm_mass_removal` = 5000" in stopped.value.detail
         assert not stops(confirmed, mode="delta", deletes=400, space_size=100_000)  # under the limits: no stop
@@ -250,7 +251,7 @@ class TestEntraImport:
         graph.rounds["users"].append([removed])
         too_few = import_entra(graph, store, mode="delta", guard=ImportGuard(confirm_mass_removal=14))
         assert too_few.result == STOPPED_DELETION_THRESHOLD and snapshot(store) == before
-        assert "confirmed a removal of 14 objects at most" in too_few.detail
+        assert "confirmed a removal of 14 objects, not 15" in too_few.detail
         graph.rounds["users"].append([removed])
         confirmed = import_entra(graph, store, mode="delta", guard=ImportGuard(confirm_mass_removal=15))
         assert confirmed.result == "success" and confirmed.counters["deletes"] == 15

@@ -12,6 +12,7 @@ import re
 import signal
 import threading
 import time
+import types
 from pathlib import Path
 
 import httpx
@@ -357,26 +358,28 @@ def test_a_renewal_answered_after_a_freeze_does_not_vouch_for_the_write(tmp_path
     """The CI's zombie (tests/reliability/test_concurrency.py): frozen while the answer of the renewal before a
     write was on its way. The renewal had committed; meanwhile the lock was taken over. Before, the process woke up to
     "held" and sent its batch; now an answer that comes back later than half a lease is asked again, and the write
-    is refused."""
+    is refused. (The freeze moves the check's clock on by 31 s of a 60 s lease, so the heartbeat, every 20 s, cannot
+    be what finds the loss.)"""
     path = tmp_path / "store.sqlite"
-    real_renew = lock.renew
+    real_renew, frozen_for = lock.renew, [0.0]
+    monkeypatch.setattr(fenced, "time", types.SimpleNamespace(monotonic=lambda: time.monotonic() + frozen_for[0]))
     with open_store(path) as store, open_store(path) as other:
-        with store.locked("dag:run_1", lease=dt.timedelta(seconds=0.6)) as granted:
+        with store.locked("dag:run_1", lease=dt.timedelta(seconds=60)) as granted:
 
             def renew_then_freeze(handle, lease, connection=None):
                 held = real_renew(handle, lease, connection)
-                if connection is None and lease is granted and held:
+                if held and not frozen_for[0]:
                     other.acquire_lock("dag:run_1")  # the retry takes the lock back while this attempt is frozen
-                    time.sleep(0.4)  # ... for longer than half a lease
+                    frozen_for[0] = 31  # ... for longer than half a lease
                 return held
 
             monkeypatch.setattr(fenced, "renew", renew_then_freeze)
             graph = _Graph()
             writer = fenced_writer(graph, store)
-            granted.confirmed_at -= 1  # a silence: the writer asks the store before sending
+            granted.confirmed_at -= 31  # a silence: the writer asks the store before sending
             with pytest.raises(StoreLockLostError, match="the lock of 'dag:run_1'"):
                 writer.batch(["create carol"])
-            assert graph.sent == []
+            assert graph.sent == [] and frozen_for[0] == 31 and granted.lost
 
 
 def test_a_store_too_slow_to_confirm_the_lock_stops_the_write(tmp_path, monkeypatch):
@@ -401,9 +404,10 @@ def test_a_store_too_slow_to_confirm_the_lock_stops_the_write(tmp_path, monkeypa
 
 
 def test_a_resend_after_a_throttling_wait_checks_the_lock_again(tmp_path, monkeypatch):
-    """Within one fenced call EntraHook waits out Graph's Retry-After and sends again. A process frozen in that wait
-    while the lock was taken over woke up and resent; now the resend is refused, and an unfenced hook (or a lock
-    still held) resends as before."""
+    """Within one fenced call EntraHook waits out Graph's Retry-After and sends again. When the lock was taken over
+    during the wait (a retry of the same DAG run took it back; or the process was frozen past its lease) the resend
+    went out all the same; now each write request asks the store first, and the resend is refused. An unfenced hook
+    (or a lock still held) resends as before."""
     path = tmp_path / "store.sqlite"
     hook = EntraHook(
         settings=EntraConnectionSettings(
@@ -428,11 +432,13 @@ def test_a_resend_after_a_throttling_wait_checks_the_lock_again(tmp_path, monkey
             assert fenced_writer(hook, store).batch(requests)["1"].status == 200  # held: resent after the wait
             assert len(sent) == 2
 
-            def frozen_in_the_wait(seconds: float) -> None:
-                other.acquire_lock("dag:run_1")  # the retry takes the lock back while this attempt is frozen
-                granted.confirmed_at -= 31  # ... for more than half a lease
+            def takeback_in_the_wait(seconds: float) -> None:
+                # A retry of the same DAG run takes the lock back at once: no expiry, and the lock was confirmed
+                # moments ago (the heartbeat keeps it fresh through a wait), so only asking the store finds it.
+                other.acquire_lock("dag:run_1")
+                granted.confirmed_at -= seconds  # the wait itself (the heartbeat confirms every 20 s here)
 
-            monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", frozen_in_the_wait)
+            monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", takeback_in_the_wait)
             with pytest.raises(StoreLockLostError, match="the lock of 'dag:run_1'"):
                 fenced_writer(hook, store).batch(requests)
             assert len(sent) == 3  # the throttled call only: no resend
