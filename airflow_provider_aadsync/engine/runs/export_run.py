@@ -220,13 +220,13 @@ def adopt_anchor(
 
 
 def release_conflicts(
-    connection: sa.Connection, connector: str, anchor: str, attributes: Sequence[str] | None = None
+    connection: sa.Connection, connector: str, anchors: Sequence[str], attributes: Sequence[str] | None = None
 ) -> None:
-    """The open duplicate-attribute conflicts of ``anchor`` (of ``attributes``; None: all) are over: the export wrote
-    the wanted value, or the sync withdrew the object that wanted it."""
+    """The open duplicate-attribute conflicts of ``anchors`` (of ``attributes``; None: all) are over: the export wrote
+    the wanted value, the sync withdrew the object that wanted it, or the object is gone from the directory."""
     conditions = [
         export_conflict.c.connector == connector,
-        export_conflict.c.anchor == anchor,
+        among(export_conflict.c.anchor, list(anchors)),
         export_conflict.c.released_at.is_(None),
     ]
     if attributes is not None:

@@ -535,5 +535,5 @@ class Joins:
             )
         )
         # Groups' unsent member adds naming the object being deleted go too (their groups may not be evaluated again).
-        self.staging.withdraw_member_adds(connector, anchor)
+        self.staging.withdraw_member_adds(connector, [anchor])
         self.staging.stage(connector, anchor, row.object_type, row.dn, "delete", {})

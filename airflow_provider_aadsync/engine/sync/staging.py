@@ -190,16 +190,40 @@ class Staging:
         )
         # A conflict an export recorded for the create (its UPN held elsewhere, a retry that failed) ends with it: no
         # object will want the value, and an open conflict would stay in the plan and the sync manager for good.
-        release_conflicts(self.state.connection, connector, anchor)
+        release_conflicts(self.state.connection, connector, [anchor])
         self.state.counters["export_adds_withdrawn"] += 1
         self.state.note("exports", f"{connector}: withdraw the pending add of {anchor}")
 
-    def withdraw_member_adds(self, connector: str, target_anchor: str) -> None:
-        """Withdraw the unsent member adds naming ``target_anchor`` (an object being deleted), and the empty update
-        rows of their groups that carried nothing else."""
+    def forget_deleted(self, anchors: Sequence[str]) -> None:
+        """Objects of the pass's connector deleted in its directory (the import's tombstones): nothing is left to
+        export to them. Their pending export and member (manager) changes go, the member adds naming them in groups
+        too, and their open conflicts end. Before, an update staged for a cloud user then deleted in Entra ID stayed
+        beside the create of its successor: the export sent it to an object gone (404), a per-object error each
+        cycle."""
+        connector = self.state.connector
+        for chunk in chunks(list(anchors), IN_CHUNK):
+            self.state.connection.execute(
+                sa.delete(pending_export_reference).where(
+                    pending_export_reference.c.connector == connector, among(pending_export_reference.c.anchor, chunk)
+                )
+            )
+            withdrawn = self.state.connection.execute(
+                sa.delete(pending_export).where(
+                    pending_export.c.connector == connector, among(pending_export.c.anchor, chunk)
+                )
+            ).rowcount
+            if withdrawn:
+                self.state.counters["exports_withdrawn_object_gone"] += withdrawn
+                self.state.note("exports", f"{connector}: withdraw {withdrawn} pending exports to deleted objects")
+            self.withdraw_member_adds(connector, chunk)
+            release_conflicts(self.state.connection, connector, chunk)
+
+    def withdraw_member_adds(self, connector: str, target_anchors: Sequence[str]) -> None:
+        """Withdraw the unsent member adds naming ``target_anchors`` (objects being deleted, or gone), and the empty
+        update rows of their groups that carried nothing else."""
         adds = sa.and_(
             pending_export_reference.c.connector == connector,
-            pending_export_reference.c.target_anchor == target_anchor,
+            among(pending_export_reference.c.target_anchor, list(target_anchors)),
             pending_export_reference.c.operation == "add",
             pending_export_reference.c.state.in_(("pending", "failed", READ_ONLY)),
         )
@@ -207,7 +231,7 @@ class Staging:
         if not groups:
             return
         self.state.connection.execute(sa.delete(pending_export_reference).where(adds))
-        for group in groups:
+        for group in sorted(set(groups)):
             if not self._has_reference_changes(connector, group):
                 self.state.connection.execute(
                     sa.delete(pending_export).where(

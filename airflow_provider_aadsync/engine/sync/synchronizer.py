@@ -207,13 +207,15 @@ class Synchronizer:
 
     # ============================================================================================ finish
     def _finish_connector_space(self) -> None:
-        """Clear the pending imports sync has processed; forget deleted objects it has disconnected."""
+        """Clear the pending imports sync has processed; forget deleted objects it has disconnected, and what was
+        pending to export to them."""
         for chunk in chunks(self.state.processed, IN_CHUNK):
             self.state.connection.execute(
                 sa.update(cs_object)
                 .where(cs_object.c.connector == self.state.connector, among(cs_object.c.anchor, chunk))
                 .values(pending_import=None)
             )
+        self.staging.forget_deleted(self.state.tombstones)
         for chunk in chunks(self.state.tombstones, IN_CHUNK):
             for table in (cs_reference, cs_object):
                 self.state.connection.execute(

@@ -212,4 +212,4 @@ class Conflicts:
             ["mail"] if mail else []
         )
         if released:
-            release_conflicts(connection, self.state.connector, anchor, released)
+            release_conflicts(connection, self.state.connector, [anchor], released)

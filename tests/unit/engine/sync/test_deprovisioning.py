@@ -15,9 +15,11 @@ from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_reference,
+    export_conflict,
     mv_object,
     pending_export,
     pending_export_reference,
+    utcnow,
 )
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
@@ -217,6 +219,47 @@ def test_a_pending_member_add_goes_when_the_member_is_deprovisioned(store):
     assert g not in exports(store, "cloud")  # its empty update row, made for the member add, goes as well
     run_sync(store, rules, connector="ad", mode="full")
     assert (g, u2, "add") not in reference_exports(store, "cloud"), reference_exports(store, "cloud")
+
+
+def test_an_object_deleted_in_the_target_directory_takes_its_pending_exports_with_it(store):
+    """A cloud user deleted in the tenant (the portal, another tool) while an update of it and a member add naming it
+    were pending: the sync of its connector forgets both, and the conflict recorded for it, and provisions its
+    successor. Before, the update stayed beside the successor's create: the export sent it to an object gone (404),
+    a per-object error every cycle."""
+    cloud_in = """
+  - {name: cloud users, direction: inbound, connector: cloud, source_object_type: user, target_object_type: person,
+     link_type: Join, precedence: 20, join: [[{source: displayName, target: name}]]}
+"""
+    rules = load_rules_text(EXPORT_RULES + cloud_in, name="exports.yaml")
+    import_full(store, "ad", [user("u1", "U1", kind="staff"), user("u2", "U2", kind="staff"), group("g1", "G", ["u1"])])
+    run_sync(store, rules, connector="ad", mode="full")
+    export_everything(store)
+    g, u2 = cloud_anchor(store, "G"), cloud_anchor(store, "U2")
+    import_delta(store, "ad", [user("u2", "U2 Renamed", kind="staff"), group("g1", "G", ["u1", "u2"])])
+    run_sync(store, rules, connector="ad", mode="delta")
+    assert exports(store, "cloud")[u2]["changes"] == {"displayName": ["U2 Renamed"]}
+    assert reference_exports(store, "cloud") == {(g, u2, "add")}
+    with store.transaction() as connection:
+        connection.execute(
+            sa.insert(export_conflict).values(
+                connector="cloud", anchor=u2, attribute="displayName", wanted_value="U2 Renamed", detected_at=utcnow()
+            )  # fmt: skip
+        )
+
+    import_delta(store, "cloud", [deleted(u2)])  # deleted in the tenant before the export
+    result = run_sync(store, rules, connector="cloud", mode="delta")
+    assert result.result == "success" and result.counters["exports_withdrawn_object_gone"] == 1
+    pending = exports(store, "cloud")
+    assert u2 not in pending
+    # The person is still in scope: the same pass plans its successor, and the group's member add names that one.
+    (successor,) = [anchor for anchor, row in pending.items() if row["operation"] == "add"]
+    assert pending[successor]["changes"] == {"displayName": ["U2 Renamed"]}
+    assert reference_exports(store, "cloud") == {(g, successor, "add")}
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.select(export_conflict.c.released_at)).scalar_one() is not None
+
+    run_sync(store, rules, connector="ad", mode="full")
+    assert exports(store, "cloud") == pending and reference_exports(store, "cloud") == {(g, successor, "add")}
 
 
 # --------------------------------------------------------------------------------- sticky-joined objects no rule reads
