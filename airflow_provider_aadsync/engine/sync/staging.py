@@ -196,10 +196,10 @@ class Staging:
 
     def forget_deleted(self, anchors: Sequence[str]) -> None:
         """Objects of the pass's connector deleted in its directory (the import's tombstones): nothing is left to
-        export to them. Their pending export and member (manager) changes go, the member adds naming them in groups
-        too, and their open conflicts end. Before, an update staged for a cloud user then deleted in Entra ID stayed
-        beside the create of its successor: the export sent it to an object gone (404), a per-object error each
-        cycle."""
+        export to them. Their pending export and reference (member, manager) changes go, the reference adds naming
+        them too, and their open conflicts end. Before, an update staged for a cloud user then deleted in Entra ID
+        stayed beside the create of its successor: the export sent it to an object gone (404), a per-object error
+        each cycle."""
         connector = self.state.connector
         for chunk in chunks(list(anchors), IN_CHUNK):
             self.state.connection.execute(
@@ -213,19 +213,22 @@ class Staging:
                 )
             ).rowcount
             if withdrawn:
-                self.state.counters["exports_withdrawn_object_gone"] += withdrawn
+                self.state.counters["export_to_deleted_withdrawn"] += withdrawn
                 self.state.note("exports", f"{connector}: withdraw {withdrawn} pending exports to deleted objects")
-            self.withdraw_member_adds(connector, chunk)
+            # sent ones too: an add naming an object gone has nothing to reconcile, it could only fail
+            self.withdraw_member_adds(connector, chunk, states=(*_SETTLED, "sent"))
             release_conflicts(self.state.connection, connector, chunk)
 
-    def withdraw_member_adds(self, connector: str, target_anchors: Sequence[str]) -> None:
-        """Withdraw the unsent member adds naming ``target_anchors`` (objects being deleted, or gone), and the empty
-        update rows of their groups that carried nothing else."""
+    def withdraw_member_adds(
+        self, connector: str, target_anchors: Sequence[str], *, states: Sequence[str] = _SETTLED
+    ) -> None:
+        """Withdraw the member (manager) adds in ``states`` (default: unsent) naming ``target_anchors`` (objects being
+        deleted, or gone), and the empty update rows of their groups that carried nothing else."""
         adds = sa.and_(
             pending_export_reference.c.connector == connector,
             among(pending_export_reference.c.target_anchor, list(target_anchors)),
             pending_export_reference.c.operation == "add",
-            pending_export_reference.c.state.in_(("pending", "failed", READ_ONLY)),
+            pending_export_reference.c.state.in_(list(states)),
         )
         groups = list(self.state.connection.execute(sa.select(pending_export_reference.c.anchor).where(adds)).scalars())
         if not groups:
