@@ -87,6 +87,8 @@ class ConnectorSpaceWriter:
         self.counters: Counter[str] = Counter()
         self._index: pd.DataFrame | None = None
         self._seen: set[str] = set()
+        #: The anchors this full import counted unchanged (a repeat that changed moves to the updates).
+        self._unchanged: set[str] = set()
 
     # ------------------------------------------------------------------------------------------ full import
     def begin_full(self) -> None:
@@ -108,6 +110,7 @@ class ConnectorSpaceWriter:
             columns=["anchor", "dn", "attrs_hash", "refs_hash", "is_deleted", "pending_import"],
         ).set_index("anchor")
         self._seen = set()
+        self._unchanged = set()
         # The connector space's size is the best guess of what a full import reads (an ETA from the first page).
         progress.current().start_phase("reading", len(self._index) or None, estimated=True)
 
@@ -139,8 +142,9 @@ class ConnectorSpaceWriter:
         # written, not with the index read before the import.
         repeated = [anchor for anchor in frame["anchor"] if anchor in self._seen]
         self._seen.update(frame["anchor"])
-        self.counters["objects_read"] += len(frame)
-        progress.current().advance(len(frame))
+        first = ~frame["anchor"].isin(repeated) if repeated else pd.Series(True, index=frame.index)
+        self.counters["objects_read"] += int(first.sum())
+        progress.current().advance(int(first.sum()))
 
         stored = self._index.reindex(frame["anchor"])
         if repeated:
@@ -159,10 +163,7 @@ class ConnectorSpaceWriter:
             stored["pending_import"].isin([PENDING_ADD]), PENDING_UPDATE
         )
         frame.loc[is_new, "pending_import"] = PENDING_ADD
-        self.counters["adds"] += int(is_new.sum())
-        self.counters["updates"] += int(changed.sum())
-        self.counters["renames"] += int(renamed.sum())
-        self.counters["unchanged"] += int((~write).sum())
+        self._count(frame["anchor"], first, is_new=is_new, changed=changed, renamed=renamed)
 
         # Rows in key order: neighbouring inserts land on the same index pages (about 20 % faster in SQLite).
         to_write = frame[write].sort_values("anchor")
@@ -190,6 +191,25 @@ class ConnectorSpaceWriter:
         changed_anchors = frame.loc[refs_changed, "anchor"].tolist()
         if changed_anchors:
             self._replace_references(changed_anchors, references[references["anchor"].isin(changed_anchors)])
+
+    def _count(
+        self, anchors: pd.Series, first: pd.Series, *, is_new: pd.Series, changed: pd.Series, renamed: pd.Series
+    ) -> None:
+        """Count a page's objects once each: an object a round repeats (Graph's delta query may return one again
+        in a later page) was counted where it first came. Only one counted unchanged then and changed now moves to
+        the updates: the import writes it."""
+        self.counters["adds"] += int((is_new & first).sum())
+        self.counters["updates"] += int((changed & first).sum())
+        self.counters["renames"] += int((renamed & first).sum())
+        unchanged = ~(is_new | changed)
+        self.counters["unchanged"] += int((unchanged & first).sum())
+        self._unchanged.update(anchors[unchanged & first])
+        late = anchors[changed & ~first & anchors.isin(self._unchanged)]
+        if len(late):
+            self._unchanged.difference_update(late)
+            self.counters["unchanged"] -= len(late)
+            self.counters["updates"] += len(late)
+            self.counters["renames"] += int(renamed[late.index].sum())
 
     def _removed_last(self, page: ObjectPage) -> set[str]:
         """The anchors ``page`` reports removed after their last occurrence in it. One an earlier page of this import
@@ -243,6 +263,7 @@ class ConnectorSpaceWriter:
             progress.current().advance(len(missing))
         self._index = None
         self._seen = set()
+        self._unchanged = set()
 
     def live_objects(self) -> int:
         """How many live objects the connector space holds (what the import guard compares deletes with)."""
