@@ -38,6 +38,12 @@ IMPORTED = ("success", "completed-import-errors")
 SOFT_MATCH_PENDING = "soft-match-pending"
 
 
+def placeholder_of(upn: str, wanted: str) -> bool:
+    """Whether ``upn`` is a placeholder (either separator) that duplicate attribute resiliency gives ``wanted``: its
+    local part is the wanted one's plus the separator and four digits."""
+    return is_placeholder(upn) and upn.rpartition("@")[0][:-5].casefold() == wanted.rpartition("@")[0].casefold()
+
+
 class Conflicts:
     """Resolves, records and releases duplicate-attribute conflicts of one export pass."""
 
@@ -65,8 +71,13 @@ class Conflicts:
             wanted = operation.changes["userPrincipalName"][0]
             if is_placeholder(wanted):
                 return False
+            current = self._current_upn(operation.anchor) if operation.kind == "update" else None
             known = self._known_placeholder(operation.anchor, wanted) if operation.kind == "update" else None
-            if known is not None and self._current_upn(operation.anchor) == known:
+            if known is None and current is not None and placeholder_of(current, wanted):
+                # No record of the conflict (a rebuilt store, a second instance), but the user already holds a
+                # placeholder of this UPN, an earlier export's: keep it, never give it a new random one.
+                known = current
+            if known is not None and current == known:
                 # The conflict persists and the user holds the placeholder it was given: keep it, nothing to write.
                 self._record(operation.anchor, "userPrincipalName", wanted, known)
                 operation.changes = {k: v for k, v in operation.changes.items() if k != "userPrincipalName"}

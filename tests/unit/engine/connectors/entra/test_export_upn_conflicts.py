@@ -15,6 +15,7 @@ from airflow_provider_aadsync.engine.store import export_conflict
 from airflow_provider_aadsync.engine.sync import run_sync
 from tests.support.fakes import FakeAnswer, FakeGraphWriter
 from tests.support.world import (
+    ad_group,
     ad_user,
     deleted,
     entra_user,
@@ -118,6 +119,42 @@ def test_a_cloud_user_the_last_import_saw_and_sync_left_alone_is_a_real_clash_an
     assert result.result == "success" and result.counters.get("creates_held_for_soft_match", 0) == 0
     upns = sorted(user["userPrincipalName"] for user in graph.users().values())
     assert len(upns) == 3 and upns[1] == "user2@corp.example" and upns[2].startswith("user2_")
+
+
+def test_a_rebuilt_store_keeps_the_placeholder_an_earlier_export_gave(tmp_path):
+    """A lost store (or a second instance) knows no conflict record: the user it finds holding a placeholder of the
+    wanted UPN keeps it while the clash lasts (one try of the wanted UPN, as every cycle), never a new random one."""
+    from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+    from tests.support.stores import fresh_store
+
+    rules = load_sync_rules(block_soft_match=True)
+    graph = FakeGraphWriter()
+    squatter = graph.add_user("user2@corp.example")
+    with fresh_store(tmp_path) as lost:
+        synced(lost, rules, users=2)
+        assert export(lost, graph).result == "success"
+    (ours,) = [i for i, u in graph.users().items() if u.get("onPremisesImmutableId") == immutable_id(guid(2))]
+    placeholder = graph.users()[ours]["userPrincipalName"]
+    assert placeholder.startswith("user2_")
+
+    rebuilt_dir = tmp_path / "rebuilt"
+    rebuilt_dir.mkdir()
+    with fresh_store(rebuilt_dir) as store:
+        import_full(store, "ad", [ad_user(n) for n in (1, 2)] + [ad_group(100, "Staff", members=(1, 2))])
+        users = graph.users().items()
+        tenant = [entra_user(i, u["userPrincipalName"], u.get("onPremisesImmutableId")) for i, u in users]
+        import_full(store, "entra", tenant)
+        for connector in ("ad", "entra"):
+            assert run_sync(store, rules, connector=connector, mode="full").result == "success"
+        assert ("entra", squatter) not in links(store) and ("entra", ours) in links(store)
+        graph.calls.clear()
+        assert export(store, graph).result == "success"
+        upns = [r.body["userPrincipalName"] for r in graph.requests_sent() if "userPrincipalName" in (r.body or {})]
+        assert upns == ["user2@corp.example"]  # the wanted UPN tried once, no new placeholder written
+        assert graph.users()[ours]["userPrincipalName"] == placeholder
+        with store.engine.connect() as connection:
+            (conflict,) = connection.execute(sa.select(export_conflict)).all()
+        assert conflict.placeholder == placeholder and conflict.released_at is None
 
 
 def held_errors(store, run_id: int) -> list:
