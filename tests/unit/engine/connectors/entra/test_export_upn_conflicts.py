@@ -13,7 +13,9 @@ import sqlalchemy as sa
 from airflow_provider_aadsync.engine.runs.source import BatchRequest
 from airflow_provider_aadsync.engine.store import export_conflict
 from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.fakes import FakeAnswer, FakeGraphWriter
+from tests.support.stores import fresh_store
 from tests.support.world import (
     ad_group,
     ad_user,
@@ -124,9 +126,6 @@ def test_a_cloud_user_the_last_import_saw_and_sync_left_alone_is_a_real_clash_an
 def test_a_rebuilt_store_keeps_the_placeholder_an_earlier_export_gave(tmp_path):
     """A lost store (or a second instance) knows no conflict record: the user it finds holding a placeholder of the
     wanted UPN keeps it while the clash lasts (one try of the wanted UPN, as every cycle), never a new random one."""
-    from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-    from tests.support.stores import fresh_store
-
     rules = load_sync_rules(block_soft_match=True)
     graph = FakeGraphWriter()
     squatter = graph.add_user("user2@corp.example")
