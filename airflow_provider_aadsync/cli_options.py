@@ -134,6 +134,11 @@ def guard_options(command):
             default=defaults.MEMBER_REMOVAL_GROUP_PERCENT, show_default=True,
             help="Stop before any write when a group of 20+ members would lose more than this share (100: never).",
         ),
+        click.option(
+            "--identity-change-threshold", type=click.IntRange(min=0), default=defaults.IDENTITY_CHANGE_THRESHOLD,
+            show_default=True,
+            help="Stop before any write above this many accounts getting another sign-in name or mail address.",
+        ),
     ]  # fmt: skip
     for option in reversed(options):
         command = option(command)

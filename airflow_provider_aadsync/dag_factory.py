@@ -161,6 +161,15 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             "any write (100 lets any share through). Empty: the Variable aadsync_member_removal_group_percent, else "
             f"{defaults.MEMBER_REMOVAL_GROUP_PERCENT}.",
         ),
+        "identity_change_threshold": Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            title="Identity change threshold for this run",
+            description="More accounts getting another sign-in name or mail address (userPrincipalName, mail, "
+            "sAMAccountName; not a change of letter case) than this stop the exports before any write. Empty: the "
+            f"Variable aadsync_identity_change_threshold, else {defaults.IDENTITY_CHANGE_THRESHOLD}.",
+        ),
         "reevaluate": Param(
             False,
             type="boolean",

@@ -188,6 +188,7 @@ class Templates:
                 ("disable_threshold", defaults.DISABLE_THRESHOLD),
                 ("member_removal_threshold", defaults.MEMBER_REMOVAL_THRESHOLD),
                 ("member_removal_group_percent", defaults.MEMBER_REMOVAL_GROUP_PERCENT),
+                ("identity_change_threshold", defaults.IDENTITY_CHANGE_THRESHOLD),
             )
         }
 

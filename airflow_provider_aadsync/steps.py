@@ -296,6 +296,7 @@ def guard_settings(
     disable_threshold: int | None = None,
     member_removal_threshold: int | None = None,
     member_removal_group_percent: int | None = None,
+    identity_change_threshold: int | None = None,
 ) -> dict[str, int]:
     """The mass-change guards' thresholds of both exports (None: the defaults)."""
     chosen = {
@@ -303,6 +304,7 @@ def guard_settings(
         "disable_threshold": (disable_threshold, defaults.DISABLE_THRESHOLD),
         "member_removal_threshold": (member_removal_threshold, defaults.MEMBER_REMOVAL_THRESHOLD),
         "member_removal_group_percent": (member_removal_group_percent, defaults.MEMBER_REMOVAL_GROUP_PERCENT),
+        "identity_change_threshold": (identity_change_threshold, defaults.IDENTITY_CHANGE_THRESHOLD),
     }
     return {name: default if value is None else value for name, (value, default) in chosen.items()}
 
@@ -320,6 +322,7 @@ def entra_export_settings(
     disable_threshold: int | None = None,
     member_removal_threshold: int | None = None,
     member_removal_group_percent: int | None = None,
+    identity_change_threshold: int | None = None,
     write_budget: int | None = None,
     write_window_seconds: float | None = None,
 ) -> ExportSettings:
@@ -331,6 +334,7 @@ def entra_export_settings(
             disable_threshold=disable_threshold,
             member_removal_threshold=member_removal_threshold,
             member_removal_group_percent=member_removal_group_percent,
+            identity_change_threshold=identity_change_threshold,
         ),
         write_budget=defaults.WRITE_BUDGET if write_budget is None else write_budget,
         write_window_seconds=defaults.WRITE_WINDOW_SECONDS if write_window_seconds is None else write_window_seconds,
@@ -347,6 +351,7 @@ def ad_export_settings(
     disable_threshold: int | None = None,
     member_removal_threshold: int | None = None,
     member_removal_group_percent: int | None = None,
+    identity_change_threshold: int | None = None,
 ) -> ADExportSettings:
     """The AD export's settings (None or empty: the defaults; ``deprovision`` defaults to ``delete``)."""
     return ADExportSettings(
@@ -356,6 +361,7 @@ def ad_export_settings(
             disable_threshold=disable_threshold,
             member_removal_threshold=member_removal_threshold,
             member_removal_group_percent=member_removal_group_percent,
+            identity_change_threshold=identity_change_threshold,
         ),
         member_chunk=defaults.MEMBER_CHUNK if member_chunk is None else member_chunk,
         deprovision=(deprovision or "").strip() or "delete",  # type: ignore[arg-type]

@@ -11,7 +11,13 @@ from airflow_provider_aadsync.engine.store import Store, as_utc
 
 #: Export counters that are the guards' thresholds: shown in the guards line, not in the counter table.
 _GUARD_SETTINGS = frozenset(
-    {"deletion_threshold", "disable_threshold", "member_removal_threshold", "member_removal_group_percent"}
+    {
+        "deletion_threshold",
+        "disable_threshold",
+        "member_removal_threshold",
+        "member_removal_group_percent",
+        "identity_change_threshold",
+    }
 )
 
 #: Counters shown first, in this order; any others follow alphabetically.

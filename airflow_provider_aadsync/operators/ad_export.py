@@ -46,6 +46,8 @@ class ADExportOperator(StoreStepOperator):
         (templated; empty: ``MEMBER_REMOVAL_THRESHOLD``).
     :param member_removal_group_percent: a group of 20 or more members losing more than this share of them stops
         the export before any write (templated; empty: ``MEMBER_REMOVAL_GROUP_PERCENT``; 100 lets any share through).
+    :param identity_change_threshold: more accounts getting another sign-in name or mail address than this
+        stop the export before any write (templated; empty: ``IDENTITY_CHANGE_THRESHOLD``).
     :param disable_threshold: as the Entra export's (counts userAccountControl disables; templated; empty:
         ``DISABLE_THRESHOLD``).
     :param member_chunk: member values per modify operation (templated; default ``MEMBER_CHUNK``).
@@ -68,6 +70,7 @@ class ADExportOperator(StoreStepOperator):
         "disable_threshold",
         "member_removal_threshold",
         "member_removal_group_percent",
+        "identity_change_threshold",
         "member_chunk",
         "deprovision",
         "holding_ou",
@@ -87,6 +90,7 @@ class ADExportOperator(StoreStepOperator):
         disable_threshold: int | str | None = defaults.DISABLE_THRESHOLD,
         member_removal_threshold: int | str | None = defaults.MEMBER_REMOVAL_THRESHOLD,
         member_removal_group_percent: int | str | None = defaults.MEMBER_REMOVAL_GROUP_PERCENT,
+        identity_change_threshold: int | str | None = defaults.IDENTITY_CHANGE_THRESHOLD,
         member_chunk: int | str | None = defaults.MEMBER_CHUNK,
         deprovision: str = "delete",
         holding_ou: str | None = None,
@@ -102,6 +106,7 @@ class ADExportOperator(StoreStepOperator):
         self.disable_threshold = disable_threshold
         self.member_removal_threshold = member_removal_threshold
         self.member_removal_group_percent = member_removal_group_percent
+        self.identity_change_threshold = identity_change_threshold
         self.member_chunk = member_chunk
         self.deprovision = deprovision
         self.holding_ou = holding_ou
@@ -115,6 +120,7 @@ class ADExportOperator(StoreStepOperator):
             disable_threshold=named_int("disable_threshold", self.disable_threshold),
             member_removal_threshold=named_int("member_removal_threshold", self.member_removal_threshold),
             member_removal_group_percent=named_int("member_removal_group_percent", self.member_removal_group_percent),
+            identity_change_threshold=named_int("identity_change_threshold", self.identity_change_threshold),
             member_chunk=named_int("member_chunk", self.member_chunk),
             deprovision=templated_value(self.deprovision),
             holding_ou=templated_value(self.holding_ou),

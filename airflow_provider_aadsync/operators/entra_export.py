@@ -36,6 +36,8 @@ class EntraExportOperator(StoreStepOperator):
         (templated; empty: ``MEMBER_REMOVAL_THRESHOLD``).
     :param member_removal_group_percent: a group of 20 or more members losing more than this share of them stops
         the export before any write (templated; empty: ``MEMBER_REMOVAL_GROUP_PERCENT``; 100 lets any share through).
+    :param identity_change_threshold: more accounts getting another sign-in name or mail address than this
+        stop the export before any write (templated; empty: ``IDENTITY_CHANGE_THRESHOLD``).
     :param write_budget: writes per ``write_window_seconds`` the export paces itself to (templated; Graph's per-app
         limit, ``WRITE_BUDGET`` per ``WRITE_WINDOW_SECONDS``, by default).
     :param write_window_seconds: the pacing window in seconds (templated).
@@ -52,6 +54,7 @@ class EntraExportOperator(StoreStepOperator):
         "disable_threshold",
         "member_removal_threshold",
         "member_removal_group_percent",
+        "identity_change_threshold",
         "write_budget",
         "write_window_seconds",
         *StoreStepOperator.template_fields,
@@ -68,6 +71,7 @@ class EntraExportOperator(StoreStepOperator):
         disable_threshold: int | str | None = defaults.DISABLE_THRESHOLD,
         member_removal_threshold: int | str | None = defaults.MEMBER_REMOVAL_THRESHOLD,
         member_removal_group_percent: int | str | None = defaults.MEMBER_REMOVAL_GROUP_PERCENT,
+        identity_change_threshold: int | str | None = defaults.IDENTITY_CHANGE_THRESHOLD,
         write_budget: int | str = defaults.WRITE_BUDGET,
         write_window_seconds: float | str = defaults.WRITE_WINDOW_SECONDS,
         connector: str = "entra",
@@ -80,6 +84,7 @@ class EntraExportOperator(StoreStepOperator):
         self.disable_threshold = disable_threshold
         self.member_removal_threshold = member_removal_threshold
         self.member_removal_group_percent = member_removal_group_percent
+        self.identity_change_threshold = identity_change_threshold
         self.write_budget = write_budget
         self.write_window_seconds = write_window_seconds
         self._settings: ExportSettings | None = None
@@ -92,6 +97,7 @@ class EntraExportOperator(StoreStepOperator):
             disable_threshold=named_int("disable_threshold", self.disable_threshold),
             member_removal_threshold=named_int("member_removal_threshold", self.member_removal_threshold),
             member_removal_group_percent=named_int("member_removal_group_percent", self.member_removal_group_percent),
+            identity_change_threshold=named_int("identity_change_threshold", self.identity_change_threshold),
             write_budget=named_int("write_budget", self.write_budget),
             write_window_seconds=named_float("write_window_seconds", self.write_window_seconds),
         )

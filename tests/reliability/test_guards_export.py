@@ -1,7 +1,8 @@
-"""Export guards against the real servers: a mass disable and a mass member removal (in total, or more than half of
-one group) stop the export before its first write, with the emulator's write counters and the AD contents as proof
-that nothing was written; a confirmed run then applies them. A user whose userAccountControl is missing keeps its
-cloud account as it is. Group writeback's member removals are guarded the same way against Samba."""
+"""Export guards against the real servers: a mass disable, a mass member removal (in total, or more than half of
+one group) and a mass sign-in name change stop the export before its first write, with the emulator's write counters
+and the AD contents as proof that nothing was written; a confirmed run then applies them. A user whose
+userAccountControl is missing keeps its cloud account as it is. Group writeback's member removals are guarded the
+same way against Samba."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettin
 from airflow_provider_aadsync.engine.report import render_runs
 from airflow_provider_aadsync.engine.runs.export_guards import (
     STOPPED_DISABLES,
+    STOPPED_IDENTITY_CHANGES,
     STOPPED_MEMBER_REMOVALS,
     count_mass_changes,
 )
@@ -85,6 +87,28 @@ def test_mass_disable_stops_before_any_write_then_a_confirmed_run_applies_it(gra
     assert confirmed.result == "success" and confirmed.counters["user_updates"] == 8
     enabled = {anchor: user["accountEnabled"] for anchor, user in graph_users(hook).items()}
     assert enabled == {immutable_id(guid(n)): n > 8 for n in range(1, 13)}
+
+
+def test_mass_sign_in_name_change_stops_before_any_write_then_a_confirmed_run_applies_it(graph_server,
+                                                                                         tenant_verifying, store,
+                                                                                         rules):  # fmt: skip
+    hook = entra_hook_for(graph_server, tenant_verifying(DOMAIN))
+    exported_world(store, hook, rules, [ad_user(n) for n in range(1, 13)])
+
+    import_delta(store, "ad", [ad_user(n, userPrincipalName=f"renamed{n}@{DOMAIN}") for n in range(1, 10)])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    writes = graph_writes(graph_server)
+    stopped = run_entra_export(store, hook, settings=ExportSettings(identity_change_threshold=8))
+    assert stopped.result == STOPPED_IDENTITY_CHANGES, stopped.detail
+    assert stopped.detail.startswith("9 accounts would get another sign-in name or mail address")
+    assert "`aadsync export-entra --identity-change-threshold 9`" in stopped.detail
+    assert graph_writes(graph_server) == writes, "a guard stop wrote to the tenant"
+    assert not any(user["userPrincipalName"].startswith("renamed") for user in graph_users(hook).values())
+
+    confirmed = run_entra_export(store, hook, settings=ExportSettings(identity_change_threshold=9))
+    assert confirmed.result == "success" and confirmed.counters["user_updates"] == 9
+    upns = {anchor: user["userPrincipalName"] for anchor, user in graph_users(hook).items()}
+    assert upns == {immutable_id(guid(n)): f"{'renamed' if n < 10 else 'user'}{n}@{DOMAIN}" for n in range(1, 13)}
 
 
 def test_mass_member_removal_stops_per_group_and_in_total_then_a_confirmed_run_applies_it(

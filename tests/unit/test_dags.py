@@ -128,7 +128,12 @@ def test_configuration_is_templated_from_variables_with_defaults(dagbag):
 
 @pytest.mark.parametrize(
     ("name", "default"),
-    [("disable_threshold", 500), ("member_removal_threshold", 500), ("member_removal_group_percent", 50)],
+    [
+        ("disable_threshold", 500),
+        ("member_removal_threshold", 500),
+        ("member_removal_group_percent", 50),
+        ("identity_change_threshold", 500),
+    ],
 )
 def test_mass_change_guards_take_the_param_else_the_variable_else_the_default(dagbag, name, default):
     import jinja2

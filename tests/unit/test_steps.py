@@ -138,6 +138,7 @@ def test_steps_take_typed_values_none_meaning_the_default():
         "disable_threshold": defaults.DISABLE_THRESHOLD,
         "member_removal_threshold": defaults.MEMBER_REMOVAL_THRESHOLD,
         "member_removal_group_percent": defaults.MEMBER_REMOVAL_GROUP_PERCENT,
+        "identity_change_threshold": defaults.IDENTITY_CHANGE_THRESHOLD,
     }
     assert steps.guard_settings(deletion_threshold=0)["deletion_threshold"] == 0  # 0 is a value, not "unset"
     settings = steps.entra_export_settings(staging=True, write_budget=10, write_window_seconds=1.0)

@@ -1,8 +1,10 @@
-"""The mass-change guards every export checks before its first write: deletes, disables and member removals.
+"""The mass-change guards every export checks before its first write: deletes, disables, member removals and
+identity changes.
 
-Deleting accounts is not the only way to take a tenant down: disabling them, or emptying the groups that grant
-access, does it as surely. So an export counts, from the plan sync staged (``pending_export`` and
-``pending_export_reference``), three kinds of mass change, each against a threshold of its own, and stops before
+Deleting accounts is not the only way to take a tenant down: disabling them, emptying the groups that grant access,
+or renaming everyone's sign-in name, does it as surely. So an export counts, from the plan sync staged
+(``pending_export`` and ``pending_export_reference``), four kinds of mass change, each against a threshold of its own,
+and stops before
 writing anything when one is exceeded (the defaults are in engine/runs/defaults.py), with a result and a message
 that says how to confirm a real mass change:
 
@@ -10,17 +12,21 @@ that says how to confirm a real mass change:
 - disables: accounts the export would switch off, ``accountEnabled`` true → false (Entra ID) or the ACCOUNTDISABLE
   bit of ``userAccountControl`` newly set (AD) (``stopped-disable-threshold-exceeded``);
 - member removals: member removals in one run, or more than a share of one group's current members when the
-  group has at least ``MEMBER_REMOVAL_GROUP_MINIMUM`` (``stopped-member-removal-threshold-exceeded``).
+  group has at least ``MEMBER_REMOVAL_GROUP_MINIMUM`` (``stopped-member-removal-threshold-exceeded``);
+- identity changes: accounts whose sign-in name or mail address would change from the value the target holds
+  (``userPrincipalName``, ``mail``, AD's ``sAMAccountName``; a change of letter case alone, or a value set where
+  there was none, is not one) (``stopped-identity-change-threshold-exceeded``). A slip in a UPN suffix or mail rule
+  signs every user out, or sends their mail elsewhere, without deleting or disabling anything.
 
 Counting is SQL over the plan (member removals are grouped and compared in the database, never loaded row by
-row); only the updates that touch an account's enabled state are read, to compare old and new values.
+row); only the updates that touch an account's enabled state or its names are read, to compare old and new values.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from airflow_provider_aadsync.engine.runs.defaults import (
     DELETION_THRESHOLD,
     DISABLE_THRESHOLD,
+    IDENTITY_CHANGE_THRESHOLD,
     MEMBER_REMOVAL_GROUP_MINIMUM,
     MEMBER_REMOVAL_GROUP_PERCENT,
     MEMBER_REMOVAL_THRESHOLD,
@@ -46,11 +53,14 @@ from airflow_provider_aadsync.engine.store import (
 
 #: Reference attributes that hold group members (AD ``member``, Graph ``members``).
 MEMBER_ATTRIBUTES = ("member", "members")
+#: Attributes that name an account to the people who use it: its sign-in names and its mail address (lower case).
+IDENTITY_ATTRIBUTES = ("userprincipalname", "mail", "samaccountname")
 _ACCOUNT_DISABLE = 0x2
 
 STOPPED_DELETES = "stopped-deletion-threshold-exceeded"
 STOPPED_DISABLES = "stopped-disable-threshold-exceeded"
 STOPPED_MEMBER_REMOVALS = "stopped-member-removal-threshold-exceeded"
+STOPPED_IDENTITY_CHANGES = "stopped-identity-change-threshold-exceeded"
 
 
 class GuardSettings(BaseModel):
@@ -70,6 +80,8 @@ class GuardSettings(BaseModel):
     member_removal_threshold: int = Field(MEMBER_REMOVAL_THRESHOLD, ge=0)
     #: ... and so does a group of 20 or more members losing more than this share (percent) of them.
     member_removal_group_percent: int = Field(MEMBER_REMOVAL_GROUP_PERCENT, ge=0, le=100)
+    #: More accounts whose sign-in name or mail address changes than this stops the export before anything is written.
+    identity_change_threshold: int = Field(IDENTITY_CHANGE_THRESHOLD, ge=0)
     error_limit: int = Field(ERROR_LIMIT, ge=1)
 
 
@@ -97,6 +109,8 @@ class MassChanges:
     member_removes: int
     #: Groups over the per-group share, largest share first.
     groups_over_share: tuple[GroupRemoval, ...] = ()
+    #: Accounts whose sign-in name or mail address changes.
+    identity_changes: int = 0
 
     def counters(self, settings: GuardSettings) -> dict[str, int]:
         """Run counters: the counts and the thresholds they were checked against (the report shows both)."""
@@ -105,16 +119,19 @@ class MassChanges:
             "planned_disables": self.disables,
             "planned_member_removes": self.member_removes,
             "groups_over_member_removal_share": len(self.groups_over_share),
+            "planned_identity_changes": self.identity_changes,
             "deletion_threshold": settings.deletion_threshold,
             "disable_threshold": settings.disable_threshold,
             "member_removal_threshold": settings.member_removal_threshold,
             "member_removal_group_percent": settings.member_removal_group_percent,
+            "identity_change_threshold": settings.identity_change_threshold,
         }
 
 
 # ================================================================================================= counting
 def count_mass_changes(store: Store, connector: str, settings: GuardSettings) -> MassChanges:
-    """Count the plan's deletes, disables and member removals (and the groups over the per-group share)."""
+    """Count the plan's deletes, disables, member removals (and the groups over the per-group share) and identity
+    changes."""
     with store.engine.connect() as connection:
         deletes = connection.execute(
             sa.select(sa.func.count()).where(
@@ -129,7 +146,8 @@ def count_mass_changes(store: Store, connector: str, settings: GuardSettings) ->
         removes = connection.execute(sa.select(sa.func.count()).select_from(removals)).scalar_one()
         percent = settings.member_removal_group_percent
         groups = _groups_over_share(connection, connector, percent, removals) if removes else ()
-    return MassChanges(deletes, disables, removes, groups)
+        identity_changes = _count_identity_changes(connection, connector)
+    return MassChanges(deletes, disables, removes, groups, identity_changes)
 
 
 def _member_removals(connector: str) -> tuple[sa.ColumnElement[bool], ...]:
@@ -165,8 +183,23 @@ def _removals(connector: str, *, implicit: bool = True) -> sa.Subquery:
 
 def _count_disables(connection: sa.Connection, connector: str) -> int:
     """Updates that switch an account off that is not off already (its stored value says so, or is unknown)."""
+    rows = _updates_writing(connection, connector, ("accountenabled", "useraccountcontrol"))
+    return sum(1 for row in rows if _disables(json.loads(row.changes), json.loads(row.attrs) if row.attrs else {}))
+
+
+def _count_identity_changes(connection: sa.Connection, connector: str) -> int:
+    """Updates that change a sign-in name or mail address the target holds into another one (or clear it)."""
+    rows = _updates_writing(connection, connector, IDENTITY_ATTRIBUTES)
+    return sum(
+        1 for row in rows if _changes_identity(json.loads(row.changes), json.loads(row.attrs) if row.attrs else {})
+    )
+
+
+def _updates_writing(connection: sa.Connection, connector: str, names: Sequence[str]) -> sa.Result[Any]:
+    """The open updates whose changes name one of ``names`` (lower case; a cheap text filter, checked exactly by the
+    caller), each with the values its connector-space object holds."""
     changes = sa.func.lower(pending_export.c.changes)
-    rows = connection.execute(
+    return connection.execute(
         sa.select(pending_export.c.changes, cs_object.c.attrs)
         .select_from(
             pending_export.outerjoin(
@@ -181,10 +214,9 @@ def _count_disables(connection: sa.Connection, connector: str) -> int:
             pending_export.c.connector == connector,
             pending_export.c.operation == "update",
             pending_export.c.state.in_(OPEN_STATES),
-            sa.or_(changes.like('%"accountenabled"%'), changes.like('%"useraccountcontrol"%')),
+            sa.or_(*(changes.like(f'%"{name}"%') for name in names)),
         )
     )
-    return sum(1 for row in rows if _disables(json.loads(row.changes), json.loads(row.attrs) if row.attrs else {}))
 
 
 def _value(values: Mapping[str, Any], name: str) -> tuple[bool, Any]:
@@ -217,6 +249,20 @@ def _disables(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
     if written and _disable_bit(new):
         known, old = _value(stored, "userAccountControl")
         return not (known and _disable_bit(old))
+    return False
+
+
+def _changes_identity(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    for name in IDENTITY_ATTRIBUTES:
+        key = next((key for key in changes if key.lower() == name), None)
+        if key is None:
+            continue
+        known, old = _value(stored, name)
+        if not known or not str(old):
+            continue  # nothing held: setting it renames nobody
+        new = changes[key][0] if isinstance(changes[key], list) and changes[key] else changes[key] or None
+        if new is None or str(new).casefold() != str(old).casefold():
+            return True
     return False
 
 
@@ -307,6 +353,22 @@ def check_guards(changes: MassChanges, settings: GuardSettings, command: str) ->
                 ),
             )
         )
+    if changes.identity_changes > settings.identity_change_threshold:
+        found.append(
+            (
+                STOPPED_IDENTITY_CHANGES,
+                f"{changes.identity_changes:,} accounts would get another sign-in name or mail address "
+                f"(userPrincipalName, mail or sAMAccountName), more than the identity change threshold of "
+                f"{settings.identity_change_threshold:,}",
+                _confirm(
+                    "the changes are",
+                    "identity change threshold",
+                    changes.identity_changes,
+                    "identity_change_threshold",
+                    command,
+                ),
+            )
+        )
     if changes.groups_over_share:
         worst = changes.groups_over_share[0]
         others = len(changes.groups_over_share) - 1
@@ -359,5 +421,10 @@ def guard_report_line(counters: Mapping[str, Any]) -> str | None:
             part("member removals", "planned_member_removes", "member_removal_threshold"),
             f"groups losing more than {counters.get('member_removal_group_percent', 0)} % of their members "
             f"{share:,}" + (" (exceeded)" if share else ""),
+            *(
+                [part("identity changes", "planned_identity_changes", "identity_change_threshold")]
+                if "identity_change_threshold" in counters
+                else []
+            ),
         ]
     )

@@ -51,7 +51,12 @@ def test_holding_ou_inside_the_base_dn_is_refused_in_any_spelling():
 def test_guard_thresholds_are_templated_on_both_exports():
     from airflow_provider_aadsync.operators.entra_export import EntraExportOperator
 
-    guards = {"disable_threshold", "member_removal_threshold", "member_removal_group_percent"}
+    guards = {
+        "disable_threshold",
+        "member_removal_threshold",
+        "member_removal_group_percent",
+        "identity_change_threshold",
+    }
     assert guards <= set(ADExportOperator(task_id="export_ad").template_fields)
     assert guards <= set(EntraExportOperator(task_id="export_entra").template_fields)
     settings = ad_export_settings(
@@ -59,6 +64,7 @@ def test_guard_thresholds_are_templated_on_both_exports():
     )
     assert (settings.disable_threshold, settings.member_removal_threshold) == (500, 1200)
     assert settings.member_removal_group_percent == 50
+    assert ad_export_settings(identity_change_threshold="7").identity_change_threshold == 7
     with pytest.raises(ValueError, match="less than or equal to 100"):
         ad_export_settings(member_removal_group_percent="101")
 

@@ -1,4 +1,5 @@
-"""The export's mass-change guards: disables and member removals counted from the plan, checked before any write."""
+"""The export's mass-change guards: disables, member removals and identity changes counted from the plan, checked
+before any write."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettin
 from airflow_provider_aadsync.engine.report import render_runs
 from airflow_provider_aadsync.engine.runs.export_guards import (
     STOPPED_DISABLES,
+    STOPPED_IDENTITY_CHANGES,
     STOPPED_MEMBER_REMOVALS,
+    _changes_identity,
     _disables,
     count_mass_changes,
     guard_report_line,
@@ -115,6 +118,37 @@ def test_a_new_user_without_user_account_control_is_created_without_account_enab
     assert run_sync(store, rules, connector="ad", mode="full").result == "success"
     adds = {export["changes"]["mailNickname"][0]: export["changes"] for export in exports(store).values()}
     assert "accountEnabled" not in adds["user1"] and adds["user2"]["accountEnabled"] == [True]
+
+
+# --------------------------------------------------------------------------------------------- identity changes
+def test_what_counts_as_an_identity_change():
+    held = {"userPrincipalName": ["ann@corp.example"], "mail": ["ann@corp.example"], "sAMAccountName": ["ann"]}
+    assert _changes_identity({"userPrincipalName": ["ann@typo.example"]}, held)
+    assert _changes_identity({"mail": ["ann@elsewhere.example"]}, held)
+    assert _changes_identity({"sAMAccountName": ["ann2"]}, held)  # AD's sign-in name
+    assert _changes_identity({"mail": []}, held)  # cleared: the mail goes nowhere
+    assert not _changes_identity({"userPrincipalName": ["Ann@Corp.Example"]}, held)  # letter case only
+    assert not _changes_identity({"mail": ["ann@corp.example"]}, {})  # set where there was none
+    assert not _changes_identity({"mailNickname": ["x"], "displayName": ["Ann B"]}, held)
+
+
+def test_a_mass_upn_rewrite_staged_by_sync_stops_before_any_write_and_a_confirmed_run_goes_on(store):
+    """A slip that gives every user another sign-in name (a UPN suffix rule gone wrong) deletes and disables
+    nothing, yet signs everyone out: it stops as the other mass changes do."""
+    rules = world_with_cloud_twins(store, 8)
+    import_delta(store, "ad", [ad_user(n, userPrincipalName=f"user{n}@typo.example") for n in range(1, 7)])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    assert count_mass_changes(store, "entra", ExportSettings()).identity_changes == 6
+
+    stopped, writer = export(store, ExportSettings(identity_change_threshold=5))
+    assert stopped.result == STOPPED_IDENTITY_CHANGES and not writer.ran
+    assert "6 accounts would get another sign-in name or mail address" in stopped.detail
+    assert "`aadsync export-entra --identity-change-threshold 6`" in stopped.detail
+    assert stopped.counters["planned_identity_changes"] == 6 and len(exports(store)) == 6  # the plan is kept
+    assert "identity changes 6 of 5 (exceeded)" in render_runs(store, [stopped.run_id])
+
+    confirmed, writer = export(store, ExportSettings(identity_change_threshold=6))
+    assert confirmed.result == "success" and writer.ran
 
 
 # ---------------------------------------------------------------------------------------------- member removals
