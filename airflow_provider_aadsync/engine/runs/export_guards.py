@@ -4,9 +4,8 @@ identity changes.
 Deleting accounts is not the only way to take a tenant down: disabling them, emptying the groups that grant access,
 or renaming everyone's sign-in name, does it as surely. So an export counts, from the plan sync staged
 (``pending_export`` and ``pending_export_reference``), four kinds of mass change, each against a threshold of its own,
-and stops before
-writing anything when one is exceeded (the defaults are in engine/runs/defaults.py), with a result and a message
-that says how to confirm a real mass change:
+and stops before writing anything when one is exceeded (the defaults are in engine/runs/defaults.py), with a result
+and a message that says how to confirm a real mass change:
 
 - deletes: pending object deletes (``stopped-deletion-threshold-exceeded``);
 - disables: accounts the export would switch off, ``accountEnabled`` true → false (Entra ID) or the ACCOUNTDISABLE
@@ -253,6 +252,7 @@ def _disables(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
 
 
 def _changes_identity(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    """Whether ``changes`` give a sign-in name or mail address the object holds (``stored``) another value, or none."""
     for name in IDENTITY_ATTRIBUTES:
         key = next((key for key in changes if key.lower() == name), None)
         if key is None:
