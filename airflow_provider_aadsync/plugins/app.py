@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -35,8 +36,11 @@ _INSTANCE: ContextVar[str | None] = ContextVar("aadsync_manager_instance", defau
 HERE = Path(__file__).parent
 STATIC = {"aadsync.svg": "image/svg+xml", "style.css": "text/css"}
 
-# Query parameters shared by the routes (module level: the routes' annotations are resolved by name).
-Offset = Annotated[int, Query(ge=0)]
+# Query parameters shared by the routes (module level: the routes' annotations are resolved by name). Numbers stop
+# below 2**63: a larger one would overflow the store's 64-bit integers, an error instead of an empty page.
+ROW_NUMBER_LIMIT = 2**62
+Offset = Annotated[int, Query(ge=0, le=ROW_NUMBER_LIMIT)]
+RunId = Annotated[int, FastApiPath(ge=0, le=ROW_NUMBER_LIMIT)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Days = Annotated[float, Query(gt=0, le=366)]
 
@@ -172,7 +176,7 @@ def create_app(
         )
 
     @router.get("/api/runs/{run_id}")
-    def api_run(run_id: int, error_offset: Offset = 0, error_limit: Limit = 200) -> dict[str, Any]:
+    def api_run(run_id: RunId, error_offset: Offset = 0, error_limit: Limit = 200) -> dict[str, Any]:
         """One run with its per-object errors, duplicate-attribute conflicts and notices (what it could not write)."""
         from airflow_provider_aadsync.engine import browse
 
@@ -277,7 +281,7 @@ def create_app(
         )
 
     @router.get("/runs/{run_id}", response_class=HTMLResponse)
-    def run_page(request: Request, run_id: int, error_offset: Offset = 0) -> HTMLResponse:
+    def run_page(request: Request, run_id: RunId, error_offset: Offset = 0) -> HTMLResponse:
         from airflow_provider_aadsync.engine import browse
 
         detail = not_found(lambda: browse.run_detail(store(), run_id, error_offset=error_offset, error_limit=200))

@@ -123,7 +123,7 @@ def search_objects(
             mv_query = sa.select(mv_object.c.id, mv_object.c.object_type, mv_object.c.attrs)
             if pattern:
                 matches = sa.func.lower(mv_object.c.attrs).like(pattern, escape="\\")
-                mv_query = mv_query.where(sa.or_(matches, mv_object.c.id == int(q)) if q.isdigit() else matches)
+                mv_query = mv_query.where(sa.or_(matches, mv_object.c.id == int(q)) if _is_row_id(q) else matches)
             rows = connection.execute(mv_query.limit(page)).all()
             ids = [row.id for row in rows]
             links = _links_of(connection, ids)
@@ -337,3 +337,9 @@ def preview_object(store: Store, rules: Any, connector: str, anchor: str) -> dic
         return json_safe(preview(store, rules, connector=connector, anchor=anchor))
     except PreviewError as error:
         raise NotFound(str(error)) from None
+
+
+def _is_row_id(text: str) -> bool:
+    """Whether a search text can be a metaverse id: ASCII digits (``"²".isdigit()`` is true, yet no int) that fit the
+    store's 64-bit integers (a longer number overflows SQLite's and PostgreSQL's bind)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18

@@ -255,6 +255,26 @@ def test_search_finds_connector_space_objects_by_any_key(client, headers, q, exp
     assert hits["metaverse"] == []  # a connector's space only
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/objects?q=%C2%B2",  # "²": a digit to str.isdigit, no int
+        "/search?q=%C2%B2",
+        "/api/objects?q=9999999999999999999999999",  # past 64-bit integers
+        "/search?q=" + "9" * 5000,  # past Python's int-from-text limit
+    ],
+)
+def test_a_crafted_search_text_is_an_answer_not_a_server_error(client, headers, path):
+    assert get(client, headers, path).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/runs/" + "9" * 25, "/api/runs?offset=" + "9" * 25, "/runs/1?error_offset=" + "9" * 25]
+)
+def test_a_number_past_the_stores_integers_is_refused_not_a_server_error(client, headers, path):
+    get(client, headers, path, status=422)
+
+
 def test_search_covers_the_metaverse_disconnectors_and_pending_exports(client, headers):
     everywhere = get(client, headers, "/api/objects?q=alice").json()
     assert {(h["connector"], h["state"]) for h in everywhere["connector_space"]} == {
