@@ -97,6 +97,20 @@ def preview_connectors(connectors: ConnectorsConfig | None) -> list[str]:
     return [name for name, _, _ in ad_connectors(connectors)] + [connectors.entra.name if connectors else "entra"]
 
 
+def _guard_param(name: str, title: str, meaning: str, default: int, **bounds: int) -> dict[str, Param]:
+    """One export guard's param: empty (the Variable ``aadsync_<name>``, else ``default``) or a number from 0."""
+    return {
+        name: Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            **bounds,
+            title=title,
+            description=f"{meaning} Empty: the Variable aadsync_{name}, else {default}.",
+        )
+    }
+
+
 def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param]:
     """The trigger form's params both shipped DAGs take (the cycle adds ``mode``); the preview offers the
     connector spaces of ``connectors``."""
@@ -116,13 +130,11 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             "in-scope AD object meets the tenant (hard match, soft match and on which attribute, create, conflict), "
             "the counts first, every row saved beside the report as CSV and JSON. A staging run reports it too.",
         ),
-        "deletion_threshold": Param(
-            None,
-            type=["null", "integer"],
-            minimum=0,
-            title="Deletion threshold for this run",
-            description="More pending deletes than this stop the export before any write. Empty: the Variable "
-            f"aadsync_deletion_threshold, else {defaults.DELETION_THRESHOLD}.",
+        **_guard_param(
+            "deletion_threshold",
+            "Deletion threshold for this run",
+            "More pending deletes than this stop the export before any write.",
+            defaults.DELETION_THRESHOLD,
         ),
         "confirm_mass_removal": Param(
             None,
@@ -135,40 +147,32 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             f"{defaults.IMPORT_DELETION_SHARE * 100:g} %, of a connector space, or a full import that saw nothing). "
             "The stopped run's detail names the number: check it first. A removal of another size stops again.",
         ),
-        "disable_threshold": Param(
-            None,
-            type=["null", "integer"],
-            minimum=0,
-            title="Disable threshold for this run",
-            description="More accounts disabled (accountEnabled true → false) than this stop the export before any "
-            f"write. Empty: the Variable aadsync_disable_threshold, else {defaults.DISABLE_THRESHOLD}.",
+        **_guard_param(
+            "disable_threshold",
+            "Disable threshold for this run",
+            "More accounts disabled (accountEnabled true → false) than this stop the export before any write.",
+            defaults.DISABLE_THRESHOLD,
         ),
-        "member_removal_threshold": Param(
-            None,
-            type=["null", "integer"],
-            minimum=0,
-            title="Member removal threshold for this run",
-            description="More group member removals than this stop the exports before any write. Empty: the Variable "
-            f"aadsync_member_removal_threshold, else {defaults.MEMBER_REMOVAL_THRESHOLD}.",
+        **_guard_param(
+            "member_removal_threshold",
+            "Member removal threshold for this run",
+            "More group member removals than this stop the exports before any write.",
+            defaults.MEMBER_REMOVAL_THRESHOLD,
         ),
-        "member_removal_group_percent": Param(
-            None,
-            type=["null", "integer"],
-            minimum=0,
+        **_guard_param(
+            "member_removal_group_percent",
+            "Per-group member removal share (%) for this run",
+            "A group of 20 or more members losing more than this share of them stops the exports before any write "
+            "(100 lets any share through).",
+            defaults.MEMBER_REMOVAL_GROUP_PERCENT,
             maximum=100,
-            title="Per-group member removal share (%) for this run",
-            description="A group of 20 or more members losing more than this share of them stops the exports before "
-            "any write (100 lets any share through). Empty: the Variable aadsync_member_removal_group_percent, else "
-            f"{defaults.MEMBER_REMOVAL_GROUP_PERCENT}.",
         ),
-        "identity_change_threshold": Param(
-            None,
-            type=["null", "integer"],
-            minimum=0,
-            title="Identity change threshold for this run",
-            description="More accounts getting another sign-in name or mail address (userPrincipalName, mail, "
-            "sAMAccountName; not a change of letter case) than this stop the exports before any write. Empty: the "
-            f"Variable aadsync_identity_change_threshold, else {defaults.IDENTITY_CHANGE_THRESHOLD}.",
+        **_guard_param(
+            "identity_change_threshold",
+            "Identity change threshold for this run",
+            "More accounts getting another sign-in name or mail address (userPrincipalName, mail, sAMAccountName; not "
+            "a change of letter case) than this stop the exports before any write.",
+            defaults.IDENTITY_CHANGE_THRESHOLD,
         ),
         "reevaluate": Param(
             False,

@@ -260,7 +260,8 @@ def _changes_identity(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> 
         known, old = _value(stored, name)
         if not known or not str(old):
             continue  # nothing held: setting it renames nobody
-        new = changes[key][0] if isinstance(changes[key], list) and changes[key] else changes[key] or None
+        written = changes[key] if isinstance(changes[key], list) else [changes[key]]
+        new = written[0] if written else None
         if new is None or str(new).casefold() != str(old).casefold():
             return True
     return False
