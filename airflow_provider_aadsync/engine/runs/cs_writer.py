@@ -27,8 +27,8 @@ from airflow_provider_aadsync.engine.runs.cs_page import (  # noqa: F401 - the w
     reference_pairs,
     serialize_attrs,
 )
+from airflow_provider_aadsync.engine.runs.cs_references import IN_CHUNK, ReferenceRows
 from airflow_provider_aadsync.engine.runs.source import (
-    Reference,
     SourceObject,
     adjust_references_hash,
     format_hash,
@@ -38,8 +38,6 @@ from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 
 log = logging.getLogger(__name__)
 
-#: How many anchors go into one ``IN (...)`` list.
-_IN_CHUNK = 500
 #: One object's update in a delta, built once: a statement built per object cost more CPU in SQLAlchemy's statement
 #: construction and cache-key generation than the UPDATE itself (a 20,000-user delta: about 3 of 9 CPU seconds).
 _DELTA_UPDATE = (
@@ -62,7 +60,6 @@ PENDING_DELETE = "delete"
 
 
 _WRITTEN_COLUMNS = ("anchor", "dn", "object_type", "attrs", "attrs_hash", "refs_hash", "pending_import")
-_REFERENCE_COLUMNS = ("anchor", "attribute", "target_anchor", "target_dn")
 
 
 class ConnectorSpaceWriter:
@@ -85,6 +82,7 @@ class ConnectorSpaceWriter:
         self.connector = connector
         self.run_id = run_id
         self.counters: Counter[str] = Counter()
+        self.references = ReferenceRows(store, connection, connector, self.counters)
         self._index: pd.DataFrame | None = None
         self._seen: set[str] = set()
         #: The anchors this full import counted unchanged (a repeat that changed moves to the updates).
@@ -187,10 +185,10 @@ class ConnectorSpaceWriter:
         references = page.reference_frame()
         references = references[references["position"].isin(frame["position"])]
         new_references = references[references["position"].isin(frame.loc[is_new, "position"])]
-        self._insert_reference_frame(new_references)
+        self.references.insert_frame(new_references)
         changed_anchors = frame.loc[refs_changed, "anchor"].tolist()
         if changed_anchors:
-            self._replace_references(changed_anchors, references[references["anchor"].isin(changed_anchors)])
+            self.references.replace(changed_anchors, references[references["anchor"].isin(changed_anchors)])
 
     def _count(
         self, anchors: pd.Series, first: pd.Series, *, is_new: pd.Series, changed: pd.Series, renamed: pd.Series
@@ -345,7 +343,9 @@ class ConnectorSpaceWriter:
                 cs_reference.c.connector == self.connector, cs_reference.c.anchor == obj.anchor
             )
         )
-        self._insert_references([SourceObject(anchor=obj.anchor, dn=obj.dn, object_type=None, references=references)])
+        self.references.insert_objects(
+            [SourceObject(anchor=obj.anchor, dn=obj.dn, object_type=None, references=references)]
+        )
         self.counters["adds"] += 1
         return {**row, "attrs": attrs}
 
@@ -397,22 +397,22 @@ class ConnectorSpaceWriter:
         added: list[tuple[str, str]] = []
         removed: list[tuple[str, str]] = []
         for name, values in obj.references.items():
-            stored = self._stored_targets(obj.anchor, name)
+            stored = self.references.stored_targets(obj.anchor, name)
             incoming = {target: dn for target, dn in values}
             add = [(target, incoming[target]) for target in incoming.keys() - stored]
             remove = list(stored - incoming.keys())
-            self._write_reference_changes(obj.anchor, name, add, remove)
+            self.references.write_changes(obj.anchor, name, add, remove)
             added += [(name, target) for target, _ in add]
             removed += [(name, target) for target in remove]
         for name, values in obj.reference_adds.items():
-            stored = self._stored_targets(obj.anchor, name, [target for target, _ in values])
+            stored = self.references.stored_targets(obj.anchor, name, [target for target, _ in values])
             add = list({target: (target, dn) for target, dn in values if target not in stored}.values())
-            self._write_reference_changes(obj.anchor, name, add, [])
+            self.references.write_changes(obj.anchor, name, add, [])
             added += [(name, target) for target, _ in add]
         for name, values in obj.reference_removes.items():
-            stored = self._stored_targets(obj.anchor, name, [target for target, _ in values])
+            stored = self.references.stored_targets(obj.anchor, name, [target for target, _ in values])
             remove = list({target for target, _ in values if target in stored})
-            self._write_reference_changes(obj.anchor, name, [], remove)
+            self.references.write_changes(obj.anchor, name, [], remove)
             removed += [(name, target) for target in remove]
         self.counters["reference_adds"] += len(added)
         self.counters["reference_removes"] += len(removed)
@@ -422,89 +422,11 @@ class ConnectorSpaceWriter:
     def _load_rows(self, anchors: Sequence[str]) -> dict[str, dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(anchors))
-        for chunk in chunks(unique, _IN_CHUNK):
+        for chunk in chunks(unique, IN_CHUNK):
             query = sa.select(cs_object).where(cs_object.c.connector == self.connector, cs_object.c.anchor.in_(chunk))
             for row in self.connection.execute(query).mappings():
                 rows[row["anchor"]] = {**row, "attrs": json.loads(row["attrs"])}
         return rows
-
-    def _stored_targets(self, anchor: str, attribute: str, among: Sequence[str] | None = None) -> set[str]:
-        base = sa.select(cs_reference.c.target_anchor).where(
-            cs_reference.c.connector == self.connector,
-            cs_reference.c.anchor == anchor,
-            cs_reference.c.attribute == attribute,
-        )
-        if among is None:
-            return set(self.connection.execute(base).scalars())
-        found: set[str] = set()
-        for chunk in chunks(list(dict.fromkeys(among)), _IN_CHUNK):
-            found.update(self.connection.execute(base.where(cs_reference.c.target_anchor.in_(chunk))).scalars())
-        return found
-
-    def _write_reference_changes(
-        self, anchor: str, attribute: str, add: Sequence[Reference], remove: Sequence[str]
-    ) -> None:
-        if add:
-            self.store.insert_chunked(
-                self.connection,
-                cs_reference,
-                [
-                    {
-                        "connector": self.connector,
-                        "anchor": anchor,
-                        "attribute": attribute,
-                        "target_anchor": target,
-                        "target_dn": dn,
-                    }
-                    for target, dn in add
-                ],
-            )
-        if remove:
-            self._delete_reference_rows([(anchor, attribute, target) for target in remove])
-
-    def _delete_reference_rows(self, keys: Sequence[tuple[str, str, str]]) -> None:
-        statement = sa.delete(cs_reference).where(
-            cs_reference.c.connector == self.connector,
-            cs_reference.c.anchor == sa.bindparam("b_anchor"),
-            cs_reference.c.attribute == sa.bindparam("b_attribute"),
-            cs_reference.c.target_anchor == sa.bindparam("b_target"),
-        )
-        for chunk in chunks(keys, 5_000):
-            self.connection.execute(statement, [{"b_anchor": a, "b_attribute": n, "b_target": t} for a, n, t in chunk])
-
-    def _insert_references(self, objects: Sequence[SourceObject]) -> None:
-        self._insert_reference_frame(ObjectPage.from_objects(objects, serialize=False).reference_frame())
-
-    def _insert_reference_frame(self, references: pd.DataFrame) -> None:
-        """Insert reference rows (columns anchor, attribute, target_anchor, target_dn), each value once."""
-        references = references.drop_duplicates(["anchor", "attribute", "target_anchor"])
-        columns = {name: references[name].tolist() for name in _REFERENCE_COLUMNS}
-        columns["target_dn"] = [dn if isinstance(dn, str) else None for dn in columns["target_dn"]]  # NaN → NULL
-        self.counters["reference_adds"] += self.store.write_columns(
-            self.connection, cs_reference, {"connector": self.connector, **columns}
-        )
-
-    def _replace_references(self, anchors: Sequence[str], incoming: pd.DataFrame) -> None:
-        """Diff these objects' stored reference sets with the incoming rows using frame set operations."""
-        stored_parts = []
-        for chunk in chunks(anchors, _IN_CHUNK):
-            query = sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor).where(
-                cs_reference.c.connector == self.connector, cs_reference.c.anchor.in_(chunk)
-            )
-            stored_parts.append(
-                pd.DataFrame(self.connection.execute(query).all(), columns=["anchor", "attribute", "target_anchor"])
-            )
-        stored = pd.concat(stored_parts, ignore_index=True)
-        incoming = incoming[list(_REFERENCE_COLUMNS)].drop_duplicates(["anchor", "attribute", "target_anchor"])
-        merged = incoming.merge(stored, on=["anchor", "attribute", "target_anchor"], how="outer", indicator=True)
-        adds = merged[merged["_merge"] == "left_only"]
-        removes = merged[merged["_merge"] == "right_only"]
-        self._insert_reference_frame(adds)
-        if not removes.empty:
-            self._delete_reference_rows(
-                list(removes[["anchor", "attribute", "target_anchor"]].itertuples(index=False, name=None))
-            )
-        self.counters["reference_removes"] += len(removes)
 
     def _delete(self, anchors: Sequence[str], pending: Sequence[str | None]) -> list[str]:
         """Delete objects: never-synced adds vanish, others stay as pending deletes for the sync engine.
@@ -515,11 +437,11 @@ class ConnectorSpaceWriter:
         now = utcnow()
         vanish = [anchor for anchor, state in zip(anchors, pending, strict=True) if state == PENDING_ADD]
         tombstone = [anchor for anchor, state in zip(anchors, pending, strict=True) if state != PENDING_ADD]
-        for chunk in chunks(vanish, _IN_CHUNK):
+        for chunk in chunks(vanish, IN_CHUNK):
             self.connection.execute(
                 sa.delete(cs_object).where(cs_object.c.connector == self.connector, cs_object.c.anchor.in_(chunk))
             )
-        for chunk in chunks(tombstone, _IN_CHUNK):
+        for chunk in chunks(tombstone, IN_CHUNK):
             self.connection.execute(
                 sa.update(cs_object)
                 .where(cs_object.c.connector == self.connector, cs_object.c.anchor.in_(chunk))
@@ -531,7 +453,7 @@ class ConnectorSpaceWriter:
                     refs_hash=format_hash(0),
                 )
             )
-        for chunk in chunks(list(anchors), _IN_CHUNK):
+        for chunk in chunks(list(anchors), IN_CHUNK):
             self.connection.execute(
                 sa.delete(cs_reference).where(
                     cs_reference.c.connector == self.connector, cs_reference.c.anchor.in_(chunk)
@@ -543,14 +465,14 @@ class ConnectorSpaceWriter:
     def _drop_references_to(self, targets: Sequence[str], now: Any) -> list[str]:
         """Drop the references to ``targets``; the anchors of the objects that held them (their rows changed)."""
         dangling: list[tuple[str, str, str]] = []
-        for chunk in chunks(list(targets), _IN_CHUNK):
+        for chunk in chunks(list(targets), IN_CHUNK):
             query = sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor).where(
                 cs_reference.c.connector == self.connector, cs_reference.c.target_anchor.in_(chunk)
             )
             dangling.extend(self.connection.execute(query).all())
         if not dangling:
             return []
-        self._delete_reference_rows(dangling)
+        self.references.delete_rows(dangling)
         self.counters["reference_removes"] += len(dangling)
         by_source: dict[str, list[tuple[str, str]]] = {}
         for anchor, attribute, target in dangling:
