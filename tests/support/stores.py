@@ -16,7 +16,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.store import Store, cs_object
+from airflow_provider_aadsync.engine.store import Store, cs_object, schema_version
+from airflow_provider_aadsync.engine.store.owner import MARKER_VERSION
 
 
 @functools.cache
@@ -43,3 +44,10 @@ def live_objects(store: Store) -> dict[str, dict]:
     with store.engine.connect() as connection:
         query = sa.select(cs_object).where(cs_object.c.is_deleted == sa.false())
         return {row.anchor: dict(row._mapping) for row in connection.execute(query)}
+
+
+def make_older_store(url: str, instance: str = "emea") -> None:
+    """A store at ``url`` as a version before the owner marker (schema step 10) left it: schema version 9, unmarked."""
+    with Store.open(url, instance=instance) as store, store.engine.begin() as connection:
+        connection.execute(sa.delete(schema_version).where(schema_version.c.version >= MARKER_VERSION))
+        connection.execute(sa.text("DROP TABLE store_instance"))

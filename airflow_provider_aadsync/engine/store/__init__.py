@@ -6,7 +6,12 @@ The public names are re-exported here, so ``from airflow_provider_aadsync.engine
 reads the same as before the store became a package; the lock's functions are used as the ``lock`` module.
 """
 
-from airflow_provider_aadsync.engine.store.errors import StoreError, StoreLockedError, StoreLockLostError
+from airflow_provider_aadsync.engine.store.errors import (
+    StoreError,
+    StoreLockedError,
+    StoreLockLostError,
+    StoreNotReadyError,
+)
 from airflow_provider_aadsync.engine.store.owner import StoreInstanceError
 from airflow_provider_aadsync.engine.store.store import (
     SQLITE_CACHE_MIB,
@@ -62,6 +67,7 @@ __all__ = [
     "StoreInstanceError",
     "StoreLockLostError",
     "StoreLockedError",
+    "StoreNotReadyError",
     "Watermark",
     "SQLITE_CACHE_MIB",
     "apply_sqlite_pragmas",

@@ -30,7 +30,7 @@ from airflow_provider_aadsync.engine.paths import aadsync_home
 from airflow_provider_aadsync.engine.secrets import register_secret, scrub, scrub_value
 from airflow_provider_aadsync.engine.store import bulk, fenced, lock, owner
 from airflow_provider_aadsync.engine.store.among import require_json_functions
-from airflow_provider_aadsync.engine.store.errors import StoreError
+from airflow_provider_aadsync.engine.store.errors import StoreError, missing_store, schema_not_ready
 from airflow_provider_aadsync.engine.store.lock import Lease
 from airflow_provider_aadsync.engine.store.tables import (
     MIGRATIONS,
@@ -44,7 +44,7 @@ from airflow_provider_aadsync.engine.store.tables import (
     utcnow,
     watermark,
 )
-from airflow_provider_aadsync.engine.store.urls import masked_url, url_secrets
+from airflow_provider_aadsync.engine.store.urls import existing_file_url, masked_url, sqlite_file, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ SQLITE_CACHE_MIB = 32
 
 
 def apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """The store's write-ahead log (kept in the file: switched once, by the open that creates the store), then the
+    settings of each connection (:func:`apply_connection_pragmas`)."""
     cursor = dbapi_connection.cursor()
     for attempt in range(100):
         try:
@@ -129,6 +131,14 @@ def apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             if "locked" not in str(error) or attempt == 99:
                 raise
             time.sleep(0.05)
+    cursor.close()
+    apply_connection_pragmas(dbapi_connection, _record)
+
+
+def apply_connection_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """The settings of each store connection, none kept in the file: a store opened as it is (the sync manager's)
+    gets only these, since switching the journal mode writes the file's header (an empty file grows a page)."""
+    cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
@@ -173,7 +183,16 @@ class Watermark:
 class Store:
     """A handle on one sync instance's store (a SQLite file or a PostgreSQL database)."""
 
-    def __init__(self, url: str, *, instance: str = "default", engine_options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        instance: str = "default",
+        engine_options: dict[str, Any] | None = None,
+        create: bool = True,
+    ):
+        """``create=False``: a SQLite file must exist (else :class:`StoreNotReadyError`) and is opened with
+        ``mode=rw``, never created (:meth:`open_existing`)."""
         self.url = url
         self.instance = instance
         #: The instance lock of the step running on this handle (lock.py): its write transactions are fenced.
@@ -183,19 +202,21 @@ class Store:
         #: Rows written through :meth:`write_columns` on this handle, by table: what a step wrote in bulk so far (a sync
         #: pass refreshes PostgreSQL's statistics of the tables it filled before it reads them, bulk.py).
         self.rows_written: Counter[str] = Counter()
-        file = url.removeprefix("sqlite:///").split("?", 1)[0] if url.startswith("sqlite:///") else ""
-        if file and file != ":memory:" and not file.startswith("file:"):
+        for secret in url_secrets(url):  # scrubbed from run details and errors, as the hooks' secrets
+            register_secret(secret)
+        file = sqlite_file(url)
+        if file and create:
             create_private_file(Path(file))
+        elif file and not Path(file).is_file():
+            raise missing_store(masked_url(url), instance)
         options = dict(engine_options or {})
         if not url.startswith("sqlite"):
             # A server restarted between steps leaves the pool's connections dead: test each before use.
             options.setdefault("pool_pre_ping", True)
-        self.engine: Engine = sa.create_engine(url, **options)
-        for secret in url_secrets(self.engine.url):  # scrubbed from run details and errors, as the hooks' secrets
-            register_secret(secret)
+        self.engine: Engine = sa.create_engine(existing_file_url(url) if file and not create else url, **options)
         if self.engine.dialect.name == "sqlite":
             require_json_functions()  # the sync's key lookups read their keys with json_each (among.py)
-            sa.event.listen(self.engine, "connect", apply_sqlite_pragmas)
+            sa.event.listen(self.engine, "connect", apply_sqlite_pragmas if create else apply_connection_pragmas)
 
     @classmethod
     def open(cls, url: str | None = None, *, instance: str = "default") -> Store:
@@ -210,6 +231,26 @@ class Store:
             store.migrate()
             if marked is None:
                 owner.claim(store, older_store=0 < older < owner.MARKER_VERSION)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def open_existing(cls, url: str | None = None, *, instance: str = "default") -> Store:
+        """Open the store at ``url`` (or the embedded default of ``instance``) as it is, to read it: the sync manager's
+        open, which must never write. Unlike :meth:`open` it never creates the SQLite file (SQLite opens it with
+        ``mode=rw``: not even a reconnect after the file was removed makes a new one), never claims an unmarked store
+        and never migrates. A store owned by another instance is refused as by :meth:`open`; one not ready for this
+        package raises :class:`StoreNotReadyError` (missing or empty: the first sync step creates it; an older schema:
+        the next sync step migrates it; a newer one: upgrade the package). The handle still writes if asked: the
+        preview runs the sync pass in a transaction it rolls back (SQLite's ``mode=ro`` would refuse even that)."""
+        store = cls(url or default_store_url(instance), instance=instance, create=False)
+        try:
+            owner.check(store)
+            refusal = schema_not_ready(store.display_url, instance, store.current_version(), SCHEMA_VERSION)
+            if refusal is not None:
+                raise refusal
         except BaseException:
             store.close()
             raise
@@ -232,7 +273,7 @@ class Store:
     @property
     def display_url(self) -> str:
         """The URL with its password masked (also one given as a query parameter), for logs and reports."""
-        return masked_url(self.engine.url)
+        return masked_url(self.url)
 
     # ----------------------------------------------------------------------------------------------- schema
     def current_version(self) -> int:

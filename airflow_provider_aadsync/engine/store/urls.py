@@ -8,6 +8,9 @@ the store.
 
 from __future__ import annotations
 
+import os
+from urllib.parse import quote
+
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.secrets import MASK
@@ -31,3 +34,20 @@ def masked_url(url: str | sa.URL) -> str:
     parsed = sa.engine.make_url(url)
     query = {name: MASK if name.lower() in SECRET_QUERY_PARAMETERS else value for name, value in parsed.query.items()}
     return parsed.set(query=query).render_as_string(hide_password=True)
+
+
+def sqlite_file(url: str | sa.URL) -> str:
+    """The file of a SQLite store URL (``sqlite:///path``); empty for another database, an in-memory one or a URL
+    already in SQLite's URI form (``sqlite:///file:...``), whose file SQLite resolves itself."""
+    parsed = sa.engine.make_url(url)
+    file = parsed.database or "" if parsed.get_backend_name() == "sqlite" else ""
+    return "" if file == ":memory:" or file.startswith("file:") else file
+
+
+def existing_file_url(url: str | sa.URL) -> sa.URL:
+    """``url`` of a SQLite file in SQLite's URI form with ``mode=rw``: read and written as usual, but never created.
+    A plain file URL creates a missing file at the first connection, so a missing store (also one removed while a
+    handle's pool reconnects) would come back as a new empty file."""
+    parsed = sa.engine.make_url(url)
+    path = quote(os.path.abspath(str(parsed.database)), safe="/")  # SQLite decodes %XX; "?" and "#" end the path
+    return parsed.set(database=f"file:{path}", query={**parsed.query, "mode": "rw", "uri": "true"})
