@@ -1,7 +1,9 @@
 """The sync manager's FastAPI app: a JSON API under ``/aadsync/api`` and server-rendered pages under ``/aadsync/``.
 
 Thin on purpose: every route reads the store through :mod:`airflow_provider_aadsync.engine.browse` (the code the
-CLI's report, preview and export-plan share) and either returns its data or renders it with a Jinja2 template.
+CLI's report, preview and export-plan share) and either returns its data or renders it with a Jinja2 template. The
+store is opened as it is (``Store.open_existing``): a request never creates, claims or migrates it, and a store the
+sync has not created or migrated yet is a 503 that says so.
 Every route, static files included, depends on :func:`~airflow_provider_aadsync.plugins.auth.require_access`.
 """
 
@@ -136,11 +138,14 @@ def create_app(
         return HTMLResponse(body + login, status_code=error.status_code, headers=error.headers)
 
     def store():
+        from airflow_provider_aadsync.engine.secrets import describe_error, scrub
+        from airflow_provider_aadsync.engine.store import StoreNotReadyError
+
         try:
             return resources.store(_INSTANCE.get())
+        except StoreNotReadyError as error:  # before the first sync step, or before the next one migrates it
+            raise HTTPException(503, f"the AADSync store is not ready: {scrub(str(error))}") from None
         except Exception as error:  # a bad Variable or an unreachable database: say which, without a secret
-            from airflow_provider_aadsync.engine.secrets import describe_error
-
             raise HTTPException(503, f"the AADSync store cannot be opened: {describe_error(error)}") from None
 
     def rules():

@@ -138,13 +138,16 @@ class Resources:
             return cached[1]
 
     def store(self, instance: str | None = None) -> Store:
+        """The instance's store, opened as it is (``Store.open_existing``: the manager never creates, claims or
+        migrates a store). Only an opened store is kept: one not ready yet (``StoreNotReadyError``: before the first
+        sync step, or before the next one migrates it) is tried again by the next request."""
         from airflow_provider_aadsync.engine.store import Store
 
         config = self.config(instance)
         key = (config.store_url, config.instance)
         with self._lock:
             if key not in self._stores:
-                self._stores[key] = Store.open(config.store_url, instance=config.instance)
+                self._stores[key] = Store.open_existing(config.store_url, instance=config.instance)
             return self._stores[key]
 
     def rules(self, instance: str | None = None) -> RuleSet:

@@ -8,6 +8,7 @@ Airflow's own ``get_user`` and the simple auth manager, with a JWT it signed (as
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 from urllib.parse import quote
 
@@ -21,6 +22,7 @@ from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.plugins.app import create_app
 from airflow_provider_aadsync.plugins.config import ManagerConfig
+from tests.support.stores import make_older_store
 from tests.support.world import ad_group, ad_user, entra_user, guid, immutable_id, import_full
 
 
@@ -474,3 +476,85 @@ def test_an_unknown_instance_is_a_404_naming_the_known_ones(two_instances, heade
 
 def test_a_named_instance_needs_a_token_too(two_instances):
     assert two_instances.get("/aadsync/i/emea/api/runs").status_code == 401
+
+
+# -------------------------------------------------------------------------------- a store the sync has not made yet
+STORE_ROUTES = [
+    "/",
+    "/runs/1",
+    "/search?q=alice",
+    f"/objects/ad/{guid(1)}",
+    f"/preview/ad/{guid(1)}",
+    "/export-plan",
+    "/api/runs",
+    "/api/cycles",
+    "/api/lock",
+    "/api/objects?q=alice",
+    f"/api/preview/ad/{guid(1)}",
+    "/api/export-plan",
+]
+
+
+@pytest.fixture
+def fresh_manager(auth_manager, tmp_path):
+    """A manager of instance "ui" pointed at ``tmp_path/store/ui.sqlite``, which no sync step made yet."""
+    url = f"sqlite:///{tmp_path / 'store' / 'ui.sqlite'}"
+    parent = FastAPI()
+    manager = create_app(lambda: ManagerConfig(store_url=url, instance="ui"))
+    parent.mount("/aadsync", manager)
+    with TestClient(parent) as client:
+        yield client, url, tmp_path
+    manager.state.resources.close()
+
+
+def not_ready(client, headers, path: str) -> str:
+    """The 503 of a store-reading route: its message (JSON for the API, the page's text for a page)."""
+    response = get(client, headers, path, status=503)
+    if "/api/" in path:
+        return response.json()["detail"]
+    assert response.headers["content-type"].startswith("text/html") and "<h1>503</h1>" in response.text
+    return html.unescape(response.text)
+
+
+def test_before_the_first_sync_step_every_page_says_so_and_creates_no_store(fresh_manager, headers):
+    client, url, folder = fresh_manager
+    expected = (
+        f"the AADSync store is not ready: store {url} does not exist yet: the first sync step of sync instance 'ui' "
+        "(its cycle's first import) creates it"
+    )
+    for path in STORE_ROUTES:
+        assert expected in not_ready(client, headers, path), path
+    assert list(folder.iterdir()) == []  # no file, no folder
+    assert get(client, headers, "/api/rules").json()["rules"]  # what needs no store is served
+    Store.open(url, instance="ui").close()  # the first sync step's open
+    assert get(client, headers, "/api/runs").json()["runs"] == [] and "Runs" in get(client, headers, "/").text
+
+
+def test_during_an_upgrade_an_older_store_is_neither_migrated_nor_claimed(fresh_manager, headers):
+    client, url, _ = fresh_manager
+    make_older_store(url)
+    for path in STORE_ROUTES:
+        message = not_ready(client, headers, path)
+        assert "has schema version 9, older than this package's" in message, path
+        assert "the next sync step of sync instance 'ui' migrates it" in message, path
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT max(version) FROM schema_version")).scalar_one() == 9
+        assert not sa.inspect(connection).has_table("store_instance")  # unclaimed
+    engine.dispose()
+    Store.open(url, instance="ui").close()  # the next sync step migrates (and adopts) it
+    assert get(client, headers, "/api/runs").status_code == 200 and get(client, headers, "/export-plan").text
+
+
+def test_an_unmarked_store_is_read_and_left_unclaimed(fresh_manager, headers):
+    client, url, _ = fresh_manager
+    with Store.open(url, instance="emea") as store:
+        store.start_run("full-import", "ad")
+        with store.engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM store_instance"))
+    assert [run["connector"] for run in get(client, headers, "/api/runs").json()["runs"]] == ["ad"]
+    assert get(client, headers, f"/api/preview/ad/{guid(1)}", status=404).json()["detail"].startswith("no object")
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM store_instance")).scalar_one() == 0
+    engine.dispose()
