@@ -127,7 +127,7 @@ def guard_options(command):
         click.option(
             "--member-removal-threshold", type=click.IntRange(min=0), default=defaults.MEMBER_REMOVAL_THRESHOLD,
             show_default=True,
-            help="Stop before any write above this many group member removals.",
+            help="Stop before any write above this many group member removals plus managers cleared.",
         ),
         click.option(
             "--member-removal-group-percent", type=click.IntRange(0, 100),

@@ -156,7 +156,8 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
         **_guard_param(
             "member_removal_threshold",
             "Member removal threshold for this run",
-            "More group member removals than this stop the exports before any write.",
+            "More group member removals plus users whose manager would be cleared (not replaced) than this stop "
+            "the exports before any write.",
             defaults.MEMBER_REMOVAL_THRESHOLD,
         ),
         **_guard_param(

@@ -42,8 +42,8 @@ class ADExportOperator(StoreStepOperator):
     :param staging: compute and store the export plan, write nothing (templated).
     :param deletion_threshold: more pending deletes than this stop the export before any write (templated; empty
         means the default, ``DELETION_THRESHOLD`` of engine/runs/defaults.py).
-    :param member_removal_threshold: more group member removals than this stop the export before any write
-        (templated; empty: ``MEMBER_REMOVAL_THRESHOLD``).
+    :param member_removal_threshold: more group member removals plus users whose manager would be cleared than
+        this stop the export before any write (templated; empty: ``MEMBER_REMOVAL_THRESHOLD``).
     :param member_removal_group_percent: a group of 20 or more members losing more than this share of them stops
         the export before any write (templated; empty: ``MEMBER_REMOVAL_GROUP_PERCENT``; 100 lets any share through).
     :param identity_change_threshold: more accounts getting another sign-in name or mail address than this

@@ -1,8 +1,8 @@
 """Export guards against the real servers: a mass disable, a mass member removal (in total, or more than half of
-one group) and a mass sign-in name change stop the export before its first write, with the emulator's write counters
-and the AD contents as proof that nothing was written; a confirmed run then applies them. A user whose
-userAccountControl is missing keeps its cloud account as it is. Group writeback's member removals are guarded the
-same way against Samba."""
+one group), a mass manager clear and a mass sign-in name change stop the export before its first write, with the
+emulator's write counters and the AD contents as proof that nothing was written; a confirmed run then applies them.
+A user whose userAccountControl is missing keeps its cloud account as it is. Group writeback's member removals are
+guarded the same way against Samba."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from airflow_provider_aadsync.engine.store import cs_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.steps import run_ad_import
-from tests.support.graph import graph_groups, graph_members, graph_users
+from tests.support.graph import graph_groups, graph_managers, graph_members, graph_users
 from tests.support.servers import entra_hook_for, hook_for, trust
 from tests.support.world import ad_group, ad_user, guid, immutable_id, import_delta, import_full
 from tests.support.writeback import WRITEBACK_ON, m365_group, members_in_ad, written_back
@@ -145,6 +145,40 @@ def test_mass_member_removal_stops_per_group_and_in_total_then_a_confirmed_run_a
     assert graph_members(hook, group_id) == {users[immutable_id(guid(n))]["id"] for n in range(21, 31)}
 
 
+def reporting(n: int, to: int | None):
+    """AD user ``n`` whose manager is AD user ``to`` (None: AD holds no manager for it)."""
+    user = ad_user(n)
+    user.references = {"manager": [(guid(to), f"CN=user{to},OU=Users,DC=corp,DC=example")] if to else []}
+    return user
+
+
+def test_mass_manager_clear_stops_before_any_write_then_a_confirmed_run_applies_it(graph_server, tenant_verifying,
+                                                                                   store, rules):  # fmt: skip
+    hook = entra_hook_for(graph_server, tenant_verifying(DOMAIN))
+    exported_world(store, hook, rules, [ad_user(1), *(reporting(n, to=1) for n in range(2, 13))])
+    boss = immutable_id(guid(1))
+    managers = graph_managers(hook)
+    assert managers == {immutable_id(guid(n)): boss for n in range(2, 13)}
+
+    # a slip in the manager flow: every user's manager cleared (no group loses a member, nothing is deleted)
+    import_delta(store, "ad", [reporting(n, to=None) for n in range(2, 13)])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    writes = graph_writes(graph_server)
+    stopped = run_entra_export(store, hook, settings=ExportSettings(member_removal_threshold=10))
+    assert stopped.result == STOPPED_MEMBER_REMOVALS, stopped.detail
+    assert stopped.detail.startswith(
+        "11 member and manager removals are pending (0 group member removals, 11 users whose manager would be cleared)"
+    )
+    assert "`aadsync export-entra --member-removal-threshold 11`" in stopped.detail
+    assert graph_writes(graph_server) == writes, "a guard stop wrote to the tenant"
+    assert graph_managers(hook) == managers
+    assert "member and manager removals 11 of 10 (exceeded)" in render_runs(store, [stopped.run_id])
+
+    confirmed = run_entra_export(store, hook, settings=ExportSettings(member_removal_threshold=11))
+    assert confirmed.result == "success" and confirmed.counters["manager_removes"] == 11
+    assert graph_managers(hook) == {}
+
+
 def test_missing_user_account_control_leaves_the_cloud_account_enabled(graph_server, tenant_verifying, store, rules):
     hook = entra_hook_for(graph_server, tenant_verifying(DOMAIN))
     exported_world(store, hook, rules, [ad_user(1), ad_user(2)])
@@ -232,7 +266,7 @@ def test_the_ad_import_reads_every_attribute_the_rules_need_whatever_the_connect
 
 def test_the_guards_count_the_same_on_postgresql(pg_store):
     """The counting is SQL over the plan: the same answers on PostgreSQL (case-sensitive LIKE, integer division)."""
-    from tests.support.plans import add_group, stage_removes
+    from tests.support.plans import add_group, cs_row, plan_references, stage_removes
     from tests.support.world import world_with_cloud_twins
 
     rules = world_with_cloud_twins(pg_store, 3)
@@ -242,6 +276,10 @@ def test_the_guards_count_the_same_on_postgresql(pg_store):
     stage_removes(pg_store, "entra", "sales", 13, "members")
     add_group(pg_store, "entra", "half", "Half", 40, "members")
     stage_removes(pg_store, "entra", "half", 20, "members")
+    for anchor in ("cleared", "changed"):  # one manager removed, one replaced (a change is no removal)
+        cs_row(pg_store, "entra", anchor, f"users/{anchor}", object_type="user", members=["boss"], attribute="manager")
+        plan_references(pg_store, "entra", anchor, "manager", ["boss"], operation="remove")
+    plan_references(pg_store, "entra", "changed", "manager", ["new-boss"], operation="add")
     changes = count_mass_changes(pg_store, "entra", ExportSettings())
-    assert (changes.disables, changes.member_removes) == (2, 33)
+    assert (changes.disables, changes.member_removes, changes.manager_removes) == (2, 33, 1)
     assert [(g.anchor, g.removes, g.members, g.percent) for g in changes.groups_over_share] == [("sales", 13, 24, 55)]

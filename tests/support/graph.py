@@ -30,3 +30,16 @@ def graph_members(hook, group_id: str) -> set[str]:
         for page in hook.paginate(f"/groups/{group_id}/members", params={"$select": "id", "$top": "999"})
         for member in page["value"]
     }
+
+
+def graph_managers(hook) -> dict[str, str]:
+    """Each user's manager (``$expand=manager``) as ImmutableIds, user -> manager; users without one left out."""
+    users = [
+        user
+        for page in hook.paginate(
+            "/users", params={"$select": "id,onPremisesImmutableId", "$expand": "manager", "$top": "999"}
+        )
+        for user in page["value"]
+    ]
+    immutable = {user["id"]: user.get("onPremisesImmutableId") for user in users}
+    return {user["onPremisesImmutableId"]: immutable[user["manager"]["id"]] for user in users if user.get("manager")}

@@ -6,9 +6,9 @@ read these names, so a changed default changes everywhere at once (and the docs 
 
 from __future__ import annotations
 
-#: Pending deletes, disables, member removals and identity changes above which an export stops before its first
-#: write (Entra Connect's default for deletes; the same number for the other mass changes), and deletes above which an
-#: import stops before changing its connector space.
+#: Pending deletes, disables, member and manager removals and identity changes above which an export stops before its
+#: first write (Entra Connect's default for deletes; the same number for the other mass changes), and deletes above
+#: which an import stops before changing its connector space.
 MASS_CHANGE_THRESHOLD = 500
 DELETION_THRESHOLD = MASS_CHANGE_THRESHOLD
 DISABLE_THRESHOLD = MASS_CHANGE_THRESHOLD

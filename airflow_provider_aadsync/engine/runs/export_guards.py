@@ -10,8 +10,12 @@ and a message that says how to confirm a real mass change:
 - deletes: pending object deletes (``stopped-deletion-threshold-exceeded``);
 - disables: accounts the export would switch off, ``accountEnabled`` true → false (Entra ID) or the ACCOUNTDISABLE
   bit of ``userAccountControl`` newly set (AD) (``stopped-disable-threshold-exceeded``);
-- member removals: member removals in one run, or more than a share of one group's current members when the
-  group has at least ``MEMBER_REMOVAL_GROUP_MINIMUM`` (``stopped-member-removal-threshold-exceeded``);
+- member and manager removals: group member removals plus users whose manager would be cleared (removed and not
+  replaced: a change of manager is not one) in one run, or more than a share of one group's current members when the
+  group has at least ``MEMBER_REMOVAL_GROUP_MINIMUM`` (``stopped-member-removal-threshold-exceeded``). A manager is a
+  reference like a member, and a slip in a manager flow (or in the managers' scope) clears every account's manager,
+  which org charts and approval workflows read, without deleting or disabling anything; it shares the member removal
+  threshold rather than adding a setting of its own;
 - identity changes: accounts whose sign-in name or mail address would change from the value the target holds
   (``userPrincipalName``, ``mail``, AD's ``sAMAccountName``; a change of letter case alone, or a value set where
   there was none, is not one) (``stopped-identity-change-threshold-exceeded``). A slip in a UPN suffix or mail rule
@@ -52,6 +56,8 @@ from airflow_provider_aadsync.engine.store import (
 
 #: Reference attributes that hold group members (AD ``member``, Graph ``members``).
 MEMBER_ATTRIBUTES = ("member", "members")
+#: The reference attribute naming a user's manager (AD ``manager``, Graph's ``manager`` navigation).
+MANAGER_ATTRIBUTES = ("manager",)
 #: Attributes that name an account to the people who use it: its sign-in names and its mail address (lower case).
 IDENTITY_ATTRIBUTES = ("userprincipalname", "mail", "samaccountname")
 _ACCOUNT_DISABLE = 0x2
@@ -75,7 +81,8 @@ class GuardSettings(BaseModel):
     deletion_threshold: int = Field(DELETION_THRESHOLD, ge=0)
     #: More accounts switched off than this stops the export before anything is written.
     disable_threshold: int = Field(DISABLE_THRESHOLD, ge=0)
-    #: More group member removals than this in one run stops the export before anything is written ...
+    #: More group member removals plus managers cleared than this in one run stops the export before anything is
+    #: written ...
     member_removal_threshold: int = Field(MEMBER_REMOVAL_THRESHOLD, ge=0)
     #: ... and so does a group of 20 or more members losing more than this share (percent) of them.
     member_removal_group_percent: int = Field(MEMBER_REMOVAL_GROUP_PERCENT, ge=0, le=100)
@@ -110,6 +117,13 @@ class MassChanges:
     groups_over_share: tuple[GroupRemoval, ...] = ()
     #: Accounts whose sign-in name or mail address changes.
     identity_changes: int = 0
+    #: Users whose manager would be cleared (removed and not replaced); checked with the member removals.
+    manager_removes: int = 0
+
+    @property
+    def reference_removes(self) -> int:
+        """Member removals and managers cleared: what the member removal threshold is checked against."""
+        return self.member_removes + self.manager_removes
 
     def counters(self, settings: GuardSettings) -> dict[str, int]:
         """Run counters: the counts and the thresholds they were checked against (the report shows both)."""
@@ -117,6 +131,7 @@ class MassChanges:
             "planned_deletes": self.deletes,
             "planned_disables": self.disables,
             "planned_member_removes": self.member_removes,
+            "planned_manager_removes": self.manager_removes,
             "groups_over_member_removal_share": len(self.groups_over_share),
             "planned_identity_changes": self.identity_changes,
             "deletion_threshold": settings.deletion_threshold,
@@ -129,8 +144,8 @@ class MassChanges:
 
 # ================================================================================================= counting
 def count_mass_changes(store: Store, connector: str, settings: GuardSettings) -> MassChanges:
-    """Count the plan's deletes, disables, member removals (and the groups over the per-group share) and identity
-    changes."""
+    """Count the plan's deletes, disables, member removals (and the groups over the per-group share), managers cleared
+    and identity changes."""
     with store.engine.connect() as connection:
         deletes = connection.execute(
             sa.select(sa.func.count()).where(
@@ -141,12 +156,23 @@ def count_mass_changes(store: Store, connector: str, settings: GuardSettings) ->
         ).scalar_one()
         disables = _count_disables(connection, connector)
         # A deprovisioned object moved to a holding OU (AD deprovision="move") keeps its memberships.
-        removals = _removals(connector, implicit=getattr(settings, "deprovision", "delete") != "move")
+        implicit = getattr(settings, "deprovision", "delete") != "move"
+        removals = _removals(connector, implicit=implicit)
         removes = connection.execute(sa.select(sa.func.count()).select_from(removals)).scalar_one()
         percent = settings.member_removal_group_percent
         groups = _groups_over_share(connection, connector, percent, removals) if removes else ()
         identity_changes = _count_identity_changes(connection, connector)
-    return MassChanges(deletes, disables, removes, groups, identity_changes)
+        cleared = _manager_removals(connector, implicit=implicit)
+        managers = connection.execute(sa.select(sa.func.count()).select_from(cleared)).scalar_one()
+    return MassChanges(deletes, disables, removes, groups, identity_changes, managers)
+
+
+def _pending_deletes(connector: str) -> sa.Select[Any]:
+    return sa.select(pending_export.c.anchor).where(
+        pending_export.c.connector == connector,
+        pending_export.c.operation == "delete",
+        pending_export.c.state.in_(OPEN_STATES),
+    )
 
 
 def _member_removals(connector: str) -> tuple[sa.ColumnElement[bool], ...]:
@@ -162,11 +188,7 @@ def _removals(connector: str, *, implicit: bool = True) -> sa.Subquery:
     """(group, attribute, member) of every membership the plan ends: explicit member removes, and the memberships of
     objects pending delete (Graph and AD drop a deleted object from every group), each pair once; a group that is
     itself deleted is counted by the deletion guard."""
-    deleted = sa.select(pending_export.c.anchor).where(
-        pending_export.c.connector == connector,
-        pending_export.c.operation == "delete",
-        pending_export.c.state.in_(OPEN_STATES),
-    )
+    deleted = _pending_deletes(connector)
     plan = pending_export_reference.c
     explicit = sa.select(plan.anchor, plan.attribute, plan.target_anchor).where(*_member_removals(connector))
     if not implicit:
@@ -178,6 +200,40 @@ def _removals(connector: str, *, implicit: bool = True) -> sa.Subquery:
         cs_reference.c.anchor.not_in(deleted),
     )
     return sa.union(explicit, of_deleted).subquery("removals")
+
+
+def _manager_removals(connector: str, *, implicit: bool = True) -> sa.Subquery:
+    """(user,) of every user whose manager the plan clears, each once: a manager remove with no manager add for the
+    same user (a change of manager is a remove and an add, and is not counted), and, unless deprovisioned objects
+    are moved (``implicit`` false), the reports of a manager pending delete with no new manager staged (a deleted
+    object is nobody's manager any more). A user that is itself pending delete is counted by the deletion guard."""
+    deleted = _pending_deletes(connector)
+    plan = pending_export_reference.c
+    replaced = sa.select(plan.anchor).where(
+        plan.connector == connector,
+        plan.operation == "add",
+        plan.state.in_(OPEN_STATES),
+        sa.func.lower(plan.attribute).in_(MANAGER_ATTRIBUTES),
+    )
+    explicit = sa.select(plan.anchor).where(
+        plan.connector == connector,
+        plan.operation == "remove",
+        plan.state.in_(OPEN_STATES),
+        sa.func.lower(plan.attribute).in_(MANAGER_ATTRIBUTES),
+        plan.anchor.not_in(replaced),
+        plan.anchor.not_in(deleted),
+    )
+    if not implicit:
+        return explicit.distinct().subquery("managers_cleared")
+    held = cs_reference.c
+    of_deleted = sa.select(held.anchor).where(
+        held.connector == connector,
+        sa.func.lower(held.attribute).in_(MANAGER_ATTRIBUTES),
+        held.target_anchor.in_(deleted),
+        held.anchor.not_in(deleted),
+        held.anchor.not_in(replaced),
+    )
+    return sa.union(explicit, of_deleted).subquery("managers_cleared")
 
 
 def _count_disables(connection: sa.Connection, connector: str) -> int:
@@ -339,16 +395,21 @@ def check_guards(changes: MassChanges, settings: GuardSettings, command: str) ->
                 _confirm("the disables are", "disable threshold", changes.disables, "disable_threshold", command),
             )
         )
-    if changes.member_removes > settings.member_removal_threshold:
+    if changes.reference_removes > settings.member_removal_threshold:
+        pending = (
+            f"{changes.reference_removes:,} member and manager removals are pending ({changes.member_removes:,} "
+            f"group member removals, {changes.manager_removes:,} users whose manager would be cleared)"
+            if changes.manager_removes
+            else f"{changes.member_removes:,} group member removals are pending"
+        )
         found.append(
             (
                 STOPPED_MEMBER_REMOVALS,
-                f"{changes.member_removes:,} group member removals are pending, more than the member removal "
-                f"threshold of {settings.member_removal_threshold:,}",
+                f"{pending}, more than the member removal threshold of {settings.member_removal_threshold:,}",
                 _confirm(
                     "the removals are",
                     "member removal threshold",
-                    changes.member_removes,
+                    changes.reference_removes,
                     "member_removal_threshold",
                     command,
                 ),
@@ -410,20 +471,21 @@ def guard_report_line(counters: Mapping[str, Any]) -> str | None:
     if "disable_threshold" not in counters:
         return None
 
-    def part(label: str, count: str, threshold: str) -> str:
-        number, limit = counters.get(count, 0), counters.get(threshold, 0)
+    def part(label: str, counts: Sequence[str], threshold: str) -> str:
+        number, limit = sum(counters.get(count, 0) for count in counts), counters.get(threshold, 0)
         return f"{label} {number:,} of {limit:,}" + (" (exceeded)" if number > limit else "")
 
     share = counters.get("groups_over_member_removal_share", 0)
+    removals = ("planned_member_removes", "planned_manager_removes")  # one threshold for both (runs before: members)
     return " · ".join(
         [
-            part("deletes", "planned_deletes", "deletion_threshold"),
-            part("disables", "planned_disables", "disable_threshold"),
-            part("member removals", "planned_member_removes", "member_removal_threshold"),
+            part("deletes", ["planned_deletes"], "deletion_threshold"),
+            part("disables", ["planned_disables"], "disable_threshold"),
+            part("member and manager removals", removals, "member_removal_threshold"),
             f"groups losing more than {counters.get('member_removal_group_percent', 0)} % of their members "
             f"{share:,}" + (" (exceeded)" if share else ""),
             *(
-                [part("identity changes", "planned_identity_changes", "identity_change_threshold")]
+                [part("identity changes", ["planned_identity_changes"], "identity_change_threshold")]
                 if "identity_change_threshold" in counters
                 else []
             ),

@@ -2,9 +2,9 @@
 every exporter records in the connector space once a write is confirmed.
 
 The plan is on the run record before the first write (`aadsync report` shows it while the export runs); more pending
-deletes, disables or member removals than their thresholds (engine/runs/export_guards.py) stop the run before anything
-is written; staging stores the plan and writes nothing;
-the error limit stops the exporter; every outcome is recorded with its counters and per-object errors.
+deletes, disables, member and manager removals or identity changes than their thresholds (engine/runs/export_guards.py)
+stop the run before anything is written; staging stores the plan and writes nothing; the error limit stops the
+exporter; every outcome is recorded with its counters and per-object errors.
 """
 
 from __future__ import annotations
