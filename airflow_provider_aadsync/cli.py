@@ -331,6 +331,7 @@ def export_entra_command(
     show_default=True,
     help="Group writeback is opt-in: without it (and --no-consistency-guid-writeback) the AD export writes nothing.",
 )
+@WRITEBACK_OU_OPTION
 @CONSISTENCY_GUID_OPTION
 @click.option("--staging", is_flag=True, help="Compute and store the export plan; write nothing.")
 @click.option(
@@ -356,6 +357,7 @@ def export_entra_command(
 def export_ad_command(
     conn_id: str,
     writeback_enabled: bool,
+    writeback_ou: str | None,
     consistency_guid_writeback: bool,
     staging: bool,
     deletion_threshold: int,
@@ -371,8 +373,10 @@ def export_ad_command(
     connector: str,
 ) -> None:
     """Write the pending exports of one AD connector (group writeback, ConsistencyGuid writeback) to its AD; print the
-    run report and what is left. With several forests, run it once per AD connector (--connector, --conn-id)."""
+    run report and what is left. With several forests, run it once per AD connector (--connector, --conn-id). With
+    --writeback, --writeback-ou (the sync's) must lie under the connection's base DN: checked before any write."""
     from airflow_provider_aadsync.engine.report import render_pending_exports, render_runs
+    from airflow_provider_aadsync.engine.sync.settings import WritebackSettingsError, writeback_ou_required
     from airflow_provider_aadsync.steps import (
         COMPLETED_EXPORT_RESULTS,
         WRITEBACK_OFF_MESSAGE,
@@ -395,10 +399,16 @@ def export_ad_command(
             deprovision=deprovision,
             holding_ou=holding_ou,
         )
+        checked_ou = writeback_ou_required(writeback_ou) if writeback_enabled else None
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     with _open_store(store_url, instance) as store:
-        summary = export_to_ad(_ad_hook(conn_id), store, settings=settings, connector=connector)
+        try:
+            summary = export_to_ad(
+                _ad_hook(conn_id), store, settings=settings, connector=connector, writeback_ou=checked_ou
+            )
+        except WritebackSettingsError as error:  # the OU outside the connection's base DN: refused before writing
+            raise click.ClickException(str(error)) from None
         click.echo(render_runs(store, [summary["run_id"]]) + "\n" + render_pending_exports(store, connector=connector))
     if summary["result"] not in COMPLETED_EXPORT_RESULTS:
         sys.exit(1)

@@ -378,6 +378,8 @@ def sync_cycle_dag(
                 # group writeback goes to the connector ``ad`` only; ConsistencyGuid writeback to every AD connector
                 # (each task skipped, writing nothing, when neither is on for it)
                 writeback_enabled=t.writeback["writeback_enabled"] if name == WRITEBACK_CONNECTOR else False,
+                # checked against this connection's base DN before the first write
+                writeback_ou=t.writeback["writeback_ou"] if name == WRITEBACK_CONNECTOR else None,
                 consistency_guid_writeback=t.consistency_guid["consistency_guid_writeback"] if consistency else False,
                 staging=STAGING,
                 deletion_threshold=t.deletion_threshold,

@@ -32,7 +32,7 @@ from airflow_provider_aadsync.engine.dn import DnError, dn_is_under
 from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.engine.runs.import_attributes import complete_attribute_list
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from airflow_provider_aadsync.engine.sync.settings import check_writeback_ou, load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConfigurationError
 
 if TYPE_CHECKING:
@@ -410,10 +410,17 @@ def export_to_ad(
     settings: ADExportSettings,
     connector: str = "ad",
     lock_holder: str | None = None,
+    writeback_ou: str | None = None,
 ) -> dict[str, Any]:
     """Write one AD connector's pending exports (group writeback, ConsistencyGuid writeback) to its AD through
-    ``hook`` (that forest's connection); return the run's small summary."""
+    ``hook`` (that forest's connection); return the run's small summary.
+
+    ``writeback_ou``: group writeback's OU (the sync's setting; the caller gives it when group writeback is on for
+    this connector): refused before any write unless it lies under the connection's base DN
+    (:class:`~airflow_provider_aadsync.engine.sync.settings.WritebackSettingsError`)."""
     check_holding_ou(settings, hook.settings.base_dn)
+    if writeback_ou is not None:
+        check_writeback_ou(writeback_ou, hook.settings.base_dn)
     try:
         result = run_ad_export(store, hook, connector=connector, settings=settings, lock_holder=lock_holder)  # type: ignore[arg-type]
     finally:

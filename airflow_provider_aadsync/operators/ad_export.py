@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings
 from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.sync.settings import writeback_ou_required
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
 from airflow_provider_aadsync.operators.base import StoreStepOperator, refuse_settings
 from airflow_provider_aadsync.operators.templated import (
@@ -37,6 +38,9 @@ class ADExportOperator(StoreStepOperator):
     :param ad_conn_id: the ``aadsync_ad`` connection (templated); its account needs write access to the writeback OU.
     :param writeback_enabled: group writeback is on (templated; default false): off, the task writes nothing and is
         skipped, saying so (group writeback is opt-in, like the sync's writeback rules).
+    :param writeback_ou: group writeback's OU, the sync's (templated); required when ``writeback_enabled``, and
+        refused before any write unless it lies under the AD connection's base DN (the import would never read the
+        groups back).
     :param consistency_guid_writeback: ConsistencyGuid writeback is on (templated; default true): the users'
         mS-DS-ConsistencyGuid the sync staged are written; with it and group writeback off the task is skipped.
     :param staging: compute and store the export plan, write nothing (templated).
@@ -64,6 +68,7 @@ class ADExportOperator(StoreStepOperator):
     template_fields: Sequence[str] = (
         "ad_conn_id",
         "writeback_enabled",
+        "writeback_ou",
         "consistency_guid_writeback",
         "staging",
         "deletion_threshold",
@@ -84,6 +89,7 @@ class ADExportOperator(StoreStepOperator):
         *,
         ad_conn_id: str = ActiveDirectoryHook.default_conn_name,
         writeback_enabled: bool | str = False,
+        writeback_ou: str | None = None,
         consistency_guid_writeback: bool | str = True,
         staging: bool | str = False,
         deletion_threshold: int | str | None = defaults.DELETION_THRESHOLD,
@@ -100,6 +106,7 @@ class ADExportOperator(StoreStepOperator):
         super().__init__(connector=connector, **kwargs)
         self.ad_conn_id = ad_conn_id
         self.writeback_enabled = writeback_enabled
+        self.writeback_ou = writeback_ou
         self.consistency_guid_writeback = consistency_guid_writeback
         self.staging = staging
         self.deletion_threshold = deletion_threshold
@@ -111,6 +118,7 @@ class ADExportOperator(StoreStepOperator):
         self.deprovision = deprovision
         self.holding_ou = holding_ou
         self._settings: ADExportSettings | None = None
+        self._writeback_ou: str | None = None
 
     def export_settings(self) -> ADExportSettings:
         """The export's settings from the rendered parameters (empty values: the defaults)."""
@@ -126,15 +134,29 @@ class ADExportOperator(StoreStepOperator):
             holding_ou=templated_value(self.holding_ou),
         )
 
+    def writeback_ou_setting(self) -> str | None:
+        """Group writeback's OU when writeback is on (required then), else None (nothing to check)."""
+        if not templated_flag(self.writeback_enabled):
+            return None
+        return writeback_ou_required(templated_value(self.writeback_ou))
+
     def execute(self, context: Context) -> dict[str, Any]:
-        stamp = templated_flag_on(self.consistency_guid_writeback)
-        if not templated_flag(self.writeback_enabled) and not stamp:
+        writeback = templated_flag(self.writeback_enabled)
+        if not writeback and not templated_flag_on(self.consistency_guid_writeback):
             raise AirflowSkipException(WRITEBACK_OFF_MESSAGE)
         # refused settings fail before AD or the store is opened, without retries
         self._settings = refuse_settings(self.step_name, self.export_settings)
+        self._writeback_ou = refuse_settings(self.step_name, self.writeback_ou_setting)
         return super().execute(context)
 
     def run_step(self, store: Store, lock_holder: str) -> dict[str, Any]:
         settings = self._settings or self.export_settings()
         hook = ActiveDirectoryHook(self.ad_conn_id)
-        return export_to_ad(hook, store, settings=settings, connector=self.connector, lock_holder=lock_holder)
+        return export_to_ad(
+            hook,
+            store,
+            settings=settings,
+            connector=self.connector,
+            lock_holder=lock_holder,
+            writeback_ou=self._writeback_ou,  # checked against the connection's base DN before any write
+        )

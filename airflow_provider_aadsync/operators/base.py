@@ -17,6 +17,7 @@ from airflow_provider_aadsync.engine.rules import RuleLoadError
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.secrets import scrub, scrub_value
 from airflow_provider_aadsync.engine.store import Store, StoreInstanceError
+from airflow_provider_aadsync.engine.sync.settings import WritebackSettingsError
 from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConfigurationError
 from airflow_provider_aadsync.hooks.store import store_url_from_connection
 from airflow_provider_aadsync.operators.templated import templated_float, templated_int, templated_value
@@ -34,6 +35,7 @@ CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (
     AirflowNotFoundException,
     ActiveDirectoryConfigurationError,  # a bind in clear not allowed, a base DN outside the naming context or missing
     StoreInstanceError,  # an Entra step whose connection names another tenant than the store's (engine/store/owner.py)
+    WritebackSettingsError,  # a group writeback OU outside the AD connection's base DN (engine/sync/settings.py)
 )
 #: XCom key of the summary of a step that stopped (the task fails, so it has no return value): the report reads it.
 STOPPED_SUMMARY_KEY = "stopped_summary"

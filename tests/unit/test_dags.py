@@ -166,6 +166,8 @@ def test_group_writeback_is_opt_in_through_variables(dagbag):
         flag = dag.get_task(task_id).writeback_enabled
         assert "aadsync_writeback_enabled" in flag and "'false'" in flag, (task_id, flag)
     assert "var.value.get('aadsync_writeback_ou', '')" in dag.get_task("sync_entra").writeback_ou
+    # the AD export checks that OU against its connection's base DN before its first write
+    assert dag.get_task("export_ad").writeback_ou == dag.get_task("sync_entra").writeback_ou
 
 
 @pytest.mark.parametrize("dag_id", ["aadsync_cycle", "aadsync_full"])
@@ -235,6 +237,8 @@ def test_a_connectors_file_gives_one_import_and_one_sync_per_ad_connector_in_the
     assert (fabrikam_export.connector, fabrikam_export.ad_conn_id) == ("ad_fabrikam", "aadsync_ad_fabrikam")
     assert (corp_export.connector, corp_export.ad_conn_id) == ("ad", "aadsync_ad")
     assert fabrikam_export.writeback_enabled is False and "aadsync_writeback_enabled" in corp_export.writeback_enabled
+    # the writeback OU is checked against the base DN of the writeback connector's connection only
+    assert fabrikam_export.writeback_ou is None and "aadsync_writeback_ou" in corp_export.writeback_ou
     assert fabrikam_export.consistency_guid_writeback == corp_export.consistency_guid_writeback != False  # noqa: E712
     assert fabrikam_export.trigger_rule == "none_failed"  # runs when export_ad is skipped (writeback off)
     assert {dag.get_task(t).entra_conn_id for t in ("import_entra", "export_entra")} == {"aadsync_entra_prod"}

@@ -11,6 +11,7 @@ from typing import Literal
 
 from airflow_provider_aadsync.engine.connectors.entra.extensions import cs_attribute, extension_name
 from airflow_provider_aadsync.engine.connectors.kinds import connector_kind
+from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, normalize_dn
 from airflow_provider_aadsync.engine.rules import (
     Direction,
     RuleSet,
@@ -73,20 +74,52 @@ def writeback_limit(value: int | str | None = None) -> int:
 
 
 class WritebackSettingsError(ValueError):
-    """Group writeback is on but not configured: raised before anything runs, naming the setting to fix."""
+    """Group writeback is on but not configured, or configured with an OU it cannot use: raised before anything
+    runs, naming the setting to fix."""
+
+
+#: Where the writeback OU is set, for the errors that name it.
+_WRITEBACK_OU_SETTING = "the Airflow Variable aadsync_writeback_ou (CLI: --writeback-ou; operators: writeback_ou)"
 
 
 def writeback_ou_required(writeback_ou: str | None) -> str:
-    """The writeback OU, or a clear error when writeback is on without one."""
+    """The writeback OU, or a clear error when writeback is on without one or with a text that is no DN."""
     ou = (writeback_ou or "").strip()
     if not ou:
         raise WritebackSettingsError(
-            "group writeback is on but no writeback OU is set: set the Airflow Variable aadsync_writeback_ou (CLI: "
-            "--writeback-ou; operators: writeback_ou) to the OU written-back groups are created in, under the AD "
-            "connection's base DN; or turn writeback off (Variable aadsync_writeback_enabled = false, CLI: "
-            "--no-writeback)"
+            f"group writeback is on but no writeback OU is set: set {_WRITEBACK_OU_SETTING} to the OU written-back "
+            "groups are created in, under the AD connection's base DN; or turn writeback off (Variable "
+            "aadsync_writeback_enabled = false, CLI: --no-writeback)"
         )
+    try:
+        normalize_dn(ou)  # parsed by ldap3's parse_dn (engine/dn.py)
+    except DnError as error:
+        raise WritebackSettingsError(f"the group writeback OU is not usable: {error}; set {_WRITEBACK_OU_SETTING} "
+                                     "to the DN of an OU under the AD connection's base DN") from None  # fmt: skip
     return ou
+
+
+def check_writeback_ou(writeback_ou: str, base_dn: str) -> None:
+    """Refuse a writeback OU outside the base DN of the AD connection group writeback writes through (the
+    connector ``ad``'s): the AD import reads only that subtree, so it would never see the groups written there, and
+    every cycle would create them again (or the export would fail object by object). Compared RDN by RDN, any
+    spelling (:func:`~airflow_provider_aadsync.engine.dn.dn_is_under`): ``OU=W,DC=notcontoso,DC=com`` is not under
+    ``DC=contoso,DC=com``. The base DN itself is inside.
+
+    :raise WritebackSettingsError: the OU is outside the base DN, or is no DN.
+    """
+    ou = writeback_ou_required(writeback_ou)
+    try:
+        inside = dn_is_under(ou, base_dn)
+    except DnError as error:  # the base DN (the OU was parsed above): the connection's own check names it
+        raise WritebackSettingsError(f"the AD connection's base DN is not usable: {error}") from None
+    if not inside:
+        raise WritebackSettingsError(
+            f"the group writeback OU {ou!r} lies outside the AD connection's base DN {base_dn!r}: the AD import "
+            "reads only the base DN, so it would never see the groups written there and every cycle would create "
+            f"them again; set {_WRITEBACK_OU_SETTING} to an OU under {base_dn!r} (or the connection's base_dn extra "
+            "to a DN above the OU)"
+        )
 
 
 def rule_parameters(
