@@ -99,7 +99,7 @@ class Joins:
                 if not candidates:
                     break
                 matches = self._join_matches(frame.loc[candidates], group, compiled.rule.target_object_type)
-                refusals = self._refusals(frame.loc[[a for a in candidates if a in matches]], compiled, group)
+                refusals = match_refusals(frame.loc[[a for a in candidates if a in matches]], compiled, group)
                 for anchor in candidates:
                     found = matches.get(anchor, set())
                     if not found:
@@ -220,38 +220,6 @@ class Joins:
             )
             self.state.note("decision", "not joined: several rules with join criteria are in scope")
         return kept
-
-    def _refusals(
-        self, frame: pd.DataFrame, compiled: CompiledRule, group: Sequence[Any]
-    ) -> dict[str, tuple[str, str]]:
-        """Objects a match must not join, with the error code and message: held by another engine (the rule's
-        ``held_by_other_engine`` attribute is True), or soft-matched while holding another anchor (a value in a
-        hard-match attribute, e.g. a different onPremisesImmutableId: never overwritten)."""
-        refused: dict[str, tuple[str, str]] = {}
-        if frame.empty:
-            return refused
-        held = compiled.rule.held_by_other_engine
-        if held:
-            for anchor, cell in zip(frame.index, column_of(frame, held), strict=True):
-                if any(str(value).casefold() == "true" for value in cell_values(cell)):
-                    refused[anchor] = (
-                        "held-by-other-engine",
-                        f"{held} is true: another sync engine still masters this object; turn off the other "
-                        "engine's directory synchronization first (the object becomes cloud-managed), then sync again",
-                    )
-        if any(pair.soft_match for pair in group):
-            hard = [p.source for g in compiled.join_groups if not any(q.soft_match for q in g) for p in g]
-            for source in hard:
-                for anchor, cell in zip(frame.index, column_of(frame, source), strict=True):
-                    values = [str(v) for v in cell_values(cell) if str(v)]
-                    if values and anchor not in refused:
-                        matched_on = ", ".join(p.source for p in group)
-                        refused[anchor] = (
-                            "anchor-mismatch",
-                            f"soft match on {matched_on}, but this object's {source} holds {values[0]!r}, another "
-                            "anchor: it is never overwritten; clear it in the tenant if the object is this one",
-                        )
-        return refused
 
     def _refuse(self, anchor: str, dn: str, target: int, refusal: tuple[str, str], taken: dict[int, str]) -> None:
         """A per-object error for a refused match. A create sync had planned for the matched object is held as
@@ -537,3 +505,34 @@ class Joins:
         # Groups' unsent member adds naming the object being deleted go too (their groups may not be evaluated again).
         self.staging.withdraw_member_adds(connector, [anchor])
         self.staging.stage(connector, anchor, row.object_type, row.dn, "delete", {})
+
+
+def match_refusals(frame: pd.DataFrame, compiled: CompiledRule, group: Sequence[Any]) -> dict[str, tuple[str, str]]:
+    """Objects a match must not join, with the error code and message: held by another engine (the rule's
+    ``held_by_other_engine`` attribute is True), or soft-matched while holding another anchor (a value in a
+    hard-match attribute, e.g. a different onPremisesImmutableId: never overwritten)."""
+    refused: dict[str, tuple[str, str]] = {}
+    if frame.empty:
+        return refused
+    held = compiled.rule.held_by_other_engine
+    if held:
+        for anchor, cell in zip(frame.index, column_of(frame, held), strict=True):
+            if any(str(value).casefold() == "true" for value in cell_values(cell)):
+                refused[anchor] = (
+                    "held-by-other-engine",
+                    f"{held} is true: another sync engine still masters this object; turn off the other "
+                    "engine's directory synchronization first (the object becomes cloud-managed), then sync again",
+                )
+    if any(pair.soft_match for pair in group):
+        hard = [p.source for g in compiled.join_groups if not any(q.soft_match for q in g) for p in g]
+        for source in hard:
+            for anchor, cell in zip(frame.index, column_of(frame, source), strict=True):
+                values = [str(v) for v in cell_values(cell) if str(v)]
+                if values and anchor not in refused:
+                    matched_on = ", ".join(p.source for p in group)
+                    refused[anchor] = (
+                        "anchor-mismatch",
+                        f"soft match on {matched_on}, but this object's {source} holds {values[0]!r}, another "
+                        "anchor: it is never overwritten; clear it in the tenant if the object is this one",
+                    )
+    return refused

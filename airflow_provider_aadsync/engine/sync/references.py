@@ -81,7 +81,7 @@ class References:
             )
         clears: list[tuple[int, str]] = list(self.state.reference_clears)
         if not dirty:
-            self._clear_mv_references(clears)
+            clear_mv_references(self.state, clears)
             return
         plan: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)  # (cs attr, mv attr) → [(anchor, mv)]
         summaries = self.state.reference_summaries
@@ -112,7 +112,7 @@ class References:
                 clears += [(mv_id, attribute) for attribute in missing]
         for (source, target), members in plan.items():
             self._sync_mv_references(source, target, members)
-        self._clear_mv_references(clears)
+        clear_mv_references(self.state, clears)
 
     def _reference_source(self, rule_name: str, target: str) -> str | None:
         compiled = self.state.rules_by_name.get(rule_name)
@@ -181,21 +181,20 @@ class References:
                 {"attribute": attribute, "adds": len(adds), "removes": len(removes)}
             )
 
-    def _clear_mv_references(self, clears: Sequence[tuple[int, str]]) -> None:
-        """Drop the reference rows of attributes nobody contributes any more (one statement per chunk)."""
-        by_attribute: dict[str, list[int]] = defaultdict(list)
-        for mv_id, attribute in clears:
-            by_attribute[attribute].append(mv_id)
-        for attribute, mv_ids in by_attribute.items():
-            for chunk in chunks(mv_ids, IN_CHUNK):
-                condition = sa.and_(mv_reference.c.attribute == attribute, among(mv_reference.c.mv_id, chunk))
-                cleared = (
-                    self.state.connection.execute(sa.select(mv_reference.c.mv_id).where(condition).distinct())
-                    .scalars()
-                    .all()
-                )
-                if not cleared:
-                    continue
-                removed = self.state.connection.execute(sa.delete(mv_reference).where(condition)).rowcount
-                self.state.counters["metaverse_reference_removes"] += removed
-                self.state.touched_mv.update(cleared)
+
+def clear_mv_references(state: SyncPass, clears: Sequence[tuple[int, str]]) -> None:
+    """Drop the reference rows of attributes nobody contributes any more (one statement per chunk)."""
+    by_attribute: dict[str, list[int]] = defaultdict(list)
+    for mv_id, attribute in clears:
+        by_attribute[attribute].append(mv_id)
+    for attribute, mv_ids in by_attribute.items():
+        for chunk in chunks(mv_ids, IN_CHUNK):
+            condition = sa.and_(mv_reference.c.attribute == attribute, among(mv_reference.c.mv_id, chunk))
+            cleared = (
+                state.connection.execute(sa.select(mv_reference.c.mv_id).where(condition).distinct()).scalars().all()
+            )
+            if not cleared:
+                continue
+            removed = state.connection.execute(sa.delete(mv_reference).where(condition)).rowcount
+            state.counters["metaverse_reference_removes"] += removed
+            state.touched_mv.update(cleared)
