@@ -48,6 +48,7 @@ from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
 from airflow_provider_aadsync.engine.sync.schema import cell_values
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
+from airflow_provider_aadsync.engine.sync.unjoined import staged_deletes
 
 
 class Joins:
@@ -86,6 +87,15 @@ class Joins:
             self.state.note("decision", f"already joined to metaverse object {int(part['mv_id'].iloc[0])}")
 
         pending = list(part.index[~linked & in_scope])
+        if pending:
+            # Deprovisioned, its delete not exported yet: it stays a disconnector. Joined again, the outbound half would
+            # deprovision it again, each pass; back in the outbound scope, the outbound half joins it (unjoined.py).
+            deleting = staged_deletes(self.state)
+            kept = [anchor for anchor in pending if anchor not in deleting]
+            if len(kept) < len(pending):
+                self.state.counters["disconnectors"] += len(pending) - len(kept)
+                self.state.note("decision", "stays a disconnector: deprovisioned, its delete is not exported yet")
+            pending = kept
         in_scope_of = members_by_rule(scope)
         pending = self._refuse_several_join_rules(part, pending, linking, in_scope_of)
         new_links: list[dict[str, Any]] = []

@@ -40,6 +40,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
 from airflow_provider_aadsync.engine.sync.joins import Joins
 from airflow_provider_aadsync.engine.sync.lookups import holders_of
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
+from airflow_provider_aadsync.engine.sync.recall import recall
 from airflow_provider_aadsync.engine.sync.schema import METAVERSE, cell_values
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
@@ -65,6 +66,8 @@ class Outbound:
         self._single_plans: dict[str, tuple[list[str], list[tuple[str, str]]] | None] = {}
         #: The random part of provisional anchors (frames.random_uuid4s).
         self._uuids = random_uuid4s()
+        #: Metaverse objects whose values a deprovision's recall changed (recall.py): evaluated once more.
+        self._recalled: set[int] = set()
 
     def outbound(self, mv_ids: Sequence[int]) -> None:
         if not self.state.outbound_rules or not mv_ids:
@@ -95,6 +98,8 @@ class Outbound:
             # every link of the connector per chunk (46 s of a 100k-user full sync).
             referencing = holders_of(self.state.connection, mv_reference.c.mv_id, mv_reference.c.target_mv_id, new_ids)
             holders.update(m for m in referencing if m not in evaluated)
+        # Those a deprovision's recall changed go through the other connectors' rules again, with their values now.
+        holders |= self._recalled
         for chunk in chunks(sorted(holders), self.state.batch_rows):
             self._outbound_batch(chunk, reference_work, defaultdict(set))
         for (connector, mv_attribute, cs_attribute), groups in reference_work.items():
@@ -203,6 +208,7 @@ class Outbound:
         new_objects: list[dict[str, Any]] = []
         new_links: list[dict[str, Any]] = []
         withdrawn: list[str] = []  # joined objects out of every rule's scope: their pending updates go
+        unlinked: list[tuple[str, int, str]] = []  # deprovisioned: what they contributed is recalled (recall.py)
         now = utcnow()  # one timestamp for the new rows: the store formats one object once
         for mv_id in mv_ids:
             in_scope = [r for r in rules if mv_id in in_scope_of[r.rule.name]]
@@ -283,6 +289,7 @@ class Outbound:
                 )
                 self.joins.deprovision(connector, anchor)
                 moved[connector].add(mv_id)  # the groups holding it stop naming it (a member remove, if exported)
+                unlinked.append((anchor, mv_id, current[anchor]["object_type"] if anchor in current else ""))
                 continue
             if not in_scope:
                 withdrawn.append(anchor)  # an update staged while it was in scope is not exported now
@@ -320,6 +327,7 @@ class Outbound:
         self.staging.withdraw_updates(connector, withdrawn)
         self.staging.stage_many(connector, staged)
         self.staging.stage_many(connector, provisioned_adds, new=True)
+        self._recalled |= recall(self.state, self.metaverse, connector, unlinked)
 
     @staticmethod
     def _changes(

@@ -112,6 +112,9 @@ class SyncPass:
         #: Per target connector: its unjoined objects with an unsent delete, by hard-match value (unjoined.py), read
         #: once per pass at the first create that may rejoin one.
         self.unjoined_deletes: dict[str, dict[tuple[str, str, str], tuple[str, dict[str, Any]]]] = {}
+        #: The objects of this connector with a staged delete (unjoined.staged_deletes), read once per pass at the
+        #: first unjoined object a rule might join.
+        self.staged_deletes: set[str] | None = None
         #: (metaverse id, reference attribute) whose only contributor was disconnected in this pass: their rows go.
         self.reference_clears: list[tuple[int, str]] = []
         #: Live anchors processed (their pending import is cleared at the end).

@@ -1,6 +1,10 @@
 """The unjoined (disconnector) objects of one target connector the outbound half may join instead of creating a
 second object: one an earlier export wrote (a provisioning rule's ``rejoin_on`` mark), or one sync deprovisioned whose
-delete is not exported yet (found by its hard-match anchor)."""
+delete is not exported yet (found by its hard-match anchor).
+
+An object sync deprovisioned stays a disconnector while its delete is pending (:func:`staged_deletes`): no join or
+projection rule of its own connector links it again. Only the outbound half does, when the object it left comes back
+in the outbound scope before the export (:meth:`Unjoined.take_deleted`), and withdraws the delete then."""
 
 from __future__ import annotations
 
@@ -10,10 +14,22 @@ from typing import Any
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
+from airflow_provider_aadsync.engine.runs.cs_writer import PENDING_UPDATE
 from airflow_provider_aadsync.engine.store import cs_object, link, pending_export
 from airflow_provider_aadsync.engine.sync.frames import load_json
 from airflow_provider_aadsync.engine.sync.schema import cell_values
 from airflow_provider_aadsync.engine.sync.state import SyncPass
+
+
+def staged_deletes(state: SyncPass) -> set[str]:
+    """The objects of the pass's connector with a staged delete, in any state (pending, sent, failed): sync
+    deprovisioned them and no export has removed them yet. Read once per pass."""
+    if state.staged_deletes is None:
+        query = sa.select(pending_export.c.anchor).where(
+            pending_export.c.connector == state.connector, pending_export.c.operation == "delete"
+        )
+        state.staged_deletes = set(state.connection.execute(query).scalars())
+    return state.staged_deletes
 
 
 class Unjoined:
@@ -42,8 +58,25 @@ class Unjoined:
                 key = (object_type.casefold(), name.lower(), str(values[0]).casefold())
                 found = deleting.pop(key, None)
                 if found is not None:
+                    self._sync_again(found[0])
                     return found
         return None
+
+    def _sync_again(self, anchor: str) -> None:
+        """What a deprovisioned object contributed was recalled (recall.py): joined again, it gets a pending import, so
+        its connector's next sync, a delta one too, brings its values back. A pass of that connector which read the
+        object's own pending import leaves it set."""
+        self.state.connection.execute(
+            sa.update(cs_object)
+            .where(
+                cs_object.c.connector == self.connector,
+                cs_object.c.anchor == anchor,
+                cs_object.c.pending_import.is_(None),
+            )
+            .values(pending_import=PENDING_UPDATE)
+        )
+        if self.connector == self.state.connector and anchor in self.state.processed:
+            self.state.processed.remove(anchor)
 
     def _load_deleting(self) -> dict[tuple[str, str, str], tuple[str, dict[str, Any]]]:
         query = (

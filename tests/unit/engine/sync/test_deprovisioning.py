@@ -25,6 +25,7 @@ from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import (
     ad_user,
+    cloud_twin,
     deleted,
     entra_user,
     exports,
@@ -426,3 +427,93 @@ def test_a_disconnected_accounts_unsent_update_goes_with_the_link(store):
     run_sync(store, rules, connector="hr", mode="delta")
     assert ("dir", "dir-1") not in links(store)
     assert "dir-1" not in exports(store, "dir"), exports(store, "dir")
+
+
+# ------------------------------------------------------------------------------- a deprovisioned cloud user stays out
+# A joined cloud user whose person becomes cloudFiltered is deprovisioned: its link goes and its delete is staged.
+# Until that delete is exported, the cloud user is a disconnector with a pending delete, and it stays one: the
+# product never joins it again. Here every sync of the Entra connector (full, or delta after a change of the cloud
+# user) joined it to the person again, and the outbound half deprovisioned it again: a link made and removed per
+# pass. And the link went without the Entra connector's contributions (attribute recall): the person kept the
+# cloudAnchor of a cloud user no longer joined to it.
+
+
+def entra_passes() -> list[tuple[str, list[SourceObject]]]:
+    """The Entra syncs run while the delete is pending: two full ones, then a delta one after a change in the tenant."""
+    return [("full", []), ("full", []), ("delta", [cloud_twin(2, displayName="User 2 (renamed in the tenant)")])]
+
+
+def pending_rows(store: Store, connector: str = "entra") -> dict[str, tuple]:
+    """Every column of the connector's pending exports, by anchor (a delete "exactly as it was")."""
+    with store.engine.connect() as connection:
+        rows = connection.execute(sa.select(pending_export).where(pending_export.c.connector == connector)).all()
+    return {row.anchor: tuple(row) for row in rows}
+
+
+def entra_contributions(store: Store, mv_id: int) -> dict[str, list[str]]:
+    """The attributes of metaverse object ``mv_id`` the Entra connector contributes, with their contributor keys."""
+    with store.engine.connect() as connection:
+        stored = connection.execute(sa.select(mv_object.c.contributions).where(mv_object.c.id == mv_id)).scalar_one()
+    return {name: [k for k in keys if k.startswith("entra|")] for name, keys in json.loads(stored).items()
+            if any(k.startswith("entra|") for k in keys)}  # fmt: skip
+
+
+def deprovisioned_cloud_user(store: Store):
+    """Two users joined to their cloud twins; user 2 becomes cloudFiltered and an AD delta sync deprovisions its twin.
+    Returns the rules and user 2's metaverse id."""
+    rules = world_with_cloud_twins(store, 2)
+    bob_id, bob = mv_by(store, "accountName", "user2")
+    assert bob["cloudAnchor"] == ["cloud-2"]
+    assert entra_contributions(store, bob_id) == {"cloudAnchor": ["entra|In from AAD - User Join"]}
+    import_delta(store, "ad", [ad_user(2, msExchRecipientTypeDetails=FILTERED)])  # out of every Entra rule's scope
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    assert exports(store) == {
+        "cloud-2": {"operation": "delete", "changes": {}, "state": "pending", "dn": "users/cloud-2"}
+    }
+    assert ("entra", "cloud-2") not in links(store)
+    return rules, bob_id
+
+
+def test_a_deprovisioned_cloud_user_stays_a_disconnector_until_its_delete_is_exported(store):
+    rules, bob_id = deprovisioned_cloud_user(store)
+    staged = pending_rows(store)
+    for mode, changes in entra_passes():
+        if changes:
+            import_delta(store, "entra", changes)
+        result = run_sync(store, rules, connector="entra", mode=mode)
+        assert result.result == "success", (mode, result)
+        made_and_removed = {k: result.counters[k] for k in ("joins", "disconnections", "export_deletes_staged")}
+        assert made_and_removed == {"joins": 0, "disconnections": 0, "export_deletes_staged": 0}, (
+            mode,
+            result.counters,
+        )
+        assert result.counters["disconnectors"] == 1, (mode, result.counters)
+        assert ("entra", "cloud-2") not in links(store), mode
+        assert pending_rows(store) == staged, mode  # the delete exactly as it was
+
+    # Back in scope before the export: the AD pass joins the cloud user again and withdraws its delete.
+    import_delta(store, "ad", [ad_user(2, msExchRecipientTypeDetails="1")])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    assert links(store, "entra")[("entra", "cloud-2")] == (bob_id, "join")
+    planned = {anchor: (row["operation"], row["changes"]) for anchor, row in exports(store).items()}
+    assert planned == {"cloud-2": ("update", {"displayName": ["User 2"]})}  # the tenant's rename is corrected
+
+
+def test_a_deprovisioned_cloud_users_contributions_are_recalled(store):
+    rules, bob_id = deprovisioned_cloud_user(store)
+    assert "cloudAnchor" not in mv_by(store, "accountName", "user2")[1]
+    assert entra_contributions(store, bob_id) == {}
+    for mode, changes in entra_passes():
+        if changes:
+            import_delta(store, "entra", changes)
+        assert run_sync(store, rules, connector="entra", mode=mode).result == "success"
+        assert "cloudAnchor" not in mv_by(store, "accountName", "user2")[1], mode
+        assert entra_contributions(store, bob_id) == {}, mode
+
+    # Joined again by the AD pass (back in scope before the export): the next sync of Entra, a delta one, brings its
+    # values back.
+    import_delta(store, "ad", [ad_user(2, msExchRecipientTypeDetails="1")])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    assert run_sync(store, rules, connector="entra", mode="delta").result == "success"
+    assert mv_by(store, "accountName", "user2")[1]["cloudAnchor"] == ["cloud-2"]
+    assert entra_contributions(store, bob_id) == {"cloudAnchor": ["entra|In from AAD - User Join"]}
