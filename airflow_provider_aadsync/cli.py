@@ -32,6 +32,7 @@ from airflow_provider_aadsync.cli_options import (
 from airflow_provider_aadsync.cli_status import status_command
 from airflow_provider_aadsync.cli_store import echo_json as _echo_json
 from airflow_provider_aadsync.cli_store import open_store as _open_store
+from airflow_provider_aadsync.cli_store import open_store_to_read as _open_store_to_read
 from airflow_provider_aadsync.cli_store import store_group
 from airflow_provider_aadsync.cli_store import store_options as _store_options
 from airflow_provider_aadsync.cli_values import EXPR_VALUE_HELP, json_value, name_values
@@ -181,7 +182,7 @@ def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last:
     manager's /aadsync/api/runs/{id}: {"store", "runs": [run with "errors", "errors_total", "conflicts"]}."""
     from airflow_provider_aadsync.engine.report import render_runs
 
-    with _open_store(store_url, instance) as store:
+    with _open_store_to_read(store_url, instance) as store:
         if as_json:
             from airflow_provider_aadsync.engine.browse.runs import run_detail
 
@@ -426,7 +427,7 @@ def export_plan_command(connector: str, limit: int, store_url: str | None, insta
     manager's /aadsync/api/export-plan."""
     from airflow_provider_aadsync.engine.report import render_export_plan
 
-    with _open_store(store_url, instance) as store:
+    with _open_store_to_read(store_url, instance) as store:
         if as_json:
             from airflow_provider_aadsync.engine.browse.plan import export_plan
 
@@ -505,7 +506,7 @@ def preview_command(
         writeback_ou=writeback_ou, writeback_naming=writeback_naming, block_soft_match=block_soft_match,
         directory_extensions=directory_extensions, consistency_guid_writeback=consistency_guid_writeback,
     )  # fmt: skip
-    with _open_store(store_url, instance) as store:
+    with _open_store_to_read(store_url, instance) as store:
         try:
             trace = preview(store, rules, connector=connector, anchor=anchor, dn=dn)
         except PreviewError as error:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from airflow_provider_aadsync.cli_store import echo_json, open_store, store_options
+from airflow_provider_aadsync.cli_store import echo_json, open_store_to_read, store_options
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -36,7 +36,7 @@ def status_command(store_url: str | None, instance: str, as_json: bool) -> None:
     export step (step)."""
     from airflow_provider_aadsync.engine.store import scopes, utcnow
 
-    with open_store(store_url, instance) as store:
+    with open_store_to_read(store_url, instance) as store:
         overview = scopes.lock_overview(store.engine, instance, utcnow())
         if as_json:
             echo_json({"store": store.display_url, **overview})

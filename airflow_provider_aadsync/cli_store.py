@@ -70,6 +70,13 @@ def open_store(store_url: str | None, instance: str) -> Store:
     return Store.open(store_url_given(store_url), instance=instance)
 
 
+def open_store_to_read(store_url: str | None, instance: str) -> Store:
+    """The store as :func:`open_store` names it, opened as it is for a command that only reads it (report, status,
+    export-plan, preview): like the sync manager, it never creates, claims or migrates a store, so a mistyped --store
+    or --instance is an error saying so, not a new empty store (``Store.open_existing``)."""
+    return Store.open_existing(store_url_given(store_url), instance=instance)
+
+
 @click.group("store")
 def store_group() -> None:
     """The store itself: which sync instance owns it (engine/store/owner.py)."""

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from airflow_provider_aadsync.cli import main
+from airflow_provider_aadsync.engine.store import Store, owner
 
 SECRET = "Cl1ent-S3cret-for-the-CLI"
 
@@ -52,7 +53,7 @@ def test_verbose_shows_the_traceback_scrubbed(runner, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError(f"could not open {SECRET}")
 
-    monkeypatch.setattr("airflow_provider_aadsync.cli._open_store", fail)
+    monkeypatch.setattr("airflow_provider_aadsync.cli._open_store_to_read", fail)
     plain = runner.invoke(main, ["report"])
     assert plain.exit_code == 1
     assert plain.stderr.strip() == "Error: OSError: could not open *** (-v shows the traceback)"
@@ -65,7 +66,33 @@ def test_store_from_an_airflow_connection(runner, tmp_path, monkeypatch):
     store = tmp_path / "from-conn.sqlite"
     monkeypatch.setenv("AIRFLOW_CONN_LOCAL_STORE", json.dumps({"conn_type": "sqlite", "host": str(store)}))
     result = runner.invoke(main, ["report", "--store-conn-id", "local_store"])
+    # A command that only reads never creates the store (a mistyped name would leave an empty one behind).
+    assert result.exit_code == 1 and "does not exist yet: the first sync step" in result.stderr
+    assert not store.exists()
+    Store.open(f"sqlite:///{store}").close()  # what the first step does
+    result = runner.invoke(main, ["report", "--store-conn-id", "local_store"])
     assert result.exit_code == 0, result.output + result.stderr
-    assert store.exists() and "No runs recorded in this store yet" in result.output
+    assert "No runs recorded in this store yet" in result.output
     both = runner.invoke(main, ["report", "--store-conn-id", "local_store", "--store", f"sqlite:///{store}"])
     assert both.exit_code == 2 and "give --store or --store-conn-id, not both" in both.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report"],
+        ["status"],
+        ["export-plan", "--connector", "entra"],
+        ["preview", "--connector", "ad", "--anchor", "a"],
+    ],
+)
+def test_a_reading_command_never_creates_or_claims_a_store(runner, tmp_path, command):
+    missing = tmp_path / "typo.sqlite"
+    result = runner.invoke(main, [*command, "--store", f"sqlite:///{missing}"])
+    assert result.exit_code == 1 and "does not exist yet: the first sync step" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    unmarked = Store(f"sqlite:///{tmp_path / 'unmarked.sqlite'}")
+    unmarked.migrate()  # a current schema no instance has claimed yet
+    runner.invoke(main, [*command, "--store", unmarked.url, "--instance", "emea"])
+    assert owner.read_owner(unmarked.engine) is None  # not claimed for the instance named by mistake
+    unmarked.close()
