@@ -120,7 +120,7 @@ def test_scope_that_suddenly_sees_nothing_stops_and_the_confirmed_rerun_applies_
     # the import reads the empty OU itself (it stays), and nothing below it: it saw nothing
     assert STOPPED_DELETION_THRESHOLD in stopped.output
     assert f"would delete {imported - 1:,} of the {imported:,} objects" in stopped.output
-    assert f"saw no object in scope, but the connector space holds {imported:,}" in stopped.output
+    assert f"saw no user, group or contact in scope, but the connector space holds {imported:,}" in stopped.output
     assert f"--confirm-mass-removal {imported - 1}" in stopped.output and "OU=Empty Scope" in stopped.output
     assert snapshot(store) == before  # the connector space is untouched
     assert store.get_watermark("ad", dc.base_dn) == cookie  # and the DirSync cookie did not move
@@ -178,7 +178,7 @@ def test_dag_run_stops_at_the_import_and_the_confirm_param_applies_it(dc, graph_
     assert after_imports and set(after_imports.values()) <= {"upstream_failed", "skipped"}, after_imports
     report = airflow.report(stopped)
     assert f"| {STOPPED_DELETION_THRESHOLD} | stopped before any change:" in report, report
-    assert "saw no object in scope" in report and f"`confirm_mass_removal` = {imported - 1}" in report
+    assert "saw no user, group or contact in scope" in report and f"`confirm_mass_removal` = {imported - 1}" in report
     with main_store(airflow) as store:
         assert snapshot(store, "ad") == before  # the stopped AD import's rows as they were
     assert write_requests(graph_server) == writes

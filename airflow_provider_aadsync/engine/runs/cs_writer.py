@@ -242,18 +242,19 @@ class ConnectorSpaceWriter:
         stored = self._load_rows([obj.anchor for obj in objects])
         self.write_delta_page([obj for obj in objects if obj.anchor in stored and not stored[obj.anchor]["is_deleted"]])
 
-    def finish_full(self, *, scope_roots: Iterable[str] = ()) -> None:
+    def finish_full(self, *, not_counted: Iterable[str] = ()) -> None:
         """Everything the connector space holds alive that this full import did not see was deleted.
 
-        ``scope_roots``: anchors read that are the scope itself (AD: the base OU), not objects in it; the import
-        guard does not count them as having seen something.
+        ``not_counted``: anchors read that say nothing about whether the scope holds what it should (AD: the base
+        OU itself, and the OUs and containers, read whatever the OU filter or the pilot group let through); the
+        import guard does not count them as having seen something.
         """
         if self._index is None:
             raise RuntimeError("begin_full() must be called before finish_full()")
         alive = self._index[self._index["is_deleted"].ne(True)]
         missing = alive.index.difference(pd.Index(list(self._seen)))
         if self.removal_check is not None:
-            seen = len(self._seen - set(scope_roots))
+            seen = len(self._seen - set(not_counted))
             self.removal_check(mode="full", deletes=len(missing), space_size=len(alive), seen=seen)
         if len(missing):
             progress.current().start_phase("deleting what the import did not see", len(missing))

@@ -124,6 +124,7 @@ class ImportGuard:
         seen: int | None = None,
         scope: str | None = None,
         command: str | None = None,
+        seen_what: str = "object",
     ) -> None:
         """Raise :class:`MassRemovalStopped` when this import would remove too much; do nothing when it removes as
         many as were confirmed.
@@ -133,13 +134,15 @@ class ImportGuard:
         :param seen: objects a full import read in scope (None for a delta).
         :param scope: what the import reads, for the message ("base DN X on server Y").
         :param command: the CLI command that runs this import (``import-ad``), for the advice.
+        :param seen_what: what ``seen`` counts, for the message (AD: "user, group or contact"; its OUs and
+            containers are read whatever the scope holds, so they do not count).
         """
         if self.confirms(deletes):
             return
         share = deletes / space_size if space_size else 1.0
         reasons = []
         if mode == "full" and seen == 0 and space_size:
-            reasons.append(f"it saw no object in scope, but the connector space holds {space_size:,}")
+            reasons.append(f"it saw no {seen_what} in scope, but the connector space holds {space_size:,}")
         if deletes > self.deletion_threshold:
             reasons.append(f"that is more than the import deletion threshold of {self.deletion_threshold:,}")
         if deletes > SHARE_MINIMUM and share > self.deletion_share:

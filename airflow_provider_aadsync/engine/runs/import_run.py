@@ -71,7 +71,8 @@ class ImportSteps(Protocol):
     def server_name(self) -> str | None: ...
 
     # Optional, for the import guard's message (read with getattr): ``command`` (the CLI command running this
-    # import, "import-ad") and ``describe_scope() -> str`` (what the import reads: "base DN X on server Y").
+    # import, "import-ad"), ``describe_scope() -> str`` (what the import reads: "base DN X on server Y") and
+    # ``counted`` (what its full import's ``seen`` counts: "user, group or contact"; default "object").
 
     def full(self, writer: ConnectorSpaceWriter, errors: ErrorSink) -> Mapping[str, bytes]:
         """Read everything into ``writer`` (begin_full … finish_full); return the new watermark per partition."""
@@ -253,6 +254,7 @@ def _removal_check(guard: ImportGuard, steps: ImportSteps, connector: str) -> Ca
             seen=seen,
             scope=describe() if describe else None,
             command=getattr(steps, "command", None),
+            seen_what=getattr(steps, "counted", "object"),
         )
 
     return check

@@ -10,9 +10,17 @@ import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+import sqlalchemy as sa
+
 from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder, reference_from_value
-from airflow_provider_aadsync.engine.connectors.ad.scope import SCOPE_PARTITION, ADScope, PartitionFilter
+from airflow_provider_aadsync.engine.connectors.ad.scope import (
+    GROUP_FILTERED_TYPES,
+    SCOPE_PARTITION,
+    ADScope,
+    PartitionFilter,
+)
 from airflow_provider_aadsync.engine.connectors.config import ADConnectorConfig, PartitionConfig
+from airflow_provider_aadsync.engine.connectors.kinds import AD_KIND, connector_kind
 from airflow_provider_aadsync.engine.dn import DnError
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage
 from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list, with_fingerprint
@@ -20,6 +28,7 @@ from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
 from airflow_provider_aadsync.engine.runs.prefetch import prefetch
 from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, SourceObject
+from airflow_provider_aadsync.engine.store import cs_object, watermark
 
 if TYPE_CHECKING:
     from airflow_provider_aadsync.engine.store import Store
@@ -81,6 +90,10 @@ class ADImportSteps:
     watermark_name = "DirSync cookie"
     watermark_lifetime = TOMBSTONE_LIFETIME
     command = "import-ad"
+    #: What the import guard's "saw nothing" counts: OUs and containers are read whatever the OU filter or the pilot
+    #: group lets through (an emptied pilot group, or an account that reads the OUs but no longer the users in them,
+    #: still sees them), so they say nothing about whether the scope holds what it should.
+    counted = "user, group or contact"
 
     def __init__(
         self,
@@ -101,8 +114,12 @@ class ADImportSteps:
             self.filters = self.scope.filters(self.naming_context, scope_dn)
         except DnError as error:
             raise ValueError(f"the import's base DN is not usable: {error}") from None
-        #: Anchors of the scope's own entries read by a full import (the base OU itself, not an object in it).
-        self.base_anchors: set[str] = set()
+        #: Anchors a full import read that the guard does not count as seen: the scope's own entries (the base OU
+        #: itself), and OUs and containers (only users, groups and contacts count).
+        self.not_counted: set[str] = set()
+        #: Objects a full import must not add: alive in another AD connector's space (anchor -> that connector).
+        self.held_elsewhere: dict[str, str] = {}
+        self.connector = ""
 
     def partitions(self) -> Sequence[str]:
         return [partition.key for partition in self.filters]
@@ -115,7 +132,13 @@ class ADImportSteps:
             + (f" excluding {[s.base_text for s in partition.excludes]}" if partition.excludes else "")
             for partition in self.filters
         )
-        pilot = f", only direct members of {self.scope.pilot_group!r}" if self.scope.pilot_group else ""
+        pilot = ""
+        if self.scope.pilot_group:
+            read = len(self.scope.pilot_members or ())
+            pilot = f", only direct members of the pilot group {self.scope.pilot_group!r} ({read:,} members read"
+            pilot += (
+                ": emptied, or its member attribute is not readable by the connection's account)" if not read else ")"
+            )
         return f"{where}{pilot} in naming context {self.naming_context!r} on {self.source.server_name()}"
 
     def server_name(self) -> str | None:
@@ -129,7 +152,9 @@ class ADImportSteps:
         # Take the watermarks before reading: changes made while we page are seen again by the next delta.
         cookies = {partition.key: self.source.dirsync_watermark(**self._base(partition)) for partition in self.filters}
         writer.begin_full()
-        self.base_anchors = set()
+        self.not_counted = set()
+        self.connector = writer.connector
+        self.held_elsewhere = held_by_other_ad_connectors(writer)
         for partition in self.filters:
             # Pages are read, decoded and shaped ahead in another thread while this one writes the store.
             pages = (
@@ -139,7 +164,7 @@ class ADImportSteps:
             for page in prefetch(pages):
                 writer.write_full_columns(page)
         # The base OU itself is read with its subtree; alone, it means the scope saw nothing.
-        writer.finish_full(scope_roots=self.base_anchors)
+        writer.finish_full(not_counted=self.not_counted)
         return cookies
 
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
@@ -148,12 +173,30 @@ class ADImportSteps:
             cookie = saved[partition.key]
             for entries, page_cookie in self.source.dirsync_pages(self.attributes, cookie, **self._base(partition)):
                 objects = self._decode(partition, entries, errors, partial=True)
-                writer.write_delta_page(self._whole_when_new(partition, objects, writer, errors))
+                objects = self._whole_when_new(partition, objects, writer, errors)
+                writer.write_delta_page(self._refuse_held_elsewhere(objects, writer, errors))
                 # The cookie commits with the rows when the run ends; a chunk inside a search has none of its own.
                 if page_cookie is not None:
                     cookie = page_cookie
             cookies[partition.key] = cookie
         return cookies
+
+    def _refuse_held_elsewhere(
+        self, objects: list[SourceObject], writer: ConnectorSpaceWriter, errors: ErrorSink
+    ) -> list[SourceObject]:
+        """A delta's objects minus those new to this connector space that another AD connector's space holds."""
+        candidates = [obj.anchor for obj in objects if not obj.deleted]
+        elsewhere = held_by_other_ad_connectors(writer, candidates) if candidates else {}
+        if not elsewhere:
+            return objects
+        new = writer.not_alive(list(elsewhere))
+        kept = []
+        for obj in objects:
+            if not obj.deleted and obj.anchor in new:
+                errors.add(_held_elsewhere_error(obj, writer.connector, elsewhere[obj.anchor]))
+            else:
+                kept.append(obj)
+        return kept
 
     def _whole_when_new(
         self, partition: PartitionFilter, objects: list[SourceObject], writer: ConnectorSpaceWriter, errors: ErrorSink
@@ -191,8 +234,9 @@ class ADImportSteps:
                 in_scope = obj.deleted or (
                     partition.contains(obj.dn) and self.scope.admits(obj.object_type, obj.anchor)
                 )
-                if in_scope and not partial and not obj.deleted and partition.is_root(obj.dn):
-                    self.base_anchors.add(obj.anchor)
+                if in_scope and not partial and not obj.deleted:
+                    if obj.object_type not in GROUP_FILTERED_TYPES or partition.is_root(obj.dn):
+                        self.not_counted.add(obj.anchor)
             except DnError as error:  # an object the run cannot place: an error for it, nothing changed for it
                 errors.add(ObjectDecodeError(str(error), dn=obj.dn, anchor=obj.anchor, code="invalid-dn"))
                 continue
@@ -200,6 +244,9 @@ class ADImportSteps:
                 if not partial:
                     continue
                 obj.deleted = True
+            elif not partial and obj.anchor in self.held_elsewhere:
+                errors.add(_held_elsewhere_error(obj, self.connector, self.held_elsewhere[obj.anchor]))
+                continue
             objects.append(obj)
         return objects
 
@@ -269,6 +316,52 @@ def import_ad_connector(
         pilot_group=connector.pilot_group,
         scope_dn=scope_dn,
         **options,
+    )
+
+
+def held_by_other_ad_connectors(writer: ConnectorSpaceWriter, anchors: Sequence[str] | None = None) -> dict[str, str]:
+    """Objects alive in another AD connector's space and not in ``writer``'s (anchor -> that connector), among
+    ``anchors`` (None: all of them).
+
+    An objectGUID names one object in every forest, so an object two AD connectors import is one object read
+    twice: a connector renamed in the connectors file (the old name's space stays in the store) or two connectors
+    whose partitions overlap. Imported twice, the sync would project it twice and provision a second cloud account
+    beside the one it has. Only connectors that imported something (their watermarks) are asked."""
+    connection, connector = writer.connection, writer.connector
+    imported = connection.execute(sa.select(watermark.c.connector).distinct()).scalars()
+    others = sorted(name for name in imported if name != connector and connector_kind(name) == AD_KIND)
+    if not others:
+        return {}
+    other = cs_object.alias("other")
+    mine = sa.select(cs_object.c.anchor).where(
+        cs_object.c.connector == connector, cs_object.c.anchor == other.c.anchor, cs_object.c.is_deleted == sa.false()
+    )
+    query = sa.select(other.c.anchor, other.c.connector).where(
+        other.c.connector.in_(others),
+        other.c.is_deleted == sa.false(),
+        other.c.attrs_hash != "",  # imported, not a create the sync planned
+        ~sa.exists(mine),
+    )
+    if anchors is None:
+        return {anchor: name for anchor, name in connection.execute(query)}
+    found: dict[str, str] = {}
+    for start in range(0, len(anchors), 500):
+        chunk = query.where(other.c.anchor.in_(anchors[start : start + 500]))
+        found.update({anchor: name for anchor, name in connection.execute(chunk)})
+    return found
+
+
+def _held_elsewhere_error(obj: SourceObject, connector: str, other: str) -> ObjectDecodeError:
+    return ObjectDecodeError(
+        f"not imported into {connector!r}: the connector space {other!r} holds this object already (the same "
+        f"objectGUID), so two AD connectors read it and the sync would give it a second metaverse object and a "
+        f"second cloud account. Either {connector!r} is {other!r} renamed in the connectors file (give it its old "
+        f"name back), or the partitions or OUs of the two connectors overlap (read each object with one connector). "
+        f"An object moved between the two connectors' domains is imported here by this connector's next full import "
+        f"after {other!r} has imported its move",
+        dn=obj.dn,
+        anchor=obj.anchor,
+        code="anchor-in-another-connector",
     )
 
 

@@ -132,7 +132,7 @@ class TestADImport:
         assert stopped.result == STOPPED_DELETION_THRESHOLD
         assert stopped.counters["deletes_planned"] == 3 and stopped.counters["connector_space_objects"] == 3
         assert stopped.counters["objects_in_scope"] == 0 and stopped.counters["deletes"] == 0
-        assert "saw no object in scope, but the connector space holds 3" in stopped.detail
+        assert "saw no user, group or contact in scope, but the connector space holds 3" in stopped.detail
         assert f"base DN 'OU=Empty,{NC}'" in stopped.detail and "read permission" in stopped.detail
         assert "`aadsync import-ad --mode full --confirm-mass-removal 3`" in stopped.detail
         assert "raise the limits" not in stopped.detail  # only a confirmation lets "saw nothing" through
@@ -165,7 +165,7 @@ class TestADImport:
         )
         stopped = import_active_directory(directory, store, mode="full", attributes=ATTRS, scope_dn=f"OU=Empty,{NC}")
         assert stopped.result == STOPPED_DELETION_THRESHOLD and stopped.counters["objects_in_scope"] == 0
-        assert "saw no object in scope" in stopped.detail and snapshot(store) == before
+        assert "saw no user, group or contact in scope" in stopped.detail and snapshot(store) == before
 
     def test_full_import_above_the_share_stops(self, store):
         directory = directory_with_users(40)

@@ -18,7 +18,7 @@ from airflow_provider_aadsync.engine.connectors.config import (
 )
 from airflow_provider_aadsync.engine.dn import dn_is_under
 from airflow_provider_aadsync.engine.runs.import_guard import STOPPED_DELETION_THRESHOLD, ImportGuard
-from airflow_provider_aadsync.engine.store import Store, cs_object, watermark
+from airflow_provider_aadsync.engine.store import Store, cs_object, run_error, watermark
 from tests.support.fakes import NC, FakeDirectory, guid
 
 ATTRS = ["objectGUID", "objectClass", "displayName", "member"]
@@ -207,3 +207,73 @@ def test_the_steps_glue_passes_a_configured_scope(directory, store):
     summary = run_ad_import(directory, store, mode="full", connector="ad", scope=connector)
     assert summary["result"] == "success"
     assert live(store) == {"Staff", "staff1", "staff2", "staff3"}
+
+
+@pytest.mark.parametrize("members", [[], None], ids=["emptied", "unreadable"])
+def test_a_pilot_group_emptied_or_unreadable_stops_at_the_guard_however_small_the_pilot(directory, store, members):
+    """A pilot is small: its few users are under every threshold. A pilot group that lost its members (or whose
+    member attribute the account cannot read: no values) takes every user out of scope; the OUs still read must not
+    count as "saw something"."""
+    directory.place(50, "Pilot", STAFF, b"group")
+    pilot = directory.objects[guid(50)][1]
+    pilot["member"] = [directory.objects[guid(n)][0].encode() for n in (1, 2, 3)]
+    partitions = (PartitionConfig(dn=NC),)
+    assert scoped(directory, store, "full", partitions=partitions, pilot_group=PILOT).result == "success"
+    assert {"staff1", "staff2", "staff3"} <= live(store)
+    if members is None:
+        del pilot["member"]
+    else:
+        pilot["member"] = members
+    stopped = scoped(directory, store, "delta", partitions=partitions, pilot_group=PILOT)
+    assert stopped.result == STOPPED_DELETION_THRESHOLD
+    assert "saw no user, group or contact in scope" in stopped.detail
+    assert "0 members read" in stopped.detail and PILOT in stopped.detail
+    assert {"staff1", "staff2", "staff3"} <= live(store)
+    # Confirmed, the removal goes through.
+    confirmed = ImportGuard(confirm_mass_removal=stopped.counters["deletes_planned"])
+    result = scoped(directory, store, "delta", partitions=partitions, pilot_group=PILOT, guard=confirmed)
+    assert result.result == "success"
+    assert not {"staff1", "staff2", "staff3"} & live(store)
+
+
+def test_read_permission_lost_below_the_ous_stops_at_the_guard(directory, store):
+    """The account still reads the OUs but no longer the users in them: the import sees only containers."""
+    whole = (PartitionConfig(dn=NC),)
+    assert scoped(directory, store, "full", partitions=whole).result == "success"
+    before = live(store)
+    for n in (1, 2, 3, 4, 5):
+        del directory.objects[guid(n)]
+    stopped = scoped(directory, store, "full", partitions=whole)
+    assert stopped.result == STOPPED_DELETION_THRESHOLD
+    assert "saw no user, group or contact in scope" in stopped.detail
+    assert live(store) == before
+
+
+def _errors(store: Store, run_id: int) -> list:
+    with store.engine.connect() as connection:
+        return connection.execute(sa.select(run_error).where(run_error.c.run_id == run_id)).all()
+
+
+@pytest.mark.parametrize("second", ["ad_corp", "ad_copy"], ids=["renamed", "overlapping"])
+def test_an_object_already_in_another_ad_connector_space_is_not_imported_twice(directory, store, second):
+    """A connector renamed in the connectors file (its old space stays in the store) or two connectors reading the
+    same partition would import every object a second time, and the sync would project a second person and
+    provision a second cloud account for each. Such an object is a per-object error naming the other space."""
+    first = ADConnectorConfig(name="ad", conn_id="aadsync_ad", partitions=STAFF_ONLY)
+    import_ad_connector(directory, store, first, mode="full", attributes=ATTRS)
+    assert live(store, "ad") == {"Staff", "staff1", "staff2", "staff3"}
+    other = ADConnectorConfig(name=second, conn_id=f"aadsync_{second}", partitions=(PartitionConfig(dn=NC),))
+    result = import_ad_connector(directory, store, other, mode="full", attributes=ATTRS)
+    # Only what the first connector does not hold: the OUs Leavers and Other, leaver4 and other5.
+    assert live(store, second) == {"Leavers", "Other", "leaver4", "other5"}
+    errors = _errors(store, result.run_id)
+    assert {row.anchor for row in errors} == {str(guid(n)) for n in (90, 1, 2, 3)}
+    assert {row.code for row in errors} == {"anchor-in-another-connector"}
+    assert "'ad'" in errors[0].message
+    # A delta bringing a new object the first connector already imported is refused the same way.
+    directory.place(8, "staff8", STAFF)
+    import_ad_connector(directory, store, first, mode="full", attributes=ATTRS)
+    directory.delta_batches = [[directory.objects[guid(8)]]]
+    delta = import_ad_connector(directory, store, other, mode="delta", attributes=ATTRS)
+    assert delta.mode == "delta" and "staff8" not in live(store, second)
+    assert [row.anchor for row in _errors(store, delta.run_id)] == [str(guid(8))]
