@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.batching import chunks
+from airflow_provider_aadsync.engine.dn import DnScope
 from airflow_provider_aadsync.engine.runs.cs_page import (  # noqa: F401 - the writer's public names, as before
     NO_REFERENCES_HASH,
     ObjectPage,
@@ -242,12 +243,15 @@ class ConnectorSpaceWriter:
         stored = self._load_rows([obj.anchor for obj in objects])
         self.write_delta_page([obj for obj in objects if obj.anchor in stored and not stored[obj.anchor]["is_deleted"]])
 
-    def finish_full(self, *, not_counted: Iterable[str] = ()) -> None:
+    def finish_full(self, *, not_counted: Iterable[str] = (), gone_roots: Mapping[str, DnScope] | None = None) -> None:
         """Everything the connector space holds alive that this full import did not see was deleted.
 
         ``not_counted``: anchors read that say nothing about whether the scope holds what it should (AD: the base
         OU itself, and the OUs and containers, read whatever the OU filter or the pilot group let through); the
         import guard does not count them as having seen something.
+        ``gone_roots``: parts of the scope the import found missing (AD: an included OU with no entry on the DC), by
+        name: given to the import guard as ``gone``, each with the deletes under it (none, when the OU's name is
+        mistyped: the deletes are then under the OU it was meant to be).
         """
         if self._index is None:
             raise RuntimeError("begin_full() must be called before finish_full()")
@@ -255,7 +259,10 @@ class ConnectorSpaceWriter:
         missing = alive.index.difference(pd.Index(list(self._seen)))
         if self.removal_check is not None:
             seen = len(self._seen - set(not_counted))
-            self.removal_check(mode="full", deletes=len(missing), space_size=len(alive), seen=seen)
+            dns = alive.loc[missing, "dn"].tolist()
+            gone = {name: sum(map(root.contains, dns)) for name, root in (gone_roots or {}).items()}
+            extra = {"gone": gone} if gone else {}
+            self.removal_check(mode="full", deletes=len(missing), space_size=len(alive), seen=seen, **extra)
         if len(missing):
             progress.current().start_phase("deleting what the import did not see", len(missing))
             self._delete(missing.tolist(), alive.loc[missing, "pending_import"].tolist())

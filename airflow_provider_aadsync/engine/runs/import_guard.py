@@ -9,6 +9,9 @@ Counted, before anything is written (the import's writes are one transaction, wh
 does not move):
 
 - a full import that sees **no object** where the connector space holds some: always stopped, whatever its size;
+- a full AD import that deletes anything while one of its **included OUs has no entry** on the DC (deleted,
+  renamed, mistyped in the connectors file, unreadable): always stopped, whatever its size, since a typo in one of
+  several included OUs deletes a small OU's objects under every threshold;
 - more deletes than ``deletion_threshold`` (default ``IMPORT_DELETION_THRESHOLD``, as the export's);
 - more than ``deletion_share`` of the connector space (default ``IMPORT_DELETION_SHARE``, 10 %), counted only
   above ``SHARE_MINIMUM`` deletes (10), so a small test space losing a few objects is not stopped.
@@ -24,6 +27,7 @@ is pending by then; a removal of another size stops again, naming both numbers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -125,6 +129,7 @@ class ImportGuard:
         scope: str | None = None,
         command: str | None = None,
         seen_what: str = "object",
+        gone: Mapping[str, int] | None = None,
     ) -> None:
         """Raise :class:`MassRemovalStopped` when this import would remove too much; do nothing when it removes as
         many as were confirmed.
@@ -136,6 +141,9 @@ class ImportGuard:
         :param command: the CLI command that runs this import (``import-ad``), for the advice.
         :param seen_what: what ``seen`` counts, for the message (AD: "user, group or contact"; its OUs and
             containers are read whatever the scope holds, so they do not count).
+        :param gone: parts of the scope a full import found missing (an included OU with no entry on the DC), each
+            with the deletes under it: an import that deletes anything then is, like one that saw nothing, always
+            stopped until confirmed, whatever the numbers (a mistyped OU's objects are deleted under its real name).
         """
         if self.confirms(deletes):
             return
@@ -143,6 +151,15 @@ class ImportGuard:
         reasons = []
         if mode == "full" and seen == 0 and space_size:
             reasons.append(f"it saw no {seen_what} in scope, but the connector space holds {space_size:,}")
+        if mode == "full" and gone:
+            missing = ", ".join(
+                f"{name!r}" + (f" ({count:,} of the deletes are under it)" if count else "")
+                for name, count in gone.items()
+            )
+            reasons.append(
+                f"the included OU {missing} has no entry on the DC: deleted, renamed or moved, mistyped in the "
+                "connectors file, or not readable by the connection's account"
+            )
         if deletes > self.deletion_threshold:
             reasons.append(f"that is more than the import deletion threshold of {self.deletion_threshold:,}")
         if deletes > SHARE_MINIMUM and share > self.deletion_share:
@@ -168,7 +185,7 @@ class ImportGuard:
             f"If the removal is real, confirm it: run the import again with {cli}, or trigger the DAG with the param "
             f"`confirm_mass_removal` = {deletes}"
         )
-        if not (mode == "full" and seen == 0):  # raising a limit never lets "saw nothing" through
+        if not (mode == "full" and (seen == 0 or gone)):  # raising a limit never lets these through
             confirm += (
                 f"; or raise the limits for good: an import deletion threshold of at least {deletes:,} "
                 "(`--import-deletion-threshold`, the Variable `aadsync_import_deletion_threshold`) and a share of at "

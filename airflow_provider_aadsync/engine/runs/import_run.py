@@ -242,7 +242,9 @@ def _import(
 def _removal_check(guard: ImportGuard, steps: ImportSteps, connector: str) -> Callable[..., None]:
     """The guard's check with what its message names: the connector, the import's scope and CLI command."""
 
-    def check(*, mode: Mode, deletes: int, space_size: int, seen: int | None = None) -> None:
+    def check(
+        *, mode: Mode, deletes: int, space_size: int, seen: int | None = None, gone: Mapping[str, int] | None = None
+    ) -> None:
         if guard.confirms(deletes):
             return
         describe = getattr(steps, "describe_scope", None)
@@ -255,6 +257,7 @@ def _removal_check(guard: ImportGuard, steps: ImportSteps, connector: str) -> Ca
             scope=describe() if describe else None,
             command=getattr(steps, "command", None),
             seen_what=getattr(steps, "counted", "object"),
+            gone=gone,
         )
 
     return check

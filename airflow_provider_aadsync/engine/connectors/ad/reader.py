@@ -21,7 +21,7 @@ from airflow_provider_aadsync.engine.connectors.ad.scope import (
 )
 from airflow_provider_aadsync.engine.connectors.config import ADConnectorConfig, PartitionConfig
 from airflow_provider_aadsync.engine.connectors.kinds import AD_KIND, connector_kind
-from airflow_provider_aadsync.engine.dn import DnError
+from airflow_provider_aadsync.engine.dn import DnError, DnScope, wire_dn
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage
 from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list, with_fingerprint
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
@@ -164,8 +164,19 @@ class ADImportSteps:
             for page in prefetch(pages):
                 writer.write_full_columns(page)
         # The base OU itself is read with its subtree; alone, it means the scope saw nothing.
-        writer.finish_full(not_counted=self.not_counted)
+        writer.finish_full(not_counted=self.not_counted, gone_roots=self._missing_includes())
         return cookies
+
+    def _missing_includes(self) -> dict[str, DnScope]:
+        """The included OUs with no entry on the DC (deleted, renamed or moved, mistyped in the connectors file, or
+        unreadable by the account), by their DN as configured: what a full import read under them was nothing, and
+        the objects it held there would be deleted. Unlike an OU merely emptied, that is a scope slip (one of several
+        included OUs mistyped): the import guard stops it whatever its size (import_guard.py)."""
+        probe = getattr(self.source, "object_guid", None)  # the hook's: None when there is no entry it can read
+        includes = {scope.base_text: scope for partition in self.filters for scope in partition.includes}
+        if probe is None or not includes:
+            return {}
+        return {dn: scope for dn, scope in includes.items() if probe(wire_dn(dn)) is None}
 
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
         cookies = {}

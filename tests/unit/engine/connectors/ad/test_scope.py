@@ -67,6 +67,11 @@ class ScopedDirectory(FakeDirectory):
         self.delta_batches = [[entry for entry in batch if entry not in mine] for batch in self.delta_batches]
         yield mine, cookie + b"+1"
 
+    def object_guid(self, dn: str) -> str | None:
+        """As the hook's: the objectGUID of the entry at ``dn``, None when there is none."""
+        found = (n for n, (ext, _raw) in self.objects.items() if ext.split(";")[-1].casefold() == dn.casefold())
+        return str(next(found, None) or "") or None
+
     def group_members(self, group_dn: str) -> list[str]:
         for dn, raw in self.objects.values():
             if dn.split(";")[-1].casefold() == group_dn.casefold():
@@ -277,3 +282,35 @@ def test_an_object_already_in_another_ad_connector_space_is_not_imported_twice(d
     delta = import_ad_connector(directory, store, other, mode="delta", attributes=ATTRS)
     assert delta.mode == "delta" and "staff8" not in live(store, second)
     assert [row.anchor for row in _errors(store, delta.run_id)] == [str(guid(8))]
+
+
+TWO_OUS = (PartitionConfig(dn=NC, include_ous=(STAFF, OTHER), exclude_ous=(LEAVERS,)),)
+
+
+@pytest.mark.parametrize("slip", ["mistyped", "deleted"])
+def test_an_included_ou_with_no_entry_stops_a_full_import_however_few_it_deletes(directory, store, slip):
+    assert scoped(directory, store, "full", partitions=TWO_OUS).result == "success"
+    assert live(store) == {"Staff", "staff1", "staff2", "staff3", "Other", "other5"}
+    if slip == "mistyped":  # one of several included OUs misspelt: its two objects would go, under every threshold
+        partitions = (PartitionConfig(dn=NC, include_ous=(STAFF, f"OU=Othr,{NC}"), exclude_ous=(LEAVERS,)),)
+        missing = f"OU=Othr,{NC}"
+    else:  # the OU deleted (or renamed, or unreadable) on the DC, the connectors file unchanged
+        partitions = TWO_OUS
+        missing = OTHER
+        for n in (92, 5):
+            del directory.objects[guid(n)]
+    stopped = scoped(directory, store, "full", partitions=partitions)
+    assert stopped.result == STOPPED_DELETION_THRESHOLD
+    assert f"the included OU {missing!r}" in stopped.detail and "has no entry on the DC" in stopped.detail
+    assert "confirm_mass_removal` = 2" in stopped.detail and "raise the limits" not in stopped.detail
+    assert live(store) == {"Staff", "staff1", "staff2", "staff3", "Other", "other5"}  # nothing deleted
+    confirmed = scoped(directory, store, "full", partitions=partitions, guard=ImportGuard(confirm_mass_removal=2))
+    assert confirmed.result == "success" and confirmed.counters["deletes"] == 2
+    assert live(store) == {"Staff", "staff1", "staff2", "staff3"}
+
+
+def test_an_included_ou_emptied_on_the_dc_is_not_a_slip(directory, store):
+    scoped(directory, store, "full", partitions=TWO_OUS)
+    del directory.objects[guid(5)]  # other5 left; the OU itself is still there
+    result = scoped(directory, store, "full", partitions=TWO_OUS)
+    assert result.result == "success" and result.counters["deletes"] == 1
