@@ -93,6 +93,9 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from airflow_provider_aadsync.engine.secrets import scrub_log_handlers
+
+    scrub_log_handlers()  # no known secret in a log line (-v logs every library's DEBUG lines)
     # Long work shows progress: a bar on a terminal, log lines otherwise (AADSYNC_PROGRESS_INTERVAL).
     click.get_current_context().with_resource(cli_progress())
 

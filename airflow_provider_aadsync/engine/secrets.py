@@ -6,13 +6,17 @@ operators scrub exception text before showing it. A library message that quotes 
 "path" that was really a key, a driver error echoing a URL) then shows ``***`` instead.
 
 Each secret is registered with the forms it could take on the way out: as is, base64 (standard and URL-safe),
-URL-encoded, and for multi-line values (PEM keys) each long line and the body without line breaks. Airflow-free on
-purpose: the engine must not import Airflow; the hooks also hand the values to Airflow's own masker.
+URL-encoded (also as SQLAlchemy writes a URL's password), escaped as inside a JSON string or a ``repr()`` (a quote or
+backslash escaped, non-ASCII as ``\\uXXXX``), and for multi-line values (PEM keys) each long line and the body without
+line breaks. Airflow-free on purpose: the engine must not import Airflow; the hooks also hand the values to Airflow's
+own masker.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import logging
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -36,7 +40,8 @@ _ordered: tuple[str, ...] = ()
 
 
 def secret_forms(value: str) -> set[str]:
-    """The forms a secret can take in text: itself, base64, URL-encoded, and its lines / unwrapped PEM body."""
+    """The forms a secret can take in text: itself, base64, URL-encoded, JSON- and repr-escaped, and its lines /
+    unwrapped PEM body."""
     forms = {value}
     raw = value.encode("utf-8")
     forms.add(base64.b64encode(raw).decode("ascii"))
@@ -45,6 +50,12 @@ def secret_forms(value: str) -> set[str]:
     forms.add(quote(value, safe=""))
     forms.add(quote_plus(value, safe=""))
     forms.add(quote(value))
+    forms.add(quote(value, safe=" +"))  # a URL's password as SQLAlchemy renders it (the store connection's URL)
+    # inside a JSON document (an error body, a logged dict) or a repr(): quotes, backslashes, non-ASCII escaped
+    forms.add(json.dumps(value)[1:-1])
+    forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    forms.add(repr(value)[1:-1])
+    forms.add(repr(raw)[2:-1])  # a bytes repr(): b'p\\xc3\\xa4ss'
     lines = [line.strip() for line in value.splitlines()]
     if len(lines) > 1:
         body = [line for line in lines if line and not line.startswith("-----")]
@@ -120,3 +131,30 @@ def describe_error(error: BaseException) -> str:
     """``Type: message`` of an exception, scrubbed, for one-line error output."""
     message = scrub(str(error))
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+class ScrubbingFilter(logging.Filter):
+    """A log handler's filter: each record's message, and its traceback, with every registered secret scrubbed. For
+    the CLI's log lines (in a task, Airflow's masker does this for the task log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _ordered:
+            return True
+        message = record.getMessage()
+        scrubbed = scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        if record.exc_info and not record.exc_text:  # the formatter keeps exc_text instead of formatting again
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        return True
+
+
+def scrub_log_handlers(logger: logging.Logger | None = None) -> None:
+    """Scrub what every handler of ``logger`` (the root logger) writes, from now on."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(existing, ScrubbingFilter) for existing in handler.filters):
+            handler.addFilter(ScrubbingFilter())

@@ -96,3 +96,37 @@ def test_a_reading_command_never_creates_or_claims_a_store(runner, tmp_path, com
     runner.invoke(main, [*command, "--store", unmarked.url, "--instance", "emea"])
     assert owner.read_owner(unmarked.engine) is None  # not claimed for the instance named by mistake
     unmarked.close()
+
+
+def test_verbose_log_lines_are_scrubbed(runner, monkeypatch):
+    """``-v`` logs every library's DEBUG lines to stderr, and in a task Airflow's masker hides secrets in them; the
+    CLI's own log lines went out as they were, a retried Graph error or a logged traceback quoting a secret too."""
+    import logging
+
+    from airflow_provider_aadsync.engine import secrets
+    from airflow_provider_aadsync.hooks.entra_settings import GraphError
+
+    secrets.register_secret(SECRET)
+    # a process of its own: the CLI's logging.basicConfig installs its stderr handler (pytest's are set aside)
+    monkeypatch.setattr(logging.root, "handlers", [])
+    monkeypatch.setattr(logging.root, "level", logging.root.level)
+
+    def fail(*args, **kwargs):
+        log = logging.getLogger("airflow_provider_aadsync.hooks.entra")
+        error = GraphError(503, "serviceUnavailable", f"the proxy said {SECRET}", method="GET", url="/users")
+        log.info("retrying %s in %.1f s after %s", "/users", 1.0, error)
+        try:
+            raise OSError(f"could not open {SECRET}")
+        except OSError:
+            log.exception("closing the store")
+        raise RuntimeError("stopped")
+
+    monkeypatch.setattr("airflow_provider_aadsync.cli._open_store_to_read", fail)
+    try:
+        result = runner.invoke(main, ["-v", "report"])
+    finally:
+        secrets.forget_secrets()
+    assert result.exit_code == 1
+    assert "retrying /users in 1.0 s after GET /users → 503 serviceUnavailable: the proxy said ***" in result.stderr
+    assert "closing the store" in result.stderr and "OSError: could not open ***" in result.stderr
+    assert SECRET not in result.stderr

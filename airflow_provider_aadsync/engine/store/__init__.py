@@ -21,6 +21,7 @@ from airflow_provider_aadsync.engine.store.store import (
     apply_sqlite_pragmas,
     create_private_file,
     default_store_url,
+    failure_text,
     larger_page_cache,
     storable_text,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "run_error",
     "run_notice",
     "schema_version",
+    "failure_text",
     "storable_text",
     "store_instance",
     "store_lock",

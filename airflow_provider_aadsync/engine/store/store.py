@@ -66,6 +66,12 @@ def storable_text(text: str | None, limit: int) -> str | None:
     return text if len(text) <= limit else text[: limit - 14] + "... (cut here)"
 
 
+def failure_text(code: str, message: str) -> str:
+    """A pending export's ``last_error`` (``code: message``, which the sync manager shows): known secrets scrubbed,
+    as in run_error, and storable, cut at 2,000 characters."""
+    return str(storable_text(scrub(f"{code}: {message}"), 2_000))
+
+
 def create_private_file(path: Path, what: str = "store file") -> None:
     """Create ``path`` (a store file, a report) readable by its owner only (0600), and the folders it needs 0700.
 

@@ -121,3 +121,32 @@ def test_an_existing_readable_store_file_is_warned_about(tmp_path, caplog):
     with caplog.at_level("WARNING"), Store.open(f"sqlite:///{file}"):
         pass
     assert "can be read by other local users" in caplog.text
+
+
+QUOTED = 'Pa"ss\\wörd-42'  # a quote, a backslash and a non-ASCII letter: each escaped in JSON and repr()
+
+
+def test_a_secret_escaped_as_in_json_or_repr_is_scrubbed(tmp_path):
+    """An error quoting a JSON body or a dict (a server's answer, a library's repr) holds the secret escaped: ``\\"``,
+    ``\\\\``, ``\\u00f6``; it was stored and printed as is. The store's run row and describe_error hold none of it."""
+    import json
+
+    secrets.register_secret(QUOTED)
+    quoted = [
+        json.dumps({"password": QUOTED}),
+        json.dumps({"password": QUOTED}, ensure_ascii=False),
+        repr({"password": QUOTED}),
+        repr(QUOTED.encode()),
+    ]
+    for text in quoted:
+        assert secrets.scrub(f"server said {text}") in (
+            'server said {"password": "***"}',
+            "server said {'password': '***'}",
+            "server said b'***'",
+        ), text
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as store:
+        run_id = store.start_run("full-import", "entra")
+        store.finish_run(run_id, "failed", {}, detail=f"token endpoint answered {quoted[0]}")
+        run = store.get_run(run_id)
+    assert run["detail"] == 'token endpoint answered {"password": "***"}'
+    assert "w\\u00f6rd" not in secrets.describe_error(ValueError(quoted[0]))

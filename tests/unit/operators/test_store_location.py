@@ -79,6 +79,25 @@ def test_a_password_in_store_url_is_masked_in_the_rendered_field(capsys, where):
     assert "store_conn_id" in SyncReportOperator.template_fields
 
 
+def test_the_store_password_as_the_connection_url_renders_it_is_scrubbed(monkeypatch):
+    """The store URL built from a connection is rendered by SQLAlchemy, which leaves a space, ``+`` and ``$`` as they
+    are but encodes ``:``, ``/`` and ``@``: neither the plain nor the fully URL-encoded form of the password matched
+    it, so a message quoting that URL kept the password."""
+    from airflow_provider_aadsync.engine import secrets
+    from airflow_provider_aadsync.engine.store import Store
+
+    password = "St0re Pa$$:x/@?&+y"
+    set_connection(monkeypatch, "aadsync_store", conn_type="postgres", host="db", login="aadsync", password=password,
+                   schema="s")  # fmt: skip
+    url = resolve_store_url(None, "aadsync_store")
+    store = Store(url)  # registers the URL's secrets, as every step's open does
+    try:
+        assert secrets.scrub(f"could not open {url}") == "could not open postgresql+psycopg2://aadsync:***@db/s"
+    finally:
+        store.close()
+        secrets.forget_secrets()
+
+
 def test_the_dag_factory_takes_notifiers_and_no_variable_names_code():
     from airflow_provider_aadsync import dag_factory as module
 

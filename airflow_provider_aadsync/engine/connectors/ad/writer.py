@@ -58,6 +58,7 @@ from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,
     cs_reference,
+    failure_text,
     link,
     pending_export,
     pending_export_reference,
@@ -564,7 +565,7 @@ class ADExporter:
             connection.execute(
                 sa.update(pending_export)
                 .where(self._row(row.anchor))
-                .values(state="failed", last_error=f"{code}: {message}"[:2000], updated_at=utcnow())
+                .values(state="failed", last_error=failure_text(code, message), updated_at=utcnow())
             )
         self._error(row.anchor, row.dn, code, message)
 

@@ -23,6 +23,7 @@ from airflow_provider_aadsync.engine.runs.notices import NOTICE_EXAMPLES, Notice
 from airflow_provider_aadsync.engine.store import (
     Store,
     cs_object,
+    failure_text,
     link,
     pending_export,
     pending_export_reference,
@@ -153,7 +154,7 @@ class ExportPass:
             connection.execute(
                 sa.update(pending_export)
                 .where(pending_export.c.connector == self.connector, pending_export.c.anchor.in_(list(anchors)))
-                .values(state="failed", last_error=f"{code}: {message}"[:2000], updated_at=utcnow())
+                .values(state="failed", last_error=failure_text(code, message), updated_at=utcnow())
             )
         for anchor in anchors:
             self.error(anchor, dn, code, message)

@@ -142,6 +142,32 @@ def test_a_refused_modify_fails_its_object_and_the_rest_goes_on(store, ldap):
     assert objects[first]["last_error"].startswith("insufficientAccessRights: update of CN=Alpha")
 
 
+def test_a_refusal_quoting_a_secret_is_kept_scrubbed_in_the_plan_too(store, ldap, monkeypatch):
+    """The DC's message went scrubbed into run_error but as it was into the plan row's last_error, which the sync
+    manager's lineage and export plan pages show."""
+    from airflow_provider_aadsync.engine import secrets
+    from airflow_provider_aadsync.engine.connectors.ad.writer import ADWriteRefused
+
+    secret = "B1nd-Passw0rd-of-the-DC"
+    secrets.register_secret(secret)
+    group = existing_group(store, ldap, "Alpha")
+    plan_row(store, "ad", group, f"CN=Alpha,{OU}", operation="update", changes={"info": ["new"]})
+
+    def refuse(guid, replace):
+        raise ADWriteRefused(f"000020D6: SvcErr: DSID-031007DB, bind as {secret} refused", code="unwillingToPerform")
+
+    monkeypatch.setattr(ldap, "modify_object", refuse)
+    try:
+        result = export(store, ldap)
+    finally:
+        secrets.forget_secrets()
+    (error,) = store.run_errors(result.run_id)
+    objects, _ = open_plan(store, "ad")
+    assert secret not in error["message"] and "bind as *** refused" in error["message"]
+    assert objects[group]["last_error"].startswith("unwillingToPerform: update of CN=Alpha")
+    assert secret not in objects[group]["last_error"] and "bind as *** refused" in objects[group]["last_error"]
+
+
 # ------------------------------------------------------------------------------------------------ deprovision
 def test_deprovision_deletes_and_an_object_already_gone_counts_as_deleted(store, ldap):
     kept, gone = existing_group(store, ldap, "Alpha"), existing_group(store, ldap, "Beta")

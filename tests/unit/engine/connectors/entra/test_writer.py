@@ -356,3 +356,30 @@ def test_one_member_gone_from_graph_does_not_block_the_other_adds_of_its_pack(st
     result = export(store, graph)
     assert graph.members[group] == set(users)
     assert result.counters["member_packs_split"] == 1
+
+
+def test_a_graph_refusal_quoting_a_secret_is_kept_scrubbed_in_the_plan_too(store, rules, graph):
+    """Graph's message went scrubbed into run_error but as it was into the plan row's last_error, which the sync
+    manager's lineage and export plan pages show."""
+    from airflow_provider_aadsync.engine import secrets
+    from airflow_provider_aadsync.engine.store import pending_export
+    from tests.support.fakes import graph_error
+
+    secret = "Cl1ent-Secret~echoed"
+    secrets.register_secret(secret)
+    synced(store, rules, users=1, members=())
+    graph.answer(to("POST", "/users"), graph_error(400, "Request_BadRequest", f"the request had {secret} in it"))
+    try:
+        result = export(store, graph)
+    finally:
+        secrets.forget_secrets()
+    errors = store.run_errors(result.run_id)
+    assert errors and all(secret not in error["message"] for error in errors)
+    with store.engine.connect() as connection:
+        failed = (
+            connection.execute(sa.select(pending_export.c.last_error).where(pending_export.c.state == "failed"))
+            .scalars()
+            .all()
+        )
+    assert failed and all(text.startswith("Request_BadRequest: ") for text in failed), failed
+    assert all(secret not in text and "had *** in it" in text for text in failed), failed
