@@ -117,7 +117,18 @@ def _write(store: Store, run_id: int, connector: str, counts: dict[str, Any], wr
     return _finish(store, run_id, connector, result, final, writer.errors, None)
 
 
+#: How a held add names the cloud object that refused its match (its ``last_error``, written by sync/joins.py).
 _REFUSAL = re.compile(r"(?P<code>[\w-]+): cloud object (?P<anchor>\S+) \((?P<dn>.*?)\): (?P<message>.*)", re.DOTALL)
+
+
+#: What a held add keeps as it is (sync/staging.py leaves the member and manager references naming it alone).
+_HELD = "the add is held; the cloud object keeps its group memberships and stays its reports' manager until it joins"
+
+
+def refusing_anchor(last_error: str | None) -> str | None:
+    """The anchor of the cloud object that refused the match of a held add (state ``refused``), from its last error."""
+    found = _REFUSAL.fullmatch(last_error or "")
+    return found["anchor"] if found is not None else None
 
 
 def still_refused(store: Store, connector: str) -> list[dict[str, Any]]:
@@ -136,7 +147,7 @@ def still_refused(store: Store, connector: str) -> list[dict[str, Any]]:
             errors.append({"anchor": row.anchor, "dn": row.dn, "code": "refused", "message": "still refused"})
             continue
         errors.append({"anchor": found["anchor"], "dn": found["dn"], "code": found["code"],
-                       "message": f"still refused, not created (the add is held): {found['message']}"})  # fmt: skip
+                       "message": f"still refused, not created ({_HELD}): {found['message']}"})  # fmt: skip
     return errors
 
 

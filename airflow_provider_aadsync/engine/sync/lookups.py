@@ -14,6 +14,9 @@ Which (holder, member) pairs are desired and not held, or held and no longer des
 store compares the two row sets and returns only the differences. A delta sync that moves one member of a
 250,000-member group gets two rows back, where reading both sets into pandas to compare them held 500,000 rows in
 memory at each of the pass's two reference steps.
+
+Which objects member and manager changes leave alone while a match is refused (:func:`held_by_refusals`): the few
+held adds, found through the pending exports' state index, and their links.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from airflow_provider_aadsync.engine.batching import chunks
-from airflow_provider_aadsync.engine.store import export_conflict, link
+from airflow_provider_aadsync.engine.runs.export_run import refusing_anchor
+from airflow_provider_aadsync.engine.store import REFUSED, export_conflict, link, pending_export, sync_state
 from airflow_provider_aadsync.engine.store.among import among
 from airflow_provider_aadsync.engine.sync.frames import IN_CHUNK
 
@@ -125,3 +129,34 @@ def quarantined(connection: sa.Connection) -> set[int]:
             rows = sa.select(link.c.mv_id).where(link.c.connector == connector, among(link.c.anchor, chunk))
             found.update(int(mv_id) for mv_id in connection.execute(rows).scalars())
     return found
+
+
+def held_by_refusals(connection: sa.Connection, connector: str, pass_connector: str) -> set[str]:
+    """The objects of ``connector`` that member and manager changes leave alone while a match is refused (an add held
+    in state ``refused``, joins.py): the cloud object that refused the match, and the held person's objects there (its
+    held create; its AD user, in a group written back from the cloud). Unjoined, the cloud object is no member any
+    metaverse group resolves to: a store rebuilt after its AD user's anchor changed would remove it from every group it
+    is in, and clear its reports' manager, because of the refusal alone. Its groups and reports keep it, and no change
+    names the held create, until the match is resolved: the cloud object joins, and the compared references agree.
+
+    Holds are looked up in the connectors that have synced (their sync state) and the pass's own, through the index
+    on (connector, state): a first full sync's 100,000 pending adds are not read."""
+    synced = set(connection.execute(sa.select(sync_state.c.connector)).scalars()) | {pass_connector}
+    holds = connection.execute(
+        sa.select(pending_export.c.connector, pending_export.c.anchor, pending_export.c.last_error).where(
+            among(pending_export.c.connector, sorted(synced)), pending_export.c.state == REFUSED
+        )
+    ).all()
+    held = {refusing_anchor(hold.last_error) or "" for hold in holds if hold.connector == connector} - {""}
+    by_connector: dict[str, list[str]] = defaultdict(list)
+    for hold in holds:
+        by_connector[hold.connector].append(hold.anchor)
+    persons: set[int] = set()
+    for holder, anchors in by_connector.items():
+        for chunk in chunks(sorted(anchors), IN_CHUNK):
+            query = sa.select(link.c.mv_id).where(link.c.connector == holder, among(link.c.anchor, chunk))
+            persons.update(connection.execute(query).scalars())
+    for chunk in chunks(sorted(persons), IN_CHUNK):
+        query = sa.select(link.c.anchor).where(link.c.connector == connector, among(link.c.mv_id, chunk))
+        held.update(connection.execute(query).scalars())
+    return held

@@ -35,7 +35,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     same_object,
     write_rows,
 )
-from airflow_provider_aadsync.engine.sync.lookups import set_differences
+from airflow_provider_aadsync.engine.sync.lookups import held_by_refusals, set_differences
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
 log = logging.getLogger(__name__)
@@ -255,8 +255,10 @@ class Staging:
         return bool(self.state.connection.execute(query).scalar())
 
     def stage_references(self, connector: str, mv_attribute: str, cs_attribute: str, groups: Mapping[int, str]) -> None:
-        """Member add/remove rows per target object: desired (metaverse, through links) minus what the target holds."""
+        """Member add/remove rows per target object: desired (metaverse, through links) minus what the target holds;
+        none naming an object a refused match holds (lookups.held_by_refusals)."""
         group_link, target_link = link.alias("group_link"), link.alias("target_link")
+        held = held_by_refusals(self.state.connection, connector, self.state.connector)
         for chunk in chunks(sorted(groups), IN_CHUNK):
             # Compared by the store, by metaverse id of the group: only the differences come back (a member moved in
             # a 250,000-member group is two rows, not two frames of 250,000).
@@ -285,9 +287,15 @@ class Staging:
             )
             found = set_differences(self.state.connection, desired, current)
             self.state.counters["export_references_unresolved"] += found.unresolved
+            adds = [(m, target) for m, target in found.adds if target not in held]
+            removes = [(m, target) for m, target in found.removes if target not in held]
+            kept = len(found.adds) + len(found.removes) - len(adds) - len(removes)
+            if kept:
+                self.state.counters["export_references_held"] += kept
+                self.state.note("exports", f"{connector}: {kept} {cs_attribute} changes kept: their match is refused")
             wanted = pd.DataFrame(
-                [(groups[m], target, "add") for m, target in found.adds]
-                + [(groups[m], target, "remove") for m, target in found.removes],
+                [(groups[m], target, "add") for m, target in adds]
+                + [(groups[m], target, "remove") for m, target in removes],
                 columns=["anchor", "target_anchor", "operation"],
                 dtype=object,
             )
@@ -359,8 +367,8 @@ class Staging:
                     {
                         "connector": connector,
                         "attribute": cs_attribute,
-                        "adds": len(found.adds),
-                        "removes": len(found.removes),
+                        "adds": len(adds),
+                        "removes": len(removes),
                     }
                 )
 
