@@ -17,6 +17,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.conflicts import Conflicts
+from airflow_provider_aadsync.engine.connectors.entra.extensions import (
+    DEFAULT_ANCHOR_EXTENSION,
+    cs_attribute,
+    extension_names,
+)
 from airflow_provider_aadsync.engine.connectors.entra.graph import (
     NOT_ADOPTED,
     GraphAnswer,
@@ -44,6 +49,11 @@ from airflow_provider_aadsync.engine.store import (
 
 log = logging.getLogger(__name__)
 
+#: The connector-space attribute every exported user and group carries its sourceAnchor in (a directory extension).
+ANCHOR_ATTRIBUTE = cs_attribute(DEFAULT_ANCHOR_EXTENSION)
+#: The key a group is found by when its anchor is not in Graph: its names, which Graph does not keep unique.
+NAMES = "mailNickname/displayName"
+
 
 class Reconciler:
     """Records the outcome of each operation of an export pass, and settles operations whose outcome is unknown."""
@@ -51,6 +61,8 @@ class Reconciler:
     def __init__(self, state: ExportPass, *, conflicts: Conflicts) -> None:
         self.state = state
         self.conflicts = conflicts
+        #: How the sync app's directory extensions are named in Graph (the anchor's: how a group is found).
+        self.names = extension_names(state.writer)
 
     def resume_create(self, operation: Operation) -> bool:
         """A create that may have been carried out: adopt our object (True), fail it when someone else's user holds
@@ -59,7 +71,8 @@ class Reconciler:
         adopted, foreign = self._adopt_existing(operation)
         if adopted:
             return True
-        if foreign and operation.object_type == "user":  # onPremisesImmutableId is unique in a tenant
+        if foreign and (operation.object_type == "user" or foreign[0]["key"] != NAMES):
+            # onPremisesImmutableId is unique in a tenant, and so is our anchor in the sync app's extension
             self._not_adopted(operation, foreign)
             return True
         if foreign:
@@ -207,30 +220,13 @@ class Reconciler:
     def _adopt_existing(self, operation: Operation) -> tuple[bool, list[dict[str, Any]]]:
         """A create sent by an interrupted run may have succeeded: find the object and adopt it if it is ours.
 
-        Found by its key (users: ``onPremisesImmutableId``; groups: ``mailNickname`` and ``displayName``), an object
-        is ours only if Graph created it after this create was first sent (``sent_at``, committed before the write,
-        less ``adoption_clock_skew_seconds``) and no other connector-space object is linked to it. Returns whether
-        one was adopted, and the objects holding the key that are not ours (never adopted).
+        Found by its key (users: ``onPremisesImmutableId``; groups: the sourceAnchor in the sync app's directory
+        extension, else ``mailNickname`` and ``displayName``), an object is ours only if Graph created it after this
+        create was first sent (``sent_at``, committed before the write, less ``adoption_clock_skew_seconds``) and no
+        other connector-space object is linked to it. Returns whether one was adopted, and the objects holding the
+        key that are not ours (never adopted), each with the ``key`` it was found by.
         """
-        changes = operation.changes
-        if operation.object_type == "user" and changes.get("onPremisesImmutableId"):
-            key, value = "onPremisesImmutableId", changes["onPremisesImmutableId"][0]
-        elif operation.object_type == "group" and changes.get("mailNickname"):
-            key, value = "mailNickname", changes["mailNickname"][0]
-        else:
-            return False, []
-        found = self.state.writer.request(
-            "GET",
-            f"/{RESOURCES[operation.object_type]}",
-            params={
-                "$filter": f"{key} eq '{odata_quote(value)}'",
-                "$select": f"id,displayName,{key},createdDateTime",
-            },
-        )["value"]
-        # $filter compares strings case-insensitively; base64 ImmutableIds differ by case: keep exact matches only.
-        found = [item for item in found if item.get(key) == value]
-        if operation.object_type == "group":
-            found = [item for item in found if item.get("displayName") == (changes.get("displayName") or [None])[0]]
+        found, key = self._lookup(operation)
         if not found:
             return False, []
         sent_at = self._sent_at(operation.anchor)
@@ -239,7 +235,59 @@ class Reconciler:
             self._adopt(operation, ours[0]["id"], operation.changes)
             self.state.counters["creates_reconciled"] += 1
             return True, []
-        return False, [{**item, "sent_at": sent_at} for item in found]
+        return False, [{**item, "sent_at": sent_at, "key": key} for item in found]
+
+    def _lookup(self, operation: Operation) -> tuple[list[dict[str, Any]], str]:
+        """The objects of Graph that may be the one this create made, and the key they were found by.
+
+        A group is looked up by its sourceAnchor in the sync app's directory extension when the create carries it:
+        two groups may share their names (two forests' "Staff"), and by names each would find the other's object
+        too and be created again beside both. Found by names (an anchor not written: its extension unregistered),
+        a group holding an anchor is left out: it is another object's (ours would have been found by it).
+        """
+        changes = operation.changes
+        if operation.object_type == "user":
+            value = (changes.get("onPremisesImmutableId") or [None])[0]
+            return (self._find("users", "onPremisesImmutableId", value) if value else []), "onPremisesImmutableId"
+        if operation.object_type != "group":
+            return [], NAMES
+        anchor, value = self._anchor(changes)
+        if anchor is not None and value:
+            found = self._find("groups", anchor, value, "mailNickname")
+            if found:
+                return found, anchor
+        nickname = (changes.get("mailNickname") or [None])[0]
+        if not nickname:
+            return [], NAMES
+        extra = (anchor,) if anchor is not None else ()
+        found = self._find("groups", "mailNickname", nickname, "displayName", *extra)
+        name = (changes.get("displayName") or [None])[0]
+        found = [item for item in found if item.get("displayName") == name and not (anchor and item.get(anchor))]
+        return found, NAMES
+
+    def _anchor(self, changes: Mapping[str, list[Any]]) -> tuple[str | None, Any]:
+        """The Graph name of the anchor's directory extension (None: not registered on the sync app, so not
+        written) and the anchor this create carries in it."""
+        attribute = next((name for name in changes if name.lower() == ANCHOR_ATTRIBUTE.lower()), None)
+        if attribute is None:
+            return None, None
+        self.names.ensure(self.state.writer, [attribute])  # as a write of it does: learn (or register) it first
+        if not self.names.is_registered(attribute):
+            return None, None
+        return self.names.to_graph(attribute), (changes[attribute] or [None])[0]
+
+    def _find(self, resource: str, key: str, value: Any, *select: str) -> list[dict[str, Any]]:
+        """The objects whose ``key`` is exactly ``value`` (``$filter`` compares strings case-insensitively, and
+        base64 anchors differ by case)."""
+        found = self.state.writer.request(
+            "GET",
+            f"/{resource}",
+            params={
+                "$filter": f"{key} eq '{odata_quote(str(value))}'",
+                "$select": ",".join(dict.fromkeys(["id", "displayName", key, "createdDateTime", *select])),
+            },
+        )["value"]
+        return [item for item in found if item.get(key) == value]
 
     def _sent_at(self, anchor: str) -> dt.datetime | None:
         """When the create of ``anchor`` was first sent (rows sent before schema step 6: their last send)."""
@@ -273,7 +321,7 @@ class Reconciler:
         held = "; ".join(
             f"id {item['id']} created {item.get('createdDateTime') or 'at an unknown time'}" for item in foreign[:5]
         )
-        key = "onPremisesImmutableId" if operation.object_type == "user" else "mailNickname/displayName"
+        key = foreign[0].get("key") or NAMES
         message = (
             f"an object we did not create holds this name; not adopted: the {operation.object_type} {key} of "
             f"{operation.dn} is held by {held} (this create was first sent "
