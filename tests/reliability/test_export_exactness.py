@@ -17,9 +17,12 @@ from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutco
 from airflow_provider_aadsync.engine.store import pending_export, pending_export_reference
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from airflow_provider_aadsync.hooks.entra import EntraHook
+from airflow_provider_aadsync.hooks.entra_settings import GraphThrottledError
+from tests.support.fakes import SimulatedKill
 from tests.support.graph import graph_members, graph_users
 from tests.support.servers import entra_hook_for, trust
-from tests.support.world import ad_group, ad_user, guid, immutable_id, import_full
+from tests.support.world import ad_group, ad_user, deleted, guid, immutable_id, import_delta, import_full
 
 pytestmark = pytest.mark.integration
 
@@ -40,8 +43,18 @@ def set_emulator(server: EmulatorServer, **settings: Any) -> None:
 class FaultyCall:
     """The hook, with emulator ``settings`` on for the first ``$batch`` that ``matches`` (then the defaults again)."""
 
-    def __init__(self, hook, server: EmulatorServer, matches: Callable[[Sequence[BatchRequest]], bool], **settings):
+    def __init__(
+        self,
+        hook,
+        server: EmulatorServer,
+        matches: Callable[[Sequence[BatchRequest]], bool],
+        *,
+        kill: bool = False,
+        **settings,
+    ):
         self.hook, self.server, self.matches, self.settings = hook, server, matches, settings
+        #: the task dies once the call is answered (before the answer is recorded)
+        self.kill = kill
         self.faulted = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -53,9 +66,12 @@ class FaultyCall:
         self.faulted += 1
         set_emulator(self.server, **self.settings)
         try:
-            return self.hook.batch(requests, **kwargs)
+            answers = self.hook.batch(requests, **kwargs)
         finally:
             set_emulator(self.server, **dict.fromkeys(self.settings))
+        if self.kill:
+            raise SimulatedKill
+        return answers
 
 
 def open_exports(store) -> list[tuple]:
@@ -70,6 +86,19 @@ def open_exports(store) -> list[tuple]:
             )
         ).all()
     return [tuple(row) for row in [*objects, *references]]
+
+
+def open_references(store) -> list[tuple]:
+    """The Entra export's open reference rows: (group, member, state)."""
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(
+                pending_export_reference.c.anchor,
+                pending_export_reference.c.target_anchor,
+                pending_export_reference.c.state,
+            ).where(pending_export_reference.c.connector == "entra")
+        ).all()
+    return [tuple(row) for row in rows]
 
 
 def all_groups(hook) -> list[dict]:
@@ -112,7 +141,11 @@ def assert_each_group_once_with_its_member(store, hook) -> None:
     assert open_exports(store) == []
 
 
-@pytest.mark.parametrize("fault", [{"faultWrite504Ratio": 1.0}, {"faultDropRatio": 1.0}], ids=["504", "dropped"])
+@pytest.mark.parametrize(
+    "fault",
+    [{"faultWrite504Ratio": 1.0}, {"faultDropRatio": 1.0}, {"faultMalformed": "batch-missing-items"}],
+    ids=["504", "dropped", "answer-left-them-out"],
+)
 def test_groups_of_the_same_names_whose_creates_lost_their_answers_are_each_created_once(
     graph_server, tenant, store, fault
 ):
@@ -125,7 +158,9 @@ def test_groups_of_the_same_names_whose_creates_lost_their_answers_are_each_crea
     assert faulty.faulted == 1
     assert result.result == "success", result
     assert_each_group_once_with_its_member(store, hook)
-    assert result.counters["creates_reconciled"] == 4 and "group_creates" not in result.counters  # users too
+    counted = result.counters
+    assert counted["creates_reconciled"] >= 2  # the answered ones are recorded as creates
+    assert counted["creates_reconciled"] + counted.get("user_creates", 0) + counted.get("group_creates", 0) == 4
 
 
 def test_groups_of_the_same_names_a_stopped_run_had_created_are_adopted_by_the_next_run(graph_server, tenant, store):
@@ -139,3 +174,134 @@ def test_groups_of_the_same_names_a_stopped_run_had_created_are_adopted_by_the_n
     assert result.result == "success", result
     assert_each_group_once_with_its_member(store, hook)
     assert result.counters["creates_reconciled"] == 4 and "group_creates" not in result.counters  # users too
+
+
+# ------------------------------------------------------------------------------------------- member changes
+def counters(server: EmulatorServer) -> dict[str, Any]:
+    return httpx.get(f"{server.base_url}/_emulator/counters", verify=trust(server)).json()
+
+
+def reset_counters(server: EmulatorServer) -> None:
+    httpx.delete(f"{server.base_url}/_emulator/counters", verify=trust(server))
+
+
+def test_member_changes_answered_in_part_are_each_recorded_and_only_what_is_left_is_sent_again(
+    graph_server, tenant, store
+):
+    """One group's adds and removes, answered in one run with 429s (Retry-After), "already exist" (an add made in the
+    cloud meanwhile), 404 on a remove (a removal made in the cloud) and 404 for a member deleted in the cloud: every
+    other change is made once and confirmed; the next run sends only the add that cannot be made."""
+    rules = load_sync_rules()
+    users = [ad_user(n) for n in range(1, 13)]
+    import_full(store, "ad", [*users, ad_group(1001, "Team", range(1, 6))])
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    hook = entra_hook_for(graph_server, tenant)
+    assert run_entra_export(store, hook, settings=SETTINGS).result == "success"
+    cloud = graph_users(hook)
+    ids = {n: cloud[immutable_id(guid(n))]["id"] for n in range(1, 13)}
+    (team,) = all_groups(hook)
+    assert graph_members(hook, team["id"]) == {ids[n] for n in range(1, 6)}
+
+    # AD: members 1, 2 stay; 3, 4, 5 leave; 6 to 12 join
+    import_delta(store, "ad", [ad_group(1001, "Team", [1, 2, *range(6, 13)])])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    # the cloud meanwhile: 6 added and 3 removed by someone else, 12 deleted
+    hook.request("POST", f"/groups/{team['id']}/members/$ref", json={"@odata.id": hook.directory_object_url(ids[6])})
+    hook.request("DELETE", f"/groups/{team['id']}/members/{ids[3]}/$ref")
+    hook.request("DELETE", f"/users/{ids[12]}")
+
+    set_emulator(graph_server, faultRatio429=0.4, faultRetryAfterSeconds=1, randomSeed=5)
+    try:
+        result = run_entra_export(store, hook, settings=SETTINGS)
+    finally:
+        set_emulator(graph_server, faultRatio429=None, faultRetryAfterSeconds=None, randomSeed=None)
+    assert result.counters["throttled_requests"] > 0
+    assert graph_members(hook, team["id"]) == {ids[n] for n in (1, 2, *range(6, 12))}
+    assert result.result == "completed-export-errors", result
+    (error,) = store.run_errors(result.run_id)
+    assert error["code"] in ("Request_ResourceNotFound", "ResourceNotFound", "http-404"), error
+    assert result.counters["member_adds"] == 6 and result.counters["member_removes"] == 3
+    left = open_references(store)
+    assert left == [(team["id"], ids[12], "failed")], left  # the group's update marker row waits with it
+
+    reset_counters(graph_server)
+    again = run_entra_export(store, hook, settings=SETTINGS)
+    assert again.result == "completed-export-errors", again
+    sent = {k: v for k, v in counters(graph_server)["requests"].items() if not k.startswith("GET")}
+    assert sent == {"POST /v1.0/$batch": 1, "PATCH /v1.0/groups/{id}": 1}, sent  # the one add left, alone
+    assert again.counters["batch_calls"] == 1 and again.counters["planned_requests"] == 1
+    assert graph_members(hook, team["id"]) == {ids[n] for n in (1, 2, *range(6, 12))}
+
+
+# --------------------------------------------------------------------------------------------------- deletes
+def deletes(requests: Sequence[BatchRequest]) -> bool:
+    return any(r.method == "DELETE" for r in requests)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"faultWrite504Ratio": 1.0}, {"faultDropRatio": 1.0}, {"kill": True}],
+    ids=["504", "dropped", "killed"],
+)
+def test_deletes_whose_answers_were_lost_count_as_done_when_graph_answers_404(graph_server, tenant, store, fault):
+    """Deletes (a user, a group) and a member removal carried out but unanswered: sent again, in the same run (504,
+    a dropped call) or by the next (the task killed before it recorded them), Graph answers 404: done, no error."""
+    rules = load_sync_rules()
+    import_full(
+        store, "ad", [ad_user(1), ad_user(2), ad_user(3), ad_group(1001, "Team", [1, 2]), ad_group(1002, "Old")]
+    )
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    hook = entra_hook_for(graph_server, tenant)
+    assert run_entra_export(store, hook, settings=SETTINGS, lock_holder="dag:1").result == "success"
+    cloud = graph_users(hook)
+    import_delta(store, "ad", [deleted(guid(3)), deleted(guid(1002)), ad_group(1001, "Team", [1])])
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+
+    faulty = FaultyCall(hook, graph_server, deletes, **fault)
+    if fault.get("kill"):
+        with pytest.raises(SimulatedKill):
+            run_entra_export(store, faulty, settings=SETTINGS, lock_holder="dag:1")
+        assert {state for _anchor, state in open_exports(store)} >= {"sent"}
+        result = run_entra_export(store, hook, settings=SETTINGS, lock_holder="dag:1")
+    else:
+        result = run_entra_export(store, faulty, settings=SETTINGS, lock_holder="dag:1")
+    assert faulty.faulted >= 1
+    assert result.result == "success", (result, store.run_errors(result.run_id))
+    assert (result.counters["user_deletes"], result.counters["group_deletes"]) == (1, 1)
+    assert result.counters["member_removes"] == 1
+    assert sorted(graph_users(hook)) == sorted([immutable_id(guid(1)), immutable_id(guid(2))])
+    (team,) = all_groups(hook)
+    assert graph_members(hook, team["id"]) == {cloud[immutable_id(guid(1))]["id"]}
+    assert open_exports(store) == []
+
+
+# ------------------------------------------------------------------------------------------------ throttling
+def test_a_call_throttled_in_part_past_max_retry_wait_stops_and_the_next_run_completes_it_exactly(
+    graph_server, tenant, store
+):
+    """Half the creates of a call answered 429 with a Retry-After past max_retry_wait, the others carried out: the run
+    stops without waiting, and the next one adopts what was created and creates the rest, each object once."""
+    rules = load_sync_rules()
+    import_full(store, "ad", [*(ad_user(n) for n in range(1, 9)), ad_group(1001, "Team", range(1, 9))])
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    hook = EntraHook(settings=entra_hook_for(graph_server, tenant).settings.model_copy(update={"max_retry_wait": 5}))
+    faulty = FaultyCall(
+        hook,
+        graph_server,
+        lambda requests: any(r.method == "POST" for r in requests),
+        faultRatio429=0.5,
+        faultRetryAfterSeconds=600,
+        randomSeed=6,
+    )
+    with pytest.raises(GraphThrottledError):
+        run_entra_export(store, faulty, settings=SETTINGS, lock_holder="dag:1")
+    made = len(graph_users(hook)) + len(all_groups(hook))
+    assert 0 < made < 9  # some carried out, some throttled
+    result = run_entra_export(store, hook, settings=SETTINGS, lock_holder="dag:1")
+    assert result.result == "success", (result, store.run_errors(result.run_id))
+    assert result.counters["creates_reconciled"] == made
+    users = graph_users(hook)
+    assert sorted(users) == sorted(immutable_id(guid(n)) for n in range(1, 9))
+    (team,) = all_groups(hook)
+    assert graph_members(hook, team["id"]) == {user["id"] for user in users.values()}
+    assert open_exports(store) == []
