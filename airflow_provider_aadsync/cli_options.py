@@ -8,6 +8,11 @@ from pathlib import Path
 import click
 
 from airflow_provider_aadsync.engine.runs import defaults
+from airflow_provider_aadsync.engine.runs.export_confirmation import (
+    CONFIRMATION_EXAMPLE,
+    CONFIRMATION_NAMES,
+    normalized_confirmation,
+)
 
 
 def import_guard_options(command):
@@ -117,9 +122,23 @@ CONSISTENCY_GUID_OPTION = click.option(
 )
 
 
+def _confirmation(_context: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--confirm-mass-change`` checked and written in its fixed form (None: nothing confirmed)."""
+    try:
+        return normalized_confirmation(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 def guard_options(command):
     """The mass-change guards' flags, shared by both exports (engine/runs/export_guards.py)."""
     options = [
+        click.option(
+            "--confirm-mass-change", default=None, metavar="NAME=COUNT[,...]", callback=_confirmation,
+            help="Apply this run's mass change a guard would stop at, by its exact counts as the stopped run's "
+            f"message names them ({CONFIRMATION_EXAMPLE}; names: {', '.join(CONFIRMATION_NAMES)}); a count that "
+            "differs stops again.",
+        ),
         click.option(
             "--disable-threshold", type=click.IntRange(min=0), default=defaults.DISABLE_THRESHOLD, show_default=True,
             help="Stop before any write above this many accounts disabled (accountEnabled true → false).",

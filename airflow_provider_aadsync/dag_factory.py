@@ -38,6 +38,7 @@ from airflow_provider_aadsync.dag_settings import (
 )
 from airflow_provider_aadsync.engine.connectors.config import DEFAULT_AD_CONNECTOR, ConnectorsConfig
 from airflow_provider_aadsync.engine.runs import defaults
+from airflow_provider_aadsync.engine.runs.export_confirmation import CONFIRMATION_EXAMPLE, CONFIRMATION_NAMES
 from airflow_provider_aadsync.operators.ad_export import ADExportOperator
 from airflow_provider_aadsync.operators.ad_import import ADImportOperator
 from airflow_provider_aadsync.operators.callbacks import on_task_failure
@@ -146,6 +147,15 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             f"{defaults.IMPORT_DELETION_THRESHOLD}, or more than aadsync_import_deletion_share, else "
             f"{defaults.IMPORT_DELETION_SHARE * 100:g} %, of a connector space, or a full import that saw nothing). "
             "The stopped run's detail names the number: check it first. A removal of another size stops again.",
+        ),
+        "confirm_mass_change": Param(
+            None,
+            type=["null", "string"],
+            title="Confirm an export's mass change by its exact counts",
+            description="Let the exports of this run apply the mass change a guard stopped, by the exact counts its "
+            f"stopped run's detail names ({CONFIRMATION_EXAMPLE}; names: {', '.join(CONFIRMATION_NAMES)}): a guard "
+            "over its threshold lets an export through only when its count is exactly the one named, so clearing this "
+            "run later lets through no other plan. Check the counts first. A standing change: raise the threshold.",
         ),
         **_guard_param(
             "disable_threshold",

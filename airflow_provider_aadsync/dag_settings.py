@@ -181,15 +181,19 @@ class Templates:
 
     @property
     def guards(self) -> dict[str, str]:
-        """The other mass-change guards, each as the deletion threshold."""
+        """The other mass-change guards, each as the deletion threshold, and the counts this run confirms (a param
+        only: a confirmation is for one run's plan, never a Variable)."""
         return {
-            name: self.run_or_variable(name, default)
-            for name, default in (
-                ("disable_threshold", defaults.DISABLE_THRESHOLD),
-                ("member_removal_threshold", defaults.MEMBER_REMOVAL_THRESHOLD),
-                ("member_removal_group_percent", defaults.MEMBER_REMOVAL_GROUP_PERCENT),
-                ("identity_change_threshold", defaults.IDENTITY_CHANGE_THRESHOLD),
-            )
+            **{
+                name: self.run_or_variable(name, default)
+                for name, default in (
+                    ("disable_threshold", defaults.DISABLE_THRESHOLD),
+                    ("member_removal_threshold", defaults.MEMBER_REMOVAL_THRESHOLD),
+                    ("member_removal_group_percent", defaults.MEMBER_REMOVAL_GROUP_PERCENT),
+                    ("identity_change_threshold", defaults.IDENTITY_CHANGE_THRESHOLD),
+                )
+            },
+            "confirm_mass_change": "{{ params.confirm_mass_change }}",
         }
 
     @property

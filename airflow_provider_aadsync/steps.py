@@ -30,6 +30,7 @@ from airflow_provider_aadsync.engine.connectors.entra.schema import DEFAULT_GROU
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under
 from airflow_provider_aadsync.engine.runs import defaults
+from airflow_provider_aadsync.engine.runs.export_confirmation import normalized_confirmation
 from airflow_provider_aadsync.engine.runs.import_attributes import complete_attribute_list
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.sync.settings import check_writeback_ou, load_sync_rules
@@ -297,8 +298,11 @@ def guard_settings(
     member_removal_threshold: int | None = None,
     member_removal_group_percent: int | None = None,
     identity_change_threshold: int | None = None,
-) -> dict[str, int]:
-    """The mass-change guards' thresholds of both exports (None: the defaults)."""
+    confirm_mass_change: str | None = None,
+) -> dict[str, Any]:
+    """The mass-change guards' thresholds of both exports (None: the defaults) and the counts confirmed for one run
+    (``deletes=812,member_removals=1204``; None: none). A malformed confirmation is a ``ValueError`` saying the form."""
+    confirmed = normalized_confirmation(confirm_mass_change)
     chosen = {
         "deletion_threshold": (deletion_threshold, defaults.DELETION_THRESHOLD),
         "disable_threshold": (disable_threshold, defaults.DISABLE_THRESHOLD),
@@ -306,7 +310,8 @@ def guard_settings(
         "member_removal_group_percent": (member_removal_group_percent, defaults.MEMBER_REMOVAL_GROUP_PERCENT),
         "identity_change_threshold": (identity_change_threshold, defaults.IDENTITY_CHANGE_THRESHOLD),
     }
-    return {name: default if value is None else value for name, (value, default) in chosen.items()}
+    settings: dict[str, Any] = {name: default if value is None else value for name, (value, default) in chosen.items()}
+    return {**settings, "confirm_mass_change": confirmed}
 
 
 def parse_write_budget(text: str) -> tuple[int, float]:
@@ -323,6 +328,7 @@ def entra_export_settings(
     member_removal_threshold: int | None = None,
     member_removal_group_percent: int | None = None,
     identity_change_threshold: int | None = None,
+    confirm_mass_change: str | None = None,
     write_budget: int | None = None,
     write_window_seconds: float | None = None,
 ) -> ExportSettings:
@@ -335,6 +341,7 @@ def entra_export_settings(
             member_removal_threshold=member_removal_threshold,
             member_removal_group_percent=member_removal_group_percent,
             identity_change_threshold=identity_change_threshold,
+            confirm_mass_change=confirm_mass_change,
         ),
         write_budget=defaults.WRITE_BUDGET if write_budget is None else write_budget,
         write_window_seconds=defaults.WRITE_WINDOW_SECONDS if write_window_seconds is None else write_window_seconds,
@@ -352,6 +359,7 @@ def ad_export_settings(
     member_removal_threshold: int | None = None,
     member_removal_group_percent: int | None = None,
     identity_change_threshold: int | None = None,
+    confirm_mass_change: str | None = None,
 ) -> ADExportSettings:
     """The AD export's settings (None or empty: the defaults; ``deprovision`` defaults to ``delete``)."""
     return ADExportSettings(
@@ -362,6 +370,7 @@ def ad_export_settings(
             member_removal_threshold=member_removal_threshold,
             member_removal_group_percent=member_removal_group_percent,
             identity_change_threshold=identity_change_threshold,
+            confirm_mass_change=confirm_mass_change,
         ),
         member_chunk=defaults.MEMBER_CHUNK if member_chunk is None else member_chunk,
         deprovision=(deprovision or "").strip() or "delete",  # type: ignore[arg-type]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_aadsync.engine.runs.export_guards import guard_report_line
+from airflow_provider_aadsync.engine.runs.export_guard_check import guard_report_line
 from airflow_provider_aadsync.engine.runs.import_guard import STOPPED_DELETION_THRESHOLD
 from airflow_provider_aadsync.engine.store import Store, as_utc
 
-#: Export counters that are the guards' thresholds: shown in the guards line, not in the counter table.
+#: Export counters that are the guards' thresholds and confirmations: shown in the guards line, not in the counter
+#: table.
 _GUARD_SETTINGS = frozenset(
     {
         "deletion_threshold",
@@ -17,6 +18,11 @@ _GUARD_SETTINGS = frozenset(
         "member_removal_threshold",
         "member_removal_group_percent",
         "identity_change_threshold",
+        # the counts confirmed for the run (engine/runs/export_confirmation.py)
+        "confirmed_deletes",
+        "confirmed_disables",
+        "confirmed_member_removals",
+        "confirmed_identity_changes",
     }
 )
 

@@ -10,7 +10,7 @@ from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.hooks.entra import EntraHook
 from airflow_provider_aadsync.operators.base import StoreStepOperator, refuse_settings
-from airflow_provider_aadsync.operators.templated import named_float, named_int, templated_flag
+from airflow_provider_aadsync.operators.templated import named_float, named_int, templated_flag, templated_value
 from airflow_provider_aadsync.steps import COMPLETED_EXPORT_RESULTS, entra_export_settings, export_to_entra
 
 if TYPE_CHECKING:
@@ -38,6 +38,10 @@ class EntraExportOperator(StoreStepOperator):
         the export before any write (templated; empty: ``MEMBER_REMOVAL_GROUP_PERCENT``; 100 lets any share through).
     :param identity_change_threshold: more accounts getting another sign-in name or mail address than this
         stop the export before any write (templated; empty: ``IDENTITY_CHANGE_THRESHOLD``).
+    :param confirm_mass_change: the exact counts confirmed for this run, as a guard's stop names them
+        (``deletes=812,member_removals=1204``; templated; empty: none): a guard over its threshold lets the export
+        through only when its count is exactly the one named; a count that differs stops again, a malformed value
+        fails the task without retries. Unlike a raised threshold, a rerun that finds another plan is not let through.
     :param write_budget: writes per ``write_window_seconds`` the export paces itself to (templated; Graph's per-app
         limit, ``WRITE_BUDGET`` per ``WRITE_WINDOW_SECONDS``, by default).
     :param write_window_seconds: the pacing window in seconds (templated).
@@ -55,6 +59,7 @@ class EntraExportOperator(StoreStepOperator):
         "member_removal_threshold",
         "member_removal_group_percent",
         "identity_change_threshold",
+        "confirm_mass_change",
         "write_budget",
         "write_window_seconds",
         *StoreStepOperator.template_fields,
@@ -72,6 +77,7 @@ class EntraExportOperator(StoreStepOperator):
         member_removal_threshold: int | str | None = defaults.MEMBER_REMOVAL_THRESHOLD,
         member_removal_group_percent: int | str | None = defaults.MEMBER_REMOVAL_GROUP_PERCENT,
         identity_change_threshold: int | str | None = defaults.IDENTITY_CHANGE_THRESHOLD,
+        confirm_mass_change: str | None = None,
         write_budget: int | str = defaults.WRITE_BUDGET,
         write_window_seconds: float | str = defaults.WRITE_WINDOW_SECONDS,
         connector: str = "entra",
@@ -85,6 +91,7 @@ class EntraExportOperator(StoreStepOperator):
         self.member_removal_threshold = member_removal_threshold
         self.member_removal_group_percent = member_removal_group_percent
         self.identity_change_threshold = identity_change_threshold
+        self.confirm_mass_change = confirm_mass_change
         self.write_budget = write_budget
         self.write_window_seconds = write_window_seconds
         self._settings: ExportSettings | None = None
@@ -98,6 +105,7 @@ class EntraExportOperator(StoreStepOperator):
             member_removal_threshold=named_int("member_removal_threshold", self.member_removal_threshold),
             member_removal_group_percent=named_int("member_removal_group_percent", self.member_removal_group_percent),
             identity_change_threshold=named_int("identity_change_threshold", self.identity_change_threshold),
+            confirm_mass_change=templated_value(self.confirm_mass_change),
             write_budget=named_int("write_budget", self.write_budget),
             write_window_seconds=named_float("write_window_seconds", self.write_window_seconds),
         )

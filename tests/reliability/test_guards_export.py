@@ -1,6 +1,7 @@
-"""Export guards against the real servers: a mass disable, a mass member removal (in total, or more than half of
-one group), a mass manager clear and a mass sign-in name change stop the export before its first write, with the
-emulator's write counters and the AD contents as proof that nothing was written; a confirmed run then applies them.
+"""Export guards against the real servers: a mass delete, a mass disable, a mass member removal (in total, or more
+than half of one group), a mass manager clear and a mass sign-in name change stop the export before its first write,
+with the emulator's write counters and the AD contents as proof that nothing was written; a confirmed run then applies
+them, and a confirmation by exact count lets through no larger plan.
 A user whose userAccountControl is missing keeps its cloud account as it is. Group writeback's member removals are
 guarded the same way against Samba."""
 
@@ -18,6 +19,7 @@ from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.report import render_runs
 from airflow_provider_aadsync.engine.runs.export_guards import (
+    STOPPED_DELETES,
     STOPPED_DISABLES,
     STOPPED_IDENTITY_CHANGES,
     STOPPED_MEMBER_REMOVALS,
@@ -29,7 +31,7 @@ from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.steps import run_ad_import
 from tests.support.graph import graph_groups, graph_managers, graph_members, graph_users
 from tests.support.servers import entra_hook_for, hook_for, trust
-from tests.support.world import ad_group, ad_user, guid, immutable_id, import_delta, import_full
+from tests.support.world import ad_group, ad_user, deleted, guid, immutable_id, import_delta, import_full
 from tests.support.writeback import WRITEBACK_ON, m365_group, members_in_ad, written_back
 
 pytestmark = pytest.mark.integration
@@ -87,6 +89,44 @@ def test_mass_disable_stops_before_any_write_then_a_confirmed_run_applies_it(gra
     assert confirmed.result == "success" and confirmed.counters["user_updates"] == 8
     enabled = {anchor: user["accountEnabled"] for anchor, user in graph_users(hook).items()}
     assert enabled == {immutable_id(guid(n)): n > 8 for n in range(1, 13)}
+
+
+def test_a_mass_delete_goes_through_only_with_its_exact_count_confirmed(graph_server, tenant_verifying, store, rules):
+    """The DAG run that confirmed 8 deletes, cleared after one more user left: its confirmation lets nothing through
+    (a raised threshold of 8 would have let any 8 or fewer through; this one, once more, stops)."""
+    hook = entra_hook_for(graph_server, tenant_verifying(DOMAIN))
+    exported_world(store, hook, rules, [ad_user(n) for n in range(1, 21)])
+    everyone = set(graph_users(hook))
+    assert everyone == {immutable_id(guid(n)) for n in range(1, 21)}
+
+    def delete(users: range) -> None:
+        import_delta(store, "ad", [deleted(guid(n)) for n in users])
+        assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+
+    delete(range(1, 9))
+    writes = graph_writes(graph_server)
+    stopped = run_entra_export(store, hook, settings=ExportSettings(deletion_threshold=5))
+    assert stopped.result == STOPPED_DELETES and stopped.detail.startswith("8 deletes are pending"), stopped.detail
+    assert "`confirm_mass_change` = `deletes=8`" in stopped.detail
+    assert "`aadsync export-entra --confirm-mass-change deletes=8`" in stopped.detail
+    assert graph_writes(graph_server) == writes, "a guard stop wrote to the tenant"
+
+    delete(range(9, 10))  # the plan grows by one: the confirmation of 8 no longer fits it
+    stale = run_entra_export(
+        store, hook, settings=ExportSettings(deletion_threshold=5, confirm_mass_change="deletes=8")
+    )
+    assert stale.result == STOPPED_DELETES, stale.detail
+    assert "This run confirmed deletes=8, but 9 are pending now" in stale.detail
+    assert graph_writes(graph_server) == writes, "a stale confirmation wrote to the tenant"
+    assert set(graph_users(hook)) == everyone
+    assert "deletes 9 of 5 (exceeded; confirmed 8)" in render_runs(store, [stale.run_id])
+
+    confirmed = run_entra_export(
+        store, hook, settings=ExportSettings(deletion_threshold=5, confirm_mass_change="deletes=9")
+    )
+    assert confirmed.result == "success" and confirmed.counters["user_deletes"] == 9, store.run_errors(confirmed.run_id)
+    assert confirmed.detail == "mass change confirmed for this run: deletes=9 (over its threshold)"
+    assert set(graph_users(hook)) == {immutable_id(guid(n)) for n in range(10, 21)}
 
 
 def test_mass_sign_in_name_change_stops_before_any_write_then_a_confirmed_run_applies_it(graph_server,

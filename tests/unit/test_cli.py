@@ -115,3 +115,16 @@ def test_export_guard_flags_reach_the_export_and_a_stop_says_which_flag_confirms
     assert "identity changes 0 of 3" in staged.output
     refused = CliRunner().invoke(main, ["export-ad", "--member-removal-group-percent", "101"])
     assert refused.exit_code == 2 and "0<=x<=100" in refused.output
+
+    # the exact counts the stop names confirm it for one run; a count that differs stops again
+    assert "`aadsync export-entra --confirm-mass-change member_removals=20`" in stopped.output
+    other = CliRunner().invoke(main, ["export-entra", "--store", url, "--confirm-mass-change", "member_removals=19"])
+    assert other.exit_code == 1 and "This run confirmed member_removals=19, but 20 are pending now" in other.output
+    args = ["export-entra", "--store", url, "--staging", "--confirm-mass-change", "member_removals=20"]
+    confirmed = CliRunner().invoke(main, args)
+    assert confirmed.exit_code == 0 and "— staged" in confirmed.output, confirmed.output
+    assert "mass change confirmed for this run: member_removals=20" in confirmed.output
+    assert "groups losing more than 50 % of their members 1 (exceeded, confirmed)" in confirmed.output
+    for command in ("export-entra", "export-ad"):
+        malformed = CliRunner().invoke(main, [command, "--confirm-mass-change", "20"])
+        assert malformed.exit_code == 2 and "a number alone does not say which guard" in malformed.output

@@ -70,6 +70,8 @@ def test_params_of_the_trigger_form(dagbag):
     assert dag.get_task("report").preflight == STAGING
     assert schema["deletion_threshold"]["type"] == ["null", "integer"] and params["deletion_threshold"] is None
     assert schema["confirm_mass_removal"]["type"] == ["null", "integer"] and params["confirm_mass_removal"] is None
+    assert schema["confirm_mass_change"]["type"] == ["null", "string"] and params["confirm_mass_change"] is None
+    assert "deletes=812,member_removals=1204" in params.get_param("confirm_mass_change").description
     assert schema["endpoint"]["enum"] == ["v2", "v1"] and params["endpoint"] == "v2"
     assert schema["reevaluate"]["type"] == "boolean" and params["reevaluate"] is False
     for dag_id in ("aadsync_cycle", "aadsync_full"):  # both syncs of both DAGs read it
@@ -123,6 +125,8 @@ def test_configuration_is_templated_from_variables_with_defaults(dagbag):
         assert guarded.confirm_mass_removal == "{{ params.confirm_mass_removal }}"
         assert guarded.import_deletion_threshold == "{{ var.value.get('aadsync_import_deletion_threshold', '') }}"
         assert guarded.import_deletion_share == "{{ var.value.get('aadsync_import_deletion_share', '') }}"
+    for task_id in ("export_ad", "export_entra"):  # a param only: a confirmation is for one run's plan
+        assert dag.get_task(task_id).confirm_mass_change == "{{ params.confirm_mass_change }}"
     assert dag.get_task("sync_ad").rules == "{{ var.value.get('aadsync_rules_path', '') }}"
 
 

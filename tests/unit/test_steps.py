@@ -139,8 +139,14 @@ def test_steps_take_typed_values_none_meaning_the_default():
         "member_removal_threshold": defaults.MEMBER_REMOVAL_THRESHOLD,
         "member_removal_group_percent": defaults.MEMBER_REMOVAL_GROUP_PERCENT,
         "identity_change_threshold": defaults.IDENTITY_CHANGE_THRESHOLD,
+        "confirm_mass_change": None,
     }
     assert steps.guard_settings(deletion_threshold=0)["deletion_threshold"] == 0  # 0 is a value, not "unset"
+    confirmed = steps.guard_settings(confirm_mass_change=" member_removals = 1204, deletes=812 ")
+    assert confirmed["confirm_mass_change"] == "deletes=812,member_removals=1204"  # the fixed form
+    with pytest.raises(ValueError, match="'deletes:812' is not name=count"):
+        steps.entra_export_settings(confirm_mass_change="deletes:812")
+    assert steps.ad_export_settings(confirm_mass_change="disables=3").confirmed == {"disables": 3}
     settings = steps.entra_export_settings(staging=True, write_budget=10, write_window_seconds=1.0)
     assert (settings.staging, settings.write_budget, settings.write_window_seconds) == (True, 10, 1.0)
     assert steps.parse_write_budget("3000/150") == (3000, 150.0)

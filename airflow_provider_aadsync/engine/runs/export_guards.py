@@ -4,8 +4,9 @@ identity changes.
 Deleting accounts is not the only way to take a tenant down: disabling them, emptying the groups that grant access,
 or renaming everyone's sign-in name, does it as surely. So an export counts, from the plan sync staged
 (``pending_export`` and ``pending_export_reference``), four kinds of mass change, each against a threshold of its own,
-and stops before writing anything when one is exceeded (the defaults are in engine/runs/defaults.py), with a result
-and a message that says how to confirm a real mass change:
+and stops before writing anything when one is exceeded (the defaults are in engine/runs/defaults.py; the checking is
+engine/runs/export_guard_check.py), with a result and a message that says how to confirm a real mass change: for one
+run, with the exact counts found (engine/runs/export_confirmation.py), or for good, with a raised threshold:
 
 - deletes: pending object deletes (``stopped-deletion-threshold-exceeded``);
 - disables: accounts the export would switch off, ``accountEnabled`` true → false (Entra ID) or the ACCOUNTDISABLE
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from airflow_provider_aadsync.engine.runs.defaults import (
     DELETION_THRESHOLD,
@@ -43,6 +44,10 @@ from airflow_provider_aadsync.engine.runs.defaults import (
     MEMBER_REMOVAL_GROUP_MINIMUM,
     MEMBER_REMOVAL_GROUP_PERCENT,
     MEMBER_REMOVAL_THRESHOLD,
+)
+from airflow_provider_aadsync.engine.runs.export_confirmation import (
+    normalized_confirmation,
+    parse_confirmation,
 )
 from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT
 from airflow_provider_aadsync.engine.store import (
@@ -88,7 +93,21 @@ class GuardSettings(BaseModel):
     member_removal_group_percent: int = Field(MEMBER_REMOVAL_GROUP_PERCENT, ge=0, le=100)
     #: More accounts whose sign-in name or mail address changes than this stops the export before anything is written.
     identity_change_threshold: int = Field(IDENTITY_CHANGE_THRESHOLD, ge=0)
+    #: The exact counts confirmed for this run (``deletes=812,member_removals=1204``; engine/runs/
+    #: export_confirmation.py): a guard over its threshold lets the export through only when its count is the one
+    #: named here. None: nothing confirmed.
+    confirm_mass_change: str | None = None
     error_limit: int = Field(ERROR_LIMIT, ge=1)
+
+    @field_validator("confirm_mass_change", mode="before")
+    @classmethod
+    def _confirmation(cls, value: object) -> str | None:
+        return normalized_confirmation(None if value is None else str(value))
+
+    @property
+    def confirmed(self) -> dict[str, int]:
+        """The confirmed counts by guard name (empty: nothing confirmed)."""
+        return parse_confirmation(self.confirm_mass_change)
 
 
 @dataclass(frozen=True)
@@ -125,8 +144,18 @@ class MassChanges:
         """Member removals and managers cleared: what the member removal threshold is checked against."""
         return self.member_removes + self.manager_removes
 
+    def count_of(self, name: str) -> int:
+        """The count a confirmation naming guard ``name`` must give (engine/runs/export_confirmation.py)."""
+        return {
+            "deletes": self.deletes,
+            "disables": self.disables,
+            "member_removals": self.reference_removes,
+            "identity_changes": self.identity_changes,
+        }[name]
+
     def counters(self, settings: GuardSettings) -> dict[str, int]:
-        """Run counters: the counts and the thresholds they were checked against (the report shows both)."""
+        """Run counters: the counts, the thresholds they were checked against and the counts confirmed for the run
+        (``confirmed_<name>``; the report shows them all)."""
         return {
             "planned_deletes": self.deletes,
             "planned_disables": self.disables,
@@ -139,6 +168,7 @@ class MassChanges:
             "member_removal_threshold": settings.member_removal_threshold,
             "member_removal_group_percent": settings.member_removal_group_percent,
             "identity_change_threshold": settings.identity_change_threshold,
+            **{f"confirmed_{name}": count for name, count in settings.confirmed.items()},
         }
 
 
@@ -362,132 +392,3 @@ def _group_name(dn: str | None, attrs: str | None) -> str:
         if present:
             return f'"{value}" ({dn})' if dn else f'"{value}"'
     return dn or "(unknown group)"
-
-
-# ================================================================================================== checking
-@dataclass(frozen=True)
-class GuardStop:
-    """An exceeded guard: the run's result and the message that says what is pending and how to confirm it."""
-
-    result: str
-    detail: str
-
-
-def check_guards(changes: MassChanges, settings: GuardSettings, command: str) -> GuardStop | None:
-    """The first exceeded guard's result, with every exceeded guard in the message (so one confirmation does not
-    only run into the next stop); None when the plan is within every threshold."""
-    found: list[tuple[str, str, str]] = []  # (result, what is pending, how to confirm it)
-    if changes.deletes > settings.deletion_threshold:
-        found.append(
-            (
-                STOPPED_DELETES,
-                f"{changes.deletes:,} deletes are pending, more than the deletion threshold of "
-                f"{settings.deletion_threshold:,}",
-                _confirm("the deletes are", "deletion threshold", changes.deletes, "deletion_threshold", command),
-            )
-        )
-    if changes.disables > settings.disable_threshold:
-        found.append(
-            (
-                STOPPED_DISABLES,
-                f"{changes.disables:,} accounts would be disabled (accountEnabled true → false, or the ACCOUNTDISABLE "
-                f"bit of userAccountControl set), more than the disable threshold of {settings.disable_threshold:,}",
-                _confirm("the disables are", "disable threshold", changes.disables, "disable_threshold", command),
-            )
-        )
-    if changes.reference_removes > settings.member_removal_threshold:
-        pending = (
-            f"{changes.reference_removes:,} member and manager removals are pending ({changes.member_removes:,} "
-            f"group member removals, {changes.manager_removes:,} users whose manager would be cleared)"
-            if changes.manager_removes
-            else f"{changes.member_removes:,} group member removals are pending"
-        )
-        found.append(
-            (
-                STOPPED_MEMBER_REMOVALS,
-                f"{pending}, more than the member removal threshold of {settings.member_removal_threshold:,}",
-                _confirm(
-                    "the removals are",
-                    "member removal threshold",
-                    changes.reference_removes,
-                    "member_removal_threshold",
-                    command,
-                ),
-            )
-        )
-    if changes.identity_changes > settings.identity_change_threshold:
-        found.append(
-            (
-                STOPPED_IDENTITY_CHANGES,
-                f"{changes.identity_changes:,} accounts would get another sign-in name or mail address "
-                f"(userPrincipalName, mail or sAMAccountName), more than the identity change threshold of "
-                f"{settings.identity_change_threshold:,}",
-                _confirm(
-                    "the changes are",
-                    "identity change threshold",
-                    changes.identity_changes,
-                    "identity_change_threshold",
-                    command,
-                ),
-            )
-        )
-    if changes.groups_over_share:
-        worst = changes.groups_over_share[0]
-        others = len(changes.groups_over_share) - 1
-        found.append(
-            (
-                STOPPED_MEMBER_REMOVALS,
-                f"group {worst.name} would lose {worst.removes:,} of its {worst.members:,} members "
-                f"({worst.percent} %), more than the {settings.member_removal_group_percent} % one run may remove "
-                f"from a group of {MEMBER_REMOVAL_GROUP_MINIMUM} members or more"
-                + (f" ({others:,} more groups are over it too)" if others else ""),
-                _confirm(
-                    "the removals are",
-                    "per-group member removal share (percent)",
-                    worst.percent,
-                    "member_removal_group_percent",
-                    command,
-                ),
-            )
-        )
-    if not found:
-        return None
-    (result, pending, confirm), *more = found
-    detail = f"{pending}; nothing was written. {confirm}"
-    detail += "".join(f" Also: {pending}. {confirm}" for _result, pending, confirm in more)
-    return GuardStop(result, detail)
-
-
-def _confirm(subject: str, what: str, number: int, param: str, command: str) -> str:
-    flag = "--" + param.replace("_", "-")
-    return (
-        f"If {subject} intended, run the export again with a {what} of at least {number:,} (task parameter "
-        f"`{param}`, or `aadsync {command} {flag} {number}`)."
-    )
-
-
-def guard_report_line(counters: Mapping[str, Any]) -> str | None:
-    """The run report's line for the guards: each count against its threshold (None for runs without guards)."""
-    if "disable_threshold" not in counters:
-        return None
-
-    def part(label: str, counts: Sequence[str], threshold: str) -> str:
-        number, limit = sum(counters.get(count, 0) for count in counts), counters.get(threshold, 0)
-        return f"{label} {number:,} of {limit:,}" + (" (exceeded)" if number > limit else "")
-
-    share = counters.get("groups_over_member_removal_share", 0)
-    removals = ("planned_member_removes", "planned_manager_removes")  # one threshold for both (runs before: members)
-    return " · ".join(
-        [
-            part("deletes", ["planned_deletes"], "deletion_threshold"),
-            part("disables", ["planned_disables"], "disable_threshold"),
-            part("member and manager removals", removals, "member_removal_threshold"),
-            f"groups losing more than {counters.get('member_removal_group_percent', 0)} % of their members "
-            f"{share:,}" + (" (exceeded)" if share else ""),
-            *(
-                [part("identity changes", ["planned_identity_changes"], "identity_change_threshold")]
-                if "identity_change_threshold" in counters
-                else []
-            ),
-        ]
-    )

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.runs.cs_writer import attrs_digest, serialize_attrs
-from airflow_provider_aadsync.engine.runs.export_guards import GuardSettings, check_guards, count_mass_changes
+from airflow_provider_aadsync.engine.runs.export_guard_check import check_guards, confirmation_note
+from airflow_provider_aadsync.engine.runs.export_guards import GuardSettings, count_mass_changes
 from airflow_provider_aadsync.engine.runs.import_run import StepResult, process_holder
 from airflow_provider_aadsync.engine.runs.source import adjust_references_hash, format_hash
 from airflow_provider_aadsync.engine.store import (
@@ -81,20 +82,25 @@ def run_export(
         if stop is not None:
             log.warning("export to %s stopped before writing: %s", connector, stop.detail)
             return _finish(store, run_id, connector, stop.result, counts, [], stop.detail)
+        note = confirmation_note(changes, settings)  # what a confirmation let through, or that it was not needed
+        if note:
+            log.warning("export to %s: %s", connector, note)
         if settings.staging:
             detail = "staging mode: the plan is stored and nothing was written"
-            return _finish(store, run_id, connector, "staged", counts, [], detail)
+            return _finish(store, run_id, connector, "staged", counts, [], f"{detail}; {note}" if note else detail)
         held = still_refused(store, connector)
         if held:
             counts["adds_held_refused"] = len(held)
         with progress.track(f"export to {connector}"):
             writer = exporter(run_id)
             writer.errors.extend(held)
-            return _write(store, run_id, connector, counts, writer)
+            return _write(store, run_id, connector, counts, writer, note)
 
 
-def _write(store: Store, run_id: int, connector: str, counts: dict[str, Any], writer: Exporter) -> ExportResult:
-    """Run the exporter and record its outcome, whatever it is."""
+def _write(
+    store: Store, run_id: int, connector: str, counts: dict[str, Any], writer: Exporter, note: str | None = None
+) -> ExportResult:
+    """Run the exporter and record its outcome, whatever it is (``note``: the run's detail when it completes)."""
     try:
         writer.run()
     except ErrorLimitReached:
@@ -114,7 +120,7 @@ def _write(store: Store, run_id: int, connector: str, counts: dict[str, Any], wr
     result = "completed-export-errors" if writer.errors else "success"
     final = writer.final_counters(counts)
     log.info("export to %s finished: %s %s", connector, result, final)
-    return _finish(store, run_id, connector, result, final, writer.errors, None)
+    return _finish(store, run_id, connector, result, final, writer.errors, note)
 
 
 #: How a held add names the cloud object that refused its match (its ``last_error``, written by sync/joins.py).

@@ -69,6 +69,27 @@ def test_guard_thresholds_are_templated_on_both_exports():
         ad_export_settings(member_removal_group_percent="101")
 
 
+def test_both_exports_take_the_mass_change_confirmation_templated():
+    """Rendered empty or "None": nothing confirmed; a value in any order: its fixed form; a malformed one fails the
+    task without retries, before AD or the store is opened."""
+    from airflow_provider_aadsync.operators.entra_export import EntraExportOperator
+
+    operators = [
+        ADExportOperator(task_id="export_ad", writeback_enabled="true", writeback_ou="OU=Groups,DC=corp,DC=test"),
+        EntraExportOperator(task_id="export_entra"),
+    ]
+    for operator in operators:
+        assert "confirm_mass_change" in operator.template_fields
+        for unset in (None, "", "None"):
+            operator.confirm_mass_change = unset
+            assert operator.export_settings().confirm_mass_change is None
+        operator.confirm_mass_change = " member_removals=1204, deletes=812 "
+        assert operator.export_settings().confirm_mass_change == "deletes=812,member_removals=1204"
+        operator.confirm_mass_change = "812"
+        with pytest.raises(AirflowFailException, match="refused configuration, not retried: confirm_mass_change '812'"):
+            operator.execute({})
+
+
 # ------------------------------------------------------------------------------------------ writeback is opt-in
 def test_writeback_off_by_default_the_ad_export_is_skipped_and_writes_nothing(tmp_path):
     """Off (the default, or a Variable rendered "false"/empty) with ConsistencyGuid writeback off, the task says so

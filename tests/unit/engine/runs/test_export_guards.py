@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings
 from airflow_provider_aadsync.engine.report import render_runs
+from airflow_provider_aadsync.engine.runs.export_guard_check import guard_report_line
 from airflow_provider_aadsync.engine.runs.export_guards import (
     STOPPED_DISABLES,
     STOPPED_IDENTITY_CHANGES,
@@ -18,7 +19,6 @@ from airflow_provider_aadsync.engine.runs.export_guards import (
     _changes_identity,
     _disables,
     count_mass_changes,
-    guard_report_line,
 )
 from airflow_provider_aadsync.engine.runs.export_run import run_export
 from airflow_provider_aadsync.engine.store import (

@@ -7,11 +7,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings
-from airflow_provider_aadsync.engine.runs.export_guards import (
-    STOPPED_MEMBER_REMOVALS,
-    check_guards,
-    count_mass_changes,
-)
+from airflow_provider_aadsync.engine.runs.export_guard_check import check_guards
+from airflow_provider_aadsync.engine.runs.export_guards import STOPPED_MEMBER_REMOVALS, count_mass_changes
 from airflow_provider_aadsync.engine.store import Store
 from tests.support.plans import add_group, plan_row
 

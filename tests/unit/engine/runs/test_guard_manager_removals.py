@@ -10,12 +10,8 @@ import pytest
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.report import render_runs
-from airflow_provider_aadsync.engine.runs.export_guards import (
-    STOPPED_MEMBER_REMOVALS,
-    check_guards,
-    count_mass_changes,
-    guard_report_line,
-)
+from airflow_provider_aadsync.engine.runs.export_guard_check import check_guards, guard_report_line
+from airflow_provider_aadsync.engine.runs.export_guards import STOPPED_MEMBER_REMOVALS, count_mass_changes
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.fakes import FakeGraphWriter

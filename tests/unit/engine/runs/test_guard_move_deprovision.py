@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings
-from airflow_provider_aadsync.engine.runs.export_guards import check_guards, count_mass_changes
+from airflow_provider_aadsync.engine.runs.export_guard_check import check_guards
+from airflow_provider_aadsync.engine.runs.export_guards import count_mass_changes
 from airflow_provider_aadsync.engine.store import Store
 from tests.support.plans import add_group, plan_row
 
