@@ -159,3 +159,17 @@ def stage_removes(store: Store, connector: str, anchor: str, count: int, attribu
             [{"connector": connector, "anchor": anchor, "attribute": attribute, "target_anchor": f"m{i}",
               "operation": "remove", "state": "pending"} for i in range(first, first + count)],
         )  # fmt: skip
+
+
+class RecordingExporter:
+    """Stands in for a connector's exporter in guard tests: notes whether the run got as far as writing."""
+
+    def __init__(self) -> None:
+        self.errors: list[dict[str, Any]] = []
+        self.ran = False
+
+    def run(self) -> None:
+        self.ran = True
+
+    def final_counters(self, planned):
+        return dict(planned)

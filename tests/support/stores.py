@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -51,3 +52,12 @@ def make_older_store(url: str, instance: str = "emea") -> None:
     with Store.open(url, instance=instance) as store, store.engine.begin() as connection:
         connection.execute(sa.delete(schema_version).where(schema_version.c.version >= MARKER_VERSION))
         connection.execute(sa.text("DROP TABLE store_instance"))
+
+
+def store_digest(path: Path) -> str:
+    """A SQLite store file's bytes with its WAL folded in: equal digests, nothing written."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -26,7 +26,7 @@ from airflow_provider_aadsync.engine.runs.export_guards import (
     MassChanges,
 )
 from airflow_provider_aadsync.engine.runs.export_run import run_export
-from tests.support.plans import add_group, plan_row, stage_removes
+from tests.support.plans import RecordingExporter, add_group, plan_row, stage_removes
 from tests.support.stores import fresh_store
 
 
@@ -157,18 +157,6 @@ def test_member_removals_confirm_the_per_group_share_by_the_runs_removal_count()
 
 
 # ------------------------------------------------------------------------------------------------ an export run
-class RecordingExporter:
-    def __init__(self) -> None:
-        self.errors: list[dict[str, Any]] = []
-        self.ran = False
-
-    def run(self) -> None:
-        self.ran = True
-
-    def final_counters(self, planned):
-        return dict(planned)
-
-
 def export(store, settings):
     writer = RecordingExporter()
     result = run_export(

@@ -3,8 +3,6 @@ before any write."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import sqlalchemy as sa
 
@@ -28,7 +26,7 @@ from airflow_provider_aadsync.engine.store import (
 )
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.plans import add_group, stage_removes
+from tests.support.plans import RecordingExporter, add_group, stage_removes
 from tests.support.world import (
     ad_user,
     exports,
@@ -42,20 +40,6 @@ from tests.support.world import (
 def store(tmp_path):
     with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
         yield opened
-
-
-class RecordingExporter:
-    """Stands in for a connector's exporter: notes whether the run got as far as writing."""
-
-    def __init__(self) -> None:
-        self.errors: list[dict[str, Any]] = []
-        self.ran = False
-
-    def run(self) -> None:
-        self.ran = True
-
-    def final_counters(self, planned):
-        return dict(planned)
 
 
 def export(store: Store, settings, connector: str = "entra", command: str = "export-entra"):

@@ -4,9 +4,6 @@ and names what is not ready (no store yet, an older or a newer schema) and which
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 
@@ -20,16 +17,7 @@ from airflow_provider_aadsync.engine.store import (
     utcnow,
 )
 from airflow_provider_aadsync.engine.store import owner as marker
-from tests.support.stores import make_older_store
-
-
-def _digest(path: Path) -> str:
-    """The store file's bytes with its WAL folded in: equal digests, nothing written."""
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from tests.support.stores import make_older_store, store_digest
 
 
 def _versions(url: str) -> tuple[int, bool]:
@@ -68,11 +56,11 @@ def test_open_existing_reads_an_unmarked_store_and_leaves_it_unclaimed(tmp_path)
         run_id = store.start_run("full-import", "ad")
         with store.engine.begin() as connection:
             connection.execute(sa.delete(store_instance))  # a current schema, no owner yet
-    before = _digest(path)
+    before = store_digest(path)
     with Store.open_existing(url, instance="apac") as store:
         assert [run["id"] for run in store.list_runs()] == [run_id]
         assert marker.read_owner(store.engine) is None
-    assert _digest(path) == before
+    assert store_digest(path) == before
     with Store.open(url, instance="apac") as store:  # the first sync step claims it
         assert marker.read_owner(store.engine).instance == "apac"
 
@@ -81,14 +69,14 @@ def test_open_existing_of_an_older_schema_changes_nothing_until_the_sync_migrate
     path = tmp_path / "store.sqlite"
     url = f"sqlite:///{path}"
     make_older_store(url)
-    before = _digest(path)
+    before = store_digest(path)
     with pytest.raises(StoreNotReadyError) as raised:
         Store.open_existing(url, instance="emea")
     assert str(raised.value) == (
         f"store {url} has schema version 9, older than this package's {SCHEMA_VERSION}: the next sync step of sync "
         "instance 'emea' migrates it; it can be read once migrated (nothing was changed)"
     )
-    assert _versions(url) == (9, False) and _digest(path) == before  # not migrated, not claimed
+    assert _versions(url) == (9, False) and store_digest(path) == before  # not migrated, not claimed
     Store.open(url, instance="emea").close()  # the sync step's open
     with Store.open_existing(url, instance="emea") as store:
         assert store.current_version() == SCHEMA_VERSION

@@ -5,7 +5,6 @@ instance that opens it."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +26,7 @@ from airflow_provider_aadsync.engine.store import (
 )
 from airflow_provider_aadsync.engine.store import owner as marker
 from airflow_provider_aadsync.steps import export_to_entra, run_entra_import
+from tests.support.stores import store_digest
 
 TENANT_A = "11111111-2222-3333-4444-555555555555"
 TENANT_B = "99999999-8888-7777-6666-555555555555"
@@ -37,15 +37,6 @@ def _user(anchor: str) -> dict:
         "connector": "ad", "anchor": anchor, "dn": f"CN={anchor}", "object_type": "user", "attrs": "{}",
         "attrs_hash": "h", "refs_hash": "0", "is_deleted": False, "updated_at": utcnow(),
     }  # fmt: skip
-
-
-def _digest(path: Path) -> str:
-    """The store file's bytes with its WAL folded in: equal digests, nothing written."""
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _marker(url: str) -> list[tuple]:
@@ -91,7 +82,7 @@ def test_the_first_open_claims_the_store_and_the_same_instance_opens_it_again(tm
 
 def test_a_second_instance_on_one_store_is_refused_before_it_reads_or_writes(emea_store):
     path, url = emea_store
-    before = _digest(path)
+    before = store_digest(path)
     with pytest.raises(StoreInstanceError) as refused:
         Store.open(url, instance="apac")
     message = str(refused.value)
@@ -101,7 +92,7 @@ def test_a_second_instance_on_one_store_is_refused_before_it_reads_or_writes(eme
     assert "refused before anything was read or written" in message
     assert "aadsync_apac__store_url" in message and "its own store" in message
     assert f"aadsync store claim --instance apac --store {url} --confirm-claim" in message
-    assert _digest(path) == before  # not a byte changed
+    assert store_digest(path) == before  # not a byte changed
     with Store.open(url, instance="emea") as again:  # its owner opens it as before
         assert again.current_version() == SCHEMA_VERSION
     assert _anchors(url) == ["alice"]
@@ -129,7 +120,7 @@ def test_the_store_url_in_a_refusal_has_its_password_masked():
 
 def test_an_entra_step_of_another_tenant_is_refused_before_it_reads_or_writes(emea_store):
     path, url = emea_store
-    before = _digest(path)
+    before = store_digest(path)
     hook = SimpleNamespace(settings=SimpleNamespace(tenant_id=TENANT_B))  # refused before the hook is used
     with Store.open(url, instance="emea") as store:
         store.check_tenant(TENANT_A.upper())  # the same tenant in another case
@@ -143,19 +134,19 @@ def test_an_entra_step_of_another_tenant_is_refused_before_it_reads_or_writes(em
             message = str(refused.value)
             assert f"syncs Entra tenant {TENANT_A}, and this step's Entra connection names tenant {TENANT_B}" in message
             assert f"--confirm-claim --tenant-id {TENANT_B}" in message
-    assert _digest(path) == before and _marker(url) == [("emea", TENANT_A, "created")]
+    assert store_digest(path) == before and _marker(url) == [("emea", TENANT_A, "created")]
 
 
 def test_claim_needs_confirmation_is_refused_while_the_owner_runs_and_then_re_claims(emea_store):
     path, url = emea_store
     runner = CliRunner()
     claim = ["store", "claim", "--store", url, "--instance", "europe"]
-    before = _digest(path)
+    before = store_digest(path)
     unconfirmed = runner.invoke(main, claim)
     assert unconfirmed.exit_code == 1
     assert f"belongs to sync instance 'emea' (Entra tenant {TENANT_A})" in unconfirmed.output
     assert "Give --confirm-claim to do it (nothing was changed)" in unconfirmed.output
-    assert _digest(path) == before
+    assert store_digest(path) == before
 
     with Store.open(url, instance="emea") as emea:
         emea.acquire_lock("aadsync_emea_cycle:manual__1", hold=None)  # a cycle of the owner holds the instance
@@ -219,10 +210,10 @@ def test_a_cli_step_of_a_second_instance_on_the_first_ones_store_is_refused_befo
     runner = CliRunner()
     first = runner.invoke(main, ["sync", "--instance", "emea", "--connector", "ad"])
     assert first.exit_code == 0, first.output
-    before = _digest(path)
+    before = store_digest(path)
     for command in ("import-ad", "import-entra"):
         refused = runner.invoke(main, [command, "--mode", "full", "--instance", "apac", "--conn-id", "nowhere"])
         assert refused.exit_code == 1, refused.output
         assert "belongs to sync instance 'emea'" in refused.output and "not to sync instance 'apac'" in refused.output
         assert "nowhere" not in refused.output  # refused before the connection was looked up
-    assert _digest(path) == before and _anchors(url) == ["alice"]
+    assert store_digest(path) == before and _anchors(url) == ["alice"]
