@@ -35,7 +35,7 @@ from airflow_provider_aadsync.engine.runs.source import (
     format_hash,
     references_hash,
 )
-from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, utcnow
+from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, link, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,9 @@ class ConnectorSpaceWriter:
         frame["pending_import"] = stored["pending_import"].where(
             stored["pending_import"].isin([PENDING_ADD]), PENDING_UPDATE
         )
-        frame.loc[is_new, "pending_import"] = PENDING_ADD
+        # A tombstone this import revives (restored from AD's recycle bin) is known to the sync: an update, not an add
+        # (an add that is deleted again before a sync vanishes, and the sync would never hear of the delete).
+        frame.loc[stored["attrs_hash"].isna(), "pending_import"] = PENDING_ADD
         self._count(frame["anchor"], first, is_new=is_new, changed=changed, renamed=renamed)
 
         # Rows in key order: neighbouring inserts land on the same index pages (about 20 % faster in SQLite).
@@ -311,13 +313,14 @@ class ConnectorSpaceWriter:
                     self.counters["deletes_ignored"] += 1
                 continue
             if not alive:
-                row = self._delta_add(obj, now)
+                # A tombstone revived (restored from a recycle bin) is known to the sync: an update, not an add.
+                row = self._delta_add(obj, now, PENDING_ADD if current is None else PENDING_UPDATE)
             else:
                 row = self._delta_update(obj, current, now)
             if row is not None:
                 stored[obj.anchor] = row
 
-    def _delta_add(self, obj: SourceObject, now: Any) -> dict[str, Any] | None:
+    def _delta_add(self, obj: SourceObject, now: Any, pending: str) -> dict[str, Any] | None:
         if obj.object_type is None:
             self.counters["skipped_untyped"] += 1
             log.warning("delta entry %s (%s) has no object type and is not in the connector space", obj.dn, obj.anchor)
@@ -341,7 +344,7 @@ class ConnectorSpaceWriter:
             "attrs_hash": attrs_digest(serialized),
             "refs_hash": format_hash(references_hash(reference_pairs(references))),
             "is_deleted": False,
-            "pending_import": PENDING_ADD,
+            "pending_import": pending,
             "last_run_id": self.run_id,
             "updated_at": now,
         }
@@ -439,12 +442,18 @@ class ConnectorSpaceWriter:
     def _delete(self, anchors: Sequence[str], pending: Sequence[str | None]) -> list[str]:
         """Delete objects: never-synced adds vanish, others stay as pending deletes for the sync engine.
 
-        References to the deleted objects are dropped here, because AD's DirSync does not report the member
-        removal of a deleted member on the group. Returns the anchors of the objects whose rows that changed.
+        An add linked to a metaverse object (an object sync provisioned, which an import then read) is not one the
+        sync never saw: it stays as a pending delete too, or its link would outlive it and the delete never reach
+        the metaverse. References to the deleted objects are dropped here, because AD's DirSync does not report the
+        member removal of a deleted member on the group. Returns the anchors of the objects whose rows that changed.
         """
         now = utcnow()
-        vanish = [anchor for anchor, state in zip(anchors, pending, strict=True) if state == PENDING_ADD]
-        tombstone = [anchor for anchor, state in zip(anchors, pending, strict=True) if state != PENDING_ADD]
+        adds = [anchor for anchor, state in zip(anchors, pending, strict=True) if state == PENDING_ADD]
+        linked = self._linked(adds) if adds else set()
+        vanish = [anchor for anchor in adds if anchor not in linked]
+        tombstone = [
+            anchor for anchor, state in zip(anchors, pending, strict=True) if state != PENDING_ADD or anchor in linked
+        ]
         for chunk in chunks(vanish, IN_CHUNK):
             self.connection.execute(
                 sa.delete(cs_object).where(cs_object.c.connector == self.connector, cs_object.c.anchor.in_(chunk))
@@ -469,6 +478,14 @@ class ConnectorSpaceWriter:
             )
         self.counters["deletes"] += len(anchors)
         return self._drop_references_to(anchors, now)
+
+    def _linked(self, anchors: Sequence[str]) -> set[str]:
+        """The anchors among ``anchors`` linked to a metaverse object."""
+        found: set[str] = set()
+        for chunk in chunks(list(anchors), IN_CHUNK):
+            query = sa.select(link.c.anchor).where(link.c.connector == self.connector, link.c.anchor.in_(chunk))
+            found.update(self.connection.execute(query).scalars())
+        return found
 
     def _drop_references_to(self, targets: Sequence[str], now: Any) -> list[str]:
         """Drop the references to ``targets``; the anchors of the objects that held them (their rows changed)."""
