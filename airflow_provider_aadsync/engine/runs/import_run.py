@@ -2,7 +2,8 @@
 
 Connector-specific reading lives in an :class:`ImportSteps` (Active Directory, Entra ID); everything a run must
 guarantee whatever the source lives here: rows and watermarks commit together or not at all, a delta without a
-usable watermark becomes a full import and says why, per-object errors are recorded and capped.
+usable watermark becomes a full import and says why, per-object errors are recorded and capped (a delta keeps the
+old watermark of a partition where an object failed, so the next delta reads its changes again: ``keep_watermark``).
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class ImportSteps(Protocol):
         ...
 
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
-        """Apply the changes since ``saved``; return the new watermark per partition.
+        """Apply the changes since ``saved``; return the new watermark per partition. A partition left out keeps its
+        saved watermark and its age: one where an object failed, whose changes the next delta reads again.
 
         :raise WatermarkRejectedError: the server no longer accepts a saved watermark.
         """
@@ -237,6 +239,19 @@ def _import(
     store.finish_run(run_id, result, counters)
     log.info("%s import of %s finished: %s %s", mode, connector, result, counters)
     return ImportResult(run_id, connector, mode, result, counters)
+
+
+def keep_watermark(writer: ConnectorSpaceWriter, partition: str, failed: int, what: str) -> None:
+    """Say that a delta keeps the old watermark of ``partition``, where ``failed`` objects could not be applied: the
+    next delta reads their changes again (counter ``watermarks_kept``)."""
+    writer.counters["watermarks_kept"] += 1
+    log.warning(
+        "the %s of %s in %s is kept: %d object(s) failed, the next delta reads their changes again",
+        what,
+        partition,
+        writer.connector,
+        failed,
+    )
 
 
 def _removal_check(guard: ImportGuard, steps: ImportSteps, connector: str) -> Callable[..., None]:

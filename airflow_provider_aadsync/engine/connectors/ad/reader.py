@@ -25,7 +25,14 @@ from airflow_provider_aadsync.engine.dn import DnError, DnScope, wire_dn
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage
 from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list, with_fingerprint
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
-from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
+from airflow_provider_aadsync.engine.runs.import_run import (
+    ERROR_LIMIT,
+    ErrorSink,
+    ImportResult,
+    Mode,
+    keep_watermark,
+    run_import,
+)
 from airflow_provider_aadsync.engine.runs.prefetch import prefetch
 from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, SourceObject
 from airflow_provider_aadsync.engine.store import cs_object, watermark
@@ -179,9 +186,17 @@ class ADImportSteps:
         return {dn: scope for dn, scope in includes.items() if probe(wire_dn(dn)) is None}
 
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
+        """The changes since the saved cookies; the new cookie of each partition whose changes all applied.
+
+        A partition where an object failed (a per-object error) keeps its old cookie (left out here, so its age is
+        kept too): DirSync reports the attributes changed since a cookie, so a cookie moved past a failed entry would
+        lose its other changes for good once the failing value is fixed (the next delta would bring that value only).
+        The next delta reads the partition's changes again from the old cookie; those applied already are unchanged.
+        """
         cookies = {}
         for partition in self.filters:
             cookie = saved[partition.key]
+            failed_before = len(errors)
             for entries, page_cookie in self.source.dirsync_pages(self.attributes, cookie, **self._base(partition)):
                 objects = self._decode(partition, entries, errors, partial=True)
                 objects = self._whole_when_new(partition, objects, writer, errors)
@@ -189,6 +204,9 @@ class ADImportSteps:
                 # The cookie commits with the rows when the run ends; a chunk inside a search has none of its own.
                 if page_cookie is not None:
                     cookie = page_cookie
+            if len(errors) > failed_before:
+                keep_watermark(writer, partition.key, len(errors) - failed_before, "DirSync cookie")
+                continue
             cookies[partition.key] = cookie
         return cookies
 

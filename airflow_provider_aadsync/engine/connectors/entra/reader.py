@@ -7,7 +7,7 @@ tenant is reached through any :class:`GraphDeltaSource` (the EntraHook in produc
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_aadsync.engine.connectors.entra.extensions import ExtensionNames, extension_names
@@ -24,7 +24,14 @@ from airflow_provider_aadsync.engine.connectors.entra.schema import (
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage, serialize_attrs
 from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
-from airflow_provider_aadsync.engine.runs.import_run import ERROR_LIMIT, ErrorSink, ImportResult, Mode, run_import
+from airflow_provider_aadsync.engine.runs.import_run import (
+    ERROR_LIMIT,
+    ErrorSink,
+    ImportResult,
+    Mode,
+    keep_watermark,
+    run_import,
+)
 from airflow_provider_aadsync.engine.runs.prefetch import prefetch
 from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, Reference, SourceObject
 
@@ -356,13 +363,26 @@ class EntraImportSteps:
         yield users, dict(links)
 
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
+        """The changes since the saved delta links; the new link of each resource whose changes all applied.
+
+        A resource where an object failed (a per-object error) keeps its old link (left out here, its age kept too):
+        a link moved past the failed item would bring the object again only when it next changes, and a group's
+        ``members@delta`` then only with the member changes made since, so those of the failed item would be lost
+        for good. The next delta reads the resource's changes again from the old link."""
         links: dict[str, bytes] = {}
+        kept = []
         for resource, select in self.select.items():
+            failed_before = len(errors)
             for page in self.source.delta_pages(resource, select, saved[resource].decode()):
                 writer.write_delta_page(_objects(resource, page["value"], errors, partial=True, names=self.names))
                 links[resource] = _delta_link(page, links.get(resource))
+            if len(errors) > failed_before:
+                _require_links(links, [resource])
+                del links[resource]
+                kept.append(resource)
+                keep_watermark(writer, resource, len(errors) - failed_before, "delta link")
         self._writeback_switches(writer, errors)
-        return _require_links(links, self.wanted)
+        return _require_links(links, [resource for resource in self.wanted if resource not in kept])
 
 
 def _objects(
@@ -398,7 +418,7 @@ def _delta_link(page: dict[str, Any], previous: bytes | None) -> bytes | None:
     return link.encode() if link else previous
 
 
-def _require_links(links: Mapping[str, bytes | None], select: Mapping[str, Any]) -> dict[str, bytes]:
+def _require_links(links: Mapping[str, bytes | None], select: Iterable[str]) -> dict[str, bytes]:
     missing = [resource for resource in select if not links.get(resource)]
     if missing:
         raise RuntimeError(f"Graph ended the delta round of {', '.join(missing)} without an @odata.deltaLink")
