@@ -29,6 +29,7 @@ from airflow_provider_aadsync.cli_options import (
     guard_options,
     import_guard_options,
 )
+from airflow_provider_aadsync.cli_options import load_rules as _load_rules
 from airflow_provider_aadsync.cli_status import status_command
 from airflow_provider_aadsync.cli_store import echo_json as _echo_json
 from airflow_provider_aadsync.cli_store import open_store as _open_store
@@ -197,18 +198,6 @@ def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last:
 
 
 # ------------------------------------------------------------------------------------------------- sync
-def _load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
-    from airflow_provider_aadsync.engine.rules import RuleLoadError
-    from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-
-    try:
-        return load_sync_rules(rule_paths, mode=endpoint, **writeback)
-    except RuleLoadError as error:
-        raise click.ClickException(str(error)) from None
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
-
-
 @main.command("sync")
 @click.option("--connector", required=True, help="Connector space to synchronize (ad, entra, ...).")
 @click.option("--mode", type=click.Choice(["full", "delta"]), default="delta", show_default=True)

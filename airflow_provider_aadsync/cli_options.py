@@ -162,3 +162,26 @@ def guard_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def load_rules(rule_paths: tuple[Path, ...], endpoint: str, **writeback):
+    """The sync's rule set from the rule options (a bad file or setting: a usage error naming it)."""
+    from airflow_provider_aadsync.engine.rules import RuleLoadError
+    from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+
+    try:
+        return load_sync_rules(rule_paths, mode=endpoint, **writeback)
+    except RuleLoadError as error:
+        raise click.ClickException(str(error)) from None
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def sync_rule_options(command):
+    """The options that decide the sync's rule set, as ``aadsync sync`` takes them (read by :func:`load_rules`)."""
+    for option in reversed((
+        RULES_OPTION, ENDPOINT_OPTION, WRITEBACK_OPTION, WRITEBACK_LIMIT_OPTION, WRITEBACK_OU_OPTION,
+        WRITEBACK_NAMING_OPTION, BLOCK_SOFT_MATCH_OPTION, DIRECTORY_EXTENSIONS_OPTION, CONSISTENCY_GUID_OPTION,
+    )):  # fmt: skip
+        command = option(command)
+    return command

@@ -1,6 +1,7 @@
 """The ``aadsync`` commands' store options (``--store URL``, ``--store-conn-id ID``), opening the store they name,
 and the reading commands' ``--json`` output, shared by cli.py and the cli_* modules; ``aadsync store claim``, the
-deliberate re-claim of a store that moved to another sync instance (engine/store/owner.py)."""
+deliberate re-claim of a store that moved to another sync instance (engine/store/owner.py); ``aadsync store
+drop-connector``, the deliberate removal of a connector space the connectors configuration no longer names."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 
 import click
 
+from airflow_provider_aadsync.cli_options import load_rules, sync_rule_options
 from airflow_provider_aadsync.engine.store import Store, default_store_url
 
 _STORE_CONN_KEY = "aadsync.store_conn_id"
@@ -79,7 +81,8 @@ def open_store_to_read(store_url: str | None, instance: str) -> Store:
 
 @click.group("store")
 def store_group() -> None:
-    """The store itself: which sync instance owns it (engine/store/owner.py)."""
+    """The store itself: which sync instance owns it (engine/store/owner.py), and dropping the connector space of an
+    AD connector removed for good from the connectors configuration (engine/runs/unconfigured.py)."""
 
 
 @store_group.command("claim")
@@ -122,6 +125,74 @@ def claim_store_command(store_url: str | None, instance: str, tenant_id: str | N
         store.migrate()  # an older store gains the marker's table; a newer one is refused here
         _before, after = owner.reclaim(store, instance, tenant_id=tenant_id)
         click.echo(f"Store {store.display_url} now belongs to {after.describe()} (was: {was}).")
+
+
+@store_group.command("drop-connector")
+@click.option("--connector", required=True, help="The AD connector whose connector space to drop (its store name).")
+@click.option(
+    "--confirm-drop",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Drop it: the exact number of objects the space holds (without it: only say how many).",
+)
+@click.option(
+    "--connectors-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The connectors configuration the cycles use: a connector it still names is refused.",
+)
+@click.option("--entra-connector", default="entra", show_default=True, help="The Entra ID connector space.")
+@sync_rule_options
+@store_options
+@click.option("--instance", default="default", show_default=True, help="Sync instance name.")
+def drop_connector_command(
+    connector: str,
+    confirm_drop: int | None,
+    connectors_file: str | None,
+    entra_connector: str,
+    rule_paths: tuple,
+    endpoint: str,
+    store_url: str | None,
+    instance: str,
+    **rule_settings: object,
+) -> None:
+    """Drop the connector space of an AD connector removed for good from the connectors configuration: each of its
+    objects is deleted as if its forest had emptied, and one sync of the connector (a recorded run) disconnects them
+    and stages the deprovisioning of what only they fed (the cloud accounts it provisioned); the next export writes
+    it, through its guards (a delete count above the deletion threshold stops until confirmed). Other connectors'
+    spaces are not touched. Give the sync's rule options, as to `aadsync sync`. A connector removed or renamed by
+    mistake is restored in the connectors file instead: its objects are then synced again as before."""
+    from airflow_provider_aadsync.engine.connectors.config import ConnectorsConfigError, load_connectors_config
+    from airflow_provider_aadsync.engine.report import render_runs
+    from airflow_provider_aadsync.engine.rules import RuleSetError
+    from airflow_provider_aadsync.engine.runs.unconfigured import DropRefused, drop_connector_space
+
+    configured: list[str] = []
+    if connectors_file:
+        try:
+            config = load_connectors_config(connectors_file)
+        except ConnectorsConfigError as error:
+            raise click.ClickException(str(error)) from None
+        configured = [ad.name for ad in config.ad] + [config.entra.name]
+    rules = load_rules(rule_paths, endpoint, **rule_settings)
+    with open_store(store_url, instance) as store:
+        try:
+            result = drop_connector_space(
+                store, rules, connector, confirm_drop=confirm_drop, entra_connector=entra_connector,
+                configured=configured,
+            )  # fmt: skip
+        except (DropRefused, RuleSetError) as error:
+            click.echo(f"Not dropped: {error}", err=True)
+            sys.exit(1)
+        click.echo(render_runs(store, [result.run_id]))
+    if result.result.startswith("stopped"):
+        sys.exit(1)
+    click.echo(
+        f"Connector space {connector!r} dropped. `aadsync export-plan --connector {entra_connector}` shows the "
+        "deprovisioning staged; the next export writes it (a delete count above the deletion threshold stops until "
+        "confirmed with --confirm-mass-change deletes=N)."
+    )
 
 
 def echo_json(value: object) -> None:

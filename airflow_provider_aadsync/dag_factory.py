@@ -405,6 +405,8 @@ def sync_cycle_dag(
             report_dir=t.report_dir,
             preflight=STAGING,
             plan_connector=entra_name,
+            # a connector space of a connector removed or renamed in the connectors file is named in every report
+            configured_connectors=[name for name, _, _ in ad_connectors(connectors)] + [entra_name],
             **t.matching,
             **store,
         )

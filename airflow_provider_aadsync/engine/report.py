@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow_provider_aadsync.engine.runs.export_guard_check import guard_report_line
 from airflow_provider_aadsync.engine.runs.import_guard import STOPPED_DELETION_THRESHOLD
+from airflow_provider_aadsync.engine.runs.unconfigured import UnconfiguredSpace, render_unconfigured
 from airflow_provider_aadsync.engine.store import Store, as_utc
 
 #: Export counters that are the guards' thresholds and confirmations: shown in the guards line, not in the counter
@@ -370,16 +371,21 @@ def render_cycle_report(
     plan_connector: str = "entra",
     plan_limit: int = 10,
     max_rows: int = 100,
+    unconfigured: Sequence[UnconfiguredSpace] = (),
 ) -> str:
     """The report of one sync cycle: a line per step, which deltas ran as full runs and why, what needs a person
     (every per-object error and duplicate-attribute conflict, up to ``max_rows`` of each), each run's counters, and
     what is left to export.
+
+    :param unconfigured: the connector spaces the connectors configuration no longer names (unconfigured.py), shown
+        first, under the title.
 
     :param steps: in cycle order, ``{"task": id, "state": task state or None, "summary": the step's summary or None}``
         (a summary has at least ``run_id``, and ``fallback_reason`` when a delta became a full run).
     """
     runs: list[dict[str, Any]] = []
     lines = [f"# AADSync cycle report: {title}", "", f"Store: `{store.display_url}`", ""]
+    lines += render_unconfigured(unconfigured)
     lines += ["| step | run | ran as | result | what it did |", "|---|---:|---|---|---|"]
     fallbacks: list[str] = []
     for step in steps:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider_aadsync.engine.report import render_cycle_report
 from airflow_provider_aadsync.engine.runs import preflight as cutover
+from airflow_provider_aadsync.engine.runs.unconfigured import UnconfiguredSpace, unconfigured_spaces
 from airflow_provider_aadsync.engine.store import create_private_file
 from airflow_provider_aadsync.operators.base import (
     STOPPED_SUMMARY_KEY,
@@ -107,7 +109,12 @@ class SyncReportOperator(StoreLocation, BaseOperator):
         preflight run, which writes nothing): how each in-scope AD object meets the tenant, the counts first in the
         report, every row saved beside it as ``<run>.preflight.csv`` and ``<run>.preflight.json``.
     :param block_soft_match: the preflight's matching follows BlockSoftMatch (templated; default false).
-    :return: the report's path, the reported run ids (and the preflight's files and counts).
+    :param configured_connectors: the connectors the connectors configuration names (its AD connectors and Entra; the
+        DAGs set it): a connector space in the store holding imported objects of any other connector (removed or
+        renamed in the file: never imported nor synced again) is shown first in the report and logged as a warning,
+        with how to resolve it (engine/runs/unconfigured.py). None (default): not checked.
+    :return: the report's path, the reported run ids (and the preflight's files and counts, the unconfigured
+        connector spaces).
     """
 
     template_fields: Sequence[str] = (
@@ -125,9 +132,11 @@ class SyncReportOperator(StoreLocation, BaseOperator):
         release_instance: bool = True,
         preflight: bool | str = False,
         block_soft_match: bool | str = False,
+        configured_connectors: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.configured_connectors = list(configured_connectors) if configured_connectors is not None else None
         self.preflight = preflight
         self.block_soft_match = block_soft_match
         self.release_instance = release_instance
@@ -164,12 +173,21 @@ class SyncReportOperator(StoreLocation, BaseOperator):
             raise AirflowSkipException("no step of this DAG run ran (a preview run?): nothing to report")
         title = f"{context['dag'].dag_id} / {context['run_id']}"
         rows = None
+        spaces: list[UnconfiguredSpace] = []
         with open_task_store(self.store_location(), self.instance) as store:
-            text = render_cycle_report(store, steps, title=title, plan_connector=self.plan_connector)
+            if self.configured_connectors is not None:
+                spaces = unconfigured_spaces(store, self.configured_connectors, entra_connector=self.plan_connector)
+            for space in spaces:
+                self.log.warning("%s", space.message())
+            text = render_cycle_report(
+                store, steps, title=title, plan_connector=self.plan_connector, unconfigured=spaces
+            )
             if templated_flag(self.preflight):
                 block = templated_flag(self.block_soft_match)
                 rows = cutover.preflight(store, entra_connector=self.plan_connector, block_soft_match=block)
         result: dict[str, Any] = {}
+        if spaces:
+            result["unconfigured_connectors"] = [asdict(space) for space in spaces]
         if rows is not None:
             # counts first, right under the title; every row as CSV and JSON beside the report
             files = {suffix: str(save_report(render(rows), context, self.report_dir, suffix))

@@ -68,6 +68,7 @@ def test_params_of_the_trigger_form(dagbag):
     dag = dagbag.dags["aadsync_cycle"]
     assert dag.get_task("export_entra").staging == dag.get_task("export_ad").staging == STAGING
     assert dag.get_task("report").preflight == STAGING
+    assert dag.get_task("report").configured_connectors == ["ad", "entra"]  # no connectors file: the one "ad"
     assert schema["deletion_threshold"]["type"] == ["null", "integer"] and params["deletion_threshold"] is None
     assert schema["confirm_mass_removal"]["type"] == ["null", "integer"] and params["confirm_mass_removal"] is None
     assert schema["confirm_mass_change"]["type"] == ["null", "string"] and params["confirm_mass_change"] is None
@@ -249,6 +250,8 @@ def test_a_connectors_file_gives_one_import_and_one_sync_per_ad_connector_in_the
     assert dag.params.get_param("preview_connector").schema["enum"] == ["ad", "ad_fabrikam", "entra"]
     # the report lists every step of the cycle in its order
     assert dag.get_task("report")._steps() == ["import_ad", "import_ad_fabrikam", "import_entra", *order]
+    # and names any connector space of a connector the file no longer names
+    assert dag.get_task("report").configured_connectors == ["ad", "ad_fabrikam", "entra"]
 
 
 def test_an_invalid_connectors_file_is_a_dag_import_error_naming_the_file_key_and_line(monkeypatch, tmp_path):
