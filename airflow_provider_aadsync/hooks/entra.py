@@ -256,7 +256,7 @@ class EntraHook(BaseHook):
                 time.sleep(wait)
 
     def _retry_budget(self) -> RetryBudget:
-        return RetryBudget(self.settings.max_attempts, self.settings.max_throttle_wait)
+        return RetryBudget(self.settings.max_attempts, self.settings.max_throttle_wait, self.settings.max_retry_wait)
 
     def _check_host(self, url: str) -> None:
         """Absolute URLs (next and delta links) must point at the configured Graph scheme, host and port."""

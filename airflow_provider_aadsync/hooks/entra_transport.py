@@ -74,10 +74,26 @@ def throttling(status: int | None, retry_after: float | None) -> bool:
     return status == 429 or (status == 503 and retry_after is not None and retry_after > 0)
 
 
-def backoff(failures: int) -> float:
-    """The wait after a request's ``failures``-th fault (or throttling) when Graph named none: random, up to 0.5 s
-    doubling per failure, at most 30 s (full jitter: requests that failed together do not come back together)."""
-    return random.uniform(0.0, min(30.0, 0.5 * 2.0 ** (failures - 1)))
+#: The longest wait a backoff picks (Graph named none): a fault's, or throttling's without a ``Retry-After``.
+BACKOFF_CAP_SECONDS = 30.0
+#: The shortest wait after throttling that named no wait (no ``Retry-After``, ``Retry-After: 0``, or one that does not
+#: parse): Graph's guidance is to avoid immediate retries, which accrue against the limits that throttled.
+THROTTLE_FLOOR_SECONDS = 1.0
+
+
+def backoff(failures: int, cap: float = BACKOFF_CAP_SECONDS) -> float:
+    """The wait after a request's ``failures``-th fault when Graph named none: random, up to 0.5 s doubling per
+    failure, at most ``cap`` (full jitter: requests that failed together do not come back together)."""
+    return random.uniform(0.0, min(cap, 0.5 * 2.0 ** (failures - 1)))
+
+
+def throttle_backoff(throttled: int, cap: float = BACKOFF_CAP_SECONDS) -> float:
+    """The wait after a request's ``throttled``-th throttling when Graph named no wait: never less than
+    :data:`THROTTLE_FLOOR_SECONDS`, doubling per throttling of the same request, up to half as much again at random
+    (requests throttled together do not come back together), at most ``cap`` (a ``max_retry_wait`` below the floor
+    wins). Graph's guidance: without a
+    ``Retry-After``, back off exponentially, never resend at once."""
+    return min(cap, THROTTLE_FLOOR_SECONDS * 2.0 ** min(throttled - 1, 32) * random.uniform(1.0, 1.5))
 
 
 class RetryBudget:
@@ -88,12 +104,16 @@ class RetryBudget:
     throttles, and a busy tenant throttles one request many times in a row, so counting it would fail a long export
     on throttling alone. ``max_throttle_wait`` bounds it instead: the time the request has spent throttled (its
     waits, or the time since its first throttled answer when that is longer, so even ``Retry-After: 0`` ends), and
-    a tenant that throttles for ever still stops the run, with an error saying how long it waited.
+    a tenant that throttles for ever still stops the run, with an error saying how long it waited. Throttling that
+    names no wait (no ``Retry-After``, or ``Retry-After: 0``) is backed off (:func:`throttle_backoff`), never resent at
+    once, so the requests within that budget stay few. A backoff never picks more than ``max_wait`` (the connection's
+    ``max_retry_wait``): only Graph's own ``Retry-After`` can ask for more, and stop the run on it.
     """
 
-    def __init__(self, max_attempts: int, max_throttle_wait: float) -> None:
+    def __init__(self, max_attempts: int, max_throttle_wait: float, max_wait: float = BACKOFF_CAP_SECONDS) -> None:
         self.max_attempts = max_attempts
         self.max_throttle_wait = max_throttle_wait
+        self.cap = min(BACKOFF_CAP_SECONDS, max_wait)
         self.faults = 0
         self.throttled = 0
         self.waited = 0.0  # the throttling waits only
@@ -101,7 +121,8 @@ class RetryBudget:
 
     def next_wait(self, error: BaseException) -> float | None:
         """Seconds to wait before sending the request again after ``error`` (one worth retrying): Graph's
-        ``Retry-After`` when it gave one, else :func:`backoff`; None when faults have used up ``max_attempts``.
+        ``Retry-After`` when it asked for a wait, else :func:`backoff` (a fault) or :func:`throttle_backoff`; None
+        when faults have used up ``max_attempts``.
 
         :raise GraphThrottledError: waiting would make the request's throttling outlast ``max_throttle_wait``.
         """
@@ -111,9 +132,9 @@ class RetryBudget:
             self.faults += 1  # the backoff grows with the faults only: Graph's waits say nothing about them
             if self.faults >= self.max_attempts:
                 return None
-            return retry_after if retry_after is not None else backoff(self.faults)
+            return retry_after or backoff(self.faults, self.cap)  # Retry-After: 0 is no wait named
         self.throttled += 1
-        wait = retry_after if retry_after is not None else backoff(self.throttled)
+        wait = retry_after or throttle_backoff(self.throttled, self.cap)
         now = time.monotonic()
         if self._first_throttled is None:
             self._first_throttled = now

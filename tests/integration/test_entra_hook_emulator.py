@@ -233,9 +233,13 @@ def hook_with(graph_server, graph_tenant, **settings) -> EntraHook:
     return hook
 
 
-def test_throttling_does_not_use_up_the_attempts_meant_for_faults(graph_server, graph_tenant, emulator_settings_for):
+def test_throttling_does_not_use_up_the_attempts_meant_for_faults(
+    graph_server, graph_tenant, emulator_settings_for, monkeypatch
+):
     """Graph's throttling guidance: wait Retry-After and try again while throttled. Five 429s in a row are waited
     out by a hook allowed two attempts; two dropped connections (faults) are not."""
+    # Retry-After: 0 is backed off from a 1 s floor, doubling (tests/unit/hooks/test_entra.py): 10 ms here
+    monkeypatch.setattr("airflow_provider_aadsync.hooks.entra_transport.THROTTLE_FLOOR_SECONDS", 0.01)
     hook = hook_with(graph_server, graph_tenant, max_attempts=2)
     route = "GET /v1.0/organization"
     before = graph_requests(graph_server, route)

@@ -276,6 +276,56 @@ class TestThrottlingBudget:
             hook.batch([BatchRequest("1", "PATCH", "/users/u1?$select=id", {"department": "x"})])
         assert hook.counters["retry_wait_seconds"] == 20
 
+    @pytest.mark.parametrize("retry_after", ["0", None, "soon"])
+    def test_throttling_that_names_no_wait_backs_off_from_a_floor_never_at_once(self, hook, monkeypatch, retry_after):
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra_transport.random.uniform", lambda low, high: high)
+        slept = []
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", slept.append)
+        answers = iter([*[self.throttled(retry_after=retry_after)] * 7, httpx.Response(200, json={"value": [1]})])
+        use(hook, lambda request: next(answers))
+        assert hook.request("GET", "/users") == {"value": [1]}
+        # 1 s doubling per throttling of the request, up to half again at random (the top here), at most 30 s
+        assert slept == [1.5, 3.0, 6.0, 12.0, 24.0, 30.0, 30.0]
+
+    def test_throttling_that_names_no_wait_is_resent_a_bounded_number_of_times(self, hook, monkeypatch):
+        hook.__dict__["settings"] = hook.settings.model_copy(update={"max_throttle_wait": 120})
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra_transport.random.uniform", lambda low, high: low)
+        slept = []
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", slept.append)
+        calls = []
+
+        def handler(request):
+            calls.append(request)
+            assert len(calls) <= 50, "Retry-After: 0 resent at once, again and again"
+            return self.throttled(retry_after="0")
+
+        use(hook, handler)
+        with pytest.raises(GraphThrottledError, match=r"past max_throttle_wait \(120 s\)"):
+            hook.request("GET", "/users")
+        # the shortest waits (no jitter): 1 + 2 + 4 + 8 + 16 + 30 + 30 = 91 s, the next 30 s would pass 120 s
+        assert slept == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0] and len(calls) == 8
+
+    def test_a_503_that_asks_for_no_wait_is_a_fault_backed_off_too(self, hook, monkeypatch):
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra_transport.random.uniform", lambda low, high: high)
+        slept = []
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", slept.append)
+        use(hook, lambda request: self.throttled(503, retry_after="0"))
+        with pytest.raises(GraphError, match="503 TooManyRequests"):
+            hook.request("GET", "/users")
+        assert slept == [0.5, 1.0]  # max_attempts 3: the faults' backoff, not 0
+
+    def test_batch_items_throttled_with_no_wait_back_off_within_max_retry_wait(self, hook, monkeypatch):
+        hook.__dict__["settings"] = hook.settings.model_copy(update={"max_retry_wait": 5})
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra_transport.random.uniform", lambda low, high: high)
+        waits = []
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", waits.append)
+        throttled = {"id": "1", "status": 429, "headers": {"Retry-After": "0"}, "body": {}}
+        answers = iter([*[{"responses": [throttled]}] * 4, {"responses": [{"id": "1", "status": 204}]}])
+        use(hook, lambda request: httpx.Response(200, json=next(answers)))
+        results = hook.batch([BatchRequest("1", "PATCH", "/users/u1", {"department": "x"})])
+        # a backoff never stops the batch for max_retry_wait: it picks no more than it
+        assert results["1"].status == 204 and waits == [1.5, 3.0, 5.0, 5.0]
+
 
 class TestRetryAfter:
     def test_seconds_and_http_dates(self):
