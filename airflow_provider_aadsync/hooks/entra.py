@@ -34,6 +34,7 @@ from airflow_provider_aadsync.engine.connectors.entra.extensions import (
     ExtensionRegistrationError,
     register_extensions,
 )
+from airflow_provider_aadsync.engine.connectors.entra.graph import WRITES_SENT
 from airflow_provider_aadsync.engine.runs.source import (
     OUTCOME_UNKNOWN_CODE,
     UNANSWERED_CODE,
@@ -63,6 +64,7 @@ from airflow_provider_aadsync.hooks.entra_transport import (
     retryable,
     retryable_when_sent_once,
     throttling,
+    writes_in,
 )
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ class EntraHook(BaseHook):
         self.entra_conn_id = entra_conn_id
         self._settings = settings
         self.counters: dict[str, float] = {"requests": 0, "retries": 0, "throttled": 0, "retry_wait_seconds": 0.0}
+        self.counters[WRITES_SENT] = 0  # every send of a write (a $batch's items), resends too: the export's pacer
 
     @cached_property
     def settings(self) -> EntraConnectionSettings:
@@ -296,6 +299,7 @@ class EntraHook(BaseHook):
             headers = {"Authorization": f"Bearer {self.get_token()}", **extra_headers}
             if method != "GET":
                 write_guard.check()  # an exporter's lock, asked before each write, resends too (engine/write_guard.py)
+                self.counters[WRITES_SENT] += writes_in(url, kwargs.get("json"))
             self.counters["requests"] += 1
             response = self._http.request(method, url, headers=headers, **kwargs)
             # 401: Graph refused the token (expired early, revoked): the request was not carried out, so it is sent

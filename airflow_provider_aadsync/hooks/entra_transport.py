@@ -96,6 +96,15 @@ def throttle_backoff(throttled: int, cap: float = BACKOFF_CAP_SECONDS) -> float:
     return min(cap, THROTTLE_FLOOR_SECONDS * 2.0 ** min(throttled - 1, 32) * random.uniform(1.0, 1.5))
 
 
+def writes_in(url: str, body: object) -> int:
+    """The writes one send of a request other than GET carries: the items of a ``$batch`` that are not GETs, else
+    one. Graph charges each to the app's and tenant's write budget every time it is sent."""
+    if url.split("?", 1)[0].endswith("/$batch") and isinstance(body, dict):
+        items = body.get("requests")
+        return sum(1 for item in items if not isinstance(item, dict) or item.get("method") != "GET") if items else 0
+    return 1
+
+
 class RetryBudget:
     """Whether, and after how long, one request (or one request of a ``$batch``) is sent again.
 

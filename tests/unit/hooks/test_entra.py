@@ -365,6 +365,24 @@ class TestBatch:
         assert results["1"].ok and results["1"].body == {"ok": True}
         assert len(waits) == 1 and 15 <= waits[0] <= 20
 
+    def test_every_send_of_a_write_is_counted_as_graph_charges_it(self, hook, monkeypatch):
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda _seconds: None)
+        gateway_gave_up = {"status": 504, "body": {"error": {"code": "UnknownError", "message": "gateway timeout"}}}
+        answers = iter(
+            [
+                {"responses": [{"id": "r", "status": 200, "body": {}}, {"id": "w", **gateway_gave_up}]},
+                {"responses": [{"id": "w", "status": 204}]},
+            ]
+        )
+        use(hook, lambda request: httpx.Response(200, json=next(answers)))
+        results = hook.batch([BatchRequest("r", "GET", "/users"), BatchRequest("w", "PATCH", "/users/u1", {"x": 1})])
+        assert results["w"].status == 204 and hook.counters["requests"] == 2
+        assert hook.counters["writes_sent"] == 2  # the PATCH twice, the GET not at all
+        use(hook, lambda request: httpx.Response(204))
+        hook.request("DELETE", "/groups/g1/members/u1/$ref")
+        hook.request("GET", "/users")
+        assert hook.counters["writes_sent"] == 3
+
 
 class TestWritesThatMayHaveBeenCarriedOut:
     """A gateway that gives up (504), a failure midway (500) or a bad gateway (502) may come after Graph carried the

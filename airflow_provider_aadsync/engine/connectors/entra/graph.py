@@ -24,6 +24,9 @@ LINKS_PER_REQUEST = 20
 UNKNOWN_OUTCOME_LIMIT = 3
 #: The per-object error of an object that holds our key but that we did not create: never adopted, never written.
 NOT_ADOPTED = "not-adopted"
+#: The writer's counter of the writes it has put on the wire, each send of each (a call or a ``$batch`` item sent
+#: again after a dropped answer or a 504 counts twice: Graph charged both to the write budget).
+WRITES_SENT = "writes_sent"
 
 
 class GraphAnswer(Protocol):
@@ -36,7 +39,8 @@ class GraphAnswer(Protocol):
 
 
 class GraphWriter(Protocol):
-    """What the export needs from a Graph connection (the EntraHook in production)."""
+    """What the export needs from a Graph connection (the EntraHook in production). Its ``counters`` may hold
+    :data:`WRITES_SENT`; without it the export charges each call's writes once to the write budget."""
 
     counters: dict[str, float]
 

@@ -17,6 +17,7 @@ from airflow_provider_aadsync.engine.connectors.entra.extensions import extensio
 from airflow_provider_aadsync.engine.connectors.entra.graph import (
     BATCH_SIZE,
     UNKNOWN_OUTCOME_LIMIT,
+    WRITES_SENT,
     GraphAnswer,
     graph_body,
     graph_error,
@@ -107,6 +108,7 @@ class Phases:
         self.state.counters[f"{self.state.phase}_batch_calls"] += 1
         self._mark_sent(operations)
         self.state.pacer.acquire(len(operations))
+        sent_before = self.state.writer.counters.get(WRITES_SENT)
         unknown: list[str] = []
         try:
             answers = self.state.writer.batch(
@@ -132,7 +134,7 @@ class Phases:
             for index, operation in enumerate(operations)
         ):
             time.sleep(self.state.settings.resend_settle_seconds)  # let Graph finish what it may be processing
-        self.state.pacer.spent(len(operations))
+        self.state.pacer.spent(self._writes_sent(sent_before, len(operations)))
         self.progress.advance(sum(units(operation) for operation in operations))
         # Every outcome of this call in one transaction: one commit per call, not per operation.
         with self.state.store.transaction() as connection:
@@ -149,6 +151,15 @@ class Phases:
                     handler(operation, answers[str(index)])
             finally:
                 self.state.connection = None
+
+    def _writes_sent(self, before: float | None, operations: int) -> int:
+        """The writes the call charged to the tenant's budget: every send of each, as Graph charges them (the hook
+        sends a call without creates again after a dropped answer or a 504, and an item answered 5xx or 429), at
+        least the call's operations (a writer that does not count them)."""
+        after = self.state.writer.counters.get(WRITES_SENT)
+        if before is None or after is None:
+            return operations
+        return max(operations, int(after - before))
 
     def _unanswered(self, operation: Operation, answer: GraphAnswer) -> None:
         """The call's answer left this operation out: it may have been carried out. Reconciled like a cut-off call a

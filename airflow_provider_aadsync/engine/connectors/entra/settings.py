@@ -34,7 +34,8 @@ class WritePacer:
     """Keeps writes within the budget of a sliding window, sleeping before a call that would exceed it.
 
     A call's writes count from the moment its answer arrived (``spent``), never earlier than Graph charged them,
-    so this window always frees up after Graph's does: paced calls are not throttled.
+    so this window always frees up after Graph's does: paced calls are not throttled. Each send of a write counts,
+    as Graph charges it: a call sent again after a dropped answer or a 504 counts twice.
     """
 
     def __init__(self, budget: int, window: float, *, clock=time.monotonic, sleep=time.sleep):

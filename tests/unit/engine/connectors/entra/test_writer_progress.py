@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import warnings
 
+import httpx
 import pytest
 
 from airflow_provider_aadsync.engine import progress
+from airflow_provider_aadsync.engine.connectors.entra.settings import WritePacer
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
@@ -94,8 +96,6 @@ def test_a_throttled_export_logs_the_wait_as_throttling_and_its_phases(tmp_path,
 
 
 def test_pacing_to_the_write_budget_is_told_as_pacing(caplog):
-    from airflow_provider_aadsync.engine.connectors.entra.settings import WritePacer
-
     now = [0.0]
     pacer = WritePacer(40, 150.0, clock=lambda: now[0], sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
     caplog.set_level(logging.INFO)
@@ -108,3 +108,48 @@ def test_pacing_to_the_write_budget_is_told_as_pacing(caplog):
     assert lines == [
         "export to entra: waiting 2m30s for the tenant's write budget (40 writes per 150 s, pacing), 1 wait so far"
     ]
+
+
+class DropsAnAnswer:
+    """The hook's HTTP client, keeping the writes of each ``$batch`` it sends; the first ``$batch`` that ``matches`` is
+    carried out by the emulator and its answer lost (the connection drops), so the hook sends it again."""
+
+    def __init__(self, client, matches) -> None:
+        self.client, self.matches = client, matches
+        self.batches: list[int] = []
+        self.dropped = False
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def request(self, method, url, **kwargs):
+        response = self.client.request(method, url, **kwargs)
+        items = (kwargs.get("json") or {}).get("requests", [])
+        if url == "/$batch":
+            self.batches.append(sum(item["method"] != "GET" for item in items))
+        if url == "/$batch" and not self.dropped and self.matches(items):
+            self.dropped = True
+            raise httpx.ReadError("the connection dropped after Graph carried the call out")
+        return response
+
+
+def test_the_pacer_charges_every_send_of_a_call_as_graph_does(tmp_path, hook, monkeypatch):
+    transport = DropsAnAnswer(
+        hook._http, lambda items: any("members@odata.bind" in item.get("body", {}) for item in items)
+    )
+    hook.__dict__["_http"] = transport
+    charged: list[int] = []
+    real_spent = WritePacer.spent
+    monkeypatch.setattr(WritePacer, "spent", lambda pacer, writes: (charged.append(writes), real_spent(pacer, writes)))
+    with fresh_store(tmp_path) as store:
+        users = [ad_user(n, userPrincipalName=f"user{n}@contoso.com") for n in range(1, 4)]
+        import_full(store, "ad", [*users, ad_group(100, "Staff", members=(1, 2))])
+        assert run_sync(store, load_sync_rules(), connector="ad", mode="full").result == "success"
+        result = run_entra_export(store, hook, settings=ExportSettings(resend_settle_seconds=0))
+    assert result.result == "success", result
+    assert transport.dropped and len(graph_users(hook)) == 3
+    # four creates in one call (and the directory extension's registration before it); the member add of two, sent
+    # twice (no create in it: the hook resends it), which Graph charged twice; its "already exist" answer split into
+    # two single adds in a third call. Every write sent is charged to the write budget.
+    assert transport.batches == [4, 1, 1, 2] and charged == [5, 2, 2]
+    assert sum(charged) == hook.counters["writes_sent"] == sum(transport.batches) + 1
