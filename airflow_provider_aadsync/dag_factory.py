@@ -38,7 +38,11 @@ from airflow_provider_aadsync.dag_settings import (
 )
 from airflow_provider_aadsync.engine.connectors.config import DEFAULT_AD_CONNECTOR, ConnectorsConfig
 from airflow_provider_aadsync.engine.runs import defaults
-from airflow_provider_aadsync.engine.runs.export_confirmation import CONFIRMATION_EXAMPLE, CONFIRMATION_NAMES
+from airflow_provider_aadsync.engine.runs.export_confirmation import (
+    CONFIRMATION_EXAMPLE,
+    CONFIRMATION_NAMES,
+    CONFIRMATION_PATTERN,
+)
 from airflow_provider_aadsync.operators.ad_export import ADExportOperator
 from airflow_provider_aadsync.operators.ad_import import ADImportOperator
 from airflow_provider_aadsync.operators.callbacks import on_task_failure
@@ -151,6 +155,7 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
         "confirm_mass_change": Param(
             None,
             type=["null", "string"],
+            pattern=CONFIRMATION_PATTERN,
             title="Confirm an export's mass change by its exact counts",
             description="Let the exports of this run apply the mass change a guard stopped, by the exact counts its "
             f"stopped run's detail names ({CONFIRMATION_EXAMPLE}; names: {', '.join(CONFIRMATION_NAMES)}): a guard "

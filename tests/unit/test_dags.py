@@ -84,6 +84,20 @@ def test_params_of_the_trigger_form(dagbag):
     assert "mode" not in dagbag.dags["aadsync_full"].params
 
 
+@pytest.mark.parametrize("dag_id", ["aadsync_cycle", "aadsync_full"])
+def test_the_trigger_form_refuses_a_malformed_confirmation(dagbag, dag_id):
+    import copy
+
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    param = copy.deepcopy(dagbag.dags[dag_id].params.get_param("confirm_mass_change"))
+    for good in (None, "", "deletes=812", "deletes=812,member_removals=1204", " identity_changes = 3 , disables=0 "):
+        assert param.resolve(good) == good
+    for bad in ("812", "true", "deletes:812", "deletes=1,204", "delete=812", "deletes=812,", "deletes=8.12"):
+        with pytest.raises(ParamValidationError, match="does not match"):
+            param.resolve(bad)
+
+
 def test_retries_backoff_failure_hook_and_the_default_pool(dagbag):
     from airflow_provider_aadsync.operators.callbacks import on_task_failure
 

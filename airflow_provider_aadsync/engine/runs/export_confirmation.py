@@ -32,6 +32,14 @@ CONFIRMATION_EXAMPLE = "deletes=812,member_removals=1204"
 _COUNT = re.compile(r"[0-9]+")
 
 
+_PAIR = r"\s*(?:" + "|".join(name.replace("_", "[_-]") for name in CONFIRMATION_NAMES) + r")\s*=\s*[0-9]+\s*"
+#: The JSON-schema ``pattern`` of the value (the DAG param's, so Airflow's trigger form refuses a malformed one before
+#: the run): ``name=count`` pairs separated by commas, or nothing. It reads as Python's and JavaScript's regexes
+#: alike. Stricter than :func:`parse_confirmation` only in letter case (the names in lower case, as the messages
+#: print them); a name given twice it cannot see, and the export refuses it when it starts.
+CONFIRMATION_PATTERN = rf"^(?:{_PAIR}(?:,{_PAIR})*|\s*)$"
+
+
 def parse_confirmation(text: str | None) -> dict[str, int]:
     """The counts ``text`` confirms, by guard name (empty or None: none); a ``ValueError`` naming the problem for
     anything else than ``name=count`` pairs separated by commas."""

@@ -24,6 +24,10 @@ from airflow_provider_aadsync.engine.runs.export_guards import (
     MassChanges,
 )
 
+#: The default sync instance's store name (Store.open's default, the CLI's --instance default): its Variables have
+#: no instance in their names.
+DEFAULT = "default"
+
 
 @dataclass(frozen=True)
 class GuardStop:
@@ -45,7 +49,7 @@ class _Exceeded:
     threshold: str
 
 
-def _exceeded(changes: MassChanges, settings: GuardSettings, command: str) -> list[_Exceeded]:
+def _exceeded(changes: MassChanges, settings: GuardSettings, command: str, instance: str = DEFAULT) -> list[_Exceeded]:
     found: list[_Exceeded] = []
     if changes.deletes > settings.deletion_threshold:
         found.append(
@@ -55,7 +59,7 @@ def _exceeded(changes: MassChanges, settings: GuardSettings, command: str) -> li
                 changes.deletes,
                 f"{changes.deletes:,} deletes are pending, more than the deletion threshold of "
                 f"{settings.deletion_threshold:,}",
-                _threshold("deletion threshold", changes.deletes, "deletion_threshold", command),
+                _threshold("deletion threshold", changes.deletes, "deletion_threshold", command, instance),
             )
         )
     if changes.disables > settings.disable_threshold:
@@ -66,7 +70,7 @@ def _exceeded(changes: MassChanges, settings: GuardSettings, command: str) -> li
                 changes.disables,
                 f"{changes.disables:,} accounts would be disabled (accountEnabled true → false, or the ACCOUNTDISABLE "
                 f"bit of userAccountControl set), more than the disable threshold of {settings.disable_threshold:,}",
-                _threshold("disable threshold", changes.disables, "disable_threshold", command),
+                _threshold("disable threshold", changes.disables, "disable_threshold", command, instance),
             )
         )
     removes = changes.reference_removes
@@ -83,7 +87,7 @@ def _exceeded(changes: MassChanges, settings: GuardSettings, command: str) -> li
                 "member_removals",
                 removes,
                 f"{pending}, more than the member removal threshold of {settings.member_removal_threshold:,}",
-                _threshold("member removal threshold", removes, "member_removal_threshold", command),
+                _threshold("member removal threshold", removes, "member_removal_threshold", command, instance),
             )
         )
     if changes.identity_changes > settings.identity_change_threshold:
@@ -95,7 +99,13 @@ def _exceeded(changes: MassChanges, settings: GuardSettings, command: str) -> li
                 f"{changes.identity_changes:,} accounts would get another sign-in name or mail address "
                 f"(userPrincipalName, mail or sAMAccountName), more than the identity change threshold of "
                 f"{settings.identity_change_threshold:,}",
-                _threshold("identity change threshold", changes.identity_changes, "identity_change_threshold", command),
+                _threshold(
+                    "identity change threshold",
+                    changes.identity_changes,
+                    "identity_change_threshold",
+                    command,
+                    instance,
+                ),
             )
         )
     if changes.groups_over_share:
@@ -115,17 +125,21 @@ def _exceeded(changes: MassChanges, settings: GuardSettings, command: str) -> li
                     worst.percent,
                     "member_removal_group_percent",
                     command,
+                    instance,
                 ),
             )
         )
     return found
 
 
-def check_guards(changes: MassChanges, settings: GuardSettings, command: str) -> GuardStop | None:
+def check_guards(
+    changes: MassChanges, settings: GuardSettings, command: str, instance: str = DEFAULT
+) -> GuardStop | None:
     """The first exceeded, unconfirmed guard's result, with every such guard in the message (so one confirmation
     does not only run into the next stop); None when the plan is within every threshold, or every guard over its
-    threshold is confirmed with exactly its count (``settings.confirm_mass_change``)."""
-    exceeded = _exceeded(changes, settings, command)
+    threshold is confirmed with exactly its count (``settings.confirm_mass_change``). ``instance``: the sync
+    instance whose store the export runs on: the advice names its Variables."""
+    exceeded = _exceeded(changes, settings, command, instance)
     confirmed = settings.confirmed
     stopping = [guard for guard in exceeded if confirmed.get(guard.name) != guard.count]
     if not stopping:
@@ -151,11 +165,24 @@ def check_guards(changes: MassChanges, settings: GuardSettings, command: str) ->
     return GuardStop(first.result, detail)
 
 
-def _threshold(what: str, number: int, param: str, command: str) -> str:
+def _threshold(what: str, number: int, param: str, command: str, instance: str = DEFAULT) -> str:
     flag = "--" + param.replace("_", "-")
     return (
-        f"a {what} of at least {number:,} (task parameter `{param}`, Variable `aadsync_{param}`, or "
+        f"a {what} of at least {number:,} (task parameter `{param}`, {_variable(param, instance)}, or "
         f"`aadsync {command} {flag} {number}`)"
+    )
+
+
+def _variable(param: str, instance: str) -> str:
+    """The Variable that keeps ``param`` for ``instance`` (dag_settings.instance_variable): ``aadsync_<param>`` for the
+    default instance, the instance's own ``aadsync_<instance>__<param>`` for a named one (read before the shared
+    one). The store's instance name does not say which it is (the default instance is named by the Variable
+    ``aadsync_instance``), so an instance not called "default" is given both."""
+    if instance == DEFAULT:
+        return f"Variable `aadsync_{param}`"
+    return (
+        f"Variable `aadsync_{instance}__{param}` (the named instance's own; `aadsync_{param}` when {instance} is the "
+        "default instance, named by the Variable aadsync_instance)"
     )
 
 

@@ -78,7 +78,7 @@ def run_export(
         changes = count_mass_changes(store, connector, settings)
         counts.update(changes.counters(settings))
         store.update_run(run_id, counts, "export plan recorded; writing")
-        stop = check_guards(changes, settings, command)
+        stop = check_guards(changes, settings, command, store.instance)
         if stop is not None:
             log.warning("export to %s stopped before writing: %s", connector, stop.detail)
             return _finish(store, run_id, connector, stop.result, counts, [], stop.detail)

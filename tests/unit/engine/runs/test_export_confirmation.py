@@ -4,6 +4,7 @@ the stop named, and only for the guards it names."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pydantic
@@ -13,6 +14,7 @@ from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSetting
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings
 from airflow_provider_aadsync.engine.report import render_runs
 from airflow_provider_aadsync.engine.runs.export_confirmation import (
+    CONFIRMATION_PATTERN,
     format_confirmation,
     normalized_confirmation,
     parse_confirmation,
@@ -69,6 +71,24 @@ def test_a_malformed_confirmation_is_refused_saying_the_form(value, problem):
     assert problem in str(refused.value)
     with pytest.raises(pydantic.ValidationError, match="confirm_mass_change"):
         ExportSettings(confirm_mass_change=value)
+
+
+MALFORMED = ["812", "true", "deletes:812", "deletes=812,", "=812", "delete=812", "deletes=1,204", "deletes=8.12"]
+
+
+@pytest.mark.parametrize(
+    "value", ["deletes=812", " member_removals = 1204 , deletes=812 ", "identity-changes=3,disables=0", "", "  "]
+)
+def test_the_params_pattern_takes_what_the_parser_takes(value):
+    # the DAG param's JSON-schema pattern (jsonschema searches it, as re.search does)
+    assert re.search(CONFIRMATION_PATTERN, value) and isinstance(parse_confirmation(value), dict)
+
+
+@pytest.mark.parametrize("value", [*MALFORMED, "deletes=-1", "deletes=", "deletes=812;disables=1", "deletes=812 x"])
+def test_the_params_pattern_refuses_what_the_parser_refuses(value):
+    assert re.search(CONFIRMATION_PATTERN, value) is None
+    with pytest.raises(ValueError, match="confirm_mass_change"):
+        parse_confirmation(value)
 
 
 def test_the_settings_hold_the_fixed_form():
@@ -145,6 +165,18 @@ def test_several_guards_over_need_every_count_and_the_message_gives_the_whole_va
     assert check_guards(plan, ExportSettings(confirm_mass_change=value), "export-entra") is None
 
 
+def test_a_named_instances_stop_names_its_own_variable_for_the_threshold():
+    stop = check_guards(changes(deletes=812), ExportSettings(), "export-entra", "emea")
+    assert stop is not None
+    assert (
+        "a deletion threshold of at least 812 (task parameter `deletion_threshold`, Variable "
+        "`aadsync_emea__deletion_threshold` (the named instance's own; `aadsync_deletion_threshold` when emea is the "
+        "default instance, named by the Variable aadsync_instance), or `aadsync export-entra --deletion-threshold 812`)"
+    ) in stop.detail
+    default = check_guards(changes(disables=600), ExportSettings(), "export-entra", "default")
+    assert "Variable `aadsync_disable_threshold`, or" in default.detail and "__" not in default.detail
+
+
 def test_member_removals_confirm_the_per_group_share_by_the_runs_removal_count():
     group = GroupRemoval("sales", '"Sales"', 13, 24)
     plan = changes(member_removes=15, groups_over_share=(group,))
@@ -163,6 +195,15 @@ def export(store, settings):
         store, connector="entra", settings=settings, plan=dict, exporter=lambda run_id: writer, command="export-entra"
     )
     return result, writer
+
+
+def test_an_export_of_a_named_instance_stops_naming_the_instances_variable(tmp_path):
+    with fresh_store(tmp_path, instance="emea") as store:
+        stage_deletes(store, 0, 6)
+        stopped, writer = export(store, ExportSettings(deletion_threshold=5))
+        assert stopped.result == STOPPED_DELETES and not writer.ran
+        assert "Variable `aadsync_emea__deletion_threshold` (the named instance's own; " in stopped.detail
+        assert store.list_runs(1)[0]["detail"] == stopped.detail
 
 
 def stage_deletes(store, first: int, last: int) -> None:
