@@ -58,7 +58,9 @@ class SourceObject:
 
     In a full import ``attrs`` and ``references`` are complete. In a delta (``partial``) they carry only what
     changed, ``reference_adds``/``reference_removes`` carry incremental value changes, and attributes present with
-    an empty list were cleared.
+    an empty list were cleared. ``truncated`` names attributes the source sent only part of (an LDAP ranged value
+    list's window, more ranges to read): their values are left out of ``attrs`` and ``references``, and the object
+    is not to be applied until they are read whole.
     """
 
     anchor: str
@@ -70,6 +72,7 @@ class SourceObject:
     reference_removes: dict[str, list[Reference]] = field(default_factory=dict)
     deleted: bool = False
     partial: bool = False
+    truncated: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,26 @@ class TestRangedMembers:
         raw = hook._complete_ranges("CN=g,DC=x", {"member;range=0-1": [b"a", b"b"], "cn": [b"g"]})
         assert raw == {"cn": [b"g"], "member": [b"a", b"b", b"c", b"d", b"e"]}
 
+    def test_objects_read_by_guid_get_their_ranges_completed(self, monkeypatch):
+        """read_entries (a delta's objects read whole: moved into scope, or sent with a window of their members)
+        reads every range, as a full import does."""
+        group = "<GUID=0f>;CN=g,DC=x"
+
+        class Connection:
+            response: list = []
+
+            def search(self, base, search_filter, **options):
+                self.asked = options["attributes"]
+                raw = {"cn": [b"g"], "member;range=0-1": [b"a", b"b"]}
+                self.response = [{"type": "searchResEntry", "dn": group, "raw_attributes": raw}]
+
+        conn = Connection()
+        hook = self.hook([("member;range=2-3", [b"c", b"d"]), ("member;range=4-*", [b"e"])])
+        monkeypatch.setattr(hook, "get_conn", lambda: conn)
+        found = hook.read_entries(["0000000f-0000-0000-0000-000000000000"], ["cn", "member"], "DC=x")
+        assert found == [(group, {"cn": [b"g"], "member": [b"a", b"b", b"c", b"d", b"e"]})]
+        assert conn.asked == ["cn", f"member;range=0-{hook_module.RANGE_WINDOW - 1}"]
+
 
 class TestFullReadClient:
     """The full import's paged read goes through python-ldap when installed (active_directory_pages), else ldap3."""

@@ -119,6 +119,7 @@ class _AttributePlan:
     name: str  # without range options
     kind: str
     incremental: bool | None  # DirSync incremental values: True added (range=1-1), False removed (0-0)
+    window: bool  # a range option other than range=0-* (the whole list): a part of the values, unless incremental
     role: str | None = None  # "guid", "deleted" or "class": one of the attributes read first (_ROLES)
     names_cn: bool = False  # its values land in attrs["cn"] (the naming attribute is present)
 
@@ -175,6 +176,12 @@ class EntryDecoder:
             values = raw_values or []
             if kind is _SKIP:
                 continue
+            if plan.window and not (partial and plan.incremental is not None):
+                # A window of a ranged value list (member;range=0-1499): more values follow in further ranges. Taken
+                # as the attribute's values it would drop the rest (a mass member removal): the caller reads it whole.
+                if name not in result.truncated:
+                    result.truncated.append(name)
+                continue
             if kind is _TEXT:  # the common case: map over bytes.decode (UTF-8, strict) makes no frame per attribute
                 try:
                     attrs[name] = list(map(_utf8, values))
@@ -197,6 +204,10 @@ class EntryDecoder:
                 attrs["cn"] = [rdn]
         return result
 
+    def is_reference(self, name: str) -> bool:
+        """Whether attribute ``name`` (without range options) decodes as references."""
+        return name.lower() in self._reference_lower
+
     def _plan(self, attribute: str) -> _AttributePlan:
         """How to decode one attribute name (as the server spelled it), worked out once and cached."""
         name, low, high = split_range_option(attribute)
@@ -204,6 +215,7 @@ class EntryDecoder:
         incremental = None
         if low is not None and high is not None and high != "*" and low == int(high) and low in (0, 1):
             incremental = low == 1
+        window = low is not None and not (low == 0 and high == "*")
         if lowered == "isdeleted":
             kind = _SKIP
         elif lowered in self._reference_lower:
@@ -217,7 +229,7 @@ class EntryDecoder:
         else:
             kind = _TEXT
         names_cn = lowered == "cn" and kind not in (_SKIP, _REFERENCE)
-        plan = _AttributePlan(name, kind, incremental, _ROLES.get(attribute.lower()), names_cn)
+        plan = _AttributePlan(name, kind, incremental, window, _ROLES.get(attribute.lower()), names_cn)
         self._plans[attribute] = plan
         return plan
 

@@ -165,7 +165,7 @@ class ADImportSteps:
         for partition in self.filters:
             # Pages are read, decoded and shaped ahead in another thread while this one writes the store.
             pages = (
-                ObjectPage.from_objects(self._decode(partition, entries, errors, partial=False))
+                ObjectPage.from_objects(_refuse_truncated(self._decode(partition, entries, errors, partial=False)))
                 for entries in self.source.full_import_pages(self.attributes, **self._base(partition))
             )
             for page in prefetch(pages):
@@ -200,6 +200,7 @@ class ADImportSteps:
             for entries, page_cookie in self.source.dirsync_pages(self.attributes, cookie, **self._base(partition)):
                 objects = self._decode(partition, entries, errors, partial=True)
                 objects = self._whole_when_new(partition, objects, writer, errors)
+                objects = self._whole_when_truncated(partition, objects, errors)
                 writer.write_delta_page(self._refuse_held_elsewhere(objects, writer, errors))
                 # The cookie commits with the rows when the run ends; a chunk inside a search has none of its own.
                 if page_cookie is not None:
@@ -244,6 +245,41 @@ class ADImportSteps:
         kept = [obj for obj in objects if obj.deleted or obj.object_type is not None or obj.anchor not in new]
         entries = read(sorted(new), self.attributes, **self._base(partition))  # gone ones: nothing to add
         return kept + self._decode(partition, entries, errors, partial=False)
+
+    def _whole_when_truncated(
+        self, partition: PartitionFilter, objects: list[SourceObject], errors: ErrorSink
+    ) -> list[SourceObject]:
+        """A delta entry may carry a window of a ranged value list (``member;range=0-1499``, not DirSync's incremental
+        ``range=1-1``/``range=0-0``): the first values of the attribute, more in further ranges. Taken as the whole
+        list it would drop every value past the window (a group's members: a mass member removal, then exported).
+        Such objects are read whole by objectGUID, as a full import reads them (every range), in one search per
+        hundred, and the truncated attributes get the values read; the entry's other changes apply as they came.
+        An object the source cannot read whole (no ``read_entries``, gone since, unreadable) is a per-object error,
+        left unchanged: its partition keeps its cookie, so the next delta reads its changes again."""
+        truncated = {obj.anchor for obj in objects if obj.truncated and not obj.deleted}
+        if not truncated:
+            return objects
+        read = getattr(self.source, "read_entries", None)
+        whole: dict[str, SourceObject] = {}
+        if read is not None:
+            for dn, raw in read(sorted(truncated), self.attributes, **self._base(partition)):
+                try:
+                    obj = self.decoder.decode(dn, raw, partial=False)
+                except ObjectDecodeError as error:
+                    errors.add(error)
+                    truncated.discard(error.anchor or "")  # its error is recorded: not a second one below
+                    continue
+                if obj is not None and obj.anchor in truncated and not obj.truncated:
+                    whole[obj.anchor] = obj
+        kept = []
+        for obj in objects:
+            if not obj.truncated or obj.deleted:
+                kept.append(obj)
+            elif obj.anchor in whole:
+                kept.append(_with_whole_values(obj, whole[obj.anchor], self.decoder))
+            elif obj.anchor in truncated:
+                errors.add(_truncated_error(obj, self.source if read is None else None))
+        return kept
 
     def _decode(
         self, partition: PartitionFilter, entries: list[RawEntry], errors: ErrorSink, *, partial: bool
@@ -392,6 +428,56 @@ def _held_elsewhere_error(obj: SourceObject, connector: str, other: str) -> Obje
         anchor=obj.anchor,
         code="anchor-in-another-connector",
     )
+
+
+def _with_whole_values(obj: SourceObject, whole: SourceObject, decoder: EntryDecoder) -> SourceObject:
+    """``obj`` (a delta entry) with its truncated attributes' values taken from ``whole`` (the object read whole)."""
+    references = {name.lower(): values for name, values in whole.references.items()}
+    attrs = {name.lower(): values for name, values in whole.attrs.items()}
+    for name in obj.truncated:
+        # The whole list replaces the stored one: values it lacks were removed (none left: the attribute cleared).
+        obj.reference_adds.pop(name, None)
+        obj.reference_removes.pop(name, None)
+        if decoder.is_reference(name):
+            obj.references[name] = references.get(name.lower(), [])
+        else:
+            obj.attrs[name] = attrs.get(name.lower(), [])
+    obj.truncated = []
+    return obj
+
+
+def _truncated_error(obj: SourceObject, unable: DirectorySource | None) -> ObjectDecodeError:
+    why = (
+        f"the directory source {type(unable).__name__} cannot read objects whole"
+        if unable is not None
+        else "reading it whole by its objectGUID found no such object (deleted, or moved out of the partition, since)"
+    )
+    return ObjectDecodeError(
+        f"DirSync sent only a window of the values of {', '.join(map(repr, obj.truncated))} (a ranged value list, more "
+        f"values in further ranges) and {why}: the object is left unchanged rather than lose the values past the "
+        "window; the next delta reads its changes again",
+        dn=obj.dn,
+        anchor=obj.anchor,
+        code="truncated-values",
+    )
+
+
+class TruncatedValuesError(Exception):
+    """A full import read only a window of an object's ranged value list: the import stops rather than truncate it."""
+
+
+def _refuse_truncated(objects: list[SourceObject]) -> list[SourceObject]:
+    """A full import's objects, none of them with truncated values: the source completes ranged value lists (the
+    hook's ranged reads); one that did not would drop the values past the window and, read as the whole list, remove
+    them. A per-object error would not do either: the object, not seen, would be deleted by the import."""
+    for obj in objects:
+        if obj.truncated and not obj.deleted:
+            raise TruncatedValuesError(
+                f"the directory source returned only a window of the values of "
+                f"{', '.join(map(repr, obj.truncated))} of {obj.dn} ({obj.anchor}) (a ranged value list, more values "
+                "in further ranges) in a full import; the import stops rather than truncate the object"
+            )
+    return objects
 
 
 def _group_members(source: DirectorySource, group_dn: str) -> list[str]:

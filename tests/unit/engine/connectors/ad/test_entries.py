@@ -92,6 +92,26 @@ class TestEntryDecoder:
         assert obj.reference_removes == {"member": [(str(GUID), "CN=Carol,DC=corp,DC=test")]}
         assert obj.references == {}
 
+    @pytest.mark.parametrize("partial", [True, False])
+    def test_a_window_of_a_ranged_list_is_marked_truncated_and_its_values_left_out(self, partial):
+        """``member;range=0-1`` is the first two values of more: never the attribute's value set (the import reads
+        the object whole); ``range=0-*`` is the whole list; in a delta, 1-1 and 0-0 are DirSync's incremental values."""
+        bob = extended(MEMBER_GUID, "CN=Bob,DC=corp,DC=test").encode()
+        raw = {
+            "objectGUID": [GUID.bytes_le],
+            "member;range=0-1": [bob, bob],
+            "proxyAddresses;range=1500-2999": [b"smtp:a@corp.test"],
+            "otherTelephone;range=0-*": [b"1", b"2"],
+        }
+        obj = EntryDecoder().decode(extended(GUID, "CN=G,DC=corp,DC=test"), raw, partial=partial)
+        assert obj.truncated == ["member", "proxyAddresses"]
+        assert obj.references == {} and obj.reference_adds == {} and obj.reference_removes == {}
+        assert "proxyAddresses" not in obj.attrs and obj.attrs["otherTelephone"] == ["1", "2"]
+        incremental = {"objectGUID": [GUID.bytes_le], "member;range=1-1": [bob], "member;range=0-0": [bob]}
+        obj = EntryDecoder().decode(extended(GUID, "CN=G,DC=corp,DC=test"), incremental, partial=partial)
+        # a full read's range=0-0 is a window of one value (more follow), not a removal
+        assert obj.truncated == ([] if partial else ["member"])
+
     def test_added_object_without_cn_gets_it_from_its_dn(self):
         """DirSync may leave the naming attribute out of an added object; rules read it (displayName fallback)."""
         raw = {"objectGUID": [GUID.bytes_le], "objectClass": [b"top", b"user"], "sAMAccountName": [b"new"]}
