@@ -12,11 +12,13 @@ hand) are ``dags/aadsync.py``, a thin composition::
 Settings that decide a DAG's shape (pool, retries, the connectors file) are read when a function here is called, i.e.
 when the DAG file is parsed; everything else is a template read when a task runs (see the README's "The DAGs").
 ``sync_cycle_dag(..., instance="emea")`` builds the DAGs of a named sync instance next to the default one, with its
-own store, tenant and Variables (dag_settings.py; the shipped file builds them for each name in ``aadsync_instances``).
+own store, tenant and Variables (dag_settings.py; the shipped file builds them for each name in ``aadsync_instances``,
+with ``common_params(connectors, instance)``, whose guard params name the instance's Variables).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,6 +37,7 @@ from airflow_provider_aadsync.dag_settings import (
     instance_wait,
     instances_from_variable,
     parse_time_setting,
+    setting_variables,
 )
 from airflow_provider_aadsync.engine.connectors.config import DEFAULT_AD_CONNECTOR, ConnectorsConfig
 from airflow_provider_aadsync.engine.runs import defaults
@@ -102,8 +105,16 @@ def preview_connectors(connectors: ConnectorsConfig | None) -> list[str]:
     return [name for name, _, _ in ad_connectors(connectors)] + [connectors.entra.name if connectors else "entra"]
 
 
-def _guard_param(name: str, title: str, meaning: str, default: int, **bounds: int) -> dict[str, Param]:
-    """One export guard's param: empty (the Variable ``aadsync_<name>``, else ``default``) or a number from 0."""
+def _variables(name: str, instance: str | None) -> str:
+    """The Variables an empty param falls back to, in the order they are read: ``aadsync_<name>`` for the default
+    instance; ``aadsync_<instance>__<name>``, else ``aadsync_<name>``, for a named one (dag_settings.py)."""
+    return ", else ".join(setting_variables(f"aadsync_{name}", instance))
+
+
+def _guard_param(
+    name: str, title: str, meaning: str, default: int, instance: str | None = None, **bounds: int
+) -> dict[str, Param]:
+    """One export guard's param: empty (the instance's Variable for ``name``, else ``default``) or a number from 0."""
     return {
         name: Param(
             None,
@@ -111,14 +122,17 @@ def _guard_param(name: str, title: str, meaning: str, default: int, **bounds: in
             minimum=0,
             **bounds,
             title=title,
-            description=f"{meaning} Empty: the Variable aadsync_{name}, else {default}.",
+            description=f"{meaning} Empty: the Variable {_variables(name, instance)}, else {default}.",
         )
     }
 
 
-def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param]:
+def common_params(connectors: ConnectorsConfig | None = None, instance: str | None = None) -> dict[str, Param]:
     """The trigger form's params both shipped DAGs take (the cycle adds ``mode``); the preview offers the
-    connector spaces of ``connectors``."""
+    connector spaces of ``connectors``. ``instance``: the named sync instance whose DAGs take them (None: the default
+    one), whose Variables the guards' params name."""
+    if instance is not None:
+        check_instance_name(instance)
     return {
         "staging": Param(
             False,
@@ -140,6 +154,7 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             "Deletion threshold for this run",
             "More pending deletes than this stop the export before any write.",
             defaults.DELETION_THRESHOLD,
+            instance,
         ),
         "confirm_mass_removal": Param(
             None,
@@ -147,8 +162,8 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             minimum=0,
             title="Confirm a mass removal of this many objects",
             description="Let an import apply exactly this many deletes its guard stopped (stopped-deletion-threshold-"
-            f"exceeded: more than the Variable aadsync_import_deletion_threshold, else "
-            f"{defaults.IMPORT_DELETION_THRESHOLD}, or more than aadsync_import_deletion_share, else "
+            f"exceeded: more than the Variable {_variables('import_deletion_threshold', instance)}, else "
+            f"{defaults.IMPORT_DELETION_THRESHOLD}, or more than {_variables('import_deletion_share', instance)}, else "
             f"{defaults.IMPORT_DELETION_SHARE * 100:g} %, of a connector space, or a full import that saw nothing). "
             "The stopped run's detail names the number: check it first. A removal of another size stops again.",
         ),
@@ -167,6 +182,7 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             "Disable threshold for this run",
             "More accounts disabled (accountEnabled true → false) than this stop the export before any write.",
             defaults.DISABLE_THRESHOLD,
+            instance,
         ),
         **_guard_param(
             "member_removal_threshold",
@@ -174,6 +190,7 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             "More group member removals plus users whose manager would be cleared (not replaced) than this stop "
             "the exports before any write.",
             defaults.MEMBER_REMOVAL_THRESHOLD,
+            instance,
         ),
         **_guard_param(
             "member_removal_group_percent",
@@ -181,6 +198,7 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             "A group of 20 or more members losing more than this share of them stops the exports before any write "
             "(100 lets any share through).",
             defaults.MEMBER_REMOVAL_GROUP_PERCENT,
+            instance,
             maximum=100,
         ),
         **_guard_param(
@@ -189,6 +207,7 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             "More accounts getting another sign-in name or mail address (userPrincipalName, mail, sAMAccountName; not "
             "a change of letter case) than this stop the exports before any write.",
             defaults.IDENTITY_CHANGE_THRESHOLD,
+            instance,
         ),
         "reevaluate": Param(
             False,
@@ -227,6 +246,20 @@ def common_params(connectors: ConnectorsConfig | None = None) -> dict[str, Param
             description="As the DN, by anchor (AD: objectGUID; Entra ID: object id).",
         ),
     }
+
+
+def _for_instance(params: dict[str, Param], instance: str | None) -> dict[str, Param]:
+    """``params`` for the DAGs of ``instance``: in a named instance's, each param :func:`common_params` made for the
+    default instance (a DAG file that did not pass it the instance) is a copy describing the instance's Variables."""
+    if instance is None:
+        return params
+    default, named = common_params(), common_params(instance=instance)
+    fixed = dict(params)
+    for name, param in params.items():
+        if name in named and isinstance(param, Param) and param.description == default[name].description:
+            fixed[name] = copy.copy(param)
+            fixed[name].description = named[name].description
+    return fixed
 
 
 def default_args(instance: str | None = None) -> dict[str, Any]:
@@ -279,7 +312,7 @@ def sync_cycle_dag(
         start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         catchup=False,
         max_active_runs=1,  # with the store lock: two runs of one sync instance never interleave
-        params=params,
+        params=_for_instance(params, instance),
         default_args=args,
         doc_md=doc,
         tags=["aadsync"] if instance is None else ["aadsync", f"aadsync:{instance}"],

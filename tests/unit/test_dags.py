@@ -291,6 +291,29 @@ def test_the_dag_factory_is_importable_and_the_dag_file_is_a_thin_composition():
     assert "Operator(" not in shipped  # the tasks are the factory's
 
 
+def test_a_named_instances_dag_describes_its_own_variables_even_from_the_default_params():
+    """A DAG file that builds a named instance's DAG from ``common_params(connectors)`` (without the instance): the
+    factory describes the instance's Variables all the same; ``common_params(connectors, instance)`` does too."""
+    from airflow_provider_aadsync.dag_factory import common_params, sync_cycle_dag
+
+    for params in (common_params(), common_params(instance="emea")):
+        dag = sync_cycle_dag("emea_mine", schedule=None, mode="full", params=params, doc="mine", instance="emea")
+        described = {name: dag.params.get_param(name).description for name in params}
+        assert described["disable_threshold"].endswith(
+            "Empty: the Variable aadsync_emea__disable_threshold, else aadsync_disable_threshold, else 500."
+        )
+        assert "Variable aadsync_emea__import_deletion_threshold, else " in described["confirm_mass_removal"]
+        assert "aadsync_emea__" not in described["staging"]
+    default = common_params()
+    assert default["member_removal_group_percent"].description.endswith(
+        "Empty: the Variable aadsync_member_removal_group_percent, else 50."
+    )
+    assert default["member_removal_group_percent"].schema["maximum"] == 100
+    own = common_params(instance="emea")["identity_change_threshold"]
+    mine = sync_cycle_dag("mine", schedule=None, mode="full", params={"identity_change_threshold": own}, doc="m")
+    assert "aadsync_emea__" in mine.params.get_param("identity_change_threshold").description  # given, kept
+
+
 def test_the_entra_export_paces_to_the_write_budget_variables(dagbag):
     """Graph's 3,000 writes per 150 s unless aadsync_write_budget / aadsync_write_window_seconds say otherwise."""
     from airflow_provider_aadsync.dag_settings import WRITE_BUDGET
@@ -318,6 +341,9 @@ def test_the_shipped_file_builds_the_dags_of_each_named_instance_with_its_own_st
         "        'store_url', 'entra_conn_id', 'write_budget', 'deletion_threshold')}\n"
         "    out[dag_id]['ad_conn_id'] = bag.dags[dag_id].get_task('import_ad').ad_conn_id\n"
         "    out[dag_id]['tags'] = sorted(bag.dags[dag_id].tags)\n"
+        "    params = bag.dags[dag_id].params\n"
+        "    out[dag_id]['params'] = {k: params.get_param(k).description\n"
+        "        for k in ('deletion_threshold', 'confirm_mass_removal')}\n"
         "print(json.dumps(out))\n"
     )
     env = {
@@ -358,6 +384,20 @@ def test_the_shipped_file_builds_the_dags_of_each_named_instance_with_its_own_st
     )
     assert "var.value.get('aadsync_site_2__deletion_threshold', var.value.get(" in site["deletion_threshold"]
     assert emea["tags"] == ["aadsync", "aadsync:emea"] and default["tags"] == ["aadsync"]
+    # the trigger form names the Variables each instance reads, in the order it reads them
+    assert default["params"]["deletion_threshold"].endswith("Empty: the Variable aadsync_deletion_threshold, else 500.")
+    assert site["params"]["deletion_threshold"].endswith(
+        "Empty: the Variable aadsync_site_2__deletion_threshold, else aadsync_deletion_threshold, else 500."
+    )
+    assert (
+        "more than the Variable aadsync_emea__import_deletion_threshold, else aadsync_import_deletion_threshold, "
+        "else 500, or more than aadsync_emea__import_deletion_share, else aadsync_import_deletion_share, else 10 %"
+        in emea["params"]["confirm_mass_removal"]
+    )
+    assert (
+        "the Variable aadsync_import_deletion_threshold, else 500, or more than aadsync_import_deletion_share, "
+        "else 10 %" in default["params"]["confirm_mass_removal"]
+    )
 
 
 @pytest.mark.parametrize(

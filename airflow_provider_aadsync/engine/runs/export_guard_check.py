@@ -23,10 +23,7 @@ from airflow_provider_aadsync.engine.runs.export_guards import (
     GuardSettings,
     MassChanges,
 )
-
-#: The default sync instance's store name (Store.open's default, the CLI's --instance default): its Variables have
-#: no instance in their names.
-DEFAULT = "default"
+from airflow_provider_aadsync.engine.runs.instance_advice import DEFAULT, cli_instance, variable_advice
 
 
 @dataclass(frozen=True)
@@ -138,7 +135,7 @@ def check_guards(
     """The first exceeded, unconfirmed guard's result, with every such guard in the message (so one confirmation
     does not only run into the next stop); None when the plan is within every threshold, or every guard over its
     threshold is confirmed with exactly its count (``settings.confirm_mass_change``). ``instance``: the sync
-    instance whose store the export runs on: the advice names its Variables."""
+    instance whose store the export runs on: the advice names its Variables and its CLI option."""
     exceeded = _exceeded(changes, settings, command, instance)
     confirmed = settings.confirmed
     stopping = [guard for guard in exceeded if confirmed.get(guard.name) != guard.count]
@@ -158,7 +155,8 @@ def check_guards(
     detail += (
         f" If {'these changes are' if several else 'this is'} intended, confirm exactly "
         f"{'these counts' if several else 'this count'} for one run: `confirm_mass_change` = `{value}` (task or DAG "
-        f"param), or `aadsync {command} --confirm-mass-change {value}`; a plan of other counts stops again."
+        f"param), or `aadsync {command} {cli_instance(instance)}--confirm-mass-change {value}`; a plan of other "
+        "counts stops again."
         " For a standing change, raise the threshold instead (a Variable keeps it for every run): run the export "
         "again with " + "; or ".join(dict.fromkeys(guard.threshold for guard in stopping)) + "."
     )
@@ -168,21 +166,8 @@ def check_guards(
 def _threshold(what: str, number: int, param: str, command: str, instance: str = DEFAULT) -> str:
     flag = "--" + param.replace("_", "-")
     return (
-        f"a {what} of at least {number:,} (task parameter `{param}`, {_variable(param, instance)}, or "
-        f"`aadsync {command} {flag} {number}`)"
-    )
-
-
-def _variable(param: str, instance: str) -> str:
-    """The Variable that keeps ``param`` for ``instance`` (dag_settings.instance_variable): ``aadsync_<param>`` for the
-    default instance, the instance's own ``aadsync_<instance>__<param>`` for a named one (read before the shared
-    one). The store's instance name does not say which it is (the default instance is named by the Variable
-    ``aadsync_instance``), so an instance not called "default" is given both."""
-    if instance == DEFAULT:
-        return f"Variable `aadsync_{param}`"
-    return (
-        f"Variable `aadsync_{instance}__{param}` (the named instance's own; `aadsync_{param}` when {instance} is the "
-        "default instance, named by the Variable aadsync_instance)"
+        f"a {what} of at least {number:,} (task parameter `{param}`, Variable {variable_advice(param, instance)}, or "
+        f"`aadsync {command} {cli_instance(instance)}{flag} {number}`)"
     )
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from airflow_provider_aadsync.engine.runs.defaults import IMPORT_DELETION_SHARE, IMPORT_DELETION_THRESHOLD
+from airflow_provider_aadsync.engine.runs.instance_advice import DEFAULT, cli_instance, variable_advice
 
 __all__ = [
     "DEFAULT_IMPORT_DELETION_SHARE",
@@ -130,6 +131,7 @@ class ImportGuard:
         command: str | None = None,
         seen_what: str = "object",
         gone: Mapping[str, int] | None = None,
+        instance: str = DEFAULT,
     ) -> None:
         """Raise :class:`MassRemovalStopped` when this import would remove too much; do nothing when it removes as
         many as were confirmed.
@@ -144,6 +146,8 @@ class ImportGuard:
         :param gone: parts of the scope a full import found missing (an included OU with no entry on the DC), each
             with the deletes under it: an import that deletes anything then is, like one that saw nothing, always
             stopped until confirmed, whatever the numbers (a mistyped OU's objects are deleted under its real name).
+        :param instance: the sync instance whose store the import runs on: the advice names its Variables and, in
+            the CLI command, its ``--instance``.
         """
         if self.confirms(deletes):
             return
@@ -180,7 +184,7 @@ class ImportGuard:
             "feed."
         )
         option = f"--confirm-mass-removal {deletes}"
-        cli = f"`aadsync {command} --mode {mode} {option}`" if command else f"`{option}`"
+        cli = f"`aadsync {command} {cli_instance(instance)}--mode {mode} {option}`" if command else f"`{option}`"
         confirm = (
             f"If the removal is real, confirm it: run the import again with {cli}, or trigger the DAG with the param "
             f"`confirm_mass_removal` = {deletes}"
@@ -188,8 +192,9 @@ class ImportGuard:
         if not (mode == "full" and (seen == 0 or gone)):  # raising a limit never lets these through
             confirm += (
                 f"; or raise the limits for good: an import deletion threshold of at least {deletes:,} "
-                "(`--import-deletion-threshold`, the Variable `aadsync_import_deletion_threshold`) and a share of at "
-                f"least {share:.2f} (`--import-deletion-share`, `aadsync_import_deletion_share`)"
+                "(`--import-deletion-threshold`, the Variable "
+                f"{variable_advice('import_deletion_threshold', instance)}) and a share of at least {share:.2f} "
+                f"(`--import-deletion-share`, {variable_advice('import_deletion_share', instance)})"
             )
         confirm += "."
         raise MassRemovalStopped(

@@ -199,7 +199,7 @@ def _import(
     writer: ConnectorSpaceWriter | None = None
     try:
         with store.transaction() as connection:
-            check = _removal_check(guard, steps, connector)
+            check = _removal_check(guard, steps, connector, store.instance)
             writer = ConnectorSpaceWriter(store, connection, connector, run_id, removal_check=check)
             if mode == "full":
                 watermarks = steps.full(writer, errors)  # finish_full runs the check before its deletes
@@ -254,8 +254,9 @@ def keep_watermark(writer: ConnectorSpaceWriter, partition: str, failed: int, wh
     )
 
 
-def _removal_check(guard: ImportGuard, steps: ImportSteps, connector: str) -> Callable[..., None]:
-    """The guard's check with what its message names: the connector, the import's scope and CLI command."""
+def _removal_check(guard: ImportGuard, steps: ImportSteps, connector: str, instance: str) -> Callable[..., None]:
+    """The guard's check with what its message names: the connector, the import's scope, CLI command and sync
+    instance."""
 
     def check(
         *, mode: Mode, deletes: int, space_size: int, seen: int | None = None, gone: Mapping[str, int] | None = None
@@ -273,6 +274,7 @@ def _removal_check(guard: ImportGuard, steps: ImportSteps, connector: str) -> Ca
             command=getattr(steps, "command", None),
             seen_what=getattr(steps, "counted", "object"),
             gone=gone,
+            instance=instance,
         )
 
     return check

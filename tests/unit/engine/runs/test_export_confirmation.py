@@ -171,10 +171,26 @@ def test_a_named_instances_stop_names_its_own_variable_for_the_threshold():
     assert (
         "a deletion threshold of at least 812 (task parameter `deletion_threshold`, Variable "
         "`aadsync_emea__deletion_threshold` (the named instance's own; `aadsync_deletion_threshold` when emea is the "
-        "default instance, named by the Variable aadsync_instance), or `aadsync export-entra --deletion-threshold 812`)"
+        "default instance, named by the Variable aadsync_instance), or `aadsync export-entra --instance emea "
+        "--deletion-threshold 812`)"
     ) in stop.detail
     default = check_guards(changes(disables=600), ExportSettings(), "export-entra", "default")
     assert "Variable `aadsync_disable_threshold`, or" in default.detail and "__" not in default.detail
+
+
+def test_a_named_instances_stop_gives_the_commands_for_its_own_store():
+    """Following the CLI advice of a named instance's stop confirms or raises the limit of that instance, not the
+    default one (the CLI's --instance default)."""
+    plan = changes(deletes=812, member_removes=1204)
+    stop = check_guards(plan, ExportSettings(), "export-ad", "emea")
+    assert stop is not None
+    value = "deletes=812,member_removals=1204"
+    assert f"`aadsync export-ad --instance emea --confirm-mass-change {value}`" in stop.detail
+    assert "`aadsync export-ad --instance emea --deletion-threshold 812`" in stop.detail
+    assert "`aadsync export-ad --instance emea --member-removal-threshold 1204`" in stop.detail
+    assert "`aadsync export-ad --confirm" not in stop.detail and "`aadsync export-ad --deletion" not in stop.detail
+    default = check_guards(plan, ExportSettings(), "export-ad", "default")
+    assert f"`aadsync export-ad --confirm-mass-change {value}`" in default.detail and "--instance" not in default.detail
 
 
 def test_member_removals_confirm_the_per_group_share_by_the_runs_removal_count():
@@ -203,6 +219,7 @@ def test_an_export_of_a_named_instance_stops_naming_the_instances_variable(tmp_p
         stopped, writer = export(store, ExportSettings(deletion_threshold=5))
         assert stopped.result == STOPPED_DELETES and not writer.ran
         assert "Variable `aadsync_emea__deletion_threshold` (the named instance's own; " in stopped.detail
+        assert "`aadsync export-entra --instance emea --confirm-mass-change deletes=6`" in stopped.detail
         assert store.list_runs(1)[0]["detail"] == stopped.detail
 
 

@@ -80,6 +80,31 @@ class TestLimits:
         assert "`confirm_mass_removal` = 5000" in stopped.value.detail
         assert not stops(confirmed, mode="delta", deletes=400, space_size=100_000)  # under the limits: no stop
 
+    def test_a_named_instances_stop_names_its_variables_and_its_instance_in_the_command(self):
+        """Following the advice of a named instance's stop changes that instance: its own Variables (read before the
+        shared ones) and a command that opens its store, not the default instance's."""
+        with pytest.raises(MassRemovalStopped) as stopped:
+            ImportGuard().check(
+                connector="ad", mode="delta", deletes=600, space_size=1000, command="import-ad", instance="emea"
+            )
+        detail = stopped.value.detail
+        assert "`aadsync import-ad --instance emea --mode delta --confirm-mass-removal 600`" in detail
+        assert (
+            "(`--import-deletion-threshold`, the Variable `aadsync_emea__import_deletion_threshold` (the named "
+            "instance's own; `aadsync_import_deletion_threshold` when emea is the default instance, named by the "
+            "Variable aadsync_instance)) and a share of at least 0.60 (`--import-deletion-share`, "
+            "`aadsync_emea__import_deletion_share` (the named instance's own; `aadsync_import_deletion_share` when "
+            "emea is the default instance"
+        ) in detail
+        with pytest.raises(MassRemovalStopped) as default:
+            ImportGuard().check(connector="ad", mode="delta", deletes=600, space_size=1000, command="import-ad")
+        assert "`aadsync import-ad --mode delta --confirm-mass-removal 600`" in default.value.detail
+        assert (
+            "(`--import-deletion-threshold`, the Variable `aadsync_import_deletion_threshold`) and a share of at least "
+            "0.60 (`--import-deletion-share`, `aadsync_import_deletion_share`)."
+        ) in default.value.detail
+        assert "instance" not in default.value.detail
+
     @pytest.mark.parametrize("value", [True, False, -1, "600", 1.5])
     def test_a_confirmation_must_be_a_count(self, value):
         with pytest.raises(ValueError, match="confirm_mass_removal must be the number of deletes you confirm"):
@@ -214,6 +239,18 @@ class TestADImport:
         assert confirmed.result == "success" and confirmed.counters["deletes"] == 20
         assert directory.cookies_seen == [b"cookie-0", b"cookie-0"]
         assert store.get_watermark("ad", NC).cookie == b"cookie-0+1"
+
+    def test_a_named_instances_import_stops_naming_the_instance(self, tmp_path):
+        """The import run passes its store's instance to the guard: the recorded stop names it."""
+        directory = directory_with_users(30)
+        with Store.open(f"sqlite:///{tmp_path / 'emea.sqlite'}", instance="emea") as store:
+            import_active_directory(directory, store, mode="full", attributes=ATTRS)
+            before = snapshot(store)
+            directory.objects = {}
+            stopped = import_active_directory(directory, store, mode="full", attributes=ATTRS)
+            assert stopped.result == STOPPED_DELETION_THRESHOLD and snapshot(store) == before
+            assert "`aadsync import-ad --instance emea --mode full --confirm-mass-removal 30`" in stopped.detail
+            assert store.list_runs(1)[0]["detail"] == stopped.detail
 
     def test_report_shows_the_stop(self, store):
         directory = directory_with_users(3)
