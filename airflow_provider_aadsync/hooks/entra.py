@@ -7,13 +7,11 @@ connection's authority/Graph URL overrides and CA bundle.
 
 from __future__ import annotations
 
-import graphlib
 import json
 import logging
 import ssl
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,14 +33,17 @@ from airflow_provider_aadsync.engine.connectors.entra.extensions import (
     register_extensions,
 )
 from airflow_provider_aadsync.engine.connectors.entra.graph import WRITES_SENT
-from airflow_provider_aadsync.engine.runs.source import (
-    OUTCOME_UNKNOWN_CODE,
-    UNANSWERED_CODE,
-    BatchRequest,
-    WriteOutcomeUnknownError,
-)
+from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.secrets import scrub
 from airflow_provider_aadsync.hooks._settings import keep_secret
+from airflow_provider_aadsync.hooks.entra_batch import (
+    BatchResult,
+    batch_body,
+    check_requests,
+    holds_create,
+    next_chunk,
+    read_answer,
+)
 from airflow_provider_aadsync.hooks.entra_permissions import UnreadableTokenError, check_permissions, token_roles
 from airflow_provider_aadsync.hooks.entra_settings import (
     MICROSOFT_AUTHORITY_HOSTS,
@@ -63,7 +64,6 @@ from airflow_provider_aadsync.hooks.entra_transport import (
     parse_retry_after,
     retryable,
     retryable_when_sent_once,
-    throttling,
     writes_in,
 )
 
@@ -71,24 +71,6 @@ log = logging.getLogger(__name__)
 
 #: Graph's error codes for delta state it no longer has (tokens expire after 7 days for directory objects).
 DELTA_STATE_LOST_CODES = frozenset({"syncStateNotFound", "resyncRequired", "syncStateInvalid"})
-
-
-#: Graph's limit of requests in one JSON batch.
-BATCH_LIMIT = 20
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """The final answer to one batched request."""
-
-    id: str
-    status: int
-    body: Any
-    headers: dict[str, str]
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
 
 
 class EntraHook(BaseHook):
@@ -366,22 +348,14 @@ class EntraHook(BaseHook):
         connection dropped after sending, or that holds a POST (a create) and was answered 500, 502 or 504, raises
         :class:`WriteOutcomeUnknownError` (with the results known so far); an inner POST answered so gets the result
         :data:`OUTCOME_UNKNOWN_CODE` (its status kept), for the caller to look up what it may have created.
+        The calls' bodies and the reading of their answers: hooks/entra_batch.py.
         """
-        known = {request.id for request in requests}
-        if len(known) != len(requests):
-            raise ValueError("batch request ids must be unique")
-        unknown = {dep for request in requests for dep in request.depends_on} - known
-        if unknown:
-            raise ValueError(f"dependsOn names requests that are not in the batch: {sorted(unknown)}")
-        try:
-            graphlib.TopologicalSorter({request.id: request.depends_on for request in requests}).prepare()
-        except graphlib.CycleError as error:
-            raise ValueError(f"dependsOn forms a cycle: {' → '.join(error.args[1])}") from None
+        check_requests(requests)
         results: dict[str, BatchResult] = {}
         budgets: dict[str, RetryBudget] = {}
         pending = list(requests)
         while pending:
-            chunk, waiting = self._next_chunk(pending, results)
+            chunk, waiting = next_chunk(pending, results)
             pending = waiting
             if not chunk:
                 continue
@@ -390,7 +364,7 @@ class EntraHook(BaseHook):
                 retry_after = self._send_chunk(chunk, results, budgets, resend_if_unknown=resend_if_unknown)
             except (GraphUnreachableError, GraphMalformedAnswerError, GraphError) as error:
                 answered = isinstance(error, GraphError)  # an answer after which what was sent may not be done
-                if resend_if_unknown or (answered and not (outcome_unknown(error) and _holds_create(chunk))):
+                if resend_if_unknown or (answered and not (outcome_unknown(error) and holds_create(chunk))):
                     raise
                 unknown = [request.id for request in chunk]
                 raise WriteOutcomeUnknownError(
@@ -420,23 +394,6 @@ class EntraHook(BaseHook):
                 pending = again + pending
         return results
 
-    def _next_chunk(
-        self, pending: list[BatchRequest], results: dict[str, BatchResult]
-    ) -> tuple[list[BatchRequest], list[BatchRequest]]:
-        """Up to 20 requests whose dependencies have answered; 424 for those whose dependencies failed."""
-        chunk: list[BatchRequest] = []
-        waiting: list[BatchRequest] = []
-        for request in pending:
-            failed = [dep for dep in request.depends_on if dep in results and not results[dep].ok]
-            if failed:
-                body = {"error": {"code": "FailedDependency", "message": f"dependency {failed[0]} failed"}}
-                results[request.id] = BatchResult(request.id, 424, body, {})
-            elif len(chunk) < BATCH_LIMIT and all(dep in results for dep in request.depends_on):
-                chunk.append(request)
-            else:
-                waiting.append(request)
-        return chunk, waiting
-
     def _send_chunk(
         self,
         chunk: list[BatchRequest],
@@ -449,55 +406,21 @@ class EntraHook(BaseHook):
 
         :raise GraphThrottledError: an inner request has been throttled for longer than ``max_throttle_wait``.
         """
-        items = []
-        for request in chunk:
-            item: dict[str, Any] = {"id": request.id, "method": request.method, "url": request.url}
-            if request.body is not None:
-                item.update(body=request.body, headers={"Content-Type": "application/json"})
-            items.append(item)
         # A call of idempotent requests only is sent again after a fault, as any request is; one with a create is not.
-        creates = not resend_if_unknown and _holds_create(chunk)
-        answer = self.request("POST", "/$batch", json={"requests": items}, resend_if_unknown=not creates)
+        creates = not resend_if_unknown and holds_create(chunk)
+        answer = self.request("POST", "/$batch", json=batch_body(chunk), resend_if_unknown=not creates)
         self.counters["batch_requests"] = self.counters.get("batch_requests", 0) + 1
-        self.counters["batch_items"] = self.counters.get("batch_items", 0) + len(items)
-        wait = 0.0
-        transient: set[str] = set()
-        responses = answer.get("responses") if isinstance(answer, dict) else None
-        if not isinstance(responses, list):
-            raise GraphMalformedAnswerError("POST /$batch: the answer has no 'responses' array", method="POST")
-        sent = {request.id: request for request in chunk}
-        for item in responses:
-            try:
-                request_id, status = item["id"], int(item["status"])
-            except (KeyError, TypeError, ValueError):
-                continue  # an unreadable item: its request is answered as missing below
-            if request_id not in sent or request_id in results:
-                continue
-            headers = {key.lower(): value for key, value in (item.get("headers") or {}).items()}
-            if status in RETRYABLE_STATUSES:
-                retry_after = parse_retry_after(headers.get("retry-after"))
-                if creates and sent[request_id].method == "POST" and not throttling(status, retry_after):
-                    error = _inner_error(sent[request_id], status, item.get("body"), retry_after)
-                    if outcome_unknown(error):
-                        results[request_id] = _outcome_unknown(request_id, error, headers)
-                        continue
-                if retry_after is not None and retry_after > self.settings.max_retry_wait:
-                    again: float | None = retry_after  # batch() stops on it with max_retry_wait's error
-                else:
-                    error = _inner_error(sent[request_id], status, item.get("body"), retry_after)
-                    again = budgets.setdefault(request_id, self._retry_budget()).next_wait(error)
-                if again is not None:
-                    transient.add(request_id)
-                    if status == 429:
-                        self.counters["throttled"] += 1
-                    wait = max(wait, again)
-                    continue
-            results[request_id] = BatchResult(request_id, status, item.get("body"), headers)
-        for request in chunk:  # a request the answer left out is not retried forever
-            if request.id not in results and request.id not in transient:
-                body = {"error": {"code": UNANSWERED_CODE, "message": "the $batch answer had no item for it"}}
-                results[request.id] = BatchResult(request.id, 502, body, {})
-        return wait
+        self.counters["batch_items"] = self.counters.get("batch_items", 0) + len(chunk)
+        return read_answer(
+            answer,
+            chunk,
+            results,
+            budgets,
+            creates=creates,
+            max_retry_wait=self.settings.max_retry_wait,
+            new_budget=self._retry_budget,
+            counters=self.counters,
+        )
 
     def server_name(self) -> str:
         return urlsplit(self.settings.endpoints.graph_url).netloc
@@ -559,29 +482,6 @@ class EntraHook(BaseHook):
                 where = url.split("?", 1)[0]
                 raise GraphMalformedAnswerError(f"GET {where}: @odata.nextLink is not a URL", method="GET")
             page = _collection_page(self.request("GET", next_link, **kwargs), url)
-
-
-def _holds_create(chunk: Sequence[BatchRequest]) -> bool:
-    """Whether a call holds a request that is not idempotent (a POST: sent twice, it may create twice)."""
-    return any(request.method == "POST" for request in chunk)
-
-
-def _outcome_unknown(request_id: str, error: GraphError, headers: dict[str, str]) -> BatchResult:
-    """The result of a POST answered 500/502/504: it may have created something, so it is not sent again here."""
-    message = f"answered {error.status} {error.code}: {error.graph_message}; it may have been carried out"
-    return BatchResult(request_id, error.status, {"error": {"code": OUTCOME_UNKNOWN_CODE, "message": message}}, headers)
-
-
-def _inner_error(request: BatchRequest, status: int, body: Any, retry_after: float | None) -> GraphError:
-    """The error a ``$batch`` item answered, as :class:`RetryBudget` weighs it (and names it if it stops the run)."""
-    error = body.get("error") if isinstance(body, dict) else None
-    error = error if isinstance(error, dict) else {}
-    inner = error.get("innerError") if isinstance(error.get("innerError"), dict) else {}
-    return GraphError(
-        status, str(error.get("code") or status), str(error.get("message") or "no Graph error body"),
-        request_id=inner.get("request-id"), method=request.method, url=request.url.split("?", 1)[0],
-        retry_after=retry_after,
-    )  # fmt: skip
 
 
 def _collection_page(page: Any, url: str) -> dict[str, Any]:
