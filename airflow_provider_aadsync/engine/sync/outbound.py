@@ -233,6 +233,12 @@ class Outbound:
                     # found by its hard-match anchor, is joined again and its delete withdrawn, never a second one made.
                     found = unjoined.take_deleted(provision_rule.rule.target_object_type, desired)
                     kind = "join"
+                if found is None and unjoined.holding(provision_rule.rule.target_object_type, desired):
+                    # An unjoined object already holds its hard-match anchor (restored in the target directory while
+                    # the source was gone): its connector's next sync, a delta one too, evaluates its join again and
+                    # joins it in place of the create staged now, or refuses it and holds the create.
+                    self.state.note("exports", f"{connector}: an unjoined object holds its anchor, its join is due")
+                    self.state.counters["joins_due"] += 1
                 if found is not None:
                     anchor, stored = found
                     new_links.append(
@@ -323,6 +329,7 @@ class Outbound:
         new_links.sort(key=itemgetter("anchor"))
         write_rows(self.state.store, self.state.connection, cs_object, new_objects)
         write_rows(self.state.store, self.state.connection, link, new_links)
+        unjoined.flush()
         self.state.counters["provisioned"] += len(new_objects)
         self.staging.withdraw_updates(connector, withdrawn)
         self.staging.stage_many(connector, staged)

@@ -109,9 +109,11 @@ class SyncPass:
         #: holding them go through the outbound rules too, so their member rows in this connector name it, or no
         #: longer name the object gone (synchronizer.py).
         self.relinked: set[int] = set()
-        #: Per target connector: its unjoined objects with an unsent delete, by hard-match value (unjoined.py), read
-        #: once per pass at the first create that may rejoin one.
-        self.unjoined_deletes: dict[str, dict[tuple[str, str, str], tuple[str, dict[str, Any]]]] = {}
+        #: Per target connector: its unjoined objects with an unsent delete, and the anchors of those with no export
+        #: pending, by hard-match value (unjoined.py), read once per pass at the first create that may rejoin one.
+        self.unjoined_deletes: dict[
+            str, tuple[dict[tuple[str, str, str], Any], dict[tuple[str, str, str], set[str]]]
+        ] = {}
         #: The objects of this connector with a staged delete (unjoined.staged_deletes), read once per pass at the
         #: first unjoined object a rule might join.
         self.staged_deletes: set[str] | None = None
