@@ -12,18 +12,8 @@ from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.operators.report import SyncReportOperator
+from tests.support.task_instances import SummariesTaskInstance
 from tests.support.world import ad_group, ad_user, entra_user, guid, immutable_id, import_full
-
-
-class _TaskInstance:
-    def __init__(self, summaries: dict[str, dict]) -> None:
-        self.summaries = summaries
-
-    def xcom_pull(self, *, task_ids: str, key: str | None = None) -> dict | None:
-        return None if key else self.summaries.get(task_ids)
-
-    def get_task_states(self, **_kwargs: object) -> dict:
-        return {}
 
 
 def test_a_preflight_run_reports_the_counts_first_and_saves_every_row(tmp_path):
@@ -39,7 +29,7 @@ def test_a_preflight_run_reports_the_counts_first_and_saves_every_row(tmp_path):
     context = {
         "dag": SimpleNamespace(dag_id="aadsync_full"),
         "run_id": "manual__preflight",
-        "ti": _TaskInstance({"sync_ad": synced.summary()}),
+        "ti": SummariesTaskInstance({"sync_ad": synced.summary()}),
     }
     reports = tmp_path / "reports"
     operator = SyncReportOperator(task_id="report", store_url=url, instance="main", step_task_ids=["sync_ad"],

@@ -9,18 +9,8 @@ from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.operators.report import SyncReportOperator
+from tests.support.task_instances import SummariesTaskInstance
 from tests.support.world import ad_user, cloud_twin, import_full
-
-
-class _TaskInstance:
-    def __init__(self, summaries: dict[str, dict]) -> None:
-        self.summaries = summaries
-
-    def xcom_pull(self, *, task_ids: str, key: str | None = None) -> dict | None:
-        return None if key else self.summaries.get(task_ids)
-
-    def get_task_states(self, **_kwargs: object) -> dict:
-        return {}
 
 
 def test_the_report_names_a_connector_space_no_configured_connector_reads(tmp_path):
@@ -35,7 +25,7 @@ def test_the_report_names_a_connector_space_no_configured_connector_reads(tmp_pa
     context = {
         "dag": SimpleNamespace(dag_id="aadsync_cycle"),
         "run_id": "scheduled__1",
-        "ti": _TaskInstance({"sync_entra": synced.summary()}),
+        "ti": SummariesTaskInstance({"sync_entra": synced.summary()}),
     }
     reports = tmp_path / "reports"
     operator = SyncReportOperator(task_id="report", store_url=url, instance="main", step_task_ids=["sync_entra"],
