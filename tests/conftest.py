@@ -17,6 +17,46 @@ if importlib.util.find_spec("aadsync_devkit") is None:
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_DEVKIT), os.environ.get("PYTHONPATH")) if p)
 
 
+#: Integration and reliability modules that need only the Graph emulator (a process of their own on a free port, one
+#: per pytest-xdist worker) and SQLite stores: they may run beside the modules holding the DCs, PostgreSQL and Airflow.
+EMULATOR_ONLY_MODULES = frozenset(
+    {
+        "tests/integration/test_adoption_emulator.py",
+        "tests/integration/test_emulator_cli_serve.py",
+        "tests/integration/test_emulator_msgraph_sdk.py",
+        "tests/integration/test_emulator_server.py",
+        "tests/integration/test_entra_export_emulator.py",
+        "tests/integration/test_entra_hook_emulator.py",
+        "tests/integration/test_entra_import_emulator.py",
+        "tests/integration/test_entra_permissions_emulator.py",
+        "tests/reliability/test_bad_input.py",
+        "tests/reliability/test_export_exactness.py",
+    }
+)
+#: Fixtures that start a Samba DC or PostgreSQL: an emulator-only module using one is a mistake in the list above.
+SERVER_FIXTURES = frozenset({"start_dc", "dc", "postgres_server", "pg_store"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for ``pytest -n 2 --dist loadgroup`` (what ``./run.sh test`` runs): every module that starts a Samba DC,
+    PostgreSQL or Airflow goes to one worker, one after the other as without xdist (the DCs all bind the standard
+    LDAP ports of their loopback address, so two at once would collide); every other module is a unit of its own
+    that the other worker takes meanwhile (the unit tests, the emulator-only modules). Without xdist the groups
+    change nothing."""
+    root = Path(str(config.rootpath))
+    for item in items:
+        module = Path(str(item.path)).relative_to(root).as_posix()
+        needs_servers = module.startswith(("tests/integration/", "tests/reliability/"))
+        if module in EMULATOR_ONLY_MODULES:
+            used = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+            if used:
+                raise pytest.UsageError(
+                    f"{item.nodeid} uses {sorted(used)}: take {module} out of EMULATOR_ONLY_MODULES"
+                )
+            needs_servers = False
+        item.add_marker(pytest.mark.xdist_group("servers" if needs_servers else module))
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--soak",
@@ -40,3 +80,13 @@ def _secret_masks_of_one_test_only():
     patterns, replacer = set(masker.patterns), masker.replacer
     yield
     masker.patterns, masker.replacer = patterns, replacer
+
+
+@pytest.fixture
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Entra hook's backoffs from 10 ms instead of 1 s (throttling that named no wait) and 0.5 s (a fault), for
+    tests that storm the emulator with hundreds of 429s and 5xx: what they check is that the export ends exact, and
+    the backoffs' own sizes are unit-tested (tests/unit/hooks/test_entra.py). Graph's own Retry-After is honoured
+    as it is."""
+    monkeypatch.setattr("airflow_provider_aadsync.hooks.entra_transport.THROTTLE_FLOOR_SECONDS", 0.01)
+    monkeypatch.setattr("airflow_provider_aadsync.hooks.entra_transport.FAULT_BACKOFF_FIRST_SECONDS", 0.01)

@@ -79,12 +79,15 @@ BACKOFF_CAP_SECONDS = 30.0
 #: The shortest wait after throttling that named no wait (no ``Retry-After``, ``Retry-After: 0``, or one that does not
 #: parse): Graph's guidance is to avoid immediate retries, which accrue against the limits that throttled.
 THROTTLE_FLOOR_SECONDS = 1.0
+#: The longest wait picked at random after a request's first fault (Graph named no wait); it doubles per fault.
+FAULT_BACKOFF_FIRST_SECONDS = 0.5
 
 
 def backoff(failures: int, cap: float = BACKOFF_CAP_SECONDS) -> float:
-    """The wait after a request's ``failures``-th fault when Graph named none: random, up to 0.5 s doubling per
-    failure, at most ``cap`` (full jitter: requests that failed together do not come back together)."""
-    return random.uniform(0.0, min(cap, 0.5 * 2.0 ** (failures - 1)))
+    """The wait after a request's ``failures``-th fault when Graph named none: random, up to
+    :data:`FAULT_BACKOFF_FIRST_SECONDS` doubling per failure, at most ``cap`` (full jitter: requests that failed
+    together do not come back together)."""
+    return random.uniform(0.0, min(cap, FAULT_BACKOFF_FIRST_SECONDS * 2.0 ** min(failures - 1, 32)))
 
 
 def throttle_backoff(throttled: int, cap: float = BACKOFF_CAP_SECONDS) -> float:

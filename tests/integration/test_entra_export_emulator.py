@@ -4,6 +4,7 @@ guards, conflicts, throttling, faults and a killed-and-retried export."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 
 import httpx
@@ -17,7 +18,13 @@ from airflow_provider_aadsync.engine.store import export_conflict, pending_expor
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.graph import graph_groups, graph_members, graph_users
-from tests.support.servers import entra_hook_for, trust
+from tests.support.servers import (
+    after_graph_requests,
+    emulator_admin,
+    entra_hook_for,
+    graph_status_counts,
+    trust,
+)
 from tests.support.world import ad_group, ad_user, deleted, guid, immutable_id, import_delta, import_full
 
 pytestmark = pytest.mark.integration
@@ -386,9 +393,13 @@ def test_export_paced_to_the_write_budget_under_throttling(graph_server, tenant,
 
 
 def test_export_rides_out_429s_5xx_dropped_connections_and_token_expiry(
-    graph_server, tenant, store, rules, emulator_settings_for
+    graph_server, tenant, store, rules, emulator_settings_for, quick_backoff
 ):
-    """No pacing (budget far above the tenant's), injected faults, 2-second tokens: the result is still exact."""
+    """No pacing (budget far above the tenant's), injected faults, and the tenant's tokens refused every twelfth
+    request (as an expired or revoked token is, while msal still holds it for valid): the result is still exact.
+
+    (Tokens issued for seconds would not do: msal never serves a token within five minutes of its end from its cache,
+    so each request would get a new one and none would ever be refused.)"""
     emulator_settings_for(
         graph_server,
         throttlingEnabled=True,
@@ -397,7 +408,6 @@ def test_export_rides_out_429s_5xx_dropped_connections_and_token_expiry(
         faultRatio5xx=0.15,
         faultRetryAfterSeconds=0,
         faultDropRatio=0.1,
-        tokenLifetimeSeconds=2,
         randomSeed=7,
         faultNext429=2,  # a 429 however slow the machine (the write throttle alone may not trip on a loaded one)
     )
@@ -405,9 +415,13 @@ def test_export_rides_out_429s_5xx_dropped_connections_and_token_expiry(
     seed_and_sync(store, rules, users=240, big=200)
     # one call in ten cut off: three in a row (the default stop) is likely enough over ~50 calls to make a flaky test
     settings = ExportSettings(resend_settle_seconds=0.2, unknown_outcome_limit=8)
-    result = run_entra_export(store, hook, settings=settings)
+    emulator_admin(graph_server, "DELETE", "/counters")
+    expire = functools.partial(emulator_admin, graph_server, "POST", f"/tenants/{tenant['id']}/tokens/revoke")
+    with after_graph_requests(12, expire, every=True):
+        result = run_entra_export(store, hook, settings=settings)
     assert result.result == "success", [(e["code"], e["message"]) for e in store.run_errors(result.run_id)]
     assert result.counters["throttled_requests"] > 0 and result.counters["calls_with_unknown_outcome"] > 0
+    assert graph_status_counts(graph_server).get("401", 0) >= 2  # refused tokens were renewed, more than once
     users = graph_users(hook)
     assert len(users) == 240
     assert sorted(group["displayName"] for group in graph_groups_all(hook)) == ["Everyone", "Nested", "Small"]

@@ -168,7 +168,7 @@ def test_token_comes_from_the_cache_until_it_is_about_to_expire(graph_server, gr
     assert token_requests() - before == 2
 
 
-def test_no_secret_or_token_in_logs(graph_server, graph_tenant, caplog, emulator_settings_for):
+def test_no_secret_or_token_in_logs(graph_server, graph_tenant, caplog, emulator_settings_for, quick_backoff):
     emulator_settings_for(graph_server, faultRatio5xx=0.5, faultRetryAfterSeconds=0, randomSeed=3)
     hook = entra_hook_for(graph_server, graph_tenant)
     with caplog.at_level("DEBUG"):
@@ -234,12 +234,10 @@ def hook_with(graph_server, graph_tenant, **settings) -> EntraHook:
 
 
 def test_throttling_does_not_use_up_the_attempts_meant_for_faults(
-    graph_server, graph_tenant, emulator_settings_for, monkeypatch
+    graph_server, graph_tenant, emulator_settings_for, quick_backoff
 ):
     """Graph's throttling guidance: wait Retry-After and try again while throttled. Five 429s in a row are waited
     out by a hook allowed two attempts; two dropped connections (faults) are not."""
-    # Retry-After: 0 is backed off from a 1 s floor, doubling (tests/unit/hooks/test_entra.py): 10 ms here
-    monkeypatch.setattr("airflow_provider_aadsync.hooks.entra_transport.THROTTLE_FLOOR_SECONDS", 0.01)
     hook = hook_with(graph_server, graph_tenant, max_attempts=2)
     route = "GET /v1.0/organization"
     before = graph_requests(graph_server, route)

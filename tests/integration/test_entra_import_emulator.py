@@ -210,7 +210,7 @@ def test_expired_delta_link_falls_back_to_full_import(
 
 
 def test_import_rides_out_throttling_server_faults_and_dropped_connections(
-    graph_server, graph_tenant, tenant_with_data, store, emulator_settings
+    graph_server, graph_tenant, tenant_with_data, store, emulator_settings, quick_backoff
 ):
     emulator_settings(
         throttlingEnabled=True,

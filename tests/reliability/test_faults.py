@@ -7,12 +7,8 @@ Mid-run faults are placed by counting Graph requests or LDAP searches in this pr
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import ldap3
 import pytest
 
@@ -42,7 +38,14 @@ from tests.support.reliability import (
     tenant_state,
     watermarks,
 )
-from tests.support.servers import GRAPH_CLIENT_ID, GRAPH_SECRET, hook_for, trust
+from tests.support.servers import (
+    GRAPH_CLIENT_ID,
+    GRAPH_SECRET,
+    after_graph_requests,
+    emulator_admin,
+    graph_status_counts,
+    hook_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -80,35 +83,6 @@ def hook(server: EmulatorServer, tenant: dict, **settings: Any) -> EntraHook:
     return EntraHook(settings=EntraConnectionSettings(**{**entra_spec(server, tenant), **settings}))
 
 
-def admin(server: EmulatorServer, method: str, path: str, **kwargs: Any) -> None:
-    """An emulator admin call on a connection of its own (never counted as one of the run's requests)."""
-    with httpx.Client(verify=trust(server)) as client:
-        response = client.request(method, f"{server.base_url}/_emulator{path}", **kwargs)
-    assert response.status_code < 300, response.text
-
-
-@contextmanager
-def after_requests(count: int, action: Callable[[], None]) -> Iterator[None]:
-    """Run ``action`` once, right after this process's ``count``-th Graph request got its answer."""
-    original = httpx.Client.send
-    seen = [0]
-
-    @functools.wraps(original)
-    def send(self, request, **kwargs):
-        response = original(self, request, **kwargs)
-        if "/v1.0/" in request.url.path:
-            seen[0] += 1
-            if seen[0] == count:
-                action()
-        return response
-
-    httpx.Client.send = send
-    try:
-        yield
-    finally:
-        httpx.Client.send = original
-
-
 def without_export_states(rows: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
     """A store snapshot without the per-operation state of pending exports (pending / sent)."""
     return {
@@ -143,11 +117,8 @@ STORMS = {
 
 @pytest.mark.parametrize("fault", list(STORMS))
 def test_export_through_a_fault_storm_ends_equal_to_a_clean_export(
-    world, graph_server, tenants, emulator_settings_for, tmp_path, fault, soak, monkeypatch
+    world, graph_server, tenants, emulator_settings_for, tmp_path, fault, soak, quick_backoff
 ):
-    # A 429 with Retry-After: 0 is backed off from a 1 s floor (unit-tested in tests/unit/hooks/test_entra.py); a
-    # floor of 10 ms keeps the storm's hundreds of throttled requests at its former pace.
-    monkeypatch.setattr("airflow_provider_aadsync.hooks.entra_transport.THROTTLE_FLOOR_SECONDS", 0.01)
     url = copy_store(store_path(world["synced"]), tmp_path / "store.sqlite")
     tenant = tenants()
     graph = hook(graph_server, tenant)
@@ -164,7 +135,7 @@ def test_export_through_a_fault_storm_ends_equal_to_a_clean_export(
 
 
 def test_import_through_5xx_and_dropped_connections_ends_equal_to_a_clean_import(
-    world, graph_server, emulator_settings_for, tmp_path
+    world, graph_server, emulator_settings_for, tmp_path, quick_backoff
 ):
     clean = copy_store(store_path(world["exported"]), tmp_path / "clean.sqlite")
     with Store.open(clean, instance="test") as store:
@@ -206,11 +177,12 @@ def test_tokens_revoked_mid_export_are_renewed_and_the_export_completes(world, g
     url = copy_store(store_path(world["synced"]), tmp_path / "store.sqlite")
     tenant = tenants()
     graph = hook(graph_server, tenant)
-    admin(graph_server, "DELETE", "/counters")
-    with after_requests(3, lambda: admin(graph_server, "POST", f"/tenants/{tenant['id']}/tokens/revoke")):
+    emulator_admin(graph_server, "DELETE", "/counters")
+    with after_graph_requests(
+        3, lambda: emulator_admin(graph_server, "POST", f"/tenants/{tenant['id']}/tokens/revoke")
+    ):
         assert export_until_done(url, graph) == ["success"]  # one run: the refused token was renewed at once
-    with httpx.Client(verify=trust(graph_server)) as client:
-        assert client.get(f"{graph_server.base_url}/_emulator/counters").json()["status"].get("401") == 1
+    assert graph_status_counts(graph_server).get("401") == 1
     assert tenant_state(graph) == world["expected"]
 
 
@@ -222,12 +194,14 @@ def test_a_credential_revoked_mid_export_stops_it_clearly_and_a_restored_one_com
     graph = hook(graph_server, tenant)
 
     def revoke() -> None:
-        admin(graph_server, "PATCH", f"/tenants/{tenant['id']}/apps/{GRAPH_CLIENT_ID}", json={"clientSecret": "rot"})
-        admin(graph_server, "POST", f"/tenants/{tenant['id']}/tokens/revoke")
+        emulator_admin(
+            graph_server, "PATCH", f"/tenants/{tenant['id']}/apps/{GRAPH_CLIENT_ID}", json={"clientSecret": "rot"}
+        )
+        emulator_admin(graph_server, "POST", f"/tenants/{tenant['id']}/tokens/revoke")
 
     # 3 + 4: the export first registers the anchor's directory extension (GET the app, GET and POST its
     # extensionProperties), then the revoke lands after its fourth $batch, as before
-    with after_requests(3 + 4, revoke), Store.open(url, instance="test") as store:
+    with after_graph_requests(3 + 4, revoke), Store.open(url, instance="test") as store:
         with pytest.raises(EntraAuthError, match="invalid_client") as stopped:
             run_entra_export(store, graph)
         run = store.list_runs(1)[0]
@@ -235,7 +209,9 @@ def test_a_credential_revoked_mid_export_stops_it_clearly_and_a_restored_one_com
     assert "invalid_client" in (run["detail"] or "")
     partial = tenant_state(hook(graph_server, tenant, client_secret="rot"))
     assert 0 < len(partial["users"]) < len(world["expected"]["users"])
-    admin(graph_server, "PATCH", f"/tenants/{tenant['id']}/apps/{GRAPH_CLIENT_ID}", json={"clientSecret": GRAPH_SECRET})
+    emulator_admin(
+        graph_server, "PATCH", f"/tenants/{tenant['id']}/apps/{GRAPH_CLIENT_ID}", json={"clientSecret": GRAPH_SECRET}
+    )
     assert export_until_done(url, hook(graph_server, tenant)) == ["success"]
     assert open_exports(url, "entra") == []
     assert tenant_state(graph) == world["expected"]

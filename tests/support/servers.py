@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import shutil
 import ssl
@@ -220,3 +221,39 @@ def emulator_settings_for() -> Iterator[Callable[..., None]]:
     yield apply
     for server, names in changed:
         httpx.put(f"{server.base_url}/_emulator/settings", json=dict.fromkeys(names), verify=trust(server))
+
+
+def emulator_admin(server: EmulatorServer, method: str, path: str, **kwargs: Any) -> None:
+    """An emulator admin call on a connection of its own (never counted as one of the run's requests)."""
+    with httpx.Client(verify=trust(server)) as client:
+        response = client.request(method, f"{server.base_url}/_emulator{path}", **kwargs)
+    assert response.status_code < 300, response.text
+
+
+def graph_status_counts(server: EmulatorServer) -> dict[str, int]:
+    """How many Graph answers the emulator gave per HTTP status since its counters were last reset."""
+    with httpx.Client(verify=trust(server)) as client:
+        return client.get(f"{server.base_url}/_emulator/counters").json()["status"]
+
+
+@contextlib.contextmanager
+def after_graph_requests(count: int, action: Callable[[], None], *, every: bool = False) -> Iterator[None]:
+    """Run ``action`` right after this process's ``count``-th Graph request got its answer (with ``every``, after
+    each ``count``-th: a token revoked every few requests is a run whose tokens keep expiring under it)."""
+    original = httpx.Client.send
+    seen = [0]
+
+    @functools.wraps(original)
+    def send(self, request, **kwargs):
+        response = original(self, request, **kwargs)
+        if "/v1.0/" in request.url.path:
+            seen[0] += 1
+            if seen[0] == count or (every and seen[0] % count == 0):
+                action()
+        return response
+
+    httpx.Client.send = send
+    try:
+        yield
+    finally:
+        httpx.Client.send = original
