@@ -66,8 +66,8 @@ case "${1:-}" in
         "$VENV/bin/ruff" check airflow_provider_aadsync devkit tests bench dags
         "$VENV/bin/ruff" format --check airflow_provider_aadsync devkit tests bench dags
         # Two workers: one runs every module that starts a DC, PostgreSQL or Airflow, in order; the other takes the
-        # unit tests and the emulator-only modules meanwhile (groups: tests/conftest.py). `-n 0` after it: one process.
-        "$VENV/bin/pytest" -n 2 --dist loadgroup "$@"
+        # unit tests and the emulator-only modules meanwhile (tests/conftest.py, xdist_scope). `-n 0` after: one process.
+        "$VENV/bin/pytest" -n 2 "$@"
         ;;
     *)
         echo "usage: ./run.sh demo|test|setup" >&2

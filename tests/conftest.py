@@ -6,6 +6,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,24 +38,39 @@ EMULATOR_ONLY_MODULES = frozenset(
 SERVER_FIXTURES = frozenset({"start_dc", "dc", "postgres_server", "pg_store"})
 
 
+def xdist_scope(nodeid: str) -> str:
+    """The unit of work a test belongs to under ``pytest -n 2`` (what ``./run.sh test`` runs): "servers" for every
+    module that starts a Samba DC, PostgreSQL or Airflow, so that one worker runs them one after the other as without
+    xdist (the DCs all bind the standard LDAP ports of their loopback address, so two at once would collide); its
+    module for any other test, so that the other worker takes the unit tests and the emulator-only modules
+    meanwhile, a module at a time (its module fixtures set up once)."""
+    module = nodeid.split("::", 1)[0]
+    if module.startswith(("tests/integration/", "tests/reliability/")) and module not in EMULATOR_ONLY_MODULES:
+        return "servers"
+    return module
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own, which picks by --dist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's scheduler by :func:`xdist_scope` (its ``--dist loadgroup`` reads groups from the test ids,
+    which pytest 9 no longer lets a plugin change)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ServersOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return ServersOnOneWorker(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for ``pytest -n 2 --dist loadgroup`` (what ``./run.sh test`` runs): every module that starts a Samba DC,
-    PostgreSQL or Airflow goes to one worker, one after the other as without xdist (the DCs all bind the standard
-    LDAP ports of their loopback address, so two at once would collide); every other module is a unit of its own
-    that the other worker takes meanwhile (the unit tests, the emulator-only modules). Without xdist the groups
-    change nothing."""
-    root = Path(str(config.rootpath))
+    """An emulator-only module whose tests use a server fixture is a mistake in :data:`EMULATOR_ONLY_MODULES`: it
+    would start a DC beside the server modules' one."""
     for item in items:
-        module = Path(str(item.path)).relative_to(root).as_posix()
-        needs_servers = module.startswith(("tests/integration/", "tests/reliability/"))
-        if module in EMULATOR_ONLY_MODULES:
-            used = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
-            if used:
-                raise pytest.UsageError(
-                    f"{item.nodeid} uses {sorted(used)}: take {module} out of EMULATOR_ONLY_MODULES"
-                )
-            needs_servers = False
-        item.add_marker(pytest.mark.xdist_group("servers" if needs_servers else module))
+        module = item.nodeid.split("::", 1)[0]
+        used = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if module in EMULATOR_ONLY_MODULES and used:
+            raise pytest.UsageError(f"{item.nodeid} uses {sorted(used)}: {module} is not emulator-only")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
