@@ -19,7 +19,11 @@ def store_url_from_connection(conn_id: str) -> str:
     """
     from airflow.sdk import BaseHook
 
-    return store_url_of(conn_id, BaseHook.get_connection(conn_id))
+    from airflow_provider_aadsync.engine.store.urls import remember_connection
+
+    url = store_url_of(conn_id, BaseHook.get_connection(conn_id))
+    remember_connection(url, conn_id)  # a guard's advice then says --store-conn-id, never the URL
+    return url
 
 
 def store_url_of(conn_id: str, connection: Any) -> str:

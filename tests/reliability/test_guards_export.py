@@ -80,7 +80,7 @@ def test_mass_disable_stops_before_any_write_then_a_confirmed_run_applies_it(gra
     stopped = run_entra_export(store, hook, settings=ExportSettings(disable_threshold=7))
     assert stopped.result == STOPPED_DISABLES
     assert stopped.detail.startswith("8 accounts would be disabled") and "disable threshold of 7" in stopped.detail
-    assert "`aadsync export-entra --instance test --disable-threshold 8`" in stopped.detail
+    assert f"`aadsync export-entra --instance test --store {store.url} --disable-threshold 8`" in stopped.detail
     assert graph_writes(graph_server) == writes, "a guard stop wrote to the tenant"
     assert all(user["accountEnabled"] for user in graph_users(hook).values())
     assert "disables 8 of 7 (exceeded)" in render_runs(store, [stopped.run_id])
@@ -108,7 +108,9 @@ def test_a_mass_delete_goes_through_only_with_its_exact_count_confirmed(graph_se
     stopped = run_entra_export(store, hook, settings=ExportSettings(deletion_threshold=5))
     assert stopped.result == STOPPED_DELETES and stopped.detail.startswith("8 deletes are pending"), stopped.detail
     assert "`confirm_mass_change` = `deletes=8`" in stopped.detail
-    assert "`aadsync export-entra --instance test --confirm-mass-change deletes=8`" in stopped.detail
+    assert (
+        f"`aadsync export-entra --instance test --store {store.url} --confirm-mass-change deletes=8`" in stopped.detail
+    )
     assert graph_writes(graph_server) == writes, "a guard stop wrote to the tenant"
 
     delete(range(9, 10))  # the plan grows by one: the confirmation of 8 no longer fits it
@@ -141,7 +143,7 @@ def test_mass_sign_in_name_change_stops_before_any_write_then_a_confirmed_run_ap
     stopped = run_entra_export(store, hook, settings=ExportSettings(identity_change_threshold=8))
     assert stopped.result == STOPPED_IDENTITY_CHANGES, stopped.detail
     assert stopped.detail.startswith("9 accounts would get another sign-in name or mail address")
-    assert "`aadsync export-entra --instance test --identity-change-threshold 9`" in stopped.detail
+    assert f"`aadsync export-entra --instance test --store {store.url} --identity-change-threshold 9`" in stopped.detail
     assert graph_writes(graph_server) == writes, "a guard stop wrote to the tenant"
     assert not any(user["userPrincipalName"].startswith("renamed") for user in graph_users(hook).values())
 
@@ -168,14 +170,17 @@ def test_mass_member_removal_stops_per_group_and_in_total_then_a_confirmed_run_a
     stopped = run_entra_export(store, hook)
     assert stopped.result == STOPPED_MEMBER_REMOVALS
     assert stopped.detail.startswith('group "Everyone"') and "20 of its 30 members (67 %)" in stopped.detail
-    assert "`aadsync export-entra --instance test --member-removal-group-percent 67`" in stopped.detail
+    assert (
+        f"`aadsync export-entra --instance test --store {store.url} --member-removal-group-percent 67`"
+        in stopped.detail
+    )
 
     # the share confirmed, but the run's total is over a lowered threshold: still nothing written
     total = run_entra_export(store, hook, settings=ExportSettings(member_removal_group_percent=67,
                                                                   member_removal_threshold=19))  # fmt: skip
     assert total.result == STOPPED_MEMBER_REMOVALS
     assert total.detail.startswith("20 group member removals are pending, more than the member removal threshold")
-    assert "`aadsync export-entra --instance test --member-removal-threshold 20`" in total.detail
+    assert f"`aadsync export-entra --instance test --store {store.url} --member-removal-threshold 20`" in total.detail
     assert graph_writes(graph_server) == writes, "a guard stop wrote to the tenant"
     assert graph_members(hook, group_id) == before
 
@@ -209,7 +214,7 @@ def test_mass_manager_clear_stops_before_any_write_then_a_confirmed_run_applies_
     assert stopped.detail.startswith(
         "11 member and manager removals are pending (0 group member removals, 11 users whose manager would be cleared)"
     )
-    assert "`aadsync export-entra --instance test --member-removal-threshold 11`" in stopped.detail
+    assert f"`aadsync export-entra --instance test --store {store.url} --member-removal-threshold 11`" in stopped.detail
     assert graph_writes(graph_server) == writes, "a guard stop wrote to the tenant"
     assert graph_managers(hook) == managers
     assert "member and manager removals 11 of 10 (exceeded)" in render_runs(store, [stopped.run_id])
@@ -277,7 +282,9 @@ def test_writeback_member_removals_stop_before_any_ldap_write_then_apply_when_co
     stopped = cycle()
     assert stopped.result == STOPPED_MEMBER_REMOVALS, stopped.detail
     assert "16 of its 24 members (67 %)" in stopped.detail
-    assert "`aadsync export-ad --instance test --member-removal-group-percent 67`" in stopped.detail
+    assert (
+        f"`aadsync export-ad --instance test --store {store.url} --member-removal-group-percent 67`" in stopped.detail
+    )
     assert ad.counters.get("ldap_writes", 0) == ldap_writes and sorted(members_in_ad(ad, guid_in_ad)) == members
 
     confirmed = run_ad_export(store, ad, settings=ADExportSettings(member_removal_group_percent=67))

@@ -106,7 +106,7 @@ def test_export_guard_flags_reach_the_export_and_a_stop_says_which_flag_confirms
     stopped = CliRunner().invoke(main, ["export-entra", "--store", url])
     assert stopped.exit_code == 1, stopped.output
     assert "stopped-member-removal-threshold-exceeded" in stopped.output
-    assert "`aadsync export-entra --member-removal-group-percent 100`" in stopped.output
+    assert f"`aadsync export-entra --store {url} --member-removal-group-percent 100`" in stopped.output
     flags = ["--member-removal-group-percent", "100", "--member-removal-threshold", "20", "--disable-threshold", "0"]
     flags += ["--identity-change-threshold", "3"]
     staged = CliRunner().invoke(main, ["export-entra", "--store", url, "--staging", *flags])
@@ -117,7 +117,7 @@ def test_export_guard_flags_reach_the_export_and_a_stop_says_which_flag_confirms
     assert refused.exit_code == 2 and "0<=x<=100" in refused.output
 
     # the exact counts the stop names confirm it for one run; a count that differs stops again
-    assert "`aadsync export-entra --confirm-mass-change member_removals=20`" in stopped.output
+    assert f"`aadsync export-entra --store {url} --confirm-mass-change member_removals=20`" in stopped.output
     other = CliRunner().invoke(main, ["export-entra", "--store", url, "--confirm-mass-change", "member_removals=19"])
     assert other.exit_code == 1 and "This run confirmed member_removals=19, but 20 are pending now" in other.output
     args = ["export-entra", "--store", url, "--staging", "--confirm-mass-change", "member_removals=20"]
@@ -128,3 +128,31 @@ def test_export_guard_flags_reach_the_export_and_a_stop_says_which_flag_confirms
     for command in ("export-entra", "export-ad"):
         malformed = CliRunner().invoke(main, [command, "--confirm-mass-change", "20"])
         assert malformed.exit_code == 2 and "a number alone does not say which guard" in malformed.output
+
+
+def test_a_stop_of_a_named_instance_on_a_connection_store_gives_a_command_that_opens_that_store(tmp_path, monkeypatch):
+    """The advice of a stop names the store's Airflow connection: without it, the command run as given would open the
+    instance's embedded SQLite store and confirm nothing there."""
+    from tests.support.plans import add_group, stage_removes
+
+    monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
+    path = tmp_path / "stores" / "emea.sqlite"
+    path.parent.mkdir()
+    monkeypatch.setenv("AIRFLOW_CONN_AADSYNC_STORE_EMEA", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AADSYNC_ENTRA",  # never reached: a guard stop and a staging run write nothing
+        json.dumps({"conn_type": "aadsync_entra", "login": "client", "password": "secret",
+                    "extra": {"tenant_id": "00000000-0000-0000-0000-000000000001"}}),
+    )  # fmt: skip
+    with Store.open(f"sqlite:///{path}", instance="emea") as store:
+        add_group(store, "entra", "sales", "Sales", 20, "members")
+        stage_removes(store, "entra", "sales", 20, "members")
+    stopped = CliRunner().invoke(main, ["export-entra", "--instance", "emea", "--store-conn-id", "aadsync_store_emea"])
+    assert stopped.exit_code == 1, stopped.output
+    advice = "`aadsync export-entra --instance emea --store-conn-id aadsync_store_emea --confirm-mass-change "
+    assert advice + "member_removals=20`" in stopped.output
+    command = shlex.split(advice.strip("`") + "member_removals=20")[1:]
+    confirmed = CliRunner().invoke(main, [*command, "--staging"])
+    assert confirmed.exit_code == 0 and "— staged" in confirmed.output, confirmed.output
+    assert "mass change confirmed for this run: member_removals=20" in confirmed.output
+    assert not (tmp_path / "store" / "emea.sqlite").exists()  # the instance's embedded store was never opened

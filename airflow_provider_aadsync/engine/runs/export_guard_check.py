@@ -46,7 +46,9 @@ class _Exceeded:
     threshold: str
 
 
-def _exceeded(changes: MassChanges, settings: GuardSettings, command: str, instance: str = DEFAULT) -> list[_Exceeded]:
+def _exceeded(
+    changes: MassChanges, settings: GuardSettings, command: str, instance: str = DEFAULT, store: str = ""
+) -> list[_Exceeded]:
     found: list[_Exceeded] = []
     if changes.deletes > settings.deletion_threshold:
         found.append(
@@ -56,7 +58,7 @@ def _exceeded(changes: MassChanges, settings: GuardSettings, command: str, insta
                 changes.deletes,
                 f"{changes.deletes:,} deletes are pending, more than the deletion threshold of "
                 f"{settings.deletion_threshold:,}",
-                _threshold("deletion threshold", changes.deletes, "deletion_threshold", command, instance),
+                _threshold("deletion threshold", changes.deletes, "deletion_threshold", command, instance, store),
             )
         )
     if changes.disables > settings.disable_threshold:
@@ -67,7 +69,7 @@ def _exceeded(changes: MassChanges, settings: GuardSettings, command: str, insta
                 changes.disables,
                 f"{changes.disables:,} accounts would be disabled (accountEnabled true → false, or the ACCOUNTDISABLE "
                 f"bit of userAccountControl set), more than the disable threshold of {settings.disable_threshold:,}",
-                _threshold("disable threshold", changes.disables, "disable_threshold", command, instance),
+                _threshold("disable threshold", changes.disables, "disable_threshold", command, instance, store),
             )
         )
     removes = changes.reference_removes
@@ -84,7 +86,7 @@ def _exceeded(changes: MassChanges, settings: GuardSettings, command: str, insta
                 "member_removals",
                 removes,
                 f"{pending}, more than the member removal threshold of {settings.member_removal_threshold:,}",
-                _threshold("member removal threshold", removes, "member_removal_threshold", command, instance),
+                _threshold("member removal threshold", removes, "member_removal_threshold", command, instance, store),
             )
         )
     if changes.identity_changes > settings.identity_change_threshold:
@@ -102,6 +104,7 @@ def _exceeded(changes: MassChanges, settings: GuardSettings, command: str, insta
                     "identity_change_threshold",
                     command,
                     instance,
+                    store,
                 ),
             )
         )
@@ -123,6 +126,7 @@ def _exceeded(changes: MassChanges, settings: GuardSettings, command: str, insta
                     "member_removal_group_percent",
                     command,
                     instance,
+                    store,
                 ),
             )
         )
@@ -130,13 +134,14 @@ def _exceeded(changes: MassChanges, settings: GuardSettings, command: str, insta
 
 
 def check_guards(
-    changes: MassChanges, settings: GuardSettings, command: str, instance: str = DEFAULT
+    changes: MassChanges, settings: GuardSettings, command: str, instance: str = DEFAULT, store: str = ""
 ) -> GuardStop | None:
     """The first exceeded, unconfirmed guard's result, with every such guard in the message (so one confirmation
     does not only run into the next stop); None when the plan is within every threshold, or every guard over its
     threshold is confirmed with exactly its count (``settings.confirm_mass_change``). ``instance``: the sync
-    instance whose store the export runs on: the advice names its Variables and its CLI option."""
-    exceeded = _exceeded(changes, settings, command, instance)
+    instance whose store the export runs on: the advice names its Variables and its CLI option; ``store``: the CLI
+    option naming that store (instance_advice.cli_store)."""
+    exceeded = _exceeded(changes, settings, command, instance, store)
     confirmed = settings.confirmed
     stopping = [guard for guard in exceeded if confirmed.get(guard.name) != guard.count]
     if not stopping:
@@ -155,7 +160,7 @@ def check_guards(
     detail += (
         f" If {'these changes are' if several else 'this is'} intended, confirm exactly "
         f"{'these counts' if several else 'this count'} for one run: `confirm_mass_change` = `{value}` (task or DAG "
-        f"param), or `aadsync {command} {cli_instance(instance)}--confirm-mass-change {value}`; a plan of other "
+        f"param), or `aadsync {command} {cli_instance(instance, store)}--confirm-mass-change {value}`; a plan of other "
         "counts stops again."
         " For a standing change, raise the threshold instead (a Variable keeps it for every run): run the export "
         "again with " + "; or ".join(dict.fromkeys(guard.threshold for guard in stopping)) + "."
@@ -163,11 +168,11 @@ def check_guards(
     return GuardStop(first.result, detail)
 
 
-def _threshold(what: str, number: int, param: str, command: str, instance: str = DEFAULT) -> str:
+def _threshold(what: str, number: int, param: str, command: str, instance: str = DEFAULT, store: str = "") -> str:
     flag = "--" + param.replace("_", "-")
     return (
         f"a {what} of at least {number:,} (task parameter `{param}`, Variable {variable_advice(param, instance)}, or "
-        f"`aadsync {command} {cli_instance(instance)}{flag} {number}`)"
+        f"`aadsync {command} {cli_instance(instance, store)}{flag} {number}`)"
     )
 
 

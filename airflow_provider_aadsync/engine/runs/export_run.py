@@ -23,6 +23,7 @@ from airflow_provider_aadsync.engine.runs.cs_writer import attrs_digest, seriali
 from airflow_provider_aadsync.engine.runs.export_guard_check import check_guards, confirmation_note
 from airflow_provider_aadsync.engine.runs.export_guards import GuardSettings, count_mass_changes
 from airflow_provider_aadsync.engine.runs.import_run import StepResult, process_holder
+from airflow_provider_aadsync.engine.runs.instance_advice import cli_store
 from airflow_provider_aadsync.engine.runs.source import adjust_references_hash, format_hash
 from airflow_provider_aadsync.engine.store import (
     OPEN_STATES,
@@ -78,7 +79,7 @@ def run_export(
         changes = count_mass_changes(store, connector, settings)
         counts.update(changes.counters(settings))
         store.update_run(run_id, counts, "export plan recorded; writing")
-        stop = check_guards(changes, settings, command, store.instance)
+        stop = check_guards(changes, settings, command, store.instance, cli_store(store.url, store.instance))
         if stop is not None:
             log.warning("export to %s stopped before writing: %s", connector, stop.detail)
             return _finish(store, run_id, connector, stop.result, counts, [], stop.detail)

@@ -132,6 +132,7 @@ class ImportGuard:
         seen_what: str = "object",
         gone: Mapping[str, int] | None = None,
         instance: str = DEFAULT,
+        store: str = "",
     ) -> None:
         """Raise :class:`MassRemovalStopped` when this import would remove too much; do nothing when it removes as
         many as were confirmed.
@@ -148,6 +149,8 @@ class ImportGuard:
             stopped until confirmed, whatever the numbers (a mistyped OU's objects are deleted under its real name).
         :param instance: the sync instance whose store the import runs on: the advice names its Variables and, in
             the CLI command, its ``--instance``.
+        :param store: the CLI option naming the store (instance_advice.cli_store: its connection or URL), "" for the
+            instance's embedded store.
         """
         if self.confirms(deletes):
             return
@@ -184,7 +187,7 @@ class ImportGuard:
             "feed."
         )
         option = f"--confirm-mass-removal {deletes}"
-        cli = f"`aadsync {command} {cli_instance(instance)}--mode {mode} {option}`" if command else f"`{option}`"
+        cli = f"`aadsync {command} {cli_instance(instance, store)}--mode {mode} {option}`" if command else f"`{option}`"
         confirm = (
             f"If the removal is real, confirm it: run the import again with {cli}, or trigger the DAG with the param "
             f"`confirm_mass_removal` = {deletes}"

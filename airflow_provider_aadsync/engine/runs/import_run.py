@@ -23,6 +23,7 @@ from airflow_provider_aadsync.engine.runs.import_guard import (
     ImportGuard,
     MassRemovalStopped,
 )
+from airflow_provider_aadsync.engine.runs.instance_advice import cli_store
 from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, WatermarkRejectedError
 from airflow_provider_aadsync.engine.store import Store, Watermark, utcnow
 from airflow_provider_aadsync.engine.store.lock import stopped_result
@@ -199,7 +200,7 @@ def _import(
     writer: ConnectorSpaceWriter | None = None
     try:
         with store.transaction() as connection:
-            check = _removal_check(guard, steps, connector, store.instance)
+            check = _removal_check(guard, steps, connector, store)
             writer = ConnectorSpaceWriter(store, connection, connector, run_id, removal_check=check)
             if mode == "full":
                 watermarks = steps.full(writer, errors)  # finish_full runs the check before its deletes
@@ -254,9 +255,10 @@ def keep_watermark(writer: ConnectorSpaceWriter, partition: str, failed: int, wh
     )
 
 
-def _removal_check(guard: ImportGuard, steps: ImportSteps, connector: str, instance: str) -> Callable[..., None]:
-    """The guard's check with what its message names: the connector, the import's scope, CLI command and sync
-    instance."""
+def _removal_check(guard: ImportGuard, steps: ImportSteps, connector: str, store: Store) -> Callable[..., None]:
+    """The guard's check with what its message names: the connector, the import's scope, CLI command, sync
+    instance and store."""
+    instance, store_option = store.instance, cli_store(store.url, store.instance)
 
     def check(
         *, mode: Mode, deletes: int, space_size: int, seen: int | None = None, gone: Mapping[str, int] | None = None
@@ -275,6 +277,7 @@ def _removal_check(guard: ImportGuard, steps: ImportSteps, connector: str, insta
             seen_what=getattr(steps, "counted", "object"),
             gone=gone,
             instance=instance,
+            store=store_option,
         )
 
     return check

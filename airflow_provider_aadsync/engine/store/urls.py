@@ -18,6 +18,20 @@ from airflow_provider_aadsync.engine.secrets import MASK
 #: Query parameters of a store URL whose value is a secret (compared case-insensitively).
 SECRET_QUERY_PARAMETERS = frozenset({"password", "sslpassword"})
 
+#: The Airflow connection each store URL of this process was read from (hooks/store.py): a guard's CLI advice names
+#: the connection, never the URL and its password.
+_CONNECTIONS: dict[str, str] = {}
+
+
+def remember_connection(url: str, conn_id: str) -> None:
+    """Note that ``url`` is the store of the Airflow connection ``conn_id`` (for :func:`connection_of`)."""
+    _CONNECTIONS[url] = conn_id
+
+
+def connection_of(url: str) -> str | None:
+    """The Airflow connection ``url`` was read from in this process, None for a URL given as it is."""
+    return _CONNECTIONS.get(url)
+
 
 def url_secrets(url: str | sa.URL) -> list[str]:
     """Every secret ``url`` carries: its password and the values of :data:`SECRET_QUERY_PARAMETERS`."""

@@ -219,7 +219,10 @@ def test_an_export_of_a_named_instance_stops_naming_the_instances_variable(tmp_p
         stopped, writer = export(store, ExportSettings(deletion_threshold=5))
         assert stopped.result == STOPPED_DELETES and not writer.ran
         assert "Variable `aadsync_emea__deletion_threshold` (the named instance's own; " in stopped.detail
-        assert "`aadsync export-entra --instance emea --confirm-mass-change deletes=6`" in stopped.detail
+        assert (
+            f"`aadsync export-entra --instance emea --store {store.url} --confirm-mass-change deletes=6`"
+            in stopped.detail
+        )
         assert store.list_runs(1)[0]["detail"] == stopped.detail
 
 

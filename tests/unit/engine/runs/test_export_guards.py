@@ -81,7 +81,7 @@ def test_mass_disable_staged_by_sync_stops_before_any_write_and_a_confirmed_run_
     assert "6 accounts would be disabled" in stopped.detail and "disable threshold of 5" in stopped.detail
     assert (
         "`disable_threshold`" in stopped.detail
-        and "`aadsync export-entra --instance test --disable-threshold 6`" in stopped.detail
+        and f"`aadsync export-entra --instance test --store {store.url} --disable-threshold 6`" in stopped.detail
     )
     assert stopped.counters["planned_disables"] == 6 and len(exports(store)) == 6  # the plan is kept
 
@@ -130,7 +130,7 @@ def test_a_mass_upn_rewrite_staged_by_sync_stops_before_any_write_and_a_confirme
     stopped, writer = export(store, ExportSettings(identity_change_threshold=5))
     assert stopped.result == STOPPED_IDENTITY_CHANGES and not writer.ran
     assert "6 accounts would get another sign-in name or mail address" in stopped.detail
-    assert "`aadsync export-entra --instance test --identity-change-threshold 6`" in stopped.detail
+    assert f"`aadsync export-entra --instance test --store {store.url} --identity-change-threshold 6`" in stopped.detail
     assert stopped.counters["planned_identity_changes"] == 6 and len(exports(store)) == 6  # the plan is kept
     assert "identity changes 6 of 5 (exceeded)" in render_runs(store, [stopped.run_id])
 
@@ -149,7 +149,9 @@ def test_member_removals_in_total(store):
     stopped, writer = export(store, ExportSettings(member_removal_threshold=299))
     assert stopped.result == STOPPED_MEMBER_REMOVALS and not writer.ran
     assert "300 group member removals are pending" in stopped.detail
-    assert "`aadsync export-entra --instance test --member-removal-threshold 300`" in stopped.detail
+    assert (
+        f"`aadsync export-entra --instance test --store {store.url} --member-removal-threshold 300`" in stopped.detail
+    )
     done, writer = export(store, ExportSettings(member_removal_threshold=300))
     assert done.result == "success" and writer.ran
 
@@ -167,7 +169,10 @@ def test_more_than_half_of_one_group_of_twenty_or_more_stops(store):
     stopped, writer = export(store, ExportSettings())
     assert stopped.result == STOPPED_MEMBER_REMOVALS and not writer.ran
     assert stopped.detail.startswith('group "Sales"') and "13 of its 24 members (55 %)" in stopped.detail
-    assert "`aadsync export-entra --instance test --member-removal-group-percent 55`" in stopped.detail
+    assert (
+        f"`aadsync export-entra --instance test --store {store.url} --member-removal-group-percent 55`"
+        in stopped.detail
+    )
     assert "`member_removal_group_percent`" in stopped.detail
     assert stopped.counters["groups_over_member_removal_share"] == 1
 
@@ -182,7 +187,8 @@ def test_the_ad_writeback_counts_its_member_attribute_and_names_its_command(stor
     assert stopped.result == STOPPED_MEMBER_REMOVALS and not writer.ran
     assert (
         "(100 %)" in stopped.detail
-        and "`aadsync export-ad --instance test --member-removal-group-percent 100`" in stopped.detail
+        and f"`aadsync export-ad --instance test --store {store.url} --member-removal-group-percent 100`"
+        in stopped.detail
     )
 
 

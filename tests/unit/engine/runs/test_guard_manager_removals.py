@@ -111,7 +111,7 @@ def test_a_mass_manager_clear_stops_before_any_write_a_mass_change_does_not_and_
     stopped = run_entra_export(store, graph, settings=settings)
     assert stopped.result == STOPPED_MEMBER_REMOVALS and graph.calls == [] and len(graph.managers) == 10
     assert stopped.detail.startswith("10 member and manager removals are pending (0 group member removals, 10 users")
-    assert "`aadsync export-entra --instance test --member-removal-threshold 10`" in stopped.detail
+    assert f"`aadsync export-entra --instance test --store {store.url} --member-removal-threshold 10`" in stopped.detail
     assert "member and manager removals 10 of 9 (exceeded)" in render_runs(store, [stopped.run_id])
 
     settings = ExportSettings(member_removal_threshold=10, resend_settle_seconds=0)

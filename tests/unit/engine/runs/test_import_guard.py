@@ -159,7 +159,7 @@ class TestADImport:
         assert stopped.counters["objects_in_scope"] == 0 and stopped.counters["deletes"] == 0
         assert "saw no user, group or contact in scope, but the connector space holds 3" in stopped.detail
         assert f"base DN 'OU=Empty,{NC}'" in stopped.detail and "read permission" in stopped.detail
-        assert "`aadsync import-ad --mode full --confirm-mass-removal 3`" in stopped.detail
+        assert f"`aadsync import-ad --store {store.url} --mode full --confirm-mass-removal 3`" in stopped.detail
         assert "raise the limits" not in stopped.detail  # only a confirmation lets "saw nothing" through
         assert snapshot(store) == before
         assert store.get_watermark("ad", NC) == cookie
@@ -224,7 +224,7 @@ class TestADImport:
         stopped = import_active_directory(directory, store, mode="delta", attributes=ATTRS, scope_dn=scope)
         assert stopped.mode == "delta" and stopped.result == STOPPED_DELETION_THRESHOLD
         assert stopped.counters["deletes_planned"] == 20 and "objects_in_scope" not in stopped.counters
-        assert "`aadsync import-ad --mode delta --confirm-mass-removal 20`" in stopped.detail
+        assert f"`aadsync import-ad --store {store.url} --mode delta --confirm-mass-removal 20`" in stopped.detail
         assert snapshot(store) == before and store.get_watermark("ad", NC) == cookie
 
         directory.delta_batches = [moved]  # the DC sends the same changes again: the cookie did not move
@@ -249,7 +249,10 @@ class TestADImport:
             directory.objects = {}
             stopped = import_active_directory(directory, store, mode="full", attributes=ATTRS)
             assert stopped.result == STOPPED_DELETION_THRESHOLD and snapshot(store) == before
-            assert "`aadsync import-ad --instance emea --mode full --confirm-mass-removal 30`" in stopped.detail
+            assert (
+                f"`aadsync import-ad --instance emea --store {store.url} --mode full --confirm-mass-removal 30`"
+                in stopped.detail
+            )
             assert store.list_runs(1)[0]["detail"] == stopped.detail
 
     def test_report_shows_the_stop(self, store):
@@ -272,7 +275,10 @@ class TestEntraImport:
         before, links = snapshot(store), store.get_watermark("entra", "users")
         stopped = import_entra(graph, store, mode="full")  # the next rounds are empty: a wrong tenant, say
         assert stopped.result == STOPPED_DELETION_THRESHOLD and stopped.counters["deletes_planned"] == 4
-        assert "tenant at graph.test" in stopped.detail and "aadsync import-entra --mode full" in stopped.detail
+        assert (
+            "tenant at graph.test" in stopped.detail
+            and f"aadsync import-entra --store {store.url} --mode full" in stopped.detail
+        )
         assert snapshot(store) == before and store.get_watermark("entra", "users") == links
 
     def test_mass_removal_in_a_delta_stops(self, store):
