@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -14,7 +13,7 @@ from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.entra import BatchRequest, EntraHook
 from airflow_provider_aadsync.hooks.entra_settings import GraphError, GraphUnreachableError
 from airflow_provider_aadsync.steps import needed_extensions_of, run_entra_import
-from tests.support.servers import entra_hook_for, trust
+from tests.support.servers import emulator_admin, entra_hook_for
 from tests.support.states import graph_writes
 
 USERS = 260
@@ -103,12 +102,6 @@ def test_full_then_delta_import(graph_server, graph_tenant, tenant_with_data, st
     assert sum(again["counters"][name] for name in ("adds", "updates", "deletes")) == 0
 
 
-def admin(graph_server, method: str, path: str, **kwargs):
-    response = httpx.request(method, f"{graph_server.base_url}/_emulator{path}", verify=trust(graph_server), **kwargs)
-    assert response.status_code < 300, response.text
-    return response
-
-
 @pytest.fixture
 def emulator_settings(graph_server, emulator_settings_for):
     return lambda **settings: emulator_settings_for(graph_server, **settings)
@@ -168,12 +161,12 @@ def test_failed_delta_keeps_the_old_delta_link_and_writes_nothing(
         hook.request("PATCH", f"/users/{user}", json={"department": "Moved"})
     # small pages, half the requests answered 503 and no retries: the delta fails partway
     emulator_settings(deltaPageSize=20, faultRatio5xx=0.5, faultRetryAfterSeconds=0, randomSeed=1)
-    admin(graph_server, "DELETE", "/counters")
+    emulator_admin(graph_server, "DELETE", "/counters")
     failing = entra_hook_for(graph_server, graph_tenant)
     failing = EntraHook(settings=failing.settings.model_copy(update={"max_attempts": 1}))
     with pytest.raises(GraphError, match="503"):
         run_entra_import(failing, store, mode="delta")
-    assert admin(graph_server, "GET", "/counters").json()["status"].get("200", 0) >= 1  # pages were read first
+    assert emulator_admin(graph_server, "GET", "/counters").json()["status"].get("200", 0) >= 1  # pages were read first
     assert store.list_runs(1)[0]["result"] == "stopped-extension-error"
     assert {resource: store.get_watermark("entra", resource).cookie for resource in links} == links
     assert connector_space(store) == before
@@ -199,7 +192,7 @@ def test_expired_delta_link_falls_back_to_full_import(
     graph_server, graph_tenant, tenant_with_data, store, expiry, answer
 ):
     run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="full")
-    admin(graph_server, "POST", f"/tenants/{graph_tenant['id']}/deltaTokens/expire{expiry}")
+    emulator_admin(graph_server, "POST", f"/tenants/{graph_tenant['id']}/deltaTokens/expire{expiry}")
     result = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
     assert result["mode"] == "full" and "rejected the delta link" in result["fallback_reason"]
     assert answer in result["fallback_reason"]
@@ -228,7 +221,7 @@ def test_import_rides_out_throttling_server_faults_and_dropped_connections(
     assert result["result"] == "success" and result["counters"]["adds"] == USERS + 2
     assert result["graph"]["throttled"] >= 1 and result["graph"]["retries"] > result["graph"]["throttled"]
     assert result["graph"]["retry_wait_seconds"] >= 1  # Retry-After honoured, not hammered through
-    counters = admin(graph_server, "GET", "/counters").json()
+    counters = emulator_admin(graph_server, "GET", "/counters").json()
     assert counters["429"] >= 1
 
     # the same tenant imported without throttling or faults gives the same connector space
@@ -258,7 +251,7 @@ def test_sixty_thousand_member_group_full_and_delta(graph_server, graph_tenant, 
     tenant = graph_tenant["id"]
     users: list[str] = []
     for start in range(0, size, 10_000):
-        seeded = admin(graph_server, "POST", f"/tenants/{tenant}/objects", timeout=300, json=[
+        seeded = emulator_admin(graph_server, "POST", f"/tenants/{tenant}/objects", timeout=300, json=[
             {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": f"Big {n}",
              "mailNickname": f"big{n}", "userPrincipalName": f"big{n}@{graph_tenant['initialDomain']}"}
             for n in range(start, start + 10_000)])  # fmt: skip

@@ -223,17 +223,18 @@ def emulator_settings_for() -> Iterator[Callable[..., None]]:
         httpx.put(f"{server.base_url}/_emulator/settings", json=dict.fromkeys(names), verify=trust(server))
 
 
-def emulator_admin(server: EmulatorServer, method: str, path: str, **kwargs: Any) -> None:
-    """An emulator admin call on a connection of its own (never counted as one of the run's requests)."""
+def emulator_admin(server: EmulatorServer, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """An emulator admin call on a connection of its own (never counted as one of the run's requests); its answer,
+    asserted a success."""
     with httpx.Client(verify=trust(server)) as client:
         response = client.request(method, f"{server.base_url}/_emulator{path}", **kwargs)
     assert response.status_code < 300, response.text
+    return response
 
 
 def graph_status_counts(server: EmulatorServer) -> dict[str, int]:
     """How many Graph answers the emulator gave per HTTP status since its counters were last reset."""
-    with httpx.Client(verify=trust(server)) as client:
-        return client.get(f"{server.base_url}/_emulator/counters").json()["status"]
+    return emulator_admin(server, "GET", "/counters").json()["status"]
 
 
 @contextlib.contextmanager
