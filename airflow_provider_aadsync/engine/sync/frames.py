@@ -5,8 +5,10 @@ from __future__ import annotations
 import gc
 import json
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -62,18 +64,28 @@ def collect_batch_garbage() -> None:
     gc.collect(BATCH_GC_GENERATION)
 
 
-#: Version-4 UUIDs drawn from the system at a time by :func:`random_uuid4s`.
+#: Provisional-anchor UUIDs made at a time by :func:`time_ordered_uuids`: the 12-bit counter of RFC 9562's method 1.
 UUID_BLOCK = 4_096
 
 
-def random_uuid4s() -> Iterator[str]:
-    """Endless version-4 UUIDs as text, as ``str(uuid.uuid4())`` gives them (122 random bits from ``os.urandom``),
-    drawn 4,096 at a time: a first full sync provisions every object, and ``uuid4`` per object (a system call and a
-    UUID object each) was 2 % of it."""
+def time_ordered_uuids() -> Iterator[str]:
+    """Endless version-7 UUIDs as text (RFC 9562): a 48-bit millisecond timestamp, a 12-bit counter, 62 random bits
+    from ``os.urandom``; each one sorts after the one before.
+
+    Why ordered: the provisional anchors of a first full sync are keys of four tables (connector space, links, pending
+    exports and their member rows). Random (version 4) keys put each of 100,000s of new rows on a random page of those
+    indexes; ordered ones append at their end. Made 4,096 at a time, as one block of NumPy work, not a ``uuid`` call
+    per object."""
+    last_millis = 0
+    counter = np.arange(UUID_BLOCK, dtype=np.uint16)
     while True:
+        millis = max(time.time_ns() // 1_000_000, last_millis + 1)  # each block after the one before
+        last_millis = millis
         raw = np.frombuffer(os.urandom(16 * UUID_BLOCK), dtype=np.uint8).reshape(UUID_BLOCK, 16).copy()
-        raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
-        raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # the RFC 4122 variant
+        raw[:, :6] = np.frombuffer(millis.to_bytes(6, "big"), dtype=np.uint8)
+        raw[:, 6] = 0x70 | (counter >> 8).astype(np.uint8)  # version 7, the counter's high 4 bits
+        raw[:, 7] = (counter & 0xFF).astype(np.uint8)
+        raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # the RFC 9562 variant
         text = raw.tobytes().hex()
         for at in range(0, len(text), 32):
             hexa = text[at : at + 32]
@@ -123,12 +135,13 @@ def write_rows(
         return
     keys = list(rows[0])
     # As many keys in every row, and each row has every key (a KeyError below): the same keys, checked without
-    # comparing every row's keys as a set
+    # comparing every row's keys as a set. Transposed in C (itemgetter, zip), not a Python loop per column and row.
     width = len(keys)
     try:
         if any(len(row) != width for row in rows):
             raise KeyError(width)
-        columns: dict[str, Any] = {name: [row[name] for row in rows] for name in keys}
+        picked = map(itemgetter(*keys), rows) if width > 1 else ((row[keys[0]],) for row in rows)
+        columns: dict[str, Any] = dict(zip(keys, map(list, zip(*picked, strict=True)), strict=True))
     except KeyError:
         raise ValueError(f"rows for {table.name} do not all have the same columns") from None
     for column in table.columns:

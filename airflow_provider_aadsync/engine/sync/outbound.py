@@ -32,9 +32,9 @@ from airflow_provider_aadsync.engine.sync.frames import (
     collect_batch_garbage,
     load_json,
     members_by_rule,
-    random_uuid4s,
     same_values,
     stored_rows_by_label,
+    time_ordered_uuids,
     write_rows,
 )
 from airflow_provider_aadsync.engine.sync.joins import Joins
@@ -64,8 +64,8 @@ class Outbound:
         self.staging = staging
         self._plans: dict[str, list[tuple[str, str, bool]]] = {}
         self._single_plans: dict[str, tuple[list[str], list[tuple[str, str]]] | None] = {}
-        #: The random part of provisional anchors (frames.random_uuid4s).
-        self._uuids = random_uuid4s()
+        #: The random part of provisional anchors (frames.time_ordered_uuids).
+        self._uuids = time_ordered_uuids()
         #: Metaverse objects whose values a deprovision's recall changed (recall.py): evaluated once more.
         self._recalled: set[int] = set()
 

@@ -7,6 +7,7 @@ import gc
 import itertools
 import json
 import math
+import time
 import uuid
 import weakref
 
@@ -161,11 +162,16 @@ def test_the_collector_is_off_during_a_pass_and_batches_free_their_cycles() -> N
     assert gc.isenabled()
 
 
-def test_random_uuid4s_are_version_4_uuids_as_uuid4_writes_them_and_differ() -> None:
-    drawn = list(itertools.islice(frames.random_uuid4s(), 2 * frames.UUID_BLOCK + 3))  # across three blocks
-    for text in drawn[:: frames.UUID_BLOCK // 4]:
+def test_time_ordered_uuids_are_version_7_uuids_each_after_the_one_before() -> None:
+    """Provisional anchors append to their indexes (frames.time_ordered_uuids): sorted as drawn, across blocks too."""
+    before = time.time_ns() // 1_000_000
+    drawn = list(itertools.islice(frames.time_ordered_uuids(), 2 * frames.UUID_BLOCK + 3))  # across three blocks
+    after = time.time_ns() // 1_000_000
+    for text in drawn[:: frames.UUID_BLOCK // 4] + drawn[-3:]:
         parsed = uuid.UUID(text)
-        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 7, uuid.RFC_4122)
+        assert before <= parsed.int >> 80 <= after + 3  # the 48-bit millisecond timestamp (+1 a block at most)
+    assert drawn == sorted(drawn)
     assert len(set(drawn)) == len(drawn)
 
 
@@ -183,8 +189,9 @@ def test_pending_export_changes_are_stored_as_json_dumps_wrote_them() -> None:
         [{"id": 1, "name": "a"}, {"id": 2}],  # a key missing
         [{"id": 1, "name": "a"}, {"id": 2, "name": "b", "extra": 1}],  # a key more
         [{"id": 1, "name": "a"}, {"id": 2, "other": "b"}],  # as many keys, another one
+        [{"id": 1}, {"name": "b"}],  # one key each, not the same
     ],
-    ids=["missing", "extra", "other"],
+    ids=["missing", "extra", "other", "one-other"],
 )
 def test_write_rows_refuses_rows_with_other_columns_before_writing(tmp_path, rows) -> None:
     """Rows are written as columns of the first row's keys: a row with other keys is refused, nothing written."""
@@ -194,4 +201,6 @@ def test_write_rows_refuses_rows_with_other_columns_before_writing(tmp_path, row
         with pytest.raises(ValueError, match="rows for t do not all have the same columns"):
             frames.write_rows(store, conn, table, rows)
         frames.write_rows(store, conn, table, [{"id": 1, "name": "a"}, {"id": 2, "name": None}])
-        assert conn.execute(sa.select(table.c.id, table.c.name).order_by(table.c.id)).all() == [(1, "a"), (2, None)]
+        frames.write_rows(store, conn, table, [{"id": 3}, {"id": 4}])  # one column: the others get their default
+        rows = conn.execute(sa.select(table.c.id, table.c.name).order_by(table.c.id)).all()
+        assert rows == [(1, "a"), (2, None), (3, None), (4, None)]
