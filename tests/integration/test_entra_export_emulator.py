@@ -232,6 +232,49 @@ def test_a_cloud_user_made_after_the_entra_import_is_adopted_by_the_next_cycle_n
     assert len(hook.request("GET", "/users")["value"]) == 3
 
 
+def test_a_create_whose_immutable_id_a_cloud_user_holds_is_refused_then_hard_matched_never_duplicated(
+    graph_server, tenant, store, rules
+):
+    """A user restored in the cloud (made long ago) holds the ImmutableId of a user sync plans to create, under
+    another UPN, after the cycle's Entra import: Graph refuses the create (the ImmutableId is unique in a tenant), the
+    export does not adopt an object it did not create, and that user's error lets the others through. The next
+    cycle's import reads the restored user and its sync hard-matches it: one user, never two."""
+    hook = entra_hook_for(graph_server, tenant)
+    import_full(store, "ad", [ad_user(1), ad_user(2), ad_user(3)])
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    assert import_entra(hook, store, connector="entra", mode="full").result == "success"  # the tenant: empty
+    last_year = (dt.datetime.now(dt.UTC) - dt.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    seeded = emulator_admin(
+        graph_server,
+        "POST",
+        f"/tenants/{tenant['id']}/objects",
+        json=[
+            {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": "Restored One",
+             "mailNickname": "restored.one", "userPrincipalName": f"restored.one@{DOMAIN}",
+             "onPremisesImmutableId": immutable_id(guid(1)), "createdDateTime": last_year},
+        ],
+    )  # fmt: skip
+    (restored,) = seeded.json()["value"]
+
+    first = run_entra_export(store, hook)
+    assert first.result == "completed-export-errors", first
+    (error,) = store.run_errors(first.run_id)
+    assert error["code"] == "not-adopted" and restored["id"] in error["message"], error
+    assert first.counters["user_creates"] == 2
+    users = hook.request("GET", "/users", params={"$select": "id,onPremisesImmutableId"})["value"]
+    holders = [u["id"] for u in users if u["onPremisesImmutableId"] == immutable_id(guid(1))]
+    assert len(users) == 3 and holders == [restored["id"]]  # users 2, 3 and the restored one: no second user 1
+
+    confirm(store, hook, rules)  # the next cycle's import reads the restored user; its sync hard-matches it
+    assert run_sync(store, rules, connector="ad", mode="delta").result == "success"
+    adopted = run_entra_export(store, hook)
+    assert adopted.result == "success", [(e["code"], e["message"]) for e in store.run_errors(adopted.run_id)]
+    assert adopted.counters.get("user_creates", 0) == 0 and adopted.counters["user_updates"] == 1
+    user1 = graph_users(hook)[immutable_id(guid(1))]
+    assert user1["id"] == restored["id"] and user1["userPrincipalName"] == f"user1@{DOMAIN}"
+    assert len(hook.request("GET", "/users")["value"]) == 3
+
+
 def test_contacts_are_reported_as_unsupported(graph_server, tenant, store, rules):
     from airflow_provider_aadsync.engine.runs.source import SourceObject
 

@@ -64,6 +64,8 @@ class TenantObjects(TenantValidation):
         self._dirty_objects.add(obj.id)
         if obj.kind == USER:
             self._by_upn[obj.props["userPrincipalName"].lower()] = obj.id
+            if obj.props.get("onPremisesImmutableId"):
+                self._by_immutable_id[obj.props["onPremisesImmutableId"]] = obj.id
         for proxy in obj.props.get("proxyAddresses") or []:
             self._by_proxy[proxy.lower()] = obj.id
         if obj.props.get("mailNickname"):
@@ -75,6 +77,9 @@ class TenantObjects(TenantValidation):
         self._dirty_objects.add(obj.id)
         if obj.kind == USER and self._by_upn.get(obj.props["userPrincipalName"].lower()) == obj.id:
             del self._by_upn[obj.props["userPrincipalName"].lower()]
+        immutable_id = obj.props.get("onPremisesImmutableId") if obj.kind == USER else None
+        if immutable_id and self._by_immutable_id.get(immutable_id) == obj.id:
+            del self._by_immutable_id[immutable_id]
         for proxy in obj.props.get("proxyAddresses") or []:
             if self._by_proxy.get(proxy.lower()) == obj.id:
                 del self._by_proxy[proxy.lower()]
@@ -391,6 +396,8 @@ class TenantObjects(TenantValidation):
                 upn = obj.props["userPrincipalName"][len(obj.id.replace("-", "")) :]
                 if self._upn_taken(upn, obj.id):
                     raise err.ObjectConflict("userPrincipalName")
+                if self._immutable_id_taken(obj.props.get("onPremisesImmutableId"), obj.id):
+                    raise err.ObjectConflict("onPremisesImmutableId")
                 obj.props["userPrincipalName"] = upn
             elif is_unified(obj.props) and self._nickname_taken(obj.props["mailNickname"], obj.id):
                 raise err.ObjectConflict("mailNickname")

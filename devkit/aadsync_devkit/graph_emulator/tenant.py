@@ -55,6 +55,7 @@ class Tenant(TenantApps, TenantDomains, TenantObjects, TenantManagers, TenantDel
         # Indexes of the live objects, lower-cased, kept by _index/_unindex wherever _objects changes: uniqueness
         # checks and UPN lookups are O(1) instead of a scan of every object.
         self._by_upn: dict[str, str] = {}  # userPrincipalName -> user id
+        self._by_immutable_id: dict[str, str] = {}  # onPremisesImmutableId (as written) -> user id
         self._by_proxy: dict[str, str] = {}  # proxyAddresses entry -> object id
         self._by_nickname: dict[str, set[str]] = {}  # mailNickname -> object ids (not unique in Entra)
         self._kind_counts: dict[str, int] = {}

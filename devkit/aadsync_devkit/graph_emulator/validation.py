@@ -37,6 +37,7 @@ class TenantValidation(TenantExtensions):
     verified_domains: list[str]
     _objects: dict[str, DirectoryObject]
     _by_upn: dict[str, str]
+    _by_immutable_id: dict[str, str]
     _by_proxy: dict[str, str]
     _by_nickname: dict[str, set[str]]
 
@@ -94,6 +95,8 @@ class TenantValidation(TenantExtensions):
                 raise err.UnverifiedUpnDomain()
             if self._upn_taken(upn, exclude):
                 raise err.ObjectConflict("userPrincipalName")
+        if self._immutable_id_taken(values.get("onPremisesImmutableId"), exclude):
+            raise err.ObjectConflict("onPremisesImmutableId")
         self._check_user_formats(values)
         if "passwordProfile" in values:
             profile = values["passwordProfile"]
@@ -138,6 +141,12 @@ class TenantValidation(TenantExtensions):
 
     def _upn_taken(self, upn: str, exclude: str | None) -> bool:
         return self._by_upn.get(upn.lower(), exclude) != exclude
+
+    def _immutable_id_taken(self, immutable_id: str | None, exclude: str | None) -> bool:
+        """Whether another live user holds *immutable_id*: Entra ID keeps it unique (a second user with it is refused
+        "Another object with the same value for property onPremisesImmutableId already exists"; Entra Connect reports
+        it as AttributeValueMustBeUnique). Compared as written: it is Base64, whose letter case matters."""
+        return bool(immutable_id) and self._by_immutable_id.get(immutable_id, exclude) != exclude
 
     def _nickname_taken(self, nickname: str, exclude: str | None) -> bool:
         """Whether another live object (user, group or contact) holds *nickname*. Checked for Microsoft 365 groups

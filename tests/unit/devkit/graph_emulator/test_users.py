@@ -70,6 +70,28 @@ def test_upn_is_unique_case_insensitively(client, auth):
     )
 
 
+def test_immutable_id_is_unique_among_live_users_as_written(client, auth):
+    """Entra ID refuses a second user with an onPremisesImmutableId another holds (Entra Connect's
+    AttributeValueMustBeUnique): on create, on update and on restore. Base64's letter case matters; a deleted user
+    frees its value until it is restored."""
+    taken = "AbCdEfGhIjKlMnOpQrStUw=="
+    conflict = "Another object with the same value for property onPremisesImmutableId already exists."
+    first = create(client, auth, 1, onPremisesImmutableId=taken)
+    response = client.post("/v1.0/users", headers=auth, json=new_user(2, onPremisesImmutableId=taken))
+    error = assert_graph_error(response, 400, "Request_BadRequest", conflict)
+    assert error["details"] == [{"code": "ObjectConflict", "target": "onPremisesImmutableId"}]
+    other = create(client, auth, 3, onPremisesImmutableId=taken.lower())
+    patched = client.patch(f"/v1.0/users/{other['id']}", headers=auth, json={"onPremisesImmutableId": taken})
+    assert_graph_error(patched, 400, "Request_BadRequest", conflict)
+    same = client.patch(f"/v1.0/users/{first['id']}", headers=auth, json={"onPremisesImmutableId": taken})
+    assert same.status_code == 204  # its own value again
+
+    assert client.delete(f"/v1.0/users/{first['id']}", headers=auth).status_code == 204
+    create(client, auth, 4, onPremisesImmutableId=taken)
+    restore = client.post(f"/v1.0/directory/deletedItems/{first['id']}/restore", headers=auth)
+    assert_graph_error(restore, 400, "Request_BadRequest", conflict)
+
+
 def test_mail_derives_a_unique_proxy_address_and_proxy_addresses_are_read_only(client, auth):
     create(client, auth, 1, mail="one@contoso.com")
     response = client.post("/v1.0/users", headers=auth, json=new_user(2, mail="ONE@contoso.com"))
