@@ -80,13 +80,16 @@ def ad_connectors(
     return [(ad.name, ad.conn_id, ad.model_dump(mode="json")) for ad in connectors.ad]
 
 
-def ad_export_targets(connectors: ConnectorsConfig | None, ad_conn_id: str = AD_CONN_ID) -> list[tuple[str, str, bool]]:
-    """(name, connection id, ConsistencyGuid writeback) of each AD export task: one per AD connector, each to its own
-    DC (ConsistencyGuid writeback reaches every forest's users), plus group writeback's connector ``ad`` on
-    ``ad_conn_id`` when the configuration names no connector ``ad`` (group writeback only)."""
-    targets = [(name, conn_id, True) for name, conn_id, _ in ad_connectors(connectors, ad_conn_id)]
-    if all(name != WRITEBACK_CONNECTOR for name, _, _ in targets):
-        targets.append((WRITEBACK_CONNECTOR, ad_conn_id, False))
+def ad_export_targets(
+    connectors: ConnectorsConfig | None, ad_conn_id: str = AD_CONN_ID
+) -> list[tuple[str, str, bool, dict[str, Any] | None]]:
+    """(name, connection id, ConsistencyGuid writeback, scope) of each AD export task: one per AD connector, each to
+    its own DC (ConsistencyGuid writeback reaches every forest's users) with its import's scope (what group
+    writeback's OU is checked against), plus group writeback's connector ``ad`` on ``ad_conn_id``, unscoped, when the
+    configuration names no connector ``ad`` (group writeback only)."""
+    targets = [(name, conn_id, True, scope) for name, conn_id, scope in ad_connectors(connectors, ad_conn_id)]
+    if all(name != WRITEBACK_CONNECTOR for name, *_ in targets):
+        targets.append((WRITEBACK_CONNECTOR, ad_conn_id, False, None))
     return targets
 
 
@@ -426,8 +429,9 @@ def sync_cycle_dag(
                 # group writeback goes to the connector ``ad`` only; ConsistencyGuid writeback to every AD connector
                 # (each task skipped, writing nothing, when neither is on for it)
                 writeback_enabled=t.writeback["writeback_enabled"] if name == WRITEBACK_CONNECTOR else False,
-                # checked against this connection's base DN before the first write
+                # checked before the first write against what this connector's import reads (its scope)
                 writeback_ou=t.writeback["writeback_ou"] if name == WRITEBACK_CONNECTOR else None,
+                scope=scope,
                 consistency_guid_writeback=t.consistency_guid["consistency_guid_writeback"] if consistency else False,
                 staging=STAGING,
                 deletion_threshold=t.deletion_threshold,
@@ -436,7 +440,7 @@ def sync_cycle_dag(
                 trigger_rule="none_failed",
                 **store,
             )
-            for name, conn_id, consistency in ad_export_targets(connectors, t.ad_conn_id)
+            for name, conn_id, consistency, scope in ad_export_targets(connectors, t.ad_conn_id)
         ]
         report = SyncReportOperator(
             task_id="report",

@@ -420,16 +420,18 @@ def export_to_ad(
     connector: str = "ad",
     lock_holder: str | None = None,
     writeback_ou: str | None = None,
+    scope: ADConnectorConfig | None = None,
 ) -> dict[str, Any]:
     """Write one AD connector's pending exports (group writeback, ConsistencyGuid writeback) to its AD through
     ``hook`` (that forest's connection); return the run's small summary.
 
     ``writeback_ou``: group writeback's OU (the sync's setting; the caller gives it when group writeback is on for
-    this connector): refused before any write unless it lies under the connection's base DN
-    (:class:`~airflow_provider_aadsync.engine.sync.settings.WritebackSettingsError`)."""
+    this connector): refused before any write unless this connector's import reads it: the connection's base DN, or
+    the partitions and OU filters of ``scope``, the connector's entry in the connectors configuration, as its import
+    gets it (:class:`~airflow_provider_aadsync.engine.sync.settings.WritebackSettingsError`)."""
     check_holding_ou(settings, hook.settings.base_dn)
     if writeback_ou is not None:
-        check_writeback_ou(writeback_ou, hook.settings.base_dn)
+        check_writeback_ou(writeback_ou, hook.settings.base_dn, scope.partitions if scope else None)
     try:
         result = run_ad_export(store, hook, connector=connector, settings=settings, lock_holder=lock_holder)  # type: ignore[arg-type]
     finally:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings
+from airflow_provider_aadsync.engine.connectors.config import ADConnectorConfig
 from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync.settings import writeback_ou_required
@@ -39,8 +40,10 @@ class ADExportOperator(StoreStepOperator):
     :param writeback_enabled: group writeback is on (templated; default false): off, the task writes nothing and is
         skipped, saying so (group writeback is opt-in, like the sync's writeback rules).
     :param writeback_ou: group writeback's OU, the sync's (templated); required when ``writeback_enabled``, and
-        refused before any write unless it lies under the AD connection's base DN (the import would never read the
-        groups back).
+        refused before any write unless the connector's import reads it (else it would never read the groups back):
+        it lies under the AD connection's base DN, or, with ``scope``, in the scope of its partitions and OU filters.
+    :param scope: the connector's entry in the connectors configuration (an :class:`ADConnectorConfig` or its dict),
+        as its import task gets it; None: the connection's base DN, unfiltered.
     :param consistency_guid_writeback: ConsistencyGuid writeback is on (templated; default true): the users'
         mS-DS-ConsistencyGuid the sync staged are written; with it and group writeback off the task is skipped.
     :param staging: compute and store the export plan, write nothing (templated).
@@ -107,10 +110,13 @@ class ADExportOperator(StoreStepOperator):
         deprovision: str = "delete",
         holding_ou: str | None = None,
         connector: str = "ad",
+        scope: ADConnectorConfig | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(connector=connector, **kwargs)
         self.ad_conn_id = ad_conn_id
+        # Validated when the DAG is built, as the import's: a bad scope is a DAG import error, not a failed run.
+        self.scope = ADConnectorConfig.model_validate(dict(scope)) if isinstance(scope, Mapping) else scope
         self.writeback_enabled = writeback_enabled
         self.writeback_ou = writeback_ou
         self.consistency_guid_writeback = consistency_guid_writeback
@@ -166,5 +172,6 @@ class ADExportOperator(StoreStepOperator):
             settings=settings,
             connector=self.connector,
             lock_holder=lock_holder,
-            writeback_ou=self._writeback_ou,  # checked against the connection's base DN before any write
+            writeback_ou=self._writeback_ou,  # checked against what the connector's import reads before any write
+            scope=self.scope,
         )

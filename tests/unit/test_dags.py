@@ -256,8 +256,9 @@ def test_a_connectors_file_gives_one_import_and_one_sync_per_ad_connector_in_the
     assert (fabrikam_export.connector, fabrikam_export.ad_conn_id) == ("ad_fabrikam", "aadsync_ad_fabrikam")
     assert (corp_export.connector, corp_export.ad_conn_id) == ("ad", "aadsync_ad")
     assert fabrikam_export.writeback_enabled is False and "aadsync_writeback_enabled" in corp_export.writeback_enabled
-    # the writeback OU is checked against the base DN of the writeback connector's connection only
+    # the writeback OU is checked (writeback connector only) against what its import reads: the import's scope
     assert fabrikam_export.writeback_ou is None and "aadsync_writeback_ou" in corp_export.writeback_ou
+    assert corp_export.scope == corp.scope and fabrikam_export.scope == fabrikam.scope
     assert fabrikam_export.consistency_guid_writeback == corp_export.consistency_guid_writeback != False  # noqa: E712
     assert fabrikam_export.trigger_rule == "none_failed"  # runs when export_ad is skipped (writeback off)
     assert {dag.get_task(t).entra_conn_id for t in ("import_entra", "export_entra")} == {"aadsync_entra_prod"}

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
+from airflow_provider_aadsync.engine.connectors.config import PartitionConfig
 from airflow_provider_aadsync.engine.connectors.entra.extensions import cs_attribute, extension_name
 from airflow_provider_aadsync.engine.connectors.kinds import connector_kind
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, normalize_dn
@@ -99,16 +100,28 @@ def writeback_ou_required(writeback_ou: str | None) -> str:
     return ou
 
 
-def check_writeback_ou(writeback_ou: str, base_dn: str) -> None:
-    """Refuse a writeback OU outside the base DN of the AD connection group writeback writes through (the
-    connector ``ad``'s): the AD import reads only that subtree, so it would never see the groups written there, and
-    every cycle would create them again (or the export would fail object by object). Compared RDN by RDN, any
-    spelling (:func:`~airflow_provider_aadsync.engine.dn.dn_is_under`): ``OU=W,DC=notcontoso,DC=com`` is not under
-    ``DC=contoso,DC=com``. The base DN itself is inside.
+def check_writeback_ou(writeback_ou: str, base_dn: str, partitions: Sequence[PartitionConfig] | None = None) -> None:
+    """Refuse a writeback OU the AD import of the connector group writeback writes through (``ad``) does not read:
+    it would never see the groups written there, and every cycle would create them again (or the export would fail
+    object by object). That is the connection's base DN, or, when the connectors file gives the connector
+    ``partitions``, their scope: inside a partition (a tree or child domain beside the base DN's too), inside one of
+    its included OUs when it lists some, inside none of its excluded ones. Compared RDN by RDN, any spelling
+    (:func:`~airflow_provider_aadsync.engine.dn.dn_is_under`): ``OU=W,DC=notcontoso,DC=com`` is not under
+    ``DC=contoso,DC=com``. The base DN (a partition) itself is inside.
 
-    :raise WritebackSettingsError: the OU is outside the base DN, or is no DN.
+    :raise WritebackSettingsError: the OU is outside what the import reads, or is no DN.
     """
     ou = writeback_ou_required(writeback_ou)
+    if partitions:
+        if any(partition.contains(ou) for partition in partitions):
+            return
+        read = "; ".join(_partition_scope(partition) for partition in partitions)
+        raise WritebackSettingsError(
+            f"the group writeback OU {ou!r} lies outside what the AD import of connector ad reads ({read}): it would "
+            "never see the groups written there and every cycle would create them again; set "
+            f"{_WRITEBACK_OU_SETTING} to an OU in that scope (or add it to the connector's partitions or include_ous "
+            "in the connectors file)"
+        )
     try:
         inside = dn_is_under(ou, base_dn)
     except DnError as error:  # the base DN (the OU was parsed above): the connection's own check names it
@@ -120,6 +133,16 @@ def check_writeback_ou(writeback_ou: str, base_dn: str) -> None:
             f"them again; set {_WRITEBACK_OU_SETTING} to an OU under {base_dn!r} (or the connection's base_dn extra "
             "to a DN above the OU)"
         )
+
+
+def _partition_scope(partition: PartitionConfig) -> str:
+    """A partition's scope in words, for the refusal: its DN, the OUs it includes and those it excludes."""
+    words = f"partition {partition.dn!r}"
+    if partition.include_ous:
+        words += f", only {', '.join(map(repr, partition.include_ous))}"
+    if partition.exclude_ous:
+        words += f", not {', '.join(map(repr, partition.exclude_ous))}"
+    return words
 
 
 def rule_parameters(

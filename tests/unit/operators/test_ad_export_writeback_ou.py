@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from click.testing import CliRunner
 
 from airflow_provider_aadsync.cli import main
+from airflow_provider_aadsync.engine.connectors.config import ADConnectorConfig, PartitionConfig
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync.settings import WritebackSettingsError
 from airflow_provider_aadsync.operators.ad_export import ADExportOperator
@@ -74,6 +75,26 @@ def test_export_to_ad_stops_before_any_write_when_the_writeback_ou_is_outside_th
     with Store.open(store_url, instance="default") as store:
         summary = export_to_ad(wider, store, settings=ad_export_settings(), writeback_ou=OUTSIDE)
     assert summary["result"] == "success" and [method for method, _t, _d in wider.calls][:1] == ["add_object"]
+
+
+def test_with_the_connectors_scope_the_ou_is_checked_against_its_partitions_not_the_base_dn(store_url):
+    """The DAGs give the export the connector's scope, as its import gets it: an OU in a partition beside the base
+    DN is written; an OU under the base DN that the partitions' OU filter leaves out is refused."""
+    beside = [PartitionConfig(dn=BASE), PartitionConfig(dn="DC=notcorp,DC=example")]
+    reads_outside = ADConnectorConfig(name="ad", conn_id="writeback_ad", partitions=beside)
+    filtered = ADConnectorConfig(
+        name="ad", conn_id="writeback_ad",
+        partitions=[PartitionConfig(dn="DC=notcorp,DC=example", include_ous=("OU=People,DC=notcorp,DC=example",))],
+    )  # fmt: skip
+    before = plan_and_runs(store_url)
+    ldap = ConnectedDirectory(BASE)
+    with Store.open(store_url, instance="default") as store, pytest.raises(WritebackSettingsError) as raised:
+        export_to_ad(ldap, store, settings=ad_export_settings(), writeback_ou=OUTSIDE, scope=filtered)
+    assert "lies outside what the AD import of connector ad reads" in str(raised.value)
+    assert ldap.calls == [] and plan_and_runs(store_url) == before
+    with Store.open(store_url, instance="default") as store:
+        summary = export_to_ad(ldap, store, settings=ad_export_settings(), writeback_ou=OUTSIDE, scope=reads_outside)
+    assert summary["result"] == "success" and [method for method, _t, _d in ldap.calls][:1] == ["add_object"]
 
 
 def test_the_operator_refuses_it_without_retries_before_opening_ad(store_url, monkeypatch):
