@@ -116,7 +116,7 @@ class ADExportOperator(StoreStepOperator):
         super().__init__(connector=connector, **kwargs)
         self.ad_conn_id = ad_conn_id
         # Validated when the DAG is built, as the import's: a bad scope is a DAG import error, not a failed run.
-        self.scope = ADConnectorConfig.model_validate(dict(scope)) if isinstance(scope, Mapping) else scope
+        self.scope = ADConnectorConfig.of(scope)
         self.writeback_enabled = writeback_enabled
         self.writeback_ou = writeback_ou
         self.consistency_guid_writeback = consistency_guid_writeback

@@ -48,7 +48,7 @@ class ADImportOperator(ImportOperator):
         self.rules = rules
         self.directory_extensions = directory_extensions
         # Validated when the DAG is built, so a bad scope is a DAG import error rather than a failed run.
-        self.scope = ADConnectorConfig.model_validate(dict(scope)) if isinstance(scope, Mapping) else scope
+        self.scope = ADConnectorConfig.of(scope)
 
     def run_import(self, store: Store, lock_holder: str) -> dict[str, Any]:
         return run_ad_import(

@@ -7,7 +7,6 @@ import datetime as dt
 import functools
 import json
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -23,7 +22,6 @@ from tests.support.servers import (
     emulator_admin,
     entra_hook_for,
     graph_status_counts,
-    trust,
 )
 from tests.support.world import ad_group, ad_user, deleted, guid, immutable_id, import_delta, import_full
 
@@ -304,12 +302,13 @@ def test_mail_enabled_security_groups_are_not_downgraded_and_mail_enablement_is_
     nothing (the emulator refuses every write to it, as Graph does): one more notice. An exported security group
     whose AD group gains mail keeps its mail-enablement (Graph sets it at the create only), again a notice."""
     hook = entra_hook_for(graph_server, tenant)
-    seeded = httpx.post(
-        f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/objects",
+    seeded = emulator_admin(
+        graph_server,
+        "POST",
+        f"/tenants/{tenant['id']}/objects",
         json=[{"@odata.type": "#microsoft.graph.group", "displayName": "Payroll (Exchange Online)",
                "mailNickname": "payroll", "mailEnabled": True, "securityEnabled": True,
                "mail": f"payroll@{DOMAIN}", "proxyAddresses": [f"SMTP:payroll@{DOMAIN}"]}],
-        verify=trust(graph_server),
     )  # fmt: skip
     assert seeded.status_code == 201, seeded.text
     (payroll,) = seeded.json()["value"]
@@ -359,7 +358,7 @@ with Store.open(sys.argv[1], instance=sys.argv[2]) as store:
 
 
 def batch_calls(server) -> int:
-    counters = httpx.get(f"{server.base_url}/_emulator/counters", verify=trust(server)).json()
+    counters = emulator_admin(server, "GET", "/counters").json()
     return sum(n for key, n in counters["requests"].items() if key.startswith("POST") and key.endswith("/$batch"))
 
 
@@ -381,7 +380,7 @@ def test_an_export_killed_between_calls_resumes_without_duplicates_or_gaps(
     connection = entra_connection(graph_server, tenant)
     env = {**os.environ, "AIRFLOW_CONN_AADSYNC_ENTRA": connection.as_json()}
     emulator_settings_for(graph_server, latencyMs=40)
-    httpx.delete(f"{graph_server.base_url}/_emulator/counters", verify=trust(graph_server))
+    emulator_admin(graph_server, "DELETE", "/counters")
     child = subprocess.Popen([sys.executable, "-c", CHILD, store.url, store.instance], env=env)
     deadline = time.monotonic() + 120
     while batch_calls(graph_server) < kill_after_calls and child.poll() is None and time.monotonic() < deadline:
@@ -542,8 +541,10 @@ def test_resume_adopts_only_the_objects_this_export_created(graph_server, tenant
         }
     team = json.loads(plan[("group", "group")].changes)
     yesterday = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    seeded = httpx.post(
-        f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/objects",
+    seeded = emulator_admin(
+        graph_server,
+        "POST",
+        f"/tenants/{tenant['id']}/objects",
         json=[
             {"@odata.type": "#microsoft.graph.group", "displayName": team["displayName"][0],
              "mailNickname": team["mailNickname"][0], "mailEnabled": False, "securityEnabled": True,
@@ -552,7 +553,6 @@ def test_resume_adopts_only_the_objects_this_export_created(graph_server, tenant
              "mailNickname": "someone.else", "userPrincipalName": f"someone.else@{DOMAIN}",
              "onPremisesImmutableId": immutable_id(guid(3)), "createdDateTime": yesterday},
         ],
-        verify=trust(graph_server),
     )  # fmt: skip
     assert seeded.status_code == 201, seeded.text
     foreign_group, foreign_user = seeded.json()["value"]

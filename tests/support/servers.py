@@ -215,12 +215,12 @@ def emulator_settings_for() -> Iterator[Callable[..., None]]:
 
     def apply(server: EmulatorServer, **settings) -> None:
         changed.append((server, list(settings)))
-        response = httpx.put(f"{server.base_url}/_emulator/settings", json=settings, verify=trust(server))
+        response = emulator_admin(server, "PUT", "/settings", json=settings)
         assert response.status_code == 200, response.text
 
     yield apply
     for server, names in changed:
-        httpx.put(f"{server.base_url}/_emulator/settings", json=dict.fromkeys(names), verify=trust(server))
+        emulator_admin(server, "PUT", "/settings", json=dict.fromkeys(names))
 
 
 def emulator_admin(server: EmulatorServer, method: str, path: str, **kwargs: Any) -> httpx.Response:

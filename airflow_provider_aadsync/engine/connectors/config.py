@@ -34,7 +34,7 @@ This module imports nothing from Airflow.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,11 @@ class ADConnectorConfig(_Model):
         if self.pilot_group and self.partitions and not any(p.contains(self.pilot_group) for p in self.partitions):
             raise ValueError(f"the pilot group {self.pilot_group!r} is outside every partition's scope")
         return self
+
+    @classmethod
+    def of(cls, scope: ADConnectorConfig | Mapping[str, Any] | None) -> ADConnectorConfig | None:
+        """A task's ``scope`` as a config: None, a config, or its dict (the DAG factory passes the dict), validated."""
+        return cls.model_validate(dict(scope)) if isinstance(scope, Mapping) else scope
 
     def partition_dns(self, naming_context: str) -> list[str]:
         """The partitions' DNs; ``naming_context`` (the connection's base DN) when none are configured."""
