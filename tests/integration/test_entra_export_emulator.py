@@ -16,6 +16,7 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettin
 from airflow_provider_aadsync.engine.store import export_conflict, pending_export, pending_export_reference
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.support.adoption import seed_tenant
 from tests.support.graph import graph_groups, graph_members, graph_users
 from tests.support.servers import (
     after_graph_requests,
@@ -242,17 +243,15 @@ def test_a_create_whose_immutable_id_a_cloud_user_holds_is_refused_then_hard_mat
     assert run_sync(store, rules, connector="ad", mode="full").result == "success"
     assert import_entra(hook, store, connector="entra", mode="full").result == "success"  # the tenant: empty
     last_year = (dt.datetime.now(dt.UTC) - dt.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    seeded = emulator_admin(
+    (restored,) = seed_tenant(
         graph_server,
-        "POST",
-        f"/tenants/{tenant['id']}/objects",
-        json=[
+        tenant,
+        [
             {"@odata.type": "#microsoft.graph.user", "accountEnabled": True, "displayName": "Restored One",
              "mailNickname": "restored.one", "userPrincipalName": f"restored.one@{DOMAIN}",
              "onPremisesImmutableId": immutable_id(guid(1)), "createdDateTime": last_year},
         ],
     )  # fmt: skip
-    (restored,) = seeded.json()["value"]
 
     first = run_entra_export(store, hook)
     assert first.result == "completed-export-errors", first
@@ -302,16 +301,13 @@ def test_mail_enabled_security_groups_are_not_downgraded_and_mail_enablement_is_
     nothing (the emulator refuses every write to it, as Graph does): one more notice. An exported security group
     whose AD group gains mail keeps its mail-enablement (Graph sets it at the create only), again a notice."""
     hook = entra_hook_for(graph_server, tenant)
-    seeded = emulator_admin(
+    (payroll,) = seed_tenant(
         graph_server,
-        "POST",
-        f"/tenants/{tenant['id']}/objects",
-        json=[{"@odata.type": "#microsoft.graph.group", "displayName": "Payroll (Exchange Online)",
-               "mailNickname": "payroll", "mailEnabled": True, "securityEnabled": True,
-               "mail": f"payroll@{DOMAIN}", "proxyAddresses": [f"SMTP:payroll@{DOMAIN}"]}],
+        tenant,
+        [{"@odata.type": "#microsoft.graph.group", "displayName": "Payroll (Exchange Online)",
+          "mailNickname": "payroll", "mailEnabled": True, "securityEnabled": True,
+          "mail": f"payroll@{DOMAIN}", "proxyAddresses": [f"SMTP:payroll@{DOMAIN}"]}],
     )  # fmt: skip
-    assert seeded.status_code == 201, seeded.text
-    (payroll,) = seeded.json()["value"]
     universal = ad_group(1101, "Finance", members=[1], mail=f"finance@{DOMAIN}", groupType="-2147483640")
     objects = [ad_user(1), universal, ad_group(1102, "Payroll", mail=f"payroll@{DOMAIN}"), ad_group(1103, "Staff", [1])]
     import_full(store, "ad", objects)
@@ -541,11 +537,10 @@ def test_resume_adopts_only_the_objects_this_export_created(graph_server, tenant
         }
     team = json.loads(plan[("group", "group")].changes)
     yesterday = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    seeded = emulator_admin(
+    foreign_group, foreign_user = seed_tenant(
         graph_server,
-        "POST",
-        f"/tenants/{tenant['id']}/objects",
-        json=[
+        tenant,
+        [
             {"@odata.type": "#microsoft.graph.group", "displayName": team["displayName"][0],
              "mailNickname": team["mailNickname"][0], "mailEnabled": False, "securityEnabled": True,
              "createdDateTime": yesterday},
@@ -554,8 +549,6 @@ def test_resume_adopts_only_the_objects_this_export_created(graph_server, tenant
              "onPremisesImmutableId": immutable_id(guid(3)), "createdDateTime": yesterday},
         ],
     )  # fmt: skip
-    assert seeded.status_code == 201, seeded.text
-    foreign_group, foreign_user = seeded.json()["value"]
     with store.transaction() as connection:  # what the killed export left: its creates sent, the time on record
         connection.execute(
             sa.update(pending_export)

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import base64
 
-import httpx
 import ldap3
 
 from aadsync_devkit.world.samba import SambaDC
-from tests.support.servers import trust
+from tests.support.servers import emulator_admin
 
 GRAPH_OBJECTS = "https://graph.microsoft.com/v1.0/directoryObjects"
 
@@ -35,9 +34,7 @@ def cloud_group(name: str, *, members: tuple[str, ...] = (), **values) -> dict:
 def seed_tenant(graph_server, tenant: dict, objects: list[dict]) -> list[dict]:
     """Seed ``objects`` into the tenant in order (the emulator's admin API: read-only properties allowed); return
     them as created, with their object ids."""
-    seeded = httpx.post(
-        f"{graph_server.base_url}/_emulator/tenants/{tenant['id']}/objects", json=objects, verify=trust(graph_server)
-    )
+    seeded = emulator_admin(graph_server, "POST", f"/tenants/{tenant['id']}/objects", json=objects)
     assert seeded.status_code == 201, seeded.text
     return seeded.json()["value"]
 
