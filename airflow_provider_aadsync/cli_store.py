@@ -174,7 +174,7 @@ def drop_connector_command(
             config = load_connectors_config(connectors_file)
         except ConnectorsConfigError as error:
             raise click.ClickException(str(error)) from None
-        configured = [ad.name for ad in config.ad] + [config.entra.name]
+        configured = config.connector_names()
     rules = load_rules(rule_paths, endpoint, **rule_settings)
     with open_store(store_url, instance) as store:
         try:

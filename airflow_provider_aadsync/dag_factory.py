@@ -39,7 +39,11 @@ from airflow_provider_aadsync.dag_settings import (
     parse_time_setting,
     setting_variables,
 )
-from airflow_provider_aadsync.engine.connectors.config import DEFAULT_AD_CONNECTOR, ConnectorsConfig
+from airflow_provider_aadsync.engine.connectors.config import (
+    DEFAULT_AD_CONNECTOR,
+    ConnectorsConfig,
+    default_connectors_config,
+)
 from airflow_provider_aadsync.engine.runs import defaults
 from airflow_provider_aadsync.engine.runs.export_confirmation import (
     CONFIRMATION_EXAMPLE,
@@ -448,7 +452,7 @@ def sync_cycle_dag(
             preflight=STAGING,
             plan_connector=entra_name,
             # a connector space of a connector removed or renamed in the connectors file is named in every report
-            configured_connectors=[name for name, _, _ in ad_connectors(connectors)] + [entra_name],
+            configured_connectors=(connectors or default_connectors_config()).connector_names(),
             **t.matching,
             **store,
         )

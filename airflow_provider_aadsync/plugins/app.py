@@ -156,6 +156,25 @@ def create_app(
 
             raise HTTPException(503, f"the sync rules cannot be loaded: {describe_error(error)}") from None
 
+    def connector_spaces() -> dict[str, Any]:
+        """The connectors the instance's connectors configuration names and each connector space in the store that
+        holds imported objects of a connector it does not name, with its notice (what every cycle report says first)."""
+        from dataclasses import asdict
+
+        from airflow_provider_aadsync.engine.runs.unconfigured import unconfigured_spaces
+        from airflow_provider_aadsync.engine.secrets import describe_error
+
+        try:
+            config = resources.connectors(_INSTANCE.get())
+        except Exception as error:  # a missing or invalid file: its problems, each with its file, key and line
+            raise HTTPException(503, f"the connectors configuration cannot be read: {describe_error(error)}") from None
+        configured = config.connector_names()
+        spaces = unconfigured_spaces(store(), configured, entra_connector=config.entra.name)
+        return {
+            "configured": configured,
+            "unconfigured": [{**asdict(space), "message": space.message()} for space in spaces],
+        }
+
     def not_found(call: Callable[[], Any]) -> Any:
         from airflow_provider_aadsync.engine.browse import NotFound
 
@@ -243,6 +262,13 @@ def create_app(
 
         return browse.export_plan(store(), connector=connector, offset=offset, limit=limit)
 
+    @router.get("/api/connector-spaces")
+    def api_connector_spaces() -> dict[str, Any]:
+        """Connector spaces no configured connector reads: a connector removed or renamed in the connectors file is
+        neither imported nor synced any more, so the cloud objects its space feeds are never updated nor deleted.
+        Each comes with its two ways out (put the name back, or ``aadsync store drop-connector``)."""
+        return connector_spaces()
+
     # ----------------------------------------------------------------------------------------------- the pages
     @router.get("/api/lock")
     def api_lock() -> dict[str, Any]:
@@ -265,6 +291,10 @@ def create_app(
         from airflow_provider_aadsync.plugins.charts import bar_chart
 
         opened = store()
+        try:
+            spaces = connector_spaces()
+        except HTTPException as error:  # the runs are still shown; the page says what is wrong with the file
+            spaces = {"error": error.detail, "unconfigured": []}
         runs = browse.list_runs(opened, connector=connector or None, result=result or None, offset=offset, limit=50)
         points = browse.recent_cycles(opened, days=days)
         charts = [
@@ -283,6 +313,7 @@ def create_app(
             result=result or "",
             store_url=opened.display_url,
             lock=jsonable_encoder(api_lock()),  # dates as ISO text, as the other pages get them
+            connector_spaces=spaces,
         )
 
     @router.get("/runs/{run_id}", response_class=HTMLResponse)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_aadsync.engine.connectors.config import ConnectorsConfig
     from airflow_provider_aadsync.engine.rules import RuleSet
     from airflow_provider_aadsync.engine.store import Store
 
@@ -45,6 +46,9 @@ class ManagerConfig:
     :param writeback: the group writeback settings as the DAGs pass them to the sync operators.
     :param settings: the other rule settings the DAGs pass them (soft match, directory extensions, ConsistencyGuid
         writeback).
+    :param connectors_file: the connectors configuration the DAGs are built from (Variable
+        ``aadsync_connectors_file``; a named instance: only its own); empty: the one AD connector ``ad`` and Entra.
+        A connector space of a connector it does not name is shown on the runs page (engine/runs/unconfigured.py).
     """
 
     store_url: str | None = None
@@ -53,6 +57,7 @@ class ManagerConfig:
     endpoint: str = "v2"
     writeback: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     settings: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    connectors_file: str = ""
 
 
 def _variable(name: str, default: str = "", instance: str | None = None) -> str:
@@ -94,6 +99,7 @@ def config_from_airflow(instance: str | None = None) -> ManagerConfig:
         rules=_variable("aadsync_rules_path", instance=instance),
         writeback=writeback,
         settings=settings,
+        connectors_file=_variable("aadsync_connectors_file", instance=instance),
     )
 
 
@@ -159,6 +165,16 @@ class Resources:
                 chosen: dict[str, Any] = {**dict(config.writeback), **dict(config.settings)}
                 self._rules[config] = load_rules_templated(config.rules, config.endpoint, **chosen)
             return self._rules[config]
+
+    def connectors(self, instance: str | None = None) -> ConnectorsConfig:
+        """The instance's connectors configuration, read from its file at each call (a small file: an edit shows on
+        the next page, as the next DAG parse picks it up).
+
+        :raise ConnectorsConfigError: the file is missing or invalid (naming the file, key and line)
+        """
+        from airflow_provider_aadsync.engine.connectors.config import load_connectors_config
+
+        return load_connectors_config(self.config(instance).connectors_file)
 
     def close(self) -> None:
         with self._lock:

@@ -235,6 +235,11 @@ class ConnectorsConfig(_Model):
                 raise ValueError(f"two AD connectors use the connection {conn_id!r}: give one connector its partitions")
         return self
 
+    def connector_names(self) -> list[str]:
+        """Every connector the configuration names: its AD connectors in order, then Entra (what a connector space in
+        the store must belong to, engine/runs/unconfigured.py)."""
+        return [connector.name for connector in self.ad] + [self.entra.name]
+
     def ad_connector(self, name: str) -> ADConnectorConfig:
         """The AD connector called ``name``; KeyError naming the configured ones otherwise."""
         for connector in self.ad:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from airflow_provider_aadsync.dag_settings import instance_variable
 from airflow_provider_aadsync.plugins.config import ManagerConfig, Resources, config_from_airflow
 
 VARIABLES = (
@@ -21,6 +22,7 @@ VARIABLES = (
     "aadsync_block_soft_match",
     "aadsync_directory_extensions",
     "aadsync_consistency_guid_writeback",
+    "aadsync_connectors_file",
 )
 
 
@@ -99,3 +101,21 @@ def test_writeback_on_without_an_ou_is_a_clear_rules_error(variables, tmp_path):
     with pytest.raises(ValueError, match="aadsync_writeback_ou"):
         resources.rules()
     resources.close()
+
+
+def test_the_connectors_file_is_the_dags_one_and_a_named_instance_reads_only_its_own(variables, tmp_path):
+    """The DAGs are built from the connectors file of their instance (a named instance's own Variable only, never
+    the shared one): the manager checks the connector spaces against the same file."""
+    shared, emea = tmp_path / "shared.yaml", tmp_path / "emea.yaml"
+    shared.write_text("ad:\n  - name: ad_corp\n    conn_id: aadsync_corp\n", encoding="utf-8")
+    emea.write_text("ad:\n  - name: ad_emea\n    conn_id: aadsync_e\nentra:\n  name: tenant_emea\n", encoding="utf-8")
+    for name in VARIABLES:  # the instance's own Variables, empty: its lookups stop at the environment
+        variables(instance_variable(name, "emea"), "")
+    variables("aadsync_connectors_file", str(shared))
+    resources = Resources(config_from_airflow)
+    assert config_from_airflow().connectors_file == str(shared)
+    assert resources.connectors().connector_names() == ["ad_corp", "entra"]
+    assert config_from_airflow("emea").connectors_file == ""  # not the shared file
+    assert resources.connectors("emea").connector_names() == ["ad", "entra"]  # as the DAGs: the one connector ad
+    variables(instance_variable("aadsync_connectors_file", "emea"), str(emea))
+    assert Resources(config_from_airflow).connectors("emea").connector_names() == ["ad_emea", "tenant_emea"]

@@ -14,14 +14,12 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from airflow_provider_aadsync.engine.store import Store, export_conflict, pending_export
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from airflow_provider_aadsync.plugins.app import create_app
 from airflow_provider_aadsync.plugins.config import ManagerConfig
+from tests.support.manager import get, manager_client, token
 from tests.support.stores import make_older_store
 from tests.support.world import ad_group, ad_user, entra_user, guid, immutable_id, import_full
 
@@ -92,55 +90,9 @@ def store_url(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def airflow_db(tmp_path_factory):
-    """A metadata DB of this test's own, holding the one table token checks read (revoked tokens): the tokens are
-    checked exactly as the api-server checks them, without touching anyone's Airflow home."""
-    from airflow import settings
-    from airflow.models.revoked_token import RevokedToken
-
-    saved = settings.SQL_ALCHEMY_CONN
-    settings.dispose_orm(do_log=False)
-    settings.SQL_ALCHEMY_CONN = f"sqlite:///{tmp_path_factory.mktemp('airflow') / 'airflow.db'}"
-    settings.configure_orm()
-    RevokedToken.__table__.create(settings.engine, checkfirst=True)
-    yield
-    settings.dispose_orm(do_log=False)
-    settings.SQL_ALCHEMY_CONN = saved
-    settings.configure_orm()
-
-
-@pytest.fixture(scope="module")
-def auth_manager(airflow_db):
-    from airflow.api_fastapi.app import create_auth_manager
-
-    return create_auth_manager()
-
-
-def token(auth_manager, role: str | None = "VIEWER") -> str:
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    return auth_manager.generate_jwt(SimpleAuthManagerUser(username="someone", role=role))
-
-
-@pytest.fixture(scope="module")
 def client(store_url, auth_manager):
-    parent = FastAPI()
-    manager = create_app(lambda: ManagerConfig(store_url=store_url, instance="ui"))
-    parent.mount("/aadsync", manager)
-    with TestClient(parent) as anonymous:
+    with manager_client(lambda: ManagerConfig(store_url=store_url, instance="ui")) as anonymous:
         yield anonymous
-    manager.state.resources.close()
-
-
-@pytest.fixture(scope="module")
-def headers(auth_manager) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(auth_manager)}"}
-
-
-def get(client, headers, path: str, status: int = 200):
-    response = client.get(f"/aadsync{path}", headers=headers)
-    assert response.status_code == status, f"{path}: {response.status_code} {response.text[:500]}"
-    return response
 
 
 ROUTES = [
@@ -391,9 +343,7 @@ def test_a_store_that_cannot_be_opened_is_a_clear_503_without_its_password(auth_
     def broken() -> ManagerConfig:
         return ManagerConfig(store_url="postgresql+psycopg2://sync:pw-never-shown@127.0.0.1:1/aadsync")
 
-    parent = FastAPI()
-    parent.mount("/aadsync", create_app(broken))
-    with TestClient(parent) as client:
+    with manager_client(broken) as client:
         api = client.get("/aadsync/api/runs", headers=headers)
         page = client.get("/aadsync/", headers=headers)
     assert api.status_code == 503 and api.json()["detail"].startswith("the AADSync store cannot be opened")
@@ -442,12 +392,8 @@ def two_instances(store_url, auth_manager, tmp_path_factory):
     def loader(instance=None):
         return ManagerConfig(store_url=emea_url, instance="emea") if instance else ManagerConfig(store_url, "ui")
 
-    parent = FastAPI()
-    manager = create_app(loader, named=lambda: ["emea"])
-    parent.mount("/aadsync", manager)
-    with TestClient(parent) as client:
+    with manager_client(loader, named=lambda: ["emea"]) as client:
         yield client
-    manager.state.resources.close()
 
 
 def test_each_instance_reads_its_own_store(two_instances, headers):
@@ -499,12 +445,8 @@ STORE_ROUTES = [
 def fresh_manager(auth_manager, tmp_path):
     """A manager of instance "ui" pointed at ``tmp_path/store/ui.sqlite``, which no sync step made yet."""
     url = f"sqlite:///{tmp_path / 'store' / 'ui.sqlite'}"
-    parent = FastAPI()
-    manager = create_app(lambda: ManagerConfig(store_url=url, instance="ui"))
-    parent.mount("/aadsync", manager)
-    with TestClient(parent) as client:
+    with manager_client(lambda: ManagerConfig(store_url=url, instance="ui")) as client:
         yield client, url, tmp_path
-    manager.state.resources.close()
 
 
 def not_ready(client, headers, path: str) -> str:
