@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import DEV_WRITEBACK_OU, MAIL_DOMAIN
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings, run_ad_export
+from airflow_provider_aadsync.engine.connectors.config import ADConnectorConfig
 from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
 from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export
-from airflow_provider_aadsync.engine.store import Store, cs_reference, link, pending_export
+from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, link, pending_export
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.active_directory import ActiveDirectoryHook
@@ -59,9 +60,20 @@ def _is_user(graph, object_id: str) -> bool:
     return graph.request("GET", f"/directoryObjects/{object_id}").get("@odata.type") == "#microsoft.graph.user"
 
 
-def cycle(store, graph, ad, rules, *, export: bool = True, settings: ADExportSettings | None = None):
-    """The product's cycle order: import AD, import Entra, sync AD, sync Entra, (export Entra), export AD."""
-    assert run_ad_import(ad, store, mode="delta")["result"] == "success"
+def cycle(
+    store,
+    graph,
+    ad,
+    rules,
+    *,
+    export: bool = True,
+    settings: ADExportSettings | None = None,
+    scope: ADConnectorConfig | None = None,
+    ad_mode: str = "delta",
+):
+    """The product's cycle order: import AD (with the connector's ``scope``), import Entra, sync AD, sync Entra,
+    (export Entra), export AD."""
+    assert run_ad_import(ad, store, mode=ad_mode, scope=scope)["result"] == "success"
     assert run_entra_import(graph, store, mode="delta", rules=rules)["result"] == "success"  # the rules' properties
     ad_sync = run_sync(store, rules, connector="ad", mode="delta")
     entra_sync = run_sync(store, rules, connector="entra", mode="delta")
@@ -419,3 +431,47 @@ def test_a_member_deleted_since_the_import_fails_alone_and_its_removal_is_done(d
         assert result.result == "success", store.run_errors(result.run_id)
         assert _members(ad, group) == set(users[1:4])
     ad.delete_object(group)
+
+
+def test_a_pilot_group_never_drops_the_groups_written_back(dc, graph_server, tenant_verifying, store):
+    """Group-based filtering scopes what syncs in from AD, not what sync wrote: a group written back is no member of
+    the pilot group, yet delta and full imports keep it in the connector space and the next cycles write nothing to
+    AD (each import deleted it, and each export wrote it again)."""
+    ad = hook_for(dc)
+    pilot = f"CN=Writeback Pilot,OU=AADSync,{dc.base_dn}"
+    account = dc.connect()
+    try:
+        account.search(f"OU=Users,OU=AADSync,{dc.base_dn}", "(objectClass=user)", attributes=["cn"])
+        pilot_users = [entry["dn"] for entry in account.response if entry["type"] == "searchResEntry"][:3]
+        attrs = {"sAMAccountName": "WritebackPilot", "groupType": -2147483646, "member": pilot_users}
+        assert account.add(pilot, ["top", "group"], attrs), account.result
+    finally:
+        account.unbind()
+    try:
+        scope = ADConnectorConfig(name="ad", conn_id="aadsync_ad", pilot_group=pilot)
+        rules = load_sync_rules(**WRITEBACK_ON)
+        graph = entra_hook_for(graph_server, tenant_verifying(MAIL_DOMAIN))
+        assert run_ad_import(ad, store, mode="full", scope=scope)["result"] == "success"
+        assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+        assert run_entra_export(store, graph).result == "success"
+        cloud_users = [user["id"] for page in graph.paginate("/users") for user in page["value"]]
+        assert len(cloud_users) == len(pilot_users) == 3  # the pilot's users only
+        group_id = m365_group(graph, "Pilot Falcon", cloud_users)
+        export = cycle(store, graph, ad, rules, scope=scope)[2]
+        assert export.result == "success" and export.counters["group_adds"] == 1, export.counters
+        guid, _attrs = written_back(ad, group_id)
+        for ad_mode in ("delta", "full", "delta"):
+            again = cycle(store, graph, ad, rules, scope=scope, ad_mode=ad_mode)[2]
+            assert again.result == "success" and again.counters["ldap_writes"] == 0, (ad_mode, again.counters)
+            with store.engine.connect() as connection:
+                alive = connection.execute(
+                    sa.select(cs_object.c.is_deleted).where(cs_object.c.connector == "ad", cs_object.c.anchor == guid)
+                ).scalar_one()
+            assert alive is False, ad_mode
+        assert written_back(ad, group_id)[0] == guid  # the one group, never a second
+    finally:  # the module's other tests import the whole DC: the pilot group goes
+        account = dc.connect()
+        try:
+            assert account.delete(pilot), account.result
+        finally:
+            account.unbind()

@@ -35,7 +35,7 @@ from airflow_provider_aadsync.engine.runs.import_run import (
 )
 from airflow_provider_aadsync.engine.runs.prefetch import prefetch
 from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, SourceObject
-from airflow_provider_aadsync.engine.store import cs_object, watermark
+from airflow_provider_aadsync.engine.store import cs_object, link, watermark
 
 if TYPE_CHECKING:
     from airflow_provider_aadsync.engine.store import Store
@@ -126,6 +126,8 @@ class ADImportSteps:
         self.not_counted: set[str] = set()
         #: Objects a full import must not add: alive in another AD connector's space (anchor -> that connector).
         self.held_elsewhere: dict[str, str] = {}
+        #: Objects sync created in this connector space (group writeback): read whatever the pilot group holds.
+        self.provisioned: frozenset[str] = frozenset()
         self.connector = ""
 
     def partitions(self) -> Sequence[str]:
@@ -162,6 +164,7 @@ class ADImportSteps:
         self.not_counted = set()
         self.connector = writer.connector
         self.held_elsewhere = held_by_other_ad_connectors(writer)
+        self.provisioned = self._provisioned(writer)
         for partition in self.filters:
             # Pages are read, decoded and shaped ahead in another thread while this one writes the store.
             pages = (
@@ -194,6 +197,7 @@ class ADImportSteps:
         The next delta reads the partition's changes again from the old cookie; those applied already are unchanged.
         """
         cookies = {}
+        self.provisioned = self._provisioned(writer)
         for partition in self.filters:
             cookie = saved[partition.key]
             failed_before = len(errors)
@@ -210,6 +214,19 @@ class ADImportSteps:
                 continue
             cookies[partition.key] = cookie
         return cookies
+
+    def _provisioned(self, writer: ConnectorSpaceWriter) -> frozenset[str]:
+        """The objects sync created in this connector space (group writeback: links of type ``provision``), by their
+        objectGUID, when a pilot group limits the import (else none are needed).
+
+        Why a pilot group never limits them: the product's group-based filtering scopes what syncs in from AD, while
+        its connector space holds every object of the OUs, the groups it wrote back among them. Left out of the import
+        (they are no members of the pilot group), each would be deleted from the connector space by the next import,
+        its group written again by the next export (taken back by its mark), and deleted again, every cycle."""
+        if self.scope.pilot_members is None:
+            return frozenset()
+        query = sa.select(link.c.anchor).where(link.c.connector == writer.connector, link.c.link_type == "provision")
+        return frozenset(writer.connection.execute(query).scalars())
 
     def _refuse_held_elsewhere(
         self, objects: list[SourceObject], writer: ConnectorSpaceWriter, errors: ErrorSink
@@ -297,7 +314,8 @@ class ADImportSteps:
             # delta, an object now outside the scope was moved out of it, which for the connector space is a delete.
             try:
                 in_scope = obj.deleted or (
-                    partition.contains(obj.dn) and self.scope.admits(obj.object_type, obj.anchor)
+                    partition.contains(obj.dn)
+                    and (self.scope.admits(obj.object_type, obj.anchor) or obj.anchor in self.provisioned)
                 )
                 if in_scope and not partial and not obj.deleted:
                     if obj.object_type not in GROUP_FILTERED_TYPES or partition.is_root(obj.dn):

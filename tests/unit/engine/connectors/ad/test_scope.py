@@ -4,6 +4,7 @@ change causes pass through the import guard."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
 
@@ -17,8 +18,9 @@ from airflow_provider_aadsync.engine.connectors.config import (
     parse_connectors_config,
 )
 from airflow_provider_aadsync.engine.dn import dn_is_under
+from airflow_provider_aadsync.engine.runs.export_run import adopt_anchor
 from airflow_provider_aadsync.engine.runs.import_guard import STOPPED_DELETION_THRESHOLD, ImportGuard
-from airflow_provider_aadsync.engine.store import Store, cs_object, run_error, watermark
+from airflow_provider_aadsync.engine.store import Store, cs_object, link, run_error, watermark
 from tests.support.fakes import NC, FakeDirectory, guid
 
 ATTRS = ["objectGUID", "objectClass", "displayName", "member"]
@@ -314,3 +316,42 @@ def test_an_included_ou_emptied_on_the_dc_is_not_a_slip(directory, store):
     del directory.objects[guid(5)]  # other5 left; the OU itself is still there
     result = scoped(directory, store, "full", partitions=TWO_OUS)
     assert result.result == "success" and result.counters["deletes"] == 1
+
+
+def test_a_group_written_back_is_read_whatever_the_pilot_group_holds(directory, store):
+    """The pilot group scopes what syncs in from AD, not what sync made: a group written back (its provision link)
+    stays in the connector space through full and delta imports, where it would be deleted each cycle and written
+    again by the next export; another group outside the pilot stays out."""
+    directory.place(50, "Pilot", STAFF, b"group")
+    directory.objects[guid(50)][1]["member"] = [directory.objects[guid(1)][0].encode()]
+    directory.place(60, "Written Back", STAFF, b"group")
+    directory.place(61, "Not Ours", STAFF, b"group")
+    partitions = (PartitionConfig(dn=NC),)
+    assert scoped(directory, store, "full", partitions=partitions, pilot_group=PILOT).result == "success"
+    assert not {"Written Back", "Not Ours"} & live(store)
+    # The export created "Written Back" from its provisional object and took its objectGUID (as export_ad does).
+    with store.transaction() as connection:
+        now = dt.datetime.now(dt.UTC)
+        connection.execute(
+            sa.insert(cs_object).values(
+                connector="ad", anchor="provisional:1", dn=directory.objects[guid(60)][0].split(";")[-1],
+                object_type="group", attrs="{}", attrs_hash="", refs_hash="", updated_at=now,
+            )
+        )  # fmt: skip
+        connection.execute(
+            sa.insert(link).values(
+                connector="ad", anchor="provisional:1", mv_id=1, rule="Out to AD - Group", link_type="provision",
+                created_at=now,
+            )
+        )  # fmt: skip
+        adopt_anchor(connection, "ad", "provisional:1", str(guid(60)), {"displayName": ["Written Back"]}, run_id=1)
+    assert "Written Back" in live(store)
+    full = scoped(directory, store, "full", partitions=partitions, pilot_group=PILOT)
+    assert full.result == "success" and full.counters.get("deletes", 0) == 0
+    assert live(store) == {"Staff", "Leavers", "Other", "staff1", "Written Back"}
+    # A delta (the export's member writes, a rename in AD) keeps it too, with its new values.
+    directory.objects[guid(60)][1]["displayName"] = [b"Written Back Renamed"]
+    directory.delta_batches = [[directory.objects[guid(60)], directory.objects[guid(61)]]]
+    delta = scoped(directory, store, "delta", partitions=partitions, pilot_group=PILOT)
+    assert delta.mode == "delta" and delta.result == "success"
+    assert live(store) == {"Staff", "Leavers", "Other", "staff1", "Written Back Renamed"}
