@@ -210,6 +210,8 @@ def test_sync_manager_plugin_api_pages_and_navigation_in_a_real_browser(standalo
     assert api(f"/api/runs/{sync_ad['id']}")["id"] == sync_ad["id"]
     assert api("/api/export-plan")["counts"]["planned_user_adds"] == USERS  # the staging run keeps the plan
     assert api("/api/rules")["rules"]
+    # the connectors file of the DAGs (none here: the one connector ad) names every connector space in the store
+    assert api("/api/connector-spaces") == {"configured": ["ad", "entra"], "unconfigured": []}
     hits = api("/api/objects?connector=ad&pending_export=false&q=%40")["connector_space"]
     user = next(hit for hit in hits if hit["object_type"] == "user" and hit["state"] == "connector")
     lineage = api(f"/api/objects/ad/{user['anchor']}")
