@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.plugins.config import ManagerConfig
 from tests.support.manager import get, manager_client
-from tests.support.world import ad_user, cloud_twin, cs_count, import_full
+from tests.support.world import ad_user, cloud_twin, cs_count, sync_connectors
 
 CORP = [ad_user(1), ad_user(2)]
 FABRIKAM = [ad_user(11, "fab11"), ad_user(12, "fab12")]
@@ -27,12 +25,7 @@ def store_url(tmp_path_factory) -> str:
     """Two forests synced (``ad`` and ``ad_fabrikam``), each user joined to its cloud twin."""
     url = f"sqlite:///{tmp_path_factory.mktemp('spaces') / 'store.sqlite'}"
     with Store.open(url, instance="ui") as store:
-        rules = load_sync_rules()
-        import_full(store, "ad", CORP)
-        import_full(store, "ad_fabrikam", FABRIKAM)
-        import_full(store, "entra", CLOUD)
-        for connector in ("ad", "ad_fabrikam", "entra"):
-            assert run_sync(store, rules, connector=connector, mode="full").result == "success"
+        sync_connectors(store, {"ad": CORP, "ad_fabrikam": FABRIKAM, "entra": CLOUD})
     return url
 
 

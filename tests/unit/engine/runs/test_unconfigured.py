@@ -17,8 +17,6 @@ from airflow_provider_aadsync.engine.runs.unconfigured import (
     unconfigured_spaces,
 )
 from airflow_provider_aadsync.engine.store import Store, link, mv_object, watermark
-from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.plans import RecordingExporter
 from tests.support.world import (
     ad_group,
@@ -26,9 +24,9 @@ from tests.support.world import (
     cloud_twin,
     cs_count,
     exports,
-    import_full,
     links,
     metaverse,
+    sync_connectors,
 )
 
 CORP = [ad_user(1), ad_user(2), ad_group(20, "Staff", members=[1, 2])]
@@ -40,12 +38,7 @@ CLOUD = [cloud_twin(1), cloud_twin(2), cloud_twin(11, "fab11"), cloud_twin(12, "
 def world(tmp_path):
     """Two forests synced, each user joined to its cloud twin; the groups' cloud creates are staged."""
     with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as store:
-        rules = load_sync_rules()
-        import_full(store, "ad", CORP)
-        import_full(store, "ad_fabrikam", FABRIKAM)
-        import_full(store, "entra", CLOUD)
-        for connector in ("ad", "ad_fabrikam", "entra"):
-            assert run_sync(store, rules, connector=connector, mode="full").result == "success"
+        rules = sync_connectors(store, {"ad": CORP, "ad_fabrikam": FABRIKAM, "entra": CLOUD})
         assert links(store, "entra")[("entra", "cloud-11")][1] == "join"
         with store.transaction() as connection:
             for connector in ("ad", "ad_fabrikam"):
