@@ -464,10 +464,10 @@ def test_a_pilot_group_never_drops_the_groups_written_back(dc, graph_server, ten
             again = cycle(store, graph, ad, rules, scope=scope, ad_mode=ad_mode)[2]
             assert again.result == "success" and again.counters["ldap_writes"] == 0, (ad_mode, again.counters)
             with store.engine.connect() as connection:
-                alive = connection.execute(
+                deleted = connection.execute(
                     sa.select(cs_object.c.is_deleted).where(cs_object.c.connector == "ad", cs_object.c.anchor == guid)
                 ).scalar_one()
-            assert alive is False, ad_mode
+            assert deleted is False, ad_mode  # alive in the connector space
         assert written_back(ad, group_id)[0] == guid  # the one group, never a second
     finally:  # the module's other tests import the whole DC: the pilot group goes
         account = dc.connect()
