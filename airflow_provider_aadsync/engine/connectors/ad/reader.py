@@ -219,10 +219,10 @@ class ADImportSteps:
         """The objects sync created in this connector space (group writeback: links of type ``provision``), by their
         objectGUID, when a pilot group limits the import (else none are needed).
 
-        Why a pilot group never limits them: the product's group-based filtering scopes what syncs in from AD, while
-        its connector space holds every object of the OUs, the groups it wrote back among them. Left out of the import
-        (they are no members of the pilot group), each would be deleted from the connector space by the next import,
-        its group written again by the next export (taken back by its mark), and deleted again, every cycle."""
+        Why a pilot group never limits them: the pilot scopes which of the directory's own objects sync to the cloud,
+        and a group sync wrote back is none of those, and no member of the pilot group. Left out of the import, each
+        would be deleted from the connector space by the next import, its group written again by the next export
+        (taken back by its mark), and deleted again, every cycle."""
         if self.scope.pilot_members is None:
             return frozenset()
         query = sa.select(link.c.anchor).where(link.c.connector == writer.connector, link.c.link_type == "provision")
