@@ -74,11 +74,15 @@ class ConnectorSpaceWriter:
         run_id: int,
         *,
         removal_check: Callable[..., None] | None = None,
+        unreadable: Callable[[], Iterable[str]] | None = None,
     ):
         """``removal_check(mode=, deletes=, space_size=, seen=)`` is called before a full import deletes what it
-        did not see; it raises to stop the import (the import guard) and the caller's transaction rolls back."""
+        did not see; it raises to stop the import (the import guard) and the caller's transaction rolls back.
+        ``unreadable()`` gives the anchors of the objects the run read but could not apply (its per-object errors):
+        a full import keeps them as they are (:meth:`finish_full`)."""
         self.store = store
         self.removal_check = removal_check
+        self.unreadable = unreadable
         self.connection = connection
         self.connector = connector
         self.run_id = run_id
@@ -246,7 +250,8 @@ class ConnectorSpaceWriter:
         self.write_delta_page([obj for obj in objects if obj.anchor in stored and not stored[obj.anchor]["is_deleted"]])
 
     def finish_full(self, *, not_counted: Iterable[str] = (), gone_roots: Mapping[str, DnScope] | None = None) -> None:
-        """Everything the connector space holds alive that this full import did not see was deleted.
+        """Everything the connector space holds alive that this full import did not see was deleted, except what it
+        read and could not apply (``unreadable``: a per-object error), which stays as it was.
 
         ``not_counted``: anchors read that say nothing about whether the scope holds what it should (AD: the base
         OU itself, and the OUs and containers, read whatever the OU filter or the pilot group let through); the
@@ -258,7 +263,13 @@ class ConnectorSpaceWriter:
         if self._index is None:
             raise RuntimeError("begin_full() must be called before finish_full()")
         alive = self._index[self._index["is_deleted"].ne(True)]
-        missing = alive.index.difference(pd.Index(list(self._seen)))
+        # An object the import read but could not apply (a value it cannot decode, a DN it cannot place) is there: it
+        # stays as it was, never deleted as if the directory had lost it (its cloud account would be deprovisioned).
+        unreadable = set(self.unreadable()) - self._seen if self.unreadable is not None else set()
+        kept = alive.index.intersection(pd.Index(sorted(unreadable)))
+        if len(kept):
+            self.counters["kept_unreadable"] += len(kept)
+        missing = alive.index.difference(pd.Index(list(self._seen))).difference(kept)
         if self.removal_check is not None:
             seen = len(self._seen - set(not_counted))
             dns = alive.loc[missing, "dn"].tolist()

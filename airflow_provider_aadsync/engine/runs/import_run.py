@@ -59,6 +59,10 @@ class ErrorSink:
     def __len__(self) -> int:
         return len(self.errors)
 
+    def anchors(self) -> set[str]:
+        """The anchors of the objects with an error (those an error could name)."""
+        return {error["anchor"] for error in self.errors if error["anchor"]}
+
 
 class ImportSteps(Protocol):
     """The connector-specific part of an import."""
@@ -201,7 +205,9 @@ def _import(
     try:
         with store.transaction() as connection:
             check = _removal_check(guard, steps, connector, store)
-            writer = ConnectorSpaceWriter(store, connection, connector, run_id, removal_check=check)
+            writer = ConnectorSpaceWriter(
+                store, connection, connector, run_id, removal_check=check, unreadable=errors.anchors
+            )
             if mode == "full":
                 watermarks = steps.full(writer, errors)  # finish_full runs the check before its deletes
             else:

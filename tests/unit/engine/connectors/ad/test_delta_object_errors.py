@@ -77,3 +77,30 @@ def test_changes_of_an_entry_that_failed_to_decode_are_read_again_once_it_is_fix
     directory.change(2, description=[b"later"])
     assert _import(directory, store, "delta").result == "success"
     assert directory.cookies_seen[-1] == b"3"  # a clean delta moves the cookie on
+
+
+def test_an_entry_a_full_import_cannot_decode_is_kept_as_it_was_never_deleted(store):
+    """A full import deletes what it did not see. An object it read but could not apply (one value it cannot
+    decode) is there all the same: deleted, its cloud account would be deprovisioned by the next cycle."""
+    directory = ChangeLogDirectory()
+    for n in (1, 2, 3):
+        directory.add_user(n, f"user{n}")
+    _import(directory, store, "full")
+
+    directory.objects[guid(1)][1]["description"] = [b"\xff\xfe"]  # not valid UTF-8
+    directory.objects[guid(2)][1]["displayName"] = [b"User Two"]
+    del directory.objects[guid(3)]  # gone from the directory: deleted as before
+    result = _import(directory, store, "full")
+    assert result.result == "completed-import-errors" and result.counters["errors"] == 1
+    assert result.counters["kept_unreadable"] == 1 and result.counters["deletes"] == 1
+    objects = live_objects(store)
+    assert set(objects) == {str(guid(1)), str(guid(2))}
+    assert "description" not in json.loads(objects[str(guid(1))]["attrs"])  # as it was before the failed read
+    assert json.loads(objects[str(guid(2))]["attrs"])["displayName"] == ["User Two"]
+    [error] = store.run_errors(result.run_id)
+    assert error["anchor"] == str(guid(1))
+
+    directory.objects[guid(1)][1]["description"] = [b"fixed"]  # fixed: the next full import applies it
+    fixed = _import(directory, store, "full")
+    assert fixed.result == "success" and "kept_unreadable" not in fixed.counters
+    assert json.loads(live_objects(store)[str(guid(1))]["attrs"])["description"] == ["fixed"]

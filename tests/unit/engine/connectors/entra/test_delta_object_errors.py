@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
-from airflow_provider_aadsync.engine.store import Store, cs_reference
+from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from tests.support.fakes import member, oid, user
 
 GROUP = oid(100)
@@ -85,3 +85,27 @@ def test_member_changes_of_a_group_item_that_failed_are_read_again_once_it_is_fi
     }
     assert used["groups"][0] == used["groups"][1]  # the second delta read the groups again from the old link
     assert used["users"][0] != used["users"][1]  # the users applied cleanly: their link moved on
+
+
+def test_an_item_a_full_import_cannot_store_is_kept_as_it_was_never_deleted(store):
+    """A full round that brings a user with a value that is not valid Unicode: the user stays as the connector space
+    held it (not deleted as gone, which would make sync plan its account again), the others are applied."""
+    graph = ChangeLogGraph()
+    for n in (1, 2):
+        graph.put("users", user(n))
+    graph.put("groups", {"id": GROUP, "displayName": "Team"}, [member(1)])
+    assert import_entra(graph, store, mode="full").result == "success"
+
+    graph.objects["users"][oid(1)] = {**user(1), "displayName": "User 1 \ud800"}
+    graph.objects["users"][oid(2)] = {**user(2), "department": "Sales"}
+    result = import_entra(graph, store, mode="full")
+    assert result.result == "completed-import-errors" and result.counters["kept_unreadable"] == 1
+    assert result.counters["deletes"] == 0
+    with store.engine.connect() as connection:
+        alive = dict(
+            connection.execute(
+                sa.select(cs_object.c.anchor, cs_object.c.attrs).where(cs_object.c.is_deleted == sa.false())
+            ).all()
+        )
+    assert {oid(1), oid(2), GROUP} <= set(alive)
+    assert "\\ud800" not in alive[oid(1)] and '"Sales"' in alive[oid(2)]
