@@ -47,6 +47,13 @@ class ReferenceRows:
             found.update(self.connection.execute(base.where(cs_reference.c.target_anchor.in_(chunk))).scalars())
         return found
 
+    def stored_attributes(self, anchor: str) -> set[str]:
+        """The reference attributes the connector space holds rows of for ``anchor``."""
+        query = sa.select(cs_reference.c.attribute).where(
+            cs_reference.c.connector == self.connector, cs_reference.c.anchor == anchor
+        )
+        return set(self.connection.execute(query.distinct()).scalars())
+
     def write_changes(self, anchor: str, attribute: str, add: Sequence[Reference], remove: Sequence[str]) -> None:
         if add:
             self.store.insert_chunked(

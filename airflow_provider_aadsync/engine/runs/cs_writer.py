@@ -331,6 +331,22 @@ class ConnectorSpaceWriter:
             if row is not None:
                 stored[obj.anchor] = row
 
+    def write_whole(self, objects: Sequence[SourceObject]) -> None:
+        """Apply objects read whole beside a delta's changes (objects a run could not apply, read again by anchor):
+        each replaces every value and reference the connector space holds for it, as a full import's read would (an
+        attribute or reference list it no longer has is cleared); one the space does not hold alive is added, a
+        deleted one deleted."""
+        stored = self._load_rows([obj.anchor for obj in objects if not obj.deleted])
+        for obj in objects:
+            current = stored.get(obj.anchor)
+            if obj.deleted or current is None or current["is_deleted"]:
+                continue
+            for name in current["attrs"]:
+                obj.attrs.setdefault(name, [])
+            for name in self.references.stored_attributes(obj.anchor):
+                obj.references.setdefault(name, [])
+        self.write_delta_page(objects)
+
     def _delta_add(self, obj: SourceObject, now: Any, pending: str) -> dict[str, Any] | None:
         if obj.object_type is None:
             self.counters["skipped_untyped"] += 1

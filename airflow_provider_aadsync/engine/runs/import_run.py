@@ -2,8 +2,10 @@
 
 Connector-specific reading lives in an :class:`ImportSteps` (Active Directory, Entra ID); everything a run must
 guarantee whatever the source lives here: rows and watermarks commit together or not at all, a delta without a
-usable watermark becomes a full import and says why, per-object errors are recorded and capped (a delta keeps the
-old watermark of a partition where an object failed, so the next delta reads its changes again: ``keep_watermark``).
+usable watermark becomes a full import and says why, per-object errors are recorded and capped (a delta that cannot
+read a failed object again later keeps the old watermark of its partition, so the next delta reads its changes
+again: ``keep_watermark``; the AD import reads failed objects again instead, engine/connectors/ad/retries.py), and a
+full import keeps, as it was, what it read but could not apply.
 """
 
 from __future__ import annotations

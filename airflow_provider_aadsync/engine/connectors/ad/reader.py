@@ -7,12 +7,19 @@ production, fakes in unit tests), so this module stays free of Airflow and of ne
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder, reference_from_value
+from airflow_provider_aadsync.engine.connectors.ad.retries import (
+    failed_anchors,
+    retry_key,
+    retry_row,
+    saved_retries,
+)
 from airflow_provider_aadsync.engine.connectors.ad.scope import (
     GROUP_FILTERED_TYPES,
     SCOPE_PARTITION,
@@ -39,6 +46,11 @@ from airflow_provider_aadsync.engine.store import cs_object, link, watermark
 
 if TYPE_CHECKING:
     from airflow_provider_aadsync.engine.store import Store
+
+log = logging.getLogger(__name__)
+
+#: The per-object error of an object another AD connector's space holds alive (held_by_other_ad_connectors).
+HELD_ELSEWHERE = "anchor-in-another-connector"
 
 #: A DirSync cookie older than AD's default tombstone lifetime may have missed deletions: import fully instead.
 TOMBSTONE_LIFETIME = dt.timedelta(days=180)
@@ -165,7 +177,9 @@ class ADImportSteps:
         self.connector = writer.connector
         self.held_elsewhere = held_by_other_ad_connectors(writer)
         self.provisioned = self._provisioned(writer)
+        retries: dict[str, bytes] = {}
         for partition in self.filters:
+            failed_before = len(errors)
             # Pages are read, decoded and shaped ahead in another thread while this one writes the store.
             pages = (
                 ObjectPage.from_objects(_refuse_truncated(self._decode(partition, entries, errors, partial=False)))
@@ -173,9 +187,20 @@ class ADImportSteps:
             )
             for page in prefetch(pages):
                 writer.write_full_columns(page)
+            if self._can_read_again:  # what failed here is read again whole by the next delta (retries.py)
+                # Not what another AD connector's space holds: a renamed connector's full import refuses everything,
+                # which waits for the admin (put the name back, or drop the old space and import fully).
+                failed = [e for e in errors.errors[failed_before:] if e["code"] != HELD_ELSEWHERE]
+                retries[retry_key(partition.key)] = retry_row(failed_anchors(failed)[0])
         # The base OU itself is read with its subtree; alone, it means the scope saw nothing.
         writer.finish_full(not_counted=self.not_counted, gone_roots=self._missing_includes())
-        return cookies
+        return {**cookies, **retries}
+
+    @property
+    def _can_read_again(self) -> bool:
+        """Whether the source reads objects whole by objectGUID (the hook does): failed objects are then read again
+        by each delta instead of the delta keeping its partition's old cookie."""
+        return getattr(self.source, "read_entries", None) is not None
 
     def _missing_includes(self) -> dict[str, DnScope]:
         """The included OUs with no entry on the DC (deleted, renamed or moved, mistyped in the connectors file, or
@@ -189,12 +214,13 @@ class ADImportSteps:
         return {dn: scope for dn, scope in includes.items() if probe(wire_dn(dn)) is None}
 
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
-        """The changes since the saved cookies; the new cookie of each partition whose changes all applied.
+        """The changes since the saved cookies, and the objects that failed before read again whole; the new cookie
+        of each partition, with the objects that failed in it (``retry <partition>``, engine/connectors/ad/retries.py).
 
-        A partition where an object failed (a per-object error) keeps its old cookie (left out here, so its age is
-        kept too): DirSync reports the attributes changed since a cookie, so a cookie moved past a failed entry would
-        lose its other changes for good once the failing value is fixed (the next delta would bring that value only).
-        The next delta reads the partition's changes again from the old cookie; those applied already are unchanged.
+        DirSync reports the attributes changed since a cookie, so a cookie moved past a failed entry would lose its
+        other changes for good: the failed objects are read again whole by objectGUID by each delta until they apply.
+        A source that cannot read objects whole, or an error that names no object, keeps the partition's old cookie
+        instead (left out here, so its age is kept too): the next delta reads its changes again from there.
         """
         cookies = {}
         self.provisioned = self._provisioned(writer)
@@ -209,11 +235,45 @@ class ADImportSteps:
                 # The cookie commits with the rows when the run ends; a chunk inside a search has none of its own.
                 if page_cookie is not None:
                     cookie = page_cookie
-            if len(errors) > failed_before:
+            failed, named = failed_anchors(errors.errors[failed_before:])
+            if len(errors) > failed_before and not (named and self._can_read_again):
                 keep_watermark(writer, partition.key, len(errors) - failed_before, "DirSync cookie")
                 continue
+            if self._can_read_again:
+                waiting = saved_retries(writer.connection, writer.connector, partition.key) - failed
+                again_before = len(errors)
+                self._read_again(partition, sorted(waiting), writer, errors)
+                failed |= failed_anchors(errors.errors[again_before:])[0]
+                cookies[retry_key(partition.key)] = retry_row(failed)
+            if failed:
+                writer.counters["objects_to_read_again"] += len(failed)
+                log.warning(
+                    "%d object(s) of %s in %s failed: each delta reads them again whole until they apply",
+                    len(failed),
+                    partition.key,
+                    writer.connector,
+                )
             cookies[partition.key] = cookie
         return cookies
+
+    def _read_again(
+        self, partition: PartitionFilter, anchors: Sequence[str], writer: ConnectorSpaceWriter, errors: ErrorSink
+    ) -> None:
+        """Read ``anchors`` (objects a run could not apply) whole and apply each as a full import's read would: every
+        value and reference replaced; out of the scope now, deleted; one the directory no longer returns is left to
+        the DirSync change that removed it. One that fails again is a per-object error of this run."""
+        if not anchors:
+            return
+        writer.counters["objects_read_again"] += len(anchors)
+        entries = self.source.read_entries(anchors, self.attributes, **self._base(partition))  # type: ignore[attr-defined]
+        complete = []
+        for obj in self._decode(partition, entries, errors, partial=True, whole=True):
+            if obj.truncated and not obj.deleted:  # a whole read completes ranged values; a source that did not
+                message = f"reading {obj.dn} whole gave only a window of {', '.join(map(repr, obj.truncated))}"
+                errors.add(ObjectDecodeError(message, dn=obj.dn, anchor=obj.anchor, code="truncated-values"))
+            else:
+                complete.append(obj)
+        writer.write_whole(self._refuse_held_elsewhere(complete, writer, errors))
 
     def _provisioned(self, writer: ConnectorSpaceWriter) -> frozenset[str]:
         """The objects sync created in this connector space (group writeback: links of type ``provision``), by their
@@ -299,12 +359,20 @@ class ADImportSteps:
         return kept
 
     def _decode(
-        self, partition: PartitionFilter, entries: list[RawEntry], errors: ErrorSink, *, partial: bool
+        self,
+        partition: PartitionFilter,
+        entries: list[RawEntry],
+        errors: ErrorSink,
+        *,
+        partial: bool,
+        whole: bool = False,
     ) -> list[SourceObject]:
+        """Decode and scope the entries of a full import, or of a delta (``partial``: an object out of the scope is a
+        delete); ``whole``: a delta's entries read whole (every attribute, not the changed ones)."""
         objects = []
         for dn, raw in entries:
             try:
-                obj = self.decoder.decode(dn, raw, partial=partial)
+                obj = self.decoder.decode(dn, raw, partial=partial and not whole)
             except ObjectDecodeError as error:
                 errors.add(error)
                 continue
@@ -444,7 +512,7 @@ def _held_elsewhere_error(obj: SourceObject, connector: str, other: str) -> Obje
         f"after {other!r} has imported its move",
         dn=obj.dn,
         anchor=obj.anchor,
-        code="anchor-in-another-connector",
+        code=HELD_ELSEWHERE,
     )
 
 

@@ -1,10 +1,11 @@
-"""A change a DirSync delta read but could not apply (a per-object error) is read again by the next delta.
+"""A change a DirSync delta read but could not apply (a per-object error) is not lost: the object is read again
+whole by each delta until it applies, while the cookie moves on.
 
 DirSync reports the attributes changed since the cookie. An object whose entry failed to decode had every change of
-that entry dropped; had the cookie moved on, the next delta would report only what changed after it (the value the
-admin fixed), and the other changes of the failed entry would be lost until a full import. The import keeps the old
-cookie of a partition where an object failed (the rows it applied commit), so the next delta reads the object's
-changes since then again.
+that entry dropped; the cookie moved on, the next delta reports only what changed after it (the value the admin
+fixed), so the other changes of the failed entry would be lost. The import lists the failed objects beside the
+cookie (engine/connectors/ad/retries.py) and each delta reads them again whole by objectGUID. Keeping the old cookie
+instead, as before, made every delta read everything changed since, for as long as the object kept failing.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
+from airflow_provider_aadsync.engine.connectors.ad.retries import retry_key
 from airflow_provider_aadsync.engine.store import Store
-from tests.support.fakes import ATTRS, FakeDirectory, guid
+from tests.support.fakes import ATTRS, NC, FakeDirectory, guid
 from tests.support.stores import live_objects
 
 
@@ -32,7 +34,9 @@ class ChangeLogDirectory(FakeDirectory):
         return b"%d" % len(self.log)
 
     def change(self, n: int, **values: list[bytes]) -> None:
-        self.log.append((self.objects[guid(n)][0], {"objectGUID": [guid(n).bytes_le], **values}))
+        dn, current = self.objects[guid(n)]
+        current.update(values)  # the object as a read by objectGUID finds it now
+        self.log.append((dn, {"objectGUID": [guid(n).bytes_le], **values}))
 
     def dirsync_pages(self, attributes: Sequence[str], cookie: bytes) -> Iterator:
         self.cookies_seen.append(cookie)
@@ -55,8 +59,8 @@ def _import(directory: FakeDirectory, store: Store, mode: str):
 
 def test_changes_of_an_entry_that_failed_to_decode_are_read_again_once_it_is_fixed(store):
     directory = ChangeLogDirectory()
-    directory.add_user(1, "user1")
-    directory.add_user(2, "user2")
+    for n in (1, 2, 3):
+        directory.add_user(n, f"user{n}")
     _import(directory, store, "full")
 
     # user1 gets a new display name and, in the same change, a description that is not valid UTF-8
@@ -64,7 +68,16 @@ def test_changes_of_an_entry_that_failed_to_decode_are_read_again_once_it_is_fix
     directory.change(2, displayName=[b"User Two"])
     first = _import(directory, store, "delta")
     assert first.result == "completed-import-errors" and first.counters["errors"] == 1
+    assert first.counters["objects_to_read_again"] == 1
     assert json.loads(live_objects(store)[str(guid(2))]["attrs"])["displayName"] == ["User Two"]  # the rest commits
+    assert _to_read_again(store) == [str(guid(1))]
+
+    # still broken: read again whole by the next delta, which fails on it again; the cookie moves on all the same
+    directory.change(3, displayName=[b"User Three"])
+    again = _import(directory, store, "delta")
+    assert again.result == "completed-import-errors" and again.counters["objects_read_again"] == 1
+    assert [error["anchor"] for error in store.run_errors(again.run_id)] == [str(guid(1))]
+    assert directory.cookies_seen == [b"0", b"2"]  # not from before the failed entry again
 
     directory.change(1, description=[b"fixed"])  # the admin fixes the value
     second = _import(directory, store, "delta")
@@ -72,11 +85,40 @@ def test_changes_of_an_entry_that_failed_to_decode_are_read_again_once_it_is_fix
     attrs = json.loads(live_objects(store)[str(guid(1))]["attrs"])
     assert attrs["description"] == ["fixed"]
     assert attrs["displayName"] == ["User One"], "the display name changed with the broken value was lost"
-    assert directory.cookies_seen == [b"0", b"0"]  # the second delta read again from before the failed entry
+    assert directory.cookies_seen == [b"0", b"2", b"3"] and _to_read_again(store) == []
 
     directory.change(2, description=[b"later"])
-    assert _import(directory, store, "delta").result == "success"
-    assert directory.cookies_seen[-1] == b"3"  # a clean delta moves the cookie on
+    clean = _import(directory, store, "delta")
+    assert clean.result == "success" and "objects_read_again" not in clean.counters
+    assert directory.cookies_seen[-1] == b"4"
+
+
+def test_an_object_read_again_is_replaced_whole_and_one_gone_leaves_the_list(store):
+    """Read again, an object is what the directory holds now: a value cleared since is cleared, as a full import's
+    read would; an object the directory no longer returns leaves the list (its deletion is a DirSync change)."""
+    directory = ChangeLogDirectory()
+    for n in (1, 2):
+        directory.add_user(n, f"user{n}")
+    directory.objects[guid(1)][1]["description"] = [b"old"]
+    directory.objects[guid(2)][1]["description"] = [b"old"]
+    _import(directory, store, "full")
+    for n in (1, 2):
+        directory.change(n, displayName=[b"\xff"])
+    assert _import(directory, store, "delta").counters["objects_to_read_again"] == 2
+
+    directory.change(1, displayName=[b"User One"])
+    del directory.objects[guid(1)][1]["description"]  # cleared in AD since (DirSync's change came with the failure)
+    del directory.objects[guid(2)]
+    result = _import(directory, store, "delta")
+    assert result.result == "success" and result.counters["objects_read_again"] == 2
+    attrs = json.loads(live_objects(store)[str(guid(1))]["attrs"])
+    assert attrs["displayName"] == ["User One"] and "description" not in attrs
+    assert _to_read_again(store) == []
+
+
+def _to_read_again(store: Store) -> list[str]:
+    watermark = store.get_watermark("ad", retry_key(NC))
+    return json.loads(watermark.cookie) if watermark is not None else []
 
 
 def test_an_entry_a_full_import_cannot_decode_is_kept_as_it_was_never_deleted(store):

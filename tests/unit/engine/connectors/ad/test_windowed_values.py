@@ -4,7 +4,8 @@ DirSync with incremental values sends member changes as ``member;range=1-1`` (ad
 (removed). A DC may also send a window of the whole list (DirSync without the incremental-values flag, a large value
 change): taken as the group's member set, it would drop every member past the window, a mass member removal the
 export then writes. The delta reads such an object whole by objectGUID (every range, as a full import does) before it
-applies it; an object it cannot read whole is a per-object error, left unchanged, and its partition keeps its cookie.
+applies it; an object it cannot read whole is a per-object error, left unchanged: with a source that reads objects
+whole (the hook) it is listed to be read again by the next delta, and one that cannot keeps its partition's cookie.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.reader import TruncatedValuesError, import_active_directory
+from airflow_provider_aadsync.engine.connectors.ad.retries import retry_key
 from airflow_provider_aadsync.engine.store import Store, cs_reference
 from tests.support.fakes import ATTRS, NC, FakeDirectory, guid
 
@@ -96,13 +98,20 @@ def test_a_source_that_cannot_read_objects_whole_makes_it_an_error_not_a_truncat
 
 
 def test_a_group_gone_before_it_is_read_whole_is_an_error_and_left_unchanged(directory, store):
+    """Listed to be read again by the next delta (retries.py), which finds it gone and drops it from the list: its
+    deletion reaches the connector space as DirSync's change of its own, not as a read that found nothing."""
     directory.delta_batches = [[_windowed_entry(directory)]]
     del directory.objects[guid(GROUP)]
     result = _import(directory, store, "delta")
     assert result.result == "completed-import-errors"
     assert [error["code"] for error in store.run_errors(result.run_id)] == ["truncated-values"]
     assert _members(store) == {str(guid(n)) for n in range(1, 5)}
-    assert store.get_watermark("ad", NC).cookie == b"cookie-0"
+    assert store.get_watermark("ad", NC).cookie == b"cookie-0+1"  # moved on: the group is read again instead
+    assert store.get_watermark("ad", retry_key(NC)).cookie == f'["{guid(GROUP)}"]'.encode()
+    again = _import(directory, store, "delta")
+    assert again.result == "success" and again.counters["objects_read_again"] == 1
+    assert store.get_watermark("ad", retry_key(NC)).cookie == b"[]"
+    assert _members(store) == {str(guid(n)) for n in range(1, 5)}
 
 
 def test_incremental_member_values_are_not_read_whole(directory, store):
