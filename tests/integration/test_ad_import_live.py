@@ -228,6 +228,40 @@ def test_undecodable_value_is_a_per_object_error(dc, admin, store):
     assert admin.modify(bad, {"photo": [(ldap3.MODIFY_DELETE, [])]})
 
 
+def test_an_object_that_fails_is_kept_by_a_full_import_and_read_again_whole_by_each_delta(dc, admin, store):
+    """A value the import cannot decode (a photo read as text), set in the same change as a new display name: the
+    delta records the error and moves its cookie on; each delta reads the user again whole by objectGUID (the hook's
+    search) until the value is fixed, and then applies the display name of the failed change too. A full import in
+    between keeps the user as it was instead of deleting it as unseen."""
+    attributes = [*DEFAULT_AD_ATTRIBUTES, "photo"]
+    user = add_user(admin, dc, "Read Again")
+    anchor = guid_of(admin, user)
+    assert run(dc, store, "full", attributes=attributes)["result"] == "success"
+    change = {"displayName": [(ldap3.MODIFY_REPLACE, ["Read Again Renamed"])]}
+    assert admin.modify(user, {**change, "photo": [(ldap3.MODIFY_REPLACE, [b"\xff\xd8\xff\xe0"])]}), admin.result
+
+    failed = run(dc, store, "delta", attributes=attributes)
+    assert failed["mode"] == "delta" and failed["result"] == "completed-import-errors"
+    assert [error["anchor"] for error in store.run_errors(failed["run_id"])] == [anchor]
+    assert failed["counters"]["objects_to_read_again"] == 1 and "watermarks_kept" not in failed["counters"]
+    assert json.loads(live_rows(store)[anchor]["attrs"])["displayName"] == ["Read Again"]
+
+    full = run(dc, store, "full", attributes=attributes)  # still broken: kept as it was, not deleted as unseen
+    assert full["result"] == "completed-import-errors" and full["counters"]["kept_unreadable"] == 1
+    assert anchor in live_rows(store)
+    again = run(dc, store, "delta", attributes=attributes)  # the full import listed it too
+    assert again["counters"]["objects_read_again"] == 1 and again["result"] == "completed-import-errors"
+
+    assert admin.modify(user, {"photo": [(ldap3.MODIFY_DELETE, [])]}), admin.result
+    fixed = run(dc, store, "delta", attributes=attributes)
+    assert fixed["result"] == "success" and fixed["counters"]["objects_read_again"] == 1
+    attrs = json.loads(live_rows(store)[anchor]["attrs"])
+    assert attrs["displayName"] == ["Read Again Renamed"] and "photo" not in attrs
+    clean = run(dc, store, "delta", attributes=attributes)
+    assert clean["result"] == "success" and "objects_read_again" not in clean["counters"]
+    assert admin.delete(user)
+
+
 def test_filter_built_from_data_is_escaped(dc, admin):
     injected = "*)(objectClass=*"
     add_user(admin, dc, "Injection Probe", description=injected)
