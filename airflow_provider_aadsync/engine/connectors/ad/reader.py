@@ -15,7 +15,9 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder, reference_from_value
 from airflow_provider_aadsync.engine.connectors.ad.retries import (
+    READ_AGAIN_AT_MOST,
     failed_anchors,
+    next_list,
     retry_key,
     retry_row,
     saved_retries,
@@ -191,7 +193,7 @@ class ADImportSteps:
                 # Not what another AD connector's space holds: a renamed connector's full import refuses everything,
                 # which waits for the admin (put the name back, or drop the old space and import fully).
                 failed = [e for e in errors.errors[failed_before:] if e["code"] != HELD_ELSEWHERE]
-                retries[retry_key(partition.key)] = retry_row(failed_anchors(failed)[0])
+                retries[retry_key(partition.key)] = retry_row(sorted(failed_anchors(failed)[0]))
         # The base OU itself is read with its subtree; alone, it means the scope saw nothing.
         writer.finish_full(not_counted=self.not_counted, gone_roots=self._missing_includes())
         return {**cookies, **retries}
@@ -239,17 +241,21 @@ class ADImportSteps:
             if len(errors) > failed_before and not (named and self._can_read_again):
                 keep_watermark(writer, partition.key, len(errors) - failed_before, "DirSync cookie")
                 continue
+            listed = sorted(failed)
             if self._can_read_again:
-                waiting = saved_retries(writer.connection, writer.connector, partition.key) - failed
+                before = saved_retries(writer.connection, writer.connector, partition.key)
+                waiting = [anchor for anchor in before if anchor not in failed]
+                read = waiting[:READ_AGAIN_AT_MOST]
                 again_before = len(errors)
-                self._read_again(partition, sorted(waiting), writer, errors)
-                failed |= failed_anchors(errors.errors[again_before:])[0]
-                cookies[retry_key(partition.key)] = retry_row(failed)
-            if failed:
-                writer.counters["objects_to_read_again"] += len(failed)
+                self._read_again(partition, read, writer, errors)
+                again = failed_anchors(errors.errors[again_before:])[0]
+                listed = next_list(waiting, read, again, failed)
+                cookies[retry_key(partition.key)] = retry_row(listed)
+            if listed:
+                writer.counters["objects_to_read_again"] += len(listed)
                 log.warning(
                     "%d object(s) of %s in %s failed: each delta reads them again whole until they apply",
-                    len(failed),
+                    len(listed),
                     partition.key,
                     writer.connector,
                 )

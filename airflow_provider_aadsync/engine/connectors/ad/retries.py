@@ -12,6 +12,10 @@ objectGUID, and applies each as a full import's read would (every value and refe
 leaves the list, one that fails again stays (its per-object error is in every run until it is fixed), one the
 directory no longer returns leaves it too (its deletion or move comes as a DirSync change of its own). A full import
 starts the lists again from what failed in it.
+
+A delta reads at most :data:`READ_AGAIN_AT_MOST` of them, the ones waiting longest, and puts those that fail again
+at the end of the list: a directory with thousands of broken objects neither makes each delta read them all nor
+fills its error limit with them (5,000 errors stop a run, and would stop every delta from then on).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from airflow_provider_aadsync.engine.store import watermark
 
 #: The watermark pseudo-partition (``retry <partition key>``) holding a partition's objects to read again whole.
 RETRY_PARTITION = "retry "
+#: Listed objects one delta reads again (five searches of the hook's hundred), the ones waiting longest first.
+READ_AGAIN_AT_MOST = 500
 
 
 def retry_key(partition: str) -> str:
@@ -38,19 +44,28 @@ def retry_key(partition: str) -> str:
     return f"{RETRY_PARTITION}{hashlib.sha256(partition.encode()).hexdigest()}"
 
 
-def saved_retries(connection: sa.Connection, connector: str, partition: str) -> set[str]:
-    """The anchors saved to be read again whole in ``partition`` (none when no row or an empty one)."""
+def saved_retries(connection: sa.Connection, connector: str, partition: str) -> list[str]:
+    """The anchors saved to be read again whole in ``partition``, waiting longest first (none when no row)."""
     cookie = connection.execute(
         sa.select(watermark.c.cookie).where(
             watermark.c.connector == connector, watermark.c.partition == retry_key(partition)
         )
     ).scalar()
-    return set(json.loads(bytes(cookie))) if cookie else set()
+    return list(json.loads(bytes(cookie))) if cookie else []
 
 
 def retry_row(anchors: Iterable[str]) -> bytes:
-    """The watermark value listing ``anchors`` (sorted: the same list is the same row)."""
-    return json.dumps(sorted(set(anchors))).encode()
+    """The watermark value listing ``anchors`` in their order (waiting longest first), each once."""
+    return json.dumps(list(dict.fromkeys(anchors))).encode()
+
+
+def next_list(
+    waiting: Sequence[str], read: Sequence[str], failed_again: set[str], failed_now: Iterable[str]
+) -> list[str]:
+    """The list after a delta: those it did not read (still first), those it read that failed again (to the end),
+    then the objects that failed in its own changes."""
+    unread = waiting[len(read) :]
+    return [*unread, *(anchor for anchor in read if anchor in failed_again), *sorted(failed_now)]
 
 
 def failed_anchors(errors: Sequence[dict[str, Any]]) -> tuple[set[str], bool]:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
+from airflow_provider_aadsync.engine.connectors.ad import reader
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
 from airflow_provider_aadsync.engine.connectors.ad.retries import retry_key
 from airflow_provider_aadsync.engine.store import Store
@@ -114,6 +115,27 @@ def test_an_object_read_again_is_replaced_whole_and_one_gone_leaves_the_list(sto
     attrs = json.loads(live_objects(store)[str(guid(1))]["attrs"])
     assert attrs["displayName"] == ["User One"] and "description" not in attrs
     assert _to_read_again(store) == []
+
+
+def test_a_delta_reads_again_at_most_its_share_the_ones_waiting_longest_first(store, monkeypatch):
+    """Thousands of broken objects must not make each delta read them all, nor fill its error limit (5,000 errors
+    stop a run: every delta would stop): a delta reads a bounded share, and what fails again waits at the end."""
+    monkeypatch.setattr(reader, "READ_AGAIN_AT_MOST", 2)
+    directory = ChangeLogDirectory()
+    for n in (1, 2, 3):
+        directory.add_user(n, f"user{n}")
+    _import(directory, store, "full")
+    for n in (1, 2, 3):
+        directory.change(n, displayName=[b"\xff"])
+    assert _import(directory, store, "delta").counters["errors"] == 3
+    assert _to_read_again(store) == [str(guid(n)) for n in (1, 2, 3)]
+
+    second = _import(directory, store, "delta")
+    assert (second.counters["objects_read_again"], second.counters["errors"]) == (2, 2)
+    assert _to_read_again(store) == [str(guid(n)) for n in (3, 1, 2)]
+    third = _import(directory, store, "delta")
+    assert [error["anchor"] for error in store.run_errors(third.run_id)] == [str(guid(n)) for n in (3, 1)]
+    assert _to_read_again(store) == [str(guid(n)) for n in (2, 3, 1)]
 
 
 def _to_read_again(store: Store) -> list[str]:
