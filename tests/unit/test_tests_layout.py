@@ -25,6 +25,7 @@ RERUNS = {
     "integration/test_derived_state_postgres.py",
     "integration/test_sync_features_postgres.py",
     "integration/test_sync_postgres.py",
+    "integration/test_import_failures_postgres.py",
 }
 
 
