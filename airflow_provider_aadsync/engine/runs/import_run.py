@@ -43,6 +43,11 @@ class ErrorLimitExceeded(Exception):
     """Raised inside an import when the per-object error limit is reached; the transaction rolls back."""
 
 
+def error_anchors(errors: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The anchors ``errors`` name (an error may name none: an entry without an objectGUID, an item without an id)."""
+    return {error["anchor"] for error in errors if error.get("anchor")}
+
+
 class ErrorSink:
     """Collects per-object errors for the run record; raises once there are ``limit`` of them."""
 
@@ -63,7 +68,7 @@ class ErrorSink:
 
     def anchors(self) -> set[str]:
         """The anchors of the objects with an error (those an error could name)."""
-        return {error["anchor"] for error in self.errors if error["anchor"]}
+        return error_anchors(self.errors)
 
 
 class ImportSteps(Protocol):

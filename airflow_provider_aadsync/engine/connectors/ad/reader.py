@@ -241,7 +241,7 @@ class ADImportSteps:
             if len(errors) > failed_before and not (named and self._can_read_again):
                 keep_watermark(writer, partition.key, len(errors) - failed_before, "DirSync cookie")
                 continue
-            listed = sorted(failed)
+            listed: list[str] = []  # failed is empty here unless the source reads objects whole
             if self._can_read_again:
                 before = saved_retries(writer.connection, writer.connector, partition.key)
                 waiting = [anchor for anchor in before if anchor not in failed]

@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.runs.import_run import error_anchors
 from airflow_provider_aadsync.engine.store import watermark
 
 #: The watermark pseudo-partition (``retry <partition key>``) holding a partition's objects to read again whole.
@@ -71,5 +72,4 @@ def next_list(
 def failed_anchors(errors: Sequence[dict[str, Any]]) -> tuple[set[str], bool]:
     """The anchors of ``errors`` (per-object errors of one partition), and whether each error named its object: one
     that did not cannot be read again by anchor."""
-    anchors = {error["anchor"] for error in errors if error.get("anchor")}
-    return anchors, all(error.get("anchor") for error in errors)
+    return error_anchors(errors), all(error.get("anchor") for error in errors)
