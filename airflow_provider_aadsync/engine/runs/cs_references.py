@@ -47,12 +47,16 @@ class ReferenceRows:
             found.update(self.connection.execute(base.where(cs_reference.c.target_anchor.in_(chunk))).scalars())
         return found
 
-    def stored_attributes(self, anchor: str) -> set[str]:
-        """The reference attributes the connector space holds rows of for ``anchor``."""
-        query = sa.select(cs_reference.c.attribute).where(
-            cs_reference.c.connector == self.connector, cs_reference.c.anchor == anchor
-        )
-        return set(self.connection.execute(query.distinct()).scalars())
+    def stored_attributes(self, anchors: Sequence[str]) -> dict[str, set[str]]:
+        """Per anchor of ``anchors``, the reference attributes the connector space holds rows of (one read a chunk)."""
+        found: dict[str, set[str]] = {}
+        for chunk in chunks(list(dict.fromkeys(anchors)), IN_CHUNK):
+            query = sa.select(cs_reference.c.anchor, cs_reference.c.attribute).where(
+                cs_reference.c.connector == self.connector, cs_reference.c.anchor.in_(chunk)
+            )
+            for anchor, attribute in self.connection.execute(query.distinct()):
+                found.setdefault(anchor, set()).add(attribute)
+        return found
 
     def write_changes(self, anchor: str, attribute: str, add: Sequence[Reference], remove: Sequence[str]) -> None:
         if add:

@@ -336,14 +336,16 @@ class ConnectorSpaceWriter:
         each replaces every value and reference the connector space holds for it, as a full import's read would (an
         attribute or reference list it no longer has is cleared); one the space does not hold alive is added, a
         deleted one deleted."""
-        stored = self._load_rows([obj.anchor for obj in objects if not obj.deleted])
+        anchors = [obj.anchor for obj in objects if not obj.deleted]
+        stored = self._load_rows(anchors)
+        references = self.references.stored_attributes(anchors)
         for obj in objects:
             current = stored.get(obj.anchor)
             if obj.deleted or current is None or current["is_deleted"]:
                 continue
             for name in current["attrs"]:
                 obj.attrs.setdefault(name, [])
-            for name in self.references.stored_attributes(obj.anchor):
+            for name in references.get(obj.anchor, ()):
                 obj.references.setdefault(name, [])
         self.write_delta_page(objects)
 
