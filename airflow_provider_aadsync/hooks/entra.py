@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import msal
@@ -459,6 +459,28 @@ class EntraHook(BaseHook):
             if error.status == 410 or error.code in DELTA_STATE_LOST_CODES:
                 raise DeltaLinkExpired(str(error)) from error
             raise
+
+    def get_object(
+        self, resource: str, object_id: str, select: Sequence[str], expand: Sequence[str] = ()
+    ) -> dict[str, Any] | None:
+        """``GET /{resource}/{id}`` with ``$select`` (and ``$expand``: a user's ``manager``): one user or group read
+        whole, as the import reads an object a delta could not apply again; None when Graph has no such object
+        (404: deleted, its removal comes as a delta change of its own)."""
+        params = {"$select": ",".join(select)}
+        if expand:
+            params["$expand"] = ",".join(expand)
+        try:
+            return self.request("GET", f"/{resource}/{quote(object_id, safe='')}", params=params)
+        except GraphError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def member_ids(self, group_id: str) -> list[str]:
+        """The ids of a group's direct members of every type (``GET /groups/{id}/members``, every page), as a delta
+        round's ``members@delta`` names them."""
+        url = f"/groups/{quote(group_id, safe='')}/members"
+        return [item["id"] for page in self.paginate(url, params={"$select": "id"}) for item in page["value"]]
 
     def deleted_pages(self, resource: str, select: Sequence[str]) -> Iterator[dict[str, Any]]:
         """Yield the pages of the soft-deleted objects of ``resource`` (``users``/``groups``) in deletedItems."""

@@ -4,7 +4,7 @@ Connector-specific reading lives in an :class:`ImportSteps` (Active Directory, E
 guarantee whatever the source lives here: rows and watermarks commit together or not at all, a delta without a
 usable watermark becomes a full import and says why, per-object errors are recorded and capped (a delta that cannot
 read a failed object again later keeps the old watermark of its partition, so the next delta reads its changes
-again: ``keep_watermark``; the AD import reads failed objects again instead, engine/connectors/ad/retries.py), and a
+again: ``keep_watermark``; the AD and Entra imports read failed objects again instead, runs/read_again.py), and a
 full import keeps, as it was, what it read but could not apply.
 """
 

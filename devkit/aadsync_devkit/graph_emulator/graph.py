@@ -48,6 +48,15 @@ _DELETED_KINDS = {"microsoft.graph.user": USER, "microsoft.graph.group": GROUP}
 class GraphJSON(JSONResponse):
     media_type = ODATA_JSON
 
+    def render(self, content: Any) -> bytes:
+        """Starlette's rendering, or, for a value holding an unpaired surrogate (written through a JSON escape, as
+        JSON allows), the same document with non-ASCII text escaped: valid JSON that carries the surrogate as it was
+        written, where UTF-8 cannot encode it (Starlette would answer 500)."""
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
 
 def paged(
     request: Request, params: dict[str, str], query: Any, rows: list[Any], entity_set: str, render: Any

@@ -9,19 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder, reference_from_value
-from airflow_provider_aadsync.engine.connectors.ad.retries import (
-    READ_AGAIN_AT_MOST,
-    failed_anchors,
-    next_list,
-    retry_key,
-    retry_row,
-    saved_retries,
-)
 from airflow_provider_aadsync.engine.connectors.ad.scope import (
     GROUP_FILTERED_TYPES,
     SCOPE_PARTITION,
@@ -39,10 +32,10 @@ from airflow_provider_aadsync.engine.runs.import_run import (
     ErrorSink,
     ImportResult,
     Mode,
-    keep_watermark,
     run_import,
 )
 from airflow_provider_aadsync.engine.runs.prefetch import prefetch
+from airflow_provider_aadsync.engine.runs.read_again import full_import_list, settle_delta_partition
 from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, SourceObject
 from airflow_provider_aadsync.engine.store import cs_object, link, watermark
 
@@ -193,7 +186,7 @@ class ADImportSteps:
                 # Not what another AD connector's space holds: a renamed connector's full import refuses everything,
                 # which waits for the admin (put the name back, or drop the old space and import fully).
                 failed = [e for e in errors.errors[failed_before:] if e["code"] != HELD_ELSEWHERE]
-                retries[retry_key(partition.key)] = retry_row(sorted(failed_anchors(failed)[0]))
+                retries.update(full_import_list(partition.key, failed))
         # The base OU itself is read with its subtree; alone, it means the scope saw nothing.
         writer.finish_full(not_counted=self.not_counted, gone_roots=self._missing_includes())
         return {**cookies, **retries}
@@ -217,7 +210,7 @@ class ADImportSteps:
 
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
         """The changes since the saved cookies, and the objects that failed before read again whole; the new cookie
-        of each partition, with the objects that failed in it (``retry <partition>``, engine/connectors/ad/retries.py).
+        of each partition, with the objects that failed in it (``retry <partition>``, engine/runs/read_again.py).
 
         DirSync reports the attributes changed since a cookie, so a cookie moved past a failed entry would lose its
         other changes for good: the failed objects are read again whole by objectGUID by each delta until they apply.
@@ -237,28 +230,18 @@ class ADImportSteps:
                 # The cookie commits with the rows when the run ends; a chunk inside a search has none of its own.
                 if page_cookie is not None:
                     cookie = page_cookie
-            failed, named = failed_anchors(errors.errors[failed_before:])
-            if len(errors) > failed_before and not (named and self._can_read_again):
-                keep_watermark(writer, partition.key, len(errors) - failed_before, "DirSync cookie")
-                continue
-            listed: list[str] = []  # failed is empty here unless the source reads objects whole
-            if self._can_read_again:
-                before = saved_retries(writer.connection, writer.connector, partition.key)
-                waiting = [anchor for anchor in before if anchor not in failed]
-                read = waiting[:READ_AGAIN_AT_MOST]
-                again_before = len(errors)
-                self._read_again(partition, read, writer, errors)
-                again = failed_anchors(errors.errors[again_before:])[0]
-                listed = next_list(waiting, read, again, failed)
-                cookies[retry_key(partition.key)] = retry_row(listed)
-            if listed:
-                writer.counters["objects_to_read_again"] += len(listed)
-                log.warning(
-                    "%d object(s) of %s in %s failed: each delta reads them again whole until they apply",
-                    len(listed),
-                    partition.key,
-                    writer.connector,
-                )
+            read_again = partial(self._read_again, partition, writer=writer, errors=errors)
+            listed = settle_delta_partition(
+                writer,
+                errors,
+                partition.key,
+                failed_before,
+                "DirSync cookie",
+                read_again if self._can_read_again else None,
+            )
+            if listed is None:
+                continue  # the partition keeps its old cookie
+            cookies.update(listed)
             cookies[partition.key] = cookie
         return cookies
 
@@ -268,9 +251,6 @@ class ADImportSteps:
         """Read ``anchors`` (objects a run could not apply) whole and apply each as a full import's read would: every
         value and reference replaced; out of the scope now, deleted; one the directory no longer returns is left to
         the DirSync change that removed it. One that fails again is a per-object error of this run."""
-        if not anchors:
-            return
-        writer.counters["objects_read_again"] += len(anchors)
         entries = self.source.read_entries(anchors, self.attributes, **self._base(partition))  # type: ignore[attr-defined]
         complete = []
         for obj in self._decode(partition, entries, errors, partial=True, whole=True):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_aadsync.engine.connectors.entra.extensions import ExtensionNames, extension_names
@@ -29,10 +31,10 @@ from airflow_provider_aadsync.engine.runs.import_run import (
     ErrorSink,
     ImportResult,
     Mode,
-    keep_watermark,
     run_import,
 )
 from airflow_provider_aadsync.engine.runs.prefetch import prefetch
+from airflow_provider_aadsync.engine.runs.read_again import full_import_list, settle_delta_partition
 from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError, Reference, SourceObject
 
 if TYPE_CHECKING:
@@ -143,8 +145,10 @@ def graph_object(
         obj.attrs[SOFT_DELETED] = []  # present again (restored, or any change): no longer soft-deleted
     _check_values(anchor, obj.dn, obj.attrs)
     changes = item.get("members@delta") or []
-    for member in changes:
-        _check_anchor(f"{resource} member", member.get("id") if isinstance(member, dict) else None)
+    with _naming(anchor, obj.dn):
+        for member in changes:
+            _check_anchor(f"{resource} member", member.get("id") if isinstance(member, dict) else None)
+        manager = manager_change(item)
     added: list[Reference] = [(member["id"], None) for member in changes if "@removed" not in member]
     removed: list[Reference] = [(member["id"], None) for member in changes if "@removed" in member]
     if partial:
@@ -154,7 +158,6 @@ def graph_object(
             obj.reference_removes[MEMBERS] = removed
     elif added:
         obj.references[MEMBERS] = added
-    manager = manager_change(item)
     if manager is not None:
         target, removed_manager = manager
         if not removed_manager:
@@ -162,6 +165,18 @@ def graph_object(
         elif partial:
             obj.reference_removes[MANAGER] = [(target, None)]
     return obj
+
+
+@contextmanager
+def _naming(anchor: str, dn: str) -> Iterator[None]:
+    """An :class:`ObjectDecodeError` raised inside names the object ``anchor`` when it names none (a member's or the
+    manager's id that is not usable): the object is then read again whole by the next delta (runs/read_again.py)."""
+    try:
+        yield
+    except ObjectDecodeError as error:
+        if error.anchor is None:
+            raise ObjectDecodeError(str(error), dn=dn, anchor=anchor, code=error.code) from None
+        raise
 
 
 def manager_change(item: dict[str, Any]) -> tuple[str, bool] | None:
@@ -232,7 +247,8 @@ def _user_page(
                 except UnicodeEncodeError:
                     _check_values(anchor, f"users/{anchor}", attrs)
                     raise
-                manager = manager_change(item)
+                with _naming(anchor, f"users/{anchor}"):
+                    manager = manager_change(item)
             except ObjectDecodeError as error:
                 errors.add(error)
                 continue
@@ -289,6 +305,7 @@ class EntraImportSteps:
 
     def full(self, writer: ConnectorSpaceWriter, errors: ErrorSink) -> Mapping[str, bytes]:
         writer.begin_full()
+        failed_before = len(errors)
         links: dict[str, bytes] = {}
         # Reading, decoding and shaping pages runs ahead in another thread while this one writes the store
         # (SQLite releases the GIL while it works); see bench/README.md for the figures.
@@ -298,7 +315,35 @@ class EntraImportSteps:
         writer.keep_in_full(self._soft_deleted_groups(errors))
         self._writeback_switches(writer, errors)
         writer.finish_full()
-        return _require_links(links, self.wanted)
+        links = _require_links(links, self.wanted)
+        if self._can_read_again:  # what failed here is read again whole by the next delta (runs/read_again.py)
+            failed = errors.errors[failed_before:]
+            for resource in self.wanted:
+                links.update(full_import_list(resource, [e for e in failed if _of_resource(e, resource)]))
+        return links
+
+    @property
+    def _can_read_again(self) -> bool:
+        """Whether the source reads one user or group whole by id (the hook does): failed objects are then read
+        again by each delta instead of the delta keeping its resource's old link."""
+        return all(getattr(self.source, name, None) is not None for name in ("get_object", "member_ids"))
+
+    def _read_again(
+        self, resource: str, anchors: Sequence[str], *, writer: ConnectorSpaceWriter, errors: ErrorSink
+    ) -> None:
+        """Read ``anchors`` (objects a run could not apply) whole by id and apply each as a full round's item would:
+        every property, the manager, every member replaced. One Graph no longer has is left to the delta change that
+        removed it; one that fails again is a per-object error of this run."""
+        # ``members`` is a navigation property: a delta query selects it (``members@delta``), a read by id cannot.
+        select = [name for name in self.select[resource] if name != MEMBERS]
+        objects = []
+        for anchor in anchors:
+            item = self.source.get_object(resource, anchor, select, _EXPAND[resource])  # type: ignore[attr-defined]
+            if item is None:
+                continue
+            objects += _objects(resource, [_as_round_item(self.source, resource, item)], errors, partial=False,
+                                names=self.names)  # fmt: skip
+        writer.write_whole(objects)
 
     def _writeback_switches(self, writer: ConnectorSpaceWriter, errors: ErrorSink) -> None:
         """Each Microsoft 365 group's writebackConfiguration.isEnabled (absent when null: Graph's default, enabled),
@@ -363,12 +408,14 @@ class EntraImportSteps:
         yield users, dict(links)
 
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
-        """The changes since the saved delta links; the new link of each resource whose changes all applied.
+        """The changes since the saved delta links, and the objects that failed before read again whole; the new
+        link of each resource, with the objects that failed in it (``retry <resource>``, runs/read_again.py).
 
-        A resource where an object failed (a per-object error) keeps its old link (left out here, its age kept too):
-        a link moved past the failed item would bring the object again only when it next changes, and a group's
-        ``members@delta`` then only with the member changes made since, so those of the failed item would be lost
-        for good. The next delta reads the resource's changes again from the old link."""
+        A link moved past a failed item would bring the object again only when it next changes, and a group's
+        ``members@delta`` then only with the member changes made since: those of the failed item would be lost for
+        good. So each delta reads the failed objects again whole by id until they apply. A source that cannot read
+        objects by id, or an item without a usable id, keeps the resource's old link instead (left out here, its age
+        kept too): the next delta reads its changes again from there."""
         links: dict[str, bytes] = {}
         kept = []
         for resource, select in self.select.items():
@@ -376,13 +423,35 @@ class EntraImportSteps:
             for page in self.source.delta_pages(resource, select, saved[resource].decode()):
                 writer.write_delta_page(_objects(resource, page["value"], errors, partial=True, names=self.names))
                 links[resource] = _delta_link(page, links.get(resource))
-            if len(errors) > failed_before:
-                _require_links(links, [resource])
+            _require_links(links, [resource])
+            read_again = partial(self._read_again, resource, writer=writer, errors=errors)
+            listed = settle_delta_partition(
+                writer, errors, resource, failed_before, "delta link", read_again if self._can_read_again else None
+            )
+            if listed is None:
                 del links[resource]
                 kept.append(resource)
-                keep_watermark(writer, resource, len(errors) - failed_before, "delta link")
+                continue
+            links.update(listed)
         self._writeback_switches(writer, errors)
         return _require_links(links, [resource for resource in self.wanted if resource not in kept])
+
+
+def _of_resource(error: Mapping[str, Any], resource: str) -> bool:
+    """Whether a per-object error is of an object of ``resource`` (its DN is ``{resource}/{id}``)."""
+    return str(error.get("dn") or "").startswith(f"{resource}/")
+
+
+def _as_round_item(source: Any, resource: str, item: dict[str, Any]) -> dict[str, Any]:
+    """An object read by id in the shape of a full delta round's item: a user's expanded ``manager`` as
+    ``manager@delta``, a group's members (read from its ``members`` collection) as ``members@delta``."""
+    item = dict(item)
+    manager = item.pop(MANAGER, None)
+    if isinstance(manager, dict):
+        item["manager@delta"] = [manager]
+    if resource == "groups":
+        item["members@delta"] = [{"id": member} for member in source.member_ids(item["id"])]
+    return item
 
 
 def _objects(

@@ -4,7 +4,7 @@ whole by each delta until it applies, while the cookie moves on.
 DirSync reports the attributes changed since the cookie. An object whose entry failed to decode had every change of
 that entry dropped; the cookie moved on, the next delta reports only what changed after it (the value the admin
 fixed), so the other changes of the failed entry would be lost. The import lists the failed objects beside the
-cookie (engine/connectors/ad/retries.py) and each delta reads them again whole by objectGUID. Keeping the old cookie
+cookie (engine/runs/read_again.py) and each delta reads them again whole by objectGUID. Keeping the old cookie
 instead, as before, made every delta read everything changed since, for as long as the object kept failing.
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from airflow_provider_aadsync.engine.connectors.ad import reader
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
-from airflow_provider_aadsync.engine.connectors.ad.retries import retry_key
+from airflow_provider_aadsync.engine.runs import read_again
+from airflow_provider_aadsync.engine.runs.read_again import retry_key
 from airflow_provider_aadsync.engine.store import Store
 from tests.support.fakes import ATTRS, NC, FakeDirectory, guid
 from tests.support.stores import live_objects
@@ -120,7 +120,7 @@ def test_an_object_read_again_is_replaced_whole_and_one_gone_leaves_the_list(sto
 def test_a_delta_reads_again_at_most_its_share_the_ones_waiting_longest_first(store, monkeypatch):
     """Thousands of broken objects must not make each delta read them all, nor fill its error limit (5,000 errors
     stop a run: every delta would stop): a delta reads a bounded share, and what fails again waits at the end."""
-    monkeypatch.setattr(reader, "READ_AGAIN_AT_MOST", 2)
+    monkeypatch.setattr(read_again, "READ_AGAIN_AT_MOST", 2)
     directory = ChangeLogDirectory()
     for n in (1, 2, 3):
         directory.add_user(n, f"user{n}")

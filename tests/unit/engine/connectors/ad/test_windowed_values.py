@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.reader import TruncatedValuesError, import_active_directory
-from airflow_provider_aadsync.engine.connectors.ad.retries import retry_key
+from airflow_provider_aadsync.engine.runs.read_again import retry_key
 from airflow_provider_aadsync.engine.store import Store, cs_reference
 from tests.support.fakes import ATTRS, NC, FakeDirectory, guid
 

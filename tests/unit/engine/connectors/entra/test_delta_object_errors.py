@@ -1,13 +1,16 @@
-"""A change an Entra delta read but could not apply (a per-object error) is read again by the next delta.
+"""A change an Entra delta read but could not apply (a per-object error) is read again by a later delta.
 
 Graph's delta link brings the changes made since it was issued: a group whose item failed (a value that is not valid
 Unicode) had its ``members@delta`` dropped with it, and a link moved on would bring the group again only with the
-member changes made later, so the members of the failed item would never reach the connector space. The import keeps
-the old link of a resource where an object failed; the next delta reads the resource again from it.
+member changes made later, so the members of the failed item would never reach the connector space. A source that
+reads one object by id (the hook) has the import move the link on and read the failed objects again whole by each
+delta until they apply (runs/read_again.py); one that cannot (``ChangeLogGraph`` alone) keeps the old link of the
+resource, and the next delta reads its changes again from there.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -15,7 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
-from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
+from airflow_provider_aadsync.engine.runs.read_again import retry_key
+from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, watermark
 from tests.support.fakes import member, oid, user
 
 GROUP = oid(100)
@@ -49,6 +53,35 @@ class ChangeLogGraph:
                 item["members@delta"] += members
         link = f"https://graph.test/v1.0/{resource}/delta?$deltatoken={len(self.log)}"
         yield {"value": list(items.values()), "@odata.deltaLink": link}
+
+
+class ByIdGraph(ChangeLogGraph):
+    """A ChangeLogGraph that also reads one object by id, as the hook does (``get_object``, ``member_ids``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read_by_id: list[str] = []
+
+    def get_object(
+        self, resource: str, object_id: str, select: Sequence[str], expand: Sequence[str] = ()
+    ) -> dict[str, Any] | None:
+        self.read_by_id.append(object_id)
+        found = self.objects[resource].get(object_id)
+        return None if found is None else dict(found)
+
+    def member_ids(self, group_id: str) -> list[str]:
+        members: dict[str, None] = {}
+        for resource, object_id, changes in self.log:
+            if resource == "groups" and object_id == group_id:
+                for change in changes:
+                    if "@removed" in change:
+                        members.pop(change["id"], None)
+                    else:
+                        members[change["id"]] = None
+        return list(members)
+
+    def delete(self, resource: str, object_id: str) -> None:
+        del self.objects[resource][object_id]
 
 
 @pytest.fixture
@@ -109,3 +142,96 @@ def test_an_item_a_full_import_cannot_store_is_kept_as_it_was_never_deleted(stor
         )
     assert {oid(1), oid(2), GROUP} <= set(alive)
     assert "\\ud800" not in alive[oid(1)] and '"Sales"' in alive[oid(2)]
+
+
+def _to_read_again(store: Store, resource: str) -> list[str]:
+    with store.engine.connect() as connection:
+        query = sa.select(watermark.c.cookie).where(watermark.c.partition == retry_key(resource))
+        row = connection.execute(query).scalar()
+    return json.loads(bytes(row)) if row else []
+
+
+def _stored_attrs(store: Store, anchor: str) -> dict[str, Any]:
+    with store.engine.connect() as connection:
+        attrs = connection.execute(sa.select(cs_object.c.attrs).where(cs_object.c.anchor == anchor)).scalar_one()
+    return json.loads(attrs)
+
+
+def test_the_link_moves_on_and_the_failed_group_is_read_again_whole_with_its_members(store):
+    graph = ByIdGraph()
+    for n in (1, 2, 3):
+        graph.put("users", user(n))
+    graph.put("groups", {"id": GROUP, "displayName": "Team"}, [member(1)])
+    assert import_entra(graph, store, mode="full").result == "success"
+    assert _to_read_again(store, "groups") == [] and _to_read_again(store, "users") == []
+
+    graph.put("groups", {"id": GROUP, "displayName": "Team \ud800"}, [member(2), member(3)])
+    first = import_entra(graph, store, mode="delta")
+    assert first.result == "completed-import-errors" and first.counters["errors"] == 1
+    assert "watermarks_kept" not in first.counters and first.counters["objects_to_read_again"] == 1
+    assert _to_read_again(store, "groups") == [GROUP]
+
+    graph.objects["groups"][GROUP] = {"id": GROUP, "displayName": "Team"}  # fixed, and no change logged since
+    second = import_entra(graph, store, mode="delta")
+    assert second.result == "success" and second.counters["objects_read_again"] == 1
+    assert _members(store) == {oid(1), oid(2), oid(3)}, "the members added with the failed item were lost"
+    assert _stored_attrs(store, GROUP)["displayName"] == ["Team"]
+    assert _to_read_again(store, "groups") == []
+    groups_links = [link for link in graph.links_used if link and "/groups/" in link]
+    assert groups_links[0] != groups_links[1], "the groups link stayed where the failed item was"
+
+
+def test_an_object_that_fails_again_stays_listed_and_one_graph_no_longer_has_leaves_the_list(store):
+    graph = ByIdGraph()
+    for n in (1, 2):
+        graph.put("users", user(n))
+    graph.put("groups", {"id": GROUP, "displayName": "Team"})
+    assert import_entra(graph, store, mode="full").result == "success"
+    graph.put("users", user(1, displayName="User \ud800"))
+    graph.put("users", user(2, displayName="Two \ud800"))
+    assert import_entra(graph, store, mode="delta").counters["errors"] == 2
+    assert _to_read_again(store, "users") == sorted([oid(1), oid(2)])
+
+    graph.delete("users", oid(2))  # gone from the tenant (its removal is a delta change of its own)
+    again = import_entra(graph, store, mode="delta")
+    assert again.counters["errors"] == 1 and again.counters["objects_read_again"] == 2
+    assert _to_read_again(store, "users") == [oid(1)]
+    assert sorted(graph.read_by_id) == sorted([oid(1), oid(2)])
+
+
+def test_what_a_full_import_could_not_read_is_read_again_by_the_next_delta(store):
+    """A full import keeps an object it could not read as it was (never deleted as gone); the next delta reads it
+    again by id, without waiting for a change of its own or the next full import."""
+    graph = ByIdGraph()
+    for n in (1, 2):
+        graph.put("users", user(n))
+    assert import_entra(graph, store, mode="full").result == "success"
+    graph.objects["users"][oid(1)] = {**user(1), "displayName": "User 1 \ud800", "department": "Sales"}
+    full = import_entra(graph, store, mode="full")
+    assert full.counters["kept_unreadable"] == 1 and _to_read_again(store, "users") == [oid(1)]
+
+    graph.objects["users"][oid(1)] = {**user(1), "department": "Sales"}  # fixed in place: no delta change logged
+    delta = import_entra(graph, store, mode="delta")
+    assert delta.result == "success" and delta.counters["objects_read_again"] == 1
+    assert _stored_attrs(store, oid(1))["department"] == ["Sales"]
+    assert _to_read_again(store, "users") == []
+
+
+def test_a_user_whose_manager_id_is_unusable_is_named_and_read_again(store):
+    graph = ByIdGraph()
+    graph.put("users", user(1))
+    assert import_entra(graph, store, mode="full").result == "success"
+    graph.put("users", {**user(1), "manager@delta": [{"id": ""}]})
+    result = import_entra(graph, store, mode="delta")
+    assert result.counters["errors"] == 1 and _to_read_again(store, "users") == [oid(1)]
+
+
+def test_an_item_without_an_id_keeps_the_old_link(store):
+    """Nothing names the object to read again: the resource's link stays, as before."""
+    graph = ByIdGraph()
+    graph.put("users", user(1))
+    assert import_entra(graph, store, mode="full").result == "success"
+    graph.objects["users"]["broken"] = {"displayName": "no id"}
+    graph.log.append(("users", "broken", []))
+    result = import_entra(graph, store, mode="delta")
+    assert result.counters["watermarks_kept"] == 1 and _to_read_again(store, "users") == []

@@ -1,8 +1,8 @@
-"""The list of objects an AD partition reads again whole (engine/connectors/ad/retries.py): its watermark row."""
+"""The list of objects an import partition reads again whole (engine/runs/read_again.py): its watermark row."""
 
 from __future__ import annotations
 
-from airflow_provider_aadsync.engine.connectors.ad.retries import failed_anchors, next_list, retry_key, retry_row
+from airflow_provider_aadsync.engine.runs.read_again import failed_anchors, next_list, retry_key, retry_row
 from airflow_provider_aadsync.engine.store import watermark
 
 
