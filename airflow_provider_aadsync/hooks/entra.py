@@ -477,10 +477,11 @@ class EntraHook(BaseHook):
             raise
 
     def member_ids(self, group_id: str) -> list[str]:
-        """The ids of a group's direct members of every type (``GET /groups/{id}/members``, every page), as a delta
-        round's ``members@delta`` names them."""
+        """The ids of a group's direct members of every type (``GET /groups/{id}/members``, every page of Graph's
+        largest, 999), as a delta round's ``members@delta`` names them."""
         url = f"/groups/{quote(group_id, safe='')}/members"
-        return [item["id"] for page in self.paginate(url, params={"$select": "id"}) for item in page["value"]]
+        params = {"$select": "id", "$top": "999"}
+        return [item["id"] for page in self.paginate(url, params=params) for item in page["value"]]
 
     def deleted_pages(self, resource: str, select: Sequence[str]) -> Iterator[dict[str, Any]]:
         """Yield the pages of the soft-deleted objects of ``resource`` (``users``/``groups``) in deletedItems."""

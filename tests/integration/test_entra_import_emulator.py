@@ -76,6 +76,7 @@ def test_full_then_delta_import(graph_server, graph_tenant, tenant_with_data, st
     rows = live(store)
     assert sum(row["object_type"] == "user" for row in rows.values()) == USERS
     assert members(store, groups["team"]) == set(users[:BIG_GROUP])
+    assert sorted(hook.member_ids(groups["team"])) == sorted(users[:BIG_GROUP])  # a read by id: pages of 999
     assert json.loads(rows[groups["team"]]["attrs"])["groupTypes"] == ["Unified"]
     assert json.loads(rows[users[1]]["attrs"])["department"] == ["Sales"]
 

@@ -341,8 +341,8 @@ class EntraImportSteps:
             item = self.source.get_object(resource, anchor, select, _EXPAND[resource])  # type: ignore[attr-defined]
             if item is None:
                 continue
-            objects += _objects(resource, [_as_round_item(self.source, resource, item)], errors, partial=False,
-                                names=self.names)  # fmt: skip
+            shaped = _as_round_item(self.source, resource, anchor, item)
+            objects += _objects(resource, [shaped], errors, partial=False, names=self.names)
         writer.write_whole(objects)
 
     def _writeback_switches(self, writer: ConnectorSpaceWriter, errors: ErrorSink) -> None:
@@ -442,15 +442,15 @@ def _of_resource(error: Mapping[str, Any], resource: str) -> bool:
     return str(error.get("dn") or "").startswith(f"{resource}/")
 
 
-def _as_round_item(source: Any, resource: str, item: dict[str, Any]) -> dict[str, Any]:
-    """An object read by id in the shape of a full delta round's item: a user's expanded ``manager`` as
+def _as_round_item(source: Any, resource: str, anchor: str, item: dict[str, Any]) -> dict[str, Any]:
+    """Object ``anchor`` read by id in the shape of a full delta round's item: a user's expanded ``manager`` as
     ``manager@delta``, a group's members (read from its ``members`` collection) as ``members@delta``."""
     item = dict(item)
     manager = item.pop(MANAGER, None)
     if isinstance(manager, dict):
         item["manager@delta"] = [manager]
     if resource == "groups":
-        item["members@delta"] = [{"id": member} for member in source.member_ids(item["id"])]
+        item["members@delta"] = [{"id": member} for member in source.member_ids(anchor)]
     return item
 
 
