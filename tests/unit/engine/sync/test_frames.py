@@ -68,21 +68,32 @@ def test_rows_by_label_is_to_dict_index() -> None:
             assert _same(got[label][column], value), (label, column, got[label][column], value)
 
 
-def test_stored_rows_by_label_is_cell_values_of_each_cell() -> None:
-    """What inbound and outbound sync did per object and flow: NULL (None or NaN) and the two sentinels kept apart,
-    every other cell through cell_values."""
+def test_stored_rows_by_label_is_cell_values_of_each_cell_null_left_out() -> None:
+    """What inbound and outbound sync did per object and flow: the two sentinels kept apart, every other cell through
+    cell_values, and NULL (None, NaN, pd.NA, NaT) left out of the row (read as None by ``.get``). A NaT cell (a date
+    flow without a value) used to become the text "NaT"."""
     frame = _frame()
     got = stored_rows_by_label(frame)
+    assert list(got) == list(frame.index)
     for label, row in rows_by_label(frame).items():
         for column, cell in row.items():
             if cell is IgnoreThisFlow or cell is AuthoritativeNull:
                 expected = cell
-            elif cell is None or (isinstance(cell, float) and pd.isna(cell)):
-                expected = None
+            elif cell is None or (not isinstance(cell, list) and pd.isna(cell)):
+                assert column not in got[label], (label, column)
+                continue
             else:
                 expected = cell_values(cell)
             assert got[label][column] == expected, (label, column, got[label][column], expected)
             assert type(got[label][column]) is type(expected)
+    assert got[frame.index[1]].get("when") is None and got[frame.index[0]]["when"] == ["2026-01-01T00:00:00"]
+
+
+def test_stored_rows_by_label_keeps_a_row_whose_cells_are_all_null() -> None:
+    """Inbound sync tells an object the rule evaluated (a row, maybe empty) from one it did not (no row)."""
+    frame = pd.DataFrame({"a": [None, "x"], "b": [np.nan, None]}, index=["none", "some"], dtype=object)
+    assert stored_rows_by_label(frame) == {"none": {}, "some": {"a": ["x"]}}
+    assert stored_rows_by_label(frame.iloc[:0]) == {}
 
 
 def test_rows_by_label_of_empty_frames() -> None:
