@@ -54,6 +54,7 @@ class Inbound:
         self._reference_source: dict[str, bool] = {}
         #: Rule name → its flow plan (:meth:`_flow_plan`), worked out once per pass.
         self._plans: dict[str, list[tuple[str, str, bool, bool, int, str]]] = {}
+        self._sparse_plans: dict[str, Any] = {}
 
     def _is_reference(self, source: str) -> bool:
         known = self._reference_source.get(source)
@@ -205,6 +206,18 @@ class Inbound:
             values = results.get(name, (None, {}))[1].get(anchor)
             if values is None:
                 continue
+            sparse = None if tracing else self._sparse_plan(compiled)
+            if sparse is not None:  # what the loop below gives, driven by the cells present instead of every flow
+                by_target, references = sparse
+                for target, cell in values.items():
+                    flow = by_target.get(target)
+                    if flow is not None and cell is not None and cell is not IgnoreThisFlow:
+                        after[flow[0]] = [flow[1], flow[2], None if cell is AuthoritativeNull else cell]
+                for slot, contribution in references:
+                    after[slot] = list(contribution)
+                if references:
+                    self.state.reference_dirty.add(anchor)
+                continue
             for target, key, apply_once, is_reference, precedence, merge in self._flow_plan(compiled):
                 slot = (target, key)
                 if apply_once:
@@ -257,6 +270,35 @@ class Inbound:
                 for spec in compiled.flow_specs
             ]
         return plan
+
+    def _sparse_plan(
+        self, compiled: CompiledRule
+    ) -> tuple[dict[str, tuple[tuple[str, str], int, str]], list[tuple[tuple[str, str], tuple[int, str, str]]]] | None:
+        """An inbound rule's flows for :meth:`_contribute` to walk an object's present cells (its flow outcome row
+        holds no NULL, frames.stored_rows_by_label) instead of every flow: value flows by target (slot, precedence,
+        merge type) and the reference flows' contributions. None when a target has several flows (their order
+        decides) or a flow applies once (it reads the contribution before): those rules take the flow-by-flow loop."""
+        name = compiled.rule.name
+        if name not in self._sparse_plans:
+            plan = self._flow_plan(compiled)
+            eligible = len({flow[0] for flow in plan}) == len(plan) and not any(flow[2] for flow in plan)
+            self._sparse_plans[name] = (
+                (
+                    {
+                        target: ((target, key), precedence, merge)
+                        for target, key, _once, is_reference, precedence, merge in plan
+                        if not is_reference
+                    },
+                    [
+                        ((target, key), (precedence, merge, REFERENCE_MARKER))
+                        for target, key, _once, is_reference, precedence, merge in plan
+                        if is_reference
+                    ],
+                )  # fmt: skip
+                if eligible
+                else None
+            )
+        return self._sparse_plans[name]
 
     def _trace_flow(self, compiled: CompiledRule, target: str, values: Any) -> None:
         if self.state.trace is not None:
