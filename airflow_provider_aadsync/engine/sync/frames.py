@@ -6,7 +6,7 @@ import gc
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any
@@ -227,34 +227,10 @@ def stored_rows_by_label(frame: pd.DataFrame) -> dict[Any, dict[str, Any]]:
         values = (series if len(present) == len(series) else series.iloc[present]).tolist()
         if series.dtype == object or not isinstance(series.dtype, np.dtype):
             values = [v if type(v) in _NATIVE else _boxed(v) for v in values]
-        for row, value in zip(itemgetter(*present)(rows) if len(present) > 1 else [rows[present[0]]],
-                              _stored_column(values), strict=True):  # fmt: skip
+        holders = itemgetter(*present)(rows) if len(present) > 1 else (rows[present[0]],)
+        for row, value in zip(holders, _stored_column(values), strict=True):
             row[name] = value
     return dict(zip(frame.index, rows, strict=True))
-
-
-def rows_by_label(
-    frame: pd.DataFrame, convert: Callable[[list[Any]], list[Any]] | None = None
-) -> dict[Any, dict[str, Any]]:
-    """``frame.to_dict("index")`` built column by column: the same dicts (NumPy scalars boxed to Python, ``pd.NA`` as
-    None), without boxing every cell through pandas' generic per-cell path (a third of a full sync's rule time).
-    ``convert``, given, maps each column's boxed cells before they are dealt out to the rows."""
-    if not frame.index.is_unique:
-        raise ValueError("DataFrame index must be unique for orient='index'.")
-    columns = frame.columns.tolist()
-    data = []
-    for position in range(len(columns)):
-        series = frame.iloc[:, position]
-        values = series.tolist()
-        if series.dtype == object or not isinstance(series.dtype, np.dtype):
-            values = [v if type(v) in _NATIVE else _boxed(v) for v in values]
-        data.append(values if convert is None else convert(values))
-    if not columns:
-        return {label: {} for label in frame.index}
-    return {
-        label: dict(zip(columns, row, strict=True))
-        for label, row in zip(frame.index, zip(*data, strict=True), strict=True)
-    }
 
 
 def count_changes(before: Mapping[str, list[Any]], after: Mapping[str, list[Any]]) -> int:

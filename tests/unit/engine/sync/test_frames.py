@@ -25,7 +25,6 @@ from airflow_provider_aadsync.engine.sync.frames import (
     collections_between_batches,
     frame_of_rows,
     load_json,
-    rows_by_label,
     stored_rows_by_label,
 )
 from airflow_provider_aadsync.engine.sync.references import reference_summary
@@ -57,17 +56,6 @@ def _same(left: object, right: object) -> bool:
     return type(left) is type(right) and (left is right or left == right or (pd.isna(left) and pd.isna(right)))
 
 
-def test_rows_by_label_is_to_dict_index() -> None:
-    frame = _frame()
-    expected = frame.to_dict("index")
-    got = rows_by_label(frame)
-    assert list(got) == list(expected)
-    for label, row in expected.items():
-        assert list(got[label]) == list(row)
-        for column, value in row.items():
-            assert _same(got[label][column], value), (label, column, got[label][column], value)
-
-
 def test_stored_rows_by_label_is_cell_values_of_each_cell_null_left_out() -> None:
     """What inbound and outbound sync did per object and flow: the two sentinels kept apart, every other cell through
     cell_values, and NULL (None, NaN, pd.NA, NaT) left out of the row (read as None by ``.get``). A NaT cell (a date
@@ -75,7 +63,7 @@ def test_stored_rows_by_label_is_cell_values_of_each_cell_null_left_out() -> Non
     frame = _frame()
     got = stored_rows_by_label(frame)
     assert list(got) == list(frame.index)
-    for label, row in rows_by_label(frame).items():
+    for label, row in frame.to_dict("index").items():
         for column, cell in row.items():
             if cell is IgnoreThisFlow or cell is AuthoritativeNull:
                 expected = cell
@@ -96,11 +84,11 @@ def test_stored_rows_by_label_keeps_a_row_whose_cells_are_all_null() -> None:
     assert stored_rows_by_label(frame.iloc[:0]) == {}
 
 
-def test_rows_by_label_of_empty_frames() -> None:
-    assert rows_by_label(pd.DataFrame(index=pd.Index([1, 2]))) == {1: {}, 2: {}}
-    assert rows_by_label(pd.DataFrame({"a": []})) == {}
+def test_stored_rows_by_label_of_empty_frames() -> None:
+    assert stored_rows_by_label(pd.DataFrame(index=pd.Index([1, 2]))) == {1: {}, 2: {}}
+    assert stored_rows_by_label(pd.DataFrame({"a": []})) == {}
     with pytest.raises(ValueError, match="unique"):
-        rows_by_label(pd.DataFrame({"a": [1, 2]}, index=[0, 0]))
+        stored_rows_by_label(pd.DataFrame({"a": [1, 2]}, index=[0, 0]))
 
 
 @pytest.mark.parametrize(
