@@ -12,6 +12,7 @@ import logging
 import ssl
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -33,7 +34,7 @@ from airflow_provider_aadsync.engine.connectors.entra.extensions import (
     register_extensions,
 )
 from airflow_provider_aadsync.engine.connectors.entra.graph import WRITES_SENT
-from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutcomeUnknownError
+from airflow_provider_aadsync.engine.runs.source import BatchRequest, ObjectDecodeError, WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.secrets import scrub
 from airflow_provider_aadsync.hooks._settings import keep_secret
 from airflow_provider_aadsync.hooks.entra_batch import (
@@ -465,12 +466,16 @@ class EntraHook(BaseHook):
     ) -> dict[str, Any] | None:
         """``GET /{resource}/{id}`` with ``$select`` (and ``$expand``: a user's ``manager``): one user or group read
         whole, as the import reads an object a delta could not apply again; None when Graph has no such object
-        (404: deleted, its removal comes as a delta change of its own)."""
+        (404: deleted, its removal comes as a delta change of its own).
+
+        :raise ObjectDecodeError: Graph refuses this object's read (400, 403): a per-object error of the run, which
+            goes on, instead of a failed import (the object stays listed and is read again by the next delta)."""
         params = {"$select": ",".join(select)}
         if expand:
             params["$expand"] = ",".join(expand)
         try:
-            return self.request("GET", f"/{resource}/{quote(object_id, safe='')}", params=params)
+            with _refused_as_object_error(resource, object_id):
+                return self.request("GET", f"/{resource}/{quote(object_id, safe='')}", params=params)
         except GraphError as error:
             if error.status == 404:
                 return None
@@ -478,10 +483,13 @@ class EntraHook(BaseHook):
 
     def member_ids(self, group_id: str) -> list[str]:
         """The ids of a group's direct members of every type (``GET /groups/{id}/members``, every page of Graph's
-        largest, 999), as a delta round's ``members@delta`` names them."""
+        largest, 999), as a delta round's ``members@delta`` names them.
+
+        :raise ObjectDecodeError: Graph refuses the group's members (400, 403), as :meth:`get_object`."""
         url = f"/groups/{quote(group_id, safe='')}/members"
         params = {"$select": "id", "$top": "999"}
-        return [item["id"] for page in self.paginate(url, params=params) for item in page["value"]]
+        with _refused_as_object_error("groups", group_id):
+            return [item["id"] for page in self.paginate(url, params=params) for item in page["value"]]
 
     def deleted_pages(self, resource: str, select: Sequence[str]) -> Iterator[dict[str, Any]]:
         """Yield the pages of the soft-deleted objects of ``resource`` (``users``/``groups``) in deletedItems."""
@@ -505,6 +513,28 @@ class EntraHook(BaseHook):
                 where = url.split("?", 1)[0]
                 raise GraphMalformedAnswerError(f"GET {where}: @odata.nextLink is not a URL", method="GET")
             page = _collection_page(self.request("GET", next_link, **kwargs), url)
+
+
+#: Graph's answers that refuse one object's read for good (a property it cannot select for it, an object the app may
+#: not read), as opposed to the tenant being unreachable, throttling or failing (which fail the run, to be retried).
+_OBJECT_REFUSALS = (400, 403)
+
+
+@contextmanager
+def _refused_as_object_error(resource: str, object_id: str) -> Iterator[None]:
+    """A :class:`GraphError` of :data:`_OBJECT_REFUSALS` raised inside becomes the object's :class:`ObjectDecodeError`
+    (code ``unreadable-object``), naming it by id and Graph's message."""
+    try:
+        yield
+    except GraphError as error:
+        if error.status not in _OBJECT_REFUSALS or isinstance(error, GraphThrottledError):
+            raise
+        raise ObjectDecodeError(
+            f"Graph refused to read {resource} {object_id}: {error.status} {error.code}: {error.graph_message}",
+            dn=f"{resource}/{object_id}",
+            anchor=object_id,
+            code="unreadable-object",
+        ) from error
 
 
 def _collection_page(page: Any, url: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.extensions import register_extensions
+from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.entra import BatchRequest, EntraHook
@@ -364,3 +365,6 @@ def test_a_user_kept_by_a_full_import_is_read_again_by_id_with_its_manager(graph
         ).scalars()
         assert list(managers) == [boss]
     assert hook.get_object("users", "00000000-0000-0000-0000-000000000000", ["id"]) is None  # 404: gone
+    with pytest.raises(ObjectDecodeError, match="400") as refused:  # Graph refuses the read of this object
+        hook.get_object("users", worker, ["noSuchProperty"])
+    assert (refused.value.anchor, refused.value.code) == (worker, "unreadable-object")

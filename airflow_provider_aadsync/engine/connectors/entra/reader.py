@@ -333,15 +333,19 @@ class EntraImportSteps:
     ) -> None:
         """Read ``anchors`` (objects a run could not apply) whole by id and apply each as a full round's item would:
         every property, the manager, every member replaced. One Graph no longer has is left to the delta change that
-        removed it; one that fails again is a per-object error of this run."""
+        removed it; one that fails again, or whose read Graph refuses, is a per-object error of this run."""
         # ``members`` is a navigation property: a delta query selects it (``members@delta``), a read by id cannot.
         select = [name for name in self.select[resource] if name != MEMBERS]
         objects = []
         for anchor in anchors:
-            item = self.source.get_object(resource, anchor, select, _EXPAND[resource])  # type: ignore[attr-defined]
-            if item is None:
+            try:
+                item = self.source.get_object(resource, anchor, select, _EXPAND[resource])  # type: ignore[attr-defined]
+                if item is None:
+                    continue
+                shaped = _as_round_item(self.source, resource, anchor, item)
+            except ObjectDecodeError as error:  # Graph refused this object's read: it stays listed
+                errors.add(error)
                 continue
-            shaped = _as_round_item(self.source, resource, anchor, item)
             objects += _objects(resource, [shaped], errors, partial=False, names=self.names)
         writer.write_whole(objects)
 

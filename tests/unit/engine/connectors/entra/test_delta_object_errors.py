@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
 from airflow_provider_aadsync.engine.runs.read_again import retry_key
+from airflow_provider_aadsync.engine.runs.source import ObjectDecodeError
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, watermark
 from tests.support.fakes import member, oid, user
 
@@ -61,11 +62,14 @@ class ByIdGraph(ChangeLogGraph):
     def __init__(self) -> None:
         super().__init__()
         self.read_by_id: list[str] = []
+        self.refused: set[str] = set()
 
     def get_object(
         self, resource: str, object_id: str, select: Sequence[str], expand: Sequence[str] = ()
     ) -> dict[str, Any] | None:
         self.read_by_id.append(object_id)
+        if object_id in self.refused:  # as the hook turns Graph's 403 on one object
+            raise ObjectDecodeError("Graph refused to read it: 403", anchor=object_id, code="unreadable-object")
         found = self.objects[resource].get(object_id)
         return None if found is None else dict(found)
 
@@ -237,3 +241,23 @@ def test_an_item_without_an_id_keeps_the_old_link(store):
     graph.log.append(("users", "broken", []))
     result = import_entra(graph, store, mode="delta")
     assert result.counters["watermarks_kept"] == 1 and _to_read_again(store, "users") == []
+
+
+def test_an_object_whose_read_graph_refuses_is_a_per_object_error_and_stays_listed(store):
+    """A 400 or 403 on one object's read by id must not fail every delta from then on: the run goes on, the other
+    listed objects are read, and the refused one waits for the next delta."""
+    graph = ByIdGraph()
+    for n in (1, 2):
+        graph.put("users", user(n))
+    assert import_entra(graph, store, mode="full").result == "success"
+    graph.put("users", user(1, displayName="One \ud800"))
+    graph.put("users", user(2, displayName="Two \ud800"))
+    assert import_entra(graph, store, mode="delta").counters["errors"] == 2
+
+    graph.objects["users"][oid(1)] = user(1, displayName="One")
+    graph.objects["users"][oid(2)] = user(2, displayName="Two")
+    graph.refused.add(oid(1))
+    result = import_entra(graph, store, mode="delta")
+    assert result.result == "completed-import-errors" and result.counters["errors"] == 1
+    assert _stored_attrs(store, oid(2))["displayName"] == ["Two"]
+    assert _to_read_again(store, "users") == [oid(1)]
