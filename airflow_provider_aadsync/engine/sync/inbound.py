@@ -54,6 +54,8 @@ class Inbound:
         self._reference_source: dict[str, bool] = {}
         #: Rule name → its flow plan (:meth:`_flow_plan`), worked out once per pass.
         self._plans: dict[str, list[tuple[str, str, bool, bool, int, str]]] = {}
+        #: Rule name → its flows by target for the present-cells walk (:meth:`_sparse_plan`), or None where it does not
+        #: apply; worked out once per pass.
         self._sparse_plans: dict[str, Any] = {}
 
     def _is_reference(self, source: str) -> bool:
@@ -294,7 +296,7 @@ class Inbound:
                         for target, key, _once, is_reference, precedence, merge in plan
                         if is_reference
                     ],
-                )  # fmt: skip
+                )
                 if eligible
                 else None
             )

@@ -7,7 +7,6 @@ production, fakes in unit tests), so this module stays free of Airflow and of ne
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -41,8 +40,6 @@ from airflow_provider_aadsync.engine.store import cs_object, link, watermark
 
 if TYPE_CHECKING:
     from airflow_provider_aadsync.engine.store import Store
-
-log = logging.getLogger(__name__)
 
 #: The per-object error of an object another AD connector's space holds alive (held_by_other_ad_connectors).
 HELD_ELSEWHERE = "anchor-in-another-connector"
@@ -182,7 +179,7 @@ class ADImportSteps:
             )
             for page in prefetch(pages):
                 writer.write_full_columns(page)
-            if self._can_read_again:  # what failed here is read again whole by the next delta (retries.py)
+            if self._can_read_again:  # what failed here is read again whole by the next delta (runs/read_again.py)
                 # Not what another AD connector's space holds: a renamed connector's full import refuses everything,
                 # which waits for the admin (put the name back, or drop the old space and import fully).
                 failed = [e for e in errors.errors[failed_before:] if e["code"] != HELD_ELSEWHERE]
