@@ -440,11 +440,10 @@ class EntraHook(BaseHook):
         """The URL ``members@odata.bind`` and ``$ref`` bodies name an object by."""
         return f"{self.settings.endpoints.graph_url}/v1.0/directoryObjects/{object_id}"
 
-    def delta_pages(
-        self, resource: str, select: Sequence[str], delta_link: str | None, expand: Sequence[str] = ()
-    ) -> Iterator[dict[str, Any]]:
-        """Yield the pages of ``/{resource}/delta`` from the start (``$expand``: users' ``manager``), or from a saved
-        ``delta_link`` (which keeps the query it was made with).
+    def delta_pages(self, resource: str, select: Sequence[str], delta_link: str | None) -> Iterator[dict[str, Any]]:
+        """Yield the pages of ``/{resource}/delta`` from the start, or from a saved ``delta_link`` (which keeps the
+        query it was made with). Navigation properties (groups' ``members``, users' ``manager``) are tracked by naming
+        them in ``select``: Graph ignores ``$expand`` on a delta query.
 
         :raise DeltaLinkExpired: Graph no longer knows the delta state (``syncStateNotFound``, 410 Gone).
         """
@@ -452,10 +451,7 @@ class EntraHook(BaseHook):
             if delta_link:
                 yield from self.paginate(delta_link)
             else:
-                params = {"$select": ",".join(select)}
-                if expand:
-                    params["$expand"] = ",".join(expand)
-                yield from self.paginate(f"/{resource}/delta", params=params)
+                yield from self.paginate(f"/{resource}/delta", params={"$select": ",".join(select)})
         except GraphError as error:
             if error.status == 410 or error.code in DELTA_STATE_LOST_CODES:
                 raise DeltaLinkExpired(str(error)) from error

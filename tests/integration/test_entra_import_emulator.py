@@ -334,6 +334,37 @@ def test_a_group_that_failed_in_a_delta_is_read_again_by_id_with_its_members(gra
     assert json.loads(bytes(store.get_watermark("entra", "retry groups").cookie)) == []
 
 
+def managers_of(store, user: str) -> list[str]:
+    with store.engine.connect() as connection:
+        query = sa.select(cs_reference.c.target_anchor).where(
+            cs_reference.c.anchor == user, cs_reference.c.attribute == "manager"
+        )
+        return list(connection.execute(query).scalars())
+
+
+def test_managers_come_with_the_users_delta_rounds_as_graph_tracks_them(graph_server, graph_tenant, store):
+    """Graph tracks a user's manager when a delta query's ``$select`` names it (``manager@delta``) and ignores
+    ``$expand`` there (microsoft-graph-docs issue 6194), as the emulator does: the import selects it, so a full import
+    holds each manager (a rebuilt store does not write them again) and a delta brings a change and a removal."""
+    hook = entra_hook_for(graph_server, graph_tenant)
+    boss, other, worker = (create_user(hook, graph_tenant["initialDomain"], number) for number in range(3))
+
+    def set_manager(manager: str) -> None:
+        bind = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{manager}"}
+        hook.request("PUT", f"/users/{worker}/manager/$ref", json=bind)
+
+    set_manager(boss)
+    assert run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")["mode"] == "full"
+    assert managers_of(store, worker) == [boss] and managers_of(store, boss) == []
+    set_manager(other)
+    changed = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+    assert changed["mode"] == "delta" and changed["counters"]["updates"] == 1
+    assert managers_of(store, worker) == [other]
+    hook.request("DELETE", f"/users/{worker}/manager/$ref")
+    assert run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")["result"] == "success"
+    assert managers_of(store, worker) == []
+
+
 def test_a_user_kept_by_a_full_import_is_read_again_by_id_with_its_manager(graph_server, graph_tenant, store):
     """A full import keeps a user it cannot store as it was (never deleted as gone); the next delta reads the user
     again by id (``$expand=manager``): its values and the manager it got while it could not be stored."""
@@ -357,13 +388,7 @@ def test_a_user_kept_by_a_full_import_is_read_again_by_id_with_its_manager(graph
     assert read_again["result"] == "success" and read_again["counters"]["objects_read_again"] == 1
     attrs = json.loads(live(store)[worker]["attrs"])
     assert (attrs["displayName"], attrs["department"]) == (["Worker"], ["Finance"])
-    with store.engine.connect() as connection:
-        managers = connection.execute(
-            sa.select(cs_reference.c.target_anchor).where(
-                cs_reference.c.anchor == worker, cs_reference.c.attribute == "manager"
-            )
-        ).scalars()
-        assert list(managers) == [boss]
+    assert managers_of(store, worker) == [boss]
     assert hook.get_object("users", "00000000-0000-0000-0000-000000000000", ["id"]) is None  # 404: gone
     with pytest.raises(ObjectDecodeError, match="400") as refused:  # Graph refuses the read of this object
         hook.get_object("users", worker, ["noSuchProperty"])

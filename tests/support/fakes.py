@@ -131,9 +131,7 @@ class FakeGraph:
     def server_name(self) -> str:
         return "graph.test"
 
-    def delta_pages(
-        self, resource: str, select: Sequence[str], delta_link: str | None, expand: Sequence[str] = ()
-    ) -> Iterator[dict[str, Any]]:
+    def delta_pages(self, resource: str, select: Sequence[str], delta_link: str | None) -> Iterator[dict[str, Any]]:
         self.links_used.append(delta_link)
         if delta_link and self.expired:
             raise WatermarkRejectedError("syncStateNotFound")

@@ -5,8 +5,8 @@ manager (404 when there is none) and ``$expand=manager`` adds it to a user.
 
 The link is kept like a group's member links (a table of ``user id -> {manager id: link sequence number}``, persisted
 as ``links`` rows with ``rel = 'manager'``) and logged as member changes of the user, so delta queries that track the
-manager (``$expand=manager``) answer ``manager@delta``. Deleting a user drops its manager link and the links of the
-users it managed (each logged); a restore does not bring them back.
+manager (``$select=manager``; Graph ignores ``$expand`` there) answer ``manager@delta``. Deleting a user drops its
+manager link and the links of the users it managed (each logged); a restore does not bring them back.
 """
 
 from __future__ import annotations

@@ -44,12 +44,12 @@ if TYPE_CHECKING:
 DELTA_LINK_LIFETIME = dt.timedelta(days=7)
 
 _OBJECT_TYPES = {"users": "user", "groups": "group"}
-#: Navigation properties a delta round expands: a user's manager (``$expand=manager``, answered as ``manager@delta``,
-#: Graph's one expand on users delta), so the connector space holds the managers the export wrote and a rebuilt store
-#: does not write them again.
-_EXPAND = {"users": (MANAGER,), "groups": ()}
-#: What the import's watermark records beside the $select lists: adding the expand makes the next delta a full import.
-EXPAND_KEY = "$expand=manager"
+#: Navigation properties: a delta query tracks them when its ``$select`` names them (``members@delta``,
+#: ``manager@delta``; Graph ignores ``$expand`` on delta), so the connector space holds the members and managers the
+#: export wrote and a rebuilt store does not write them again. A read by id cannot select one: it expands the manager,
+#: and lists the members from the group's ``members`` collection.
+_NAVIGATION = frozenset({MEMBERS, MANAGER})
+_EXPAND_BY_ID = {"users": (MANAGER,), "groups": ()}
 #: Objects compared and written per batch in a full import.
 _WRITE_BATCH = 5_000
 #: Batches read ahead while one is written.
@@ -61,11 +61,9 @@ class GraphDeltaSource(Protocol):
 
     def server_name(self) -> str: ...
 
-    def delta_pages(
-        self, resource: str, select: Sequence[str], delta_link: str | None, expand: Sequence[str] = ()
-    ) -> Iterator[dict[str, Any]]:
-        """Yield the JSON pages of ``/{resource}/delta`` from the start (with ``$expand`` when given), or from
-        ``delta_link`` (which keeps the query it was made with).
+    def delta_pages(self, resource: str, select: Sequence[str], delta_link: str | None) -> Iterator[dict[str, Any]]:
+        """Yield the JSON pages of ``/{resource}/delta`` from the start, or from ``delta_link`` (which keeps the
+        query it was made with).
 
         :raise WatermarkRejectedError: Graph no longer accepts ``delta_link``.
         """
@@ -334,12 +332,11 @@ class EntraImportSteps:
         """Read ``anchors`` (objects a run could not apply) whole by id and apply each as a full round's item would:
         every property, the manager, every member replaced. One Graph no longer has is left to the delta change that
         removed it; one that fails again, or whose read Graph refuses, is a per-object error of this run."""
-        # ``members`` is a navigation property: a delta query selects it (``members@delta``), a read by id cannot.
-        select = [name for name in self.select[resource] if name != MEMBERS]
+        select = [name for name in self.select[resource] if name not in _NAVIGATION]
         objects = []
         for anchor in anchors:
             try:
-                item = self.source.get_object(resource, anchor, select, _EXPAND[resource])  # type: ignore[attr-defined]
+                item = self.source.get_object(resource, anchor, select, _EXPAND_BY_ID[resource])  # type: ignore[attr-defined]
                 if item is None:
                     continue
                 shaped = _as_round_item(self.source, resource, anchor, item)
@@ -403,7 +400,7 @@ class EntraImportSteps:
         for start in range(0, len(gathered), _WRITE_BATCH):
             yield ObjectPage.from_objects(gathered[start : start + _WRITE_BATCH]), dict(links)
         users = ObjectPage()
-        for page in self.source.delta_pages("users", self.select["users"], None, _EXPAND["users"]):
+        for page in self.source.delta_pages("users", self.select["users"], None):
             _user_page(page["value"], errors, users, self.names)
             links["users"] = _delta_link(page, links.get("users"))
             if len(users.anchors) >= _WRITE_BATCH:  # Graph pages are small (200): compare and write in bigger batches
@@ -517,11 +514,10 @@ def import_entra(
     that would remove too much of the connector space (see ``engine.runs.import_guard``).
     """
     # The $select lists are saved with the delta links (which keep the $select they were made with): a changed
-    # list makes the next delta a full import.
+    # list makes the next delta a full import (so does ``manager`` in the users list, once: before, the links were
+    # made with ``$expand=manager``, which Graph ignores on delta).
     steps = with_attribute_list(
-        EntraImportSteps(source, user_properties, group_properties),
-        [*user_properties, EXPAND_KEY],
-        group_properties,
+        EntraImportSteps(source, user_properties, group_properties), user_properties, group_properties
     )
     return run_import(
         store, steps, connector=connector, mode=mode, lock_holder=lock_holder, error_limit=error_limit, guard=guard

@@ -94,7 +94,9 @@ GRAPH_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute(MEMBERS, _GROUP, multi_valued=True, reference=True),
     # Written as collections when a rule flows them; not read by default.
     Attribute("imAddresses", _USER, multi_valued=True, imported=False),
-    Attribute(MANAGER, _USER, reference=True, imported=False),
+    # Selected like a group's members: Graph tracks a navigation property a delta query names in $select (answered as
+    # manager@delta) and ignores $expand there.
+    Attribute(MANAGER, _USER, reference=True),
     # Issue 17's user properties: the shipped rules write them and the import reads them back (a cloud-side edit is
     # corrected by the next sync). Graph's businessPhones holds one number ("only one number can be set").
     Attribute("businessPhones", _USER, multi_valued=True, limit=Limit(max_values=1)),

@@ -69,7 +69,7 @@ def test_graph_select_text_is_todays():
     assert ",".join(entra.DEFAULT_USER_PROPERTIES) == (
         "id,userPrincipalName,displayName,givenName,surname,mail,mailNickname,otherMails,proxyAddresses,jobTitle,"
         "department,companyName,employeeId,accountEnabled,usageLocation,onPremisesImmutableId,onPremisesSyncEnabled,"
-        "businessPhones,employeeType,employeeHireDate,officeLocation,mobilePhone,faxNumber,streetAddress,city,state,"
+        "manager,businessPhones,employeeType,employeeHireDate,officeLocation,mobilePhone,faxNumber,streetAddress,city,state,"
         "postalCode,country,preferredLanguage,preferredDataLocation,onPremisesExtensionAttributes,"
         "extension_aadsyncSourceAnchor"
     )

@@ -42,9 +42,7 @@ class ChangeLogGraph:
         self.objects[resource][item["id"]] = item
         self.log.append((resource, item["id"], list(members)))
 
-    def delta_pages(
-        self, resource: str, select: Sequence[str], delta_link: str | None, expand: Sequence[str] = ()
-    ) -> Iterator[dict[str, Any]]:
+    def delta_pages(self, resource: str, select: Sequence[str], delta_link: str | None) -> Iterator[dict[str, Any]]:
         self.links_used.append(delta_link)
         since = int(delta_link.rsplit("=", 1)[1]) if delta_link else 0
         items: dict[str, dict[str, Any]] = {}
