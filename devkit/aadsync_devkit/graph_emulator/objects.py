@@ -216,7 +216,9 @@ class TenantObjects(TenantValidation):
             obj = self._find(USER, key)
             values = self._check_body(USER, body, admin=False)
             self._check_synced(obj, values)
-            for name in ("accountEnabled", "displayName", "mailNickname", "userPrincipalName"):
+            # Required at the create, and documented as not clearable ("Update user": displayName "can't be cleared
+            # during updates", usageLocation "Not nullable", mail "can't be updated to null").
+            for name in ("accountEnabled", "displayName", "mailNickname", "userPrincipalName", "usageLocation", "mail"):
                 if name in values and values[name] in (None, ""):
                     raise err.InvalidPropertyValue(name, "User")
             self._check_user_values(values, exclude=obj.id)

@@ -23,6 +23,7 @@ from airflow_provider_aadsync.engine.connectors.entra.schema import (
     MANAGER,
     MEMBERS,
     RESOURCES,
+    UNCLEARABLE,
     UNWRITABLE,
     read_only_in_graph,
 )
@@ -201,6 +202,17 @@ class ExportPlan:
                 operation.anchor,
                 operation.dn,
             )
+        if operation.object_type == "user" and operation.kind == "update":
+            for name in [name for name, values in changes.items() if name in UNCLEARABLE and not values]:
+                del changes[name]  # sent as null, Graph would refuse the whole update, every cycle
+                self.state.notice(
+                    UNSUPPORTED,
+                    f"{name} clear",
+                    f"Graph cannot clear a user's {name} ({UNCLEARABLE[name]}); Entra ID keeps its value, the user's "
+                    "other changes are exported",
+                    operation.anchor,
+                    operation.dn,
+                )
         if operation.object_type == "group" and operation.kind == "update" and "mailEnabled" in changes:
             # Update group has no mailEnabled: a group's mail-enablement is fixed when it is created.
             del changes["mailEnabled"]

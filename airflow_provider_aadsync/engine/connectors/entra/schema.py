@@ -92,7 +92,7 @@ GRAPH_ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("onPremisesImmutableId", _USER),
     Attribute("onPremisesSyncEnabled", _OBJECTS),
     Attribute(MEMBERS, _GROUP, multi_valued=True, reference=True),
-    # Written as collections when a rule flows them; not read by default.
+    # Read-only in Graph (UNWRITABLE below: a flow to it is left out at export and counted); not read by default.
     Attribute("imAddresses", _USER, multi_valued=True, imported=False),
     # Selected like a group's members: Graph tracks a navigation property a delta query names in $select (answered as
     # manager@delta) and ignores $expand there.
@@ -143,6 +143,19 @@ UNWRITABLE: dict[str, str] = {
     "targetAddress": "no Graph property: the product writes Exchange hybrid attributes through its private sync API",
     "passwordHash": "password hash sync uses the product's private API; Graph sets only a plain-text passwordProfile",
     "unicodePwd": "password hash sync uses the product's private API; Graph sets only a plain-text passwordProfile",
+    "imAddresses": "read-only in Graph (the user resource: instant message addresses, read-only)",
+}
+
+#: User properties Graph refuses to set to null in an update ("Update user"), and why. A clear sync stages for one
+#: (its source emptied in AD) is left out of the update and reported once per run: sent, Graph would refuse the user's
+#: whole update, and with it every other change staged for the user, at every cycle.
+UNCLEARABLE: dict[str, str] = {
+    "displayName": "it is required, and can't be cleared during updates",
+    "usageLocation": "not nullable",
+    "mail": "it can't be updated to null",
+    "mailNickname": "it is required",
+    "userPrincipalName": "it is required",
+    "accountEnabled": "it is required",
 }
 
 #: Object type → Graph resource (collection path).

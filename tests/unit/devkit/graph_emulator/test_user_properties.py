@@ -83,3 +83,16 @@ def test_values_outside_graphs_limits_are_refused_naming_the_property(client, au
     assert_graph_error(
         response, 400, "Request_BadRequest", f"Invalid value specified for property '{name}' of resource 'User'."
     )
+
+
+@pytest.mark.parametrize("name", ["displayName", "usageLocation", "mail"])
+def test_an_update_cannot_clear_what_graph_keeps(client, auth, name):
+    """ "Update user": displayName "can't be cleared during updates", usageLocation is "Not nullable", mail "can't be
+    updated to null": the update is refused whole, and the user keeps every value."""
+    user = create(client, auth, 1, usageLocation="DE", mail="user1@example.test").json()["id"]
+    refused = client.patch(f"/v1.0/users/{user}", headers=auth, json={name: None, "jobTitle": "Clerk"})
+    assert_graph_error(
+        refused, 400, "Request_BadRequest", f"Invalid value specified for property '{name}' of resource 'User'."
+    )
+    kept = read(client, auth, user, "displayName", "usageLocation", "mail", "jobTitle")
+    assert kept["usageLocation"] == "DE" and kept["mail"] == "user1@example.test" and kept["jobTitle"] is None

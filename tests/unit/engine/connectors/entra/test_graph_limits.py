@@ -114,18 +114,38 @@ def test_a_flow_to_a_property_graph_cannot_write_is_left_out_and_counted(store, 
     upn = {"userPrincipalName": ["user1@corp.example"]}
     cs_row(store, "entra", user, f"users/{user}", object_type="user", attrs=upn)
     plan_row(store, "entra", user, f"users/{user}", operation="update", object_type="user",
-             changes={"proxyAddresses": ["SMTP:a@corp.example"], "jobTitle": ["Clerk"]})  # fmt: skip
+             changes={"proxyAddresses": ["SMTP:a@corp.example"], "imAddresses": ["sip:a@corp.example"],
+                      "jobTitle": ["Clerk"]})  # fmt: skip
     plan_row(store, "entra", "provisional:x", "users/provisional:x", operation="add", object_type="user",
              changes={"userPrincipalName": ["new@corp.example"], "targetAddress": ["SMTP:new@cloud.example"],
                       "proxyAddresses": ["SMTP:new@corp.example"]})  # fmt: skip
     result = run_entra_export(store, graph, settings=SETTINGS, lock_holder="test-task")
     assert result.result == "success" and result.counters["errors"] == 0, result
     assert {(n["subject"], n["count"]) for n in store.run_notices(result.run_id)} == {
-        ("proxyAddresses", 2), ("targetAddress", 1),
+        ("proxyAddresses", 2), ("targetAddress", 1), ("imAddresses", 1),
     }  # fmt: skip
     bodies = [request.body for request in graph.requests_sent()]
-    assert all("proxyAddresses" not in body and "targetAddress" not in body for body in bodies)
+    assert all(not {"proxyAddresses", "targetAddress", "imAddresses"} & set(body) for body in bodies)
     assert graph.users()[user]["jobTitle"] == "Clerk" and len(graph.users()) == 2
+
+
+def test_a_clear_graph_refuses_is_left_out_and_the_users_other_changes_are_exported(store, graph):
+    """Graph refuses null for a user's displayName, usageLocation and mail ("Update user"): sent, the whole update
+    would fail at every cycle, the user's other changes with it. The clear is left out, one notice per property says
+    so, and the rest of the update is written."""
+    user = graph.add_user("user1@corp.example")
+    held = {"userPrincipalName": ["user1@corp.example"], "usageLocation": ["NL"], "mail": ["user1@corp.example"]}
+    cs_row(store, "entra", user, f"users/{user}", object_type="user", attrs=held)
+    plan_row(store, "entra", user, f"users/{user}", operation="update", object_type="user",
+             changes={"usageLocation": [], "mail": [], "jobTitle": ["Clerk"], "department": []})  # fmt: skip
+    result = run_entra_export(store, graph, settings=SETTINGS, lock_holder="test-task")
+    assert result.result == "success" and result.counters["errors"] == 0, result
+    notices = {n["subject"]: n for n in store.run_notices(result.run_id)}
+    assert set(notices) == {"usageLocation clear", "mail clear"}
+    assert notices["mail clear"]["code"] == "unsupported-by-graph" and notices["mail clear"]["count"] == 1
+    (body,) = [request.body for request in graph.requests_sent() if request.method == "PATCH"]
+    assert body == {"jobTitle": "Clerk", "department": None}  # a clear Graph takes is still sent
+    assert graph.users()[user]["jobTitle"] == "Clerk"
 
 
 def test_a_mail_enabled_security_group_is_not_created_as_a_plain_security_group(store, rules, graph):
