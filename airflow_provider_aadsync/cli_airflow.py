@@ -146,6 +146,8 @@ def status_command(dag_id: str | None, run_id: str | None, limit: int, as_json: 
                     echo_json({"dag_runs": runs})
                 for run in [] if as_json else runs:
                     click.echo(f"{run['dag_id']}  {run['dag_run_id']}  {run['state']}  {run['start_date'] or '-'}")
+                if not runs and not as_json:
+                    click.echo("no DAG run yet (trigger one: aadsync airflow trigger DAG_ID)")
                 return
             run = client.run(dag_id, run_id) if run_id else client.latest_run(dag_id)
             if run is None:

@@ -339,7 +339,8 @@ def changed_count(run: dict[str, Any]) -> int:
 
 
 def step_highlights(run: dict[str, Any]) -> str:
-    """One line of what a run changed: its non-zero headline counters (export: `$batch` calls vs the minimum)."""
+    """One line of what a run changed: its non-zero headline counters (an Entra export: `$batch` calls vs the
+    minimum; an AD export: LDAP writes vs the minimum, and the member modify operations)."""
     counters = run.get("counters") or {}
     if run.get("result") == STOPPED_DELETION_THRESHOLD and "connector_space_objects" in counters:
         # the import guard's stop: nothing was applied, say what would have been removed (the detail says why)
@@ -355,7 +356,14 @@ def step_highlights(run: dict[str, Any]) -> str:
         for name, label in _HIGHLIGHTS.get(_kind(run["profile"]), ())
         if counters.get(name)
     ]
-    if run["profile"] == "export":
+    if run["profile"] == "export" and "ldap_writes" in counters:  # the AD export (group writeback, ConsistencyGuid)
+        if counters.get("member_modify_operations"):
+            parts.append(f"member modify operations {_number(counters['member_modify_operations'])}")
+        parts.append(
+            f"LDAP writes {_number(counters['ldap_writes'])} "
+            f"(minimum {_number(counters.get('ldap_writes_minimum', 0))})"
+        )
+    elif run["profile"] == "export":
         parts.append(
             f"$batch calls {_number(counters.get('batch_calls', 0))} "
             f"(minimum {_number(counters.get('batch_calls_minimum', 0))})"

@@ -64,6 +64,8 @@ class _Airflow(BaseHTTPRequestHandler):
             self._answer(200, _run("failed"))
         elif path == "/api/v2/dags/aadsync_full/dagRuns":
             self._answer(200, {"dag_runs": [_run("failed")], "total_entries": 1})
+        elif path == "/api/v2/dags/~/dagRuns":  # a fresh deployment: no run of any DAG yet
+            self._answer(200, {"dag_runs": [], "total_entries": 0})
         else:
             self._answer(404, {"detail": f"DAG not found: {path}"})
 
@@ -144,3 +146,10 @@ def test_a_failed_run_exits_1_naming_the_failed_task_and_json_has_the_tasks(api)
     assert {task["task_id"]: task["state"] for task in document["tasks"]}["preview"] == "failed"
     result = CliRunner().invoke(main, ["airflow", "status", "nope"], env=_env(api))
     assert result.exit_code == 1 and "HTTP 404" in result.output
+
+
+def test_status_without_any_run_yet_says_so(api):
+    result = CliRunner().invoke(main, ["airflow", "status"], env=_env(api))
+    assert result.exit_code == 0 and "no DAG run yet" in result.output
+    as_json = CliRunner().invoke(main, ["airflow", "status", "--json"], env=_env(api))
+    assert json.loads(as_json.output) == {"dag_runs": []}

@@ -82,7 +82,7 @@ class Staging:
         inserts: list[dict[str, Any]] = []
         for anchor, object_type, dn, operation, changes in items:
             serialized = _CHANGES_ENCODER.encode(changes)
-            if self.state.trace is not None:
+            if self.state.trace is not None and (operation != "update" or changes):  # an empty update stages nothing
                 self.state.trace.setdefault("pending_exports", []).append(
                     {"connector": connector, "anchor": anchor, "operation": operation, "dn": dn, "changes": changes}
                 )

@@ -68,6 +68,20 @@ def test_export_highlights_show_writes_and_batch_calls_against_the_minimum():
     assert step_highlights({"profile": "delta-import", "counters": {"adds": 0}}) == "no changes"
 
 
+def test_an_ad_export_line_counts_ldap_writes_not_batch_calls():
+    """The AD export (group writeback, ConsistencyGuid) writes over LDAP: its line says how many writes against the
+    minimum, and the member modify operations, never Graph's ``$batch`` calls (it makes none)."""
+    run = {
+        "profile": "export",
+        "counters": {"group_adds": 1, "user_updates": 2000, "member_adds": 3, "member_modify_operations": 1,
+                     "ldap_writes": 2002, "ldap_writes_minimum": 2002},
+    }  # fmt: skip
+    assert step_highlights(run) == (
+        "group adds 1 · user updates 2,000 · member adds 3 · member modify operations 1 · LDAP writes 2,002 "
+        "(minimum 2,002)"
+    )
+
+
 def test_every_error_and_conflict_is_a_row_capped_with_where_to_see_the_rest(store):
     import datetime as dt
 
