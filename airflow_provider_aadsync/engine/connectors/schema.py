@@ -165,7 +165,9 @@ class ConnectorSchema:
                 continue
             matches = _pattern(limit.pattern).fullmatch if limit.pattern is not None else None
             longest = limit.max_length
-            for label, value in zip(outcomes.index, outcomes[column].tolist(), strict=True):
+            cells = outcomes[column]
+            present = cells.notna().to_numpy()  # most targets of most objects are NULL: skipped a column at a time
+            for label, value in zip(outcomes.index[present], cells.to_numpy()[present].tolist(), strict=True):
                 if type(value) is str:
                     if (
                         limit.max_values == 0

@@ -63,7 +63,7 @@ class Outbound:
         self.metaverse = metaverse
         self.staging = staging
         self._plans: dict[str, list[tuple[str, str, bool]]] = {}
-        self._single_plans: dict[str, tuple[list[str], list[tuple[str, str]]] | None] = {}
+        self._single_plans: dict[str, tuple[list[str], list[tuple[str, str]], frozenset[str]] | None] = {}
         #: The random part of provisional anchors (frames.time_ordered_uuids).
         self._uuids = time_ordered_uuids()
         #: Metaverse objects whose values a deprovision's recall changed (recall.py): evaluated once more.
@@ -223,7 +223,10 @@ class Outbound:
             if existing is None:
                 if provision_rule is None:
                     continue
-                desired, dn, references = self._desired(in_scope, outcomes, mv_id)
+                # A create writes only the values: the targets without one matter to an update (a rejoin, below),
+                # to a preview and to the limit check's message, which take them all.
+                values_only = self.state.trace is None and mv_id not in suspects
+                desired, dn, references = self._desired(in_scope, outcomes, mv_id, values_only=values_only)
                 if mv_id in suspects and self._refused(connector, target_schema, mv_id, loaded, links, desired):
                     continue
                 found = self._rejoinable(connector, provision_rule, desired, unjoined)
@@ -241,6 +244,8 @@ class Outbound:
                     self.state.counters["joins_due"] += 1
                 if found is not None:
                     anchor, stored = found
+                    if values_only:  # an update of the object found: it clears the targets without a value too
+                        desired, dn, references = self._desired(in_scope, outcomes, mv_id)
                     new_links.append(
                         {
                             **self.joins.link_row(anchor, mv_id, provision_rule, kind, now=now),
@@ -263,7 +268,7 @@ class Outbound:
                 anchor = f"{PROVISIONAL_PREFIX}{next(self._uuids)}"
                 object_type = provision_rule.rule.target_object_type
                 dn = dn or target_schema.default_dn(object_type, anchor)
-                new_objects.append(self._provisional_object(connector, anchor, object_type, dn, now))
+                new_objects.append(_provisional_object(connector, anchor, object_type, dn, self.state.run_id, now))
                 new_links.append(
                     {**self.joins.link_row(anchor, mv_id, provision_rule, "provision", now=now), "connector": connector}
                 )
@@ -271,7 +276,8 @@ class Outbound:
                     "exports", f"{connector}: provision a new {object_type} by rule {provision_rule.rule.name!r}"
                 )
                 moved[connector].add(mv_id)
-                provisioned_adds.append((anchor, object_type, dn, "add", {k: v for k, v in desired.items() if v}))
+                added = desired if values_only else {k: v for k, v in desired.items() if v}
+                provisioned_adds.append((anchor, object_type, dn, "add", added))
                 for mv_attribute, cs_attribute in references:
                     reference_work[(connector, mv_attribute, cs_attribute)][mv_id] = anchor
                 continue
@@ -438,32 +444,41 @@ class Outbound:
             ]
         return plan
 
-    def _single_plan(self, compiled: CompiledRule) -> tuple[list[str], list[tuple[str, str]]] | None:
-        """An outbound rule's value targets and its reference flows (source, target), when each target has one flow:
-        then, the only rule in scope of an object (the common case), its values need no precedence bookkeeping."""
+    def _single_plan(self, compiled: CompiledRule) -> tuple[list[str], list[tuple[str, str]], frozenset[str]] | None:
+        """An outbound rule's value targets (as a list, in flow order, and as a set) and its reference flows (source,
+        target), when each target has one flow: then, the only rule in scope of an object (the common case), its
+        values need no precedence bookkeeping."""
         name = compiled.rule.name
         if name not in self._single_plans:
             plan = self._flow_plan(compiled)
             unique = len({target for target, _source, _is_reference in plan}) == len(plan)
-            self._single_plans[name] = (
-                (
-                    [target for target, _source, is_reference in plan if not is_reference],
-                    [(source, target) for target, source, is_reference in plan if is_reference],
-                )
-                if unique
-                else None
-            )
+            targets = [target for target, _source, is_reference in plan if not is_reference]
+            references = [(source, target) for target, source, is_reference in plan if is_reference]
+            self._single_plans[name] = (targets, references, frozenset(targets)) if unique else None
         return self._single_plans[name]
 
     def _desired(
-        self, in_scope: Sequence[CompiledRule], outcomes: Mapping[str, dict[int, dict[str, Any]]], mv_id: int
+        self,
+        in_scope: Sequence[CompiledRule],
+        outcomes: Mapping[str, dict[int, dict[str, Any]]],
+        mv_id: int,
+        *,
+        values_only: bool = False,
     ) -> tuple[dict[str, list[Any]], str | None, list[tuple[str, str]]]:
         """Per target attribute, the value of the lowest-precedence rule that contributes one (``in_scope`` is in
-        precedence order)."""
+        precedence order); a target without a value gets ``[]`` (an update clears it). ``values_only``: only the
+        targets with a value, when one rule is in scope: what a create writes, found from the object's cells (its
+        outcome row holds no NULL) instead of every target of the rule (the shipped user rule has 60, a user about 15
+        values; a first full sync provisions every object)."""
         desired: dict[str, list[Any]] = {}
         references: list[tuple[str, str]] = []
         single = self._single_plan(in_scope[0]) if len(in_scope) == 1 else None
-        if single is not None:  # one rule, one flow per target: what the loop below gives, without its bookkeeping
+        if single is not None and values_only:
+            target_set, references = single[2], list(single[1])
+            for target, cell in outcomes.get(in_scope[0].rule.name, {}).get(mv_id, {}).items():
+                if cell and target in target_set and cell is not IgnoreThisFlow and cell is not AuthoritativeNull:
+                    desired[target] = cell
+        elif single is not None:  # one rule, one flow per target: what the loop below gives, without its bookkeeping
             targets, references = single[0], list(single[1])
             values = outcomes.get(in_scope[0].rule.name, {}).get(mv_id, {})
             for target in targets:
@@ -472,6 +487,8 @@ class Outbound:
                     desired[target] = [] if cell is None or cell is AuthoritativeNull else cell
         else:
             self._merge_by_precedence(in_scope, outcomes, mv_id, desired, references)
+            if values_only:
+                desired = {target: values for target, values in desired.items() if values}
         dn = None
         if "dn" in desired:
             dn_values = desired.pop("dn")
@@ -529,27 +546,28 @@ class Outbound:
                 found[anchor] = {"dn": dn, "object_type": object_type, "attrs": load_json(attrs)}
         return found
 
-    def _provisional_object(
-        self, connector: str, anchor: str, object_type: str, dn: str, now: dt.datetime
-    ) -> dict[str, Any]:
-        """A connector-space object sync wants created; its real anchor comes from the export that creates it."""
-        return {
-            "connector": connector,
-            "anchor": anchor,
-            "dn": dn,
-            "object_type": object_type,
-            "attrs": "{}",
-            "attrs_hash": "",
-            "refs_hash": "",
-            "is_deleted": False,
-            "pending_import": None,
-            "pending_export": "add",
-            "last_run_id": self.state.run_id,
-            "updated_at": now,
-        }
-
 
 def _metaverse_label(loaded: Mapping[int, dict[str, Any]], mv_id: int) -> str:
     """How an error names the metaverse object it is about (the record's DN is the target's, e.g. a cloud id)."""
     name = (loaded[mv_id]["attrs"].get("displayName") or [f"#{mv_id}"])[0]
     return f"metaverse {loaded[mv_id]['type']} {name!r} (id {mv_id})"
+
+
+def _provisional_object(
+    connector: str, anchor: str, object_type: str, dn: str, run_id: int, now: dt.datetime
+) -> dict[str, Any]:
+    """A connector-space object sync wants created; its real anchor comes from the export that creates it."""
+    return {
+        "connector": connector,
+        "anchor": anchor,
+        "dn": dn,
+        "object_type": object_type,
+        "attrs": "{}",
+        "attrs_hash": "",
+        "refs_hash": "",
+        "is_deleted": False,
+        "pending_import": None,
+        "pending_export": "add",
+        "last_run_id": run_id,
+        "updated_at": now,
+    }
