@@ -226,7 +226,7 @@ def dev_seed(users: int, groups: int, group_size: int, seed_value: int) -> None:
 @main.command("env")
 def dev_env() -> None:
     """Print the local world's Airflow connections, and the Variables that turn group writeback on for it (into the
-    OU `aadsync-dev up` created), as `export AIRFLOW_...` lines, for eval. With a second forest provisioned (`up
+    OU `aadsync-dev up` created), as `export AIRFLOW_...` lines, for eval. With a second forest running (`up
     --forests 2`), also its connection and the connectors configuration naming both forests (written next to the
     dev world, its path in the Variable aadsync_connectors_file)."""
     import yaml
@@ -238,7 +238,12 @@ def dev_env() -> None:
     dc = _dev_dc()
     ad = {"conn_type": "aadsync_ad", **dc.connection_info()}
     click.echo(f"export AIRFLOW_CONN_AADSYNC_AD={shlex.quote(json.dumps(ad))}")
-    others = [spec for spec in _other_forests() if spec.dc().is_provisioned()]
+    # Only the forests whose DC runs: a forest provisioned once (`up --forests 2`) and stopped since would give the
+    # DAGs an import task that fails after its retries, and every step after it would not run.
+    others = [spec for spec in _other_forests() if spec.dc().is_running()]
+    for spec in _other_forests():
+        if spec not in others and spec.dc().is_provisioned():
+            click.echo(f"# {spec.name}: provisioned, not running: left out (`aadsync-dev up --forests 2` starts it)")
     for spec in others:
         other = {"conn_type": "aadsync_ad", **spec.dc().connection_info()}
         click.echo(f"export AIRFLOW_CONN_{spec.conn_id.upper()}={shlex.quote(json.dumps(other))}")

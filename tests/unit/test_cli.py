@@ -32,6 +32,24 @@ def test_dev_env_prints_an_airflow_json_connection(tmp_path, monkeypatch):
     assert entra.extra_dejson["ca_bundle"] == str(tmp_path / "dev" / "graph" / "tls" / "ca.pem")
 
 
+def test_dev_env_leaves_out_a_second_forest_that_is_not_running(tmp_path, monkeypatch):
+    """A forest provisioned once (`up --forests 2`) and stopped since is not named: the DAGs would get an import task
+    that fails after its retries. A comment line (harmless under eval) says why."""
+    from aadsync_devkit.world.forests import FORESTS
+
+    monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
+    stopped = FORESTS[1].dc()
+    (stopped.home / "private").mkdir(parents=True)
+    (stopped.home / "private" / "sam.ldb").write_bytes(b"")
+    stopped.tls_files.server_key.parent.mkdir(parents=True, exist_ok=True)
+    stopped.tls_files.server_key.write_text("not a key")
+    assert stopped.is_provisioned() and not stopped.is_running()
+    result = CliRunner().invoke(dev_main, ["env"])
+    assert result.exit_code == 0, result.output
+    assert "CONNECTORS_FILE" not in result.output and f"CONN_{FORESTS[1].conn_id.upper()}" not in result.output
+    assert f"# {FORESTS[1].name}: provisioned, not running: left out" in result.output
+
+
 def test_dev_status_when_nothing_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("AADSYNC_HOME", str(tmp_path))
     result = CliRunner().invoke(dev_main, ["status"])
