@@ -103,10 +103,17 @@ def main(verbose: bool) -> None:
     help="celery: also Redis, PostgreSQL and Airflow with the CeleryExecutor (api-server, scheduler, dag-processor, "
     "triggerer, two workers) as local processes, the topology of docker/compose.yaml.",
 )
-def dev_up(users: int, groups: int, group_size: int, forests: int, airflow_mode: str) -> None:
+@click.option(
+    "--empty-tenant",
+    is_flag=True,
+    help="Start from an empty dev tenant. The emulator keeps its tenant between runs, and the demo leaves its own: "
+    "a directory restored from another fixture would then meet cloud users holding other anchors.",
+)
+def dev_up(users: int, groups: int, group_size: int, forests: int, airflow_mode: str, empty_tenant: bool) -> None:
     """Start the local world: the Samba AD DC (provisioned once; with --users, from a cached seeded fixture) and
-    the Graph emulator with its dev tenant; with --forests 2 also a second forest's DC, and both forests seeded
-    with the people they share; with --airflow celery also Airflow on Celery over them."""
+    the Graph emulator with its dev tenant (kept from the last run unless --empty-tenant); with --forests 2 also a
+    second forest's DC, and both forests seeded with the people they share; with --airflow celery also Airflow on
+    Celery over them."""
     from aadsync_devkit.world.fixtures import cached_seeded_dc
     from aadsync_devkit.world.seed import ensure_writeback_ou
 
@@ -131,7 +138,10 @@ def dev_up(users: int, groups: int, group_size: int, forests: int, airflow_mode:
         conn.unbind()
     graph = _dev_graph()
     graph.start()
-    click.echo(f"Graph emulator running at {graph.base_url} (tenant {graph.status()['tenant_id']})")
+    if empty_tenant:
+        graph.reset_dev_tenant()
+    tenant = "an empty tenant" if empty_tenant else "tenant"
+    click.echo(f"Graph emulator running at {graph.base_url} ({tenant} {graph.status()['tenant_id']})")
     if airflow_mode == "celery":
         postgres = _dev_postgres()
         postgres.start()

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from aadsync_devkit.cli import main as dev_main
 from aadsync_devkit.paths import fixture_cache_dir
 from aadsync_devkit.world.graph import DEV_TENANT_ID
+from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.hooks.entra import EntraHook
 
@@ -59,6 +60,18 @@ def test_dev_lifecycle_import_and_report(dev_home, monkeypatch_env_from):
     assert "full-import on `ad` — success" in report  # no cookie yet: the delta became a full import
     assert "delta-import on `ad` — success" in invoke("import-ad", "--mode", "delta")
     assert "# AADSync run report" in invoke("report")
+    # The emulator keeps its tenant between runs; --empty-tenant starts from an empty one (same id and app).
+    cloud_only = {
+        "accountEnabled": True,
+        "displayName": "Cloud Only",
+        "mailNickname": "cloudonly",
+        "userPrincipalName": f"cloudonly@{MAIL_DOMAIN}",
+        "passwordProfile": {"password": "Xy!12345678abc"},
+    }
+    EntraHook().request("POST", "/users", json=cloud_only)
+    assert "already running" in invoke("dev", "up") and EntraHook().request("GET", "/users")["value"]
+    assert "an empty tenant" in invoke("dev", "up", "--empty-tenant")
+    assert EntraHook().request("GET", "/users")["value"] == []
     assert "local DC stopped" in invoke("dev", "down")
     status = json.loads(invoke("dev", "status"))
     assert status["samba"]["running"] is False and status["graph"]["running"] is False
