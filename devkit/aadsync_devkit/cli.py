@@ -250,9 +250,12 @@ def dev_env() -> None:
     click.echo(f"export AIRFLOW_CONN_AADSYNC_AD={shlex.quote(json.dumps(ad))}")
     # Only the forests whose DC runs: a forest provisioned once (`up --forests 2`) and stopped since would give the
     # DAGs an import task that fails after its retries, and every step after it would not run.
-    others = [spec for spec in _other_forests() if spec.dc().is_running()]
+    others = []
     for spec in _other_forests():
-        if spec not in others and spec.dc().is_provisioned():
+        forest_dc = spec.dc()
+        if forest_dc.is_running():
+            others.append(spec)
+        elif forest_dc.is_provisioned():
             click.echo(f"# {spec.name}: provisioned, not running: left out (`aadsync-dev up --forests 2` starts it)")
     for spec in others:
         other = {"conn_type": "aadsync_ad", **spec.dc().connection_info()}

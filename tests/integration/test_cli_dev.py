@@ -14,6 +14,7 @@ from aadsync_devkit.world.graph import DEV_TENANT_ID
 from aadsync_devkit.world.seed import MAIL_DOMAIN
 from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.hooks.entra import EntraHook
+from tests.support.graph import create_user
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +62,7 @@ def test_dev_lifecycle_import_and_report(dev_home, monkeypatch_env_from):
     assert "delta-import on `ad` — success" in invoke("import-ad", "--mode", "delta")
     assert "# AADSync run report" in invoke("report")
     # The emulator keeps its tenant between runs; --empty-tenant starts from an empty one (same id and app).
-    cloud_only = {
-        "accountEnabled": True,
-        "displayName": "Cloud Only",
-        "mailNickname": "cloudonly",
-        "userPrincipalName": f"cloudonly@{MAIL_DOMAIN}",
-        "passwordProfile": {"password": "Xy!12345678abc"},
-    }
-    EntraHook().request("POST", "/users", json=cloud_only)
+    create_user(EntraHook(), MAIL_DOMAIN, 1)
     assert "already running" in invoke("dev", "up") and EntraHook().request("GET", "/users")["value"]
     assert "an empty tenant" in invoke("dev", "up", "--empty-tenant")
     assert EntraHook().request("GET", "/users")["value"] == []

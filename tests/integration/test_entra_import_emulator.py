@@ -14,18 +14,12 @@ from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.hooks.entra import BatchRequest, EntraHook
 from airflow_provider_aadsync.hooks.entra_settings import GraphError, GraphUnreachableError
 from airflow_provider_aadsync.steps import needed_extensions_of, run_entra_import
+from tests.support.graph import create_user
 from tests.support.servers import emulator_admin, entra_hook_for
 from tests.support.states import graph_writes
 
 USERS = 260
 BIG_GROUP = 230  # more members than one delta page item carries
-
-
-def create_user(hook, domain: str, number: int) -> str:
-    return hook.request("POST", "/users", json={
-        "accountEnabled": True, "displayName": f"User {number}", "mailNickname": f"user{number}",
-        "userPrincipalName": f"user{number}@{domain}", "department": "Sales" if number % 2 else "Engineering",
-        "passwordProfile": {"password": "Xy!12345678abc"}})["id"]  # fmt: skip
 
 
 def create_group(hook, name: str, members: list[str], unified: bool) -> str:

@@ -1,9 +1,18 @@
-"""What a tenant holds, read through an EntraHook: users by ImmutableId, groups by name, a group's members.
+"""What a tenant holds, read through an EntraHook: users by ImmutableId, groups by name, a group's members; and a
+cloud-only user made in it.
 
 The integration and reliability tests compare these with what the directory holds.
 """
 
 from __future__ import annotations
+
+
+def create_user(hook, domain: str, number: int) -> str:
+    """A cloud-only user ``user<number>@<domain>`` (department Sales for odd numbers, else Engineering); its id."""
+    return hook.request("POST", "/users", json={
+        "accountEnabled": True, "displayName": f"User {number}", "mailNickname": f"user{number}",
+        "userPrincipalName": f"user{number}@{domain}", "department": "Sales" if number % 2 else "Engineering",
+        "passwordProfile": {"password": "Xy!12345678abc"}})["id"]  # fmt: skip
 
 
 def graph_users(hook) -> dict[str, dict]:
