@@ -26,7 +26,11 @@ from airflow_provider_aadsync.engine.connectors.entra.extensions import (
     needed_extensions,
 )
 from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
-from airflow_provider_aadsync.engine.connectors.entra.schema import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
+from airflow_provider_aadsync.engine.connectors.entra.schema import (
+    BESIDE_DELTA,
+    DEFAULT_GROUP_PROPERTIES,
+    DEFAULT_USER_PROPERTIES,
+)
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under
 from airflow_provider_aadsync.engine.runs import defaults
@@ -218,10 +222,20 @@ def run_entra_import(
     store.check_tenant(hook.settings.tenant_id)  # another tenant than the store's: refused (engine/store/owner.py)
     rules = rules or load_sync_rules()
     users, added = complete_attribute_list(
-        DEFAULT_USER_PROPERTIES, rules, connector, object_types=["user"], what="$select of users"
+        DEFAULT_USER_PROPERTIES,
+        rules,
+        connector,
+        object_types=["user"],
+        what="$select of users",
+        made_by_import=BESIDE_DELTA,
     )
     groups, added_groups = complete_attribute_list(
-        DEFAULT_GROUP_PROPERTIES, rules, connector, object_types=["group"], what="$select of groups"
+        DEFAULT_GROUP_PROPERTIES,
+        rules,
+        connector,
+        object_types=["group"],
+        what="$select of groups",
+        made_by_import=BESIDE_DELTA,
     )
     # What the export writes as directory extensions is read back, so a written value is confirmed, not rewritten.
     for compiled in rules.outbound(connector):

@@ -60,6 +60,12 @@ REQUIRED_PERMISSIONS: tuple[GraphPermission, ...] = (
         ("Directory.Read.All", "Organization.ReadWrite.All", "Directory.ReadWrite.All"),
     ),
     GraphPermission(
+        "RoleManagement.Read.Directory",
+        "read who holds a directory role (GET /directoryRoles, GET /directoryRoles/{id}/members): a cloud user or "
+        "group with an admin role is never matched to an on-premises object, as Entra ID does",
+        ("Directory.Read.All", "RoleManagement.ReadWrite.Directory", "Directory.ReadWrite.All"),
+    ),
+    GraphPermission(
         "Domain.Read.All",
         "read the tenant's verified domains (GET /domains), which a user principal name must end with",
         ("Domain.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),

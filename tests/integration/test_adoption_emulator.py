@@ -13,8 +13,8 @@ from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_ex
 from airflow_provider_aadsync.engine.store import run_error
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.adoption import cloud_user, seed_tenant
-from tests.support.servers import entra_hook_for
+from tests.support.adoption import cloud_group, cloud_user, seed_tenant
+from tests.support.servers import emulator_admin, entra_hook_for
 from tests.support.world import ad_user, guid, immutable_id, import_delta, import_full
 
 pytestmark = pytest.mark.integration
@@ -133,3 +133,61 @@ def test_a_refused_match_stays_refused_across_delta_cycles(graph_server, tenant_
     after = all_users(hook)
     assert set(after) == set(before) and after[ids[0]]["onPremisesImmutableId"] == immutable_id(guid(4))
     assert [error["code"] for error in store.run_errors(exported.run_id)] == ["held-by-other-engine"]
+
+
+def test_cloud_administrators_are_never_matched_until_their_roles_go(graph_server, tenant_verifying, store):
+    """A cloud user holding a directory role (directly, or through a role-assignable group) is refused by the soft
+    match and the hard match: reported as admin-role, never written, no second user created. Once its role
+    assignment is removed, the next delta cycle reads that (the roles are read by every Entra import), matches and
+    joins it."""
+    tenant = tenant_verifying(DOMAIN)
+    hook = entra_hook_for(graph_server, tenant)
+    seeded = seed_tenant(
+        graph_server,
+        tenant,
+        [
+            cloud(f"user1@{DOMAIN}"),  # soft match on its UPN; a Global Administrator
+            cloud(f"admin2@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(2))),  # hard match; in a role group
+            cloud(f"user3@{DOMAIN}"),  # no role: matched
+        ],
+    )
+    ids = [user["id"] for user in seeded]
+    (tier0,) = seed_tenant(graph_server, tenant, [cloud_group("Tier 0", members=(ids[1],), isAssignableToRole=True)])
+    roles = f"/tenants/{tenant['id']}/roleAssignments"
+    for principal, role in ((ids[0], "Global Administrator"), (tier0["id"], "Privileged Role Administrator")):
+        emulator_admin(graph_server, "POST", roles, json={"role": role, "principalId": principal})
+    assert hook.directory_role_holders() == {
+        ids[0]: ("user", ["Global Administrator"]),
+        tier0["id"]: ("group", ["Privileged Role Administrator"]),
+        ids[1]: ("user", ["Privileged Role Administrator"]),
+    }
+    before = all_users(hook)
+
+    rules = load_sync_rules()
+    import_full(store, "ad", [ad_user(n) for n in (1, 2, 3)])
+    assert import_entra(hook, store, connector="entra", mode="full").result == "success"
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    synced = run_sync(store, rules, connector="entra", mode="full")
+    with store.engine.connect() as connection:
+        errors = {
+            row.anchor: (row.code, row.message)
+            for row in connection.execute(sa.select(run_error).where(run_error.c.run_id == synced.run_id))
+        }
+    assert {anchor: code for anchor, (code, _) in errors.items()} == {ids[0]: "admin-role", ids[1]: "admin-role"}
+    assert "Global Administrator" in errors[ids[0]][1] and "Privileged Role Administrator" in errors[ids[1]][1]
+
+    exported = run_entra_export(store, hook)
+    assert exported.counters.get("user_creates", 0) == 0 and exported.counters["adds_held_refused"] == 2
+    after = all_users(hook)
+    assert after[ids[0]] == before[ids[0]] and after[ids[1]] == before[ids[1]]  # the administrators are untouched
+    assert after[ids[2]]["onPremisesImmutableId"] == immutable_id(guid(3)) and len(after) == len(before)
+
+    # the Global Administrator's role is removed: the next delta cycle matches and joins it, nothing created
+    emulator_admin(graph_server, "DELETE", f"{roles}/62e90394-69f5-4237-9190-012177145e10/{ids[0]}")
+    delta = import_entra(hook, store, connector="entra", mode="delta")
+    assert delta.result == "success" and delta.counters["role_holders_changed"] == 1
+    run_sync(store, rules, connector="entra", mode="delta")
+    run_entra_export(store, hook)
+    final = all_users(hook)
+    assert final[ids[0]]["onPremisesImmutableId"] == immutable_id(guid(1))  # adopted now
+    assert final[ids[1]] == before[ids[1]] and len(final) == len(before)  # the other administrator: still refused

@@ -26,7 +26,7 @@ def test_a_reduced_app_registration_is_named_permission_by_permission(graph_serv
     ok, message = hook.test_connection()
     assert not ok
     assert message.startswith("Missing Microsoft Graph application permissions")
-    for missing in ("User.ReadWrite.All", "Domain.Read.All"):
+    for missing in ("User.ReadWrite.All", "Domain.Read.All", "RoleManagement.Read.Directory"):
         assert f"{missing} (or" in message
     assert "GroupMember.ReadWrite.All (or" not in message  # Group.ReadWrite.All stands in for it
     assert "Note, optional permissions not granted" in message and "Application.ReadWrite.OwnedBy" in message
@@ -38,7 +38,7 @@ def test_a_reduced_app_registration_is_named_permission_by_permission(graph_serv
 
 def test_the_required_set_passes_with_a_note_and_the_full_set_without(graph_server, graph_tenant):
     required = ["User.ReadWrite.All", "Group.ReadWrite.All", "GroupMember.ReadWrite.All", "Organization.Read.All",
-                "Domain.Read.All"]  # fmt: skip
+                "Domain.Read.All", "RoleManagement.Read.Directory"]  # fmt: skip
     grant(graph_server, graph_tenant, required)
     ok, message = entra_hook_for(graph_server, graph_tenant).test_connection()
     assert ok, message
@@ -55,3 +55,15 @@ def test_the_required_set_passes_with_a_note_and_the_full_set_without(graph_serv
     register_extensions(hook, hook.application_id, {"aadsyncSourceAnchor": {"User", "Group"}})
     ok, message = hook.test_connection()
     assert ok and message.endswith(f"Directory extension {anchor} is registered."), message
+
+
+def test_an_import_without_the_role_permission_stops_and_names_it(graph_server, graph_tenant):
+    """Who holds a directory role is read by every Entra import (admins are never matched): an app that may not read
+    it gets Graph's 403 with the permission to grant, never an import that cannot tell administrators apart."""
+    grant(graph_server, graph_tenant, ["User.ReadWrite.All", "Group.ReadWrite.All", "Organization.Read.All"])
+    hook = entra_hook_for(graph_server, graph_tenant)
+    with pytest.raises(GraphError) as caught:
+        hook.directory_role_holders()
+    assert caught.value.status == 403 and "RoleManagement.Read.Directory" in str(caught.value)
+    grant(graph_server, graph_tenant, ["User.ReadWrite.All", "Group.ReadWrite.All", "RoleManagement.Read.Directory"])
+    assert entra_hook_for(graph_server, graph_tenant).directory_role_holders() == {}

@@ -82,8 +82,7 @@ class CompiledRule:
         self.origin: str | None = None
         names = list(scope.attributes)
         names += [condition.source for group in join_groups for condition in group]
-        if rule.held_by_other_engine:
-            names.append(rule.held_by_other_engine)
+        names += [name for name in (rule.held_by_other_engine, rule.admin_roles) if name]
         for spec in flow_specs:
             if spec.type is FlowType.DIRECT and spec.source:
                 names.append(spec.source)

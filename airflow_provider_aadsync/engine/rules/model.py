@@ -163,6 +163,10 @@ class SyncRuleModel(_Strict):
     #: An attribute that, when True, says another sync engine still masters the object (Graph's
     #: onPremisesSyncEnabled): such an object is never joined, a per-object error instead.
     held_by_other_engine: _Name | None = None
+    #: An attribute listing the administrator roles the object holds in its directory (the Entra import's
+    #: directoryRoles): an object holding any is never joined by this rule's match, a per-object error instead, as
+    #: Entra ID "won't match on-premises users with cloud users that have an admin role".
+    admin_roles: _Name | None = None
     #: Outbound Provision rules only: a target attribute this rule writes that marks the object in the target
     #: directory (group writeback's adminDescription "Group_<objectId>"). Before provisioning, an unjoined
     #: connector-space object of the target type that already holds the same value is joined instead of a second

@@ -55,15 +55,17 @@ def complete_attribute_list(
     *,
     object_types: Iterable[str] | None = None,
     what: str = "attribute list",
+    made_by_import: Iterable[str] = (),
 ) -> tuple[list[str], dict[str, list[str]]]:
     """``configured`` plus what the rules read and it leaves out (compared ignoring case), and what was added, with
-    the rules that read it; a warning names each added attribute and its rules."""
+    the rules that read it; a warning names each added attribute and its rules. ``made_by_import``: attributes the
+    import makes itself (read beside its rounds), listed when the rules read them but neither warned of nor
+    counted as added: nothing is missing from the configuration."""
     present = {name.casefold() for name in configured}
-    added = {
-        name: readers
-        for name, readers in rule_attributes(rules, connector, object_types).items()
-        if name.casefold() not in present
-    }
+    own = {name.casefold() for name in made_by_import}
+    read = rule_attributes(rules, connector, object_types)
+    made = [name for name in read if name.casefold() in own and name.casefold() not in present]
+    added = {name: readers for name, readers in read.items() if name.casefold() not in present | own}
     if added:
         log.warning(
             "the %s of %s leaves out attributes the rules read; they are requested too: %s",
@@ -73,7 +75,7 @@ def complete_attribute_list(
                 f"{name} (read by {', '.join(repr(rule) for rule in readers)})" for name, readers in added.items()
             ),
         )
-    return [*configured, *added], added
+    return [*configured, *made, *added], added
 
 
 def attribute_list_key(*lists: Sequence[str]) -> str:

@@ -4,7 +4,8 @@ It reads the store after the imports and the AD sync (the metaverse persons the 
 connector space the import filled) and writes nothing. Each person gets one row: ``hard match`` (a cloud user holds
 its sourceAnchor as onPremisesImmutableId), ``soft match`` (on userPrincipalName, else mail, for cloud users without
 an ImmutableId; off with BlockSoftMatch) or ``create``; and the conflicts the sync would report per object: a cloud
-user held by another engine (onPremisesSyncEnabled), holding another ImmutableId, or matched by two AD users.
+user held by another engine (onPremisesSyncEnabled), holding an administrator role (the import's directoryRoles:
+never matched, as in Entra ID), holding another ImmutableId, or matched by two AD users.
 This mirrors the shipped "In from AAD - User Join" rule; the sync stays the authority.
 
 Groups ("In from AAD - Group Join") have no ImmutableId in Graph: ``hard match`` is a cloud group holding the
@@ -27,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from airflow_provider_aadsync.engine.connectors.entra.schema import read_only_in_graph
+from airflow_provider_aadsync.engine.connectors.entra.schema import DIRECTORY_ROLES, read_only_in_graph
 from airflow_provider_aadsync.engine.connectors.kinds import connector_kind
 from airflow_provider_aadsync.engine.store import Store, cs_object, link, mv_object
 
@@ -37,6 +38,8 @@ CREATE = "create"
 CONFLICT = "conflict"
 
 HELD = "held by another engine (onPremisesSyncEnabled): turn off the other engine first"
+#: The conflict of a cloud object holding a directory role (the shipped join rules' ``admin_roles``), with its roles.
+ADMIN_ROLE = "holds the administrator role {roles}: never matched; remove its role assignments to adopt it"
 OTHER_ANCHOR = "cloud user holds another ImmutableId: never overwritten"
 SHARED = "two AD users match one cloud user"
 GROUP_OTHER_ANCHOR = "cloud group holds another anchor in extension_aadsyncSourceAnchor: never overwritten"
@@ -76,6 +79,8 @@ class _Cloud:
     immutable_id: str
     held: bool
     read_only: bool = False
+    #: The directory roles it holds (the import's ``directoryRoles``): a match is refused, as the sync refuses it.
+    roles: tuple[str, ...] = ()
 
 
 def _first(values: Any) -> str:
@@ -103,6 +108,7 @@ def _cloud_users(store: Store, connector: str, object_type: str = "user") -> lis
                 immutable_id=_first(attrs.get(ANCHOR_EXTENSION if group else "onPremisesImmutableId")),
                 held=_first(attrs.get("onPremisesSyncEnabled")).casefold() == "true",
                 read_only=group and read_only_in_graph(attrs),
+                roles=tuple(str(role) for role in attrs.get(DIRECTORY_ROLES) or []),
             )
         )
     return users
@@ -199,6 +205,8 @@ def _user_rows(store: Store, entra_connector: str, block_soft_match: bool) -> li
 def _row(base: dict[str, str], outcome: str, matched_on: str, user: _Cloud, conflict: str = "") -> PreflightRow:
     if user.held:
         conflict = HELD
+    elif user.roles:
+        conflict = ADMIN_ROLE.format(roles=", ".join(user.roles))
     return PreflightRow(
         **base,
         outcome=CONFLICT if conflict else outcome,

@@ -519,15 +519,27 @@ class Joins:
 
 def match_refusals(frame: pd.DataFrame, compiled: CompiledRule, group: Sequence[Any]) -> dict[str, tuple[str, str]]:
     """Objects a match must not join, with the error code and message: held by another engine (the rule's
-    ``held_by_other_engine`` attribute is True), or soft-matched while holding another anchor (a value in a
-    hard-match attribute, e.g. a different onPremisesImmutableId: never overwritten)."""
+    ``held_by_other_engine`` attribute is True), holding an administrator role (the rule's ``admin_roles``
+    attribute has a value: Entra ID "won't match on-premises users with cloud users that have an admin role", by a
+    hard match either), or soft-matched while holding another anchor (a value in a hard-match attribute, e.g. a
+    different onPremisesImmutableId: never overwritten)."""
     refused: dict[str, tuple[str, str]] = {}
     if frame.empty:
         return refused
+    if compiled.rule.admin_roles:
+        for anchor, cell in zip(frame.index, column_of(frame, compiled.rule.admin_roles), strict=True):
+            roles = [str(value) for value in cell_values(cell) if str(value)]
+            if roles:
+                refused[anchor] = (
+                    "admin-role",
+                    f"it holds the administrator role {', '.join(roles)}: an on-premises object never takes over a "
+                    "cloud administrator. To adopt it on purpose, remove its role assignments, let a sync join it, "
+                    "then assign them again",
+                )
     held = compiled.rule.held_by_other_engine
     if held:
         for anchor, cell in zip(frame.index, column_of(frame, held), strict=True):
-            if any(str(value).casefold() == "true" for value in cell_values(cell)):
+            if anchor not in refused and any(str(value).casefold() == "true" for value in cell_values(cell)):
                 refused[anchor] = (
                     "held-by-other-engine",
                     f"{held} is true: another sync engine still masters this object; turn off the other "

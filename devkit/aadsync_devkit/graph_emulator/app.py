@@ -10,6 +10,9 @@ Admin API (no auth; refused unless the caller is on loopback):
   "authenticationType"?: "Managed"|"Federated"}`` → 201 with the domain as ``GET /v1.0/domains/{name}`` shows it;
   ``PATCH .../domains/{name}`` (the same settings: verify, make default, federate) → 200, ``DELETE`` → 204 (not the
   initial ``<name>.onmicrosoft.com``); only verified domains may carry a UPN;
+- ``POST /_emulator/tenants/{id}/roleAssignments`` ``{"role": built-in role name or template id, "principalId"}``
+  → 201: a user or role-assignable group holds the directory role (``GET /v1.0/directoryRoles`` lists it activated);
+  ``DELETE .../roleAssignments/{role template id}/{principal id}`` → 204;
 - ``POST /_emulator/tenants/{id}/apps/{clientId}/certificates`` ``{"certificate": PEM}`` (or the PEM itself as the
   body) → 201 ``{"thumbprint" (SHA-1 hex), "thumbprintSha256", "subject", "startDateTime", "endDateTime"}``: a
   certificate credential whose private key may then sign client assertions; ``GET`` lists them (``{"value"}``),
@@ -317,6 +320,15 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
             return Response(status_code=204)
         return JSONResponse(found.update_domain(request.path_params["name"], await body_of(request)))
 
+    async def role_assignments(request: Request) -> Response:
+        loopback_only(request)
+        return JSONResponse(tenant_of(request).assign_role(await body_of(request)), status_code=201)
+
+    async def role_assignment(request: Request) -> Response:
+        loopback_only(request)
+        tenant_of(request).unassign_role(request.path_params["role"], request.path_params["principal"])
+        return Response(status_code=204)
+
     async def expire_delta_tokens(request: Request) -> Response:
         loopback_only(request)
         state.expire_delta_tokens(tenant_of(request), gone=request.query_params.get("mode") == "gone")
@@ -333,6 +345,8 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
         Route(
             "/_emulator/tenants/{tenant}/apps/{client_id}/certificates/{thumbprint}", certificate, methods=["DELETE"]
         ),
+        Route("/_emulator/tenants/{tenant}/roleAssignments", role_assignments, methods=["POST"]),
+        Route("/_emulator/tenants/{tenant}/roleAssignments/{role}/{principal}", role_assignment, methods=["DELETE"]),
         Route("/_emulator/tenants/{tenant}/deltaTokens/expire", expire_delta_tokens, methods=["POST"]),
         Route("/_emulator/tenants/{tenant}/tokens/revoke", revoke_tokens, methods=["POST"]),
         Route("/_emulator/tenants/{tenant}/apps/{client_id}", app_secret, methods=["PATCH"]),

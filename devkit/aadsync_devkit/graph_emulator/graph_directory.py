@@ -1,7 +1,7 @@
 """Microsoft Graph v1.0 routes beyond users and groups themselves: the application objects of the tenant's app
 registrations with their directory extension definitions (``extensionProperties``),
-``directoryObjects/getAvailableExtensionProperties``, the tenant's ``domains``, and a user's ``manager`` (``$ref``
-to set and remove it).
+``directoryObjects/getAvailableExtensionProperties``, the tenant's ``domains``, its activated ``directoryRoles`` and
+their members, and a user's ``manager`` (``$ref`` to set and remove it).
 Thin, like :mod:`.graph`: parse, call the tenant, render.
 """
 
@@ -16,7 +16,7 @@ from starlette.routing import Route
 from aadsync_devkit.graph_emulator import exceptions as err
 from aadsync_devkit.graph_emulator import odata
 from aadsync_devkit.graph_emulator.apps import DEFAULT_ROLES, EXTENSION_WRITER_OWNED, EXTENSION_WRITERS
-from aadsync_devkit.graph_emulator.graph import GraphJSON, json_body, query_params, route, typed
+from aadsync_devkit.graph_emulator.graph import _ANY_PROPERTIES, GraphJSON, json_body, paged, query_params, route, typed
 from aadsync_devkit.graph_emulator.identity import TokenService, base_url
 from aadsync_devkit.graph_emulator.tenant import Tenant
 
@@ -28,6 +28,7 @@ _EXTENSION_PROPERTIES = {
     for name in ("id", "deletedDateTime", "appDisplayName", "dataType", "isMultiValued", "isSyncedFromOnPremises",
                  "name", "targetObjects")
 }  # fmt: skip
+_ROLE_PROPERTIES = {name: "ro" for name in ("id", "deletedDateTime", "description", "displayName", "roleTemplateId")}
 _DOMAIN_PROPERTIES = {
     name: "ro"
     for name in ("authenticationType", "availabilityStatus", "id", "isAdminManaged", "isDefault", "isInitial",
@@ -123,6 +124,23 @@ def routes(tokens: TokenService) -> list[Route]:
         found = tenant.domain(request.path_params["name"])
         return GraphJSON({"@odata.context": f"{base_url(request)}/v1.0/$metadata#domains/$entity", **found})
 
+    # ------------------------------------------------------------------------------------------- directory roles
+
+    async def directory_roles(request: Request, tenant: Tenant) -> Response:
+        return _collection(request, "directoryRole", _ROLE_PROPERTIES, tenant.directory_roles())
+
+    async def role_members(request: Request, tenant: Tenant) -> Response:
+        params = query_params(request)
+        query = odata.parse_query(
+            params, request.headers, "directoryObject", properties=_ANY_PROPERTIES, allow_filter=False
+        )
+        rows = tenant.role_member_objects(request.path_params["role"])
+        kinds = {row["_seq"]: kind for kind, row in rows}
+        return paged(
+            request, params, query, [row for _, row in rows], "directoryObjects",
+            lambda row: typed(kinds[row["_seq"]], row, query.select),
+        )  # fmt: skip
+
     # ------------------------------------------------------------------------------------------- manager
 
     async def get_manager(request: Request, tenant: Tenant) -> Response:
@@ -161,6 +179,8 @@ def routes(tokens: TokenService) -> list[Route]:
         graph("/v1.0/directoryObjects/getAvailableExtensionProperties", available_extensions, ["POST"]),
         graph("/v1.0/domains", domains, ["GET"]),
         graph("/v1.0/domains/{name}", domain, ["GET"]),
+        graph("/v1.0/directoryRoles", directory_roles, ["GET"]),
+        graph("/v1.0/directoryRoles/{role}/members", role_members, ["GET"]),
         graph("/v1.0/users/{id}/manager", get_manager, ["GET"]),
         graph("/v1.0/users/{id}/manager/$ref", get_manager_ref, ["GET"]),
         graph("/v1.0/users/{id}/manager/$ref", put_manager, ["PUT"]),

@@ -17,6 +17,7 @@ _GROUPS_READ = ("GroupMember.Read.All", "Group.Read.All", "Group.ReadWrite.All",
 _GROUPS_READ = (*_GROUPS_READ, *_READ_DIRECTORY)
 _GROUPS_WRITE = ("Group.ReadWrite.All", "Directory.ReadWrite.All")
 _MEMBERS_WRITE = ("GroupMember.ReadWrite.All", *_GROUPS_WRITE)
+_ROLES_READ = ("RoleManagement.Read.Directory", *_READ_DIRECTORY, "RoleManagement.ReadWrite.Directory")
 _APPLICATIONS_READ = ("Application.Read.All", "Application.ReadWrite.OwnedBy", "Application.ReadWrite.All")
 _APPLICATIONS_READ = (*_APPLICATIONS_READ, *_READ_DIRECTORY)
 
@@ -42,6 +43,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("DELETE", "/v1.0/groups/{id}"): _GROUPS_WRITE,
     ("POST", "/v1.0/groups/{id}/members/$ref"): _MEMBERS_WRITE,
     ("DELETE", "/v1.0/groups/{id}/members/{member}/$ref"): _MEMBERS_WRITE,
+    ("GET", "/v1.0/directoryRoles"): _ROLES_READ,
+    ("GET", "/v1.0/directoryRoles/{role}/members"): _ROLES_READ,
     ("GET", "/beta/groups"): _GROUPS_READ,
     ("PATCH", "/beta/groups/{id}"): _GROUPS_WRITE,
 }

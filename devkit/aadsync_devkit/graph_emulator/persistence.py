@@ -42,6 +42,7 @@ class TenantPersistence:
     unverified_domains: list[str]
     default_domain: str
     federated_domains: set[str]
+    role_members: dict[str, list[str]]
     initial_domain: str
     created: str
     apps: dict[str, App]
@@ -77,6 +78,7 @@ class TenantPersistence:
             "unverifiedDomains": list(self.unverified_domains),
             "defaultDomain": self.default_domain,
             "federatedDomains": sorted(self.federated_domains),
+            "roleMembers": {role: list(members) for role, members in self.role_members.items()},
         }
 
     @classmethod
@@ -98,6 +100,7 @@ class TenantPersistence:
         tenant.unverified_domains = list(data.get("unverifiedDomains", []))  # and no domain settings
         tenant.default_domain = data.get("defaultDomain") or tenant.initial_domain
         tenant.federated_domains = set(data.get("federatedDomains", []))
+        tenant.role_members = {role: list(members) for role, members in data.get("roleMembers", {}).items()}
         return tenant
 
     def to_dict(self) -> dict[str, Any]:

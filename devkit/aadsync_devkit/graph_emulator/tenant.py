@@ -19,9 +19,10 @@ from aadsync_devkit.graph_emulator.managers import TenantManagers
 from aadsync_devkit.graph_emulator.objects import TenantObjects
 from aadsync_devkit.graph_emulator.persistence import TenantPersistence
 from aadsync_devkit.graph_emulator.records import Change, Deleted, DirectoryObject
+from aadsync_devkit.graph_emulator.roles import TenantRoles
 
 
-class Tenant(TenantApps, TenantDomains, TenantObjects, TenantManagers, TenantDelta, TenantPersistence):
+class Tenant(TenantApps, TenantDomains, TenantRoles, TenantObjects, TenantManagers, TenantDelta, TenantPersistence):
     """One Entra tenant: organization facts, app registrations, directory objects and their links."""
 
     def __init__(
@@ -47,6 +48,7 @@ class Tenant(TenantApps, TenantDomains, TenantObjects, TenantManagers, TenantDel
         self.federated_domains: set[str] = set()
         self.apps = {app.client_id: app for app in apps}
         self.extensions: dict[str, dict[str, Any]] = {}  # directory extension definitions by lower-cased name
+        self.role_members: dict[str, list[str]] = {}  # activated directory role (template id) -> member ids
         self.created = created or now_iso()
         self._seq = 0
         #: Tokens issued before the last ``tokens/revoke`` carry a lower epoch and are refused (not persisted).

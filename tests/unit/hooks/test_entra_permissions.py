@@ -75,12 +75,17 @@ class TestCheck:
     def test_every_missing_permission_is_named_with_why_and_its_alternatives(self):
         check = check_permissions(["User.ReadWrite.All", "Organization.Read.All"])
         assert not check.ok
-        missing = ["Group.ReadWrite.All", "GroupMember.ReadWrite.All", "Domain.Read.All"]
+        missing = [
+            "Group.ReadWrite.All",
+            "GroupMember.ReadWrite.All",
+            "RoleManagement.Read.Directory",
+            "Domain.Read.All",
+        ]
         assert [p.name for p in check.missing] == missing
         message = check.message()
         assert message.startswith("Missing Microsoft Graph application permissions")
         assert "admin consent" in message
-        for name in ("Group.ReadWrite.All", "GroupMember.ReadWrite.All", "Domain.Read.All", "GET /domains"):
+        for name in (*missing, "GET /domains", "GET /directoryRoles"):
             assert name in message
         assert "User.ReadWrite.All (or" not in message and "Organization.Read.All (or" not in message
         assert "Note, optional permissions not granted" in message and "Application.ReadWrite.OwnedBy" in message

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_provider_aadsync.engine.connectors.entra import roles
 from airflow_provider_aadsync.engine.connectors.entra.extensions import ExtensionNames, extension_names
 from airflow_provider_aadsync.engine.connectors.entra.schema import (
     BESIDE_DELTA,
@@ -270,11 +271,14 @@ class EntraImportSteps:
         self.source = source
         self.names = extension_names(source)
         beside = {name.casefold() for name in BESIDE_DELTA}
+        users = [name for name in user_properties if name.casefold() not in beside]
         groups = [name for name in group_properties if name.casefold() not in beside]
         #: The rules read the per-group writeback switch: listed from Graph beta on each import (not in v1.0 delta).
         self.reads_writeback = any(name.casefold() == WRITEBACK_ENABLED.casefold() for name in group_properties)
-        self.wanted = {"users": list(user_properties), "groups": groups}
+        self.wanted = {"users": users, "groups": groups}
         self._select: dict[str, list[str]] | None = None
+        #: This run's directory role holders (roles.py), None from a source that cannot list them.
+        self._holders: roles.Holders | None = None
 
     @property
     def select(self) -> dict[str, list[str]]:
@@ -305,15 +309,18 @@ class EntraImportSteps:
         writer.begin_full()
         failed_before = len(errors)
         links: dict[str, bytes] = {}
+        holders = self._holders = roles.read_holders(self.source)  # before the rounds: objects carry their roles
         # Reading, decoding and shaping pages runs ahead in another thread while this one writes the store
         # (SQLite releases the GIL while it works); see bench/README.md for the figures.
-        for batch, links_so_far in prefetch(self._full_batches(errors), _READ_AHEAD_BATCHES):
+        for batch, links_so_far in prefetch(self._full_batches(errors, holders), _READ_AHEAD_BATCHES):
             writer.write_full_columns(batch)
             links = links_so_far
         writer.keep_in_full(self._soft_deleted_groups(errors))
         self._writeback_switches(writer, errors)
         writer.finish_full()
         links = _require_links(links, self.wanted)
+        if holders is not None:
+            links[roles.HOLDERS_ROW] = roles.holders_row(holders)
         if self._can_read_again:  # what failed here is read again whole by the next delta (runs/read_again.py)
             failed = errors.errors[failed_before:]
             for resource in self.wanted:
@@ -339,7 +346,7 @@ class EntraImportSteps:
                 item = self.source.get_object(resource, anchor, select, _EXPAND_BY_ID[resource])  # type: ignore[attr-defined]
                 if item is None:
                     continue
-                shaped = _as_round_item(self.source, resource, anchor, item)
+                shaped = roles.with_roles(_as_round_item(self.source, resource, anchor, item), self._holders)
             except ObjectDecodeError as error:  # Graph refused this object's read: it stays listed
                 errors.add(error)
                 continue
@@ -383,7 +390,9 @@ class EntraImportSteps:
                 found.append(SourceObject(anchor, f"groups/{anchor}", "group", attrs=attrs, partial=True))
         return found
 
-    def _full_batches(self, errors: ErrorSink) -> Iterator[tuple[ObjectPage, dict[str, bytes]]]:
+    def _full_batches(
+        self, errors: ErrorSink, holders: roles.Holders | None = None
+    ) -> Iterator[tuple[ObjectPage, dict[str, bytes]]]:
         """Both delta rounds from the start, as batches of columns to write, each with the delta links so far.
 
         Groups come first: their batch is only complete at the end of their round (a group's members can be split
@@ -393,6 +402,7 @@ class EntraImportSteps:
         groups: dict[str, SourceObject] = {}
         for page in self.source.delta_pages("groups", self.select["groups"], None):
             for item in page["value"]:
+                item = roles.with_roles(item, holders)
                 for obj in _objects("groups", [item], errors, partial=False, names=self.names):
                     _gather(groups, obj, item)
             links["groups"] = _delta_link(page, links.get("groups"))
@@ -401,7 +411,7 @@ class EntraImportSteps:
             yield ObjectPage.from_objects(gathered[start : start + _WRITE_BATCH]), dict(links)
         users = ObjectPage()
         for page in self.source.delta_pages("users", self.select["users"], None):
-            _user_page(page["value"], errors, users, self.names)
+            _user_page([roles.with_roles(item, holders) for item in page["value"]], errors, users, self.names)
             links["users"] = _delta_link(page, links.get("users"))
             if len(users.anchors) >= _WRITE_BATCH:  # Graph pages are small (200): compare and write in bigger batches
                 yield users, dict(links)
@@ -419,6 +429,7 @@ class EntraImportSteps:
         kept too): the next delta reads its changes again from there."""
         links: dict[str, bytes] = {}
         kept = []
+        holders = self._holders = roles.read_holders(self.source)  # an object read again whole carries its roles
         for resource, select in self.select.items():
             failed_before = len(errors)
             for page in self.source.delta_pages(resource, select, saved[resource].decode()):
@@ -435,7 +446,10 @@ class EntraImportSteps:
                 continue
             links.update(listed)
         self._writeback_switches(writer, errors)
-        return _require_links(links, [resource for resource in self.wanted if resource not in kept])
+        if holders is not None:
+            writer.counters["role_holders_changed"] += roles.apply_changes(writer, holders)
+        kept_links = _require_links(links, [resource for resource in self.wanted if resource not in kept])
+        return {**kept_links, **({roles.HOLDERS_ROW: roles.holders_row(holders)} if holders is not None else {})}
 
 
 def _of_resource(error: Mapping[str, Any], resource: str) -> bool:

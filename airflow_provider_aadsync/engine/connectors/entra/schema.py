@@ -64,9 +64,14 @@ WRITEBACK_ENABLED = "writebackConfiguration.isEnabled"
 #: restorable), set by the import, not a Graph property: group writeback keeps such a group's AD copy.
 SOFT_DELETED = "softDeleted"
 
+#: The connector-space attribute listing the directory roles a user or group holds (directly, or for a user through
+#: a role-assignable group), set by the import from ``GET /directoryRoles``, not a Graph property: the join rules
+#: never match an object holding one (Entra ID's protection of cloud administrators).
+DIRECTORY_ROLES = "directoryRoles"
+
 #: Connector-space attributes the import makes beside the v1.0 delta rounds: not v1.0 properties, so not in the
 #: catalog and never in a ``$select``; rules may read them.
-BESIDE_DELTA: frozenset[str] = frozenset({WRITEBACK_ENABLED, SOFT_DELETED})
+BESIDE_DELTA: frozenset[str] = frozenset({WRITEBACK_ENABLED, SOFT_DELETED, DIRECTORY_ROLES})
 
 #: Every Graph property the connector reads or writes. Catalog order is ``$select`` order, for each object type.
 GRAPH_ATTRIBUTES: tuple[Attribute, ...] = (

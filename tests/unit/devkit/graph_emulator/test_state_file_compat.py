@@ -30,7 +30,13 @@ def _expected() -> dict[str, Any]:
 
 
 #: What tenants and apps gained since version 2 files were written, and what such a file loads them as.
-ADDED_TO_TENANTS = {"extensionProperties": [], "managers": {}, "unverifiedDomains": [], "federatedDomains": []}
+ADDED_TO_TENANTS = {
+    "extensionProperties": [],
+    "managers": {},
+    "unverifiedDomains": [],
+    "federatedDomains": [],
+    "roleMembers": {},
+}
 ADDED_TO_APPS = ("objectId",)
 #: Emulator settings added since, at their defaults.
 ADDED_TO_SETTINGS = {"faultWrite504Ratio": 0.0}

@@ -10,7 +10,12 @@ import pytest
 
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
 from airflow_provider_aadsync.engine.connectors.ad.schema import DEFAULT_AD_ATTRIBUTES
-from airflow_provider_aadsync.engine.connectors.entra.schema import DEFAULT_GROUP_PROPERTIES, DEFAULT_USER_PROPERTIES
+from airflow_provider_aadsync.engine.connectors.entra.schema import (
+    BESIDE_DELTA,
+    DEFAULT_GROUP_PROPERTIES,
+    DEFAULT_USER_PROPERTIES,
+    DIRECTORY_ROLES,
+)
 from airflow_provider_aadsync.engine.rules import load_rules_text
 from airflow_provider_aadsync.engine.runs.import_attributes import (
     ATTRIBUTE_LIST_PARTITION,
@@ -62,8 +67,11 @@ def test_the_shipped_lists_hold_everything_the_shipped_rules_read():
     rules = load_sync_rules()
     assert "userAccountControl" in rule_attributes(rules, "ad")
     assert complete_attribute_list(DEFAULT_AD_ATTRIBUTES, rules, "ad")[1] == {}
-    assert complete_attribute_list(DEFAULT_USER_PROPERTIES, rules, "entra", object_types=["user"])[1] == {}
-    assert complete_attribute_list(DEFAULT_GROUP_PROPERTIES, rules, "entra", object_types=["group"])[1] == {}
+    for kind, listed in (("user", DEFAULT_USER_PROPERTIES), ("group", DEFAULT_GROUP_PROPERTIES)):
+        names, added = complete_attribute_list(listed, rules, "entra", object_types=[kind], made_by_import=BESIDE_DELTA)
+        assert added == {}
+        # the roles the import reads beside its rounds are listed (the list keys the delta links), never warned of
+        assert DIRECTORY_ROLES in names
 
 
 def test_attributes_a_rule_reads_are_added_once_and_named_with_their_rule(caplog):

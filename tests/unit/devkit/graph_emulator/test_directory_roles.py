@@ -1,0 +1,58 @@
+"""The tenant's activated directory roles and their members, as Graph's directoryRole resource documents them
+(``GET /directoryRoles``, ``GET /directoryRoles/{id}/members``), the admin API that assigns them, and the
+permission the list needs (RoleManagement.Read.Directory, or a Directory permission)."""
+
+from __future__ import annotations
+
+from aadsync_devkit.graph_emulator.state import EmulatorState
+
+from .conftest import assert_graph_error, new_group, new_user
+from .test_permissions import grant
+
+GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
+
+
+def test_assigned_roles_are_listed_with_their_members_and_survive_a_restart(client, auth, tenant, tmp_path):
+    admin = f"/_emulator/tenants/{tenant['id']}/roleAssignments"
+    user = client.post("/v1.0/users", headers=auth, json=new_user(1)).json()
+    group = client.post("/v1.0/groups", headers=auth, json=new_group("Tier0", isAssignableToRole=True)).json()
+    plain = client.post("/v1.0/groups", headers=auth, json=new_group("Staff")).json()
+    assert client.get("/v1.0/directoryRoles", headers=auth).json()["value"] == []  # none activated yet
+
+    assert client.post(admin, json={"role": "Global Administrator", "principalId": user["id"]}).status_code == 201
+    assert client.post(admin, json={"role": "user administrator", "principalId": group["id"]}).status_code == 201
+    assert client.post(admin, json={"role": "Staff Admin", "principalId": user["id"]}).status_code == 400
+    assert client.post(admin, json={"role": GLOBAL_ADMIN, "principalId": plain["id"]}).status_code == 400
+
+    roles = client.get("/v1.0/directoryRoles?$select=id,displayName", headers=auth).json()["value"]
+    assert [role["displayName"] for role in roles] == ["Global Administrator", "User Administrator"]
+    members = client.get(f"/v1.0/directoryRoles/{roles[1]['id']}/members?$select=id", headers=auth).json()["value"]
+    assert members == [{"@odata.type": "#microsoft.graph.group", "id": group["id"]}]
+    by_template = client.get(f"/v1.0/directoryRoles/roleTemplateId={GLOBAL_ADMIN}/members", headers=auth).json()
+    assert [(m["@odata.type"], m["id"]) for m in by_template["value"]] == [("#microsoft.graph.user", user["id"])]
+    missing = client.get("/v1.0/directoryRoles/f2ef992c-3afb-46b9-b7cf-a126ee74c451/members", headers=auth)
+    assert_graph_error(missing, 404, "Request_ResourceNotFound")
+
+    # removed: the role stays activated, without members; a deleted member drops out of the listing
+    assert client.delete(f"{admin}/{GLOBAL_ADMIN}/{user['id']}").status_code == 204
+    assert client.get(f"/v1.0/directoryRoles/{GLOBAL_ADMIN}/members", headers=auth).json()["value"] == []
+    assert client.delete(f"{admin}/{GLOBAL_ADMIN}/{user['id']}").status_code == 404
+    assert client.delete(f"/v1.0/groups/{group['id']}", headers=auth).status_code == 204
+    assert client.get(f"/v1.0/directoryRoles/{roles[1]['id']}/members", headers=auth).json()["value"] == []
+
+    # kept in the state file
+    path = tmp_path / "state.sqlite"
+    saved = EmulatorState(state_file=path)
+    loaded = saved.create_tenant({"name": "fabrikam"})
+    loaded.add_app({"clientId": "0b1c2d3e-0000-4000-8000-00000000b001"})
+    loaded.role_members = {GLOBAL_ADMIN: ["x"]}
+    saved.save_soon()
+    saved.flush()
+    assert EmulatorState(state_file=path).find_tenant(loaded.id).role_members == {GLOBAL_ADMIN: ["x"]}
+
+
+def test_listing_roles_needs_a_role_management_or_directory_permission(client, tenant):
+    limited = grant(client, tenant["id"], ["User.ReadWrite.All", "Group.ReadWrite.All"])
+    assert_graph_error(client.get("/v1.0/directoryRoles", headers=limited), 403, "Authorization_RequestDenied")
+    allowed = grant(client, tenant["id"], ["User.ReadWrite.All", "RoleManagement.Read.Directory"])
+    assert client.get("/v1.0/directoryRoles", headers=allowed).status_code == 200
