@@ -25,6 +25,7 @@ from airflow_provider_aadsync.engine.store import (
     mv_reference,
     pending_export,
     pending_export_reference,
+    run_error,
 )
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
@@ -225,6 +226,21 @@ def sync_connectors(store: Store, spaces: Mapping[str, Sequence[SourceObject]]) 
     for connector in spaces:
         assert run_sync(store, rules, connector=connector, mode="full").result == "success", connector
     return rules
+
+
+def sync_errors(
+    store: Store, ad: Sequence[SourceObject], cloud: Sequence[SourceObject], **settings: Any
+) -> dict[str, tuple[str, str]]:
+    """``ad`` and ``cloud`` imported in full, AD synced, then Entra synced in full by the shipped rules (with
+    ``settings``); the Entra sync's per-object errors, ``{anchor: (code, message)}``."""
+    rules = load_sync_rules(**settings)
+    import_full(store, "ad", ad)
+    import_full(store, "entra", cloud)
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    result = run_sync(store, rules, connector="entra", mode="full")
+    with store.engine.connect() as connection:
+        errors = connection.execute(sa.select(run_error).where(run_error.c.run_id == result.run_id)).all()
+    return {e.anchor: (e.code, e.message) for e in errors}
 
 
 def world_with_cloud_twins(store: Store, users: int) -> Any:

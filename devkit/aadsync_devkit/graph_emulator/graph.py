@@ -69,6 +69,20 @@ def paged(
     )
 
 
+def directory_objects(request: Request, rows: list[tuple[str, dict[str, Any]]]) -> Response:
+    """One page of a mixed collection of directory objects (``(kind, properties with _seq)`` rows), each with its
+    ``@odata.type``: a group's members, a directory role's members. ``$select`` applies, ``$filter`` is refused."""
+    params = query_params(request)
+    query = odata.parse_query(
+        params, request.headers, "directoryObject", properties=_ANY_PROPERTIES, allow_filter=False
+    )
+    kinds = {row["_seq"]: kind for kind, row in rows}
+    return paged(
+        request, params, query, [row for _, row in rows], "directoryObjects",
+        lambda row: typed(kinds[row["_seq"]], row, query.select),
+    )  # fmt: skip
+
+
 def query_params(request: Request) -> dict[str, str]:
     return dict(request.query_params)
 
@@ -425,16 +439,7 @@ def routes(tokens: TokenService) -> list[Route]:
         )
 
     async def members(request: Request, tenant: Tenant) -> Response:
-        params = query_params(request)
-        query = odata.parse_query(
-            params, request.headers, "directoryObject", properties=_ANY_PROPERTIES, allow_filter=False
-        )
-        rows = tenant.members(request.path_params["id"])
-        kinds = {row["_seq"]: kind for kind, row in rows}
-        return paged(
-            request, params, query, [row for _, row in rows], "directoryObjects",
-            lambda row: typed(kinds[row["_seq"]], row, query.select),
-        )  # fmt: skip
+        return directory_objects(request, tenant.members(request.path_params["id"]))
 
     async def add_member(request: Request, tenant: Tenant) -> Response:
         body = await json_body(request)

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from aadsync_devkit.graph_emulator import exceptions as err
 from aadsync_devkit.graph_emulator import odata
 from aadsync_devkit.graph_emulator.apps import DEFAULT_ROLES, EXTENSION_WRITER_OWNED, EXTENSION_WRITERS
-from aadsync_devkit.graph_emulator.graph import _ANY_PROPERTIES, GraphJSON, json_body, paged, query_params, route, typed
+from aadsync_devkit.graph_emulator.graph import GraphJSON, directory_objects, json_body, query_params, route, typed
 from aadsync_devkit.graph_emulator.identity import TokenService, base_url
 from aadsync_devkit.graph_emulator.tenant import Tenant
 
@@ -130,16 +130,7 @@ def routes(tokens: TokenService) -> list[Route]:
         return _collection(request, "directoryRole", _ROLE_PROPERTIES, tenant.directory_roles())
 
     async def role_members(request: Request, tenant: Tenant) -> Response:
-        params = query_params(request)
-        query = odata.parse_query(
-            params, request.headers, "directoryObject", properties=_ANY_PROPERTIES, allow_filter=False
-        )
-        rows = tenant.role_member_objects(request.path_params["role"])
-        kinds = {row["_seq"]: kind for kind, row in rows}
-        return paged(
-            request, params, query, [row for _, row in rows], "directoryObjects",
-            lambda row: typed(kinds[row["_seq"]], row, query.select),
-        )  # fmt: skip
+        return directory_objects(request, tenant.role_member_objects(request.path_params["role"]))
 
     # ------------------------------------------------------------------------------------------- manager
 

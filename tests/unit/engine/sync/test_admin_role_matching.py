@@ -6,10 +6,8 @@ beside it. One joined before it was given a role stays joined."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from airflow_provider_aadsync.engine.runs.preflight import preflight
-from airflow_provider_aadsync.engine.store import Store, run_error
+from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import (
@@ -24,20 +22,14 @@ from tests.support.world import (
     import_full,
     links,
     mv_by,
+    sync_errors,
 )
 
 ADMIN = "Global Administrator"
 
 
 def sync(store: Store, ad: list, cloud: list) -> dict[str, tuple[str, str]]:
-    rules = load_sync_rules()
-    import_full(store, "ad", ad)
-    import_full(store, "entra", cloud)
-    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
-    result = run_sync(store, rules, connector="entra", mode="full")
-    with store.engine.connect() as connection:
-        errors = connection.execute(sa.select(run_error).where(run_error.c.run_id == result.run_id)).all()
-    return {e.anchor: (e.code, e.message) for e in errors}
+    return sync_errors(store, ad, cloud)
 
 
 def entra_anchor_of(store: Store, attribute: str, value: str) -> str | None:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from airflow_provider_aadsync.engine.store import Store, run_error
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.world import ad_user, entra_user, exports, guid, immutable_id, import_full, links, mv_by
+from tests.support.world import ad_user, entra_user, exports, guid, immutable_id, import_full, links, mv_by, sync_errors
 
 AD_USERS = [
     ad_user(1),  # hard match
@@ -32,14 +32,7 @@ CLOUD_USERS = [
 
 
 def sync_world(store: Store, **settings) -> dict[str, tuple[str, str]]:
-    rules = load_sync_rules(**settings)
-    import_full(store, "ad", AD_USERS)
-    import_full(store, "entra", CLOUD_USERS)
-    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
-    result = run_sync(store, rules, connector="entra", mode="full")
-    with store.engine.connect() as connection:
-        errors = connection.execute(sa.select(run_error).where(run_error.c.run_id == result.run_id)).all()
-    return {e.anchor: (e.code, e.message) for e in errors}
+    return sync_errors(store, AD_USERS, CLOUD_USERS, **settings)
 
 
 def entra_anchor_of(store: Store, n: int) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.reader import import_entra
@@ -27,12 +26,6 @@ class RoleGraph(FakeGraph):
     def directory_role_holders(self) -> dict[str, tuple[str, list[str]]]:
         self.role_reads += 1
         return dict(self.holders)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
-        yield opened
 
 
 def cs_rows(store: Store) -> dict[str, dict]:
