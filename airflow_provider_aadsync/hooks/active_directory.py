@@ -19,15 +19,15 @@ from typing import Any
 
 import ldap3
 from ldap3.core import exceptions as ldap_errors
-from ldap3.protocol.microsoft import dir_sync_control, extended_dn_control, show_deleted_control
+from ldap3.protocol.microsoft import extended_dn_control, show_deleted_control
 
 from airflow_provider_aadsync.engine import write_guard
 from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, split_rdn, wire_dn
 from airflow_provider_aadsync.hooks.active_directory_checks import check_connection
 from airflow_provider_aadsync.hooks.active_directory_pages import (
-    DIRSYNC_MAX_BYTES,
     DIRSYNC_OID,
     dirsync_attributes,
+    dirsync_request_control,
     full_read_client,
     ldap3_pages,
     python_ldap_dirsync_pages,
@@ -384,15 +384,7 @@ class ActiveDirectoryHook(BaseHook):
                 ldap3.SUBTREE,
                 attributes=list(requested),
                 controls=[
-                    dir_sync_control(
-                        criticality=True,
-                        object_security=False,
-                        ancestors_first=True,
-                        public_data_only=False,
-                        incremental_values=True,
-                        max_length=DIRSYNC_MAX_BYTES,
-                        cookie=cookie,
-                    ),
+                    dirsync_request_control(cookie),  # Flags as Windows AD reads them, not as dir_sync_control
                     extended_dn_control(criticality=False, hex_format=False),
                     show_deleted_control(criticality=False),
                 ],

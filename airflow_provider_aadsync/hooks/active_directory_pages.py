@@ -72,9 +72,12 @@ SHOW_DELETED_OID = "1.2.840.113556.1.4.417"
 #: Bounded so that Windows AD splits a big delta into several searches (MoreResults, a cookie each); Samba 4.17
 #: ignores it and answers in one response, which the python-ldap read streams anyway.
 DIRSYNC_MAX_BYTES = 10 * 1024 * 1024
-#: DirSync flags, as the ldap3 read sends them: LDAP_DIRSYNC_INCREMENTAL_VALUES (0x80000000: member changes as
+#: DirSync flags, what both clients send: LDAP_DIRSYNC_INCREMENTAL_VALUES (0x80000000: member changes as
 #: ``member;range=1-1`` added and ``member;range=0-0`` removed values) | LDAP_DIRSYNC_ANCESTORS_FIRST_ORDER (0x800);
-#: not OBJECT_SECURITY, not PUBLIC_DATA_ONLY. Sent as the 32-bit signed INTEGER a C client's ``int`` encodes to.
+#: not OBJECT_SECURITY, not PUBLIC_DATA_ONLY. Sent as the 32-bit signed INTEGER a C client's ``int`` encodes to
+#: (``02 04 80 00 08 00``): [MS-ADTS] 3.1.1.3.4.1.3 gives Flags as a 32-bit field, and Windows AD expects that form
+#: (ldap3 issue #642), not the 5-byte positive INTEGER ldap3's own ``dir_sync_control`` encodes (see
+#: :func:`dirsync_request_control`).
 DIRSYNC_FLAGS = (0x80000000 | 0x800) - 2**32
 #: TLS 1.2: Python's ssl module's default floor, which the ldap3 connection gets.
 _TLS_1_2 = 0x303
@@ -261,16 +264,32 @@ class DirSyncControl(RequestControl, ResponseControl):  # type: ignore[misc,vali
         self.more_results = False
 
     def encodeControlValue(self) -> bytes:  # noqa: N802 - python-ldap's name
-        value = _DirSyncRequestValue()
-        value.setComponentByName("Flags", DIRSYNC_FLAGS)
-        value.setComponentByName("MaxBytes", self.max_bytes)
-        value.setComponentByName("Cookie", univ.OctetString(self.cookie or b""))
-        return ber_encoder.encode(value)
+        return dirsync_request_value(self.cookie, self.max_bytes)
 
     def decodeControlValue(self, encodedControlValue: bytes) -> None:  # noqa: N802,N803 - python-ldap's names
         decoded, _ = ber_decoder.decode(encodedControlValue, asn1Spec=_DirSyncResponseValue())
         self.more_results = bool(int(decoded.getComponentByName("MoreResults")))
         self.cookie = bytes(decoded.getComponentByName("CookieServer"))
+
+
+def dirsync_request_value(cookie: bytes | None, max_bytes: int = DIRSYNC_MAX_BYTES) -> bytes:
+    """The DirSync request control's value (BER SEQUENCE { Flags, MaxBytes, Cookie }), the one encoder of both
+    clients: Flags is :data:`DIRSYNC_FLAGS`, a 32-bit signed INTEGER."""
+    value = _DirSyncRequestValue()
+    value.setComponentByName("Flags", DIRSYNC_FLAGS)
+    value.setComponentByName("MaxBytes", max_bytes)
+    value.setComponentByName("Cookie", univ.OctetString(cookie or b""))
+    return ber_encoder.encode(value)
+
+
+def dirsync_request_control(cookie: bytes | None) -> tuple[str, bool, bytes]:
+    """The DirSync request control for the ldap3 reads, as ldap3 takes a raw control: (OID, criticality, value).
+
+    ldap3's ``dir_sync_control(incremental_values=True)`` encodes Flags 0x80000800 as a positive INTEGER in 5 bytes
+    (``02 05 00 80 00 08 00``); Windows AD reads Flags as a 32-bit value and expects ``02 04 80 00 08 00`` (ldap3
+    issue #642, closed unfixed). Samba accepts both, so only a Windows DC would see the difference. Critical: a DC
+    that does not know DirSync must refuse the search, not answer it as a plain one."""
+    return DIRSYNC_OID, True, dirsync_request_value(cookie)
 
 
 def requested_only(raw: dict[str, list[bytes]], wanted: set[str]) -> dict[str, list[bytes]]:
