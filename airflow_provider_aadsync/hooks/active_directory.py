@@ -407,9 +407,16 @@ class ActiveDirectoryHook(BaseHook):
         return entries, control["value"]["cookie"], bool(control["value"]["more_results"])
 
     def dirsync_watermark(self, base: str | None = None) -> bytes:
-        """A DirSync cookie for "now" (of partition ``base``), read with a filter matching nothing."""
-        _, cookie, _ = self._dirsync_search(_EMPTY_FILTER, dirsync_attributes(["objectGUID"]), None, base)
-        return cookie
+        """A DirSync cookie for "now" (of partition ``base``), read with a filter matching nothing.
+
+        Searched again with each cookie while the DC says MoreResults: Windows AD walks the partition in steps bounded
+        by MaxBytes ([MS-ADTS] 3.1.1.3.4.1.3), and a cookie taken before its last step stands for a point in the
+        past, so the next delta would read again, as changes, everything after it. Samba answers in one step."""
+        requested, cookie = dirsync_attributes(["objectGUID"]), None
+        while True:
+            _, cookie, more = self._dirsync_search(_EMPTY_FILTER, requested, cookie, base)
+            if not more:
+                return cookie
 
     def dirsync_pages(
         self, attributes: Sequence[str], cookie: bytes, base: str | None = None

@@ -79,3 +79,20 @@ def test_ldap3_sends_the_dirsync_value_python_ldap_sends(cookie):
     assert int(decoded["Flags"]) & 0xFFFFFFFF == 0x80000800
     assert int(decoded["MaxBytes"]) == DIRSYNC_MAX_BYTES
     assert bytes(decoded["Cookie"]) == (cookie or b"")
+
+
+def test_watermark_searches_again_while_the_dc_says_more_results():
+    conn = RecordingConnection([(b"step-1", True), (b"step-2", True), (b"now", False)])
+    assert hook_on(conn).dirsync_watermark() == b"now"
+    sent = [
+        ber_decoder.decode(bytes(wire_control(s["controls"])["controlValue"]), asn1Spec=_DirSyncRequestValue())[0]
+        for s in conn.searches
+    ]
+    assert [bytes(value["Cookie"]) for value in sent] == [b"", b"step-1", b"step-2"]
+    assert {search["base"] for search in conn.searches} == {NC}
+
+
+def test_watermark_of_a_dc_without_more_results_is_one_search():
+    conn = RecordingConnection([(b"now", False)])
+    assert hook_on(conn).dirsync_watermark(base="DC=child,DC=corp,DC=example,DC=com") == b"now"
+    assert [search["base"] for search in conn.searches] == ["DC=child,DC=corp,DC=example,DC=com"]
