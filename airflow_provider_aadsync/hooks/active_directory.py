@@ -34,6 +34,7 @@ from airflow_provider_aadsync.hooks.active_directory_pages import (
     python_ldap_pages,
     requested_only,
 )
+from airflow_provider_aadsync.hooks.active_directory_referrals import ReferralRefusingConnection
 from airflow_provider_aadsync.hooks.active_directory_settings import (
     ActiveDirectoryConfigurationError,
     ActiveDirectoryConnectionError,
@@ -163,8 +164,10 @@ class ActiveDirectoryHook(BaseHook):
             get_info=ldap3.NONE,
             connect_timeout=settings.connect_timeout,
         )
-        conn = ldap3.Connection(
+        conn = ReferralRefusingConnection(
             server,
+            url=settings.url,
+            auto_referrals=False,  # never bind to a referred server with this password (active_directory_referrals)
             user=settings.bind_dn,
             password=settings.password.get_secret_value(),
             auto_bind=ldap3.AUTO_BIND_NONE,
@@ -389,7 +392,7 @@ class ActiveDirectoryHook(BaseHook):
                     show_deleted_control(criticality=False),
                 ],
             )
-        except ldap_errors.LDAPOperationResult as error:
+        except ldap_errors.LDAPOperationResult as error:  # a referral is not one: the connection raised its own error
             if cookie:
                 raise DirSyncCookieRejected(
                     f"{self.settings.url} answered {error.description or error.result}: {short_text(str(error))}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import ssl
 import tempfile
 import threading
@@ -39,6 +40,7 @@ from airflow_provider_aadsync.hooks.active_directory_settings import (
     ActiveDirectoryError,
     ADConnectionSettings,
     DirSyncCookieRejected,
+    referral_error,
     short_text,
 )
 
@@ -226,7 +228,7 @@ def _read_pages(
                 break
         hand_on(_END)
     except python_ldap.LDAPError as error:
-        hand_on(_failure(error, f"the paged read of {base!r}", settings))
+        hand_on(_failure(error, f"the paged read of {base!r}", settings, base))
     except BaseException as error:  # noqa: BLE001 - handed to the caller's thread, which raises it
         hand_on(error)
     finally:
@@ -347,10 +349,14 @@ def python_ldap_dirsync_pages(
             if not response.more_results:
                 return
     except python_ldap.LDAPError as error:
-        connection_lost = isinstance(error, python_ldap.SERVER_DOWN | python_ldap.CONNECT_ERROR | python_ldap.TIMEOUT)
-        if sent_cookie and not connection_lost:
+        # A referral says the DC holds no such partition, whatever the cookie: taken for a rejected cookie, it would
+        # turn the run into a full import that fails on the same referral.
+        not_the_cookie = (
+            python_ldap.SERVER_DOWN | python_ldap.CONNECT_ERROR | python_ldap.TIMEOUT | python_ldap.REFERRAL
+        )
+        if sent_cookie and not isinstance(error, not_the_cookie):
             raise DirSyncCookieRejected(f"{settings.url} answered {_error_text(error)}") from None
-        raise _failure(error, f"the DirSync read of {base!r}", settings) from None
+        raise _failure(error, f"the DirSync read of {base!r}", settings, base) from None
     finally:
         if pending is not None:
             _quietly(conn.abandon, pending)
@@ -406,8 +412,11 @@ def _configure_tls(conn: Any, settings: ADConnectionSettings) -> None:
             os.unlink(pem_file)
 
 
-def _failure(error: Exception, what: str, settings: ADConnectionSettings) -> ActiveDirectoryError:
-    """A python-ldap error as the hook's errors; its text is libldap's description and diagnostic, never a secret."""
+def _failure(error: Exception, what: str, settings: ADConnectionSettings, base: str = "") -> ActiveDirectoryError:
+    """A python-ldap error as the hook's errors; its text is libldap's description and diagnostic, never a secret. A
+    referral (``OPT_REFERRALS`` 0: libldap does not follow it) is the error the ldap3 connection gives for one."""
+    if isinstance(error, python_ldap.REFERRAL):
+        return referral_error(settings.url, base, referral_urls(error))
     text = _error_text(error)
     if isinstance(error, python_ldap.INVALID_CREDENTIALS):
         return ActiveDirectoryConnectionError(
@@ -426,6 +435,12 @@ def _failure(error: Exception, what: str, settings: ADConnectionSettings) -> Act
             )
         return ActiveDirectoryConnectionError(f"{what}: could not reach {settings.url}: {text}")
     return ActiveDirectoryError(f"{what} on {settings.url} failed: {text}")
+
+
+def referral_urls(error: Exception) -> list[str]:
+    """The URLs of a python-ldap REFERRAL: python-ldap puts them in the error's ``info`` (``Referral:\nldap://...``)."""
+    details = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
+    return re.findall(r"ldaps?://\S+", str(details.get("info") or ""))
 
 
 def _error_text(error: Exception) -> str:

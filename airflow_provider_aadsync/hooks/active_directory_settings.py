@@ -6,6 +6,7 @@ no LDAP code: operators, the CLI and tests import them from here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -30,6 +31,32 @@ class ActiveDirectoryConnectionError(ActiveDirectoryError):
 class ActiveDirectoryConfigurationError(ActiveDirectoryConnectionError):
     """Raised when the connection's settings are refused whatever the DC's state: a bind in clear that is not
     allowed, a base DN outside the naming context or that does not exist. Not worth retrying: fix the connection."""
+
+
+class ActiveDirectoryReferralError(ActiveDirectoryConfigurationError):
+    """Raised when the DC answers with a referral: it holds no naming context at the search's base, which lies in
+    another domain of the forest or in no domain the DC knows (a mistyped partition DN). Referrals are never followed:
+    a client that follows one binds to the referred server with the same DN and password (ldap3 over plain LDAP for
+    AD's ``ldap://`` referrals, or StartTLS without validating the certificate). Not worth retrying: fix the
+    connectors file."""
+
+
+def referral_error(url: str, base: str, referred: Sequence[str]) -> ActiveDirectoryReferralError:
+    """The error of a referral ``url`` answered for a search of ``base``, naming where it referred to and what to do.
+
+    What the project supports: an AD connector reads its partitions through its one connection, so a partition must be
+    a naming context of the connection's DC; a domain whose partition lives on other DCs (a child domain, another
+    tree of the forest) gets an AD connector of its own in the connectors file, with a connection to one of its DCs
+    (README "Several forests: the connectors configuration")."""
+    where = ", ".join(referred) if referred else "no URL"
+    return ActiveDirectoryReferralError(
+        f"{url} does not hold the partition {base!r}: it answered with a referral (to {where}), which is not followed "
+        "(following it would send the bind password to the referred server). Either the DN is mistyped (check the "
+        "partition's dn in the connectors file, or the connection extra base_dn), or the partition is another domain "
+        "of the forest, whose naming context its own DCs hold: read that domain through an AD connector of its own in "
+        "the connectors file (its conn_id a connection to one of that domain's DCs) and take the partition out of "
+        "this connector's partitions"
+    )
 
 
 class RangedReadError(ActiveDirectoryError):
