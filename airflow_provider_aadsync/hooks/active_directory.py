@@ -22,8 +22,8 @@ from ldap3.core import exceptions as ldap_errors
 from ldap3.protocol.microsoft import extended_dn_control, show_deleted_control
 
 from airflow_provider_aadsync.engine import write_guard
-from airflow_provider_aadsync.engine.dn import DnError, dn_is_under, split_rdn, wire_dn
-from airflow_provider_aadsync.hooks.active_directory_checks import check_connection
+from airflow_provider_aadsync.engine.dn import DnError, split_rdn, wire_dn
+from airflow_provider_aadsync.hooks.active_directory_checks import check_base_dn, check_connection
 from airflow_provider_aadsync.hooks.active_directory_pages import (
     DIRSYNC_OID,
     dirsync_attributes,
@@ -207,7 +207,7 @@ class ActiveDirectoryHook(BaseHook):
         except ldap_errors.LDAPException as error:
             raise ActiveDirectoryConnectionError(f"bind to {where} failed: {short_text(str(error))}") from None
         try:
-            self._check_base_dn(conn)
+            check_base_dn(conn, settings, self.search_base)
         except BaseException:
             conn.unbind()
             raise
@@ -221,46 +221,6 @@ class ActiveDirectoryHook(BaseHook):
             return wire_dn(self.settings.base_dn)
         except DnError as error:
             raise ActiveDirectoryConfigurationError(f"the connection extra base_dn is not usable: {error}") from None
-
-    def _check_base_dn(self, conn: ldap3.Connection) -> None:
-        """The base DN must exist and lie inside the default naming context (DirSync reads that context and the
-        engine keeps what lies under the base DN): otherwise a full import would see nothing. Checked once per
-        connection, before any import or export work."""
-        settings = self.settings
-        base = settings.base_dn
-        conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["defaultNamingContext"])
-        raw = conn.response[0]["raw_attributes"] if conn.response else {}
-        contexts = raw.get("defaultNamingContext") or []
-        if not contexts:
-            raise ActiveDirectoryConfigurationError(
-                f"{settings.url} does not announce a defaultNamingContext; is it an AD DC?"
-            )
-        naming_context = contexts[0].decode()
-        where = f"base DN {base!r} (connection extra base_dn) on {settings.url}, naming context {naming_context!r}"
-        try:
-            inside = dn_is_under(base, naming_context)
-        except DnError as error:
-            raise ActiveDirectoryConfigurationError(f"{where}: {error}") from None
-        if not inside:
-            raise ActiveDirectoryConfigurationError(
-                f"{where}: the base DN lies outside the naming context, so an import would see nothing of it; "
-                f"set base_dn to the naming context or an OU under it"
-            )
-        try:
-            conn.search(self.search_base, "(objectClass=*)", ldap3.BASE, attributes=["objectClass"])
-        except ldap_errors.LDAPNoSuchObjectResult:
-            raise ActiveDirectoryConfigurationError(
-                f"{where}: the base DN does not exist; check its spelling (an OU renamed or moved?)"
-            ) from None
-        except ldap_errors.LDAPOperationResult as error:
-            raise ActiveDirectoryConfigurationError(
-                f"{where}: the base DN cannot be read by {settings.bind_dn}: {error.description or error.result}"
-            ) from None
-        if not any(entry["type"] == "searchResEntry" for entry in conn.response):
-            raise ActiveDirectoryConfigurationError(
-                f"{where}: the base DN cannot be read by {settings.bind_dn} (no entry returned: missing read "
-                "permission?)"
-            )
 
     def close(self) -> None:
         if self._conn is not None:

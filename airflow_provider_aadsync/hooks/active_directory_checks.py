@@ -20,9 +20,14 @@ from typing import Any, Protocol
 import ldap3
 from ldap3.core import exceptions as ldap_errors
 
+from airflow_provider_aadsync.engine.dn import DnError, dn_is_under
 from airflow_provider_aadsync.engine.secrets import scrub
 from airflow_provider_aadsync.hooks.active_directory_pages import check_full_read
-from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryError, ADConnectionSettings
+from airflow_provider_aadsync.hooks.active_directory_settings import (
+    ActiveDirectoryConfigurationError,
+    ActiveDirectoryError,
+    ADConnectionSettings,
+)
 
 
 class _Hook(Protocol):
@@ -37,6 +42,45 @@ class _Hook(Protocol):
     def naming_context(self) -> str: ...
     def server_name(self) -> str: ...
     def dirsync_watermark(self, base: str | None = None) -> bytes: ...
+
+
+def check_base_dn(conn: ldap3.Connection, settings: ADConnectionSettings, search_base: str) -> None:
+    """The base DN must exist and lie inside the default naming context (DirSync reads that context and the
+    engine keeps what lies under the base DN): otherwise a full import would see nothing. Checked once per
+    connection, by ActiveDirectoryHook.get_conn, before any import or export work."""
+    base = settings.base_dn
+    conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["defaultNamingContext"])
+    raw = conn.response[0]["raw_attributes"] if conn.response else {}
+    contexts = raw.get("defaultNamingContext") or []
+    if not contexts:
+        raise ActiveDirectoryConfigurationError(
+            f"{settings.url} does not announce a defaultNamingContext; is it an AD DC?"
+        )
+    naming_context = contexts[0].decode()
+    where = f"base DN {base!r} (connection extra base_dn) on {settings.url}, naming context {naming_context!r}"
+    try:
+        inside = dn_is_under(base, naming_context)
+    except DnError as error:
+        raise ActiveDirectoryConfigurationError(f"{where}: {error}") from None
+    if not inside:
+        raise ActiveDirectoryConfigurationError(
+            f"{where}: the base DN lies outside the naming context, so an import would see nothing of it; "
+            f"set base_dn to the naming context or an OU under it"
+        )
+    try:
+        conn.search(search_base, "(objectClass=*)", ldap3.BASE, attributes=["objectClass"])
+    except ldap_errors.LDAPNoSuchObjectResult:
+        raise ActiveDirectoryConfigurationError(
+            f"{where}: the base DN does not exist; check its spelling (an OU renamed or moved?)"
+        ) from None
+    except ldap_errors.LDAPOperationResult as error:
+        raise ActiveDirectoryConfigurationError(
+            f"{where}: the base DN cannot be read by {settings.bind_dn}: {error.description or error.result}"
+        ) from None
+    if not any(entry["type"] == "searchResEntry" for entry in conn.response):
+        raise ActiveDirectoryConfigurationError(
+            f"{where}: the base DN cannot be read by {settings.bind_dn} (no entry returned: missing read permission?)"
+        )
 
 
 #: What the bind account needs for DirSync, worded for the person who grants it.
