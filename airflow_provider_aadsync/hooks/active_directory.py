@@ -7,6 +7,7 @@ decodes them. TLS with certificate validation is the default; plain LDAP is an e
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import ssl
@@ -24,6 +25,7 @@ from ldap3.protocol.microsoft import extended_dn_control, show_deleted_control
 from airflow_provider_aadsync.engine import write_guard
 from airflow_provider_aadsync.engine.dn import DnError, split_rdn, wire_dn
 from airflow_provider_aadsync.hooks.active_directory_checks import check_base_dn, check_connection
+from airflow_provider_aadsync.hooks.active_directory_lifetime import read_deletion_window
 from airflow_provider_aadsync.hooks.active_directory_pages import (
     DIRSYNC_OID,
     dirsync_attributes,
@@ -238,7 +240,13 @@ class ActiveDirectoryHook(BaseHook):
             "",
             "(objectClass=*)",
             ldap3.BASE,
-            attributes=["defaultNamingContext", "dnsHostName", "highestCommittedUSN", "supportedControl"],
+            attributes=[
+                "defaultNamingContext",
+                "configurationNamingContext",
+                "dnsHostName",
+                "highestCommittedUSN",
+                "supportedControl",
+            ],
         )
         raw = conn.response[0]["raw_attributes"]
         return {name: [value.decode() for value in values] for name, values in raw.items()}
@@ -248,6 +256,12 @@ class ActiveDirectoryHook(BaseHook):
 
     def server_name(self) -> str:
         return (self.root_dse.get("dnsHostName") or [self.settings.host])[0]
+
+    def deletion_window(self) -> dt.timedelta:
+        """How long a DirSync cookie still sees every deletion: the forest's tombstone lifetime (and deleted-object
+        lifetime with the Recycle Bin), read from the configuration naming context (active_directory_lifetime)."""
+        configuration = self.root_dse["configurationNamingContext"][0]
+        return read_deletion_window(self.get_conn(), configuration, self.settings.url)
 
     # ---------------------------------------------------------------------------------------------- reading
     def find_objects(self, attribute: str, value: str, attributes: Sequence[str] = ("objectGUID",)) -> list[RawEntry]:

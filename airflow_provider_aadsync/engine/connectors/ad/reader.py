@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
-from functools import partial
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder, reference_from_value
+from airflow_provider_aadsync.engine.connectors.ad.lifetime import source_deletion_window
 from airflow_provider_aadsync.engine.connectors.ad.scope import (
     GROUP_FILTERED_TYPES,
     SCOPE_PARTITION,
@@ -44,13 +45,9 @@ if TYPE_CHECKING:
 #: The per-object error of an object another AD connector's space holds alive (held_by_other_ad_connectors).
 HELD_ELSEWHERE = "anchor-in-another-connector"
 
-#: A DirSync cookie older than AD's default tombstone lifetime may have missed deletions: import fully instead.
-TOMBSTONE_LIFETIME = dt.timedelta(days=180)
-
 RawEntry = tuple[str, dict[str, list[bytes]]]
 
 __all__ = [
-    "TOMBSTONE_LIFETIME",
     "ADImportSteps",
     "DirectorySource",
     "ImportResult",
@@ -63,7 +60,9 @@ class DirectorySource(Protocol):
     """What the import needs from a directory connection.
 
     ``base`` names a partition other than the connection's naming context (a child domain) and is passed only
-    then; ``group_members`` is needed only with a pilot group.
+    then; ``group_members`` is needed only with a pilot group. Optional (read with getattr): ``deletion_window() ->
+    timedelta``, how long the forest keeps deleted objects visible (engine.connectors.ad.lifetime; without it, the
+    spec's default tombstone lifetime).
     """
 
     def naming_context(self) -> str: ...
@@ -99,7 +98,6 @@ class ADImportSteps:
     :class:`ADScope` (partitions, OUs, pilot group) whether read fully or by DirSync."""
 
     watermark_name = "DirSync cookie"
-    watermark_lifetime = TOMBSTONE_LIFETIME
     command = "import-ad"
     #: What the import guard's "saw nothing" counts: OUs and containers are read whatever the OU filter or the pilot
     #: group lets through (an emptied pilot group, or an account that reads the OUs but no longer the users in them,
@@ -133,6 +131,12 @@ class ADImportSteps:
         #: Objects sync created in this connector space (group writeback): read whatever the pilot group holds.
         self.provisioned: frozenset[str] = frozenset()
         self.connector = ""
+
+    @cached_property
+    def watermark_lifetime(self) -> dt.timedelta:
+        """A DirSync cookie older than the forest's deletion window (engine.connectors.ad.lifetime) may have missed
+        deletions: the import becomes a full one. Read from the DC once per import, when a delta asks."""
+        return source_deletion_window(self.source)
 
     def partitions(self) -> Sequence[str]:
         return [partition.key for partition in self.filters]
@@ -403,8 +407,9 @@ def import_active_directory(
     """Import the directory into connector space ``connector``.
 
     ``mode="delta"`` uses the saved DirSync cookies (one per partition); without one, with one older than the
-    tombstone lifetime, or when the DC rejects it, the run becomes a full import and says why. Rows and the new
-    cookies commit in one transaction: a failed import keeps the old cookies and leaves the connector space untouched.
+    forest's tombstone lifetime (the source's ``deletion_window()``: engine.connectors.ad.lifetime), or when the DC
+    rejects it, the run becomes a full import and says why. Rows and the new cookies commit in one transaction: a
+    failed import keeps the old cookies and leaves the connector space untouched.
     ``guard`` stops an import that would remove too much of the connector space (see ``engine.runs.import_guard``).
 
     Scope: ``partitions`` (the connectors configuration's, each with OUs to include and exclude; None: the naming
