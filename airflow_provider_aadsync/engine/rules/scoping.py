@@ -16,7 +16,7 @@ loose we say what we chose):
   lower-cased DN of the clause; the clause's own attribute is ignored;
 - multi-valued cells: a positive clause holds when any value satisfies it; its NOT form holds when no value
   satisfies the positive form. So every NOT operator holds for an absent attribute, which is what the shipped
-  rules rely on (``isCriticalSystemObject NOTEQUAL True`` keeps objects that lack the attribute), and every
+  rules rely on (``adminDescription NOTSTARTSWITH Group_`` keeps groups that lack the attribute), and every
   positive operator but ISNULL fails on an absent attribute.
 """
 

@@ -7,10 +7,22 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_aadsync.engine.rules.loader import DEFAULT_RULES_DIR
+from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.world import ad_group, ad_user, exports, import_delta, import_full, links, metaverse, mv_by
+from tests.support.world import (
+    BASE,
+    ad_group,
+    ad_user,
+    exports,
+    guid,
+    import_delta,
+    import_full,
+    links,
+    metaverse,
+    mv_by,
+)
 
 # msExchRecipientTypeDetails values the default configuration filters (bits of &H21C07000), by Exchange's names.
 FILTERED_RECIPIENT_TYPES = {
@@ -158,3 +170,35 @@ def test_a_rule_of_ones_own_that_sets_cloud_filtered_removes_the_object(store, t
     assert result.result == "success", result
     assert staged_for_entra(store) == {"alice"}
     assert cloud_filtered(store) == {"bob"}
+
+
+def _contact(n: int, name: str, **attrs: str) -> SourceObject:
+    values = {"objectGUID": [guid(n)], "cn": [name], "displayName": [name], "mail": [f"{name}@partner.example"]}
+    values.update({attribute: [value] for attribute, value in attrs.items()})
+    return SourceObject(anchor=guid(n), dn=f"CN={name},OU=Contacts,{BASE}", object_type="contact", attrs=values)
+
+
+def test_any_is_critical_system_object_value_keeps_users_groups_and_contacts_out(store, rules):
+    """The default configuration leaves out users, groups and contacts where ``IsPresent([isCriticalSystemObject])``
+    ("Understanding the default configuration"): a value of FALSE is present too, so those never reach the
+    metaverse; objects without the attribute do."""
+    import_full(
+        store,
+        "ad",
+        [
+            ad_user(1, "alice"),
+            ad_user(2, "flagged-false", isCriticalSystemObject="FALSE"),
+            ad_user(3, "flagged-true", isCriticalSystemObject="TRUE"),
+            ad_group(50, "Staff", members=[1]),
+            ad_group(51, "Group False", isCriticalSystemObject="FALSE"),
+            _contact(70, "partner"),
+            _contact(71, "contact-false", isCriticalSystemObject="FALSE"),
+        ],
+    )
+    result = run_sync(store, rules, connector="ad", mode="full")
+    assert result.result == "success", result
+    names = {attrs["displayName"][0] for attrs in metaverse(store).values()}
+    assert names == {"User 1", "Staff", "partner"}
+    entra = {mv_id for (_c, anchor), (mv_id, _t) in links(store, "entra").items() if anchor in exports(store)}
+    staged = {attrs["displayName"][0] for mv_id, attrs in metaverse(store).items() if mv_id in entra}
+    assert staged == {"User 1", "Staff", "partner"}
