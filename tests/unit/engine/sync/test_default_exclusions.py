@@ -202,3 +202,38 @@ def test_any_is_critical_system_object_value_keeps_users_groups_and_contacts_out
     entra = {mv_id for (_c, anchor), (mv_id, _t) in links(store, "entra").items() if anchor in exports(store)}
     staged = {attrs["displayName"][0] for mv_id, attrs in metaverse(store).items() if mv_id in entra}
     assert staged == {"User 1", "Staff", "partner"}
+
+
+#: Microsoft's test of a mail-enabled group ("Understanding Users, Groups, and Contacts"): with proxyAddresses empty,
+#: mail must have a value; with proxyAddresses set, one of them must be an SMTP address (SMTP: or smtp:).
+MAIL_CASES = {
+    "mail-only": ({"mail": "mail-only@corp.example"}, True),
+    "smtp-only": ({"proxyAddresses": ["smtp:smtp-only@corp.example"]}, True),
+    "x500-and-mail": ({"proxyAddresses": ["X500:/o=contoso/ou=users/cn=x500"], "mail": "x@corp.example"}, False),
+    "x500-only": ({"proxyAddresses": ["X500:/o=contoso/ou=users/cn=x500-only"]}, False),
+}
+
+
+KINDS = (("dist", False), ("sec", True))
+
+
+def test_a_group_is_mail_enabled_as_microsoft_documents_it(store, rules):
+    """Distribution groups that are not mail-enabled are filtered (cloudFiltered); security groups stay, with
+    mailEnabled saying what they are."""
+    cases = [(name, attrs, kind, security) for name, (attrs, _e) in MAIL_CASES.items() for kind, security in KINDS]
+    groups = [
+        ad_group(60 + n, f"{kind} {name}", security=security, **attrs)
+        for n, (name, attrs, kind, security) in enumerate(cases)
+    ]
+    import_full(store, "ad", groups)
+    result = run_sync(store, rules, connector="ad", mode="full")
+    assert result.result == "success", result
+    mail_enabled = {attrs["accountName"][0]: attrs["mailEnabled"] for attrs in metaverse(store).values()}
+    assert mail_enabled == {
+        f"{kind} {name}": [enabled] for name, (_attrs, enabled) in MAIL_CASES.items() for kind, _s in KINDS
+    }
+    assert cloud_filtered(store) == {f"dist {name}" for name, (_a, enabled) in MAIL_CASES.items() if not enabled}
+    assert staged_for_entra(store) == {
+        *(f"sec {name}" for name in MAIL_CASES),
+        *(f"dist {name}" for name, (_a, enabled) in MAIL_CASES.items() if enabled),
+    }
