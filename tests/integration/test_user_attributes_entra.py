@@ -16,6 +16,7 @@ from aadsync_devkit.world.forests import ensure_exchange_schema
 from aadsync_devkit.world.samba import SambaDC
 from aadsync_devkit.world.seed import AT_LIMITS, MAIL_DOMAIN, enabled_users
 from airflow_provider_aadsync.engine.connectors.entra.writer import run_entra_export
+from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from airflow_provider_aadsync.steps import run_ad_import
@@ -25,7 +26,11 @@ pytestmark = pytest.mark.integration
 
 USERS, GROUPS = 60, 2
 
-#: AD attribute → Graph property, as the shipped rules flow them directly (in-from-ad.yaml, out-to-entra.yaml).
+#: employeeHireDate is opt-in (AD has none; Microsoft maps none by default): this test loads the optional rule.
+HIRE_DATE_RULES = [DEFAULT_RULES_DIR, DEFAULT_RULES_DIR.parent / "optional" / "employee-hire-date.yaml"]
+
+#: AD attribute → Graph property, as the shipped rules (and the hire date's optional rule) flow them directly
+#: (in-from-ad.yaml, out-to-entra.yaml, optional/employee-hire-date.yaml).
 DIRECT = {
     "userPrincipalName": "userPrincipalName", "displayName": "displayName", "givenName": "givenName",
     "sn": "surname", "title": "jobTitle", "department": "department", "company": "companyName",
@@ -53,6 +58,8 @@ def with_extension_attributes(dc: SambaDC) -> int:
         for number, dn in enumerate(dns):
             values = {"extensionAttribute1": f"CC-{number:04d}", "extensionAttribute7": "Zürich · 東京 ✓"}
             values["msDS-preferredDataLocation"] = ("EUR", "NAM", "APC")[number % 3]  # Multi-Geo locations
+            # The format Microsoft documents for the AD attribute feeding employeeHireDate: yyyyMMddHHmmss.fZ
+            values["msDS-cloudExtensionAttribute1"] = f"2024{number % 12 + 1:02d}15080000.0Z"
             if number % 2:
                 values["extensionAttribute15"] = "x" * 1024
             changes = {name: [(ldap3.MODIFY_REPLACE, [value])] for name, value in values.items()}
@@ -99,6 +106,10 @@ def expected_from_ad(raw: dict[str, list[bytes]]) -> dict[str, Any]:
         return values[0].decode() if values else None
 
     expected: dict[str, Any] = {graph: one(ad) for ad, graph in DIRECT.items()}
+    hired = one("msDS-cloudExtensionAttribute1")
+    if hired and "T" not in hired:  # generalized time (yyyyMMddHHmmss.fZ): Graph holds it as a DateTimeOffset
+        hired = f"{hired[:4]}-{hired[4:6]}-{hired[6:8]}T{hired[8:10]}:{hired[10:12]}:{hired[12:14]}Z"
+    expected["employeeHireDate"] = hired
     expected |= {graph: [v.decode() for v in raw.get(ad) or []] for ad, graph in COLLECTIONS.items()}
     expected["usageLocation"] = one("c").strip().upper() if one("c") else None
     expected["mailNickname"] = one("mailNickname") or one("sAMAccountName").replace(" ", "")
@@ -113,7 +124,7 @@ def test_every_seeded_user_attribute_reaches_graph_as_the_rules_compute_it(dc, g
     hook = entra_hook_for(graph_server, tenant)
     extended = with_extension_attributes(dc)
     assert run_ad_import(hook_for(dc), store, mode="full")["result"] == "success"
-    synced = run_sync(store, load_sync_rules(), connector="ad", mode="full")
+    synced = run_sync(store, load_sync_rules(HIRE_DATE_RULES), connector="ad", mode="full")
     assert synced.result == "success", [(e["code"], e["message"]) for e in store.run_errors(synced.run_id)][:5]
     exported = run_entra_export(store, hook)
     assert exported.result == "success", [(e["code"], e["message"]) for e in store.run_errors(exported.run_id)][:5]
@@ -140,6 +151,8 @@ def test_every_seeded_user_attribute_reaches_graph_as_the_rules_compute_it(dc, g
     ]
     assert len(extension_users) == extended
     assert sum(1 for user in in_graph.values() if user["preferredDataLocation"]) == extended
+    # every third user's hire date is in generalized time in AD (each reached Graph as the date above)
+    assert sum(1 for raw in users if b"T" not in (raw.get("msDS-cloudExtensionAttribute1") or [b"T"])[0]) == extended
     assert sum(user["accountEnabled"] for user in in_graph.values()) == len(enabled_users(USERS)) == 54
 
 

@@ -141,6 +141,7 @@ def test_the_product_wheel_has_no_dev_kit_and_the_dev_kit_wheel_no_product(tmp_p
     assert not leaked, leaked
     assert "airflow_provider_aadsync/engine/rules/default/out-to-entra.yaml" in product
     assert "airflow_provider_aadsync/engine/rules/optional/join-same-person.yaml" in product
+    assert "airflow_provider_aadsync/engine/rules/optional/employee-hire-date.yaml" in product
     assert "airflow_provider_aadsync/cli.py" in product
 
     devkit = _wheel_names(source / "devkit", tmp_path / "devkit")

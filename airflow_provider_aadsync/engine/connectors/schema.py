@@ -13,7 +13,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
@@ -48,6 +48,13 @@ class Limit:
     #: ... said in words for the error message.
     shape: str = ""
     max_values: int | None = None
+    #: A documented spelling the directory does not take, turned into one it does (AD's generalized time for a Graph
+    #: DateTimeOffset): a value it converts (None: it cannot) is staged converted, before the checks above.
+    convert: Callable[[str], str | None] | None = None
+    #: A refused value costs only this attribute: it is left out of the write (the directory keeps what it holds),
+    #: with a per-object error naming the object, the attribute and the format expected, and the object's other
+    #: values are staged. Otherwise a refused value keeps the whole object from being written.
+    drop_invalid: bool = False
 
     def problem(self, values: Iterable[object]) -> str | None:
         """Why *values* are refused, or None when they are acceptable."""
@@ -180,6 +187,26 @@ class ConnectorSchema:
                 elif not (type(value) is float and value != value):  # NaN is NULL too
                     flagged.add(label)
         return flagged
+
+    def settle(self, values: dict[str, list[Any]]) -> list[str]:
+        """Convert in place each value of *values* its limit converts (:attr:`Limit.convert`), and leave out each
+        attribute of a :attr:`Limit.drop_invalid` limit whose values are still refused: one sentence per attribute
+        left out, naming it and the format expected."""
+        dropped = []
+        for name in list(values):
+            limit = self.limit_of(name)
+            if limit is None:
+                continue
+            if limit.convert is not None:
+                values[name] = [
+                    (limit.convert(value) or value) if type(value) is str else value for value in values[name]
+                ]
+            if limit.drop_invalid:
+                problem = limit.problem(values[name])
+                if problem is not None:
+                    del values[name]
+                    dropped.append(f"{name}: {problem}")
+        return dropped
 
     def invalid_values(self, values: Mapping[str, list[object]]) -> list[str]:
         """One sentence per attribute of *values* the directory would refuse, naming the attribute."""

@@ -227,7 +227,7 @@ class Outbound:
                 # to a preview and to the limit check's message, which take them all.
                 values_only = self.state.trace is None and mv_id not in suspects
                 desired, dn, references = self._desired(in_scope, outcomes, mv_id, values_only=values_only)
-                if mv_id in suspects and self._refused(connector, target_schema, mv_id, loaded, links, desired):
+                if mv_id in suspects and _refused(self.state, connector, target_schema, mv_id, loaded, links, desired):
                     continue
                 found = self._rejoinable(connector, provision_rule, desired, unjoined)
                 kind = "provision"
@@ -246,6 +246,8 @@ class Outbound:
                     anchor, stored = found
                     if values_only:  # an update of the object found: it clears the targets without a value too
                         desired, dn, references = self._desired(in_scope, outcomes, mv_id)
+                    if mv_id in suspects:  # converted as the check above did (its errors are recorded once)
+                        target_schema.settle(desired)
                     new_links.append(
                         {
                             **self.joins.link_row(anchor, mv_id, provision_rule, kind, now=now),
@@ -307,7 +309,7 @@ class Outbound:
                 withdrawn.append(anchor)  # an update staged while it was in scope is not exported now
                 continue
             desired, dn, references = self._desired(in_scope, outcomes, mv_id)
-            if mv_id in suspects and self._refused(connector, target_schema, mv_id, loaded, links, desired):
+            if mv_id in suspects and _refused(self.state, connector, target_schema, mv_id, loaded, links, desired):
                 continue
             stored = current.get(anchor)
             if stored is None or (widened and stored["object_type"].casefold() not in widened_types):
@@ -405,29 +407,6 @@ class Outbound:
             self.state.note("exports", f"{connector}: not exported, its sourceAnchor has changed")
             return True
         return False
-
-    def _refused(
-        self,
-        connector: str,
-        target_schema: ConnectorSchema,
-        mv_id: int,
-        loaded: Mapping[int, dict[str, Any]],
-        links: Mapping[tuple[int, str], tuple[str, str]],
-        desired: Mapping[str, list[Any]],
-    ) -> bool:
-        """Whether a value of *desired* is one the target directory refuses (its catalog's limits: Graph's lengths
-        and formats). Then the object gets one per-object error naming each such attribute and nothing is staged
-        for it, instead of a write the server would answer 400 (or a value silently cut)."""
-        problems = target_schema.invalid_values(desired)
-        if not problems:
-            return False
-        self.state.error(
-            links.get((mv_id, connector), (f"metaverse:{mv_id}", ""))[0],
-            _metaverse_label(loaded, mv_id),
-            "invalid-attribute-value",
-            f"not exported to {connector}, which would refuse it: " + "; ".join(problems),
-        )
-        return True
 
     def _flow_plan(self, compiled: CompiledRule) -> list[tuple[str, str, bool]]:
         """Per flow of an outbound rule: target, source, and whether it is a Direct flow of a metaverse reference
@@ -545,6 +524,42 @@ class Outbound:
             for anchor, dn, object_type, attrs in self.state.connection.execute(query).all():
                 found[anchor] = {"dn": dn, "object_type": object_type, "attrs": load_json(attrs)}
         return found
+
+
+def _refused(
+    state: SyncPass,
+    connector: str,
+    target_schema: ConnectorSchema,
+    mv_id: int,
+    loaded: Mapping[int, dict[str, Any]],
+    links: Mapping[tuple[int, str], tuple[str, str]],
+    desired: dict[str, list[Any]],
+) -> bool:
+    """Whether a value of *desired* is one the target directory refuses (its catalog's limits: Graph's lengths
+    and formats). Then the object gets one per-object error naming each such attribute and nothing is staged
+    for it, instead of a write the server would answer 400 (or a value silently cut). First, in place, values in
+    a documented spelling are converted and a refused value of an attribute whose limit says so is left out
+    (``ConnectorSchema.settle``: employeeHireDate), with its own per-object error: only that attribute is lost."""
+    dropped = target_schema.settle(desired)
+    if dropped:
+        state.error(
+            links.get((mv_id, connector), (f"metaverse:{mv_id}", ""))[0],
+            _metaverse_label(loaded, mv_id),
+            "attribute-value-left-out",
+            f"{_metaverse_label(loaded, mv_id)}: not written to {connector}, which would refuse it: "
+            + "; ".join(dropped)
+            + "; the object's other values are staged",
+        )
+    problems = target_schema.invalid_values(desired)
+    if not problems:
+        return False
+    state.error(
+        links.get((mv_id, connector), (f"metaverse:{mv_id}", ""))[0],
+        _metaverse_label(loaded, mv_id),
+        "invalid-attribute-value",
+        f"not exported to {connector}, which would refuse it: " + "; ".join(problems),
+    )
+    return True
 
 
 def _metaverse_label(loaded: Mapping[int, dict[str, Any]], mv_id: int) -> str:

@@ -9,7 +9,9 @@ catalog order), the export (which properties Graph takes as collections) and the
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,13 +36,37 @@ def _most(characters: int) -> Limit:
     return Limit(max_length=characters)
 
 
+#: AD's generalized time as Microsoft documents it for the AD string attribute feeding employeeHireDate: "Must be in
+#: the format "yyyyMMddHHmmss.fZ"" (how-to-lifecycle-workflow-sync-attributes.md), e.g. 20240115080000.0Z.
+_GENERALIZED_TIME = re.compile(r"(\d{14})(?:[.,](\d+))?Z")
+
+
+def _from_generalized_time(text: str) -> str | None:
+    """AD's generalized time (``yyyyMMddHHmmss.fZ``, UTC) as the ISO 8601 UTC date-time Graph's DateTimeOffset takes
+    and returns (``20240115080000.0Z`` → ``2024-01-15T08:00:00Z``), or None when it is not one (nor a real date)."""
+    match = _GENERALIZED_TIME.fullmatch(text.strip())
+    if match is None:
+        return None
+    try:
+        stamp = dt.datetime.strptime(match.group(1), "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+    fraction = (match.group(2) or "").rstrip("0")
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
+
+
 #: Graph's documented formats: usageLocation is an ISO 3166 two-letter code, preferredLanguage an ISO 639-1 code
 #: (with an optional region: en-US), employeeHireDate a DateTimeOffset, otherMails plain ASCII addresses.
 _COUNTRY_CODE = Limit(pattern=r"[A-Z]{2}", shape="a two-letter ISO 3166 country code in capitals (US, DE)")
 _LANGUAGE = Limit(pattern=r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", shape="an ISO 639-1 language code (en, en-US)")
+#: employeeHireDate (a DateTimeOffset) from an AD string attribute: Microsoft's format, generalized time, is
+#: converted; ISO 8601 is taken as it is. Any other value costs only this attribute, never the user's other changes.
 _DATE_TIME = Limit(
     pattern=r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})",
-    shape="an ISO 8601 date-time with its offset (2021-03-01T00:00:00Z)",
+    shape="a date-time: AD's generalized time yyyyMMddHHmmss.fZ (20240115080000.0Z, Microsoft's documented format) "
+    "or ISO 8601 with its offset (2024-01-15T08:00:00Z)",
+    convert=_from_generalized_time,
+    drop_invalid=True,
 )
 _ASCII_MAIL = Limit(pattern=r"[\x21-\x7e]+@[\x21-\x7e]+", shape="an e-mail address in ASCII characters")
 

@@ -123,6 +123,30 @@ def test_graph_limits_name_each_refused_attribute():
     )
 
 
+@pytest.mark.parametrize(
+    ("given", "staged"),
+    [
+        ("20240115080000.0Z", "2024-01-15T08:00:00Z"),  # Microsoft's documented yyyyMMddHHmmss.fZ
+        ("20240115080000Z", "2024-01-15T08:00:00Z"),
+        ("20240115080000.5Z", "2024-01-15T08:00:00.5Z"),
+        ("2024-01-15T08:00:00+02:00", "2024-01-15T08:00:00+02:00"),  # ISO 8601 as it is
+    ],
+)
+def test_settle_converts_generalized_time_for_employee_hire_date(given, staged):
+    values: dict[str, list[object]] = {"employeeHireDate": [given], "jobTitle": ["Engineer"]}
+    assert entra.SCHEMA.settle(values) == []
+    assert values == {"employeeHireDate": [staged], "jobTitle": ["Engineer"]}
+
+
+@pytest.mark.parametrize("given", ["next monday", "2021-03-01", "20241301080000.0Z", "20240115080000.0", "x" * 300])
+def test_settle_leaves_out_only_a_refused_hire_date_naming_the_formats(given):
+    values: dict[str, list[object]] = {"employeeHireDate": [given], "jobTitle": ["x" * 129]}
+    (dropped,) = entra.SCHEMA.settle(values)
+    assert dropped.startswith("employeeHireDate: value ") and "yyyyMMddHHmmss.fZ" in dropped and "ISO 8601" in dropped
+    assert values == {"jobTitle": ["x" * 129]}  # another attribute's refusal is still the object's (invalid_values)
+    assert entra.SCHEMA.invalid_values(values) == ["jobTitle: value of 129 characters is longer than 128"]
+
+
 def test_possibly_invalid_flags_every_refusable_row_and_passes_clean_text():
     """The column-wise prefilter of the outbound limit check: no row the exact check refuses is left out."""
     cells = {
