@@ -364,9 +364,14 @@ def test_a_rebuilt_store_rejoins_the_written_back_group_and_writes_nothing_to_ad
     assert sorted(members_in_ad(ad, guid)) == sorted(users[m] for m in members)
 
 
-def test_a_group_whose_writeback_is_disabled_is_not_written_back(store, world):
-    """writebackConfiguration.isEnabled (Graph beta) false: the group is not written back; set to true it is, and set
-    back to false it leaves scope and its AD copy goes. Null (never configured) is Graph's default: enabled."""
+def test_a_group_whose_writeback_is_disabled_is_not_written_back_and_a_written_back_one_stays_until_hard_deleted(
+    store, world
+):
+    """writebackConfiguration.isEnabled (Graph beta) false: the group is not written back; set to true it is. Set back
+    to false, its AD group stays, unchanged by cloud edits, as Microsoft documents the default ("Groups that have been
+    written back won't be deleted in Active Directory if they're disabled for writeback or soft deleted. They'll
+    remain in Active Directory until they're hard deleted in Microsoft Entra ID"); enabled again, the same AD group
+    gets the edits; disabled and hard deleted, it goes. Null (never configured) is Graph's default: enabled."""
     graph, ad, rules, users = world
     group_id = m365_group(graph, "Private Team", sorted(users)[:2])
     beta = f"{graph.settings.endpoints.graph_url}/beta/groups/{group_id}"
@@ -382,8 +387,30 @@ def test_a_group_whose_writeback_is_disabled_is_not_written_back(store, world):
     assert enabled.counters["group_adds"] == 1, enabled.counters
     guid, _attrs = written_back(ad, group_id)
     graph.request("PATCH", beta, json={"writebackConfiguration": {"isEnabled": False}})
+    graph.request("PATCH", f"/groups/{group_id}", json={"description": "edited while disabled"})
     _a, _e, disabled = cycle(store, graph, ad, rules)
-    assert disabled.counters["group_deletes"] == 1 and ad.object_dn(guid) is None, disabled.counters
+    assert disabled.result == "success" and disabled.counters["ldap_writes"] == 0, disabled.counters
+    assert written_back(ad, group_id) == (guid, _attrs)  # still in AD, as it was
+    # a full cycle too (its import reads the switch as the DAGs' does: with the rules' properties)
+    assert run_entra_import(graph, store, mode="full", rules=rules)["result"] == "success"
+    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+    assert run_ad_export(store, ad).counters["ldap_writes"] == 0
+    assert written_back(ad, group_id) == (guid, _attrs)
+
+    graph.request("PATCH", beta, json={"writebackConfiguration": {"isEnabled": True}})
+    _a, _e, enabled_again = cycle(store, graph, ad, rules)
+    assert enabled_again.counters["ldap_writes"] == 1 and enabled_again.counters.get("group_adds", 0) == 0
+    assert written_back(ad, group_id) == (guid, {**_attrs, "description": [b"edited while disabled"]})
+
+    graph.request("PATCH", beta, json={"writebackConfiguration": {"isEnabled": False}})
+    cycle(store, graph, ad, rules)
+    graph.request("DELETE", f"/groups/{group_id}")  # soft deleted: still kept
+    _a, _e, soft = cycle(store, graph, ad, rules)
+    assert soft.counters["ldap_writes"] == 0 and ad.object_dn(guid) is not None, soft.counters
+    graph.request("DELETE", f"/directory/deletedItems/{group_id}")  # hard deleted
+    _a, _e, gone = cycle(store, graph, ad, rules)
+    assert gone.result == "success" and gone.counters["group_deletes"] == 1, gone.counters
+    assert ad.object_dn(guid) is None
 
 
 # ------------------------------------------------------------------------------- the DC's answers to edge cases

@@ -229,6 +229,11 @@ def compile_rule(
         elif rule.rejoin_on.casefold() not in targets:
             found.append((("rejoin_on",), f"{rule.rejoin_on!r} is not a target of this rule's flows"))
 
+    if rule.keep_when_out_of_scope and (
+        rule.direction is not Direction.OUTBOUND or rule.link_type is not LinkType.PROVISION
+    ):
+        found.append((("keep_when_out_of_scope",), "keep_when_out_of_scope is for outbound Provision rules"))
+
     if problems is not None:
         problems.extend(found)
     elif found:

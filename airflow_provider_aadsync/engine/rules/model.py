@@ -172,6 +172,12 @@ class SyncRuleModel(_Strict):
     #: connector-space object of the target type that already holds the same value is joined instead of a second
     #: object being created: a rebuilt store, or a second instance, finds what an earlier export made.
     rejoin_on: _Name | None = None
+    #: Outbound Provision rules only: an object this rule provisioned whose metaverse object leaves the rule's scope
+    #: (and stays in the metaverse) is kept in the target directory, still linked and no longer updated, instead of
+    #: deleted; it is deleted with its metaverse object (its source deleted). Group writeback: a group disabled for
+    #: writeback or soft deleted stays in AD until it is hard deleted (Microsoft's default, "Plan for Microsoft
+    #: Entra Connect group writeback").
+    keep_when_out_of_scope: Annotated[bool, Field(strict=True)] = False
     flows: list[FlowModel] = Field(default_factory=list)
 
     @field_validator("direction", mode="before")

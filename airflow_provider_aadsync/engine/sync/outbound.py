@@ -296,6 +296,12 @@ class Outbound:
                 provisioned=bool(provisioning) and anchor in current,
                 attrs=current[anchor]["attrs"] if anchor in current else None,
             )
+            kept = not anchor.startswith(PROVISIONAL_PREFIX)  # a create not yet exported is withdrawn all the same
+            if deprovisions and not in_scope and kept and any(r.rule.keep_when_out_of_scope for r in provisioning):
+                # Kept (the rule's keep_when_out_of_scope: a group disabled for writeback stays in AD): linked, no
+                # longer updated below; deleted with its metaverse object (joins.py _delete_metaverse).
+                self.state.note("exports", f"{connector}: out of scope, kept (keep_when_out_of_scope)")
+                deprovisions = False
             if provision_rule is None and not in_scope and deprovisions:
                 self.state.note("exports", f"{connector}: out of scope of every outbound rule, deprovision")
                 self.state.connection.execute(

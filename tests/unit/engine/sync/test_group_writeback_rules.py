@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from aadsync_devkit.world.seed import DEV_WRITEBACK_OU
 from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR
+from airflow_provider_aadsync.engine.rules.errors import RuleLoadError
+from airflow_provider_aadsync.engine.runs.export_run import adopt_anchor
 from airflow_provider_aadsync.engine.runs.source import SourceObject
+from airflow_provider_aadsync.engine.store import pending_export_reference
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
 from airflow_provider_aadsync.engine.sync.settings import (
     WRITEBACK_LIMIT_DEFAULT,
@@ -17,10 +21,12 @@ from airflow_provider_aadsync.engine.sync.settings import (
 from tests.support.world import (
     ad_group,
     ad_user,
+    deleted,
     entra_user,
     exports,
     guid,
     immutable_id,
+    import_delta,
     import_full,
     links,
     metaverse,
@@ -156,3 +162,82 @@ def test_writeback_rules_of_a_custom_rule_folder_are_left_out_while_writeback_is
     assert dropped == {"In from AAD - Group Writeback", "Out to AD - Group Writeback"}
     assert off.fingerprint != on.fingerprint  # turning writeback on or off is a rule change: the next sync is full
     assert off.fingerprint == load_sync_rules().fingerprint
+
+
+# ------------------------------------------------------------------------- disabled for writeback: kept in AD
+#: The AD group an export made of the Microsoft 365 group (its objectGUID).
+WRITTEN = "0a0a0a0a-0000-4000-8000-00000000c0de"
+
+
+def _written_back(store) -> None:
+    """Stand in for the AD export that created the group: its real anchor replaces the provisional one."""
+    ((anchor, export),) = exports(store, "ad").items()
+    with store.transaction() as connection:
+        connection.execute(sa.delete(pending_export_reference).where(pending_export_reference.c.anchor == anchor))
+        adopt_anchor(connection, "ad", anchor, WRITTEN, export["changes"], run_id=0, dn=export["dn"])
+    assert exports(store, "ad") == {}
+
+
+def _writeback(store, rules, enabled: bool | None, **attrs):
+    """The group's writeback switch (Graph beta's writebackConfiguration.isEnabled) as the Entra import stores it."""
+    switch = {"writebackConfiguration.isEnabled": [] if enabled is None else [enabled]}
+    import_delta(store, "entra", [cloud_group(GROUP_ID, "Project Falcon", [], **switch, **attrs)])
+    result = run_sync(store, rules, connector="entra", mode="delta")
+    assert result.result == "success", result
+    return result
+
+
+def test_a_written_back_group_disabled_for_writeback_stays_in_ad_until_hard_deleted(store):
+    """Microsoft's default ("Plan for Microsoft Entra Connect group writeback"): "Groups that have been written back
+    won't be deleted in Active Directory if they're disabled for writeback or soft deleted. They'll remain in Active
+    Directory until they're hard deleted", and changes are not written back until they are enabled again."""
+    rules = load_sync_rules(**WRITEBACK_ON)
+    assert world(store, rules, members=()).result == "success"
+    _written_back(store)
+
+    _writeback(store, rules, False, description="changed while disabled")
+    assert exports(store, "ad") == {}  # no delete, and the change is not written
+    assert links(store, "ad")[("ad", WRITTEN)][1] == "provision"  # still linked: a hard delete finds it
+    (group,) = [attrs for attrs in metaverse(store).values() if attrs["type"] == "cloudGroup"]
+    assert group["reasonFiltered"] == ["WriteBackOutOfScope"]
+
+    _writeback(store, rules, True, description="enabled again")
+    ((anchor, update),) = exports(store, "ad").items()
+    assert anchor == WRITTEN and update["operation"] == "update"
+    assert update["changes"] == {"description": ["enabled again"]}
+    _writeback(store, rules, False)
+    assert exports(store, "ad") == {}  # the unsent update is withdrawn with the group out of scope
+
+    import_delta(store, "entra", [deleted(GROUP_ID, f"groups/{GROUP_ID}")])  # hard deleted in Entra ID
+    assert run_sync(store, rules, connector="entra", mode="delta").result == "success"
+    assert {anchor: export["operation"] for anchor, export in exports(store, "ad").items()} == {WRITTEN: "delete"}
+
+
+def test_a_group_disabled_before_its_first_export_is_never_created(store):
+    """Nothing is in AD yet: the staged create is withdrawn, as before."""
+    rules = load_sync_rules(**WRITEBACK_ON)
+    assert world(store, rules, members=()).result == "success"
+    assert [export["operation"] for export in exports(store, "ad").values()] == ["add"]
+    _writeback(store, rules, False)
+    assert exports(store, "ad") == {}
+    assert "provision" not in {link_type for _mv_id, link_type in links(store, "ad").values()}
+
+
+def test_keep_when_out_of_scope_is_refused_on_any_rule_but_an_outbound_provision_rule(tmp_path):
+    rule_file = tmp_path / "rules.yaml"
+    rule_file.write_text(
+        "rules:\n"
+        "  - name: In keeps\n"
+        "    direction: inbound\n"
+        "    connector: ad\n"
+        "    source_object_type: user\n"
+        "    target_object_type: person\n"
+        "    link_type: Provision\n"
+        "    precedence: 5\n"
+        "    keep_when_out_of_scope: true\n"
+    )
+    with pytest.raises(RuleLoadError) as raised:
+        load_sync_rules([rule_file])
+    message = str(raised.value)
+    assert "rules.yaml" in message and "In keeps" in message and "keep_when_out_of_scope" in message
+    assert "is for outbound Provision rules" in message and ":9" in message
