@@ -48,8 +48,8 @@ class Limit:
     #: ... said in words for the error message.
     shape: str = ""
     max_values: int | None = None
-    #: A documented spelling the directory does not take, turned into one it does (AD's generalized time for a Graph
-    #: DateTimeOffset): a value it converts (None: it cannot) is staged converted, before the checks above.
+    #: The directory's spelling of a text value (AD's generalized time for a Graph DateTimeOffset), or None when the
+    #: value is none the directory takes: a value is staged converted; one it cannot convert is refused.
     convert: Callable[[str], str | None] | None = None
     #: A refused value costs only this attribute: it is left out of the write (the directory keeps what it holds),
     #: with a per-object error naming the object, the attribute and the format expected, and the object's other
@@ -161,10 +161,11 @@ class ConnectorSchema:
 
     def possibly_invalid(self, outcomes: pd.DataFrame) -> set[object]:
         """The rows of a frame of flow outcomes (a column per target attribute) that may hold a value the directory
-        refuses: a single text value over a length, outside a pattern or where no value is allowed, and every value
-        of another shape (several values, a number), for :meth:`invalid_values` to decide. The other rows (no value,
-        NULL, a sentinel, or text within every limit) are never refused: a full sync checks them a column at a time
-        instead of an attribute at a time per object."""
+        refuses, or one it takes in another spelling (:attr:`Limit.convert`): a single text value over a length,
+        outside a pattern, where no value is allowed or that converts, and every value of another shape (several
+        values, a number), for :meth:`invalid_values` to decide. The other rows (no value, NULL, a sentinel, or text
+        within every limit) are never refused: a full sync checks them a column at a time instead of an attribute at
+        a time per object."""
         flagged: set[object] = set()
         for column in outcomes.columns:
             limit = self.limit_of(str(column))
@@ -172,6 +173,7 @@ class ConnectorSchema:
                 continue
             matches = _pattern(limit.pattern).fullmatch if limit.pattern is not None else None
             longest = limit.max_length
+            convert = limit.convert
             cells = outcomes[column]
             present = cells.notna().to_numpy()  # most targets of most objects are NULL: skipped a column at a time
             for label, value in zip(outcomes.index[present], cells.to_numpy()[present].tolist(), strict=True):
@@ -180,6 +182,7 @@ class ConnectorSchema:
                         limit.max_values == 0
                         or (longest is not None and len(value) > longest)
                         or (matches is not None and matches(value) is None)
+                        or (convert is not None and convert(value) != value)  # staged converted, or refused
                     ):
                         flagged.add(label)
                 elif value is None or value is pd.NA or value is AuthoritativeNull or value is IgnoreThisFlow:
@@ -197,12 +200,16 @@ class ConnectorSchema:
             limit = self.limit_of(name)
             if limit is None:
                 continue
+            unconverted = None
             if limit.convert is not None:
-                values[name] = [
-                    (limit.convert(value) or value) if type(value) is str else value for value in values[name]
-                ]
+                listed = values[name]
+                converted = [limit.convert(value) if type(value) is str else value for value in listed]
+                unconverted = next((v for v, c in zip(listed, converted, strict=True) if c is None), None)
+                values[name] = [v if c is None else c for v, c in zip(listed, converted, strict=True)]
             if limit.drop_invalid:
                 problem = limit.problem(values[name])
+                if problem is None and unconverted is not None:
+                    problem = f"value {str(unconverted)[:80]!r} is not {limit.shape or 'in the accepted format'}"
                 if problem is not None:
                     del values[name]
                     dropped.append(f"{name}: {problem}")

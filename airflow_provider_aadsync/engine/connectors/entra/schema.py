@@ -41,17 +41,29 @@ def _most(characters: int) -> Limit:
 _GENERALIZED_TIME = re.compile(r"(\d{14})(?:[.,](\d+))?Z")
 
 
-def _from_generalized_time(text: str) -> str | None:
-    """AD's generalized time (``yyyyMMddHHmmss.fZ``, UTC) as the ISO 8601 UTC date-time Graph's DateTimeOffset takes
-    and returns (``20240115080000.0Z`` → ``2024-01-15T08:00:00Z``), or None when it is not one (nor a real date)."""
-    match = _GENERALIZED_TIME.fullmatch(text.strip())
-    if match is None:
-        return None
+#: ISO 8601 as Graph's DateTimeOffset takes it: a date-time with its offset (2024-01-15T08:00:00Z).
+_ISO_DATE_TIME = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})"
+
+
+def _graph_date_time(text: str) -> str | None:
+    """A hire date as the ISO 8601 UTC date-time Graph's DateTimeOffset takes and returns ("always in UTC time", the
+    user resource's Timestamp), or None when it is neither form below or no real date: AD's generalized time
+    (``yyyyMMddHHmmss.fZ``, UTC: ``20240115080000.0Z`` → ``2024-01-15T08:00:00Z``) and ISO 8601 with its offset
+    (``2024-01-15T08:00:00+02:00`` → ``2024-01-15T06:00:00Z``: as written, every delta would find Graph's UTC value
+    different and write it again; one in UTC stays as it is)."""
+    text = text.strip()
+    match = _GENERALIZED_TIME.fullmatch(text)
     try:
-        stamp = dt.datetime.strptime(match.group(1), "%Y%m%d%H%M%S")
-    except ValueError:
+        if match is not None:
+            stamp = dt.datetime.strptime(match.group(1), "%Y%m%d%H%M%S")
+            fraction = (match.group(2) or "").rstrip("0")
+        elif re.fullmatch(_ISO_DATE_TIME, text):
+            stamp = dt.datetime.fromisoformat(text).astimezone(dt.UTC)
+            fraction = f"{stamp.microsecond:06d}".rstrip("0")
+        else:
+            return None
+    except ValueError:  # February 30th, hour 25
         return None
-    fraction = (match.group(2) or "").rstrip("0")
     return stamp.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
 
 
@@ -59,13 +71,14 @@ def _from_generalized_time(text: str) -> str | None:
 #: (with an optional region: en-US), employeeHireDate a DateTimeOffset, otherMails plain ASCII addresses.
 _COUNTRY_CODE = Limit(pattern=r"[A-Z]{2}", shape="a two-letter ISO 3166 country code in capitals (US, DE)")
 _LANGUAGE = Limit(pattern=r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", shape="an ISO 639-1 language code (en, en-US)")
-#: employeeHireDate (a DateTimeOffset) from an AD string attribute: Microsoft's format, generalized time, is
-#: converted; ISO 8601 is taken as it is. Any other value costs only this attribute, never the user's other changes.
+#: employeeHireDate (a DateTimeOffset) from an AD string attribute: Microsoft's format, generalized time, and ISO 8601
+#: are written in UTC (_graph_date_time). Any other value, or no real date, costs only this attribute, never the
+#: user's other changes.
 _DATE_TIME = Limit(
-    pattern=r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})",
+    pattern=_ISO_DATE_TIME,
     shape="a date-time: AD's generalized time yyyyMMddHHmmss.fZ (20240115080000.0Z, Microsoft's documented format) "
     "or ISO 8601 with its offset (2024-01-15T08:00:00Z)",
-    convert=_from_generalized_time,
+    convert=_graph_date_time,
     drop_invalid=True,
 )
 _ASCII_MAIL = Limit(pattern=r"[\x21-\x7e]+@[\x21-\x7e]+", shape="an e-mail address in ASCII characters")

@@ -129,7 +129,10 @@ def test_graph_limits_name_each_refused_attribute():
         ("20240115080000.0Z", "2024-01-15T08:00:00Z"),  # Microsoft's documented yyyyMMddHHmmss.fZ
         ("20240115080000Z", "2024-01-15T08:00:00Z"),
         ("20240115080000.5Z", "2024-01-15T08:00:00.5Z"),
-        ("2024-01-15T08:00:00+02:00", "2024-01-15T08:00:00+02:00"),  # ISO 8601 as it is
+        ("2024-01-15T08:00:00Z", "2024-01-15T08:00:00Z"),  # ISO 8601 in UTC as it is
+        ("2024-01-15T08:00:00+02:00", "2024-01-15T06:00:00Z"),  # in UTC, as Graph returns it
+        ("2024-01-15T23:30:00.250-05:00", "2024-01-16T04:30:00.25Z"),
+        ("2024-01-15T08:00Z", "2024-01-15T08:00:00Z"),
     ],
 )
 def test_settle_converts_generalized_time_for_employee_hire_date(given, staged):
@@ -138,7 +141,10 @@ def test_settle_converts_generalized_time_for_employee_hire_date(given, staged):
     assert values == {"employeeHireDate": [staged], "jobTitle": ["Engineer"]}
 
 
-@pytest.mark.parametrize("given", ["next monday", "2021-03-01", "20241301080000.0Z", "20240115080000.0", "x" * 300])
+@pytest.mark.parametrize(
+    "given",
+    ["next monday", "2021-03-01", "20241301080000.0Z", "20240115080000.0", "2024-02-30T08:00:00Z", "x" * 300],
+)
 def test_settle_leaves_out_only_a_refused_hire_date_naming_the_formats(given):
     values: dict[str, list[object]] = {"employeeHireDate": [given], "jobTitle": ["x" * 129]}
     (dropped,) = entra.SCHEMA.settle(values)
