@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_aadsync.engine.connectors.ad.writer import MARK_ATTRIBUTE, ADWriteRefused
-from airflow_provider_aadsync.engine.dn import same_dn
+from airflow_provider_aadsync.engine.dn import dn_is_under, same_dn
 from airflow_provider_aadsync.engine.runs.source import BatchRequest, WatermarkRejectedError, WriteOutcomeUnknownError
 
 # ================================================================================================ AD: the reader
@@ -41,6 +41,8 @@ class FakeDirectory:
         self.delta_batches: list[list[tuple[str, dict[str, list[bytes]]]]] = []
         self.reject_cookie = False
         self.cookies_seen: list[bytes] = []
+        #: The bases of the subtree reads asked for (an OU moved into the scope is read below).
+        self.subtree_reads: list[str] = []
 
     def add_user(self, n: int, name: str) -> None:
         self.objects[guid(n)] = (
@@ -72,8 +74,12 @@ class FakeDirectory:
     def server_name(self) -> str:
         return "dc1.corp.test"
 
-    def full_import_pages(self, attributes: Sequence[str]) -> Iterator[list]:
+    def full_import_pages(self, attributes: Sequence[str], base: str | None = None) -> Iterator[list]:
+        """The objects page by page; under ``base`` only (a subtree search) when given."""
         entries = list(self.objects.values())
+        if base is not None:
+            entries = [(dn, raw) for dn, raw in entries if dn_is_under(dn.split(";")[-1], base)]
+            self.subtree_reads.append(base)
         for start in range(0, len(entries), self.page_size):
             yield entries[start : start + self.page_size]
 

@@ -29,6 +29,7 @@ from airflow_provider_aadsync.engine.runs.cs_page import (  # noqa: F401 - the w
     serialize_attrs,
 )
 from airflow_provider_aadsync.engine.runs.cs_references import IN_CHUNK, ReferenceRows
+from airflow_provider_aadsync.engine.runs.cs_subtree import ContainerMove
 from airflow_provider_aadsync.engine.runs.source import (
     SourceObject,
     adjust_references_hash,
@@ -92,6 +93,10 @@ class ConnectorSpaceWriter:
         self._seen: set[str] = set()
         #: The anchors this full import counted unchanged (a repeat that changed moves to the updates).
         self._unchanged: set[str] = set()
+        #: The object types that hold other objects (AD: organizational units), set by the connector: a delta that
+        #: renames, moves or deletes one records it in ``moves`` for the connector to carry down (cs_subtree.py).
+        self.container_types: frozenset[str] = frozenset()
+        self.moves: list[ContainerMove] = []
 
     # ------------------------------------------------------------------------------------------ full import
     def begin_full(self) -> None:
@@ -312,6 +317,8 @@ class ConnectorSpaceWriter:
             current = stored.get(obj.anchor)
             alive = current is not None and not current["is_deleted"]
             if obj.deleted:
+                if alive and current["object_type"] in self.container_types:
+                    self.moves.append(ContainerMove(obj.anchor, current["dn"], obj.dn, deleted=True))
                 if alive:
                     changed = self._delete([obj.anchor], [current["pending_import"]])
                     stored.pop(obj.anchor)
@@ -423,6 +430,8 @@ class ConnectorSpaceWriter:
         )
         self.counters["updates"] += 1
         self.counters["renames"] += int(renamed)
+        if renamed and current["object_type"] in self.container_types:
+            self.moves.append(ContainerMove(obj.anchor, current["dn"], obj.dn))
         return {
             **current,
             "dn": obj.dn,
@@ -507,6 +516,11 @@ class ConnectorSpaceWriter:
             )
         self.counters["deletes"] += len(anchors)
         return self._drop_references_to(anchors, now)
+
+    def delete(self, anchors: Sequence[str], pending: Sequence[str | None]) -> None:
+        """Delete live objects of the connector space as a delta's deletes are (``pending``: each one's
+        ``pending_import``), counted in ``deletes``, which the import guard checks before the run commits."""
+        self._delete(anchors, pending)
 
     def _linked(self, anchors: Sequence[str]) -> set[str]:
         """The anchors among ``anchors`` linked to a metaverse object."""

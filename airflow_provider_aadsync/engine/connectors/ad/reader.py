@@ -15,6 +15,11 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder, reference_from_value
 from airflow_provider_aadsync.engine.connectors.ad.lifetime import source_deletion_window
+from airflow_provider_aadsync.engine.connectors.ad.moves import (
+    CONTAINER_TYPES,
+    arrived_containers,
+    follow_container_moves,
+)
 from airflow_provider_aadsync.engine.connectors.ad.scope import (
     GROUP_FILTERED_TYPES,
     SCOPE_PARTITION,
@@ -131,6 +136,8 @@ class ADImportSteps:
         #: Objects sync created in this connector space (group writeback): read whatever the pilot group holds.
         self.provisioned: frozenset[str] = frozenset()
         self.connector = ""
+        #: The DNs of OUs a delta page brought into the scope: their subtrees are read after the page (moves.py).
+        self._arrived: list[str] = []
 
     @cached_property
     def watermark_lifetime(self) -> dt.timedelta:
@@ -220,6 +227,7 @@ class ADImportSteps:
         """
         cookies = {}
         self.provisioned = self._provisioned(writer)
+        writer.container_types = CONTAINER_TYPES  # an OU's rename, move or delete carries down to its objects
         for partition in self.filters:
             cookie = saved[partition.key]
             failed_before = len(errors)
@@ -228,6 +236,7 @@ class ADImportSteps:
                 objects = self._whole_when_new(partition, objects, writer, errors)
                 objects = self._whole_when_truncated(partition, objects, errors)
                 writer.write_delta_page(self._refuse_held_elsewhere(objects, writer, errors))
+                self._follow_moves(partition, writer, errors)
                 # The cookie commits with the rows when the run ends; a chunk inside a search has none of its own.
                 if page_cookie is not None:
                     cookie = page_cookie
@@ -261,6 +270,26 @@ class ADImportSteps:
             else:
                 complete.append(obj)
         writer.write_whole(self._refuse_held_elsewhere(complete, writer, errors))
+        self._follow_moves(partition, writer, errors)
+
+    def _follow_moves(self, partition: PartitionFilter, writer: ConnectorSpaceWriter, errors: ErrorSink) -> None:
+        """Carry the OUs a page renamed, moved or deleted down to the objects under them, and read the subtrees of
+        those it brought into the scope (moves.py: AD reports the moved OU only, MS-ADTS 3.1.1.5.4.1.3)."""
+        read = partial(self._read_subtree, partition, writer=writer, errors=errors) if self._can_read_again else None
+        follow_container_moves(writer, partition, read)
+        arrived, self._arrived = self._arrived, []
+        for dn in arrived if read is not None else ():
+            read(dn)
+
+    def _read_subtree(
+        self, partition: PartitionFilter, dn: str, writer: ConnectorSpaceWriter, errors: ErrorSink
+    ) -> None:
+        """Read everything under ``dn`` (a paged subtree search, as a full import reads) and apply each object in the
+        scope whole: one the connector space lacks is added."""
+        for entries in self.source.full_import_pages(self.attributes, base=dn):
+            objects = _refuse_truncated(self._decode(partition, entries, errors, partial=False))
+            writer.write_whole(self._refuse_held_elsewhere(objects, writer, errors))
+        follow_container_moves(writer, partition, None)
 
     def _provisioned(self, writer: ConnectorSpaceWriter) -> frozenset[str]:
         """The objects sync created in this connector space (group writeback: links of type ``provision``), by their
@@ -308,7 +337,9 @@ class ADImportSteps:
             return objects
         kept = [obj for obj in objects if obj.deleted or obj.object_type is not None or obj.anchor not in new]
         entries = read(sorted(new), self.attributes, **self._base(partition))  # gone ones: nothing to add
-        return kept + self._decode(partition, entries, errors, partial=False)
+        arrived = self._decode(partition, entries, errors, partial=False)
+        self._arrived += arrived_containers(arrived)  # an OU moved in brings its subtree: read after the page
+        return kept + arrived
 
     def _whole_when_truncated(
         self, partition: PartitionFilter, objects: list[SourceObject], errors: ErrorSink
