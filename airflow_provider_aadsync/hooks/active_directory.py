@@ -45,6 +45,7 @@ from airflow_provider_aadsync.hooks.active_directory_settings import (
     ADConnectionSettings,
     DirSyncCookieRejected,
     RangedReadError,
+    missing_partition_error,
     short_text,
 )
 from airflow_provider_aadsync.hooks.active_directory_values import (
@@ -366,6 +367,8 @@ class ActiveDirectoryHook(BaseHook):
                     show_deleted_control(criticality=False),
                 ],
             )
+        except ldap_errors.LDAPNoSuchObjectResult:  # no such partition, whatever the cookie
+            raise missing_partition_error(self.settings.url, self._dirsync_base(base)) from None
         except ldap_errors.LDAPOperationResult as error:  # a referral is not one: the connection raised its own error
             if cookie:
                 raise DirSyncCookieRejected(

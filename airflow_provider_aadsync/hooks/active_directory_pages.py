@@ -40,6 +40,7 @@ from airflow_provider_aadsync.hooks.active_directory_settings import (
     ActiveDirectoryError,
     ADConnectionSettings,
     DirSyncCookieRejected,
+    missing_partition_error,
     referral_error,
     short_text,
 )
@@ -354,6 +355,8 @@ def python_ldap_dirsync_pages(
         not_the_cookie = (
             python_ldap.SERVER_DOWN | python_ldap.CONNECT_ERROR | python_ldap.TIMEOUT | python_ldap.REFERRAL
         )
+        if isinstance(error, python_ldap.NO_SUCH_OBJECT):  # no such partition, whatever the cookie
+            raise missing_partition_error(settings.url, base) from None
         if sent_cookie and not isinstance(error, not_the_cookie):
             raise DirSyncCookieRejected(f"{settings.url} answered {_error_text(error)}") from None
         raise _failure(error, f"the DirSync read of {base!r}", settings, base) from None

@@ -59,6 +59,17 @@ def referral_error(url: str, base: str, referred: Sequence[str]) -> ActiveDirect
     )
 
 
+def missing_partition_error(url: str, base: str) -> ActiveDirectoryConfigurationError:
+    """The error of a DirSync read of partition ``base`` that ``url`` answered with noSuchObject: the DC holds no such
+    object (a mistyped partition DN, where Samba answers noSuchObject and Windows AD a referral). Taken for a
+    rejected cookie, it would turn every delta into a full import failing on the same answer."""
+    return ActiveDirectoryConfigurationError(
+        f"{url} has no object {base!r} (noSuchObject), the partition a DirSync read starts at: check the partition's "
+        "dn in the connectors file (or the connection extra base_dn); a partition is the DN of a naming context the "
+        "connection's DC holds, such as its domain's DC=... root"
+    )
+
+
 class RangedReadError(ActiveDirectoryError):
     """Raised when a ranged read of a large attribute (``member``) does not say which range it returned: taking
     the values so far as complete would silently truncate a group."""

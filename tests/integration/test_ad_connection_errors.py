@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from aadsync_devkit.tls import make_ca_and_server_cert
-from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryConnectionError
+from airflow_provider_aadsync.hooks.active_directory_settings import (
+    ActiveDirectoryConfigurationError,
+    ActiveDirectoryConnectionError,
+    DirSyncCookieRejected,
+)
 from tests.support.servers import hook_for
 
 pytestmark = pytest.mark.integration
@@ -73,3 +77,20 @@ def test_plain_ldap_refused_before_the_password_leaves(dc):
 def test_starttls(dc):
     ok, message = hook_for(dc, tls="starttls", port=389).test_connection()
     assert ok, message
+
+
+def test_a_mistyped_partition_is_a_clear_error_through_both_clients_never_a_rejected_cookie(dc):
+    """Samba answers a DirSync read under a DN it does not hold with noSuchObject (Windows AD with a referral): the
+    error names the partition; with a saved cookie it is not taken for a rejected one (a full import that fails
+    the same way)."""
+    hook = hook_for(dc)
+    cookie = hook.dirsync_watermark()  # the domain's own partition reads
+    wrong = "DC=corp,DC=example,DC=tset"
+    with pytest.raises(ActiveDirectoryConfigurationError) as caught:
+        hook.dirsync_watermark(wrong)
+    assert wrong in str(caught.value) and "noSuchObject" in str(caught.value) and "connectors file" in str(caught.value)
+    for client in ("ldap3", "python-ldap"):
+        reader = hook_for(dc, full_read_client=client)
+        with pytest.raises(ActiveDirectoryConfigurationError) as caught:
+            list(reader.dirsync_pages(["cn"], cookie, wrong))
+        assert not isinstance(caught.value, DirSyncCookieRejected) and wrong in str(caught.value), client
