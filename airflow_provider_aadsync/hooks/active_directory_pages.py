@@ -442,15 +442,19 @@ def _failure(error: Exception, what: str, settings: ADConnectionSettings, base: 
 
 def referral_urls(error: Exception) -> list[str]:
     """The URLs of a python-ldap REFERRAL: python-ldap puts them in the error's ``info`` (``Referral:\nldap://...``)."""
-    details = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
-    return re.findall(r"ldaps?://\S+", str(details.get("info") or ""))
+    return re.findall(r"ldaps?://\S+", str(_details(error).get("info") or ""))
 
 
 def _error_text(error: Exception) -> str:
     """libldap's description and diagnostic of a python-ldap error, shortened."""
-    details = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
+    details = _details(error)
     text = "; ".join(str(details[key]) for key in ("desc", "info") if details.get(key))
     return short_text(text or type(error).__name__)
+
+
+def _details(error: Exception) -> dict[str, Any]:
+    """The dict python-ldap puts in an error's first argument (``desc``, ``info``, ...); empty when there is none."""
+    return error.args[0] if error.args and isinstance(error.args[0], dict) else {}
 
 
 def _quietly(call: Any, *args: Any) -> None:

@@ -59,14 +59,19 @@ def retry_key(partition: str) -> str:
     return f"{RETRY_PARTITION}{hashlib.sha256(partition.encode()).hexdigest()}"
 
 
+def saved_row(connection: sa.Connection, connector: str, partition: str) -> bytes | None:
+    """The value of the watermark row ``partition`` of ``connector`` as the caller's transaction sees it: a row an
+    import keeps beside its watermarks (a retry list, the Entra import's role holders); None when there is none."""
+    cookie = connection.execute(
+        sa.select(watermark.c.cookie).where(watermark.c.connector == connector, watermark.c.partition == partition)
+    ).scalar()
+    return bytes(cookie) if cookie else None
+
+
 def saved_retries(connection: sa.Connection, connector: str, partition: str) -> list[str]:
     """The anchors saved to be read again whole in ``partition``, waiting longest first (none when no row)."""
-    cookie = connection.execute(
-        sa.select(watermark.c.cookie).where(
-            watermark.c.connector == connector, watermark.c.partition == retry_key(partition)
-        )
-    ).scalar()
-    return list(json.loads(bytes(cookie))) if cookie else []
+    cookie = saved_row(connection, connector, retry_key(partition))
+    return list(json.loads(cookie)) if cookie else []
 
 
 def retry_row(anchors: Iterable[str]) -> bytes:

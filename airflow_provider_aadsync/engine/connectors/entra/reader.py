@@ -309,18 +309,18 @@ class EntraImportSteps:
         writer.begin_full()
         failed_before = len(errors)
         links: dict[str, bytes] = {}
-        holders = self._holders = roles.read_holders(self.source)  # before the rounds: objects carry their roles
+        self._holders = roles.read_holders(self.source)  # before the rounds: the objects carry their roles
         # Reading, decoding and shaping pages runs ahead in another thread while this one writes the store
         # (SQLite releases the GIL while it works); see bench/README.md for the figures.
-        for batch, links_so_far in prefetch(self._full_batches(errors, holders), _READ_AHEAD_BATCHES):
+        for batch, links_so_far in prefetch(self._full_batches(errors), _READ_AHEAD_BATCHES):
             writer.write_full_columns(batch)
             links = links_so_far
         writer.keep_in_full(self._soft_deleted_groups(errors))
         self._writeback_switches(writer, errors)
         writer.finish_full()
         links = _require_links(links, self.wanted)
-        if holders is not None:
-            links[roles.HOLDERS_ROW] = roles.holders_row(holders)
+        if self._holders is not None:
+            links[roles.HOLDERS_ROW] = roles.holders_row(self._holders)
         if self._can_read_again:  # what failed here is read again whole by the next delta (runs/read_again.py)
             failed = errors.errors[failed_before:]
             for resource in self.wanted:
@@ -390,9 +390,7 @@ class EntraImportSteps:
                 found.append(SourceObject(anchor, f"groups/{anchor}", "group", attrs=attrs, partial=True))
         return found
 
-    def _full_batches(
-        self, errors: ErrorSink, holders: roles.Holders | None = None
-    ) -> Iterator[tuple[ObjectPage, dict[str, bytes]]]:
+    def _full_batches(self, errors: ErrorSink) -> Iterator[tuple[ObjectPage, dict[str, bytes]]]:
         """Both delta rounds from the start, as batches of columns to write, each with the delta links so far.
 
         Groups come first: their batch is only complete at the end of their round (a group's members can be split
@@ -402,7 +400,7 @@ class EntraImportSteps:
         groups: dict[str, SourceObject] = {}
         for page in self.source.delta_pages("groups", self.select["groups"], None):
             for item in page["value"]:
-                item = roles.with_roles(item, holders)
+                item = roles.with_roles(item, self._holders)
                 for obj in _objects("groups", [item], errors, partial=False, names=self.names):
                     _gather(groups, obj, item)
             links["groups"] = _delta_link(page, links.get("groups"))
@@ -411,7 +409,7 @@ class EntraImportSteps:
             yield ObjectPage.from_objects(gathered[start : start + _WRITE_BATCH]), dict(links)
         users = ObjectPage()
         for page in self.source.delta_pages("users", self.select["users"], None):
-            _user_page([roles.with_roles(item, holders) for item in page["value"]], errors, users, self.names)
+            _user_page([roles.with_roles(item, self._holders) for item in page["value"]], errors, users, self.names)
             links["users"] = _delta_link(page, links.get("users"))
             if len(users.anchors) >= _WRITE_BATCH:  # Graph pages are small (200): compare and write in bigger batches
                 yield users, dict(links)
@@ -429,7 +427,7 @@ class EntraImportSteps:
         kept too): the next delta reads its changes again from there."""
         links: dict[str, bytes] = {}
         kept = []
-        holders = self._holders = roles.read_holders(self.source)  # an object read again whole carries its roles
+        self._holders = roles.read_holders(self.source)  # an object read again whole carries its roles
         for resource, select in self.select.items():
             failed_before = len(errors)
             for page in self.source.delta_pages(resource, select, saved[resource].decode()):
@@ -446,10 +444,11 @@ class EntraImportSteps:
                 continue
             links.update(listed)
         self._writeback_switches(writer, errors)
-        if holders is not None:
-            writer.counters["role_holders_changed"] += roles.apply_changes(writer, holders)
-        kept_links = _require_links(links, [resource for resource in self.wanted if resource not in kept])
-        return {**kept_links, **({roles.HOLDERS_ROW: roles.holders_row(holders)} if holders is not None else {})}
+        links = _require_links(links, [resource for resource in self.wanted if resource not in kept])
+        if self._holders is not None:
+            writer.counters["role_holders_changed"] += roles.apply_changes(writer, self._holders)
+            links[roles.HOLDERS_ROW] = roles.holders_row(self._holders)
+        return links
 
 
 def _of_resource(error: Mapping[str, Any], resource: str) -> bool:

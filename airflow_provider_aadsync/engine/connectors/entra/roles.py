@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.schema import DIRECTORY_ROLES
+from airflow_provider_aadsync.engine.runs.read_again import saved_row
 from airflow_provider_aadsync.engine.runs.source import SourceObject
-from airflow_provider_aadsync.engine.store import watermark
 
 if TYPE_CHECKING:
     from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter
@@ -60,10 +60,8 @@ def holders_row(holders: Holders) -> bytes:
 
 def saved_holders(connection: sa.Connection, connector: str) -> dict[str, tuple[str, list[str]]]:
     """The holders the last import saved (none before the first one that read them)."""
-    cookie = connection.execute(
-        sa.select(watermark.c.cookie).where(watermark.c.connector == connector, watermark.c.partition == HOLDERS_ROW)
-    ).scalar()
-    saved = json.loads(bytes(cookie)) if cookie else {}
+    cookie = saved_row(connection, connector, HOLDERS_ROW)
+    saved = json.loads(cookie) if cookie else {}
     return {object_id: (kind, list(roles)) for object_id, (kind, roles) in saved.items()}
 
 
