@@ -90,6 +90,37 @@ def test_existing_cloud_users_are_matched_not_duplicated(graph_server, tenant_ve
     assert again.counters.get("user_creates", 0) == 0 and len(all_users(hook)) == len(after)
 
 
+def test_the_soft_match_is_on_the_primary_smtp_address_not_ad_mail(graph_server, tenant_verifying, store):
+    """An AD user whose mail is not its primary SMTP address (proxyAddresses' SMTP: value) adopts the cloud mailbox
+    holding the primary address, through Graph's mail; the cloud user holding its AD mail (a shared mailbox) gets
+    no write, and no user is created."""
+    tenant = tenant_verifying(DOMAIN)
+    hook = entra_hook_for(graph_server, tenant)
+    shared, mailbox = (
+        user["id"]
+        for user in seed_tenant(
+            graph_server,
+            tenant,
+            [
+                cloud(f"shared@{DOMAIN}", mail=f"seven@{DOMAIN}", proxyAddresses=[f"SMTP:seven@{DOMAIN}"]),
+                cloud(f"s.even.cloud@{DOMAIN}", mail=f"s.even@{DOMAIN}", proxyAddresses=[f"SMTP:s.even@{DOMAIN}"]),
+            ],
+        )
+    )
+    before = all_users(hook)
+    proxies = [f"smtp:seven@{DOMAIN}", f"SMTP:S.Even@{DOMAIN}"]
+    import_full(store, "ad", [ad_user(7, mail=f"seven@{DOMAIN}", proxyAddresses=proxies)])
+    rules = load_sync_rules()
+    assert import_entra(hook, store, connector="entra", mode="full").result == "success"
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
+    exported = run_entra_export(store, hook)
+    assert exported.result == "success" and exported.counters.get("user_creates", 0) == 0, exported
+    after = all_users(hook)
+    assert set(after) == set(before) and after[shared] == before[shared]
+    assert after[mailbox]["onPremisesImmutableId"] == immutable_id(guid(7))
+
+
 def test_a_refused_match_stays_refused_across_delta_cycles(graph_server, tenant_verifying, store):
     """A cloud user refused (another anchor; another engine's) is reported by every cycle's export as still refused,
     gets no write and is never created beside the cloud user, even when its AD user changes in a later delta cycle;

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from airflow_provider_aadsync.engine.expressions.limits import MAX_VALUE_LENGTH
-from airflow_provider_aadsync.engine.expressions.text import monikers
-from airflow_provider_aadsync.engine.expressions.values import ReferenceValues
+from airflow_provider_aadsync.engine.expressions.text import mid, monikers
+from airflow_provider_aadsync.engine.expressions.values import ReferenceValues, as_list
 
 # ------------------------------------------------------------------------------------------------- kinds
 NULL, STR, BIN, INT, FLOAT, BOOL, REF, OTHER = range(8)
@@ -280,6 +280,65 @@ def _instr(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
     return done
 
 
+def _strings(cell: Any) -> list[str] | None:
+    """A cell's values when each is a string (a string cell is one value, NULL none); None for any other cell."""
+    if cell is None:
+        return []
+    if type(cell) is str:
+        return [cell]
+    if type(cell) is list and all(type(value) is str for value in cell):
+        return cell
+    return None
+
+
+def _contains(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
+    """Contains of string values (a multi-valued cell, a string or NULL) and a string, case-sensitive (its
+    two-argument form): the 1-based index of the first value holding the string, 0 when none does. The primary SMTP
+    address of the shipped rules looks for "SMTP:" in every object's proxyAddresses."""
+    if len(args) != 2:
+        return np.zeros(len(rows), dtype=bool)
+    values, search = args
+    done = rows & (search.kinds == STR)
+    for position in np.flatnonzero(done).tolist():
+        strings = _strings(values.values[position])
+        if strings is None:
+            done[position] = False
+            continue
+        needle = search.values[position]
+        out.values[position] = next((index for index, value in enumerate(strings, 1) if needle in value), 0)
+    out.kinds[done], out.ok[done] = INT, True
+    return done
+
+
+def _item(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
+    """Item of a multi-valued cell or a plain scalar and a whole number in range; an index out of range is the
+    function's own error, left to it."""
+    values, index = args
+    done = rows & (index.kinds == INT) & ((values.kinds <= SCALAR) | (values.kinds == OTHER))
+    for position in np.flatnonzero(done).tolist():
+        cell, number = values.values[position], index.values[position]
+        items = as_list(cell)
+        if (type(cell) is not list and values.kinds[position] == OTHER) or not 1 <= number <= len(items):
+            done[position] = False
+            continue
+        value = items[number - 1]
+        out.values[position], out.kinds[position] = value, kind_of(value)
+    out.ok[done] = True
+    return done
+
+
+def _mid(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
+    """Mid of a string or NULL and whole numbers (a multi-valued string goes through the function, value by value)."""
+    text, *numbers = args
+    done = rows & ((text.kinds == STR) | (text.kinds == NULL))
+    for number in numbers:
+        done &= number.kinds == INT
+    if done.any():
+        cut = map(mid, text.values[done], *(number.values[done] for number in numbers))
+        out.set(done, objects(cut, int(done.sum())), STR)
+    return done
+
+
 FAST_FUNCTIONS: dict[str, Fast] = {
     "LCase": _string_method(str.lower, STR),
     "UCase": _string_method(str.upper, STR),
@@ -297,6 +356,9 @@ FAST_FUNCTIONS: dict[str, Fast] = {
     "Count": _presence(lambda kinds, empty_str, empty_bin: (kinds != NULL).astype(np.int64), INT),
     "Replace": _replace,
     "InStr": _instr,
+    "Contains": _contains,
+    "Item": _item,
+    "Mid": _mid,
 }
 
 FAST_OPERATORS: dict[str, Fast] = {op: _comparison(op) for op in ("=", "<>", "<", "<=", ">", ">=")}

@@ -105,6 +105,8 @@ def mv_result(values: Iterable[Any]) -> Any:
 
 def cell(value: Any) -> Any:
     """A value read from a context as a value cell (tuples/sets/empty lists accepted; naive datetimes are UTC)."""
+    if type(value) is list and 1 < len(value) <= MAX_VALUES and all(type(item) is str for item in value):
+        return value[:]  # already a cell (proxyAddresses, say): what mv_result makes of it, without its loop
     if isinstance(value, list | tuple | set | frozenset):
         return mv_result(cell(v) for v in value)
     if isinstance(value, _dt.datetime) and value.tzinfo is None:

@@ -1,20 +1,20 @@
 """Cutover preflight: before any write to Entra ID, how each in-scope AD user and group will meet the tenant.
 
-It reads the store after the imports and the AD sync (the metaverse persons the AD rules made, and the Entra
-connector space the import filled) and writes nothing. Each person gets one row: ``hard match`` (a cloud user holds
-its sourceAnchor as onPremisesImmutableId), ``soft match`` (on userPrincipalName, else mail, for cloud users without
-an ImmutableId; off with BlockSoftMatch) or ``create``; and the conflicts the sync would report per object: a cloud
-user held by another engine (onPremisesSyncEnabled), holding an administrator role (the import's directoryRoles:
-never matched, as in Entra ID), holding another ImmutableId, or matched by two AD users.
-This mirrors the shipped "In from AAD - User Join" rule; the sync stays the authority.
+It reads the store after the imports and the AD sync (the metaverse persons the AD rules made, and the Entra connector
+space the import filled) and writes nothing. Each person gets one row: ``hard match`` (a cloud user holds its
+sourceAnchor as onPremisesImmutableId), ``soft match`` (on userPrincipalName, else the cloud user's mail against the
+person's primary SMTP address, for cloud users without an ImmutableId; off with BlockSoftMatch) or ``create``; and the
+conflicts the sync would report per object: a cloud user held by another engine (onPremisesSyncEnabled), holding an
+administrator role (the import's directoryRoles: never matched, as in Entra ID), holding another ImmutableId, or matched
+by two AD users. This mirrors the shipped "In from AAD - User Join" rule; the sync stays the authority.
 
-Groups ("In from AAD - Group Join") have no ImmutableId in Graph: ``hard match`` is a cloud group holding the
-group's sourceAnchor in the sync app's directory extension (``extension_aadsyncSourceAnchor``), ``soft match`` one
-with the same mail (its primary SMTP address) and no anchor; another anchor, another engine and two AD groups for
-one cloud group are conflicts, as for users. A matched mail-enabled security group or distribution group says so
-(``read-only in Graph``): it is joined (never created twice) but Graph writes nothing to it, neither the anchor stamp
-nor names nor members, so after a lost store it is matched on its mail again; it is managed in Exchange Online.
-"""
+Groups ("In from AAD - Group Join") have no ImmutableId in Graph: ``hard match`` is a cloud group holding the group's
+sourceAnchor in the sync app's directory extension (``extension_aadsyncSourceAnchor``), ``soft match`` one whose mail
+(its primary SMTP address) is the group's primary SMTP address and which has no anchor; another anchor, another engine
+and two AD groups for one cloud group are conflicts, as for users. A matched mail-enabled security group or distribution
+group says so (``read-only in Graph``): it is joined (never created twice) but Graph writes nothing to it, neither the
+anchor stamp nor names nor members, so after a lost store it is matched on its mail again; it is managed in Exchange
+Online."""
 
 from __future__ import annotations
 
@@ -114,6 +114,12 @@ def _cloud_users(store: Store, connector: str, object_type: str = "user") -> lis
     return users
 
 
+def _primary_smtp(attrs: dict[str, Any]) -> str:
+    """The address the shipped join rules soft match a cloud object's mail on: ``primarySmtpAddress`` (the AD
+    object's SMTP: proxy address, else its mail); ``mail`` for a metaverse made by rules without that flow."""
+    return _first(attrs.get("primarySmtpAddress")) if "primarySmtpAddress" in attrs else _first(attrs.get("mail"))
+
+
 def _ad_persons(store: Store, mv_type: str = "person") -> list[tuple[str, dict[str, Any]]]:
     """(AD DN, metaverse attributes) of every person (or group) an AD connector projected, cloud-filtered ones left
     out."""
@@ -153,7 +159,7 @@ def group_preflight(
             by_mail[group.mail.casefold()].append(group)
     rows: list[PreflightRow] = []
     for dn, attrs in _ad_persons(store, "group"):
-        anchor, mail = _first(attrs.get("sourceAnchor")), _first(attrs.get("mail"))
+        anchor, mail = _first(attrs.get("sourceAnchor")), _primary_smtp(attrs)
         base = {"ad_dn": dn, "source_anchor": anchor, "user_principal_name": mail, "object_type": "group"}
         hard = by_anchor.get(anchor) if anchor else None
         if hard is not None:
@@ -180,7 +186,8 @@ def _user_rows(store: Store, entra_connector: str, block_soft_match: bool) -> li
             by_mail[user.mail.casefold()].append(user)
     rows: list[PreflightRow] = []
     for dn, attrs in _ad_persons(store):
-        anchor, upn, mail = (_first(attrs.get(name)) for name in ("sourceAnchor", "userPrincipalName", "mail"))
+        anchor, upn = _first(attrs.get("sourceAnchor")), _first(attrs.get("userPrincipalName"))
+        mail = _primary_smtp(attrs)
         base = {"ad_dn": dn, "source_anchor": anchor, "user_principal_name": upn}
         hard = by_anchor.get(anchor) if anchor else None
         if hard is not None:

@@ -68,9 +68,9 @@ def test_the_rules_are_those_the_sync_tasks_use(variables):
             for pair in group
         }
 
-    assert {"userprincipalname", "mail"} <= join_targets(Resources(config_from_airflow))
+    assert {"userprincipalname", "primarysmtpaddress"} <= join_targets(Resources(config_from_airflow))
     variables("aadsync_block_soft_match", "true")
-    assert not {"userprincipalname", "mail"} & join_targets(Resources(config_from_airflow))
+    assert not {"userprincipalname", "primarysmtpaddress"} & join_targets(Resources(config_from_airflow))
 
 
 def test_the_store_connection_gives_the_url_with_its_password(variables, monkeypatch):

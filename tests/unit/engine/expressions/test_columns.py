@@ -41,6 +41,8 @@ SHIPPED = [
     ' || ((Left([sAMAccountName], 4) = "CAS_") && (InStr([sAMAccountName], "}") > 0))'
     " || IIF(IsPresent([msExchRecipientTypeDetails]), BitAnd([msExchRecipientTypeDetails], &H21C07000) > 0, False),"
     " True, NULL)",
+    'IIF(Contains([proxyAddresses], "SMTP:") > 0,'
+    ' Mid(Item([proxyAddresses], Contains([proxyAddresses], "SMTP:")), 6), [mail])',
 ]
 MEMBER_LIMIT = (
     'IIF(ValueCount("member") > %MemberLimit%, Error("Maximum member count exceeded: more than " & '
@@ -111,6 +113,16 @@ CONSTRUCTS = [
     'InStr([a], "b")',
     "InStr([a], [b])",
     'InStr([a], "b", 2)',
+    'Contains([a], "b")',
+    "Contains([a], [b])",
+    'Contains([a], "B", "CaseInsensitive")',  # the three-argument form: left to the function
+    "Item([a], 1)",
+    "Item([a], 2)",
+    "Item([a], [b])",  # an index out of range or not a number: the function's error, per object
+    "Mid([a], 2)",
+    "Mid([a], 2, 1)",
+    "Mid([a], [b], [c])",
+    'Mid(Item([a], Contains([a], "b")), 2)',
     # functions with no fast form (their own implementation per object, inside the column form)
     "CStr([a])",
     'Word([a], 1, " ")',
@@ -242,6 +254,7 @@ def _user(rng: random.Random) -> dict[str, list[Any]]:
         "useraccountcontrol": [512, 514, 66048, None],
         "grouptype": [-(2**31) + 2, 2, 8, -(2**31) + 8],
         "mail": [None, "a@example.com"],
+        "proxyaddresses": [None, "SMTP:a@example.com", ["smtp:a@example.com", "SMTP:b@example.com"], ["X500:/o=x"]],
         "securityenabled": [True, False, None],
         "mailenabled": [True, False, None],
         "member": [None, "CN=x", ["CN=x", "CN=y"], ReferenceValues(2), ReferenceValues(9)],

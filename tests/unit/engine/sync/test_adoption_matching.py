@@ -1,12 +1,13 @@
 """Adopting a tenant that already holds the users (issue 15): with the shipped rules, a cloud user joins the AD
 user's metaverse person by hard match (onPremisesImmutableId = sourceAnchor), else soft match on userPrincipalName,
-else on mail; no second user is created; another anchor or another engine's object is a per-object error and gets
-no write; BlockSoftMatch leaves only the hard match."""
+else on the primary SMTP address (the SMTP: proxy address, else mail); no second user is created; another anchor or
+another engine's object is a per-object error and gets no write; BlockSoftMatch leaves only the hard match."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.runs.preflight import SOFT, preflight
 from airflow_provider_aadsync.engine.store import Store, run_error
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
@@ -100,3 +101,25 @@ def test_a_changed_source_anchor_is_a_per_object_error_and_nothing_is_exported(s
     changes = exports(store)["c1"]["changes"]
     assert "onPremisesImmutableId" not in changes and changes.get("department") != ["Legal"]
     assert entra_anchor_of(store, 1) == "c1"
+
+
+def test_the_soft_match_compares_the_primary_smtp_proxy_address_not_ad_mail(store):
+    """Entra Connect soft matches "only the value with SMTP:, that is the primary email address" of proxyAddresses:
+    an AD user whose mail is another address is matched on its SMTP: proxy address, and never joins the cloud user
+    holding that other address (a shared mailbox, say); without an SMTP: proxy address its mail is primary."""
+    ad = [
+        ad_user(7, mail="seven@corp.example", proxyAddresses=["smtp:seven@corp.example", "SMTP:s.even@corp.example"]),
+        ad_user(8, mail="eight@corp.example", proxyAddresses=["smtp:eight@corp.example", "X500:/o=Corp/cn=eight"]),
+    ]
+    cloud = [
+        entra_user("c7-other", "shared@corp.onmicrosoft.com", mail="seven@corp.example"),
+        entra_user("c7", "s.even@corp.onmicrosoft.com", mail="S.Even@corp.example"),
+        entra_user("c8", "eight@corp.onmicrosoft.com", mail="eight@corp.example"),
+    ]
+    assert sync_errors(store, ad, cloud) == {}
+    assert entra_anchor_of(store, 7) == "c7" and entra_anchor_of(store, 8) == "c8"
+    assert ("entra", "c7-other") not in links(store)
+    assert mv_by(store, "accountName", "user7")[1]["primarySmtpAddress"] == ["s.even@corp.example"]
+    assert exports(store)["c7"]["changes"]["onPremisesImmutableId"] == [immutable_id(guid(7))]
+    rows = {row.user_principal_name: (row.outcome, row.matched_on, row.cloud_id) for row in preflight(store)}
+    assert rows["user7@corp.example"] == (SOFT, "mail", "c7")

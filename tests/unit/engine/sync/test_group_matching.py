@@ -84,3 +84,25 @@ def test_block_soft_match_leaves_mail_out_for_groups_too(store):
     run_sync(store, rules, connector="entra", mode="full")
     assert ("entra", "cloud-staff") in links(store, "entra")
     assert ("entra", "cloud-sales") not in links(store, "entra")
+
+
+def test_a_group_is_soft_matched_on_its_primary_smtp_proxy_address(store):
+    """A mail-enabled group's primary SMTP address is its SMTP: proxy address, not its mail, as for users."""
+    proxies = ["smtp:team@corp.example", "SMTP:team.primary@corp.example"]
+    import_full(store, "ad", [ad_group(30, "Team", mail="team@corp.example", security=False, proxyAddresses=proxies)])
+    import_full(
+        store,
+        "entra",
+        [
+            entra_group("cloud-other", "Other", mail="team@corp.example", mailEnabled=True),
+            entra_group("cloud-team", "Team", mail="Team.Primary@corp.example", mailEnabled=True),
+        ],
+    )
+    rules = load_sync_rules()
+    run_sync(store, rules, connector="ad", mode="full")
+    (row,) = group_preflight(store)
+    assert (row.outcome, row.cloud_id) == (SOFT, "cloud-team")
+    run_sync(store, rules, connector="entra", mode="full")
+    team, _ = mv_by(store, "accountName", "Team")
+    assert links(store, "entra")[("entra", "cloud-team")] == (team, "join")
+    assert ("entra", "cloud-other") not in links(store, "entra")
