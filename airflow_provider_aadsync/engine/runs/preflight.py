@@ -2,8 +2,9 @@
 
 It reads the store after the imports and the AD sync (the metaverse persons the AD rules made, and the Entra connector
 space the import filled) and writes nothing. Each person gets one row: ``hard match`` (a cloud user holds its
-sourceAnchor as onPremisesImmutableId), ``soft match`` (on userPrincipalName, else the cloud user's mail against the
-person's primary SMTP address, for cloud users without an ImmutableId; off with BlockSoftMatch) or ``create``; and the
+sourceAnchor as onPremisesImmutableId), ``soft match`` (the cloud user's mail against the person's primary SMTP
+address, else on userPrincipalName, in the product's order, for cloud users without an ImmutableId; off with
+BlockSoftMatch) or ``create``; and the
 conflicts the sync would report per object: a cloud user held by another engine (onPremisesSyncEnabled), holding an
 administrator role (the import's directoryRoles: never matched, as in Entra ID), holding another ImmutableId, or matched
 by two AD users. This mirrors the shipped "In from AAD - User Join" rule; the sync stays the authority.
@@ -195,7 +196,7 @@ def _user_rows(store: Store, entra_connector: str, block_soft_match: bool) -> li
             continue
         found = None
         if not block_soft_match:
-            for attribute, value, index in (("userPrincipalName", upn, by_upn), ("mail", mail, by_mail)):
+            for attribute, value, index in (("mail", mail, by_mail), ("userPrincipalName", upn, by_upn)):
                 candidates = index.get(value.casefold(), []) if value else []
                 if len(candidates) == 1:
                     found = (attribute, candidates[0])

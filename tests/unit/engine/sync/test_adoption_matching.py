@@ -123,3 +123,20 @@ def test_the_soft_match_compares_the_primary_smtp_proxy_address_not_ad_mail(stor
     assert exports(store)["c7"]["changes"]["onPremisesImmutableId"] == [immutable_id(guid(7))]
     rows = {row.user_principal_name: (row.outcome, row.matched_on, row.cloud_id) for row in preflight(store)}
     assert rows["user7@corp.example"] == (SOFT, "mail", "c7")
+
+
+def test_the_primary_smtp_address_is_tried_before_the_upn(store):
+    """The product's order: "soft match will first be attempted using the standard logic, based on the primary SMTP
+    address. If a match isn't found based on primary SMTP, then a match will be attempted based on UserPrincipalName"
+    (Set-MsolDirSyncFeature, EnableSoftMatchOnUpn)."""
+    ad = [ad_user(9, mail="nine@corp.example")]
+    cloud = [
+        entra_user("c9-upn", "USER9@corp.example"),
+        entra_user("c9-mail", "nine@corp.onmicrosoft.com", mail="nine@corp.example"),
+    ]
+    errors = sync_errors(store, ad, cloud)
+    assert entra_anchor_of(store, 9) == "c9-mail" and ("entra", "c9-upn") not in links(store)
+    # the cloud user holding the same UPN is reported, not joined (the export's UPN conflict follows, as in Entra ID)
+    assert errors["c9-upn"][0] == "join-conflict" and "already joined to entra object c9-mail" in errors["c9-upn"][1]
+    (row,) = preflight(store)
+    assert (row.outcome, row.matched_on, row.cloud_id) == (SOFT, "mail", "c9-mail")
