@@ -16,6 +16,7 @@ from airflow_provider_aadsync import VERSION
 from airflow_provider_aadsync.cli_airflow import airflow_group
 from airflow_provider_aadsync.cli_extensions import register_extensions_command
 from airflow_provider_aadsync.cli_options import (
+    BLOCK_CLOUD_OBJECT_TAKEOVER_OPTION,
     BLOCK_SOFT_MATCH_OPTION,
     CONSISTENCY_GUID_OPTION,
     DIRECTORY_EXTENSIONS_OPTION,
@@ -213,6 +214,7 @@ def report(run_ids: tuple[int, ...], store_url: str | None, instance: str, last:
 @WRITEBACK_OU_OPTION
 @WRITEBACK_NAMING_OPTION
 @BLOCK_SOFT_MATCH_OPTION
+@BLOCK_CLOUD_OBJECT_TAKEOVER_OPTION
 @DIRECTORY_EXTENSIONS_OPTION
 @CONSISTENCY_GUID_OPTION
 @_store_options
@@ -228,6 +230,7 @@ def sync_command(
     writeback_ou: str | None,
     writeback_naming: str,
     block_soft_match: bool,
+    block_cloud_object_takeover: bool,
     directory_extensions: tuple[str, ...],
     consistency_guid_writeback: bool,
     store_url: str | None,
@@ -242,6 +245,7 @@ def sync_command(
         rule_paths, endpoint, writeback_enabled=writeback_enabled, writeback_size_limit=writeback_size_limit,
         writeback_ou=writeback_ou, writeback_naming=writeback_naming, block_soft_match=block_soft_match,
         directory_extensions=directory_extensions, consistency_guid_writeback=consistency_guid_writeback,
+        block_cloud_object_takeover=block_cloud_object_takeover,
     )  # fmt: skip
     with _open_store(store_url, instance) as store:
         try:
@@ -437,10 +441,17 @@ def export_plan_command(connector: str, limit: int, store_url: str | None, insta
 @click.option("--json", "as_json", is_flag=True, help="Counts and every row as JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Every row as CSV.")
 @BLOCK_SOFT_MATCH_OPTION
+@BLOCK_CLOUD_OBJECT_TAKEOVER_OPTION
 @_store_options
 @click.option("--instance", default="default", show_default=True, help="Sync instance name.")
 def preflight_command(
-    entra_connector: str, as_json: bool, as_csv: bool, block_soft_match: bool, store_url: str | None, instance: str
+    entra_connector: str,
+    as_json: bool,
+    as_csv: bool,
+    block_soft_match: bool,
+    block_cloud_object_takeover: bool,
+    store_url: str | None,
+    instance: str,
 ) -> None:
     """Cutover preflight: for every in-scope AD user and group, hard match / soft match (on which attribute) /
     create, and every conflict, counts first. Run it after the imports and `aadsync sync --connector ad`; it writes
@@ -451,10 +462,13 @@ def preflight_command(
         raise click.UsageError("--json and --csv exclude each other")
     render = checks.render_json if as_json else checks.render_csv if as_csv else checks.render_text
     with _open_store(store_url, instance) as store:
-        click.echo(
-            render(checks.preflight(store, entra_connector=entra_connector, block_soft_match=block_soft_match)),
-            nl=False,
+        rows = checks.preflight(
+            store,
+            entra_connector=entra_connector,
+            block_soft_match=block_soft_match,
+            block_cloud_object_takeover=block_cloud_object_takeover,
         )
+        click.echo(render(rows), nl=False)
 
 
 @main.command("preview")
@@ -468,6 +482,7 @@ def preflight_command(
 @WRITEBACK_OU_OPTION
 @WRITEBACK_NAMING_OPTION
 @BLOCK_SOFT_MATCH_OPTION
+@BLOCK_CLOUD_OBJECT_TAKEOVER_OPTION
 @DIRECTORY_EXTENSIONS_OPTION
 @CONSISTENCY_GUID_OPTION
 @_store_options
@@ -484,6 +499,7 @@ def preview_command(
     writeback_ou: str | None,
     writeback_naming: str,
     block_soft_match: bool,
+    block_cloud_object_takeover: bool,
     directory_extensions: tuple[str, ...],
     consistency_guid_writeback: bool,
     store_url: str | None,
@@ -501,6 +517,7 @@ def preview_command(
         rule_paths, endpoint, writeback_enabled=writeback_enabled, writeback_size_limit=writeback_size_limit,
         writeback_ou=writeback_ou, writeback_naming=writeback_naming, block_soft_match=block_soft_match,
         directory_extensions=directory_extensions, consistency_guid_writeback=consistency_guid_writeback,
+        block_cloud_object_takeover=block_cloud_object_takeover,
     )  # fmt: skip
     with _open_store_to_read(store_url, instance) as store:
         try:

@@ -113,6 +113,15 @@ BLOCK_SOFT_MATCH_OPTION = click.option(
     "(the product's BlockSoftMatch).",
 )
 
+BLOCK_CLOUD_OBJECT_TAKEOVER_OPTION = click.option(
+    "--block-cloud-object-takeover/--allow-cloud-object-takeover",
+    "block_cloud_object_takeover",
+    default=False,
+    show_default=True,
+    help="Refuse the hard match of a cloud-created user that no sync engine made or adopted (onPremisesSyncEnabled "
+    "null, no anchor stamp): the product's BlockCloudObjectTakeoverThroughHardMatch.",
+)
+
 CONSISTENCY_GUID_OPTION = click.option(
     "--consistency-guid-writeback/--no-consistency-guid-writeback",
     "consistency_guid_writeback",
@@ -181,7 +190,8 @@ def sync_rule_options(command):
     """The options that decide the sync's rule set, as ``aadsync sync`` takes them (read by :func:`load_rules`)."""
     for option in reversed((
         RULES_OPTION, ENDPOINT_OPTION, WRITEBACK_OPTION, WRITEBACK_LIMIT_OPTION, WRITEBACK_OU_OPTION,
-        WRITEBACK_NAMING_OPTION, BLOCK_SOFT_MATCH_OPTION, DIRECTORY_EXTENSIONS_OPTION, CONSISTENCY_GUID_OPTION,
+        WRITEBACK_NAMING_OPTION, BLOCK_SOFT_MATCH_OPTION, BLOCK_CLOUD_OBJECT_TAKEOVER_OPTION,
+        DIRECTORY_EXTENSIONS_OPTION, CONSISTENCY_GUID_OPTION,
     )):  # fmt: skip
         command = option(command)
     return command

@@ -218,9 +218,13 @@ class Templates:
 
     @property
     def matching(self) -> dict[str, str]:
-        """Matching cloud users before any create: soft match (userPrincipalName, then mail) unless
-        aadsync_block_soft_match."""
-        return {"block_soft_match": self.var("aadsync_block_soft_match", "false")}
+        """Matching cloud users before any create: soft match (the primary SMTP address, then userPrincipalName)
+        unless aadsync_block_soft_match; the hard match of a cloud-created user refused with
+        aadsync_block_cloud_object_takeover (Entra ID's BlockCloudObjectTakeoverThroughHardMatch; off by default)."""
+        return {
+            "block_soft_match": self.var("aadsync_block_soft_match", "false"),
+            "block_cloud_object_takeover": self.var("aadsync_block_cloud_object_takeover", "false"),
+        }
 
     @property
     def extensions(self) -> dict[str, str]:

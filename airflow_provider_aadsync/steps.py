@@ -114,13 +114,15 @@ def load_rules_for(
     block_soft_match: bool = False,
     directory_extensions: str | Sequence[str] | None = None,
     consistency_guid_writeback: bool = True,
+    block_cloud_object_takeover: bool = False,
 ) -> RuleSet:
     """The rule set a sync (or an import reading what its rules need) uses: the group writeback settings left None
     take their defaults; with writeback on, ``writeback_ou`` is required (a ``ValueError`` naming it);
     ``block_soft_match`` leaves the soft-match join groups out (hard match only); ``directory_extensions`` names AD
     attributes synced as the sync app's directory extensions (a list, or text separated by commas);
     ``consistency_guid_writeback`` false leaves out the rule writing the user's anchor into an empty
-    mS-DS-ConsistencyGuid."""
+    mS-DS-ConsistencyGuid; ``block_cloud_object_takeover`` refuses the hard match of a cloud-created user no sync
+    engine made or adopted (Entra ID's BlockCloudObjectTakeoverThroughHardMatch)."""
     if endpoint not in ("v2", "v1"):
         raise ValueError(f"endpoint must be 'v2' or 'v1', not {endpoint!r}")
     chosen: dict[str, Any] = {
@@ -139,6 +141,7 @@ def load_rules_for(
         block_soft_match=block_soft_match,
         directory_extensions=directory_extensions,
         consistency_guid_writeback=consistency_guid_writeback,
+        block_cloud_object_takeover=block_cloud_object_takeover,
         **chosen,
     )
 

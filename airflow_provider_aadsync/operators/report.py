@@ -109,6 +109,8 @@ class SyncReportOperator(StoreLocation, BaseOperator):
         preflight run, which writes nothing): how each in-scope AD object meets the tenant, the counts first in the
         report, every row saved beside it as ``<run>.preflight.csv`` and ``<run>.preflight.json``.
     :param block_soft_match: the preflight's matching follows BlockSoftMatch (templated; default false).
+    :param block_cloud_object_takeover: the preflight's hard match follows BlockCloudObjectTakeover (templated;
+        default false).
     :param configured_connectors: the connectors the connectors configuration names (its AD connectors and Entra; the
         DAGs set it): a connector space in the store holding imported objects of any other connector (removed or
         renamed in the file: never imported nor synced again) is shown first in the report and logged as a warning,
@@ -119,6 +121,7 @@ class SyncReportOperator(StoreLocation, BaseOperator):
 
     template_fields: Sequence[str] = (
         "store_url", "store_conn_id", "instance", "report_dir", "preflight", "block_soft_match",
+        "block_cloud_object_takeover",
     )  # fmt: skip
 
     def __init__(
@@ -132,6 +135,7 @@ class SyncReportOperator(StoreLocation, BaseOperator):
         release_instance: bool = True,
         preflight: bool | str = False,
         block_soft_match: bool | str = False,
+        block_cloud_object_takeover: bool | str = False,
         configured_connectors: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -139,6 +143,7 @@ class SyncReportOperator(StoreLocation, BaseOperator):
         self.configured_connectors = list(configured_connectors) if configured_connectors is not None else None
         self.preflight = preflight
         self.block_soft_match = block_soft_match
+        self.block_cloud_object_takeover = block_cloud_object_takeover
         self.release_instance = release_instance
         self.step_task_ids = list(step_task_ids) if step_task_ids is not None else None
         self.store_url = store_url
@@ -183,8 +188,12 @@ class SyncReportOperator(StoreLocation, BaseOperator):
                 store, steps, title=title, plan_connector=self.plan_connector, unconfigured=spaces
             )
             if templated_flag(self.preflight):
-                block = templated_flag(self.block_soft_match)
-                rows = cutover.preflight(store, entra_connector=self.plan_connector, block_soft_match=block)
+                rows = cutover.preflight(
+                    store,
+                    entra_connector=self.plan_connector,
+                    block_soft_match=templated_flag(self.block_soft_match),
+                    block_cloud_object_takeover=templated_flag(self.block_cloud_object_takeover),
+                )
         result: dict[str, Any] = {}
         if spaces:
             result["unconfigured_connectors"] = [asdict(space) for space in spaces]

@@ -45,6 +45,8 @@ class SyncOperator(ModeStepOperator):
     :param writeback_ou: OU for written-back groups (templated); required when writeback is on.
     :param writeback_naming: ``objectId`` or ``displayName`` naming of written-back groups (templated).
     :param block_soft_match: join cloud users by hard match only (templated; default false: soft match on).
+    :param block_cloud_object_takeover: refuse the hard match of a cloud-created user no sync engine made or adopted,
+        as Entra ID's BlockCloudObjectTakeoverThroughHardMatch (templated; default false, as in Entra ID).
     :param directory_extensions: AD attributes synced as the sync app's directory extensions (templated; a list or
         text separated by commas; default none).
     :param consistency_guid_writeback: write the user's sourceAnchor into an empty mS-DS-ConsistencyGuid in AD
@@ -66,6 +68,7 @@ class SyncOperator(ModeStepOperator):
         "writeback_ou",
         "writeback_naming",
         "block_soft_match",
+        "block_cloud_object_takeover",
         "directory_extensions",
         "consistency_guid_writeback",
     )
@@ -82,6 +85,7 @@ class SyncOperator(ModeStepOperator):
         writeback_ou: str | None = None,
         writeback_naming: str | None = None,
         block_soft_match: bool | str = False,
+        block_cloud_object_takeover: bool | str = False,
         directory_extensions: str | Sequence[str] | None = None,
         consistency_guid_writeback: bool | str = True,
         reevaluate: bool | str = False,
@@ -90,6 +94,7 @@ class SyncOperator(ModeStepOperator):
         super().__init__(connector=connector, **kwargs)
         self.reevaluate = reevaluate
         self.block_soft_match = block_soft_match
+        self.block_cloud_object_takeover = block_cloud_object_takeover
         self.directory_extensions = directory_extensions
         self.consistency_guid_writeback = consistency_guid_writeback
         self.rules = rules
@@ -110,6 +115,7 @@ class SyncOperator(ModeStepOperator):
             writeback_ou=self.writeback_ou,
             writeback_naming=self.writeback_naming,
             block_soft_match=self.block_soft_match,
+            block_cloud_object_takeover=self.block_cloud_object_takeover,
             directory_extensions=self.directory_extensions,
             consistency_guid_writeback=self.consistency_guid_writeback,
         )
@@ -173,7 +179,8 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
     :param endpoint: ``v2`` or ``v1`` member limit (templated).
     :param writeback_enabled: ``writeback_ou``, ``writeback_size_limit``, ``writeback_naming``: the group writeback
         settings, as for :class:`SyncOperator` (templated; writeback is off by default).
-    :param block_soft_match: ``directory_extensions``, ``consistency_guid_writeback``: the other rule settings, as for
+    :param block_soft_match: ``block_cloud_object_takeover``, ``directory_extensions``, ``consistency_guid_writeback``:
+        the other rule settings, as for
         :class:`SyncOperator` (templated): give the sync's, or the preview shows what another rule set would do.
     :param store_url: SQLAlchemy URL of the store (templated); empty or None: the embedded SQLite store.
     :param instance: sync instance name (templated).
@@ -184,7 +191,7 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
     template_fields: Sequence[str] = (
         "connector", "dn", "anchor", "rules", "endpoint", "store_url", "store_conn_id", "instance", "report_dir",
         "writeback_enabled", "writeback_ou", "writeback_size_limit", "writeback_naming",
-        "block_soft_match", "directory_extensions", "consistency_guid_writeback",
+        "block_soft_match", "block_cloud_object_takeover", "directory_extensions", "consistency_guid_writeback",
     )  # fmt: skip
 
     def __init__(
@@ -203,12 +210,14 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
         writeback_size_limit: int | str | None = None,
         writeback_naming: str | None = None,
         block_soft_match: bool | str = False,
+        block_cloud_object_takeover: bool | str = False,
         directory_extensions: str | Sequence[str] | None = None,
         consistency_guid_writeback: bool | str = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.block_soft_match = block_soft_match
+        self.block_cloud_object_takeover = block_cloud_object_takeover
         self.directory_extensions = directory_extensions
         self.consistency_guid_writeback = consistency_guid_writeback
         self.writeback_enabled = writeback_enabled
@@ -237,6 +246,7 @@ class SyncPreviewOperator(StoreLocation, BaseOperator):
             writeback_size_limit=self.writeback_size_limit,
             writeback_naming=self.writeback_naming,
             block_soft_match=self.block_soft_match,
+            block_cloud_object_takeover=self.block_cloud_object_takeover,
             directory_extensions=self.directory_extensions,
             consistency_guid_writeback=self.consistency_guid_writeback,
         )

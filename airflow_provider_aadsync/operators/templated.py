@@ -69,10 +69,11 @@ def templated_settings(**values: Any) -> dict[str, Any]:
 def load_rules_templated(rules: str | Sequence[str] | None, endpoint: str, **writeback: Any) -> RuleSet:
     """The rule set of a task (or of the sync manager, from Variables): ``writeback`` holds the rendered group
     writeback settings (``writeback_enabled``, off unless it renders true; ``writeback_ou``, required when it is on;
-    the size limit and naming; ``block_soft_match``; ``directory_extensions``; ``consistency_guid_writeback``, on
-    unless it renders false), empty or ``"None"`` meaning the defaults."""
+    the size limit and naming; ``block_soft_match``; ``block_cloud_object_takeover``; ``directory_extensions``;
+    ``consistency_guid_writeback``, on unless it renders false), empty or ``"None"`` meaning the defaults."""
     enabled = templated_flag(writeback.pop("writeback_enabled", False))
     block = templated_flag(writeback.pop("block_soft_match", False))
+    takeover = templated_flag(writeback.pop("block_cloud_object_takeover", False))
     extensions = templated_value(writeback.pop("directory_extensions", None))
     stamp = templated_flag_on(writeback.pop("consistency_guid_writeback", True))
     chosen = templated_settings(**writeback)
@@ -81,6 +82,7 @@ def load_rules_templated(rules: str | Sequence[str] | None, endpoint: str, **wri
         endpoint,
         writeback_enabled=enabled,
         block_soft_match=block,
+        block_cloud_object_takeover=takeover,
         directory_extensions=extensions,
         consistency_guid_writeback=stamp,
         **chosen,

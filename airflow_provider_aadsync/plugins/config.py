@@ -29,6 +29,7 @@ WRITEBACK_VARIABLES = {
 #: The other rule settings the DAGs pass their sync tasks (dag_settings): the preview uses the rules they sync with.
 RULE_VARIABLES = {
     "block_soft_match": "aadsync_block_soft_match",
+    "block_cloud_object_takeover": "aadsync_block_cloud_object_takeover",
     "directory_extensions": "aadsync_directory_extensions",
     "consistency_guid_writeback": "aadsync_consistency_guid_writeback",
 }

@@ -121,6 +121,37 @@ def test_the_soft_match_is_on_the_primary_smtp_address_not_ad_mail(graph_server,
     assert after[mailbox]["onPremisesImmutableId"] == immutable_id(guid(7))
 
 
+def test_block_cloud_object_takeover_leaves_a_cloud_created_user_alone(graph_server, tenant_verifying, store):
+    """With BlockCloudObjectTakeover, a user made in the cloud and given the AD user's ImmutableId by hand is not taken
+    over (invalid-hard-match, reported by the export, no write, no second user); a user another engine synchronized
+    (onPremisesSyncEnabled false once it was turned off) still hard matches and is updated."""
+    tenant = tenant_verifying(DOMAIN)
+    hook = entra_hook_for(graph_server, tenant)
+    created, formerly_synced = (
+        user["id"]
+        for user in seed_tenant(
+            graph_server,
+            tenant,
+            [
+                cloud(f"someone@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(1))),
+                cloud(f"formerly@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(2)), onPremisesSyncEnabled=False),
+            ],
+        )
+    )
+    before = all_users(hook)
+    rules = load_sync_rules(block_cloud_object_takeover=True)
+    import_full(store, "ad", [ad_user(1), ad_user(2)])
+    assert import_entra(hook, store, connector="entra", mode="full").result == "success"
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    assert run_sync(store, rules, connector="entra", mode="full").result == "completed-sync-errors"
+    exported = run_entra_export(store, hook)
+    assert {e["anchor"]: e["code"] for e in store.run_errors(exported.run_id)} == {created: "invalid-hard-match"}
+    assert exported.counters.get("user_creates", 0) == 0 and exported.counters["adds_held_refused"] == 1
+    after = all_users(hook)
+    assert set(after) == set(before) and after[created] == before[created]
+    assert after[formerly_synced]["userPrincipalName"] == f"user2@{DOMAIN}"
+
+
 def test_a_refused_match_stays_refused_across_delta_cycles(graph_server, tenant_verifying, store):
     """A cloud user refused (another anchor; another engine's) is reported by every cycle's export as still refused,
     gets no write and is never created beside the cloud user, even when its AD user changes in a later delta cycle;

@@ -134,3 +134,24 @@ def test_preflight_counts_then_rows_as_text_json_and_csv(tmp_path):
     assert rows[0].startswith("ad_dn,") and len(rows) == 3
     both = CliRunner().invoke(main, ["preflight", "--store", url, "--csv", "--json"])
     assert both.exit_code != 0 and "exclude each other" in both.output
+
+
+def test_block_cloud_object_takeover_in_the_preflight_and_the_sync(tmp_path):
+    """A cloud-created user holding the AD user's ImmutableId: a hard match by default, a conflict in the preflight
+    and a refused match (invalid-hard-match) in the sync with --block-cloud-object-takeover."""
+    from tests.support.world import entra_user, guid, immutable_id, links
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with Store.open(url) as store:
+        import_full(store, "ad", [ad_user(1)])
+        import_full(store, "entra", [entra_user("c1", "someone@corp.example", immutable_id(guid(1)))])
+    assert CliRunner().invoke(main, ["sync", "--connector", "ad", "--mode", "full", "--store", url]).exit_code == 0
+    allowed = json.loads(CliRunner().invoke(main, ["preflight", "--store", url, "--json"]).output)
+    assert allowed["counts"] == {"hard match": 1}
+    flag = "--block-cloud-object-takeover"
+    blocked = json.loads(CliRunner().invoke(main, ["preflight", "--store", url, "--json", flag]).output)
+    assert blocked["rows"][0]["outcome"] == "conflict" and "BlockCloudObjectTakeover" in blocked["rows"][0]["conflict"]
+    result = CliRunner().invoke(main, ["sync", "--connector", "entra", "--mode", "full", "--store", url, flag])
+    assert "invalid-hard-match" in result.output, result.output
+    with Store.open(url) as store:
+        assert ("entra", "c1") not in links(store)

@@ -195,8 +195,11 @@ def test_the_preview_loads_the_rules_the_sync_tasks_load(dagbag, dag_id):
     shows what they would do (with soft match blocked, no join on userPrincipalName or mail)."""
     dag = dagbag.dags[dag_id]
     preview, sync = dag.get_task("preview"), dag.get_task("sync_ad")
-    for setting in ("block_soft_match", "directory_extensions", "consistency_guid_writeback", "writeback_enabled"):
+    settings = ("block_soft_match", "block_cloud_object_takeover", "directory_extensions", "consistency_guid_writeback")
+    for setting in (*settings, "writeback_enabled"):
         assert getattr(preview, setting) == getattr(sync, setting), setting
+    assert "aadsync_block_cloud_object_takeover" in sync.block_cloud_object_takeover
+    assert dag.get_task("report").block_cloud_object_takeover == sync.block_cloud_object_takeover
 
 
 TWO_FORESTS = """\

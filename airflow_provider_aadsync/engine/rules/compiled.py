@@ -83,6 +83,7 @@ class CompiledRule:
         names = list(scope.attributes)
         names += [condition.source for group in join_groups for condition in group]
         names += [name for name in (rule.held_by_other_engine, rule.admin_roles) if name]
+        names += rule.hard_match_proof
         for spec in flow_specs:
             if spec.type is FlowType.DIRECT and spec.source:
                 names.append(spec.source)

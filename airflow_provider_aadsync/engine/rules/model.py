@@ -167,6 +167,13 @@ class SyncRuleModel(_Strict):
     #: directoryRoles): an object holding any is never joined by this rule's match, a per-object error instead, as
     #: Entra ID "won't match on-premises users with cloud users that have an admin role".
     admin_roles: _Name | None = None
+    #: Attributes of which one holding a value shows that directory synchronization made or adopted the object: Graph's
+    #: onPremisesSyncEnabled (true or false only once a sync engine has mastered it; null on an object created in the
+    #: cloud) and the anchor stamp this engine writes on every object it exports (extension_aadsyncSourceAnchor).
+    #: With the sync setting BlockCloudObjectTakeover on, a hard match of an object holding none is refused (per-object
+    #: error invalid-hard-match), as Entra ID's BlockCloudObjectTakeoverThroughHardMatch refuses it; with it off (the
+    #: default, as in Entra ID) the field is left out of the rule set.
+    hard_match_proof: list[_Name] = Field(default_factory=list)
     #: Outbound Provision rules only: a target attribute this rule writes that marks the object in the target
     #: directory (group writeback's adminDescription "Group_<objectId>"). Before provisioning, an unjoined
     #: connector-space object of the target type that already holds the same value is joined instead of a second

@@ -43,6 +43,8 @@ HELD = "held by another engine (onPremisesSyncEnabled): turn off the other engin
 ADMIN_ROLE = "holds the administrator role {roles}: never matched; remove its role assignments to adopt it"
 OTHER_ANCHOR = "cloud user holds another ImmutableId: never overwritten"
 SHARED = "two AD users match one cloud user"
+#: A hard match BlockCloudObjectTakeover refuses (the sync's invalid-hard-match): no engine made or adopted the user.
+TAKEOVER = "cloud-created user holds this ImmutableId: BlockCloudObjectTakeover refuses its hard match"
 GROUP_OTHER_ANCHOR = "cloud group holds another anchor in extension_aadsyncSourceAnchor: never overwritten"
 GROUP_SHARED = "two AD groups match one cloud group"
 #: The note of a group matched to a mail-enabled security group or distribution group ("soft match (mail), read-only
@@ -82,6 +84,9 @@ class _Cloud:
     read_only: bool = False
     #: The directory roles it holds (the import's ``directoryRoles``): a match is refused, as the sync refuses it.
     roles: tuple[str, ...] = ()
+    #: A sync engine made or adopted it (onPremisesSyncEnabled set, or this engine's anchor stamp): its hard match
+    #: stands with BlockCloudObjectTakeover on (the shipped rule's hard_match_proof).
+    synced: bool = True
 
 
 def _first(values: Any) -> str:
@@ -110,6 +115,7 @@ def _cloud_users(store: Store, connector: str, object_type: str = "user") -> lis
                 held=_first(attrs.get("onPremisesSyncEnabled")).casefold() == "true",
                 read_only=group and read_only_in_graph(attrs),
                 roles=tuple(str(role) for role in attrs.get(DIRECTORY_ROLES) or []),
+                synced=bool(_first(attrs.get("onPremisesSyncEnabled")) or _first(attrs.get(ANCHOR_EXTENSION))),
             )
         )
     return users
@@ -142,9 +148,15 @@ def _ad_persons(store: Store, mv_type: str = "person") -> list[tuple[str, dict[s
     return persons
 
 
-def preflight(store: Store, *, entra_connector: str = "entra", block_soft_match: bool = False) -> list[PreflightRow]:
+def preflight(
+    store: Store,
+    *,
+    entra_connector: str = "entra",
+    block_soft_match: bool = False,
+    block_cloud_object_takeover: bool = False,
+) -> list[PreflightRow]:
     """One row per in-scope AD user, in DN order, then one per in-scope AD group (reads the store only)."""
-    users = _user_rows(store, entra_connector, block_soft_match)
+    users = _user_rows(store, entra_connector, block_soft_match, block_cloud_object_takeover)
     return users + group_preflight(store, entra_connector=entra_connector, block_soft_match=block_soft_match)
 
 
@@ -175,7 +187,7 @@ def group_preflight(
     return _shared(rows, GROUP_SHARED)
 
 
-def _user_rows(store: Store, entra_connector: str, block_soft_match: bool) -> list[PreflightRow]:
+def _user_rows(store: Store, entra_connector: str, block_soft_match: bool, block_takeover: bool) -> list[PreflightRow]:
     cloud = _cloud_users(store, entra_connector)
     by_anchor = {c.immutable_id: c for c in cloud if c.immutable_id}
     by_upn: dict[str, list[_Cloud]] = defaultdict(list)
@@ -192,7 +204,8 @@ def _user_rows(store: Store, entra_connector: str, block_soft_match: bool) -> li
         base = {"ad_dn": dn, "source_anchor": anchor, "user_principal_name": upn}
         hard = by_anchor.get(anchor) if anchor else None
         if hard is not None:
-            rows.append(_row(base, HARD, "onPremisesImmutableId", hard))
+            refused = TAKEOVER if block_takeover and not hard.synced else ""
+            rows.append(_row(base, HARD, "onPremisesImmutableId", hard, refused))
             continue
         found = None
         if not block_soft_match:

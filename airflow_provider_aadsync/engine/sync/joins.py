@@ -521,8 +521,9 @@ def match_refusals(frame: pd.DataFrame, compiled: CompiledRule, group: Sequence[
     """Objects a match must not join, with the error code and message: held by another engine (the rule's
     ``held_by_other_engine`` attribute is True), holding an administrator role (the rule's ``admin_roles``
     attribute has a value: Entra ID "won't match on-premises users with cloud users that have an admin role", by a
-    hard match either), or soft-matched while holding another anchor (a value in a hard-match attribute, e.g. a
-    different onPremisesImmutableId: never overwritten)."""
+    hard match either), hard-matched while no sync engine made or adopted it (the rule's ``hard_match_proof``, kept
+    only with BlockCloudObjectTakeover on), or soft-matched while holding another anchor (a value in a hard-match
+    attribute, e.g. a different onPremisesImmutableId: never overwritten)."""
     refused: dict[str, tuple[str, str]] = {}
     if frame.empty:
         return refused
@@ -544,6 +545,18 @@ def match_refusals(frame: pd.DataFrame, compiled: CompiledRule, group: Sequence[
                     "held-by-other-engine",
                     f"{held} is true: another sync engine still masters this object; turn off the other "
                     "engine's directory synchronization first (the object becomes cloud-managed), then sync again",
+                )
+    proof = compiled.rule.hard_match_proof
+    if proof and not any(pair.soft_match for pair in group):
+        rows = zip(frame.index, *(column_of(frame, name) for name in proof), strict=True)
+        for anchor, *cells in rows:
+            if anchor not in refused and not any(str(v) for cell in cells for v in cell_values(cell)):
+                refused[anchor] = (
+                    "invalid-hard-match",
+                    "Another cloud created object with the same source anchor already exists in Microsoft Entra ID: "
+                    f"no sync engine made or adopted it (none of {', '.join(proof)} holds a value) and "
+                    "BlockCloudObjectTakeover refuses its hard match. To adopt it on purpose, turn the setting "
+                    "off for one cycle (aadsync_block_cloud_object_takeover, --allow-cloud-object-takeover)",
                 )
     if any(pair.soft_match for pair in group):
         hard = [p.source for g in compiled.join_groups if not any(q.soft_match for q in g) for p in g]

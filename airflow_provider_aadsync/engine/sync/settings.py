@@ -199,6 +199,19 @@ def without_consistency_guid_writeback(rules: RuleSet, parameters: dict[str, obj
     return RuleSet(kept, fingerprint=rule_fingerprint(kept, parameters), sources=rules.sources)
 
 
+def without_hard_match_proof(rules: RuleSet) -> RuleSet:
+    """The rule set without the rules' ``hard_match_proof`` (BlockCloudObjectTakeover off, Entra ID's default): a hard
+    match then takes over a cloud-created object that holds the anchor, as Entra ID does unless the tenant's
+    BlockCloudObjectTakeoverThroughHardMatch is on. The fingerprint stays the rule set's own (the default)."""
+    kept = []
+    for rule in rules:
+        if rule.rule.hard_match_proof:
+            rule = copy.copy(rule)
+            rule.rule = rule.rule.model_copy(update={"hard_match_proof": []})
+        kept.append(rule)
+    return RuleSet(kept, fingerprint=rules.fingerprint, sources=rules.sources)
+
+
 def without_soft_match(rules: RuleSet, parameters: dict[str, object]) -> RuleSet:
     """The rule set with every soft-match join group left out (the product's BlockSoftMatch): cloud objects then
     join only by hard match (onPremisesImmutableId = sourceAnchor)."""
@@ -268,6 +281,7 @@ def load_sync_rules(
     block_soft_match: bool = False,
     directory_extensions: str | Iterable[str] | None = None,
     consistency_guid_writeback: bool = CONSISTENCY_GUID_WRITEBACK_DEFAULT,
+    block_cloud_object_takeover: bool = False,
 ) -> RuleSet:
     """The rule files at ``rule_paths`` (files or folders), or the shipped default rules when none are given.
 
@@ -276,7 +290,8 @@ def load_sync_rules(
 
     Group writeback is opt-in: unless ``writeback_enabled``, its rules are left out (nothing is staged for AD);
     when it is on, ``writeback_ou`` is required (:class:`WritebackSettingsError` otherwise). ConsistencyGuid
-    writeback is on unless ``consistency_guid_writeback`` is false.
+    writeback is on unless ``consistency_guid_writeback`` is false. ``block_cloud_object_takeover`` keeps the rules'
+    ``hard_match_proof`` (Entra ID's BlockCloudObjectTakeoverThroughHardMatch; off by default, as there).
     """
     parameters = rule_parameters(
         mode,
@@ -294,6 +309,11 @@ def load_sync_rules(
     if block_soft_match:
         parameters = {**parameters, "BlockSoftMatch": True}
         rules = without_soft_match(rules, parameters)
+    if block_cloud_object_takeover:
+        parameters = {**parameters, "BlockCloudObjectTakeover": True}
+        rules = RuleSet(rules.rules, fingerprint=rule_fingerprint(rules.rules, parameters), sources=rules.sources)
+    else:
+        rules = without_hard_match_proof(rules)
     extensions = directory_extension_list(directory_extensions)
     if extensions:
         rules = with_directory_extensions(rules, extensions, {**parameters, "DirectoryExtensions": extensions})

@@ -20,6 +20,7 @@ VARIABLES = (
     "aadsync_writeback_ou",
     "aadsync_writeback_naming",
     "aadsync_block_soft_match",
+    "aadsync_block_cloud_object_takeover",
     "aadsync_directory_extensions",
     "aadsync_consistency_guid_writeback",
     "aadsync_connectors_file",
@@ -50,7 +51,12 @@ def test_defaults_are_the_embedded_store_of_the_default_instance_and_the_shipped
             ("writeback_ou", ""),
             ("writeback_naming", ""),
         ),
-        settings=(("block_soft_match", ""), ("directory_extensions", ""), ("consistency_guid_writeback", "")),
+        settings=(
+            ("block_soft_match", ""),
+            ("block_cloud_object_takeover", ""),
+            ("directory_extensions", ""),
+            ("consistency_guid_writeback", ""),
+        ),
     )
     assert len(Resources(lambda: config).rules().rules) >= 4  # the shipped rules, writeback off
 

@@ -140,3 +140,33 @@ def test_the_primary_smtp_address_is_tried_before_the_upn(store):
     assert errors["c9-upn"][0] == "join-conflict" and "already joined to entra object c9-mail" in errors["c9-upn"][1]
     (row,) = preflight(store)
     assert (row.outcome, row.matched_on, row.cloud_id) == (SOFT, "mail", "c9-mail")
+
+
+def test_block_cloud_object_takeover_refuses_the_hard_match_of_a_cloud_created_user(store):
+    """BlockCloudObjectTakeover (Entra ID's BlockCloudObjectTakeoverThroughHardMatch): a cloud-created user someone
+    gave the AD user's ImmutableId is not taken over (invalid-hard-match, no write, no second user); one a sync
+    engine mastered (onPremisesSyncEnabled false) or one this engine exported (its anchor stamp) still hard matches;
+    the soft match is not concerned."""
+    ad = [ad_user(n) for n in (1, 2, 3, 4)]
+    cloud = [
+        entra_user("c1", "taken@corp.example", immutable_id(guid(1))),  # made in the cloud, anchor set by hand
+        entra_user("c2", "formerly@corp.example", immutable_id(guid(2)), onPremisesSyncEnabled=False),
+        entra_user(
+            "c3", "ours@corp.example", immutable_id(guid(3)), extension_aadsyncSourceAnchor=immutable_id(guid(3))
+        ),
+        entra_user("c4", "user4@corp.example"),  # soft match on the UPN
+    ]
+    errors = sync_errors(store, ad, cloud, block_cloud_object_takeover=True)
+    assert set(errors) == {"c1"} and errors["c1"][0] == "invalid-hard-match"
+    assert "Another cloud created object with the same source anchor" in errors["c1"][1]
+    assert [entra_anchor_of(store, n) for n in (2, 3, 4)] == ["c2", "c3", "c4"]
+    held = entra_anchor_of(store, 1)
+    staged = exports(store)
+    assert held.startswith(PROVISIONAL_PREFIX) and staged[held]["state"] == "refused" and "c1" not in staged
+
+
+def test_cloud_object_takeover_is_allowed_by_default_as_in_entra_id(store):
+    cloud = [entra_user("c1", "taken@corp.example", immutable_id(guid(1)))]
+    assert sync_errors(store, [ad_user(1)], cloud) == {}
+    assert entra_anchor_of(store, 1) == "c1"
+    assert load_sync_rules().fingerprint != load_sync_rules(block_cloud_object_takeover=True).fingerprint
