@@ -46,6 +46,7 @@ from airflow_provider_aadsync.hooks.entra_batch import (
     read_answer,
 )
 from airflow_provider_aadsync.hooks.entra_permissions import UnreadableTokenError, check_permissions, token_roles
+from airflow_provider_aadsync.hooks.entra_roles import directory_role_holders
 from airflow_provider_aadsync.hooks.entra_settings import (
     MICROSOFT_AUTHORITY_HOSTS,
     DeltaLinkExpired,
@@ -498,47 +499,12 @@ class EntraHook(BaseHook):
         yield from self.paginate(f"{self.settings.endpoints.graph_url}/beta/groups", params=params)
 
     def directory_role_holders(self) -> dict[str, tuple[str, list[str]]]:
-        """Each directory object holding an activated directory role, as ``{id: (kind, role names)}`` (kind: user,
-        group, servicePrincipal, ...): the roles' direct members (``GET /directoryRoles``, ``GET
-        /directoryRoles/{id}/members``) and the members of a role-assignable group holding one (such a group holds no
-        groups). The import marks them, since Entra ID won't match on-premises users with cloud users that have an
-        admin role.
+        """Each directory object holding a directory role, active or eligible in PIM, as ``{id: (kind, role names)}``
+        (hooks/entra_roles.py). The import marks them, since Entra ID won't match on-premises users with cloud users
+        that have an admin role.
 
         :raise GraphError: Graph refuses a list; a 403 says which permission the app lacks."""
-        holders: dict[str, tuple[str, set[str]]] = {}
-
-        def add(members_url: str, role: str) -> list[str]:
-            groups = []
-            for page in self.paginate(members_url, params={"$select": "id"}):
-                for member in page["value"]:
-                    if not member.get("id"):
-                        continue  # the import refuses an item without an id where it reads one
-                    kind = str(member.get("@odata.type", "")).removeprefix("#microsoft.graph.")
-                    holders.setdefault(member["id"], (kind, set()))[1].add(role)
-                    if kind == "group":
-                        groups.append(member["id"])
-            return groups
-
-        try:
-            for page in self.paginate("/directoryRoles", params={"$select": "id,displayName"}):
-                for role in page["value"]:
-                    name = str(role.get("displayName") or role.get("id"))
-                    for group_id in add(f"/directoryRoles/{quote(str(role.get('id')), safe='')}/members", name):
-                        add(f"/groups/{quote(group_id, safe='')}/members", name)
-        except GraphError as error:
-            if error.status != 403:
-                raise
-            raise GraphError(
-                error.status,
-                error.code,
-                f"{error.graph_message} Reading who holds a directory role needs the application permission "
-                "RoleManagement.Read.Directory (or Directory.Read.All): the Entra import marks administrators, whom "
-                "no match may join",
-                request_id=error.request_id,
-                method=error.method,
-                url=error.url,
-            ) from None
-        return {object_id: (kind, sorted(roles)) for object_id, (kind, roles) in holders.items()}
+        return directory_role_holders(self)
 
     def paginate(self, url: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yield each page's JSON, following ``@odata.nextLink`` verbatim (it already carries the query)."""

@@ -61,9 +61,10 @@ REQUIRED_PERMISSIONS: tuple[GraphPermission, ...] = (
     ),
     GraphPermission(
         "RoleManagement.Read.Directory",
-        "read who holds a directory role (GET /directoryRoles, GET /directoryRoles/{id}/members): a cloud user or "
-        "group with an admin role is never matched to an on-premises object, as Entra ID does",
-        ("Directory.Read.All", "RoleManagement.ReadWrite.Directory", "Directory.ReadWrite.All"),
+        "read who holds a directory role, active or eligible in PIM (GET /directoryRoles, GET /directoryRoles/{id}/"
+        "members, GET /roleManagement/directory/roleEligibilityScheduleInstances): a cloud user or group with an "
+        "admin role is never matched to an on-premises object, as Entra ID does",
+        ("RoleManagement.ReadWrite.Directory", "RoleManagement.Read.All"),
     ),
     GraphPermission(
         "Domain.Read.All",

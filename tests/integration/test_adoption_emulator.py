@@ -35,6 +35,19 @@ def all_users(hook) -> dict[str, dict]:
     }
 
 
+def seeded(graph_server, tenant: str, *users: dict) -> tuple:
+    """The tenant's hook, and the ids of ``users`` made in it as an admin made them."""
+    return entra_hook_for(graph_server, tenant), [user["id"] for user in seed_tenant(graph_server, tenant, list(users))]
+
+
+def cycle(hook, store, rules, ad_objects) -> tuple:
+    """``ad_objects`` and the tenant imported in full, AD then Entra synced, the export run: (Entra sync, export)."""
+    import_full(store, "ad", ad_objects)
+    assert import_entra(hook, store, connector="entra", mode="full").result == "success"
+    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
+    return run_sync(store, rules, connector="entra", mode="full"), run_entra_export(store, hook)
+
+
 def test_existing_cloud_users_are_matched_not_duplicated(graph_server, tenant_verifying, store):
     tenant = tenant_verifying(DOMAIN)
     hook = entra_hook_for(graph_server, tenant)
@@ -94,27 +107,18 @@ def test_the_soft_match_is_on_the_primary_smtp_address_not_ad_mail(graph_server,
     """An AD user whose mail is not its primary SMTP address (proxyAddresses' SMTP: value) adopts the cloud mailbox
     holding the primary address, through Graph's mail; the cloud user holding its AD mail (a shared mailbox) gets
     no write, and no user is created."""
-    tenant = tenant_verifying(DOMAIN)
-    hook = entra_hook_for(graph_server, tenant)
-    shared, mailbox = (
-        user["id"]
-        for user in seed_tenant(
-            graph_server,
-            tenant,
-            [
-                cloud(f"shared@{DOMAIN}", mail=f"seven@{DOMAIN}", proxyAddresses=[f"SMTP:seven@{DOMAIN}"]),
-                cloud(f"s.even.cloud@{DOMAIN}", mail=f"s.even@{DOMAIN}", proxyAddresses=[f"SMTP:s.even@{DOMAIN}"]),
-            ],
-        )
+    hook, (shared, mailbox) = seeded(
+        graph_server,
+        tenant_verifying(DOMAIN),
+        cloud(f"shared@{DOMAIN}", mail=f"seven@{DOMAIN}", proxyAddresses=[f"SMTP:seven@{DOMAIN}"]),
+        cloud(f"s.even.cloud@{DOMAIN}", mail=f"s.even@{DOMAIN}", proxyAddresses=[f"SMTP:s.even@{DOMAIN}"]),
     )
     before = all_users(hook)
     proxies = [f"smtp:seven@{DOMAIN}", f"SMTP:S.Even@{DOMAIN}"]
-    import_full(store, "ad", [ad_user(7, mail=f"seven@{DOMAIN}", proxyAddresses=proxies)])
-    rules = load_sync_rules()
-    assert import_entra(hook, store, connector="entra", mode="full").result == "success"
-    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
-    assert run_sync(store, rules, connector="entra", mode="full").result == "success"
-    exported = run_entra_export(store, hook)
+    synced, exported = cycle(
+        hook, store, load_sync_rules(), [ad_user(7, mail=f"seven@{DOMAIN}", proxyAddresses=proxies)]
+    )
+    assert synced.result == "success"
     assert exported.result == "success" and exported.counters.get("user_creates", 0) == 0, exported
     after = all_users(hook)
     assert set(after) == set(before) and after[shared] == before[shared]
@@ -125,26 +129,16 @@ def test_block_cloud_object_takeover_leaves_a_cloud_created_user_alone(graph_ser
     """With BlockCloudObjectTakeover, a user made in the cloud and given the AD user's ImmutableId by hand is not taken
     over (invalid-hard-match, reported by the export, no write, no second user); a user another engine synchronized
     (onPremisesSyncEnabled false once it was turned off) still hard matches and is updated."""
-    tenant = tenant_verifying(DOMAIN)
-    hook = entra_hook_for(graph_server, tenant)
-    created, formerly_synced = (
-        user["id"]
-        for user in seed_tenant(
-            graph_server,
-            tenant,
-            [
-                cloud(f"someone@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(1))),
-                cloud(f"formerly@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(2)), onPremisesSyncEnabled=False),
-            ],
-        )
+    hook, (created, formerly_synced) = seeded(
+        graph_server,
+        tenant_verifying(DOMAIN),
+        cloud(f"someone@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(1))),
+        cloud(f"formerly@{DOMAIN}", onPremisesImmutableId=immutable_id(guid(2)), onPremisesSyncEnabled=False),
     )
     before = all_users(hook)
     rules = load_sync_rules(block_cloud_object_takeover=True)
-    import_full(store, "ad", [ad_user(1), ad_user(2)])
-    assert import_entra(hook, store, connector="entra", mode="full").result == "success"
-    assert run_sync(store, rules, connector="ad", mode="full").result == "success"
-    assert run_sync(store, rules, connector="entra", mode="full").result == "completed-sync-errors"
-    exported = run_entra_export(store, hook)
+    synced, exported = cycle(hook, store, rules, [ad_user(1), ad_user(2)])
+    assert synced.result == "completed-sync-errors"
     assert {e["anchor"]: e["code"] for e in store.run_errors(exported.run_id)} == {created: "invalid-hard-match"}
     assert exported.counters.get("user_creates", 0) == 0 and exported.counters["adds_held_refused"] == 1
     after = all_users(hook)
@@ -253,3 +247,40 @@ def test_cloud_administrators_are_never_matched_until_their_roles_go(graph_serve
     final = all_users(hook)
     assert final[ids[0]]["onPremisesImmutableId"] == immutable_id(guid(1))  # adopted now
     assert final[ids[1]] == before[ids[1]] and len(final) == len(before)  # the other administrator: still refused
+
+
+def test_pim_eligible_administrators_are_never_matched(graph_server, tenant_verifying, store):
+    """A cloud user only eligible for a role in PIM (directly, or as a member of an eligible role-assignable group)
+    activates it at will: it is refused like an active administrator (admin-role, "(eligible)"), never written, no
+    second user. A tenant without Microsoft Entra ID P2 has no PIM: its import reads the active roles and goes on."""
+    tenant = tenant_verifying(DOMAIN)
+    hook, (eligible, in_group, plain) = seeded(
+        graph_server,
+        tenant,
+        cloud(f"user1@{DOMAIN}"),
+        cloud(f"user2@{DOMAIN}"),
+        cloud(f"user3@{DOMAIN}"),
+    )
+    (tier0,) = seed_tenant(graph_server, tenant, [cloud_group("Tier 0", members=(in_group,), isAssignableToRole=True)])
+    roles = f"/tenants/{tenant['id']}/roleAssignments"
+    for principal in (eligible, tier0["id"]):
+        spec = {"role": "Global Administrator", "principalId": principal, "eligible": True}
+        emulator_admin(graph_server, "POST", roles, json=spec)
+    label = "Global Administrator (eligible)"
+    assert hook.directory_role_holders() == {
+        eligible: ("user", [label]),
+        tier0["id"]: ("group", [label]),
+        in_group: ("user", [label]),
+    }
+    before = all_users(hook)
+    synced, exported = cycle(hook, store, load_sync_rules(), [ad_user(n) for n in (1, 2, 3)])
+    errors = {e["anchor"]: (e["code"], e["message"]) for e in store.run_errors(synced.run_id)}
+    assert {anchor: code for anchor, (code, _) in errors.items()} == {eligible: "admin-role", in_group: "admin-role"}
+    assert label in errors[eligible][1]
+    after = all_users(hook)
+    assert exported.counters.get("user_creates", 0) == 0 and set(after) == set(before)
+    assert after[eligible] == before[eligible] and after[in_group] == before[in_group]
+    assert after[plain]["onPremisesImmutableId"] == immutable_id(guid(3))
+
+    without_p2 = entra_hook_for(graph_server, tenant_verifying("fabrikam.example", pimLicensed=False))
+    assert without_p2.directory_role_holders() == {}

@@ -125,9 +125,14 @@ def graph_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorS
     emulator.stop()
 
 
-def post_tenant(graph_server: EmulatorServer, name: str, domains: Sequence[str] = ()) -> dict:
-    """A new emulator tenant with the test app registration and these verified domains."""
-    body: dict[str, Any] = {"name": name, "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}]}
+def post_tenant(graph_server: EmulatorServer, name: str, domains: Sequence[str] = (), **settings: Any) -> dict:
+    """A new emulator tenant with the test app registration and these verified domains (``settings``: more of the
+    admin API's tenant settings, ``pimLicensed`` say)."""
+    body: dict[str, Any] = {
+        "name": name,
+        "apps": [{"clientId": GRAPH_CLIENT_ID, "clientSecret": GRAPH_SECRET}],
+        **settings,
+    }
     if domains:
         body["verifiedDomains"] = list(domains)
     response = httpx.post(f"{graph_server.base_url}/_emulator/tenants", json=body, verify=trust(graph_server))
@@ -152,8 +157,8 @@ def made_tenants(graph_server: EmulatorServer, prefix: str = "t") -> Iterator[Ca
     """Make tenants (with the test app) that have verified the given UPN domain; removed when the block ends."""
     made: list[dict] = []
 
-    def make(domain: str) -> dict:
-        made.append(post_tenant(graph_server, f"{prefix}{len(made)}{domain.split('.')[0]}", [domain]))
+    def make(domain: str, **settings: Any) -> dict:
+        made.append(post_tenant(graph_server, f"{prefix}{len(made)}{domain.split('.')[0]}", [domain], **settings))
         return made[-1]
 
     try:

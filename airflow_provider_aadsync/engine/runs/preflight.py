@@ -4,10 +4,10 @@ It reads the store after the imports and the AD sync (the metaverse persons the 
 space the import filled) and writes nothing. Each person gets one row: ``hard match`` (a cloud user holds its
 sourceAnchor as onPremisesImmutableId), ``soft match`` (the cloud user's mail against the person's primary SMTP
 address, else on userPrincipalName, in the product's order, for cloud users without an ImmutableId; off with
-BlockSoftMatch) or ``create``; and the
-conflicts the sync would report per object: a cloud user held by another engine (onPremisesSyncEnabled), holding an
-administrator role (the import's directoryRoles: never matched, as in Entra ID), holding another ImmutableId, or matched
-by two AD users. This mirrors the shipped "In from AAD - User Join" rule; the sync stays the authority.
+BlockSoftMatch) or ``create``; and the conflicts the sync would report per object: a cloud user held by another engine
+(onPremisesSyncEnabled), holding an administrator role (the import's directoryRoles: never matched, as in Entra ID),
+holding another ImmutableId, made in the cloud and hard matched with BlockCloudObjectTakeover on, or matched by two AD
+users. This mirrors the shipped "In from AAD - User Join" rule; the sync stays the authority.
 
 Groups ("In from AAD - Group Join") have no ImmutableId in Graph: ``hard match`` is a cloud group holding the group's
 sourceAnchor in the sync app's directory extension (``extension_aadsyncSourceAnchor``), ``soft match`` one whose mail

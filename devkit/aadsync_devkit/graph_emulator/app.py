@@ -12,7 +12,9 @@ Admin API (no auth; refused unless the caller is on loopback):
   initial ``<name>.onmicrosoft.com``); only verified domains may carry a UPN;
 - ``POST /_emulator/tenants/{id}/roleAssignments`` ``{"role": built-in role name or template id, "principalId"}``
   → 201: a user or role-assignable group holds the directory role (``GET /v1.0/directoryRoles`` lists it activated);
-  ``DELETE .../roleAssignments/{role template id}/{principal id}`` → 204;
+  with ``"eligible": true`` it is eligible for it in PIM instead (``GET /v1.0/roleManagement/directory/
+  roleEligibilityScheduleInstances``); ``DELETE .../roleAssignments/{role template id}/{principal id}`` → 204
+  (``?eligible=true``: the eligibility); a tenant created with ``"pimLicensed": false`` has no Microsoft Entra ID P2;
 - ``POST /_emulator/tenants/{id}/apps/{clientId}/certificates`` ``{"certificate": PEM}`` (or the PEM itself as the
   body) → 201 ``{"thumbprint" (SHA-1 hex), "thumbprintSha256", "subject", "startDateTime", "endDateTime"}``: a
   certificate credential whose private key may then sign client assertions; ``GET`` lists them (``{"value"}``),
@@ -326,7 +328,8 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
 
     async def role_assignment(request: Request) -> Response:
         loopback_only(request)
-        tenant_of(request).unassign_role(request.path_params["role"], request.path_params["principal"])
+        role, principal = request.path_params["role"], request.path_params["principal"]
+        tenant_of(request).unassign_role(role, principal, eligible=request.query_params.get("eligible") == "true")
         return Response(status_code=204)
 
     async def expire_delta_tokens(request: Request) -> Response:

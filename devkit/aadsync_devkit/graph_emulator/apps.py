@@ -83,8 +83,14 @@ class AppCertificate:
 
 
 #: The application permissions an app is granted unless its spec says otherwise: enough for the sync (users, groups,
-#: and Directory.ReadWrite.All, which also covers directory extension definitions).
-DEFAULT_ROLES = ("User.ReadWrite.All", "Group.ReadWrite.All", "Directory.ReadWrite.All")
+#: Directory.ReadWrite.All, which also covers directory extension definitions, and RoleManagement.Read.Directory,
+#: which PIM's role eligibilities need: Directory.ReadWrite.All does not cover them).
+DEFAULT_ROLES = (
+    "User.ReadWrite.All",
+    "Group.ReadWrite.All",
+    "Directory.ReadWrite.All",
+    "RoleManagement.Read.Directory",
+)
 #: Who may create and delete directory extension definitions (Create extensionProperty, application permissions):
 #: Application.ReadWrite.OwnedBy (least privileged; here: on the caller's own application object), or the higher
 #: Application.ReadWrite.All and Directory.ReadWrite.All (on any).

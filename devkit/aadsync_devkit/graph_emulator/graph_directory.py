@@ -1,7 +1,7 @@
 """Microsoft Graph v1.0 routes beyond users and groups themselves: the application objects of the tenant's app
 registrations with their directory extension definitions (``extensionProperties``),
 ``directoryObjects/getAvailableExtensionProperties``, the tenant's ``domains``, its activated ``directoryRoles`` and
-their members, and a user's ``manager`` (``$ref`` to set and remove it).
+their members, PIM's ``roleEligibilityScheduleInstances``, and a user's ``manager`` (``$ref`` to set and remove it).
 Thin, like :mod:`.graph`: parse, call the tenant, render.
 """
 
@@ -16,7 +16,15 @@ from starlette.routing import Route
 from aadsync_devkit.graph_emulator import exceptions as err
 from aadsync_devkit.graph_emulator import odata
 from aadsync_devkit.graph_emulator.apps import DEFAULT_ROLES, EXTENSION_WRITER_OWNED, EXTENSION_WRITERS
-from aadsync_devkit.graph_emulator.graph import GraphJSON, directory_objects, json_body, query_params, route, typed
+from aadsync_devkit.graph_emulator.graph import (
+    GraphJSON,
+    directory_objects,
+    json_body,
+    paged,
+    query_params,
+    route,
+    typed,
+)
 from aadsync_devkit.graph_emulator.identity import TokenService, base_url
 from aadsync_devkit.graph_emulator.tenant import Tenant
 
@@ -29,6 +37,12 @@ _EXTENSION_PROPERTIES = {
                  "name", "targetObjects")
 }  # fmt: skip
 _ROLE_PROPERTIES = {name: "ro" for name in ("id", "deletedDateTime", "description", "displayName", "roleTemplateId")}
+_ELIGIBILITY_PROPERTIES = {
+    name: "ro"
+    for name in ("id", "principalId", "roleDefinitionId", "directoryScopeId", "appScopeId", "startDateTime",
+                 "endDateTime", "memberType", "roleEligibilityScheduleId")
+}  # fmt: skip
+_ELIGIBILITIES = "roleManagement/directory/roleEligibilityScheduleInstances"
 _DOMAIN_PROPERTIES = {
     name: "ro"
     for name in ("authenticationType", "availabilityStatus", "id", "isAdminManaged", "isDefault", "isInitial",
@@ -132,6 +146,29 @@ def routes(tokens: TokenService) -> list[Route]:
     async def role_members(request: Request, tenant: Tenant) -> Response:
         return directory_objects(request, tenant.role_member_objects(request.path_params["role"]))
 
+    async def role_eligibilities(request: Request, tenant: Tenant) -> Response:
+        """PIM's eligibilities; ``$expand=principal`` adds each principal with its ``@odata.type`` (the one
+        expansion the emulator serves)."""
+        params = query_params(request)
+        expand = params.get("$expand", "").strip()
+        if expand not in ("", "principal"):
+            raise err.BadRequest(f"The emulator expands only 'principal' here, not '{expand}'.")
+        rest = {name: value for name, value in params.items() if name != "$expand"}
+        query = odata.parse_query(
+            rest, request.headers, "unifiedRoleEligibilityScheduleInstance", properties=_ELIGIBILITY_PROPERTIES
+        )
+        found = tenant.role_eligibilities()
+        principals = {n: (kind, props) for n, (_, kind, props) in enumerate(found, 1)}
+        rows = [row for row in _rows([item for item, _, _ in found]) if query.predicate is None or query.predicate(row)]
+
+        def render(row: dict[str, Any]) -> dict[str, Any]:
+            shaped = _shape(row, query.select)
+            if expand:
+                shaped["principal"] = typed(*principals[row["_seq"]], None)
+            return shaped
+
+        return paged(request, rest, query, rows, _ELIGIBILITIES, render)
+
     # ------------------------------------------------------------------------------------------- manager
 
     async def get_manager(request: Request, tenant: Tenant) -> Response:
@@ -172,6 +209,7 @@ def routes(tokens: TokenService) -> list[Route]:
         graph("/v1.0/domains/{name}", domain, ["GET"]),
         graph("/v1.0/directoryRoles", directory_roles, ["GET"]),
         graph("/v1.0/directoryRoles/{role}/members", role_members, ["GET"]),
+        graph(f"/v1.0/{_ELIGIBILITIES}", role_eligibilities, ["GET"]),
         graph("/v1.0/users/{id}/manager", get_manager, ["GET"]),
         graph("/v1.0/users/{id}/manager/$ref", get_manager_ref, ["GET"]),
         graph("/v1.0/users/{id}/manager/$ref", put_manager, ["PUT"]),

@@ -43,6 +43,8 @@ class TenantPersistence:
     default_domain: str
     federated_domains: set[str]
     role_members: dict[str, list[str]]
+    role_eligible: dict[str, list[str]]
+    pim_licensed: bool
     initial_domain: str
     created: str
     apps: dict[str, App]
@@ -79,6 +81,8 @@ class TenantPersistence:
             "defaultDomain": self.default_domain,
             "federatedDomains": sorted(self.federated_domains),
             "roleMembers": {role: list(members) for role, members in self.role_members.items()},
+            "roleEligible": {role: list(principals) for role, principals in self.role_eligible.items()},
+            "pimLicensed": self.pim_licensed,
         }
 
     @classmethod
@@ -101,6 +105,8 @@ class TenantPersistence:
         tenant.default_domain = data.get("defaultDomain") or tenant.initial_domain
         tenant.federated_domains = set(data.get("federatedDomains", []))
         tenant.role_members = {role: list(members) for role, members in data.get("roleMembers", {}).items()}
+        tenant.role_eligible = {role: list(ids) for role, ids in data.get("roleEligible", {}).items()}
+        tenant.pim_licensed = data.get("pimLicensed", True) is not False
         return tenant
 
     def to_dict(self) -> dict[str, Any]:

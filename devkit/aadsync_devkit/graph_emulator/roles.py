@@ -1,10 +1,14 @@
 """A tenant's directory roles as Graph's ``directoryRole`` resource documents them: the built-in roles that have been
-activated (assigned at least once) and their members, users and role-assignable groups.
+activated (assigned at least once) and their members, users and role-assignable groups; and the roles principals are
+eligible for in Privileged Identity Management (``unifiedRoleEligibilityScheduleInstance``), not active until they
+activate them.
 
-Graph serves ``GET /directoryRoles`` and ``GET /directoryRoles/{id}/members`` (also by ``roleTemplateId={id}``);
-the emulator's admin API assigns and removes roles (``/_emulator/tenants/{id}/roleAssignments``), standing for the
-portal. An activated role keeps its object id (its template id here) after its last member leaves, as in Graph.
-Members that no longer exist drop out of the listing.
+Graph serves ``GET /directoryRoles`` and ``GET /directoryRoles/{id}/members`` (also by ``roleTemplateId={id}``), and
+``GET /roleManagement/directory/roleEligibilityScheduleInstances`` (``$expand=principal``), which answers ``400
+AadPremiumLicenseRequired`` in a tenant without Microsoft Entra ID P2 (a tenant created with ``"pimLicensed": false``).
+The emulator's admin API assigns and removes roles (``/_emulator/tenants/{id}/roleAssignments``, ``"eligible": true``
+for an eligibility), standing for the portal. An activated role keeps its object id (its template id here) after its
+last member leaves, as in Graph. Members that no longer exist drop out of the listings.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class TenantRoles:
     _lock: threading.RLock
     _objects: dict[str, DirectoryObject]
     role_members: dict[str, list[str]]
+    role_eligible: dict[str, list[str]]
+    pim_licensed: bool
 
     @staticmethod
     def role_template(name_or_id: Any) -> str:
@@ -62,9 +68,32 @@ class TenantRoles:
             live = [self._objects[i] for i in self.role_members[key] if i in self._objects]
             return [(obj.kind, {**obj.props, "_seq": n}) for n, obj in enumerate(live, 1)]
 
+    def role_eligibilities(self) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
+        """``(instance, principal kind, principal properties)`` of each live principal's eligibility, as Graph renders
+        a unifiedRoleEligibilityScheduleInstance (tenant-wide, no end); Graph's 400 without Microsoft Entra ID P2."""
+        with self._lock:
+            if not self.pim_licensed:
+                raise err.GraphError(
+                    400,
+                    "AadPremiumLicenseRequired",
+                    "The tenant needs to have Microsoft Entra ID P2 or Microsoft Entra ID Governance license.",
+                )
+            found = []
+            for template, principals in self.role_eligible.items():
+                for principal in (self._objects[i] for i in principals if i in self._objects):
+                    instance = {
+                        "id": f"{template}-{principal.id}-e", "principalId": principal.id,
+                        "roleDefinitionId": template, "directoryScopeId": "/", "appScopeId": None,
+                        "startDateTime": self.created, "endDateTime": None, "memberType": "Direct",
+                        "roleEligibilityScheduleId": f"{template}-{principal.id}",
+                    }  # fmt: skip
+                    found.append((instance, principal.kind, principal.props))
+            return found
+
     def assign_role(self, spec: Any) -> dict[str, Any]:
-        """Assign a role (``{"role": name or template id, "principalId": user or group id}``); idempotent. A group
-        must be role-assignable (``isAssignableToRole`` true), as Graph requires."""
+        """Assign a role (``{"role": name or template id, "principalId": user or group id}``; ``"eligible": true``
+        makes the principal eligible for it in PIM instead); idempotent. A group must be role-assignable
+        (``isAssignableToRole`` true), as Graph requires."""
         if not isinstance(spec, dict) or not isinstance(spec.get("principalId"), str):
             raise err.BadRequest("A JSON object with 'role' and 'principalId' is expected.")
         template = self.role_template(spec.get("role"))
@@ -74,15 +103,19 @@ class TenantRoles:
                 raise err.ResourceNotFound(spec["principalId"])
             if principal.kind == GROUP and principal.props.get("isAssignableToRole") is not True:
                 raise err.BadRequest("Only a group with isAssignableToRole true can be assigned a directory role.")
-            members = self.role_members.setdefault(template, [])
+            eligible = spec.get("eligible") is True
+            members = (self.role_eligible if eligible else self.role_members).setdefault(template, [])
             if principal.id not in members:
                 members.append(principal.id)
-            return {"role": BUILT_IN_ROLES[template], "roleTemplateId": template, "principalId": principal.id}
+            return {
+                "role": BUILT_IN_ROLES[template], "roleTemplateId": template, "principalId": principal.id,
+                "eligible": eligible,
+            }  # fmt: skip
 
-    def unassign_role(self, role: str, principal_id: str) -> None:
+    def unassign_role(self, role: str, principal_id: str, *, eligible: bool = False) -> None:
         template = self.role_template(role)
         with self._lock:
-            members = self.role_members.get(template, [])
+            members = (self.role_eligible if eligible else self.role_members).get(template, [])
             if principal_id not in members:
                 raise err.ResourceNotFound(principal_id)
             members.remove(principal_id)

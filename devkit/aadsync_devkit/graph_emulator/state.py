@@ -129,6 +129,7 @@ class EmulatorState(DeltaTokens, Throttling, StatePersistence):
                 verified_domains=spec.get("verifiedDomains") or [],
                 apps=apps,
             )
+            tenant.pim_licensed = spec.get("pimLicensed") is not False
             self.tenants[tenant_id] = tenant
             return tenant
 

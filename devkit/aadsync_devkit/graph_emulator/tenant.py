@@ -49,6 +49,8 @@ class Tenant(TenantApps, TenantDomains, TenantRoles, TenantObjects, TenantManage
         self.apps = {app.client_id: app for app in apps}
         self.extensions: dict[str, dict[str, Any]] = {}  # directory extension definitions by lower-cased name
         self.role_members: dict[str, list[str]] = {}  # activated directory role (template id) -> member ids
+        self.role_eligible: dict[str, list[str]] = {}  # role (template id) -> PIM-eligible principal ids
+        self.pim_licensed = True  # Microsoft Entra ID P2: PIM's eligibilities can be listed
         self.created = created or now_iso()
         self._seq = 0
         #: Tokens issued before the last ``tokens/revoke`` carry a lower epoch and are refused (not persisted).

@@ -67,8 +67,12 @@ class TestCheck:
         assert check.message() == "Every required Microsoft Graph application permission is granted."
 
     def test_higher_privileged_permissions_stand_in(self):
-        check = check_permissions(["Directory.ReadWrite.All"])
+        check = check_permissions(["Directory.ReadWrite.All", "RoleManagement.ReadWrite.Directory"])
         assert check.ok and not check.missing_optional
+        # Directory.ReadWrite.All does not list PIM's role eligibilities (List roleEligibilityScheduleInstances)
+        assert [p.name for p in check_permissions(["Directory.ReadWrite.All"]).missing] == [
+            "RoleManagement.Read.Directory"
+        ]
         # Group.ReadWrite.All covers member writes as Graph's reference lists it
         assert "GroupMember.ReadWrite.All" not in {p.name for p in check_permissions(["Group.ReadWrite.All"]).missing}
 

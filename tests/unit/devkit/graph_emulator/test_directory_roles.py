@@ -1,12 +1,13 @@
 """The tenant's activated directory roles and their members, as Graph's directoryRole resource documents them
 (``GET /directoryRoles``, ``GET /directoryRoles/{id}/members``), the admin API that assigns them, and the
-permission the list needs (RoleManagement.Read.Directory, or a Directory permission)."""
+permission the list needs (RoleManagement.Read.Directory, or a Directory permission); and the roles principals are
+eligible for in PIM (``GET /roleManagement/directory/roleEligibilityScheduleInstances``)."""
 
 from __future__ import annotations
 
 from aadsync_devkit.graph_emulator.state import EmulatorState
 
-from .conftest import assert_graph_error, new_group, new_user
+from .conftest import CLIENT_ID, SECRET, assert_graph_error, new_group, new_user
 from .test_permissions import grant
 
 GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
@@ -56,3 +57,53 @@ def test_listing_roles_needs_a_role_management_or_directory_permission(client, t
     assert_graph_error(client.get("/v1.0/directoryRoles", headers=limited), 403, "Authorization_RequestDenied")
     allowed = grant(client, tenant["id"], ["User.ReadWrite.All", "RoleManagement.Read.Directory"])
     assert client.get("/v1.0/directoryRoles", headers=allowed).status_code == 200
+
+
+ELIGIBILITIES = "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances"
+
+
+def test_pim_eligibilities_are_listed_with_their_principals_and_survive_a_restart(client, auth, tenant, tmp_path):
+    """An eligible role is not active: ``directoryRoles`` does not list it; PIM's roleEligibilityScheduleInstances
+    do, the principal with its @odata.type under ``$expand=principal``."""
+    admin = f"/_emulator/tenants/{tenant['id']}/roleAssignments"
+    user = client.post("/v1.0/users", headers=auth, json=new_user(1)).json()
+    group = client.post("/v1.0/groups", headers=auth, json=new_group("Tier0", isAssignableToRole=True)).json()
+    for principal in (user["id"], group["id"]):
+        spec = {"role": "Global Administrator", "principalId": principal, "eligible": True}
+        assert client.post(admin, json=spec).json()["eligible"] is True
+    assert client.get("/v1.0/directoryRoles", headers=auth).json()["value"] == []
+    listed = client.get(f"{ELIGIBILITIES}?$expand=principal", headers=auth).json()["value"]
+    assert [(i["principalId"], i["roleDefinitionId"], i["directoryScopeId"]) for i in listed] == [
+        (user["id"], GLOBAL_ADMIN, "/"),
+        (group["id"], GLOBAL_ADMIN, "/"),
+    ]
+    assert listed[1]["principal"]["@odata.type"] == "#microsoft.graph.group"
+    assert "principal" not in client.get(ELIGIBILITIES, headers=auth).json()["value"][0]
+    assert_graph_error(client.get(f"{ELIGIBILITIES}?$expand=roleDefinition", headers=auth), 400, "Request_BadRequest")
+
+    assert client.delete(f"{admin}/{GLOBAL_ADMIN}/{user['id']}").status_code == 404  # not active: eligible
+    assert client.delete(f"{admin}/{GLOBAL_ADMIN}/{user['id']}?eligible=true").status_code == 204
+    assert [i["principalId"] for i in client.get(ELIGIBILITIES, headers=auth).json()["value"]] == [group["id"]]
+
+    path = tmp_path / "state.sqlite"
+    saved = EmulatorState(state_file=path)
+    loaded = saved.create_tenant({"name": "fabrikam", "pimLicensed": False})
+    loaded.add_app({"clientId": "0b1c2d3e-0000-4000-8000-00000000b001"})
+    loaded.role_eligible = {GLOBAL_ADMIN: ["x"]}
+    saved.save_soon()
+    saved.flush()
+    restored = EmulatorState(state_file=path).find_tenant(loaded.id)
+    assert restored.role_eligible == {GLOBAL_ADMIN: ["x"]} and restored.pim_licensed is False
+
+
+def test_eligibilities_need_a_role_management_permission_and_microsoft_entra_id_p2(client, tenant):
+    """Directory.ReadWrite.All does not list them (List roleEligibilityScheduleInstances); a tenant without P2
+    answers 400 AadPremiumLicenseRequired, as Graph does."""
+    directory = grant(client, tenant["id"], ["Directory.ReadWrite.All"])
+    assert_graph_error(client.get(ELIGIBILITIES, headers=directory), 403, "Authorization_RequestDenied")
+    allowed = grant(client, tenant["id"], ["RoleEligibilitySchedule.Read.Directory"])
+    assert client.get(ELIGIBILITIES, headers=allowed).json()["value"] == []
+    spec = {"name": "nopim", "pimLicensed": False, "apps": [{"clientId": CLIENT_ID, "clientSecret": SECRET}]}
+    unlicensed = client.post("/_emulator/tenants", json=spec).json()
+    answer = client.get(ELIGIBILITIES, headers=grant(client, unlicensed["id"], ["RoleManagement.Read.Directory"]))
+    assert_graph_error(answer, 400, "AadPremiumLicenseRequired")

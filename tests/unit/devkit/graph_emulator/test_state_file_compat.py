@@ -36,6 +36,8 @@ ADDED_TO_TENANTS = {
     "unverifiedDomains": [],
     "federatedDomains": [],
     "roleMembers": {},
+    "roleEligible": {},
+    "pimLicensed": True,
 }
 ADDED_TO_APPS = ("objectId",)
 #: Emulator settings added since, at their defaults.
