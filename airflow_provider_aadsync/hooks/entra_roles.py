@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: PIM's eligibility instances (Graph's unifiedRoleEligibilityScheduleInstance), each with its principal.
 ELIGIBILITIES_URL = "/roleManagement/directory/roleEligibilityScheduleInstances"
+#: The role definitions, for the names of roles eligible but never activated (not in ``directoryRoles``).
+DEFINITIONS_URL = "/roleManagement/directory/roleDefinitions"
 #: Graph's answer in a tenant without Microsoft Entra ID P2 or Governance: no PIM, so no eligibility.
 NO_PIM_LICENSE = "AadPremiumLicenseRequired"
 #: How an eligible role is named beside the active ones in ``directoryRoles`` (and in the ``admin-role`` error).
@@ -103,21 +105,27 @@ def _active_roles(hook: GraphPages, holders: _Holders) -> dict[str, str]:
 
 def _eligible_roles(hook: GraphPages, holders: _Holders, names: dict[str, str]) -> None:
     """The principals eligible for a role in PIM (and the members of an eligible role-assignable group). A built-in
-    role's definition id is its template id; a role never activated is named by its id."""
+    role's definition id is its template id; a role never activated is named from the role definitions."""
     try:
-        for page in hook.paginate(ELIGIBILITIES_URL, params={"$expand": "principal"}):
-            for instance in page["value"]:
-                principal = instance.get("principal") or {}
-                object_id = str(instance.get("principalId") or principal.get("id") or "")
-                if not object_id:
-                    continue
-                definition = str(instance.get("roleDefinitionId") or "")
-                role = names.get(definition, definition) + ELIGIBLE_SUFFIX
-                kind = str(principal.get("@odata.type", "")).removeprefix("#microsoft.graph.") or "user"
-                _add(holders, object_id, kind, role)
-                if kind == "group":
-                    _add_members(hook, holders, _group_members(object_id), role)
+        instances = [
+            item for page in hook.paginate(ELIGIBILITIES_URL, params={"$expand": "principal"}) for item in page["value"]
+        ]
     except GraphError as error:
         if error.status != 400 or error.code != NO_PIM_LICENSE:
             raise
         log.info("no PIM in this tenant (%s): no role eligibility to read", error.code)
+        return
+    if any(str(instance.get("roleDefinitionId")) not in names for instance in instances):
+        for page in hook.paginate(DEFINITIONS_URL, params={"$select": "id,displayName"}):
+            names.update({str(d["id"]): str(d.get("displayName") or d["id"]) for d in page["value"] if d.get("id")})
+    for instance in instances:
+        principal = instance.get("principal") or {}
+        object_id = str(instance.get("principalId") or principal.get("id") or "")
+        if not object_id:
+            continue
+        definition = str(instance.get("roleDefinitionId") or "")
+        role = names.get(definition, definition) + ELIGIBLE_SUFFIX
+        kind = str(principal.get("@odata.type", "")).removeprefix("#microsoft.graph.") or "user"
+        _add(holders, object_id, kind, role)
+        if kind == "group":
+            _add_members(hook, holders, _group_members(object_id), role)

@@ -65,5 +65,10 @@ def test_an_import_without_the_role_permission_stops_and_names_it(graph_server, 
     with pytest.raises(GraphError) as caught:
         hook.directory_role_holders()
     assert caught.value.status == 403 and "RoleManagement.Read.Directory" in str(caught.value)
+    # Directory.ReadWrite.All reads the active roles, not PIM's eligibilities: still stopped, and told why
+    grant(graph_server, graph_tenant, ["Directory.ReadWrite.All"])
+    with pytest.raises(GraphError) as caught:
+        entra_hook_for(graph_server, graph_tenant).directory_role_holders()
+    assert "roleEligibilityScheduleInstances" in caught.value.url and "eligible in PIM" in str(caught.value)
     grant(graph_server, graph_tenant, ["User.ReadWrite.All", "Group.ReadWrite.All", "RoleManagement.Read.Directory"])
     assert entra_hook_for(graph_server, graph_tenant).directory_role_holders() == {}

@@ -1,7 +1,8 @@
 """Microsoft Graph v1.0 routes beyond users and groups themselves: the application objects of the tenant's app
 registrations with their directory extension definitions (``extensionProperties``),
 ``directoryObjects/getAvailableExtensionProperties``, the tenant's ``domains``, its activated ``directoryRoles`` and
-their members, PIM's ``roleEligibilityScheduleInstances``, and a user's ``manager`` (``$ref`` to set and remove it).
+their members, PIM's ``roleEligibilityScheduleInstances`` and the ``roleDefinitions``, and a user's ``manager``
+(``$ref`` to set and remove it).
 Thin, like :mod:`.graph`: parse, call the tenant, render.
 """
 
@@ -43,6 +44,7 @@ _ELIGIBILITY_PROPERTIES = {
                  "endDateTime", "memberType", "roleEligibilityScheduleId")
 }  # fmt: skip
 _ELIGIBILITIES = "roleManagement/directory/roleEligibilityScheduleInstances"
+_DEFINITION_PROPERTIES = {name: "ro" for name in ("id", "displayName", "isBuiltIn", "isEnabled", "templateId")}
 _DOMAIN_PROPERTIES = {
     name: "ro"
     for name in ("authenticationType", "availabilityStatus", "id", "isAdminManaged", "isDefault", "isInitial",
@@ -146,6 +148,9 @@ def routes(tokens: TokenService) -> list[Route]:
     async def role_members(request: Request, tenant: Tenant) -> Response:
         return directory_objects(request, tenant.role_member_objects(request.path_params["role"]))
 
+    async def role_definitions(request: Request, tenant: Tenant) -> Response:
+        return _collection(request, "unifiedRoleDefinition", _DEFINITION_PROPERTIES, tenant.role_definitions())
+
     async def role_eligibilities(request: Request, tenant: Tenant) -> Response:
         """PIM's eligibilities; ``$expand=principal`` adds each principal with its ``@odata.type`` (the one
         expansion the emulator serves)."""
@@ -210,6 +215,7 @@ def routes(tokens: TokenService) -> list[Route]:
         graph("/v1.0/directoryRoles", directory_roles, ["GET"]),
         graph("/v1.0/directoryRoles/{role}/members", role_members, ["GET"]),
         graph(f"/v1.0/{_ELIGIBILITIES}", role_eligibilities, ["GET"]),
+        graph("/v1.0/roleManagement/directory/roleDefinitions", role_definitions, ["GET"]),
         graph("/v1.0/users/{id}/manager", get_manager, ["GET"]),
         graph("/v1.0/users/{id}/manager/$ref", get_manager_ref, ["GET"]),
         graph("/v1.0/users/{id}/manager/$ref", put_manager, ["PUT"]),

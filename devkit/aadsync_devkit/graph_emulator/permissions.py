@@ -45,6 +45,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("DELETE", "/v1.0/groups/{id}/members/{member}/$ref"): _MEMBERS_WRITE,
     ("GET", "/v1.0/directoryRoles"): _ROLES_READ,
     ("GET", "/v1.0/directoryRoles/{role}/members"): _ROLES_READ,
+    ("GET", "/v1.0/roleManagement/directory/roleDefinitions"): _ROLES_READ,
     # List roleEligibilityScheduleInstances: not Directory.Read.All
     ("GET", "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances"): (
         "RoleEligibilitySchedule.Read.Directory",

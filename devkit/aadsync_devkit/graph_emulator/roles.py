@@ -68,6 +68,14 @@ class TenantRoles:
             live = [self._objects[i] for i in self.role_members[key] if i in self._objects]
             return [(obj.kind, {**obj.props, "_seq": n}) for n, obj in enumerate(live, 1)]
 
+    @staticmethod
+    def role_definitions() -> list[dict[str, Any]]:
+        """The built-in role definitions the emulator knows (a built-in role's definition id is its template id)."""
+        return [
+            {"id": template, "displayName": name, "isBuiltIn": True, "isEnabled": True, "templateId": template}
+            for template, name in BUILT_IN_ROLES.items()
+        ]
+
     def role_eligibilities(self) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
         """``(instance, principal kind, principal properties)`` of each live principal's eligibility, as Graph renders
         a unifiedRoleEligibilityScheduleInstance (tenant-wide, no end); Graph's 400 without Microsoft Entra ID P2."""

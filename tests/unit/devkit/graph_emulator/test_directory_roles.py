@@ -81,6 +81,8 @@ def test_pim_eligibilities_are_listed_with_their_principals_and_survive_a_restar
     assert "principal" not in client.get(ELIGIBILITIES, headers=auth).json()["value"][0]
     assert_graph_error(client.get(f"{ELIGIBILITIES}?$expand=roleDefinition", headers=auth), 400, "Request_BadRequest")
 
+    definitions = client.get("/v1.0/roleManagement/directory/roleDefinitions?$select=id,displayName", headers=auth)
+    assert {"id": GLOBAL_ADMIN, "displayName": "Global Administrator"} in definitions.json()["value"]
     assert client.delete(f"{admin}/{GLOBAL_ADMIN}/{user['id']}").status_code == 404  # not active: eligible
     assert client.delete(f"{admin}/{GLOBAL_ADMIN}/{user['id']}?eligible=true").status_code == 204
     assert [i["principalId"] for i in client.get(ELIGIBILITIES, headers=auth).json()["value"]] == [group["id"]]
