@@ -4,9 +4,9 @@ Entra ID "won't match on-premises users with cloud users that have an admin role
 so the import marks the administrators (engine/connectors/entra/roles.py). An active role is read from
 ``GET /directoryRoles`` and each role's members. A role a principal is only eligible for in Privileged Identity
 Management is read from ``GET /roleManagement/directory/roleEligibilityScheduleInstances``: an eligible Global
-Administrator activates the role at will, so an on-premises object that took over the account (its UPN set in AD, a
-soft match, its password synchronized) would hold the role as soon as it asked. A tenant without Microsoft Entra ID
-P2 has no PIM and answers ``400 AadPremiumLicenseRequired``: nobody there is eligible for anything.
+Administrator activates the role at will, so the account is an administrator's whether or not the role is active
+now: a soft match on a UPN set in AD must not write to it, nor delete it with the AD object. A tenant without
+Microsoft Entra ID P2 has no PIM and answers ``400 AadPremiumLicenseRequired``: nobody there is eligible for anything.
 
 A role-assignable group holding a role (active or eligible) passes it to its members; such a group holds no groups.
 """

@@ -40,6 +40,7 @@ class TenantRoles:
     role_members: dict[str, list[str]]
     role_eligible: dict[str, list[str]]
     pim_licensed: bool
+    created: str
 
     @staticmethod
     def role_template(name_or_id: Any) -> str:
