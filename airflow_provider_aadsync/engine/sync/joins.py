@@ -45,7 +45,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     write_rows,
 )
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
-from airflow_provider_aadsync.engine.sync.schema import cell_values
+from airflow_provider_aadsync.engine.sync.schema import cell_texts, cell_values
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 from airflow_provider_aadsync.engine.sync.unjoined import staged_deletes
@@ -480,7 +480,7 @@ class Joins:
             ).scalar()
             attrs = load_json(stored) if stored else {}
         lowered = {name.lower(): values for name, values in attrs.items()}
-        return any(str(value) for name in hard for value in cell_values(lowered.get(name)))
+        return any(cell_texts(lowered.get(name)) for name in hard)
 
     def hard_match(self, connector: str) -> tuple[bool, set[str]]:
         """Whether a join rule reading ``connector`` soft matches, and its hard-match attributes (lower case)."""
@@ -529,7 +529,7 @@ def match_refusals(frame: pd.DataFrame, compiled: CompiledRule, group: Sequence[
         return refused
     if compiled.rule.admin_roles:
         for anchor, cell in zip(frame.index, column_of(frame, compiled.rule.admin_roles), strict=True):
-            roles = [str(value) for value in cell_values(cell) if str(value)]
+            roles = cell_texts(cell)
             if roles:
                 refused[anchor] = (
                     "admin-role",
@@ -546,11 +546,12 @@ def match_refusals(frame: pd.DataFrame, compiled: CompiledRule, group: Sequence[
                     f"{held} is true: another sync engine still masters this object; turn off the other "
                     "engine's directory synchronization first (the object becomes cloud-managed), then sync again",
                 )
+    soft = any(pair.soft_match for pair in group)
     proof = compiled.rule.hard_match_proof
-    if proof and not any(pair.soft_match for pair in group):
+    if proof and not soft:
         rows = zip(frame.index, *(column_of(frame, name) for name in proof), strict=True)
         for anchor, *cells in rows:
-            if anchor not in refused and not any(str(v) for cell in cells for v in cell_values(cell)):
+            if anchor not in refused and not any(cell_texts(cell) for cell in cells):
                 refused[anchor] = (
                     "invalid-hard-match",
                     "Another cloud created object with the same source anchor already exists in Microsoft Entra ID: "
@@ -558,11 +559,11 @@ def match_refusals(frame: pd.DataFrame, compiled: CompiledRule, group: Sequence[
                     "BlockCloudObjectTakeover refuses its hard match. To adopt it on purpose, turn the setting "
                     "off for one cycle (aadsync_block_cloud_object_takeover, --allow-cloud-object-takeover)",
                 )
-    if any(pair.soft_match for pair in group):
+    if soft:
         hard = [p.source for g in compiled.join_groups if not any(q.soft_match for q in g) for p in g]
         for source in hard:
             for anchor, cell in zip(frame.index, column_of(frame, source), strict=True):
-                values = [str(v) for v in cell_values(cell) if str(v)]
+                values = cell_texts(cell)
                 if values and anchor not in refused:
                     matched_on = ", ".join(p.source for p in group)
                     refused[anchor] = (

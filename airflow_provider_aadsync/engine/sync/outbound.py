@@ -41,7 +41,7 @@ from airflow_provider_aadsync.engine.sync.joins import Joins
 from airflow_provider_aadsync.engine.sync.lookups import holders_of
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
 from airflow_provider_aadsync.engine.sync.recall import recall
-from airflow_provider_aadsync.engine.sync.schema import METAVERSE, cell_values
+from airflow_provider_aadsync.engine.sync.schema import METAVERSE, cell_texts, cell_values
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 from airflow_provider_aadsync.engine.sync.unjoined import Unjoined
@@ -330,7 +330,7 @@ class Outbound:
                 if self._anchor_changed(connector, anchor, stored["dn"], (loaded, mv_id), lowered, changes):
                     continue
                 for name in [key for key in changes if key.lower() in FILL_ONLY]:
-                    if any(str(value) for value in cell_values(lowered.get(name.lower()))):
+                    if cell_texts(lowered.get(name.lower())):
                         del changes[name]  # set already: kept as it is
                 if dn and dn != stored["dn"]:
                     changes["dn"] = [dn]
@@ -397,7 +397,7 @@ class Outbound:
         for name in IMMUTABLE_ANCHORS:
             if name not in {key.lower() for key in changes}:
                 continue
-            exported = [str(v) for v in cell_values(stored.get(name)) if str(v)]
+            exported = cell_texts(stored.get(name))
             if not exported:
                 continue  # never set (a soft-matched cloud object): setting it is the join's purpose
             wanted = next(values for key, values in changes.items() if key.lower() == name)

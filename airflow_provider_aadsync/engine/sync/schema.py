@@ -39,3 +39,8 @@ def cell_values(cell: Any) -> list[Any]:
     if isinstance(cell, list | tuple):
         return [value if type(value) is str else storable(value) for value in cell if value is not None]
     return [storable(cell)]
+
+
+def cell_texts(cell: Any) -> list[str]:
+    """A value cell's values as text, empty ones left out: what says whether an attribute holds a value."""
+    return [text for text in map(str, cell_values(cell)) if text]
