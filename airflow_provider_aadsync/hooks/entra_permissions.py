@@ -61,8 +61,8 @@ REQUIRED_PERMISSIONS: tuple[GraphPermission, ...] = (
     ),
     GraphPermission(
         "RoleManagement.Read.Directory",
-        "read who holds a directory role, active or eligible in PIM (GET /directoryRoles, GET /directoryRoles/{id}/"
-        "members, GET /roleManagement/directory/roleEligibilityScheduleInstances): a cloud user or group with an "
+        "read who holds a directory role, at any scope, active or eligible in PIM (GET /roleManagement/directory/"
+        "roleAssignments, roleEligibilityScheduleInstances and roleDefinitions): a cloud user or group with an "
         "admin role is never matched to an on-premises object, as Entra ID does",
         ("RoleManagement.ReadWrite.Directory", "RoleManagement.Read.All"),
     ),

@@ -284,3 +284,45 @@ def test_pim_eligible_administrators_are_never_matched(graph_server, tenant_veri
 
     without_p2 = entra_hook_for(graph_server, tenant_verifying("fabrikam.example", pimLicensed=False))
     assert without_p2.directory_role_holders() == {}
+
+
+def test_administrators_of_an_administrative_unit_or_a_custom_role_are_never_matched(
+    graph_server, tenant_verifying, store
+):
+    """``directoryRoles`` lists built-in roles assigned tenant-wide only: a User Administrator of one administrative
+    unit (who resets its users' passwords) and the holder of a custom role are read from the unified RBAC API's role
+    assignments and refused like any administrator (admin-role, named with the scope), never written, no second
+    user."""
+    tenant = tenant_verifying(DOMAIN)
+    hook, (unit_admin, custom_holder, plain) = seeded(
+        graph_server,
+        tenant,
+        cloud(f"user1@{DOMAIN}"),
+        cloud(f"user2@{DOMAIN}"),
+        cloud(f"user3@{DOMAIN}"),
+    )
+    admin = f"/tenants/{tenant['id']}"
+    unit = "/administrativeUnits/5b7d2c1e-0000-4000-8000-00000000a001"
+    emulator_admin(graph_server, "POST", f"{admin}/roleDefinitions", json={"displayName": "Password Helper"})
+    for spec in (
+        {"role": "User Administrator", "principalId": unit_admin, "directoryScopeId": unit},
+        {"role": "Password Helper", "principalId": custom_holder},
+    ):
+        emulator_admin(graph_server, "POST", f"{admin}/roleAssignments", json=spec)
+    scoped = f"User Administrator (scope {unit})"
+    assert hook.directory_role_holders() == {
+        unit_admin: ("user", [scoped]),
+        custom_holder: ("user", ["Password Helper"]),
+    }
+    before = all_users(hook)
+    synced, exported = cycle(hook, store, load_sync_rules(), [ad_user(n) for n in (1, 2, 3)])
+    errors = {e["anchor"]: (e["code"], e["message"]) for e in store.run_errors(synced.run_id)}
+    assert {anchor: code for anchor, (code, _) in errors.items()} == {
+        unit_admin: "admin-role",
+        custom_holder: "admin-role",
+    }
+    assert scoped in errors[unit_admin][1] and "Password Helper" in errors[custom_holder][1]
+    after = all_users(hook)
+    assert exported.counters.get("user_creates", 0) == 0 and set(after) == set(before)
+    assert after[unit_admin] == before[unit_admin] and after[custom_holder] == before[custom_holder]
+    assert after[plain]["onPremisesImmutableId"] == immutable_id(guid(3))

@@ -10,11 +10,15 @@ Admin API (no auth; refused unless the caller is on loopback):
   "authenticationType"?: "Managed"|"Federated"}`` → 201 with the domain as ``GET /v1.0/domains/{name}`` shows it;
   ``PATCH .../domains/{name}`` (the same settings: verify, make default, federate) → 200, ``DELETE`` → 204 (not the
   initial ``<name>.onmicrosoft.com``); only verified domains may carry a UPN;
-- ``POST /_emulator/tenants/{id}/roleAssignments`` ``{"role": built-in role name or template id, "principalId"}``
-  → 201: a user or role-assignable group holds the directory role (``GET /v1.0/directoryRoles`` lists it activated);
-  with ``"eligible": true`` it is eligible for it in PIM instead (``GET /v1.0/roleManagement/directory/
-  roleEligibilityScheduleInstances``); ``DELETE .../roleAssignments/{role template id}/{principal id}`` → 204
-  (``?eligible=true``: the eligibility); a tenant created with ``"pimLicensed": false`` has no Microsoft Entra ID P2;
+- ``POST /_emulator/tenants/{id}/roleAssignments`` ``{"role": role name or definition id, "principalId"}``
+  → 201: a user or role-assignable group holds the directory role (``GET /v1.0/directoryRoles`` lists a built-in one
+  activated, ``GET /v1.0/roleManagement/directory/roleAssignments`` every one); with ``"directoryScopeId":
+  "/administrativeUnits/{id}"`` it holds it at that scope only (not a ``directoryRoles`` member); with ``"eligible":
+  true`` it is eligible for it in PIM instead (``GET /v1.0/roleManagement/directory/roleEligibilityScheduleInstances``);
+  ``DELETE .../roleAssignments/{role definition id}/{principal id}`` → 204 (``?eligible=true``: the eligibility;
+  ``?directoryScopeId=...``: the scoped assignment); a tenant created with ``"pimLicensed": false`` has no Microsoft
+  Entra ID P2; ``POST /_emulator/tenants/{id}/roleDefinitions`` ``{"displayName"}`` → 201: a custom role, listed by
+  ``GET /v1.0/roleManagement/directory/roleDefinitions`` and assignable by name or id;
 - ``POST /_emulator/tenants/{id}/apps/{clientId}/certificates`` ``{"certificate": PEM}`` (or the PEM itself as the
   body) → 201 ``{"thumbprint" (SHA-1 hex), "thumbprintSha256", "subject", "startDateTime", "endDateTime"}``: a
   certificate credential whose private key may then sign client assertions; ``GET`` lists them (``{"value"}``),
@@ -329,8 +333,17 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
     async def role_assignment(request: Request) -> Response:
         loopback_only(request)
         role, principal = request.path_params["role"], request.path_params["principal"]
-        tenant_of(request).unassign_role(role, principal, eligible=request.query_params.get("eligible") == "true")
+        tenant_of(request).unassign_role(
+            role,
+            principal,
+            eligible=request.query_params.get("eligible") == "true",
+            scope=request.query_params.get("directoryScopeId", "/"),
+        )
         return Response(status_code=204)
+
+    async def role_definitions(request: Request) -> Response:
+        loopback_only(request)
+        return JSONResponse(tenant_of(request).add_custom_role(await body_of(request)), status_code=201)
 
     async def expire_delta_tokens(request: Request) -> Response:
         loopback_only(request)
@@ -349,6 +362,7 @@ def _admin_routes(state: EmulatorState) -> list[Route]:
             "/_emulator/tenants/{tenant}/apps/{client_id}/certificates/{thumbprint}", certificate, methods=["DELETE"]
         ),
         Route("/_emulator/tenants/{tenant}/roleAssignments", role_assignments, methods=["POST"]),
+        Route("/_emulator/tenants/{tenant}/roleDefinitions", role_definitions, methods=["POST"]),
         Route("/_emulator/tenants/{tenant}/roleAssignments/{role}/{principal}", role_assignment, methods=["DELETE"]),
         Route("/_emulator/tenants/{tenant}/deltaTokens/expire", expire_delta_tokens, methods=["POST"]),
         Route("/_emulator/tenants/{tenant}/tokens/revoke", revoke_tokens, methods=["POST"]),

@@ -1,7 +1,8 @@
 """Microsoft Graph v1.0 routes beyond users and groups themselves: the application objects of the tenant's app
 registrations with their directory extension definitions (``extensionProperties``),
 ``directoryObjects/getAvailableExtensionProperties``, the tenant's ``domains``, its activated ``directoryRoles`` and
-their members, PIM's ``roleEligibilityScheduleInstances`` and the ``roleDefinitions``, and a user's ``manager``
+their members, the unified RBAC API's ``roleAssignments``, PIM's ``roleEligibilityScheduleInstances`` and the
+``roleDefinitions``, and a user's ``manager``
 (``$ref`` to set and remove it).
 Thin, like :mod:`.graph`: parse, call the tenant, render.
 """
@@ -44,6 +45,10 @@ _ELIGIBILITY_PROPERTIES = {
                  "endDateTime", "memberType", "roleEligibilityScheduleId")
 }  # fmt: skip
 _ELIGIBILITIES = "roleManagement/directory/roleEligibilityScheduleInstances"
+_ASSIGNMENT_PROPERTIES = {
+    name: "ro" for name in ("id", "principalId", "roleDefinitionId", "directoryScopeId", "appScopeId")
+}
+_ASSIGNMENTS = "roleManagement/directory/roleAssignments"
 _DEFINITION_PROPERTIES = {name: "ro" for name in ("id", "displayName", "isBuiltIn", "isEnabled", "templateId")}
 _DOMAIN_PROPERTIES = {
     name: "ro"
@@ -74,6 +79,34 @@ def _collection(request: Request, kind: str, properties: dict[str, str], items: 
         render=lambda row: _shape(row, query.select),
     )  # fmt: skip
     return GraphJSON(body)
+
+
+def _with_principals(
+    request: Request,
+    found: list[tuple[dict[str, Any], str, dict[str, Any]]],
+    kind: str,
+    properties: dict[str, str],
+    path: str,
+) -> Response:
+    """A unified RBAC collection (role assignments, PIM's eligibilities) of ``(item, principal kind, principal
+    properties)``; ``$expand=principal`` adds each principal with its ``@odata.type`` (the one expansion the emulator
+    serves)."""
+    params = query_params(request)
+    expand = params.get("$expand", "").strip()
+    if expand not in ("", "principal"):
+        raise err.BadRequest(f"The emulator expands only 'principal' here, not '{expand}'.")
+    rest = {name: value for name, value in params.items() if name != "$expand"}
+    query = odata.parse_query(rest, request.headers, kind, properties=properties)
+    principals = {n: (kind, props) for n, (_, kind, props) in enumerate(found, 1)}
+    rows = [row for row in _rows([item for item, _, _ in found]) if query.predicate is None or query.predicate(row)]
+
+    def render(row: dict[str, Any]) -> dict[str, Any]:
+        shaped = _shape(row, query.select)
+        if expand:
+            shaped["principal"] = typed(*principals[row["_seq"]], None)
+        return shaped
+
+    return paged(request, rest, query, rows, path, render)
 
 
 def _may_write_extensions(request: Request, tenant: Tenant) -> None:
@@ -152,27 +185,13 @@ def routes(tokens: TokenService) -> list[Route]:
         return _collection(request, "unifiedRoleDefinition", _DEFINITION_PROPERTIES, tenant.role_definitions())
 
     async def role_eligibilities(request: Request, tenant: Tenant) -> Response:
-        """PIM's eligibilities; ``$expand=principal`` adds each principal with its ``@odata.type`` (the one
-        expansion the emulator serves)."""
-        params = query_params(request)
-        expand = params.get("$expand", "").strip()
-        if expand not in ("", "principal"):
-            raise err.BadRequest(f"The emulator expands only 'principal' here, not '{expand}'.")
-        rest = {name: value for name, value in params.items() if name != "$expand"}
-        query = odata.parse_query(
-            rest, request.headers, "unifiedRoleEligibilityScheduleInstance", properties=_ELIGIBILITY_PROPERTIES
-        )
         found = tenant.role_eligibilities()
-        principals = {n: (kind, props) for n, (_, kind, props) in enumerate(found, 1)}
-        rows = [row for row in _rows([item for item, _, _ in found]) if query.predicate is None or query.predicate(row)]
+        kind = "unifiedRoleEligibilityScheduleInstance"
+        return _with_principals(request, found, kind, _ELIGIBILITY_PROPERTIES, _ELIGIBILITIES)
 
-        def render(row: dict[str, Any]) -> dict[str, Any]:
-            shaped = _shape(row, query.select)
-            if expand:
-                shaped["principal"] = typed(*principals[row["_seq"]], None)
-            return shaped
-
-        return paged(request, rest, query, rows, _ELIGIBILITIES, render)
+    async def role_assignments(request: Request, tenant: Tenant) -> Response:
+        found = tenant.role_assignments()
+        return _with_principals(request, found, "unifiedRoleAssignment", _ASSIGNMENT_PROPERTIES, _ASSIGNMENTS)
 
     # ------------------------------------------------------------------------------------------- manager
 
@@ -215,6 +234,7 @@ def routes(tokens: TokenService) -> list[Route]:
         graph("/v1.0/directoryRoles", directory_roles, ["GET"]),
         graph("/v1.0/directoryRoles/{role}/members", role_members, ["GET"]),
         graph(f"/v1.0/{_ELIGIBILITIES}", role_eligibilities, ["GET"]),
+        graph(f"/v1.0/{_ASSIGNMENTS}", role_assignments, ["GET"]),
         graph("/v1.0/roleManagement/directory/roleDefinitions", role_definitions, ["GET"]),
         graph("/v1.0/users/{id}/manager", get_manager, ["GET"]),
         graph("/v1.0/users/{id}/manager/$ref", get_manager_ref, ["GET"]),

@@ -46,6 +46,8 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1.0/directoryRoles"): _ROLES_READ,
     ("GET", "/v1.0/directoryRoles/{role}/members"): _ROLES_READ,
     ("GET", "/v1.0/roleManagement/directory/roleDefinitions"): _ROLES_READ,
+    # List unifiedRoleAssignments (directory provider)
+    ("GET", "/v1.0/roleManagement/directory/roleAssignments"): (*_ROLES_READ, "RoleManagement.Read.All"),
     # List roleEligibilityScheduleInstances: not Directory.Read.All
     ("GET", "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances"): (
         "RoleEligibilitySchedule.Read.Directory",

@@ -44,6 +44,8 @@ class TenantPersistence:
     federated_domains: set[str]
     role_members: dict[str, list[str]]
     role_eligible: dict[str, list[str]]
+    role_scoped: dict[str, dict[str, list[str]]]
+    custom_roles: dict[str, str]
     pim_licensed: bool
     initial_domain: str
     created: str
@@ -82,6 +84,8 @@ class TenantPersistence:
             "federatedDomains": sorted(self.federated_domains),
             "roleMembers": {role: list(members) for role, members in self.role_members.items()},
             "roleEligible": {role: list(principals) for role, principals in self.role_eligible.items()},
+            "roleScoped": {scope: dict(roles) for scope, roles in self.role_scoped.items()},
+            "customRoles": dict(self.custom_roles),
             "pimLicensed": self.pim_licensed,
         }
 
@@ -106,6 +110,9 @@ class TenantPersistence:
         tenant.federated_domains = set(data.get("federatedDomains", []))
         tenant.role_members = {role: list(members) for role, members in data.get("roleMembers", {}).items()}
         tenant.role_eligible = {role: list(ids) for role, ids in data.get("roleEligible", {}).items()}
+        scoped = data.get("roleScoped", {})
+        tenant.role_scoped = {scope: {role: list(ids) for role, ids in by.items()} for scope, by in scoped.items()}
+        tenant.custom_roles = dict(data.get("customRoles", {}))
         tenant.pim_licensed = data.get("pimLicensed", True) is not False
         return tenant
 

@@ -1,19 +1,24 @@
 """A tenant's directory roles as Graph's ``directoryRole`` resource documents them: the built-in roles that have been
-activated (assigned at least once) and their members, users and role-assignable groups; and the roles principals are
-eligible for in Privileged Identity Management (``unifiedRoleEligibilityScheduleInstance``), not active until they
-activate them.
+activated (assigned at least once) and their tenant-wide members, users and role-assignable groups; every active
+assignment as the unified RBAC API lists it (``unifiedRoleAssignment``: tenant-wide, scoped to an administrative unit
+or another directory object, custom roles too); and the roles principals are eligible for in Privileged Identity
+Management (``unifiedRoleEligibilityScheduleInstance``), not active until they activate them.
 
-Graph serves ``GET /directoryRoles`` and ``GET /directoryRoles/{id}/members`` (also by ``roleTemplateId={id}``), and
-``GET /roleManagement/directory/roleEligibilityScheduleInstances`` (``$expand=principal``), which answers ``400
-AadPremiumLicenseRequired`` in a tenant without Microsoft Entra ID P2 (a tenant created with ``"pimLicensed": false``).
-The emulator's admin API assigns and removes roles (``/_emulator/tenants/{id}/roleAssignments``, ``"eligible": true``
-for an eligibility), standing for the portal. An activated role keeps its object id (its template id here) after its
-last member leaves, as in Graph. Members that no longer exist drop out of the listings.
+Graph serves ``GET /directoryRoles`` and ``GET /directoryRoles/{id}/members`` (also by ``roleTemplateId={id}``; built-in
+roles and tenant-wide members only), ``GET /roleManagement/directory/roleAssignments`` and
+``GET /roleManagement/directory/roleEligibilityScheduleInstances`` (both with ``$expand=principal``; the second answers
+``400 AadPremiumLicenseRequired`` in a tenant without Microsoft Entra ID P2, one created with ``"pimLicensed": false``),
+and ``GET /roleManagement/directory/roleDefinitions``. The emulator's admin API, standing for the portal, creates
+custom roles (``/_emulator/tenants/{id}/roleDefinitions``) and assigns and removes roles
+(``/_emulator/tenants/{id}/roleAssignments``: ``"eligible": true`` for an eligibility, ``"directoryScopeId"`` for a
+scoped assignment). An activated role keeps its object id (its template id here) after its last member leaves, as in
+Graph. Members that no longer exist drop out of the listings.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 
 from aadsync_devkit.graph_emulator import exceptions as err
@@ -33,49 +38,93 @@ BUILT_IN_ROLES: dict[str, str] = {
 
 class TenantRoles:
     """The directory-role side of :class:`~aadsync_devkit.graph_emulator.tenant.Tenant`: ``role_members`` holds,
-    per activated role's template id, its members' ids in the order they were assigned."""
+    per activated role's template id, its tenant-wide members' ids in the order they were assigned (a custom role's
+    by its definition id); ``role_scoped``, per directory scope other than the tenant's (``/administrativeUnits/{id}``),
+    the same for the assignments at that scope; ``custom_roles``, the custom role definitions' names by id."""
 
     _lock: threading.RLock
     _objects: dict[str, DirectoryObject]
     role_members: dict[str, list[str]]
     role_eligible: dict[str, list[str]]
+    role_scoped: dict[str, dict[str, list[str]]]
+    custom_roles: dict[str, str]
     pim_licensed: bool
     created: str
 
-    @staticmethod
-    def role_template(name_or_id: Any) -> str:
-        """The template id of a built-in role given by template id or display name (case-insensitive)."""
+    def role_names(self) -> dict[str, str]:
+        """Every role definition the tenant knows, by id: the built-in roles (by template id) and the custom ones."""
+        return {**BUILT_IN_ROLES, **self.custom_roles}
+
+    def role_template(self, name_or_id: Any) -> str:
+        """The definition id of a role given by id or display name (case-insensitive): a built-in role's template id,
+        or a custom role's id."""
+        names = self.role_names()
         if isinstance(name_or_id, str):
-            for template, name in BUILT_IN_ROLES.items():
+            for template, name in names.items():
                 if name_or_id.lower() in (template, name.lower()):
                     return template
-        known = ", ".join(sorted(BUILT_IN_ROLES.values()))
-        raise err.BadRequest(f"'{name_or_id}' is not a built-in role the emulator knows ({known}).")
+        known = ", ".join(sorted(names.values()))
+        raise err.BadRequest(f"'{name_or_id}' is not a role the emulator knows ({known}).")
+
+    def add_custom_role(self, spec: Any) -> dict[str, Any]:
+        """A custom role definition (``{"displayName": ...}``), as an administrator creates one in the portal."""
+        if not isinstance(spec, dict) or not isinstance(spec.get("displayName"), str) or not spec["displayName"]:
+            raise err.BadRequest("A JSON object with a non-empty 'displayName' is expected.")
+        with self._lock:
+            if any(spec["displayName"].lower() == name.lower() for name in self.role_names().values()):
+                raise err.BadRequest(f"A role named '{spec['displayName']}' exists already.")
+            role_id = str(uuid.uuid4())
+            self.custom_roles[role_id] = spec["displayName"]
+            return self._role_definition(role_id, spec["displayName"], built_in=False)
 
     def directory_roles(self) -> list[dict[str, Any]]:
-        """The activated roles as Graph renders a directoryRole (its object id is its template id here)."""
+        """The activated built-in roles as Graph renders a directoryRole (its object id is its template id here); a
+        custom role is not a directoryRole."""
         with self._lock:
             return [
                 {"id": role, "displayName": BUILT_IN_ROLES[role], "description": None, "roleTemplateId": role}
                 for role in self.role_members
+                if role in BUILT_IN_ROLES
             ]
 
     def role_member_objects(self, role: str) -> list[tuple[str, dict[str, Any]]]:
         """``(kind, properties with _seq)`` of the role's live members; 404 for a role not activated."""
         key = role.removeprefix("roleTemplateId=")
         with self._lock:
-            if key not in self.role_members:
+            if key not in self.role_members or key not in BUILT_IN_ROLES:
                 raise err.ResourceNotFound(role)
             live = [self._objects[i] for i in self.role_members[key] if i in self._objects]
             return [(obj.kind, {**obj.props, "_seq": n}) for n, obj in enumerate(live, 1)]
 
+    def role_definitions(self) -> list[dict[str, Any]]:
+        """The role definitions: the built-in ones the emulator knows (a built-in role's definition id is its template
+        id) and the tenant's custom roles."""
+        with self._lock:
+            return [
+                self._role_definition(role_id, name, built_in=role_id in BUILT_IN_ROLES)
+                for role_id, name in self.role_names().items()
+            ]
+
     @staticmethod
-    def role_definitions() -> list[dict[str, Any]]:
-        """The built-in role definitions the emulator knows (a built-in role's definition id is its template id)."""
-        return [
-            {"id": template, "displayName": name, "isBuiltIn": True, "isEnabled": True, "templateId": template}
-            for template, name in BUILT_IN_ROLES.items()
-        ]
+    def _role_definition(role_id: str, name: str, *, built_in: bool) -> dict[str, Any]:
+        return {"id": role_id, "displayName": name, "isBuiltIn": built_in, "isEnabled": True, "templateId": role_id}
+
+    def role_assignments(self) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
+        """``(assignment, principal kind, principal properties)`` of each live principal's active assignment, as
+        Graph renders a unifiedRoleAssignment: the tenant-wide ones (``directoryScopeId`` "/") and the scoped ones."""
+        with self._lock:
+            scopes = {"/": self.role_members, **self.role_scoped}
+            found = []
+            for scope, roles in scopes.items():
+                for role, principals in roles.items():
+                    for principal in (self._objects[i] for i in principals if i in self._objects):
+                        suffix = "" if scope == "/" else f"-{scope.rsplit('/', 1)[-1]}"
+                        assignment = {
+                            "id": f"{role}-{principal.id}{suffix}", "principalId": principal.id,
+                            "roleDefinitionId": role, "directoryScopeId": scope, "appScopeId": None,
+                        }  # fmt: skip
+                        found.append((assignment, principal.kind, principal.props))
+            return found
 
     def role_eligibilities(self) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
         """``(instance, principal kind, principal properties)`` of each live principal's eligibility, as Graph renders
@@ -100,12 +149,16 @@ class TenantRoles:
             return found
 
     def assign_role(self, spec: Any) -> dict[str, Any]:
-        """Assign a role (``{"role": name or template id, "principalId": user or group id}``; ``"eligible": true``
-        makes the principal eligible for it in PIM instead); idempotent. A group must be role-assignable
-        (``isAssignableToRole`` true), as Graph requires."""
+        """Assign a role (``{"role": name or id, "principalId": user or group id}``; ``"eligible": true`` makes the
+        principal eligible for it in PIM instead; ``"directoryScopeId": "/administrativeUnits/{id}"`` assigns it at
+        that scope, active); idempotent. A group must be role-assignable (``isAssignableToRole`` true), as Graph
+        requires."""
         if not isinstance(spec, dict) or not isinstance(spec.get("principalId"), str):
             raise err.BadRequest("A JSON object with 'role' and 'principalId' is expected.")
         template = self.role_template(spec.get("role"))
+        scope = spec.get("directoryScopeId", "/")
+        if not isinstance(scope, str) or not scope.startswith("/") or (scope != "/" and spec.get("eligible")):
+            raise err.BadRequest("'directoryScopeId' is '/' or a directory object's path, for an active assignment.")
         with self._lock:
             principal = self._objects.get(spec["principalId"])
             if principal is None or principal.kind not in (USER, GROUP):
@@ -113,18 +166,23 @@ class TenantRoles:
             if principal.kind == GROUP and principal.props.get("isAssignableToRole") is not True:
                 raise err.BadRequest("Only a group with isAssignableToRole true can be assigned a directory role.")
             eligible = spec.get("eligible") is True
-            members = (self.role_eligible if eligible else self.role_members).setdefault(template, [])
+            members = self._assignments(eligible, scope).setdefault(template, [])
             if principal.id not in members:
                 members.append(principal.id)
             return {
-                "role": BUILT_IN_ROLES[template], "roleTemplateId": template, "principalId": principal.id,
-                "eligible": eligible,
+                "role": self.role_names()[template], "roleTemplateId": template, "principalId": principal.id,
+                "eligible": eligible, "directoryScopeId": scope,
             }  # fmt: skip
 
-    def unassign_role(self, role: str, principal_id: str, *, eligible: bool = False) -> None:
+    def _assignments(self, eligible: bool, scope: str) -> dict[str, list[str]]:
+        if eligible:
+            return self.role_eligible
+        return self.role_members if scope == "/" else self.role_scoped.setdefault(scope, {})
+
+    def unassign_role(self, role: str, principal_id: str, *, eligible: bool = False, scope: str = "/") -> None:
         template = self.role_template(role)
         with self._lock:
-            members = (self.role_eligible if eligible else self.role_members).get(template, [])
+            members = self._assignments(eligible, scope).get(template, [])
             if principal_id not in members:
                 raise err.ResourceNotFound(principal_id)
             members.remove(principal_id)

@@ -50,6 +50,8 @@ class Tenant(TenantApps, TenantDomains, TenantRoles, TenantObjects, TenantManage
         self.extensions: dict[str, dict[str, Any]] = {}  # directory extension definitions by lower-cased name
         self.role_members: dict[str, list[str]] = {}  # activated directory role (template id) -> member ids
         self.role_eligible: dict[str, list[str]] = {}  # role (template id) -> PIM-eligible principal ids
+        self.role_scoped: dict[str, dict[str, list[str]]] = {}  # scope -> role -> ids assigned it at that scope
+        self.custom_roles: dict[str, str] = {}  # custom role definition id -> display name
         self.pim_licensed = True  # Microsoft Entra ID P2: PIM's eligibilities can be listed
         self.created = created or now_iso()
         self._seq = 0

@@ -89,7 +89,7 @@ class TestCheck:
         message = check.message()
         assert message.startswith("Missing Microsoft Graph application permissions")
         assert "admin consent" in message
-        for name in (*missing, "GET /domains", "GET /directoryRoles"):
+        for name in (*missing, "GET /domains", "GET /roleManagement/directory/roleAssignments"):
             assert name in message
         assert "User.ReadWrite.All (or" not in message and "Organization.Read.All (or" not in message
         assert "Note, optional permissions not granted" in message and "Application.ReadWrite.OwnedBy" in message

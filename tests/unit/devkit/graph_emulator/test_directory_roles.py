@@ -109,3 +109,63 @@ def test_eligibilities_need_a_role_management_permission_and_microsoft_entra_id_
     unlicensed = client.post("/_emulator/tenants", json=spec).json()
     answer = client.get(ELIGIBILITIES, headers=grant(client, unlicensed["id"], ["RoleManagement.Read.Directory"]))
     assert_graph_error(answer, 400, "AadPremiumLicenseRequired")
+
+
+ASSIGNMENTS = "/v1.0/roleManagement/directory/roleAssignments"
+USER_ADMIN = "fe930be7-5e62-47db-91af-98c3a49a38b1"
+
+
+def test_the_unified_rbac_api_lists_every_active_assignment_scoped_and_custom_too(client, auth, tenant, tmp_path):
+    """``roleAssignments`` lists tenant-wide and scoped assignments of built-in and custom roles, each principal under
+    ``$expand=principal``; ``directoryRoles`` holds only built-in roles and their tenant-wide members, as in Graph."""
+    admin = f"/_emulator/tenants/{tenant['id']}"
+    users = [client.post("/v1.0/users", headers=auth, json=new_user(n)).json()["id"] for n in (1, 2, 3)]
+    unit = "/administrativeUnits/5b7d2c1e-0000-4000-8000-00000000a001"
+    custom = client.post(f"{admin}/roleDefinitions", json={"displayName": "Password Helper"}).json()
+    assert custom["isBuiltIn"] is False
+    assert client.post(f"{admin}/roleDefinitions", json={"displayName": "password helper"}).status_code == 400
+    for spec in (
+        {"role": "Global Administrator", "principalId": users[0]},
+        {"role": "User Administrator", "principalId": users[1], "directoryScopeId": unit},
+        {"role": "Password Helper", "principalId": users[2]},
+    ):
+        assert client.post(f"{admin}/roleAssignments", json=spec).status_code == 201
+    refused = {"role": "User Administrator", "principalId": users[1], "directoryScopeId": unit, "eligible": True}
+    assert client.post(f"{admin}/roleAssignments", json=refused).status_code == 400
+
+    listed = client.get(f"{ASSIGNMENTS}?$expand=principal", headers=auth).json()["value"]
+    assert [(a["principalId"], a["roleDefinitionId"], a["directoryScopeId"]) for a in listed] == [
+        (users[0], GLOBAL_ADMIN, "/"),
+        (users[2], custom["id"], "/"),
+        (users[1], USER_ADMIN, unit),
+    ]
+    assert {a["principal"]["@odata.type"] for a in listed} == {"#microsoft.graph.user"}
+    definitions = client.get("/v1.0/roleManagement/directory/roleDefinitions", headers=auth).json()["value"]
+    assert {"Password Helper", "User Administrator"} <= {d["displayName"] for d in definitions}
+    # directoryRoles: built-in roles, tenant-wide members only
+    assert [r["displayName"] for r in client.get("/v1.0/directoryRoles", headers=auth).json()["value"]] == [
+        "Global Administrator"
+    ]
+    assert client.get(f"/v1.0/directoryRoles/{USER_ADMIN}/members", headers=auth).status_code == 404
+
+    assert client.delete(f"{admin}/roleAssignments/{USER_ADMIN}/{users[1]}").status_code == 404  # not tenant-wide
+    assert client.delete(f"{admin}/roleAssignments/{USER_ADMIN}/{users[1]}?directoryScopeId={unit}").status_code == 204
+    assert [a["principalId"] for a in client.get(ASSIGNMENTS, headers=auth).json()["value"]] == users[::2]
+
+    path = tmp_path / "state.sqlite"
+    saved = EmulatorState(state_file=path)
+    loaded = saved.create_tenant({"name": "fabrikam"})
+    loaded.add_app({"clientId": "0b1c2d3e-0000-4000-8000-00000000b001"})
+    loaded.custom_roles = {"r1": "Password Helper"}
+    loaded.role_scoped = {unit: {USER_ADMIN: ["x"]}}
+    saved.save_soon()
+    saved.flush()
+    restored = EmulatorState(state_file=path).find_tenant(loaded.id)
+    assert restored.custom_roles == {"r1": "Password Helper"} and restored.role_scoped == {unit: {USER_ADMIN: ["x"]}}
+
+
+def test_listing_role_assignments_needs_a_role_management_or_directory_permission(client, tenant):
+    limited = grant(client, tenant["id"], ["User.ReadWrite.All", "Group.ReadWrite.All"])
+    assert_graph_error(client.get(ASSIGNMENTS, headers=limited), 403, "Authorization_RequestDenied")
+    for permission in ("RoleManagement.Read.Directory", "RoleManagement.Read.All", "Directory.Read.All"):
+        assert client.get(ASSIGNMENTS, headers=grant(client, tenant["id"], [permission])).status_code == 200

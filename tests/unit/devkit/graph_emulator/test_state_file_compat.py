@@ -37,6 +37,8 @@ ADDED_TO_TENANTS = {
     "federatedDomains": [],
     "roleMembers": {},
     "roleEligible": {},
+    "roleScoped": {},
+    "customRoles": {},
     "pimLicensed": True,
 }
 ADDED_TO_APPS = ("objectId",)
