@@ -15,13 +15,21 @@ sourceAnchor in the sync app's directory extension (``extension_aadsyncSourceAnc
 and two AD groups for one cloud group are conflicts, as for users. A matched mail-enabled security group or distribution
 group says so (``read-only in Graph``): it is joined (never created twice) but Graph writes nothing to it, neither the
 anchor stamp nor names nor members, so after a lost store it is matched on its mail again; it is managed in Exchange
-Online."""
+Online.
+
+A user whose sourceAnchor comes from an mS-DS-ConsistencyGuid that is not its objectGUID, where no cloud user holds that
+anchor yet, is noted (``FOREIGN_CONSISTENCY_GUID``): Entra Connect's wizard takes a ConsistencyGuid set on any object as
+"being used by other applications" and anchors on objectGUID instead; the shipped rules anchor on it (a migrated user
+keeps its cloud account that way), so an administrator checks that no other application owns the values before the
+first export stamps them as ImmutableIds, which never move."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -52,6 +60,11 @@ GROUP_SHARED = "two AD groups match one cloud group"
 READ_ONLY_IN_GRAPH = (
     "read-only in Graph: a mail-enabled security group or distribution group, managed in Exchange Online"
 )
+#: The note of a user anchored on an mS-DS-ConsistencyGuid unlike its objectGUID that no cloud user holds yet.
+FOREIGN_CONSISTENCY_GUID = (
+    "anchor from an mS-DS-ConsistencyGuid that is not the user's objectGUID: make sure no other application owns "
+    "the attribute (Entra Connect's wizard then anchors on objectGUID); the first export makes it the ImmutableId"
+)
 #: The connector-space attribute of the sync app's directory extension that holds the anchor (extensions.py).
 ANCHOR_EXTENSION = "extension_aadsyncSourceAnchor"
 
@@ -70,7 +83,8 @@ class PreflightRow:
     conflict: str = ""
     #: ``user`` or ``group`` (for groups, ``user_principal_name`` and ``cloud_upn`` hold the mail).
     object_type: str = "user"
-    #: What else the admin should know of the match (READ_ONLY_IN_GRAPH: the cloud group is read-only in Graph).
+    #: What else the admin should know of the match (READ_ONLY_IN_GRAPH: the cloud group is read-only in Graph;
+    #: FOREIGN_CONSISTENCY_GUID: the user's anchor is an mS-DS-ConsistencyGuid another application may own).
     note: str = ""
 
 
@@ -127,11 +141,11 @@ def _primary_smtp(attrs: dict[str, Any]) -> str:
     return _first(attrs.get("primarySmtpAddress")) if "primarySmtpAddress" in attrs else _first(attrs.get("mail"))
 
 
-def _ad_persons(store: Store, mv_type: str = "person") -> list[tuple[str, dict[str, Any]]]:
-    """(AD DN, metaverse attributes) of every person (or group) an AD connector projected, cloud-filtered ones left
-    out."""
+def _ad_persons(store: Store, mv_type: str = "person") -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(AD DN, metaverse attributes, AD attributes) of every person (or group) an AD connector projected,
+    cloud-filtered ones left out."""
     query = (
-        sa.select(link.c.connector, cs_object.c.dn, mv_object.c.attrs)
+        sa.select(link.c.connector, cs_object.c.dn, mv_object.c.attrs, cs_object.c.attrs)
         .join(mv_object, mv_object.c.id == link.c.mv_id)
         .join(cs_object, sa.and_(cs_object.c.connector == link.c.connector, cs_object.c.anchor == link.c.anchor))
         .where(link.c.link_type == "projection", mv_object.c.object_type == mv_type)
@@ -140,12 +154,23 @@ def _ad_persons(store: Store, mv_type: str = "person") -> list[tuple[str, dict[s
     with store.engine.connect() as connection:
         rows = connection.execute(query).all()
     persons = []
-    for connector, dn, text in rows:
+    for connector, dn, text, ad_text in rows:
         attrs = json.loads(text)
         if connector_kind(connector) != "ad" or _first(attrs.get("cloudFiltered")).casefold() == "true":
             continue
-        persons.append((dn, attrs))
+        persons.append((dn, attrs, json.loads(ad_text)))
     return persons
+
+
+def _foreign_consistency_guid(anchor: str, ad_attrs: dict[str, Any]) -> bool:
+    """The anchor is the user's mS-DS-ConsistencyGuid, which is not its objectGUID (no engine wrote it from that)."""
+    consistency, object_guid = _first(ad_attrs.get("mS-DS-ConsistencyGuid")), _first(ad_attrs.get("objectGUID"))
+    if not anchor or not consistency or not object_guid or consistency.casefold() == object_guid.casefold():
+        return False
+    try:
+        return anchor == base64.b64encode(uuid.UUID(consistency).bytes_le).decode()
+    except ValueError:  # not a GUID's text: not what the shipped rule anchors on
+        return False
 
 
 def preflight(
@@ -171,7 +196,7 @@ def group_preflight(
         if group.mail:
             by_mail[group.mail.casefold()].append(group)
     rows: list[PreflightRow] = []
-    for dn, attrs in _ad_persons(store, "group"):
+    for dn, attrs, _ in _ad_persons(store, "group"):
         anchor, mail = _first(attrs.get("sourceAnchor")), _primary_smtp(attrs)
         base = {"ad_dn": dn, "source_anchor": anchor, "user_principal_name": mail, "object_type": "group"}
         hard = by_anchor.get(anchor) if anchor else None
@@ -198,10 +223,12 @@ def _user_rows(store: Store, entra_connector: str, block_soft_match: bool, block
         if user.mail:
             by_mail[user.mail.casefold()].append(user)
     rows: list[PreflightRow] = []
-    for dn, attrs in _ad_persons(store):
+    for dn, attrs, ad_attrs in _ad_persons(store):
         anchor, upn = _first(attrs.get("sourceAnchor")), _first(attrs.get("userPrincipalName"))
         mail = _primary_smtp(attrs)
         base = {"ad_dn": dn, "source_anchor": anchor, "user_principal_name": upn}
+        # A cloud user holding the anchor already (a hard match) was given it by an engine or a migration.
+        note = FOREIGN_CONSISTENCY_GUID if _foreign_consistency_guid(anchor, ad_attrs) else ""
         hard = by_anchor.get(anchor) if anchor else None
         if hard is not None:
             refused = TAKEOVER if block_takeover and not hard.synced else ""
@@ -215,15 +242,17 @@ def _user_rows(store: Store, entra_connector: str, block_soft_match: bool, block
                     found = (attribute, candidates[0])
                     break
         if found is None:
-            rows.append(PreflightRow(**base, outcome=CREATE))
+            rows.append(PreflightRow(**base, outcome=CREATE, note=note))
             continue
         attribute, user = found
         conflict = OTHER_ANCHOR if user.immutable_id else ""
-        rows.append(_row(base, SOFT, attribute, user, conflict))
+        rows.append(_row(base, SOFT, attribute, user, conflict, note))
     return _shared(rows)
 
 
-def _row(base: dict[str, str], outcome: str, matched_on: str, user: _Cloud, conflict: str = "") -> PreflightRow:
+def _row(
+    base: dict[str, str], outcome: str, matched_on: str, user: _Cloud, conflict: str = "", note: str = ""
+) -> PreflightRow:
     if user.held:
         conflict = HELD
     elif user.roles:
@@ -235,7 +264,7 @@ def _row(base: dict[str, str], outcome: str, matched_on: str, user: _Cloud, conf
         cloud_id=user.id,
         cloud_upn=user.upn,
         conflict=conflict,
-        note=READ_ONLY_IN_GRAPH if user.read_only else "",
+        note=READ_ONLY_IN_GRAPH if user.read_only else note,
     )
 
 
@@ -261,6 +290,8 @@ def counts(rows: Iterable[PreflightRow]) -> dict[str, int]:
             found[f"conflict: {row.conflict}"] += 1
         if row.note == READ_ONLY_IN_GRAPH and not row.conflict:
             found["group read-only in Graph"] += 1
+        if row.note == FOREIGN_CONSISTENCY_GUID and not row.conflict:
+            found["anchor from an mS-DS-ConsistencyGuid unlike its objectGUID"] += 1
     return dict(found)
 
 
@@ -285,6 +316,8 @@ def _outcome(row: PreflightRow) -> str:
     """The outcome as a person reads it: "soft match (mail), read-only in Graph" for a read-only cloud group."""
     if row.note == READ_ONLY_IN_GRAPH and not row.conflict:
         return f"{row.outcome} ({row.matched_on}), read-only in Graph"
+    if row.note == FOREIGN_CONSISTENCY_GUID and not row.conflict:
+        return f"{row.outcome}, anchor from mS-DS-ConsistencyGuid (not objectGUID)"
     return row.outcome
 
 

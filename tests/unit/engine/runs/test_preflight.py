@@ -6,10 +6,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 
 import pytest
 
-from airflow_provider_aadsync.engine.runs.preflight import preflight, render_csv, render_json, render_text
+from airflow_provider_aadsync.engine.runs.preflight import (
+    FOREIGN_CONSISTENCY_GUID,
+    preflight,
+    render_csv,
+    render_json,
+    render_text,
+)
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
@@ -82,3 +89,37 @@ def test_block_soft_match_and_outputs(store):
     assert len(table) == 8 and table[0]["ad_dn"].startswith("CN=user1,")
     text = render_text(rows)
     assert text.index("hard match: 1") < text.index("| AD DN |")
+
+
+def test_an_anchor_from_an_mS_DS_ConsistencyGuid_unlike_the_objectGUID_is_noted(tmp_path):
+    """Entra Connect's wizard takes an mS-DS-ConsistencyGuid set on any object as another application's and anchors on
+    objectGUID; the shipped rules anchor on it. Where no cloud user holds that anchor yet (a create, a soft match), the
+    row says so; a hard match (a migration) or a ConsistencyGuid equal to the objectGUID (an engine wrote it) is not
+    noted."""
+    other = str(uuid.UUID(int=0xBEEF))
+    ad = [
+        ad_user(1, mS_DS_ConsistencyGuid=str(uuid.UUID(int=0xC0FFEE))),  # create
+        ad_user(2, mS_DS_ConsistencyGuid=other),  # soft match on the UPN
+        ad_user(3, mS_DS_ConsistencyGuid=guid(33)),  # hard match: the cloud holds it (a migration)
+        ad_user(4, mS_DS_ConsistencyGuid=guid(4)),  # equal to its objectGUID
+        ad_user(5),  # none
+    ]
+    cloud = [entra_user("c2", "user2@corp.example"), entra_user("c3", "moved@corp.example", immutable_id(guid(33)))]
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}", instance="test") as opened:
+        import_full(opened, "ad", ad)
+        import_full(opened, "entra", cloud)
+        assert run_sync(opened, load_sync_rules(), connector="ad", mode="full").result == "success"
+        rows = by_user(preflight(opened))
+    assert {name: row.note == FOREIGN_CONSISTENCY_GUID for name, row in rows.items()} == {
+        "user1": True,
+        "user2": True,
+        "user3": False,
+        "user4": False,
+        "user5": False,
+    }
+    outcomes = (rows["user1"].outcome, rows["user2"].outcome, rows["user3"].outcome)
+    assert outcomes == ("create", "soft match", "hard match")
+    assert rows["user2"].source_anchor == immutable_id(other)
+    text = render_text(list(rows.values()))
+    assert "anchor from an mS-DS-ConsistencyGuid unlike its objectGUID: 2" in text
+    assert "| create, anchor from mS-DS-ConsistencyGuid (not objectGUID) |" in text
