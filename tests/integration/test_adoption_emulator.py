@@ -249,18 +249,17 @@ def test_cloud_administrators_are_never_matched_until_their_roles_go(graph_serve
     assert final[ids[1]] == before[ids[1]] and len(final) == len(before)  # the other administrator: still refused
 
 
+def three_cloud_users(graph_server, tenant):
+    """The tenant's hook and three cloud users, user1..3 in the test domain, as the AD users 1..3 would soft match."""
+    return seeded(graph_server, tenant, *(cloud(f"user{n}@{DOMAIN}") for n in (1, 2, 3)))
+
+
 def test_pim_eligible_administrators_are_never_matched(graph_server, tenant_verifying, store):
     """A cloud user only eligible for a role in PIM (directly, or as a member of an eligible role-assignable group)
     activates it at will: it is refused like an active administrator (admin-role, "(eligible)"), never written, no
     second user. A tenant without Microsoft Entra ID P2 has no PIM: its import reads the active roles and goes on."""
     tenant = tenant_verifying(DOMAIN)
-    hook, (eligible, in_group, plain) = seeded(
-        graph_server,
-        tenant,
-        cloud(f"user1@{DOMAIN}"),
-        cloud(f"user2@{DOMAIN}"),
-        cloud(f"user3@{DOMAIN}"),
-    )
+    hook, (eligible, in_group, plain) = three_cloud_users(graph_server, tenant)
     (tier0,) = seed_tenant(graph_server, tenant, [cloud_group("Tier 0", members=(in_group,), isAssignableToRole=True)])
     roles = f"/tenants/{tenant['id']}/roleAssignments"
     for principal in (eligible, tier0["id"]):
@@ -294,13 +293,7 @@ def test_administrators_of_an_administrative_unit_or_a_custom_role_are_never_mat
     assignments and refused like any administrator (admin-role, named with the scope), never written, no second
     user."""
     tenant = tenant_verifying(DOMAIN)
-    hook, (unit_admin, custom_holder, plain) = seeded(
-        graph_server,
-        tenant,
-        cloud(f"user1@{DOMAIN}"),
-        cloud(f"user2@{DOMAIN}"),
-        cloud(f"user3@{DOMAIN}"),
-    )
+    hook, (unit_admin, custom_holder, plain) = three_cloud_users(graph_server, tenant)
     admin = f"/tenants/{tenant['id']}"
     unit = "/administrativeUnits/5b7d2c1e-0000-4000-8000-00000000a001"
     emulator_admin(graph_server, "POST", f"{admin}/roleDefinitions", json={"displayName": "Password Helper"})

@@ -97,7 +97,7 @@ def _with_principals(
         raise err.BadRequest(f"The emulator expands only 'principal' here, not '{expand}'.")
     rest = {name: value for name, value in params.items() if name != "$expand"}
     query = odata.parse_query(rest, request.headers, kind, properties=properties)
-    principals = {n: (kind, props) for n, (_, kind, props) in enumerate(found, 1)}
+    principals = {n: (of_kind, props) for n, (_, of_kind, props) in enumerate(found, 1)}
     rows = [row for row in _rows([item for item, _, _ in found]) if query.predicate is None or query.predicate(row)]
 
     def render(row: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,8 @@ class TenantRoles:
 
     def role_names(self) -> dict[str, str]:
         """Every role definition the tenant knows, by id: the built-in roles (by template id) and the custom ones."""
-        return {**BUILT_IN_ROLES, **self.custom_roles}
+        with self._lock:
+            return {**BUILT_IN_ROLES, **self.custom_roles}
 
     def role_template(self, name_or_id: Any) -> str:
         """The definition id of a role given by id or display name (case-insensitive): a built-in role's template id,
@@ -166,6 +167,8 @@ class TenantRoles:
             if principal.kind == GROUP and principal.props.get("isAssignableToRole") is not True:
                 raise err.BadRequest("Only a group with isAssignableToRole true can be assigned a directory role.")
             eligible = spec.get("eligible") is True
+            if scope != "/" and not eligible:
+                self.role_scoped.setdefault(scope, {})
             members = self._assignments(eligible, scope).setdefault(template, [])
             if principal.id not in members:
                 members.append(principal.id)
@@ -175,9 +178,10 @@ class TenantRoles:
             }  # fmt: skip
 
     def _assignments(self, eligible: bool, scope: str) -> dict[str, list[str]]:
+        """The assignments of a kind (eligible, or active at ``scope``) by role; a new scope's only once assigned."""
         if eligible:
             return self.role_eligible
-        return self.role_members if scope == "/" else self.role_scoped.setdefault(scope, {})
+        return self.role_members if scope == "/" else self.role_scoped.get(scope, {})
 
     def unassign_role(self, role: str, principal_id: str, *, eligible: bool = False, scope: str = "/") -> None:
         template = self.role_template(role)
