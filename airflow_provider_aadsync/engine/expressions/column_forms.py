@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from airflow_provider_aadsync.engine.expressions.limits import MAX_VALUE_LENGTH
-from airflow_provider_aadsync.engine.expressions.text import mid, monikers
+from airflow_provider_aadsync.engine.expressions.text import mid_of_text, monikers
 from airflow_provider_aadsync.engine.expressions.values import ReferenceValues, as_list
 
 # ------------------------------------------------------------------------------------------------- kinds
@@ -280,33 +280,46 @@ def _instr(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
     return done
 
 
-def _strings(cell: Any) -> list[str] | None:
-    """A cell's values when each is a string (a string cell is one value, NULL none); None for any other cell."""
-    if cell is None:
-        return []
-    if type(cell) is str:
-        return [cell]
-    if type(cell) is list and all(type(value) is str for value in cell):
-        return cell
-    return None
+def _flat_values(cells: list[Any]) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
+    """The values of ``cells`` as one flat list (a list cell's values, a scalar as one value, NULL none), each value's
+    cell, each cell's first value's place in the list, and whether each cell holds strings only."""
+    lists = [cell if type(cell) is list else [] if cell is None else [cell] for cell in cells]
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    flat = [value for values in lists for value in values]
+    owners = np.repeat(np.arange(len(lists)), lengths)
+    strings = np.ones(len(lists), dtype=bool)
+    strings[owners[np.fromiter((type(value) is not str for value in flat), dtype=bool, count=len(flat))]] = False
+    return flat, owners, np.cumsum(lengths) - lengths, strings
 
 
 def _contains(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
     """Contains of string values (a multi-valued cell, a string or NULL) and a string, case-sensitive (its
     two-argument form): the 1-based index of the first value holding the string, 0 when none does. The primary SMTP
-    address of the shipped rules looks for "SMTP:" in every object's proxyAddresses."""
+    address of the shipped rules looks for "SMTP:" in every object's proxyAddresses: the values of all the rows are
+    searched as one flat list, the first hit of each row found with NumPy (not a generator per object)."""
     if len(args) != 2:
         return np.zeros(len(rows), dtype=bool)
     values, search = args
     done = rows & (search.kinds == STR)
-    for position in np.flatnonzero(done).tolist():
-        strings = _strings(values.values[position])
-        if strings is None:
-            done[position] = False
-            continue
-        needle = search.values[position]
-        out.values[position] = next((index for index, value in enumerate(strings, 1) if needle in value), 0)
-    out.kinds[done], out.ok[done] = INT, True
+    positions = np.flatnonzero(done)
+    if not positions.size:
+        return done
+    flat, owners, starts, strings = _flat_values(values.values[positions].tolist())
+    needles = search.values[positions][owners].tolist()
+    hits = np.flatnonzero(
+        np.fromiter(
+            (type(value) is str and needle in value for value, needle in zip(flat, needles, strict=True)),
+            dtype=bool,
+            count=len(flat),
+        )
+    )
+    first, at = np.unique(owners[hits], return_index=True)  # owners ascend: each row's first hit
+    found = np.zeros(len(positions), dtype=np.int64)
+    found[first] = hits[at] - starts[first] + 1
+    done[positions[~strings]] = False
+    kept = positions[strings]
+    out.values[kept] = found[strings].tolist()
+    out.kinds[kept], out.ok[kept] = INT, True
     return done
 
 
@@ -334,7 +347,7 @@ def _mid(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
     for number in numbers:
         done &= number.kinds == INT
     if done.any():
-        cut = map(mid, text.values[done], *(number.values[done] for number in numbers))
+        cut = map(mid_of_text, text.values[done], *(number.values[done] for number in numbers))
         out.set(done, objects(cut, int(done.sum())), STR)
     return done
 

@@ -57,7 +57,7 @@ from airflow_provider_aadsync.engine.expressions.functions import FUNCTIONS, Fun
 from airflow_provider_aadsync.engine.expressions.limits import MAX_NESTING_DEPTH
 from airflow_provider_aadsync.engine.expressions.parser import parse
 from airflow_provider_aadsync.engine.expressions.row_compiler import RowCompiler, single_argument
-from airflow_provider_aadsync.engine.expressions.values import SENTINELS, ReferenceValues, cell
+from airflow_provider_aadsync.engine.expressions.values import SENTINELS, ReferenceValues, cells
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,6 +84,8 @@ class Columns:
         self.index = index
         self._cells: dict[str, np.ndarray] = {}
         self._leaves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        #: The results of calls an expression writes more than once (``_memoised``), with the rows they hold.
+        self.memo: dict[Any, tuple[np.ndarray, Col]] = {}
 
     @classmethod
     def of(cls, source: Columns | pd.DataFrame | Mapping[str, Sequence[Any]], size: int | None = None) -> Columns:
@@ -137,9 +139,9 @@ class Columns:
             odd = np.flatnonzero(kinds == OTHER)
             if odd.size:  # lists, tuples, naive datetimes, bytearrays: normalised as the per-object path does
                 values = values.copy()
-                for position in odd.tolist():
-                    value = values[position] = cell(values[position])
-                    kinds[position] = kind_of(value)
+                normalised = objects(cells(values[odd].tolist()), odd.size)  # a list stays one cell
+                values[odd] = normalised
+                kinds[odd] = kinds_of(normalised)
             found = self._leaves[name] = (values, kinds)
         return found
 
@@ -209,6 +211,22 @@ def compile_columns(text: str, parameters: Mapping[str, object]) -> Callable[[Co
     return run
 
 
+def _memoised(node: Node) -> Node:
+    """A call node evaluated once per ``Columns`` for the rows asked first, when a later use asks for no other rows:
+    the shipped primary SMTP address tests ``Contains([proxyAddresses], "SMTP:")`` and then takes the value it
+    points at. Results are read only, as an attribute's shared cells are."""
+
+    def memoised(columns: Columns, need: np.ndarray) -> Col:
+        found = columns.memo.get(memoised)
+        if found is not None and not (need & ~found[0]).any():
+            return found[1]
+        result = node(columns, need)
+        columns.memo[memoised] = (need.copy(), result)
+        return result
+
+    return memoised
+
+
 def _guarded(node: Node) -> Node:
     """Skip a node no row needs (an IIF branch no object takes)."""
 
@@ -223,6 +241,7 @@ def _guarded(node: Node) -> Node:
 class _ColumnCompiler:
     def __init__(self, rows: RowCompiler) -> None:
         self.rows = rows  # the per-object compiler: folds constants exactly as the per-object form does
+        self.calls: dict[str, Node] = {}  # by the call's text: _unsupported leaves only pure calls
 
     def node(self, tree: Tree) -> Node:
         kind = tree.data
@@ -243,7 +262,12 @@ class _ColumnCompiler:
         method = getattr(self, f"node_{kind}", None)
         if method is None:
             raise _NoColumnForm
-        return _guarded(method(tree))
+        if kind != "call":
+            return _guarded(method(tree))
+        key = repr(tree)  # the same call written twice (with the same arguments): one node, computed once
+        if key not in self.calls:
+            self.calls[key] = _memoised(_guarded(method(tree)))
+        return self.calls[key]
 
     def _unsupported(self, tree: Tree) -> bool:
         if tree.data == "variable":

@@ -104,6 +104,14 @@ def mid(string: Any, start: Any, num_chars: Any = None) -> str:
     if text is None:
         return ""
     length = None if num_chars is None else to_int(scalar(num_chars, "NumChars"), "NumChars")
+    return mid_of_text(text, begin, length)
+
+
+def mid_of_text(text: str | None, begin: int | None, length: int | None = None) -> str:
+    """:func:`mid` once its arguments are a string (or NULL) and whole numbers (or NULL): the column form calls it
+    directly for rows of those kinds."""
+    if text is None:
+        return ""
     if begin is None or begin <= 0 or begin > len(text):
         return text
     if length is None:

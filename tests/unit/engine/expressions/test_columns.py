@@ -23,8 +23,14 @@ from airflow_provider_aadsync.engine.expressions import (
     ReferenceValues,
     compile_expression,
 )
+from airflow_provider_aadsync.engine.expressions.column_forms import FAST_FUNCTIONS
 from airflow_provider_aadsync.engine.expressions.columns import Columns
+from airflow_provider_aadsync.engine.expressions.values import cell, cells
 
+SHIPPED_PRIMARY_SMTP = (
+    'IIF(Contains([proxyAddresses], "SMTP:") > 0,'
+    ' Mid(Item([proxyAddresses], Contains([proxyAddresses], "SMTP:")), 6), [mail])'
+)
 SHIPPED = [
     "IIF(IsPresent([mS-DS-ConsistencyGuid]), ConvertToBase64([mS-DS-ConsistencyGuid]), ConvertToBase64([objectGUID]))",
     "IIF(IsNullOrEmpty([displayName]), [cn], [displayName])",
@@ -41,8 +47,7 @@ SHIPPED = [
     ' || ((Left([sAMAccountName], 4) = "CAS_") && (InStr([sAMAccountName], "}") > 0))'
     " || IIF(IsPresent([msExchRecipientTypeDetails]), BitAnd([msExchRecipientTypeDetails], &H21C07000) > 0, False),"
     " True, NULL)",
-    'IIF(Contains([proxyAddresses], "SMTP:") > 0,'
-    ' Mid(Item([proxyAddresses], Contains([proxyAddresses], "SMTP:")), 6), [mail])',
+    SHIPPED_PRIMARY_SMTP,
 ]
 MEMBER_LIMIT = (
     'IIF(ValueCount("member") > %MemberLimit%, Error("Maximum member count exceeded: more than " & '
@@ -123,6 +128,10 @@ CONSTRUCTS = [
     "Mid([a], 2, 1)",
     "Mid([a], [b], [c])",
     'Mid(Item([a], Contains([a], "b")), 2)',
+    # a call written twice is computed once, for the rows first asked (then fewer, or others: computed again)
+    "IIF(Len([a]) > 2, Len([a]) + Len([a]), Len([b]))",
+    'Switch(Contains([a], "b") > 0, Item([a], Contains([a], "b")), Contains([a], "b") = 0, [c])',
+    "IIF(IsPresent([b]), Len([a]), IIF(Len([a]) > 1, Len([a]), 0))",
     # functions with no fast form (their own implementation per object, inside the column form)
     "CStr([a])",
     'Word([a], 1, " ")',
@@ -288,6 +297,32 @@ class TestEquivalence:
         shared = Columns.of(frame)
         assert compile_expression("Len([cn])").evaluate_column(shared).values.tolist() == [1, None, None]
         assert shared.leaf("cn") is shared.leaf("cn")  # prepared once
+
+
+class TestSharedCalls:
+    def test_a_call_written_twice_is_computed_once_for_the_rows_first_asked(self, monkeypatch):
+        asked: list[int] = []
+        contains = FAST_FUNCTIONS["Contains"]
+
+        def counted(args, rows, out):
+            asked.append(int(rows.sum()))
+            return contains(args, rows, out)
+
+        monkeypatch.setitem(FAST_FUNCTIONS, "Contains", counted)
+        expression = compile_expression(SHIPPED_PRIMARY_SMTP)
+        proxies = [["smtp:a@x", "SMTP:b@x"], "SMTP:c@x", None, ["X500:/o=x"]]
+        result = expression.evaluate_column({"proxyAddresses": proxies, "mail": ["m1", "m2", "m3", "m4"]}, size=4)
+        assert result.values.tolist() == ["b@x", "c@x", "m3", "m4"] and not result.per_row.any()
+        assert asked == [4]  # the condition's rows; Item's index is the same call, on two of them
+
+    def test_cells_are_what_cell_makes_of_each_value(self):
+        naive = dt.datetime(2026, 12, 7, 12, 0)
+        mixed = [["a", "b"], ["a"], [], ("a", "b"), ["a", None, "b"], ["a", 1], naive, bytearray(b"x"), "s", None]
+        lists = [["a", "b"], ["c", "d", "e"]]
+        for values in (mixed, lists, []):
+            made = cells(values)
+            assert made == [cell(value) for value in values]
+            assert all(new is not old for new, old in zip(made, values, strict=True) if type(old) is list)
 
 
 class TestCoverage:
