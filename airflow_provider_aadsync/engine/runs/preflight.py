@@ -29,7 +29,6 @@ import base64
 import csv
 import io
 import json
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -37,6 +36,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from airflow_provider_aadsync.engine.connectors.converters import guid_bytes
 from airflow_provider_aadsync.engine.connectors.entra.schema import DIRECTORY_ROLES, read_only_in_graph
 from airflow_provider_aadsync.engine.connectors.kinds import connector_kind
 from airflow_provider_aadsync.engine.store import Store, cs_object, link, mv_object
@@ -141,9 +141,9 @@ def _primary_smtp(attrs: dict[str, Any]) -> str:
     return _first(attrs.get("primarySmtpAddress")) if "primarySmtpAddress" in attrs else _first(attrs.get("mail"))
 
 
-def _ad_persons(store: Store, mv_type: str = "person") -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(AD DN, metaverse attributes, AD attributes) of every person (or group) an AD connector projected,
-    cloud-filtered ones left out."""
+def _ad_persons(store: Store, mv_type: str = "person") -> list[tuple[str, dict[str, Any], str]]:
+    """(AD DN, metaverse attributes, AD attributes as stored JSON, decoded by who reads them) of every person (or
+    group) an AD connector projected, cloud-filtered ones left out."""
     query = (
         sa.select(link.c.connector, cs_object.c.dn, mv_object.c.attrs, cs_object.c.attrs)
         .join(mv_object, mv_object.c.id == link.c.mv_id)
@@ -158,19 +158,18 @@ def _ad_persons(store: Store, mv_type: str = "person") -> list[tuple[str, dict[s
         attrs = json.loads(text)
         if connector_kind(connector) != "ad" or _first(attrs.get("cloudFiltered")).casefold() == "true":
             continue
-        persons.append((dn, attrs, json.loads(ad_text)))
+        persons.append((dn, attrs, ad_text))
     return persons
 
 
 def _foreign_consistency_guid(anchor: str, ad_attrs: dict[str, Any]) -> bool:
-    """The anchor is the user's mS-DS-ConsistencyGuid, which is not its objectGUID (no engine wrote it from that)."""
+    """The anchor is the user's mS-DS-ConsistencyGuid, which is not its objectGUID (no engine wrote it from that):
+    its bytes as the AD connector types them (``guid_bytes``), in base64 as the shipped rule's ConvertToBase64."""
     consistency, object_guid = _first(ad_attrs.get("mS-DS-ConsistencyGuid")), _first(ad_attrs.get("objectGUID"))
     if not anchor or not consistency or not object_guid or consistency.casefold() == object_guid.casefold():
         return False
-    try:
-        return anchor == base64.b64encode(uuid.UUID(consistency).bytes_le).decode()
-    except ValueError:  # not a GUID's text: not what the shipped rule anchors on
-        return False
+    raw = guid_bytes(consistency)  # not a GUID's text: left as it is, not what the shipped rule anchors on
+    return isinstance(raw, bytes) and anchor == base64.b64encode(raw).decode("ascii")
 
 
 def preflight(
@@ -223,12 +222,12 @@ def _user_rows(store: Store, entra_connector: str, block_soft_match: bool, block
         if user.mail:
             by_mail[user.mail.casefold()].append(user)
     rows: list[PreflightRow] = []
-    for dn, attrs, ad_attrs in _ad_persons(store):
+    for dn, attrs, ad_text in _ad_persons(store):
         anchor, upn = _first(attrs.get("sourceAnchor")), _first(attrs.get("userPrincipalName"))
         mail = _primary_smtp(attrs)
         base = {"ad_dn": dn, "source_anchor": anchor, "user_principal_name": upn}
         # A cloud user holding the anchor already (a hard match) was given it by an engine or a migration.
-        note = FOREIGN_CONSISTENCY_GUID if _foreign_consistency_guid(anchor, ad_attrs) else ""
+        note = FOREIGN_CONSISTENCY_GUID if _foreign_consistency_guid(anchor, json.loads(ad_text)) else ""
         hard = by_anchor.get(anchor) if anchor else None
         if hard is not None:
             refused = TAKEOVER if block_takeover and not hard.synced else ""
