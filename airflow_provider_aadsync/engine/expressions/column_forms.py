@@ -234,8 +234,9 @@ def _concat(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
 
 def _replace(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
     """Replace of a string or NULL, with string OldValue and string or NULL NewValue (the shipped mailNickname's
-    ``Replace([sAMAccountName], " ", "")``). A replacement longer than what it replaces, which can pass the value
-    limit, is left to the function itself."""
+    ``Replace([sAMAccountName], " ", "")``). The rows are taken by their (OldValue, NewValue) pair, in practice one
+    pair of constants: its monikers are read once and its strings replaced in one pass. A replacement longer than
+    what it replaces, which can pass the value limit, is left to the function itself."""
     text, old, new = args
     done = (
         rows
@@ -244,22 +245,28 @@ def _replace(args: Sequence[Col], rows: np.ndarray, out: Col) -> np.ndarray:
         & ((new.kinds == STR) | (new.kinds == NULL))
     )
     positions = np.flatnonzero(done)
-    values: list[str | None] = []
-    translated: dict[tuple[str, str | None], tuple[str, str]] = {}
-    for position, string, old_value, new_value in zip(
-        positions.tolist(), text.values[positions], old.values[positions], new.values[positions], strict=True
-    ):
-        pair = (old_value, new_value)
-        if pair not in translated:  # the arguments are constants in practice: their monikers are read once
-            translated[pair] = (monikers(old_value), monikers(new_value or ""))
-        old_text, new_text = translated[pair]
-        if len(new_text) > len(old_text) and string is not None:
-            done[position] = False
+    olds, news = old.values[positions].tolist(), new.values[positions].tolist()
+    if len(set(olds)) <= 1 and len(set(news)) <= 1:
+        groups = [(olds[0], news[0], done.copy())] if olds else []
+    else:
+        pairs = list(zip(olds, news, strict=True))
+        groups = []
+        for old_value, new_value in dict.fromkeys(pairs):
+            mask = np.zeros(len(done), dtype=bool)
+            mask[positions[[pair == (old_value, new_value) for pair in pairs]]] = True
+            groups.append((old_value, new_value, mask))
+    for old_value, new_value, mask in groups:
+        old_text, new_text = monikers(old_value), monikers(new_value or "")
+        null_rows = mask & (text.kinds == NULL)
+        strings = mask & ~null_rows
+        out.set(null_rows, None, NULL)
+        if len(new_text) > len(old_text):
+            done[strings] = False
             continue
-        values.append(None if string is None else string.replace(old_text, new_text) if old_text else string)
-    if values:
-        cells = objects(values, len(values))
-        out.set(done, cells, kinds_of(cells))
+        values = text.values[strings].tolist()
+        if old_text:
+            values = [value.replace(old_text, new_text) for value in values]
+        out.set(strings, objects(values, len(values)), STR)
     return done
 
 

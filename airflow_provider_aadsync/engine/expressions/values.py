@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Protocol, runtime_checkable
 
 from airflow_provider_aadsync.engine.expressions.errors import ExpressionEvaluationError
@@ -118,12 +119,16 @@ def cell(value: Any) -> Any:
 
 def cells(values: list[Any]) -> list[Any]:
     """``[cell(value) for value in values]``: when all are lists of 2 to MAX_VALUES strings (a multi-valued attribute
-    such as proxyAddresses, read for a batch of objects), checked and copied in two passes over all their values
-    instead of a call per list."""
-    if all(type(value) is list and 1 < len(value) <= MAX_VALUES for value in values) and all(
-        type(item) is str for value in values for item in value
+    such as proxyAddresses, read for a batch of objects), their types and lengths checked by C-level maps over all
+    of them and the lists copied, instead of a call per list."""
+    if (
+        values
+        and set(map(type, values)) == {list}
+        and 1 < min(map(len, values))
+        and max(map(len, values)) <= MAX_VALUES
+        and set(map(type, chain.from_iterable(values))) == {str}
     ):
-        return [value[:] for value in values]
+        return list(map(list.copy, values))
     return [cell(value) for value in values]
 
 

@@ -17,6 +17,7 @@ from airflow_provider_aadsync.engine.connectors.converters import (
     guid_bytes_column,
     integer,
     sid_bytes,
+    sid_bytes_column,
 )
 
 NOT_QUITE_GUIDS = [
@@ -65,6 +66,35 @@ class TestGuidBytesColumn:
     def test_all_canonical(self):
         guids = [uuid.uuid4() for _ in range(100)]
         assert guid_bytes_column([str(g) for g in guids]) == [g.bytes_le for g in guids]
+
+
+class TestSidBytesColumn:
+    def test_equals_sid_bytes_text_by_text(self):
+        domain = "S-1-5-21-3623811015-3361044348-30300820"
+        texts = [
+            *(f"{domain}-{rid}" for rid in (500, 512, 1104, 0, 4294967295, 999999999, 1000000000)),
+            f"{domain}-0500",
+            f"{domain}- 7",
+            f"{domain}-x",
+            f"{domain}-",
+            f"{domain}-\uff15",  # a fullwidth digit: int() reads it, the column form leaves it to sid_bytes
+            "s-1-5-21-1-2-3-500",
+            "S-1-5-32-544",
+            "S-1-5-18",
+            "S-1-500",
+            "S-1",
+            "S-",
+            "-5",
+            "",
+            "bad",
+            "S-1-5-21-1-2-3",
+        ]
+        assert sid_bytes_column(texts) == [sid_bytes(text) for text in texts]
+
+    def test_a_domain_part_encoded_once_reused_for_each_relative_id(self):
+        domain = "S-1-5-21-1-2-3"
+        texts = [f"{domain}-{1000 + n}" for n in range(50)]
+        assert sid_bytes_column(texts) == [sid_bytes(text) for text in texts]
 
 
 def _column(cells: list) -> np.ndarray:
