@@ -9,11 +9,17 @@ loop over the calls are the hook's (:meth:`EntraHook.batch <airflow_provider_aad
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
-from airflow_provider_aadsync.engine.runs.source import OUTCOME_UNKNOWN_CODE, UNANSWERED_CODE, BatchRequest
+from airflow_provider_aadsync.engine.runs.source import (
+    OUTCOME_UNKNOWN_CODE,
+    UNANSWERED_CODE,
+    BatchRequest,
+    ObjectDecodeError,
+)
 from airflow_provider_aadsync.hooks.entra_settings import GraphError, GraphMalformedAnswerError
 from airflow_provider_aadsync.hooks.entra_transport import (
     RETRYABLE_STATUSES,
@@ -25,16 +31,24 @@ from airflow_provider_aadsync.hooks.entra_transport import (
 
 __all__ = [
     "BATCH_LIMIT",
+    "OBJECT_REFUSALS",
     "BatchResult",
     "batch_body",
     "check_requests",
     "holds_create",
     "next_chunk",
+    "objects_read",
     "read_answer",
+    "read_requests",
+    "unreadable_object",
 ]
 
 #: Graph's limit of requests in one JSON batch.
 BATCH_LIMIT = 20
+
+#: Graph's answers that refuse one object's read for good (a property it cannot select for it, an object the app may
+#: not read), as opposed to the tenant being unreachable, throttling or failing (which fail the run, to be retried).
+OBJECT_REFUSALS = (400, 403)
 
 
 @dataclass(frozen=True)
@@ -179,3 +193,53 @@ def _inner_error(request: BatchRequest, status: int, body: Any, retry_after: flo
         request_id=inner.get("request-id"), method=request.method, url=request.url.split("?", 1)[0],
         retry_after=retry_after,
     )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ reads by id
+def unreadable_object(resource: str, object_id: str, error: GraphError) -> ObjectDecodeError:
+    """The per-object error (code ``unreadable-object``) of a read Graph refused (:data:`OBJECT_REFUSALS`), naming the
+    object by id and Graph's message."""
+    return ObjectDecodeError(
+        f"Graph refused to read {resource} {object_id}: {error.status} {error.code}: {error.graph_message}",
+        dn=f"{resource}/{object_id}",
+        anchor=object_id,
+        code="unreadable-object",
+    )
+
+
+def read_requests(resource: str, object_ids: Sequence[str], params: Mapping[str, str]) -> list[BatchRequest]:
+    """``GET /{resource}/{id}`` with the query ``params`` of each id, as ``$batch`` requests whose ids are the ids'
+    positions (an object id is not a valid request id for every Graph client)."""
+    query = urlencode(params, safe="$,")
+    return [
+        BatchRequest(str(position), "GET", f"/{resource}/{quote(object_id, safe='')}?{query}")
+        for position, object_id in enumerate(object_ids)
+    ]
+
+
+def objects_read(
+    resource: str, object_ids: Sequence[str], results: Mapping[str, BatchResult]
+) -> tuple[dict[str, dict[str, Any] | None], list[ObjectDecodeError]]:
+    """The answers to :func:`read_requests`: each object read (None when Graph has no such object, 404), and the
+    per-object errors of the reads Graph refused (:data:`OBJECT_REFUSALS`).
+
+    :raise GraphError: another failure, as a single read raises it once its retries are spent (the run stops, to be
+        retried).
+    :raise GraphMalformedAnswerError: an object answered that is not a JSON object."""
+    found: dict[str, dict[str, Any] | None] = {}
+    refused: list[ObjectDecodeError] = []
+    for position, object_id in enumerate(object_ids):
+        result = results[str(position)]
+        if result.ok:
+            if not isinstance(result.body, dict):
+                raise GraphMalformedAnswerError(f"GET /{resource}/{{id}} in a $batch: not a JSON object", method="GET")
+            found[object_id] = result.body
+        elif result.status == 404:
+            found[object_id] = None
+        else:
+            request = BatchRequest(str(position), "GET", f"/{resource}/{quote(object_id, safe='')}")
+            error = _inner_error(request, result.status, result.body, None)
+            if result.status not in OBJECT_REFUSALS:
+                raise error
+            refused.append(unreadable_object(resource, object_id, error))
+    return found, refused

@@ -387,3 +387,31 @@ def test_a_user_kept_by_a_full_import_is_read_again_by_id_with_its_manager(graph
     with pytest.raises(ObjectDecodeError, match="400") as refused:  # Graph refuses the read of this object
         hook.get_object("users", worker, ["noSuchProperty"])
     assert (refused.value.anchor, refused.value.code) == (worker, "unreadable-object")
+
+
+def test_a_delta_reads_again_twenty_objects_a_batch(graph_server, graph_tenant, store):
+    """What a delta could not apply is read again by id through ``$batch``, 20 reads a call, not a call each; a read
+    Graph refuses or an object it no longer has is answered per object there too."""
+    hook = entra_hook_for(graph_server, graph_tenant)
+    users = [create_user(hook, graph_tenant["initialDomain"], number) for number in range(21)]
+    assert run_entra_import(hook, store, mode="full")["result"] == "success"
+    for number, user in enumerate(users):
+        broken = f'{{"displayName": "User {number} \\ud800"}}'.encode()
+        hook.request("PATCH", f"/users/{user}", content=broken, headers={"Content-Type": "application/json"})
+    failed = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+    assert failed["counters"]["objects_to_read_again"] == 21
+
+    for number, user in enumerate(users):
+        hook.request("PATCH", f"/users/{user}", json={"displayName": f"User {number}"})
+    fixed = run_entra_import(entra_hook_for(graph_server, graph_tenant), store, mode="delta")
+    assert fixed["result"] == "success" and fixed["counters"]["objects_read_again"] == 21
+    assert fixed["graph"]["batch_requests"] == 2 and fixed["graph"]["batch_items"] == 21
+    assert {json.loads(live(store)[user]["attrs"])["displayName"][0] for user in users} == {
+        f"User {number}" for number in range(21)
+    }
+
+    gone = "00000000-0000-0000-0000-000000000000"
+    found, refused = hook.get_objects("users", [users[0], gone], ["id", "displayName"])
+    assert found[users[0]]["displayName"] == "User 0" and found[gone] is None and refused == []
+    found, refused = hook.get_objects("users", [users[1]], ["noSuchProperty"])
+    assert found == {} and [(error.anchor, error.code) for error in refused] == [(users[1], "unreadable-object")]

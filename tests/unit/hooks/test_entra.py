@@ -384,6 +384,61 @@ class TestBatch:
         assert hook.counters["writes_sent"] == 3
 
 
+class TestReadById:
+    """``get_objects``: objects read whole by id through ``$batch`` (a delta reads again what it could not apply)."""
+
+    @staticmethod
+    def graph(answers: dict[str, tuple[int, dict]], calls: list[list[str]]):
+        """A Graph whose ``$batch`` answers each ``GET /users/{id}`` from ``answers`` by id (404 when absent)."""
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            assert request.url.path == "/v1.0/$batch"
+            items = json.loads(request.content)["requests"]
+            calls.append([item["url"] for item in items])
+            responses = []
+            for item in items:
+                object_id = item["url"].split("?", 1)[0].rsplit("/", 1)[1]
+                status, body = answers.get(object_id, (404, {"error": {"code": "Request_ResourceNotFound"}}))
+                responses.append({"id": item["id"], "status": status, "body": body})
+            return httpx.Response(200, json={"responses": responses})
+
+        return handler
+
+    def test_twenty_reads_a_call_with_the_query_of_a_single_read(self, hook):
+        calls: list[list[str]] = []
+        answers = {f"u{n}": (200, {"id": f"u{n}", "displayName": f"User {n}"}) for n in range(25)}
+        use(hook, self.graph(answers, calls))
+        found, refused = hook.get_objects("users", [f"u{n}" for n in range(25)], ["id", "displayName"], ["manager"])
+        assert found == {f"u{n}": answers[f"u{n}"][1] for n in range(25)} and refused == []
+        assert [len(urls) for urls in calls] == [20, 5] and hook.counters["batch_requests"] == 2
+        assert calls[0][0] == "/users/u0?$select=id,displayName&$expand=manager"
+
+    def test_a_gone_object_is_none_and_a_refused_read_is_its_own_error(self, hook):
+        forbidden = {"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges"}}
+        answers = {
+            "u1": (200, {"id": "u1"}),
+            "hidden": (403, forbidden),
+            "odd": (400, {"error": {"code": "BadRequest"}}),
+        }
+        use(hook, self.graph(answers, []))
+        found, refused = hook.get_objects("users", ["u1", "gone", "hidden", "odd"], ["id"])
+        assert found == {"u1": {"id": "u1"}, "gone": None}
+        assert [(error.anchor, error.code) for error in refused] == [
+            ("hidden", "unreadable-object"),
+            ("odd", "unreadable-object"),
+        ]
+        assert "403 Authorization_RequestDenied: Insufficient privileges" in str(refused[0])
+
+    def test_a_read_failing_past_its_retries_stops_the_run_as_a_single_read_does(self, hook, monkeypatch):
+        monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", lambda _seconds: None)
+        calls: list[list[str]] = []
+        use(hook, self.graph({"u1": (200, {"id": "u1"}), "sick": (500, {"error": {"code": "UnknownError"}})}, calls))
+        with pytest.raises(GraphError) as raised:
+            hook.get_objects("users", ["u1", "sick"], ["id"])
+        assert raised.value.status == 500 and len(calls) == 3  # sent again until the hook's 3 attempts were spent
+        assert calls[1:] == [["/users/sick?$select=id"]] * 2
+
+
 class TestWritesThatMayHaveBeenCarriedOut:
     """A gateway that gives up (504), a failure midway (500) or a bad gateway (502) may come after Graph carried the
     write out. An idempotent request is sent again; a create (POST) is not, when the caller reconciles

@@ -86,6 +86,33 @@ class ByIdGraph(ChangeLogGraph):
         del self.objects[resource][object_id]
 
 
+class BatchedByIdGraph(ByIdGraph):
+    """A ByIdGraph that also reads many objects at once, as the hook does through ``$batch`` (``get_objects``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    def get_objects(
+        self, resource: str, object_ids: Sequence[str], select: Sequence[str], expand: Sequence[str] = ()
+    ) -> tuple[dict[str, dict[str, Any] | None], list[ObjectDecodeError]]:
+        self.batches.append(list(object_ids))
+        found: dict[str, dict[str, Any] | None] = {}
+        refused: list[ObjectDecodeError] = []
+        for object_id in object_ids:
+            try:
+                found[object_id] = self.get_object(resource, object_id, select, expand)
+            except ObjectDecodeError as error:
+                refused.append(error)
+        return found, refused
+
+
+@pytest.fixture(params=["one read per object", "batched reads"])
+def by_id_graph(request) -> ByIdGraph:
+    """A Graph that reads objects by id one at a time, or many at once (the reader uses get_objects when it can)."""
+    return ByIdGraph() if request.param == "one read per object" else BatchedByIdGraph()
+
+
 @pytest.fixture
 def store(tmp_path):
     with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
@@ -164,8 +191,8 @@ def _stored_attrs(store: Store, anchor: str) -> dict[str, Any]:
     return json.loads(attrs)
 
 
-def test_the_link_moves_on_and_the_failed_group_is_read_again_whole_with_its_members(store):
-    graph = ByIdGraph()
+def test_the_link_moves_on_and_the_failed_group_is_read_again_whole_with_its_members(store, by_id_graph):
+    graph = by_id_graph
     _team_imported(graph, store)
     assert _to_read_again(store, "groups") == [] and _to_read_again(store, "users") == []
 
@@ -185,8 +212,8 @@ def test_the_link_moves_on_and_the_failed_group_is_read_again_whole_with_its_mem
     assert groups_links[0] != groups_links[1], "the groups link stayed where the failed item was"
 
 
-def test_an_object_that_fails_again_stays_listed_and_one_graph_no_longer_has_leaves_the_list(store):
-    graph = ByIdGraph()
+def test_an_object_that_fails_again_stays_listed_and_one_graph_no_longer_has_leaves_the_list(store, by_id_graph):
+    graph = by_id_graph
     for n in (1, 2):
         graph.put("users", user(n))
     graph.put("groups", {"id": GROUP, "displayName": "Team"})
@@ -201,12 +228,14 @@ def test_an_object_that_fails_again_stays_listed_and_one_graph_no_longer_has_lea
     assert again.counters["errors"] == 1 and again.counters["objects_read_again"] == 2
     assert _to_read_again(store, "users") == [oid(1)]
     assert sorted(graph.read_by_id) == sorted([oid(1), oid(2)])
+    if isinstance(graph, BatchedByIdGraph):  # both read in one call
+        assert [sorted(batch) for batch in graph.batches] == [sorted([oid(1), oid(2)])]
 
 
-def test_what_a_full_import_could_not_read_is_read_again_by_the_next_delta(store):
+def test_what_a_full_import_could_not_read_is_read_again_by_the_next_delta(store, by_id_graph):
     """A full import keeps an object it could not read as it was (never deleted as gone); the next delta reads it
     again by id, without waiting for a change of its own or the next full import."""
-    graph = ByIdGraph()
+    graph = by_id_graph
     for n in (1, 2):
         graph.put("users", user(n))
     assert import_entra(graph, store, mode="full").result == "success"
@@ -221,8 +250,8 @@ def test_what_a_full_import_could_not_read_is_read_again_by_the_next_delta(store
     assert _to_read_again(store, "users") == []
 
 
-def test_a_user_whose_manager_id_is_unusable_is_named_and_read_again(store):
-    graph = ByIdGraph()
+def test_a_user_whose_manager_id_is_unusable_is_named_and_read_again(store, by_id_graph):
+    graph = by_id_graph
     graph.put("users", user(1))
     assert import_entra(graph, store, mode="full").result == "success"
     graph.put("users", {**user(1), "manager@delta": [{"id": ""}]})
@@ -230,9 +259,9 @@ def test_a_user_whose_manager_id_is_unusable_is_named_and_read_again(store):
     assert result.counters["errors"] == 1 and _to_read_again(store, "users") == [oid(1)]
 
 
-def test_an_item_without_an_id_keeps_the_old_link(store):
+def test_an_item_without_an_id_keeps_the_old_link(store, by_id_graph):
     """Nothing names the object to read again: the resource's link stays, as before."""
-    graph = ByIdGraph()
+    graph = by_id_graph
     graph.put("users", user(1))
     assert import_entra(graph, store, mode="full").result == "success"
     graph.objects["users"]["broken"] = {"displayName": "no id"}
@@ -241,10 +270,10 @@ def test_an_item_without_an_id_keeps_the_old_link(store):
     assert result.counters["watermarks_kept"] == 1 and _to_read_again(store, "users") == []
 
 
-def test_an_object_whose_read_graph_refuses_is_a_per_object_error_and_stays_listed(store):
+def test_an_object_whose_read_graph_refuses_is_a_per_object_error_and_stays_listed(store, by_id_graph):
     """A 400 or 403 on one object's read by id must not fail every delta from then on: the run goes on, the other
     listed objects are read, and the refused one waits for the next delta."""
-    graph = ByIdGraph()
+    graph = by_id_graph
     for n in (1, 2):
         graph.put("users", user(n))
     assert import_entra(graph, store, mode="full").result == "success"
