@@ -255,19 +255,23 @@ def three_cloud_users(graph_server, tenant):
 
 
 def test_pim_eligible_administrators_are_never_matched(graph_server, tenant_verifying, store):
-    """A cloud user only eligible for a role in PIM (directly, or as a member of an eligible role-assignable group)
-    activates it at will: it is refused like an active administrator (admin-role, "(eligible)"), never written, no
-    second user. A tenant without Microsoft Entra ID P2 has no PIM: its import reads the active roles and goes on."""
+    """A cloud user only eligible for a role in PIM (for one administrative unit, or tenant-wide as a member of an
+    eligible role-assignable group) activates it at will: it is refused like an active administrator (admin-role,
+    "(eligible)", with the scope), never written, no second user. A tenant without Microsoft Entra ID P2 has no PIM:
+    its import reads the active roles and goes on."""
     tenant = tenant_verifying(DOMAIN)
     hook, (eligible, in_group, plain) = three_cloud_users(graph_server, tenant)
     (tier0,) = seed_tenant(graph_server, tenant, [cloud_group("Tier 0", members=(in_group,), isAssignableToRole=True)])
     roles = f"/tenants/{tenant['id']}/roleAssignments"
-    for principal in (eligible, tier0["id"]):
-        spec = {"role": "Global Administrator", "principalId": principal, "eligible": True}
+    unit = "/administrativeUnits/5b7d2c1e-0000-4000-8000-00000000a002"
+    for spec in (
+        {"role": "User Administrator", "principalId": eligible, "eligible": True, "directoryScopeId": unit},
+        {"role": "Global Administrator", "principalId": tier0["id"], "eligible": True},
+    ):
         emulator_admin(graph_server, "POST", roles, json=spec)
-    label = "Global Administrator (eligible)"
+    scoped, label = f"User Administrator (scope {unit}) (eligible)", "Global Administrator (eligible)"
     assert hook.directory_role_holders() == {
-        eligible: ("user", [label]),
+        eligible: ("user", [scoped]),
         tier0["id"]: ("group", [label]),
         in_group: ("user", [label]),
     }
@@ -275,7 +279,7 @@ def test_pim_eligible_administrators_are_never_matched(graph_server, tenant_veri
     synced, exported = cycle(hook, store, load_sync_rules(), [ad_user(n) for n in (1, 2, 3)])
     errors = {e["anchor"]: (e["code"], e["message"]) for e in store.run_errors(synced.run_id)}
     assert {anchor: code for anchor, (code, _) in errors.items()} == {eligible: "admin-role", in_group: "admin-role"}
-    assert label in errors[eligible][1]
+    assert scoped in errors[eligible][1] and label in errors[in_group][1]
     after = all_users(hook)
     assert exported.counters.get("user_creates", 0) == 0 and set(after) == set(before)
     assert after[eligible] == before[eligible] and after[in_group] == before[in_group]

@@ -14,9 +14,10 @@ Admin API (no auth; refused unless the caller is on loopback):
   → 201: a user or role-assignable group holds the directory role (``GET /v1.0/directoryRoles`` lists a built-in one
   activated, ``GET /v1.0/roleManagement/directory/roleAssignments`` every one); with ``"directoryScopeId":
   "/administrativeUnits/{id}"`` it holds it at that scope only (not a ``directoryRoles`` member); with ``"eligible":
-  true`` it is eligible for it in PIM instead (``GET /v1.0/roleManagement/directory/roleEligibilityScheduleInstances``);
+  true`` it is eligible for it in PIM instead, tenant-wide or at the scope given
+  (``GET /v1.0/roleManagement/directory/roleEligibilityScheduleInstances``);
   ``DELETE .../roleAssignments/{role definition id}/{principal id}`` → 204 (``?eligible=true``: the eligibility;
-  ``?directoryScopeId=...``: the scoped assignment); a tenant created with ``"pimLicensed": false`` has no Microsoft
+  ``?directoryScopeId=...``: the scoped one); a tenant created with ``"pimLicensed": false`` has no Microsoft
   Entra ID P2; ``POST /_emulator/tenants/{id}/roleDefinitions`` ``{"displayName"}`` → 201: a custom role, listed by
   ``GET /v1.0/roleManagement/directory/roleDefinitions`` and assignable by name or id;
 - ``POST /_emulator/tenants/{id}/apps/{clientId}/certificates`` ``{"certificate": PEM}`` (or the PEM itself as the

@@ -45,6 +45,7 @@ class TenantPersistence:
     role_members: dict[str, list[str]]
     role_eligible: dict[str, list[str]]
     role_scoped: dict[str, dict[str, list[str]]]
+    eligible_scoped: dict[str, dict[str, list[str]]]
     custom_roles: dict[str, str]
     pim_licensed: bool
     initial_domain: str
@@ -85,6 +86,7 @@ class TenantPersistence:
             "roleMembers": {role: list(members) for role, members in self.role_members.items()},
             "roleEligible": {role: list(principals) for role, principals in self.role_eligible.items()},
             "roleScoped": {scope: dict(roles) for scope, roles in self.role_scoped.items()},
+            "eligibleScoped": {scope: dict(roles) for scope, roles in self.eligible_scoped.items()},
             "customRoles": dict(self.custom_roles),
             "pimLicensed": self.pim_licensed,
         }
@@ -110,8 +112,8 @@ class TenantPersistence:
         tenant.federated_domains = set(data.get("federatedDomains", []))
         tenant.role_members = {role: list(members) for role, members in data.get("roleMembers", {}).items()}
         tenant.role_eligible = {role: list(ids) for role, ids in data.get("roleEligible", {}).items()}
-        scoped = data.get("roleScoped", {})
-        tenant.role_scoped = {scope: {role: list(ids) for role, ids in by.items()} for scope, by in scoped.items()}
+        tenant.role_scoped = _scoped(data.get("roleScoped", {}))
+        tenant.eligible_scoped = _scoped(data.get("eligibleScoped", {}))
         tenant.custom_roles = dict(data.get("customRoles", {}))
         tenant.pim_licensed = data.get("pimLicensed", True) is not False
         return tenant
@@ -457,3 +459,8 @@ def _fsync_directory(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _scoped(saved: dict[str, dict[str, list[str]]]) -> dict[str, dict[str, list[str]]]:
+    """Role holders by scope and role, as saved (a copy)."""
+    return {scope: {role: list(ids) for role, ids in by.items()} for scope, by in saved.items()}

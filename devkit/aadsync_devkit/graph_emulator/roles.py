@@ -11,8 +11,8 @@ roles and tenant-wide members only), ``GET /roleManagement/directory/roleAssignm
 and ``GET /roleManagement/directory/roleDefinitions``. The emulator's admin API, standing for the portal, creates
 custom roles (``/_emulator/tenants/{id}/roleDefinitions``) and assigns and removes roles
 (``/_emulator/tenants/{id}/roleAssignments``: ``"eligible": true`` for an eligibility, ``"directoryScopeId"`` for a
-scoped assignment). An activated role keeps its object id (its template id here) after its last member leaves, as in
-Graph. Members that no longer exist drop out of the listings.
+scoped assignment or eligibility). An activated role keeps its object id (its template id here) after its last
+member leaves, as in Graph. Members that no longer exist drop out of the listings.
 """
 
 from __future__ import annotations
@@ -40,13 +40,15 @@ class TenantRoles:
     """The directory-role side of :class:`~aadsync_devkit.graph_emulator.tenant.Tenant`: ``role_members`` holds,
     per activated role's template id, its tenant-wide members' ids in the order they were assigned (a custom role's
     by its definition id); ``role_scoped``, per directory scope other than the tenant's (``/administrativeUnits/{id}``),
-    the same for the assignments at that scope; ``custom_roles``, the custom role definitions' names by id."""
+    the same for the assignments at that scope; ``role_eligible`` and ``eligible_scoped`` the same for PIM's
+    eligibilities; ``custom_roles``, the custom role definitions' names by id."""
 
     _lock: threading.RLock
     _objects: dict[str, DirectoryObject]
     role_members: dict[str, list[str]]
     role_eligible: dict[str, list[str]]
     role_scoped: dict[str, dict[str, list[str]]]
+    eligible_scoped: dict[str, dict[str, list[str]]]
     custom_roles: dict[str, str]
     pim_licensed: bool
     created: str
@@ -114,22 +116,15 @@ class TenantRoles:
         """``(assignment, principal kind, principal properties)`` of each live principal's active assignment, as
         Graph renders a unifiedRoleAssignment: the tenant-wide ones (``directoryScopeId`` "/") and the scoped ones."""
         with self._lock:
-            scopes = {"/": self.role_members, **self.role_scoped}
-            found = []
-            for scope, roles in scopes.items():
-                for role, principals in roles.items():
-                    for principal in (self._objects[i] for i in principals if i in self._objects):
-                        suffix = "" if scope == "/" else f"-{scope.rsplit('/', 1)[-1]}"
-                        assignment = {
-                            "id": f"{role}-{principal.id}{suffix}", "principalId": principal.id,
-                            "roleDefinitionId": role, "directoryScopeId": scope, "appScopeId": None,
-                        }  # fmt: skip
-                        found.append((assignment, principal.kind, principal.props))
-            return found
+            return [
+                ({"id": key, **common}, kind, props)
+                for key, common, kind, props in self._held({"/": self.role_members, **self.role_scoped})
+            ]
 
     def role_eligibilities(self) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
         """``(instance, principal kind, principal properties)`` of each live principal's eligibility, as Graph renders
-        a unifiedRoleEligibilityScheduleInstance (tenant-wide, no end); Graph's 400 without Microsoft Entra ID P2."""
+        a unifiedRoleEligibilityScheduleInstance (tenant-wide or scoped, no end); Graph's 400 without Microsoft Entra
+        ID P2."""
         with self._lock:
             if not self.pim_licensed:
                 raise err.GraphError(
@@ -137,29 +132,48 @@ class TenantRoles:
                     "AadPremiumLicenseRequired",
                     "The tenant needs to have Microsoft Entra ID P2 or Microsoft Entra ID Governance license.",
                 )
-            found = []
-            for template, principals in self.role_eligible.items():
+            return [
+                (
+                    {
+                        "id": f"{key}-e",
+                        **common,
+                        "startDateTime": self.created,
+                        "endDateTime": None,
+                        "memberType": "Direct",
+                        "roleEligibilityScheduleId": key,
+                    },
+                    kind,
+                    props,
+                )  # fmt: skip
+                for key, common, kind, props in self._held({"/": self.role_eligible, **self.eligible_scoped})
+            ]
+
+    def _held(self, scopes: dict[str, dict[str, list[str]]]) -> list[tuple[str, dict[str, Any], str, dict[str, Any]]]:
+        """``(key, common properties, principal kind, principal properties)`` of each live principal holding a role
+        at a scope (an assignment's or eligibility's id is made from the key)."""
+        found = []
+        for scope, roles in scopes.items():
+            for role, principals in roles.items():
                 for principal in (self._objects[i] for i in principals if i in self._objects):
-                    instance = {
-                        "id": f"{template}-{principal.id}-e", "principalId": principal.id,
-                        "roleDefinitionId": template, "directoryScopeId": "/", "appScopeId": None,
-                        "startDateTime": self.created, "endDateTime": None, "memberType": "Direct",
-                        "roleEligibilityScheduleId": f"{template}-{principal.id}",
+                    suffix = "" if scope == "/" else f"-{scope.rsplit('/', 1)[-1]}"
+                    common = {
+                        "principalId": principal.id, "roleDefinitionId": role, "directoryScopeId": scope,
+                        "appScopeId": None,
                     }  # fmt: skip
-                    found.append((instance, principal.kind, principal.props))
-            return found
+                    found.append((f"{role}-{principal.id}{suffix}", common, principal.kind, principal.props))
+        return found
 
     def assign_role(self, spec: Any) -> dict[str, Any]:
         """Assign a role (``{"role": name or id, "principalId": user or group id}``; ``"eligible": true`` makes the
-        principal eligible for it in PIM instead; ``"directoryScopeId": "/administrativeUnits/{id}"`` assigns it at
-        that scope, active); idempotent. A group must be role-assignable (``isAssignableToRole`` true), as Graph
-        requires."""
+        principal eligible for it in PIM instead; ``"directoryScopeId": "/administrativeUnits/{id}"`` assigns it, or
+        makes it eligible, at that scope); idempotent. A group must be role-assignable (``isAssignableToRole`` true),
+        as Graph requires."""
         if not isinstance(spec, dict) or not isinstance(spec.get("principalId"), str):
             raise err.BadRequest("A JSON object with 'role' and 'principalId' is expected.")
         template = self.role_template(spec.get("role"))
         scope = spec.get("directoryScopeId", "/")
-        if not isinstance(scope, str) or not scope.startswith("/") or (scope != "/" and spec.get("eligible")):
-            raise err.BadRequest("'directoryScopeId' is '/' or a directory object's path, for an active assignment.")
+        if not isinstance(scope, str) or not scope.startswith("/"):
+            raise err.BadRequest("'directoryScopeId' is '/' or a directory object's path.")
         with self._lock:
             principal = self._objects.get(spec["principalId"])
             if principal is None or principal.kind not in (USER, GROUP):
@@ -167,8 +181,8 @@ class TenantRoles:
             if principal.kind == GROUP and principal.props.get("isAssignableToRole") is not True:
                 raise err.BadRequest("Only a group with isAssignableToRole true can be assigned a directory role.")
             eligible = spec.get("eligible") is True
-            if scope != "/" and not eligible:
-                self.role_scoped.setdefault(scope, {})
+            if scope != "/":
+                (self.eligible_scoped if eligible else self.role_scoped).setdefault(scope, {})
             members = self._assignments(eligible, scope).setdefault(template, [])
             if principal.id not in members:
                 members.append(principal.id)
@@ -178,10 +192,10 @@ class TenantRoles:
             }  # fmt: skip
 
     def _assignments(self, eligible: bool, scope: str) -> dict[str, list[str]]:
-        """The assignments of a kind (eligible, or active at ``scope``) by role; a new scope's only once assigned."""
-        if eligible:
-            return self.role_eligible
-        return self.role_members if scope == "/" else self.role_scoped.get(scope, {})
+        """The assignments of a kind (eligible or active) at ``scope`` by role; a new scope's only once assigned."""
+        if scope == "/":
+            return self.role_eligible if eligible else self.role_members
+        return (self.eligible_scoped if eligible else self.role_scoped).get(scope, {})
 
     def unassign_role(self, role: str, principal_id: str, *, eligible: bool = False, scope: str = "/") -> None:
         template = self.role_template(role)

@@ -51,6 +51,7 @@ class Tenant(TenantApps, TenantDomains, TenantRoles, TenantObjects, TenantManage
         self.role_members: dict[str, list[str]] = {}  # activated directory role (template id) -> member ids
         self.role_eligible: dict[str, list[str]] = {}  # role (template id) -> PIM-eligible principal ids
         self.role_scoped: dict[str, dict[str, list[str]]] = {}  # scope -> role -> ids assigned it at that scope
+        self.eligible_scoped: dict[str, dict[str, list[str]]] = {}  # scope -> role -> ids eligible for it there
         self.custom_roles: dict[str, str] = {}  # custom role definition id -> display name
         self.pim_licensed = True  # Microsoft Entra ID P2: PIM's eligibilities can be listed
         self.created = created or now_iso()

@@ -130,8 +130,6 @@ def test_the_unified_rbac_api_lists_every_active_assignment_scoped_and_custom_to
         {"role": "Password Helper", "principalId": users[2]},
     ):
         assert client.post(f"{admin}/roleAssignments", json=spec).status_code == 201
-    refused = {"role": "User Administrator", "principalId": users[1], "directoryScopeId": unit, "eligible": True}
-    assert client.post(f"{admin}/roleAssignments", json=refused).status_code == 400
 
     listed = client.get(f"{ASSIGNMENTS}?$expand=principal", headers=auth).json()["value"]
     assert [(a["principalId"], a["roleDefinitionId"], a["directoryScopeId"]) for a in listed] == [
@@ -162,6 +160,36 @@ def test_the_unified_rbac_api_lists_every_active_assignment_scoped_and_custom_to
     saved.flush()
     restored = EmulatorState(state_file=path).find_tenant(loaded.id)
     assert restored.custom_roles == {"r1": "Password Helper"} and restored.role_scoped == {unit: {USER_ADMIN: ["x"]}}
+
+
+def test_an_eligibility_scoped_to_an_administrative_unit_is_listed_with_its_scope(client, auth, tenant, tmp_path):
+    """PIM makes a principal eligible for a role at a scope too (a User Administrator of one administrative unit):
+    roleEligibilityScheduleInstances lists it with that directoryScopeId; it is no active assignment, and it is
+    removed by its scope."""
+    admin = f"/_emulator/tenants/{tenant['id']}/roleAssignments"
+    user = client.post("/v1.0/users", headers=auth, json=new_user(1)).json()["id"]
+    unit = "/administrativeUnits/5b7d2c1e-0000-4000-8000-00000000a001"
+    spec = {"role": "User Administrator", "principalId": user, "directoryScopeId": unit, "eligible": True}
+    made = client.post(admin, json=spec)
+    assert made.status_code == 201 and (made.json()["eligible"], made.json()["directoryScopeId"]) == (True, unit)
+    assert client.post(admin, json={**spec, "directoryScopeId": "administrativeUnits/x"}).status_code == 400
+    listed = client.get(ELIGIBILITIES, headers=auth).json()["value"]
+    assert [(i["principalId"], i["roleDefinitionId"], i["directoryScopeId"]) for i in listed] == [
+        (user, USER_ADMIN, unit)
+    ]
+    assert client.get(ASSIGNMENTS, headers=auth).json()["value"] == []
+    assert client.delete(f"{admin}/{USER_ADMIN}/{user}?eligible=true").status_code == 404  # not tenant-wide
+    assert client.delete(f"{admin}/{USER_ADMIN}/{user}?eligible=true&directoryScopeId={unit}").status_code == 204
+    assert client.get(ELIGIBILITIES, headers=auth).json()["value"] == []
+
+    path = tmp_path / "state.sqlite"
+    saved = EmulatorState(state_file=path)
+    loaded = saved.create_tenant({"name": "fabrikam"})
+    loaded.add_app({"clientId": "0b1c2d3e-0000-4000-8000-00000000b001"})
+    loaded.eligible_scoped = {unit: {USER_ADMIN: ["x"]}}
+    saved.save_soon()
+    saved.flush()
+    assert EmulatorState(state_file=path).find_tenant(loaded.id).eligible_scoped == {unit: {USER_ADMIN: ["x"]}}
 
 
 def test_listing_role_assignments_needs_a_role_management_or_directory_permission(client, tenant):
