@@ -1,7 +1,8 @@
 """The ``aadsync`` commands' store options (``--store URL``, ``--store-conn-id ID``), opening the store they name,
 and the reading commands' ``--json`` output, shared by cli.py and the cli_* modules; ``aadsync store claim``, the
 deliberate re-claim of a store that moved to another sync instance (engine/store/owner.py); ``aadsync store
-drop-connector``, the deliberate removal of a connector space the connectors configuration no longer names."""
+drop-connector``, the deliberate removal of a connector space the connectors configuration no longer names, and
+``aadsync store rename-connector``, its move to the name the configuration gives it now."""
 
 from __future__ import annotations
 
@@ -193,6 +194,61 @@ def drop_connector_command(
         "deprovisioning staged; the next export writes it (a delete count above the deletion threshold stops until "
         "confirmed with --confirm-mass-change deletes=N)."
     )
+
+
+@store_group.command("rename-connector")
+@click.option("--connector", required=True, help="The connector's name in the store (the old name).")
+@click.option("--to", "new_name", required=True, help="Its new name, as the connectors file names it now.")
+@click.option(
+    "--confirm-rename", is_flag=True, help="Do it (without it: only say what would move; nothing is changed)."
+)
+@click.option(
+    "--connectors-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The connectors configuration the cycles use: it must name the new name and no longer the old one.",
+)
+@sync_rule_options
+@store_options
+@click.option("--instance", default="default", show_default=True, help="Sync instance name.")
+def rename_connector_command(
+    connector: str,
+    new_name: str,
+    confirm_rename: bool,
+    connectors_file: str | None,
+    rule_paths: tuple,
+    endpoint: str,
+    store_url: str | None,
+    instance: str,
+    **rule_settings: object,
+) -> None:
+    """Rename a connector in the store as it was renamed in the connectors file: its connector space, links, DirSync
+    cookies, pending exports and metaverse contributions move to the new name, so the next cycle goes on where it was
+    (its next sync is a full one) instead of reading the forest again as new objects. Refused while a cycle runs,
+    when the new name already has a space, and when the rules (give the sync's rule options) would read or write the
+    two names differently. Without --confirm-rename it only says what would move."""
+    from airflow_provider_aadsync.engine.connectors.config import ConnectorsConfigError, load_connectors_config
+    from airflow_provider_aadsync.engine.rules import RuleSetError
+    from airflow_provider_aadsync.engine.runs.rename_connector import RenameRefused, rename_connector_space
+
+    configured: list[str] = []
+    if connectors_file:
+        try:
+            configured = load_connectors_config(connectors_file).connector_names()
+        except ConnectorsConfigError as error:
+            raise click.ClickException(str(error)) from None
+    try:
+        rules = load_rules(rule_paths, endpoint, **rule_settings)
+        with open_store(store_url, instance) as store:
+            renamed = rename_connector_space(
+                store, connector, new_name, confirm=confirm_rename, configured=configured, rules=rules
+            )
+    except (RenameRefused, RuleSetError) as error:
+        click.echo(f"Not renamed: {error}", err=True)
+        sys.exit(1)
+    click.echo(renamed.message(), err=not confirm_rename)
+    if not confirm_rename:
+        sys.exit(1)
 
 
 def echo_json(value: object) -> None:

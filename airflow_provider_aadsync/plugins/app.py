@@ -266,7 +266,7 @@ def create_app(
     def api_connector_spaces() -> dict[str, Any]:
         """Connector spaces no configured connector reads: a connector removed or renamed in the connectors file is
         neither imported nor synced any more, so the cloud objects its space feeds are never updated nor deleted.
-        Each comes with its two ways out (put the name back, or ``aadsync store drop-connector``)."""
+        Each comes with its ways out (put the name back, ``aadsync store rename-connector`` or ``drop-connector``)."""
         return connector_spaces()
 
     # ----------------------------------------------------------------------------------------------- the pages

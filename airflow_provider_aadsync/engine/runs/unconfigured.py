@@ -3,7 +3,8 @@
 An AD connector taken out of the connectors file (or renamed there) leaves its connector space, its links and what it
 contributed to the metaverse in the store; no task imports or syncs it any more, so the cloud objects it feeds are
 frozen: never updated, never deleted. Every cycle's report says so (:func:`unconfigured_spaces`, one line per space:
-its objects and the cloud objects they feed, and the two ways out). A slip is undone by putting the name back. A
+its objects and the cloud objects they feed, and the ways out). A slip is undone by putting the name back; a rename
+is carried into the store (rename_connector.py, ``aadsync store rename-connector``). A
 forest removed for good is dropped with :func:`drop_connector_space` (``aadsync store drop-connector``): every object
 of the space is deleted as if its forest had emptied, and one sync of the connector disconnects them as it
 disconnects any object deleted in AD, so what only they fed is deprovisioned by the next export, through its guards
@@ -59,7 +60,9 @@ class UnconfiguredSpace:
             f"connector space {self.connector!r} holds {self.objects:,} objects feeding {self.cloud_objects:,} "
             f"objects of {self.entra_connector!r}, but the connectors configuration names no connector "
             f"{self.connector!r}: it is neither imported nor synced, so what it feeds is never updated nor deleted. "
-            "Removed or renamed by mistake: put the name back in the connectors file. Removed for good: "
+            "Removed or renamed by mistake: put the name back in the connectors file. Renamed on purpose: aadsync "
+            f"store rename-connector --connector {self.connector} --to <the new name> --confirm-rename (the space "
+            "goes on under it). Removed for good: "
             f"aadsync store drop-connector --connector {self.connector} --confirm-drop {self.objects} (the next "
             "export deprovisions what only it fed, through the deletion threshold)"
         )
