@@ -213,6 +213,54 @@ def test_a_written_back_group_disabled_for_writeback_stays_in_ad_until_hard_dele
     assert {anchor: export["operation"] for anchor, export in exports(store, "ad").items()} == {WRITTEN: "delete"}
 
 
+def _soft_deleted(store, rules, mark: bool):
+    """The Entra import's mark of a soft-deleted group (delta @removed reason "changed"), or its removal (restored)."""
+    group = cloud_group(GROUP_ID, "Project Falcon", [])
+    group.attrs["softDeleted"] = [True] if mark else []  # restored: the import clears the mark (reader.py)
+    import_delta(store, "entra", [group])
+    result = run_sync(store, rules, connector="entra", mode="delta")
+    assert result.result == "success", result
+
+
+def test_a_soft_deleted_group_keeps_its_ad_copy_unchanged_until_restored_or_hard_deleted(store):
+    """Microsoft's default keeps a soft-deleted group's AD copy as it is; restored, it gets the changes again."""
+    rules = load_sync_rules(**WRITEBACK_ON)
+    assert world(store, rules, members=()).result == "success"
+    _written_back(store)
+
+    _soft_deleted(store, rules, True)
+    assert exports(store, "ad") == {} and links(store, "ad")[("ad", WRITTEN)][1] == "provision"
+    (group,) = [attrs for attrs in metaverse(store).values() if attrs["type"] == "cloudGroup"]
+    assert group["reasonFiltered"] == ["WriteBackOutOfScope"]
+    _soft_deleted(store, rules, False)
+    (group,) = [attrs for attrs in metaverse(store).values() if attrs["type"] == "cloudGroup"]
+    assert "reasonFiltered" not in group and exports(store, "ad") == {}
+
+
+def test_microsofts_opt_in_deletes_the_ad_copy_of_a_disabled_or_soft_deleted_group(store, tmp_path):
+    """ "Groups that are written back will be deleted in Active Directory when they're disabled for group writeback,
+    soft deleted, or hard deleted" (Modify group writeback in Microsoft Entra Connect): the shipped writeback rules
+    loaded with keep_when_out_of_scope false."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    for source in DEFAULT_RULES_DIR.glob("*.yaml"):
+        text = source.read_text()
+        if source.name == "group-writeback.yaml":
+            assert text.count("keep_when_out_of_scope: true") == 1
+            text = text.replace("keep_when_out_of_scope: true", "keep_when_out_of_scope: false")
+        (folder / source.name).write_text(text)
+    rules = load_sync_rules([folder], **WRITEBACK_ON)
+    assert world(store, rules, members=()).result == "success"
+    _written_back(store)
+
+    _soft_deleted(store, rules, True)
+    assert {anchor: export["operation"] for anchor, export in exports(store, "ad").items()} == {WRITTEN: "delete"}
+    _soft_deleted(store, rules, False)  # restored before the delete was exported: the delete is withdrawn
+    assert exports(store, "ad") == {}
+    _writeback(store, rules, False)
+    assert {anchor: export["operation"] for anchor, export in exports(store, "ad").items()} == {WRITTEN: "delete"}
+
+
 def test_a_group_disabled_before_its_first_export_is_never_created(store):
     """Nothing is in AD yet: the staged create is withdrawn, as before."""
     rules = load_sync_rules(**WRITEBACK_ON)
