@@ -242,7 +242,7 @@ def _import(
         store.record_errors(run_id, errors.errors)
         store.finish_run(
             run_id,
-            stopped_result(error, "stopped-server-down" if _is_connection_error(error) else "stopped-extension-error"),
+            stopped_result(error, _stop_of(error)),
             _counters(writer, errors),
             f"{type(error).__name__}: {error}",
         )
@@ -302,6 +302,17 @@ def _counters(writer: ConnectorSpaceWriter | None, errors: ErrorSink) -> dict[st
     for name in ("adds", "updates", "renames", "deletes"):
         counters.setdefault(name, 0)
     return counters
+
+
+def _stop_of(error: Exception) -> str:
+    """The run result of an import stopped by ``error``: a refused configuration (a referral, a base DN outside the
+    naming context, a bind in clear: the hooks' ``...ConfigurationError``, never retried) says so, before a server
+    that could not be reached (``stopped-server-down``, which a retry may get past); anything else is an extension
+    error. By class name: the engine does not import the hooks."""
+    names = {klass.__name__ for klass in type(error).__mro__}
+    if any(name.endswith("ConfigurationError") for name in names):
+        return "stopped-configuration-error"
+    return "stopped-server-down" if _is_connection_error(error) else "stopped-extension-error"
 
 
 def _is_connection_error(error: Exception) -> bool:

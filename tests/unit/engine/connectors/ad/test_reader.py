@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_directory
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
+from airflow_provider_aadsync.hooks.active_directory_settings import ActiveDirectoryReferralError, referral_error
 from tests.support.fakes import ATTRS, NC, FakeDirectory, guid
 
 
@@ -202,6 +203,14 @@ class TestDeltaImport:
         assert store.get_watermark("ad", NC).cookie == b"cookie-0"
         assert json.loads(rows(store)[str(guid(1))]["attrs"])["displayName"] == ["user1"]
         assert store.list_runs(1)[0]["result"] == "stopped-server-down"
+
+        def referred(attributes, cookie):  # the partition is another domain's: the hook refuses the referral
+            raise referral_error("ldap://dc1.corp.example", NC, ["ldap://fabrikam.example/DC=fabrikam,DC=example"])
+
+        directory.dirsync_pages = referred
+        with pytest.raises(ActiveDirectoryReferralError):
+            run_import(directory, store, "delta")
+        assert store.list_runs(1)[0]["result"] == "stopped-configuration-error"  # not retried: no server is down
 
 
 def test_object_moved_out_of_scope_is_deleted_by_delta(directory, store):
