@@ -7,25 +7,12 @@ from click.testing import CliRunner
 
 from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.engine.store import Store
-from airflow_provider_aadsync.engine.sync import run_sync
-from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.world import ad_user, cloud_twin, cs_count, exports, import_full, links
-
-
-def seeded(tmp_path) -> str:
-    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
-    with Store.open(url) as store:
-        rules = load_sync_rules()
-        import_full(store, "ad", [ad_user(1)])
-        import_full(store, "ad_fabrikam", [ad_user(11, "fab11"), ad_user(12, "fab12")])
-        import_full(store, "entra", [cloud_twin(1), cloud_twin(11, "fab11"), cloud_twin(12, "fab12")])
-        for connector in ("ad", "ad_fabrikam", "entra"):
-            assert run_sync(store, rules, connector=connector, mode="full").result == "success"
-    return url
+from tests.support.forests import small_two_forest_store
+from tests.support.world import ad_user, cs_count, exports, links
 
 
 def test_drop_connector_says_the_count_to_confirm_then_drops_only_that_space(tmp_path):
-    url = seeded(tmp_path)
+    url = small_two_forest_store(tmp_path)
     args = ["store", "drop-connector", "--connector", "ad_fabrikam", "--store", url]
     asked = CliRunner().invoke(main, args)
     assert asked.exit_code == 1

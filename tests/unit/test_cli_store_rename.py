@@ -9,12 +9,12 @@ from airflow_provider_aadsync.cli import main
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.support.forests import small_two_forest_store
 from tests.support.world import cs_count, exports, links
-from tests.unit.test_cli_store_drop import seeded
 
 
 def test_rename_connector_says_what_would_move_then_moves_it(tmp_path):
-    url = seeded(tmp_path)
+    url = small_two_forest_store(tmp_path)
     with Store.open(url) as store:
         before = (links(store, "entra"), exports(store))
     config = tmp_path / "connectors.yaml"

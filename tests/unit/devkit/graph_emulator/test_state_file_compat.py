@@ -38,6 +38,7 @@ ADDED_TO_TENANTS = {
     "roleMembers": {},
     "roleEligible": {},
     "roleScoped": {},
+    "eligibleScoped": {},
     "customRoles": {},
     "pimLicensed": True,
 }

@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_aadsync.engine.store import Store
-from tests.support.world import ad_group, ad_user, cloud_twin, links, sync_connectors
-
-CORP = [ad_user(1), ad_user(2), ad_group(20, "Staff", members=[1, 2])]
-FABRIKAM = [ad_user(11, "fab11"), ad_user(12, "fab12"), ad_user(13, "fab13"), ad_group(30, "Fab", members=[11, 12])]
-CLOUD = [cloud_twin(1), cloud_twin(2), cloud_twin(11, "fab11"), cloud_twin(12, "fab12"), cloud_twin(13, "fab13")]
+from tests.support.forests import CLOUD, CORP, FABRIKAM
+from tests.support.world import links, sync_connectors
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from airflow_provider_aadsync.engine.runs.unconfigured import unconfigured_space
 from airflow_provider_aadsync.engine.store import mv_object, sync_state, watermark
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.support.forests import CLOUD, CORP, FABRIKAM
 from tests.support.world import cs_count, exports, import_full, links, metaverse, reference_exports
-from tests.unit.engine.runs.conftest import CLOUD, CORP, FABRIKAM
 
 CONFIGURED = ["ad", "ad_contoso", "entra"]
 

@@ -1,0 +1,28 @@
+"""Two forests and a tenant synced by the shipped rules: the stores the tests of a connector space as a whole (its
+report, drop and rename) start from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airflow_provider_aadsync.engine.store import Store
+from airflow_provider_aadsync.engine.sync import run_sync
+from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.support.world import ad_group, ad_user, cloud_twin, import_full
+
+CORP = [ad_user(1), ad_user(2), ad_group(20, "Staff", members=[1, 2])]
+FABRIKAM = [ad_user(11, "fab11"), ad_user(12, "fab12"), ad_user(13, "fab13"), ad_group(30, "Fab", members=[11, 12])]
+CLOUD = [cloud_twin(1), cloud_twin(2), cloud_twin(11, "fab11"), cloud_twin(12, "fab12"), cloud_twin(13, "fab13")]
+
+
+def small_two_forest_store(tmp_path: Path) -> str:
+    """The URL of a SQLite store where ``ad`` (one user) and ``ad_fabrikam`` (two) are synced with their cloud twins."""
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with Store.open(url) as store:
+        rules = load_sync_rules()
+        import_full(store, "ad", [ad_user(1)])
+        import_full(store, "ad_fabrikam", [ad_user(11, "fab11"), ad_user(12, "fab12")])
+        import_full(store, "entra", [cloud_twin(1), cloud_twin(11, "fab11"), cloud_twin(12, "fab12")])
+        for connector in ("ad", "ad_fabrikam", "entra"):
+            assert run_sync(store, rules, connector=connector, mode="full").result == "success"
+    return url
