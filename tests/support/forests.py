@@ -5,14 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from airflow_provider_aadsync.engine.rules import RuleSet
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.world import ad_group, ad_user, cloud_twin, import_full
+from tests.support.world import ad_group, ad_user, cloud_twin, import_full, links, sync_connectors
 
 CORP = [ad_user(1), ad_user(2), ad_group(20, "Staff", members=[1, 2])]
 FABRIKAM = [ad_user(11, "fab11"), ad_user(12, "fab12"), ad_user(13, "fab13"), ad_group(30, "Fab", members=[11, 12])]
 CLOUD = [cloud_twin(1), cloud_twin(2), cloud_twin(11, "fab11"), cloud_twin(12, "fab12"), cloud_twin(13, "fab13")]
+
+
+def synced_forests(store: Store) -> RuleSet:
+    """``ad`` (CORP) and ``ad_fabrikam`` (FABRIKAM) synced with their cloud twins (CLOUD), each user joined to its
+    twin, the groups' cloud creates staged, a DirSync cookie saved for each forest; the rules used."""
+    rules = sync_connectors(store, {"ad": CORP, "ad_fabrikam": FABRIKAM, "entra": CLOUD})
+    assert links(store, "entra")[("entra", "cloud-11")][1] == "join"
+    with store.transaction() as connection:
+        for connector in ("ad", "ad_fabrikam"):
+            store.save_watermark(connection, connector, "DC=corp,DC=example", b"cookie", "dc1")
+    return rules
 
 
 def small_two_forest_store(tmp_path: Path) -> str:

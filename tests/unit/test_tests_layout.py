@@ -26,6 +26,7 @@ RERUNS = {
     "integration/test_sync_features_postgres.py",
     "integration/test_sync_postgres.py",
     "integration/test_import_failures_postgres.py",
+    "integration/test_connector_spaces_postgres.py",
 }
 
 
