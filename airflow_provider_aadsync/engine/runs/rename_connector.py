@@ -8,9 +8,10 @@ moves everything to the new name in one transaction instead, so the next cycle g
 links as if nothing had happened: no object is imported, joined, created or deleted again.
 
 Only a rename that changes nothing else is done: the two names are connectors of the same kind, the old name has a
-space and the new one none, the connectors configuration (when given) names the new and not the old, and the rules
-that read or write the connector are the same under both names (a rule written for the old name alone would stop
-applying: rename it in the rule files first).
+space and the new one none, the connectors configuration (when given) names the new and not the old, the rules that
+read or write the connector are the same under both names (a rule written for the old name alone would stop
+applying: rename it in the rule files first), and objects sync provisioned in the space (written-back groups) have a
+Provision rule writing to the new name.
 """
 
 from __future__ import annotations
@@ -127,6 +128,29 @@ def _check_names(old: str, new: str, configured: Collection[str], rules: RuleSet
             )
 
 
+def _check_provisioned(connection: sa.Connection, old: str, new: str, rules: RuleSet | None) -> None:
+    """Objects sync provisioned in ``old``'s space (written-back groups) stay its only while a Provision rule writes to
+    the new name: the shipped group writeback writes to the connector named ``ad`` alone, and without it they would be
+    orphaned, and written back again under the old name."""
+    provisioned = int(
+        connection.execute(
+            sa.select(sa.func.count()).where(link.c.connector == old, link.c.link_type == "provision")
+        ).scalar_one()
+    )
+    writers = [
+        rule.name
+        for rule in (rules or ())
+        if rule.enabled and rule.direction is Direction.OUTBOUND and rule.link_type == "Provision"
+        and _applies(rule, new)
+    ]  # fmt: skip
+    if provisioned and not writers:
+        raise RenameRefused(
+            f"connector space {old!r} holds {provisioned:,} objects sync provisioned there (group writeback), and no "
+            f"enabled Provision rule of the rules given writes to {new!r}: renamed, they would be orphaned and "
+            "written back again (give the sync's rule options, writeback settings included, and a rule for the name)"
+        )
+
+
 def _count(connection: sa.Connection, table: sa.Table, connector: str) -> int:
     return int(connection.execute(sa.select(sa.func.count()).where(table.c.connector == connector)).scalar_one())
 
@@ -195,6 +219,7 @@ def rename_connector_space(
         taken = [table.name for table in (*_RENAMED, sync_state, sync_memo) if _count(connection, table, new)]
         if taken:
             raise RenameRefused(f"the store already holds connector {new!r} ({', '.join(taken)}): it is not renamed")
+        _check_provisioned(connection, old, new, rules)
         rows = {}
         for table in _RENAMED:
             moved = sa.update(table).where(table.c.connector == old).values(connector=new)

@@ -144,7 +144,7 @@ class TenantRoles:
                     },
                     kind,
                     props,
-                )  # fmt: skip
+                )
                 for key, common, kind, props in self._held({"/": self.role_eligible, **self.eligible_scoped})
             ]
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.runs.rename_connector import RenameRefused, rename_connector_space
 from airflow_provider_aadsync.engine.runs.unconfigured import unconfigured_spaces
-from airflow_provider_aadsync.engine.store import mv_object, sync_state, watermark
+from airflow_provider_aadsync.engine.store import link, mv_object, sync_state, watermark
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.forests import CLOUD, CORP, FABRIKAM
@@ -88,5 +88,10 @@ def test_a_rename_that_would_change_more_than_the_name_is_refused_and_changes_no
         with pytest.raises(RenameRefused, match=message):
             rename_connector_space(store, old, new, confirm=True, **options)
     assert (metaverse(store), links(store), exports(store), contributors(store)) == before
+    # Groups written back into the space: with writeback off in the rules given, nothing would write them any more.
+    with store.transaction() as connection:
+        connection.execute(sa.update(link).where(link.c.connector == "ad_fabrikam").values(link_type="provision"))
+    with pytest.raises(RenameRefused, match="holds 4 objects sync provisioned there .group writeback."):
+        rename_connector_space(store, "ad_fabrikam", "ad_contoso", confirm=True, rules=rules)
     # The same rename with the shipped rules and writeback off reads and writes both names alike: done.
     assert rename_connector_space(store, "ad", "ad_corp", confirm=True, rules=rules).rows["cs_object"] == 3
