@@ -358,6 +358,16 @@ class EntraHook(BaseHook):
         """
         check_requests(requests)
         results: dict[str, BatchResult] = {}
+        try:
+            return self._batch(requests, results, resend_if_unknown=resend_if_unknown)
+        except GraphThrottledError as error:  # the answers it had go with it: the export records them (phases.py)
+            error.results = dict(results)
+            raise
+
+    def _batch(
+        self, requests: Sequence[BatchRequest], results: dict[str, BatchResult], *, resend_if_unknown: bool
+    ) -> dict[str, BatchResult]:
+        """:meth:`batch`'s loop, filling ``results`` as answers come."""
         budgets: dict[str, RetryBudget] = {}
         pending = list(requests)
         while pending:

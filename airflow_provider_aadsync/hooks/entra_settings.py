@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from airflow_provider_aadsync.engine.connectors.entra.extensions import DEFAULT_ANCHOR_EXTENSION
-from airflow_provider_aadsync.engine.runs.source import WatermarkRejectedError
+from airflow_provider_aadsync.engine.runs.source import BatchStoppedError, WatermarkRejectedError
 from airflow_provider_aadsync.hooks._settings import describe_validation_error, keep_secret, keep_secrets
 
 if TYPE_CHECKING:
@@ -85,10 +85,11 @@ class GraphHostError(EntraError):
     delta link on another host): the bearer token only ever goes to Graph."""
 
 
-class GraphThrottledError(GraphError):
+class GraphThrottledError(GraphError, BatchStoppedError):
     """Raised when Graph asks to wait (``Retry-After``) longer than the connection's ``max_retry_wait``, or keeps
     throttling one request for longer than its ``max_throttle_wait``: the run stops and says so instead of holding a
-    worker for that long; the next run picks up where it stopped."""
+    worker for that long; the next run picks up where it stopped. Out of a ``$batch`` it carries the final answers the
+    batch had (``results``), which the export records before it stops."""
 
 
 class GraphMalformedAnswerError(EntraError):

@@ -20,7 +20,12 @@ from typing import Any
 
 from airflow_provider_aadsync.engine.connectors.ad.writer import MARK_ATTRIBUTE, ADWriteRefused
 from airflow_provider_aadsync.engine.dn import dn_is_under, same_dn
-from airflow_provider_aadsync.engine.runs.source import BatchRequest, WatermarkRejectedError, WriteOutcomeUnknownError
+from airflow_provider_aadsync.engine.runs.source import (
+    BatchRequest,
+    BatchStoppedError,
+    WatermarkRejectedError,
+    WriteOutcomeUnknownError,
+)
 
 # ================================================================================================ AD: the reader
 NC = "DC=corp,DC=test"
@@ -178,6 +183,10 @@ def _read_only_group(group: Mapping[str, Any]) -> bool:
     return bool(group.get("mailEnabled")) and "Unified" not in (group.get("groupTypes") or [])
 
 
+class ThrottledStop(BatchStoppedError):
+    """What the hook raises when Graph throttles a request of a ``$batch`` past the connection's limits."""
+
+
 class SimulatedKill(BaseException):
     """The task died in the middle of a call: not an Exception, so no handler of the export records anything."""
 
@@ -300,6 +309,11 @@ class FakeGraphWriter:
         """The next ``$batch`` loses its answer (the connection drops after sending); ``carried_out``: Graph did it."""
         self._faults.append(("drop", carried_out))
 
+    def stop_throttled_in_next_call(self, *, answered: int) -> None:
+        """The next ``$batch`` carries out and answers its first ``answered`` requests, then Graph throttles the rest
+        past the connection's limits: ThrottledStop, with the answers it had."""
+        self._faults.append(("throttled", answered))
+
     def kill_during_next_call(self, *, carried_out: bool) -> None:
         """The task dies while the next ``$batch`` is on the wire (SimulatedKill); ``carried_out``: Graph did it."""
         self._faults.append(("kill", carried_out))
@@ -317,6 +331,13 @@ class FakeGraphWriter:
         while pending:
             self.calls.append(list(pending))
             self.counters["batch_requests"] += 1
+            if self._faults and self._faults[0][0] == "throttled":
+                _fault, answered = self._faults.popleft()
+                for request in pending[:answered]:
+                    results[request.id] = self._answer(request)
+                error = ThrottledStop(f"Graph throttled {len(pending) - answered} requests of a $batch past the limits")
+                error.results = dict(results)
+                raise error
             if self._faults:
                 fault, carried_out = self._faults.popleft()
                 if carried_out:

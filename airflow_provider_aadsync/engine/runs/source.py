@@ -6,8 +6,9 @@ Connector-agnostic: the Active Directory import fills these from LDAP entries, t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 #: A reference value: (target anchor, target DN as last seen). The anchor is what joins; the DN is for people.
@@ -40,6 +41,15 @@ class WriteOutcomeUnknownError(Exception):
         super().__init__(message)
         self.results = results or {}
         self.unknown = unknown or []
+
+
+class BatchStoppedError(Exception):
+    """A writer's ``$batch`` stopped before every request had its final answer (Graph throttled one past the
+    connection's limits): ``results`` holds the final answers it did get, by request id, so the caller records
+    what was carried out before it stops; the requests without one stay to be reconciled by the next run."""
+
+    #: None answered yet; the writer sets the instance's own when it raises the error out of a batch.
+    results: Mapping[str, Any] = MappingProxyType({})
 
 
 class ObjectDecodeError(Exception):

@@ -350,6 +350,20 @@ class TestBatch:
         with pytest.raises(ValueError, match="dependsOn forms a cycle"):
             hook.batch([BatchRequest("a", "GET", "/users", depends_on=("a",))])
 
+    def test_a_batch_stopped_by_throttling_carries_the_answers_it_had(self, hook):
+        """Graph asks to wait longer than max_retry_wait for one request: the batch stops, and the answers it already
+        had go with the error, for the export to record before the run stops."""
+        answer = {
+            "responses": [
+                {"id": "a", "status": 201, "body": {"id": "u1"}},
+                {"id": "b", "status": 429, "headers": {"Retry-After": "86400"}, "body": {}},
+            ]
+        }
+        use(hook, lambda request: httpx.Response(200, json=answer))
+        with pytest.raises(GraphThrottledError, match="max_retry_wait") as raised:
+            hook.batch([BatchRequest("a", "POST", "/users", {}), BatchRequest("b", "POST", "/users", {})])
+        assert set(raised.value.results) == {"a"} and raised.value.results["a"].body == {"id": "u1"}
+
     def test_inner_retry_after_as_an_http_date_is_honoured(self, hook, monkeypatch):
         waits = []
         monkeypatch.setattr("airflow_provider_aadsync.hooks.entra.time.sleep", waits.append)

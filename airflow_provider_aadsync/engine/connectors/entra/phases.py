@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
@@ -28,7 +28,7 @@ from airflow_provider_aadsync.engine.connectors.entra.graph import (
 from airflow_provider_aadsync.engine.connectors.entra.reconcile import Reconciler
 from airflow_provider_aadsync.engine.connectors.entra.schema import RESOURCES
 from airflow_provider_aadsync.engine.connectors.entra.state import ExportPass, Operation
-from airflow_provider_aadsync.engine.runs.source import BatchRequest, WriteOutcomeUnknownError
+from airflow_provider_aadsync.engine.runs.source import BatchRequest, BatchStoppedError, WriteOutcomeUnknownError
 from airflow_provider_aadsync.engine.store import pending_export, pending_export_reference, utcnow
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,11 @@ class Phases:
             answers = self.state.writer.batch(
                 [self._request(i, op) for i, op in enumerate(operations)], resend_if_unknown=False
             )
+        except BatchStoppedError as error:
+            # Throttled past the connection's limits: what Graph answered is recorded now, the rest stays 'sent' for
+            # the next run to reconcile, and the run stops.
+            self._record(operations, error.results, [])
+            raise
         except WriteOutcomeUnknownError as error:
             # The call may have been carried out: reconcile what it held instead of sending it blindly again.
             log.warning("%s; reconciling its %d operations", error, len(error.unknown))
@@ -136,7 +141,13 @@ class Phases:
             time.sleep(self.state.settings.resend_settle_seconds)  # let Graph finish what it may be processing
         self.state.pacer.spent(self._writes_sent(sent_before, len(operations)))
         self.progress.advance(sum(units(operation) for operation in operations))
-        # Every outcome of this call in one transaction: one commit per call, not per operation.
+        self._record(operations, answers, unknown)
+
+    def _record(
+        self, operations: Sequence[Operation], answers: Mapping[str, GraphAnswer], unknown: Sequence[str]
+    ) -> None:
+        """Every outcome of a call in one transaction (one commit per call, not per operation): ``unknown`` ones are
+        reconciled; an operation without an answer (a call stopped partway) is left as sent."""
         with self.state.store.transaction() as connection:
             self.state.connection = connection
             try:
@@ -144,11 +155,14 @@ class Phases:
                     if str(index) in unknown:
                         self.reconciler.reconcile(operation)
                         continue
-                    if is_unanswered(answers[str(index)]):
-                        self._unanswered(operation, answers[str(index)])
+                    answer = answers.get(str(index))
+                    if answer is None:
+                        continue
+                    if is_unanswered(answer):
+                        self._unanswered(operation, answer)
                         continue
                     handler = getattr(self.reconciler, f"after_{operation.kind.replace('-', '_')}")
-                    handler(operation, answers[str(index)])
+                    handler(operation, answer)
             finally:
                 self.state.connection = None
 

@@ -23,7 +23,7 @@ from airflow_provider_aadsync.engine.store import (
     pending_export_reference,
 )
 from airflow_provider_aadsync.engine.sync import run_sync
-from tests.support.fakes import FakeGraphWriter, SimulatedKill, not_found, to
+from tests.support.fakes import FakeGraphWriter, SimulatedKill, ThrottledStop, not_found, to
 from tests.support.plans import cs_row, plan_references, plan_row
 from tests.support.world import ad_group, ad_user, deleted, exports, guid, immutable_id, import_delta, import_full
 
@@ -281,6 +281,26 @@ def test_staging_stores_the_plan_and_sends_nothing(store, rules, graph):
     assert all(row["state"] == "pending" for row in before.values())
     assert (result.counters["planned_user_adds"], result.counters["planned_group_adds"]) == (3, 1)
     assert store.get_run(result.run_id)["result"] == "staged"
+
+
+def test_a_call_stopped_by_throttling_records_what_graph_answered_and_the_next_run_the_rest(store, rules, graph):
+    """Throttled past the connection's limits in the middle of a call, the run stops; the creates Graph answered are
+    recorded at once (their cloud objects adopted, their exports done), the others stay sent, and the next run
+    reconciles them: nothing is created twice, nothing is looked up for what was recorded."""
+    synced(store, rules, members=())
+    graph.stop_throttled_in_next_call(answered=2)
+    with pytest.raises(ThrottledStop):
+        export(store, graph)
+    assert store.list_runs(1)[0]["result"].startswith("stopped-")
+    assert len(graph.objects) == 2 and set(graph.objects) <= set(entra_rows(store))  # the two adopted at once
+    assert sorted(row["state"] for row in exports(store).values()) == ["sent", "sent"]
+    graph.reads.clear()
+    again = export(store, graph)
+    assert again.result == "success", again
+    assert len(graph.users()) == 3 and len(graph.groups()) == 1 and exports(store) == {}
+    lookups = [params["$filter"].split(" eq ")[0] for _m, url, params in graph.reads if url != "/domains"]
+    # Only the two left sent (user3 by its ImmutableId; the group by its anchor, then its mailNickname) were looked up.
+    assert sorted(lookups) == ["extension_aadsyncSourceAnchor", "mailNickname", "onPremisesImmutableId"]
 
 
 # ------------------------------------------------------------------------------------- resuming a killed run
