@@ -504,7 +504,8 @@ class EntraHook(BaseHook):
         if expand:
             params["$expand"] = ",".join(expand)
         ids = list(dict.fromkeys(object_ids))
-        return objects_read(resource, ids, self.batch(read_requests(resource, ids, params)))
+        requests = read_requests(resource, ids, params)
+        return objects_read(resource, ids, requests, self.batch(requests))
 
     def member_ids(self, group_id: str) -> list[str]:
         """The ids of a group's direct members of every type (``GET /groups/{id}/members``, every page of Graph's

@@ -218,18 +218,21 @@ def read_requests(resource: str, object_ids: Sequence[str], params: Mapping[str,
 
 
 def objects_read(
-    resource: str, object_ids: Sequence[str], results: Mapping[str, BatchResult]
+    resource: str,
+    object_ids: Sequence[str],
+    requests: Sequence[BatchRequest],
+    results: Mapping[str, BatchResult],
 ) -> tuple[dict[str, dict[str, Any] | None], list[ObjectDecodeError]]:
-    """The answers to :func:`read_requests`: each object read (None when Graph has no such object, 404), and the
-    per-object errors of the reads Graph refused (:data:`OBJECT_REFUSALS`).
+    """The answers to :func:`read_requests` (``requests``, one per id of ``object_ids``): each object read (None when
+    Graph has no such object, 404), and the per-object errors of the reads Graph refused (:data:`OBJECT_REFUSALS`).
 
     :raise GraphError: another failure, as a single read raises it once its retries are spent (the run stops, to be
         retried).
     :raise GraphMalformedAnswerError: an object answered that is not a JSON object."""
     found: dict[str, dict[str, Any] | None] = {}
     refused: list[ObjectDecodeError] = []
-    for position, object_id in enumerate(object_ids):
-        result = results[str(position)]
+    for object_id, request in zip(object_ids, requests, strict=True):
+        result = results[request.id]
         if result.ok:
             if not isinstance(result.body, dict):
                 raise GraphMalformedAnswerError(f"GET /{resource}/{{id}} in a $batch: not a JSON object", method="GET")
@@ -237,7 +240,6 @@ def objects_read(
         elif result.status == 404:
             found[object_id] = None
         else:
-            request = BatchRequest(str(position), "GET", f"/{resource}/{quote(object_id, safe='')}")
             error = _inner_error(request, result.status, result.body, None)
             if result.status not in OBJECT_REFUSALS:
                 raise error

@@ -312,11 +312,7 @@ def _stop_of(error: Exception) -> str:
     names = {klass.__name__ for klass in type(error).__mro__}
     if any(name.endswith("ConfigurationError") for name in names):
         return "stopped-configuration-error"
-    return "stopped-server-down" if _is_connection_error(error) else "stopped-extension-error"
-
-
-def _is_connection_error(error: Exception) -> bool:
-    names = {klass.__name__ for klass in type(error).__mro__}
-    return any(
-        word in name for name in names for word in ("Socket", "Connection", "Communication", "Transport", "Unreachable")
-    )
+    connection_words = ("Socket", "Connection", "Communication", "Transport", "Unreachable")
+    if any(word in name for name in names for word in connection_words):
+        return "stopped-server-down"
+    return "stopped-extension-error"

@@ -213,8 +213,7 @@ def rename_connector_space(
     """
     _check_names(old, new, configured, rules)
     with store.locked(lock_holder or process_holder()), store.transaction() as connection:
-        present = {table.name: _count(connection, table, old) for table in (cs_object, watermark, sync_state)}
-        if not any(present.values()):
+        if not any(_count(connection, table, old) for table in (cs_object, watermark, sync_state)):
             raise RenameRefused(f"the store holds no connector {old!r}")
         taken = [table.name for table in (*_RENAMED, sync_state, sync_memo) if _count(connection, table, new)]
         if taken:
