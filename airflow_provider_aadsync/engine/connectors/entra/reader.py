@@ -316,7 +316,7 @@ class EntraImportSteps:
             writer.write_full_columns(batch)
             links = links_so_far
         writer.keep_in_full(self._soft_deleted_groups(errors))
-        self._writeback_switches(writer, errors)
+        self._writeback_switches(writer, errors, full=True)
         writer.finish_full()
         links = _require_links(links, self.wanted)
         if self._holders is not None:
@@ -372,11 +372,14 @@ class EntraImportSteps:
                 errors.add(error)
         return found
 
-    def _writeback_switches(self, writer: ConnectorSpaceWriter, errors: ErrorSink) -> None:
-        """Each Microsoft 365 group's writebackConfiguration.isEnabled (absent when null: Graph's default, enabled),
-        when the rules read it: Graph has it in beta only, and v1.0 delta never reports its changes."""
+    def _writeback_switches(self, writer: ConnectorSpaceWriter, errors: ErrorSink, *, full: bool = False) -> None:
+        """Each Microsoft 365 group's writebackConfiguration.isEnabled (absent when null: Graph's default, enabled):
+        Graph has it in beta only, and v1.0 delta never reports its changes. A delta reads it when the rules do; a
+        full import always, since it replaces every group whole: run without the rules' properties (a direct engine
+        call), it would otherwise drop the switches it holds, and a group disabled for writeback would read as
+        enabled to the next sync with the writeback rules."""
         pages = getattr(self.source, "writeback_configurations", None)
-        if not self.reads_writeback or pages is None:
+        if not (self.reads_writeback or full) or pages is None:
             return
         found = []
         for page in pages():

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.entra.reader import graph_object, import_entra
+from airflow_provider_aadsync.engine.connectors.entra.schema import DEFAULT_GROUP_PROPERTIES, WRITEBACK_ENABLED
 from airflow_provider_aadsync.engine.runs.import_attributes import ATTRIBUTE_LIST_PARTITION
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, utcnow, watermark
 from tests.support.fakes import FakeGraph, member, oid, user
@@ -93,6 +94,38 @@ def test_full_import_gathers_groups_across_pages_and_saves_both_delta_links(grap
         "users": b"https://graph.test/v1.0/users/delta?$deltatoken=d1",
         "groups": b"https://graph.test/v1.0/groups/delta?$deltatoken=d1",
     }
+
+
+class SwitchingGraph(FakeGraph):
+    """A FakeGraph that also lists the Microsoft 365 groups' beta writebackConfiguration, counting the listings."""
+
+    def __init__(self, switches: dict[str, bool | None]):
+        super().__init__()
+        self.switches = switches
+        self.listings = 0
+
+    def writeback_configurations(self):
+        self.listings += 1
+        value = [{"id": anchor, "writebackConfiguration": {"isEnabled": on}} for anchor, on in self.switches.items()]
+        yield {"value": value}
+
+
+def test_a_full_import_without_the_rules_properties_keeps_the_writeback_switches(store):
+    """A full import replaces every group whole: one run without the rules' properties (a direct engine call, whose
+    ``$select`` lacks the beta switch) read it all the same, so a group disabled for writeback stays disabled for the
+    next sync with the writeback rules, instead of reading as enabled (Graph's default when the value is absent)."""
+    graph = SwitchingGraph({oid(100): False, oid(101): None})
+    team = {"groupTypes": ["Unified"], "securityEnabled": False}
+    for _ in range(2):
+        graph.rounds["groups"].append([[{"id": oid(100), "displayName": "Off", **team}, {"id": oid(101), **team}]])
+    import_entra(graph, store, mode="full", group_properties=[*DEFAULT_GROUP_PROPERTIES, WRITEBACK_ENABLED])
+    import_entra(graph, store, mode="full")  # the default properties: the switch is not among them
+    state = rows(store)
+    assert json.loads(state[oid(100)]["attrs"])[WRITEBACK_ENABLED] == [False]
+    assert WRITEBACK_ENABLED not in json.loads(state[oid(101)]["attrs"])  # null: enabled, as Graph defaults it
+    assert graph.listings == 2
+    import_entra(graph, store, mode="delta")  # a delta reads it only for rules that read it: nothing else changed
+    assert graph.listings == 2 and json.loads(rows(store)[oid(100)]["attrs"])[WRITEBACK_ENABLED] == [False]
 
 
 def test_delta_applies_changes_from_the_saved_links(graph, store):
