@@ -207,6 +207,7 @@ def _import(
     guard: ImportGuard,
 ) -> ImportResult:
     run_id = store.start_run(f"{mode}-import", connector)
+    read_at = utcnow()  # the watermarks' age counts from here (Store.save_watermark)
     errors = ErrorSink(error_limit)
     writer: ConnectorSpaceWriter | None = None
     try:
@@ -223,7 +224,7 @@ def _import(
                 watermarks = steps.delta(writer, errors, saved)
                 check(mode="delta", deletes=writer.counters["deletes"], space_size=space_size)
             for partition, cookie in watermarks.items():
-                store.save_watermark(connection, connector, partition, cookie, steps.server_name())
+                store.save_watermark(connection, connector, partition, cookie, steps.server_name(), read_at)
     except MassRemovalStopped as stop:  # raised inside the transaction: every write of the run was rolled back
         counters = {"adds": 0, "updates": 0, "renames": 0, "deletes": 0, **stop.counters(), "errors": len(errors)}
         store.record_errors(run_id, errors.errors)

@@ -443,8 +443,12 @@ class Store:
         partition: str,
         cookie: bytes | None,
         dc_name: str | None,
+        read_at: dt.datetime | None = None,
     ) -> None:
-        """Save inside the caller's transaction, so the watermark commits with the imported rows or not at all."""
+        """Save inside the caller's transaction, so the watermark commits with the imported rows or not at all.
+        ``read_at``: when the read that made it started (default now). A watermark's age decides when a delta
+        must become a full import (a DirSync cookie past the tombstone lifetime, a Graph delta link past 7 days), so
+        it counts from the read, not from the save minutes later: older, never younger, than the server's view."""
         self.upsert(
             connection,
             watermark,
@@ -454,7 +458,7 @@ class Store:
                     "partition": partition,
                     "cookie": cookie,
                     "dc_name": dc_name,
-                    "updated_at": utcnow(),
+                    "updated_at": read_at or utcnow(),
                 }
             ],
             update=["cookie", "dc_name", "updated_at"],

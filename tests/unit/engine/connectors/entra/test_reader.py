@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from airflow_provider_aadsync.engine.connectors.entra.reader import graph_object, import_entra
 from airflow_provider_aadsync.engine.connectors.entra.schema import DEFAULT_GROUP_PROPERTIES, WRITEBACK_ENABLED
 from airflow_provider_aadsync.engine.runs.import_attributes import ATTRIBUTE_LIST_PARTITION
-from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference, utcnow, watermark
+from airflow_provider_aadsync.engine.store import Store, as_utc, cs_object, cs_reference, utcnow, watermark
 from tests.support.fakes import FakeGraph, member, oid, user
 
 
@@ -180,6 +181,24 @@ def test_delta_link_older_than_seven_days_means_full(graph, store):
         connection.execute(sa.update(watermark).values(updated_at=utcnow().replace(year=2020)))
     result = import_entra(graph, store, mode="delta")
     assert result.mode == "full" and "older than 7 days" in result.fallback_reason
+
+
+def test_a_delta_links_age_counts_from_the_read_not_from_the_save(graph, store):
+    """A watermark's age decides when a delta must become a full import, so it is stamped with the time the read
+    started: a save minutes later (a long full import) must not make it look younger than the server's view."""
+    reads: list = []
+    pages = graph.delta_pages
+
+    def slow_pages(*args):
+        reads.append(utcnow())
+        time.sleep(0.05)
+        yield from pages(*args)
+
+    graph.delta_pages = slow_pages
+    import_entra(graph, store, mode="full")
+    with store.engine.connect() as connection:
+        stamps = connection.execute(sa.select(watermark.c.updated_at)).scalars().all()
+    assert stamps and all(as_utc(stamp) <= reads[0] for stamp in stamps)
 
 
 def test_item_without_id_is_a_per_object_error(graph, store):
