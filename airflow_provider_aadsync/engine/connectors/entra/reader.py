@@ -310,13 +310,17 @@ class EntraImportSteps:
         failed_before = len(errors)
         links: dict[str, bytes] = {}
         self._holders = roles.read_holders(self.source)  # before the rounds: the objects carry their roles
+        # Switches this import does not read (the rules do not) are kept as held: the rounds replace each group whole,
+        # and a group disabled for writeback would read as enabled to a later sync with the writeback rules.
+        switches = [] if self.reads_writeback else writer.held_values(WRITEBACK_ENABLED, "group")
         # Reading, decoding and shaping pages runs ahead in another thread while this one writes the store
         # (SQLite releases the GIL while it works); see bench/README.md for the figures.
         for batch, links_so_far in prefetch(self._full_batches(errors), _READ_AHEAD_BATCHES):
             writer.write_full_columns(batch)
             links = links_so_far
         writer.keep_in_full(self._soft_deleted_groups(errors))
-        self._writeback_switches(writer, errors, full=True)
+        self._writeback_switches(writer, errors)
+        writer.update_known(switches)
         writer.finish_full()
         links = _require_links(links, self.wanted)
         if self._holders is not None:
@@ -372,14 +376,11 @@ class EntraImportSteps:
                 errors.add(error)
         return found
 
-    def _writeback_switches(self, writer: ConnectorSpaceWriter, errors: ErrorSink, *, full: bool = False) -> None:
-        """Each Microsoft 365 group's writebackConfiguration.isEnabled (absent when null: Graph's default, enabled):
-        Graph has it in beta only, and v1.0 delta never reports its changes. A delta reads it when the rules do; a
-        full import always, since it replaces every group whole: run without the rules' properties (a direct engine
-        call), it would otherwise drop the switches it holds, and a group disabled for writeback would read as
-        enabled to the next sync with the writeback rules."""
+    def _writeback_switches(self, writer: ConnectorSpaceWriter, errors: ErrorSink) -> None:
+        """Each Microsoft 365 group's writebackConfiguration.isEnabled (absent when null: Graph's default, enabled),
+        when the rules read it: Graph has it in beta only, and v1.0 delta never reports its changes."""
         pages = getattr(self.source, "writeback_configurations", None)
-        if not (self.reads_writeback or full) or pages is None:
+        if not self.reads_writeback or pages is None:
             return
         found = []
         for page in pages():

@@ -113,20 +113,22 @@ class SwitchingGraph(FakeGraph):
 
 def test_a_full_import_without_the_rules_properties_keeps_the_writeback_switches(store):
     """A full import replaces every group whole: one run without the rules' properties (a direct engine call, whose
-    ``$select`` lacks the beta switch) read it all the same, so a group disabled for writeback stays disabled for the
-    next sync with the writeback rules, instead of reading as enabled (Graph's default when the value is absent)."""
+    ``$select`` lacks the beta switch) keeps the switches the connector space holds, without reading them, so a group
+    disabled for writeback stays disabled for the next sync with the writeback rules, instead of reading as enabled
+    (Graph's default when the value is absent)."""
     graph = SwitchingGraph({oid(100): False, oid(101): None})
     team = {"groupTypes": ["Unified"], "securityEnabled": False}
     for _ in range(2):
         graph.rounds["groups"].append([[{"id": oid(100), "displayName": "Off", **team}, {"id": oid(101), **team}]])
     import_entra(graph, store, mode="full", group_properties=[*DEFAULT_GROUP_PROPERTIES, WRITEBACK_ENABLED])
+    assert graph.listings == 1
     import_entra(graph, store, mode="full")  # the default properties: the switch is not among them
     state = rows(store)
     assert json.loads(state[oid(100)]["attrs"])[WRITEBACK_ENABLED] == [False]
     assert WRITEBACK_ENABLED not in json.loads(state[oid(101)]["attrs"])  # null: enabled, as Graph defaults it
-    assert graph.listings == 2
-    import_entra(graph, store, mode="delta")  # a delta reads it only for rules that read it: nothing else changed
-    assert graph.listings == 2 and json.loads(rows(store)[oid(100)]["attrs"])[WRITEBACK_ENABLED] == [False]
+    assert graph.listings == 1  # kept, not read: a tenant without writeback gets no beta call
+    import_entra(graph, store, mode="delta")
+    assert graph.listings == 1 and json.loads(rows(store)[oid(100)]["attrs"])[WRITEBACK_ENABLED] == [False]
 
 
 def test_delta_applies_changes_from_the_saved_links(graph, store):
