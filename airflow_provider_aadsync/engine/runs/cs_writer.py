@@ -248,23 +248,6 @@ class ConnectorSpaceWriter:
         self.write_delta_page(known)
         self._seen.update(obj.anchor for obj in known)
 
-    def held_values(self, attribute: str, object_type: str) -> list[SourceObject]:
-        """The values of ``attribute`` the live objects of ``object_type`` hold now, as partial changes: what a full
-        import that does not read the attribute this time hands back to :meth:`update_known` after its rounds, which
-        replace each object whole (else it would drop them)."""
-        query = sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.attrs).where(
-            cs_object.c.connector == self.connector,
-            cs_object.c.object_type == object_type,
-            cs_object.c.is_deleted == sa.false(),
-            cs_object.c.attrs.contains(json.dumps(attribute)),  # a cheap filter: the decoded attrs decide
-        )
-        held = []
-        for anchor, dn, attrs in self.connection.execute(query):
-            values = json.loads(attrs).get(attribute)
-            if values:
-                held.append(SourceObject(anchor, dn, object_type, attrs={attribute: values}, partial=True))
-        return held
-
     def update_known(self, objects: Sequence[SourceObject]) -> None:
         """Partial changes read beside the import's rounds (a property listed on its own), applied to the live objects
         the connector space holds; an object it does not hold is left alone."""
@@ -572,3 +555,22 @@ class ConnectorSpaceWriter:
             )
             self.counters["updates"] += 1
         return list(by_source)
+
+
+def held_values(writer: ConnectorSpaceWriter, attribute: str, object_type: str) -> list[SourceObject]:
+    """The values of ``attribute`` the live objects of ``object_type`` in ``writer``'s connector space hold now, as
+    partial changes: what a full import that does not read the attribute this time hands back to
+    :meth:`ConnectorSpaceWriter.update_known` after its rounds, which replace each object whole (else it would drop
+    them)."""
+    query = sa.select(cs_object.c.anchor, cs_object.c.dn, cs_object.c.attrs).where(
+        cs_object.c.connector == writer.connector,
+        cs_object.c.object_type == object_type,
+        cs_object.c.is_deleted == sa.false(),
+        cs_object.c.attrs.contains(json.dumps(attribute)),  # a cheap filter; the decoded attrs decide
+    )
+    held = []
+    for anchor, dn, attrs in writer.connection.execute(query):
+        values = json.loads(attrs).get(attribute)
+        if values:
+            held.append(SourceObject(anchor, dn, object_type, attrs={attribute: values}, partial=True))
+    return held

@@ -24,7 +24,12 @@ from airflow_provider_aadsync.engine.connectors.entra.schema import (
     SOFT_DELETED,
     WRITEBACK_ENABLED,
 )
-from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage, serialize_attrs
+from airflow_provider_aadsync.engine.runs.cs_writer import (
+    ConnectorSpaceWriter,
+    ObjectPage,
+    held_values,
+    serialize_attrs,
+)
 from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
 from airflow_provider_aadsync.engine.runs.import_run import (
@@ -312,7 +317,7 @@ class EntraImportSteps:
         self._holders = roles.read_holders(self.source)  # before the rounds: the objects carry their roles
         # Switches this import does not read (the rules do not) are kept as held: the rounds replace each group whole,
         # and a group disabled for writeback would read as enabled to a later sync with the writeback rules.
-        switches = [] if self.reads_writeback else writer.held_values(WRITEBACK_ENABLED, "group")
+        switches = [] if self.reads_writeback else held_values(writer, WRITEBACK_ENABLED, "group")
         # Reading, decoding and shaping pages runs ahead in another thread while this one writes the store
         # (SQLite releases the GIL while it works); see bench/README.md for the figures.
         for batch, links_so_far in prefetch(self._full_batches(errors), _READ_AHEAD_BATCHES):
