@@ -15,7 +15,9 @@ sourceAnchor in the sync app's directory extension (``extension_aadsyncSourceAnc
 and two AD groups for one cloud group are conflicts, as for users. A matched mail-enabled security group or distribution
 group says so (``read-only in Graph``): it is joined (never created twice) but Graph writes nothing to it, neither the
 anchor stamp nor names nor members, so after a lost store it is matched on its mail again; it is managed in Exchange
-Online.
+Online. That is also why a group to create is noted (``READ_ONLY_NAMESAKE``) when such a group that nothing matches
+has its displayName or mailNickname: adopted before on a mail its AD group has lost since, it would get a second group
+beside it after a lost store.
 
 A user whose sourceAnchor comes from an mS-DS-ConsistencyGuid that is not its objectGUID, where no cloud user holds that
 anchor yet, is noted (``FOREIGN_CONSISTENCY_GUID``): Entra Connect's wizard takes a ConsistencyGuid set on any object as
@@ -65,6 +67,16 @@ FOREIGN_CONSISTENCY_GUID = (
     "anchor from an mS-DS-ConsistencyGuid that is not the user's objectGUID: make sure no other application owns "
     "the attribute (Entra Connect's wizard then anchors on objectGUID); the first export makes it the ImmutableId"
 )
+#: The note of a group to create while an unmatched read-only cloud group has its name or mailNickname (the cloud
+#: group's id follows): the one case where a lost store creates a group a second time. Graph cannot stamp the anchor
+#: on a mail-enabled group, so a rebuilt store finds one adopted earlier only by its mail; an AD group that lost its
+#: mail since is then created anew beside it.
+READ_ONLY_NAMESAKE = (
+    "a create, while a mail-enabled group that Graph cannot stamp and nothing matches has this group's "
+    "{matched_on} ({cloud_id}): if it is this group, matched before on a mail the AD group no longer has, give the AD "
+    "group its mail back before the first export, or a second group is created beside it"
+)
+_NAMESAKE_START = READ_ONLY_NAMESAKE.partition("{")[0]
 #: The connector-space attribute of the sync app's directory extension that holds the anchor (extensions.py).
 ANCHOR_EXTENSION = "extension_aadsyncSourceAnchor"
 
@@ -101,6 +113,8 @@ class _Cloud:
     #: A sync engine made or adopted it (onPremisesSyncEnabled set, or this engine's anchor stamp): its hard match
     #: stands with BlockCloudObjectTakeover on (the shipped rule's hard_match_proof).
     synced: bool = True
+    #: A group's displayName and mailNickname (READ_ONLY_NAMESAKE).
+    names: tuple[str, str] = ("", "")
 
 
 def _first(values: Any) -> str:
@@ -130,6 +144,7 @@ def _cloud_users(store: Store, connector: str, object_type: str = "user") -> lis
                 read_only=group and read_only_in_graph(attrs),
                 roles=tuple(str(role) for role in attrs.get(DIRECTORY_ROLES) or []),
                 synced=bool(_first(attrs.get("onPremisesSyncEnabled")) or _first(attrs.get(ANCHOR_EXTENSION))),
+                names=(_first(attrs.get("displayName")), _first(attrs.get("mailNickname"))) if group else ("", ""),
             )
         )
     return users
@@ -195,8 +210,10 @@ def group_preflight(
         if group.mail:
             by_mail[group.mail.casefold()].append(group)
     rows: list[PreflightRow] = []
+    names: dict[str, tuple[str, str]] = {}
     for dn, attrs, _ in _ad_persons(store, "group"):
         anchor, mail = _first(attrs.get("sourceAnchor")), _primary_smtp(attrs)
+        names[dn] = (_first(attrs.get("displayName")), _first(attrs.get("mailNickname")))
         base = {"ad_dn": dn, "source_anchor": anchor, "user_principal_name": mail, "object_type": "group"}
         hard = by_anchor.get(anchor) if anchor else None
         if hard is not None:
@@ -208,7 +225,34 @@ def group_preflight(
             continue
         found = candidates[0]
         rows.append(_row(base, SOFT, "mail", found, GROUP_OTHER_ANCHOR if found.immutable_id else ""))
-    return _shared(rows, GROUP_SHARED)
+    return _shared(_read_only_namesakes(rows, cloud, names), GROUP_SHARED)
+
+
+def _read_only_namesakes(
+    rows: list[PreflightRow], cloud: list[_Cloud], names: dict[str, tuple[str, str]]
+) -> list[PreflightRow]:
+    """Each group to create gets READ_ONLY_NAMESAKE when a read-only cloud group that no row matches has its
+    displayName or mailNickname (``names``: per AD DN). A hint, not a match: a name is not an anchor."""
+    matched = {row.cloud_id for row in rows if row.cloud_id}
+    index: dict[tuple[str, str], _Cloud] = {}
+    for group in cloud:
+        if group.read_only and group.id not in matched:
+            for attribute, value in zip(("displayName", "mailNickname"), group.names, strict=True):
+                if value:
+                    index.setdefault((attribute, value.casefold()), group)
+    if not index:
+        return rows
+    hinted = []
+    for row in rows:
+        if row.outcome == CREATE:
+            for attribute, value in zip(("displayName", "mailNickname"), names[row.ad_dn], strict=True):
+                namesake = index.get((attribute, value.casefold())) if value else None
+                if namesake is not None:
+                    note = READ_ONLY_NAMESAKE.format(matched_on=attribute, cloud_id=namesake.id)
+                    row = PreflightRow(**{**asdict(row), "note": note})
+                    break
+        hinted.append(row)
+    return hinted
 
 
 def _user_rows(store: Store, entra_connector: str, block_soft_match: bool, block_takeover: bool) -> list[PreflightRow]:
@@ -291,6 +335,8 @@ def counts(rows: Iterable[PreflightRow]) -> dict[str, int]:
             found["group read-only in Graph"] += 1
         if row.note == FOREIGN_CONSISTENCY_GUID and not row.conflict:
             found["anchor from an mS-DS-ConsistencyGuid unlike its objectGUID"] += 1
+        if row.note.startswith(_NAMESAKE_START):
+            found["group create beside an unmatched read-only group of its name"] += 1
     return dict(found)
 
 
@@ -317,6 +363,8 @@ def _outcome(row: PreflightRow) -> str:
         return f"{row.outcome} ({row.matched_on}), read-only in Graph"
     if row.note == FOREIGN_CONSISTENCY_GUID and not row.conflict:
         return f"{row.outcome}, anchor from mS-DS-ConsistencyGuid (not objectGUID)"
+    if row.note.startswith(_NAMESAKE_START):
+        return f"{row.outcome}: {row.note}"
     return row.outcome
 
 

@@ -13,7 +13,14 @@ import sqlalchemy as sa
 from airflow_provider_aadsync.engine.connectors.entra.planning import MAIL_GROUP_WRITE, UNSUPPORTED
 from airflow_provider_aadsync.engine.connectors.entra.schema import MEMBERS
 from airflow_provider_aadsync.engine.connectors.entra.writer import ExportSettings, run_entra_export
-from airflow_provider_aadsync.engine.runs.preflight import READ_ONLY_IN_GRAPH, SOFT, group_preflight, render_text
+from airflow_provider_aadsync.engine.runs.preflight import (
+    CREATE,
+    READ_ONLY_IN_GRAPH,
+    SOFT,
+    counts,
+    group_preflight,
+    render_text,
+)
 from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store, pending_export_reference
 from airflow_provider_aadsync.engine.sync import run_sync
@@ -109,6 +116,31 @@ def test_a_soft_matched_mail_enabled_group_is_joined_and_never_written(store, ru
         assert result.counters["errors"] == 0 and ("entra", payroll) in links(rebuilt, "entra")
         assert len(graph.groups()) == groups_before  # Staff is joined by its stamp, Payroll by its mail
         assert [(n["subject"], n["count"]) for n in rebuilt.run_notices(result.run_id)] == [(MAIL_GROUP_WRITE, 1)]
+
+
+def test_the_preflight_of_a_rebuilt_store_names_the_read_only_group_an_ad_group_without_mail_would_duplicate(
+    store, rules, graph, tmp_path
+):
+    """The one way a lost store creates a group twice: an AD group adopted on its mail by a mail-enabled group (which
+    Graph cannot stamp) loses its mail; the rebuilt store cannot find the cloud group and plans a create. The preflight
+    says so, naming the cloud group and what to do; another create gets no such note."""
+    payroll = graph.add_group("Payroll (Exchange Online)", mailNickname="payroll", mail=MAIL, mailEnabled=True,
+                              securityEnabled=True, groupTypes=[])  # fmt: skip
+    ad = [ad_user(1), ad_group(302, "Payroll", [1], mail=MAIL, mailNickname="payroll"), ad_group(303, "Staff", [1])]
+    assert cycle(store, rules, graph, ad).counters["errors"] == 0 and ("entra", payroll) in links(store, "entra")
+
+    ad[1] = ad_group(302, "Payroll", [1], mailNickname="payroll")  # its mail cleared in AD
+    (tmp_path / "rebuilt").mkdir()
+    with fresh_store(tmp_path / "rebuilt") as rebuilt:
+        import_full(rebuilt, "ad", ad)
+        import_full(rebuilt, "entra", cloud_objects(graph))
+        run_sync(rebuilt, rules, connector="ad", mode="full")
+        rows = {r.ad_dn.split(",")[0]: r for r in group_preflight(rebuilt)}
+    row = rows["CN=Payroll"]
+    assert row.outcome == CREATE and row.cloud_id == "" and payroll in row.note and "mailNickname" in row.note
+    assert "give the AD group its mail back before the first export" in render_text([row])
+    assert rows["CN=Staff"].note == ""  # joined by its stamp: nothing to say
+    assert counts(rows.values())["group create beside an unmatched read-only group of its name"] == 1
 
 
 def test_a_read_only_group_whose_ad_group_leaves_scope_is_not_deleted(store, rules, graph):
