@@ -77,6 +77,8 @@ READ_ONLY_NAMESAKE = (
     "group its mail back before the first export, or a second group is created beside it"
 )
 _NAMESAKE_START = READ_ONLY_NAMESAKE.partition("{")[0]
+#: The attributes READ_ONLY_NAMESAKE compares, in the order it tries them.
+_NAME_ATTRIBUTES = ("displayName", "mailNickname")
 #: The connector-space attribute of the sync app's directory extension that holds the anchor (extensions.py).
 ANCHOR_EXTENSION = "extension_aadsyncSourceAnchor"
 
@@ -113,8 +115,8 @@ class _Cloud:
     #: A sync engine made or adopted it (onPremisesSyncEnabled set, or this engine's anchor stamp): its hard match
     #: stands with BlockCloudObjectTakeover on (the shipped rule's hard_match_proof).
     synced: bool = True
-    #: A group's displayName and mailNickname (READ_ONLY_NAMESAKE).
-    names: tuple[str, str] = ("", "")
+    #: A group's values of _NAME_ATTRIBUTES (READ_ONLY_NAMESAKE).
+    names: tuple[str, ...] = ()
 
 
 def _first(values: Any) -> str:
@@ -144,10 +146,15 @@ def _cloud_users(store: Store, connector: str, object_type: str = "user") -> lis
                 read_only=group and read_only_in_graph(attrs),
                 roles=tuple(str(role) for role in attrs.get(DIRECTORY_ROLES) or []),
                 synced=bool(_first(attrs.get("onPremisesSyncEnabled")) or _first(attrs.get(ANCHOR_EXTENSION))),
-                names=(_first(attrs.get("displayName")), _first(attrs.get("mailNickname"))) if group else ("", ""),
+                names=_names(attrs) if group else (),
             )
         )
     return users
+
+
+def _names(attrs: dict[str, Any]) -> tuple[str, ...]:
+    """An object's values of _NAME_ATTRIBUTES (empty text where it has none), as READ_ONLY_NAMESAKE compares them."""
+    return tuple(_first(attrs.get(name)) for name in _NAME_ATTRIBUTES)
 
 
 def _primary_smtp(attrs: dict[str, Any]) -> str:
@@ -210,10 +217,10 @@ def group_preflight(
         if group.mail:
             by_mail[group.mail.casefold()].append(group)
     rows: list[PreflightRow] = []
-    names: dict[str, tuple[str, str]] = {}
+    names: dict[str, tuple[str, ...]] = {}
     for dn, attrs, _ in _ad_persons(store, "group"):
         anchor, mail = _first(attrs.get("sourceAnchor")), _primary_smtp(attrs)
-        names[dn] = (_first(attrs.get("displayName")), _first(attrs.get("mailNickname")))
+        names[dn] = _names(attrs)
         base = {"ad_dn": dn, "source_anchor": anchor, "user_principal_name": mail, "object_type": "group"}
         hard = by_anchor.get(anchor) if anchor else None
         if hard is not None:
@@ -229,7 +236,7 @@ def group_preflight(
 
 
 def _read_only_namesakes(
-    rows: list[PreflightRow], cloud: list[_Cloud], names: dict[str, tuple[str, str]]
+    rows: list[PreflightRow], cloud: list[_Cloud], names: dict[str, tuple[str, ...]]
 ) -> list[PreflightRow]:
     """Each group to create gets READ_ONLY_NAMESAKE when a read-only cloud group that no row matches has its
     displayName or mailNickname (``names``: per AD DN). A hint, not a match: a name is not an anchor."""
@@ -237,7 +244,7 @@ def _read_only_namesakes(
     index: dict[tuple[str, str], _Cloud] = {}
     for group in cloud:
         if group.read_only and group.id not in matched:
-            for attribute, value in zip(("displayName", "mailNickname"), group.names, strict=True):
+            for attribute, value in zip(_NAME_ATTRIBUTES, group.names, strict=True):
                 if value:
                     index.setdefault((attribute, value.casefold()), group)
     if not index:
@@ -245,7 +252,7 @@ def _read_only_namesakes(
     hinted = []
     for row in rows:
         if row.outcome == CREATE:
-            for attribute, value in zip(("displayName", "mailNickname"), names[row.ad_dn], strict=True):
+            for attribute, value in zip(_NAME_ATTRIBUTES, names[row.ad_dn], strict=True):
                 namesake = index.get((attribute, value.casefold())) if value else None
                 if namesake is not None:
                     note = READ_ONLY_NAMESAKE.format(matched_on=attribute, cloud_id=namesake.id)
