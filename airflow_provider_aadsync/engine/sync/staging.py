@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
+import msgspec
 import pandas as pd
 import sqlalchemy as sa
 
@@ -47,6 +48,25 @@ _SETTLED = ("pending", "failed", READ_ONLY)
 #: How a pending export's changes are stored: ``json.dumps(changes, sort_keys=True, separators=(",", ":"),
 #: default=str)``, with the encoder made once instead of once per staged object.
 _CHANGES_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+#: The same text, by msgspec, for the changes it writes alike (:func:`serialize_changes`).
+_PLAIN_CHANGES_ENCODER = msgspec.json.Encoder(order="sorted")
+#: Cell types msgspec writes as ``json.dumps`` does; others (a timestamp: ISO form, not ``str``) take json.
+_PLAIN_CELLS = frozenset((str, int, bool, type(None)))
+
+
+def serialize_changes(changes: Mapping[str, list[Any]]) -> str:
+    """A pending export's changes as they are stored and compared (a plan identical to the pending one is left alone,
+    text to text): ``_CHANGES_ENCODER``'s text. msgspec writes it about 14 times faster (a first full sync stages
+    every object) when every value is a list of text, numbers, booleans and NULL and its output is ASCII without DEL:
+    ``json.dumps`` escapes the rest, msgspec writes them as they are. Anything else takes json."""
+    if all(
+        type(name) is str and type(values) is list and all(type(cell) in _PLAIN_CELLS for cell in values)
+        for name, values in changes.items()
+    ):
+        text = _PLAIN_CHANGES_ENCODER.encode(changes)
+        if text.isascii() and b"\x7f" not in text:
+            return text.decode()
+    return _CHANGES_ENCODER.encode(changes)
 
 
 class Staging:
@@ -81,14 +101,17 @@ class Staging:
         now = utcnow()
         inserts: list[dict[str, Any]] = []
         for anchor, object_type, dn, operation, changes in items:
-            serialized = _CHANGES_ENCODER.encode(changes)
+            serialized = serialize_changes(changes)
             if self.state.trace is not None and (operation != "update" or changes):  # an empty update stages nothing
                 self.state.trace.setdefault("pending_exports", []).append(
                     {"connector": connector, "anchor": anchor, "operation": operation, "dn": dn, "changes": changes}
                 )
             current = existing.get(anchor)
             if current is not None and current.state == "sent":
-                log.info("the pending export of %s/%s is in flight; the export reconciles it", connector, anchor)
+                if current.operation == "update" and operation in ("update", "delete"):
+                    self._replace_in_flight(connector, anchor, current, operation, serialized, dn, now)
+                else:
+                    log.info("the pending export of %s/%s is in flight; the export reconciles it", connector, anchor)
                 continue
             if current is not None and current.state == REFUSED:
                 if operation == "add":  # held: new values are kept for when the refusal is resolved, never sent
@@ -148,6 +171,24 @@ class Staging:
             self.state.counters[f"export_{operation}s_staged"] += 1
         inserts.sort(key=itemgetter("anchor"))  # in key order, as the outbound writes its new objects
         write_rows(self.state.store, self.state.connection, pending_export, inserts)
+
+    def _replace_in_flight(
+        self, connector: str, anchor: str, current: Any, operation: str, serialized: str, dn: str, now: Any
+    ) -> None:
+        """An update an interrupted export sent (state ``sent``; the export sends it again, PATCH and modify being
+        idempotent) takes the plan staged now, still ``sent``: a change made since (a leaver disabled, an object
+        scoped out and deleted) is sent with it. Skipped, it was lost until a full sync: the export sent the older
+        values, recorded them, and no delta sync evaluated the object again. An add in flight stays as it is (its
+        object is looked up first, and read back by the next import), as does a delete."""
+        if (current.operation, current.changes, current.dn) == (operation, serialized, dn):
+            return
+        self.state.connection.execute(
+            sa.update(pending_export)
+            .where(export_key(connector, anchor), pending_export.c.state == "sent")
+            .values(operation=operation, changes=serialized, dn=dn, run_id=self.state.run_id, updated_at=now)
+        )
+        self.state.counters[f"export_{operation}s_staged"] += 1
+        self.state.note("exports", f"{connector}: a change staged over an update in flight")
 
     def withdraw_updates(self, connector: str, anchors: Sequence[str]) -> None:
         """Joined objects no outbound rule of ``connector`` has in scope any more: a settled (unsent) update staged

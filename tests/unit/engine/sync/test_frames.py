@@ -180,6 +180,28 @@ def test_pending_export_changes_are_stored_as_json_dumps_wrote_them() -> None:
     changes = {"zeta": ["Ünïcödé", 1.5, True, None], "alpha": [dt.datetime(2026, 12, 5, tzinfo=dt.UTC)], "b": []}
     expected = json.dumps(changes, sort_keys=True, separators=(",", ":"), default=str)
     assert staging._CHANGES_ENCODER.encode(changes) == expected
+    assert staging.serialize_changes(changes) == expected
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"displayName": ["Ada Lovelace"], "accountEnabled": [True], "a": [], "usageLocation": [None], "n": [-7]},
+        {"big": [2**70, -(2**65)], "flag": [False]},
+        *({"text": [chr(code) + "x"], "other": ["y"]} for code in range(0x100)),  # control, DEL, Latin-1
+        {"emoji": ["\U0001f600"], "cjk": ["\u4e2d"], "separator": ["\u2028"]},
+        {"float": [1e16, 0.1]},
+        {"when": [pd.Timestamp("2026-12-05T00:00:00Z")], "day": [dt.date(2026, 12, 5)]},
+        {"nested": [{"b": 1, "a": [2]}]},
+        {"tuple": ("a",)},
+        {"dn": ["CN=Ünïcödé,OU=People,DC=contoso,DC=com"], "displayName": ["Ünïcödé"]},
+    ],
+)
+def test_pending_export_changes_serialize_as_json_dumps_does(changes) -> None:
+    """The fast encoder of plain changes writes exactly json.dumps's text, whatever the values hold: a plan staged
+    again compares equal to the one stored by earlier versions (or by the fallback)."""
+    expected = json.dumps(changes, sort_keys=True, separators=(",", ":"), default=str)
+    assert staging.serialize_changes(changes) == expected
 
 
 @pytest.mark.parametrize(
