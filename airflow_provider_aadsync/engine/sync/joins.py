@@ -48,7 +48,7 @@ from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
 from airflow_provider_aadsync.engine.sync.schema import cell_texts, cell_values
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
-from airflow_provider_aadsync.engine.sync.unjoined import staged_deletes
+from airflow_provider_aadsync.engine.sync.unjoined import SoftPair, staged_deletes
 
 
 class Joins:
@@ -61,6 +61,7 @@ class Joins:
         self._last_allocated = 0
         #: Per connector: whether its join rules soft match, and their hard-match attributes (hard_match).
         self._hard_match: dict[str, tuple[bool, set[str]]] = {}
+        self._soft_pairs: dict[str, frozenset[SoftPair]] = {}
 
     def link(
         self,
@@ -495,6 +496,20 @@ class Joins:
             hard = {pair.source.lower() for group in groups if not any(p.soft_match for p in group) for pair in group}
             self._hard_match[connector] = (soft, hard)
         return self._hard_match[connector]
+
+    def soft_pairs(self, connector: str) -> frozenset[SoftPair]:
+        """The soft-match pairs of the join rules reading ``connector`` (none when soft matching is blocked: the rule
+        set has no soft group then), for the outbound half to find an unjoined object a create would duplicate."""
+        if connector not in self._soft_pairs:
+            self._soft_pairs[connector] = frozenset(
+                (compiled.rule.source_object_type.casefold(), pair.source.lower(), pair.target.lower())
+                for compiled in self.state.rules.rules
+                if compiled.rule.direction == "inbound" and inbound_rule_applies(compiled.rule.connector, connector)
+                for group in compiled.join_groups
+                for pair in group
+                if pair.soft_match
+            )
+        return self._soft_pairs[connector]
 
     def deprovision(self, connector: str, anchor: str) -> None:
         if anchor.startswith(PROVISIONAL_PREFIX):

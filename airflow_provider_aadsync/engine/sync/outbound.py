@@ -202,7 +202,9 @@ class Outbound:
         widened_types = {r.rule.target_object_type.casefold() for r in rules}
         current = self._load_cs(connector, [links[(m, connector)][0] for m in mv_ids if (m, connector) in links])
         in_scope_of = members_by_rule(scope)
-        unjoined = Unjoined(self.state, connector, self.joins.hard_match(connector)[1])
+        unjoined = Unjoined(
+            self.state, connector, self.joins.hard_match(connector)[1], self.joins.soft_pairs(connector)
+        )
         staged: list[tuple[str, str, str, str, dict[str, list[Any]]]] = []
         provisioned_adds: list[tuple[str, str, str, str, dict[str, list[Any]]]] = []  # anchors made just now
         new_objects: list[dict[str, Any]] = []
@@ -236,11 +238,14 @@ class Outbound:
                     # found by its hard-match anchor, is joined again and its delete withdrawn, never a second one made.
                     found = unjoined.take_deleted(provision_rule.rule.target_object_type, desired)
                     kind = "join"
-                if found is None and unjoined.holding(provision_rule.rule.target_object_type, desired):
+                if found is None and unjoined.holding(
+                    provision_rule.rule.target_object_type, desired, loaded[mv_id]["attrs"]
+                ):
                     # An unjoined object already holds its hard-match anchor (restored in the target directory while
-                    # the source was gone): its connector's next sync, a delta one too, evaluates its join again and
-                    # joins it in place of the create staged now, or refuses it and holds the create.
-                    self.state.note("exports", f"{connector}: an unjoined object holds its anchor, its join is due")
+                    # the source was gone), or the UPN or mail a soft match compares (a cloud-only user): its
+                    # connector's next sync, a delta one too, evaluates its join again and joins it in place of the
+                    # create staged now, or refuses it and holds the create.
+                    self.state.note("exports", f"{connector}: an unjoined object holds its anchor, UPN or mail")
                     self.state.counters["joins_due"] += 1
                 if found is not None:
                     anchor, stored = found

@@ -11,7 +11,9 @@ delete was exported, restored by an administrator from Entra's deleted items, re
 person was gone) is left to its own join rules (:meth:`Unjoined.holding`): it gets a pending import so that its
 connector's next sync, a delta one too, evaluates its hard match again, which joins it in place of the create staged
 meanwhile. Before, only a full sync of that connector read it again: with delta syncs the create stayed and the export
-made a second cloud user beside the restored one."""
+made a second cloud user beside the restored one. The same holds for an unjoined object holding the UPN or primary SMTP
+address a soft match compares (a cloud-only user, read while no AD user had its UPN, and an AD user given it later):
+without its join evaluated again, a delta cycle created a second user beside it, with a placeholder UPN."""
 
 from __future__ import annotations
 
@@ -30,8 +32,13 @@ from airflow_provider_aadsync.engine.sync.schema import cell_values
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
 #: (object type, hard-match attribute, value), the first two in lower case, the value exact (base64 ImmutableIds may
-#: differ only by case).
+#: differ only by case). A soft-match key has the attribute after :data:`_SOFT` and the value case-folded.
 Key = tuple[str, str, str]
+#: A soft-match pair of a join rule: (connector-space object type case-folded, its attribute and the metaverse
+#: attribute compared with it, both in lower case).
+SoftPair = tuple[str, str, str]
+#: Marks the attribute of a soft-match key, apart from a hard-match attribute of the same name.
+_SOFT = "soft:"
 
 
 def staged_deletes(state: SyncPass) -> set[str]:
@@ -49,11 +56,14 @@ class Unjoined:
     """The unjoined (disconnector) objects of one connector, by object type and by the value of a rejoin attribute,
     read once per outbound pass and only when a provisioning rule asks (a rebuilt store, a written-back group)."""
 
-    def __init__(self, state: SyncPass, connector: str, hard: set[str] | None = None) -> None:
+    def __init__(
+        self, state: SyncPass, connector: str, hard: set[str] | None = None, soft: frozenset[SoftPair] = frozenset()
+    ) -> None:
         self.state = state
         self.connector = connector
         self._index: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {}
         self._hard = hard or set()
+        self._soft = soft
         self._due: list[str] = []
 
     def take_deleted(self, object_type: str, desired: Mapping[str, list[Any]]) -> tuple[str, dict[str, Any]] | None:
@@ -69,16 +79,21 @@ class Unjoined:
                 return found
         return None
 
-    def holding(self, object_type: str, desired: Mapping[str, list[Any]]) -> list[str]:
+    def holding(
+        self, object_type: str, desired: Mapping[str, list[Any]], metaverse: Mapping[str, list[Any]] | None = None
+    ) -> list[str]:
         """The unjoined objects of ``object_type`` with no export pending holding exactly the hard-match value the
         object would be given (``desired``): a cloud user restored from Entra's deleted items, read while its person
-        was gone. Each is given a pending import, so its connector's next sync, a delta one too, evaluates its join
-        again: the hard match joins it and withdraws the create staged meanwhile, or refuses it (another engine holds
-        it, another anchor, two candidates) and holds that create, as for any refused match."""
+        was gone; or holding the value a soft-match pair compares with the metaverse object's (``metaverse``, its
+        values): a cloud-only user with the UPN of a new AD user. Each is given a pending import, so its connector's
+        next sync, a delta one too, evaluates its join again: the match joins it and withdraws the create staged
+        meanwhile, or refuses it (another engine holds it, another anchor, an administrator, two candidates) and
+        holds that create, as for any refused match."""
         holders = self._loaded()[1]
         if not holders:  # nearly always
             return []
-        anchors = sorted({anchor for key in self._keys(object_type, desired) for anchor in holders.get(key, ())})
+        keys = self._keys(object_type, desired) + self._soft_keys(object_type, metaverse or {})
+        anchors = sorted({anchor for key in keys for anchor in holders.get(key, ())})
         if self.connector != self.state.connector:  # a pass of its own connector read it and did not join it
             self._due.extend(anchors)  # given their pending import by flush()
         return anchors
@@ -90,8 +105,21 @@ class Unjoined:
             if name.lower() in self._hard and len(values) == 1 and str(values[0])
         ]
 
+    def _soft_keys(self, object_type: str, metaverse: Mapping[str, list[Any]]) -> list[Key]:
+        folded_type = object_type.casefold()
+        pairs = [(source, target) for cs_type, source, target in self._soft if cs_type == folded_type]
+        if not pairs or not metaverse:
+            return []
+        lowered = {name.lower(): values for name, values in metaverse.items()}
+        return [
+            (folded_type, _SOFT + source, str(value).casefold())
+            for source, target in pairs
+            for value in cell_values(lowered.get(target))
+            if str(value)
+        ]
+
     def _loaded(self) -> tuple[dict[Key, tuple[str, dict[str, Any]]], dict[Key, set[str]]]:
-        if not self._hard:
+        if not self._hard and not self._soft:
             return {}, {}
         # Read once per pass (not per batch: a first full sync's staged rows would be scanned again each time).
         loaded = self.state.unjoined_deletes.get(self.connector)
@@ -162,13 +190,21 @@ class Unjoined:
         for anchor, dn, found_type, attrs, export_state in self.state.connection.execute(query):
             decoded = load_json(attrs)
             lowered = {name.lower(): v for name, v in decoded.items()}
+            folded_type = found_type.casefold()
             for attribute in self._hard:
                 for value in cell_values(lowered.get(attribute)):
-                    key = (found_type.casefold(), attribute, str(value))
+                    key = (folded_type, attribute, str(value))
                     if export_state is None:
                         holders.setdefault(key, set()).add(anchor)
                     else:
                         deleting.setdefault(key, (anchor, {"dn": dn, "object_type": found_type, "attrs": decoded}))
+            if export_state is None:  # a soft match never rejoins a deleted object: only its join is made due
+                for cs_type, attribute, _target in self._soft:
+                    if cs_type == folded_type:
+                        for value in cell_values(lowered.get(attribute)):
+                            holders.setdefault((folded_type, _SOFT + attribute, str(value).casefold()), set()).add(
+                                anchor
+                            )
         return deleting, holders
 
     def take(self, object_type: str, attribute: str, value: str) -> tuple[str, dict[str, Any]] | None:

@@ -5,13 +5,26 @@ another engine's object is a per-object error and gets no write; BlockSoftMatch 
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.runs.preflight import SOFT, preflight
 from airflow_provider_aadsync.engine.store import Store, run_error
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.world import ad_user, entra_user, exports, guid, immutable_id, import_full, links, mv_by, sync_errors
+from tests.support.world import (
+    ad_user,
+    cloud_twin,
+    entra_user,
+    exports,
+    guid,
+    immutable_id,
+    import_delta,
+    import_full,
+    links,
+    mv_by,
+    sync_errors,
+)
 
 AD_USERS = [
     ad_user(1),  # hard match
@@ -170,3 +183,64 @@ def test_cloud_object_takeover_is_allowed_by_default_as_in_entra_id(store):
     assert sync_errors(store, [ad_user(1)], cloud) == {}
     assert entra_anchor_of(store, 1) == "c1"
     assert load_sync_rules().fingerprint != load_sync_rules(block_cloud_object_takeover=True).fingerprint
+
+
+@pytest.mark.parametrize(
+    "cloud_only",
+    [
+        entra_user("c7", "USER7@corp.example"),  # its UPN
+        entra_user("c7", "seven@corp.onmicrosoft.com", mail="Seven@corp.example"),  # its primary SMTP address
+    ],
+    ids=["upn", "mail"],
+)
+def test_a_cloud_only_user_read_earlier_is_soft_matched_by_a_delta_cycle_never_duplicated(store, cloud_only):
+    """A cloud-only user read while no AD user had its UPN (or mail), and an AD user given it later: the delta sync of
+    AD stages the create and makes the cloud user's join due (a pending import), so the same cycle's delta sync of
+    Entra soft-matches it and withdraws the create. Before, no delta sync read the cloud user again: the export made a
+    second user beside it, with a placeholder UPN."""
+    rules = load_sync_rules()
+    import_full(store, "ad", [ad_user(1)])
+    import_full(store, "entra", [cloud_twin(1), cloud_only])
+    for connector in ("ad", "entra"):
+        assert run_sync(store, rules, connector=connector, mode="full").result == "success"
+    assert ("entra", "c7") not in links(store) and exports(store) == {}
+
+    import_delta(store, "ad", [ad_user(7, mail="seven@corp.example")])
+    import_delta(store, "entra", [])
+    ad_pass = run_sync(store, rules, connector="ad", mode="delta")
+    assert ad_pass.counters["joins_due"] == 1
+    assert run_sync(store, rules, connector="entra", mode="delta").result == "success"
+
+    assert entra_anchor_of(store, 7) == "c7"
+    staged = exports(store)
+    assert [a for a in staged if a.startswith(PROVISIONAL_PREFIX)] == []  # the create is withdrawn
+    assert staged["c7"]["operation"] == "update"
+    assert staged["c7"]["changes"]["onPremisesImmutableId"] == [immutable_id(guid(7))]
+
+
+def test_a_cloud_only_user_holding_another_anchor_holds_the_create_of_a_delta_cycle(store):
+    """The join made due refuses (the cloud user holds another ImmutableId): the create is held, never sent, as when a
+    full sync meets it."""
+    rules = load_sync_rules()
+    import_full(store, "ad", [ad_user(1)])
+    import_full(store, "entra", [entra_user("c7", "user7@corp.example", immutable_id(guid(777)))])
+    for connector in ("ad", "entra"):
+        run_sync(store, rules, connector=connector, mode="full")
+    import_delta(store, "ad", [ad_user(7)])
+    import_delta(store, "entra", [])
+    run_sync(store, rules, connector="ad", mode="delta")
+    entra_pass = run_sync(store, rules, connector="entra", mode="delta")
+    assert entra_pass.counters["joins_refused"] == 1
+    held = entra_anchor_of(store, 7)
+    assert held.startswith(PROVISIONAL_PREFIX)
+    assert exports(store)[held]["state"] == "refused"
+
+
+def test_block_soft_match_makes_no_join_due_for_a_cloud_user_of_the_same_upn(store):
+    rules = load_sync_rules(block_soft_match=True)
+    import_full(store, "ad", [ad_user(1)])
+    import_full(store, "entra", [entra_user("c7", "user7@corp.example")])
+    for connector in ("ad", "entra"):
+        run_sync(store, rules, connector=connector, mode="full")
+    import_delta(store, "ad", [ad_user(7)])
+    assert run_sync(store, rules, connector="ad", mode="delta").counters.get("joins_due", 0) == 0
