@@ -189,6 +189,13 @@ def open_work(store: Store, connector: str) -> tuple[int, int]:
 
 
 # ============================================================================ what an export records of its writes
+class AnchorHeld(Exception):
+    """The real anchor of a created object is held by a connector-space object that is linked to a metaverse
+    object: adopting it would join one directory object to two metaverse objects, so nothing is recorded. The
+    exporters check the link before they adopt (and fail the add as not adopted); this only stops a caller that
+    did not, before the primary key does it with an IntegrityError that names neither object."""
+
+
 def adopt_anchor(
     connection: sa.Connection,
     connector: str,
@@ -200,24 +207,36 @@ def adopt_anchor(
     dn: str | None = None,
 ) -> None:
     """A created object's real anchor replaces the provisional one everywhere; ``attrs`` (what was written) become
-    its connector-space values, so the next sync sees no difference."""
-    serialized = serialize_attrs(dict(attrs))
-    values: dict[str, Any] = {
-        "anchor": anchor,
-        "attrs": serialized,
-        "attrs_hash": attrs_digest(serialized),
-        "refs_hash": format_hash(0),
-        "pending_export": None,
-        "last_run_id": run_id,
-        "updated_at": utcnow(),
-    }
-    if dn:
-        values["dn"] = dn
-    connection.execute(
-        sa.update(cs_object)
-        .where(cs_object.c.connector == connector, cs_object.c.anchor == provisional)
-        .values(**values)
-    )
+    its connector-space values, so the next sync sees no difference.
+
+    An import may have brought the created object in first: an export killed after the write leaves its add
+    ``sent``, the next cycle's import reads the object, and nothing joins it (the rules scope written-back groups
+    out of the inbound flows), so the export that finds it adopts an anchor an unlinked row already holds. That
+    row is the object, as the directory showed it after the write: it stays, takes the provisional row's place
+    (its link, member changes and conflicts) and keeps its values, references and hashes instead of ``attrs``, so
+    the next import sees the object unchanged and the next sync compares against what the directory holds, not
+    against what the add wrote (an attribute the add did not write, or one changed since, is not lost). The
+    provisional row goes, in the caller's transaction. A row that is linked raises AnchorHeld.
+    """
+    folded = _fold_imported(connection, connector, provisional, anchor, run_id=run_id)
+    if not folded:
+        serialized = serialize_attrs(dict(attrs))
+        values: dict[str, Any] = {
+            "anchor": anchor,
+            "attrs": serialized,
+            "attrs_hash": attrs_digest(serialized),
+            "refs_hash": format_hash(0),
+            "pending_export": None,
+            "last_run_id": run_id,
+            "updated_at": utcnow(),
+        }
+        if dn:
+            values["dn"] = dn
+        connection.execute(
+            sa.update(cs_object)
+            .where(cs_object.c.connector == connector, cs_object.c.anchor == provisional)
+            .values(**values)
+        )
     connection.execute(
         sa.update(link).where(link.c.connector == connector, link.c.anchor == provisional).values(anchor=anchor)
     )
@@ -235,6 +254,42 @@ def adopt_anchor(
         .where(export_conflict.c.connector == connector, export_conflict.c.anchor == provisional)
         .values(anchor=anchor)
     )
+
+
+def _fold_imported(connection: sa.Connection, connector: str, provisional: str, anchor: str, *, run_id: int) -> bool:
+    """When an imported row already holds ``anchor``: drop the provisional row (and any reference rows under it) and
+    keep the imported one as the created object's (see adopt_anchor); True when it did. An unlinked row has no plan
+    rows of its own (sync stages exports only for linked objects), so the provisional row's move onto it cannot
+    collide. Raises AnchorHeld, before anything is changed, when the row is linked."""
+    if anchor == provisional:
+        return False
+    held = connection.execute(
+        sa.select(cs_object.c.anchor).where(cs_object.c.connector == connector, cs_object.c.anchor == anchor)
+    ).first()
+    if held is None:
+        return False
+    owners = sorted(
+        connection.execute(sa.select(link.c.mv_id).where(link.c.connector == connector, link.c.anchor == anchor))
+        .scalars()
+        .all()
+    )
+    if owners:
+        raise AnchorHeld(
+            f"the {connector} object {anchor} the create of {provisional} made is already linked to metaverse "
+            f"object {', '.join(map(str, owners))}: not adopted"
+        )
+    for table in (cs_reference, cs_object):
+        connection.execute(sa.delete(table).where(table.c.connector == connector, table.c.anchor == provisional))
+    connection.execute(
+        sa.update(cs_object)
+        .where(cs_object.c.connector == connector, cs_object.c.anchor == anchor)
+        .values(pending_export=None, last_run_id=run_id, updated_at=utcnow())
+    )
+    log.info(
+        "%s: the object the create of %s made was imported before its create was recorded; adopted as %s",
+        connector, provisional, anchor,
+    )  # fmt: skip
+    return True
 
 
 def release_conflicts(
