@@ -261,9 +261,11 @@ class ConnectorSpaceWriter:
         ``not_counted``: anchors read that say nothing about whether the scope holds what it should (AD: the base
         OU itself, and the OUs and containers, read whatever the OU filter or the pilot group let through); the
         import guard does not count them as having seen something.
-        ``gone_roots``: parts of the scope the import found missing (AD: an included OU with no entry on the DC), by
-        name: given to the import guard as ``gone``, each with the deletes under it (none, when the OU's name is
-        mistyped: the deletes are then under the OU it was meant to be).
+        ``gone_roots``: parts of the scope the import found missing (AD: an included OU with no entry on the DC, or
+        a partition it read nothing from: engine.connectors.ad.gone_roots), by name: given to the import guard as
+        ``gone``, each with the deletes under it (none, when the OU's name is mistyped: the deletes are then under
+        the OU it was meant to be). Counted here, where the deletes are known, so that a partition's objects are
+        checked however few of the whole import's they are.
         """
         if self._index is None:
             raise RuntimeError("begin_full() must be called before finish_full()")

@@ -12,6 +12,10 @@ does not move):
 - a full AD import that deletes anything while one of its **included OUs has no entry** on the DC (deleted,
   renamed, mistyped in the connectors file, unreadable): always stopped, whatever its size, since a typo in one of
   several included OUs deletes a small OU's objects under every threshold;
+- a full AD import of several partitions that deletes objects under a **partition it read no user, group or contact
+  from** (the account's read rights there removed): stopped the same way. The rule above counts the whole import,
+  so a small partition read empty beside a big one slipped under the thresholds; a real domain always holds
+  built-in users and groups, so an empty read is never a real state;
 - more deletes than ``deletion_threshold`` (default ``IMPORT_DELETION_THRESHOLD``, as the export's);
 - more than ``deletion_share`` of the connector space (default ``IMPORT_DELETION_SHARE``, 10 %), counted only
   above ``SHARE_MINIMUM`` deletes (10), so a small test space losing a few objects is not stopped.
@@ -41,6 +45,7 @@ __all__ = [
     "STOPPED_DELETION_THRESHOLD",
     "ImportGuard",
     "MassRemovalStopped",
+    "UnreadPartition",
 ]
 
 DEFAULT_IMPORT_DELETION_THRESHOLD = IMPORT_DELETION_THRESHOLD
@@ -50,6 +55,19 @@ DEFAULT_IMPORT_DELETION_SHARE = IMPORT_DELETION_SHARE
 SHARE_MINIMUM = 10
 #: The result of a run the guard stopped (the export's threshold stop has the same name).
 STOPPED_DELETION_THRESHOLD = "stopped-deletion-threshold-exceeded"
+
+
+class UnreadPartition(str):
+    """A name in :meth:`ImportGuard.check`'s ``gone``: a partition a full import read no counted object from (AD:
+    no user, group or contact), rather than an included OU with no entry.
+
+    A marked name, not a second parameter: both are stopped the same way and reach the guard by the same road
+    (ConnectorSpaceWriter.finish_full's ``gone_roots``, the import run's check), which carries names and counts only;
+    the mark changes only the message, and that a partition with no deletes under it is no reason to stop (nothing
+    of it would be removed, unlike a mistyped OU whose objects are deleted under its real name).
+    """
+
+    __slots__ = ()
 
 
 class MassRemovalStopped(Exception):
@@ -144,9 +162,10 @@ class ImportGuard:
         :param command: the CLI command that runs this import (``import-ad``), for the advice.
         :param seen_what: what ``seen`` counts, for the message (AD: "user, group or contact"; its OUs and
             containers are read whatever the scope holds, so they do not count).
-        :param gone: parts of the scope a full import found missing (an included OU with no entry on the DC), each
-            with the deletes under it: an import that deletes anything then is, like one that saw nothing, always
-            stopped until confirmed, whatever the numbers (a mistyped OU's objects are deleted under its real name).
+        :param gone: parts of the scope a full import found missing (an included OU with no entry on the DC; an
+            :class:`UnreadPartition`), each with the deletes under it: an import that deletes anything then is, like
+            one that saw nothing, always stopped until confirmed, whatever the numbers (a mistyped OU's objects are
+            deleted under its real name). An unread partition counts only with deletes under it.
         :param instance: the sync instance whose store the import runs on: the advice names its Variables and, in
             the CLI command, its ``--instance``.
         :param store: the CLI option naming the store (instance_advice.cli_store: its connection or URL), "" for the
@@ -158,14 +177,17 @@ class ImportGuard:
         reasons = []
         if mode == "full" and seen == 0 and space_size:
             reasons.append(f"it saw no {seen_what} in scope, but the connector space holds {space_size:,}")
-        if mode == "full" and gone:
-            missing = ", ".join(
-                f"{name!r}" + (f" ({count:,} of the deletes are under it)" if count else "")
-                for name, count in gone.items()
-            )
+        missing, unread = _gone_parts(gone if mode == "full" else None)
+        if missing:
             reasons.append(
                 f"the included OU {missing} has no entry on the DC: deleted, renamed or moved, mistyped in the "
                 "connectors file, or not readable by the connection's account"
+            )
+        if unread:
+            reasons.append(
+                f"the partition {unread} gave no {seen_what} at all, though a domain always holds built-in ones: the "
+                "connection's account lost its read rights there, or the partition is read from the wrong domain "
+                "controller"
             )
         if deletes > self.deletion_threshold:
             reasons.append(f"that is more than the import deletion threshold of {self.deletion_threshold:,}")
@@ -192,7 +214,7 @@ class ImportGuard:
             f"If the removal is real, confirm it: run the import again with {cli}, or trigger the DAG with the param "
             f"`confirm_mass_removal` = {deletes}"
         )
-        if not (mode == "full" and (seen == 0 or gone)):  # raising a limit never lets these through
+        if not (mode == "full" and (seen == 0 or missing or unread)):  # raising a limit never lets these through
             confirm += (
                 f"; or raise the limits for good: an import deletion threshold of at least {deletes:,} "
                 "(`--import-deletion-threshold`, the Variable "
@@ -203,3 +225,20 @@ class ImportGuard:
         raise MassRemovalStopped(
             f"{what} {causes} {confirm}", deletes=deletes, space_size=space_size, seen=seen if mode == "full" else None
         )
+
+
+def _gone_parts(gone: Mapping[str, int] | None) -> tuple[str, str]:
+    """The included OUs with no entry, and the partitions read empty with deletes under them, each as the message
+    lists them ("" for none). An unread partition with nothing under it to delete stops nothing: nothing of it is
+    lost (its OUs were read, or it held nothing yet)."""
+
+    def listed(names: Mapping[str, int]) -> str:
+        return ", ".join(
+            f"{name!r}" + (f" ({count:,} of the deletes are under it)" if count else "")
+            for name, count in names.items()
+        )
+
+    gone = gone or {}
+    missing = {name: count for name, count in gone.items() if not isinstance(name, UnreadPartition)}
+    unread = {name: count for name, count in gone.items() if isinstance(name, UnreadPartition) and count}
+    return listed(missing), listed(unread)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.connectors.ad.entries import EntryDecoder, reference_from_value
+from airflow_provider_aadsync.engine.connectors.ad.gone_roots import PartitionReads
 from airflow_provider_aadsync.engine.connectors.ad.lifetime import source_deletion_window
 from airflow_provider_aadsync.engine.connectors.ad.moves import (
     CONTAINER_TYPES,
@@ -28,7 +29,7 @@ from airflow_provider_aadsync.engine.connectors.ad.scope import (
 )
 from airflow_provider_aadsync.engine.connectors.config import ADConnectorConfig, PartitionConfig
 from airflow_provider_aadsync.engine.connectors.kinds import AD_KIND, connector_kind
-from airflow_provider_aadsync.engine.dn import DnError, DnScope, wire_dn
+from airflow_provider_aadsync.engine.dn import DnError
 from airflow_provider_aadsync.engine.runs.cs_writer import ConnectorSpaceWriter, ObjectPage
 from airflow_provider_aadsync.engine.runs.import_attributes import with_attribute_list, with_fingerprint
 from airflow_provider_aadsync.engine.runs.import_guard import ImportGuard
@@ -131,6 +132,8 @@ class ADImportSteps:
         #: Anchors a full import read that the guard does not count as seen: the scope's own entries (the base OU
         #: itself), and OUs and containers (only users, groups and contacts count).
         self.not_counted: set[str] = set()
+        #: The partitions a full import read a user, group or contact from: one read empty stops it (gone_roots.py).
+        self.reads = PartitionReads(self.filters)
         #: Objects a full import must not add: alive in another AD connector's space (anchor -> that connector).
         self.held_elsewhere: dict[str, str] = {}
         #: Objects sync created in this connector space (group writeback): read whatever the pilot group holds.
@@ -177,6 +180,7 @@ class ADImportSteps:
         cookies = {partition.key: self.source.dirsync_watermark(**self._base(partition)) for partition in self.filters}
         writer.begin_full()
         self.not_counted = set()
+        self.reads = PartitionReads(self.filters)
         self.connector = writer.connector
         self.held_elsewhere = held_by_other_ad_connectors(writer)
         self.provisioned = self._provisioned(writer)
@@ -196,7 +200,7 @@ class ADImportSteps:
                 failed = [e for e in errors.errors[failed_before:] if e["code"] != HELD_ELSEWHERE]
                 retries.update(full_import_list(partition.key, failed))
         # The base OU itself is read with its subtree; alone, it means the scope saw nothing.
-        writer.finish_full(not_counted=self.not_counted, gone_roots=self._missing_includes())
+        writer.finish_full(not_counted=self.not_counted, gone_roots=self.reads.gone_roots(self.source))
         return {**cookies, **retries}
 
     @property
@@ -204,17 +208,6 @@ class ADImportSteps:
         """Whether the source reads objects whole by objectGUID (the hook does): failed objects are then read again
         by each delta instead of the delta keeping its partition's old cookie."""
         return getattr(self.source, "read_entries", None) is not None
-
-    def _missing_includes(self) -> dict[str, DnScope]:
-        """The included OUs with no entry on the DC (deleted, renamed or moved, mistyped in the connectors file, or
-        unreadable by the account), by their DN as configured: what a full import read under them was nothing, and
-        the objects it held there would be deleted. Unlike an OU merely emptied, that is a scope slip (one of several
-        included OUs mistyped): the import guard stops it whatever its size (import_guard.py)."""
-        probe = getattr(self.source, "object_guid", None)  # the hook's: None when there is no entry it can read
-        includes = {scope.base_text: scope for partition in self.filters for scope in partition.includes}
-        if probe is None or not includes:
-            return {}
-        return {dn: scope for dn, scope in includes.items() if probe(wire_dn(dn)) is None}
 
     def delta(self, writer: ConnectorSpaceWriter, errors: ErrorSink, saved: Mapping[str, bytes]) -> Mapping[str, bytes]:
         """The changes since the saved cookies, and the objects that failed before read again whole; the new cookie
@@ -406,6 +399,8 @@ class ADImportSteps:
                 if in_scope and not partial and not obj.deleted:
                     if obj.object_type not in GROUP_FILTERED_TYPES or partition.is_root(obj.dn):
                         self.not_counted.add(obj.anchor)
+                if not partial:  # whatever the scope keeps: can the account read the partition at all?
+                    self.reads.note(partition.key, obj)
             except DnError as error:  # an object the run cannot place: an error for it, nothing changed for it
                 errors.add(ObjectDecodeError(str(error), dn=obj.dn, anchor=obj.anchor, code="invalid-dn"))
                 continue

@@ -13,6 +13,7 @@ from airflow_provider_aadsync.engine.runs.import_guard import (
     STOPPED_DELETION_THRESHOLD,
     ImportGuard,
     MassRemovalStopped,
+    UnreadPartition,
 )
 from airflow_provider_aadsync.engine.store import Store, cs_object, cs_reference
 from tests.support.fakes import ATTRS, NC, FakeDirectory, FakeGraph, guid, oid, user
@@ -298,3 +299,16 @@ class TestEntraImport:
         graph.rounds["users"].append([removed])
         confirmed = import_entra(graph, store, mode="delta", guard=ImportGuard(confirm_mass_removal=15))
         assert confirmed.result == "success" and confirmed.counters["deletes"] == 15
+
+
+def test_an_unread_partition_stops_only_with_deletes_under_it_and_names_itself():
+    guard = ImportGuard()
+    partition = UnreadPartition("DC=child,DC=corp,DC=test")
+    guard.check(connector="ad", mode="full", deletes=3, space_size=1000, seen=990, gone={partition: 0})
+    with pytest.raises(MassRemovalStopped) as stopped:
+        guard.check(connector="ad", mode="full", deletes=3, space_size=1000, seen=990, gone={partition: 3})
+    assert "the partition 'DC=child,DC=corp,DC=test' (3 of the deletes are under it)" in stopped.value.detail
+    assert "included OU" not in stopped.value.detail and "raise the limits" not in stopped.value.detail
+    ImportGuard(confirm_mass_removal=3).check(
+        connector="ad", mode="full", deletes=3, space_size=1000, seen=990, gone={partition: 3}
+    )

@@ -355,3 +355,79 @@ def test_a_group_written_back_is_read_whatever_the_pilot_group_holds(directory, 
     delta = scoped(directory, store, "delta", partitions=partitions, pilot_group=PILOT)
     assert delta.mode == "delta" and delta.result == "success"
     assert live(store) == {"Staff", "Leavers", "Other", "staff1", "Written Back Renamed"}
+
+
+TWO_PARTITIONS = (PartitionConfig(dn=NC), PartitionConfig(dn=CHILD))
+
+
+def _two_domains() -> ScopedDirectory:
+    """A naming context of 2,000 users beside a child domain of 150: the child's share is under both thresholds."""
+    directory = ScopedDirectory()
+    directory.page_size = 500
+    directory.place(90, "Staff", STAFF, b"organizationalUnit")
+    for n in range(1000, 3000):
+        directory.place(n, f"staff{n}", STAFF)
+    directory.place(80, "People", f"OU=People,{CHILD}", b"organizationalUnit")
+    for n in range(100, 250):
+        directory.place(n, f"child{n}", f"OU=People,{CHILD}")
+    return directory
+
+
+def test_a_partition_read_empty_beside_another_stops_a_full_import_however_few_it_deletes(store):
+    """The account loses its read rights in the child domain (its search returns the OU alone): "saw nothing"
+    counts the whole import, which read 2,000 users, so the child's 150 (7 %) went under every threshold."""
+    directory = _two_domains()
+    assert scoped(directory, store, "full", partitions=TWO_PARTITIONS).result == "success"
+    children = {f"child{n}" for n in range(100, 250)}
+    assert children <= live(store)
+    for n in range(100, 250):
+        del directory.objects[guid(n)]
+    stopped = scoped(directory, store, "full", partitions=TWO_PARTITIONS)
+    assert stopped.result == STOPPED_DELETION_THRESHOLD
+    assert f"the partition {CHILD!r} (150 of the deletes are under it) gave no user, group or contact" in stopped.detail
+    assert f"the partition {NC!r}" not in stopped.detail
+    assert "confirm_mass_removal` = 150" in stopped.detail and "raise the limits" not in stopped.detail
+    assert children <= live(store)  # nothing deleted
+    # Raising the limits does not let it through; the exact confirmation does.
+    wide = ImportGuard(deletion_threshold=10_000, deletion_share=1)
+    assert scoped(directory, store, "full", partitions=TWO_PARTITIONS, guard=wide).result == STOPPED_DELETION_THRESHOLD
+    confirmed = scoped(directory, store, "full", partitions=TWO_PARTITIONS, guard=ImportGuard(confirm_mass_removal=150))
+    assert confirmed.result == "success" and confirmed.counters["deletes"] == 150
+    assert not children & live(store)
+
+
+def test_a_partition_with_included_ous_read_empty_stops_too(store):
+    directory = _two_domains()
+    partitions = (PartitionConfig(dn=NC), PartitionConfig(dn=CHILD, include_ous=(f"OU=People,{CHILD}",)))
+    assert scoped(directory, store, "full", partitions=partitions).result == "success"
+    for n in range(100, 250):
+        del directory.objects[guid(n)]
+    stopped = scoped(directory, store, "full", partitions=partitions)
+    assert stopped.result == STOPPED_DELETION_THRESHOLD and f"the partition {CHILD!r}" in stopped.detail
+    assert "child100" in live(store)
+
+
+def test_a_partition_still_read_is_not_stopped_when_its_scope_empties(store):
+    """The account reads the child domain (a built-in user outside the included OU): the included OU emptied on the
+    DC is a real removal, left to the thresholds; so is a parent partition whose own objects are read while the
+    nested child's are not counted for it."""
+    directory = _two_domains()
+    directory.place(70, "Administrator", f"CN=Users,{CHILD}")
+    partitions = (PartitionConfig(dn=NC), PartitionConfig(dn=CHILD, include_ous=(f"OU=People,{CHILD}",)))
+    assert scoped(directory, store, "full", partitions=partitions).result == "success"
+    for n in range(100, 120):
+        del directory.objects[guid(n)]
+    result = scoped(directory, store, "full", partitions=partitions)
+    assert result.result == "success" and result.counters["deletes"] == 20
+
+
+def test_a_partition_read_empty_with_nothing_of_it_to_delete_stops_nothing(directory, store):
+    """A child domain whose objects are all out of scope (its OUs are read, no user of it is held): nothing of it
+    is lost, so a delete elsewhere passes as before."""
+    partitions = (PartitionConfig(dn=NC, exclude_ous=(LEAVERS,)), PartitionConfig(dn=CHILD))
+    del directory.objects[guid(6)]
+    directory.place(80, "People", f"OU=People,{CHILD}", b"organizationalUnit")
+    assert scoped(directory, store, "full", partitions=partitions).result == "success"
+    del directory.objects[guid(5)]
+    result = scoped(directory, store, "full", partitions=partitions)
+    assert result.result == "success" and result.counters["deletes"] == 1
