@@ -28,6 +28,7 @@ from rich.progress import Progress as RichProgress
 
 from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.progress import Phase
+from airflow_provider_aadsync.engine.secrets import ScrubbingFilter
 
 #: Set in every Airflow task's environment: a CLI run by a task logs lines, never a bar.
 _AIRFLOW_TASK_ENV = "AIRFLOW_CTX_TASK_ID"
@@ -99,6 +100,7 @@ def cli_progress(console: Console | None = None) -> Iterator[progress.Renderer |
     root = logging.getLogger()
     handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.addFilter(ScrubbingFilter())  # it replaces basicConfig's handler, and with it that handler's filter
     # only the handlers writing to the terminal (basicConfig's); a log file keeps its handler
     replaced = [h for h in root.handlers if type(h) is logging.StreamHandler and h.stream in (sys.stderr, sys.stdout)]
     for old in replaced:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -109,6 +110,24 @@ class DeltaLinkExpired(EntraError, WatermarkRejectedError):
     """Raised when Graph no longer accepts a saved delta link; the import falls back to a full one."""
 
 
+#: A URL's scheme, the only part of a refused URL an error names (RFC 3986's characters, kept short).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}(?=://)")
+
+
+def _scheme_of(url: str) -> str:
+    """How a refused URL is named: by its scheme only, never the rest, which may hold a secret."""
+    scheme = _SCHEME.match(url)
+    return f"a URL with scheme {scheme.group()!r}" if scheme else "a value without a URL scheme"
+
+
+def _keep_credentials(password: str | None, extra: dict[str, Any]) -> None:
+    """Register the connection's credentials (the client secret, the PEM private key) as secrets before the settings
+    are validated: field validators run before :meth:`EntraConnectionSettings._one_credential` registers them, and a
+    message quoting a value that holds one (an authority_host with a ``?client_secret=`` pasted in) must find it
+    already scrubbed."""
+    keep_secrets([password, str(extra.get("private_key") or "")])
+
+
 #: Settings read from the connection's own fields (login, password), never from its extra.
 CONNECTION_FIELDS = frozenset({"client_id", "client_secret"})
 #: What every PEM private key block's header contains (PKCS#8 "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY").
@@ -159,9 +178,11 @@ class EntraConnectionSettings(BaseModel):
     @field_validator("authority_host", "graph_url", mode="before")
     @classmethod
     def _https_url(cls, value: Any) -> Any:
+        """Only the scheme is named when refusing: the URL may hold a secret (a ``?client_secret=`` pasted in), and
+        field validators run before :meth:`_one_credential` registers the secrets."""
         if isinstance(value, str) and value:
             if not value.startswith("https://"):
-                raise ValueError(f"must be an https:// URL (msal and Graph require TLS), got {value!r}")
+                raise ValueError(f"must be an https:// URL (msal and Graph require TLS), got {_scheme_of(value)}")
             return value.rstrip("/")
         return value or None
 
@@ -256,6 +277,7 @@ class EntraConnectionSettings(BaseModel):
                 f"connection {connection.conn_id!r} is not usable: {', '.join(repeated)} in its extra: the client id "
                 "goes in the connection's login and the client secret in its password, not in the extra"
             )
+        _keep_credentials(connection.password, extra)  # before validation, whose messages may quote any field
         try:
             return cls(client_id=connection.login or "", client_secret=connection.password or None, **extra)
         except ValidationError as error:

@@ -36,6 +36,24 @@ def test_a_terminal_gets_a_progress_bar_with_the_wait_lines_above_it(monkeypatch
     assert "40/40" in shown and "waited 7.0 s for throttling (1 wait)" in shown
 
 
+def test_log_lines_on_a_terminal_are_scrubbed(monkeypatch):
+    """The bar's log handler replaces basicConfig's, whose filter scrubbed the known secrets: it scrubs them too."""
+    from airflow_provider_aadsync.engine import secrets
+
+    monkeypatch.delenv("AIRFLOW_CTX_TASK_ID", raising=False)
+    secret = "Cl1ent-Secret-On-The-Terminal"
+    secrets.register_secret(secret)
+    out = io.StringIO()
+    try:
+        with cli_progress(Console(file=out, force_terminal=True, width=200, color_system=None)):
+            logging.getLogger("airflow_provider_aadsync.test").warning("token request failed: secret=%s", secret)
+    finally:
+        secrets.forget_secrets()
+    shown = out.getvalue()
+    assert "token request failed: secret=***" in shown
+    assert secret not in shown
+
+
 @pytest.mark.parametrize("airflow", [False, True])
 def test_elsewhere_the_progress_is_plain_log_lines(monkeypatch, caplog, airflow):
     """Not a terminal (a pipe, a file), or a terminal inside an Airflow task: the task log's lines."""

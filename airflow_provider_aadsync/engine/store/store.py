@@ -44,7 +44,13 @@ from airflow_provider_aadsync.engine.store.tables import (
     utcnow,
     watermark,
 )
-from airflow_provider_aadsync.engine.store.urls import existing_file_url, masked_url, sqlite_file, url_secrets
+from airflow_provider_aadsync.engine.store.urls import (
+    existing_file_url,
+    masked_url,
+    refuse_raw_at,
+    sqlite_file,
+    url_secrets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +216,7 @@ class Store:
         self.rows_written: Counter[str] = Counter()
         for secret in url_secrets(url):  # scrubbed from run details and errors, as the hooks' secrets
             register_secret(secret)
+        refuse_raw_at(url)  # else the driver takes the password's tail for the host, and its error quotes it
         file = sqlite_file(url)
         if file and create:
             create_private_file(Path(file))

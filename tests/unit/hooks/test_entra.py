@@ -8,6 +8,7 @@ import httpx
 import pytest
 from airflow.sdk import Connection
 
+from airflow_provider_aadsync.engine import secrets
 from airflow_provider_aadsync.engine.connectors.entra.graph import is_unanswered
 from airflow_provider_aadsync.engine.runs.source import OUTCOME_UNKNOWN_CODE, BatchRequest, WriteOutcomeUnknownError
 from airflow_provider_aadsync.hooks.entra import EntraHook
@@ -77,6 +78,52 @@ class TestEntraConnectionSettings:
         with pytest.raises(EntraError) as caught:
             EntraConnectionSettings.from_connection(connection(cloud="mars"))
         assert SECRET not in str(caught.value)
+
+
+class TestSecretInARefusedUrl:
+    """A client secret pasted into an http:// authority_host or graph_url: the URL check runs before the settings
+    register the secret, so its error named the URL, secret and all, in test_connection()'s message and the CLI."""
+
+    LEAKY_SECRET = "Q~8xv3Secr3tValue_ABCdef"
+
+    @pytest.fixture(autouse=True)
+    def clean_registry(self):
+        secrets.forget_secrets()
+        yield
+        secrets.forget_secrets()
+
+    def leaky_extra(self, field: str) -> dict[str, str]:
+        return {field: f"http://login.internal/?client_secret={self.LEAKY_SECRET}"}
+
+    @pytest.mark.parametrize("field", ["authority_host", "graph_url"])
+    def test_the_refusal_names_the_scheme_not_the_url(self, field):
+        conn = connection(**self.leaky_extra(field))
+        conn.password = self.LEAKY_SECRET
+        with pytest.raises(EntraError) as caught:
+            EntraConnectionSettings.from_connection(conn)
+        message = str(caught.value)
+        assert f"{field}: must be an https:// URL (msal and Graph require TLS), got a URL with scheme 'http'" in message
+        assert self.LEAKY_SECRET not in message and "login.internal" not in message
+        # registered before validation: whatever quotes it later (a traceback, a library's message) is scrubbed
+        assert secrets.scrub(f"refused {self.LEAKY_SECRET}") == "refused ***"
+
+    @pytest.mark.parametrize("field", ["authority_host", "graph_url"])
+    def test_test_connection_does_not_show_the_secret(self, monkeypatch, field):
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_LEAKY_ENTRA",
+            json.dumps(
+                {
+                    "conn_type": "aadsync_entra",
+                    "login": "11111111-2222-3333-4444-555555555555",
+                    "password": self.LEAKY_SECRET,
+                    "extra": {"tenant_id": "contoso.onmicrosoft.com", **self.leaky_extra(field)},
+                }
+            ),
+        )
+        ok, message = EntraHook("leaky_entra").test_connection()
+        assert ok is False
+        assert f"{field}: must be an https:// URL" in message and "got a URL with scheme 'http'" in message
+        assert self.LEAKY_SECRET not in message
 
 
 @pytest.fixture

@@ -79,6 +79,45 @@ def test_a_password_in_store_url_is_masked_in_the_rendered_field(capsys, where):
     assert "store_conn_id" in SyncReportOperator.template_fields
 
 
+@pytest.mark.parametrize(
+    ("url", "password", "shown"),
+    [
+        # SQLAlchemy cannot parse it (the port): nothing was registered, and the rendered field showed the password
+        (
+            "postgresql://aadsync:Sup3rS3cretPw@db:54x2/aadsync",
+            "Sup3rS3cretPw",
+            "postgresql://aadsync:***@db:54x2/aadsync",
+        ),
+        # a raw '@': SQLAlchemy's password "Pa55" is too short to register, and its tail was taken for the host
+        (
+            "postgresql://aadsync:Pa55@word-2024@db.example.invalid/aadsync",
+            "Pa55@word-2024",
+            "postgresql://aadsync:***@db.example.invalid/aadsync",
+        ),
+    ],
+)
+def test_a_store_url_password_sqlalchemy_misreads_is_masked_whole(url, password, shown):
+    """The password is read by hand, registered before Airflow stores the rendered field, and the store refuses to
+    open such a URL with an error that quotes neither the URL nor the password."""
+    from airflow.sdk._shared.secrets_masker import redact
+
+    from airflow_provider_aadsync.engine import secrets
+    from airflow_provider_aadsync.engine.store import Store
+    from airflow_provider_aadsync.operators.base import hide_store_password
+
+    operator = SyncReportOperator(task_id="report", store_url=url)
+    try:
+        hide_store_password(operator, url)
+        assert secrets.scrub(url) == shown
+        assert str(redact(url, "store_url")) == shown  # Airflow's masker: what the UI shows of the field
+        with pytest.raises(ValueError) as refused:
+            Store.open(url)
+        for part in (password, *password.split("@")):
+            assert part not in str(refused.value)
+    finally:
+        secrets.forget_secrets()
+
+
 def test_the_store_password_as_the_connection_url_renders_it_is_scrubbed(monkeypatch):
     """The store URL built from a connection is rendered by SQLAlchemy, which leaves a space, ``+`` and ``$`` as they
     are but encodes ``:``, ``/`` and ``@``: neither the plain nor the fully URL-encoded form of the password matched
