@@ -167,6 +167,11 @@ def guard_options(command):
             show_default=True,
             help="Stop before any write above this many accounts getting another sign-in name or mail address.",
         ),
+        click.option(
+            "--attribute-clear-threshold", type=click.IntRange(min=0), default=defaults.ATTRIBUTE_CLEAR_THRESHOLD,
+            show_default=True,
+            help="Stop before any write above this many objects losing every value of an attribute they hold.",
+        ),
     ]  # fmt: skip
     for option in reversed(options):
         command = option(command)

@@ -216,6 +216,15 @@ def common_params(connectors: ConnectorsConfig | None = None, instance: str | No
             defaults.IDENTITY_CHANGE_THRESHOLD,
             instance,
         ),
+        **_guard_param(
+            "attribute_clear_threshold",
+            "Attribute clear threshold for this run",
+            "More objects losing every value of an attribute they hold (department or employeeId cleared on every "
+            "user: an import that no longer reads it; not members or managers) than this stop the exports before any "
+            "write.",
+            defaults.ATTRIBUTE_CLEAR_THRESHOLD,
+            instance,
+        ),
         "reevaluate": Param(
             False,
             type="boolean",

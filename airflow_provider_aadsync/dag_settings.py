@@ -191,6 +191,7 @@ class Templates:
                     ("member_removal_threshold", defaults.MEMBER_REMOVAL_THRESHOLD),
                     ("member_removal_group_percent", defaults.MEMBER_REMOVAL_GROUP_PERCENT),
                     ("identity_change_threshold", defaults.IDENTITY_CHANGE_THRESHOLD),
+                    ("attribute_clear_threshold", defaults.ATTRIBUTE_CLEAR_THRESHOLD),
                 )
             },
             "confirm_mass_change": "{{ params.confirm_mass_change }}",

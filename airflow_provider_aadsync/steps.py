@@ -315,6 +315,7 @@ def guard_settings(
     member_removal_threshold: int | None = None,
     member_removal_group_percent: int | None = None,
     identity_change_threshold: int | None = None,
+    attribute_clear_threshold: int | None = None,
     confirm_mass_change: str | None = None,
 ) -> dict[str, Any]:
     """The mass-change guards' thresholds of both exports (None: the defaults) and the counts confirmed for one run
@@ -326,6 +327,7 @@ def guard_settings(
         "member_removal_threshold": (member_removal_threshold, defaults.MEMBER_REMOVAL_THRESHOLD),
         "member_removal_group_percent": (member_removal_group_percent, defaults.MEMBER_REMOVAL_GROUP_PERCENT),
         "identity_change_threshold": (identity_change_threshold, defaults.IDENTITY_CHANGE_THRESHOLD),
+        "attribute_clear_threshold": (attribute_clear_threshold, defaults.ATTRIBUTE_CLEAR_THRESHOLD),
     }
     settings: dict[str, Any] = {name: default if value is None else value for name, (value, default) in chosen.items()}
     return {**settings, "confirm_mass_change": confirmed}
@@ -345,6 +347,7 @@ def entra_export_settings(
     member_removal_threshold: int | None = None,
     member_removal_group_percent: int | None = None,
     identity_change_threshold: int | None = None,
+    attribute_clear_threshold: int | None = None,
     confirm_mass_change: str | None = None,
     write_budget: int | None = None,
     write_window_seconds: float | None = None,
@@ -358,6 +361,7 @@ def entra_export_settings(
             member_removal_threshold=member_removal_threshold,
             member_removal_group_percent=member_removal_group_percent,
             identity_change_threshold=identity_change_threshold,
+            attribute_clear_threshold=attribute_clear_threshold,
             confirm_mass_change=confirm_mass_change,
         ),
         write_budget=defaults.WRITE_BUDGET if write_budget is None else write_budget,
@@ -376,6 +380,7 @@ def ad_export_settings(
     member_removal_threshold: int | None = None,
     member_removal_group_percent: int | None = None,
     identity_change_threshold: int | None = None,
+    attribute_clear_threshold: int | None = None,
     confirm_mass_change: str | None = None,
 ) -> ADExportSettings:
     """The AD export's settings (None or empty: the defaults; ``deprovision`` defaults to ``delete``)."""
@@ -387,6 +392,7 @@ def ad_export_settings(
             member_removal_threshold=member_removal_threshold,
             member_removal_group_percent=member_removal_group_percent,
             identity_change_threshold=identity_change_threshold,
+            attribute_clear_threshold=attribute_clear_threshold,
             confirm_mass_change=confirm_mass_change,
         ),
         member_chunk=defaults.MEMBER_CHUNK if member_chunk is None else member_chunk,

@@ -19,11 +19,13 @@ _GUARD_SETTINGS = frozenset(
         "member_removal_threshold",
         "member_removal_group_percent",
         "identity_change_threshold",
+        "attribute_clear_threshold",
         # the counts confirmed for the run (engine/runs/export_confirmation.py)
         "confirmed_deletes",
         "confirmed_disables",
         "confirmed_member_removals",
         "confirmed_identity_changes",
+        "confirmed_attribute_clears",
     }
 )
 

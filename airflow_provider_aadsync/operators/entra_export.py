@@ -38,6 +38,9 @@ class EntraExportOperator(StoreStepOperator):
         the export before any write (templated; empty: ``MEMBER_REMOVAL_GROUP_PERCENT``; 100 lets any share through).
     :param identity_change_threshold: more accounts getting another sign-in name or mail address than this
         stop the export before any write (templated; empty: ``IDENTITY_CHANGE_THRESHOLD``).
+    :param attribute_clear_threshold: more objects losing every value of an attribute they hold (``department``
+        cleared on every user) than this stop the export before any write (templated; empty:
+        ``ATTRIBUTE_CLEAR_THRESHOLD``).
     :param confirm_mass_change: the exact counts confirmed for this run, as a guard's stop names them
         (``deletes=812,member_removals=1204``; templated; empty: none): a guard over its threshold lets the export
         through only when its count is exactly the one named; a count that differs stops again, a malformed value
@@ -59,6 +62,7 @@ class EntraExportOperator(StoreStepOperator):
         "member_removal_threshold",
         "member_removal_group_percent",
         "identity_change_threshold",
+        "attribute_clear_threshold",
         "confirm_mass_change",
         "write_budget",
         "write_window_seconds",
@@ -77,6 +81,7 @@ class EntraExportOperator(StoreStepOperator):
         member_removal_threshold: int | str | None = defaults.MEMBER_REMOVAL_THRESHOLD,
         member_removal_group_percent: int | str | None = defaults.MEMBER_REMOVAL_GROUP_PERCENT,
         identity_change_threshold: int | str | None = defaults.IDENTITY_CHANGE_THRESHOLD,
+        attribute_clear_threshold: int | str | None = defaults.ATTRIBUTE_CLEAR_THRESHOLD,
         confirm_mass_change: str | None = None,
         write_budget: int | str = defaults.WRITE_BUDGET,
         write_window_seconds: float | str = defaults.WRITE_WINDOW_SECONDS,
@@ -91,6 +96,7 @@ class EntraExportOperator(StoreStepOperator):
         self.member_removal_threshold = member_removal_threshold
         self.member_removal_group_percent = member_removal_group_percent
         self.identity_change_threshold = identity_change_threshold
+        self.attribute_clear_threshold = attribute_clear_threshold
         self.confirm_mass_change = confirm_mass_change
         self.write_budget = write_budget
         self.write_window_seconds = write_window_seconds
@@ -105,6 +111,7 @@ class EntraExportOperator(StoreStepOperator):
             member_removal_threshold=named_int("member_removal_threshold", self.member_removal_threshold),
             member_removal_group_percent=named_int("member_removal_group_percent", self.member_removal_group_percent),
             identity_change_threshold=named_int("identity_change_threshold", self.identity_change_threshold),
+            attribute_clear_threshold=named_int("attribute_clear_threshold", self.attribute_clear_threshold),
             confirm_mass_change=templated_value(self.confirm_mass_change),
             write_budget=named_int("write_budget", self.write_budget),
             write_window_seconds=named_float("write_window_seconds", self.write_window_seconds),

@@ -126,11 +126,11 @@ def test_export_guard_flags_reach_the_export_and_a_stop_says_which_flag_confirms
     assert "stopped-member-removal-threshold-exceeded" in stopped.output
     assert f"`aadsync export-entra --store {url} --member-removal-group-percent 100`" in stopped.output
     flags = ["--member-removal-group-percent", "100", "--member-removal-threshold", "20", "--disable-threshold", "0"]
-    flags += ["--identity-change-threshold", "3"]
+    flags += ["--identity-change-threshold", "3", "--attribute-clear-threshold", "4"]
     staged = CliRunner().invoke(main, ["export-entra", "--store", url, "--staging", *flags])
     assert staged.exit_code == 0 and "— staged" in staged.output, staged.output
     assert "member and manager removals 20 of 20 · groups losing more than 100 % of their members 0" in staged.output
-    assert "identity changes 0 of 3" in staged.output
+    assert "identity changes 0 of 3 · attribute clears 0 of 4" in staged.output
     refused = CliRunner().invoke(main, ["export-ad", "--member-removal-group-percent", "101"])
     assert refused.exit_code == 2 and "0<=x<=100" in refused.output
 

@@ -152,6 +152,7 @@ def test_configuration_is_templated_from_variables_with_defaults(dagbag):
         ("member_removal_threshold", 500),
         ("member_removal_group_percent", 50),
         ("identity_change_threshold", 500),
+        ("attribute_clear_threshold", 500),
     ],
 )
 def test_mass_change_guards_take_the_param_else_the_variable_else_the_default(dagbag, name, default):

@@ -139,6 +139,7 @@ def test_steps_take_typed_values_none_meaning_the_default():
         "member_removal_threshold": defaults.MEMBER_REMOVAL_THRESHOLD,
         "member_removal_group_percent": defaults.MEMBER_REMOVAL_GROUP_PERCENT,
         "identity_change_threshold": defaults.IDENTITY_CHANGE_THRESHOLD,
+        "attribute_clear_threshold": defaults.ATTRIBUTE_CLEAR_THRESHOLD,
         "confirm_mass_change": None,
     }
     assert steps.guard_settings(deletion_threshold=0)["deletion_threshold"] == 0  # 0 is a value, not "unset"

@@ -6,9 +6,9 @@ read these names, so a changed default changes everywhere at once (and the docs 
 
 from __future__ import annotations
 
-#: Pending deletes, disables, member and manager removals and identity changes above which an export stops before its
-#: first write (Entra Connect's default for deletes; the same number for the other mass changes), and deletes above
-#: which an import stops before changing its connector space.
+#: Pending deletes, disables, member and manager removals, identity changes and attribute clears above which an export
+#: stops before its first write (Entra Connect's default for deletes; the same number for the other mass changes), and
+#: deletes above which an import stops before changing its connector space.
 MASS_CHANGE_THRESHOLD = 500
 DELETION_THRESHOLD = MASS_CHANGE_THRESHOLD
 DISABLE_THRESHOLD = MASS_CHANGE_THRESHOLD
@@ -16,6 +16,10 @@ MEMBER_REMOVAL_THRESHOLD = MASS_CHANGE_THRESHOLD
 #: Accounts whose sign-in name or mail address an export would change (a slip in a UPN or mail rule signs everyone
 #: out, or misroutes everyone's mail, without deleting or disabling anything).
 IDENTITY_CHANGE_THRESHOLD = MASS_CHANGE_THRESHOLD
+#: Objects an export would take every value of an attribute from (an import that can no longer read an attribute, an
+#: ACL or a lost source, makes sync clear it everywhere: department or employeeId drive dynamic groups, licensing and
+#: Conditional Access, and nothing is deleted or disabled).
+ATTRIBUTE_CLEAR_THRESHOLD = MASS_CHANGE_THRESHOLD
 #: A run may remove at most this share (percent) of one group's members ...
 MEMBER_REMOVAL_GROUP_PERCENT = 50
 #: ... when the group has at least this many members (smaller groups change by more than half in ordinary use).

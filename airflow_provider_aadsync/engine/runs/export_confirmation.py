@@ -12,7 +12,9 @@ The names, one per count the guards check (engine/runs/export_guards.py):
 - ``disables``: accounts switched off (the disable threshold);
 - ``member_removals``: group member removals plus users whose manager would be cleared, the count the member removal
   threshold is checked against; it confirms the per-group share too (that stop names the same count);
-- ``identity_changes``: accounts getting another sign-in name or mail address (the identity change threshold).
+- ``identity_changes``: accounts getting another sign-in name or mail address (the identity change threshold);
+- ``attribute_clears``: objects that would lose every value of an attribute they hold (the attribute clear
+  threshold).
 
 Written as ``name=count`` pairs separated by commas (spaces around them are ignored, a name may be given once); an
 empty value confirms nothing. Anything else is refused with a message naming the form, so a typo fails the run
@@ -25,7 +27,7 @@ import re
 from collections.abc import Mapping
 
 #: The guards a confirmation names, in the order messages list them.
-CONFIRMATION_NAMES = ("deletes", "disables", "member_removals", "identity_changes")
+CONFIRMATION_NAMES = ("deletes", "disables", "member_removals", "identity_changes", "attribute_clears")
 #: What a confirmation looks like (the messages and the parameter descriptions show it).
 CONFIRMATION_EXAMPLE = "deletes=812,member_removals=1204"
 

@@ -16,6 +16,8 @@ from typing import Any
 from airflow_provider_aadsync.engine.runs.defaults import MEMBER_REMOVAL_GROUP_MINIMUM
 from airflow_provider_aadsync.engine.runs.export_confirmation import format_confirmation
 from airflow_provider_aadsync.engine.runs.export_guards import (
+    CLEARED_ATTRIBUTES_NAMED,
+    STOPPED_ATTRIBUTE_CLEARS,
     STOPPED_DELETES,
     STOPPED_DISABLES,
     STOPPED_IDENTITY_CHANGES,
@@ -108,6 +110,25 @@ def _exceeded(
                 ),
             )
         )
+    if changes.attribute_clears > settings.attribute_clear_threshold:
+        found.append(
+            _Exceeded(
+                STOPPED_ATTRIBUTE_CLEARS,
+                "attribute_clears",
+                changes.attribute_clears,
+                f"{changes.attribute_clears:,} objects would lose every value of an attribute they hold "
+                f"({_cleared_attributes(changes)}), more than the attribute clear threshold of "
+                f"{settings.attribute_clear_threshold:,}",
+                _threshold(
+                    "attribute clear threshold",
+                    changes.attribute_clears,
+                    "attribute_clear_threshold",
+                    command,
+                    instance,
+                    store,
+                ),
+            )
+        )
     if changes.groups_over_share:
         worst = changes.groups_over_share[0]
         others = len(changes.groups_over_share) - 1
@@ -131,6 +152,15 @@ def _exceeded(
             )
         )
     return found
+
+
+def _cleared_attributes(changes: MassChanges) -> str:
+    """The attributes cleared most, with how many objects lose each: what to look at first (which import or flow
+    stopped delivering them)."""
+    named = changes.cleared_attributes[:CLEARED_ATTRIBUTES_NAMED]
+    more = len(changes.cleared_attributes) - len(named)
+    text = "most cleared: " + ", ".join(f"{name} on {count:,}" for name, count in named)
+    return text + (f"; {more:,} more attributes" if more else "")
 
 
 def check_guards(
@@ -236,6 +266,18 @@ def guard_report_line(counters: Mapping[str, Any]) -> str | None:
                     )
                 ]
                 if "identity_change_threshold" in counters
+                else []
+            ),
+            *(
+                [
+                    part(
+                        "attribute clears",
+                        "attribute_clears",
+                        ["planned_attribute_clears"],
+                        "attribute_clear_threshold",
+                    )
+                ]
+                if "attribute_clear_threshold" in counters  # runs before the guard have no such counters
                 else []
             ),
         ]

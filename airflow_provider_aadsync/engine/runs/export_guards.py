@@ -1,9 +1,9 @@
-"""The mass-change guards every export checks before its first write: deletes, disables, member removals and
-identity changes.
+"""The mass-change guards every export checks before its first write: deletes, disables, member removals, identity
+changes and attribute clears.
 
 Deleting accounts is not the only way to take a tenant down: disabling them, emptying the groups that grant access,
 or renaming everyone's sign-in name, does it as surely. So an export counts, from the plan sync staged
-(``pending_export`` and ``pending_export_reference``), four kinds of mass change, each against a threshold of its own,
+(``pending_export`` and ``pending_export_reference``), five kinds of mass change, each against a threshold of its own,
 and stops before writing anything when one is exceeded (the defaults are in engine/runs/defaults.py; the checking is
 engine/runs/export_guard_check.py), with a result and a message that says how to confirm a real mass change: for one
 run, with the exact counts found (engine/runs/export_confirmation.py), or for good, with a raised threshold:
@@ -20,17 +20,26 @@ run, with the exact counts found (engine/runs/export_confirmation.py), or for go
 - identity changes: accounts whose sign-in name or mail address would change from the value the target holds
   (``userPrincipalName``, ``mail``, AD's ``sAMAccountName``; a change of letter case alone, or a value set where
   there was none, is not one) (``stopped-identity-change-threshold-exceeded``). A slip in a UPN suffix or mail rule
-  signs every user out, or sends their mail elsewhere, without deleting or disabling anything.
+  signs every user out, or sends their mail elsewhere, without deleting or disabling anything;
+- attribute clears: objects whose update would take away every value of an attribute the target holds (``[]`` or
+  null written over a value), each object once however many attributes it loses; the stop names the attributes
+  cleared most (``stopped-attribute-clear-threshold-exceeded``). An import that can no longer read an attribute (the
+  sync account lost read access to ``department`` through an attribute ACL, a source system stopped sending it)
+  makes sync clear it on every object, and ``department`` or ``employeeId`` drive dynamic groups, licensing and
+  Conditional Access: nothing is deleted or disabled, yet access changes everywhere. References (members, managers)
+  and the names the identity guard counts are left to their own guards, so one slip asks for one confirmation.
 
 Counting is SQL over the plan (member removals are grouped and compared in the database, never loaded row by
-row); only the updates that touch an account's enabled state or its names are read, to compare old and new values.
+row); only the updates that touch an account's enabled state or its names, or that write an empty value, are read,
+to compare old and new values.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +47,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from airflow_provider_aadsync.engine.runs.defaults import (
+    ATTRIBUTE_CLEAR_THRESHOLD,
     DELETION_THRESHOLD,
     DISABLE_THRESHOLD,
     IDENTITY_CHANGE_THRESHOLD,
@@ -65,12 +75,19 @@ MEMBER_ATTRIBUTES = ("member", "members")
 MANAGER_ATTRIBUTES = ("manager",)
 #: Attributes that name an account to the people who use it: its sign-in names and its mail address (lower case).
 IDENTITY_ATTRIBUTES = ("userprincipalname", "mail", "samaccountname")
+#: Attributes the attribute clear guard leaves to others (lower case): references (members and managers have the member
+#: removal guard; AD's ``managedBy`` is a reference too, and references travel in ``pending_export_reference`` anyway)
+#: and the names the identity guard counts cleared.
+NOT_ATTRIBUTE_CLEARS = frozenset((*MEMBER_ATTRIBUTES, *MANAGER_ATTRIBUTES, "managedby", *IDENTITY_ATTRIBUTES))
+#: How many of the attributes cleared most a stop names.
+CLEARED_ATTRIBUTES_NAMED = 3
 _ACCOUNT_DISABLE = 0x2
 
 STOPPED_DELETES = "stopped-deletion-threshold-exceeded"
 STOPPED_DISABLES = "stopped-disable-threshold-exceeded"
 STOPPED_MEMBER_REMOVALS = "stopped-member-removal-threshold-exceeded"
 STOPPED_IDENTITY_CHANGES = "stopped-identity-change-threshold-exceeded"
+STOPPED_ATTRIBUTE_CLEARS = "stopped-attribute-clear-threshold-exceeded"
 
 
 class GuardSettings(BaseModel):
@@ -93,6 +110,8 @@ class GuardSettings(BaseModel):
     member_removal_group_percent: int = Field(MEMBER_REMOVAL_GROUP_PERCENT, ge=0, le=100)
     #: More accounts whose sign-in name or mail address changes than this stops the export before anything is written.
     identity_change_threshold: int = Field(IDENTITY_CHANGE_THRESHOLD, ge=0)
+    #: More objects losing every value of an attribute they hold than this stops the export before anything is written.
+    attribute_clear_threshold: int = Field(ATTRIBUTE_CLEAR_THRESHOLD, ge=0)
     #: The exact counts confirmed for this run (``deletes=812,member_removals=1204``; engine/runs/
     #: export_confirmation.py): a guard over its threshold lets the export through only when its count is the one
     #: named here. None: nothing confirmed.
@@ -138,6 +157,10 @@ class MassChanges:
     identity_changes: int = 0
     #: Users whose manager would be cleared (removed and not replaced); checked with the member removals.
     manager_removes: int = 0
+    #: Objects that would lose every value of an attribute they hold (each once, whatever it loses).
+    attribute_clears: int = 0
+    #: (attribute, objects losing it) of every attribute cleared, most cleared first: what the stop names.
+    cleared_attributes: tuple[tuple[str, int], ...] = ()
 
     @property
     def reference_removes(self) -> int:
@@ -151,6 +174,7 @@ class MassChanges:
             "disables": self.disables,
             "member_removals": self.reference_removes,
             "identity_changes": self.identity_changes,
+            "attribute_clears": self.attribute_clears,
         }[name]
 
     def counters(self, settings: GuardSettings) -> dict[str, int]:
@@ -163,19 +187,21 @@ class MassChanges:
             "planned_manager_removes": self.manager_removes,
             "groups_over_member_removal_share": len(self.groups_over_share),
             "planned_identity_changes": self.identity_changes,
+            "planned_attribute_clears": self.attribute_clears,
             "deletion_threshold": settings.deletion_threshold,
             "disable_threshold": settings.disable_threshold,
             "member_removal_threshold": settings.member_removal_threshold,
             "member_removal_group_percent": settings.member_removal_group_percent,
             "identity_change_threshold": settings.identity_change_threshold,
+            "attribute_clear_threshold": settings.attribute_clear_threshold,
             **{f"confirmed_{name}": count for name, count in settings.confirmed.items()},
         }
 
 
 # ================================================================================================= counting
 def count_mass_changes(store: Store, connector: str, settings: GuardSettings) -> MassChanges:
-    """Count the plan's deletes, disables, member removals (and the groups over the per-group share), managers cleared
-    and identity changes."""
+    """Count the plan's deletes, disables, member removals (and the groups over the per-group share), managers
+    cleared, identity changes and attribute clears."""
     with store.engine.connect() as connection:
         deletes = connection.execute(
             sa.select(sa.func.count()).where(
@@ -194,7 +220,17 @@ def count_mass_changes(store: Store, connector: str, settings: GuardSettings) ->
         identity_changes = _count_identity_changes(connection, connector)
         cleared = _manager_removals(connector, implicit=implicit)
         managers = connection.execute(sa.select(sa.func.count()).select_from(cleared)).scalar_one()
-    return MassChanges(deletes, disables, removes, groups, identity_changes, managers)
+        clears, attributes = _count_attribute_clears(connection, connector)
+    return MassChanges(
+        deletes,
+        disables,
+        removes,
+        groups,
+        identity_changes,
+        managers,
+        attribute_clears=clears,
+        cleared_attributes=attributes,
+    )
 
 
 def _pending_deletes(connector: str) -> sa.Select[Any]:
@@ -280,9 +316,36 @@ def _count_identity_changes(connection: sa.Connection, connector: str) -> int:
     )
 
 
+def _count_attribute_clears(connection: sa.Connection, connector: str) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """Objects whose update takes every value of an attribute they hold, and how many lose each attribute (most
+    first). Only updates are read: an object has one pending operation, so an object pending delete (its attributes
+    go with it, and the deletion guard counts it) never is, and an add clears nothing the target holds."""
+    objects = 0
+    by_attribute: Counter[str] = Counter()
+    spelled: dict[str, str] = {}
+    # Only rows that write an empty value can clear one (json and msgspec both write them so); checked exactly below.
+    for row in _open_updates(connection, connector, ("[]", "null", '[""]')):
+        cleared = _clears(json.loads(row.changes), json.loads(row.attrs) if row.attrs else {})
+        if not cleared:
+            continue
+        objects += 1
+        for name in cleared:
+            spelled.setdefault(name.lower(), name)  # the first spelling met names it in the message
+            by_attribute[name.lower()] += 1
+    ranked = sorted(by_attribute.items(), key=lambda item: (-item[1], item[0]))
+    return objects, tuple((spelled[name], count) for name, count in ranked)
+
+
 def _updates_writing(connection: sa.Connection, connector: str, names: Sequence[str]) -> sa.Result[Any]:
     """The open updates whose changes name one of ``names`` (lower case; a cheap text filter, checked exactly by the
     caller), each with the values its connector-space object holds."""
+    return _open_updates(connection, connector, [f'"{name}"' for name in names])
+
+
+def _open_updates(connection: sa.Connection, connector: str, fragments: Iterable[str]) -> sa.Result[Any]:
+    """The open updates whose (lower-cased) changes text holds one of ``fragments``, each with the values its
+    connector-space object holds: a filter in the database, so a plan of 250,000 updates is not read to find the
+    few a guard compares."""
     changes = sa.func.lower(pending_export.c.changes)
     return connection.execute(
         sa.select(pending_export.c.changes, cs_object.c.attrs)
@@ -299,7 +362,7 @@ def _updates_writing(connection: sa.Connection, connector: str, names: Sequence[
             pending_export.c.connector == connector,
             pending_export.c.operation == "update",
             pending_export.c.state.in_(OPEN_STATES),
-            sa.or_(*(changes.like(f'%"{name}"%') for name in names)),
+            sa.or_(*(changes.contains(fragment, autoescape=True) for fragment in fragments)),
         )
     )
 
@@ -351,6 +414,23 @@ def _changes_identity(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> 
         if new is None or str(new).casefold() != str(old).casefold():
             return True
     return False
+
+
+def _values(value: Any) -> list[Any]:
+    """The values of one attribute as stored or staged (a list, one value, or null), without empty ones."""
+    values = value if isinstance(value, list) else [value]
+    return [found for found in values if found is not None and found != ""]
+
+
+def _clears(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
+    """The attributes ``changes`` take every value of while the object holds one (``stored``), as ``changes`` spell
+    them; references and the identity guard's names are not counted here (NOT_ATTRIBUTE_CLEARS)."""
+    held = {name.lower(): values for name, values in stored.items()}
+    return [
+        name
+        for name, new in changes.items()
+        if name.lower() not in NOT_ATTRIBUTE_CLEARS and not _values(new) and _values(held.get(name.lower()))
+    ]
 
 
 def _groups_over_share(

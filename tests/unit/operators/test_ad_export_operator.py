@@ -56,6 +56,7 @@ def test_guard_thresholds_are_templated_on_both_exports():
         "member_removal_threshold",
         "member_removal_group_percent",
         "identity_change_threshold",
+        "attribute_clear_threshold",
     }
     assert guards <= set(ADExportOperator(task_id="export_ad").template_fields)
     assert guards <= set(EntraExportOperator(task_id="export_entra").template_fields)
@@ -65,6 +66,7 @@ def test_guard_thresholds_are_templated_on_both_exports():
     assert (settings.disable_threshold, settings.member_removal_threshold) == (500, 1200)
     assert settings.member_removal_group_percent == 50
     assert ad_export_settings(identity_change_threshold="7").identity_change_threshold == 7
+    assert ad_export_settings(attribute_clear_threshold="8").attribute_clear_threshold == 8
     with pytest.raises(ValueError, match="less than or equal to 100"):
         ad_export_settings(member_removal_group_percent="101")
 
