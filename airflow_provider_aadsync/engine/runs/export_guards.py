@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,9 +199,12 @@ class MassChanges:
 
 
 # ================================================================================================= counting
-def count_mass_changes(store: Store, connector: str, settings: GuardSettings) -> MassChanges:
+def count_mass_changes(
+    store: Store, connector: str, settings: GuardSettings, *, upn_written: Callable[[str], str] | None = None
+) -> MassChanges:
     """Count the plan's deletes, disables, member removals (and the groups over the per-group share), managers
-    cleared, identity changes and attribute clears."""
+    cleared, identity changes and attribute clears. ``upn_written``: the UPN the export writes for a wanted one (Entra:
+    on the initial domain while the wanted suffix is unverified), so a UPN it would not change is not counted."""
     with store.engine.connect() as connection:
         deletes = connection.execute(
             sa.select(sa.func.count()).where(
@@ -217,7 +220,7 @@ def count_mass_changes(store: Store, connector: str, settings: GuardSettings) ->
         removes = connection.execute(sa.select(sa.func.count()).select_from(removals)).scalar_one()
         percent = settings.member_removal_group_percent
         groups = _groups_over_share(connection, connector, percent, removals) if removes else ()
-        identity_changes = _count_identity_changes(connection, connector)
+        identity_changes = _count_identity_changes(connection, connector, upn_written)
         cleared = _manager_removals(connector, implicit=implicit)
         managers = connection.execute(sa.select(sa.func.count()).select_from(cleared)).scalar_one()
         clears, attributes = _count_attribute_clears(connection, connector)
@@ -308,11 +311,15 @@ def _count_disables(connection: sa.Connection, connector: str) -> int:
     return sum(1 for row in rows if _disables(json.loads(row.changes), json.loads(row.attrs) if row.attrs else {}))
 
 
-def _count_identity_changes(connection: sa.Connection, connector: str) -> int:
+def _count_identity_changes(
+    connection: sa.Connection, connector: str, upn_written: Callable[[str], str] | None = None
+) -> int:
     """Updates that change a sign-in name or mail address the target holds into another one (or clear it)."""
     rows = _updates_writing(connection, connector, IDENTITY_ATTRIBUTES)
     return sum(
-        1 for row in rows if _changes_identity(json.loads(row.changes), json.loads(row.attrs) if row.attrs else {})
+        1
+        for row in rows
+        if _changes_identity(json.loads(row.changes), json.loads(row.attrs) if row.attrs else {}, upn_written)
     )
 
 
@@ -400,8 +407,13 @@ def _disables(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
     return False
 
 
-def _changes_identity(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
-    """Whether ``changes`` give a sign-in name or mail address the object holds (``stored``) another value, or none."""
+def _changes_identity(
+    changes: Mapping[str, Any], stored: Mapping[str, Any], upn_written: Callable[[str], str] | None = None
+) -> bool:
+    """Whether ``changes`` give a sign-in name or mail address the object holds (``stored``) another value, or none.
+    A UPN is compared as the export writes it (``upn_written``): a user an earlier export put on the tenant's initial
+    domain (its suffix unverified) holds that stand-in, and sync, comparing the UPN its source names, stages the
+    change again after every full import (a rebuilt store: every such user), which the export leaves out."""
     for name in IDENTITY_ATTRIBUTES:
         key = next((key for key in changes if key.lower() == name), None)
         if key is None:
@@ -411,6 +423,8 @@ def _changes_identity(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> 
             continue  # nothing held: setting it renames nobody
         written = changes[key] if isinstance(changes[key], list) else [changes[key]]
         new = written[0] if written else None
+        if new is not None and upn_written is not None and name == "userprincipalname":
+            new = upn_written(str(new))
         if new is None or str(new).casefold() != str(old).casefold():
             return True
     return False

@@ -70,13 +70,15 @@ def run_export(
     exporter: Callable[[int], Exporter],
     command: str,
     lock_holder: str | None = None,
+    upn_written: Callable[[str], str] | None = None,
 ) -> ExportResult:
     """Run one export of ``connector``: ``plan()`` counts what is pending, the guards count its mass changes,
-    ``exporter(run_id)`` writes it; ``command`` names the CLI command in a guard's advice."""
+    ``exporter(run_id)`` writes it; ``command`` names the CLI command in a guard's advice; ``upn_written``: the UPN
+    the exporter writes for a wanted one, for the identity guard (export_guards.count_mass_changes)."""
     with store.locked(lock_holder or process_holder()):
         run_id = store.start_run("export-staging" if settings.staging else "export", connector)
         counts = plan()
-        changes = count_mass_changes(store, connector, settings)
+        changes = count_mass_changes(store, connector, settings, upn_written=upn_written)
         counts.update(changes.counters(settings))
         store.update_run(run_id, counts, "export plan recorded; writing")
         stop = check_guards(changes, settings, command, store.instance, cli_store(store.url, store.instance))

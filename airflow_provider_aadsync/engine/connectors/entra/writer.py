@@ -28,6 +28,7 @@ from collections.abc import Mapping
 
 from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.connectors.entra.conflicts import Conflicts
+from airflow_provider_aadsync.engine.connectors.entra.domains import TenantDomains
 from airflow_provider_aadsync.engine.connectors.entra.graph import GraphWriter
 from airflow_provider_aadsync.engine.connectors.entra.phases import Phases
 from airflow_provider_aadsync.engine.connectors.entra.planning import ExportPlan, plan_counts
@@ -51,14 +52,24 @@ def run_entra_export(
 ) -> ExportResult:
     """Export the pending plan of ``connector`` to Entra ID, recorded as a run."""
     settings = settings or ExportSettings()
+    # The tenant's domains, read once per run (GET /domains) and only when a UPN is compared or written: the identity
+    # guard compares a UPN as the export writes it (on the initial domain while its suffix is unverified).
+    domains = TenantDomains(writer)
+
+    def exporter(run_id: int) -> EntraExporter:
+        built = EntraExporter(store, fenced_writer(writer, store), connector, run_id, settings)
+        built.state.domains = domains
+        return built
+
     return run_export(
         store,
         connector=connector,
         settings=settings,
         plan=lambda: plan_counts(store, connector),
-        exporter=lambda run_id: EntraExporter(store, fenced_writer(writer, store), connector, run_id, settings),
+        exporter=exporter,
         command="export-entra",
         lock_holder=lock_holder,
+        upn_written=domains.accepted_upn,
     )
 
 

@@ -14,7 +14,7 @@ from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from tests.support.fakes import INITIAL_DOMAIN, FakeGraphWriter
 from tests.support.plans import cs_row, plan_row
-from tests.support.world import ad_group, ad_user, exports, guid, import_full
+from tests.support.world import ad_group, ad_user, cloud_twin, exports, guid, import_full
 
 SETTINGS = ExportSettings(resend_settle_seconds=0)
 
@@ -189,3 +189,35 @@ def test_mail_enablement_of_an_existing_group_is_never_patched(store, graph):
     assert graph.groups()[group]["mailEnabled"] is False
     (notice,) = store.run_notices(result.run_id)
     assert (notice["code"], notice["subject"], notice["count"]) == ("unsupported-by-graph", "mailEnabled", 1)
+
+
+@pytest.mark.parametrize("verified", [False, True], ids=["unverified", "verified-since"])
+def test_a_rebuilt_store_counts_no_identity_change_for_upns_kept_on_the_initial_domain(store, rules, graph, verified):
+    """Users an earlier export put on the initial domain (their suffix unverified) hold that stand-in: a rebuilt store
+    (or any full import) stages their AD UPN again, which the export leaves out while the suffix is unverified. The
+    identity guard compares the UPN as the export writes it: those are no identity changes, and the export goes on
+    with nothing written. Once the domain is verified the UPNs do change, and are counted."""
+    ad = [ad_user(n, userPrincipalName=f"seller{n}@sales.example") for n in (1, 2, 3)]
+    cloud = [
+        cloud_twin(n, accountEnabled=True, userPrincipalName=f"seller{n}@{INITIAL_DOMAIN}", mailNickname=f"user{n}")
+        for n in (1, 2, 3)
+    ]
+    import_full(store, "ad", ad)
+    import_full(store, "entra", cloud)
+    for connector in ("ad", "entra"):
+        assert run_sync(store, rules, connector=connector, mode="full").result == "success"
+    staged = {anchor: row["changes"] for anchor, row in exports(store).items()}
+    assert staged["cloud-1"]["userPrincipalName"] == ["seller1@sales.example"]
+    if verified:
+        graph.verified_domains.append("sales.example")
+    result = run_entra_export(
+        store, graph, settings=SETTINGS.model_copy(update={"identity_change_threshold": 2}), lock_holder="test-task"
+    )
+    if verified:
+        assert result.result == "stopped-identity-change-threshold-exceeded" and graph.calls == []
+        assert result.counters["planned_identity_changes"] == 3
+    else:
+        assert result.result == "success", result
+        assert result.counters["planned_identity_changes"] == 0
+        assert result.counters["upns_kept_on_initial_domain"] == 3 and graph.calls == []  # nothing written
+    assert [read for read in graph.reads if read[1] == "/domains"] == [("GET", "/domains", {})]  # once per run
