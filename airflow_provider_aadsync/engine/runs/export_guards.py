@@ -254,9 +254,10 @@ def _member_removals(connector: str) -> tuple[sa.ColumnElement[bool], ...]:
 
 
 def _removals(connector: str, *, implicit: bool = True) -> sa.Subquery:
-    """(group, attribute, member) of every membership the plan ends: explicit member removes, and the memberships of
-    objects pending delete (Graph and AD drop a deleted object from every group), each pair once; a group that is
-    itself deleted is counted by the deletion guard."""
+    """(group, attribute, member) of every membership the plan ends: explicit member removes, the memberships of
+    objects pending delete (Graph and AD drop a deleted object from every group) and those of groups pending delete
+    (their members lose whatever the group grants), each pair once. A slip in the group scoping that deprovisions 300
+    groups of 100 members is 300 deletes, under the deletion threshold, and 30,000 memberships ended."""
     deleted = _pending_deletes(connector)
     plan = pending_export_reference.c
     explicit = sa.select(plan.anchor, plan.attribute, plan.target_anchor).where(*_member_removals(connector))
@@ -265,8 +266,7 @@ def _removals(connector: str, *, implicit: bool = True) -> sa.Subquery:
     of_deleted = sa.select(cs_reference.c.anchor, cs_reference.c.attribute, cs_reference.c.target_anchor).where(
         cs_reference.c.connector == connector,
         sa.func.lower(cs_reference.c.attribute).in_(MEMBER_ATTRIBUTES),
-        cs_reference.c.target_anchor.in_(deleted),
-        cs_reference.c.anchor.not_in(deleted),
+        sa.or_(cs_reference.c.target_anchor.in_(deleted), cs_reference.c.anchor.in_(deleted)),
     )
     return sa.union(explicit, of_deleted).subquery("removals")
 
@@ -450,7 +450,8 @@ def _clears(changes: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
 def _groups_over_share(
     connection: sa.Connection, connector: str, percent: int, removals: sa.Subquery
 ) -> tuple[GroupRemoval, ...]:
-    """Groups of at least MEMBER_REMOVAL_GROUP_MINIMUM members that would lose more than ``percent`` % of them."""
+    """Groups of at least MEMBER_REMOVAL_GROUP_MINIMUM members that would lose more than ``percent`` % of them; a
+    group pending delete is not one (it loses them all: its memberships count in the total, the group as a delete)."""
     removes = (
         sa.select(removals.c.anchor, removals.c.attribute, sa.func.count().label("removes"))
         .group_by(removals.c.anchor, removals.c.attribute)
@@ -473,6 +474,7 @@ def _groups_over_share(
         .where(
             members.c.members >= MEMBER_REMOVAL_GROUP_MINIMUM,
             removes.c.removes * 100 > members.c.members * percent,
+            removes.c.anchor.not_in(_pending_deletes(connector)),
         )
         .order_by((removes.c.removes * 1.0 / members.c.members).desc(), removes.c.anchor)
     ).all()

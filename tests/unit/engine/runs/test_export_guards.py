@@ -26,7 +26,7 @@ from airflow_provider_aadsync.engine.store import (
 )
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.plans import RecordingExporter, add_group, stage_removes
+from tests.support.plans import RecordingExporter, add_group, plan_row, stage_removes
 from tests.support.world import (
     ad_user,
     exports,
@@ -216,3 +216,26 @@ def test_every_exceeded_guard_is_named_the_first_gives_the_result(store):
 
 def test_guard_report_line_only_for_runs_with_guards():
     assert guard_report_line({"adds": 3}) is None
+
+
+def test_the_memberships_of_groups_pending_delete_count_as_member_removals(store):
+    """A slip in the group scoping that deprovisions 300 groups of 100 members: 300 deletes, under the deletion
+    threshold, end 30,000 memberships. They count with the member removals (each pair once), and stop the export
+    before any write; a group pending delete is not named as losing a share of its members (it is a delete)."""
+    for n in range(300):
+        add_group(store, "entra", f"g{n}", f"Group{n}", 100, "members")
+        plan_row(store, "entra", f"g{n}", f"groups/g{n}", operation="delete")
+    changes = count_mass_changes(store, "entra", ExportSettings())
+    assert (changes.deletes, changes.member_removes, changes.groups_over_share) == (300, 30_000, ())
+    result, exporter = export(store, ExportSettings())
+    assert result.result == STOPPED_MEMBER_REMOVALS and not exporter.ran
+    assert "30,000 group member removals" in result.detail
+
+
+def test_one_group_deleted_on_purpose_is_not_stopped_by_the_share_of_its_members(store):
+    add_group(store, "entra", "g1", "Project Alpha", 100, "members")
+    plan_row(store, "entra", "g1", "groups/g1", operation="delete")
+    changes = count_mass_changes(store, "entra", ExportSettings())
+    assert (changes.deletes, changes.member_removes, changes.groups_over_share) == (1, 100, ())
+    result, exporter = export(store, ExportSettings())
+    assert result.result == "success" and exporter.ran
