@@ -218,8 +218,14 @@ class Staging:
 
     def withdraw_create(self, connector: str, anchor: str) -> None:
         """A planned object (provisional ``anchor``) is never created in the directory: it is forgotten instead of
-        deleted there, with the member adds of groups that name it (they would name an object that is never made)."""
-        for table in (pending_export_reference, pending_export, cs_object):
+        deleted there, with the member adds of groups that name it (they would name an object that is never made).
+
+        Unless an export sent its add (state ``sent``: killed or unanswered while the write was on the wire): the
+        directory may hold the object now, and forgetting the plan would leave it there for good (a leaver's
+        account, enabled, that nothing deletes). That add becomes a delete of the provisional anchor
+        (:meth:`_settle_sent_create`), which each export settles by looking the create up."""
+        sent = self._settle_sent_create(connector, anchor)
+        for table in (pending_export_reference,) if sent else (pending_export_reference, pending_export, cs_object):
             self.state.connection.execute(
                 sa.delete(table).where(table.c.connector == connector, table.c.anchor == anchor)
             )
@@ -232,8 +238,43 @@ class Staging:
         # A conflict an export recorded for the create (its UPN held elsewhere, a retry that failed) ends with it: no
         # object will want the value, and an open conflict would stay in the plan and the sync manager for good.
         release_conflicts(self.state.connection, connector, [anchor])
+        if sent:
+            return
         self.state.counters["export_adds_withdrawn"] += 1
         self.state.note("exports", f"{connector}: withdraw the pending add of {anchor}")
+
+    def _settle_sent_create(self, connector: str, anchor: str) -> bool:
+        """Turn a withdrawn add an export sent into a delete of its provisional anchor (True), or say it was never
+        sent (False: forgotten). The row keeps state ``sent``, its DN, its changes (the marks the add wrote, which
+        the lookup compares) and when it was first sent (``sent_at``; the last send for rows older than that column,
+        so the lookup still recognises the object the send made); the provisional connector-space object stays (no
+        link: the metaverse object is gone). The deletion guard counts it like any delete, before the first write.
+        The Entra export (reconcile.py settle_withdrawn_create) and the AD export (ad/withdrawn.py) look the create
+        up by the same marks as a resumed create: ours and there, it is deleted; absent (or not ours), forgotten."""
+        row = self.state.connection.execute(
+            sa.select(pending_export.c.operation, pending_export.c.state).where(export_key(connector, anchor))
+        ).first()
+        if row is None or (row.state != "sent" and row.operation != "delete"):
+            return False
+        self.state.connection.execute(
+            sa.update(pending_export)
+            .where(export_key(connector, anchor))
+            .values(
+                operation="delete",
+                state="sent",
+                sent_at=sa.func.coalesce(pending_export.c.sent_at, pending_export.c.updated_at),
+                run_id=self.state.run_id,
+                updated_at=utcnow(),
+            )
+        )
+        self.state.connection.execute(
+            sa.update(cs_object)
+            .where(cs_object.c.connector == connector, cs_object.c.anchor == anchor)
+            .values(pending_export="delete")
+        )
+        self.state.counters["export_sent_adds_to_delete"] += 1
+        self.state.note("exports", f"{connector}: a withdrawn add was sent; the export deletes it if it was made")
+        return True
 
     def forget_deleted(self, anchors: Sequence[str]) -> None:
         """Objects of the pass's connector deleted in its directory (the import's tombstones): nothing is left to

@@ -11,7 +11,8 @@ confirmed (a row marked ``sent`` whose write never left is simply sent then): an
 DN and adopted if it carries our mark (the ``adminDescription`` the writeback rule stamps; an object in the way
 without it is a per-object error, never adopted nor overwritten); modifies replace values and member changes are
 idempotent (permissive modify, with a read-and-diff fallback in the hook), so re-sending them is harmless; a delete of
-an object already gone counts as done.
+an object already gone counts as done. A sent add sync withdrew is looked up the same way and deleted if ours
+(withdrawn.py).
 
 Membership travels in modify operations of many values each (``member_chunk``, 5,000 by default): a 250,000-member
 group is 50 modifies. Objects that exist are addressed by ``<GUID=...>``, so a group someone renamed in AD is still
@@ -35,6 +36,7 @@ from pydantic import Field, model_validator
 from airflow_provider_aadsync.engine import progress
 from airflow_provider_aadsync.engine.batching import chunks
 from airflow_provider_aadsync.engine.connectors.ad.schema import GUID_ATTRIBUTES
+from airflow_provider_aadsync.engine.connectors.ad.withdrawn import withdrawn_add_object
 from airflow_provider_aadsync.engine.connectors.converters import guid_bytes
 from airflow_provider_aadsync.engine.connectors.schema import PROVISIONAL_PREFIX
 from airflow_provider_aadsync.engine.dn import same_dn, split_rdn
@@ -282,21 +284,28 @@ class ADExporter:
 
     # ---------------------------------------------------------------------------------------------- objects
     def _delete(self, row: Any) -> None:
-        if row.anchor.startswith(PROVISIONAL_PREFIX):
-            return
+        target = row.anchor
+        if row.anchor.startswith(PROVISIONAL_PREFIX):  # an add sent, then withdrawn: deleted if made (withdrawn.py)
+            target = withdrawn_add_object(self.writer, row, MARK_ATTRIBUTE, self._ours)
+            if target is None:  # never made, or not ours: its provisional rows are forgotten, nothing is written
+                self._chunk.deleted.append(row.anchor)
+                self._chunk.counters["withdrawn_adds_forgotten"] += 1
+                return
         try:
             if self.settings.deprovision == "move":
-                rdn, _parent = split_rdn(self.writer.object_dn(row.anchor) or row.dn)  # honours escapes
-                self.writer.move_object(row.anchor, f"{rdn},{self.settings.holding_ou}")
+                rdn, _parent = split_rdn(self.writer.object_dn(target) or row.dn)  # honours escapes
+                self.writer.move_object(target, f"{rdn},{self.settings.holding_ou}")
             else:
-                self.writer.delete_object(row.anchor)
+                self.writer.delete_object(target)
         except ADWriteRefused as error:
             # Gone already counts as done; but AD answers noSuchObject for a move whose new parent (the holding OU)
             # does not exist too, so the object is looked up first.
-            if error.code != "noSuchObject" or self.writer.object_dn(row.anchor) is not None:
+            if error.code != "noSuchObject" or self.writer.object_dn(target) is not None:
                 self._fail(row, error)
                 return
         self._chunk.deleted.append(row.anchor)
+        if target != row.anchor:  # the group a withdrawn add made: any row an import read of it goes too
+            self._chunk.deleted.append(target)
         self._chunk.counters[
             f"{row.object_type}_{'moves_to_holding' if self.settings.deprovision == 'move' else 'deletes'}"
         ] += 1

@@ -158,6 +158,12 @@ class ExportPlan:
                     continue
             yield operation
 
+    def _withdrawn_create(self, row: Any) -> Operation | None:
+        """The delete a withdrawn create that was sent stands for, after the pause a resumed create takes (Graph may
+        still be carrying the create out)."""
+        self._settle_once()
+        return self.reconciler.settle_withdrawn_create(row)
+
     def _settle_once(self) -> None:
         """An interrupted run left creates in flight: give Graph a moment to finish them before looking them up."""
         if not self._settled:
@@ -317,9 +323,16 @@ class ExportPlan:
             connection.execute(sa.delete(pending_export).where(self.state.row(anchor)))
 
     def object_operations(self, operation: str) -> Iterator[Operation]:
+        """The plan's updates or deletes as Graph requests. A delete of a provisional anchor is a create sync
+        withdrew after an interrupted export had sent it (sync/staging.py withdraw_create): looked up first, it is
+        the delete of the object the create made when that is there and ours, else forgotten (reconcile.py
+        settle_withdrawn_create)."""
         for row in self._plan_rows(operation):
             if row.anchor.startswith(PROVISIONAL_PREFIX):
-                continue  # its create has not succeeded yet
+                withdrawn = self._withdrawn_create(row) if operation == "delete" else None
+                if withdrawn is not None:
+                    yield withdrawn
+                continue  # an update waits for its create to succeed
             changes = json.loads(row.changes)
             if operation == "update" and not changes:
                 continue  # a marker for member changes only

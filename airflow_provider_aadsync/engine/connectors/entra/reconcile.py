@@ -10,6 +10,7 @@ commit together; the order of these writes is what the kill suite counts on.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -80,6 +81,43 @@ class Reconciler:
             log.info("%s: %d group(s) of the same names were not created by us; ours is created beside them",
                      operation.dn, len(foreign))  # fmt: skip
         return False
+
+    def settle_withdrawn_create(self, row: Any) -> Operation | None:
+        """A create sync withdrew after an interrupted export had sent it (sync/staging.py withdraw_create: a delete
+        of its provisional anchor, still ``sent``, with the changes the create sent). Graph may have made the object,
+        and nothing else would ever delete it: a leaver's account that stays enabled. It is looked up as a resumed
+        create is (:meth:`_lookup` by the same marks; ours only if Graph made it after the first send and nothing is
+        linked to it). Ours: its row and connector-space object move to the object's id, and the delete of that id
+        is returned, sent like any delete (the guards counted the row before the first write; 404 counts as done; a
+        run killed before it sends it again). None of ours (never made; someone else's; joined since, so linked): the
+        provisional rows are forgotten, nothing is written (None). Several of ours: a per-object error, nothing is
+        deleted on a guess, and the next run looks again."""
+        create = Operation("create", row.anchor, row.object_type, row.dn, json.loads(row.changes))
+        found, _key = self._lookup(create)
+        sent_at = self._sent_at(row.anchor)
+        ours = [item for item in found if self._created_by_us(item, sent_at)]
+        if len(ours) > 1:
+            held = ", ".join(item["id"] for item in ours[:5])
+            message = (
+                f"the withdrawn create of {row.dn} was sent, and {len(ours)} objects could be the one it made "
+                f"({held}): none is deleted; delete the one that should not exist in Entra ID"
+            )
+            self.state.fail_rows([row.anchor], NOT_ADOPTED, message, dn=row.dn)
+            return None
+        if not ours:
+            with self.state.transaction() as connection:
+                for table in (pending_export, pending_export_reference, cs_object):
+                    connection.execute(
+                        sa.delete(table).where(table.c.connector == self.state.connector, table.c.anchor == row.anchor)
+                    )
+            self.state.counters["withdrawn_creates_forgotten"] += 1
+            return None
+        object_id = ours[0]["id"]
+        dn = f"{RESOURCES[row.object_type]}/{object_id}"
+        with self.state.transaction() as connection:
+            _move_withdrawn(connection, self.state.connector, row.anchor, object_id, dn)
+        self.state.counters["withdrawn_creates_found"] += 1
+        return Operation("delete", object_id, row.object_type, dn, resend=True)
 
     def reconcile(self, operation: Operation) -> None:
         """An operation whose call was cut off: creates are looked up (and adopted); the rest are idempotent."""
@@ -339,3 +377,25 @@ class Reconciler:
     def forget_empty_updates(self) -> None:
         with self.state.transaction() as connection:
             forget_empty_updates(connection, self.state.connector)
+
+
+def _move_withdrawn(connection: sa.Connection, connector: str, provisional: str, object_id: str, dn: str) -> None:
+    """A withdrawn create's delete row and connector-space object take the id of the object it made, so the delete
+    is recorded (and, after a kill, sent again) as any other. A row an import read of the object stays in place of
+    the provisional one, and any other plan row of the object gives way to the delete."""
+    imported = connection.execute(
+        sa.select(cs_object.c.anchor).where(cs_object.c.connector == connector, cs_object.c.anchor == object_id)
+    ).first()
+    provisional_object = sa.and_(cs_object.c.connector == connector, cs_object.c.anchor == provisional)
+    if imported is not None:
+        connection.execute(sa.delete(cs_object).where(provisional_object))
+    else:
+        connection.execute(sa.update(cs_object).where(provisional_object).values(anchor=object_id, dn=dn))
+    connection.execute(
+        sa.delete(pending_export).where(pending_export.c.connector == connector, pending_export.c.anchor == object_id)
+    )
+    connection.execute(
+        sa.update(pending_export)
+        .where(pending_export.c.connector == connector, pending_export.c.anchor == provisional)
+        .values(anchor=object_id, dn=dn)
+    )
