@@ -36,6 +36,14 @@ def contributor_connector(key: str) -> str:
     return key.split("|", 1)[0]
 
 
+def contribution_order(item: tuple[str, Contribution]) -> tuple[Any, str, str]:
+    """The order contributions (``(contributor key, contribution)``) win in: the lowest precedence number; at equal
+    precedence (one rule read by two forests) the connector whose name sorts first, then the rule. One order for the
+    values and the references, so a person's manager comes from the forest its other values come from."""
+    key, (precedence, _merge, _values) = item
+    return precedence, contributor_connector(key), key
+
+
 def resolve_attribute(entries: Mapping[str, Contribution]) -> tuple[list[Any] | str, str | None]:
     """The value of one attribute and the contributor that decided it (None when nobody contributes)."""
     if not entries:
@@ -47,7 +55,7 @@ def resolve_attribute(entries: Mapping[str, Contribution]) -> tuple[list[Any] | 
         if merge == "Update" or values is None:
             return list(values or []), only
     # Equal precedence (one rule read by two forests): the connector whose name sorts first wins, then the rule.
-    ordered = sorted(entries.items(), key=lambda item: (item[1][0], contributor_connector(item[0]), item[0]))
+    ordered = sorted(entries.items(), key=contribution_order)
     winner, (_precedence, merge, values) = ordered[0]
     if values == REFERENCE_MARKER:
         return REFERENCE_MARKER, winner

@@ -20,6 +20,7 @@ from airflow_provider_aadsync.engine.store.among import among
 from airflow_provider_aadsync.engine.sync.contributions import (
     REFERENCE_MARKER,
     Contributions,
+    contribution_order,
     contributor_connector,
 )
 from airflow_provider_aadsync.engine.sync.frames import (
@@ -50,7 +51,7 @@ def reference_summary(contributions: Contributions, connector: str) -> Reference
         elif not any(entry[2] == REFERENCE_MARKER for entry in entries.values()):
             continue  # no reference contribution can win
         else:
-            winner = min(entries.items(), key=lambda item: (item[1][0], item[0]))
+            winner = min(entries.items(), key=contribution_order)
         if winner[1][2] == REFERENCE_MARKER and contributor_connector(winner[0]) == connector:
             winners.append((attribute, winner[0].split("|", 1)[1]))
     contributed = {name.lower() for name in contributions}

@@ -17,6 +17,7 @@ from airflow_provider_aadsync.engine.store import Store, mv_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
 from tests.support.world import (
+    BASE,
     ad_group,
     ad_user,
     deleted,
@@ -179,3 +180,22 @@ def test_a_foreign_security_principal_leaves_what_its_forests_user_contributes(s
     assert run_sync(store, rules, connector="ad_fabrikam", mode="delta").counters["disconnections"] == 1
     assert contributors(store, shared_id, "ad_fabrikam") == user_rules
     assert links(store, "ad_fabrikam")[("ad_fabrikam", guid(12))] == (shared_id, "join")
+
+
+def test_a_person_in_two_forests_takes_its_manager_from_the_forest_its_values_come_from(store):
+    """One rule read by two forests contributes at equal precedence: the connector whose name sorts first wins, for
+    the values and the references alike ("ad" before "ad_fabrikam"; as contributor keys "ad_fabrikam|..." sorts
+    first, which the references used to follow: the values came from one forest, the manager from the other)."""
+    rules = load_sync_rules([str(DEFAULT_RULES_DIR), str(SAME_PERSON)])
+    corp_alice = ad_user(1, "alice", mail="alice@example.test")
+    corp_alice.references = {"manager": [(guid(3), f"CN=boss.corp,OU=Users,{BASE}")]}
+    fab_alice = ad_user(11, "alice.f", userPrincipalName="alice.f@fabrikam.example", mail="ALICE@example.test")
+    fab_alice.references = {"manager": [(guid(13), f"CN=boss.fab,OU=Users,{BASE}")]}
+    fab_boss = ad_user(13, "boss.fab", userPrincipalName="boss.fab@fabrikam.example")
+    import_full(store, "ad", [ad_user(3, "boss.corp"), corp_alice])
+    import_full(store, "ad_fabrikam", [fab_boss, fab_alice])
+    for connector in ("ad", "ad_fabrikam"):
+        assert run_sync(store, rules, connector=connector, mode="full").result == "success"
+    alice_id, alice = mv_by(store, "accountName", "alice")
+    assert alice["sourceAnchor"] == [immutable_id(guid(1))]  # the values: "ad"'s
+    assert mv_members(store, alice_id, "manager") == {mv_by(store, "accountName", "boss.corp")[0]}
