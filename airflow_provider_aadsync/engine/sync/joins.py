@@ -29,12 +29,7 @@ from airflow_provider_aadsync.engine.store import (
     utcnow,
 )
 from airflow_provider_aadsync.engine.store.among import among
-from airflow_provider_aadsync.engine.sync.contributions import (
-    REFERENCE_MARKER,
-    SHARED_JOIN_TYPE,
-    drop_slots,
-    owned_slots,
-)
+from airflow_provider_aadsync.engine.sync.contributions import SHARED_JOIN_TYPE, drop_slots, owned_slots
 from airflow_provider_aadsync.engine.sync.frames import (
     _SOURCE_LINKS,
     IN_CHUNK,
@@ -45,6 +40,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
     write_rows,
 )
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
+from airflow_provider_aadsync.engine.sync.references import dropped_reference_winners
 from airflow_provider_aadsync.engine.sync.schema import cell_texts, cell_values
 from airflow_provider_aadsync.engine.sync.staging import Staging
 from airflow_provider_aadsync.engine.sync.state import SyncPass
@@ -380,17 +376,17 @@ class Joins:
         return kinds
 
     def _withdraw(self, mv_id: int, entry: dict[str, Any], kinds: set[bool], *, only_if_owned: bool = False) -> None:
-        """Drop from ``entry`` what this connector's objects of ``kinds`` contributed; a reference attribute nobody
-        contributes any more loses its rows (a group whose members came from the connector it left: the inbound
-        reference step clears them)."""
+        """Drop from ``entry`` what this connector's objects of ``kinds`` contributed; a reference attribute whose
+        winning contribution goes takes the rows of the next winner, another forest's manager for a person in two
+        (the inbound reference step rebuilds them, references.follow_reference_winners), or loses them."""
         contributions = entry["contributions"]
         dropped = False
         for is_shared in kinds:
             slots = owned_slots(contributions, self.state.connector, self.state.shared_keys, shared=is_shared)
-            references = {name for name, key in slots if contributions[name][key][2] == REFERENCE_MARKER}
+            references = dropped_reference_winners(contributions, slots)
             drop_slots(contributions, slots)
             dropped = dropped or bool(slots)
-            self.state.reference_clears += [(mv_id, name.lower()) for name in references if name not in contributions]
+            self.state.reference_clears += [(mv_id, name) for name in sorted(references)]
         if only_if_owned and not dropped:
             return
         entry["dirty"] = True

@@ -3,8 +3,10 @@
 When the outbound half deprovisions a linked object (its metaverse object left the scope of every outbound rule of
 its connector: the link is removed and its delete staged), that connector's inbound contributions to the metaverse
 object are recalled, as on any disconnection (joins.py): another contributor's value takes their place, or the
-attribute is cleared, and a reference attribute nobody contributes any more loses its rows. Before, the link went and
-the values stayed: a cloud-filtered person kept the ``cloudAnchor`` of a cloud user no longer joined to it.
+attribute is cleared, and a reference attribute whose winning contribution goes takes the rows of the next winner
+(rebuilt from that connector's references in this pass, references.follow_reference_winners), or loses them. Before,
+the link went and the values stayed: a cloud-filtered person kept the ``cloudAnchor`` of a cloud user no longer joined
+to it.
 
 The object stays a disconnector while its delete is pending (unjoined.py); if it is joined again (the outbound half
 rejoins it when its metaverse object is back in scope before the export), its connector's next sync of it brings
@@ -17,14 +19,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_aadsync.engine.sync.contributions import (
-    REFERENCE_MARKER,
     SHARED_JOIN_TYPE,
     contributor_key,
     drop_slots,
     owned_slots,
 )
 from airflow_provider_aadsync.engine.sync.metaverse import Metaverse
-from airflow_provider_aadsync.engine.sync.references import clear_mv_references
+from airflow_provider_aadsync.engine.sync.references import dropped_reference_winners, follow_reference_winners
 from airflow_provider_aadsync.engine.sync.state import SyncPass
 
 
@@ -42,7 +43,7 @@ def recall(state: SyncPass, metaverse: Metaverse, connector: str, unlinked: Sequ
     )
     loaded = metaverse.load_mv(sorted({mv_id for _anchor, mv_id, _type in unlinked}))
     updates: dict[int, dict[str, Any]] = {}
-    clears: list[tuple[int, str]] = []
+    followed: list[tuple[int, str]] = []  # (metaverse id, reference attribute) whose winning contribution goes
     for _anchor, mv_id, object_type in unlinked:
         entry = loaded.get(mv_id)
         if entry is None:
@@ -52,13 +53,13 @@ def recall(state: SyncPass, metaverse: Metaverse, connector: str, unlinked: Sequ
         slots = owned_slots(contributions, connector, shared_keys, shared=shared)
         if not slots:
             continue
-        references = {name for name, key in slots if contributions[name][key][2] == REFERENCE_MARKER}
+        followed += [(mv_id, name) for name in sorted(dropped_reference_winners(contributions, slots))]
         drop_slots(contributions, slots)
-        clears += [(mv_id, name.lower()) for name in references if name not in contributions]
         entry["dirty"] = True
         updates[mv_id] = entry
     metaverse.write_metaverse(updates)
-    clear_mv_references(state, clears)
+    # After the inbound reference step: the rows follow the new winner now, before the outbound rules read them.
+    follow_reference_winners(state, followed, {mv_id: entry["contributions"] for mv_id, entry in updates.items()})
     if updates:
         state.note("metaverse", f"{connector}: deprovisioned, its contributions recalled")
     return set(updates)

@@ -117,7 +117,8 @@ class SyncPass:
         #: The objects of this connector with a staged delete (unjoined.staged_deletes), read once per pass at the
         #: first unjoined object a rule might join.
         self.staged_deletes: set[str] | None = None
-        #: (metaverse id, reference attribute) whose only contributor was disconnected in this pass: their rows go.
+        #: (metaverse id, reference attribute) whose winning contribution went in this pass: their rows are rebuilt
+        #: from the next winner's connector, or go (references.follow_reference_winners).
         self.reference_clears: list[tuple[int, str]] = []
         #: Live anchors processed (their pending import is cleared at the end).
         self.processed: list[str] = []
