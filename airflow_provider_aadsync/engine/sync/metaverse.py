@@ -28,6 +28,7 @@ from airflow_provider_aadsync.engine.sync.frames import (
 )
 from airflow_provider_aadsync.engine.sync.references import reference_summary
 from airflow_provider_aadsync.engine.sync.state import SyncPass
+from airflow_provider_aadsync.engine.sync.waiting_joins import WaitingJoins
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class Metaverse:
 
     def __init__(self, state: SyncPass) -> None:
         self.state = state
+        #: The join key values this pass wrote that other connectors' join rules match on (waiting_joins.py).
+        self.waiting = WaitingJoins(state)
 
     def load_mv(
         self, mv_ids: Sequence[int], *, contributions: bool = True, attrs: bool = True
@@ -119,6 +122,9 @@ class Metaverse:
             self.state.analyze()  # PostgreSQL: the lookups of the pass's joins plan on the filled keys
 
     def write_metaverse(self, mv_updates: dict[int, dict[str, Any]]) -> None:
+        """Write the changed metaverse objects and replace their join keys, so the joins of this pass's next batches
+        and of later passes find them; the key values other connectors' join rules match on are noted, so that their
+        unjoined objects waiting for such a value are evaluated again (waiting_joins.py)."""
         now = utcnow()
         rows, key_rows, changed_ids = [], [], []
         summaries = self.state.reference_summaries
@@ -149,7 +155,10 @@ class Metaverse:
             if changed:
                 if not entry.get("new"):  # a new object has no join keys to replace
                     changed_ids.append(mv_id)
-                key_rows += self._join_keys(mv_id, attrs, self.state.join_targets)
+                keys = self._join_keys(mv_id, attrs, self.state.join_targets)
+                key_rows += keys
+                if self.waiting.watched:  # an unjoined object of another connector may wait for a value written here
+                    self.waiting.note(self._join_keys(mv_id, stored, self.waiting.watched) if stored else [], keys)
         write_rows(
             self.state.store,
             self.state.connection,

@@ -116,6 +116,7 @@ class Synchronizer:
                 self.state.touched_mv |= quarantined(self.state.connection)
             report.start_phase("outbound", len(self.state.touched_mv), unit="metaverse objects")
             self.outbound.outbound(sorted(self.state.touched_mv))  # advances the phase once per batch
+            self.metaverse.waiting.flush()  # other connectors' unjoined objects a written join key may join now
             self._finish_connector_space()
             if memo is not None:
                 self.state.analyze()
