@@ -5,11 +5,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airflow_provider_aadsync.engine.rules import RuleSet
+from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR, RuleSet
+from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.world import ad_group, ad_user, cloud_twin, import_full, links, sync_connectors
+from tests.support.world import ad_group, ad_user, cloud_twin, guid, import_full, links, sync_connectors
+
+#: The optional rule joining a person's users of two forests by mail.
+SAME_PERSON = DEFAULT_RULES_DIR.parent / "optional" / "join-same-person.yaml"
+#: The resource forest's partition.
+FABRIKAM_BASE = "DC=fabrikam,DC=example"
+
+
+def sid(rid: int) -> str:
+    return f"S-1-5-21-1111111111-2222222222-3333333333-{rid}"
+
+
+def fsp(n: int, member_sid: str) -> SourceObject:
+    """A foreign security principal as AD makes it when a group gets a member from another forest."""
+    return SourceObject(
+        anchor=guid(n),
+        dn=f"CN={member_sid},CN=ForeignSecurityPrincipals,{FABRIKAM_BASE}",
+        object_type="foreignSecurityPrincipal",
+        attrs={"objectGUID": [guid(n)], "objectSid": [member_sid], "cn": [member_sid]},
+    )
+
 
 CORP = [ad_user(1), ad_user(2), ad_group(20, "Staff", members=[1, 2])]
 FABRIKAM = [ad_user(11, "fab11"), ad_user(12, "fab12"), ad_user(13, "fab13"), ad_group(30, "Fab", members=[11, 12])]

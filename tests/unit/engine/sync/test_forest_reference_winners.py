@@ -16,6 +16,7 @@ from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.contributions import REFERENCE_MARKER
 from airflow_provider_aadsync.engine.sync.references import dropped_reference_winners
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.support.forests import SAME_PERSON
 from tests.support.world import (
     BASE,
     ad_user,
@@ -29,7 +30,6 @@ from tests.support.world import (
     mv_members,
     reference_exports,
 )
-from tests.unit.engine.sync.test_forests import SAME_PERSON
 
 CONNECTORS = ("ad", "ad_fabrikam")
 #: The cloud users of alice (one sourceAnchor for both forests' accounts: the ConsistencyGuid of a migrated account)

@@ -12,10 +12,10 @@ from airflow_provider_aadsync.engine.connectors.ad.schema import SCHEMA as ACTIV
 from airflow_provider_aadsync.engine.connectors.kinds import connector_kind, inbound_rule_applies
 from airflow_provider_aadsync.engine.connectors.registry import schema_for
 from airflow_provider_aadsync.engine.rules import DEFAULT_RULES_DIR
-from airflow_provider_aadsync.engine.runs.source import SourceObject
 from airflow_provider_aadsync.engine.store import Store, mv_object
 from airflow_provider_aadsync.engine.sync import run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
+from tests.support.forests import SAME_PERSON, fsp, sid
 from tests.support.world import (
     BASE,
     ad_group,
@@ -31,24 +31,6 @@ from tests.support.world import (
     mv_by,
     mv_members,
 )
-
-SAME_PERSON = DEFAULT_RULES_DIR.parent / "optional" / "join-same-person.yaml"
-FABRIKAM = "DC=fabrikam,DC=example"
-
-
-def sid(rid: int) -> str:
-    return f"S-1-5-21-1111111111-2222222222-3333333333-{rid}"
-
-
-def fsp(n: int, member_sid: str) -> SourceObject:
-    """A foreign security principal as AD makes it when a group gets a member from another forest."""
-    return SourceObject(
-        anchor=guid(n),
-        dn=f"CN={member_sid},CN=ForeignSecurityPrincipals,{FABRIKAM}",
-        object_type="foreignSecurityPrincipal",
-        attrs={"objectGUID": [guid(n)], "objectSid": [member_sid], "cn": [member_sid]},
-    )
-
 
 CORP = [
     ad_user(1, "owner1", objectSid=sid(1101)),

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from airflow_provider_aadsync.engine.store import Store, cs_object
 from airflow_provider_aadsync.engine.sync import run_sync
+from tests.support.forests import fsp, sid
 from tests.support.world import (
     ad_group,
     ad_user,
@@ -19,7 +20,6 @@ from tests.support.world import (
     mv_members,
     reference_exports,
 )
-from tests.unit.engine.sync.test_forests import fsp, sid
 
 
 def pending_imports(store: Store) -> set[tuple[str, str]]:
