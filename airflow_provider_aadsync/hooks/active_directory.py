@@ -30,6 +30,7 @@ from airflow_provider_aadsync.hooks.active_directory_pages import (
     DIRSYNC_OID,
     dirsync_attributes,
     dirsync_request_control,
+    entry_attributes,
     full_read_client,
     ldap3_pages,
     python_ldap_dirsync_pages,
@@ -296,7 +297,9 @@ class ActiveDirectoryHook(BaseHook):
         conn = self.get_conn()
         search_base = wire_dn(base) if base else self.search_base
         window = f"range=0-{RANGE_WINDOW - 1}"
-        requested = [f"{name};{window}" if name.lower() in _RANGED_ATTRIBUTES else name for name in attributes]
+        requested = [
+            f"{name};{window}" if name.lower() in _RANGED_ATTRIBUTES else name for name in entry_attributes(attributes)
+        ]
         client = full_read_client(self.settings)
         log.info("full read of %s through %s", search_base, client)
         if client == "python-ldap":
@@ -518,7 +521,10 @@ class ActiveDirectoryHook(BaseHook):
         them) left out. A DirSync delta reports an object moved into the scope with its moved attributes only."""
         conn = self.get_conn()
         window, every = f";range=0-{RANGE_WINDOW - 1}", search.get("ranged", False)
-        ranged = [name + window if every or name.lower() in _RANGED_ATTRIBUTES else name for name in attributes]
+        ranged = [
+            name + window if every or name.lower() in _RANGED_ATTRIBUTES else name
+            for name in entry_attributes(attributes)
+        ]
         control, found = extended_dn_control(criticality=False, hex_format=False), []
         for start in range(0, len(guids), GUID_READ_CHUNK):
             wanted = "".join(guid_filter(guid) for guid in guids[start : start + GUID_READ_CHUNK])

@@ -92,10 +92,17 @@ def python_ldap_available() -> bool:
     return python_ldap is not None
 
 
+def entry_attributes(attributes: Sequence[str]) -> list[str]:
+    """What a full read asks for: the import's attributes and what every entry needs (its anchor and its class). A
+    connector's own attribute list without objectClass made a full import fail on the object type, and the whole
+    read of an object moved into the scope skip it as untyped."""
+    return list(dict.fromkeys([*attributes, "objectGUID", "objectClass"]))
+
+
 def dirsync_attributes(attributes: Sequence[str]) -> list[str]:
-    """What a DirSync search asks for, through either client: the import's attributes and what every entry needs (its
-    anchor, its class, whether it is a tombstone)."""
-    return list(dict.fromkeys([*attributes, "objectGUID", "objectClass", "isDeleted"]))
+    """What a DirSync search asks for, through either client: what a full read asks for and whether the entry is a
+    tombstone."""
+    return list(dict.fromkeys([*entry_attributes(attributes), "isDeleted"]))
 
 
 def full_read_client(settings: ADConnectionSettings) -> str:

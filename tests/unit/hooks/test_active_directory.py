@@ -157,7 +157,7 @@ class TestRangedMembers:
         monkeypatch.setattr(hook, "get_conn", lambda: conn)
         found = hook.read_entries(["0000000f-0000-0000-0000-000000000000"], ["cn", "member"], "DC=x")
         assert found == [(group, {"cn": [b"g"], "member": [b"a", b"b", b"c", b"d", b"e"]})]
-        assert conn.asked == ["cn", f"member;range=0-{hook_module.RANGE_WINDOW - 1}"]
+        assert conn.asked == ["cn", f"member;range=0-{hook_module.RANGE_WINDOW - 1}", "objectGUID", "objectClass"]
 
 
 class TestFullReadClient:
@@ -197,6 +197,25 @@ class TestFullReadClient:
             [("<GUID=0f>;CN=g,DC=x", {"cn": [b"g"], "member": [b"a", b"b", b"c"]})]
         ]
         assert used == [client]
+
+    @pytest.mark.parametrize("client", ["python-ldap", "ldap3"])
+    def test_a_full_read_asks_for_the_anchor_and_the_class_whatever_the_attribute_list(self, monkeypatch, client):
+        """A connection's own attribute list without objectClass made a full import fail on the object type (and the
+        read of an object moved into the scope skip it as untyped): every read asks for what each entry needs."""
+        requested: list[list[str]] = []
+
+        def read(_settings_or_conn, _base, _filter, attributes, *rest):
+            requested.append(list(attributes))
+            yield []
+
+        monkeypatch.setattr(hook_module, "python_ldap_pages", read)
+        monkeypatch.setattr(hook_module, "ldap3_pages", read)
+        hook = ActiveDirectoryHook(settings=plain_settings(full_read_client=client))
+        monkeypatch.setattr(hook, "get_conn", lambda: None)
+        list(hook.full_import_pages(["displayName", "member"], base="DC=x"))
+        (asked,) = requested
+        assert {"objectGUID", "objectClass", "displayName"} <= set(asked) and "member;range=0-1499" in asked
+        assert pages.entry_attributes(["displayName", "objectClass"]) == ["displayName", "objectClass", "objectGUID"]
 
     def test_python_ldap_failures_become_hook_errors_without_the_password(self):
         settings = plain_settings().model_copy(update={"tls": "ldaps"})
