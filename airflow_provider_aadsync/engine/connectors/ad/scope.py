@@ -72,9 +72,23 @@ class ADScope:
     pilot_members: frozenset[str] | None = field(default=None, compare=False)
 
     def filters(self, naming_context: str, base_dn: str | None) -> list[PartitionFilter]:
-        """One filter per partition; the default partition is the naming context scoped to ``base_dn``."""
+        """One filter per partition; the default partition is the naming context scoped to ``base_dn``.
+
+        :raise ValueError: a configured partition is the naming context while the connection's ``base_dn`` lies
+            below it: the full read of that partition searches under ``base_dn`` and DirSync the whole naming context,
+            so a delta would add what the next full import deletes (an include OU outside ``base_dn``).
+        """
         if not self.partitions:
             return [PartitionFilter(naming_context, None, base_dn or naming_context)]
+        if base_dn and not same_dn(base_dn, naming_context):
+            for partition in self.partitions:
+                if same_dn(partition.dn, naming_context):
+                    raise ValueError(
+                        f"the partition {partition.dn!r} is the naming context, but the connection's base_dn "
+                        f"{base_dn!r} lies below it: its full imports would read only under the base DN and its delta "
+                        "imports the whole partition. Set the connection's base_dn to the naming context and limit "
+                        "the partition with include_ous"
+                    )
         return [
             PartitionFilter(
                 partition.dn,

@@ -194,6 +194,14 @@ def test_each_partition_has_its_own_cookie_and_is_read_from_its_own_base(directo
     assert store.get_watermark("ad_two", NC).cookie == b"cookie-0+1"
 
 
+def test_a_partition_of_the_naming_context_under_a_narrower_base_dn_is_refused(directory, store):
+    """The full read of such a partition searched under the connection's base_dn and DirSync the whole naming
+    context: a delta added an object of an included OU outside base_dn, and the next full import deleted it."""
+    with pytest.raises(ValueError, match="base_dn .* lies below it"):
+        scoped(directory, store, "full", scope_dn=STAFF)
+    scoped(directory, store, "full", scope_dn=NC)  # the naming context itself: read whole, limited by include_ous
+
+
 def test_the_pilot_group_must_lie_in_a_partition():
     with pytest.raises(ValueError, match="outside every partition"):
         parse_connectors_config(
