@@ -33,6 +33,9 @@ class ReferenceRows:
         self.connector = connector
         #: The writer's counters: reference_adds and reference_removes are counted here.
         self.counters = counters
+        #: Objects that left the import's scope (moved out of it, not deleted in the source), set by the connector:
+        #: their delete keeps the references other objects hold to them (:func:`dropped_targets`).
+        self.kept_targets: set[str] = set()
 
     def stored_targets(self, anchor: str, attribute: str, among: Sequence[str] | None = None) -> set[str]:
         base = sa.select(cs_reference.c.target_anchor).where(
@@ -118,3 +121,15 @@ class ReferenceRows:
         if not removes.empty:
             self.delete_rows(list(removes[["anchor", "attribute", "target_anchor"]].itertuples(index=False, name=None)))
         self.counters["reference_removes"] += len(removes)
+
+
+def dropped_targets(references: ReferenceRows, anchors: Sequence[str]) -> list[str]:
+    """The deleted ``anchors`` whose incoming references go with them: those deleted in the source (a group's
+    ``member`` of a deleted object is gone from AD, and DirSync does not report that removal on the group).
+
+    One that moved out of the scope (``kept_targets``) keeps them, as AD does: the groups still name it, a full
+    import reads those values (a reference to an object outside the scope stays, unresolved), and when it moves back
+    the delta reports it alone, not its groups. Sync resolves references through live links only, so the metaverse
+    group lacks the member while it is out of the scope and has it again once it is back.
+    """
+    return [anchor for anchor in anchors if anchor not in references.kept_targets]

@@ -28,7 +28,7 @@ from airflow_provider_aadsync.engine.runs.cs_page import (  # noqa: F401 - the w
     reference_pairs,
     serialize_attrs,
 )
-from airflow_provider_aadsync.engine.runs.cs_references import IN_CHUNK, ReferenceRows
+from airflow_provider_aadsync.engine.runs.cs_references import IN_CHUNK, ReferenceRows, dropped_targets
 from airflow_provider_aadsync.engine.runs.cs_subtree import ContainerMove
 from airflow_provider_aadsync.engine.runs.source import (
     SourceObject,
@@ -485,7 +485,8 @@ class ConnectorSpaceWriter:
         An add linked to a metaverse object (an object sync provisioned, which an import then read) is not one the
         sync never saw: it stays as a pending delete too, or its link would outlive it and the delete never reach
         the metaverse. References to the deleted objects are dropped here, because AD's DirSync does not report the
-        member removal of a deleted member on the group. Returns the anchors of the objects whose rows that changed.
+        member removal of a deleted member on the group; not those to one that left the scope (cs_references
+        ``dropped_targets``). Returns the anchors of the objects whose rows that changed.
         """
         now = utcnow()
         adds = [anchor for anchor, state in zip(anchors, pending, strict=True) if state == PENDING_ADD]
@@ -517,7 +518,7 @@ class ConnectorSpaceWriter:
                 )
             )
         self.counters["deletes"] += len(anchors)
-        return self._drop_references_to(anchors, now)
+        return self._drop_references_to(dropped_targets(self.references, anchors), now)
 
     def delete(self, anchors: Sequence[str], pending: Sequence[str | None]) -> None:
         """Delete live objects of the connector space as a delta's deletes are (``pending``: each one's

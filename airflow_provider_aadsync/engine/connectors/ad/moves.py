@@ -60,17 +60,23 @@ def follow_container_moves(
     moves, writer.moves = writer.moves, []
     for move in sorted(moves, key=_depth, reverse=True):
         if move.deleted:
-            _delete(writer, subtree_rows(writer, move.old_dn))
+            # An OU moved out of the scope takes its objects out with it: AD still holds them, and the groups that
+            # name them keep those references; an OU deleted in AD (a tombstone) has its objects deleted too.
+            _delete(writer, subtree_rows(writer, move.old_dn), left_scope=move.anchor in writer.references.kept_targets)
             continue
         renamed = rename_subtree(writer, move.old_dn, move.new_dn)
         log.info("%s renamed or moved to %s: %d object(s) under it follow", move.old_dn, move.new_dn, renamed)
         if renamed and (partition.includes or partition.excludes):
-            _delete(writer, [row for row in subtree_rows(writer, move.new_dn) if not _in_scope(partition, row)])
+            out = [row for row in subtree_rows(writer, move.new_dn) if not _in_scope(partition, row)]
+            _delete(writer, out, left_scope=True)
         if read_subtree is not None and _excluded_below(partition, move.old_dn):
             read_subtree(move.new_dn)
 
 
-def _delete(writer: ConnectorSpaceWriter, rows: list[SubtreeRow]) -> None:
+def _delete(writer: ConnectorSpaceWriter, rows: list[SubtreeRow], *, left_scope: bool) -> None:
+    """Delete ``rows``; ``left_scope``: they left the scope (not deleted in AD), the references to them are kept."""
+    if left_scope:
+        writer.references.kept_targets.update(row.anchor for row in rows)
     if rows:
         writer.delete([row.anchor for row in rows], [row.pending_import for row in rows])
 

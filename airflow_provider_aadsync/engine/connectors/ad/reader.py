@@ -141,6 +141,8 @@ class ADImportSteps:
         self.connector = ""
         #: The DNs of OUs a delta page brought into the scope: their subtrees are read after the page (moves.py).
         self._arrived: list[str] = []
+        #: Objects a delta found moved out of the scope (not AD tombstones): their deletes keep the references to them.
+        self.left_scope: set[str] = set()
 
     @cached_property
     def watermark_lifetime(self) -> dt.timedelta:
@@ -221,6 +223,7 @@ class ADImportSteps:
         cookies = {}
         self.provisioned = self._provisioned(writer)
         writer.container_types = CONTAINER_TYPES  # an OU's rename, move or delete carries down to its objects
+        self.left_scope = writer.references.kept_targets  # shared: moves.py adds the objects under an OU moved out
         for partition in self.filters:
             cookie = saved[partition.key]
             failed_before = len(errors)
@@ -407,7 +410,10 @@ class ADImportSteps:
             if not in_scope:
                 if not partial:
                     continue
-                obj.deleted = True
+                obj.deleted = True  # for the connector space only: the references to it stay (cs_references.py)
+                self.left_scope.add(obj.anchor)
+            elif obj.deleted:  # an AD tombstone: its references go with it
+                self.left_scope.discard(obj.anchor)
             elif not partial and obj.anchor in self.held_elsewhere:
                 errors.add(_held_elsewhere_error(obj, self.connector, self.held_elsewhere[obj.anchor]))
                 continue
