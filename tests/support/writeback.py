@@ -14,6 +14,11 @@ from airflow_provider_aadsync.hooks.active_directory_values import value_guid
 WRITEBACK_ON = {"writeback_enabled": True, "writeback_ou": DEV_WRITEBACK_OU}
 
 
+#: The writeback OU and the cloud group of the unit tests that write a group back to a fake DC.
+WRITEBACK_OU = "OU=Writeback,DC=corp,DC=example"
+CLOUD_GROUP_ID = "5a1e5000-0000-4000-8000-00000000c0de"
+
+
 def m365_group(graph, name: str, members: list[str]) -> str:
     body = {
         "displayName": name,

@@ -25,20 +25,15 @@ from tests.support.fakes import FakeGraphWriter, FakeLdapWriter, SimulatedKill
 from tests.support.plans import cs_attrs, cs_references, cs_row, open_plan, plan_references, plan_row
 from tests.support.stores import fresh_store
 from tests.support.world import ad_group, ad_user, entra_group, guid, import_delta, import_full, links
-from tests.support.writeback import sync_a_written_back_group
+from tests.support.writeback import CLOUD_GROUP_ID, WRITEBACK_OU, sync_a_written_back_group
 
-OU = "OU=Writeback,DC=corp,DC=example"
-CLOUD_ID = "5a1e5000-0000-4000-8000-00000000c0de"
+OU, CLOUD_ID = WRITEBACK_OU, CLOUD_GROUP_ID
 
 
 @pytest.fixture
 def store(tmp_path):
     with fresh_store(tmp_path) as opened:
         yield opened
-
-
-class Killed(BaseException):
-    """The worker dies: not an Exception, so nothing in the exporter records it."""
 
 
 class KilledAfterAdd(FakeLdapWriter):
@@ -49,7 +44,7 @@ class KilledAfterAdd(FakeLdapWriter):
     def add_object(self, dn: str, object_class: str, attributes: dict[str, list[Any]]) -> str:
         created = super().add_object(dn, object_class, attributes)
         if self.kill:
-            raise Killed
+            raise SimulatedKill
         return created
 
 
@@ -75,7 +70,7 @@ def test_a_written_back_group_imported_before_its_killed_add_was_recorded_is_ado
     rules = load_sync_rules(writeback_enabled=True, writeback_ou=OU, consistency_guid_writeback=False)
     sync_a_written_back_group(store, ou=OU, cloud_id=CLOUD_ID)
     ldap = KilledAfterAdd()
-    with pytest.raises(Killed):
+    with pytest.raises(SimulatedKill):
         run_ad_export(store, ldap, settings=ADExportSettings(), lock_holder="killed")
     (created,) = ldap.entries
     assert [row["state"] for row in open_plan(store, "ad")[0].values()] == ["sent"]

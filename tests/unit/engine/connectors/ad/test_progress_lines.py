@@ -12,10 +12,9 @@ from airflow_provider_aadsync.engine.connectors.ad.reader import import_active_d
 from airflow_provider_aadsync.engine.connectors.ad.writer import ADExportSettings, run_ad_export
 from tests.support.fakes import ATTRS, NC, FakeDirectory, FakeLdapWriter, guid
 from tests.support.stores import fresh_store
-from tests.support.writeback import sync_a_written_back_group
+from tests.support.writeback import CLOUD_GROUP_ID, WRITEBACK_OU, sync_a_written_back_group
 
-OU = "OU=Writeback,DC=corp,DC=example"
-CLOUD_ID = "5a1e5000-0000-4000-8000-00000000c0de"
+OU, CLOUD_ID = WRITEBACK_OU, CLOUD_GROUP_ID
 
 
 @pytest.fixture

@@ -13,24 +13,19 @@ from airflow_provider_aadsync.engine.connectors.ad.writer import MARK_ATTRIBUTE,
 from airflow_provider_aadsync.engine.store import Store
 from airflow_provider_aadsync.engine.sync import PROVISIONAL_PREFIX, run_sync
 from airflow_provider_aadsync.engine.sync.settings import load_sync_rules
-from tests.support.fakes import FakeLdapWriter
+from tests.support.fakes import FakeLdapWriter, SimulatedKill
 from tests.support.plans import open_plan
 from tests.support.stores import fresh_store
 from tests.support.world import cs_count, deleted, exports, import_delta, links
-from tests.support.writeback import sync_a_written_back_group
+from tests.support.writeback import CLOUD_GROUP_ID, WRITEBACK_OU, sync_a_written_back_group
 
-OU = "OU=Writeback,DC=corp,DC=example"
-CLOUD_ID = "5a1e5000-0000-4000-8000-00000000c0de"
+OU, CLOUD_ID = WRITEBACK_OU, CLOUD_GROUP_ID
 
 
 @pytest.fixture
 def store(tmp_path):
     with fresh_store(tmp_path) as opened:
         yield opened
-
-
-class Killed(BaseException):
-    """The worker dies: not an Exception, so nothing in the exporter records it."""
 
 
 class KilledDuringAdd(FakeLdapWriter):
@@ -45,7 +40,7 @@ class KilledDuringAdd(FakeLdapWriter):
         if self.kill:
             if self.carried_out:
                 super().add_object(dn, object_class, attributes)
-            raise Killed
+            raise SimulatedKill
         return super().add_object(dn, object_class, attributes)
 
 
@@ -58,7 +53,7 @@ def withdrawn_after_a_killed_add(store: Store, *, carried_out: bool) -> KilledDu
     rules = load_sync_rules(writeback_enabled=True, writeback_ou=OU, consistency_guid_writeback=False)
     sync_a_written_back_group(store, ou=OU, cloud_id=CLOUD_ID)
     ldap = KilledDuringAdd(carried_out=carried_out)
-    with pytest.raises(Killed):
+    with pytest.raises(SimulatedKill):
         export(store, ldap)
     assert len(ldap.entries) == carried_out
     import_delta(store, "entra", [deleted(CLOUD_ID)])
